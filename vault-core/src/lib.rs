@@ -1,0 +1,63 @@
+//! The core of vault, a local-first personal data vault: the document model, its schemas,
+//! identities, encryption at rest and storage. No I/O runtime: everything here is synchronous
+//! and testable without sockets.
+//!
+//! A vault is a directory holding one SQLite file. Every user value lives in one Automerge
+//! document (`profile`, `purchases`, `preferences`), stored only as XChaCha20-Poly1305
+//! ciphertext under a random data key, itself wrapped by a key derived from the passphrase with
+//! Argon2id.
+//!
+//! ```
+//! use vault_core::{KdfParams, Passphrase, Price, PurchaseRecord, Vault};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let dir = tempfile::tempdir()?;
+//! let passphrase = Passphrase::new("correct horse battery staple");
+//! let mut vault = Vault::at(dir.path())
+//!     .kdf(KdfParams::INSECURE_FOR_TESTS) // use the default outside tests
+//!     .create(&passphrase)?;
+//! vault.set_profile("email", "ada@example.org")?;
+//! let id = vault.add_purchase(&PurchaseRecord {
+//!     item: "Tea".into(),
+//!     seller: "Acme".into(),
+//!     price: Price::parse("4.50", "EUR")?,
+//!     date: "2026-11-01".into(),
+//!     category: None,
+//!     tags: vec!["food".into()],
+//!     rating: Some(5),
+//!     review: None,
+//! })?;
+//! // A value that does not fit the schema is refused and nothing is written.
+//! assert!(vault.set_profile("email", "not an address").is_err());
+//! drop(vault);
+//!
+//! let vault = Vault::at(dir.path()).unlock(&passphrase)?;
+//! assert_eq!(vault.purchase(&id).unwrap().record.item, "Tea");
+//! # Ok(())
+//! # }
+//! ```
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod doc;
+mod identity;
+mod money;
+mod primitives;
+mod schema;
+mod store;
+mod vault;
+
+pub use doc::DocError;
+pub use identity::{
+    CertificateError, DeviceCertificate, DeviceId, DeviceKey, Identity, IdentityId, KeyParseError, Ticket,
+    TicketError,
+};
+pub use money::{Price, PriceError, minor_digits};
+pub use primitives::{DecryptError, KdfParams, Passphrase};
+pub use schema::{DOCUMENT_SCHEMA, SchemaError};
+pub use store::{DB_FILE, StoreError};
+pub use vault::{
+    CreateError, EXPORT_FORMAT, EditError, ImportError, ImportMode, OpenError, Purchase, PurchaseRecord,
+    StorageStats, Vault, VaultOptions, VerifyReport,
+};

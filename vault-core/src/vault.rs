@@ -1,0 +1,953 @@
+//! [`Vault`]: an unlocked vault, its document, its keys, and durable edits.
+//!
+//! Each edit is one Automerge commit, persisted as one sealed chunk inside one SQLite
+//! transaction (`BEGIN IMMEDIATE` ... `COMMIT` with synchronous=FULL): when an edit method
+//! returns `Ok`, the change is on disk. Before editing, the vault catches up with chunks other
+//! processes wrote since it last looked, so two commands on one vault never lose each other's
+//! changes. When chunks pile up (more than half the snapshot's size, at least 64 KiB) they are
+//! folded into a new sealed snapshot.
+
+use std::path::{Path, PathBuf};
+
+use automerge::ChangeHash;
+use rusqlite::{OptionalExtension, params};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::doc::{DocError, PREFERENCES, PROFILE, VaultDoc};
+use crate::identity::{DeviceCertificate, DeviceKey, Identity, IdentityId, Ticket};
+use crate::money::Price;
+use crate::primitives::{KdfParams, Passphrase, random_array};
+use crate::schema::SchemaError;
+use crate::store::{DB_FILE, Store, StoreError, UnlockFailure, sqlite_damage};
+
+const SNAPSHOT_TABLE: &str = "doc_snapshot";
+const CHANGES_TABLE: &str = "doc_changes";
+const SECRETS_TABLE: &str = "secrets";
+/// Chunks are folded into the snapshot when they exceed this many bytes...
+const COMPACT_MIN_BYTES: u64 = 64 * 1024;
+/// ...and also exceed this fraction (1/N) of the snapshot's size.
+const COMPACT_SNAPSHOT_DIVISOR: u64 = 2;
+/// First bytes of every Automerge file (document or change chunk).
+const AUTOMERGE_MAGIC: [u8; 4] = [0x85, 0x6f, 0x4a, 0x83];
+/// Marker of a JSON export.
+pub const EXPORT_FORMAT: &str = "vault-export/v1";
+
+/// A vault could not be created.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CreateError {
+    /// There is already a vault in the directory; it was left untouched.
+    #[error("a vault already exists at {}", .0.display())]
+    AlreadyExists(PathBuf),
+    /// An empty passphrase would leave the vault unprotected.
+    #[error("the passphrase must not be empty")]
+    EmptyPassphrase,
+    /// The directory or file could not be created.
+    #[error("cannot create the vault")]
+    Store(#[from] StoreError),
+}
+
+/// A vault could not be opened.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenError {
+    /// The directory does not exist or holds no vault file.
+    #[error("no vault at {}", .0.display())]
+    NoVault(PathBuf),
+    /// The file is not a vault (another SQLite file, or not SQLite at all).
+    #[error("{} is not a vault file", .0.display())]
+    NotAVault(PathBuf),
+    /// Written by a newer version of vault.
+    #[error("the vault file has format \"{0}\", which this version does not read")]
+    UnknownFormat(String),
+    /// The passphrase does not unlock the data key (or the key record is damaged: the two are
+    /// indistinguishable by design).
+    #[error("wrong passphrase")]
+    WrongPassphrase,
+    /// Part of the vault is damaged; nothing was modified.
+    #[error("the vault is damaged: {0}")]
+    Damaged(String),
+    /// The storage layer failed.
+    #[error("cannot read the vault")]
+    Store(#[source] StoreError),
+}
+
+impl From<StoreError> for OpenError {
+    fn from(e: StoreError) -> Self {
+        if e.is_damage() {
+            match e {
+                StoreError::Damaged(what) => OpenError::Damaged(what),
+                other => OpenError::Damaged(format!("the database file ({other})")),
+            }
+        } else {
+            OpenError::Store(e)
+        }
+    }
+}
+
+/// An edit was refused or could not be saved. When this is returned, nothing was written.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EditError {
+    /// The value does not fit the document schema.
+    #[error(transparent)]
+    Schema(#[from] SchemaError),
+    /// A field path is malformed (empty segment).
+    #[error("invalid field name \"{0}\"")]
+    BadField(String),
+    /// The storage layer failed.
+    #[error("cannot save the change")]
+    Store(#[from] StoreError),
+    /// The stored document is damaged.
+    #[error("the vault document is damaged")]
+    Doc(#[from] DocError),
+}
+
+/// A file could not be imported. When this is returned, nothing was written.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ImportError {
+    /// Neither a JSON export nor an Automerge document.
+    #[error("not a vault export: expected a JSON export or an Automerge document")]
+    UnknownFormat,
+    /// JSON that does not parse.
+    #[error("the JSON export is malformed (line {line}, column {column})")]
+    MalformedJson {
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+    },
+    /// JSON, but not a vault export.
+    #[error("the JSON file is not a vault export (no \"format\": \"{EXPORT_FORMAT}\")")]
+    NotAnExport,
+    /// An Automerge document that does not load or is not shaped like a vault.
+    #[error("the Automerge document cannot be imported: {0}")]
+    Automerge(#[source] DocError),
+    /// The data does not fit the document schema.
+    #[error("the export does not fit the vault schema: {0}")]
+    Schema(#[source] SchemaError),
+    /// Saving failed.
+    #[error(transparent)]
+    Edit(#[from] EditError),
+}
+
+/// How an import was applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ImportMode {
+    /// A CRDT merge: both histories were kept.
+    Merged,
+    /// The values were written as new changes (a JSON export, or an Automerge document that
+    /// does not descend from a vault).
+    Values,
+}
+
+/// One purchase as stored.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PurchaseRecord {
+    /// What was bought.
+    pub item: String,
+    /// Who sold it.
+    pub seller: String,
+    /// What it cost.
+    pub price: Price,
+    /// When (YYYY-MM-DD).
+    pub date: String,
+    /// A free category.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
+    /// Tags (lowercase).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    /// 1 to 5.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rating: Option<i64>,
+    /// A review.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub review: Option<String>,
+}
+
+/// A purchase with its id.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Purchase {
+    /// The purchase id.
+    pub id: String,
+    /// The record.
+    #[serde(flatten)]
+    pub record: PurchaseRecord,
+}
+
+/// What `verify` found.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct VerifyReport {
+    /// Sealed blobs checked.
+    pub blobs_checked: usize,
+    /// Problems, each naming what is damaged. Empty for a healthy vault.
+    pub problems: Vec<String>,
+}
+
+impl VerifyReport {
+    /// True when nothing is damaged.
+    pub fn is_ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// Sizes of the vault file, for benchmarks and `verify`.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct StorageStats {
+    /// Bytes of the database file.
+    pub db_bytes: u64,
+    /// Bytes of the write-ahead log.
+    pub wal_bytes: u64,
+    /// Bytes of the sealed snapshot.
+    pub snapshot_bytes: u64,
+    /// Number of change chunks since the snapshot.
+    pub chunk_count: u64,
+    /// Bytes of those chunks.
+    pub chunk_bytes: u64,
+}
+
+/// Where a vault lives, and how to create or open it.
+#[derive(Debug, Clone)]
+pub struct VaultOptions {
+    dir: PathBuf,
+    kdf: KdfParams,
+}
+
+impl VaultOptions {
+    /// Argon2id parameters for a new vault (ignored when opening: the vault's own are used).
+    pub fn kdf(mut self, params: KdfParams) -> Self {
+        self.kdf = params;
+        self
+    }
+
+    /// The database file's path.
+    pub fn db_path(&self) -> PathBuf {
+        self.dir.join(DB_FILE)
+    }
+
+    /// True when the directory holds a vault file.
+    pub fn exists(&self) -> bool {
+        self.db_path().exists()
+    }
+
+    /// Creates a new vault; refuses, touching nothing, when one exists.
+    pub fn create(self, passphrase: &Passphrase) -> Result<Vault, CreateError> {
+        if passphrase.is_empty() {
+            return Err(CreateError::EmptyPassphrase);
+        }
+        let path = self.db_path();
+        if path.exists() {
+            return Err(CreateError::AlreadyExists(self.dir));
+        }
+        std::fs::create_dir_all(&self.dir).map_err(StoreError::Io)?;
+        // Build in a temporary file and move it into place, so a crash never leaves a
+        // half-made vault where `open` would find it.
+        let tmp = self.dir.join(format!(".{DB_FILE}.{}.tmp", data_encoding::HEXLOWER.encode(&random_array::<6>())));
+        let result = (|| {
+            let store = Store::create(&tmp, passphrase, self.kdf)?;
+            let identity = Identity::generate();
+            let device = DeviceKey::generate();
+            let mut doc = VaultDoc::new();
+            let tx = store.conn.unchecked_transaction().map_err(StoreError::from)?;
+            for (name, seed) in [("identity", identity.secret_bytes()), ("device", device.secret_bytes())] {
+                let blob = store.seal_row(SECRETS_TABLE, name.as_bytes(), &seed[..]);
+                tx.execute("INSERT INTO secrets (name, blob) VALUES (?1, ?2)", params![name, blob])
+                    .map_err(StoreError::from)?;
+            }
+            write_snapshot(&store, &tx, 1, 0, &doc.automerge().save())?;
+            tx.commit().map_err(StoreError::from)?;
+            // Leave a single self-contained file behind.
+            store.conn.pragma_update(None, "wal_checkpoint", "TRUNCATE").map_err(StoreError::from)?;
+            Ok::<_, StoreError>(())
+        })();
+        if let Err(e) = result {
+            remove_db_files(&tmp);
+            return Err(e.into());
+        }
+        // Move the WAL-free file into place without overwriting anything that appeared.
+        if let Err(e) = std::fs::hard_link(&tmp, &path) {
+            remove_db_files(&tmp);
+            return Err(if path.exists() { CreateError::AlreadyExists(self.dir) } else { StoreError::Io(e).into() });
+        }
+        remove_db_files(&tmp);
+        sync_dir(&self.dir);
+        Ok(self.unlock(passphrase).map_err(|e| match e {
+            OpenError::Store(s) => CreateError::Store(s),
+            other => CreateError::Store(StoreError::Damaged(other.to_string())),
+        })?)
+    }
+
+    /// Opens and unlocks an existing vault. Nothing is modified when this fails.
+    pub fn unlock(self, passphrase: &Passphrase) -> Result<Vault, OpenError> {
+        let store = self.open_store(passphrase)?;
+        Vault::load(store, self.dir)
+    }
+
+    fn open_store(&self, passphrase: &Passphrase) -> Result<Store, OpenError> {
+        let path = self.db_path();
+        if !path.is_file() {
+            return Err(OpenError::NoVault(self.dir.clone()));
+        }
+        Store::open(&path, passphrase).map_err(|e| match e {
+            UnlockFailure::NotAVault => OpenError::NotAVault(path.clone()),
+            UnlockFailure::UnknownFormat(f) => OpenError::UnknownFormat(f),
+            UnlockFailure::WrongPassphrase => OpenError::WrongPassphrase,
+            UnlockFailure::Store(StoreError::Sqlite(e)) if sqlite_damage(&e) => {
+                OpenError::Damaged(format!("the database file ({e})"))
+            }
+            UnlockFailure::Store(s) => s.into(),
+        })
+    }
+
+    /// Checks the whole vault: the SQLite structure, every sealed blob, the document's history
+    /// and its shape. Fails only when the vault cannot be unlocked at all; damage is reported in
+    /// the [`VerifyReport`].
+    pub fn verify(self, passphrase: &Passphrase) -> Result<VerifyReport, OpenError> {
+        let store = self.open_store(passphrase)?;
+        let mut report = VerifyReport::default();
+        let integrity: Result<Vec<String>, _> = store
+            .conn
+            .prepare("PRAGMA integrity_check")
+            .and_then(|mut s| s.query_map([], |r| r.get::<_, String>(0))?.collect());
+        match integrity {
+            Ok(rows) if rows == ["ok"] => {}
+            Ok(rows) => report.problems.extend(rows.into_iter().take(10).map(|r| format!("database structure: {r}"))),
+            Err(e) => report.problems.push(format!("database structure: {e}")),
+        }
+        for name in ["identity", "device"] {
+            report.blobs_checked += 1;
+            if let Err(e) = read_secret(&store, name) {
+                report.problems.push(e.to_string());
+            }
+        }
+        let mut snapshot = None;
+        report.blobs_checked += 1;
+        match read_snapshot(&store) {
+            Ok(s) => snapshot = Some(s),
+            Err(e) => report.problems.push(e.to_string()),
+        }
+        let chunks: Result<Vec<(i64, Vec<u8>)>, _> = store
+            .conn
+            .prepare("SELECT seq, blob FROM doc_changes ORDER BY seq")
+            .and_then(|mut s| s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect());
+        let mut all_bytes = snapshot.as_ref().map(|s| s.bytes.clone()).unwrap_or_default();
+        let mut expected = snapshot.as_ref().map(|s| s.through_seq + 1);
+        match chunks {
+            Err(e) => report.problems.push(format!("document changes: {e}")),
+            Ok(chunks) => {
+                for (seq, blob) in chunks {
+                    report.blobs_checked += 1;
+                    if let Some(exp) = expected
+                        && seq != exp
+                    {
+                        report.problems.push(format!("document changes: chunks {exp} to {} are missing", seq - 1));
+                    }
+                    expected = Some(seq + 1);
+                    match store.open_row_named(CHANGES_TABLE, seq.to_string().as_bytes(), seq, &blob) {
+                        Ok(bytes) => all_bytes.extend_from_slice(&bytes),
+                        Err(e) => report.problems.push(e.to_string()),
+                    }
+                }
+            }
+        }
+        if report.problems.is_empty() {
+            match VaultDoc::load(&all_bytes).and_then(|doc| doc.check_shape().map(|_| doc)) {
+                Ok(_) => {}
+                Err(e) => report.problems.push(format!("document: {e}")),
+            }
+        }
+        Ok(report)
+    }
+}
+
+fn remove_db_files(path: &Path) {
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        let _ = std::fs::remove_file(PathBuf::from(p));
+    }
+}
+
+fn sync_dir(dir: &Path) {
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+struct Snapshot {
+    generation: i64,
+    through_seq: i64,
+    bytes: Vec<u8>,
+    sealed_len: u64,
+}
+
+fn snapshot_row(generation: i64) -> Vec<u8> {
+    generation.to_be_bytes().to_vec()
+}
+
+fn write_snapshot(store: &Store, conn: &rusqlite::Connection, generation: i64, through_seq: i64, bytes: &[u8]) -> Result<u64, StoreError> {
+    let mut plaintext = Vec::with_capacity(8 + bytes.len());
+    plaintext.extend_from_slice(&through_seq.to_be_bytes());
+    plaintext.extend_from_slice(bytes);
+    let blob = store.seal_row(SNAPSHOT_TABLE, &snapshot_row(generation), &plaintext);
+    conn.execute(
+        "INSERT INTO doc_snapshot (id, generation, blob) VALUES (1, ?1, ?2)
+         ON CONFLICT (id) DO UPDATE SET generation = excluded.generation, blob = excluded.blob",
+        params![generation, blob],
+    )?;
+    Ok(blob.len() as u64)
+}
+
+fn read_snapshot(store: &Store) -> Result<Snapshot, StoreError> {
+    let (generation, blob): (i64, Vec<u8>) = store
+        .conn
+        .query_row("SELECT generation, blob FROM doc_snapshot WHERE id = 1", [], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?
+        .ok_or_else(|| StoreError::Damaged("doc_snapshot (missing)".into()))?;
+    let plaintext = store.open_row_named(SNAPSHOT_TABLE, &snapshot_row(generation), "1", &blob)?;
+    if plaintext.len() < 8 {
+        return Err(StoreError::Damaged("doc_snapshot row 1".into()));
+    }
+    let through_seq = i64::from_be_bytes(plaintext[..8].try_into().expect("8 bytes"));
+    Ok(Snapshot { generation, through_seq, bytes: plaintext[8..].to_vec(), sealed_len: blob.len() as u64 })
+}
+
+fn read_secret(store: &Store, name: &str) -> Result<zeroize::Zeroizing<[u8; 32]>, StoreError> {
+    let blob: Vec<u8> = store
+        .conn
+        .query_row("SELECT blob FROM secrets WHERE name = ?1", [name], |r| r.get(0))
+        .optional()?
+        .ok_or_else(|| StoreError::Damaged(format!("secrets row {name} (missing)")))?;
+    let bytes = zeroize::Zeroizing::new(store.open_row_named(SECRETS_TABLE, name.as_bytes(), name, &blob)?);
+    let seed: [u8; 32] = bytes[..]
+        .try_into()
+        .map_err(|_| StoreError::Damaged(format!("secrets row {name}")))?;
+    Ok(zeroize::Zeroizing::new(seed))
+}
+
+/// An unlocked vault.
+pub struct Vault {
+    dir: PathBuf,
+    store: Store,
+    doc: VaultDoc,
+    identity: Identity,
+    device: DeviceKey,
+    /// Generation of the snapshot this process has loaded.
+    snapshot_generation: i64,
+    /// Highest change chunk this process has seen.
+    last_seq: i64,
+    snapshot_bytes: u64,
+    chunk_count: u64,
+    chunk_bytes: u64,
+}
+
+impl std::fmt::Debug for Vault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Vault").field("dir", &self.dir).field("identity", &self.identity.public()).finish_non_exhaustive()
+    }
+}
+
+impl Vault {
+    /// The vault in directory `dir`.
+    pub fn at(dir: impl Into<PathBuf>) -> VaultOptions {
+        VaultOptions { dir: dir.into(), kdf: KdfParams::DEFAULT }
+    }
+
+    fn load(store: Store, dir: PathBuf) -> Result<Self, OpenError> {
+        let identity = Identity::from_secret_bytes(&*read_secret(&store, "identity")?);
+        let device = DeviceKey::from_secret_bytes(&*read_secret(&store, "device")?);
+        let snapshot = read_snapshot(&store)?;
+        let mut bytes = snapshot.bytes;
+        let mut last_seq = snapshot.through_seq;
+        let mut chunk_count = 0;
+        let mut chunk_bytes = 0;
+        {
+            let mut stmt = store
+                .conn
+                .prepare("SELECT seq, blob FROM doc_changes WHERE seq > ?1 ORDER BY seq")
+                .map_err(StoreError::from)?;
+            let mut rows = stmt.query([last_seq]).map_err(StoreError::from)?;
+            while let Some(row) = rows.next().map_err(StoreError::from)? {
+                let seq: i64 = row.get(0).map_err(StoreError::from)?;
+                let blob: Vec<u8> = row.get(1).map_err(StoreError::from)?;
+                if seq != last_seq + 1 {
+                    return Err(OpenError::Damaged(format!("document changes {} to {} are missing", last_seq + 1, seq - 1)));
+                }
+                bytes.extend_from_slice(&store.open_row_named(CHANGES_TABLE, seq.to_string().as_bytes(), seq, &blob)?);
+                chunk_count += 1;
+                chunk_bytes += blob.len() as u64;
+                last_seq = seq;
+            }
+        }
+        let doc = VaultDoc::load(&bytes).map_err(|e| OpenError::Damaged(format!("the document ({e})")))?;
+        Ok(Self {
+            dir,
+            store,
+            doc,
+            identity,
+            device,
+            snapshot_generation: snapshot.generation,
+            last_seq,
+            snapshot_bytes: snapshot.sealed_len,
+            chunk_count,
+            chunk_bytes,
+        })
+    }
+
+    /// The vault directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// This vault's identity (public key).
+    pub fn identity(&self) -> IdentityId {
+        self.identity.public()
+    }
+
+    /// The identity's signing key.
+    pub fn identity_key(&self) -> &Identity {
+        &self.identity
+    }
+
+    /// The device key that runs this vault's network endpoint.
+    pub fn device_key(&self) -> &DeviceKey {
+        &self.device
+    }
+
+    /// The identity's certificate for this device.
+    pub fn device_certificate(&self) -> DeviceCertificate {
+        self.identity.certify(self.device.public())
+    }
+
+    /// A ticket for this vault with the given direct addresses.
+    pub fn ticket(&self, addrs: Vec<std::net::SocketAddr>) -> Ticket {
+        Ticket::new(self.device_certificate(), addrs)
+    }
+
+    /// Applies changes written to the file by other processes since this one last looked.
+    /// Returns true when something new arrived.
+    pub fn refresh(&mut self) -> Result<bool, EditError> {
+        self.store.conn.execute_batch("BEGIN").map_err(StoreError::from)?;
+        let result = self.catch_up();
+        let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
+        let _ = self.store.conn.execute_batch(end);
+        result
+    }
+
+    fn catch_up(&mut self) -> Result<bool, EditError> {
+        let generation: i64 = self
+            .store
+            .conn
+            .query_row("SELECT generation FROM doc_snapshot WHERE id = 1", [], |r| r.get(0))
+            .map_err(StoreError::from)?;
+        let mut changed = false;
+        if generation != self.snapshot_generation {
+            let snapshot = read_snapshot(&self.store)?;
+            self.doc.load_incremental(&snapshot.bytes)?;
+            self.snapshot_generation = snapshot.generation;
+            self.snapshot_bytes = snapshot.sealed_len;
+            self.last_seq = self.last_seq.max(snapshot.through_seq);
+            self.chunk_count = 0;
+            self.chunk_bytes = 0;
+            changed = true;
+        }
+        let mut stmt = self
+            .store
+            .conn
+            .prepare_cached("SELECT seq, blob FROM doc_changes WHERE seq > ?1 ORDER BY seq")
+            .map_err(StoreError::from)?;
+        let rows: Vec<(i64, Vec<u8>)> = stmt
+            .query_map([self.last_seq], |r| Ok((r.get(0)?, r.get(1)?)))
+            .and_then(|rows| rows.collect())
+            .map_err(StoreError::from)?;
+        drop(stmt);
+        for (seq, blob) in rows {
+            let bytes = self.store.open_row_named(CHANGES_TABLE, seq.to_string().as_bytes(), seq, &blob)?;
+            self.doc.load_incremental(&bytes)?;
+            self.last_seq = seq;
+            self.chunk_count += 1;
+            self.chunk_bytes += blob.len() as u64;
+            changed = true;
+        }
+        Ok(changed)
+    }
+
+    /// Runs `edit` on the document and makes the result durable as one change. When `edit`
+    /// fails, or saving fails, nothing is written and the in-memory document is rolled back.
+    fn edit<T>(&mut self, edit: impl FnOnce(&mut VaultDoc) -> Result<T, EditError>) -> Result<T, EditError> {
+        let result = self.edit_locked(edit);
+        if result.is_err() && !self.store.conn.is_autocommit() {
+            let _ = self.store.conn.execute_batch("ROLLBACK");
+        }
+        result
+    }
+
+    fn edit_locked<T>(&mut self, edit: impl FnOnce(&mut VaultDoc) -> Result<T, EditError>) -> Result<T, EditError> {
+        self.store.conn.execute_batch("BEGIN IMMEDIATE").map_err(StoreError::from)?;
+        self.catch_up()?;
+        let before: Vec<ChangeHash> = self.doc.automerge().get_heads();
+        let value = match edit(&mut self.doc) {
+            Ok(v) => v,
+            Err(e) => {
+                self.doc.automerge().rollback();
+                return Err(e);
+            }
+        };
+        if self.doc.automerge().commit().is_some() {
+            let bytes = self.doc.automerge().save_after(&before);
+            let seq = self.last_seq + 1;
+            let blob = self.store.seal_row(CHANGES_TABLE, seq.to_string().as_bytes(), &bytes);
+            let written = self
+                .store
+                .conn
+                .execute("INSERT INTO doc_changes (seq, blob) VALUES (?1, ?2)", params![seq, blob])
+                .and_then(|_| self.store.conn.execute_batch("COMMIT"));
+            if let Err(e) = written {
+                // The change is not durable: drop it from memory too, by reloading.
+                let _ = self.store.conn.execute_batch("ROLLBACK");
+                self.reload()?;
+                return Err(StoreError::from(e).into());
+            }
+            self.last_seq = seq;
+            self.chunk_count += 1;
+            self.chunk_bytes += blob.len() as u64;
+            if self.chunk_bytes > COMPACT_MIN_BYTES.max(self.snapshot_bytes / COMPACT_SNAPSHOT_DIVISOR) {
+                // The edit is already durable; a failed compaction only leaves chunks behind.
+                if let Err(e) = self.compact() {
+                    tracing::warn!(error = %e, "compaction failed; will retry on a later write");
+                }
+            }
+        } else {
+            self.store.conn.execute_batch("COMMIT").map_err(StoreError::from)?;
+        }
+        Ok(value)
+    }
+
+    fn reload(&mut self) -> Result<(), EditError> {
+        let bytes = {
+            let snapshot = read_snapshot(&self.store)?;
+            let mut bytes = snapshot.bytes;
+            let mut stmt = self.store.conn.prepare("SELECT seq, blob FROM doc_changes WHERE seq > ?1 ORDER BY seq").map_err(StoreError::from)?;
+            let rows: Vec<(i64, Vec<u8>)> = stmt
+                .query_map([snapshot.through_seq], |r| Ok((r.get(0)?, r.get(1)?)))
+                .and_then(|rows| rows.collect())
+                .map_err(StoreError::from)?;
+            self.last_seq = snapshot.through_seq;
+            self.snapshot_generation = snapshot.generation;
+            for (seq, blob) in rows {
+                bytes.extend_from_slice(&self.store.open_row_named(CHANGES_TABLE, seq.to_string().as_bytes(), seq, &blob)?);
+                self.last_seq = seq;
+            }
+            bytes
+        };
+        self.doc = VaultDoc::load(&bytes)?;
+        Ok(())
+    }
+
+    /// Folds all change chunks into a new sealed snapshot and returns freed space to the
+    /// file system.
+    pub fn compact(&mut self) -> Result<(), StoreError> {
+        self.store.conn.execute_batch("BEGIN IMMEDIATE")?;
+        let result = (|| {
+            self.catch_up().map_err(|e| match e {
+                EditError::Store(s) => s,
+                other => StoreError::Damaged(other.to_string()),
+            })?;
+            let bytes = self.doc.automerge().save();
+            let generation = self.snapshot_generation + 1;
+            let sealed = write_snapshot(&self.store, &self.store.conn, generation, self.last_seq, &bytes)?;
+            self.store.conn.execute("DELETE FROM doc_changes WHERE seq <= ?1", [self.last_seq])?;
+            self.store.conn.execute_batch("COMMIT")?;
+            self.snapshot_generation = generation;
+            self.snapshot_bytes = sealed;
+            self.chunk_count = 0;
+            self.chunk_bytes = 0;
+            Ok(())
+        })();
+        if result.is_err() && !self.store.conn.is_autocommit() {
+            let _ = self.store.conn.execute_batch("ROLLBACK");
+            return result;
+        }
+        result?;
+        self.store.conn.execute_batch("PRAGMA incremental_vacuum")?;
+        self.store.conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        Ok(())
+    }
+
+    /// File sizes and chunk counts.
+    pub fn storage_stats(&self) -> StorageStats {
+        let len = |suffix: &str| {
+            let mut p = self.store.path().as_os_str().to_owned();
+            p.push(suffix);
+            std::fs::metadata(PathBuf::from(p)).map(|m| m.len()).unwrap_or(0)
+        };
+        StorageStats {
+            db_bytes: len(""),
+            wal_bytes: len("-wal"),
+            snapshot_bytes: self.snapshot_bytes,
+            chunk_count: self.chunk_count,
+            chunk_bytes: self.chunk_bytes,
+        }
+    }
+
+    // ----- profile -----
+
+    fn field_path(field: &str) -> Result<Vec<&str>, EditError> {
+        let path: Vec<&str> = field.split('.').collect();
+        if field.is_empty() || path.iter().any(|s| s.is_empty()) {
+            return Err(EditError::BadField(field.chars().take(64).collect()));
+        }
+        Ok(path)
+    }
+
+    /// The profile as JSON.
+    pub fn profile(&self) -> Value {
+        self.doc.section_json(PROFILE)
+    }
+
+    /// One profile field (`email`, `address.city`, `address`), if set.
+    pub fn profile_field(&self, field: &str) -> Result<Option<Value>, EditError> {
+        let path = Self::field_path(field)?;
+        let mut value = &self.profile();
+        for segment in path {
+            match value.get(segment) {
+                Some(v) => value = v,
+                None => return Ok(None),
+            }
+        }
+        Ok(Some(value.clone()))
+    }
+
+    /// Sets a profile field, validated against the schema.
+    pub fn set_profile(&mut self, field: &str, value: &str) -> Result<(), EditError> {
+        let path: Vec<String> = Self::field_path(field)?.into_iter().map(str::to_owned).collect();
+        let value = Value::String(value.to_owned());
+        self.edit(|doc| {
+            let path: Vec<&str> = path.iter().map(String::as_str).collect();
+            Ok(doc.set_profile(&path, value)?)
+        })
+    }
+
+    /// Removes a profile field; false when it was not set.
+    pub fn unset_profile(&mut self, field: &str) -> Result<bool, EditError> {
+        let path: Vec<String> = Self::field_path(field)?.into_iter().map(str::to_owned).collect();
+        self.edit(|doc| {
+            let path: Vec<&str> = path.iter().map(String::as_str).collect();
+            Ok(doc.unset_profile(&path))
+        })
+    }
+
+    // ----- purchases -----
+
+    fn new_purchase_id() -> String {
+        data_encoding::BASE32_NOPAD.encode(&random_array::<10>()).to_ascii_lowercase()
+    }
+
+    /// Adds a purchase; returns its id.
+    pub fn add_purchase(&mut self, record: &PurchaseRecord) -> Result<String, EditError> {
+        Ok(self.add_purchases(std::slice::from_ref(record))?.remove(0))
+    }
+
+    /// Adds many purchases as one change (one durable commit).
+    pub fn add_purchases(&mut self, records: &[PurchaseRecord]) -> Result<Vec<String>, EditError> {
+        let values: Vec<Value> = records
+            .iter()
+            .map(|r| serde_json::to_value(r).expect("records serialize"))
+            .collect();
+        self.edit(|doc| {
+            let mut ids = Vec::with_capacity(values.len());
+            for value in &values {
+                let id = Self::new_purchase_id();
+                doc.put_purchase(&id, value)?;
+                ids.push(id);
+            }
+            Ok(ids)
+        })
+    }
+
+    /// Removes a purchase; false when there is none with this id.
+    pub fn remove_purchase(&mut self, id: &str) -> Result<bool, EditError> {
+        self.edit(|doc| Ok(doc.remove_purchase(id)))
+    }
+
+    /// One purchase.
+    pub fn purchase(&self, id: &str) -> Option<Purchase> {
+        let value = self.doc.purchase_json(id)?;
+        serde_json::from_value(value).ok().map(|record| Purchase { id: id.to_owned(), record })
+    }
+
+    /// All purchases, newest first (by date, then id).
+    pub fn purchases(&self) -> Vec<Purchase> {
+        let mut out: Vec<Purchase> = self.doc.purchase_ids().iter().filter_map(|id| self.purchase(id)).collect();
+        out.sort_by(|a, b| b.record.date.cmp(&a.record.date).then_with(|| a.id.cmp(&b.id)));
+        out
+    }
+
+    // ----- preferences -----
+
+    /// All preferences as JSON.
+    pub fn preferences(&self) -> Value {
+        self.doc.section_json(PREFERENCES)
+    }
+
+    /// Sets a preference, validated against the schema.
+    pub fn set_preference(&mut self, key: &str, value: &str) -> Result<(), EditError> {
+        self.edit(|doc| Ok(doc.set_preference(key, value)?))
+    }
+
+    /// Removes a preference; false when it was not set.
+    pub fn unset_preference(&mut self, key: &str) -> Result<bool, EditError> {
+        self.edit(|doc| Ok(doc.unset_preference(key)))
+    }
+
+    // ----- export and import -----
+
+    /// Everything, as a JSON export (`schemas/doc/vault-document.schema.json`).
+    pub fn export_json(&self) -> Value {
+        let mut value = self.doc.to_json();
+        value["format"] = Value::from(EXPORT_FORMAT);
+        value
+    }
+
+    /// Everything, as a standard Automerge document (with its full history).
+    pub fn export_automerge(&mut self) -> Vec<u8> {
+        self.doc.automerge().save()
+    }
+
+    /// Imports a JSON export or an Automerge document (detected from the content). An Automerge
+    /// document that descends from a vault is merged (the CRDT merge: both sides' edits kept);
+    /// anything else has its values written as new changes. Validated first; nothing is written
+    /// when it does not fit.
+    pub fn import(&mut self, bytes: &[u8]) -> Result<ImportMode, ImportError> {
+        if bytes.starts_with(&AUTOMERGE_MAGIC) {
+            self.import_automerge(bytes)
+        } else if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{') {
+            self.import_json(bytes)
+        } else {
+            Err(ImportError::UnknownFormat)
+        }
+    }
+
+    fn import_json(&mut self, bytes: &[u8]) -> Result<ImportMode, ImportError> {
+        let value: Value = serde_json::from_slice(bytes)
+            .map_err(|e| ImportError::MalformedJson { line: e.line(), column: e.column() })?;
+        if value.get("format").and_then(Value::as_str) != Some(EXPORT_FORMAT) {
+            return Err(ImportError::NotAnExport);
+        }
+        crate::schema::validate(crate::schema::Shape::Document, "", &value).map_err(ImportError::Schema)?;
+        self.edit(|doc| Ok(doc.apply_json(&value)?))?;
+        Ok(ImportMode::Values)
+    }
+
+    fn import_automerge(&mut self, bytes: &[u8]) -> Result<ImportMode, ImportError> {
+        let mut other = VaultDoc::load(bytes).map_err(ImportError::Automerge)?;
+        other.check_shape().map_err(ImportError::Automerge)?;
+        if other.has_genesis() {
+            self.edit(|doc| {
+                doc.merge(&mut other)?;
+                Ok(())
+            })?;
+            Ok(ImportMode::Merged)
+        } else {
+            let value = other.to_json();
+            self.edit(|doc| Ok(doc.apply_json(&value)?))?;
+            Ok(ImportMode::Values)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn new_vault(dir: &Path) -> Vault {
+        Vault::at(dir).kdf(KdfParams::INSECURE_FOR_TESTS).create(&Passphrase::new("pw")).unwrap()
+    }
+
+    fn tea() -> PurchaseRecord {
+        PurchaseRecord {
+            item: "Tea".into(),
+            seller: "Acme".into(),
+            price: Price::parse("4.50", "EUR").unwrap(),
+            date: "2026-11-01".into(),
+            category: None,
+            tags: vec!["food".into()],
+            rating: Some(4),
+            review: None,
+        }
+    }
+
+    #[test]
+    fn edits_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut v = new_vault(dir.path());
+        v.set_profile("email", "ada@example.org").unwrap();
+        let id = v.add_purchase(&tea()).unwrap();
+        v.set_preference("diet", "vegan").unwrap();
+        drop(v);
+        let v = Vault::at(dir.path()).unlock(&Passphrase::new("pw")).unwrap();
+        assert_eq!(v.profile_field("email").unwrap(), Some(Value::from("ada@example.org")));
+        assert_eq!(v.purchase(&id).unwrap().record, tea());
+        assert_eq!(v.preferences()["diet"], "vegan");
+    }
+
+    #[test]
+    fn two_handles_on_one_vault_do_not_lose_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut a = new_vault(dir.path());
+        let mut b = Vault::at(dir.path()).unlock(&Passphrase::new("pw")).unwrap();
+        a.set_profile("name", "Ada").unwrap();
+        b.set_preference("diet", "vegan").unwrap();
+        a.set_preference("size", "M").unwrap();
+        let c = Vault::at(dir.path()).unlock(&Passphrase::new("pw")).unwrap();
+        assert_eq!(c.profile()["name"], "Ada");
+        assert_eq!(c.preferences()["diet"], "vegan");
+        assert_eq!(c.preferences()["size"], "M");
+    }
+
+    #[test]
+    fn compaction_keeps_everything_and_shrinks_chunks() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut v = new_vault(dir.path());
+        for i in 0..50 {
+            v.set_preference("counter", &i.to_string()).unwrap();
+        }
+        assert!(v.storage_stats().chunk_count > 0);
+        v.compact().unwrap();
+        assert_eq!(v.storage_stats().chunk_count, 0);
+        v.set_profile("name", "Ada").unwrap();
+        drop(v);
+        let v = Vault::at(dir.path()).unlock(&Passphrase::new("pw")).unwrap();
+        assert_eq!(v.preferences()["counter"], "49");
+        assert_eq!(v.profile()["name"], "Ada");
+    }
+
+    #[test]
+    fn init_over_existing_vault_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut v = new_vault(dir.path());
+        v.set_profile("name", "Ada").unwrap();
+        drop(v);
+        let err = Vault::at(dir.path()).kdf(KdfParams::INSECURE_FOR_TESTS).create(&Passphrase::new("other")).unwrap_err();
+        assert!(matches!(err, CreateError::AlreadyExists(_)));
+        let v = Vault::at(dir.path()).unlock(&Passphrase::new("pw")).unwrap();
+        assert_eq!(v.profile()["name"], "Ada");
+    }
+
+    #[test]
+    fn refused_edit_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut v = new_vault(dir.path());
+        let before = v.storage_stats().chunk_count;
+        let mut bad = tea();
+        bad.rating = Some(9);
+        assert!(matches!(v.add_purchase(&bad), Err(EditError::Schema(_))));
+        assert!(v.set_profile("nickname", "x").is_err());
+        assert_eq!(v.storage_stats().chunk_count, before);
+        assert!(v.purchases().is_empty());
+    }
+}
