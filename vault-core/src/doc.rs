@@ -202,9 +202,11 @@ impl VaultDoc {
 
     /// Writes a purchase record (new, or replacing the record with this id) after validation.
     pub(crate) fn put_purchase(&mut self, id: &str, record: &Value) -> Result<(), SchemaError> {
+        validate(Shape::Purchase, "purchases.*", record)?;
         validate(Shape::Document, "", &serde_json::json!({
-            "profile": {}, "preferences": {}, "purchases": { id: record }
-        }))?;
+            "profile": {}, "preferences": {}, "purchases": { id: {} }
+        }))
+        .map_err(|_| SchemaError::Invalid { field: "purchases".into(), problem: "purchase ids use only a-z and 0-9 (4 to 32)".into() })?;
         let purchases = self.section_or_create(PURCHASES);
         assign(&mut self.am, &purchases, id, record);
         Ok(())

@@ -221,9 +221,9 @@ mod tests {
     fn rating_out_of_range_names_the_field_not_the_value() {
         let mut p = purchase();
         p["rating"] = json!(9);
-        let err = validate(Shape::Purchase, "purchases", &p).unwrap_err();
-        assert_eq!(err.field(), "purchases.rating");
-        assert_eq!(err.to_string(), "invalid value for \"purchases.rating\": must be at most 5");
+        let err = validate(Shape::Purchase, "purchases.*", &p).unwrap_err();
+        assert_eq!(err.field(), "purchases.*.rating");
+        assert_eq!(err.to_string(), "invalid value for \"purchases.*.rating\": must be at most 5");
     }
 
     #[test]

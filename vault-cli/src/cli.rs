@@ -1,0 +1,199 @@
+//! The command line, parsed into plain values (nothing is opened or unlocked here).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// A local-first personal data vault: your profile, purchases and preferences, encrypted on
+/// your own device.
+///
+/// The passphrase is read from the terminal, or from VAULT_PASSPHRASE in scripts.
+/// Exit codes: 0 ok, 1 a valid "no" (nothing found, verify found problems), 2 error.
+#[derive(Debug, Parser)]
+#[command(name = "vault", version, propagate_version = true, max_term_width = 100)]
+pub(crate) struct Cli {
+    #[command(flatten)]
+    pub(crate) global: Global,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct Global {
+    /// The vault directory [default: the platform's data directory, e.g. ~/.local/share/vault]
+    #[arg(long, global = true, env = "VAULT_DIR", value_name = "DIR")]
+    pub(crate) vault: Option<PathBuf>,
+    /// Print one JSON document (shapes in schemas/cli/) instead of text
+    #[arg(long, global = true)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Create a new vault (refuses to touch an existing one)
+    Init(InitArgs),
+    /// Print this vault's identity and ticket
+    Id(IdArgs),
+    /// Check the whole vault file: structure, every encrypted blob, the document
+    Verify,
+    /// Read and edit the profile (FIELD is relative: email, address.city)
+    #[command(subcommand)]
+    Profile(ProfileCommand),
+    /// Log, list and remove purchases
+    #[command(subcommand)]
+    Purchase(PurchaseCommand),
+    /// Read and edit preferences
+    #[command(subcommand)]
+    Pref(PrefCommand),
+    /// Export everything, to take your data elsewhere (the export is NOT encrypted)
+    Export(ExportArgs),
+    /// Import a JSON or Automerge export; an Automerge copy of this vault is merged
+    Import(ImportArgs),
+    /// Print a shell completion script
+    Completions(CompletionsArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct InitArgs {
+    /// Use a deliberately weak key derivation (tests and benchmarks only)
+    #[arg(long, hide = true)]
+    pub(crate) insecure_fast_kdf: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct IdArgs {
+    /// Also show the ticket as a QR code
+    #[arg(long)]
+    pub(crate) qr: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ProfileCommand {
+    /// Set a profile field
+    Set {
+        /// The field: name, email, phone, birthday, address.street, address.city,
+        /// address.postcode, address.region, address.country
+        field: String,
+        /// The value
+        value: String,
+    },
+    /// Show the profile, or one field
+    Get {
+        /// The field (all fields when omitted)
+        field: Option<String>,
+    },
+    /// Remove a profile field
+    Unset {
+        /// The field
+        field: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum PurchaseCommand {
+    /// Log a purchase
+    Add(PurchaseAddArgs),
+    /// List purchases, newest first
+    List(PurchaseListArgs),
+    /// Remove a purchase
+    Rm {
+        /// The purchase id (from `purchase list`)
+        id: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PurchaseAddArgs {
+    /// What was bought
+    #[arg(long)]
+    pub(crate) item: String,
+    /// Who sold it
+    #[arg(long)]
+    pub(crate) seller: String,
+    /// The price in major units, e.g. 12.50
+    #[arg(long)]
+    pub(crate) price: String,
+    /// ISO 4217 currency code, e.g. EUR
+    #[arg(long)]
+    pub(crate) currency: String,
+    /// Date of purchase, YYYY-MM-DD [default: today]
+    #[arg(long)]
+    pub(crate) date: Option<String>,
+    /// A category
+    #[arg(long)]
+    pub(crate) category: Option<String>,
+    /// A tag (repeat for several)
+    #[arg(long = "tag", value_name = "TAG")]
+    pub(crate) tags: Vec<String>,
+    /// Rating from 1 to 5
+    #[arg(long, allow_negative_numbers = true)]
+    pub(crate) rating: Option<i64>,
+    /// A review
+    #[arg(long)]
+    pub(crate) review: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PurchaseListArgs {
+    /// Only purchases from this seller (case-insensitive)
+    #[arg(long)]
+    pub(crate) seller: Option<String>,
+    /// Only purchases with this tag
+    #[arg(long)]
+    pub(crate) tag: Option<String>,
+    /// Only purchases on or after this date (YYYY-MM-DD)
+    #[arg(long)]
+    pub(crate) since: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum PrefCommand {
+    /// Set a preference
+    Set {
+        /// The key: lowercase letters, digits, - and _ (e.g. diet, shoe-size)
+        key: String,
+        /// The value
+        value: String,
+    },
+    /// Show all preferences, or one
+    Get {
+        /// The key (all when omitted)
+        key: Option<String>,
+    },
+    /// Remove a preference
+    Unset {
+        /// The key
+        key: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum ExportFormat {
+    /// Plain JSON, shaped as schemas/doc/vault-document.schema.json
+    Json,
+    /// A standard Automerge document with full history
+    Automerge,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ExportArgs {
+    /// The format
+    #[arg(long, value_enum, default_value_t = ExportFormat::Json)]
+    pub(crate) format: ExportFormat,
+    /// Write to FILE (created with owner-only permissions) instead of standard output
+    #[arg(short, long, value_name = "FILE")]
+    pub(crate) output: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ImportArgs {
+    /// A file made by `vault export` (JSON or Automerge)
+    pub(crate) file: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CompletionsArgs {
+    /// The shell
+    #[arg(value_enum)]
+    pub(crate) shell: clap_complete::Shell,
+}

@@ -1,0 +1,35 @@
+//! One module per subcommand; [`run`] dispatches.
+
+mod completions;
+mod export;
+mod id;
+mod import;
+mod init;
+mod pref;
+mod profile;
+mod purchase;
+mod verify;
+
+use anyhow::Result;
+
+use crate::app::{App, Outcome};
+use crate::cli::{Cli, Command};
+
+/// Runs the parsed command line.
+pub(crate) fn run(cli: Cli) -> Result<Outcome> {
+    if let Command::Completions(args) = &cli.command {
+        return completions::run(args);
+    }
+    let app = App::new(&cli.global)?;
+    match cli.command {
+        Command::Init(args) => init::run(&app, &args),
+        Command::Id(args) => id::run(&app, &args),
+        Command::Verify => verify::run(&app),
+        Command::Profile(command) => profile::run(&app, command),
+        Command::Purchase(command) => purchase::run(&app, command),
+        Command::Pref(command) => pref::run(&app, command),
+        Command::Export(args) => export::run(&app, &args),
+        Command::Import(args) => import::run(&app, &args),
+        Command::Completions(_) => unreachable!("handled above"),
+    }
+}

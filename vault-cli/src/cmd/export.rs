@@ -1,0 +1,61 @@
+//! `vault export [--format json|automerge] [-o FILE]`
+
+use std::io::{IsTerminal, Write};
+
+use anyhow::{Context, Result, bail};
+use serde_json::json;
+
+use crate::app::{App, Outcome};
+use crate::cli::{ExportArgs, ExportFormat};
+
+pub(crate) fn run(app: &App, args: &ExportArgs) -> Result<Outcome> {
+    if args.output.is_none() && args.format == ExportFormat::Automerge && std::io::stdout().is_terminal() {
+        bail!("refusing to write a binary Automerge document to the terminal; use -o FILE");
+    }
+    let mut vault = app.unlock()?;
+    let bytes = match args.format {
+        ExportFormat::Json => {
+            let mut bytes = serde_json::to_vec_pretty(&vault.export_json())?;
+            bytes.push(b'\n');
+            bytes
+        }
+        ExportFormat::Automerge => vault.export_automerge(),
+    };
+    let format = match args.format {
+        ExportFormat::Json => "json",
+        ExportFormat::Automerge => "automerge",
+    };
+    match &args.output {
+        None => {
+            std::io::stdout().lock().write_all(&bytes)?;
+        }
+        Some(path) => {
+            write_private(path, &bytes).with_context(|| format!("cannot write {}", path.display()))?;
+            if app.json {
+                app.print_json(&json!({ "file": path, "format": format, "bytes": bytes.len() }))?;
+            } else {
+                eprintln!("wrote {} ({} bytes, {format}); this file is NOT encrypted: keep it safe", path.display(), bytes.len());
+            }
+        }
+    }
+    Ok(Outcome::Done)
+}
+
+/// Writes through a temporary file in the same directory, readable by the owner only, and
+/// renames it into place: a crash never leaves a half-written export under the final name.
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+    let tmp = dir.join(format!(".{}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("export")));
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(&tmp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    drop(file);
+    std::fs::rename(&tmp, path)
+}

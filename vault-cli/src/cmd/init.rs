@@ -1,0 +1,34 @@
+//! `vault init`
+
+use anyhow::Result;
+use serde_json::json;
+use vault_core::{KdfParams, Vault};
+
+use crate::app::{App, Outcome, read_passphrase};
+use crate::cli::InitArgs;
+
+pub(crate) fn run(app: &App, args: &InitArgs) -> Result<Outcome> {
+    let options = Vault::at(&app.dir);
+    if options.exists() {
+        // Refuse before asking for a passphrase.
+        return Err(vault_core::CreateError::AlreadyExists(app.dir.clone()).into());
+    }
+    let kdf = if args.insecure_fast_kdf { KdfParams::INSECURE_FOR_TESTS } else { KdfParams::DEFAULT };
+    let passphrase = read_passphrase("New passphrase: ", true)?;
+    let vault = options.kdf(kdf).create(&passphrase)?;
+    let ticket = vault.ticket(Vec::new());
+    if app.json {
+        app.print_json(&json!({
+            "dir": app.dir,
+            "identity": vault.identity().to_string(),
+            "ticket": ticket.to_string(),
+        }))?;
+    } else {
+        app.print(format!(
+            "created a vault at {}\nidentity: {}\n\nThe passphrase cannot be recovered: without it the vault cannot be opened.",
+            app.dir.display(),
+            vault.identity()
+        ))?;
+    }
+    Ok(Outcome::Done)
+}

@@ -1,0 +1,91 @@
+//! `vault purchase add|list|rm`
+
+use anyhow::{Context, Result};
+use serde_json::json;
+use vault_core::{Price, Purchase, PurchaseRecord};
+
+use crate::app::{App, Outcome};
+use crate::cli::{PurchaseAddArgs, PurchaseCommand, PurchaseListArgs};
+
+pub(crate) fn run(app: &App, command: PurchaseCommand) -> Result<Outcome> {
+    match command {
+        PurchaseCommand::Add(args) => add(app, args),
+        PurchaseCommand::List(args) => list(app, &args),
+        PurchaseCommand::Rm { id } => {
+            let mut vault = app.unlock()?;
+            let removed = vault.remove_purchase(&id)?;
+            if app.json {
+                app.print_json(&json!({ "id": id, "removed": removed }))?;
+            } else if !removed {
+                eprintln!("no purchase with id {id}");
+            }
+            Ok(if removed { Outcome::Done } else { Outcome::No })
+        }
+    }
+}
+
+fn add(app: &App, args: PurchaseAddArgs) -> Result<Outcome> {
+    // Check what can be checked before asking for the passphrase.
+    let price = Price::parse(&args.price, &args.currency)?;
+    let date = match args.date {
+        Some(date) => date,
+        None => jiff::Zoned::now().date().to_string(),
+    };
+    let record = PurchaseRecord {
+        item: args.item,
+        seller: args.seller,
+        price,
+        date,
+        category: args.category,
+        tags: args.tags,
+        rating: args.rating,
+        review: args.review,
+    };
+    let mut vault = app.unlock()?;
+    let id = vault.add_purchase(&record)?;
+    if app.json {
+        app.print_json(&serde_json::to_value(Purchase { id, record })?)?;
+    } else {
+        app.print(id)?;
+    }
+    Ok(Outcome::Done)
+}
+
+fn list(app: &App, args: &PurchaseListArgs) -> Result<Outcome> {
+    if let Some(since) = &args.since {
+        since.parse::<jiff::civil::Date>().with_context(|| "invalid --since: expected a date written YYYY-MM-DD")?;
+    }
+    let vault = app.unlock()?;
+    let purchases: Vec<Purchase> = vault
+        .purchases()
+        .into_iter()
+        .filter(|p| args.seller.as_ref().is_none_or(|s| p.record.seller.eq_ignore_ascii_case(s)))
+        .filter(|p| args.tag.as_ref().is_none_or(|t| p.record.tags.iter().any(|x| x == t)))
+        .filter(|p| args.since.as_ref().is_none_or(|d| p.record.date.as_str() >= d.as_str()))
+        .collect();
+    if app.json {
+        app.print_json(&json!({ "purchases": purchases }))?;
+    } else if purchases.is_empty() {
+        eprintln!("no purchases");
+    } else {
+        let mut out = String::new();
+        for p in &purchases {
+            let r = &p.record;
+            out.push_str(&format!(
+                "{}  {}  {}  from {}  {}{}{}\n",
+                r.date,
+                p.id,
+                r.item,
+                r.seller,
+                r.price,
+                r.rating.map(|n| format!("  {}", "*".repeat(n.clamp(0, 5) as usize))).unwrap_or_default(),
+                if r.tags.is_empty() { String::new() } else { format!("  [{}]", r.tags.join(", ")) },
+            ));
+            if let Some(review) = &r.review {
+                out.push_str(&format!("      \"{review}\"\n"));
+            }
+        }
+        app.print(out.trim_end())?;
+    }
+    Ok(if purchases.is_empty() { Outcome::No } else { Outcome::Done })
+}

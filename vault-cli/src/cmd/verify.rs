@@ -1,0 +1,31 @@
+//! `vault verify`
+
+use anyhow::Result;
+use serde_json::json;
+use vault_core::Vault;
+
+use crate::app::{App, Outcome, read_passphrase};
+
+pub(crate) fn run(app: &App) -> Result<Outcome> {
+    let options = Vault::at(&app.dir);
+    if !options.exists() {
+        return Err(vault_core::OpenError::NoVault(app.dir.clone()).into());
+    }
+    let passphrase = read_passphrase("Passphrase: ", false)?;
+    let report = options.verify(&passphrase)?;
+    if app.json {
+        app.print_json(&json!({
+            "ok": report.is_ok(),
+            "blobs_checked": report.blobs_checked,
+            "problems": report.problems,
+        }))?;
+    } else if report.is_ok() {
+        app.print(format!("ok: {} encrypted blobs checked, document intact", report.blobs_checked))?;
+    } else {
+        for problem in &report.problems {
+            app.print(format!("damaged: {problem}"))?;
+        }
+        app.print(format!("{} problem(s) found; nothing was modified", report.problems.len()))?;
+    }
+    Ok(if report.is_ok() { Outcome::Done } else { Outcome::No })
+}

@@ -1,0 +1,63 @@
+//! Error reporting: `error: ...` with its causes, then a `hint: ...` line for common mistakes.
+
+use vault_core::{CreateError, EditError, ImportError, OpenError};
+
+/// Neither VAULT_PASSPHRASE nor a terminal to ask on.
+#[derive(Debug, thiserror::Error)]
+#[error("no passphrase: standard input is not a terminal and VAULT_PASSPHRASE is not set")]
+pub(crate) struct NoPassphrase;
+
+/// A lookup that found nothing is a valid "no" (exit 1), but still says what was missing.
+pub(crate) fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|e| {
+        e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+fn hint(err: &anyhow::Error) -> Option<String> {
+    for cause in err.chain() {
+        if let Some(e) = cause.downcast_ref::<OpenError>() {
+            return match e {
+                OpenError::NoVault(_) => {
+                    Some("run 'vault init' to create one, or point --vault (or VAULT_DIR) at an existing vault".into())
+                }
+                OpenError::NotAVault(_) => Some("--vault must name a directory made by 'vault init'".into()),
+                OpenError::WrongPassphrase => {
+                    Some("use the passphrase given to 'vault init' (VAULT_PASSPHRASE overrides the prompt)".into())
+                }
+                OpenError::Damaged(_) => Some("run 'vault verify' to see what is damaged; nothing was modified".into()),
+                _ => None,
+            };
+        }
+        if let Some(CreateError::AlreadyExists(_)) = cause.downcast_ref::<CreateError>() {
+            return Some("nothing was changed; use another --vault directory for a second vault".into());
+        }
+        if cause.downcast_ref::<NoPassphrase>().is_some() {
+            return Some("set VAULT_PASSPHRASE in the environment of scripts".into());
+        }
+        if let Some(EditError::Schema(_)) = cause.downcast_ref::<EditError>() {
+            return Some("the allowed fields and values are in schemas/doc/vault-document.schema.json".into());
+        }
+        if let Some(ImportError::UnknownFormat) = cause.downcast_ref::<ImportError>() {
+            return Some("import takes files made by 'vault export --format json|automerge'".into());
+        }
+    }
+    None
+}
+
+/// Prints an error and its causes on standard error.
+pub(crate) fn report(err: &anyhow::Error) {
+    let mut message = err.to_string();
+    for cause in err.chain().skip(1) {
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+    }
+    eprintln!("error: {message}");
+    if let Some(hint) = hint(err) {
+        eprintln!("hint: {hint}");
+    }
+}
