@@ -1,1 +1,137 @@
-//! End-to-end tests live in `tests/`; this library is empty.
+//! Helpers for the end-to-end tests in `tests/`: run the real `vault` binary against real
+//! vault directories, and check `--json` output against the published schemas.
+
+#![forbid(unsafe_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+
+use serde_json::Value;
+
+/// The workspace root.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ is inside the workspace").to_owned()
+}
+
+/// Path of the `vault` binary, built (once per test process) with the same profile as the tests.
+pub fn vault_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "--quiet", "-p", "vault-cli", "--bin", "vault"])
+            .current_dir(workspace_root())
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "building the vault binary failed");
+        // target/debug/deps/<test> -> target/debug/vault
+        let exe = std::env::current_exe().expect("test executable path");
+        let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps");
+        profile_dir.join(format!("vault{}", std::env::consts::EXE_SUFFIX))
+    })
+}
+
+/// A vault in a temporary directory, driven through the binary.
+#[derive(Debug)]
+pub struct TestVault {
+    /// Keeps the directory alive.
+    pub tmp: tempfile::TempDir,
+    /// The vault directory.
+    pub dir: PathBuf,
+    /// Its passphrase.
+    pub passphrase: String,
+}
+
+impl TestVault {
+    /// A vault directory that does not exist yet.
+    pub fn uninitialised() -> Self {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let dir = tmp.path().join("vault");
+        Self { tmp, dir, passphrase: "correct horse battery staple".into() }
+    }
+
+    /// A new vault (with the fast, insecure key derivation: tests only).
+    pub fn new() -> Self {
+        let v = Self::uninitialised();
+        v.ok(&["init", "--insecure-fast-kdf"]);
+        v
+    }
+
+    /// A command for this vault with the passphrase in the environment and no terminal.
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(vault_bin());
+        cmd.args(args)
+            .env("VAULT_DIR", &self.dir)
+            .env("VAULT_PASSPHRASE", &self.passphrase)
+            .env_remove("VAULT_LOG")
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// Runs a command and returns its output.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().expect("vault runs")
+    }
+
+    /// Runs a command that must succeed; returns standard output.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "vault {args:?} failed with {:?}\nstdout: {}\nstderr: {}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf-8 output")
+    }
+
+    /// Runs `--json` command that must succeed, checks its output against
+    /// `schemas/cli/<schema>.schema.json`, and returns it.
+    pub fn json(&self, args: &[&str], schema: &str) -> Value {
+        let mut full = vec!["--json"];
+        full.extend_from_slice(args);
+        let value: Value = serde_json::from_str(&self.ok(&full)).expect("one JSON document");
+        check_cli_schema(schema, &value);
+        value
+    }
+
+    /// Runs a command that must fail with `code`; returns standard error.
+    pub fn fails(&self, args: &[&str], code: i32) -> String {
+        let out = self.run(args);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(code), "vault {args:?}: stderr: {stderr}");
+        assert!(!stderr.contains("panicked"), "vault {args:?} panicked: {stderr}");
+        stderr
+    }
+
+    /// Path of the database file.
+    pub fn db(&self) -> PathBuf {
+        self.dir.join(vault_core::DB_FILE)
+    }
+}
+
+/// Checks `value` against `schemas/cli/<name>.schema.json`.
+pub fn check_cli_schema(name: &str, value: &Value) {
+    let path = workspace_root().join("schemas/cli").join(format!("{name}.schema.json"));
+    let schema: Value = serde_json::from_str(&std::fs::read_to_string(&path).expect("schema file")).expect("schema JSON");
+    let validator = jsonschema::validator_for(&schema).expect("schema compiles");
+    let errors: Vec<String> = validator.iter_errors(value).map(|e| format!("{} at {}", e, e.instance_path())).collect();
+    assert!(errors.is_empty(), "output does not match {name}.schema.json: {errors:?}\n{value:#}");
+}
+
+/// Reads every file of a vault directory, for before/after comparisons.
+pub fn snapshot_files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut files: Vec<(PathBuf, Vec<u8>)> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter(|e| e.path().is_file())
+                .map(|e| (e.path(), std::fs::read(e.path()).unwrap_or_default()))
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    files
+}

@@ -597,7 +597,10 @@ impl Vault {
                 return Err(e);
             }
         };
-        if self.doc.automerge().commit().is_some() {
+        self.doc.automerge().commit();
+        // Compare heads rather than trusting commit(): a merge adds changes without a local
+        // commit, and those must be persisted too.
+        if self.doc.automerge().get_heads() != before {
             let bytes = self.doc.automerge().save_after(&before);
             let seq = self.last_seq + 1;
             let blob = self.store.seal_row(CHANGES_TABLE, seq.to_string().as_bytes(), &bytes);
@@ -934,6 +937,20 @@ mod tests {
         drop(v);
         let err = Vault::at(dir.path()).kdf(KdfParams::INSECURE_FOR_TESTS).create(&Passphrase::new("other")).unwrap_err();
         assert!(matches!(err, CreateError::AlreadyExists(_)));
+        let v = Vault::at(dir.path()).unlock(&Passphrase::new("pw")).unwrap();
+        assert_eq!(v.profile()["name"], "Ada");
+    }
+
+    #[test]
+    fn merged_changes_are_persisted() {
+        let dir = tempfile::tempdir().unwrap();
+        let other_dir = tempfile::tempdir().unwrap();
+        let mut other = new_vault(other_dir.path());
+        other.set_profile("name", "Ada").unwrap();
+        let bytes = other.export_automerge();
+        let mut v = new_vault(dir.path());
+        assert_eq!(v.import(&bytes).unwrap(), ImportMode::Merged);
+        drop(v);
         let v = Vault::at(dir.path()).unlock(&Passphrase::new("pw")).unwrap();
         assert_eq!(v.profile()["name"], "Ada");
     }
