@@ -43,6 +43,12 @@ pub struct TestVault {
     pub passphrase: String,
 }
 
+impl Default for TestVault {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl TestVault {
     /// A vault directory that does not exist yet.
     pub fn uninitialised() -> Self {
@@ -115,9 +121,11 @@ impl TestVault {
 /// Checks `value` against `schemas/cli/<name>.schema.json`.
 pub fn check_cli_schema(name: &str, value: &Value) {
     let path = workspace_root().join("schemas/cli").join(format!("{name}.schema.json"));
-    let schema: Value = serde_json::from_str(&std::fs::read_to_string(&path).expect("schema file")).expect("schema JSON");
+    let schema: Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("schema file")).expect("schema JSON");
     let validator = jsonschema::validator_for(&schema).expect("schema compiles");
-    let errors: Vec<String> = validator.iter_errors(value).map(|e| format!("{} at {}", e, e.instance_path())).collect();
+    let errors: Vec<String> =
+        validator.iter_errors(value).map(|e| format!("{} at {}", e, e.instance_path())).collect();
     assert!(errors.is_empty(), "output does not match {name}.schema.json: {errors:?}\n{value:#}");
 }
 

@@ -6,7 +6,8 @@ use std::process::Stdio;
 use vault_tests::{TestVault, snapshot_files};
 
 fn purchase_args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
-    let mut args = vec!["purchase", "add", "--item", "Tea", "--seller", "Acme", "--price", "4.50", "--currency", "EUR"];
+    let mut args =
+        vec!["purchase", "add", "--item", "Tea", "--seller", "Acme", "--price", "4.50", "--currency", "EUR"];
     args.extend_from_slice(extra);
     args
 }
@@ -16,7 +17,8 @@ fn wrong_passphrase_is_refused_and_changes_nothing() {
     let v = TestVault::new();
     v.ok(&["profile", "set", "name", "Ada"]);
     let before = snapshot_files(&v.dir);
-    let out = v.cmd(&["profile", "set", "name", "Mallory"]).env("VAULT_PASSPHRASE", "wrong").output().unwrap();
+    let out =
+        v.cmd(&["profile", "set", "name", "Mallory"]).env("VAULT_PASSPHRASE", "wrong").output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("error: wrong passphrase"), "{stderr}");
@@ -29,7 +31,8 @@ fn wrong_passphrase_is_refused_and_changes_nothing() {
 #[test]
 fn no_passphrase_and_no_terminal_is_a_clear_error() {
     let v = TestVault::new();
-    let out = v.cmd(&["profile", "get"]).env_remove("VAULT_PASSPHRASE").stdin(Stdio::null()).output().unwrap();
+    let out =
+        v.cmd(&["profile", "get"]).env_remove("VAULT_PASSPHRASE").stdin(Stdio::null()).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("no passphrase"), "{stderr}");
@@ -48,7 +51,11 @@ fn missing_or_foreign_vault_directory() {
     assert!(v.fails(&["profile", "get"], 2).contains("no vault at"));
 
     // A vault.db that is not SQLite, and one that is SQLite but not a vault.
-    std::fs::write(v.db(), b"just some text, not a database at all.............................................................").unwrap();
+    std::fs::write(
+        v.db(),
+        b"just some text, not a database at all.............................................................",
+    )
+    .unwrap();
     let stderr = v.fails(&["profile", "get"], 2);
     assert!(stderr.contains("is not a vault file"), "{stderr}");
     std::fs::remove_file(v.db()).unwrap();
@@ -67,12 +74,24 @@ fn schema_violations_name_the_field_and_write_nothing() {
     let cases: &[(&[&str], &str)] = &[
         (&purchase_args(&["--rating", "9"]), "\"purchases.*.rating\": must be at most 5"),
         (&purchase_args(&["--rating", "0"]), "\"purchases.*.rating\": must be at least 1"),
-        (&["purchase", "add", "--item", "Tea", "--seller", "Acme", "--price", "abc", "--currency", "EUR"], "invalid price"),
-        (&["purchase", "add", "--item", "Tea", "--seller", "Acme", "--price", "1", "--currency", "XYZ"], "unknown currency \"XYZ\""),
-        (&["purchase", "add", "--item", "Tea", "--seller", "Acme", "--price", "1.5", "--currency", "JPY"], "JPY has 0 decimal places"),
+        (
+            &["purchase", "add", "--item", "Tea", "--seller", "Acme", "--price", "abc", "--currency", "EUR"],
+            "invalid price",
+        ),
+        (
+            &["purchase", "add", "--item", "Tea", "--seller", "Acme", "--price", "1", "--currency", "XYZ"],
+            "unknown currency \"XYZ\"",
+        ),
+        (
+            &["purchase", "add", "--item", "Tea", "--seller", "Acme", "--price", "1.5", "--currency", "JPY"],
+            "JPY has 0 decimal places",
+        ),
         (&purchase_args(&["--date", "yesterday"]), "\"purchases.*.date\": must be a date"),
         (&purchase_args(&["--tag", "Not A Tag"]), "purchases.*.tags.0"),
-        (&["purchase", "add", "--item", "", "--seller", "Acme", "--price", "1", "--currency", "EUR"], "\"purchases.*.item\": must not be empty"),
+        (
+            &["purchase", "add", "--item", "", "--seller", "Acme", "--price", "1", "--currency", "EUR"],
+            "\"purchases.*.item\": must not be empty",
+        ),
         (&["profile", "set", "nickname", "Ada"], "unknown field \"profile.nickname\""),
         (&["profile", "set", "address.planet", "Mars"], "unknown field \"profile.address.planet\""),
         (&["profile", "set", "email", "not-an-address"], "\"profile.email\": must be an email address"),
@@ -126,9 +145,24 @@ fn malformed_and_foreign_imports_are_refused() {
         (write("empty", b""), "not a vault export"),
         (write("broken.json", b"{\"format\": \"vault-export/v1\", "), "malformed"),
         (write("other.json", br#"{"hello": "world"}"#), "not a vault export"),
-        (write("bad-values.json", br#"{"format":"vault-export/v1","profile":{"email":"nope"},"purchases":{},"preferences":{}}"#), "\"profile.email\""),
-        (write("extra.json", br#"{"format":"vault-export/v1","profile":{},"purchases":{},"preferences":{},"secrets":{}}"#), "unknown field \"secrets\""),
-        (write("fake.automerge", &[0x85, 0x6f, 0x4a, 0x83, 1, 2, 3, 4, 5, 6]), "Automerge document cannot be imported"),
+        (
+            write(
+                "bad-values.json",
+                br#"{"format":"vault-export/v1","profile":{"email":"nope"},"purchases":{},"preferences":{}}"#,
+            ),
+            "\"profile.email\"",
+        ),
+        (
+            write(
+                "extra.json",
+                br#"{"format":"vault-export/v1","profile":{},"purchases":{},"preferences":{},"secrets":{}}"#,
+            ),
+            "unknown field \"secrets\"",
+        ),
+        (
+            write("fake.automerge", &[0x85, 0x6f, 0x4a, 0x83, 1, 2, 3, 4, 5, 6]),
+            "Automerge document cannot be imported",
+        ),
     ];
     for (path, expected) in &cases {
         let stderr = v.fails(&["import", path], 2);
@@ -164,17 +198,25 @@ fn a_flipped_byte_in_any_ciphertext_is_detected_and_named() {
         std::fs::copy(v.db(), copy.db()).unwrap();
         let conn = rusqlite::Connection::open(copy.db()).unwrap();
         let mut blob: Vec<u8> = conn
-            .query_row(&format!("SELECT blob FROM {table} WHERE CAST({key} AS TEXT) = ?1"), [&row], |r| r.get(0))
+            .query_row(&format!("SELECT blob FROM {table} WHERE CAST({key} AS TEXT) = ?1"), [&row], |r| {
+                r.get(0)
+            })
             .unwrap();
         let at = blob.len() / 2;
         blob[at] ^= 0x01;
-        conn.execute(&format!("UPDATE {table} SET blob = ?1 WHERE CAST({key} AS TEXT) = ?2"), rusqlite::params![blob, row])
-            .unwrap();
+        conn.execute(
+            &format!("UPDATE {table} SET blob = ?1 WHERE CAST({key} AS TEXT) = ?2"),
+            rusqlite::params![blob, row],
+        )
+        .unwrap();
         drop(conn);
         let before = snapshot_files(&copy.dir);
 
         let stderr = copy.fails(&["profile", "get"], 2);
-        assert!(stderr.contains("the vault is damaged") && stderr.contains(&table), "{table}/{row}: {stderr}");
+        assert!(
+            stderr.contains("the vault is damaged") && stderr.contains(&table),
+            "{table}/{row}: {stderr}"
+        );
         let report: serde_json::Value = {
             let out = copy.run(&["--json", "verify"]);
             assert_eq!(out.status.code(), Some(1), "verify exits 1 on damage");
@@ -215,10 +257,7 @@ fn a_truncated_database_is_reported_not_panicked() {
         let bytes = std::fs::read(v.db()).unwrap();
         std::fs::write(copy.db(), &bytes[..cut as usize]).unwrap();
         let stderr = copy.fails(&["pref", "get"], 2);
-        assert!(
-            stderr.contains("damaged") || stderr.contains("not a vault file"),
-            "cut at {cut}: {stderr}"
-        );
+        assert!(stderr.contains("damaged") || stderr.contains("not a vault file"), "cut at {cut}: {stderr}");
         let out = copy.run(&["verify"]);
         assert!(matches!(out.status.code(), Some(1 | 2)), "cut at {cut}");
         assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));

@@ -18,22 +18,60 @@ fn customer_journey_with_json_output() {
     // Global options work after the command too.
     v.ok(&["profile", "set", "name", "Ada Lovelace", "--json"]);
     let profile = v.json(&["profile", "get"], "profile-get");
-    assert_eq!(profile["profile"], json!({"email": "ada@example.org", "name": "Ada Lovelace", "address": {"city": "Lyon"}}));
+    assert_eq!(
+        profile["profile"],
+        json!({"email": "ada@example.org", "name": "Ada Lovelace", "address": {"city": "Lyon"}})
+    );
     assert_eq!(v.ok(&["profile", "get", "address.city"]).trim(), "Lyon");
 
     let tea = v.json(
-        &["purchase", "add", "--item", "Green tea", "--seller", "Acme", "--price", "4.50", "--currency", "eur",
-          "--date", "2026-11-01", "--tag", "food", "--tag", "tea", "--rating", "5", "--review", "Fresh"],
+        &[
+            "purchase",
+            "add",
+            "--item",
+            "Green tea",
+            "--seller",
+            "Acme",
+            "--price",
+            "4.50",
+            "--currency",
+            "eur",
+            "--date",
+            "2026-11-01",
+            "--tag",
+            "food",
+            "--tag",
+            "tea",
+            "--rating",
+            "5",
+            "--review",
+            "Fresh",
+        ],
         "purchase-add",
     );
     assert_eq!(tea["price"], json!({"amount_minor": 450, "currency": "EUR"}));
     let book = v.json(
-        &["purchase", "add", "--item", "Dune", "--seller", "Books & Co", "--price", "12", "--currency", "EUR",
-          "--date", "2026-11-05", "--tag", "books"],
+        &[
+            "purchase",
+            "add",
+            "--item",
+            "Dune",
+            "--seller",
+            "Books & Co",
+            "--price",
+            "12",
+            "--currency",
+            "EUR",
+            "--date",
+            "2026-11-05",
+            "--tag",
+            "books",
+        ],
         "purchase-add",
     );
     let list = v.json(&["purchase", "list"], "purchase-list");
-    let ids: Vec<&str> = list["purchases"].as_array().unwrap().iter().map(|p| p["id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> =
+        list["purchases"].as_array().unwrap().iter().map(|p| p["id"].as_str().unwrap()).collect();
     assert_eq!(ids, [book["id"].as_str().unwrap(), tea["id"].as_str().unwrap()], "newest first");
     let books = v.json(&["purchase", "list", "--tag", "books"], "purchase-list");
     assert_eq!(books["purchases"].as_array().unwrap().len(), 1);
@@ -93,19 +131,45 @@ fn automerge_export_merges_copies_edited_apart() {
     std::fs::copy(laptop.db(), phone.db()).unwrap();
 
     laptop.ok(&["profile", "set", "email", "ada@example.org"]);
-    laptop.ok(&["purchase", "add", "--item", "Coffee", "--seller", "Acme", "--price", "5", "--currency", "EUR"]);
+    laptop.ok(&[
+        "purchase",
+        "add",
+        "--item",
+        "Coffee",
+        "--seller",
+        "Acme",
+        "--price",
+        "5",
+        "--currency",
+        "EUR",
+    ]);
     phone.ok(&["pref", "set", "diet", "vegan"]);
     phone.ok(&["profile", "set", "address.city", "Lyon"]);
-    phone.ok(&["purchase", "add", "--item", "Bread", "--seller", "Bakery", "--price", "2.20", "--currency", "EUR"]);
+    phone.ok(&[
+        "purchase",
+        "add",
+        "--item",
+        "Bread",
+        "--seller",
+        "Bakery",
+        "--price",
+        "2.20",
+        "--currency",
+        "EUR",
+    ]);
 
     let from_phone = phone.tmp.path().join("phone.automerge");
     phone.ok(&["export", "--format", "automerge", "-o", from_phone.to_str().unwrap()]);
     assert_eq!(laptop.json(&["import", from_phone.to_str().unwrap()], "import")["mode"], "merged");
 
     let merged: serde_json::Value = serde_json::from_str(&laptop.ok(&["export"])).unwrap();
-    assert_eq!(merged["profile"], json!({"name": "Ada", "email": "ada@example.org", "address": {"city": "Lyon"}}));
+    assert_eq!(
+        merged["profile"],
+        json!({"name": "Ada", "email": "ada@example.org", "address": {"city": "Lyon"}})
+    );
     assert_eq!(merged["preferences"], json!({"diet": "vegan"}));
-    let mut items: Vec<&str> = merged["purchases"].as_object().unwrap().values().map(|p| p["item"].as_str().unwrap()).collect();
+    let mut items: Vec<&str> =
+        merged["purchases"].as_object().unwrap().values().map(|p| p["item"].as_str().unwrap()).collect();
     items.sort();
     assert_eq!(items, ["Bread", "Coffee", "Tea"]);
     assert_eq!(laptop.json(&["verify"], "verify")["ok"], true);

@@ -69,9 +69,9 @@ impl App {
 /// with a clear error rather than waiting on a pipe.
 pub(crate) fn read_passphrase(prompt: &str, confirm: bool) -> Result<Passphrase> {
     if let Some(value) = std::env::var_os("VAULT_PASSPHRASE") {
-        let value = Zeroizing::new(value.into_string().map_err(|_| {
-            anyhow::anyhow!("VAULT_PASSPHRASE is not valid UTF-8")
-        })?);
+        let value = Zeroizing::new(
+            value.into_string().map_err(|_| anyhow::anyhow!("VAULT_PASSPHRASE is not valid UTF-8"))?,
+        );
         return Ok(Passphrase::new(value.as_str()));
     }
     if !std::io::stdin().is_terminal() {
@@ -79,7 +79,9 @@ pub(crate) fn read_passphrase(prompt: &str, confirm: bool) -> Result<Passphrase>
     }
     let first = Zeroizing::new(rpassword::prompt_password(prompt).context("cannot read the passphrase")?);
     if confirm {
-        let second = Zeroizing::new(rpassword::prompt_password("Repeat passphrase: ").context("cannot read the passphrase")?);
+        let second = Zeroizing::new(
+            rpassword::prompt_password("Repeat passphrase: ").context("cannot read the passphrase")?,
+        );
         if *first != *second {
             bail!("the two passphrases differ; nothing was created");
         }

@@ -10,8 +10,7 @@ pub(crate) struct NoPassphrase;
 /// A lookup that found nothing is a valid "no" (exit 1), but still says what was missing.
 pub(crate) fn is_broken_pipe(err: &anyhow::Error) -> bool {
     err.chain().any(|e| {
-        e.downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+        e.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
     })
 }
 
@@ -19,14 +18,17 @@ fn hint(err: &anyhow::Error) -> Option<String> {
     for cause in err.chain() {
         if let Some(e) = cause.downcast_ref::<OpenError>() {
             return match e {
-                OpenError::NoVault(_) => {
-                    Some("run 'vault init' to create one, or point --vault (or VAULT_DIR) at an existing vault".into())
-                }
+                OpenError::NoVault(_) => Some(
+                    "run 'vault init' to create one, or point --vault (or VAULT_DIR) at an existing vault"
+                        .into(),
+                ),
                 OpenError::NotAVault(_) => Some("--vault must name a directory made by 'vault init'".into()),
-                OpenError::WrongPassphrase => {
-                    Some("use the passphrase given to 'vault init' (VAULT_PASSPHRASE overrides the prompt)".into())
+                OpenError::WrongPassphrase => Some(
+                    "use the passphrase given to 'vault init' (VAULT_PASSPHRASE overrides the prompt)".into(),
+                ),
+                OpenError::Damaged(_) => {
+                    Some("run 'vault verify' to see what is damaged; nothing was modified".into())
                 }
-                OpenError::Damaged(_) => Some("run 'vault verify' to see what is damaged; nothing was modified".into()),
                 _ => None,
             };
         }
@@ -37,7 +39,9 @@ fn hint(err: &anyhow::Error) -> Option<String> {
             return Some("set VAULT_PASSPHRASE in the environment of scripts".into());
         }
         if let Some(EditError::Schema(_)) = cause.downcast_ref::<EditError>() {
-            return Some("the allowed fields and values are in schemas/doc/vault-document.schema.json".into());
+            return Some(
+                "the allowed fields and values are in schemas/doc/vault-document.schema.json".into(),
+            );
         }
         if let Some(ImportError::UnknownFormat) = cause.downcast_ref::<ImportError>() {
             return Some("import takes files made by 'vault export --format json|automerge'".into());

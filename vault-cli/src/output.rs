@@ -14,7 +14,11 @@ pub(crate) fn flatten(prefix: &str, value: &Value, out: &mut Vec<(String, String
         Value::String(s) => out.push((prefix.to_owned(), s.clone())),
         Value::Array(items) => out.push((
             prefix.to_owned(),
-            items.iter().map(|i| i.as_str().map_or_else(|| i.to_string(), str::to_owned)).collect::<Vec<_>>().join(", "),
+            items
+                .iter()
+                .map(|i| i.as_str().map_or_else(|| i.to_string(), str::to_owned))
+                .collect::<Vec<_>>()
+                .join(", "),
         )),
         other => out.push((prefix.to_owned(), other.to_string())),
     }

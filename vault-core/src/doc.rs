@@ -13,7 +13,9 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::OnceLock;
 
 use automerge::transaction::{CommitOptions, Transactable};
-use automerge::{ActorId, AutoCommit, ChangeHash, ObjId, ObjType, Prop, ROOT, ReadDoc, ScalarValue, Value as AmValue};
+use automerge::{
+    ActorId, AutoCommit, ChangeHash, ObjId, ObjType, Prop, ROOT, ReadDoc, ScalarValue, Value as AmValue,
+};
 use serde_json::{Map, Value};
 
 use crate::schema::{SchemaError, Shape, validate};
@@ -37,6 +39,16 @@ pub enum DocError {
     /// Changes refer to history that is not there.
     #[error("the document's history is incomplete ({0} changes missing)")]
     MissingHistory(usize),
+}
+
+/// What an edit changed, at the granularity projections are updated at.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[allow(dead_code)] // wired into Vault together with grant storage
+pub(crate) enum Touched {
+    /// A whole section (`profile`, `preferences`; or `purchases` replaced wholesale).
+    Section(String),
+    /// One purchase record (added, changed or removed).
+    Purchase(String),
 }
 
 /// The vault document and its edits.
@@ -112,6 +124,50 @@ impl VaultDoc {
     /// Checks the whole document against the schema.
     pub(crate) fn check_shape(&self) -> Result<(), DocError> {
         validate(Shape::Document, "", &self.to_json()).map_err(DocError::WrongShape)
+    }
+
+    /// Which sections and purchase records changed between two sets of heads.
+    #[allow(dead_code)] // wired into Vault together with grant storage
+    pub(crate) fn touched_between(&mut self, before: &[ChangeHash], after: &[ChangeHash]) -> Vec<Touched> {
+        let mut touched: Vec<Touched> = Vec::new();
+        let mut push = |t: Touched| {
+            if !touched.contains(&t) {
+                touched.push(t);
+            }
+        };
+        for patch in self.am.diff(before, after) {
+            let key_of = |action: &automerge::PatchAction| match action {
+                automerge::PatchAction::PutMap { key, .. } | automerge::PatchAction::DeleteMap { key } => {
+                    Some(key.clone())
+                }
+                _ => None,
+            };
+            let section = match patch.path.first() {
+                Some((_, Prop::Map(section))) => section.clone(),
+                Some(_) => continue,
+                None => {
+                    // A whole section was put or deleted at the root.
+                    if let Some(key) = key_of(&patch.action) {
+                        push(Touched::Section(key));
+                    }
+                    continue;
+                }
+            };
+            if section == PURCHASES {
+                let id = match patch.path.get(1) {
+                    Some((_, Prop::Map(id))) => Some(id.clone()),
+                    Some(_) => None,
+                    None => key_of(&patch.action),
+                };
+                match id {
+                    Some(id) => push(Touched::Purchase(id)),
+                    None => push(Touched::Section(section)),
+                }
+            } else {
+                push(Touched::Section(section));
+            }
+        }
+        touched
     }
 
     pub(crate) fn automerge(&mut self) -> &mut AutoCommit {
@@ -202,7 +258,8 @@ impl VaultDoc {
 
     /// Writes a purchase record (new, or replacing the record with this id) after validation.
     pub(crate) fn put_purchase(&mut self, id: &str, record: &Value) -> Result<(), SchemaError> {
-        if !(4..=32).contains(&id.len()) || !id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()) {
+        if !(4..=32).contains(&id.len()) || !id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        {
             return Err(SchemaError::Invalid {
                 field: "purchases".into(),
                 problem: "purchase ids use only a-z and 0-9 (4 to 32)".into(),
@@ -281,7 +338,7 @@ fn set_in_json(target: &mut Value, path: &[&str], value: Value) {
 
 /// Makes `obj[key]` equal `value`, touching only what differs, so concurrent edits of other
 /// fields merge cleanly.
-fn assign(am: &mut AutoCommit, obj: &ObjId, key: &str, value: &Value) {
+pub(crate) fn assign(am: &mut AutoCommit, obj: &ObjId, key: &str, value: &Value) {
     if let Value::Object(fields) = value {
         if let Ok(Some((AmValue::Object(ObjType::Map), existing))) = am.get(obj, key) {
             let old_keys: Vec<String> = am.keys(&existing).collect();
@@ -301,10 +358,9 @@ fn assign(am: &mut AutoCommit, obj: &ObjId, key: &str, value: &Value) {
         }
     } else if let (Value::Array(items), Ok(Some((AmValue::Object(ObjType::List), existing)))) =
         (value, am.get(obj, key))
+        && obj_to_json(am, &existing) == Value::Array(items.clone())
     {
-        if obj_to_json(am, &existing) == Value::Array(items.clone()) {
-            return;
-        }
+        return;
     }
     put_json(am, obj, key.into(), value);
 }

@@ -301,11 +301,8 @@ impl Ticket {
     /// A ticket for `certificate`, reachable at `addrs`.
     /// IPv6 scope ids and flow labels are not carried.
     pub fn new(certificate: DeviceCertificate, addrs: Vec<SocketAddr>) -> Self {
-        let addrs = addrs
-            .into_iter()
-            .take(MAX_TICKET_ADDRS)
-            .map(|a| SocketAddr::new(a.ip(), a.port()))
-            .collect();
+        let addrs =
+            addrs.into_iter().take(MAX_TICKET_ADDRS).map(|a| SocketAddr::new(a.ip(), a.port())).collect();
         Self { certificate, addrs }
     }
 
@@ -361,9 +358,7 @@ impl Ticket {
             return Err(TicketError::Truncated);
         }
         let certificate = DeviceCertificate::from_bytes(&rest[..128])?;
-        certificate
-            .verify(certificate.device)
-            .map_err(|_| TicketError::BadCertificate)?;
+        certificate.verify(certificate.device).map_err(|_| TicketError::BadCertificate)?;
         let count = rest[128] as usize;
         if count > MAX_TICKET_ADDRS {
             return Err(TicketError::BadAddress);
@@ -407,9 +402,8 @@ impl FromStr for Ticket {
     type Err = TicketError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let body = s.trim().strip_prefix(TICKET_PREFIX).ok_or(TicketError::WrongPrefix)?;
-        let bytes = BASE32_NOPAD
-            .decode(body.to_ascii_uppercase().as_bytes())
-            .map_err(|_| TicketError::NotBase32)?;
+        let bytes =
+            BASE32_NOPAD.decode(body.to_ascii_uppercase().as_bytes()).map_err(|_| TicketError::NotBase32)?;
         Self::from_bytes(&bytes)
     }
 }

@@ -41,20 +41,29 @@
 #![deny(missing_docs)]
 
 mod doc;
+mod grant;
 mod identity;
 mod money;
+mod path;
 mod primitives;
+mod projection;
 mod schema;
 mod store;
 mod vault;
 
 pub use doc::DocError;
+pub use grant::{
+    ErasureReceipt, Grant, GrantId, MAX_FIELDS, MAX_PURPOSE_LEN, Revocation, Signed, SignedGrant, Statement,
+    StatementError,
+};
 pub use identity::{
     CertificateError, DeviceCertificate, DeviceId, DeviceKey, Identity, IdentityId, KeyParseError, Ticket,
     TicketError,
 };
 pub use money::{Price, PriceError, minor_digits};
+pub use path::{FieldPath, PathError, RecordFilter};
 pub use primitives::{DecryptError, KdfParams, Passphrase};
+pub use projection::project;
 pub use schema::{DOCUMENT_SCHEMA, SchemaError};
 pub use store::{DB_FILE, StoreError};
 pub use vault::{

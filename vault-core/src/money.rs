@@ -45,8 +45,8 @@ pub enum PriceError {
 /// Number of digits after the decimal point for `currency` (ISO 4217 minor unit).
 pub fn minor_digits(currency: &str) -> u32 {
     match currency {
-        "BIF" | "CLP" | "DJF" | "GNF" | "ISK" | "JPY" | "KMF" | "KRW" | "PYG" | "RWF" | "UGX"
-        | "VND" | "VUV" | "XAF" | "XOF" | "XPF" => 0,
+        "BIF" | "CLP" | "DJF" | "GNF" | "ISK" | "JPY" | "KMF" | "KRW" | "PYG" | "RWF" | "UGX" | "VND"
+        | "VUV" | "XAF" | "XOF" | "XPF" => 0,
         "BHD" | "IQD" | "JOD" | "KWD" | "LYD" | "OMR" | "TND" => 3,
         _ => 2,
     }
@@ -80,11 +80,8 @@ impl Price {
             return Err(PriceError::TooPrecise { currency, digits });
         }
         let scale = 10i64.pow(digits);
-        let whole: i64 = if whole.is_empty() {
-            0
-        } else {
-            whole.parse().map_err(|_| PriceError::TooLarge)?
-        };
+        let whole: i64 =
+            if whole.is_empty() { 0 } else { whole.parse().map_err(|_| PriceError::TooLarge)? };
         let frac_value: i64 = if frac.is_empty() {
             0
         } else {
@@ -124,7 +121,10 @@ mod tests {
 
     #[test]
     fn parses_major_units() {
-        assert_eq!(Price::parse("12.50", "eur").unwrap(), Price { amount_minor: 1250, currency: "EUR".into() });
+        assert_eq!(
+            Price::parse("12.50", "eur").unwrap(),
+            Price { amount_minor: 1250, currency: "EUR".into() }
+        );
         assert_eq!(Price::parse("12.5", "EUR").unwrap().amount_minor, 1250);
         assert_eq!(Price::parse("12", "EUR").unwrap().amount_minor, 1200);
         assert_eq!(Price::parse("1200", "JPY").unwrap().amount_minor, 1200);

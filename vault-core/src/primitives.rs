@@ -115,13 +115,9 @@ pub(crate) fn derive_wrapping_key(
     if !params.is_plausible() {
         return Err(KdfError);
     }
-    let argon_params = argon2::Params::new(
-        params.memory_kib,
-        params.iterations,
-        params.parallelism,
-        Some(KEY_LEN),
-    )
-    .map_err(|_| KdfError)?;
+    let argon_params =
+        argon2::Params::new(params.memory_kib, params.iterations, params.parallelism, Some(KEY_LEN))
+            .map_err(|_| KdfError)?;
     let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, argon_params);
     let mut out = Zeroizing::new([0u8; KEY_LEN]);
     argon
@@ -170,9 +166,7 @@ pub(crate) fn open(key: &SymmetricKey, ad: &[u8], blob: &[u8]) -> Result<Vec<u8>
     let (nonce, ciphertext) = blob.split_at(NONCE_LEN);
     let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| DecryptError)?;
     let cipher = XChaCha20Poly1305::new(key.expose().into());
-    cipher
-        .decrypt(&XNonce::from(nonce), Payload { msg: ciphertext, aad: ad })
-        .map_err(|_| DecryptError)
+    cipher.decrypt(&XNonce::from(nonce), Payload { msg: ciphertext, aad: ad }).map_err(|_| DecryptError)
 }
 
 /// Fills `buf` from the operating system's CSPRNG.
@@ -224,10 +218,7 @@ mod tests {
 
     #[test]
     fn associated_data_is_unambiguous() {
-        assert_ne!(
-            associated_data(b"l", &[b"ab", b"c"]),
-            associated_data(b"l", &[b"a", b"bc"])
-        );
+        assert_ne!(associated_data(b"l", &[b"ab", b"c"]), associated_data(b"l", &[b"a", b"bc"]));
     }
 
     proptest! {

@@ -69,6 +69,17 @@ impl SchemaError {
     }
 }
 
+/// The document schema, parsed.
+pub(crate) fn document_schema() -> &'static Value {
+    static SCHEMA: OnceLock<Value> = OnceLock::new();
+    SCHEMA.get_or_init(|| serde_json::from_str(DOCUMENT_SCHEMA).expect("the shipped document schema is JSON"))
+}
+
+/// True when `key` may name a preference.
+pub(crate) fn is_valid_preference_key(key: &str) -> bool {
+    validate(Shape::Preferences, "preferences", &json!({ key: "" })).is_ok()
+}
+
 struct Validators {
     by_shape: HashMap<Shape, jsonschema::Validator>,
     currencies: Vec<String>,
@@ -77,8 +88,7 @@ struct Validators {
 fn validators() -> &'static Validators {
     static VALIDATORS: OnceLock<Validators> = OnceLock::new();
     VALIDATORS.get_or_init(|| {
-        let document: Value =
-            serde_json::from_str(DOCUMENT_SCHEMA).expect("the shipped document schema is JSON");
+        let document = document_schema();
         let build = |schema: &Value| {
             jsonschema::options()
                 .should_validate_formats(true)
@@ -88,7 +98,7 @@ fn validators() -> &'static Validators {
         let mut by_shape = HashMap::new();
         for shape in [Shape::Document, Shape::Profile, Shape::Purchase, Shape::Preferences] {
             let validator = match shape.def_name() {
-                None => build(&document),
+                None => build(document),
                 Some(def) => build(&json!({
                     "$schema": document["$schema"],
                     "$defs": document["$defs"],
@@ -164,12 +174,8 @@ fn describe(kind: &ValidationErrorKind, field: String) -> SchemaError {
         ValidationErrorKind::Minimum { limit } => invalid(format!("must be at least {limit}")),
         ValidationErrorKind::Maximum { limit } => invalid(format!("must be at most {limit}")),
         ValidationErrorKind::MinLength { limit: 1 } => invalid("must not be empty".to_owned()),
-        ValidationErrorKind::MinLength { limit } => {
-            invalid(format!("must be at least {limit} characters"))
-        }
-        ValidationErrorKind::MaxLength { limit } => {
-            invalid(format!("must be at most {limit} characters"))
-        }
+        ValidationErrorKind::MinLength { limit } => invalid(format!("must be at least {limit} characters")),
+        ValidationErrorKind::MaxLength { limit } => invalid(format!("must be at most {limit} characters")),
         ValidationErrorKind::MaxItems { limit } => invalid(format!("must have at most {limit} items")),
         ValidationErrorKind::UniqueItems => invalid("must not repeat an item".to_owned()),
         ValidationErrorKind::Format { format } => invalid(match format.as_str() {
@@ -182,8 +188,7 @@ fn describe(kind: &ValidationErrorKind, field: String) -> SchemaError {
         }
         ValidationErrorKind::PropertyNames { .. } => match field.split('.').next() {
             Some("preferences") => invalid(
-                "preference keys start with a lowercase letter and use only a-z, 0-9, - and _"
-                    .to_owned(),
+                "preference keys start with a lowercase letter and use only a-z, 0-9, - and _".to_owned(),
             ),
             Some("purchases") => invalid("purchase ids use only a-z and 0-9".to_owned()),
             _ => invalid("has a badly formed key".to_owned()),
@@ -192,9 +197,7 @@ fn describe(kind: &ValidationErrorKind, field: String) -> SchemaError {
             match last_segment(&field) {
                 "phone" => "must be a phone number (digits, spaces and + ( ) . / -)",
                 "country" => "must be a two-letter ISO 3166 country code such as FR",
-                _ if field.contains(".tags") => {
-                    "tags use lowercase letters, digits, - and _ (at most 40)"
-                }
+                _ if field.contains(".tags") => "tags use lowercase letters, digits, - and _ (at most 40)",
                 _ => "is not in the expected form",
             }
             .to_owned(),

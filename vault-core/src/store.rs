@@ -60,10 +60,7 @@ impl StoreError {
 }
 
 pub(crate) fn sqlite_damage(e: &rusqlite::Error) -> bool {
-    matches!(
-        e.sqlite_error_code(),
-        Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase)
-    )
+    matches!(e.sqlite_error_code(), Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase))
 }
 
 /// Why a vault file could not be unlocked; mapped to user-facing errors by the caller.
@@ -110,10 +107,16 @@ fn wrap_ad(vault_id: &[u8; 16], params: &KdfParams) -> Vec<u8> {
 
 impl Store {
     /// Creates a new vault file at `path` (which must not exist) with a fresh data key.
-    pub(crate) fn create(path: &Path, passphrase: &Passphrase, params: KdfParams) -> Result<Self, StoreError> {
+    pub(crate) fn create(
+        path: &Path,
+        passphrase: &Passphrase,
+        params: KdfParams,
+    ) -> Result<Self, StoreError> {
         let conn = Connection::open_with_flags(
             path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
         // Must precede the first table: lets compaction hand freed pages back to the OS.
         conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
@@ -129,7 +132,8 @@ impl Store {
              CREATE TABLE meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
              CREATE TABLE migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL);",
         )?;
-        let put = |k: &str, v: &[u8]| conn.execute("INSERT INTO meta (key, value) VALUES (?1, ?2)", params![k, v]);
+        let put =
+            |k: &str, v: &[u8]| conn.execute("INSERT INTO meta (key, value) VALUES (?1, ?2)", params![k, v]);
         put("format", FORMAT.as_bytes())?;
         put("vault_id", &vault_id)?;
         put("kdf", &serde_json::to_vec(&params).expect("params serialize"))?;
@@ -150,26 +154,26 @@ impl Store {
         )?;
         conn.busy_timeout(Duration::from_secs(10))?;
         let get = |k: &str| -> Result<Option<Vec<u8>>, UnlockFailure> {
-            match conn
-                .query_row("SELECT value FROM meta WHERE key = ?1", [k], |r| r.get(0))
-                .optional()
-            {
+            match conn.query_row("SELECT value FROM meta WHERE key = ?1", [k], |r| r.get(0)).optional() {
                 Ok(v) => Ok(v),
                 Err(rusqlite::Error::SqliteFailure(_, Some(msg))) if msg.starts_with("no such table") => {
                     Err(UnlockFailure::NotAVault)
                 }
-                Err(e) if e.sqlite_error_code() == Some(ErrorCode::NotADatabase) => Err(UnlockFailure::NotAVault),
+                Err(e) if e.sqlite_error_code() == Some(ErrorCode::NotADatabase) => {
+                    Err(UnlockFailure::NotAVault)
+                }
                 Err(e) => Err(e.into()),
             }
         };
         let format = get("format")?.ok_or(UnlockFailure::NotAVault)?;
         if format != FORMAT.as_bytes() {
-            return Err(UnlockFailure::UnknownFormat(String::from_utf8_lossy(&format).chars().take(32).collect()));
+            return Err(UnlockFailure::UnknownFormat(
+                String::from_utf8_lossy(&format).chars().take(32).collect(),
+            ));
         }
         let damaged = |what: &str| UnlockFailure::Store(StoreError::Damaged(what.to_owned()));
-        let vault_id: [u8; 16] = get("vault_id")?
-            .and_then(|v| v.try_into().ok())
-            .ok_or_else(|| damaged("the vault id"))?;
+        let vault_id: [u8; 16] =
+            get("vault_id")?.and_then(|v| v.try_into().ok()).ok_or_else(|| damaged("the vault id"))?;
         let params: KdfParams = get("kdf")?
             .and_then(|v| serde_json::from_slice(&v).ok())
             .ok_or_else(|| damaged("the key-derivation parameters"))?;
@@ -189,7 +193,8 @@ impl Store {
 
     fn migrate(&mut self) -> Result<(), StoreError> {
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let applied: i64 = tx.query_row("SELECT COALESCE(MAX(version), 0) FROM migrations", [], |r| r.get(0))?;
+        let applied: i64 =
+            tx.query_row("SELECT COALESCE(MAX(version), 0) FROM migrations", [], |r| r.get(0))?;
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(applied as usize) {
             tx.execute_batch(sql)?;
             tx.execute(
@@ -226,9 +231,14 @@ impl Store {
     }
 
     /// Like [`Store::open_row`], naming the row in the error.
-    pub(crate) fn open_row_named(&self, table: &str, row: &[u8], row_name: impl std::fmt::Display, blob: &[u8]) -> Result<Vec<u8>, StoreError> {
-        self.open_row(table, row, blob)
-            .map_err(|_| StoreError::Damaged(format!("{table} row {row_name}")))
+    pub(crate) fn open_row_named(
+        &self,
+        table: &str,
+        row: &[u8],
+        row_name: impl std::fmt::Display,
+        blob: &[u8],
+    ) -> Result<Vec<u8>, StoreError> {
+        self.open_row(table, row, blob).map_err(|_| StoreError::Damaged(format!("{table} row {row_name}")))
     }
 }
 
@@ -239,7 +249,9 @@ mod tests {
     #[test]
     fn blobs_are_bound_to_their_row() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::create(&dir.path().join(DB_FILE), &Passphrase::new("pw"), KdfParams::INSECURE_FOR_TESTS).unwrap();
+        let store =
+            Store::create(&dir.path().join(DB_FILE), &Passphrase::new("pw"), KdfParams::INSECURE_FOR_TESTS)
+                .unwrap();
         let blob = store.seal_row("doc_changes", b"1", b"hello");
         assert_eq!(store.open_row("doc_changes", b"1", &blob).unwrap(), b"hello");
         assert!(store.open_row("doc_changes", b"2", &blob).is_err());

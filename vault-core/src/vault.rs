@@ -246,7 +246,8 @@ impl VaultOptions {
         std::fs::create_dir_all(&self.dir).map_err(StoreError::Io)?;
         // Build in a temporary file and move it into place, so a crash never leaves a
         // half-made vault where `open` would find it.
-        let tmp = self.dir.join(format!(".{DB_FILE}.{}.tmp", data_encoding::HEXLOWER.encode(&random_array::<6>())));
+        let tmp =
+            self.dir.join(format!(".{DB_FILE}.{}.tmp", data_encoding::HEXLOWER.encode(&random_array::<6>())));
         let result = (|| {
             let store = Store::create(&tmp, passphrase, self.kdf)?;
             let identity = Identity::generate();
@@ -271,14 +272,18 @@ impl VaultOptions {
         // Move the WAL-free file into place without overwriting anything that appeared.
         if let Err(e) = std::fs::hard_link(&tmp, &path) {
             remove_db_files(&tmp);
-            return Err(if path.exists() { CreateError::AlreadyExists(self.dir) } else { StoreError::Io(e).into() });
+            return Err(if path.exists() {
+                CreateError::AlreadyExists(self.dir)
+            } else {
+                StoreError::Io(e).into()
+            });
         }
         remove_db_files(&tmp);
         sync_dir(&self.dir);
-        Ok(self.unlock(passphrase).map_err(|e| match e {
+        self.unlock(passphrase).map_err(|e| match e {
             OpenError::Store(s) => CreateError::Store(s),
             other => CreateError::Store(StoreError::Damaged(other.to_string())),
-        })?)
+        })
     }
 
     /// Opens and unlocks an existing vault. Nothing is modified when this fails.
@@ -315,7 +320,9 @@ impl VaultOptions {
             .and_then(|mut s| s.query_map([], |r| r.get::<_, String>(0))?.collect());
         match integrity {
             Ok(rows) if rows == ["ok"] => {}
-            Ok(rows) => report.problems.extend(rows.into_iter().take(10).map(|r| format!("database structure: {r}"))),
+            Ok(rows) => {
+                report.problems.extend(rows.into_iter().take(10).map(|r| format!("database structure: {r}")))
+            }
             Err(e) => report.problems.push(format!("database structure: {e}")),
         }
         for name in ["identity", "device"] {
@@ -344,7 +351,9 @@ impl VaultOptions {
                     if let Some(exp) = expected
                         && seq != exp
                     {
-                        report.problems.push(format!("document changes: chunks {exp} to {} are missing", seq - 1));
+                        report
+                            .problems
+                            .push(format!("document changes: chunks {exp} to {} are missing", seq - 1));
                     }
                     expected = Some(seq + 1);
                     match store.open_row_named(CHANGES_TABLE, seq.to_string().as_bytes(), seq, &blob) {
@@ -389,7 +398,13 @@ fn snapshot_row(generation: i64) -> Vec<u8> {
     generation.to_be_bytes().to_vec()
 }
 
-fn write_snapshot(store: &Store, conn: &rusqlite::Connection, generation: i64, through_seq: i64, bytes: &[u8]) -> Result<u64, StoreError> {
+fn write_snapshot(
+    store: &Store,
+    conn: &rusqlite::Connection,
+    generation: i64,
+    through_seq: i64,
+    bytes: &[u8],
+) -> Result<u64, StoreError> {
     let mut plaintext = Vec::with_capacity(8 + bytes.len());
     plaintext.extend_from_slice(&through_seq.to_be_bytes());
     plaintext.extend_from_slice(bytes);
@@ -405,7 +420,9 @@ fn write_snapshot(store: &Store, conn: &rusqlite::Connection, generation: i64, t
 fn read_snapshot(store: &Store) -> Result<Snapshot, StoreError> {
     let (generation, blob): (i64, Vec<u8>) = store
         .conn
-        .query_row("SELECT generation, blob FROM doc_snapshot WHERE id = 1", [], |r| Ok((r.get(0)?, r.get(1)?)))
+        .query_row("SELECT generation, blob FROM doc_snapshot WHERE id = 1", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
         .optional()?
         .ok_or_else(|| StoreError::Damaged("doc_snapshot (missing)".into()))?;
     let plaintext = store.open_row_named(SNAPSHOT_TABLE, &snapshot_row(generation), "1", &blob)?;
@@ -423,9 +440,8 @@ fn read_secret(store: &Store, name: &str) -> Result<zeroize::Zeroizing<[u8; 32]>
         .optional()?
         .ok_or_else(|| StoreError::Damaged(format!("secrets row {name} (missing)")))?;
     let bytes = zeroize::Zeroizing::new(store.open_row_named(SECRETS_TABLE, name.as_bytes(), name, &blob)?);
-    let seed: [u8; 32] = bytes[..]
-        .try_into()
-        .map_err(|_| StoreError::Damaged(format!("secrets row {name}")))?;
+    let seed: [u8; 32] =
+        bytes[..].try_into().map_err(|_| StoreError::Damaged(format!("secrets row {name}")))?;
     Ok(zeroize::Zeroizing::new(seed))
 }
 
@@ -447,7 +463,10 @@ pub struct Vault {
 
 impl std::fmt::Debug for Vault {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Vault").field("dir", &self.dir).field("identity", &self.identity.public()).finish_non_exhaustive()
+        f.debug_struct("Vault")
+            .field("dir", &self.dir)
+            .field("identity", &self.identity.public())
+            .finish_non_exhaustive()
     }
 }
 
@@ -475,9 +494,18 @@ impl Vault {
                 let seq: i64 = row.get(0).map_err(StoreError::from)?;
                 let blob: Vec<u8> = row.get(1).map_err(StoreError::from)?;
                 if seq != last_seq + 1 {
-                    return Err(OpenError::Damaged(format!("document changes {} to {} are missing", last_seq + 1, seq - 1)));
+                    return Err(OpenError::Damaged(format!(
+                        "document changes {} to {} are missing",
+                        last_seq + 1,
+                        seq - 1
+                    )));
                 }
-                bytes.extend_from_slice(&store.open_row_named(CHANGES_TABLE, seq.to_string().as_bytes(), seq, &blob)?);
+                bytes.extend_from_slice(&store.open_row_named(
+                    CHANGES_TABLE,
+                    seq.to_string().as_bytes(),
+                    seq,
+                    &blob,
+                )?);
                 chunk_count += 1;
                 chunk_bytes += blob.len() as u64;
                 last_seq = seq;
@@ -586,7 +614,10 @@ impl Vault {
         result
     }
 
-    fn edit_locked<T>(&mut self, edit: impl FnOnce(&mut VaultDoc) -> Result<T, EditError>) -> Result<T, EditError> {
+    fn edit_locked<T>(
+        &mut self,
+        edit: impl FnOnce(&mut VaultDoc) -> Result<T, EditError>,
+    ) -> Result<T, EditError> {
         self.store.conn.execute_batch("BEGIN IMMEDIATE").map_err(StoreError::from)?;
         self.catch_up()?;
         let before: Vec<ChangeHash> = self.doc.automerge().get_heads();
@@ -634,7 +665,11 @@ impl Vault {
         let bytes = {
             let snapshot = read_snapshot(&self.store)?;
             let mut bytes = snapshot.bytes;
-            let mut stmt = self.store.conn.prepare("SELECT seq, blob FROM doc_changes WHERE seq > ?1 ORDER BY seq").map_err(StoreError::from)?;
+            let mut stmt = self
+                .store
+                .conn
+                .prepare("SELECT seq, blob FROM doc_changes WHERE seq > ?1 ORDER BY seq")
+                .map_err(StoreError::from)?;
             let rows: Vec<(i64, Vec<u8>)> = stmt
                 .query_map([snapshot.through_seq], |r| Ok((r.get(0)?, r.get(1)?)))
                 .and_then(|rows| rows.collect())
@@ -642,7 +677,12 @@ impl Vault {
             self.last_seq = snapshot.through_seq;
             self.snapshot_generation = snapshot.generation;
             for (seq, blob) in rows {
-                bytes.extend_from_slice(&self.store.open_row_named(CHANGES_TABLE, seq.to_string().as_bytes(), seq, &blob)?);
+                bytes.extend_from_slice(&self.store.open_row_named(
+                    CHANGES_TABLE,
+                    seq.to_string().as_bytes(),
+                    seq,
+                    &blob,
+                )?);
                 self.last_seq = seq;
             }
             bytes
@@ -676,7 +716,12 @@ impl Vault {
             return result;
         }
         result?;
-        self.store.conn.execute_batch("PRAGMA incremental_vacuum")?;
+        // Each step of incremental_vacuum frees one page: run it to the end.
+        {
+            let mut stmt = self.store.conn.prepare("PRAGMA incremental_vacuum")?;
+            let mut rows = stmt.query([])?;
+            while rows.next()?.is_some() {}
+        }
         self.store.conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
         Ok(())
     }
@@ -757,10 +802,8 @@ impl Vault {
 
     /// Adds many purchases as one change (one durable commit).
     pub fn add_purchases(&mut self, records: &[PurchaseRecord]) -> Result<Vec<String>, EditError> {
-        let values: Vec<Value> = records
-            .iter()
-            .map(|r| serde_json::to_value(r).expect("records serialize"))
-            .collect();
+        let values: Vec<Value> =
+            records.iter().map(|r| serde_json::to_value(r).expect("records serialize")).collect();
         self.edit(|doc| {
             let mut ids = Vec::with_capacity(values.len());
             for value in &values {
@@ -785,7 +828,8 @@ impl Vault {
 
     /// All purchases, newest first (by date, then id).
     pub fn purchases(&self) -> Vec<Purchase> {
-        let mut out: Vec<Purchase> = self.doc.purchase_ids().iter().filter_map(|id| self.purchase(id)).collect();
+        let mut out: Vec<Purchase> =
+            self.doc.purchase_ids().iter().filter_map(|id| self.purchase(id)).collect();
         out.sort_by(|a, b| b.record.date.cmp(&a.record.date).then_with(|| a.id.cmp(&b.id)));
         out
     }
@@ -935,7 +979,10 @@ mod tests {
         let mut v = new_vault(dir.path());
         v.set_profile("name", "Ada").unwrap();
         drop(v);
-        let err = Vault::at(dir.path()).kdf(KdfParams::INSECURE_FOR_TESTS).create(&Passphrase::new("other")).unwrap_err();
+        let err = Vault::at(dir.path())
+            .kdf(KdfParams::INSECURE_FOR_TESTS)
+            .create(&Passphrase::new("other"))
+            .unwrap_err();
         assert!(matches!(err, CreateError::AlreadyExists(_)));
         let v = Vault::at(dir.path()).unlock(&Passphrase::new("pw")).unwrap();
         assert_eq!(v.profile()["name"], "Ada");

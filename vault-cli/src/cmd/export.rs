@@ -34,7 +34,11 @@ pub(crate) fn run(app: &App, args: &ExportArgs) -> Result<Outcome> {
             if app.json {
                 app.print_json(&json!({ "file": path, "format": format, "bytes": bytes.len() }))?;
             } else {
-                eprintln!("wrote {} ({} bytes, {format}); this file is NOT encrypted: keep it safe", path.display(), bytes.len());
+                eprintln!(
+                    "wrote {} ({} bytes, {format}); this file is NOT encrypted: keep it safe",
+                    path.display(),
+                    bytes.len()
+                );
             }
         }
     }

@@ -31,7 +31,8 @@ pub(crate) fn run(app: &App, args: &IdArgs) -> Result<Outcome> {
 }
 
 fn render_qr(text: &str) -> Result<String> {
-    let code = QrCode::new(text.to_ascii_uppercase().as_bytes()).context("the ticket does not fit in a QR code")?;
+    let code =
+        QrCode::new(text.to_ascii_uppercase().as_bytes()).context("the ticket does not fit in a QR code")?;
     Ok(code
         .render::<Dense1x2>()
         .dark_color(Dense1x2::Light)

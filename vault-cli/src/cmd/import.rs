@@ -13,7 +13,8 @@ use crate::cli::ImportArgs;
 const MAX_IMPORT_BYTES: u64 = 1 << 30;
 
 pub(crate) fn run(app: &App, args: &ImportArgs) -> Result<Outcome> {
-    let file = std::fs::File::open(&args.file).with_context(|| format!("cannot open {}", args.file.display()))?;
+    let file =
+        std::fs::File::open(&args.file).with_context(|| format!("cannot open {}", args.file.display()))?;
     let mut bytes = Vec::new();
     file.take(MAX_IMPORT_BYTES + 1)
         .read_to_end(&mut bytes)
@@ -22,9 +23,7 @@ pub(crate) fn run(app: &App, args: &ImportArgs) -> Result<Outcome> {
         bail!("{} is larger than 1 GiB; refusing to import it", args.file.display());
     }
     let mut vault = app.unlock()?;
-    let mode = vault
-        .import(&bytes)
-        .with_context(|| format!("cannot import {}", args.file.display()))?;
+    let mode = vault.import(&bytes).with_context(|| format!("cannot import {}", args.file.display()))?;
     let mode_name = match mode {
         ImportMode::Merged => "merged",
         ImportMode::Values => "values",
@@ -33,7 +32,9 @@ pub(crate) fn run(app: &App, args: &ImportArgs) -> Result<Outcome> {
         app.print_json(&json!({ "file": args.file, "mode": mode_name }))?;
     } else {
         match mode {
-            ImportMode::Merged => app.print(format!("merged {} into the vault (both histories kept)", args.file.display()))?,
+            ImportMode::Merged => {
+                app.print(format!("merged {} into the vault (both histories kept)", args.file.display()))?
+            }
             ImportMode::Values => app.print(format!("imported the values of {}", args.file.display()))?,
         }
     }

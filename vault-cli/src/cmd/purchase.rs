@@ -53,7 +53,9 @@ fn add(app: &App, args: PurchaseAddArgs) -> Result<Outcome> {
 
 fn list(app: &App, args: &PurchaseListArgs) -> Result<Outcome> {
     if let Some(since) = &args.since {
-        since.parse::<jiff::civil::Date>().with_context(|| "invalid --since: expected a date written YYYY-MM-DD")?;
+        since
+            .parse::<jiff::civil::Date>()
+            .with_context(|| "invalid --since: expected a date written YYYY-MM-DD")?;
     }
     let vault = app.unlock()?;
     let purchases: Vec<Purchase> = vault

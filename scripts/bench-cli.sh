@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Times the whole `vault purchase add` command (process start, Argon2id unlock with the default
+# parameters, validation, durable commit) against `vault id` (same start and unlock, no write),
+# over N runs each, and prints medians. Usage: scripts/bench-cli.sh [N]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+n=${1:-30}
+cargo build --release --quiet -p vault-cli
+bin=target/release/vault
+dir=$(mktemp -d)
+trap 'rm -rf "$dir"' EXIT
+export VAULT_DIR="$dir/vault" VAULT_PASSPHRASE="bench passphrase"
+"$bin" init >/dev/null
+
+median_ms() {
+  sort -n | awk '{a[NR]=$1} END {m=(NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2; printf "%.1f", m/1e6}'
+}
+time_runs() {
+  for _ in $(seq "$n"); do
+    s=$(date +%s%N); "$@" >/dev/null; e=$(date +%s%N); echo $((e - s))
+  done
+}
+add=$(time_runs "$bin" purchase add --item Tea --seller Acme --price 4.50 --currency EUR | median_ms)
+id=$(time_runs "$bin" id | median_ms)
+echo "vault purchase add (whole command, default Argon2id): median ${add} ms over $n runs"
+echo "vault id (start + unlock only, no write):              median ${id} ms over $n runs"

@@ -1,0 +1,269 @@
+//! Field paths and record filters: what a grant covers.
+//!
+//! Paths are absolute and checked against the document schema:
+//! `profile` (the whole profile), `profile.email`, `profile.address` (a subtree),
+//! `profile.address.city`, `preferences`, `preferences.diet`, `purchases` (every record, every
+//! field), `purchases.*.item` (one field of every record). A filter narrows records:
+//! `purchases[tag=books]`, `purchases[seller=Acme]`, `purchases[category=groceries]`.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::schema::{document_schema, is_valid_preference_key};
+
+/// A path could not be read or names nothing in the schema.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PathError {
+    /// The path names no field of the document.
+    #[error("unknown field path \"{0}\"")]
+    Unknown(String),
+    /// A filter that is not `purchases[KEY=VALUE]` with a known key.
+    #[error(
+        "invalid record filter \"{0}\": expected purchases[tag=VALUE], purchases[seller=VALUE] or purchases[category=VALUE]"
+    )]
+    BadFilter(String),
+}
+
+/// An absolute path into the document.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum FieldPath {
+    /// `profile` or `profile.a.b`: the segments below `profile` (empty: the whole profile).
+    Profile(Vec<String>),
+    /// `preferences` or `preferences.KEY`.
+    Preferences(Option<String>),
+    /// `purchases` (every field) or `purchases.*.FIELD`.
+    Purchases(Option<String>),
+}
+
+fn schema_object_fields(def: &str) -> Vec<String> {
+    document_schema()["$defs"][def]["properties"]
+        .as_object()
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+impl FromStr for FieldPath {
+    type Err = PathError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let unknown = || PathError::Unknown(s.chars().take(80).collect());
+        let segments: Vec<&str> = s.trim().split('.').collect();
+        match segments.as_slice() {
+            ["profile"] => Ok(FieldPath::Profile(Vec::new())),
+            ["profile", field] if schema_object_fields("profile").iter().any(|f| f == field) => {
+                Ok(FieldPath::Profile(vec![field.to_string()]))
+            }
+            ["profile", "address", field] if schema_object_fields("address").iter().any(|f| f == field) => {
+                Ok(FieldPath::Profile(vec!["address".into(), field.to_string()]))
+            }
+            ["preferences"] => Ok(FieldPath::Preferences(None)),
+            ["preferences", key] if is_valid_preference_key(key) => {
+                Ok(FieldPath::Preferences(Some(key.to_string())))
+            }
+            ["purchases"] => Ok(FieldPath::Purchases(None)),
+            ["purchases", "*", field] if schema_object_fields("purchase").iter().any(|f| f == field) => {
+                Ok(FieldPath::Purchases(Some(field.to_string())))
+            }
+            _ => Err(unknown()),
+        }
+    }
+}
+
+impl fmt::Display for FieldPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FieldPath::Profile(segments) if segments.is_empty() => f.write_str("profile"),
+            FieldPath::Profile(segments) => write!(f, "profile.{}", segments.join(".")),
+            FieldPath::Preferences(None) => f.write_str("preferences"),
+            FieldPath::Preferences(Some(key)) => write!(f, "preferences.{key}"),
+            FieldPath::Purchases(None) => f.write_str("purchases"),
+            FieldPath::Purchases(Some(field)) => write!(f, "purchases.*.{field}"),
+        }
+    }
+}
+
+impl TryFrom<String> for FieldPath {
+    type Error = PathError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl From<FieldPath> for String {
+    fn from(p: FieldPath) -> String {
+        p.to_string()
+    }
+}
+
+impl FieldPath {
+    /// True when this path covers `other` (equal, or an ancestor of it).
+    pub fn covers(&self, other: &FieldPath) -> bool {
+        match (self, other) {
+            (FieldPath::Profile(a), FieldPath::Profile(b)) => b.starts_with(a),
+            (FieldPath::Preferences(None), FieldPath::Preferences(_)) => true,
+            (FieldPath::Preferences(a), FieldPath::Preferences(b)) => a == b,
+            (FieldPath::Purchases(None), FieldPath::Purchases(_)) => true,
+            (FieldPath::Purchases(a), FieldPath::Purchases(b)) => a == b,
+            _ => false,
+        }
+    }
+
+    /// True when this path and `other` share any value (one covers the other).
+    pub fn overlaps(&self, other: &FieldPath) -> bool {
+        self.covers(other) || other.covers(self)
+    }
+}
+
+/// Which purchase records a grant covers.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct RecordFilter {
+    key: FilterKey,
+    value: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum FilterKey {
+    Tag,
+    Seller,
+    Category,
+}
+
+impl RecordFilter {
+    /// True when the purchase record (JSON) matches.
+    pub fn matches(&self, record: &Value) -> bool {
+        match self.key {
+            FilterKey::Tag => record["tags"]
+                .as_array()
+                .is_some_and(|tags| tags.iter().any(|t| t.as_str() == Some(&self.value))),
+            FilterKey::Seller => {
+                record["seller"].as_str().is_some_and(|s| s.eq_ignore_ascii_case(&self.value))
+            }
+            FilterKey::Category => {
+                record["category"].as_str().is_some_and(|s| s.eq_ignore_ascii_case(&self.value))
+            }
+        }
+    }
+}
+
+impl FromStr for RecordFilter {
+    type Err = PathError;
+
+    /// Reads `purchases[tag=books]`, or the short form `tag=books`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || PathError::BadFilter(s.chars().take(80).collect());
+        let s = s.trim();
+        let inner = match s.strip_prefix("purchases[") {
+            Some(rest) => rest.strip_suffix(']').ok_or_else(bad)?,
+            None => s,
+        };
+        let (key, value) = inner.split_once('=').ok_or_else(bad)?;
+        let key = match key.trim() {
+            "tag" => FilterKey::Tag,
+            "seller" => FilterKey::Seller,
+            "category" => FilterKey::Category,
+            _ => return Err(bad()),
+        };
+        let value = value.trim();
+        if value.is_empty() || value.len() > 200 || value.contains([']', '[']) {
+            return Err(bad());
+        }
+        Ok(Self { key, value: value.to_owned() })
+    }
+}
+
+impl fmt::Display for RecordFilter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let key = match self.key {
+            FilterKey::Tag => "tag",
+            FilterKey::Seller => "seller",
+            FilterKey::Category => "category",
+        };
+        write!(f, "purchases[{key}={}]", self.value)
+    }
+}
+
+impl TryFrom<String> for RecordFilter {
+    type Error = PathError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl From<RecordFilter> for String {
+    fn from(f: RecordFilter) -> String {
+        f.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_paths_parse_and_print_back() {
+        for p in [
+            "profile",
+            "profile.email",
+            "profile.address",
+            "profile.address.city",
+            "preferences",
+            "preferences.diet",
+            "purchases",
+            "purchases.*.item",
+            "purchases.*.price",
+        ] {
+            assert_eq!(p.parse::<FieldPath>().unwrap().to_string(), p);
+        }
+    }
+
+    #[test]
+    fn unknown_paths_are_refused_by_name() {
+        for p in [
+            "profile.emial",
+            "profile.address.planet",
+            "purchases.*.cost",
+            "purchases.item",
+            "secrets",
+            "",
+            "preferences.Bad Key",
+        ] {
+            let err = p.parse::<FieldPath>().unwrap_err();
+            assert_eq!(err, PathError::Unknown(p.into()));
+        }
+        assert_eq!(
+            "profile.emial".parse::<FieldPath>().unwrap_err().to_string(),
+            "unknown field path \"profile.emial\""
+        );
+    }
+
+    #[test]
+    fn coverage() {
+        let p = |s: &str| s.parse::<FieldPath>().unwrap();
+        assert!(p("profile").covers(&p("profile.email")));
+        assert!(p("profile.address").covers(&p("profile.address.city")));
+        assert!(!p("profile.address.city").covers(&p("profile.address")));
+        assert!(p("profile.address.city").overlaps(&p("profile.address")));
+        assert!(p("purchases").covers(&p("purchases.*.item")));
+        assert!(!p("purchases.*.item").covers(&p("purchases.*.price")));
+        assert!(!p("profile").covers(&p("preferences.diet")));
+    }
+
+    #[test]
+    fn filters() {
+        let f: RecordFilter = "purchases[tag=books]".parse().unwrap();
+        assert_eq!(f, "tag=books".parse().unwrap());
+        assert!(f.matches(&serde_json::json!({"tags": ["books", "sf"]})));
+        assert!(!f.matches(&serde_json::json!({"tags": ["food"]})));
+        let s: RecordFilter = "purchases[seller=Acme]".parse().unwrap();
+        assert!(s.matches(&serde_json::json!({"seller": "acme"})));
+        for bad in ["purchases[price=3]", "purchases[tag=]", "purchases[tag=books", "books"] {
+            assert!(bad.parse::<RecordFilter>().is_err(), "{bad}");
+        }
+    }
+}
