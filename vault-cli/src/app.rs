@@ -49,6 +49,16 @@ impl App {
         Ok(options.unlock(&passphrase)?)
     }
 
+    /// A spinner on standard error for long work, only on a terminal and never with --json.
+    pub(crate) fn spinner(&self, message: &'static str) -> Option<indicatif::ProgressBar> {
+        if self.json || !std::io::stderr().is_terminal() {
+            return None;
+        }
+        let bar = indicatif::ProgressBar::new_spinner().with_message(message);
+        bar.enable_steady_tick(std::time::Duration::from_millis(100));
+        Some(bar)
+    }
+
     /// Prints a JSON document on standard output.
     pub(crate) fn print_json(&self, value: &serde_json::Value) -> Result<()> {
         let mut out = std::io::stdout().lock();

@@ -13,6 +13,7 @@ pub(crate) fn run(app: &App, args: &ExportArgs) -> Result<Outcome> {
         bail!("refusing to write a binary Automerge document to the terminal; use -o FILE");
     }
     let mut vault = app.unlock()?;
+    let spinner = app.spinner("exporting");
     let bytes = match args.format {
         ExportFormat::Json => {
             let mut bytes = serde_json::to_vec_pretty(&vault.export_json())?;
@@ -21,6 +22,9 @@ pub(crate) fn run(app: &App, args: &ExportArgs) -> Result<Outcome> {
         }
         ExportFormat::Automerge => vault.export_automerge(),
     };
+    if let Some(s) = spinner {
+        s.finish_and_clear();
+    }
     let format = match args.format {
         ExportFormat::Json => "json",
         ExportFormat::Automerge => "automerge",
