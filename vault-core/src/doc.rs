@@ -43,7 +43,6 @@ pub enum DocError {
 
 /// What an edit changed, at the granularity projections are updated at.
 #[derive(Clone, Debug, PartialEq, Eq)]
-#[allow(dead_code)] // wired into Vault together with grant storage
 pub(crate) enum Touched {
     /// A whole section (`profile`, `preferences`; or `purchases` replaced wholesale).
     Section(String),
@@ -127,7 +126,6 @@ impl VaultDoc {
     }
 
     /// Which sections and purchase records changed between two sets of heads.
-    #[allow(dead_code)] // wired into Vault together with grant storage
     pub(crate) fn touched_between(&mut self, before: &[ChangeHash], after: &[ChangeHash]) -> Vec<Touched> {
         let mut touched: Vec<Touched> = Vec::new();
         let mut push = |t: Touched| {

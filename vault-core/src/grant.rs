@@ -38,6 +38,11 @@ impl GrantId {
     pub fn as_bytes(&self) -> &[u8; 10] {
         &self.0
     }
+
+    /// Wraps raw bytes; `None` unless exactly 10.
+    pub fn from_raw(bytes: &[u8]) -> Option<Self> {
+        bytes.try_into().ok().map(Self)
+    }
 }
 
 impl fmt::Display for GrantId {

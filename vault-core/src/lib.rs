@@ -67,6 +67,7 @@ pub use projection::project;
 pub use schema::{DOCUMENT_SCHEMA, SchemaError};
 pub use store::{DB_FILE, StoreError};
 pub use vault::{
-    CreateError, EXPORT_FORMAT, EditError, ImportError, ImportMode, OpenError, Purchase, PurchaseRecord,
-    StorageStats, Vault, VaultOptions, VerifyReport,
+    AuditEvent, AuditFilter, AuditKind, Clock, Contact, ContactError, CreateError, EXPORT_FORMAT, EditError,
+    GrantError, GrantInfo, GrantStatus, ImportError, ImportMode, NewGrant, OpenError, Peer, Purchase,
+    PurchaseRecord, StorageStats, Vault, VaultOptions, VerifyReport,
 };

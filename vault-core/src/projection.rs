@@ -135,7 +135,6 @@ pub fn project(grant: &Grant, doc: &Value) -> Value {
 }
 
 /// A grant's projection document.
-#[allow(dead_code)] // wired into Vault together with grant storage
 pub(crate) struct Projection {
     am: AutoCommit,
 }
@@ -146,7 +145,6 @@ impl std::fmt::Debug for Projection {
     }
 }
 
-#[allow(dead_code)] // wired into Vault together with grant storage
 impl Projection {
     /// Builds the projection of `grant` from the current values of `doc`.
     pub(crate) fn build(grant: &Grant, doc: &VaultDoc) -> Self {

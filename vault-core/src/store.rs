@@ -31,6 +31,14 @@ const MIGRATIONS: &[&str] = &[
      CREATE TABLE doc_snapshot (id INTEGER PRIMARY KEY CHECK (id = 1),
                                 generation INTEGER NOT NULL, blob BLOB NOT NULL);
      CREATE TABLE doc_changes (seq INTEGER PRIMARY KEY, blob BLOB NOT NULL);",
+    // 2: sharing. Row keys are random ids or counters; everything else is sealed.
+    "CREATE TABLE grants (id BLOB PRIMARY KEY, blob BLOB NOT NULL);
+     CREATE TABLE projection_chunks (grant_id BLOB NOT NULL, seq INTEGER NOT NULL, blob BLOB NOT NULL,
+                                     PRIMARY KEY (grant_id, seq));
+     CREATE TABLE contacts (id BLOB PRIMARY KEY, blob BLOB NOT NULL);
+     CREATE TABLE audit (seq INTEGER PRIMARY KEY, blob BLOB NOT NULL);
+     CREATE TABLE received (grant_id BLOB PRIMARY KEY, blob BLOB NOT NULL);
+     CREATE TABLE node (key TEXT PRIMARY KEY, blob BLOB NOT NULL);",
 ];
 
 /// Problems with the storage layer that are not the user's doing.

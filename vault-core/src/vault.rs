@@ -14,6 +14,14 @@ use rusqlite::{OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+mod audit;
+mod contacts;
+mod sharing;
+
+pub use audit::{AuditEvent, AuditFilter, AuditKind};
+pub use contacts::{Contact, ContactError, Peer};
+pub use sharing::{GrantError, GrantInfo, GrantStatus, NewGrant};
+
 use crate::doc::{DocError, PREFERENCES, PROFILE, VaultDoc};
 use crate::identity::{DeviceCertificate, DeviceKey, Identity, IdentityId, Ticket};
 use crate::money::Price;
@@ -210,14 +218,34 @@ pub struct StorageStats {
     pub chunk_bytes: u64,
 }
 
+/// The vault's clock: unix seconds. Injectable so that expiry is testable without sleeping.
+pub type Clock = std::sync::Arc<dyn Fn() -> i64 + Send + Sync>;
+
+fn system_clock() -> Clock {
+    std::sync::Arc::new(|| jiff::Timestamp::now().as_second())
+}
+
 /// Where a vault lives, and how to create or open it.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct VaultOptions {
     dir: PathBuf,
     kdf: KdfParams,
+    clock: Clock,
+}
+
+impl std::fmt::Debug for VaultOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VaultOptions").field("dir", &self.dir).field("kdf", &self.kdf).finish_non_exhaustive()
+    }
 }
 
 impl VaultOptions {
+    /// The clock that decides expiry (tests inject one; the default is the system clock).
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
     /// Argon2id parameters for a new vault (ignored when opening: the vault's own are used).
     pub fn kdf(mut self, params: KdfParams) -> Self {
         self.kdf = params;
@@ -289,7 +317,7 @@ impl VaultOptions {
     /// Opens and unlocks an existing vault. Nothing is modified when this fails.
     pub fn unlock(self, passphrase: &Passphrase) -> Result<Vault, OpenError> {
         let store = self.open_store(passphrase)?;
-        Vault::load(store, self.dir)
+        Vault::load(store, self.dir, self.clock)
     }
 
     fn open_store(&self, passphrase: &Passphrase) -> Result<Store, OpenError> {
@@ -459,6 +487,9 @@ pub struct Vault {
     snapshot_bytes: u64,
     chunk_count: u64,
     chunk_bytes: u64,
+    /// Projections this process has loaded, by grant (derived data; the file is the truth).
+    projections: sharing::ProjectionCache,
+    clock: Clock,
 }
 
 impl std::fmt::Debug for Vault {
@@ -473,10 +504,37 @@ impl std::fmt::Debug for Vault {
 impl Vault {
     /// The vault in directory `dir`.
     pub fn at(dir: impl Into<PathBuf>) -> VaultOptions {
-        VaultOptions { dir: dir.into(), kdf: KdfParams::DEFAULT }
+        VaultOptions { dir: dir.into(), kdf: KdfParams::DEFAULT, clock: system_clock() }
     }
 
-    fn load(store: Store, dir: PathBuf) -> Result<Self, OpenError> {
+    /// Now, by the vault's clock (unix seconds).
+    pub fn now(&self) -> i64 {
+        (self.clock)()
+    }
+
+    /// Runs `f` in one write transaction (`BEGIN IMMEDIATE`): committed when it returns `Ok`,
+    /// rolled back otherwise.
+    fn write<T, E: From<StoreError>>(&mut self, f: impl FnOnce(&mut Self) -> Result<T, E>) -> Result<T, E> {
+        self.store.conn.execute_batch("BEGIN IMMEDIATE").map_err(StoreError::from)?;
+        match f(self) {
+            Ok(value) => {
+                if let Err(e) = self.store.conn.execute_batch("COMMIT") {
+                    let _ = self.store.conn.execute_batch("ROLLBACK");
+                    // What this process cached may not be on disk: reload on next use.
+                    self.projections.clear();
+                    return Err(StoreError::from(e).into());
+                }
+                Ok(value)
+            }
+            Err(e) => {
+                let _ = self.store.conn.execute_batch("ROLLBACK");
+                self.projections.clear();
+                Err(e)
+            }
+        }
+    }
+
+    fn load(store: Store, dir: PathBuf, clock: Clock) -> Result<Self, OpenError> {
         let identity = Identity::from_secret_bytes(&*read_secret(&store, "identity")?);
         let device = DeviceKey::from_secret_bytes(&*read_secret(&store, "device")?);
         let snapshot = read_snapshot(&store)?;
@@ -523,6 +581,8 @@ impl Vault {
             snapshot_bytes: snapshot.sealed_len,
             chunk_count,
             chunk_bytes,
+            projections: Default::default(),
+            clock,
         })
     }
 

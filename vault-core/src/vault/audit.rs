@@ -1,0 +1,112 @@
+//! The access log: every grant, revocation, expiry, erasure receipt and sync served, sealed
+//! and appended in the same transaction as the event it records.
+
+use rusqlite::params;
+use serde::{Deserialize, Serialize};
+
+use super::Vault;
+use crate::grant::GrantId;
+use crate::identity::IdentityId;
+use crate::store::StoreError;
+
+const TABLE: &str = "audit";
+
+/// What happened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum AuditKind {
+    /// This vault issued a grant.
+    GrantIssued,
+    /// This vault revoked a grant.
+    GrantRevoked,
+    /// A grant of this vault passed its expiry.
+    GrantExpired,
+    /// A grantee confirmed it erased its copy.
+    ErasureReceipt,
+    /// Projection data was served to a grantee.
+    SyncServed,
+    /// A grantee tried to change a read-only copy; refused.
+    ChangeRefused,
+    /// A peer was refused (no valid certificate, blocked, no grant).
+    PeerRefused,
+    /// This vault received a share from someone.
+    ShareReceived,
+    /// This vault erased a share it had received (revoked or expired).
+    ShareErased,
+}
+
+/// One line of the access log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEvent {
+    /// Unix seconds.
+    pub at: i64,
+    /// What happened.
+    pub kind: AuditKind,
+    /// The other party.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer: Option<IdentityId>,
+    /// The grant concerned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant: Option<GrantId>,
+    /// The fields concerned.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fields: Vec<String>,
+    /// Bytes sent, for syncs served.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
+    /// Free detail (never a user value).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+impl AuditEvent {
+    /// An event of `kind` at `at`.
+    pub fn new(at: i64, kind: AuditKind) -> Self {
+        Self { at, kind, peer: None, grant: None, fields: Vec::new(), bytes: None, detail: None }
+    }
+}
+
+/// Which events to list.
+#[derive(Clone, Debug, Default)]
+pub struct AuditFilter {
+    /// Only events with this peer.
+    pub peer: Option<IdentityId>,
+    /// Only events about this grant.
+    pub grant: Option<GrantId>,
+    /// Only events at or after (unix seconds).
+    pub since: Option<i64>,
+}
+
+impl Vault {
+    /// Appends an event; call inside the transaction of the event itself.
+    pub(crate) fn log_event(&self, event: &AuditEvent) -> Result<(), StoreError> {
+        let seq: i64 =
+            self.store.conn.query_row("SELECT COALESCE(MAX(seq), 0) + 1 FROM audit", [], |r| r.get(0))?;
+        let body = serde_json::to_vec(event).expect("events serialize");
+        let blob = self.store.seal_row(TABLE, &seq.to_be_bytes(), &body);
+        self.store.conn.execute("INSERT INTO audit (seq, blob) VALUES (?1, ?2)", params![seq, blob])?;
+        Ok(())
+    }
+
+    /// The access log, oldest first.
+    pub fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEvent>, StoreError> {
+        let mut stmt = self.store.conn.prepare("SELECT seq, blob FROM audit ORDER BY seq")?;
+        let rows: Vec<(i64, Vec<u8>)> =
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
+        let mut out = Vec::new();
+        for (seq, blob) in rows {
+            let body = self.store.open_row_named(TABLE, &seq.to_be_bytes(), seq, &blob)?;
+            let event: AuditEvent = serde_json::from_slice(&body)
+                .map_err(|_| StoreError::Damaged(format!("{TABLE} row {seq}")))?;
+            if filter.peer.is_some_and(|p| event.peer != Some(p))
+                || filter.grant.is_some_and(|g| event.grant != Some(g))
+                || filter.since.is_some_and(|s| event.at < s)
+            {
+                continue;
+            }
+            out.push(event);
+        }
+        Ok(out)
+    }
+}

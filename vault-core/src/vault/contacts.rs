@@ -1,0 +1,175 @@
+//! Contacts: local petnames for other people's identities, with their tickets. Stored sealed
+//! (a petname is the user's data too).
+
+use rusqlite::params;
+use serde::{Deserialize, Serialize};
+
+use super::Vault;
+use crate::identity::{IdentityId, Ticket};
+use crate::primitives::random_array;
+use crate::store::StoreError;
+
+const TABLE: &str = "contacts";
+
+/// Someone this vault knows by a petname.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Contact {
+    /// The petname.
+    pub name: String,
+    /// Their identity.
+    pub identity: IdentityId,
+    /// How to reach them (the ticket they gave).
+    pub ticket: Option<String>,
+    /// Blocked contacts are refused on the network and their requests dropped.
+    #[serde(default)]
+    pub blocked: bool,
+}
+
+/// A contact operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ContactError {
+    /// Petnames are 1-64 letters, digits, `-`, `_` or `.`.
+    #[error("invalid contact name \"{0}\": use 1-64 letters, digits, '-', '_' or '.'")]
+    BadName(String),
+    /// The name is taken.
+    #[error("a contact named \"{0}\" already exists")]
+    Exists(String),
+    /// No such contact, and not a ticket or identity either.
+    #[error("unknown peer \"{0}\": not a contact name, a ticket or an identity")]
+    UnknownPeer(String),
+    /// That is this vault's own identity.
+    #[error("that ticket is this vault's own")]
+    Own,
+    /// The storage layer failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A peer named on the command line: a contact, a ticket, or a bare identity.
+#[derive(Clone, Debug)]
+pub struct Peer {
+    /// Their identity.
+    pub identity: IdentityId,
+    /// How to reach them, when known.
+    pub ticket: Option<Ticket>,
+    /// Their petname, when they are a contact.
+    pub name: Option<String>,
+}
+
+fn valid_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && !name.starts_with("vault1")
+}
+
+impl Vault {
+    fn contact_rows(&self) -> Result<Vec<(Vec<u8>, Contact)>, StoreError> {
+        let mut stmt = self.store.conn.prepare("SELECT id, blob FROM contacts")?;
+        let rows: Vec<(Vec<u8>, Vec<u8>)> =
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
+        rows.into_iter()
+            .map(|(id, blob)| {
+                let body = self.store.open_row_named(TABLE, &id, "(contact)", &blob)?;
+                let contact = serde_json::from_slice(&body)
+                    .map_err(|_| StoreError::Damaged(format!("{TABLE} row (contact)")))?;
+                Ok((id, contact))
+            })
+            .collect()
+    }
+
+    fn put_contact(&self, id: &[u8], contact: &Contact) -> Result<(), StoreError> {
+        let blob = self.store.seal_row(TABLE, id, &serde_json::to_vec(contact).expect("serializes"));
+        self.store.conn.execute(
+            "INSERT INTO contacts (id, blob) VALUES (?1, ?2) ON CONFLICT (id) DO UPDATE SET blob = excluded.blob",
+            params![id, blob],
+        )?;
+        Ok(())
+    }
+
+    /// All contacts, sorted by name.
+    pub fn contacts(&self) -> Result<Vec<Contact>, StoreError> {
+        let mut out: Vec<Contact> = self.contact_rows()?.into_iter().map(|(_, c)| c).collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    /// Adds a contact from a ticket.
+    pub fn add_contact(&mut self, name: &str, ticket: &Ticket) -> Result<Contact, ContactError> {
+        if !valid_name(name) {
+            return Err(ContactError::BadName(name.chars().take(64).collect()));
+        }
+        if ticket.identity() == self.identity() {
+            return Err(ContactError::Own);
+        }
+        self.write(|v| {
+            if v.contact_rows()?.iter().any(|(_, c)| c.name == name) {
+                return Err(ContactError::Exists(name.to_owned()));
+            }
+            let contact = Contact {
+                name: name.to_owned(),
+                identity: ticket.identity(),
+                ticket: Some(ticket.to_string()),
+                blocked: false,
+            };
+            v.put_contact(&random_array::<16>(), &contact)?;
+            Ok(contact)
+        })
+    }
+
+    /// Removes a contact; false when there is none by that name.
+    pub fn remove_contact(&mut self, name: &str) -> Result<bool, ContactError> {
+        self.write(|v| {
+            for (id, c) in v.contact_rows()? {
+                if c.name == name {
+                    v.store
+                        .conn
+                        .execute("DELETE FROM contacts WHERE id = ?1", [&id])
+                        .map_err(StoreError::from)?;
+                    return Ok(true);
+                }
+            }
+            Ok(false)
+        })
+    }
+
+    /// Blocks a contact: its connections and requests are refused from now on.
+    pub fn block_contact(&mut self, name: &str) -> Result<bool, ContactError> {
+        self.write(|v| {
+            for (id, mut c) in v.contact_rows()? {
+                if c.name == name {
+                    c.blocked = true;
+                    v.put_contact(&id, &c)?;
+                    return Ok(true);
+                }
+            }
+            Ok(false)
+        })
+    }
+
+    /// True when `identity` belongs to a blocked contact.
+    pub fn is_blocked(&self, identity: &IdentityId) -> Result<bool, StoreError> {
+        Ok(self.contact_rows()?.iter().any(|(_, c)| c.blocked && c.identity == *identity))
+    }
+
+    /// The petname of an identity, if it is a contact.
+    pub fn petname(&self, identity: &IdentityId) -> Option<String> {
+        self.contact_rows().ok()?.into_iter().find(|(_, c)| c.identity == *identity).map(|(_, c)| c.name)
+    }
+
+    /// Resolves a PEER argument: a contact name, a ticket, or an identity.
+    pub fn resolve_peer(&self, peer: &str) -> Result<Peer, ContactError> {
+        if let Ok(ticket) = peer.parse::<Ticket>() {
+            let name = self.petname(&ticket.identity());
+            return Ok(Peer { identity: ticket.identity(), ticket: Some(ticket), name });
+        }
+        if let Some((_, c)) = self.contact_rows()?.into_iter().find(|(_, c)| c.name == peer) {
+            let ticket = c.ticket.as_deref().and_then(|t| t.parse().ok());
+            return Ok(Peer { identity: c.identity, ticket, name: Some(c.name) });
+        }
+        if let Ok(identity) = peer.parse::<IdentityId>() {
+            return Ok(Peer { identity, ticket: None, name: self.petname(&identity) });
+        }
+        Err(ContactError::UnknownPeer(peer.chars().take(64).collect()))
+    }
+}

@@ -1,0 +1,672 @@
+//! Grants and their projections, on the issuer's side.
+//!
+//! A grant is stored sealed with its revocation and erasure receipt when they arrive. Its
+//! projection is stored as sealed Automerge chunks; each chunk records the main-document heads
+//! it reflects, so that whoever serves the projection brings it up to date by diffing the main
+//! document from those heads ([`Vault::update_projections`]). Plain edits therefore never pay
+//! for projections; the serving node does, in proportion to the edit.
+
+use std::collections::HashMap;
+
+use automerge::{AutoCommit, ChangeHash};
+use rusqlite::params;
+use serde::{Deserialize, Serialize};
+
+use super::Vault;
+use super::audit::{AuditEvent, AuditKind};
+use crate::doc::{DocError, Touched};
+use crate::grant::{ErasureReceipt, Grant, GrantId, Revocation, Signed, SignedGrant, StatementError};
+use crate::identity::IdentityId;
+use crate::path::{FieldPath, PathError, RecordFilter};
+use crate::projection::Projection;
+use crate::store::StoreError;
+
+const GRANTS: &str = "grants";
+const CHUNKS: &str = "projection_chunks";
+/// Projection chunks are folded into one when there are more than this many.
+const COMPACT_PROJECTION_AFTER: i64 = 64;
+
+/// What to grant.
+#[derive(Clone, Debug)]
+pub struct NewGrant {
+    /// Who receives.
+    pub audience: IdentityId,
+    /// What they receive.
+    pub fields: Vec<FieldPath>,
+    /// Which purchase records, when not all.
+    pub filter: Option<RecordFilter>,
+    /// Why (required).
+    pub purpose: String,
+    /// Unix seconds; none for no expiry.
+    pub expires_at: Option<i64>,
+    /// Whether purchase prices are included.
+    pub prices: bool,
+}
+
+/// A grant could not be issued, revoked or recorded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum GrantError {
+    /// A field path or filter is unknown.
+    #[error(transparent)]
+    Path(#[from] PathError),
+    /// The statement does not check out.
+    #[error(transparent)]
+    Statement(#[from] StatementError),
+    /// No grant with this id.
+    #[error("no grant with id {0}")]
+    Unknown(String),
+    /// The grant was already revoked.
+    #[error("grant {0} is already revoked")]
+    AlreadyRevoked(GrantId),
+    /// The expiry is not in the future.
+    #[error("the expiry must be in the future")]
+    ExpiryInPast,
+    /// A receipt for a grant of someone else, or from someone who is not the grantee.
+    #[error("the erasure receipt does not match grant {0}")]
+    ReceiptMismatch(GrantId),
+    /// The document is damaged.
+    #[error(transparent)]
+    Doc(#[from] DocError),
+    /// The storage layer failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Where a grant stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GrantStatus {
+    /// Served to its audience.
+    Active,
+    /// Past its expiry: nothing more is served.
+    Expired,
+    /// Revoked: nothing more is served.
+    Revoked,
+}
+
+/// A grant with its status.
+#[derive(Clone, Debug)]
+pub struct GrantInfo {
+    /// The signed grant (the consent receipt).
+    pub grant: SignedGrant,
+    /// Its status now.
+    pub status: GrantStatus,
+    /// The revocation, when revoked.
+    pub revocation: Option<Signed<Revocation>>,
+    /// The grantee's erasure receipt, when it arrived.
+    pub erasure: Option<Signed<ErasureReceipt>>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct GrantRecord {
+    signed: Vec<u8>,
+    #[serde(default)]
+    revocation: Option<Vec<u8>>,
+    #[serde(default)]
+    erasure: Option<Vec<u8>>,
+    #[serde(default)]
+    expiry_logged: bool,
+}
+
+/// A loaded projection with the main-document heads it reflects.
+pub(crate) struct ProjectionState {
+    projection: Projection,
+    as_of: Vec<ChangeHash>,
+    last_seq: i64,
+    chunks: i64,
+}
+
+impl std::fmt::Debug for ProjectionState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProjectionState").field("last_seq", &self.last_seq).finish_non_exhaustive()
+    }
+}
+
+/// Projections loaded by this process, by grant.
+pub(crate) type ProjectionCache = HashMap<GrantId, ProjectionState>;
+
+fn encode_chunk(as_of: &[ChangeHash], bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(2 + as_of.len() * 32 + bytes.len());
+    out.extend_from_slice(&(as_of.len() as u16).to_be_bytes());
+    for h in as_of {
+        out.extend_from_slice(&h.0);
+    }
+    out.extend_from_slice(bytes);
+    out
+}
+
+fn decode_chunk(plain: &[u8]) -> Option<(Vec<ChangeHash>, &[u8])> {
+    let n = u16::from_be_bytes(plain.get(..2)?.try_into().ok()?) as usize;
+    let heads_end = 2 + n * 32;
+    let heads = plain
+        .get(2..heads_end)?
+        .chunks(32)
+        .map(|c| ChangeHash(c.try_into().expect("32-byte chunks")))
+        .collect();
+    Some((heads, &plain[heads_end..]))
+}
+
+fn chunk_row(grant: &GrantId, seq: i64) -> Vec<u8> {
+    [grant.as_bytes().as_slice(), &seq.to_be_bytes()].concat()
+}
+
+impl GrantInfo {
+    /// True when the grant is served.
+    pub fn is_live(&self) -> bool {
+        self.status == GrantStatus::Active
+    }
+}
+
+impl Vault {
+    fn grant_record(&self, id: &GrantId) -> Result<Option<GrantRecord>, StoreError> {
+        let blob: Option<Vec<u8>> = rusqlite::OptionalExtension::optional(self.store.conn.query_row(
+            "SELECT blob FROM grants WHERE id = ?1",
+            [id.as_bytes().as_slice()],
+            |r| r.get(0),
+        ))?;
+        let Some(blob) = blob else { return Ok(None) };
+        let body = self.store.open_row_named(GRANTS, id.as_bytes(), id, &blob)?;
+        serde_json::from_slice(&body).map(Some).map_err(|_| StoreError::Damaged(format!("{GRANTS} row {id}")))
+    }
+
+    fn put_grant_record(&self, id: &GrantId, record: &GrantRecord) -> Result<(), StoreError> {
+        let blob =
+            self.store.seal_row(GRANTS, id.as_bytes(), &serde_json::to_vec(record).expect("serializes"));
+        self.store.conn.execute(
+            "INSERT INTO grants (id, blob) VALUES (?1, ?2) ON CONFLICT (id) DO UPDATE SET blob = excluded.blob",
+            params![id.as_bytes().as_slice(), blob],
+        )?;
+        Ok(())
+    }
+
+    fn info(&self, record: &GrantRecord) -> Result<GrantInfo, StoreError> {
+        // Stored statements were verified when made or received, and the AEAD authenticates
+        // them at rest; verifying again here is cheap insurance against a logic slip.
+        let damaged = || StoreError::Damaged(format!("{GRANTS} row (statement)"));
+        let grant = SignedGrant::from_bytes(&record.signed).map_err(|_| damaged())?;
+        let revocation = record
+            .revocation
+            .as_deref()
+            .map(Signed::<Revocation>::from_bytes)
+            .transpose()
+            .map_err(|_| damaged())?;
+        let erasure = record
+            .erasure
+            .as_deref()
+            .map(Signed::<ErasureReceipt>::from_bytes)
+            .transpose()
+            .map_err(|_| damaged())?;
+        let status = if revocation.is_some() {
+            GrantStatus::Revoked
+        } else if !grant.statement().is_live_at(self.now()) {
+            GrantStatus::Expired
+        } else {
+            GrantStatus::Active
+        };
+        Ok(GrantInfo { grant, status, revocation, erasure })
+    }
+
+    /// Every grant this vault issued, newest first.
+    pub fn grants(&self) -> Result<Vec<GrantInfo>, StoreError> {
+        let mut stmt = self.store.conn.prepare("SELECT id FROM grants")?;
+        let ids: Vec<Vec<u8>> = stmt.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
+        let mut out = Vec::with_capacity(ids.len());
+        for raw in ids {
+            let id =
+                GrantId::from_raw(&raw).ok_or_else(|| StoreError::Damaged(format!("{GRANTS} (bad id)")))?;
+            if let Some(record) = self.grant_record(&id)? {
+                out.push(self.info(&record)?);
+            }
+        }
+        out.sort_by_key(|g| std::cmp::Reverse(g.grant.statement().issued_at));
+        Ok(out)
+    }
+
+    /// One grant.
+    pub fn grant_info(&self, id: &GrantId) -> Result<Option<GrantInfo>, StoreError> {
+        self.grant_record(id)?.map(|r| self.info(&r)).transpose()
+    }
+
+    /// Live grants whose fields share values with `path` ("who sees this field").
+    pub fn grants_covering(&self, path: &FieldPath) -> Result<Vec<GrantInfo>, StoreError> {
+        Ok(self.grants()?.into_iter().filter(|g| g.is_live() && g.grant.statement().touches(path)).collect())
+    }
+
+    /// Live grants to `audience`.
+    pub fn live_grants_for(&self, audience: &IdentityId) -> Result<Vec<SignedGrant>, StoreError> {
+        Ok(self
+            .grants()?
+            .into_iter()
+            .filter(|g| g.is_live() && g.grant.statement().audience == *audience)
+            .map(|g| g.grant)
+            .collect())
+    }
+
+    /// Signs and stores a grant, builds its projection from the current values, and logs it,
+    /// all in one transaction.
+    pub fn issue_grant(&mut self, new: NewGrant) -> Result<SignedGrant, GrantError> {
+        let now = self.now();
+        if new.expires_at.is_some_and(|e| e <= now) {
+            return Err(GrantError::ExpiryInPast);
+        }
+        let mut fields = new.fields;
+        fields.sort();
+        fields.dedup();
+        let grant = Grant {
+            id: GrantId::random(),
+            issuer: self.identity(),
+            audience: new.audience,
+            fields,
+            filter: new.filter,
+            purpose: new.purpose.trim().to_owned(),
+            issued_at: now,
+            expires_at: new.expires_at,
+            prices: new.prices,
+        };
+        let signed = Signed::sign(grant, &self.identity)?;
+        self.write(|v| {
+            v.catch_up().map_err(|e| match e {
+                super::EditError::Store(s) => GrantError::Store(s),
+                other => GrantError::Store(StoreError::Damaged(other.to_string())),
+            })?;
+            let g = signed.statement();
+            v.put_grant_record(
+                &g.id,
+                &GrantRecord {
+                    signed: signed.to_bytes(),
+                    revocation: None,
+                    erasure: None,
+                    expiry_logged: false,
+                },
+            )?;
+            let mut projection = Projection::build(g, &v.doc);
+            let as_of = v.doc.automerge().get_heads();
+            v.append_projection_chunk(&g.id, 1, &as_of, &projection.automerge().save())?;
+            let mut event = AuditEvent::new(now, AuditKind::GrantIssued);
+            event.peer = Some(g.audience);
+            event.grant = Some(g.id);
+            event.fields = g.fields.iter().map(ToString::to_string).collect();
+            event.detail = Some(format!("purpose: {}", g.purpose));
+            v.log_event(&event)?;
+            v.projections.insert(g.id, ProjectionState { projection, as_of, last_seq: 1, chunks: 1 });
+            Ok::<_, GrantError>(())
+        })?;
+        Ok(signed)
+    }
+
+    /// Revokes a grant: signs a revocation, stops serving it, drops its projection, logs it.
+    pub fn revoke(&mut self, id: &GrantId) -> Result<Signed<Revocation>, GrantError> {
+        let now = self.now();
+        self.write(|v| {
+            let mut record = v.grant_record(id)?.ok_or_else(|| GrantError::Unknown(id.to_string()))?;
+            if record.revocation.is_some() {
+                return Err(GrantError::AlreadyRevoked(*id));
+            }
+            let grant = v.info(&record)?.grant;
+            let revocation =
+                Signed::sign(Revocation { grant: *id, issuer: v.identity(), revoked_at: now }, &v.identity)?;
+            record.revocation = Some(revocation.to_bytes());
+            v.put_grant_record(id, &record)?;
+            v.drop_projection(id)?;
+            let mut event = AuditEvent::new(now, AuditKind::GrantRevoked);
+            event.peer = Some(grant.statement().audience);
+            event.grant = Some(*id);
+            event.fields = grant.statement().fields.iter().map(ToString::to_string).collect();
+            v.log_event(&event)?;
+            Ok(revocation)
+        })
+    }
+
+    /// Logs expiries not yet logged and drops expired grants' projections. Returns the grants
+    /// that expired since the last call.
+    pub fn expire_grants(&mut self) -> Result<Vec<GrantId>, GrantError> {
+        let now = self.now();
+        self.write(|v| {
+            let mut expired = Vec::new();
+            for info in v.grants()? {
+                let g = info.grant.statement();
+                if info.status != GrantStatus::Expired {
+                    continue;
+                }
+                let mut record = v.grant_record(&g.id)?.expect("listed above");
+                if record.expiry_logged {
+                    continue;
+                }
+                record.expiry_logged = true;
+                v.put_grant_record(&g.id, &record)?;
+                v.drop_projection(&g.id)?;
+                let mut event = AuditEvent::new(now, AuditKind::GrantExpired);
+                event.peer = Some(g.audience);
+                event.grant = Some(g.id);
+                v.log_event(&event)?;
+                expired.push(g.id);
+            }
+            Ok(expired)
+        })
+    }
+
+    /// Records a grantee's erasure receipt for one of this vault's grants.
+    pub fn record_erasure(&mut self, receipt: &Signed<ErasureReceipt>) -> Result<(), GrantError> {
+        let r = receipt.statement();
+        let now = self.now();
+        self.write(|v| {
+            let mut record =
+                v.grant_record(&r.grant)?.ok_or_else(|| GrantError::Unknown(r.grant.to_string()))?;
+            let grant = v.info(&record)?.grant;
+            if r.issuer != v.identity() || r.grantee != grant.statement().audience {
+                return Err(GrantError::ReceiptMismatch(r.grant));
+            }
+            if record.erasure.is_some() {
+                return Ok(());
+            }
+            record.erasure = Some(receipt.to_bytes());
+            v.put_grant_record(&r.grant, &record)?;
+            let mut event = AuditEvent::new(now, AuditKind::ErasureReceipt);
+            event.peer = Some(r.grantee);
+            event.grant = Some(r.grant);
+            v.log_event(&event)?;
+            Ok(())
+        })
+    }
+
+    fn append_projection_chunk(
+        &self,
+        id: &GrantId,
+        seq: i64,
+        as_of: &[ChangeHash],
+        bytes: &[u8],
+    ) -> Result<(), StoreError> {
+        let blob = self.store.seal_row(CHUNKS, &chunk_row(id, seq), &encode_chunk(as_of, bytes));
+        self.store.conn.execute(
+            "INSERT INTO projection_chunks (grant_id, seq, blob) VALUES (?1, ?2, ?3)",
+            params![id.as_bytes().as_slice(), seq, blob],
+        )?;
+        Ok(())
+    }
+
+    fn drop_projection(&mut self, id: &GrantId) -> Result<(), StoreError> {
+        self.store
+            .conn
+            .execute("DELETE FROM projection_chunks WHERE grant_id = ?1", [id.as_bytes().as_slice()])?;
+        self.projections.remove(id);
+        Ok(())
+    }
+
+    /// Loads (or catches up) the projection of a grant from its stored chunks.
+    fn load_projection(&mut self, id: &GrantId) -> Result<Option<&mut ProjectionState>, StoreError> {
+        let after = self.projections.get(id).map_or(0, |p| p.last_seq);
+        let mut stmt = self.store.conn.prepare_cached(
+            "SELECT seq, blob FROM projection_chunks WHERE grant_id = ?1 AND seq > ?2 ORDER BY seq",
+        )?;
+        let rows: Vec<(i64, Vec<u8>)> = stmt
+            .query_map(params![id.as_bytes().as_slice(), after], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        drop(stmt);
+        let damaged = |seq: i64| StoreError::Damaged(format!("{CHUNKS} row {id}/{seq}"));
+        for (seq, blob) in rows {
+            let plain =
+                self.store.open_row_named(CHUNKS, &chunk_row(id, seq), format!("{id}/{seq}"), &blob)?;
+            let (as_of, bytes) = decode_chunk(&plain).ok_or_else(|| damaged(seq))?;
+            match self.projections.get_mut(id) {
+                Some(state) => {
+                    state.projection.automerge().load_incremental(bytes).map_err(|_| damaged(seq))?;
+                    state.as_of = as_of;
+                    state.last_seq = seq;
+                    state.chunks += 1;
+                }
+                None => {
+                    let am = AutoCommit::load(bytes).map_err(|_| damaged(seq))?;
+                    self.projections.insert(
+                        *id,
+                        ProjectionState {
+                            projection: Projection::from_automerge(am),
+                            as_of,
+                            last_seq: seq,
+                            chunks: 1,
+                        },
+                    );
+                }
+            }
+        }
+        Ok(self.projections.get_mut(id))
+    }
+
+    /// Brings the projections of all live grants (or only `only`) up to date with the main
+    /// document, in one transaction. Returns the grants whose projection changed.
+    pub fn update_projections(&mut self, only: Option<&[GrantId]>) -> Result<Vec<GrantId>, GrantError> {
+        let live: Vec<Grant> = self
+            .grants()?
+            .into_iter()
+            .filter(|g| g.is_live() && only.is_none_or(|o| o.contains(&g.grant.statement().id)))
+            .map(|g| g.grant.statement().clone())
+            .collect();
+        if live.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.write(|v| {
+            v.catch_up().map_err(|e| GrantError::Store(StoreError::Damaged(e.to_string())))?;
+            let heads = v.doc.automerge().get_heads();
+            let mut changed = Vec::new();
+            // Diffs are shared between grants that reflect the same heads.
+            let mut diffs: HashMap<Vec<ChangeHash>, Vec<Touched>> = HashMap::new();
+            for grant in &live {
+                let Some(state) = v.load_projection(&grant.id)? else { continue };
+                if state.as_of == heads {
+                    continue;
+                }
+                let as_of = state.as_of.clone();
+                let touched = match diffs.get(&as_of) {
+                    Some(t) => t.clone(),
+                    None => {
+                        let t = v.doc.touched_between(&as_of, &heads);
+                        diffs.insert(as_of.clone(), t.clone());
+                        t
+                    }
+                };
+                let state = v.projections.get_mut(&grant.id).expect("loaded above");
+                let before = state.projection.automerge().get_heads();
+                let did_change = state.projection.apply(grant, &v.doc, &touched);
+                state.as_of = heads.clone();
+                if !did_change {
+                    continue;
+                }
+                let (seq, compact) = (state.last_seq + 1, state.chunks >= COMPACT_PROJECTION_AFTER);
+                let bytes = if compact {
+                    state.projection.automerge().save()
+                } else {
+                    state.projection.automerge().save_after(&before)
+                };
+                let blob =
+                    v.store.seal_row(CHUNKS, &chunk_row(&grant.id, seq), &encode_chunk(&heads, &bytes));
+                v.store
+                    .conn
+                    .execute(
+                        "INSERT INTO projection_chunks (grant_id, seq, blob) VALUES (?1, ?2, ?3)",
+                        params![grant.id.as_bytes().as_slice(), seq, blob],
+                    )
+                    .map_err(StoreError::from)?;
+                if compact {
+                    v.store
+                        .conn
+                        .execute(
+                            "DELETE FROM projection_chunks WHERE grant_id = ?1 AND seq < ?2",
+                            params![grant.id.as_bytes().as_slice(), seq],
+                        )
+                        .map_err(StoreError::from)?;
+                }
+                let state = v.projections.get_mut(&grant.id).expect("loaded above");
+                state.last_seq = seq;
+                state.chunks = if compact { 1 } else { state.chunks + 1 };
+                changed.push(grant.id);
+            }
+            Ok(changed)
+        })
+    }
+
+    /// The current values of a grant's projection (what its audience holds once synced).
+    pub fn projection_values(&mut self, id: &GrantId) -> Result<Option<serde_json::Value>, StoreError> {
+        Ok(self.load_projection(id)?.map(|s| s.projection.to_json()))
+    }
+
+    /// The projection document of a live grant, for the sync protocol.
+    pub fn projection_doc(&mut self, id: &GrantId) -> Result<Option<&mut AutoCommit>, StoreError> {
+        Ok(self.load_projection(id)?.map(|s| s.projection.automerge()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicI64, Ordering};
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::identity::Identity;
+    use crate::money::Price;
+    use crate::primitives::{KdfParams, Passphrase};
+    use crate::vault::{AuditFilter, PurchaseRecord};
+
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        vault: Vault,
+        clock: Arc<AtomicI64>,
+        shop: Identity,
+    }
+
+    fn fixture() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(AtomicI64::new(1_800_000_000));
+        let c = clock.clone();
+        let mut vault = Vault::at(dir.path())
+            .kdf(KdfParams::INSECURE_FOR_TESTS)
+            .clock(Arc::new(move || c.load(Ordering::SeqCst)))
+            .create(&Passphrase::new("pw"))
+            .unwrap();
+        vault.set_profile("email", "ada@example.org").unwrap();
+        vault.set_profile("name", "Ada").unwrap();
+        vault.set_profile("address.city", "Lyon").unwrap();
+        Fixture { _dir: dir, vault, clock, shop: Identity::generate() }
+    }
+
+    fn new_grant(audience: IdentityId, fields: &[&str]) -> NewGrant {
+        NewGrant {
+            audience,
+            fields: fields.iter().map(|f| f.parse().unwrap()).collect(),
+            filter: None,
+            purpose: "delivery".into(),
+            expires_at: None,
+            prices: true,
+        }
+    }
+
+    #[test]
+    fn grant_projects_live_values_and_revocation_stops_it() {
+        let mut f = fixture();
+        let g =
+            f.vault.issue_grant(new_grant(f.shop.public(), &["profile.email", "profile.address"])).unwrap();
+        let id = g.statement().id;
+        assert_eq!(
+            f.vault.projection_values(&id).unwrap().unwrap(),
+            json!({"profile": {"email": "ada@example.org", "address": {"city": "Lyon"}}})
+        );
+        f.vault.set_profile("email", "ada@new.example").unwrap();
+        f.vault.set_profile("name", "Ada L.").unwrap();
+        assert_eq!(f.vault.update_projections(None).unwrap(), vec![id]);
+        assert_eq!(f.vault.projection_values(&id).unwrap().unwrap()["profile"]["email"], "ada@new.example");
+        // An edit outside the grant changes nothing.
+        f.vault.set_profile("name", "Ada Lovelace").unwrap();
+        assert!(f.vault.update_projections(None).unwrap().is_empty());
+
+        assert_eq!(f.vault.live_grants_for(&f.shop.public()).unwrap().len(), 1);
+        f.vault.revoke(&id).unwrap();
+        assert!(matches!(f.vault.revoke(&id), Err(GrantError::AlreadyRevoked(_))));
+        assert!(f.vault.live_grants_for(&f.shop.public()).unwrap().is_empty());
+        assert!(f.vault.projection_values(&id).unwrap().is_none(), "projection dropped");
+        assert_eq!(f.vault.grant_info(&id).unwrap().unwrap().status, GrantStatus::Revoked);
+        let kinds: Vec<AuditKind> =
+            f.vault.audit(&AuditFilter::default()).unwrap().iter().map(|e| e.kind).collect();
+        assert_eq!(kinds, [AuditKind::GrantIssued, AuditKind::GrantRevoked]);
+    }
+
+    #[test]
+    fn projections_survive_reopen_and_catch_up() {
+        let mut f = fixture();
+        let g = f.vault.issue_grant(new_grant(f.shop.public(), &["purchases"])).unwrap();
+        let id = g.statement().id;
+        let record = PurchaseRecord {
+            item: "Tea".into(),
+            seller: "Acme".into(),
+            price: Price::parse("3", "EUR").unwrap(),
+            date: "2026-11-01".into(),
+            category: None,
+            tags: vec![],
+            rating: None,
+            review: None,
+        };
+        let pid = f.vault.add_purchase(&record).unwrap();
+        let dir = f.vault.dir().to_owned();
+        // Another handle (another process) brings the projection up to date.
+        let mut other = Vault::at(&dir).unlock(&Passphrase::new("pw")).unwrap();
+        assert_eq!(other.update_projections(None).unwrap(), vec![id]);
+        assert_eq!(other.projection_values(&id).unwrap().unwrap()["purchases"][&pid]["item"], "Tea");
+        // The first handle catches up from the stored chunks without recomputing.
+        assert!(f.vault.update_projections(None).unwrap().is_empty());
+        assert_eq!(f.vault.projection_values(&id).unwrap().unwrap()["purchases"][&pid]["item"], "Tea");
+        f.vault.remove_purchase(&pid).unwrap();
+        f.vault.update_projections(None).unwrap();
+        assert_eq!(other.projection_values(&id).unwrap().unwrap()["purchases"], json!({}));
+    }
+
+    #[test]
+    fn expiry_with_an_injected_clock() {
+        let mut f = fixture();
+        let mut new = new_grant(f.shop.public(), &["profile.email"]);
+        new.expires_at = Some(f.vault.now() + 3600);
+        let id = f.vault.issue_grant(new).unwrap().statement().id;
+        assert!(f.vault.expire_grants().unwrap().is_empty());
+        f.clock.fetch_add(3600, Ordering::SeqCst);
+        assert_eq!(f.vault.expire_grants().unwrap(), vec![id]);
+        assert!(f.vault.expire_grants().unwrap().is_empty(), "logged once");
+        assert_eq!(f.vault.grant_info(&id).unwrap().unwrap().status, GrantStatus::Expired);
+        assert!(f.vault.live_grants_for(&f.shop.public()).unwrap().is_empty());
+        let mut past = new_grant(f.shop.public(), &["profile.email"]);
+        past.expires_at = Some(f.vault.now() - 1);
+        assert!(matches!(f.vault.issue_grant(past), Err(GrantError::ExpiryInPast)));
+    }
+
+    #[test]
+    fn erasure_receipts_must_come_from_the_grantee() {
+        let mut f = fixture();
+        let id = f.vault.issue_grant(new_grant(f.shop.public(), &["profile.email"])).unwrap().statement().id;
+        f.vault.revoke(&id).unwrap();
+        let mallory = Identity::generate();
+        let forged = Signed::sign(
+            ErasureReceipt { grant: id, issuer: f.vault.identity(), grantee: mallory.public(), erased_at: 1 },
+            &mallory,
+        )
+        .unwrap();
+        assert!(matches!(f.vault.record_erasure(&forged), Err(GrantError::ReceiptMismatch(_))));
+        let real = Signed::sign(
+            ErasureReceipt { grant: id, issuer: f.vault.identity(), grantee: f.shop.public(), erased_at: 1 },
+            &f.shop,
+        )
+        .unwrap();
+        f.vault.record_erasure(&real).unwrap();
+        assert!(f.vault.grant_info(&id).unwrap().unwrap().erasure.is_some());
+    }
+
+    #[test]
+    fn who_sees_a_field() {
+        let mut f = fixture();
+        let friend = Identity::generate();
+        f.vault.issue_grant(new_grant(f.shop.public(), &["profile.address"])).unwrap();
+        f.vault.issue_grant(new_grant(friend.public(), &["purchases"])).unwrap();
+        let city: FieldPath = "profile.address.city".parse().unwrap();
+        let covering = f.vault.grants_covering(&city).unwrap();
+        assert_eq!(covering.len(), 1);
+        assert_eq!(covering[0].grant.statement().audience, f.shop.public());
+        assert!(f.vault.grants_covering(&"profile.email".parse().unwrap()).unwrap().is_empty());
+    }
+}
