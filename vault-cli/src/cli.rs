@@ -49,8 +49,90 @@ pub(crate) enum Command {
     Export(ExportArgs),
     /// Import a JSON or Automerge export; an Automerge copy of this vault is merged
     Import(ImportArgs),
+    /// Manage contacts: petnames for other people's tickets
+    #[command(subcommand)]
+    Contact(ContactCommand),
+    /// Grant PEER a live, read-only copy of some fields, for a stated purpose
+    Grant(GrantArgs),
+    /// List the grants you issued: who holds what, for what purpose, until when
+    Grants(GrantsArgs),
+    /// Revoke a grant: nothing more is served; the grantee erases its copy
+    Revoke {
+        /// The grant id (from `vault grants`)
+        grant_id: String,
+    },
+    /// Read the access log
+    Audit(AuditArgs),
     /// Print a shell completion script
     Completions(CompletionsArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ContactCommand {
+    /// Give a petname to someone's ticket
+    Add {
+        /// The petname (letters, digits, '-', '_', '.')
+        name: String,
+        /// Their ticket (from their `vault id`)
+        ticket: String,
+    },
+    /// List contacts
+    List,
+    /// Forget a contact
+    Rm {
+        /// The petname
+        name: String,
+    },
+    /// Block a contact: their connections and requests are refused
+    Block {
+        /// The petname
+        name: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct GrantArgs {
+    /// Who receives: a contact name, a ticket or an identity
+    pub(crate) peer: String,
+    /// Field paths, comma-separated or repeated: profile.email, profile.address, preferences.diet,
+    /// purchases, purchases.*.item
+    #[arg(long, required = true, value_delimiter = ',', num_args = 1..)]
+    pub(crate) fields: Vec<String>,
+    /// Why the peer gets them (shown to both sides, required)
+    #[arg(long)]
+    pub(crate) purpose: String,
+    /// Only some purchase records: purchases[tag=books], purchases[seller=Acme]
+    #[arg(long)]
+    pub(crate) filter: Option<String>,
+    /// When the grant ends: a duration (90d, 12h, 2w) or a date (YYYY-MM-DD, end of that day)
+    #[arg(long)]
+    pub(crate) expires: Option<String>,
+    /// Leave purchase prices out
+    #[arg(long)]
+    pub(crate) no_prices: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct GrantsArgs {
+    /// Include revoked and expired grants
+    #[arg(long)]
+    pub(crate) all: bool,
+    /// Only live grants that cover this field path (who sees this value?)
+    #[arg(long, value_name = "PATH")]
+    pub(crate) field: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct AuditArgs {
+    /// Only events with this peer (contact name, ticket or identity)
+    #[arg(long)]
+    pub(crate) peer: Option<String>,
+    /// Only events about this grant
+    #[arg(long)]
+    pub(crate) grant: Option<String>,
+    /// Only events on or after this date (YYYY-MM-DD) or within this duration (7d)
+    #[arg(long)]
+    pub(crate) since: Option<String>,
 }
 
 #[derive(Debug, Args)]

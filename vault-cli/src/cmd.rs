@@ -1,7 +1,10 @@
 //! One module per subcommand; [`run`] dispatches.
 
+mod audit;
 mod completions;
+mod contact;
 mod export;
+mod grant;
 mod id;
 mod import;
 mod init;
@@ -30,6 +33,11 @@ pub(crate) fn run(cli: Cli) -> Result<Outcome> {
         Command::Pref(command) => pref::run(&app, command),
         Command::Export(args) => export::run(&app, &args),
         Command::Import(args) => import::run(&app, &args),
+        Command::Contact(command) => contact::run(&app, command),
+        Command::Grant(args) => grant::issue(&app, &args),
+        Command::Grants(args) => grant::list(&app, &args),
+        Command::Revoke { grant_id } => grant::revoke(&app, &grant_id),
+        Command::Audit(args) => audit::run(&app, &args),
         Command::Completions(_) => unreachable!("handled above"),
     }
 }

@@ -10,6 +10,7 @@ mod cli;
 mod cmd;
 mod errors;
 mod output;
+mod time;
 
 use std::process::ExitCode;
 

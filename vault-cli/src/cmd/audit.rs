@@ -1,0 +1,66 @@
+//! `vault audit [--peer --grant --since]`
+
+use anyhow::Result;
+use serde_json::json;
+use vault_core::{AuditFilter, AuditKind};
+
+use crate::app::{App, Outcome};
+use crate::cli::AuditArgs;
+use crate::time::{local, parse_since, rfc3339};
+
+pub(crate) fn run(app: &App, args: &AuditArgs) -> Result<Outcome> {
+    let vault = app.unlock()?;
+    let filter = AuditFilter {
+        peer: args.peer.as_deref().map(|p| vault.resolve_peer(p)).transpose()?.map(|p| p.identity),
+        grant: args.grant.as_deref().map(str::parse).transpose()?,
+        since: args.since.as_deref().map(|s| parse_since(s, vault.now())).transpose()?,
+    };
+    let events = vault.audit(&filter)?;
+    if app.json {
+        let list: Vec<_> = events
+            .iter()
+            .map(|e| {
+                let mut v = serde_json::to_value(e).expect("events serialize");
+                v["at"] = json!(rfc3339(e.at));
+                v["peer_name"] = json!(e.peer.and_then(|p| vault.petname(&p)));
+                v
+            })
+            .collect();
+        app.print_json(&json!({ "events": list }))?;
+    } else if events.is_empty() {
+        eprintln!("no events");
+    } else {
+        let mut lines = Vec::new();
+        for e in &events {
+            let who = e.peer.map(|p| vault.petname(&p).unwrap_or_else(|| p.to_string())).unwrap_or_default();
+            let what = match e.kind {
+                AuditKind::GrantIssued => "granted",
+                AuditKind::GrantRevoked => "revoked",
+                AuditKind::GrantExpired => "expired",
+                AuditKind::ErasureReceipt => "erasure confirmed by",
+                AuditKind::SyncServed => "served",
+                AuditKind::ChangeRefused => "refused a change from",
+                AuditKind::PeerRefused => "refused",
+                AuditKind::ShareReceived => "received a share from",
+                AuditKind::ShareErased => "erased the share of",
+                _ => "event",
+            };
+            let mut line = format!("{}  {what} {who}", local(e.at));
+            if let Some(g) = e.grant {
+                line.push_str(&format!("  grant {g}"));
+            }
+            if !e.fields.is_empty() {
+                line.push_str(&format!("  [{}]", e.fields.join(", ")));
+            }
+            if let Some(b) = e.bytes {
+                line.push_str(&format!("  {b} bytes"));
+            }
+            if let Some(d) = &e.detail {
+                line.push_str(&format!("  ({d})"));
+            }
+            lines.push(line);
+        }
+        app.print(lines.join("\n"))?;
+    }
+    Ok(if events.is_empty() { Outcome::No } else { Outcome::Done })
+}

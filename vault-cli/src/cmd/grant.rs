@@ -1,0 +1,134 @@
+//! `vault grant`, `vault grants`, `vault revoke`
+
+use anyhow::{Context, Result, bail};
+use serde_json::{Value, json};
+use vault_core::{FieldPath, GrantId, GrantInfo, GrantStatus, NewGrant, RecordFilter, Vault};
+
+use crate::app::{App, Outcome};
+use crate::cli::{GrantArgs, GrantsArgs};
+use crate::time::{local, parse_expiry, rfc3339};
+
+/// A grant as JSON (`schemas/cli/grants.schema.json`), with the signed grant as the receipt.
+pub(crate) fn grant_json(vault: &Vault, info: &GrantInfo) -> Value {
+    let g = info.grant.statement();
+    json!({
+        "id": g.id.to_string(),
+        "audience": g.audience.to_string(),
+        "audience_name": vault.petname(&g.audience),
+        "fields": g.fields.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "filter": g.filter.as_ref().map(ToString::to_string),
+        "purpose": g.purpose,
+        "issued_at": rfc3339(g.issued_at),
+        "expires_at": g.expires_at.map(rfc3339),
+        "prices": g.prices,
+        "status": match info.status {
+            GrantStatus::Active => "active",
+            GrantStatus::Expired => "expired",
+            GrantStatus::Revoked => "revoked",
+        },
+        "revoked_at": info.revocation.as_ref().map(|r| rfc3339(r.statement().revoked_at)),
+        "erasure_confirmed_at": info.erasure.as_ref().map(|e| rfc3339(e.statement().erased_at)),
+        "receipt": {
+            "grant": serde_json::from_slice::<Value>(info.grant.body()).unwrap_or(Value::Null),
+            "signature": data_encoding_hex(info.grant.signature()),
+        },
+    })
+}
+
+fn data_encoding_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn describe(vault: &Vault, info: &GrantInfo) -> String {
+    let g = info.grant.statement();
+    let who = vault.petname(&g.audience).unwrap_or_else(|| g.audience.to_string());
+    let until = g.expires_at.map_or_else(|| "no expiry".to_owned(), |e| format!("until {}", local(e)));
+    let status = match (info.status, &info.erasure) {
+        (GrantStatus::Active, _) => "active".to_owned(),
+        (GrantStatus::Expired, None) => "expired, erasure pending".to_owned(),
+        (GrantStatus::Revoked, None) => "revoked, erasure pending".to_owned(),
+        (GrantStatus::Expired, Some(_)) => "expired, erasure confirmed".to_owned(),
+        (GrantStatus::Revoked, Some(_)) => "revoked, erasure confirmed".to_owned(),
+    };
+    let mut fields = g.fields.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+    if let Some(f) = &g.filter {
+        fields.push_str(&format!(" where {f}"));
+    }
+    if !g.prices && g.fields.iter().any(|f| matches!(f, FieldPath::Purchases(_))) {
+        fields.push_str(" (no prices)");
+    }
+    format!(
+        "{}  {who}  [{status}]\n    fields:  {fields}\n    purpose: {}\n    {until}, issued {}",
+        g.id,
+        g.purpose,
+        local(g.issued_at)
+    )
+}
+
+pub(crate) fn issue(app: &App, args: &GrantArgs) -> Result<Outcome> {
+    // Everything that can be checked is checked before asking for the passphrase.
+    let fields: Vec<FieldPath> =
+        args.fields.iter().filter(|f| !f.trim().is_empty()).map(|f| f.parse()).collect::<Result<_, _>>()?;
+    let filter: Option<RecordFilter> = args.filter.as_deref().map(str::parse).transpose()?;
+    if args.purpose.trim().is_empty() {
+        bail!("the purpose must not be empty: say why the peer gets these fields");
+    }
+    let mut vault = app.unlock()?;
+    let peer = vault.resolve_peer(&args.peer)?;
+    let expires_at = args.expires.as_deref().map(|e| parse_expiry(e, vault.now())).transpose()?;
+    let signed = vault.issue_grant(NewGrant {
+        audience: peer.identity,
+        fields,
+        filter,
+        purpose: args.purpose.clone(),
+        expires_at,
+        prices: !args.no_prices,
+    })?;
+    let info = vault.grant_info(&signed.statement().id)?.context("the new grant is stored")?;
+    if app.json {
+        app.print_json(&grant_json(&vault, &info))?;
+    } else {
+        app.print(format!("granted {}", describe(&vault, &info)))?;
+    }
+    Ok(Outcome::Done)
+}
+
+pub(crate) fn list(app: &App, args: &GrantsArgs) -> Result<Outcome> {
+    let field: Option<FieldPath> = args.field.as_deref().map(str::parse).transpose()?;
+    let vault = app.unlock()?;
+    let grants: Vec<GrantInfo> = match &field {
+        Some(path) => vault.grants_covering(path)?,
+        None => vault.grants()?.into_iter().filter(|g| args.all || g.is_live()).collect(),
+    };
+    if app.json {
+        let list: Vec<Value> = grants.iter().map(|g| grant_json(&vault, g)).collect();
+        app.print_json(&json!({ "grants": list }))?;
+    } else if grants.is_empty() {
+        match &field {
+            Some(path) => eprintln!("no live grant covers {path}: nobody receives it"),
+            None => eprintln!(
+                "no grants{}",
+                if args.all { "" } else { " (--all shows revoked and expired ones)" }
+            ),
+        }
+    } else {
+        app.print(grants.iter().map(|g| describe(&vault, g)).collect::<Vec<_>>().join("\n"))?;
+    }
+    Ok(if grants.is_empty() { Outcome::No } else { Outcome::Done })
+}
+
+pub(crate) fn revoke(app: &App, grant_id: &str) -> Result<Outcome> {
+    let id: GrantId = grant_id.parse()?;
+    let mut vault = app.unlock()?;
+    vault.revoke(&id)?;
+    let info = vault.grant_info(&id)?.context("the grant is stored")?;
+    if app.json {
+        app.print_json(&grant_json(&vault, &info))?;
+    } else {
+        app.print(format!(
+            "revoked {id}: nothing more is served under it; the grantee's vault erases its copy when it next \
+             connects.\nWhat it already received cannot be recalled."
+        ))?;
+    }
+    Ok(Outcome::Done)
+}
