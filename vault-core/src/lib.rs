@@ -47,6 +47,7 @@ mod money;
 mod path;
 mod primitives;
 mod projection;
+mod protocol;
 mod schema;
 mod store;
 mod vault;
@@ -64,6 +65,7 @@ pub use money::{Price, PriceError, minor_digits};
 pub use path::{FieldPath, PathError, RecordFilter};
 pub use primitives::{DecryptError, KdfParams, Passphrase};
 pub use projection::project;
+pub use protocol::{ALPN, Ended, Frame, FrameError, MAX_FRAME, MAX_GRANTS_PER_FRAME, decode, encode, encode_with_length};
 pub use schema::{DOCUMENT_SCHEMA, SchemaError};
 pub use store::{DB_FILE, StoreError};
 pub use vault::{
