@@ -65,11 +65,14 @@ pub use money::{Price, PriceError, minor_digits};
 pub use path::{FieldPath, PathError, RecordFilter};
 pub use primitives::{DecryptError, KdfParams, Passphrase};
 pub use projection::project;
-pub use protocol::{ALPN, Ended, Frame, FrameError, MAX_FRAME, MAX_GRANTS_PER_FRAME, decode, encode, encode_with_length};
+pub use protocol::{
+    ALPN, Ended, Frame, FrameError, MAX_FRAME, MAX_GRANTS_PER_FRAME, decode, encode, encode_with_length,
+};
 pub use schema::{DOCUMENT_SCHEMA, SchemaError};
 pub use store::{DB_FILE, StoreError};
 pub use vault::{
     AuditEvent, AuditFilter, AuditKind, Clock, Contact, ContactError, CreateError, EXPORT_FORMAT, EditError,
     GrantError, GrantInfo, GrantStatus, ImportError, ImportMode, NewGrant, OpenError, Peer, Purchase,
-    PurchaseRecord, StorageStats, Vault, VaultOptions, VerifyReport,
+    PurchaseRecord, ServeError, Share, ShareError, ShareStatus, StorageStats, Vault, VaultOptions,
+    VerifyReport,
 };

@@ -217,7 +217,9 @@ pub fn decode(body: &[u8]) -> Result<Frame, FrameError> {
     }
     let mut r = Reader(body);
     let frame = match r.u8()? {
-        T_HELLO => Frame::Hello(DeviceCertificate::from_bytes(r.take(128)?).map_err(|_| FrameError::BadStatement)?),
+        T_HELLO => {
+            Frame::Hello(DeviceCertificate::from_bytes(r.take(128)?).map_err(|_| FrameError::BadStatement)?)
+        }
         T_LIST => Frame::ListShares,
         T_SHARES => {
             let n = r.u32()?;
@@ -278,9 +280,11 @@ mod tests {
             &alice,
         )
         .unwrap();
-        let revocation =
-            Signed::sign(Revocation { grant: grant.statement().id, issuer: alice.public(), revoked_at: 1_800_000_100 }, &alice)
-                .unwrap();
+        let revocation = Signed::sign(
+            Revocation { grant: grant.statement().id, issuer: alice.public(), revoked_at: 1_800_000_100 },
+            &alice,
+        )
+        .unwrap();
         let receipt = Signed::sign(
             ErasureReceipt {
                 grant: grant.statement().id,
@@ -296,7 +300,10 @@ mod tests {
             Frame::ListShares,
             Frame::Shares {
                 live: vec![grant.clone()],
-                ended: vec![Ended::Revoked(revocation.clone()), Ended::Expired(GrantId::from_raw(&[8; 10]).unwrap())],
+                ended: vec![
+                    Ended::Revoked(revocation.clone()),
+                    Ended::Expired(GrantId::from_raw(&[8; 10]).unwrap()),
+                ],
             },
             Frame::Ended(Ended::Revoked(revocation)),
             Frame::Erased(receipt),

@@ -39,6 +39,9 @@ const MIGRATIONS: &[&str] = &[
      CREATE TABLE audit (seq INTEGER PRIMARY KEY, blob BLOB NOT NULL);
      CREATE TABLE received (grant_id BLOB PRIMARY KEY, blob BLOB NOT NULL);
      CREATE TABLE node (key TEXT PRIMARY KEY, blob BLOB NOT NULL);",
+    // 3: the grantee's copies, as Automerge chunks per received grant.
+    "CREATE TABLE received_chunks (grant_id BLOB NOT NULL, seq INTEGER NOT NULL, blob BLOB NOT NULL,
+                                   PRIMARY KEY (grant_id, seq));",
 ];
 
 /// Problems with the storage layer that are not the user's doing.

@@ -16,11 +16,13 @@ use serde_json::Value;
 
 mod audit;
 mod contacts;
+mod received;
 mod sharing;
 
 pub use audit::{AuditEvent, AuditFilter, AuditKind};
 pub use contacts::{Contact, ContactError, Peer};
-pub use sharing::{GrantError, GrantInfo, GrantStatus, NewGrant};
+pub use received::{Share, ShareError, ShareStatus};
+pub use sharing::{GrantError, GrantInfo, GrantStatus, NewGrant, ServeError};
 
 use crate::doc::{DocError, PREFERENCES, PROFILE, VaultDoc};
 use crate::identity::{DeviceCertificate, DeviceKey, Identity, IdentityId, Ticket};
@@ -489,6 +491,10 @@ pub struct Vault {
     chunk_bytes: u64,
     /// Projections this process has loaded, by grant (derived data; the file is the truth).
     projections: sharing::ProjectionCache,
+    /// Sync states of grants being served by this process.
+    serve_states: sharing::ServeStates,
+    /// Replicas of received shares loaded by this process.
+    replicas: received::ReplicaCache,
     clock: Clock,
 }
 
@@ -522,6 +528,7 @@ impl Vault {
                     let _ = self.store.conn.execute_batch("ROLLBACK");
                     // What this process cached may not be on disk: reload on next use.
                     self.projections.clear();
+                    self.replicas.clear();
                     return Err(StoreError::from(e).into());
                 }
                 Ok(value)
@@ -529,6 +536,7 @@ impl Vault {
             Err(e) => {
                 let _ = self.store.conn.execute_batch("ROLLBACK");
                 self.projections.clear();
+                self.replicas.clear();
                 Err(e)
             }
         }
@@ -582,6 +590,8 @@ impl Vault {
             chunk_count,
             chunk_bytes,
             projections: Default::default(),
+            serve_states: Default::default(),
+            replicas: Default::default(),
             clock,
         })
     }

@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 
+use automerge::sync::{Message, State as SyncState, SyncDoc};
 use automerge::{AutoCommit, ChangeHash};
 use rusqlite::params;
 use serde::{Deserialize, Serialize};
@@ -19,6 +20,7 @@ use crate::grant::{ErasureReceipt, Grant, GrantId, Revocation, Signed, SignedGra
 use crate::identity::IdentityId;
 use crate::path::{FieldPath, PathError, RecordFilter};
 use crate::projection::Projection;
+use crate::protocol::Ended;
 use crate::store::StoreError;
 
 const GRANTS: &str = "grants";
@@ -125,6 +127,34 @@ impl std::fmt::Debug for ProjectionState {
 
 /// Projections loaded by this process, by grant.
 pub(crate) type ProjectionCache = HashMap<GrantId, ProjectionState>;
+
+/// Sync states of the grants this process serves, by grant (one audience per grant).
+pub(crate) type ServeStates = HashMap<GrantId, SyncState>;
+
+/// A network request was refused. The peer is told nothing more than "refused".
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServeError {
+    /// Not a live grant for this peer, or a change to a read-only copy.
+    #[error("refused")]
+    Refused,
+    /// The storage layer failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<GrantError> for ServeError {
+    fn from(e: GrantError) -> Self {
+        match e {
+            GrantError::Store(s) => ServeError::Store(s),
+            other => ServeError::Store(StoreError::Damaged(other.to_string())),
+        }
+    }
+}
+
+fn sync_state_key(id: &GrantId) -> String {
+    format!("serve-sync/{id}")
+}
 
 fn encode_chunk(as_of: &[ChangeHash], bytes: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(2 + as_of.len() * 32 + bytes.len());
@@ -502,6 +532,138 @@ impl Vault {
             }
             Ok(changed)
         })
+    }
+
+    /// What `peer` may learn: its live grants, and its grants that ended without a confirmed
+    /// erasure. Expiries are logged first.
+    pub fn shares_for(&mut self, peer: &IdentityId) -> Result<(Vec<SignedGrant>, Vec<Ended>), GrantError> {
+        self.expire_grants()?;
+        let mut live = Vec::new();
+        let mut ended = Vec::new();
+        for info in self.grants()? {
+            let g = info.grant.statement();
+            if g.audience != *peer {
+                continue;
+            }
+            match (info.status, info.revocation, info.erasure) {
+                (GrantStatus::Active, _, _) => live.push(info.grant),
+                (_, _, Some(_)) => {}
+                (GrantStatus::Revoked, Some(r), None) => ended.push(Ended::Revoked(r)),
+                (_, _, None) => ended.push(Ended::Expired(g.id)),
+            }
+        }
+        Ok((live, ended))
+    }
+
+    fn check_serving(&self, peer: &IdentityId, id: &GrantId) -> Result<GrantInfo, ServeError> {
+        match self.grant_info(id)? {
+            Some(info) if info.is_live() && info.grant.statement().audience == *peer => Ok(info),
+            _ => Err(ServeError::Refused),
+        }
+    }
+
+    /// Starts serving grant `id` to `peer` on a new stream, resuming from the stored sync state.
+    pub fn serve_open(&mut self, peer: &IdentityId, id: &GrantId) -> Result<(), ServeError> {
+        self.check_serving(peer, id)?;
+        let stored = self.node_value(&sync_state_key(id))?;
+        let state = stored.and_then(|b| SyncState::decode(&b).ok()).unwrap_or_else(SyncState::new);
+        self.serve_states.insert(*id, state);
+        Ok(())
+    }
+
+    /// The next sync message for grant `id`, if the grantee lacks anything. Logs what was
+    /// served when the message carries data.
+    pub fn serve_generate(&mut self, peer: &IdentityId, id: &GrantId) -> Result<Option<Vec<u8>>, ServeError> {
+        let info = self.check_serving(peer, id)?;
+        let mut state = self.serve_states.remove(id).unwrap_or_else(SyncState::new);
+        let message = match self.projection_doc(id)? {
+            Some(doc) => doc.sync().generate_sync_message(&mut state),
+            None => None,
+        };
+        let encoded_state = state.encode();
+        self.serve_states.insert(*id, state);
+        let Some(message) = message else { return Ok(None) };
+        let carries_data = !message.changes.is_empty();
+        let bytes = message.encode();
+        if carries_data {
+            let now = self.now();
+            let g = info.grant.statement();
+            self.write(|v| {
+                v.put_node_value(&sync_state_key(id), &encoded_state)?;
+                let mut event = AuditEvent::new(now, AuditKind::SyncServed);
+                event.peer = Some(*peer);
+                event.grant = Some(*id);
+                event.fields = g.fields.iter().map(ToString::to_string).collect();
+                event.bytes = Some(bytes.len() as u64);
+                v.log_event(&event)
+            })?;
+        }
+        Ok(Some(bytes))
+    }
+
+    /// Takes a sync message from the grantee of `id`. Projections are read-only: a message that
+    /// carries changes the projection does not already have is refused and logged, and nothing
+    /// is applied.
+    pub fn serve_receive(&mut self, peer: &IdentityId, id: &GrantId, bytes: &[u8]) -> Result<(), ServeError> {
+        self.check_serving(peer, id)?;
+        let mut message = Message::decode(bytes).map_err(|_| ServeError::Refused)?;
+        let mut state = self.serve_states.remove(id).unwrap_or_else(SyncState::new);
+        let doc = self.projection_doc(id)?.ok_or(ServeError::Refused)?;
+        if !message.changes.is_empty() {
+            // Changes the projection already has are harmless (a resumed session can resend
+            // them); anything new is a write to a read-only copy.
+            let mut probe = doc.fork();
+            let before = probe.get_heads();
+            let adds_something = message.changes.iter().any(|chunk| probe.load_incremental(chunk).is_err())
+                || probe.get_heads() != before;
+            if adds_something {
+                let now = self.now();
+                let mut event = AuditEvent::new(now, AuditKind::ChangeRefused);
+                event.peer = Some(*peer);
+                event.grant = Some(*id);
+                event.detail = Some("the grantee tried to change its read-only copy".into());
+                self.write(|v| v.log_event(&event))?;
+                return Err(ServeError::Refused);
+            }
+            message.changes = automerge::sync::ChunkList::empty();
+        }
+        doc.sync().receive_sync_message(&mut state, message).map_err(|_| ServeError::Refused)?;
+        self.serve_states.insert(*id, state);
+        Ok(())
+    }
+
+    fn node_value(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let blob: Option<Vec<u8>> = rusqlite::OptionalExtension::optional(self.store.conn.query_row(
+            "SELECT blob FROM node WHERE key = ?1",
+            [key],
+            |r| r.get(0),
+        ))?;
+        blob.map(|b| self.store.open_row_named("node", key.as_bytes(), key, &b)).transpose()
+    }
+
+    fn put_node_value(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        let blob = self.store.seal_row("node", key.as_bytes(), value);
+        self.store.conn.execute(
+            "INSERT INTO node (key, blob) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET blob = excluded.blob",
+            params![key, blob],
+        )?;
+        Ok(())
+    }
+
+    /// Records the addresses the running node is bound to, so that `vault id` prints the same
+    /// ticket as `vault serve`.
+    pub fn set_node_addrs(&mut self, addrs: &[std::net::SocketAddr]) -> Result<(), StoreError> {
+        let text = serde_json::to_vec(addrs).expect("addresses serialize");
+        self.write(|v| v.put_node_value("addrs", &text))
+    }
+
+    /// The addresses recorded by [`Vault::set_node_addrs`].
+    pub fn node_addrs(&self) -> Vec<std::net::SocketAddr> {
+        self.node_value("addrs")
+            .ok()
+            .flatten()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
     }
 
     /// The current values of a grant's projection (what its audience holds once synced).

@@ -1,0 +1,148 @@
+//! The sharing protocol's logic without sockets: two vaults exchange frames by hand.
+
+use automerge::sync::{Message, State, SyncDoc};
+use automerge::transaction::Transactable;
+use automerge::{AutoCommit, ROOT, ReadDoc};
+use serde_json::json;
+use vault_core::{
+    AuditFilter, AuditKind, GrantId, KdfParams, NewGrant, Passphrase, ServeError, ShareStatus, Vault,
+};
+
+fn vault(dir: &std::path::Path) -> Vault {
+    Vault::at(dir).kdf(KdfParams::INSECURE_FOR_TESTS).create(&Passphrase::new("pw")).unwrap()
+}
+
+/// Runs the Automerge sync loop for one grant until both sides are quiet.
+fn sync(customer: &mut Vault, shop: &mut Vault, id: &GrantId) {
+    let s = shop.identity();
+    for _ in 0..20 {
+        let from_shop = shop.share_sync_generate(id).unwrap();
+        if let Some(m) = &from_shop {
+            customer.serve_receive(&s, id, m).unwrap();
+        }
+        let from_customer = customer.serve_generate(&s, id).unwrap();
+        if let Some(m) = &from_customer {
+            shop.share_sync_receive(id, m).unwrap();
+        }
+        if from_shop.is_none() && from_customer.is_none() {
+            return;
+        }
+    }
+    panic!("sync did not settle");
+}
+
+#[test]
+fn grant_sync_live_update_refused_write_revoke_erase() {
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut customer = vault(d1.path());
+    let mut shop = vault(d2.path());
+    customer.set_profile("email", "ada@example.org").unwrap();
+    customer.set_profile("phone", "+33 6 12 34 56 78").unwrap();
+    customer.set_profile("address.city", "Lyon").unwrap();
+    let grant = customer
+        .issue_grant(NewGrant {
+            audience: shop.identity(),
+            fields: vec!["profile.email".parse().unwrap(), "profile.address".parse().unwrap()],
+            filter: None,
+            purpose: "delivery".into(),
+            expires_at: None,
+            prices: true,
+        })
+        .unwrap();
+    let id = grant.statement().id;
+
+    // A stranger learns nothing.
+    let stranger = vault(tempfile::tempdir().unwrap().path());
+    let (live, ended) = customer.shares_for(&stranger.identity()).unwrap();
+    assert!(live.is_empty() && ended.is_empty());
+    assert!(matches!(customer.serve_open(&stranger.identity(), &id), Err(ServeError::Refused)));
+    assert!(matches!(customer.serve_generate(&stranger.identity(), &id), Err(ServeError::Refused)));
+
+    // The shop asks what is shared with it, and syncs.
+    let (live, ended) = customer.shares_for(&shop.identity()).unwrap();
+    assert_eq!(live.len(), 1);
+    assert!(shop.accept_shares(customer.identity(), None, &live, &ended).unwrap().is_empty());
+    customer.serve_open(&shop.identity(), &id).unwrap();
+    sync(&mut customer, &mut shop, &id);
+    let shares = shop.shares().unwrap();
+    assert_eq!(
+        shares[0].values,
+        Some(json!({"profile": {"email": "ada@example.org", "address": {"city": "Lyon"}}}))
+    );
+
+    // A live update.
+    customer.set_profile("address.city", "Paris").unwrap();
+    customer.update_projections(None).unwrap();
+    sync(&mut customer, &mut shop, &id);
+    assert_eq!(shop.shares().unwrap()[0].values.as_ref().unwrap()["profile"]["address"]["city"], "Paris");
+
+    // A grantee that edits its copy and syncs is refused, and nothing is applied.
+    let mut replica = AutoCommit::new();
+    let mut state = State::new();
+    // Build the replica from the customer's projection through the protocol, then edit it.
+    let mut customer_doc_msgs = 0;
+    loop {
+        let m = replica.sync().generate_sync_message(&mut state);
+        if let Some(m) = m {
+            let _ = customer.serve_receive(&shop.identity(), &id, &m.encode());
+        }
+        let reply = customer.serve_generate(&shop.identity(), &id).unwrap();
+        match reply {
+            Some(r) => {
+                replica.sync().receive_sync_message(&mut state, Message::decode(&r).unwrap()).unwrap();
+                customer_doc_msgs += 1;
+            }
+            None => break,
+        }
+        if customer_doc_msgs > 10 {
+            break;
+        }
+    }
+    let profile = match replica.get(ROOT, "profile").unwrap() {
+        Some((_, obj)) => obj,
+        None => replica.put_object(ROOT, "profile", automerge::ObjType::Map).unwrap(),
+    };
+    replica.put(&profile, "email", "mallory@example.org").unwrap();
+    replica.commit();
+    let mut forced = State::new();
+    let mut refused = false;
+    for _ in 0..5 {
+        let generated = replica.sync().generate_sync_message(&mut forced);
+        if let Some(m) = generated {
+            if !m.changes.is_empty() {
+                refused = matches!(
+                    customer.serve_receive(&shop.identity(), &id, &m.encode()),
+                    Err(ServeError::Refused)
+                );
+                break;
+            }
+            let _ = customer.serve_receive(&shop.identity(), &id, &m.encode());
+            if let Some(r) = customer.serve_generate(&shop.identity(), &id).unwrap() {
+                replica.sync().receive_sync_message(&mut forced, Message::decode(&r).unwrap()).unwrap();
+            }
+        }
+    }
+    assert!(refused, "the write to a read-only copy is refused");
+    assert_eq!(customer.profile()["email"], "ada@example.org", "main document untouched");
+    assert_eq!(customer.projection_values(&id).unwrap().unwrap()["profile"]["email"], "ada@example.org");
+    assert!(
+        customer.audit(&AuditFilter::default()).unwrap().iter().any(|e| e.kind == AuditKind::ChangeRefused)
+    );
+
+    // Revocation: nothing more is served, the shop erases and signs a receipt.
+    customer.revoke(&id).unwrap();
+    assert!(matches!(customer.serve_generate(&shop.identity(), &id), Err(ServeError::Refused)));
+    customer.set_profile("email", "ada@after-revocation.example").unwrap();
+    let (live, ended) = customer.shares_for(&shop.identity()).unwrap();
+    assert!(live.is_empty());
+    assert_eq!(ended.len(), 1);
+    let receipts = shop.accept_shares(customer.identity(), None, &live, &ended).unwrap();
+    assert_eq!(receipts.len(), 1);
+    let share = &shop.shares().unwrap()[0];
+    assert_eq!(share.status, ShareStatus::Revoked);
+    assert!(share.values.is_none(), "the copy is erased");
+    customer.record_erasure(&receipts[0]).unwrap();
+    assert!(customer.grant_info(&id).unwrap().unwrap().erasure.is_some());
+    let (_, ended) = customer.shares_for(&shop.identity()).unwrap();
+    assert!(ended.is_empty(), "confirmed erasures are not repeated");
+}
