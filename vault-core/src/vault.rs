@@ -491,6 +491,8 @@ pub struct Vault {
     chunk_bytes: u64,
     /// Projections this process has loaded, by grant (derived data; the file is the truth).
     projections: sharing::ProjectionCache,
+    /// Last `PRAGMA data_version` seen by [`Vault::changed_elsewhere`].
+    data_version: i64,
     /// Sync states of grants being served by this process.
     serve_states: sharing::ServeStates,
     /// Replicas of received shares loaded by this process.
@@ -592,6 +594,7 @@ impl Vault {
             projections: Default::default(),
             serve_states: Default::default(),
             replicas: Default::default(),
+            data_version: 0,
             clock,
         })
     }
@@ -624,6 +627,15 @@ impl Vault {
     /// A ticket for this vault with the given direct addresses.
     pub fn ticket(&self, addrs: Vec<std::net::SocketAddr>) -> Ticket {
         Ticket::new(self.device_certificate(), addrs)
+    }
+
+    /// True when another connection (another process) committed to the file since the last
+    /// call. Cheap: reads SQLite's `data_version`, no I/O beyond the shared-memory index.
+    pub fn changed_elsewhere(&mut self) -> Result<bool, StoreError> {
+        let version: i64 = self.store.conn.query_row("PRAGMA data_version", [], |r| r.get(0))?;
+        let changed = version != self.data_version;
+        self.data_version = version;
+        Ok(changed)
     }
 
     /// Applies changes written to the file by other processes since this one last looked.

@@ -1,1 +1,90 @@
-//! placeholder
+//! vault-sync carries the vault's sharing protocol ([`vault_core::Frame`]) over iroh.
+//!
+//! A [`Node`] runs one iroh endpoint under the vault's device key with ALPN `vault/sync/1`.
+//! It serves the grants this vault issued to the peers that dial it, keeps the sessions open,
+//! and pushes changes made by any process on the vault file within [`POLL_INTERVAL`]. It also
+//! keeps live sessions to the issuers of the shares this vault received, reconnecting with
+//! exponential backoff. [`sync_once`] dials one peer, exchanges everything and returns.
+//!
+//! The protocol logic lives in vault-core (sans-IO); this crate only moves bytes.
+//!
+//! # Limits
+//!
+//! - a frame is at most [`vault_core::MAX_FRAME`] bytes (checked before allocating);
+//! - at most [`MAX_CONCURRENT_STREAMS`] streams open at once per connection (QUIC flow
+//!   control), and at most [`MAX_STREAMS_PER_CONNECTION`] over a connection's life;
+//! - at most [`MAX_REQUESTS_PER_MINUTE`] control requests per connection;
+//! - the peer must complete its hello within [`HANDSHAKE_TIMEOUT`].
+//!
+//! A peer that breaks a limit or sends a malformed frame loses that connection only; the node
+//! keeps serving everyone else.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod client;
+mod frame;
+mod node;
+
+use std::time::Duration;
+
+pub use client::{SyncReport, sync_once};
+pub use frame::ReadFrameError;
+pub use node::{Node, NodeConfig};
+
+/// How often the node checks the vault file for changes made by other processes.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(25);
+/// Streams a peer may have open at once on one connection.
+pub const MAX_CONCURRENT_STREAMS: u32 = 64;
+/// Streams a peer may open over one connection's life.
+pub const MAX_STREAMS_PER_CONNECTION: u32 = 4096;
+/// Control requests (ListShares, Erased) a peer may send per minute on one connection.
+pub const MAX_REQUESTS_PER_MINUTE: u32 = 120;
+/// Time allowed for the hello exchange.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Something went wrong on the network side.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SyncError {
+    /// The endpoint could not bind.
+    #[error("cannot start the network endpoint")]
+    Bind(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The peer could not be reached.
+    #[error("cannot connect to the peer")]
+    Connect(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The peer broke the protocol or presented a bad certificate.
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    /// The peer is not who the ticket says.
+    #[error("the peer's certificate does not match its ticket")]
+    WrongPeer,
+    /// A stream failed.
+    #[error("connection lost")]
+    Io(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The vault failed.
+    #[error("vault error: {0}")]
+    Vault(String),
+    /// The peer did not answer in time.
+    #[error("the peer did not answer in time")]
+    Timeout,
+}
+
+impl SyncError {
+    fn io(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        SyncError::Io(Box::new(e))
+    }
+    fn vault(e: impl std::fmt::Display) -> Self {
+        SyncError::Vault(e.to_string())
+    }
+}
+
+/// Converts a vault device id into an iroh endpoint id.
+pub(crate) fn endpoint_id(device: vault_core::DeviceId) -> iroh::EndpointId {
+    iroh::PublicKey::from_bytes(device.as_bytes()).expect("device ids are valid ed25519 keys")
+}
+
+/// Converts an iroh endpoint id into a vault device id.
+pub(crate) fn device_id(id: iroh::EndpointId) -> Option<vault_core::DeviceId> {
+    vault_core::DeviceId::from_bytes(*id.as_bytes()).ok()
+}

@@ -89,6 +89,11 @@ impl Vault {
         Ok(())
     }
 
+    /// Appends an event in its own transaction (for events that change nothing else).
+    pub fn log(&mut self, event: &AuditEvent) -> Result<(), StoreError> {
+        self.write(|v| v.log_event(event))
+    }
+
     /// The access log, oldest first.
     pub fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEvent>, StoreError> {
         let mut stmt = self.store.conn.prepare("SELECT seq, blob FROM audit ORDER BY seq")?;

@@ -234,6 +234,19 @@ impl Vault {
                 }
             }
             v.erase_expired_locked()?;
+            // A receipt for a grant this issuer no longer lists as ended has been recorded.
+            for id in v.received_ids()? {
+                let Some(mut record) = v.received_record(&id)? else { continue };
+                if record.receipt.is_none() || record.receipt_confirmed {
+                    continue;
+                }
+                let from_issuer =
+                    SignedGrant::from_bytes(&record.grant).is_ok_and(|g| g.statement().issuer == issuer);
+                if from_issuer && !ended.iter().any(|e| e.grant() == id) {
+                    record.receipt_confirmed = true;
+                    v.put_received_record(&id, &record)?;
+                }
+            }
             v.unconfirmed_receipts(Some(issuer))
         })
     }

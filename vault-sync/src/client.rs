@@ -1,0 +1,248 @@
+//! The dialing side: connect to an issuer, learn what it shares with this vault, sync each
+//! share on its own stream, erase what ended and send the receipts.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use iroh::endpoint::Connection;
+use iroh::{Endpoint, EndpointAddr};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+use vault_core::{ALPN, Frame, GrantId, IdentityId, Ticket, Vault};
+
+use crate::frame::{read_frame, write_frame};
+use crate::node::{NodeConfig, Shared, bind_endpoint};
+use crate::{HANDSHAKE_TIMEOUT, SyncError, device_id, endpoint_id};
+
+/// How long a one-shot sync waits for more after both sides went quiet.
+const SETTLE: Duration = Duration::from_millis(250);
+/// Longest wait between reconnection attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// What a sync exchanged.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SyncReport {
+    /// Live shares from the peer.
+    pub live: usize,
+    /// Shares whose copy changed.
+    pub updated: usize,
+    /// Shares erased because they ended.
+    pub erased: usize,
+}
+
+/// Dials `ticket`, exchanges everything once, and returns the vault with a report.
+pub async fn sync_once(
+    vault: Vault,
+    ticket: &Ticket,
+    config: &NodeConfig,
+) -> Result<(Vault, SyncReport), SyncError> {
+    let endpoint = bind_endpoint(vault.device_key(), config, Vec::new()).await?;
+    let identity = vault.identity();
+    let (changes, _) = watch::channel(0u64);
+    let shared = Arc::new(Shared { vault: Mutex::new(vault), changes });
+    let result = session(shared.clone(), &endpoint, ticket, false).await;
+    endpoint.close().await;
+    let shared = Arc::try_unwrap(shared).map_err(|_| SyncError::Vault("the vault is still in use".into()))?;
+    let vault = shared.vault.into_inner().unwrap_or_else(|p| p.into_inner());
+    Ok((vault, result?))
+}
+
+async fn connect(endpoint: &Endpoint, ticket: &Ticket) -> Result<Connection, SyncError> {
+    let mut addr = EndpointAddr::new(endpoint_id(ticket.device()));
+    for sock in ticket.addrs() {
+        addr = addr.with_ip_addr(*sock);
+    }
+    let conn = tokio::time::timeout(HANDSHAKE_TIMEOUT, endpoint.connect(addr, ALPN))
+        .await
+        .map_err(|_| SyncError::Timeout)?
+        .map_err(|e| SyncError::Connect(Box::new(e)))?;
+    if device_id(conn.remote_id()) != Some(ticket.device()) {
+        return Err(SyncError::WrongPeer);
+    }
+    Ok(conn)
+}
+
+/// One session with an issuer. With `live`, stays connected until the connection drops;
+/// otherwise returns once everything is exchanged.
+pub(crate) async fn session(
+    shared: Arc<Shared>,
+    endpoint: &Endpoint,
+    ticket: &Ticket,
+    live: bool,
+) -> Result<SyncReport, SyncError> {
+    let conn = connect(endpoint, ticket).await?;
+    let (mut send, mut recv) = conn.open_bi().await.map_err(SyncError::io)?;
+    let cert = shared.vault().device_certificate();
+    write_frame(&mut send, &Frame::Hello(cert)).await.map_err(SyncError::io)?;
+    let issuer: IdentityId = match tokio::time::timeout(HANDSHAKE_TIMEOUT, read_frame(&mut recv))
+        .await
+        .map_err(|_| SyncError::Timeout)?
+        .map_err(SyncError::io)?
+    {
+        Some(Frame::Hello(their)) => {
+            let remote = device_id(conn.remote_id()).ok_or(SyncError::WrongPeer)?;
+            their.verify(remote).map_err(|_| SyncError::WrongPeer)?;
+            if their.identity() != ticket.identity() {
+                return Err(SyncError::WrongPeer);
+            }
+            their.identity()
+        }
+        _ => return Err(SyncError::Protocol("expected hello".into())),
+    };
+    write_frame(&mut send, &Frame::ListShares).await.map_err(SyncError::io)?;
+
+    let (tx, mut frames) = mpsc::channel::<Frame>(16);
+    let reader = tokio::spawn(async move {
+        while let Ok(Some(frame)) = read_frame(&mut recv).await {
+            if tx.send(frame).await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut report = SyncReport::default();
+    let mut streaming: HashSet<GrantId> = HashSet::new();
+    let mut streams: JoinSet<Result<bool, SyncError>> = JoinSet::new();
+    let mut got_shares = false;
+    let outcome: Result<(), SyncError> = async {
+        loop {
+            tokio::select! {
+                frame = frames.recv() => {
+                    let frame = match frame {
+                        Some(f) => f,
+                        None if live => return Err(SyncError::Protocol("connection closed".into())),
+                        None => return Ok(()),
+                    };
+                    let (live_grants, ended) = match frame {
+                        Frame::Shares { live, ended } => (live, ended),
+                        Frame::Ended(e) => (Vec::new(), vec![e]),
+                        _ => return Err(SyncError::Protocol("unexpected frame".into())),
+                    };
+                    got_shares = true;
+                    let before = shared.vault().live_shares_from(&issuer).map_err(SyncError::vault)?.len();
+                    let receipts = shared
+                        .vault()
+                        .accept_shares(issuer, Some(ticket), &live_grants, &ended)
+                        .map_err(SyncError::vault)?;
+                    let now_live = shared.vault().live_shares_from(&issuer).map_err(SyncError::vault)?;
+                    report.erased += before.saturating_sub(now_live.len()).max(receipts.len().min(ended.len()));
+                    report.live = now_live.len();
+                    for receipt in receipts {
+                        write_frame(&mut send, &Frame::Erased(receipt)).await.map_err(SyncError::io)?;
+                    }
+                    for id in now_live {
+                        if streaming.insert(id) {
+                            streams.spawn(grant_stream(shared.clone(), conn.clone(), id, live));
+                        }
+                    }
+                    if !live && streams.is_empty() {
+                        return Ok(());
+                    }
+                }
+                done = streams.join_next(), if !streams.is_empty() => {
+                    match done {
+                        Some(Ok(Ok(changed))) => report.updated += usize::from(changed),
+                        Some(Ok(Err(e))) => tracing::debug!(error = %e, "a share stream ended"),
+                        Some(Err(_)) | None => {}
+                    }
+                    if !live && got_shares && streams.is_empty() {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+    .await;
+    reader.abort();
+    streams.abort_all();
+    let _ = send.finish();
+    if !live {
+        // Let the last frames (receipts) reach the peer before closing.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        conn.close(0u32.into(), b"done");
+    }
+    outcome.map(|()| report)
+}
+
+/// Syncs one share on its own stream. Returns whether the local copy changed.
+async fn grant_stream(
+    shared: Arc<Shared>,
+    conn: Connection,
+    id: GrantId,
+    live: bool,
+) -> Result<bool, SyncError> {
+    let (mut send, mut recv) = conn.open_bi().await.map_err(SyncError::io)?;
+    write_frame(&mut send, &Frame::Open(id)).await.map_err(SyncError::io)?;
+    let (tx, mut incoming) = mpsc::channel::<Frame>(8);
+    let reader = tokio::spawn(async move {
+        while let Ok(Some(frame)) = read_frame(&mut recv).await {
+            if tx.send(frame).await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut changed = false;
+    let result = async {
+        loop {
+            let message = shared.vault().share_sync_generate(&id).map_err(SyncError::vault)?;
+            if let Some(m) = message {
+                write_frame(&mut send, &Frame::Sync(m)).await.map_err(SyncError::io)?;
+            }
+            let frame = if live {
+                incoming.recv().await
+            } else {
+                match tokio::time::timeout(SETTLE, incoming.recv()).await {
+                    Ok(f) => f,
+                    Err(_) => return Ok(()),
+                }
+            };
+            match frame {
+                Some(Frame::Sync(m)) => {
+                    if shared.vault().share_sync_receive(&id, &m).map_err(SyncError::vault)? {
+                        changed = true;
+                        shared.changes.send_modify(|n| *n += 1);
+                    }
+                }
+                Some(Frame::Refused) | None => return Ok(()),
+                Some(_) => return Err(SyncError::Protocol("unexpected frame on a share stream".into())),
+            }
+        }
+    }
+    .await;
+    reader.abort();
+    let _ = send.finish();
+    result.map(|()| changed)
+}
+
+/// Keeps a live session to every issuer of a live share (with a known ticket), reconnecting
+/// with exponential backoff. New issuers are picked up every few seconds.
+pub(crate) async fn subscribe_all(shared: Arc<Shared>, endpoint: Endpoint, config: NodeConfig) {
+    let _ = config;
+    let mut running: HashSet<IdentityId> = HashSet::new();
+    let mut tasks = JoinSet::new();
+    loop {
+        let issuers = shared.vault().share_issuers().unwrap_or_default();
+        for (issuer, ticket) in issuers {
+            let Some(ticket) = ticket else { continue };
+            if running.insert(issuer) {
+                let (shared, endpoint) = (shared.clone(), endpoint.clone());
+                tasks.spawn(async move {
+                    let mut backoff = Duration::from_millis(250);
+                    loop {
+                        let started = Instant::now();
+                        match session(shared.clone(), &endpoint, &ticket, true).await {
+                            Ok(_) => {}
+                            Err(e) => tracing::debug!(error = %e, %issuer, "session ended"),
+                        }
+                        if started.elapsed() > Duration::from_secs(10) {
+                            backoff = Duration::from_millis(250);
+                        }
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(MAX_BACKOFF);
+                    }
+                });
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}

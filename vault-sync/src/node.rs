@@ -1,0 +1,398 @@
+//! The node: an iroh endpoint serving this vault's grants, watching the vault file for changes,
+//! and keeping live sessions to the issuers of received shares.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use iroh::endpoint::{Connection, QuicTransportConfig, VarInt, presets};
+use iroh::protocol::{AcceptError, ProtocolHandler, Router};
+use iroh::{Endpoint, RelayMode};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+use vault_core::{ALPN, AuditEvent, AuditKind, Ended, Frame, GrantId, IdentityId, ServeError, Ticket, Vault};
+
+use crate::frame::{read_frame, write_frame};
+use crate::{
+    HANDSHAKE_TIMEOUT, MAX_CONCURRENT_STREAMS, MAX_REQUESTS_PER_MINUTE, MAX_STREAMS_PER_CONNECTION,
+    POLL_INTERVAL, SyncError, device_id,
+};
+
+/// How to run the node.
+#[derive(Clone, Debug, Default)]
+pub struct NodeConfig {
+    /// Address to bind (default: all interfaces, a random port).
+    pub bind: Option<SocketAddr>,
+    /// Use iroh's relays and address lookup (production default). Tests and local networks
+    /// turn this off.
+    pub relay: bool,
+    /// Keep live sessions to the issuers of received shares (on by default in `vault serve`).
+    pub subscribe: bool,
+}
+
+/// State shared by the node's tasks.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    /// The vault; every operation holds the lock briefly (they are all short and synchronous).
+    pub(crate) vault: Mutex<Vault>,
+    /// Bumped whenever the vault changed (here or in another process); sessions wait on it.
+    pub(crate) changes: watch::Sender<u64>,
+}
+
+impl Shared {
+    pub(crate) fn vault(&self) -> std::sync::MutexGuard<'_, Vault> {
+        self.vault.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// A running node.
+#[derive(Debug)]
+pub struct Node {
+    router: Router,
+    shared: Arc<Shared>,
+    tasks: JoinSet<()>,
+}
+
+pub(crate) fn transport_config() -> QuicTransportConfig {
+    QuicTransportConfig::builder()
+        .max_concurrent_bidi_streams(VarInt::from_u32(MAX_CONCURRENT_STREAMS))
+        .max_concurrent_uni_streams(VarInt::from_u32(0))
+        .keep_alive_interval(Duration::from_secs(5))
+        .build()
+}
+
+pub(crate) async fn bind_endpoint(
+    secret: &vault_core::DeviceKey,
+    config: &NodeConfig,
+    alpns: Vec<Vec<u8>>,
+) -> Result<Endpoint, SyncError> {
+    let secret_key = iroh::SecretKey::from_bytes(&secret.secret_bytes());
+    let builder = if config.relay {
+        Endpoint::builder(presets::N0)
+    } else {
+        Endpoint::builder(presets::Minimal).relay_mode(RelayMode::Disabled)
+    };
+    let mut builder = builder
+        .secret_key(secret_key)
+        .alpns(alpns)
+        .transport_config(transport_config())
+        .portmapper_config(iroh::endpoint::PortmapperConfig::Disabled);
+    if let Some(addr) = config.bind {
+        builder = builder.clear_ip_transports().bind_addr(addr).map_err(|e| SyncError::Bind(Box::new(e)))?;
+    } else if !config.relay {
+        builder = builder
+            .clear_ip_transports()
+            .bind_addr(SocketAddr::from(([0, 0, 0, 0], 0)))
+            .map_err(|e| SyncError::Bind(Box::new(e)))?;
+    }
+    builder.bind().await.map_err(|e| SyncError::Bind(Box::new(e)))
+}
+
+/// Direct addresses worth putting in a ticket: the bound sockets, with an unspecified address
+/// replaced by loopback (reachable on this machine) .
+pub(crate) fn ticket_addrs(endpoint: &Endpoint) -> Vec<SocketAddr> {
+    let mut addrs: Vec<SocketAddr> = endpoint.addr().ip_addrs().copied().collect();
+    for sock in endpoint.bound_sockets() {
+        let sock = if sock.ip().is_unspecified() {
+            SocketAddr::new(
+                if sock.is_ipv4() { [127, 0, 0, 1].into() } else { std::net::Ipv6Addr::LOCALHOST.into() },
+                sock.port(),
+            )
+        } else {
+            sock
+        };
+        if !addrs.contains(&sock) {
+            addrs.push(sock);
+        }
+    }
+    addrs
+}
+
+impl Node {
+    /// Starts the node on `vault`.
+    pub async fn spawn(mut vault: Vault, config: NodeConfig) -> Result<Node, SyncError> {
+        let endpoint = bind_endpoint(vault.device_key(), &config, vec![ALPN.to_vec()]).await?;
+        // Bring projections up to date before serving anyone.
+        vault.update_projections(None).map_err(SyncError::vault)?;
+        vault.expire_grants().map_err(SyncError::vault)?;
+        let _ = vault.changed_elsewhere();
+        let (changes, _) = watch::channel(0u64);
+        let shared = Arc::new(Shared { vault: Mutex::new(vault), changes });
+        let addrs = ticket_addrs(&endpoint);
+        shared.vault().set_node_addrs(&addrs).map_err(SyncError::vault)?;
+        let router =
+            Router::builder(endpoint.clone()).accept(ALPN, Listener { shared: shared.clone() }).spawn();
+        let mut tasks = JoinSet::new();
+        tasks.spawn(watch_vault(shared.clone()));
+        if config.subscribe {
+            tasks.spawn(crate::client::subscribe_all(shared.clone(), endpoint.clone(), config.clone()));
+        }
+        Ok(Node { router, shared, tasks })
+    }
+
+    /// This vault's ticket, with the addresses the node is bound to.
+    pub fn ticket(&self) -> Ticket {
+        self.shared.vault().ticket(ticket_addrs(self.router.endpoint()))
+    }
+
+    /// The iroh endpoint.
+    pub fn endpoint(&self) -> &Endpoint {
+        self.router.endpoint()
+    }
+
+    /// Runs `f` on the vault (for in-process callers such as tests and the demo); wakes the
+    /// sessions afterwards, as an edit may have happened.
+    pub fn with_vault<T>(&self, f: impl FnOnce(&mut Vault) -> T) -> T {
+        let out = f(&mut self.shared.vault());
+        {
+            let mut vault = self.shared.vault();
+            if let Err(e) = vault.update_projections(None) {
+                tracing::warn!(error = %e, "updating projections failed");
+            }
+        }
+        self.shared.changes.send_modify(|n| *n += 1);
+        out
+    }
+
+    /// Stops the node: closes every connection and the endpoint.
+    pub async fn shutdown(mut self) {
+        self.tasks.abort_all();
+        let _ = self.router.shutdown().await;
+        // Leave nothing on the addresses for `vault id`.
+        let _ = self.shared.vault().set_node_addrs(&[]);
+    }
+}
+
+/// Polls the vault file for commits by other processes; on a change, catches up, updates the
+/// projections, logs expiries, and wakes every session.
+async fn watch_vault(shared: Arc<Shared>) {
+    let mut ticker = tokio::time::interval(POLL_INTERVAL);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_expiry_check = Instant::now();
+    loop {
+        ticker.tick().await;
+        let changed = {
+            let mut vault = shared.vault();
+            let mut changed = match vault.changed_elsewhere() {
+                Ok(true) => {
+                    if let Err(e) = vault.refresh() {
+                        tracing::warn!(error = %e, "catching up with the vault file failed");
+                    }
+                    if let Err(e) = vault.update_projections(None) {
+                        tracing::warn!(error = %e, "updating projections failed");
+                    }
+                    true
+                }
+                Ok(false) => false,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the vault file");
+                    false
+                }
+            };
+            if last_expiry_check.elapsed() >= Duration::from_secs(1) {
+                last_expiry_check = Instant::now();
+                changed |= vault.expire_grants().map(|e| !e.is_empty()).unwrap_or(false);
+                let _ = vault.erase_expired_shares();
+                // Our own writes bumped data_version too; do not count them as foreign.
+                let _ = vault.changed_elsewhere();
+            }
+            changed
+        };
+        if changed {
+            shared.changes.send_modify(|n| *n += 1);
+        }
+    }
+}
+
+/// Accepts connections for ALPN `vault/sync/1`.
+#[derive(Debug, Clone)]
+struct Listener {
+    shared: Arc<Shared>,
+}
+
+impl ProtocolHandler for Listener {
+    async fn accept(&self, conn: Connection) -> Result<(), AcceptError> {
+        match serve_connection(self.shared.clone(), conn.clone()).await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                tracing::debug!(error = %e, "closing a connection");
+                conn.close(VarInt::from_u32(1), b"protocol error");
+                Ok(())
+            }
+        }
+    }
+}
+
+fn log_refused(shared: &Shared, peer: Option<IdentityId>, detail: &str) {
+    let mut vault = shared.vault();
+    let mut event = AuditEvent::new(vault.now(), AuditKind::PeerRefused);
+    event.peer = peer;
+    event.detail = Some(detail.to_owned());
+    let _ = vault.log(&event);
+}
+
+async fn serve_connection(shared: Arc<Shared>, conn: Connection) -> Result<(), SyncError> {
+    let remote = device_id(conn.remote_id()).ok_or_else(|| SyncError::Protocol("bad device key".into()))?;
+    let (mut send, mut recv) = tokio::time::timeout(HANDSHAKE_TIMEOUT, conn.accept_bi())
+        .await
+        .map_err(|_| SyncError::Timeout)?
+        .map_err(SyncError::io)?;
+    let hello = tokio::time::timeout(HANDSHAKE_TIMEOUT, read_frame(&mut recv))
+        .await
+        .map_err(|_| SyncError::Timeout)?
+        .map_err(SyncError::io)?;
+    let peer = match hello {
+        Some(Frame::Hello(cert)) => {
+            if let Err(e) = cert.verify(remote) {
+                log_refused(
+                    &shared,
+                    Some(cert.identity()),
+                    "device certificate does not match the connection",
+                );
+                return Err(SyncError::Protocol(e.to_string()));
+            }
+            cert.identity()
+        }
+        _ => return Err(SyncError::Protocol("expected hello".into())),
+    };
+    if shared.vault().is_blocked(&peer).unwrap_or(true) {
+        log_refused(&shared, Some(peer), "blocked contact");
+        return Err(SyncError::Protocol("blocked".into()));
+    }
+    let cert = shared.vault().device_certificate();
+    write_frame(&mut send, &Frame::Hello(cert)).await.map_err(SyncError::io)?;
+
+    // Control frames arrive through a reader task so that waiting for them can be cancelled.
+    let (frames_tx, mut frames) = mpsc::channel::<Frame>(16);
+    let mut tasks = JoinSet::new();
+    tasks.spawn(async move {
+        while let Ok(Some(frame)) = read_frame(&mut recv).await {
+            if frames_tx.send(frame).await.is_err() {
+                break;
+            }
+        }
+    });
+    // Grant streams.
+    {
+        let (shared, conn) = (shared.clone(), conn.clone());
+        tasks.spawn(async move {
+            let mut opened = 0u32;
+            let mut streams = JoinSet::new();
+            while let Ok((send, recv)) = conn.accept_bi().await {
+                opened += 1;
+                if opened > MAX_STREAMS_PER_CONNECTION {
+                    conn.close(VarInt::from_u32(2), b"too many streams");
+                    break;
+                }
+                streams.spawn(serve_grant_stream(shared.clone(), peer, send, recv));
+            }
+        });
+    }
+
+    let mut changes = shared.changes.subscribe();
+    let mut told: Option<(BTreeSet<GrantId>, BTreeSet<GrantId>)> = None;
+    let mut subscribed = false;
+    let mut window = (Instant::now(), 0u32);
+    loop {
+        tokio::select! {
+            frame = frames.recv() => {
+                let Some(frame) = frame else { break };
+                if window.0.elapsed() > Duration::from_secs(60) {
+                    window = (Instant::now(), 0);
+                }
+                window.1 += 1;
+                if window.1 > MAX_REQUESTS_PER_MINUTE {
+                    log_refused(&shared, Some(peer), "too many requests");
+                    return Err(SyncError::Protocol("rate limit".into()));
+                }
+                match frame {
+                    Frame::ListShares => {
+                        subscribed = true;
+                        told = None;
+                    }
+                    Frame::Erased(receipt) => {
+                        if receipt.statement().grantee != peer {
+                            return Err(SyncError::Protocol("receipt from another identity".into()));
+                        }
+                        let mut vault = shared.vault();
+                        if let Err(e) = vault.record_erasure(&receipt) {
+                            tracing::debug!(error = %e, "ignoring an erasure receipt");
+                        }
+                        told = None;
+                    }
+                    _ => return Err(SyncError::Protocol("unexpected frame on the control stream".into())),
+                }
+            }
+            changed = changes.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+            }
+        }
+        if !subscribed {
+            continue;
+        }
+        // Tell the peer what is shared with it whenever that changed.
+        let (live, ended) = shared.vault().shares_for(&peer).map_err(SyncError::vault)?;
+        let now: (BTreeSet<GrantId>, BTreeSet<GrantId>) =
+            (live.iter().map(|g| g.statement().id).collect(), ended.iter().map(Ended::grant).collect());
+        if told.as_ref() != Some(&now) {
+            write_frame(&mut send, &Frame::Shares { live, ended }).await.map_err(SyncError::io)?;
+            told = Some(now);
+        }
+    }
+    tasks.abort_all();
+    Ok(())
+}
+
+/// Serves one grant stream: `Open(grant)`, then sync messages both ways until the peer goes
+/// away or the grant ends.
+async fn serve_grant_stream(
+    shared: Arc<Shared>,
+    peer: IdentityId,
+    mut send: iroh::endpoint::SendStream,
+    mut recv: iroh::endpoint::RecvStream,
+) {
+    let grant = match tokio::time::timeout(HANDSHAKE_TIMEOUT, read_frame(&mut recv)).await {
+        Ok(Ok(Some(Frame::Open(id)))) => id,
+        _ => return,
+    };
+    if shared.vault().serve_open(&peer, &grant).is_err() {
+        let _ = write_frame(&mut send, &Frame::Refused).await;
+        let _ = send.finish();
+        return;
+    }
+    let (tx, mut incoming) = mpsc::channel::<Frame>(8);
+    let reader = tokio::spawn(async move {
+        while let Ok(Some(frame)) = read_frame(&mut recv).await {
+            if tx.send(frame).await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut changes = shared.changes.subscribe();
+    let result: Result<(), ServeError> = async {
+        loop {
+            let message = shared.vault().serve_generate(&peer, &grant)?;
+            if let Some(m) = message
+                && write_frame(&mut send, &Frame::Sync(m)).await.is_err()
+            {
+                return Ok(());
+            }
+            tokio::select! {
+                frame = incoming.recv() => match frame {
+                    Some(Frame::Sync(m)) => shared.vault().serve_receive(&peer, &grant, &m)?,
+                    _ => return Ok(()),
+                },
+                changed = changes.changed() => if changed.is_err() { return Ok(()) },
+            }
+        }
+    }
+    .await;
+    if result.is_err() {
+        let _ = write_frame(&mut send, &Frame::Refused).await;
+    }
+    let _ = send.finish();
+    reader.abort();
+}
