@@ -56,7 +56,8 @@ async fn grant_sync_live_update_revoke_erase() {
     assert!(!ticket.addrs().is_empty());
 
     // One-shot sync: the shop receives exactly the granted fields.
-    let (mut shop, report) = sync_once(shop, &ticket, &local()).await.unwrap();
+    let (mut shop, report) = sync_once(shop, &ticket, &local()).await;
+    let report = report.unwrap();
     assert_eq!(report.live, 1);
     let shares = shop.shares().unwrap();
     assert_eq!(shares.len(), 1);

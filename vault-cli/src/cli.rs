@@ -63,6 +63,12 @@ pub(crate) enum Command {
     },
     /// Read the access log
     Audit(AuditArgs),
+    /// Run this vault's node until interrupted: serve your grants, receive your shares live
+    Serve(ServeArgs),
+    /// Connect to a peer (or every peer that shares with you), exchange, and exit
+    Sync(SyncArgs),
+    /// What others share with you: by grant, with purpose, expiry and the signed grant
+    Shared(SharedArgs),
     /// Print a shell completion script
     Completions(CompletionsArgs),
 }
@@ -120,6 +126,35 @@ pub(crate) struct GrantsArgs {
     /// Only live grants that cover this field path (who sees this value?)
     #[arg(long, value_name = "PATH")]
     pub(crate) field: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// Address to bind, e.g. 127.0.0.1:4433 [default: all interfaces, a random port]
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) bind: Option<std::net::SocketAddr>,
+    /// Do not use relays or address lookup (local networks and tests)
+    #[arg(long)]
+    pub(crate) no_relay: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct SyncArgs {
+    /// The peer: a contact name or a ticket [default: everyone who shares with you]
+    pub(crate) peer: Option<String>,
+    /// Do not use relays or address lookup (local networks and tests)
+    #[arg(long)]
+    pub(crate) no_relay: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct SharedArgs {
+    /// Only what this peer shares (contact name, ticket or identity)
+    #[arg(long)]
+    pub(crate) from: Option<String>,
+    /// Only shares granted for this purpose (case-insensitive substring)
+    #[arg(long)]
+    pub(crate) purpose: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -11,6 +11,8 @@ mod init;
 mod pref;
 mod profile;
 mod purchase;
+mod serve;
+mod shared;
 mod verify;
 
 use anyhow::Result;
@@ -38,6 +40,9 @@ pub(crate) fn run(cli: Cli) -> Result<Outcome> {
         Command::Grants(args) => grant::list(&app, &args),
         Command::Revoke { grant_id } => grant::revoke(&app, &grant_id),
         Command::Audit(args) => audit::run(&app, &args),
+        Command::Serve(args) => serve::serve(&app, &args),
+        Command::Sync(args) => serve::sync(&app, &args),
+        Command::Shared(args) => shared::run(&app, &args),
         Command::Completions(_) => unreachable!("handled above"),
     }
 }

@@ -146,3 +146,49 @@ fn grant_sync_live_update_refused_write_revoke_erase() {
     let (_, ended) = customer.shares_for(&shop.identity()).unwrap();
     assert!(ended.is_empty(), "confirmed erasures are not repeated");
 }
+
+#[test]
+fn a_resumed_session_does_not_resend_what_the_grantee_has() {
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut customer = vault(d1.path());
+    let mut shop = vault(d2.path());
+    customer.set_profile("email", "ada@example.org").unwrap();
+    let id = customer
+        .issue_grant(NewGrant {
+            audience: shop.identity(),
+            fields: vec!["profile.email".parse().unwrap()],
+            filter: None,
+            purpose: "delivery".into(),
+            expires_at: None,
+            prices: true,
+        })
+        .unwrap()
+        .statement()
+        .id;
+    let (live, ended) = customer.shares_for(&shop.identity()).unwrap();
+    shop.accept_shares(customer.identity(), None, &live, &ended).unwrap();
+    customer.serve_open(&shop.identity(), &id).unwrap();
+    sync(&mut customer, &mut shop, &id);
+    // Both sides restart.
+    drop(customer);
+    drop(shop);
+    let mut customer = Vault::at(d1.path()).unlock(&Passphrase::new("pw")).unwrap();
+    let mut shop = Vault::at(d2.path()).unlock(&Passphrase::new("pw")).unwrap();
+    customer.serve_open(&shop.identity(), &id).unwrap();
+    let mut carried = 0;
+    for _ in 0..10 {
+        let from_customer = customer.serve_generate(&shop.identity(), &id).unwrap();
+        if let Some(m) = &from_customer {
+            carried += Message::decode(m).unwrap().changes.len();
+            shop.share_sync_receive(&id, m).unwrap();
+        }
+        let from_shop = shop.share_sync_generate(&id).unwrap();
+        if let Some(m) = &from_shop {
+            customer.serve_receive(&shop.identity(), &id, m).unwrap();
+        }
+        if from_shop.is_none() && from_customer.is_none() {
+            break;
+        }
+    }
+    assert_eq!(carried, 0, "nothing resent after a restart");
+}

@@ -31,21 +31,32 @@ pub struct SyncReport {
     pub erased: usize,
 }
 
-/// Dials `ticket`, exchanges everything once, and returns the vault with a report.
+/// Dials `ticket`, exchanges everything once, and hands the vault back with the outcome.
 pub async fn sync_once(
     vault: Vault,
     ticket: &Ticket,
     config: &NodeConfig,
-) -> Result<(Vault, SyncReport), SyncError> {
-    let endpoint = bind_endpoint(vault.device_key(), config, Vec::new()).await?;
-    let identity = vault.identity();
+) -> (Vault, Result<SyncReport, SyncError>) {
+    let endpoint = match bind_endpoint(vault.device_key(), config, Vec::new()).await {
+        Ok(e) => e,
+        Err(e) => return (vault, Err(e)),
+    };
     let (changes, _) = watch::channel(0u64);
     let shared = Arc::new(Shared { vault: Mutex::new(vault), changes });
     let result = session(shared.clone(), &endpoint, ticket, false).await;
     endpoint.close().await;
-    let shared = Arc::try_unwrap(shared).map_err(|_| SyncError::Vault("the vault is still in use".into()))?;
-    let vault = shared.vault.into_inner().unwrap_or_else(|p| p.into_inner());
-    Ok((vault, result?))
+    // The session drained its tasks; wait out any last reference rather than assume.
+    let mut shared = shared;
+    let shared = loop {
+        match Arc::try_unwrap(shared) {
+            Ok(s) => break s,
+            Err(still_shared) => {
+                shared = still_shared;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    };
+    (shared.vault.into_inner().unwrap_or_else(|p| p.into_inner()), result)
 }
 
 async fn connect(endpoint: &Endpoint, ticket: &Ticket) -> Result<Connection, SyncError> {
@@ -155,6 +166,7 @@ pub(crate) async fn session(
     .await;
     reader.abort();
     streams.abort_all();
+    while streams.join_next().await.is_some() {}
     let _ = send.finish();
     if !live {
         // Let the last frames (receipts) reach the peer before closing.

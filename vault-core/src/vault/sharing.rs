@@ -575,7 +575,7 @@ impl Vault {
     /// served when the message carries data.
     pub fn serve_generate(&mut self, peer: &IdentityId, id: &GrantId) -> Result<Option<Vec<u8>>, ServeError> {
         let info = self.check_serving(peer, id)?;
-        let mut state = self.serve_states.remove(id).unwrap_or_else(SyncState::new);
+        let mut state = self.serve_states.remove(id).unwrap_or_default();
         let message = match self.projection_doc(id)? {
             Some(doc) => doc.sync().generate_sync_message(&mut state),
             None => None,
@@ -607,7 +607,7 @@ impl Vault {
     pub fn serve_receive(&mut self, peer: &IdentityId, id: &GrantId, bytes: &[u8]) -> Result<(), ServeError> {
         self.check_serving(peer, id)?;
         let mut message = Message::decode(bytes).map_err(|_| ServeError::Refused)?;
-        let mut state = self.serve_states.remove(id).unwrap_or_else(SyncState::new);
+        let mut state = self.serve_states.remove(id).unwrap_or_default();
         let doc = self.projection_doc(id)?.ok_or(ServeError::Refused)?;
         if !message.changes.is_empty() {
             // Changes the projection already has are harmless (a resumed session can resend
@@ -628,7 +628,10 @@ impl Vault {
             message.changes = automerge::sync::ChunkList::empty();
         }
         doc.sync().receive_sync_message(&mut state, message).map_err(|_| ServeError::Refused)?;
+        // Persist what the grantee acknowledged, so a reconnection resumes instead of resending.
+        let encoded = state.encode();
         self.serve_states.insert(*id, state);
+        self.write(|v| v.put_node_value(&sync_state_key(id), &encoded))?;
         Ok(())
     }
 

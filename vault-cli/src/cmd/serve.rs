@@ -1,0 +1,104 @@
+//! `vault serve` and `vault sync`
+
+use std::io::Write;
+
+use anyhow::{Context, Result, bail};
+use serde_json::json;
+use vault_sync::{Node, NodeConfig, sync_once};
+
+use crate::app::{App, Outcome};
+use crate::cli::{ServeArgs, SyncArgs};
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")
+}
+
+pub(crate) fn serve(app: &App, args: &ServeArgs) -> Result<Outcome> {
+    let vault = app.unlock()?;
+    let config = NodeConfig { bind: args.bind, relay: !args.no_relay, subscribe: true };
+    runtime()?.block_on(async {
+        let node = Node::spawn(vault, config).await?;
+        let ticket = node.ticket();
+        // The ticket is the first line, so scripts can read it.
+        {
+            let mut out = std::io::stdout().lock();
+            if app.json {
+                let addrs: Vec<String> = ticket.addrs().iter().map(ToString::to_string).collect();
+                writeln!(out, "{}", json!({ "ticket": ticket.to_string(), "identity": ticket.identity().to_string(), "addrs": addrs }))?;
+            } else {
+                writeln!(out, "{ticket}")?;
+            }
+            out.flush()?;
+        }
+        if !app.json {
+            let addrs: Vec<String> = ticket.addrs().iter().map(ToString::to_string).collect();
+            eprintln!("serving as {} on {}; Ctrl-C to stop", ticket.identity(), addrs.join(", "));
+        }
+        shutdown_signal().await;
+        node.shutdown().await;
+        Ok::<_, anyhow::Error>(())
+    })?;
+    Ok(Outcome::Done)
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).expect("signal handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+pub(crate) fn sync(app: &App, args: &SyncArgs) -> Result<Outcome> {
+    let mut vault = app.unlock()?;
+    let targets = match &args.peer {
+        Some(peer) => {
+            let peer = vault.resolve_peer(peer)?;
+            let ticket = peer
+                .ticket
+                .context("no ticket for that peer: add them with 'vault contact add NAME TICKET'")?;
+            vec![ticket]
+        }
+        None => vault.share_issuers()?.into_iter().filter_map(|(_, t)| t).collect(),
+    };
+    if targets.is_empty() {
+        bail!("nobody to sync with: name a peer (a contact or a ticket)");
+    }
+    let config = NodeConfig { bind: None, relay: !args.no_relay, subscribe: false };
+    let rt = runtime()?;
+    let mut results = Vec::new();
+    let mut failed = 0;
+    for ticket in targets {
+        let name = vault.petname(&ticket.identity()).unwrap_or_else(|| ticket.identity().to_string());
+        let (back, report) = rt.block_on(sync_once(vault, &ticket, &config));
+        vault = back;
+        if let Err(e) = &report {
+            failed += 1;
+            eprintln!("error: sync with {name} failed: {e}");
+        }
+        if let Ok(r) = report {
+            if !app.json {
+                app.print(format!(
+                    "{name}: {} live share(s), {} updated, {} erased",
+                    r.live, r.updated, r.erased
+                ))?;
+            }
+            results.push(json!({ "peer": ticket.identity().to_string(), "name": name, "live": r.live, "updated": r.updated, "erased": r.erased }));
+        }
+    }
+    if app.json {
+        app.print_json(&json!({ "synced": results }))?;
+    }
+    if failed > 0 && results.is_empty() {
+        bail!("no peer could be reached");
+    }
+    Ok(Outcome::Done)
+}
