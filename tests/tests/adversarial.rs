@@ -1,0 +1,232 @@
+//! Hostile peers over real iroh endpoints on loopback: nothing leaks, and a misbehaving
+//! connection is closed without disturbing the node's other peers.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use iroh::endpoint::{Connection, RecvStream, SendStream, presets};
+use iroh::{Endpoint, EndpointAddr, RelayMode};
+use tokio::io::AsyncReadExt;
+use vault_core::{
+    ALPN, AuditFilter, AuditKind, DeviceKey, Frame, GrantId, Identity, KdfParams, NewGrant, Passphrase,
+    Ticket, Vault, decode, encode_with_length,
+};
+use vault_sync::{Node, NodeConfig, sync_once};
+
+fn create(dir: &Path) -> Vault {
+    Vault::at(dir).kdf(KdfParams::INSECURE_FOR_TESTS).create(&Passphrase::new("pw")).unwrap()
+}
+
+fn local() -> NodeConfig {
+    NodeConfig { bind: Some("127.0.0.1:0".parse().unwrap()), relay: false, subscribe: true }
+}
+
+async fn raw_endpoint(device: &DeviceKey) -> Endpoint {
+    Endpoint::builder(presets::Minimal)
+        .relay_mode(RelayMode::Disabled)
+        .secret_key(iroh::SecretKey::from_bytes(&device.secret_bytes()))
+        .clear_ip_transports()
+        .bind_addr("127.0.0.1:0")
+        .unwrap()
+        .bind()
+        .await
+        .unwrap()
+}
+
+async fn dial(ep: &Endpoint, ticket: &Ticket) -> Connection {
+    let mut addr = EndpointAddr::new(iroh::PublicKey::from_bytes(ticket.device().as_bytes()).unwrap());
+    for a in ticket.addrs() {
+        addr = addr.with_ip_addr(*a);
+    }
+    ep.connect(addr, ALPN).await.unwrap()
+}
+
+async fn send(s: &mut SendStream, f: &Frame) {
+    s.write_all(&encode_with_length(f)).await.unwrap();
+}
+
+async fn recv(r: &mut RecvStream) -> Option<Frame> {
+    let mut len = [0u8; 4];
+    tokio::time::timeout(Duration::from_secs(5), AsyncReadExt::read_exact(r, &mut len)).await.ok()?.ok()?;
+    let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+    AsyncReadExt::read_exact(r, &mut body).await.ok()?;
+    decode(&body).ok()
+}
+
+/// A hello-and-list session as `identity` on `device`; returns the connection and the Shares.
+async fn hello(
+    ep: &Endpoint,
+    ticket: &Ticket,
+    identity: &Identity,
+    device: &DeviceKey,
+) -> (Connection, Option<Frame>) {
+    let conn = dial(ep, ticket).await;
+    let (mut s, mut r) = conn.open_bi().await.unwrap();
+    send(&mut s, &Frame::Hello(identity.certify(device.public()))).await;
+    let _ = recv(&mut r).await;
+    send(&mut s, &Frame::ListShares).await;
+    let shares = recv(&mut r).await;
+    // Keep the control stream open by leaking its halves into a task.
+    tokio::spawn(async move {
+        let _keep = (s, r);
+        tokio::time::sleep(Duration::from_secs(30)).await;
+    });
+    (conn, shares)
+}
+
+struct Setup {
+    _dirs: Vec<tempfile::TempDir>,
+    customer: Node,
+    grant: GrantId,
+    shop: Node,
+}
+
+async fn setup() -> Setup {
+    let (cdir, sdir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut customer = create(cdir.path());
+    let shop = create(sdir.path());
+    customer.set_profile("email", "ada@example.org").unwrap();
+    customer.set_profile("phone", "+33 6 00 00 00 00").unwrap();
+    let grant = customer
+        .issue_grant(NewGrant {
+            audience: shop.identity(),
+            fields: vec!["profile.email".parse().unwrap()],
+            filter: None,
+            purpose: "delivery".into(),
+            expires_at: None,
+            prices: true,
+        })
+        .unwrap()
+        .statement()
+        .id;
+    let customer = Node::spawn(customer, local()).await.unwrap();
+    let (shop, report) = sync_once(shop, &customer.ticket(), &local()).await;
+    report.unwrap();
+    let shop = Node::spawn(shop, local()).await.unwrap();
+    Setup { _dirs: vec![cdir, sdir], customer, grant, shop }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_with_no_grant_learns_nothing_and_cannot_name_a_document() {
+    let s = setup().await;
+    let ticket = s.customer.ticket();
+    let (identity, device) = (Identity::generate(), DeviceKey::generate());
+    let ep = raw_endpoint(&device).await;
+    let (conn, shares) = hello(&ep, &ticket, &identity, &device).await;
+    assert_eq!(
+        shares,
+        Some(Frame::Shares { live: vec![], ended: vec![] }),
+        "no grants, no other peers, nothing"
+    );
+    // Naming the shop's real grant and naming a random id get the same answer.
+    for id in [s.grant, GrantId::random()] {
+        let (mut tx, mut rx) = conn.open_bi().await.unwrap();
+        send(&mut tx, &Frame::Open(id)).await;
+        assert_eq!(recv(&mut rx).await, Some(Frame::Refused));
+        assert_eq!(recv(&mut rx).await, None, "nothing follows a refusal");
+    }
+    // And with the shop's identity but its own device, the certificate does not verify.
+    s.shop.shutdown().await;
+    s.customer.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_for_another_device_is_refused() {
+    let s = setup().await;
+    let ticket = s.customer.ticket();
+    let (mallory, device, other_device) =
+        (Identity::generate(), DeviceKey::generate(), DeviceKey::generate());
+    let ep = raw_endpoint(&device).await;
+    let conn = dial(&ep, &ticket).await;
+    let (mut tx, mut rx) = conn.open_bi().await.unwrap();
+    // A valid certificate, but for a device other than the one on this connection.
+    send(&mut tx, &Frame::Hello(mallory.certify(other_device.public()))).await;
+    assert_eq!(recv(&mut rx).await, None, "no hello back");
+    let refused = s
+        .customer
+        .with_vault(|v| v.audit(&AuditFilter::default()).unwrap())
+        .iter()
+        .any(|e| e.kind == AuditKind::PeerRefused && e.peer == Some(mallory.public()));
+    assert!(refused, "the refusal is logged");
+    s.shop.shutdown().await;
+    s.customer.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_connections_close_alone_while_others_are_served() {
+    let s = setup().await;
+    let ticket = s.customer.ticket();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // Several hostile peers at once.
+    let mut hostile = Vec::new();
+    for case in 0..4 {
+        let ticket = ticket.clone();
+        hostile.push(tokio::spawn(async move {
+            let (identity, device) = (Identity::generate(), DeviceKey::generate());
+            let ep = raw_endpoint(&device).await;
+            let conn = dial(&ep, &ticket).await;
+            let (mut tx, mut rx) = conn.open_bi().await.unwrap();
+            match case {
+                // An absurd length prefix.
+                0 => tx.write_all(&u32::MAX.to_be_bytes()).await.unwrap(),
+                // An unknown frame type.
+                1 => tx.write_all(&[0, 0, 0, 1, 200]).await.unwrap(),
+                // A frame cut short, then the stream finished.
+                2 => {
+                    tx.write_all(&[0, 0, 0, 50, 1, 2, 3]).await.unwrap();
+                    tx.finish().unwrap();
+                }
+                // A valid hello, then a flood of streams.
+                _ => {
+                    send(&mut tx, &Frame::Hello(identity.certify(device.public()))).await;
+                    let _ = recv(&mut rx).await;
+                    for _ in 0..500 {
+                        match tokio::time::timeout(Duration::from_millis(200), conn.open_bi()).await {
+                            Ok(Ok((mut s, _r))) => {
+                                let _ = s.write_all(&[0, 0, 0, 1]).await;
+                            }
+                            _ => break,
+                        }
+                    }
+                }
+            }
+            // The hostile connection ends (closed by the node) or is left hanging at the
+            // stream limit; either way it gets no data.
+            let _ = tokio::time::timeout(Duration::from_secs(3), rx.read_to_end(1024)).await;
+        }));
+    }
+
+    // Meanwhile the shop keeps receiving live updates.
+    s.customer.with_vault(|v| v.set_profile("email", "ada@new.example").unwrap());
+    let start = Instant::now();
+    loop {
+        let email =
+            s.shop.with_vault(|v| v.shares().unwrap()[0].values.clone().unwrap()["profile"]["email"].clone());
+        if email == "ada@new.example" {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the legitimate grantee stopped receiving updates"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for h in hostile {
+        h.await.unwrap();
+    }
+    // And after the attack, still.
+    s.customer.with_vault(|v| v.set_profile("email", "ada@after.example").unwrap());
+    let start = Instant::now();
+    loop {
+        let email =
+            s.shop.with_vault(|v| v.shares().unwrap()[0].values.clone().unwrap()["profile"]["email"].clone());
+        if email == "ada@after.example" {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "the node stopped serving after the attack");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    s.shop.shutdown().await;
+    s.customer.shutdown().await;
+}
