@@ -102,3 +102,162 @@ async fn grant_sync_live_update_revoke_erase() {
     shop_node.shutdown().await;
     customer_node.shutdown().await;
 }
+
+fn create_with_clock(dir: &Path, clock: std::sync::Arc<std::sync::atomic::AtomicI64>) -> Vault {
+    Vault::at(dir)
+        .kdf(KdfParams::INSECURE_FOR_TESTS)
+        .clock(std::sync::Arc::new(move || clock.load(std::sync::atomic::Ordering::SeqCst)))
+        .create(&Passphrase::new("pw"))
+        .unwrap()
+}
+
+/// Expiry behaves like revocation without a statement: with an injected clock, the issuer
+/// stops serving, the grantee erases its copy and the receipt comes back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expiry_with_an_injected_clock() {
+    use std::sync::atomic::{AtomicI64, Ordering};
+    let (cdir, sdir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let clock = std::sync::Arc::new(AtomicI64::new(1_900_000_000));
+    let mut customer = create_with_clock(cdir.path(), clock.clone());
+    let shop = create_with_clock(sdir.path(), clock.clone());
+    customer.set_profile("email", "ada@example.org").unwrap();
+    let id = customer
+        .issue_grant(NewGrant {
+            audience: shop.identity(),
+            fields: vec!["profile.email".parse().unwrap()],
+            filter: None,
+            purpose: "a one-hour trial".into(),
+            expires_at: Some(1_900_000_000 + 3600),
+            prices: true,
+        })
+        .unwrap()
+        .statement()
+        .id;
+    let customer_node = Node::spawn(customer, local()).await.unwrap();
+    let (shop, report) = sync_once(shop, &customer_node.ticket(), &local()).await;
+    assert_eq!(report.unwrap().live, 1);
+    let shop_node = Node::spawn(shop, local()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    clock.fetch_add(3600, Ordering::SeqCst);
+    eventually("the shop erased the expired copy", || {
+        shop_node.with_vault(|v| v.shares().unwrap()[0].status == ShareStatus::Expired)
+    })
+    .await;
+    eventually("the issuer recorded the erasure", || {
+        customer_node.with_vault(|v| v.grant_info(&id).unwrap().unwrap().erasure.is_some())
+    })
+    .await;
+    let kinds: Vec<AuditKind> = customer_node
+        .with_vault(|v| v.audit(&AuditFilter::default()).unwrap())
+        .iter()
+        .map(|e| e.kind)
+        .collect();
+    assert!(kinds.contains(&AuditKind::GrantExpired), "{kinds:?}");
+    shop_node.shutdown().await;
+    customer_node.shutdown().await;
+}
+
+/// Either side restarts in the middle: the session resumes, nothing is lost, nothing is
+/// duplicated; and a friend's filtered feed follows records into and out of the filter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarts_and_filtered_feeds() {
+    use vault_core::{Price, PurchaseRecord};
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut customer = create(dirs[0].path());
+    let shop = create(dirs[1].path());
+    let friend = create(dirs[2].path());
+    let book = |item: &str, tag: &str| PurchaseRecord {
+        item: item.into(),
+        seller: "Books & Co".into(),
+        price: Price::parse("12.50", "EUR").unwrap(),
+        date: "2026-11-20".into(),
+        category: None,
+        tags: vec![tag.into()],
+        rating: Some(4),
+        review: Some("good".into()),
+    };
+    let dune = customer.add_purchase(&book("Dune", "books")).unwrap();
+    customer.add_purchase(&book("Tea", "food")).unwrap();
+    customer.set_profile("email", "ada@example.org").unwrap();
+    customer
+        .issue_grant(NewGrant {
+            audience: shop.identity(),
+            fields: vec!["profile.email".parse().unwrap()],
+            filter: None,
+            purpose: "delivery".into(),
+            expires_at: None,
+            prices: true,
+        })
+        .unwrap();
+    customer
+        .issue_grant(NewGrant {
+            audience: friend.identity(),
+            fields: vec!["purchases".parse().unwrap()],
+            filter: Some("tag=books".parse().unwrap()),
+            purpose: "book club".into(),
+            expires_at: None,
+            prices: false,
+        })
+        .unwrap();
+    let cpath = dirs[0].path().to_owned();
+    let customer_node = Node::spawn(customer, local()).await.unwrap();
+    let ticket = customer_node.ticket();
+    let (shop, r) = sync_once(shop, &ticket, &local()).await;
+    r.unwrap();
+    let (mut friend, r) = sync_once(friend, &ticket, &local()).await;
+    r.unwrap();
+    let feed = friend.shares().unwrap()[0].values.clone().unwrap();
+    let items: Vec<&str> =
+        feed["purchases"].as_object().unwrap().values().map(|p| p["item"].as_str().unwrap()).collect();
+    assert_eq!(items, ["Dune"], "only the filtered records");
+    assert!(feed["purchases"][&dune].get("price").is_none(), "no prices");
+    assert!(feed.get("profile").is_none());
+
+    let shop_node = Node::spawn(shop, local()).await.unwrap();
+    let friend_node = Node::spawn(friend, local()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // The grantee restarts while the issuer edits.
+    let sdir = dirs[1].path().to_owned();
+    shop_node.shutdown().await;
+    customer_node.with_vault(|v| v.set_profile("email", "ada@while-away.example").unwrap());
+    let shop_node = Node::spawn(open(&sdir), local()).await.unwrap();
+    eventually("the restarted shop resumes", || {
+        shop_node.with_vault(|v| {
+            v.shares().unwrap()[0].values.as_ref().unwrap()["profile"]["email"] == "ada@while-away.example"
+        })
+    })
+    .await;
+
+    // The issuer restarts; edits made while it was down reach everyone once it is back.
+    customer_node.shutdown().await;
+    {
+        let mut offline = open(&cpath);
+        offline.add_purchase(&book("Foundation", "books")).unwrap();
+        // Dune leaves the filter.
+        offline.remove_purchase(&dune).unwrap();
+    }
+    let customer_node =
+        Node::spawn(open(&cpath), NodeConfig { bind: ticket.addrs().first().copied(), ..local() })
+            .await
+            .unwrap();
+    eventually("the friend's feed follows the filter", || {
+        friend_node.with_vault(|v| {
+            let feed = v.shares().unwrap()[0].values.clone().unwrap();
+            let items: Vec<String> = feed["purchases"]
+                .as_object()
+                .unwrap()
+                .values()
+                .map(|p| p["item"].as_str().unwrap().to_owned())
+                .collect();
+            items == ["Foundation"]
+        })
+    })
+    .await;
+    // Nothing duplicated: the shop's copy holds exactly the granted field.
+    let held = shop_node.with_vault(|v| v.shares().unwrap()[0].values.clone().unwrap());
+    assert_eq!(held, json!({"profile": {"email": "ada@while-away.example"}}));
+    for node in [friend_node, shop_node, customer_node] {
+        node.shutdown().await;
+    }
+}
