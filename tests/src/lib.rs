@@ -19,11 +19,12 @@ pub fn vault_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "--quiet", "-p", "vault-cli", "--bin", "vault"])
-            .current_dir(workspace_root())
-            .status()
-            .expect("cargo runs");
+        let mut args = vec!["build", "--quiet", "-p", "vault-cli", "--bin", "vault"];
+        if !cfg!(debug_assertions) {
+            args.push("--release");
+        }
+        let status =
+            Command::new(cargo).args(&args).current_dir(workspace_root()).status().expect("cargo runs");
         assert!(status.success(), "building the vault binary failed");
         // target/debug/deps/<test> -> target/debug/vault
         let exe = std::env::current_exe().expect("test executable path");

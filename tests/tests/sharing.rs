@@ -17,7 +17,7 @@ fn create(dir: &Path) -> Vault {
 }
 
 fn local() -> NodeConfig {
-    NodeConfig { bind: Some("127.0.0.1:0".parse().unwrap()), relay: false, subscribe: true }
+    NodeConfig { bind: Some("127.0.0.1:0".parse().unwrap()), relay: false, ..NodeConfig::default() }
 }
 
 async fn eventually(what: &str, mut check: impl FnMut() -> bool) -> Duration {

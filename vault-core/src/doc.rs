@@ -50,9 +50,30 @@ pub(crate) enum Touched {
     Purchase(String),
 }
 
+impl Touched {
+    /// Compact text form, stored beside each change chunk: `s:SECTION` or `p:ID`.
+    pub(crate) fn encode(&self) -> String {
+        match self {
+            Touched::Section(s) => format!("s:{s}"),
+            Touched::Purchase(id) => format!("p:{id}"),
+        }
+    }
+
+    pub(crate) fn decode(text: &str) -> Option<Self> {
+        match text.split_once(':')? {
+            ("s", s) => Some(Touched::Section(s.to_owned())),
+            ("p", id) => Some(Touched::Purchase(id.to_owned())),
+            _ => None,
+        }
+    }
+}
+
 /// The vault document and its edits.
 pub(crate) struct VaultDoc {
     am: AutoCommit,
+    /// What the edits since the last [`VaultDoc::take_touched`] changed; `None` when unknown
+    /// (a merge), in which case projections diff the document instead.
+    touched: Option<Vec<Touched>>,
 }
 
 impl std::fmt::Debug for VaultDoc {
@@ -90,7 +111,7 @@ impl VaultDoc {
     pub(crate) fn new() -> Self {
         let mut am = genesis();
         am.set_actor(ActorId::random());
-        Self { am }
+        Self { am, touched: Some(Vec::new()) }
     }
 
     /// Loads saved (or concatenated incremental) bytes. The result is checked for history gaps
@@ -98,7 +119,7 @@ impl VaultDoc {
     pub(crate) fn load(bytes: &[u8]) -> Result<Self, DocError> {
         let mut am = guarded(|| AutoCommit::load(bytes))?;
         am.set_actor(ActorId::random());
-        let mut doc = Self { am };
+        let mut doc = Self { am, touched: Some(Vec::new()) };
         doc.check_history()?;
         Ok(doc)
     }
@@ -220,6 +241,19 @@ impl VaultDoc {
         }
     }
 
+    fn note(&mut self, t: Touched) {
+        if let Some(list) = &mut self.touched
+            && !list.contains(&t)
+        {
+            list.push(t);
+        }
+    }
+
+    /// What the edits since the last call changed (`None`: unknown, e.g. after a merge).
+    pub(crate) fn take_touched(&mut self) -> Option<Vec<Touched>> {
+        self.touched.replace(Vec::new())
+    }
+
     /// Sets `profile.<path>` to `value` after validating the resulting profile.
     pub(crate) fn set_profile(&mut self, path: &[&str], value: Value) -> Result<(), SchemaError> {
         let mut candidate = self.section_json(PROFILE);
@@ -233,11 +267,13 @@ impl VaultDoc {
             };
         }
         assign(&mut self.am, &obj, path[path.len() - 1], &value);
+        self.note(Touched::Section(PROFILE.into()));
         Ok(())
     }
 
     /// Removes `profile.<path>`; false when it was not set.
     pub(crate) fn unset_profile(&mut self, path: &[&str]) -> bool {
+        self.note(Touched::Section(PROFILE.into()));
         let Some(mut obj) = self.section(PROFILE) else { return false };
         for segment in &path[..path.len() - 1] {
             obj = match self.am.get(&obj, *segment) {
@@ -266,11 +302,13 @@ impl VaultDoc {
         validate(Shape::Purchase, "purchases.*", record)?;
         let purchases = self.section_or_create(PURCHASES);
         assign(&mut self.am, &purchases, id, record);
+        self.note(Touched::Purchase(id.to_owned()));
         Ok(())
     }
 
     /// Deletes a purchase; false when there is none with this id.
     pub(crate) fn remove_purchase(&mut self, id: &str) -> bool {
+        self.note(Touched::Purchase(id.to_owned()));
         let Some(purchases) = self.section(PURCHASES) else { return false };
         if matches!(self.am.get(&purchases, id), Ok(Some(_))) {
             self.am.delete(&purchases, id).expect("map key");
@@ -286,11 +324,13 @@ impl VaultDoc {
         validate(Shape::Preferences, PREFERENCES, &serde_json::json!({ key: entry }))?;
         let prefs = self.section_or_create(PREFERENCES);
         assign(&mut self.am, &prefs, key, &entry);
+        self.note(Touched::Section(PREFERENCES.into()));
         Ok(())
     }
 
     /// Removes a preference; false when it was not set.
     pub(crate) fn unset_preference(&mut self, key: &str) -> bool {
+        self.note(Touched::Section(PREFERENCES.into()));
         let Some(prefs) = self.section(PREFERENCES) else { return false };
         if matches!(self.am.get(&prefs, key), Ok(Some(_))) {
             self.am.delete(&prefs, key).expect("map key");
@@ -310,6 +350,12 @@ impl VaultDoc {
             if let Some(Value::Object(entries)) = data.get(section) {
                 for (key, value) in entries {
                     assign(&mut self.am, &obj, key, value);
+                    if section == PURCHASES {
+                        self.note(Touched::Purchase(key.clone()));
+                    }
+                }
+                if section != PURCHASES {
+                    self.note(Touched::Section(section.into()));
                 }
             }
         }
@@ -319,6 +365,7 @@ impl VaultDoc {
     /// Merges another Automerge document into this one (the CRDT merge).
     pub(crate) fn merge(&mut self, other: &mut VaultDoc) -> Result<(), DocError> {
         guarded(|| self.am.merge(&mut other.am))?;
+        self.touched = None;
         Ok(())
     }
 }

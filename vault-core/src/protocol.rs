@@ -11,7 +11,8 @@
 //!
 //! Each certificate must verify and name the device the QUIC handshake authenticated. Then,
 //! for each live grant, the dialer opens one stream: `Open(grant id)` followed by Automerge
-//! sync messages both ways (`Sync`). The listener answers only for grants whose audience is
+//! sync messages both ways (`Sync`); the dialer sends the first one (its heads), so the
+//! listener never sends what the dialer already has. The listener answers only for grants whose audience is
 //! the dialer's identity and that are live; anything else gets `Refused`, which reveals nothing
 //! (not whether the grant exists, nor anything about other grants or peers).
 //!

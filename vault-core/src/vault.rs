@@ -24,7 +24,7 @@ pub use contacts::{Contact, ContactError, Peer};
 pub use received::{Share, ShareError, ShareStatus};
 pub use sharing::{GrantError, GrantInfo, GrantStatus, NewGrant, ServeError};
 
-use crate::doc::{DocError, PREFERENCES, PROFILE, VaultDoc};
+use crate::doc::{DocError, PREFERENCES, PROFILE, Touched, VaultDoc};
 use crate::identity::{DeviceCertificate, DeviceKey, Identity, IdentityId, Ticket};
 use crate::money::Price;
 use crate::primitives::{KdfParams, Passphrase, random_array};
@@ -40,6 +40,45 @@ const COMPACT_MIN_BYTES: u64 = 64 * 1024;
 const COMPACT_SNAPSHOT_DIVISOR: u64 = 2;
 /// First bytes of every Automerge file (document or change chunk).
 const AUTOMERGE_MAGIC: [u8; 4] = [0x85, 0x6f, 0x4a, 0x83];
+/// First byte of a change chunk that carries what the change touched (see [`change_plaintext`]).
+const CHUNK_WITH_TOUCHED: u8 = 0x01;
+
+/// A change chunk's plaintext: a marker, what the change touched (for projections; `null`
+/// when unknown), then the Automerge bytes.
+fn change_plaintext(touched: &Option<Vec<Touched>>, bytes: &[u8]) -> Vec<u8> {
+    let list: Option<Vec<String>> = touched.as_ref().map(|t| t.iter().map(Touched::encode).collect());
+    let meta = serde_json::to_vec(&list).expect("serializes");
+    let mut out = Vec::with_capacity(5 + meta.len() + bytes.len());
+    out.push(CHUNK_WITH_TOUCHED);
+    out.extend_from_slice(&(meta.len() as u32).to_be_bytes());
+    out.extend_from_slice(&meta);
+    out.extend_from_slice(bytes);
+    out
+}
+
+/// Splits a change chunk's plaintext into what it touched (`None`: unknown) and the Automerge
+/// bytes. Chunks that are bare Automerge bytes read as "unknown".
+pub(crate) fn split_change(plain: &[u8]) -> Option<(Option<Vec<Touched>>, &[u8])> {
+    match plain.first() {
+        Some(&CHUNK_WITH_TOUCHED) => {
+            let len = u32::from_be_bytes(plain.get(1..5)?.try_into().ok()?) as usize;
+            let meta = plain.get(5..5 + len)?;
+            let list: Option<Vec<String>> = serde_json::from_slice(meta).ok()?;
+            let touched = list.map(|l| l.iter().filter_map(|t| Touched::decode(t)).collect());
+            Some((touched, &plain[5 + len..]))
+        }
+        _ => Some((None, plain)),
+    }
+}
+
+/// Decrypts change chunk `seq` and returns its Automerge bytes (dropping the touched list).
+fn open_change(store: &Store, seq: i64, blob: &[u8]) -> Result<Vec<u8>, StoreError> {
+    let plain = store.open_row_named(CHANGES_TABLE, seq.to_string().as_bytes(), seq, blob)?;
+    let (_, bytes) =
+        split_change(&plain).ok_or_else(|| StoreError::Damaged(format!("{CHANGES_TABLE} row {seq}")))?;
+    Ok(bytes.to_vec())
+}
+
 /// Marker of a JSON export.
 pub const EXPORT_FORMAT: &str = "vault-export/v1";
 
@@ -386,7 +425,7 @@ impl VaultOptions {
                             .push(format!("document changes: chunks {exp} to {} are missing", seq - 1));
                     }
                     expected = Some(seq + 1);
-                    match store.open_row_named(CHANGES_TABLE, seq.to_string().as_bytes(), seq, &blob) {
+                    match open_change(&store, seq, &blob) {
                         Ok(bytes) => all_bytes.extend_from_slice(&bytes),
                         Err(e) => report.problems.push(e.to_string()),
                     }
@@ -568,12 +607,7 @@ impl Vault {
                         seq - 1
                     )));
                 }
-                bytes.extend_from_slice(&store.open_row_named(
-                    CHANGES_TABLE,
-                    seq.to_string().as_bytes(),
-                    seq,
-                    &blob,
-                )?);
+                bytes.extend_from_slice(&open_change(&store, seq, &blob)?);
                 chunk_count += 1;
                 chunk_bytes += blob.len() as u64;
                 last_seq = seq;
@@ -676,7 +710,7 @@ impl Vault {
             .map_err(StoreError::from)?;
         drop(stmt);
         for (seq, blob) in rows {
-            let bytes = self.store.open_row_named(CHANGES_TABLE, seq.to_string().as_bytes(), seq, &blob)?;
+            let bytes = open_change(&self.store, seq, &blob)?;
             self.doc.load_incremental(&bytes)?;
             self.last_seq = seq;
             self.chunk_count += 1;
@@ -703,10 +737,12 @@ impl Vault {
         self.store.conn.execute_batch("BEGIN IMMEDIATE").map_err(StoreError::from)?;
         self.catch_up()?;
         let before: Vec<ChangeHash> = self.doc.automerge().get_heads();
+        self.doc.take_touched();
         let value = match edit(&mut self.doc) {
             Ok(v) => v,
             Err(e) => {
                 self.doc.automerge().rollback();
+                self.doc.take_touched();
                 return Err(e);
             }
         };
@@ -715,8 +751,13 @@ impl Vault {
         // commit, and those must be persisted too.
         if self.doc.automerge().get_heads() != before {
             let bytes = self.doc.automerge().save_after(&before);
+            let touched = self.doc.take_touched();
             let seq = self.last_seq + 1;
-            let blob = self.store.seal_row(CHANGES_TABLE, seq.to_string().as_bytes(), &bytes);
+            let blob = self.store.seal_row(
+                CHANGES_TABLE,
+                seq.to_string().as_bytes(),
+                &change_plaintext(&touched, &bytes),
+            );
             let written = self
                 .store
                 .conn
@@ -759,12 +800,7 @@ impl Vault {
             self.last_seq = snapshot.through_seq;
             self.snapshot_generation = snapshot.generation;
             for (seq, blob) in rows {
-                bytes.extend_from_slice(&self.store.open_row_named(
-                    CHANGES_TABLE,
-                    seq.to_string().as_bytes(),
-                    seq,
-                    &blob,
-                )?);
+                bytes.extend_from_slice(&open_change(&self.store, seq, &blob)?);
                 self.last_seq = seq;
             }
             bytes
@@ -806,6 +842,40 @@ impl Vault {
         }
         self.store.conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
         Ok(())
+    }
+
+    /// What the changes after `seq` touched, from their chunks; `None` when that is unknown
+    /// (chunks folded into the snapshot, a merge, or chunks from before this was recorded).
+    fn touched_since(&self, seq: i64) -> Result<Option<Vec<Touched>>, StoreError> {
+        let mut stmt = self
+            .store
+            .conn
+            .prepare_cached("SELECT seq, blob FROM doc_changes WHERE seq > ?1 ORDER BY seq")?;
+        let rows: Vec<(i64, Vec<u8>)> =
+            stmt.query_map([seq], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
+        let mut expected = seq + 1;
+        let mut all: Vec<Touched> = Vec::new();
+        for (s, blob) in rows {
+            if s != expected {
+                return Ok(None);
+            }
+            expected += 1;
+            let plain = self.store.open_row_named(CHANGES_TABLE, s.to_string().as_bytes(), s, &blob)?;
+            match split_change(&plain) {
+                Some((Some(list), _)) => {
+                    for t in list {
+                        if !all.contains(&t) {
+                            all.push(t);
+                        }
+                    }
+                }
+                _ => return Ok(None),
+            }
+        }
+        if expected - 1 != self.last_seq {
+            return Ok(None);
+        }
+        Ok(Some(all))
     }
 
     /// File sizes and chunk counts.

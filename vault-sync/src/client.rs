@@ -15,8 +15,8 @@ use crate::frame::{read_frame, write_frame};
 use crate::node::{NodeConfig, Shared, bind_endpoint};
 use crate::{HANDSHAKE_TIMEOUT, SyncError, device_id, endpoint_id};
 
-/// How long a one-shot sync waits for more after both sides went quiet.
-const SETTLE: Duration = Duration::from_millis(250);
+/// How long a one-shot sync waits for the issuer when it is not yet known to be in sync.
+const SETTLE: Duration = Duration::from_secs(2);
 /// Longest wait between reconnection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
@@ -183,6 +183,7 @@ async fn grant_stream(
     id: GrantId,
     live: bool,
 ) -> Result<bool, SyncError> {
+    shared.vault().share_sync_open(&id).map_err(SyncError::vault)?;
     let (mut send, mut recv) = conn.open_bi().await.map_err(SyncError::io)?;
     write_frame(&mut send, &Frame::Open(id)).await.map_err(SyncError::io)?;
     let (tx, mut incoming) = mpsc::channel::<Frame>(8);
@@ -197,8 +198,12 @@ async fn grant_stream(
     let result = async {
         loop {
             let message = shared.vault().share_sync_generate(&id).map_err(SyncError::vault)?;
+            let sent = message.is_some();
             if let Some(m) = message {
                 write_frame(&mut send, &Frame::Sync(m)).await.map_err(SyncError::io)?;
+            }
+            if !live && !sent && shared.vault().share_in_sync(&id).map_err(SyncError::vault)? {
+                return Ok(());
             }
             let frame = if live {
                 incoming.recv().await

@@ -2,7 +2,8 @@
 //!
 //! A [`Node`] runs one iroh endpoint under the vault's device key with ALPN `vault/sync/1`.
 //! It serves the grants this vault issued to the peers that dial it, keeps the sessions open,
-//! and pushes changes made by any process on the vault file within [`POLL_INTERVAL`]. It also
+//! and pushes changes made by any process on the vault file within [`NodeConfig::poll`] (default
+//! [`POLL_INTERVAL`]). It also
 //! keeps live sessions to the issuers of the shares this vault received, reconnecting with
 //! exponential backoff. [`sync_once`] dials one peer, exchanges everything and returns.
 //!
@@ -32,8 +33,9 @@ pub use client::{SyncReport, sync_once};
 pub use frame::ReadFrameError;
 pub use node::{Node, NodeConfig};
 
-/// How often the node checks the vault file for changes made by other processes.
-pub const POLL_INTERVAL: Duration = Duration::from_millis(25);
+/// How often a node checks the vault file for changes made by other processes, by default
+/// (reading SQLite's `data_version` costs a few microseconds).
+pub const POLL_INTERVAL: Duration = Duration::from_millis(5);
 /// Streams a peer may have open at once on one connection.
 pub const MAX_CONCURRENT_STREAMS: u32 = 64;
 /// Streams a peer may open over one connection's life.

@@ -20,7 +20,7 @@ use crate::{
 };
 
 /// How to run the node.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct NodeConfig {
     /// Address to bind (default: all interfaces, a random port).
     pub bind: Option<SocketAddr>,
@@ -29,6 +29,14 @@ pub struct NodeConfig {
     pub relay: bool,
     /// Keep live sessions to the issuers of received shares (on by default in `vault serve`).
     pub subscribe: bool,
+    /// How often to check the vault file for changes made by other processes.
+    pub poll: Duration,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        Self { bind: None, relay: true, subscribe: true, poll: POLL_INTERVAL }
+    }
 }
 
 /// State shared by the node's tasks.
@@ -124,7 +132,7 @@ impl Node {
         let router =
             Router::builder(endpoint.clone()).accept(ALPN, Listener { shared: shared.clone() }).spawn();
         let mut tasks = JoinSet::new();
-        tasks.spawn(watch_vault(shared.clone()));
+        tasks.spawn(watch_vault(shared.clone(), config.poll));
         if config.subscribe {
             tasks.spawn(crate::client::subscribe_all(shared.clone(), endpoint.clone(), config.clone()));
         }
@@ -155,6 +163,17 @@ impl Node {
         out
     }
 
+    /// Reads the vault without waking anyone (for checks in tests and benchmarks).
+    pub fn inspect<T>(&self, f: impl FnOnce(&mut Vault) -> T) -> T {
+        f(&mut self.shared.vault())
+    }
+
+    /// A receiver that wakes whenever the vault changed: an edit here or in another process,
+    /// or an update received for a share.
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.shared.changes.subscribe()
+    }
+
     /// Stops the node: closes every connection and the endpoint.
     pub async fn shutdown(mut self) {
         self.tasks.abort_all();
@@ -166,8 +185,8 @@ impl Node {
 
 /// Polls the vault file for commits by other processes; on a change, catches up, updates the
 /// projections, logs expiries, and wakes every session.
-async fn watch_vault(shared: Arc<Shared>) {
-    let mut ticker = tokio::time::interval(POLL_INTERVAL);
+async fn watch_vault(shared: Arc<Shared>, poll: Duration) {
+    let mut ticker = tokio::time::interval(poll);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_expiry_check = Instant::now();
     loop {
@@ -372,17 +391,25 @@ async fn serve_grant_stream(
         }
     });
     let mut changes = shared.changes.subscribe();
+    // The grantee speaks first on a grant stream (with its heads); answering before hearing it
+    // would send everything it already has, or everything twice.
+    let mut heard = false;
     let result: Result<(), ServeError> = async {
         loop {
-            let message = shared.vault().serve_generate(&peer, &grant)?;
-            if let Some(m) = message
-                && write_frame(&mut send, &Frame::Sync(m)).await.is_err()
-            {
-                return Ok(());
+            if heard {
+                let message = shared.vault().serve_generate(&peer, &grant)?;
+                if let Some(m) = message
+                    && write_frame(&mut send, &Frame::Sync(m)).await.is_err()
+                {
+                    return Ok(());
+                }
             }
             tokio::select! {
                 frame = incoming.recv() => match frame {
-                    Some(Frame::Sync(m)) => shared.vault().serve_receive(&peer, &grant, &m)?,
+                    Some(Frame::Sync(m)) => {
+                        shared.vault().serve_receive(&peer, &grant, &m)?;
+                        heard = true;
+                    }
                     _ => return Ok(()),
                 },
                 changed = changes.changed() => if changed.is_err() { return Ok(()) },

@@ -15,7 +15,7 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 
 pub(crate) fn serve(app: &App, args: &ServeArgs) -> Result<Outcome> {
     let vault = app.unlock()?;
-    let config = NodeConfig { bind: args.bind, relay: !args.no_relay, subscribe: true };
+    let config = NodeConfig { bind: args.bind, relay: !args.no_relay, ..NodeConfig::default() };
     runtime()?.block_on(async {
         let node = Node::spawn(vault, config).await?;
         let ticket = node.ticket();
@@ -72,7 +72,7 @@ pub(crate) fn sync(app: &App, args: &SyncArgs) -> Result<Outcome> {
     if targets.is_empty() {
         bail!("nobody to sync with: name a peer (a contact or a ticket)");
     }
-    let config = NodeConfig { bind: None, relay: !args.no_relay, subscribe: false };
+    let config = NodeConfig { relay: !args.no_relay, subscribe: false, ..NodeConfig::default() };
     let rt = runtime()?;
     let mut results = Vec::new();
     let mut failed = 0;

@@ -374,10 +374,26 @@ impl Vault {
         Ok(self.replicas.get_mut(id).expect("inserted above"))
     }
 
+    /// Starts a new sync session for a share: the sync state restarts from what is persisted
+    /// (the shared heads), as Automerge requires for every new connection.
+    pub fn share_sync_open(&mut self, id: &GrantId) -> Result<(), ShareError> {
+        let replica = self.load_replica(id)?;
+        replica.sync = SyncState::decode(&replica.sync.encode()).unwrap_or_default();
+        Ok(())
+    }
+
     /// The next sync message this vault (as grantee) sends for a share, if any.
     pub fn share_sync_generate(&mut self, id: &GrantId) -> Result<Option<Vec<u8>>, ShareError> {
         let replica = self.load_replica(id)?;
         Ok(replica.am.sync().generate_sync_message(&mut replica.sync).map(Message::encode))
+    }
+
+    /// True when this vault's copy has everything the issuer said it has (their last heads are
+    /// ours) and nothing is left to send: a one-shot sync can stop.
+    pub fn share_in_sync(&mut self, id: &GrantId) -> Result<bool, ShareError> {
+        let replica = self.load_replica(id)?;
+        let heads = replica.am.get_heads();
+        Ok(replica.sync.their_heads.as_ref() == Some(&heads) && replica.sync.have_responded)
     }
 
     /// Applies a sync message from the issuer and makes the result durable. Returns true when

@@ -114,6 +114,8 @@ struct GrantRecord {
 /// A loaded projection with the main-document heads it reflects.
 pub(crate) struct ProjectionState {
     projection: Projection,
+    /// The main document's change sequence number this projection reflects.
+    as_of_seq: i64,
     as_of: Vec<ChangeHash>,
     last_seq: i64,
     chunks: i64,
@@ -156,8 +158,9 @@ fn sync_state_key(id: &GrantId) -> String {
     format!("serve-sync/{id}")
 }
 
-fn encode_chunk(as_of: &[ChangeHash], bytes: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(2 + as_of.len() * 32 + bytes.len());
+fn encode_chunk(as_of_seq: i64, as_of: &[ChangeHash], bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(10 + as_of.len() * 32 + bytes.len());
+    out.extend_from_slice(&as_of_seq.to_be_bytes());
     out.extend_from_slice(&(as_of.len() as u16).to_be_bytes());
     for h in as_of {
         out.extend_from_slice(&h.0);
@@ -166,7 +169,9 @@ fn encode_chunk(as_of: &[ChangeHash], bytes: &[u8]) -> Vec<u8> {
     out
 }
 
-fn decode_chunk(plain: &[u8]) -> Option<(Vec<ChangeHash>, &[u8])> {
+fn decode_chunk(plain: &[u8]) -> Option<(i64, Vec<ChangeHash>, &[u8])> {
+    let as_of_seq = i64::from_be_bytes(plain.get(..8)?.try_into().ok()?);
+    let plain = &plain[8..];
     let n = u16::from_be_bytes(plain.get(..2)?.try_into().ok()?) as usize;
     let heads_end = 2 + n * 32;
     let heads = plain
@@ -174,7 +179,7 @@ fn decode_chunk(plain: &[u8]) -> Option<(Vec<ChangeHash>, &[u8])> {
         .chunks(32)
         .map(|c| ChangeHash(c.try_into().expect("32-byte chunks")))
         .collect();
-    Some((heads, &plain[heads_end..]))
+    Some((as_of_seq, heads, &plain[heads_end..]))
 }
 
 fn chunk_row(grant: &GrantId, seq: i64) -> Vec<u8> {
@@ -211,22 +216,19 @@ impl Vault {
     }
 
     fn info(&self, record: &GrantRecord) -> Result<GrantInfo, StoreError> {
-        // Stored statements were verified when made or received, and the AEAD authenticates
-        // them at rest; verifying again here is cheap insurance against a logic slip.
+        // Stored statements were verified (or made) before they were stored, and the AEAD,
+        // bound to this vault and row, authenticates them at rest: the signature checks are not
+        // paid again on every read.
         let damaged = || StoreError::Damaged(format!("{GRANTS} row (statement)"));
-        let grant = SignedGrant::from_bytes(&record.signed).map_err(|_| damaged())?;
-        let revocation = record
-            .revocation
-            .as_deref()
-            .map(Signed::<Revocation>::from_bytes)
-            .transpose()
-            .map_err(|_| damaged())?;
-        let erasure = record
-            .erasure
-            .as_deref()
-            .map(Signed::<ErasureReceipt>::from_bytes)
-            .transpose()
-            .map_err(|_| damaged())?;
+        let grant = SignedGrant::from_stored(&record.signed).ok_or_else(damaged)?;
+        let revocation = match record.revocation.as_deref() {
+            Some(b) => Some(Signed::<Revocation>::from_stored(b).ok_or_else(damaged)?),
+            None => None,
+        };
+        let erasure = match record.erasure.as_deref() {
+            Some(b) => Some(Signed::<ErasureReceipt>::from_stored(b).ok_or_else(damaged)?),
+            None => None,
+        };
         let status = if revocation.is_some() {
             GrantStatus::Revoked
         } else if !grant.statement().is_live_at(self.now()) {
@@ -312,14 +314,16 @@ impl Vault {
             )?;
             let mut projection = Projection::build(g, &v.doc);
             let as_of = v.doc.automerge().get_heads();
-            v.append_projection_chunk(&g.id, 1, &as_of, &projection.automerge().save())?;
+            let as_of_seq = v.last_seq;
+            v.append_projection_chunk(&g.id, 1, as_of_seq, &as_of, &projection.automerge().save())?;
             let mut event = AuditEvent::new(now, AuditKind::GrantIssued);
             event.peer = Some(g.audience);
             event.grant = Some(g.id);
             event.fields = g.fields.iter().map(ToString::to_string).collect();
             event.detail = Some(format!("purpose: {}", g.purpose));
             v.log_event(&event)?;
-            v.projections.insert(g.id, ProjectionState { projection, as_of, last_seq: 1, chunks: 1 });
+            v.projections
+                .insert(g.id, ProjectionState { projection, as_of_seq, as_of, last_seq: 1, chunks: 1 });
             Ok::<_, GrantError>(())
         })?;
         Ok(signed)
@@ -404,10 +408,11 @@ impl Vault {
         &self,
         id: &GrantId,
         seq: i64,
+        as_of_seq: i64,
         as_of: &[ChangeHash],
         bytes: &[u8],
     ) -> Result<(), StoreError> {
-        let blob = self.store.seal_row(CHUNKS, &chunk_row(id, seq), &encode_chunk(as_of, bytes));
+        let blob = self.store.seal_row(CHUNKS, &chunk_row(id, seq), &encode_chunk(as_of_seq, as_of, bytes));
         self.store.conn.execute(
             "INSERT INTO projection_chunks (grant_id, seq, blob) VALUES (?1, ?2, ?3)",
             params![id.as_bytes().as_slice(), seq, blob],
@@ -437,10 +442,11 @@ impl Vault {
         for (seq, blob) in rows {
             let plain =
                 self.store.open_row_named(CHUNKS, &chunk_row(id, seq), format!("{id}/{seq}"), &blob)?;
-            let (as_of, bytes) = decode_chunk(&plain).ok_or_else(|| damaged(seq))?;
+            let (as_of_seq, as_of, bytes) = decode_chunk(&plain).ok_or_else(|| damaged(seq))?;
             match self.projections.get_mut(id) {
                 Some(state) => {
                     state.projection.automerge().load_incremental(bytes).map_err(|_| damaged(seq))?;
+                    state.as_of_seq = as_of_seq;
                     state.as_of = as_of;
                     state.last_seq = seq;
                     state.chunks += 1;
@@ -451,6 +457,7 @@ impl Vault {
                         *id,
                         ProjectionState {
                             projection: Projection::from_automerge(am),
+                            as_of_seq,
                             as_of,
                             last_seq: seq,
                             chunks: 1,
@@ -477,20 +484,26 @@ impl Vault {
         self.write(|v| {
             v.catch_up().map_err(|e| GrantError::Store(StoreError::Damaged(e.to_string())))?;
             let heads = v.doc.automerge().get_heads();
+            let now_seq = v.last_seq;
             let mut changed = Vec::new();
-            // Diffs are shared between grants that reflect the same heads.
-            let mut diffs: HashMap<Vec<ChangeHash>, Vec<Touched>> = HashMap::new();
+            // What changed since a projection's sequence number: read from the change chunks
+            // (proportional to the edits), or diffed when that is unknown. Shared by every
+            // grant that reflects the same point.
+            let mut touched_cache: HashMap<i64, Vec<Touched>> = HashMap::new();
             for grant in &live {
                 let Some(state) = v.load_projection(&grant.id)? else { continue };
-                if state.as_of == heads {
+                if state.as_of_seq == now_seq && state.as_of == heads {
                     continue;
                 }
-                let as_of = state.as_of.clone();
-                let touched = match diffs.get(&as_of) {
+                let (as_of_seq, as_of) = (state.as_of_seq, state.as_of.clone());
+                let touched = match touched_cache.get(&as_of_seq) {
                     Some(t) => t.clone(),
                     None => {
-                        let t = v.doc.touched_between(&as_of, &heads);
-                        diffs.insert(as_of.clone(), t.clone());
+                        let t = match v.touched_since(as_of_seq)? {
+                            Some(t) => t,
+                            None => v.doc.touched_between(&as_of, &heads),
+                        };
+                        touched_cache.insert(as_of_seq, t.clone());
                         t
                     }
                 };
@@ -498,6 +511,7 @@ impl Vault {
                 let before = state.projection.automerge().get_heads();
                 let did_change = state.projection.apply(grant, &v.doc, &touched);
                 state.as_of = heads.clone();
+                state.as_of_seq = now_seq;
                 if !did_change {
                     continue;
                 }
@@ -507,8 +521,11 @@ impl Vault {
                 } else {
                     state.projection.automerge().save_after(&before)
                 };
-                let blob =
-                    v.store.seal_row(CHUNKS, &chunk_row(&grant.id, seq), &encode_chunk(&heads, &bytes));
+                let blob = v.store.seal_row(
+                    CHUNKS,
+                    &chunk_row(&grant.id, seq),
+                    &encode_chunk(now_seq, &heads, &bytes),
+                );
                 v.store
                     .conn
                     .execute(

@@ -1,0 +1,389 @@
+//! Sharing benchmarks over loopback iroh (relays off). Run with
+//! `cargo bench -p vault-tests --bench sharing` (add `-- fanout=N` to change the fan-out size).
+//!
+//! Prints medians and percentiles with the baseline measured in the same run:
+//! 1. edit-to-grantee latency, durable on both sides (in-process edit, and an edit by another
+//!    handle on the file, as a separate CLI process makes);
+//! 2. first full sync of a 10,000-purchase projection against the bare Automerge sync protocol
+//!    in memory for the same document (time and bytes);
+//! 3. incremental projections: one edit on a 10,000-purchase vault with 100 live grants;
+//! 4. fan-out: one issuer (`vault serve`, a separate process) with N connected grantees, one new
+//!    purchase, time until all have it, and the issuer's peak memory.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use automerge::AutoCommit;
+use automerge::sync::{State, SyncDoc};
+use vault_core::{
+    AuditFilter, AuditKind, Identity, KdfParams, NewGrant, Passphrase, Price, PurchaseRecord, Vault,
+};
+use vault_sync::{Node, NodeConfig, sync_once};
+
+fn create(dir: &Path) -> Vault {
+    Vault::at(dir).kdf(KdfParams::INSECURE_FOR_TESTS).create(&Passphrase::new("pw")).unwrap()
+}
+
+fn local() -> NodeConfig {
+    NodeConfig { bind: Some("127.0.0.1:0".parse().unwrap()), relay: false, ..NodeConfig::default() }
+}
+
+fn record(i: usize) -> PurchaseRecord {
+    PurchaseRecord {
+        item: format!("Item number {i}"),
+        seller: format!("Seller {}", i % 50),
+        price: Price { amount_minor: (i as i64 * 37) % 100_000, currency: "EUR".into() },
+        date: format!("2026-{:02}-{:02}", 1 + i % 12, 1 + i % 28),
+        category: Some("groceries".into()),
+        tags: vec![format!("tag{}", i % 20)],
+        rating: Some(1 + (i as i64 % 5)),
+        review: None,
+    }
+}
+
+fn grant(audience: vault_core::IdentityId, fields: &[&str], filter: Option<&str>) -> NewGrant {
+    NewGrant {
+        audience,
+        fields: fields.iter().map(|f| f.parse().unwrap()).collect(),
+        filter: filter.map(|f| f.parse().unwrap()),
+        purpose: "benchmark".into(),
+        expires_at: None,
+        prices: true,
+    }
+}
+
+fn pct(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn summary(name: &str, mut samples: Vec<Duration>) {
+    samples.sort();
+    println!(
+        "{name}: n={} p50 {:.2?} p90 {:.2?} p99 {:.2?} max {:.2?}",
+        samples.len(),
+        pct(&samples, 0.5),
+        pct(&samples, 0.9),
+        pct(&samples, 0.99),
+        samples[samples.len() - 1]
+    );
+}
+
+async fn latency() {
+    let (cdir, sdir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut customer = create(cdir.path());
+    let shop = create(sdir.path());
+    customer.set_profile("email", "start@example.org").unwrap();
+    customer.issue_grant(grant(shop.identity(), &["profile.email"], None)).unwrap();
+    let customer_node = Node::spawn(customer, local()).await.unwrap();
+    let (shop, r) = sync_once(shop, &customer_node.ticket(), &local()).await;
+    r.unwrap();
+    let shop_node = Node::spawn(shop, local()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut changes = shop_node.changes();
+
+    let mut samples = Vec::new();
+    for i in 0..300 {
+        let value = format!("v{i}@example.org");
+        let start = Instant::now();
+        customer_node.with_vault(|v| v.set_profile("email", &value).unwrap());
+        loop {
+            let _ = tokio::time::timeout(Duration::from_secs(5), changes.changed()).await;
+            let held = shop_node
+                .inspect(|v| v.shares().unwrap()[0].values.clone().unwrap()["profile"]["email"].clone());
+            if held == value.as_str() {
+                break;
+            }
+        }
+        samples.push(start.elapsed());
+    }
+    summary("1a edit-to-grantee latency, edit through the serving node, durable both sides", samples);
+
+    // An edit by another handle on the file, as `vault profile set` in another process makes:
+    // the node notices it by polling (every vault_sync::POLL_INTERVAL).
+    let mut other = Vault::at(cdir.path()).unlock(&Passphrase::new("pw")).unwrap();
+    let mut samples = Vec::new();
+    for i in 0..100 {
+        let value = format!("x{i}@example.org");
+        let start = Instant::now();
+        other.set_profile("email", &value).unwrap();
+        loop {
+            let _ = tokio::time::timeout(Duration::from_secs(5), changes.changed()).await;
+            let held = shop_node
+                .inspect(|v| v.shares().unwrap()[0].values.clone().unwrap()["profile"]["email"].clone());
+            if held == value.as_str() {
+                break;
+            }
+        }
+        samples.push(start.elapsed());
+    }
+    summary(
+        "1b edit-to-grantee latency, edit by another handle on the file (node polls every 5 ms)",
+        samples,
+    );
+    shop_node.shutdown().await;
+    customer_node.shutdown().await;
+}
+
+async fn first_sync() {
+    let cdir = tempfile::tempdir().unwrap();
+    let mut customer = create(cdir.path());
+    let records: Vec<PurchaseRecord> = (0..10_000).map(record).collect();
+    for batch in records.chunks(100) {
+        customer.add_purchases(batch).unwrap();
+    }
+    let runs = 5;
+    let mut shops = Vec::new();
+    let mut build = Vec::new();
+    for _ in 0..runs {
+        let dir = tempfile::tempdir().unwrap();
+        let shop = create(dir.path());
+        let start = Instant::now();
+        let g = customer.issue_grant(grant(shop.identity(), &["purchases"], None)).unwrap();
+        build.push(start.elapsed());
+        shops.push((dir, shop, g.statement().id));
+    }
+    summary("2a building a 10,000-purchase projection for a new grant (once per grant)", build);
+    // The baseline: the bare Automerge sync protocol in memory, same projection document.
+    let projection_bytes = customer.projection_doc(&shops[0].2).unwrap().unwrap().save();
+    let mut base_times = Vec::new();
+    let mut base_bytes = 0;
+    for _ in 0..runs {
+        let mut source = AutoCommit::load(&projection_bytes).unwrap();
+        let mut target = AutoCommit::new();
+        let (mut s1, mut s2) = (State::new(), State::new());
+        let start = Instant::now();
+        let mut bytes = 0;
+        loop {
+            let a = source.sync().generate_sync_message(&mut s1);
+            if let Some(m) = a.clone() {
+                let enc = m.encode();
+                bytes += enc.len();
+                target
+                    .sync()
+                    .receive_sync_message(&mut s2, automerge::sync::Message::decode(&enc).unwrap())
+                    .unwrap();
+            }
+            let b = target.sync().generate_sync_message(&mut s2);
+            if let Some(m) = b.clone() {
+                let enc = m.encode();
+                bytes += enc.len();
+                source
+                    .sync()
+                    .receive_sync_message(&mut s1, automerge::sync::Message::decode(&enc).unwrap())
+                    .unwrap();
+            }
+            if a.is_none() && b.is_none() {
+                break;
+            }
+        }
+        base_times.push(start.elapsed());
+        base_bytes = bytes;
+    }
+    let customer_node = Node::spawn(customer, local()).await.unwrap();
+    let ticket = customer_node.ticket();
+    let mut times = Vec::new();
+    for (_dir, shop, id) in shops {
+        let start = Instant::now();
+        let (mut shop, r) = sync_once(shop, &ticket, &local()).await;
+        r.unwrap();
+        times.push(start.elapsed());
+        let n = shop.shares().unwrap()[0].values.as_ref().unwrap()["purchases"].as_object().unwrap().len();
+        assert_eq!(n, 10_000);
+        let _ = id;
+    }
+    let served: u64 = customer_node
+        .inspect(|v| v.audit(&AuditFilter::default()).unwrap())
+        .iter()
+        .filter(|e| e.kind == AuditKind::SyncServed)
+        .filter_map(|e| e.bytes)
+        .sum::<u64>()
+        / runs as u64;
+    times.sort();
+    base_times.sort();
+    let (t, b) = (pct(&times, 0.5), pct(&base_times, 0.5));
+    println!(
+        "2b first full sync of 10,000 purchases over iroh (connect, hello, sync, durable at the grantee): \
+         p50 {t:.2?}, {served} bytes served; bare in-memory Automerge sync: p50 {b:.2?}, {base_bytes} bytes; \
+         ratio {:.2}x time, {:.2}x bytes",
+        t.as_secs_f64() / b.as_secs_f64(),
+        served as f64 / base_bytes as f64
+    );
+    customer_node.shutdown().await;
+}
+
+fn incremental(size: usize) {
+    let cdir = tempfile::tempdir().unwrap();
+    let mut customer = create(cdir.path());
+    let records: Vec<PurchaseRecord> = (0..size).map(record).collect();
+    for batch in records.chunks(100) {
+        customer.add_purchases(batch).unwrap();
+    }
+    customer.set_profile("email", "ada@example.org").unwrap();
+    let mut ids = Vec::new();
+    for i in 0..100 {
+        let who = Identity::generate().public();
+        let g = match i % 4 {
+            0 => grant(who, &["purchases"], None),
+            1 => grant(who, &["purchases"], Some("tag=tag3")),
+            2 => grant(who, &["purchases.*.item", "purchases.*.rating"], None),
+            _ => grant(who, &["profile.email", "profile.address"], None),
+        };
+        ids.push(customer.issue_grant(g).unwrap().statement().id);
+    }
+    // Warm: every projection loaded once (as in a running node).
+    customer.update_projections(None).unwrap();
+    let mut samples = Vec::new();
+    for i in 0..40 {
+        if i % 2 == 0 {
+            customer.add_purchase(&record(20_000 + i)).unwrap();
+        } else {
+            customer.set_profile("email", &format!("e{i}@example.org")).unwrap();
+        }
+        let start = Instant::now();
+        let changed = customer.update_projections(None).unwrap();
+        samples.push(start.elapsed());
+        assert!(!changed.is_empty());
+    }
+    summary(
+        &format!(
+            "3 one edit on a {size}-purchase vault, 100 live grants: every affected projection updated, durable"
+        ),
+        samples,
+    );
+}
+
+fn proc_status(pid: u32, key: &str) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with(key))
+        .map(|l| l.split_whitespace().skip(1).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|| "?".into())
+}
+
+async fn fanout(n: usize) {
+    let cdir = tempfile::tempdir().unwrap();
+    let mut customer = create(cdir.path());
+    for i in 0..10 {
+        customer.add_purchase(&record(i)).unwrap();
+    }
+    let mut grantees = Vec::new();
+    for _ in 0..n {
+        let dir = tempfile::tempdir().unwrap();
+        let v = create(dir.path());
+        customer.issue_grant(grant(v.identity(), &["purchases"], None)).unwrap();
+        grantees.push((dir, v));
+    }
+    drop(customer);
+    let bin = vault_tests::vault_bin();
+    let mut serve = Command::new(bin)
+        .args(["serve", "--no-relay", "--bind", "127.0.0.1:0"])
+        .env("VAULT_DIR", cdir.path())
+        .env("VAULT_PASSPHRASE", "pw")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let ticket: vault_core::Ticket = {
+        use std::io::BufRead;
+        let mut line = String::new();
+        std::io::BufReader::new(serve.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+        line.trim().parse().unwrap()
+    };
+    let pid = serve.id();
+    let start = Instant::now();
+    let mut nodes = Vec::new();
+    let mut pending = grantees;
+    while !pending.is_empty() {
+        let batch: Vec<_> = pending.drain(..pending.len().min(50)).collect();
+        let mut joins = Vec::new();
+        for (dir, v) in batch {
+            let ticket = ticket.clone();
+            joins.push(tokio::spawn(async move {
+                let (v, r) = sync_once(v, &ticket, &local()).await;
+                r.unwrap();
+                // Grantees here never edit: poll their files rarely, so that a thousand nodes in
+                // one process do not compete with the issuer for the CPU.
+                (dir, Node::spawn(v, NodeConfig { poll: Duration::from_secs(1), ..local() }).await.unwrap())
+            }));
+        }
+        for j in joins {
+            nodes.push(j.await.unwrap());
+        }
+    }
+    println!("4  {n} grantees synced and subscribed in {:.1?}", start.elapsed());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let rss_before = proc_status(pid, "VmRSS");
+    let start = Instant::now();
+    let out = Command::new(bin)
+        .args([
+            "purchase",
+            "add",
+            "--item",
+            "Fan-out item",
+            "--seller",
+            "Acme",
+            "--price",
+            "1",
+            "--currency",
+            "EUR",
+        ])
+        .env("VAULT_DIR", cdir.path())
+        .env("VAULT_PASSPHRASE", "pw")
+        .output()
+        .unwrap();
+    let command = start.elapsed();
+    assert!(out.status.success());
+    let mut last = Duration::ZERO;
+    for (_, node) in &nodes {
+        loop {
+            let has = node.inspect(|v| {
+                v.shares().unwrap()[0].values.as_ref().unwrap()["purchases"]
+                    .as_object()
+                    .unwrap()
+                    .values()
+                    .any(|p| p["item"] == "Fan-out item")
+            });
+            if has {
+                break;
+            }
+            assert!(start.elapsed() < Duration::from_secs(120), "fan-out did not complete");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        last = last.max(start.elapsed());
+    }
+    println!(
+        "4  fan-out: one new purchase (a `vault purchase add` process, {command:.1?} of it) reached all {n} grantees in {last:.2?}; \
+         issuer `vault serve` RSS {rss_before} before, peak (VmHWM) {}",
+        proc_status(pid, "VmHWM")
+    );
+    for (_, node) in nodes {
+        node.shutdown().await;
+    }
+    let _ = Command::new("kill").args(["-INT", &pid.to_string()]).status();
+    let _ = serve.wait();
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let fan =
+        args.iter().find_map(|a| a.strip_prefix("fanout=")).and_then(|n| n.parse().ok()).unwrap_or(1000);
+    let only = args.iter().find_map(|a| a.strip_prefix("only=")).map(str::to_owned);
+    let want = |name: &str| only.as_deref().is_none_or(|o| o == name);
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    if want("latency") {
+        rt.block_on(latency());
+    }
+    if want("first-sync") {
+        rt.block_on(first_sync());
+    }
+    if want("incremental") {
+        // The same edit on a document ten times smaller: the cost should not change.
+        incremental(1_000);
+        incremental(10_000);
+    }
+    if want("fanout") {
+        rt.block_on(fanout(fan));
+    }
+}
