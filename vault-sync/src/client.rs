@@ -198,11 +198,12 @@ async fn grant_stream(
     let result = async {
         loop {
             let message = shared.vault().share_sync_generate(&id).map_err(SyncError::vault)?;
-            let sent = message.is_some();
             if let Some(m) = message {
                 write_frame(&mut send, &Frame::Sync(m)).await.map_err(SyncError::io)?;
             }
-            if !live && !sent && shared.vault().share_in_sync(&id).map_err(SyncError::vault)? {
+            // A grantee never has changes of its own: once it holds what the issuer last
+            // advertised and has said so, a one-shot sync is done.
+            if !live && shared.vault().share_in_sync(&id).map_err(SyncError::vault)? {
                 return Ok(());
             }
             let frame = if live {

@@ -400,6 +400,9 @@ impl Vault {
     /// the replica changed.
     pub fn share_sync_receive(&mut self, id: &GrantId, bytes: &[u8]) -> Result<bool, ShareError> {
         let message = Message::decode(bytes).map_err(|_| ShareError::BadMessage)?;
+        // The replica changes only through received messages, so the chunks a message carries
+        // are exactly what to store: no need to re-encode them.
+        let received: Vec<u8> = message.changes.iter().flatten().copied().collect();
         let now = self.now();
         self.write(|v| {
             let replica = v.load_replica(id)?;
@@ -411,7 +414,7 @@ impl Vault {
                 .map_err(|_| ShareError::BadMessage)?;
             let changed = replica.am.get_heads() != before;
             let sync_state = replica.sync.encode();
-            let new_bytes = if changed { Some(replica.am.save_after(&before)) } else { None };
+            let new_bytes = if changed { Some(received) } else { None };
             let seq = replica.last_seq + 1;
             if let Some(bytes) = new_bytes {
                 let blob = v.store.seal_row(CHUNKS, &chunk_row(id, seq), &bytes);
