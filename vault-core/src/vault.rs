@@ -534,6 +534,8 @@ pub struct Vault {
     data_version: i64,
     /// Sync states of grants being served by this process.
     serve_states: sharing::ServeStates,
+    /// Parsed grants, valid while nobody else wrote (see [`Vault::grants`]).
+    grant_cache: sharing::GrantCache,
     /// Replicas of received shares loaded by this process.
     replicas: received::ReplicaCache,
     clock: Clock,
@@ -570,6 +572,7 @@ impl Vault {
                     // What this process cached may not be on disk: reload on next use.
                     self.projections.clear();
                     self.replicas.clear();
+                    self.grant_cache.replace(None);
                     return Err(StoreError::from(e).into());
                 }
                 Ok(value)
@@ -578,6 +581,7 @@ impl Vault {
                 let _ = self.store.conn.execute_batch("ROLLBACK");
                 self.projections.clear();
                 self.replicas.clear();
+                self.grant_cache.replace(None);
                 Err(e)
             }
         }
@@ -627,6 +631,7 @@ impl Vault {
             chunk_bytes,
             projections: Default::default(),
             serve_states: Default::default(),
+            grant_cache: Default::default(),
             replicas: Default::default(),
             data_version: 0,
             clock,

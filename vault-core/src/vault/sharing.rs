@@ -87,6 +87,20 @@ pub enum GrantStatus {
     Revoked,
 }
 
+/// Parsed grant records with the `data_version` they were read at.
+pub(crate) type GrantCache = std::cell::RefCell<Option<(i64, Vec<GrantInfo>)>>;
+
+fn with_status(mut info: GrantInfo, now: i64) -> GrantInfo {
+    info.status = if info.revocation.is_some() {
+        GrantStatus::Revoked
+    } else if !info.grant.statement().is_live_at(now) {
+        GrantStatus::Expired
+    } else {
+        GrantStatus::Active
+    };
+    info
+}
+
 /// A grant with its status.
 #[derive(Clone, Debug)]
 pub struct GrantInfo {
@@ -206,6 +220,7 @@ impl Vault {
     }
 
     fn put_grant_record(&self, id: &GrantId, record: &GrantRecord) -> Result<(), StoreError> {
+        self.grant_cache.replace(None);
         let blob =
             self.store.seal_row(GRANTS, id.as_bytes(), &serde_json::to_vec(record).expect("serializes"));
         self.store.conn.execute(
@@ -241,6 +256,26 @@ impl Vault {
 
     /// Every grant this vault issued, newest first.
     pub fn grants(&self) -> Result<Vec<GrantInfo>, StoreError> {
+        self.grants_where(|_| true)
+    }
+
+    /// The grants for which `keep` holds, filtered before anything is copied.
+    fn grants_where(&self, keep: impl Fn(&Grant) -> bool) -> Result<Vec<GrantInfo>, StoreError> {
+        // Parsed records are cached: a node answers "what is shared with this peer" for every
+        // connection on every change. The cache holds while no other connection has committed
+        // (SQLite's data_version) and this one has not written a grant since.
+        let version: i64 = self.store.conn.query_row("PRAGMA data_version", [], |r| r.get(0))?;
+        if let Some((cached_version, cached)) = &*self.grant_cache.borrow()
+            && *cached_version == version
+        {
+            let now = self.now();
+            return Ok(cached
+                .iter()
+                .filter(|g| keep(g.grant.statement()))
+                .cloned()
+                .map(|g| with_status(g, now))
+                .collect());
+        }
         let mut stmt = self.store.conn.prepare("SELECT id FROM grants")?;
         let ids: Vec<Vec<u8>> = stmt.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
         let mut out = Vec::with_capacity(ids.len());
@@ -252,7 +287,9 @@ impl Vault {
             }
         }
         out.sort_by_key(|g| std::cmp::Reverse(g.grant.statement().issued_at));
-        Ok(out)
+        let kept = out.iter().filter(|g| keep(g.grant.statement())).cloned().collect();
+        *self.grant_cache.borrow_mut() = Some((version, out));
+        Ok(kept)
     }
 
     /// One grant.
@@ -268,9 +305,9 @@ impl Vault {
     /// Live grants to `audience`.
     pub fn live_grants_for(&self, audience: &IdentityId) -> Result<Vec<SignedGrant>, StoreError> {
         Ok(self
-            .grants()?
+            .grants_where(|g| g.audience == *audience)?
             .into_iter()
-            .filter(|g| g.is_live() && g.grant.statement().audience == *audience)
+            .filter(|g| g.is_live())
             .map(|g| g.grant)
             .collect())
     }
@@ -554,10 +591,10 @@ impl Vault {
     /// What `peer` may learn: its live grants, and its grants that ended without a confirmed
     /// erasure. Expiries are logged first.
     pub fn shares_for(&mut self, peer: &IdentityId) -> Result<(Vec<SignedGrant>, Vec<Ended>), GrantError> {
-        self.expire_grants()?;
+        // Expiries are logged by the node's watcher; the status below already follows the clock.
         let mut live = Vec::new();
         let mut ended = Vec::new();
-        for info in self.grants()? {
+        for info in self.grants_where(|g| g.audience == *peer)? {
             let g = info.grant.statement();
             if g.audience != *peer {
                 continue;
