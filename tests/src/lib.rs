@@ -144,3 +144,15 @@ pub fn snapshot_files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     files.sort();
     files
 }
+
+/// A grant of `fields` to `audience` for `purpose`: no filter, no expiry, prices included.
+pub fn new_grant(audience: vault_core::IdentityId, fields: &[&str], purpose: &str) -> vault_core::NewGrant {
+    vault_core::NewGrant {
+        audience,
+        fields: fields.iter().map(|f| f.parse().expect("a known field path")).collect(),
+        filter: None,
+        purpose: purpose.into(),
+        expires_at: None,
+        prices: true,
+    }
+}

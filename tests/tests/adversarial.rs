@@ -8,8 +8,8 @@ use iroh::endpoint::{Connection, RecvStream, SendStream, presets};
 use iroh::{Endpoint, EndpointAddr, RelayMode};
 use tokio::io::AsyncReadExt;
 use vault_core::{
-    ALPN, AuditFilter, AuditKind, DeviceKey, Frame, GrantId, Identity, KdfParams, NewGrant, Passphrase,
-    Ticket, Vault, decode, encode_with_length,
+    ALPN, AuditFilter, AuditKind, DeviceKey, Frame, GrantId, Identity, KdfParams, Passphrase, Ticket, Vault,
+    decode, encode_with_length,
 };
 use vault_sync::{Node, NodeConfig, sync_once};
 
@@ -88,14 +88,7 @@ async fn setup() -> Setup {
     customer.set_profile("email", "ada@example.org").unwrap();
     customer.set_profile("phone", "+33 6 00 00 00 00").unwrap();
     let grant = customer
-        .issue_grant(NewGrant {
-            audience: shop.identity(),
-            fields: vec!["profile.email".parse().unwrap()],
-            filter: None,
-            purpose: "delivery".into(),
-            expires_at: None,
-            prices: true,
-        })
+        .issue_grant(vault_tests::new_grant(shop.identity(), &["profile.email"], "delivery"))
         .unwrap()
         .statement()
         .id;

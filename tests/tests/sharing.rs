@@ -40,14 +40,11 @@ async fn grant_sync_live_update_revoke_erase() {
     customer.set_profile("phone", "+33 6 12 34 56 78").unwrap();
     customer.set_profile("address.city", "Lyon").unwrap();
     let id = customer
-        .issue_grant(NewGrant {
-            audience: shop.identity(),
-            fields: vec!["profile.email".parse().unwrap(), "profile.address".parse().unwrap()],
-            filter: None,
-            purpose: "delivery".into(),
-            expires_at: None,
-            prices: true,
-        })
+        .issue_grant(vault_tests::new_grant(
+            shop.identity(),
+            &["profile.email", "profile.address"],
+            "delivery",
+        ))
         .unwrap()
         .statement()
         .id;
@@ -179,16 +176,7 @@ async fn restarts_and_filtered_feeds() {
     let dune = customer.add_purchase(&book("Dune", "books")).unwrap();
     customer.add_purchase(&book("Tea", "food")).unwrap();
     customer.set_profile("email", "ada@example.org").unwrap();
-    customer
-        .issue_grant(NewGrant {
-            audience: shop.identity(),
-            fields: vec!["profile.email".parse().unwrap()],
-            filter: None,
-            purpose: "delivery".into(),
-            expires_at: None,
-            prices: true,
-        })
-        .unwrap();
+    customer.issue_grant(vault_tests::new_grant(shop.identity(), &["profile.email"], "delivery")).unwrap();
     customer
         .issue_grant(NewGrant {
             audience: friend.identity(),
