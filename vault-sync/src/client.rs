@@ -11,7 +11,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use vault_core::{ALPN, Frame, GrantId, IdentityId, Ticket, Vault};
 
-use crate::frame::{read_frame, write_frame};
+use crate::frame::{CONTROL_LIMIT, SHARES_LIMIT, read_frame, write_frame};
 use crate::node::{NodeConfig, Shared, bind_endpoint};
 use crate::{HANDSHAKE_TIMEOUT, SyncError, device_id, endpoint_id};
 
@@ -86,26 +86,27 @@ pub(crate) async fn session(
     let (mut send, mut recv) = conn.open_bi().await.map_err(SyncError::io)?;
     let cert = shared.vault().device_certificate();
     write_frame(&mut send, &Frame::Hello(cert)).await.map_err(SyncError::io)?;
-    let issuer: IdentityId = match tokio::time::timeout(HANDSHAKE_TIMEOUT, read_frame(&mut recv))
-        .await
-        .map_err(|_| SyncError::Timeout)?
-        .map_err(SyncError::io)?
-    {
-        Some(Frame::Hello(their)) => {
-            let remote = device_id(conn.remote_id()).ok_or(SyncError::WrongPeer)?;
-            their.verify(remote).map_err(|_| SyncError::WrongPeer)?;
-            if their.identity() != ticket.identity() {
-                return Err(SyncError::WrongPeer);
+    let issuer: IdentityId =
+        match tokio::time::timeout(HANDSHAKE_TIMEOUT, read_frame(&mut recv, CONTROL_LIMIT))
+            .await
+            .map_err(|_| SyncError::Timeout)?
+            .map_err(SyncError::io)?
+        {
+            Some(Frame::Hello(their)) => {
+                let remote = device_id(conn.remote_id()).ok_or(SyncError::WrongPeer)?;
+                their.verify(remote).map_err(|_| SyncError::WrongPeer)?;
+                if their.identity() != ticket.identity() {
+                    return Err(SyncError::WrongPeer);
+                }
+                their.identity()
             }
-            their.identity()
-        }
-        _ => return Err(SyncError::Protocol("expected hello".into())),
-    };
+            _ => return Err(SyncError::Protocol("expected hello".into())),
+        };
     write_frame(&mut send, &Frame::ListShares).await.map_err(SyncError::io)?;
 
     let (tx, mut frames) = mpsc::channel::<Frame>(16);
     let reader = tokio::spawn(async move {
-        while let Ok(Some(frame)) = read_frame(&mut recv).await {
+        while let Ok(Some(frame)) = read_frame(&mut recv, SHARES_LIMIT).await {
             if tx.send(frame).await.is_err() {
                 break;
             }
@@ -113,7 +114,7 @@ pub(crate) async fn session(
     });
     let mut report = SyncReport::default();
     let mut streaming: HashSet<GrantId> = HashSet::new();
-    let mut streams: JoinSet<Result<bool, SyncError>> = JoinSet::new();
+    let mut streams: JoinSet<(GrantId, Result<bool, SyncError>)> = JoinSet::new();
     let mut got_shares = false;
     let outcome: Result<(), SyncError> = async {
         loop {
@@ -143,7 +144,8 @@ pub(crate) async fn session(
                     }
                     for id in now_live {
                         if streaming.insert(id) {
-                            streams.spawn(grant_stream(shared.clone(), conn.clone(), id, live));
+                            let (shared, conn) = (shared.clone(), conn.clone());
+                            streams.spawn(async move { (id, grant_stream(shared, conn, id, live).await) });
                         }
                     }
                     if !live && streams.is_empty() {
@@ -151,10 +153,30 @@ pub(crate) async fn session(
                     }
                 }
                 done = streams.join_next(), if !streams.is_empty() => {
-                    match done {
-                        Some(Ok(Ok(changed))) => report.updated += usize::from(changed),
-                        Some(Ok(Err(e))) => tracing::debug!(error = %e, "a share stream ended"),
-                        Some(Err(_)) | None => {}
+                    let ended_id = match done {
+                        Some(Ok((id, Ok(changed)))) => {
+                            report.updated += usize::from(changed);
+                            Some(id)
+                        }
+                        Some(Ok((id, Err(e)))) => {
+                            tracing::debug!(error = %e, "a share stream ended");
+                            Some(id)
+                        }
+                        Some(Err(_)) | None => None,
+                    };
+                    // In a live session, a share stream that ended while its grant is still
+                    // live is reopened after a pause, so a passing error never leaves it stale.
+                    if live && let Some(id) = ended_id {
+                        streaming.remove(&id);
+                        let still_live =
+                            shared.vault().live_shares_from(&issuer).map_err(SyncError::vault)?.contains(&id);
+                        if still_live && streaming.insert(id) {
+                            let (shared, conn) = (shared.clone(), conn.clone());
+                            streams.spawn(async move {
+                                tokio::time::sleep(Duration::from_secs(1)).await;
+                                (id, grant_stream(shared, conn, id, live).await)
+                            });
+                        }
                     }
                     if !live && got_shares && streams.is_empty() {
                         return Ok(());
@@ -188,7 +210,7 @@ async fn grant_stream(
     write_frame(&mut send, &Frame::Open(id)).await.map_err(SyncError::io)?;
     let (tx, mut incoming) = mpsc::channel::<Frame>(8);
     let reader = tokio::spawn(async move {
-        while let Ok(Some(frame)) = read_frame(&mut recv).await {
+        while let Ok(Some(frame)) = read_frame(&mut recv, vault_core::MAX_FRAME).await {
             if tx.send(frame).await.is_err() {
                 break;
             }

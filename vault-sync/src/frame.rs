@@ -16,8 +16,18 @@ pub enum ReadFrameError {
     Frame(#[from] FrameError),
 }
 
-/// Reads one frame; `Ok(None)` when the stream ended cleanly between frames.
-pub(crate) async fn read_frame(recv: &mut RecvStream) -> Result<Option<Frame>, ReadFrameError> {
+/// Largest frame a listener accepts before the peer has proven anything, and on control
+/// streams (hello, list, receipts) and the first frame of a grant stream.
+pub(crate) const CONTROL_LIMIT: usize = 64 * 1024;
+/// Largest frame a listener accepts from a grantee on a grant stream: a grantee's sync messages
+/// carry heads and bloom filters, never documents.
+pub(crate) const GRANTEE_SYNC_LIMIT: usize = 1024 * 1024;
+/// Largest Shares frame a dialer accepts.
+pub(crate) const SHARES_LIMIT: usize = 16 * 1024 * 1024;
+
+/// Reads one frame of at most `limit` bytes (and never more than [`MAX_FRAME`]); `Ok(None)`
+/// when the stream ended cleanly between frames. The length is checked before allocating.
+pub(crate) async fn read_frame(recv: &mut RecvStream, limit: usize) -> Result<Option<Frame>, ReadFrameError> {
     let mut len = [0u8; 4];
     match AsyncReadExt::read_exact(recv, &mut len).await {
         Ok(_) => {}
@@ -25,7 +35,7 @@ pub(crate) async fn read_frame(recv: &mut RecvStream) -> Result<Option<Frame>, R
         Err(e) => return Err(e.into()),
     }
     let len = u32::from_be_bytes(len) as usize;
-    if len > MAX_FRAME {
+    if len > MAX_FRAME.min(limit) {
         return Err(FrameError::TooLarge(len).into());
     }
     let mut body = vec![0u8; len];

@@ -11,7 +11,10 @@
 //!
 //! # Limits
 //!
-//! - a frame is at most [`vault_core::MAX_FRAME`] bytes (checked before allocating);
+//! - a frame's length is checked before anything is allocated: at most 64 KiB for hello,
+//!   control frames and the first frame of a grant stream; at most 1 MiB for a grantee's sync
+//!   messages (which carry heads and bloom filters, never documents); at most
+//!   [`vault_core::MAX_FRAME`] for what an issuer sends;
 //! - at most [`MAX_CONCURRENT_STREAMS`] streams open at once per connection (QUIC flow
 //!   control), and at most [`MAX_STREAMS_PER_CONNECTION`] over a connection's life;
 //! - at most [`MAX_REQUESTS_PER_MINUTE`] control requests per connection;

@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use vault_core::{ALPN, AuditEvent, AuditKind, Ended, Frame, GrantId, IdentityId, ServeError, Ticket, Vault};
 
-use crate::frame::{read_frame, write_frame};
+use crate::frame::{CONTROL_LIMIT, GRANTEE_SYNC_LIMIT, read_frame, write_frame};
 use crate::{
     HANDSHAKE_TIMEOUT, MAX_CONCURRENT_STREAMS, MAX_REQUESTS_PER_MINUTE, MAX_STREAMS_PER_CONNECTION,
     POLL_INTERVAL, SyncError, device_id,
@@ -257,17 +257,18 @@ async fn serve_connection(shared: Arc<Shared>, conn: Connection) -> Result<(), S
         .await
         .map_err(|_| SyncError::Timeout)?
         .map_err(SyncError::io)?;
-    let hello = tokio::time::timeout(HANDSHAKE_TIMEOUT, read_frame(&mut recv))
+    let hello = tokio::time::timeout(HANDSHAKE_TIMEOUT, read_frame(&mut recv, CONTROL_LIMIT))
         .await
         .map_err(|_| SyncError::Timeout)?
         .map_err(SyncError::io)?;
     let peer = match hello {
         Some(Frame::Hello(cert)) => {
             if let Err(e) = cert.verify(remote) {
+                // The claimed identity is unproven: log the device that actually connected.
                 log_refused(
                     &shared,
-                    Some(cert.identity()),
-                    "device certificate does not match the connection",
+                    None,
+                    &format!("device {remote}: its certificate does not verify for it"),
                 );
                 return Err(SyncError::Protocol(e.to_string()));
             }
@@ -286,7 +287,7 @@ async fn serve_connection(shared: Arc<Shared>, conn: Connection) -> Result<(), S
     let (frames_tx, mut frames) = mpsc::channel::<Frame>(16);
     let mut tasks = JoinSet::new();
     tasks.spawn(async move {
-        while let Ok(Some(frame)) = read_frame(&mut recv).await {
+        while let Ok(Some(frame)) = read_frame(&mut recv, CONTROL_LIMIT).await {
             if frames_tx.send(frame).await.is_err() {
                 break;
             }
@@ -373,7 +374,7 @@ async fn serve_grant_stream(
     mut send: iroh::endpoint::SendStream,
     mut recv: iroh::endpoint::RecvStream,
 ) {
-    let grant = match tokio::time::timeout(HANDSHAKE_TIMEOUT, read_frame(&mut recv)).await {
+    let grant = match tokio::time::timeout(HANDSHAKE_TIMEOUT, read_frame(&mut recv, CONTROL_LIMIT)).await {
         Ok(Ok(Some(Frame::Open(id)))) => id,
         _ => return,
     };
@@ -382,9 +383,9 @@ async fn serve_grant_stream(
         let _ = send.finish();
         return;
     }
-    let (tx, mut incoming) = mpsc::channel::<Frame>(8);
+    let (tx, mut incoming) = mpsc::channel::<Frame>(1);
     let reader = tokio::spawn(async move {
-        while let Ok(Some(frame)) = read_frame(&mut recv).await {
+        while let Ok(Some(frame)) = read_frame(&mut recv, GRANTEE_SYNC_LIMIT).await {
             if tx.send(frame).await.is_err() {
                 break;
             }

@@ -25,6 +25,8 @@ use crate::store::StoreError;
 
 const GRANTS: &str = "grants";
 const CHUNKS: &str = "projection_chunks";
+/// Clock difference tolerated between an erasure receipt's time and the grant's end (seconds).
+const MAX_CLOCK_SKEW: i64 = 600;
 /// Projection chunks are folded into one when there are more than this many.
 const COMPACT_PROJECTION_AFTER: i64 = 64;
 
@@ -67,6 +69,9 @@ pub enum GrantError {
     /// A receipt for a grant of someone else, or from someone who is not the grantee.
     #[error("the erasure receipt does not match grant {0}")]
     ReceiptMismatch(GrantId),
+    /// An erasure receipt for a grant that had not ended when the receipt was made.
+    #[error("grant {0} had not ended when the erasure receipt was made")]
+    StillLive(GrantId),
     /// The document is damaged.
     #[error(transparent)]
     Doc(#[from] DocError),
@@ -431,6 +436,19 @@ impl Vault {
             if record.erasure.is_some() {
                 return Ok(());
             }
+            // A receipt only means something for a grant that has ended, and only if it was
+            // made after the end: otherwise a grantee could pre-empt a later revocation.
+            let info = v.info(&record)?;
+            let ended_at = match (&info.revocation, info.grant.statement().expires_at) {
+                (Some(rev), _) => rev.statement().revoked_at,
+                (None, Some(expiry)) if expiry <= now => expiry,
+                _ => return Err(GrantError::StillLive(r.grant)),
+            };
+            // erased_at comes from the grantee's clock: allow for skew between machines. The
+            // check that matters is above: the grant has ended when the receipt is recorded.
+            if r.erased_at < ended_at - MAX_CLOCK_SKEW {
+                return Err(GrantError::StillLive(r.grant));
+            }
             record.erasure = Some(receipt.to_bytes());
             v.put_grant_record(&r.grant, &record)?;
             let mut event = AuditEvent::new(now, AuditKind::ErasureReceipt);
@@ -592,6 +610,9 @@ impl Vault {
     /// erasure. Expiries are logged first.
     pub fn shares_for(&mut self, peer: &IdentityId) -> Result<(Vec<SignedGrant>, Vec<Ended>), GrantError> {
         // Expiries are logged by the node's watcher; the status below already follows the clock.
+        if self.is_blocked(peer)? {
+            return Ok((Vec::new(), Vec::new()));
+        }
         let mut live = Vec::new();
         let mut ended = Vec::new();
         for info in self.grants_where(|g| g.audience == *peer)? {
@@ -610,6 +631,9 @@ impl Vault {
     }
 
     fn check_serving(&self, peer: &IdentityId, id: &GrantId) -> Result<GrantInfo, ServeError> {
+        if self.is_blocked(peer)? {
+            return Err(ServeError::Refused);
+        }
         match self.grant_info(id)? {
             Some(info) if info.is_live() && info.grant.statement().audience == *peer => Ok(info),
             _ => Err(ServeError::Refused),
@@ -859,7 +883,23 @@ mod tests {
     fn erasure_receipts_must_come_from_the_grantee() {
         let mut f = fixture();
         let id = f.vault.issue_grant(new_grant(f.shop.public(), &["profile.email"])).unwrap().statement().id;
+        let early = Signed::sign(
+            ErasureReceipt {
+                grant: id,
+                issuer: f.vault.identity(),
+                grantee: f.shop.public(),
+                erased_at: f.vault.now(),
+            },
+            &f.shop,
+        )
+        .unwrap();
+        assert!(matches!(f.vault.record_erasure(&early), Err(GrantError::StillLive(_))), "not while live");
+        f.clock.fetch_add(MAX_CLOCK_SKEW + 10, Ordering::SeqCst);
         f.vault.revoke(&id).unwrap();
+        assert!(
+            matches!(f.vault.record_erasure(&early), Err(GrantError::StillLive(_))),
+            "not made before the end"
+        );
         let mallory = Identity::generate();
         let forged = Signed::sign(
             ErasureReceipt { grant: id, issuer: f.vault.identity(), grantee: mallory.public(), erased_at: 1 },
@@ -868,7 +908,12 @@ mod tests {
         .unwrap();
         assert!(matches!(f.vault.record_erasure(&forged), Err(GrantError::ReceiptMismatch(_))));
         let real = Signed::sign(
-            ErasureReceipt { grant: id, issuer: f.vault.identity(), grantee: f.shop.public(), erased_at: 1 },
+            ErasureReceipt {
+                grant: id,
+                issuer: f.vault.identity(),
+                grantee: f.shop.public(),
+                erased_at: f.vault.now(),
+            },
             &f.shop,
         )
         .unwrap();
