@@ -148,51 +148,15 @@ impl VaultDoc {
 
     /// Which sections and purchase records changed between two sets of heads.
     pub(crate) fn touched_between(&mut self, before: &[ChangeHash], after: &[ChangeHash]) -> Vec<Touched> {
-        let mut touched: Vec<Touched> = Vec::new();
-        let mut push = |t: Touched| {
-            if !touched.contains(&t) {
-                touched.push(t);
-            }
-        };
-        for patch in self.am.diff(before, after) {
-            let key_of = |action: &automerge::PatchAction| match action {
-                automerge::PatchAction::PutMap { key, .. } | automerge::PatchAction::DeleteMap { key } => {
-                    Some(key.clone())
-                }
-                _ => None,
-            };
-            let section = match patch.path.first() {
-                Some((_, Prop::Map(section))) => section.clone(),
-                Some(_) => continue,
-                None => {
-                    // A whole section was put or deleted at the root.
-                    if let Some(key) = key_of(&patch.action) {
-                        push(Touched::Section(key));
-                    }
-                    continue;
-                }
-            };
-            if section == PURCHASES {
-                let id = match patch.path.get(1) {
-                    Some((_, Prop::Map(id))) => Some(id.clone()),
-                    Some(_) => None,
-                    None => key_of(&patch.action),
-                };
-                match id {
-                    Some(id) => push(Touched::Purchase(id)),
-                    None => push(Touched::Section(section)),
-                }
-            } else {
-                push(Touched::Section(section));
-            }
-        }
-        touched
+        touched_between(&mut self.am, before, after)
     }
 
     pub(crate) fn automerge(&mut self) -> &mut AutoCommit {
         &mut self.am
     }
+}
 
+impl VaultDoc {
     fn section(&self, name: &str) -> Option<ObjId> {
         match self.am.get(ROOT, name) {
             Ok(Some((AmValue::Object(ObjType::Map), id))) => Some(id),
@@ -486,6 +450,54 @@ pub(crate) fn obj_to_json(am: &impl ReadDoc, obj: &ObjId) -> Value {
         Ok(ObjType::Text) => Value::String(am.text(obj).unwrap_or_default()),
         Err(_) => Value::Null,
     }
+}
+
+/// Which sections and purchase records of a vault-shaped document (the main document or a
+/// projection) changed between two sets of heads.
+pub(crate) fn touched_between(
+    am: &mut AutoCommit,
+    before: &[ChangeHash],
+    after: &[ChangeHash],
+) -> Vec<Touched> {
+    let mut touched: Vec<Touched> = Vec::new();
+    let mut push = |t: Touched| {
+        if !touched.contains(&t) {
+            touched.push(t);
+        }
+    };
+    for patch in am.diff(before, after) {
+        let key_of = |action: &automerge::PatchAction| match action {
+            automerge::PatchAction::PutMap { key, .. } | automerge::PatchAction::DeleteMap { key } => {
+                Some(key.clone())
+            }
+            _ => None,
+        };
+        let section = match patch.path.first() {
+            Some((_, Prop::Map(section))) => section.clone(),
+            Some(_) => continue,
+            None => {
+                // A whole section was put or deleted at the root.
+                if let Some(key) = key_of(&patch.action) {
+                    push(Touched::Section(key));
+                }
+                continue;
+            }
+        };
+        if section == PURCHASES {
+            let id = match patch.path.get(1) {
+                Some((_, Prop::Map(id))) => Some(id.clone()),
+                Some(_) => None,
+                None => key_of(&patch.action),
+            };
+            match id {
+                Some(id) => push(Touched::Purchase(id)),
+                None => push(Touched::Section(section)),
+            }
+        } else {
+            push(Touched::Section(section));
+        }
+    }
+    touched
 }
 
 #[cfg(test)]

@@ -7,15 +7,12 @@
 //! statement's own rules. A statement that does not check out is refused wherever it arrives.
 
 use std::fmt;
-use std::str::FromStr;
 
-use data_encoding::BASE32_NOPAD;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::identity::{Identity, IdentityId};
 use crate::path::{FieldPath, RecordFilter};
-use crate::primitives::random_array;
 
 /// Longest purpose text, in bytes.
 pub const MAX_PURPOSE_LEN: usize = 500;
@@ -23,48 +20,6 @@ pub const MAX_PURPOSE_LEN: usize = 500;
 pub const MAX_FIELDS: usize = 64;
 /// Largest statement body, in bytes.
 const MAX_BODY_LEN: usize = 16 * 1024;
-
-/// The id of a grant: 80 random bits, printed as 16 lowercase base32 characters.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct GrantId([u8; 10]);
-
-impl GrantId {
-    /// A fresh random id.
-    pub fn random() -> Self {
-        Self(random_array())
-    }
-
-    /// The raw bytes.
-    pub fn as_bytes(&self) -> &[u8; 10] {
-        &self.0
-    }
-
-    /// Wraps raw bytes; `None` unless exactly 10.
-    pub fn from_raw(bytes: &[u8]) -> Option<Self> {
-        bytes.try_into().ok().map(Self)
-    }
-}
-
-impl fmt::Display for GrantId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&BASE32_NOPAD.encode(&self.0).to_ascii_lowercase())
-    }
-}
-
-impl fmt::Debug for GrantId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "GrantId({self})")
-    }
-}
-
-impl FromStr for GrantId {
-    type Err = StatementError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = || StatementError::BadId(s.chars().take(40).collect());
-        let bytes = BASE32_NOPAD.decode(s.trim().to_ascii_uppercase().as_bytes()).map_err(|_| bad())?;
-        Ok(Self(bytes.try_into().map_err(|_| bad())?))
-    }
-}
 
 macro_rules! serde_via_string {
     ($ty:ty) => {
@@ -82,8 +37,76 @@ macro_rules! serde_via_string {
     };
 }
 
-serde_via_string!(GrantId);
+/// Defines an 80-bit random id, printed as 16 lowercase base32 characters.
+macro_rules! random_id {
+    ($(#[$doc:meta])* $name:ident, $kind:literal) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name([u8; 10]);
+
+        impl $name {
+            /// A fresh random id.
+            pub fn random() -> Self {
+                Self($crate::primitives::random_array())
+            }
+
+            /// The raw bytes.
+            pub fn as_bytes(&self) -> &[u8; 10] {
+                &self.0
+            }
+
+            /// Wraps raw bytes; `None` unless exactly 10.
+            pub fn from_raw(bytes: &[u8]) -> Option<Self> {
+                bytes.try_into().ok().map(Self)
+            }
+        }
+
+        impl ::std::fmt::Display for $name {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.write_str(&::data_encoding::BASE32_NOPAD.encode(&self.0).to_ascii_lowercase())
+            }
+        }
+
+        impl ::std::fmt::Debug for $name {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                write!(f, concat!(stringify!($name), "({})"), self)
+            }
+        }
+
+        impl ::std::str::FromStr for $name {
+            type Err = $crate::grant::StatementError;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                let bad = || $crate::grant::StatementError::BadId { kind: $kind, value: s.chars().take(40).collect() };
+                let bytes =
+                    ::data_encoding::BASE32_NOPAD.decode(s.trim().to_ascii_uppercase().as_bytes()).map_err(|_| bad())?;
+                Ok(Self(bytes.try_into().map_err(|_| bad())?))
+            }
+        }
+
+        impl ::serde::Serialize for $name {
+            fn serialize<S: ::serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(&self.to_string())
+            }
+        }
+
+        impl<'de> ::serde::Deserialize<'de> for $name {
+            fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = <String as ::serde::Deserialize>::deserialize(d)?;
+                s.parse().map_err(::serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+random_id!(
+    /// The id of a grant: 80 random bits, printed as 16 lowercase base32 characters.
+    GrantId,
+    "grant"
+);
+
 serde_via_string!(IdentityId);
+
+pub(crate) use random_id;
 
 /// A statement could not be made or did not check out.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -106,9 +129,14 @@ pub enum StatementError {
     /// The signing key is not the statement's author.
     #[error("the {0} must be signed by its author")]
     WrongSigner(&'static str),
-    /// Not a grant id.
-    #[error("invalid grant id \"{0}\"")]
-    BadId(String),
+    /// Not an id of this kind.
+    #[error("invalid {kind} id \"{value}\"")]
+    BadId {
+        /// What the id names.
+        kind: &'static str,
+        /// The text given.
+        value: String,
+    },
 }
 
 /// A kind of signed statement.
@@ -233,6 +261,9 @@ pub struct Grant {
     pub expires_at: Option<i64>,
     /// Whether purchase prices are included.
     pub prices: bool,
+    /// The consent request this grant answers, when it answers one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<crate::request::RequestId>,
 }
 
 impl Statement for Grant {
@@ -352,6 +383,7 @@ mod tests {
             issued_at: 1_800_000_000,
             expires_at: Some(1_800_000_000 + 90 * 86_400),
             prices: true,
+            request: None,
         }
     }
 

@@ -48,6 +48,7 @@ mod path;
 mod primitives;
 mod projection;
 mod protocol;
+mod request;
 mod schema;
 mod store;
 mod vault;
@@ -68,11 +69,13 @@ pub use projection::project;
 pub use protocol::{
     ALPN, Ended, Frame, FrameError, MAX_FRAME, MAX_GRANTS_PER_FRAME, decode, encode, encode_with_length,
 };
+pub use request::{ConsentRequest, Denial, MAX_REASON_LEN, MAX_REQUEST_DURATION, RequestId, WiderThanAsked};
 pub use schema::{DOCUMENT_SCHEMA, SchemaError};
 pub use store::{DB_FILE, StoreError};
 pub use vault::{
-    AuditEvent, AuditFilter, AuditKind, Clock, Contact, ContactError, CreateError, EXPORT_FORMAT, EditError,
-    GrantError, GrantInfo, GrantStatus, ImportError, ImportMode, NewGrant, OpenError, Peer, Purchase,
-    PurchaseRecord, ServeError, Share, ShareError, ShareStatus, StorageStats, Vault, VaultOptions,
-    VerifyReport,
+    Approval, AuditEvent, AuditFilter, AuditKind, FeedEntry, FeedFilter, Clock, Contact, ContactError, CreateError, EXPORT_FORMAT,
+    EditError, GrantError, GrantInfo, GrantStatus, ImportError, ImportMode, MAX_PENDING_PER_PEER,
+    MAX_REQUESTS_PER_PEER_PER_DAY, NewGrant, NewRequest, OpenError, Peer, Purchase, PurchaseRecord, Refusal,
+    RequestError, RequestInfo, RequestStatus, ServeError, Share, ShareError, ShareStatus, StorageStats,
+    Vault, VaultOptions, VerifyReport,
 };

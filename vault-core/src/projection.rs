@@ -242,6 +242,7 @@ mod tests {
             issued_at: 0,
             expires_at: None,
             prices,
+            request: None,
         }
     }
 

@@ -9,6 +9,16 @@
 //! dialer -> Erased(receipt) ...            listener -> Ended(revocation | expiry) ... (live)
 //! ```
 //!
+//! The dialer may also deliver consent requests on the control stream, before `ListShares`;
+//! each is acknowledged, and the listener tells the requester its denials next to its shares:
+//!
+//! ```text
+//! dialer -> Request(signed request)        listener -> RequestAck(id, accepted)
+//!                                          listener -> Denied(signed denial) ... (live)
+//! ```
+//!
+//! An approval needs no frame of its own: it is a grant naming the request, listed in `Shares`.
+//!
 //! Each certificate must verify and name the device the QUIC handshake authenticated. Then,
 //! for each live grant, the dialer opens one stream: `Open(grant id)` followed by Automerge
 //! sync messages both ways (`Sync`); the dialer sends the first one (its heads), so the
@@ -21,6 +31,7 @@
 
 use crate::grant::{ErasureReceipt, GrantId, Revocation, Signed, SignedGrant};
 use crate::identity::DeviceCertificate;
+use crate::request::{ConsentRequest, Denial, RequestId};
 
 /// The ALPN of the protocol.
 pub const ALPN: &[u8] = b"vault/sync/1";
@@ -72,6 +83,18 @@ pub enum Frame {
     Sync(Vec<u8>),
     /// The request is refused (no reason is given, on purpose).
     Refused,
+    /// A consent request, delivered by its requester.
+    Request(Signed<ConsentRequest>),
+    /// The answer to a delivery: queued for the holder's decision, or not accepted (too many
+    /// requests from this peer, or not addressed to this vault).
+    RequestAck {
+        /// The request delivered.
+        request: RequestId,
+        /// Whether it is now waiting for the holder's decision.
+        accepted: bool,
+    },
+    /// The holder said no to one of the dialer's requests.
+    Denied(Signed<Denial>),
 }
 
 /// A frame could not be read.
@@ -103,6 +126,9 @@ const T_ERASED: u8 = 5;
 const T_OPEN: u8 = 6;
 const T_SYNC: u8 = 7;
 const T_REFUSED: u8 = 8;
+const T_REQUEST: u8 = 9;
+const T_REQUEST_ACK: u8 = 10;
+const T_DENIED: u8 = 11;
 
 fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
     out.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
@@ -159,6 +185,19 @@ pub fn encode(frame: &Frame) -> Vec<u8> {
             out.extend_from_slice(message);
         }
         Frame::Refused => out.push(T_REFUSED),
+        Frame::Request(r) => {
+            out.push(T_REQUEST);
+            out.extend_from_slice(&r.to_bytes());
+        }
+        Frame::RequestAck { request, accepted } => {
+            out.push(T_REQUEST_ACK);
+            out.extend_from_slice(request.as_bytes());
+            out.push(u8::from(*accepted));
+        }
+        Frame::Denied(d) => {
+            out.push(T_DENIED);
+            out.extend_from_slice(&d.to_bytes());
+        }
     }
     out
 }
@@ -249,6 +288,23 @@ pub fn decode(body: &[u8]) -> Result<Frame, FrameError> {
         T_OPEN => Frame::Open(r.grant_id()?),
         T_SYNC => Frame::Sync(r.take(r.0.len())?.to_vec()),
         T_REFUSED => Frame::Refused,
+        T_REQUEST => {
+            let rest = r.take(r.0.len())?;
+            Frame::Request(Signed::<ConsentRequest>::from_bytes(rest).map_err(|_| FrameError::BadStatement)?)
+        }
+        T_REQUEST_ACK => {
+            let request = RequestId::from_raw(r.take(10)?).expect("10 bytes");
+            let accepted = match r.u8()? {
+                0 => false,
+                1 => true,
+                other => return Err(FrameError::UnknownType(other)),
+            };
+            Frame::RequestAck { request, accepted }
+        }
+        T_DENIED => {
+            let rest = r.take(r.0.len())?;
+            Frame::Denied(Signed::<Denial>::from_bytes(rest).map_err(|_| FrameError::BadStatement)?)
+        }
         other => return Err(FrameError::UnknownType(other)),
     };
     r.finish()?;
@@ -277,6 +333,7 @@ mod tests {
                 issued_at: 1_800_000_000,
                 expires_at: None,
                 prices: true,
+                request: None,
             },
             &alice,
         )
@@ -296,6 +353,33 @@ mod tests {
             &shop,
         )
         .unwrap();
+        let request_id = RequestId::from_raw(&[9; 10]).unwrap();
+        let request = Signed::sign(
+            ConsentRequest {
+                id: request_id,
+                requester: shop.public(),
+                holder: alice.public(),
+                fields: vec!["profile.email".parse().unwrap()],
+                filter: None,
+                purpose: "delivery".into(),
+                duration: Some(90 * 86_400),
+                prices: false,
+                made_at: 1_800_000_000,
+            },
+            &shop,
+        )
+        .unwrap();
+        let denial = Signed::sign(
+            Denial {
+                request: request_id,
+                holder: alice.public(),
+                requester: shop.public(),
+                reason: Some("not now".into()),
+                denied_at: 1_800_000_300,
+            },
+            &alice,
+        )
+        .unwrap();
         vec![
             Frame::Hello(alice.certify(device.public())),
             Frame::ListShares,
@@ -311,6 +395,9 @@ mod tests {
             Frame::Open(grant.statement().id),
             Frame::Sync(vec![1, 2, 3]),
             Frame::Refused,
+            Frame::Request(request),
+            Frame::RequestAck { request: request_id, accepted: true },
+            Frame::Denied(denial),
         ]
     }
 
@@ -357,7 +444,7 @@ mod tests {
         }
 
         #[test]
-        fn truncations_and_flips_never_panic(which in 0usize..8, cut in any::<usize>(), flip in any::<usize>()) {
+        fn truncations_and_flips_never_panic(which in 0usize..11, cut in any::<usize>(), flip in any::<usize>()) {
             let frame = encode(&sample_frames()[which]);
             let _ = decode(&frame[..cut % (frame.len() + 1)]);
             let mut flipped = frame.clone();

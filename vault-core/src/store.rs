@@ -42,6 +42,10 @@ const MIGRATIONS: &[&str] = &[
     // 3: the grantee's copies, as Automerge chunks per received grant.
     "CREATE TABLE received_chunks (grant_id BLOB NOT NULL, seq INTEGER NOT NULL, blob BLOB NOT NULL,
                                    PRIMARY KEY (grant_id, seq));",
+    // 4: consent requests (received and sent), and the grantee's decoded view of each share.
+    "CREATE TABLE requests_in (id BLOB PRIMARY KEY, blob BLOB NOT NULL);
+     CREATE TABLE requests_out (id BLOB PRIMARY KEY, blob BLOB NOT NULL);
+     CREATE TABLE received_views (grant_id BLOB PRIMARY KEY, blob BLOB NOT NULL);",
 ];
 
 /// Problems with the storage layer that are not the user's doing.

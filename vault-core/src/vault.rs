@@ -16,12 +16,19 @@ use serde_json::Value;
 
 mod audit;
 mod contacts;
+mod feed;
 mod received;
+mod requests;
 mod sharing;
 
 pub use audit::{AuditEvent, AuditFilter, AuditKind};
 pub use contacts::{Contact, ContactError, Peer};
+pub use feed::{FeedEntry, FeedFilter};
 pub use received::{Share, ShareError, ShareStatus};
+pub use requests::{
+    Approval, MAX_PENDING_PER_PEER, MAX_REQUESTS_PER_PEER_PER_DAY, NewRequest, Refusal, RequestError,
+    RequestInfo, RequestStatus,
+};
 pub use sharing::{GrantError, GrantInfo, GrantStatus, NewGrant, ServeError};
 
 use crate::doc::{DocError, PREFERENCES, PROFILE, Touched, VaultDoc};
@@ -538,6 +545,8 @@ pub struct Vault {
     grant_cache: sharing::GrantCache,
     /// Replicas of received shares loaded by this process.
     replicas: received::ReplicaCache,
+    /// When a refused request was last logged, per peer and kind (keeps floods out of the log).
+    refusals_logged: std::collections::HashMap<(IdentityId, u8), i64>,
     clock: Clock,
 }
 
@@ -633,6 +642,7 @@ impl Vault {
             serve_states: Default::default(),
             grant_cache: Default::default(),
             replicas: Default::default(),
+            refusals_logged: Default::default(),
             data_version: 0,
             clock,
         })

@@ -34,6 +34,18 @@ pub enum AuditKind {
     ShareReceived,
     /// This vault erased a share it had received (revoked or expired).
     ShareErased,
+    /// This vault asked someone for access.
+    RequestSent,
+    /// Someone asked this vault for access.
+    RequestReceived,
+    /// A delivered request was not accepted (blocked, misaddressed, too many).
+    RequestRefused,
+    /// This vault approved a request (with the grant it issued).
+    RequestApproved,
+    /// This vault denied a request.
+    RequestDenied,
+    /// This vault learned the answer to one of its requests.
+    RequestAnswered,
 }
 
 /// One line of the access log.

@@ -4,14 +4,14 @@
 use std::collections::HashMap;
 
 use automerge::sync::{Message, State as SyncState, SyncDoc};
-use automerge::{AutoCommit, ROOT};
+use automerge::{AutoCommit, ROOT, ReadDoc};
 use rusqlite::params;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::Vault;
 use super::audit::{AuditEvent, AuditKind};
-use crate::doc::obj_to_json;
+use crate::doc::{PURCHASES, Touched, obj_to_json, touched_between};
 use crate::grant::{ErasureReceipt, GrantId, Signed, SignedGrant};
 use crate::identity::{IdentityId, Ticket};
 use crate::protocol::Ended;
@@ -19,6 +19,9 @@ use crate::store::StoreError;
 
 const RECEIVED: &str = "received";
 const CHUNKS: &str = "received_chunks";
+/// The decoded values of each live share (JSON), kept beside its chunks so that reading what
+/// is shared (`shared`, `feed`) does not load Automerge documents.
+const VIEWS: &str = "received_views";
 
 /// Where a received share stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -146,6 +149,7 @@ impl Vault {
         self.store
             .conn
             .execute("DELETE FROM received_chunks WHERE grant_id = ?1", [id.as_bytes().as_slice()])?;
+        self.store.conn.execute("DELETE FROM received_views WHERE grant_id = ?1", [id.as_bytes().as_slice()])?;
         self.replicas.remove(id);
         let receipt = Signed::sign(
             ErasureReceipt {
@@ -233,6 +237,7 @@ impl Vault {
                     v.erase_received(&id, &mut record, status)?;
                 }
             }
+            v.note_answers(&issuer, live, &[])?;
             v.erase_expired_locked()?;
             // A receipt for a grant this issuer no longer lists as ended has been recorded.
             for id in v.received_ids()? {
@@ -405,6 +410,7 @@ impl Vault {
         let received: Vec<u8> = message.changes.iter().flatten().copied().collect();
         let now = self.now();
         self.write(|v| {
+            let old_view = v.view(id)?;
             let replica = v.load_replica(id)?;
             let before = replica.am.get_heads();
             replica
@@ -427,6 +433,19 @@ impl Vault {
                     .map_err(StoreError::from)?;
                 v.replicas.get_mut(id).expect("loaded").last_seq = seq;
             }
+            if changed {
+                let replica = v.replicas.get_mut(id).expect("loaded");
+                let after = replica.am.get_heads();
+                let view = match old_view {
+                    Some(mut view) if !before.is_empty() => {
+                        let touched = touched_between(&mut replica.am, &before, &after);
+                        update_view(&mut view, &replica.am, &touched);
+                        view
+                    }
+                    _ => obj_to_json(&replica.am, &ROOT),
+                };
+                v.put_view(id, &view)?;
+            }
             let mut record = v.received_record(id)?.ok_or(ShareError::Unknown(*id))?;
             record.sync_state = sync_state;
             if changed {
@@ -437,6 +456,52 @@ impl Vault {
         })
     }
 
+    pub(crate) fn view_bytes(&self, id: &GrantId) -> Result<Option<Vec<u8>>, StoreError> {
+        let blob: Option<Vec<u8>> = rusqlite::OptionalExtension::optional(self.store.conn.query_row(
+            "SELECT blob FROM received_views WHERE grant_id = ?1",
+            [id.as_bytes().as_slice()],
+            |r| r.get(0),
+        ))?;
+        blob.map(|b| self.store.open_row_named(VIEWS, id.as_bytes(), id, &b)).transpose()
+    }
+
+    /// Every received grant with its status (grants were verified when they arrived).
+    pub(crate) fn received_grants(&self) -> Result<Vec<(SignedGrant, ShareStatus)>, StoreError> {
+        let mut out = Vec::new();
+        for id in self.received_ids()? {
+            let Some(record) = self.received_record(&id)? else { continue };
+            let grant = SignedGrant::from_stored(&record.grant)
+                .ok_or_else(|| StoreError::Damaged(format!("{RECEIVED} row {id}")))?;
+            out.push((grant, record.status));
+        }
+        Ok(out)
+    }
+
+    /// The replica of a live share.
+    pub(crate) fn replica_doc(&mut self, id: &GrantId) -> Result<&AutoCommit, StoreError> {
+        match self.load_replica(id) {
+            Ok(replica) => Ok(&replica.am),
+            Err(ShareError::Store(e)) => Err(e),
+            Err(_) => Err(StoreError::Damaged(format!("{RECEIVED} row {id}"))),
+        }
+    }
+
+    fn view(&self, id: &GrantId) -> Result<Option<Value>, StoreError> {
+        self.view_bytes(id)?
+            .map(|b| serde_json::from_slice(&b).map_err(|_| StoreError::Damaged(format!("{VIEWS} row {id}"))))
+            .transpose()
+    }
+
+    fn put_view(&self, id: &GrantId, view: &Value) -> Result<(), StoreError> {
+        let blob = self.store.seal_row(VIEWS, id.as_bytes(), &serde_json::to_vec(view).expect("serializes"));
+        self.store.conn.execute(
+            "INSERT INTO received_views (grant_id, blob) VALUES (?1, ?2)
+             ON CONFLICT (grant_id) DO UPDATE SET blob = excluded.blob",
+            params![id.as_bytes().as_slice(), blob],
+        )?;
+        Ok(())
+    }
+
     /// Everything shared with this vault, live and withdrawn.
     pub fn shares(&mut self) -> Result<Vec<Share>, ShareError> {
         let mut out = Vec::new();
@@ -445,7 +510,11 @@ impl Vault {
             let grant = SignedGrant::from_bytes(&record.grant)
                 .map_err(|_| StoreError::Damaged(format!("{RECEIVED} row {id}")))?;
             let values = if record.status == ShareStatus::Live {
-                Some(obj_to_json(&self.load_replica(&id)?.am, &ROOT))
+                match self.view(&id)? {
+                    Some(view) => Some(view),
+                    // Shares received before views existed, or before their first update.
+                    None => Some(obj_to_json(&self.load_replica(&id)?.am, &ROOT)),
+                }
             } else {
                 None
             };
@@ -460,5 +529,47 @@ impl Vault {
         }
         out.sort_by_key(|s| std::cmp::Reverse(s.grant.statement().issued_at));
         Ok(out)
+    }
+}
+
+/// Brings a decoded view up to date with what changed in its replica.
+fn update_view(view: &mut Value, am: &AutoCommit, touched: &[Touched]) {
+    if !view.is_object() {
+        *view = Value::Object(Default::default());
+    }
+    let root = view.as_object_mut().expect("an object");
+    for t in touched {
+        match t {
+            Touched::Section(section) => match am.get(ROOT, section.as_str()) {
+                Ok(Some((automerge::Value::Object(_), obj))) => {
+                    root.insert(section.clone(), obj_to_json(am, &obj));
+                }
+                _ => {
+                    root.remove(section);
+                }
+            },
+            Touched::Purchase(pid) => {
+                let purchases = match am.get(ROOT, PURCHASES) {
+                    Ok(Some((automerge::Value::Object(_), obj))) => obj,
+                    _ => {
+                        root.remove(PURCHASES);
+                        continue;
+                    }
+                };
+                let entry = root.entry(PURCHASES).or_insert_with(|| Value::Object(Default::default()));
+                if !entry.is_object() {
+                    *entry = Value::Object(Default::default());
+                }
+                let map = entry.as_object_mut().expect("an object");
+                match am.get(&purchases, pid.as_str()) {
+                    Ok(Some((automerge::Value::Object(_), obj))) => {
+                        map.insert(pid.clone(), obj_to_json(am, &obj));
+                    }
+                    _ => {
+                        map.remove(pid);
+                    }
+                }
+            }
+        }
     }
 }

@@ -320,6 +320,15 @@ impl Vault {
     /// Signs and stores a grant, builds its projection from the current values, and logs it,
     /// all in one transaction.
     pub fn issue_grant(&mut self, new: NewGrant) -> Result<SignedGrant, GrantError> {
+        self.write(|v| v.issue_grant_locked(new, None))
+    }
+
+    /// Issues a grant inside the caller's write transaction, answering `request` if given.
+    pub(crate) fn issue_grant_locked(
+        &mut self,
+        new: NewGrant,
+        request: Option<crate::request::RequestId>,
+    ) -> Result<SignedGrant, GrantError> {
         let now = self.now();
         if new.expires_at.is_some_and(|e| e <= now) {
             return Err(GrantError::ExpiryInPast);
@@ -337,9 +346,11 @@ impl Vault {
             issued_at: now,
             expires_at: new.expires_at,
             prices: new.prices,
+            request,
         };
         let signed = Signed::sign(grant, &self.identity)?;
-        self.write(|v| {
+        {
+            let v = self;
             v.catch_up().map_err(|e| match e {
                 super::EditError::Store(s) => GrantError::Store(s),
                 other => GrantError::Store(StoreError::Damaged(other.to_string())),
@@ -366,8 +377,7 @@ impl Vault {
             v.log_event(&event)?;
             v.projections
                 .insert(g.id, ProjectionState { projection, as_of_seq, as_of, last_seq: 1, chunks: 1 });
-            Ok::<_, GrantError>(())
-        })?;
+        }
         Ok(signed)
     }
 

@@ -1,0 +1,295 @@
+//! Consent requests and denials: the signed statements of the "ask, then consent" journey.
+//!
+//! A requester (a seller, or a friend asking to follow a purchase feed) signs a
+//! [`ConsentRequest`] naming the fields it wants, why, and for how long. The data's owner
+//! answers with a grant that names the request ([`crate::Grant::request`]) and is never wider
+//! than asked ([`ConsentRequest::permits`]), or with a signed [`Denial`].
+
+use serde::{Deserialize, Serialize};
+
+use crate::grant::{MAX_FIELDS, MAX_PURPOSE_LEN, Statement, random_id};
+use crate::identity::IdentityId;
+use crate::path::{FieldPath, RecordFilter};
+
+/// Longest duration a request may ask for: ten years, in seconds.
+pub const MAX_REQUEST_DURATION: i64 = 10 * 366 * 86_400;
+/// Longest reason given with a denial, in bytes.
+pub const MAX_REASON_LEN: usize = 500;
+
+random_id!(
+    /// The id of a consent request: 80 random bits, printed as 16 lowercase base32 characters.
+    RequestId,
+    "request"
+);
+
+/// A request, signed by the requester, for access to some of the audience's fields.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsentRequest {
+    /// The request's id.
+    pub id: RequestId,
+    /// Who asks (and would receive).
+    pub requester: IdentityId,
+    /// Whose data is asked for: the one who decides.
+    pub holder: IdentityId,
+    /// What is asked for.
+    pub fields: Vec<FieldPath>,
+    /// Which purchase records, when not all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<RecordFilter>,
+    /// Why (required).
+    pub purpose: String,
+    /// For how long, in seconds; none for as long as the holder allows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration: Option<i64>,
+    /// Whether purchase prices are asked for.
+    pub prices: bool,
+    /// Unix seconds.
+    pub made_at: i64,
+}
+
+impl Statement for ConsentRequest {
+    const LABEL: &'static [u8] = b"vault/v1/consent-request";
+    const KIND: &'static str = "consent request";
+
+    fn author(&self) -> IdentityId {
+        self.requester
+    }
+
+    fn check(&self) -> Result<(), String> {
+        if self.fields.is_empty() {
+            return Err("it asks for no field".into());
+        }
+        if self.fields.len() > MAX_FIELDS {
+            return Err(format!("it asks for more than {MAX_FIELDS} fields"));
+        }
+        if self.purpose.trim().is_empty() {
+            return Err("the purpose is required".into());
+        }
+        if self.purpose.len() > MAX_PURPOSE_LEN {
+            return Err(format!("the purpose is longer than {MAX_PURPOSE_LEN} bytes"));
+        }
+        if self.requester == self.holder {
+            return Err("requester and holder are the same identity".into());
+        }
+        if self.duration.is_some_and(|d| d <= 0 || d > MAX_REQUEST_DURATION) {
+            return Err("the duration must be between one second and ten years".into());
+        }
+        if self.filter.is_some() && !self.fields.iter().any(|f| matches!(f, FieldPath::Purchases(_))) {
+            return Err("a record filter needs a purchases field".into());
+        }
+        Ok(())
+    }
+}
+
+/// How an answer would be wider than the request.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum WiderThanAsked {
+    /// A field the request does not cover.
+    #[error("field \"{0}\" was not asked for")]
+    Field(FieldPath),
+    /// All records, where the request named a filter.
+    #[error("the request asks only for {0}")]
+    Filter(RecordFilter),
+    /// Prices were not asked for.
+    #[error("prices were not asked for")]
+    Prices,
+    /// Longer than asked.
+    #[error("the request asks for {asked} days at most")]
+    Duration {
+        /// Days asked for.
+        asked: i64,
+    },
+}
+
+impl ConsentRequest {
+    /// True when this asks for a purchase feed (every purchase field, possibly filtered).
+    pub fn is_follow(&self) -> bool {
+        self.fields == [FieldPath::Purchases(None)]
+    }
+
+    /// Checks that an answer is no wider than the request: every field within a requested
+    /// one, the same filter when one was asked for, prices only if asked, and an expiry no
+    /// later than the requested duration allows (from `now`).
+    pub fn permits(
+        &self,
+        fields: &[FieldPath],
+        filter: Option<&RecordFilter>,
+        prices: bool,
+        expires_at: Option<i64>,
+        now: i64,
+    ) -> Result<(), WiderThanAsked> {
+        for field in fields {
+            if !self.fields.iter().any(|asked| asked.covers(field)) {
+                return Err(WiderThanAsked::Field(field.clone()));
+            }
+        }
+        if let Some(asked) = &self.filter
+            && filter != Some(asked)
+        {
+            return Err(WiderThanAsked::Filter(asked.clone()));
+        }
+        let touches_purchases = fields.iter().any(|f| matches!(f, FieldPath::Purchases(_)));
+        if prices && touches_purchases && !self.prices {
+            return Err(WiderThanAsked::Prices);
+        }
+        if let Some(duration) = self.duration {
+            let latest = now.saturating_add(duration);
+            if expires_at.is_none_or(|e| e > latest) {
+                return Err(WiderThanAsked::Duration { asked: (duration + 86_399) / 86_400 });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The holder's signed "no" to a consent request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Denial {
+    /// The request denied.
+    pub request: RequestId,
+    /// Who denies (the request's holder).
+    pub holder: IdentityId,
+    /// Who asked.
+    pub requester: IdentityId,
+    /// Why, if the holder says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Unix seconds.
+    pub denied_at: i64,
+}
+
+impl Statement for Denial {
+    const LABEL: &'static [u8] = b"vault/v1/denial";
+    const KIND: &'static str = "denial";
+
+    fn author(&self) -> IdentityId {
+        self.holder
+    }
+
+    fn check(&self) -> Result<(), String> {
+        if self.reason.as_ref().is_some_and(|r| r.len() > MAX_REASON_LEN) {
+            return Err(format!("the reason is longer than {MAX_REASON_LEN} bytes"));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::grant::Signed;
+    use crate::identity::Identity;
+    use proptest::prelude::*;
+
+    fn request(shop: &Identity, alice: &Identity) -> ConsentRequest {
+        ConsentRequest {
+            id: RequestId::random(),
+            requester: shop.public(),
+            holder: alice.public(),
+            fields: vec!["profile.email".parse().unwrap(), "profile.address".parse().unwrap()],
+            filter: None,
+            purpose: "delivery".into(),
+            duration: Some(90 * 86_400),
+            prices: false,
+            made_at: 1_800_000_000,
+        }
+    }
+
+    #[test]
+    fn requests_are_signed_by_the_requester() {
+        let (shop, alice) = (Identity::generate(), Identity::generate());
+        let signed = Signed::sign(request(&shop, &alice), &shop).unwrap();
+        assert_eq!(Signed::<ConsentRequest>::from_bytes(&signed.to_bytes()).unwrap(), signed);
+        // Nobody else can ask in the shop's name.
+        assert!(Signed::sign(request(&shop, &alice), &alice).is_err());
+        // A widened body no longer verifies.
+        let body =
+            String::from_utf8(signed.body().to_vec()).unwrap().replace("profile.email", "profile.phone");
+        assert!(Signed::<ConsentRequest>::verify(body.as_bytes(), signed.signature()).is_err());
+    }
+
+    #[test]
+    fn request_rules() {
+        let (shop, alice) = (Identity::generate(), Identity::generate());
+        let mut r = request(&shop, &alice);
+        r.purpose = " ".into();
+        assert!(Signed::sign(r, &shop).is_err(), "a purpose is required");
+        let mut r = request(&shop, &alice);
+        r.fields.clear();
+        assert!(Signed::sign(r, &shop).is_err());
+        let mut r = request(&shop, &alice);
+        r.duration = Some(0);
+        assert!(Signed::sign(r, &shop).is_err());
+        let mut r = request(&shop, &alice);
+        r.holder = shop.public();
+        assert!(Signed::sign(r, &shop).is_err());
+    }
+
+    #[test]
+    fn answers_are_never_wider_than_asked() {
+        let (shop, alice) = (Identity::generate(), Identity::generate());
+        let r = request(&shop, &alice);
+        let now = r.made_at;
+        let in_30_days = Some(now + 30 * 86_400);
+        let email: FieldPath = "profile.email".parse().unwrap();
+        let city: FieldPath = "profile.address.city".parse().unwrap();
+        let phone: FieldPath = "profile.phone".parse().unwrap();
+        // Narrower: fewer fields, a subtree of a requested one, a shorter time.
+        assert_eq!(r.permits(&[email.clone(), city], None, false, in_30_days, now), Ok(()));
+        assert_eq!(
+            r.permits(&[email.clone(), phone.clone()], None, false, in_30_days, now),
+            Err(WiderThanAsked::Field(phone))
+        );
+        assert_eq!(
+            r.permits(std::slice::from_ref(&email), None, false, Some(now + 91 * 86_400), now),
+            Err(WiderThanAsked::Duration { asked: 90 })
+        );
+        assert_eq!(
+            r.permits(std::slice::from_ref(&email), None, false, None, now),
+            Err(WiderThanAsked::Duration { asked: 90 }),
+            "no expiry is longer than any duration"
+        );
+        let mut feed = request(&shop, &alice);
+        feed.fields = vec![FieldPath::Purchases(None)];
+        feed.filter = Some("tag=books".parse().unwrap());
+        let all = [FieldPath::Purchases(None)];
+        assert!(feed.is_follow());
+        assert!(matches!(feed.permits(&all, None, false, in_30_days, now), Err(WiderThanAsked::Filter(_))));
+        let books: RecordFilter = "tag=books".parse().unwrap();
+        assert_eq!(feed.permits(&all, Some(&books), true, in_30_days, now), Err(WiderThanAsked::Prices));
+        assert_eq!(feed.permits(&all, Some(&books), false, in_30_days, now), Ok(()));
+    }
+
+    #[test]
+    fn denials_are_signed_by_the_holder() {
+        let (shop, alice) = (Identity::generate(), Identity::generate());
+        let denial = Denial {
+            request: RequestId::random(),
+            holder: alice.public(),
+            requester: shop.public(),
+            reason: Some("not needed".into()),
+            denied_at: 1_800_000_000,
+        };
+        assert!(Signed::sign(denial.clone(), &shop).is_err());
+        let signed = Signed::sign(denial, &alice).unwrap();
+        assert_eq!(Signed::<Denial>::from_bytes(&signed.to_bytes()).unwrap(), signed);
+    }
+
+    #[test]
+    fn request_ids_parse_and_print() {
+        let id = RequestId::random();
+        assert_eq!(id.to_string().parse::<RequestId>().unwrap(), id);
+        assert!("not-an-id".parse::<RequestId>().is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn decoders_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let _ = Signed::<ConsentRequest>::from_bytes(&bytes);
+            let _ = Signed::<Denial>::from_bytes(&bytes);
+        }
+    }
+}
