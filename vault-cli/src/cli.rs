@@ -67,8 +67,22 @@ pub(crate) enum Command {
     Serve(ServeArgs),
     /// Connect to a peer (or every peer that shares with you), exchange, and exit
     Sync(SyncArgs),
+    /// Ask PEER for access to some of their fields, for a stated purpose (seller side)
+    Request(RequestArgs),
+    /// Consent requests: those waiting for your decision (or, with --sent, the ones you made)
+    Requests(RequestsArgs),
+    /// Approve a request: grant what was asked, or less
+    Approve(ApproveArgs),
+    /// Deny a request; the requester is told
+    Deny(DenyArgs),
+    /// Ask PEER to share their purchase feed with you (friend side)
+    Follow(FollowArgs),
+    /// The purchases shared by everyone you follow, newest first
+    Feed(FeedArgs),
     /// What others share with you: by grant, with purpose, expiry and the signed grant
     Shared(SharedArgs),
+    /// Run the whole story on this machine: three vaults, real endpoints on loopback
+    Demo(DemoArgs),
     /// Print a shell completion script
     Completions(CompletionsArgs),
 }
@@ -147,6 +161,14 @@ pub(crate) struct SyncArgs {
     pub(crate) no_relay: bool,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum TableFormat {
+    /// One JSON document, each row with its consent receipt
+    Json,
+    /// Comma-separated values with a header row, the receipt in the last columns
+    Csv,
+}
+
 #[derive(Debug, Args)]
 pub(crate) struct SharedArgs {
     /// Only what this peer shares (contact name, ticket or identity)
@@ -155,6 +177,131 @@ pub(crate) struct SharedArgs {
     /// Only shares granted for this purpose (case-insensitive substring)
     #[arg(long)]
     pub(crate) purpose: Option<String>,
+    /// Export the list (who consented, to what, until when, with the consent receipt)
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub(crate) export: Option<TableFormat>,
+    /// Write the export to FILE instead of standard output
+    #[arg(short, long, value_name = "FILE", requires = "export")]
+    pub(crate) output: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RequestArgs {
+    /// Whose data: a contact name or a ticket
+    pub(crate) peer: String,
+    /// Field paths, comma-separated or repeated: profile.email, profile.address, purchases, ...
+    #[arg(long, required = true, value_delimiter = ',', num_args = 1..)]
+    pub(crate) fields: Vec<String>,
+    /// Why you need them (shown to the customer, required)
+    #[arg(long)]
+    pub(crate) purpose: String,
+    /// For how long: 90d, 12h, 2w [default: until the customer revokes]
+    #[arg(long)]
+    pub(crate) duration: Option<String>,
+    /// Only some purchase records: purchases[tag=books]
+    #[arg(long)]
+    pub(crate) filter: Option<String>,
+    /// Do not ask for purchase prices
+    #[arg(long)]
+    pub(crate) no_prices: bool,
+    /// Do not use relays or address lookup (local networks and tests)
+    #[arg(long)]
+    pub(crate) no_relay: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct FollowArgs {
+    /// Whose feed: a contact name or a ticket
+    pub(crate) peer: String,
+    /// Why (shown to them)
+    #[arg(long, default_value = "follow your purchases")]
+    pub(crate) purpose: String,
+    /// Only purchases with this tag
+    #[arg(long)]
+    pub(crate) tag: Option<String>,
+    /// For how long: 90d, 12h, 2w [default: until they revoke]
+    #[arg(long)]
+    pub(crate) duration: Option<String>,
+    /// Do not ask for prices
+    #[arg(long)]
+    pub(crate) no_prices: bool,
+    /// Do not use relays or address lookup (local networks and tests)
+    #[arg(long)]
+    pub(crate) no_relay: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RequestsArgs {
+    /// The requests you made, with their answers
+    #[arg(long)]
+    pub(crate) sent: bool,
+    /// Include answered requests
+    #[arg(long)]
+    pub(crate) all: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ApproveArgs {
+    /// The request id (from `vault requests`)
+    pub(crate) request_id: String,
+    /// Grant only these of the requested fields (comma-separated)
+    #[arg(long, value_delimiter = ',', num_args = 1..)]
+    pub(crate) fields: Option<Vec<String>>,
+    /// End sooner than asked: a duration (30d) or a date (YYYY-MM-DD)
+    #[arg(long)]
+    pub(crate) expires: Option<String>,
+    /// Only some purchase records: purchases[tag=books]
+    #[arg(long)]
+    pub(crate) filter: Option<String>,
+    /// Leave purchase prices out
+    #[arg(long)]
+    pub(crate) no_prices: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DenyArgs {
+    /// The request id (from `vault requests`)
+    pub(crate) request_id: String,
+    /// Tell the requester why
+    #[arg(long)]
+    pub(crate) reason: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct FeedArgs {
+    #[command(subcommand)]
+    pub(crate) compare: Option<FeedCommand>,
+    /// Only purchases shared by this peer (contact name, ticket or identity)
+    #[arg(long)]
+    pub(crate) from: Option<String>,
+    /// Only purchases with this tag
+    #[arg(long)]
+    pub(crate) tag: Option<String>,
+    /// Only purchases from this seller
+    #[arg(long)]
+    pub(crate) seller: Option<String>,
+    /// What friends paid for an item (case-insensitive match), lowest price first
+    #[arg(long)]
+    pub(crate) item: Option<String>,
+    /// Show at most N purchases [default: all]
+    #[arg(long, value_name = "N")]
+    pub(crate) limit: Option<usize>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum FeedCommand {
+    /// What friends paid for ITEM, lowest first (same as --item)
+    Compare {
+        /// The item (case-insensitive match)
+        item: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DemoArgs {
+    /// Keep the three demo vaults in this directory instead of a temporary one
+    #[arg(long, value_name = "DIR")]
+    pub(crate) keep: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

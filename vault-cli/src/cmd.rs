@@ -3,7 +3,9 @@
 mod audit;
 mod completions;
 mod contact;
+mod demo;
 mod export;
+mod feed;
 mod grant;
 mod id;
 mod import;
@@ -11,6 +13,7 @@ mod init;
 mod pref;
 mod profile;
 mod purchase;
+mod request;
 mod serve;
 mod shared;
 mod verify;
@@ -24,6 +27,9 @@ use crate::cli::{Cli, Command};
 pub(crate) fn run(cli: Cli) -> Result<Outcome> {
     if let Command::Completions(args) = &cli.command {
         return completions::run(args);
+    }
+    if let Command::Demo(args) = &cli.command {
+        return demo::run(args);
     }
     let app = App::new(&cli.global)?;
     match cli.command {
@@ -43,6 +49,13 @@ pub(crate) fn run(cli: Cli) -> Result<Outcome> {
         Command::Serve(args) => serve::serve(&app, &args),
         Command::Sync(args) => serve::sync(&app, &args),
         Command::Shared(args) => shared::run(&app, &args),
+        Command::Request(args) => request::request(&app, &args),
+        Command::Follow(args) => request::follow(&app, &args),
+        Command::Requests(args) => request::list(&app, &args),
+        Command::Approve(args) => request::approve(&app, &args),
+        Command::Deny(args) => request::deny(&app, &args),
+        Command::Feed(args) => feed::run(&app, &args),
+        Command::Demo(_) => unreachable!("handled above"),
         Command::Completions(_) => unreachable!("handled above"),
     }
 }

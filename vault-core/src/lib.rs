@@ -73,9 +73,9 @@ pub use request::{ConsentRequest, Denial, MAX_REASON_LEN, MAX_REQUEST_DURATION, 
 pub use schema::{DOCUMENT_SCHEMA, SchemaError};
 pub use store::{DB_FILE, StoreError};
 pub use vault::{
-    Approval, AuditEvent, AuditFilter, AuditKind, FeedEntry, FeedFilter, Clock, Contact, ContactError, CreateError, EXPORT_FORMAT,
-    EditError, GrantError, GrantInfo, GrantStatus, ImportError, ImportMode, MAX_PENDING_PER_PEER,
-    MAX_REQUESTS_PER_PEER_PER_DAY, NewGrant, NewRequest, OpenError, Peer, Purchase, PurchaseRecord, Refusal,
-    RequestError, RequestInfo, RequestStatus, ServeError, Share, ShareError, ShareStatus, StorageStats,
-    Vault, VaultOptions, VerifyReport,
+    Approval, AuditEvent, AuditFilter, AuditKind, Clock, Contact, ContactError, CreateError, EXPORT_FORMAT,
+    EditError, FeedEntry, FeedFilter, GrantError, GrantInfo, GrantStatus, Holding, ImportError, ImportMode,
+    MAX_PENDING_PER_PEER, MAX_REQUESTS_PER_PEER_PER_DAY, NewGrant, NewRequest, OpenError, Peer, Purchase,
+    PurchaseRecord, Refusal, RequestError, RequestInfo, RequestStatus, ServeError, Share, ShareError,
+    ShareStatus, StorageStats, Vault, VaultOptions, VerifyReport,
 };

@@ -26,8 +26,8 @@ pub use contacts::{Contact, ContactError, Peer};
 pub use feed::{FeedEntry, FeedFilter};
 pub use received::{Share, ShareError, ShareStatus};
 pub use requests::{
-    Approval, MAX_PENDING_PER_PEER, MAX_REQUESTS_PER_PEER_PER_DAY, NewRequest, Refusal, RequestError,
-    RequestInfo, RequestStatus,
+    Approval, Holding, MAX_PENDING_PER_PEER, MAX_REQUESTS_PER_PEER_PER_DAY, NewRequest, Refusal,
+    RequestError, RequestInfo, RequestStatus,
 };
 pub use sharing::{GrantError, GrantInfo, GrantStatus, NewGrant, ServeError};
 

@@ -19,6 +19,8 @@ use crate::{HANDSHAKE_TIMEOUT, SyncError, device_id, endpoint_id};
 const SETTLE: Duration = Duration::from_secs(2);
 /// Longest wait between reconnection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// How often the node looks for new peers to keep a session with, at the latest.
+const PICK_UP: Duration = Duration::from_secs(2);
 
 /// What a sync exchanged.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -29,6 +31,10 @@ pub struct SyncReport {
     pub updated: usize,
     /// Shares erased because they ended.
     pub erased: usize,
+    /// Consent requests delivered and accepted by the peer.
+    pub delivered: usize,
+    /// Consent requests the peer did not accept (too many, or refused).
+    pub not_accepted: usize,
 }
 
 /// Dials `ticket`, exchanges everything once, and hands the vault back with the outcome.
@@ -102,6 +108,11 @@ pub(crate) async fn session(
             }
             _ => return Err(SyncError::Protocol("expected hello".into())),
         };
+    // Deliver queued consent requests first: each is acknowledged before the share list.
+    let queued = shared.vault().undelivered_requests(&issuer).map_err(SyncError::vault)?;
+    for request in queued {
+        write_frame(&mut send, &Frame::Request(request)).await.map_err(SyncError::io)?;
+    }
     write_frame(&mut send, &Frame::ListShares).await.map_err(SyncError::io)?;
 
     let (tx, mut frames) = mpsc::channel::<Frame>(16);
@@ -128,6 +139,20 @@ pub(crate) async fn session(
                     let (live_grants, ended) = match frame {
                         Frame::Shares { live, ended } => (live, ended),
                         Frame::Ended(e) => (Vec::new(), vec![e]),
+                        Frame::RequestAck { request, accepted } => {
+                            shared
+                                .vault()
+                                .request_delivered(&issuer, &request, accepted)
+                                .map_err(SyncError::vault)?;
+                            if accepted { report.delivered += 1 } else { report.not_accepted += 1 }
+                            shared.changes.send_modify(|n| *n += 1);
+                            continue;
+                        }
+                        Frame::Denied(denial) => {
+                            shared.vault().accept_denials(&issuer, &[denial]).map_err(SyncError::vault)?;
+                            shared.changes.send_modify(|n| *n += 1);
+                            continue;
+                        }
                         _ => return Err(SyncError::Protocol("unexpected frame".into())),
                     };
                     got_shares = true;
@@ -254,17 +279,39 @@ async fn grant_stream(
     result.map(|()| changed)
 }
 
-/// Keeps a live session to every issuer of a live share (with a known ticket), reconnecting
-/// with exponential backoff. New issuers are picked up every few seconds.
+/// The peers this vault keeps a session with: issuers of live shares (or of erasure receipts
+/// not yet confirmed), and holders of requests queued or waiting for an answer.
+fn wanted_peers(vault: &Vault) -> Vec<(IdentityId, Option<Ticket>)> {
+    let mut peers = vault.share_issuers().unwrap_or_default();
+    for (holder, ticket) in vault.request_holders().unwrap_or_default() {
+        match peers.iter_mut().find(|(p, _)| *p == holder) {
+            Some((_, known)) if known.is_none() => *known = ticket,
+            Some(_) => {}
+            None => peers.push((holder, ticket)),
+        }
+    }
+    peers
+}
+
+/// Keeps a live session to every wanted peer with a known ticket (see [`wanted_peers`]),
+/// reconnecting with exponential backoff; this is also how queued consent requests get
+/// delivered. New peers are picked up within [`PICK_UP`]; a peer no longer wanted is let go
+/// at its next reconnection.
 pub(crate) async fn subscribe_all(shared: Arc<Shared>, endpoint: Endpoint, config: NodeConfig) {
     let _ = config;
     let mut running: HashSet<IdentityId> = HashSet::new();
-    let mut tasks = JoinSet::new();
+    let mut tasks: JoinSet<IdentityId> = JoinSet::new();
+    let mut changes = shared.changes.subscribe();
     loop {
-        let issuers = shared.vault().share_issuers().unwrap_or_default();
-        for (issuer, ticket) in issuers {
+        while let Some(done) = tasks.try_join_next() {
+            if let Ok(peer) = done {
+                running.remove(&peer);
+            }
+        }
+        let peers = wanted_peers(&shared.vault());
+        for (peer, ticket) in peers {
             let Some(ticket) = ticket else { continue };
-            if running.insert(issuer) {
+            if running.insert(peer) {
                 let (shared, endpoint) = (shared.clone(), endpoint.clone());
                 tasks.spawn(async move {
                     let mut backoff = Duration::from_millis(250);
@@ -272,17 +319,21 @@ pub(crate) async fn subscribe_all(shared: Arc<Shared>, endpoint: Endpoint, confi
                         let started = Instant::now();
                         match session(shared.clone(), &endpoint, &ticket, true).await {
                             Ok(_) => {}
-                            Err(e) => tracing::debug!(error = %e, %issuer, "session ended"),
+                            Err(e) => tracing::debug!(error = %e, %peer, "session ended"),
                         }
                         if started.elapsed() > Duration::from_secs(10) {
                             backoff = Duration::from_millis(250);
                         }
                         tokio::time::sleep(backoff).await;
                         backoff = (backoff * 2).min(MAX_BACKOFF);
+                        if !wanted_peers(&shared.vault()).iter().any(|(p, _)| *p == peer) {
+                            return peer;
+                        }
                     }
                 });
             }
         }
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        // Wake on a change (a new request or share) or every few seconds.
+        let _ = tokio::time::timeout(PICK_UP, changes.changed()).await;
     }
 }

@@ -11,7 +11,9 @@ use iroh::protocol::{AcceptError, ProtocolHandler, Router};
 use iroh::{Endpoint, RelayMode};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
-use vault_core::{ALPN, AuditEvent, AuditKind, Ended, Frame, GrantId, IdentityId, ServeError, Ticket, Vault};
+use vault_core::{
+    ALPN, AuditEvent, AuditKind, Ended, Frame, GrantId, IdentityId, RequestId, ServeError, Ticket, Vault,
+};
 
 use crate::frame::{CONTROL_LIMIT, GRANTEE_SYNC_LIMIT, read_frame, write_frame};
 use crate::{
@@ -312,6 +314,7 @@ async fn serve_connection(shared: Arc<Shared>, conn: Connection) -> Result<(), S
 
     let mut changes = shared.changes.subscribe();
     let mut told: Option<(BTreeSet<GrantId>, BTreeSet<GrantId>)> = None;
+    let mut denials_told: BTreeSet<RequestId> = BTreeSet::new();
     let mut subscribed = false;
     let mut window = (Instant::now(), 0u32);
     loop {
@@ -330,6 +333,17 @@ async fn serve_connection(shared: Arc<Shared>, conn: Connection) -> Result<(), S
                     Frame::ListShares => {
                         subscribed = true;
                         told = None;
+                    }
+                    Frame::Request(request) => {
+                        let id = request.statement().id;
+                        let accepted = shared.vault().receive_request(&peer, &request).map_err(SyncError::vault)?;
+                        if let Err(why) = accepted {
+                            tracing::debug!(?why, %peer, "request not accepted");
+                        }
+                        write_frame(&mut send, &Frame::RequestAck { request: id, accepted: accepted.is_ok() })
+                            .await
+                            .map_err(SyncError::io)?;
+                        continue;
                     }
                     Frame::Erased(receipt) => {
                         if receipt.statement().grantee != peer {
@@ -352,6 +366,13 @@ async fn serve_connection(shared: Arc<Shared>, conn: Connection) -> Result<(), S
         }
         if !subscribed {
             continue;
+        }
+        // Tell the peer the answers to its requests: denials here, approvals as grants below.
+        let denials = shared.vault().denials_for(&peer).map_err(SyncError::vault)?;
+        for denial in denials {
+            if denials_told.insert(denial.statement().request) {
+                write_frame(&mut send, &Frame::Denied(denial)).await.map_err(SyncError::io)?;
+            }
         }
         // Tell the peer what is shared with it whenever that changed.
         let (live, ended) = shared.vault().shares_for(&peer).map_err(SyncError::vault)?;

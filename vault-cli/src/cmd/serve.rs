@@ -9,7 +9,7 @@ use vault_sync::{Node, NodeConfig, sync_once};
 use crate::app::{App, Outcome};
 use crate::cli::{ServeArgs, SyncArgs};
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")
 }
 

@@ -135,13 +135,14 @@ impl Vault {
         if filter.item.is_some() {
             // Lowest price first, per currency; purchases shared without a price last.
             out.sort_by(|a, b| {
-                let key = |e: &FeedEntry| {
-                    e.price.as_ref().map(|p| (p.currency.clone(), p.amount_minor)).ok_or(())
-                };
+                let key =
+                    |e: &FeedEntry| e.price.as_ref().map(|p| (p.currency.clone(), p.amount_minor)).ok_or(());
                 key(a).cmp(&key(b)).then_with(|| b.date.cmp(&a.date))
             });
         } else {
-            out.sort_by(|a, b| b.date.cmp(&a.date).then_with(|| a.from.cmp(&b.from)).then_with(|| a.id.cmp(&b.id)));
+            out.sort_by(|a, b| {
+                b.date.cmp(&a.date).then_with(|| a.from.cmp(&b.from)).then_with(|| a.id.cmp(&b.id))
+            });
         }
         Ok(out)
     }

@@ -149,7 +149,9 @@ impl Vault {
         self.store
             .conn
             .execute("DELETE FROM received_chunks WHERE grant_id = ?1", [id.as_bytes().as_slice()])?;
-        self.store.conn.execute("DELETE FROM received_views WHERE grant_id = ?1", [id.as_bytes().as_slice()])?;
+        self.store
+            .conn
+            .execute("DELETE FROM received_views WHERE grant_id = ?1", [id.as_bytes().as_slice()])?;
         self.replicas.remove(id);
         let receipt = Signed::sign(
             ErasureReceipt {

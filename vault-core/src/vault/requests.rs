@@ -92,6 +92,18 @@ struct Record {
     denial: Option<Vec<u8>>,
 }
 
+/// What the holder's vault has of one requested field, so the holder sees what approving
+/// would share.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Holding {
+    /// The requested field path.
+    pub field: FieldPath,
+    /// Whether the vault holds a value there.
+    pub held: bool,
+    /// For purchase paths, how many records would be shared (after the request's filter).
+    pub records: Option<usize>,
+}
+
 /// What to ask for.
 #[derive(Clone, Debug)]
 pub struct NewRequest {
@@ -473,6 +485,44 @@ impl Vault {
             }
         }
         Ok(out)
+    }
+
+    /// What this vault holds of each field a request asks for.
+    pub fn holdings(&self, request: &ConsentRequest) -> Vec<Holding> {
+        let doc = self.doc.to_json();
+        request
+            .fields
+            .iter()
+            .map(|field| {
+                let (held, records) = match field {
+                    FieldPath::Profile(segments) => {
+                        let mut v = &doc[crate::doc::PROFILE];
+                        for s in segments {
+                            v = &v[s.as_str()];
+                        }
+                        (!v.is_null() && v.as_object().is_none_or(|m| !m.is_empty()), None)
+                    }
+                    FieldPath::Preferences(key) => {
+                        let prefs = &doc[crate::doc::PREFERENCES];
+                        let held = match key {
+                            Some(k) => !prefs[k.as_str()].is_null(),
+                            None => prefs.as_object().is_some_and(|m| !m.is_empty()),
+                        };
+                        (held, None)
+                    }
+                    FieldPath::Purchases(sub) => {
+                        let count = doc[crate::doc::PURCHASES].as_object().map_or(0, |m| {
+                            m.values()
+                                .filter(|r| request.filter.as_ref().is_none_or(|f| f.matches(r)))
+                                .filter(|r| sub.as_ref().is_none_or(|s| !r[s.as_str()].is_null()))
+                                .count()
+                        });
+                        (count > 0, Some(count))
+                    }
+                };
+                Holding { field: field.clone(), held, records }
+            })
+            .collect()
     }
 
     /// One received request.

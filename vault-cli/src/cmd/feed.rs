@@ -1,0 +1,92 @@
+//! `vault feed [--from --tag --seller --item]` and `vault feed compare ITEM`
+
+use anyhow::Result;
+use serde_json::{Value, json};
+use vault_core::{FeedEntry, FeedFilter};
+
+use crate::app::{App, Outcome};
+use crate::cli::{FeedArgs, FeedCommand};
+
+fn entry_json(e: &FeedEntry) -> Value {
+    json!({
+        "from": e.from.to_string(),
+        "from_name": e.from_name,
+        "grant": e.grant.to_string(),
+        "id": e.id,
+        "item": e.item,
+        "seller": e.seller,
+        "price": e.price.as_ref().map(|p| json!({ "amount_minor": p.amount_minor, "currency": p.currency, "display": p.to_string() })),
+        "date": e.date,
+        "category": e.category,
+        "tags": e.tags,
+        "rating": e.rating,
+        "review": e.review,
+    })
+}
+
+fn entry_line(e: &FeedEntry, ranked: bool) -> String {
+    let who = e.from_name.clone().unwrap_or_else(|| e.from.to_string()[..12].to_owned());
+    let price = e.price.as_ref().map_or_else(|| "(price not shared)".to_owned(), ToString::to_string);
+    let stars =
+        e.rating.map(|r| format!("  {}{}", "*".repeat(r.into()), ".".repeat(5 - usize::from(r.min(5)))));
+    let mut line = if ranked {
+        format!(
+            "{price:>14}  {who}  {} at {}  {}",
+            e.item.as_deref().unwrap_or("?"),
+            e.seller.as_deref().unwrap_or("?"),
+            e.date.as_deref().unwrap_or("")
+        )
+    } else {
+        format!(
+            "{}  {who} bought {} at {}  {price}",
+            e.date.as_deref().unwrap_or("????-??-??"),
+            e.item.as_deref().unwrap_or("(item not shared)"),
+            e.seller.as_deref().unwrap_or("?"),
+        )
+    };
+    if let Some(s) = stars {
+        line.push_str(&s);
+    }
+    if !e.tags.is_empty() {
+        line.push_str(&format!("  [{}]", e.tags.join(", ")));
+    }
+    if let Some(review) = &e.review {
+        line.push_str(&format!("\n            \"{review}\""));
+    }
+    line
+}
+
+pub(crate) fn run(app: &App, args: &FeedArgs) -> Result<Outcome> {
+    let item = match &args.compare {
+        Some(FeedCommand::Compare { item }) => Some(item.clone()),
+        None => args.item.clone(),
+    };
+    let mut vault = app.unlock()?;
+    let from = args.from.as_deref().map(|p| vault.resolve_peer(p)).transpose()?.map(|p| p.identity);
+    let filter = FeedFilter { from, tag: args.tag.clone(), seller: args.seller.clone(), item: item.clone() };
+    let mut entries = vault.feed(&filter)?;
+    if let Some(n) = args.limit {
+        entries.truncate(n);
+    }
+    if app.json {
+        let list: Vec<Value> = entries.iter().map(entry_json).collect();
+        app.print_json(&json!({ "item": item, "purchases": list }))?;
+    } else if entries.is_empty() {
+        eprintln!(
+            "{}",
+            match &item {
+                Some(i) => format!("no friend's purchase matches \"{i}\""),
+                None => "nothing in your feed: 'vault follow PEER' asks a friend to share theirs".to_owned(),
+            }
+        );
+    } else {
+        let ranked = item.is_some();
+        let mut out = String::new();
+        if let Some(i) = &item {
+            out.push_str(&format!("what friends paid for \"{i}\", lowest first:\n"));
+        }
+        out.push_str(&entries.iter().map(|e| entry_line(e, ranked)).collect::<Vec<_>>().join("\n"));
+        app.print(out)?;
+    }
+    Ok(if entries.is_empty() { Outcome::No } else { Outcome::Done })
+}
