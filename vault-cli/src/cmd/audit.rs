@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 use serde_json::json;
-use vault_core::{AuditFilter, AuditKind};
+use vault_core::{AuditEvent, AuditFilter, AuditKind, Vault};
 
 use crate::app::{App, Outcome};
 use crate::cli::AuditArgs;
@@ -30,37 +30,45 @@ pub(crate) fn run(app: &App, args: &AuditArgs) -> Result<Outcome> {
     } else if events.is_empty() {
         eprintln!("no events");
     } else {
-        let mut lines = Vec::new();
-        for e in &events {
-            let who = e.peer.map(|p| vault.petname(&p).unwrap_or_else(|| p.to_string())).unwrap_or_default();
-            let what = match e.kind {
-                AuditKind::GrantIssued => "granted",
-                AuditKind::GrantRevoked => "revoked",
-                AuditKind::GrantExpired => "expired",
-                AuditKind::ErasureReceipt => "erasure confirmed by",
-                AuditKind::SyncServed => "served",
-                AuditKind::ChangeRefused => "refused a change from",
-                AuditKind::PeerRefused => "refused",
-                AuditKind::ShareReceived => "received a share from",
-                AuditKind::ShareErased => "erased the share of",
-                _ => "event",
-            };
-            let mut line = format!("{}  {what} {who}", local(e.at));
-            if let Some(g) = e.grant {
-                line.push_str(&format!("  grant {g}"));
-            }
-            if !e.fields.is_empty() {
-                line.push_str(&format!("  [{}]", e.fields.join(", ")));
-            }
-            if let Some(b) = e.bytes {
-                line.push_str(&format!("  {b} bytes"));
-            }
-            if let Some(d) = &e.detail {
-                line.push_str(&format!("  ({d})"));
-            }
-            lines.push(line);
-        }
+        let lines: Vec<String> = events.iter().map(|e| describe_event(&vault, e)).collect();
         app.print(lines.join("\n"))?;
     }
     Ok(if events.is_empty() { Outcome::No } else { Outcome::Done })
+}
+
+/// One access-log line: when, what, who, which grant and fields.
+pub(crate) fn describe_event(vault: &Vault, e: &AuditEvent) -> String {
+    let who = e.peer.map(|p| vault.petname(&p).unwrap_or_else(|| p.to_string())).unwrap_or_default();
+    let what = match e.kind {
+        AuditKind::GrantIssued => "granted",
+        AuditKind::GrantRevoked => "revoked",
+        AuditKind::GrantExpired => "expired",
+        AuditKind::ErasureReceipt => "erasure confirmed by",
+        AuditKind::SyncServed => "served",
+        AuditKind::ChangeRefused => "refused a change from",
+        AuditKind::PeerRefused => "refused",
+        AuditKind::ShareReceived => "received a share from",
+        AuditKind::ShareErased => "erased the share of",
+        AuditKind::RequestSent => "asked",
+        AuditKind::RequestReceived => "request from",
+        AuditKind::RequestRefused => "refused a request from",
+        AuditKind::RequestApproved => "approved the request of",
+        AuditKind::RequestDenied => "denied the request of",
+        AuditKind::RequestAnswered => "answer from",
+        _ => "event",
+    };
+    let mut line = format!("{}  {what} {who}", local(e.at));
+    if let Some(g) = e.grant {
+        line.push_str(&format!("  grant {g}"));
+    }
+    if !e.fields.is_empty() {
+        line.push_str(&format!("  [{}]", e.fields.join(", ")));
+    }
+    if let Some(b) = e.bytes {
+        line.push_str(&format!("  {b} bytes"));
+    }
+    if let Some(d) = &e.detail {
+        line.push_str(&format!("  ({d})"));
+    }
+    line
 }
