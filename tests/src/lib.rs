@@ -3,9 +3,11 @@
 
 #![forbid(unsafe_code)]
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -155,4 +157,79 @@ pub fn new_grant(audience: vault_core::IdentityId, fields: &[&str], purpose: &st
         expires_at: None,
         prices: true,
     }
+}
+
+/// A running `vault serve`, killed when dropped.
+#[derive(Debug)]
+pub struct Serving(pub Child);
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `vault serve` on loopback (relays off); returns it with the ticket it printed first.
+pub fn serve(v: &TestVault) -> (Serving, String) {
+    let mut child = v
+        .cmd(&["serve", "--no-relay", "--bind", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("vault serve starts");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line).expect("a first line");
+    assert!(line.starts_with("vault1"), "the ticket is the first line: {line:?}");
+    (Serving(child), line.trim().to_owned())
+}
+
+/// Runs a `--json` command that must succeed and parses its output (no schema check).
+pub fn json(v: &TestVault, args: &[&str]) -> Value {
+    let mut full = vec!["--json"];
+    full.extend_from_slice(args);
+    serde_json::from_str(&v.ok(&full)).expect("one JSON document")
+}
+
+/// The vault's ticket, from `vault id`.
+pub fn ticket(v: &TestVault) -> String {
+    json(v, &["id"])["ticket"].as_str().expect("a ticket").to_owned()
+}
+
+/// Polls `check` until it holds, for at most 15 seconds.
+pub fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(15) {
+        if check() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("timed out waiting for: {what}");
+}
+
+/// Checks `value` against the JSON Schema at `path` (relative to the workspace root); `$ref`s
+/// to sibling schema files resolve against the workspace.
+pub fn check_schema(path: &str, value: &Value) {
+    let full = workspace_root().join(path);
+    let schema: Value =
+        serde_json::from_str(&std::fs::read_to_string(&full).expect("schema file")).expect("schema JSON");
+    let validator = jsonschema::validator_for(&schema).expect("schema compiles");
+    let errors: Vec<String> =
+        validator.iter_errors(value).map(|e| format!("{} at {}", e, e.instance_path())).collect();
+    assert!(errors.is_empty(), "output does not match {path}: {errors:?}\n{value:#}");
+}
+
+/// Runs a `--json` command that may answer "no" (exit 1) and parses its output; `Null` when it
+/// printed nothing.
+pub fn json_or_no(v: &TestVault, args: &[&str]) -> Value {
+    let mut full = vec!["--json"];
+    full.extend_from_slice(args);
+    let out = v.run(&full);
+    assert!(
+        matches!(out.status.code(), Some(0 | 1)),
+        "vault {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
 }

@@ -2,55 +2,9 @@
 //! a shop and a friend receive exactly what they were granted, an edit made by another command
 //! while `serve` runs reaches them, revocation erases the shop's copy and the receipt comes back.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use serde_json::Value;
-use vault_tests::TestVault;
-
-struct Serving(Child);
-
-impl Drop for Serving {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn serve(v: &TestVault) -> (Serving, String) {
-    let mut child = v
-        .cmd(&["serve", "--no-relay", "--bind", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    assert!(line.starts_with("vault1"), "the ticket is the first line: {line:?}");
-    (Serving(child), line.trim().to_owned())
-}
-
-fn json(v: &TestVault, args: &[&str]) -> Value {
-    let mut full = vec!["--json"];
-    full.extend_from_slice(args);
-    serde_json::from_str(&v.ok(&full)).unwrap()
-}
-
-fn ticket(v: &TestVault) -> String {
-    json(v, &["id"])["ticket"].as_str().unwrap().to_owned()
-}
-
-fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(15) {
-        if check() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("timed out waiting for: {what}");
-}
+use vault_tests::{TestVault, eventually, json, serve, ticket};
 
 #[test]
 fn three_vaults_from_the_command_line() {

@@ -48,6 +48,7 @@ mod path;
 mod primitives;
 mod projection;
 mod protocol;
+mod receipt;
 mod request;
 mod schema;
 mod store;
@@ -69,6 +70,7 @@ pub use projection::project;
 pub use protocol::{
     ALPN, Ended, Frame, FrameError, MAX_FRAME, MAX_GRANTS_PER_FRAME, decode, encode, encode_with_length,
 };
+pub use receipt::{ConsentState, ReceiptNames, consent_receipt};
 pub use request::{ConsentRequest, Denial, MAX_REASON_LEN, MAX_REQUEST_DURATION, RequestId, WiderThanAsked};
 pub use schema::{DOCUMENT_SCHEMA, SchemaError};
 pub use store::{DB_FILE, StoreError};

@@ -51,7 +51,7 @@ pub(crate) fn run(app: &App, args: &ExportArgs) -> Result<Outcome> {
 
 /// Writes through a temporary file in the same directory, readable by the owner only, and
 /// renames it into place: a crash never leaves a half-written export under the final name.
-fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
     let tmp = dir.join(format!(".{}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("export")));
     let mut options = std::fs::OpenOptions::new();

@@ -1,11 +1,11 @@
 //! `vault shared [--from PEER] [--purpose TEXT]`
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use serde_json::{Value, json};
-use vault_core::ShareStatus;
+use vault_core::{ConsentState, ReceiptNames, Share, ShareStatus, Vault, consent_receipt};
 
 use crate::app::{App, Outcome};
-use crate::cli::SharedArgs;
+use crate::cli::{SharedArgs, TableFormat};
 use crate::output::key_values;
 use crate::time::{local, rfc3339};
 
@@ -19,6 +19,9 @@ pub(crate) fn run(app: &App, args: &SharedArgs) -> Result<Outcome> {
         .filter(|s| from.is_none_or(|f| s.grant.statement().issuer == f))
         .filter(|s| purpose.as_ref().is_none_or(|p| s.grant.statement().purpose.to_lowercase().contains(p)))
         .collect();
+    if let Some(format) = args.export {
+        return export(app, &vault, &shares, format, args.output.as_deref());
+    }
     if app.json {
         let list: Vec<Value> = shares
             .iter()
@@ -73,4 +76,113 @@ pub(crate) fn run(app: &App, args: &SharedArgs) -> Result<Outcome> {
         app.print(out.join("\n"))?;
     }
     Ok(if shares.is_empty() { Outcome::No } else { Outcome::Done })
+}
+
+fn status(share: &Share) -> &'static str {
+    match share.status {
+        ShareStatus::Live => "live",
+        ShareStatus::Revoked => "revoked",
+        ShareStatus::Expired => "expired",
+    }
+}
+
+/// One exported row: who consented, to what, until when, with the consent receipt.
+fn export_row(vault: &Vault, share: &Share) -> Value {
+    let g = share.grant.statement();
+    let state = match share.status {
+        ShareStatus::Live => ConsentState::Given,
+        ShareStatus::Revoked => ConsentState::Withdrawn,
+        ShareStatus::Expired => ConsentState::Expired,
+    };
+    let names = ReceiptNames { principal: share.issuer_name.clone(), controller: None };
+    let mut receipt = consent_receipt(&share.grant, state, share.ended_at, &names);
+    receipt["iso27560"]["controllerName"] = Value::Null;
+    json!({
+        "customer": g.issuer.to_string(),
+        "customer_name": share.issuer_name,
+        "grant": g.id.to_string(),
+        "purpose": g.purpose,
+        "fields": g.fields.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "filter": g.filter.as_ref().map(ToString::to_string),
+        "status": status(share),
+        "issued_at": rfc3339(g.issued_at),
+        "expires_at": g.expires_at.map(rfc3339),
+        "withdrawn_at": share.ended_at.map(rfc3339),
+        "values": share.values,
+        "consent_receipt": receipt,
+        "controller": vault.identity().to_string(),
+    })
+}
+
+fn export(
+    app: &App,
+    vault: &Vault,
+    shares: &[Share],
+    format: TableFormat,
+    output: Option<&std::path::Path>,
+) -> Result<Outcome> {
+    let rows: Vec<Value> = shares.iter().map(|s| export_row(vault, s)).collect();
+    let bytes = match format {
+        TableFormat::Json => {
+            let mut b = serde_json::to_vec_pretty(&json!({ "consents": rows }))?;
+            b.push(b'\n');
+            b
+        }
+        TableFormat::Csv => {
+            let mut w = csv::Writer::from_writer(Vec::new());
+            w.write_record([
+                "customer",
+                "customer_name",
+                "grant",
+                "purpose",
+                "fields",
+                "filter",
+                "status",
+                "issued_at",
+                "expires_at",
+                "withdrawn_at",
+                "values",
+                "consent_receipt",
+            ])?;
+            let text = |v: &Value| v.as_str().map(str::to_owned).unwrap_or_default();
+            for r in &rows {
+                let fields: Vec<String> = r["fields"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|f| f.as_str().map(str::to_owned))
+                    .collect();
+                w.write_record([
+                    text(&r["customer"]),
+                    text(&r["customer_name"]),
+                    text(&r["grant"]),
+                    text(&r["purpose"]),
+                    fields.join(" "),
+                    text(&r["filter"]),
+                    text(&r["status"]),
+                    text(&r["issued_at"]),
+                    text(&r["expires_at"]),
+                    text(&r["withdrawn_at"]),
+                    if r["values"].is_null() { String::new() } else { r["values"].to_string() },
+                    r["consent_receipt"].to_string(),
+                ])?;
+            }
+            w.into_inner().map_err(|e| anyhow::anyhow!("cannot write the CSV: {e}"))?
+        }
+    };
+    match output {
+        Some(path) => {
+            crate::cmd::export::write_private(path, &bytes)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            if !app.json {
+                eprintln!("exported {} consent(s) to {}", rows.len(), path.display());
+            }
+        }
+        None => {
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            out.write_all(&bytes)?;
+        }
+    }
+    Ok(if rows.is_empty() { Outcome::No } else { Outcome::Done })
 }

@@ -347,23 +347,25 @@ impl Vault {
     ) -> Result<(), StoreError> {
         let now = self.now();
         let me = self.identity();
-        let mut answers: Vec<(RequestId, Option<GrantId>, Option<&Signed<Denial>>)> = Vec::new();
+        // (request, the grant that approved it | the denial)
+        let mut answers: Vec<(RequestId, Result<GrantId, &Signed<Denial>>)> = Vec::new();
         for g in grants {
             let g = g.statement();
             if let Some(req) = g.request
                 && g.issuer == *holder
                 && g.audience == me
             {
-                answers.push((req, Some(g.id), None));
+                answers.push((req, Ok(g.id)));
             }
         }
         for d in denials {
             let s = d.statement();
             if s.holder == *holder && s.requester == me {
-                answers.push((s.request, None, Some(d)));
+                answers.push((s.request, Err(d)));
             }
         }
-        for (id, grant, denial) in answers {
+        for (id, answer) in answers {
+            let (grant, denial) = (answer.ok(), answer.err());
             let Some(mut record) = self.request_record(OUTBOX, &id)? else { continue };
             let Some(signed) = Signed::<ConsentRequest>::from_stored(&record.request) else { continue };
             if signed.statement().holder != *holder
