@@ -8,7 +8,10 @@
 //!    in memory for the same document (time and bytes);
 //! 3. incremental projections: one edit on a 10,000-purchase vault with 100 live grants;
 //! 4. fan-out: one issuer (`vault serve`, a separate process) with N connected grantees, one new
-//!    purchase, time until all have it, and the issuer's peak memory.
+//!    purchase, time until all have it, and the issuer's peak memory;
+//! 5. the friend's feed: `vault feed` over 50 followed friends with 2,000 purchases each (the
+//!    whole command, warm, against `vault id` as the baseline of starting and unlocking), and
+//!    the time from a friend's new purchase to its appearance in the follower's feed.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -365,6 +368,110 @@ async fn fanout(n: usize) {
     let _ = serve.wait();
 }
 
+/// Runs the `vault` binary on `dir` `runs` times; returns the sorted wall times.
+fn time_command(dir: &Path, args: &[&str], runs: usize) -> Vec<Duration> {
+    let mut samples: Vec<Duration> = (0..runs)
+        .map(|_| {
+            let start = Instant::now();
+            let out = Command::new(vault_tests::vault_bin())
+                .args(args)
+                .env("VAULT_DIR", dir)
+                .env("VAULT_PASSPHRASE", "pw")
+                .stdout(Stdio::null())
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "vault {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+            start.elapsed()
+        })
+        .collect();
+    samples.sort();
+    samples
+}
+
+async fn feed(friends: usize, purchases: usize) {
+    let fdir = tempfile::tempdir().unwrap();
+    let follower = create(fdir.path());
+    let me = follower.identity();
+    let start = Instant::now();
+    let mut issuers = Vec::new();
+    for f in 0..friends {
+        let dir = tempfile::tempdir().unwrap();
+        let mut v = create(dir.path());
+        let records: Vec<PurchaseRecord> = (0..purchases).map(|i| record(f * purchases + i)).collect();
+        for chunk in records.chunks(500) {
+            v.add_purchases(chunk).unwrap();
+        }
+        v.issue_grant(grant(me, &["purchases"], None)).unwrap();
+        issuers.push((dir, v));
+    }
+    println!("5  built {friends} friends' vaults with {purchases} purchases each in {:.1?}", start.elapsed());
+    let mut follower = follower;
+    let mut nodes = Vec::new();
+    for (dir, v) in issuers {
+        let node = Node::spawn(v, local()).await.unwrap();
+        let (back, r) = sync_once(follower, &node.ticket(), &local()).await;
+        r.unwrap();
+        follower = back;
+        nodes.push((dir, node));
+    }
+    let total = follower.feed(&vault_core::FeedFilter::default()).unwrap().len();
+    assert_eq!(total, friends * purchases);
+    let mut lib = Vec::new();
+    for _ in 0..10 {
+        let start = Instant::now();
+        let entries = follower.feed(&vault_core::FeedFilter::default()).unwrap();
+        lib.push(start.elapsed());
+        assert_eq!(entries.len(), total);
+    }
+    drop(follower);
+    let feed_cmd = time_command(fdir.path(), &["feed"], 10);
+    let id_cmd = time_command(fdir.path(), &["id"], 10);
+    let compare = time_command(fdir.path(), &["feed", "compare", "Item number 4242"], 10);
+    summary(&format!("5a feed, in the library ({total} purchases from {friends} friends)"), lib);
+    summary(
+        &format!("5b `vault feed` printing all {total} purchases, whole command, warm"),
+        feed_cmd.clone(),
+    );
+    summary("5c `vault feed compare ITEM`, whole command, warm", compare);
+    summary("5d baseline: `vault id` (start, unlock with the test KDF, print), same vault", id_cmd.clone());
+    println!(
+        "5  feed command minus baseline: {:.1?} (the default Argon2id unlock adds ~150 ms to every command)",
+        pct(&feed_cmd, 0.5).saturating_sub(pct(&id_cmd, 0.5))
+    );
+
+    // Live: the follower runs its node; a friend adds a purchase through theirs.
+    let follower = Vault::at(fdir.path()).unlock(&Passphrase::new("pw")).unwrap();
+    let follower_node = Node::spawn(follower, local()).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut changes = follower_node.changes();
+    let mut samples = Vec::new();
+    for i in 0..30 {
+        let (_, friend) = &nodes[i % nodes.len()];
+        let who = friend.inspect(|v| v.identity());
+        let item = format!("Live purchase {i}");
+        let start = Instant::now();
+        let mut r = record(i);
+        r.item = item.clone();
+        r.date = "2027-01-01".into();
+        friend.with_vault(|v| v.add_purchase(&r).unwrap());
+        loop {
+            let _ = tokio::time::timeout(Duration::from_secs(5), changes.changed()).await;
+            let filter =
+                vault_core::FeedFilter { from: Some(who), item: Some(item.clone()), ..Default::default() };
+            if !follower_node.inspect(|v| v.feed(&filter).unwrap()).is_empty() {
+                break;
+            }
+            assert!(start.elapsed() < Duration::from_secs(30), "the purchase never arrived");
+        }
+        samples.push(start.elapsed());
+    }
+    summary("5e a friend's new purchase to the follower's feed, loopback, durable both sides", samples);
+    follower_node.shutdown().await;
+    for (_, node) in nodes {
+        node.shutdown().await;
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let fan =
@@ -385,5 +492,8 @@ fn main() {
     }
     if want("fanout") {
         rt.block_on(fanout(fan));
+    }
+    if want("feed") {
+        rt.block_on(feed(50, 2_000));
     }
 }

@@ -341,3 +341,21 @@ fn a_feed_revoked_while_the_friend_was_offline_is_gone_at_the_next_sync() {
     assert!(err.contains("nothing in your feed"), "{err}");
     assert_eq!(json(&bob, &["shared"])["shares"][0]["status"], "revoked");
 }
+
+#[test]
+fn the_demo_tells_the_whole_story_and_checks_it() {
+    let out = std::process::Command::new(vault_tests::vault_bin())
+        .arg("demo")
+        .env_remove("VAULT_DIR")
+        .env_remove("VAULT_PASSPHRASE")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("checks passed"), "{stdout}");
+    assert!(!stdout.contains("FAILED"), "{stdout}");
+    for step in ["consent request", "approves", "follows", "revokes", "access log"] {
+        assert!(stdout.contains(step), "the demo tells of {step}: {stdout}");
+    }
+}
