@@ -638,3 +638,101 @@ impl Vault {
             .collect())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::Identity;
+    use crate::primitives::{KdfParams, Passphrase};
+
+    fn vault() -> (tempfile::TempDir, Vault) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut v =
+            Vault::at(dir.path()).kdf(KdfParams::INSECURE_FOR_TESTS).create(&Passphrase::new("pw")).unwrap();
+        v.set_profile("email", "ada@example.org").unwrap();
+        (dir, v)
+    }
+
+    fn request(from: &Identity, to: IdentityId, purpose: &str) -> Signed<ConsentRequest> {
+        Signed::sign(
+            ConsentRequest {
+                id: RequestId::random(),
+                requester: from.public(),
+                holder: to,
+                fields: vec!["profile.email".parse().unwrap()],
+                filter: None,
+                purpose: purpose.into(),
+                duration: Some(86_400),
+                prices: false,
+                made_at: 0,
+            },
+            from,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_request_is_taken_only_from_its_signer_and_for_this_vault() {
+        let (_d, mut v) = vault();
+        let (shop, mallory) = (Identity::generate(), Identity::generate());
+        let r = request(&shop, v.identity(), "delivery");
+        // Relayed by someone else: refused, nothing stored.
+        assert_eq!(v.receive_request(&mallory.public(), &r).unwrap(), Err(Refusal::Misaddressed));
+        // Addressed to another vault: refused.
+        let other = request(&shop, mallory.public(), "delivery");
+        assert_eq!(v.receive_request(&shop.public(), &other).unwrap(), Err(Refusal::Misaddressed));
+        assert!(v.incoming_requests().unwrap().is_empty());
+        // From its signer: stored once, however often it is delivered.
+        assert_eq!(v.receive_request(&shop.public(), &r).unwrap(), Ok(()));
+        assert_eq!(v.receive_request(&shop.public(), &r).unwrap(), Ok(()));
+        assert_eq!(v.incoming_requests().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn approval_is_atomic_and_happens_once() {
+        let (_d, mut v) = vault();
+        let shop = Identity::generate();
+        let r = request(&shop, v.identity(), "delivery");
+        v.receive_request(&shop.public(), &r).unwrap().unwrap();
+        let id = r.statement().id;
+        let phone: FieldPath = "profile.phone".parse().unwrap();
+        let wider = Approval { fields: Some(vec![phone]), ..Approval::default() };
+        assert!(matches!(v.approve_request(&id, wider), Err(RequestError::Wider(_))));
+        assert!(v.grants().unwrap().is_empty(), "a refused approval grants nothing");
+        let grant = v.approve_request(&id, Approval::default()).unwrap();
+        assert_eq!(grant.statement().request, Some(id));
+        assert_eq!(grant.statement().expires_at, Some(v.now() + 86_400), "the requested duration");
+        assert!(matches!(
+            v.approve_request(&id, Approval::default()),
+            Err(RequestError::AlreadyAnswered { status: RequestStatus::Approved, .. })
+        ));
+        assert!(matches!(v.deny_request(&id, None), Err(RequestError::AlreadyAnswered { .. })));
+        assert_eq!(v.grants().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn floods_stop_at_the_pending_limit_per_peer() {
+        let (_d, mut v) = vault();
+        let (shop, friend) = (Identity::generate(), Identity::generate());
+        for i in 0..MAX_PENDING_PER_PEER {
+            let r = request(&shop, v.identity(), &format!("offer {i}"));
+            assert_eq!(v.receive_request(&shop.public(), &r).unwrap(), Ok(()));
+        }
+        let r = request(&shop, v.identity(), "one more");
+        assert_eq!(v.receive_request(&shop.public(), &r).unwrap(), Err(Refusal::TooMany));
+        let r = request(&friend, v.identity(), "follow");
+        assert_eq!(v.receive_request(&friend.public(), &r).unwrap(), Ok(()), "others are still served");
+        // Answering frees a slot.
+        let first = v
+            .incoming_requests()
+            .unwrap()
+            .into_iter()
+            .find(|i| i.request.statement().requester == shop.public())
+            .unwrap();
+        v.deny_request(&first.request.statement().id, Some("no".into())).unwrap();
+        let r = request(&shop, v.identity(), "again");
+        assert_eq!(v.receive_request(&shop.public(), &r).unwrap(), Ok(()));
+        assert_eq!(v.denials_for(&shop.public()).unwrap().len(), 1);
+        assert!(v.denials_for(&friend.public()).unwrap().is_empty(), "denials go to their requester only");
+    }
+}

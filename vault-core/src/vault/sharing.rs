@@ -932,6 +932,26 @@ mod tests {
     }
 
     #[test]
+    fn verify_checks_every_sealed_sharing_row() {
+        let mut f = fixture();
+        let id = f.vault.issue_grant(new_grant(f.shop.public(), &["profile.email"])).unwrap().statement().id;
+        let dir = f.vault.dir().to_owned();
+        drop(f.vault);
+        let verify = || Vault::at(&dir).verify(&Passphrase::new("pw")).unwrap();
+        assert!(verify().problems.is_empty());
+        let conn = rusqlite::Connection::open(dir.join(crate::store::DB_FILE)).unwrap();
+        conn.execute(
+            "UPDATE grants SET blob = CAST(substr(blob, 1, 40)
+                 || CASE WHEN substr(blob, 41, 1) = x'00' THEN x'01' ELSE x'00' END
+                 || substr(blob, 42) AS BLOB) WHERE id = ?1",
+            [id.as_bytes().as_slice()],
+        )
+        .unwrap();
+        let report = verify();
+        assert!(report.problems.iter().any(|p| p.starts_with("grants:")), "{:?}", report.problems);
+    }
+
+    #[test]
     fn who_sees_a_field() {
         let mut f = fixture();
         let friend = Identity::generate();
