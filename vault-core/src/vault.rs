@@ -441,7 +441,7 @@ impl VaultOptions {
         }
         // Sharing metadata: every sealed row of every other table.
         for (table, query) in SEALED_TABLES {
-            let rows: Result<Vec<(Option<Vec<u8>>, Option<i64>, Vec<u8>)>, _> = store
+            let rows: Result<Vec<SealedRow>, _> = store
                 .conn
                 .prepare(query)
                 .and_then(|mut s| s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect());
@@ -580,6 +580,9 @@ impl std::fmt::Debug for Vault {
             .finish_non_exhaustive()
     }
 }
+
+/// A row's key bytes, sequence number and blob, as [`SEALED_TABLES`] queries return them.
+type SealedRow = (Option<Vec<u8>>, Option<i64>, Vec<u8>);
 
 /// Tables of sealed sharing metadata checked by [`Vault::verify`], with a query returning each
 /// row's key bytes, sequence number (appended big-endian to the key) and blob.
