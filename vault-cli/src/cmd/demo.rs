@@ -180,10 +180,14 @@ async fn tell(story: &mut Story, dir: &Path) -> Result<()> {
         "Leaks at the seams",
     ))?;
     story.say("profile: name, email, phone, address; preference: diet; 3 purchases with ratings and reviews");
-    let raw = std::fs::read(dir.join("alice").join(vault_core::DB_FILE))?;
+    let mut raw = Vec::new();
+    for entry in std::fs::read_dir(dir.join("alice"))? {
+        raw.extend(std::fs::read(entry?.path())?);
+    }
+    let email = b"alice@example.org";
     story.check(
-        !raw.windows(17).any(|w| w == b"alice@example.org"),
-        "her email is nowhere in plaintext in her vault file",
+        !raw.is_empty() && !raw.windows(email.len()).any(|w| w == email),
+        "her email is nowhere in plaintext in her vault's files (database and log)",
     )?;
 
     let alice = Node::spawn(alice, local.clone()).await?;
