@@ -80,11 +80,43 @@ fn contains_ignore_case(haystack: &str, needle: &str) -> bool {
     haystack.to_lowercase().contains(&needle.to_lowercase())
 }
 
+fn keep(filter: &FeedFilter, p: &RawPurchase) -> bool {
+    !(filter.tag.as_ref().is_some_and(|t| !p.tags.iter().any(|x| x.eq_ignore_ascii_case(t)))
+        || filter
+            .seller
+            .as_ref()
+            .is_some_and(|s| !p.seller.as_ref().is_some_and(|x| x.eq_ignore_ascii_case(s)))
+        || filter.item.as_ref().is_some_and(|i| !p.item.as_ref().is_some_and(|x| contains_ignore_case(x, i))))
+}
+
+fn entry(
+    from: IdentityId,
+    grant: GrantId,
+    from_name: Option<String>,
+    id: String,
+    p: RawPurchase,
+) -> FeedEntry {
+    FeedEntry {
+        from,
+        from_name,
+        grant,
+        id,
+        item: p.item,
+        seller: p.seller,
+        price: p.price,
+        date: p.date,
+        category: p.category,
+        tags: p.tags,
+        rating: p.rating,
+        review: p.review,
+    }
+}
+
 impl Vault {
     /// The merged purchase feed of every live share that carries purchases.
     pub fn feed(&mut self, filter: &FeedFilter) -> Result<Vec<FeedEntry>, StoreError> {
-        let mut out = Vec::new();
-        let mut seen: HashSet<(IdentityId, String)> = HashSet::new();
+        // Read the decoded views (one sealed blob per share), then parse them on every core.
+        let mut views: Vec<(IdentityId, GrantId, Option<String>, Vec<u8>)> = Vec::new();
         for (grant, status) in self.received_grants()? {
             let g = grant.statement();
             if status != ShareStatus::Live
@@ -93,54 +125,53 @@ impl Vault {
             {
                 continue;
             }
-            let parsed: ViewPurchases = match self.view_bytes(&g.id)? {
-                Some(bytes) => serde_json::from_slice(&bytes),
-                None => serde_json::from_value(obj_to_json(self.replica_doc(&g.id)?, &ROOT)),
-            }
-            .map_err(|_| StoreError::Damaged(format!("received_views row {}", g.id)))?;
-            let from_name = self.petname(&g.issuer);
-            for (id, p) in parsed.purchases {
-                if filter.tag.as_ref().is_some_and(|t| !p.tags.iter().any(|x| x.eq_ignore_ascii_case(t)))
-                    || filter
-                        .seller
-                        .as_ref()
-                        .is_some_and(|s| !p.seller.as_ref().is_some_and(|x| x.eq_ignore_ascii_case(s)))
-                    || filter
-                        .item
-                        .as_ref()
-                        .is_some_and(|i| !p.item.as_ref().is_some_and(|x| contains_ignore_case(x, i)))
-                {
-                    continue;
+            let bytes = match self.view_bytes(&g.id)? {
+                Some(bytes) => bytes,
+                None => {
+                    serde_json::to_vec(&obj_to_json(self.replica_doc(&g.id)?, &ROOT)).expect("serializes")
                 }
-                // The same purchase can arrive through two shares of one friend.
-                if !seen.insert((g.issuer, id.clone())) {
-                    continue;
+            };
+            views.push((g.issuer, g.id, self.petname(&g.issuer), bytes));
+        }
+        let parse = |chunk: &[(IdentityId, GrantId, Option<String>, Vec<u8>)]| {
+            let mut out = Vec::new();
+            for (issuer, grant, name, bytes) in chunk {
+                let parsed: ViewPurchases = serde_json::from_slice(bytes)
+                    .map_err(|_| StoreError::Damaged(format!("received_views row {grant}")))?;
+                for (id, p) in parsed.purchases {
+                    if keep(filter, &p) {
+                        out.push(entry(*issuer, *grant, name.clone(), id, p));
+                    }
                 }
-                out.push(FeedEntry {
-                    from: g.issuer,
-                    from_name: from_name.clone(),
-                    grant: g.id,
-                    id,
-                    item: p.item,
-                    seller: p.seller,
-                    price: p.price,
-                    date: p.date,
-                    category: p.category,
-                    tags: p.tags,
-                    rating: p.rating,
-                    review: p.review,
-                });
             }
+            Ok::<_, StoreError>(out)
+        };
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(views.len()).max(1);
+        let per = views.len().div_ceil(threads).max(1);
+        let parts: Vec<Result<Vec<FeedEntry>, StoreError>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = views.chunks(per).map(|chunk| scope.spawn(move || parse(chunk))).collect();
+            handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Ok(Vec::new()))).collect()
+        });
+        let mut out = Vec::new();
+        for part in parts {
+            out.extend(part?);
+        }
+        // The same purchase can arrive through two shares of one friend: keep it once.
+        let mut issuers: Vec<IdentityId> = views.iter().map(|v| v.0).collect();
+        issuers.sort();
+        if issuers.windows(2).any(|w| w[0] == w[1]) {
+            let mut seen: HashSet<(IdentityId, String)> = HashSet::new();
+            out.retain(|e| seen.insert((e.from, e.id.clone())));
         }
         if filter.item.is_some() {
             // Lowest price first, per currency; purchases shared without a price last.
-            out.sort_by(|a, b| {
+            out.sort_unstable_by(|a, b| {
                 let key =
                     |e: &FeedEntry| e.price.as_ref().map(|p| (p.currency.clone(), p.amount_minor)).ok_or(());
                 key(a).cmp(&key(b)).then_with(|| b.date.cmp(&a.date))
             });
         } else {
-            out.sort_by(|a, b| {
+            out.sort_unstable_by(|a, b| {
                 b.date.cmp(&a.date).then_with(|| a.from.cmp(&b.from)).then_with(|| a.id.cmp(&b.id))
             });
         }

@@ -412,7 +412,6 @@ impl Vault {
         let received: Vec<u8> = message.changes.iter().flatten().copied().collect();
         let now = self.now();
         self.write(|v| {
-            let old_view = v.view(id)?;
             let replica = v.load_replica(id)?;
             let before = replica.am.get_heads();
             replica
@@ -436,6 +435,7 @@ impl Vault {
                 v.replicas.get_mut(id).expect("loaded").last_seq = seq;
             }
             if changed {
+                let old_view = v.view(id)?;
                 let replica = v.replicas.get_mut(id).expect("loaded");
                 let after = replica.am.get_heads();
                 let view = match old_view {
