@@ -139,6 +139,23 @@ pub enum StatementError {
     },
 }
 
+/// True for characters that can steer a terminal or reorder what it shows: control characters
+/// (C0, DEL, C1: newline, escape, ...), the bidirectional overrides and isolates, and the line
+/// and paragraph separators. Text another person wrote must hold none of them where a single
+/// line is meant.
+pub(crate) fn is_steering(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{2028}' | '\u{2029}')
+}
+
+/// Refuses a single-line text that holds a [steering](is_steering) character. The message names
+/// the first such character by its code point and never echoes the text.
+pub(crate) fn check_single_line(what: &str, text: &str) -> Result<(), String> {
+    match text.chars().find(|c| is_steering(*c)) {
+        Some(c) => Err(format!("the {what} contains a control character (U+{:04X})", u32::from(c))),
+        None => Ok(()),
+    }
+}
+
 /// A kind of signed statement.
 pub trait Statement: Serialize + DeserializeOwned + Clone {
     /// Domain-separation label, versioned.
@@ -287,6 +304,10 @@ impl Statement for Grant {
         if self.purpose.len() > MAX_PURPOSE_LEN {
             return Err(format!("the purpose is longer than {MAX_PURPOSE_LEN} bytes"));
         }
+        check_single_line("purpose", &self.purpose)?;
+        if let Some(filter) = &self.filter {
+            check_single_line("record filter", &filter.to_string())?;
+        }
         if self.issuer == self.audience {
             return Err("issuer and audience are the same identity".into());
         }
@@ -434,6 +455,34 @@ mod tests {
         let mut g = grant(&alice, &shop);
         g.filter = Some("tag=books".parse().unwrap());
         assert!(Signed::sign(g, &alice).is_err(), "a filter needs purchases");
+    }
+
+    #[test]
+    fn control_characters_in_a_grant_are_refused_at_decode() {
+        let (alice, shop) = (Identity::generate(), Identity::generate());
+        let mut g = grant(&alice, &shop);
+        g.purpose = "delivery\n    fields:  profile.email\x1b[8m".into();
+        // Signed by hand, as a hostile issuer would, skipping the rules.
+        let body = serde_json::to_vec(&g).unwrap();
+        let signature = alice.sign(Grant::LABEL, &body);
+        assert!(matches!(SignedGrant::verify(&body, &signature), Err(StatementError::Invalid { .. })));
+        assert_eq!(
+            Signed::sign(g, &alice).unwrap_err().to_string(),
+            "invalid grant: the purpose contains a control character (U+000A)"
+        );
+        let mut g = grant(&alice, &shop);
+        g.fields = vec!["purchases".parse().unwrap()];
+        g.filter = Some("seller=Ac\u{202e}me".parse().unwrap());
+        assert_eq!(
+            Signed::sign(g, &alice).unwrap_err().to_string(),
+            "invalid grant: the record filter contains a control character (U+202E)"
+        );
+        for c in ['\0', '\t', '\x1b', '\u{7f}', '\u{9b}', '\u{202a}', '\u{2069}', '\u{2028}', '\u{2029}'] {
+            assert!(is_steering(c), "{c:?}");
+        }
+        for c in ['a', ' ', 'é', '配', '📦', '\u{200d}'] {
+            assert!(!is_steering(c), "{c:?}");
+        }
     }
 
     #[test]
