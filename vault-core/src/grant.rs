@@ -385,6 +385,27 @@ impl Statement for ErasureReceipt {
     }
 }
 
+/// How far ahead of the recording vault's clock a grantee may date its erasure receipt, in
+/// seconds (clocks of two machines differ).
+pub(crate) const MAX_RECEIPT_CLOCK_SKEW: i64 = 600;
+
+impl ErasureReceipt {
+    /// Checks the receipt's date against the grant it answers and the recording vault's clock
+    /// (`now`, unix seconds): a receipt dated before the grant was issued, or in the future by
+    /// more than ten minutes of clock skew, is refused. (The statement alone cannot know either
+    /// bound, so [`Statement::check`] does not do this; the vault that records it does.)
+    pub fn check_dated(&self, grant: &Grant, now: i64) -> Result<(), StatementError> {
+        let problem = if self.erased_at < grant.issued_at {
+            "it is dated before the grant was issued"
+        } else if self.erased_at > now.saturating_add(MAX_RECEIPT_CLOCK_SKEW) {
+            "it is dated in the future"
+        } else {
+            return Ok(());
+        };
+        Err(StatementError::Invalid { kind: Self::KIND, problem: problem.into() })
+    }
+}
+
 /// A signed grant.
 pub type SignedGrant = Signed<Grant>;
 
@@ -483,6 +504,23 @@ mod tests {
         for c in ['a', ' ', 'é', '配', '📦', '\u{200d}'] {
             assert!(!is_steering(c), "{c:?}");
         }
+    }
+
+    #[test]
+    fn erasure_receipts_are_dated_between_the_grant_and_now() {
+        let (alice, shop) = (Identity::generate(), Identity::generate());
+        let g = grant(&alice, &shop);
+        let now = g.issued_at + 86_400;
+        let receipt = |erased_at| ErasureReceipt { grant: g.id, issuer: alice.public(), grantee: shop.public(), erased_at };
+        assert_eq!(receipt(now).check_dated(&g, now), Ok(()));
+        assert_eq!(receipt(g.issued_at).check_dated(&g, now), Ok(()));
+        assert_eq!(receipt(now + MAX_RECEIPT_CLOCK_SKEW).check_dated(&g, now), Ok(()), "clock skew");
+        let future = receipt(now + MAX_RECEIPT_CLOCK_SKEW + 1).check_dated(&g, now).unwrap_err();
+        assert_eq!(future.to_string(), "invalid erasure receipt: it is dated in the future");
+        assert!(receipt(i64::MAX).check_dated(&g, now).is_err());
+        assert!(receipt(i64::MAX).check_dated(&g, i64::MAX).is_ok(), "no overflow");
+        let early = receipt(g.issued_at - 1).check_dated(&g, now).unwrap_err();
+        assert_eq!(early.to_string(), "invalid erasure receipt: it is dated before the grant was issued");
     }
 
     #[test]
