@@ -98,13 +98,18 @@ pub(crate) enum ContactCommand {
     },
     /// List contacts
     List,
-    /// Forget a contact
+    /// Forget a contact (a blocked one must be unblocked first: the block lives in the contact)
     Rm {
         /// The petname
         name: String,
     },
     /// Block a contact: their connections and requests are refused
     Block {
+        /// The petname
+        name: String,
+    },
+    /// Unblock a contact: their connections and requests are accepted again
+    Unblock {
         /// The petname
         name: String,
     },

@@ -142,15 +142,15 @@ pub enum StatementError {
 /// True for characters that can steer a terminal or reorder what it shows: control characters
 /// (C0, DEL, C1: newline, escape, ...), the bidirectional overrides and isolates, and the line
 /// and paragraph separators. Text another person wrote must hold none of them where a single
-/// line is meant.
-pub(crate) fn is_steering(c: char) -> bool {
+/// line is meant, and printers show them as visible escapes.
+pub fn is_steering_char(c: char) -> bool {
     c.is_control() || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{2028}' | '\u{2029}')
 }
 
-/// Refuses a single-line text that holds a [steering](is_steering) character. The message names
+/// Refuses a single-line text that holds a [steering](is_steering_char) character. The message names
 /// the first such character by its code point and never echoes the text.
 pub(crate) fn check_single_line(what: &str, text: &str) -> Result<(), String> {
-    match text.chars().find(|c| is_steering(*c)) {
+    match text.chars().find(|c| is_steering_char(*c)) {
         Some(c) => Err(format!("the {what} contains a control character (U+{:04X})", u32::from(c))),
         None => Ok(()),
     }
@@ -499,10 +499,10 @@ mod tests {
             "invalid grant: the record filter contains a control character (U+202E)"
         );
         for c in ['\0', '\t', '\x1b', '\u{7f}', '\u{9b}', '\u{202a}', '\u{2069}', '\u{2028}', '\u{2029}'] {
-            assert!(is_steering(c), "{c:?}");
+            assert!(is_steering_char(c), "{c:?}");
         }
         for c in ['a', ' ', 'é', '配', '📦', '\u{200d}'] {
-            assert!(!is_steering(c), "{c:?}");
+            assert!(!is_steering_char(c), "{c:?}");
         }
     }
 

@@ -7,6 +7,7 @@ use serde_json::json;
 
 use crate::app::{App, Outcome};
 use crate::cli::{ExportArgs, ExportFormat};
+use crate::output::untrusted;
 
 pub(crate) fn run(app: &App, args: &ExportArgs) -> Result<Outcome> {
     if args.output.is_none() && args.format == ExportFormat::Automerge && std::io::stdout().is_terminal() {
@@ -40,7 +41,7 @@ pub(crate) fn run(app: &App, args: &ExportArgs) -> Result<Outcome> {
             } else {
                 eprintln!(
                     "wrote {} ({} bytes, {format}); this file is NOT encrypted: keep it safe",
-                    path.display(),
+                    untrusted(&path.display().to_string()),
                     bytes.len()
                 );
             }
