@@ -324,7 +324,9 @@ pub(crate) struct AuditArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct InitArgs {
-    /// Use a deliberately weak key derivation (tests and benchmarks only)
+    /// Use a deliberately weak key derivation. Exists only in builds with the
+    /// `insecure-test-kdf` feature (the end-to-end tests); release builds have no such option.
+    #[cfg(feature = "insecure-test-kdf")]
     #[arg(long, hide = true)]
     pub(crate) insecure_fast_kdf: bool,
 }
