@@ -15,7 +15,8 @@ use vault_core::{
 use vault_tests::{TestVault, eventually, json, serve, ticket};
 
 /// What a forged consent screen needs: a new line, a fake field list, and "hide what follows".
-const FORGED_PURPOSE: &str = "gift wrapping\n    fields (what your vault holds of them):\n      profile.name held\n\x1b[8m";
+const FORGED_PURPOSE: &str =
+    "gift wrapping\n    fields (what your vault holds of them):\n      profile.name held\n\x1b[8m";
 
 /// No byte of `out` may steer a terminal: no ESC, no C0 control but the newlines we print, no
 /// C1 control, no bidi override.
@@ -121,7 +122,8 @@ async fn a_requester_cannot_forge_the_consent_screen() {
     assert_eq!(answer, Some(Frame::RequestAck { request: honest.id, accepted: true }));
 
     let waiting = json(&customer, &["requests", "--all"]);
-    let ids: Vec<&str> = waiting["requests"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> =
+        waiting["requests"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap()).collect();
     assert_eq!(ids, [honest.id.to_string()], "only the honest request is stored");
     let out = customer.run(&["requests", "--all"]);
     assert_inert("vault requests", &out.stdout);
@@ -136,13 +138,17 @@ fn the_honest_cli_refuses_control_characters_in_a_purpose_or_reason() {
     customer.ok(&["profile", "set", "email", "ada@example.org"]);
     let customer_ticket = ticket(&customer);
     shop.ok(&["contact", "add", "ada", &customer_ticket]);
-    let err = shop.fails(&["request", "ada", "--fields", "profile.email", "--purpose", FORGED_PURPOSE, "--no-relay"], 2);
+    let err = shop.fails(
+        &["request", "ada", "--fields", "profile.email", "--purpose", FORGED_PURPOSE, "--no-relay"],
+        2,
+    );
     assert!(err.contains("the purpose contains a control character (U+000A)"), "{err}");
     assert_inert("the error", err.as_bytes());
     assert!(!err.contains("gift wrapping"), "the bad text is not echoed: {err}");
     let shop_ticket = ticket(&shop);
     customer.ok(&["contact", "add", "shop", &shop_ticket]);
-    let err = customer.fails(&["grant", "shop", "--fields", "profile.email", "--purpose", "ok\u{202e}gnidnes"], 2);
+    let err =
+        customer.fails(&["grant", "shop", "--fields", "profile.email", "--purpose", "ok\u{202e}gnidnes"], 2);
     assert!(err.contains("the purpose contains a control character (U+202E)"), "{err}");
     assert_inert("the error", err.as_bytes());
 }
@@ -202,7 +208,10 @@ fn a_friends_review_cannot_steer_the_terminal() {
         assert!(!text.lines().any(|l| l.starts_with("2026-11-02")), "a forged feed line: {text}");
     }
     let exact = json(&bob, &["feed"]);
-    assert_eq!(exact["purchases"][0]["review"], "great\n2026-11-02  bob bought Gold at Acme  1.00 EUR\x1b[2J\x1b]0;pwned\x07");
+    assert_eq!(
+        exact["purchases"][0]["review"],
+        "great\n2026-11-02  bob bought Gold at Acme  1.00 EUR\x1b[2J\x1b]0;pwned\x07"
+    );
 }
 
 #[test]
@@ -210,7 +219,9 @@ fn profile_and_preference_values_are_printed_inert() {
     let v = TestVault::new();
     v.ok(&["profile", "set", "name", "Ada\x1b[8m Lovelace\nemail: fake@example.org"]);
     v.ok(&["pref", "set", "diet", "vegan\u{2066}\x1b[2J"]);
-    for args in [&["profile", "get"][..], &["profile", "get", "name"], &["pref", "get"], &["pref", "get", "diet"]] {
+    for args in
+        [&["profile", "get"][..], &["profile", "get", "name"], &["pref", "get"], &["pref", "get", "diet"]]
+    {
         let out = v.run(args);
         assert!(out.status.success(), "{args:?}");
         assert_inert(&format!("vault {}", args.join(" ")), &out.stdout);

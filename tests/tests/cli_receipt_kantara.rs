@@ -106,12 +106,32 @@ fn kantara_errors(receipt: &Value) -> Vec<String> {
 fn exported_receipts_are_valid_kantara_cr_v1_1() {
     let (customer, shop) = (TestVault::new(), TestVault::new());
     customer.ok(&["profile", "set", "email", "ada@example.org"]);
-    customer.ok(&["purchase", "add", "--item", "Tea", "--seller", "Acme", "--price", "4.50", "--currency", "EUR"]);
+    customer.ok(&[
+        "purchase",
+        "add",
+        "--item",
+        "Tea",
+        "--seller",
+        "Acme",
+        "--price",
+        "4.50",
+        "--currency",
+        "EUR",
+    ]);
     let (_node, customer_ticket) = serve(&customer);
     shop.ok(&["contact", "add", "ada", &customer_ticket]);
     customer.ok(&["contact", "add", "shop", &ticket(&shop)]);
     customer.ok(&["grant", "shop", "--fields", "profile.email", "--purpose", "delivery", "--expires", "90d"]);
-    customer.ok(&["grant", "shop", "--fields", "purchases", "--filter", "purchases[seller=Acme]", "--purpose", "loyalty"]);
+    customer.ok(&[
+        "grant",
+        "shop",
+        "--fields",
+        "purchases",
+        "--filter",
+        "purchases[seller=Acme]",
+        "--purpose",
+        "loyalty",
+    ]);
     eventually("the shop receives both shares", || {
         shop.ok(&["sync", "ada", "--no-relay"]);
         run_json(&shop, &["shared"])["shares"].as_array().is_some_and(|s| s.len() == 2)

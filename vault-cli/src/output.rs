@@ -78,7 +78,10 @@ mod tests {
         let forged = "delivery\n  fields: profile.email\n\x1b[8m";
         assert_eq!(untrusted(forged), "delivery\\n  fields: profile.email\\n\\e[8m");
         assert_eq!(untrusted("a\rb\tc\0d\u{7f}e\u{9b}f"), "a\\rb\\tc\\u{0}d\\u{7f}e\\u{9b}f");
-        assert_eq!(untrusted("\u{202e}gnidnes \u{2066}x\u{2069} a\u{2028}b\u{2029}"), "\\u{202e}gnidnes \\u{2066}x\\u{2069} a\\u{2028}b\\u{2029}");
+        assert_eq!(
+            untrusted("\u{202e}gnidnes \u{2066}x\u{2069} a\u{2028}b\u{2029}"),
+            "\\u{202e}gnidnes \\u{2066}x\\u{2069} a\\u{2028}b\\u{2029}"
+        );
         // Printable text in any script is untouched, and not copied.
         let fine = "livraison à domicile, 配達, доставка 📦 \\n";
         assert!(matches!(untrusted(fine), Cow::Borrowed(s) if s == fine));

@@ -511,7 +511,12 @@ mod tests {
         let (alice, shop) = (Identity::generate(), Identity::generate());
         let g = grant(&alice, &shop);
         let now = g.issued_at + 86_400;
-        let receipt = |erased_at| ErasureReceipt { grant: g.id, issuer: alice.public(), grantee: shop.public(), erased_at };
+        let receipt = |erased_at| ErasureReceipt {
+            grant: g.id,
+            issuer: alice.public(),
+            grantee: shop.public(),
+            erased_at,
+        };
         assert_eq!(receipt(now).check_dated(&g, now), Ok(()));
         assert_eq!(receipt(g.issued_at).check_dated(&g, now), Ok(()));
         assert_eq!(receipt(now + MAX_RECEIPT_CLOCK_SKEW).check_dated(&g, now), Ok(()), "clock skew");

@@ -55,11 +55,11 @@ mod store;
 mod vault;
 
 pub use doc::DocError;
+pub use grant::is_steering_char;
 pub use grant::{
     ErasureReceipt, Grant, GrantId, MAX_FIELDS, MAX_PURPOSE_LEN, Revocation, Signed, SignedGrant, Statement,
     StatementError,
 };
-pub use grant::is_steering_char;
 pub use identity::{
     CertificateError, DeviceCertificate, DeviceId, DeviceKey, Identity, IdentityId, KeyParseError, Ticket,
     TicketError,

@@ -300,7 +300,9 @@ mod tests {
         let (shop, alice) = (Identity::generate(), Identity::generate());
         // The forged consent screen: a new line, a fake field list, and "hide what follows".
         let forged = "delivery\n  fields: profile.email\n\x1b[8m";
-        for purpose in [forged, "a\rb", "tab\there", "x\u{7f}", "x\u{85}y", "\u{202e}gnidnes", "\u{2066}x", "a\u{2028}b"] {
+        for purpose in
+            [forged, "a\rb", "tab\there", "x\u{7f}", "x\u{85}y", "\u{202e}gnidnes", "\u{2066}x", "a\u{2028}b"]
+        {
             let mut r = request(&shop, &alice);
             r.purpose = purpose.into();
             let err = Signed::<ConsentRequest>::from_bytes(&encode_unchecked(&r, &shop)).unwrap_err();

@@ -26,8 +26,12 @@ fn entry_json(e: &FeedEntry) -> Value {
 }
 
 fn entry_line(e: &FeedEntry, ranked: bool) -> String {
-    let who = untrusted(&e.from_name.clone().unwrap_or_else(|| e.from.to_string()[..12].to_owned())).into_owned();
-    let price = e.price.as_ref().map_or_else(|| "(price not shared)".to_owned(), |p| untrusted(&p.to_string()).into_owned());
+    let who =
+        untrusted(&e.from_name.clone().unwrap_or_else(|| e.from.to_string()[..12].to_owned())).into_owned();
+    let price = e
+        .price
+        .as_ref()
+        .map_or_else(|| "(price not shared)".to_owned(), |p| untrusted(&p.to_string()).into_owned());
     let stars =
         e.rating.map(|r| format!("  {}{}", "*".repeat(r.into()), ".".repeat(5 - usize::from(r.min(5)))));
     let mut line = if ranked {

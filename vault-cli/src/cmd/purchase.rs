@@ -82,7 +82,11 @@ fn list(app: &App, args: &PurchaseListArgs) -> Result<Outcome> {
                 untrusted(&r.seller),
                 untrusted(&r.price.to_string()),
                 r.rating.map(|n| format!("  {}", "*".repeat(n.clamp(0, 5) as usize))).unwrap_or_default(),
-                if r.tags.is_empty() { String::new() } else { format!("  [{}]", untrusted(&r.tags.join(", "))) },
+                if r.tags.is_empty() {
+                    String::new()
+                } else {
+                    format!("  [{}]", untrusted(&r.tags.join(", ")))
+                },
             ));
             if let Some(review) = &r.review {
                 out.push_str(&format!("      \"{}\"\n", untrusted(review)));

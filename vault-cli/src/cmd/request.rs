@@ -107,7 +107,10 @@ fn describe(vault: &Vault, info: &RequestInfo, incoming: bool) -> String {
         }
         RequestStatus::Denied => {
             let reason = info.denial.as_ref().and_then(|d| d.statement().reason.clone());
-            lines.push(format!("    denied{}", reason.map(|r| format!(": {}", untrusted(&r))).unwrap_or_default()));
+            lines.push(format!(
+                "    denied{}",
+                reason.map(|r| format!(": {}", untrusted(&r))).unwrap_or_default()
+            ));
         }
         _ => {}
     }
@@ -278,7 +281,8 @@ pub(crate) fn approve(app: &App, args: &ApproveArgs) -> Result<Outcome> {
         app.print_json(&grant_json(&vault, &info))?;
     } else {
         let g = grant.statement();
-        let who = untrusted(&vault.petname(&g.audience).unwrap_or_else(|| g.audience.to_string())).into_owned();
+        let who =
+            untrusted(&vault.petname(&g.audience).unwrap_or_else(|| g.audience.to_string())).into_owned();
         app.print(format!(
             "approved request {id}: grant {} gives {who} {} for \"{}\", {}.\n\
              They receive it the next time they connect (live while 'vault serve' runs); 'vault revoke {}' withdraws it.",
