@@ -16,12 +16,15 @@ pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ is inside the workspace").to_owned()
 }
 
-/// Path of the `vault` binary, built (once per test process) with the same profile as the tests.
+/// Path of the `vault` binary, built (once per test process) with the same profile as the tests
+/// and with the `insecure-test-kdf` feature, which gives `init` its hidden
+/// `--insecure-fast-kdf` (release builds without the feature have no such option).
 pub fn vault_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut args = vec!["build", "--quiet", "-p", "vault-cli", "--bin", "vault"];
+        let mut args =
+            vec!["build", "--quiet", "-p", "vault-cli", "--bin", "vault", "--features", "insecure-test-kdf"];
         if !cfg!(debug_assertions) {
             args.push("--release");
         }

@@ -98,13 +98,18 @@ pub(crate) enum ContactCommand {
     },
     /// List contacts
     List,
-    /// Forget a contact
+    /// Forget a contact (a blocked one must be unblocked first: the block lives in the contact)
     Rm {
         /// The petname
         name: String,
     },
     /// Block a contact: their connections and requests are refused
     Block {
+        /// The petname
+        name: String,
+    },
+    /// Unblock a contact: their connections and requests are accepted again
+    Unblock {
         /// The petname
         name: String,
     },
@@ -319,7 +324,9 @@ pub(crate) struct AuditArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct InitArgs {
-    /// Use a deliberately weak key derivation (tests and benchmarks only)
+    /// Use a deliberately weak key derivation. Exists only in builds with the
+    /// `insecure-test-kdf` feature (the end-to-end tests); release builds have no such option.
+    #[cfg(feature = "insecure-test-kdf")]
     #[arg(long, hide = true)]
     pub(crate) insecure_fast_kdf: bool,
 }

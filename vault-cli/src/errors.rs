@@ -1,6 +1,8 @@
 //! Error reporting: `error: ...` with its causes, then a `hint: ...` line for common mistakes.
 
-use vault_core::{CreateError, EditError, ImportError, OpenError};
+use vault_core::{ContactError, CreateError, EditError, ImportError, OpenError};
+
+use crate::output::untrusted;
 
 /// Neither VAULT_PASSPHRASE nor a terminal to ask on.
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +37,9 @@ fn hint(err: &anyhow::Error) -> Option<String> {
         if let Some(CreateError::AlreadyExists(_)) = cause.downcast_ref::<CreateError>() {
             return Some("nothing was changed; use another --vault directory for a second vault".into());
         }
+        if let Some(ContactError::Blocked(name)) = cause.downcast_ref::<ContactError>() {
+            return Some(format!("use 'vault contact unblock {name}' first, then remove it"));
+        }
         if cause.downcast_ref::<NoPassphrase>().is_some() {
             return Some("set VAULT_PASSPHRASE in the environment of scripts".into());
         }
@@ -50,7 +55,8 @@ fn hint(err: &anyhow::Error) -> Option<String> {
     None
 }
 
-/// Prints an error and its causes on standard error.
+/// Prints an error and its causes on standard error. Messages quote input, and some carry a
+/// peer's words, so they go through [`untrusted`].
 pub(crate) fn report(err: &anyhow::Error) {
     let mut message = err.to_string();
     for cause in err.chain().skip(1) {
@@ -60,8 +66,8 @@ pub(crate) fn report(err: &anyhow::Error) {
             message.push_str(&text);
         }
     }
-    eprintln!("error: {message}");
+    eprintln!("error: {}", untrusted(&message));
     if let Some(hint) = hint(err) {
-        eprintln!("hint: {hint}");
+        eprintln!("hint: {}", untrusted(&hint));
     }
 }

@@ -139,6 +139,23 @@ pub enum StatementError {
     },
 }
 
+/// True for characters that can steer a terminal or reorder what it shows: control characters
+/// (C0, DEL, C1: newline, escape, ...), the bidirectional overrides and isolates, and the line
+/// and paragraph separators. Text another person wrote must hold none of them where a single
+/// line is meant, and printers show them as visible escapes.
+pub fn is_steering_char(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{2028}' | '\u{2029}')
+}
+
+/// Refuses a single-line text that holds a [steering](is_steering_char) character. The message names
+/// the first such character by its code point and never echoes the text.
+pub(crate) fn check_single_line(what: &str, text: &str) -> Result<(), String> {
+    match text.chars().find(|c| is_steering_char(*c)) {
+        Some(c) => Err(format!("the {what} contains a control character (U+{:04X})", u32::from(c))),
+        None => Ok(()),
+    }
+}
+
 /// A kind of signed statement.
 pub trait Statement: Serialize + DeserializeOwned + Clone {
     /// Domain-separation label, versioned.
@@ -287,6 +304,10 @@ impl Statement for Grant {
         if self.purpose.len() > MAX_PURPOSE_LEN {
             return Err(format!("the purpose is longer than {MAX_PURPOSE_LEN} bytes"));
         }
+        check_single_line("purpose", &self.purpose)?;
+        if let Some(filter) = &self.filter {
+            check_single_line("record filter", &filter.to_string())?;
+        }
         if self.issuer == self.audience {
             return Err("issuer and audience are the same identity".into());
         }
@@ -364,6 +385,27 @@ impl Statement for ErasureReceipt {
     }
 }
 
+/// How far ahead of the recording vault's clock a grantee may date its erasure receipt, in
+/// seconds (clocks of two machines differ).
+pub(crate) const MAX_RECEIPT_CLOCK_SKEW: i64 = 600;
+
+impl ErasureReceipt {
+    /// Checks the receipt's date against the grant it answers and the recording vault's clock
+    /// (`now`, unix seconds): a receipt dated before the grant was issued, or in the future by
+    /// more than ten minutes of clock skew, is refused. (The statement alone cannot know either
+    /// bound, so [`Statement::check`] does not do this; the vault that records it does.)
+    pub fn check_dated(&self, grant: &Grant, now: i64) -> Result<(), StatementError> {
+        let problem = if self.erased_at < grant.issued_at {
+            "it is dated before the grant was issued"
+        } else if self.erased_at > now.saturating_add(MAX_RECEIPT_CLOCK_SKEW) {
+            "it is dated in the future"
+        } else {
+            return Ok(());
+        };
+        Err(StatementError::Invalid { kind: Self::KIND, problem: problem.into() })
+    }
+}
+
 /// A signed grant.
 pub type SignedGrant = Signed<Grant>;
 
@@ -434,6 +476,56 @@ mod tests {
         let mut g = grant(&alice, &shop);
         g.filter = Some("tag=books".parse().unwrap());
         assert!(Signed::sign(g, &alice).is_err(), "a filter needs purchases");
+    }
+
+    #[test]
+    fn control_characters_in_a_grant_are_refused_at_decode() {
+        let (alice, shop) = (Identity::generate(), Identity::generate());
+        let mut g = grant(&alice, &shop);
+        g.purpose = "delivery\n    fields:  profile.email\x1b[8m".into();
+        // Signed by hand, as a hostile issuer would, skipping the rules.
+        let body = serde_json::to_vec(&g).unwrap();
+        let signature = alice.sign(Grant::LABEL, &body);
+        assert!(matches!(SignedGrant::verify(&body, &signature), Err(StatementError::Invalid { .. })));
+        assert_eq!(
+            Signed::sign(g, &alice).unwrap_err().to_string(),
+            "invalid grant: the purpose contains a control character (U+000A)"
+        );
+        let mut g = grant(&alice, &shop);
+        g.fields = vec!["purchases".parse().unwrap()];
+        g.filter = Some("seller=Ac\u{202e}me".parse().unwrap());
+        assert_eq!(
+            Signed::sign(g, &alice).unwrap_err().to_string(),
+            "invalid grant: the record filter contains a control character (U+202E)"
+        );
+        for c in ['\0', '\t', '\x1b', '\u{7f}', '\u{9b}', '\u{202a}', '\u{2069}', '\u{2028}', '\u{2029}'] {
+            assert!(is_steering_char(c), "{c:?}");
+        }
+        for c in ['a', ' ', 'é', '配', '📦', '\u{200d}'] {
+            assert!(!is_steering_char(c), "{c:?}");
+        }
+    }
+
+    #[test]
+    fn erasure_receipts_are_dated_between_the_grant_and_now() {
+        let (alice, shop) = (Identity::generate(), Identity::generate());
+        let g = grant(&alice, &shop);
+        let now = g.issued_at + 86_400;
+        let receipt = |erased_at| ErasureReceipt {
+            grant: g.id,
+            issuer: alice.public(),
+            grantee: shop.public(),
+            erased_at,
+        };
+        assert_eq!(receipt(now).check_dated(&g, now), Ok(()));
+        assert_eq!(receipt(g.issued_at).check_dated(&g, now), Ok(()));
+        assert_eq!(receipt(now + MAX_RECEIPT_CLOCK_SKEW).check_dated(&g, now), Ok(()), "clock skew");
+        let future = receipt(now + MAX_RECEIPT_CLOCK_SKEW + 1).check_dated(&g, now).unwrap_err();
+        assert_eq!(future.to_string(), "invalid erasure receipt: it is dated in the future");
+        assert!(receipt(i64::MAX).check_dated(&g, now).is_err());
+        assert!(receipt(i64::MAX).check_dated(&g, i64::MAX).is_ok(), "no overflow");
+        let early = receipt(g.issued_at - 1).check_dated(&g, now).unwrap_err();
+        assert_eq!(early.to_string(), "invalid erasure receipt: it is dated before the grant was issued");
     }
 
     #[test]

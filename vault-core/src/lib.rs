@@ -55,6 +55,7 @@ mod store;
 mod vault;
 
 pub use doc::DocError;
+pub use grant::is_steering_char;
 pub use grant::{
     ErasureReceipt, Grant, GrantId, MAX_FIELDS, MAX_PURPOSE_LEN, Revocation, Signed, SignedGrant, Statement,
     StatementError,

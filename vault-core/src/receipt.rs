@@ -83,7 +83,8 @@ pub fn consent_receipt(
             "piiController": names.controller.clone().unwrap_or_else(|| g.audience.to_string()),
             "onBehalf": false,
             "contact": g.audience.to_string(),
-            "address": "",
+            // Kantara CR v1.1 wants an object here (a postal address); a vault identity has none.
+            "address": {},
             "email": "",
             "phone": "",
         }],
@@ -160,6 +161,16 @@ mod tests {
         assert_eq!(receipt["piiPrincipalId"], alice.public().to_string());
         assert_eq!(receipt["services"][0]["purposes"][0]["piiCategory"][0], "profile.email");
         assert_eq!(receipt["iso27560"]["duration"], 86_400);
+        // Kantara CR v1.1's published schema: every controller carries these members, and its
+        // address is an object (a postal address), not a string.
+        let controller = &receipt["piiControllers"][0];
+        for member in ["piiController", "contact", "address", "email", "phone"] {
+            assert!(controller.get(member).is_some(), "piiControllers[0].{member} is required");
+        }
+        assert!(controller["address"].is_object(), "{controller}");
+        let purpose = &receipt["services"][0]["purposes"][0];
+        assert_eq!(purpose["thirdPartyDisclosure"], false);
+        assert!(purpose.get("thirdPartyName").is_none());
         // A third party can verify the receipt from its own members.
         let body = BASE64.decode(receipt["signature"]["body"].as_str().unwrap().as_bytes()).unwrap();
         let sig: [u8; 64] = BASE64

@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::grant::{MAX_FIELDS, MAX_PURPOSE_LEN, Statement, random_id};
+use crate::grant::{MAX_FIELDS, MAX_PURPOSE_LEN, Statement, check_single_line, random_id};
 use crate::identity::IdentityId;
 use crate::path::{FieldPath, RecordFilter};
 
@@ -68,6 +68,10 @@ impl Statement for ConsentRequest {
         }
         if self.purpose.len() > MAX_PURPOSE_LEN {
             return Err(format!("the purpose is longer than {MAX_PURPOSE_LEN} bytes"));
+        }
+        check_single_line("purpose", &self.purpose)?;
+        if let Some(filter) = &self.filter {
+            check_single_line("record filter", &filter.to_string())?;
         }
         if self.requester == self.holder {
             return Err("requester and holder are the same identity".into());
@@ -173,6 +177,9 @@ impl Statement for Denial {
         if self.reason.as_ref().is_some_and(|r| r.len() > MAX_REASON_LEN) {
             return Err(format!("the reason is longer than {MAX_REASON_LEN} bytes"));
         }
+        if let Some(reason) = &self.reason {
+            check_single_line("reason", reason)?;
+        }
         Ok(())
     }
 }
@@ -180,7 +187,7 @@ impl Statement for Denial {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::grant::Signed;
+    use crate::grant::{Signed, StatementError};
     use crate::identity::Identity;
     use proptest::prelude::*;
 
@@ -276,6 +283,59 @@ mod tests {
         assert!(Signed::sign(denial.clone(), &shop).is_err());
         let signed = Signed::sign(denial, &alice).unwrap();
         assert_eq!(Signed::<Denial>::from_bytes(&signed.to_bytes()).unwrap(), signed);
+    }
+
+    /// Signs `statement` the way a hostile peer would: by hand, skipping the statement rules.
+    fn encode_unchecked<T: Statement>(statement: &T, identity: &Identity) -> Vec<u8> {
+        let body = serde_json::to_vec(statement).unwrap();
+        let signature = identity.sign(T::LABEL, &body);
+        let mut out = (body.len() as u32).to_be_bytes().to_vec();
+        out.extend_from_slice(&body);
+        out.extend_from_slice(&signature);
+        out
+    }
+
+    #[test]
+    fn control_characters_in_single_line_text_are_refused_at_decode() {
+        let (shop, alice) = (Identity::generate(), Identity::generate());
+        // The forged consent screen: a new line, a fake field list, and "hide what follows".
+        let forged = "delivery\n  fields: profile.email\n\x1b[8m";
+        for purpose in
+            [forged, "a\rb", "tab\there", "x\u{7f}", "x\u{85}y", "\u{202e}gnidnes", "\u{2066}x", "a\u{2028}b"]
+        {
+            let mut r = request(&shop, &alice);
+            r.purpose = purpose.into();
+            let err = Signed::<ConsentRequest>::from_bytes(&encode_unchecked(&r, &shop)).unwrap_err();
+            assert!(matches!(err, StatementError::Invalid { .. }), "{purpose:?}: {err}");
+            // Signing says which character, and never echoes the text.
+            let err = Signed::sign(r, &shop).unwrap_err().to_string();
+            assert!(err.contains("the purpose contains a control character (U+"), "{err}");
+            assert!(!err.contains(purpose), "{err}");
+        }
+        let first = Signed::sign(ConsentRequest { purpose: forged.into(), ..request(&shop, &alice) }, &shop);
+        assert_eq!(
+            first.unwrap_err().to_string(),
+            "invalid consent request: the purpose contains a control character (U+000A)"
+        );
+        let mut r = request(&shop, &alice);
+        r.fields = vec![FieldPath::Purchases(None)];
+        r.filter = Some("tag=bo\x1bks".parse().unwrap());
+        assert!(Signed::<ConsentRequest>::from_bytes(&encode_unchecked(&r, &shop)).is_err(), "filter value");
+        // Printable text from any script stays allowed.
+        let mut r = request(&shop, &alice);
+        r.purpose = "livraison à domicile, 配達, доставка 📦".into();
+        assert!(Signed::<ConsentRequest>::from_bytes(&encode_unchecked(&r, &shop)).is_ok());
+
+        let denial = |reason: &str| Denial {
+            request: RequestId::random(),
+            holder: alice.public(),
+            requester: shop.public(),
+            reason: Some(reason.into()),
+            denied_at: 1_800_000_000,
+        };
+        assert!(Signed::<Denial>::from_bytes(&encode_unchecked(&denial("no\n\x1b[2J"), &alice)).is_err());
+        assert!(Signed::<Denial>::from_bytes(&encode_unchecked(&denial("not needed"), &alice)).is_ok());
+        assert!(Signed::sign(denial("line one\nline two"), &alice).is_err());
     }
 
     #[test]

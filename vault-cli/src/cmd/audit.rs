@@ -6,6 +6,7 @@ use vault_core::{AuditEvent, AuditFilter, AuditKind, Vault};
 
 use crate::app::{App, Outcome};
 use crate::cli::AuditArgs;
+use crate::output::untrusted;
 use crate::time::{local, parse_since, rfc3339};
 
 pub(crate) fn run(app: &App, args: &AuditArgs) -> Result<Outcome> {
@@ -57,18 +58,18 @@ pub(crate) fn describe_event(vault: &Vault, e: &AuditEvent) -> String {
         AuditKind::RequestAnswered => "answer from",
         _ => "event",
     };
-    let mut line = format!("{}  {what} {who}", local(e.at));
+    let mut line = format!("{}  {what} {}", local(e.at), untrusted(&who));
     if let Some(g) = e.grant {
         line.push_str(&format!("  grant {g}"));
     }
     if !e.fields.is_empty() {
-        line.push_str(&format!("  [{}]", e.fields.join(", ")));
+        line.push_str(&format!("  [{}]", untrusted(&e.fields.join(", "))));
     }
     if let Some(b) = e.bytes {
         line.push_str(&format!("  {b} bytes"));
     }
     if let Some(d) = &e.detail {
-        line.push_str(&format!("  ({d})"));
+        line.push_str(&format!("  ({})", untrusted(d)));
     }
     line
 }

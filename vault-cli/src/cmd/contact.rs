@@ -1,4 +1,4 @@
-//! `vault contact add|list|rm|block`
+//! `vault contact add|list|rm|block|unblock`
 
 use anyhow::{Context, Result};
 use serde_json::json;
@@ -6,6 +6,7 @@ use vault_core::Ticket;
 
 use crate::app::{App, Outcome};
 use crate::cli::ContactCommand;
+use crate::output::untrusted;
 
 pub(crate) fn run(app: &App, command: ContactCommand) -> Result<Outcome> {
     match command {
@@ -16,7 +17,7 @@ pub(crate) fn run(app: &App, command: ContactCommand) -> Result<Outcome> {
             if app.json {
                 app.print_json(&json!({ "name": contact.name, "identity": contact.identity.to_string() }))?;
             } else {
-                app.print(format!("added {} ({})", contact.name, contact.identity))?;
+                app.print(format!("added {} ({})", untrusted(&contact.name), contact.identity))?;
             }
             Ok(Outcome::Done)
         }
@@ -35,7 +36,12 @@ pub(crate) fn run(app: &App, command: ContactCommand) -> Result<Outcome> {
                 let lines: Vec<String> = contacts
                     .iter()
                     .map(|c| {
-                        format!("{:<16} {}{}", c.name, c.identity, if c.blocked { "  (blocked)" } else { "" })
+                        format!(
+                            "{:<16} {}{}",
+                            untrusted(&c.name),
+                            c.identity,
+                            if c.blocked { "  (blocked)" } else { "" }
+                        )
                     })
                     .collect();
                 app.print(lines.join("\n"))?;
@@ -48,19 +54,23 @@ pub(crate) fn run(app: &App, command: ContactCommand) -> Result<Outcome> {
             if app.json {
                 app.print_json(&json!({ "name": name, "removed": removed }))?;
             } else if !removed {
-                eprintln!("no contact named {name}");
+                eprintln!("no contact named {}", untrusted(&name));
             }
             Ok(if removed { Outcome::Done } else { Outcome::No })
         }
-        ContactCommand::Block { name } => {
-            let mut vault = app.unlock()?;
-            let blocked = vault.block_contact(&name)?;
-            if app.json {
-                app.print_json(&json!({ "name": name, "blocked": blocked }))?;
-            } else if !blocked {
-                eprintln!("no contact named {name}");
-            }
-            Ok(if blocked { Outcome::Done } else { Outcome::No })
-        }
+        ContactCommand::Block { name } => set_blocked(app, &name, true),
+        ContactCommand::Unblock { name } => set_blocked(app, &name, false),
     }
+}
+
+fn set_blocked(app: &App, name: &str, blocked: bool) -> Result<Outcome> {
+    let mut vault = app.unlock()?;
+    let found = if blocked { vault.block_contact(name)? } else { vault.unblock_contact(name)? };
+    if app.json {
+        let key = if blocked { "blocked" } else { "unblocked" };
+        app.print_json(&json!({ "name": name, key: found }))?;
+    } else if !found {
+        eprintln!("no contact named {}", untrusted(name));
+    }
+    Ok(if found { Outcome::Done } else { Outcome::No })
 }

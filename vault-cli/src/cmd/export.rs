@@ -7,6 +7,7 @@ use serde_json::json;
 
 use crate::app::{App, Outcome};
 use crate::cli::{ExportArgs, ExportFormat};
+use crate::output::untrusted;
 
 pub(crate) fn run(app: &App, args: &ExportArgs) -> Result<Outcome> {
     if args.output.is_none() && args.format == ExportFormat::Automerge && std::io::stdout().is_terminal() {
@@ -40,7 +41,7 @@ pub(crate) fn run(app: &App, args: &ExportArgs) -> Result<Outcome> {
             } else {
                 eprintln!(
                     "wrote {} ({} bytes, {format}); this file is NOT encrypted: keep it safe",
-                    path.display(),
+                    untrusted(&path.display().to_string()),
                     bytes.len()
                 );
             }
@@ -49,21 +50,15 @@ pub(crate) fn run(app: &App, args: &ExportArgs) -> Result<Outcome> {
     Ok(Outcome::Done)
 }
 
-/// Writes through a temporary file in the same directory, readable by the owner only, and
-/// renames it into place: a crash never leaves a half-written export under the final name.
+/// Writes through a new temporary file in the same directory, readable by the owner only, and
+/// renames it into place: a crash never leaves a half-written export under the final name. The
+/// temporary file has a random name and is created exclusively (`O_EXCL`, mode 0600), so a file
+/// or symlink planted in the directory is never opened, let alone followed.
 pub(crate) fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
-    let tmp = dir.join(format!(".{}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("export")));
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options.open(&tmp)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    drop(file);
-    std::fs::rename(&tmp, path)
+    let mut tmp = tempfile::Builder::new().prefix(".vault-export-").suffix(".tmp").tempfile_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
 }

@@ -6,6 +6,7 @@ use vault_core::{FeedEntry, FeedFilter};
 
 use crate::app::{App, Outcome};
 use crate::cli::{FeedArgs, FeedCommand};
+use crate::output::{untrusted, untrusted_or};
 
 fn entry_json(e: &FeedEntry) -> Value {
     json!({
@@ -25,33 +26,37 @@ fn entry_json(e: &FeedEntry) -> Value {
 }
 
 fn entry_line(e: &FeedEntry, ranked: bool) -> String {
-    let who = e.from_name.clone().unwrap_or_else(|| e.from.to_string()[..12].to_owned());
-    let price = e.price.as_ref().map_or_else(|| "(price not shared)".to_owned(), ToString::to_string);
+    let who =
+        untrusted(&e.from_name.clone().unwrap_or_else(|| e.from.to_string()[..12].to_owned())).into_owned();
+    let price = e
+        .price
+        .as_ref()
+        .map_or_else(|| "(price not shared)".to_owned(), |p| untrusted(&p.to_string()).into_owned());
     let stars =
         e.rating.map(|r| format!("  {}{}", "*".repeat(r.into()), ".".repeat(5 - usize::from(r.min(5)))));
     let mut line = if ranked {
         format!(
             "{price:>14}  {who}  {} at {}  {}",
-            e.item.as_deref().unwrap_or("?"),
-            e.seller.as_deref().unwrap_or("?"),
-            e.date.as_deref().unwrap_or("")
+            untrusted_or(e.item.as_deref(), "?"),
+            untrusted_or(e.seller.as_deref(), "?"),
+            untrusted_or(e.date.as_deref(), "")
         )
     } else {
         format!(
             "{}  {who} bought {} at {}  {price}",
-            e.date.as_deref().unwrap_or("????-??-??"),
-            e.item.as_deref().unwrap_or("(item not shared)"),
-            e.seller.as_deref().unwrap_or("?"),
+            untrusted_or(e.date.as_deref(), "????-??-??"),
+            untrusted_or(e.item.as_deref(), "(item not shared)"),
+            untrusted_or(e.seller.as_deref(), "?"),
         )
     };
     if let Some(s) = stars {
         line.push_str(&s);
     }
     if !e.tags.is_empty() {
-        line.push_str(&format!("  [{}]", e.tags.join(", ")));
+        line.push_str(&format!("  [{}]", untrusted(&e.tags.join(", "))));
     }
     if let Some(review) = &e.review {
-        line.push_str(&format!("\n            \"{review}\""));
+        line.push_str(&format!("\n            \"{}\"", untrusted(review)));
     }
     line
 }
@@ -75,7 +80,7 @@ pub(crate) fn run(app: &App, args: &FeedArgs) -> Result<Outcome> {
         eprintln!(
             "{}",
             match &item {
-                Some(i) => format!("no friend's purchase matches \"{i}\""),
+                Some(i) => format!("no friend's purchase matches \"{}\"", untrusted(i)),
                 None => "nothing in your feed: 'vault follow PEER' asks a friend to share theirs".to_owned(),
             }
         );
@@ -83,7 +88,7 @@ pub(crate) fn run(app: &App, args: &FeedArgs) -> Result<Outcome> {
         let ranked = item.is_some();
         let mut out = String::new();
         if let Some(i) = &item {
-            out.push_str(&format!("what friends paid for \"{i}\", lowest first:\n"));
+            out.push_str(&format!("what friends paid for \"{}\", lowest first:\n", untrusted(i)));
         }
         out.push_str(&entries.iter().map(|e| entry_line(e, ranked)).collect::<Vec<_>>().join("\n"));
         app.print(out)?;

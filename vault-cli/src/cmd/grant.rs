@@ -6,6 +6,7 @@ use vault_core::{FieldPath, GrantId, GrantInfo, GrantStatus, NewGrant, RecordFil
 
 use crate::app::{App, Outcome};
 use crate::cli::{GrantArgs, GrantsArgs};
+use crate::output::untrusted;
 use crate::time::{local, parse_expiry, rfc3339};
 
 /// A grant as JSON (`schemas/cli/grants.schema.json`), with the signed grant as the receipt.
@@ -58,9 +59,11 @@ fn describe(vault: &Vault, info: &GrantInfo) -> String {
         fields.push_str(" (no prices)");
     }
     format!(
-        "{}  {who}  [{status}]\n    fields:  {fields}\n    purpose: {}\n    {until}, issued {}",
+        "{}  {}  [{status}]\n    fields:  {}\n    purpose: {}\n    {until}, issued {}",
         g.id,
-        g.purpose,
+        untrusted(&who),
+        untrusted(&fields),
+        untrusted(&g.purpose),
         local(g.issued_at)
     )
 }

@@ -8,6 +8,7 @@ use vault_core::ImportMode;
 
 use crate::app::{App, Outcome};
 use crate::cli::ImportArgs;
+use crate::output::untrusted;
 
 /// Larger files are refused rather than read into memory.
 const MAX_IMPORT_BYTES: u64 = 1 << 30;
@@ -31,11 +32,12 @@ pub(crate) fn run(app: &App, args: &ImportArgs) -> Result<Outcome> {
     if app.json {
         app.print_json(&json!({ "file": args.file, "mode": mode_name }))?;
     } else {
+        let file = args.file.display().to_string();
         match mode {
             ImportMode::Merged => {
-                app.print(format!("merged {} into the vault (both histories kept)", args.file.display()))?
+                app.print(format!("merged {} into the vault (both histories kept)", untrusted(&file)))?
             }
-            ImportMode::Values => app.print(format!("imported the values of {}", args.file.display()))?,
+            ImportMode::Values => app.print(format!("imported the values of {}", untrusted(&file)))?,
         }
     }
     Ok(Outcome::Done)

@@ -7,13 +7,25 @@ use vault_core::{KdfParams, Vault};
 use crate::app::{App, Outcome, read_passphrase};
 use crate::cli::InitArgs;
 
+/// The key derivation: always the default, unless this is a test build (feature
+/// `insecure-test-kdf`) and the hidden `--insecure-fast-kdf` was given.
+#[cfg(feature = "insecure-test-kdf")]
+fn kdf(args: &InitArgs) -> KdfParams {
+    if args.insecure_fast_kdf { KdfParams::INSECURE_FOR_TESTS } else { KdfParams::DEFAULT }
+}
+
+#[cfg(not(feature = "insecure-test-kdf"))]
+fn kdf(_: &InitArgs) -> KdfParams {
+    KdfParams::DEFAULT
+}
+
 pub(crate) fn run(app: &App, args: &InitArgs) -> Result<Outcome> {
     let options = Vault::at(&app.dir);
     if options.exists() {
         // Refuse before asking for a passphrase.
         return Err(vault_core::CreateError::AlreadyExists(app.dir.clone()).into());
     }
-    let kdf = if args.insecure_fast_kdf { KdfParams::INSECURE_FOR_TESTS } else { KdfParams::DEFAULT };
+    let kdf = kdf(args);
     let passphrase = read_passphrase("New passphrase: ", true)?;
     let vault = options.kdf(kdf).create(&passphrase)?;
     let ticket = vault.ticket(Vec::new());

@@ -5,7 +5,7 @@ use serde_json::json;
 
 use crate::app::{App, Outcome};
 use crate::cli::PrefCommand;
-use crate::output::key_values;
+use crate::output::{key_values, untrusted};
 
 pub(crate) fn run(app: &App, command: PrefCommand) -> Result<Outcome> {
     let mut vault = app.unlock()?;
@@ -34,9 +34,9 @@ pub(crate) fn run(app: &App, command: PrefCommand) -> Result<Outcome> {
                 app.print_json(&json!({ "key": key, "value": value }))?;
             } else {
                 match &value {
-                    Some(serde_json::Value::String(s)) => app.print(s)?,
-                    Some(other) => app.print(other)?,
-                    None => eprintln!("preference {key} is not set"),
+                    Some(serde_json::Value::String(s)) => app.print(untrusted(s))?,
+                    Some(other) => app.print(untrusted(&other.to_string()))?,
+                    None => eprintln!("preference {} is not set", untrusted(&key)),
                 }
             }
             Ok(if value.is_some() { Outcome::Done } else { Outcome::No })
@@ -46,7 +46,7 @@ pub(crate) fn run(app: &App, command: PrefCommand) -> Result<Outcome> {
             if app.json {
                 app.print_json(&json!({ "key": key, "removed": removed }))?;
             } else if !removed {
-                eprintln!("preference {key} was not set");
+                eprintln!("preference {} was not set", untrusted(&key));
             }
             Ok(if removed { Outcome::Done } else { Outcome::No })
         }

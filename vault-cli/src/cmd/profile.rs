@@ -5,7 +5,7 @@ use serde_json::json;
 
 use crate::app::{App, Outcome};
 use crate::cli::ProfileCommand;
-use crate::output::key_values;
+use crate::output::{key_values, untrusted};
 
 pub(crate) fn run(app: &App, command: ProfileCommand) -> Result<Outcome> {
     let mut vault = app.unlock()?;
@@ -34,9 +34,9 @@ pub(crate) fn run(app: &App, command: ProfileCommand) -> Result<Outcome> {
                 app.print_json(&json!({ "field": field, "value": value }))?;
             } else {
                 match &value {
-                    Some(serde_json::Value::String(s)) => app.print(s)?,
+                    Some(serde_json::Value::String(s)) => app.print(untrusted(s))?,
                     Some(other) => app.print(key_values(other))?,
-                    None => eprintln!("profile.{field} is not set"),
+                    None => eprintln!("profile.{} is not set", untrusted(&field)),
                 }
             }
             Ok(if value.is_some() { Outcome::Done } else { Outcome::No })
@@ -46,7 +46,7 @@ pub(crate) fn run(app: &App, command: ProfileCommand) -> Result<Outcome> {
             if app.json {
                 app.print_json(&json!({ "field": field, "removed": removed }))?;
             } else if !removed {
-                eprintln!("profile.{field} was not set");
+                eprintln!("profile.{} was not set", untrusted(&field));
             }
             Ok(if removed { Outcome::Done } else { Outcome::No })
         }

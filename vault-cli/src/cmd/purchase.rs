@@ -6,6 +6,7 @@ use vault_core::{Price, Purchase, PurchaseRecord};
 
 use crate::app::{App, Outcome};
 use crate::cli::{PurchaseAddArgs, PurchaseCommand, PurchaseListArgs};
+use crate::output::untrusted;
 
 pub(crate) fn run(app: &App, command: PurchaseCommand) -> Result<Outcome> {
     match command {
@@ -17,7 +18,7 @@ pub(crate) fn run(app: &App, command: PurchaseCommand) -> Result<Outcome> {
             if app.json {
                 app.print_json(&json!({ "id": id, "removed": removed }))?;
             } else if !removed {
-                eprintln!("no purchase with id {id}");
+                eprintln!("no purchase with id {}", untrusted(&id));
             }
             Ok(if removed { Outcome::Done } else { Outcome::No })
         }
@@ -75,16 +76,20 @@ fn list(app: &App, args: &PurchaseListArgs) -> Result<Outcome> {
             let r = &p.record;
             out.push_str(&format!(
                 "{}  {}  {}  from {}  {}{}{}\n",
-                r.date,
-                p.id,
-                r.item,
-                r.seller,
-                r.price,
+                untrusted(&r.date),
+                untrusted(&p.id),
+                untrusted(&r.item),
+                untrusted(&r.seller),
+                untrusted(&r.price.to_string()),
                 r.rating.map(|n| format!("  {}", "*".repeat(n.clamp(0, 5) as usize))).unwrap_or_default(),
-                if r.tags.is_empty() { String::new() } else { format!("  [{}]", r.tags.join(", ")) },
+                if r.tags.is_empty() {
+                    String::new()
+                } else {
+                    format!("  [{}]", untrusted(&r.tags.join(", ")))
+                },
             ));
             if let Some(review) = &r.review {
-                out.push_str(&format!("      \"{review}\"\n"));
+                out.push_str(&format!("      \"{}\"\n", untrusted(review)));
             }
         }
         app.print(out.trim_end())?;

@@ -11,6 +11,7 @@ use crate::app::{App, Outcome};
 use crate::cli::{ApproveArgs, DenyArgs, FollowArgs, RequestArgs, RequestsArgs};
 use crate::cmd::grant::grant_json;
 use crate::cmd::serve::runtime;
+use crate::output::untrusted;
 use crate::time::{local, parse_duration, parse_expiry, rfc3339};
 
 fn days(seconds: i64) -> String {
@@ -59,7 +60,7 @@ fn describe(vault: &Vault, info: &RequestInfo, incoming: bool) -> String {
     let r = info.request.statement();
     let peer = if incoming { r.requester } else { r.holder };
     let who = match &info.peer_name {
-        Some(name) => format!("{name} ({peer})"),
+        Some(name) => format!("{} ({peer})", untrusted(name)),
         None => format!("{peer} (not a contact)"),
     };
     let kind = if r.is_follow() { "follow request (purchase feed)" } else { "access request" };
@@ -69,10 +70,10 @@ fn describe(vault: &Vault, info: &RequestInfo, incoming: bool) -> String {
         if incoming { "from" } else { "to" },
         info.status.as_str()
     )];
-    lines.push(format!("    purpose:  {}", r.purpose));
+    lines.push(format!("    purpose:  {}", untrusted(&r.purpose)));
     lines.push(format!("    for:      {}", r.duration.map_or_else(|| "until revoked".to_owned(), days)));
     if let Some(f) = &r.filter {
-        lines.push(format!("    only:     {f}"));
+        lines.push(format!("    only:     {}", untrusted(&f.to_string())));
     }
     if incoming {
         lines.push("    fields (what your vault holds of them):".to_owned());
@@ -90,12 +91,12 @@ fn describe(vault: &Vault, info: &RequestInfo, incoming: bool) -> String {
                 (None, true) => "held".to_owned(),
                 (None, false) => "not set (nothing would be shared yet)".to_owned(),
             };
-            lines.push(format!("      {:<24} {what}", h.field.to_string()));
+            lines.push(format!("      {:<24} {what}", untrusted(&h.field.to_string())));
         }
     } else {
         lines.push(format!(
             "    fields:   {}",
-            r.fields.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+            untrusted(&r.fields.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "))
         ));
     }
     match info.status {
@@ -106,7 +107,10 @@ fn describe(vault: &Vault, info: &RequestInfo, incoming: bool) -> String {
         }
         RequestStatus::Denied => {
             let reason = info.denial.as_ref().and_then(|d| d.statement().reason.clone());
-            lines.push(format!("    denied{}", reason.map(|r| format!(": {r}")).unwrap_or_default()));
+            lines.push(format!(
+                "    denied{}",
+                reason.map(|r| format!(": {}", untrusted(&r))).unwrap_or_default()
+            ));
         }
         _ => {}
     }
@@ -145,7 +149,7 @@ fn send(app: &App, ask: Ask) -> Result<Outcome> {
     let Some(ticket) = peer.ticket.clone() else {
         bail!("no ticket for that peer: add them with 'vault contact add NAME TICKET'");
     };
-    let name = peer.name.clone().unwrap_or_else(|| peer.identity.to_string());
+    let name = untrusted(&peer.name.clone().unwrap_or_else(|| peer.identity.to_string())).into_owned();
     let signed = vault.make_request(NewRequest {
         holder: peer.identity,
         ticket: Some(ticket.clone()),
@@ -176,9 +180,10 @@ fn send(app: &App, ask: Ask) -> Result<Outcome> {
         (RequestStatus::Queued, Err(e)) => {
             if !app.json {
                 app.print(format!(
-                    "request {id} is queued: {name} is not reachable now ({e}).\n\
+                    "request {id} is queued: {name} is not reachable now ({}).\n\
                      'vault serve' delivers it when {name} is online, or run 'vault sync {}' later.",
-                    peer.name.as_deref().unwrap_or("PEER")
+                    untrusted(&e.to_string()),
+                    untrusted(peer.name.as_deref().unwrap_or("PEER"))
                 ))?;
             }
             Outcome::Done
@@ -276,13 +281,14 @@ pub(crate) fn approve(app: &App, args: &ApproveArgs) -> Result<Outcome> {
         app.print_json(&grant_json(&vault, &info))?;
     } else {
         let g = grant.statement();
-        let who = vault.petname(&g.audience).unwrap_or_else(|| g.audience.to_string());
+        let who =
+            untrusted(&vault.petname(&g.audience).unwrap_or_else(|| g.audience.to_string())).into_owned();
         app.print(format!(
             "approved request {id}: grant {} gives {who} {} for \"{}\", {}.\n\
              They receive it the next time they connect (live while 'vault serve' runs); 'vault revoke {}' withdraws it.",
             g.id,
-            g.fields.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
-            g.purpose,
+            untrusted(&g.fields.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")),
+            untrusted(&g.purpose),
             g.expires_at.map_or_else(|| "until you revoke it".to_owned(), |e| format!("until {}", local(e))),
             g.id,
         ))?;
@@ -301,7 +307,7 @@ pub(crate) fn deny(app: &App, args: &DenyArgs) -> Result<Outcome> {
         let who = vault
             .petname(&denial.statement().requester)
             .unwrap_or_else(|| denial.statement().requester.to_string());
-        app.print(format!("denied request {id}; {who} is told the next time they connect"))?;
+        app.print(format!("denied request {id}; {} is told the next time they connect", untrusted(&who)))?;
     }
     Ok(Outcome::Done)
 }

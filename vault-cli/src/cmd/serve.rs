@@ -8,6 +8,7 @@ use vault_sync::{Node, NodeConfig, sync_once};
 
 use crate::app::{App, Outcome};
 use crate::cli::{ServeArgs, SyncArgs};
+use crate::output::untrusted;
 
 pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")
@@ -78,16 +79,17 @@ pub(crate) fn sync(app: &App, args: &SyncArgs) -> Result<Outcome> {
     let mut failed = 0;
     for ticket in targets {
         let name = vault.petname(&ticket.identity()).unwrap_or_else(|| ticket.identity().to_string());
+        let shown = untrusted(&name);
         let (back, report) = rt.block_on(sync_once(vault, &ticket, &config));
         vault = back;
         if let Err(e) = &report {
             failed += 1;
-            eprintln!("error: sync with {name} failed: {e}");
+            eprintln!("error: sync with {shown} failed: {}", untrusted(&e.to_string()));
         }
         if let Ok(r) = report {
             if !app.json {
                 app.print(format!(
-                    "{name}: {} live share(s), {} updated, {} erased",
+                    "{shown}: {} live share(s), {} updated, {} erased",
                     r.live, r.updated, r.erased
                 ))?;
             }

@@ -6,7 +6,7 @@ use vault_core::{ConsentState, ReceiptNames, Share, ShareStatus, Vault, consent_
 
 use crate::app::{App, Outcome};
 use crate::cli::{SharedArgs, TableFormat};
-use crate::output::key_values;
+use crate::output::{key_values, untrusted};
 use crate::time::{local, rfc3339};
 
 pub(crate) fn run(app: &App, args: &SharedArgs) -> Result<Outcome> {
@@ -66,7 +66,12 @@ pub(crate) fn run(app: &App, args: &SharedArgs) -> Result<Outcome> {
                     format!("withdrawn (expired {}), copy erased", s.ended_at.map(local).unwrap_or_default())
                 }
             };
-            out.push(format!("{}  from {who}  [{status}]\n    purpose: {}\n    {until}", g.id, g.purpose));
+            out.push(format!(
+                "{}  from {}  [{status}]\n    purpose: {}\n    {until}",
+                g.id,
+                untrusted(&who),
+                untrusted(&g.purpose)
+            ));
             if let Some(values) = &s.values {
                 for line in key_values(values).lines() {
                     out.push(format!("    {line}"));
@@ -175,7 +180,7 @@ fn export(
             crate::cmd::export::write_private(path, &bytes)
                 .with_context(|| format!("cannot write {}", path.display()))?;
             if !app.json {
-                eprintln!("exported {} consent(s) to {}", rows.len(), path.display());
+                eprintln!("exported {} consent(s) to {}", rows.len(), untrusted(&path.display().to_string()));
             }
         }
         None => {

@@ -5,6 +5,7 @@ use serde_json::json;
 use vault_core::Vault;
 
 use crate::app::{App, Outcome, read_passphrase};
+use crate::output::untrusted;
 
 pub(crate) fn run(app: &App) -> Result<Outcome> {
     let options = Vault::at(&app.dir);
@@ -23,7 +24,7 @@ pub(crate) fn run(app: &App) -> Result<Outcome> {
         app.print(format!("ok: {} encrypted blobs checked, document intact", report.blobs_checked))?;
     } else {
         for problem in &report.problems {
-            app.print(format!("damaged: {problem}"))?;
+            app.print(format!("damaged: {}", untrusted(problem)))?;
         }
         app.print(format!("{} problem(s) found; nothing was modified", report.problems.len()))?;
     }

@@ -41,6 +41,9 @@ pub enum ContactError {
     /// That is this vault's own identity.
     #[error("that ticket is this vault's own")]
     Own,
+    /// Removing a blocked contact would unblock it: unblock it first.
+    #[error("contact \"{0}\" is blocked; removing it would unblock it")]
+    Blocked(String),
     /// The storage layer failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -117,11 +120,15 @@ impl Vault {
         })
     }
 
-    /// Removes a contact; false when there is none by that name.
+    /// Removes a contact; false when there is none by that name. A blocked contact is not
+    /// removed (the block lives in its row): [`Vault::unblock_contact`] first.
     pub fn remove_contact(&mut self, name: &str) -> Result<bool, ContactError> {
         self.write(|v| {
             for (id, c) in v.contact_rows()? {
                 if c.name == name {
+                    if c.blocked {
+                        return Err(ContactError::Blocked(c.name));
+                    }
                     v.store
                         .conn
                         .execute("DELETE FROM contacts WHERE id = ?1", [&id])
@@ -135,10 +142,19 @@ impl Vault {
 
     /// Blocks a contact: its connections and requests are refused from now on.
     pub fn block_contact(&mut self, name: &str) -> Result<bool, ContactError> {
+        self.set_blocked(name, true)
+    }
+
+    /// Unblocks a contact: its connections and requests are accepted again.
+    pub fn unblock_contact(&mut self, name: &str) -> Result<bool, ContactError> {
+        self.set_blocked(name, false)
+    }
+
+    fn set_blocked(&mut self, name: &str, blocked: bool) -> Result<bool, ContactError> {
         self.write(|v| {
             for (id, mut c) in v.contact_rows()? {
                 if c.name == name {
-                    c.blocked = true;
+                    c.blocked = blocked;
                     v.put_contact(&id, &c)?;
                     return Ok(true);
                 }
