@@ -14,7 +14,7 @@ use super::audit::{AuditEvent, AuditKind};
 use crate::doc::{PURCHASES, Touched, obj_to_json, touched_between};
 use crate::grant::{ErasureReceipt, GrantId, Signed, SignedGrant};
 use crate::identity::{IdentityId, Ticket};
-use crate::protocol::Ended;
+use crate::protocol::{Ended, decode_sync_body, encode_sync_body};
 use crate::store::StoreError;
 
 const RECEIVED: &str = "received";
@@ -68,6 +68,9 @@ struct Record {
     receipt: Option<Vec<u8>>,
     #[serde(default)]
     receipt_confirmed: bool,
+    /// The issuer's projection epoch this copy belongs to.
+    #[serde(default)]
+    epoch: u64,
 }
 
 /// A loaded replica.
@@ -75,6 +78,7 @@ pub(crate) struct Replica {
     am: AutoCommit,
     sync: SyncState,
     last_seq: i64,
+    epoch: u64,
 }
 
 impl std::fmt::Debug for Replica {
@@ -212,6 +216,7 @@ impl Vault {
                         ended_at: None,
                         receipt: None,
                         receipt_confirmed: false,
+                        epoch: 0,
                     },
                 )?;
                 let mut event = AuditEvent::new(now, AuditKind::ShareReceived);
@@ -350,6 +355,10 @@ impl Vault {
         if record.status != ShareStatus::Live {
             return Err(ShareError::Unknown(*id));
         }
+        if self.replicas.get(id).is_some_and(|r| r.epoch != record.epoch) {
+            // Another handle replaced the copy with a new epoch: start again from its chunks.
+            self.replicas.remove(id);
+        }
         let after = self.replicas.get(id).map_or(0, |r| r.last_seq);
         let mut stmt = self
             .store
@@ -366,7 +375,8 @@ impl Vault {
         drop(stmt);
         if !self.replicas.contains_key(id) {
             let sync = SyncState::decode(&record.sync_state).unwrap_or_else(|_| SyncState::new());
-            self.replicas.insert(*id, Replica { am: AutoCommit::new(), sync, last_seq: 0 });
+            self.replicas
+                .insert(*id, Replica { am: AutoCommit::new(), sync, last_seq: 0, epoch: record.epoch });
         }
         for (seq, blob) in rows {
             let bytes =
@@ -392,7 +402,12 @@ impl Vault {
     /// The next sync message this vault (as grantee) sends for a share, if any.
     pub fn share_sync_generate(&mut self, id: &GrantId) -> Result<Option<Vec<u8>>, ShareError> {
         let replica = self.load_replica(id)?;
-        Ok(replica.am.sync().generate_sync_message(&mut replica.sync).map(Message::encode))
+        let epoch = replica.epoch;
+        Ok(replica
+            .am
+            .sync()
+            .generate_sync_message(&mut replica.sync)
+            .map(|m| encode_sync_body(epoch, &m.encode())))
     }
 
     /// True when this vault's copy has everything the issuer said it has (their last heads are
@@ -404,8 +419,10 @@ impl Vault {
     }
 
     /// Applies a sync message from the issuer and makes the result durable. Returns true when
-    /// the replica changed.
+    /// the replica changed. A message of a newer projection epoch replaces the copy (its
+    /// history included) instead of merging into it; one of an older epoch is ignored.
     pub fn share_sync_receive(&mut self, id: &GrantId, bytes: &[u8]) -> Result<bool, ShareError> {
+        let (epoch, bytes) = decode_sync_body(bytes).map_err(|_| ShareError::BadMessage)?;
         let message = Message::decode(bytes).map_err(|_| ShareError::BadMessage)?;
         // The replica changes only through received messages, so the chunks a message carries
         // are exactly what to store: no need to re-encode them.
@@ -413,15 +430,27 @@ impl Vault {
         let now = self.now();
         self.write(|v| {
             let replica = v.load_replica(id)?;
+            if epoch < replica.epoch {
+                return Ok(false);
+            }
+            let new_epoch = epoch > replica.epoch;
+            if new_epoch {
+                *replica = Replica { am: AutoCommit::new(), sync: SyncState::new(), epoch, ..*replica };
+                v.store
+                    .conn
+                    .execute("DELETE FROM received_chunks WHERE grant_id = ?1", [id.as_bytes().as_slice()])
+                    .map_err(StoreError::from)?;
+            }
+            let replica = v.replicas.get_mut(id).expect("loaded");
             let before = replica.am.get_heads();
             replica
                 .am
                 .sync()
                 .receive_sync_message(&mut replica.sync, message)
                 .map_err(|_| ShareError::BadMessage)?;
-            let changed = replica.am.get_heads() != before;
+            let changed = new_epoch || replica.am.get_heads() != before;
             let sync_state = replica.sync.encode();
-            let new_bytes = if changed { Some(received) } else { None };
+            let new_bytes = if replica.am.get_heads() != before { Some(received) } else { None };
             let seq = replica.last_seq + 1;
             if let Some(bytes) = new_bytes {
                 let blob = v.store.seal_row(CHUNKS, &chunk_row(id, seq), &bytes);
@@ -450,6 +479,7 @@ impl Vault {
             }
             let mut record = v.received_record(id)?.ok_or(ShareError::Unknown(*id))?;
             record.sync_state = sync_state;
+            record.epoch = epoch;
             if changed {
                 record.updated_at = Some(now);
             }

@@ -20,7 +20,7 @@ use crate::grant::{ErasureReceipt, Grant, GrantId, Revocation, Signed, SignedGra
 use crate::identity::IdentityId;
 use crate::path::{FieldPath, PathError, RecordFilter};
 use crate::projection::Projection;
-use crate::protocol::Ended;
+use crate::protocol::{Ended, decode_sync_body, encode_sync_body};
 use crate::store::StoreError;
 
 const GRANTS: &str = "grants";
@@ -138,6 +138,9 @@ pub(crate) struct ProjectionState {
     as_of: Vec<ChangeHash>,
     last_seq: i64,
     chunks: i64,
+    /// Starts at 0; a new epoch is a fresh document built from current values, which its
+    /// grantee takes in place of its copy (see [`Vault::update_projections`]).
+    epoch: u64,
 }
 
 impl std::fmt::Debug for ProjectionState {
@@ -173,12 +176,19 @@ impl From<GrantError> for ServeError {
     }
 }
 
-fn sync_state_key(id: &GrantId) -> String {
-    format!("serve-sync/{id}")
+/// The sync state of a grant's projection in one epoch: a new epoch starts from nothing.
+fn sync_state_key(id: &GrantId, epoch: u64) -> String {
+    if epoch == 0 { format!("serve-sync/{id}") } else { format!("serve-sync/{id}/{epoch}") }
 }
 
-fn encode_chunk(as_of_seq: i64, as_of: &[ChangeHash], bytes: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(10 + as_of.len() * 32 + bytes.len());
+/// First byte of a chunk that names its epoch. Chunks written before epochs existed start with
+/// their sequence number's high byte, 0, and belong to epoch 0.
+const CHUNK_WITH_EPOCH: u8 = 1;
+
+fn encode_chunk(epoch: u64, as_of_seq: i64, as_of: &[ChangeHash], bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(19 + as_of.len() * 32 + bytes.len());
+    out.push(CHUNK_WITH_EPOCH);
+    out.extend_from_slice(&epoch.to_be_bytes());
     out.extend_from_slice(&as_of_seq.to_be_bytes());
     out.extend_from_slice(&(as_of.len() as u16).to_be_bytes());
     for h in as_of {
@@ -188,7 +198,11 @@ fn encode_chunk(as_of_seq: i64, as_of: &[ChangeHash], bytes: &[u8]) -> Vec<u8> {
     out
 }
 
-fn decode_chunk(plain: &[u8]) -> Option<(i64, Vec<ChangeHash>, &[u8])> {
+fn decode_chunk(plain: &[u8]) -> Option<(u64, i64, Vec<ChangeHash>, &[u8])> {
+    let (epoch, plain) = match plain.first()? {
+        &CHUNK_WITH_EPOCH => (u64::from_be_bytes(plain.get(1..9)?.try_into().ok()?), &plain[9..]),
+        _ => (0, plain),
+    };
     let as_of_seq = i64::from_be_bytes(plain.get(..8)?.try_into().ok()?);
     let plain = &plain[8..];
     let n = u16::from_be_bytes(plain.get(..2)?.try_into().ok()?) as usize;
@@ -198,7 +212,7 @@ fn decode_chunk(plain: &[u8]) -> Option<(i64, Vec<ChangeHash>, &[u8])> {
         .chunks(32)
         .map(|c| ChangeHash(c.try_into().expect("32-byte chunks")))
         .collect();
-    Some((as_of_seq, heads, &plain[heads_end..]))
+    Some((epoch, as_of_seq, heads, &plain[heads_end..]))
 }
 
 fn chunk_row(grant: &GrantId, seq: i64) -> Vec<u8> {
@@ -368,7 +382,7 @@ impl Vault {
             let mut projection = Projection::build(g, &v.doc);
             let as_of = v.doc.automerge().get_heads();
             let as_of_seq = v.last_seq;
-            v.append_projection_chunk(&g.id, 1, as_of_seq, &as_of, &projection.automerge().save())?;
+            v.append_projection_chunk(&g.id, 1, 0, as_of_seq, &as_of, &projection.automerge().save())?;
             let mut event = AuditEvent::new(now, AuditKind::GrantIssued);
             event.peer = Some(g.audience);
             event.grant = Some(g.id);
@@ -376,7 +390,7 @@ impl Vault {
             event.detail = Some(format!("purpose: {}", g.purpose));
             v.log_event(&event)?;
             v.projections
-                .insert(g.id, ProjectionState { projection, as_of_seq, as_of, last_seq: 1, chunks: 1 });
+                .insert(g.id, ProjectionState { projection, as_of_seq, as_of, last_seq: 1, chunks: 1, epoch: 0 });
         }
         Ok(signed)
     }
@@ -473,11 +487,13 @@ impl Vault {
         &self,
         id: &GrantId,
         seq: i64,
+        epoch: u64,
         as_of_seq: i64,
         as_of: &[ChangeHash],
         bytes: &[u8],
     ) -> Result<(), StoreError> {
-        let blob = self.store.seal_row(CHUNKS, &chunk_row(id, seq), &encode_chunk(as_of_seq, as_of, bytes));
+        let blob =
+            self.store.seal_row(CHUNKS, &chunk_row(id, seq), &encode_chunk(epoch, as_of_seq, as_of, bytes));
         self.store.conn.execute(
             "INSERT INTO projection_chunks (grant_id, seq, blob) VALUES (?1, ?2, ?3)",
             params![id.as_bytes().as_slice(), seq, blob],
@@ -490,6 +506,44 @@ impl Vault {
             .conn
             .execute("DELETE FROM projection_chunks WHERE grant_id = ?1", [id.as_bytes().as_slice()])?;
         self.projections.remove(id);
+        Ok(())
+    }
+
+    /// True when the grantee of `id` acknowledged holding exactly the projection's `heads` of
+    /// `epoch` (the sync state persisted by the serving side records what it acknowledged).
+    fn grantee_holds(&self, id: &GrantId, epoch: u64, heads: &[ChangeHash]) -> Result<bool, StoreError> {
+        let Some(stored) = self.node_value(&sync_state_key(id, epoch))? else { return Ok(false) };
+        let Ok(state) = SyncState::decode(&stored) else { return Ok(false) };
+        let mut shared = state.shared_heads;
+        let mut heads = heads.to_vec();
+        shared.sort();
+        heads.sort();
+        Ok(!heads.is_empty() && shared == heads)
+    }
+
+    /// Replaces a grant's projection with a fresh document built from current values, as
+    /// epoch `epoch`: its history (and whatever it retracted) is gone, and the sync state of the
+    /// old epoch with it.
+    fn new_epoch(
+        &mut self,
+        grant: &Grant,
+        epoch: u64,
+        seq: i64,
+        as_of_seq: i64,
+        as_of: &[ChangeHash],
+    ) -> Result<(), StoreError> {
+        let mut projection = Projection::build(grant, &self.doc);
+        self.append_projection_chunk(&grant.id, seq, epoch, as_of_seq, as_of, &projection.automerge().save())?;
+        self.store.conn.execute(
+            "DELETE FROM projection_chunks WHERE grant_id = ?1 AND seq < ?2",
+            params![grant.id.as_bytes().as_slice(), seq],
+        )?;
+        self.store.conn.execute("DELETE FROM node WHERE key = ?1", [sync_state_key(&grant.id, epoch - 1)])?;
+        self.serve_states.remove(&grant.id);
+        self.projections.insert(
+            grant.id,
+            ProjectionState { projection, as_of_seq, as_of: as_of.to_vec(), last_seq: seq, chunks: 1, epoch },
+        );
         Ok(())
     }
 
@@ -507,17 +561,22 @@ impl Vault {
         for (seq, blob) in rows {
             let plain =
                 self.store.open_row_named(CHUNKS, &chunk_row(id, seq), format!("{id}/{seq}"), &blob)?;
-            let (as_of_seq, as_of, bytes) = decode_chunk(&plain).ok_or_else(|| damaged(seq))?;
+            let (epoch, as_of_seq, as_of, bytes) = decode_chunk(&plain).ok_or_else(|| damaged(seq))?;
             match self.projections.get_mut(id) {
-                Some(state) => {
+                Some(state) if state.epoch == epoch => {
                     state.projection.automerge().load_incremental(bytes).map_err(|_| damaged(seq))?;
                     state.as_of_seq = as_of_seq;
                     state.as_of = as_of;
                     state.last_seq = seq;
                     state.chunks += 1;
                 }
-                None => {
+                _ => {
+                    // First load, or another handle started a new epoch: the chunk is a whole
+                    // document, and a sync state of the old epoch means nothing for it.
                     let am = AutoCommit::load(bytes).map_err(|_| damaged(seq))?;
+                    if self.projections.get(id).is_some_and(|s| s.epoch != epoch) {
+                        self.serve_states.remove(id);
+                    }
                     self.projections.insert(
                         *id,
                         ProjectionState {
@@ -526,6 +585,7 @@ impl Vault {
                             as_of,
                             last_seq: seq,
                             chunks: 1,
+                            epoch,
                         },
                     );
                 }
@@ -574,30 +634,29 @@ impl Vault {
                 };
                 let state = v.projections.get_mut(&grant.id).expect("loaded above");
                 let before = state.projection.automerge().get_heads();
-                let did_change = state.projection.apply(grant, &v.doc, &touched);
+                let applied = state.projection.apply(grant, &v.doc, &touched);
                 state.as_of = heads.clone();
                 state.as_of_seq = now_seq;
-                if !did_change {
+                if !applied.changed {
                     continue;
                 }
-                let (seq, compact) = (state.last_seq + 1, state.chunks >= COMPACT_PROJECTION_AFTER);
+                let (epoch, last_seq, chunks) = (state.epoch, state.last_seq, state.chunks);
+                // A retracted value must never reach a grantee that had not seen it, not even
+                // in history: unless the grantee is known to hold everything up to `before`,
+                // the projection restarts as a new epoch built from current values.
+                if applied.retracted && !v.grantee_holds(&grant.id, epoch, &before)? {
+                    v.new_epoch(grant, epoch + 1, last_seq + 1, now_seq, &heads)?;
+                    changed.push(grant.id);
+                    continue;
+                }
+                let state = v.projections.get_mut(&grant.id).expect("loaded above");
+                let (seq, compact) = (last_seq + 1, chunks >= COMPACT_PROJECTION_AFTER);
                 let bytes = if compact {
                     state.projection.automerge().save()
                 } else {
                     state.projection.automerge().save_after(&before)
                 };
-                let blob = v.store.seal_row(
-                    CHUNKS,
-                    &chunk_row(&grant.id, seq),
-                    &encode_chunk(now_seq, &heads, &bytes),
-                );
-                v.store
-                    .conn
-                    .execute(
-                        "INSERT INTO projection_chunks (grant_id, seq, blob) VALUES (?1, ?2, ?3)",
-                        params![grant.id.as_bytes().as_slice(), seq, blob],
-                    )
-                    .map_err(StoreError::from)?;
+                v.append_projection_chunk(&grant.id, seq, epoch, now_seq, &heads, &bytes)?;
                 if compact {
                     v.store
                         .conn
@@ -653,7 +712,8 @@ impl Vault {
     /// Starts serving grant `id` to `peer` on a new stream, resuming from the stored sync state.
     pub fn serve_open(&mut self, peer: &IdentityId, id: &GrantId) -> Result<(), ServeError> {
         self.check_serving(peer, id)?;
-        let stored = self.node_value(&sync_state_key(id))?;
+        let epoch = self.projection_epoch(id)?;
+        let stored = self.node_value(&sync_state_key(id, epoch))?;
         let state = stored.and_then(|b| SyncState::decode(&b).ok()).unwrap_or_else(SyncState::new);
         self.serve_states.insert(*id, state);
         Ok(())
@@ -663,6 +723,7 @@ impl Vault {
     /// served when the message carries data.
     pub fn serve_generate(&mut self, peer: &IdentityId, id: &GrantId) -> Result<Option<Vec<u8>>, ServeError> {
         let info = self.check_serving(peer, id)?;
+        let epoch = self.projection_epoch(id)?;
         let mut state = self.serve_states.remove(id).unwrap_or_default();
         let message = match self.projection_doc(id)? {
             Some(doc) => doc.sync().generate_sync_message(&mut state),
@@ -672,12 +733,12 @@ impl Vault {
         self.serve_states.insert(*id, state);
         let Some(message) = message else { return Ok(None) };
         let carries_data = !message.changes.is_empty();
-        let bytes = message.encode();
+        let bytes = encode_sync_body(epoch, &message.encode());
         if carries_data {
             let now = self.now();
             let g = info.grant.statement();
             self.write(|v| {
-                v.put_node_value(&sync_state_key(id), &encoded_state)?;
+                v.put_node_value(&sync_state_key(id, epoch), &encoded_state)?;
                 let mut event = AuditEvent::new(now, AuditKind::SyncServed);
                 event.peer = Some(*peer);
                 event.grant = Some(*id);
@@ -694,6 +755,12 @@ impl Vault {
     /// is applied.
     pub fn serve_receive(&mut self, peer: &IdentityId, id: &GrantId, bytes: &[u8]) -> Result<(), ServeError> {
         self.check_serving(peer, id)?;
+        let (their_epoch, bytes) = decode_sync_body(bytes).map_err(|_| ServeError::Refused)?;
+        let epoch = self.projection_epoch(id)?;
+        if their_epoch != epoch {
+            // About a copy the grantee is replacing: nothing in it concerns this epoch.
+            return Ok(());
+        }
         let mut message = Message::decode(bytes).map_err(|_| ServeError::Refused)?;
         let mut state = self.serve_states.remove(id).unwrap_or_default();
         let doc = self.projection_doc(id)?.ok_or(ServeError::Refused)?;
@@ -719,7 +786,7 @@ impl Vault {
         // Persist what the grantee acknowledged, so a reconnection resumes instead of resending.
         let encoded = state.encode();
         self.serve_states.insert(*id, state);
-        self.write(|v| v.put_node_value(&sync_state_key(id), &encoded))?;
+        self.write(|v| v.put_node_value(&sync_state_key(id, epoch), &encoded))?;
         Ok(())
     }
 
@@ -760,6 +827,12 @@ impl Vault {
     /// The current values of a grant's projection (what its audience holds once synced).
     pub fn projection_values(&mut self, id: &GrantId) -> Result<Option<serde_json::Value>, StoreError> {
         Ok(self.load_projection(id)?.map(|s| s.projection.to_json()))
+    }
+
+    /// The epoch of a grant's projection, loading it first: a new epoch found in storage drops
+    /// the sync state of the old one before anything is generated or received.
+    fn projection_epoch(&mut self, id: &GrantId) -> Result<u64, StoreError> {
+        Ok(self.load_projection(id)?.map_or(0, |s| s.epoch))
     }
 
     /// The projection document of a live grant, for the sync protocol.
