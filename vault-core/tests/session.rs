@@ -192,3 +192,75 @@ fn a_resumed_session_does_not_resend_what_the_grantee_has() {
     }
     assert_eq!(carried, 0, "nothing resent after a restart");
 }
+
+/// The first byte of a sync body of a new epoch (see `vault_core::encode_sync_body`).
+fn epoch_of(body: &[u8]) -> u64 {
+    vault_core::decode_sync_body(body).unwrap().0
+}
+
+#[test]
+fn a_connected_grantee_stays_incremental_and_a_late_one_gets_a_fresh_epoch() {
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut customer = vault(d1.path());
+    let mut shop = vault(d2.path());
+    customer.set_profile("email", "ada@example.org").unwrap();
+    let id = customer
+        .issue_grant(NewGrant {
+            audience: shop.identity(),
+            fields: vec!["profile.email".parse().unwrap()],
+            filter: None,
+            purpose: "delivery".into(),
+            expires_at: None,
+            prices: true,
+        })
+        .unwrap()
+        .statement()
+        .id;
+    let (live, ended) = customer.shares_for(&shop.identity()).unwrap();
+    shop.accept_shares(customer.identity(), None, &live, &ended).unwrap();
+    customer.serve_open(&shop.identity(), &id).unwrap();
+    sync(&mut customer, &mut shop, &id);
+
+    // In sync: an overwrite is sent as a delta (the grantee saw the old value).
+    customer.set_profile("email", "ada@second.example").unwrap();
+    customer.update_projections(None).unwrap();
+    let m = customer.serve_generate(&shop.identity(), &id).unwrap().unwrap();
+    assert_eq!(epoch_of(&m), 0, "no rebuild for a grantee in sync");
+    shop.share_sync_receive(&id, &m).unwrap();
+    sync(&mut customer, &mut shop, &id);
+
+    // Offline: the value set and overwritten in between never reaches the grantee.
+    customer.set_profile("email", "ada@never-seen.example").unwrap();
+    customer.update_projections(None).unwrap();
+    customer.set_profile("email", "ada@third.example").unwrap();
+    customer.update_projections(None).unwrap();
+    customer.serve_open(&shop.identity(), &id).unwrap();
+    shop.share_sync_open(&id).unwrap();
+    let mut bodies = Vec::new();
+    for _ in 0..10 {
+        let from_shop = shop.share_sync_generate(&id).unwrap();
+        if let Some(m) = &from_shop {
+            customer.serve_receive(&shop.identity(), &id, m).unwrap();
+        }
+        let from_customer = customer.serve_generate(&shop.identity(), &id).unwrap();
+        if let Some(m) = &from_customer {
+            bodies.push(m.clone());
+            shop.share_sync_receive(&id, m).unwrap();
+        }
+        if from_shop.is_none() && from_customer.is_none() {
+            break;
+        }
+    }
+    assert!(bodies.iter().all(|b| epoch_of(b) == 1), "a new epoch");
+    assert!(!bodies.iter().any(|b| b.windows(10).any(|w| w == b"never-seen")), "the retracted value is not sent");
+    assert_eq!(shop.shares().unwrap()[0].values, Some(json!({"profile": {"email": "ada@third.example"}})));
+    // And the replaced copy survives a restart.
+    drop(shop);
+    let mut shop = Vault::at(d2.path()).unlock(&Passphrase::new("pw")).unwrap();
+    customer.set_profile("email", "ada@fourth.example").unwrap();
+    customer.update_projections(None).unwrap();
+    customer.serve_open(&shop.identity(), &id).unwrap();
+    shop.share_sync_open(&id).unwrap();
+    sync(&mut customer, &mut shop, &id);
+    assert_eq!(shop.shares().unwrap()[0].values, Some(json!({"profile": {"email": "ada@fourth.example"}})));
+}
