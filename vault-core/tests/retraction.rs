@@ -237,10 +237,10 @@ fn sync(issuer: &mut Vault, grantee: &mut Grantee, id: &GrantId) -> BTreeSet<Ato
     let me = grantee.vault.identity();
     issuer.update_projections(None).unwrap();
     issuer.serve_open(&me, id).unwrap();
-    grantee.vault.share_sync_open(id).unwrap();
+    grantee.vault.share_sync_open(&issuer.identity(), id).unwrap();
     let mut got = BTreeSet::new();
     for _ in 0..30 {
-        let from_grantee = grantee.vault.share_sync_generate(id).unwrap();
+        let from_grantee = grantee.vault.share_sync_generate(&issuer.identity(), id).unwrap();
         if let Some(m) = &from_grantee {
             issuer.serve_receive(&me, id, m).unwrap();
         }
@@ -262,7 +262,7 @@ fn sync(issuer: &mut Vault, grantee: &mut Grantee, id: &GrantId) -> BTreeSet<Ato
                 }
                 got.extend(atoms_since(&mut grantee.shadow, &before));
             }
-            grantee.vault.share_sync_receive(id, m).unwrap();
+            grantee.vault.share_sync_receive(&issuer.identity(), id, m).unwrap();
         }
         if from_grantee.is_none() && from_issuer.is_none() {
             return got;

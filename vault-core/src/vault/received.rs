@@ -87,8 +87,46 @@ impl std::fmt::Debug for Replica {
     }
 }
 
-/// Replicas this process has loaded, by grant.
-pub(crate) type ReplicaCache = HashMap<GrantId, Replica>;
+/// Replicas this process has loaded, by share.
+pub(crate) type ReplicaCache = HashMap<ShareKey, Replica>;
+
+/// Where a received share is stored: its issuer's identity and its grant id, so that an issuer
+/// who learned another's grant id (from a receipt, say) cannot occupy it. Shares stored before
+/// this rule are keyed by the grant id alone and keep that key (see [`Vault::share_key`]).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct ShareKey {
+    row: Vec<u8>,
+    grant: GrantId,
+}
+
+impl ShareKey {
+    fn new(issuer: &IdentityId, grant: &GrantId) -> Self {
+        Self { row: [issuer.as_bytes().as_slice(), grant.as_bytes()].concat(), grant: *grant }
+    }
+
+    fn legacy(grant: &GrantId) -> Self {
+        Self { row: grant.as_bytes().to_vec(), grant: *grant }
+    }
+
+    fn from_row(row: Vec<u8>) -> Option<Self> {
+        if row.len() != 10 && row.len() != 42 {
+            return None;
+        }
+        let grant = GrantId::from_raw(&row[row.len() - 10..])?;
+        Some(Self { row, grant })
+    }
+
+    /// The SQL key and the row named in the sealed blob's associated data.
+    fn as_bytes(&self) -> &Vec<u8> {
+        &self.row
+    }
+}
+
+impl std::fmt::Display for ShareKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.grant.fmt(f)
+    }
+}
 
 /// A received share could not be stored or synced.
 #[derive(Debug, thiserror::Error)]
@@ -105,12 +143,12 @@ pub enum ShareError {
     Store(#[from] StoreError),
 }
 
-fn chunk_row(grant: &GrantId, seq: i64) -> Vec<u8> {
+fn chunk_row(grant: &ShareKey, seq: i64) -> Vec<u8> {
     [grant.as_bytes().as_slice(), &seq.to_be_bytes()].concat()
 }
 
 impl Vault {
-    fn received_record(&self, id: &GrantId) -> Result<Option<Record>, StoreError> {
+    fn received_record(&self, id: &ShareKey) -> Result<Option<Record>, StoreError> {
         let blob: Option<Vec<u8>> = rusqlite::OptionalExtension::optional(self.store.conn.query_row(
             "SELECT blob FROM received WHERE grant_id = ?1",
             [id.as_bytes().as_slice()],
@@ -123,7 +161,7 @@ impl Vault {
             .map_err(|_| StoreError::Damaged(format!("{RECEIVED} row {id}")))
     }
 
-    fn put_received_record(&self, id: &GrantId, record: &Record) -> Result<(), StoreError> {
+    fn put_received_record(&self, id: &ShareKey, record: &Record) -> Result<(), StoreError> {
         let blob =
             self.store.seal_row(RECEIVED, id.as_bytes(), &serde_json::to_vec(record).expect("serializes"));
         self.store.conn.execute(
@@ -134,16 +172,32 @@ impl Vault {
         Ok(())
     }
 
-    fn received_ids(&self) -> Result<Vec<GrantId>, StoreError> {
+    fn received_ids(&self) -> Result<Vec<ShareKey>, StoreError> {
         let mut stmt = self.store.conn.prepare("SELECT grant_id FROM received")?;
         let raw: Vec<Vec<u8>> = stmt.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
-        Ok(raw.iter().filter_map(|r| GrantId::from_raw(r)).collect())
+        Ok(raw.into_iter().filter_map(ShareKey::from_row).collect())
+    }
+
+    /// The key of the share of grant `id` from `issuer`: its own row, or a row stored before
+    /// shares were keyed by issuer if that row's grant is from `issuer`.
+    fn share_key(&self, issuer: &IdentityId, id: &GrantId) -> Result<ShareKey, StoreError> {
+        let key = ShareKey::new(issuer, id);
+        if self.received_record(&key)?.is_some() {
+            return Ok(key);
+        }
+        let legacy = ShareKey::legacy(id);
+        if let Some(record) = self.received_record(&legacy)?
+            && SignedGrant::from_stored(&record.grant).is_some_and(|g| g.statement().issuer == *issuer)
+        {
+            return Ok(legacy);
+        }
+        Ok(key)
     }
 
     /// Erases a received copy and signs the receipt. Call inside a write transaction.
     fn erase_received(
         &mut self,
-        id: &GrantId,
+        id: &ShareKey,
         record: &mut Record,
         status: ShareStatus,
     ) -> Result<(), StoreError> {
@@ -159,7 +213,7 @@ impl Vault {
         self.replicas.remove(id);
         let receipt = Signed::sign(
             ErasureReceipt {
-                grant: *id,
+                grant: id.grant,
                 issuer: grant.statement().issuer,
                 grantee: self.identity(),
                 erased_at: now,
@@ -174,7 +228,7 @@ impl Vault {
         self.put_received_record(id, record)?;
         let mut event = AuditEvent::new(now, AuditKind::ShareErased);
         event.peer = Some(grant.statement().issuer);
-        event.grant = Some(*id);
+        event.grant = Some(id.grant);
         event.detail = Some(match status {
             ShareStatus::Revoked => "revoked by the issuer".into(),
             _ => "expired".into(),
@@ -202,11 +256,12 @@ impl Vault {
                     tracing::warn!(grant = %g.id, "ignoring a grant not addressed to this vault by its issuer");
                     continue;
                 }
-                if v.received_record(&g.id)?.is_some() {
+                let key = v.share_key(&issuer, &g.id)?;
+                if v.received_record(&key)?.is_some() {
                     continue;
                 }
                 v.put_received_record(
-                    &g.id,
+                    &key,
                     &Record {
                         grant: grant.to_bytes(),
                         ticket: ticket.map(ToString::to_string),
@@ -227,7 +282,7 @@ impl Vault {
                 v.log_event(&event)?;
             }
             for end in ended {
-                let id = end.grant();
+                let id = v.share_key(&issuer, &end.grant())?;
                 let Some(mut record) = v.received_record(&id)? else { continue };
                 let Ok(grant) = SignedGrant::from_bytes(&record.grant) else { continue };
                 if grant.statement().issuer != issuer {
@@ -254,7 +309,7 @@ impl Vault {
                 }
                 let from_issuer =
                     SignedGrant::from_bytes(&record.grant).is_ok_and(|g| g.statement().issuer == issuer);
-                if from_issuer && !ended.iter().any(|e| e.grant() == id) {
+                if from_issuer && !ended.iter().any(|e| e.grant() == id.grant) {
                     record.receipt_confirmed = true;
                     v.put_received_record(&id, &record)?;
                 }
@@ -308,11 +363,12 @@ impl Vault {
     }
 
     /// Notes that an erasure receipt reached its issuer.
-    pub fn receipt_delivered(&mut self, id: &GrantId) -> Result<(), StoreError> {
+    pub fn receipt_delivered(&mut self, issuer: &IdentityId, id: &GrantId) -> Result<(), StoreError> {
         self.write(|v| {
-            if let Some(mut record) = v.received_record(id)? {
+            let key = v.share_key(issuer, id)?;
+            if let Some(mut record) = v.received_record(&key)? {
                 record.receipt_confirmed = true;
-                v.put_received_record(id, &record)?;
+                v.put_received_record(&key, &record)?;
             }
             Ok(())
         })
@@ -327,7 +383,7 @@ impl Vault {
                 continue;
             }
             if SignedGrant::from_bytes(&record.grant).is_ok_and(|g| g.statement().issuer == *issuer) {
-                out.push(id);
+                out.push(id.grant);
             }
         }
         Ok(out)
@@ -350,10 +406,10 @@ impl Vault {
         Ok(out)
     }
 
-    fn load_replica(&mut self, id: &GrantId) -> Result<&mut Replica, ShareError> {
-        let record = self.received_record(id)?.ok_or(ShareError::Unknown(*id))?;
+    fn load_replica(&mut self, id: &ShareKey) -> Result<&mut Replica, ShareError> {
+        let record = self.received_record(id)?.ok_or(ShareError::Unknown(id.grant))?;
         if record.status != ShareStatus::Live {
-            return Err(ShareError::Unknown(*id));
+            return Err(ShareError::Unknown(id.grant));
         }
         if self.replicas.get(id).is_some_and(|r| r.epoch != record.epoch) {
             // Another handle replaced the copy with a new epoch: start again from its chunks.
@@ -376,7 +432,7 @@ impl Vault {
         if !self.replicas.contains_key(id) {
             let sync = SyncState::decode(&record.sync_state).unwrap_or_else(|_| SyncState::new());
             self.replicas
-                .insert(*id, Replica { am: AutoCommit::new(), sync, last_seq: 0, epoch: record.epoch });
+                .insert(id.clone(), Replica { am: AutoCommit::new(), sync, last_seq: 0, epoch: record.epoch });
         }
         for (seq, blob) in rows {
             let bytes =
@@ -393,15 +449,21 @@ impl Vault {
 
     /// Starts a new sync session for a share: the sync state restarts from what is persisted
     /// (the shared heads), as Automerge requires for every new connection.
-    pub fn share_sync_open(&mut self, id: &GrantId) -> Result<(), ShareError> {
-        let replica = self.load_replica(id)?;
+    pub fn share_sync_open(&mut self, issuer: &IdentityId, id: &GrantId) -> Result<(), ShareError> {
+        let key = self.share_key(issuer, id)?;
+        let replica = self.load_replica(&key)?;
         replica.sync = SyncState::decode(&replica.sync.encode()).unwrap_or_default();
         Ok(())
     }
 
     /// The next sync message this vault (as grantee) sends for a share, if any.
-    pub fn share_sync_generate(&mut self, id: &GrantId) -> Result<Option<Vec<u8>>, ShareError> {
-        let replica = self.load_replica(id)?;
+    pub fn share_sync_generate(
+        &mut self,
+        issuer: &IdentityId,
+        id: &GrantId,
+    ) -> Result<Option<Vec<u8>>, ShareError> {
+        let key = self.share_key(issuer, id)?;
+        let replica = self.load_replica(&key)?;
         let epoch = replica.epoch;
         Ok(replica
             .am
@@ -412,8 +474,9 @@ impl Vault {
 
     /// True when this vault's copy has everything the issuer said it has (their last heads are
     /// ours) and nothing is left to send: a one-shot sync can stop.
-    pub fn share_in_sync(&mut self, id: &GrantId) -> Result<bool, ShareError> {
-        let replica = self.load_replica(id)?;
+    pub fn share_in_sync(&mut self, issuer: &IdentityId, id: &GrantId) -> Result<bool, ShareError> {
+        let key = self.share_key(issuer, id)?;
+        let replica = self.load_replica(&key)?;
         let heads = replica.am.get_heads();
         Ok(replica.sync.their_heads.as_ref() == Some(&heads) && replica.sync.have_responded)
     }
@@ -421,7 +484,12 @@ impl Vault {
     /// Applies a sync message from the issuer and makes the result durable. Returns true when
     /// the replica changed. A message of a newer projection epoch replaces the copy (its
     /// history included) instead of merging into it; one of an older epoch is ignored.
-    pub fn share_sync_receive(&mut self, id: &GrantId, bytes: &[u8]) -> Result<bool, ShareError> {
+    pub fn share_sync_receive(
+        &mut self,
+        issuer: &IdentityId,
+        id: &GrantId,
+        bytes: &[u8],
+    ) -> Result<bool, ShareError> {
         let (epoch, bytes) = decode_sync_body(bytes).map_err(|_| ShareError::BadMessage)?;
         let message = Message::decode(bytes).map_err(|_| ShareError::BadMessage)?;
         // The replica changes only through received messages, so the chunks a message carries
@@ -429,6 +497,8 @@ impl Vault {
         let received: Vec<u8> = message.changes.iter().flatten().copied().collect();
         let now = self.now();
         self.write(|v| {
+            let key = v.share_key(issuer, id)?;
+            let id = &key;
             let replica = v.load_replica(id)?;
             if epoch < replica.epoch {
                 return Ok(false);
@@ -477,7 +547,7 @@ impl Vault {
                 };
                 v.put_view(id, &view)?;
             }
-            let mut record = v.received_record(id)?.ok_or(ShareError::Unknown(*id))?;
+            let mut record = v.received_record(id)?.ok_or(ShareError::Unknown(id.grant))?;
             record.sync_state = sync_state;
             record.epoch = epoch;
             if changed {
@@ -488,7 +558,12 @@ impl Vault {
         })
     }
 
-    pub(crate) fn view_bytes(&self, id: &GrantId) -> Result<Option<Vec<u8>>, StoreError> {
+    /// The decoded view of the share of grant `id` from `issuer`.
+    pub(crate) fn share_view_bytes(&self, issuer: &IdentityId, id: &GrantId) -> Result<Option<Vec<u8>>, StoreError> {
+        self.view_bytes(&self.share_key(issuer, id)?)
+    }
+
+    fn view_bytes(&self, id: &ShareKey) -> Result<Option<Vec<u8>>, StoreError> {
         let blob: Option<Vec<u8>> = rusqlite::OptionalExtension::optional(self.store.conn.query_row(
             "SELECT blob FROM received_views WHERE grant_id = ?1",
             [id.as_bytes().as_slice()],
@@ -510,21 +585,22 @@ impl Vault {
     }
 
     /// The replica of a live share.
-    pub(crate) fn replica_doc(&mut self, id: &GrantId) -> Result<&AutoCommit, StoreError> {
-        match self.load_replica(id) {
+    pub(crate) fn replica_doc(&mut self, issuer: &IdentityId, id: &GrantId) -> Result<&AutoCommit, StoreError> {
+        let key = self.share_key(issuer, id)?;
+        match self.load_replica(&key) {
             Ok(replica) => Ok(&replica.am),
             Err(ShareError::Store(e)) => Err(e),
             Err(_) => Err(StoreError::Damaged(format!("{RECEIVED} row {id}"))),
         }
     }
 
-    fn view(&self, id: &GrantId) -> Result<Option<Value>, StoreError> {
+    fn view(&self, id: &ShareKey) -> Result<Option<Value>, StoreError> {
         self.view_bytes(id)?
             .map(|b| serde_json::from_slice(&b).map_err(|_| StoreError::Damaged(format!("{VIEWS} row {id}"))))
             .transpose()
     }
 
-    fn put_view(&self, id: &GrantId, view: &Value) -> Result<(), StoreError> {
+    fn put_view(&self, id: &ShareKey, view: &Value) -> Result<(), StoreError> {
         let blob = self.store.seal_row(VIEWS, id.as_bytes(), &serde_json::to_vec(view).expect("serializes"));
         self.store.conn.execute(
             "INSERT INTO received_views (grant_id, blob) VALUES (?1, ?2)
