@@ -610,6 +610,13 @@ impl Vault {
         Ok(())
     }
 
+    /// The copy of a live share as a standard Automerge document, its history included: all
+    /// that this vault received for the share (for inspection and tests).
+    pub fn share_copy(&mut self, issuer: &IdentityId, id: &GrantId) -> Result<Vec<u8>, ShareError> {
+        let key = self.share_key(issuer, id)?;
+        Ok(self.load_replica(&key)?.am.save())
+    }
+
     /// Everything shared with this vault, live and withdrawn.
     pub fn shares(&mut self) -> Result<Vec<Share>, ShareError> {
         let mut out = Vec::new();
