@@ -272,7 +272,7 @@ fn an_issuer_cannot_occupy_another_issuers_grant_id() {
     let (d1, d2, d3) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let mut alice = vault(d1.path());
     let mut bob = vault(d2.path());
-    let mut mallory = vault(d3.path());
+    let mallory = vault(d3.path());
     alice.set_profile("email", "alice@example.org").unwrap();
     let real = alice
         .issue_grant(NewGrant {
