@@ -250,3 +250,61 @@ fn update_view(view: &mut Value, am: &AutoCommit, touched: &[Touched]) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::Record;
+    use super::*;
+    use crate::grant::{Grant, Signed};
+    use crate::identity::Identity;
+    use crate::primitives::{KdfParams, Passphrase};
+
+    fn grant(issuer: &Identity, audience: IdentityId, id: GrantId) -> crate::grant::SignedGrant {
+        let g = Grant {
+            id,
+            issuer: issuer.public(),
+            audience,
+            fields: vec!["profile.email".parse().unwrap()],
+            filter: None,
+            purpose: "test".into(),
+            issued_at: 1_800_000_000,
+            expires_at: None,
+            prices: true,
+            request: None,
+        };
+        Signed::sign(g, issuer).unwrap()
+    }
+
+    /// A share stored before shares were keyed by issuer keeps its row and stays its issuer's;
+    /// another issuer with the same grant id gets a row of its own.
+    #[test]
+    fn shares_stored_by_grant_id_alone_still_belong_to_their_issuer() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut bob = Vault::at(dir.path())
+            .kdf(KdfParams::INSECURE_FOR_TESTS)
+            .clock(std::sync::Arc::new(|| 1_800_000_100))
+            .create(&Passphrase::new("pw"))
+            .unwrap();
+        let (alice, mallory) = (Identity::generate(), Identity::generate());
+        let id = GrantId::random();
+        let real = grant(&alice, bob.identity(), id);
+        bob.accept_shares(alice.public(), None, std::slice::from_ref(&real), &[]).unwrap();
+        // Move the row to the old key, as an older version stored it.
+        bob.write(|v| {
+            let new = ShareKey::new(&alice.public(), &id);
+            let record: Record = v.received_record(&new)?.unwrap();
+            v.store.conn.execute("DELETE FROM received WHERE grant_id = ?1", [new.as_bytes()])?;
+            v.put_received_record(&ShareKey::legacy(&id), &record)
+        })
+        .unwrap();
+        assert_eq!(bob.share_key(&alice.public(), &id).unwrap(), ShareKey::legacy(&id));
+        bob.accept_shares(alice.public(), None, &[real], &[]).unwrap();
+        let forged = grant(&mallory, bob.identity(), id);
+        bob.accept_shares(mallory.public(), None, &[forged], &[]).unwrap();
+        assert_eq!(bob.share_key(&mallory.public(), &id).unwrap(), ShareKey::new(&mallory.public(), &id));
+        assert_eq!(bob.shares().unwrap().len(), 2, "one share each, the old row not duplicated");
+        assert_eq!(bob.live_shares_from(&alice.public()).unwrap(), vec![id]);
+        assert_eq!(bob.live_shares_from(&mallory.public()).unwrap(), vec![id]);
+        bob.share_sync_open(&alice.public(), &id).unwrap();
+    }
+}
