@@ -37,7 +37,16 @@ fn a_book_added_and_retracted_while_the_grantee_is_offline_never_reaches_it() {
     alice.ok(&["contact", "add", "bob", &ticket(&bob)]);
     let grant = json(
         &alice,
-        &["grant", "bob", "--fields", "purchases", "--filter", "purchases[tag=books]", "--purpose", "book club"],
+        &[
+            "grant",
+            "bob",
+            "--fields",
+            "purchases",
+            "--filter",
+            "purchases[tag=books]",
+            "--purpose",
+            "book club",
+        ],
     );
     let id: GrantId = grant["id"].as_str().unwrap().parse().unwrap();
     let (_node, alice_ticket) = serve(&alice);

@@ -252,7 +252,10 @@ fn a_connected_grantee_stays_incremental_and_a_late_one_gets_a_fresh_epoch() {
         }
     }
     assert!(bodies.iter().all(|b| epoch_of(b) == 1), "a new epoch");
-    assert!(!bodies.iter().any(|b| b.windows(10).any(|w| w == b"never-seen")), "the retracted value is not sent");
+    assert!(
+        !bodies.iter().any(|b| b.windows(10).any(|w| w == b"never-seen")),
+        "the retracted value is not sent"
+    );
     assert_eq!(shop.shares().unwrap()[0].values, Some(json!({"profile": {"email": "ada@third.example"}})));
     // And the replaced copy survives a restart.
     drop(shop);
@@ -269,7 +272,8 @@ fn a_connected_grantee_stays_incremental_and_a_late_one_gets_a_fresh_epoch() {
 /// (issuer, grant id), so the honest grant is still accepted and synced, whichever came first.
 #[test]
 fn an_issuer_cannot_occupy_another_issuers_grant_id() {
-    let (d1, d2, d3) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (d1, d2, d3) =
+        (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let mut alice = vault(d1.path());
     let mut bob = vault(d2.path());
     let mallory = vault(d3.path());

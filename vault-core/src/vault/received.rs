@@ -387,7 +387,11 @@ impl Vault {
     }
 
     /// The decoded view of the share of grant `id` from `issuer`.
-    pub(crate) fn share_view_bytes(&self, issuer: &IdentityId, id: &GrantId) -> Result<Option<Vec<u8>>, StoreError> {
+    pub(crate) fn share_view_bytes(
+        &self,
+        issuer: &IdentityId,
+        id: &GrantId,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
         self.view_bytes(&self.share_key(issuer, id)?)
     }
 
@@ -457,4 +461,3 @@ impl Vault {
         Ok(out)
     }
 }
-

@@ -330,8 +330,10 @@ impl Vault {
             event.fields = g.fields.iter().map(ToString::to_string).collect();
             event.detail = Some(format!("purpose: {}", g.purpose));
             v.log_event(&event)?;
-            v.projections
-                .insert(g.id, ProjectionState { projection, as_of_seq, as_of, last_seq: 1, chunks: 1, epoch: 0 });
+            v.projections.insert(
+                g.id,
+                ProjectionState { projection, as_of_seq, as_of, last_seq: 1, chunks: 1, epoch: 0 },
+            );
         }
         Ok(signed)
     }

@@ -64,8 +64,10 @@ impl Vault {
         drop(stmt);
         if !self.replicas.contains_key(id) {
             let sync = SyncState::decode(&record.sync_state).unwrap_or_else(|_| SyncState::new());
-            self.replicas
-                .insert(id.clone(), Replica { am: AutoCommit::new(), sync, last_seq: 0, epoch: record.epoch });
+            self.replicas.insert(
+                id.clone(),
+                Replica { am: AutoCommit::new(), sync, last_seq: 0, epoch: record.epoch },
+            );
         }
         for (seq, blob) in rows {
             let bytes =
@@ -192,7 +194,11 @@ impl Vault {
     }
 
     /// The replica of a live share.
-    pub(crate) fn replica_doc(&mut self, issuer: &IdentityId, id: &GrantId) -> Result<&AutoCommit, StoreError> {
+    pub(crate) fn replica_doc(
+        &mut self,
+        issuer: &IdentityId,
+        id: &GrantId,
+    ) -> Result<&AutoCommit, StoreError> {
         let key = self.share_key(issuer, id)?;
         match self.load_replica(&key) {
             Ok(replica) => Ok(&replica.am),

@@ -136,7 +136,14 @@ impl Vault {
         as_of: &[ChangeHash],
     ) -> Result<(), StoreError> {
         let mut projection = Projection::build(grant, &self.doc);
-        self.append_projection_chunk(&grant.id, seq, epoch, as_of_seq, as_of, &projection.automerge().save())?;
+        self.append_projection_chunk(
+            &grant.id,
+            seq,
+            epoch,
+            as_of_seq,
+            as_of,
+            &projection.automerge().save(),
+        )?;
         self.store.conn.execute(
             "DELETE FROM projection_chunks WHERE grant_id = ?1 AND seq < ?2",
             params![grant.id.as_bytes().as_slice(), seq],
