@@ -72,6 +72,9 @@ struct Record {
     /// The issuer's projection epoch this copy belongs to.
     #[serde(default)]
     epoch: u64,
+    /// A new epoch's copy has not caught up yet: the view still shows the previous copy.
+    #[serde(default)]
+    view_pending: bool,
 }
 
 /// Where a received share is stored: its issuer's identity and its grant id, so that an issuer
@@ -252,6 +255,7 @@ impl Vault {
                         receipt: None,
                         receipt_confirmed: false,
                         epoch: 0,
+                        view_pending: false,
                     },
                 )?;
                 let mut event = AuditEvent::new(now, AuditKind::ShareReceived);

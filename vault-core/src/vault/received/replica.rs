@@ -153,9 +153,10 @@ impl Vault {
                 .sync()
                 .receive_sync_message(&mut replica.sync, message)
                 .map_err(|_| ShareError::BadMessage)?;
-            let changed = new_epoch || replica.am.get_heads() != before;
+            let grew = replica.am.get_heads() != before;
+            let caught_up = replica.sync.their_heads.as_ref() == Some(&replica.am.get_heads());
             let sync_state = replica.sync.encode();
-            let new_bytes = if replica.am.get_heads() != before { Some(received) } else { None };
+            let new_bytes = if grew { Some(received) } else { None };
             let seq = replica.last_seq + 1;
             if let Some(bytes) = new_bytes {
                 let blob = v.store.seal_row(CHUNKS, &chunk_row(id, seq), &bytes);
@@ -168,7 +169,18 @@ impl Vault {
                     .map_err(StoreError::from)?;
                 v.replicas.get_mut(id).expect("loaded").last_seq = seq;
             }
-            if changed {
+            let mut record = v.received_record(id)?.ok_or(ShareError::Unknown(id.grant))?;
+            // A new epoch's copy fills over a few messages: what is shown (the view) stays the
+            // old one until the copy has caught up, then is rebuilt whole from the new copy.
+            record.view_pending |= new_epoch;
+            let changed = if record.view_pending {
+                if caught_up {
+                    let view = obj_to_json(&v.replicas.get_mut(id).expect("loaded").am, &ROOT);
+                    v.put_view(id, &view)?;
+                    record.view_pending = false;
+                }
+                !record.view_pending
+            } else if grew {
                 let old_view = v.view(id)?;
                 let replica = v.replicas.get_mut(id).expect("loaded");
                 let after = replica.am.get_heads();
@@ -181,8 +193,10 @@ impl Vault {
                     _ => obj_to_json(&replica.am, &ROOT),
                 };
                 v.put_view(id, &view)?;
-            }
-            let mut record = v.received_record(id)?.ok_or(ShareError::Unknown(id.grant))?;
+                true
+            } else {
+                false
+            };
             record.sync_state = sync_state;
             record.epoch = epoch;
             if changed {
