@@ -69,7 +69,8 @@ pub use path::{FieldPath, PathError, RecordFilter};
 pub use primitives::{DecryptError, KdfParams, Passphrase};
 pub use projection::project;
 pub use protocol::{
-    ALPN, Ended, Frame, FrameError, MAX_FRAME, MAX_GRANTS_PER_FRAME, decode, encode, encode_with_length,
+    ALPN, Ended, Frame, FrameError, MAX_FRAME, MAX_GRANTS_PER_FRAME, decode, decode_sync_body, encode,
+    encode_sync_body, encode_with_length,
 };
 pub use receipt::{ConsentState, ReceiptNames, consent_receipt};
 pub use request::{ConsentRequest, Denial, MAX_REASON_LEN, MAX_REQUEST_DURATION, RequestId, WiderThanAsked};

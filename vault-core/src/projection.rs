@@ -134,6 +134,16 @@ pub fn project(grant: &Grant, doc: &Value) -> Value {
     Value::Object(out)
 }
 
+/// What bringing a projection up to date did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Applied {
+    /// The projection changed.
+    pub(crate) changed: bool,
+    /// A value the projection held was deleted or overwritten (a removal, a record that
+    /// stopped matching, a new value): its history now holds a value that is no longer granted.
+    pub(crate) retracted: bool,
+}
+
 /// A grant's projection document.
 pub(crate) struct Projection {
     am: AutoCommit,
@@ -168,9 +178,9 @@ impl Projection {
         &mut self.am
     }
 
-    /// Brings the projection up to date with the parts of `doc` that an edit touched. Returns
-    /// true when the projection changed.
-    pub(crate) fn apply(&mut self, grant: &Grant, doc: &VaultDoc, touched: &[Touched]) -> bool {
+    /// Brings the projection up to date with the parts of `doc` that an edit touched, and says
+    /// whether it changed and whether that retracted a value it held.
+    pub(crate) fn apply(&mut self, grant: &Grant, doc: &VaultDoc, touched: &[Touched]) -> Applied {
         let before = self.am.get_heads();
         for t in touched {
             match t {
@@ -212,7 +222,16 @@ impl Projection {
             }
         }
         self.am.commit();
-        self.am.get_heads() != before
+        if self.am.get_heads() == before {
+            return Applied::default();
+        }
+        // An operation with predecessors deletes or overwrites them: a retraction.
+        let retracted = self
+            .am
+            .get_changes(&before)
+            .iter()
+            .any(|c| c.decode().operations.iter().any(|op| !op.pred.is_empty()));
+        Applied { changed: true, retracted }
     }
 
     /// The projection's current values.
@@ -414,7 +433,7 @@ mod tests {
                 written.extend(apply(&mut doc, e, &mut counter));
                 let after = doc.automerge().get_heads();
                 let touched = doc.touched_between(&before, &after);
-                projection.apply(&g, &doc, &touched);
+                let _ = projection.apply(&g, &doc, &touched);
                 strings(&project(&g, &doc.to_json()), &mut ever_granted);
             }
             // Incremental == from scratch.

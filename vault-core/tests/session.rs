@@ -16,13 +16,13 @@ fn vault(dir: &std::path::Path) -> Vault {
 fn sync(customer: &mut Vault, shop: &mut Vault, id: &GrantId) {
     let s = shop.identity();
     for _ in 0..20 {
-        let from_shop = shop.share_sync_generate(id).unwrap();
+        let from_shop = shop.share_sync_generate(&customer.identity(), id).unwrap();
         if let Some(m) = &from_shop {
             customer.serve_receive(&s, id, m).unwrap();
         }
         let from_customer = customer.serve_generate(&s, id).unwrap();
         if let Some(m) = &from_customer {
-            shop.share_sync_receive(id, m).unwrap();
+            shop.share_sync_receive(&customer.identity(), id, m).unwrap();
         }
         if from_shop.is_none() && from_customer.is_none() {
             return;
@@ -180,9 +180,9 @@ fn a_resumed_session_does_not_resend_what_the_grantee_has() {
         let from_customer = customer.serve_generate(&shop.identity(), &id).unwrap();
         if let Some(m) = &from_customer {
             carried += Message::decode(m).unwrap().changes.len();
-            shop.share_sync_receive(&id, m).unwrap();
+            shop.share_sync_receive(&customer.identity(), &id, m).unwrap();
         }
-        let from_shop = shop.share_sync_generate(&id).unwrap();
+        let from_shop = shop.share_sync_generate(&customer.identity(), &id).unwrap();
         if let Some(m) = &from_shop {
             customer.serve_receive(&shop.identity(), &id, m).unwrap();
         }
@@ -191,4 +191,138 @@ fn a_resumed_session_does_not_resend_what_the_grantee_has() {
         }
     }
     assert_eq!(carried, 0, "nothing resent after a restart");
+}
+
+/// The first byte of a sync body of a new epoch (see `vault_core::encode_sync_body`).
+fn epoch_of(body: &[u8]) -> u64 {
+    vault_core::decode_sync_body(body).unwrap().0
+}
+
+#[test]
+fn a_connected_grantee_stays_incremental_and_a_late_one_gets_a_fresh_epoch() {
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut customer = vault(d1.path());
+    let mut shop = vault(d2.path());
+    customer.set_profile("email", "ada@example.org").unwrap();
+    let id = customer
+        .issue_grant(NewGrant {
+            audience: shop.identity(),
+            fields: vec!["profile.email".parse().unwrap()],
+            filter: None,
+            purpose: "delivery".into(),
+            expires_at: None,
+            prices: true,
+        })
+        .unwrap()
+        .statement()
+        .id;
+    let (live, ended) = customer.shares_for(&shop.identity()).unwrap();
+    shop.accept_shares(customer.identity(), None, &live, &ended).unwrap();
+    customer.serve_open(&shop.identity(), &id).unwrap();
+    sync(&mut customer, &mut shop, &id);
+
+    // In sync: an overwrite is sent as a delta (the grantee saw the old value).
+    customer.set_profile("email", "ada@second.example").unwrap();
+    customer.update_projections(None).unwrap();
+    let m = customer.serve_generate(&shop.identity(), &id).unwrap().unwrap();
+    assert_eq!(epoch_of(&m), 0, "no rebuild for a grantee in sync");
+    shop.share_sync_receive(&customer.identity(), &id, &m).unwrap();
+    sync(&mut customer, &mut shop, &id);
+
+    // Offline: the value set and overwritten in between never reaches the grantee.
+    customer.set_profile("email", "ada@never-seen.example").unwrap();
+    customer.update_projections(None).unwrap();
+    customer.set_profile("email", "ada@third.example").unwrap();
+    customer.update_projections(None).unwrap();
+    customer.serve_open(&shop.identity(), &id).unwrap();
+    shop.share_sync_open(&customer.identity(), &id).unwrap();
+    let mut bodies = Vec::new();
+    for _ in 0..10 {
+        let from_shop = shop.share_sync_generate(&customer.identity(), &id).unwrap();
+        if let Some(m) = &from_shop {
+            customer.serve_receive(&shop.identity(), &id, m).unwrap();
+        }
+        let from_customer = customer.serve_generate(&shop.identity(), &id).unwrap();
+        if let Some(m) = &from_customer {
+            bodies.push(m.clone());
+            shop.share_sync_receive(&customer.identity(), &id, m).unwrap();
+        }
+        if from_shop.is_none() && from_customer.is_none() {
+            break;
+        }
+    }
+    assert!(bodies.iter().all(|b| epoch_of(b) == 1), "a new epoch");
+    assert!(
+        !bodies.iter().any(|b| b.windows(10).any(|w| w == b"never-seen")),
+        "the retracted value is not sent"
+    );
+    assert_eq!(shop.shares().unwrap()[0].values, Some(json!({"profile": {"email": "ada@third.example"}})));
+    // And the replaced copy survives a restart.
+    drop(shop);
+    let mut shop = Vault::at(d2.path()).unlock(&Passphrase::new("pw")).unwrap();
+    customer.set_profile("email", "ada@fourth.example").unwrap();
+    customer.update_projections(None).unwrap();
+    customer.serve_open(&shop.identity(), &id).unwrap();
+    shop.share_sync_open(&customer.identity(), &id).unwrap();
+    sync(&mut customer, &mut shop, &id);
+    assert_eq!(shop.shares().unwrap()[0].values, Some(json!({"profile": {"email": "ada@fourth.example"}})));
+}
+
+/// An issuer who learned another issuer's grant id cannot occupy it: shares are kept by
+/// (issuer, grant id), so the honest grant is still accepted and synced, whichever came first.
+#[test]
+fn an_issuer_cannot_occupy_another_issuers_grant_id() {
+    let (d1, d2, d3) =
+        (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut alice = vault(d1.path());
+    let mut bob = vault(d2.path());
+    let mallory = vault(d3.path());
+    alice.set_profile("email", "alice@example.org").unwrap();
+    let real = alice
+        .issue_grant(NewGrant {
+            audience: bob.identity(),
+            fields: vec!["profile.email".parse().unwrap()],
+            filter: None,
+            purpose: "newsletter".into(),
+            expires_at: None,
+            prices: true,
+        })
+        .unwrap();
+    let id = real.statement().id;
+    // Mallory signs a grant with Alice's grant id and delivers it first.
+    let mut forged = real.statement().clone();
+    forged.issuer = mallory.identity();
+    forged.purpose = "mallory".into();
+    let forged = vault_core::Signed::sign(forged, mallory.identity_key()).unwrap();
+    bob.accept_shares(mallory.identity(), None, &[forged], &[]).unwrap();
+    assert_eq!(bob.live_shares_from(&mallory.identity()).unwrap(), vec![id]);
+
+    // Alice's grant is still accepted, kept apart, and syncs.
+    let (live, ended) = alice.shares_for(&bob.identity()).unwrap();
+    bob.accept_shares(alice.identity(), None, &live, &ended).unwrap();
+    assert_eq!(bob.live_shares_from(&alice.identity()).unwrap(), vec![id]);
+    alice.serve_open(&bob.identity(), &id).unwrap();
+    sync(&mut alice, &mut bob, &id);
+    let shares = bob.shares().unwrap();
+    assert_eq!(shares.len(), 2);
+    let from_alice = shares.iter().find(|s| s.grant.statement().issuer == alice.identity()).unwrap();
+    assert_eq!(from_alice.grant.statement().purpose, "newsletter");
+    assert_eq!(from_alice.values, Some(json!({"profile": {"email": "alice@example.org"}})));
+    let from_mallory = shares.iter().find(|s| s.grant.statement().issuer == mallory.identity()).unwrap();
+    assert_eq!(from_mallory.grant.statement().purpose, "mallory");
+    assert_ne!(from_mallory.values, from_alice.values, "mallory's share is not alice's copy");
+
+    // Mallory ending "its" grant erases its own share only.
+    let revocation = vault_core::Signed::sign(
+        vault_core::Revocation { grant: id, issuer: mallory.identity(), revoked_at: mallory.now() },
+        mallory.identity_key(),
+    )
+    .unwrap();
+    bob.accept_shares(mallory.identity(), None, &[], &[vault_core::Ended::Revoked(revocation)]).unwrap();
+    assert_eq!(bob.live_shares_from(&alice.identity()).unwrap(), vec![id]);
+    assert!(bob.live_shares_from(&mallory.identity()).unwrap().is_empty());
+    assert_eq!(
+        bob.shares().unwrap().iter().find(|s| s.grant.statement().issuer == alice.identity()).unwrap().values,
+        Some(json!({"profile": {"email": "alice@example.org"}}))
+    );
 }

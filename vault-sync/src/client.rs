@@ -170,7 +170,7 @@ pub(crate) async fn session(
                     for id in now_live {
                         if streaming.insert(id) {
                             let (shared, conn) = (shared.clone(), conn.clone());
-                            streams.spawn(async move { (id, grant_stream(shared, conn, id, live).await) });
+                            streams.spawn(async move { (id, grant_stream(shared, conn, issuer, id, live).await) });
                         }
                     }
                     if !live && streams.is_empty() {
@@ -199,7 +199,7 @@ pub(crate) async fn session(
                             let (shared, conn) = (shared.clone(), conn.clone());
                             streams.spawn(async move {
                                 tokio::time::sleep(Duration::from_secs(1)).await;
-                                (id, grant_stream(shared, conn, id, live).await)
+                                (id, grant_stream(shared, conn, issuer, id, live).await)
                             });
                         }
                     }
@@ -227,10 +227,11 @@ pub(crate) async fn session(
 async fn grant_stream(
     shared: Arc<Shared>,
     conn: Connection,
+    issuer: IdentityId,
     id: GrantId,
     live: bool,
 ) -> Result<bool, SyncError> {
-    shared.vault().share_sync_open(&id).map_err(SyncError::vault)?;
+    shared.vault().share_sync_open(&issuer, &id).map_err(SyncError::vault)?;
     let (mut send, mut recv) = conn.open_bi().await.map_err(SyncError::io)?;
     write_frame(&mut send, &Frame::Open(id)).await.map_err(SyncError::io)?;
     let (tx, mut incoming) = mpsc::channel::<Frame>(8);
@@ -244,13 +245,13 @@ async fn grant_stream(
     let mut changed = false;
     let result = async {
         loop {
-            let message = shared.vault().share_sync_generate(&id).map_err(SyncError::vault)?;
+            let message = shared.vault().share_sync_generate(&issuer, &id).map_err(SyncError::vault)?;
             if let Some(m) = message {
                 write_frame(&mut send, &Frame::Sync(m)).await.map_err(SyncError::io)?;
             }
             // A grantee never has changes of its own: once it holds what the issuer last
             // advertised and has said so, a one-shot sync is done.
-            if !live && shared.vault().share_in_sync(&id).map_err(SyncError::vault)? {
+            if !live && shared.vault().share_in_sync(&issuer, &id).map_err(SyncError::vault)? {
                 return Ok(());
             }
             let frame = if live {
@@ -263,7 +264,7 @@ async fn grant_stream(
             };
             match frame {
                 Some(Frame::Sync(m)) => {
-                    if shared.vault().share_sync_receive(&id, &m).map_err(SyncError::vault)? {
+                    if shared.vault().share_sync_receive(&issuer, &id, &m).map_err(SyncError::vault)? {
                         changed = true;
                         shared.changes.send_modify(|n| *n += 1);
                     }

@@ -125,11 +125,10 @@ impl Vault {
             {
                 continue;
             }
-            let bytes = match self.view_bytes(&g.id)? {
+            let bytes = match self.share_view_bytes(&g.issuer, &g.id)? {
                 Some(bytes) => bytes,
-                None => {
-                    serde_json::to_vec(&obj_to_json(self.replica_doc(&g.id)?, &ROOT)).expect("serializes")
-                }
+                None => serde_json::to_vec(&obj_to_json(self.replica_doc(&g.issuer, &g.id)?, &ROOT))
+                    .expect("serializes"),
             };
             views.push((g.issuer, g.id, self.petname(&g.issuer), bytes));
         }

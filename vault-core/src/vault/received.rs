@@ -1,21 +1,22 @@
 //! The grantee's side: shares received from others, kept as read-only replicas, erased with a
 //! signed receipt when the grant is revoked or expires.
 
-use std::collections::HashMap;
-
-use automerge::sync::{Message, State as SyncState, SyncDoc};
-use automerge::{AutoCommit, ROOT, ReadDoc};
+use automerge::ROOT;
 use rusqlite::params;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::Vault;
 use super::audit::{AuditEvent, AuditKind};
-use crate::doc::{PURCHASES, Touched, obj_to_json, touched_between};
+use crate::doc::obj_to_json;
 use crate::grant::{ErasureReceipt, GrantId, Signed, SignedGrant};
 use crate::identity::{IdentityId, Ticket};
 use crate::protocol::Ended;
 use crate::store::StoreError;
+
+mod replica;
+
+pub(crate) use replica::ReplicaCache;
 
 const RECEIVED: &str = "received";
 const CHUNKS: &str = "received_chunks";
@@ -68,23 +69,51 @@ struct Record {
     receipt: Option<Vec<u8>>,
     #[serde(default)]
     receipt_confirmed: bool,
+    /// The issuer's projection epoch this copy belongs to.
+    #[serde(default)]
+    epoch: u64,
+    /// A new epoch's copy has not caught up yet: the view still shows the previous copy.
+    #[serde(default)]
+    view_pending: bool,
 }
 
-/// A loaded replica.
-pub(crate) struct Replica {
-    am: AutoCommit,
-    sync: SyncState,
-    last_seq: i64,
+/// Where a received share is stored: its issuer's identity and its grant id, so that an issuer
+/// who learned another's grant id (from a receipt, say) cannot occupy it. Shares stored before
+/// this rule are keyed by the grant id alone and keep that key (see [`Vault::share_key`]).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct ShareKey {
+    row: Vec<u8>,
+    grant: GrantId,
 }
 
-impl std::fmt::Debug for Replica {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Replica(..)")
+impl ShareKey {
+    fn new(issuer: &IdentityId, grant: &GrantId) -> Self {
+        Self { row: [issuer.as_bytes().as_slice(), grant.as_bytes()].concat(), grant: *grant }
+    }
+
+    fn legacy(grant: &GrantId) -> Self {
+        Self { row: grant.as_bytes().to_vec(), grant: *grant }
+    }
+
+    fn from_row(row: Vec<u8>) -> Option<Self> {
+        if row.len() != 10 && row.len() != 42 {
+            return None;
+        }
+        let grant = GrantId::from_raw(&row[row.len() - 10..])?;
+        Some(Self { row, grant })
+    }
+
+    /// The SQL key and the row named in the sealed blob's associated data.
+    fn as_bytes(&self) -> &Vec<u8> {
+        &self.row
     }
 }
 
-/// Replicas this process has loaded, by grant.
-pub(crate) type ReplicaCache = HashMap<GrantId, Replica>;
+impl std::fmt::Display for ShareKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.grant.fmt(f)
+    }
+}
 
 /// A received share could not be stored or synced.
 #[derive(Debug, thiserror::Error)]
@@ -101,12 +130,8 @@ pub enum ShareError {
     Store(#[from] StoreError),
 }
 
-fn chunk_row(grant: &GrantId, seq: i64) -> Vec<u8> {
-    [grant.as_bytes().as_slice(), &seq.to_be_bytes()].concat()
-}
-
 impl Vault {
-    fn received_record(&self, id: &GrantId) -> Result<Option<Record>, StoreError> {
+    fn received_record(&self, id: &ShareKey) -> Result<Option<Record>, StoreError> {
         let blob: Option<Vec<u8>> = rusqlite::OptionalExtension::optional(self.store.conn.query_row(
             "SELECT blob FROM received WHERE grant_id = ?1",
             [id.as_bytes().as_slice()],
@@ -119,7 +144,7 @@ impl Vault {
             .map_err(|_| StoreError::Damaged(format!("{RECEIVED} row {id}")))
     }
 
-    fn put_received_record(&self, id: &GrantId, record: &Record) -> Result<(), StoreError> {
+    fn put_received_record(&self, id: &ShareKey, record: &Record) -> Result<(), StoreError> {
         let blob =
             self.store.seal_row(RECEIVED, id.as_bytes(), &serde_json::to_vec(record).expect("serializes"));
         self.store.conn.execute(
@@ -130,16 +155,32 @@ impl Vault {
         Ok(())
     }
 
-    fn received_ids(&self) -> Result<Vec<GrantId>, StoreError> {
+    fn received_ids(&self) -> Result<Vec<ShareKey>, StoreError> {
         let mut stmt = self.store.conn.prepare("SELECT grant_id FROM received")?;
         let raw: Vec<Vec<u8>> = stmt.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
-        Ok(raw.iter().filter_map(|r| GrantId::from_raw(r)).collect())
+        Ok(raw.into_iter().filter_map(ShareKey::from_row).collect())
+    }
+
+    /// The key of the share of grant `id` from `issuer`: its own row, or a row stored before
+    /// shares were keyed by issuer if that row's grant is from `issuer`.
+    fn share_key(&self, issuer: &IdentityId, id: &GrantId) -> Result<ShareKey, StoreError> {
+        let key = ShareKey::new(issuer, id);
+        if self.received_record(&key)?.is_some() {
+            return Ok(key);
+        }
+        let legacy = ShareKey::legacy(id);
+        if let Some(record) = self.received_record(&legacy)?
+            && SignedGrant::from_stored(&record.grant).is_some_and(|g| g.statement().issuer == *issuer)
+        {
+            return Ok(legacy);
+        }
+        Ok(key)
     }
 
     /// Erases a received copy and signs the receipt. Call inside a write transaction.
     fn erase_received(
         &mut self,
-        id: &GrantId,
+        id: &ShareKey,
         record: &mut Record,
         status: ShareStatus,
     ) -> Result<(), StoreError> {
@@ -155,7 +196,7 @@ impl Vault {
         self.replicas.remove(id);
         let receipt = Signed::sign(
             ErasureReceipt {
-                grant: *id,
+                grant: id.grant,
                 issuer: grant.statement().issuer,
                 grantee: self.identity(),
                 erased_at: now,
@@ -170,7 +211,7 @@ impl Vault {
         self.put_received_record(id, record)?;
         let mut event = AuditEvent::new(now, AuditKind::ShareErased);
         event.peer = Some(grant.statement().issuer);
-        event.grant = Some(*id);
+        event.grant = Some(id.grant);
         event.detail = Some(match status {
             ShareStatus::Revoked => "revoked by the issuer".into(),
             _ => "expired".into(),
@@ -198,11 +239,12 @@ impl Vault {
                     tracing::warn!(grant = %g.id, "ignoring a grant not addressed to this vault by its issuer");
                     continue;
                 }
-                if v.received_record(&g.id)?.is_some() {
+                let key = v.share_key(&issuer, &g.id)?;
+                if v.received_record(&key)?.is_some() {
                     continue;
                 }
                 v.put_received_record(
-                    &g.id,
+                    &key,
                     &Record {
                         grant: grant.to_bytes(),
                         ticket: ticket.map(ToString::to_string),
@@ -212,6 +254,8 @@ impl Vault {
                         ended_at: None,
                         receipt: None,
                         receipt_confirmed: false,
+                        epoch: 0,
+                        view_pending: false,
                     },
                 )?;
                 let mut event = AuditEvent::new(now, AuditKind::ShareReceived);
@@ -222,7 +266,7 @@ impl Vault {
                 v.log_event(&event)?;
             }
             for end in ended {
-                let id = end.grant();
+                let id = v.share_key(&issuer, &end.grant())?;
                 let Some(mut record) = v.received_record(&id)? else { continue };
                 let Ok(grant) = SignedGrant::from_bytes(&record.grant) else { continue };
                 if grant.statement().issuer != issuer {
@@ -249,7 +293,7 @@ impl Vault {
                 }
                 let from_issuer =
                     SignedGrant::from_bytes(&record.grant).is_ok_and(|g| g.statement().issuer == issuer);
-                if from_issuer && !ended.iter().any(|e| e.grant() == id) {
+                if from_issuer && !ended.iter().any(|e| e.grant() == id.grant) {
                     record.receipt_confirmed = true;
                     v.put_received_record(&id, &record)?;
                 }
@@ -303,11 +347,12 @@ impl Vault {
     }
 
     /// Notes that an erasure receipt reached its issuer.
-    pub fn receipt_delivered(&mut self, id: &GrantId) -> Result<(), StoreError> {
+    pub fn receipt_delivered(&mut self, issuer: &IdentityId, id: &GrantId) -> Result<(), StoreError> {
         self.write(|v| {
-            if let Some(mut record) = v.received_record(id)? {
+            let key = v.share_key(issuer, id)?;
+            if let Some(mut record) = v.received_record(&key)? {
                 record.receipt_confirmed = true;
-                v.put_received_record(id, &record)?;
+                v.put_received_record(&key, &record)?;
             }
             Ok(())
         })
@@ -322,7 +367,7 @@ impl Vault {
                 continue;
             }
             if SignedGrant::from_bytes(&record.grant).is_ok_and(|g| g.statement().issuer == *issuer) {
-                out.push(id);
+                out.push(id.grant);
             }
         }
         Ok(out)
@@ -345,120 +390,16 @@ impl Vault {
         Ok(out)
     }
 
-    fn load_replica(&mut self, id: &GrantId) -> Result<&mut Replica, ShareError> {
-        let record = self.received_record(id)?.ok_or(ShareError::Unknown(*id))?;
-        if record.status != ShareStatus::Live {
-            return Err(ShareError::Unknown(*id));
-        }
-        let after = self.replicas.get(id).map_or(0, |r| r.last_seq);
-        let mut stmt = self
-            .store
-            .conn
-            .prepare_cached(
-                "SELECT seq, blob FROM received_chunks WHERE grant_id = ?1 AND seq > ?2 ORDER BY seq",
-            )
-            .map_err(StoreError::from)?;
-        let rows: Vec<(i64, Vec<u8>)> = stmt
-            .query_map(params![id.as_bytes().as_slice(), after], |r| Ok((r.get(0)?, r.get(1)?)))
-            .map_err(StoreError::from)?
-            .collect::<Result<_, _>>()
-            .map_err(StoreError::from)?;
-        drop(stmt);
-        if !self.replicas.contains_key(id) {
-            let sync = SyncState::decode(&record.sync_state).unwrap_or_else(|_| SyncState::new());
-            self.replicas.insert(*id, Replica { am: AutoCommit::new(), sync, last_seq: 0 });
-        }
-        for (seq, blob) in rows {
-            let bytes =
-                self.store.open_row_named(CHUNKS, &chunk_row(id, seq), format!("{id}/{seq}"), &blob)?;
-            let replica = self.replicas.get_mut(id).expect("inserted above");
-            replica
-                .am
-                .load_incremental(&bytes)
-                .map_err(|_| StoreError::Damaged(format!("{CHUNKS} row {id}/{seq}")))?;
-            replica.last_seq = seq;
-        }
-        Ok(self.replicas.get_mut(id).expect("inserted above"))
+    /// The decoded view of the share of grant `id` from `issuer`.
+    pub(crate) fn share_view_bytes(
+        &self,
+        issuer: &IdentityId,
+        id: &GrantId,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        self.view_bytes(&self.share_key(issuer, id)?)
     }
 
-    /// Starts a new sync session for a share: the sync state restarts from what is persisted
-    /// (the shared heads), as Automerge requires for every new connection.
-    pub fn share_sync_open(&mut self, id: &GrantId) -> Result<(), ShareError> {
-        let replica = self.load_replica(id)?;
-        replica.sync = SyncState::decode(&replica.sync.encode()).unwrap_or_default();
-        Ok(())
-    }
-
-    /// The next sync message this vault (as grantee) sends for a share, if any.
-    pub fn share_sync_generate(&mut self, id: &GrantId) -> Result<Option<Vec<u8>>, ShareError> {
-        let replica = self.load_replica(id)?;
-        Ok(replica.am.sync().generate_sync_message(&mut replica.sync).map(Message::encode))
-    }
-
-    /// True when this vault's copy has everything the issuer said it has (their last heads are
-    /// ours) and nothing is left to send: a one-shot sync can stop.
-    pub fn share_in_sync(&mut self, id: &GrantId) -> Result<bool, ShareError> {
-        let replica = self.load_replica(id)?;
-        let heads = replica.am.get_heads();
-        Ok(replica.sync.their_heads.as_ref() == Some(&heads) && replica.sync.have_responded)
-    }
-
-    /// Applies a sync message from the issuer and makes the result durable. Returns true when
-    /// the replica changed.
-    pub fn share_sync_receive(&mut self, id: &GrantId, bytes: &[u8]) -> Result<bool, ShareError> {
-        let message = Message::decode(bytes).map_err(|_| ShareError::BadMessage)?;
-        // The replica changes only through received messages, so the chunks a message carries
-        // are exactly what to store: no need to re-encode them.
-        let received: Vec<u8> = message.changes.iter().flatten().copied().collect();
-        let now = self.now();
-        self.write(|v| {
-            let replica = v.load_replica(id)?;
-            let before = replica.am.get_heads();
-            replica
-                .am
-                .sync()
-                .receive_sync_message(&mut replica.sync, message)
-                .map_err(|_| ShareError::BadMessage)?;
-            let changed = replica.am.get_heads() != before;
-            let sync_state = replica.sync.encode();
-            let new_bytes = if changed { Some(received) } else { None };
-            let seq = replica.last_seq + 1;
-            if let Some(bytes) = new_bytes {
-                let blob = v.store.seal_row(CHUNKS, &chunk_row(id, seq), &bytes);
-                v.store
-                    .conn
-                    .execute(
-                        "INSERT INTO received_chunks (grant_id, seq, blob) VALUES (?1, ?2, ?3)",
-                        params![id.as_bytes().as_slice(), seq, blob],
-                    )
-                    .map_err(StoreError::from)?;
-                v.replicas.get_mut(id).expect("loaded").last_seq = seq;
-            }
-            if changed {
-                let old_view = v.view(id)?;
-                let replica = v.replicas.get_mut(id).expect("loaded");
-                let after = replica.am.get_heads();
-                let view = match old_view {
-                    Some(mut view) if !before.is_empty() => {
-                        let touched = touched_between(&mut replica.am, &before, &after);
-                        update_view(&mut view, &replica.am, &touched);
-                        view
-                    }
-                    _ => obj_to_json(&replica.am, &ROOT),
-                };
-                v.put_view(id, &view)?;
-            }
-            let mut record = v.received_record(id)?.ok_or(ShareError::Unknown(*id))?;
-            record.sync_state = sync_state;
-            if changed {
-                record.updated_at = Some(now);
-            }
-            v.put_received_record(id, &record)?;
-            Ok(changed)
-        })
-    }
-
-    pub(crate) fn view_bytes(&self, id: &GrantId) -> Result<Option<Vec<u8>>, StoreError> {
+    fn view_bytes(&self, id: &ShareKey) -> Result<Option<Vec<u8>>, StoreError> {
         let blob: Option<Vec<u8>> = rusqlite::OptionalExtension::optional(self.store.conn.query_row(
             "SELECT blob FROM received_views WHERE grant_id = ?1",
             [id.as_bytes().as_slice()],
@@ -479,22 +420,13 @@ impl Vault {
         Ok(out)
     }
 
-    /// The replica of a live share.
-    pub(crate) fn replica_doc(&mut self, id: &GrantId) -> Result<&AutoCommit, StoreError> {
-        match self.load_replica(id) {
-            Ok(replica) => Ok(&replica.am),
-            Err(ShareError::Store(e)) => Err(e),
-            Err(_) => Err(StoreError::Damaged(format!("{RECEIVED} row {id}"))),
-        }
-    }
-
-    fn view(&self, id: &GrantId) -> Result<Option<Value>, StoreError> {
+    fn view(&self, id: &ShareKey) -> Result<Option<Value>, StoreError> {
         self.view_bytes(id)?
             .map(|b| serde_json::from_slice(&b).map_err(|_| StoreError::Damaged(format!("{VIEWS} row {id}"))))
             .transpose()
     }
 
-    fn put_view(&self, id: &GrantId, view: &Value) -> Result<(), StoreError> {
+    fn put_view(&self, id: &ShareKey, view: &Value) -> Result<(), StoreError> {
         let blob = self.store.seal_row(VIEWS, id.as_bytes(), &serde_json::to_vec(view).expect("serializes"));
         self.store.conn.execute(
             "INSERT INTO received_views (grant_id, blob) VALUES (?1, ?2)
@@ -531,47 +463,5 @@ impl Vault {
         }
         out.sort_by_key(|s| std::cmp::Reverse(s.grant.statement().issued_at));
         Ok(out)
-    }
-}
-
-/// Brings a decoded view up to date with what changed in its replica.
-fn update_view(view: &mut Value, am: &AutoCommit, touched: &[Touched]) {
-    if !view.is_object() {
-        *view = Value::Object(Default::default());
-    }
-    let root = view.as_object_mut().expect("an object");
-    for t in touched {
-        match t {
-            Touched::Section(section) => match am.get(ROOT, section.as_str()) {
-                Ok(Some((automerge::Value::Object(_), obj))) => {
-                    root.insert(section.clone(), obj_to_json(am, &obj));
-                }
-                _ => {
-                    root.remove(section);
-                }
-            },
-            Touched::Purchase(pid) => {
-                let purchases = match am.get(ROOT, PURCHASES) {
-                    Ok(Some((automerge::Value::Object(_), obj))) => obj,
-                    _ => {
-                        root.remove(PURCHASES);
-                        continue;
-                    }
-                };
-                let entry = root.entry(PURCHASES).or_insert_with(|| Value::Object(Default::default()));
-                if !entry.is_object() {
-                    *entry = Value::Object(Default::default());
-                }
-                let map = entry.as_object_mut().expect("an object");
-                match am.get(&purchases, pid.as_str()) {
-                    Ok(Some((automerge::Value::Object(_), obj))) => {
-                        map.insert(pid.clone(), obj_to_json(am, &obj));
-                    }
-                    _ => {
-                        map.remove(pid);
-                    }
-                }
-            }
-        }
     }
 }

@@ -9,26 +9,27 @@
 use std::collections::HashMap;
 
 use automerge::sync::{Message, State as SyncState, SyncDoc};
-use automerge::{AutoCommit, ChangeHash};
 use rusqlite::params;
 use serde::{Deserialize, Serialize};
 
 use super::Vault;
 use super::audit::{AuditEvent, AuditKind};
-use crate::doc::{DocError, Touched};
+use crate::doc::DocError;
 use crate::grant::{ErasureReceipt, Grant, GrantId, Revocation, Signed, SignedGrant, StatementError};
 use crate::identity::IdentityId;
 use crate::path::{FieldPath, PathError, RecordFilter};
 use crate::projection::Projection;
-use crate::protocol::Ended;
+use crate::protocol::{Ended, decode_sync_body, encode_sync_body};
 use crate::store::StoreError;
 
+mod projections;
+
+pub(crate) use projections::ProjectionCache;
+use projections::ProjectionState;
+
 const GRANTS: &str = "grants";
-const CHUNKS: &str = "projection_chunks";
 /// Clock difference tolerated between an erasure receipt's time and the grant's end (seconds).
 const MAX_CLOCK_SKEW: i64 = 600;
-/// Projection chunks are folded into one when there are more than this many.
-const COMPACT_PROJECTION_AFTER: i64 = 64;
 
 /// What to grant.
 #[derive(Clone, Debug)]
@@ -130,25 +131,6 @@ struct GrantRecord {
     expiry_logged: bool,
 }
 
-/// A loaded projection with the main-document heads it reflects.
-pub(crate) struct ProjectionState {
-    projection: Projection,
-    /// The main document's change sequence number this projection reflects.
-    as_of_seq: i64,
-    as_of: Vec<ChangeHash>,
-    last_seq: i64,
-    chunks: i64,
-}
-
-impl std::fmt::Debug for ProjectionState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ProjectionState").field("last_seq", &self.last_seq).finish_non_exhaustive()
-    }
-}
-
-/// Projections loaded by this process, by grant.
-pub(crate) type ProjectionCache = HashMap<GrantId, ProjectionState>;
-
 /// Sync states of the grants this process serves, by grant (one audience per grant).
 pub(crate) type ServeStates = HashMap<GrantId, SyncState>;
 
@@ -173,36 +155,9 @@ impl From<GrantError> for ServeError {
     }
 }
 
-fn sync_state_key(id: &GrantId) -> String {
-    format!("serve-sync/{id}")
-}
-
-fn encode_chunk(as_of_seq: i64, as_of: &[ChangeHash], bytes: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(10 + as_of.len() * 32 + bytes.len());
-    out.extend_from_slice(&as_of_seq.to_be_bytes());
-    out.extend_from_slice(&(as_of.len() as u16).to_be_bytes());
-    for h in as_of {
-        out.extend_from_slice(&h.0);
-    }
-    out.extend_from_slice(bytes);
-    out
-}
-
-fn decode_chunk(plain: &[u8]) -> Option<(i64, Vec<ChangeHash>, &[u8])> {
-    let as_of_seq = i64::from_be_bytes(plain.get(..8)?.try_into().ok()?);
-    let plain = &plain[8..];
-    let n = u16::from_be_bytes(plain.get(..2)?.try_into().ok()?) as usize;
-    let heads_end = 2 + n * 32;
-    let heads = plain
-        .get(2..heads_end)?
-        .chunks(32)
-        .map(|c| ChangeHash(c.try_into().expect("32-byte chunks")))
-        .collect();
-    Some((as_of_seq, heads, &plain[heads_end..]))
-}
-
-fn chunk_row(grant: &GrantId, seq: i64) -> Vec<u8> {
-    [grant.as_bytes().as_slice(), &seq.to_be_bytes()].concat()
+/// The sync state of a grant's projection in one epoch: a new epoch starts from nothing.
+fn sync_state_key(id: &GrantId, epoch: u64) -> String {
+    if epoch == 0 { format!("serve-sync/{id}") } else { format!("serve-sync/{id}/{epoch}") }
 }
 
 impl GrantInfo {
@@ -368,15 +323,17 @@ impl Vault {
             let mut projection = Projection::build(g, &v.doc);
             let as_of = v.doc.automerge().get_heads();
             let as_of_seq = v.last_seq;
-            v.append_projection_chunk(&g.id, 1, as_of_seq, &as_of, &projection.automerge().save())?;
+            v.append_projection_chunk(&g.id, 1, 0, as_of_seq, &as_of, &projection.automerge().save())?;
             let mut event = AuditEvent::new(now, AuditKind::GrantIssued);
             event.peer = Some(g.audience);
             event.grant = Some(g.id);
             event.fields = g.fields.iter().map(ToString::to_string).collect();
             event.detail = Some(format!("purpose: {}", g.purpose));
             v.log_event(&event)?;
-            v.projections
-                .insert(g.id, ProjectionState { projection, as_of_seq, as_of, last_seq: 1, chunks: 1 });
+            v.projections.insert(
+                g.id,
+                ProjectionState { projection, as_of_seq, as_of, last_seq: 1, chunks: 1, epoch: 0 },
+            );
         }
         Ok(signed)
     }
@@ -469,153 +426,6 @@ impl Vault {
         })
     }
 
-    fn append_projection_chunk(
-        &self,
-        id: &GrantId,
-        seq: i64,
-        as_of_seq: i64,
-        as_of: &[ChangeHash],
-        bytes: &[u8],
-    ) -> Result<(), StoreError> {
-        let blob = self.store.seal_row(CHUNKS, &chunk_row(id, seq), &encode_chunk(as_of_seq, as_of, bytes));
-        self.store.conn.execute(
-            "INSERT INTO projection_chunks (grant_id, seq, blob) VALUES (?1, ?2, ?3)",
-            params![id.as_bytes().as_slice(), seq, blob],
-        )?;
-        Ok(())
-    }
-
-    fn drop_projection(&mut self, id: &GrantId) -> Result<(), StoreError> {
-        self.store
-            .conn
-            .execute("DELETE FROM projection_chunks WHERE grant_id = ?1", [id.as_bytes().as_slice()])?;
-        self.projections.remove(id);
-        Ok(())
-    }
-
-    /// Loads (or catches up) the projection of a grant from its stored chunks.
-    fn load_projection(&mut self, id: &GrantId) -> Result<Option<&mut ProjectionState>, StoreError> {
-        let after = self.projections.get(id).map_or(0, |p| p.last_seq);
-        let mut stmt = self.store.conn.prepare_cached(
-            "SELECT seq, blob FROM projection_chunks WHERE grant_id = ?1 AND seq > ?2 ORDER BY seq",
-        )?;
-        let rows: Vec<(i64, Vec<u8>)> = stmt
-            .query_map(params![id.as_bytes().as_slice(), after], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<Result<_, _>>()?;
-        drop(stmt);
-        let damaged = |seq: i64| StoreError::Damaged(format!("{CHUNKS} row {id}/{seq}"));
-        for (seq, blob) in rows {
-            let plain =
-                self.store.open_row_named(CHUNKS, &chunk_row(id, seq), format!("{id}/{seq}"), &blob)?;
-            let (as_of_seq, as_of, bytes) = decode_chunk(&plain).ok_or_else(|| damaged(seq))?;
-            match self.projections.get_mut(id) {
-                Some(state) => {
-                    state.projection.automerge().load_incremental(bytes).map_err(|_| damaged(seq))?;
-                    state.as_of_seq = as_of_seq;
-                    state.as_of = as_of;
-                    state.last_seq = seq;
-                    state.chunks += 1;
-                }
-                None => {
-                    let am = AutoCommit::load(bytes).map_err(|_| damaged(seq))?;
-                    self.projections.insert(
-                        *id,
-                        ProjectionState {
-                            projection: Projection::from_automerge(am),
-                            as_of_seq,
-                            as_of,
-                            last_seq: seq,
-                            chunks: 1,
-                        },
-                    );
-                }
-            }
-        }
-        Ok(self.projections.get_mut(id))
-    }
-
-    /// Brings the projections of all live grants (or only `only`) up to date with the main
-    /// document, in one transaction. Returns the grants whose projection changed.
-    pub fn update_projections(&mut self, only: Option<&[GrantId]>) -> Result<Vec<GrantId>, GrantError> {
-        let live: Vec<Grant> = self
-            .grants()?
-            .into_iter()
-            .filter(|g| g.is_live() && only.is_none_or(|o| o.contains(&g.grant.statement().id)))
-            .map(|g| g.grant.statement().clone())
-            .collect();
-        if live.is_empty() {
-            return Ok(Vec::new());
-        }
-        self.write(|v| {
-            v.catch_up().map_err(|e| GrantError::Store(StoreError::Damaged(e.to_string())))?;
-            let heads = v.doc.automerge().get_heads();
-            let now_seq = v.last_seq;
-            let mut changed = Vec::new();
-            // What changed since a projection's sequence number: read from the change chunks
-            // (proportional to the edits), or diffed when that is unknown. Shared by every
-            // grant that reflects the same point.
-            let mut touched_cache: HashMap<i64, Vec<Touched>> = HashMap::new();
-            for grant in &live {
-                let Some(state) = v.load_projection(&grant.id)? else { continue };
-                if state.as_of_seq == now_seq && state.as_of == heads {
-                    continue;
-                }
-                let (as_of_seq, as_of) = (state.as_of_seq, state.as_of.clone());
-                let touched = match touched_cache.get(&as_of_seq) {
-                    Some(t) => t.clone(),
-                    None => {
-                        let t = match v.touched_since(as_of_seq)? {
-                            Some(t) => t,
-                            None => v.doc.touched_between(&as_of, &heads),
-                        };
-                        touched_cache.insert(as_of_seq, t.clone());
-                        t
-                    }
-                };
-                let state = v.projections.get_mut(&grant.id).expect("loaded above");
-                let before = state.projection.automerge().get_heads();
-                let did_change = state.projection.apply(grant, &v.doc, &touched);
-                state.as_of = heads.clone();
-                state.as_of_seq = now_seq;
-                if !did_change {
-                    continue;
-                }
-                let (seq, compact) = (state.last_seq + 1, state.chunks >= COMPACT_PROJECTION_AFTER);
-                let bytes = if compact {
-                    state.projection.automerge().save()
-                } else {
-                    state.projection.automerge().save_after(&before)
-                };
-                let blob = v.store.seal_row(
-                    CHUNKS,
-                    &chunk_row(&grant.id, seq),
-                    &encode_chunk(now_seq, &heads, &bytes),
-                );
-                v.store
-                    .conn
-                    .execute(
-                        "INSERT INTO projection_chunks (grant_id, seq, blob) VALUES (?1, ?2, ?3)",
-                        params![grant.id.as_bytes().as_slice(), seq, blob],
-                    )
-                    .map_err(StoreError::from)?;
-                if compact {
-                    v.store
-                        .conn
-                        .execute(
-                            "DELETE FROM projection_chunks WHERE grant_id = ?1 AND seq < ?2",
-                            params![grant.id.as_bytes().as_slice(), seq],
-                        )
-                        .map_err(StoreError::from)?;
-                }
-                let state = v.projections.get_mut(&grant.id).expect("loaded above");
-                state.last_seq = seq;
-                state.chunks = if compact { 1 } else { state.chunks + 1 };
-                changed.push(grant.id);
-            }
-            Ok(changed)
-        })
-    }
-
     /// What `peer` may learn: its live grants, and its grants that ended without a confirmed
     /// erasure. Expiries are logged first.
     pub fn shares_for(&mut self, peer: &IdentityId) -> Result<(Vec<SignedGrant>, Vec<Ended>), GrantError> {
@@ -653,7 +463,8 @@ impl Vault {
     /// Starts serving grant `id` to `peer` on a new stream, resuming from the stored sync state.
     pub fn serve_open(&mut self, peer: &IdentityId, id: &GrantId) -> Result<(), ServeError> {
         self.check_serving(peer, id)?;
-        let stored = self.node_value(&sync_state_key(id))?;
+        let epoch = self.projection_epoch(id)?;
+        let stored = self.node_value(&sync_state_key(id, epoch))?;
         let state = stored.and_then(|b| SyncState::decode(&b).ok()).unwrap_or_else(SyncState::new);
         self.serve_states.insert(*id, state);
         Ok(())
@@ -663,6 +474,7 @@ impl Vault {
     /// served when the message carries data.
     pub fn serve_generate(&mut self, peer: &IdentityId, id: &GrantId) -> Result<Option<Vec<u8>>, ServeError> {
         let info = self.check_serving(peer, id)?;
+        let epoch = self.projection_epoch(id)?;
         let mut state = self.serve_states.remove(id).unwrap_or_default();
         let message = match self.projection_doc(id)? {
             Some(doc) => doc.sync().generate_sync_message(&mut state),
@@ -672,12 +484,12 @@ impl Vault {
         self.serve_states.insert(*id, state);
         let Some(message) = message else { return Ok(None) };
         let carries_data = !message.changes.is_empty();
-        let bytes = message.encode();
+        let bytes = encode_sync_body(epoch, &message.encode());
         if carries_data {
             let now = self.now();
             let g = info.grant.statement();
             self.write(|v| {
-                v.put_node_value(&sync_state_key(id), &encoded_state)?;
+                v.put_node_value(&sync_state_key(id, epoch), &encoded_state)?;
                 let mut event = AuditEvent::new(now, AuditKind::SyncServed);
                 event.peer = Some(*peer);
                 event.grant = Some(*id);
@@ -694,6 +506,12 @@ impl Vault {
     /// is applied.
     pub fn serve_receive(&mut self, peer: &IdentityId, id: &GrantId, bytes: &[u8]) -> Result<(), ServeError> {
         self.check_serving(peer, id)?;
+        let (their_epoch, bytes) = decode_sync_body(bytes).map_err(|_| ServeError::Refused)?;
+        let epoch = self.projection_epoch(id)?;
+        if their_epoch != epoch {
+            // About a copy the grantee is replacing: nothing in it concerns this epoch.
+            return Ok(());
+        }
         let mut message = Message::decode(bytes).map_err(|_| ServeError::Refused)?;
         let mut state = self.serve_states.remove(id).unwrap_or_default();
         let doc = self.projection_doc(id)?.ok_or(ServeError::Refused)?;
@@ -719,7 +537,7 @@ impl Vault {
         // Persist what the grantee acknowledged, so a reconnection resumes instead of resending.
         let encoded = state.encode();
         self.serve_states.insert(*id, state);
-        self.write(|v| v.put_node_value(&sync_state_key(id), &encoded))?;
+        self.write(|v| v.put_node_value(&sync_state_key(id, epoch), &encoded))?;
         Ok(())
     }
 
@@ -755,16 +573,6 @@ impl Vault {
             .flatten()
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or_default()
-    }
-
-    /// The current values of a grant's projection (what its audience holds once synced).
-    pub fn projection_values(&mut self, id: &GrantId) -> Result<Option<serde_json::Value>, StoreError> {
-        Ok(self.load_projection(id)?.map(|s| s.projection.to_json()))
-    }
-
-    /// The projection document of a live grant, for the sync protocol.
-    pub fn projection_doc(&mut self, id: &GrantId) -> Result<Option<&mut AutoCommit>, StoreError> {
-        Ok(self.load_projection(id)?.map(|s| s.projection.automerge()))
     }
 }
 

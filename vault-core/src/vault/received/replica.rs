@@ -1,0 +1,330 @@
+//! A received share's replica: the grantee's copy of the issuer's projection, stored as
+//! sealed Automerge chunks and kept in step by the sync protocol. A message of a newer
+//! projection epoch replaces the copy, history included, instead of merging into it.
+
+use std::collections::HashMap;
+
+use automerge::sync::{Message, State as SyncState, SyncDoc};
+use automerge::{AutoCommit, ROOT, ReadDoc};
+use rusqlite::params;
+use serde_json::Value;
+
+use super::{CHUNKS, RECEIVED, ShareError, ShareKey, ShareStatus};
+use crate::doc::{PURCHASES, Touched, obj_to_json, touched_between};
+use crate::grant::GrantId;
+use crate::identity::IdentityId;
+use crate::protocol::{decode_sync_body, encode_sync_body};
+use crate::store::StoreError;
+use crate::vault::Vault;
+
+/// A loaded replica.
+pub(crate) struct Replica {
+    pub(super) am: AutoCommit,
+    sync: SyncState,
+    last_seq: i64,
+    epoch: u64,
+}
+
+impl std::fmt::Debug for Replica {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Replica(..)")
+    }
+}
+
+/// Replicas this process has loaded, by share.
+pub(crate) type ReplicaCache = HashMap<ShareKey, Replica>;
+
+fn chunk_row(grant: &ShareKey, seq: i64) -> Vec<u8> {
+    [grant.as_bytes().as_slice(), &seq.to_be_bytes()].concat()
+}
+
+impl Vault {
+    pub(super) fn load_replica(&mut self, id: &ShareKey) -> Result<&mut Replica, ShareError> {
+        let record = self.received_record(id)?.ok_or(ShareError::Unknown(id.grant))?;
+        if record.status != ShareStatus::Live {
+            return Err(ShareError::Unknown(id.grant));
+        }
+        if self.replicas.get(id).is_some_and(|r| r.epoch != record.epoch) {
+            // Another handle replaced the copy with a new epoch: start again from its chunks.
+            self.replicas.remove(id);
+        }
+        let after = self.replicas.get(id).map_or(0, |r| r.last_seq);
+        let mut stmt = self
+            .store
+            .conn
+            .prepare_cached(
+                "SELECT seq, blob FROM received_chunks WHERE grant_id = ?1 AND seq > ?2 ORDER BY seq",
+            )
+            .map_err(StoreError::from)?;
+        let rows: Vec<(i64, Vec<u8>)> = stmt
+            .query_map(params![id.as_bytes().as_slice(), after], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(StoreError::from)?
+            .collect::<Result<_, _>>()
+            .map_err(StoreError::from)?;
+        drop(stmt);
+        if !self.replicas.contains_key(id) {
+            let sync = SyncState::decode(&record.sync_state).unwrap_or_else(|_| SyncState::new());
+            self.replicas.insert(
+                id.clone(),
+                Replica { am: AutoCommit::new(), sync, last_seq: 0, epoch: record.epoch },
+            );
+        }
+        for (seq, blob) in rows {
+            let bytes =
+                self.store.open_row_named(CHUNKS, &chunk_row(id, seq), format!("{id}/{seq}"), &blob)?;
+            let replica = self.replicas.get_mut(id).expect("inserted above");
+            replica
+                .am
+                .load_incremental(&bytes)
+                .map_err(|_| StoreError::Damaged(format!("{CHUNKS} row {id}/{seq}")))?;
+            replica.last_seq = seq;
+        }
+        Ok(self.replicas.get_mut(id).expect("inserted above"))
+    }
+
+    /// Starts a new sync session for a share: the sync state restarts from what is persisted
+    /// (the shared heads), as Automerge requires for every new connection.
+    pub fn share_sync_open(&mut self, issuer: &IdentityId, id: &GrantId) -> Result<(), ShareError> {
+        let key = self.share_key(issuer, id)?;
+        let replica = self.load_replica(&key)?;
+        replica.sync = SyncState::decode(&replica.sync.encode()).unwrap_or_default();
+        Ok(())
+    }
+
+    /// The next sync message this vault (as grantee) sends for a share, if any.
+    pub fn share_sync_generate(
+        &mut self,
+        issuer: &IdentityId,
+        id: &GrantId,
+    ) -> Result<Option<Vec<u8>>, ShareError> {
+        let key = self.share_key(issuer, id)?;
+        let replica = self.load_replica(&key)?;
+        let epoch = replica.epoch;
+        Ok(replica
+            .am
+            .sync()
+            .generate_sync_message(&mut replica.sync)
+            .map(|m| encode_sync_body(epoch, &m.encode())))
+    }
+
+    /// True when this vault's copy has everything the issuer said it has (their last heads are
+    /// ours) and nothing is left to send: a one-shot sync can stop.
+    pub fn share_in_sync(&mut self, issuer: &IdentityId, id: &GrantId) -> Result<bool, ShareError> {
+        let key = self.share_key(issuer, id)?;
+        let replica = self.load_replica(&key)?;
+        let heads = replica.am.get_heads();
+        Ok(replica.sync.their_heads.as_ref() == Some(&heads) && replica.sync.have_responded)
+    }
+
+    /// Applies a sync message from the issuer and makes the result durable. Returns true when
+    /// the replica changed. A message of a newer projection epoch replaces the copy (its
+    /// history included) instead of merging into it; one of an older epoch is ignored.
+    pub fn share_sync_receive(
+        &mut self,
+        issuer: &IdentityId,
+        id: &GrantId,
+        bytes: &[u8],
+    ) -> Result<bool, ShareError> {
+        let (epoch, bytes) = decode_sync_body(bytes).map_err(|_| ShareError::BadMessage)?;
+        let message = Message::decode(bytes).map_err(|_| ShareError::BadMessage)?;
+        // The replica changes only through received messages, so the chunks a message carries
+        // are exactly what to store: no need to re-encode them.
+        let received: Vec<u8> = message.changes.iter().flatten().copied().collect();
+        let now = self.now();
+        self.write(|v| {
+            let key = v.share_key(issuer, id)?;
+            let id = &key;
+            let replica = v.load_replica(id)?;
+            if epoch < replica.epoch {
+                return Ok(false);
+            }
+            let new_epoch = epoch > replica.epoch;
+            if new_epoch {
+                *replica = Replica { am: AutoCommit::new(), sync: SyncState::new(), epoch, ..*replica };
+                v.store
+                    .conn
+                    .execute("DELETE FROM received_chunks WHERE grant_id = ?1", [id.as_bytes().as_slice()])
+                    .map_err(StoreError::from)?;
+            }
+            let replica = v.replicas.get_mut(id).expect("loaded");
+            let before = replica.am.get_heads();
+            replica
+                .am
+                .sync()
+                .receive_sync_message(&mut replica.sync, message)
+                .map_err(|_| ShareError::BadMessage)?;
+            let grew = replica.am.get_heads() != before;
+            let caught_up = replica.sync.their_heads.as_ref() == Some(&replica.am.get_heads());
+            let sync_state = replica.sync.encode();
+            let new_bytes = if grew { Some(received) } else { None };
+            let seq = replica.last_seq + 1;
+            if let Some(bytes) = new_bytes {
+                let blob = v.store.seal_row(CHUNKS, &chunk_row(id, seq), &bytes);
+                v.store
+                    .conn
+                    .execute(
+                        "INSERT INTO received_chunks (grant_id, seq, blob) VALUES (?1, ?2, ?3)",
+                        params![id.as_bytes().as_slice(), seq, blob],
+                    )
+                    .map_err(StoreError::from)?;
+                v.replicas.get_mut(id).expect("loaded").last_seq = seq;
+            }
+            let mut record = v.received_record(id)?.ok_or(ShareError::Unknown(id.grant))?;
+            // A new epoch's copy fills over a few messages: what is shown (the view) stays the
+            // old one until the copy has caught up, then is rebuilt whole from the new copy.
+            record.view_pending |= new_epoch;
+            let changed = if record.view_pending {
+                if caught_up {
+                    let view = obj_to_json(&v.replicas.get_mut(id).expect("loaded").am, &ROOT);
+                    v.put_view(id, &view)?;
+                    record.view_pending = false;
+                }
+                !record.view_pending
+            } else if grew {
+                let old_view = v.view(id)?;
+                let replica = v.replicas.get_mut(id).expect("loaded");
+                let after = replica.am.get_heads();
+                let view = match old_view {
+                    Some(mut view) if !before.is_empty() => {
+                        let touched = touched_between(&mut replica.am, &before, &after);
+                        update_view(&mut view, &replica.am, &touched);
+                        view
+                    }
+                    _ => obj_to_json(&replica.am, &ROOT),
+                };
+                v.put_view(id, &view)?;
+                true
+            } else {
+                false
+            };
+            record.sync_state = sync_state;
+            record.epoch = epoch;
+            if changed {
+                record.updated_at = Some(now);
+            }
+            v.put_received_record(id, &record)?;
+            Ok(changed)
+        })
+    }
+
+    /// The replica of a live share.
+    pub(crate) fn replica_doc(
+        &mut self,
+        issuer: &IdentityId,
+        id: &GrantId,
+    ) -> Result<&AutoCommit, StoreError> {
+        let key = self.share_key(issuer, id)?;
+        match self.load_replica(&key) {
+            Ok(replica) => Ok(&replica.am),
+            Err(ShareError::Store(e)) => Err(e),
+            Err(_) => Err(StoreError::Damaged(format!("{RECEIVED} row {id}"))),
+        }
+    }
+
+    /// The copy of a live share as a standard Automerge document, its history included: all
+    /// that this vault received for the share (for inspection and tests).
+    pub fn share_copy(&mut self, issuer: &IdentityId, id: &GrantId) -> Result<Vec<u8>, ShareError> {
+        let key = self.share_key(issuer, id)?;
+        Ok(self.load_replica(&key)?.am.save())
+    }
+}
+
+/// Brings a decoded view up to date with what changed in its replica.
+fn update_view(view: &mut Value, am: &AutoCommit, touched: &[Touched]) {
+    if !view.is_object() {
+        *view = Value::Object(Default::default());
+    }
+    let root = view.as_object_mut().expect("an object");
+    for t in touched {
+        match t {
+            Touched::Section(section) => match am.get(ROOT, section.as_str()) {
+                Ok(Some((automerge::Value::Object(_), obj))) => {
+                    root.insert(section.clone(), obj_to_json(am, &obj));
+                }
+                _ => {
+                    root.remove(section);
+                }
+            },
+            Touched::Purchase(pid) => {
+                let purchases = match am.get(ROOT, PURCHASES) {
+                    Ok(Some((automerge::Value::Object(_), obj))) => obj,
+                    _ => {
+                        root.remove(PURCHASES);
+                        continue;
+                    }
+                };
+                let entry = root.entry(PURCHASES).or_insert_with(|| Value::Object(Default::default()));
+                if !entry.is_object() {
+                    *entry = Value::Object(Default::default());
+                }
+                let map = entry.as_object_mut().expect("an object");
+                match am.get(&purchases, pid.as_str()) {
+                    Ok(Some((automerge::Value::Object(_), obj))) => {
+                        map.insert(pid.clone(), obj_to_json(am, &obj));
+                    }
+                    _ => {
+                        map.remove(pid);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::Record;
+    use super::*;
+    use crate::grant::{Grant, Signed};
+    use crate::identity::Identity;
+    use crate::primitives::{KdfParams, Passphrase};
+
+    fn grant(issuer: &Identity, audience: IdentityId, id: GrantId) -> crate::grant::SignedGrant {
+        let g = Grant {
+            id,
+            issuer: issuer.public(),
+            audience,
+            fields: vec!["profile.email".parse().unwrap()],
+            filter: None,
+            purpose: "test".into(),
+            issued_at: 1_800_000_000,
+            expires_at: None,
+            prices: true,
+            request: None,
+        };
+        Signed::sign(g, issuer).unwrap()
+    }
+
+    /// A share stored before shares were keyed by issuer keeps its row and stays its issuer's;
+    /// another issuer with the same grant id gets a row of its own.
+    #[test]
+    fn shares_stored_by_grant_id_alone_still_belong_to_their_issuer() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut bob = Vault::at(dir.path())
+            .kdf(KdfParams::INSECURE_FOR_TESTS)
+            .clock(std::sync::Arc::new(|| 1_800_000_100))
+            .create(&Passphrase::new("pw"))
+            .unwrap();
+        let (alice, mallory) = (Identity::generate(), Identity::generate());
+        let id = GrantId::random();
+        let real = grant(&alice, bob.identity(), id);
+        bob.accept_shares(alice.public(), None, std::slice::from_ref(&real), &[]).unwrap();
+        // Move the row to the old key, as an older version stored it.
+        bob.write(|v| {
+            let new = ShareKey::new(&alice.public(), &id);
+            let record: Record = v.received_record(&new)?.unwrap();
+            v.store.conn.execute("DELETE FROM received WHERE grant_id = ?1", [new.as_bytes()])?;
+            v.put_received_record(&ShareKey::legacy(&id), &record)
+        })
+        .unwrap();
+        assert_eq!(bob.share_key(&alice.public(), &id).unwrap(), ShareKey::legacy(&id));
+        bob.accept_shares(alice.public(), None, &[real], &[]).unwrap();
+        let forged = grant(&mallory, bob.identity(), id);
+        bob.accept_shares(mallory.public(), None, &[forged], &[]).unwrap();
+        assert_eq!(bob.share_key(&mallory.public(), &id).unwrap(), ShareKey::new(&mallory.public(), &id));
+        assert_eq!(bob.shares().unwrap().len(), 2, "one share each, the old row not duplicated");
+        assert_eq!(bob.live_shares_from(&alice.public()).unwrap(), vec![id]);
+        assert_eq!(bob.live_shares_from(&mallory.public()).unwrap(), vec![id]);
+        bob.share_sync_open(&alice.public(), &id).unwrap();
+    }
+}

@@ -1,0 +1,303 @@
+//! Projections of issued grants: stored as sealed Automerge chunks, each recording the
+//! main-document heads it reflects and its *epoch*, and kept up to date from what edits touched.
+//!
+//! A projection's history reaches its grantee. When an update retracts a value (a removal, a
+//! record that stops matching, an overwrite) and the grantee is not known to hold everything up
+//! to that point, the projection restarts as a new epoch: a fresh document built from current
+//! values, which the grantee takes in place of its copy. So no value retracted before the
+//! grantee synced is ever in anything it receives, history included; a grantee in sync gets
+//! the retraction as a delta.
+
+use std::collections::HashMap;
+
+use automerge::sync::State as SyncState;
+use automerge::{AutoCommit, ChangeHash};
+use rusqlite::params;
+
+use super::{GrantError, sync_state_key};
+use crate::doc::Touched;
+use crate::grant::{Grant, GrantId};
+use crate::projection::Projection;
+use crate::store::StoreError;
+use crate::vault::Vault;
+
+const CHUNKS: &str = "projection_chunks";
+/// Projection chunks are folded into one when there are more than this many.
+const COMPACT_PROJECTION_AFTER: i64 = 64;
+
+/// A loaded projection with the main-document heads it reflects.
+pub(crate) struct ProjectionState {
+    pub(super) projection: Projection,
+    /// The main document's change sequence number this projection reflects.
+    pub(super) as_of_seq: i64,
+    pub(super) as_of: Vec<ChangeHash>,
+    pub(super) last_seq: i64,
+    pub(super) chunks: i64,
+    /// Starts at 0; a new epoch is a fresh document built from current values, which its
+    /// grantee takes in place of its copy (see [`Vault::update_projections`]).
+    pub(super) epoch: u64,
+}
+
+impl std::fmt::Debug for ProjectionState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProjectionState").field("last_seq", &self.last_seq).finish_non_exhaustive()
+    }
+}
+
+/// Projections loaded by this process, by grant.
+pub(crate) type ProjectionCache = HashMap<GrantId, ProjectionState>;
+
+/// First byte of a chunk that names its epoch. Chunks written before epochs existed start with
+/// their sequence number's high byte, 0, and belong to epoch 0.
+const CHUNK_WITH_EPOCH: u8 = 1;
+
+fn encode_chunk(epoch: u64, as_of_seq: i64, as_of: &[ChangeHash], bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(19 + as_of.len() * 32 + bytes.len());
+    out.push(CHUNK_WITH_EPOCH);
+    out.extend_from_slice(&epoch.to_be_bytes());
+    out.extend_from_slice(&as_of_seq.to_be_bytes());
+    out.extend_from_slice(&(as_of.len() as u16).to_be_bytes());
+    for h in as_of {
+        out.extend_from_slice(&h.0);
+    }
+    out.extend_from_slice(bytes);
+    out
+}
+
+fn decode_chunk(plain: &[u8]) -> Option<(u64, i64, Vec<ChangeHash>, &[u8])> {
+    let (epoch, plain) = match plain.first()? {
+        &CHUNK_WITH_EPOCH => (u64::from_be_bytes(plain.get(1..9)?.try_into().ok()?), &plain[9..]),
+        _ => (0, plain),
+    };
+    let as_of_seq = i64::from_be_bytes(plain.get(..8)?.try_into().ok()?);
+    let plain = &plain[8..];
+    let n = u16::from_be_bytes(plain.get(..2)?.try_into().ok()?) as usize;
+    let heads_end = 2 + n * 32;
+    let heads = plain
+        .get(2..heads_end)?
+        .chunks(32)
+        .map(|c| ChangeHash(c.try_into().expect("32-byte chunks")))
+        .collect();
+    Some((epoch, as_of_seq, heads, &plain[heads_end..]))
+}
+
+fn chunk_row(grant: &GrantId, seq: i64) -> Vec<u8> {
+    [grant.as_bytes().as_slice(), &seq.to_be_bytes()].concat()
+}
+
+impl Vault {
+    pub(super) fn append_projection_chunk(
+        &self,
+        id: &GrantId,
+        seq: i64,
+        epoch: u64,
+        as_of_seq: i64,
+        as_of: &[ChangeHash],
+        bytes: &[u8],
+    ) -> Result<(), StoreError> {
+        let blob =
+            self.store.seal_row(CHUNKS, &chunk_row(id, seq), &encode_chunk(epoch, as_of_seq, as_of, bytes));
+        self.store.conn.execute(
+            "INSERT INTO projection_chunks (grant_id, seq, blob) VALUES (?1, ?2, ?3)",
+            params![id.as_bytes().as_slice(), seq, blob],
+        )?;
+        Ok(())
+    }
+
+    pub(super) fn drop_projection(&mut self, id: &GrantId) -> Result<(), StoreError> {
+        self.store
+            .conn
+            .execute("DELETE FROM projection_chunks WHERE grant_id = ?1", [id.as_bytes().as_slice()])?;
+        self.projections.remove(id);
+        Ok(())
+    }
+
+    /// True when the grantee of `id` acknowledged holding exactly the projection's `heads` of
+    /// `epoch` (the sync state persisted by the serving side records what it acknowledged).
+    fn grantee_holds(&self, id: &GrantId, epoch: u64, heads: &[ChangeHash]) -> Result<bool, StoreError> {
+        let Some(stored) = self.node_value(&sync_state_key(id, epoch))? else { return Ok(false) };
+        let Ok(state) = SyncState::decode(&stored) else { return Ok(false) };
+        let mut shared = state.shared_heads;
+        let mut heads = heads.to_vec();
+        shared.sort();
+        heads.sort();
+        Ok(!heads.is_empty() && shared == heads)
+    }
+
+    /// Replaces a grant's projection with a fresh document built from current values, as
+    /// epoch `epoch`: its history (and whatever it retracted) is gone, and the sync state of the
+    /// old epoch with it.
+    fn new_epoch(
+        &mut self,
+        grant: &Grant,
+        epoch: u64,
+        seq: i64,
+        as_of_seq: i64,
+        as_of: &[ChangeHash],
+    ) -> Result<(), StoreError> {
+        let mut projection = Projection::build(grant, &self.doc);
+        self.append_projection_chunk(
+            &grant.id,
+            seq,
+            epoch,
+            as_of_seq,
+            as_of,
+            &projection.automerge().save(),
+        )?;
+        self.store.conn.execute(
+            "DELETE FROM projection_chunks WHERE grant_id = ?1 AND seq < ?2",
+            params![grant.id.as_bytes().as_slice(), seq],
+        )?;
+        self.store.conn.execute("DELETE FROM node WHERE key = ?1", [sync_state_key(&grant.id, epoch - 1)])?;
+        self.serve_states.remove(&grant.id);
+        self.projections.insert(
+            grant.id,
+            ProjectionState { projection, as_of_seq, as_of: as_of.to_vec(), last_seq: seq, chunks: 1, epoch },
+        );
+        Ok(())
+    }
+
+    /// Loads (or catches up) the projection of a grant from its stored chunks.
+    fn load_projection(&mut self, id: &GrantId) -> Result<Option<&mut ProjectionState>, StoreError> {
+        let after = self.projections.get(id).map_or(0, |p| p.last_seq);
+        let mut stmt = self.store.conn.prepare_cached(
+            "SELECT seq, blob FROM projection_chunks WHERE grant_id = ?1 AND seq > ?2 ORDER BY seq",
+        )?;
+        let rows: Vec<(i64, Vec<u8>)> = stmt
+            .query_map(params![id.as_bytes().as_slice(), after], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        drop(stmt);
+        let damaged = |seq: i64| StoreError::Damaged(format!("{CHUNKS} row {id}/{seq}"));
+        for (seq, blob) in rows {
+            let plain =
+                self.store.open_row_named(CHUNKS, &chunk_row(id, seq), format!("{id}/{seq}"), &blob)?;
+            let (epoch, as_of_seq, as_of, bytes) = decode_chunk(&plain).ok_or_else(|| damaged(seq))?;
+            match self.projections.get_mut(id) {
+                Some(state) if state.epoch == epoch => {
+                    state.projection.automerge().load_incremental(bytes).map_err(|_| damaged(seq))?;
+                    state.as_of_seq = as_of_seq;
+                    state.as_of = as_of;
+                    state.last_seq = seq;
+                    state.chunks += 1;
+                }
+                _ => {
+                    // First load, or another handle started a new epoch: the chunk is a whole
+                    // document, and a sync state of the old epoch means nothing for it.
+                    let am = AutoCommit::load(bytes).map_err(|_| damaged(seq))?;
+                    if self.projections.get(id).is_some_and(|s| s.epoch != epoch) {
+                        self.serve_states.remove(id);
+                    }
+                    self.projections.insert(
+                        *id,
+                        ProjectionState {
+                            projection: Projection::from_automerge(am),
+                            as_of_seq,
+                            as_of,
+                            last_seq: seq,
+                            chunks: 1,
+                            epoch,
+                        },
+                    );
+                }
+            }
+        }
+        Ok(self.projections.get_mut(id))
+    }
+
+    /// Brings the projections of all live grants (or only `only`) up to date with the main
+    /// document, in one transaction. Returns the grants whose projection changed.
+    pub fn update_projections(&mut self, only: Option<&[GrantId]>) -> Result<Vec<GrantId>, GrantError> {
+        let live: Vec<Grant> = self
+            .grants()?
+            .into_iter()
+            .filter(|g| g.is_live() && only.is_none_or(|o| o.contains(&g.grant.statement().id)))
+            .map(|g| g.grant.statement().clone())
+            .collect();
+        if live.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.write(|v| {
+            v.catch_up().map_err(|e| GrantError::Store(StoreError::Damaged(e.to_string())))?;
+            let heads = v.doc.automerge().get_heads();
+            let now_seq = v.last_seq;
+            let mut changed = Vec::new();
+            // What changed since a projection's sequence number: read from the change chunks
+            // (proportional to the edits), or diffed when that is unknown. Shared by every
+            // grant that reflects the same point.
+            let mut touched_cache: HashMap<i64, Vec<Touched>> = HashMap::new();
+            for grant in &live {
+                let Some(state) = v.load_projection(&grant.id)? else { continue };
+                if state.as_of_seq == now_seq && state.as_of == heads {
+                    continue;
+                }
+                let (as_of_seq, as_of) = (state.as_of_seq, state.as_of.clone());
+                let touched = match touched_cache.get(&as_of_seq) {
+                    Some(t) => t.clone(),
+                    None => {
+                        let t = match v.touched_since(as_of_seq)? {
+                            Some(t) => t,
+                            None => v.doc.touched_between(&as_of, &heads),
+                        };
+                        touched_cache.insert(as_of_seq, t.clone());
+                        t
+                    }
+                };
+                let state = v.projections.get_mut(&grant.id).expect("loaded above");
+                let before = state.projection.automerge().get_heads();
+                let applied = state.projection.apply(grant, &v.doc, &touched);
+                state.as_of = heads.clone();
+                state.as_of_seq = now_seq;
+                if !applied.changed {
+                    continue;
+                }
+                let (epoch, last_seq, chunks) = (state.epoch, state.last_seq, state.chunks);
+                // A retracted value must never reach a grantee that had not seen it, not even
+                // in history: unless the grantee is known to hold everything up to `before`,
+                // the projection restarts as a new epoch built from current values.
+                if applied.retracted && !v.grantee_holds(&grant.id, epoch, &before)? {
+                    v.new_epoch(grant, epoch + 1, last_seq + 1, now_seq, &heads)?;
+                    changed.push(grant.id);
+                    continue;
+                }
+                let state = v.projections.get_mut(&grant.id).expect("loaded above");
+                let (seq, compact) = (last_seq + 1, chunks >= COMPACT_PROJECTION_AFTER);
+                let bytes = if compact {
+                    state.projection.automerge().save()
+                } else {
+                    state.projection.automerge().save_after(&before)
+                };
+                v.append_projection_chunk(&grant.id, seq, epoch, now_seq, &heads, &bytes)?;
+                if compact {
+                    v.store
+                        .conn
+                        .execute(
+                            "DELETE FROM projection_chunks WHERE grant_id = ?1 AND seq < ?2",
+                            params![grant.id.as_bytes().as_slice(), seq],
+                        )
+                        .map_err(StoreError::from)?;
+                }
+                let state = v.projections.get_mut(&grant.id).expect("loaded above");
+                state.last_seq = seq;
+                state.chunks = if compact { 1 } else { state.chunks + 1 };
+                changed.push(grant.id);
+            }
+            Ok(changed)
+        })
+    }
+
+    /// The current values of a grant's projection (what its audience holds once synced).
+    pub fn projection_values(&mut self, id: &GrantId) -> Result<Option<serde_json::Value>, StoreError> {
+        Ok(self.load_projection(id)?.map(|s| s.projection.to_json()))
+    }
+
+    /// The epoch of a grant's projection, loading it first: a new epoch found in storage drops
+    /// the sync state of the old one before anything is generated or received.
+    pub(super) fn projection_epoch(&mut self, id: &GrantId) -> Result<u64, StoreError> {
+        Ok(self.load_projection(id)?.map_or(0, |s| s.epoch))
+    }
+
+    /// The projection document of a live grant, for the sync protocol.
+    pub fn projection_doc(&mut self, id: &GrantId) -> Result<Option<&mut AutoCommit>, StoreError> {
+        Ok(self.load_projection(id)?.map(|s| s.projection.automerge()))
+    }
+}
