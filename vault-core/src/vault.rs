@@ -19,6 +19,7 @@ mod contacts;
 mod feed;
 mod received;
 mod requests;
+mod rollback;
 mod sharing;
 
 pub use audit::{AuditEvent, AuditFilter, AuditKind};
@@ -614,7 +615,8 @@ impl Vault {
     /// rolled back otherwise.
     fn write<T, E: From<StoreError>>(&mut self, f: impl FnOnce(&mut Self) -> Result<T, E>) -> Result<T, E> {
         self.store.conn.execute_batch("BEGIN IMMEDIATE").map_err(StoreError::from)?;
-        match f(self) {
+        // A panic in `f` rolls back too (see rollback.rs).
+        match rollback::guarded(self, f) {
             Ok(value) => {
                 if let Err(e) = self.store.conn.execute_batch("COMMIT") {
                     let _ = self.store.conn.execute_batch("ROLLBACK");
@@ -778,7 +780,7 @@ impl Vault {
     /// Runs `edit` on the document and makes the result durable as one change. When `edit`
     /// fails, or saving fails, nothing is written and the in-memory document is rolled back.
     fn edit<T>(&mut self, edit: impl FnOnce(&mut VaultDoc) -> Result<T, EditError>) -> Result<T, EditError> {
-        let result = self.edit_locked(edit);
+        let result = rollback::guarded(self, |v| v.edit_locked(edit));
         if result.is_err() && !self.store.conn.is_autocommit() {
             let _ = self.store.conn.execute_batch("ROLLBACK");
         }
