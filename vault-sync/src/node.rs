@@ -15,6 +15,8 @@ use vault_core::{
     ALPN, AuditEvent, AuditKind, Ended, Frame, GrantId, IdentityId, RequestId, ServeError, Ticket, Vault,
 };
 
+mod watcher;
+
 use crate::frame::{CONTROL_LIMIT, GRANTEE_SYNC_LIMIT, read_frame, write_frame};
 use crate::{
     HANDSHAKE_TIMEOUT, MAX_CONCURRENT_STREAMS, MAX_REQUESTS_PER_MINUTE, MAX_STREAMS_PER_CONNECTION,
@@ -123,10 +125,12 @@ impl Node {
     /// Starts the node on `vault`.
     pub async fn spawn(mut vault: Vault, config: NodeConfig) -> Result<Node, SyncError> {
         let endpoint = bind_endpoint(vault.device_key(), &config, vec![ALPN.to_vec()]).await?;
-        // Bring projections up to date before serving anyone.
+        // Take the file's version first, so that a commit by another process from here on is
+        // seen by the watcher; then bring projections up to date before serving anyone.
+        let _ = vault.changed_elsewhere();
+        vault.refresh().map_err(SyncError::vault)?;
         vault.update_projections(None).map_err(SyncError::vault)?;
         vault.expire_grants().map_err(SyncError::vault)?;
-        let _ = vault.changed_elsewhere();
         let (changes, _) = watch::channel(0u64);
         let shared = Arc::new(Shared { vault: Mutex::new(vault), changes });
         let addrs = ticket_addrs(&endpoint);
@@ -134,7 +138,7 @@ impl Node {
         let router =
             Router::builder(endpoint.clone()).accept(ALPN, Listener { shared: shared.clone() }).spawn();
         let mut tasks = JoinSet::new();
-        tasks.spawn(watch_vault(shared.clone(), config.poll));
+        tasks.spawn(watcher::watch_vault(shared.clone(), config.poll));
         if config.subscribe {
             tasks.spawn(crate::client::subscribe_all(shared.clone(), endpoint.clone(), config.clone()));
         }
@@ -182,47 +186,6 @@ impl Node {
         let _ = self.router.shutdown().await;
         // Leave nothing on the addresses for `vault id`.
         let _ = self.shared.vault().set_node_addrs(&[]);
-    }
-}
-
-/// Polls the vault file for commits by other processes; on a change, catches up, updates the
-/// projections, logs expiries, and wakes every session.
-async fn watch_vault(shared: Arc<Shared>, poll: Duration) {
-    let mut ticker = tokio::time::interval(poll);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last_expiry_check = Instant::now();
-    loop {
-        ticker.tick().await;
-        let changed = {
-            let mut vault = shared.vault();
-            let mut changed = match vault.changed_elsewhere() {
-                Ok(true) => {
-                    if let Err(e) = vault.refresh() {
-                        tracing::warn!(error = %e, "catching up with the vault file failed");
-                    }
-                    if let Err(e) = vault.update_projections(None) {
-                        tracing::warn!(error = %e, "updating projections failed");
-                    }
-                    true
-                }
-                Ok(false) => false,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot read the vault file");
-                    false
-                }
-            };
-            if last_expiry_check.elapsed() >= Duration::from_secs(1) {
-                last_expiry_check = Instant::now();
-                changed |= vault.expire_grants().map(|e| !e.is_empty()).unwrap_or(false);
-                let _ = vault.erase_expired_shares();
-                // Our own writes bumped data_version too; do not count them as foreign.
-                let _ = vault.changed_elsewhere();
-            }
-            changed
-        };
-        if changed {
-            shared.changes.send_modify(|n| *n += 1);
-        }
     }
 }
 
