@@ -5,15 +5,15 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use iroh::endpoint::Connection;
+use iroh::endpoint::{Connection, RecvStream, SendStream};
 use iroh::{Endpoint, EndpointAddr};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
-use vault_core::{ALPN, Frame, GrantId, IdentityId, Ticket, Vault};
+use vault_core::{ALPN, Frame, GrantId, IdentityId, SignedGrant, Ticket, Vault};
 
 use crate::frame::{CONTROL_LIMIT, SHARES_LIMIT, read_frame, write_frame};
 use crate::node::{NodeConfig, Shared, bind_endpoint};
-use crate::{HANDSHAKE_TIMEOUT, SyncError, device_id, endpoint_id};
+use crate::{HANDSHAKE_TIMEOUT, MAX_SHARES_PER_ISSUER, SyncError, device_id, endpoint_id};
 
 /// How long a one-shot sync waits for the issuer when it is not yet known to be in sync.
 const SETTLE: Duration = Duration::from_secs(2);
@@ -48,7 +48,7 @@ pub async fn sync_once(
         Err(e) => return (vault, Err(e)),
     };
     let (changes, _) = watch::channel(0u64);
-    let shared = Arc::new(Shared { vault: Mutex::new(vault), changes });
+    let shared = Arc::new(Shared { vault: Mutex::new(vault), changes, book: Default::default() });
     let result = session(shared.clone(), &endpoint, ticket, false).await;
     endpoint.close().await;
     // The session drained its tasks; wait out any last reference rather than assume.
@@ -80,19 +80,18 @@ async fn connect(endpoint: &Endpoint, ticket: &Ticket) -> Result<Connection, Syn
     Ok(conn)
 }
 
-/// One session with an issuer. With `live`, stays connected until the connection drops;
-/// otherwise returns once everything is exchanged.
-pub(crate) async fn session(
-    shared: Arc<Shared>,
+/// Dials `ticket` and exchanges hellos: the connection, its control stream, and the peer's
+/// identity (checked against the ticket).
+pub(crate) async fn dial(
+    shared: &Shared,
     endpoint: &Endpoint,
     ticket: &Ticket,
-    live: bool,
-) -> Result<SyncReport, SyncError> {
+) -> Result<(Connection, SendStream, RecvStream, IdentityId), SyncError> {
     let conn = connect(endpoint, ticket).await?;
     let (mut send, mut recv) = conn.open_bi().await.map_err(SyncError::io)?;
     let cert = shared.vault().device_certificate();
     write_frame(&mut send, &Frame::Hello(cert)).await.map_err(SyncError::io)?;
-    let issuer: IdentityId =
+    let peer: IdentityId =
         match tokio::time::timeout(HANDSHAKE_TIMEOUT, read_frame(&mut recv, CONTROL_LIMIT))
             .await
             .map_err(|_| SyncError::Timeout)?
@@ -108,6 +107,20 @@ pub(crate) async fn session(
             }
             _ => return Err(SyncError::Protocol("expected hello".into())),
         };
+    Ok((conn, send, recv, peer))
+}
+
+/// One session with an issuer. With `live`, stays connected until the connection drops;
+/// otherwise returns once everything is exchanged.
+pub(crate) async fn session(
+    shared: Arc<Shared>,
+    endpoint: &Endpoint,
+    ticket: &Ticket,
+    live: bool,
+) -> Result<SyncReport, SyncError> {
+    let (conn, mut send, mut recv, issuer) = dial(&shared, endpoint, ticket).await?;
+    // A session given up on (dropped) closes its connection and stops its reader.
+    let _closing = CloseOnDrop(conn.clone());
     // Deliver queued consent requests first: each is acknowledged before the share list.
     let queued = shared.vault().undelivered_requests(&issuer).map_err(SyncError::vault)?;
     for request in queued {
@@ -156,7 +169,10 @@ pub(crate) async fn session(
                         _ => return Err(SyncError::Protocol("unexpected frame".into())),
                     };
                     got_shares = true;
-                    let before = shared.vault().live_shares_from(&issuer).map_err(SyncError::vault)?.len();
+                    shared.book().offer_done(&issuer);
+                    let held = shared.vault().live_shares_from(&issuer).map_err(SyncError::vault)?;
+                    let before = held.len();
+                    let live_grants = within_share_cap(&held, live_grants);
                     let receipts = shared
                         .vault()
                         .accept_shares(issuer, Some(ticket), &live_grants, &ended)
@@ -223,6 +239,15 @@ pub(crate) async fn session(
     outcome.map(|()| report)
 }
 
+/// Closes a connection when dropped, so that a session abandoned mid-way leaves nothing open.
+struct CloseOnDrop(Connection);
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        self.0.close(0u32.into(), b"done");
+    }
+}
+
 /// Syncs one share on its own stream. Returns whether the local copy changed.
 async fn grant_stream(
     shared: Arc<Shared>,
@@ -279,10 +304,65 @@ async fn grant_stream(
     result.map(|()| changed)
 }
 
+/// Returns when `issuer` made a new offer, or at `deadline`.
+async fn new_offer(
+    shared: &Shared,
+    issuer: &IdentityId,
+    changes: &mut watch::Receiver<u64>,
+    deadline: Option<tokio::time::Instant>,
+) {
+    loop {
+        if shared.book().take_fresh_offer(issuer) {
+            return;
+        }
+        match deadline {
+            Some(at) => match tokio::time::timeout_at(at, changes.changed()).await {
+                Ok(Ok(())) => {}
+                _ => return,
+            },
+            None => {
+                if changes.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            }
+        }
+    }
+}
+
+/// Keeps the grants already held and new ones up to [`MAX_SHARES_PER_ISSUER`] live shares: an
+/// issuer cannot make this vault hold any number of unsolicited grants.
+fn within_share_cap(held: &[GrantId], offered: Vec<SignedGrant>) -> Vec<SignedGrant> {
+    let mut room = MAX_SHARES_PER_ISSUER.saturating_sub(held.len());
+    offered
+        .into_iter()
+        .filter(|g| {
+            let id = g.statement().id;
+            if held.contains(&id) {
+                return true;
+            }
+            if room == 0 {
+                tracing::debug!(grant = %id, "ignoring a grant beyond the per-issuer limit");
+                return false;
+            }
+            room -= 1;
+            true
+        })
+        .collect()
+}
+
 /// The peers this vault keeps a session with: issuers of live shares (or of erasure receipts
 /// not yet confirmed), and holders of requests queued or waiting for an answer.
-fn wanted_peers(vault: &Vault) -> Vec<(IdentityId, Option<Ticket>)> {
+fn wanted_peers(shared: &Shared) -> Vec<(IdentityId, Option<Ticket>)> {
+    let offers = shared.book().offers();
+    let vault = shared.vault();
     let mut peers = vault.share_issuers().unwrap_or_default();
+    // An offer's ticket is the freshest way to reach its issuer.
+    for (issuer, ticket) in offers {
+        match peers.iter_mut().find(|(p, _)| *p == issuer) {
+            Some((_, known)) => *known = Some(ticket),
+            None => peers.push((issuer, Some(ticket))),
+        }
+    }
     for (holder, ticket) in vault.request_holders().unwrap_or_default() {
         match peers.iter_mut().find(|(p, _)| *p == holder) {
             Some((_, known)) if known.is_none() => *known = ticket,
@@ -308,26 +388,42 @@ pub(crate) async fn subscribe_all(shared: Arc<Shared>, endpoint: Endpoint, confi
                 running.remove(&peer);
             }
         }
-        let peers = wanted_peers(&shared.vault());
+        let peers = wanted_peers(&shared);
         for (peer, ticket) in peers {
             let Some(ticket) = ticket else { continue };
             if running.insert(peer) {
                 let (shared, endpoint) = (shared.clone(), endpoint.clone());
                 tasks.spawn(async move {
                     let mut backoff = Duration::from_millis(250);
+                    let mut ticket = ticket;
                     loop {
+                        // This attempt answers every offer made so far.
+                        shared.book().take_fresh_offer(&peer);
+                        let mut changes = shared.changes.subscribe();
                         let started = Instant::now();
-                        match session(shared.clone(), &endpoint, &ticket, true).await {
-                            Ok(_) => {}
-                            Err(e) => tracing::debug!(error = %e, %peer, "session ended"),
+                        tokio::select! {
+                            result = session(shared.clone(), &endpoint, &ticket, true) => {
+                                if let Err(e) = result {
+                                    tracing::debug!(error = %e, %peer, "session ended");
+                                }
+                            }
+                            // The issuer offers only to an audience with no session on its side:
+                            // this one is dead there (it restarted, or the path changed).
+                            () = new_offer(&shared, &peer, &mut changes, None) => {
+                                tracing::debug!(%peer, "the issuer offered again; reconnecting");
+                            }
                         }
                         if started.elapsed() > Duration::from_secs(10) {
                             backoff = Duration::from_millis(250);
                         }
-                        tokio::time::sleep(backoff).await;
+                        // Wait out the backoff, cut short by a new offer from this peer: it just
+                        // showed it is reachable (possibly at new addresses).
+                        let deadline = tokio::time::Instant::now() + backoff;
+                        new_offer(&shared, &peer, &mut changes, Some(deadline)).await;
                         backoff = (backoff * 2).min(MAX_BACKOFF);
-                        if !wanted_peers(&shared.vault()).iter().any(|(p, _)| *p == peer) {
-                            return peer;
+                        match wanted_peers(&shared).into_iter().find(|(p, _)| *p == peer) {
+                            Some((_, Some(t))) => ticket = t,
+                            _ => return peer,
                         }
                     }
                 });

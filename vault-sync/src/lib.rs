@@ -29,6 +29,7 @@
 mod client;
 mod frame;
 mod node;
+mod notify;
 
 use std::time::Duration;
 
@@ -45,6 +46,8 @@ pub const MAX_CONCURRENT_STREAMS: u32 = 64;
 pub const MAX_STREAMS_PER_CONNECTION: u32 = 4096;
 /// Control requests (ListShares, Erased) a peer may send per minute on one connection.
 pub const MAX_REQUESTS_PER_MINUTE: u32 = 120;
+/// Live shares this vault keeps from one issuer; grants beyond are ignored.
+pub const MAX_SHARES_PER_ISSUER: usize = 64;
 /// Time allowed for the hello exchange.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 

@@ -12,11 +12,12 @@ use iroh::{Endpoint, RelayMode};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use vault_core::{
-    ALPN, AuditEvent, AuditKind, Ended, Frame, GrantId, IdentityId, RequestId, ServeError, Ticket, Vault,
+    ALPN, AuditEvent, AuditKind, Frame, GrantId, IdentityId, RequestId, ServeError, Ticket, Vault,
 };
 
 mod watcher;
 
+use crate::notify::{PeerBook, share_set};
 use crate::frame::{CONTROL_LIMIT, GRANTEE_SYNC_LIMIT, read_frame, write_frame};
 use crate::{
     HANDSHAKE_TIMEOUT, MAX_CONCURRENT_STREAMS, MAX_REQUESTS_PER_MINUTE, MAX_STREAMS_PER_CONNECTION,
@@ -50,11 +51,17 @@ pub(crate) struct Shared {
     pub(crate) vault: Mutex<Vault>,
     /// Bumped whenever the vault changed (here or in another process); sessions wait on it.
     pub(crate) changes: watch::Sender<u64>,
+    /// What sessions told whom and which issuers offered shares (see [`crate::notify`]).
+    pub(crate) book: Mutex<PeerBook>,
 }
 
 impl Shared {
     pub(crate) fn vault(&self) -> std::sync::MutexGuard<'_, Vault> {
         self.vault.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub(crate) fn book(&self) -> std::sync::MutexGuard<'_, PeerBook> {
+        self.book.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -132,13 +139,14 @@ impl Node {
         vault.update_projections(None).map_err(SyncError::vault)?;
         vault.expire_grants().map_err(SyncError::vault)?;
         let (changes, _) = watch::channel(0u64);
-        let shared = Arc::new(Shared { vault: Mutex::new(vault), changes });
+        let shared = Arc::new(Shared { vault: Mutex::new(vault), changes, book: Default::default() });
         let addrs = ticket_addrs(&endpoint);
         shared.vault().set_node_addrs(&addrs).map_err(SyncError::vault)?;
         let router =
             Router::builder(endpoint.clone()).accept(ALPN, Listener { shared: shared.clone() }).spawn();
         let mut tasks = JoinSet::new();
         tasks.spawn(watcher::watch_vault(shared.clone(), config.poll));
+        tasks.spawn(crate::notify::notify_audiences(shared.clone(), endpoint.clone()));
         if config.subscribe {
             tasks.spawn(crate::client::subscribe_all(shared.clone(), endpoint.clone(), config.clone()));
         }
@@ -279,6 +287,7 @@ async fn serve_connection(shared: Arc<Shared>, conn: Connection) -> Result<(), S
     let mut told: Option<(BTreeSet<GrantId>, BTreeSet<GrantId>)> = None;
     let mut denials_told: BTreeSet<RequestId> = BTreeSet::new();
     let mut subscribed = false;
+    let mut listening: Option<ListeningGuard> = None;
     let mut window = (Instant::now(), 0u32);
     loop {
         tokio::select! {
@@ -294,8 +303,23 @@ async fn serve_connection(shared: Arc<Shared>, conn: Connection) -> Result<(), S
                 }
                 match frame {
                     Frame::ListShares => {
+                        if !subscribed {
+                            shared.book().start_listening(peer);
+                            listening = Some(ListeningGuard { shared: shared.clone(), peer });
+                        }
                         subscribed = true;
                         told = None;
+                    }
+                    Frame::Offer(ticket) => {
+                        // A way back to the identity and device that dialed, nothing more.
+                        if ticket.identity() != peer || ticket.device() != remote {
+                            return Err(SyncError::Protocol("an offer for another device".into()));
+                        }
+                        if shared.book().note_offer(peer, ticket) {
+                            write_frame(&mut send, &Frame::OfferAck).await.map_err(SyncError::io)?;
+                            shared.changes.send_modify(|n| *n += 1);
+                        }
+                        continue;
                     }
                     Frame::Request(request) => {
                         let id = request.statement().id;
@@ -339,15 +363,28 @@ async fn serve_connection(shared: Arc<Shared>, conn: Connection) -> Result<(), S
         }
         // Tell the peer what is shared with it whenever that changed.
         let (live, ended) = shared.vault().shares_for(&peer).map_err(SyncError::vault)?;
-        let now: (BTreeSet<GrantId>, BTreeSet<GrantId>) =
-            (live.iter().map(|g| g.statement().id).collect(), ended.iter().map(Ended::grant).collect());
+        let now = share_set(&live, &ended);
         if told.as_ref() != Some(&now) {
             write_frame(&mut send, &Frame::Shares { live, ended }).await.map_err(SyncError::io)?;
+            shared.book().told(peer, now.clone());
             told = Some(now);
         }
     }
+    drop(listening);
     tasks.abort_all();
     Ok(())
+}
+
+/// Marks a session that listens for shares, until it ends (however it ends).
+struct ListeningGuard {
+    shared: Arc<Shared>,
+    peer: IdentityId,
+}
+
+impl Drop for ListeningGuard {
+    fn drop(&mut self) {
+        self.shared.book().stop_listening(&self.peer);
+    }
 }
 
 /// Serves one grant stream: `Open(grant)`, then sync messages both ways until the peer goes
