@@ -20,6 +20,8 @@ mod feed;
 mod received;
 mod requests;
 mod rollback;
+#[cfg(test)]
+mod serve_tests;
 mod sharing;
 
 pub use audit::{AuditEvent, AuditFilter, AuditKind};
