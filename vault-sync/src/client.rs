@@ -288,7 +288,10 @@ async fn grant_stream(
             };
             match frame {
                 Some(Frame::Sync(m)) => {
-                    if shared.vault().share_sync_receive(&id, &m).map_err(SyncError::vault)? {
+                    let applied = crate::isolated("applying an issuer's sync message", || {
+                        shared.vault().share_sync_receive(&id, &m).map_err(SyncError::vault)
+                    })?;
+                    if applied {
                         changed = true;
                         shared.changes.send_modify(|n| *n += 1);
                     }

@@ -12,16 +12,18 @@ use iroh::{Endpoint, RelayMode};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use vault_core::{
-    ALPN, AuditEvent, AuditKind, Frame, GrantId, IdentityId, RequestId, ServeError, Ticket, Vault,
+    ALPN, AuditEvent, AuditKind, Frame, GrantId, IdentityId, RequestId, Ticket, Vault,
 };
 
+#[cfg(test)]
+mod isolation_tests;
 mod watcher;
 
 use crate::notify::{PeerBook, share_set};
 use crate::frame::{CONTROL_LIMIT, GRANTEE_SYNC_LIMIT, read_frame, write_frame};
 use crate::{
     HANDSHAKE_TIMEOUT, MAX_CONCURRENT_STREAMS, MAX_REQUESTS_PER_MINUTE, MAX_STREAMS_PER_CONNECTION,
-    POLL_INTERVAL, SyncError, device_id,
+    POLL_INTERVAL, SYNC_BURST, SYNC_MESSAGES_PER_SECOND, SyncError, TokenBucket, device_id,
 };
 
 /// How to run the node.
@@ -416,10 +418,11 @@ async fn serve_grant_stream(
     // The grantee speaks first on a grant stream (with its heads); answering before hearing it
     // would send everything it already has, or everything twice.
     let mut heard = false;
-    let result: Result<(), ServeError> = async {
+    let mut bucket = TokenBucket::new(SYNC_MESSAGES_PER_SECOND, SYNC_BURST);
+    let result: Result<(), SyncError> = async {
         loop {
             if heard {
-                let message = shared.vault().serve_generate(&peer, &grant)?;
+                let message = shared.vault().serve_generate(&peer, &grant).map_err(SyncError::from)?;
                 if let Some(m) = message
                     && write_frame(&mut send, &Frame::Sync(m)).await.is_err()
                 {
@@ -429,7 +432,13 @@ async fn serve_grant_stream(
             tokio::select! {
                 frame = incoming.recv() => match frame {
                     Some(Frame::Sync(m)) => {
-                        shared.vault().serve_receive(&peer, &grant, &m)?;
+                        bucket.take().await;
+                        crate::isolated("serving a grantee's sync message", || {
+                            let mut vault = shared.vault();
+                            #[cfg(test)]
+                            isolation_tests::maybe_panic(&peer);
+                            vault.serve_receive(&peer, &grant, &m).map_err(SyncError::from)
+                        })?;
                         heard = true;
                     }
                     _ => return Ok(()),
