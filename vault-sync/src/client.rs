@@ -65,7 +65,7 @@ pub async fn sync_once(
     (shared.vault.into_inner().unwrap_or_else(|p| p.into_inner()), result)
 }
 
-async fn connect(endpoint: &Endpoint, ticket: &Ticket) -> Result<Connection, SyncError> {
+pub(crate) async fn connect(endpoint: &Endpoint, ticket: &Ticket) -> Result<Connection, SyncError> {
     let mut addr = EndpointAddr::new(endpoint_id(ticket.device()));
     for sock in ticket.addrs() {
         addr = addr.with_ip_addr(*sock);

@@ -48,6 +48,8 @@ pub const MAX_STREAMS_PER_CONNECTION: u32 = 4096;
 pub const MAX_REQUESTS_PER_MINUTE: u32 = 120;
 /// Live shares this vault keeps from one issuer; grants beyond are ignored.
 pub const MAX_SHARES_PER_ISSUER: usize = 64;
+/// At most one audit row about refused peers per this interval; the row counts the others.
+pub const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(60);
 /// Time allowed for the hello exchange.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 

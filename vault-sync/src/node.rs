@@ -17,6 +17,8 @@ use vault_core::{
 
 #[cfg(test)]
 mod isolation_tests;
+#[cfg(test)]
+mod refusal_tests;
 mod watcher;
 
 use crate::notify::{PeerBook, share_set};
@@ -209,6 +211,11 @@ impl ProtocolHandler for Listener {
     async fn accept(&self, conn: Connection) -> Result<(), AcceptError> {
         match serve_connection(self.shared.clone(), conn.clone()).await {
             Ok(()) => Ok(()),
+            // Looks like a node that did not answer (see serve_connection).
+            Err(SyncError::Timeout) => {
+                conn.close(VarInt::from_u32(0), b"");
+                Ok(())
+            }
             Err(e) => {
                 tracing::debug!(error = %e, "closing a connection");
                 conn.close(VarInt::from_u32(1), b"protocol error");
@@ -218,11 +225,19 @@ impl ProtocolHandler for Listener {
     }
 }
 
+/// Logs a refused peer, at most one audit row per [`crate::REFUSAL_LOG_INTERVAL`]: connections and
+/// device keys are free, so refusals are counted and the next row says how many were not
+/// written one by one.
 fn log_refused(shared: &Shared, peer: Option<IdentityId>, detail: &str) {
+    let Some(unlogged) = shared.book().refusal_due(Instant::now()) else { return };
     let mut vault = shared.vault();
     let mut event = AuditEvent::new(vault.now(), AuditKind::PeerRefused);
     event.peer = peer;
-    event.detail = Some(detail.to_owned());
+    event.detail = Some(if unlogged == 0 {
+        detail.to_owned()
+    } else {
+        format!("{detail} (and {unlogged} more refused since the last entry)")
+    });
     let _ = vault.log(&event);
 }
 
@@ -253,7 +268,10 @@ async fn serve_connection(shared: Arc<Shared>, conn: Connection) -> Result<(), S
     };
     if shared.vault().is_blocked(&peer).unwrap_or(true) {
         log_refused(&shared, Some(peer), "blocked contact");
-        return Err(SyncError::Protocol("blocked".into()));
+        // Never answer: to the blocked peer this looks exactly like a node that does not answer
+        // (it gives up after its handshake timeout), not like a refusal.
+        let _ = tokio::time::timeout(HANDSHAKE_TIMEOUT * 2, conn.closed()).await;
+        return Err(SyncError::Timeout);
     }
     let cert = shared.vault().device_certificate();
     write_frame(&mut send, &Frame::Hello(cert)).await.map_err(SyncError::io)?;
