@@ -7,13 +7,13 @@ use std::time::{Duration, Instant};
 
 use iroh::endpoint::{Connection, RecvStream, SendStream};
 use iroh::{Endpoint, EndpointAddr};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 use vault_core::{ALPN, Frame, GrantId, IdentityId, SignedGrant, Ticket, Vault};
 
-use crate::frame::{CONTROL_LIMIT, SHARES_LIMIT, read_frame, write_frame};
+use crate::frame::{CONTROL_LIMIT, SHARES_LIMIT, read_frame, read_frame_within, write_frame};
 use crate::node::{NodeConfig, Shared, bind_endpoint};
-use crate::{HANDSHAKE_TIMEOUT, MAX_SHARES_PER_ISSUER, SyncError, device_id, endpoint_id};
+use crate::{HANDSHAKE_TIMEOUT, ISSUER_BYTE_BUDGET, MAX_SHARES_PER_ISSUER, SyncError, device_id, endpoint_id};
 
 /// How long a one-shot sync waits for the issuer when it is not yet known to be in sync.
 const SETTLE: Duration = Duration::from_secs(2);
@@ -136,6 +136,8 @@ pub(crate) async fn session(
             }
         }
     });
+    // What this issuer's frames may hold in memory at once, over all its streams.
+    let budget = Arc::new(Semaphore::new(ISSUER_BYTE_BUDGET));
     let mut report = SyncReport::default();
     let mut streaming: HashSet<GrantId> = HashSet::new();
     let mut streams: JoinSet<(GrantId, Result<bool, SyncError>)> = JoinSet::new();
@@ -186,7 +188,8 @@ pub(crate) async fn session(
                     for id in now_live {
                         if streaming.insert(id) {
                             let (shared, conn) = (shared.clone(), conn.clone());
-                            streams.spawn(async move { (id, grant_stream(shared, conn, id, live).await) });
+                            let budget = budget.clone();
+                            streams.spawn(async move { (id, grant_stream(shared, conn, id, live, budget).await) });
                         }
                     }
                     if !live && streams.is_empty() {
@@ -212,10 +215,10 @@ pub(crate) async fn session(
                         let still_live =
                             shared.vault().live_shares_from(&issuer).map_err(SyncError::vault)?.contains(&id);
                         if still_live && streaming.insert(id) {
-                            let (shared, conn) = (shared.clone(), conn.clone());
+                            let (shared, conn, budget) = (shared.clone(), conn.clone(), budget.clone());
                             streams.spawn(async move {
                                 tokio::time::sleep(Duration::from_secs(1)).await;
-                                (id, grant_stream(shared, conn, id, live).await)
+                                (id, grant_stream(shared, conn, id, live, budget).await)
                             });
                         }
                     }
@@ -254,13 +257,15 @@ async fn grant_stream(
     conn: Connection,
     id: GrantId,
     live: bool,
+    budget: Arc<Semaphore>,
 ) -> Result<bool, SyncError> {
     shared.vault().share_sync_open(&id).map_err(SyncError::vault)?;
     let (mut send, mut recv) = conn.open_bi().await.map_err(SyncError::io)?;
     write_frame(&mut send, &Frame::Open(id)).await.map_err(SyncError::io)?;
-    let (tx, mut incoming) = mpsc::channel::<Frame>(8);
+    // One frame waits at most, and what waits counts against the issuer's byte budget.
+    let (tx, mut incoming) = mpsc::channel::<(Frame, OwnedSemaphorePermit)>(1);
     let reader = tokio::spawn(async move {
-        while let Ok(Some(frame)) = read_frame(&mut recv, vault_core::MAX_FRAME).await {
+        while let Ok(Some(frame)) = read_frame_within(&mut recv, vault_core::MAX_FRAME, &budget).await {
             if tx.send(frame).await.is_err() {
                 break;
             }
@@ -286,6 +291,8 @@ async fn grant_stream(
                     Err(_) => return Ok(()),
                 }
             };
+            // The permit is held while the frame is handled.
+            let (frame, _permit) = frame.map_or((None, None), |(f, p)| (Some(f), Some(p)));
             match frame {
                 Some(Frame::Sync(m)) => {
                     let applied = crate::isolated("applying an issuer's sync message", || {
@@ -434,5 +441,42 @@ pub(crate) async fn subscribe_all(shared: Arc<Shared>, endpoint: Endpoint, confi
         }
         // Wake on a change (a new request or share) or every few seconds.
         let _ = tokio::time::timeout(PICK_UP, changes.changed()).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use vault_core::{Grant, GrantId, Identity, Signed, SignedGrant};
+
+    use super::{MAX_SHARES_PER_ISSUER, within_share_cap};
+
+    fn grant(issuer: &Identity, n: u16) -> SignedGrant {
+        let mut id = [0u8; 10];
+        id[..2].copy_from_slice(&n.to_be_bytes());
+        let grant = Grant {
+            id: GrantId::from_raw(&id).unwrap(),
+            issuer: issuer.public(),
+            audience: Identity::from_secret_bytes(&[2; 32]).public(),
+            fields: vec!["profile.email".parse().unwrap()],
+            filter: None,
+            purpose: "flood".into(),
+            issued_at: 1_800_000_000,
+            expires_at: None,
+            prices: true,
+            request: None,
+        };
+        Signed::sign(grant, issuer).unwrap()
+    }
+
+    #[test]
+    fn an_issuer_cannot_make_a_grantee_hold_any_number_of_shares() {
+        let issuer = Identity::from_secret_bytes(&[1; 32]);
+        let offered: Vec<SignedGrant> = (0..200).map(|n| grant(&issuer, n)).collect();
+        assert_eq!(within_share_cap(&[], offered.clone()).len(), MAX_SHARES_PER_ISSUER);
+        // Shares already held stay; new ones fill what room is left.
+        let held: Vec<GrantId> = offered[..60].iter().map(|g| g.statement().id).collect();
+        let kept = within_share_cap(&held, offered.clone());
+        assert_eq!(kept.len(), MAX_SHARES_PER_ISSUER);
+        assert!(held.iter().all(|id| kept.iter().any(|g| g.statement().id == *id)));
     }
 }

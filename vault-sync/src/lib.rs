@@ -46,6 +46,9 @@ pub const MAX_CONCURRENT_STREAMS: u32 = 64;
 pub const MAX_STREAMS_PER_CONNECTION: u32 = 4096;
 /// Control requests (ListShares, Erased) a peer may send per minute on one connection.
 pub const MAX_REQUESTS_PER_MINUTE: u32 = 120;
+/// Bytes of an issuer's frames this vault holds in memory at once, over all the issuer's
+/// streams (a frame waits until it fits).
+pub const ISSUER_BYTE_BUDGET: usize = 2 * vault_core::MAX_FRAME;
 /// Live shares this vault keeps from one issuer; grants beyond are ignored.
 pub const MAX_SHARES_PER_ISSUER: usize = 64;
 /// At most one audit row about refused peers per this interval; the row counts the others.
