@@ -17,6 +17,7 @@ use serde_json::Value;
 mod audit;
 mod contacts;
 mod feed;
+mod inbox;
 mod received;
 mod requests;
 mod rollback;
@@ -572,6 +573,8 @@ pub struct Vault {
     replicas: received::ReplicaCache,
     /// When a refused request was last logged, per peer and kind (keeps floods out of the log).
     refusals_logged: std::collections::HashMap<(IdentityId, u8), i64>,
+    /// What the inbox limits need, without decrypting the inbox (see inbox.rs).
+    inbox_index: inbox::InboxCache,
     clock: Clock,
 }
 
@@ -687,6 +690,7 @@ impl Vault {
             grant_cache: Default::default(),
             replicas: Default::default(),
             refusals_logged: Default::default(),
+            inbox_index: Default::default(),
             data_version: 0,
             clock,
         })
