@@ -40,7 +40,8 @@ async fn changes_from_many_processes_reach_a_connected_grantee() {
     let alice = TestVault::new();
     alice.ok(&["profile", "set", "email", "ada@example.org"]);
     let bob_dir = tempfile::tempdir().unwrap();
-    let bob = Vault::at(bob_dir.path()).kdf(KdfParams::INSECURE_FOR_TESTS).create(&Passphrase::new("pw")).unwrap();
+    let bob =
+        Vault::at(bob_dir.path()).kdf(KdfParams::INSECURE_FOR_TESTS).create(&Passphrase::new("pw")).unwrap();
     let bob = Node::spawn(bob, local()).await.unwrap();
     let (_alice_node, _) = serve(&alice);
     alice.ok(&["contact", "add", "bob", &bob.ticket().to_string()]);
@@ -72,7 +73,8 @@ async fn changes_from_many_processes_reach_a_connected_grantee() {
         );
         // A revocation by another process.
         alice.ok(&["revoke", &id]);
-        latencies.push(delivered("a revocation", &bob, |v| status_of(v, &id) == Some(ShareStatus::Revoked)).await);
+        latencies
+            .push(delivered("a revocation", &bob, |v| status_of(v, &id) == Some(ShareStatus::Revoked)).await);
     }
     // Several processes at once: the last edit wins and reaches the grantee.
     let writers: Vec<_> = (0..4)

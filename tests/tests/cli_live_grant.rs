@@ -12,7 +12,10 @@ fn add_book(v: &TestVault) {
 }
 
 fn share_status(bob: &TestVault) -> Option<String> {
-    json_or_no(bob, &["shared"])["shares"].as_array().and_then(|s| s.first()).map(|s| s["status"].as_str().unwrap().to_owned())
+    json_or_no(bob, &["shared"])["shares"]
+        .as_array()
+        .and_then(|s| s.first())
+        .map(|s| s["status"].as_str().unwrap().to_owned())
 }
 
 #[test]

@@ -13,7 +13,9 @@ use vault_core::{ALPN, Frame, GrantId, IdentityId, SignedGrant, Ticket, Vault};
 
 use crate::frame::{CONTROL_LIMIT, SHARES_LIMIT, read_frame, read_frame_within, write_frame};
 use crate::node::{NodeConfig, Shared, bind_endpoint};
-use crate::{HANDSHAKE_TIMEOUT, ISSUER_BYTE_BUDGET, MAX_SHARES_PER_ISSUER, SyncError, device_id, endpoint_id};
+use crate::{
+    HANDSHAKE_TIMEOUT, ISSUER_BYTE_BUDGET, MAX_SHARES_PER_ISSUER, SyncError, device_id, endpoint_id,
+};
 
 /// How long a one-shot sync waits for the issuer when it is not yet known to be in sync.
 const SETTLE: Duration = Duration::from_secs(2);
@@ -91,22 +93,21 @@ pub(crate) async fn dial(
     let (mut send, mut recv) = conn.open_bi().await.map_err(SyncError::io)?;
     let cert = shared.vault().device_certificate();
     write_frame(&mut send, &Frame::Hello(cert)).await.map_err(SyncError::io)?;
-    let peer: IdentityId =
-        match tokio::time::timeout(HANDSHAKE_TIMEOUT, read_frame(&mut recv, CONTROL_LIMIT))
-            .await
-            .map_err(|_| SyncError::Timeout)?
-            .map_err(SyncError::io)?
-        {
-            Some(Frame::Hello(their)) => {
-                let remote = device_id(conn.remote_id()).ok_or(SyncError::WrongPeer)?;
-                their.verify(remote).map_err(|_| SyncError::WrongPeer)?;
-                if their.identity() != ticket.identity() {
-                    return Err(SyncError::WrongPeer);
-                }
-                their.identity()
+    let peer: IdentityId = match tokio::time::timeout(HANDSHAKE_TIMEOUT, read_frame(&mut recv, CONTROL_LIMIT))
+        .await
+        .map_err(|_| SyncError::Timeout)?
+        .map_err(SyncError::io)?
+    {
+        Some(Frame::Hello(their)) => {
+            let remote = device_id(conn.remote_id()).ok_or(SyncError::WrongPeer)?;
+            their.verify(remote).map_err(|_| SyncError::WrongPeer)?;
+            if their.identity() != ticket.identity() {
+                return Err(SyncError::WrongPeer);
             }
-            _ => return Err(SyncError::Protocol("expected hello".into())),
-        };
+            their.identity()
+        }
+        _ => return Err(SyncError::Protocol("expected hello".into())),
+    };
     Ok((conn, send, recv, peer))
 }
 

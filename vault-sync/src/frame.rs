@@ -102,7 +102,8 @@ mod tests {
         let (first, held) = read_frame_within(&mut input, 1000, &budget).await.unwrap().unwrap();
         assert_eq!(first, frame);
         // The second frame does not fit while the first is held: it is not even allocated.
-        let blocked = tokio::time::timeout(Duration::from_millis(50), read_frame_within(&mut input, 1000, &budget));
+        let blocked =
+            tokio::time::timeout(Duration::from_millis(50), read_frame_within(&mut input, 1000, &budget));
         assert!(blocked.await.is_err());
         drop(held);
         let mut input = &wire[wire.len() / 2..];

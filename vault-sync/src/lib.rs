@@ -104,7 +104,10 @@ pub const SYNC_BURST: u32 = 100;
 /// Runs peer-driven work on the vault (Automerge fed with a peer's bytes). A panic inside
 /// becomes this stream's error: the vault rolled back the write it was making (vault-core's
 /// `Vault::write`), the node recovers the lock, and everyone else is served on.
-pub(crate) fn isolated<T>(what: &'static str, f: impl FnOnce() -> Result<T, SyncError>) -> Result<T, SyncError> {
+pub(crate) fn isolated<T>(
+    what: &'static str,
+    f: impl FnOnce() -> Result<T, SyncError>,
+) -> Result<T, SyncError> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|_| {
         tracing::warn!(what, "a peer's data made the sync engine panic; closing that stream");
         Err(SyncError::Protocol(format!("{what} failed")))
@@ -122,7 +125,12 @@ pub(crate) struct TokenBucket {
 
 impl TokenBucket {
     pub(crate) fn new(rate: u32, burst: u32) -> Self {
-        Self { tokens: f64::from(burst), rate: f64::from(rate), burst: f64::from(burst), at: tokio::time::Instant::now() }
+        Self {
+            tokens: f64::from(burst),
+            rate: f64::from(rate),
+            burst: f64::from(burst),
+            at: tokio::time::Instant::now(),
+        }
     }
 
     /// Waits until a token is available and takes it.

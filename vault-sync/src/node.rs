@@ -11,9 +11,7 @@ use iroh::protocol::{AcceptError, ProtocolHandler, Router};
 use iroh::{Endpoint, RelayMode};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
-use vault_core::{
-    ALPN, AuditEvent, AuditKind, Frame, GrantId, IdentityId, RequestId, Ticket, Vault,
-};
+use vault_core::{ALPN, AuditEvent, AuditKind, Frame, GrantId, IdentityId, RequestId, Ticket, Vault};
 
 #[cfg(test)]
 mod isolation_tests;
@@ -21,8 +19,8 @@ mod isolation_tests;
 mod refusal_tests;
 mod watcher;
 
-use crate::notify::{PeerBook, share_set};
 use crate::frame::{CONTROL_LIMIT, GRANTEE_SYNC_LIMIT, read_frame, write_frame};
+use crate::notify::{PeerBook, share_set};
 use crate::{
     HANDSHAKE_TIMEOUT, MAX_CONCURRENT_STREAMS, MAX_REQUESTS_PER_MINUTE, MAX_STREAMS_PER_CONNECTION,
     POLL_INTERVAL, SYNC_BURST, SYNC_MESSAGES_PER_SECOND, SyncError, TokenBucket, device_id,

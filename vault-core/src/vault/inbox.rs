@@ -81,9 +81,12 @@ impl Vault {
         Ok(rows.collect())
     }
 
-    /// An inbox row changed otherwise (an answer): rebuild the index before its next use.
-    pub(super) fn inbox_changed(&self) {
-        self.inbox_index.borrow_mut().version = None;
+    /// A row of `table` is being written: when it is the inbox, rebuild the index before its
+    /// next use (a request taken restores it with [`Vault::inbox_noted`]).
+    pub(super) fn inbox_touched(&self, table: &str) {
+        if table == INBOX {
+            self.inbox_index.borrow_mut().version = None;
+        }
     }
 }
 
@@ -115,14 +118,17 @@ mod tests {
     #[test]
     fn strangers_cannot_fill_the_inbox_for_contacts() {
         let dir = tempfile::tempdir().unwrap();
-        let mut v = Vault::at(dir.path()).kdf(KdfParams::INSECURE_FOR_TESTS).create(&Passphrase::new("pw")).unwrap();
+        let mut v =
+            Vault::at(dir.path()).kdf(KdfParams::INSECURE_FOR_TESTS).create(&Passphrase::new("pw")).unwrap();
         let friend = Identity::generate();
         let device = crate::identity::DeviceKey::generate();
-        v.add_contact("friend", &crate::identity::Ticket::new(friend.certify(device.public()), Vec::new())).unwrap();
+        v.add_contact("friend", &crate::identity::Ticket::new(friend.certify(device.public()), Vec::new()))
+            .unwrap();
         let mut accepted = 0;
         for _ in 0..300 {
             let stranger = Identity::generate();
-            accepted += usize::from(v.receive_request(&stranger.public(), &request(&stranger, &v)).unwrap().is_ok());
+            accepted +=
+                usize::from(v.receive_request(&stranger.public(), &request(&stranger, &v)).unwrap().is_ok());
         }
         assert_eq!(accepted, MAX_PENDING_FROM_STRANGERS);
         assert!(v.receive_request(&friend.public(), &request(&friend, &v)).unwrap().is_ok());

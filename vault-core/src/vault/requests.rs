@@ -10,8 +10,8 @@ use rusqlite::params;
 use serde::{Deserialize, Serialize};
 
 use super::Vault;
-use super::inbox::InboxRow;
 use super::audit::{AuditEvent, AuditKind};
+use super::inbox::InboxRow;
 use super::sharing::{GrantError, NewGrant};
 use crate::grant::{GrantId, Signed, SignedGrant, StatementError};
 use crate::identity::{IdentityId, Ticket};
@@ -193,9 +193,7 @@ impl Vault {
     }
 
     fn put_request_record(&self, table: &str, id: &RequestId, record: &Record) -> Result<(), StoreError> {
-        if table == INBOX {
-            self.inbox_changed();
-        }
+        self.inbox_touched(table);
         let blob =
             self.store.seal_row(table, id.as_bytes(), &serde_json::to_vec(record).expect("serializes"));
         self.store.conn.execute(
@@ -208,7 +206,10 @@ impl Vault {
         Ok(())
     }
 
-    pub(super) fn request_records(&self, table: &str) -> Result<Vec<(Signed<ConsentRequest>, Record)>, StoreError> {
+    pub(super) fn request_records(
+        &self,
+        table: &str,
+    ) -> Result<Vec<(Signed<ConsentRequest>, Record)>, StoreError> {
         let mut stmt = self.store.conn.prepare(&format!("SELECT id, blob FROM {table}"))?;
         let rows: Vec<(Vec<u8>, Vec<u8>)> =
             stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;

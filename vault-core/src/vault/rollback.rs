@@ -63,7 +63,12 @@ mod tests {
         let mut other = Vault::at(dir.path()).unlock(&Passphrase::new("pw")).unwrap();
         other.set_preference("diet", "vegan").unwrap();
         // The row written before the panic was rolled back.
-        let refused = v.audit(&AuditFilter::default()).unwrap().iter().filter(|e| e.kind == AuditKind::PeerRefused).count();
+        let refused = v
+            .audit(&AuditFilter::default())
+            .unwrap()
+            .iter()
+            .filter(|e| e.kind == AuditKind::PeerRefused)
+            .count();
         assert_eq!(refused, 0);
         assert!(v.audit(&AuditFilter::default()).unwrap().len() >= rows_before);
     }

@@ -69,12 +69,18 @@ fn a_grantee_message_writes_nothing_and_changes_are_refused_untouched() {
         // Learn what the issuer has, as a real grantee would.
         let mut probe = SyncState::new();
         v.projection_doc(&id).unwrap().unwrap().sync().receive_sync_message(&mut probe, m).unwrap();
-        let answer = v.projection_doc(&id).unwrap().unwrap().sync().generate_sync_message(&mut probe).unwrap();
+        let answer =
+            v.projection_doc(&id).unwrap().unwrap().sync().generate_sync_message(&mut probe).unwrap();
         copy.sync().receive_sync_message(&mut pushing, answer).unwrap();
     }
     let carrying = carrying.expect("a message carrying the forged change");
     assert!(matches!(v.serve_receive(&peer, &id, &carrying.encode()), Err(ServeError::Refused)));
     assert_eq!(v.projection_doc(&id).unwrap().unwrap().get_heads(), heads);
-    let refused = v.audit(&AuditFilter::default()).unwrap().iter().filter(|e| e.kind == AuditKind::ChangeRefused).count();
+    let refused = v
+        .audit(&AuditFilter::default())
+        .unwrap()
+        .iter()
+        .filter(|e| e.kind == AuditKind::ChangeRefused)
+        .count();
     assert_eq!(refused, 1);
 }

@@ -69,7 +69,8 @@ mod tests {
     #[test]
     fn a_commit_by_another_process_during_a_step_is_seen_by_the_next() {
         let dir = tempfile::tempdir().unwrap();
-        let mut node = Vault::at(dir.path()).kdf(KdfParams::INSECURE_FOR_TESTS).create(&Passphrase::new("pw")).unwrap();
+        let mut node =
+            Vault::at(dir.path()).kdf(KdfParams::INSECURE_FOR_TESTS).create(&Passphrase::new("pw")).unwrap();
         let mut cli = Vault::at(dir.path()).unlock(&Passphrase::new("pw")).unwrap();
         let _ = watch_step(&mut node, true, |_| {});
         assert!(!watch_step(&mut node, true, |_| {}), "nothing changed yet");
