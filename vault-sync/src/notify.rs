@@ -28,6 +28,8 @@ use crate::{HANDSHAKE_TIMEOUT, SyncError};
 
 /// Offers from issuers waiting to be dialed back, at most.
 pub(crate) const MAX_OFFERS: usize = 64;
+/// How long an offer is kept when its issuer cannot be reached back.
+const OFFER_LIFETIME: Duration = Duration::from_secs(600);
 /// Longest wait between two offers to an unreachable audience.
 const MAX_OFFER_BACKOFF: Duration = Duration::from_secs(60);
 /// First wait after a failed offer.
@@ -53,9 +55,9 @@ pub(crate) struct PeerBook {
     told: HashMap<IdentityId, ShareSet>,
     /// When the last refusal row was written, and refusals since then not written.
     refusals: Option<(Instant, u64)>,
-    /// Issuers that offered shares to this vault, with the ticket to dial them back and
-    /// whether a session waiting out its backoff has yet to be woken by the offer.
-    offers: HashMap<IdentityId, (Ticket, bool)>,
+    /// Issuers that offered shares to this vault, with the ticket to dial them back, whether a
+    /// session waiting out its backoff has yet to be woken by the offer, and when it came.
+    offers: HashMap<IdentityId, (Ticket, bool, Instant)>,
 }
 
 impl PeerBook {
@@ -100,21 +102,24 @@ impl PeerBook {
 
     /// Notes an offer from `issuer`; false when too many offers already wait.
     pub(crate) fn note_offer(&mut self, issuer: IdentityId, ticket: Ticket) -> bool {
+        // An offer whose issuer could not be reached for a while makes room for others.
+        self.offers.retain(|_, (_, _, at)| at.elapsed() < OFFER_LIFETIME);
         if self.offers.len() >= MAX_OFFERS && !self.offers.contains_key(&issuer) {
             return false;
         }
-        self.offers.insert(issuer, (ticket, true));
+        self.offers.insert(issuer, (ticket, true, Instant::now()));
         true
     }
 
     /// True once per offer from `issuer`: wakes a session to it that waits out its backoff.
     pub(crate) fn take_fresh_offer(&mut self, issuer: &IdentityId) -> bool {
-        self.offers.get_mut(issuer).is_some_and(|(_, fresh)| std::mem::replace(fresh, false))
+        self.offers.get_mut(issuer).is_some_and(|(_, fresh, _)| std::mem::replace(fresh, false))
     }
 
     /// The issuers that offered shares, with their tickets.
     pub(crate) fn offers(&self) -> Vec<(IdentityId, Ticket)> {
-        self.offers.iter().map(|(i, (t, _))| (*i, t.clone())).collect()
+        let live = self.offers.iter().filter(|(_, (_, _, at))| at.elapsed() < OFFER_LIFETIME);
+        live.map(|(i, (t, _, _))| (*i, t.clone())).collect()
     }
 
     /// The offer of `issuer` was answered (its shares were listed).
