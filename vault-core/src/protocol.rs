@@ -31,6 +31,7 @@
 
 use crate::grant::{ErasureReceipt, GrantId, Revocation, Signed, SignedGrant};
 use crate::identity::DeviceCertificate;
+use crate::identity::Ticket;
 use crate::request::{ConsentRequest, Denial, RequestId};
 
 /// The ALPN of the protocol.
@@ -95,6 +96,13 @@ pub enum Frame {
     },
     /// The holder said no to one of the dialer's requests.
     Denied(Signed<Denial>),
+    /// Sent by an issuer that dialed its audience: "something changed in what I share with
+    /// you; reach me at this ticket". The ticket must name the identity and device that dialed;
+    /// the audience then dials back and asks `ListShares` as usual, so the offer carries no
+    /// grant of its own and nothing in it is trusted beyond the way back.
+    Offer(Ticket),
+    /// The audience noted an [`Frame::Offer`]; the issuer stops retrying.
+    OfferAck,
 }
 
 /// A frame could not be read.
@@ -131,6 +139,8 @@ const T_REQUEST_ACK: u8 = 10;
 const T_DENIED: u8 = 11;
 /// First byte of a sync body that names its projection epoch (see [`encode_sync_body`]).
 const T_EPOCH: u8 = 20;
+const T_OFFER: u8 = 12;
+const T_OFFER_ACK: u8 = 13;
 
 fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
     out.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
@@ -200,6 +210,11 @@ pub fn encode(frame: &Frame) -> Vec<u8> {
             out.push(T_DENIED);
             out.extend_from_slice(&d.to_bytes());
         }
+        Frame::Offer(ticket) => {
+            out.push(T_OFFER);
+            out.extend_from_slice(&ticket.to_bytes());
+        }
+        Frame::OfferAck => out.push(T_OFFER_ACK),
     }
     out
 }
@@ -307,6 +322,11 @@ pub fn decode(body: &[u8]) -> Result<Frame, FrameError> {
             let rest = r.take(r.0.len())?;
             Frame::Denied(Signed::<Denial>::from_bytes(rest).map_err(|_| FrameError::BadStatement)?)
         }
+        T_OFFER => {
+            let rest = r.take(r.0.len())?;
+            Frame::Offer(Ticket::from_bytes(rest).map_err(|_| FrameError::BadStatement)?)
+        }
+        T_OFFER_ACK => Frame::OfferAck,
         other => return Err(FrameError::UnknownType(other)),
     };
     r.finish()?;
@@ -432,6 +452,11 @@ mod tests {
             Frame::RequestAck { request: request_id, accepted: true },
             Frame::Denied(denial),
             Frame::Sync(encode_sync_body(3, &[0x42, 1, 2])),
+            Frame::Offer(Ticket::new(
+                alice.certify(device.public()),
+                vec!["127.0.0.1:4433".parse().unwrap(), "[::1]:4433".parse().unwrap()],
+            )),
+            Frame::OfferAck,
         ]
     }
 
@@ -488,6 +513,16 @@ mod tests {
 
         #[test]
         fn truncations_and_flips_never_panic(which in 0usize..11, cut in any::<usize>(), flip in any::<usize>()) {
+            let frame = encode(&sample_frames()[which]);
+            let _ = decode(&frame[..cut % (frame.len() + 1)]);
+            let mut flipped = frame.clone();
+            let i = flip % flipped.len();
+            flipped[i] ^= 0x5a;
+            let _ = decode(&flipped);
+        }
+
+        #[test]
+        fn offers_survive_truncations_and_flips(which in 11usize..13, cut in any::<usize>(), flip in any::<usize>()) {
             let frame = encode(&sample_frames()[which]);
             let _ = decode(&frame[..cut % (frame.len() + 1)]);
             let mut flipped = frame.clone();

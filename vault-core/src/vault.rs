@@ -17,8 +17,12 @@ use serde_json::Value;
 mod audit;
 mod contacts;
 mod feed;
+mod inbox;
 mod received;
 mod requests;
+mod rollback;
+#[cfg(test)]
+mod serve_tests;
 mod sharing;
 
 pub use audit::{AuditEvent, AuditFilter, AuditKind};
@@ -569,6 +573,8 @@ pub struct Vault {
     replicas: received::ReplicaCache,
     /// When a refused request was last logged, per peer and kind (keeps floods out of the log).
     refusals_logged: std::collections::HashMap<(IdentityId, u8), i64>,
+    /// What the inbox limits need, without decrypting the inbox (see inbox.rs).
+    inbox_index: inbox::InboxCache,
     clock: Clock,
 }
 
@@ -614,7 +620,8 @@ impl Vault {
     /// rolled back otherwise.
     fn write<T, E: From<StoreError>>(&mut self, f: impl FnOnce(&mut Self) -> Result<T, E>) -> Result<T, E> {
         self.store.conn.execute_batch("BEGIN IMMEDIATE").map_err(StoreError::from)?;
-        match f(self) {
+        // A panic in `f` rolls back too (see rollback.rs).
+        match rollback::guarded(self, f) {
             Ok(value) => {
                 if let Err(e) = self.store.conn.execute_batch("COMMIT") {
                     let _ = self.store.conn.execute_batch("ROLLBACK");
@@ -683,6 +690,7 @@ impl Vault {
             grant_cache: Default::default(),
             replicas: Default::default(),
             refusals_logged: Default::default(),
+            inbox_index: Default::default(),
             data_version: 0,
             clock,
         })
@@ -778,7 +786,7 @@ impl Vault {
     /// Runs `edit` on the document and makes the result durable as one change. When `edit`
     /// fails, or saving fails, nothing is written and the in-memory document is rolled back.
     fn edit<T>(&mut self, edit: impl FnOnce(&mut VaultDoc) -> Result<T, EditError>) -> Result<T, EditError> {
-        let result = self.edit_locked(edit);
+        let result = rollback::guarded(self, |v| v.edit_locked(edit));
         if result.is_err() && !self.store.conn.is_autocommit() {
             let _ = self.store.conn.execute_batch("ROLLBACK");
         }

@@ -5,15 +5,17 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use iroh::endpoint::Connection;
+use iroh::endpoint::{Connection, RecvStream, SendStream};
 use iroh::{Endpoint, EndpointAddr};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
-use vault_core::{ALPN, Frame, GrantId, IdentityId, Ticket, Vault};
+use vault_core::{ALPN, Frame, GrantId, IdentityId, SignedGrant, Ticket, Vault};
 
-use crate::frame::{CONTROL_LIMIT, SHARES_LIMIT, read_frame, write_frame};
+use crate::frame::{CONTROL_LIMIT, SHARES_LIMIT, read_frame, read_frame_within, write_frame};
 use crate::node::{NodeConfig, Shared, bind_endpoint};
-use crate::{HANDSHAKE_TIMEOUT, SyncError, device_id, endpoint_id};
+use crate::{
+    HANDSHAKE_TIMEOUT, ISSUER_BYTE_BUDGET, MAX_SHARES_PER_ISSUER, SyncError, device_id, endpoint_id,
+};
 
 /// How long a one-shot sync waits for the issuer when it is not yet known to be in sync.
 const SETTLE: Duration = Duration::from_secs(2);
@@ -48,7 +50,7 @@ pub async fn sync_once(
         Err(e) => return (vault, Err(e)),
     };
     let (changes, _) = watch::channel(0u64);
-    let shared = Arc::new(Shared { vault: Mutex::new(vault), changes });
+    let shared = Arc::new(Shared { vault: Mutex::new(vault), changes, book: Default::default() });
     let result = session(shared.clone(), &endpoint, ticket, false).await;
     endpoint.close().await;
     // The session drained its tasks; wait out any last reference rather than assume.
@@ -65,7 +67,7 @@ pub async fn sync_once(
     (shared.vault.into_inner().unwrap_or_else(|p| p.into_inner()), result)
 }
 
-async fn connect(endpoint: &Endpoint, ticket: &Ticket) -> Result<Connection, SyncError> {
+pub(crate) async fn connect(endpoint: &Endpoint, ticket: &Ticket) -> Result<Connection, SyncError> {
     let mut addr = EndpointAddr::new(endpoint_id(ticket.device()));
     for sock in ticket.addrs() {
         addr = addr.with_ip_addr(*sock);
@@ -80,6 +82,35 @@ async fn connect(endpoint: &Endpoint, ticket: &Ticket) -> Result<Connection, Syn
     Ok(conn)
 }
 
+/// Dials `ticket` and exchanges hellos: the connection, its control stream, and the peer's
+/// identity (checked against the ticket).
+pub(crate) async fn dial(
+    shared: &Shared,
+    endpoint: &Endpoint,
+    ticket: &Ticket,
+) -> Result<(Connection, SendStream, RecvStream, IdentityId), SyncError> {
+    let conn = connect(endpoint, ticket).await?;
+    let (mut send, mut recv) = conn.open_bi().await.map_err(SyncError::io)?;
+    let cert = shared.vault().device_certificate();
+    write_frame(&mut send, &Frame::Hello(cert)).await.map_err(SyncError::io)?;
+    let peer: IdentityId = match tokio::time::timeout(HANDSHAKE_TIMEOUT, read_frame(&mut recv, CONTROL_LIMIT))
+        .await
+        .map_err(|_| SyncError::Timeout)?
+        .map_err(SyncError::io)?
+    {
+        Some(Frame::Hello(their)) => {
+            let remote = device_id(conn.remote_id()).ok_or(SyncError::WrongPeer)?;
+            their.verify(remote).map_err(|_| SyncError::WrongPeer)?;
+            if their.identity() != ticket.identity() {
+                return Err(SyncError::WrongPeer);
+            }
+            their.identity()
+        }
+        _ => return Err(SyncError::Protocol("expected hello".into())),
+    };
+    Ok((conn, send, recv, peer))
+}
+
 /// One session with an issuer. With `live`, stays connected until the connection drops;
 /// otherwise returns once everything is exchanged.
 pub(crate) async fn session(
@@ -88,26 +119,9 @@ pub(crate) async fn session(
     ticket: &Ticket,
     live: bool,
 ) -> Result<SyncReport, SyncError> {
-    let conn = connect(endpoint, ticket).await?;
-    let (mut send, mut recv) = conn.open_bi().await.map_err(SyncError::io)?;
-    let cert = shared.vault().device_certificate();
-    write_frame(&mut send, &Frame::Hello(cert)).await.map_err(SyncError::io)?;
-    let issuer: IdentityId =
-        match tokio::time::timeout(HANDSHAKE_TIMEOUT, read_frame(&mut recv, CONTROL_LIMIT))
-            .await
-            .map_err(|_| SyncError::Timeout)?
-            .map_err(SyncError::io)?
-        {
-            Some(Frame::Hello(their)) => {
-                let remote = device_id(conn.remote_id()).ok_or(SyncError::WrongPeer)?;
-                their.verify(remote).map_err(|_| SyncError::WrongPeer)?;
-                if their.identity() != ticket.identity() {
-                    return Err(SyncError::WrongPeer);
-                }
-                their.identity()
-            }
-            _ => return Err(SyncError::Protocol("expected hello".into())),
-        };
+    let (conn, mut send, mut recv, issuer) = dial(&shared, endpoint, ticket).await?;
+    // A session given up on (dropped) closes its connection and stops its reader.
+    let _closing = CloseOnDrop(conn.clone());
     // Deliver queued consent requests first: each is acknowledged before the share list.
     let queued = shared.vault().undelivered_requests(&issuer).map_err(SyncError::vault)?;
     for request in queued {
@@ -123,6 +137,8 @@ pub(crate) async fn session(
             }
         }
     });
+    // What this issuer's frames may hold in memory at once, over all its streams.
+    let budget = Arc::new(Semaphore::new(ISSUER_BYTE_BUDGET));
     let mut report = SyncReport::default();
     let mut streaming: HashSet<GrantId> = HashSet::new();
     let mut streams: JoinSet<(GrantId, Result<bool, SyncError>)> = JoinSet::new();
@@ -156,7 +172,10 @@ pub(crate) async fn session(
                         _ => return Err(SyncError::Protocol("unexpected frame".into())),
                     };
                     got_shares = true;
-                    let before = shared.vault().live_shares_from(&issuer).map_err(SyncError::vault)?.len();
+                    shared.book().offer_done(&issuer);
+                    let held = shared.vault().live_shares_from(&issuer).map_err(SyncError::vault)?;
+                    let before = held.len();
+                    let live_grants = within_share_cap(&held, live_grants);
                     let receipts = shared
                         .vault()
                         .accept_shares(issuer, Some(ticket), &live_grants, &ended)
@@ -170,7 +189,8 @@ pub(crate) async fn session(
                     for id in now_live {
                         if streaming.insert(id) {
                             let (shared, conn) = (shared.clone(), conn.clone());
-                            streams.spawn(async move { (id, grant_stream(shared, conn, issuer, id, live).await) });
+                            let budget = budget.clone();
+                            streams.spawn(async move { (id, grant_stream(shared, conn, issuer, id, live, budget).await) });
                         }
                     }
                     if !live && streams.is_empty() {
@@ -196,10 +216,10 @@ pub(crate) async fn session(
                         let still_live =
                             shared.vault().live_shares_from(&issuer).map_err(SyncError::vault)?.contains(&id);
                         if still_live && streaming.insert(id) {
-                            let (shared, conn) = (shared.clone(), conn.clone());
+                            let (shared, conn, budget) = (shared.clone(), conn.clone(), budget.clone());
                             streams.spawn(async move {
                                 tokio::time::sleep(Duration::from_secs(1)).await;
-                                (id, grant_stream(shared, conn, issuer, id, live).await)
+                                (id, grant_stream(shared, conn, issuer, id, live, budget).await)
                             });
                         }
                     }
@@ -223,6 +243,15 @@ pub(crate) async fn session(
     outcome.map(|()| report)
 }
 
+/// Closes a connection when dropped, so that a session abandoned mid-way leaves nothing open.
+struct CloseOnDrop(Connection);
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        self.0.close(0u32.into(), b"done");
+    }
+}
+
 /// Syncs one share on its own stream. Returns whether the local copy changed.
 async fn grant_stream(
     shared: Arc<Shared>,
@@ -230,13 +259,15 @@ async fn grant_stream(
     issuer: IdentityId,
     id: GrantId,
     live: bool,
+    budget: Arc<Semaphore>,
 ) -> Result<bool, SyncError> {
     shared.vault().share_sync_open(&issuer, &id).map_err(SyncError::vault)?;
     let (mut send, mut recv) = conn.open_bi().await.map_err(SyncError::io)?;
     write_frame(&mut send, &Frame::Open(id)).await.map_err(SyncError::io)?;
-    let (tx, mut incoming) = mpsc::channel::<Frame>(8);
+    // One frame waits at most, and what waits counts against the issuer's byte budget.
+    let (tx, mut incoming) = mpsc::channel::<(Frame, OwnedSemaphorePermit)>(1);
     let reader = tokio::spawn(async move {
-        while let Ok(Some(frame)) = read_frame(&mut recv, vault_core::MAX_FRAME).await {
+        while let Ok(Some(frame)) = read_frame_within(&mut recv, vault_core::MAX_FRAME, &budget).await {
             if tx.send(frame).await.is_err() {
                 break;
             }
@@ -262,9 +293,14 @@ async fn grant_stream(
                     Err(_) => return Ok(()),
                 }
             };
+            // The permit is held while the frame is handled.
+            let (frame, _permit) = frame.map_or((None, None), |(f, p)| (Some(f), Some(p)));
             match frame {
                 Some(Frame::Sync(m)) => {
-                    if shared.vault().share_sync_receive(&issuer, &id, &m).map_err(SyncError::vault)? {
+                    let applied = crate::isolated("applying an issuer's sync message", || {
+                        shared.vault().share_sync_receive(&issuer, &id, &m).map_err(SyncError::vault)
+                    })?;
+                    if applied {
                         changed = true;
                         shared.changes.send_modify(|n| *n += 1);
                     }
@@ -280,10 +316,65 @@ async fn grant_stream(
     result.map(|()| changed)
 }
 
+/// Returns when `issuer` made a new offer, or at `deadline`.
+async fn new_offer(
+    shared: &Shared,
+    issuer: &IdentityId,
+    changes: &mut watch::Receiver<u64>,
+    deadline: Option<tokio::time::Instant>,
+) {
+    loop {
+        if shared.book().take_fresh_offer(issuer) {
+            return;
+        }
+        match deadline {
+            Some(at) => match tokio::time::timeout_at(at, changes.changed()).await {
+                Ok(Ok(())) => {}
+                _ => return,
+            },
+            None => {
+                if changes.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            }
+        }
+    }
+}
+
+/// Keeps the grants already held and new ones up to [`MAX_SHARES_PER_ISSUER`] live shares: an
+/// issuer cannot make this vault hold any number of unsolicited grants.
+fn within_share_cap(held: &[GrantId], offered: Vec<SignedGrant>) -> Vec<SignedGrant> {
+    let mut room = MAX_SHARES_PER_ISSUER.saturating_sub(held.len());
+    offered
+        .into_iter()
+        .filter(|g| {
+            let id = g.statement().id;
+            if held.contains(&id) {
+                return true;
+            }
+            if room == 0 {
+                tracing::debug!(grant = %id, "ignoring a grant beyond the per-issuer limit");
+                return false;
+            }
+            room -= 1;
+            true
+        })
+        .collect()
+}
+
 /// The peers this vault keeps a session with: issuers of live shares (or of erasure receipts
 /// not yet confirmed), and holders of requests queued or waiting for an answer.
-fn wanted_peers(vault: &Vault) -> Vec<(IdentityId, Option<Ticket>)> {
+fn wanted_peers(shared: &Shared) -> Vec<(IdentityId, Option<Ticket>)> {
+    let offers = shared.book().offers();
+    let vault = shared.vault();
     let mut peers = vault.share_issuers().unwrap_or_default();
+    // An offer's ticket is the freshest way to reach its issuer.
+    for (issuer, ticket) in offers {
+        match peers.iter_mut().find(|(p, _)| *p == issuer) {
+            Some((_, known)) => *known = Some(ticket),
+            None => peers.push((issuer, Some(ticket))),
+        }
+    }
     for (holder, ticket) in vault.request_holders().unwrap_or_default() {
         match peers.iter_mut().find(|(p, _)| *p == holder) {
             Some((_, known)) if known.is_none() => *known = ticket,
@@ -309,26 +400,42 @@ pub(crate) async fn subscribe_all(shared: Arc<Shared>, endpoint: Endpoint, confi
                 running.remove(&peer);
             }
         }
-        let peers = wanted_peers(&shared.vault());
+        let peers = wanted_peers(&shared);
         for (peer, ticket) in peers {
             let Some(ticket) = ticket else { continue };
             if running.insert(peer) {
                 let (shared, endpoint) = (shared.clone(), endpoint.clone());
                 tasks.spawn(async move {
                     let mut backoff = Duration::from_millis(250);
+                    let mut ticket = ticket;
                     loop {
+                        // This attempt answers every offer made so far.
+                        shared.book().take_fresh_offer(&peer);
+                        let mut changes = shared.changes.subscribe();
                         let started = Instant::now();
-                        match session(shared.clone(), &endpoint, &ticket, true).await {
-                            Ok(_) => {}
-                            Err(e) => tracing::debug!(error = %e, %peer, "session ended"),
+                        tokio::select! {
+                            result = session(shared.clone(), &endpoint, &ticket, true) => {
+                                if let Err(e) = result {
+                                    tracing::debug!(error = %e, %peer, "session ended");
+                                }
+                            }
+                            // The issuer offers only to an audience with no session on its side:
+                            // this one is dead there (it restarted, or the path changed).
+                            () = new_offer(&shared, &peer, &mut changes, None) => {
+                                tracing::debug!(%peer, "the issuer offered again; reconnecting");
+                            }
                         }
                         if started.elapsed() > Duration::from_secs(10) {
                             backoff = Duration::from_millis(250);
                         }
-                        tokio::time::sleep(backoff).await;
+                        // Wait out the backoff, cut short by a new offer from this peer: it just
+                        // showed it is reachable (possibly at new addresses).
+                        let deadline = tokio::time::Instant::now() + backoff;
+                        new_offer(&shared, &peer, &mut changes, Some(deadline)).await;
                         backoff = (backoff * 2).min(MAX_BACKOFF);
-                        if !wanted_peers(&shared.vault()).iter().any(|(p, _)| *p == peer) {
-                            return peer;
+                        match wanted_peers(&shared).into_iter().find(|(p, _)| *p == peer) {
+                            Some((_, Some(t))) => ticket = t,
+                            _ => return peer,
                         }
                     }
                 });
@@ -336,5 +443,42 @@ pub(crate) async fn subscribe_all(shared: Arc<Shared>, endpoint: Endpoint, confi
         }
         // Wake on a change (a new request or share) or every few seconds.
         let _ = tokio::time::timeout(PICK_UP, changes.changed()).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use vault_core::{Grant, GrantId, Identity, Signed, SignedGrant};
+
+    use super::{MAX_SHARES_PER_ISSUER, within_share_cap};
+
+    fn grant(issuer: &Identity, n: u16) -> SignedGrant {
+        let mut id = [0u8; 10];
+        id[..2].copy_from_slice(&n.to_be_bytes());
+        let grant = Grant {
+            id: GrantId::from_raw(&id).unwrap(),
+            issuer: issuer.public(),
+            audience: Identity::from_secret_bytes(&[2; 32]).public(),
+            fields: vec!["profile.email".parse().unwrap()],
+            filter: None,
+            purpose: "flood".into(),
+            issued_at: 1_800_000_000,
+            expires_at: None,
+            prices: true,
+            request: None,
+        };
+        Signed::sign(grant, issuer).unwrap()
+    }
+
+    #[test]
+    fn an_issuer_cannot_make_a_grantee_hold_any_number_of_shares() {
+        let issuer = Identity::from_secret_bytes(&[1; 32]);
+        let offered: Vec<SignedGrant> = (0..200).map(|n| grant(&issuer, n)).collect();
+        assert_eq!(within_share_cap(&[], offered.clone()).len(), MAX_SHARES_PER_ISSUER);
+        // Shares already held stay; new ones fill what room is left.
+        let held: Vec<GrantId> = offered[..60].iter().map(|g| g.statement().id).collect();
+        let kept = within_share_cap(&held, offered.clone());
+        assert_eq!(kept.len(), MAX_SHARES_PER_ISSUER);
+        assert!(held.iter().all(|id| kept.iter().any(|g| g.statement().id == *id)));
     }
 }

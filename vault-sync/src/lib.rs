@@ -29,6 +29,7 @@
 mod client;
 mod frame;
 mod node;
+mod notify;
 
 use std::time::Duration;
 
@@ -45,6 +46,13 @@ pub const MAX_CONCURRENT_STREAMS: u32 = 64;
 pub const MAX_STREAMS_PER_CONNECTION: u32 = 4096;
 /// Control requests (ListShares, Erased) a peer may send per minute on one connection.
 pub const MAX_REQUESTS_PER_MINUTE: u32 = 120;
+/// Bytes of an issuer's frames this vault holds in memory at once, over all the issuer's
+/// streams (a frame waits until it fits).
+pub const ISSUER_BYTE_BUDGET: usize = 2 * vault_core::MAX_FRAME;
+/// Live shares this vault keeps from one issuer; grants beyond are ignored.
+pub const MAX_SHARES_PER_ISSUER: usize = 64;
+/// At most one audit row about refused peers per this interval; the row counts the others.
+pub const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(60);
 /// Time allowed for the hello exchange.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -73,6 +81,9 @@ pub enum SyncError {
     /// The peer did not answer in time.
     #[error("the peer did not answer in time")]
     Timeout,
+    /// This vault refused to serve the peer.
+    #[error("refused to serve the peer")]
+    Serve(#[from] vault_core::ServeError),
 }
 
 impl SyncError {
@@ -81,6 +92,59 @@ impl SyncError {
     }
     fn vault(e: impl std::fmt::Display) -> Self {
         SyncError::Vault(e.to_string())
+    }
+}
+
+/// Sync messages a grantee may send per second on one grant stream, after a burst of
+/// [`SYNC_BURST`]; beyond that the node stops reading the stream until tokens come back.
+pub const SYNC_MESSAGES_PER_SECOND: u32 = 50;
+/// Sync messages a grantee may send at once on one grant stream.
+pub const SYNC_BURST: u32 = 100;
+
+/// Runs peer-driven work on the vault (Automerge fed with a peer's bytes). A panic inside
+/// becomes this stream's error: the vault rolled back the write it was making (vault-core's
+/// `Vault::write`), the node recovers the lock, and everyone else is served on.
+pub(crate) fn isolated<T>(
+    what: &'static str,
+    f: impl FnOnce() -> Result<T, SyncError>,
+) -> Result<T, SyncError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|_| {
+        tracing::warn!(what, "a peer's data made the sync engine panic; closing that stream");
+        Err(SyncError::Protocol(format!("{what} failed")))
+    })
+}
+
+/// A token bucket: `rate` tokens per second, at most `burst` saved.
+#[derive(Debug)]
+pub(crate) struct TokenBucket {
+    tokens: f64,
+    rate: f64,
+    burst: f64,
+    at: tokio::time::Instant,
+}
+
+impl TokenBucket {
+    pub(crate) fn new(rate: u32, burst: u32) -> Self {
+        Self {
+            tokens: f64::from(burst),
+            rate: f64::from(rate),
+            burst: f64::from(burst),
+            at: tokio::time::Instant::now(),
+        }
+    }
+
+    /// Waits until a token is available and takes it.
+    pub(crate) async fn take(&mut self) {
+        let now = tokio::time::Instant::now();
+        self.tokens = (self.tokens + now.duration_since(self.at).as_secs_f64() * self.rate).min(self.burst);
+        self.at = now;
+        if self.tokens < 1.0 {
+            let wait = Duration::from_secs_f64((1.0 - self.tokens) / self.rate);
+            tokio::time::sleep(wait).await;
+            self.tokens = 1.0;
+            self.at = tokio::time::Instant::now();
+        }
+        self.tokens -= 1.0;
     }
 }
 

@@ -11,14 +11,19 @@ use iroh::protocol::{AcceptError, ProtocolHandler, Router};
 use iroh::{Endpoint, RelayMode};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
-use vault_core::{
-    ALPN, AuditEvent, AuditKind, Ended, Frame, GrantId, IdentityId, RequestId, ServeError, Ticket, Vault,
-};
+use vault_core::{ALPN, AuditEvent, AuditKind, Frame, GrantId, IdentityId, RequestId, Ticket, Vault};
+
+#[cfg(test)]
+mod isolation_tests;
+#[cfg(test)]
+mod refusal_tests;
+mod watcher;
 
 use crate::frame::{CONTROL_LIMIT, GRANTEE_SYNC_LIMIT, read_frame, write_frame};
+use crate::notify::{PeerBook, share_set};
 use crate::{
     HANDSHAKE_TIMEOUT, MAX_CONCURRENT_STREAMS, MAX_REQUESTS_PER_MINUTE, MAX_STREAMS_PER_CONNECTION,
-    POLL_INTERVAL, SyncError, device_id,
+    POLL_INTERVAL, SYNC_BURST, SYNC_MESSAGES_PER_SECOND, SyncError, TokenBucket, device_id,
 };
 
 /// How to run the node.
@@ -48,11 +53,17 @@ pub(crate) struct Shared {
     pub(crate) vault: Mutex<Vault>,
     /// Bumped whenever the vault changed (here or in another process); sessions wait on it.
     pub(crate) changes: watch::Sender<u64>,
+    /// What sessions told whom and which issuers offered shares (see [`crate::notify`]).
+    pub(crate) book: Mutex<PeerBook>,
 }
 
 impl Shared {
     pub(crate) fn vault(&self) -> std::sync::MutexGuard<'_, Vault> {
         self.vault.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub(crate) fn book(&self) -> std::sync::MutexGuard<'_, PeerBook> {
+        self.book.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -123,18 +134,21 @@ impl Node {
     /// Starts the node on `vault`.
     pub async fn spawn(mut vault: Vault, config: NodeConfig) -> Result<Node, SyncError> {
         let endpoint = bind_endpoint(vault.device_key(), &config, vec![ALPN.to_vec()]).await?;
-        // Bring projections up to date before serving anyone.
+        // Take the file's version first, so that a commit by another process from here on is
+        // seen by the watcher; then bring projections up to date before serving anyone.
+        let _ = vault.changed_elsewhere();
+        vault.refresh().map_err(SyncError::vault)?;
         vault.update_projections(None).map_err(SyncError::vault)?;
         vault.expire_grants().map_err(SyncError::vault)?;
-        let _ = vault.changed_elsewhere();
         let (changes, _) = watch::channel(0u64);
-        let shared = Arc::new(Shared { vault: Mutex::new(vault), changes });
+        let shared = Arc::new(Shared { vault: Mutex::new(vault), changes, book: Default::default() });
         let addrs = ticket_addrs(&endpoint);
         shared.vault().set_node_addrs(&addrs).map_err(SyncError::vault)?;
         let router =
             Router::builder(endpoint.clone()).accept(ALPN, Listener { shared: shared.clone() }).spawn();
         let mut tasks = JoinSet::new();
-        tasks.spawn(watch_vault(shared.clone(), config.poll));
+        tasks.spawn(watcher::watch_vault(shared.clone(), config.poll));
+        tasks.spawn(crate::notify::notify_audiences(shared.clone(), endpoint.clone()));
         if config.subscribe {
             tasks.spawn(crate::client::subscribe_all(shared.clone(), endpoint.clone(), config.clone()));
         }
@@ -185,47 +199,6 @@ impl Node {
     }
 }
 
-/// Polls the vault file for commits by other processes; on a change, catches up, updates the
-/// projections, logs expiries, and wakes every session.
-async fn watch_vault(shared: Arc<Shared>, poll: Duration) {
-    let mut ticker = tokio::time::interval(poll);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last_expiry_check = Instant::now();
-    loop {
-        ticker.tick().await;
-        let changed = {
-            let mut vault = shared.vault();
-            let mut changed = match vault.changed_elsewhere() {
-                Ok(true) => {
-                    if let Err(e) = vault.refresh() {
-                        tracing::warn!(error = %e, "catching up with the vault file failed");
-                    }
-                    if let Err(e) = vault.update_projections(None) {
-                        tracing::warn!(error = %e, "updating projections failed");
-                    }
-                    true
-                }
-                Ok(false) => false,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot read the vault file");
-                    false
-                }
-            };
-            if last_expiry_check.elapsed() >= Duration::from_secs(1) {
-                last_expiry_check = Instant::now();
-                changed |= vault.expire_grants().map(|e| !e.is_empty()).unwrap_or(false);
-                let _ = vault.erase_expired_shares();
-                // Our own writes bumped data_version too; do not count them as foreign.
-                let _ = vault.changed_elsewhere();
-            }
-            changed
-        };
-        if changed {
-            shared.changes.send_modify(|n| *n += 1);
-        }
-    }
-}
-
 /// Accepts connections for ALPN `vault/sync/1`.
 #[derive(Debug, Clone)]
 struct Listener {
@@ -236,6 +209,11 @@ impl ProtocolHandler for Listener {
     async fn accept(&self, conn: Connection) -> Result<(), AcceptError> {
         match serve_connection(self.shared.clone(), conn.clone()).await {
             Ok(()) => Ok(()),
+            // Looks like a node that did not answer (see serve_connection).
+            Err(SyncError::Timeout) => {
+                conn.close(VarInt::from_u32(0), b"");
+                Ok(())
+            }
             Err(e) => {
                 tracing::debug!(error = %e, "closing a connection");
                 conn.close(VarInt::from_u32(1), b"protocol error");
@@ -245,11 +223,19 @@ impl ProtocolHandler for Listener {
     }
 }
 
+/// Logs a refused peer, at most one audit row per [`crate::REFUSAL_LOG_INTERVAL`]: connections and
+/// device keys are free, so refusals are counted and the next row says how many were not
+/// written one by one.
 fn log_refused(shared: &Shared, peer: Option<IdentityId>, detail: &str) {
+    let Some(unlogged) = shared.book().refusal_due(Instant::now()) else { return };
     let mut vault = shared.vault();
     let mut event = AuditEvent::new(vault.now(), AuditKind::PeerRefused);
     event.peer = peer;
-    event.detail = Some(detail.to_owned());
+    event.detail = Some(if unlogged == 0 {
+        detail.to_owned()
+    } else {
+        format!("{detail} (and {unlogged} more refused since the last entry)")
+    });
     let _ = vault.log(&event);
 }
 
@@ -280,7 +266,10 @@ async fn serve_connection(shared: Arc<Shared>, conn: Connection) -> Result<(), S
     };
     if shared.vault().is_blocked(&peer).unwrap_or(true) {
         log_refused(&shared, Some(peer), "blocked contact");
-        return Err(SyncError::Protocol("blocked".into()));
+        // Never answer: to the blocked peer this looks exactly like a node that does not answer
+        // (it gives up after its handshake timeout), not like a refusal.
+        let _ = tokio::time::timeout(HANDSHAKE_TIMEOUT * 2, conn.closed()).await;
+        return Err(SyncError::Timeout);
     }
     let cert = shared.vault().device_certificate();
     write_frame(&mut send, &Frame::Hello(cert)).await.map_err(SyncError::io)?;
@@ -316,6 +305,7 @@ async fn serve_connection(shared: Arc<Shared>, conn: Connection) -> Result<(), S
     let mut told: Option<(BTreeSet<GrantId>, BTreeSet<GrantId>)> = None;
     let mut denials_told: BTreeSet<RequestId> = BTreeSet::new();
     let mut subscribed = false;
+    let mut listening: Option<ListeningGuard> = None;
     let mut window = (Instant::now(), 0u32);
     loop {
         tokio::select! {
@@ -331,8 +321,23 @@ async fn serve_connection(shared: Arc<Shared>, conn: Connection) -> Result<(), S
                 }
                 match frame {
                     Frame::ListShares => {
+                        if !subscribed {
+                            shared.book().start_listening(peer);
+                            listening = Some(ListeningGuard { shared: shared.clone(), peer });
+                        }
                         subscribed = true;
                         told = None;
+                    }
+                    Frame::Offer(ticket) => {
+                        // A way back to the identity and device that dialed, nothing more.
+                        if ticket.identity() != peer || ticket.device() != remote {
+                            return Err(SyncError::Protocol("an offer for another device".into()));
+                        }
+                        if shared.book().note_offer(peer, ticket) {
+                            write_frame(&mut send, &Frame::OfferAck).await.map_err(SyncError::io)?;
+                            shared.changes.send_modify(|n| *n += 1);
+                        }
+                        continue;
                     }
                     Frame::Request(request) => {
                         let id = request.statement().id;
@@ -376,15 +381,28 @@ async fn serve_connection(shared: Arc<Shared>, conn: Connection) -> Result<(), S
         }
         // Tell the peer what is shared with it whenever that changed.
         let (live, ended) = shared.vault().shares_for(&peer).map_err(SyncError::vault)?;
-        let now: (BTreeSet<GrantId>, BTreeSet<GrantId>) =
-            (live.iter().map(|g| g.statement().id).collect(), ended.iter().map(Ended::grant).collect());
+        let now = share_set(&live, &ended);
         if told.as_ref() != Some(&now) {
             write_frame(&mut send, &Frame::Shares { live, ended }).await.map_err(SyncError::io)?;
+            shared.book().told(peer, now.clone());
             told = Some(now);
         }
     }
+    drop(listening);
     tasks.abort_all();
     Ok(())
+}
+
+/// Marks a session that listens for shares, until it ends (however it ends).
+struct ListeningGuard {
+    shared: Arc<Shared>,
+    peer: IdentityId,
+}
+
+impl Drop for ListeningGuard {
+    fn drop(&mut self) {
+        self.shared.book().stop_listening(&self.peer);
+    }
 }
 
 /// Serves one grant stream: `Open(grant)`, then sync messages both ways until the peer goes
@@ -416,10 +434,11 @@ async fn serve_grant_stream(
     // The grantee speaks first on a grant stream (with its heads); answering before hearing it
     // would send everything it already has, or everything twice.
     let mut heard = false;
-    let result: Result<(), ServeError> = async {
+    let mut bucket = TokenBucket::new(SYNC_MESSAGES_PER_SECOND, SYNC_BURST);
+    let result: Result<(), SyncError> = async {
         loop {
             if heard {
-                let message = shared.vault().serve_generate(&peer, &grant)?;
+                let message = shared.vault().serve_generate(&peer, &grant).map_err(SyncError::from)?;
                 if let Some(m) = message
                     && write_frame(&mut send, &Frame::Sync(m)).await.is_err()
                 {
@@ -429,7 +448,13 @@ async fn serve_grant_stream(
             tokio::select! {
                 frame = incoming.recv() => match frame {
                     Some(Frame::Sync(m)) => {
-                        shared.vault().serve_receive(&peer, &grant, &m)?;
+                        bucket.take().await;
+                        crate::isolated("serving a grantee's sync message", || {
+                            let mut vault = shared.vault();
+                            #[cfg(test)]
+                            isolation_tests::maybe_panic(&peer);
+                            vault.serve_receive(&peer, &grant, &m).map_err(SyncError::from)
+                        })?;
                         heard = true;
                     }
                     _ => return Ok(()),

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Vault;
 use super::audit::{AuditEvent, AuditKind};
+use super::inbox::InboxRow;
 use super::sharing::{GrantError, NewGrant};
 use crate::grant::{GrantId, Signed, SignedGrant, StatementError};
 use crate::identity::{IdentityId, Ticket};
@@ -18,7 +19,7 @@ use crate::path::{FieldPath, RecordFilter};
 use crate::request::{ConsentRequest, Denial, RequestId, WiderThanAsked};
 use crate::store::StoreError;
 
-const INBOX: &str = "requests_in";
+pub(super) const INBOX: &str = "requests_in";
 const OUTBOX: &str = "requests_out";
 /// Requests from one peer that may wait for an answer at once.
 pub const MAX_PENDING_PER_PEER: usize = 16;
@@ -77,13 +78,13 @@ pub struct RequestInfo {
 }
 
 #[derive(Serialize, Deserialize)]
-struct Record {
+pub(super) struct Record {
     request: Vec<u8>,
-    status: RequestStatus,
+    pub(super) status: RequestStatus,
     #[serde(default)]
     ticket: Option<String>,
     #[serde(default)]
-    delivered_at: Option<i64>,
+    pub(super) delivered_at: Option<i64>,
     #[serde(default)]
     answered_at: Option<i64>,
     #[serde(default)]
@@ -192,6 +193,7 @@ impl Vault {
     }
 
     fn put_request_record(&self, table: &str, id: &RequestId, record: &Record) -> Result<(), StoreError> {
+        self.inbox_touched(table);
         let blob =
             self.store.seal_row(table, id.as_bytes(), &serde_json::to_vec(record).expect("serializes"));
         self.store.conn.execute(
@@ -204,7 +206,10 @@ impl Vault {
         Ok(())
     }
 
-    fn request_records(&self, table: &str) -> Result<Vec<(Signed<ConsentRequest>, Record)>, StoreError> {
+    pub(super) fn request_records(
+        &self,
+        table: &str,
+    ) -> Result<Vec<(Signed<ConsentRequest>, Record)>, StoreError> {
         let mut stmt = self.store.conn.prepare(&format!("SELECT id, blob FROM {table}"))?;
         let rows: Vec<(Vec<u8>, Vec<u8>)> =
             stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
@@ -417,25 +422,15 @@ impl Vault {
         let now = self.now();
         let me = self.identity();
         let r = signed.statement();
-        self.write(|v| {
+        let taken = self.write(|v| -> Result<Result<Option<RequestId>, Refusal>, StoreError> {
             let refusal = if r.requester != *peer || r.holder != me {
                 Some(Refusal::Misaddressed)
             } else if v.is_blocked(peer)? {
                 Some(Refusal::Blocked)
             } else if v.request_record(INBOX, &r.id)?.is_some() {
-                return Ok(Ok(()));
+                return Ok(Ok(None));
             } else {
-                let from_peer: Vec<Record> = v
-                    .request_records(INBOX)?
-                    .into_iter()
-                    .filter(|(s, _)| s.statement().requester == *peer)
-                    .map(|(_, rec)| rec)
-                    .collect();
-                let pending = from_peer.iter().filter(|rec| rec.status == RequestStatus::Pending).count();
-                let today =
-                    from_peer.iter().filter(|rec| rec.delivered_at.is_some_and(|t| t > now - 86_400)).count();
-                (pending >= MAX_PENDING_PER_PEER || today >= MAX_REQUESTS_PER_PEER_PER_DAY)
-                    .then_some(Refusal::TooMany)
+                v.inbox_over_limit(peer, now)?.then_some(Refusal::TooMany)
             };
             if let Some(refusal) = refusal {
                 // One line per peer and kind of refusal and hour, so a flood cannot fill the log.
@@ -474,8 +469,12 @@ impl Vault {
             event.fields = r.fields.iter().map(ToString::to_string).collect();
             event.detail = Some(format!("request {}, purpose: {}", r.id, r.purpose));
             v.log_event(&event)?;
-            Ok(Ok(()))
-        })
+            Ok(Ok(Some(r.id)))
+        })?;
+        if let Ok(Some(id)) = taken {
+            self.inbox_noted(id, InboxRow { requester: *peer, pending: true, delivered_at: Some(now) });
+        }
+        Ok(taken.map(|_| ()))
     }
 
     /// Requests received, newest first (requests from blocked contacts are left out).

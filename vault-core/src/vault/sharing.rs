@@ -501,9 +501,10 @@ impl Vault {
         Ok(Some(bytes))
     }
 
-    /// Takes a sync message from the grantee of `id`. Projections are read-only: a message that
-    /// carries changes the projection does not already have is refused and logged, and nothing
-    /// is applied.
+    /// Takes a sync message from the grantee of `id`. A grantee has nothing of its own to send:
+    /// a message carrying any change is refused and logged before the projection is touched.
+    /// An accepted message writes nothing; the grantee's acknowledgement is persisted with the
+    /// next message that carries data ([`Vault::serve_generate`]).
     pub fn serve_receive(&mut self, peer: &IdentityId, id: &GrantId, bytes: &[u8]) -> Result<(), ServeError> {
         self.check_serving(peer, id)?;
         let (their_epoch, bytes) = decode_sync_body(bytes).map_err(|_| ServeError::Refused)?;
@@ -512,33 +513,32 @@ impl Vault {
             // About a copy the grantee is replacing: nothing in it concerns this epoch.
             return Ok(());
         }
-        let mut message = Message::decode(bytes).map_err(|_| ServeError::Refused)?;
+        let message = Message::decode(bytes).map_err(|_| ServeError::Refused)?;
+        if !message.changes.is_empty() {
+            let mut event = AuditEvent::new(self.now(), AuditKind::ChangeRefused);
+            event.peer = Some(*peer);
+            event.grant = Some(*id);
+            event.detail = Some("the grantee tried to change its read-only copy".into());
+            self.write(|v| v.log_event(&event))?;
+            return Err(ServeError::Refused);
+        }
         let mut state = self.serve_states.remove(id).unwrap_or_default();
         let doc = self.projection_doc(id)?.ok_or(ServeError::Refused)?;
-        if !message.changes.is_empty() {
-            // Changes the projection already has are harmless (a resumed session can resend
-            // them); anything new is a write to a read-only copy.
-            let mut probe = doc.fork();
-            let before = probe.get_heads();
-            let adds_something = message.changes.iter().any(|chunk| probe.load_incremental(chunk).is_err())
-                || probe.get_heads() != before;
-            if adds_something {
-                let now = self.now();
-                let mut event = AuditEvent::new(now, AuditKind::ChangeRefused);
-                event.peer = Some(*peer);
-                event.grant = Some(*id);
-                event.detail = Some("the grantee tried to change its read-only copy".into());
-                self.write(|v| v.log_event(&event))?;
-                return Err(ServeError::Refused);
+        // A panic on peer bytes fails this stream only; the possibly half-updated cache is dropped.
+        let received = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            doc.sync().receive_sync_message(&mut state, message)
+        }));
+        match received {
+            Ok(Ok(())) => {
+                self.serve_states.insert(*id, state);
+                Ok(())
             }
-            message.changes = automerge::sync::ChunkList::empty();
+            Ok(Err(_)) => Err(ServeError::Refused),
+            Err(_) => {
+                self.projections.remove(id);
+                Err(ServeError::Refused)
+            }
         }
-        doc.sync().receive_sync_message(&mut state, message).map_err(|_| ServeError::Refused)?;
-        // Persist what the grantee acknowledged, so a reconnection resumes instead of resending.
-        let encoded = state.encode();
-        self.serve_states.insert(*id, state);
-        self.write(|v| v.put_node_value(&sync_state_key(id, epoch), &encoded))?;
-        Ok(())
     }
 
     fn node_value(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {

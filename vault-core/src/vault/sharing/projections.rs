@@ -115,9 +115,17 @@ impl Vault {
     /// True when the grantee of `id` acknowledged holding exactly the projection's `heads` of
     /// `epoch` (the sync state persisted by the serving side records what it acknowledged).
     fn grantee_holds(&self, id: &GrantId, epoch: u64, heads: &[ChangeHash]) -> Result<bool, StoreError> {
-        let Some(stored) = self.node_value(&sync_state_key(id, epoch))? else { return Ok(false) };
-        let Ok(state) = SyncState::decode(&stored) else { return Ok(false) };
-        let mut shared = state.shared_heads;
+        // A session served by this process knows the latest acknowledgement (acknowledgements
+        // are persisted lazily, with the next message that carries data); otherwise the stored
+        // state is the best knowledge, and a stale one only costs a rebuild.
+        let mut shared = match self.serve_states.get(id) {
+            Some(state) => state.shared_heads.clone(),
+            None => {
+                let Some(stored) = self.node_value(&sync_state_key(id, epoch))? else { return Ok(false) };
+                let Ok(state) = SyncState::decode(&stored) else { return Ok(false) };
+                state.shared_heads
+            }
+        };
         let mut heads = heads.to_vec();
         shared.sort();
         heads.sort();

@@ -1,0 +1,86 @@
+//! Serving a grant to a hostile grantee: messages carrying changes are refused before the
+//! projection is touched, and accepted messages cost no durable write.
+
+use automerge::sync::{Message, State as SyncState, SyncDoc};
+use automerge::{AutoCommit, ROOT, transaction::Transactable};
+
+use crate::identity::Identity;
+use crate::primitives::{KdfParams, Passphrase};
+use crate::vault::{AuditFilter, AuditKind, NewGrant, ServeError, Vault};
+
+fn issuer_with_grant(dir: &std::path::Path, shop: &Identity) -> (Vault, crate::grant::GrantId) {
+    let mut v = Vault::at(dir).kdf(KdfParams::INSECURE_FOR_TESTS).create(&Passphrase::new("pw")).unwrap();
+    v.set_profile("email", "ada@example.org").unwrap();
+    let grant = v
+        .issue_grant(NewGrant {
+            audience: shop.public(),
+            fields: vec!["profile.email".parse().unwrap()],
+            filter: None,
+            purpose: "delivery".into(),
+            expires_at: None,
+            prices: true,
+        })
+        .unwrap();
+    (v, grant.statement().id)
+}
+
+#[test]
+fn a_grantee_message_writes_nothing_and_changes_are_refused_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let shop = Identity::generate();
+    let (mut v, id) = issuer_with_grant(dir.path(), &shop);
+    let peer = shop.public();
+    let mut watcher = Vault::at(dir.path()).unlock(&Passphrase::new("pw")).unwrap();
+    let _ = watcher.changed_elsewhere();
+
+    // The grantee's copy, synced the honest way.
+    let mut copy = AutoCommit::new();
+    let mut state = SyncState::new();
+    v.serve_open(&peer, &id).unwrap();
+    for _ in 0..4 {
+        if let Some(m) = copy.sync().generate_sync_message(&mut state) {
+            v.serve_receive(&peer, &id, &m.encode()).unwrap();
+        }
+        if let Some(m) = v.serve_generate(&peer, &id).unwrap() {
+            copy.sync().receive_sync_message(&mut state, Message::decode(&m).unwrap()).unwrap();
+        }
+    }
+    assert_eq!(copy.get_heads(), v.projection_doc(&id).unwrap().unwrap().get_heads());
+    // In sync: the grantee's messages from here on are accepted and write nothing.
+    let _ = watcher.changed_elsewhere();
+    for _ in 0..20 {
+        let m = copy.sync().generate_sync_message(&mut SyncState::new()).unwrap();
+        v.serve_receive(&peer, &id, &m.encode()).unwrap();
+    }
+    assert!(!watcher.changed_elsewhere().unwrap(), "a grantee's messages caused durable writes");
+
+    // The grantee edits its copy and sends the change: refused, logged, projection untouched.
+    let heads = v.projection_doc(&id).unwrap().unwrap().get_heads();
+    copy.put(ROOT, "forged", "yes").unwrap();
+    copy.commit();
+    let mut pushing = SyncState::new();
+    let mut carrying = None;
+    for _ in 0..4 {
+        let Some(m) = copy.sync().generate_sync_message(&mut pushing) else { break };
+        if !m.changes.is_empty() {
+            carrying = Some(m);
+            break;
+        }
+        // Learn what the issuer has, as a real grantee would.
+        let mut probe = SyncState::new();
+        v.projection_doc(&id).unwrap().unwrap().sync().receive_sync_message(&mut probe, m).unwrap();
+        let answer =
+            v.projection_doc(&id).unwrap().unwrap().sync().generate_sync_message(&mut probe).unwrap();
+        copy.sync().receive_sync_message(&mut pushing, answer).unwrap();
+    }
+    let carrying = carrying.expect("a message carrying the forged change");
+    assert!(matches!(v.serve_receive(&peer, &id, &carrying.encode()), Err(ServeError::Refused)));
+    assert_eq!(v.projection_doc(&id).unwrap().unwrap().get_heads(), heads);
+    let refused = v
+        .audit(&AuditFilter::default())
+        .unwrap()
+        .iter()
+        .filter(|e| e.kind == AuditKind::ChangeRefused)
+        .count();
+    assert_eq!(refused, 1);
+}

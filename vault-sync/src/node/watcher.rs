@@ -1,0 +1,86 @@
+//! The watcher: notices commits made to the vault file by other processes (a CLI `grant`,
+//! `revoke` or edit while `vault serve` runs), catches up, and wakes every session.
+//!
+//! Detection reads SQLite's `PRAGMA data_version`, which changes exactly when *another*
+//! connection committed; this connection's own commits (expiry, erasure) never change it.
+//! So the version is read once per step, and nothing read after it is ever discarded: a
+//! commit that lands while this step runs is seen by the next one.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use vault_core::Vault;
+
+use super::Shared;
+
+/// Polls the vault file for commits by other processes; on a change, catches up, updates the
+/// projections, logs expiries, and wakes every session.
+pub(super) async fn watch_vault(shared: Arc<Shared>, poll: Duration) {
+    let mut ticker = tokio::time::interval(poll);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_expiry_check = Instant::now();
+    loop {
+        ticker.tick().await;
+        let expiry_due = last_expiry_check.elapsed() >= Duration::from_secs(1);
+        if expiry_due {
+            last_expiry_check = Instant::now();
+        }
+        let changed = watch_step(&mut shared.vault(), expiry_due, |_| {});
+        if changed {
+            shared.changes.send_modify(|n| *n += 1);
+        }
+    }
+}
+
+/// One step of the watcher: true when the sessions must be woken (another process committed,
+/// or a grant expired). `after_check` runs right after the change check (a seam for tests: a
+/// commit by another process can land there).
+pub(super) fn watch_step(vault: &mut Vault, expiry_due: bool, after_check: impl FnOnce(&mut Vault)) -> bool {
+    let mut changed = match vault.changed_elsewhere() {
+        Ok(true) => {
+            if let Err(e) = vault.refresh() {
+                tracing::warn!(error = %e, "catching up with the vault file failed");
+            }
+            if let Err(e) = vault.update_projections(None) {
+                tracing::warn!(error = %e, "updating projections failed");
+            }
+            true
+        }
+        Ok(false) => false,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the vault file");
+            false
+        }
+    };
+    after_check(vault);
+    if expiry_due {
+        changed |= vault.expire_grants().map(|e| !e.is_empty()).unwrap_or(false);
+        let _ = vault.erase_expired_shares();
+    }
+    changed
+}
+
+#[cfg(test)]
+mod tests {
+    use vault_core::{KdfParams, Passphrase, Vault};
+
+    use super::watch_step;
+
+    #[test]
+    fn a_commit_by_another_process_during_a_step_is_seen_by_the_next() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut node =
+            Vault::at(dir.path()).kdf(KdfParams::INSECURE_FOR_TESTS).create(&Passphrase::new("pw")).unwrap();
+        let mut cli = Vault::at(dir.path()).unlock(&Passphrase::new("pw")).unwrap();
+        let _ = watch_step(&mut node, true, |_| {});
+        assert!(!watch_step(&mut node, true, |_| {}), "nothing changed yet");
+        // Another process commits inside the window, while the step handles expiry.
+        let first = watch_step(&mut node, true, |_| cli.set_profile("name", "Ada").unwrap());
+        let second = watch_step(&mut node, true, |_| {});
+        assert!(first || second, "the other process's commit was never detected");
+        assert_eq!(node.profile_field("name").unwrap(), Some("Ada".into()));
+        // The node's own writes are not mistaken for another process's.
+        node.set_preference("diet", "vegan").unwrap();
+        assert!(!watch_step(&mut node, true, |_| {}));
+    }
+}
