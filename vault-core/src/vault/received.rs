@@ -5,7 +5,6 @@ use std::collections::HashMap;
 
 use automerge::sync::{Message, State as SyncState, SyncDoc};
 use automerge::{AutoCommit, ROOT, ReadDoc};
-use rusqlite::params;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -16,6 +15,7 @@ use crate::grant::{ErasureReceipt, GrantId, Signed, SignedGrant};
 use crate::identity::{IdentityId, Ticket};
 use crate::protocol::Ended;
 use crate::store::StoreError;
+use crate::store::sealed::{Key, Table};
 
 const RECEIVED: &str = "received";
 const CHUNKS: &str = "received_chunks";
@@ -101,39 +101,23 @@ pub enum ShareError {
     Store(#[from] StoreError),
 }
 
-fn chunk_row(grant: &GrantId, seq: i64) -> Vec<u8> {
-    [grant.as_bytes().as_slice(), &seq.to_be_bytes()].concat()
-}
-
 impl Vault {
     fn received_record(&self, id: &GrantId) -> Result<Option<Record>, StoreError> {
-        let blob: Option<Vec<u8>> = rusqlite::OptionalExtension::optional(self.store.conn.query_row(
-            "SELECT blob FROM received WHERE grant_id = ?1",
-            [id.as_bytes().as_slice()],
-            |r| r.get(0),
-        ))?;
-        let Some(blob) = blob else { return Ok(None) };
-        let body = self.store.open_row_named(RECEIVED, id.as_bytes(), id, &blob)?;
+        let Some(body) = self.store.get(Table::named(RECEIVED), Key::Id(id.as_bytes()))? else { return Ok(None) };
         serde_json::from_slice(&body)
             .map(Some)
             .map_err(|_| StoreError::Damaged(format!("{RECEIVED} row {id}")))
     }
 
     fn put_received_record(&self, id: &GrantId, record: &Record) -> Result<(), StoreError> {
-        let blob =
-            self.store.seal_row(RECEIVED, id.as_bytes(), &serde_json::to_vec(record).expect("serializes"));
-        self.store.conn.execute(
-            "INSERT INTO received (grant_id, blob) VALUES (?1, ?2)
-             ON CONFLICT (grant_id) DO UPDATE SET blob = excluded.blob",
-            params![id.as_bytes().as_slice(), blob],
-        )?;
+        let body = serde_json::to_vec(record).expect("serializes");
+        self.store.put(Table::named(RECEIVED), Key::Id(id.as_bytes()), &body)?;
         Ok(())
     }
 
     fn received_ids(&self) -> Result<Vec<GrantId>, StoreError> {
-        let mut stmt = self.store.conn.prepare("SELECT grant_id FROM received")?;
-        let raw: Vec<Vec<u8>> = stmt.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
-        Ok(raw.iter().filter_map(|r| GrantId::from_raw(r)).collect())
+        let raw = self.store.keys(Table::named(RECEIVED))?;
+        Ok(raw.iter().filter_map(|r| GrantId::from_raw(r.id())).collect())
     }
 
     /// Erases a received copy and signs the receipt. Call inside a write transaction.
@@ -146,12 +130,8 @@ impl Vault {
         let now = self.now();
         let grant = SignedGrant::from_bytes(&record.grant)
             .map_err(|_| StoreError::Damaged(format!("{RECEIVED} row {id}")))?;
-        self.store
-            .conn
-            .execute("DELETE FROM received_chunks WHERE grant_id = ?1", [id.as_bytes().as_slice()])?;
-        self.store
-            .conn
-            .execute("DELETE FROM received_views WHERE grant_id = ?1", [id.as_bytes().as_slice()])?;
+        self.store.delete_group(Table::named(CHUNKS), id.as_bytes())?;
+        self.store.delete(Table::named(VIEWS), Key::Id(id.as_bytes()))?;
         self.replicas.remove(id);
         let receipt = Signed::sign(
             ErasureReceipt {
@@ -351,26 +331,13 @@ impl Vault {
             return Err(ShareError::Unknown(*id));
         }
         let after = self.replicas.get(id).map_or(0, |r| r.last_seq);
-        let mut stmt = self
-            .store
-            .conn
-            .prepare_cached(
-                "SELECT seq, blob FROM received_chunks WHERE grant_id = ?1 AND seq > ?2 ORDER BY seq",
-            )
-            .map_err(StoreError::from)?;
-        let rows: Vec<(i64, Vec<u8>)> = stmt
-            .query_map(params![id.as_bytes().as_slice(), after], |r| Ok((r.get(0)?, r.get(1)?)))
-            .map_err(StoreError::from)?
-            .collect::<Result<_, _>>()
-            .map_err(StoreError::from)?;
-        drop(stmt);
+        let rows = self.store.list_group(Table::named(CHUNKS), id.as_bytes(), after)?;
         if !self.replicas.contains_key(id) {
             let sync = SyncState::decode(&record.sync_state).unwrap_or_else(|_| SyncState::new());
             self.replicas.insert(*id, Replica { am: AutoCommit::new(), sync, last_seq: 0 });
         }
-        for (seq, blob) in rows {
-            let bytes =
-                self.store.open_row_named(CHUNKS, &chunk_row(id, seq), format!("{id}/{seq}"), &blob)?;
+        for (key, bytes, _) in rows {
+            let seq = key.seq();
             let replica = self.replicas.get_mut(id).expect("inserted above");
             replica
                 .am
@@ -424,14 +391,7 @@ impl Vault {
             let new_bytes = if changed { Some(received) } else { None };
             let seq = replica.last_seq + 1;
             if let Some(bytes) = new_bytes {
-                let blob = v.store.seal_row(CHUNKS, &chunk_row(id, seq), &bytes);
-                v.store
-                    .conn
-                    .execute(
-                        "INSERT INTO received_chunks (grant_id, seq, blob) VALUES (?1, ?2, ?3)",
-                        params![id.as_bytes().as_slice(), seq, blob],
-                    )
-                    .map_err(StoreError::from)?;
+                v.store.put(Table::named(CHUNKS), Key::Chunk(id.as_bytes(), seq), &bytes)?;
                 v.replicas.get_mut(id).expect("loaded").last_seq = seq;
             }
             if changed {
@@ -459,12 +419,7 @@ impl Vault {
     }
 
     pub(crate) fn view_bytes(&self, id: &GrantId) -> Result<Option<Vec<u8>>, StoreError> {
-        let blob: Option<Vec<u8>> = rusqlite::OptionalExtension::optional(self.store.conn.query_row(
-            "SELECT blob FROM received_views WHERE grant_id = ?1",
-            [id.as_bytes().as_slice()],
-            |r| r.get(0),
-        ))?;
-        blob.map(|b| self.store.open_row_named(VIEWS, id.as_bytes(), id, &b)).transpose()
+        self.store.get(Table::named(VIEWS), Key::Id(id.as_bytes()))
     }
 
     /// Every received grant with its status (grants were verified when they arrived).
@@ -495,12 +450,8 @@ impl Vault {
     }
 
     fn put_view(&self, id: &GrantId, view: &Value) -> Result<(), StoreError> {
-        let blob = self.store.seal_row(VIEWS, id.as_bytes(), &serde_json::to_vec(view).expect("serializes"));
-        self.store.conn.execute(
-            "INSERT INTO received_views (grant_id, blob) VALUES (?1, ?2)
-             ON CONFLICT (grant_id) DO UPDATE SET blob = excluded.blob",
-            params![id.as_bytes().as_slice(), blob],
-        )?;
+        let body = serde_json::to_vec(view).expect("serializes");
+        self.store.put(Table::named(VIEWS), Key::Id(id.as_bytes()), &body)?;
         Ok(())
     }
 

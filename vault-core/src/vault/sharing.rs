@@ -10,7 +10,6 @@ use std::collections::HashMap;
 
 use automerge::sync::{Message, State as SyncState, SyncDoc};
 use automerge::{AutoCommit, ChangeHash};
-use rusqlite::params;
 use serde::{Deserialize, Serialize};
 
 use super::Vault;
@@ -22,6 +21,7 @@ use crate::path::{FieldPath, PathError, RecordFilter};
 use crate::projection::Projection;
 use crate::protocol::Ended;
 use crate::store::StoreError;
+use crate::store::sealed::{Key, Table};
 
 const GRANTS: &str = "grants";
 const CHUNKS: &str = "projection_chunks";
@@ -201,10 +201,6 @@ fn decode_chunk(plain: &[u8]) -> Option<(i64, Vec<ChangeHash>, &[u8])> {
     Some((as_of_seq, heads, &plain[heads_end..]))
 }
 
-fn chunk_row(grant: &GrantId, seq: i64) -> Vec<u8> {
-    [grant.as_bytes().as_slice(), &seq.to_be_bytes()].concat()
-}
-
 impl GrantInfo {
     /// True when the grant is served.
     pub fn is_live(&self) -> bool {
@@ -214,24 +210,14 @@ impl GrantInfo {
 
 impl Vault {
     fn grant_record(&self, id: &GrantId) -> Result<Option<GrantRecord>, StoreError> {
-        let blob: Option<Vec<u8>> = rusqlite::OptionalExtension::optional(self.store.conn.query_row(
-            "SELECT blob FROM grants WHERE id = ?1",
-            [id.as_bytes().as_slice()],
-            |r| r.get(0),
-        ))?;
-        let Some(blob) = blob else { return Ok(None) };
-        let body = self.store.open_row_named(GRANTS, id.as_bytes(), id, &blob)?;
+        let Some(body) = self.store.get(Table::named(GRANTS), Key::Id(id.as_bytes()))? else { return Ok(None) };
         serde_json::from_slice(&body).map(Some).map_err(|_| StoreError::Damaged(format!("{GRANTS} row {id}")))
     }
 
     fn put_grant_record(&self, id: &GrantId, record: &GrantRecord) -> Result<(), StoreError> {
         self.grant_cache.replace(None);
-        let blob =
-            self.store.seal_row(GRANTS, id.as_bytes(), &serde_json::to_vec(record).expect("serializes"));
-        self.store.conn.execute(
-            "INSERT INTO grants (id, blob) VALUES (?1, ?2) ON CONFLICT (id) DO UPDATE SET blob = excluded.blob",
-            params![id.as_bytes().as_slice(), blob],
-        )?;
+        let body = serde_json::to_vec(record).expect("serializes");
+        self.store.put(Table::named(GRANTS), Key::Id(id.as_bytes()), &body)?;
         Ok(())
     }
 
@@ -269,7 +255,7 @@ impl Vault {
         // Parsed records are cached: a node answers "what is shared with this peer" for every
         // connection on every change. The cache holds while no other connection has committed
         // (SQLite's data_version) and this one has not written a grant since.
-        let version: i64 = self.store.conn.query_row("PRAGMA data_version", [], |r| r.get(0))?;
+        let version = self.store.data_version()?;
         if let Some((cached_version, cached)) = &*self.grant_cache.borrow()
             && *cached_version == version
         {
@@ -281,12 +267,11 @@ impl Vault {
                 .map(|g| with_status(g, now))
                 .collect());
         }
-        let mut stmt = self.store.conn.prepare("SELECT id FROM grants")?;
-        let ids: Vec<Vec<u8>> = stmt.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
+        let ids = self.store.keys(Table::named(GRANTS))?;
         let mut out = Vec::with_capacity(ids.len());
         for raw in ids {
             let id =
-                GrantId::from_raw(&raw).ok_or_else(|| StoreError::Damaged(format!("{GRANTS} (bad id)")))?;
+                GrantId::from_raw(raw.id()).ok_or_else(|| StoreError::Damaged(format!("{GRANTS} (bad id)")))?;
             if let Some(record) = self.grant_record(&id)? {
                 out.push(self.info(&record)?);
             }
@@ -477,18 +462,13 @@ impl Vault {
         as_of: &[ChangeHash],
         bytes: &[u8],
     ) -> Result<(), StoreError> {
-        let blob = self.store.seal_row(CHUNKS, &chunk_row(id, seq), &encode_chunk(as_of_seq, as_of, bytes));
-        self.store.conn.execute(
-            "INSERT INTO projection_chunks (grant_id, seq, blob) VALUES (?1, ?2, ?3)",
-            params![id.as_bytes().as_slice(), seq, blob],
-        )?;
+        let chunk = encode_chunk(as_of_seq, as_of, bytes);
+        self.store.put(Table::named(CHUNKS), Key::Chunk(id.as_bytes(), seq), &chunk)?;
         Ok(())
     }
 
     fn drop_projection(&mut self, id: &GrantId) -> Result<(), StoreError> {
-        self.store
-            .conn
-            .execute("DELETE FROM projection_chunks WHERE grant_id = ?1", [id.as_bytes().as_slice()])?;
+        self.store.delete_group(Table::named(CHUNKS), id.as_bytes())?;
         self.projections.remove(id);
         Ok(())
     }
@@ -496,17 +476,10 @@ impl Vault {
     /// Loads (or catches up) the projection of a grant from its stored chunks.
     fn load_projection(&mut self, id: &GrantId) -> Result<Option<&mut ProjectionState>, StoreError> {
         let after = self.projections.get(id).map_or(0, |p| p.last_seq);
-        let mut stmt = self.store.conn.prepare_cached(
-            "SELECT seq, blob FROM projection_chunks WHERE grant_id = ?1 AND seq > ?2 ORDER BY seq",
-        )?;
-        let rows: Vec<(i64, Vec<u8>)> = stmt
-            .query_map(params![id.as_bytes().as_slice(), after], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<Result<_, _>>()?;
-        drop(stmt);
+        let rows = self.store.list_group(Table::named(CHUNKS), id.as_bytes(), after)?;
         let damaged = |seq: i64| StoreError::Damaged(format!("{CHUNKS} row {id}/{seq}"));
-        for (seq, blob) in rows {
-            let plain =
-                self.store.open_row_named(CHUNKS, &chunk_row(id, seq), format!("{id}/{seq}"), &blob)?;
+        for (key, plain, _) in rows {
+            let seq = key.seq();
             let (as_of_seq, as_of, bytes) = decode_chunk(&plain).ok_or_else(|| damaged(seq))?;
             match self.projections.get_mut(id) {
                 Some(state) => {
@@ -586,26 +559,10 @@ impl Vault {
                 } else {
                     state.projection.automerge().save_after(&before)
                 };
-                let blob = v.store.seal_row(
-                    CHUNKS,
-                    &chunk_row(&grant.id, seq),
-                    &encode_chunk(now_seq, &heads, &bytes),
-                );
-                v.store
-                    .conn
-                    .execute(
-                        "INSERT INTO projection_chunks (grant_id, seq, blob) VALUES (?1, ?2, ?3)",
-                        params![grant.id.as_bytes().as_slice(), seq, blob],
-                    )
-                    .map_err(StoreError::from)?;
+                let chunk = encode_chunk(now_seq, &heads, &bytes);
+                v.store.put(Table::named(CHUNKS), Key::Chunk(grant.id.as_bytes(), seq), &chunk)?;
                 if compact {
-                    v.store
-                        .conn
-                        .execute(
-                            "DELETE FROM projection_chunks WHERE grant_id = ?1 AND seq < ?2",
-                            params![grant.id.as_bytes().as_slice(), seq],
-                        )
-                        .map_err(StoreError::from)?;
+                    v.store.delete_group_before(Table::named(CHUNKS), grant.id.as_bytes(), seq)?;
                 }
                 let state = v.projections.get_mut(&grant.id).expect("loaded above");
                 state.last_seq = seq;
@@ -724,20 +681,11 @@ impl Vault {
     }
 
     fn node_value(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let blob: Option<Vec<u8>> = rusqlite::OptionalExtension::optional(self.store.conn.query_row(
-            "SELECT blob FROM node WHERE key = ?1",
-            [key],
-            |r| r.get(0),
-        ))?;
-        blob.map(|b| self.store.open_row_named("node", key.as_bytes(), key, &b)).transpose()
+        self.store.get(Table::named("node"), Key::Name(key))
     }
 
     fn put_node_value(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
-        let blob = self.store.seal_row("node", key.as_bytes(), value);
-        self.store.conn.execute(
-            "INSERT INTO node (key, blob) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET blob = excluded.blob",
-            params![key, blob],
-        )?;
+        self.store.put(Table::named("node"), Key::Name(key), value)?;
         Ok(())
     }
 
