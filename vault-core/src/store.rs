@@ -153,8 +153,13 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// How long a statement waits for another process's lock.
+const BUSY_WAIT: Duration = Duration::from_secs(10);
+/// How long a checkpoint waits for readers in other processes before giving up for now.
+const CHECKPOINT_WAIT: Duration = Duration::from_secs(1);
+
 fn configure(conn: &Connection) -> rusqlite::Result<()> {
-    conn.busy_timeout(Duration::from_secs(10))?;
+    conn.busy_timeout(BUSY_WAIT)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
@@ -221,7 +226,7 @@ impl Store {
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
-        conn.busy_timeout(Duration::from_secs(10))?;
+        conn.busy_timeout(BUSY_WAIT)?;
         let get = |k: &str| -> Result<Option<Vec<u8>>, UnlockFailure> {
             match conn.query_row("SELECT value FROM meta WHERE key = ?1", [k], |r| r.get(0)).optional() {
                 Ok(v) => Ok(v),
@@ -298,10 +303,20 @@ impl Store {
     /// erased ciphertext leaves it (best effort: a reader in another process can keep the log).
     pub(crate) fn after_commit(&self) {
         if self.erased.replace(false)
-            && let Err(e) = self.conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            && let Err(e) = self.checkpoint()
         {
             tracing::warn!(error = %e, "checkpoint after erasure failed");
         }
+    }
+
+    /// Copies the WAL into the file and empties it. Waits at most [`CHECKPOINT_WAIT`] for
+    /// readers in other processes (a reader's snapshot keeps the log); returns whether the log
+    /// was emptied.
+    fn checkpoint(&self) -> Result<bool, StoreError> {
+        self.conn.busy_timeout(CHECKPOINT_WAIT)?;
+        let busy = self.conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get::<_, i64>(0));
+        self.conn.busy_timeout(BUSY_WAIT)?;
+        Ok(busy? == 0)
     }
 
     /// Call after a transaction rolled back.
@@ -404,7 +419,9 @@ impl Store {
             let mut rows = stmt.query([])?;
             while rows.next()?.is_some() {}
         }
-        self.conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        if !self.checkpoint()? {
+            tracing::debug!("a reader kept the WAL; it is emptied at a later checkpoint");
+        }
         Ok(())
     }
 }

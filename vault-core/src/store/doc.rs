@@ -24,7 +24,8 @@ pub(crate) struct Chunk {
 
 #[cfg(test)]
 thread_local! {
-    /// Runs between reading the snapshot and reading the chunks (tests of concurrent writers).
+    /// Runs once, between reading the snapshot and reading the chunks (tests of concurrent
+    /// writers).
     pub(crate) static AFTER_SNAPSHOT_READ: std::cell::RefCell<Option<Box<dyn FnMut()>>> =
         std::cell::RefCell::new(None);
 }
@@ -48,11 +49,9 @@ impl Store {
         };
         let through_seq = i64::from_be_bytes(head.try_into().expect("8 bytes"));
         #[cfg(test)]
-        AFTER_SNAPSHOT_READ.with(|h| {
-            if let Some(hook) = h.borrow_mut().as_mut() {
-                hook()
-            }
-        });
+        if let Some(mut hook) = AFTER_SNAPSHOT_READ.with(|h| h.borrow_mut().take()) {
+            hook();
+        }
         Ok(Snapshot { generation: key.seq(), through_seq, bytes: plaintext[8..].to_vec(), sealed_len })
     }
 
@@ -96,5 +95,46 @@ impl Store {
         let seed: [u8; 32] =
             bytes[..].try_into().map_err(|_| StoreError::Damaged(format!("{} row {name}", SECRETS.name)))?;
         Ok(zeroize::Zeroizing::new(seed))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::AFTER_SNAPSHOT_READ;
+    use crate::primitives::{KdfParams, Passphrase};
+    use crate::vault::Vault;
+
+    /// Another process compacts (and writes again) between the snapshot read and the chunks
+    /// read: open and verify still see one consistent state and report no damage.
+    #[test]
+    fn a_compaction_between_reads_is_not_damage() {
+        let dir = tempfile::tempdir().unwrap();
+        let pw = Passphrase::new("pw");
+        let mut a = Vault::at(dir.path()).kdf(KdfParams::INSECURE_FOR_TESTS).create(&pw).unwrap();
+        for i in 0..5 {
+            a.set_preference(&format!("k{i}"), "v").unwrap();
+        }
+        drop(a);
+        for check in ["open", "verify"] {
+            let mut other = Vault::at(dir.path()).unlock(&pw).unwrap();
+            other.set_preference("before", check).unwrap();
+            AFTER_SNAPSHOT_READ.with(|h| {
+                *h.borrow_mut() = Some(Box::new(move || {
+                    other.compact().unwrap();
+                    other.set_preference("after", "compaction").unwrap();
+                }))
+            });
+            if check == "open" {
+                let v = Vault::at(dir.path()).unlock(&pw).unwrap();
+                assert_eq!(v.preferences()["k4"], "v");
+                assert_eq!(v.preferences()["before"], check);
+            } else {
+                let report = Vault::at(dir.path()).verify(&pw).unwrap();
+                assert!(report.is_ok(), "{:?}", report.problems);
+            }
+            assert!(AFTER_SNAPSHOT_READ.with(|h| h.borrow().is_none()), "the hook ran");
+        }
+        let v = Vault::at(dir.path()).unlock(&pw).unwrap();
+        assert_eq!(v.preferences()["after"], "compaction");
     }
 }
