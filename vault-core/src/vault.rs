@@ -561,12 +561,13 @@ impl Vault {
         // One read transaction: the rows checked against the manifest are the rows loaded, and
         // a compaction by another process cannot fall between the snapshot and its chunks.
         let (identity, device, loaded) = store.read_tx(|| {
+            let identity = Identity::from_secret_bytes(&*store.read_secret("identity")?);
+            let device = DeviceKey::from_secret_bytes(&*store.read_secret("device")?);
+            let loaded = read_document(&store)?;
             if let Some(table) = store.check_rows()?.first() {
                 return Err(StoreError::Integrity { table });
             }
-            let identity = Identity::from_secret_bytes(&*store.read_secret("identity")?);
-            let device = DeviceKey::from_secret_bytes(&*store.read_secret("device")?);
-            Ok((identity, device, read_document(&store)?))
+            Ok((identity, device, loaded))
         })?;
         let doc = VaultDoc::load(&loaded.bytes).map_err(|e| OpenError::Damaged(StoreError::Document(Box::new(e))))?;
         let (last_seq, chunk_count, chunk_bytes) = (loaded.last_seq, loaded.chunk_count, loaded.chunk_bytes);
