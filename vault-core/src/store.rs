@@ -27,6 +27,7 @@ use crate::primitives::{
 };
 
 pub(crate) mod doc;
+mod manifest;
 pub(crate) mod sealed;
 
 /// Name of the database file inside a vault directory.

@@ -98,6 +98,9 @@ pub enum CreateError {
     /// The directory or file could not be created.
     #[error("cannot create the vault")]
     Store(#[from] StoreError),
+    /// The new vault did not open.
+    #[error("cannot open the new vault")]
+    Reopen(#[source] Box<OpenError>),
 }
 
 /// A vault could not be opened.
@@ -356,7 +359,7 @@ impl VaultOptions {
         self.unlock(passphrase).map_err(|e| match e {
             OpenError::Store(s) => CreateError::Store(s),
             OpenError::Damaged(s) => CreateError::Store(s),
-            other => CreateError::Store(StoreError::Damaged(other.to_string())),
+            other => CreateError::Reopen(Box::new(other)),
         })
     }
 

@@ -338,7 +338,7 @@ impl Vault {
             let v = self;
             v.catch_up().map_err(|e| match e {
                 super::EditError::Store(s) => GrantError::Store(s),
-                other => GrantError::Store(StoreError::Damaged(other.to_string())),
+                other => GrantError::Store(StoreError::Document(Box::new(other))),
             })?;
             let g = signed.statement();
             v.put_grant_record(
@@ -520,7 +520,7 @@ impl Vault {
             return Ok(Vec::new());
         }
         self.write(|v| {
-            v.catch_up().map_err(|e| GrantError::Store(StoreError::Damaged(e.to_string())))?;
+            v.catch_up().map_err(|e| GrantError::Store(StoreError::Document(Box::new(e))))?;
             let heads = v.doc.automerge().get_heads();
             let now_seq = v.last_seq;
             let mut changed = Vec::new();
