@@ -56,8 +56,11 @@ fn a_revoked_grant_put_back_from_an_old_copy_is_detected() {
     // Put the live grant back, with its projection.
     let conn = Connection::open(v.db()).unwrap();
     for (key, _, blob) in &grants {
-        conn.execute("INSERT OR REPLACE INTO grants (id, blob) VALUES (?1, ?2)", rusqlite::params![key, blob])
-            .unwrap();
+        conn.execute(
+            "INSERT OR REPLACE INTO grants (id, blob) VALUES (?1, ?2)",
+            rusqlite::params![key, blob],
+        )
+        .unwrap();
     }
     for (key, seq, blob) in &chunks {
         conn.execute(

@@ -158,7 +158,13 @@ pub(crate) const NONCE_BYTES: usize = NONCE_LEN;
 /// and the nonce and tag of its blob. The digest of a table is the XOR of its rows' elements:
 /// without the key nobody can compute an element, so no set of rows other than the one the
 /// vault wrote has the digest the vault sealed.
-pub(crate) fn row_element(key: &SymmetricKey, table: &str, row: &[u8], nonce: &[u8], tag: &[u8]) -> [u8; DIGEST_LEN] {
+pub(crate) fn row_element(
+    key: &SymmetricKey,
+    table: &str,
+    row: &[u8],
+    nonce: &[u8],
+    tag: &[u8],
+) -> [u8; DIGEST_LEN] {
     let input = associated_data(LABEL_ROW_ELEMENT, &[table.as_bytes(), row, nonce, tag]);
     *blake3::keyed_hash(key.expose(), &input).as_bytes()
 }

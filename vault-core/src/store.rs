@@ -212,7 +212,8 @@ impl Store {
         put("wrapped_key", &wrapped)?;
         conn.execute_batch("COMMIT")?;
         let digest_key = derive_digest_key(&key);
-        let mut store = Self { conn, vault_id, key, digest_key, erased: Cell::new(false), path: path.to_owned() };
+        let mut store =
+            Self { conn, vault_id, key, digest_key, erased: Cell::new(false), path: path.to_owned() };
         store.migrate()?;
         store.conn.execute_batch("BEGIN IMMEDIATE")?;
         store.build_manifest()?;
@@ -258,20 +259,22 @@ impl Store {
             .map_err(|_| damaged("the key-derivation parameters"))?;
         // A vault wrapped under the manifest label must have a manifest; one wrapped under the
         // old label is from before the manifest and gets one now (trust on first use).
-        let (key_bytes, legacy) = match open(&kek, &wrap_ad(LABEL_WRAP_MANIFEST, &vault_id, &params), &wrapped) {
-            Ok(k) => (zeroize::Zeroizing::new(k), false),
-            Err(_) => (
-                zeroize::Zeroizing::new(
-                    open(&kek, &wrap_ad(LABEL_WRAP, &vault_id, &params), &wrapped)
-                        .map_err(|_| UnlockFailure::WrongPassphrase)?,
+        let (key_bytes, legacy) =
+            match open(&kek, &wrap_ad(LABEL_WRAP_MANIFEST, &vault_id, &params), &wrapped) {
+                Ok(k) => (zeroize::Zeroizing::new(k), false),
+                Err(_) => (
+                    zeroize::Zeroizing::new(
+                        open(&kek, &wrap_ad(LABEL_WRAP, &vault_id, &params), &wrapped)
+                            .map_err(|_| UnlockFailure::WrongPassphrase)?,
+                    ),
+                    true,
                 ),
-                true,
-            ),
-        };
+            };
         let key = SymmetricKey::from_bytes(&key_bytes).ok_or(UnlockFailure::WrongPassphrase)?;
         configure(&conn)?;
         let digest_key = derive_digest_key(&key);
-        let mut store = Self { conn, vault_id, key, digest_key, erased: Cell::new(false), path: path.to_owned() };
+        let mut store =
+            Self { conn, vault_id, key, digest_key, erased: Cell::new(false), path: path.to_owned() };
         store.migrate().map_err(UnlockFailure::Store)?;
         if legacy {
             store.add_manifest(&kek, &params).map_err(UnlockFailure::Store)?;
@@ -291,7 +294,8 @@ impl Store {
                 return Ok(());
             }
             self.build_manifest()?;
-            let rewrapped = seal(kek, &wrap_ad(LABEL_WRAP_MANIFEST, &self.vault_id, params), self.key.expose());
+            let rewrapped =
+                seal(kek, &wrap_ad(LABEL_WRAP_MANIFEST, &self.vault_id, params), self.key.expose());
             self.conn.execute("UPDATE meta SET value = ?1 WHERE key = 'wrapped_key'", [rewrapped])?;
             Ok(())
         })();

@@ -130,11 +130,7 @@ pub enum OpenError {
 
 impl From<StoreError> for OpenError {
     fn from(e: StoreError) -> Self {
-        if e.is_damage() {
-            OpenError::Damaged(e)
-        } else {
-            OpenError::Store(e)
-        }
+        if e.is_damage() { OpenError::Damaged(e) } else { OpenError::Store(e) }
     }
 }
 
@@ -327,7 +323,8 @@ impl VaultOptions {
             let mut doc = VaultDoc::new();
             store.begin_write()?;
             let written = (|| {
-                for (name, seed) in [("identity", identity.secret_bytes()), ("device", device.secret_bytes())] {
+                for (name, seed) in [("identity", identity.secret_bytes()), ("device", device.secret_bytes())]
+                {
                     store.write_secret(name, &seed[..])?;
                 }
                 store.write_snapshot(1, 0, &doc.automerge().save())?;
@@ -572,7 +569,8 @@ impl Vault {
             }
             Ok((identity, device, loaded))
         })?;
-        let doc = VaultDoc::load(&loaded.bytes).map_err(|e| OpenError::Damaged(StoreError::Document(Box::new(e))))?;
+        let doc = VaultDoc::load(&loaded.bytes)
+            .map_err(|e| OpenError::Damaged(StoreError::Document(Box::new(e))))?;
         let (last_seq, chunk_count, chunk_bytes) = (loaded.last_seq, loaded.chunk_count, loaded.chunk_bytes);
         Ok(Self {
             dir,

@@ -32,7 +32,12 @@ thread_local! {
 
 impl Store {
     /// Writes the snapshot (replacing the previous one).
-    pub(crate) fn write_snapshot(&self, generation: i64, through_seq: i64, bytes: &[u8]) -> Result<u64, StoreError> {
+    pub(crate) fn write_snapshot(
+        &self,
+        generation: i64,
+        through_seq: i64,
+        bytes: &[u8],
+    ) -> Result<u64, StoreError> {
         let mut plaintext = Vec::with_capacity(8 + bytes.len());
         plaintext.extend_from_slice(&through_seq.to_be_bytes());
         plaintext.extend_from_slice(bytes);

@@ -70,10 +70,8 @@ impl Manifest {
 
 impl Store {
     pub(crate) fn read_manifest(&self) -> Result<Option<Manifest>, StoreError> {
-        let blob: Option<Vec<u8>> = self
-            .conn
-            .query_row("SELECT blob FROM manifest WHERE id = 1", [], |r| r.get(0))
-            .optional()?;
+        let blob: Option<Vec<u8>> =
+            self.conn.query_row("SELECT blob FROM manifest WHERE id = 1", [], |r| r.get(0)).optional()?;
         let Some(blob) = blob else { return Ok(None) };
         let plain = self
             .open_row(MANIFEST_TABLE, b"1", &blob)
@@ -94,12 +92,15 @@ impl Store {
 
     /// Applies `changes` (element, added) to `table`'s digest in the manifest. Call inside the
     /// write transaction that changes the rows.
-    pub(super) fn update_digest(&self, table: &Table, changes: &[([u8; DIGEST_LEN], bool)]) -> Result<(), StoreError> {
+    pub(super) fn update_digest(
+        &self,
+        table: &Table,
+        changes: &[([u8; DIGEST_LEN], bool)],
+    ) -> Result<(), StoreError> {
         if changes.is_empty() {
             return Ok(());
         }
-        let mut manifest =
-            self.read_manifest()?.ok_or(StoreError::Integrity { table: MANIFEST_TABLE })?;
+        let mut manifest = self.read_manifest()?.ok_or(StoreError::Integrity { table: MANIFEST_TABLE })?;
         let entry = manifest.tables.entry(table.name.to_owned()).or_default();
         for (element, add) in changes {
             entry.toggle(element, *add);

@@ -241,7 +241,12 @@ impl Store {
         where_sql: &str,
         params: &[rusqlite::types::Value],
     ) -> Result<Vec<[u8; DIGEST_LEN]>, StoreError> {
-        let sql = format!("SELECT {}, {} FROM {} WHERE {where_sql}", table.key_columns(), nonce_tag_sql(), table.name);
+        let sql = format!(
+            "SELECT {}, {} FROM {} WHERE {where_sql}",
+            table.key_columns(),
+            nonce_tag_sql(),
+            table.name
+        );
         let mut stmt = self.conn.prepare_cached(&sql)?;
         let n = table.key_len();
         let rows = stmt.query_map(params_from_iter(params), |r| {
@@ -260,8 +265,11 @@ impl Store {
     pub(crate) fn put(&self, table: &Table, key: Key<'_>, plaintext: &[u8]) -> Result<u64, StoreError> {
         self.in_write(|| {
             let (where_sql, where_params) = table.where_row(key);
-            let mut changes: Vec<_> =
-                self.elements_where(table, &where_sql, &where_params)?.into_iter().map(|e| (e, false)).collect();
+            let mut changes: Vec<_> = self
+                .elements_where(table, &where_sql, &where_params)?
+                .into_iter()
+                .map(|e| (e, false))
+                .collect();
             let row = table.row_bytes(key);
             let blob = self.seal_row(table.name, &row, plaintext);
             let (nonce, tag) = nonce_and_tag(&blob);
@@ -315,10 +323,20 @@ impl Store {
     }
 
     /// Deletes the chunks of group `id` before `seq` (folded into chunk `seq`).
-    pub(crate) fn delete_group_before(&self, table: &Table, id: &[u8], seq: i64) -> Result<usize, StoreError> {
+    pub(crate) fn delete_group_before(
+        &self,
+        table: &Table,
+        id: &[u8],
+        seq: i64,
+    ) -> Result<usize, StoreError> {
         let KeyKind::Group(g, s) = table.kind else { unreachable!("{} has no groups", table.name) };
         use rusqlite::types::Value as V;
-        self.delete_where(table, &format!("{g} = ?1 AND {s} < ?2"), vec![V::Blob(id.to_vec()), V::Integer(seq)], false)
+        self.delete_where(
+            table,
+            &format!("{g} = ?1 AND {s} < ?2"),
+            vec![V::Blob(id.to_vec()), V::Integer(seq)],
+            false,
+        )
     }
 
     /// Deletes every row whose sequence is at most `seq` (`doc_changes` after compaction).
@@ -369,7 +387,11 @@ impl Store {
     }
 
     /// Like [`Store::get`] with the sealed length too (the snapshot's size drives compaction).
-    pub(crate) fn get_with_len(&self, table: &Table, key: Key<'_>) -> Result<Option<(OwnedKey, Vec<u8>, u64)>, StoreError> {
+    pub(crate) fn get_with_len(
+        &self,
+        table: &Table,
+        key: Key<'_>,
+    ) -> Result<Option<(OwnedKey, Vec<u8>, u64)>, StoreError> {
         let (where_sql, params) = table.where_row(key);
         let sql = format!("SELECT {}, blob FROM {} WHERE {where_sql}", table.key_columns(), table.name);
         let n = table.key_len();
@@ -416,7 +438,11 @@ impl Store {
     }
 
     /// Rows of a sequence table after `seq`, in order.
-    pub(crate) fn list_after(&self, table: &Table, seq: i64) -> Result<Vec<(OwnedKey, Vec<u8>, u64)>, StoreError> {
+    pub(crate) fn list_after(
+        &self,
+        table: &Table,
+        seq: i64,
+    ) -> Result<Vec<(OwnedKey, Vec<u8>, u64)>, StoreError> {
         let KeyKind::Seq { col, .. } = table.kind else { unreachable!("{} has no sequence", table.name) };
         self.list_where(table, &format!("{col} > ?1"), vec![rusqlite::types::Value::Integer(seq)])
     }
@@ -430,7 +456,11 @@ impl Store {
     ) -> Result<Vec<(OwnedKey, Vec<u8>, u64)>, StoreError> {
         let KeyKind::Group(g, s) = table.kind else { unreachable!("{} has no groups", table.name) };
         use rusqlite::types::Value as V;
-        self.list_where(table, &format!("{g} = ?1 AND {s} > ?2"), vec![V::Blob(id.to_vec()), V::Integer(after)])
+        self.list_where(
+            table,
+            &format!("{g} = ?1 AND {s} > ?2"),
+            vec![V::Blob(id.to_vec()), V::Integer(after)],
+        )
     }
 
     /// The keys of `table`, without opening any blob.

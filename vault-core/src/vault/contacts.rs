@@ -77,7 +77,11 @@ impl Vault {
     }
 
     fn put_contact(&self, id: &[u8], contact: &Contact) -> Result<(), StoreError> {
-        self.store.put(Table::named(TABLE), Key::Id(id), &serde_json::to_vec(contact).expect("serializes"))?;
+        self.store.put(
+            Table::named(TABLE),
+            Key::Id(id),
+            &serde_json::to_vec(contact).expect("serializes"),
+        )?;
         Ok(())
     }
 

@@ -103,7 +103,9 @@ pub enum ShareError {
 
 impl Vault {
     fn received_record(&self, id: &GrantId) -> Result<Option<Record>, StoreError> {
-        let Some(body) = self.store.get(Table::named(RECEIVED), Key::Id(id.as_bytes()))? else { return Ok(None) };
+        let Some(body) = self.store.get(Table::named(RECEIVED), Key::Id(id.as_bytes()))? else {
+            return Ok(None);
+        };
         serde_json::from_slice(&body)
             .map(Some)
             .map_err(|_| StoreError::Damaged(format!("{RECEIVED} row {id}")))

@@ -181,7 +181,9 @@ pub enum Refusal {
 
 impl Vault {
     fn request_record(&self, table: &str, id: &RequestId) -> Result<Option<Record>, StoreError> {
-        let Some(body) = self.store.get(Table::named(table), Key::Id(id.as_bytes()))? else { return Ok(None) };
+        let Some(body) = self.store.get(Table::named(table), Key::Id(id.as_bytes()))? else {
+            return Ok(None);
+        };
         serde_json::from_slice(&body).map(Some).map_err(|_| StoreError::Damaged(format!("{table} row {id}")))
     }
 

@@ -210,7 +210,9 @@ impl GrantInfo {
 
 impl Vault {
     fn grant_record(&self, id: &GrantId) -> Result<Option<GrantRecord>, StoreError> {
-        let Some(body) = self.store.get(Table::named(GRANTS), Key::Id(id.as_bytes()))? else { return Ok(None) };
+        let Some(body) = self.store.get(Table::named(GRANTS), Key::Id(id.as_bytes()))? else {
+            return Ok(None);
+        };
         serde_json::from_slice(&body).map(Some).map_err(|_| StoreError::Damaged(format!("{GRANTS} row {id}")))
     }
 
@@ -270,8 +272,8 @@ impl Vault {
         let ids = self.store.keys(Table::named(GRANTS))?;
         let mut out = Vec::with_capacity(ids.len());
         for raw in ids {
-            let id =
-                GrantId::from_raw(raw.id()).ok_or_else(|| StoreError::Damaged(format!("{GRANTS} (bad id)")))?;
+            let id = GrantId::from_raw(raw.id())
+                .ok_or_else(|| StoreError::Damaged(format!("{GRANTS} (bad id)")))?;
             if let Some(record) = self.grant_record(&id)? {
                 out.push(self.info(&record)?);
             }
