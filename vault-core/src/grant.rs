@@ -395,7 +395,8 @@ impl ErasureReceipt {
     /// more than ten minutes of clock skew, is refused. (The statement alone cannot know either
     /// bound, so [`Statement::check`] does not do this; the vault that records it does.)
     pub fn check_dated(&self, grant: &Grant, now: i64) -> Result<(), StatementError> {
-        let problem = if self.erased_at < grant.issued_at {
+        // Both bounds allow for the skew between the grantee's clock and ours.
+        let problem = if self.erased_at < grant.issued_at.saturating_sub(MAX_RECEIPT_CLOCK_SKEW) {
             "it is dated before the grant was issued"
         } else if self.erased_at > now.saturating_add(MAX_RECEIPT_CLOCK_SKEW) {
             "it is dated in the future"
@@ -524,7 +525,8 @@ mod tests {
         assert_eq!(future.to_string(), "invalid erasure receipt: it is dated in the future");
         assert!(receipt(i64::MAX).check_dated(&g, now).is_err());
         assert!(receipt(i64::MAX).check_dated(&g, i64::MAX).is_ok(), "no overflow");
-        let early = receipt(g.issued_at - 1).check_dated(&g, now).unwrap_err();
+        assert!(receipt(g.issued_at - MAX_RECEIPT_CLOCK_SKEW).check_dated(&g, now).is_ok(), "clock skew");
+        let early = receipt(g.issued_at - MAX_RECEIPT_CLOCK_SKEW - 1).check_dated(&g, now).unwrap_err();
         assert_eq!(early.to_string(), "invalid erasure receipt: it is dated before the grant was issued");
     }
 

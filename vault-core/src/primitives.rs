@@ -23,6 +23,15 @@ pub(crate) const SEAL_OVERHEAD: usize = NONCE_LEN + TAG_LEN;
 pub(crate) const LABEL_BLOB: &[u8] = b"vault/v1/blob";
 /// Domain-separation label for the wrapped data key.
 pub(crate) const LABEL_WRAP: &[u8] = b"vault/v1/wrap";
+/// Domain-separation label for the data key wrapped by a vault whose rows are covered by the
+/// sealed manifest: once a vault carries it, a missing manifest is damage, not an old vault.
+pub(crate) const LABEL_WRAP_MANIFEST: &[u8] = b"vault/v1/wrap+manifest";
+/// Context for deriving the key of the row-set digest from the data key.
+const CONTEXT_ROW_DIGEST: &str = "vault/v1/row-set digest key";
+/// Domain-separation label for one row's element of the row-set digest.
+const LABEL_ROW_ELEMENT: &[u8] = b"vault/v1/row";
+/// Length of a row-set digest element.
+pub(crate) const DIGEST_LEN: usize = 32;
 
 /// A 256-bit symmetric key. Zeroized on drop; never printed.
 #[derive(Clone, Zeroize, ZeroizeOnDrop)]
@@ -124,6 +133,40 @@ pub(crate) fn derive_wrapping_key(
         .hash_password_into(passphrase.0.expose_secret().as_bytes(), salt, &mut out[..])
         .map_err(|_| KdfError)?;
     Ok(SymmetricKey(Box::new(*out)))
+}
+
+/// Derives the key of the row-set digest from the data key (a separate key, so the digest never
+/// shares a key with the AEAD).
+pub(crate) fn derive_digest_key(data_key: &SymmetricKey) -> SymmetricKey {
+    SymmetricKey(Box::new(blake3::derive_key(CONTEXT_ROW_DIGEST, data_key.expose())))
+}
+
+/// The nonce and tag of a sealed blob: unique per seal, so they stand for the blob in the
+/// row-set digest without hashing the whole ciphertext. Short blobs give what they have.
+pub(crate) fn nonce_and_tag(blob: &[u8]) -> (&[u8], &[u8]) {
+    let nonce = &blob[..blob.len().min(NONCE_LEN)];
+    let tag = &blob[blob.len().saturating_sub(TAG_LEN)..];
+    (nonce, tag)
+}
+
+/// Bytes of a sealed blob's tag.
+pub(crate) const TAG_BYTES: usize = TAG_LEN;
+/// Bytes of a sealed blob's nonce.
+pub(crate) const NONCE_BYTES: usize = NONCE_LEN;
+
+/// One row's element of a table's row-set digest: a keyed hash (a PRF) of the table, the row
+/// and the nonce and tag of its blob. The digest of a table is the XOR of its rows' elements:
+/// without the key nobody can compute an element, so no set of rows other than the one the
+/// vault wrote has the digest the vault sealed.
+pub(crate) fn row_element(
+    key: &SymmetricKey,
+    table: &str,
+    row: &[u8],
+    nonce: &[u8],
+    tag: &[u8],
+) -> [u8; DIGEST_LEN] {
+    let input = associated_data(LABEL_ROW_ELEMENT, &[table.as_bytes(), row, nonce, tag]);
+    *blake3::keyed_hash(key.expose(), &input).as_bytes()
 }
 
 /// Decryption failed. Every cause (wrong key, tampered or truncated blob, blob moved to

@@ -8,17 +8,27 @@
 //! - `doc_changes`: one sealed chunk per committed change since that snapshot.
 //!
 //! Every blob is sealed under the data key with associated data naming the vault id, the table
-//! and the row, so a blob copied to another row, table or vault fails to decrypt.
+//! and the row, so a blob copied to another row, table or vault fails to decrypt. Sealed rows
+//! are read and written only through [`sealed`], which also keeps the sealed `manifest`: a
+//! digest of every table's set of rows, checked at open and by `verify`.
+//!
+//! Every connection runs with `secure_delete`, and a transaction that deleted rows is followed
+//! by a WAL checkpoint, so erased ciphertext does not linger in free pages or in the log.
 
+use std::cell::Cell;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
 use crate::primitives::{
-    DecryptError, KdfParams, LABEL_BLOB, LABEL_WRAP, Passphrase, SymmetricKey, associated_data,
-    derive_wrapping_key, open, random_array, seal,
+    DecryptError, KdfParams, LABEL_BLOB, LABEL_WRAP, LABEL_WRAP_MANIFEST, Passphrase, SymmetricKey,
+    associated_data, derive_digest_key, derive_wrapping_key, open, random_array, seal,
 };
+
+pub(crate) mod doc;
+mod manifest;
+pub(crate) mod sealed;
 
 /// Name of the database file inside a vault directory.
 pub const DB_FILE: &str = "vault.db";
@@ -46,6 +56,8 @@ const MIGRATIONS: &[&str] = &[
     "CREATE TABLE requests_in (id BLOB PRIMARY KEY, blob BLOB NOT NULL);
      CREATE TABLE requests_out (id BLOB PRIMARY KEY, blob BLOB NOT NULL);
      CREATE TABLE received_views (grant_id BLOB PRIMARY KEY, blob BLOB NOT NULL);",
+    // 5: the sealed digest of every table's rows (see `sealed`).
+    "CREATE TABLE manifest (id INTEGER PRIMARY KEY CHECK (id = 1), blob BLOB NOT NULL);",
 ];
 
 /// Problems with the storage layer that are not the user's doing.
@@ -55,9 +67,35 @@ pub enum StoreError {
     /// SQLite reported an error.
     #[error("database error")]
     Sqlite(#[from] rusqlite::Error),
-    /// A sealed blob did not decrypt: it was altered, truncated or moved.
-    #[error("{0} is damaged (it does not decrypt)")]
+    /// A row's content does not make sense once opened (named by table and row).
+    #[error("{0} is damaged")]
     Damaged(String),
+    /// A sealed blob did not decrypt: it was altered, truncated or moved.
+    #[error("{table} row {row} is damaged (it does not decrypt)")]
+    Unreadable {
+        /// The table.
+        table: &'static str,
+        /// The row's key (an id or a number, never a value).
+        row: String,
+    },
+    /// A row the vault needs is not there.
+    #[error("{table} row {row} is missing")]
+    Missing {
+        /// The table.
+        table: &'static str,
+        /// The row's key.
+        row: String,
+    },
+    /// The set of rows of a table is not the one the vault wrote: rows were removed, put
+    /// back from an older copy, or copied from elsewhere.
+    #[error("rows of \"{table}\" were removed or replaced")]
+    Integrity {
+        /// The table.
+        table: &'static str,
+    },
+    /// The stored document does not load.
+    #[error("the document is damaged")]
+    Document(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// Reading or writing the vault directory failed.
     #[error("cannot access the vault directory")]
     Io(#[from] std::io::Error),
@@ -67,7 +105,11 @@ impl StoreError {
     /// True when the error means the file is damaged rather than unreachable.
     pub(crate) fn is_damage(&self) -> bool {
         match self {
-            StoreError::Damaged(_) => true,
+            StoreError::Damaged(_)
+            | StoreError::Unreadable { .. }
+            | StoreError::Missing { .. }
+            | StoreError::Integrity { .. }
+            | StoreError::Document(_) => true,
             StoreError::Sqlite(e) => sqlite_damage(e),
             StoreError::Io(_) => false,
         }
@@ -95,9 +137,14 @@ impl From<rusqlite::Error> for UnlockFailure {
 
 /// An unlocked vault file.
 pub(crate) struct Store {
-    pub(crate) conn: Connection,
+    conn: Connection,
     vault_id: [u8; 16],
     key: SymmetricKey,
+    /// Key of the row-set digest, derived from `key`.
+    digest_key: SymmetricKey,
+    /// Set when the current transaction deleted rows: its commit is followed by a checkpoint
+    /// so that the erased ciphertext leaves the WAL too.
+    erased: Cell<bool>,
     path: PathBuf,
 }
 
@@ -107,17 +154,26 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// How long a statement waits for another process's lock.
+const BUSY_WAIT: Duration = Duration::from_secs(10);
+/// How long a checkpoint waits for readers in other processes before giving up for now.
+const CHECKPOINT_WAIT: Duration = Duration::from_secs(1);
+
 fn configure(conn: &Connection) -> rusqlite::Result<()> {
-    conn.busy_timeout(Duration::from_secs(10))?;
+    conn.busy_timeout(BUSY_WAIT)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    // Deleted rows are overwritten with zeros, in the file and in the pages the WAL receives.
+    conn.pragma_update(None, "secure_delete", "ON")?;
     Ok(())
 }
 
-fn wrap_ad(vault_id: &[u8; 16], params: &KdfParams) -> Vec<u8> {
+/// Associated data of the wrapped key. `label` is [`LABEL_WRAP_MANIFEST`] for vaults whose rows
+/// are covered by the manifest, [`LABEL_WRAP`] for vaults from before it.
+fn wrap_ad(label: &[u8], vault_id: &[u8; 16], params: &KdfParams) -> Vec<u8> {
     let params = serde_json::to_vec(params).expect("params serialize");
-    associated_data(LABEL_WRAP, &[vault_id, &params])
+    associated_data(label, &[vault_id, &params])
 }
 
 impl Store {
@@ -141,7 +197,7 @@ impl Store {
         let key = SymmetricKey::random();
         let kek = derive_wrapping_key(passphrase, &salt, params)
             .map_err(|_| StoreError::Damaged("key-derivation parameters".into()))?;
-        let wrapped = seal(&kek, &wrap_ad(&vault_id, &params), key.expose());
+        let wrapped = seal(&kek, &wrap_ad(LABEL_WRAP_MANIFEST, &vault_id, &params), key.expose());
         conn.execute_batch(
             "BEGIN;
              CREATE TABLE meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
@@ -155,8 +211,13 @@ impl Store {
         put("salt", &salt)?;
         put("wrapped_key", &wrapped)?;
         conn.execute_batch("COMMIT")?;
-        let mut store = Self { conn, vault_id, key, path: path.to_owned() };
+        let digest_key = derive_digest_key(&key);
+        let mut store =
+            Self { conn, vault_id, key, digest_key, erased: Cell::new(false), path: path.to_owned() };
         store.migrate()?;
+        store.conn.execute_batch("BEGIN IMMEDIATE")?;
+        store.build_manifest()?;
+        store.conn.execute_batch("COMMIT")?;
         Ok(store)
     }
 
@@ -167,7 +228,7 @@ impl Store {
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
-        conn.busy_timeout(Duration::from_secs(10))?;
+        conn.busy_timeout(BUSY_WAIT)?;
         let get = |k: &str| -> Result<Option<Vec<u8>>, UnlockFailure> {
             match conn.query_row("SELECT value FROM meta WHERE key = ?1", [k], |r| r.get(0)).optional() {
                 Ok(v) => Ok(v),
@@ -196,14 +257,76 @@ impl Store {
         let wrapped = get("wrapped_key")?.ok_or_else(|| damaged("the wrapped key"))?;
         let kek = derive_wrapping_key(passphrase, &salt, params)
             .map_err(|_| damaged("the key-derivation parameters"))?;
-        let key_bytes = zeroize::Zeroizing::new(
-            open(&kek, &wrap_ad(&vault_id, &params), &wrapped).map_err(|_| UnlockFailure::WrongPassphrase)?,
-        );
+        // A vault wrapped under the manifest label must have a manifest; one wrapped under the
+        // old label is from before the manifest and gets one now (trust on first use).
+        let (key_bytes, legacy) =
+            match open(&kek, &wrap_ad(LABEL_WRAP_MANIFEST, &vault_id, &params), &wrapped) {
+                Ok(k) => (zeroize::Zeroizing::new(k), false),
+                Err(_) => (
+                    zeroize::Zeroizing::new(
+                        open(&kek, &wrap_ad(LABEL_WRAP, &vault_id, &params), &wrapped)
+                            .map_err(|_| UnlockFailure::WrongPassphrase)?,
+                    ),
+                    true,
+                ),
+            };
         let key = SymmetricKey::from_bytes(&key_bytes).ok_or(UnlockFailure::WrongPassphrase)?;
         configure(&conn)?;
-        let mut store = Self { conn, vault_id, key, path: path.to_owned() };
+        let digest_key = derive_digest_key(&key);
+        let mut store =
+            Self { conn, vault_id, key, digest_key, erased: Cell::new(false), path: path.to_owned() };
         store.migrate().map_err(UnlockFailure::Store)?;
+        if legacy {
+            store.add_manifest(&kek, &params).map_err(UnlockFailure::Store)?;
+        }
         Ok(store)
+    }
+
+    /// Migrates a vault from before the manifest: digests its rows as they are and re-wraps the
+    /// data key under the manifest label, in one transaction (another process may have done it
+    /// first: then nothing is written).
+    fn add_manifest(&mut self, kek: &SymmetricKey, params: &KdfParams) -> Result<(), StoreError> {
+        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        let result = (|| {
+            let wrapped: Vec<u8> =
+                self.conn.query_row("SELECT value FROM meta WHERE key = 'wrapped_key'", [], |r| r.get(0))?;
+            if open(kek, &wrap_ad(LABEL_WRAP, &self.vault_id, params), &wrapped).is_err() {
+                return Ok(());
+            }
+            self.build_manifest()?;
+            let rewrapped =
+                seal(kek, &wrap_ad(LABEL_WRAP_MANIFEST, &self.vault_id, params), self.key.expose());
+            self.conn.execute("UPDATE meta SET value = ?1 WHERE key = 'wrapped_key'", [rewrapped])?;
+            Ok(())
+        })();
+        let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
+        self.conn.execute_batch(end)?;
+        result
+    }
+
+    /// Call after a transaction committed: when it deleted rows, checkpoint the WAL so that the
+    /// erased ciphertext leaves it (best effort: a reader in another process can keep the log).
+    pub(crate) fn after_commit(&self) {
+        if self.erased.replace(false)
+            && let Err(e) = self.checkpoint()
+        {
+            tracing::warn!(error = %e, "checkpoint after erasure failed");
+        }
+    }
+
+    /// Copies the WAL into the file and empties it. Waits at most [`CHECKPOINT_WAIT`] for
+    /// readers in other processes (a reader's snapshot keeps the log); returns whether the log
+    /// was emptied.
+    fn checkpoint(&self) -> Result<bool, StoreError> {
+        self.conn.busy_timeout(CHECKPOINT_WAIT)?;
+        let busy = self.conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get::<_, i64>(0));
+        self.conn.busy_timeout(BUSY_WAIT)?;
+        Ok(busy? == 0)
+    }
+
+    /// Call after a transaction rolled back.
+    pub(crate) fn after_rollback(&self) {
+        self.erased.set(false);
     }
 
     fn migrate(&mut self) -> Result<(), StoreError> {
@@ -236,24 +359,75 @@ impl Store {
     }
 
     /// Seals `plaintext` for row `row` of `table`.
-    pub(crate) fn seal_row(&self, table: &str, row: &[u8], plaintext: &[u8]) -> Vec<u8> {
+    fn seal_row(&self, table: &str, row: &[u8], plaintext: &[u8]) -> Vec<u8> {
         seal(&self.key, &self.ad(table, row), plaintext)
     }
 
     /// Opens a blob sealed by [`Store::seal_row`] for the same table and row.
-    pub(crate) fn open_row(&self, table: &str, row: &[u8], blob: &[u8]) -> Result<Vec<u8>, DecryptError> {
+    fn open_row(&self, table: &str, row: &[u8], blob: &[u8]) -> Result<Vec<u8>, DecryptError> {
         open(&self.key, &self.ad(table, row), blob)
     }
 
-    /// Like [`Store::open_row`], naming the row in the error.
-    pub(crate) fn open_row_named(
-        &self,
-        table: &str,
-        row: &[u8],
-        row_name: impl std::fmt::Display,
-        blob: &[u8],
-    ) -> Result<Vec<u8>, StoreError> {
-        self.open_row(table, row, blob).map_err(|_| StoreError::Damaged(format!("{table} row {row_name}")))
+    // ----- transactions -----
+
+    /// Starts a write transaction (`BEGIN IMMEDIATE`: waits for the write lock).
+    pub(crate) fn begin_write(&self) -> Result<(), StoreError> {
+        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        Ok(())
+    }
+
+    /// Starts a read transaction: everything read until [`Store::commit`] is one state of the
+    /// file, whatever other processes commit meanwhile.
+    pub(crate) fn begin_read(&self) -> Result<(), StoreError> {
+        self.conn.execute_batch("BEGIN")?;
+        Ok(())
+    }
+
+    /// Commits the open transaction (then checkpoints when it erased rows).
+    pub(crate) fn commit(&self) -> Result<(), StoreError> {
+        self.conn.execute_batch("COMMIT")?;
+        self.after_commit();
+        Ok(())
+    }
+
+    /// Rolls back the open transaction, if any.
+    pub(crate) fn rollback(&self) {
+        if !self.conn.is_autocommit() {
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+        self.after_rollback();
+    }
+
+    /// SQLite's `data_version`: changes when another connection commits.
+    pub(crate) fn data_version(&self) -> Result<i64, StoreError> {
+        Ok(self.conn.query_row("PRAGMA data_version", [], |r| r.get(0))?)
+    }
+
+    /// Problems `PRAGMA integrity_check` finds in the file's structure (at most ten).
+    pub(crate) fn structure_problems(&self) -> Vec<String> {
+        let rows: Result<Vec<String>, _> = self
+            .conn
+            .prepare("PRAGMA integrity_check")
+            .and_then(|mut s| s.query_map([], |r| r.get::<_, String>(0))?.collect());
+        match rows {
+            Ok(rows) if rows == ["ok"] => vec![],
+            Ok(rows) => rows.into_iter().take(10).map(|r| format!("database structure: {r}")).collect(),
+            Err(e) => vec![format!("database structure: {e}")],
+        }
+    }
+
+    /// Hands freed pages back to the file system and empties the WAL.
+    pub(crate) fn reclaim_space(&self) -> Result<(), StoreError> {
+        // Each step of incremental_vacuum frees one page: run it to the end.
+        {
+            let mut stmt = self.conn.prepare("PRAGMA incremental_vacuum")?;
+            let mut rows = stmt.query([])?;
+            while rows.next()?.is_some() {}
+        }
+        if !self.checkpoint()? {
+            tracing::debug!("a reader kept the WAL; it is emptied at a later checkpoint");
+        }
+        Ok(())
     }
 }
 
@@ -268,6 +442,7 @@ mod tests {
             Store::create(&dir.path().join(DB_FILE), &Passphrase::new("pw"), KdfParams::INSECURE_FOR_TESTS)
                 .unwrap();
         let blob = store.seal_row("doc_changes", b"1", b"hello");
+        assert!(store.check_rows().unwrap().is_empty());
         assert_eq!(store.open_row("doc_changes", b"1", &blob).unwrap(), b"hello");
         assert!(store.open_row("doc_changes", b"2", &blob).is_err());
         assert!(store.open_row("secrets", b"1", &blob).is_err());

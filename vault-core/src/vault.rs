@@ -10,7 +10,6 @@
 use std::path::{Path, PathBuf};
 
 use automerge::ChangeHash;
-use rusqlite::{OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -40,11 +39,9 @@ use crate::identity::{DeviceCertificate, DeviceKey, Identity, IdentityId, Ticket
 use crate::money::Price;
 use crate::primitives::{KdfParams, Passphrase, random_array};
 use crate::schema::SchemaError;
-use crate::store::{DB_FILE, Store, StoreError, UnlockFailure, sqlite_damage};
+use crate::store::sealed::{ALL_TABLES, DOC_CHANGES};
+use crate::store::{DB_FILE, Store, StoreError, UnlockFailure};
 
-const SNAPSHOT_TABLE: &str = "doc_snapshot";
-const CHANGES_TABLE: &str = "doc_changes";
-const SECRETS_TABLE: &str = "secrets";
 /// Chunks are folded into the snapshot when they exceed this many bytes...
 const COMPACT_MIN_BYTES: u64 = 64 * 1024;
 /// ...and also exceed this fraction (1/N) of the snapshot's size.
@@ -82,12 +79,11 @@ pub(crate) fn split_change(plain: &[u8]) -> Option<(Option<Vec<Touched>>, &[u8])
     }
 }
 
-/// Decrypts change chunk `seq` and returns its Automerge bytes (dropping the touched list).
-fn open_change(store: &Store, seq: i64, blob: &[u8]) -> Result<Vec<u8>, StoreError> {
-    let plain = store.open_row_named(CHANGES_TABLE, seq.to_string().as_bytes(), seq, blob)?;
+/// The Automerge bytes of change chunk `seq` (dropping the touched list).
+fn change_bytes(seq: i64, plain: &[u8]) -> Result<&[u8], StoreError> {
     let (_, bytes) =
-        split_change(&plain).ok_or_else(|| StoreError::Damaged(format!("{CHANGES_TABLE} row {seq}")))?;
-    Ok(bytes.to_vec())
+        split_change(plain).ok_or_else(|| StoreError::Damaged(format!("{} row {seq}", DOC_CHANGES.name)))?;
+    Ok(bytes)
 }
 
 /// Marker of a JSON export.
@@ -106,6 +102,9 @@ pub enum CreateError {
     /// The directory or file could not be created.
     #[error("cannot create the vault")]
     Store(#[from] StoreError),
+    /// The new vault did not open.
+    #[error("cannot open the new vault")]
+    Reopen(#[source] Box<OpenError>),
 }
 
 /// A vault could not be opened.
@@ -127,7 +126,7 @@ pub enum OpenError {
     WrongPassphrase,
     /// Part of the vault is damaged; nothing was modified.
     #[error("the vault is damaged: {0}")]
-    Damaged(String),
+    Damaged(#[source] StoreError),
     /// The storage layer failed.
     #[error("cannot read the vault")]
     Store(#[source] StoreError),
@@ -135,14 +134,7 @@ pub enum OpenError {
 
 impl From<StoreError> for OpenError {
     fn from(e: StoreError) -> Self {
-        if e.is_damage() {
-            match e {
-                StoreError::Damaged(what) => OpenError::Damaged(what),
-                other => OpenError::Damaged(format!("the database file ({other})")),
-            }
-        } else {
-            OpenError::Store(e)
-        }
+        if e.is_damage() { OpenError::Damaged(e) } else { OpenError::Store(e) }
     }
 }
 
@@ -333,16 +325,21 @@ impl VaultOptions {
             let identity = Identity::generate();
             let device = DeviceKey::generate();
             let mut doc = VaultDoc::new();
-            let tx = store.conn.unchecked_transaction().map_err(StoreError::from)?;
-            for (name, seed) in [("identity", identity.secret_bytes()), ("device", device.secret_bytes())] {
-                let blob = store.seal_row(SECRETS_TABLE, name.as_bytes(), &seed[..]);
-                tx.execute("INSERT INTO secrets (name, blob) VALUES (?1, ?2)", params![name, blob])
-                    .map_err(StoreError::from)?;
+            store.begin_write()?;
+            let written = (|| {
+                for (name, seed) in [("identity", identity.secret_bytes()), ("device", device.secret_bytes())]
+                {
+                    store.write_secret(name, &seed[..])?;
+                }
+                store.write_snapshot(1, 0, &doc.automerge().save())?;
+                store.commit()
+            })();
+            if written.is_err() {
+                store.rollback();
             }
-            write_snapshot(&store, &tx, 1, 0, &doc.automerge().save())?;
-            tx.commit().map_err(StoreError::from)?;
+            written?;
             // Leave a single self-contained file behind.
-            store.conn.pragma_update(None, "wal_checkpoint", "TRUNCATE").map_err(StoreError::from)?;
+            store.reclaim_space()?;
             Ok::<_, StoreError>(())
         })();
         if let Err(e) = result {
@@ -362,7 +359,8 @@ impl VaultOptions {
         sync_dir(&self.dir);
         self.unlock(passphrase).map_err(|e| match e {
             OpenError::Store(s) => CreateError::Store(s),
-            other => CreateError::Store(StoreError::Damaged(other.to_string())),
+            OpenError::Damaged(s) => CreateError::Store(s),
+            other => CreateError::Reopen(Box::new(other)),
         })
     }
 
@@ -381,9 +379,6 @@ impl VaultOptions {
             UnlockFailure::NotAVault => OpenError::NotAVault(path.clone()),
             UnlockFailure::UnknownFormat(f) => OpenError::UnknownFormat(f),
             UnlockFailure::WrongPassphrase => OpenError::WrongPassphrase,
-            UnlockFailure::Store(StoreError::Sqlite(e)) if sqlite_damage(&e) => {
-                OpenError::Damaged(format!("the database file ({e})"))
-            }
             UnlockFailure::Store(s) => s.into(),
         })
     }
@@ -393,86 +388,88 @@ impl VaultOptions {
     /// the [`VerifyReport`].
     pub fn verify(self, passphrase: &Passphrase) -> Result<VerifyReport, OpenError> {
         let store = self.open_store(passphrase)?;
-        let mut report = VerifyReport::default();
-        let integrity: Result<Vec<String>, _> = store
-            .conn
-            .prepare("PRAGMA integrity_check")
-            .and_then(|mut s| s.query_map([], |r| r.get::<_, String>(0))?.collect());
-        match integrity {
-            Ok(rows) if rows == ["ok"] => {}
-            Ok(rows) => {
-                report.problems.extend(rows.into_iter().take(10).map(|r| format!("database structure: {r}")))
-            }
-            Err(e) => report.problems.push(format!("database structure: {e}")),
-        }
-        for name in ["identity", "device"] {
-            report.blobs_checked += 1;
-            if let Err(e) = read_secret(&store, name) {
-                report.problems.push(e.to_string());
-            }
-        }
-        let mut snapshot = None;
-        report.blobs_checked += 1;
-        match read_snapshot(&store) {
-            Ok(s) => snapshot = Some(s),
-            Err(e) => report.problems.push(e.to_string()),
-        }
-        let chunks: Result<Vec<(i64, Vec<u8>)>, _> = store
-            .conn
-            .prepare("SELECT seq, blob FROM doc_changes ORDER BY seq")
-            .and_then(|mut s| s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect());
-        let mut all_bytes = snapshot.as_ref().map(|s| s.bytes.clone()).unwrap_or_default();
-        let mut expected = snapshot.as_ref().map(|s| s.through_seq + 1);
-        match chunks {
-            Err(e) => report.problems.push(format!("document changes: {e}")),
-            Ok(chunks) => {
-                for (seq, blob) in chunks {
-                    report.blobs_checked += 1;
-                    if let Some(exp) = expected
-                        && seq != exp
-                    {
-                        report
-                            .problems
-                            .push(format!("document changes: chunks {exp} to {} are missing", seq - 1));
-                    }
-                    expected = Some(seq + 1);
-                    match open_change(&store, seq, &blob) {
-                        Ok(bytes) => all_bytes.extend_from_slice(&bytes),
-                        Err(e) => report.problems.push(e.to_string()),
-                    }
-                }
-            }
-        }
-        // Sharing metadata: every sealed row of every other table.
-        for (table, query) in SEALED_TABLES {
-            let rows: Result<Vec<SealedRow>, _> = store
-                .conn
-                .prepare(query)
-                .and_then(|mut s| s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect());
-            match rows {
-                Err(e) => report.problems.push(format!("{table}: {e}")),
-                Ok(rows) => {
-                    for (key, seq, blob) in rows {
-                        report.blobs_checked += 1;
-                        let mut row = key.unwrap_or_default();
-                        if let Some(seq) = seq {
-                            row.extend_from_slice(&seq.to_be_bytes());
-                        }
-                        if store.open_row(table, &row, &blob).is_err() {
-                            report.problems.push(format!("{table}: a row is damaged (it does not decrypt)"));
-                        }
-                    }
-                }
-            }
-        }
-        if report.problems.is_empty() {
-            match VaultDoc::load(&all_bytes).and_then(|doc| doc.check_shape().map(|_| doc)) {
-                Ok(_) => {}
-                Err(e) => report.problems.push(format!("document: {e}")),
-            }
-        }
-        Ok(report)
+        // One read transaction: a compaction by another process cannot make a healthy vault
+        // look damaged halfway through.
+        store.read_tx(|| verify_store(&store))
     }
+}
+
+/// The checks of [`VaultOptions::verify`], inside one read transaction.
+fn verify_store(store: &Store) -> Result<VerifyReport, OpenError> {
+    let mut report = VerifyReport::default();
+    report.problems.extend(store.structure_problems());
+    match store.check_rows() {
+        Ok(tables) => report
+            .problems
+            .extend(tables.into_iter().map(|table| format!("{table}: rows were removed or replaced"))),
+        Err(e) => report.problems.push(e.to_string()),
+    }
+    // Every sealed blob decrypts.
+    for table in ALL_TABLES {
+        match store.check_blobs(table) {
+            Ok((checked, problems)) => {
+                report.blobs_checked += checked;
+                let name = table.name;
+                report.problems.extend(problems.into_iter().map(|e| format!("{name}: {e}")));
+            }
+            Err(e) => report.problems.push(format!("{}: {e}", table.name)),
+        }
+    }
+    if !report.problems.is_empty() {
+        return Ok(report);
+    }
+    // The secrets have the right size; the chunks follow the snapshot without gaps; the
+    // document loads and has the vault's shape.
+    for name in ["identity", "device"] {
+        if let Err(e) = store.read_secret(name) {
+            report.problems.push(e.to_string());
+        }
+    }
+    match read_document(store) {
+        Ok(loaded) => {
+            if let Err(e) = VaultDoc::load(&loaded.bytes).and_then(|doc| doc.check_shape().map(|_| doc)) {
+                report.problems.push(format!("document: {e}"));
+            }
+        }
+        Err(e) => report.problems.push(e.to_string()),
+    }
+    Ok(report)
+}
+
+/// The document as stored: the snapshot and the chunks after it, joined.
+struct Loaded {
+    bytes: Vec<u8>,
+    generation: i64,
+    last_seq: i64,
+    snapshot_bytes: u64,
+    chunk_count: u64,
+    chunk_bytes: u64,
+}
+
+/// Reads the snapshot and its chunks; call inside one transaction (see [`Store::read_tx`]).
+fn read_document(store: &Store) -> Result<Loaded, StoreError> {
+    let snapshot = store.read_snapshot()?;
+    let mut loaded = Loaded {
+        bytes: snapshot.bytes,
+        generation: snapshot.generation,
+        last_seq: snapshot.through_seq,
+        snapshot_bytes: snapshot.sealed_len,
+        chunk_count: 0,
+        chunk_bytes: 0,
+    };
+    for chunk in store.changes_after(loaded.last_seq)? {
+        if chunk.seq != loaded.last_seq + 1 {
+            return Err(StoreError::Missing {
+                table: DOC_CHANGES.name,
+                row: format!("{} to {}", loaded.last_seq + 1, chunk.seq - 1),
+            });
+        }
+        loaded.bytes.extend_from_slice(change_bytes(chunk.seq, &chunk.plaintext)?);
+        loaded.chunk_count += 1;
+        loaded.chunk_bytes += chunk.sealed_len;
+        loaded.last_seq = chunk.seq;
+    }
+    Ok(loaded)
 }
 
 fn remove_db_files(path: &Path) {
@@ -487,64 +484,6 @@ fn sync_dir(dir: &Path) {
     if let Ok(d) = std::fs::File::open(dir) {
         let _ = d.sync_all();
     }
-}
-
-struct Snapshot {
-    generation: i64,
-    through_seq: i64,
-    bytes: Vec<u8>,
-    sealed_len: u64,
-}
-
-fn snapshot_row(generation: i64) -> Vec<u8> {
-    generation.to_be_bytes().to_vec()
-}
-
-fn write_snapshot(
-    store: &Store,
-    conn: &rusqlite::Connection,
-    generation: i64,
-    through_seq: i64,
-    bytes: &[u8],
-) -> Result<u64, StoreError> {
-    let mut plaintext = Vec::with_capacity(8 + bytes.len());
-    plaintext.extend_from_slice(&through_seq.to_be_bytes());
-    plaintext.extend_from_slice(bytes);
-    let blob = store.seal_row(SNAPSHOT_TABLE, &snapshot_row(generation), &plaintext);
-    conn.execute(
-        "INSERT INTO doc_snapshot (id, generation, blob) VALUES (1, ?1, ?2)
-         ON CONFLICT (id) DO UPDATE SET generation = excluded.generation, blob = excluded.blob",
-        params![generation, blob],
-    )?;
-    Ok(blob.len() as u64)
-}
-
-fn read_snapshot(store: &Store) -> Result<Snapshot, StoreError> {
-    let (generation, blob): (i64, Vec<u8>) = store
-        .conn
-        .query_row("SELECT generation, blob FROM doc_snapshot WHERE id = 1", [], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
-        .optional()?
-        .ok_or_else(|| StoreError::Damaged("doc_snapshot (missing)".into()))?;
-    let plaintext = store.open_row_named(SNAPSHOT_TABLE, &snapshot_row(generation), "1", &blob)?;
-    if plaintext.len() < 8 {
-        return Err(StoreError::Damaged("doc_snapshot row 1".into()));
-    }
-    let through_seq = i64::from_be_bytes(plaintext[..8].try_into().expect("8 bytes"));
-    Ok(Snapshot { generation, through_seq, bytes: plaintext[8..].to_vec(), sealed_len: blob.len() as u64 })
-}
-
-fn read_secret(store: &Store, name: &str) -> Result<zeroize::Zeroizing<[u8; 32]>, StoreError> {
-    let blob: Vec<u8> = store
-        .conn
-        .query_row("SELECT blob FROM secrets WHERE name = ?1", [name], |r| r.get(0))
-        .optional()?
-        .ok_or_else(|| StoreError::Damaged(format!("secrets row {name} (missing)")))?;
-    let bytes = zeroize::Zeroizing::new(store.open_row_named(SECRETS_TABLE, name.as_bytes(), name, &blob)?);
-    let seed: [u8; 32] =
-        bytes[..].try_into().map_err(|_| StoreError::Damaged(format!("secrets row {name}")))?;
-    Ok(zeroize::Zeroizing::new(seed))
 }
 
 /// An unlocked vault.
@@ -587,24 +526,6 @@ impl std::fmt::Debug for Vault {
     }
 }
 
-/// A row's key bytes, sequence number and blob, as [`SEALED_TABLES`] queries return them.
-type SealedRow = (Option<Vec<u8>>, Option<i64>, Vec<u8>);
-
-/// Tables of sealed sharing metadata checked by [`Vault::verify`], with a query returning each
-/// row's key bytes, sequence number (appended big-endian to the key) and blob.
-const SEALED_TABLES: &[(&str, &str)] = &[
-    ("grants", "SELECT id, NULL, blob FROM grants"),
-    ("projection_chunks", "SELECT grant_id, seq, blob FROM projection_chunks"),
-    ("contacts", "SELECT id, NULL, blob FROM contacts"),
-    ("audit", "SELECT NULL, seq, blob FROM audit"),
-    ("received", "SELECT grant_id, NULL, blob FROM received"),
-    ("received_chunks", "SELECT grant_id, seq, blob FROM received_chunks"),
-    ("received_views", "SELECT grant_id, NULL, blob FROM received_views"),
-    ("requests_in", "SELECT id, NULL, blob FROM requests_in"),
-    ("requests_out", "SELECT id, NULL, blob FROM requests_out"),
-    ("node", "SELECT CAST(key AS BLOB), NULL, blob FROM node"),
-];
-
 impl Vault {
     /// The vault in directory `dir`.
     pub fn at(dir: impl Into<PathBuf>) -> VaultOptions {
@@ -619,22 +540,22 @@ impl Vault {
     /// Runs `f` in one write transaction (`BEGIN IMMEDIATE`): committed when it returns `Ok`,
     /// rolled back otherwise.
     fn write<T, E: From<StoreError>>(&mut self, f: impl FnOnce(&mut Self) -> Result<T, E>) -> Result<T, E> {
-        self.store.conn.execute_batch("BEGIN IMMEDIATE").map_err(StoreError::from)?;
+        self.store.begin_write()?;
         // A panic in `f` rolls back too (see rollback.rs).
         match rollback::guarded(self, f) {
             Ok(value) => {
-                if let Err(e) = self.store.conn.execute_batch("COMMIT") {
-                    let _ = self.store.conn.execute_batch("ROLLBACK");
+                if let Err(e) = self.store.commit() {
+                    self.store.rollback();
                     // What this process cached may not be on disk: reload on next use.
                     self.projections.clear();
                     self.replicas.clear();
                     self.grant_cache.replace(None);
-                    return Err(StoreError::from(e).into());
+                    return Err(e.into());
                 }
                 Ok(value)
             }
             Err(e) => {
-                let _ = self.store.conn.execute_batch("ROLLBACK");
+                self.store.rollback();
                 self.projections.clear();
                 self.replicas.clear();
                 self.grant_cache.replace(None);
@@ -644,45 +565,29 @@ impl Vault {
     }
 
     fn load(store: Store, dir: PathBuf, clock: Clock) -> Result<Self, OpenError> {
-        let identity = Identity::from_secret_bytes(&*read_secret(&store, "identity")?);
-        let device = DeviceKey::from_secret_bytes(&*read_secret(&store, "device")?);
-        let snapshot = read_snapshot(&store)?;
-        let mut bytes = snapshot.bytes;
-        let mut last_seq = snapshot.through_seq;
-        let mut chunk_count = 0;
-        let mut chunk_bytes = 0;
-        {
-            let mut stmt = store
-                .conn
-                .prepare("SELECT seq, blob FROM doc_changes WHERE seq > ?1 ORDER BY seq")
-                .map_err(StoreError::from)?;
-            let mut rows = stmt.query([last_seq]).map_err(StoreError::from)?;
-            while let Some(row) = rows.next().map_err(StoreError::from)? {
-                let seq: i64 = row.get(0).map_err(StoreError::from)?;
-                let blob: Vec<u8> = row.get(1).map_err(StoreError::from)?;
-                if seq != last_seq + 1 {
-                    return Err(OpenError::Damaged(format!(
-                        "document changes {} to {} are missing",
-                        last_seq + 1,
-                        seq - 1
-                    )));
-                }
-                bytes.extend_from_slice(&open_change(&store, seq, &blob)?);
-                chunk_count += 1;
-                chunk_bytes += blob.len() as u64;
-                last_seq = seq;
+        // One read transaction: the rows checked against the manifest are the rows loaded, and
+        // a compaction by another process cannot fall between the snapshot and its chunks.
+        let (identity, device, loaded) = store.read_tx(|| {
+            let identity = Identity::from_secret_bytes(&*store.read_secret("identity")?);
+            let device = DeviceKey::from_secret_bytes(&*store.read_secret("device")?);
+            let loaded = read_document(&store)?;
+            if let Some(table) = store.check_rows()?.first() {
+                return Err(StoreError::Integrity { table });
             }
-        }
-        let doc = VaultDoc::load(&bytes).map_err(|e| OpenError::Damaged(format!("the document ({e})")))?;
+            Ok((identity, device, loaded))
+        })?;
+        let doc = VaultDoc::load(&loaded.bytes)
+            .map_err(|e| OpenError::Damaged(StoreError::Document(Box::new(e))))?;
+        let (last_seq, chunk_count, chunk_bytes) = (loaded.last_seq, loaded.chunk_count, loaded.chunk_bytes);
         Ok(Self {
             dir,
             store,
             doc,
             identity,
             device,
-            snapshot_generation: snapshot.generation,
+            snapshot_generation: loaded.generation,
             last_seq,
-            snapshot_bytes: snapshot.sealed_len,
+            snapshot_bytes: loaded.snapshot_bytes,
             chunk_count,
             chunk_bytes,
             projections: Default::default(),
@@ -729,7 +634,7 @@ impl Vault {
     /// True when another connection (another process) committed to the file since the last
     /// call. Cheap: reads SQLite's `data_version`, no I/O beyond the shared-memory index.
     pub fn changed_elsewhere(&mut self) -> Result<bool, StoreError> {
-        let version: i64 = self.store.conn.query_row("PRAGMA data_version", [], |r| r.get(0))?;
+        let version = self.store.data_version()?;
         let changed = version != self.data_version;
         self.data_version = version;
         Ok(changed)
@@ -738,22 +643,23 @@ impl Vault {
     /// Applies changes written to the file by other processes since this one last looked.
     /// Returns true when something new arrived.
     pub fn refresh(&mut self) -> Result<bool, EditError> {
-        self.store.conn.execute_batch("BEGIN").map_err(StoreError::from)?;
+        self.store.begin_read()?;
         let result = self.catch_up();
-        let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
-        let _ = self.store.conn.execute_batch(end);
+        if result.is_ok() {
+            let _ = self.store.commit();
+        } else {
+            self.store.rollback();
+        }
         result
     }
 
+    /// Call inside a transaction (read or write), so the snapshot and the chunks read are one
+    /// state of the file.
     fn catch_up(&mut self) -> Result<bool, EditError> {
-        let generation: i64 = self
-            .store
-            .conn
-            .query_row("SELECT generation FROM doc_snapshot WHERE id = 1", [], |r| r.get(0))
-            .map_err(StoreError::from)?;
+        let generation = self.store.snapshot_generation()?;
         let mut changed = false;
         if generation != self.snapshot_generation {
-            let snapshot = read_snapshot(&self.store)?;
+            let snapshot = self.store.read_snapshot()?;
             self.doc.load_incremental(&snapshot.bytes)?;
             self.snapshot_generation = snapshot.generation;
             self.snapshot_bytes = snapshot.sealed_len;
@@ -762,22 +668,11 @@ impl Vault {
             self.chunk_bytes = 0;
             changed = true;
         }
-        let mut stmt = self
-            .store
-            .conn
-            .prepare_cached("SELECT seq, blob FROM doc_changes WHERE seq > ?1 ORDER BY seq")
-            .map_err(StoreError::from)?;
-        let rows: Vec<(i64, Vec<u8>)> = stmt
-            .query_map([self.last_seq], |r| Ok((r.get(0)?, r.get(1)?)))
-            .and_then(|rows| rows.collect())
-            .map_err(StoreError::from)?;
-        drop(stmt);
-        for (seq, blob) in rows {
-            let bytes = open_change(&self.store, seq, &blob)?;
-            self.doc.load_incremental(&bytes)?;
-            self.last_seq = seq;
+        for chunk in self.store.changes_after(self.last_seq)? {
+            self.doc.load_incremental(change_bytes(chunk.seq, &chunk.plaintext)?)?;
+            self.last_seq = chunk.seq;
             self.chunk_count += 1;
-            self.chunk_bytes += blob.len() as u64;
+            self.chunk_bytes += chunk.sealed_len;
             changed = true;
         }
         Ok(changed)
@@ -787,8 +682,8 @@ impl Vault {
     /// fails, or saving fails, nothing is written and the in-memory document is rolled back.
     fn edit<T>(&mut self, edit: impl FnOnce(&mut VaultDoc) -> Result<T, EditError>) -> Result<T, EditError> {
         let result = rollback::guarded(self, |v| v.edit_locked(edit));
-        if result.is_err() && !self.store.conn.is_autocommit() {
-            let _ = self.store.conn.execute_batch("ROLLBACK");
+        if result.is_err() {
+            self.store.rollback();
         }
         result
     }
@@ -797,7 +692,7 @@ impl Vault {
         &mut self,
         edit: impl FnOnce(&mut VaultDoc) -> Result<T, EditError>,
     ) -> Result<T, EditError> {
-        self.store.conn.execute_batch("BEGIN IMMEDIATE").map_err(StoreError::from)?;
+        self.store.begin_write()?;
         self.catch_up()?;
         let before: Vec<ChangeHash> = self.doc.automerge().get_heads();
         self.doc.take_touched();
@@ -816,25 +711,22 @@ impl Vault {
             let bytes = self.doc.automerge().save_after(&before);
             let touched = self.doc.take_touched();
             let seq = self.last_seq + 1;
-            let blob = self.store.seal_row(
-                CHANGES_TABLE,
-                seq.to_string().as_bytes(),
-                &change_plaintext(&touched, &bytes),
-            );
             let written = self
                 .store
-                .conn
-                .execute("INSERT INTO doc_changes (seq, blob) VALUES (?1, ?2)", params![seq, blob])
-                .and_then(|_| self.store.conn.execute_batch("COMMIT"));
-            if let Err(e) = written {
-                // The change is not durable: drop it from memory too, by reloading.
-                let _ = self.store.conn.execute_batch("ROLLBACK");
-                self.reload()?;
-                return Err(StoreError::from(e).into());
-            }
+                .append_change(seq, &change_plaintext(&touched, &bytes))
+                .and_then(|len| self.store.commit().map(|_| len));
+            let sealed_len = match written {
+                Ok(len) => len,
+                Err(e) => {
+                    // The change is not durable: drop it from memory too, by reloading.
+                    self.store.rollback();
+                    self.reload()?;
+                    return Err(e.into());
+                }
+            };
             self.last_seq = seq;
             self.chunk_count += 1;
-            self.chunk_bytes += blob.len() as u64;
+            self.chunk_bytes += sealed_len;
             if self.chunk_bytes > COMPACT_MIN_BYTES.max(self.snapshot_bytes / COMPACT_SNAPSHOT_DIVISOR) {
                 // The edit is already durable; a failed compaction only leaves chunks behind.
                 if let Err(e) = self.compact() {
@@ -842,88 +734,58 @@ impl Vault {
                 }
             }
         } else {
-            self.store.conn.execute_batch("COMMIT").map_err(StoreError::from)?;
+            self.store.commit()?;
         }
         Ok(value)
     }
 
     fn reload(&mut self) -> Result<(), EditError> {
-        let bytes = {
-            let snapshot = read_snapshot(&self.store)?;
-            let mut bytes = snapshot.bytes;
-            let mut stmt = self
-                .store
-                .conn
-                .prepare("SELECT seq, blob FROM doc_changes WHERE seq > ?1 ORDER BY seq")
-                .map_err(StoreError::from)?;
-            let rows: Vec<(i64, Vec<u8>)> = stmt
-                .query_map([snapshot.through_seq], |r| Ok((r.get(0)?, r.get(1)?)))
-                .and_then(|rows| rows.collect())
-                .map_err(StoreError::from)?;
-            self.last_seq = snapshot.through_seq;
-            self.snapshot_generation = snapshot.generation;
-            for (seq, blob) in rows {
-                bytes.extend_from_slice(&open_change(&self.store, seq, &blob)?);
-                self.last_seq = seq;
-            }
-            bytes
-        };
-        self.doc = VaultDoc::load(&bytes)?;
+        let loaded = self.store.read_tx(|| read_document(&self.store))?;
+        self.last_seq = loaded.last_seq;
+        self.snapshot_generation = loaded.generation;
+        self.doc = VaultDoc::load(&loaded.bytes)?;
         Ok(())
     }
 
     /// Folds all change chunks into a new sealed snapshot and returns freed space to the
     /// file system.
     pub fn compact(&mut self) -> Result<(), StoreError> {
-        self.store.conn.execute_batch("BEGIN IMMEDIATE")?;
+        self.store.begin_write()?;
         let result = (|| {
             self.catch_up().map_err(|e| match e {
                 EditError::Store(s) => s,
-                other => StoreError::Damaged(other.to_string()),
+                EditError::Doc(d) => StoreError::Document(Box::new(d)),
+                other => StoreError::Document(Box::new(other)),
             })?;
             let bytes = self.doc.automerge().save();
             let generation = self.snapshot_generation + 1;
-            let sealed = write_snapshot(&self.store, &self.store.conn, generation, self.last_seq, &bytes)?;
-            self.store.conn.execute("DELETE FROM doc_changes WHERE seq <= ?1", [self.last_seq])?;
-            self.store.conn.execute_batch("COMMIT")?;
+            let sealed = self.store.write_snapshot(generation, self.last_seq, &bytes)?;
+            self.store.drop_changes_through(self.last_seq)?;
+            self.store.commit()?;
             self.snapshot_generation = generation;
             self.snapshot_bytes = sealed;
             self.chunk_count = 0;
             self.chunk_bytes = 0;
             Ok(())
         })();
-        if result.is_err() && !self.store.conn.is_autocommit() {
-            let _ = self.store.conn.execute_batch("ROLLBACK");
+        if result.is_err() {
+            self.store.rollback();
             return result;
         }
-        result?;
-        // Each step of incremental_vacuum frees one page: run it to the end.
-        {
-            let mut stmt = self.store.conn.prepare("PRAGMA incremental_vacuum")?;
-            let mut rows = stmt.query([])?;
-            while rows.next()?.is_some() {}
-        }
-        self.store.conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
-        Ok(())
+        self.store.reclaim_space()
     }
 
     /// What the changes after `seq` touched, from their chunks; `None` when that is unknown
     /// (chunks folded into the snapshot, a merge, or chunks from before this was recorded).
     fn touched_since(&self, seq: i64) -> Result<Option<Vec<Touched>>, StoreError> {
-        let mut stmt = self
-            .store
-            .conn
-            .prepare_cached("SELECT seq, blob FROM doc_changes WHERE seq > ?1 ORDER BY seq")?;
-        let rows: Vec<(i64, Vec<u8>)> =
-            stmt.query_map([seq], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
         let mut expected = seq + 1;
         let mut all: Vec<Touched> = Vec::new();
-        for (s, blob) in rows {
+        for chunk in self.store.changes_after(seq)? {
+            let (s, plain) = (chunk.seq, chunk.plaintext);
             if s != expected {
                 return Ok(None);
             }
             expected += 1;
-            let plain = self.store.open_row_named(CHANGES_TABLE, s.to_string().as_bytes(), s, &blob)?;
             match split_change(&plain) {
                 Some((Some(list), _)) => {
                     for t in list {

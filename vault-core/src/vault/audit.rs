@@ -1,7 +1,6 @@
 //! The access log: every grant, revocation, expiry, erasure receipt and sync served, sealed
 //! and appended in the same transaction as the event it records.
 
-use rusqlite::params;
 use serde::{Deserialize, Serialize};
 
 use super::Vault;
@@ -93,11 +92,10 @@ pub struct AuditFilter {
 impl Vault {
     /// Appends an event; call inside the transaction of the event itself.
     pub(crate) fn log_event(&self, event: &AuditEvent) -> Result<(), StoreError> {
-        let seq: i64 =
-            self.store.conn.query_row("SELECT COALESCE(MAX(seq), 0) + 1 FROM audit", [], |r| r.get(0))?;
+        let table = crate::store::sealed::Table::named(TABLE);
+        let seq = self.store.next_seq(table)?;
         let body = serde_json::to_vec(event).expect("events serialize");
-        let blob = self.store.seal_row(TABLE, &seq.to_be_bytes(), &body);
-        self.store.conn.execute("INSERT INTO audit (seq, blob) VALUES (?1, ?2)", params![seq, blob])?;
+        self.store.put(table, crate::store::sealed::Key::Seq(seq), &body)?;
         Ok(())
     }
 
@@ -108,12 +106,10 @@ impl Vault {
 
     /// The access log, oldest first.
     pub fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEvent>, StoreError> {
-        let mut stmt = self.store.conn.prepare("SELECT seq, blob FROM audit ORDER BY seq")?;
-        let rows: Vec<(i64, Vec<u8>)> =
-            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
+        let rows = self.store.list(crate::store::sealed::Table::named(TABLE))?;
         let mut out = Vec::new();
-        for (seq, blob) in rows {
-            let body = self.store.open_row_named(TABLE, &seq.to_be_bytes(), seq, &blob)?;
+        for (key, body, _) in rows {
+            let seq = key.seq();
             let event: AuditEvent = serde_json::from_slice(&body)
                 .map_err(|_| StoreError::Damaged(format!("{TABLE} row {seq}")))?;
             if filter.peer.is_some_and(|p| event.peer != Some(p))

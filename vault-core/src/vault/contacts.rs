@@ -1,13 +1,13 @@
 //! Contacts: local petnames for other people's identities, with their tickets. Stored sealed
 //! (a petname is the user's data too).
 
-use rusqlite::params;
 use serde::{Deserialize, Serialize};
 
 use super::Vault;
 use crate::identity::{IdentityId, Ticket};
 use crate::primitives::random_array;
 use crate::store::StoreError;
+use crate::store::sealed::{Key, Table};
 
 const TABLE: &str = "contacts";
 
@@ -68,12 +68,10 @@ fn valid_name(name: &str) -> bool {
 
 impl Vault {
     fn contact_rows(&self) -> Result<Vec<(Vec<u8>, Contact)>, StoreError> {
-        let mut stmt = self.store.conn.prepare("SELECT id, blob FROM contacts")?;
-        let rows: Vec<(Vec<u8>, Vec<u8>)> =
-            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
+        let rows = self.store.list(Table::named(TABLE))?;
         rows.into_iter()
-            .map(|(id, blob)| {
-                let body = self.store.open_row_named(TABLE, &id, "(contact)", &blob)?;
+            .map(|(key, body, _)| {
+                let id = key.id().to_vec();
                 let contact = serde_json::from_slice(&body)
                     .map_err(|_| StoreError::Damaged(format!("{TABLE} row (contact)")))?;
                 Ok((id, contact))
@@ -82,10 +80,10 @@ impl Vault {
     }
 
     fn put_contact(&self, id: &[u8], contact: &Contact) -> Result<(), StoreError> {
-        let blob = self.store.seal_row(TABLE, id, &serde_json::to_vec(contact).expect("serializes"));
-        self.store.conn.execute(
-            "INSERT INTO contacts (id, blob) VALUES (?1, ?2) ON CONFLICT (id) DO UPDATE SET blob = excluded.blob",
-            params![id, blob],
+        self.store.put(
+            Table::named(TABLE),
+            Key::Id(id),
+            &serde_json::to_vec(contact).expect("serializes"),
         )?;
         Ok(())
     }
@@ -129,10 +127,7 @@ impl Vault {
                     if c.blocked {
                         return Err(ContactError::Blocked(c.name));
                     }
-                    v.store
-                        .conn
-                        .execute("DELETE FROM contacts WHERE id = ?1", [&id])
-                        .map_err(StoreError::from)?;
+                    v.store.delete(Table::named(TABLE), Key::Id(&id))?;
                     return Ok(true);
                 }
             }

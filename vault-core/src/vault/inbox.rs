@@ -43,7 +43,7 @@ impl Vault {
     /// Whether a new request from `peer` breaks a limit. Call inside the write transaction
     /// that takes the request.
     pub(super) fn inbox_over_limit(&self, peer: &IdentityId, now: i64) -> Result<bool, StoreError> {
-        let version: i64 = self.store.conn.query_row("PRAGMA data_version", [], |r| r.get(0))?;
+        let version = self.store.data_version()?;
         if self.inbox_index.borrow().version != Some(version) {
             let rows = self.inbox_rows()?;
             *self.inbox_index.borrow_mut() = InboxIndex { version: Some(version), checked: None, rows };

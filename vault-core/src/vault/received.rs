@@ -2,7 +2,6 @@
 //! signed receipt when the grant is revoked or expires.
 
 use automerge::ROOT;
-use rusqlite::params;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -13,6 +12,7 @@ use crate::grant::{ErasureReceipt, GrantId, Signed, SignedGrant};
 use crate::identity::{IdentityId, Ticket};
 use crate::protocol::Ended;
 use crate::store::StoreError;
+use crate::store::sealed::{Key, Table};
 
 mod replica;
 
@@ -132,33 +132,23 @@ pub enum ShareError {
 
 impl Vault {
     fn received_record(&self, id: &ShareKey) -> Result<Option<Record>, StoreError> {
-        let blob: Option<Vec<u8>> = rusqlite::OptionalExtension::optional(self.store.conn.query_row(
-            "SELECT blob FROM received WHERE grant_id = ?1",
-            [id.as_bytes().as_slice()],
-            |r| r.get(0),
-        ))?;
-        let Some(blob) = blob else { return Ok(None) };
-        let body = self.store.open_row_named(RECEIVED, id.as_bytes(), id, &blob)?;
+        let Some(body) = self.store.get(Table::named(RECEIVED), Key::Id(id.as_bytes()))? else {
+            return Ok(None);
+        };
         serde_json::from_slice(&body)
             .map(Some)
             .map_err(|_| StoreError::Damaged(format!("{RECEIVED} row {id}")))
     }
 
     fn put_received_record(&self, id: &ShareKey, record: &Record) -> Result<(), StoreError> {
-        let blob =
-            self.store.seal_row(RECEIVED, id.as_bytes(), &serde_json::to_vec(record).expect("serializes"));
-        self.store.conn.execute(
-            "INSERT INTO received (grant_id, blob) VALUES (?1, ?2)
-             ON CONFLICT (grant_id) DO UPDATE SET blob = excluded.blob",
-            params![id.as_bytes().as_slice(), blob],
-        )?;
+        let body = serde_json::to_vec(record).expect("serializes");
+        self.store.put(Table::named(RECEIVED), Key::Id(id.as_bytes()), &body)?;
         Ok(())
     }
 
     fn received_ids(&self) -> Result<Vec<ShareKey>, StoreError> {
-        let mut stmt = self.store.conn.prepare("SELECT grant_id FROM received")?;
-        let raw: Vec<Vec<u8>> = stmt.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
-        Ok(raw.into_iter().filter_map(ShareKey::from_row).collect())
+        let raw = self.store.keys(Table::named(RECEIVED))?;
+        Ok(raw.into_iter().filter_map(|k| ShareKey::from_row(k.id().to_vec())).collect())
     }
 
     /// The key of the share of grant `id` from `issuer`: its own row, or a row stored before
@@ -187,12 +177,8 @@ impl Vault {
         let now = self.now();
         let grant = SignedGrant::from_bytes(&record.grant)
             .map_err(|_| StoreError::Damaged(format!("{RECEIVED} row {id}")))?;
-        self.store
-            .conn
-            .execute("DELETE FROM received_chunks WHERE grant_id = ?1", [id.as_bytes().as_slice()])?;
-        self.store
-            .conn
-            .execute("DELETE FROM received_views WHERE grant_id = ?1", [id.as_bytes().as_slice()])?;
+        self.store.delete_group(Table::named(CHUNKS), id.as_bytes())?;
+        self.store.delete(Table::named(VIEWS), Key::Id(id.as_bytes()))?;
         self.replicas.remove(id);
         let receipt = Signed::sign(
             ErasureReceipt {
@@ -400,12 +386,7 @@ impl Vault {
     }
 
     fn view_bytes(&self, id: &ShareKey) -> Result<Option<Vec<u8>>, StoreError> {
-        let blob: Option<Vec<u8>> = rusqlite::OptionalExtension::optional(self.store.conn.query_row(
-            "SELECT blob FROM received_views WHERE grant_id = ?1",
-            [id.as_bytes().as_slice()],
-            |r| r.get(0),
-        ))?;
-        blob.map(|b| self.store.open_row_named(VIEWS, id.as_bytes(), id, &b)).transpose()
+        self.store.get(Table::named(VIEWS), Key::Id(id.as_bytes()))
     }
 
     /// Every received grant with its status (grants were verified when they arrived).
@@ -427,12 +408,8 @@ impl Vault {
     }
 
     fn put_view(&self, id: &ShareKey, view: &Value) -> Result<(), StoreError> {
-        let blob = self.store.seal_row(VIEWS, id.as_bytes(), &serde_json::to_vec(view).expect("serializes"));
-        self.store.conn.execute(
-            "INSERT INTO received_views (grant_id, blob) VALUES (?1, ?2)
-             ON CONFLICT (grant_id) DO UPDATE SET blob = excluded.blob",
-            params![id.as_bytes().as_slice(), blob],
-        )?;
+        let body = serde_json::to_vec(view).expect("serializes");
+        self.store.put(Table::named(VIEWS), Key::Id(id.as_bytes()), &body)?;
         Ok(())
     }
 

@@ -6,7 +6,6 @@
 //! transaction that marks it answered; a denial is a signed statement the requester receives
 //! the next time it connects.
 
-use rusqlite::params;
 use serde::{Deserialize, Serialize};
 
 use super::Vault;
@@ -18,6 +17,7 @@ use crate::identity::{IdentityId, Ticket};
 use crate::path::{FieldPath, RecordFilter};
 use crate::request::{ConsentRequest, Denial, RequestId, WiderThanAsked};
 use crate::store::StoreError;
+use crate::store::sealed::{Key, Table};
 
 pub(super) const INBOX: &str = "requests_in";
 const OUTBOX: &str = "requests_out";
@@ -182,27 +182,16 @@ pub enum Refusal {
 
 impl Vault {
     fn request_record(&self, table: &str, id: &RequestId) -> Result<Option<Record>, StoreError> {
-        let blob: Option<Vec<u8>> = rusqlite::OptionalExtension::optional(self.store.conn.query_row(
-            &format!("SELECT blob FROM {table} WHERE id = ?1"),
-            [id.as_bytes().as_slice()],
-            |r| r.get(0),
-        ))?;
-        let Some(blob) = blob else { return Ok(None) };
-        let body = self.store.open_row_named(table, id.as_bytes(), id, &blob)?;
+        let Some(body) = self.store.get(Table::named(table), Key::Id(id.as_bytes()))? else {
+            return Ok(None);
+        };
         serde_json::from_slice(&body).map(Some).map_err(|_| StoreError::Damaged(format!("{table} row {id}")))
     }
 
     fn put_request_record(&self, table: &str, id: &RequestId, record: &Record) -> Result<(), StoreError> {
         self.inbox_touched(table);
-        let blob =
-            self.store.seal_row(table, id.as_bytes(), &serde_json::to_vec(record).expect("serializes"));
-        self.store.conn.execute(
-            &format!(
-                "INSERT INTO {table} (id, blob) VALUES (?1, ?2)
-                 ON CONFLICT (id) DO UPDATE SET blob = excluded.blob"
-            ),
-            params![id.as_bytes().as_slice(), blob],
-        )?;
+        let body = serde_json::to_vec(record).expect("serializes");
+        self.store.put(Table::named(table), Key::Id(id.as_bytes()), &body)?;
         Ok(())
     }
 
@@ -210,14 +199,11 @@ impl Vault {
         &self,
         table: &str,
     ) -> Result<Vec<(Signed<ConsentRequest>, Record)>, StoreError> {
-        let mut stmt = self.store.conn.prepare(&format!("SELECT id, blob FROM {table}"))?;
-        let rows: Vec<(Vec<u8>, Vec<u8>)> =
-            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
+        let rows = self.store.list(Table::named(table))?;
         let mut out = Vec::with_capacity(rows.len());
-        for (raw, blob) in rows {
-            let name = RequestId::from_raw(&raw).map_or_else(|| "?".to_owned(), |id| id.to_string());
+        for (raw, body, _) in rows {
+            let name = RequestId::from_raw(raw.id()).map_or_else(|| "?".to_owned(), |id| id.to_string());
             let damaged = || StoreError::Damaged(format!("{table} row {name}"));
-            let body = self.store.open_row(table, &raw, &blob).map_err(|_| damaged())?;
             let record: Record = serde_json::from_slice(&body).map_err(|_| damaged())?;
             let signed = Signed::<ConsentRequest>::from_stored(&record.request).ok_or_else(damaged)?;
             out.push((signed, record));

@@ -10,9 +10,7 @@ impl Vault {
     /// Ends an abandoned write: rolls back the open transaction (if any), drops the caches and
     /// reloads the document, which may hold a change that never reached the disk.
     fn abandon_write(&mut self) {
-        if !self.store.conn.is_autocommit() {
-            let _ = self.store.conn.execute_batch("ROLLBACK");
-        }
+        self.store.rollback();
         self.projections.clear();
         self.replicas.clear();
         self.grant_cache.replace(None);

@@ -9,7 +9,6 @@
 use std::collections::HashMap;
 
 use automerge::sync::{Message, State as SyncState, SyncDoc};
-use rusqlite::params;
 use serde::{Deserialize, Serialize};
 
 use super::Vault;
@@ -21,6 +20,7 @@ use crate::path::{FieldPath, PathError, RecordFilter};
 use crate::projection::Projection;
 use crate::protocol::{Ended, decode_sync_body, encode_sync_body};
 use crate::store::StoreError;
+use crate::store::sealed::{Key, Table};
 
 mod projections;
 
@@ -169,24 +169,16 @@ impl GrantInfo {
 
 impl Vault {
     fn grant_record(&self, id: &GrantId) -> Result<Option<GrantRecord>, StoreError> {
-        let blob: Option<Vec<u8>> = rusqlite::OptionalExtension::optional(self.store.conn.query_row(
-            "SELECT blob FROM grants WHERE id = ?1",
-            [id.as_bytes().as_slice()],
-            |r| r.get(0),
-        ))?;
-        let Some(blob) = blob else { return Ok(None) };
-        let body = self.store.open_row_named(GRANTS, id.as_bytes(), id, &blob)?;
+        let Some(body) = self.store.get(Table::named(GRANTS), Key::Id(id.as_bytes()))? else {
+            return Ok(None);
+        };
         serde_json::from_slice(&body).map(Some).map_err(|_| StoreError::Damaged(format!("{GRANTS} row {id}")))
     }
 
     fn put_grant_record(&self, id: &GrantId, record: &GrantRecord) -> Result<(), StoreError> {
         self.grant_cache.replace(None);
-        let blob =
-            self.store.seal_row(GRANTS, id.as_bytes(), &serde_json::to_vec(record).expect("serializes"));
-        self.store.conn.execute(
-            "INSERT INTO grants (id, blob) VALUES (?1, ?2) ON CONFLICT (id) DO UPDATE SET blob = excluded.blob",
-            params![id.as_bytes().as_slice(), blob],
-        )?;
+        let body = serde_json::to_vec(record).expect("serializes");
+        self.store.put(Table::named(GRANTS), Key::Id(id.as_bytes()), &body)?;
         Ok(())
     }
 
@@ -224,7 +216,7 @@ impl Vault {
         // Parsed records are cached: a node answers "what is shared with this peer" for every
         // connection on every change. The cache holds while no other connection has committed
         // (SQLite's data_version) and this one has not written a grant since.
-        let version: i64 = self.store.conn.query_row("PRAGMA data_version", [], |r| r.get(0))?;
+        let version = self.store.data_version()?;
         if let Some((cached_version, cached)) = &*self.grant_cache.borrow()
             && *cached_version == version
         {
@@ -236,12 +228,11 @@ impl Vault {
                 .map(|g| with_status(g, now))
                 .collect());
         }
-        let mut stmt = self.store.conn.prepare("SELECT id FROM grants")?;
-        let ids: Vec<Vec<u8>> = stmt.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
+        let ids = self.store.keys(Table::named(GRANTS))?;
         let mut out = Vec::with_capacity(ids.len());
         for raw in ids {
             let id =
-                GrantId::from_raw(&raw).ok_or_else(|| StoreError::Damaged(format!("{GRANTS} (bad id)")))?;
+                GrantId::from_raw(raw.id()).ok_or_else(|| StoreError::Damaged(format!("{GRANTS} (bad id)")))?;
             if let Some(record) = self.grant_record(&id)? {
                 out.push(self.info(&record)?);
             }
@@ -406,6 +397,7 @@ impl Vault {
             // A receipt only means something for a grant that has ended, and only if it was
             // made after the end: otherwise a grantee could pre-empt a later revocation.
             let info = v.info(&record)?;
+            r.check_dated(info.grant.statement(), now)?;
             let ended_at = match (&info.revocation, info.grant.statement().expires_at) {
                 (Some(rev), _) => rev.statement().revoked_at,
                 (None, Some(expiry)) if expiry <= now => expiry,
@@ -542,20 +534,11 @@ impl Vault {
     }
 
     fn node_value(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let blob: Option<Vec<u8>> = rusqlite::OptionalExtension::optional(self.store.conn.query_row(
-            "SELECT blob FROM node WHERE key = ?1",
-            [key],
-            |r| r.get(0),
-        ))?;
-        blob.map(|b| self.store.open_row_named("node", key.as_bytes(), key, &b)).transpose()
+        self.store.get(Table::named("node"), Key::Name(key))
     }
 
     fn put_node_value(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
-        let blob = self.store.seal_row("node", key.as_bytes(), value);
-        self.store.conn.execute(
-            "INSERT INTO node (key, blob) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET blob = excluded.blob",
-            params![key, blob],
-        )?;
+        self.store.put(Table::named("node"), Key::Name(key), value)?;
         Ok(())
     }
 
@@ -725,6 +708,18 @@ mod tests {
         )
         .unwrap();
         assert!(matches!(f.vault.record_erasure(&forged), Err(GrantError::ReceiptMismatch(_))));
+        let future = Signed::sign(
+            ErasureReceipt {
+                grant: id,
+                issuer: f.vault.identity(),
+                grantee: f.shop.public(),
+                erased_at: f.vault.now() + 601,
+            },
+            &f.shop,
+        )
+        .unwrap();
+        assert!(f.vault.record_erasure(&future).is_err(), "a receipt dated in the future is refused");
+        assert!(f.vault.grant_info(&id).unwrap().unwrap().erasure.is_none());
         let real = Signed::sign(
             ErasureReceipt {
                 grant: id,

@@ -6,7 +6,6 @@ use std::collections::HashMap;
 
 use automerge::sync::{Message, State as SyncState, SyncDoc};
 use automerge::{AutoCommit, ROOT, ReadDoc};
-use rusqlite::params;
 use serde_json::Value;
 
 use super::{CHUNKS, RECEIVED, ShareError, ShareKey, ShareStatus};
@@ -15,6 +14,7 @@ use crate::grant::GrantId;
 use crate::identity::IdentityId;
 use crate::protocol::{decode_sync_body, encode_sync_body};
 use crate::store::StoreError;
+use crate::store::sealed::{Key, Table};
 use crate::vault::Vault;
 
 /// A loaded replica.
@@ -34,10 +34,6 @@ impl std::fmt::Debug for Replica {
 /// Replicas this process has loaded, by share.
 pub(crate) type ReplicaCache = HashMap<ShareKey, Replica>;
 
-fn chunk_row(grant: &ShareKey, seq: i64) -> Vec<u8> {
-    [grant.as_bytes().as_slice(), &seq.to_be_bytes()].concat()
-}
-
 impl Vault {
     pub(super) fn load_replica(&mut self, id: &ShareKey) -> Result<&mut Replica, ShareError> {
         let record = self.received_record(id)?.ok_or(ShareError::Unknown(id.grant))?;
@@ -49,19 +45,7 @@ impl Vault {
             self.replicas.remove(id);
         }
         let after = self.replicas.get(id).map_or(0, |r| r.last_seq);
-        let mut stmt = self
-            .store
-            .conn
-            .prepare_cached(
-                "SELECT seq, blob FROM received_chunks WHERE grant_id = ?1 AND seq > ?2 ORDER BY seq",
-            )
-            .map_err(StoreError::from)?;
-        let rows: Vec<(i64, Vec<u8>)> = stmt
-            .query_map(params![id.as_bytes().as_slice(), after], |r| Ok((r.get(0)?, r.get(1)?)))
-            .map_err(StoreError::from)?
-            .collect::<Result<_, _>>()
-            .map_err(StoreError::from)?;
-        drop(stmt);
+        let rows = self.store.list_group(Table::named(CHUNKS), id.as_bytes(), after)?;
         if !self.replicas.contains_key(id) {
             let sync = SyncState::decode(&record.sync_state).unwrap_or_else(|_| SyncState::new());
             self.replicas.insert(
@@ -69,9 +53,8 @@ impl Vault {
                 Replica { am: AutoCommit::new(), sync, last_seq: 0, epoch: record.epoch },
             );
         }
-        for (seq, blob) in rows {
-            let bytes =
-                self.store.open_row_named(CHUNKS, &chunk_row(id, seq), format!("{id}/{seq}"), &blob)?;
+        for (key, bytes, _) in rows {
+            let seq = key.seq();
             let replica = self.replicas.get_mut(id).expect("inserted above");
             replica
                 .am
@@ -141,10 +124,7 @@ impl Vault {
             let new_epoch = epoch > replica.epoch;
             if new_epoch {
                 *replica = Replica { am: AutoCommit::new(), sync: SyncState::new(), epoch, ..*replica };
-                v.store
-                    .conn
-                    .execute("DELETE FROM received_chunks WHERE grant_id = ?1", [id.as_bytes().as_slice()])
-                    .map_err(StoreError::from)?;
+                v.store.delete_group(Table::named(CHUNKS), id.as_bytes())?;
             }
             let replica = v.replicas.get_mut(id).expect("loaded");
             let before = replica.am.get_heads();
@@ -159,14 +139,7 @@ impl Vault {
             let new_bytes = if grew { Some(received) } else { None };
             let seq = replica.last_seq + 1;
             if let Some(bytes) = new_bytes {
-                let blob = v.store.seal_row(CHUNKS, &chunk_row(id, seq), &bytes);
-                v.store
-                    .conn
-                    .execute(
-                        "INSERT INTO received_chunks (grant_id, seq, blob) VALUES (?1, ?2, ?3)",
-                        params![id.as_bytes().as_slice(), seq, blob],
-                    )
-                    .map_err(StoreError::from)?;
+                v.store.put(Table::named(CHUNKS), Key::Chunk(id.as_bytes(), seq), &bytes)?;
                 v.replicas.get_mut(id).expect("loaded").last_seq = seq;
             }
             let mut record = v.received_record(id)?.ok_or(ShareError::Unknown(id.grant))?;
@@ -313,7 +286,7 @@ mod tests {
         bob.write(|v| {
             let new = ShareKey::new(&alice.public(), &id);
             let record: Record = v.received_record(&new)?.unwrap();
-            v.store.conn.execute("DELETE FROM received WHERE grant_id = ?1", [new.as_bytes()])?;
+            v.store.delete(Table::named(super::RECEIVED), Key::Id(new.as_bytes()))?;
             v.put_received_record(&ShareKey::legacy(&id), &record)
         })
         .unwrap();

@@ -12,13 +12,13 @@ use std::collections::HashMap;
 
 use automerge::sync::State as SyncState;
 use automerge::{AutoCommit, ChangeHash};
-use rusqlite::params;
 
 use super::{GrantError, sync_state_key};
 use crate::doc::Touched;
 use crate::grant::{Grant, GrantId};
 use crate::projection::Projection;
 use crate::store::StoreError;
+use crate::store::sealed::{Key, Table};
 use crate::vault::Vault;
 
 const CHUNKS: &str = "projection_chunks";
@@ -81,10 +81,6 @@ fn decode_chunk(plain: &[u8]) -> Option<(u64, i64, Vec<ChangeHash>, &[u8])> {
     Some((epoch, as_of_seq, heads, &plain[heads_end..]))
 }
 
-fn chunk_row(grant: &GrantId, seq: i64) -> Vec<u8> {
-    [grant.as_bytes().as_slice(), &seq.to_be_bytes()].concat()
-}
-
 impl Vault {
     pub(super) fn append_projection_chunk(
         &self,
@@ -95,19 +91,13 @@ impl Vault {
         as_of: &[ChangeHash],
         bytes: &[u8],
     ) -> Result<(), StoreError> {
-        let blob =
-            self.store.seal_row(CHUNKS, &chunk_row(id, seq), &encode_chunk(epoch, as_of_seq, as_of, bytes));
-        self.store.conn.execute(
-            "INSERT INTO projection_chunks (grant_id, seq, blob) VALUES (?1, ?2, ?3)",
-            params![id.as_bytes().as_slice(), seq, blob],
-        )?;
+        let chunk = encode_chunk(epoch, as_of_seq, as_of, bytes);
+        self.store.put(Table::named(CHUNKS), Key::Chunk(id.as_bytes(), seq), &chunk)?;
         Ok(())
     }
 
     pub(super) fn drop_projection(&mut self, id: &GrantId) -> Result<(), StoreError> {
-        self.store
-            .conn
-            .execute("DELETE FROM projection_chunks WHERE grant_id = ?1", [id.as_bytes().as_slice()])?;
+        self.store.delete_group(Table::named(CHUNKS), id.as_bytes())?;
         self.projections.remove(id);
         Ok(())
     }
@@ -152,11 +142,8 @@ impl Vault {
             as_of,
             &projection.automerge().save(),
         )?;
-        self.store.conn.execute(
-            "DELETE FROM projection_chunks WHERE grant_id = ?1 AND seq < ?2",
-            params![grant.id.as_bytes().as_slice(), seq],
-        )?;
-        self.store.conn.execute("DELETE FROM node WHERE key = ?1", [sync_state_key(&grant.id, epoch - 1)])?;
+        self.store.delete_group_before(Table::named(CHUNKS), grant.id.as_bytes(), seq)?;
+        self.store.delete(Table::named("node"), Key::Name(&sync_state_key(&grant.id, epoch - 1)))?;
         self.serve_states.remove(&grant.id);
         self.projections.insert(
             grant.id,
@@ -168,17 +155,10 @@ impl Vault {
     /// Loads (or catches up) the projection of a grant from its stored chunks.
     fn load_projection(&mut self, id: &GrantId) -> Result<Option<&mut ProjectionState>, StoreError> {
         let after = self.projections.get(id).map_or(0, |p| p.last_seq);
-        let mut stmt = self.store.conn.prepare_cached(
-            "SELECT seq, blob FROM projection_chunks WHERE grant_id = ?1 AND seq > ?2 ORDER BY seq",
-        )?;
-        let rows: Vec<(i64, Vec<u8>)> = stmt
-            .query_map(params![id.as_bytes().as_slice(), after], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<Result<_, _>>()?;
-        drop(stmt);
+        let rows = self.store.list_group(Table::named(CHUNKS), id.as_bytes(), after)?;
         let damaged = |seq: i64| StoreError::Damaged(format!("{CHUNKS} row {id}/{seq}"));
-        for (seq, blob) in rows {
-            let plain =
-                self.store.open_row_named(CHUNKS, &chunk_row(id, seq), format!("{id}/{seq}"), &blob)?;
+        for (key, plain, _) in rows {
+            let seq = key.seq();
             let (epoch, as_of_seq, as_of, bytes) = decode_chunk(&plain).ok_or_else(|| damaged(seq))?;
             match self.projections.get_mut(id) {
                 Some(state) if state.epoch == epoch => {
@@ -276,13 +256,7 @@ impl Vault {
                 };
                 v.append_projection_chunk(&grant.id, seq, epoch, now_seq, &heads, &bytes)?;
                 if compact {
-                    v.store
-                        .conn
-                        .execute(
-                            "DELETE FROM projection_chunks WHERE grant_id = ?1 AND seq < ?2",
-                            params![grant.id.as_bytes().as_slice(), seq],
-                        )
-                        .map_err(StoreError::from)?;
+                    v.store.delete_group_before(Table::named(CHUNKS), grant.id.as_bytes(), seq)?;
                 }
                 let state = v.projections.get_mut(&grant.id).expect("loaded above");
                 state.last_seq = seq;

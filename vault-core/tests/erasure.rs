@@ -1,0 +1,94 @@
+//! Erasure is erasure: once a received share is erased, no copy of its sealed blobs is left in
+//! the database file or its write-ahead log (free pages and old log frames included).
+
+use std::path::Path;
+
+use vault_core::{GrantId, KdfParams, NewGrant, Passphrase, Vault};
+
+fn vault(dir: &Path) -> Vault {
+    Vault::at(dir).kdf(KdfParams::INSECURE_FOR_TESTS).create(&Passphrase::new("pw")).unwrap()
+}
+
+fn sync(customer: &mut Vault, shop: &mut Vault, id: &GrantId) {
+    let s = shop.identity();
+    let c = customer.identity();
+    for _ in 0..20 {
+        let from_shop = shop.share_sync_generate(&c, id).unwrap();
+        if let Some(m) = &from_shop {
+            customer.serve_receive(&s, id, m).unwrap();
+        }
+        let from_customer = customer.serve_generate(&s, id).unwrap();
+        if let Some(m) = &from_customer {
+            shop.share_sync_receive(&c, id, m).unwrap();
+        }
+        if from_shop.is_none() && from_customer.is_none() {
+            return;
+        }
+    }
+    panic!("sync did not settle");
+}
+
+/// The last 16 bytes (the Poly1305 tag) of every blob of the share's chunks and view.
+fn share_tags(dir: &Path, issuer: &vault_core::IdentityId, id: &GrantId) -> Vec<Vec<u8>> {
+    let key = [issuer.as_bytes().as_slice(), id.as_bytes().as_slice()].concat();
+    let conn = rusqlite::Connection::open(dir.join(vault_core::DB_FILE)).unwrap();
+    let mut tags = Vec::new();
+    for table in ["received_chunks", "received_views"] {
+        let mut stmt =
+            conn.prepare(&format!("SELECT substr(blob, -16, 16) FROM {table} WHERE grant_id = ?1")).unwrap();
+        let rows = stmt.query_map([key.as_slice()], |r| r.get::<_, Vec<u8>>(0)).unwrap();
+        tags.extend(rows.map(Result::unwrap));
+    }
+    tags
+}
+
+fn files_containing(dir: &Path, tags: &[Vec<u8>]) -> Vec<String> {
+    let mut found = Vec::new();
+    for suffix in ["", "-wal"] {
+        let path = dir.join(format!("{}{suffix}", vault_core::DB_FILE));
+        let bytes = std::fs::read(&path).unwrap_or_default();
+        for tag in tags {
+            if bytes.windows(tag.len()).any(|w| w == &tag[..]) {
+                found.push(format!("{} holds a tag", path.display()));
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn an_erased_share_leaves_no_ciphertext_in_the_file_or_the_wal() {
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut customer = vault(d1.path());
+    let mut shop = vault(d2.path());
+    for i in 0..20 {
+        customer.set_profile("email", &format!("ada{i}@example.org")).unwrap();
+    }
+    let grant = customer
+        .issue_grant(NewGrant {
+            audience: shop.identity(),
+            fields: vec!["profile.email".parse().unwrap()],
+            filter: None,
+            purpose: "delivery".into(),
+            expires_at: None,
+            prices: true,
+        })
+        .unwrap();
+    let id = grant.statement().id;
+    let (live, ended) = customer.shares_for(&shop.identity()).unwrap();
+    shop.accept_shares(customer.identity(), None, &live, &ended).unwrap();
+    customer.serve_open(&shop.identity(), &id).unwrap();
+    sync(&mut customer, &mut shop, &id);
+    let tags = share_tags(d2.path(), &customer.identity(), &id);
+    assert!(!tags.is_empty(), "the share is stored");
+    assert!(!files_containing(d2.path(), &tags).is_empty(), "the blobs are on disk before erasure");
+
+    customer.revoke(&id).unwrap();
+    let (live, ended) = customer.shares_for(&shop.identity()).unwrap();
+    assert_eq!(shop.accept_shares(customer.identity(), None, &live, &ended).unwrap().len(), 1);
+    assert!(share_tags(d2.path(), &customer.identity(), &id).is_empty(), "the rows are gone");
+    assert_eq!(files_containing(d2.path(), &tags), Vec::<String>::new());
+    // The vault is still whole.
+    drop(shop);
+    assert!(Vault::at(d2.path()).verify(&Passphrase::new("pw")).unwrap().is_ok());
+}
