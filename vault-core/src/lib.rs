@@ -51,15 +51,13 @@ mod protocol;
 mod receipt;
 mod request;
 mod schema;
+mod scope;
+mod statement;
 mod store;
 mod vault;
 
 pub use doc::DocError;
-pub use grant::is_steering_char;
-pub use grant::{
-    ErasureReceipt, Grant, GrantId, MAX_FIELDS, MAX_PURPOSE_LEN, Revocation, Signed, SignedGrant, Statement,
-    StatementError,
-};
+pub use grant::{ErasureReceipt, Grant, Revocation, SignedGrant};
 pub use identity::{
     CertificateError, DeviceCertificate, DeviceId, DeviceKey, Identity, IdentityId, KeyParseError, Ticket,
     TicketError,
@@ -73,8 +71,10 @@ pub use protocol::{
     encode_sync_body, encode_with_length,
 };
 pub use receipt::{ConsentState, ReceiptNames, consent_receipt};
-pub use request::{ConsentRequest, Denial, MAX_REASON_LEN, MAX_REQUEST_DURATION, RequestId, WiderThanAsked};
+pub use request::{ConsentRequest, Denial, MAX_REASON_LEN, MAX_REQUEST_DURATION, WiderThanAsked};
 pub use schema::{DOCUMENT_SCHEMA, SchemaError};
+pub use scope::{MAX_FIELDS, MAX_PURPOSE_LEN};
+pub use statement::{GrantId, RequestId, Signed, Statement, StatementError, is_steering_char};
 pub use store::{DB_FILE, StoreError};
 pub use vault::{
     Approval, AuditEvent, AuditFilter, AuditKind, Clock, Contact, ContactError, CreateError, EXPORT_FORMAT,

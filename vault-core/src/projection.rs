@@ -245,8 +245,8 @@ mod tests {
     use std::collections::BTreeSet;
 
     use super::*;
-    use crate::grant::GrantId;
     use crate::identity::Identity;
+    use crate::statement::GrantId;
     use proptest::prelude::*;
     use serde_json::json;
 

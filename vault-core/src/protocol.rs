@@ -29,10 +29,13 @@
 //! Limits (enforced by [`decode`] and by the transport): a frame is at most [`MAX_FRAME`]
 //! bytes; a Shares frame lists at most [`MAX_GRANTS_PER_FRAME`] grants.
 
-use crate::grant::{ErasureReceipt, GrantId, Revocation, Signed, SignedGrant};
+use crate::grant::{ErasureReceipt, Revocation, SignedGrant};
+
 use crate::identity::DeviceCertificate;
 use crate::identity::Ticket;
-use crate::request::{ConsentRequest, Denial, RequestId};
+use crate::request::{ConsentRequest, Denial};
+use crate::statement::RequestId;
+use crate::statement::{GrantId, Signed};
 
 /// The ALPN of the protocol.
 pub const ALPN: &[u8] = b"vault/sync/1";

@@ -7,7 +7,9 @@
 use data_encoding::BASE64;
 use serde_json::{Value, json};
 
-use crate::grant::{Grant, SignedGrant, Statement};
+use crate::grant::{Grant, SignedGrant};
+
+use crate::statement::Statement;
 
 /// Where the consent stands, for the receipt.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -135,8 +137,8 @@ pub fn consent_receipt(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::grant::{GrantId, Signed};
     use crate::identity::Identity;
+    use crate::statement::{GrantId, Signed};
 
     #[test]
     fn receipts_carry_the_exact_signed_bytes() {

@@ -7,20 +7,15 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::grant::{MAX_FIELDS, MAX_PURPOSE_LEN, Statement, check_single_line, random_id};
 use crate::identity::IdentityId;
 use crate::path::{FieldPath, RecordFilter};
+use crate::scope::check_scope;
+use crate::statement::{RequestId, Statement, check_single_line};
 
 /// Longest duration a request may ask for: ten years, in seconds.
 pub const MAX_REQUEST_DURATION: i64 = 10 * 366 * 86_400;
 /// Longest reason given with a denial, in bytes.
 pub const MAX_REASON_LEN: usize = 500;
-
-random_id!(
-    /// The id of a consent request: 80 random bits, printed as 16 lowercase base32 characters.
-    RequestId,
-    "request"
-);
 
 /// A request, signed by the requester, for access to some of the audience's fields.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,30 +52,12 @@ impl Statement for ConsentRequest {
     }
 
     fn check(&self) -> Result<(), String> {
-        if self.fields.is_empty() {
-            return Err("it asks for no field".into());
-        }
-        if self.fields.len() > MAX_FIELDS {
-            return Err(format!("it asks for more than {MAX_FIELDS} fields"));
-        }
-        if self.purpose.trim().is_empty() {
-            return Err("the purpose is required".into());
-        }
-        if self.purpose.len() > MAX_PURPOSE_LEN {
-            return Err(format!("the purpose is longer than {MAX_PURPOSE_LEN} bytes"));
-        }
-        check_single_line("purpose", &self.purpose)?;
-        if let Some(filter) = &self.filter {
-            check_single_line("record filter", &filter.to_string())?;
-        }
+        check_scope("asks for", &self.fields, self.filter.as_ref(), &self.purpose)?;
         if self.requester == self.holder {
             return Err("requester and holder are the same identity".into());
         }
         if self.duration.is_some_and(|d| d <= 0 || d > MAX_REQUEST_DURATION) {
             return Err("the duration must be between one second and ten years".into());
-        }
-        if self.filter.is_some() && !self.fields.iter().any(|f| matches!(f, FieldPath::Purchases(_))) {
-            return Err("a record filter needs a purchases field".into());
         }
         Ok(())
     }
@@ -187,8 +164,8 @@ impl Statement for Denial {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::grant::{Signed, StatementError};
     use crate::identity::Identity;
+    use crate::statement::{Signed, StatementError};
     use proptest::prelude::*;
 
     fn request(shop: &Identity, alice: &Identity) -> ConsentRequest {

@@ -11,8 +11,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 use vault_core::{ALPN, Frame, GrantId, IdentityId, SignedGrant, Ticket, Vault};
 
+use crate::endpoint::{NodeConfig, Shared, bind_endpoint};
 use crate::frame::{CONTROL_LIMIT, SHARES_LIMIT, read_frame, read_frame_within, write_frame};
-use crate::node::{NodeConfig, Shared, bind_endpoint};
 use crate::{
     HANDSHAKE_TIMEOUT, ISSUER_BYTE_BUDGET, MAX_SHARES_PER_ISSUER, SyncError, device_id, endpoint_id,
 };

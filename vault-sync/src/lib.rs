@@ -27,15 +27,18 @@
 #![deny(missing_docs)]
 
 mod client;
+mod endpoint;
 mod frame;
 mod node;
 mod notify;
+mod peers;
 
 use std::time::Duration;
 
 pub use client::{SyncReport, sync_once};
+pub use endpoint::NodeConfig;
 pub use frame::ReadFrameError;
-pub use node::{Node, NodeConfig};
+pub use node::Node;
 
 /// How often a node checks the vault file for changes made by other processes, by default
 /// (reading SQLite's `data_version` costs a few microseconds).

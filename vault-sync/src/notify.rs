@@ -10,135 +10,29 @@
 //! was told the shares.
 //!
 //! On the audience's side an offer only names a way back to the identity and device that
-//! dialed; it carries no grant and is trusted for nothing else. At most [`MAX_OFFERS`] offers
+//! dialed; it carries no grant and is trusted for nothing else. At most [`crate::peers::MAX_OFFERS`] offers
 //! wait at once.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use iroh::Endpoint;
 use tokio::task::JoinSet;
-use vault_core::{Ended, Frame, GrantId, IdentityId, Ticket};
+use vault_core::{Frame, IdentityId, Ticket};
 
 use crate::client::dial;
+use crate::endpoint::{Shared, ticket_addrs};
 use crate::frame::{CONTROL_LIMIT, read_frame, write_frame};
-use crate::node::{Shared, ticket_addrs};
+use crate::peers::{ShareSet, share_set};
 use crate::{HANDSHAKE_TIMEOUT, SyncError};
 
-/// Offers from issuers waiting to be dialed back, at most.
-pub(crate) const MAX_OFFERS: usize = 64;
-/// How long an offer is kept when its issuer cannot be reached back.
-const OFFER_LIFETIME: Duration = Duration::from_secs(600);
 /// Longest wait between two offers to an unreachable audience.
 const MAX_OFFER_BACKOFF: Duration = Duration::from_secs(60);
 /// First wait after a failed offer.
 const FIRST_OFFER_BACKOFF: Duration = Duration::from_millis(250);
 /// How often the notifier looks again when nothing wakes it.
 const RECHECK: Duration = Duration::from_secs(2);
-
-/// What an audience may learn: its live grants and its ended grants.
-pub(crate) type ShareSet = (BTreeSet<GrantId>, BTreeSet<GrantId>);
-
-/// The ids in a `Shares` answer.
-pub(crate) fn share_set(live: &[vault_core::SignedGrant], ended: &[Ended]) -> ShareSet {
-    (live.iter().map(|g| g.statement().id).collect(), ended.iter().map(Ended::grant).collect())
-}
-
-/// Per-peer session facts the node's tasks share (in memory only: after a restart every
-/// audience with shares is offered them once more, which is harmless).
-#[derive(Debug, Default)]
-pub(crate) struct PeerBook {
-    /// Sessions of each peer that asked for its shares (and so are told of changes live).
-    listening: HashMap<IdentityId, usize>,
-    /// What each audience was last told, by a `Shares` answer or an acknowledged offer.
-    told: HashMap<IdentityId, ShareSet>,
-    /// When the last refusal row was written, and refusals since then not written.
-    refusals: Option<(Instant, u64)>,
-    /// Issuers that offered shares to this vault, with the ticket to dial them back, whether a
-    /// session waiting out its backoff has yet to be woken by the offer, and when it came.
-    offers: HashMap<IdentityId, (Ticket, bool, Instant)>,
-}
-
-impl PeerBook {
-    /// Whether a refusal may be written now: `Some(n)` with `n` refusals not written since the
-    /// last row, or `None` (counted) within [`crate::REFUSAL_LOG_INTERVAL`] of the last row.
-    pub(crate) fn refusal_due(&mut self, now: Instant) -> Option<u64> {
-        match &mut self.refusals {
-            Some((last, unlogged)) if now.duration_since(*last) < crate::REFUSAL_LOG_INTERVAL => {
-                *unlogged += 1;
-                None
-            }
-            Some((last, unlogged)) => {
-                *last = now;
-                Some(std::mem::take(unlogged))
-            }
-            None => {
-                self.refusals = Some((now, 0));
-                Some(0)
-            }
-        }
-    }
-
-    /// A session of `peer` now listens for shares (until [`Self::stop_listening`]).
-    pub(crate) fn start_listening(&mut self, peer: IdentityId) {
-        *self.listening.entry(peer).or_default() += 1;
-    }
-
-    /// A session of `peer` that listened ended.
-    pub(crate) fn stop_listening(&mut self, peer: &IdentityId) {
-        if let Some(n) = self.listening.get_mut(peer) {
-            *n -= 1;
-            if *n == 0 {
-                self.listening.remove(peer);
-            }
-        }
-    }
-
-    /// `peer` was told `set`.
-    pub(crate) fn told(&mut self, peer: IdentityId, set: ShareSet) {
-        self.told.insert(peer, set);
-    }
-
-    /// Notes an offer from `issuer`; false when too many offers already wait.
-    pub(crate) fn note_offer(&mut self, issuer: IdentityId, ticket: Ticket) -> bool {
-        // An offer whose issuer could not be reached for a while makes room for others.
-        self.offers.retain(|_, (_, _, at)| at.elapsed() < OFFER_LIFETIME);
-        if self.offers.len() >= MAX_OFFERS && !self.offers.contains_key(&issuer) {
-            return false;
-        }
-        self.offers.insert(issuer, (ticket, true, Instant::now()));
-        true
-    }
-
-    /// True once per offer from `issuer`: wakes a session to it that waits out its backoff.
-    pub(crate) fn take_fresh_offer(&mut self, issuer: &IdentityId) -> bool {
-        self.offers.get_mut(issuer).is_some_and(|(_, fresh, _)| std::mem::replace(fresh, false))
-    }
-
-    /// The issuers that offered shares, with their tickets.
-    pub(crate) fn offers(&self) -> Vec<(IdentityId, Ticket)> {
-        let live = self.offers.iter().filter(|(_, (_, _, at))| at.elapsed() < OFFER_LIFETIME);
-        live.map(|(i, (t, _, _))| (*i, t.clone())).collect()
-    }
-
-    /// The offer of `issuer` was answered (its shares were listed).
-    pub(crate) fn offer_done(&mut self, issuer: &IdentityId) {
-        self.offers.remove(issuer);
-    }
-
-    /// Whether `audience` must be told `now`: it gained a live or an ended grant since it was
-    /// last told, and no session of it listens.
-    fn needs_offer(&self, audience: &IdentityId, now: &ShareSet) -> bool {
-        if self.listening.contains_key(audience) {
-            return false;
-        }
-        match self.told.get(audience) {
-            Some((live, ended)) => !now.0.is_subset(live) || !now.1.is_subset(ended),
-            None => !now.0.is_empty() || !now.1.is_empty(),
-        }
-    }
-}
 
 /// An audience not reached yet.
 struct Pending {
@@ -232,48 +126,5 @@ async fn offer(shared: &Arc<Shared>, endpoint: &Endpoint, ticket: &Ticket) -> Re
     match answer {
         Some(Frame::OfferAck) => Ok(()),
         _ => Err(SyncError::Protocol("the offer was not acknowledged".into())),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn id(n: u8) -> GrantId {
-        GrantId::from_raw(&[n; 10]).unwrap()
-    }
-
-    #[test]
-    fn offers_only_what_the_audience_was_not_told() {
-        let peer = vault_core::Identity::from_secret_bytes(&[1; 32]).public();
-        let mut book = PeerBook::default();
-        let nothing: ShareSet = Default::default();
-        assert!(!book.needs_offer(&peer, &nothing));
-        let one: ShareSet = ([id(1)].into(), BTreeSet::new());
-        assert!(book.needs_offer(&peer, &one));
-        book.told(peer, one.clone());
-        assert!(!book.needs_offer(&peer, &one));
-        // A revocation is news; an erasure confirmed (the ended set shrinking) is not.
-        let revoked: ShareSet = (BTreeSet::new(), [id(1)].into());
-        assert!(book.needs_offer(&peer, &revoked));
-        book.told(peer, revoked);
-        assert!(!book.needs_offer(&peer, &nothing));
-        // A listening session is told by its own session.
-        book.start_listening(peer);
-        assert!(!book.needs_offer(&peer, &([id(2)].into(), BTreeSet::new())));
-        book.stop_listening(&peer);
-        assert!(book.needs_offer(&peer, &([id(2)].into(), BTreeSet::new())));
-    }
-
-    #[test]
-    fn waiting_offers_are_bounded() {
-        let mut book = PeerBook::default();
-        let device = vault_core::DeviceKey::from_secret_bytes(&[9; 32]);
-        for n in 0..=MAX_OFFERS {
-            let issuer = vault_core::Identity::from_secret_bytes(&[n as u8 + 10; 32]);
-            let ticket = Ticket::new(issuer.certify(device.public()), Vec::new());
-            assert_eq!(book.note_offer(issuer.public(), ticket), n < MAX_OFFERS);
-        }
-        assert_eq!(book.offers().len(), MAX_OFFERS);
     }
 }

@@ -4,8 +4,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::Vault;
-use crate::grant::GrantId;
 use crate::identity::IdentityId;
+use crate::statement::GrantId;
 use crate::store::StoreError;
 
 const TABLE: &str = "audit";

@@ -9,9 +9,9 @@ use serde::Deserialize;
 use super::Vault;
 use super::received::ShareStatus;
 use crate::doc::obj_to_json;
-use crate::grant::GrantId;
 use crate::identity::IdentityId;
 use crate::money::Price;
+use crate::statement::GrantId;
 use crate::store::StoreError;
 
 /// One purchase in the merged feed.

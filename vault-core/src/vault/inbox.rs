@@ -13,7 +13,7 @@ use std::collections::{HashMap, HashSet};
 use super::Vault;
 use super::requests::{INBOX, MAX_PENDING_PER_PEER, MAX_REQUESTS_PER_PEER_PER_DAY, RequestStatus};
 use crate::identity::IdentityId;
-use crate::request::RequestId;
+use crate::statement::RequestId;
 use crate::store::StoreError;
 
 /// Requests from identities that are not contacts that may wait for an answer at once.
@@ -92,10 +92,11 @@ impl Vault {
 
 #[cfg(test)]
 mod tests {
-    use crate::grant::Signed;
     use crate::identity::Identity;
     use crate::primitives::{KdfParams, Passphrase};
-    use crate::request::{ConsentRequest, RequestId};
+    use crate::request::ConsentRequest;
+    use crate::statement::RequestId;
+    use crate::statement::Signed;
     use crate::vault::Vault;
 
     use super::MAX_PENDING_FROM_STRANGERS;

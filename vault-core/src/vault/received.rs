@@ -8,9 +8,10 @@ use serde_json::Value;
 use super::Vault;
 use super::audit::{AuditEvent, AuditKind};
 use crate::doc::obj_to_json;
-use crate::grant::{ErasureReceipt, GrantId, Signed, SignedGrant};
+use crate::grant::{ErasureReceipt, SignedGrant};
 use crate::identity::{IdentityId, Ticket};
 use crate::protocol::Ended;
+use crate::statement::{GrantId, Signed};
 use crate::store::StoreError;
 use crate::store::sealed::{Key, Table};
 

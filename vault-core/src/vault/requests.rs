@@ -12,10 +12,12 @@ use super::Vault;
 use super::audit::{AuditEvent, AuditKind};
 use super::inbox::InboxRow;
 use super::sharing::{GrantError, NewGrant};
-use crate::grant::{GrantId, Signed, SignedGrant, StatementError};
+use crate::grant::SignedGrant;
 use crate::identity::{IdentityId, Ticket};
 use crate::path::{FieldPath, RecordFilter};
-use crate::request::{ConsentRequest, Denial, RequestId, WiderThanAsked};
+use crate::request::{ConsentRequest, Denial, WiderThanAsked};
+use crate::statement::RequestId;
+use crate::statement::{GrantId, Signed, StatementError};
 use crate::store::StoreError;
 use crate::store::sealed::{Key, Table};
 

@@ -8,7 +8,7 @@ use crate::identity::Identity;
 use crate::primitives::{KdfParams, Passphrase};
 use crate::vault::{AuditFilter, AuditKind, NewGrant, ServeError, Vault};
 
-fn issuer_with_grant(dir: &std::path::Path, shop: &Identity) -> (Vault, crate::grant::GrantId) {
+fn issuer_with_grant(dir: &std::path::Path, shop: &Identity) -> (Vault, crate::statement::GrantId) {
     let mut v = Vault::at(dir).kdf(KdfParams::INSECURE_FOR_TESTS).create(&Passphrase::new("pw")).unwrap();
     v.set_profile("email", "ada@example.org").unwrap();
     let grant = v

@@ -14,11 +14,12 @@ use serde::{Deserialize, Serialize};
 use super::Vault;
 use super::audit::{AuditEvent, AuditKind};
 use crate::doc::DocError;
-use crate::grant::{ErasureReceipt, Grant, GrantId, Revocation, Signed, SignedGrant, StatementError};
+use crate::grant::{ErasureReceipt, Grant, Revocation, SignedGrant};
 use crate::identity::IdentityId;
 use crate::path::{FieldPath, PathError, RecordFilter};
 use crate::projection::Projection;
 use crate::protocol::{Ended, decode_sync_body, encode_sync_body};
+use crate::statement::{GrantId, Signed, StatementError};
 use crate::store::StoreError;
 use crate::store::sealed::{Key, Table};
 
@@ -231,8 +232,8 @@ impl Vault {
         let ids = self.store.keys(Table::named(GRANTS))?;
         let mut out = Vec::with_capacity(ids.len());
         for raw in ids {
-            let id =
-                GrantId::from_raw(raw.id()).ok_or_else(|| StoreError::Damaged(format!("{GRANTS} (bad id)")))?;
+            let id = GrantId::from_raw(raw.id())
+                .ok_or_else(|| StoreError::Damaged(format!("{GRANTS} (bad id)")))?;
             if let Some(record) = self.grant_record(&id)? {
                 out.push(self.info(&record)?);
             }
@@ -273,7 +274,7 @@ impl Vault {
     pub(crate) fn issue_grant_locked(
         &mut self,
         new: NewGrant,
-        request: Option<crate::request::RequestId>,
+        request: Option<crate::statement::RequestId>,
     ) -> Result<SignedGrant, GrantError> {
         let now = self.now();
         if new.expires_at.is_some_and(|e| e <= now) {

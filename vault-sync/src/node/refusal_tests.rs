@@ -8,8 +8,8 @@ use vault_core::{
     ALPN, AuditFilter, AuditKind, DeviceKey, Frame, Identity, KdfParams, Passphrase, Ticket, Vault,
 };
 
+use crate::endpoint::{bind_endpoint, ticket_addrs};
 use crate::frame::write_frame;
-use crate::node::{bind_endpoint, ticket_addrs};
 use crate::{HANDSHAKE_TIMEOUT, Node, NodeConfig, SyncError};
 
 fn create(dir: &std::path::Path) -> Vault {

@@ -10,9 +10,9 @@ use serde_json::Value;
 
 use super::{CHUNKS, RECEIVED, ShareError, ShareKey, ShareStatus};
 use crate::doc::{PURCHASES, Touched, obj_to_json, touched_between};
-use crate::grant::GrantId;
 use crate::identity::IdentityId;
 use crate::protocol::{decode_sync_body, encode_sync_body};
+use crate::statement::GrantId;
 use crate::store::StoreError;
 use crate::store::sealed::{Key, Table};
 use crate::vault::Vault;
@@ -248,9 +248,10 @@ fn update_view(view: &mut Value, am: &AutoCommit, touched: &[Touched]) {
 mod tests {
     use super::super::Record;
     use super::*;
-    use crate::grant::{Grant, Signed};
+    use crate::grant::Grant;
     use crate::identity::Identity;
     use crate::primitives::{KdfParams, Passphrase};
+    use crate::statement::Signed;
 
     fn grant(issuer: &Identity, audience: IdentityId, id: GrantId) -> crate::grant::SignedGrant {
         let g = Grant {

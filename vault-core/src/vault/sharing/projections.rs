@@ -15,8 +15,9 @@ use automerge::{AutoCommit, ChangeHash};
 
 use super::{GrantError, sync_state_key};
 use crate::doc::Touched;
-use crate::grant::{Grant, GrantId};
+use crate::grant::Grant;
 use crate::projection::Projection;
+use crate::statement::GrantId;
 use crate::store::StoreError;
 use crate::store::sealed::{Key, Table};
 use crate::vault::Vault;

@@ -1,0 +1,42 @@
+//! The scope of a grant or a consent request: which fields, which records, for what purpose.
+//! Grants and requests follow the same rules, checked here once for both.
+
+use crate::path::{FieldPath, RecordFilter};
+use crate::statement::check_single_line;
+
+/// Longest purpose text, in bytes.
+pub const MAX_PURPOSE_LEN: usize = 500;
+/// Most field paths in one grant or request.
+pub const MAX_FIELDS: usize = 64;
+
+/// Checks the parts a grant and a request share: at least one field and at most
+/// [`MAX_FIELDS`], a purpose that is present, at most [`MAX_PURPOSE_LEN`] bytes and one line,
+/// and a record filter only beside a purchases field. `verb` says what the statement does with
+/// its fields ("covers", "asks for") in the messages.
+pub(crate) fn check_scope(
+    verb: &str,
+    fields: &[FieldPath],
+    filter: Option<&RecordFilter>,
+    purpose: &str,
+) -> Result<(), String> {
+    if fields.is_empty() {
+        return Err(format!("it {verb} no field"));
+    }
+    if fields.len() > MAX_FIELDS {
+        return Err(format!("it {verb} more than {MAX_FIELDS} fields"));
+    }
+    if purpose.trim().is_empty() {
+        return Err("the purpose is required".into());
+    }
+    if purpose.len() > MAX_PURPOSE_LEN {
+        return Err(format!("the purpose is longer than {MAX_PURPOSE_LEN} bytes"));
+    }
+    check_single_line("purpose", purpose)?;
+    if let Some(filter) = filter {
+        check_single_line("record filter", &filter.to_string())?;
+        if !fields.iter().any(|f| matches!(f, FieldPath::Purchases(_))) {
+            return Err("a record filter needs a purchases field".into());
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,257 @@
+//! Signed statements: the machinery shared by grants, revocations, erasure receipts, consent
+//! requests and denials, and the ids that name them.
+//!
+//! A statement is serialized once to JSON (its *body*) and signed by its author's identity
+//! under a versioned domain-separation label. The signature covers the exact body bytes, which
+//! travel and are stored as they are; verification parses the body, checks the author's
+//! signature strictly (`verify_strict`: no malleable signatures, no small-order keys) and the
+//! statement's own rules. A statement that does not check out is refused wherever it arrives.
+
+use std::fmt;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::identity::{Identity, IdentityId};
+
+/// Largest statement body, in bytes.
+const MAX_BODY_LEN: usize = 16 * 1024;
+
+macro_rules! serde_via_string {
+    ($ty:ty) => {
+        impl Serialize for $ty {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(&self.to_string())
+            }
+        }
+        impl<'de> Deserialize<'de> for $ty {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                s.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+/// Defines an 80-bit random id, printed as 16 lowercase base32 characters.
+macro_rules! random_id {
+    ($(#[$doc:meta])* $name:ident, $kind:literal) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name([u8; 10]);
+
+        impl $name {
+            /// A fresh random id.
+            pub fn random() -> Self {
+                Self($crate::primitives::random_array())
+            }
+
+            /// The raw bytes.
+            pub fn as_bytes(&self) -> &[u8; 10] {
+                &self.0
+            }
+
+            /// Wraps raw bytes; `None` unless exactly 10.
+            pub fn from_raw(bytes: &[u8]) -> Option<Self> {
+                bytes.try_into().ok().map(Self)
+            }
+        }
+
+        impl ::std::fmt::Display for $name {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.write_str(&::data_encoding::BASE32_NOPAD.encode(&self.0).to_ascii_lowercase())
+            }
+        }
+
+        impl ::std::fmt::Debug for $name {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                write!(f, concat!(stringify!($name), "({})"), self)
+            }
+        }
+
+        impl ::std::str::FromStr for $name {
+            type Err = $crate::statement::StatementError;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                let bad = || $crate::statement::StatementError::BadId { kind: $kind, value: s.chars().take(40).collect() };
+                let bytes =
+                    ::data_encoding::BASE32_NOPAD.decode(s.trim().to_ascii_uppercase().as_bytes()).map_err(|_| bad())?;
+                Ok(Self(bytes.try_into().map_err(|_| bad())?))
+            }
+        }
+
+        impl ::serde::Serialize for $name {
+            fn serialize<S: ::serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(&self.to_string())
+            }
+        }
+
+        impl<'de> ::serde::Deserialize<'de> for $name {
+            fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = <String as ::serde::Deserialize>::deserialize(d)?;
+                s.parse().map_err(::serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+random_id!(
+    /// The id of a grant: 80 random bits, printed as 16 lowercase base32 characters.
+    GrantId,
+    "grant"
+);
+
+random_id!(
+    /// The id of a consent request: 80 random bits, printed as 16 lowercase base32 characters.
+    RequestId,
+    "request"
+);
+
+serde_via_string!(IdentityId);
+
+/// A statement could not be made or did not check out.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StatementError {
+    /// The bytes are not a statement of this kind.
+    #[error("malformed {0}")]
+    Malformed(&'static str),
+    /// The signature does not verify for the stated author.
+    #[error("the {0}'s signature does not verify")]
+    BadSignature(&'static str),
+    /// The statement breaks one of its rules.
+    #[error("invalid {kind}: {problem}")]
+    Invalid {
+        /// The kind of statement.
+        kind: &'static str,
+        /// The rule it breaks.
+        problem: String,
+    },
+    /// The signing key is not the statement's author.
+    #[error("the {0} must be signed by its author")]
+    WrongSigner(&'static str),
+    /// Not an id of this kind.
+    #[error("invalid {kind} id \"{value}\"")]
+    BadId {
+        /// What the id names.
+        kind: &'static str,
+        /// The text given.
+        value: String,
+    },
+}
+
+/// True for characters that can steer a terminal or reorder what it shows: control characters
+/// (C0, DEL, C1: newline, escape, ...), the bidirectional overrides and isolates, and the line
+/// and paragraph separators. Text another person wrote must hold none of them where a single
+/// line is meant, and printers show them as visible escapes.
+pub fn is_steering_char(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{2028}' | '\u{2029}')
+}
+
+/// Refuses a single-line text that holds a [steering](is_steering_char) character. The message names
+/// the first such character by its code point and never echoes the text.
+pub(crate) fn check_single_line(what: &str, text: &str) -> Result<(), String> {
+    match text.chars().find(|c| is_steering_char(*c)) {
+        Some(c) => Err(format!("the {what} contains a control character (U+{:04X})", u32::from(c))),
+        None => Ok(()),
+    }
+}
+
+/// A kind of signed statement.
+pub trait Statement: Serialize + DeserializeOwned + Clone {
+    /// Domain-separation label, versioned.
+    const LABEL: &'static [u8];
+    /// Name used in messages.
+    const KIND: &'static str;
+    /// Whose signature the statement must carry.
+    fn author(&self) -> IdentityId;
+    /// The statement's own rules, checked on signing and on verification.
+    fn check(&self) -> Result<(), String>;
+}
+
+/// A statement with its author's signature over its exact body bytes.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Signed<T> {
+    body: Vec<u8>,
+    signature: [u8; 64],
+    statement: T,
+}
+
+impl<T: Statement + fmt::Debug> fmt::Debug for Signed<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Signed").field(&self.statement).finish()
+    }
+}
+
+impl<T: Statement> Signed<T> {
+    /// Signs `statement` with `identity`, which must be its author.
+    pub fn sign(statement: T, identity: &Identity) -> Result<Self, StatementError> {
+        if statement.author() != identity.public() {
+            return Err(StatementError::WrongSigner(T::KIND));
+        }
+        statement.check().map_err(|problem| StatementError::Invalid { kind: T::KIND, problem })?;
+        let body = serde_json::to_vec(&statement).map_err(|_| StatementError::Malformed(T::KIND))?;
+        let signature = identity.sign(T::LABEL, &body);
+        Ok(Self { body, signature, statement })
+    }
+
+    /// Verifies a body and signature received from anywhere.
+    pub fn verify(body: &[u8], signature: &[u8; 64]) -> Result<Self, StatementError> {
+        if body.len() > MAX_BODY_LEN {
+            return Err(StatementError::Malformed(T::KIND));
+        }
+        let statement: T = serde_json::from_slice(body).map_err(|_| StatementError::Malformed(T::KIND))?;
+        if !statement.author().verify(T::LABEL, body, signature) {
+            return Err(StatementError::BadSignature(T::KIND));
+        }
+        statement.check().map_err(|problem| StatementError::Invalid { kind: T::KIND, problem })?;
+        Ok(Self { body: body.to_vec(), signature: *signature, statement })
+    }
+
+    /// The statement.
+    pub fn statement(&self) -> &T {
+        &self.statement
+    }
+
+    /// The exact signed bytes.
+    pub fn body(&self) -> &[u8] {
+        &self.body
+    }
+
+    /// The signature.
+    pub fn signature(&self) -> &[u8; 64] {
+        &self.signature
+    }
+
+    /// Self-delimiting encoding for storage and the wire: body length (u32 BE), body, signature.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(4 + self.body.len() + 64);
+        out.extend_from_slice(&(self.body.len() as u32).to_be_bytes());
+        out.extend_from_slice(&self.body);
+        out.extend_from_slice(&self.signature);
+        out
+    }
+
+    /// Reads the encoding of [`Signed::to_bytes`] *without* verifying the signature. Only for
+    /// statements this vault verified before storing them, read back from sealed storage.
+    pub(crate) fn from_stored(bytes: &[u8]) -> Option<Self> {
+        let len = u32::from_be_bytes(bytes.get(..4)?.try_into().ok()?) as usize;
+        if bytes.len() != 4 + len + 64 {
+            return None;
+        }
+        let body = &bytes[4..4 + len];
+        let statement: T = serde_json::from_slice(body).ok()?;
+        Some(Self { body: body.to_vec(), signature: bytes[4 + len..].try_into().ok()?, statement })
+    }
+
+    /// Reads and verifies the encoding of [`Signed::to_bytes`].
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, StatementError> {
+        let malformed = || StatementError::Malformed(T::KIND);
+        let len_bytes: [u8; 4] = bytes.get(..4).ok_or_else(malformed)?.try_into().map_err(|_| malformed())?;
+        let len = u32::from_be_bytes(len_bytes) as usize;
+        if len > MAX_BODY_LEN || bytes.len() != 4 + len + 64 {
+            return Err(malformed());
+        }
+        let signature: [u8; 64] = bytes[4 + len..].try_into().map_err(|_| malformed())?;
+        Self::verify(&bytes[4..4 + len], &signature)
+    }
+}

@@ -1,0 +1,110 @@
+//! What the node's tasks and the dialing side share: how to bind the iroh endpoint, which
+//! addresses go in a ticket, and the vault behind its lock.
+
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use iroh::endpoint::{QuicTransportConfig, VarInt, presets};
+use iroh::{Endpoint, RelayMode};
+use tokio::sync::watch;
+use vault_core::Vault;
+
+use crate::peers::PeerBook;
+use crate::{MAX_CONCURRENT_STREAMS, POLL_INTERVAL, SyncError};
+
+/// How to run the node.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    /// Address to bind (default: all interfaces, a random port).
+    pub bind: Option<SocketAddr>,
+    /// Use iroh's relays and address lookup (production default). Tests and local networks
+    /// turn this off.
+    pub relay: bool,
+    /// Keep live sessions to the issuers of received shares (on by default in `vault serve`).
+    pub subscribe: bool,
+    /// How often to check the vault file for changes made by other processes.
+    pub poll: Duration,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        Self { bind: None, relay: true, subscribe: true, poll: POLL_INTERVAL }
+    }
+}
+
+/// State shared by the node's tasks.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    /// The vault; every operation holds the lock briefly (they are all short and synchronous).
+    pub(crate) vault: Mutex<Vault>,
+    /// Bumped whenever the vault changed (here or in another process); sessions wait on it.
+    pub(crate) changes: watch::Sender<u64>,
+    /// What sessions told whom and which issuers offered shares (see [`crate::notify`]).
+    pub(crate) book: Mutex<PeerBook>,
+}
+
+impl Shared {
+    pub(crate) fn vault(&self) -> std::sync::MutexGuard<'_, Vault> {
+        self.vault.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub(crate) fn book(&self) -> std::sync::MutexGuard<'_, PeerBook> {
+        self.book.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+pub(crate) fn transport_config() -> QuicTransportConfig {
+    QuicTransportConfig::builder()
+        .max_concurrent_bidi_streams(VarInt::from_u32(MAX_CONCURRENT_STREAMS))
+        .max_concurrent_uni_streams(VarInt::from_u32(0))
+        .keep_alive_interval(Duration::from_secs(5))
+        .build()
+}
+
+pub(crate) async fn bind_endpoint(
+    secret: &vault_core::DeviceKey,
+    config: &NodeConfig,
+    alpns: Vec<Vec<u8>>,
+) -> Result<Endpoint, SyncError> {
+    let secret_key = iroh::SecretKey::from_bytes(&secret.secret_bytes());
+    let builder = if config.relay {
+        Endpoint::builder(presets::N0)
+    } else {
+        Endpoint::builder(presets::Minimal).relay_mode(RelayMode::Disabled)
+    };
+    let mut builder = builder
+        .secret_key(secret_key)
+        .alpns(alpns)
+        .transport_config(transport_config())
+        .portmapper_config(iroh::endpoint::PortmapperConfig::Disabled);
+    if let Some(addr) = config.bind {
+        builder = builder.clear_ip_transports().bind_addr(addr).map_err(|e| SyncError::Bind(Box::new(e)))?;
+    } else if !config.relay {
+        builder = builder
+            .clear_ip_transports()
+            .bind_addr(SocketAddr::from(([0, 0, 0, 0], 0)))
+            .map_err(|e| SyncError::Bind(Box::new(e)))?;
+    }
+    builder.bind().await.map_err(|e| SyncError::Bind(Box::new(e)))
+}
+
+/// Direct addresses worth putting in a ticket: the bound sockets, with an unspecified address
+/// replaced by loopback (reachable on this machine) .
+pub(crate) fn ticket_addrs(endpoint: &Endpoint) -> Vec<SocketAddr> {
+    let mut addrs: Vec<SocketAddr> = endpoint.addr().ip_addrs().copied().collect();
+    for sock in endpoint.bound_sockets() {
+        let sock = if sock.ip().is_unspecified() {
+            SocketAddr::new(
+                if sock.is_ipv4() { [127, 0, 0, 1].into() } else { std::net::Ipv6Addr::LOCALHOST.into() },
+                sock.port(),
+            )
+        } else {
+            sock
+        };
+        if !addrs.contains(&sock) {
+            addrs.push(sock);
+        }
+    }
+    addrs
+}
