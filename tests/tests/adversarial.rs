@@ -1,57 +1,13 @@
 //! Hostile peers over real iroh endpoints on loopback: nothing leaks, and a misbehaving
 //! connection is closed without disturbing the node's other peers.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use iroh::endpoint::{Connection, RecvStream, SendStream, presets};
-use iroh::{Endpoint, EndpointAddr, RelayMode};
-use tokio::io::AsyncReadExt;
-use vault_core::{
-    ALPN, AuditFilter, AuditKind, DeviceKey, Frame, GrantId, Identity, KdfParams, Passphrase, Ticket, Vault,
-    decode, encode_with_length,
-};
-use vault_sync::{Node, NodeConfig, sync_once};
-
-fn create(dir: &Path) -> Vault {
-    Vault::at(dir).kdf(KdfParams::INSECURE_FOR_TESTS).create(&Passphrase::new("pw")).unwrap()
-}
-
-fn local() -> NodeConfig {
-    NodeConfig { bind: Some("127.0.0.1:0".parse().unwrap()), relay: false, ..NodeConfig::default() }
-}
-
-async fn raw_endpoint(device: &DeviceKey) -> Endpoint {
-    Endpoint::builder(presets::Minimal)
-        .relay_mode(RelayMode::Disabled)
-        .secret_key(iroh::SecretKey::from_bytes(&device.secret_bytes()))
-        .clear_ip_transports()
-        .bind_addr("127.0.0.1:0")
-        .unwrap()
-        .bind()
-        .await
-        .unwrap()
-}
-
-async fn dial(ep: &Endpoint, ticket: &Ticket) -> Connection {
-    let mut addr = EndpointAddr::new(iroh::PublicKey::from_bytes(ticket.device().as_bytes()).unwrap());
-    for a in ticket.addrs() {
-        addr = addr.with_ip_addr(*a);
-    }
-    ep.connect(addr, ALPN).await.unwrap()
-}
-
-async fn send(s: &mut SendStream, f: &Frame) {
-    s.write_all(&encode_with_length(f)).await.unwrap();
-}
-
-async fn recv(r: &mut RecvStream) -> Option<Frame> {
-    let mut len = [0u8; 4];
-    tokio::time::timeout(Duration::from_secs(5), AsyncReadExt::read_exact(r, &mut len)).await.ok()?.ok()?;
-    let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
-    AsyncReadExt::read_exact(r, &mut body).await.ok()?;
-    decode(&body).ok()
-}
+use iroh::Endpoint;
+use iroh::endpoint::Connection;
+use vault_core::{AuditFilter, AuditKind, DeviceKey, Frame, GrantId, Identity, Ticket};
+use vault_sync::{Node, sync_once};
+use vault_tests::peer::{create, dial, local, raw_endpoint, recv, send};
 
 /// A hello-and-list session as `identity` on `device`; returns the connection and the Shares.
 async fn hello(

@@ -3,15 +3,12 @@
 //! smaller hostile-environment findings met through the binary: removing a blocked contact, and
 //! a symlink planted where `export -o` writes its temporary file.
 
-use std::time::Duration;
-
-use iroh::endpoint::{Connection, RecvStream, SendStream, presets};
-use iroh::{Endpoint, EndpointAddr, RelayMode};
-use tokio::io::AsyncReadExt;
+use iroh::endpoint::{RecvStream, SendStream};
 use vault_core::{
-    ALPN, ConsentRequest, DeviceKey, Frame, Identity, RequestId, Signed, Statement, Ticket, decode, encode,
+    ConsentRequest, DeviceKey, Frame, Identity, RequestId, Signed, Statement, Ticket, encode,
     encode_with_length,
 };
+use vault_tests::peer::{dial, raw_endpoint, recv};
 use vault_tests::{TestVault, eventually, json, serve, ticket};
 
 /// What a forged consent screen needs: a new line, a fake field list, and "hide what follows".
@@ -24,34 +21,6 @@ fn assert_inert(what: &str, out: &[u8]) {
     let text = String::from_utf8_lossy(out);
     let bad: Vec<char> = text.chars().filter(|c| *c != '\n' && vault_core::is_steering_char(*c)).collect();
     assert!(bad.is_empty(), "{what} printed raw control characters {bad:?}:\n{text}");
-}
-
-async fn raw_endpoint(device: &DeviceKey) -> Endpoint {
-    Endpoint::builder(presets::Minimal)
-        .relay_mode(RelayMode::Disabled)
-        .secret_key(iroh::SecretKey::from_bytes(&device.secret_bytes()))
-        .clear_ip_transports()
-        .bind_addr("127.0.0.1:0")
-        .unwrap()
-        .bind()
-        .await
-        .unwrap()
-}
-
-async fn dial(ep: &Endpoint, ticket: &Ticket) -> Connection {
-    let mut addr = EndpointAddr::new(iroh::PublicKey::from_bytes(ticket.device().as_bytes()).unwrap());
-    for a in ticket.addrs() {
-        addr = addr.with_ip_addr(*a);
-    }
-    ep.connect(addr, ALPN).await.unwrap()
-}
-
-async fn recv(r: &mut RecvStream) -> Option<Frame> {
-    let mut len = [0u8; 4];
-    tokio::time::timeout(Duration::from_secs(5), AsyncReadExt::read_exact(r, &mut len)).await.ok()?.ok()?;
-    let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
-    AsyncReadExt::read_exact(r, &mut body).await.ok()?;
-    decode(&body).ok()
 }
 
 /// A request frame signed by `identity` by hand, as a hostile requester's own software would:

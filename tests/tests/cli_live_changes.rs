@@ -6,12 +6,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use vault_core::{GrantId, KdfParams, Passphrase, ShareStatus, Vault};
-use vault_sync::{Node, NodeConfig};
+use vault_sync::Node;
+use vault_tests::peer::local;
 use vault_tests::{TestVault, json, serve};
-
-fn local() -> NodeConfig {
-    NodeConfig { bind: Some("127.0.0.1:0".parse().unwrap()), relay: false, ..NodeConfig::default() }
-}
 
 /// Waits (at most 20 s) until `check` holds on the grantee; returns how long it took.
 async fn delivered(what: &str, bob: &Node, check: impl Fn(&mut Vault) -> bool) -> Duration {

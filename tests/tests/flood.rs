@@ -1,37 +1,14 @@
 //! A grantee with a valid grant floods its grant stream with sync messages: the node slows it
 //! down without stalling anyone else, and another grantee keeps receiving updates.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use automerge::AutoCommit;
 use automerge::sync::{State as SyncState, SyncDoc};
-use iroh::endpoint::presets;
-use iroh::{Endpoint, EndpointAddr, RelayMode};
-use vault_core::{
-    ALPN, DeviceKey, Frame, Identity, KdfParams, Passphrase, Ticket, Vault, encode_with_length,
-};
-use vault_sync::{Node, NodeConfig, sync_once};
-
-fn create(dir: &Path) -> Vault {
-    Vault::at(dir).kdf(KdfParams::INSECURE_FOR_TESTS).create(&Passphrase::new("pw")).unwrap()
-}
-
-fn local() -> NodeConfig {
-    NodeConfig { bind: Some("127.0.0.1:0".parse().unwrap()), relay: false, ..NodeConfig::default() }
-}
-
-async fn raw_endpoint(device: &DeviceKey) -> Endpoint {
-    Endpoint::builder(presets::Minimal)
-        .relay_mode(RelayMode::Disabled)
-        .secret_key(iroh::SecretKey::from_bytes(&device.secret_bytes()))
-        .clear_ip_transports()
-        .bind_addr("127.0.0.1:0")
-        .unwrap()
-        .bind()
-        .await
-        .unwrap()
-}
+use iroh::EndpointAddr;
+use vault_core::{ALPN, DeviceKey, Frame, Identity, Ticket, encode_with_length};
+use vault_sync::{Node, sync_once};
+use vault_tests::peer::{create, local, raw_endpoint};
 
 /// Floods grant `grant` of `ticket` with harmless sync messages as `identity`, until aborted.
 async fn flood(identity: Identity, ticket: Ticket, grant: vault_core::GrantId) {

@@ -7,17 +7,10 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use vault_core::{AuditFilter, AuditKind, KdfParams, NewGrant, Passphrase, ShareStatus, Vault};
 use vault_sync::{Node, NodeConfig, sync_once};
+use vault_tests::peer::{create, local};
 
 fn open(dir: &Path) -> Vault {
     Vault::at(dir).unlock(&Passphrase::new("pw")).unwrap()
-}
-
-fn create(dir: &Path) -> Vault {
-    Vault::at(dir).kdf(KdfParams::INSECURE_FOR_TESTS).create(&Passphrase::new("pw")).unwrap()
-}
-
-fn local() -> NodeConfig {
-    NodeConfig { bind: Some("127.0.0.1:0".parse().unwrap()), relay: false, ..NodeConfig::default() }
 }
 
 async fn eventually(what: &str, mut check: impl FnMut() -> bool) -> Duration {

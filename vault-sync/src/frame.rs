@@ -28,9 +28,12 @@ pub(crate) const GRANTEE_SYNC_LIMIT: usize = 1024 * 1024;
 /// Largest Shares frame a dialer accepts.
 pub(crate) const SHARES_LIMIT: usize = 16 * 1024 * 1024;
 
-/// Reads one frame of at most `limit` bytes (and never more than [`MAX_FRAME`]); `Ok(None)`
-/// when the stream ended cleanly between frames. The length is checked before allocating.
-pub(crate) async fn read_frame(recv: &mut RecvStream, limit: usize) -> Result<Option<Frame>, ReadFrameError> {
+/// Reads a frame's length and checks it against `limit` (and [`MAX_FRAME`]) before anything
+/// is allocated; `Ok(None)` when the stream ended cleanly between frames.
+async fn read_length<R: tokio::io::AsyncRead + Unpin>(
+    recv: &mut R,
+    limit: usize,
+) -> Result<Option<usize>, ReadFrameError> {
     let mut len = [0u8; 4];
     match AsyncReadExt::read_exact(recv, &mut len).await {
         Ok(_) => {}
@@ -41,6 +44,13 @@ pub(crate) async fn read_frame(recv: &mut RecvStream, limit: usize) -> Result<Op
     if len > MAX_FRAME.min(limit) {
         return Err(FrameError::TooLarge(len).into());
     }
+    Ok(Some(len))
+}
+
+/// Reads one frame of at most `limit` bytes (and never more than [`MAX_FRAME`]); `Ok(None)`
+/// when the stream ended cleanly between frames. The length is checked before allocating.
+pub(crate) async fn read_frame(recv: &mut RecvStream, limit: usize) -> Result<Option<Frame>, ReadFrameError> {
+    let Some(len) = read_length(recv, limit).await? else { return Ok(None) };
     let mut body = vec![0u8; len];
     AsyncReadExt::read_exact(recv, &mut body).await?;
     Ok(Some(decode(&body)?))
@@ -55,16 +65,7 @@ pub(crate) async fn read_frame_within<R: tokio::io::AsyncRead + Unpin>(
     limit: usize,
     budget: &Arc<Semaphore>,
 ) -> Result<Option<(Frame, OwnedSemaphorePermit)>, ReadFrameError> {
-    let mut len = [0u8; 4];
-    match AsyncReadExt::read_exact(recv, &mut len).await {
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(e) => return Err(e.into()),
-    }
-    let len = u32::from_be_bytes(len) as usize;
-    if len > MAX_FRAME.min(limit) {
-        return Err(FrameError::TooLarge(len).into());
-    }
+    let Some(len) = read_length(recv, limit).await? else { return Ok(None) };
     let permit = budget
         .clone()
         .acquire_many_owned(u32::try_from(len.max(1)).map_err(|_| FrameError::TooLarge(len))?)

@@ -375,15 +375,7 @@ impl Store {
 
     /// The plaintext of row `key` of `table`, if there is one.
     pub(crate) fn get(&self, table: &Table, key: Key<'_>) -> Result<Option<Vec<u8>>, StoreError> {
-        let (where_sql, params) = table.where_row(key);
-        let sql = format!("SELECT {}, blob FROM {} WHERE {where_sql}", table.key_columns(), table.name);
-        let n = table.key_len();
-        let row: Option<(OwnedKey, Vec<u8>)> = self
-            .conn
-            .prepare_cached(&sql)?
-            .query_row(params_from_iter(params), |r| Ok((table.key_from_row(r)?, r.get(n)?)))
-            .optional()?;
-        row.map(|(k, blob)| self.open_read(table, k.as_key(), &blob)).transpose()
+        Ok(self.get_with_len(table, key)?.map(|(_, plain, _)| plain))
     }
 
     /// Like [`Store::get`] with the sealed length too (the snapshot's size drives compaction).
