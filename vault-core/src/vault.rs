@@ -514,6 +514,10 @@ pub struct Vault {
     refusals_logged: std::collections::HashMap<(IdentityId, u8), i64>,
     /// What the inbox limits need, without decrypting the inbox (see inbox.rs).
     inbox_index: inbox::InboxCache,
+    /// A table whose set of rows stopped matching the manifest while this process held the
+    /// vault open (another process, or someone with the file, changed it behind our back):
+    /// nothing is served any more (see [`Vault::refresh`]).
+    tampered: Option<&'static str>,
     clock: Clock,
 }
 
@@ -596,6 +600,7 @@ impl Vault {
             replicas: Default::default(),
             refusals_logged: Default::default(),
             inbox_index: Default::default(),
+            tampered: None,
             data_version: 0,
             clock,
         })
@@ -642,9 +647,19 @@ impl Vault {
 
     /// Applies changes written to the file by other processes since this one last looked.
     /// Returns true when something new arrived.
+    ///
+    /// The set of rows is checked against the manifest in the same read transaction (a long-
+    /// running node must not serve a grant row put back behind its back); on a mismatch the
+    /// vault stops serving anyone and the error names the table.
     pub fn refresh(&mut self) -> Result<bool, EditError> {
         self.store.begin_read()?;
-        let result = self.catch_up();
+        let result = self.catch_up().and_then(|changed| {
+            if let Some(table) = self.store.check_rows()?.first() {
+                self.tampered = Some(table);
+                return Err(StoreError::Integrity { table }.into());
+            }
+            Ok(changed)
+        });
         if result.is_ok() {
             let _ = self.store.commit();
         } else {

@@ -276,7 +276,9 @@ async fn grant_stream(
     let mut changed = false;
     let result = async {
         loop {
-            let message = shared.vault().share_sync_generate(&issuer, &id).map_err(SyncError::vault)?;
+            let message = crate::isolated("answering an issuer", || {
+                shared.vault().share_sync_generate(&issuer, &id).map_err(SyncError::vault)
+            })?;
             if let Some(m) = message {
                 write_frame(&mut send, &Frame::Sync(m)).await.map_err(SyncError::io)?;
             }

@@ -342,7 +342,9 @@ async fn serve_grant_stream(
     let result: Result<(), SyncError> = async {
         loop {
             if heard {
-                let message = shared.vault().serve_generate(&peer, &grant).map_err(SyncError::from)?;
+                let message = crate::isolated("answering a grantee", || {
+                    shared.vault().serve_generate(&peer, &grant).map_err(SyncError::from)
+                })?;
                 if let Some(m) = message
                     && write_frame(&mut send, &Frame::Sync(m)).await.is_err()
                 {

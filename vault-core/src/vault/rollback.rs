@@ -11,6 +11,10 @@ impl Vault {
     /// reloads the document, which may hold a change that never reached the disk.
     fn abandon_write(&mut self) {
         self.store.rollback();
+        // Drop operations the closure made in memory first: needs no I/O, so it holds even
+        // when the reload below fails (a half-made change must never reach a later save).
+        self.doc.automerge().rollback();
+        self.doc.take_touched();
         self.projections.clear();
         self.replicas.clear();
         self.grant_cache.replace(None);

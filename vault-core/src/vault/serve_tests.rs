@@ -84,3 +84,28 @@ fn a_grantee_message_writes_nothing_and_changes_are_refused_untouched() {
         .count();
     assert_eq!(refused, 1);
 }
+
+#[test]
+fn a_grant_row_put_back_behind_a_running_node_is_not_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let shop = Identity::generate();
+    let (mut node, id) = issuer_with_grant(dir.path(), &shop);
+    let peer = shop.public();
+    // The live grant's row, as a copy of the file taken now would hold it.
+    let db = dir.path().join(crate::store::DB_FILE);
+    let raw = rusqlite::Connection::open(&db).unwrap();
+    let old: Vec<u8> =
+        raw.query_row("SELECT blob FROM grants WHERE id = ?1", [id.as_bytes()], |r| r.get(0)).unwrap();
+    // Another process revokes; the node catches up and stops serving.
+    let mut cli = Vault::at(dir.path()).unlock(&Passphrase::new("pw")).unwrap();
+    cli.revoke(&id).unwrap();
+    node.refresh().unwrap();
+    assert!(node.serve_open(&peer, &id).is_err());
+    // Someone with the file puts the un-revoked row back while the node runs.
+    raw.execute("UPDATE grants SET blob = ?1 WHERE id = ?2", rusqlite::params![old, id.as_bytes()]).unwrap();
+    let err = node.refresh().unwrap_err();
+    let cause = std::error::Error::source(&err).map(ToString::to_string).unwrap_or_default();
+    assert_eq!(cause, "rows of \"grants\" were removed or replaced");
+    assert!(node.serve_open(&peer, &id).is_err(), "the revived grant is not served");
+    assert!(node.shares_for(&peer).unwrap().0.is_empty(), "and not listed");
+}

@@ -423,7 +423,7 @@ impl Vault {
     /// erasure. Expiries are logged first.
     pub fn shares_for(&mut self, peer: &IdentityId) -> Result<(Vec<SignedGrant>, Vec<Ended>), GrantError> {
         // Expiries are logged by the node's watcher; the status below already follows the clock.
-        if self.is_blocked(peer)? {
+        if self.tampered.is_some() || self.is_blocked(peer)? {
             return Ok((Vec::new(), Vec::new()));
         }
         let mut live = Vec::new();
@@ -444,7 +444,7 @@ impl Vault {
     }
 
     fn check_serving(&self, peer: &IdentityId, id: &GrantId) -> Result<GrantInfo, ServeError> {
-        if self.is_blocked(peer)? {
+        if self.tampered.is_some() || self.is_blocked(peer)? {
             return Err(ServeError::Refused);
         }
         match self.grant_info(id)? {

@@ -39,7 +39,9 @@ pub(super) fn watch_step(vault: &mut Vault, expiry_due: bool, after_check: impl 
     let mut changed = match vault.changed_elsewhere() {
         Ok(true) => {
             if let Err(e) = vault.refresh() {
-                tracing::warn!(error = %e, "catching up with the vault file failed");
+                // A damaged or tampered set of rows stops all serving (see `Vault::refresh`).
+                let cause = std::error::Error::source(&e).map(ToString::to_string).unwrap_or_default();
+                tracing::error!(error = %e, %cause, "catching up with the vault file failed");
             }
             if let Err(e) = vault.update_projections(None) {
                 tracing::warn!(error = %e, "updating projections failed");
