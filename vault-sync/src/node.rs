@@ -339,22 +339,31 @@ async fn serve_grant_stream(
     // would send everything it already has, or everything twice.
     let mut heard = false;
     let mut bucket = TokenBucket::new(SYNC_MESSAGES_PER_SECOND, SYNC_BURST);
+    // An honest grantee answers each message it is sent with about one of its own: those
+    // answers are free; only what goes beyond them draws on the bucket. So a live grantee is
+    // never slowed down by its acknowledgements, and a flood is bounded all the same.
+    let mut answers_due: u32 = 0;
     let result: Result<(), SyncError> = async {
         loop {
             if heard {
                 let message = crate::isolated("answering a grantee", || {
                     shared.vault().serve_generate(&peer, &grant).map_err(SyncError::from)
                 })?;
-                if let Some(m) = message
-                    && write_frame(&mut send, &Frame::Sync(m)).await.is_err()
-                {
-                    return Ok(());
+                if let Some(m) = message {
+                    if write_frame(&mut send, &Frame::Sync(m)).await.is_err() {
+                        return Ok(());
+                    }
+                    answers_due = answers_due.saturating_add(1).min(SYNC_BURST);
                 }
             }
             tokio::select! {
                 frame = incoming.recv() => match frame {
                     Some(Frame::Sync(m)) => {
-                        bucket.take().await;
+                        if answers_due > 0 {
+                            answers_due -= 1;
+                        } else {
+                            bucket.take().await;
+                        }
                         crate::isolated("serving a grantee's sync message", || {
                             let mut vault = shared.vault();
                             #[cfg(test)]
