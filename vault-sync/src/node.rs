@@ -237,6 +237,10 @@ async fn serve_connection(shared: Arc<Shared>, conn: Connection) -> Result<(), S
                         if ticket.identity() != peer || ticket.device() != remote {
                             return Err(SyncError::Protocol("an offer for another device".into()));
                         }
+                        // Dial back only where this connection came from (an address QUIC has
+                        // validated), never addresses the offerer merely wrote down: a stranger
+                        // must not make this node dial third parties or probe local ports.
+                        let ticket = vault_core::Ticket::new(*ticket.certificate(), seen_addrs(&conn));
                         if shared.book().note_offer(peer, ticket) {
                             write_frame(&mut send, &Frame::OfferAck).await.map_err(SyncError::io)?;
                             shared.changes.send_modify(|n| *n += 1);
@@ -384,4 +388,15 @@ async fn serve_grant_stream(
     }
     let _ = send.finish();
     reader.abort();
+}
+
+/// The IP addresses a connection's peer was seen at (its open paths).
+fn seen_addrs(conn: &Connection) -> Vec<std::net::SocketAddr> {
+    conn.paths()
+        .iter()
+        .filter_map(|p| match p.remote_addr() {
+            iroh::TransportAddr::Ip(addr) => Some(*addr),
+            _ => None,
+        })
+        .collect()
 }

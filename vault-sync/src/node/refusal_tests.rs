@@ -92,3 +92,31 @@ async fn a_blocked_requester_sees_what_a_silent_node_shows() {
     let _ = silent.shutdown().await;
     holder.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_offer_is_dialed_back_only_where_it_came_from() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::spawn(create(dir.path()), local()).await.unwrap();
+    let ticket = node.ticket();
+    let stranger = Identity::generate();
+    let device = DeviceKey::generate();
+    let endpoint = bind_endpoint(&device, &local(), Vec::new()).await.unwrap();
+    let conn = crate::client::connect(&endpoint, &ticket).await.unwrap();
+    let (mut send, mut recv) = conn.open_bi().await.unwrap();
+    let cert = stranger.certify(device.public());
+    write_frame(&mut send, &Frame::Hello(cert)).await.unwrap();
+    assert!(matches!(crate::frame::read_frame(&mut recv, 64 * 1024).await, Ok(Some(Frame::Hello(_)))));
+    // The offer names a third party's address (and a local port) as the way back.
+    let elsewhere: Vec<std::net::SocketAddr> =
+        vec!["192.0.2.7:4433".parse().unwrap(), "127.0.0.1:22".parse().unwrap()];
+    write_frame(&mut send, &Frame::Offer(Ticket::new(cert, elsewhere.clone()))).await.unwrap();
+    assert!(matches!(crate::frame::read_frame(&mut recv, 64 * 1024).await, Ok(Some(Frame::OfferAck))));
+    let offers = node.shared.book().offers();
+    let (_, kept) = offers.iter().find(|(i, _)| *i == stranger.public()).expect("the offer is kept");
+    let ours = ticket_addrs(&endpoint);
+    assert!(!kept.addrs().is_empty());
+    assert!(kept.addrs().iter().all(|a| !elsewhere.contains(a)), "{:?}", kept.addrs());
+    assert!(kept.addrs().iter().all(|a| a.port() == ours[0].port()), "{:?} vs {ours:?}", kept.addrs());
+    endpoint.close().await;
+    node.shutdown().await;
+}
