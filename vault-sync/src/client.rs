@@ -129,7 +129,9 @@ pub(crate) async fn session(
     }
     write_frame(&mut send, &Frame::ListShares).await.map_err(SyncError::io)?;
 
-    let (tx, mut frames) = mpsc::channel::<Frame>(16);
+    // Control frames can be large (a Shares list): one waits at most, so an issuer can make
+    // this session hold at most two of them at once.
+    let (tx, mut frames) = mpsc::channel::<Frame>(1);
     let reader = tokio::spawn(async move {
         while let Ok(Some(frame)) = read_frame(&mut recv, SHARES_LIMIT).await {
             if tx.send(frame).await.is_err() {
@@ -384,6 +386,8 @@ fn wanted_peers(shared: &Shared) -> Vec<(IdentityId, Option<Ticket>)> {
             None => peers.push((holder, ticket)),
         }
     }
+    // A blocked peer is not dialed either: blocking means no contact, both ways.
+    peers.retain(|(p, _)| !vault.is_blocked(p).unwrap_or(false));
     peers
 }
 
