@@ -515,18 +515,9 @@ mod tests {
         }
 
         #[test]
-        fn truncations_and_flips_never_panic(which in 0usize..11, cut in any::<usize>(), flip in any::<usize>()) {
-            let frame = encode(&sample_frames()[which]);
-            let _ = decode(&frame[..cut % (frame.len() + 1)]);
-            let mut flipped = frame.clone();
-            let i = flip % flipped.len();
-            flipped[i] ^= 0x5a;
-            let _ = decode(&flipped);
-        }
-
-        #[test]
-        fn offers_survive_truncations_and_flips(which in 11usize..13, cut in any::<usize>(), flip in any::<usize>()) {
-            let frame = encode(&sample_frames()[which]);
+        fn truncations_and_flips_never_panic(which in any::<usize>(), cut in any::<usize>(), flip in any::<usize>()) {
+            let frames = sample_frames();
+            let frame = encode(&frames[which % frames.len()]);
             let _ = decode(&frame[..cut % (frame.len() + 1)]);
             let mut flipped = frame.clone();
             let i = flip % flipped.len();

@@ -3,30 +3,11 @@
 
 use std::path::Path;
 
-use vault_core::{GrantId, KdfParams, NewGrant, Passphrase, Vault};
+use vault_core::{GrantId, Passphrase, Vault};
 
-fn vault(dir: &Path) -> Vault {
-    Vault::at(dir).kdf(KdfParams::INSECURE_FOR_TESTS).create(&Passphrase::new("pw")).unwrap()
-}
-
-fn sync(customer: &mut Vault, shop: &mut Vault, id: &GrantId) {
-    let s = shop.identity();
-    let c = customer.identity();
-    for _ in 0..20 {
-        let from_shop = shop.share_sync_generate(&c, id).unwrap();
-        if let Some(m) = &from_shop {
-            customer.serve_receive(&s, id, m).unwrap();
-        }
-        let from_customer = customer.serve_generate(&s, id).unwrap();
-        if let Some(m) = &from_customer {
-            shop.share_sync_receive(&c, id, m).unwrap();
-        }
-        if from_shop.is_none() && from_customer.is_none() {
-            return;
-        }
-    }
-    panic!("sync did not settle");
-}
+#[path = "support/pair.rs"]
+mod pair;
+use pair::{share_email, vault};
 
 /// The last 16 bytes (the Poly1305 tag) of every blob of the share's chunks and view.
 fn share_tags(dir: &Path, issuer: &vault_core::IdentityId, id: &GrantId) -> Vec<Vec<u8>> {
@@ -64,21 +45,7 @@ fn an_erased_share_leaves_no_ciphertext_in_the_file_or_the_wal() {
     for i in 0..20 {
         customer.set_profile("email", &format!("ada{i}@example.org")).unwrap();
     }
-    let grant = customer
-        .issue_grant(NewGrant {
-            audience: shop.identity(),
-            fields: vec!["profile.email".parse().unwrap()],
-            filter: None,
-            purpose: "delivery".into(),
-            expires_at: None,
-            prices: true,
-        })
-        .unwrap();
-    let id = grant.statement().id;
-    let (live, ended) = customer.shares_for(&shop.identity()).unwrap();
-    shop.accept_shares(customer.identity(), None, &live, &ended).unwrap();
-    customer.serve_open(&shop.identity(), &id).unwrap();
-    sync(&mut customer, &mut shop, &id);
+    let id = share_email(&mut customer, &mut shop);
     let tags = share_tags(d2.path(), &customer.identity(), &id);
     assert!(!tags.is_empty(), "the share is stored");
     assert!(!files_containing(d2.path(), &tags).is_empty(), "the blobs are on disk before erasure");

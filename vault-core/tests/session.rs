@@ -4,32 +4,10 @@ use automerge::sync::{Message, State, SyncDoc};
 use automerge::transaction::Transactable;
 use automerge::{AutoCommit, ROOT, ReadDoc};
 use serde_json::json;
-use vault_core::{
-    AuditFilter, AuditKind, GrantId, KdfParams, NewGrant, Passphrase, ServeError, ShareStatus, Vault,
-};
-
-fn vault(dir: &std::path::Path) -> Vault {
-    Vault::at(dir).kdf(KdfParams::INSECURE_FOR_TESTS).create(&Passphrase::new("pw")).unwrap()
-}
-
-/// Runs the Automerge sync loop for one grant until both sides are quiet.
-fn sync(customer: &mut Vault, shop: &mut Vault, id: &GrantId) {
-    let s = shop.identity();
-    for _ in 0..20 {
-        let from_shop = shop.share_sync_generate(&customer.identity(), id).unwrap();
-        if let Some(m) = &from_shop {
-            customer.serve_receive(&s, id, m).unwrap();
-        }
-        let from_customer = customer.serve_generate(&s, id).unwrap();
-        if let Some(m) = &from_customer {
-            shop.share_sync_receive(&customer.identity(), id, m).unwrap();
-        }
-        if from_shop.is_none() && from_customer.is_none() {
-            return;
-        }
-    }
-    panic!("sync did not settle");
-}
+#[path = "support/pair.rs"]
+mod pair;
+use pair::{share_email, sync, vault};
+use vault_core::{AuditFilter, AuditKind, NewGrant, Passphrase, ServeError, ShareStatus, Vault};
 
 #[test]
 fn grant_sync_live_update_refused_write_revoke_erase() {
@@ -153,22 +131,7 @@ fn a_resumed_session_does_not_resend_what_the_grantee_has() {
     let mut customer = vault(d1.path());
     let mut shop = vault(d2.path());
     customer.set_profile("email", "ada@example.org").unwrap();
-    let id = customer
-        .issue_grant(NewGrant {
-            audience: shop.identity(),
-            fields: vec!["profile.email".parse().unwrap()],
-            filter: None,
-            purpose: "delivery".into(),
-            expires_at: None,
-            prices: true,
-        })
-        .unwrap()
-        .statement()
-        .id;
-    let (live, ended) = customer.shares_for(&shop.identity()).unwrap();
-    shop.accept_shares(customer.identity(), None, &live, &ended).unwrap();
-    customer.serve_open(&shop.identity(), &id).unwrap();
-    sync(&mut customer, &mut shop, &id);
+    let id = share_email(&mut customer, &mut shop);
     // Both sides restart.
     drop(customer);
     drop(shop);
@@ -204,22 +167,7 @@ fn a_connected_grantee_stays_incremental_and_a_late_one_gets_a_fresh_epoch() {
     let mut customer = vault(d1.path());
     let mut shop = vault(d2.path());
     customer.set_profile("email", "ada@example.org").unwrap();
-    let id = customer
-        .issue_grant(NewGrant {
-            audience: shop.identity(),
-            fields: vec!["profile.email".parse().unwrap()],
-            filter: None,
-            purpose: "delivery".into(),
-            expires_at: None,
-            prices: true,
-        })
-        .unwrap()
-        .statement()
-        .id;
-    let (live, ended) = customer.shares_for(&shop.identity()).unwrap();
-    shop.accept_shares(customer.identity(), None, &live, &ended).unwrap();
-    customer.serve_open(&shop.identity(), &id).unwrap();
-    sync(&mut customer, &mut shop, &id);
+    let id = share_email(&mut customer, &mut shop);
 
     // In sync: an overwrite is sent as a delta (the grantee saw the old value).
     customer.set_profile("email", "ada@second.example").unwrap();
