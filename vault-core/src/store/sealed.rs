@@ -74,10 +74,9 @@ pub(crate) const ALL_TABLES: &[Table] = &[
     NODE,
 ];
 
-impl Table {
-    /// The sealed table called `name` (a constant of the caller's: an unknown name is a bug).
-    pub(crate) fn named(name: &str) -> &'static Table {
-        ALL_TABLES.iter().find(|t| t.name == name).unwrap_or_else(|| panic!("no sealed table {name}"))
+impl std::fmt::Display for Table {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name)
     }
 }
 

@@ -8,7 +8,7 @@ use crate::identity::IdentityId;
 use crate::statement::GrantId;
 use crate::store::StoreError;
 
-const TABLE: &str = "audit";
+use crate::store::sealed::AUDIT as TABLE;
 
 /// What happened.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -92,7 +92,7 @@ pub struct AuditFilter {
 impl Vault {
     /// Appends an event; call inside the transaction of the event itself.
     pub(crate) fn log_event(&self, event: &AuditEvent) -> Result<(), StoreError> {
-        let table = crate::store::sealed::Table::named(TABLE);
+        let table = &TABLE;
         let seq = self.store.next_seq(table)?;
         let body = serde_json::to_vec(event).expect("events serialize");
         self.store.put(table, crate::store::sealed::Key::Seq(seq), &body)?;
@@ -106,7 +106,7 @@ impl Vault {
 
     /// The access log, oldest first.
     pub fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEvent>, StoreError> {
-        let rows = self.store.list(crate::store::sealed::Table::named(TABLE))?;
+        let rows = self.store.list(&TABLE)?;
         let mut out = Vec::new();
         for (key, body, _) in rows {
             let seq = key.seq();

@@ -7,9 +7,9 @@ use super::Vault;
 use crate::identity::{IdentityId, Ticket};
 use crate::primitives::random_array;
 use crate::store::StoreError;
-use crate::store::sealed::{Key, Table};
+use crate::store::sealed::Key;
 
-const TABLE: &str = "contacts";
+use crate::store::sealed::CONTACTS as TABLE;
 
 /// Someone this vault knows by a petname.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -68,7 +68,7 @@ fn valid_name(name: &str) -> bool {
 
 impl Vault {
     fn contact_rows(&self) -> Result<Vec<(Vec<u8>, Contact)>, StoreError> {
-        let rows = self.store.list(Table::named(TABLE))?;
+        let rows = self.store.list(&TABLE)?;
         rows.into_iter()
             .map(|(key, body, _)| {
                 let id = key.id().to_vec();
@@ -80,11 +80,7 @@ impl Vault {
     }
 
     fn put_contact(&self, id: &[u8], contact: &Contact) -> Result<(), StoreError> {
-        self.store.put(
-            Table::named(TABLE),
-            Key::Id(id),
-            &serde_json::to_vec(contact).expect("serializes"),
-        )?;
+        self.store.put(&TABLE, Key::Id(id), &serde_json::to_vec(contact).expect("serializes"))?;
         Ok(())
     }
 
@@ -127,7 +123,7 @@ impl Vault {
                     if c.blocked {
                         return Err(ContactError::Blocked(c.name));
                     }
-                    v.store.delete(Table::named(TABLE), Key::Id(&id))?;
+                    v.store.delete(&TABLE, Key::Id(&id))?;
                     return Ok(true);
                 }
             }

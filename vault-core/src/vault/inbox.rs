@@ -83,8 +83,8 @@ impl Vault {
 
     /// A row of `table` is being written: when it is the inbox, rebuild the index before its
     /// next use (a request taken restores it with [`Vault::inbox_noted`]).
-    pub(super) fn inbox_touched(&self, table: &str) {
-        if table == INBOX {
+    pub(super) fn inbox_touched(&self, table: crate::store::sealed::Table) {
+        if table.name == INBOX.name {
             self.inbox_index.borrow_mut().version = None;
         }
     }

@@ -13,17 +13,17 @@ use crate::identity::{IdentityId, Ticket};
 use crate::protocol::Ended;
 use crate::statement::{GrantId, Signed};
 use crate::store::StoreError;
-use crate::store::sealed::{Key, Table};
+use crate::store::sealed::Key;
 
 mod replica;
 
 pub(crate) use replica::ReplicaCache;
 
-const RECEIVED: &str = "received";
-const CHUNKS: &str = "received_chunks";
+use crate::store::sealed::RECEIVED;
+use crate::store::sealed::RECEIVED_CHUNKS as CHUNKS;
 /// The decoded values of each live share (JSON), kept beside its chunks so that reading what
 /// is shared (`shared`, `feed`) does not load Automerge documents.
-const VIEWS: &str = "received_views";
+use crate::store::sealed::RECEIVED_VIEWS as VIEWS;
 
 /// Where a received share stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -133,7 +133,7 @@ pub enum ShareError {
 
 impl Vault {
     fn received_record(&self, id: &ShareKey) -> Result<Option<Record>, StoreError> {
-        let Some(body) = self.store.get(Table::named(RECEIVED), Key::Id(id.as_bytes()))? else {
+        let Some(body) = self.store.get(&RECEIVED, Key::Id(id.as_bytes()))? else {
             return Ok(None);
         };
         serde_json::from_slice(&body)
@@ -143,12 +143,12 @@ impl Vault {
 
     fn put_received_record(&self, id: &ShareKey, record: &Record) -> Result<(), StoreError> {
         let body = serde_json::to_vec(record).expect("serializes");
-        self.store.put(Table::named(RECEIVED), Key::Id(id.as_bytes()), &body)?;
+        self.store.put(&RECEIVED, Key::Id(id.as_bytes()), &body)?;
         Ok(())
     }
 
     fn received_ids(&self) -> Result<Vec<ShareKey>, StoreError> {
-        let raw = self.store.keys(Table::named(RECEIVED))?;
+        let raw = self.store.keys(&RECEIVED)?;
         Ok(raw.into_iter().filter_map(|k| ShareKey::from_row(k.id().to_vec())).collect())
     }
 
@@ -178,8 +178,8 @@ impl Vault {
         let now = self.now();
         let grant = SignedGrant::from_bytes(&record.grant)
             .map_err(|_| StoreError::Damaged(format!("{RECEIVED} row {id}")))?;
-        self.store.delete_group(Table::named(CHUNKS), id.as_bytes())?;
-        self.store.delete(Table::named(VIEWS), Key::Id(id.as_bytes()))?;
+        self.store.delete_group(&CHUNKS, id.as_bytes())?;
+        self.store.delete(&VIEWS, Key::Id(id.as_bytes()))?;
         self.replicas.remove(id);
         let receipt = Signed::sign(
             ErasureReceipt {
@@ -387,7 +387,7 @@ impl Vault {
     }
 
     fn view_bytes(&self, id: &ShareKey) -> Result<Option<Vec<u8>>, StoreError> {
-        self.store.get(Table::named(VIEWS), Key::Id(id.as_bytes()))
+        self.store.get(&VIEWS, Key::Id(id.as_bytes()))
     }
 
     /// Every received grant with its status (grants were verified when they arrived).
@@ -410,7 +410,7 @@ impl Vault {
 
     fn put_view(&self, id: &ShareKey, view: &Value) -> Result<(), StoreError> {
         let body = serde_json::to_vec(view).expect("serializes");
-        self.store.put(Table::named(VIEWS), Key::Id(id.as_bytes()), &body)?;
+        self.store.put(&VIEWS, Key::Id(id.as_bytes()), &body)?;
         Ok(())
     }
 

@@ -21,8 +21,8 @@ use crate::statement::{GrantId, Signed, StatementError};
 use crate::store::StoreError;
 use crate::store::sealed::{Key, Table};
 
-pub(super) const INBOX: &str = "requests_in";
-const OUTBOX: &str = "requests_out";
+pub(super) use crate::store::sealed::REQUESTS_IN as INBOX;
+use crate::store::sealed::REQUESTS_OUT as OUTBOX;
 /// Requests from one peer that may wait for an answer at once.
 pub const MAX_PENDING_PER_PEER: usize = 16;
 /// Requests one peer may deliver per day (accepted or not counted alike).
@@ -183,25 +183,25 @@ pub enum Refusal {
 }
 
 impl Vault {
-    fn request_record(&self, table: &str, id: &RequestId) -> Result<Option<Record>, StoreError> {
-        let Some(body) = self.store.get(Table::named(table), Key::Id(id.as_bytes()))? else {
+    fn request_record(&self, table: Table, id: &RequestId) -> Result<Option<Record>, StoreError> {
+        let Some(body) = self.store.get(&table, Key::Id(id.as_bytes()))? else {
             return Ok(None);
         };
         serde_json::from_slice(&body).map(Some).map_err(|_| StoreError::Damaged(format!("{table} row {id}")))
     }
 
-    fn put_request_record(&self, table: &str, id: &RequestId, record: &Record) -> Result<(), StoreError> {
+    fn put_request_record(&self, table: Table, id: &RequestId, record: &Record) -> Result<(), StoreError> {
         self.inbox_touched(table);
         let body = serde_json::to_vec(record).expect("serializes");
-        self.store.put(Table::named(table), Key::Id(id.as_bytes()), &body)?;
+        self.store.put(&table, Key::Id(id.as_bytes()), &body)?;
         Ok(())
     }
 
     pub(super) fn request_records(
         &self,
-        table: &str,
+        table: Table,
     ) -> Result<Vec<(Signed<ConsentRequest>, Record)>, StoreError> {
-        let rows = self.store.list(Table::named(table))?;
+        let rows = self.store.list(&table)?;
         let mut out = Vec::with_capacity(rows.len());
         for (raw, body, _) in rows {
             let name = RequestId::from_raw(raw.id()).map_or_else(|| "?".to_owned(), |id| id.to_string());

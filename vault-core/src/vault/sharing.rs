@@ -21,14 +21,14 @@ use crate::projection::Projection;
 use crate::protocol::{Ended, decode_sync_body, encode_sync_body};
 use crate::statement::{GrantId, Signed, StatementError};
 use crate::store::StoreError;
-use crate::store::sealed::{Key, Table};
+use crate::store::sealed::{Key, NODE};
 
 mod projections;
 
 pub(crate) use projections::ProjectionCache;
 use projections::ProjectionState;
 
-const GRANTS: &str = "grants";
+use crate::store::sealed::GRANTS;
 /// Clock difference tolerated between an erasure receipt's time and the grant's end (seconds).
 const MAX_CLOCK_SKEW: i64 = 600;
 
@@ -170,7 +170,7 @@ impl GrantInfo {
 
 impl Vault {
     fn grant_record(&self, id: &GrantId) -> Result<Option<GrantRecord>, StoreError> {
-        let Some(body) = self.store.get(Table::named(GRANTS), Key::Id(id.as_bytes()))? else {
+        let Some(body) = self.store.get(&GRANTS, Key::Id(id.as_bytes()))? else {
             return Ok(None);
         };
         serde_json::from_slice(&body).map(Some).map_err(|_| StoreError::Damaged(format!("{GRANTS} row {id}")))
@@ -179,7 +179,7 @@ impl Vault {
     fn put_grant_record(&self, id: &GrantId, record: &GrantRecord) -> Result<(), StoreError> {
         self.grant_cache.replace(None);
         let body = serde_json::to_vec(record).expect("serializes");
-        self.store.put(Table::named(GRANTS), Key::Id(id.as_bytes()), &body)?;
+        self.store.put(&GRANTS, Key::Id(id.as_bytes()), &body)?;
         Ok(())
     }
 
@@ -229,7 +229,7 @@ impl Vault {
                 .map(|g| with_status(g, now))
                 .collect());
         }
-        let ids = self.store.keys(Table::named(GRANTS))?;
+        let ids = self.store.keys(&GRANTS)?;
         let mut out = Vec::with_capacity(ids.len());
         for raw in ids {
             let id = GrantId::from_raw(raw.id())
@@ -535,11 +535,11 @@ impl Vault {
     }
 
     fn node_value(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.store.get(Table::named("node"), Key::Name(key))
+        self.store.get(&NODE, Key::Name(key))
     }
 
     fn put_node_value(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
-        self.store.put(Table::named("node"), Key::Name(key), value)?;
+        self.store.put(&NODE, Key::Name(key), value)?;
         Ok(())
     }
 

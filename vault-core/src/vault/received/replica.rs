@@ -14,7 +14,7 @@ use crate::identity::IdentityId;
 use crate::protocol::{decode_sync_body, encode_sync_body};
 use crate::statement::GrantId;
 use crate::store::StoreError;
-use crate::store::sealed::{Key, Table};
+use crate::store::sealed::Key;
 use crate::vault::Vault;
 
 /// A loaded replica.
@@ -45,7 +45,7 @@ impl Vault {
             self.replicas.remove(id);
         }
         let after = self.replicas.get(id).map_or(0, |r| r.last_seq);
-        let rows = self.store.list_group(Table::named(CHUNKS), id.as_bytes(), after)?;
+        let rows = self.store.list_group(&CHUNKS, id.as_bytes(), after)?;
         if !self.replicas.contains_key(id) {
             let sync = SyncState::decode(&record.sync_state).unwrap_or_else(|_| SyncState::new());
             self.replicas.insert(
@@ -124,7 +124,7 @@ impl Vault {
             let new_epoch = epoch > replica.epoch;
             if new_epoch {
                 *replica = Replica { am: AutoCommit::new(), sync: SyncState::new(), epoch, ..*replica };
-                v.store.delete_group(Table::named(CHUNKS), id.as_bytes())?;
+                v.store.delete_group(&CHUNKS, id.as_bytes())?;
             }
             let replica = v.replicas.get_mut(id).expect("loaded");
             let before = replica.am.get_heads();
@@ -139,7 +139,7 @@ impl Vault {
             let new_bytes = if grew { Some(received) } else { None };
             let seq = replica.last_seq + 1;
             if let Some(bytes) = new_bytes {
-                v.store.put(Table::named(CHUNKS), Key::Chunk(id.as_bytes(), seq), &bytes)?;
+                v.store.put(&CHUNKS, Key::Chunk(id.as_bytes(), seq), &bytes)?;
                 v.replicas.get_mut(id).expect("loaded").last_seq = seq;
             }
             let mut record = v.received_record(id)?.ok_or(ShareError::Unknown(id.grant))?;
@@ -287,7 +287,7 @@ mod tests {
         bob.write(|v| {
             let new = ShareKey::new(&alice.public(), &id);
             let record: Record = v.received_record(&new)?.unwrap();
-            v.store.delete(Table::named(super::RECEIVED), Key::Id(new.as_bytes()))?;
+            v.store.delete(&super::RECEIVED, Key::Id(new.as_bytes()))?;
             v.put_received_record(&ShareKey::legacy(&id), &record)
         })
         .unwrap();

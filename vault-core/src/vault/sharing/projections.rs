@@ -19,10 +19,10 @@ use crate::grant::Grant;
 use crate::projection::Projection;
 use crate::statement::GrantId;
 use crate::store::StoreError;
-use crate::store::sealed::{Key, Table};
+use crate::store::sealed::{Key, NODE};
 use crate::vault::Vault;
 
-const CHUNKS: &str = "projection_chunks";
+use crate::store::sealed::PROJECTION_CHUNKS as CHUNKS;
 /// Projection chunks are folded into one when there are more than this many.
 const COMPACT_PROJECTION_AFTER: i64 = 64;
 
@@ -93,12 +93,12 @@ impl Vault {
         bytes: &[u8],
     ) -> Result<(), StoreError> {
         let chunk = encode_chunk(epoch, as_of_seq, as_of, bytes);
-        self.store.put(Table::named(CHUNKS), Key::Chunk(id.as_bytes(), seq), &chunk)?;
+        self.store.put(&CHUNKS, Key::Chunk(id.as_bytes(), seq), &chunk)?;
         Ok(())
     }
 
     pub(super) fn drop_projection(&mut self, id: &GrantId) -> Result<(), StoreError> {
-        self.store.delete_group(Table::named(CHUNKS), id.as_bytes())?;
+        self.store.delete_group(&CHUNKS, id.as_bytes())?;
         self.projections.remove(id);
         Ok(())
     }
@@ -143,8 +143,8 @@ impl Vault {
             as_of,
             &projection.automerge().save(),
         )?;
-        self.store.delete_group_before(Table::named(CHUNKS), grant.id.as_bytes(), seq)?;
-        self.store.delete(Table::named("node"), Key::Name(&sync_state_key(&grant.id, epoch - 1)))?;
+        self.store.delete_group_before(&CHUNKS, grant.id.as_bytes(), seq)?;
+        self.store.delete(&NODE, Key::Name(&sync_state_key(&grant.id, epoch - 1)))?;
         self.serve_states.remove(&grant.id);
         self.projections.insert(
             grant.id,
@@ -156,7 +156,7 @@ impl Vault {
     /// Loads (or catches up) the projection of a grant from its stored chunks.
     fn load_projection(&mut self, id: &GrantId) -> Result<Option<&mut ProjectionState>, StoreError> {
         let after = self.projections.get(id).map_or(0, |p| p.last_seq);
-        let rows = self.store.list_group(Table::named(CHUNKS), id.as_bytes(), after)?;
+        let rows = self.store.list_group(&CHUNKS, id.as_bytes(), after)?;
         let damaged = |seq: i64| StoreError::Damaged(format!("{CHUNKS} row {id}/{seq}"));
         for (key, plain, _) in rows {
             let seq = key.seq();
@@ -257,7 +257,7 @@ impl Vault {
                 };
                 v.append_projection_chunk(&grant.id, seq, epoch, now_seq, &heads, &bytes)?;
                 if compact {
-                    v.store.delete_group_before(Table::named(CHUNKS), grant.id.as_bytes(), seq)?;
+                    v.store.delete_group_before(&CHUNKS, grant.id.as_bytes(), seq)?;
                 }
                 let state = v.projections.get_mut(&grant.id).expect("loaded above");
                 state.last_seq = seq;
