@@ -173,7 +173,7 @@ async fn first_sync(
     let grant = linked.grant_purchases();
     let took = within(&linked.grantee, Duration::from_secs(90), "the first sync", || linked.held_purchases() == PURCHASES).await;
     let carried = since(linked.proxy.total(), before);
-    assert_eq!(linked.held(), Some(linked.projection(&grant)), "exactly the issuer's projection");
+    assert!(linked.held() == Some(linked.projection(&grant)), "not exactly the issuer's projection");
     let _ = started;
     (linked, grant, took, carried, dirs)
 }
@@ -218,7 +218,7 @@ async fn loss_and_delay_first_sync_and_live_edits() {
         latencies.push(took);
     }
     latencies.sort();
-    assert_eq!(linked.held(), Some(linked.projection(&grant)));
+    assert!(linked.held() == Some(linked.projection(&grant)), "not exactly the issuer's projection");
     eprintln!(
         "[reliability] live edits under 20% loss, 50+-20 ms: 10 of 10 arrived, median {:.0?}, worst {:.0?}",
         latencies[latencies.len() / 2],
@@ -257,12 +257,12 @@ async fn a_ten_second_partition_in_a_live_session_then_heal() {
         }
         i += 1;
         tokio::time::sleep(Duration::from_millis(500)).await;
-        assert_eq!(linked.held(), held_at_partition, "nothing crosses a partition");
+        assert!(linked.held() == held_at_partition, "an edit crossed the partition: traffic went around the proxy");
     }
     let during = since(linked.proxy.total(), before);
     assert_eq!(during.forwarded, 0, "{during:?}");
     assert!(during.partitioned > 0, "the nodes kept trying: {during:?}");
-    assert_ne!(linked.held(), Some(linked.projection(&grant)));
+    assert!(linked.held() != Some(linked.projection(&grant)), "the edits made during the partition are not there yet");
 
     linked.proxy.heal();
     let healed = Instant::now();
