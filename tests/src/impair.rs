@@ -560,8 +560,10 @@ mod tests {
         let (a, b, proxy) = ends().await;
         proxy.set(Direction::AToB, Impairment::lossy(0.2, Duration::ZERO, Duration::ZERO));
         let n = 4000;
-        let ((), got) =
-            tokio::join!(send_numbered(&a, proxy.addr_of_b(), 0..n), received(&b, Duration::from_millis(300)));
+        let ((), got) = tokio::join!(
+            send_numbered(&a, proxy.addr_of_b(), 0..n),
+            received(&b, Duration::from_millis(300))
+        );
         let c = proxy.counters(Direction::AToB);
         assert_eq!(c.received, u64::from(n), "every datagram reached the proxy");
         assert_eq!(c.forwarded, got.len() as u64);
@@ -646,8 +648,10 @@ mod tests {
 
         let before = proxy.counters(Direction::AToB);
         let n = 1000;
-        let ((), got) =
-            tokio::join!(send_numbered(&a, proxy.addr_of_b(), 0..n), received(&b, Duration::from_millis(400)));
+        let ((), got) = tokio::join!(
+            send_numbered(&a, proxy.addr_of_b(), 0..n),
+            received(&b, Duration::from_millis(400))
+        );
         let after = proxy.counters(Direction::AToB);
         let c = Counters {
             duplicated: after.duplicated - before.duplicated,

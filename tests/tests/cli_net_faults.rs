@@ -21,7 +21,18 @@ fn contacts(v: &TestVault) -> Vec<Value> {
 #[test]
 fn addresses_set_by_hand_are_shown_changed_refused_and_dialed() {
     let (alice, bob) = (TestVault::new(), TestVault::new());
-    alice.ok(&["purchase", "add", "--item", "Dune", "--seller", "Books", "--price", "12", "--currency", "EUR"]);
+    alice.ok(&[
+        "purchase",
+        "add",
+        "--item",
+        "Dune",
+        "--seller",
+        "Books",
+        "--price",
+        "12",
+        "--currency",
+        "EUR",
+    ]);
     alice.ok(&["grant", &ticket(&bob), "--fields", "purchases", "--purpose", "book club"]);
     // Alice's first ticket names a port her node no longer listens on.
     let (first, old_ticket) = serve(&alice);
@@ -30,7 +41,8 @@ fn addresses_set_by_hand_are_shown_changed_refused_and_dialed() {
     let (old, new) = (port_of(&old_ticket), port_of(&new_ticket));
     assert_ne!(old, new);
 
-    let added = bob.json(&["contact", "add", "alice", &old_ticket, "--addr", "192.0.2.7:4433"], "contact-add");
+    let added =
+        bob.json(&["contact", "add", "alice", &old_ticket, "--addr", "192.0.2.7:4433"], "contact-add");
     assert_eq!(added["addrs"], serde_json::json!(["192.0.2.7:4433"]));
     let text = bob.ok(&["contact", "list"]);
     assert!(text.contains("dialed at 192.0.2.7:4433"), "{text}");

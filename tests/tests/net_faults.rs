@@ -171,7 +171,10 @@ async fn first_sync(
     let before = linked.proxy.total();
     let started = Instant::now();
     let grant = linked.grant_purchases();
-    let took = within(&linked.grantee, Duration::from_secs(90), "the first sync", || linked.held_purchases() == PURCHASES).await;
+    let took = within(&linked.grantee, Duration::from_secs(90), "the first sync", || {
+        linked.held_purchases() == PURCHASES
+    })
+    .await;
     let carried = since(linked.proxy.total(), before);
     assert!(linked.held() == Some(linked.projection(&grant)), "not exactly the issuer's projection");
     let _ = started;
@@ -186,7 +189,10 @@ async fn loss_and_delay_first_sync_and_live_edits() {
     // The same sync without impairment, for comparison.
     let (clean, _, clean_took, clean_carried, _clean_dirs) =
         first_sync(&template, Impairment::default(), 1).await;
-    assert!(clean_carried.forwarded_bytes > 50_000, "the projection went through the proxy: {clean_carried:?}");
+    assert!(
+        clean_carried.forwarded_bytes > 50_000,
+        "the projection went through the proxy: {clean_carried:?}"
+    );
     clean.shutdown().await;
 
     let imp = Impairment::lossy(0.2, Duration::from_millis(50), Duration::from_millis(20));
@@ -234,7 +240,10 @@ async fn a_ten_second_partition_in_a_live_session_then_heal() {
     let (issuer, grantee) = vaults(&dirs, 100);
     let linked = link(issuer, grantee, 3).await;
     let grant = linked.grant_purchases();
-    within(&linked.grantee, Duration::from_secs(20), "the first sync", || linked.held() == Some(linked.projection(&grant))).await;
+    within(&linked.grantee, Duration::from_secs(20), "the first sync", || {
+        linked.held() == Some(linked.projection(&grant))
+    })
+    .await;
     // The live session carries edits.
     let first = linked.add(1000, "live");
     within(&linked.grantee, Duration::from_secs(5), "a live edit", || {
@@ -257,12 +266,18 @@ async fn a_ten_second_partition_in_a_live_session_then_heal() {
         }
         i += 1;
         tokio::time::sleep(Duration::from_millis(500)).await;
-        assert!(linked.held() == held_at_partition, "an edit crossed the partition: traffic went around the proxy");
+        assert!(
+            linked.held() == held_at_partition,
+            "an edit crossed the partition: traffic went around the proxy"
+        );
     }
     let during = since(linked.proxy.total(), before);
     assert_eq!(during.forwarded, 0, "{during:?}");
     assert!(during.partitioned > 0, "the nodes kept trying: {during:?}");
-    assert!(linked.held() != Some(linked.projection(&grant)), "the edits made during the partition are not there yet");
+    assert!(
+        linked.held() != Some(linked.projection(&grant)),
+        "the edits made during the partition are not there yet"
+    );
 
     linked.proxy.heal();
     let healed = Instant::now();
@@ -301,7 +316,10 @@ async fn a_revocation_made_during_a_partition() {
     let (issuer, grantee) = vaults(&dirs, 100);
     let linked = link(issuer, grantee, 4).await;
     let grant = linked.grant_purchases();
-    within(&linked.grantee, Duration::from_secs(20), "the first sync", || linked.held() == Some(linked.projection(&grant))).await;
+    within(&linked.grantee, Duration::from_secs(20), "the first sync", || {
+        linked.held() == Some(linked.projection(&grant))
+    })
+    .await;
 
     linked.proxy.partition();
     let started = Instant::now();
@@ -323,22 +341,26 @@ async fn a_revocation_made_during_a_partition() {
         let share = linked.grantee.inspect(|v| v.shares().unwrap().remove(0));
         if let Some(values) = &share.values {
             for id in &after {
-                assert!(values["purchases"].get(id).is_none(), "a purchase made after the revocation arrived");
+                assert!(
+                    values["purchases"].get(id).is_none(),
+                    "a purchase made after the revocation arrived"
+                );
             }
             saw_before |= values["purchases"].get(&before_revocation).is_some();
         }
         share.status == ShareStatus::Revoked && share.values.is_none()
     })
     .await;
-    let receipt = within(&linked.issuer, Duration::from_secs(30), "the erasure receipt at the issuer", || {
-        linked.issuer.inspect(|v| v.grant_info(&grant).unwrap().unwrap().erasure.is_some())
-    })
-    .await;
+    let receipt =
+        within(&linked.issuer, Duration::from_secs(30), "the erasure receipt at the issuer", || {
+            linked.issuer.inspect(|v| v.grant_info(&grant).unwrap().unwrap().erasure.is_some())
+        })
+        .await;
     // The issuer's access log: nothing served under the grant after its revocation.
     let log = log_of(&linked.issuer);
     let revoked_at = log.iter().position(|e| *e == (AuditKind::GrantRevoked, Some(grant))).expect("logged");
     assert!(
-        !log[revoked_at..].iter().any(|e| *e == (AuditKind::SyncServed, Some(grant))),
+        !log[revoked_at..].contains(&(AuditKind::SyncServed, Some(grant))),
         "a sync served after the revocation: {log:?}"
     );
     assert!(log[revoked_at..].contains(&(AuditKind::ErasureReceipt, Some(grant))));

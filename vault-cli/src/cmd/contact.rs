@@ -21,7 +21,12 @@ pub(crate) fn run(app: &App, command: ContactCommand) -> Result<Outcome> {
                     "addrs": addr_strings(&contact),
                 }))?;
             } else {
-                app.print(format!("added {} ({}){}", untrusted(&contact.name), contact.identity, dialed_at(&contact)))?;
+                app.print(format!(
+                    "added {} ({}){}",
+                    untrusted(&contact.name),
+                    contact.identity,
+                    dialed_at(&contact)
+                ))?;
             }
             Ok(Outcome::Done)
         }

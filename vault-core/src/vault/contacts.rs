@@ -215,7 +215,8 @@ impl Vault {
     /// on that identity's contact, when there are any.
     pub fn dial_ticket(&self, ticket: &Ticket) -> Result<Ticket, StoreError> {
         let rows = self.contact_rows()?;
-        let set = rows.into_iter().map(|(_, c)| c).find(|c| c.identity == ticket.identity() && !c.addrs.is_empty());
+        let set =
+            rows.into_iter().map(|(_, c)| c).find(|c| c.identity == ticket.identity() && !c.addrs.is_empty());
         Ok(match set {
             Some(c) => Ticket::new(*ticket.certificate(), c.addrs),
             None => ticket.clone(),
@@ -284,7 +285,8 @@ mod tests {
         v.set_contact_addrs("bob", &[]).unwrap();
         assert_eq!(v.dial_ticket(&ticket).unwrap().addrs(), &[from_ticket]);
         // Someone who is not a contact is dialed at their ticket's addresses.
-        let carol = Ticket::new(Identity::generate().certify(DeviceKey::generate().public()), vec![from_ticket]);
+        let carol =
+            Ticket::new(Identity::generate().certify(DeviceKey::generate().public()), vec![from_ticket]);
         assert_eq!(v.dial_ticket(&carol).unwrap(), carol);
     }
 
@@ -296,7 +298,9 @@ mod tests {
         let ticket = Ticket::new(Identity::generate().certify(DeviceKey::generate().public()), Vec::new());
         for bad in ["0.0.0.0:4433", "192.0.2.1:0", "[::]:4433", "224.0.0.1:4433"] {
             let addr: SocketAddr = bad.parse().unwrap();
-            assert!(matches!(v.add_contact_at("bob", &ticket, &[addr]), Err(ContactError::BadAddr(a)) if a == addr));
+            assert!(
+                matches!(v.add_contact_at("bob", &ticket, &[addr]), Err(ContactError::BadAddr(a)) if a == addr)
+            );
         }
         assert!(v.contacts().unwrap().is_empty(), "nothing was added");
         let many: Vec<SocketAddr> = (1..=17).map(|p| SocketAddr::from(([192, 0, 2, 1], p))).collect();
