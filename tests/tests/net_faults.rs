@@ -169,7 +169,6 @@ async fn first_sync(
     let linked = link(issuer, grantee, seed).await;
     linked.proxy.set_both(imp);
     let before = linked.proxy.total();
-    let started = Instant::now();
     let grant = linked.grant_purchases();
     let took = within(&linked.grantee, Duration::from_secs(90), "the first sync", || {
         linked.held_purchases() == PURCHASES
@@ -177,7 +176,6 @@ async fn first_sync(
     .await;
     let carried = since(linked.proxy.total(), before);
     assert!(linked.held() == Some(linked.projection(&grant)), "not exactly the issuer's projection");
-    let _ = started;
     (linked, grant, took, carried, dirs)
 }
 
