@@ -1,7 +1,11 @@
-//! Contacts: local petnames for other people's identities, with their tickets. Stored sealed
-//! (a petname is the user's data too).
+//! [`Contacts`]: local petnames for other people's identities, with their tickets, and
+//! blocks. Owns the sealed table `contacts` (customer state: a petname is the user's data
+//! too, and a block holds on every device). A block lives in the contact's row, so removing a
+//! blocked contact is refused.
 
 use serde::{Deserialize, Serialize};
+
+use std::ops::Deref;
 
 use super::Vault;
 use crate::identity::{IdentityId, Ticket};
@@ -66,9 +70,19 @@ fn valid_name(name: &str) -> bool {
         && !name.starts_with("vault1")
 }
 
-impl Vault {
-    fn contact_rows(&self) -> Result<Vec<(Vec<u8>, Contact)>, StoreError> {
-        let rows = self.store.list(&TABLE)?;
+/// The contacts of a vault: `vault.contacts()` to read, `vault.contacts_mut()` to change.
+#[derive(Debug)]
+pub struct Contacts<V> {
+    vault: V,
+}
+
+impl<V: Deref<Target = Vault>> Contacts<V> {
+    pub(super) fn new(vault: V) -> Self {
+        Self { vault }
+    }
+
+    fn rows(&self) -> Result<Vec<(Vec<u8>, Contact)>, StoreError> {
+        let rows = self.vault.store.list(&TABLE)?;
         rows.into_iter()
             .map(|(key, body, _)| {
                 let id = key.id().to_vec();
@@ -79,28 +93,56 @@ impl Vault {
             .collect()
     }
 
-    fn put_contact(&self, id: &[u8], contact: &Contact) -> Result<(), StoreError> {
-        self.store.put(&TABLE, Key::Id(id), &serde_json::to_vec(contact).expect("serializes"))?;
-        Ok(())
-    }
-
     /// All contacts, sorted by name.
-    pub fn contacts(&self) -> Result<Vec<Contact>, StoreError> {
-        let mut out: Vec<Contact> = self.contact_rows()?.into_iter().map(|(_, c)| c).collect();
+    pub fn list(&self) -> Result<Vec<Contact>, StoreError> {
+        let mut out: Vec<Contact> = self.rows()?.into_iter().map(|(_, c)| c).collect();
         out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
     }
 
+    /// True when `identity` belongs to a blocked contact.
+    pub fn is_blocked(&self, identity: &IdentityId) -> Result<bool, StoreError> {
+        Ok(self.rows()?.iter().any(|(_, c)| c.blocked && c.identity == *identity))
+    }
+
+    /// The petname of an identity, if it is a contact.
+    pub fn petname(&self, identity: &IdentityId) -> Option<String> {
+        self.rows().ok()?.into_iter().find(|(_, c)| c.identity == *identity).map(|(_, c)| c.name)
+    }
+
+    /// Resolves a PEER argument: a contact name, a ticket, or an identity.
+    pub fn resolve(&self, peer: &str) -> Result<Peer, ContactError> {
+        if let Ok(ticket) = peer.parse::<Ticket>() {
+            let name = self.petname(&ticket.identity());
+            return Ok(Peer { identity: ticket.identity(), ticket: Some(ticket), name });
+        }
+        if let Some((_, c)) = self.rows()?.into_iter().find(|(_, c)| c.name == peer) {
+            let ticket = c.ticket.as_deref().and_then(|t| t.parse().ok());
+            return Ok(Peer { identity: c.identity, ticket, name: Some(c.name) });
+        }
+        if let Ok(identity) = peer.parse::<IdentityId>() {
+            return Ok(Peer { identity, ticket: None, name: self.petname(&identity) });
+        }
+        Err(ContactError::UnknownPeer(peer.chars().take(64).collect()))
+    }
+}
+
+impl Contacts<&mut Vault> {
+    fn put(vault: &Vault, id: &[u8], contact: &Contact) -> Result<(), StoreError> {
+        vault.store.put(&TABLE, Key::Id(id), &serde_json::to_vec(contact).expect("serializes"))?;
+        Ok(())
+    }
+
     /// Adds a contact from a ticket.
-    pub fn add_contact(&mut self, name: &str, ticket: &Ticket) -> Result<Contact, ContactError> {
+    pub fn add(&mut self, name: &str, ticket: &Ticket) -> Result<Contact, ContactError> {
         if !valid_name(name) {
             return Err(ContactError::BadName(name.chars().take(64).collect()));
         }
-        if ticket.identity() == self.identity() {
+        if ticket.identity() == self.vault.identity() {
             return Err(ContactError::Own);
         }
-        self.write(|v| {
-            if v.contact_rows()?.iter().any(|(_, c)| c.name == name) {
+        self.vault.write(|v| {
+            if v.contacts().rows()?.iter().any(|(_, c)| c.name == name) {
                 return Err(ContactError::Exists(name.to_owned()));
             }
             let contact = Contact {
@@ -109,16 +151,16 @@ impl Vault {
                 ticket: Some(ticket.to_string()),
                 blocked: false,
             };
-            v.put_contact(&random_array::<16>(), &contact)?;
+            Self::put(v, &random_array::<16>(), &contact)?;
             Ok(contact)
         })
     }
 
     /// Removes a contact; false when there is none by that name. A blocked contact is not
-    /// removed (the block lives in its row): [`Vault::unblock_contact`] first.
-    pub fn remove_contact(&mut self, name: &str) -> Result<bool, ContactError> {
-        self.write(|v| {
-            for (id, c) in v.contact_rows()? {
+    /// removed (the block lives in its row): [`Contacts::unblock`] first.
+    pub fn remove(&mut self, name: &str) -> Result<bool, ContactError> {
+        self.vault.write(|v| {
+            for (id, c) in v.contacts().rows()? {
                 if c.name == name {
                     if c.blocked {
                         return Err(ContactError::Blocked(c.name));
@@ -132,51 +174,33 @@ impl Vault {
     }
 
     /// Blocks a contact: its connections and requests are refused from now on.
-    pub fn block_contact(&mut self, name: &str) -> Result<bool, ContactError> {
+    pub fn block(&mut self, name: &str) -> Result<bool, ContactError> {
         self.set_blocked(name, true)
     }
 
     /// Unblocks a contact: its connections and requests are accepted again.
-    pub fn unblock_contact(&mut self, name: &str) -> Result<bool, ContactError> {
+    pub fn unblock(&mut self, name: &str) -> Result<bool, ContactError> {
         self.set_blocked(name, false)
     }
 
     fn set_blocked(&mut self, name: &str, blocked: bool) -> Result<bool, ContactError> {
-        self.write(|v| {
-            for (id, mut c) in v.contact_rows()? {
+        self.vault.write(|v| {
+            for (id, mut c) in v.contacts().rows()? {
                 if c.name == name {
                     c.blocked = blocked;
-                    v.put_contact(&id, &c)?;
+                    Self::put(v, &id, &c)?;
                     return Ok(true);
                 }
             }
             Ok(false)
         })
     }
+}
 
-    /// True when `identity` belongs to a blocked contact.
+impl Vault {
+    /// True when `identity` belongs to a blocked contact. Kept for vault-sync's callers; the
+    /// logic lives in [`Contacts::is_blocked`].
     pub fn is_blocked(&self, identity: &IdentityId) -> Result<bool, StoreError> {
-        Ok(self.contact_rows()?.iter().any(|(_, c)| c.blocked && c.identity == *identity))
-    }
-
-    /// The petname of an identity, if it is a contact.
-    pub fn petname(&self, identity: &IdentityId) -> Option<String> {
-        self.contact_rows().ok()?.into_iter().find(|(_, c)| c.identity == *identity).map(|(_, c)| c.name)
-    }
-
-    /// Resolves a PEER argument: a contact name, a ticket, or an identity.
-    pub fn resolve_peer(&self, peer: &str) -> Result<Peer, ContactError> {
-        if let Ok(ticket) = peer.parse::<Ticket>() {
-            let name = self.petname(&ticket.identity());
-            return Ok(Peer { identity: ticket.identity(), ticket: Some(ticket), name });
-        }
-        if let Some((_, c)) = self.contact_rows()?.into_iter().find(|(_, c)| c.name == peer) {
-            let ticket = c.ticket.as_deref().and_then(|t| t.parse().ok());
-            return Ok(Peer { identity: c.identity, ticket, name: Some(c.name) });
-        }
-        if let Ok(identity) = peer.parse::<IdentityId>() {
-            return Ok(Peer { identity, ticket: None, name: self.petname(&identity) });
-        }
-        Err(ContactError::UnknownPeer(peer.chars().take(64).collect()))
+        self.contacts().is_blocked(identity)
     }
 }

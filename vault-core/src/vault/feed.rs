@@ -130,7 +130,7 @@ impl Vault {
                 None => serde_json::to_vec(&obj_to_json(self.replica_doc(&g.issuer, &g.id)?, &ROOT))
                     .expect("serializes"),
             };
-            views.push((g.issuer, g.id, self.petname(&g.issuer), bytes));
+            views.push((g.issuer, g.id, self.contacts().petname(&g.issuer), bytes));
         }
         let parse = |chunk: &[(IdentityId, GrantId, Option<String>, Vec<u8>)]| {
             let mut out = Vec::new();

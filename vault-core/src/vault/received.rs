@@ -203,7 +203,7 @@ impl Vault {
             ShareStatus::Revoked => "revoked by the issuer".into(),
             _ => "expired".into(),
         });
-        self.log_event(&event)
+        self.access_log().append(&event)
     }
 
     /// Takes in what an issuer says is shared with this vault (the `Shares` frame): stores new
@@ -250,7 +250,7 @@ impl Vault {
                 event.grant = Some(g.id);
                 event.fields = g.fields.iter().map(ToString::to_string).collect();
                 event.detail = Some(format!("purpose: {}", g.purpose));
-                v.log_event(&event)?;
+                v.access_log().append(&event)?;
             }
             for end in ended {
                 let id = v.share_key(&issuer, &end.grant())?;
@@ -270,7 +270,7 @@ impl Vault {
                     v.erase_received(&id, &mut record, status)?;
                 }
             }
-            v.note_answers(&issuer, live, &[])?;
+            v.outbox_mut().note_answers(&issuer, live, &[])?;
             v.erase_expired_locked()?;
             // A receipt for a grant this issuer no longer lists as ended has been recorded.
             for id in v.received_ids()? {
@@ -431,7 +431,7 @@ impl Vault {
                 None
             };
             out.push(Share {
-                issuer_name: self.petname(&grant.statement().issuer),
+                issuer_name: self.contacts().petname(&grant.statement().issuer),
                 grant,
                 values,
                 status: record.status,
