@@ -13,7 +13,7 @@ pub(crate) fn run(app: &App, command: ContactCommand) -> Result<Outcome> {
         ContactCommand::Add { name, ticket } => {
             let ticket: Ticket = ticket.parse().context("invalid ticket")?;
             let mut vault = app.unlock()?;
-            let contact = vault.add_contact(&name, &ticket)?;
+            let contact = vault.contacts_mut().add(&name, &ticket)?;
             if app.json {
                 app.print_json(&json!({ "name": contact.name, "identity": contact.identity.to_string() }))?;
             } else {
@@ -23,7 +23,7 @@ pub(crate) fn run(app: &App, command: ContactCommand) -> Result<Outcome> {
         }
         ContactCommand::List => {
             let vault = app.unlock()?;
-            let contacts = vault.contacts()?;
+            let contacts = vault.contacts().list()?;
             if app.json {
                 let list: Vec<_> = contacts
                     .iter()
@@ -50,7 +50,7 @@ pub(crate) fn run(app: &App, command: ContactCommand) -> Result<Outcome> {
         }
         ContactCommand::Rm { name } => {
             let mut vault = app.unlock()?;
-            let removed = vault.remove_contact(&name)?;
+            let removed = vault.contacts_mut().remove(&name)?;
             if app.json {
                 app.print_json(&json!({ "name": name, "removed": removed }))?;
             } else if !removed {
@@ -65,7 +65,7 @@ pub(crate) fn run(app: &App, command: ContactCommand) -> Result<Outcome> {
 
 fn set_blocked(app: &App, name: &str, blocked: bool) -> Result<Outcome> {
     let mut vault = app.unlock()?;
-    let found = if blocked { vault.block_contact(name)? } else { vault.unblock_contact(name)? };
+    let found = if blocked { vault.contacts_mut().block(name)? } else { vault.contacts_mut().unblock(name)? };
     if app.json {
         let key = if blocked { "blocked" } else { "unblocked" };
         app.print_json(&json!({ "name": name, key: found }))?;
