@@ -260,7 +260,12 @@ impl Vault {
 
     /// The change log (see changes.rs).
     fn change_log(&mut self) -> ChangeLog<'_> {
-        ChangeLog { store: &self.store, doc: &mut self.doc, last_seq: &mut self.last_seq, state: &mut self.log }
+        ChangeLog {
+            store: &self.store,
+            doc: &mut self.doc,
+            last_seq: &mut self.last_seq,
+            state: &mut self.log,
+        }
     }
 
     /// Contacts and blocks, to read.
@@ -342,4 +347,11 @@ impl Vault {
     pub fn storage_stats(&self) -> StorageStats {
         changes::stats(&self.store, &self.log)
     }
+}
+
+/// A new vault in `dir` with the passphrase `pw` and the test KDF, for unit tests.
+#[cfg(test)]
+pub(crate) fn new_test_vault(dir: &Path) -> Vault {
+    let passphrase = crate::primitives::Passphrase::new("pw");
+    Vault::at(dir).kdf(KdfParams::INSECURE_FOR_TESTS).create(&passphrase).unwrap()
 }

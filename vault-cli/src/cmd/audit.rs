@@ -39,7 +39,8 @@ pub(crate) fn run(app: &App, args: &AuditArgs) -> Result<Outcome> {
 
 /// One access-log line: when, what, who, which grant and fields.
 pub(crate) fn describe_event(vault: &Vault, e: &AuditEvent) -> String {
-    let who = e.peer.map(|p| vault.contacts().petname(&p).unwrap_or_else(|| p.to_string())).unwrap_or_default();
+    let who =
+        e.peer.map(|p| vault.contacts().petname(&p).unwrap_or_else(|| p.to_string())).unwrap_or_default();
     let what = match e.kind {
         AuditKind::GrantIssued => "granted",
         AuditKind::GrantRevoked => "revoked",

@@ -65,7 +65,8 @@ pub(crate) fn run(app: &App, command: ContactCommand) -> Result<Outcome> {
 
 fn set_blocked(app: &App, name: &str, blocked: bool) -> Result<Outcome> {
     let mut vault = app.unlock()?;
-    let found = if blocked { vault.contacts_mut().block(name)? } else { vault.contacts_mut().unblock(name)? };
+    let found =
+        if blocked { vault.contacts_mut().block(name)? } else { vault.contacts_mut().unblock(name)? };
     if app.json {
         let key = if blocked { "blocked" } else { "unblocked" };
         app.print_json(&json!({ "name": name, key: found }))?;

@@ -250,9 +250,7 @@ async fn tell(story: &mut Story, dir: &Path) -> Result<()> {
         "and nothing else: no phone, no name, no purchases",
     )?;
     let status = acme.inspect(|v| {
-        v.outbox().list()
-            .ok()
-            .and_then(|r| r.into_iter().find(|r| r.request.statement().id == request_id))
+        v.outbox().list().ok().and_then(|r| r.into_iter().find(|r| r.request.statement().id == request_id))
     });
     story.check(
         status.is_some_and(|r| r.status == RequestStatus::Approved),

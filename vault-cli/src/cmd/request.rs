@@ -47,7 +47,8 @@ fn request_json(vault: &Vault, info: &RequestInfo, incoming: bool) -> Value {
     });
     if incoming {
         let holds: Vec<Value> = vault
-            .inbox().holdings(r)
+            .inbox()
+            .holdings(r)
             .into_iter()
             .map(|h| json!({ "field": h.field.to_string(), "held": h.held, "records": h.records }))
             .collect();
@@ -163,7 +164,8 @@ fn send(app: &App, ask: Ask) -> Result<Outcome> {
     let config = NodeConfig { relay: !ask.no_relay, subscribe: false, ..NodeConfig::default() };
     let (vault, report) = runtime()?.block_on(sync_once(vault, &ticket, &config));
     let info = vault
-        .outbox().list()?
+        .outbox()
+        .list()?
         .into_iter()
         .find(|r| r.request.statement().id == id)
         .context("the request is stored")?;
@@ -240,15 +242,14 @@ pub(crate) fn follow(app: &App, args: &FollowArgs) -> Result<Outcome> {
 pub(crate) fn list(app: &App, args: &RequestsArgs) -> Result<Outcome> {
     let vault = app.unlock()?;
     let incoming = !args.sent;
-    let requests: Vec<RequestInfo> =
-        if incoming { vault.inbox().list()? } else { vault.outbox().list()? }
-            .into_iter()
-            .filter(|r| {
-                args.all
-                    || matches!(r.status, RequestStatus::Pending | RequestStatus::Queued)
-                    || (!incoming && r.answered_at.is_some_and(|t| vault.now() - t < 7 * 86_400))
-            })
-            .collect();
+    let requests: Vec<RequestInfo> = if incoming { vault.inbox().list()? } else { vault.outbox().list()? }
+        .into_iter()
+        .filter(|r| {
+            args.all
+                || matches!(r.status, RequestStatus::Pending | RequestStatus::Queued)
+                || (!incoming && r.answered_at.is_some_and(|t| vault.now() - t < 7 * 86_400))
+        })
+        .collect();
     if app.json {
         let list: Vec<Value> = requests.iter().map(|r| request_json(&vault, r, incoming)).collect();
         app.print_json(&json!({ "requests": list }))?;
@@ -281,8 +282,8 @@ pub(crate) fn approve(app: &App, args: &ApproveArgs) -> Result<Outcome> {
         app.print_json(&grant_json(&vault, &info))?;
     } else {
         let g = grant.statement();
-        let who =
-            untrusted(&vault.contacts().petname(&g.audience).unwrap_or_else(|| g.audience.to_string())).into_owned();
+        let who = untrusted(&vault.contacts().petname(&g.audience).unwrap_or_else(|| g.audience.to_string()))
+            .into_owned();
         app.print(format!(
             "approved request {id}: grant {} gives {who} {} for \"{}\", {}.\n\
              They receive it the next time they connect (live while 'vault serve' runs); 'vault revoke {}' withdraws it.",
@@ -305,7 +306,8 @@ pub(crate) fn deny(app: &App, args: &DenyArgs) -> Result<Outcome> {
         app.print_json(&request_json(&vault, &info, true))?;
     } else {
         let who = vault
-            .contacts().petname(&denial.statement().requester)
+            .contacts()
+            .petname(&denial.statement().requester)
             .unwrap_or_else(|| denial.statement().requester.to_string());
         app.print(format!("denied request {id}; {} is told the next time they connect", untrusted(&who)))?;
     }

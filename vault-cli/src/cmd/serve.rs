@@ -78,7 +78,8 @@ pub(crate) fn sync(app: &App, args: &SyncArgs) -> Result<Outcome> {
     let mut results = Vec::new();
     let mut failed = 0;
     for ticket in targets {
-        let name = vault.contacts().petname(&ticket.identity()).unwrap_or_else(|| ticket.identity().to_string());
+        let name =
+            vault.contacts().petname(&ticket.identity()).unwrap_or_else(|| ticket.identity().to_string());
         let shown = untrusted(&name);
         let (back, report) = rt.block_on(sync_once(vault, &ticket, &config));
         vault = back;

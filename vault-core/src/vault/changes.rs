@@ -241,7 +241,9 @@ impl ChangeLog<'_> {
             *self.last_seq = seq;
             self.state.chunk_count += 1;
             self.state.chunk_bytes += sealed_len;
-            if self.state.chunk_bytes > COMPACT_MIN_BYTES.max(self.state.snapshot_bytes / COMPACT_SNAPSHOT_DIVISOR) {
+            if self.state.chunk_bytes
+                > COMPACT_MIN_BYTES.max(self.state.snapshot_bytes / COMPACT_SNAPSHOT_DIVISOR)
+            {
                 // The edit is already durable; a failed compaction only leaves chunks behind.
                 if let Err(e) = self.compact() {
                     tracing::warn!(error = %e, "compaction failed; will retry on a later write");
@@ -292,7 +294,11 @@ impl ChangeLog<'_> {
 
 /// What the changes after `seq` touched, from their chunks; `None` when that is unknown
 /// (chunks folded into the snapshot, a merge, or chunks from before this was recorded).
-pub(super) fn touched_since(store: &Store, last_seq: i64, seq: i64) -> Result<Option<Vec<Touched>>, StoreError> {
+pub(super) fn touched_since(
+    store: &Store,
+    last_seq: i64,
+    seq: i64,
+) -> Result<Option<Vec<Touched>>, StoreError> {
     let mut expected = seq + 1;
     let mut all: Vec<Touched> = Vec::new();
     for chunk in store.changes_after(seq)? {
@@ -336,17 +342,14 @@ pub(super) fn stats(store: &Store, state: &LogState) -> StorageStats {
 
 #[cfg(test)]
 mod tests {
-    use crate::primitives::{KdfParams, Passphrase};
+    use crate::primitives::Passphrase;
     use crate::vault::Vault;
-
-    fn new_vault(dir: &std::path::Path) -> Vault {
-        Vault::at(dir).kdf(KdfParams::INSECURE_FOR_TESTS).create(&Passphrase::new("pw")).unwrap()
-    }
+    use crate::vault::new_test_vault;
 
     #[test]
     fn two_handles_on_one_vault_do_not_lose_writes() {
         let dir = tempfile::tempdir().unwrap();
-        let mut a = new_vault(dir.path());
+        let mut a = new_test_vault(dir.path());
         let mut b = Vault::at(dir.path()).unlock(&Passphrase::new("pw")).unwrap();
         a.set_profile("name", "Ada").unwrap();
         b.set_preference("diet", "vegan").unwrap();
@@ -360,7 +363,7 @@ mod tests {
     #[test]
     fn compaction_keeps_everything_and_shrinks_chunks() {
         let dir = tempfile::tempdir().unwrap();
-        let mut v = new_vault(dir.path());
+        let mut v = new_test_vault(dir.path());
         for i in 0..50 {
             v.set_preference("counter", &i.to_string()).unwrap();
         }

@@ -132,8 +132,8 @@ impl<V: Deref<Target = Vault>> Inbox<V> {
 
     /// A request still waiting for an answer, from a requester who is not blocked.
     fn pending(&self, id: &RequestId) -> Result<(Signed<ConsentRequest>, Record), RequestError> {
-        let (signed, record) =
-            requests::get_signed(&self.vault, TABLE, id)?.ok_or_else(|| RequestError::Unknown(id.to_string()))?;
+        let (signed, record) = requests::get_signed(&self.vault, TABLE, id)?
+            .ok_or_else(|| RequestError::Unknown(id.to_string()))?;
         if record.status != RequestStatus::Pending {
             return Err(RequestError::AlreadyAnswered { id: *id, status: record.status });
         }
@@ -185,7 +185,11 @@ impl Inbox<&mut Vault> {
             Ok(Ok(Some(r.id)))
         })?;
         if let Ok(Some(id)) = taken {
-            limits::noted(self.vault, id, limits::InboxRow { requester: *peer, pending: true, delivered_at: Some(now) });
+            limits::noted(
+                self.vault,
+                id,
+                limits::InboxRow { requester: *peer, pending: true, delivered_at: Some(now) },
+            );
         }
         Ok(taken.map(|_| ()))
     }
@@ -225,7 +229,14 @@ impl Inbox<&mut Vault> {
             let expires_at = approval.expires_at.or(r.duration.map(|d| now.saturating_add(d)));
             r.permits(&fields, filter.as_ref(), prices, expires_at, now)?;
             let grant = v.issue_grant_locked(
-                NewGrant { audience: r.requester, fields, filter, purpose: r.purpose.clone(), expires_at, prices },
+                NewGrant {
+                    audience: r.requester,
+                    fields,
+                    filter,
+                    purpose: r.purpose.clone(),
+                    expires_at,
+                    prices,
+                },
                 Some(r.id),
             )?;
             record.status = RequestStatus::Approved;
@@ -293,8 +304,8 @@ impl Vault {
 mod tests {
     use super::*;
     use crate::identity::Identity;
-    use crate::vault::MAX_PENDING_PER_PEER;
     use crate::primitives::{KdfParams, Passphrase};
+    use crate::vault::MAX_PENDING_PER_PEER;
 
     fn vault() -> (tempfile::TempDir, Vault) {
         let dir = tempfile::tempdir().unwrap();
@@ -375,7 +386,8 @@ mod tests {
         assert_eq!(v.inbox_mut().receive(&friend.public(), &r).unwrap(), Ok(()), "others are still served");
         // Answering frees a slot.
         let first = v
-            .inbox().list()
+            .inbox()
+            .list()
             .unwrap()
             .into_iter()
             .find(|i| i.request.statement().requester == shop.public())
@@ -384,6 +396,9 @@ mod tests {
         let r = request(&shop, v.identity(), "again");
         assert_eq!(v.inbox_mut().receive(&shop.public(), &r).unwrap(), Ok(()));
         assert_eq!(v.inbox().denials_for(&shop.public()).unwrap().len(), 1);
-        assert!(v.inbox().denials_for(&friend.public()).unwrap().is_empty(), "denials go to their requester only");
+        assert!(
+            v.inbox().denials_for(&friend.public()).unwrap().is_empty(),
+            "denials go to their requester only"
+        );
     }
 }

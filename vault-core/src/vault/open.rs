@@ -267,15 +267,12 @@ fn sync_dir(dir: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn new_vault(dir: &Path) -> Vault {
-        Vault::at(dir).kdf(KdfParams::INSECURE_FOR_TESTS).create(&Passphrase::new("pw")).unwrap()
-    }
+    use crate::vault::new_test_vault;
 
     #[test]
     fn init_over_existing_vault_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let mut v = new_vault(dir.path());
+        let mut v = new_test_vault(dir.path());
         v.set_profile("name", "Ada").unwrap();
         drop(v);
         let err = Vault::at(dir.path())

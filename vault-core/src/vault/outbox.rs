@@ -93,7 +93,12 @@ impl Outbox<&mut Vault> {
     }
 
     /// Records the holder's answer to a delivery.
-    pub fn delivered(&mut self, holder: &IdentityId, id: &RequestId, accepted: bool) -> Result<(), StoreError> {
+    pub fn delivered(
+        &mut self,
+        holder: &IdentityId,
+        id: &RequestId,
+        accepted: bool,
+    ) -> Result<(), StoreError> {
         let now = self.vault.now();
         self.vault.write(|v| {
             let Some((signed, mut record)) = requests::get_signed(v, TABLE, id)? else { return Ok(()) };
@@ -107,7 +112,11 @@ impl Outbox<&mut Vault> {
     }
 
     /// Takes in denials a holder sent.
-    pub fn accept_denials(&mut self, holder: &IdentityId, denials: &[Signed<Denial>]) -> Result<(), StoreError> {
+    pub fn accept_denials(
+        &mut self,
+        holder: &IdentityId,
+        denials: &[Signed<Denial>],
+    ) -> Result<(), StoreError> {
         self.vault.write(|v| v.outbox_mut().note_answers(holder, &[], denials))
     }
 
@@ -174,7 +183,10 @@ impl Outbox<&mut Vault> {
 /// Kept for vault-sync's callers (client.rs); each delegates to [`Outbox`].
 impl Vault {
     /// Requests to `holder` not yet delivered. The logic lives in [`Outbox::undelivered`].
-    pub fn undelivered_requests(&self, holder: &IdentityId) -> Result<Vec<Signed<ConsentRequest>>, StoreError> {
+    pub fn undelivered_requests(
+        &self,
+        holder: &IdentityId,
+    ) -> Result<Vec<Signed<ConsentRequest>>, StoreError> {
         self.outbox().undelivered(holder)
     }
 
@@ -184,12 +196,21 @@ impl Vault {
     }
 
     /// Records the holder's answer to a delivery. The logic lives in [`Outbox::delivered`].
-    pub fn request_delivered(&mut self, holder: &IdentityId, id: &RequestId, accepted: bool) -> Result<(), StoreError> {
+    pub fn request_delivered(
+        &mut self,
+        holder: &IdentityId,
+        id: &RequestId,
+        accepted: bool,
+    ) -> Result<(), StoreError> {
         self.outbox_mut().delivered(holder, id, accepted)
     }
 
     /// Takes in denials a holder sent. The logic lives in [`Outbox::accept_denials`].
-    pub fn accept_denials(&mut self, holder: &IdentityId, denials: &[Signed<Denial>]) -> Result<(), StoreError> {
+    pub fn accept_denials(
+        &mut self,
+        holder: &IdentityId,
+        denials: &[Signed<Denial>],
+    ) -> Result<(), StoreError> {
         self.outbox_mut().accept_denials(holder, denials)
     }
 }

@@ -261,14 +261,10 @@ impl Vault {
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
+    use crate::vault::new_test_vault;
 
     use super::*;
-    use crate::primitives::{KdfParams, Passphrase};
-
-    fn new_vault(dir: &Path) -> Vault {
-        Vault::at(dir).kdf(KdfParams::INSECURE_FOR_TESTS).create(&Passphrase::new("pw")).unwrap()
-    }
+    use crate::primitives::Passphrase;
 
     fn tea() -> PurchaseRecord {
         PurchaseRecord {
@@ -286,7 +282,7 @@ mod tests {
     #[test]
     fn edits_survive_reopen() {
         let dir = tempfile::tempdir().unwrap();
-        let mut v = new_vault(dir.path());
+        let mut v = new_test_vault(dir.path());
         v.set_profile("email", "ada@example.org").unwrap();
         let id = v.add_purchase(&tea()).unwrap();
         v.set_preference("diet", "vegan").unwrap();
@@ -301,10 +297,10 @@ mod tests {
     fn merged_changes_are_persisted() {
         let dir = tempfile::tempdir().unwrap();
         let other_dir = tempfile::tempdir().unwrap();
-        let mut other = new_vault(other_dir.path());
+        let mut other = new_test_vault(other_dir.path());
         other.set_profile("name", "Ada").unwrap();
         let bytes = other.export_automerge();
-        let mut v = new_vault(dir.path());
+        let mut v = new_test_vault(dir.path());
         assert_eq!(v.import(&bytes).unwrap(), ImportMode::Merged);
         drop(v);
         let v = Vault::at(dir.path()).unlock(&Passphrase::new("pw")).unwrap();
@@ -314,7 +310,7 @@ mod tests {
     #[test]
     fn refused_edit_writes_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        let mut v = new_vault(dir.path());
+        let mut v = new_test_vault(dir.path());
         let before = v.storage_stats().chunk_count;
         let mut bad = tea();
         bad.rating = Some(9);

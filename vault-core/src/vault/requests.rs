@@ -14,7 +14,6 @@ use crate::statement::{GrantId, RequestId, Signed, StatementError};
 use crate::store::StoreError;
 use crate::store::sealed::{Key, Table};
 
-
 /// Where a request stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -219,7 +218,12 @@ pub(super) fn list(vault: &Vault, table: Table) -> Result<Vec<(Signed<ConsentReq
 
 /// A stored request as shown: with the other party's petname (the requester for incoming
 /// requests, the holder for outgoing ones).
-pub(super) fn info(vault: &Vault, signed: Signed<ConsentRequest>, record: Record, incoming: bool) -> RequestInfo {
+pub(super) fn info(
+    vault: &Vault,
+    signed: Signed<ConsentRequest>,
+    record: Record,
+    incoming: bool,
+) -> RequestInfo {
     let r = signed.statement();
     let peer = if incoming { r.requester } else { r.holder };
     RequestInfo {

@@ -38,20 +38,17 @@ pub(super) fn guarded<T>(vault: &mut Vault, f: impl FnOnce(&mut Vault) -> T) -> 
 
 #[cfg(test)]
 mod tests {
+    use crate::vault::new_test_vault;
     use std::panic::{AssertUnwindSafe, catch_unwind};
 
-    use crate::primitives::{KdfParams, Passphrase};
+    use crate::primitives::Passphrase;
     use crate::store::StoreError;
     use crate::vault::{AuditEvent, AuditFilter, AuditKind, Vault};
-
-    fn new_vault(dir: &std::path::Path) -> Vault {
-        Vault::at(dir).kdf(KdfParams::INSECURE_FOR_TESTS).create(&Passphrase::new("pw")).unwrap()
-    }
 
     #[test]
     fn a_panic_inside_a_write_rolls_it_back() {
         let dir = tempfile::tempdir().unwrap();
-        let mut v = new_vault(dir.path());
+        let mut v = new_test_vault(dir.path());
         let rows_before = v.audit(&AuditFilter::default()).unwrap().len();
         let panicked = catch_unwind(AssertUnwindSafe(|| {
             let _ = v.write(|v| -> Result<(), StoreError> {
@@ -78,7 +75,7 @@ mod tests {
     #[test]
     fn a_panic_inside_an_edit_leaves_no_half_change() {
         let dir = tempfile::tempdir().unwrap();
-        let mut v = new_vault(dir.path());
+        let mut v = new_test_vault(dir.path());
         let panicked = catch_unwind(AssertUnwindSafe(|| {
             let _ = v.edit(|doc| -> Result<(), crate::vault::EditError> {
                 doc.set_profile(&["email"], "half@example.org".into()).unwrap();

@@ -12,11 +12,11 @@ use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 
 use super::TABLE;
-use crate::vault::Vault;
-use crate::vault::requests::{self, RequestStatus};
 use crate::identity::IdentityId;
 use crate::statement::RequestId;
 use crate::store::StoreError;
+use crate::vault::Vault;
+use crate::vault::requests::{self, RequestStatus};
 
 /// Requests from one peer that may wait for an answer at once.
 pub const MAX_PENDING_PER_PEER: usize = 16;
@@ -126,7 +126,8 @@ mod tests {
             Vault::at(dir.path()).kdf(KdfParams::INSECURE_FOR_TESTS).create(&Passphrase::new("pw")).unwrap();
         let friend = Identity::generate();
         let device = crate::identity::DeviceKey::generate();
-        v.contacts_mut().add("friend", &crate::identity::Ticket::new(friend.certify(device.public()), Vec::new()))
+        v.contacts_mut()
+            .add("friend", &crate::identity::Ticket::new(friend.certify(device.public()), Vec::new()))
             .unwrap();
         let mut accepted = 0;
         for _ in 0..300 {
