@@ -1,5 +1,6 @@
 //! The friend's side of purchase feeds: every purchase shared with this vault, merged across
-//! everyone it follows, newest first, and the price comparison for one item.
+//! everyone it follows, newest first, and the price comparison for one item. Owns no table: it
+//! reads the received shares' views (received.rs).
 
 use std::collections::{HashMap, HashSet};
 

@@ -1,5 +1,8 @@
 //! The grantee's side: shares received from others, kept as read-only replicas, erased with a
-//! signed receipt when the grant is revoked or expires.
+//! signed receipt when the grant is revoked or expires. Owns the sealed tables `received` (the
+//! grants received and their erasure receipts: customer state), `received_chunks` (the
+//! replicas, refetched from their issuers) and `received_views` (their decoded values, derived);
+//! replica.rs holds the replicas' sync.
 
 use automerge::ROOT;
 use serde::{Deserialize, Serialize};

@@ -15,9 +15,7 @@ impl Vault {
         // when the reload below fails (a half-made change must never reach a later save).
         self.doc.automerge().rollback();
         self.doc.take_touched();
-        self.projections.clear();
-        self.replicas.clear();
-        self.grant_cache.replace(None);
+        self.drop_caches();
         if let Err(e) = self.reload() {
             tracing::warn!(error = %e, "reloading the document after an abandoned write failed");
         }
