@@ -36,21 +36,20 @@ pub(super) fn guarded<T>(vault: &mut Vault, f: impl FnOnce(&mut Vault) -> T) -> 
 
 #[cfg(test)]
 mod tests {
-    use crate::vault::new_test_vault;
     use std::panic::{AssertUnwindSafe, catch_unwind};
 
     use crate::primitives::Passphrase;
     use crate::store::StoreError;
-    use crate::vault::{AuditEvent, AuditFilter, AuditKind, Vault};
+    use crate::vault::{AuditEvent, AuditFilter, AuditKind, Vault, new_test_vault};
 
     #[test]
     fn a_panic_inside_a_write_rolls_it_back() {
         let dir = tempfile::tempdir().unwrap();
         let mut v = new_test_vault(dir.path());
-        let rows_before = v.audit(&AuditFilter::default()).unwrap().len();
+        let rows_before = v.access_log().list(&AuditFilter::default()).unwrap().len();
         let panicked = catch_unwind(AssertUnwindSafe(|| {
             let _ = v.write(|v| -> Result<(), StoreError> {
-                v.log_event(&AuditEvent::new(0, AuditKind::PeerRefused))?;
+                v.access_log().append(&AuditEvent::new(0, AuditKind::PeerRefused))?;
                 panic!("peer-driven code failed");
             });
         }));
@@ -61,13 +60,14 @@ mod tests {
         other.set_preference("diet", "vegan").unwrap();
         // The row written before the panic was rolled back.
         let refused = v
-            .audit(&AuditFilter::default())
+            .access_log()
+            .list(&AuditFilter::default())
             .unwrap()
             .iter()
             .filter(|e| e.kind == AuditKind::PeerRefused)
             .count();
         assert_eq!(refused, 0);
-        assert!(v.audit(&AuditFilter::default()).unwrap().len() >= rows_before);
+        assert!(v.access_log().list(&AuditFilter::default()).unwrap().len() >= rows_before);
     }
 
     #[test]
