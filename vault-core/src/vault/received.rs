@@ -1,5 +1,8 @@
 //! The grantee's side: shares received from others, kept as read-only replicas, erased with a
-//! signed receipt when the grant is revoked or expires.
+//! signed receipt when the grant is revoked or expires. Owns the sealed tables `received` (the
+//! grants received and their erasure receipts: customer state), `received_chunks` (the
+//! replicas, refetched from their issuers) and `received_views` (their decoded values, derived);
+//! replica.rs holds the replicas' sync.
 
 use automerge::ROOT;
 use serde::{Deserialize, Serialize};
@@ -203,7 +206,7 @@ impl Vault {
             ShareStatus::Revoked => "revoked by the issuer".into(),
             _ => "expired".into(),
         });
-        self.log_event(&event)
+        self.access_log().append(&event)
     }
 
     /// Takes in what an issuer says is shared with this vault (the `Shares` frame): stores new
@@ -250,7 +253,7 @@ impl Vault {
                 event.grant = Some(g.id);
                 event.fields = g.fields.iter().map(ToString::to_string).collect();
                 event.detail = Some(format!("purpose: {}", g.purpose));
-                v.log_event(&event)?;
+                v.access_log().append(&event)?;
             }
             for end in ended {
                 let id = v.share_key(&issuer, &end.grant())?;
@@ -270,7 +273,7 @@ impl Vault {
                     v.erase_received(&id, &mut record, status)?;
                 }
             }
-            v.note_answers(&issuer, live, &[])?;
+            v.outbox_mut().note_answers(&issuer, live, &[])?;
             v.erase_expired_locked()?;
             // A receipt for a grant this issuer no longer lists as ended has been recorded.
             for id in v.received_ids()? {
@@ -431,7 +434,7 @@ impl Vault {
                 None
             };
             out.push(Share {
-                issuer_name: self.petname(&grant.statement().issuer),
+                issuer_name: self.contacts().petname(&grant.statement().issuer),
                 grant,
                 values,
                 status: record.status,
