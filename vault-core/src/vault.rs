@@ -33,6 +33,7 @@ pub use requests::{
     RequestError, RequestInfo, RequestStatus,
 };
 pub use sharing::{GrantError, GrantInfo, GrantStatus, NewGrant, ServeError};
+pub(crate) use {received::ShareSync, sharing::ServeSync};
 
 use crate::doc::{DocError, PREFERENCES, PROFILE, Touched, VaultDoc};
 use crate::identity::{DeviceCertificate, DeviceKey, Identity, IdentityId, Ticket};
