@@ -40,9 +40,12 @@ pub struct ServeStream {
     /// everything it already has, or everything twice.
     heard: bool,
     bucket: TokenBucket,
-    /// An honest grantee answers each message it is sent with about one of its own: those
-    /// answers are free; only what goes beyond them draws on the bucket. So a live grantee is
-    /// never slowed down by its acknowledgements, and a flood is bounded all the same.
+    /// An honest grantee acknowledges each update it is sent with a message of its own: those
+    /// acknowledgements are free; everything else draws on the bucket. Only updates sent
+    /// because the vault changed earn the credit, never answers to the grantee's own messages
+    /// (a grantee that resets its state is answered with the whole projection each time). So
+    /// a live grantee is never slowed down, however many edits it follows, and a flood is
+    /// bounded all the same.
     answers_due: u32,
 }
 
@@ -89,7 +92,7 @@ impl ServeStream {
         isolated("serving a grantee's sync message", || {
             vault.serve_receive(&self.peer, &self.device, &self.grant, &mut self.sync, message)?;
             self.heard = true;
-            self.generate(vault)
+            self.generate(vault, false)
         })
     }
 
@@ -98,13 +101,17 @@ impl ServeStream {
         if !self.heard {
             return Ok(ServeStep::Quiet);
         }
-        isolated("answering a grantee", || self.generate(vault))
+        isolated("answering a grantee", || self.generate(vault, true))
     }
 
-    fn generate(&mut self, vault: &mut Vault) -> Result<ServeStep, SessionError> {
+    /// The next message, if any; an update sent because the vault `changed` earns the
+    /// grantee's acknowledgement its free passage.
+    fn generate(&mut self, vault: &mut Vault, changed: bool) -> Result<ServeStep, SessionError> {
         match vault.serve_generate(&self.peer, &self.device, &self.grant, &mut self.sync)? {
-            Some(message) => {
-                self.answers_due = self.answers_due.saturating_add(1).min(SYNC_BURST);
+            Some((message, carries_data)) => {
+                if changed && carries_data {
+                    self.answers_due = self.answers_due.saturating_add(1).min(SYNC_BURST);
+                }
                 Ok(ServeStep::Send(Frame::Sync(message)))
             }
             None => Ok(ServeStep::Quiet),

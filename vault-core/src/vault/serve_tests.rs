@@ -42,7 +42,7 @@ fn a_grantee_message_writes_nothing_and_changes_are_refused_untouched() {
         if let Some(m) = copy.sync().generate_sync_message(&mut state) {
             v.serve_receive(&peer, &device, &id, &mut serving, &m.encode()).unwrap();
         }
-        if let Some(m) = v.serve_generate(&peer, &device, &id, &mut serving).unwrap() {
+        if let Some((m, _)) = v.serve_generate(&peer, &device, &id, &mut serving).unwrap() {
             copy.sync().receive_sync_message(&mut state, Message::decode(&m).unwrap()).unwrap();
         }
     }

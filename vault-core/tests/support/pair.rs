@@ -39,9 +39,19 @@ fn body(frame: Frame) -> Vec<u8> {
 /// One round on a link: the shop's next message (if any) to the customer, then the customer's
 /// answer (or what it has to say after a change) to the shop. Returns both sync bodies.
 pub(crate) fn round(customer: &mut Vault, shop: &mut Vault, link: &mut Link) -> (Option<Vec<u8>>, Option<Vec<u8>>) {
+    round_at(customer, shop, link, Instant::now())
+}
+
+/// [`round`] with the clock at `now`.
+pub(crate) fn round_at(
+    customer: &mut Vault,
+    shop: &mut Vault,
+    link: &mut Link,
+    now: Instant,
+) -> (Option<Vec<u8>>, Option<Vec<u8>>) {
     let from_shop = link.share.next(shop).unwrap().send;
     let step = match &from_shop {
-        Some(frame) => link.serve.on_frame(customer, frame, Instant::now()).unwrap(),
+        Some(frame) => link.serve.on_frame(customer, frame, now).unwrap(),
         None => link.serve.on_change(customer).unwrap(),
     };
     let from_customer = match step {

@@ -159,14 +159,15 @@ impl Vault {
     }
 
     /// The next sync message for grant `id` on a stream to `device`, if its copy lacks
-    /// anything. A message that carries data persists the stream's state and is logged.
+    /// anything, and whether it carries data. A message that carries data persists the
+    /// stream's state and is logged.
     pub(crate) fn serve_generate(
         &mut self,
         peer: &IdentityId,
         device: &DeviceId,
         id: &GrantId,
         sync: &mut ServeSync,
-    ) -> Result<Option<Vec<u8>>, ServeError> {
+    ) -> Result<Option<(Vec<u8>, bool)>, ServeError> {
         let info = self.check_serving(peer, id)?;
         let epoch = self.projection_epoch(id)?;
         sync.align(epoch);
@@ -194,7 +195,7 @@ impl Vault {
                 v.log_event(&event)
             })?;
         }
-        Ok(Some(bytes))
+        Ok(Some((bytes, carries_data)))
     }
 
     /// Takes a sync message from `device` of the grantee of `id`. A grantee has nothing of its
