@@ -80,7 +80,7 @@ pub use session::{
     SYNC_BURST, SYNC_MESSAGES_PER_SECOND, ServeStep, ServeStream, SessionError, ShareEvent, ShareNext, ShareSet,
     ShareStream, SyncReport, TokenBucket, share_set,
 };
-pub use statement::{GrantId, RequestId, Signed, Statement, StatementError, is_steering_char};
+pub use statement::{GrantId, RequestId, Rule, Signed, Statement, StatementError, is_steering_char};
 pub use store::{DB_FILE, StoreError};
 pub use vault::{
     Approval, AuditEvent, AuditFilter, AuditKind, Clock, Contact, ContactError, CreateError, EXPORT_FORMAT,
