@@ -14,7 +14,8 @@ use automerge::{AutoCommit, ChangeHash};
 use proptest::prelude::*;
 use serde_json::Value;
 use vault_core::{
-    Frame, GrantId, KdfParams, NewGrant, Passphrase, Price, PurchaseRecord, ServeStep, ServeStream, ShareStream, Vault,
+    Frame, GrantId, KdfParams, NewGrant, Passphrase, Price, PurchaseRecord, ServeStep, ServeStream,
+    ShareStream, Vault,
 };
 
 fn vault(dir: &std::path::Path) -> Vault {
@@ -250,7 +251,7 @@ fn sync(issuer: &mut Vault, grantee: &mut Grantee, id: &GrantId) -> BTreeSet<Ato
             None => serve.on_change(issuer).unwrap(),
         };
         let from_issuer = match step {
-            ServeStep::Send(Frame::Sync(m)) => Some(m),
+            ServeStep::Send(m) => Some(m),
             _ => None,
         };
         if let Some(m) = &from_issuer {

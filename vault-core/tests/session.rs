@@ -20,9 +20,13 @@ fn serve(customer: &mut Vault, shop: &Vault, id: vault_core::GrantId) -> Result<
 }
 
 /// Hands a grantee's sync message to a serving stream; its answer, if any.
-fn answer(stream: &mut ServeStream, customer: &mut Vault, m: Vec<u8>) -> Result<Option<Vec<u8>>, SessionError> {
+fn answer(
+    stream: &mut ServeStream,
+    customer: &mut Vault,
+    m: Vec<u8>,
+) -> Result<Option<Vec<u8>>, SessionError> {
     match stream.on_frame(customer, &Frame::Sync(m), Instant::now())? {
-        ServeStep::Send(Frame::Sync(r)) => Ok(Some(r)),
+        ServeStep::Send(r) => Ok(Some(r)),
         _ => Ok(None),
     }
 }
@@ -81,7 +85,7 @@ fn grant_sync_live_update_refused_write_revoke_erase() {
         let reply = match replica.sync().generate_sync_message(&mut state) {
             Some(m) => answer(&mut hand, &mut customer, m.encode()).unwrap(),
             None => match hand.on_change(&mut customer).unwrap() {
-                ServeStep::Send(Frame::Sync(r)) => Some(r),
+                ServeStep::Send(r) => Some(r),
                 _ => None,
             },
         };
@@ -186,9 +190,12 @@ fn a_connected_grantee_stays_incremental_and_a_late_one_gets_a_fresh_epoch() {
     // In sync: an overwrite is sent as a delta (the grantee saw the old value).
     customer.set_profile("email", "ada@second.example").unwrap();
     customer.update_projections(None).unwrap();
-    let ServeStep::Send(Frame::Sync(m)) = link.serve.on_change(&mut customer).unwrap() else { panic!("no delta") };
+    let ServeStep::Send(m) = link.serve.on_change(&mut customer).unwrap() else { panic!("no delta") };
     assert_eq!(epoch_of(&m), 0, "no rebuild for a grantee in sync");
-    assert_eq!(link.share.on_frame(&mut shop, &Frame::Sync(m)).unwrap(), ShareEvent::Applied { changed: true });
+    assert_eq!(
+        link.share.on_frame(&mut shop, &Frame::Sync(m)).unwrap(),
+        ShareEvent::Applied { changed: true }
+    );
     sync(&mut customer, &mut shop, &mut link);
 
     // Offline: the value set and overwritten in between never reaches the grantee.

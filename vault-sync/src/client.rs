@@ -10,8 +10,8 @@ use iroh::{Endpoint, EndpointAddr};
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 use vault_core::{
-    ALPN, Frame, GrantId, GranteeAction, GranteeSession, IdentityId, ShareEvent, ShareStream, SyncReport, Ticket,
-    Vault,
+    ALPN, Frame, GrantId, GranteeAction, GranteeSession, IdentityId, ShareEvent, ShareStream, SyncReport,
+    Ticket, Vault,
 };
 
 use crate::endpoint::{NodeConfig, Shared, bind_endpoint};
@@ -118,7 +118,9 @@ pub(crate) async fn session(
     let reader = {
         let (budget, node_budget) = (budget.clone(), node_budget.clone());
         tokio::spawn(async move {
-            while let Ok(Some(frame)) = read_frame_within(&mut recv, SHARES_LIMIT, &[&budget, &node_budget]).await {
+            while let Ok(Some(frame)) =
+                read_frame_within(&mut recv, SHARES_LIMIT, &[&budget, &node_budget]).await
+            {
                 if tx.send(frame).await.is_err() {
                     break;
                 }
@@ -136,7 +138,8 @@ pub(crate) async fn session(
                         write_frame(&mut send, &frame).await.map_err(SyncError::io)?;
                     }
                     GranteeAction::OpenStream { grant, after } => {
-                        let (shared, conn, budgets) = (shared.clone(), conn.clone(), [budget.clone(), node_budget.clone()]);
+                        let (shared, conn, budgets) =
+                            (shared.clone(), conn.clone(), [budget.clone(), node_budget.clone()]);
                         let task = streams.spawn(async move {
                             tokio::time::sleep(after).await;
                             grant_stream(shared, conn, issuer, grant, live, budgets).await
@@ -211,7 +214,8 @@ async fn grant_stream(
     let (tx, mut incoming) = mpsc::channel::<(Frame, Permits)>(1);
     let reader = tokio::spawn(async move {
         let [budget, node_budget] = budgets;
-        while let Ok(Some(frame)) = read_frame_within(&mut recv, vault_core::MAX_FRAME, &[&budget, &node_budget]).await
+        while let Ok(Some(frame)) =
+            read_frame_within(&mut recv, vault_core::MAX_FRAME, &[&budget, &node_budget]).await
         {
             if tx.send(frame).await.is_err() {
                 break;

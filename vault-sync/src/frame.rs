@@ -113,7 +113,8 @@ mod tests {
         assert_eq!(first, frame);
         // The second frame does not fit while the first is held: it is not even allocated.
         let budgets = [&budget];
-        let blocked = tokio::time::timeout(Duration::from_millis(50), read_frame_within(&mut input, 1000, &budgets));
+        let blocked =
+            tokio::time::timeout(Duration::from_millis(50), read_frame_within(&mut input, 1000, &budgets));
         assert!(blocked.await.is_err());
         drop(held);
         let mut input = &wire[wire.len() / 2..];
@@ -133,7 +134,8 @@ mod tests {
         let (_, held) = read_frame_within(&mut from_alice, 1000, &[&alice, &node]).await.unwrap().unwrap();
         let mut from_bob = wire.as_slice();
         let budgets = [&bob, &node];
-        let blocked = tokio::time::timeout(Duration::from_millis(50), read_frame_within(&mut from_bob, 1000, &budgets));
+        let blocked =
+            tokio::time::timeout(Duration::from_millis(50), read_frame_within(&mut from_bob, 1000, &budgets));
         assert!(blocked.await.is_err(), "bob's frame fits his budget but not the node's");
         assert_eq!(bob.available_permits(), 100, "what waited gave its own budget back");
         drop(held);

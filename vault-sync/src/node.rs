@@ -10,8 +10,8 @@ use iroh::protocol::{AcceptError, ProtocolHandler, Router};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use vault_core::{
-    ALPN, AuditEvent, AuditKind, DeviceId, Frame, IdentityId, IssuerAction, IssuerSession, ServeStep, ServeStream,
-    SessionError, Ticket, Vault,
+    ALPN, AuditEvent, AuditKind, DeviceId, Frame, IdentityId, IssuerAction, IssuerSession, ServeStep,
+    ServeStream, SessionError, Ticket, Vault,
 };
 
 #[cfg(test)]
@@ -147,10 +147,11 @@ async fn serve_connection(shared: Arc<Shared>, conn: Connection) -> Result<(), S
         .map_err(|_| SyncError::Timeout)?
         .map_err(SyncError::io)?;
     let node_budget = shared.in_flight.clone();
-    let hello = tokio::time::timeout(HANDSHAKE_TIMEOUT, read_frame_within(&mut recv, CONTROL_LIMIT, &[&node_budget]))
-        .await
-        .map_err(|_| SyncError::Timeout)?
-        .map_err(SyncError::io)?;
+    let hello =
+        tokio::time::timeout(HANDSHAKE_TIMEOUT, read_frame_within(&mut recv, CONTROL_LIMIT, &[&node_budget]))
+            .await
+            .map_err(|_| SyncError::Timeout)?
+            .map_err(SyncError::io)?;
     let peer = match hello {
         Some((Frame::Hello(cert), _)) => {
             if let Err(e) = cert.verify(remote) {
@@ -274,7 +275,11 @@ async fn serve_grant_stream(
     mut recv: iroh::endpoint::RecvStream,
 ) {
     let node_budget = shared.in_flight.clone();
-    let first = match tokio::time::timeout(HANDSHAKE_TIMEOUT, read_frame_within(&mut recv, CONTROL_LIMIT, &[&node_budget])).await
+    let first = match tokio::time::timeout(
+        HANDSHAKE_TIMEOUT,
+        read_frame_within(&mut recv, CONTROL_LIMIT, &[&node_budget]),
+    )
+    .await
     {
         Ok(Ok(Some((frame, _)))) => frame,
         _ => return,
@@ -320,8 +325,8 @@ async fn serve_grant_stream(
                     stream.on_change(&mut shared.vault())?
                 }
             };
-            if let ServeStep::Send(frame) = step
-                && write_frame(&mut send, &frame).await.is_err()
+            if let ServeStep::Send(message) = step
+                && write_frame(&mut send, &Frame::Sync(message)).await.is_err()
             {
                 return Ok(());
             }

@@ -5,8 +5,8 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-pub(crate) use vault_core::{ShareSet, share_set};
 use vault_core::{IdentityId, Ticket};
+pub(crate) use vault_core::{ShareSet, share_set};
 
 /// Offers from issuers waiting to be dialed back, at most.
 pub(crate) const MAX_OFFERS: usize = 64;

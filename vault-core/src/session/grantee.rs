@@ -37,7 +37,7 @@ pub struct SyncReport {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum GranteeAction {
     /// Write this frame on the control stream.
-    Send(Frame),
+    Send(Box<Frame>),
     /// Open a stream for this share after `after` (zero: now) and drive a [`super::ShareStream`]
     /// on it; report its end with [`GranteeSession::on_stream_end`].
     OpenStream {
@@ -91,9 +91,12 @@ impl GranteeSession {
 
     /// The first frames: queued consent requests (each is acknowledged), then `ListShares`.
     pub fn start(&mut self, vault: &mut Vault) -> Result<Vec<GranteeAction>, SessionError> {
-        let mut out: Vec<GranteeAction> =
-            vault.undelivered_requests(&self.issuer)?.into_iter().map(|r| GranteeAction::Send(Frame::Request(r))).collect();
-        out.push(GranteeAction::Send(Frame::ListShares));
+        let mut out: Vec<GranteeAction> = vault
+            .undelivered_requests(&self.issuer)?
+            .into_iter()
+            .map(|r| GranteeAction::Send(Box::new(Frame::Request(r))))
+            .collect();
+        out.push(GranteeAction::Send(Box::new(Frame::ListShares)));
         Ok(out)
     }
 
@@ -165,7 +168,7 @@ impl GranteeSession {
         let now_live = vault.live_shares_from(&self.issuer)?;
         self.report.erased += before.saturating_sub(now_live.len()).max(receipts.len().min(ended.len()));
         self.report.live = now_live.len();
-        out.extend(receipts.into_iter().map(|r| GranteeAction::Send(Frame::Erased(r))));
+        out.extend(receipts.into_iter().map(|r| GranteeAction::Send(Box::new(Frame::Erased(r)))));
         for grant in now_live {
             if self.streaming.insert(grant) {
                 self.running.insert(grant);

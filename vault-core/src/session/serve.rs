@@ -22,8 +22,8 @@ pub const SYNC_BURST: u32 = 100;
 pub enum ServeStep {
     /// Nothing to send now.
     Quiet,
-    /// Write this frame on the stream.
-    Send(Frame),
+    /// Write this sync message on the stream (a `Sync` frame).
+    Send(Vec<u8>),
     /// The frame was not taken (the grantee sends faster than its rate): give it again at or
     /// after this instant, and read nothing more from the stream until then.
     WaitUntil(Instant),
@@ -82,8 +82,15 @@ impl ServeStream {
     /// Takes a frame the grantee sent at `now`: a `Sync` message, answered when the grantee
     /// lacks anything. A message that carries changes, or anything else, is an error: the
     /// transport answers `Refused` and ends the stream.
-    pub fn on_frame(&mut self, vault: &mut Vault, frame: &Frame, now: Instant) -> Result<ServeStep, SessionError> {
-        let Frame::Sync(message) = frame else { return Err(SessionError::UnexpectedFrame(frame_name(frame))) };
+    pub fn on_frame(
+        &mut self,
+        vault: &mut Vault,
+        frame: &Frame,
+        now: Instant,
+    ) -> Result<ServeStep, SessionError> {
+        let Frame::Sync(message) = frame else {
+            return Err(SessionError::UnexpectedFrame(frame_name(frame)));
+        };
         if self.answers_due > 0 {
             self.answers_due -= 1;
         } else if let Err(at) = self.bucket.try_take(now) {
@@ -112,7 +119,7 @@ impl ServeStream {
                 if changed && carries_data {
                     self.answers_due = self.answers_due.saturating_add(1).min(SYNC_BURST);
                 }
-                Ok(ServeStep::Send(Frame::Sync(message)))
+                Ok(ServeStep::Send(message))
             }
             None => Ok(ServeStep::Quiet),
         }

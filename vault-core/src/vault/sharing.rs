@@ -29,12 +29,12 @@ mod node;
 mod projections;
 mod serving;
 
-pub(crate) use projections::ProjectionCache;
-pub use serving::ServeError;
-pub(crate) use serving::{ServeStates, ServeSync};
-use projections::ProjectionState;
 #[cfg(test)]
 use audience::MAX_CLOCK_SKEW;
+pub(crate) use projections::ProjectionCache;
+use projections::ProjectionState;
+pub use serving::ServeError;
+pub(crate) use serving::{ServeStates, ServeSync};
 
 use crate::store::sealed::GRANTS;
 

@@ -6,7 +6,9 @@
 
 use std::time::Instant;
 
-use vault_core::{Frame, GrantId, KdfParams, NewGrant, Passphrase, ServeStep, ServeStream, ShareStream, Vault};
+use vault_core::{
+    Frame, GrantId, KdfParams, NewGrant, Passphrase, ServeStep, ServeStream, ShareStream, Vault,
+};
 
 /// A new vault in `dir` with the fast test KDF and passphrase `pw`.
 pub(crate) fn vault(dir: &std::path::Path) -> Vault {
@@ -25,7 +27,8 @@ pub(crate) struct Link {
 pub(crate) fn open(customer: &mut Vault, shop: &mut Vault, id: &GrantId) -> Link {
     let (share, open) = ShareStream::open(shop, customer.identity(), *id, true).unwrap();
     let serve =
-        ServeStream::open(customer, shop.identity(), shop.device_key().public(), &open, Instant::now()).unwrap();
+        ServeStream::open(customer, shop.identity(), shop.device_key().public(), &open, Instant::now())
+            .unwrap();
     Link { serve, share }
 }
 
@@ -38,7 +41,11 @@ fn body(frame: Frame) -> Vec<u8> {
 
 /// One round on a link: the shop's next message (if any) to the customer, then the customer's
 /// answer (or what it has to say after a change) to the shop. Returns both sync bodies.
-pub(crate) fn round(customer: &mut Vault, shop: &mut Vault, link: &mut Link) -> (Option<Vec<u8>>, Option<Vec<u8>>) {
+pub(crate) fn round(
+    customer: &mut Vault,
+    shop: &mut Vault,
+    link: &mut Link,
+) -> (Option<Vec<u8>>, Option<Vec<u8>>) {
     round_at(customer, shop, link, Instant::now())
 }
 
@@ -55,7 +62,7 @@ pub(crate) fn round_at(
         None => link.serve.on_change(customer).unwrap(),
     };
     let from_customer = match step {
-        ServeStep::Send(frame) => Some(body(frame)),
+        ServeStep::Send(m) => Some(m),
         ServeStep::Quiet => None,
         ServeStep::WaitUntil(_) => panic!("an honest grantee was slowed down"),
     };

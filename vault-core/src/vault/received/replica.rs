@@ -59,7 +59,8 @@ impl Vault {
         let after = self.replicas.get(id).map_or(0, |r| r.last_seq);
         let rows = self.store.list_group(&CHUNKS, id.as_bytes(), after)?;
         if !self.replicas.contains_key(id) {
-            self.replicas.insert(id.clone(), Replica { am: AutoCommit::new(), last_seq: 0, epoch: record.epoch });
+            self.replicas
+                .insert(id.clone(), Replica { am: AutoCommit::new(), last_seq: 0, epoch: record.epoch });
         }
         for (key, bytes, _) in rows {
             let seq = key.seq();
@@ -75,7 +76,11 @@ impl Vault {
 
     /// Starts a new stream syncing a share: its sync state restarts from what is persisted
     /// (the shared heads), as Automerge requires for every new connection.
-    pub(crate) fn share_sync_state(&mut self, issuer: &IdentityId, id: &GrantId) -> Result<ShareSync, ShareError> {
+    pub(crate) fn share_sync_state(
+        &mut self,
+        issuer: &IdentityId,
+        id: &GrantId,
+    ) -> Result<ShareSync, ShareError> {
         let key = self.share_key(issuer, id)?;
         let epoch = self.load_replica(&key)?.epoch;
         let record = self.received_record(&key)?.ok_or(ShareError::Unknown(*id))?;
@@ -117,7 +122,9 @@ impl Vault {
         let key = self.share_key(issuer, id)?;
         let replica = self.load_replica(&key)?;
         let heads = replica.am.get_heads();
-        Ok(sync.epoch == replica.epoch && sync.state.their_heads.as_ref() == Some(&heads) && sync.state.have_responded)
+        Ok(sync.epoch == replica.epoch
+            && sync.state.their_heads.as_ref() == Some(&heads)
+            && sync.state.have_responded)
     }
 
     /// Applies a sync message from the issuer, received on the stream whose state is `sync`, and
@@ -136,7 +143,8 @@ impl Vault {
         let message = catch_unwind(|| Message::decode(bytes))
             .map_err(|_| ShareError::BadMessage)?
             .map_err(|_| ShareError::BadMessage)?;
-        let received = catch_unwind(AssertUnwindSafe(|| self.apply_share_message(issuer, id, sync, epoch, message)));
+        let received =
+            catch_unwind(AssertUnwindSafe(|| self.apply_share_message(issuer, id, sync, epoch, message)));
         received.unwrap_or_else(|_| {
             tracing::warn!("an issuer's sync message made the sync engine panic; failing that stream");
             Err(ShareError::BadMessage)

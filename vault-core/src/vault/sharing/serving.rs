@@ -135,7 +135,10 @@ impl Vault {
     }
 
     fn stored_states(&self, id: &GrantId) -> Result<Stored, StoreError> {
-        Ok(self.node_value(&states_key(id))?.and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default())
+        Ok(self
+            .node_value(&states_key(id))?
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default())
     }
 
     /// Starts serving grant `id` to `device` of `peer` on a new stream: the sync state to
@@ -310,7 +313,12 @@ impl Vault {
     /// the retracted value in the history. Past [`MAX_DEVICES_PER_GRANT`] devices nothing is
     /// known to be held. A device this vault never served is not counted: it receives the
     /// epoch whole, history included (see README, "what sharing cannot guarantee").
-    pub(super) fn grantee_holds(&self, id: &GrantId, epoch: u64, heads: &[ChangeHash]) -> Result<bool, StoreError> {
+    pub(super) fn grantee_holds(
+        &self,
+        id: &GrantId,
+        epoch: u64,
+        heads: &[ChangeHash],
+    ) -> Result<bool, StoreError> {
         let stored = self.stored_states(id)?;
         let memory = self.serve_states.get(id);
         if stored.overflow || memory.is_some_and(|a| a.overflow) || heads.is_empty() {
