@@ -20,6 +20,52 @@
 //! [`SessionError::Panicked`] (the vault rolled back any write it was making).
 //!
 //! [`Vault`]: crate::Vault
+//!
+//! Driving the machines by hand, as a fuzz target does (every result may be an error: the
+//! transport would end the stream or connection; nothing may panic):
+//!
+//! ```
+//! use std::time::Instant;
+//! use vault_core::*;
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let open = |dir: &std::path::Path| {
+//!     Vault::at(dir).kdf(KdfParams::INSECURE_FOR_TESTS).create(&Passphrase::new("pw"))
+//! };
+//! let (d1, d2) = (tempfile::tempdir()?, tempfile::tempdir()?);
+//! let (mut issuer, mut grantee) = (open(d1.path())?, open(d2.path())?);
+//! issuer.set_profile("email", "ada@example.org")?;
+//! let grant = issuer.issue_grant(NewGrant {
+//!     audience: grantee.identity(),
+//!     fields: vec!["profile.email".parse()?],
+//!     filter: None,
+//!     purpose: "delivery".into(),
+//!     expires_at: None,
+//!     prices: true,
+//! })?;
+//! let (id, device, now) = (grant.statement().id, grantee.device_key().public(), Instant::now());
+//!
+//! // The issuer's side, fed by a hostile grantee holding a valid grant.
+//! let mut control = IssuerSession::new(grantee.identity(), device, now);
+//! let _ = control.on_frame(&mut issuer, Frame::ListShares, now); // Ok(actions to perform)
+//! let _ = control.on_change(&mut issuer);
+//! let mut serve = ServeStream::open(&mut issuer, grantee.identity(), device, &Frame::Open(id), now)?;
+//! let _ = serve.on_frame(&mut issuer, &Frame::Sync(vec![0x42, 0, 1]), now); // Err: refused
+//!
+//! // The grantee's side, fed by a hostile issuer (here the real one's frames).
+//! let mut session = GranteeSession::new(issuer.identity(), None, true);
+//! let _ = session.start(&mut grantee);
+//! let (live, ended) = issuer.shares_for(&grantee.identity())?;
+//! session.on_frame(&mut grantee, Frame::Shares { live, ended })?; // OpenStream { grant: id, .. }
+//! let (mut share, first) = ShareStream::open(&mut grantee, issuer.identity(), id, true)?;
+//! let mut serve = ServeStream::open(&mut issuer, grantee.identity(), device, &first, now)?;
+//! let hello = share.next(&mut grantee)?.send.expect("the grantee speaks first");
+//! let ServeStep::Send(body) = serve.on_frame(&mut issuer, &hello, now)? else { panic!() };
+//! share.on_frame(&mut grantee, &Frame::Sync(body))?;
+//! let _ = share.on_frame(&mut grantee, &Frame::Sync(vec![0x43, 0xff])); // Err: refused
+//! # Ok(())
+//! # }
+//! ```
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
