@@ -336,3 +336,79 @@ fn the_grantee_session_caps_shares_and_answers_an_end_with_a_receipt() {
     let out = once.on_frame(&mut newcomer, Frame::Shares { live: Vec::new(), ended: Vec::new() }).unwrap();
     assert_eq!(out.last(), Some(&GranteeAction::Done));
 }
+
+/// A frame a hostile peer may send, or a mutation of a real sync message.
+#[derive(Clone, Debug)]
+enum Hostile {
+    Frame(Frame),
+    /// The grantee's real first message with one byte replaced.
+    Mutated(usize, u8),
+}
+
+fn hostile() -> impl proptest::strategy::Strategy<Value = Hostile> {
+    use proptest::prelude::*;
+    prop_oneof![
+        Just(Hostile::Frame(Frame::ListShares)),
+        Just(Hostile::Frame(Frame::Refused)),
+        Just(Hostile::Frame(Frame::OfferAck)),
+        any::<[u8; 10]>()
+            .prop_map(|b| Hostile::Frame(Frame::Open(GrantId::from_raw(&b).unwrap_or_else(GrantId::random)))),
+        proptest::collection::vec(any::<u8>(), 0..48).prop_map(|b| Hostile::Frame(Frame::Sync(b))),
+        proptest::collection::vec(any::<u8>(), 0..48).prop_map(|mut b| {
+            b.insert(0, 0x42);
+            Hostile::Frame(Frame::Sync(b))
+        }),
+        (any::<usize>(), any::<u8>()).prop_map(|(i, b)| Hostile::Mutated(i, b)),
+    ]
+}
+
+fn not_a_panic<T>(result: Result<T, SessionError>) {
+    assert!(!matches!(result, Err(SessionError::Panicked(_))), "a step panicked");
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(16))]
+    /// Any sequence of frames, fed to every machine on both sides: nothing panics (a panic
+    /// inside would surface as `SessionError::Panicked`, or abort the test).
+    #[test]
+    fn hostile_frames_never_make_a_machine_panic(frames in proptest::collection::vec(hostile(), 1..16)) {
+        let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let mut customer = vault(d1.path());
+        let mut shop = vault(d2.path());
+        customer.set_profile("email", "ada@example.org").unwrap();
+        let (id, mut link) = share_email_linked(&mut customer, &mut shop);
+        let real = {
+            let (mut share, _) = vault_core::ShareStream::open(&mut shop, customer.identity(), id, false).unwrap();
+            match share.next(&mut shop).unwrap().send {
+                Some(Frame::Sync(m)) => m,
+                _ => vec![0x42],
+            }
+        };
+        let now = Instant::now();
+        let device = shop.device_key().public();
+        let mut control = IssuerSession::new(shop.identity(), device, now);
+        let mut grantee = GranteeSession::new(customer.identity(), None, true);
+        for (n, h) in frames.into_iter().enumerate() {
+            let frame = match h {
+                Hostile::Frame(f) => f,
+                Hostile::Mutated(i, b) => {
+                    let mut m = real.clone();
+                    let at = i % m.len();
+                    m[at] = b;
+                    Frame::Sync(m)
+                }
+            };
+            let at = now + Duration::from_millis(n as u64);
+            not_a_panic(control.on_frame(&mut customer, frame.clone(), at));
+            not_a_panic(control.on_change(&mut customer));
+            not_a_panic(link.serve.on_frame(&mut customer, &frame, at));
+            not_a_panic(link.serve.on_change(&mut customer));
+            not_a_panic(grantee.on_frame(&mut shop, frame.clone()));
+            if let Ok(mut fresh) = ServeStream::open(&mut customer, shop.identity(), device, &frame, at) {
+                not_a_panic(fresh.on_frame(&mut customer, &Frame::Sync(real.clone()), at));
+            }
+            not_a_panic(link.share.on_frame(&mut shop, &frame));
+            not_a_panic(link.share.next(&mut shop));
+        }
+    }
+}
