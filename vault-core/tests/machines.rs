@@ -340,7 +340,7 @@ fn the_grantee_session_caps_shares_and_answers_an_end_with_a_receipt() {
 /// A frame a hostile peer may send, or a mutation of a real sync message.
 #[derive(Clone, Debug)]
 enum Hostile {
-    Frame(Frame),
+    Frame(Box<Frame>),
     /// The grantee's real first message with one byte replaced.
     Mutated(usize, u8),
 }
@@ -348,15 +348,16 @@ enum Hostile {
 fn hostile() -> impl proptest::strategy::Strategy<Value = Hostile> {
     use proptest::prelude::*;
     prop_oneof![
-        Just(Hostile::Frame(Frame::ListShares)),
-        Just(Hostile::Frame(Frame::Refused)),
-        Just(Hostile::Frame(Frame::OfferAck)),
-        any::<[u8; 10]>()
-            .prop_map(|b| Hostile::Frame(Frame::Open(GrantId::from_raw(&b).unwrap_or_else(GrantId::random)))),
-        proptest::collection::vec(any::<u8>(), 0..48).prop_map(|b| Hostile::Frame(Frame::Sync(b))),
+        Just(Hostile::Frame(Box::new(Frame::ListShares))),
+        Just(Hostile::Frame(Box::new(Frame::Refused))),
+        Just(Hostile::Frame(Box::new(Frame::OfferAck))),
+        any::<[u8; 10]>().prop_map(|b| Hostile::Frame(Box::new(Frame::Open(
+            GrantId::from_raw(&b).unwrap_or_else(GrantId::random)
+        )))),
+        proptest::collection::vec(any::<u8>(), 0..48).prop_map(|b| Hostile::Frame(Box::new(Frame::Sync(b)))),
         proptest::collection::vec(any::<u8>(), 0..48).prop_map(|mut b| {
             b.insert(0, 0x42);
-            Hostile::Frame(Frame::Sync(b))
+            Hostile::Frame(Box::new(Frame::Sync(b)))
         }),
         (any::<usize>(), any::<u8>()).prop_map(|(i, b)| Hostile::Mutated(i, b)),
     ]
@@ -390,7 +391,7 @@ proptest::proptest! {
         let mut grantee = GranteeSession::new(customer.identity(), None, true);
         for (n, h) in frames.into_iter().enumerate() {
             let frame = match h {
-                Hostile::Frame(f) => f,
+                Hostile::Frame(f) => *f,
                 Hostile::Mutated(i, b) => {
                     let mut m = real.clone();
                     let at = i % m.len();
