@@ -99,7 +99,8 @@ impl Vault {
     pub(super) fn drop_projection(&mut self, id: &GrantId) -> Result<(), StoreError> {
         self.store.delete_group(&CHUNKS, id.as_bytes())?;
         self.projections.remove(id);
-        Ok(())
+        // Nothing more is served: what serving streams knew of the grantee's copies goes too.
+        self.forget_serve_states(id)
     }
 
     /// Replaces a grant's projection with a fresh document built from current values, as

@@ -303,6 +303,13 @@ impl Vault {
         Ok(())
     }
 
+    /// Forgets what serving streams knew of the copies of `id` (inside the caller's write
+    /// transaction), once it is no longer served.
+    pub(super) fn forget_serve_states(&mut self, id: &GrantId) -> Result<(), StoreError> {
+        self.serve_states.remove(id);
+        self.delete_node_value(&states_key(id))
+    }
+
     /// True when every copy of grant `id` known to this vault is known to hold exactly the
     /// projection's `heads` of `epoch`, and there is at least one such copy.
     ///
