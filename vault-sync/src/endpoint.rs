@@ -44,6 +44,8 @@ pub(crate) struct Shared {
     pub(crate) book: Mutex<PeerBook>,
     /// Bytes of frames in flight the whole node may hold ([`crate::NODE_BYTE_BUDGET`]).
     pub(crate) in_flight: Arc<Semaphore>,
+    /// Bytes of hellos from unauthenticated peers ([`crate::HANDSHAKE_BYTE_BUDGET`]).
+    pub(crate) handshakes: Arc<Semaphore>,
 }
 
 impl Shared {
@@ -54,6 +56,7 @@ impl Shared {
             changes,
             book: Default::default(),
             in_flight: Arc::new(Semaphore::new(crate::NODE_BYTE_BUDGET)),
+            handshakes: Arc::new(Semaphore::new(crate::HANDSHAKE_BYTE_BUDGET)),
         }
     }
 

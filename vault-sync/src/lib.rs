@@ -21,8 +21,9 @@
 //! - at most [`MAX_CONCURRENT_STREAMS`] streams open at once per connection (QUIC flow
 //!   control), and at most [`MAX_STREAMS_PER_CONNECTION`] over a connection's life;
 //! - at most [`MAX_REQUESTS_PER_MINUTE`] control requests per connection;
-//! - at most [`ISSUER_BYTE_BUDGET`] bytes of one issuer's frames held at once, and at most
-//!   [`NODE_BYTE_BUDGET`] bytes of frames in flight over the whole node;
+//! - at most [`ISSUER_BYTE_BUDGET`] bytes of one issuer's frames held at once, at most
+//!   [`NODE_BYTE_BUDGET`] bytes of frames in flight over the whole node, and at most
+//!   [`HANDSHAKE_BYTE_BUDGET`] bytes of hellos from peers not yet authenticated;
 //! - the peer must complete its hello within [`HANDSHAKE_TIMEOUT`].
 //!
 //! A peer that breaks a limit or sends a malformed frame loses that connection only; the node
@@ -66,6 +67,10 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Bytes of frames in flight that the whole node holds in memory at once, over every peer and
 /// stream, whichever side it plays (a frame waits until it fits).
 pub const NODE_BYTE_BUDGET: usize = 4 * vault_core::MAX_FRAME;
+/// Bytes of hello frames the node holds at once from peers that have not proven anything yet:
+/// apart from [`NODE_BYTE_BUDGET`], so that strangers sending half a hello cannot make
+/// authenticated peers wait.
+pub const HANDSHAKE_BYTE_BUDGET: usize = 16 * 1024 * 1024;
 
 /// Something went wrong on the network side.
 #[derive(Debug, thiserror::Error)]

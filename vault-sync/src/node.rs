@@ -147,11 +147,13 @@ async fn serve_connection(shared: Arc<Shared>, conn: Connection) -> Result<(), S
         .map_err(|_| SyncError::Timeout)?
         .map_err(SyncError::io)?;
     let node_budget = shared.in_flight.clone();
-    let hello =
-        tokio::time::timeout(HANDSHAKE_TIMEOUT, read_frame_within(&mut recv, CONTROL_LIMIT, &[&node_budget]))
-            .await
-            .map_err(|_| SyncError::Timeout)?
-            .map_err(SyncError::io)?;
+    let hello = tokio::time::timeout(
+        HANDSHAKE_TIMEOUT,
+        read_frame_within(&mut recv, CONTROL_LIMIT, &[&shared.handshakes]),
+    )
+    .await
+    .map_err(|_| SyncError::Timeout)?
+    .map_err(SyncError::io)?;
     let peer = match hello {
         Some((Frame::Hello(cert), _)) => {
             if let Err(e) = cert.verify(remote) {
