@@ -413,3 +413,39 @@ proptest::proptest! {
         }
     }
 }
+
+/// A one-shot share stream is done once the copy holds what the issuer advertised, and a live
+/// one never is.
+#[test]
+fn a_one_shot_share_stream_is_done_once_in_sync() {
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut customer = vault(d1.path());
+    let mut shop = vault(d2.path());
+    customer.set_profile("email", "ada@example.org").unwrap();
+    let (id, mut live) = share_email_linked(&mut customer, &mut shop);
+    assert!(!live.share.next(&mut shop).unwrap().done, "a live stream stays open");
+    edit(&mut customer, "ada@second.example");
+    let (mut share, first) =
+        vault_core::ShareStream::open(&mut shop, customer.identity(), id, false).unwrap();
+    let now = Instant::now();
+    let mut serve =
+        ServeStream::open(&mut customer, shop.identity(), shop.device_key().public(), &first, now).unwrap();
+    let mut done = false;
+    for _ in 0..10 {
+        let next = share.next(&mut shop).unwrap();
+        if next.done {
+            done = true;
+            break;
+        }
+        let step = match &next.send {
+            Some(frame) => serve.on_frame(&mut customer, frame, now).unwrap(),
+            None => serve.on_change(&mut customer).unwrap(),
+        };
+        if let ServeStep::Send(m) = step {
+            share.on_frame(&mut shop, &Frame::Sync(m)).unwrap();
+        }
+    }
+    assert!(done, "never done");
+    assert!(share.changed());
+    assert_eq!(email_at(&mut shop), "ada@second.example");
+}
