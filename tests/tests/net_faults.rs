@@ -5,7 +5,7 @@
 //! (it goes through the binary).
 //!
 //! Each node dials the other at the proxy because the other is its contact with an address set
-//! by hand (`Vault::add_contact_at`). The issuer is bound on IPv4 loopback and the grantee on
+//! by hand (`Contacts::add_at`). The issuer is bound on IPv4 loopback and the grantee on
 //! IPv6 loopback, so no direct path exists for iroh to holepunch to (see the proxy's docs);
 //! each scenario also checks that a partition really stops delivery.
 //!
@@ -85,8 +85,8 @@ async fn link(issuer: Vault, grantee: Vault, seed: u64) -> Linked {
     assert!(a.is_ipv4() && b.is_ipv6());
     let proxy = Proxy::start(a, b, seed).await.unwrap();
     let (issuer_ticket, grantee_ticket) = (issuer.ticket(), grantee.ticket());
-    issuer.with_vault(|v| v.add_contact_at("grantee", &grantee_ticket, &[proxy.addr_of_b()]).unwrap());
-    grantee.with_vault(|v| v.add_contact_at("issuer", &issuer_ticket, &[proxy.addr_of_a()]).unwrap());
+    issuer.with_vault(|v| v.contacts_mut().add_at("grantee", &grantee_ticket, &[proxy.addr_of_b()]).unwrap());
+    grantee.with_vault(|v| v.contacts_mut().add_at("issuer", &issuer_ticket, &[proxy.addr_of_a()]).unwrap());
     Linked { issuer, grantee, proxy }
 }
 

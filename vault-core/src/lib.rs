@@ -83,9 +83,10 @@ pub use session::{
 pub use statement::{GrantId, RequestId, Rule, Signed, Statement, StatementError, is_steering_char};
 pub use store::{DB_FILE, StoreError};
 pub use vault::{
-    Approval, AuditEvent, AuditFilter, AuditKind, Clock, Contact, ContactError, CreateError, EXPORT_FORMAT,
-    EditError, FeedEntry, FeedFilter, GrantError, GrantInfo, GrantStatus, Holding, ImportError, ImportMode,
-    MAX_PENDING_PER_PEER, MAX_REQUESTS_PER_PEER_PER_DAY, NewGrant, NewRequest, OpenError, Peer, Purchase,
-    PurchaseRecord, Refusal, RequestError, RequestInfo, RequestStatus, ServeError, Share, ShareError,
-    ShareStatus, StorageStats, Vault, VaultOptions, VerifyReport,
+    AccessLog, Approval, AuditEvent, AuditFilter, AuditKind, Clock, Contact, ContactError, Contacts,
+    CreateError, EXPORT_FORMAT, EditError, FeedEntry, FeedFilter, GrantError, GrantInfo, GrantStatus,
+    Holding, ImportError, ImportMode, Inbox, MAX_PENDING_PER_PEER, MAX_REQUESTS_PER_PEER_PER_DAY, NewGrant,
+    NewRequest, OpenError, Outbox, Peer, Purchase, PurchaseRecord, Refusal, RequestError, RequestInfo,
+    RequestStatus, ServeError, Share, ShareError, ShareStatus, StorageStats, Vault, VaultOptions,
+    VerifyReport,
 };

@@ -1,267 +1,75 @@
-//! [`Vault`]: an unlocked vault, its document, its keys, and durable edits.
+//! [`Vault`]: an unlocked vault, the thin handle that holds the store, the keys and the clock,
+//! and hands out the roles that own the tables and their rules.
 //!
-//! Each edit is one Automerge commit, persisted as one sealed chunk inside one SQLite
-//! transaction (`BEGIN IMMEDIATE` ... `COMMIT` with synchronous=FULL): when an edit method
-//! returns `Ok`, the change is on disk. Before editing, the vault catches up with chunks other
-//! processes wrote since it last looked, so two commands on one vault never lose each other's
-//! changes. When chunks pile up (more than half the snapshot's size, at least 64 KiB) they are
-//! folded into a new sealed snapshot.
+//! Where things live (one role per file under `vault/`):
+//!
+//! | file | role | owns |
+//! |---|---|---|
+//! | `open.rs` | [`VaultOptions`]: create, unlock, verify | the file as a whole |
+//! | `changes.rs` | the change log: catch-up, durable edits, compaction | `doc_snapshot`, `doc_changes` |
+//! | `records.rs` | profile, purchases, preferences, import, export | the document's content |
+//! | `contacts.rs` | [`Contacts`]: petnames, tickets, blocks | `contacts` |
+//! | `audit.rs` | [`AccessLog`]: the access log | `audit` |
+//! | `requests.rs` | what both sides of a consent request share | (rows of `requests_in`/`requests_out`) |
+//! | `outbox.rs` | [`Outbox`]: requests this vault made, and their answers | `requests_out` |
+//! | `inbox.rs` | [`Inbox`]: requests made to this vault, approve, deny | `requests_in` |
+//! | `inbox/limits.rs` | the inbox's limits (per peer, strangers) | an in-memory index |
+//! | `sharing.rs` | grants issued, revocations, erasure receipts, serving | `grants`, `projection_chunks`, `node` |
+//! | `received.rs` | shares received from others, their replicas and views | `received`, `received_chunks`, `received_views` |
+//! | `feed.rs` | the merged purchase feed over received shares | (reads `received_views`) |
+//! | `rollback.rs` | the panic guard of write transactions | nothing |
+//!
+//! Roles are reached through the vault: `vault.inbox_mut().approve(...)`,
+//! `vault.contacts().petname(...)`. A role handle over `&Vault` reads; over `&mut Vault` it
+//! also writes, each write in one transaction through [`Vault::write`] (rolled back on any
+//! error or panic).
+//!
+//! **The customer's state.** What belongs to the customer, and is the same on every device of
+//! theirs, is the document (`doc_snapshot`, `doc_changes`), the identity key (`secrets` row
+//! `identity`), and the sharing state: grants issued with their revocations and erasure
+//! receipts (`grants`), contacts and blocks (`contacts`), consent requests and their answers
+//! (`requests_in`, `requests_out`), shares received and their receipts (`received`), and the
+//! access log (`audit`). Everything else is device-local or derived and can be rebuilt: the
+//! device key (`secrets` row `device`), sync states and node addresses (`node`), projections
+//! (`projection_chunks`, rebuilt from the document and the grants), received replicas and
+//! their views (`received_chunks`, `received_views`, refetched from their issuers), and every
+//! in-memory cache below.
 
 use std::path::{Path, PathBuf};
 
-use automerge::ChangeHash;
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
-
 mod audit;
+mod changes;
 mod contacts;
 mod feed;
 mod inbox;
+mod open;
+mod outbox;
 mod received;
+mod records;
 mod requests;
 mod rollback;
 #[cfg(test)]
 mod serve_tests;
 mod sharing;
 
-pub use audit::{AuditEvent, AuditFilter, AuditKind};
-pub use contacts::{Contact, ContactError, Peer};
+pub use audit::{AccessLog, AuditEvent, AuditFilter, AuditKind};
+pub use changes::{EditError, StorageStats};
+pub use contacts::{Contact, ContactError, Contacts, Peer};
 pub use feed::{FeedEntry, FeedFilter};
+pub use inbox::{Inbox, MAX_PENDING_PER_PEER, MAX_REQUESTS_PER_PEER_PER_DAY, Refusal};
+pub use open::{CreateError, OpenError, VaultOptions, VerifyReport};
+pub use outbox::Outbox;
 pub use received::{Share, ShareError, ShareStatus};
-pub use requests::{
-    Approval, Holding, MAX_PENDING_PER_PEER, MAX_REQUESTS_PER_PEER_PER_DAY, NewRequest, Refusal,
-    RequestError, RequestInfo, RequestStatus,
-};
+pub use records::{EXPORT_FORMAT, ImportError, ImportMode, Purchase, PurchaseRecord};
+pub use requests::{Approval, Holding, NewRequest, RequestError, RequestInfo, RequestStatus};
 pub use sharing::{GrantError, GrantInfo, GrantStatus, NewGrant, ServeError};
 pub(crate) use {received::ShareSync, sharing::ServeSync};
 
-use crate::doc::{DocError, PREFERENCES, PROFILE, Touched, VaultDoc};
+use crate::doc::{Touched, VaultDoc};
 use crate::identity::{DeviceCertificate, DeviceKey, Identity, IdentityId, Ticket};
-use crate::money::Price;
-use crate::primitives::{KdfParams, Passphrase, random_array};
-use crate::schema::SchemaError;
-use crate::store::sealed::{ALL_TABLES, DOC_CHANGES};
-use crate::store::{DB_FILE, Store, StoreError, UnlockFailure};
-
-/// Chunks are folded into the snapshot when they exceed this many bytes...
-const COMPACT_MIN_BYTES: u64 = 64 * 1024;
-/// ...and also exceed this fraction (1/N) of the snapshot's size.
-const COMPACT_SNAPSHOT_DIVISOR: u64 = 2;
-/// First bytes of every Automerge file (document or change chunk).
-const AUTOMERGE_MAGIC: [u8; 4] = [0x85, 0x6f, 0x4a, 0x83];
-/// First byte of a change chunk that carries what the change touched (see [`change_plaintext`]).
-const CHUNK_WITH_TOUCHED: u8 = 0x01;
-
-/// A change chunk's plaintext: a marker, what the change touched (for projections; `null`
-/// when unknown), then the Automerge bytes.
-fn change_plaintext(touched: &Option<Vec<Touched>>, bytes: &[u8]) -> Vec<u8> {
-    let list: Option<Vec<String>> = touched.as_ref().map(|t| t.iter().map(Touched::encode).collect());
-    let meta = serde_json::to_vec(&list).expect("serializes");
-    let mut out = Vec::with_capacity(5 + meta.len() + bytes.len());
-    out.push(CHUNK_WITH_TOUCHED);
-    out.extend_from_slice(&(meta.len() as u32).to_be_bytes());
-    out.extend_from_slice(&meta);
-    out.extend_from_slice(bytes);
-    out
-}
-
-/// Splits a change chunk's plaintext into what it touched (`None`: unknown) and the Automerge
-/// bytes. Chunks that are bare Automerge bytes read as "unknown".
-pub(crate) fn split_change(plain: &[u8]) -> Option<(Option<Vec<Touched>>, &[u8])> {
-    match plain.first() {
-        Some(&CHUNK_WITH_TOUCHED) => {
-            let len = u32::from_be_bytes(plain.get(1..5)?.try_into().ok()?) as usize;
-            let meta = plain.get(5..5 + len)?;
-            let list: Option<Vec<String>> = serde_json::from_slice(meta).ok()?;
-            let touched = list.map(|l| l.iter().filter_map(|t| Touched::decode(t)).collect());
-            Some((touched, &plain[5 + len..]))
-        }
-        _ => Some((None, plain)),
-    }
-}
-
-/// The Automerge bytes of change chunk `seq` (dropping the touched list).
-fn change_bytes(seq: i64, plain: &[u8]) -> Result<&[u8], StoreError> {
-    let (_, bytes) =
-        split_change(plain).ok_or_else(|| StoreError::Damaged(format!("{} row {seq}", DOC_CHANGES.name)))?;
-    Ok(bytes)
-}
-
-/// Marker of a JSON export.
-pub const EXPORT_FORMAT: &str = "vault-export/v1";
-
-/// A vault could not be created.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum CreateError {
-    /// There is already a vault in the directory; it was left untouched.
-    #[error("a vault already exists at {}", .0.display())]
-    AlreadyExists(PathBuf),
-    /// An empty passphrase would leave the vault unprotected.
-    #[error("the passphrase must not be empty")]
-    EmptyPassphrase,
-    /// The directory or file could not be created.
-    #[error("cannot create the vault")]
-    Store(#[from] StoreError),
-    /// The new vault did not open.
-    #[error("cannot open the new vault")]
-    Reopen(#[source] Box<OpenError>),
-}
-
-/// A vault could not be opened.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum OpenError {
-    /// The directory does not exist or holds no vault file.
-    #[error("no vault at {}", .0.display())]
-    NoVault(PathBuf),
-    /// The file is not a vault (another SQLite file, or not SQLite at all).
-    #[error("{} is not a vault file", .0.display())]
-    NotAVault(PathBuf),
-    /// Written by a newer version of vault.
-    #[error("the vault file has format \"{0}\", which this version does not read")]
-    UnknownFormat(String),
-    /// The passphrase does not unlock the data key (or the key record is damaged: the two are
-    /// indistinguishable by design).
-    #[error("wrong passphrase")]
-    WrongPassphrase,
-    /// Part of the vault is damaged; nothing was modified.
-    #[error("the vault is damaged: {0}")]
-    Damaged(#[source] StoreError),
-    /// The storage layer failed.
-    #[error("cannot read the vault")]
-    Store(#[source] StoreError),
-}
-
-impl From<StoreError> for OpenError {
-    fn from(e: StoreError) -> Self {
-        if e.is_damage() { OpenError::Damaged(e) } else { OpenError::Store(e) }
-    }
-}
-
-/// An edit was refused or could not be saved. When this is returned, nothing was written.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum EditError {
-    /// The value does not fit the document schema.
-    #[error(transparent)]
-    Schema(#[from] SchemaError),
-    /// A field path is malformed (empty segment).
-    #[error("invalid field name \"{0}\"")]
-    BadField(String),
-    /// The storage layer failed.
-    #[error("cannot save the change")]
-    Store(#[from] StoreError),
-    /// The stored document is damaged.
-    #[error("the vault document is damaged")]
-    Doc(#[from] DocError),
-}
-
-/// A file could not be imported. When this is returned, nothing was written.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ImportError {
-    /// Neither a JSON export nor an Automerge document.
-    #[error("not a vault export: expected a JSON export or an Automerge document")]
-    UnknownFormat,
-    /// JSON that does not parse.
-    #[error("the JSON export is malformed (line {line}, column {column})")]
-    MalformedJson {
-        /// 1-based line.
-        line: usize,
-        /// 1-based column.
-        column: usize,
-    },
-    /// JSON, but not a vault export.
-    #[error("the JSON file is not a vault export (no \"format\": \"{EXPORT_FORMAT}\")")]
-    NotAnExport,
-    /// An Automerge document that does not load or is not shaped like a vault.
-    #[error("the Automerge document cannot be imported: {0}")]
-    Automerge(#[source] DocError),
-    /// The data does not fit the document schema.
-    #[error("the export does not fit the vault schema: {0}")]
-    Schema(#[source] SchemaError),
-    /// Saving failed.
-    #[error(transparent)]
-    Edit(#[from] EditError),
-}
-
-/// How an import was applied.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ImportMode {
-    /// A CRDT merge: both histories were kept.
-    Merged,
-    /// The values were written as new changes (a JSON export, or an Automerge document that
-    /// does not descend from a vault).
-    Values,
-}
-
-/// One purchase as stored.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct PurchaseRecord {
-    /// What was bought.
-    pub item: String,
-    /// Who sold it.
-    pub seller: String,
-    /// What it cost.
-    pub price: Price,
-    /// When (YYYY-MM-DD).
-    pub date: String,
-    /// A free category.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub category: Option<String>,
-    /// Tags (lowercase).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub tags: Vec<String>,
-    /// 1 to 5.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rating: Option<i64>,
-    /// A review.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub review: Option<String>,
-}
-
-/// A purchase with its id.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Purchase {
-    /// The purchase id.
-    pub id: String,
-    /// The record.
-    #[serde(flatten)]
-    pub record: PurchaseRecord,
-}
-
-/// What `verify` found.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct VerifyReport {
-    /// Sealed blobs checked.
-    pub blobs_checked: usize,
-    /// Problems, each naming what is damaged. Empty for a healthy vault.
-    pub problems: Vec<String>,
-}
-
-impl VerifyReport {
-    /// True when nothing is damaged.
-    pub fn is_ok(&self) -> bool {
-        self.problems.is_empty()
-    }
-}
-
-/// Sizes of the vault file, for benchmarks and `verify`.
-#[derive(Debug, Clone, Copy, Default, Serialize)]
-pub struct StorageStats {
-    /// Bytes of the database file.
-    pub db_bytes: u64,
-    /// Bytes of the write-ahead log.
-    pub wal_bytes: u64,
-    /// Bytes of the sealed snapshot.
-    pub snapshot_bytes: u64,
-    /// Number of change chunks since the snapshot.
-    pub chunk_count: u64,
-    /// Bytes of those chunks.
-    pub chunk_bytes: u64,
-}
+use crate::primitives::KdfParams;
+use crate::store::{Store, StoreError};
+use changes::{ChangeLog, LogState, read_document};
 
 /// The vault's clock: unix seconds. Injectable so that expiry is testable without sleeping.
 pub type Clock = std::sync::Arc<dyn Fn() -> i64 + Send + Sync>;
@@ -270,237 +78,19 @@ fn system_clock() -> Clock {
     std::sync::Arc::new(|| jiff::Timestamp::now().as_second())
 }
 
-/// Where a vault lives, and how to create or open it.
-#[derive(Clone)]
-pub struct VaultOptions {
-    dir: PathBuf,
-    kdf: KdfParams,
-    clock: Clock,
-}
-
-impl std::fmt::Debug for VaultOptions {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("VaultOptions").field("dir", &self.dir).field("kdf", &self.kdf).finish_non_exhaustive()
-    }
-}
-
-impl VaultOptions {
-    /// The clock that decides expiry (tests inject one; the default is the system clock).
-    pub fn clock(mut self, clock: Clock) -> Self {
-        self.clock = clock;
-        self
-    }
-
-    /// Argon2id parameters for a new vault (ignored when opening: the vault's own are used).
-    pub fn kdf(mut self, params: KdfParams) -> Self {
-        self.kdf = params;
-        self
-    }
-
-    /// The database file's path.
-    pub fn db_path(&self) -> PathBuf {
-        self.dir.join(DB_FILE)
-    }
-
-    /// True when the directory holds a vault file.
-    pub fn exists(&self) -> bool {
-        self.db_path().exists()
-    }
-
-    /// Creates a new vault; refuses, touching nothing, when one exists.
-    pub fn create(self, passphrase: &Passphrase) -> Result<Vault, CreateError> {
-        if passphrase.is_empty() {
-            return Err(CreateError::EmptyPassphrase);
-        }
-        let path = self.db_path();
-        if path.exists() {
-            return Err(CreateError::AlreadyExists(self.dir));
-        }
-        std::fs::create_dir_all(&self.dir).map_err(StoreError::Io)?;
-        // Build in a temporary file and move it into place, so a crash never leaves a
-        // half-made vault where `open` would find it.
-        let tmp =
-            self.dir.join(format!(".{DB_FILE}.{}.tmp", data_encoding::HEXLOWER.encode(&random_array::<6>())));
-        let result = (|| {
-            let store = Store::create(&tmp, passphrase, self.kdf)?;
-            let identity = Identity::generate();
-            let device = DeviceKey::generate();
-            let mut doc = VaultDoc::new();
-            store.begin_write()?;
-            let written = (|| {
-                for (name, seed) in [("identity", identity.secret_bytes()), ("device", device.secret_bytes())]
-                {
-                    store.write_secret(name, &seed[..])?;
-                }
-                store.write_snapshot(1, 0, &doc.automerge().save())?;
-                store.commit()
-            })();
-            if written.is_err() {
-                store.rollback();
-            }
-            written?;
-            // Leave a single self-contained file behind.
-            store.reclaim_space()?;
-            Ok::<_, StoreError>(())
-        })();
-        if let Err(e) = result {
-            remove_db_files(&tmp);
-            return Err(e.into());
-        }
-        // Move the WAL-free file into place without overwriting anything that appeared.
-        if let Err(e) = std::fs::hard_link(&tmp, &path) {
-            remove_db_files(&tmp);
-            return Err(if path.exists() {
-                CreateError::AlreadyExists(self.dir)
-            } else {
-                StoreError::Io(e).into()
-            });
-        }
-        remove_db_files(&tmp);
-        sync_dir(&self.dir);
-        self.unlock(passphrase).map_err(|e| match e {
-            OpenError::Store(s) => CreateError::Store(s),
-            OpenError::Damaged(s) => CreateError::Store(s),
-            other => CreateError::Reopen(Box::new(other)),
-        })
-    }
-
-    /// Opens and unlocks an existing vault. Nothing is modified when this fails.
-    pub fn unlock(self, passphrase: &Passphrase) -> Result<Vault, OpenError> {
-        let store = self.open_store(passphrase)?;
-        Vault::load(store, self.dir, self.clock)
-    }
-
-    fn open_store(&self, passphrase: &Passphrase) -> Result<Store, OpenError> {
-        let path = self.db_path();
-        if !path.is_file() {
-            return Err(OpenError::NoVault(self.dir.clone()));
-        }
-        Store::open(&path, passphrase).map_err(|e| match e {
-            UnlockFailure::NotAVault => OpenError::NotAVault(path.clone()),
-            UnlockFailure::UnknownFormat(f) => OpenError::UnknownFormat(f),
-            UnlockFailure::WrongPassphrase => OpenError::WrongPassphrase,
-            UnlockFailure::Store(s) => s.into(),
-        })
-    }
-
-    /// Checks the whole vault: the SQLite structure, every sealed blob, the document's history
-    /// and its shape. Fails only when the vault cannot be unlocked at all; damage is reported in
-    /// the [`VerifyReport`].
-    pub fn verify(self, passphrase: &Passphrase) -> Result<VerifyReport, OpenError> {
-        let store = self.open_store(passphrase)?;
-        // One read transaction: a compaction by another process cannot make a healthy vault
-        // look damaged halfway through.
-        store.read_tx(|| verify_store(&store))
-    }
-}
-
-/// The checks of [`VaultOptions::verify`], inside one read transaction.
-fn verify_store(store: &Store) -> Result<VerifyReport, OpenError> {
-    let mut report = VerifyReport::default();
-    report.problems.extend(store.structure_problems());
-    match store.check_rows() {
-        Ok(tables) => report
-            .problems
-            .extend(tables.into_iter().map(|table| format!("{table}: rows were removed or replaced"))),
-        Err(e) => report.problems.push(e.to_string()),
-    }
-    // Every sealed blob decrypts.
-    for table in ALL_TABLES {
-        match store.check_blobs(table) {
-            Ok((checked, problems)) => {
-                report.blobs_checked += checked;
-                let name = table.name;
-                report.problems.extend(problems.into_iter().map(|e| format!("{name}: {e}")));
-            }
-            Err(e) => report.problems.push(format!("{}: {e}", table.name)),
-        }
-    }
-    if !report.problems.is_empty() {
-        return Ok(report);
-    }
-    // The secrets have the right size; the chunks follow the snapshot without gaps; the
-    // document loads and has the vault's shape.
-    for name in ["identity", "device"] {
-        if let Err(e) = store.read_secret(name) {
-            report.problems.push(e.to_string());
-        }
-    }
-    match read_document(store) {
-        Ok(loaded) => {
-            if let Err(e) = VaultDoc::load(&loaded.bytes).and_then(|doc| doc.check_shape().map(|_| doc)) {
-                report.problems.push(format!("document: {e}"));
-            }
-        }
-        Err(e) => report.problems.push(e.to_string()),
-    }
-    Ok(report)
-}
-
-/// The document as stored: the snapshot and the chunks after it, joined.
-struct Loaded {
-    bytes: Vec<u8>,
-    generation: i64,
-    last_seq: i64,
-    snapshot_bytes: u64,
-    chunk_count: u64,
-    chunk_bytes: u64,
-}
-
-/// Reads the snapshot and its chunks; call inside one transaction (see [`Store::read_tx`]).
-fn read_document(store: &Store) -> Result<Loaded, StoreError> {
-    let snapshot = store.read_snapshot()?;
-    let mut loaded = Loaded {
-        bytes: snapshot.bytes,
-        generation: snapshot.generation,
-        last_seq: snapshot.through_seq,
-        snapshot_bytes: snapshot.sealed_len,
-        chunk_count: 0,
-        chunk_bytes: 0,
-    };
-    for chunk in store.changes_after(loaded.last_seq)? {
-        if chunk.seq != loaded.last_seq + 1 {
-            return Err(StoreError::Missing {
-                table: DOC_CHANGES.name,
-                row: format!("{} to {}", loaded.last_seq + 1, chunk.seq - 1),
-            });
-        }
-        loaded.bytes.extend_from_slice(change_bytes(chunk.seq, &chunk.plaintext)?);
-        loaded.chunk_count += 1;
-        loaded.chunk_bytes += chunk.sealed_len;
-        loaded.last_seq = chunk.seq;
-    }
-    Ok(loaded)
-}
-
-fn remove_db_files(path: &Path) {
-    for suffix in ["", "-wal", "-shm", "-journal"] {
-        let mut p = path.as_os_str().to_owned();
-        p.push(suffix);
-        let _ = std::fs::remove_file(PathBuf::from(p));
-    }
-}
-
-fn sync_dir(dir: &Path) {
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-}
-
 /// An unlocked vault.
 pub struct Vault {
     dir: PathBuf,
     store: Store,
+    /// The document, as of change chunk `last_seq` (moved forward by the change log, read by
+    /// the records and the projections).
     doc: VaultDoc,
+    /// Highest change chunk this process has applied.
+    last_seq: i64,
+    /// What the change log keeps beyond the document (see changes.rs).
+    log: LogState,
     identity: Identity,
     device: DeviceKey,
-    /// Generation of the snapshot this process has loaded.
-    snapshot_generation: i64,
-    /// Highest change chunk this process has seen.
-    last_seq: i64,
-    snapshot_bytes: u64,
-    chunk_count: u64,
-    chunk_bytes: u64,
     /// Projections this process has loaded, by grant (derived data; the file is the truth).
     projections: sharing::ProjectionCache,
     /// Last `PRAGMA data_version` seen by [`Vault::changed_elsewhere`].
@@ -511,10 +101,8 @@ pub struct Vault {
     grant_cache: sharing::GrantCache,
     /// Replicas of received shares loaded by this process.
     replicas: received::ReplicaCache,
-    /// When a refused request was last logged, per peer and kind (keeps floods out of the log).
-    refusals_logged: std::collections::HashMap<(IdentityId, u8), i64>,
-    /// What the inbox limits need, without decrypting the inbox (see inbox.rs).
-    inbox_index: inbox::InboxCache,
+    /// What the inbox remembers between deliveries (see inbox.rs).
+    inbox: inbox::InboxState,
     /// A table whose set of rows stopped matching the manifest while this process held the
     /// vault open (another process, or someone with the file, changed it behind our back):
     /// nothing is served any more (see [`Vault::refresh`]).
@@ -534,7 +122,7 @@ impl std::fmt::Debug for Vault {
 impl Vault {
     /// The vault in directory `dir`.
     pub fn at(dir: impl Into<PathBuf>) -> VaultOptions {
-        VaultOptions { dir: dir.into(), kdf: KdfParams::DEFAULT, clock: system_clock() }
+        VaultOptions::new(dir.into(), KdfParams::DEFAULT, system_clock())
     }
 
     /// Now, by the vault's clock (unix seconds).
@@ -544,6 +132,8 @@ impl Vault {
 
     /// Runs `f` in one write transaction (`BEGIN IMMEDIATE`): committed when it returns `Ok`,
     /// rolled back otherwise.
+    /// Runs `f` in one write transaction (`BEGIN IMMEDIATE`): committed when it returns `Ok`,
+    /// rolled back otherwise.
     fn write<T, E: From<StoreError>>(&mut self, f: impl FnOnce(&mut Self) -> Result<T, E>) -> Result<T, E> {
         self.store.begin_write()?;
         // A panic in `f` rolls back too (see rollback.rs).
@@ -551,25 +141,28 @@ impl Vault {
             Ok(value) => {
                 if let Err(e) = self.store.commit() {
                     self.store.rollback();
-                    // What this process cached may not be on disk: reload on next use.
-                    self.projections.clear();
-                    self.replicas.clear();
-                    self.grant_cache.replace(None);
+                    self.drop_caches();
                     return Err(e.into());
                 }
                 Ok(value)
             }
             Err(e) => {
                 self.store.rollback();
-                self.projections.clear();
-                self.replicas.clear();
-                self.grant_cache.replace(None);
+                self.drop_caches();
                 Err(e)
             }
         }
     }
 
-    fn load(store: Store, dir: PathBuf, clock: Clock) -> Result<Self, OpenError> {
+    /// Drops what this process cached of rows a failed write may have changed: it may not be
+    /// on disk, so it is reloaded on next use.
+    fn drop_caches(&mut self) {
+        self.projections.clear();
+        self.replicas.clear();
+        self.grant_cache.replace(None);
+    }
+
+    fn load(store: Store, dir: PathBuf, clock: Clock) -> Result<Self, open::OpenError> {
         // One read transaction: the rows checked against the manifest are the rows loaded, and
         // a compaction by another process cannot fall between the snapshot and its chunks.
         let (identity, device, loaded) = store.read_tx(|| {
@@ -581,26 +174,21 @@ impl Vault {
             }
             Ok((identity, device, loaded))
         })?;
-        let doc = VaultDoc::load(&loaded.bytes)
-            .map_err(|e| OpenError::Damaged(StoreError::Document(Box::new(e))))?;
-        let (last_seq, chunk_count, chunk_bytes) = (loaded.last_seq, loaded.chunk_count, loaded.chunk_bytes);
+        let (doc, last_seq, log) =
+            loaded.into_parts().map_err(|e| open::OpenError::Damaged(StoreError::Document(Box::new(e))))?;
         Ok(Self {
             dir,
             store,
             doc,
+            last_seq,
+            log,
             identity,
             device,
-            snapshot_generation: loaded.generation,
-            last_seq,
-            snapshot_bytes: loaded.snapshot_bytes,
-            chunk_count,
-            chunk_bytes,
             projections: Default::default(),
             serve_states: Default::default(),
             grant_cache: Default::default(),
             replicas: Default::default(),
-            refusals_logged: Default::default(),
-            inbox_index: Default::default(),
+            inbox: Default::default(),
             tampered: None,
             data_version: 0,
             clock,
@@ -669,442 +257,102 @@ impl Vault {
         result
     }
 
+    // ----- the roles -----
+
+    /// The change log (see changes.rs).
+    fn change_log(&mut self) -> ChangeLog<'_> {
+        ChangeLog {
+            store: &self.store,
+            doc: &mut self.doc,
+            last_seq: &mut self.last_seq,
+            state: &mut self.log,
+        }
+    }
+
+    /// Contacts and blocks, to read.
+    pub fn contacts(&self) -> Contacts<&Self> {
+        Contacts::new(self)
+    }
+
+    /// Contacts and blocks, to read and change.
+    pub fn contacts_mut(&mut self) -> Contacts<&mut Self> {
+        Contacts::new(self)
+    }
+
+    /// The access log, to read.
+    pub fn access_log(&self) -> AccessLog<&Self> {
+        AccessLog::new(self)
+    }
+
+    /// The access log, to read and append to.
+    pub fn access_log_mut(&mut self) -> AccessLog<&mut Self> {
+        AccessLog::new(self)
+    }
+
+    /// Consent requests made to this vault, to read.
+    pub fn inbox(&self) -> Inbox<&Self> {
+        Inbox::new(self)
+    }
+
+    /// Consent requests made to this vault, to take in and answer.
+    pub fn inbox_mut(&mut self) -> Inbox<&mut Self> {
+        Inbox::new(self)
+    }
+
+    /// Consent requests this vault made, to read.
+    pub fn outbox(&self) -> Outbox<&Self> {
+        Outbox::new(self)
+    }
+
+    /// Consent requests this vault made, to make and to note their answers.
+    pub fn outbox_mut(&mut self) -> Outbox<&mut Self> {
+        Outbox::new(self)
+    }
+
+    // ----- the change log -----
+
     /// Call inside a transaction (read or write), so the snapshot and the chunks read are one
-    /// state of the file.
+    /// state of the file. The logic lives in changes.rs.
     fn catch_up(&mut self) -> Result<bool, EditError> {
-        let generation = self.store.snapshot_generation()?;
-        let mut changed = false;
-        if generation != self.snapshot_generation {
-            let snapshot = self.store.read_snapshot()?;
-            self.doc.load_incremental(&snapshot.bytes)?;
-            self.snapshot_generation = snapshot.generation;
-            self.snapshot_bytes = snapshot.sealed_len;
-            self.last_seq = self.last_seq.max(snapshot.through_seq);
-            self.chunk_count = 0;
-            self.chunk_bytes = 0;
-            changed = true;
-        }
-        for chunk in self.store.changes_after(self.last_seq)? {
-            self.doc.load_incremental(change_bytes(chunk.seq, &chunk.plaintext)?)?;
-            self.last_seq = chunk.seq;
-            self.chunk_count += 1;
-            self.chunk_bytes += chunk.sealed_len;
-            changed = true;
-        }
-        Ok(changed)
+        self.change_log().catch_up()
     }
 
     /// Runs `edit` on the document and makes the result durable as one change. When `edit`
     /// fails, or saving fails, nothing is written and the in-memory document is rolled back.
     fn edit<T>(&mut self, edit: impl FnOnce(&mut VaultDoc) -> Result<T, EditError>) -> Result<T, EditError> {
-        let result = rollback::guarded(self, |v| v.edit_locked(edit));
+        let result = rollback::guarded(self, |v| v.change_log().edit(edit));
         if result.is_err() {
             self.store.rollback();
         }
         result
     }
 
-    fn edit_locked<T>(
-        &mut self,
-        edit: impl FnOnce(&mut VaultDoc) -> Result<T, EditError>,
-    ) -> Result<T, EditError> {
-        self.store.begin_write()?;
-        self.catch_up()?;
-        let before: Vec<ChangeHash> = self.doc.automerge().get_heads();
-        self.doc.take_touched();
-        let value = match edit(&mut self.doc) {
-            Ok(v) => v,
-            Err(e) => {
-                self.doc.automerge().rollback();
-                self.doc.take_touched();
-                return Err(e);
-            }
-        };
-        self.doc.automerge().commit();
-        // Compare heads rather than trusting commit(): a merge adds changes without a local
-        // commit, and those must be persisted too.
-        if self.doc.automerge().get_heads() != before {
-            let bytes = self.doc.automerge().save_after(&before);
-            let touched = self.doc.take_touched();
-            let seq = self.last_seq + 1;
-            let written = self
-                .store
-                .append_change(seq, &change_plaintext(&touched, &bytes))
-                .and_then(|len| self.store.commit().map(|_| len));
-            let sealed_len = match written {
-                Ok(len) => len,
-                Err(e) => {
-                    // The change is not durable: drop it from memory too, by reloading.
-                    self.store.rollback();
-                    self.reload()?;
-                    return Err(e.into());
-                }
-            };
-            self.last_seq = seq;
-            self.chunk_count += 1;
-            self.chunk_bytes += sealed_len;
-            if self.chunk_bytes > COMPACT_MIN_BYTES.max(self.snapshot_bytes / COMPACT_SNAPSHOT_DIVISOR) {
-                // The edit is already durable; a failed compaction only leaves chunks behind.
-                if let Err(e) = self.compact() {
-                    tracing::warn!(error = %e, "compaction failed; will retry on a later write");
-                }
-            }
-        } else {
-            self.store.commit()?;
-        }
-        Ok(value)
+    /// Reloads the document from the file (drops what this process holds in memory).
+    fn reload(&mut self) -> Result<(), EditError> {
+        self.change_log().reload()
     }
 
-    fn reload(&mut self) -> Result<(), EditError> {
-        let loaded = self.store.read_tx(|| read_document(&self.store))?;
-        self.last_seq = loaded.last_seq;
-        self.snapshot_generation = loaded.generation;
-        self.doc = VaultDoc::load(&loaded.bytes)?;
-        Ok(())
+    /// What the changes after `seq` touched, from their chunks; `None` when that is unknown.
+    /// The logic lives in changes.rs.
+    fn touched_since(&self, seq: i64) -> Result<Option<Vec<Touched>>, StoreError> {
+        changes::touched_since(&self.store, self.last_seq, seq)
     }
 
     /// Folds all change chunks into a new sealed snapshot and returns freed space to the
     /// file system.
     pub fn compact(&mut self) -> Result<(), StoreError> {
-        self.store.begin_write()?;
-        let result = (|| {
-            self.catch_up().map_err(|e| match e {
-                EditError::Store(s) => s,
-                EditError::Doc(d) => StoreError::Document(Box::new(d)),
-                other => StoreError::Document(Box::new(other)),
-            })?;
-            let bytes = self.doc.automerge().save();
-            let generation = self.snapshot_generation + 1;
-            let sealed = self.store.write_snapshot(generation, self.last_seq, &bytes)?;
-            self.store.drop_changes_through(self.last_seq)?;
-            self.store.commit()?;
-            self.snapshot_generation = generation;
-            self.snapshot_bytes = sealed;
-            self.chunk_count = 0;
-            self.chunk_bytes = 0;
-            Ok(())
-        })();
-        if result.is_err() {
-            self.store.rollback();
-            return result;
-        }
-        self.store.reclaim_space()
-    }
-
-    /// What the changes after `seq` touched, from their chunks; `None` when that is unknown
-    /// (chunks folded into the snapshot, a merge, or chunks from before this was recorded).
-    fn touched_since(&self, seq: i64) -> Result<Option<Vec<Touched>>, StoreError> {
-        let mut expected = seq + 1;
-        let mut all: Vec<Touched> = Vec::new();
-        for chunk in self.store.changes_after(seq)? {
-            let (s, plain) = (chunk.seq, chunk.plaintext);
-            if s != expected {
-                return Ok(None);
-            }
-            expected += 1;
-            match split_change(&plain) {
-                Some((Some(list), _)) => {
-                    for t in list {
-                        if !all.contains(&t) {
-                            all.push(t);
-                        }
-                    }
-                }
-                _ => return Ok(None),
-            }
-        }
-        if expected - 1 != self.last_seq {
-            return Ok(None);
-        }
-        Ok(Some(all))
+        self.change_log().compact()
     }
 
     /// File sizes and chunk counts.
     pub fn storage_stats(&self) -> StorageStats {
-        let len = |suffix: &str| {
-            let mut p = self.store.path().as_os_str().to_owned();
-            p.push(suffix);
-            std::fs::metadata(PathBuf::from(p)).map(|m| m.len()).unwrap_or(0)
-        };
-        StorageStats {
-            db_bytes: len(""),
-            wal_bytes: len("-wal"),
-            snapshot_bytes: self.snapshot_bytes,
-            chunk_count: self.chunk_count,
-            chunk_bytes: self.chunk_bytes,
-        }
-    }
-
-    // ----- profile -----
-
-    fn field_path(field: &str) -> Result<Vec<&str>, EditError> {
-        let path: Vec<&str> = field.split('.').collect();
-        if field.is_empty() || path.iter().any(|s| s.is_empty()) {
-            return Err(EditError::BadField(field.chars().take(64).collect()));
-        }
-        Ok(path)
-    }
-
-    /// The profile as JSON.
-    pub fn profile(&self) -> Value {
-        self.doc.section_json(PROFILE)
-    }
-
-    /// One profile field (`email`, `address.city`, `address`), if set.
-    pub fn profile_field(&self, field: &str) -> Result<Option<Value>, EditError> {
-        let path = Self::field_path(field)?;
-        let mut value = &self.profile();
-        for segment in path {
-            match value.get(segment) {
-                Some(v) => value = v,
-                None => return Ok(None),
-            }
-        }
-        Ok(Some(value.clone()))
-    }
-
-    /// Sets a profile field, validated against the schema.
-    pub fn set_profile(&mut self, field: &str, value: &str) -> Result<(), EditError> {
-        let path: Vec<String> = Self::field_path(field)?.into_iter().map(str::to_owned).collect();
-        let value = Value::String(value.to_owned());
-        self.edit(|doc| {
-            let path: Vec<&str> = path.iter().map(String::as_str).collect();
-            Ok(doc.set_profile(&path, value)?)
-        })
-    }
-
-    /// Removes a profile field; false when it was not set.
-    pub fn unset_profile(&mut self, field: &str) -> Result<bool, EditError> {
-        let path: Vec<String> = Self::field_path(field)?.into_iter().map(str::to_owned).collect();
-        self.edit(|doc| {
-            let path: Vec<&str> = path.iter().map(String::as_str).collect();
-            Ok(doc.unset_profile(&path))
-        })
-    }
-
-    // ----- purchases -----
-
-    fn new_purchase_id() -> String {
-        data_encoding::BASE32_NOPAD.encode(&random_array::<10>()).to_ascii_lowercase()
-    }
-
-    /// Adds a purchase; returns its id.
-    pub fn add_purchase(&mut self, record: &PurchaseRecord) -> Result<String, EditError> {
-        Ok(self.add_purchases(std::slice::from_ref(record))?.remove(0))
-    }
-
-    /// Adds many purchases as one change (one durable commit).
-    pub fn add_purchases(&mut self, records: &[PurchaseRecord]) -> Result<Vec<String>, EditError> {
-        let values: Vec<Value> =
-            records.iter().map(|r| serde_json::to_value(r).expect("records serialize")).collect();
-        self.edit(|doc| {
-            let mut ids = Vec::with_capacity(values.len());
-            for value in &values {
-                let id = Self::new_purchase_id();
-                doc.put_purchase(&id, value)?;
-                ids.push(id);
-            }
-            Ok(ids)
-        })
-    }
-
-    /// Removes a purchase; false when there is none with this id.
-    pub fn remove_purchase(&mut self, id: &str) -> Result<bool, EditError> {
-        self.edit(|doc| Ok(doc.remove_purchase(id)))
-    }
-
-    /// One purchase.
-    pub fn purchase(&self, id: &str) -> Option<Purchase> {
-        let value = self.doc.purchase_json(id)?;
-        serde_json::from_value(value).ok().map(|record| Purchase { id: id.to_owned(), record })
-    }
-
-    /// All purchases, newest first (by date, then id).
-    pub fn purchases(&self) -> Vec<Purchase> {
-        let mut out: Vec<Purchase> =
-            self.doc.purchase_ids().iter().filter_map(|id| self.purchase(id)).collect();
-        out.sort_by(|a, b| b.record.date.cmp(&a.record.date).then_with(|| a.id.cmp(&b.id)));
-        out
-    }
-
-    // ----- preferences -----
-
-    /// All preferences as JSON.
-    pub fn preferences(&self) -> Value {
-        self.doc.section_json(PREFERENCES)
-    }
-
-    /// Sets a preference, validated against the schema.
-    pub fn set_preference(&mut self, key: &str, value: &str) -> Result<(), EditError> {
-        self.edit(|doc| Ok(doc.set_preference(key, value)?))
-    }
-
-    /// Removes a preference; false when it was not set.
-    pub fn unset_preference(&mut self, key: &str) -> Result<bool, EditError> {
-        self.edit(|doc| Ok(doc.unset_preference(key)))
-    }
-
-    // ----- export and import -----
-
-    /// Everything, as a JSON export (`schemas/doc/vault-document.schema.json`).
-    pub fn export_json(&self) -> Value {
-        let mut value = self.doc.to_json();
-        value["format"] = Value::from(EXPORT_FORMAT);
-        value
-    }
-
-    /// Everything, as a standard Automerge document (with its full history).
-    pub fn export_automerge(&mut self) -> Vec<u8> {
-        self.doc.automerge().save()
-    }
-
-    /// Imports a JSON export or an Automerge document (detected from the content). An Automerge
-    /// document that descends from a vault is merged (the CRDT merge: both sides' edits kept);
-    /// anything else has its values written as new changes. Validated first; nothing is written
-    /// when it does not fit.
-    pub fn import(&mut self, bytes: &[u8]) -> Result<ImportMode, ImportError> {
-        if bytes.starts_with(&AUTOMERGE_MAGIC) {
-            self.import_automerge(bytes)
-        } else if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{') {
-            self.import_json(bytes)
-        } else {
-            Err(ImportError::UnknownFormat)
-        }
-    }
-
-    fn import_json(&mut self, bytes: &[u8]) -> Result<ImportMode, ImportError> {
-        let value: Value = serde_json::from_slice(bytes)
-            .map_err(|e| ImportError::MalformedJson { line: e.line(), column: e.column() })?;
-        if value.get("format").and_then(Value::as_str) != Some(EXPORT_FORMAT) {
-            return Err(ImportError::NotAnExport);
-        }
-        crate::schema::validate(crate::schema::Shape::Document, "", &value).map_err(ImportError::Schema)?;
-        self.edit(|doc| Ok(doc.apply_json(&value)?))?;
-        Ok(ImportMode::Values)
-    }
-
-    fn import_automerge(&mut self, bytes: &[u8]) -> Result<ImportMode, ImportError> {
-        let mut other = VaultDoc::load(bytes).map_err(ImportError::Automerge)?;
-        other.check_shape().map_err(ImportError::Automerge)?;
-        if other.has_genesis() {
-            self.edit(|doc| {
-                doc.merge(&mut other)?;
-                Ok(())
-            })?;
-            Ok(ImportMode::Merged)
-        } else {
-            let value = other.to_json();
-            self.edit(|doc| Ok(doc.apply_json(&value)?))?;
-            Ok(ImportMode::Values)
-        }
+        changes::stats(&self.store, &self.log)
     }
 }
 
+/// A new vault in `dir` with the passphrase `pw` and the test KDF, for unit tests.
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn new_vault(dir: &Path) -> Vault {
-        Vault::at(dir).kdf(KdfParams::INSECURE_FOR_TESTS).create(&Passphrase::new("pw")).unwrap()
-    }
-
-    fn tea() -> PurchaseRecord {
-        PurchaseRecord {
-            item: "Tea".into(),
-            seller: "Acme".into(),
-            price: Price::parse("4.50", "EUR").unwrap(),
-            date: "2026-11-01".into(),
-            category: None,
-            tags: vec!["food".into()],
-            rating: Some(4),
-            review: None,
-        }
-    }
-
-    #[test]
-    fn edits_survive_reopen() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut v = new_vault(dir.path());
-        v.set_profile("email", "ada@example.org").unwrap();
-        let id = v.add_purchase(&tea()).unwrap();
-        v.set_preference("diet", "vegan").unwrap();
-        drop(v);
-        let v = Vault::at(dir.path()).unlock(&Passphrase::new("pw")).unwrap();
-        assert_eq!(v.profile_field("email").unwrap(), Some(Value::from("ada@example.org")));
-        assert_eq!(v.purchase(&id).unwrap().record, tea());
-        assert_eq!(v.preferences()["diet"], "vegan");
-    }
-
-    #[test]
-    fn two_handles_on_one_vault_do_not_lose_writes() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut a = new_vault(dir.path());
-        let mut b = Vault::at(dir.path()).unlock(&Passphrase::new("pw")).unwrap();
-        a.set_profile("name", "Ada").unwrap();
-        b.set_preference("diet", "vegan").unwrap();
-        a.set_preference("size", "M").unwrap();
-        let c = Vault::at(dir.path()).unlock(&Passphrase::new("pw")).unwrap();
-        assert_eq!(c.profile()["name"], "Ada");
-        assert_eq!(c.preferences()["diet"], "vegan");
-        assert_eq!(c.preferences()["size"], "M");
-    }
-
-    #[test]
-    fn compaction_keeps_everything_and_shrinks_chunks() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut v = new_vault(dir.path());
-        for i in 0..50 {
-            v.set_preference("counter", &i.to_string()).unwrap();
-        }
-        assert!(v.storage_stats().chunk_count > 0);
-        v.compact().unwrap();
-        assert_eq!(v.storage_stats().chunk_count, 0);
-        v.set_profile("name", "Ada").unwrap();
-        drop(v);
-        let v = Vault::at(dir.path()).unlock(&Passphrase::new("pw")).unwrap();
-        assert_eq!(v.preferences()["counter"], "49");
-        assert_eq!(v.profile()["name"], "Ada");
-    }
-
-    #[test]
-    fn init_over_existing_vault_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut v = new_vault(dir.path());
-        v.set_profile("name", "Ada").unwrap();
-        drop(v);
-        let err = Vault::at(dir.path())
-            .kdf(KdfParams::INSECURE_FOR_TESTS)
-            .create(&Passphrase::new("other"))
-            .unwrap_err();
-        assert!(matches!(err, CreateError::AlreadyExists(_)));
-        let v = Vault::at(dir.path()).unlock(&Passphrase::new("pw")).unwrap();
-        assert_eq!(v.profile()["name"], "Ada");
-    }
-
-    #[test]
-    fn merged_changes_are_persisted() {
-        let dir = tempfile::tempdir().unwrap();
-        let other_dir = tempfile::tempdir().unwrap();
-        let mut other = new_vault(other_dir.path());
-        other.set_profile("name", "Ada").unwrap();
-        let bytes = other.export_automerge();
-        let mut v = new_vault(dir.path());
-        assert_eq!(v.import(&bytes).unwrap(), ImportMode::Merged);
-        drop(v);
-        let v = Vault::at(dir.path()).unlock(&Passphrase::new("pw")).unwrap();
-        assert_eq!(v.profile()["name"], "Ada");
-    }
-
-    #[test]
-    fn refused_edit_writes_nothing() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut v = new_vault(dir.path());
-        let before = v.storage_stats().chunk_count;
-        let mut bad = tea();
-        bad.rating = Some(9);
-        assert!(matches!(v.add_purchase(&bad), Err(EditError::Schema(_))));
-        assert!(v.set_profile("nickname", "x").is_err());
-        assert_eq!(v.storage_stats().chunk_count, before);
-        assert!(v.purchases().is_empty());
-    }
+pub(crate) fn new_test_vault(dir: &Path) -> Vault {
+    let passphrase = crate::primitives::Passphrase::new("pw");
+    Vault::at(dir).kdf(KdfParams::INSECURE_FOR_TESTS).create(&passphrase).unwrap()
 }

@@ -231,7 +231,8 @@ fn the_control_stream_tells_changes_once_and_bounds_what_a_peer_may_ask() {
 
     // A request is acknowledged; its denial is told once.
     let request = shop
-        .make_request(NewRequest {
+        .outbox_mut()
+        .make(NewRequest {
             holder: customer.identity(),
             ticket: None,
             fields: vec!["profile.name".parse().unwrap()],
@@ -244,7 +245,7 @@ fn the_control_stream_tells_changes_once_and_bounds_what_a_peer_may_ask() {
     let rid = request.statement().id;
     let out = session.on_frame(&mut customer, Frame::Request(request), t0).unwrap();
     assert_eq!(sent(&out), [&Frame::RequestAck { request: rid, accepted: true }]);
-    customer.deny_request(&rid, Some("no".into())).unwrap();
+    customer.inbox_mut().deny(&rid, Some("no".into())).unwrap();
     let out = session.on_change(&mut customer).unwrap();
     assert!(matches!(sent(&out)[..], [Frame::Denied(d)] if d.statement().request == rid));
     assert!(session.on_change(&mut customer).unwrap().is_empty(), "a denial is told once");

@@ -75,7 +75,7 @@ pub(crate) async fn dial(
     endpoint: &Endpoint,
     ticket: &Ticket,
 ) -> Result<(Connection, SendStream, RecvStream, IdentityId), SyncError> {
-    let ticket = &shared.vault().dial_ticket(ticket)?;
+    let ticket = &shared.vault().contacts().dial_ticket(ticket)?;
     let conn = connect(endpoint, ticket).await?;
     let (mut send, mut recv) = conn.open_bi().await.map_err(SyncError::io)?;
     let cert = shared.vault().device_certificate();

@@ -96,7 +96,7 @@ pub(crate) async fn notify_audiences(shared: Arc<Shared>, endpoint: Endpoint) {
 /// Contacts with a ticket, not blocked, with what they may learn now.
 fn audiences(shared: &Shared) -> Vec<(IdentityId, Ticket, ShareSet)> {
     let mut vault = shared.vault();
-    let contacts = vault.contacts().unwrap_or_default();
+    let contacts = vault.contacts().list().unwrap_or_default();
     let mut out = Vec::new();
     for contact in contacts {
         if contact.blocked {

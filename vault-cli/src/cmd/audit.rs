@@ -12,18 +12,18 @@ use crate::time::{local, parse_since, rfc3339};
 pub(crate) fn run(app: &App, args: &AuditArgs) -> Result<Outcome> {
     let vault = app.unlock()?;
     let filter = AuditFilter {
-        peer: args.peer.as_deref().map(|p| vault.resolve_peer(p)).transpose()?.map(|p| p.identity),
+        peer: args.peer.as_deref().map(|p| vault.contacts().resolve(p)).transpose()?.map(|p| p.identity),
         grant: args.grant.as_deref().map(str::parse).transpose()?,
         since: args.since.as_deref().map(|s| parse_since(s, vault.now())).transpose()?,
     };
-    let events = vault.audit(&filter)?;
+    let events = vault.access_log().list(&filter)?;
     if app.json {
         let list: Vec<_> = events
             .iter()
             .map(|e| {
                 let mut v = serde_json::to_value(e).expect("events serialize");
                 v["at"] = json!(rfc3339(e.at));
-                v["peer_name"] = json!(e.peer.and_then(|p| vault.petname(&p)));
+                v["peer_name"] = json!(e.peer.and_then(|p| vault.contacts().petname(&p)));
                 v
             })
             .collect();
@@ -39,7 +39,8 @@ pub(crate) fn run(app: &App, args: &AuditArgs) -> Result<Outcome> {
 
 /// One access-log line: when, what, who, which grant and fields.
 pub(crate) fn describe_event(vault: &Vault, e: &AuditEvent) -> String {
-    let who = e.peer.map(|p| vault.petname(&p).unwrap_or_else(|| p.to_string())).unwrap_or_default();
+    let who =
+        e.peer.map(|p| vault.contacts().petname(&p).unwrap_or_else(|| p.to_string())).unwrap_or_default();
     let what = match e.kind {
         AuditKind::GrantIssued => "granted",
         AuditKind::GrantRevoked => "revoked",

@@ -13,7 +13,7 @@ pub(crate) fn run(app: &App, command: ContactCommand) -> Result<Outcome> {
         ContactCommand::Add { name, ticket, addrs } => {
             let ticket: Ticket = ticket.parse().context("invalid ticket")?;
             let mut vault = app.unlock()?;
-            let contact = vault.add_contact_at(&name, &ticket, &addrs)?;
+            let contact = vault.contacts_mut().add_at(&name, &ticket, &addrs)?;
             if app.json {
                 app.print_json(&json!({
                     "name": contact.name,
@@ -33,7 +33,7 @@ pub(crate) fn run(app: &App, command: ContactCommand) -> Result<Outcome> {
         ContactCommand::Addr { name, addrs, clear } => {
             let addrs = if clear { Vec::new() } else { addrs };
             let mut vault = app.unlock()?;
-            let contact = vault.set_contact_addrs(&name, &addrs)?;
+            let contact = vault.contacts_mut().set_addrs(&name, &addrs)?;
             if app.json {
                 app.print_json(&json!({ "name": contact.name, "addrs": addr_strings(&contact) }))?;
             } else if contact.addrs.is_empty() {
@@ -45,7 +45,7 @@ pub(crate) fn run(app: &App, command: ContactCommand) -> Result<Outcome> {
         }
         ContactCommand::List => {
             let vault = app.unlock()?;
-            let contacts = vault.contacts()?;
+            let contacts = vault.contacts().list()?;
             if app.json {
                 let list: Vec<_> = contacts
                     .iter()
@@ -80,7 +80,7 @@ pub(crate) fn run(app: &App, command: ContactCommand) -> Result<Outcome> {
         }
         ContactCommand::Rm { name } => {
             let mut vault = app.unlock()?;
-            let removed = vault.remove_contact(&name)?;
+            let removed = vault.contacts_mut().remove(&name)?;
             if app.json {
                 app.print_json(&json!({ "name": name, "removed": removed }))?;
             } else if !removed {
@@ -95,7 +95,8 @@ pub(crate) fn run(app: &App, command: ContactCommand) -> Result<Outcome> {
 
 fn set_blocked(app: &App, name: &str, blocked: bool) -> Result<Outcome> {
     let mut vault = app.unlock()?;
-    let found = if blocked { vault.block_contact(name)? } else { vault.unblock_contact(name)? };
+    let found =
+        if blocked { vault.contacts_mut().block(name)? } else { vault.contacts_mut().unblock(name)? };
     if app.json {
         let key = if blocked { "blocked" } else { "unblocked" };
         app.print_json(&json!({ "name": name, key: found }))?;

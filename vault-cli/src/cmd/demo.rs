@@ -195,19 +195,19 @@ async fn tell(story: &mut Story, dir: &Path) -> Result<()> {
     let bob = Node::spawn(bob, local.clone()).await?;
     let (alice_ticket, acme_ticket, bob_ticket) = (alice.ticket(), acme.ticket(), bob.ticket());
     alice.with_vault(|v| -> Result<()> {
-        v.add_contact("acme", &acme_ticket)?;
-        v.add_contact("bob", &bob_ticket)?;
+        v.contacts_mut().add("acme", &acme_ticket)?;
+        v.contacts_mut().add("bob", &bob_ticket)?;
         Ok(())
     })?;
-    acme.with_vault(|v| v.add_contact("alice", &alice_ticket))?;
-    bob.with_vault(|v| v.add_contact("alice", &alice_ticket))?;
+    acme.with_vault(|v| v.contacts_mut().add("alice", &alice_ticket))?;
+    bob.with_vault(|v| v.contacts_mut().add("alice", &alice_ticket))?;
     story.say("each runs a node on loopback; they exchanged tickets and gave each other petnames");
 
     story.step("Acme asks for delivery details: a signed consent request");
     let asked =
         ["profile.email", "profile.address"].iter().map(|f| f.parse()).collect::<Result<Vec<_>, _>>()?;
     let request = acme.with_vault(|v| {
-        v.make_request(NewRequest {
+        v.outbox_mut().make(NewRequest {
             holder: alice_ticket.identity(),
             ticket: Some(alice_ticket.clone()),
             fields: asked,
@@ -220,12 +220,12 @@ async fn tell(story: &mut Story, dir: &Path) -> Result<()> {
     let request_id = request.statement().id;
     story.say("acme: vault request alice --fields profile.email,profile.address --purpose \"delivery of your orders\" --duration 90d");
     let (info, took) = until(&alice, "the request in Alice's inbox", |v| {
-        v.incoming_requests().ok()?.into_iter().find(|r| r.request.statement().id == request_id)
+        v.inbox().list().ok()?.into_iter().find(|r| r.request.statement().id == request_id)
     })
     .await?;
     story
         .say(format!("Acme's node delivered it in {} ms. Alice's `vault requests` shows:", took.as_millis()));
-    for h in alice.inspect(|v| v.holdings(info.request.statement())) {
+    for h in alice.inspect(|v| v.inbox().holdings(info.request.statement())) {
         story.say(format!("  {:<18} {}", h.field.to_string(), if h.held { "held" } else { "not set" }));
     }
     story.check(
@@ -234,7 +234,7 @@ async fn tell(story: &mut Story, dir: &Path) -> Result<()> {
     )?;
 
     story.step("Alice approves; Acme receives exactly those fields, live");
-    let grant = alice.with_vault(|v| v.approve_request(&request_id, Approval::default()))?;
+    let grant = alice.with_vault(|v| v.inbox_mut().approve(&request_id, Approval::default()))?;
     let grant_id = grant.statement().id;
     story.say(format!("alice: vault approve {request_id}   (grant {grant_id}, for 90 days)"));
     let (values, took) = until(&acme, "Alice's details in Acme's vault", |v| {
@@ -250,9 +250,7 @@ async fn tell(story: &mut Story, dir: &Path) -> Result<()> {
         "and nothing else: no phone, no name, no purchases",
     )?;
     let status = acme.inspect(|v| {
-        v.outgoing_requests()
-            .ok()
-            .and_then(|r| r.into_iter().find(|r| r.request.statement().id == request_id))
+        v.outbox().list().ok().and_then(|r| r.into_iter().find(|r| r.request.statement().id == request_id))
     });
     story.check(
         status.is_some_and(|r| r.status == RequestStatus::Approved),
@@ -261,7 +259,7 @@ async fn tell(story: &mut Story, dir: &Path) -> Result<()> {
 
     story.step("Bob follows Alice's purchase feed");
     let follow = bob.with_vault(|v| {
-        v.make_request(NewRequest {
+        v.outbox_mut().make(NewRequest {
             holder: alice_ticket.identity(),
             ticket: Some(alice_ticket.clone()),
             fields: vec![vault_core::FieldPath::Purchases(None)],
@@ -273,8 +271,8 @@ async fn tell(story: &mut Story, dir: &Path) -> Result<()> {
     })?;
     let follow_id = follow.statement().id;
     story.say("bob: vault follow alice");
-    until(&alice, "Bob's follow request", |v| v.incoming_request(&follow_id).ok().flatten()).await?;
-    alice.with_vault(|v| v.approve_request(&follow_id, Approval::default()))?;
+    until(&alice, "Bob's follow request", |v| v.inbox().get(&follow_id).ok().flatten()).await?;
+    alice.with_vault(|v| v.inbox_mut().approve(&follow_id, Approval::default()))?;
     story.say(format!("alice: vault approve {follow_id}"));
     let (feed, took) = until(&bob, "Alice's purchases in Bob's feed", |v| {
         v.feed(&FeedFilter::default()).ok().filter(|f| f.len() == 3)
@@ -344,7 +342,7 @@ async fn tell(story: &mut Story, dir: &Path) -> Result<()> {
     story.say("(what Acme received before the revocation cannot be recalled from a dishonest peer; the receipt is its signed word)");
 
     story.step("Alice's access log tells the story");
-    let events = alice.inspect(|v| v.audit(&AuditFilter::default()))?;
+    let events = alice.inspect(|v| v.access_log().list(&AuditFilter::default()))?;
     for e in &events {
         if e.kind != AuditKind::SyncServed {
             story.say(alice.inspect(|v| describe_event(v, e)));

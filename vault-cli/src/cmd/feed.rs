@@ -67,7 +67,7 @@ pub(crate) fn run(app: &App, args: &FeedArgs) -> Result<Outcome> {
         None => args.item.clone(),
     };
     let mut vault = app.unlock()?;
-    let from = args.from.as_deref().map(|p| vault.resolve_peer(p)).transpose()?.map(|p| p.identity);
+    let from = args.from.as_deref().map(|p| vault.contacts().resolve(p)).transpose()?.map(|p| p.identity);
     let filter = FeedFilter { from, tag: args.tag.clone(), seller: args.seller.clone(), item: item.clone() };
     let mut entries = vault.feed(&filter)?;
     if let Some(n) = args.limit {

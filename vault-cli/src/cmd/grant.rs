@@ -15,7 +15,7 @@ pub(crate) fn grant_json(vault: &Vault, info: &GrantInfo) -> Value {
     json!({
         "id": g.id.to_string(),
         "audience": g.audience.to_string(),
-        "audience_name": vault.petname(&g.audience),
+        "audience_name": vault.contacts().petname(&g.audience),
         "fields": g.fields.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "filter": g.filter.as_ref().map(ToString::to_string),
         "purpose": g.purpose,
@@ -42,7 +42,7 @@ fn data_encoding_hex(bytes: &[u8]) -> String {
 
 fn describe(vault: &Vault, info: &GrantInfo) -> String {
     let g = info.grant.statement();
-    let who = vault.petname(&g.audience).unwrap_or_else(|| g.audience.to_string());
+    let who = vault.contacts().petname(&g.audience).unwrap_or_else(|| g.audience.to_string());
     let until = g.expires_at.map_or_else(|| "no expiry".to_owned(), |e| format!("until {}", local(e)));
     let status = match (info.status, &info.erasure) {
         (GrantStatus::Active, _) => "active".to_owned(),
@@ -77,7 +77,7 @@ pub(crate) fn issue(app: &App, args: &GrantArgs) -> Result<Outcome> {
         bail!("the purpose must not be empty: say why the peer gets these fields");
     }
     let mut vault = app.unlock()?;
-    let peer = vault.resolve_peer(&args.peer)?;
+    let peer = vault.contacts().resolve(&args.peer)?;
     let expires_at = args.expires.as_deref().map(|e| parse_expiry(e, vault.now())).transpose()?;
     let signed = vault.issue_grant(NewGrant {
         audience: peer.identity,

@@ -47,6 +47,7 @@ fn request_json(vault: &Vault, info: &RequestInfo, incoming: bool) -> Value {
     });
     if incoming {
         let holds: Vec<Value> = vault
+            .inbox()
             .holdings(r)
             .into_iter()
             .map(|h| json!({ "field": h.field.to_string(), "held": h.held, "records": h.records }))
@@ -77,7 +78,7 @@ fn describe(vault: &Vault, info: &RequestInfo, incoming: bool) -> String {
     }
     if incoming {
         lines.push("    fields (what your vault holds of them):".to_owned());
-        for h in vault.holdings(r) {
+        for h in vault.inbox().holdings(r) {
             let what = match (h.records, h.held) {
                 (Some(n), _) => format!(
                     "{n} purchase record{}{}",
@@ -145,12 +146,12 @@ fn send(app: &App, ask: Ask) -> Result<Outcome> {
         bail!("the purpose must not be empty: say why you need these fields");
     }
     let mut vault = app.unlock()?;
-    let peer = vault.resolve_peer(&ask.peer)?;
+    let peer = vault.contacts().resolve(&ask.peer)?;
     let Some(ticket) = peer.ticket.clone() else {
         bail!("no ticket for that peer: add them with 'vault contact add NAME TICKET'");
     };
     let name = untrusted(&peer.name.clone().unwrap_or_else(|| peer.identity.to_string())).into_owned();
-    let signed = vault.make_request(NewRequest {
+    let signed = vault.outbox_mut().make(NewRequest {
         holder: peer.identity,
         ticket: Some(ticket.clone()),
         fields: ask.fields,
@@ -163,7 +164,8 @@ fn send(app: &App, ask: Ask) -> Result<Outcome> {
     let config = NodeConfig { relay: !ask.no_relay, subscribe: false, ..NodeConfig::default() };
     let (vault, report) = runtime()?.block_on(sync_once(vault, &ticket, &config));
     let info = vault
-        .outgoing_requests()?
+        .outbox()
+        .list()?
         .into_iter()
         .find(|r| r.request.statement().id == id)
         .context("the request is stored")?;
@@ -240,15 +242,14 @@ pub(crate) fn follow(app: &App, args: &FollowArgs) -> Result<Outcome> {
 pub(crate) fn list(app: &App, args: &RequestsArgs) -> Result<Outcome> {
     let vault = app.unlock()?;
     let incoming = !args.sent;
-    let requests: Vec<RequestInfo> =
-        if incoming { vault.incoming_requests()? } else { vault.outgoing_requests()? }
-            .into_iter()
-            .filter(|r| {
-                args.all
-                    || matches!(r.status, RequestStatus::Pending | RequestStatus::Queued)
-                    || (!incoming && r.answered_at.is_some_and(|t| vault.now() - t < 7 * 86_400))
-            })
-            .collect();
+    let requests: Vec<RequestInfo> = if incoming { vault.inbox().list()? } else { vault.outbox().list()? }
+        .into_iter()
+        .filter(|r| {
+            args.all
+                || matches!(r.status, RequestStatus::Pending | RequestStatus::Queued)
+                || (!incoming && r.answered_at.is_some_and(|t| vault.now() - t < 7 * 86_400))
+        })
+        .collect();
     if app.json {
         let list: Vec<Value> = requests.iter().map(|r| request_json(&vault, r, incoming)).collect();
         app.print_json(&json!({ "requests": list }))?;
@@ -275,14 +276,14 @@ pub(crate) fn approve(app: &App, args: &ApproveArgs) -> Result<Outcome> {
     let mut vault = app.unlock()?;
     let expires_at = args.expires.as_deref().map(|e| parse_expiry(e, vault.now())).transpose()?;
     let grant =
-        vault.approve_request(&id, Approval { fields, filter, no_prices: args.no_prices, expires_at })?;
+        vault.inbox_mut().approve(&id, Approval { fields, filter, no_prices: args.no_prices, expires_at })?;
     let info = vault.grant_info(&grant.statement().id)?.context("the new grant is stored")?;
     if app.json {
         app.print_json(&grant_json(&vault, &info))?;
     } else {
         let g = grant.statement();
-        let who =
-            untrusted(&vault.petname(&g.audience).unwrap_or_else(|| g.audience.to_string())).into_owned();
+        let who = untrusted(&vault.contacts().petname(&g.audience).unwrap_or_else(|| g.audience.to_string()))
+            .into_owned();
         app.print(format!(
             "approved request {id}: grant {} gives {who} {} for \"{}\", {}.\n\
              They receive it the next time they connect (live while 'vault serve' runs); 'vault revoke {}' withdraws it.",
@@ -299,12 +300,13 @@ pub(crate) fn approve(app: &App, args: &ApproveArgs) -> Result<Outcome> {
 pub(crate) fn deny(app: &App, args: &DenyArgs) -> Result<Outcome> {
     let id: RequestId = args.request_id.parse()?;
     let mut vault = app.unlock()?;
-    let denial = vault.deny_request(&id, args.reason.clone())?;
-    let info = vault.incoming_request(&id)?.context("the request is stored")?;
+    let denial = vault.inbox_mut().deny(&id, args.reason.clone())?;
+    let info = vault.inbox().get(&id)?.context("the request is stored")?;
     if app.json {
         app.print_json(&request_json(&vault, &info, true))?;
     } else {
         let who = vault
+            .contacts()
             .petname(&denial.statement().requester)
             .unwrap_or_else(|| denial.statement().requester.to_string());
         app.print(format!("denied request {id}; {} is told the next time they connect", untrusted(&who)))?;

@@ -62,7 +62,7 @@ pub(crate) fn sync(app: &App, args: &SyncArgs) -> Result<Outcome> {
     let mut vault = app.unlock()?;
     let targets = match &args.peer {
         Some(peer) => {
-            let peer = vault.resolve_peer(peer)?;
+            let peer = vault.contacts().resolve(peer)?;
             let ticket = peer
                 .ticket
                 .context("no ticket for that peer: add them with 'vault contact add NAME TICKET'")?;
@@ -78,7 +78,8 @@ pub(crate) fn sync(app: &App, args: &SyncArgs) -> Result<Outcome> {
     let mut results = Vec::new();
     let mut failed = 0;
     for ticket in targets {
-        let name = vault.petname(&ticket.identity()).unwrap_or_else(|| ticket.identity().to_string());
+        let name =
+            vault.contacts().petname(&ticket.identity()).unwrap_or_else(|| ticket.identity().to_string());
         let shown = untrusted(&name);
         let (back, report) = rt.block_on(sync_once(vault, &ticket, &config));
         vault = back;

@@ -11,7 +11,7 @@ use crate::time::{local, rfc3339};
 
 pub(crate) fn run(app: &App, args: &SharedArgs) -> Result<Outcome> {
     let mut vault = app.unlock()?;
-    let from = args.from.as_deref().map(|p| vault.resolve_peer(p)).transpose()?.map(|p| p.identity);
+    let from = args.from.as_deref().map(|p| vault.contacts().resolve(p)).transpose()?.map(|p| p.identity);
     let purpose = args.purpose.as_ref().map(|p| p.to_lowercase());
     let shares: Vec<_> = vault
         .shares()?

@@ -92,7 +92,8 @@ impl GranteeSession {
     /// The first frames: queued consent requests (each is acknowledged), then `ListShares`.
     pub fn start(&mut self, vault: &mut Vault) -> Result<Vec<GranteeAction>, SessionError> {
         let mut out: Vec<GranteeAction> = vault
-            .undelivered_requests(&self.issuer)?
+            .outbox()
+            .undelivered(&self.issuer)?
             .into_iter()
             .map(|r| GranteeAction::Send(Box::new(Frame::Request(r))))
             .collect();
@@ -106,7 +107,7 @@ impl GranteeSession {
             Frame::Shares { live, ended } => self.shares(vault, live, &ended),
             Frame::Ended(e) => self.shares(vault, Vec::new(), &[e]),
             Frame::RequestAck { request, accepted } => {
-                vault.request_delivered(&self.issuer, &request, accepted)?;
+                vault.outbox_mut().delivered(&self.issuer, &request, accepted)?;
                 if accepted {
                     self.report.delivered += 1;
                 } else {
@@ -115,7 +116,7 @@ impl GranteeSession {
                 Ok(vec![GranteeAction::Changed])
             }
             Frame::Denied(denial) => {
-                vault.accept_denials(&self.issuer, &[denial])?;
+                vault.outbox_mut().accept_denials(&self.issuer, &[denial])?;
                 Ok(vec![GranteeAction::Changed])
             }
             other => Err(SessionError::UnexpectedFrame(frame_name(&other))),

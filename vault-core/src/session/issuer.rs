@@ -95,7 +95,7 @@ impl IssuerSession {
                 }
                 Frame::Request(request) => {
                     let id = request.statement().id;
-                    let accepted = vault.receive_request(&self.peer, &request)?;
+                    let accepted = vault.inbox_mut().receive(&self.peer, &request)?;
                     if let Err(why) = &accepted {
                         log_refusal(&self.peer, why);
                     }
@@ -130,7 +130,7 @@ impl IssuerSession {
             return Ok(out);
         }
         // The answers to the peer's requests: denials here, approvals as grants below.
-        for denial in vault.denials_for(&self.peer)? {
+        for denial in vault.inbox().denials_for(&self.peer)? {
             if self.denials_told.insert(denial.statement().request) {
                 out.push(IssuerAction::Send(Frame::Denied(denial)));
             }

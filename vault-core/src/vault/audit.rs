@@ -1,12 +1,16 @@
-//! The access log: every grant, revocation, expiry, erasure receipt and sync served, sealed
-//! and appended in the same transaction as the event it records.
+//! [`AccessLog`]: every grant, revocation, expiry, erasure receipt, request and sync served,
+//! sealed and appended in the same transaction as the event it records. Owns the sealed table
+//! `audit` (customer state: the customer's record of who got what).
 
 use serde::{Deserialize, Serialize};
+
+use std::ops::Deref;
 
 use super::Vault;
 use crate::identity::IdentityId;
 use crate::statement::GrantId;
 use crate::store::StoreError;
+use crate::store::sealed::Key;
 
 use crate::store::sealed::AUDIT as TABLE;
 
@@ -89,24 +93,29 @@ pub struct AuditFilter {
     pub since: Option<i64>,
 }
 
-impl Vault {
+/// The access log of a vault: `vault.access_log()` to read, `vault.access_log_mut()` to append
+/// an event in a transaction of its own.
+#[derive(Debug)]
+pub struct AccessLog<V> {
+    vault: V,
+}
+
+impl<V: Deref<Target = Vault>> AccessLog<V> {
+    pub(super) fn new(vault: V) -> Self {
+        Self { vault }
+    }
+
     /// Appends an event; call inside the transaction of the event itself.
-    pub(crate) fn log_event(&self, event: &AuditEvent) -> Result<(), StoreError> {
-        let table = &TABLE;
-        let seq = self.store.next_seq(table)?;
+    pub(crate) fn append(&self, event: &AuditEvent) -> Result<(), StoreError> {
+        let seq = self.vault.store.next_seq(&TABLE)?;
         let body = serde_json::to_vec(event).expect("events serialize");
-        self.store.put(table, crate::store::sealed::Key::Seq(seq), &body)?;
+        self.vault.store.put(&TABLE, Key::Seq(seq), &body)?;
         Ok(())
     }
 
-    /// Appends an event in its own transaction (for events that change nothing else).
-    pub fn log(&mut self, event: &AuditEvent) -> Result<(), StoreError> {
-        self.write(|v| v.log_event(event))
-    }
-
     /// The access log, oldest first.
-    pub fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEvent>, StoreError> {
-        let rows = self.store.list(&TABLE)?;
+    pub fn list(&self, filter: &AuditFilter) -> Result<Vec<AuditEvent>, StoreError> {
+        let rows = self.vault.store.list(&TABLE)?;
         let mut out = Vec::new();
         for (key, body, _) in rows {
             let seq = key.seq();
@@ -121,5 +130,32 @@ impl Vault {
             out.push(event);
         }
         Ok(out)
+    }
+}
+
+impl AccessLog<&mut Vault> {
+    /// Appends an event in its own transaction (for events that change nothing else).
+    pub fn record(&mut self, event: &AuditEvent) -> Result<(), StoreError> {
+        self.vault.write(|v| v.access_log().append(event))
+    }
+}
+
+impl Vault {
+    /// Appends an event inside the caller's transaction. Kept for sharing.rs and received.rs;
+    /// the logic lives in [`AccessLog::append`].
+    pub(crate) fn log_event(&self, event: &AuditEvent) -> Result<(), StoreError> {
+        self.access_log().append(event)
+    }
+
+    /// Appends an event in its own transaction. Kept for vault-sync's callers; the logic lives
+    /// in [`AccessLog::record`].
+    pub fn log(&mut self, event: &AuditEvent) -> Result<(), StoreError> {
+        self.access_log_mut().record(event)
+    }
+
+    /// The access log, oldest first. Kept for vault-sync's and sharing.rs's callers; the logic
+    /// lives in [`AccessLog::list`].
+    pub fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEvent>, StoreError> {
+        self.access_log().list(filter)
     }
 }

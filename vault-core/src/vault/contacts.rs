@@ -1,9 +1,13 @@
-//! Contacts: local petnames for other people's identities, with their tickets. Stored sealed
-//! (a petname is the user's data too).
+//! [`Contacts`]: local petnames for other people's identities, with their tickets, and
+//! blocks. Owns the sealed table `contacts` (customer state: a petname is the user's data
+//! too, and a block holds on every device). A block lives in the contact's row, so removing a
+//! blocked contact is refused.
 
 use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
+
+use std::ops::Deref;
 
 use super::Vault;
 use crate::identity::{IdentityId, Ticket};
@@ -95,9 +99,19 @@ fn check_addrs(addrs: &[SocketAddr]) -> Result<(), ContactError> {
     }
 }
 
-impl Vault {
-    fn contact_rows(&self) -> Result<Vec<(Vec<u8>, Contact)>, StoreError> {
-        let rows = self.store.list(&TABLE)?;
+/// The contacts of a vault: `vault.contacts()` to read, `vault.contacts_mut()` to change.
+#[derive(Debug)]
+pub struct Contacts<V> {
+    vault: V,
+}
+
+impl<V: Deref<Target = Vault>> Contacts<V> {
+    pub(super) fn new(vault: V) -> Self {
+        Self { vault }
+    }
+
+    fn rows(&self) -> Result<Vec<(Vec<u8>, Contact)>, StoreError> {
+        let rows = self.vault.store.list(&TABLE)?;
         rows.into_iter()
             .map(|(key, body, _)| {
                 let id = key.id().to_vec();
@@ -108,26 +122,68 @@ impl Vault {
             .collect()
     }
 
-    fn put_contact(&self, id: &[u8], contact: &Contact) -> Result<(), StoreError> {
-        self.store.put(&TABLE, Key::Id(id), &serde_json::to_vec(contact).expect("serializes"))?;
-        Ok(())
-    }
-
     /// All contacts, sorted by name.
-    pub fn contacts(&self) -> Result<Vec<Contact>, StoreError> {
-        let mut out: Vec<Contact> = self.contact_rows()?.into_iter().map(|(_, c)| c).collect();
+    pub fn list(&self) -> Result<Vec<Contact>, StoreError> {
+        let mut out: Vec<Contact> = self.rows()?.into_iter().map(|(_, c)| c).collect();
         out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
     }
 
+    /// True when `identity` belongs to a blocked contact.
+    pub fn is_blocked(&self, identity: &IdentityId) -> Result<bool, StoreError> {
+        Ok(self.rows()?.iter().any(|(_, c)| c.blocked && c.identity == *identity))
+    }
+
+    /// The petname of an identity, if it is a contact.
+    pub fn petname(&self, identity: &IdentityId) -> Option<String> {
+        self.rows().ok()?.into_iter().find(|(_, c)| c.identity == *identity).map(|(_, c)| c.name)
+    }
+
+    /// Resolves a PEER argument: a contact name, a ticket, or an identity.
+    pub fn resolve(&self, peer: &str) -> Result<Peer, ContactError> {
+        if let Ok(ticket) = peer.parse::<Ticket>() {
+            let name = self.petname(&ticket.identity());
+            return Ok(Peer { identity: ticket.identity(), ticket: Some(ticket), name });
+        }
+        if let Some((_, c)) = self.rows()?.into_iter().find(|(_, c)| c.name == peer) {
+            let ticket = c.ticket.as_deref().and_then(|t| t.parse().ok());
+            return Ok(Peer { identity: c.identity, ticket, name: Some(c.name) });
+        }
+        if let Ok(identity) = peer.parse::<IdentityId>() {
+            return Ok(Peer { identity, ticket: None, name: self.petname(&identity) });
+        }
+        Err(ContactError::UnknownPeer(peer.chars().take(64).collect()))
+    }
+
+    /// The ticket to dial for `ticket`'s identity: its addresses replaced by those set by hand
+    /// on that identity's contact, when there are any.
+    pub fn dial_ticket(&self, ticket: &Ticket) -> Result<Ticket, StoreError> {
+        let set = self
+            .rows()?
+            .into_iter()
+            .map(|(_, c)| c)
+            .find(|c| c.identity == ticket.identity() && !c.addrs.is_empty());
+        Ok(match set {
+            Some(c) => Ticket::new(*ticket.certificate(), c.addrs),
+            None => ticket.clone(),
+        })
+    }
+}
+
+impl Contacts<&mut Vault> {
+    fn put(vault: &Vault, id: &[u8], contact: &Contact) -> Result<(), StoreError> {
+        vault.store.put(&TABLE, Key::Id(id), &serde_json::to_vec(contact).expect("serializes"))?;
+        Ok(())
+    }
+
     /// Adds a contact from a ticket.
-    pub fn add_contact(&mut self, name: &str, ticket: &Ticket) -> Result<Contact, ContactError> {
-        self.add_contact_at(name, ticket, &[])
+    pub fn add(&mut self, name: &str, ticket: &Ticket) -> Result<Contact, ContactError> {
+        self.add_at(name, ticket, &[])
     }
 
     /// Adds a contact from a ticket, dialed at `addrs` instead of the ticket's addresses when
     /// `addrs` is not empty (see [`Contact::addrs`]).
-    pub fn add_contact_at(
+    pub fn add_at(
         &mut self,
         name: &str,
         ticket: &Ticket,
@@ -137,11 +193,11 @@ impl Vault {
         if !valid_name(name) {
             return Err(ContactError::BadName(name.chars().take(64).collect()));
         }
-        if ticket.identity() == self.identity() {
+        if ticket.identity() == self.vault.identity() {
             return Err(ContactError::Own);
         }
-        self.write(|v| {
-            if v.contact_rows()?.iter().any(|(_, c)| c.name == name) {
+        self.vault.write(|v| {
+            if v.contacts().rows()?.iter().any(|(_, c)| c.name == name) {
                 return Err(ContactError::Exists(name.to_owned()));
             }
             let contact = Contact {
@@ -151,16 +207,16 @@ impl Vault {
                 blocked: false,
                 addrs: addrs.to_vec(),
             };
-            v.put_contact(&random_array::<16>(), &contact)?;
+            Self::put(v, &random_array::<16>(), &contact)?;
             Ok(contact)
         })
     }
 
     /// Removes a contact; false when there is none by that name. A blocked contact is not
-    /// removed (the block lives in its row): [`Vault::unblock_contact`] first.
-    pub fn remove_contact(&mut self, name: &str) -> Result<bool, ContactError> {
-        self.write(|v| {
-            for (id, c) in v.contact_rows()? {
+    /// removed (the block lives in its row): [`Contacts::unblock`] first.
+    pub fn remove(&mut self, name: &str) -> Result<bool, ContactError> {
+        self.vault.write(|v| {
+            for (id, c) in v.contacts().rows()? {
                 if c.name == name {
                     if c.blocked {
                         return Err(ContactError::Blocked(c.name));
@@ -174,36 +230,23 @@ impl Vault {
     }
 
     /// Blocks a contact: its connections and requests are refused from now on.
-    pub fn block_contact(&mut self, name: &str) -> Result<bool, ContactError> {
+    pub fn block(&mut self, name: &str) -> Result<bool, ContactError> {
         self.set_blocked(name, true)
     }
 
     /// Unblocks a contact: its connections and requests are accepted again.
-    pub fn unblock_contact(&mut self, name: &str) -> Result<bool, ContactError> {
+    pub fn unblock(&mut self, name: &str) -> Result<bool, ContactError> {
         self.set_blocked(name, false)
     }
 
-    fn set_blocked(&mut self, name: &str, blocked: bool) -> Result<bool, ContactError> {
-        self.write(|v| {
-            for (id, mut c) in v.contact_rows()? {
-                if c.name == name {
-                    c.blocked = blocked;
-                    v.put_contact(&id, &c)?;
-                    return Ok(true);
-                }
-            }
-            Ok(false)
-        })
-    }
-
     /// Sets the addresses contact `name` is dialed at; empty `addrs` goes back to the ticket's.
-    pub fn set_contact_addrs(&mut self, name: &str, addrs: &[SocketAddr]) -> Result<Contact, ContactError> {
+    pub fn set_addrs(&mut self, name: &str, addrs: &[SocketAddr]) -> Result<Contact, ContactError> {
         check_addrs(addrs)?;
-        self.write(|v| {
-            for (id, mut c) in v.contact_rows()? {
+        self.vault.write(|v| {
+            for (id, mut c) in v.contacts().rows()? {
                 if c.name == name {
                     c.addrs = addrs.to_vec();
-                    v.put_contact(&id, &c)?;
+                    Self::put(v, &id, &c)?;
                     return Ok(c);
                 }
             }
@@ -211,42 +254,37 @@ impl Vault {
         })
     }
 
-    /// The ticket to dial for `ticket`'s identity: its addresses replaced by those set by hand
-    /// on that identity's contact, when there are any.
-    pub fn dial_ticket(&self, ticket: &Ticket) -> Result<Ticket, StoreError> {
-        let rows = self.contact_rows()?;
-        let set =
-            rows.into_iter().map(|(_, c)| c).find(|c| c.identity == ticket.identity() && !c.addrs.is_empty());
-        Ok(match set {
-            Some(c) => Ticket::new(*ticket.certificate(), c.addrs),
-            None => ticket.clone(),
+    fn set_blocked(&mut self, name: &str, blocked: bool) -> Result<bool, ContactError> {
+        self.vault.write(|v| {
+            for (id, mut c) in v.contacts().rows()? {
+                if c.name == name {
+                    c.blocked = blocked;
+                    Self::put(v, &id, &c)?;
+                    return Ok(true);
+                }
+            }
+            Ok(false)
         })
     }
+}
 
-    /// True when `identity` belongs to a blocked contact.
+/// Kept for vault-sync's callers (node.rs, node/refusal_tests.rs); each delegates to
+/// [`Contacts`].
+impl Vault {
+    /// Adds a contact from a ticket. The logic lives in [`Contacts::add`].
+    pub fn add_contact(&mut self, name: &str, ticket: &Ticket) -> Result<Contact, ContactError> {
+        self.contacts_mut().add(name, ticket)
+    }
+
+    /// Blocks a contact. The logic lives in [`Contacts::block`].
+    pub fn block_contact(&mut self, name: &str) -> Result<bool, ContactError> {
+        self.contacts_mut().block(name)
+    }
+
+    /// True when `identity` belongs to a blocked contact. The logic lives in
+    /// [`Contacts::is_blocked`].
     pub fn is_blocked(&self, identity: &IdentityId) -> Result<bool, StoreError> {
-        Ok(self.contact_rows()?.iter().any(|(_, c)| c.blocked && c.identity == *identity))
-    }
-
-    /// The petname of an identity, if it is a contact.
-    pub fn petname(&self, identity: &IdentityId) -> Option<String> {
-        self.contact_rows().ok()?.into_iter().find(|(_, c)| c.identity == *identity).map(|(_, c)| c.name)
-    }
-
-    /// Resolves a PEER argument: a contact name, a ticket, or an identity.
-    pub fn resolve_peer(&self, peer: &str) -> Result<Peer, ContactError> {
-        if let Ok(ticket) = peer.parse::<Ticket>() {
-            let name = self.petname(&ticket.identity());
-            return Ok(Peer { identity: ticket.identity(), ticket: Some(ticket), name });
-        }
-        if let Some((_, c)) = self.contact_rows()?.into_iter().find(|(_, c)| c.name == peer) {
-            let ticket = c.ticket.as_deref().and_then(|t| t.parse().ok());
-            return Ok(Peer { identity: c.identity, ticket, name: Some(c.name) });
-        }
-        if let Ok(identity) = peer.parse::<IdentityId>() {
-            return Ok(Peer { identity, ticket: None, name: self.petname(&identity) });
-        }
-        Err(ContactError::UnknownPeer(peer.chars().take(64).collect()))
+        self.contacts().is_blocked(identity)
     }
 }
 
@@ -269,25 +307,25 @@ mod tests {
         let from_ticket: SocketAddr = "192.0.2.1:4433".parse().unwrap();
         let ticket = Ticket::new(bob.certify(DeviceKey::generate().public()), vec![from_ticket]);
         let forwarded: SocketAddr = "203.0.113.7:5000".parse().unwrap();
-        v.add_contact_at("bob", &ticket, &[forwarded]).unwrap();
-        let dialed = v.dial_ticket(&ticket).unwrap();
+        v.contacts_mut().add_at("bob", &ticket, &[forwarded]).unwrap();
+        let dialed = v.contacts().dial_ticket(&ticket).unwrap();
         assert_eq!(dialed.addrs(), &[forwarded]);
         assert_eq!((dialed.identity(), dialed.device()), (ticket.identity(), ticket.device()));
 
         let v6: SocketAddr = "[2001:db8::1]:6000".parse().unwrap();
-        assert_eq!(v.set_contact_addrs("bob", &[v6, forwarded]).unwrap().addrs, vec![v6, forwarded]);
-        assert_eq!(v.dial_ticket(&ticket).unwrap().addrs(), &[v6, forwarded]);
+        assert_eq!(v.contacts_mut().set_addrs("bob", &[v6, forwarded]).unwrap().addrs, vec![v6, forwarded]);
+        assert_eq!(v.contacts().dial_ticket(&ticket).unwrap().addrs(), &[v6, forwarded]);
         // Another process sees the same.
         let other = Vault::at(dir.path()).unlock(&Passphrase::new("pw")).unwrap();
-        assert_eq!(other.contacts().unwrap()[0].addrs, vec![v6, forwarded]);
+        assert_eq!(other.contacts().list().unwrap()[0].addrs, vec![v6, forwarded]);
 
         // Cleared: the ticket's own addresses again.
-        v.set_contact_addrs("bob", &[]).unwrap();
-        assert_eq!(v.dial_ticket(&ticket).unwrap().addrs(), &[from_ticket]);
+        v.contacts_mut().set_addrs("bob", &[]).unwrap();
+        assert_eq!(v.contacts().dial_ticket(&ticket).unwrap().addrs(), &[from_ticket]);
         // Someone who is not a contact is dialed at their ticket's addresses.
         let carol =
             Ticket::new(Identity::generate().certify(DeviceKey::generate().public()), vec![from_ticket]);
-        assert_eq!(v.dial_ticket(&carol).unwrap(), carol);
+        assert_eq!(v.contacts().dial_ticket(&carol).unwrap(), carol);
     }
 
     #[test]
@@ -299,13 +337,16 @@ mod tests {
         for bad in ["0.0.0.0:4433", "192.0.2.1:0", "[::]:4433", "224.0.0.1:4433"] {
             let addr: SocketAddr = bad.parse().unwrap();
             assert!(
-                matches!(v.add_contact_at("bob", &ticket, &[addr]), Err(ContactError::BadAddr(a)) if a == addr)
+                matches!(v.contacts_mut().add_at("bob", &ticket, &[addr]), Err(ContactError::BadAddr(a)) if a == addr)
             );
         }
-        assert!(v.contacts().unwrap().is_empty(), "nothing was added");
+        assert!(v.contacts().list().unwrap().is_empty(), "nothing was added");
         let many: Vec<SocketAddr> = (1..=17).map(|p| SocketAddr::from(([192, 0, 2, 1], p))).collect();
-        assert!(matches!(v.add_contact_at("bob", &ticket, &many), Err(ContactError::TooManyAddrs(17))));
-        let err = v.set_contact_addrs("nobody", &[]).unwrap_err();
+        assert!(matches!(
+            v.contacts_mut().add_at("bob", &ticket, &many),
+            Err(ContactError::TooManyAddrs(17))
+        ));
+        let err = v.contacts_mut().set_addrs("nobody", &[]).unwrap_err();
         assert!(matches!(&err, ContactError::NoSuchContact(n) if n == "nobody"));
         assert_eq!(err.to_string(), "no contact named \"nobody\"");
     }

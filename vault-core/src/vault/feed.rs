@@ -1,5 +1,6 @@
 //! The friend's side of purchase feeds: every purchase shared with this vault, merged across
-//! everyone it follows, newest first, and the price comparison for one item.
+//! everyone it follows, newest first, and the price comparison for one item. Owns no table: it
+//! reads the received shares' views (received.rs).
 
 use std::collections::{HashMap, HashSet};
 
@@ -130,7 +131,7 @@ impl Vault {
                 None => serde_json::to_vec(&obj_to_json(self.replica_doc(&g.issuer, &g.id)?, &ROOT))
                     .expect("serializes"),
             };
-            views.push((g.issuer, g.id, self.petname(&g.issuer), bytes));
+            views.push((g.issuer, g.id, self.contacts().petname(&g.issuer), bytes));
         }
         let parse = |chunk: &[(IdentityId, GrantId, Option<String>, Vec<u8>)]| {
             let mut out = Vec::new();

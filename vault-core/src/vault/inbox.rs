@@ -1,143 +1,404 @@
-//! The inbox's limits, checked without decrypting the inbox on every delivery.
-//!
-//! Identities are free, so per-identity limits alone do not bound the inbox: requests from
-//! identities that are not contacts share one bound, [`MAX_PENDING_FROM_STRANGERS`], and a
-//! contact's request is still taken while strangers flood. The counts come from an in-memory
-//! index of the inbox rows (requester, pending, delivered at), built once and kept exact: it
-//! is rebuilt when another process committed to the file (SQLite's `data_version` moved) or
-//! when this process answered a request, and extended by each request this process takes.
+//! [`Inbox`]: consent requests made to this vault. Owns the sealed table `requests_in`
+//! (customer state) and its rules: a request is taken only from its signer and for this
+//! vault, never from a blocked contact, and within the limits of inbox/limits.rs (per peer,
+//! and one shared bound for strangers). A request is approved by issuing a grant that names
+//! it, never wider than asked, in the same transaction that marks it answered; a denial is a
+//! signed statement the requester receives the next time it connects.
 
-use std::cell::RefCell;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
+use std::ops::Deref;
 
 use super::Vault;
-use super::requests::{INBOX, MAX_PENDING_PER_PEER, MAX_REQUESTS_PER_PEER_PER_DAY, RequestStatus};
+use super::audit::{AuditEvent, AuditKind};
+use super::requests::{self, Approval, Holding, Record, RequestError, RequestInfo, RequestStatus};
+use super::sharing::NewGrant;
+use crate::grant::SignedGrant;
 use crate::identity::IdentityId;
-use crate::statement::RequestId;
+use crate::path::FieldPath;
+use crate::request::{ConsentRequest, Denial};
+use crate::statement::{RequestId, Signed};
 use crate::store::StoreError;
 
-/// Requests from identities that are not contacts that may wait for an answer at once.
-pub(crate) const MAX_PENDING_FROM_STRANGERS: usize = 256;
+mod limits;
 
-/// What the limits need to know of one inbox row.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct InboxRow {
-    pub(crate) requester: IdentityId,
-    pub(crate) pending: bool,
-    pub(crate) delivered_at: Option<i64>,
+pub use limits::{MAX_PENDING_PER_PEER, MAX_REQUESTS_PER_PEER_PER_DAY};
+
+use crate::store::sealed::REQUESTS_IN as TABLE;
+
+/// How long a denial is repeated to its requester when it connects (seconds).
+const DENIAL_NOTICE: i64 = 30 * 86_400;
+
+/// Why a delivered request was not accepted (the requester only learns "not accepted").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Not addressed to this vault, or not from the connected peer.
+    Misaddressed,
+    /// The requester is blocked.
+    Blocked,
+    /// The requester has too many requests pending or sent too many today.
+    TooMany,
 }
 
-/// The index of the inbox (see the module docs).
+/// What the inbox remembers between deliveries, in memory (device-local, derived).
 #[derive(Debug, Default)]
-pub(crate) struct InboxIndex {
-    /// The file's `data_version` when the index was exact; `None`: rebuild before use.
-    version: Option<i64>,
-    /// The version seen by the last check, restored once a request taken after it is noted.
-    checked: Option<i64>,
-    rows: HashMap<RequestId, InboxRow>,
+pub(super) struct InboxState {
+    /// When a refused request was last logged, per peer and kind (keeps floods out of the log).
+    refusals_logged: HashMap<(IdentityId, u8), i64>,
+    /// What the limits need, without decrypting the inbox (see inbox/limits.rs).
+    index: limits::InboxCache,
 }
 
-pub(crate) type InboxCache = RefCell<InboxIndex>;
+/// The requests made to a vault: `vault.inbox()` to read, `vault.inbox_mut()` to take
+/// requests in and answer them.
+#[derive(Debug)]
+pub struct Inbox<V> {
+    vault: V,
+}
 
-impl Vault {
-    /// Whether a new request from `peer` breaks a limit. Call inside the write transaction
-    /// that takes the request.
-    pub(super) fn inbox_over_limit(&self, peer: &IdentityId, now: i64) -> Result<bool, StoreError> {
-        let version = self.store.data_version()?;
-        if self.inbox_index.borrow().version != Some(version) {
-            let rows = self.inbox_rows()?;
-            *self.inbox_index.borrow_mut() = InboxIndex { version: Some(version), checked: None, rows };
-        }
-        self.inbox_index.borrow_mut().checked = Some(version);
-        let contacts: HashSet<IdentityId> = self.contacts()?.into_iter().map(|c| c.identity).collect();
-        let index = self.inbox_index.borrow();
-        let (mut pending, mut today, mut strangers) = (0, 0, 0);
-        for row in index.rows.values() {
-            if row.requester == *peer {
-                pending += usize::from(row.pending);
-                today += usize::from(row.delivered_at.is_some_and(|t| t > now - 86_400));
+impl<V: Deref<Target = Vault>> Inbox<V> {
+    pub(super) fn new(vault: V) -> Self {
+        Self { vault }
+    }
+
+    /// Requests received, newest first (requests from blocked contacts are left out).
+    pub fn list(&self) -> Result<Vec<RequestInfo>, StoreError> {
+        let mut out = Vec::new();
+        for (signed, record) in requests::list(&self.vault, TABLE)? {
+            if !self.vault.contacts().is_blocked(&signed.statement().requester)? {
+                out.push(requests::info(&self.vault, signed, record, true));
             }
-            strangers += usize::from(row.pending && !contacts.contains(&row.requester));
         }
-        Ok(pending >= MAX_PENDING_PER_PEER
-            || today >= MAX_REQUESTS_PER_PEER_PER_DAY
-            || (!contacts.contains(peer) && strangers >= MAX_PENDING_FROM_STRANGERS))
+        Ok(out)
     }
 
-    /// A request checked by [`Vault::inbox_over_limit`] was taken and committed.
-    pub(super) fn inbox_noted(&self, id: RequestId, row: InboxRow) {
-        let mut index = self.inbox_index.borrow_mut();
-        index.version = index.checked.take();
-        index.rows.insert(id, row);
+    /// One received request.
+    pub fn get(&self, id: &RequestId) -> Result<Option<RequestInfo>, StoreError> {
+        Ok(requests::get_signed(&self.vault, TABLE, id)?
+            .map(|(signed, record)| requests::info(&self.vault, signed, record, true)))
     }
 
-    /// What the limits need of every inbox row.
-    fn inbox_rows(&self) -> Result<HashMap<RequestId, InboxRow>, StoreError> {
-        let rows = self.request_records(INBOX)?.into_iter().map(|(signed, record)| {
+    /// What this vault holds of each field a request asks for.
+    pub fn holdings(&self, request: &ConsentRequest) -> Vec<Holding> {
+        let doc = self.vault.doc.to_json();
+        request
+            .fields
+            .iter()
+            .map(|field| {
+                let (held, records) = match field {
+                    FieldPath::Profile(segments) => {
+                        let mut v = &doc[crate::doc::PROFILE];
+                        for s in segments {
+                            v = &v[s.as_str()];
+                        }
+                        (!v.is_null() && v.as_object().is_none_or(|m| !m.is_empty()), None)
+                    }
+                    FieldPath::Preferences(key) => {
+                        let prefs = &doc[crate::doc::PREFERENCES];
+                        let held = match key {
+                            Some(k) => !prefs[k.as_str()].is_null(),
+                            None => prefs.as_object().is_some_and(|m| !m.is_empty()),
+                        };
+                        (held, None)
+                    }
+                    FieldPath::Purchases(sub) => {
+                        let count = doc[crate::doc::PURCHASES].as_object().map_or(0, |m| {
+                            m.values()
+                                .filter(|r| request.filter.as_ref().is_none_or(|f| f.matches(r)))
+                                .filter(|r| sub.as_ref().is_none_or(|s| !r[s.as_str()].is_null()))
+                                .count()
+                        });
+                        (count > 0, Some(count))
+                    }
+                };
+                Holding { field: field.clone(), held, records }
+            })
+            .collect()
+    }
+
+    /// Denials of `peer`'s requests made in the last 30 days, to tell it when it connects.
+    pub fn denials_for(&self, peer: &IdentityId) -> Result<Vec<Signed<Denial>>, StoreError> {
+        let now = self.vault.now();
+        if self.vault.contacts().is_blocked(peer)? {
+            return Ok(Vec::new());
+        }
+        Ok(requests::list(&self.vault, TABLE)?
+            .into_iter()
+            .filter(|(r, rec)| {
+                r.statement().requester == *peer && rec.answered_at.is_some_and(|t| now - t < DENIAL_NOTICE)
+            })
+            .filter_map(|(_, rec)| rec.denial.as_deref().and_then(Signed::<Denial>::from_stored))
+            .collect())
+    }
+
+    /// A request still waiting for an answer, from a requester who is not blocked.
+    fn pending(&self, id: &RequestId) -> Result<(Signed<ConsentRequest>, Record), RequestError> {
+        let (signed, record) = requests::get_signed(&self.vault, TABLE, id)?
+            .ok_or_else(|| RequestError::Unknown(id.to_string()))?;
+        if record.status != RequestStatus::Pending {
+            return Err(RequestError::AlreadyAnswered { id: *id, status: record.status });
+        }
+        if self.vault.contacts().is_blocked(&signed.statement().requester)? {
+            return Err(RequestError::Blocked);
+        }
+        Ok((signed, record))
+    }
+
+    /// Writes an inbox row; the limits' index is rebuilt before its next use.
+    fn put(&self, id: &RequestId, record: &Record) -> Result<(), StoreError> {
+        limits::touched(&self.vault);
+        requests::put(&self.vault, TABLE, id, record)
+    }
+}
+
+impl Inbox<&mut Vault> {
+    /// Takes in a request delivered by `peer` (the identity its connection proved). Returns
+    /// whether it now waits for a decision; a refusal is logged, and the peer is only told
+    /// "not accepted". Delivering the same request twice is harmless.
+    pub fn receive(
+        &mut self,
+        peer: &IdentityId,
+        signed: &Signed<ConsentRequest>,
+    ) -> Result<Result<(), Refusal>, StoreError> {
+        let now = self.vault.now();
+        let me = self.vault.identity();
+        let r = signed.statement();
+        let taken = self.vault.write(|v| -> Result<Result<Option<RequestId>, Refusal>, StoreError> {
+            let refusal = if r.requester != *peer || r.holder != me {
+                Some(Refusal::Misaddressed)
+            } else if v.contacts().is_blocked(peer)? {
+                Some(Refusal::Blocked)
+            } else if requests::get(v, TABLE, &r.id)?.is_some() {
+                return Ok(Ok(None));
+            } else {
+                limits::over_limit(v, peer, now)?.then_some(Refusal::TooMany)
+            };
+            if let Some(refusal) = refusal {
+                v.inbox_mut().log_refusal(peer, refusal, now)?;
+                return Ok(Err(refusal));
+            }
+            v.inbox().put(&r.id, &Record::new(signed, RequestStatus::Pending, None, Some(now)))?;
+            let mut event = AuditEvent::new(now, AuditKind::RequestReceived);
+            event.peer = Some(*peer);
+            event.fields = r.fields.iter().map(ToString::to_string).collect();
+            event.detail = Some(format!("request {}, purpose: {}", r.id, r.purpose));
+            v.access_log().append(&event)?;
+            Ok(Ok(Some(r.id)))
+        })?;
+        if let Ok(Some(id)) = taken {
+            limits::noted(
+                self.vault,
+                id,
+                limits::InboxRow { requester: *peer, pending: true, delivered_at: Some(now) },
+            );
+        }
+        Ok(taken.map(|_| ()))
+    }
+
+    /// Logs a refused delivery: one line per peer and kind of refusal and hour, so a flood
+    /// cannot fill the log. Call inside the write transaction of the delivery.
+    fn log_refusal(&mut self, peer: &IdentityId, refusal: Refusal, now: i64) -> Result<(), StoreError> {
+        let key = (*peer, refusal as u8);
+        let logged = &mut self.vault.inbox.refusals_logged;
+        if logged.get(&key).is_some_and(|t| now - t < 3600) {
+            return Ok(());
+        }
+        logged.insert(key, now);
+        let mut event = AuditEvent::new(now, AuditKind::RequestRefused);
+        event.peer = Some(*peer);
+        event.detail = Some(
+            match refusal {
+                Refusal::Misaddressed => "a request not addressed to this vault",
+                Refusal::Blocked => "a request from a blocked contact",
+                Refusal::TooMany => "too many requests from this peer",
+            }
+            .into(),
+        );
+        self.vault.access_log().append(&event)
+    }
+
+    /// Approves a request: issues a grant naming it, exactly as asked or narrower, in one
+    /// transaction with the answer and its log line.
+    pub fn approve(&mut self, id: &RequestId, approval: Approval) -> Result<SignedGrant, RequestError> {
+        let now = self.vault.now();
+        self.vault.write(|v| {
+            let (signed, mut record) = v.inbox().pending(id)?;
             let r = signed.statement();
-            let pending = record.status == RequestStatus::Pending;
-            (r.id, InboxRow { requester: r.requester, pending, delivered_at: record.delivered_at })
-        });
-        Ok(rows.collect())
+            let fields = approval.fields.unwrap_or_else(|| r.fields.clone());
+            let filter = approval.filter.or_else(|| r.filter.clone());
+            let prices = r.prices && !approval.no_prices;
+            let expires_at = approval.expires_at.or(r.duration.map(|d| now.saturating_add(d)));
+            r.permits(&fields, filter.as_ref(), prices, expires_at, now)?;
+            let grant = v.issue_grant_locked(
+                NewGrant {
+                    audience: r.requester,
+                    fields,
+                    filter,
+                    purpose: r.purpose.clone(),
+                    expires_at,
+                    prices,
+                },
+                Some(r.id),
+            )?;
+            record.status = RequestStatus::Approved;
+            record.grant = Some(grant.statement().id);
+            record.answered_at = Some(now);
+            v.inbox().put(id, &record)?;
+            let mut event = AuditEvent::new(now, AuditKind::RequestApproved);
+            event.peer = Some(r.requester);
+            event.grant = Some(grant.statement().id);
+            event.fields = grant.statement().fields.iter().map(ToString::to_string).collect();
+            event.detail = Some(format!("request {id}"));
+            v.access_log().append(&event)?;
+            Ok(grant)
+        })
     }
 
-    /// A row of `table` is being written: when it is the inbox, rebuild the index before its
-    /// next use (a request taken restores it with [`Vault::inbox_noted`]).
-    pub(super) fn inbox_touched(&self, table: crate::store::sealed::Table) {
-        if table.name == INBOX.name {
-            self.inbox_index.borrow_mut().version = None;
-        }
+    /// Denies a request with a signed denial, delivered when the requester next connects.
+    pub fn deny(&mut self, id: &RequestId, reason: Option<String>) -> Result<Signed<Denial>, RequestError> {
+        let now = self.vault.now();
+        self.vault.write(|v| {
+            let (signed, mut record) = v.inbox().pending(id)?;
+            let r = signed.statement();
+            let denial = Signed::sign(
+                Denial {
+                    request: *id,
+                    holder: v.identity(),
+                    requester: r.requester,
+                    reason: reason.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()),
+                    denied_at: now,
+                },
+                &v.identity,
+            )?;
+            record.status = RequestStatus::Denied;
+            record.denial = Some(denial.to_bytes());
+            record.answered_at = Some(now);
+            v.inbox().put(id, &record)?;
+            let mut event = AuditEvent::new(now, AuditKind::RequestDenied);
+            event.peer = Some(r.requester);
+            event.fields = r.fields.iter().map(ToString::to_string).collect();
+            event.detail = Some(format!("request {id}"));
+            v.access_log().append(&event)?;
+            Ok(denial)
+        })
+    }
+}
+
+/// Kept for vault-sync's callers (node.rs); each delegates to [`Inbox`].
+impl Vault {
+    /// Takes in a request delivered by `peer`. The logic lives in [`Inbox::receive`].
+    pub fn receive_request(
+        &mut self,
+        peer: &IdentityId,
+        signed: &Signed<ConsentRequest>,
+    ) -> Result<Result<(), Refusal>, StoreError> {
+        self.inbox_mut().receive(peer, signed)
+    }
+
+    /// Denials to tell `peer` when it connects. The logic lives in [`Inbox::denials_for`].
+    pub fn denials_for(&self, peer: &IdentityId) -> Result<Vec<Signed<Denial>>, StoreError> {
+        self.inbox().denials_for(peer)
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::*;
     use crate::identity::Identity;
     use crate::primitives::{KdfParams, Passphrase};
-    use crate::request::ConsentRequest;
-    use crate::statement::RequestId;
-    use crate::statement::Signed;
-    use crate::vault::Vault;
+    use crate::vault::MAX_PENDING_PER_PEER;
 
-    use super::MAX_PENDING_FROM_STRANGERS;
-
-    fn request(from: &Identity, to: &Vault) -> Signed<ConsentRequest> {
-        let request = ConsentRequest {
-            id: RequestId::random(),
-            requester: from.public(),
-            holder: to.identity(),
-            fields: vec!["profile.email".parse().unwrap()],
-            filter: None,
-            purpose: "newsletter".into(),
-            duration: Some(86_400),
-            prices: false,
-            made_at: 0,
-        };
-        Signed::sign(request, from).unwrap()
-    }
-
-    #[test]
-    fn strangers_cannot_fill_the_inbox_for_contacts() {
+    fn vault() -> (tempfile::TempDir, Vault) {
         let dir = tempfile::tempdir().unwrap();
         let mut v =
             Vault::at(dir.path()).kdf(KdfParams::INSECURE_FOR_TESTS).create(&Passphrase::new("pw")).unwrap();
-        let friend = Identity::generate();
-        let device = crate::identity::DeviceKey::generate();
-        v.add_contact("friend", &crate::identity::Ticket::new(friend.certify(device.public()), Vec::new()))
-            .unwrap();
-        let mut accepted = 0;
-        for _ in 0..300 {
-            let stranger = Identity::generate();
-            accepted +=
-                usize::from(v.receive_request(&stranger.public(), &request(&stranger, &v)).unwrap().is_ok());
+        v.set_profile("email", "ada@example.org").unwrap();
+        (dir, v)
+    }
+
+    fn request(from: &Identity, to: IdentityId, purpose: &str) -> Signed<ConsentRequest> {
+        Signed::sign(
+            ConsentRequest {
+                id: RequestId::random(),
+                requester: from.public(),
+                holder: to,
+                fields: vec!["profile.email".parse().unwrap()],
+                filter: None,
+                purpose: purpose.into(),
+                duration: Some(86_400),
+                prices: false,
+                made_at: 0,
+            },
+            from,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_request_is_taken_only_from_its_signer_and_for_this_vault() {
+        let (_d, mut v) = vault();
+        let (shop, mallory) = (Identity::generate(), Identity::generate());
+        let r = request(&shop, v.identity(), "delivery");
+        // Relayed by someone else: refused, nothing stored.
+        assert_eq!(v.inbox_mut().receive(&mallory.public(), &r).unwrap(), Err(Refusal::Misaddressed));
+        // Addressed to another vault: refused.
+        let other = request(&shop, mallory.public(), "delivery");
+        assert_eq!(v.inbox_mut().receive(&shop.public(), &other).unwrap(), Err(Refusal::Misaddressed));
+        assert!(v.inbox().list().unwrap().is_empty());
+        // From its signer: stored once, however often it is delivered.
+        assert_eq!(v.inbox_mut().receive(&shop.public(), &r).unwrap(), Ok(()));
+        assert_eq!(v.inbox_mut().receive(&shop.public(), &r).unwrap(), Ok(()));
+        assert_eq!(v.inbox().list().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn approval_is_atomic_and_happens_once() {
+        let (_d, mut v) = vault();
+        let shop = Identity::generate();
+        let r = request(&shop, v.identity(), "delivery");
+        v.inbox_mut().receive(&shop.public(), &r).unwrap().unwrap();
+        let id = r.statement().id;
+        let phone: FieldPath = "profile.phone".parse().unwrap();
+        let wider = Approval { fields: Some(vec![phone]), ..Approval::default() };
+        assert!(matches!(v.inbox_mut().approve(&id, wider), Err(RequestError::Wider(_))));
+        assert!(v.grants().unwrap().is_empty(), "a refused approval grants nothing");
+        let grant = v.inbox_mut().approve(&id, Approval::default()).unwrap();
+        assert_eq!(grant.statement().request, Some(id));
+        assert_eq!(grant.statement().expires_at, Some(v.now() + 86_400), "the requested duration");
+        assert!(matches!(
+            v.inbox_mut().approve(&id, Approval::default()),
+            Err(RequestError::AlreadyAnswered { status: RequestStatus::Approved, .. })
+        ));
+        assert!(matches!(v.inbox_mut().deny(&id, None), Err(RequestError::AlreadyAnswered { .. })));
+        assert_eq!(v.grants().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn floods_stop_at_the_pending_limit_per_peer() {
+        let (_d, mut v) = vault();
+        let (shop, friend) = (Identity::generate(), Identity::generate());
+        for i in 0..MAX_PENDING_PER_PEER {
+            let r = request(&shop, v.identity(), &format!("offer {i}"));
+            assert_eq!(v.inbox_mut().receive(&shop.public(), &r).unwrap(), Ok(()));
         }
-        assert_eq!(accepted, MAX_PENDING_FROM_STRANGERS);
-        assert!(v.receive_request(&friend.public(), &request(&friend, &v)).unwrap().is_ok());
-        // Another process's view agrees (the index is exact, not just this process's guess).
-        let mut other = Vault::at(dir.path()).unlock(&Passphrase::new("pw")).unwrap();
-        let late = Identity::generate();
-        assert!(other.receive_request(&late.public(), &request(&late, &other)).unwrap().is_err());
-        assert!(other.receive_request(&friend.public(), &request(&friend, &other)).unwrap().is_ok());
-        assert_eq!(v.incoming_requests().unwrap().len(), MAX_PENDING_FROM_STRANGERS + 2);
+        let r = request(&shop, v.identity(), "one more");
+        assert_eq!(v.inbox_mut().receive(&shop.public(), &r).unwrap(), Err(Refusal::TooMany));
+        let r = request(&friend, v.identity(), "follow");
+        assert_eq!(v.inbox_mut().receive(&friend.public(), &r).unwrap(), Ok(()), "others are still served");
+        // Answering frees a slot.
+        let first = v
+            .inbox()
+            .list()
+            .unwrap()
+            .into_iter()
+            .find(|i| i.request.statement().requester == shop.public())
+            .unwrap();
+        v.inbox_mut().deny(&first.request.statement().id, Some("no".into())).unwrap();
+        let r = request(&shop, v.identity(), "again");
+        assert_eq!(v.inbox_mut().receive(&shop.public(), &r).unwrap(), Ok(()));
+        assert_eq!(v.inbox().denials_for(&shop.public()).unwrap().len(), 1);
+        assert!(
+            v.inbox().denials_for(&friend.public()).unwrap().is_empty(),
+            "denials go to their requester only"
+        );
     }
 }

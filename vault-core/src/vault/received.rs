@@ -1,5 +1,8 @@
 //! The grantee's side: shares received from others, kept as read-only replicas, erased with a
-//! signed receipt when the grant is revoked or expires.
+//! signed receipt when the grant is revoked or expires. Owns the sealed tables `received` (the
+//! grants received and their erasure receipts: customer state), `received_chunks` (the
+//! replicas, refetched from their issuers) and `received_views` (their decoded values, derived);
+//! replica.rs holds the replicas' sync.
 
 use automerge::ROOT;
 use serde::{Deserialize, Serialize};
@@ -24,6 +27,10 @@ use crate::store::sealed::RECEIVED_CHUNKS as CHUNKS;
 /// The decoded values of each live share (JSON), kept beside its chunks so that reading what
 /// is shared (`shared`, `feed`) does not load Automerge documents.
 use crate::store::sealed::RECEIVED_VIEWS as VIEWS;
+
+/// Receipts for grants this vault never held that one `Shares` frame can get signed, at most
+/// (as many as the live shares kept per issuer): signing is cheap but not free.
+const MAX_RECEIPTS_FOR_UNKNOWN_GRANTS: usize = 64;
 
 /// Where a received share stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -181,16 +188,7 @@ impl Vault {
         self.store.delete_group(&CHUNKS, id.as_bytes())?;
         self.store.delete(&VIEWS, Key::Id(id.as_bytes()))?;
         self.replicas.remove(id);
-        let receipt = Signed::sign(
-            ErasureReceipt {
-                grant: id.grant,
-                issuer: grant.statement().issuer,
-                grantee: self.identity(),
-                erased_at: now,
-            },
-            &self.identity,
-        )
-        .expect("this vault is the grantee");
+        let receipt = self.erasure_receipt(grant.statement().issuer, id.grant, now);
         record.status = status;
         record.sync_state.clear();
         record.ended_at = Some(now);
@@ -203,7 +201,16 @@ impl Vault {
             ShareStatus::Revoked => "revoked by the issuer".into(),
             _ => "expired".into(),
         });
-        self.log_event(&event)
+        self.access_log().append(&event)
+    }
+
+    /// This vault's signed word that it holds nothing (any more) of grant `grant` of `issuer`.
+    fn erasure_receipt(&self, issuer: IdentityId, grant: GrantId, now: i64) -> Signed<ErasureReceipt> {
+        Signed::sign(
+            ErasureReceipt { grant, issuer, grantee: self.identity(), erased_at: now },
+            &self.identity,
+        )
+        .expect("this vault is the grantee")
     }
 
     /// Takes in what an issuer says is shared with this vault (the `Shares` frame): stores new
@@ -250,11 +257,23 @@ impl Vault {
                 event.grant = Some(g.id);
                 event.fields = g.fields.iter().map(ToString::to_string).collect();
                 event.detail = Some(format!("purpose: {}", g.purpose));
-                v.log_event(&event)?;
+                v.access_log().append(&event)?;
             }
+            // Grants that ended before this vault ever received them: it holds nothing of them,
+            // and says so, or the issuer would wait for their erasure forever.
+            let mut never_held = Vec::new();
             for end in ended {
                 let id = v.share_key(&issuer, &end.grant())?;
-                let Some(mut record) = v.received_record(&id)? else { continue };
+                let Some(mut record) = v.received_record(&id)? else {
+                    let by_issuer = match end {
+                        Ended::Revoked(r) => r.statement().issuer == issuer,
+                        Ended::Expired(_) => true,
+                    };
+                    if by_issuer && never_held.len() < MAX_RECEIPTS_FOR_UNKNOWN_GRANTS {
+                        never_held.push(end.grant());
+                    }
+                    continue;
+                };
                 let Ok(grant) = SignedGrant::from_bytes(&record.grant) else { continue };
                 if grant.statement().issuer != issuer {
                     continue;
@@ -270,7 +289,7 @@ impl Vault {
                     v.erase_received(&id, &mut record, status)?;
                 }
             }
-            v.note_answers(&issuer, live, &[])?;
+            v.outbox_mut().note_answers(&issuer, live, &[])?;
             v.erase_expired_locked()?;
             // A receipt for a grant this issuer no longer lists as ended has been recorded.
             for id in v.received_ids()? {
@@ -285,7 +304,9 @@ impl Vault {
                     v.put_received_record(&id, &record)?;
                 }
             }
-            v.unconfirmed_receipts(Some(issuer))
+            let mut receipts = v.unconfirmed_receipts(Some(issuer))?;
+            receipts.extend(never_held.into_iter().map(|grant| v.erasure_receipt(issuer, grant, now)));
+            Ok(receipts)
         })
     }
 
@@ -431,7 +452,7 @@ impl Vault {
                 None
             };
             out.push(Share {
-                issuer_name: self.petname(&grant.statement().issuer),
+                issuer_name: self.contacts().petname(&grant.statement().issuer),
                 grant,
                 values,
                 status: record.status,

@@ -15,9 +15,7 @@ impl Vault {
         // when the reload below fails (a half-made change must never reach a later save).
         self.doc.automerge().rollback();
         self.doc.take_touched();
-        self.projections.clear();
-        self.replicas.clear();
-        self.grant_cache.replace(None);
+        self.drop_caches();
         if let Err(e) = self.reload() {
             tracing::warn!(error = %e, "reloading the document after an abandoned write failed");
         }
@@ -40,22 +38,18 @@ pub(super) fn guarded<T>(vault: &mut Vault, f: impl FnOnce(&mut Vault) -> T) -> 
 mod tests {
     use std::panic::{AssertUnwindSafe, catch_unwind};
 
-    use crate::primitives::{KdfParams, Passphrase};
+    use crate::primitives::Passphrase;
     use crate::store::StoreError;
-    use crate::vault::{AuditEvent, AuditFilter, AuditKind, Vault};
-
-    fn new_vault(dir: &std::path::Path) -> Vault {
-        Vault::at(dir).kdf(KdfParams::INSECURE_FOR_TESTS).create(&Passphrase::new("pw")).unwrap()
-    }
+    use crate::vault::{AuditEvent, AuditFilter, AuditKind, Vault, new_test_vault};
 
     #[test]
     fn a_panic_inside_a_write_rolls_it_back() {
         let dir = tempfile::tempdir().unwrap();
-        let mut v = new_vault(dir.path());
-        let rows_before = v.audit(&AuditFilter::default()).unwrap().len();
+        let mut v = new_test_vault(dir.path());
+        let rows_before = v.access_log().list(&AuditFilter::default()).unwrap().len();
         let panicked = catch_unwind(AssertUnwindSafe(|| {
             let _ = v.write(|v| -> Result<(), StoreError> {
-                v.log_event(&AuditEvent::new(0, AuditKind::PeerRefused))?;
+                v.access_log().append(&AuditEvent::new(0, AuditKind::PeerRefused))?;
                 panic!("peer-driven code failed");
             });
         }));
@@ -66,19 +60,20 @@ mod tests {
         other.set_preference("diet", "vegan").unwrap();
         // The row written before the panic was rolled back.
         let refused = v
-            .audit(&AuditFilter::default())
+            .access_log()
+            .list(&AuditFilter::default())
             .unwrap()
             .iter()
             .filter(|e| e.kind == AuditKind::PeerRefused)
             .count();
         assert_eq!(refused, 0);
-        assert!(v.audit(&AuditFilter::default()).unwrap().len() >= rows_before);
+        assert!(v.access_log().list(&AuditFilter::default()).unwrap().len() >= rows_before);
     }
 
     #[test]
     fn a_panic_inside_an_edit_leaves_no_half_change() {
         let dir = tempfile::tempdir().unwrap();
-        let mut v = new_vault(dir.path());
+        let mut v = new_test_vault(dir.path());
         let panicked = catch_unwind(AssertUnwindSafe(|| {
             let _ = v.edit(|doc| -> Result<(), crate::vault::EditError> {
                 doc.set_profile(&["email"], "half@example.org".into()).unwrap();

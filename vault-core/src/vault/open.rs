@@ -1,0 +1,286 @@
+//! Creating, unlocking and verifying a vault: [`VaultOptions`] (where a vault lives and how to
+//! open it), the errors of opening, and the whole-file checks of `verify`. Owns no table: it
+//! hands an unlocked store to `Vault::load`.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use super::changes::read_document;
+use super::{Clock, Vault};
+use crate::doc::VaultDoc;
+use crate::identity::{DeviceKey, Identity};
+use crate::primitives::{KdfParams, Passphrase, random_array};
+use crate::store::sealed::ALL_TABLES;
+use crate::store::{DB_FILE, Store, StoreError, UnlockFailure};
+
+/// A vault could not be created.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CreateError {
+    /// There is already a vault in the directory; it was left untouched.
+    #[error("a vault already exists at {}", .0.display())]
+    AlreadyExists(PathBuf),
+    /// An empty passphrase would leave the vault unprotected.
+    #[error("the passphrase must not be empty")]
+    EmptyPassphrase,
+    /// The directory or file could not be created.
+    #[error("cannot create the vault")]
+    Store(#[from] StoreError),
+    /// The new vault did not open.
+    #[error("cannot open the new vault")]
+    Reopen(#[source] Box<OpenError>),
+}
+
+/// A vault could not be opened.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenError {
+    /// The directory does not exist or holds no vault file.
+    #[error("no vault at {}", .0.display())]
+    NoVault(PathBuf),
+    /// The file is not a vault (another SQLite file, or not SQLite at all).
+    #[error("{} is not a vault file", .0.display())]
+    NotAVault(PathBuf),
+    /// Written by a newer version of vault.
+    #[error("the vault file has format \"{0}\", which this version does not read")]
+    UnknownFormat(String),
+    /// The passphrase does not unlock the data key (or the key record is damaged: the two are
+    /// indistinguishable by design).
+    #[error("wrong passphrase")]
+    WrongPassphrase,
+    /// Part of the vault is damaged; nothing was modified.
+    #[error("the vault is damaged: {0}")]
+    Damaged(#[source] StoreError),
+    /// The storage layer failed.
+    #[error("cannot read the vault")]
+    Store(#[source] StoreError),
+}
+
+impl From<StoreError> for OpenError {
+    fn from(e: StoreError) -> Self {
+        if e.is_damage() { OpenError::Damaged(e) } else { OpenError::Store(e) }
+    }
+}
+
+/// What `verify` found.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct VerifyReport {
+    /// Sealed blobs checked.
+    pub blobs_checked: usize,
+    /// Problems, each naming what is damaged. Empty for a healthy vault.
+    pub problems: Vec<String>,
+}
+
+impl VerifyReport {
+    /// True when nothing is damaged.
+    pub fn is_ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// Where a vault lives, and how to create or open it.
+#[derive(Clone)]
+pub struct VaultOptions {
+    dir: PathBuf,
+    kdf: KdfParams,
+    clock: Clock,
+}
+
+impl std::fmt::Debug for VaultOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VaultOptions").field("dir", &self.dir).field("kdf", &self.kdf).finish_non_exhaustive()
+    }
+}
+
+impl VaultOptions {
+    pub(super) fn new(dir: PathBuf, kdf: KdfParams, clock: Clock) -> Self {
+        Self { dir, kdf, clock }
+    }
+
+    /// The clock that decides expiry (tests inject one; the default is the system clock).
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Argon2id parameters for a new vault (ignored when opening: the vault's own are used).
+    pub fn kdf(mut self, params: KdfParams) -> Self {
+        self.kdf = params;
+        self
+    }
+
+    /// The database file's path.
+    pub fn db_path(&self) -> PathBuf {
+        self.dir.join(DB_FILE)
+    }
+
+    /// True when the directory holds a vault file.
+    pub fn exists(&self) -> bool {
+        self.db_path().exists()
+    }
+
+    /// Creates a new vault; refuses, touching nothing, when one exists.
+    pub fn create(self, passphrase: &Passphrase) -> Result<Vault, CreateError> {
+        if passphrase.is_empty() {
+            return Err(CreateError::EmptyPassphrase);
+        }
+        let path = self.db_path();
+        if path.exists() {
+            return Err(CreateError::AlreadyExists(self.dir));
+        }
+        std::fs::create_dir_all(&self.dir).map_err(StoreError::Io)?;
+        // Build in a temporary file and move it into place, so a crash never leaves a
+        // half-made vault where `open` would find it.
+        let tmp =
+            self.dir.join(format!(".{DB_FILE}.{}.tmp", data_encoding::HEXLOWER.encode(&random_array::<6>())));
+        let result = (|| {
+            let store = Store::create(&tmp, passphrase, self.kdf)?;
+            let identity = Identity::generate();
+            let device = DeviceKey::generate();
+            let mut doc = VaultDoc::new();
+            store.begin_write()?;
+            let written = (|| {
+                for (name, seed) in [("identity", identity.secret_bytes()), ("device", device.secret_bytes())]
+                {
+                    store.write_secret(name, &seed[..])?;
+                }
+                store.write_snapshot(1, 0, &doc.automerge().save())?;
+                store.commit()
+            })();
+            if written.is_err() {
+                store.rollback();
+            }
+            written?;
+            // Leave a single self-contained file behind.
+            store.reclaim_space()?;
+            Ok::<_, StoreError>(())
+        })();
+        if let Err(e) = result {
+            remove_db_files(&tmp);
+            return Err(e.into());
+        }
+        // Move the WAL-free file into place without overwriting anything that appeared.
+        if let Err(e) = std::fs::hard_link(&tmp, &path) {
+            remove_db_files(&tmp);
+            return Err(if path.exists() {
+                CreateError::AlreadyExists(self.dir)
+            } else {
+                StoreError::Io(e).into()
+            });
+        }
+        remove_db_files(&tmp);
+        sync_dir(&self.dir);
+        self.unlock(passphrase).map_err(|e| match e {
+            OpenError::Store(s) => CreateError::Store(s),
+            OpenError::Damaged(s) => CreateError::Store(s),
+            other => CreateError::Reopen(Box::new(other)),
+        })
+    }
+
+    /// Opens and unlocks an existing vault. Nothing is modified when this fails.
+    pub fn unlock(self, passphrase: &Passphrase) -> Result<Vault, OpenError> {
+        let store = self.open_store(passphrase)?;
+        Vault::load(store, self.dir, self.clock)
+    }
+
+    fn open_store(&self, passphrase: &Passphrase) -> Result<Store, OpenError> {
+        let path = self.db_path();
+        if !path.is_file() {
+            return Err(OpenError::NoVault(self.dir.clone()));
+        }
+        Store::open(&path, passphrase).map_err(|e| match e {
+            UnlockFailure::NotAVault => OpenError::NotAVault(path.clone()),
+            UnlockFailure::UnknownFormat(f) => OpenError::UnknownFormat(f),
+            UnlockFailure::WrongPassphrase => OpenError::WrongPassphrase,
+            UnlockFailure::Store(s) => s.into(),
+        })
+    }
+
+    /// Checks the whole vault: the SQLite structure, every sealed blob, the document's history
+    /// and its shape. Fails only when the vault cannot be unlocked at all; damage is reported in
+    /// the [`VerifyReport`].
+    pub fn verify(self, passphrase: &Passphrase) -> Result<VerifyReport, OpenError> {
+        let store = self.open_store(passphrase)?;
+        // One read transaction: a compaction by another process cannot make a healthy vault
+        // look damaged halfway through.
+        store.read_tx(|| verify_store(&store))
+    }
+}
+
+/// The checks of [`VaultOptions::verify`], inside one read transaction.
+fn verify_store(store: &Store) -> Result<VerifyReport, OpenError> {
+    let mut report = VerifyReport::default();
+    report.problems.extend(store.structure_problems());
+    match store.check_rows() {
+        Ok(tables) => report
+            .problems
+            .extend(tables.into_iter().map(|table| format!("{table}: rows were removed or replaced"))),
+        Err(e) => report.problems.push(e.to_string()),
+    }
+    // Every sealed blob decrypts.
+    for table in ALL_TABLES {
+        match store.check_blobs(table) {
+            Ok((checked, problems)) => {
+                report.blobs_checked += checked;
+                let name = table.name;
+                report.problems.extend(problems.into_iter().map(|e| format!("{name}: {e}")));
+            }
+            Err(e) => report.problems.push(format!("{}: {e}", table.name)),
+        }
+    }
+    if !report.problems.is_empty() {
+        return Ok(report);
+    }
+    // The secrets have the right size; the chunks follow the snapshot without gaps; the
+    // document loads and has the vault's shape.
+    for name in ["identity", "device"] {
+        if let Err(e) = store.read_secret(name) {
+            report.problems.push(e.to_string());
+        }
+    }
+    match read_document(store) {
+        Ok(loaded) => {
+            if let Err(e) = loaded.into_parts().and_then(|(doc, _, _)| doc.check_shape()) {
+                report.problems.push(format!("document: {e}"));
+            }
+        }
+        Err(e) => report.problems.push(e.to_string()),
+    }
+    Ok(report)
+}
+
+fn remove_db_files(path: &Path) {
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        let _ = std::fs::remove_file(PathBuf::from(p));
+    }
+}
+
+fn sync_dir(dir: &Path) {
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vault::new_test_vault;
+
+    #[test]
+    fn init_over_existing_vault_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut v = new_test_vault(dir.path());
+        v.set_profile("name", "Ada").unwrap();
+        drop(v);
+        let err = Vault::at(dir.path())
+            .kdf(KdfParams::INSECURE_FOR_TESTS)
+            .create(&Passphrase::new("other"))
+            .unwrap_err();
+        assert!(matches!(err, CreateError::AlreadyExists(_)));
+        let v = Vault::at(dir.path()).unlock(&Passphrase::new("pw")).unwrap();
+        assert_eq!(v.profile()["name"], "Ada");
+    }
+}

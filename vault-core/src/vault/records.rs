@@ -1,0 +1,322 @@
+//! The customer's records: the profile, purchases and preferences of the vault document, and
+//! its export and import. The records live in the document the change log keeps (see
+//! changes.rs); this file holds their rules: field paths, purchase ids, the export format and
+//! how an import is applied. They are methods of [`Vault`] itself, since the document is what
+//! unlocking a vault gives: `vault.set_profile(...)`, `vault.purchases()`.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::Vault;
+use super::changes::EditError;
+use crate::doc::{DocError, PREFERENCES, PROFILE, VaultDoc};
+use crate::money::Price;
+use crate::primitives::random_array;
+use crate::schema::SchemaError;
+
+/// First bytes of every Automerge file (document or change chunk).
+const AUTOMERGE_MAGIC: [u8; 4] = [0x85, 0x6f, 0x4a, 0x83];
+
+/// Marker of a JSON export.
+pub const EXPORT_FORMAT: &str = "vault-export/v1";
+
+/// A file could not be imported. When this is returned, nothing was written.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ImportError {
+    /// Neither a JSON export nor an Automerge document.
+    #[error("not a vault export: expected a JSON export or an Automerge document")]
+    UnknownFormat,
+    /// JSON that does not parse.
+    #[error("the JSON export is malformed (line {line}, column {column})")]
+    MalformedJson {
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+    },
+    /// JSON, but not a vault export.
+    #[error("the JSON file is not a vault export (no \"format\": \"{EXPORT_FORMAT}\")")]
+    NotAnExport,
+    /// An Automerge document that does not load or is not shaped like a vault.
+    #[error("the Automerge document cannot be imported: {0}")]
+    Automerge(#[source] DocError),
+    /// The data does not fit the document schema.
+    #[error("the export does not fit the vault schema: {0}")]
+    Schema(#[source] SchemaError),
+    /// Saving failed.
+    #[error(transparent)]
+    Edit(#[from] EditError),
+}
+
+/// How an import was applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ImportMode {
+    /// A CRDT merge: both histories were kept.
+    Merged,
+    /// The values were written as new changes (a JSON export, or an Automerge document that
+    /// does not descend from a vault).
+    Values,
+}
+
+/// One purchase as stored.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PurchaseRecord {
+    /// What was bought.
+    pub item: String,
+    /// Who sold it.
+    pub seller: String,
+    /// What it cost.
+    pub price: Price,
+    /// When (YYYY-MM-DD).
+    pub date: String,
+    /// A free category.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
+    /// Tags (lowercase).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    /// 1 to 5.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rating: Option<i64>,
+    /// A review.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub review: Option<String>,
+}
+
+/// A purchase with its id.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Purchase {
+    /// The purchase id.
+    pub id: String,
+    /// The record.
+    #[serde(flatten)]
+    pub record: PurchaseRecord,
+}
+
+impl Vault {
+    fn field_path(field: &str) -> Result<Vec<&str>, EditError> {
+        let path: Vec<&str> = field.split('.').collect();
+        if field.is_empty() || path.iter().any(|s| s.is_empty()) {
+            return Err(EditError::BadField(field.chars().take(64).collect()));
+        }
+        Ok(path)
+    }
+
+    /// The profile as JSON.
+    pub fn profile(&self) -> Value {
+        self.doc.section_json(PROFILE)
+    }
+
+    /// One profile field (`email`, `address.city`, `address`), if set.
+    pub fn profile_field(&self, field: &str) -> Result<Option<Value>, EditError> {
+        let path = Self::field_path(field)?;
+        let mut value = &self.profile();
+        for segment in path {
+            match value.get(segment) {
+                Some(v) => value = v,
+                None => return Ok(None),
+            }
+        }
+        Ok(Some(value.clone()))
+    }
+
+    /// Sets a profile field, validated against the schema.
+    pub fn set_profile(&mut self, field: &str, value: &str) -> Result<(), EditError> {
+        let path: Vec<String> = Self::field_path(field)?.into_iter().map(str::to_owned).collect();
+        let value = Value::String(value.to_owned());
+        self.edit(|doc| {
+            let path: Vec<&str> = path.iter().map(String::as_str).collect();
+            Ok(doc.set_profile(&path, value)?)
+        })
+    }
+
+    /// Removes a profile field; false when it was not set.
+    pub fn unset_profile(&mut self, field: &str) -> Result<bool, EditError> {
+        let path: Vec<String> = Self::field_path(field)?.into_iter().map(str::to_owned).collect();
+        self.edit(|doc| {
+            let path: Vec<&str> = path.iter().map(String::as_str).collect();
+            Ok(doc.unset_profile(&path))
+        })
+    }
+
+    // ----- purchases -----
+
+    fn new_purchase_id() -> String {
+        data_encoding::BASE32_NOPAD.encode(&random_array::<10>()).to_ascii_lowercase()
+    }
+
+    /// Adds a purchase; returns its id.
+    pub fn add_purchase(&mut self, record: &PurchaseRecord) -> Result<String, EditError> {
+        Ok(self.add_purchases(std::slice::from_ref(record))?.remove(0))
+    }
+
+    /// Adds many purchases as one change (one durable commit).
+    pub fn add_purchases(&mut self, records: &[PurchaseRecord]) -> Result<Vec<String>, EditError> {
+        let values: Vec<Value> =
+            records.iter().map(|r| serde_json::to_value(r).expect("records serialize")).collect();
+        self.edit(|doc| {
+            let mut ids = Vec::with_capacity(values.len());
+            for value in &values {
+                let id = Self::new_purchase_id();
+                doc.put_purchase(&id, value)?;
+                ids.push(id);
+            }
+            Ok(ids)
+        })
+    }
+
+    /// Removes a purchase; false when there is none with this id.
+    pub fn remove_purchase(&mut self, id: &str) -> Result<bool, EditError> {
+        self.edit(|doc| Ok(doc.remove_purchase(id)))
+    }
+
+    /// One purchase.
+    pub fn purchase(&self, id: &str) -> Option<Purchase> {
+        let value = self.doc.purchase_json(id)?;
+        serde_json::from_value(value).ok().map(|record| Purchase { id: id.to_owned(), record })
+    }
+
+    /// All purchases, newest first (by date, then id).
+    pub fn purchases(&self) -> Vec<Purchase> {
+        let mut out: Vec<Purchase> =
+            self.doc.purchase_ids().iter().filter_map(|id| self.purchase(id)).collect();
+        out.sort_by(|a, b| b.record.date.cmp(&a.record.date).then_with(|| a.id.cmp(&b.id)));
+        out
+    }
+
+    // ----- preferences -----
+
+    /// All preferences as JSON.
+    pub fn preferences(&self) -> Value {
+        self.doc.section_json(PREFERENCES)
+    }
+
+    /// Sets a preference, validated against the schema.
+    pub fn set_preference(&mut self, key: &str, value: &str) -> Result<(), EditError> {
+        self.edit(|doc| Ok(doc.set_preference(key, value)?))
+    }
+
+    /// Removes a preference; false when it was not set.
+    pub fn unset_preference(&mut self, key: &str) -> Result<bool, EditError> {
+        self.edit(|doc| Ok(doc.unset_preference(key)))
+    }
+
+    // ----- export and import -----
+
+    /// Everything, as a JSON export (`schemas/doc/vault-document.schema.json`).
+    pub fn export_json(&self) -> Value {
+        let mut value = self.doc.to_json();
+        value["format"] = Value::from(EXPORT_FORMAT);
+        value
+    }
+
+    /// Everything, as a standard Automerge document (with its full history).
+    pub fn export_automerge(&mut self) -> Vec<u8> {
+        self.doc.automerge().save()
+    }
+
+    /// Imports a JSON export or an Automerge document (detected from the content). An Automerge
+    /// document that descends from a vault is merged (the CRDT merge: both sides' edits kept);
+    /// anything else has its values written as new changes. Validated first; nothing is written
+    /// when it does not fit.
+    pub fn import(&mut self, bytes: &[u8]) -> Result<ImportMode, ImportError> {
+        if bytes.starts_with(&AUTOMERGE_MAGIC) {
+            self.import_automerge(bytes)
+        } else if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{') {
+            self.import_json(bytes)
+        } else {
+            Err(ImportError::UnknownFormat)
+        }
+    }
+
+    fn import_json(&mut self, bytes: &[u8]) -> Result<ImportMode, ImportError> {
+        let value: Value = serde_json::from_slice(bytes)
+            .map_err(|e| ImportError::MalformedJson { line: e.line(), column: e.column() })?;
+        if value.get("format").and_then(Value::as_str) != Some(EXPORT_FORMAT) {
+            return Err(ImportError::NotAnExport);
+        }
+        crate::schema::validate(crate::schema::Shape::Document, "", &value).map_err(ImportError::Schema)?;
+        self.edit(|doc| Ok(doc.apply_json(&value)?))?;
+        Ok(ImportMode::Values)
+    }
+
+    fn import_automerge(&mut self, bytes: &[u8]) -> Result<ImportMode, ImportError> {
+        let mut other = VaultDoc::load(bytes).map_err(ImportError::Automerge)?;
+        other.check_shape().map_err(ImportError::Automerge)?;
+        if other.has_genesis() {
+            self.edit(|doc| {
+                doc.merge(&mut other)?;
+                Ok(())
+            })?;
+            Ok(ImportMode::Merged)
+        } else {
+            let value = other.to_json();
+            self.edit(|doc| Ok(doc.apply_json(&value)?))?;
+            Ok(ImportMode::Values)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::vault::new_test_vault;
+
+    use super::*;
+    use crate::primitives::Passphrase;
+
+    fn tea() -> PurchaseRecord {
+        PurchaseRecord {
+            item: "Tea".into(),
+            seller: "Acme".into(),
+            price: Price::parse("4.50", "EUR").unwrap(),
+            date: "2026-11-01".into(),
+            category: None,
+            tags: vec!["food".into()],
+            rating: Some(4),
+            review: None,
+        }
+    }
+
+    #[test]
+    fn edits_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut v = new_test_vault(dir.path());
+        v.set_profile("email", "ada@example.org").unwrap();
+        let id = v.add_purchase(&tea()).unwrap();
+        v.set_preference("diet", "vegan").unwrap();
+        drop(v);
+        let v = Vault::at(dir.path()).unlock(&Passphrase::new("pw")).unwrap();
+        assert_eq!(v.profile_field("email").unwrap(), Some(Value::from("ada@example.org")));
+        assert_eq!(v.purchase(&id).unwrap().record, tea());
+        assert_eq!(v.preferences()["diet"], "vegan");
+    }
+
+    #[test]
+    fn merged_changes_are_persisted() {
+        let dir = tempfile::tempdir().unwrap();
+        let other_dir = tempfile::tempdir().unwrap();
+        let mut other = new_test_vault(other_dir.path());
+        other.set_profile("name", "Ada").unwrap();
+        let bytes = other.export_automerge();
+        let mut v = new_test_vault(dir.path());
+        assert_eq!(v.import(&bytes).unwrap(), ImportMode::Merged);
+        drop(v);
+        let v = Vault::at(dir.path()).unlock(&Passphrase::new("pw")).unwrap();
+        assert_eq!(v.profile()["name"], "Ada");
+    }
+
+    #[test]
+    fn refused_edit_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut v = new_test_vault(dir.path());
+        let before = v.storage_stats().chunk_count;
+        let mut bad = tea();
+        bad.rating = Some(9);
+        assert!(matches!(v.add_purchase(&bad), Err(EditError::Schema(_))));
+        assert!(v.set_profile("nickname", "x").is_err());
+        assert_eq!(v.storage_stats().chunk_count, before);
+        assert!(v.purchases().is_empty());
+    }
+}
