@@ -52,6 +52,7 @@ mod receipt;
 mod request;
 mod schema;
 mod scope;
+mod session;
 mod statement;
 mod store;
 mod vault;
@@ -74,6 +75,11 @@ pub use receipt::{ConsentState, ReceiptNames, consent_receipt};
 pub use request::{ConsentRequest, Denial, MAX_REASON_LEN, MAX_REQUEST_DURATION, WiderThanAsked};
 pub use schema::{DOCUMENT_SCHEMA, SchemaError};
 pub use scope::{MAX_FIELDS, MAX_PURPOSE_LEN};
+pub use session::{
+    GranteeAction, GranteeSession, IssuerAction, IssuerSession, MAX_REQUESTS_PER_MINUTE,
+    MAX_SHARES_PER_ISSUER, SYNC_BURST, SYNC_MESSAGES_PER_SECOND, ServeStep, ServeStream, SessionError,
+    ShareEvent, ShareNext, ShareSet, ShareStream, SyncReport, TokenBucket, share_set,
+};
 pub use statement::{GrantId, RequestId, Rule, Signed, Statement, StatementError, is_steering_char};
 pub use store::{DB_FILE, StoreError};
 pub use vault::{

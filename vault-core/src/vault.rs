@@ -63,6 +63,7 @@ pub use received::{Share, ShareError, ShareStatus};
 pub use records::{EXPORT_FORMAT, ImportError, ImportMode, Purchase, PurchaseRecord};
 pub use requests::{Approval, Holding, NewRequest, RequestError, RequestInfo, RequestStatus};
 pub use sharing::{GrantError, GrantInfo, GrantStatus, NewGrant, ServeError};
+pub(crate) use {received::ShareSync, sharing::ServeSync};
 
 use crate::doc::{Touched, VaultDoc};
 use crate::identity::{DeviceCertificate, DeviceKey, Identity, IdentityId, Ticket};

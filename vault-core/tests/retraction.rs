@@ -1,5 +1,5 @@
 //! The late-grantee property, through the real sharing path: an issuer vault edits at random,
-//! a grantee vault syncs at random points (the sans-IO `serve_*` / `share_sync_*` functions),
+//! a grantee vault syncs at random points (the sans-IO `ServeStream` / `ShareStream` machines),
 //! and everything the grantee ever receives -- every change in every sync message, that is the
 //! history in its replica -- holds only values granted at the moment they were sent.
 //!
@@ -7,12 +7,16 @@
 //! derives what the grant covers from the grant's shape directly.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Instant;
 
 use automerge::sync::Message;
 use automerge::{AutoCommit, ChangeHash};
 use proptest::prelude::*;
 use serde_json::Value;
-use vault_core::{GrantId, KdfParams, NewGrant, Passphrase, Price, PurchaseRecord, Vault};
+use vault_core::{
+    Frame, GrantId, KdfParams, NewGrant, Passphrase, Price, PurchaseRecord, ServeStep, ServeStream,
+    ShareStream, Vault,
+};
 
 fn vault(dir: &std::path::Path) -> Vault {
     Vault::at(dir).kdf(KdfParams::INSECURE_FOR_TESTS).create(&Passphrase::new("pw")).unwrap()
@@ -236,15 +240,20 @@ struct Grantee {
 fn sync(issuer: &mut Vault, grantee: &mut Grantee, id: &GrantId) -> BTreeSet<Atom> {
     let me = grantee.vault.identity();
     issuer.update_projections(None).unwrap();
-    issuer.serve_open(&me, id).unwrap();
-    grantee.vault.share_sync_open(&issuer.identity(), id).unwrap();
+    let (mut share, open) = ShareStream::open(&mut grantee.vault, issuer.identity(), *id, true).unwrap();
+    let device = grantee.vault.device_key().public();
+    let mut serve = ServeStream::open(issuer, me, device, &open, Instant::now()).unwrap();
     let mut got = BTreeSet::new();
     for _ in 0..30 {
-        let from_grantee = grantee.vault.share_sync_generate(&issuer.identity(), id).unwrap();
-        if let Some(m) = &from_grantee {
-            issuer.serve_receive(&me, id, m).unwrap();
-        }
-        let from_issuer = issuer.serve_generate(&me, id).unwrap();
+        let from_grantee = share.next(&mut grantee.vault).unwrap().send;
+        let step = match &from_grantee {
+            Some(frame) => serve.on_frame(issuer, frame, Instant::now()).unwrap(),
+            None => serve.on_change(issuer).unwrap(),
+        };
+        let from_issuer = match step {
+            ServeStep::Send(m) => Some(m),
+            _ => None,
+        };
         if let Some(m) = &from_issuer {
             // A sync body: a bare Automerge message (epoch 0), or 20, the epoch (8 bytes), the message.
             let (epoch, message) = match m.first() {
@@ -262,7 +271,7 @@ fn sync(issuer: &mut Vault, grantee: &mut Grantee, id: &GrantId) -> BTreeSet<Ato
                 }
                 got.extend(atoms_since(&mut grantee.shadow, &before));
             }
-            grantee.vault.share_sync_receive(&issuer.identity(), id, m).unwrap();
+            share.on_frame(&mut grantee.vault, &Frame::Sync(m.clone())).unwrap();
         }
         if from_grantee.is_none() && from_issuer.is_none() {
             return got;

@@ -1,13 +1,35 @@
 //! The sharing protocol's logic without sockets: two vaults exchange frames by hand.
 
+use std::time::Instant;
+
 use automerge::sync::{Message, State, SyncDoc};
 use automerge::transaction::Transactable;
 use automerge::{AutoCommit, ROOT, ReadDoc};
 use serde_json::json;
 #[path = "support/pair.rs"]
 mod pair;
-use pair::{share_email, sync, vault};
-use vault_core::{AuditFilter, AuditKind, NewGrant, Passphrase, ServeError, ShareStatus, Vault};
+use pair::{open, round, share_email, share_email_linked, sync, vault};
+use vault_core::{
+    AuditFilter, AuditKind, Frame, NewGrant, Passphrase, ServeError, ServeStep, ServeStream, SessionError,
+    ShareEvent, ShareStatus, Vault,
+};
+
+/// A serving stream for `shop`'s device, opened by hand.
+fn serve(customer: &mut Vault, shop: &Vault, id: vault_core::GrantId) -> Result<ServeStream, SessionError> {
+    ServeStream::open(customer, shop.identity(), shop.device_key().public(), &Frame::Open(id), Instant::now())
+}
+
+/// Hands a grantee's sync message to a serving stream; its answer, if any.
+fn answer(
+    stream: &mut ServeStream,
+    customer: &mut Vault,
+    m: Vec<u8>,
+) -> Result<Option<Vec<u8>>, SessionError> {
+    match stream.on_frame(customer, &Frame::Sync(m), Instant::now())? {
+        ServeStep::Send(r) => Ok(Some(r)),
+        _ => Ok(None),
+    }
+}
 
 #[test]
 fn grant_sync_live_update_refused_write_revoke_erase() {
@@ -33,15 +55,14 @@ fn grant_sync_live_update_refused_write_revoke_erase() {
     let stranger = vault(tempfile::tempdir().unwrap().path());
     let (live, ended) = customer.shares_for(&stranger.identity()).unwrap();
     assert!(live.is_empty() && ended.is_empty());
-    assert!(matches!(customer.serve_open(&stranger.identity(), &id), Err(ServeError::Refused)));
-    assert!(matches!(customer.serve_generate(&stranger.identity(), &id), Err(ServeError::Refused)));
+    assert!(matches!(serve(&mut customer, &stranger, id), Err(SessionError::Serve(ServeError::Refused))));
 
     // The shop asks what is shared with it, and syncs.
     let (live, ended) = customer.shares_for(&shop.identity()).unwrap();
     assert_eq!(live.len(), 1);
     assert!(shop.accept_shares(customer.identity(), None, &live, &ended).unwrap().is_empty());
-    customer.serve_open(&shop.identity(), &id).unwrap();
-    sync(&mut customer, &mut shop, &id);
+    let mut link = open(&mut customer, &mut shop, &id);
+    sync(&mut customer, &mut shop, &mut link);
     let shares = shop.shares().unwrap();
     assert_eq!(
         shares[0].values,
@@ -51,20 +72,23 @@ fn grant_sync_live_update_refused_write_revoke_erase() {
     // A live update.
     customer.set_profile("address.city", "Paris").unwrap();
     customer.update_projections(None).unwrap();
-    sync(&mut customer, &mut shop, &id);
+    sync(&mut customer, &mut shop, &mut link);
     assert_eq!(shop.shares().unwrap()[0].values.as_ref().unwrap()["profile"]["address"]["city"], "Paris");
 
     // A grantee that edits its copy and syncs is refused, and nothing is applied.
     let mut replica = AutoCommit::new();
     let mut state = State::new();
     // Build the replica from the customer's projection through the protocol, then edit it.
+    let mut hand = serve(&mut customer, &shop, id).unwrap();
     let mut customer_doc_msgs = 0;
     loop {
-        let m = replica.sync().generate_sync_message(&mut state);
-        if let Some(m) = m {
-            let _ = customer.serve_receive(&shop.identity(), &id, &m.encode());
-        }
-        let reply = customer.serve_generate(&shop.identity(), &id).unwrap();
+        let reply = match replica.sync().generate_sync_message(&mut state) {
+            Some(m) => answer(&mut hand, &mut customer, m.encode()).unwrap(),
+            None => match hand.on_change(&mut customer).unwrap() {
+                ServeStep::Send(r) => Some(r),
+                _ => None,
+            },
+        };
         match reply {
             Some(r) => {
                 replica.sync().receive_sync_message(&mut state, Message::decode(&r).unwrap()).unwrap();
@@ -89,13 +113,12 @@ fn grant_sync_live_update_refused_write_revoke_erase() {
         if let Some(m) = generated {
             if !m.changes.is_empty() {
                 refused = matches!(
-                    customer.serve_receive(&shop.identity(), &id, &m.encode()),
-                    Err(ServeError::Refused)
+                    answer(&mut hand, &mut customer, m.encode()),
+                    Err(SessionError::Serve(ServeError::Refused))
                 );
                 break;
             }
-            let _ = customer.serve_receive(&shop.identity(), &id, &m.encode());
-            if let Some(r) = customer.serve_generate(&shop.identity(), &id).unwrap() {
+            if let Ok(Some(r)) = answer(&mut hand, &mut customer, m.encode()) {
                 replica.sync().receive_sync_message(&mut forced, Message::decode(&r).unwrap()).unwrap();
             }
         }
@@ -109,7 +132,7 @@ fn grant_sync_live_update_refused_write_revoke_erase() {
 
     // Revocation: nothing more is served, the shop erases and signs a receipt.
     customer.revoke(&id).unwrap();
-    assert!(matches!(customer.serve_generate(&shop.identity(), &id), Err(ServeError::Refused)));
+    assert!(matches!(link.serve.on_change(&mut customer), Err(SessionError::Serve(ServeError::Refused))));
     customer.set_profile("email", "ada@after-revocation.example").unwrap();
     let (live, ended) = customer.shares_for(&shop.identity()).unwrap();
     assert!(live.is_empty());
@@ -137,17 +160,12 @@ fn a_resumed_session_does_not_resend_what_the_grantee_has() {
     drop(shop);
     let mut customer = Vault::at(d1.path()).unlock(&Passphrase::new("pw")).unwrap();
     let mut shop = Vault::at(d2.path()).unlock(&Passphrase::new("pw")).unwrap();
-    customer.serve_open(&shop.identity(), &id).unwrap();
+    let mut link = open(&mut customer, &mut shop, &id);
     let mut carried = 0;
     for _ in 0..10 {
-        let from_customer = customer.serve_generate(&shop.identity(), &id).unwrap();
+        let (from_shop, from_customer) = round(&mut customer, &mut shop, &mut link);
         if let Some(m) = &from_customer {
             carried += Message::decode(m).unwrap().changes.len();
-            shop.share_sync_receive(&customer.identity(), &id, m).unwrap();
-        }
-        let from_shop = shop.share_sync_generate(&customer.identity(), &id).unwrap();
-        if let Some(m) = &from_shop {
-            customer.serve_receive(&shop.identity(), &id, m).unwrap();
         }
         if from_shop.is_none() && from_customer.is_none() {
             break;
@@ -167,33 +185,30 @@ fn a_connected_grantee_stays_incremental_and_a_late_one_gets_a_fresh_epoch() {
     let mut customer = vault(d1.path());
     let mut shop = vault(d2.path());
     customer.set_profile("email", "ada@example.org").unwrap();
-    let id = share_email(&mut customer, &mut shop);
+    let (id, mut link) = share_email_linked(&mut customer, &mut shop);
 
     // In sync: an overwrite is sent as a delta (the grantee saw the old value).
     customer.set_profile("email", "ada@second.example").unwrap();
     customer.update_projections(None).unwrap();
-    let m = customer.serve_generate(&shop.identity(), &id).unwrap().unwrap();
+    let ServeStep::Send(m) = link.serve.on_change(&mut customer).unwrap() else { panic!("no delta") };
     assert_eq!(epoch_of(&m), 0, "no rebuild for a grantee in sync");
-    shop.share_sync_receive(&customer.identity(), &id, &m).unwrap();
-    sync(&mut customer, &mut shop, &id);
+    assert_eq!(
+        link.share.on_frame(&mut shop, &Frame::Sync(m)).unwrap(),
+        ShareEvent::Applied { changed: true }
+    );
+    sync(&mut customer, &mut shop, &mut link);
 
     // Offline: the value set and overwritten in between never reaches the grantee.
     customer.set_profile("email", "ada@never-seen.example").unwrap();
     customer.update_projections(None).unwrap();
     customer.set_profile("email", "ada@third.example").unwrap();
     customer.update_projections(None).unwrap();
-    customer.serve_open(&shop.identity(), &id).unwrap();
-    shop.share_sync_open(&customer.identity(), &id).unwrap();
+    let mut link = open(&mut customer, &mut shop, &id);
     let mut bodies = Vec::new();
     for _ in 0..10 {
-        let from_shop = shop.share_sync_generate(&customer.identity(), &id).unwrap();
-        if let Some(m) = &from_shop {
-            customer.serve_receive(&shop.identity(), &id, m).unwrap();
-        }
-        let from_customer = customer.serve_generate(&shop.identity(), &id).unwrap();
+        let (from_shop, from_customer) = round(&mut customer, &mut shop, &mut link);
         if let Some(m) = &from_customer {
             bodies.push(m.clone());
-            shop.share_sync_receive(&customer.identity(), &id, m).unwrap();
         }
         if from_shop.is_none() && from_customer.is_none() {
             break;
@@ -210,9 +225,8 @@ fn a_connected_grantee_stays_incremental_and_a_late_one_gets_a_fresh_epoch() {
     let mut shop = Vault::at(d2.path()).unlock(&Passphrase::new("pw")).unwrap();
     customer.set_profile("email", "ada@fourth.example").unwrap();
     customer.update_projections(None).unwrap();
-    customer.serve_open(&shop.identity(), &id).unwrap();
-    shop.share_sync_open(&customer.identity(), &id).unwrap();
-    sync(&mut customer, &mut shop, &id);
+    let mut link = open(&mut customer, &mut shop, &id);
+    sync(&mut customer, &mut shop, &mut link);
     assert_eq!(shop.shares().unwrap()[0].values, Some(json!({"profile": {"email": "ada@fourth.example"}})));
 }
 
@@ -249,8 +263,8 @@ fn an_issuer_cannot_occupy_another_issuers_grant_id() {
     let (live, ended) = alice.shares_for(&bob.identity()).unwrap();
     bob.accept_shares(alice.identity(), None, &live, &ended).unwrap();
     assert_eq!(bob.live_shares_from(&alice.identity()).unwrap(), vec![id]);
-    alice.serve_open(&bob.identity(), &id).unwrap();
-    sync(&mut alice, &mut bob, &id);
+    let mut link = open(&mut alice, &mut bob, &id);
+    sync(&mut alice, &mut bob, &mut link);
     let shares = bob.shares().unwrap();
     assert_eq!(shares.len(), 2);
     let from_alice = shares.iter().find(|s| s.grant.statement().issuer == alice.identity()).unwrap();

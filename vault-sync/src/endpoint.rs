@@ -2,12 +2,12 @@
 //! addresses go in a ticket, and the vault behind its lock.
 
 use std::net::SocketAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use iroh::endpoint::{QuicTransportConfig, VarInt, presets};
 use iroh::{Endpoint, RelayMode};
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 use vault_core::Vault;
 
 use crate::peers::PeerBook;
@@ -42,9 +42,24 @@ pub(crate) struct Shared {
     pub(crate) changes: watch::Sender<u64>,
     /// What sessions told whom and which issuers offered shares (see [`crate::notify`]).
     pub(crate) book: Mutex<PeerBook>,
+    /// Bytes of frames in flight the whole node may hold ([`crate::NODE_BYTE_BUDGET`]).
+    pub(crate) in_flight: Arc<Semaphore>,
+    /// Bytes of hellos from unauthenticated peers ([`crate::HANDSHAKE_BYTE_BUDGET`]).
+    pub(crate) handshakes: Arc<Semaphore>,
 }
 
 impl Shared {
+    pub(crate) fn new(vault: Vault) -> Self {
+        let (changes, _) = watch::channel(0u64);
+        Shared {
+            vault: Mutex::new(vault),
+            changes,
+            book: Default::default(),
+            in_flight: Arc::new(Semaphore::new(crate::NODE_BYTE_BUDGET)),
+            handshakes: Arc::new(Semaphore::new(crate::HANDSHAKE_BYTE_BUDGET)),
+        }
+    }
+
     pub(crate) fn vault(&self) -> std::sync::MutexGuard<'_, Vault> {
         self.vault.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }

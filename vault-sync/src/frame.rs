@@ -56,24 +56,33 @@ pub(crate) async fn read_frame(recv: &mut RecvStream, limit: usize) -> Result<Op
     Ok(Some(decode(&body)?))
 }
 
-/// Reads one frame like [`read_frame`], first taking its length in bytes from `budget`: the
-/// frame is allocated only once the budget allows, and the budget is given back when the
-/// returned permit is dropped (after the frame was handled). One budget per issuer bounds
-/// what that issuer can make this vault buffer, whatever the number of its streams.
+/// What a frame read with [`read_frame_within`] holds of its budgets, until it is dropped.
+pub(crate) type Permits = Vec<OwnedSemaphorePermit>;
+
+/// Reads one frame like [`read_frame`], first taking its length in bytes from each of
+/// `budgets` in order (a peer's own budget first, then the node's): the frame is allocated
+/// only once every budget allows, and the budgets are given back when the returned permits
+/// are dropped (after the frame was handled). One budget per issuer bounds what that issuer
+/// can make this vault buffer, whatever the number of its streams; the node's budget bounds
+/// what all peers together can.
 pub(crate) async fn read_frame_within<R: tokio::io::AsyncRead + Unpin>(
     recv: &mut R,
     limit: usize,
-    budget: &Arc<Semaphore>,
-) -> Result<Option<(Frame, OwnedSemaphorePermit)>, ReadFrameError> {
+    budgets: &[&Arc<Semaphore>],
+) -> Result<Option<(Frame, Permits)>, ReadFrameError> {
     let Some(len) = read_length(recv, limit).await? else { return Ok(None) };
-    let permit = budget
-        .clone()
-        .acquire_many_owned(u32::try_from(len.max(1)).map_err(|_| FrameError::TooLarge(len))?)
-        .await
-        .map_err(|_| std::io::Error::other("the session ended"))?;
+    let n = u32::try_from(len.max(1)).map_err(|_| FrameError::TooLarge(len))?;
+    let mut permits = Vec::with_capacity(budgets.len());
+    for budget in budgets {
+        let permit = Arc::clone(budget)
+            .acquire_many_owned(n)
+            .await
+            .map_err(|_| std::io::Error::other("the session ended"))?;
+        permits.push(permit);
+    }
     let mut body = vec![0u8; len];
     AsyncReadExt::read_exact(recv, &mut body).await?;
-    Ok(Some((decode(&body)?, permit)))
+    Ok(Some((decode(&body)?, permits)))
 }
 
 /// Writes one frame; returns the bytes written.
@@ -100,15 +109,38 @@ mod tests {
         wire.extend(encode_with_length(&frame));
         let budget = Arc::new(Semaphore::new(100));
         let mut input = wire.as_slice();
-        let (first, held) = read_frame_within(&mut input, 1000, &budget).await.unwrap().unwrap();
+        let (first, held) = read_frame_within(&mut input, 1000, &[&budget]).await.unwrap().unwrap();
         assert_eq!(first, frame);
         // The second frame does not fit while the first is held: it is not even allocated.
+        let budgets = [&budget];
         let blocked =
-            tokio::time::timeout(Duration::from_millis(50), read_frame_within(&mut input, 1000, &budget));
+            tokio::time::timeout(Duration::from_millis(50), read_frame_within(&mut input, 1000, &budgets));
         assert!(blocked.await.is_err());
         drop(held);
         let mut input = &wire[wire.len() / 2..];
-        let (second, _held) = read_frame_within(&mut input, 1000, &budget).await.unwrap().unwrap();
+        let (second, _held) = read_frame_within(&mut input, 1000, &[&budget]).await.unwrap().unwrap();
+        assert_eq!(second, frame);
+    }
+
+    /// Two issuers, each within its own budget, together beyond the node's: the second frame
+    /// waits (unallocated) until the first is handled.
+    #[tokio::test]
+    async fn the_node_budget_bounds_what_all_peers_buffer_together() {
+        let frame = Frame::Sync(vec![7; 60]);
+        let wire: Vec<u8> = encode_with_length(&frame);
+        let (alice, bob) = (Arc::new(Semaphore::new(100)), Arc::new(Semaphore::new(100)));
+        let node = Arc::new(Semaphore::new(100));
+        let mut from_alice = wire.as_slice();
+        let (_, held) = read_frame_within(&mut from_alice, 1000, &[&alice, &node]).await.unwrap().unwrap();
+        let mut from_bob = wire.as_slice();
+        let budgets = [&bob, &node];
+        let blocked =
+            tokio::time::timeout(Duration::from_millis(50), read_frame_within(&mut from_bob, 1000, &budgets));
+        assert!(blocked.await.is_err(), "bob's frame fits his budget but not the node's");
+        assert_eq!(bob.available_permits(), 100, "what waited gave its own budget back");
+        drop(held);
+        let mut from_bob = wire.as_slice();
+        let (second, _held) = read_frame_within(&mut from_bob, 1000, &[&bob, &node]).await.unwrap().unwrap();
         assert_eq!(second, frame);
     }
 }

@@ -1,16 +1,18 @@
 //! The node: an iroh endpoint serving this vault's grants, watching the vault file for changes,
 //! and keeping live sessions to the issuers of received shares.
 
-use std::collections::BTreeSet;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Instant;
 
 use iroh::Endpoint;
 use iroh::endpoint::{Connection, VarInt};
 use iroh::protocol::{AcceptError, ProtocolHandler, Router};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
-use vault_core::{ALPN, AuditEvent, AuditKind, Frame, GrantId, IdentityId, RequestId, Ticket, Vault};
+use vault_core::{
+    ALPN, AuditEvent, AuditKind, DeviceId, Frame, IdentityId, IssuerAction, IssuerSession, ServeStep,
+    ServeStream, SessionError, Ticket, Vault,
+};
 
 #[cfg(test)]
 mod isolation_tests;
@@ -19,12 +21,8 @@ mod refusal_tests;
 mod watcher;
 
 use crate::endpoint::{NodeConfig, Shared, bind_endpoint, ticket_addrs};
-use crate::frame::{CONTROL_LIMIT, GRANTEE_SYNC_LIMIT, read_frame, write_frame};
-use crate::peers::share_set;
-use crate::{
-    HANDSHAKE_TIMEOUT, MAX_REQUESTS_PER_MINUTE, MAX_STREAMS_PER_CONNECTION, SYNC_BURST,
-    SYNC_MESSAGES_PER_SECOND, SyncError, TokenBucket, device_id,
-};
+use crate::frame::{CONTROL_LIMIT, GRANTEE_SYNC_LIMIT, Permits, read_frame_within, write_frame};
+use crate::{HANDSHAKE_TIMEOUT, MAX_STREAMS_PER_CONNECTION, SyncError, device_id};
 
 /// A running node.
 #[derive(Debug)]
@@ -41,13 +39,12 @@ impl Node {
         // Take the file's version first, so that a commit by another process from here on is
         // seen by the watcher; then bring projections up to date before serving anyone.
         let _ = vault.changed_elsewhere();
-        vault.refresh().map_err(SyncError::vault)?;
-        vault.update_projections(None).map_err(SyncError::vault)?;
-        vault.expire_grants().map_err(SyncError::vault)?;
-        let (changes, _) = watch::channel(0u64);
-        let shared = Arc::new(Shared { vault: Mutex::new(vault), changes, book: Default::default() });
+        vault.refresh()?;
+        vault.update_projections(None)?;
+        vault.expire_grants()?;
+        let shared = Arc::new(Shared::new(vault));
         let addrs = ticket_addrs(&endpoint);
-        shared.vault().set_node_addrs(&addrs).map_err(SyncError::vault)?;
+        shared.vault().set_node_addrs(&addrs)?;
         let router =
             Router::builder(endpoint.clone()).accept(ALPN, Listener { shared: shared.clone() }).spawn();
         let mut tasks = JoinSet::new();
@@ -149,12 +146,16 @@ async fn serve_connection(shared: Arc<Shared>, conn: Connection) -> Result<(), S
         .await
         .map_err(|_| SyncError::Timeout)?
         .map_err(SyncError::io)?;
-    let hello = tokio::time::timeout(HANDSHAKE_TIMEOUT, read_frame(&mut recv, CONTROL_LIMIT))
-        .await
-        .map_err(|_| SyncError::Timeout)?
-        .map_err(SyncError::io)?;
+    let node_budget = shared.in_flight.clone();
+    let hello = tokio::time::timeout(
+        HANDSHAKE_TIMEOUT,
+        read_frame_within(&mut recv, CONTROL_LIMIT, &[&shared.handshakes]),
+    )
+    .await
+    .map_err(|_| SyncError::Timeout)?
+    .map_err(SyncError::io)?;
     let peer = match hello {
-        Some(Frame::Hello(cert)) => {
+        Some((Frame::Hello(cert), _)) => {
             if let Err(e) = cert.verify(remote) {
                 // The claimed identity is unproven: log the device that actually connected.
                 log_refused(
@@ -162,7 +163,7 @@ async fn serve_connection(shared: Arc<Shared>, conn: Connection) -> Result<(), S
                     None,
                     &format!("device {remote}: its certificate does not verify for it"),
                 );
-                return Err(SyncError::Protocol(e.to_string()));
+                return Err(SyncError::Certificate(e));
             }
             cert.identity()
         }
@@ -178,11 +179,12 @@ async fn serve_connection(shared: Arc<Shared>, conn: Connection) -> Result<(), S
     let cert = shared.vault().device_certificate();
     write_frame(&mut send, &Frame::Hello(cert)).await.map_err(SyncError::io)?;
 
-    // Control frames arrive through a reader task so that waiting for them can be cancelled.
-    let (frames_tx, mut frames) = mpsc::channel::<Frame>(16);
+    // Control frames arrive through a reader task so that waiting for them can be cancelled;
+    // what waits in the channel counts against the node's budget.
+    let (frames_tx, mut frames) = mpsc::channel::<(Frame, Permits)>(16);
     let mut tasks = JoinSet::new();
     tasks.spawn(async move {
-        while let Ok(Some(frame)) = read_frame(&mut recv, CONTROL_LIMIT).await {
+        while let Ok(Some(frame)) = read_frame_within(&mut recv, CONTROL_LIMIT, &[&node_budget]).await {
             if frames_tx.send(frame).await.is_err() {
                 break;
             }
@@ -200,100 +202,52 @@ async fn serve_connection(shared: Arc<Shared>, conn: Connection) -> Result<(), S
                     conn.close(VarInt::from_u32(2), b"too many streams");
                     break;
                 }
-                streams.spawn(serve_grant_stream(shared.clone(), peer, send, recv));
+                streams.spawn(serve_grant_stream(shared.clone(), peer, remote, send, recv));
             }
         });
     }
 
     let mut changes = shared.changes.subscribe();
-    let mut told: Option<(BTreeSet<GrantId>, BTreeSet<GrantId>)> = None;
-    let mut denials_told: BTreeSet<RequestId> = BTreeSet::new();
-    let mut subscribed = false;
+    let mut session = IssuerSession::new(peer, remote, Instant::now());
     let mut listening: Option<ListeningGuard> = None;
-    let mut window = (Instant::now(), 0u32);
     loop {
-        tokio::select! {
+        let actions = tokio::select! {
             frame = frames.recv() => {
-                let Some(frame) = frame else { break };
-                if window.0.elapsed() > Duration::from_secs(60) {
-                    window = (Instant::now(), 0);
-                }
-                window.1 += 1;
-                if window.1 > MAX_REQUESTS_PER_MINUTE {
+                let Some((frame, _permits)) = frame else { break };
+                let step = session.on_frame(&mut shared.vault(), frame, Instant::now());
+                if let Err(SessionError::TooManyRequests) = step {
                     log_refused(&shared, Some(peer), "too many requests");
-                    return Err(SyncError::Protocol("rate limit".into()));
                 }
-                match frame {
-                    Frame::ListShares => {
-                        if !subscribed {
-                            shared.book().start_listening(peer);
-                            listening = Some(ListeningGuard { shared: shared.clone(), peer });
-                        }
-                        subscribed = true;
-                        told = None;
-                    }
-                    Frame::Offer(ticket) => {
-                        // A way back to the identity and device that dialed, nothing more.
-                        if ticket.identity() != peer || ticket.device() != remote {
-                            return Err(SyncError::Protocol("an offer for another device".into()));
-                        }
-                        // Dial back only where this connection came from (an address QUIC has
-                        // validated), never addresses the offerer merely wrote down: a stranger
-                        // must not make this node dial third parties or probe local ports.
-                        let ticket = vault_core::Ticket::new(*ticket.certificate(), seen_addrs(&conn));
-                        if shared.book().note_offer(peer, ticket) {
-                            write_frame(&mut send, &Frame::OfferAck).await.map_err(SyncError::io)?;
-                            shared.changes.send_modify(|n| *n += 1);
-                        }
-                        continue;
-                    }
-                    Frame::Request(request) => {
-                        let id = request.statement().id;
-                        let accepted = shared.vault().receive_request(&peer, &request).map_err(SyncError::vault)?;
-                        if let Err(why) = accepted {
-                            tracing::debug!(?why, %peer, "request not accepted");
-                        }
-                        write_frame(&mut send, &Frame::RequestAck { request: id, accepted: accepted.is_ok() })
-                            .await
-                            .map_err(SyncError::io)?;
-                        continue;
-                    }
-                    Frame::Erased(receipt) => {
-                        if receipt.statement().grantee != peer {
-                            return Err(SyncError::Protocol("receipt from another identity".into()));
-                        }
-                        let mut vault = shared.vault();
-                        if let Err(e) = vault.record_erasure(&receipt) {
-                            tracing::debug!(error = %e, "ignoring an erasure receipt");
-                        }
-                        told = None;
-                    }
-                    _ => return Err(SyncError::Protocol("unexpected frame on the control stream".into())),
-                }
+                step?
             }
             changed = changes.changed() => {
                 if changed.is_err() {
                     break;
                 }
+                session.on_change(&mut shared.vault())?
             }
-        }
-        if !subscribed {
-            continue;
-        }
-        // Tell the peer the answers to its requests: denials here, approvals as grants below.
-        let denials = shared.vault().denials_for(&peer).map_err(SyncError::vault)?;
-        for denial in denials {
-            if denials_told.insert(denial.statement().request) {
-                write_frame(&mut send, &Frame::Denied(denial)).await.map_err(SyncError::io)?;
+        };
+        for action in actions {
+            match action {
+                IssuerAction::Send(frame) => {
+                    write_frame(&mut send, &frame).await.map_err(SyncError::io)?;
+                }
+                IssuerAction::Listening => {
+                    shared.book().start_listening(peer);
+                    listening = Some(ListeningGuard { shared: shared.clone(), peer });
+                }
+                IssuerAction::Told(set) => shared.book().told(peer, set),
+                IssuerAction::DialBack(cert) => {
+                    // Dial back only where this connection came from (an address QUIC has
+                    // validated), never addresses the offerer merely wrote down: a stranger
+                    // must not make this node dial third parties or probe local ports.
+                    let ticket = Ticket::new(cert, seen_addrs(&conn));
+                    if shared.book().note_offer(peer, ticket) {
+                        write_frame(&mut send, &Frame::OfferAck).await.map_err(SyncError::io)?;
+                        shared.changes.send_modify(|n| *n += 1);
+                    }
+                }
             }
-        }
-        // Tell the peer what is shared with it whenever that changed.
-        let (live, ended) = shared.vault().shares_for(&peer).map_err(SyncError::vault)?;
-        let now = share_set(&live, &ended);
-        if told.as_ref() != Some(&now) {
-            write_frame(&mut send, &Frame::Shares { live, ended }).await.map_err(SyncError::io)?;
-            shared.book().told(peer, now.clone());
-            told = Some(now);
         }
     }
     drop(listening);
@@ -314,71 +268,69 @@ impl Drop for ListeningGuard {
 }
 
 /// Serves one grant stream: `Open(grant)`, then sync messages both ways until the peer goes
-/// away or the grant ends.
+/// away or the grant ends. The stream's state lives in its [`ServeStream`].
 async fn serve_grant_stream(
     shared: Arc<Shared>,
     peer: IdentityId,
+    device: DeviceId,
     mut send: iroh::endpoint::SendStream,
     mut recv: iroh::endpoint::RecvStream,
 ) {
-    let grant = match tokio::time::timeout(HANDSHAKE_TIMEOUT, read_frame(&mut recv, CONTROL_LIMIT)).await {
-        Ok(Ok(Some(Frame::Open(id)))) => id,
+    let node_budget = shared.in_flight.clone();
+    let first = match tokio::time::timeout(
+        HANDSHAKE_TIMEOUT,
+        read_frame_within(&mut recv, CONTROL_LIMIT, &[&node_budget]),
+    )
+    .await
+    {
+        Ok(Ok(Some((frame, _)))) => frame,
         _ => return,
     };
-    if shared.vault().serve_open(&peer, &grant).is_err() {
+    let opened = ServeStream::open(&mut shared.vault(), peer, device, &first, Instant::now());
+    let Ok(mut stream) = opened else {
         let _ = write_frame(&mut send, &Frame::Refused).await;
         let _ = send.finish();
         return;
-    }
-    let (tx, mut incoming) = mpsc::channel::<Frame>(1);
+    };
+    let (tx, mut incoming) = mpsc::channel::<(Frame, Permits)>(1);
     let reader = tokio::spawn(async move {
-        while let Ok(Some(frame)) = read_frame(&mut recv, GRANTEE_SYNC_LIMIT).await {
+        while let Ok(Some(frame)) = read_frame_within(&mut recv, GRANTEE_SYNC_LIMIT, &[&node_budget]).await {
             if tx.send(frame).await.is_err() {
                 break;
             }
         }
     });
     let mut changes = shared.changes.subscribe();
-    // The grantee speaks first on a grant stream (with its heads); answering before hearing it
-    // would send everything it already has, or everything twice.
-    let mut heard = false;
-    let mut bucket = TokenBucket::new(SYNC_MESSAGES_PER_SECOND, SYNC_BURST);
-    // An honest grantee answers each message it is sent with about one of its own: those
-    // answers are free; only what goes beyond them draws on the bucket. So a live grantee is
-    // never slowed down by its acknowledgements, and a flood is bounded all the same.
-    let mut answers_due: u32 = 0;
     let result: Result<(), SyncError> = async {
         loop {
-            if heard {
-                let message = crate::isolated("answering a grantee", || {
-                    shared.vault().serve_generate(&peer, &grant).map_err(SyncError::from)
-                })?;
-                if let Some(m) = message {
-                    if write_frame(&mut send, &Frame::Sync(m)).await.is_err() {
-                        return Ok(());
-                    }
-                    answers_due = answers_due.saturating_add(1).min(SYNC_BURST);
-                }
-            }
-            tokio::select! {
+            let step = tokio::select! {
                 frame = incoming.recv() => match frame {
-                    Some(Frame::Sync(m)) => {
-                        if answers_due > 0 {
-                            answers_due -= 1;
-                        } else {
-                            bucket.take().await;
-                        }
-                        crate::isolated("serving a grantee's sync message", || {
+                    Some((frame @ Frame::Sync(_), _permits)) => loop {
+                        let step = {
                             let mut vault = shared.vault();
                             #[cfg(test)]
                             isolation_tests::maybe_panic(&peer);
-                            vault.serve_receive(&peer, &grant, &m).map_err(SyncError::from)
-                        })?;
-                        heard = true;
-                    }
+                            stream.on_frame(&mut vault, &frame, Instant::now())?
+                        };
+                        // Faster than its rate: read nothing more until the frame is taken.
+                        match step {
+                            ServeStep::WaitUntil(at) => tokio::time::sleep_until(at.into()).await,
+                            step => break step,
+                        }
+                    },
                     _ => return Ok(()),
                 },
-                changed = changes.changed() => if changed.is_err() { return Ok(()) },
+                changed = changes.changed() => {
+                    if changed.is_err() {
+                        return Ok(());
+                    }
+                    stream.on_change(&mut shared.vault())?
+                }
+            };
+            if let ServeStep::Send(message) = step
+                && write_frame(&mut send, &Frame::Sync(message)).await.is_err()
+            {
+                return Ok(());
             }
         }
     }

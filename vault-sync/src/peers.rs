@@ -2,23 +2,16 @@
 //! what each audience was told, offers waiting to be dialed back, and when a refusal was last
 //! logged. Shared by the serving side ([`crate::node`]) and the notifier ([`crate::notify`]).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use vault_core::{Ended, GrantId, IdentityId, Ticket};
+use vault_core::{IdentityId, Ticket};
+pub(crate) use vault_core::{ShareSet, share_set};
 
 /// Offers from issuers waiting to be dialed back, at most.
 pub(crate) const MAX_OFFERS: usize = 64;
 /// How long an offer is kept when its issuer cannot be reached back.
 const OFFER_LIFETIME: Duration = Duration::from_secs(600);
-
-/// What an audience may learn: its live grants and its ended grants.
-pub(crate) type ShareSet = (BTreeSet<GrantId>, BTreeSet<GrantId>);
-
-/// The ids in a `Shares` answer.
-pub(crate) fn share_set(live: &[vault_core::SignedGrant], ended: &[Ended]) -> ShareSet {
-    (live.iter().map(|g| g.statement().id).collect(), ended.iter().map(Ended::grant).collect())
-}
 
 /// Per-peer session facts the node's tasks share (in memory only: after a restart every
 /// audience with shares is offered them once more, which is harmless).
@@ -117,6 +110,10 @@ impl PeerBook {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
+
+    use vault_core::GrantId;
+
     use super::*;
 
     fn id(n: u8) -> GrantId {

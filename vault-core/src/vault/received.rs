@@ -20,7 +20,7 @@ use crate::store::sealed::Key;
 
 mod replica;
 
-pub(crate) use replica::ReplicaCache;
+pub(crate) use replica::{ReplicaCache, ShareSync};
 
 use crate::store::sealed::RECEIVED;
 use crate::store::sealed::RECEIVED_CHUNKS as CHUNKS;

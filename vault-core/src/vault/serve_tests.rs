@@ -4,7 +4,7 @@
 use automerge::sync::{Message, State as SyncState, SyncDoc};
 use automerge::{AutoCommit, ROOT, transaction::Transactable};
 
-use crate::identity::Identity;
+use crate::identity::{DeviceKey, Identity};
 use crate::primitives::{KdfParams, Passphrase};
 use crate::vault::{AuditFilter, AuditKind, NewGrant, ServeError, Vault};
 
@@ -30,18 +30,19 @@ fn a_grantee_message_writes_nothing_and_changes_are_refused_untouched() {
     let shop = Identity::generate();
     let (mut v, id) = issuer_with_grant(dir.path(), &shop);
     let peer = shop.public();
+    let device = DeviceKey::generate().public();
     let mut watcher = Vault::at(dir.path()).unlock(&Passphrase::new("pw")).unwrap();
     let _ = watcher.changed_elsewhere();
 
     // The grantee's copy, synced the honest way.
     let mut copy = AutoCommit::new();
     let mut state = SyncState::new();
-    v.serve_open(&peer, &id).unwrap();
+    let mut serving = v.serve_open(&peer, &device, &id).unwrap();
     for _ in 0..4 {
         if let Some(m) = copy.sync().generate_sync_message(&mut state) {
-            v.serve_receive(&peer, &id, &m.encode()).unwrap();
+            v.serve_receive(&peer, &device, &id, &mut serving, &m.encode()).unwrap();
         }
-        if let Some(m) = v.serve_generate(&peer, &id).unwrap() {
+        if let Some((m, _)) = v.serve_generate(&peer, &device, &id, &mut serving).unwrap() {
             copy.sync().receive_sync_message(&mut state, Message::decode(&m).unwrap()).unwrap();
         }
     }
@@ -50,7 +51,7 @@ fn a_grantee_message_writes_nothing_and_changes_are_refused_untouched() {
     let _ = watcher.changed_elsewhere();
     for _ in 0..20 {
         let m = copy.sync().generate_sync_message(&mut SyncState::new()).unwrap();
-        v.serve_receive(&peer, &id, &m.encode()).unwrap();
+        v.serve_receive(&peer, &device, &id, &mut serving, &m.encode()).unwrap();
     }
     assert!(!watcher.changed_elsewhere().unwrap(), "a grantee's messages caused durable writes");
 
@@ -74,7 +75,8 @@ fn a_grantee_message_writes_nothing_and_changes_are_refused_untouched() {
         copy.sync().receive_sync_message(&mut pushing, answer).unwrap();
     }
     let carrying = carrying.expect("a message carrying the forged change");
-    assert!(matches!(v.serve_receive(&peer, &id, &carrying.encode()), Err(ServeError::Refused)));
+    let refused = v.serve_receive(&peer, &device, &id, &mut serving, &carrying.encode());
+    assert!(matches!(refused, Err(ServeError::Refused)));
     assert_eq!(v.projection_doc(&id).unwrap().unwrap().get_heads(), heads);
     let refused = v
         .audit(&AuditFilter::default())
@@ -91,6 +93,7 @@ fn a_grant_row_put_back_behind_a_running_node_is_not_served() {
     let shop = Identity::generate();
     let (mut node, id) = issuer_with_grant(dir.path(), &shop);
     let peer = shop.public();
+    let device = DeviceKey::generate().public();
     // The live grant's row, as a copy of the file taken now would hold it.
     let db = dir.path().join(crate::store::DB_FILE);
     let raw = rusqlite::Connection::open(&db).unwrap();
@@ -100,12 +103,12 @@ fn a_grant_row_put_back_behind_a_running_node_is_not_served() {
     let mut cli = Vault::at(dir.path()).unlock(&Passphrase::new("pw")).unwrap();
     cli.revoke(&id).unwrap();
     node.refresh().unwrap();
-    assert!(node.serve_open(&peer, &id).is_err());
+    assert!(node.serve_open(&peer, &device, &id).is_err());
     // Someone with the file puts the un-revoked row back while the node runs.
     raw.execute("UPDATE grants SET blob = ?1 WHERE id = ?2", rusqlite::params![old, id.as_bytes()]).unwrap();
     let err = node.refresh().unwrap_err();
     let cause = std::error::Error::source(&err).map(ToString::to_string).unwrap_or_default();
     assert_eq!(cause, "rows of \"grants\" were removed or replaced");
-    assert!(node.serve_open(&peer, &id).is_err(), "the revived grant is not served");
+    assert!(node.serve_open(&peer, &device, &id).is_err(), "the revived grant is not served");
     assert!(node.shares_for(&peer).unwrap().0.is_empty(), "and not listed");
 }

@@ -5,10 +5,12 @@
 //! it reflects, so that whoever serves the projection brings it up to date by diffing the main
 //! document from those heads ([`Vault::update_projections`]). Plain edits therefore never pay
 //! for projections; the serving node does, in proportion to the edit.
+//!
+//! Here: issued grants and their lifecycle (issue, revoke, expire). Beside it: `projections`
+//! (keeping each grant's projection and its epochs), `serving` (what a serving stream asks of
+//! the vault, and who holds which epoch), `audience` (what an audience is told and the erasure
+//! receipts it sends back), `node` (the node's own settings).
 
-use std::collections::HashMap;
-
-use automerge::sync::{Message, State as SyncState, SyncDoc};
 use serde::{Deserialize, Serialize};
 
 use super::Vault;
@@ -18,19 +20,23 @@ use crate::grant::{ErasureReceipt, Grant, Revocation, SignedGrant};
 use crate::identity::IdentityId;
 use crate::path::{FieldPath, PathError, RecordFilter};
 use crate::projection::Projection;
-use crate::protocol::{Ended, decode_sync_body, encode_sync_body};
 use crate::statement::{GrantId, Signed, StatementError};
 use crate::store::StoreError;
-use crate::store::sealed::{Key, NODE};
+use crate::store::sealed::Key;
 
+mod audience;
+mod node;
 mod projections;
+mod serving;
 
+#[cfg(test)]
+use audience::MAX_CLOCK_SKEW;
 pub(crate) use projections::ProjectionCache;
 use projections::ProjectionState;
+pub use serving::ServeError;
+pub(crate) use serving::{ServeStates, ServeSync};
 
 use crate::store::sealed::GRANTS;
-/// Clock difference tolerated between an erasure receipt's time and the grant's end (seconds).
-const MAX_CLOCK_SKEW: i64 = 600;
 
 /// What to grant.
 #[derive(Clone, Debug)]
@@ -130,35 +136,6 @@ struct GrantRecord {
     erasure: Option<Vec<u8>>,
     #[serde(default)]
     expiry_logged: bool,
-}
-
-/// Sync states of the grants this process serves, by grant (one audience per grant).
-pub(crate) type ServeStates = HashMap<GrantId, SyncState>;
-
-/// A network request was refused. The peer is told nothing more than "refused".
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ServeError {
-    /// Not a live grant for this peer, or a change to a read-only copy.
-    #[error("refused")]
-    Refused,
-    /// The storage layer failed.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
-
-impl From<GrantError> for ServeError {
-    fn from(e: GrantError) -> Self {
-        match e {
-            GrantError::Store(s) => ServeError::Store(s),
-            other => ServeError::Store(StoreError::Damaged(other.to_string())),
-        }
-    }
-}
-
-/// The sync state of a grant's projection in one epoch: a new epoch starts from nothing.
-fn sync_state_key(id: &GrantId, epoch: u64) -> String {
-    if epoch == 0 { format!("serve-sync/{id}") } else { format!("serve-sync/{id}/{epoch}") }
 }
 
 impl GrantInfo {
@@ -379,184 +356,6 @@ impl Vault {
             }
             Ok(expired)
         })
-    }
-
-    /// Records a grantee's erasure receipt for one of this vault's grants.
-    pub fn record_erasure(&mut self, receipt: &Signed<ErasureReceipt>) -> Result<(), GrantError> {
-        let r = receipt.statement();
-        let now = self.now();
-        self.write(|v| {
-            let mut record =
-                v.grant_record(&r.grant)?.ok_or_else(|| GrantError::Unknown(r.grant.to_string()))?;
-            let grant = v.info(&record)?.grant;
-            if r.issuer != v.identity() || r.grantee != grant.statement().audience {
-                return Err(GrantError::ReceiptMismatch(r.grant));
-            }
-            if record.erasure.is_some() {
-                return Ok(());
-            }
-            // A receipt only means something for a grant that has ended, and only if it was
-            // made after the end: otherwise a grantee could pre-empt a later revocation.
-            let info = v.info(&record)?;
-            r.check_dated(info.grant.statement(), now)?;
-            let ended_at = match (&info.revocation, info.grant.statement().expires_at) {
-                (Some(rev), _) => rev.statement().revoked_at,
-                (None, Some(expiry)) if expiry <= now => expiry,
-                _ => return Err(GrantError::StillLive(r.grant)),
-            };
-            // erased_at comes from the grantee's clock: allow for skew between machines. The
-            // check that matters is above: the grant has ended when the receipt is recorded.
-            if r.erased_at < ended_at - MAX_CLOCK_SKEW {
-                return Err(GrantError::StillLive(r.grant));
-            }
-            record.erasure = Some(receipt.to_bytes());
-            v.put_grant_record(&r.grant, &record)?;
-            let mut event = AuditEvent::new(now, AuditKind::ErasureReceipt);
-            event.peer = Some(r.grantee);
-            event.grant = Some(r.grant);
-            v.log_event(&event)?;
-            Ok(())
-        })
-    }
-
-    /// What `peer` may learn: its live grants, and its grants that ended without a confirmed
-    /// erasure. Expiries are logged first.
-    pub fn shares_for(&mut self, peer: &IdentityId) -> Result<(Vec<SignedGrant>, Vec<Ended>), GrantError> {
-        // Expiries are logged by the node's watcher; the status below already follows the clock.
-        if self.tampered.is_some() || self.is_blocked(peer)? {
-            return Ok((Vec::new(), Vec::new()));
-        }
-        let mut live = Vec::new();
-        let mut ended = Vec::new();
-        for info in self.grants_where(|g| g.audience == *peer)? {
-            let g = info.grant.statement();
-            if g.audience != *peer {
-                continue;
-            }
-            match (info.status, info.revocation, info.erasure) {
-                (GrantStatus::Active, _, _) => live.push(info.grant),
-                (_, _, Some(_)) => {}
-                (GrantStatus::Revoked, Some(r), None) => ended.push(Ended::Revoked(r)),
-                (_, _, None) => ended.push(Ended::Expired(g.id)),
-            }
-        }
-        Ok((live, ended))
-    }
-
-    fn check_serving(&self, peer: &IdentityId, id: &GrantId) -> Result<GrantInfo, ServeError> {
-        if self.tampered.is_some() || self.is_blocked(peer)? {
-            return Err(ServeError::Refused);
-        }
-        match self.grant_info(id)? {
-            Some(info) if info.is_live() && info.grant.statement().audience == *peer => Ok(info),
-            _ => Err(ServeError::Refused),
-        }
-    }
-
-    /// Starts serving grant `id` to `peer` on a new stream, resuming from the stored sync state.
-    pub fn serve_open(&mut self, peer: &IdentityId, id: &GrantId) -> Result<(), ServeError> {
-        self.check_serving(peer, id)?;
-        let epoch = self.projection_epoch(id)?;
-        let stored = self.node_value(&sync_state_key(id, epoch))?;
-        let state = stored.and_then(|b| SyncState::decode(&b).ok()).unwrap_or_else(SyncState::new);
-        self.serve_states.insert(*id, state);
-        Ok(())
-    }
-
-    /// The next sync message for grant `id`, if the grantee lacks anything. Logs what was
-    /// served when the message carries data.
-    pub fn serve_generate(&mut self, peer: &IdentityId, id: &GrantId) -> Result<Option<Vec<u8>>, ServeError> {
-        let info = self.check_serving(peer, id)?;
-        let epoch = self.projection_epoch(id)?;
-        let mut state = self.serve_states.remove(id).unwrap_or_default();
-        let message = match self.projection_doc(id)? {
-            Some(doc) => doc.sync().generate_sync_message(&mut state),
-            None => None,
-        };
-        let encoded_state = state.encode();
-        self.serve_states.insert(*id, state);
-        let Some(message) = message else { return Ok(None) };
-        let carries_data = !message.changes.is_empty();
-        let bytes = encode_sync_body(epoch, &message.encode());
-        if carries_data {
-            let now = self.now();
-            let g = info.grant.statement();
-            self.write(|v| {
-                v.put_node_value(&sync_state_key(id, epoch), &encoded_state)?;
-                let mut event = AuditEvent::new(now, AuditKind::SyncServed);
-                event.peer = Some(*peer);
-                event.grant = Some(*id);
-                event.fields = g.fields.iter().map(ToString::to_string).collect();
-                event.bytes = Some(bytes.len() as u64);
-                v.log_event(&event)
-            })?;
-        }
-        Ok(Some(bytes))
-    }
-
-    /// Takes a sync message from the grantee of `id`. A grantee has nothing of its own to send:
-    /// a message carrying any change is refused and logged before the projection is touched.
-    /// An accepted message writes nothing; the grantee's acknowledgement is persisted with the
-    /// next message that carries data ([`Vault::serve_generate`]).
-    pub fn serve_receive(&mut self, peer: &IdentityId, id: &GrantId, bytes: &[u8]) -> Result<(), ServeError> {
-        self.check_serving(peer, id)?;
-        let (their_epoch, bytes) = decode_sync_body(bytes).map_err(|_| ServeError::Refused)?;
-        let epoch = self.projection_epoch(id)?;
-        if their_epoch != epoch {
-            // About a copy the grantee is replacing: nothing in it concerns this epoch.
-            return Ok(());
-        }
-        let message = Message::decode(bytes).map_err(|_| ServeError::Refused)?;
-        if !message.changes.is_empty() {
-            let mut event = AuditEvent::new(self.now(), AuditKind::ChangeRefused);
-            event.peer = Some(*peer);
-            event.grant = Some(*id);
-            event.detail = Some("the grantee tried to change its read-only copy".into());
-            self.write(|v| v.log_event(&event))?;
-            return Err(ServeError::Refused);
-        }
-        let mut state = self.serve_states.remove(id).unwrap_or_default();
-        let doc = self.projection_doc(id)?.ok_or(ServeError::Refused)?;
-        // A panic on peer bytes fails this stream only; the possibly half-updated cache is dropped.
-        let received = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            doc.sync().receive_sync_message(&mut state, message)
-        }));
-        match received {
-            Ok(Ok(())) => {
-                self.serve_states.insert(*id, state);
-                Ok(())
-            }
-            Ok(Err(_)) => Err(ServeError::Refused),
-            Err(_) => {
-                self.projections.remove(id);
-                Err(ServeError::Refused)
-            }
-        }
-    }
-
-    fn node_value(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.store.get(&NODE, Key::Name(key))
-    }
-
-    fn put_node_value(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
-        self.store.put(&NODE, Key::Name(key), value)?;
-        Ok(())
-    }
-
-    /// Records the addresses the running node is bound to, so that `vault id` prints the same
-    /// ticket as `vault serve`.
-    pub fn set_node_addrs(&mut self, addrs: &[std::net::SocketAddr]) -> Result<(), StoreError> {
-        let text = serde_json::to_vec(addrs).expect("addresses serialize");
-        self.write(|v| v.put_node_value("addrs", &text))
-    }
-
-    /// The addresses recorded by [`Vault::set_node_addrs`].
-    pub fn node_addrs(&self) -> Vec<std::net::SocketAddr> {
-        self.node_value("addrs")
-            .ok()
-            .flatten()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default()
     }
 }
 

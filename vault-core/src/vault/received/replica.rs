@@ -1,8 +1,14 @@
 //! A received share's replica: the grantee's copy of the issuer's projection, stored as
 //! sealed Automerge chunks and kept in step by the sync protocol. A message of a newer
 //! projection epoch replaces the copy, history included, instead of merging into it.
+//!
+//! The sync state belongs to the stream that syncs ([`crate::ShareStream`], through
+//! [`ShareSync`]), not to the replica: each stream starts from the persisted shared heads, as
+//! Automerge requires for every new connection. Every Automerge call fed with the issuer's
+//! bytes is isolated here: a panic fails that stream only.
 
 use std::collections::HashMap;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use automerge::sync::{Message, State as SyncState, SyncDoc};
 use automerge::{AutoCommit, ROOT, ReadDoc};
@@ -20,9 +26,15 @@ use crate::vault::Vault;
 /// A loaded replica.
 pub(crate) struct Replica {
     pub(super) am: AutoCommit,
-    sync: SyncState,
     last_seq: i64,
     epoch: u64,
+}
+
+/// The sync state of one stream syncing a share, with the epoch of the copy it is about.
+#[derive(Debug, Default)]
+pub(crate) struct ShareSync {
+    epoch: u64,
+    state: SyncState,
 }
 
 impl std::fmt::Debug for Replica {
@@ -47,11 +59,8 @@ impl Vault {
         let after = self.replicas.get(id).map_or(0, |r| r.last_seq);
         let rows = self.store.list_group(&CHUNKS, id.as_bytes(), after)?;
         if !self.replicas.contains_key(id) {
-            let sync = SyncState::decode(&record.sync_state).unwrap_or_else(|_| SyncState::new());
-            self.replicas.insert(
-                id.clone(),
-                Replica { am: AutoCommit::new(), sync, last_seq: 0, epoch: record.epoch },
-            );
+            self.replicas
+                .insert(id.clone(), Replica { am: AutoCommit::new(), last_seq: 0, epoch: record.epoch });
         }
         for (key, bytes, _) in rows {
             let seq = key.seq();
@@ -65,51 +74,91 @@ impl Vault {
         Ok(self.replicas.get_mut(id).expect("inserted above"))
     }
 
-    /// Starts a new sync session for a share: the sync state restarts from what is persisted
+    /// Starts a new stream syncing a share: its sync state restarts from what is persisted
     /// (the shared heads), as Automerge requires for every new connection.
-    pub fn share_sync_open(&mut self, issuer: &IdentityId, id: &GrantId) -> Result<(), ShareError> {
-        let key = self.share_key(issuer, id)?;
-        let replica = self.load_replica(&key)?;
-        replica.sync = SyncState::decode(&replica.sync.encode()).unwrap_or_default();
-        Ok(())
-    }
-
-    /// The next sync message this vault (as grantee) sends for a share, if any.
-    pub fn share_sync_generate(
+    pub(crate) fn share_sync_state(
         &mut self,
         issuer: &IdentityId,
         id: &GrantId,
+    ) -> Result<ShareSync, ShareError> {
+        let key = self.share_key(issuer, id)?;
+        let epoch = self.load_replica(&key)?.epoch;
+        let record = self.received_record(&key)?.ok_or(ShareError::Unknown(*id))?;
+        Ok(ShareSync { epoch, state: SyncState::decode(&record.sync_state).unwrap_or_default() })
+    }
+
+    /// The next sync message this vault (as grantee) sends on a stream syncing a share, if any.
+    pub(crate) fn share_sync_generate(
+        &mut self,
+        issuer: &IdentityId,
+        id: &GrantId,
+        sync: &mut ShareSync,
     ) -> Result<Option<Vec<u8>>, ShareError> {
         let key = self.share_key(issuer, id)?;
         let replica = self.load_replica(&key)?;
         let epoch = replica.epoch;
-        Ok(replica
-            .am
-            .sync()
-            .generate_sync_message(&mut replica.sync)
-            .map(|m| encode_sync_body(epoch, &m.encode())))
+        if sync.epoch != epoch {
+            // Another stream replaced the copy: a state about the old one means nothing.
+            *sync = ShareSync { epoch, state: SyncState::new() };
+        }
+        let am = &mut replica.am;
+        match catch_unwind(AssertUnwindSafe(|| am.sync().generate_sync_message(&mut sync.state))) {
+            Ok(message) => Ok(message.map(|m| encode_sync_body(epoch, &m.encode()))),
+            Err(_) => {
+                self.replicas.remove(&key);
+                Err(ShareError::BadMessage)
+            }
+        }
     }
 
     /// True when this vault's copy has everything the issuer said it has (their last heads are
-    /// ours) and nothing is left to send: a one-shot sync can stop.
-    pub fn share_in_sync(&mut self, issuer: &IdentityId, id: &GrantId) -> Result<bool, ShareError> {
-        let key = self.share_key(issuer, id)?;
-        let replica = self.load_replica(&key)?;
-        let heads = replica.am.get_heads();
-        Ok(replica.sync.their_heads.as_ref() == Some(&heads) && replica.sync.have_responded)
-    }
-
-    /// Applies a sync message from the issuer and makes the result durable. Returns true when
-    /// the replica changed. A message of a newer projection epoch replaces the copy (its
-    /// history included) instead of merging into it; one of an older epoch is ignored.
-    pub fn share_sync_receive(
+    /// ours) and nothing is left to send on this stream: a one-shot sync can stop.
+    pub(crate) fn share_in_sync(
         &mut self,
         issuer: &IdentityId,
         id: &GrantId,
+        sync: &ShareSync,
+    ) -> Result<bool, ShareError> {
+        let key = self.share_key(issuer, id)?;
+        let replica = self.load_replica(&key)?;
+        let heads = replica.am.get_heads();
+        Ok(sync.epoch == replica.epoch
+            && sync.state.their_heads.as_ref() == Some(&heads)
+            && sync.state.have_responded)
+    }
+
+    /// Applies a sync message from the issuer, received on the stream whose state is `sync`, and
+    /// makes the result durable. Returns true when the copy changed. A message of a newer
+    /// projection epoch replaces the copy (its history included) instead of merging into it;
+    /// one of an older epoch is ignored. A panic on the issuer's bytes rolls the write back and
+    /// fails this message only.
+    pub(crate) fn share_sync_receive(
+        &mut self,
+        issuer: &IdentityId,
+        id: &GrantId,
+        sync: &mut ShareSync,
         bytes: &[u8],
     ) -> Result<bool, ShareError> {
         let (epoch, bytes) = decode_sync_body(bytes).map_err(|_| ShareError::BadMessage)?;
-        let message = Message::decode(bytes).map_err(|_| ShareError::BadMessage)?;
+        let message = catch_unwind(|| Message::decode(bytes))
+            .map_err(|_| ShareError::BadMessage)?
+            .map_err(|_| ShareError::BadMessage)?;
+        let received =
+            catch_unwind(AssertUnwindSafe(|| self.apply_share_message(issuer, id, sync, epoch, message)));
+        received.unwrap_or_else(|_| {
+            tracing::warn!("an issuer's sync message made the sync engine panic; failing that stream");
+            Err(ShareError::BadMessage)
+        })
+    }
+
+    fn apply_share_message(
+        &mut self,
+        issuer: &IdentityId,
+        id: &GrantId,
+        sync: &mut ShareSync,
+        epoch: u64,
+        message: Message,
+    ) -> Result<bool, ShareError> {
         // The replica changes only through received messages, so the chunks a message carries
         // are exactly what to store: no need to re-encode them.
         let received: Vec<u8> = message.changes.iter().flatten().copied().collect();
@@ -121,9 +170,13 @@ impl Vault {
             if epoch < replica.epoch {
                 return Ok(false);
             }
+            if sync.epoch != replica.epoch {
+                *sync = ShareSync { epoch: replica.epoch, state: SyncState::new() };
+            }
             let new_epoch = epoch > replica.epoch;
             if new_epoch {
-                *replica = Replica { am: AutoCommit::new(), sync: SyncState::new(), epoch, ..*replica };
+                *replica = Replica { am: AutoCommit::new(), epoch, ..*replica };
+                *sync = ShareSync { epoch, state: SyncState::new() };
                 v.store.delete_group(&CHUNKS, id.as_bytes())?;
             }
             let replica = v.replicas.get_mut(id).expect("loaded");
@@ -131,11 +184,11 @@ impl Vault {
             replica
                 .am
                 .sync()
-                .receive_sync_message(&mut replica.sync, message)
+                .receive_sync_message(&mut sync.state, message)
                 .map_err(|_| ShareError::BadMessage)?;
             let grew = replica.am.get_heads() != before;
-            let caught_up = replica.sync.their_heads.as_ref() == Some(&replica.am.get_heads());
-            let sync_state = replica.sync.encode();
+            let caught_up = sync.state.their_heads.as_ref() == Some(&replica.am.get_heads());
+            let sync_state = sync.state.encode();
             let new_bytes = if grew { Some(received) } else { None };
             let seq = replica.last_seq + 1;
             if let Some(bytes) = new_bytes {
@@ -299,6 +352,6 @@ mod tests {
         assert_eq!(bob.shares().unwrap().len(), 2, "one share each, the old row not duplicated");
         assert_eq!(bob.live_shares_from(&alice.public()).unwrap(), vec![id]);
         assert_eq!(bob.live_shares_from(&mallory.public()).unwrap(), vec![id]);
-        bob.share_sync_open(&alice.public(), &id).unwrap();
+        bob.share_sync_state(&alice.public(), &id).unwrap();
     }
 }

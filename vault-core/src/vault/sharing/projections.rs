@@ -10,16 +10,15 @@
 
 use std::collections::HashMap;
 
-use automerge::sync::State as SyncState;
 use automerge::{AutoCommit, ChangeHash};
 
-use super::{GrantError, sync_state_key};
+use super::GrantError;
 use crate::doc::Touched;
 use crate::grant::Grant;
 use crate::projection::Projection;
 use crate::statement::GrantId;
 use crate::store::StoreError;
-use crate::store::sealed::{Key, NODE};
+use crate::store::sealed::Key;
 use crate::vault::Vault;
 
 use crate::store::sealed::PROJECTION_CHUNKS as CHUNKS;
@@ -100,27 +99,8 @@ impl Vault {
     pub(super) fn drop_projection(&mut self, id: &GrantId) -> Result<(), StoreError> {
         self.store.delete_group(&CHUNKS, id.as_bytes())?;
         self.projections.remove(id);
-        Ok(())
-    }
-
-    /// True when the grantee of `id` acknowledged holding exactly the projection's `heads` of
-    /// `epoch` (the sync state persisted by the serving side records what it acknowledged).
-    fn grantee_holds(&self, id: &GrantId, epoch: u64, heads: &[ChangeHash]) -> Result<bool, StoreError> {
-        // A session served by this process knows the latest acknowledgement (acknowledgements
-        // are persisted lazily, with the next message that carries data); otherwise the stored
-        // state is the best knowledge, and a stale one only costs a rebuild.
-        let mut shared = match self.serve_states.get(id) {
-            Some(state) => state.shared_heads.clone(),
-            None => {
-                let Some(stored) = self.node_value(&sync_state_key(id, epoch))? else { return Ok(false) };
-                let Ok(state) = SyncState::decode(&stored) else { return Ok(false) };
-                state.shared_heads
-            }
-        };
-        let mut heads = heads.to_vec();
-        shared.sort();
-        heads.sort();
-        Ok(!heads.is_empty() && shared == heads)
+        // Nothing more is served: what serving streams knew of the grantee's copies goes too.
+        self.forget_serve_states(id)
     }
 
     /// Replaces a grant's projection with a fresh document built from current values, as
@@ -144,8 +124,7 @@ impl Vault {
             &projection.automerge().save(),
         )?;
         self.store.delete_group_before(&CHUNKS, grant.id.as_bytes(), seq)?;
-        self.store.delete(&NODE, Key::Name(&sync_state_key(&grant.id, epoch - 1)))?;
-        self.serve_states.remove(&grant.id);
+        self.serve_states_new_epoch(&grant.id, epoch)?;
         self.projections.insert(
             grant.id,
             ProjectionState { projection, as_of_seq, as_of: as_of.to_vec(), last_seq: seq, chunks: 1, epoch },
@@ -171,11 +150,8 @@ impl Vault {
                 }
                 _ => {
                     // First load, or another handle started a new epoch: the chunk is a whole
-                    // document, and a sync state of the old epoch means nothing for it.
+                    // document (serving streams drop their state of the old epoch).
                     let am = AutoCommit::load(bytes).map_err(|_| damaged(seq))?;
-                    if self.projections.get(id).is_some_and(|s| s.epoch != epoch) {
-                        self.serve_states.remove(id);
-                    }
                     self.projections.insert(
                         *id,
                         ProjectionState {

@@ -1,0 +1,244 @@
+//! The grantee's side of a connection's control stream: consent requests to deliver, the
+//! share set the issuer tells (within a cap), receipts to send for what ended, and which
+//! share streams to open or reopen.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use super::{SessionError, frame_name, isolated};
+use crate::grant::SignedGrant;
+use crate::identity::{IdentityId, Ticket};
+use crate::protocol::{Ended, Frame};
+use crate::statement::GrantId;
+use crate::vault::Vault;
+
+/// Live shares this vault keeps from one issuer; grants beyond are ignored.
+pub const MAX_SHARES_PER_ISSUER: usize = 64;
+/// How long a live session waits before reopening a share stream that ended while its grant
+/// is still live.
+const REOPEN_AFTER: Duration = Duration::from_secs(1);
+
+/// What a sync exchanged.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SyncReport {
+    /// Live shares from the peer.
+    pub live: usize,
+    /// Shares whose copy changed.
+    pub updated: usize,
+    /// Shares erased because they ended.
+    pub erased: usize,
+    /// Consent requests delivered and accepted by the peer.
+    pub delivered: usize,
+    /// Consent requests the peer did not accept (too many, or refused).
+    pub not_accepted: usize,
+}
+
+/// What the transport does for a [`GranteeSession`], in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GranteeAction {
+    /// Write this frame on the control stream.
+    Send(Box<Frame>),
+    /// Open a stream for this share after `after` (zero: now) and drive a [`super::ShareStream`]
+    /// on it; report its end with [`GranteeSession::on_stream_end`].
+    OpenStream {
+        /// The share.
+        grant: GrantId,
+        /// How long to wait first.
+        after: Duration,
+    },
+    /// The issuer listed its shares: an offer it made is answered.
+    OfferAnswered,
+    /// The vault changed: wake whoever watches it.
+    Changed,
+    /// Everything is exchanged (a one-shot session): end the session.
+    Done,
+}
+
+/// One connection's control stream, on the grantee's side.
+#[derive(Debug)]
+pub struct GranteeSession {
+    issuer: IdentityId,
+    ticket: Option<Ticket>,
+    live: bool,
+    /// Shares with a stream (one-shot: ever opened, so none is opened twice).
+    streaming: BTreeSet<GrantId>,
+    /// Shares whose stream runs now.
+    running: BTreeSet<GrantId>,
+    got_shares: bool,
+    report: SyncReport,
+}
+
+impl GranteeSession {
+    /// A session with `issuer` (whose hello matched `ticket`, kept as the way back). With
+    /// `live`, it lasts until the connection drops; otherwise it is done once everything is
+    /// exchanged.
+    pub fn new(issuer: IdentityId, ticket: Option<Ticket>, live: bool) -> Self {
+        Self {
+            issuer,
+            ticket,
+            live,
+            streaming: BTreeSet::new(),
+            running: BTreeSet::new(),
+            got_shares: false,
+            report: SyncReport::default(),
+        }
+    }
+
+    /// What the session exchanged so far.
+    pub fn report(&self) -> &SyncReport {
+        &self.report
+    }
+
+    /// The first frames: queued consent requests (each is acknowledged), then `ListShares`.
+    pub fn start(&mut self, vault: &mut Vault) -> Result<Vec<GranteeAction>, SessionError> {
+        let mut out: Vec<GranteeAction> = vault
+            .outbox()
+            .undelivered(&self.issuer)?
+            .into_iter()
+            .map(|r| GranteeAction::Send(Box::new(Frame::Request(r))))
+            .collect();
+        out.push(GranteeAction::Send(Box::new(Frame::ListShares)));
+        Ok(out)
+    }
+
+    /// Takes a frame the issuer sent on the control stream. An error ends the session.
+    pub fn on_frame(&mut self, vault: &mut Vault, frame: Frame) -> Result<Vec<GranteeAction>, SessionError> {
+        isolated("an issuer's control frame", || match frame {
+            Frame::Shares { live, ended } => self.shares(vault, live, &ended),
+            Frame::Ended(e) => self.shares(vault, Vec::new(), &[e]),
+            Frame::RequestAck { request, accepted } => {
+                vault.outbox_mut().delivered(&self.issuer, &request, accepted)?;
+                if accepted {
+                    self.report.delivered += 1;
+                } else {
+                    self.report.not_accepted += 1;
+                }
+                Ok(vec![GranteeAction::Changed])
+            }
+            Frame::Denied(denial) => {
+                vault.outbox_mut().accept_denials(&self.issuer, &[denial])?;
+                Ok(vec![GranteeAction::Changed])
+            }
+            other => Err(SessionError::UnexpectedFrame(frame_name(&other))),
+        })
+    }
+
+    /// The issuer closed the control stream: a one-shot session is done, a live one failed.
+    pub fn on_closed(&mut self) -> Result<Vec<GranteeAction>, SessionError> {
+        if self.live { Err(SessionError::Closed) } else { Ok(vec![GranteeAction::Done]) }
+    }
+
+    /// A share stream ended: `changed` tells whether it changed the copy, `None` when it
+    /// failed. In a live session, a stream that ended while its grant is still live is reopened
+    /// after a pause, so a passing error never leaves it stale.
+    pub fn on_stream_end(
+        &mut self,
+        vault: &mut Vault,
+        grant: GrantId,
+        changed: Option<bool>,
+    ) -> Result<Vec<GranteeAction>, SessionError> {
+        let mut out = Vec::new();
+        self.running.remove(&grant);
+        self.report.updated += usize::from(changed == Some(true));
+        if self.live {
+            self.streaming.remove(&grant);
+            let still_live = vault.live_shares_from(&self.issuer)?.contains(&grant);
+            if still_live && self.streaming.insert(grant) {
+                self.running.insert(grant);
+                out.push(GranteeAction::OpenStream { grant, after: REOPEN_AFTER });
+            }
+        }
+        if !self.live && self.got_shares && self.running.is_empty() {
+            out.push(GranteeAction::Done);
+        }
+        Ok(out)
+    }
+
+    fn shares(
+        &mut self,
+        vault: &mut Vault,
+        live: Vec<SignedGrant>,
+        ended: &[Ended],
+    ) -> Result<Vec<GranteeAction>, SessionError> {
+        self.got_shares = true;
+        let mut out = vec![GranteeAction::OfferAnswered];
+        let held = vault.live_shares_from(&self.issuer)?;
+        let before = held.len();
+        let live = within_share_cap(&held, live);
+        let receipts = vault.accept_shares(self.issuer, self.ticket.as_ref(), &live, ended)?;
+        let now_live = vault.live_shares_from(&self.issuer)?;
+        self.report.erased += before.saturating_sub(now_live.len()).max(receipts.len().min(ended.len()));
+        self.report.live = now_live.len();
+        out.extend(receipts.into_iter().map(|r| GranteeAction::Send(Box::new(Frame::Erased(r)))));
+        for grant in now_live {
+            if self.streaming.insert(grant) {
+                self.running.insert(grant);
+                out.push(GranteeAction::OpenStream { grant, after: Duration::ZERO });
+            }
+        }
+        if !self.live && self.running.is_empty() {
+            out.push(GranteeAction::Done);
+        }
+        Ok(out)
+    }
+}
+
+/// Keeps the grants already held and new ones up to [`MAX_SHARES_PER_ISSUER`] live shares: an
+/// issuer cannot make this vault hold any number of unsolicited grants.
+fn within_share_cap(held: &[GrantId], offered: Vec<SignedGrant>) -> Vec<SignedGrant> {
+    let mut room = MAX_SHARES_PER_ISSUER.saturating_sub(held.len());
+    offered
+        .into_iter()
+        .filter(|g| {
+            let id = g.statement().id;
+            if held.contains(&id) {
+                return true;
+            }
+            if room == 0 {
+                tracing::debug!(grant = %id, "ignoring a grant beyond the per-issuer limit");
+                return false;
+            }
+            room -= 1;
+            true
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::grant::Grant;
+    use crate::identity::Identity;
+    use crate::statement::{GrantId, Signed};
+
+    use super::*;
+
+    fn grant(issuer: &Identity, n: u16) -> SignedGrant {
+        let mut id = [0u8; 10];
+        id[..2].copy_from_slice(&n.to_be_bytes());
+        let grant = Grant {
+            id: GrantId::from_raw(&id).unwrap(),
+            issuer: issuer.public(),
+            audience: Identity::from_secret_bytes(&[2; 32]).public(),
+            fields: vec!["profile.email".parse().unwrap()],
+            filter: None,
+            purpose: "flood".into(),
+            issued_at: 1_800_000_000,
+            expires_at: None,
+            prices: true,
+            request: None,
+        };
+        Signed::sign(grant, issuer).unwrap()
+    }
+
+    #[test]
+    fn an_issuer_cannot_make_a_grantee_hold_any_number_of_shares() {
+        let issuer = Identity::from_secret_bytes(&[1; 32]);
+        let offered: Vec<SignedGrant> = (0..200).map(|n| grant(&issuer, n)).collect();
+        assert_eq!(within_share_cap(&[], offered.clone()).len(), MAX_SHARES_PER_ISSUER);
+        // Shares already held stay; new ones fill what room is left.
+        let held: Vec<GrantId> = offered[..60].iter().map(|g| g.statement().id).collect();
+        let kept = within_share_cap(&held, offered.clone());
+        assert_eq!(kept.len(), MAX_SHARES_PER_ISSUER);
+        assert!(held.iter().all(|id| kept.iter().any(|g| g.statement().id == *id)));
+    }
+}

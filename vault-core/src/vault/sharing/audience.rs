@@ -1,0 +1,77 @@
+//! What an audience is told and what it confirms: the grants it may learn of (live, or ended
+//! without a confirmed erasure) and the erasure receipts it sends back.
+
+use super::{GrantError, GrantStatus};
+use crate::grant::{ErasureReceipt, SignedGrant};
+use crate::identity::IdentityId;
+use crate::protocol::Ended;
+use crate::statement::Signed;
+use crate::vault::Vault;
+use crate::vault::audit::{AuditEvent, AuditKind};
+
+/// Clock difference tolerated between an erasure receipt's time and the grant's end (seconds).
+pub(super) const MAX_CLOCK_SKEW: i64 = 600;
+
+impl Vault {
+    /// Records a grantee's erasure receipt for one of this vault's grants.
+    pub fn record_erasure(&mut self, receipt: &Signed<ErasureReceipt>) -> Result<(), GrantError> {
+        let r = receipt.statement();
+        let now = self.now();
+        self.write(|v| {
+            let mut record =
+                v.grant_record(&r.grant)?.ok_or_else(|| GrantError::Unknown(r.grant.to_string()))?;
+            let grant = v.info(&record)?.grant;
+            if r.issuer != v.identity() || r.grantee != grant.statement().audience {
+                return Err(GrantError::ReceiptMismatch(r.grant));
+            }
+            if record.erasure.is_some() {
+                return Ok(());
+            }
+            // A receipt only means something for a grant that has ended, and only if it was
+            // made after the end: otherwise a grantee could pre-empt a later revocation.
+            let info = v.info(&record)?;
+            r.check_dated(info.grant.statement(), now)?;
+            let ended_at = match (&info.revocation, info.grant.statement().expires_at) {
+                (Some(rev), _) => rev.statement().revoked_at,
+                (None, Some(expiry)) if expiry <= now => expiry,
+                _ => return Err(GrantError::StillLive(r.grant)),
+            };
+            // erased_at comes from the grantee's clock: allow for skew between machines. The
+            // check that matters is above: the grant has ended when the receipt is recorded.
+            if r.erased_at < ended_at - MAX_CLOCK_SKEW {
+                return Err(GrantError::StillLive(r.grant));
+            }
+            record.erasure = Some(receipt.to_bytes());
+            v.put_grant_record(&r.grant, &record)?;
+            let mut event = AuditEvent::new(now, AuditKind::ErasureReceipt);
+            event.peer = Some(r.grantee);
+            event.grant = Some(r.grant);
+            v.log_event(&event)?;
+            Ok(())
+        })
+    }
+
+    /// What `peer` may learn: its live grants, and its grants that ended without a confirmed
+    /// erasure. Expiries are logged first.
+    pub fn shares_for(&mut self, peer: &IdentityId) -> Result<(Vec<SignedGrant>, Vec<Ended>), GrantError> {
+        // Expiries are logged by the node's watcher; the status below already follows the clock.
+        if self.tampered.is_some() || self.is_blocked(peer)? {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        let mut live = Vec::new();
+        let mut ended = Vec::new();
+        for info in self.grants_where(|g| g.audience == *peer)? {
+            let g = info.grant.statement();
+            if g.audience != *peer {
+                continue;
+            }
+            match (info.status, info.revocation, info.erasure) {
+                (GrantStatus::Active, _, _) => live.push(info.grant),
+                (_, _, Some(_)) => {}
+                (GrantStatus::Revoked, Some(r), None) => ended.push(Ended::Revoked(r)),
+                (_, _, None) => ended.push(Ended::Expired(g.id)),
+            }
+        }
+        Ok((live, ended))
+    }
+}
