@@ -345,17 +345,25 @@ impl Vault {
                 if record.expiry_logged {
                     continue;
                 }
-                record.expiry_logged = true;
-                v.put_grant_record(&g.id, &record)?;
-                v.drop_projection(&g.id)?;
-                let mut event = AuditEvent::new(now, AuditKind::GrantExpired);
-                event.peer = Some(g.audience);
-                event.grant = Some(g.id);
-                v.log_event(&event)?;
+                v.note_expiry(g, &mut record, now)?;
                 expired.push(g.id);
             }
             Ok(expired)
         })
+    }
+
+    /// Marks an expired grant's expiry as logged, drops its projection and logs it (inside the
+    /// caller's transaction). The node's watcher does this soon after the expiry; recording the
+    /// grantee's erasure receipt does it first if the receipt came sooner, so that the access
+    /// log never shows an erasure before the expiry it answers.
+    fn note_expiry(&mut self, g: &Grant, record: &mut GrantRecord, now: i64) -> Result<(), StoreError> {
+        record.expiry_logged = true;
+        self.put_grant_record(&g.id, record)?;
+        self.drop_projection(&g.id)?;
+        let mut event = AuditEvent::new(now, AuditKind::GrantExpired);
+        event.peer = Some(g.audience);
+        event.grant = Some(g.id);
+        self.log_event(&event)
     }
 }
 

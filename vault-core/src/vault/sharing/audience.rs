@@ -41,6 +41,9 @@ impl Vault {
             if r.erased_at < ended_at - MAX_CLOCK_SKEW {
                 return Err(GrantError::StillLive(r.grant));
             }
+            if info.revocation.is_none() && !record.expiry_logged {
+                v.note_expiry(info.grant.statement(), &mut record, now)?;
+            }
             record.erasure = Some(receipt.to_bytes());
             v.put_grant_record(&r.grant, &record)?;
             let mut event = AuditEvent::new(now, AuditKind::ErasureReceipt);

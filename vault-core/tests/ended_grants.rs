@@ -1,0 +1,115 @@
+//! Grants that end: the grantee's erasure receipt closes them, whatever the order in which
+//! things happen.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+#[path = "support/pair.rs"]
+mod pair;
+use pair::vault;
+use vault_core::{
+    AuditFilter, AuditKind, ErasureReceipt, Identity, KdfParams, NewGrant, Passphrase, Signed, Vault,
+};
+
+/// A grant revoked (or expired) before its grantee ever received it: the grantee holds nothing
+/// of it, and must say so, or the issuer shows the erasure as pending forever.
+#[test]
+fn a_grant_ended_before_it_was_received_gets_an_erasure_receipt() {
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (mut customer, mut shop) = (vault(d1.path()), vault(d2.path()));
+    customer.set_profile("email", "ada@example.org").unwrap();
+    let grant = customer
+        .issue_grant(NewGrant {
+            audience: shop.identity(),
+            fields: vec!["profile.email".parse().unwrap()],
+            filter: None,
+            purpose: "delivery".into(),
+            expires_at: None,
+            prices: true,
+        })
+        .unwrap();
+    let id = grant.statement().id;
+    // Revoked before the shop ever connected.
+    customer.revoke(&id).unwrap();
+    let (live, ended) = customer.shares_for(&shop.identity()).unwrap();
+    assert!(live.is_empty() && ended.len() == 1);
+
+    let receipts = shop.accept_shares(customer.identity(), None, &live, &ended).unwrap();
+    assert_eq!(receipts.len(), 1, "the shop says it holds nothing of the grant");
+    assert_eq!(receipts[0].statement().grant, id);
+    assert!(shop.shares().unwrap().is_empty(), "and keeps nothing of it");
+    customer.record_erasure(&receipts[0]).unwrap();
+    assert!(customer.grant_info(&id).unwrap().unwrap().erasure.is_some(), "erasure confirmed");
+    let (_, ended) = customer.shares_for(&shop.identity()).unwrap();
+    assert!(ended.is_empty(), "nothing left to tell the shop");
+
+    // A revocation signed by someone else, for a grant the shop never held, gets nothing.
+    let (d3, _d4) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut stranger = vault(d3.path());
+    stranger.set_profile("email", "x@example.org").unwrap();
+    let g = stranger
+        .issue_grant(NewGrant {
+            audience: shop.identity(),
+            fields: vec!["profile.email".parse().unwrap()],
+            filter: None,
+            purpose: "spam".into(),
+            expires_at: None,
+            prices: true,
+        })
+        .unwrap();
+    stranger.revoke(&g.statement().id).unwrap();
+    let (_, foreign) = stranger.shares_for(&shop.identity()).unwrap();
+    let receipts = shop.accept_shares(customer.identity(), None, &[], &foreign).unwrap();
+    assert!(receipts.is_empty(), "a revocation by another issuer is not this issuer's to ask about");
+}
+
+/// The grantee's receipt can arrive before the issuer's node notices the expiry (its watcher
+/// runs on a timer): the access log still shows the expiry, and first.
+#[test]
+fn an_erasure_receipt_that_beats_the_watcher_logs_the_expiry_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(AtomicI64::new(1_800_000_000));
+    let c = clock.clone();
+    let mut customer = Vault::at(dir.path())
+        .kdf(KdfParams::INSECURE_FOR_TESTS)
+        .clock(Arc::new(move || c.load(Ordering::SeqCst)))
+        .create(&Passphrase::new("pw"))
+        .unwrap();
+    customer.set_profile("email", "ada@example.org").unwrap();
+    let shop = Identity::generate();
+    let id = customer
+        .issue_grant(NewGrant {
+            audience: shop.public(),
+            fields: vec!["profile.email".parse().unwrap()],
+            filter: None,
+            purpose: "a one-hour trial".into(),
+            expires_at: Some(customer.now() + 3600),
+            prices: true,
+        })
+        .unwrap()
+        .statement()
+        .id;
+    clock.fetch_add(3600, Ordering::SeqCst);
+    let receipt = Signed::sign(
+        ErasureReceipt {
+            grant: id,
+            issuer: customer.identity(),
+            grantee: shop.public(),
+            erased_at: customer.now(),
+        },
+        &shop,
+    )
+    .unwrap();
+    customer.record_erasure(&receipt).unwrap();
+    let kinds: Vec<AuditKind> = customer
+        .audit(&AuditFilter::default())
+        .unwrap()
+        .iter()
+        .filter(|e| e.grant == Some(id))
+        .map(|e| e.kind)
+        .collect();
+    let expired = kinds.iter().position(|k| *k == AuditKind::GrantExpired).expect("the expiry is logged");
+    let erased = kinds.iter().position(|k| *k == AuditKind::ErasureReceipt).expect("the receipt is logged");
+    assert!(expired < erased, "{kinds:?}");
+    assert!(customer.expire_grants().unwrap().is_empty(), "logged once");
+}
