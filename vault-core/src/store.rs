@@ -67,9 +67,17 @@ pub enum StoreError {
     /// SQLite reported an error.
     #[error("database error")]
     Sqlite(#[from] rusqlite::Error),
-    /// A row's content does not make sense once opened (named by table and row).
+    /// A row's content does not make sense once opened.
+    #[error("{table} row {row} is damaged (it does not decode)")]
+    Damaged {
+        /// The table.
+        table: &'static str,
+        /// The row's key (an id or a number, never a value).
+        row: String,
+    },
+    /// A part of the file's plaintext header does not make sense.
     #[error("{0} is damaged")]
-    Damaged(String),
+    DamagedHeader(&'static str),
     /// A sealed blob did not decrypt: it was altered, truncated or moved.
     #[error("{table} row {row} is damaged (it does not decrypt)")]
     Unreadable {
@@ -106,10 +114,16 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// Row `row` of `table` is damaged.
+    pub(crate) fn damaged(table: &sealed::Table, row: impl std::fmt::Display) -> Self {
+        StoreError::Damaged { table: table.name, row: row.to_string() }
+    }
+
     /// True when the error means the file is damaged rather than unreachable.
     pub(crate) fn is_damage(&self) -> bool {
         match self {
-            StoreError::Damaged(_)
+            StoreError::Damaged { .. }
+            | StoreError::DamagedHeader(_)
             | StoreError::Unreadable { .. }
             | StoreError::Missing { .. }
             | StoreError::Integrity { .. }
@@ -202,7 +216,7 @@ impl Store {
         let salt = random_array::<16>();
         let key = SymmetricKey::random();
         let kek = derive_wrapping_key(passphrase, &salt, params)
-            .map_err(|_| StoreError::Damaged("key-derivation parameters".into()))?;
+            .map_err(|_| StoreError::DamagedHeader("the key-derivation parameters"))?;
         let wrapped = seal(&kek, &wrap_ad(LABEL_WRAP_MANIFEST, &vault_id, &params), key.expose());
         conn.execute_batch(
             "BEGIN;
@@ -260,7 +274,7 @@ impl Store {
                 String::from_utf8_lossy(&format).chars().take(32).collect(),
             ));
         }
-        let damaged = |what: &str| UnlockFailure::Store(StoreError::Damaged(what.to_owned()));
+        let damaged = |what: &'static str| UnlockFailure::Store(StoreError::DamagedHeader(what));
         let vault_id: [u8; 16] =
             get("vault_id")?.and_then(|v| v.try_into().ok()).ok_or_else(|| damaged("the vault id"))?;
         let params: KdfParams = get("kdf")?
@@ -321,7 +335,7 @@ impl Store {
                 let key = open(kek, &wrap_ad(LABEL_WRAP_MANIFEST, &self.vault_id, params), &wrapped)
                     .ok()
                     .and_then(|k| SymmetricKey::from_bytes(&zeroize::Zeroizing::new(k)))
-                    .ok_or_else(|| StoreError::Damaged("the wrapped key".into()))?;
+                    .ok_or_else(|| StoreError::DamagedHeader("the wrapped key"))?;
                 self.digest_key = derive_digest_key(&key);
                 self.key = key;
                 return Ok(());

@@ -50,7 +50,7 @@ impl Store {
             .get_with_len(&DOC_SNAPSHOT, Key::Seq(0))?
             .ok_or(StoreError::Missing { table: DOC_SNAPSHOT.name, row: "1".into() })?;
         let Some(head) = plaintext.get(..8) else {
-            return Err(StoreError::Damaged(format!("{} row 1", DOC_SNAPSHOT.name)));
+            return Err(StoreError::damaged(&DOC_SNAPSHOT, 1));
         };
         let through_seq = i64::from_be_bytes(head.try_into().expect("8 bytes"));
         #[cfg(test)]
@@ -97,8 +97,7 @@ impl Store {
             self.get(&SECRETS, Key::Name(name))?
                 .ok_or_else(|| StoreError::Missing { table: SECRETS.name, row: name.to_owned() })?,
         );
-        let seed: [u8; 32] =
-            bytes[..].try_into().map_err(|_| StoreError::Damaged(format!("{} row {name}", SECRETS.name)))?;
+        let seed: [u8; 32] = bytes[..].try_into().map_err(|_| StoreError::damaged(&SECRETS, name))?;
         Ok(zeroize::Zeroizing::new(seed))
     }
 }

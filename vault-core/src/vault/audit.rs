@@ -119,8 +119,8 @@ impl<V: Deref<Target = Vault>> AccessLog<V> {
         let mut out = Vec::new();
         for (key, body, _) in rows {
             let seq = key.seq();
-            let event: AuditEvent = serde_json::from_slice(&body)
-                .map_err(|_| StoreError::Damaged(format!("{TABLE} row {seq}")))?;
+            let event: AuditEvent =
+                serde_json::from_slice(&body).map_err(|_| StoreError::damaged(&TABLE, seq))?;
             if filter.peer.is_some_and(|p| event.peer != Some(p))
                 || filter.grant.is_some_and(|g| event.grant != Some(g))
                 || filter.since.is_some_and(|s| event.at < s)

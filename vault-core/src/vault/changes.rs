@@ -63,8 +63,7 @@ fn split_change(plain: &[u8]) -> Option<(Option<Vec<Touched>>, &[u8])> {
 
 /// The Automerge bytes of change chunk `seq` (dropping the touched list).
 fn change_bytes(seq: i64, plain: &[u8]) -> Result<&[u8], StoreError> {
-    let (_, bytes) =
-        split_change(plain).ok_or_else(|| StoreError::Damaged(format!("{} row {seq}", DOC_CHANGES.name)))?;
+    let (_, bytes) = split_change(plain).ok_or_else(|| StoreError::damaged(&DOC_CHANGES, seq))?;
     Ok(bytes)
 }
 

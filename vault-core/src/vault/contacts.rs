@@ -115,8 +115,8 @@ impl<V: Deref<Target = Vault>> Contacts<V> {
         rows.into_iter()
             .map(|(key, body, _)| {
                 let id = key.id().to_vec();
-                let contact = serde_json::from_slice(&body)
-                    .map_err(|_| StoreError::Damaged(format!("{TABLE} row (contact)")))?;
+                let contact =
+                    serde_json::from_slice(&body).map_err(|_| StoreError::damaged(&TABLE, "(contact)"))?;
                 Ok((id, contact))
             })
             .collect()

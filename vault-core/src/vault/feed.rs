@@ -137,7 +137,7 @@ impl Vault {
             let mut out = Vec::new();
             for (issuer, grant, name, bytes) in chunk {
                 let parsed: ViewPurchases = serde_json::from_slice(bytes)
-                    .map_err(|_| StoreError::Damaged(format!("received_views row {grant}")))?;
+                    .map_err(|_| StoreError::damaged(&crate::store::sealed::RECEIVED_VIEWS, grant))?;
                 for (id, p) in parsed.purchases {
                     if keep(filter, &p) {
                         out.push(entry(*issuer, *grant, name.clone(), id, p));

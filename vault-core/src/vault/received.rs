@@ -143,9 +143,7 @@ impl Vault {
         let Some(body) = self.store.get(&RECEIVED, Key::Id(id.as_bytes()))? else {
             return Ok(None);
         };
-        serde_json::from_slice(&body)
-            .map(Some)
-            .map_err(|_| StoreError::Damaged(format!("{RECEIVED} row {id}")))
+        serde_json::from_slice(&body).map(Some).map_err(|_| StoreError::damaged(&RECEIVED, id))
     }
 
     fn put_received_record(&self, id: &ShareKey, record: &Record) -> Result<(), StoreError> {
@@ -183,8 +181,7 @@ impl Vault {
         status: ShareStatus,
     ) -> Result<(), StoreError> {
         let now = self.now();
-        let grant = SignedGrant::from_bytes(&record.grant)
-            .map_err(|_| StoreError::Damaged(format!("{RECEIVED} row {id}")))?;
+        let grant = SignedGrant::from_bytes(&record.grant).map_err(|_| StoreError::damaged(&RECEIVED, id))?;
         self.store.delete_group(&CHUNKS, id.as_bytes())?;
         self.store.delete(&VIEWS, Key::Id(id.as_bytes()))?;
         self.replicas.remove(id);
@@ -345,7 +342,7 @@ impl Vault {
             }
             if let Some(bytes) = &record.receipt {
                 let receipt = Signed::<ErasureReceipt>::from_bytes(bytes)
-                    .map_err(|_| StoreError::Damaged(format!("{RECEIVED} row {id}")))?;
+                    .map_err(|_| StoreError::damaged(&RECEIVED, &id))?;
                 if issuer.is_none_or(|i| receipt.statement().issuer == i) {
                     out.push(receipt);
                 }
@@ -416,8 +413,8 @@ impl Vault {
         let mut out = Vec::new();
         for id in self.received_ids()? {
             let Some(record) = self.received_record(&id)? else { continue };
-            let grant = SignedGrant::from_stored(&record.grant)
-                .ok_or_else(|| StoreError::Damaged(format!("{RECEIVED} row {id}")))?;
+            let grant =
+                SignedGrant::from_stored(&record.grant).ok_or_else(|| StoreError::damaged(&RECEIVED, &id))?;
             out.push((grant, record.status));
         }
         Ok(out)
@@ -425,7 +422,7 @@ impl Vault {
 
     fn view(&self, id: &ShareKey) -> Result<Option<Value>, StoreError> {
         self.view_bytes(id)?
-            .map(|b| serde_json::from_slice(&b).map_err(|_| StoreError::Damaged(format!("{VIEWS} row {id}"))))
+            .map(|b| serde_json::from_slice(&b).map_err(|_| StoreError::damaged(&VIEWS, id)))
             .transpose()
     }
 
@@ -440,8 +437,8 @@ impl Vault {
         let mut out = Vec::new();
         for id in self.received_ids()? {
             let Some(record) = self.received_record(&id)? else { continue };
-            let grant = SignedGrant::from_bytes(&record.grant)
-                .map_err(|_| StoreError::Damaged(format!("{RECEIVED} row {id}")))?;
+            let grant =
+                SignedGrant::from_bytes(&record.grant).map_err(|_| StoreError::damaged(&RECEIVED, &id))?;
             let values = if record.status == ShareStatus::Live {
                 match self.view(&id)? {
                     Some(view) => Some(view),

@@ -180,7 +180,7 @@ pub(super) fn get(vault: &Vault, table: Table, id: &RequestId) -> Result<Option<
     let Some(body) = vault.store.get(&table, Key::Id(id.as_bytes()))? else {
         return Ok(None);
     };
-    serde_json::from_slice(&body).map(Some).map_err(|_| StoreError::Damaged(format!("{table} row {id}")))
+    serde_json::from_slice(&body).map(Some).map_err(|_| StoreError::damaged(&table, id))
 }
 
 /// One stored request of `table` with its signed request, which must decode.
@@ -190,7 +190,7 @@ pub(super) fn get_signed(
     id: &RequestId,
 ) -> Result<Option<(Signed<ConsentRequest>, Record)>, StoreError> {
     let Some(record) = get(vault, table, id)? else { return Ok(None) };
-    let signed = record.signed().ok_or_else(|| StoreError::Damaged(format!("{table} row {id}")))?;
+    let signed = record.signed().ok_or_else(|| StoreError::damaged(&table, id))?;
     Ok(Some((signed, record)))
 }
 
@@ -207,7 +207,7 @@ pub(super) fn list(vault: &Vault, table: Table) -> Result<Vec<(Signed<ConsentReq
     let mut out = Vec::with_capacity(rows.len());
     for (raw, body, _) in rows {
         let name = RequestId::from_raw(raw.id()).map_or_else(|| "?".to_owned(), |id| id.to_string());
-        let damaged = || StoreError::Damaged(format!("{table} row {name}"));
+        let damaged = || StoreError::damaged(&table, &name);
         let record: Record = serde_json::from_slice(&body).map_err(|_| damaged())?;
         let signed = record.signed().ok_or_else(damaged)?;
         out.push((signed, record));

@@ -83,9 +83,22 @@ pub enum GrantError {
     /// The document is damaged.
     #[error(transparent)]
     Doc(#[from] DocError),
+    /// Catching up with changes made by another process failed.
+    #[error("cannot catch up with the vault's latest changes")]
+    CatchUp(#[source] Box<super::EditError>),
     /// The storage layer failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl GrantError {
+    /// A failure to catch up, keeping a storage failure as one.
+    pub(super) fn catch_up(e: super::EditError) -> Self {
+        match e {
+            super::EditError::Store(s) => GrantError::Store(s),
+            other => GrantError::CatchUp(Box::new(other)),
+        }
+    }
 }
 
 /// Where a grant stands.
@@ -150,7 +163,7 @@ impl Vault {
         let Some(body) = self.store.get(&GRANTS, Key::Id(id.as_bytes()))? else {
             return Ok(None);
         };
-        serde_json::from_slice(&body).map(Some).map_err(|_| StoreError::Damaged(format!("{GRANTS} row {id}")))
+        serde_json::from_slice(&body).map(Some).map_err(|_| StoreError::damaged(&GRANTS, id))
     }
 
     fn put_grant_record(&self, id: &GrantId, record: &GrantRecord) -> Result<(), StoreError> {
@@ -164,7 +177,7 @@ impl Vault {
         // Stored statements were verified (or made) before they were stored, and the AEAD,
         // bound to this vault and row, authenticates them at rest: the signature checks are not
         // paid again on every read.
-        let damaged = || StoreError::Damaged(format!("{GRANTS} row (statement)"));
+        let damaged = || StoreError::damaged(&GRANTS, "(statement)");
         let grant = SignedGrant::from_stored(&record.signed).ok_or_else(damaged)?;
         let revocation = match record.revocation.as_deref() {
             Some(b) => Some(Signed::<Revocation>::from_stored(b).ok_or_else(damaged)?),
@@ -209,8 +222,7 @@ impl Vault {
         let ids = self.store.keys(&GRANTS)?;
         let mut out = Vec::with_capacity(ids.len());
         for raw in ids {
-            let id = GrantId::from_raw(raw.id())
-                .ok_or_else(|| StoreError::Damaged(format!("{GRANTS} (bad id)")))?;
+            let id = GrantId::from_raw(raw.id()).ok_or_else(|| StoreError::damaged(&GRANTS, "(bad id)"))?;
             if let Some(record) = self.grant_record(&id)? {
                 out.push(self.info(&record)?);
             }
@@ -275,10 +287,7 @@ impl Vault {
         let signed = Signed::sign(grant, &self.identity)?;
         {
             let v = self;
-            v.catch_up().map_err(|e| match e {
-                super::EditError::Store(s) => GrantError::Store(s),
-                other => GrantError::Store(StoreError::Damaged(other.to_string())),
-            })?;
+            v.catch_up().map_err(GrantError::catch_up)?;
             let g = signed.statement();
             v.put_grant_record(
                 &g.id,

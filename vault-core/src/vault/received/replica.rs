@@ -68,7 +68,7 @@ impl Vault {
             replica
                 .am
                 .load_incremental(&bytes)
-                .map_err(|_| StoreError::Damaged(format!("{CHUNKS} row {id}/{seq}")))?;
+                .map_err(|_| StoreError::damaged(&CHUNKS, format!("{id}/{seq}")))?;
             replica.last_seq = seq;
         }
         Ok(self.replicas.get_mut(id).expect("inserted above"))
@@ -243,7 +243,7 @@ impl Vault {
         match self.load_replica(&key) {
             Ok(replica) => Ok(&replica.am),
             Err(ShareError::Store(e)) => Err(e),
-            Err(_) => Err(StoreError::Damaged(format!("{RECEIVED} row {id}"))),
+            Err(_) => Err(StoreError::damaged(&RECEIVED, id)),
         }
     }
 

@@ -136,7 +136,7 @@ impl Vault {
     fn load_projection(&mut self, id: &GrantId) -> Result<Option<&mut ProjectionState>, StoreError> {
         let after = self.projections.get(id).map_or(0, |p| p.last_seq);
         let rows = self.store.list_group(&CHUNKS, id.as_bytes(), after)?;
-        let damaged = |seq: i64| StoreError::Damaged(format!("{CHUNKS} row {id}/{seq}"));
+        let damaged = |seq: i64| StoreError::damaged(&CHUNKS, format!("{id}/{seq}"));
         for (key, plain, _) in rows {
             let seq = key.seq();
             let (epoch, as_of_seq, as_of, bytes) = decode_chunk(&plain).ok_or_else(|| damaged(seq))?;
@@ -182,7 +182,7 @@ impl Vault {
             return Ok(Vec::new());
         }
         self.write(|v| {
-            v.catch_up().map_err(|e| GrantError::Store(StoreError::Damaged(e.to_string())))?;
+            v.catch_up().map_err(GrantError::catch_up)?;
             let heads = v.doc.automerge().get_heads();
             let now_seq = v.last_seq;
             let mut changed = Vec::new();
