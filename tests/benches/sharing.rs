@@ -196,7 +196,7 @@ async fn first_sync() {
         let _ = id;
     }
     let served: u64 = customer_node
-        .inspect(|v| v.audit(&AuditFilter::default()).unwrap())
+        .inspect(|v| v.access_log().list(&AuditFilter::default()).unwrap())
         .iter()
         .filter(|e| e.kind == AuditKind::SyncServed)
         .filter_map(|e| e.bytes)

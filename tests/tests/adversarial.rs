@@ -91,11 +91,12 @@ async fn a_certificate_for_another_device_is_refused() {
     // A valid certificate, but for a device other than the one on this connection.
     send(&mut tx, &Frame::Hello(mallory.certify(other_device.public()))).await;
     assert_eq!(recv(&mut rx).await, None, "no hello back");
-    let refused = s.customer.with_vault(|v| v.audit(&AuditFilter::default()).unwrap()).iter().any(|e| {
-        e.kind == AuditKind::PeerRefused
-            && e.peer.is_none()
-            && e.detail.as_deref().is_some_and(|d| d.contains(&device.public().to_string()))
-    });
+    let refused =
+        s.customer.with_vault(|v| v.access_log().list(&AuditFilter::default()).unwrap()).iter().any(|e| {
+            e.kind == AuditKind::PeerRefused
+                && e.peer.is_none()
+                && e.detail.as_deref().is_some_and(|d| d.contains(&device.public().to_string()))
+        });
     assert!(refused, "the refusal is logged under the device that connected, not the identity it claimed");
     s.shop.shutdown().await;
     s.customer.shutdown().await;

@@ -304,7 +304,10 @@ async fn a_ten_second_partition_in_a_live_session_then_heal() {
 
 /// Kinds and grants of the issuer's access log, in order.
 fn log_of(node: &Node) -> Vec<(AuditKind, Option<GrantId>)> {
-    node.inspect(|v| v.audit(&AuditFilter::default()).unwrap()).iter().map(|e| (e.kind, e.grant)).collect()
+    node.inspect(|v| v.access_log().list(&AuditFilter::default()).unwrap())
+        .iter()
+        .map(|e| (e.kind, e.grant))
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -85,7 +85,7 @@ async fn grant_sync_live_update_revoke_erase() {
         customer_node.with_vault(|v| v.grant_info(&id).unwrap().unwrap().erasure.is_some())
     })
     .await;
-    let log = customer_node.with_vault(|v| v.audit(&AuditFilter::default()).unwrap());
+    let log = customer_node.with_vault(|v| v.access_log().list(&AuditFilter::default()).unwrap());
     let kinds: Vec<AuditKind> = log.iter().map(|e| e.kind).collect();
     assert!(kinds.contains(&AuditKind::SyncServed), "{kinds:?}");
     assert!(kinds.contains(&AuditKind::ErasureReceipt), "{kinds:?}");
@@ -138,7 +138,7 @@ async fn expiry_with_an_injected_clock() {
     })
     .await;
     let kinds: Vec<AuditKind> = customer_node
-        .with_vault(|v| v.audit(&AuditFilter::default()).unwrap())
+        .with_vault(|v| v.access_log().list(&AuditFilter::default()).unwrap())
         .iter()
         .map(|e| e.kind)
         .collect();

@@ -102,7 +102,8 @@ fn an_erasure_receipt_that_beats_the_watcher_logs_the_expiry_first() {
     .unwrap();
     customer.record_erasure(&receipt).unwrap();
     let kinds: Vec<AuditKind> = customer
-        .audit(&AuditFilter::default())
+        .access_log()
+        .list(&AuditFilter::default())
         .unwrap()
         .iter()
         .filter(|e| e.grant == Some(id))

@@ -127,7 +127,12 @@ fn grant_sync_live_update_refused_write_revoke_erase() {
     assert_eq!(customer.profile()["email"], "ada@example.org", "main document untouched");
     assert_eq!(customer.projection_values(&id).unwrap().unwrap()["profile"]["email"], "ada@example.org");
     assert!(
-        customer.audit(&AuditFilter::default()).unwrap().iter().any(|e| e.kind == AuditKind::ChangeRefused)
+        customer
+            .access_log()
+            .list(&AuditFilter::default())
+            .unwrap()
+            .iter()
+            .any(|e| e.kind == AuditKind::ChangeRefused)
     );
 
     // Revocation: nothing more is served, the shop erases and signs a receipt.

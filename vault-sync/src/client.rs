@@ -294,7 +294,7 @@ fn wanted_peers(shared: &Shared) -> Vec<(IdentityId, Option<Ticket>)> {
             None => peers.push((issuer, Some(ticket))),
         }
     }
-    for (holder, ticket) in vault.request_holders().unwrap_or_default() {
+    for (holder, ticket) in vault.outbox().holders().unwrap_or_default() {
         match peers.iter_mut().find(|(p, _)| *p == holder) {
             Some((_, known)) if known.is_none() => *known = ticket,
             Some(_) => {}
@@ -302,7 +302,7 @@ fn wanted_peers(shared: &Shared) -> Vec<(IdentityId, Option<Ticket>)> {
         }
     }
     // A blocked peer is not dialed either: blocking means no contact, both ways.
-    peers.retain(|(p, _)| !vault.is_blocked(p).unwrap_or(false));
+    peers.retain(|(p, _)| !vault.contacts().is_blocked(p).unwrap_or(false));
     peers
 }
 

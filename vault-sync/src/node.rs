@@ -137,7 +137,7 @@ fn log_refused(shared: &Shared, peer: Option<IdentityId>, detail: &str) {
     } else {
         format!("{detail} (and {unlogged} more refused since the last entry)")
     });
-    let _ = vault.log(&event);
+    let _ = vault.access_log_mut().record(&event);
 }
 
 async fn serve_connection(shared: Arc<Shared>, conn: Connection) -> Result<(), SyncError> {
@@ -169,7 +169,7 @@ async fn serve_connection(shared: Arc<Shared>, conn: Connection) -> Result<(), S
         }
         _ => return Err(SyncError::Protocol("expected hello".into())),
     };
-    if shared.vault().is_blocked(&peer).unwrap_or(true) {
+    if shared.vault().contacts().is_blocked(&peer).unwrap_or(true) {
         log_refused(&shared, Some(peer), "blocked contact");
         // Never answer: to the blocked peer this looks exactly like a node that does not answer
         // (it gives up after its handshake timeout), not like a refusal.

@@ -139,23 +139,3 @@ impl AccessLog<&mut Vault> {
         self.vault.write(|v| v.access_log().append(event))
     }
 }
-
-impl Vault {
-    /// Appends an event inside the caller's transaction. Kept for sharing.rs and received.rs;
-    /// the logic lives in [`AccessLog::append`].
-    pub(crate) fn log_event(&self, event: &AuditEvent) -> Result<(), StoreError> {
-        self.access_log().append(event)
-    }
-
-    /// Appends an event in its own transaction. Kept for vault-sync's callers; the logic lives
-    /// in [`AccessLog::record`].
-    pub fn log(&mut self, event: &AuditEvent) -> Result<(), StoreError> {
-        self.access_log_mut().record(event)
-    }
-
-    /// The access log, oldest first. Kept for vault-sync's and sharing.rs's callers; the logic
-    /// lives in [`AccessLog::list`].
-    pub fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEvent>, StoreError> {
-        self.access_log().list(filter)
-    }
-}

@@ -268,26 +268,6 @@ impl Contacts<&mut Vault> {
     }
 }
 
-/// Kept for vault-sync's callers (node.rs, node/refusal_tests.rs); each delegates to
-/// [`Contacts`].
-impl Vault {
-    /// Adds a contact from a ticket. The logic lives in [`Contacts::add`].
-    pub fn add_contact(&mut self, name: &str, ticket: &Ticket) -> Result<Contact, ContactError> {
-        self.contacts_mut().add(name, ticket)
-    }
-
-    /// Blocks a contact. The logic lives in [`Contacts::block`].
-    pub fn block_contact(&mut self, name: &str) -> Result<bool, ContactError> {
-        self.contacts_mut().block(name)
-    }
-
-    /// True when `identity` belongs to a blocked contact. The logic lives in
-    /// [`Contacts::is_blocked`].
-    pub fn is_blocked(&self, identity: &IdentityId) -> Result<bool, StoreError> {
-        self.contacts().is_blocked(identity)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::net::SocketAddr;

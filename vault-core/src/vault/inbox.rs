@@ -283,23 +283,6 @@ impl Inbox<&mut Vault> {
     }
 }
 
-/// Kept for vault-sync's callers (node.rs); each delegates to [`Inbox`].
-impl Vault {
-    /// Takes in a request delivered by `peer`. The logic lives in [`Inbox::receive`].
-    pub fn receive_request(
-        &mut self,
-        peer: &IdentityId,
-        signed: &Signed<ConsentRequest>,
-    ) -> Result<Result<(), Refusal>, StoreError> {
-        self.inbox_mut().receive(peer, signed)
-    }
-
-    /// Denials to tell `peer` when it connects. The logic lives in [`Inbox::denials_for`].
-    pub fn denials_for(&self, peer: &IdentityId) -> Result<Vec<Signed<Denial>>, StoreError> {
-        self.inbox().denials_for(peer)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

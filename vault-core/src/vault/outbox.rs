@@ -179,38 +179,3 @@ impl Outbox<&mut Vault> {
         Ok(())
     }
 }
-
-/// Kept for vault-sync's callers (client.rs); each delegates to [`Outbox`].
-impl Vault {
-    /// Requests to `holder` not yet delivered. The logic lives in [`Outbox::undelivered`].
-    pub fn undelivered_requests(
-        &self,
-        holder: &IdentityId,
-    ) -> Result<Vec<Signed<ConsentRequest>>, StoreError> {
-        self.outbox().undelivered(holder)
-    }
-
-    /// Holders this vault waits on. The logic lives in [`Outbox::holders`].
-    pub fn request_holders(&self) -> Result<Vec<(IdentityId, Option<Ticket>)>, StoreError> {
-        self.outbox().holders()
-    }
-
-    /// Records the holder's answer to a delivery. The logic lives in [`Outbox::delivered`].
-    pub fn request_delivered(
-        &mut self,
-        holder: &IdentityId,
-        id: &RequestId,
-        accepted: bool,
-    ) -> Result<(), StoreError> {
-        self.outbox_mut().delivered(holder, id, accepted)
-    }
-
-    /// Takes in denials a holder sent. The logic lives in [`Outbox::accept_denials`].
-    pub fn accept_denials(
-        &mut self,
-        holder: &IdentityId,
-        denials: &[Signed<Denial>],
-    ) -> Result<(), StoreError> {
-        self.outbox_mut().accept_denials(holder, denials)
-    }
-}

@@ -79,7 +79,8 @@ fn a_grantee_message_writes_nothing_and_changes_are_refused_untouched() {
     assert!(matches!(refused, Err(ServeError::Refused)));
     assert_eq!(v.projection_doc(&id).unwrap().unwrap().get_heads(), heads);
     let refused = v
-        .audit(&AuditFilter::default())
+        .access_log()
+        .list(&AuditFilter::default())
         .unwrap()
         .iter()
         .filter(|e| e.kind == AuditKind::ChangeRefused)

@@ -307,7 +307,7 @@ impl Vault {
             event.grant = Some(g.id);
             event.fields = g.fields.iter().map(ToString::to_string).collect();
             event.detail = Some(format!("purpose: {}", g.purpose));
-            v.log_event(&event)?;
+            v.access_log().append(&event)?;
             v.projections.insert(
                 g.id,
                 ProjectionState { projection, as_of_seq, as_of, last_seq: 1, chunks: 1, epoch: 0 },
@@ -334,7 +334,7 @@ impl Vault {
             event.peer = Some(grant.statement().audience);
             event.grant = Some(*id);
             event.fields = grant.statement().fields.iter().map(ToString::to_string).collect();
-            v.log_event(&event)?;
+            v.access_log().append(&event)?;
             Ok(revocation)
         })
     }
@@ -372,7 +372,7 @@ impl Vault {
         let mut event = AuditEvent::new(now, AuditKind::GrantExpired);
         event.peer = Some(g.audience);
         event.grant = Some(g.id);
-        self.log_event(&event)
+        self.access_log().append(&event)
     }
 }
 
@@ -447,7 +447,7 @@ mod tests {
         assert!(f.vault.projection_values(&id).unwrap().is_none(), "projection dropped");
         assert_eq!(f.vault.grant_info(&id).unwrap().unwrap().status, GrantStatus::Revoked);
         let kinds: Vec<AuditKind> =
-            f.vault.audit(&AuditFilter::default()).unwrap().iter().map(|e| e.kind).collect();
+            f.vault.access_log().list(&AuditFilter::default()).unwrap().iter().map(|e| e.kind).collect();
         assert_eq!(kinds, [AuditKind::GrantIssued, AuditKind::GrantRevoked]);
     }
 

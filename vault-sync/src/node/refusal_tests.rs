@@ -25,7 +25,7 @@ async fn many_refused_connections_write_a_bounded_number_of_audit_rows() {
     let dir = tempfile::tempdir().unwrap();
     let node = Node::spawn(create(dir.path()), local()).await.unwrap();
     let ticket = node.ticket();
-    let before = node.inspect(|v| v.audit(&AuditFilter::default()).unwrap().len());
+    let before = node.inspect(|v| v.access_log().list(&AuditFilter::default()).unwrap().len());
     let device = DeviceKey::generate();
     let endpoint = bind_endpoint(&device, &local(), Vec::new()).await.unwrap();
     for _ in 0..200 {
@@ -37,7 +37,8 @@ async fn many_refused_connections_write_a_bounded_number_of_audit_rows() {
         conn.closed().await;
     }
     let refused: Vec<_> = node.inspect(|v| {
-        v.audit(&AuditFilter::default())
+        v.access_log()
+            .list(&AuditFilter::default())
             .unwrap()
             .into_iter()
             .skip(before)
@@ -74,8 +75,8 @@ async fn a_blocked_requester_sees_what_a_silent_node_shows() {
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let mut holder = create(dirs[0].path());
     let (blocked, other) = (create(dirs[1].path()), create(dirs[2].path()));
-    holder.add_contact("pushy", &blocked.ticket(Vec::new())).unwrap();
-    holder.block_contact("pushy").unwrap();
+    holder.contacts_mut().add("pushy", &blocked.ticket(Vec::new())).unwrap();
+    holder.contacts_mut().block("pushy").unwrap();
     let holder = Node::spawn(holder, local()).await.unwrap();
 
     let silent_key = DeviceKey::generate();

@@ -49,7 +49,7 @@ impl Vault {
             let mut event = AuditEvent::new(now, AuditKind::ErasureReceipt);
             event.peer = Some(r.grantee);
             event.grant = Some(r.grant);
-            v.log_event(&event)?;
+            v.access_log().append(&event)?;
             Ok(())
         })
     }
@@ -58,7 +58,7 @@ impl Vault {
     /// erasure. Expiries are logged first.
     pub fn shares_for(&mut self, peer: &IdentityId) -> Result<(Vec<SignedGrant>, Vec<Ended>), GrantError> {
         // Expiries are logged by the node's watcher; the status below already follows the clock.
-        if self.tampered.is_some() || self.is_blocked(peer)? {
+        if self.tampered.is_some() || self.contacts().is_blocked(peer)? {
             return Ok((Vec::new(), Vec::new()));
         }
         let mut live = Vec::new();

@@ -125,7 +125,7 @@ fn sorted(heads: &[ChangeHash]) -> Vec<ChangeHash> {
 
 impl Vault {
     fn check_serving(&self, peer: &IdentityId, id: &GrantId) -> Result<GrantInfo, ServeError> {
-        if self.tampered.is_some() || self.is_blocked(peer)? {
+        if self.tampered.is_some() || self.contacts().is_blocked(peer)? {
             return Err(ServeError::Refused);
         }
         match self.grant_info(id)? {
@@ -195,7 +195,7 @@ impl Vault {
                 event.grant = Some(*id);
                 event.fields = g.fields.iter().map(ToString::to_string).collect();
                 event.bytes = Some(bytes.len() as u64);
-                v.log_event(&event)
+                v.access_log().append(&event)
             })?;
         }
         Ok(Some((bytes, carries_data)))
@@ -229,7 +229,7 @@ impl Vault {
             event.peer = Some(*peer);
             event.grant = Some(*id);
             event.detail = Some("the grantee tried to change its read-only copy".into());
-            self.write(|v| v.log_event(&event))?;
+            self.write(|v| v.access_log().append(&event))?;
             return Err(ServeError::Refused);
         }
         let doc = self.projection_doc(id)?.ok_or(ServeError::Refused)?;
