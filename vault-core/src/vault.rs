@@ -16,6 +16,7 @@ use serde_json::Value;
 mod audit;
 mod contacts;
 mod feed;
+pub(crate) mod import;
 mod inbox;
 mod received;
 mod requests;
@@ -962,40 +963,8 @@ impl Vault {
     /// anything else has its values written as new changes. Validated first; nothing is written
     /// when it does not fit.
     pub fn import(&mut self, bytes: &[u8]) -> Result<ImportMode, ImportError> {
-        if bytes.starts_with(&AUTOMERGE_MAGIC) {
-            self.import_automerge(bytes)
-        } else if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{') {
-            self.import_json(bytes)
-        } else {
-            Err(ImportError::UnknownFormat)
-        }
-    }
-
-    fn import_json(&mut self, bytes: &[u8]) -> Result<ImportMode, ImportError> {
-        let value: Value = serde_json::from_slice(bytes)
-            .map_err(|e| ImportError::MalformedJson { line: e.line(), column: e.column() })?;
-        if value.get("format").and_then(Value::as_str) != Some(EXPORT_FORMAT) {
-            return Err(ImportError::NotAnExport);
-        }
-        crate::schema::validate(crate::schema::Shape::Document, "", &value).map_err(ImportError::Schema)?;
-        self.edit(|doc| Ok(doc.apply_json(&value)?))?;
-        Ok(ImportMode::Values)
-    }
-
-    fn import_automerge(&mut self, bytes: &[u8]) -> Result<ImportMode, ImportError> {
-        let mut other = VaultDoc::load(bytes).map_err(ImportError::Automerge)?;
-        other.check_shape().map_err(ImportError::Automerge)?;
-        if other.has_genesis() {
-            self.edit(|doc| {
-                doc.merge(&mut other)?;
-                Ok(())
-            })?;
-            Ok(ImportMode::Merged)
-        } else {
-            let value = other.to_json();
-            self.edit(|doc| Ok(doc.apply_json(&value)?))?;
-            Ok(ImportMode::Values)
-        }
+        let decoded = import::Decoded::decode(bytes)?;
+        Ok(self.edit(|doc| decoded.apply(doc))?)
     }
 }
 
