@@ -16,7 +16,10 @@ fuzz_target!(|data: &[u8]| {
         // A valid certificate names exactly one device.
         let other = vault_fuzz::shop().certify(vault_core::DeviceKey::from_secret_bytes(&[9; 32]).public());
         if other.device() != cert.device() {
-            assert!(cert.verify(other.device()).is_err(), "a certificate verified for a device it does not name");
+            assert!(
+                cert.verify(other.device()).is_err(),
+                "a certificate verified for a device it does not name"
+            );
         }
     }
 });

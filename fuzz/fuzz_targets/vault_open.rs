@@ -22,7 +22,11 @@ use vault_core::{DB_FILE, KdfParams, Passphrase, Vault};
 const PASSPHRASE: &str = "fuzz";
 
 static DIR: LazyLock<PathBuf> = LazyLock::new(|| {
-    let base = if std::path::Path::new("/dev/shm").is_dir() { PathBuf::from("/dev/shm") } else { std::env::temp_dir() };
+    let base = if std::path::Path::new("/dev/shm").is_dir() {
+        PathBuf::from("/dev/shm")
+    } else {
+        std::env::temp_dir()
+    };
     let dir = base.join(format!("vault-fuzz-open-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temporary vault directory");
     dir
@@ -30,7 +34,8 @@ static DIR: LazyLock<PathBuf> = LazyLock::new(|| {
 
 /// The KDF cost the file claims, when it can be read.
 fn claimed_kdf(path: &std::path::Path) -> Option<KdfParams> {
-    let conn = rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).ok()?;
+    let conn =
+        rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).ok()?;
     let bytes: Vec<u8> = conn.query_row("SELECT value FROM meta WHERE key = 'kdf'", [], |r| r.get(0)).ok()?;
     serde_json::from_slice(&bytes).ok()
 }

@@ -13,13 +13,18 @@ use std::fs;
 use std::path::PathBuf;
 
 use vault_core::{
-    ConsentRequest, DeviceKey, Denial, ErasureReceipt, Grant, GrantId, Identity, KdfParams, Passphrase, Price,
-    PurchaseRecord, RequestId, Revocation, Signed, Statement, Ticket, Vault, DB_FILE, encode_sync_body,
+    ConsentRequest, DB_FILE, Denial, DeviceKey, ErasureReceipt, Grant, GrantId, Identity, KdfParams,
+    Passphrase, Price, PurchaseRecord, RequestId, Revocation, Signed, Statement, Ticket, Vault,
+    encode_sync_body,
 };
 
 /// The customer's and the shop's keys of the known-answer fixtures (protocol.rs tests).
 fn keys() -> (Identity, Identity, DeviceKey) {
-    (Identity::from_secret_bytes(&[3; 32]), Identity::from_secret_bytes(&[4; 32]), DeviceKey::from_secret_bytes(&[5; 32]))
+    (
+        Identity::from_secret_bytes(&[3; 32]),
+        Identity::from_secret_bytes(&[4; 32]),
+        DeviceKey::from_secret_bytes(&[5; 32]),
+    )
 }
 
 struct Corpus(PathBuf);
@@ -32,7 +37,13 @@ impl Corpus {
         Ok(())
     }
 
-    fn statement<T: Statement>(&self, target: &str, name: &str, statement: T, by: &Identity) -> Result<(), Box<dyn Error>> {
+    fn statement<T: Statement>(
+        &self,
+        target: &str,
+        name: &str,
+        statement: T,
+        by: &Identity,
+    ) -> Result<(), Box<dyn Error>> {
         self.put(target, name, &Signed::sign(statement, by)?.to_bytes())
     }
 }
@@ -109,7 +120,12 @@ fn main() -> Result<(), Box<dyn Error>> {
     corpus.statement(
         "erasure_receipt",
         "known-answer",
-        ErasureReceipt { grant: grant_id, issuer: alice.public(), grantee: shop.public(), erased_at: 1_800_000_200 },
+        ErasureReceipt {
+            grant: grant_id,
+            issuer: alice.public(),
+            grantee: shop.public(),
+            erased_at: 1_800_000_200,
+        },
         &shop,
     )?;
     let request = ConsentRequest {
@@ -150,7 +166,11 @@ fn main() -> Result<(), Box<dyn Error>> {
 
     // Tickets and ids, as users paste them.
     let ticket = Ticket::new(certificate, vec!["127.0.0.1:4433".parse()?, "[::1]:9".parse()?]);
-    corpus.put("ticket", "known-answer", include_str!("../tests/fixtures/ticket-v1.txt").trim().as_bytes())?;
+    corpus.put(
+        "ticket",
+        "known-answer",
+        include_str!("../tests/fixtures/ticket-v1.txt").trim().as_bytes(),
+    )?;
     corpus.put("ticket", "binary", &ticket.to_bytes())?;
     corpus.put("ticket", "no-address", Ticket::new(certificate, Vec::new()).to_string().as_bytes())?;
     corpus.put("ticket", "identity", alice.public().to_string().as_bytes())?;
@@ -158,7 +178,8 @@ fn main() -> Result<(), Box<dyn Error>> {
 
     // A real small vault: its file (about 116 KB: one page or more per table), and its exports.
     let dir = tempfile::tempdir()?;
-    let mut vault = Vault::at(dir.path()).kdf(KdfParams::INSECURE_FOR_TESTS).create(&Passphrase::new("fuzz"))?;
+    let mut vault =
+        Vault::at(dir.path()).kdf(KdfParams::INSECURE_FOR_TESTS).create(&Passphrase::new("fuzz"))?;
     fill(&mut vault)?;
     corpus.put("import_json", "export", &serde_json::to_vec_pretty(&vault.export_json())?)?;
     corpus.put("import_automerge", "export", &vault.export_automerge())?;
@@ -182,7 +203,8 @@ fn automerge_messages() -> Result<(Vec<u8>, Vec<u8>), Box<dyn Error>> {
     use automerge::sync::{State, SyncDoc};
 
     let dir = tempfile::tempdir()?;
-    let mut vault = Vault::at(dir.path()).kdf(KdfParams::INSECURE_FOR_TESTS).create(&Passphrase::new("fuzz"))?;
+    let mut vault =
+        Vault::at(dir.path()).kdf(KdfParams::INSECURE_FOR_TESTS).create(&Passphrase::new("fuzz"))?;
     fill(&mut vault)?;
     let mut full = AutoCommit::load(&vault.export_automerge())?;
     let mut empty = AutoCommit::new();
