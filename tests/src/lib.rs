@@ -9,6 +9,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+pub mod impair;
 pub mod peer;
 
 use serde_json::Value;
@@ -177,8 +178,13 @@ impl Drop for Serving {
 
 /// Starts `vault serve` on loopback (relays off); returns it with the ticket it printed first.
 pub fn serve(v: &TestVault) -> (Serving, String) {
+    serve_on(v, "127.0.0.1:0")
+}
+
+/// Starts `vault serve --bind BIND` (relays off); returns it with the ticket it printed first.
+pub fn serve_on(v: &TestVault, bind: &str) -> (Serving, String) {
     let mut child = v
-        .cmd(&["serve", "--no-relay", "--bind", "127.0.0.1:0"])
+        .cmd(&["serve", "--no-relay", "--bind", bind])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

@@ -95,6 +95,21 @@ pub(crate) enum ContactCommand {
         name: String,
         /// Their ticket (from their `vault id`)
         ticket: String,
+        /// Dial them here instead of at the ticket's addresses (repeatable), e.g. the public
+        /// address of a router that forwards a port to their `vault serve --bind`
+        #[arg(long = "addr", value_name = "IP:PORT", value_parser = parse_addr)]
+        addrs: Vec<std::net::SocketAddr>,
+    },
+    /// Set the addresses a contact is dialed at, instead of their ticket's (or --clear them)
+    Addr {
+        /// The petname
+        name: String,
+        /// Where to dial them, e.g. 203.0.113.7:4433 or [2001:db8::1]:4433
+        #[arg(value_name = "IP:PORT", value_parser = parse_addr, required_unless_present = "clear")]
+        addrs: Vec<std::net::SocketAddr>,
+        /// Forget the addresses set by hand: dial the ticket's addresses again
+        #[arg(long, conflicts_with = "addrs")]
+        clear: bool,
     },
     /// List contacts
     List,
@@ -467,4 +482,9 @@ pub(crate) struct CompletionsArgs {
     /// The shell
     #[arg(value_enum)]
     pub(crate) shell: clap_complete::Shell,
+}
+
+/// A contact's address: an IP and a port (names are not resolved: what is stored is dialed).
+fn parse_addr(s: &str) -> Result<std::net::SocketAddr, String> {
+    s.parse().map_err(|_| "expected IP:PORT, e.g. 203.0.113.7:4433 or [2001:db8::1]:4433".to_owned())
 }

@@ -40,6 +40,9 @@ fn hint(err: &anyhow::Error) -> Option<String> {
         if let Some(ContactError::Blocked(name)) = cause.downcast_ref::<ContactError>() {
             return Some(format!("use 'vault contact unblock {name}' first, then remove it"));
         }
+        if let Some(ContactError::NoSuchContact(_)) = cause.downcast_ref::<ContactError>() {
+            return Some("'vault contact list' shows your contacts; 'vault contact add' adds one".into());
+        }
         if cause.downcast_ref::<NoPassphrase>().is_some() {
             return Some("set VAULT_PASSPHRASE in the environment of scripts".into());
         }

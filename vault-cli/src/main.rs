@@ -9,6 +9,7 @@ mod app;
 mod cli;
 mod cmd;
 mod errors;
+mod logging;
 mod output;
 mod time;
 
@@ -18,7 +19,7 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
-    init_tracing();
+    logging::init();
     match cmd::run(cli) {
         Ok(app::Outcome::Done) => ExitCode::SUCCESS,
         Ok(app::Outcome::No) => ExitCode::from(1),
@@ -30,14 +31,4 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
-}
-
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("VAULT_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::env::var_os("NO_COLOR").is_none())
-        .init();
 }

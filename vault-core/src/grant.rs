@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::identity::IdentityId;
 use crate::path::{FieldPath, RecordFilter};
 use crate::scope::check_scope;
-use crate::statement::{GrantId, RequestId, Signed, Statement, StatementError};
+use crate::statement::{GrantId, RequestId, Rule, Signed, Statement, StatementError};
 
 /// Permission, signed by the issuer, for the audience to receive the listed fields.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,13 +43,13 @@ impl Statement for Grant {
         self.issuer
     }
 
-    fn check(&self) -> Result<(), String> {
+    fn check(&self) -> Result<(), Rule> {
         check_scope("covers", &self.fields, self.filter.as_ref(), &self.purpose)?;
         if self.issuer == self.audience {
-            return Err("issuer and audience are the same identity".into());
+            return Err(Rule::SameIdentity("issuer and audience"));
         }
         if self.expires_at.is_some_and(|e| e <= self.issued_at) {
-            return Err("it expires before it is issued".into());
+            return Err(Rule::ExpiresBeforeIssued);
         }
         Ok(())
     }
@@ -87,7 +87,7 @@ impl Statement for Revocation {
         self.issuer
     }
 
-    fn check(&self) -> Result<(), String> {
+    fn check(&self) -> Result<(), Rule> {
         Ok(())
     }
 }
@@ -114,7 +114,7 @@ impl Statement for ErasureReceipt {
         self.grantee
     }
 
-    fn check(&self) -> Result<(), String> {
+    fn check(&self) -> Result<(), Rule> {
         Ok(())
     }
 }
@@ -130,14 +130,14 @@ impl ErasureReceipt {
     /// bound, so [`Statement::check`] does not do this; the vault that records it does.)
     pub fn check_dated(&self, grant: &Grant, now: i64) -> Result<(), StatementError> {
         // Both bounds allow for the skew between the grantee's clock and ours.
-        let problem = if self.erased_at < grant.issued_at.saturating_sub(MAX_RECEIPT_CLOCK_SKEW) {
-            "it is dated before the grant was issued"
+        let rule = if self.erased_at < grant.issued_at.saturating_sub(MAX_RECEIPT_CLOCK_SKEW) {
+            Rule::DatedBeforeGrant
         } else if self.erased_at > now.saturating_add(MAX_RECEIPT_CLOCK_SKEW) {
-            "it is dated in the future"
+            Rule::DatedInFuture
         } else {
             return Ok(());
         };
-        Err(StatementError::Invalid { kind: Self::KIND, problem: problem.into() })
+        Err(StatementError::Invalid { kind: Self::KIND, rule })
     }
 }
 
@@ -202,17 +202,24 @@ mod tests {
     fn grant_rules() {
         let (alice, shop) = (Identity::generate(), Identity::generate());
         let mut g = grant(&alice, &shop);
+        let broken = |g: Grant| match Signed::sign(g, &alice) {
+            Err(StatementError::Invalid { kind: "grant", rule }) => rule,
+            other => panic!("expected a broken rule, got {other:?}"),
+        };
         g.purpose = "  ".into();
-        assert!(matches!(Signed::sign(g, &alice), Err(StatementError::Invalid { .. })));
+        assert_eq!(broken(g), Rule::NoPurpose);
         let mut g = grant(&alice, &shop);
         g.fields.clear();
-        assert!(Signed::sign(g, &alice).is_err());
+        assert_eq!(broken(g), Rule::NoField { verb: "covers" });
         let mut g = grant(&alice, &shop);
         g.audience = alice.public();
-        assert!(Signed::sign(g, &alice).is_err());
+        assert_eq!(broken(g), Rule::SameIdentity("issuer and audience"));
         let mut g = grant(&alice, &shop);
         g.filter = Some("tag=books".parse().unwrap());
-        assert!(Signed::sign(g, &alice).is_err(), "a filter needs purchases");
+        assert_eq!(broken(g), Rule::FilterWithoutPurchases, "a filter needs purchases");
+        let mut g = grant(&alice, &shop);
+        g.expires_at = Some(g.issued_at);
+        assert_eq!(broken(g), Rule::ExpiresBeforeIssued);
     }
 
     #[test]
@@ -223,7 +230,13 @@ mod tests {
         // Signed by hand, as a hostile issuer would, skipping the rules.
         let body = serde_json::to_vec(&g).unwrap();
         let signature = alice.sign(Grant::LABEL, &body);
-        assert!(matches!(SignedGrant::verify(&body, &signature), Err(StatementError::Invalid { .. })));
+        assert!(matches!(
+            SignedGrant::verify(&body, &signature),
+            Err(StatementError::Invalid {
+                rule: Rule::SteeringCharacter { what: "purpose", code_point: 0x0A },
+                ..
+            })
+        ));
         assert_eq!(
             Signed::sign(g, &alice).unwrap_err().to_string(),
             "invalid grant: the purpose contains a control character (U+000A)"

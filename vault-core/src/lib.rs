@@ -77,7 +77,7 @@ pub use receipt::{ConsentState, ReceiptNames, consent_receipt};
 pub use request::{ConsentRequest, Denial, MAX_REASON_LEN, MAX_REQUEST_DURATION, WiderThanAsked};
 pub use schema::{DOCUMENT_SCHEMA, SchemaError};
 pub use scope::{MAX_FIELDS, MAX_PURPOSE_LEN};
-pub use statement::{GrantId, RequestId, Signed, Statement, StatementError, is_steering_char};
+pub use statement::{GrantId, RequestId, Rule, Signed, Statement, StatementError, is_steering_char};
 pub use store::{DB_FILE, StoreError};
 pub use vault::{
     Approval, AuditEvent, AuditFilter, AuditKind, Clock, Contact, ContactError, CreateError, EXPORT_FORMAT,

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::identity::IdentityId;
 use crate::path::{FieldPath, RecordFilter};
 use crate::scope::check_scope;
-use crate::statement::{RequestId, Statement, check_single_line};
+use crate::statement::{RequestId, Rule, Statement, check_single_line};
 
 /// Longest duration a request may ask for: ten years, in seconds.
 pub const MAX_REQUEST_DURATION: i64 = 10 * 366 * 86_400;
@@ -51,13 +51,13 @@ impl Statement for ConsentRequest {
         self.requester
     }
 
-    fn check(&self) -> Result<(), String> {
+    fn check(&self) -> Result<(), Rule> {
         check_scope("asks for", &self.fields, self.filter.as_ref(), &self.purpose)?;
         if self.requester == self.holder {
-            return Err("requester and holder are the same identity".into());
+            return Err(Rule::SameIdentity("requester and holder"));
         }
         if self.duration.is_some_and(|d| d <= 0 || d > MAX_REQUEST_DURATION) {
-            return Err("the duration must be between one second and ten years".into());
+            return Err(Rule::DurationOutOfRange);
         }
         Ok(())
     }
@@ -150,9 +150,9 @@ impl Statement for Denial {
         self.holder
     }
 
-    fn check(&self) -> Result<(), String> {
+    fn check(&self) -> Result<(), Rule> {
         if self.reason.as_ref().is_some_and(|r| r.len() > MAX_REASON_LEN) {
-            return Err(format!("the reason is longer than {MAX_REASON_LEN} bytes"));
+            return Err(Rule::TooLong { what: "reason", max: MAX_REASON_LEN });
         }
         if let Some(reason) = &self.reason {
             check_single_line("reason", reason)?;

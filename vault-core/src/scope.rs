@@ -2,7 +2,7 @@
 //! Grants and requests follow the same rules, checked here once for both.
 
 use crate::path::{FieldPath, RecordFilter};
-use crate::statement::check_single_line;
+use crate::statement::{Rule, check_single_line};
 
 /// Longest purpose text, in bytes.
 pub const MAX_PURPOSE_LEN: usize = 500;
@@ -14,28 +14,28 @@ pub const MAX_FIELDS: usize = 64;
 /// and a record filter only beside a purchases field. `verb` says what the statement does with
 /// its fields ("covers", "asks for") in the messages.
 pub(crate) fn check_scope(
-    verb: &str,
+    verb: &'static str,
     fields: &[FieldPath],
     filter: Option<&RecordFilter>,
     purpose: &str,
-) -> Result<(), String> {
+) -> Result<(), Rule> {
     if fields.is_empty() {
-        return Err(format!("it {verb} no field"));
+        return Err(Rule::NoField { verb });
     }
     if fields.len() > MAX_FIELDS {
-        return Err(format!("it {verb} more than {MAX_FIELDS} fields"));
+        return Err(Rule::TooManyFields { verb, max: MAX_FIELDS });
     }
     if purpose.trim().is_empty() {
-        return Err("the purpose is required".into());
+        return Err(Rule::NoPurpose);
     }
     if purpose.len() > MAX_PURPOSE_LEN {
-        return Err(format!("the purpose is longer than {MAX_PURPOSE_LEN} bytes"));
+        return Err(Rule::TooLong { what: "purpose", max: MAX_PURPOSE_LEN });
     }
     check_single_line("purpose", purpose)?;
     if let Some(filter) = filter {
         check_single_line("record filter", &filter.to_string())?;
         if !fields.iter().any(|f| matches!(f, FieldPath::Purchases(_))) {
-            return Err("a record filter needs a purchases field".into());
+            return Err(Rule::FilterWithoutPurchases);
         }
     }
     Ok(())

@@ -119,12 +119,12 @@ pub enum StatementError {
     #[error("the {0}'s signature does not verify")]
     BadSignature(&'static str),
     /// The statement breaks one of its rules.
-    #[error("invalid {kind}: {problem}")]
+    #[error("invalid {kind}: {rule}")]
     Invalid {
         /// The kind of statement.
         kind: &'static str,
         /// The rule it breaks.
-        problem: String,
+        rule: Rule,
     },
     /// The signing key is not the statement's author.
     #[error("the {0} must be signed by its author")]
@@ -147,11 +147,68 @@ pub fn is_steering_char(c: char) -> bool {
     c.is_control() || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{2028}' | '\u{2029}')
 }
 
-/// Refuses a single-line text that holds a [steering](is_steering_char) character. The message names
-/// the first such character by its code point and never echoes the text.
-pub(crate) fn check_single_line(what: &str, text: &str) -> Result<(), String> {
+/// A rule of a statement that a statement broke. Messages never echo the statement's text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Rule {
+    /// It names no field.
+    #[error("it {verb} no field")]
+    NoField {
+        /// What the statement does with its fields ("covers", "asks for").
+        verb: &'static str,
+    },
+    /// It names more than [`crate::MAX_FIELDS`] fields.
+    #[error("it {verb} more than {max} fields")]
+    TooManyFields {
+        /// What the statement does with its fields.
+        verb: &'static str,
+        /// The limit.
+        max: usize,
+    },
+    /// The purpose is empty.
+    #[error("the purpose is required")]
+    NoPurpose,
+    /// A text is longer than its limit.
+    #[error("the {what} is longer than {max} bytes")]
+    TooLong {
+        /// Which text ("purpose", "reason").
+        what: &'static str,
+        /// The limit, in bytes.
+        max: usize,
+    },
+    /// A single-line text holds a [steering](is_steering_char) character.
+    #[error("the {what} contains a control character (U+{code_point:04X})")]
+    SteeringCharacter {
+        /// Which text ("purpose", "reason", "record filter").
+        what: &'static str,
+        /// The first such character.
+        code_point: u32,
+    },
+    /// A record filter without a purchases field to apply to.
+    #[error("a record filter needs a purchases field")]
+    FilterWithoutPurchases,
+    /// Both parties are one identity.
+    #[error("{0} are the same identity")]
+    SameIdentity(&'static str),
+    /// A grant that expires before it is issued.
+    #[error("it expires before it is issued")]
+    ExpiresBeforeIssued,
+    /// A requested duration out of range.
+    #[error("the duration must be between one second and ten years")]
+    DurationOutOfRange,
+    /// A receipt dated before the grant it answers.
+    #[error("it is dated before the grant was issued")]
+    DatedBeforeGrant,
+    /// A statement dated too far in the future.
+    #[error("it is dated in the future")]
+    DatedInFuture,
+}
+
+/// Refuses a single-line text that holds a [steering](is_steering_char) character, naming the
+/// first one by its code point.
+pub(crate) fn check_single_line(what: &'static str, text: &str) -> Result<(), Rule> {
     match text.chars().find(|c| is_steering_char(*c)) {
-        Some(c) => Err(format!("the {what} contains a control character (U+{:04X})", u32::from(c))),
+        Some(c) => Err(Rule::SteeringCharacter { what, code_point: u32::from(c) }),
         None => Ok(()),
     }
 }
@@ -165,7 +222,7 @@ pub trait Statement: Serialize + DeserializeOwned + Clone {
     /// Whose signature the statement must carry.
     fn author(&self) -> IdentityId;
     /// The statement's own rules, checked on signing and on verification.
-    fn check(&self) -> Result<(), String>;
+    fn check(&self) -> Result<(), Rule>;
 }
 
 /// A statement with its author's signature over its exact body bytes.
@@ -188,7 +245,7 @@ impl<T: Statement> Signed<T> {
         if statement.author() != identity.public() {
             return Err(StatementError::WrongSigner(T::KIND));
         }
-        statement.check().map_err(|problem| StatementError::Invalid { kind: T::KIND, problem })?;
+        statement.check().map_err(|rule| StatementError::Invalid { kind: T::KIND, rule })?;
         let body = serde_json::to_vec(&statement).map_err(|_| StatementError::Malformed(T::KIND))?;
         let signature = identity.sign(T::LABEL, &body);
         Ok(Self { body, signature, statement })
@@ -203,7 +260,7 @@ impl<T: Statement> Signed<T> {
         if !statement.author().verify(T::LABEL, body, signature) {
             return Err(StatementError::BadSignature(T::KIND));
         }
-        statement.check().map_err(|problem| StatementError::Invalid { kind: T::KIND, problem })?;
+        statement.check().map_err(|rule| StatementError::Invalid { kind: T::KIND, rule })?;
         Ok(Self { body: body.to_vec(), signature: *signature, statement })
     }
 

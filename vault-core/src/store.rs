@@ -99,6 +99,10 @@ pub enum StoreError {
     /// Reading or writing the vault directory failed.
     #[error("cannot access the vault directory")]
     Io(#[from] std::io::Error),
+    /// The database abandoned a write half-way (disk full, I/O error): nothing of it was
+    /// written.
+    #[error("the database abandoned the write (is the disk full?); nothing was written")]
+    TransactionLost,
 }
 
 impl StoreError {
@@ -111,7 +115,7 @@ impl StoreError {
             | StoreError::Integrity { .. }
             | StoreError::Document(_) => true,
             StoreError::Sqlite(e) => sqlite_damage(e),
-            StoreError::Io(_) => false,
+            StoreError::Io(_) | StoreError::TransactionLost => false,
         }
     }
 }
@@ -145,6 +149,8 @@ pub(crate) struct Store {
     /// Set when the current transaction deleted rows: its commit is followed by a checkpoint
     /// so that the erased ciphertext leaves the WAL too.
     erased: Cell<bool>,
+    /// Set between [`Store::begin_write`] and its commit or rollback.
+    writing: Cell<bool>,
     path: PathBuf,
 }
 
@@ -212,8 +218,15 @@ impl Store {
         put("wrapped_key", &wrapped)?;
         conn.execute_batch("COMMIT")?;
         let digest_key = derive_digest_key(&key);
-        let mut store =
-            Self { conn, vault_id, key, digest_key, erased: Cell::new(false), path: path.to_owned() };
+        let mut store = Self {
+            conn,
+            vault_id,
+            key,
+            digest_key,
+            erased: Cell::new(false),
+            writing: Cell::new(false),
+            path: path.to_owned(),
+        };
         store.migrate()?;
         store.conn.execute_batch("BEGIN IMMEDIATE")?;
         store.build_manifest()?;
@@ -273,8 +286,15 @@ impl Store {
         let key = SymmetricKey::from_bytes(&key_bytes).ok_or(UnlockFailure::WrongPassphrase)?;
         configure(&conn)?;
         let digest_key = derive_digest_key(&key);
-        let mut store =
-            Self { conn, vault_id, key, digest_key, erased: Cell::new(false), path: path.to_owned() };
+        let mut store = Self {
+            conn,
+            vault_id,
+            key,
+            digest_key,
+            erased: Cell::new(false),
+            writing: Cell::new(false),
+            path: path.to_owned(),
+        };
         store.migrate().map_err(UnlockFailure::Store)?;
         if legacy {
             store.add_manifest(&kek, &params).map_err(UnlockFailure::Store)?;
@@ -282,25 +302,46 @@ impl Store {
         Ok(store)
     }
 
-    /// Migrates a vault from before the manifest: digests its rows as they are and re-wraps the
-    /// data key under the manifest label, in one transaction (another process may have done it
-    /// first: then nothing is written).
+    /// Migrates a vault from before the manifest, in one transaction (another process may have
+    /// done it first: then nothing is written): re-seals every row under a new data key,
+    /// digests the rows, and wraps the new key under the manifest label.
+    ///
+    /// The new key is what makes the migration final: a copy of the old wrapped key (from a
+    /// backup of the file, say) put back in the file would otherwise pass for a vault from
+    /// before the manifest and have any tampering with the rows accepted as the new baseline.
+    /// With the rows under a new key, the old key opens none of them.
     fn add_manifest(&mut self, kek: &SymmetricKey, params: &KdfParams) -> Result<(), StoreError> {
         self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        let old_key = self.key.clone();
         let result = (|| {
             let wrapped: Vec<u8> =
                 self.conn.query_row("SELECT value FROM meta WHERE key = 'wrapped_key'", [], |r| r.get(0))?;
             if open(kek, &wrap_ad(LABEL_WRAP, &self.vault_id, params), &wrapped).is_err() {
+                // Migrated by another process meanwhile: its new key is the one to use.
+                let key = open(kek, &wrap_ad(LABEL_WRAP_MANIFEST, &self.vault_id, params), &wrapped)
+                    .ok()
+                    .and_then(|k| SymmetricKey::from_bytes(&zeroize::Zeroizing::new(k)))
+                    .ok_or_else(|| StoreError::Damaged("the wrapped key".into()))?;
+                self.digest_key = derive_digest_key(&key);
+                self.key = key;
                 return Ok(());
             }
+            self.reseal_all(SymmetricKey::random())?;
             self.build_manifest()?;
             let rewrapped =
                 seal(kek, &wrap_ad(LABEL_WRAP_MANIFEST, &self.vault_id, params), self.key.expose());
             self.conn.execute("UPDATE meta SET value = ?1 WHERE key = 'wrapped_key'", [rewrapped])?;
             Ok(())
         })();
-        let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
-        self.conn.execute_batch(end)?;
+        let ended = self.conn.execute_batch(if result.is_ok() { "COMMIT" } else { "ROLLBACK" });
+        if result.is_err() || ended.is_err() {
+            self.digest_key = derive_digest_key(&old_key);
+            self.key = old_key;
+        } else {
+            // The rows under the old key leave the log (best effort, as after an erasure).
+            let _ = self.checkpoint();
+        }
+        ended?;
         result
     }
 
@@ -373,6 +414,7 @@ impl Store {
     /// Starts a write transaction (`BEGIN IMMEDIATE`: waits for the write lock).
     pub(crate) fn begin_write(&self) -> Result<(), StoreError> {
         self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        self.writing.set(true);
         Ok(())
     }
 
@@ -385,6 +427,9 @@ impl Store {
 
     /// Commits the open transaction (then checkpoints when it erased rows).
     pub(crate) fn commit(&self) -> Result<(), StoreError> {
+        if self.writing.replace(false) && self.conn.is_autocommit() {
+            return Err(StoreError::TransactionLost);
+        }
         self.conn.execute_batch("COMMIT")?;
         self.after_commit();
         Ok(())
@@ -392,10 +437,21 @@ impl Store {
 
     /// Rolls back the open transaction, if any.
     pub(crate) fn rollback(&self) {
+        self.writing.set(false);
         if !self.conn.is_autocommit() {
             let _ = self.conn.execute_batch("ROLLBACK");
         }
         self.after_rollback();
+    }
+
+    /// Fails when a write transaction begun with [`Store::begin_write`] is no longer open:
+    /// SQLite rolls a transaction back by itself on some errors (disk full, I/O), and what
+    /// follows must not run outside it, committed piece by piece.
+    pub(super) fn still_writing(&self) -> Result<(), StoreError> {
+        if self.writing.get() && self.conn.is_autocommit() {
+            return Err(StoreError::TransactionLost);
+        }
+        Ok(())
     }
 
     /// SQLite's `data_version`: changes when another connection commits.
@@ -446,6 +502,29 @@ mod tests {
         assert_eq!(store.open_row("doc_changes", b"1", &blob).unwrap(), b"hello");
         assert!(store.open_row("doc_changes", b"2", &blob).is_err());
         assert!(store.open_row("secrets", b"1", &blob).is_err());
+    }
+
+    /// SQLite rolls a transaction back by itself on some errors (disk full, I/O); the writes
+    /// that follow in the same operation must fail, not commit one by one.
+    #[test]
+    fn writes_after_the_database_dropped_the_transaction_fail_and_write_nothing() {
+        use sealed::{GRANTS, Key};
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            Store::create(&dir.path().join(DB_FILE), &Passphrase::new("pw"), KdfParams::INSECURE_FOR_TESTS)
+                .unwrap();
+        store.begin_write().unwrap();
+        store.put(&GRANTS, Key::Id(b"a"), b"first").unwrap();
+        // What SQLite does on SQLITE_FULL or SQLITE_IOERR in the middle of a transaction.
+        store.conn.execute_batch("ROLLBACK").unwrap();
+        assert!(matches!(store.put(&GRANTS, Key::Id(b"b"), b"second"), Err(StoreError::TransactionLost)));
+        assert!(matches!(store.commit(), Err(StoreError::TransactionLost)));
+        store.rollback();
+        assert_eq!(store.keys(&GRANTS).unwrap().len(), 0);
+        assert!(store.check_rows().unwrap().is_empty());
+        // The next write works as usual.
+        store.put(&GRANTS, Key::Id(b"c"), b"third").unwrap();
+        assert_eq!(store.keys(&GRANTS).unwrap().len(), 1);
     }
 
     #[test]

@@ -82,13 +82,15 @@ pub(crate) async fn connect(endpoint: &Endpoint, ticket: &Ticket) -> Result<Conn
     Ok(conn)
 }
 
-/// Dials `ticket` and exchanges hellos: the connection, its control stream, and the peer's
-/// identity (checked against the ticket).
+/// Dials `ticket` (at the addresses set by hand on its contact, when there are any) and
+/// exchanges hellos: the connection, its control stream, and the peer's identity (checked
+/// against the ticket).
 pub(crate) async fn dial(
     shared: &Shared,
     endpoint: &Endpoint,
     ticket: &Ticket,
 ) -> Result<(Connection, SendStream, RecvStream, IdentityId), SyncError> {
+    let ticket = &shared.vault().dial_ticket(ticket).map_err(SyncError::vault)?;
     let conn = connect(endpoint, ticket).await?;
     let (mut send, mut recv) = conn.open_bi().await.map_err(SyncError::io)?;
     let cert = shared.vault().device_certificate();

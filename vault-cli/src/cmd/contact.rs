@@ -1,8 +1,8 @@
-//! `vault contact add|list|rm|block|unblock`
+//! `vault contact add|addr|list|rm|block|unblock`
 
 use anyhow::{Context, Result};
 use serde_json::json;
-use vault_core::Ticket;
+use vault_core::{Contact, Ticket};
 
 use crate::app::{App, Outcome};
 use crate::cli::ContactCommand;
@@ -10,14 +10,36 @@ use crate::output::untrusted;
 
 pub(crate) fn run(app: &App, command: ContactCommand) -> Result<Outcome> {
     match command {
-        ContactCommand::Add { name, ticket } => {
+        ContactCommand::Add { name, ticket, addrs } => {
             let ticket: Ticket = ticket.parse().context("invalid ticket")?;
             let mut vault = app.unlock()?;
-            let contact = vault.add_contact(&name, &ticket)?;
+            let contact = vault.add_contact_at(&name, &ticket, &addrs)?;
             if app.json {
-                app.print_json(&json!({ "name": contact.name, "identity": contact.identity.to_string() }))?;
+                app.print_json(&json!({
+                    "name": contact.name,
+                    "identity": contact.identity.to_string(),
+                    "addrs": addr_strings(&contact),
+                }))?;
             } else {
-                app.print(format!("added {} ({})", untrusted(&contact.name), contact.identity))?;
+                app.print(format!(
+                    "added {} ({}){}",
+                    untrusted(&contact.name),
+                    contact.identity,
+                    dialed_at(&contact)
+                ))?;
+            }
+            Ok(Outcome::Done)
+        }
+        ContactCommand::Addr { name, addrs, clear } => {
+            let addrs = if clear { Vec::new() } else { addrs };
+            let mut vault = app.unlock()?;
+            let contact = vault.set_contact_addrs(&name, &addrs)?;
+            if app.json {
+                app.print_json(&json!({ "name": contact.name, "addrs": addr_strings(&contact) }))?;
+            } else if contact.addrs.is_empty() {
+                app.print(format!("{} is dialed at its ticket's addresses", untrusted(&contact.name)))?;
+            } else {
+                app.print(format!("{}{}", untrusted(&contact.name), dialed_at(&contact)))?;
             }
             Ok(Outcome::Done)
         }
@@ -27,7 +49,14 @@ pub(crate) fn run(app: &App, command: ContactCommand) -> Result<Outcome> {
             if app.json {
                 let list: Vec<_> = contacts
                     .iter()
-                    .map(|c| json!({ "name": c.name, "identity": c.identity.to_string(), "blocked": c.blocked }))
+                    .map(|c| {
+                        json!({
+                            "name": c.name,
+                            "identity": c.identity.to_string(),
+                            "blocked": c.blocked,
+                            "addrs": addr_strings(c),
+                        })
+                    })
                     .collect();
                 app.print_json(&json!({ "contacts": list }))?;
             } else if contacts.is_empty() {
@@ -37,10 +66,11 @@ pub(crate) fn run(app: &App, command: ContactCommand) -> Result<Outcome> {
                     .iter()
                     .map(|c| {
                         format!(
-                            "{:<16} {}{}",
+                            "{:<16} {}{}{}",
                             untrusted(&c.name),
                             c.identity,
-                            if c.blocked { "  (blocked)" } else { "" }
+                            if c.blocked { "  (blocked)" } else { "" },
+                            dialed_at(c)
                         )
                     })
                     .collect();
@@ -73,4 +103,17 @@ fn set_blocked(app: &App, name: &str, blocked: bool) -> Result<Outcome> {
         eprintln!("no contact named {}", untrusted(name));
     }
     Ok(if found { Outcome::Done } else { Outcome::No })
+}
+
+fn addr_strings(contact: &Contact) -> Vec<String> {
+    contact.addrs.iter().map(ToString::to_string).collect()
+}
+
+/// `  dialed at A, B` for a contact with addresses set by hand; empty otherwise.
+fn dialed_at(contact: &Contact) -> String {
+    if contact.addrs.is_empty() {
+        String::new()
+    } else {
+        format!("  dialed at {}", addr_strings(contact).join(", "))
+    }
 }

@@ -239,6 +239,35 @@ mod tests {
         conn.execute("UPDATE meta SET value = ?1 WHERE key = 'wrapped_key'", [wrapped]).unwrap();
     }
 
+    /// An attacker with a copy of the file from before the manifest puts its wrapped key back
+    /// and drops the manifest, hoping that tampered rows get accepted as the new baseline.
+    #[test]
+    fn an_old_wrapped_key_put_back_opens_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(DB_FILE);
+        let s = store(dir.path());
+        s.put(&GRANTS, Key::Id(b"g1"), b"grant one").unwrap();
+        s.put(&GRANTS, Key::Id(b"g2"), b"grant two").unwrap();
+        drop(s);
+        make_legacy(&path);
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        let old_wrapped: Vec<u8> =
+            conn.query_row("SELECT value FROM meta WHERE key = 'wrapped_key'", [], |r| r.get(0)).unwrap();
+        // First open migrates.
+        let s = Store::open(&path, &Passphrase::new("pw")).unwrap();
+        assert_eq!(s.get(&GRANTS, Key::Id(b"g2")).unwrap().as_deref(), Some(&b"grant two"[..]));
+        drop(s);
+        // The attack: a grant row deleted, the manifest dropped, the old wrapped key back.
+        conn.execute("DELETE FROM grants WHERE id = ?1", [b"g2".to_vec()]).unwrap();
+        conn.execute_batch("DROP TABLE manifest; DELETE FROM migrations WHERE version = 5;").unwrap();
+        conn.execute("UPDATE meta SET value = ?1 WHERE key = 'wrapped_key'", [old_wrapped]).unwrap();
+        drop(conn);
+        match Store::open(&path, &Passphrase::new("pw")) {
+            Err(UnlockFailure::Store(StoreError::Unreadable { table: "secrets" | "grants", .. })) => {}
+            other => panic!("the old key must open nothing, got {:?}", other.map(|_| "a store")),
+        }
+    }
+
     #[test]
     fn a_vault_from_before_the_manifest_gets_one_on_first_open() {
         let dir = tempfile::tempdir().unwrap();

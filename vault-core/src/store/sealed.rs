@@ -14,7 +14,9 @@
 use rusqlite::{OptionalExtension, params_from_iter};
 
 use super::{Store, StoreError};
-use crate::primitives::{DIGEST_LEN, NONCE_BYTES, TAG_BYTES, nonce_and_tag, row_element};
+use crate::primitives::{
+    DIGEST_LEN, NONCE_BYTES, SymmetricKey, TAG_BYTES, derive_digest_key, nonce_and_tag, row_element,
+};
 
 /// How a table's rows are keyed, and how the key becomes the row bytes of the associated data.
 #[derive(Debug, Clone, Copy)]
@@ -204,6 +206,7 @@ impl Store {
 
     /// Runs `f` inside a write transaction: the caller's, or one of its own.
     fn in_write<T>(&self, f: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreError> {
+        self.still_writing()?;
         if !self.conn.is_autocommit() {
             return f();
         }
@@ -421,6 +424,40 @@ impl Store {
                 Ok((k, plain, blob.len() as u64))
             })
             .collect()
+    }
+
+    /// Re-seals every row of every sealed table under a new data key, inside the caller's
+    /// transaction, and makes it this store's key. Every row is opened with the current key
+    /// first, so a row that key cannot open stops everything (and the store keeps its key).
+    /// Digests are not kept up to date: the caller builds the manifest afterwards.
+    pub(super) fn reseal_all(&mut self, new: SymmetricKey) -> Result<(), StoreError> {
+        let mut rows = Vec::new();
+        for table in ALL_TABLES {
+            for (key, plain, _) in self.list(table)? {
+                rows.push((table, key, zeroize::Zeroizing::new(plain)));
+            }
+        }
+        let old = std::mem::replace(&mut self.key, new);
+        let result = (|| {
+            for (table, key, plain) in &rows {
+                let blob = self.seal_row(table.name, &table.row_bytes(key.as_key()), plain);
+                let (where_sql, mut params) = table.where_row(key.as_key());
+                let sql = format!("UPDATE {} SET blob = ?{} WHERE {where_sql}", table.name, params.len() + 1);
+                params.push(rusqlite::types::Value::Blob(blob));
+                self.conn.prepare_cached(&sql)?.execute(params_from_iter(params))?;
+            }
+            Ok(())
+        })();
+        match result {
+            Ok(()) => {
+                self.digest_key = derive_digest_key(&self.key);
+                Ok(())
+            }
+            Err(e) => {
+                self.key = old;
+                Err(e)
+            }
+        }
     }
 
     /// Every row of `table`, opened, in key order, with each blob's sealed length.

@@ -1,6 +1,8 @@
 //! Contacts: local petnames for other people's identities, with their tickets. Stored sealed
 //! (a petname is the user's data too).
 
+use std::net::SocketAddr;
+
 use serde::{Deserialize, Serialize};
 
 use super::Vault;
@@ -23,7 +25,15 @@ pub struct Contact {
     /// Blocked contacts are refused on the network and their requests dropped.
     #[serde(default)]
     pub blocked: bool,
+    /// Addresses set by hand (`vault contact add --addr`, `vault contact addr`): when not empty
+    /// they replace the ticket's addresses whenever this vault dials the contact (a peer behind
+    /// port forwarding; tests routing through a proxy).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub addrs: Vec<SocketAddr>,
 }
+
+/// Addresses a contact may have set by hand, at most (as many as a ticket carries).
+const MAX_CONTACT_ADDRS: usize = 16;
 
 /// A contact operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +54,15 @@ pub enum ContactError {
     /// Removing a blocked contact would unblock it: unblock it first.
     #[error("contact \"{0}\" is blocked; removing it would unblock it")]
     Blocked(String),
+    /// No contact by that name.
+    #[error("no contact named \"{0}\"")]
+    NoSuchContact(String),
+    /// An address no one can be dialed at (port 0, or an unspecified or multicast IP).
+    #[error("cannot dial address \"{0}\": give the peer's IP and port, e.g. 203.0.113.7:4433")]
+    BadAddr(SocketAddr),
+    /// More addresses than a ticket carries (16).
+    #[error("too many addresses ({0}): at most {MAX_CONTACT_ADDRS}")]
+    TooManyAddrs(usize),
     /// The storage layer failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -64,6 +83,16 @@ fn valid_name(name: &str) -> bool {
     (1..=64).contains(&name.len())
         && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
         && !name.starts_with("vault1")
+}
+
+fn check_addrs(addrs: &[SocketAddr]) -> Result<(), ContactError> {
+    if addrs.len() > MAX_CONTACT_ADDRS {
+        return Err(ContactError::TooManyAddrs(addrs.len()));
+    }
+    match addrs.iter().find(|a| a.port() == 0 || a.ip().is_unspecified() || a.ip().is_multicast()) {
+        Some(bad) => Err(ContactError::BadAddr(*bad)),
+        None => Ok(()),
+    }
 }
 
 impl Vault {
@@ -93,6 +122,18 @@ impl Vault {
 
     /// Adds a contact from a ticket.
     pub fn add_contact(&mut self, name: &str, ticket: &Ticket) -> Result<Contact, ContactError> {
+        self.add_contact_at(name, ticket, &[])
+    }
+
+    /// Adds a contact from a ticket, dialed at `addrs` instead of the ticket's addresses when
+    /// `addrs` is not empty (see [`Contact::addrs`]).
+    pub fn add_contact_at(
+        &mut self,
+        name: &str,
+        ticket: &Ticket,
+        addrs: &[SocketAddr],
+    ) -> Result<Contact, ContactError> {
+        check_addrs(addrs)?;
         if !valid_name(name) {
             return Err(ContactError::BadName(name.chars().take(64).collect()));
         }
@@ -108,6 +149,7 @@ impl Vault {
                 identity: ticket.identity(),
                 ticket: Some(ticket.to_string()),
                 blocked: false,
+                addrs: addrs.to_vec(),
             };
             v.put_contact(&random_array::<16>(), &contact)?;
             Ok(contact)
@@ -154,6 +196,33 @@ impl Vault {
         })
     }
 
+    /// Sets the addresses contact `name` is dialed at; empty `addrs` goes back to the ticket's.
+    pub fn set_contact_addrs(&mut self, name: &str, addrs: &[SocketAddr]) -> Result<Contact, ContactError> {
+        check_addrs(addrs)?;
+        self.write(|v| {
+            for (id, mut c) in v.contact_rows()? {
+                if c.name == name {
+                    c.addrs = addrs.to_vec();
+                    v.put_contact(&id, &c)?;
+                    return Ok(c);
+                }
+            }
+            Err(ContactError::NoSuchContact(name.chars().take(64).collect()))
+        })
+    }
+
+    /// The ticket to dial for `ticket`'s identity: its addresses replaced by those set by hand
+    /// on that identity's contact, when there are any.
+    pub fn dial_ticket(&self, ticket: &Ticket) -> Result<Ticket, StoreError> {
+        let rows = self.contact_rows()?;
+        let set =
+            rows.into_iter().map(|(_, c)| c).find(|c| c.identity == ticket.identity() && !c.addrs.is_empty());
+        Ok(match set {
+            Some(c) => Ticket::new(*ticket.certificate(), c.addrs),
+            None => ticket.clone(),
+        })
+    }
+
     /// True when `identity` belongs to a blocked contact.
     pub fn is_blocked(&self, identity: &IdentityId) -> Result<bool, StoreError> {
         Ok(self.contact_rows()?.iter().any(|(_, c)| c.blocked && c.identity == *identity))
@@ -178,5 +247,66 @@ impl Vault {
             return Ok(Peer { identity, ticket: None, name: self.petname(&identity) });
         }
         Err(ContactError::UnknownPeer(peer.chars().take(64).collect()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use crate::identity::{DeviceKey, Identity, Ticket};
+    use crate::primitives::{KdfParams, Passphrase};
+    use crate::vault::Vault;
+
+    use super::ContactError;
+
+    #[test]
+    fn addresses_set_by_hand_replace_the_tickets_when_dialing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut v =
+            Vault::at(dir.path()).kdf(KdfParams::INSECURE_FOR_TESTS).create(&Passphrase::new("pw")).unwrap();
+        let bob = Identity::generate();
+        let from_ticket: SocketAddr = "192.0.2.1:4433".parse().unwrap();
+        let ticket = Ticket::new(bob.certify(DeviceKey::generate().public()), vec![from_ticket]);
+        let forwarded: SocketAddr = "203.0.113.7:5000".parse().unwrap();
+        v.add_contact_at("bob", &ticket, &[forwarded]).unwrap();
+        let dialed = v.dial_ticket(&ticket).unwrap();
+        assert_eq!(dialed.addrs(), &[forwarded]);
+        assert_eq!((dialed.identity(), dialed.device()), (ticket.identity(), ticket.device()));
+
+        let v6: SocketAddr = "[2001:db8::1]:6000".parse().unwrap();
+        assert_eq!(v.set_contact_addrs("bob", &[v6, forwarded]).unwrap().addrs, vec![v6, forwarded]);
+        assert_eq!(v.dial_ticket(&ticket).unwrap().addrs(), &[v6, forwarded]);
+        // Another process sees the same.
+        let other = Vault::at(dir.path()).unlock(&Passphrase::new("pw")).unwrap();
+        assert_eq!(other.contacts().unwrap()[0].addrs, vec![v6, forwarded]);
+
+        // Cleared: the ticket's own addresses again.
+        v.set_contact_addrs("bob", &[]).unwrap();
+        assert_eq!(v.dial_ticket(&ticket).unwrap().addrs(), &[from_ticket]);
+        // Someone who is not a contact is dialed at their ticket's addresses.
+        let carol =
+            Ticket::new(Identity::generate().certify(DeviceKey::generate().public()), vec![from_ticket]);
+        assert_eq!(v.dial_ticket(&carol).unwrap(), carol);
+    }
+
+    #[test]
+    fn bad_addresses_and_unknown_contacts_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut v =
+            Vault::at(dir.path()).kdf(KdfParams::INSECURE_FOR_TESTS).create(&Passphrase::new("pw")).unwrap();
+        let ticket = Ticket::new(Identity::generate().certify(DeviceKey::generate().public()), Vec::new());
+        for bad in ["0.0.0.0:4433", "192.0.2.1:0", "[::]:4433", "224.0.0.1:4433"] {
+            let addr: SocketAddr = bad.parse().unwrap();
+            assert!(
+                matches!(v.add_contact_at("bob", &ticket, &[addr]), Err(ContactError::BadAddr(a)) if a == addr)
+            );
+        }
+        assert!(v.contacts().unwrap().is_empty(), "nothing was added");
+        let many: Vec<SocketAddr> = (1..=17).map(|p| SocketAddr::from(([192, 0, 2, 1], p))).collect();
+        assert!(matches!(v.add_contact_at("bob", &ticket, &many), Err(ContactError::TooManyAddrs(17))));
+        let err = v.set_contact_addrs("nobody", &[]).unwrap_err();
+        assert!(matches!(&err, ContactError::NoSuchContact(n) if n == "nobody"));
+        assert_eq!(err.to_string(), "no contact named \"nobody\"");
     }
 }
