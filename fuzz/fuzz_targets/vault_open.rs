@@ -1,7 +1,7 @@
 //! A vault file from anywhere (damaged, truncated, tampered, or not a vault at all), opened
 //! with the right passphrase: an error, never a panic, never a hang.
 //!
-//! Each input is written as the SQLite file of a vault directory in tmpfs (the WAL and shared
+//! Each input is written as the SQLite file of a vault directory (the WAL and shared
 //! memory files of the previous input removed), then unlocked. The seeds are real small vaults
 //! made with the test KDF setting and the passphrase below, so mutations reach past the key
 //! unwrap into the row-set manifest, the sealed rows and the document.
@@ -21,13 +21,9 @@ use vault_core::{DB_FILE, KdfParams, Passphrase, Vault};
 /// The passphrase of the seed vaults (`cargo run -p vault-core --example fuzz_seeds`).
 const PASSPHRASE: &str = "fuzz";
 
+/// Under the temporary directory (scripts/fuzz-smoke.sh points it at tmpfs when there is one).
 static DIR: LazyLock<PathBuf> = LazyLock::new(|| {
-    let base = if std::path::Path::new("/dev/shm").is_dir() {
-        PathBuf::from("/dev/shm")
-    } else {
-        std::env::temp_dir()
-    };
-    let dir = base.join(format!("vault-fuzz-open-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("vault-fuzz-open-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temporary vault directory");
     dir
 });
