@@ -41,6 +41,9 @@
 #![deny(missing_docs)]
 
 mod doc;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod grant;
 mod identity;
 mod money;

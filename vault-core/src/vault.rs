@@ -45,7 +45,7 @@ mod inbox;
 mod open;
 mod outbox;
 mod received;
-mod records;
+pub(crate) mod records;
 mod requests;
 mod rollback;
 #[cfg(test)]

@@ -9,10 +9,12 @@ use serde_json::Value;
 
 use super::Vault;
 use super::changes::EditError;
-use crate::doc::{DocError, PREFERENCES, PROFILE, VaultDoc};
+use crate::doc::{DocError, PREFERENCES, PROFILE};
 use crate::money::Price;
 use crate::primitives::random_array;
 use crate::schema::SchemaError;
+
+pub(crate) mod import;
 
 /// First bytes of every Automerge file (document or change chunk).
 const AUTOMERGE_MAGIC: [u8; 4] = [0x85, 0x6f, 0x4a, 0x83];
@@ -222,40 +224,8 @@ impl Vault {
     /// anything else has its values written as new changes. Validated first; nothing is written
     /// when it does not fit.
     pub fn import(&mut self, bytes: &[u8]) -> Result<ImportMode, ImportError> {
-        if bytes.starts_with(&AUTOMERGE_MAGIC) {
-            self.import_automerge(bytes)
-        } else if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{') {
-            self.import_json(bytes)
-        } else {
-            Err(ImportError::UnknownFormat)
-        }
-    }
-
-    fn import_json(&mut self, bytes: &[u8]) -> Result<ImportMode, ImportError> {
-        let value: Value = serde_json::from_slice(bytes)
-            .map_err(|e| ImportError::MalformedJson { line: e.line(), column: e.column() })?;
-        if value.get("format").and_then(Value::as_str) != Some(EXPORT_FORMAT) {
-            return Err(ImportError::NotAnExport);
-        }
-        crate::schema::validate(crate::schema::Shape::Document, "", &value).map_err(ImportError::Schema)?;
-        self.edit(|doc| Ok(doc.apply_json(&value)?))?;
-        Ok(ImportMode::Values)
-    }
-
-    fn import_automerge(&mut self, bytes: &[u8]) -> Result<ImportMode, ImportError> {
-        let mut other = VaultDoc::load(bytes).map_err(ImportError::Automerge)?;
-        other.check_shape().map_err(ImportError::Automerge)?;
-        if other.has_genesis() {
-            self.edit(|doc| {
-                doc.merge(&mut other)?;
-                Ok(())
-            })?;
-            Ok(ImportMode::Merged)
-        } else {
-            let value = other.to_json();
-            self.edit(|doc| Ok(doc.apply_json(&value)?))?;
-            Ok(ImportMode::Values)
-        }
+        let decoded = import::Decoded::decode(bytes)?;
+        Ok(self.edit(|doc| decoded.apply(doc))?)
     }
 }
 
