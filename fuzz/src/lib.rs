@@ -8,6 +8,8 @@
 //! panic inside Automerge on a path without the guard still crashes, because it unwinds into
 //! libFuzzer's own `catch_unwind`.
 
+pub mod session;
+
 use std::collections::HashSet;
 use std::sync::{LazyLock, Mutex, Once};
 
