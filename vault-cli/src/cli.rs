@@ -104,8 +104,12 @@ pub(crate) enum ContactCommand {
     Addr {
         /// The petname
         name: String,
-        /// Where to dial them, e.g. 203.0.113.7:4433 or [2001:db8::1]:4433
-        #[arg(value_name = "IP:PORT", value_parser = parse_addr, required_unless_present = "clear")]
+        #[arg(
+            value_name = "IP:PORT",
+            value_parser = parse_addr,
+            required_unless_present = "clear",
+            help = "Where to dial them, e.g. 203.0.113.7:4433 or [2001:db8::1]:4433"
+        )]
         addrs: Vec<std::net::SocketAddr>,
         /// Forget the addresses set by hand: dial the ticket's addresses again
         #[arg(long, conflicts_with = "addrs")]
