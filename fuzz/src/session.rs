@@ -27,8 +27,11 @@ impl Pair {
     /// A fresh pair under the temporary directory.
     pub fn new() -> Pair {
         static N: AtomicU64 = AtomicU64::new(0);
-        let dir = std::env::temp_dir()
-            .join(format!("vault-fuzz-session-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)));
+        let dir = std::env::temp_dir().join(format!(
+            "vault-fuzz-session-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
         let open = |name: &str| {
             Vault::at(dir.join(name))
                 .kdf(KdfParams::INSECURE_FOR_TESTS)
@@ -40,7 +43,10 @@ impl Pair {
         let grant = customer
             .issue_grant(NewGrant {
                 audience: shop.identity(),
-                fields: vec!["profile.email".parse().expect("a field"), "purchases".parse().expect("a field")],
+                fields: vec![
+                    "profile.email".parse().expect("a field"),
+                    "purchases".parse().expect("a field"),
+                ],
                 filter: None,
                 purpose: "delivery".into(),
                 expires_at: None,
