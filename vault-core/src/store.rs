@@ -379,6 +379,13 @@ impl Store {
         Ok(busy? == 0)
     }
 
+    /// Marks the current transaction as an erasure even though it deletes nothing by itself
+    /// (a copy replaced by a new one): its commit is followed by a checkpoint, so that the old
+    /// copy's blobs leave the log and, with `secure_delete`, the file.
+    pub(crate) fn note_erasure(&self) {
+        self.erased.set(true);
+    }
+
     /// Call after a transaction rolled back.
     pub(crate) fn after_rollback(&self) {
         self.erased.set(false);

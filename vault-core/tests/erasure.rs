@@ -7,7 +7,7 @@ use vault_core::{GrantId, Passphrase, Vault};
 
 #[path = "support/pair.rs"]
 mod pair;
-use pair::{share_email, vault};
+use pair::{open, share_email, share_email_linked, sync, vault};
 
 /// The last 16 bytes (the Poly1305 tag) of every blob of the share's chunks and view.
 fn share_tags(dir: &Path, issuer: &vault_core::IdentityId, id: &GrantId) -> Vec<Vec<u8>> {
@@ -58,4 +58,42 @@ fn an_erased_share_leaves_no_ciphertext_in_the_file_or_the_wal() {
     // The vault is still whole.
     drop(shop);
     assert!(Vault::at(d2.path()).verify(&Passphrase::new("pw")).unwrap().is_ok());
+}
+
+/// The projection's blobs (issuer side): the tags of every chunk of grant `id`.
+fn projection_tags(dir: &Path, id: &GrantId) -> Vec<Vec<u8>> {
+    let conn = rusqlite::Connection::open(dir.join(vault_core::DB_FILE)).unwrap();
+    let mut stmt =
+        conn.prepare("SELECT substr(blob, -16, 16) FROM projection_chunks WHERE grant_id = ?1").unwrap();
+    stmt.query_map([id.as_bytes().as_slice()], |r| r.get::<_, Vec<u8>>(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+/// A new epoch replaces a copy that held a value since retracted: on both sides, the old
+/// copy's blobs leave the file and its log as an erasure's do (review L3).
+#[test]
+fn a_new_epoch_leaves_no_old_copy_in_the_file_or_the_wal() {
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut customer = vault(d1.path());
+    let mut shop = vault(d2.path());
+    customer.set_profile("email", "ada@example.org").unwrap();
+    let (id, mut link) = share_email_linked(&mut customer, &mut shop);
+    sync(&mut customer, &mut shop, &mut link);
+    let old_copy = share_tags(d2.path(), &customer.identity(), &id);
+    // The grantee goes away; a value is set and overwritten meanwhile: a new epoch.
+    customer.set_profile("email", "ada@never-seen.example").unwrap();
+    customer.update_projections(None).unwrap();
+    let old_projection = projection_tags(d1.path(), &id);
+    customer.set_profile("email", "ada@third.example").unwrap();
+    customer.update_projections(None).unwrap();
+    assert_eq!(files_containing(d1.path(), &old_projection), Vec::<String>::new(), "issuer side");
+    let mut link = open(&mut customer, &mut shop, &id);
+    sync(&mut customer, &mut shop, &mut link);
+    assert_eq!(
+        shop.shares().unwrap()[0].values,
+        Some(serde_json::json!({"profile": {"email": "ada@third.example"}}))
+    );
+    assert_eq!(files_containing(d2.path(), &old_copy), Vec::<String>::new(), "grantee side");
 }

@@ -203,6 +203,8 @@ impl Vault {
                 if caught_up {
                     let view = obj_to_json(&v.replicas.get_mut(id).expect("loaded").am, &ROOT);
                     v.put_view(id, &view)?;
+                    // The old epoch's view held what was retracted: it goes as an erasure does.
+                    v.store.note_erasure();
                     record.view_pending = false;
                 }
                 !record.view_pending

@@ -124,6 +124,8 @@ impl Vault {
             &projection.automerge().save(),
         )?;
         self.store.delete_group_before(&CHUNKS, grant.id.as_bytes(), seq)?;
+        // The old epoch held what was retracted: it goes as an erasure does.
+        self.store.note_erasure();
         self.serve_states_new_epoch(&grant.id, epoch)?;
         self.projections.insert(
             grant.id,
