@@ -61,6 +61,10 @@ fn a_grant_ended_before_it_was_received_gets_an_erasure_receipt() {
     let (_, foreign) = stranger.shares_for(&shop.identity()).unwrap();
     let receipts = shop.accept_shares(customer.identity(), None, &[], &foreign).unwrap();
     assert!(receipts.is_empty(), "a revocation by another issuer is not this issuer's to ask about");
+    // Nor a bare "expired" naming any grant id: it carries no issuer's signature.
+    let expired = [vault_core::Ended::Expired(g.statement().id)];
+    let receipts = shop.accept_shares(customer.identity(), None, &[], &expired).unwrap();
+    assert!(receipts.is_empty(), "no receipt for an unsigned end of a grant never held");
 }
 
 /// The grantee's receipt can arrive before the issuer's node notices the expiry (its watcher

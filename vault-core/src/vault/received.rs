@@ -262,9 +262,11 @@ impl Vault {
             for end in ended {
                 let id = v.share_key(&issuer, &end.grant())?;
                 let Some(mut record) = v.received_record(&id)? else {
+                    // Only for a revocation the issuer signed: a bare "expired" names any id,
+                    // and this vault's signature must not be had for grants of others.
                     let by_issuer = match end {
                         Ended::Revoked(r) => r.statement().issuer == issuer,
-                        Ended::Expired(_) => true,
+                        Ended::Expired(_) => false,
                     };
                     if by_issuer && never_held.len() < MAX_RECEIPTS_FOR_UNKNOWN_GRANTS {
                         never_held.push(end.grant());
