@@ -231,8 +231,17 @@ impl Store {
         put("salt", &salt)?;
         put("wrapped_key", &wrapped)?;
         conn.execute_batch("COMMIT")?;
+        let mut store = Self::with_key(conn, vault_id, key, path);
+        store.migrate()?;
+        store.conn.execute_batch("BEGIN IMMEDIATE")?;
+        store.build_manifest()?;
+        store.conn.execute_batch("COMMIT")?;
+        Ok(store)
+    }
+
+    fn with_key(conn: Connection, vault_id: [u8; 16], key: SymmetricKey, path: &Path) -> Self {
         let digest_key = derive_digest_key(&key);
-        let mut store = Self {
+        Self {
             conn,
             vault_id,
             key,
@@ -240,12 +249,13 @@ impl Store {
             erased: Cell::new(false),
             writing: Cell::new(false),
             path: path.to_owned(),
-        };
-        store.migrate()?;
-        store.conn.execute_batch("BEGIN IMMEDIATE")?;
-        store.build_manifest()?;
-        store.conn.execute_batch("COMMIT")?;
-        Ok(store)
+        }
+    }
+
+    /// Makes `key` the data key (and the digest key derived from it).
+    pub(super) fn set_key(&mut self, key: SymmetricKey) {
+        self.digest_key = derive_digest_key(&key);
+        self.key = key;
     }
 
     /// Opens and unlocks an existing vault file. Nothing is written before the passphrase has
@@ -299,16 +309,7 @@ impl Store {
             };
         let key = SymmetricKey::from_bytes(&key_bytes).ok_or(UnlockFailure::WrongPassphrase)?;
         configure(&conn)?;
-        let digest_key = derive_digest_key(&key);
-        let mut store = Self {
-            conn,
-            vault_id,
-            key,
-            digest_key,
-            erased: Cell::new(false),
-            writing: Cell::new(false),
-            path: path.to_owned(),
-        };
+        let mut store = Self::with_key(conn, vault_id, key, path);
         store.migrate().map_err(UnlockFailure::Store)?;
         if legacy {
             store.add_manifest(&kek, &params).map_err(UnlockFailure::Store)?;
@@ -336,8 +337,7 @@ impl Store {
                     .ok()
                     .and_then(|k| SymmetricKey::from_bytes(&zeroize::Zeroizing::new(k)))
                     .ok_or_else(|| StoreError::DamagedHeader("the wrapped key"))?;
-                self.digest_key = derive_digest_key(&key);
-                self.key = key;
+                self.set_key(key);
                 return Ok(());
             }
             self.reseal_all(SymmetricKey::random())?;
@@ -349,8 +349,7 @@ impl Store {
         })();
         let ended = self.conn.execute_batch(if result.is_ok() { "COMMIT" } else { "ROLLBACK" });
         if result.is_err() || ended.is_err() {
-            self.digest_key = derive_digest_key(&old_key);
-            self.key = old_key;
+            self.set_key(old_key);
         } else {
             // The rows under the old key leave the log (best effort, as after an erasure).
             let _ = self.checkpoint();

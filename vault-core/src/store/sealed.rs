@@ -14,9 +14,7 @@
 use rusqlite::{OptionalExtension, params_from_iter};
 
 use super::{Store, StoreError};
-use crate::primitives::{
-    DIGEST_LEN, NONCE_BYTES, SymmetricKey, TAG_BYTES, derive_digest_key, nonce_and_tag, row_element,
-};
+use crate::primitives::{DIGEST_LEN, NONCE_BYTES, SymmetricKey, TAG_BYTES, nonce_and_tag, row_element};
 
 /// How a table's rows are keyed, and how the key becomes the row bytes of the associated data.
 #[derive(Debug, Clone, Copy)]
@@ -437,7 +435,8 @@ impl Store {
                 rows.push((table, key, zeroize::Zeroizing::new(plain)));
             }
         }
-        let old = std::mem::replace(&mut self.key, new);
+        let old = self.key.clone();
+        self.set_key(new);
         let result = (|| {
             for (table, key, plain) in &rows {
                 let blob = self.seal_row(table.name, &table.row_bytes(key.as_key()), plain);
@@ -448,16 +447,10 @@ impl Store {
             }
             Ok(())
         })();
-        match result {
-            Ok(()) => {
-                self.digest_key = derive_digest_key(&self.key);
-                Ok(())
-            }
-            Err(e) => {
-                self.key = old;
-                Err(e)
-            }
+        if result.is_err() {
+            self.set_key(old);
         }
+        result
     }
 
     /// Every row of `table`, opened, in key order, with each blob's sealed length.
