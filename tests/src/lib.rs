@@ -183,12 +183,13 @@ pub fn serve(v: &TestVault) -> (Serving, String) {
 
 /// Starts `vault serve --bind BIND` (relays off); returns it with the ticket it printed first.
 pub fn serve_on(v: &TestVault, bind: &str) -> (Serving, String) {
-    let mut child = v
-        .cmd(&["serve", "--no-relay", "--bind", bind])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("vault serve starts");
+    serve_command(v.cmd(&["serve", "--no-relay", "--bind", bind]))
+}
+
+/// Starts a prepared `vault serve` command (for example one run inside a network namespace);
+/// returns it with the ticket it printed first.
+pub fn serve_command(mut cmd: Command) -> (Serving, String) {
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("vault serve starts");
     let mut line = String::new();
     BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line).expect("a first line");
     assert!(line.starts_with("vault1"), "the ticket is the first line: {line:?}");

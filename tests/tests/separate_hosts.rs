@@ -7,12 +7,11 @@
 //! Needs root and iproute2 (`ip netns`): where namespaces cannot be made, the test says why and
 //! passes without running (CI runs as root and has them).
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use vault_tests::{TestVault, vault_bin};
+use vault_tests::{Serving, TestVault, serve_command, vault_bin};
 
 /// The hosts' subnet (a documentation-free private range, private to the namespaces).
 const SUBNET: &str = "10.77.0";
@@ -117,18 +116,8 @@ impl Lab {
     }
 
     /// Starts `vault serve` on `addr` in `host`'s namespace; returns it and its ticket.
-    fn serve(&self, host: &str, v: &TestVault, addr: &str) -> (Killed, String) {
-        let bind = format!("{addr}:{PORT}");
-        let mut child = self
-            .vault(host, v, &["serve", "--no-relay", "--bind", &bind])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("vault serve starts");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line).expect("a first line");
-        assert!(line.starts_with("vault1"), "the ticket is the first line: {line:?}");
-        (Killed(child), line.trim().to_owned())
+    fn serve(&self, host: &str, v: &TestVault, addr: &str) -> (Serving, String) {
+        serve_command(self.vault(host, v, &["serve", "--no-relay", "--bind", &format!("{addr}:{PORT}")]))
     }
 }
 
@@ -138,16 +127,6 @@ impl Drop for Lab {
         for host in self.hosts.iter().copied().chain(["br"]) {
             let _ = ip(&["netns", "del", &self.ns(host)]);
         }
-    }
-}
-
-/// A child process killed (and its namespace-exec wrapper with it) when dropped.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
 
