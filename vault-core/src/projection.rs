@@ -111,6 +111,15 @@ fn project_purchase(grant: &Grant, record: &Value) -> Option<Value> {
     Some(Value::Object(out))
 }
 
+/// Whether `grant` names any field of `section`.
+fn covers(grant: &Grant, section: &str) -> bool {
+    grant.fields.iter().any(|f| match f {
+        FieldPath::Profile(_) => section == PROFILE,
+        FieldPath::Preferences(_) => section == PREFERENCES,
+        FieldPath::Purchases(_) => section == PURCHASES,
+    })
+}
+
 /// What `grant` covers of a document (as JSON): only the granted sections appear.
 pub fn project(grant: &Grant, doc: &Value) -> Value {
     let mut out = Map::new();
@@ -159,7 +168,14 @@ impl Projection {
     /// Builds the projection of `grant` from the current values of `doc`.
     pub(crate) fn build(grant: &Grant, doc: &VaultDoc) -> Self {
         let mut am = AutoCommit::new().with_actor(ActorId::random());
-        let projected = project(grant, &doc.to_json());
+        // Only the sections the grant covers are read: a profile-only grant rebuilt after an
+        // overwrite must not pay for converting ten thousand purchases.
+        let covered: Map<String, Value> = [PROFILE, PREFERENCES, PURCHASES]
+            .into_iter()
+            .filter(|section| covers(grant, section))
+            .map(|section| (section.to_owned(), doc.section_json(section)))
+            .collect();
+        let projected = project(grant, &Value::Object(covered));
         if let Value::Object(sections) = &projected {
             for (section, value) in sections {
                 assign(&mut am, &ROOT, section, value);
