@@ -324,6 +324,10 @@ impl Soak {
             if present { vec!["contact", "rm", &name] } else { vec!["contact", "add", &name, &ticket] };
         if self.write("contact", &args).is_some() {
             self.acked.contacts.insert(name, !present);
+        } else {
+            // Killed: the change may or may not have landed, so nothing is promised about
+            // this contact until a later change of it is acknowledged.
+            self.acked.contacts.remove(&name);
         }
     }
 
