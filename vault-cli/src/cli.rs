@@ -52,6 +52,9 @@ pub(crate) enum Command {
     /// Manage contacts: petnames for other people's tickets
     #[command(subcommand)]
     Contact(ContactCommand),
+    /// Your devices: link a new one, list them, remove a lost one
+    #[command(subcommand)]
+    Device(DeviceCommand),
     /// Grant PEER a live, read-only copy of some fields, for a stated purpose
     Grant(GrantArgs),
     /// List the grants you issued: who holds what, for what purpose, until when
@@ -130,6 +133,29 @@ pub(crate) enum ContactCommand {
     /// Unblock a contact: their connections and requests are accepted again
     Unblock {
         /// The petname
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum DeviceCommand {
+    /// Link a new device: prints a one-time pairing code (valid 10 minutes) and waits for it
+    Add {
+        /// A name for the new device (letters, digits, '-', '_', '.')
+        name: String,
+        /// Also show the code as a QR code
+        #[arg(long)]
+        qr: bool,
+        /// Do not use relays or address lookup (local networks and tests)
+        #[arg(long)]
+        no_relay: bool,
+    },
+    /// List the devices of this identity
+    List,
+    /// Remove a device (lost, sold): refused from now on by this device, and by your other
+    /// devices when they next sync with this one
+    Rm {
+        /// The device's name (from `vault device list`)
         name: String,
     },
 }
@@ -343,6 +369,13 @@ pub(crate) struct AuditArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct InitArgs {
+    /// Join an identity as a new device, with the pairing code `vault device add NAME` printed
+    /// on one of its devices ("-": read the code from standard input, out of shell history)
+    #[arg(long, value_name = "CODE")]
+    pub(crate) join: Option<String>,
+    /// Do not use relays or address lookup when joining (local networks and tests)
+    #[arg(long, requires = "join")]
+    pub(crate) no_relay: bool,
     /// Use a deliberately weak key derivation. Exists only in builds with the
     /// `insecure-test-kdf` feature (the end-to-end tests); release builds have no such option.
     #[cfg(feature = "insecure-test-kdf")]

@@ -4,6 +4,7 @@ mod audit;
 mod completions;
 mod contact;
 mod demo;
+mod device;
 mod export;
 mod feed;
 mod grant;
@@ -42,6 +43,7 @@ pub(crate) fn run(cli: Cli) -> Result<Outcome> {
         Command::Export(args) => export::run(&app, &args),
         Command::Import(args) => import::run(&app, &args),
         Command::Contact(command) => contact::run(&app, command),
+        Command::Device(command) => device::run(&app, command),
         Command::Grant(args) => grant::issue(&app, &args),
         Command::Grants(args) => grant::list(&app, &args),
         Command::Revoke { grant_id } => grant::revoke(&app, &grant_id),

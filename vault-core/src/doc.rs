@@ -326,6 +326,19 @@ impl VaultDoc {
         Ok(())
     }
 
+    /// Applies a sync message from another device of the same identity (the CRDT merge, a
+    /// message at a time); refused when the result is not shaped like a vault.
+    pub(crate) fn receive_sync(
+        &mut self,
+        state: &mut automerge::sync::State,
+        message: automerge::sync::Message,
+    ) -> Result<(), DocError> {
+        use automerge::sync::SyncDoc;
+        guarded(|| self.am.sync().receive_sync_message(state, message))?;
+        self.touched = None;
+        self.check_shape()
+    }
+
     /// Merges another Automerge document into this one (the CRDT merge).
     pub(crate) fn merge(&mut self, other: &mut VaultDoc) -> Result<(), DocError> {
         guarded(|| self.am.merge(&mut other.am))?;

@@ -331,20 +331,7 @@ impl Ticket {
         let mut out = Vec::with_capacity(130 + self.addrs.len() * 19);
         out.push(TICKET_VERSION);
         out.extend_from_slice(&self.certificate.to_bytes());
-        out.push(self.addrs.len() as u8);
-        for addr in &self.addrs {
-            match addr.ip() {
-                IpAddr::V4(ip) => {
-                    out.push(4);
-                    out.extend_from_slice(&ip.octets());
-                }
-                IpAddr::V6(ip) => {
-                    out.push(6);
-                    out.extend_from_slice(&ip.octets());
-                }
-            }
-            out.extend_from_slice(&addr.port().to_be_bytes());
-        }
+        encode_addrs(&self.addrs, &mut out);
         out
     }
 
@@ -359,36 +346,60 @@ impl Ticket {
         }
         let certificate = DeviceCertificate::from_bytes(&rest[..128])?;
         certificate.verify(certificate.device).map_err(|_| TicketError::BadCertificate)?;
-        let count = rest[128] as usize;
-        if count > MAX_TICKET_ADDRS {
-            return Err(TicketError::BadAddress);
-        }
-        let mut cursor = &rest[129..];
-        let mut addrs = Vec::with_capacity(count);
-        for _ in 0..count {
-            let (&family, tail) = cursor.split_first().ok_or(TicketError::Truncated)?;
-            let ip_len = match family {
-                4 => 4,
-                6 => 16,
-                _ => return Err(TicketError::BadAddress),
-            };
-            if tail.len() < ip_len + 2 {
-                return Err(TicketError::Truncated);
-            }
-            let ip = if ip_len == 4 {
-                IpAddr::V4(Ipv4Addr::from(<[u8; 4]>::try_from(&tail[..4]).expect("4 bytes")))
-            } else {
-                IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(&tail[..16]).expect("16 bytes")))
-            };
-            let port = u16::from_be_bytes([tail[ip_len], tail[ip_len + 1]]);
-            addrs.push(SocketAddr::new(ip, port));
-            cursor = &tail[ip_len + 2..];
-        }
-        if !cursor.is_empty() {
+        let (addrs, rest) = decode_addrs(&rest[128..])?;
+        if !rest.is_empty() {
             return Err(TicketError::Truncated);
         }
         Ok(Self { certificate, addrs })
     }
+}
+
+/// Writes a count byte and each address (family byte 4 or 6, IP, big-endian port).
+pub(crate) fn encode_addrs(addrs: &[SocketAddr], out: &mut Vec<u8>) {
+    out.push(addrs.len().min(MAX_TICKET_ADDRS) as u8);
+    for addr in addrs.iter().take(MAX_TICKET_ADDRS) {
+        match addr.ip() {
+            IpAddr::V4(ip) => {
+                out.push(4);
+                out.extend_from_slice(&ip.octets());
+            }
+            IpAddr::V6(ip) => {
+                out.push(6);
+                out.extend_from_slice(&ip.octets());
+            }
+        }
+        out.extend_from_slice(&addr.port().to_be_bytes());
+    }
+}
+
+/// Reads what [`encode_addrs`] wrote; returns the addresses and the bytes after them.
+pub(crate) fn decode_addrs(bytes: &[u8]) -> Result<(Vec<SocketAddr>, &[u8]), TicketError> {
+    let (&count, mut cursor) = bytes.split_first().ok_or(TicketError::Truncated)?;
+    let count = count as usize;
+    if count > MAX_TICKET_ADDRS {
+        return Err(TicketError::BadAddress);
+    }
+    let mut addrs = Vec::with_capacity(count);
+    for _ in 0..count {
+        let (&family, tail) = cursor.split_first().ok_or(TicketError::Truncated)?;
+        let ip_len = match family {
+            4 => 4,
+            6 => 16,
+            _ => return Err(TicketError::BadAddress),
+        };
+        if tail.len() < ip_len + 2 {
+            return Err(TicketError::Truncated);
+        }
+        let ip = if ip_len == 4 {
+            IpAddr::V4(Ipv4Addr::from(<[u8; 4]>::try_from(&tail[..4]).expect("4 bytes")))
+        } else {
+            IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(&tail[..16]).expect("16 bytes")))
+        };
+        let port = u16::from_be_bytes([tail[ip_len], tail[ip_len + 1]]);
+        addrs.push(SocketAddr::new(ip, port));
+        cursor = &tail[ip_len + 2..];
+    }
+    Ok((addrs, cursor))
 }
 
 impl fmt::Display for Ticket {

@@ -47,6 +47,7 @@ pub mod fuzzing;
 mod grant;
 mod identity;
 mod money;
+mod pairing;
 mod path;
 mod primitives;
 mod projection;
@@ -67,6 +68,7 @@ pub use identity::{
     TicketError,
 };
 pub use money::{Price, PriceError, minor_digits};
+pub use pairing::{JoinPackage, PAIR_ALPN, PAIRING_LIFETIME_SECS, PairMessage, PairingCode, PairingError};
 pub use path::{FieldPath, PathError, RecordFilter};
 pub use primitives::{DecryptError, KdfParams, Passphrase};
 pub use projection::project;
@@ -87,8 +89,8 @@ pub use statement::{GrantId, RequestId, Rule, Signed, Statement, StatementError,
 pub use store::{DB_FILE, StoreError};
 pub use vault::{
     AccessLog, Approval, AuditEvent, AuditFilter, AuditKind, Clock, Contact, ContactError, Contacts,
-    CreateError, EXPORT_FORMAT, EditError, FeedEntry, FeedFilter, GrantError, GrantInfo, GrantStatus,
-    Holding, ImportError, ImportMode, Inbox, MAX_PENDING_PER_PEER, MAX_REQUESTS_PER_PEER_PER_DAY, NewGrant,
+    CreateError, DeviceError, DeviceRecord, DeviceSync, Devices, EXPORT_FORMAT, EditError, FeedEntry, FeedFilter, GrantError, GrantInfo, GrantStatus,
+    Holding, ImportError, ImportMode, Inbox, MAX_DEVICES, MAX_PENDING_PER_PEER, MAX_REQUESTS_PER_PEER_PER_DAY, NewGrant,
     NewRequest, OpenError, Outbox, Peer, Purchase, PurchaseRecord, Refusal, RequestError, RequestInfo,
     RequestStatus, ServeError, Share, ShareError, ShareStatus, StorageStats, Vault, VaultOptions,
     VerifyReport,

@@ -107,6 +107,7 @@ random_id!(
 );
 
 serde_via_string!(IdentityId);
+serde_via_string!(crate::identity::DeviceId);
 
 /// A statement could not be made or did not check out.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -58,6 +58,8 @@ const MIGRATIONS: &[&str] = &[
      CREATE TABLE received_views (grant_id BLOB PRIMARY KEY, blob BLOB NOT NULL);",
     // 5: the sealed digest of every table's rows (see `sealed`).
     "CREATE TABLE manifest (id INTEGER PRIMARY KEY CHECK (id = 1), blob BLOB NOT NULL);",
+    // 6: the devices of the identity.
+    "CREATE TABLE devices (id BLOB PRIMARY KEY, blob BLOB NOT NULL);",
 ];
 
 /// Problems with the storage layer that are not the user's doing.

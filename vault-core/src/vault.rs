@@ -40,6 +40,7 @@ use std::path::{Path, PathBuf};
 mod audit;
 mod changes;
 mod contacts;
+mod devices;
 mod feed;
 mod inbox;
 mod open;
@@ -58,6 +59,7 @@ pub use contacts::{Contact, ContactError, Contacts, Peer};
 pub use feed::{FeedEntry, FeedFilter};
 pub use inbox::{Inbox, MAX_PENDING_PER_PEER, MAX_REQUESTS_PER_PEER_PER_DAY, Refusal};
 pub use open::{CreateError, OpenError, VaultOptions, VerifyReport};
+pub use devices::{DeviceError, DeviceRecord, DeviceSync, Devices, MAX_DEVICES};
 pub use outbox::Outbox;
 pub use received::{Share, ShareError, ShareStatus};
 pub use records::{EXPORT_FORMAT, ImportError, ImportMode, Purchase, PurchaseRecord};
@@ -277,6 +279,16 @@ impl Vault {
     /// Contacts and blocks, to read and change.
     pub fn contacts_mut(&mut self) -> Contacts<&mut Self> {
         Contacts::new(self)
+    }
+
+    /// The devices of this identity, to read.
+    pub fn devices(&self) -> Devices<&Self> {
+        Devices::new(self)
+    }
+
+    /// The devices of this identity, to link, remove and merge.
+    pub fn devices_mut(&mut self) -> Devices<&mut Self> {
+        Devices::new(self)
     }
 
     /// The access log, to read.

@@ -33,18 +33,22 @@
 #![deny(missing_docs)]
 
 mod client;
+mod devices;
 mod endpoint;
 mod frame;
 mod node;
 mod notify;
+mod pairing;
 mod peers;
 
 use std::time::Duration;
 
 pub use client::sync_once;
+pub use devices::DEVICE_ALPN;
 pub use endpoint::NodeConfig;
 pub use frame::ReadFrameError;
 pub use node::Node;
+pub use pairing::{Invitation, PairError, join};
 pub use vault_core::{
     MAX_REQUESTS_PER_MINUTE, MAX_SHARES_PER_ISSUER, SYNC_BURST, SYNC_MESSAGES_PER_SECOND, SyncReport,
 };

@@ -20,6 +20,7 @@ mod isolation_tests;
 mod refusal_tests;
 mod watcher;
 
+use crate::devices::{DEVICE_ALPN, DeviceListener};
 use crate::endpoint::{NodeConfig, Shared, bind_endpoint, ticket_addrs};
 use crate::frame::{CONTROL_LIMIT, GRANTEE_SYNC_LIMIT, Permits, read_frame_within, write_frame};
 use crate::{HANDSHAKE_TIMEOUT, MAX_STREAMS_PER_CONNECTION, SyncError, device_id};
@@ -35,7 +36,8 @@ pub struct Node {
 impl Node {
     /// Starts the node on `vault`.
     pub async fn spawn(mut vault: Vault, config: NodeConfig) -> Result<Node, SyncError> {
-        let endpoint = bind_endpoint(vault.device_key(), &config, vec![ALPN.to_vec()]).await?;
+        let alpns = vec![ALPN.to_vec(), DEVICE_ALPN.to_vec()];
+        let endpoint = bind_endpoint(vault.device_key(), &config, alpns).await?;
         // Take the file's version first, so that a commit by another process from here on is
         // seen by the watcher; then bring projections up to date before serving anyone.
         let _ = vault.changed_elsewhere();
@@ -45,13 +47,16 @@ impl Node {
         let shared = Arc::new(Shared::new(vault));
         let addrs = ticket_addrs(&endpoint);
         shared.vault().set_node_addrs(&addrs)?;
-        let router =
-            Router::builder(endpoint.clone()).accept(ALPN, Listener { shared: shared.clone() }).spawn();
+        let router = Router::builder(endpoint.clone())
+            .accept(ALPN, Listener { shared: shared.clone() })
+            .accept(DEVICE_ALPN, DeviceListener { shared: shared.clone() })
+            .spawn();
         let mut tasks = JoinSet::new();
         tasks.spawn(watcher::watch_vault(shared.clone(), config.poll));
         tasks.spawn(crate::notify::notify_audiences(shared.clone(), endpoint.clone()));
         if config.subscribe {
             tasks.spawn(crate::client::subscribe_all(shared.clone(), endpoint.clone(), config.clone()));
+            tasks.spawn(crate::devices::keep_devices(shared.clone(), endpoint.clone()));
         }
         Ok(Node { router, shared, tasks })
     }
@@ -127,7 +132,7 @@ impl ProtocolHandler for Listener {
 /// Logs a refused peer, at most one audit row per [`crate::REFUSAL_LOG_INTERVAL`]: connections and
 /// device keys are free, so refusals are counted and the next row says how many were not
 /// written one by one.
-fn log_refused(shared: &Shared, peer: Option<IdentityId>, detail: &str) {
+pub(crate) fn log_refused(shared: &Shared, peer: Option<IdentityId>, detail: &str) {
     let Some(unlogged) = shared.book().refusal_due(Instant::now()) else { return };
     let mut vault = shared.vault();
     let mut event = AuditEvent::new(vault.now(), AuditKind::PeerRefused);

@@ -30,7 +30,7 @@ pub(crate) fn run(app: &App, args: &IdArgs) -> Result<Outcome> {
     Ok(Outcome::Done)
 }
 
-fn render_qr(text: &str) -> Result<String> {
+pub(crate) fn render_qr(text: &str) -> Result<String> {
     let code =
         QrCode::new(text.to_ascii_uppercase().as_bytes()).context("the ticket does not fit in a QR code")?;
     Ok(code

@@ -20,6 +20,9 @@ fn kdf(_: &InitArgs) -> KdfParams {
 }
 
 pub(crate) fn run(app: &App, args: &InitArgs) -> Result<Outcome> {
+    if let Some(code) = &args.join {
+        return super::device::join(app, code, kdf(args), args.no_relay);
+    }
     let options = Vault::at(&app.dir);
     if options.exists() {
         // Refuse before asking for a passphrase.

@@ -56,6 +56,7 @@ pub(crate) const RECEIVED_VIEWS: Table = Table { name: "received_views", kind: K
 pub(crate) const REQUESTS_IN: Table = Table { name: "requests_in", kind: KeyKind::Blob("id") };
 pub(crate) const REQUESTS_OUT: Table = Table { name: "requests_out", kind: KeyKind::Blob("id") };
 pub(crate) const NODE: Table = Table { name: "node", kind: KeyKind::Text("key") };
+pub(crate) const DEVICES: Table = Table { name: "devices", kind: KeyKind::Blob("id") };
 
 /// Every sealed table, in the order `verify` reports them.
 pub(crate) const ALL_TABLES: &[Table] = &[
@@ -72,6 +73,7 @@ pub(crate) const ALL_TABLES: &[Table] = &[
     REQUESTS_IN,
     REQUESTS_OUT,
     NODE,
+    DEVICES,
 ];
 
 impl std::fmt::Display for Table {

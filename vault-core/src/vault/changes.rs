@@ -83,6 +83,9 @@ pub enum EditError {
     /// The stored document is damaged.
     #[error("the vault document is damaged")]
     Doc(#[from] DocError),
+    /// Another device of this identity sent a sync message that does not decode.
+    #[error("another device sent a malformed sync message")]
+    BadSyncMessage,
 }
 
 /// Sizes of the vault file, for benchmarks and `verify`.

@@ -8,11 +8,18 @@ use serde::Serialize;
 
 use super::changes::read_document;
 use super::{Clock, Vault};
-use crate::doc::VaultDoc;
+use crate::doc::{DocError, VaultDoc};
 use crate::identity::{DeviceKey, Identity};
 use crate::primitives::{KdfParams, Passphrase, random_array};
 use crate::store::sealed::ALL_TABLES;
 use crate::store::{DB_FILE, Store, StoreError, UnlockFailure};
+
+/// What a new vault starts from.
+struct Seed {
+    identity: Identity,
+    device: DeviceKey,
+    doc: VaultDoc,
+}
 
 /// A vault could not be created.
 #[derive(Debug, thiserror::Error)]
@@ -122,6 +129,36 @@ impl VaultOptions {
 
     /// Creates a new vault; refuses, touching nothing, when one exists.
     pub fn create(self, passphrase: &Passphrase) -> Result<Vault, CreateError> {
+        let seed = Seed { identity: Identity::generate(), device: DeviceKey::generate(), doc: VaultDoc::new() };
+        let mut vault = self.create_from(passphrase, seed)?;
+        vault.devices_mut().add_this("first").map_err(CreateError::Store)?;
+        Ok(vault)
+    }
+
+    /// Creates this device's vault of an identity another device of it handed over (see
+    /// `pairing`): the package's identity and document, `device` (the key this device paired
+    /// with), its own passphrase and data key. Refuses, touching nothing, when a vault exists.
+    pub fn join(
+        self,
+        passphrase: &Passphrase,
+        device: DeviceKey,
+        package: crate::JoinPackage,
+    ) -> Result<Vault, CreateError> {
+        let damaged = |e: DocError| CreateError::Store(StoreError::Document(Box::new(e)));
+        let doc = VaultDoc::load(&package.document).map_err(damaged)?;
+        doc.check_shape().map_err(damaged)?;
+        let this = device.public();
+        let seed = Seed { identity: package.identity, device, doc };
+        let mut vault = self.create_from(passphrase, seed)?;
+        let others: Vec<_> = package.devices.into_iter().filter(|d| d.id != this).collect();
+        let mut devices = vault.devices_mut();
+        devices.add_this(&package.name).map_err(CreateError::Store)?;
+        let inviter = others.first().map(|d| d.id).unwrap_or(this);
+        devices.merge(&inviter, &others)?;
+        Ok(vault)
+    }
+
+    fn create_from(self, passphrase: &Passphrase, seed: Seed) -> Result<Vault, CreateError> {
         if passphrase.is_empty() {
             return Err(CreateError::EmptyPassphrase);
         }
@@ -134,11 +171,10 @@ impl VaultOptions {
         // half-made vault where `open` would find it.
         let tmp =
             self.dir.join(format!(".{DB_FILE}.{}.tmp", data_encoding::HEXLOWER.encode(&random_array::<6>())));
+        let mut seed = seed;
         let result = (|| {
             let store = Store::create(&tmp, passphrase, self.kdf)?;
-            let identity = Identity::generate();
-            let device = DeviceKey::generate();
-            let mut doc = VaultDoc::new();
+            let Seed { identity, device, doc } = &mut seed;
             store.begin_write()?;
             let written = (|| {
                 for (name, seed) in [("identity", identity.secret_bytes()), ("device", device.secret_bytes())]

@@ -1,0 +1,227 @@
+//! One customer, several devices, through the real binary: pairing (`vault device add` on the
+//! laptop, `vault init --join CODE` on the box) with the six digits compared and confirmed,
+//! live and offline edits replicated between two `vault serve`s, removal, and the pairing codes
+//! that must be refused: wrong, declined, replayed.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Child, ChildStderr, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+use vault_tests::{Serving, TestVault, eventually, json, serve_on};
+
+/// A free UDP port on loopback (for nodes that must come back on the same address).
+fn free_addr() -> String {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.local_addr().unwrap().to_string()
+}
+
+/// `vault device add NAME` on `v`, waiting: the child, its stderr and the code it printed.
+fn invite(v: &TestVault, name: &str) -> (Child, BufReader<ChildStderr>, String) {
+    let mut child = v
+        .cmd(&["device", "add", name, "--no-relay"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut code = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut code).unwrap();
+    assert!(code.starts_with("vaultpair1"), "the code is the first line: {code:?}");
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    (child, stderr, code.trim().to_owned())
+}
+
+/// `vault init --join CODE` for the uninitialised `v`.
+fn start_join(v: &TestVault, code: &str) -> Child {
+    v.cmd(&["init", "--join", code, "--no-relay", "--insecure-fast-kdf"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Reads `stderr` until a line containing `marker`; returns the six digits in it.
+fn digits_after(stderr: &mut impl BufRead, marker: &str) -> String {
+    let mut line = String::new();
+    loop {
+        line.clear();
+        // The prompt ends without a newline: read byte by byte up to the marker's end.
+        let mut byte = [0u8];
+        loop {
+            let n = stderr.read(&mut byte).unwrap();
+            assert!(n > 0, "stream ended before {marker:?}; got {line:?}");
+            line.push(byte[0] as char);
+            if byte[0] == b'\n' || (line.contains(marker) && line.trim_end().ends_with(':')) {
+                break;
+            }
+        }
+        if line.contains(marker) {
+            let digits: String = line.chars().filter(char::is_ascii_digit).collect();
+            return digits;
+        }
+    }
+}
+
+fn finish(child: Child) -> (bool, String) {
+    let out = child.wait_with_output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(!text.contains("panicked"), "{text}");
+    (out.status.success(), text)
+}
+
+fn stderr_rest(mut stderr: BufReader<ChildStderr>) -> String {
+    let mut rest = String::new();
+    let _ = stderr.read_to_string(&mut rest);
+    rest
+}
+
+/// Pairs `laptop` with the new `box` under `name`, comparing the digits both show.
+fn pair(laptop: &TestVault, new: &TestVault, name: &str) {
+    let (mut inviter, mut prompt, code) = invite(laptop, name);
+    let mut joiner = start_join(new, &code);
+    let mut joiner_err = BufReader::new(joiner.stderr.take().unwrap());
+    let shown_there = digits_after(&mut joiner_err, "Check that the other device shows");
+    let asked_here = digits_after(&mut prompt, "Does it show");
+    assert_eq!(shown_there.len(), 6);
+    assert_eq!(shown_there, asked_here, "both devices show the same digits");
+    inviter.stdin.take().unwrap().write_all(b"yes\n").unwrap();
+    let (ok, text) = finish(joiner);
+    assert!(ok, "join failed: {text}{}", stderr_rest(joiner_err));
+    let (ok, text) = finish(inviter);
+    assert!(ok, "device add failed: {text}{}", stderr_rest(prompt));
+}
+
+fn names(v: &TestVault) -> Vec<(String, bool)> {
+    json(v, &["device", "list"])["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| (d["name"].as_str().unwrap().to_owned(), d["removed_at"].is_null()))
+        .collect()
+}
+
+fn profile(v: &TestVault, field: &str) -> Value {
+    json(v, &["export", "--format", "json"])["profile"][field].clone()
+}
+
+#[test]
+fn a_new_device_joins_and_both_stay_in_sync_live_and_after_offline_edits() {
+    let laptop = TestVault::new();
+    laptop.ok(&["profile", "set", "email", "ada@example.org"]);
+    laptop.ok(&["purchase", "add", "--item", "Tea", "--seller", "Shop", "--price", "4.20", "--currency", "EUR", "--date", "2026-01-02"]);
+    let (laptop_addr, box_addr) = (free_addr(), free_addr());
+    let serving = serve_on(&laptop, &laptop_addr);
+
+    let home = TestVault::uninitialised();
+    pair(&laptop, &home, "home-box");
+    // The box holds the customer's document and identity, under its own passphrase.
+    assert_eq!(profile(&home, "email"), "ada@example.org");
+    assert_eq!(json(&home, &["id"])["identity"], json(&laptop, &["id"])["identity"]);
+    assert_ne!(json(&home, &["id"])["device"], json(&laptop, &["id"])["device"]);
+    assert_eq!(names(&laptop), vec![("first".to_owned(), true), ("home-box".to_owned(), true)]);
+    assert_eq!(names(&home), names(&laptop));
+
+    // Live: an edit on either side reaches the other while both serve.
+    let box_serving = serve_on(&home, &box_addr);
+    laptop.ok(&["profile", "set", "email", "ada@laptop.example"]);
+    eventually("the laptop's edit on the box", || profile(&home, "email") == "ada@laptop.example");
+    home.ok(&["pref", "set", "diet", "vegetarian"]);
+    eventually("the box's edit on the laptop", || {
+        json(&laptop, &["export", "--format", "json"])["preferences"]["diet"] == "vegetarian"
+    });
+
+    // Offline: both stopped, both edited, restarted: they converge to one document.
+    drop((serving, box_serving));
+    laptop.ok(&["profile", "set", "name", "Ada"]);
+    home.ok(&["profile", "set", "address.city", "Paris"]);
+    home.ok(&["purchase", "add", "--item", "Bread", "--seller", "Bakery", "--price", "3", "--currency", "EUR", "--date", "2026-01-03"]);
+    let (_a, _) = serve_on(&laptop, &laptop_addr);
+    let (_b, _) = serve_on(&home, &box_addr);
+    let export = |v: &TestVault| {
+        let mut e = json(v, &["export", "--format", "json"]);
+        e.as_object_mut().unwrap().remove("exported_at");
+        e
+    };
+    eventually("both devices converge", || {
+        let (a, b) = (export(&laptop), export(&home));
+        a == b && a["profile"]["address"]["city"] == "Paris" && a["profile"]["name"] == "Ada"
+    });
+    assert_eq!(export(&laptop)["purchases"].as_object().unwrap().len(), 2);
+    let seen = json(&laptop, &["device", "list"])["devices"][1]["last_seen"].clone();
+    assert!(seen.is_i64(), "the laptop saw the box: {seen}");
+}
+
+#[test]
+fn a_removed_device_is_refused_and_its_edits_no_longer_arrive() {
+    let laptop = TestVault::new();
+    let (laptop_addr, box_addr) = (free_addr(), free_addr());
+    let _laptop_serving: Serving = serve_on(&laptop, &laptop_addr).0;
+    let home = TestVault::uninitialised();
+    pair(&laptop, &home, "box");
+    let _box_serving = serve_on(&home, &box_addr).0;
+    home.ok(&["profile", "set", "email", "before@example.org"]);
+    eventually("in sync before removal", || profile(&laptop, "email") == "before@example.org");
+
+    let out = laptop.ok(&["device", "rm", "box"]);
+    assert!(out.contains("cannot be recalled"), "{out}");
+    assert_eq!(names(&laptop)[1], ("box".to_owned(), false));
+    laptop.fails(&["device", "rm", "first"], 2);
+    home.ok(&["profile", "set", "email", "after@example.org"]);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(profile(&laptop, "email"), "before@example.org", "the removed device's edit arrived");
+    let audit = json(&laptop, &["audit"]).to_string();
+    assert!(audit.contains("not an active device"), "the refusal is in the access log: {audit}");
+}
+
+#[test]
+fn wrong_declined_and_replayed_codes_are_refused_and_change_nothing() {
+    let laptop = TestVault::new();
+    let before = names(&laptop);
+
+    // Not a code at all.
+    let stranger = TestVault::uninitialised();
+    let err = stranger.fails(&["init", "--join", "vault1notacode", "--no-relay", "--insecure-fast-kdf"], 2);
+    assert!(err.contains("not a pairing code"), "{err}");
+    assert!(!stranger.dir.join(vault_core::DB_FILE).exists());
+
+    // A code with its secret altered: the laptop refuses the proof and voids the code.
+    let (inviter, prompt, code) = invite(&laptop, "thief");
+    let mut forged: Vec<char> = code.chars().collect();
+    let i = 90;
+    forged[i] = if forged[i] == 'a' { 'b' } else { 'a' };
+    let forged: String = forged.into_iter().collect();
+    let (ok, text) = finish(start_join(&stranger, &forged));
+    assert!(!ok && text.contains("refused this code"), "{text}");
+    let (ok, text) = finish(inviter);
+    assert!(!ok && format!("{text}{}", stderr_rest(prompt)).contains("wrong proof"), "{text}");
+    assert!(!stranger.dir.join(vault_core::DB_FILE).exists());
+    // The true code is void too: nobody is waiting for it any more.
+    let (ok, text) = finish(start_join(&stranger, &code));
+    assert!(!ok && text.contains("cannot reach the device that made this code"), "{text}");
+
+    // Declined on the laptop.
+    let (mut inviter, mut prompt, code) = invite(&laptop, "box");
+    let joiner = start_join(&stranger, &code);
+    digits_after(&mut prompt, "Does it show");
+    inviter.stdin.take().unwrap().write_all(b"no\n").unwrap();
+    let (ok, text) = finish(joiner);
+    assert!(!ok && text.contains("declined"), "{text}");
+    let (ok, _) = finish(inviter);
+    assert!(!ok);
+    assert!(!stranger.dir.join(vault_core::DB_FILE).exists());
+
+    // Used once, never again.
+    let first = TestVault::uninitialised();
+    let (mut inviter, mut prompt, code) = invite(&laptop, "box");
+    let joiner = start_join(&first, &code);
+    digits_after(&mut prompt, "Does it show");
+    inviter.stdin.take().unwrap().write_all(b"yes\n").unwrap();
+    assert!(finish(joiner).0 && finish(inviter).0);
+    let (ok, text) = finish(start_join(&stranger, &code));
+    assert!(!ok && text.contains("cannot reach"), "{text}");
+    assert!(!stranger.dir.join(vault_core::DB_FILE).exists());
+    let mut after = before;
+    after.push(("box".to_owned(), true));
+    assert_eq!(names(&laptop), after);
+}

@@ -1,0 +1,190 @@
+//! `vault device add|list|rm`, and the joining side, `vault init --join CODE`.
+
+use std::io::{BufRead, Write};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use serde_json::json;
+use vault_core::{
+    DeviceKey, DeviceRecord, Identity, JoinPackage, KdfParams, PAIRING_LIFETIME_SECS, PairingCode, Vault,
+};
+use vault_sync::{Invitation, NodeConfig, PairError};
+
+use crate::app::{App, Outcome, read_passphrase};
+use crate::cli::DeviceCommand;
+use crate::cmd::id::render_qr;
+use crate::cmd::serve::runtime;
+use crate::output::untrusted;
+use crate::time::local;
+
+pub(crate) fn run(app: &App, command: DeviceCommand) -> Result<Outcome> {
+    match command {
+        DeviceCommand::Add { name, qr, no_relay } => add(app, &name, qr, no_relay),
+        DeviceCommand::List => list(app),
+        DeviceCommand::Rm { name } => {
+            let mut vault = app.unlock()?;
+            let removed = vault.devices_mut().remove(&name)?;
+            if app.json {
+                app.print_json(&json!({ "name": removed.name, "device": removed.id.to_string(), "removed": true }))?;
+            } else {
+                app.print(format!(
+                    "removed {} ({}): refused by this device from now on, and by your other devices once \
+                     they sync with this one. What it already holds cannot be recalled.",
+                    untrusted(&removed.name),
+                    removed.id
+                ))?;
+            }
+            Ok(Outcome::Done)
+        }
+    }
+}
+
+fn add(app: &App, name: &str, qr: bool, no_relay: bool) -> Result<Outcome> {
+    let mut vault = app.unlock()?;
+    vault.devices_mut().check_new_name(name)?;
+    let config = NodeConfig { relay: !no_relay, subscribe: false, ..NodeConfig::default() };
+    let shown = name.to_owned();
+    let joined = runtime()?.block_on(async {
+        let invitation = Invitation::open(&config, vault.now()).await?;
+        let code = invitation.code().to_string();
+        if app.json {
+            // One line first, so that scripts can read the code while the command waits.
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "{}", json!({ "code": code, "expires_at": invitation.code().expires_at() }))?;
+            out.flush()?;
+        } else {
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "{code}")?;
+            if qr {
+                writeln!(out, "{}", render_qr(&code)?)?;
+            }
+            out.flush()?;
+            eprintln!(
+                "On the new device run: vault init --join CODE (valid {} minutes). Waiting for it...",
+                PAIRING_LIFETIME_SECS / 60
+            );
+        }
+        let confirm = move |digits: &str| ask_confirmation(&shown, digits);
+        let welcome = |joiner| -> Result<JoinPackage, PairError> {
+            let failed = |e: &dyn std::fmt::Display| PairError::Broken(format!("this vault could not link it: {e}"));
+            vault.devices_mut().add(joiner, name).map_err(|e| failed(&e))?;
+            let addrs = vault.node_addrs();
+            let devices = vault.devices_mut().for_peer(&addrs).map_err(|e| failed(&e))?;
+            Ok(JoinPackage {
+                identity: Identity::from_secret_bytes(&vault.identity_key().secret_bytes()),
+                name: name.to_owned(),
+                devices,
+                document: vault.export_automerge(),
+            })
+        };
+        let lifetime = Duration::from_secs(PAIRING_LIFETIME_SECS as u64);
+        Ok::<_, anyhow::Error>(invitation.complete(lifetime, confirm, welcome).await?)
+    })?;
+    if app.json {
+        app.print_json(&json!({ "name": name, "device": joined.to_string(), "joined": true }))?;
+    } else {
+        app.print(format!("{name} joined ({joined}); run `vault serve` on both to keep them in sync"))?;
+    }
+    Ok(Outcome::Done)
+}
+
+/// Asks this device's user whether the digits match; reads one line from standard input.
+fn ask_confirmation(name: &str, digits: &str) -> bool {
+    eprint!("A device asks to join as {name}. Does it show {digits}? Only then type yes: ");
+    let _ = std::io::stderr().flush();
+    let mut line = String::new();
+    if std::io::stdin().lock().read_line(&mut line).is_err() {
+        return false;
+    }
+    matches!(line.trim().to_ascii_lowercase().as_str(), "y" | "yes")
+}
+
+fn list(app: &App) -> Result<Outcome> {
+    let vault = app.unlock()?;
+    let this = vault.device_key().public();
+    let devices = vault.devices().list()?;
+    if app.json {
+        let list: Vec<_> = devices
+            .iter()
+            .map(|d| {
+                json!({
+                    "name": d.name,
+                    "device": d.id.to_string(),
+                    "added_at": (d.added_at > 0).then_some(d.added_at),
+                    "last_seen": d.last_seen,
+                    "removed_at": d.removed_at,
+                    "this": d.id == this,
+                })
+            })
+            .collect();
+        app.print_json(&json!({ "devices": list }))?;
+        return Ok(Outcome::Done);
+    }
+    let mut text = String::new();
+    for d in &devices {
+        text.push_str(&describe(d, d.id == this));
+        text.push('\n');
+    }
+    app.print(text.trim_end())?;
+    Ok(Outcome::Done)
+}
+
+fn describe(d: &DeviceRecord, this: bool) -> String {
+    let added = if d.added_at > 0 { local(d.added_at) } else { "-".into() };
+    let seen = match (this, d.last_seen) {
+        (true, _) => "this device".to_owned(),
+        (false, Some(t)) => format!("last seen {}", local(t)),
+        (false, None) => "not seen yet".to_owned(),
+    };
+    let state = match d.removed_at {
+        Some(t) => format!("  REMOVED {}", local(t)),
+        None => String::new(),
+    };
+    format!("{:<16} {}  added {added}  {seen}{state}", untrusted(&d.name), d.id)
+}
+
+/// `vault init --join CODE`: a new device of an existing identity.
+pub(crate) fn join(app: &App, code: &str, kdf: KdfParams, no_relay: bool) -> Result<Outcome> {
+    let options = Vault::at(&app.dir);
+    if options.exists() {
+        return Err(vault_core::CreateError::AlreadyExists(app.dir.clone()).into());
+    }
+    let code = if code == "-" {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line).context("cannot read the pairing code")?;
+        zeroize::Zeroizing::new(line)
+    } else {
+        zeroize::Zeroizing::new(code.to_owned())
+    };
+    let code: PairingCode = code.parse()?;
+    code.check_fresh(jiff::Timestamp::now().as_second())?;
+    let passphrase = read_passphrase("New passphrase for this device: ", true)?;
+    let device = DeviceKey::generate();
+    let config = NodeConfig { relay: !no_relay, subscribe: false, ..NodeConfig::default() };
+    let json = app.json;
+    let show = move |digits: &str| {
+        if !json {
+            eprintln!("Check that the other device shows {digits}, and confirm there.");
+        }
+    };
+    let key = DeviceKey::from_secret_bytes(&device.secret_bytes());
+    let made = |package: JoinPackage| options.kdf(kdf).join(&passphrase, key, package);
+    let vault = runtime()?.block_on(vault_sync::join(&code, &device, &config, show, made))??;
+    let name = vault.devices().list()?.into_iter().find(|d| d.id == device.public()).map(|d| d.name);
+    if app.json {
+        app.print_json(&json!({
+            "dir": app.dir,
+            "identity": vault.identity().to_string(),
+            "device": device.public().to_string(),
+            "name": name,
+        }))?;
+    } else {
+        app.print(format!(
+            "joined identity {} as {} at {}\nRun `vault serve` here and on the other device to keep them in sync.",
+            vault.identity(),
+            untrusted(name.as_deref().unwrap_or("?")),
+            app.dir.display()
+        ))?;
+    }
+    Ok(Outcome::Done)
+}

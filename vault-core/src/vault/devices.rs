@@ -1,0 +1,300 @@
+//! [`Devices`]: the devices of this vault's identity (this one and those linked to it with
+//! `vault device add`), and the replication of the customer's document between them. Owns the
+//! sealed table `devices`.
+//!
+//! The list merges between devices: a device unknown to one side is added, and a removal, once
+//! made on any device, wins over every later sighting (a removed device never comes back under
+//! the same key). A removed device is refused by every device that knows of the removal.
+
+use std::net::SocketAddr;
+use std::ops::Deref;
+
+use automerge::sync::{Message, State as SyncState, SyncDoc};
+use serde::{Deserialize, Serialize};
+
+use super::{EditError, Vault};
+use crate::identity::DeviceId;
+use crate::store::StoreError;
+use crate::store::sealed::DEVICES as TABLE;
+use crate::store::sealed::Key;
+
+/// Most devices one identity lists (linked and removed).
+pub const MAX_DEVICES: usize = 64;
+
+/// A device of this vault's identity.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceRecord {
+    /// Its device key (the iroh node id).
+    pub id: DeviceId,
+    /// The name its user gave it when linking it.
+    pub name: String,
+    /// When it was linked (unix seconds; 0: the first device of a vault made before devices
+    /// were listed).
+    pub added_at: i64,
+    /// When it was removed, if it was.
+    #[serde(default)]
+    pub removed_at: Option<i64>,
+    /// Where it was last reachable.
+    #[serde(default)]
+    pub addrs: Vec<SocketAddr>,
+    /// When this vault last synced with it.
+    #[serde(default)]
+    pub last_seen: Option<i64>,
+}
+
+impl DeviceRecord {
+    /// A device list as sent to another device.
+    pub fn encode_list(list: &[DeviceRecord]) -> Vec<u8> {
+        serde_json::to_vec(list).expect("serializes")
+    }
+
+    /// A device list another device sent; `None` when it does not decode.
+    pub fn decode_list(bytes: &[u8]) -> Option<Vec<DeviceRecord>> {
+        serde_json::from_slice(bytes).ok()
+    }
+
+    /// Not removed.
+    pub fn is_active(&self) -> bool {
+        self.removed_at.is_none()
+    }
+}
+
+/// A device operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DeviceError {
+    /// Device names are 1-64 letters, digits, `-`, `_` or `.`.
+    #[error("invalid device name \"{0}\": use 1-64 letters, digits, '-', '_' or '.'")]
+    BadName(String),
+    /// Another device already has that name.
+    #[error("a device named \"{0}\" already exists")]
+    Exists(String),
+    /// No active device by that name.
+    #[error("no device named \"{0}\" (see `vault device list`)")]
+    NoSuchDevice(String),
+    /// A device cannot remove itself.
+    #[error("\"{0}\" is this device; remove it from another device of yours")]
+    ThisDevice(String),
+    /// The list is full.
+    #[error("this identity already lists {MAX_DEVICES} devices")]
+    TooMany,
+    /// The storage layer failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn valid_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+/// The devices of a vault's identity: `vault.devices()` to read, `vault.devices_mut()` to change.
+#[derive(Debug)]
+pub struct Devices<V> {
+    vault: V,
+}
+
+impl<V: Deref<Target = Vault>> Devices<V> {
+    pub(super) fn new(vault: V) -> Self {
+        Self { vault }
+    }
+
+    /// Every device, this one included, in the order they were linked.
+    pub fn list(&self) -> Result<Vec<DeviceRecord>, StoreError> {
+        let mut out: Vec<DeviceRecord> = self
+            .vault
+            .store
+            .list(&TABLE)?
+            .into_iter()
+            .map(|(key, body, _)| {
+                serde_json::from_slice(&body).map_err(|_| StoreError::damaged(&TABLE, hex(key.id())))
+            })
+            .collect::<Result<_, _>>()?;
+        let this = self.vault.device.public();
+        if !out.iter().any(|d| d.id == this) {
+            // A vault made before devices were listed: its own device is implied.
+            out.push(DeviceRecord {
+                id: this,
+                name: "this-device".into(),
+                added_at: 0,
+                removed_at: None,
+                addrs: Vec::new(),
+                last_seen: None,
+            });
+        }
+        out.sort_by_key(|d| (d.added_at, d.name.clone()));
+        Ok(out)
+    }
+
+    /// True when `device` is an active device of this identity (this one included).
+    pub fn is_active(&self, device: &DeviceId) -> Result<bool, StoreError> {
+        Ok(self.list()?.iter().any(|d| d.id == *device && d.is_active()))
+    }
+
+    /// The other active devices.
+    pub fn others(&self) -> Result<Vec<DeviceRecord>, StoreError> {
+        let this = self.vault.device.public();
+        Ok(self.list()?.into_iter().filter(|d| d.id != this && d.is_active()).collect())
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    data_encoding::HEXLOWER.encode(bytes)
+}
+
+impl Devices<&mut Vault> {
+    fn put(vault: &Vault, record: &DeviceRecord) -> Result<(), StoreError> {
+        let body = serde_json::to_vec(record).expect("serializes");
+        vault.store.put(&TABLE, Key::Id(record.id.as_bytes()), &body)?;
+        Ok(())
+    }
+
+    /// Lists this device under `name` (when a vault is made or joined).
+    pub(super) fn add_this(&mut self, name: &str) -> Result<(), StoreError> {
+        let record = DeviceRecord {
+            id: self.vault.device.public(),
+            name: name.to_owned(),
+            added_at: self.vault.now(),
+            removed_at: None,
+            addrs: Vec::new(),
+            last_seen: None,
+        };
+        self.vault.write(|v| Self::put(v, &record))
+    }
+
+    /// Links a new device (the inviter's side of pairing, once its user confirmed).
+    pub fn add(&mut self, id: DeviceId, name: &str) -> Result<DeviceRecord, DeviceError> {
+        if !valid_name(name) {
+            return Err(DeviceError::BadName(name.chars().take(64).collect()));
+        }
+        let now = self.vault.now();
+        self.vault.write(|v| {
+            let list = v.devices().list()?;
+            if list.iter().any(|d| d.name == name && d.is_active()) {
+                return Err(DeviceError::Exists(name.to_owned()));
+            }
+            if list.len() >= MAX_DEVICES {
+                return Err(DeviceError::TooMany);
+            }
+            let record =
+                DeviceRecord { id, name: name.to_owned(), added_at: now, removed_at: None, addrs: Vec::new(), last_seen: None };
+            Self::put(v, &record)?;
+            Ok(record)
+        })
+    }
+
+    /// Checks a name for a device about to be linked (before its user is asked anything).
+    pub fn check_new_name(&self, name: &str) -> Result<(), DeviceError> {
+        if !valid_name(name) {
+            return Err(DeviceError::BadName(name.chars().take(64).collect()));
+        }
+        if self.vault.devices().list()?.iter().any(|d| d.name == name && d.is_active()) {
+            return Err(DeviceError::Exists(name.to_owned()));
+        }
+        Ok(())
+    }
+
+    /// Removes the active device named `name`: from now on this vault refuses it, and tells
+    /// the other devices when it next syncs with them.
+    pub fn remove(&mut self, name: &str) -> Result<DeviceRecord, DeviceError> {
+        let now = self.vault.now();
+        let this = self.vault.device.public();
+        self.vault.write(|v| {
+            let mut record = v
+                .devices()
+                .list()?
+                .into_iter()
+                .find(|d| d.name == name && d.is_active())
+                .ok_or_else(|| DeviceError::NoSuchDevice(name.to_owned()))?;
+            if record.id == this {
+                return Err(DeviceError::ThisDevice(name.to_owned()));
+            }
+            record.removed_at = Some(now);
+            Self::put(v, &record)?;
+            Ok(record)
+        })
+    }
+
+    /// Takes in the list another active device of this identity sent: new devices are added,
+    /// removals win, the sender's own addresses are taken as they are. Returns whether this
+    /// device itself is removed there (then it must stop syncing).
+    pub fn merge(&mut self, from: &DeviceId, theirs: &[DeviceRecord]) -> Result<bool, StoreError> {
+        let now = self.vault.now();
+        let this = self.vault.device.public();
+        self.vault.write(|v| {
+            let mine = v.devices().list()?;
+            let mut removed_here = false;
+            for incoming in theirs.iter().take(MAX_DEVICES) {
+                if !valid_name(&incoming.name) {
+                    continue;
+                }
+                let merged = match mine.iter().find(|d| d.id == incoming.id) {
+                    None if mine.len() >= MAX_DEVICES => continue,
+                    None => DeviceRecord { last_seen: None, ..incoming.clone() },
+                    Some(known) => {
+                        let mut m = known.clone();
+                        m.removed_at = match (known.removed_at, incoming.removed_at) {
+                            (Some(a), Some(b)) => Some(a.min(b)),
+                            (a, b) => a.or(b),
+                        };
+                        if incoming.id == *from && !incoming.addrs.is_empty() {
+                            m.addrs = incoming.addrs.clone();
+                        }
+                        m
+                    }
+                };
+                if merged.id == this && merged.removed_at.is_some() {
+                    removed_here = true;
+                }
+                let mut merged = merged;
+                if merged.id == *from {
+                    merged.last_seen = Some(now);
+                }
+                if mine.iter().find(|d| d.id == merged.id) != Some(&merged) {
+                    Self::put(v, &merged)?;
+                }
+            }
+            Ok(removed_here)
+        })
+    }
+
+    /// The list to send another device, with this device's current addresses in it.
+    pub fn for_peer(&mut self, addrs: &[SocketAddr]) -> Result<Vec<DeviceRecord>, StoreError> {
+        let this = self.vault.device.public();
+        let mut list = self.vault.devices().list()?;
+        for d in &mut list {
+            if d.id == this {
+                d.addrs = addrs.to_vec();
+            }
+            d.last_seen = None;
+        }
+        Ok(list)
+    }
+}
+
+/// What one session with another device knows of that device's copy of the document (kept
+/// in memory for the session; a new session starts afresh).
+#[derive(Debug, Default)]
+pub struct DeviceSync(SyncState);
+
+impl Vault {
+    /// The next message of the document's sync with another device of this identity, if any.
+    pub fn device_sync_generate(&mut self, sync: &mut DeviceSync) -> Result<Option<Vec<u8>>, EditError> {
+        self.refresh()?;
+        Ok(self.doc.automerge().sync().generate_sync_message(&mut sync.0).map(|m| m.encode()))
+    }
+
+    /// Applies a sync message from another device of this identity to the document, durably.
+    /// Returns whether the document changed (the caller then updates the projections). A message that does not decode, or that would
+    /// leave a document of the wrong shape, changes nothing.
+    pub fn device_sync_receive(&mut self, sync: &mut DeviceSync, bytes: &[u8]) -> Result<bool, EditError> {
+        let state = &mut sync.0;
+        let message = Message::decode(bytes).map_err(|_| EditError::BadSyncMessage)?;
+        let before = self.doc.automerge().get_heads();
+        self.edit(|doc| Ok(doc.receive_sync(state, message)?)).map_err(|e| match e {
+            EditError::Doc(_) => EditError::BadSyncMessage,
+            other => other,
+        })?;
+        Ok(self.doc.automerge().get_heads() != before)
+    }
+}

@@ -1,0 +1,222 @@
+//! Replication between the devices of one identity (ALPN `vault/device/1`): the customer's
+//! document, by the Automerge sync protocol, and the list of devices.
+//!
+//! Only an active device of the identity gets in: its QUIC-authenticated endpoint id must be
+//! in this vault's list and not removed. A device removed while connected is cut off at the
+//! next change; a device that learns it was removed stops. Every running node keeps a session
+//! to each other device it can reach, redialing with backoff.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use iroh::endpoint::{Connection, RecvStream, SendStream, VarInt};
+use iroh::protocol::{AcceptError, ProtocolHandler};
+use iroh::{Endpoint, EndpointAddr};
+use tokio::sync::mpsc;
+use vault_core::{DeviceId, DeviceRecord, DeviceSync, MAX_FRAME};
+
+use crate::endpoint::Shared;
+use crate::{HANDSHAKE_TIMEOUT, SyncError, device_id, endpoint_id};
+
+/// The ALPN of sessions between devices of one identity.
+pub const DEVICE_ALPN: &[u8] = b"vault/device/1";
+/// Largest device list message (the list holds at most `MAX_DEVICES` short records).
+const LIST_LIMIT: usize = 256 * 1024;
+/// Longest wait between two dials of an unreachable device.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+const TAG_LIST: u8 = 1;
+const TAG_DOC: u8 = 2;
+
+/// One message between devices.
+enum DeviceMessage {
+    List(Vec<DeviceRecord>),
+    Doc(Vec<u8>),
+}
+
+/// Accepts sessions from the other devices of this identity.
+#[derive(Debug, Clone)]
+pub(crate) struct DeviceListener {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl ProtocolHandler for DeviceListener {
+    async fn accept(&self, conn: Connection) -> Result<(), AcceptError> {
+        let Some(peer) = device_id(conn.remote_id()).filter(|p| admitted(&self.shared, p)) else {
+            crate::node::log_refused(&self.shared, None, "a device that is not an active device of this identity");
+            conn.close(VarInt::from_u32(2), b"not a device of this identity");
+            return Ok(());
+        };
+        let streams = tokio::time::timeout(HANDSHAKE_TIMEOUT, conn.accept_bi()).await;
+        if let Ok(Ok((send, recv))) = streams
+            && let Err(e) = session(&self.shared, peer, send, recv).await
+        {
+            tracing::debug!(error = %e, "device session ended");
+        }
+        conn.close(VarInt::from_u32(0), b"");
+        Ok(())
+    }
+}
+
+/// An active device of this identity other than this one.
+fn admitted(shared: &Shared, peer: &DeviceId) -> bool {
+    let vault = shared.vault();
+    *peer != vault.device_key().public() && vault.devices().is_active(peer).unwrap_or(false)
+}
+
+/// Keeps a session to every other active device of this identity, for as long as the node runs.
+pub(crate) async fn keep_devices(shared: Arc<Shared>, endpoint: Endpoint) {
+    let mut changes = shared.changes.subscribe();
+    let mut running: HashMap<DeviceId, tokio::task::JoinHandle<()>> = HashMap::new();
+    loop {
+        let others = shared.vault().devices().others().unwrap_or_default();
+        running.retain(|_, task| !task.is_finished());
+        for device in others {
+            running
+                .entry(device.id)
+                .or_insert_with(|| tokio::spawn(keep_one(shared.clone(), endpoint.clone(), device.id)));
+        }
+        tokio::select! {
+            _ = changes.changed() => {}
+            _ = tokio::time::sleep(MAX_BACKOFF) => {}
+        }
+    }
+}
+
+async fn keep_one(shared: Arc<Shared>, endpoint: Endpoint, device: DeviceId) {
+    let mut backoff = Duration::from_millis(500);
+    while admitted(&shared, &device) {
+        let addrs = shared
+            .vault()
+            .devices()
+            .list()
+            .ok()
+            .and_then(|l| l.into_iter().find(|d| d.id == device))
+            .map(|d| d.addrs)
+            .unwrap_or_default();
+        let mut addr = EndpointAddr::new(endpoint_id(device));
+        for sock in addrs {
+            addr = addr.with_ip_addr(sock);
+        }
+        let dialed = tokio::time::timeout(HANDSHAKE_TIMEOUT, endpoint.connect(addr, DEVICE_ALPN)).await;
+        if let Ok(Ok(conn)) = dialed {
+            if let Ok((send, recv)) = conn.open_bi().await {
+                backoff = Duration::from_millis(500);
+                if let Err(e) = session(&shared, device, send, recv).await {
+                    tracing::debug!(error = %e, "device session ended");
+                }
+            }
+            conn.close(VarInt::from_u32(0), b"");
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// One session with another device: both send their device list, then the document's sync
+/// messages, until either side ends it or `peer` stops being an active device here.
+async fn session(shared: &Shared, peer: DeviceId, mut send: SendStream, recv: RecvStream) -> Result<(), SyncError> {
+    let mut changes = shared.changes.subscribe();
+    let mut state = DeviceSync::default();
+    let mut list_sent: Option<Vec<u8>> = None;
+    let (tx, mut rx) = mpsc::channel(4);
+    let reader = tokio::spawn(read_all(recv, tx));
+    let result = async {
+        loop {
+            if !admitted(shared, &peer) {
+                return Ok(());
+            }
+            let list = {
+                let mut vault = shared.vault();
+                let addrs = vault.node_addrs();
+                DeviceRecord::encode_list(&vault.devices_mut().for_peer(&addrs)?)
+            };
+            if list_sent.as_ref() != Some(&list) {
+                write_message(&mut send, TAG_LIST, &list).await?;
+                list_sent = Some(list);
+            }
+            let outgoing = shared.vault().device_sync_generate(&mut state)?;
+            if let Some(message) = outgoing {
+                write_message(&mut send, TAG_DOC, &message).await?;
+            }
+            tokio::select! {
+                incoming = rx.recv() => match incoming {
+                    None => return Ok(()),
+                    Some(Err(e)) => return Err(e),
+                    Some(Ok(DeviceMessage::List(list))) => {
+                        let removed_here = shared.vault().devices_mut().merge(&peer, &list)?;
+                        if removed_here {
+                            tracing::warn!("this device was removed from its identity on another device");
+                            return Ok(());
+                        }
+                    }
+                    Some(Ok(DeviceMessage::Doc(bytes))) => {
+                        let changed = {
+                            let mut vault = shared.vault();
+                            let changed = vault.device_sync_receive(&mut state, &bytes)?;
+                            if changed {
+                                vault.update_projections(None)?;
+                            }
+                            changed
+                        };
+                        if changed {
+                            shared.changes.send_modify(|n| *n += 1);
+                        }
+                    }
+                },
+                _ = changes.changed() => {}
+            }
+        }
+    }
+    .await;
+    reader.abort();
+    let _ = send.finish();
+    result
+}
+
+async fn read_all(mut recv: RecvStream, tx: mpsc::Sender<Result<DeviceMessage, SyncError>>) {
+    loop {
+        let message = read_message(&mut recv).await;
+        let end = !matches!(message, Ok(Some(_)));
+        let item = match message {
+            Ok(Some(m)) => Ok(m),
+            Ok(None) => break,
+            Err(e) => Err(e),
+        };
+        if tx.send(item).await.is_err() || end {
+            break;
+        }
+    }
+}
+
+async fn write_message(send: &mut SendStream, tag: u8, body: &[u8]) -> Result<(), SyncError> {
+    let mut framed = Vec::with_capacity(body.len() + 5);
+    framed.extend_from_slice(&((body.len() + 1) as u32).to_be_bytes());
+    framed.push(tag);
+    framed.extend_from_slice(body);
+    send.write_all(&framed).await.map_err(|e| SyncError::Io(Box::new(e)))
+}
+
+async fn read_message(recv: &mut RecvStream) -> Result<Option<DeviceMessage>, SyncError> {
+    let mut len = [0u8; 4];
+    match recv.read_exact(&mut len).await {
+        Ok(()) => {}
+        Err(iroh::endpoint::ReadExactError::FinishedEarly(0)) => return Ok(None),
+        Err(e) => return Err(SyncError::Io(Box::new(e))),
+    }
+    let len = u32::from_be_bytes(len) as usize;
+    if len == 0 || len > MAX_FRAME {
+        return Err(SyncError::Protocol("device message too large".into()));
+    }
+    let mut body = vec![0u8; len];
+    recv.read_exact(&mut body).await.map_err(|e| SyncError::Io(Box::new(e)))?;
+    let (tag, rest) = (body[0], &body[1..]);
+    match tag {
+        TAG_LIST if rest.len() <= LIST_LIMIT => DeviceRecord::decode_list(rest)
+            .map(|l| Some(DeviceMessage::List(l)))
+            .ok_or_else(|| SyncError::Protocol("malformed device list".into())),
+        TAG_DOC => Ok(Some(DeviceMessage::Doc(rest.to_vec()))),
+        _ => Err(SyncError::Protocol("unknown device message".into())),
+    }
+}

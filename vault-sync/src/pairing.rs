@@ -1,0 +1,225 @@
+//! Pairing a new device over iroh (ALPN `vault/pair/1`): [`Invitation`] is the side of the
+//! device that prints the code and waits for one joiner; [`join`] is the new device's side.
+//! What the messages prove is in `vault_core::PairingCode`; this module moves them.
+//!
+//! The inviter listens on an endpoint of its own, under a key made for this one code (the
+//! code pins it), so a running `vault serve` on the same vault is not disturbed. It takes
+//! exactly one attempt: a wrong proof voids the code, a declined confirmation ends it.
+
+use std::time::Duration;
+
+use iroh::endpoint::{Connection, RecvStream, SendStream, VarInt};
+use iroh::{Endpoint, EndpointAddr};
+use vault_core::{DeviceId, DeviceKey, JoinPackage, MAX_FRAME, PAIR_ALPN, PairMessage, PairingCode, PairingError};
+use zeroize::Zeroizing;
+
+use crate::endpoint::{NodeConfig, bind_endpoint, ticket_addrs};
+use crate::{HANDSHAKE_TIMEOUT, SyncError, device_id, endpoint_id};
+
+/// Largest message the inviter reads from a joiner that has proven nothing yet.
+const JOIN_LIMIT: usize = 1024;
+/// How long the joiner waits for the inviter's user to confirm.
+const CONFIRM_WAIT: Duration = Duration::from_secs(5 * 60);
+
+/// Pairing did not complete; nothing was handed over.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PairError {
+    /// No device joined in time.
+    #[error("no device joined before the code expired; nothing was shared")]
+    Expired,
+    /// A device presented a proof that does not match the code.
+    #[error("a device presented a wrong proof for this code: the code is void and nothing was shared")]
+    WrongProof,
+    /// The user of the inviting device did not confirm.
+    #[error("the join was declined on the other device; nothing was shared")]
+    Declined,
+    /// The inviting device refused the proof.
+    #[error("the other device refused this code (mistyped, or tried by someone else first): it is void")]
+    Refused,
+    /// The inviting device could not be reached.
+    #[error("cannot reach the device that made this code: it is not waiting any more (used, expired or cancelled) or not reachable")]
+    Unreachable,
+    /// The other side broke off or broke the protocol.
+    #[error("the other device ended the pairing: {0}")]
+    Broken(String),
+    /// The code itself is unusable.
+    #[error(transparent)]
+    Code(#[from] PairingError),
+    /// The endpoint could not start.
+    #[error(transparent)]
+    Sync(#[from] SyncError),
+}
+
+/// The inviting side: an endpoint waiting for one joiner, and the code that reaches it.
+#[derive(Debug)]
+pub struct Invitation {
+    endpoint: Endpoint,
+    code: PairingCode,
+}
+
+impl Invitation {
+    /// Binds an endpoint for one pairing and makes its code, valid from `now`.
+    pub async fn open(config: &NodeConfig, now: i64) -> Result<Invitation, PairError> {
+        let key = DeviceKey::generate();
+        let endpoint = bind_endpoint(&key, config, vec![PAIR_ALPN.to_vec()]).await?;
+        let code = PairingCode::new(key.public(), ticket_addrs(&endpoint), now);
+        Ok(Invitation { endpoint, code })
+    }
+
+    /// The code to show the user.
+    pub fn code(&self) -> &PairingCode {
+        &self.code
+    }
+
+    /// Waits (until the code expires at `deadline`) for the joiner, checks its proof, asks
+    /// `confirm` with the six digits both devices show, and hands over what `welcome` makes for
+    /// the joining device. Returns the new device's id once it has made its vault.
+    pub async fn complete<C, W>(self, deadline: Duration, confirm: C, welcome: W) -> Result<DeviceId, PairError>
+    where
+        C: FnOnce(&str) -> bool + Send + 'static,
+        W: FnOnce(DeviceId) -> Result<JoinPackage, PairError>,
+    {
+        let result = self.run(deadline, confirm, welcome).await;
+        self.endpoint.close().await;
+        result
+    }
+
+    async fn run<C, W>(&self, deadline: Duration, confirm: C, welcome: W) -> Result<DeviceId, PairError>
+    where
+        C: FnOnce(&str) -> bool + Send + 'static,
+        W: FnOnce(DeviceId) -> Result<JoinPackage, PairError>,
+    {
+        let conn = accept(&self.endpoint, deadline).await?;
+        let joiner = device_id(conn.remote_id()).ok_or(PairError::WrongProof)?;
+        let (mut send, mut recv) = tokio::time::timeout(HANDSHAKE_TIMEOUT, conn.accept_bi())
+            .await
+            .map_err(|_| broken("no stream"))?
+            .map_err(|e| broken(&e.to_string()))?;
+        let proof = match read_message(&mut recv, JOIN_LIMIT, HANDSHAKE_TIMEOUT).await? {
+            PairMessage::Join(proof) => proof,
+            _ => return Err(broken("expected a join")),
+        };
+        if !self.code.verify_proof(&joiner, &proof) {
+            let _ = write_message(&mut send, &PairMessage::Refused).await;
+            finish(&conn, send).await;
+            return Err(PairError::WrongProof);
+        }
+        let digits = self.code.confirmation(&joiner);
+        let confirmed = tokio::task::spawn_blocking(move || confirm(&digits)).await.unwrap_or(false);
+        if !confirmed {
+            let _ = write_message(&mut send, &PairMessage::Declined).await;
+            finish(&conn, send).await;
+            return Err(PairError::Declined);
+        }
+        let package = welcome(joiner)?;
+        write_message(&mut send, &PairMessage::Welcome(package)).await?;
+        match read_message(&mut recv, JOIN_LIMIT, HANDSHAKE_TIMEOUT * 4).await? {
+            PairMessage::Joined => {}
+            _ => return Err(broken("expected joined")),
+        }
+        finish(&conn, send).await;
+        Ok(joiner)
+    }
+}
+
+async fn accept(endpoint: &Endpoint, deadline: Duration) -> Result<Connection, PairError> {
+    let wait = async {
+        loop {
+            let Some(incoming) = endpoint.accept().await else { return Err(broken("endpoint closed")) };
+            // A connection that fails its handshake is not an attempt at the code.
+            if let Ok(conn) = incoming.await {
+                return Ok(conn);
+            }
+        }
+    };
+    tokio::time::timeout(deadline, wait).await.map_err(|_| PairError::Expired)?
+}
+
+async fn finish(conn: &Connection, mut send: SendStream) {
+    let _ = send.finish();
+    let _ = tokio::time::timeout(Duration::from_secs(2), send.stopped()).await;
+    conn.close(VarInt::from_u32(0), b"");
+}
+
+fn broken(what: &str) -> PairError {
+    PairError::Broken(what.to_owned())
+}
+
+/// The joining side: dials the code's endpoint as `device` (the key the new vault will run
+/// under), proves the code, tells `show` the six digits to compare, and returns the package
+/// once the other device's user confirmed. `made` is called with it; its result is reported
+/// back before returning.
+pub async fn join<T, E: std::fmt::Display>(
+    code: &PairingCode,
+    device: &DeviceKey,
+    config: &NodeConfig,
+    show: impl FnOnce(&str),
+    made: impl FnOnce(JoinPackage) -> Result<T, E>,
+) -> Result<Result<T, E>, PairError> {
+    let endpoint = bind_endpoint(device, config, vec![PAIR_ALPN.to_vec()]).await?;
+    let result = join_on(&endpoint, code, device, show, made).await;
+    endpoint.close().await;
+    result
+}
+
+async fn join_on<T, E: std::fmt::Display>(
+    endpoint: &Endpoint,
+    code: &PairingCode,
+    device: &DeviceKey,
+    show: impl FnOnce(&str),
+    made: impl FnOnce(JoinPackage) -> Result<T, E>,
+) -> Result<Result<T, E>, PairError> {
+    let mut addr = EndpointAddr::new(endpoint_id(code.inviter()));
+    for sock in code.addrs() {
+        addr = addr.with_ip_addr(*sock);
+    }
+    let conn = tokio::time::timeout(HANDSHAKE_TIMEOUT, endpoint.connect(addr, PAIR_ALPN))
+        .await
+        .map_err(|_| PairError::Unreachable)?
+        .map_err(|_| PairError::Unreachable)?;
+    if device_id(conn.remote_id()) != Some(code.inviter()) {
+        return Err(PairError::Unreachable);
+    }
+    let (mut send, mut recv) = conn.open_bi().await.map_err(|e| broken(&e.to_string()))?;
+    let me = device.public();
+    write_message(&mut send, &PairMessage::Join(code.proof(&me))).await?;
+    show(&code.confirmation(&me));
+    let package = match read_message(&mut recv, MAX_FRAME, CONFIRM_WAIT).await? {
+        PairMessage::Welcome(package) => package,
+        PairMessage::Refused => return Err(PairError::Refused),
+        PairMessage::Declined => return Err(PairError::Declined),
+        _ => return Err(broken("unexpected message")),
+    };
+    let outcome = made(package);
+    if outcome.is_ok() {
+        write_message(&mut send, &PairMessage::Joined).await?;
+        finish(&conn, send).await;
+    } else {
+        conn.close(VarInt::from_u32(1), b"could not make the vault");
+    }
+    Ok(outcome)
+}
+
+async fn write_message(send: &mut SendStream, message: &PairMessage) -> Result<(), PairError> {
+    let body = message.encode();
+    let mut framed = Zeroizing::new(Vec::with_capacity(body.len() + 4));
+    framed.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    framed.extend_from_slice(&body);
+    send.write_all(&framed).await.map_err(|e| broken(&e.to_string()))
+}
+
+async fn read_message(recv: &mut RecvStream, limit: usize, wait: Duration) -> Result<PairMessage, PairError> {
+    let read = async {
+        let mut len = [0u8; 4];
+        recv.read_exact(&mut len).await.map_err(|_| broken("the connection ended"))?;
+        let len = u32::from_be_bytes(len) as usize;
+        if len > limit {
+            return Err(broken("message too large"));
+        }
+        let mut body = Zeroizing::new(vec![0u8; len]);
+        recv.read_exact(&mut body).await.map_err(|_| broken("the connection ended"))?;
+        Ok(PairMessage::decode(&body)?)
+    };
+    tokio::time::timeout(wait, read).await.map_err(|_| broken("no answer in time"))?
+}
