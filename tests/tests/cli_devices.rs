@@ -119,7 +119,9 @@ fn a_new_device_joins_and_both_stay_in_sync_live_and_after_offline_edits() {
     assert_eq!(profile(&home, "email"), "ada@example.org");
     assert_eq!(json(&home, &["id"])["identity"], json(&laptop, &["id"])["identity"]);
     assert_ne!(json(&home, &["id"])["device"], json(&laptop, &["id"])["device"]);
-    assert_eq!(names(&laptop), vec![("first".to_owned(), true), ("home-box".to_owned(), true)]);
+    let mut listed = names(&laptop);
+    listed.sort();
+    assert_eq!(listed, vec![("first".to_owned(), true), ("home-box".to_owned(), true)]);
     assert_eq!(names(&home), names(&laptop));
 
     // Live: an edit on either side reaches the other while both serve.
@@ -148,7 +150,8 @@ fn a_new_device_joins_and_both_stay_in_sync_live_and_after_offline_edits() {
         a == b && a["profile"]["address"]["city"] == "Paris" && a["profile"]["name"] == "Ada"
     });
     assert_eq!(export(&laptop)["purchases"].as_object().unwrap().len(), 2);
-    let seen = json(&laptop, &["device", "list"])["devices"][1]["last_seen"].clone();
+    let devices = json(&laptop, &["device", "list"])["devices"].clone();
+    let seen = devices.as_array().unwrap().iter().find(|d| d["name"] == "home-box").unwrap()["last_seen"].clone();
     assert!(seen.is_i64(), "the laptop saw the box: {seen}");
 }
 
@@ -165,7 +168,7 @@ fn a_removed_device_is_refused_and_its_edits_no_longer_arrive() {
 
     let out = laptop.ok(&["device", "rm", "box"]);
     assert!(out.contains("cannot be recalled"), "{out}");
-    assert_eq!(names(&laptop)[1], ("box".to_owned(), false));
+    assert!(names(&laptop).contains(&("box".to_owned(), false)), "listed as removed");
     laptop.fails(&["device", "rm", "first"], 2);
     home.ok(&["profile", "set", "email", "after@example.org"]);
     std::thread::sleep(Duration::from_secs(3));
@@ -223,5 +226,8 @@ fn wrong_declined_and_replayed_codes_are_refused_and_change_nothing() {
     assert!(!stranger.dir.join(vault_core::DB_FILE).exists());
     let mut after = before;
     after.push(("box".to_owned(), true));
-    assert_eq!(names(&laptop), after);
+    after.sort();
+    let mut now = names(&laptop);
+    now.sort();
+    assert_eq!(now, after);
 }
