@@ -1,0 +1,189 @@
+//! Several devices of one identity: whatever each edits while apart, and in whatever order
+//! they sync pairwise, they end with one document; and the device list merges with removals
+//! winning.
+
+use proptest::prelude::*;
+use vault_core::{
+    DeviceKey, DeviceRecord, DeviceSync, Identity, JoinPackage, KdfParams, Passphrase, Price, PurchaseRecord,
+    Vault,
+};
+
+fn first(dir: &std::path::Path) -> Vault {
+    Vault::at(dir).kdf(KdfParams::INSECURE_FOR_TESTS).create(&Passphrase::new("pw")).unwrap()
+}
+
+/// A new device of `from`'s identity, as `vault init --join` makes it.
+fn join(dir: &std::path::Path, from: &mut Vault, name: &str) -> Vault {
+    let device = DeviceKey::generate();
+    from.devices_mut().add(device.public(), name).unwrap();
+    let package = JoinPackage {
+        identity: Identity::from_secret_bytes(&from.identity_key().secret_bytes()),
+        name: name.into(),
+        devices: from.devices_mut().for_peer(&[]).unwrap(),
+        document: from.export_automerge(),
+    };
+    Vault::at(dir).kdf(KdfParams::INSECURE_FOR_TESTS).join(&Passphrase::new("other"), device, package).unwrap()
+}
+
+/// Runs the document's sync protocol between two devices until neither has anything to send.
+fn sync(a: &mut Vault, b: &mut Vault) {
+    let (mut sa, mut sb) = (DeviceSync::default(), DeviceSync::default());
+    for _ in 0..100 {
+        let to_b = a.device_sync_generate(&mut sa).unwrap();
+        if let Some(m) = &to_b {
+            b.device_sync_receive(&mut sb, m).unwrap();
+        }
+        let to_a = b.device_sync_generate(&mut sb).unwrap();
+        if let Some(m) = &to_a {
+            a.device_sync_receive(&mut sa, m).unwrap();
+        }
+        if to_b.is_none() && to_a.is_none() {
+            return;
+        }
+    }
+    panic!("sync did not settle");
+}
+
+#[derive(Debug, Clone)]
+enum Edit {
+    Email(u8),
+    Pref(u8, u8),
+    UnsetPref(u8),
+    Purchase(u8),
+    RemoveOldest,
+}
+
+fn edit() -> impl Strategy<Value = Edit> {
+    prop_oneof![
+        any::<u8>().prop_map(Edit::Email),
+        (0..3u8, any::<u8>()).prop_map(|(k, v)| Edit::Pref(k, v)),
+        (0..3u8).prop_map(Edit::UnsetPref),
+        any::<u8>().prop_map(Edit::Purchase),
+        Just(Edit::RemoveOldest),
+    ]
+}
+
+fn apply(v: &mut Vault, edit: &Edit) {
+    match edit {
+        Edit::Email(n) => v.set_profile("email", &format!("ada{n}@example.org")).unwrap(),
+        Edit::Pref(k, n) => v.set_preference(&format!("key{k}"), &format!("value {n}")).unwrap(),
+        Edit::UnsetPref(k) => {
+            v.unset_preference(&format!("key{k}")).unwrap();
+        }
+        Edit::Purchase(n) => {
+            v.add_purchase(&PurchaseRecord {
+                item: format!("item {n}"),
+                seller: "Shop".into(),
+                price: Price { amount_minor: i64::from(*n) * 10, currency: "EUR".into() },
+                date: "2026-01-02".into(),
+                category: None,
+                tags: Vec::new(),
+                rating: None,
+                review: None,
+            })
+            .unwrap();
+        }
+        Edit::RemoveOldest => {
+            if let Some(p) = v.purchases().first() {
+                v.remove_purchase(&p.id).unwrap();
+            }
+        }
+    }
+}
+
+/// One step of a history: device `who` edits, or devices `who` and `with` sync.
+#[derive(Debug, Clone)]
+enum Step {
+    Edit(usize, Edit),
+    Sync(usize, usize),
+}
+
+fn step(devices: usize) -> impl Strategy<Value = Step> {
+    prop_oneof![
+        3 => (0..devices, edit()).prop_map(|(w, e)| Step::Edit(w, e)),
+        1 => (0..devices, 0..devices).prop_map(|(a, b)| Step::Sync(a, b)),
+    ]
+}
+
+fn pair_mut(v: &mut [Vault], a: usize, b: usize) -> (&mut Vault, &mut Vault) {
+    assert!(a < b);
+    let (left, right) = v.split_at_mut(b);
+    (&mut left[a], &mut right[0])
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    #[test]
+    fn devices_converge_whatever_they_edit_apart(
+        devices in 2..=3usize,
+        history in prop::collection::vec(step(3), 1..30),
+    ) {
+        let dirs: Vec<_> = (0..devices).map(|_| tempfile::tempdir().unwrap()).collect();
+        let mut vaults = vec![first(dirs[0].path())];
+        for (i, dir) in dirs.iter().enumerate().skip(1) {
+            let joined = join(dir.path(), &mut vaults[0], &format!("device-{i}"));
+            vaults.push(joined);
+        }
+        for s in &history {
+            match s {
+                Step::Edit(w, e) => apply(&mut vaults[w % devices], e),
+                Step::Sync(a, b) => {
+                    let (a, b) = (a % devices, b % devices);
+                    if a != b {
+                        let (x, y) = pair_mut(&mut vaults, a.min(b), a.max(b));
+                        sync(x, y);
+                    }
+                }
+            }
+        }
+        // Everyone meets everyone once (a chain is enough for a CRDT), then all agree.
+        for i in 1..devices {
+            let (x, y) = pair_mut(&mut vaults, i - 1, i);
+            sync(x, y);
+        }
+        for i in (1..devices).rev() {
+            let (x, y) = pair_mut(&mut vaults, i - 1, i);
+            sync(x, y);
+        }
+        let first = vaults[0].export_json();
+        for (i, v) in vaults.iter_mut().enumerate().skip(1) {
+            prop_assert_eq!(&v.export_json(), &first, "device {} differs", i);
+        }
+        // What was synced is durable: reopened, the last device holds the same.
+        let last = devices - 1;
+        drop(vaults);
+        let reopened = Vault::at(dirs[last].path()).kdf(KdfParams::INSECURE_FOR_TESTS).unlock(&Passphrase::new("other")).unwrap();
+        prop_assert_eq!(reopened.export_json(), first);
+    }
+}
+
+#[test]
+fn a_removal_wins_over_every_later_list_and_a_device_learns_its_own() {
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut laptop = first(d1.path());
+    let mut home = join(d2.path(), &mut laptop, "box");
+    let stale: Vec<DeviceRecord> = home.devices_mut().for_peer(&[]).unwrap();
+    let removed = laptop.devices_mut().remove("box").unwrap();
+    // The box's old list (where it is active) does not bring it back.
+    let laptop_id = laptop.device_key().public();
+    laptop.devices_mut().merge(&removed.id, &stale).unwrap();
+    assert!(!laptop.devices().is_active(&removed.id).unwrap());
+    // The box, given the laptop's list, learns it was removed.
+    let news = laptop.devices_mut().for_peer(&[]).unwrap();
+    assert!(home.devices_mut().merge(&laptop_id, &news).unwrap(), "the box learns it is removed");
+    // The laptop cannot remove itself, nor an unknown name.
+    assert!(laptop.devices_mut().remove("first").is_err());
+    assert!(laptop.devices_mut().remove("nobody").is_err());
+}
+
+#[test]
+fn a_malformed_sync_message_from_a_device_changes_nothing() {
+    let d = tempfile::tempdir().unwrap();
+    let mut v = first(d.path());
+    v.set_profile("email", "ada@example.org").unwrap();
+    let before = v.export_json();
+    let mut state = DeviceSync::default();
+    assert!(v.device_sync_receive(&mut state, b"not a sync message").is_err());
+    assert_eq!(v.export_json(), before);
+}
