@@ -41,24 +41,30 @@ fn start_join(v: &TestVault, code: &str) -> Child {
         .unwrap()
 }
 
-/// Reads `stderr` until a line containing `marker`; returns the six digits in it.
-fn digits_after(stderr: &mut impl BufRead, marker: &str) -> String {
-    let mut line = String::new();
+/// Reads the inviter's stderr up to its question (which ends without a newline).
+fn prompt_reached(stderr: &mut impl BufRead) {
+    read_until(stderr, "Type the six digits", b':');
+}
+
+/// Reads the joiner's stderr up to the line with the digits; returns them.
+fn digits_shown(stderr: &mut impl BufRead) -> String {
+    read_until(stderr, "type these digits", b'\n').chars().filter(char::is_ascii_digit).collect()
+}
+
+/// Reads `stderr` byte by byte until a piece that contains `marker` and ends with `end`.
+fn read_until(stderr: &mut impl BufRead, marker: &str, end: u8) -> String {
+    let mut piece = Vec::new();
+    let mut byte = [0u8];
     loop {
-        line.clear();
-        // The prompt ends without a newline: read byte by byte up to the marker's end.
-        let mut byte = [0u8];
-        loop {
-            let n = stderr.read(&mut byte).unwrap();
-            assert!(n > 0, "stream ended before {marker:?}; got {line:?}");
-            line.push(byte[0] as char);
-            if byte[0] == b'\n' || (line.contains(marker) && line.trim_end().ends_with(':')) {
-                break;
-            }
+        let n = stderr.read(&mut byte).unwrap();
+        assert!(n > 0, "stream ended before {marker:?}; got {:?}", String::from_utf8_lossy(&piece));
+        piece.push(byte[0]);
+        let text = String::from_utf8_lossy(&piece).into_owned();
+        if byte[0] == end && text.contains(marker) {
+            return text;
         }
-        if line.contains(marker) {
-            let digits: String = line.chars().filter(char::is_ascii_digit).collect();
-            return digits;
+        if byte[0] == b'\n' {
+            piece.clear();
         }
     }
 }
@@ -76,24 +82,25 @@ fn stderr_rest(mut stderr: BufReader<ChildStderr>) -> String {
     rest
 }
 
-/// Pairs `laptop` with the new `box` under `name`, comparing the digits both show.
-fn pair(laptop: &TestVault, new: &TestVault, name: &str) {
+/// Pairs `laptop` with the new device `new` under `name`, the digits the new device shows
+/// typed on the laptop; returns the code used.
+fn pair(laptop: &TestVault, new: &TestVault, name: &str) -> String {
     let (mut inviter, mut prompt, code) = invite(laptop, name);
     let mut joiner = start_join(new, &code);
     let mut joiner_err = BufReader::new(joiner.stderr.take().unwrap());
-    let shown_there = digits_after(&mut joiner_err, "Check that the other device shows");
-    let asked_here = digits_after(&mut prompt, "Does it show");
+    let shown_there = digits_shown(&mut joiner_err);
     assert_eq!(shown_there.len(), 6);
-    assert_eq!(shown_there, asked_here, "both devices show the same digits");
-    inviter.stdin.take().unwrap().write_all(b"yes\n").unwrap();
+    prompt_reached(&mut prompt);
+    inviter.stdin.take().unwrap().write_all(format!("{shown_there}\n").as_bytes()).unwrap();
     let (ok, text) = finish(joiner);
     assert!(ok, "join failed: {text}{}", stderr_rest(joiner_err));
     let (ok, text) = finish(inviter);
     assert!(ok, "device add failed: {text}{}", stderr_rest(prompt));
+    code
 }
 
 fn names(v: &TestVault) -> Vec<(String, bool)> {
-    json(v, &["device", "list"])["devices"]
+    v.json(&["device", "list"], "device-list")["devices"]
         .as_array()
         .unwrap()
         .iter()
@@ -109,7 +116,20 @@ fn profile(v: &TestVault, field: &str) -> Value {
 fn a_new_device_joins_and_both_stay_in_sync_live_and_after_offline_edits() {
     let laptop = TestVault::new();
     laptop.ok(&["profile", "set", "email", "ada@example.org"]);
-    laptop.ok(&["purchase", "add", "--item", "Tea", "--seller", "Shop", "--price", "4.20", "--currency", "EUR", "--date", "2026-01-02"]);
+    laptop.ok(&[
+        "purchase",
+        "add",
+        "--item",
+        "Tea",
+        "--seller",
+        "Shop",
+        "--price",
+        "4.20",
+        "--currency",
+        "EUR",
+        "--date",
+        "2026-01-02",
+    ]);
     let (laptop_addr, box_addr) = (free_addr(), free_addr());
     let serving = serve_on(&laptop, &laptop_addr);
 
@@ -137,7 +157,20 @@ fn a_new_device_joins_and_both_stay_in_sync_live_and_after_offline_edits() {
     drop((serving, box_serving));
     laptop.ok(&["profile", "set", "name", "Ada"]);
     home.ok(&["profile", "set", "address.city", "Paris"]);
-    home.ok(&["purchase", "add", "--item", "Bread", "--seller", "Bakery", "--price", "3", "--currency", "EUR", "--date", "2026-01-03"]);
+    home.ok(&[
+        "purchase",
+        "add",
+        "--item",
+        "Bread",
+        "--seller",
+        "Bakery",
+        "--price",
+        "3",
+        "--currency",
+        "EUR",
+        "--date",
+        "2026-01-03",
+    ]);
     let (_a, _) = serve_on(&laptop, &laptop_addr);
     let (_b, _) = serve_on(&home, &box_addr);
     let export = |v: &TestVault| {
@@ -151,7 +184,8 @@ fn a_new_device_joins_and_both_stay_in_sync_live_and_after_offline_edits() {
     });
     assert_eq!(export(&laptop)["purchases"].as_object().unwrap().len(), 2);
     let devices = json(&laptop, &["device", "list"])["devices"].clone();
-    let seen = devices.as_array().unwrap().iter().find(|d| d["name"] == "home-box").unwrap()["last_seen"].clone();
+    let seen =
+        devices.as_array().unwrap().iter().find(|d| d["name"] == "home-box").unwrap()["last_seen"].clone();
     assert!(seen.is_i64(), "the laptop saw the box: {seen}");
 }
 
@@ -168,6 +202,7 @@ fn a_removed_device_is_refused_and_its_edits_no_longer_arrive() {
 
     let out = laptop.ok(&["device", "rm", "box"]);
     assert!(out.contains("cannot be recalled"), "{out}");
+    laptop.fails(&["device", "rm", "box"], 2);
     assert!(names(&laptop).contains(&("box".to_owned(), false)), "listed as removed");
     laptop.fails(&["device", "rm", "first"], 2);
     home.ok(&["profile", "set", "email", "after@example.org"]);
@@ -206,8 +241,9 @@ fn wrong_declined_and_replayed_codes_are_refused_and_change_nothing() {
     // Declined on the laptop.
     let (mut inviter, mut prompt, code) = invite(&laptop, "box");
     let joiner = start_join(&stranger, &code);
-    digits_after(&mut prompt, "Does it show");
-    inviter.stdin.take().unwrap().write_all(b"no\n").unwrap();
+    prompt_reached(&mut prompt);
+    // A hurried "yes" is not the digits: declined.
+    inviter.stdin.take().unwrap().write_all(b"yes\n").unwrap();
     let (ok, text) = finish(joiner);
     assert!(!ok && text.contains("declined"), "{text}");
     let (ok, _) = finish(inviter);
@@ -216,12 +252,8 @@ fn wrong_declined_and_replayed_codes_are_refused_and_change_nothing() {
 
     // Used once, never again.
     let first = TestVault::uninitialised();
-    let (mut inviter, mut prompt, code) = invite(&laptop, "box");
-    let joiner = start_join(&first, &code);
-    digits_after(&mut prompt, "Does it show");
-    inviter.stdin.take().unwrap().write_all(b"yes\n").unwrap();
-    assert!(finish(joiner).0 && finish(inviter).0);
-    let (ok, text) = finish(start_join(&stranger, &code));
+    let used_code = pair(&laptop, &first, "box");
+    let (ok, text) = finish(start_join(&stranger, &used_code));
     assert!(!ok && text.contains("cannot reach"), "{text}");
     assert!(!stranger.dir.join(vault_core::DB_FILE).exists());
     let mut after = before;

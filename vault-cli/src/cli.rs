@@ -370,8 +370,9 @@ pub(crate) struct AuditArgs {
 #[derive(Debug, Args)]
 pub(crate) struct InitArgs {
     /// Join an identity as a new device, with the pairing code `vault device add NAME` printed
-    /// on one of its devices ("-": read the code from standard input, out of shell history)
-    #[arg(long, value_name = "CODE")]
+    /// on one of its devices. Without CODE (best: out of the process list and shell history)
+    /// it is asked for at a hidden prompt, or read from standard input ("-" too)
+    #[arg(long, value_name = "CODE", num_args = 0..=1, default_missing_value = "")]
     pub(crate) join: Option<String>,
     /// Do not use relays or address lookup when joining (local networks and tests)
     #[arg(long, requires = "join")]

@@ -89,9 +89,9 @@ pub use statement::{GrantId, RequestId, Rule, Signed, Statement, StatementError,
 pub use store::{DB_FILE, StoreError};
 pub use vault::{
     AccessLog, Approval, AuditEvent, AuditFilter, AuditKind, Clock, Contact, ContactError, Contacts,
-    CreateError, DeviceError, DeviceRecord, DeviceSync, Devices, EXPORT_FORMAT, EditError, FeedEntry, FeedFilter, GrantError, GrantInfo, GrantStatus,
-    Holding, ImportError, ImportMode, Inbox, MAX_DEVICES, MAX_PENDING_PER_PEER, MAX_REQUESTS_PER_PEER_PER_DAY, NewGrant,
-    NewRequest, OpenError, Outbox, Peer, Purchase, PurchaseRecord, Refusal, RequestError, RequestInfo,
-    RequestStatus, ServeError, Share, ShareError, ShareStatus, StorageStats, Vault, VaultOptions,
-    VerifyReport,
+    CreateError, DeviceError, DeviceRecord, DeviceSync, Devices, EXPORT_FORMAT, EditError, FeedEntry,
+    FeedFilter, GrantError, GrantInfo, GrantStatus, Holding, ImportError, ImportMode, Inbox, MAX_DEVICES,
+    MAX_PENDING_PER_PEER, MAX_REQUESTS_PER_PEER_PER_DAY, Merged, NewGrant, NewRequest, OpenError, Outbox,
+    Peer, Purchase, PurchaseRecord, Refusal, RequestError, RequestInfo, RequestStatus, ServeError, Share,
+    ShareError, ShareStatus, StorageStats, Vault, VaultOptions, VerifyReport,
 };

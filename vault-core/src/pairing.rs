@@ -72,7 +72,12 @@ impl fmt::Debug for PairingCode {
 impl PairingCode {
     /// A fresh code for the inviting device, reachable at `addrs`, valid from `now`.
     pub fn new(inviter: DeviceId, addrs: Vec<SocketAddr>, now: i64) -> Self {
-        Self { inviter, addrs, expires_at: now + PAIRING_LIFETIME_SECS, secret: Zeroizing::new(random_array()) }
+        Self {
+            inviter,
+            addrs,
+            expires_at: now + PAIRING_LIFETIME_SECS,
+            secret: Zeroizing::new(random_array()),
+        }
     }
 
     /// The inviting device.
@@ -189,7 +194,7 @@ pub enum PairMessage {
     /// Inviter to joiner: its user did not confirm.
     Declined,
     /// Inviter to joiner: welcome, with the package.
-    Welcome(JoinPackage),
+    Welcome(Box<JoinPackage>),
     /// Joiner to inviter: the new vault is made.
     Joined,
 }
@@ -230,7 +235,7 @@ impl PairMessage {
             (2, 0) => Ok(Self::Refused),
             (3, 0) => Ok(Self::Declined),
             (5, 0) => Ok(Self::Joined),
-            (4, _) => decode_package(body).map(Self::Welcome).ok_or(bad),
+            (4, _) => decode_package(body).map(|p| Self::Welcome(Box::new(p))).ok_or(bad),
             _ => Err(bad),
         }
     }
@@ -290,7 +295,10 @@ mod tests {
         assert_eq!("vault1abc".parse::<PairingCode>().unwrap_err(), PairingError::WrongPrefix);
         let text = code().to_string();
         assert_eq!(text[..text.len() - 3].parse::<PairingCode>().unwrap_err(), PairingError::Malformed);
-        assert_eq!(code().check_fresh(1_000 + PAIRING_LIFETIME_SECS + CLOCK_SKEW_SECS + 1), Err(PairingError::Expired));
+        assert_eq!(
+            code().check_fresh(1_000 + PAIRING_LIFETIME_SECS + CLOCK_SKEW_SECS + 1),
+            Err(PairingError::Expired)
+        );
         let c = code();
         let secret_b32 = BASE32_NOPAD.encode(&c.secret[..]).to_ascii_lowercase();
         assert!(!format!("{c:?}").contains(&secret_b32[..10]));
@@ -305,9 +313,12 @@ mod tests {
             document: vec![1, 2, 3],
         };
         let public = package.identity.public();
-        let bytes = PairMessage::Welcome(package).encode();
+        let bytes = PairMessage::Welcome(Box::new(package)).encode();
         let PairMessage::Welcome(back) = PairMessage::decode(&bytes).unwrap() else { panic!("a welcome") };
-        assert_eq!((back.identity.public(), back.name.as_str(), back.document.as_slice()), (public, "home-box", &[1u8, 2, 3][..]));
+        assert_eq!(
+            (back.identity.public(), back.name.as_str(), back.document.as_slice()),
+            (public, "home-box", &[1u8, 2, 3][..])
+        );
         for junk in [&[][..], &[1, 2][..], &[4, 1, 0][..], &[9][..]] {
             assert!(PairMessage::decode(junk).is_err());
         }

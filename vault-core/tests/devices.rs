@@ -22,7 +22,10 @@ fn join(dir: &std::path::Path, from: &mut Vault, name: &str) -> Vault {
         devices: from.devices_mut().for_peer(&[]).unwrap(),
         document: from.export_automerge(),
     };
-    Vault::at(dir).kdf(KdfParams::INSECURE_FOR_TESTS).join(&Passphrase::new("other"), device, package).unwrap()
+    Vault::at(dir)
+        .kdf(KdfParams::INSECURE_FOR_TESTS)
+        .join(&Passphrase::new("other"), device, package)
+        .unwrap()
 }
 
 /// Runs the document's sync protocol between two devices until neither has anything to send.
@@ -171,7 +174,10 @@ fn a_removal_wins_over_every_later_list_and_a_device_learns_its_own() {
     assert!(!laptop.devices().is_active(&removed.id).unwrap());
     // The box, given the laptop's list, learns it was removed.
     let news = laptop.devices_mut().for_peer(&[]).unwrap();
-    assert!(home.devices_mut().merge(&laptop_id, &news).unwrap(), "the box learns it is removed");
+    assert!(
+        home.devices_mut().merge(&laptop_id, &news).unwrap().removed_here,
+        "the box learns it is removed"
+    );
     // The laptop cannot remove itself, nor an unknown name.
     assert!(laptop.devices_mut().remove("first").is_err());
     assert!(laptop.devices_mut().remove("nobody").is_err());
@@ -186,4 +192,42 @@ fn a_malformed_sync_message_from_a_device_changes_nothing() {
     let mut state = DeviceSync::default();
     assert!(v.device_sync_receive(&mut state, b"not a sync message").is_err());
     assert_eq!(v.export_json(), before);
+}
+
+#[test]
+fn a_device_cannot_slip_in_a_look_alike_nor_crowd_out_a_removal() {
+    let (d1, d2, d3) =
+        (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut laptop = first(d1.path());
+    let mut home = join(d2.path(), &mut laptop, "box");
+    let mut phone = join(d3.path(), &mut laptop, "phone");
+    let home_id = home.device_key().public();
+    // The box, compromised, sends a look-alike of the laptop and a flood of made-up devices.
+    let mut list = home.devices_mut().for_peer(&[]).unwrap();
+    let template = list[0].clone();
+    list.push(DeviceRecord {
+        id: DeviceKey::generate().public(),
+        name: "first".into(),
+        added_at: 0,
+        ..template.clone()
+    });
+    for i in 0..200 {
+        list.push(DeviceRecord {
+            id: DeviceKey::generate().public(),
+            name: format!("fake-{i}"),
+            added_at: 1,
+            ..template.clone()
+        });
+    }
+    phone.devices_mut().merge(&home_id, &list).unwrap();
+    let names: Vec<String> = phone.devices().list().unwrap().into_iter().map(|d| d.name).collect();
+    assert_eq!(names.iter().filter(|n| *n == "first").count(), 1, "no look-alike: {names:?}");
+    assert!(names.len() <= vault_core::MAX_DEVICES);
+    // A removal made on the laptop still reaches the phone through the full list.
+    laptop.devices_mut().remove("box").unwrap();
+    let news = laptop.devices_mut().for_peer(&[]).unwrap();
+    phone.devices_mut().merge(&laptop.device_key().public(), &news).unwrap();
+    assert!(!phone.devices().is_active(&home_id).unwrap(), "the removal got through");
+    // And a removed device is never listed again by `add`.
+    assert!(laptop.devices_mut().add(home_id, "box-again").is_err());
 }

@@ -44,7 +44,11 @@ pub(crate) struct DeviceListener {
 impl ProtocolHandler for DeviceListener {
     async fn accept(&self, conn: Connection) -> Result<(), AcceptError> {
         let Some(peer) = device_id(conn.remote_id()).filter(|p| admitted(&self.shared, p)) else {
-            crate::node::log_refused(&self.shared, None, "a device that is not an active device of this identity");
+            crate::node::log_refused(
+                &self.shared,
+                None,
+                "a device that is not an active device of this identity",
+            );
             conn.close(VarInt::from_u32(2), b"not a device of this identity");
             return Ok(());
         };
@@ -59,10 +63,12 @@ impl ProtocolHandler for DeviceListener {
     }
 }
 
-/// An active device of this identity other than this one.
+/// An active device of this identity other than this one, while this one is active too.
 fn admitted(shared: &Shared, peer: &DeviceId) -> bool {
     let vault = shared.vault();
-    *peer != vault.device_key().public() && vault.devices().is_active(peer).unwrap_or(false)
+    let this = vault.device_key().public();
+    let devices = vault.devices();
+    *peer != this && devices.is_active(peer).unwrap_or(false) && devices.is_active(&this).unwrap_or(false)
 }
 
 /// Keeps a session to every other active device of this identity, for as long as the node runs.
@@ -116,7 +122,12 @@ async fn keep_one(shared: Arc<Shared>, endpoint: Endpoint, device: DeviceId) {
 
 /// One session with another device: both send their device list, then the document's sync
 /// messages, until either side ends it or `peer` stops being an active device here.
-async fn session(shared: &Shared, peer: DeviceId, mut send: SendStream, recv: RecvStream) -> Result<(), SyncError> {
+async fn session(
+    shared: &Shared,
+    peer: DeviceId,
+    mut send: SendStream,
+    recv: RecvStream,
+) -> Result<(), SyncError> {
     let mut changes = shared.changes.subscribe();
     let mut state = DeviceSync::default();
     let mut list_sent: Option<Vec<u8>> = None;
@@ -145,12 +156,17 @@ async fn session(shared: &Shared, peer: DeviceId, mut send: SendStream, recv: Re
                     None => return Ok(()),
                     Some(Err(e)) => return Err(e),
                     Some(Ok(DeviceMessage::List(list))) => {
-                        let removed_here = shared.vault().devices_mut().merge(&peer, &list)?;
-                        if removed_here {
+                        let merged = shared.vault().devices_mut().merge(&peer, &list)?;
+                        if merged.wrote {
+                            // Other sessions look again at whom they admit.
+                            shared.changes.send_modify(|n| *n += 1);
+                        }
+                        if merged.removed_here {
                             tracing::warn!("this device was removed from its identity on another device");
                             return Ok(());
                         }
                     }
+                    Some(Ok(DeviceMessage::Doc(_))) if !admitted(shared, &peer) => return Ok(()),
                     Some(Ok(DeviceMessage::Doc(bytes))) => {
                         let changed = {
                             let mut vault = shared.vault();
@@ -206,17 +222,27 @@ async fn read_message(recv: &mut RecvStream) -> Result<Option<DeviceMessage>, Sy
         Err(e) => return Err(SyncError::Io(Box::new(e))),
     }
     let len = u32::from_be_bytes(len) as usize;
-    if len == 0 || len > MAX_FRAME {
+    let mut tag = [0u8];
+    if len == 0 {
+        return Err(SyncError::Protocol("empty device message".into()));
+    }
+    recv.read_exact(&mut tag).await.map_err(|e| SyncError::Io(Box::new(e)))?;
+    // The limit follows the kind of message, and is checked before anything is allocated.
+    let limit = match tag[0] {
+        TAG_LIST => LIST_LIMIT,
+        TAG_DOC => MAX_FRAME,
+        _ => return Err(SyncError::Protocol("unknown device message".into())),
+    };
+    if len - 1 > limit {
         return Err(SyncError::Protocol("device message too large".into()));
     }
-    let mut body = vec![0u8; len];
+    let mut body = vec![0u8; len - 1];
     recv.read_exact(&mut body).await.map_err(|e| SyncError::Io(Box::new(e)))?;
-    let (tag, rest) = (body[0], &body[1..]);
-    match tag {
-        TAG_LIST if rest.len() <= LIST_LIMIT => DeviceRecord::decode_list(rest)
+    if tag[0] == TAG_LIST {
+        DeviceRecord::decode_list(&body)
             .map(|l| Some(DeviceMessage::List(l)))
-            .ok_or_else(|| SyncError::Protocol("malformed device list".into())),
-        TAG_DOC => Ok(Some(DeviceMessage::Doc(rest.to_vec()))),
-        _ => Err(SyncError::Protocol("unknown device message".into())),
+            .ok_or_else(|| SyncError::Protocol("malformed device list".into()))
+    } else {
+        Ok(Some(DeviceMessage::Doc(body)))
     }
 }

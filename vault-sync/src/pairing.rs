@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use iroh::endpoint::{Connection, RecvStream, SendStream, VarInt};
 use iroh::{Endpoint, EndpointAddr};
-use vault_core::{DeviceId, DeviceKey, JoinPackage, MAX_FRAME, PAIR_ALPN, PairMessage, PairingCode, PairingError};
+use vault_core::{
+    DeviceId, DeviceKey, JoinPackage, MAX_FRAME, PAIR_ALPN, PairMessage, PairingCode, PairingError,
+};
 use zeroize::Zeroizing;
 
 use crate::endpoint::{NodeConfig, bind_endpoint, ticket_addrs};
@@ -38,7 +40,9 @@ pub enum PairError {
     #[error("the other device refused this code (mistyped, or tried by someone else first): it is void")]
     Refused,
     /// The inviting device could not be reached.
-    #[error("cannot reach the device that made this code: it is not waiting any more (used, expired or cancelled) or not reachable")]
+    #[error(
+        "cannot reach the device that made this code: it is not waiting any more (used, expired or cancelled) or not reachable"
+    )]
     Unreachable,
     /// The other side broke off or broke the protocol.
     #[error("the other device ended the pairing: {0}")]
@@ -74,11 +78,16 @@ impl Invitation {
 
     /// Waits (until the code expires at `deadline`) for the joiner, checks its proof, asks
     /// `confirm` with the six digits both devices show, and hands over what `welcome` makes for
-    /// the joining device. Returns the new device's id once it has made its vault.
-    pub async fn complete<C, W>(self, deadline: Duration, confirm: C, welcome: W) -> Result<DeviceId, PairError>
+    /// the joining device (or the reason it could not). Returns the new device's id once it has made its vault.
+    pub async fn complete<C, W>(
+        self,
+        deadline: Duration,
+        confirm: C,
+        welcome: W,
+    ) -> Result<DeviceId, PairError>
     where
         C: FnOnce(&str) -> bool + Send + 'static,
-        W: FnOnce(DeviceId) -> Result<JoinPackage, PairError>,
+        W: FnOnce(DeviceId) -> Result<JoinPackage, String>,
     {
         let result = self.run(deadline, confirm, welcome).await;
         self.endpoint.close().await;
@@ -88,7 +97,7 @@ impl Invitation {
     async fn run<C, W>(&self, deadline: Duration, confirm: C, welcome: W) -> Result<DeviceId, PairError>
     where
         C: FnOnce(&str) -> bool + Send + 'static,
-        W: FnOnce(DeviceId) -> Result<JoinPackage, PairError>,
+        W: FnOnce(DeviceId) -> Result<JoinPackage, String>,
     {
         let conn = accept(&self.endpoint, deadline).await?;
         let joiner = device_id(conn.remote_id()).ok_or(PairError::WrongProof)?;
@@ -112,8 +121,9 @@ impl Invitation {
             finish(&conn, send).await;
             return Err(PairError::Declined);
         }
-        let package = welcome(joiner)?;
-        write_message(&mut send, &PairMessage::Welcome(package)).await?;
+        let package =
+            welcome(joiner).map_err(|e| PairError::Broken(format!("this vault could not link it: {e}")))?;
+        write_message(&mut send, &PairMessage::Welcome(Box::new(package))).await?;
         match read_message(&mut recv, JOIN_LIMIT, HANDSHAKE_TIMEOUT * 4).await? {
             PairMessage::Joined => {}
             _ => return Err(broken("expected joined")),
@@ -186,7 +196,7 @@ async fn join_on<T, E: std::fmt::Display>(
     write_message(&mut send, &PairMessage::Join(code.proof(&me))).await?;
     show(&code.confirmation(&me));
     let package = match read_message(&mut recv, MAX_FRAME, CONFIRM_WAIT).await? {
-        PairMessage::Welcome(package) => package,
+        PairMessage::Welcome(package) => *package,
         PairMessage::Refused => return Err(PairError::Refused),
         PairMessage::Declined => return Err(PairError::Declined),
         _ => return Err(broken("unexpected message")),

@@ -1,6 +1,6 @@
 //! `vault device add|list|rm`, and the joining side, `vault init --join CODE`.
 
-use std::io::{BufRead, Write};
+use std::io::{BufRead, IsTerminal, Write};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -8,7 +8,7 @@ use serde_json::json;
 use vault_core::{
     DeviceKey, DeviceRecord, Identity, JoinPackage, KdfParams, PAIRING_LIFETIME_SECS, PairingCode, Vault,
 };
-use vault_sync::{Invitation, NodeConfig, PairError};
+use vault_sync::{Invitation, NodeConfig};
 
 use crate::app::{App, Outcome, read_passphrase};
 use crate::cli::DeviceCommand;
@@ -25,7 +25,9 @@ pub(crate) fn run(app: &App, command: DeviceCommand) -> Result<Outcome> {
             let mut vault = app.unlock()?;
             let removed = vault.devices_mut().remove(&name)?;
             if app.json {
-                app.print_json(&json!({ "name": removed.name, "device": removed.id.to_string(), "removed": true }))?;
+                app.print_json(
+                    &json!({ "name": removed.name, "device": removed.id.to_string(), "removed": true }),
+                )?;
             } else {
                 app.print(format!(
                     "removed {} ({}): refused by this device from now on, and by your other devices once \
@@ -65,8 +67,10 @@ fn add(app: &App, name: &str, qr: bool, no_relay: bool) -> Result<Outcome> {
             );
         }
         let confirm = move |digits: &str| ask_confirmation(&shown, digits);
-        let welcome = |joiner| -> Result<JoinPackage, PairError> {
-            let failed = |e: &dyn std::fmt::Display| PairError::Broken(format!("this vault could not link it: {e}"));
+        let welcome = |joiner| -> Result<JoinPackage, String> {
+            let failed = |e: &dyn std::fmt::Display| e.to_string();
+            // What other processes wrote while this one waited goes along too.
+            vault.refresh().map_err(|e| failed(&e))?;
             vault.devices_mut().add(joiner, name).map_err(|e| failed(&e))?;
             let addrs = vault.node_addrs();
             let devices = vault.devices_mut().for_peer(&addrs).map_err(|e| failed(&e))?;
@@ -88,15 +92,19 @@ fn add(app: &App, name: &str, qr: bool, no_relay: bool) -> Result<Outcome> {
     Ok(Outcome::Done)
 }
 
-/// Asks this device's user whether the digits match; reads one line from standard input.
+/// Asks this device's user to type the six digits the new device shows (not a yes/no: a
+/// hurried yes must not let in a device that raced the real one to the code). Anything else,
+/// or no answer, declines.
 fn ask_confirmation(name: &str, digits: &str) -> bool {
-    eprint!("A device asks to join as {name}. Does it show {digits}? Only then type yes: ");
+    eprint!("A device asks to join as {name}. Type the six digits it shows (anything else declines): ");
     let _ = std::io::stderr().flush();
     let mut line = String::new();
     if std::io::stdin().lock().read_line(&mut line).is_err() {
         return false;
     }
-    matches!(line.trim().to_ascii_lowercase().as_str(), "y" | "yes")
+    let typed: String = line.chars().filter(|c| !c.is_whitespace()).collect();
+    let expected: String = digits.chars().filter(|c| !c.is_whitespace()).collect();
+    typed == expected
 }
 
 fn list(app: &App) -> Result<Outcome> {
@@ -149,24 +157,26 @@ pub(crate) fn join(app: &App, code: &str, kdf: KdfParams, no_relay: bool) -> Res
     if options.exists() {
         return Err(vault_core::CreateError::AlreadyExists(app.dir.clone()).into());
     }
-    let code = if code == "-" {
-        let mut line = String::new();
-        std::io::stdin().lock().read_line(&mut line).context("cannot read the pairing code")?;
-        zeroize::Zeroizing::new(line)
-    } else {
-        zeroize::Zeroizing::new(code.to_owned())
+    let code = match code {
+        // Typed at a hidden prompt (the default), or read from standard input: out of the
+        // process list and the shell history.
+        "" if std::io::stdin().is_terminal() => zeroize::Zeroizing::new(
+            rpassword::prompt_password("Pairing code: ").context("cannot read the pairing code")?,
+        ),
+        "" | "-" => {
+            let mut line = String::new();
+            std::io::stdin().lock().read_line(&mut line).context("cannot read the pairing code")?;
+            zeroize::Zeroizing::new(line)
+        }
+        _ => zeroize::Zeroizing::new(code.to_owned()),
     };
     let code: PairingCode = code.parse()?;
     code.check_fresh(jiff::Timestamp::now().as_second())?;
     let passphrase = read_passphrase("New passphrase for this device: ", true)?;
     let device = DeviceKey::generate();
     let config = NodeConfig { relay: !no_relay, subscribe: false, ..NodeConfig::default() };
-    let json = app.json;
-    let show = move |digits: &str| {
-        if !json {
-            eprintln!("Check that the other device shows {digits}, and confirm there.");
-        }
-    };
+    // The digits go to standard error in every mode: the person compares them.
+    let show = |digits: &str| eprintln!("On the other device, type these digits: {digits}");
     let key = DeviceKey::from_secret_bytes(&device.secret_bytes());
     let made = |package: JoinPackage| options.kdf(kdf).join(&passphrase, key, package);
     let vault = runtime()?.block_on(vault_sync::join(&code, &device, &config, show, made))??;

@@ -20,6 +20,19 @@ use crate::store::sealed::Key;
 
 /// Most devices one identity lists (linked and removed).
 pub const MAX_DEVICES: usize = 64;
+/// Most addresses kept for one device.
+const MAX_ADDRS: usize = 16;
+/// How far in the future another device's date for a new device may be (clock differences).
+const MAX_CLOCK_SKEW: i64 = 600;
+
+/// What [`Devices::merge`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Merged {
+    /// The list says this device is removed: it must stop syncing.
+    pub removed_here: bool,
+    /// A device was added or removed here (sessions should look again at whom they admit).
+    pub wrote: bool,
+}
 
 /// A device of this vault's identity.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -72,6 +85,9 @@ pub enum DeviceError {
     /// No active device by that name.
     #[error("no device named \"{0}\" (see `vault device list`)")]
     NoSuchDevice(String),
+    /// Two active devices have that name.
+    #[error("two devices are named \"{0}\"; name the one to remove by its device id")]
+    Ambiguous(String),
     /// A device cannot remove itself.
     #[error("\"{0}\" is this device; remove it from another device of yours")]
     ThisDevice(String),
@@ -173,11 +189,21 @@ impl Devices<&mut Vault> {
             if list.iter().any(|d| d.name == name && d.is_active()) {
                 return Err(DeviceError::Exists(name.to_owned()));
             }
+            if list.iter().any(|d| d.id == id) {
+                // Never re-list a removed device (nor list one twice).
+                return Err(DeviceError::Exists(id.to_string()));
+            }
             if list.len() >= MAX_DEVICES {
                 return Err(DeviceError::TooMany);
             }
-            let record =
-                DeviceRecord { id, name: name.to_owned(), added_at: now, removed_at: None, addrs: Vec::new(), last_seen: None };
+            let record = DeviceRecord {
+                id,
+                name: name.to_owned(),
+                added_at: now,
+                removed_at: None,
+                addrs: Vec::new(),
+                last_seen: None,
+            };
             Self::put(v, &record)?;
             Ok(record)
         })
@@ -194,18 +220,24 @@ impl Devices<&mut Vault> {
         Ok(())
     }
 
-    /// Removes the active device named `name`: from now on this vault refuses it, and tells
-    /// the other devices when it next syncs with them.
+    /// Removes an active device, named by its name or its device id: from now on this vault
+    /// refuses it, and tells the other devices when it next syncs with them. Two active
+    /// devices with that name: refused (name it by id).
     pub fn remove(&mut self, name: &str) -> Result<DeviceRecord, DeviceError> {
         let now = self.vault.now();
         let this = self.vault.device.public();
         self.vault.write(|v| {
-            let mut record = v
+            let matching: Vec<DeviceRecord> = v
                 .devices()
                 .list()?
                 .into_iter()
-                .find(|d| d.name == name && d.is_active())
-                .ok_or_else(|| DeviceError::NoSuchDevice(name.to_owned()))?;
+                .filter(|d| d.is_active() && (d.name == name || d.id.to_string() == name))
+                .collect();
+            let mut record = match matching.as_slice() {
+                [one] => one.clone(),
+                [] => return Err(DeviceError::NoSuchDevice(name.to_owned())),
+                _ => return Err(DeviceError::Ambiguous(name.to_owned())),
+            };
             if record.id == this {
                 return Err(DeviceError::ThisDevice(name.to_owned()));
             }
@@ -215,22 +247,23 @@ impl Devices<&mut Vault> {
         })
     }
 
-    /// Takes in the list another active device of this identity sent: new devices are added,
-    /// removals win, the sender's own addresses are taken as they are. Returns whether this
-    /// device itself is removed there (then it must stop syncing).
-    pub fn merge(&mut self, from: &DeviceId, theirs: &[DeviceRecord]) -> Result<bool, StoreError> {
+    /// Takes in the list another active device of this identity sent. Removals of devices
+    /// known here are always applied (a removal wins, whatever the list's length); new devices
+    /// are added while the list has room, unless their name is already an active device's here
+    /// (a look-alike would make `device rm NAME` remove the wrong one) or their date is in the
+    /// future; the sender's own addresses are taken as they are. Returns whether this device
+    /// itself is removed there (then it must stop syncing) and whether anything was written.
+    pub fn merge(&mut self, from: &DeviceId, theirs: &[DeviceRecord]) -> Result<Merged, StoreError> {
         let now = self.vault.now();
         let this = self.vault.device.public();
         self.vault.write(|v| {
-            let mine = v.devices().list()?;
-            let mut removed_here = false;
-            for incoming in theirs.iter().take(MAX_DEVICES) {
-                if !valid_name(&incoming.name) {
-                    continue;
-                }
+            let mut mine = v.devices().list()?;
+            let mut out = Merged::default();
+            // Removals first, so that no number of new entries can crowd one out.
+            let mut ordered: Vec<&DeviceRecord> = theirs.iter().filter(|d| d.removed_at.is_some()).collect();
+            ordered.extend(theirs.iter().filter(|d| d.removed_at.is_none()));
+            for incoming in ordered.into_iter().take(2 * MAX_DEVICES) {
                 let merged = match mine.iter().find(|d| d.id == incoming.id) {
-                    None if mine.len() >= MAX_DEVICES => continue,
-                    None => DeviceRecord { last_seen: None, ..incoming.clone() },
                     Some(known) => {
                         let mut m = known.clone();
                         m.removed_at = match (known.removed_at, incoming.removed_at) {
@@ -238,23 +271,48 @@ impl Devices<&mut Vault> {
                             (a, b) => a.or(b),
                         };
                         if incoming.id == *from && !incoming.addrs.is_empty() {
-                            m.addrs = incoming.addrs.clone();
+                            m.addrs = incoming.addrs.iter().take(MAX_ADDRS).copied().collect();
                         }
                         m
                     }
+                    None => {
+                        let clash = mine.iter().any(|d| d.name == incoming.name && d.is_active());
+                        if mine.len() >= MAX_DEVICES
+                            || !valid_name(&incoming.name)
+                            || clash
+                            || incoming.added_at > now + MAX_CLOCK_SKEW
+                        {
+                            continue;
+                        }
+                        DeviceRecord {
+                            addrs: incoming.addrs.iter().take(MAX_ADDRS).copied().collect(),
+                            last_seen: None,
+                            ..incoming.clone()
+                        }
+                    }
                 };
-                if merged.id == this && merged.removed_at.is_some() {
-                    removed_here = true;
-                }
                 let mut merged = merged;
+                if merged.id == this && merged.removed_at.is_some() {
+                    out.removed_here = true;
+                }
                 if merged.id == *from {
                     merged.last_seen = Some(now);
                 }
-                if mine.iter().find(|d| d.id == merged.id) != Some(&merged) {
-                    Self::put(v, &merged)?;
+                match mine.iter_mut().find(|d| d.id == merged.id) {
+                    Some(known) if *known == merged => {}
+                    Some(known) => {
+                        out.wrote |= known.removed_at != merged.removed_at;
+                        Self::put(v, &merged)?;
+                        *known = merged;
+                    }
+                    None => {
+                        out.wrote = true;
+                        Self::put(v, &merged)?;
+                        mine.push(merged);
+                    }
                 }
             }
-            Ok(removed_here)
+            Ok(out)
         })
     }
 

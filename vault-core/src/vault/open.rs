@@ -129,7 +129,8 @@ impl VaultOptions {
 
     /// Creates a new vault; refuses, touching nothing, when one exists.
     pub fn create(self, passphrase: &Passphrase) -> Result<Vault, CreateError> {
-        let seed = Seed { identity: Identity::generate(), device: DeviceKey::generate(), doc: VaultDoc::new() };
+        let seed =
+            Seed { identity: Identity::generate(), device: DeviceKey::generate(), doc: VaultDoc::new() };
         let mut vault = self.create_from(passphrase, seed)?;
         vault.devices_mut().add_this("first").map_err(CreateError::Store)?;
         Ok(vault)
@@ -153,8 +154,8 @@ impl VaultOptions {
         let others: Vec<_> = package.devices.into_iter().filter(|d| d.id != this).collect();
         let mut devices = vault.devices_mut();
         devices.add_this(&package.name).map_err(CreateError::Store)?;
-        let inviter = others.first().map(|d| d.id).unwrap_or(this);
-        devices.merge(&inviter, &others)?;
+        // Not seen yet by this device: merged as coming from itself.
+        devices.merge(&this, &others)?;
         Ok(vault)
     }
 
