@@ -106,7 +106,9 @@ fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
         if entry.file_type()?.is_dir() {
             copy_dir(&entry.path(), &target)?;
         } else {
-            std::fs::copy(entry.path(), target)?;
+            // Read and write rather than `fs::copy`: libFuzzer's timer signal can interrupt the
+            // kernel-side copy, which `fs::copy` reports instead of retrying.
+            std::fs::write(target, std::fs::read(entry.path())?)?;
         }
     }
     Ok(())
