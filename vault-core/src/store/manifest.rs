@@ -222,6 +222,11 @@ mod tests {
         }
     }
 
+    /// The schema of a vault from before the manifest: its tables and later ones dropped, their
+    /// migrations forgotten.
+    const LEGACY: &str =
+        "DROP TABLE manifest; DROP TABLE IF EXISTS devices; DELETE FROM migrations WHERE version >= 5;";
+
     /// Turns a new vault into one from before the manifest: no manifest table, key wrapped
     /// under the old label.
     fn make_legacy(path: &std::path::Path) {
@@ -235,7 +240,7 @@ mod tests {
         let store = Store::open(path, &Passphrase::new("pw")).unwrap();
         let wrapped = seal(&kek, &wrap_ad(LABEL_WRAP, &vault_id, &params), store.key.expose());
         drop(store);
-        conn.execute_batch("DROP TABLE manifest; DELETE FROM migrations WHERE version = 5;").unwrap();
+        conn.execute_batch(LEGACY).unwrap();
         conn.execute("UPDATE meta SET value = ?1 WHERE key = 'wrapped_key'", [wrapped]).unwrap();
     }
 
@@ -259,7 +264,7 @@ mod tests {
         drop(s);
         // The attack: a grant row deleted, the manifest dropped, the old wrapped key back.
         conn.execute("DELETE FROM grants WHERE id = ?1", [b"g2".to_vec()]).unwrap();
-        conn.execute_batch("DROP TABLE manifest; DELETE FROM migrations WHERE version = 5;").unwrap();
+        conn.execute_batch(LEGACY).unwrap();
         conn.execute("UPDATE meta SET value = ?1 WHERE key = 'wrapped_key'", [old_wrapped]).unwrap();
         drop(conn);
         match Store::open(&path, &Passphrase::new("pw")) {
