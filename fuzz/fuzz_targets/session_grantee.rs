@@ -7,7 +7,7 @@ use libfuzzer_sys::fuzz_target;
 use vault_core::{GranteeSession, ShareStream};
 use vault_fuzz::session::{Pair, frames};
 
-fuzz_target!(|data: &[u8]| {
+fuzz_target!(init: Pair::prepare(), |data: &[u8]| {
     vault_fuzz::panic_policy();
     let mut p = Pair::new();
     let issuer = p.customer.identity();

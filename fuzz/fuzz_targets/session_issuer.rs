@@ -10,7 +10,7 @@ use libfuzzer_sys::fuzz_target;
 use vault_core::{Frame, IssuerSession, ServeStream};
 use vault_fuzz::session::{Pair, frames};
 
-fuzz_target!(|data: &[u8]| {
+fuzz_target!(init: Pair::prepare(), |data: &[u8]| {
     vault_fuzz::panic_policy();
     let mut p = Pair::new();
     let (peer, now) = (p.shop.identity(), Instant::now());
