@@ -7,38 +7,13 @@
 //!
 //! `cargo bench -p vault-tests --bench devices`
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use automerge::AutoCommit;
 use automerge::sync::{Message, State, SyncDoc};
-use vault_core::{DeviceKey, Identity, JoinPackage, KdfParams, Passphrase, Price, PurchaseRecord, Vault};
-use vault_sync::{Invitation, Node, NodeConfig, join};
-
-fn create(dir: &Path) -> Vault {
-    Vault::at(dir).kdf(KdfParams::INSECURE_FOR_TESTS).create(&Passphrase::new("pw")).unwrap()
-}
-
-fn local() -> NodeConfig {
-    NodeConfig { bind: Some("127.0.0.1:0".parse().unwrap()), relay: false, ..NodeConfig::default() }
-}
-
-fn record(i: usize) -> PurchaseRecord {
-    PurchaseRecord {
-        item: format!("Item number {i}"),
-        seller: format!("Seller {}", i % 50),
-        price: Price { amount_minor: (i as i64 * 37) % 100_000, currency: "EUR".into() },
-        date: format!("2026-{:02}-{:02}", 1 + i % 12, 1 + i % 28),
-        category: Some("groceries".into()),
-        tags: vec![format!("tag{}", i % 20)],
-        rating: Some(1 + (i as i64 % 5)),
-        review: None,
-    }
-}
-
-fn pct(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
+use vault_core::{DeviceKey, Identity, JoinPackage, KdfParams, Passphrase, PurchaseRecord, Vault};
+use vault_sync::{Invitation, Node, join};
+use vault_tests::bench::{create, local, pct, record, summary};
 
 fn package(from: &mut Vault, name: &str, addrs: &[std::net::SocketAddr]) -> JoinPackage {
     JoinPackage {
@@ -155,16 +130,7 @@ async fn edit_to_other_device() {
         }
         samples.push(start.elapsed());
     }
-    samples.sort();
-    println!(
-        "2 an edit on one device to durable on the other (both nodes running): n={} p50 {:.2?} p90 {:.2?} \
-         p99 {:.2?} max {:.2?}",
-        samples.len(),
-        pct(&samples, 0.5),
-        pct(&samples, 0.9),
-        pct(&samples, 0.99),
-        samples[samples.len() - 1]
-    );
+    summary("2 an edit on one device to durable on the other (both nodes running)", samples);
     box_node.shutdown().await;
     laptop_node.shutdown().await;
 }

@@ -19,31 +19,9 @@ use std::time::{Duration, Instant};
 
 use automerge::AutoCommit;
 use automerge::sync::{State, SyncDoc};
-use vault_core::{
-    AuditFilter, AuditKind, Identity, KdfParams, NewGrant, Passphrase, Price, PurchaseRecord, Vault,
-};
+use vault_core::{AuditFilter, AuditKind, Identity, NewGrant, Passphrase, PurchaseRecord, Vault};
 use vault_sync::{Node, NodeConfig, sync_once};
-
-fn create(dir: &Path) -> Vault {
-    Vault::at(dir).kdf(KdfParams::INSECURE_FOR_TESTS).create(&Passphrase::new("pw")).unwrap()
-}
-
-fn local() -> NodeConfig {
-    NodeConfig { bind: Some("127.0.0.1:0".parse().unwrap()), relay: false, ..NodeConfig::default() }
-}
-
-fn record(i: usize) -> PurchaseRecord {
-    PurchaseRecord {
-        item: format!("Item number {i}"),
-        seller: format!("Seller {}", i % 50),
-        price: Price { amount_minor: (i as i64 * 37) % 100_000, currency: "EUR".into() },
-        date: format!("2026-{:02}-{:02}", 1 + i % 12, 1 + i % 28),
-        category: Some("groceries".into()),
-        tags: vec![format!("tag{}", i % 20)],
-        rating: Some(1 + (i as i64 % 5)),
-        review: None,
-    }
-}
+use vault_tests::bench::{create, local, pct, record, summary};
 
 fn grant(audience: vault_core::IdentityId, fields: &[&str], filter: Option<&str>) -> NewGrant {
     NewGrant {
@@ -54,22 +32,6 @@ fn grant(audience: vault_core::IdentityId, fields: &[&str], filter: Option<&str>
         expires_at: None,
         prices: true,
     }
-}
-
-fn pct(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
-
-fn summary(name: &str, mut samples: Vec<Duration>) {
-    samples.sort();
-    println!(
-        "{name}: n={} p50 {:.2?} p90 {:.2?} p99 {:.2?} max {:.2?}",
-        samples.len(),
-        pct(&samples, 0.5),
-        pct(&samples, 0.9),
-        pct(&samples, 0.99),
-        samples[samples.len() - 1]
-    );
 }
 
 async fn latency() {
