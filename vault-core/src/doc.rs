@@ -13,12 +13,13 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::OnceLock;
 
 use automerge::transaction::{CommitOptions, Transactable};
-use automerge::{
-    ActorId, AutoCommit, ChangeHash, ObjId, ObjType, Prop, ROOT, ReadDoc, ScalarValue, Value as AmValue,
-};
+use automerge::{ActorId, AutoCommit, ChangeHash, ObjId, ObjType, Prop, ROOT, ReadDoc, Value as AmValue};
 use serde_json::{Map, Value};
 
 use crate::schema::{SchemaError, Shape, validate};
+
+mod json;
+pub(crate) use json::{assign, obj_to_json};
 
 pub(crate) const PROFILE: &str = "profile";
 pub(crate) const PURCHASES: &str = "purchases";
@@ -356,113 +357,6 @@ fn set_in_json(target: &mut Value, path: &[&str], value: Value) {
         cursor = cursor.get_mut(*segment).expect("just inserted");
     }
     cursor[path[path.len() - 1]] = value;
-}
-
-/// Makes `obj[key]` equal `value`, touching only what differs, so concurrent edits of other
-/// fields merge cleanly.
-pub(crate) fn assign(am: &mut AutoCommit, obj: &ObjId, key: &str, value: &Value) {
-    if let Value::Object(fields) = value {
-        if let Ok(Some((AmValue::Object(ObjType::Map), existing))) = am.get(obj, key) {
-            let old_keys: Vec<String> = am.keys(&existing).collect();
-            for old in old_keys {
-                if !fields.contains_key(&old) {
-                    am.delete(&existing, old.as_str()).expect("map key");
-                }
-            }
-            for (k, v) in fields {
-                assign(am, &existing, k, v);
-            }
-            return;
-        }
-    } else if let Ok(Some((AmValue::Scalar(current), _))) = am.get(obj, key) {
-        if scalar_to_json(&current) == *value {
-            return;
-        }
-    } else if let (Value::Array(items), Ok(Some((AmValue::Object(ObjType::List), existing)))) =
-        (value, am.get(obj, key))
-        && obj_to_json(am, &existing) == Value::Array(items.clone())
-    {
-        return;
-    }
-    put_json(am, obj, key.into(), value);
-}
-
-fn put_json(am: &mut AutoCommit, obj: &ObjId, prop: Prop, value: &Value) {
-    let insert = matches!(prop, Prop::Seq(_));
-    let put_object = |am: &mut AutoCommit, ty| match &prop {
-        Prop::Seq(i) => am.insert_object(obj, *i, ty),
-        Prop::Map(k) => am.put_object(obj, k.as_str(), ty),
-    };
-    match value {
-        Value::Object(fields) => {
-            let child = put_object(am, ObjType::Map).expect("valid target");
-            for (k, v) in fields {
-                put_json(am, &child, k.as_str().into(), v);
-            }
-        }
-        Value::Array(items) => {
-            let child = put_object(am, ObjType::List).expect("valid target");
-            for (i, v) in items.iter().enumerate() {
-                put_json(am, &child, Prop::Seq(i), v);
-            }
-        }
-        scalar => {
-            let scalar = json_to_scalar(scalar);
-            let result = match prop {
-                Prop::Seq(i) if insert => am.insert(obj, i, scalar),
-                Prop::Seq(i) => am.put(obj, i, scalar),
-                Prop::Map(k) => am.put(obj, k.as_str(), scalar),
-            };
-            result.expect("valid target");
-        }
-    }
-}
-
-fn json_to_scalar(value: &Value) -> ScalarValue {
-    match value {
-        Value::Null => ScalarValue::Null,
-        Value::Bool(b) => ScalarValue::Boolean(*b),
-        Value::Number(n) => match n.as_i64() {
-            Some(i) => ScalarValue::Int(i),
-            None => ScalarValue::F64(n.as_f64().unwrap_or(0.0)),
-        },
-        Value::String(s) => ScalarValue::Str(s.as_str().into()),
-        Value::Array(_) | Value::Object(_) => unreachable!("objects are written by put_json"),
-    }
-}
-
-fn scalar_to_json(value: &ScalarValue) -> Value {
-    match value {
-        ScalarValue::Str(s) => Value::String(s.to_string()),
-        ScalarValue::Int(i) | ScalarValue::Timestamp(i) => Value::from(*i),
-        ScalarValue::Uint(u) => Value::from(*u),
-        ScalarValue::F64(f) => serde_json::Number::from_f64(*f).map_or(Value::Null, Value::Number),
-        ScalarValue::Counter(c) => Value::from(i64::from(c)),
-        ScalarValue::Boolean(b) => Value::Bool(*b),
-        // Not part of any vault shape: read as null so that validation refuses it.
-        ScalarValue::Bytes(_) | ScalarValue::Unknown { .. } | ScalarValue::Null => Value::Null,
-    }
-}
-
-pub(crate) fn obj_to_json(am: &impl ReadDoc, obj: &ObjId) -> Value {
-    let value_at = |prop: Prop| match am.get(obj, prop) {
-        Ok(Some((AmValue::Object(_), child))) => obj_to_json(am, &child),
-        Ok(Some((AmValue::Scalar(s), _))) => scalar_to_json(&s),
-        _ => Value::Null,
-    };
-    match am.object_type(obj) {
-        Ok(ObjType::Map | ObjType::Table) => {
-            let mut map = Map::new();
-            for key in am.keys(obj) {
-                let v = value_at(key.as_str().into());
-                map.insert(key, v);
-            }
-            Value::Object(map)
-        }
-        Ok(ObjType::List) => Value::Array((0..am.length(obj)).map(|i| value_at(Prop::Seq(i))).collect()),
-        Ok(ObjType::Text) => Value::String(am.text(obj).unwrap_or_default()),
-        Err(_) => Value::Null,
-    }
 }
 
 /// Which sections and purchase records of a vault-shaped document (the main document or a

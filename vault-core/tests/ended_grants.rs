@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 #[path = "support/pair.rs"]
 mod pair;
-use pair::vault;
+use pair::{email_grant, vault};
 use vault_core::{
     AuditFilter, AuditKind, ErasureReceipt, Identity, KdfParams, NewGrant, Passphrase, Signed, Vault,
 };
@@ -18,16 +18,7 @@ fn a_grant_ended_before_it_was_received_gets_an_erasure_receipt() {
     let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let (mut customer, mut shop) = (vault(d1.path()), vault(d2.path()));
     customer.set_profile("email", "ada@example.org").unwrap();
-    let grant = customer
-        .issue_grant(NewGrant {
-            audience: shop.identity(),
-            fields: vec!["profile.email".parse().unwrap()],
-            filter: None,
-            purpose: "delivery".into(),
-            expires_at: None,
-            prices: true,
-        })
-        .unwrap();
+    let grant = customer.issue_grant(email_grant(shop.identity(), "delivery")).unwrap();
     let id = grant.statement().id;
     // Revoked before the shop ever connected.
     customer.revoke(&id).unwrap();
@@ -47,16 +38,7 @@ fn a_grant_ended_before_it_was_received_gets_an_erasure_receipt() {
     let (d3, _d4) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let mut stranger = vault(d3.path());
     stranger.set_profile("email", "x@example.org").unwrap();
-    let g = stranger
-        .issue_grant(NewGrant {
-            audience: shop.identity(),
-            fields: vec!["profile.email".parse().unwrap()],
-            filter: None,
-            purpose: "spam".into(),
-            expires_at: None,
-            prices: true,
-        })
-        .unwrap();
+    let g = stranger.issue_grant(email_grant(shop.identity(), "spam")).unwrap();
     stranger.revoke(&g.statement().id).unwrap();
     let (_, foreign) = stranger.shares_for(&shop.identity()).unwrap();
     let receipts = shop.accept_shares(customer.identity(), None, &[], &foreign).unwrap();
@@ -83,12 +65,8 @@ fn an_erasure_receipt_that_beats_the_watcher_logs_the_expiry_first() {
     let shop = Identity::generate();
     let id = customer
         .issue_grant(NewGrant {
-            audience: shop.public(),
-            fields: vec!["profile.email".parse().unwrap()],
-            filter: None,
-            purpose: "a one-hour trial".into(),
             expires_at: Some(customer.now() + 3600),
-            prices: true,
+            ..email_grant(shop.public(), "a one-hour trial")
         })
         .unwrap()
         .statement()

@@ -6,11 +6,11 @@ use automerge::sync::{Message, State, SyncDoc};
 use automerge::{AutoCommit, ROOT, ReadDoc};
 #[path = "support/pair.rs"]
 mod pair;
-use pair::{round, round_at, share_email_linked, sync, vault};
+use pair::{email_grant, round, round_at, share_email_linked, sync, vault};
 use vault_core::{
     DeviceKey, Ended, Frame, GrantId, GranteeAction, GranteeSession, IssuerAction, IssuerSession,
-    MAX_REQUESTS_PER_MINUTE, MAX_SHARES_PER_ISSUER, NewGrant, NewRequest, SYNC_BURST,
-    SYNC_MESSAGES_PER_SECOND, ServeStep, ServeStream, SessionError, Ticket, Vault, decode_sync_body,
+    MAX_REQUESTS_PER_MINUTE, MAX_SHARES_PER_ISSUER, NewRequest, SYNC_BURST, SYNC_MESSAGES_PER_SECOND,
+    ServeStep, ServeStream, SessionError, Ticket, Vault, decode_sync_body,
 };
 
 /// A second copy of the shop's share, on another device: a bare Automerge document synced by
@@ -180,17 +180,6 @@ fn a_flood_waits_for_its_rate_and_honest_answers_are_free() {
         assert!(taken <= SYNC_MESSAGES_PER_SECOND + 1);
     }
     assert!(taken >= SYNC_MESSAGES_PER_SECOND - 1, "{taken}");
-}
-
-fn email_grant(audience: vault_core::IdentityId, purpose: &str) -> NewGrant {
-    NewGrant {
-        audience,
-        fields: vec!["profile.email".parse().unwrap()],
-        filter: None,
-        purpose: purpose.into(),
-        expires_at: None,
-        prices: true,
-    }
 }
 
 fn sent(actions: &[IssuerAction]) -> Vec<&Frame> {

@@ -97,16 +97,21 @@ pub fn decide(imp: &Impairment, rng: &mut Rng) -> Fate {
 mod tests {
     use super::*;
 
-    #[test]
-    fn the_same_seed_gives_the_same_fates() {
-        let imp = Impairment {
+    /// Every kind of impairment at once.
+    fn lossy() -> Impairment {
+        Impairment {
             loss: 0.2,
             delay: Duration::from_millis(50),
             jitter: Duration::from_millis(20),
             reorder: 0.1,
             reorder_by: Duration::from_millis(30),
             duplicate: 0.05,
-        };
+        }
+    }
+
+    #[test]
+    fn the_same_seed_gives_the_same_fates() {
+        let imp = lossy();
         let (mut r1, mut r2, mut r3) = (Rng::new(7), Rng::new(7), Rng::new(8));
         let a: Vec<Fate> = (0..1000).map(|_| decide(&imp, &mut r1)).collect();
         let b: Vec<Fate> = (0..1000).map(|_| decide(&imp, &mut r2)).collect();
@@ -117,14 +122,7 @@ mod tests {
 
     #[test]
     fn rates_and_delays_match_the_settings() {
-        let imp = Impairment {
-            loss: 0.2,
-            delay: Duration::from_millis(50),
-            jitter: Duration::from_millis(20),
-            reorder: 0.1,
-            reorder_by: Duration::from_millis(30),
-            duplicate: 0.05,
-        };
+        let imp = lossy();
         let mut rng = Rng::new(42);
         let n = 100_000;
         let fates: Vec<Fate> = (0..n).map(|_| decide(&imp, &mut rng)).collect();

@@ -82,21 +82,22 @@ pub(crate) fn sync(customer: &mut Vault, shop: &mut Vault, link: &mut Link) {
     panic!("sync did not settle");
 }
 
+/// A grant of the customer's profile.email to `audience`, for `purpose`, without expiry.
+pub(crate) fn email_grant(audience: vault_core::IdentityId, purpose: &str) -> NewGrant {
+    NewGrant {
+        audience,
+        fields: vec!["profile.email".parse().unwrap()],
+        filter: None,
+        purpose: purpose.into(),
+        expires_at: None,
+        prices: true,
+    }
+}
+
 /// Grants `shop` the customer's profile.email for delivery, delivers the share list to the
 /// shop, opens the grant's stream and syncs it; returns the grant's id and the open stream.
 pub(crate) fn share_email_linked(customer: &mut Vault, shop: &mut Vault) -> (GrantId, Link) {
-    let id = customer
-        .issue_grant(NewGrant {
-            audience: shop.identity(),
-            fields: vec!["profile.email".parse().unwrap()],
-            filter: None,
-            purpose: "delivery".into(),
-            expires_at: None,
-            prices: true,
-        })
-        .unwrap()
-        .statement()
-        .id;
+    let id = customer.issue_grant(email_grant(shop.identity(), "delivery")).unwrap().statement().id;
     let (live, ended) = customer.shares_for(&shop.identity()).unwrap();
     shop.accept_shares(customer.identity(), None, &live, &ended).unwrap();
     let mut link = open(customer, shop, &id);
