@@ -11,18 +11,9 @@ use std::time::{Duration, Instant};
 
 use automerge::AutoCommit;
 use automerge::sync::{Message, State, SyncDoc};
-use vault_core::{DeviceKey, Identity, JoinPackage, KdfParams, Passphrase, PurchaseRecord, Vault};
+use vault_core::{DeviceKey, KdfParams, Passphrase, PurchaseRecord, Vault};
 use vault_sync::{Invitation, Node, join};
 use vault_tests::bench::{create, local, pct, record, summary};
-
-fn package(from: &mut Vault, name: &str, addrs: &[std::net::SocketAddr]) -> JoinPackage {
-    JoinPackage {
-        identity: Identity::from_secret_bytes(&from.identity_key().secret_bytes()),
-        name: name.into(),
-        devices: from.devices_mut().for_peer(addrs).unwrap(),
-        document: from.export_automerge(),
-    }
-}
 
 /// The bare protocol: the whole document from one in-memory Automerge document to an empty one.
 fn bare_sync(bytes: &[u8]) -> Duration {
@@ -72,10 +63,7 @@ async fn joining() {
         let inviter = invitation.complete(
             Duration::from_secs(30),
             |_| true,
-            |joiner| {
-                laptop.devices_mut().add(joiner, &name).unwrap();
-                Ok(package(&mut laptop, &name, &[]))
-            },
+            |joiner| laptop.devices_mut().invite(joiner, &name).map_err(|e| e.to_string()),
         );
         let options = Vault::at(new_dir.path()).kdf(KdfParams::INSECURE_FOR_TESTS);
         let config = local();
@@ -105,12 +93,8 @@ async fn edit_to_other_device() {
         laptop.add_purchase(&record(i)).unwrap();
     }
     let device = DeviceKey::generate();
-    laptop.devices_mut().add(device.public(), "box").unwrap();
     let laptop_node = Node::spawn(laptop, local()).await.unwrap();
-    let p = laptop_node.with_vault(|v| {
-        let addrs = v.node_addrs();
-        package(v, "box", &addrs)
-    });
+    let p = laptop_node.with_vault(|v| v.devices_mut().invite(device.public(), "box").unwrap());
     let home = Vault::at(d2.path())
         .kdf(KdfParams::INSECURE_FOR_TESTS)
         .join(&Passphrase::new("other"), device, p)

@@ -3,10 +3,7 @@
 //! winning.
 
 use proptest::prelude::*;
-use vault_core::{
-    DeviceKey, DeviceRecord, DeviceSync, Identity, JoinPackage, KdfParams, Passphrase, Price, PurchaseRecord,
-    Vault,
-};
+use vault_core::{DeviceKey, DeviceRecord, DeviceSync, KdfParams, Passphrase, Price, PurchaseRecord, Vault};
 
 fn first(dir: &std::path::Path) -> Vault {
     Vault::at(dir).kdf(KdfParams::INSECURE_FOR_TESTS).create(&Passphrase::new("pw")).unwrap()
@@ -15,13 +12,7 @@ fn first(dir: &std::path::Path) -> Vault {
 /// A new device of `from`'s identity, as `vault init --join` makes it.
 fn join(dir: &std::path::Path, from: &mut Vault, name: &str) -> Vault {
     let device = DeviceKey::generate();
-    from.devices_mut().add(device.public(), name).unwrap();
-    let package = JoinPackage {
-        identity: Identity::from_secret_bytes(&from.identity_key().secret_bytes()),
-        name: name.into(),
-        devices: from.devices_mut().for_peer(&[]).unwrap(),
-        document: from.export_automerge(),
-    };
+    let package = from.devices_mut().invite(device.public(), name).unwrap();
     Vault::at(dir)
         .kdf(KdfParams::INSECURE_FOR_TESTS)
         .join(&Passphrase::new("other"), device, package)

@@ -65,10 +65,7 @@ impl ProtocolHandler for DeviceListener {
 
 /// An active device of this identity other than this one, while this one is active too.
 fn admitted(shared: &Shared, peer: &DeviceId) -> bool {
-    let vault = shared.vault();
-    let this = vault.device_key().public();
-    let devices = vault.devices();
-    *peer != this && devices.is_active(peer).unwrap_or(false) && devices.is_active(&this).unwrap_or(false)
+    shared.vault().devices().may_sync_with(peer).unwrap_or(false)
 }
 
 /// Keeps a session to every other active device of this identity, for as long as the node runs.

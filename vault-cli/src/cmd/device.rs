@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use serde_json::json;
 use vault_core::{
-    DeviceKey, DeviceRecord, Identity, JoinPackage, KdfParams, PAIRING_LIFETIME_SECS, PairingCode, Vault,
+    DeviceKey, DeviceRecord, JoinPackage, KdfParams, PAIRING_LIFETIME_SECS, PairingCode, Vault,
 };
 use vault_sync::{Invitation, NodeConfig};
 
@@ -67,20 +67,7 @@ fn add(app: &App, name: &str, qr: bool, no_relay: bool) -> Result<Outcome> {
             );
         }
         let confirm = move |digits: &str| ask_confirmation(&shown, digits);
-        let welcome = |joiner| -> Result<JoinPackage, String> {
-            let failed = |e: &dyn std::fmt::Display| e.to_string();
-            // What other processes wrote while this one waited goes along too.
-            vault.refresh().map_err(|e| failed(&e))?;
-            vault.devices_mut().add(joiner, name).map_err(|e| failed(&e))?;
-            let addrs = vault.node_addrs();
-            let devices = vault.devices_mut().for_peer(&addrs).map_err(|e| failed(&e))?;
-            Ok(JoinPackage {
-                identity: Identity::from_secret_bytes(&vault.identity_key().secret_bytes()),
-                name: name.to_owned(),
-                devices,
-                document: vault.export_automerge(),
-            })
-        };
+        let welcome = |joiner| vault.devices_mut().invite(joiner, name).map_err(|e| e.to_string());
         let lifetime = Duration::from_secs(PAIRING_LIFETIME_SECS as u64);
         Ok::<_, anyhow::Error>(invitation.complete(lifetime, confirm, welcome).await?)
     })?;

@@ -13,7 +13,8 @@ use automerge::sync::{Message, State as SyncState, SyncDoc};
 use serde::{Deserialize, Serialize};
 
 use super::{EditError, Vault};
-use crate::identity::DeviceId;
+use crate::identity::{DeviceId, Identity};
+use crate::pairing::JoinPackage;
 use crate::store::StoreError;
 use crate::store::sealed::DEVICES as TABLE;
 use crate::store::sealed::Key;
@@ -94,6 +95,9 @@ pub enum DeviceError {
     /// The list is full.
     #[error("this identity already lists {MAX_DEVICES} devices")]
     TooMany,
+    /// The vault could not be brought up to date with other processes' commits.
+    #[error("cannot read the vault's latest changes")]
+    Refresh(#[from] EditError),
     /// The storage layer failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -145,6 +149,15 @@ impl<V: Deref<Target = Vault>> Devices<V> {
     /// True when `device` is an active device of this identity (this one included).
     pub fn is_active(&self, device: &DeviceId) -> Result<bool, StoreError> {
         Ok(self.list()?.iter().any(|d| d.id == *device && d.is_active()))
+    }
+
+    /// Whether to sync with `peer`: another device of this identity, active, while this one is
+    /// active too (one read of the list).
+    pub fn may_sync_with(&self, peer: &DeviceId) -> Result<bool, StoreError> {
+        let this = self.vault.device.public();
+        let list = self.list()?;
+        let active = |id: &DeviceId| list.iter().any(|d| d.id == *id && d.is_active());
+        Ok(*peer != this && active(peer) && active(&this))
     }
 
     /// The other active devices.
@@ -206,6 +219,21 @@ impl Devices<&mut Vault> {
             };
             Self::put(v, &record)?;
             Ok(record)
+        })
+    }
+
+    /// Links the device `joiner` under `name` and makes the package that hands it this
+    /// identity: the identity key, the list of devices (this one with the addresses its node
+    /// last recorded) and the document, as of now (other processes' commits included).
+    pub fn invite(&mut self, joiner: DeviceId, name: &str) -> Result<JoinPackage, DeviceError> {
+        self.vault.refresh()?;
+        self.add(joiner, name)?;
+        let addrs = self.vault.node_addrs();
+        Ok(JoinPackage {
+            identity: Identity::from_secret_bytes(&self.vault.identity.secret_bytes()),
+            name: name.to_owned(),
+            devices: self.for_peer(&addrs)?,
+            document: self.vault.doc.automerge().save(),
         })
     }
 
@@ -337,8 +365,8 @@ pub struct DeviceSync(SyncState);
 
 impl Vault {
     /// The next message of the document's sync with another device of this identity, if any.
+    /// The node's watcher brings in other processes' commits; this only reads memory.
     pub fn device_sync_generate(&mut self, sync: &mut DeviceSync) -> Result<Option<Vec<u8>>, EditError> {
-        self.refresh()?;
         Ok(self.doc.automerge().sync().generate_sync_message(&mut sync.0).map(|m| m.encode()))
     }
 
