@@ -2,8 +2,8 @@
 //! statement harness, and the panic policy.
 //!
 //! Panic policy: any panic is a crash (libFuzzer aborts), except one raised inside Automerge
-//! while vault-core runs it under its own `catch_unwind` guard (`doc.rs`, `guarded`): there the
-//! caller gets an error, as designed. Such a contained panic is reported once per source
+//! (the automerge crate or hexane, its column codec) while vault-core runs it under its own
+//! `catch_unwind` guard (`doc.rs`, `guarded`): there the caller gets an error, as designed. Such a contained panic is reported once per source
 //! location on stderr, so a run's log shows every one (they are upstream Automerge bugs), and a
 //! panic inside Automerge on a path without the guard still crashes, because it unwinds into
 //! libFuzzer's own `catch_unwind`.
@@ -33,7 +33,8 @@ pub fn panic_policy() {
         let seen: Mutex<HashSet<String>> = Mutex::new(HashSet::new());
         std::panic::set_hook(Box::new(move |info| {
             let location = info.location().map(|l| format!("{}:{}", l.file(), l.line())).unwrap_or_default();
-            if location.contains("/automerge-0.") {
+            // Automerge's own crates: automerge and its column codec, hexane.
+            if location.contains("/automerge-0.") || location.contains("/hexane-") {
                 if seen.lock().map(|mut s| s.insert(location.clone())).unwrap_or(false) {
                     // Where vault-core runs Automerge under its guard this becomes an error; a panic
                     // on an unguarded path goes on unwinding into libFuzzer, which aborts.
