@@ -6,8 +6,7 @@
 //! `catch_unwind` guard (`doc.rs`, `guarded`): there the caller gets an error, as designed.
 //! Such a contained panic is reported once per source location on stderr, so a run's log shows
 //! every one (they are upstream Automerge bugs), and a panic inside Automerge on a path without
-//! the guard still crashes, because it unwinds into
-//! libFuzzer's own `catch_unwind`.
+//! the guard still crashes, because it unwinds into libFuzzer's own `catch_unwind`.
 
 pub mod session;
 
