@@ -134,14 +134,41 @@ secret_key_type!(Identity, IdentityId);
 pub struct DeviceKey(SigningKey);
 secret_key_type!(DeviceKey, DeviceId);
 
+/// `label`, a zero byte, `message`: what a key signs, so that no signature made for one purpose
+/// verifies for another.
+fn labelled(label: &[u8], message: &[u8]) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(label.len() + 1 + message.len());
+    bytes.extend_from_slice(label);
+    bytes.push(0);
+    bytes.extend_from_slice(message);
+    bytes
+}
+
+/// Verifies a signature over [`labelled`] bytes strictly (no malleable signatures, no
+/// small-order keys).
+fn verify_labelled(key: &[u8; 32], label: &[u8], message: &[u8], signature: &[u8; 64]) -> bool {
+    VerifyingKey::from_bytes(key)
+        .is_ok_and(|k| k.verify_strict(&labelled(label, message), &Signature::from_bytes(signature)).is_ok())
+}
+
+impl DeviceKey {
+    /// Signs `message` under a domain-separation label.
+    pub(crate) fn sign(&self, label: &[u8], message: &[u8]) -> [u8; 64] {
+        self.0.sign(&labelled(label, message)).to_bytes()
+    }
+}
+
+impl DeviceId {
+    /// Verifies a signature made by [`DeviceKey::sign`].
+    pub(crate) fn verify(&self, label: &[u8], message: &[u8], signature: &[u8; 64]) -> bool {
+        verify_labelled(&self.0, label, message, signature)
+    }
+}
+
 impl Identity {
     /// Signs `message` under a domain-separation label.
     pub(crate) fn sign(&self, label: &[u8], message: &[u8]) -> [u8; 64] {
-        let mut bytes = Vec::with_capacity(label.len() + 1 + message.len());
-        bytes.extend_from_slice(label);
-        bytes.push(0);
-        bytes.extend_from_slice(message);
-        self.0.sign(&bytes).to_bytes()
+        self.0.sign(&labelled(label, message)).to_bytes()
     }
 
     /// Certifies `device` as one of this identity's devices.
@@ -156,14 +183,7 @@ impl IdentityId {
     /// Verifies a signature made by [`Identity::sign`], strictly (no malleable signatures, no
     /// small-order keys).
     pub(crate) fn verify(&self, label: &[u8], message: &[u8], signature: &[u8; 64]) -> bool {
-        let mut bytes = Vec::with_capacity(label.len() + 1 + message.len());
-        bytes.extend_from_slice(label);
-        bytes.push(0);
-        bytes.extend_from_slice(message);
-        VerifyingKey::from_bytes(&self.0)
-            .expect("checked at construction")
-            .verify_strict(&bytes, &Signature::from_bytes(signature))
-            .is_ok()
+        verify_labelled(&self.0, label, message, signature)
     }
 }
 

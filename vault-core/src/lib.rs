@@ -57,6 +57,7 @@ mod request;
 mod schema;
 mod scope;
 mod session;
+mod signer;
 mod statement;
 mod store;
 mod vault;
@@ -77,6 +78,7 @@ pub use protocol::{
     encode_sync_body, encode_with_length,
 };
 pub use receipt::{ConsentState, ReceiptNames, consent_receipt};
+pub use signer::Signer;
 pub use request::{ConsentRequest, Denial, MAX_REASON_LEN, MAX_REQUEST_DURATION, WiderThanAsked};
 pub use schema::{DOCUMENT_SCHEMA, SchemaError};
 pub use scope::{MAX_FIELDS, MAX_PURPOSE_LEN};
@@ -92,6 +94,6 @@ pub use vault::{
     CreateError, DeviceError, DeviceRecord, DeviceSync, Devices, EXPORT_FORMAT, EditError, FeedEntry,
     FeedFilter, GrantError, GrantInfo, GrantStatus, Holding, ImportError, ImportMode, Inbox, MAX_DEVICES,
     MAX_PENDING_PER_PEER, MAX_REQUESTS_PER_PEER_PER_DAY, Merged, NewGrant, NewRequest, OpenError, Outbox,
-    Peer, Purchase, PurchaseRecord, Refusal, RequestError, RequestInfo, RequestStatus, ServeError, Share,
+    Peer, Purchase, PurchaseRecord, RecoveryError, Refusal, RequestError, RequestInfo, RequestStatus, ServeError, Share,
     ShareError, ShareStatus, StorageStats, Vault, VaultOptions, VerifyReport,
 };

@@ -18,7 +18,7 @@ use std::str::FromStr;
 use data_encoding::BASE32_NOPAD;
 use zeroize::Zeroizing;
 
-use crate::identity::{DeviceId, Identity, decode_addrs, encode_addrs};
+use crate::identity::{DeviceCertificate, DeviceId, decode_addrs, encode_addrs};
 use crate::primitives::random_array;
 use crate::vault::DeviceRecord;
 
@@ -32,7 +32,7 @@ const CLOCK_SKEW_SECS: i64 = 300;
 
 const CODE_PREFIX: &str = "vaultpair1";
 const CODE_VERSION: u8 = 1;
-const PACKAGE_VERSION: u8 = 1;
+const PACKAGE_VERSION: u8 = 2;
 
 /// A pairing code or message could not be used.
 #[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
@@ -161,11 +161,12 @@ impl FromStr for PairingCode {
     }
 }
 
-/// What the inviting device hands the new one once its user confirmed: the identity key, the
-/// new device's name, the devices of the identity, and the document. Its `Debug` shows no key.
+/// What the inviting device hands the new one once its user confirmed: the identity's
+/// certificate for the new device (never the identity key), the new device's name, the devices
+/// of the identity, and the document.
 pub struct JoinPackage {
-    /// The identity the new device joins.
-    pub identity: Identity,
+    /// The identity's certificate for the new device.
+    pub certificate: DeviceCertificate,
     /// The name the inviter's user gave the new device.
     pub name: String,
     /// Every device of the identity the inviter knows, the new one included.
@@ -177,7 +178,7 @@ pub struct JoinPackage {
 impl fmt::Debug for JoinPackage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("JoinPackage")
-            .field("identity", &self.identity.public())
+            .field("identity", &self.certificate.identity())
             .field("name", &self.name)
             .field("devices", &self.devices.len())
             .finish_non_exhaustive()
@@ -212,7 +213,7 @@ impl PairMessage {
             Self::Declined => out.push(3),
             Self::Welcome(p) => {
                 out.extend_from_slice(&[4, PACKAGE_VERSION]);
-                out.extend_from_slice(&p.identity.secret_bytes()[..]);
+                out.extend_from_slice(&p.certificate.to_bytes());
                 let name = p.name.as_bytes();
                 out.push(name.len().min(255) as u8);
                 out.extend_from_slice(&name[..name.len().min(255)]);
@@ -243,19 +244,19 @@ impl PairMessage {
 
 fn decode_package(body: &[u8]) -> Option<JoinPackage> {
     let (&version, rest) = body.split_first()?;
-    if version != PACKAGE_VERSION || rest.len() < 33 {
+    if version != PACKAGE_VERSION || rest.len() < 129 {
         return None;
     }
-    let identity = Identity::from_secret_bytes(&Zeroizing::new(<[u8; 32]>::try_from(&rest[..32]).ok()?));
-    let name_len = rest[32] as usize;
-    let rest = &rest[33..];
+    let certificate = DeviceCertificate::from_bytes(&rest[..128]).ok()?;
+    let name_len = rest[128] as usize;
+    let rest = &rest[129..];
     let name = std::str::from_utf8(rest.get(..name_len)?).ok()?.to_owned();
     let rest = &rest[name_len..];
     let devices_len = u32::from_be_bytes(rest.get(..4)?.try_into().ok()?) as usize;
     let rest = &rest[4..];
     let devices = serde_json::from_slice(rest.get(..devices_len)?).ok()?;
     let document = rest[devices_len..].to_vec();
-    Some(JoinPackage { identity, name, devices, document })
+    Some(JoinPackage { certificate, name, devices, document })
 }
 
 #[cfg(test)]
@@ -306,18 +307,13 @@ mod tests {
 
     #[test]
     fn a_welcome_round_trips_and_garbage_does_not_decode() {
-        let package = JoinPackage {
-            identity: Identity::generate(),
-            name: "home-box".into(),
-            devices: Vec::new(),
-            document: vec![1, 2, 3],
-        };
-        let public = package.identity.public();
+        let certificate = crate::identity::Identity::generate().certify(DeviceKey::generate().public());
+        let package = JoinPackage { certificate, name: "home-box".into(), devices: Vec::new(), document: vec![1, 2, 3] };
         let bytes = PairMessage::Welcome(Box::new(package)).encode();
         let PairMessage::Welcome(back) = PairMessage::decode(&bytes).unwrap() else { panic!("a welcome") };
         assert_eq!(
-            (back.identity.public(), back.name.as_str(), back.document.as_slice()),
-            (public, "home-box", &[1u8, 2, 3][..])
+            (back.certificate, back.name.as_str(), back.document.as_slice()),
+            (certificate, "home-box", &[1u8, 2, 3][..])
         );
         for junk in [&[][..], &[1, 2][..], &[4, 1, 0][..], &[9][..]] {
             assert!(PairMessage::decode(junk).is_err());

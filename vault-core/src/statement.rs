@@ -12,7 +12,8 @@ use std::fmt;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::identity::{Identity, IdentityId};
+use crate::identity::{DeviceCertificate, DeviceId, IdentityId};
+use crate::signer::{self, Signer};
 
 /// Largest statement body, in bytes.
 const MAX_BODY_LEN: usize = 16 * 1024;
@@ -226,11 +227,13 @@ pub trait Statement: Serialize + DeserializeOwned + Clone {
     fn check(&self) -> Result<(), Rule>;
 }
 
-/// A statement with its author's signature over its exact body bytes.
+/// A statement with its author's signature over its exact body bytes: the identity's own, or one
+/// of its devices' with the identity's certificate for that device (see `signer`).
 #[derive(Clone, PartialEq, Eq)]
 pub struct Signed<T> {
     body: Vec<u8>,
     signature: [u8; 64],
+    by: Option<DeviceCertificate>,
     statement: T,
 }
 
@@ -241,28 +244,41 @@ impl<T: Statement + fmt::Debug> fmt::Debug for Signed<T> {
 }
 
 impl<T: Statement> Signed<T> {
-    /// Signs `statement` with `identity`, which must be its author.
-    pub fn sign(statement: T, identity: &Identity) -> Result<Self, StatementError> {
-        if statement.author() != identity.public() {
+    /// Signs `statement` as its author: with the identity key, or with a device of it.
+    pub fn sign<'a>(statement: T, signer: impl Into<Signer<'a>>) -> Result<Self, StatementError> {
+        let signer = signer.into();
+        if statement.author() != signer.identity() {
             return Err(StatementError::WrongSigner(T::KIND));
         }
         statement.check().map_err(|rule| StatementError::Invalid { kind: T::KIND, rule })?;
         let body = serde_json::to_vec(&statement).map_err(|_| StatementError::Malformed(T::KIND))?;
-        let signature = identity.sign(T::LABEL, &body);
-        Ok(Self { body, signature, statement })
+        let (signature, by) = signer.sign(T::LABEL, &body);
+        Ok(Self { body, signature, by, statement })
     }
 
-    /// Verifies a body and signature received from anywhere.
+    /// Verifies a body and the author's own signature, received from anywhere.
     pub fn verify(body: &[u8], signature: &[u8; 64]) -> Result<Self, StatementError> {
+        Self::verify_by(body, signature, None)
+    }
+
+    /// Verifies a body and a signature by its author or, with `by`, by a device `by` certifies
+    /// for its author.
+    pub fn verify_by(body: &[u8], signature: &[u8; 64], by: Option<&DeviceCertificate>) -> Result<Self, StatementError> {
         if body.len() > MAX_BODY_LEN {
             return Err(StatementError::Malformed(T::KIND));
         }
         let statement: T = serde_json::from_slice(body).map_err(|_| StatementError::Malformed(T::KIND))?;
-        if !statement.author().verify(T::LABEL, body, signature) {
+        if !signer::verify(&statement.author(), T::LABEL, body, signature, by) {
             return Err(StatementError::BadSignature(T::KIND));
         }
         statement.check().map_err(|rule| StatementError::Invalid { kind: T::KIND, rule })?;
-        Ok(Self { body: body.to_vec(), signature: *signature, statement })
+        Ok(Self { body: body.to_vec(), signature: *signature, by: by.copied(), statement })
+    }
+
+    /// The device that signed, when it was not the identity key itself. Whoever accepts the
+    /// statement checks that this device was not removed.
+    pub fn signed_by(&self) -> Option<DeviceId> {
+        signer::device_of(self.by.as_ref())
     }
 
     /// The statement.
@@ -280,36 +296,54 @@ impl<T: Statement> Signed<T> {
         &self.signature
     }
 
-    /// Self-delimiting encoding for storage and the wire: body length (u32 BE), body, signature.
+    /// Self-delimiting encoding for storage and the wire: body length (u32 BE), body, signature,
+    /// and the signing device's certificate (128 bytes) when a device signed.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(4 + self.body.len() + 64);
+        let mut out = Vec::with_capacity(4 + self.body.len() + 64 + 128);
         out.extend_from_slice(&(self.body.len() as u32).to_be_bytes());
         out.extend_from_slice(&self.body);
         out.extend_from_slice(&self.signature);
+        if let Some(cert) = &self.by {
+            out.extend_from_slice(&cert.to_bytes());
+        }
         out
+    }
+
+    /// Splits the encoding of [`Signed::to_bytes`] into body, signature and certificate bytes.
+    fn split(bytes: &[u8]) -> Option<(&[u8], [u8; 64], Option<&[u8]>)> {
+        let len = u32::from_be_bytes(bytes.get(..4)?.try_into().ok()?) as usize;
+        if len > MAX_BODY_LEN {
+            return None;
+        }
+        let rest = bytes.get(4..)?;
+        let by = match rest.len().checked_sub(len + 64)? {
+            0 => None,
+            128 => Some(&rest[len + 64..]),
+            _ => return None,
+        };
+        Some((&rest[..len], rest[len..len + 64].try_into().ok()?, by))
     }
 
     /// Reads the encoding of [`Signed::to_bytes`] *without* verifying the signature. Only for
     /// statements this vault verified before storing them, read back from sealed storage.
     pub(crate) fn from_stored(bytes: &[u8]) -> Option<Self> {
-        let len = u32::from_be_bytes(bytes.get(..4)?.try_into().ok()?) as usize;
-        if bytes.len() != 4 + len + 64 {
-            return None;
-        }
-        let body = &bytes[4..4 + len];
+        let (body, signature, by) = Self::split(bytes)?;
+        let by = match by {
+            Some(b) => Some(DeviceCertificate::from_bytes(b).ok()?),
+            None => None,
+        };
         let statement: T = serde_json::from_slice(body).ok()?;
-        Some(Self { body: body.to_vec(), signature: bytes[4 + len..].try_into().ok()?, statement })
+        Some(Self { body: body.to_vec(), signature, by, statement })
     }
 
     /// Reads and verifies the encoding of [`Signed::to_bytes`].
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, StatementError> {
         let malformed = || StatementError::Malformed(T::KIND);
-        let len_bytes: [u8; 4] = bytes.get(..4).ok_or_else(malformed)?.try_into().map_err(|_| malformed())?;
-        let len = u32::from_be_bytes(len_bytes) as usize;
-        if len > MAX_BODY_LEN || bytes.len() != 4 + len + 64 {
-            return Err(malformed());
-        }
-        let signature: [u8; 64] = bytes[4 + len..].try_into().map_err(|_| malformed())?;
-        Self::verify(&bytes[4..4 + len], &signature)
+        let (body, signature, by) = Self::split(bytes).ok_or_else(malformed)?;
+        let by = match by {
+            Some(b) => Some(DeviceCertificate::from_bytes(b).map_err(|_| malformed())?),
+            None => None,
+        };
+        Self::verify_by(body, &signature, by.as_ref())
     }
 }

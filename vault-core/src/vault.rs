@@ -43,6 +43,7 @@ mod contacts;
 mod devices;
 mod feed;
 mod inbox;
+mod keys;
 mod open;
 mod outbox;
 mod received;
@@ -59,6 +60,7 @@ pub use contacts::{Contact, ContactError, Contacts, Peer};
 pub use devices::{DeviceError, DeviceRecord, DeviceSync, Devices, MAX_DEVICES, Merged};
 pub use feed::{FeedEntry, FeedFilter};
 pub use inbox::{Inbox, MAX_PENDING_PER_PEER, MAX_REQUESTS_PER_PEER_PER_DAY, Refusal};
+pub use keys::RecoveryError;
 pub use open::{CreateError, OpenError, VaultOptions, VerifyReport};
 pub use outbox::Outbox;
 pub use received::{Share, ShareError, ShareStatus};
@@ -91,8 +93,11 @@ pub struct Vault {
     last_seq: i64,
     /// What the change log keeps beyond the document (see changes.rs).
     log: LogState,
-    identity: Identity,
+    /// The identity key, on the device that holds it (see keys.rs).
+    identity: Option<Identity>,
     device: DeviceKey,
+    /// The identity's certificate for `device`.
+    certificate: DeviceCertificate,
     /// Projections this process has loaded, by grant (derived data; the file is the truth).
     projections: sharing::ProjectionCache,
     /// Last `PRAGMA data_version` seen by [`Vault::changed_elsewhere`].
@@ -116,7 +121,7 @@ impl std::fmt::Debug for Vault {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Vault")
             .field("dir", &self.dir)
-            .field("identity", &self.identity.public())
+            .field("identity", &self.identity())
             .finish_non_exhaustive()
     }
 }
@@ -167,15 +172,15 @@ impl Vault {
     fn load(store: Store, dir: PathBuf, clock: Clock) -> Result<Self, open::OpenError> {
         // One read transaction: the rows checked against the manifest are the rows loaded, and
         // a compaction by another process cannot fall between the snapshot and its chunks.
-        let (identity, device, loaded) = store.read_tx(|| {
-            let identity = Identity::from_secret_bytes(&*store.read_secret("identity")?);
-            let device = DeviceKey::from_secret_bytes(&*store.read_secret("device")?);
+        let (keys, loaded) = store.read_tx(|| {
+            let keys = keys::read(&store)?;
             let loaded = read_document(&store)?;
             if let Some(table) = store.check_rows()?.first() {
                 return Err(StoreError::Integrity { table });
             }
-            Ok((identity, device, loaded))
+            Ok((keys, loaded))
         })?;
+        let keys::Keys { identity, device, certificate } = keys;
         let (doc, last_seq, log) =
             loaded.into_parts().map_err(|e| open::OpenError::Damaged(StoreError::Document(Box::new(e))))?;
         Ok(Self {
@@ -186,6 +191,7 @@ impl Vault {
             log,
             identity,
             device,
+            certificate,
             projections: Default::default(),
             serve_states: Default::default(),
             grant_cache: Default::default(),
@@ -204,12 +210,7 @@ impl Vault {
 
     /// This vault's identity (public key).
     pub fn identity(&self) -> IdentityId {
-        self.identity.public()
-    }
-
-    /// The identity's signing key.
-    pub fn identity_key(&self) -> &Identity {
-        &self.identity
+        self.certificate.identity()
     }
 
     /// The device key that runs this vault's network endpoint.
@@ -219,7 +220,7 @@ impl Vault {
 
     /// The identity's certificate for this device.
     pub fn device_certificate(&self) -> DeviceCertificate {
-        self.identity.certify(self.device.public())
+        self.certificate
     }
 
     /// A ticket for this vault with the given direct addresses.

@@ -240,10 +240,10 @@ fn the_control_stream_tells_changes_once_and_bounds_what_a_peer_may_ask() {
     assert!(session.on_change(&mut customer).unwrap().is_empty(), "a denial is told once");
 
     // An offer: a way back to this very device, nothing else.
-    let mine = Ticket::new(shop.identity_key().certify(device), Vec::new());
+    let mine = Ticket::new(shop.identity_key().unwrap().certify(device), Vec::new());
     let out = session.on_frame(&mut customer, Frame::Offer(mine), t0).unwrap();
-    assert_eq!(out, [IssuerAction::DialBack(shop.identity_key().certify(device))]);
-    let elsewhere = Ticket::new(shop.identity_key().certify(DeviceKey::generate().public()), Vec::new());
+    assert_eq!(out, [IssuerAction::DialBack(shop.identity_key().unwrap().certify(device))]);
+    let elsewhere = Ticket::new(shop.identity_key().unwrap().certify(DeviceKey::generate().public()), Vec::new());
     assert!(matches!(
         session.on_frame(&mut customer, Frame::Offer(elsewhere), t0),
         Err(SessionError::OfferForAnotherDevice)

@@ -260,7 +260,7 @@ fn an_issuer_cannot_occupy_another_issuers_grant_id() {
     let mut forged = real.statement().clone();
     forged.issuer = mallory.identity();
     forged.purpose = "mallory".into();
-    let forged = vault_core::Signed::sign(forged, mallory.identity_key()).unwrap();
+    let forged = vault_core::Signed::sign(forged, mallory.signer()).unwrap();
     bob.accept_shares(mallory.identity(), None, &[forged], &[]).unwrap();
     assert_eq!(bob.live_shares_from(&mallory.identity()).unwrap(), vec![id]);
 
@@ -282,7 +282,7 @@ fn an_issuer_cannot_occupy_another_issuers_grant_id() {
     // Mallory ending "its" grant erases its own share only.
     let revocation = vault_core::Signed::sign(
         vault_core::Revocation { grant: id, issuer: mallory.identity(), revoked_at: mallory.now() },
-        mallory.identity_key(),
+        mallory.signer(),
     )
     .unwrap();
     bob.accept_shares(mallory.identity(), None, &[], &[vault_core::Ended::Revoked(revocation)]).unwrap();

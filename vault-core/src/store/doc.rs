@@ -4,6 +4,10 @@
 use super::sealed::{DOC_CHANGES, DOC_SNAPSHOT, Key, SECRETS};
 use super::{Store, StoreError};
 
+/// Row of `secrets` holding the identity's certificate for this device, on a device without the
+/// identity key.
+const CERTIFICATE: &str = "certificate";
+
 /// The sealed full save of the document.
 #[derive(Debug)]
 pub(crate) struct Snapshot {
@@ -93,12 +97,35 @@ impl Store {
 
     /// Reads a 32-byte secret seed.
     pub(crate) fn read_secret(&self, name: &str) -> Result<zeroize::Zeroizing<[u8; 32]>, StoreError> {
-        let bytes = zeroize::Zeroizing::new(
-            self.get(&SECRETS, Key::Name(name))?
-                .ok_or_else(|| StoreError::Missing { table: SECRETS.name, row: name.to_owned() })?,
-        );
+        self.read_secret_if_any(name)?.ok_or_else(|| StoreError::Missing { table: SECRETS.name, row: name.to_owned() })
+    }
+
+    /// Reads a 32-byte secret seed that may be absent (the identity key on a linked device).
+    pub(crate) fn read_secret_if_any(&self, name: &str) -> Result<Option<zeroize::Zeroizing<[u8; 32]>>, StoreError> {
+        let Some(bytes) = self.get(&SECRETS, Key::Name(name))? else { return Ok(None) };
+        let bytes = zeroize::Zeroizing::new(bytes);
         let seed: [u8; 32] = bytes[..].try_into().map_err(|_| StoreError::damaged(&SECRETS, name))?;
-        Ok(zeroize::Zeroizing::new(seed))
+        Ok(Some(zeroize::Zeroizing::new(seed)))
+    }
+
+    /// Forgets a secret (the identity key, once its recovery code is kept elsewhere).
+    pub(crate) fn delete_secret(&self, name: &str) -> Result<(), StoreError> {
+        self.delete(&SECRETS, Key::Name(name))?;
+        Ok(())
+    }
+
+    /// Stores the identity's certificate for this device (on a device without the identity key).
+    pub(crate) fn write_certificate(&self, cert: &crate::identity::DeviceCertificate) -> Result<(), StoreError> {
+        self.put(&SECRETS, Key::Name(CERTIFICATE), &cert.to_bytes())?;
+        Ok(())
+    }
+
+    /// Reads the certificate [`Store::write_certificate`] stored, if any.
+    pub(crate) fn read_certificate(&self) -> Result<Option<crate::identity::DeviceCertificate>, StoreError> {
+        let Some(bytes) = self.get(&SECRETS, Key::Name(CERTIFICATE))? else { return Ok(None) };
+        crate::identity::DeviceCertificate::from_bytes(&bytes)
+            .map(Some)
+            .map_err(|_| StoreError::damaged(&SECRETS, CERTIFICATE))
     }
 }
 

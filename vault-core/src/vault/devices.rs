@@ -13,7 +13,7 @@ use automerge::sync::{Message, State as SyncState, SyncDoc};
 use serde::{Deserialize, Serialize};
 
 use super::{EditError, Vault};
-use crate::identity::{DeviceId, Identity};
+use crate::identity::DeviceId;
 use crate::pairing::JoinPackage;
 use crate::store::StoreError;
 use crate::store::sealed::DEVICES as TABLE;
@@ -95,6 +95,11 @@ pub enum DeviceError {
     /// The list is full.
     #[error("this identity already lists {MAX_DEVICES} devices")]
     TooMany,
+    /// Only a device holding the identity key can link another.
+    #[error(
+        "this device does not hold your identity key: link new devices from the one that does, or enter your recovery code here first (`vault device recover`)"
+    )]
+    NoIdentityKey,
     /// The vault could not be brought up to date with other processes' commits.
     #[error("cannot read the vault's latest changes")]
     Refresh(#[from] EditError),
@@ -223,14 +228,16 @@ impl Devices<&mut Vault> {
     }
 
     /// Links the device `joiner` under `name` and makes the package that hands it this
-    /// identity: the identity key, the list of devices (this one with the addresses its node
-    /// last recorded) and the document, as of now (other processes' commits included).
+    /// identity: the identity's certificate for it (never the identity key), the list of
+    /// devices (this one with the addresses its node last recorded) and the document, as of now
+    /// (other processes' commits included). Only a device holding the identity key can.
     pub fn invite(&mut self, joiner: DeviceId, name: &str) -> Result<JoinPackage, DeviceError> {
+        let certificate = self.vault.identity.as_ref().ok_or(DeviceError::NoIdentityKey)?.certify(joiner);
         self.vault.refresh()?;
         self.add(joiner, name)?;
         let addrs = self.vault.node_addrs();
         Ok(JoinPackage {
-            identity: Identity::from_secret_bytes(&self.vault.identity.secret_bytes()),
+            certificate,
             name: name.to_owned(),
             devices: self.for_peer(&addrs)?,
             document: self.vault.doc.automerge().save(),
@@ -239,6 +246,9 @@ impl Devices<&mut Vault> {
 
     /// Checks a name for a device about to be linked (before its user is asked anything).
     pub fn check_new_name(&self, name: &str) -> Result<(), DeviceError> {
+        if self.vault.identity.is_none() {
+            return Err(DeviceError::NoIdentityKey);
+        }
         if !valid_name(name) {
             return Err(DeviceError::BadName(name.chars().take(64).collect()));
         }

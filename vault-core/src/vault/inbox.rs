@@ -267,7 +267,7 @@ impl Inbox<&mut Vault> {
                     reason: reason.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()),
                     denied_at: now,
                 },
-                &v.identity,
+                v.signer(),
             )?;
             record.status = RequestStatus::Denied;
             record.denial = Some(denial.to_bytes());

@@ -9,14 +9,16 @@ use serde::Serialize;
 use super::changes::read_document;
 use super::{Clock, Vault};
 use crate::doc::{DocError, VaultDoc};
-use crate::identity::{DeviceKey, Identity};
+use crate::identity::{DeviceCertificate, DeviceKey, Identity};
 use crate::primitives::{KdfParams, Passphrase, random_array};
 use crate::store::sealed::ALL_TABLES;
 use crate::store::{DB_FILE, Store, StoreError, UnlockFailure};
 
 /// What a new vault starts from.
 struct Seed {
-    identity: Identity,
+    /// The identity key on the first device; the identity's certificate for this device on a
+    /// linked one (which never holds the identity key).
+    identity: Result<Identity, DeviceCertificate>,
     device: DeviceKey,
     doc: VaultDoc,
 }
@@ -34,6 +36,9 @@ pub enum CreateError {
     /// The directory or file could not be created.
     #[error("cannot create the vault")]
     Store(#[from] StoreError),
+    /// The identity's certificate handed over for this device does not verify.
+    #[error("the certificate the other device sent for this one does not verify")]
+    BadCertificate,
     /// The new vault did not open.
     #[error("cannot open the new vault")]
     Reopen(#[source] Box<OpenError>),
@@ -130,7 +135,7 @@ impl VaultOptions {
     /// Creates a new vault; refuses, touching nothing, when one exists.
     pub fn create(self, passphrase: &Passphrase) -> Result<Vault, CreateError> {
         let seed =
-            Seed { identity: Identity::generate(), device: DeviceKey::generate(), doc: VaultDoc::new() };
+            Seed { identity: Ok(Identity::generate()), device: DeviceKey::generate(), doc: VaultDoc::new() };
         let mut vault = self.create_from(passphrase, seed)?;
         vault.devices_mut().add_this("first").map_err(CreateError::Store)?;
         Ok(vault)
@@ -149,7 +154,10 @@ impl VaultOptions {
         let doc = VaultDoc::load(&package.document).map_err(damaged)?;
         doc.check_shape().map_err(damaged)?;
         let this = device.public();
-        let seed = Seed { identity: package.identity, device, doc };
+        if package.certificate.verify(this).is_err() {
+            return Err(CreateError::BadCertificate);
+        }
+        let seed = Seed { identity: Err(package.certificate), device, doc };
         let mut vault = self.create_from(passphrase, seed)?;
         let others: Vec<_> = package.devices.into_iter().filter(|d| d.id != this).collect();
         let mut devices = vault.devices_mut();
@@ -178,9 +186,10 @@ impl VaultOptions {
             let Seed { identity, device, doc } = &mut seed;
             store.begin_write()?;
             let written = (|| {
-                for (name, seed) in [("identity", identity.secret_bytes()), ("device", device.secret_bytes())]
-                {
-                    store.write_secret(name, &seed[..])?;
+                store.write_secret("device", &device.secret_bytes()[..])?;
+                match identity {
+                    Ok(identity) => store.write_secret("identity", &identity.secret_bytes()[..])?,
+                    Err(certificate) => store.write_certificate(certificate)?,
                 }
                 store.write_snapshot(1, 0, &doc.automerge().save())?;
                 store.commit()
@@ -271,10 +280,8 @@ fn verify_store(store: &Store) -> Result<VerifyReport, OpenError> {
     }
     // The secrets have the right size; the chunks follow the snapshot without gaps; the
     // document loads and has the vault's shape.
-    for name in ["identity", "device"] {
-        if let Err(e) = store.read_secret(name) {
-            report.problems.push(e.to_string());
-        }
+    if let Err(e) = super::keys::read(store) {
+        report.problems.push(e.to_string());
     }
     match read_document(store) {
         Ok(loaded) => {

@@ -78,7 +78,7 @@ impl Outbox<&mut Vault> {
             prices: new.prices,
             made_at: now,
         };
-        let signed = Signed::sign(request, &self.vault.identity)?;
+        let signed = Signed::sign(request, self.vault.signer())?;
         self.vault.write(|v| {
             let r = signed.statement();
             let ticket = new.ticket.as_ref().map(ToString::to_string);

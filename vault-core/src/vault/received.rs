@@ -205,7 +205,7 @@ impl Vault {
     fn erasure_receipt(&self, issuer: IdentityId, grant: GrantId, now: i64) -> Signed<ErasureReceipt> {
         Signed::sign(
             ErasureReceipt { grant, issuer, grantee: self.identity(), erased_at: now },
-            &self.identity,
+            self.signer(),
         )
         .expect("this vault is the grantee")
     }

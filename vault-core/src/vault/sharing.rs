@@ -284,7 +284,7 @@ impl Vault {
             prices: new.prices,
             request,
         };
-        let signed = Signed::sign(grant, &self.identity)?;
+        let signed = Signed::sign(grant, self.signer())?;
         {
             let v = self;
             v.catch_up().map_err(GrantError::catch_up)?;
@@ -326,7 +326,7 @@ impl Vault {
             }
             let grant = v.info(&record)?.grant;
             let revocation =
-                Signed::sign(Revocation { grant: *id, issuer: v.identity(), revoked_at: now }, &v.identity)?;
+                Signed::sign(Revocation { grant: *id, issuer: v.identity(), revoked_at: now }, v.signer())?;
             record.revocation = Some(revocation.to_bytes());
             v.put_grant_record(id, &record)?;
             v.drop_projection(id)?;
