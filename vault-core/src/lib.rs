@@ -54,6 +54,7 @@ mod projection;
 mod protocol;
 mod receipt;
 mod request;
+mod roster;
 mod schema;
 mod scope;
 mod session;
@@ -78,6 +79,7 @@ pub use protocol::{
     encode_sync_body, encode_with_length,
 };
 pub use receipt::{ConsentState, ReceiptNames, consent_receipt};
+pub use roster::{DeviceRoster, MAX_ROSTER_ADDRS, MAX_ROSTER_DEVICES, RemovedDevice, RosterDevice};
 pub use signer::Signer;
 pub use request::{ConsentRequest, Denial, MAX_REASON_LEN, MAX_REQUEST_DURATION, WiderThanAsked};
 pub use schema::{DOCUMENT_SCHEMA, SchemaError};

@@ -34,6 +34,7 @@ use crate::grant::{ErasureReceipt, Revocation, SignedGrant};
 use crate::identity::DeviceCertificate;
 use crate::identity::Ticket;
 use crate::request::{ConsentRequest, Denial};
+use crate::roster::DeviceRoster;
 use crate::statement::RequestId;
 use crate::statement::{GrantId, Signed};
 
@@ -106,6 +107,10 @@ pub enum Frame {
     Offer(Ticket),
     /// The audience noted an [`Frame::Offer`]; the issuer stops retrying.
     OfferAck,
+    /// The sender's identity's device roster, signed by its identity key: sent before
+    /// `ListShares` by the dialer and before `Shares` by the listener, so each side learns the
+    /// other's devices (where to reach them, and which were removed and must be refused).
+    Roster(Signed<DeviceRoster>),
 }
 
 /// A frame could not be read.
@@ -144,6 +149,7 @@ const T_DENIED: u8 = 11;
 const T_EPOCH: u8 = 20;
 const T_OFFER: u8 = 12;
 const T_OFFER_ACK: u8 = 13;
+const T_ROSTER: u8 = 14;
 
 fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
     out.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
@@ -218,6 +224,10 @@ pub fn encode(frame: &Frame) -> Vec<u8> {
             out.extend_from_slice(&ticket.to_bytes());
         }
         Frame::OfferAck => out.push(T_OFFER_ACK),
+        Frame::Roster(r) => {
+            out.push(T_ROSTER);
+            out.extend_from_slice(&r.to_bytes());
+        }
     }
     out
 }
@@ -330,6 +340,10 @@ pub fn decode(body: &[u8]) -> Result<Frame, FrameError> {
             Frame::Offer(Ticket::from_bytes(rest).map_err(|_| FrameError::BadStatement)?)
         }
         T_OFFER_ACK => Frame::OfferAck,
+        T_ROSTER => {
+            let rest = r.take(r.0.len())?;
+            Frame::Roster(Signed::<DeviceRoster>::from_bytes(rest).map_err(|_| FrameError::BadStatement)?)
+        }
         other => return Err(FrameError::UnknownType(other)),
     };
     r.finish()?;

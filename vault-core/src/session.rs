@@ -99,6 +99,9 @@ pub enum SessionError {
     /// An offer naming another identity or device than the one connected.
     #[error("an offer for another device")]
     OfferForAnotherDevice,
+    /// The peer's device was removed from its identity (its own identity key says so).
+    #[error("the peer's device was removed from its identity")]
+    RemovedDevice,
     /// An erasure receipt signed by someone other than the peer.
     #[error("an erasure receipt from another identity")]
     ReceiptFromAnotherIdentity,
@@ -147,6 +150,7 @@ fn frame_name(frame: &Frame) -> &'static str {
         Frame::Denied(_) => "denied",
         Frame::Offer(_) => "offer",
         Frame::OfferAck => "offer-ack",
+        Frame::Roster(_) => "roster",
     }
 }
 

@@ -204,6 +204,14 @@ pub enum Rule {
     /// A statement dated too far in the future.
     #[error("it is dated in the future")]
     DatedInFuture,
+    /// A list that names one item twice, or more items than its limit.
+    #[error("it lists {what} twice or more than {max} of them")]
+    BadList {
+        /// What is listed.
+        what: &'static str,
+        /// The limit.
+        max: usize,
+    },
 }
 
 /// Refuses a single-line text that holds a [steering](is_steering_char) character, naming the

@@ -49,6 +49,7 @@ mod outbox;
 mod received;
 pub(crate) mod records;
 mod requests;
+mod roster;
 mod rollback;
 #[cfg(test)]
 mod serve_tests;

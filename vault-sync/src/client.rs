@@ -2,6 +2,7 @@
 //! share on its own stream, erase what ended and send the receipts.
 
 use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -10,8 +11,8 @@ use iroh::{Endpoint, EndpointAddr};
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 use vault_core::{
-    ALPN, Frame, GrantId, GranteeAction, GranteeSession, IdentityId, ShareEvent, ShareStream, SyncReport,
-    Ticket, Vault,
+    ALPN, DeviceId, Frame, GrantId, GranteeAction, GranteeSession, IdentityId, ShareEvent, ShareStream,
+    SyncReport, Ticket, Vault,
 };
 
 use crate::endpoint::{NodeConfig, Shared, bind_endpoint};
@@ -52,50 +53,80 @@ pub async fn sync_once(
     (shared.vault.into_inner().unwrap_or_else(|p| p.into_inner()), result)
 }
 
-pub(crate) async fn connect(endpoint: &Endpoint, ticket: &Ticket) -> Result<Connection, SyncError> {
-    let mut addr = EndpointAddr::new(endpoint_id(ticket.device()));
-    for sock in ticket.addrs() {
+pub(crate) async fn connect(endpoint: &Endpoint, device: DeviceId, addrs: &[SocketAddr]) -> Result<Connection, SyncError> {
+    let mut addr = EndpointAddr::new(endpoint_id(device));
+    for sock in addrs {
         addr = addr.with_ip_addr(*sock);
     }
     let conn = tokio::time::timeout(HANDSHAKE_TIMEOUT, endpoint.connect(addr, ALPN))
         .await
         .map_err(|_| SyncError::Timeout)?
         .map_err(|e| SyncError::Connect(Box::new(e)))?;
-    if device_id(conn.remote_id()) != Some(ticket.device()) {
+    if device_id(conn.remote_id()) != Some(device) {
         return Err(SyncError::WrongPeer);
     }
     Ok(conn)
 }
 
-/// Dials `ticket` (at the addresses set by hand on its contact, when there are any) and
-/// exchanges hellos: the connection, its control stream, and the peer's identity (checked
-/// against the ticket).
-pub(crate) async fn dial(
+/// A dialed peer: the connection, its control stream after the hellos, and a ticket for the
+/// device that answered (its verified certificate, the addresses it was reached at).
+pub(crate) type Dialed = (Connection, SendStream, RecvStream, Ticket);
+
+/// Dials the identity `ticket` names: the ticket's device first (at the addresses set by hand
+/// on its contact, when there are any), then the identity's other devices its roster named,
+/// never one its identity key removed. Exchanges hellos with the first that answers.
+pub(crate) async fn dial(shared: &Shared, endpoint: &Endpoint, ticket: &Ticket) -> Result<Dialed, SyncError> {
+    let first = shared.vault().contacts().dial_ticket(ticket)?;
+    let identity = first.identity();
+    let mut candidates = vec![(first.device(), first.addrs().to_vec())];
+    for d in shared.vault().devices_of(&identity).unwrap_or_default() {
+        if d.device != first.device() && !d.addrs.is_empty() {
+            candidates.push((d.device, d.addrs));
+        }
+    }
+    let mut last = SyncError::Timeout;
+    for (device, addrs) in candidates {
+        if shared.vault().is_removed_device(&identity, &device).unwrap_or(true) {
+            last = SyncError::RemovedDevice;
+            continue;
+        }
+        match dial_device(shared, endpoint, identity, device, &addrs).await {
+            Ok(dialed) => return Ok(dialed),
+            Err(e) => {
+                tracing::debug!(error = %e, %device, "a device of the peer did not answer");
+                last = e;
+            }
+        }
+    }
+    Err(last)
+}
+
+async fn dial_device(
     shared: &Shared,
     endpoint: &Endpoint,
-    ticket: &Ticket,
-) -> Result<(Connection, SendStream, RecvStream, IdentityId), SyncError> {
-    let ticket = &shared.vault().contacts().dial_ticket(ticket)?;
-    let conn = connect(endpoint, ticket).await?;
+    identity: IdentityId,
+    device: DeviceId,
+    addrs: &[SocketAddr],
+) -> Result<Dialed, SyncError> {
+    let conn = connect(endpoint, device, addrs).await?;
     let (mut send, mut recv) = conn.open_bi().await.map_err(SyncError::io)?;
     let cert = shared.vault().device_certificate();
     write_frame(&mut send, &Frame::Hello(cert)).await.map_err(SyncError::io)?;
-    let peer: IdentityId = match tokio::time::timeout(HANDSHAKE_TIMEOUT, read_frame(&mut recv, CONTROL_LIMIT))
+    let answered = match tokio::time::timeout(HANDSHAKE_TIMEOUT, read_frame(&mut recv, CONTROL_LIMIT))
         .await
         .map_err(|_| SyncError::Timeout)?
         .map_err(SyncError::io)?
     {
         Some(Frame::Hello(their)) => {
-            let remote = device_id(conn.remote_id()).ok_or(SyncError::WrongPeer)?;
-            their.verify(remote).map_err(|_| SyncError::WrongPeer)?;
-            if their.identity() != ticket.identity() {
+            their.verify(device).map_err(|_| SyncError::WrongPeer)?;
+            if their.identity() != identity {
                 return Err(SyncError::WrongPeer);
             }
-            their.identity()
+            Ticket::new(their, addrs.to_vec())
         }
         _ => return Err(SyncError::Protocol("expected hello".into())),
     };
-    Ok((conn, send, recv, peer))
+    Ok((conn, send, recv, answered))
 }
 
 /// One session with an issuer, driven by a [`GranteeSession`]. With `live`, stays connected
@@ -106,10 +137,11 @@ pub(crate) async fn session(
     ticket: &Ticket,
     live: bool,
 ) -> Result<SyncReport, SyncError> {
-    let (conn, mut send, mut recv, issuer) = dial(&shared, endpoint, ticket).await?;
+    let (conn, mut send, mut recv, answered) = dial(&shared, endpoint, ticket).await?;
+    let issuer = answered.identity();
     // A session given up on (dropped) closes its connection and stops its reader.
     let _closing = CloseOnDrop(conn.clone());
-    let mut machine = GranteeSession::new(issuer, Some(ticket.clone()), live);
+    let mut machine = GranteeSession::new(issuer, Some(answered), live);
     // What this issuer's frames may hold in memory at once, over all its streams, the control
     // stream included; and what the whole node may.
     let budget = Arc::new(Semaphore::new(ISSUER_BYTE_BUDGET));

@@ -1,5 +1,6 @@
 //! Replication between the devices of one identity (ALPN `vault/device/1`): the customer's
-//! document, by the Automerge sync protocol, and the list of devices.
+//! document, by the Automerge sync protocol, the list of devices, and the newest device roster
+//! the identity key signed (so a device without that key can hand it to peers).
 //!
 //! Only an active device of the identity gets in: its QUIC-authenticated endpoint id must be
 //! in this vault's list and not removed. A device removed while connected is cut off at the
@@ -14,7 +15,7 @@ use iroh::endpoint::{Connection, RecvStream, SendStream, VarInt};
 use iroh::protocol::{AcceptError, ProtocolHandler};
 use iroh::{Endpoint, EndpointAddr};
 use tokio::sync::mpsc;
-use vault_core::{DeviceId, DeviceRecord, DeviceSync, MAX_FRAME};
+use vault_core::{DeviceId, DeviceRecord, DeviceRoster, DeviceSync, MAX_FRAME, Signed};
 
 use crate::endpoint::Shared;
 use crate::{HANDSHAKE_TIMEOUT, SyncError, device_id, endpoint_id};
@@ -28,11 +29,15 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 const TAG_LIST: u8 = 1;
 const TAG_DOC: u8 = 2;
+const TAG_ROSTER: u8 = 3;
+/// Largest roster message (a roster body is at most 16 KiB, plus signature and certificate).
+const ROSTER_LIMIT: usize = 32 * 1024;
 
 /// One message between devices.
 enum DeviceMessage {
     List(Vec<DeviceRecord>),
     Doc(Vec<u8>),
+    Roster(Signed<DeviceRoster>),
 }
 
 /// Accepts sessions from the other devices of this identity.
@@ -143,6 +148,10 @@ async fn session(
             if list_sent.as_ref() != Some(&list) {
                 write_message(&mut send, TAG_LIST, &list).await?;
                 list_sent = Some(list);
+                let roster = shared.vault().roster()?;
+                if let Some(roster) = roster {
+                    write_message(&mut send, TAG_ROSTER, &roster.to_bytes()).await?;
+                }
             }
             let outgoing = shared.vault().device_sync_generate(&mut state)?;
             if let Some(message) = outgoing {
@@ -162,6 +171,9 @@ async fn session(
                             tracing::warn!("this device was removed from its identity on another device");
                             return Ok(());
                         }
+                    }
+                    Some(Ok(DeviceMessage::Roster(roster))) => {
+                        shared.vault().keep_own_roster(&roster)?;
                     }
                     Some(Ok(DeviceMessage::Doc(_))) if !admitted(shared, &peer) => return Ok(()),
                     Some(Ok(DeviceMessage::Doc(bytes))) => {
@@ -228,6 +240,7 @@ async fn read_message(recv: &mut RecvStream) -> Result<Option<DeviceMessage>, Sy
     let limit = match tag[0] {
         TAG_LIST => LIST_LIMIT,
         TAG_DOC => MAX_FRAME,
+        TAG_ROSTER => ROSTER_LIMIT,
         _ => return Err(SyncError::Protocol("unknown device message".into())),
     };
     if len - 1 > limit {
@@ -235,11 +248,13 @@ async fn read_message(recv: &mut RecvStream) -> Result<Option<DeviceMessage>, Sy
     }
     let mut body = vec![0u8; len - 1];
     recv.read_exact(&mut body).await.map_err(|e| SyncError::Io(Box::new(e)))?;
-    if tag[0] == TAG_LIST {
-        DeviceRecord::decode_list(&body)
+    match tag[0] {
+        TAG_LIST => DeviceRecord::decode_list(&body)
             .map(|l| Some(DeviceMessage::List(l)))
-            .ok_or_else(|| SyncError::Protocol("malformed device list".into()))
-    } else {
-        Ok(Some(DeviceMessage::Doc(body)))
+            .ok_or_else(|| SyncError::Protocol("malformed device list".into())),
+        TAG_ROSTER => Signed::<DeviceRoster>::from_bytes(&body)
+            .map(|r| Some(DeviceMessage::Roster(r)))
+            .map_err(|_| SyncError::Protocol("malformed device roster".into())),
+        _ => Ok(Some(DeviceMessage::Doc(body))),
     }
 }

@@ -95,6 +95,9 @@ pub enum SyncError {
     /// The peer is not who the ticket says.
     #[error("the peer's certificate does not match its ticket")]
     WrongPeer,
+    /// The peer's device was removed from its identity (its identity key said so).
+    #[error("the peer's device was removed from its identity")]
+    RemovedDevice,
     /// A stream failed.
     #[error("connection lost")]
     Io(#[source] Box<dyn std::error::Error + Send + Sync>),

@@ -174,6 +174,10 @@ async fn serve_connection(shared: Arc<Shared>, conn: Connection) -> Result<(), S
         }
         _ => return Err(SyncError::Protocol("expected hello".into())),
     };
+    if shared.vault().is_removed_device(&peer, &remote).unwrap_or(true) {
+        log_refused(&shared, Some(peer), &format!("device {remote}: removed from its identity"));
+        return Err(SyncError::RemovedDevice);
+    }
     if shared.vault().contacts().is_blocked(&peer).unwrap_or(true) {
         log_refused(&shared, Some(peer), "blocked contact");
         // Never answer: to the blocked peer this looks exactly like a node that does not answer

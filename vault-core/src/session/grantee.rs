@@ -89,14 +89,20 @@ impl GranteeSession {
         &self.report
     }
 
-    /// The first frames: queued consent requests (each is acknowledged), then `ListShares`.
+    /// The first frames: this identity's device roster, queued consent requests (each is
+    /// acknowledged), then `ListShares`.
     pub fn start(&mut self, vault: &mut Vault) -> Result<Vec<GranteeAction>, SessionError> {
-        let mut out: Vec<GranteeAction> = vault
-            .outbox()
-            .undelivered(&self.issuer)?
-            .into_iter()
-            .map(|r| GranteeAction::Send(Box::new(Frame::Request(r))))
-            .collect();
+        let mut out: Vec<GranteeAction> = Vec::new();
+        if let Some(roster) = vault.roster()? {
+            out.push(GranteeAction::Send(Box::new(Frame::Roster(roster))));
+        }
+        out.extend(
+            vault
+                .outbox()
+                .undelivered(&self.issuer)?
+                .into_iter()
+                .map(|r| GranteeAction::Send(Box::new(Frame::Request(r)))),
+        );
         out.push(GranteeAction::Send(Box::new(Frame::ListShares)));
         Ok(out)
     }
@@ -118,6 +124,13 @@ impl GranteeSession {
             Frame::Denied(denial) => {
                 vault.outbox_mut().accept_denials(&self.issuer, &[denial])?;
                 Ok(vec![GranteeAction::Changed])
+            }
+            Frame::Roster(roster) => {
+                vault.accept_roster(self.issuer, &roster)?;
+                match &self.ticket {
+                    Some(t) if vault.is_removed_device(&self.issuer, &t.device())? => Err(SessionError::RemovedDevice),
+                    _ => Ok(Vec::new()),
+                }
             }
             other => Err(SessionError::UnexpectedFrame(frame_name(&other))),
         })

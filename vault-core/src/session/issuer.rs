@@ -82,6 +82,11 @@ impl IssuerSession {
                 Frame::ListShares => {
                     if !self.subscribed {
                         out.push(IssuerAction::Listening);
+                        // This identity's devices, before its shares: where else to reach it,
+                        // and which of its devices to refuse from now on.
+                        if let Some(roster) = vault.roster()? {
+                            out.push(IssuerAction::Send(Frame::Roster(roster)));
+                        }
                     }
                     self.subscribed = true;
                     self.told = None;
@@ -101,6 +106,13 @@ impl IssuerSession {
                     }
                     let ack = Frame::RequestAck { request: id, accepted: accepted.is_ok() };
                     return Ok(vec![IssuerAction::Send(ack)]);
+                }
+                Frame::Roster(roster) => {
+                    vault.accept_roster(self.peer, &roster)?;
+                    if vault.is_removed_device(&self.peer, &self.device)? {
+                        return Err(SessionError::RemovedDevice);
+                    }
+                    return Ok(Vec::new());
                 }
                 Frame::Erased(receipt) => {
                     if receipt.statement().grantee != self.peer {

@@ -230,6 +230,11 @@ impl Vault {
                     tracing::warn!(grant = %g.id, "ignoring a grant not addressed to this vault by its issuer");
                     continue;
                 }
+                if v.signed_by_removed(grant)? {
+                    // Revocations from such a device are still honoured (they only take away).
+                    tracing::warn!(grant = %g.id, "ignoring a grant signed by a device its identity removed");
+                    continue;
+                }
                 let key = v.share_key(&issuer, &g.id)?;
                 if v.received_record(&key)?.is_some() {
                     continue;

@@ -31,7 +31,7 @@ async fn many_refused_connections_write_a_bounded_number_of_audit_rows() {
     for _ in 0..200 {
         // A certificate for another device: refused before anything is proven.
         let forged = Identity::generate().certify(DeviceKey::generate().public());
-        let conn = crate::client::connect(&endpoint, &ticket).await.unwrap();
+        let conn = crate::client::connect(&endpoint, ticket.device(), ticket.addrs()).await.unwrap();
         let (mut send, _recv) = conn.open_bi().await.unwrap();
         write_frame(&mut send, &Frame::Hello(forged)).await.unwrap();
         conn.closed().await;
@@ -102,7 +102,7 @@ async fn an_offer_is_dialed_back_only_where_it_came_from() {
     let stranger = Identity::generate();
     let device = DeviceKey::generate();
     let endpoint = bind_endpoint(&device, &local(), Vec::new()).await.unwrap();
-    let conn = crate::client::connect(&endpoint, &ticket).await.unwrap();
+    let conn = crate::client::connect(&endpoint, ticket.device(), ticket.addrs()).await.unwrap();
     let (mut send, mut recv) = conn.open_bi().await.unwrap();
     let cert = stranger.certify(device.public());
     write_frame(&mut send, &Frame::Hello(cert)).await.unwrap();

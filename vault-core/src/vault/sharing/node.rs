@@ -6,11 +6,11 @@ use crate::store::sealed::{Key, NODE};
 use crate::vault::Vault;
 
 impl Vault {
-    pub(super) fn node_value(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+    pub(in crate::vault) fn node_value(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         self.store.get(&NODE, Key::Name(key))
     }
 
-    pub(super) fn put_node_value(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+    pub(in crate::vault) fn put_node_value(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
         self.store.put(&NODE, Key::Name(key), value)?;
         Ok(())
     }

@@ -1,0 +1,126 @@
+//! Rosters in a vault: the one this vault hands to peers (its identity's devices), and what it
+//! learned of its peers' devices from theirs. Stored sealed in the `node` table: `roster` (this
+//! identity's newest roster, on a device that cannot sign one) and `devices-of/<identity>` (a
+//! peer's devices: the newest roster's active ones, and every removal ever seen).
+
+use serde::{Deserialize, Serialize};
+
+use super::Vault;
+use crate::identity::{DeviceId, IdentityId};
+use crate::roster::{DeviceRoster, MAX_ROSTER_ADDRS, RemovedDevice, RosterDevice, by_identity_key};
+use crate::statement::{Signed, Statement};
+use crate::store::StoreError;
+
+/// What this vault knows of a peer identity's devices.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct PeerDevices {
+    /// `issued_at` of the newest roster taken.
+    issued_at: i64,
+    /// Its active devices.
+    active: Vec<RosterDevice>,
+    /// Every device any roster of the identity removed.
+    removed: Vec<RemovedDevice>,
+}
+
+fn peer_key(identity: &IdentityId) -> String {
+    format!("devices-of/{identity}")
+}
+
+const OWN_ROSTER: &str = "roster";
+
+impl Vault {
+    /// The roster to hand to peers: signed now where this device holds the identity key,
+    /// otherwise the newest one another device of this identity passed on (if any).
+    pub fn roster(&self) -> Result<Option<Signed<DeviceRoster>>, StoreError> {
+        let Some(identity) = &self.identity else {
+            return Ok(self.node_value(OWN_ROSTER)?.and_then(|b| Signed::from_stored(&b)));
+        };
+        let this = self.device.public();
+        let here = self.node_addrs();
+        let mut active = Vec::new();
+        let mut removed = Vec::new();
+        for d in self.devices().list()? {
+            match d.removed_at {
+                Some(removed_at) => removed.push(RemovedDevice { device: d.id, removed_at }),
+                None => {
+                    let addrs = if d.id == this { &here } else { &d.addrs };
+                    let addrs = addrs.iter().take(MAX_ROSTER_ADDRS).copied().collect();
+                    active.push(RosterDevice { device: d.id, addrs });
+                }
+            }
+        }
+        let roster = DeviceRoster { identity: identity.public(), issued_at: self.now(), active, removed };
+        Ok(Signed::sign(roster, identity).ok())
+    }
+
+    /// Keeps a roster of this vault's own identity that another device passed on, when it is
+    /// the identity key's and newer than the one kept. True when kept.
+    pub fn keep_own_roster(&mut self, roster: &Signed<DeviceRoster>) -> Result<bool, StoreError> {
+        if self.identity.is_some() || roster.statement().identity != self.identity() || !by_identity_key(roster) {
+            return Ok(false);
+        }
+        let newer = match self.node_value(OWN_ROSTER)?.and_then(|b| Signed::<DeviceRoster>::from_stored(&b)) {
+            Some(kept) => roster.statement().issued_at > kept.statement().issued_at,
+            None => true,
+        };
+        if newer {
+            let bytes = roster.to_bytes();
+            self.write(|v| v.put_node_value(OWN_ROSTER, &bytes))?;
+        }
+        Ok(newer)
+    }
+
+    /// Takes in a roster `peer` sent: only the peer identity's own (signed by its identity key)
+    /// counts. Its removals are added to what is known; its active devices replace the known
+    /// ones when it is the newest seen.
+    pub fn accept_roster(&mut self, peer: IdentityId, roster: &Signed<DeviceRoster>) -> Result<(), StoreError> {
+        let r = roster.statement();
+        if r.identity != peer || !by_identity_key(roster) || peer == self.identity() {
+            tracing::debug!(%peer, "ignoring a roster that is not the peer's own");
+            return Ok(());
+        }
+        let mut known = self.peer_devices(&peer)?;
+        let mut changed = false;
+        for gone in &r.removed {
+            if !known.removed.iter().any(|k| k.device == gone.device) {
+                known.removed.push(gone.clone());
+                changed = true;
+            }
+        }
+        if r.issued_at > known.issued_at {
+            known.issued_at = r.issued_at;
+            known.active = r.active.clone();
+            changed = true;
+        }
+        let removed: Vec<DeviceId> = known.removed.iter().map(|d| d.device).collect();
+        known.active.retain(|d| !removed.contains(&d.device));
+        if changed {
+            let bytes = serde_json::to_vec(&known).expect("serializes");
+            self.write(|v| v.put_node_value(&peer_key(&peer), &bytes))?;
+        }
+        Ok(())
+    }
+
+    fn peer_devices(&self, peer: &IdentityId) -> Result<PeerDevices, StoreError> {
+        Ok(self.node_value(&peer_key(peer))?.and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default())
+    }
+
+    /// True when `peer`'s identity key said `device` was removed from it.
+    pub fn is_removed_device(&self, peer: &IdentityId, device: &DeviceId) -> Result<bool, StoreError> {
+        Ok(self.peer_devices(peer)?.removed.iter().any(|d| d.device == *device))
+    }
+
+    /// The active devices of `peer` its newest roster named (where to reach it).
+    pub fn devices_of(&self, peer: &IdentityId) -> Result<Vec<RosterDevice>, StoreError> {
+        Ok(self.peer_devices(peer)?.active)
+    }
+
+    /// True when `statement` was signed by a device its author's identity removed: it is
+    /// refused, whatever date it claims (a removed device could claim any).
+    pub(crate) fn signed_by_removed<T: Statement>(&self, statement: &Signed<T>) -> Result<bool, StoreError> {
+        match statement.signed_by() {
+            None => Ok(false),
+            Some(device) => self.is_removed_device(&statement.statement().author(), &device),
+        }
+    }
+}
