@@ -263,3 +263,54 @@ fn wrong_declined_and_replayed_codes_are_refused_and_change_nothing() {
     now.sort();
     assert_eq!(now, after);
 }
+
+#[test]
+fn only_the_first_device_holds_the_identity_key_and_grantees_refuse_a_removed_device() {
+    let laptop = TestVault::new();
+    laptop.ok(&["profile", "set", "email", "ada@example.org"]);
+    let (laptop_addr, box_addr) = (free_addr(), free_addr());
+    let laptop_serving = serve_on(&laptop, &laptop_addr).0;
+    let home = TestVault::uninitialised();
+    pair(&laptop, &home, "box");
+    let _box_serving = serve_on(&home, &box_addr).0;
+
+    // The box got a certificate, not the identity key: it cannot link devices nor show a code.
+    let err = home.fails(&["device", "add", "tablet", "--no-relay"], 2);
+    assert!(err.contains("does not hold your identity key"), "{err}");
+    home.fails(&["device", "recovery-code"], 2);
+    let code = laptop.ok(&["device", "recovery-code"]);
+    assert!(code.trim().starts_with("vaultkey1-"), "{code}");
+    // A typo'd or foreign code is refused and changes nothing.
+    let err = home.fails(&["device", "recover", "vaultkey1-aaaa-bbbb"], 2);
+    assert!(err.contains("not a recovery code"), "{err}");
+    let foreign = TestVault::new().ok(&["device", "recovery-code"]);
+    let err = home.fails(&["device", "recover", foreign.trim()], 2);
+    assert!(err.contains("another identity"), "{err}");
+    home.fails(&["device", "add", "tablet", "--no-relay"], 2);
+
+    // A shop the laptop shares with syncs, and learns the customer's devices from the roster.
+    let shop = TestVault::new();
+    let (_shop_serving, _) = serve_on(&shop, &free_addr());
+    shop.ok(&["contact", "add", "ada", &json(&laptop, &["id"])["ticket"].as_str().unwrap()]);
+    let shop_ticket = json(&shop, &["id"])["ticket"].as_str().unwrap().to_owned();
+    laptop.ok(&["grant", &shop_ticket, "--fields", "profile.email", "--purpose", "delivery"]);
+    shop.ok(&["sync", "ada", "--no-relay"]);
+    let box_ticket = json(&home, &["id"])["ticket"].as_str().unwrap().to_owned();
+    // With the laptop stopped, the box answers for the customer.
+    drop(laptop_serving);
+    shop.ok(&["sync", &box_ticket, "--no-relay"]);
+
+    // Removed on the laptop (which holds the identity key): the shop's next sync with the
+    // laptop brings the signed removal, and from then on the shop refuses the box, even when
+    // asked to dial it and nothing else answers.
+    laptop.ok(&["device", "rm", "box"]);
+    let laptop_serving = serve_on(&laptop, &laptop_addr).0;
+    shop.ok(&["sync", "ada", "--no-relay"]);
+    shop.ok(&["sync", &box_ticket, "--no-relay"]); // reaches the laptop instead
+    drop(laptop_serving);
+    let err = shop.fails(&["sync", &box_ticket, "--no-relay"], 2);
+    assert!(err.contains("removed from its identity"), "{err}");
+    let _laptop_serving = serve_on(&laptop, &laptop_addr).0;
+    let shared = shop.json(&["shared"], "shared");
+    assert_eq!(shared["shares"][0]["values"]["profile"]["email"], "ada@example.org", "the laptop still serves");
+}

@@ -158,6 +158,18 @@ pub(crate) enum DeviceCommand {
         /// The device's name (from `vault device list`)
         name: String,
     },
+    /// Show the recovery code: your identity key, to write on paper and keep safe
+    RecoveryCode,
+    /// Take your identity key onto this device from its recovery code (the device that held it
+    /// is lost, or you want to link or remove devices from here)
+    Recover {
+        /// The code; by default typed at a hidden prompt, or `-` to read it from standard input
+        #[arg(default_value = "")]
+        code: String,
+    },
+    /// Remove the identity key from this device (type the recovery code back to confirm): then
+    /// no device holds it, and any device can be removed for good
+    ForgetKey,
 }
 
 #[derive(Debug, Args)]

@@ -14,6 +14,7 @@ mod init;
 mod pref;
 mod profile;
 mod purchase;
+mod recovery;
 mod request;
 mod serve;
 mod shared;

@@ -222,3 +222,26 @@ fn a_device_cannot_slip_in_a_look_alike_nor_crowd_out_a_removal() {
     // And a removed device is never listed again by `add`.
     assert!(laptop.devices_mut().add(home_id, "box-again").is_err());
 }
+
+/// A grantee learns from the customer's roster that a device was removed, and from then on
+/// refuses it; a device without the identity key cannot sign a roster anyone takes.
+#[test]
+fn a_roster_tells_a_grantee_which_device_was_removed() {
+    let (d1, d2, d3) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut laptop = first(d1.path());
+    let home = join(d2.path(), &mut laptop, "box");
+    let mut shop = first(d3.path());
+    let box_id = home.device_key().public();
+    assert!(home.identity_key().is_none(), "a linked device never holds the identity key");
+    assert!(home.roster().unwrap().is_none(), "and cannot sign a roster");
+    laptop.devices_mut().remove("box").unwrap();
+    let roster = laptop.roster().unwrap().expect("the first device signs one");
+    assert!(roster.statement().removed.iter().any(|r| r.device == box_id), "{roster:?}");
+    assert!(!shop.is_removed_device(&laptop.identity(), &box_id).unwrap());
+    // Another identity's roster, even naming the customer, is not taken.
+    shop.accept_roster(shop.identity(), &roster).unwrap();
+    assert!(!shop.is_removed_device(&laptop.identity(), &box_id).unwrap());
+    shop.accept_roster(laptop.identity(), &roster).unwrap();
+    assert!(shop.is_removed_device(&laptop.identity(), &box_id).unwrap());
+    assert!(!shop.is_removed_device(&laptop.identity(), &laptop.device_key().public()).unwrap());
+}

@@ -84,21 +84,22 @@ pub(crate) async fn dial(shared: &Shared, endpoint: &Endpoint, ticket: &Ticket) 
             candidates.push((d.device, d.addrs));
         }
     }
-    let mut last = SyncError::Timeout;
+    let mut last = None;
     for (device, addrs) in candidates {
         if shared.vault().is_removed_device(&identity, &device).unwrap_or(true) {
-            last = SyncError::RemovedDevice;
+            // Asked for a removed device: that is the answer, whatever the others say.
+            last.get_or_insert(SyncError::RemovedDevice);
             continue;
         }
         match dial_device(shared, endpoint, identity, device, &addrs).await {
             Ok(dialed) => return Ok(dialed),
             Err(e) => {
                 tracing::debug!(error = %e, %device, "a device of the peer did not answer");
-                last = e;
+                last.get_or_insert(e);
             }
         }
     }
-    Err(last)
+    Err(last.unwrap_or(SyncError::Timeout))
 }
 
 async fn dial_device(

@@ -1,16 +1,16 @@
 //! `vault device add|list|rm`, and the joining side, `vault init --join CODE`.
 
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::{BufRead, Write};
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use serde_json::json;
 use vault_core::{
     DeviceKey, DeviceRecord, JoinPackage, KdfParams, PAIRING_LIFETIME_SECS, PairingCode, Vault,
 };
 use vault_sync::{Invitation, NodeConfig};
 
-use crate::app::{App, Outcome, read_passphrase};
+use crate::app::{App, Outcome, read_passphrase, read_secret_line};
 use crate::cli::DeviceCommand;
 use crate::cmd::id::render_qr;
 use crate::cmd::serve::runtime;
@@ -21,6 +21,9 @@ pub(crate) fn run(app: &App, command: DeviceCommand) -> Result<Outcome> {
     match command {
         DeviceCommand::Add { name, qr, no_relay } => add(app, &name, qr, no_relay),
         DeviceCommand::List => list(app),
+        DeviceCommand::RecoveryCode => super::recovery::show(app),
+        DeviceCommand::Recover { code } => super::recovery::recover(app, &code),
+        DeviceCommand::ForgetKey => super::recovery::forget(app),
         DeviceCommand::Rm { name } => {
             let mut vault = app.unlock()?;
             let removed = vault.devices_mut().remove(&name)?;
@@ -29,9 +32,15 @@ pub(crate) fn run(app: &App, command: DeviceCommand) -> Result<Outcome> {
                     &json!({ "name": removed.name, "device": removed.id.to_string(), "removed": true }),
                 )?;
             } else {
+                let peers = if vault.identity_key().is_some() {
+                    "by the people you share with at their next sync with any of your devices"
+                } else {
+                    "by the people you share with once a device holding your identity key has synced with \
+                     this one (or run `vault device recover` here)"
+                };
                 app.print(format!(
-                    "removed {} ({}): refused by this device from now on, and by your other devices once \
-                     they sync with this one. What it already holds cannot be recalled.",
+                    "removed {} ({}): refused by this device from now on, by your other devices once they \
+                     sync with this one, and {peers}. What it already holds cannot be recalled.",
                     untrusted(&removed.name),
                     removed.id
                 ))?;
@@ -144,19 +153,7 @@ pub(crate) fn join(app: &App, code: &str, kdf: KdfParams, no_relay: bool) -> Res
     if options.exists() {
         return Err(vault_core::CreateError::AlreadyExists(app.dir.clone()).into());
     }
-    let code = match code {
-        // Typed at a hidden prompt (the default), or read from standard input: out of the
-        // process list and the shell history.
-        "" if std::io::stdin().is_terminal() => zeroize::Zeroizing::new(
-            rpassword::prompt_password("Pairing code: ").context("cannot read the pairing code")?,
-        ),
-        "" | "-" => {
-            let mut line = String::new();
-            std::io::stdin().lock().read_line(&mut line).context("cannot read the pairing code")?;
-            zeroize::Zeroizing::new(line)
-        }
-        _ => zeroize::Zeroizing::new(code.to_owned()),
-    };
+    let code = read_secret_line("Pairing code: ", code, "pairing code")?;
     let code: PairingCode = code.parse()?;
     code.check_fresh(jiff::Timestamp::now().as_second())?;
     let passphrase = read_passphrase("New passphrase for this device: ", true)?;

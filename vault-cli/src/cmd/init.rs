@@ -40,7 +40,9 @@ pub(crate) fn run(app: &App, args: &InitArgs) -> Result<Outcome> {
         }))?;
     } else {
         app.print(format!(
-            "created a vault at {}\nidentity: {}\n\nThe passphrase cannot be recovered: without it the vault cannot be opened.",
+            "created a vault at {}\nidentity: {}\n\nThe passphrase cannot be recovered: without it the vault cannot be opened.\n\
+             This device holds your identity key. Write down its recovery code (`vault device recovery-code`): \
+             with it you can link and remove devices if this one is lost.",
             app.dir.display(),
             vault.identity()
         ))?;

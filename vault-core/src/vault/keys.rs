@@ -127,11 +127,14 @@ impl Vault {
     }
 
     /// Removes the identity key from this device, keeping the identity's certificate for it:
-    /// from then on it signs as a device, and can be removed like any other. Only after the
-    /// recovery code was written down (the caller asks): without it, no device can add another.
-    pub fn forget_identity_key(&mut self) -> Result<(), RecoveryError> {
-        if self.identity.is_none() {
-            return Err(RecoveryError::NotHeld);
+    /// from then on it signs as a device, and can be removed like any other. Only with the
+    /// recovery code typed back (proof it was written down): without it, no device could ever
+    /// link or remove another.
+    pub fn forget_identity_key(&mut self, code: &str) -> Result<(), RecoveryError> {
+        let Some(held) = &self.identity else { return Err(RecoveryError::NotHeld) };
+        let typed = decode_recovery(code)?;
+        if typed.public() != held.public() {
+            return Err(RecoveryError::OtherIdentity(typed.public()));
         }
         let certificate = self.certificate;
         self.write(|v| {
