@@ -312,5 +312,8 @@ fn only_the_first_device_holds_the_identity_key_and_grantees_refuse_a_removed_de
     assert!(err.contains("removed from its identity"), "{err}");
     let _laptop_serving = serve_on(&laptop, &laptop_addr).0;
     let shared = shop.json(&["shared"], "shared");
-    assert_eq!(shared["shares"][0]["values"]["profile"]["email"], "ada@example.org", "the laptop still serves");
+    assert_eq!(
+        shared["shares"][0]["values"]["profile"]["email"], "ada@example.org",
+        "the laptop still serves"
+    );
 }

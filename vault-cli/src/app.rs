@@ -104,9 +104,9 @@ pub(crate) fn read_passphrase(prompt: &str, confirm: bool) -> Result<Passphrase>
 /// Either way it stays out of the process list and the shell history.
 pub(crate) fn read_secret_line(prompt: &str, given: &str, what: &str) -> Result<Zeroizing<String>> {
     Ok(match given {
-        "" if std::io::stdin().is_terminal() => {
-            Zeroizing::new(rpassword::prompt_password(prompt).with_context(|| format!("cannot read the {what}"))?)
-        }
+        "" if std::io::stdin().is_terminal() => Zeroizing::new(
+            rpassword::prompt_password(prompt).with_context(|| format!("cannot read the {what}"))?,
+        ),
         "" | "-" => {
             let mut line = Zeroizing::new(String::new());
             std::io::BufRead::read_line(&mut std::io::stdin().lock(), &mut line)

@@ -79,9 +79,8 @@ pub use protocol::{
     encode_sync_body, encode_with_length,
 };
 pub use receipt::{ConsentState, ReceiptNames, consent_receipt};
-pub use roster::{DeviceRoster, MAX_ROSTER_ADDRS, MAX_ROSTER_DEVICES, RemovedDevice, RosterDevice};
-pub use signer::Signer;
 pub use request::{ConsentRequest, Denial, MAX_REASON_LEN, MAX_REQUEST_DURATION, WiderThanAsked};
+pub use roster::{DeviceRoster, MAX_ROSTER_ADDRS, MAX_ROSTER_DEVICES, RemovedDevice, RosterDevice};
 pub use schema::{DOCUMENT_SCHEMA, SchemaError};
 pub use scope::{MAX_FIELDS, MAX_PURPOSE_LEN};
 pub use session::{
@@ -89,6 +88,7 @@ pub use session::{
     MAX_SHARES_PER_ISSUER, SYNC_BURST, SYNC_MESSAGES_PER_SECOND, ServeStep, ServeStream, SessionError,
     ShareEvent, ShareNext, ShareSet, ShareStream, SyncReport, TokenBucket, share_set,
 };
+pub use signer::Signer;
 pub use statement::{GrantId, RequestId, Rule, Signed, Statement, StatementError, is_steering_char};
 pub use store::{DB_FILE, StoreError};
 pub use vault::{
@@ -96,6 +96,6 @@ pub use vault::{
     CreateError, DeviceError, DeviceRecord, DeviceSync, Devices, EXPORT_FORMAT, EditError, FeedEntry,
     FeedFilter, GrantError, GrantInfo, GrantStatus, Holding, ImportError, ImportMode, Inbox, MAX_DEVICES,
     MAX_PENDING_PER_PEER, MAX_REQUESTS_PER_PEER_PER_DAY, Merged, NewGrant, NewRequest, OpenError, Outbox,
-    Peer, Purchase, PurchaseRecord, RecoveryError, Refusal, RequestError, RequestInfo, RequestStatus, ServeError, Share,
-    ShareError, ShareStatus, StorageStats, Vault, VaultOptions, VerifyReport,
+    Peer, Purchase, PurchaseRecord, RecoveryError, Refusal, RequestError, RequestInfo, RequestStatus,
+    ServeError, Share, ShareError, ShareStatus, StorageStats, Vault, VaultOptions, VerifyReport,
 };

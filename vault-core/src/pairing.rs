@@ -308,7 +308,12 @@ mod tests {
     #[test]
     fn a_welcome_round_trips_and_garbage_does_not_decode() {
         let certificate = crate::identity::Identity::generate().certify(DeviceKey::generate().public());
-        let package = JoinPackage { certificate, name: "home-box".into(), devices: Vec::new(), document: vec![1, 2, 3] };
+        let package = JoinPackage {
+            certificate,
+            name: "home-box".into(),
+            devices: Vec::new(),
+            document: vec![1, 2, 3],
+        };
         let bytes = PairMessage::Welcome(Box::new(package)).encode();
         let PairMessage::Welcome(back) = PairMessage::decode(&bytes).unwrap() else { panic!("a welcome") };
         assert_eq!(

@@ -109,13 +109,15 @@ mod tests {
         // A device of alice can sign one (a valid statement), but it is not her word.
         let cert = alice.certify(laptop.public());
         let by_device =
-            Signed::sign(r.clone(), crate::signer::Signer::Device { key: &laptop, certificate: &cert }).unwrap();
+            Signed::sign(r.clone(), crate::signer::Signer::Device { key: &laptop, certificate: &cert })
+                .unwrap();
         let back = Signed::<DeviceRoster>::from_bytes(&by_device.to_bytes()).unwrap();
         assert!(!by_identity_key(&back));
         // Mallory's key, or a device certified by mallory, cannot sign for alice.
         let mallory = Identity::generate();
         assert!(matches!(Signed::sign(r.clone(), &mallory), Err(StatementError::WrongSigner(_))));
-        let forged_cert = crate::identity::DeviceCertificate::from_parts(alice.public(), laptop.public(), [7; 64]);
+        let forged_cert =
+            crate::identity::DeviceCertificate::from_parts(alice.public(), laptop.public(), [7; 64]);
         let mut bytes = by_device.to_bytes();
         let n = bytes.len();
         bytes[n - 128..].copy_from_slice(&forged_cert.to_bytes());

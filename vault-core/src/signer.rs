@@ -55,7 +55,9 @@ impl Signer<'_> {
     pub(crate) fn sign(&self, label: &[u8], body: &[u8]) -> ([u8; 64], Option<DeviceCertificate>) {
         match self {
             Signer::Identity(i) => (i.sign(label, body), None),
-            Signer::Device { key, certificate } => (key.sign(&device_label(label), body), Some(**certificate)),
+            Signer::Device { key, certificate } => {
+                (key.sign(&device_label(label), body), Some(**certificate))
+            }
         }
     }
 }

@@ -271,7 +271,11 @@ impl<T: Statement> Signed<T> {
 
     /// Verifies a body and a signature by its author or, with `by`, by a device `by` certifies
     /// for its author.
-    pub fn verify_by(body: &[u8], signature: &[u8; 64], by: Option<&DeviceCertificate>) -> Result<Self, StatementError> {
+    pub fn verify_by(
+        body: &[u8],
+        signature: &[u8; 64],
+        by: Option<&DeviceCertificate>,
+    ) -> Result<Self, StatementError> {
         if body.len() > MAX_BODY_LEN {
             return Err(StatementError::Malformed(T::KIND));
         }

@@ -49,8 +49,8 @@ mod outbox;
 mod received;
 pub(crate) mod records;
 mod requests;
-mod roster;
 mod rollback;
+mod roster;
 #[cfg(test)]
 mod serve_tests;
 mod sharing;

@@ -163,12 +163,13 @@ fn a_removal_wins_over_every_later_list_and_a_device_learns_its_own() {
     let laptop_id = laptop.device_key().public();
     laptop.devices_mut().merge(&removed.id, &stale).unwrap();
     assert!(!laptop.devices().is_active(&removed.id).unwrap());
-    // The box, given the laptop's list, learns it was removed.
+    // A list is not the identity key's word: the box, given the laptop's list, changes nothing;
+    // given the laptop's roster, it learns it was removed and stops syncing.
     let news = laptop.devices_mut().for_peer(&[]).unwrap();
-    assert!(
-        home.devices_mut().merge(&laptop_id, &news).unwrap().removed_here,
-        "the box learns it is removed"
-    );
+    assert!(!home.devices_mut().merge(&laptop_id, &news).unwrap().removed_here);
+    assert!(home.devices().may_sync_with(&laptop_id).unwrap());
+    home.keep_own_roster(&laptop.roster().unwrap().unwrap()).unwrap();
+    assert!(!home.devices().may_sync_with(&laptop_id).unwrap(), "the box learns it is removed");
     // The laptop cannot remove itself, nor an unknown name.
     assert!(laptop.devices_mut().remove("first").is_err());
     assert!(laptop.devices_mut().remove("nobody").is_err());
@@ -214,10 +215,15 @@ fn a_device_cannot_slip_in_a_look_alike_nor_crowd_out_a_removal() {
     let names: Vec<String> = phone.devices().list().unwrap().into_iter().map(|d| d.name).collect();
     assert_eq!(names.iter().filter(|n| *n == "first").count(), 1, "no look-alike: {names:?}");
     assert!(names.len() <= vault_core::MAX_DEVICES);
-    // A removal made on the laptop still reaches the phone through the full list.
+    assert_eq!(names.len(), 3, "a list from a device adds no device: {names:?}");
+    // Nor can it remove one: only the identity key's roster does.
+    let mut removal = phone.devices_mut().for_peer(&[]).unwrap();
+    removal.iter_mut().for_each(|d| d.removed_at = Some(1));
+    phone.devices_mut().merge(&home_id, &removal).unwrap();
+    assert!(phone.devices().is_active(&laptop.device_key().public()).unwrap());
+    // A removal made on the laptop reaches the phone through the roster.
     laptop.devices_mut().remove("box").unwrap();
-    let news = laptop.devices_mut().for_peer(&[]).unwrap();
-    phone.devices_mut().merge(&laptop.device_key().public(), &news).unwrap();
+    phone.keep_own_roster(&laptop.roster().unwrap().unwrap()).unwrap();
     assert!(!phone.devices().is_active(&home_id).unwrap(), "the removal got through");
     // And a removed device is never listed again by `add`.
     assert!(laptop.devices_mut().add(home_id, "box-again").is_err());
@@ -227,7 +233,8 @@ fn a_device_cannot_slip_in_a_look_alike_nor_crowd_out_a_removal() {
 /// refuses it; a device without the identity key cannot sign a roster anyone takes.
 #[test]
 fn a_roster_tells_a_grantee_which_device_was_removed() {
-    let (d1, d2, d3) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (d1, d2, d3) =
+        (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let mut laptop = first(d1.path());
     let home = join(d2.path(), &mut laptop, "box");
     let mut shop = first(d3.path());

@@ -245,7 +245,8 @@ fn the_control_stream_tells_changes_once_and_bounds_what_a_peer_may_ask() {
     let mine = Ticket::new(shop.identity_key().unwrap().certify(device), Vec::new());
     let out = session.on_frame(&mut customer, Frame::Offer(mine), t0).unwrap();
     assert_eq!(out, [IssuerAction::DialBack(shop.identity_key().unwrap().certify(device))]);
-    let elsewhere = Ticket::new(shop.identity_key().unwrap().certify(DeviceKey::generate().public()), Vec::new());
+    let elsewhere =
+        Ticket::new(shop.identity_key().unwrap().certify(DeviceKey::generate().public()), Vec::new());
     assert!(matches!(
         session.on_frame(&mut customer, Frame::Offer(elsewhere), t0),
         Err(SessionError::OfferForAnotherDevice)

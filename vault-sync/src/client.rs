@@ -53,7 +53,11 @@ pub async fn sync_once(
     (shared.vault.into_inner().unwrap_or_else(|p| p.into_inner()), result)
 }
 
-pub(crate) async fn connect(endpoint: &Endpoint, device: DeviceId, addrs: &[SocketAddr]) -> Result<Connection, SyncError> {
+pub(crate) async fn connect(
+    endpoint: &Endpoint,
+    device: DeviceId,
+    addrs: &[SocketAddr],
+) -> Result<Connection, SyncError> {
     let mut addr = EndpointAddr::new(endpoint_id(device));
     for sock in addrs {
         addr = addr.with_ip_addr(*sock);

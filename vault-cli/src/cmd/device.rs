@@ -32,15 +32,15 @@ pub(crate) fn run(app: &App, command: DeviceCommand) -> Result<Outcome> {
                     &json!({ "name": removed.name, "device": removed.id.to_string(), "removed": true }),
                 )?;
             } else {
-                let peers = if vault.identity_key().is_some() {
-                    "by the people you share with at their next sync with any of your devices"
+                let others = if vault.identity_key().is_some() {
+                    "by your other devices and the people you share with at their next sync with this one"
                 } else {
-                    "by the people you share with once a device holding your identity key has synced with \
-                     this one (or run `vault device recover` here)"
+                    "by this device only: this device does not hold your identity key, so remove it on \
+                     the device that does (or run `vault device recover` here first) for your other \
+                     devices and the people you share with to refuse it"
                 };
                 app.print(format!(
-                    "removed {} ({}): refused by this device from now on, by your other devices once they \
-                     sync with this one, and {peers}. What it already holds cannot be recalled.",
+                    "removed {} ({}): refused {others}. What it already holds cannot be recalled.",
                     untrusted(&removed.name),
                     removed.id
                 ))?;

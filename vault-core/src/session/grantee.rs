@@ -128,7 +128,9 @@ impl GranteeSession {
             Frame::Roster(roster) => {
                 vault.accept_roster(self.issuer, &roster)?;
                 match &self.ticket {
-                    Some(t) if vault.is_removed_device(&self.issuer, &t.device())? => Err(SessionError::RemovedDevice),
+                    Some(t) if vault.is_removed_device(&self.issuer, &t.device())? => {
+                        Err(SessionError::RemovedDevice)
+                    }
                     _ => Ok(Vec::new()),
                 }
             }

@@ -97,11 +97,15 @@ impl Store {
 
     /// Reads a 32-byte secret seed.
     pub(crate) fn read_secret(&self, name: &str) -> Result<zeroize::Zeroizing<[u8; 32]>, StoreError> {
-        self.read_secret_if_any(name)?.ok_or_else(|| StoreError::Missing { table: SECRETS.name, row: name.to_owned() })
+        self.read_secret_if_any(name)?
+            .ok_or_else(|| StoreError::Missing { table: SECRETS.name, row: name.to_owned() })
     }
 
     /// Reads a 32-byte secret seed that may be absent (the identity key on a linked device).
-    pub(crate) fn read_secret_if_any(&self, name: &str) -> Result<Option<zeroize::Zeroizing<[u8; 32]>>, StoreError> {
+    pub(crate) fn read_secret_if_any(
+        &self,
+        name: &str,
+    ) -> Result<Option<zeroize::Zeroizing<[u8; 32]>>, StoreError> {
         let Some(bytes) = self.get(&SECRETS, Key::Name(name))? else { return Ok(None) };
         let bytes = zeroize::Zeroizing::new(bytes);
         let seed: [u8; 32] = bytes[..].try_into().map_err(|_| StoreError::damaged(&SECRETS, name))?;
@@ -115,7 +119,10 @@ impl Store {
     }
 
     /// Stores the identity's certificate for this device (on a device without the identity key).
-    pub(crate) fn write_certificate(&self, cert: &crate::identity::DeviceCertificate) -> Result<(), StoreError> {
+    pub(crate) fn write_certificate(
+        &self,
+        cert: &crate::identity::DeviceCertificate,
+    ) -> Result<(), StoreError> {
         self.put(&SECRETS, Key::Name(CERTIFICATE), &cert.to_bytes())?;
         Ok(())
     }

@@ -291,7 +291,31 @@ impl Devices<&mut Vault> {
     /// (a look-alike would make `device rm NAME` remove the wrong one) or their date is in the
     /// future; the sender's own addresses are taken as they are. Returns whether this device
     /// itself is removed there (then it must stop syncing) and whether anything was written.
+    ///
+    /// Another device's list is only news about addresses and sightings: which devices act for
+    /// the identity is the identity key's word, so additions and removals come from this
+    /// device's own actions, the join package, and rosters the identity key signed
+    /// ([`Vault::keep_own_roster`]); a stolen device cannot plant a device or remove one here.
     pub fn merge(&mut self, from: &DeviceId, theirs: &[DeviceRecord]) -> Result<Merged, StoreError> {
+        self.merge_from(from, theirs, false)
+    }
+
+    /// [`Devices::merge`], taking additions and removals too: for lists the identity key
+    /// vouches for (the join package, a roster).
+    pub(super) fn merge_trusted(
+        &mut self,
+        from: &DeviceId,
+        theirs: &[DeviceRecord],
+    ) -> Result<Merged, StoreError> {
+        self.merge_from(from, theirs, true)
+    }
+
+    fn merge_from(
+        &mut self,
+        from: &DeviceId,
+        theirs: &[DeviceRecord],
+        trusted: bool,
+    ) -> Result<Merged, StoreError> {
         let now = self.vault.now();
         let this = self.vault.device.public();
         self.vault.write(|v| {
@@ -302,6 +326,14 @@ impl Devices<&mut Vault> {
             ordered.extend(theirs.iter().filter(|d| d.removed_at.is_none()));
             for incoming in ordered.into_iter().take(2 * MAX_DEVICES) {
                 let merged = match mine.iter().find(|d| d.id == incoming.id) {
+                    Some(known) if !trusted => {
+                        let mut m = known.clone();
+                        if incoming.id == *from && !incoming.addrs.is_empty() {
+                            m.addrs = incoming.addrs.iter().take(MAX_ADDRS).copied().collect();
+                        }
+                        m
+                    }
+                    None if !trusted => continue,
                     Some(known) => {
                         let mut m = known.clone();
                         m.removed_at = match (known.removed_at, incoming.removed_at) {

@@ -51,7 +51,9 @@ pub enum RecoveryError {
     #[error("that recovery code is for another identity ({0})")]
     OtherIdentity(IdentityId),
     /// This device does not hold the identity key, so it has no code to show.
-    #[error("this device does not hold the identity key; its recovery code is on paper, or on the device that holds it")]
+    #[error(
+        "this device does not hold the identity key; its recovery code is on paper, or on the device that holds it"
+    )]
     NotHeld,
     /// The storage layer failed.
     #[error(transparent)]
@@ -80,8 +82,9 @@ fn encode_recovery(identity: &Identity) -> Zeroizing<String> {
 fn decode_recovery(code: &str) -> Result<Identity, RecoveryError> {
     let code = code.trim().to_ascii_lowercase();
     let body = code.strip_prefix(RECOVERY_PREFIX).ok_or(RecoveryError::Malformed)?;
-    let cleaned: Zeroizing<String> =
-        Zeroizing::new(body.chars().filter(|c| !matches!(c, '-' | ' ')).collect::<String>().to_ascii_uppercase());
+    let cleaned: Zeroizing<String> = Zeroizing::new(
+        body.chars().filter(|c| !matches!(c, '-' | ' ')).collect::<String>().to_ascii_uppercase(),
+    );
     let raw = Zeroizing::new(
         data_encoding::BASE32_NOPAD.decode(cleaned.as_bytes()).map_err(|_| RecoveryError::Malformed)?,
     );
@@ -157,7 +160,10 @@ mod tests {
         let code = encode_recovery(&identity);
         assert!(code.starts_with("vaultkey1-"));
         assert_eq!(decode_recovery(&code).unwrap().public(), identity.public());
-        assert_eq!(decode_recovery(&code.to_uppercase().replace('-', " ")).unwrap().public(), identity.public());
+        assert_eq!(
+            decode_recovery(&code.to_uppercase().replace('-', " ")).unwrap().public(),
+            identity.public()
+        );
         // One character changed: the checksum catches it.
         let mut typo = code.to_string();
         let last = typo.pop().unwrap();

@@ -163,7 +163,7 @@ impl VaultOptions {
         let mut devices = vault.devices_mut();
         devices.add_this(&package.name).map_err(CreateError::Store)?;
         // Not seen yet by this device: merged as coming from itself.
-        devices.merge(&this, &others)?;
+        devices.merge_trusted(&this, &others)?;
         Ok(vault)
     }
 

@@ -56,16 +56,45 @@ impl Vault {
     /// Keeps a roster of this vault's own identity that another device passed on, when it is
     /// the identity key's and newer than the one kept. True when kept.
     pub fn keep_own_roster(&mut self, roster: &Signed<DeviceRoster>) -> Result<bool, StoreError> {
-        if self.identity.is_some() || roster.statement().identity != self.identity() || !by_identity_key(roster) {
+        if self.identity.is_some()
+            || roster.statement().identity != self.identity()
+            || !by_identity_key(roster)
+        {
             return Ok(false);
         }
         let newer = match self.node_value(OWN_ROSTER)?.and_then(|b| Signed::<DeviceRoster>::from_stored(&b)) {
-            Some(kept) => roster.statement().issued_at > kept.statement().issued_at,
+            // Equal dates: two rosters signed in one second; taking both is safe (removals only add).
+            Some(kept) => roster.statement().issued_at >= kept.statement().issued_at && kept != *roster,
             None => true,
         };
         if newer {
             let bytes = roster.to_bytes();
             self.write(|v| v.put_node_value(OWN_ROSTER, &bytes))?;
+            // The identity key's word on which devices act for it: taken into the list here.
+            let r = roster.statement();
+            let this = self.device.public();
+            let named = |d: &DeviceId| format!("device-{}", &d.to_string()[..8]);
+            let mut list: Vec<crate::vault::DeviceRecord> = r
+                .removed
+                .iter()
+                .map(|d| crate::vault::DeviceRecord {
+                    id: d.device,
+                    name: named(&d.device),
+                    added_at: d.removed_at,
+                    removed_at: Some(d.removed_at),
+                    addrs: Vec::new(),
+                    last_seen: None,
+                })
+                .collect();
+            list.extend(r.active.iter().map(|d| crate::vault::DeviceRecord {
+                id: d.device,
+                name: named(&d.device),
+                added_at: r.issued_at,
+                removed_at: None,
+                addrs: d.addrs.clone(),
+                last_seen: None,
+            }));
+            self.devices_mut().merge_trusted(&this, &list).map_err(StoreError::from)?;
         }
         Ok(newer)
     }
@@ -73,7 +102,11 @@ impl Vault {
     /// Takes in a roster `peer` sent: only the peer identity's own (signed by its identity key)
     /// counts. Its removals are added to what is known; its active devices replace the known
     /// ones when it is the newest seen.
-    pub fn accept_roster(&mut self, peer: IdentityId, roster: &Signed<DeviceRoster>) -> Result<(), StoreError> {
+    pub fn accept_roster(
+        &mut self,
+        peer: IdentityId,
+        roster: &Signed<DeviceRoster>,
+    ) -> Result<(), StoreError> {
         let r = roster.statement();
         if r.identity != peer || !by_identity_key(roster) || peer == self.identity() {
             tracing::debug!(%peer, "ignoring a roster that is not the peer's own");
@@ -102,7 +135,10 @@ impl Vault {
     }
 
     fn peer_devices(&self, peer: &IdentityId) -> Result<PeerDevices, StoreError> {
-        Ok(self.node_value(&peer_key(peer))?.and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default())
+        Ok(self
+            .node_value(&peer_key(peer))?
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default())
     }
 
     /// True when `peer`'s identity key said `device` was removed from it.
