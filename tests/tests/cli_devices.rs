@@ -291,7 +291,7 @@ fn only_the_first_device_holds_the_identity_key_and_grantees_refuse_a_removed_de
     // A shop the laptop shares with syncs, and learns the customer's devices from the roster.
     let shop = TestVault::new();
     let (_shop_serving, _) = serve_on(&shop, &free_addr());
-    shop.ok(&["contact", "add", "ada", &json(&laptop, &["id"])["ticket"].as_str().unwrap()]);
+    shop.ok(&["contact", "add", "ada", json(&laptop, &["id"])["ticket"].as_str().unwrap()]);
     let shop_ticket = json(&shop, &["id"])["ticket"].as_str().unwrap().to_owned();
     laptop.ok(&["grant", &shop_ticket, "--fields", "profile.email", "--purpose", "delivery"]);
     shop.ok(&["sync", "ada", "--no-relay"]);

@@ -235,13 +235,17 @@ pub trait Statement: Serialize + DeserializeOwned + Clone {
     fn check(&self) -> Result<(), Rule>;
 }
 
+/// A stored or received statement's parts: body, signature, and the signing device's
+/// certificate bytes when a device signed.
+type Parts<'a> = (&'a [u8], [u8; 64], Option<&'a [u8]>);
+
 /// A statement with its author's signature over its exact body bytes: the identity's own, or one
 /// of its devices' with the identity's certificate for that device (see `signer`).
 #[derive(Clone, PartialEq, Eq)]
 pub struct Signed<T> {
     body: Vec<u8>,
     signature: [u8; 64],
-    by: Option<DeviceCertificate>,
+    by: Option<Box<DeviceCertificate>>,
     statement: T,
 }
 
@@ -261,7 +265,7 @@ impl<T: Statement> Signed<T> {
         statement.check().map_err(|rule| StatementError::Invalid { kind: T::KIND, rule })?;
         let body = serde_json::to_vec(&statement).map_err(|_| StatementError::Malformed(T::KIND))?;
         let (signature, by) = signer.sign(T::LABEL, &body);
-        Ok(Self { body, signature, by, statement })
+        Ok(Self { body, signature, by: by.map(Box::new), statement })
     }
 
     /// Verifies a body and the author's own signature, received from anywhere.
@@ -284,13 +288,13 @@ impl<T: Statement> Signed<T> {
             return Err(StatementError::BadSignature(T::KIND));
         }
         statement.check().map_err(|rule| StatementError::Invalid { kind: T::KIND, rule })?;
-        Ok(Self { body: body.to_vec(), signature: *signature, by: by.copied(), statement })
+        Ok(Self { body: body.to_vec(), signature: *signature, by: by.map(|c| Box::new(*c)), statement })
     }
 
     /// The device that signed, when it was not the identity key itself. Whoever accepts the
     /// statement checks that this device was not removed.
     pub fn signed_by(&self) -> Option<DeviceId> {
-        signer::device_of(self.by.as_ref())
+        signer::device_of(self.by.as_deref())
     }
 
     /// The statement.
@@ -322,7 +326,7 @@ impl<T: Statement> Signed<T> {
     }
 
     /// Splits the encoding of [`Signed::to_bytes`] into body, signature and certificate bytes.
-    fn split(bytes: &[u8]) -> Option<(&[u8], [u8; 64], Option<&[u8]>)> {
+    fn split(bytes: &[u8]) -> Option<Parts<'_>> {
         let len = u32::from_be_bytes(bytes.get(..4)?.try_into().ok()?) as usize;
         if len > MAX_BODY_LEN {
             return None;
@@ -341,7 +345,7 @@ impl<T: Statement> Signed<T> {
     pub(crate) fn from_stored(bytes: &[u8]) -> Option<Self> {
         let (body, signature, by) = Self::split(bytes)?;
         let by = match by {
-            Some(b) => Some(DeviceCertificate::from_bytes(b).ok()?),
+            Some(b) => Some(Box::new(DeviceCertificate::from_bytes(b).ok()?)),
             None => None,
         };
         let statement: T = serde_json::from_slice(body).ok()?;

@@ -94,7 +94,7 @@ impl Vault {
                 addrs: d.addrs.clone(),
                 last_seen: None,
             }));
-            self.devices_mut().merge_trusted(&this, &list).map_err(StoreError::from)?;
+            self.devices_mut().merge_trusted(&this, &list)?;
         }
         Ok(newer)
     }
