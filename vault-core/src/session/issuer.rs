@@ -83,8 +83,14 @@ impl IssuerSession {
                     if !self.subscribed {
                         out.push(IssuerAction::Listening);
                         // This identity's devices, before its shares: where else to reach it,
-                        // and which of its devices to refuse from now on.
-                        if let Some(roster) = vault.roster()? {
+                        // and which of its devices to refuse from now on. Only for a peer this
+                        // vault shares with or knows: a stranger learns nothing, not even
+                        // how many devices there are or where.
+                        let (live, ended) = vault.shares_for(&self.peer)?;
+                        let known = vault.contacts().petname(&self.peer).is_some();
+                        if (known || !live.is_empty() || !ended.is_empty())
+                            && let Some(roster) = vault.roster()?
+                        {
                             out.push(IssuerAction::Send(Frame::Roster(roster)));
                         }
                     }
