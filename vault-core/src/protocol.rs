@@ -5,7 +5,9 @@
 //!
 //! ```text
 //! dialer -> Hello(device certificate)      listener -> Hello(device certificate)
-//! dialer -> ListShares                     listener -> Shares(live grants, ended grants)
+//! dialer -> Roster(its devices)            (kept when the listener knows the dialer)
+//! dialer -> ListShares                     listener -> Roster(its devices), to a peer it knows
+//!                                          listener -> Shares(live grants, ended grants)
 //! dialer -> Erased(receipt) ...            listener -> Ended(revocation | expiry) ... (live)
 //! ```
 //!

@@ -7,7 +7,7 @@
 //! (see `roster`). Removing a device therefore withdraws everything it could sign from then on,
 //! without changing the identity anyone knows the customer by.
 
-use crate::identity::{DeviceCertificate, DeviceId, DeviceKey, Identity, IdentityId};
+use crate::identity::{DeviceCertificate, DeviceKey, Identity, IdentityId};
 
 /// Prefix of the label a device signs a statement under, so that a device signature can never
 /// stand for the identity's own signature nor for another use of the device key.
@@ -83,9 +83,4 @@ pub(crate) fn verify(
                 && cert.device().verify(&device_label(label), body, signature)
         }
     }
-}
-
-/// The device a certificate names, when there is one.
-pub(crate) fn device_of(by: Option<&DeviceCertificate>) -> Option<DeviceId> {
-    by.map(DeviceCertificate::device)
 }

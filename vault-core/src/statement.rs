@@ -294,7 +294,7 @@ impl<T: Statement> Signed<T> {
     /// The device that signed, when it was not the identity key itself. Whoever accepts the
     /// statement checks that this device was not removed.
     pub fn signed_by(&self) -> Option<DeviceId> {
-        signer::device_of(self.by.as_deref())
+        self.by.as_deref().map(DeviceCertificate::device)
     }
 
     /// The statement.

@@ -251,4 +251,15 @@ fn a_roster_tells_a_grantee_which_device_was_removed() {
     shop.accept_roster(laptop.identity(), &roster).unwrap();
     assert!(shop.is_removed_device(&laptop.identity(), &box_id).unwrap());
     assert!(!shop.is_removed_device(&laptop.identity(), &laptop.device_key().public()).unwrap());
+    // A roster dated a day ahead would hold back every later one: refused.
+    let laptop_id = laptop.device_key().public();
+    let ahead = vault_core::DeviceRoster {
+        identity: laptop.identity(),
+        issued_at: laptop.now() + 86_400,
+        active: Vec::new(),
+        removed: vec![vault_core::RemovedDevice { device: laptop_id, removed_at: laptop.now() }],
+    };
+    let ahead = vault_core::Signed::sign(ahead, laptop.identity_key().unwrap()).unwrap();
+    shop.accept_roster(laptop.identity(), &ahead).unwrap();
+    assert!(!shop.is_removed_device(&laptop.identity(), &laptop_id).unwrap());
 }

@@ -86,9 +86,7 @@ impl IssuerSession {
                         // and which of its devices to refuse from now on. Only for a peer this
                         // vault shares with or knows: a stranger learns nothing, not even
                         // how many devices there are or where.
-                        let (live, ended) = vault.shares_for(&self.peer)?;
-                        let known = vault.contacts().petname(&self.peer).is_some();
-                        if (known || !live.is_empty() || !ended.is_empty())
+                        if vault.knows_peer(&self.peer)?
                             && let Some(roster) = vault.roster()?
                         {
                             out.push(IssuerAction::Send(Frame::Roster(roster)));
@@ -114,7 +112,9 @@ impl IssuerSession {
                     return Ok(vec![IssuerAction::Send(ack)]);
                 }
                 Frame::Roster(roster) => {
-                    vault.accept_roster(self.peer, &roster)?;
+                    if vault.knows_peer(&self.peer)? {
+                        vault.accept_roster(self.peer, &roster)?;
+                    }
                     if vault.is_removed_device(&self.peer, &self.device)? {
                         return Err(SessionError::RemovedDevice);
                     }

@@ -37,6 +37,8 @@ pub enum Refusal {
     Blocked,
     /// The requester has too many requests pending or sent too many today.
     TooMany,
+    /// Signed by a device the requester's identity removed.
+    RemovedDevice,
 }
 
 /// What the inbox remembers between deliveries, in memory (device-local, derived).
@@ -167,6 +169,8 @@ impl Inbox<&mut Vault> {
                 Some(Refusal::Misaddressed)
             } else if v.contacts().is_blocked(peer)? {
                 Some(Refusal::Blocked)
+            } else if v.signed_by_removed(signed)? {
+                Some(Refusal::RemovedDevice)
             } else if requests::get(v, TABLE, &r.id)?.is_some() {
                 return Ok(Ok(None));
             } else {
@@ -210,6 +214,7 @@ impl Inbox<&mut Vault> {
                 Refusal::Misaddressed => "a request not addressed to this vault",
                 Refusal::Blocked => "a request from a blocked contact",
                 Refusal::TooMany => "too many requests from this peer",
+                Refusal::RemovedDevice => "a request signed by a device its identity removed",
             }
             .into(),
         );

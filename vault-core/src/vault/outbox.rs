@@ -133,8 +133,11 @@ impl Outbox<&mut Vault> {
         let me = v.identity();
         // (request, the grant that approved it | the denial)
         let mut answers: Vec<(RequestId, Result<GrantId, &Signed<Denial>>)> = Vec::new();
-        for g in grants {
-            let g = g.statement();
+        for signed in grants {
+            if v.signed_by_removed(signed)? {
+                continue;
+            }
+            let g = signed.statement();
             if let Some(req) = g.request
                 && g.issuer == *holder
                 && g.audience == me
@@ -143,6 +146,9 @@ impl Outbox<&mut Vault> {
             }
         }
         for d in denials {
+            if v.signed_by_removed(d)? {
+                continue;
+            }
             let s = d.statement();
             if s.holder == *holder && s.requester == me {
                 answers.push((s.request, Err(d)));

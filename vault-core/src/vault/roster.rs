@@ -5,9 +5,11 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::Vault;
+use super::{GrantError, Vault};
 use crate::identity::{DeviceId, IdentityId};
-use crate::roster::{DeviceRoster, MAX_ROSTER_ADDRS, RemovedDevice, RosterDevice, by_identity_key};
+use crate::roster::{
+    DeviceRoster, MAX_ROSTER_ADDRS, MAX_ROSTER_DEVICES, RemovedDevice, RosterDevice, by_identity_key,
+};
 use crate::statement::{Signed, Statement};
 use crate::store::StoreError;
 
@@ -27,6 +29,9 @@ fn peer_key(identity: &IdentityId) -> String {
 }
 
 const OWN_ROSTER: &str = "roster";
+/// How far in the future a roster may be dated (clock differences); later ones are refused,
+/// or one would hold back every roster signed before its date.
+const MAX_CLOCK_SKEW: i64 = 600;
 
 impl Vault {
     /// The roster to hand to peers: signed now where this device holds the identity key,
@@ -59,6 +64,7 @@ impl Vault {
         if self.identity.is_some()
             || roster.statement().identity != self.identity()
             || !by_identity_key(roster)
+            || self.future_dated(roster.statement())
         {
             return Ok(false);
         }
@@ -108,14 +114,17 @@ impl Vault {
         roster: &Signed<DeviceRoster>,
     ) -> Result<(), StoreError> {
         let r = roster.statement();
-        if r.identity != peer || !by_identity_key(roster) || peer == self.identity() {
+        if r.identity != peer || !by_identity_key(roster) || peer == self.identity() || self.future_dated(r) {
             tracing::debug!(%peer, "ignoring a roster that is not the peer's own");
             return Ok(());
         }
         let mut known = self.peer_devices(&peer)?;
         let mut changed = false;
         for gone in &r.removed {
-            if !known.removed.iter().any(|k| k.device == gone.device) {
+            // An identity never lists more devices than this, removed ones included.
+            if known.removed.len() < MAX_ROSTER_DEVICES
+                && !known.removed.iter().any(|k| k.device == gone.device)
+            {
                 known.removed.push(gone.clone());
                 changed = true;
             }
@@ -132,6 +141,21 @@ impl Vault {
             self.write(|v| v.put_node_value(&peer_key(&peer), &bytes))?;
         }
         Ok(())
+    }
+
+    fn future_dated(&self, roster: &DeviceRoster) -> bool {
+        roster.issued_at > self.now().saturating_add(MAX_CLOCK_SKEW)
+    }
+
+    /// True when this vault shares with `peer` (live or ended grants) or has it as a contact:
+    /// the peers that get this identity's roster, and whose rosters are kept when they dial
+    /// in. A stranger learns nothing of this identity's devices and stores nothing here.
+    pub(crate) fn knows_peer(&mut self, peer: &IdentityId) -> Result<bool, GrantError> {
+        if self.contacts().petname(peer).is_some() {
+            return Ok(true);
+        }
+        let (live, ended) = self.shares_for(peer)?;
+        Ok(!live.is_empty() || !ended.is_empty())
     }
 
     fn peer_devices(&self, peer: &IdentityId) -> Result<PeerDevices, StoreError> {
