@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 pub mod bench;
 pub mod impair;
+pub mod pairing;
 pub mod peer;
 
 use serde_json::Value;

@@ -57,7 +57,7 @@
 //! let _ = session.start(&mut grantee);
 //! let (live, ended) = issuer.shares_for(&grantee.identity())?;
 //! session.on_frame(&mut grantee, Frame::Shares { live, ended })?; // OpenStream { grant: id, .. }
-//! let (mut share, first) = ShareStream::open(&mut grantee, issuer.identity(), id, true)?;
+//! let (mut share, first) = ShareStream::open(&mut grantee, issuer.identity(), issuer.device_key().public(), id, true)?;
 //! let mut serve = ServeStream::open(&mut issuer, grantee.identity(), device, &first, now)?;
 //! let hello = share.next(&mut grantee)?.send.expect("the grantee speaks first");
 //! let ServeStep::Send(body) = serve.on_frame(&mut issuer, &hello, now)? else { panic!() };

@@ -60,6 +60,9 @@ const MIGRATIONS: &[&str] = &[
     "CREATE TABLE manifest (id INTEGER PRIMARY KEY CHECK (id = 1), blob BLOB NOT NULL);",
     // 6: the devices of the identity.
     "CREATE TABLE devices (id BLOB PRIMARY KEY, blob BLOB NOT NULL);",
+    // 7: the sharing state's changes, by the device that made them (replicated between devices).
+    "CREATE TABLE shared_log (origin BLOB NOT NULL, seq INTEGER NOT NULL, blob BLOB NOT NULL,
+                              PRIMARY KEY (origin, seq));",
 ];
 
 /// Problems with the storage layer that are not the user's doing.

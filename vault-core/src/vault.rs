@@ -17,6 +17,7 @@
 //! | `sharing.rs` | grants issued, revocations, erasure receipts, serving | `grants`, `projection_chunks`, `node` |
 //! | `received.rs` | shares received from others, their replicas and views | `received`, `received_chunks`, `received_views` |
 //! | `feed.rs` | the merged purchase feed over received shares | (reads `received_views`) |
+//! | `replication.rs` | one sharing state across the identity's devices | `shared_log` |
 //! | `rollback.rs` | the panic guard of write transactions | nothing |
 //!
 //! Roles are reached through the vault: `vault.inbox_mut().approve(...)`,
@@ -48,6 +49,7 @@ mod open;
 mod outbox;
 mod received;
 pub(crate) mod records;
+mod replication;
 mod requests;
 mod rollback;
 mod roster;
@@ -66,6 +68,7 @@ pub use open::{CreateError, OpenError, VaultOptions, VerifyReport};
 pub use outbox::Outbox;
 pub use received::{Share, ShareError, ShareStatus};
 pub use records::{EXPORT_FORMAT, ImportError, ImportMode, Purchase, PurchaseRecord};
+pub use replication::{MAX_SHARED_BATCH, MAX_SHARED_HAVE, ReplicationError, SharedHave};
 pub use requests::{Approval, Holding, NewRequest, RequestError, RequestInfo, RequestStatus};
 pub use sharing::{GrantError, GrantInfo, GrantStatus, NewGrant, ServeError};
 pub(crate) use {received::ShareSync, sharing::ServeSync};

@@ -378,7 +378,7 @@ proptest::proptest! {
         customer.set_profile("email", "ada@example.org").unwrap();
         let (id, mut link) = share_email_linked(&mut customer, &mut shop);
         let real = {
-            let (mut share, _) = vault_core::ShareStream::open(&mut shop, customer.identity(), id, false).unwrap();
+            let (mut share, _) = vault_core::ShareStream::open(&mut shop, customer.identity(), customer.device_key().public(), id, false).unwrap();
             match share.next(&mut shop).unwrap().send {
                 Some(Frame::Sync(m)) => m,
                 _ => vec![0x42],
@@ -424,8 +424,14 @@ fn a_one_shot_share_stream_is_done_once_in_sync() {
     let (id, mut live) = share_email_linked(&mut customer, &mut shop);
     assert!(!live.share.next(&mut shop).unwrap().done, "a live stream stays open");
     edit(&mut customer, "ada@second.example");
-    let (mut share, first) =
-        vault_core::ShareStream::open(&mut shop, customer.identity(), id, false).unwrap();
+    let (mut share, first) = vault_core::ShareStream::open(
+        &mut shop,
+        customer.identity(),
+        customer.device_key().public(),
+        id,
+        false,
+    )
+    .unwrap();
     let now = Instant::now();
     let mut serve =
         ServeStream::open(&mut customer, shop.identity(), shop.device_key().public(), &first, now).unwrap();

@@ -240,7 +240,9 @@ struct Grantee {
 fn sync(issuer: &mut Vault, grantee: &mut Grantee, id: &GrantId) -> BTreeSet<Atom> {
     let me = grantee.vault.identity();
     issuer.update_projections(None).unwrap();
-    let (mut share, open) = ShareStream::open(&mut grantee.vault, issuer.identity(), *id, true).unwrap();
+    let (mut share, open) =
+        ShareStream::open(&mut grantee.vault, issuer.identity(), issuer.device_key().public(), *id, true)
+            .unwrap();
     let device = grantee.vault.device_key().public();
     let mut serve = ServeStream::open(issuer, me, device, &open, Instant::now()).unwrap();
     let mut got = BTreeSet::new();

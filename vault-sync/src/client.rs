@@ -246,7 +246,9 @@ async fn grant_stream(
     live: bool,
     budgets: [Arc<Semaphore>; 2],
 ) -> Result<bool, SyncError> {
-    let (mut stream, open) = ShareStream::open(&mut shared.vault(), issuer, id, live)?;
+    let from = device_id(conn.remote_id())
+        .ok_or_else(|| SyncError::Protocol("the peer's endpoint id is not a key".into()))?;
+    let (mut stream, open) = ShareStream::open(&mut shared.vault(), issuer, from, id, live)?;
     let (mut send, mut recv) = conn.open_bi().await.map_err(SyncError::io)?;
     write_frame(&mut send, &open).await.map_err(SyncError::io)?;
     // One frame waits at most, and what waits counts against the issuer's and the node's budgets.

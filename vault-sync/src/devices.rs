@@ -1,6 +1,8 @@
 //! Replication between the devices of one identity (ALPN `vault/device/1`): the customer's
-//! document, by the Automerge sync protocol, the list of devices, and the newest device roster
-//! the identity key signed (so a device without that key can hand it to peers).
+//! document, by the Automerge sync protocol, the list of devices, the newest device roster
+//! the identity key signed (so a device without that key can hand it to peers), and the
+//! sharing state (grants, contacts, requests, the access log: each side says what it holds,
+//! then sends what the other lacks, see vault-core's replication.rs).
 //!
 //! Only an active device of the identity gets in: its QUIC-authenticated endpoint id must be
 //! in this vault's list and not removed. A device removed while connected is cut off at the
@@ -15,7 +17,10 @@ use iroh::endpoint::{Connection, RecvStream, SendStream, VarInt};
 use iroh::protocol::{AcceptError, ProtocolHandler};
 use iroh::{Endpoint, EndpointAddr};
 use tokio::sync::mpsc;
-use vault_core::{DeviceId, DeviceRecord, DeviceRoster, DeviceSync, MAX_FRAME, Signed};
+use vault_core::{
+    DeviceId, DeviceRecord, DeviceRoster, DeviceSync, MAX_FRAME, MAX_SHARED_BATCH, MAX_SHARED_HAVE,
+    SharedHave, Signed,
+};
 
 use crate::endpoint::Shared;
 use crate::{HANDSHAKE_TIMEOUT, SyncError, device_id, endpoint_id};
@@ -30,6 +35,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 const TAG_LIST: u8 = 1;
 const TAG_DOC: u8 = 2;
 const TAG_ROSTER: u8 = 3;
+const TAG_HAVE: u8 = 4;
+const TAG_SHARED: u8 = 5;
 /// Largest roster message (a roster body is at most 16 KiB, plus signature and certificate).
 const ROSTER_LIMIT: usize = 32 * 1024;
 
@@ -38,6 +45,8 @@ enum DeviceMessage {
     List(Vec<DeviceRecord>),
     Doc(Vec<u8>),
     Roster(Signed<DeviceRoster>),
+    Have(SharedHave),
+    Shared(Vec<u8>),
 }
 
 /// Accepts sessions from the other devices of this identity.
@@ -133,9 +142,17 @@ async fn session(
     let mut changes = shared.changes.subscribe();
     let mut state = DeviceSync::default();
     let mut list_sent: Option<Vec<u8>> = None;
+    // What the other device holds of the sharing state: unknown until it says.
+    let mut theirs: Option<SharedHave> = None;
     let (tx, mut rx) = mpsc::channel(4);
     let reader = tokio::spawn(read_all(recv, tx));
     let result = async {
+        let have = {
+            let mut vault = shared.vault();
+            vault.seed_shared_log()?;
+            vault.shared_have(&peer)?
+        };
+        write_message(&mut send, TAG_HAVE, &have.to_bytes()).await?;
         loop {
             if !admitted(shared, &peer) {
                 return Ok(());
@@ -157,6 +174,13 @@ async fn session(
             if let Some(message) = outgoing {
                 write_message(&mut send, TAG_DOC, &message).await?;
             }
+            if let Some(theirs) = theirs.as_mut() {
+                loop {
+                    let batch = shared.vault().shared_batch(theirs)?;
+                    let Some(batch) = batch else { break };
+                    write_message(&mut send, TAG_SHARED, &batch).await?;
+                }
+            }
             tokio::select! {
                 incoming = rx.recv() => match incoming {
                     None => return Ok(()),
@@ -175,7 +199,20 @@ async fn session(
                     Some(Ok(DeviceMessage::Roster(roster))) => {
                         shared.vault().keep_own_roster(&roster)?;
                     }
-                    Some(Ok(DeviceMessage::Doc(_))) if !admitted(shared, &peer) => return Ok(()),
+                    Some(Ok(DeviceMessage::Have(have))) => theirs = Some(have),
+                    Some(Ok(DeviceMessage::Shared(_))) | Some(Ok(DeviceMessage::Doc(_)))
+                        if !admitted(shared, &peer) => return Ok(()),
+                    Some(Ok(DeviceMessage::Shared(bytes))) => {
+                        let mut believed = theirs.take().unwrap_or_default();
+                        let changed = shared
+                            .vault()
+                            .shared_receive(&peer, &mut believed, &bytes)
+                            .map_err(|e| SyncError::Protocol(e.to_string()))?;
+                        theirs = Some(believed);
+                        if changed {
+                            shared.changes.send_modify(|n| *n += 1);
+                        }
+                    }
                     Some(Ok(DeviceMessage::Doc(bytes))) => {
                         let changed = {
                             let mut vault = shared.vault();
@@ -241,6 +278,8 @@ async fn read_message(recv: &mut RecvStream) -> Result<Option<DeviceMessage>, Sy
         TAG_LIST => LIST_LIMIT,
         TAG_DOC => MAX_FRAME,
         TAG_ROSTER => ROSTER_LIMIT,
+        TAG_HAVE => MAX_SHARED_HAVE,
+        TAG_SHARED => MAX_SHARED_BATCH,
         _ => return Err(SyncError::Protocol("unknown device message".into())),
     };
     if len - 1 > limit {
@@ -255,6 +294,10 @@ async fn read_message(recv: &mut RecvStream) -> Result<Option<DeviceMessage>, Sy
         TAG_ROSTER => Signed::<DeviceRoster>::from_bytes(&body)
             .map(|r| Some(DeviceMessage::Roster(r)))
             .map_err(|_| SyncError::Protocol("malformed device roster".into())),
+        TAG_HAVE => SharedHave::from_bytes(&body)
+            .map(|h| Some(DeviceMessage::Have(h)))
+            .ok_or_else(|| SyncError::Protocol("malformed sharing-state summary".into())),
+        TAG_SHARED => Ok(Some(DeviceMessage::Shared(body))),
         _ => Ok(Some(DeviceMessage::Doc(body))),
     }
 }

@@ -17,6 +17,10 @@ pub(crate) fn run(app: &App, args: &AuditArgs) -> Result<Outcome> {
         since: args.since.as_deref().map(|s| parse_since(s, vault.now())).transpose()?,
     };
     let events = vault.access_log().list(&filter)?;
+    let devices = vault.devices().list()?;
+    let device_name = |e: &AuditEvent| {
+        e.device.map(|d| devices.iter().find(|r| r.id == d).map_or_else(|| d.to_string(), |r| r.name.clone()))
+    };
     if app.json {
         let list: Vec<_> = events
             .iter()
@@ -24,6 +28,9 @@ pub(crate) fn run(app: &App, args: &AuditArgs) -> Result<Outcome> {
                 let mut v = serde_json::to_value(e).expect("events serialize");
                 v["at"] = json!(rfc3339(e.at));
                 v["peer_name"] = json!(e.peer.and_then(|p| vault.contacts().petname(&p)));
+                if e.device.is_some() {
+                    v["device_name"] = json!(device_name(e));
+                }
                 v
             })
             .collect();
@@ -31,7 +38,13 @@ pub(crate) fn run(app: &App, args: &AuditArgs) -> Result<Outcome> {
     } else if events.is_empty() {
         eprintln!("no events");
     } else {
-        let lines: Vec<String> = events.iter().map(|e| describe_event(&vault, e)).collect();
+        let lines: Vec<String> = events
+            .iter()
+            .map(|e| match device_name(e) {
+                Some(name) => format!("{}  on {}", describe_event(&vault, e), untrusted(&name)),
+                None => describe_event(&vault, e),
+            })
+            .collect();
         app.print(lines.join("\n"))?;
     }
     Ok(if events.is_empty() { Outcome::No } else { Outcome::Done })

@@ -2,7 +2,7 @@
 //! the copy changed, and when a one-shot sync is done.
 
 use super::{SessionError, frame_name, isolated};
-use crate::identity::IdentityId;
+use crate::identity::{DeviceId, IdentityId};
 use crate::protocol::Frame;
 use crate::statement::GrantId;
 use crate::vault::{ShareSync, Vault};
@@ -40,16 +40,19 @@ pub struct ShareStream {
 }
 
 impl ShareStream {
-    /// Starts syncing the live share `grant` from `issuer` on a new stream: the stream and the
-    /// frame that opens it. With `live`, the stream stays open for changes; otherwise it is
-    /// done once this vault holds what the issuer advertised.
+    /// Starts syncing the live share `grant` from `issuer`'s device `from` (the connection's
+    /// authenticated peer) on a new stream: the stream and the frame that opens it. With
+    /// `live`, the stream stays open for changes; otherwise it is done once this vault holds
+    /// what the issuer advertised. Each of the issuer's devices serves its own copy of the
+    /// projection: a copy from another device than the last replaces the one held.
     pub fn open(
         vault: &mut Vault,
         issuer: IdentityId,
+        from: DeviceId,
         grant: GrantId,
         live: bool,
     ) -> Result<(ShareStream, Frame), SessionError> {
-        let sync = isolated("opening a share stream", || Ok(vault.share_sync_state(&issuer, &grant)?))?;
+        let sync = isolated("opening a share stream", || Ok(vault.share_sync_state(&issuer, from, &grant)?))?;
         Ok((ShareStream { issuer, grant, sync, live, changed: false }, Frame::Open(grant)))
     }
 

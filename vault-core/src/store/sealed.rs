@@ -57,6 +57,7 @@ pub(crate) const REQUESTS_IN: Table = Table { name: "requests_in", kind: KeyKind
 pub(crate) const REQUESTS_OUT: Table = Table { name: "requests_out", kind: KeyKind::Blob("id") };
 pub(crate) const NODE: Table = Table { name: "node", kind: KeyKind::Text("key") };
 pub(crate) const DEVICES: Table = Table { name: "devices", kind: KeyKind::Blob("id") };
+pub(crate) const SHARED_LOG: Table = Table { name: "shared_log", kind: KeyKind::Group("origin", "seq") };
 
 /// Every sealed table, in the order `verify` reports them.
 pub(crate) const ALL_TABLES: &[Table] = &[
@@ -74,6 +75,7 @@ pub(crate) const ALL_TABLES: &[Table] = &[
     REQUESTS_OUT,
     NODE,
     DEVICES,
+    SHARED_LOG,
 ];
 
 impl std::fmt::Display for Table {
@@ -484,6 +486,22 @@ impl Store {
             &format!("{g} = ?1 AND {s} > ?2"),
             vec![V::Blob(id.to_vec()), V::Integer(after)],
         )
+    }
+
+    /// The highest sequence number of every group of a grouped table, without opening a blob.
+    pub(crate) fn group_maxima(&self, table: &Table) -> Result<Vec<(Vec<u8>, i64)>, StoreError> {
+        let KeyKind::Group(g, s) = table.kind else { unreachable!("{} has no groups", table.name) };
+        let sql = format!("SELECT {g}, MAX({s}) FROM {} GROUP BY {g} ORDER BY {g}", table.name);
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
+        Ok(rows)
+    }
+
+    /// The next sequence number of one group of a grouped table.
+    pub(crate) fn next_group_seq(&self, table: &Table, id: &[u8]) -> Result<i64, StoreError> {
+        let KeyKind::Group(g, s) = table.kind else { unreachable!("{} has no groups", table.name) };
+        let sql = format!("SELECT COALESCE(MAX({s}), 0) + 1 FROM {} WHERE {g} = ?1", table.name);
+        Ok(self.conn.query_row(&sql, [id], |r| r.get(0))?)
     }
 
     /// The keys of `table`, without opening any blob.

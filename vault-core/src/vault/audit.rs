@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use std::ops::Deref;
 
 use super::Vault;
-use crate::identity::IdentityId;
+use crate::identity::{DeviceId, IdentityId};
 use crate::statement::GrantId;
 use crate::store::StoreError;
 use crate::store::sealed::Key;
@@ -73,12 +73,25 @@ pub struct AuditEvent {
     /// Free detail (never a user value).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// The device of this identity it happened on, when not this one (events another device
+    /// logged arrive with the sharing state, see replication.rs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<DeviceId>,
 }
 
 impl AuditEvent {
     /// An event of `kind` at `at`.
     pub fn new(at: i64, kind: AuditKind) -> Self {
-        Self { at, kind, peer: None, grant: None, fields: Vec::new(), bytes: None, detail: None }
+        Self {
+            at,
+            kind,
+            peer: None,
+            grant: None,
+            fields: Vec::new(),
+            bytes: None,
+            detail: None,
+            device: None,
+        }
     }
 }
 

@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 use std::ops::Deref;
 
 use super::Vault;
-use crate::identity::{IdentityId, Ticket};
+use super::replication::Entry;
+use crate::identity::{DeviceId, IdentityId, Ticket};
 use crate::primitives::random_array;
 use crate::store::StoreError;
 use crate::store::sealed::Key;
@@ -110,7 +111,7 @@ impl<V: Deref<Target = Vault>> Contacts<V> {
         Self { vault }
     }
 
-    fn rows(&self) -> Result<Vec<(Vec<u8>, Contact)>, StoreError> {
+    pub(super) fn rows(&self) -> Result<Vec<(Vec<u8>, Contact)>, StoreError> {
         let rows = self.vault.store.list(&TABLE)?;
         rows.into_iter()
             .map(|(key, body, _)| {
@@ -171,9 +172,10 @@ impl<V: Deref<Target = Vault>> Contacts<V> {
 }
 
 impl Contacts<&mut Vault> {
+    /// Writes a contact row and logs it for the other devices.
     fn put(vault: &Vault, id: &[u8], contact: &Contact) -> Result<(), StoreError> {
         vault.store.put(&TABLE, Key::Id(id), &serde_json::to_vec(contact).expect("serializes"))?;
-        Ok(())
+        vault.log_contact(id, vault.now(), Some(contact))
     }
 
     /// Adds a contact from a ticket.
@@ -222,6 +224,7 @@ impl Contacts<&mut Vault> {
                         return Err(ContactError::Blocked(c.name));
                     }
                     v.store.delete(&TABLE, Key::Id(&id))?;
+                    v.log_contact(&id, v.now(), None)?;
                     return Ok(true);
                 }
             }
@@ -265,6 +268,65 @@ impl Contacts<&mut Vault> {
             }
             Ok(false)
         })
+    }
+}
+
+/// How a contact row's writes are ordered when devices' rows merge (see replication.rs): a
+/// counter one past the row's stamp when written (so a write made after seeing another wins
+/// over it), then the time, then the device. Kept after a removal, so that an older write
+/// loses to it.
+type Stamp = (i64, i64, DeviceId);
+
+fn stamp_key(row: &[u8]) -> String {
+    format!("contact-stamp/{}", data_encoding::HEXLOWER.encode(row))
+}
+
+impl Vault {
+    fn contact_stamp(&self, row: &[u8]) -> Result<Option<Stamp>, StoreError> {
+        Ok(self.node_value(&stamp_key(row))?.and_then(|b| serde_json::from_slice(&b).ok()))
+    }
+
+    /// Logs a contact row's new state (`None`: removed) and stamps the row; call inside the
+    /// write transaction that changed it.
+    pub(super) fn log_contact(
+        &self,
+        row: &[u8],
+        at: i64,
+        contact: Option<&Contact>,
+    ) -> Result<(), StoreError> {
+        let clock = self.contact_stamp(row)?.map_or(0, |s| s.0) + 1;
+        self.log_shared(&Entry::Contact { row: row.to_vec(), clock, at, contact: contact.cloned() })?;
+        let stamp: Stamp = (clock, at, self.device_key().public());
+        self.put_node_value(&stamp_key(row), &serde_json::to_vec(&stamp).expect("serializes"))
+    }
+
+    /// Merges a contact row another device wrote at `stamp`: it wins when its stamp is later
+    /// than this device's of the row. False when it does not check out.
+    pub(super) fn merge_contact(
+        &mut self,
+        row: &[u8],
+        stamp: Stamp,
+        contact: Option<&Contact>,
+    ) -> Result<bool, StoreError> {
+        let bad = |c: &Contact| {
+            !valid_name(&c.name) || check_addrs(&c.addrs).is_err() || c.identity == self.identity()
+        };
+        if row.is_empty() || row.len() > 32 || contact.is_some_and(bad) {
+            return Ok(false);
+        }
+        if self.contact_stamp(row)?.is_some_and(|mine| mine >= stamp) {
+            return Ok(true);
+        }
+        match contact {
+            Some(c) => {
+                self.store.put(&TABLE, Key::Id(row), &serde_json::to_vec(c).expect("serializes"))?;
+            }
+            None => {
+                self.store.delete(&TABLE, Key::Id(row))?;
+            }
+        }
+        self.put_node_value(&stamp_key(row), &serde_json::to_vec(&stamp).expect("serializes"))?;
+        Ok(true)
     }
 }
 

@@ -50,6 +50,14 @@ pub(super) struct InboxState {
     index: limits::InboxCache,
 }
 
+impl InboxState {
+    /// Forgets the limits' index: rows changed without this process's knowledge (merged from
+    /// another device), so it is rebuilt on next use.
+    pub(super) fn forget_index(&self) {
+        *self.index.borrow_mut() = Default::default();
+    }
+}
+
 /// The requests made to a vault: `vault.inbox()` to read, `vault.inbox_mut()` to take
 /// requests in and answer them.
 #[derive(Debug)]

@@ -12,7 +12,7 @@ use super::Vault;
 use super::audit::{AuditEvent, AuditKind};
 use crate::doc::obj_to_json;
 use crate::grant::{ErasureReceipt, SignedGrant};
-use crate::identity::{IdentityId, Ticket};
+use crate::identity::{DeviceId, IdentityId, Ticket};
 use crate::protocol::Ended;
 use crate::statement::{GrantId, Signed};
 use crate::store::StoreError;
@@ -83,6 +83,9 @@ struct Record {
     /// A new epoch's copy has not caught up yet: the view still shows the previous copy.
     #[serde(default)]
     view_pending: bool,
+    /// The issuer's device this copy came from (each serves its own copy of the projection).
+    #[serde(default)]
+    from_device: Option<DeviceId>,
 }
 
 /// Where a received share is stored: its issuer's identity and its grant id, so that an issuer
@@ -252,6 +255,7 @@ impl Vault {
                         receipt_confirmed: false,
                         epoch: 0,
                         view_pending: false,
+                        from_device: None,
                     },
                 )?;
                 let mut event = AuditEvent::new(now, AuditKind::ShareReceived);

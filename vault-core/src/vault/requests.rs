@@ -6,13 +6,14 @@
 use serde::{Deserialize, Serialize};
 
 use super::Vault;
+use super::replication::Entry;
 use super::sharing::GrantError;
 use crate::identity::{IdentityId, Ticket};
 use crate::path::{FieldPath, RecordFilter};
 use crate::request::{ConsentRequest, Denial, WiderThanAsked};
 use crate::statement::{GrantId, RequestId, Signed, StatementError};
 use crate::store::StoreError;
-use crate::store::sealed::{Key, Table};
+use crate::store::sealed::{Key, REQUESTS_IN, Table};
 
 /// Where a request stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,7 +65,7 @@ pub struct RequestInfo {
 }
 
 /// A stored request: the signed request, where it stands, and its answer.
-#[derive(Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub(super) struct Record {
     request: Vec<u8>,
     pub(super) status: RequestStatus,
@@ -194,11 +195,80 @@ pub(super) fn get_signed(
     Ok(Some((signed, record)))
 }
 
-/// Writes a request row of `table`; call inside a write transaction.
+/// Writes a request row of `table`, and logs it for the other devices; call inside a write
+/// transaction.
 pub(super) fn put(vault: &Vault, table: Table, id: &RequestId, record: &Record) -> Result<(), StoreError> {
     let body = serde_json::to_vec(record).expect("serializes");
     vault.store.put(&table, Key::Id(id.as_bytes()), &body)?;
+    let incoming = table.name == REQUESTS_IN.name;
+    vault.log_shared(&Entry::Request { incoming, id: id.as_bytes().to_vec(), record: record.clone() })?;
     Ok(())
+}
+
+/// Every row of `table` as stored (for seeding the shared log).
+pub(super) fn raw_list(vault: &Vault, table: Table) -> Result<Vec<(Vec<u8>, Record)>, StoreError> {
+    vault
+        .store
+        .list(&table)?
+        .into_iter()
+        .map(|(key, body, _)| {
+            let record =
+                serde_json::from_slice(&body).map_err(|_| StoreError::damaged(&table, "(request)"))?;
+            Ok((key.id().to_vec(), record))
+        })
+        .collect()
+}
+
+/// How far along a request is: the further answer wins when two devices' rows merge.
+fn rank(status: RequestStatus) -> u8 {
+    match status {
+        RequestStatus::Queued | RequestStatus::NotAccepted => 0,
+        RequestStatus::Pending => 1,
+        RequestStatus::Denied => 2,
+        RequestStatus::Approved => 3,
+    }
+}
+
+/// Merges a request row another device of this identity sent (see replication.rs): the
+/// request must verify and be made to (`incoming`) or by this identity; the row further along
+/// wins, and an equal one fills in what this one lacks. False when it does not check out.
+pub(super) fn merge(
+    vault: &Vault,
+    table: Table,
+    incoming: bool,
+    id: &[u8],
+    theirs: &Record,
+) -> Result<bool, StoreError> {
+    let Some(id) = RequestId::from_raw(id) else { return Ok(false) };
+    let Ok(signed) = Signed::<ConsentRequest>::from_bytes(&theirs.request) else { return Ok(false) };
+    let r = signed.statement();
+    let party = if incoming { r.holder } else { r.requester };
+    if r.id != id || party != vault.identity() {
+        return Ok(false);
+    }
+    if let Some(denial) = theirs.denial.as_deref()
+        && Signed::<Denial>::from_bytes(denial).is_err()
+    {
+        return Ok(false);
+    }
+    let merged = match get(vault, table, &id)? {
+        None => theirs.clone(),
+        Some(mine) if rank(theirs.status) > rank(mine.status) => {
+            Record { ticket: mine.ticket.clone().or_else(|| theirs.ticket.clone()), ..theirs.clone() }
+        }
+        Some(mine) if rank(theirs.status) < rank(mine.status) => return Ok(true),
+        Some(mine) => Record {
+            ticket: mine.ticket.clone().or_else(|| theirs.ticket.clone()),
+            delivered_at: mine.delivered_at.or(theirs.delivered_at),
+            answered_at: mine.answered_at.or(theirs.answered_at),
+            grant: mine.grant.or(theirs.grant),
+            denial: mine.denial.clone().or_else(|| theirs.denial.clone()),
+            ..mine
+        },
+    };
+    let body = serde_json::to_vec(&merged).expect("serializes");
+    vault.store.put(&table, Key::Id(id.as_bytes()), &body)?;
+    Ok(true)
 }
 
 /// Every request of `table`, newest first.

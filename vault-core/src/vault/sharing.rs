@@ -25,6 +25,7 @@ use crate::store::StoreError;
 use crate::store::sealed::Key;
 
 mod audience;
+mod merge;
 mod node;
 mod projections;
 mod serving;
@@ -166,7 +167,15 @@ impl Vault {
         serde_json::from_slice(&body).map(Some).map_err(|_| StoreError::damaged(&GRANTS, id))
     }
 
+    /// Writes a grant row and logs its new state for the other devices.
     fn put_grant_record(&self, id: &GrantId, record: &GrantRecord) -> Result<(), StoreError> {
+        self.store_grant_record(id, record)?;
+        self.log_shared(&record.entry())?;
+        Ok(())
+    }
+
+    /// Writes a grant row only (a local detail changed, or the row came from another device).
+    fn store_grant_record(&self, id: &GrantId, record: &GrantRecord) -> Result<(), StoreError> {
         self.grant_cache.replace(None);
         let body = serde_json::to_vec(record).expect("serializes");
         self.store.put(&GRANTS, Key::Id(id.as_bytes()), &body)?;
@@ -298,22 +307,27 @@ impl Vault {
                     expiry_logged: false,
                 },
             )?;
-            let mut projection = Projection::build(g, &v.doc);
-            let as_of = v.doc.automerge().get_heads();
-            let as_of_seq = v.last_seq;
-            v.append_projection_chunk(&g.id, 1, 0, as_of_seq, &as_of, &projection.automerge().save())?;
+            v.first_projection(g)?;
             let mut event = AuditEvent::new(now, AuditKind::GrantIssued);
             event.peer = Some(g.audience);
             event.grant = Some(g.id);
             event.fields = g.fields.iter().map(ToString::to_string).collect();
             event.detail = Some(format!("purpose: {}", g.purpose));
             v.access_log().append(&event)?;
-            v.projections.insert(
-                g.id,
-                ProjectionState { projection, as_of_seq, as_of, last_seq: 1, chunks: 1, epoch: 0 },
-            );
         }
         Ok(signed)
+    }
+
+    /// Builds a new grant's projection from the current values and stores it as its first
+    /// chunk (inside the caller's transaction).
+    fn first_projection(&mut self, g: &Grant) -> Result<(), StoreError> {
+        let mut projection = Projection::build(g, &self.doc);
+        let as_of = self.doc.automerge().get_heads();
+        let as_of_seq = self.last_seq;
+        self.append_projection_chunk(&g.id, 1, 0, as_of_seq, &as_of, &projection.automerge().save())?;
+        self.projections
+            .insert(g.id, ProjectionState { projection, as_of_seq, as_of, last_seq: 1, chunks: 1, epoch: 0 });
+        Ok(())
     }
 
     /// Revokes a grant: signs a revocation, stops serving it, drops its projection, logs it.
@@ -367,7 +381,7 @@ impl Vault {
     /// log never shows an erasure before the expiry it answers.
     fn note_expiry(&mut self, g: &Grant, record: &mut GrantRecord, now: i64) -> Result<(), StoreError> {
         record.expiry_logged = true;
-        self.put_grant_record(&g.id, record)?;
+        self.store_grant_record(&g.id, record)?;
         self.drop_projection(&g.id)?;
         let mut event = AuditEvent::new(now, AuditKind::GrantExpired);
         event.peer = Some(g.audience);

@@ -25,7 +25,8 @@ pub(crate) struct Link {
 /// Opens the stream of grant `id`: the shop's [`ShareStream`] says `Open`, the customer's
 /// [`ServeStream`] takes it (for the shop's device).
 pub(crate) fn open(customer: &mut Vault, shop: &mut Vault, id: &GrantId) -> Link {
-    let (share, open) = ShareStream::open(shop, customer.identity(), *id, true).unwrap();
+    let (share, open) =
+        ShareStream::open(shop, customer.identity(), customer.device_key().public(), *id, true).unwrap();
     let serve =
         ServeStream::open(customer, shop.identity(), shop.device_key().public(), &open, Instant::now())
             .unwrap();

@@ -16,7 +16,7 @@ use serde_json::Value;
 
 use super::{CHUNKS, RECEIVED, ShareError, ShareKey, ShareStatus};
 use crate::doc::{PURCHASES, Touched, obj_to_json, touched_between};
-use crate::identity::IdentityId;
+use crate::identity::{DeviceId, IdentityId};
 use crate::protocol::{decode_sync_body, encode_sync_body};
 use crate::statement::GrantId;
 use crate::store::StoreError;
@@ -30,11 +30,13 @@ pub(crate) struct Replica {
     epoch: u64,
 }
 
-/// The sync state of one stream syncing a share, with the epoch of the copy it is about.
-#[derive(Debug, Default)]
+/// The sync state of one stream syncing a share, with the epoch of the copy it is about and
+/// the issuer's device that serves the stream.
+#[derive(Debug)]
 pub(crate) struct ShareSync {
     epoch: u64,
     state: SyncState,
+    from: DeviceId,
 }
 
 impl std::fmt::Debug for Replica {
@@ -79,12 +81,18 @@ impl Vault {
     pub(crate) fn share_sync_state(
         &mut self,
         issuer: &IdentityId,
+        from: DeviceId,
         id: &GrantId,
     ) -> Result<ShareSync, ShareError> {
         let key = self.share_key(issuer, id)?;
         let epoch = self.load_replica(&key)?.epoch;
         let record = self.received_record(&key)?.ok_or(ShareError::Unknown(*id))?;
-        Ok(ShareSync { epoch, state: SyncState::decode(&record.sync_state).unwrap_or_default() })
+        // The persisted shared heads are those of the device the copy came from.
+        let state = match record.from_device {
+            Some(d) if d != from => SyncState::new(),
+            _ => SyncState::decode(&record.sync_state).unwrap_or_default(),
+        };
+        Ok(ShareSync { epoch, state, from })
     }
 
     /// The next sync message this vault (as grantee) sends on a stream syncing a share, if any.
@@ -99,7 +107,7 @@ impl Vault {
         let epoch = replica.epoch;
         if sync.epoch != epoch {
             // Another stream replaced the copy: a state about the old one means nothing.
-            *sync = ShareSync { epoch, state: SyncState::new() };
+            *sync = ShareSync { epoch, state: SyncState::new(), from: sync.from };
         }
         let am = &mut replica.am;
         match catch_unwind(AssertUnwindSafe(|| am.sync().generate_sync_message(&mut sync.state))) {
@@ -166,17 +174,21 @@ impl Vault {
         self.write(|v| {
             let key = v.share_key(issuer, id)?;
             let id = &key;
+            // A copy from another of the issuer's devices is another document: it replaces the
+            // one held, whatever its epoch (epochs count per device).
+            let from = sync.from;
+            let switched = v.received_record(id)?.and_then(|r| r.from_device).is_some_and(|d| d != from);
             let replica = v.load_replica(id)?;
-            if epoch < replica.epoch {
+            if epoch < replica.epoch && !switched {
                 return Ok(false);
             }
             if sync.epoch != replica.epoch {
-                *sync = ShareSync { epoch: replica.epoch, state: SyncState::new() };
+                *sync = ShareSync { epoch: replica.epoch, state: SyncState::new(), from };
             }
-            let new_epoch = epoch > replica.epoch;
+            let new_epoch = epoch > replica.epoch || switched;
             if new_epoch {
                 *replica = Replica { am: AutoCommit::new(), epoch, ..*replica };
-                *sync = ShareSync { epoch, state: SyncState::new() };
+                *sync = ShareSync { epoch, state: SyncState::new(), from };
                 v.store.delete_group(&CHUNKS, id.as_bytes())?;
             }
             let replica = v.replicas.get_mut(id).expect("loaded");
@@ -227,6 +239,7 @@ impl Vault {
             };
             record.sync_state = sync_state;
             record.epoch = epoch;
+            record.from_device = Some(from);
             if changed {
                 record.updated_at = Some(now);
             }
@@ -354,6 +367,6 @@ mod tests {
         assert_eq!(bob.shares().unwrap().len(), 2, "one share each, the old row not duplicated");
         assert_eq!(bob.live_shares_from(&alice.public()).unwrap(), vec![id]);
         assert_eq!(bob.live_shares_from(&mallory.public()).unwrap(), vec![id]);
-        bob.share_sync_state(&alice.public(), &id).unwrap();
+        bob.share_sync_state(&alice.public(), crate::identity::DeviceKey::generate().public(), &id).unwrap();
     }
 }

@@ -1,0 +1,304 @@
+//! One sharing state across the identity's devices: grants with their revocations and erasure
+//! receipts, contacts and blocks, consent requests and their answers, and the access log.
+//! Owns the sealed table `shared_log`.
+//!
+//! Every change to a grant, contact or request row is also appended to `shared_log` as an
+//! [`Entry`] (the row's new state) under (the device that made it, its next number). Devices
+//! tell each other how far they hold each device's entries ([`SharedHave`], a version vector)
+//! and send what the other lacks, in order ([`Vault::shared_batch`]); an entry is relayed under
+//! its origin, so a device that never meets another still gets its entries through a third.
+//! Each entry is merged into the tables by a rule that is commutative, associative and
+//! idempotent, so devices that saw the same entries hold the same state, whatever the order:
+//! - a grant: the signed grant, verified and issued by this identity; a revocation or an
+//!   erasure receipt, once known, stays (of two revocations, the earlier): a grant revoked on
+//!   one device and not on another is revoked on both once they meet, never half-revoked;
+//! - a consent request: the answer further along wins (pending, then denied, then approved);
+//! - a contact: the last write wins, by (Lamport clock, time, origin); a removal is a write.
+//!
+//! The access log travels beside the entries: each device sends the events it logged itself,
+//! after the other's cursor, and a received event names the device it happened on
+//! ([`AuditEvent::device`]). Events are not relayed: a device learns another's events from
+//! that device.
+//!
+//! Received bytes come from an authenticated active device of this identity; they are still
+//! checked: every statement's signature, the issuer of every grant, the sequence of every
+//! origin. An entry that fails a check is skipped (and logged), never stored.
+
+use serde::{Deserialize, Serialize};
+
+use super::Vault;
+use super::audit::AuditEvent;
+use super::contacts::Contact;
+use super::requests::Record as RequestRecord;
+use crate::identity::DeviceId;
+use crate::store::StoreError;
+use crate::store::sealed::{AUDIT, Key, REQUESTS_IN, REQUESTS_OUT, SHARED_LOG as TABLE};
+
+/// A batch stops growing past this many bytes of entries and events.
+const BATCH_BYTES: usize = 1 << 20;
+/// Largest batch accepted from another device.
+pub const MAX_SHARED_BATCH: usize = 16 << 20;
+/// Largest [`SharedHave`] accepted from another device.
+pub const MAX_SHARED_HAVE: usize = 64 * 1024;
+
+/// The state of one shared row, as logged and sent to the other devices.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub(crate) enum Entry {
+    /// A grant this identity issued, with what is known of its end.
+    Grant {
+        signed: Vec<u8>,
+        #[serde(default)]
+        revocation: Option<Vec<u8>>,
+        #[serde(default)]
+        erasure: Option<Vec<u8>>,
+    },
+    /// A contact row (`None`: removed), written at `at` (unix seconds), `clock` one past the
+    /// row's stamp when written.
+    Contact { row: Vec<u8>, clock: i64, at: i64, contact: Option<Contact> },
+    /// A consent request made to this identity (`incoming`) or by it.
+    Request { incoming: bool, id: Vec<u8>, record: RequestRecord },
+}
+
+/// What a device holds of the shared log (the highest number of each origin's entries), and
+/// of the other device's access log.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SharedHave {
+    log: Vec<(DeviceId, i64)>,
+    audit: i64,
+}
+
+impl SharedHave {
+    /// The encoding sent to another device.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("serializes")
+    }
+
+    /// Reads what another device sent; `None` when it does not decode.
+    pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        serde_json::from_slice(bytes).ok()
+    }
+
+    fn of(&self, origin: &DeviceId) -> i64 {
+        self.log.iter().find(|(d, _)| d == origin).map_or(0, |(_, s)| *s)
+    }
+
+    fn set(&mut self, origin: DeviceId, seq: i64) {
+        match self.log.iter_mut().find(|(d, _)| *d == origin) {
+            Some((_, s)) => *s = (*s).max(seq),
+            None => self.log.push((origin, seq)),
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct Batch {
+    entries: Vec<(DeviceId, i64, Entry)>,
+    audit: Vec<(i64, AuditEvent)>,
+}
+
+/// A batch from another device could not be taken.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReplicationError {
+    /// The bytes are not a batch.
+    #[error("malformed batch of sharing state")]
+    Malformed,
+    /// The storage layer failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn audit_cursor_key(device: &DeviceId) -> String {
+    format!("audit-from/{device}")
+}
+
+const SEEDED: &str = "shared-log-seeded";
+
+impl Vault {
+    /// Appends `entry` to the shared log as this device's next; call inside the write
+    /// transaction that changes the row. Returns the entry's number.
+    pub(super) fn log_shared(&self, entry: &Entry) -> Result<i64, StoreError> {
+        let origin = self.device.public();
+        let seq = self.store.next_group_seq(&TABLE, origin.as_bytes())?;
+        let body = serde_json::to_vec(entry).expect("serializes");
+        self.store.put(&TABLE, Key::Chunk(origin.as_bytes(), seq), &body)?;
+        Ok(seq)
+    }
+
+    /// Logs every shared row once, for a vault whose rows predate the shared log (a device
+    /// joining later then gets them all). Idempotent.
+    pub fn seed_shared_log(&mut self) -> Result<(), StoreError> {
+        if self.node_value(SEEDED)?.is_some() {
+            return Ok(());
+        }
+        self.write(|v| {
+            if v.node_value(SEEDED)?.is_some() {
+                return Ok(());
+            }
+            // Rows already logged are logged again: merging is idempotent.
+            for entry in v.grant_entries()? {
+                v.log_shared(&entry)?;
+            }
+            for (row, contact) in v.contacts().rows()? {
+                let at = v.now();
+                v.log_contact(&row, at, Some(&contact))?;
+            }
+            for (table, incoming) in [(REQUESTS_IN, true), (REQUESTS_OUT, false)] {
+                for (id, record) in super::requests::raw_list(v, table)? {
+                    v.log_shared(&Entry::Request { incoming, id, record })?;
+                }
+            }
+            v.put_node_value(SEEDED, b"1")
+        })
+    }
+
+    /// What this device holds of the shared log, and of `peer`'s access log.
+    pub fn shared_have(&self, peer: &DeviceId) -> Result<SharedHave, StoreError> {
+        Ok(SharedHave { log: self.log_maxima()?, audit: self.audit_cursor(peer)? })
+    }
+
+    /// The highest entry held of each origin.
+    fn log_maxima(&self) -> Result<Vec<(DeviceId, i64)>, StoreError> {
+        self.store
+            .group_maxima(&TABLE)?
+            .into_iter()
+            .map(|(origin, seq)| {
+                let origin = <[u8; 32]>::try_from(origin.as_slice())
+                    .ok()
+                    .and_then(|b| DeviceId::from_bytes(b).ok())
+                    .ok_or_else(|| StoreError::damaged(&TABLE, "(origin)"))?;
+                Ok((origin, seq))
+            })
+            .collect()
+    }
+
+    fn audit_cursor(&self, peer: &DeviceId) -> Result<i64, StoreError> {
+        Ok(self
+            .node_value(&audit_cursor_key(peer))?
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or(0))
+    }
+
+    /// The next batch `peer` lacks, given what it holds (`theirs`, moved past what the batch
+    /// carries); `None` when it lacks nothing.
+    pub fn shared_batch(&self, theirs: &mut SharedHave) -> Result<Option<Vec<u8>>, StoreError> {
+        let mut batch = Batch { entries: Vec::new(), audit: Vec::new() };
+        let mut bytes = 0;
+        for (origin, seq) in self.log_maxima()? {
+            let after = theirs.of(&origin);
+            if seq <= after {
+                continue;
+            }
+            for (key, body, _) in self.store.list_group(&TABLE, origin.as_bytes(), after)? {
+                let entry: Entry =
+                    serde_json::from_slice(&body).map_err(|_| StoreError::damaged(&TABLE, key.seq()))?;
+                bytes += body.len();
+                batch.entries.push((origin, key.seq(), entry));
+                theirs.set(origin, key.seq());
+                if bytes > BATCH_BYTES {
+                    break;
+                }
+            }
+            if bytes > BATCH_BYTES {
+                break;
+            }
+        }
+        if bytes <= BATCH_BYTES {
+            for (key, body, _) in self.store.list_after(&AUDIT, theirs.audit)? {
+                let event: AuditEvent =
+                    serde_json::from_slice(&body).map_err(|_| StoreError::damaged(&AUDIT, key.seq()))?;
+                theirs.audit = key.seq();
+                // Only this device's own events: the others' come from them.
+                if event.device.is_none() {
+                    bytes += body.len();
+                    batch.audit.push((key.seq(), event));
+                    if bytes > BATCH_BYTES {
+                        break;
+                    }
+                }
+            }
+        }
+        if batch.entries.is_empty() && batch.audit.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(serde_json::to_vec(&batch).expect("serializes")))
+    }
+
+    /// Takes a batch from `from`, another active device of this identity, in one transaction:
+    /// merges each entry that comes next in its origin's sequence and checks out, and appends
+    /// the access log's events after this device's cursor. `theirs` (what this side believes
+    /// `from` holds) learns what `from` evidently holds. Returns whether anything changed.
+    pub fn shared_receive(
+        &mut self,
+        from: &DeviceId,
+        theirs: &mut SharedHave,
+        bytes: &[u8],
+    ) -> Result<bool, ReplicationError> {
+        let batch: Batch = serde_json::from_slice(bytes).map_err(|_| ReplicationError::Malformed)?;
+        for (origin, seq, _) in &batch.entries {
+            theirs.set(*origin, *seq);
+        }
+        let changed = self.write(|v| {
+            let mut changed = false;
+            for (origin, seq, entry) in batch.entries {
+                if seq != v.store.next_group_seq(&TABLE, origin.as_bytes())? {
+                    continue; // held already, or a gap: the sender resends from what we hold
+                }
+                if !v.merge_entry(&origin, &entry)? {
+                    tracing::warn!(
+                        kind = entry.kind(),
+                        "another device sent sharing state that does not check out; skipped"
+                    );
+                    continue;
+                }
+                let body = serde_json::to_vec(&entry).expect("serializes");
+                v.store.put(&TABLE, Key::Chunk(origin.as_bytes(), seq), &body)?;
+                changed = true;
+            }
+            let mut cursor = v.audit_cursor(from)?;
+            for (seq, mut event) in batch.audit {
+                if seq <= cursor {
+                    continue;
+                }
+                cursor = seq;
+                event.device = Some(*from);
+                v.access_log().append(&event)?;
+                changed = true;
+            }
+            v.put_node_value(&audit_cursor_key(from), cursor.to_string().as_bytes())?;
+            Ok::<_, ReplicationError>(changed)
+        })?;
+        Ok(changed)
+    }
+
+    /// Merges one entry from another device into the tables; false when it does not check out.
+    fn merge_entry(&mut self, origin: &DeviceId, entry: &Entry) -> Result<bool, StoreError> {
+        match entry {
+            Entry::Grant { signed, revocation, erasure } => {
+                self.merge_grant(signed, revocation.as_deref(), erasure.as_deref())
+            }
+            Entry::Contact { row, clock, at, contact } => {
+                self.merge_contact(row, (*clock, *at, *origin), contact.as_ref())
+            }
+            Entry::Request { incoming, id, record } => {
+                let table = if *incoming { REQUESTS_IN } else { REQUESTS_OUT };
+                let merged = super::requests::merge(self, table, *incoming, id, record)?;
+                if merged && *incoming {
+                    self.inbox.forget_index();
+                }
+                Ok(merged)
+            }
+        }
+    }
+}
+
+impl Entry {
+    fn kind(&self) -> &'static str {
+        match self {
+            Entry::Grant { .. } => "grant",
+            Entry::Contact { .. } => "contact",
+            Entry::Request { .. } => "request",
+        }
+    }
+}

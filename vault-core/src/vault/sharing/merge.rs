@@ -1,0 +1,120 @@
+//! Grants as the other devices of this identity see them: the entry a grant row is logged as,
+//! and the merge of an entry another device sent (see replication.rs for the rules).
+
+use super::{GrantRecord, GrantStatus};
+use crate::grant::{ErasureReceipt, Revocation, SignedGrant};
+use crate::statement::{GrantId, Signed};
+use crate::store::StoreError;
+use crate::store::sealed::GRANTS;
+use crate::vault::Vault;
+use crate::vault::replication::Entry;
+
+impl GrantRecord {
+    /// The row as logged for the other devices (without what is this device's own business).
+    pub(in crate::vault) fn entry(&self) -> Entry {
+        Entry::Grant {
+            signed: self.signed.clone(),
+            revocation: self.revocation.clone(),
+            erasure: self.erasure.clone(),
+        }
+    }
+}
+
+impl Vault {
+    /// Every grant row as an entry of the shared log.
+    pub(in crate::vault) fn grant_entries(&self) -> Result<Vec<Entry>, StoreError> {
+        let mut out = Vec::new();
+        for raw in self.store.keys(&GRANTS)? {
+            let id = GrantId::from_raw(raw.id()).ok_or_else(|| StoreError::damaged(&GRANTS, "(bad id)"))?;
+            if let Some(record) = self.grant_record(&id)? {
+                out.push(record.entry());
+            }
+        }
+        Ok(out)
+    }
+
+    /// Merges a grant another device of this identity sent: a new live grant is stored with a
+    /// projection built here from the current values (so this device serves it too); a
+    /// revocation or an erasure receipt this device lacked is added (a revocation drops the
+    /// projection: nothing more is served from here). Of two revocations the earlier stays.
+    /// False when a statement does not verify or is not about this identity's grant.
+    pub(in crate::vault) fn merge_grant(
+        &mut self,
+        signed: &[u8],
+        revocation: Option<&[u8]>,
+        erasure: Option<&[u8]>,
+    ) -> Result<bool, StoreError> {
+        let Ok(grant) = SignedGrant::from_bytes(signed) else { return Ok(false) };
+        let g = grant.statement().clone();
+        if g.issuer != self.identity() {
+            return Ok(false);
+        }
+        if let Some(device) = grant.signed_by()
+            && self.devices().list()?.iter().any(|d| d.id == device && !d.is_active())
+        {
+            return Ok(false);
+        }
+        let revocation = match revocation.map(Signed::<Revocation>::from_bytes) {
+            None => None,
+            Some(Ok(r)) if r.statement().grant == g.id && r.statement().issuer == g.issuer => Some(r),
+            Some(_) => return Ok(false),
+        };
+        let erasure = match erasure.map(Signed::<ErasureReceipt>::from_bytes) {
+            None => None,
+            Some(Ok(e))
+                if e.statement().grant == g.id
+                    && e.statement().issuer == g.issuer
+                    && e.statement().grantee == g.audience =>
+            {
+                Some(e)
+            }
+            Some(_) => return Ok(false),
+        };
+        let Some(mut record) = self.grant_record(&g.id)? else {
+            let record = GrantRecord {
+                signed: grant.to_bytes(),
+                revocation: revocation.as_ref().map(Signed::to_bytes),
+                erasure: erasure.as_ref().map(Signed::to_bytes),
+                expiry_logged: false,
+            };
+            self.store_grant_record(&g.id, &record)?;
+            if self.info(&record)?.status == GrantStatus::Active {
+                self.first_projection(&g)?;
+            }
+            return Ok(true);
+        };
+        if record.signed != grant.to_bytes() {
+            // Two statements under one grant id: only a device of this identity could sign
+            // the second; keep the one this device has.
+            return Ok(false);
+        }
+        let mut changed = false;
+        if let Some(theirs) = revocation {
+            let mine = record.revocation.as_deref().and_then(Signed::<Revocation>::from_stored);
+            let earlier = match &mine {
+                None => true,
+                Some(m) => {
+                    (theirs.statement().revoked_at, theirs.to_bytes())
+                        < (m.statement().revoked_at, m.to_bytes())
+                }
+            };
+            if earlier {
+                record.revocation = Some(theirs.to_bytes());
+                changed = true;
+                if mine.is_none() {
+                    self.drop_projection(&g.id)?;
+                }
+            }
+        }
+        if let Some(theirs) = erasure
+            && record.erasure.is_none()
+        {
+            record.erasure = Some(theirs.to_bytes());
+            changed = true;
+        }
+        if changed {
+            self.store_grant_record(&g.id, &record)?;
+        }
+        Ok(true)
+    }
+}

@@ -1,0 +1,283 @@
+//! One sharing state across the devices of an identity: whatever grants, revocations and
+//! contact changes each device makes while apart, and in whatever order they exchange their
+//! sharing state pairwise, they end with one state; a grant revoked anywhere is revoked
+//! everywhere; concurrent answers to one request settle the same way on every device; and
+//! what does not check out is skipped.
+
+use proptest::prelude::*;
+use vault_core::{
+    Approval, AuditFilter, ConsentRequest, DeviceKey, GrantStatus, Identity, KdfParams, NewGrant, Passphrase,
+    RequestId, RequestStatus, Signed, Vault,
+};
+
+fn first(dir: &std::path::Path) -> Vault {
+    let mut v = Vault::at(dir).kdf(KdfParams::INSECURE_FOR_TESTS).create(&Passphrase::new("pw")).unwrap();
+    v.set_profile("email", "ada@example.org").unwrap();
+    v
+}
+
+/// A new device of `from`'s identity, as `vault init --join` makes it.
+fn join(dir: &std::path::Path, from: &mut Vault, name: &str) -> Vault {
+    let device = DeviceKey::generate();
+    let package = from.devices_mut().invite(device.public(), name).unwrap();
+    Vault::at(dir)
+        .kdf(KdfParams::INSECURE_FOR_TESTS)
+        .join(&Passphrase::new("other"), device, package)
+        .unwrap()
+}
+
+/// Exchanges the sharing state between two devices, as one device session does, until
+/// neither has anything to send.
+fn exchange(a: &mut Vault, b: &mut Vault) {
+    let (ida, idb) = (a.device_key().public(), b.device_key().public());
+    a.seed_shared_log().unwrap();
+    b.seed_shared_log().unwrap();
+    let mut a_thinks_b = b.shared_have(&ida).unwrap();
+    let mut b_thinks_a = a.shared_have(&idb).unwrap();
+    for _ in 0..100 {
+        let to_b = a.shared_batch(&mut a_thinks_b).unwrap();
+        if let Some(m) = &to_b {
+            b.shared_receive(&ida, &mut b_thinks_a, m).unwrap();
+        }
+        let to_a = b.shared_batch(&mut b_thinks_a).unwrap();
+        if let Some(m) = &to_a {
+            a.shared_receive(&idb, &mut a_thinks_b, m).unwrap();
+        }
+        if to_b.is_none() && to_a.is_none() {
+            return;
+        }
+    }
+    panic!("the exchange did not settle");
+}
+
+/// What must be equal on every device: each grant with its status and revocation, and the
+/// contacts.
+fn state(v: &Vault) -> (Vec<(String, GrantStatus, Option<i64>)>, Vec<(String, String, bool)>) {
+    let mut grants: Vec<_> = v
+        .grants()
+        .unwrap()
+        .into_iter()
+        .map(|g| {
+            let id = g.grant.statement().id.to_string();
+            (id, g.status, g.revocation.map(|r| r.statement().revoked_at))
+        })
+        .collect();
+    grants.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut contacts: Vec<_> = v
+        .contacts()
+        .list()
+        .unwrap()
+        .into_iter()
+        .map(|c| (c.name, c.identity.to_string(), c.blocked))
+        .collect();
+    contacts.sort();
+    (grants, contacts)
+}
+
+fn grant_to(audience: &Identity) -> NewGrant {
+    NewGrant {
+        audience: audience.public(),
+        fields: vec!["profile.email".parse().unwrap()],
+        filter: None,
+        purpose: "delivery".into(),
+        expires_at: None,
+        prices: false,
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Step {
+    Grant { device: usize, audience: usize },
+    Revoke { device: usize, nth: usize },
+    AddContact { device: usize, name: u8, who: usize },
+    Block { device: usize, name: u8, blocked: bool },
+    RemoveContact { device: usize, name: u8 },
+    Exchange { a: usize, b: usize },
+}
+
+fn step(devices: usize) -> impl Strategy<Value = Step> {
+    let d = 0..devices;
+    prop_oneof![
+        (d.clone(), 0..2usize).prop_map(|(device, audience)| Step::Grant { device, audience }),
+        (d.clone(), 0..4usize).prop_map(|(device, nth)| Step::Revoke { device, nth }),
+        (d.clone(), 0..3u8, 0..2usize).prop_map(|(device, name, who)| Step::AddContact { device, name, who }),
+        (d.clone(), 0..3u8, any::<bool>()).prop_map(|(device, name, blocked)| Step::Block {
+            device,
+            name,
+            blocked
+        }),
+        (d.clone(), 0..3u8).prop_map(|(device, name)| Step::RemoveContact { device, name }),
+        (d.clone(), d).prop_map(|(a, b)| Step::Exchange { a, b }),
+    ]
+}
+
+fn pair_mut(v: &mut [Vault], a: usize, b: usize) -> (&mut Vault, &mut Vault) {
+    assert_ne!(a, b);
+    if a < b {
+        let (left, right) = v.split_at_mut(b);
+        (&mut left[a], &mut right[0])
+    } else {
+        let (left, right) = v.split_at_mut(a);
+        (&mut right[0], &mut left[b])
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    #[test]
+    fn devices_that_exchanged_everything_hold_one_sharing_state(
+        devices in 2..4usize,
+        steps in proptest::collection::vec(step(3), 1..24),
+    ) {
+        let dirs: Vec<_> = (0..devices).map(|_| tempfile::tempdir().unwrap()).collect();
+        let mut v = vec![first(dirs[0].path())];
+        for (i, dir) in dirs.iter().enumerate().skip(1) {
+            let joined = join(dir.path(), &mut v[0], &format!("device{i}"));
+            v.push(joined);
+        }
+        let people = [Identity::generate(), Identity::generate()];
+        let tickets: Vec<_> = people
+            .iter()
+            .map(|p| vault_core::Ticket::new(p.certify(DeviceKey::generate().public()), Vec::new()))
+            .collect();
+        let mut revoked_anywhere = Vec::new();
+        for step in steps {
+            match step {
+                Step::Grant { device, audience } if device < devices => {
+                    v[device].issue_grant(grant_to(&people[audience])).unwrap();
+                }
+                Step::Revoke { device, nth } if device < devices => {
+                    let live: Vec<_> = v[device].grants().unwrap().into_iter().filter(|g| g.is_live()).collect();
+                    if let Some(g) = live.get(nth) {
+                        let id = g.grant.statement().id;
+                        v[device].revoke(&id).unwrap();
+                        revoked_anywhere.push(id);
+                    }
+                }
+                Step::AddContact { device, name, who } if device < devices => {
+                    let _ = v[device].contacts_mut().add(&format!("c{name}"), &tickets[who]);
+                }
+                Step::Block { device, name, blocked } if device < devices => {
+                    let c = &mut v[device];
+                    let name = format!("c{name}");
+                    if blocked { c.contacts_mut().block(&name).unwrap(); } else { c.contacts_mut().unblock(&name).unwrap(); }
+                }
+                Step::RemoveContact { device, name } if device < devices => {
+                    let _ = v[device].contacts_mut().remove(&format!("c{name}"));
+                }
+                Step::Exchange { a, b } if a < devices && b < devices && a != b => {
+                    let (x, y) = pair_mut(&mut v, a, b);
+                    exchange(x, y);
+                }
+                _ => {}
+            }
+        }
+        // Everyone meets everyone, twice (entries relay through a third device too).
+        for _ in 0..2 {
+            for a in 0..devices {
+                for b in a + 1..devices {
+                    let (x, y) = pair_mut(&mut v, a, b);
+                    exchange(x, y);
+                }
+            }
+        }
+        let expected = state(&v[0]);
+        for other in &v[1..] {
+            prop_assert_eq!(&state(other), &expected);
+        }
+        for id in revoked_anywhere {
+            for device in &v {
+                prop_assert_eq!(device.grant_info(&id).unwrap().unwrap().status, GrantStatus::Revoked);
+            }
+        }
+        // Every device serves exactly the live grants, to their audience unless it is blocked.
+        for device in &mut v {
+            for person in &people {
+                let mut live: Vec<_> =
+                    device.live_grants_for(&person.public()).unwrap().iter().map(|g| g.statement().id).collect();
+                if device.contacts().is_blocked(&person.public()).unwrap() {
+                    live.clear();
+                }
+                let (mut served, _) = device.shares_for(&person.public()).unwrap();
+                live.sort();
+                let mut served: Vec<_> = served.drain(..).map(|g| g.statement().id).collect();
+                served.sort();
+                prop_assert_eq!(served, live);
+            }
+        }
+    }
+}
+
+fn request(from: &Identity, to: &Vault) -> Signed<ConsentRequest> {
+    Signed::sign(
+        ConsentRequest {
+            id: RequestId::random(),
+            requester: from.public(),
+            holder: to.identity(),
+            fields: vec!["profile.email".parse().unwrap()],
+            filter: None,
+            purpose: "support".into(),
+            duration: Some(86_400),
+            prices: false,
+            made_at: to.now(),
+        },
+        from,
+    )
+    .unwrap()
+}
+
+#[test]
+fn a_request_taken_by_one_device_is_answered_on_another_and_an_approval_wins_over_a_denial() {
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut laptop = first(d1.path());
+    let mut home = join(d2.path(), &mut laptop, "box");
+    let shop = Identity::generate();
+
+    // Taken by the box, seen and approved on the laptop; the box learns the answer.
+    let asked = request(&shop, &home);
+    let id = asked.statement().id;
+    home.inbox_mut().receive(&shop.public(), &asked).unwrap().unwrap();
+    exchange(&mut laptop, &mut home);
+    assert_eq!(laptop.inbox().get(&id).unwrap().unwrap().status, RequestStatus::Pending);
+    let grant = laptop.inbox_mut().approve(&id, Approval::default()).unwrap();
+    exchange(&mut laptop, &mut home);
+    let seen = home.inbox().get(&id).unwrap().unwrap();
+    assert_eq!((seen.status, seen.grant), (RequestStatus::Approved, Some(grant.statement().id)));
+    assert!(home.grant_info(&grant.statement().id).unwrap().unwrap().is_live(), "the box serves it too");
+
+    // Answered on both while apart: the approval stands on both (the grant exists, signed).
+    let asked = request(&shop, &home);
+    let id = asked.statement().id;
+    home.inbox_mut().receive(&shop.public(), &asked).unwrap().unwrap();
+    exchange(&mut laptop, &mut home);
+    home.inbox_mut().deny(&id, None).unwrap();
+    laptop.inbox_mut().approve(&id, Approval::default()).unwrap();
+    exchange(&mut laptop, &mut home);
+    assert_eq!(home.inbox().get(&id).unwrap().unwrap().status, RequestStatus::Approved);
+    assert_eq!(laptop.inbox().get(&id).unwrap().unwrap().status, RequestStatus::Approved);
+
+    // The access log on each names the other device for its events.
+    let on_box = laptop.access_log().list(&AuditFilter::default()).unwrap();
+    assert!(on_box.iter().any(|e| e.device == Some(home.device_key().public())), "{on_box:?}");
+    assert!(home.access_log().list(&AuditFilter::default()).unwrap().iter().any(|e| e.device.is_some()));
+}
+
+#[test]
+fn a_batch_that_does_not_check_out_changes_nothing() {
+    let (d1, d2, d3) =
+        (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut laptop = first(d1.path());
+    let mut home = join(d2.path(), &mut laptop, "box");
+    // A vault of another identity: its grants are not this identity's.
+    let mut stranger = first(d3.path());
+    stranger.issue_grant(grant_to(&Identity::generate())).unwrap();
+    let mut theirs = home.shared_have(&stranger.device_key().public()).unwrap();
+    let batch = stranger.shared_batch(&mut theirs).unwrap().expect("a batch");
+    let before = home.grants().unwrap().len();
+    let mut believed = Default::default();
+    home.shared_receive(&stranger.device_key().public(), &mut believed, &batch).unwrap();
+    assert_eq!(home.grants().unwrap().len(), before, "another identity's grant is skipped");
+    assert!(home.shared_receive(&laptop.device_key().public(), &mut believed, b"{not a batch").is_err());
+    exchange(&mut laptop, &mut home);
+}
