@@ -3,13 +3,11 @@
 //! live and offline edits replicated between two `vault serve`s, removal, and the pairing codes
 //! that must be refused: wrong, declined, replayed.
 
-use std::io::{BufReader, Write};
+use std::io::Write;
 use std::time::Duration;
 
 use serde_json::Value;
-use vault_tests::pairing::{
-    digits_shown, finish, free_addr, invite, pair, prompt_reached, start_join, stderr_rest,
-};
+use vault_tests::pairing::{finish, free_addr, invite, pair, prompt_reached, start_join, stderr_rest};
 use vault_tests::{Serving, TestVault, eventually, json, serve_on};
 
 fn names(v: &TestVault) -> Vec<(String, bool)> {

@@ -80,8 +80,9 @@ fn grants_revocations_requests_and_the_access_log_are_one_state_across_devices()
     eventually("the box records the shop's erasure receipt", || {
         grant_status(&home, &id) == Some(("revoked".into(), true))
     });
-    let shared = json_or_no(&shop, &["shared"]);
-    assert!(shared["shares"].as_array().is_none_or(Vec::is_empty), "erased at the shop: {shared}");
+    let shared = shop.json(&["shared"], "shared");
+    let share = &shared["shares"][0];
+    assert!(share["status"] == "revoked" && share["values"].is_null(), "erased at the shop: {shared}");
 
     // The laptop comes back: it learns the revocation and the receipt, and the request.
     let _laptop_serving = serve_on(&laptop, &laptop_addr).0;

@@ -50,9 +50,12 @@ fn exchange(a: &mut Vault, b: &mut Vault) {
     panic!("the exchange did not settle");
 }
 
+/// Each grant (id, status, when revoked), and each contact (name, identity, blocked).
+type State = (Vec<(String, GrantStatus, Option<i64>)>, Vec<(String, String, bool)>);
+
 /// What must be equal on every device: each grant with its status and revocation, and the
 /// contacts.
-fn state(v: &Vault) -> (Vec<(String, GrantStatus, Option<i64>)>, Vec<(String, String, bool)>) {
+fn state(v: &Vault) -> State {
     let mut grants: Vec<_> = v
         .grants()
         .unwrap()
