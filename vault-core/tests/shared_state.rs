@@ -284,3 +284,26 @@ fn a_batch_that_does_not_check_out_changes_nothing() {
     assert!(home.shared_receive(&laptop.device_key().public(), &mut believed, b"{not a batch").is_err());
     exchange(&mut laptop, &mut home);
 }
+
+#[test]
+fn a_grant_issued_by_a_device_since_removed_is_void_on_the_others() {
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut laptop = first(d1.path());
+    let mut home = join(d2.path(), &mut laptop, "box");
+    let thief = Identity::generate();
+    // The box, stolen, grants the thief the email; the grant reaches the laptop.
+    let grant = home.issue_grant(grant_to(&thief)).unwrap();
+    let id = grant.statement().id;
+    exchange(&mut laptop, &mut home);
+    assert!(laptop.grant_info(&id).unwrap().unwrap().is_live());
+    // Removed on the laptop: the grant is void there, not served, and told as ended.
+    laptop.devices_mut().remove("box").unwrap();
+    assert_eq!(laptop.grant_info(&id).unwrap().unwrap().status, GrantStatus::Void);
+    let (live, ended) = laptop.shares_for(&thief.public()).unwrap();
+    assert!(live.is_empty());
+    assert_eq!(ended.len(), 1);
+    // A grant the box sends after its removal is not taken at all.
+    let late = home.issue_grant(grant_to(&thief)).unwrap();
+    exchange(&mut laptop, &mut home);
+    assert!(laptop.grant_info(&late.statement().id).unwrap().is_none());
+}

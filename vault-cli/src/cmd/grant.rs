@@ -26,6 +26,7 @@ pub(crate) fn grant_json(vault: &Vault, info: &GrantInfo) -> Value {
             GrantStatus::Active => "active",
             GrantStatus::Expired => "expired",
             GrantStatus::Revoked => "revoked",
+            _ => "void",
         },
         "revoked_at": info.revocation.as_ref().map(|r| rfc3339(r.statement().revoked_at)),
         "erasure_confirmed_at": info.erasure.as_ref().map(|e| rfc3339(e.statement().erased_at)),
@@ -50,6 +51,8 @@ fn describe(vault: &Vault, info: &GrantInfo) -> String {
         (GrantStatus::Revoked, None) => "revoked, erasure pending".to_owned(),
         (GrantStatus::Expired, Some(_)) => "expired, erasure confirmed".to_owned(),
         (GrantStatus::Revoked, Some(_)) => "revoked, erasure confirmed".to_owned(),
+        (_, None) => "void (issued by a removed device), erasure pending".to_owned(),
+        (_, Some(_)) => "void (issued by a removed device), erasure confirmed".to_owned(),
     };
     let mut fields = g.fields.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
     if let Some(f) = &g.filter {

@@ -17,7 +17,7 @@ use super::Vault;
 use super::audit::{AuditEvent, AuditKind};
 use crate::doc::DocError;
 use crate::grant::{ErasureReceipt, Grant, Revocation, SignedGrant};
-use crate::identity::IdentityId;
+use crate::identity::{DeviceId, IdentityId};
 use crate::path::{FieldPath, PathError, RecordFilter};
 use crate::projection::Projection;
 use crate::statement::{GrantId, Signed, StatementError};
@@ -112,19 +112,30 @@ pub enum GrantStatus {
     Expired,
     /// Revoked: nothing more is served.
     Revoked,
+    /// Issued by a device of this identity that was since removed: nothing more is served (a
+    /// thief's grant must not outlive the device; re-issue it from a device you hold if you
+    /// meant it). Peers refuse it too, once they learn the removal.
+    Void,
 }
 
 /// Parsed grant records with the `data_version` they were read at.
 pub(crate) type GrantCache = std::cell::RefCell<Option<(i64, Vec<GrantInfo>)>>;
 
-fn with_status(mut info: GrantInfo, now: i64) -> GrantInfo {
-    info.status = if info.revocation.is_some() {
+/// Where a grant stands now, given the devices of this identity that were removed.
+fn status_of(grant: &SignedGrant, revoked: bool, now: i64, removed: &[DeviceId]) -> GrantStatus {
+    if revoked {
         GrantStatus::Revoked
-    } else if !info.grant.statement().is_live_at(now) {
+    } else if grant.signed_by().is_some_and(|d| removed.contains(&d)) {
+        GrantStatus::Void
+    } else if !grant.statement().is_live_at(now) {
         GrantStatus::Expired
     } else {
         GrantStatus::Active
-    };
+    }
+}
+
+fn with_status(mut info: GrantInfo, now: i64, removed: &[DeviceId]) -> GrantInfo {
+    info.status = status_of(&info.grant, info.revocation.is_some(), now, removed);
     info
 }
 
@@ -196,14 +207,13 @@ impl Vault {
             Some(b) => Some(Signed::<ErasureReceipt>::from_stored(b).ok_or_else(damaged)?),
             None => None,
         };
-        let status = if revocation.is_some() {
-            GrantStatus::Revoked
-        } else if !grant.statement().is_live_at(self.now()) {
-            GrantStatus::Expired
-        } else {
-            GrantStatus::Active
-        };
+        let status = status_of(&grant, revocation.is_some(), self.now(), &self.removed_devices()?);
         Ok(GrantInfo { grant, status, revocation, erasure })
+    }
+
+    /// The devices of this identity that were removed: what they signed is void here.
+    fn removed_devices(&self) -> Result<Vec<DeviceId>, StoreError> {
+        Ok(self.devices().list()?.into_iter().filter(|d| !d.is_active()).map(|d| d.id).collect())
     }
 
     /// Every grant this vault issued, newest first.
@@ -220,12 +230,12 @@ impl Vault {
         if let Some((cached_version, cached)) = &*self.grant_cache.borrow()
             && *cached_version == version
         {
-            let now = self.now();
+            let (now, removed) = (self.now(), self.removed_devices()?);
             return Ok(cached
                 .iter()
                 .filter(|g| keep(g.grant.statement()))
                 .cloned()
-                .map(|g| with_status(g, now))
+                .map(|g| with_status(g, now, &removed))
                 .collect());
         }
         let ids = self.store.keys(&GRANTS)?;

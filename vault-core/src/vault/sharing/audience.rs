@@ -33,6 +33,7 @@ impl Vault {
             r.check_dated(info.grant.statement(), now)?;
             let ended_at = match (&info.revocation, info.grant.statement().expires_at) {
                 (Some(rev), _) => rev.statement().revoked_at,
+                (None, _) if info.status == GrantStatus::Void => info.grant.statement().issued_at,
                 (None, Some(expiry)) if expiry <= now => expiry,
                 _ => return Err(GrantError::StillLive(r.grant)),
             };
