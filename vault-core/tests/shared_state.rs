@@ -26,10 +26,17 @@ fn join(dir: &std::path::Path, from: &mut Vault, name: &str) -> Vault {
         .unwrap()
 }
 
-/// Exchanges the sharing state between two devices, as one device session does, until
-/// neither has anything to send.
+/// Exchanges the roster and the sharing state between two devices, as one device session
+/// does, until neither has anything to send.
 fn exchange(a: &mut Vault, b: &mut Vault) {
     let (ida, idb) = (a.device_key().public(), b.device_key().public());
+    // As a device session does first: the newest identity-signed roster (which devices exist).
+    if let Some(roster) = a.roster().unwrap() {
+        b.keep_own_roster(&roster).unwrap();
+    }
+    if let Some(roster) = b.roster().unwrap() {
+        a.keep_own_roster(&roster).unwrap();
+    }
     a.seed_shared_log().unwrap();
     b.seed_shared_log().unwrap();
     let mut a_thinks_b = b.shared_have(&ida).unwrap();
@@ -302,8 +309,51 @@ fn a_grant_issued_by_a_device_since_removed_is_void_on_the_others() {
     let (live, ended) = laptop.shares_for(&thief.public()).unwrap();
     assert!(live.is_empty());
     assert_eq!(ended.len(), 1);
-    // A grant the box sends after its removal is not taken at all.
-    let late = home.issue_grant(grant_to(&thief)).unwrap();
+    // Revoked on the laptop all the same (the entry must not stall the laptop's log): a
+    // third device learns both the grant and its revocation.
+    laptop.revoke(&id).unwrap();
+    let d3 = tempfile::tempdir().unwrap();
+    let mut phone = join(d3.path(), &mut laptop, "phone");
+    exchange(&mut laptop, &mut phone);
+    assert_eq!(phone.grant_info(&id).unwrap().unwrap().status, GrantStatus::Revoked);
+    laptop
+        .contacts_mut()
+        .add("late", &vault_core::Ticket::new(thief.certify(DeviceKey::generate().public()), Vec::new()))
+        .unwrap();
+    exchange(&mut laptop, &mut phone);
+    assert!(phone.contacts().list().unwrap().iter().any(|c| c.name == "late"), "later entries still apply");
+}
+
+#[test]
+fn an_entry_altered_by_a_relaying_device_is_refused() {
+    let (d1, d2, d3) =
+        (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut laptop = first(d1.path());
+    let mut home = join(d2.path(), &mut laptop, "box");
+    let mut phone = join(d3.path(), &mut laptop, "phone");
+    let shop = Identity::generate();
+    let grant = laptop.issue_grant(grant_to(&shop)).unwrap();
+    laptop.revoke(&grant.statement().id).unwrap();
+    // The box relays the laptop's entries to the phone, with the revocation taken out.
+    let mut theirs = phone.shared_have(&home.device_key().public()).unwrap();
     exchange(&mut laptop, &mut home);
-    assert!(laptop.grant_info(&late.statement().id).unwrap().is_none());
+    let batch = home.shared_batch(&mut theirs).unwrap().unwrap();
+    let text = String::from_utf8(batch).unwrap();
+    let mut value: serde_json::Value = serde_json::from_str(&text).unwrap();
+    for e in value["entries"].as_array_mut().unwrap() {
+        let body = data_encoding::BASE64.decode(e["body"].as_str().unwrap().as_bytes()).unwrap();
+        let mut entry: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        if entry["kind"] == "grant" {
+            entry["revocation"] = serde_json::Value::Null;
+        }
+        e["body"] = data_encoding::BASE64.encode(&serde_json::to_vec(&entry).unwrap()).into();
+    }
+    let mut believed = Default::default();
+    phone
+        .shared_receive(&home.device_key().public(), &mut believed, &serde_json::to_vec(&value).unwrap())
+        .unwrap();
+    assert!(phone.grant_info(&grant.statement().id).unwrap().is_none(), "the altered entry is not taken");
+    // The laptop's own entries, when they arrive, apply.
+    exchange(&mut laptop, &mut phone);
+    assert_eq!(phone.grant_info(&grant.statement().id).unwrap().unwrap().status, GrantStatus::Revoked);
 }

@@ -174,11 +174,14 @@ async fn session(
             if let Some(message) = outgoing {
                 write_message(&mut send, TAG_DOC, &message).await?;
             }
+            // One batch per turn: between two, what the other device sent is read, so two
+            // devices catching up with each other never both wait on a full stream.
+            let mut more = false;
             if let Some(theirs) = theirs.as_mut() {
-                loop {
-                    let batch = shared.vault().shared_batch(theirs)?;
-                    let Some(batch) = batch else { break };
+                let batch = shared.vault().shared_batch(theirs)?;
+                if let Some(batch) = batch {
                     write_message(&mut send, TAG_SHARED, &batch).await?;
+                    more = true;
                 }
             }
             tokio::select! {
@@ -197,7 +200,12 @@ async fn session(
                         }
                     }
                     Some(Ok(DeviceMessage::Roster(roster))) => {
-                        shared.vault().keep_own_roster(&roster)?;
+                        let newer = shared.vault().keep_own_roster(&roster)?;
+                        if newer {
+                            // Entries of a device this one did not know yet waited: ask again.
+                            let have = shared.vault().shared_have(&peer)?;
+                            write_message(&mut send, TAG_HAVE, &have.to_bytes()).await?;
+                        }
                     }
                     Some(Ok(DeviceMessage::Have(have))) => theirs = Some(have),
                     Some(Ok(DeviceMessage::Shared(_))) | Some(Ok(DeviceMessage::Doc(_)))
@@ -228,6 +236,7 @@ async fn session(
                     }
                 },
                 _ = changes.changed() => {}
+                _ = std::future::ready(()), if more => {}
             }
         }
     }

@@ -409,8 +409,19 @@ impl Store {
         where_sql: &str,
         params: Vec<rusqlite::types::Value>,
     ) -> Result<Vec<(OwnedKey, Vec<u8>, u64)>, StoreError> {
+        self.list_where_limit(table, where_sql, params, usize::MAX)
+    }
+
+    fn list_where_limit(
+        &self,
+        table: &Table,
+        where_sql: &str,
+        params: Vec<rusqlite::types::Value>,
+        limit: usize,
+    ) -> Result<Vec<(OwnedKey, Vec<u8>, u64)>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let sql = format!(
-            "SELECT {k}, blob FROM {t} WHERE {where_sql} ORDER BY {k}",
+            "SELECT {k}, blob FROM {t} WHERE {where_sql} ORDER BY {k} LIMIT {limit}",
             k = table.key_columns(),
             t = table.name
         );
@@ -486,6 +497,32 @@ impl Store {
             &format!("{g} = ?1 AND {s} > ?2"),
             vec![V::Blob(id.to_vec()), V::Integer(after)],
         )
+    }
+
+    /// At most `limit` rows of one group after `after`, in order.
+    pub(crate) fn list_group_limit(
+        &self,
+        table: &Table,
+        id: &[u8],
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<(OwnedKey, Vec<u8>, u64)>, StoreError> {
+        let KeyKind::Group(g, s) = table.kind else { unreachable!("{} has no groups", table.name) };
+        use rusqlite::types::Value as V;
+        let params = vec![V::Blob(id.to_vec()), V::Integer(after)];
+        self.list_where_limit(table, &format!("{g} = ?1 AND {s} > ?2"), params, limit)
+    }
+
+    /// At most `limit` rows of a sequence table after `seq`, in order.
+    pub(crate) fn list_after_limit(
+        &self,
+        table: &Table,
+        seq: i64,
+        limit: usize,
+    ) -> Result<Vec<(OwnedKey, Vec<u8>, u64)>, StoreError> {
+        let KeyKind::Seq { col, .. } = table.kind else { unreachable!("{} has no sequence", table.name) };
+        let params = vec![rusqlite::types::Value::Integer(seq)];
+        self.list_where_limit(table, &format!("{col} > ?1"), params, limit)
     }
 
     /// The highest sequence number of every group of a grouped table, without opening a blob.

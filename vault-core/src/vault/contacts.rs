@@ -277,6 +277,14 @@ impl Contacts<&mut Vault> {
 /// loses to it.
 type Stamp = (i64, i64, DeviceId);
 
+/// Highest contact clock: far above any real count of writes to one row.
+const MAX_CONTACT_CLOCK: i64 = 1 << 40;
+/// How far a merged write's clock may be ahead of this device's for the row. A row's clock
+/// grows by one per write, so this bounds the writes another device made to one row unseen.
+const MAX_CLOCK_STEP: i64 = 1 << 20;
+/// How far in the future a merged write's time may be (clock differences).
+const MAX_CLOCK_SKEW: i64 = 600;
+
 fn stamp_key(row: &[u8]) -> String {
     format!("contact-stamp/{}", data_encoding::HEXLOWER.encode(row))
 }
@@ -294,7 +302,7 @@ impl Vault {
         at: i64,
         contact: Option<&Contact>,
     ) -> Result<(), StoreError> {
-        let clock = self.contact_stamp(row)?.map_or(0, |s| s.0) + 1;
+        let clock = self.contact_stamp(row)?.map_or(0, |s| s.0).saturating_add(1).min(MAX_CONTACT_CLOCK);
         self.log_shared(&Entry::Contact { row: row.to_vec(), clock, at, contact: contact.cloned() })?;
         let stamp: Stamp = (clock, at, self.device_key().public());
         self.put_node_value(&stamp_key(row), &serde_json::to_vec(&stamp).expect("serializes"))
@@ -314,7 +322,14 @@ impl Vault {
         if row.is_empty() || row.len() > 32 || contact.is_some_and(bad) {
             return Ok(false);
         }
-        if self.contact_stamp(row)?.is_some_and(|mine| mine >= stamp) {
+        // A clock far ahead would pin the row against every later write; a time far ahead
+        // likewise against concurrent ones.
+        let mine = self.contact_stamp(row)?;
+        let ahead = stamp.0 > mine.map_or(0, |m| m.0).saturating_add(MAX_CLOCK_STEP);
+        if ahead || stamp.0 > MAX_CONTACT_CLOCK || stamp.1 > self.now().saturating_add(MAX_CLOCK_SKEW) {
+            return Ok(false);
+        }
+        if mine.is_some_and(|mine| mine >= stamp) {
             return Ok(true);
         }
         match contact {

@@ -20,10 +20,18 @@
 //! ([`AuditEvent::device`]). Events are not relayed: a device learns another's events from
 //! that device.
 //!
-//! Received bytes come from an authenticated active device of this identity; they are still
-//! checked: every statement's signature, the issuer of every grant, the sequence of every
-//! origin. An entry that fails a check is skipped (and logged), never stored.
+//! Each entry is signed by the device that made it, over (origin, number, entry): a device that
+//! relays another's entries cannot change them, drop a revocation from them, or fill another's
+//! numbers. Received bytes come from an authenticated active device of this identity and are
+//! still checked: the origin is a listed device other than this one, the entry's signature, the
+//! number that comes next for its origin, then every statement in it (signature, issuer, ids,
+//! dates). An authentic entry whose content does not check out is kept in the log without
+//! being applied (and logged), so that its origin's later entries still apply; one that is
+//! not authentic stops that origin's entries for this batch.
 
+use std::collections::HashSet;
+
+use data_encoding::BASE64;
 use serde::{Deserialize, Serialize};
 
 use super::Vault;
@@ -35,11 +43,35 @@ use crate::store::StoreError;
 use crate::store::sealed::{AUDIT, Key, REQUESTS_IN, REQUESTS_OUT, SHARED_LOG as TABLE};
 
 /// A batch stops growing past this many bytes of entries and events.
-const BATCH_BYTES: usize = 1 << 20;
+const BATCH_BYTES: usize = 256 * 1024;
 /// Largest batch accepted from another device.
 pub const MAX_SHARED_BATCH: usize = 16 << 20;
 /// Largest [`SharedHave`] accepted from another device.
 pub const MAX_SHARED_HAVE: usize = 64 * 1024;
+/// Rows read from the log or the access log to build one batch, at most.
+const BATCH_ROWS: usize = 512;
+/// What a device signs its entries under.
+const LABEL_ENTRY: &[u8] = b"vault/v1/shared-entry";
+
+/// The message a device signs for its entry `seq`.
+fn entry_message(origin: &DeviceId, seq: i64, body: &[u8]) -> Vec<u8> {
+    [origin.as_bytes().as_slice(), &seq.to_be_bytes(), body].concat()
+}
+
+/// The signature and body of an entry as sent, when its origin signed them.
+fn open_wire(wire: &WireEntry) -> Option<([u8; 64], Vec<u8>)> {
+    let sig: [u8; 64] = BASE64.decode(wire.sig.as_bytes()).ok()?.try_into().ok()?;
+    let body = BASE64.decode(wire.body.as_bytes()).ok()?;
+    wire.origin
+        .verify(LABEL_ENTRY, &entry_message(&wire.origin, wire.seq, &body), &sig)
+        .then_some((sig, body))
+}
+
+/// A stored log row: the origin's signature, then the entry's JSON.
+fn split_row(row: &[u8]) -> Option<([u8; 64], &[u8])> {
+    let sig = row.get(..64)?.try_into().ok()?;
+    Some((sig, &row[64..]))
+}
 
 /// The state of one shared row, as logged and sent to the other devices.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -91,9 +123,19 @@ impl SharedHave {
     }
 }
 
+/// One entry as sent: its origin and number, the origin's signature and the entry's JSON
+/// (both base64).
+#[derive(Serialize, Deserialize)]
+struct WireEntry {
+    origin: DeviceId,
+    seq: i64,
+    sig: String,
+    body: String,
+}
+
 #[derive(Serialize, Deserialize)]
 struct Batch {
-    entries: Vec<(DeviceId, i64, Entry)>,
+    entries: Vec<WireEntry>,
     audit: Vec<(i64, AuditEvent)>,
 }
 
@@ -122,7 +164,8 @@ impl Vault {
         let origin = self.device.public();
         let seq = self.store.next_group_seq(&TABLE, origin.as_bytes())?;
         let body = serde_json::to_vec(entry).expect("serializes");
-        self.store.put(&TABLE, Key::Chunk(origin.as_bytes(), seq), &body)?;
+        let sig = self.device.sign(LABEL_ENTRY, &entry_message(&origin, seq, &body));
+        self.store.put(&TABLE, Key::Chunk(origin.as_bytes(), seq), &[&sig[..], &body].concat())?;
         Ok(seq)
     }
 
@@ -185,27 +228,33 @@ impl Vault {
     pub fn shared_batch(&self, theirs: &mut SharedHave) -> Result<Option<Vec<u8>>, StoreError> {
         let mut batch = Batch { entries: Vec::new(), audit: Vec::new() };
         let mut bytes = 0;
+        let full = |bytes: usize, rows: usize| bytes > BATCH_BYTES || rows >= BATCH_ROWS;
         for (origin, seq) in self.log_maxima()? {
             let after = theirs.of(&origin);
             if seq <= after {
                 continue;
             }
-            for (key, body, _) in self.store.list_group(&TABLE, origin.as_bytes(), after)? {
-                let entry: Entry =
-                    serde_json::from_slice(&body).map_err(|_| StoreError::damaged(&TABLE, key.seq()))?;
-                bytes += body.len();
-                batch.entries.push((origin, key.seq(), entry));
+            let limit = BATCH_ROWS - batch.entries.len();
+            for (key, row, _) in self.store.list_group_limit(&TABLE, origin.as_bytes(), after, limit)? {
+                let (sig, body) = split_row(&row).ok_or_else(|| StoreError::damaged(&TABLE, key.seq()))?;
+                bytes += row.len();
+                batch.entries.push(WireEntry {
+                    origin,
+                    seq: key.seq(),
+                    sig: BASE64.encode(&sig),
+                    body: BASE64.encode(body),
+                });
                 theirs.set(origin, key.seq());
-                if bytes > BATCH_BYTES {
+                if full(bytes, batch.entries.len()) {
                     break;
                 }
             }
-            if bytes > BATCH_BYTES {
+            if full(bytes, batch.entries.len()) {
                 break;
             }
         }
-        if bytes <= BATCH_BYTES {
-            for (key, body, _) in self.store.list_after(&AUDIT, theirs.audit)? {
+        if !full(bytes, batch.entries.len()) {
+            for (key, body, _) in self.store.list_after_limit(&AUDIT, theirs.audit, BATCH_ROWS)? {
                 let event: AuditEvent =
                     serde_json::from_slice(&body).map_err(|_| StoreError::damaged(&AUDIT, key.seq()))?;
                 theirs.audit = key.seq();
@@ -236,24 +285,44 @@ impl Vault {
         bytes: &[u8],
     ) -> Result<bool, ReplicationError> {
         let batch: Batch = serde_json::from_slice(bytes).map_err(|_| ReplicationError::Malformed)?;
-        for (origin, seq, _) in &batch.entries {
-            theirs.set(*origin, *seq);
+        for e in &batch.entries {
+            theirs.set(e.origin, e.seq);
         }
+        let this = self.device.public();
+        let listed: HashSet<DeviceId> = self.devices().list()?.into_iter().map(|d| d.id).collect();
         let changed = self.write(|v| {
             let mut changed = false;
-            for (origin, seq, entry) in batch.entries {
-                if seq != v.store.next_group_seq(&TABLE, origin.as_bytes())? {
-                    continue; // held already, or a gap: the sender resends from what we hold
-                }
-                if !v.merge_entry(&origin, &entry)? {
-                    tracing::warn!(
-                        kind = entry.kind(),
-                        "another device sent sharing state that does not check out; skipped"
-                    );
+            // Origins whose entries stop here for this batch (the sender resends from what we hold).
+            let mut stopped: HashSet<DeviceId> = HashSet::new();
+            for wire in batch.entries {
+                let origin = wire.origin;
+                if stopped.contains(&origin) {
                     continue;
                 }
-                let body = serde_json::to_vec(&entry).expect("serializes");
-                v.store.put(&TABLE, Key::Chunk(origin.as_bytes(), seq), &body)?;
+                let next = v.store.next_group_seq(&TABLE, origin.as_bytes())?;
+                if wire.seq < next {
+                    continue; // held already
+                }
+                let authentic = (origin != this && listed.contains(&origin) && wire.seq == next)
+                    .then(|| open_wire(&wire))
+                    .flatten();
+                let Some((sig, body)) = authentic else {
+                    tracing::warn!(
+                        origin = %origin,
+                        seq = wire.seq,
+                        "another device relayed a sharing-state entry that is not authentic; its origin's entries wait"
+                    );
+                    stopped.insert(origin);
+                    continue;
+                };
+                let applied = match serde_json::from_slice::<Entry>(&body) {
+                    Ok(entry) => v.merge_entry(&origin, &entry)?,
+                    Err(_) => false,
+                };
+                if !applied {
+                    tracing::warn!(origin = %origin, seq = wire.seq, "a sharing-state entry from another device does not check out; kept, not applied");
+                }
+                v.store.put(&TABLE, Key::Chunk(origin.as_bytes(), wire.seq), &[&sig[..], &body].concat())?;
                 changed = true;
             }
             let mut cursor = v.audit_cursor(from)?;
@@ -289,16 +358,6 @@ impl Vault {
                 }
                 Ok(merged)
             }
-        }
-    }
-}
-
-impl Entry {
-    fn kind(&self) -> &'static str {
-        match self {
-            Entry::Grant { .. } => "grant",
-            Entry::Contact { .. } => "contact",
-            Entry::Request { .. } => "request",
         }
     }
 }

@@ -219,19 +219,31 @@ pub(super) fn raw_list(vault: &Vault, table: Table) -> Result<Vec<(Vec<u8>, Reco
         .collect()
 }
 
-/// How far along a request is: the further answer wins when two devices' rows merge.
-fn rank(status: RequestStatus) -> u8 {
+/// How far along a request is: the further answer wins when two devices' rows merge; equal
+/// ranks order by status too, so the choice is the same on every device.
+fn rank(status: RequestStatus) -> (u8, u8) {
     match status {
-        RequestStatus::Queued | RequestStatus::NotAccepted => 0,
-        RequestStatus::Pending => 1,
-        RequestStatus::Denied => 2,
-        RequestStatus::Approved => 3,
+        RequestStatus::Queued => (0, 0),
+        RequestStatus::NotAccepted => (0, 1),
+        RequestStatus::Pending => (1, 0),
+        RequestStatus::Denied => (2, 0),
+        RequestStatus::Approved => (3, 0),
+    }
+}
+
+/// The smaller of two options, `None` only when both are.
+fn least<T: Ord>(a: Option<T>, b: Option<T>) -> Option<T> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
 
 /// Merges a request row another device of this identity sent (see replication.rs): the
-/// request must verify and be made to (`incoming`) or by this identity; the row further along
-/// wins, and an equal one fills in what this one lacks. False when it does not check out.
+/// request must verify, be made to (`incoming`) or by this identity, and carry the row's id; a
+/// denial must answer it. The row further along wins; what both rows know merges field by
+/// field (the smaller value), so every device settles on the same row whatever the order.
+/// False when it does not check out.
 pub(super) fn merge(
     vault: &Vault,
     table: Table,
@@ -246,25 +258,49 @@ pub(super) fn merge(
     if r.id != id || party != vault.identity() {
         return Ok(false);
     }
-    if let Some(denial) = theirs.denial.as_deref()
-        && Signed::<Denial>::from_bytes(denial).is_err()
-    {
+    if let Some(denial) = theirs.denial.as_deref() {
+        let Ok(d) = Signed::<Denial>::from_bytes(denial) else { return Ok(false) };
+        let d = d.statement();
+        if d.request != id || d.holder != r.holder || d.requester != r.requester {
+            return Ok(false);
+        }
+    }
+    let answered = match theirs.status {
+        RequestStatus::Approved => theirs.grant.is_some(),
+        RequestStatus::Denied => theirs.denial.is_some(),
+        _ => true,
+    };
+    if !answered {
         return Ok(false);
     }
     let merged = match get(vault, table, &id)? {
         None => theirs.clone(),
-        Some(mine) if rank(theirs.status) > rank(mine.status) => {
-            Record { ticket: mine.ticket.clone().or_else(|| theirs.ticket.clone()), ..theirs.clone() }
+        // Another body under a known id: keep the one this device has (the entry is handled).
+        Some(mine) if mine.request != theirs.request => return Ok(true),
+        Some(mine) => {
+            let (winner, other) =
+                if rank(theirs.status) > rank(mine.status) { (theirs, &mine) } else { (&mine, theirs) };
+            Record {
+                request: winner.request.clone(),
+                status: winner.status,
+                ticket: least(mine.ticket.clone(), theirs.ticket.clone()),
+                delivered_at: least(mine.delivered_at, theirs.delivered_at),
+                answered_at: least(winner.answered_at, other.answered_at),
+                grant: if winner.status == RequestStatus::Approved {
+                    least(winner.grant, other.grant.filter(|_| other.status == RequestStatus::Approved))
+                } else {
+                    None
+                },
+                denial: if winner.status == RequestStatus::Denied {
+                    least(
+                        winner.denial.clone(),
+                        other.denial.clone().filter(|_| other.status == RequestStatus::Denied),
+                    )
+                } else {
+                    None
+                },
+            }
         }
-        Some(mine) if rank(theirs.status) < rank(mine.status) => return Ok(true),
-        Some(mine) => Record {
-            ticket: mine.ticket.clone().or_else(|| theirs.ticket.clone()),
-            delivered_at: mine.delivered_at.or(theirs.delivered_at),
-            answered_at: mine.answered_at.or(theirs.answered_at),
-            grant: mine.grant.or(theirs.grant),
-            denial: mine.denial.clone().or_else(|| theirs.denial.clone()),
-            ..mine
-        },
     };
     let body = serde_json::to_vec(&merged).expect("serializes");
     vault.store.put(&table, Key::Id(id.as_bytes()), &body)?;

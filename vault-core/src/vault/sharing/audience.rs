@@ -39,7 +39,7 @@ impl Vault {
             };
             // erased_at comes from the grantee's clock: allow for skew between machines. The
             // check that matters is above: the grant has ended when the receipt is recorded.
-            if r.erased_at < ended_at - MAX_CLOCK_SKEW {
+            if r.erased_at < ended_at.saturating_sub(MAX_CLOCK_SKEW) {
                 return Err(GrantError::StillLive(r.grant));
             }
             if info.revocation.is_none() && !record.expiry_logged {

@@ -1,6 +1,7 @@
 //! Grants as the other devices of this identity see them: the entry a grant row is logged as,
 //! and the merge of an entry another device sent (see replication.rs for the rules).
 
+use super::audience::MAX_CLOCK_SKEW;
 use super::{GrantRecord, GrantStatus};
 use crate::grant::{ErasureReceipt, Revocation, SignedGrant};
 use crate::statement::{GrantId, Signed};
@@ -49,14 +50,21 @@ impl Vault {
         if g.issuer != self.identity() {
             return Ok(false);
         }
-        if let Some(device) = grant.signed_by()
-            && self.devices().list()?.iter().any(|d| d.id == device && !d.is_active())
-        {
-            return Ok(false);
-        }
+        // A grant a removed device signed is taken like any other: it reads as void (see
+        // `status_of`), and revocations and receipts about it must still apply.
+        let now = self.now();
+        let dated = |at: i64| {
+            at >= g.issued_at.saturating_sub(MAX_CLOCK_SKEW) && at <= now.saturating_add(MAX_CLOCK_SKEW)
+        };
         let revocation = match revocation.map(Signed::<Revocation>::from_bytes) {
             None => None,
-            Some(Ok(r)) if r.statement().grant == g.id && r.statement().issuer == g.issuer => Some(r),
+            Some(Ok(r))
+                if r.statement().grant == g.id
+                    && r.statement().issuer == g.issuer
+                    && dated(r.statement().revoked_at) =>
+            {
+                Some(r)
+            }
             Some(_) => return Ok(false),
         };
         let erasure = match erasure.map(Signed::<ErasureReceipt>::from_bytes) {
@@ -85,8 +93,8 @@ impl Vault {
         };
         if record.signed != grant.to_bytes() {
             // Two statements under one grant id: only a device of this identity could sign
-            // the second; keep the one this device has.
-            return Ok(false);
+            // the second; keep the one this device has (the entry is handled).
+            return Ok(true);
         }
         let mut changed = false;
         if let Some(theirs) = revocation {
@@ -106,10 +114,11 @@ impl Vault {
                 }
             }
         }
-        if let Some(theirs) = erasure
-            && record.erasure.is_none()
+        // Of two receipts, the smaller encoding stays: the same one on every device.
+        if let Some(theirs) = erasure.map(|e| e.to_bytes())
+            && record.erasure.as_ref().is_none_or(|mine| theirs < *mine)
         {
-            record.erasure = Some(theirs.to_bytes());
+            record.erasure = Some(theirs);
             changed = true;
         }
         if changed {
