@@ -2,7 +2,7 @@
 //! differs (so concurrent edits of other fields merge), and reading an object back as JSON.
 
 use automerge::transaction::Transactable;
-use automerge::{AutoCommit, ObjId, ObjType, Prop, ReadDoc, ScalarValue, Value as AmValue};
+use automerge::{AutoCommit, ObjId, ObjType, Prop, ReadDoc, ScalarValue, Value as AmValue, ValueRef};
 use serde_json::{Map, Value};
 
 /// Makes `obj[key]` equal `value`, touching only what differs, so concurrent edits of other
@@ -92,22 +92,30 @@ fn scalar_to_json(value: &ScalarValue) -> Value {
 }
 
 pub(crate) fn obj_to_json(am: &impl ReadDoc, obj: &ObjId) -> Value {
-    let value_at = |prop: Prop| match am.get(obj, prop) {
-        Ok(Some((AmValue::Object(_), child))) => obj_to_json(am, &child),
-        Ok(Some((AmValue::Scalar(s), _))) => scalar_to_json(&s),
-        _ => Value::Null,
-    };
+    // One pass over each object's values (a lookup per key costs a search of the object).
     match am.object_type(obj) {
         Ok(ObjType::Map | ObjType::Table) => {
             let mut map = Map::new();
-            for key in am.keys(obj) {
-                let v = value_at(key.as_str().into());
-                map.insert(key, v);
+            for item in am.map_range(obj, ..) {
+                let value = item_to_json(am, &item.value, || item.id());
+                map.insert(item.key.into_owned(), value);
             }
             Value::Object(map)
         }
-        Ok(ObjType::List) => Value::Array((0..am.length(obj)).map(|i| value_at(Prop::Seq(i))).collect()),
+        Ok(ObjType::List) => Value::Array(
+            am.list_range(obj, ..).map(|item| item_to_json(am, &item.value, || item.id())).collect(),
+        ),
         Ok(ObjType::Text) => Value::String(am.text(obj).unwrap_or_default()),
         Err(_) => Value::Null,
+    }
+}
+
+fn item_to_json(am: &impl ReadDoc, value: &ValueRef<'_>, id: impl FnOnce() -> ObjId) -> Value {
+    match value {
+        ValueRef::Object(_) => obj_to_json(am, &id()),
+        ValueRef::Scalar(_) => match value.clone().into_value() {
+            AmValue::Scalar(s) => scalar_to_json(&s),
+            AmValue::Object(_) => Value::Null,
+        },
     }
 }
