@@ -185,6 +185,9 @@ async fn session(
                 }
             }
             tokio::select! {
+                // What the other device sent comes first: it is read before this side writes
+                // its next batch, so two sides catching up never both wait on full streams.
+                biased;
                 incoming = rx.recv() => match incoming {
                     None => return Ok(()),
                     Some(Err(e)) => return Err(e),

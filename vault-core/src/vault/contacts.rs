@@ -282,8 +282,6 @@ const MAX_CONTACT_CLOCK: i64 = 1 << 40;
 /// How far a merged write's clock may be ahead of this device's for the row. A row's clock
 /// grows by one per write, so this bounds the writes another device made to one row unseen.
 const MAX_CLOCK_STEP: i64 = 1 << 20;
-/// How far in the future a merged write's time may be (clock differences).
-const MAX_CLOCK_SKEW: i64 = 600;
 
 fn stamp_key(row: &[u8]) -> String {
     format!("contact-stamp/{}", data_encoding::HEXLOWER.encode(row))
@@ -322,11 +320,10 @@ impl Vault {
         if row.is_empty() || row.len() > 32 || contact.is_some_and(bad) {
             return Ok(false);
         }
-        // A clock far ahead would pin the row against every later write; a time far ahead
-        // likewise against concurrent ones.
+        // A clock far ahead would pin the row against every later write.
         let mine = self.contact_stamp(row)?;
         let ahead = stamp.0 > mine.map_or(0, |m| m.0).saturating_add(MAX_CLOCK_STEP);
-        if ahead || stamp.0 > MAX_CONTACT_CLOCK || stamp.1 > self.now().saturating_add(MAX_CLOCK_SKEW) {
+        if ahead || stamp.0 > MAX_CONTACT_CLOCK {
             return Ok(false);
         }
         if mine.is_some_and(|mine| mine >= stamp) {

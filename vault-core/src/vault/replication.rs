@@ -253,8 +253,13 @@ impl Vault {
                 break;
             }
         }
-        if !full(bytes, batch.entries.len()) {
-            for (key, body, _) in self.store.list_after_limit(&AUDIT, theirs.audit, BATCH_ROWS)? {
+        // Scans on past other devices' events until one of this device's is found, or none.
+        while !full(bytes, batch.entries.len()) && batch.entries.is_empty() && batch.audit.is_empty() {
+            let rows = self.store.list_after_limit(&AUDIT, theirs.audit, BATCH_ROWS)?;
+            if rows.is_empty() {
+                break;
+            }
+            for (key, body, _) in rows {
                 let event: AuditEvent =
                     serde_json::from_slice(&body).map_err(|_| StoreError::damaged(&AUDIT, key.seq()))?;
                 theirs.audit = key.seq();
@@ -285,11 +290,13 @@ impl Vault {
         bytes: &[u8],
     ) -> Result<bool, ReplicationError> {
         let batch: Batch = serde_json::from_slice(bytes).map_err(|_| ReplicationError::Malformed)?;
-        for e in &batch.entries {
+        let this = self.device.public();
+        // Origins: the other active devices of this identity. A removed device's entries that
+        // were not relayed before its removal are refused.
+        let listed: HashSet<DeviceId> = self.devices().others()?.into_iter().map(|d| d.id).collect();
+        for e in batch.entries.iter().filter(|e| listed.contains(&e.origin)) {
             theirs.set(e.origin, e.seq);
         }
-        let this = self.device.public();
-        let listed: HashSet<DeviceId> = self.devices().list()?.into_iter().map(|d| d.id).collect();
         let changed = self.write(|v| {
             let mut changed = false;
             // Origins whose entries stop here for this batch (the sender resends from what we hold).

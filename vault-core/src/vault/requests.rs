@@ -274,7 +274,12 @@ pub(super) fn merge(
         return Ok(false);
     }
     let merged = match get(vault, table, &id)? {
-        None => theirs.clone(),
+        // Kept as the same rules would leave it, so a second merge of it changes nothing.
+        None => Record {
+            grant: theirs.grant.filter(|_| theirs.status == RequestStatus::Approved),
+            denial: theirs.denial.clone().filter(|_| theirs.status == RequestStatus::Denied),
+            ..theirs.clone()
+        },
         // Another body under a known id: keep the one this device has (the entry is handled).
         Some(mine) if mine.request != theirs.request => return Ok(true),
         Some(mine) => {

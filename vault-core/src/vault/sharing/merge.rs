@@ -52,10 +52,10 @@ impl Vault {
         }
         // A grant a removed device signed is taken like any other: it reads as void (see
         // `status_of`), and revocations and receipts about it must still apply.
-        let now = self.now();
-        let dated = |at: i64| {
-            at >= g.issued_at.saturating_sub(MAX_CLOCK_SKEW) && at <= now.saturating_add(MAX_CLOCK_SKEW)
-        };
+        // Not before the grant (an "earlier" revocation must not be backdated past it). No
+        // bound on the future: this device's clock must not decide, once and for all, that a
+        // revocation does not count.
+        let dated = |at: i64| at >= g.issued_at.saturating_sub(MAX_CLOCK_SKEW);
         let revocation = match revocation.map(Signed::<Revocation>::from_bytes) {
             None => None,
             Some(Ok(r))
