@@ -13,7 +13,8 @@ fuzz_target!(init: Pair::prepare(), |data: &[u8]| {
     let issuer = p.customer.identity();
     let mut session = GranteeSession::new(issuer, None, true);
     let _ = session.start(&mut p.shop);
-    let mut share = ShareStream::open(&mut p.shop, issuer, p.grant, true).ok().map(|(s, _)| s);
+    let from = p.customer.device_key().public();
+    let mut share = ShareStream::open(&mut p.shop, issuer, from, p.grant, true).ok().map(|(s, _)| s);
     for frame in frames(data, p.grant) {
         let _ = session.on_frame(&mut p.shop, frame.clone());
         if let Some(s) = &mut share {
