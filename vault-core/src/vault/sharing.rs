@@ -17,7 +17,7 @@ use super::Vault;
 use super::audit::{AuditEvent, AuditKind};
 use crate::doc::DocError;
 use crate::grant::{ErasureReceipt, Grant, Revocation, SignedGrant};
-use crate::identity::{DeviceId, IdentityId};
+use crate::identity::IdentityId;
 use crate::path::{FieldPath, PathError, RecordFilter};
 use crate::projection::Projection;
 use crate::statement::{GrantId, Signed, StatementError};
@@ -29,6 +29,7 @@ mod merge;
 mod node;
 mod projections;
 mod serving;
+mod status;
 
 #[cfg(test)]
 use audience::MAX_CLOCK_SKEW;
@@ -36,6 +37,7 @@ pub(crate) use projections::ProjectionCache;
 use projections::ProjectionState;
 pub use serving::ServeError;
 pub(crate) use serving::{ServeStates, ServeSync};
+use status::{status_of, with_status};
 
 use crate::store::sealed::GRANTS;
 
@@ -121,24 +123,6 @@ pub enum GrantStatus {
 /// Parsed grant records with the `data_version` they were read at.
 pub(crate) type GrantCache = std::cell::RefCell<Option<(i64, Vec<GrantInfo>)>>;
 
-/// Where a grant stands now, given the devices of this identity that were removed.
-fn status_of(grant: &SignedGrant, revoked: bool, now: i64, removed: &[DeviceId]) -> GrantStatus {
-    if revoked {
-        GrantStatus::Revoked
-    } else if grant.signed_by().is_some_and(|d| removed.contains(&d)) {
-        GrantStatus::Void
-    } else if !grant.statement().is_live_at(now) {
-        GrantStatus::Expired
-    } else {
-        GrantStatus::Active
-    }
-}
-
-fn with_status(mut info: GrantInfo, now: i64, removed: &[DeviceId]) -> GrantInfo {
-    info.status = status_of(&info.grant, info.revocation.is_some(), now, removed);
-    info
-}
-
 /// A grant with its status.
 #[derive(Clone, Debug)]
 pub struct GrantInfo {
@@ -209,11 +193,6 @@ impl Vault {
         };
         let status = status_of(&grant, revocation.is_some(), self.now(), &self.removed_devices()?);
         Ok(GrantInfo { grant, status, revocation, erasure })
-    }
-
-    /// The devices of this identity that were removed: what they signed is void here.
-    fn removed_devices(&self) -> Result<Vec<DeviceId>, StoreError> {
-        Ok(self.devices().list()?.into_iter().filter(|d| !d.is_active()).map(|d| d.id).collect())
     }
 
     /// Every grant this vault issued, newest first.
