@@ -13,6 +13,7 @@ pub mod bench;
 pub mod impair;
 pub mod pairing;
 pub mod peer;
+pub mod pg;
 
 use serde_json::Value;
 

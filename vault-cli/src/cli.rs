@@ -68,6 +68,9 @@ pub(crate) enum Command {
     Audit(AuditArgs),
     /// Run this vault's node until interrupted: serve your grants, receive your shares live
     Serve(ServeArgs),
+    /// Keep what is shared with you in your own PostgreSQL, erased there before any receipt
+    #[command(subcommand)]
+    Mirror(MirrorCommand),
     /// Connect to a peer (or every peer that shares with you), exchange, and exit
     Sync(SyncArgs),
     /// Ask PEER for access to some of their fields, for a stated purpose (seller side)
@@ -212,6 +215,25 @@ pub(crate) struct ServeArgs {
     /// Do not use relays or address lookup (local networks and tests)
     #[arg(long)]
     pub(crate) no_relay: bool,
+    /// Mirror what is shared with you into this PostgreSQL database (postgres://...), and keep
+    /// doing so from now on (as `vault mirror set`); prefer VAULT_MIRROR_URL, which stays out
+    /// of the process list
+    #[arg(long, value_name = "URL", env = "VAULT_MIRROR_URL", hide_env_values = true)]
+    pub(crate) mirror: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum MirrorCommand {
+    /// Attach a PostgreSQL database (postgres://user:password@host:port/db): creates the tables,
+    /// then `vault serve` keeps them live; the URL is read from standard input when omitted
+    Set {
+        /// The connection string [default: read from standard input]
+        url: Option<String>,
+    },
+    /// Where the mirror writes (password hidden) and how it fares
+    Show,
+    /// Remove every row the mirror wrote, then detach it (held-back receipts are then signed)
+    Off,
 }
 
 #[derive(Debug, Args)]

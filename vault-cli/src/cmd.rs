@@ -11,6 +11,7 @@ mod grant;
 mod id;
 mod import;
 mod init;
+mod mirror;
 mod pref;
 mod profile;
 mod purchase;
@@ -50,6 +51,7 @@ pub(crate) fn run(cli: Cli) -> Result<Outcome> {
         Command::Revoke { grant_id } => grant::revoke(&app, &grant_id),
         Command::Audit(args) => audit::run(&app, &args),
         Command::Serve(args) => serve::serve(&app, &args),
+        Command::Mirror(command) => mirror::run(&app, command),
         Command::Sync(args) => serve::sync(&app, &args),
         Command::Shared(args) => shared::run(&app, &args),
         Command::Request(args) => request::request(&app, &args),

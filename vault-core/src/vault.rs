@@ -66,7 +66,7 @@ pub use inbox::{Inbox, MAX_PENDING_PER_PEER, MAX_REQUESTS_PER_PEER_PER_DAY, Refu
 pub use keys::RecoveryError;
 pub use open::{CreateError, OpenError, VaultOptions, VerifyReport};
 pub use outbox::Outbox;
-pub use received::{Share, ShareError, ShareStatus};
+pub use received::{MirrorEntry, MirrorShare, MirrorStatus, Share, ShareError, ShareStatus};
 pub use records::{EXPORT_FORMAT, ImportError, ImportMode, Purchase, PurchaseRecord};
 pub use replication::{MAX_SHARED_BATCH, MAX_SHARED_HAVE, ReplicationError, SharedHave};
 pub use requests::{Approval, Holding, NewRequest, RequestError, RequestInfo, RequestStatus};

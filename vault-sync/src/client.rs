@@ -168,6 +168,7 @@ pub(crate) async fn session(
     };
     let mut streams: JoinSet<Result<bool, SyncError>> = JoinSet::new();
     let mut stream_grants: HashMap<tokio::task::Id, GrantId> = HashMap::new();
+    let mut receipts = shared.receipts.subscribe();
     let outcome: Result<(), SyncError> = async {
         let mut actions = machine.start(&mut shared.vault())?;
         loop {
@@ -196,6 +197,7 @@ pub(crate) async fn session(
                     Some((frame, _permits)) => machine.on_frame(&mut shared.vault(), frame)?,
                     None => machine.on_closed()?,
                 },
+                Ok(()) = receipts.changed() => machine.on_receipts_signed(&mut shared.vault())?,
                 done = streams.join_next_with_id(), if !streams.is_empty() => {
                     let (id, changed) = match done {
                         Some(Ok((id, Ok(changed)))) => (id, Some(changed)),

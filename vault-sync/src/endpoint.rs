@@ -40,6 +40,9 @@ pub(crate) struct Shared {
     pub(crate) vault: Mutex<Vault>,
     /// Bumped whenever the vault changed (here or in another process); sessions wait on it.
     pub(crate) changes: watch::Sender<u64>,
+    /// Bumped when erasure receipts were signed outside a session (by the database mirror):
+    /// sessions with their issuers send them.
+    pub(crate) receipts: watch::Sender<u64>,
     /// What sessions told whom and which issuers offered shares (see [`crate::notify`]).
     pub(crate) book: Mutex<PeerBook>,
     /// Bytes of frames in flight the whole node may hold ([`crate::NODE_BYTE_BUDGET`]).
@@ -51,9 +54,11 @@ pub(crate) struct Shared {
 impl Shared {
     pub(crate) fn new(vault: Vault) -> Self {
         let (changes, _) = watch::channel(0u64);
+        let (receipts, _) = watch::channel(0u64);
         Shared {
             vault: Mutex::new(vault),
             changes,
+            receipts,
             book: Default::default(),
             in_flight: Arc::new(Semaphore::new(crate::NODE_BYTE_BUDGET)),
             handshakes: Arc::new(Semaphore::new(crate::HANDSHAKE_BYTE_BUDGET)),

@@ -47,7 +47,7 @@ pub use client::sync_once;
 pub use devices::DEVICE_ALPN;
 pub use endpoint::NodeConfig;
 pub use frame::ReadFrameError;
-pub use node::Node;
+pub use node::{Node, VaultHandle};
 pub use pairing::{Invitation, PairError, join};
 pub use vault_core::{
     MAX_REQUESTS_PER_MINUTE, MAX_SHARES_PER_ISSUER, SYNC_BURST, SYNC_MESSAGES_PER_SECOND, SyncReport,

@@ -85,6 +85,11 @@ impl Node {
         out
     }
 
+    /// A handle on the vault for a task running beside the node (the database mirror).
+    pub fn vault_handle(&self) -> VaultHandle {
+        VaultHandle { shared: self.shared.clone() }
+    }
+
     /// Reads the vault without waking anyone (for checks in tests and benchmarks).
     pub fn inspect<T>(&self, f: impl FnOnce(&mut Vault) -> T) -> T {
         f(&mut self.shared.vault())
@@ -102,6 +107,32 @@ impl Node {
         let _ = self.router.shutdown().await;
         // Leave nothing on the addresses for `vault id`.
         let _ = self.shared.vault().set_node_addrs(&[]);
+    }
+}
+
+/// A running node's vault, for a task beside the node: the lock every session takes, and the
+/// signals that wake them.
+#[derive(Debug, Clone)]
+pub struct VaultHandle {
+    shared: Arc<Shared>,
+}
+
+impl VaultHandle {
+    /// Runs `f` on the vault, holding its lock: keep `f` short and synchronous.
+    pub fn with_vault<T>(&self, f: impl FnOnce(&mut Vault) -> T) -> T {
+        f(&mut self.shared.vault())
+    }
+
+    /// A receiver that wakes whenever the vault changed.
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.shared.changes.subscribe()
+    }
+
+    /// Erasure receipts were signed: sessions send them to their issuers, and issuers with
+    /// nothing live but a receipt to take are called.
+    pub fn receipts_signed(&self) {
+        self.shared.receipts.send_modify(|n| *n += 1);
+        self.shared.changes.send_modify(|n| *n += 1);
     }
 }
 

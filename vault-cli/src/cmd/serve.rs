@@ -15,10 +15,23 @@ pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 pub(crate) fn serve(app: &App, args: &ServeArgs) -> Result<Outcome> {
-    let vault = app.unlock()?;
+    let mut vault = app.unlock()?;
+    if let Some(given) = &args.mirror {
+        let url = super::mirror::read_url(Some(given.clone()))?;
+        if vault.mirror_url()?.as_deref() != Some(url.expose()) {
+            super::mirror::attach(&mut vault, &url)?;
+        }
+    }
+    let mirror = vault.mirror_url()?.map(|raw| vault_mirror::MirrorUrl::parse(&raw)).transpose()?;
     let config = NodeConfig { bind: args.bind, relay: !args.no_relay, ..NodeConfig::default() };
     runtime()?.block_on(async {
         let node = Node::spawn(vault, config).await?;
+        let mirror = mirror.map(|url| {
+            if !app.json {
+                eprintln!("mirroring what is shared with you into {url}");
+            }
+            vault_mirror::Mirror::spawn(node.vault_handle(), url)
+        });
         let ticket = node.ticket();
         // The ticket is the first line, so scripts can read it.
         {
@@ -36,6 +49,9 @@ pub(crate) fn serve(app: &App, args: &ServeArgs) -> Result<Outcome> {
             eprintln!("serving as {} on {}; Ctrl-C to stop", ticket.identity(), addrs.join(", "));
         }
         shutdown_signal().await;
+        if let Some(mirror) = mirror {
+            mirror.shutdown();
+        }
         node.shutdown().await;
         Ok::<_, anyhow::Error>(())
     })?;

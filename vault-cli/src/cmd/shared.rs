@@ -38,6 +38,7 @@ pub(crate) fn run(app: &App, args: &SharedArgs) -> Result<Outcome> {
                     "expires_at": g.expires_at.map(rfc3339),
                     "status": match s.status { ShareStatus::Live => "live", ShareStatus::Revoked => "revoked", ShareStatus::Expired => "expired" },
                     "withdrawn_at": s.ended_at.map(rfc3339),
+                    "erasure_pending": s.erasure_pending,
                     "updated_at": s.updated_at.map(rfc3339),
                     "values": s.values,
                     "receipt": {
@@ -51,6 +52,11 @@ pub(crate) fn run(app: &App, args: &SharedArgs) -> Result<Outcome> {
     } else if shares.is_empty() {
         eprintln!("nothing is shared with you{}", if from.is_some() { " by that peer" } else { "" });
     } else {
+        // Erased here, but not yet from the seller's database: no receipt until it is.
+        let pending = match vault.mirror_status()? {
+            Some(st) if !st.ok => "withdrawn, erasure pending: mirror unreachable".to_owned(),
+            _ => "withdrawn, erasure pending: waiting for the mirror (`vault serve` runs it)".to_owned(),
+        };
         let mut out = Vec::new();
         for s in &shares {
             let g = s.grant.statement();
@@ -59,6 +65,7 @@ pub(crate) fn run(app: &App, args: &SharedArgs) -> Result<Outcome> {
                 g.expires_at.map_or_else(|| "no expiry".to_owned(), |e| format!("until {}", local(e)));
             let status = match s.status {
                 ShareStatus::Live => "live".to_owned(),
+                _ if s.erasure_pending => pending.clone(),
                 ShareStatus::Revoked => {
                     format!("withdrawn (revoked {}), copy erased", s.ended_at.map(local).unwrap_or_default())
                 }

@@ -138,6 +138,16 @@ impl GranteeSession {
         })
     }
 
+    /// Erasure receipts were signed outside this session (a seller's mirror confirmed erasing
+    /// its rows): send the issuer's, so a live session does not hold them until it reconnects.
+    pub fn on_receipts_signed(&mut self, vault: &mut Vault) -> Result<Vec<GranteeAction>, SessionError> {
+        Ok(vault
+            .unconfirmed_receipts(Some(self.issuer))?
+            .into_iter()
+            .map(|r| GranteeAction::Send(Box::new(Frame::Erased(r))))
+            .collect())
+    }
+
     /// The issuer closed the control stream: a one-shot session is done, a live one failed.
     pub fn on_closed(&mut self) -> Result<Vec<GranteeAction>, SessionError> {
         if self.live { Err(SessionError::Closed) } else { Ok(vec![GranteeAction::Done]) }

@@ -18,8 +18,10 @@ use crate::statement::{GrantId, Signed};
 use crate::store::StoreError;
 use crate::store::sealed::Key;
 
+mod mirror;
 mod replica;
 
+pub use mirror::{MirrorEntry, MirrorShare, MirrorStatus};
 pub(crate) use replica::{ReplicaCache, ShareSync};
 
 use crate::store::sealed::RECEIVED;
@@ -59,6 +61,9 @@ pub struct Share {
     pub updated_at: Option<i64>,
     /// When it was withdrawn (unix seconds).
     pub ended_at: Option<i64>,
+    /// Withdrawn and erased here, but the seller's mirror still has to erase its rows: the
+    /// erasure receipt waits for it.
+    pub erasure_pending: bool,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -86,6 +91,13 @@ struct Record {
     /// The issuer's device this copy came from (each serves its own copy of the projection).
     #[serde(default)]
     from_device: Option<DeviceId>,
+    /// Bumped whenever what a mirror shows of this share changes: its values or its status.
+    #[serde(default)]
+    rev: u64,
+    /// Erased here, but the mirror has not confirmed erasing its rows yet: no receipt until it
+    /// has (mirror.rs).
+    #[serde(default)]
+    erasure_pending: bool,
 }
 
 /// Where a received share is stored: its issuer's identity and its grant id, so that an issuer
@@ -188,19 +200,27 @@ impl Vault {
         self.store.delete_group(&CHUNKS, id.as_bytes())?;
         self.store.delete(&VIEWS, Key::Id(id.as_bytes()))?;
         self.replicas.remove(id);
-        let receipt = self.erasure_receipt(grant.statement().issuer, id.grant, now);
+        // With a mirror attached, its rows go first: the receipt is signed once they have.
+        let mirrored = self.mirror_attached()?;
         record.status = status;
         record.sync_state.clear();
         record.ended_at = Some(now);
-        record.receipt = Some(receipt.to_bytes());
+        record.rev += 1;
+        if mirrored {
+            record.erasure_pending = true;
+        } else {
+            record.receipt = Some(self.erasure_receipt(grant.statement().issuer, id.grant, now).to_bytes());
+        }
         self.put_received_record(id, record)?;
         let mut event = AuditEvent::new(now, AuditKind::ShareErased);
         event.peer = Some(grant.statement().issuer);
         event.grant = Some(id.grant);
-        event.detail = Some(match status {
-            ShareStatus::Revoked => "revoked by the issuer".into(),
-            _ => "expired".into(),
-        });
+        let why = match status {
+            ShareStatus::Revoked => "revoked by the issuer",
+            _ => "expired",
+        };
+        event.detail =
+            Some(if mirrored { format!("{why}; erasure from the mirror pending") } else { why.to_owned() });
         self.access_log().append(&event)
     }
 
@@ -256,6 +276,8 @@ impl Vault {
                         epoch: 0,
                         view_pending: false,
                         from_device: None,
+                        rev: 0,
+                        erasure_pending: false,
                     },
                 )?;
                 let mut event = AuditEvent::new(now, AuditKind::ShareReceived);
@@ -466,6 +488,7 @@ impl Vault {
                 status: record.status,
                 updated_at: record.updated_at,
                 ended_at: record.ended_at,
+                erasure_pending: record.erasure_pending,
             });
         }
         out.sort_by_key(|s| std::cmp::Reverse(s.grant.statement().issued_at));

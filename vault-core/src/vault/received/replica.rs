@@ -242,6 +242,7 @@ impl Vault {
             record.from_device = Some(from);
             if changed {
                 record.updated_at = Some(now);
+                record.rev += 1;
             }
             v.put_received_record(id, &record)?;
             Ok(changed)

@@ -15,7 +15,7 @@ impl Vault {
         Ok(())
     }
 
-    pub(super) fn delete_node_value(&self, key: &str) -> Result<(), StoreError> {
+    pub(in crate::vault) fn delete_node_value(&self, key: &str) -> Result<(), StoreError> {
         self.store.delete(&NODE, Key::Name(key))?;
         Ok(())
     }

@@ -1,0 +1,162 @@
+//! The tests' side of the seller's PostgreSQL: a database of its own per test in the throwaway
+//! cluster `scripts/pg-throwaway.sh` starts (named by `VAULT_TEST_PG`), and a TCP gate between
+//! a vault and the server that a test can cut, to make the database unreachable for real.
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use postgres::{Client, NoTls};
+
+/// The cluster's admin URL. The mirror's tests never skip: without a server they fail and say
+/// how to start one.
+pub fn admin_url() -> String {
+    std::env::var("VAULT_TEST_PG").unwrap_or_else(|_| {
+        panic!(
+            "VAULT_TEST_PG is not set: the mirror's tests need a PostgreSQL server. Start a throwaway one with \
+             `eval \"$(scripts/pg-throwaway.sh start)\"` (README: running the tests)"
+        )
+    })
+}
+
+/// A database of the test's own, with a role of its own (`user`, `password`), dropped when
+/// this is.
+#[derive(Debug)]
+pub struct TestDb {
+    /// The database's name (also its owner role's).
+    pub name: String,
+    /// The role's password.
+    pub password: String,
+    /// 127.0.0.1:port of the server.
+    pub addr: SocketAddr,
+}
+
+impl TestDb {
+    /// Creates the role and the database.
+    pub fn new() -> Self {
+        let admin = admin_url();
+        let mut client = Client::connect(&admin, NoTls).expect("the test cluster answers");
+        let name = format!("t{:016x}", rand_u64());
+        let password = format!("pw-{:016x}", rand_u64());
+        client.batch_execute(&format!("CREATE ROLE {name} LOGIN PASSWORD '{password}'")).unwrap();
+        client.batch_execute(&format!("CREATE DATABASE {name} OWNER {name}")).unwrap();
+        let config: postgres::Config = admin.parse().unwrap();
+        let host = match &config.get_hosts()[0] {
+            postgres::config::Host::Tcp(h) => h.clone(),
+            #[allow(unreachable_patterns)]
+            _ => panic!("VAULT_TEST_PG must name a TCP host"),
+        };
+        let port = config.get_ports().first().copied().unwrap_or(5432);
+        let addr = format!("{host}:{port}").parse().expect("an IP host in VAULT_TEST_PG");
+        Self { name, password, addr }
+    }
+
+    /// The URL a vault is given, pointing at `addr` (the server, or a gate before it).
+    pub fn url_via(&self, addr: SocketAddr) -> String {
+        format!("postgres://{}:{}@{addr}/{}", self.name, self.password, self.name)
+    }
+
+    /// The URL straight to the server.
+    pub fn url(&self) -> String {
+        self.url_via(self.addr)
+    }
+
+    /// A client of the test's own, as the seller's SQL user.
+    pub fn client(&self) -> Client {
+        Client::connect(&self.url(), NoTls).expect("the test database answers")
+    }
+
+    /// One integer from a query.
+    pub fn count(&self, sql: &str) -> i64 {
+        self.client().query_one(sql, &[]).expect(sql).get(0)
+    }
+}
+
+impl Default for TestDb {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Ok(mut client) = Client::connect(&admin_url(), NoTls) {
+            let _ = client.batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {0} WITH (FORCE); DROP ROLE IF EXISTS {0}",
+                self.name
+            ));
+        }
+    }
+}
+
+fn rand_u64() -> u64 {
+    let mut b = [0u8; 8];
+    std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut b)).expect("random bytes");
+    u64::from_le_bytes(b)
+}
+
+/// A TCP relay to `target` that a test can cut (every connection dropped, new ones closed at
+/// once) and mend.
+#[derive(Debug)]
+pub struct Gate {
+    /// Where clients connect.
+    pub addr: SocketAddr,
+    open: Arc<AtomicBool>,
+    live: Arc<Mutex<Vec<TcpStream>>>,
+}
+
+impl Gate {
+    /// Starts relaying.
+    pub fn start(target: SocketAddr) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let open = Arc::new(AtomicBool::new(true));
+        let live: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+        let (o, l) = (open.clone(), live.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                if !o.load(Ordering::SeqCst) {
+                    let _ = client.shutdown(Shutdown::Both);
+                    continue;
+                }
+                let Ok(server) = TcpStream::connect(target) else { continue };
+                let mut held = l.lock().unwrap();
+                held.push(client.try_clone().unwrap());
+                held.push(server.try_clone().unwrap());
+                drop(held);
+                pipe(client.try_clone().unwrap(), server.try_clone().unwrap());
+                pipe(server, client);
+            }
+        });
+        Self { addr, open, live }
+    }
+
+    /// Makes the server unreachable through the gate.
+    pub fn cut(&self) {
+        self.open.store(false, Ordering::SeqCst);
+        for s in self.live.lock().unwrap().drain(..) {
+            let _ = s.shutdown(Shutdown::Both);
+        }
+    }
+
+    /// Lets connections through again.
+    pub fn mend(&self) {
+        self.open.store(true, Ordering::SeqCst);
+    }
+}
+
+fn pipe(mut from: TcpStream, mut to: TcpStream) {
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 16 * 1024];
+        let _ = from.set_read_timeout(Some(Duration::from_secs(600)));
+        while let Ok(n) = from.read(&mut buf) {
+            if n == 0 || to.write_all(&buf[..n]).is_err() {
+                break;
+            }
+        }
+        let _ = to.shutdown(Shutdown::Both);
+    });
+}

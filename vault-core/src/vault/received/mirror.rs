@@ -1,0 +1,184 @@
+//! What a seller's database mirror (the `vault-mirror` crate) reads of received shares, and the
+//! one rule it lives by here: while a mirror is attached, a withdrawn share's erasure receipt is
+//! signed only after the mirror has committed the deletion of its rows
+//! ([`Vault::mirror_erased`]). The mirror's address (credentials included) is kept sealed in
+//! the vault, like every other secret.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::{RECEIVED, ShareKey, ShareStatus};
+use crate::grant::SignedGrant;
+use crate::identity::IdentityId;
+use crate::statement::GrantId;
+use crate::store::StoreError;
+use crate::vault::Vault;
+use crate::vault::audit::{AuditEvent, AuditKind};
+
+const MIRROR_URL: &str = "mirror-url";
+const MIRROR_STATUS: &str = "mirror-status";
+
+/// Where a received share stands, in brief: enough for a mirror to tell what changed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MirrorEntry {
+    /// The customer (the grant's issuer).
+    pub customer: IdentityId,
+    /// The grant.
+    pub grant: GrantId,
+    /// Bumped whenever the share's values or status change.
+    pub rev: u64,
+    /// The customer's petname here, if a contact.
+    pub customer_name: Option<String>,
+    /// Withdrawn, its receipt waiting for the mirror to erase.
+    pub erasure_pending: bool,
+}
+
+/// A received share as a mirror writes it.
+#[derive(Clone, Debug)]
+pub struct MirrorShare {
+    /// The signed grant: the consent receipt.
+    pub grant: SignedGrant,
+    /// The customer's petname here, if a contact.
+    pub customer_name: Option<String>,
+    /// Live, revoked or expired.
+    pub status: ShareStatus,
+    /// The values held: `None` once withdrawn.
+    pub values: Option<Value>,
+    /// When the last update arrived (unix seconds).
+    pub updated_at: Option<i64>,
+    /// When it was withdrawn (unix seconds).
+    pub ended_at: Option<i64>,
+    /// The revision this is.
+    pub rev: u64,
+    /// Withdrawn, its receipt waiting for the mirror to erase.
+    pub erasure_pending: bool,
+}
+
+/// The mirror's last word on its health, for `vault shared` and `vault mirror show`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MirrorStatus {
+    /// True when the last attempt to write reached the database.
+    pub ok: bool,
+    /// What happened (never holding credentials: the mirror redacts them).
+    pub detail: String,
+    /// When (unix seconds).
+    pub at: i64,
+}
+
+impl Vault {
+    /// True when a mirror is attached: erasure receipts wait for it.
+    pub(in crate::vault) fn mirror_attached(&self) -> Result<bool, StoreError> {
+        Ok(self.node_value(MIRROR_URL)?.is_some())
+    }
+
+    /// The mirror's address as set (with its credentials: handle with care, show it redacted).
+    pub fn mirror_url(&self) -> Result<Option<String>, StoreError> {
+        Ok(self.node_value(MIRROR_URL)?.map(|b| String::from_utf8_lossy(&b).into_owned()))
+    }
+
+    /// Attaches a mirror: from now on, receipts wait for it to erase.
+    pub fn attach_mirror(&mut self, url: &str) -> Result<(), StoreError> {
+        self.write(|v| v.put_node_value(MIRROR_URL, url.as_bytes()))
+    }
+
+    /// Detaches the mirror. The caller has removed every row it wrote (the mirror holds nothing
+    /// now), so the receipts it held back are signed.
+    pub fn detach_mirror(&mut self) -> Result<(), StoreError> {
+        self.write(|v| {
+            v.delete_node_value(MIRROR_URL)?;
+            v.delete_node_value(MIRROR_STATUS)?;
+            for id in v.received_ids()? {
+                if v.received_record(&id)?.is_some_and(|r| r.erasure_pending) {
+                    v.confirm_mirror_erasure(&id)?;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Records the mirror's health.
+    pub fn set_mirror_status(&mut self, ok: bool, detail: &str) -> Result<(), StoreError> {
+        let status = MirrorStatus { ok, detail: detail.to_owned(), at: self.now() };
+        if self.mirror_status()?.is_some_and(|s| s.ok == status.ok && s.detail == status.detail) {
+            return Ok(());
+        }
+        let body = serde_json::to_vec(&status).expect("serializes");
+        self.write(|v| v.put_node_value(MIRROR_STATUS, &body))
+    }
+
+    /// The mirror's health as last recorded.
+    pub fn mirror_status(&self) -> Result<Option<MirrorStatus>, StoreError> {
+        Ok(self.node_value(MIRROR_STATUS)?.and_then(|b| serde_json::from_slice(&b).ok()))
+    }
+
+    /// Every received share, live or withdrawn, in brief.
+    pub fn mirror_entries(&self) -> Result<Vec<MirrorEntry>, StoreError> {
+        let mut out = Vec::new();
+        for id in self.received_ids()? {
+            let Some(record) = self.received_record(&id)? else { continue };
+            let grant =
+                SignedGrant::from_stored(&record.grant).ok_or_else(|| StoreError::damaged(&RECEIVED, &id))?;
+            let customer = grant.statement().issuer;
+            out.push(MirrorEntry {
+                customer,
+                grant: id.grant,
+                rev: record.rev,
+                customer_name: self.contacts().petname(&customer),
+                erasure_pending: record.erasure_pending,
+            });
+        }
+        Ok(out)
+    }
+
+    /// One received share as a mirror writes it (`None`: no such share).
+    pub fn mirror_share(
+        &mut self,
+        customer: &IdentityId,
+        grant: &GrantId,
+    ) -> Result<Option<MirrorShare>, StoreError> {
+        let key = self.share_key(customer, grant)?;
+        let Some(record) = self.received_record(&key)? else { return Ok(None) };
+        let signed =
+            SignedGrant::from_stored(&record.grant).ok_or_else(|| StoreError::damaged(&RECEIVED, &key))?;
+        let values = if record.status == ShareStatus::Live { self.view(&key)? } else { None };
+        Ok(Some(MirrorShare {
+            grant: signed,
+            customer_name: self.contacts().petname(customer),
+            status: record.status,
+            values,
+            updated_at: record.updated_at,
+            ended_at: record.ended_at,
+            rev: record.rev,
+            erasure_pending: record.erasure_pending,
+        }))
+    }
+
+    /// The mirror committed the deletion of this share's rows: sign the erasure receipt it held
+    /// back. Returns true when a receipt was signed (false: nothing was pending).
+    pub fn mirror_erased(&mut self, customer: &IdentityId, grant: &GrantId) -> Result<bool, StoreError> {
+        self.write(|v| {
+            let key = v.share_key(customer, grant)?;
+            if !v.received_record(&key)?.is_some_and(|r| r.erasure_pending) {
+                return Ok(false);
+            }
+            v.confirm_mirror_erasure(&key)?;
+            Ok(true)
+        })
+    }
+
+    fn confirm_mirror_erasure(&mut self, key: &ShareKey) -> Result<(), StoreError> {
+        let Some(mut record) = self.received_record(key)? else { return Ok(()) };
+        let grant =
+            SignedGrant::from_stored(&record.grant).ok_or_else(|| StoreError::damaged(&RECEIVED, key))?;
+        let issuer = grant.statement().issuer;
+        let now = self.now();
+        record.receipt = Some(self.erasure_receipt(issuer, key.grant, now).to_bytes());
+        record.erasure_pending = false;
+        self.put_received_record(key, &record)?;
+        let mut event = AuditEvent::new(now, AuditKind::ShareErased);
+        event.peer = Some(issuer);
+        event.grant = Some(key.grant);
+        event.detail = Some("erased from the mirror; erasure receipt signed".into());
+        self.access_log().append(&event)
+    }
+}

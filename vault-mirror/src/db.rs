@@ -1,0 +1,239 @@
+//! One connection to the mirror's database and the statements it runs: shares written (values
+//! replaced whole, in one transaction per batch), what is there read back, and rows of shares
+//! the vault no longer has removed.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio_postgres::{Client, NoTls};
+use vault_core::{MirrorShare, ShareStatus, consent_receipt};
+
+use crate::{MirrorError, MirrorUrl, schema};
+
+/// How long reaching the database may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What the database holds of a share: the vault revision written, and the petname.
+pub(crate) type Written = HashMap<(String, String), (u64, Option<String>)>;
+
+/// A connection, its schema prepared.
+pub(crate) struct Db {
+    client: Client,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Db {
+    /// Connects and prepares the schema for vault `owner`.
+    pub(crate) async fn connect(url: &MirrorUrl, owner: &str) -> Result<Db, MirrorError> {
+        let mut config = url.config().clone();
+        config.connect_timeout(CONNECT_TIMEOUT).application_name("vault-mirror");
+        let (mut client, connection) = tokio::time::timeout(CONNECT_TIMEOUT * 2, config.connect(NoTls))
+            .await
+            .map_err(|_| MirrorError::Unreachable { target: url.target(), why: "timed out".into() })?
+            .map_err(|e| MirrorError::connecting(url, e))?;
+        let task = tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %crate::describe_pg(&e), "mirror connection ended");
+            }
+        });
+        schema::prepare(&mut client, owner).await?;
+        Ok(Db { client, task })
+    }
+
+    /// True while the connection is up.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.client.is_closed()
+    }
+
+    /// What the database holds, share by share.
+    pub(crate) async fn written(&self) -> Result<Written, MirrorError> {
+        let rows = self
+            .client
+            .query("SELECT customer, grant_id, vault_rev, customer_name FROM vault.consents", &[])
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let rev: i64 = r.get(2);
+                ((r.get(0), r.get(1)), (u64::try_from(rev).unwrap_or(u64::MAX), r.get(3)))
+            })
+            .collect())
+    }
+
+    /// Removes every row of shares not in `keep` (customer, grant): shares the vault no longer
+    /// has. Returns how many consents went.
+    pub(crate) async fn remove_except(
+        &mut self,
+        keep: &HashSet<(String, String)>,
+    ) -> Result<u64, MirrorError> {
+        let present = self.written().await?;
+        let gone: Vec<&(String, String)> = present.keys().filter(|k| !keep.contains(*k)).collect();
+        if gone.is_empty() {
+            return Ok(0);
+        }
+        let (customers, grants): (Vec<&str>, Vec<&str>) =
+            gone.iter().map(|(c, g)| (c.as_str(), g.as_str())).unzip();
+        let tx = self.client.transaction().await?;
+        let n = tx
+            .execute(
+                "DELETE FROM vault.consents c USING unnest($1::text[], $2::text[]) AS g(customer, grant_id)
+                 WHERE c.customer = g.customer AND c.grant_id = g.grant_id",
+                &[&customers, &grants],
+            )
+            .await?;
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    /// Removes every row the mirror wrote (before detaching it).
+    pub(crate) async fn remove_all(&mut self) -> Result<u64, MirrorError> {
+        let tx = self.client.transaction().await?;
+        tx.execute("DELETE FROM vault.consent_values", &[]).await?;
+        let n = tx.execute("DELETE FROM vault.consents", &[]).await?;
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    /// Writes shares in one transaction: each consent row upserted, its values replaced whole
+    /// (none once withdrawn). Committed when this returns Ok.
+    pub(crate) async fn write(&mut self, shares: &[MirrorShare]) -> Result<(), MirrorError> {
+        let tx = self.client.transaction().await?;
+        let upsert = tx
+            .prepare(
+                "INSERT INTO vault.consents (customer, grant_id, customer_name, purpose, fields, filter, issued_at,
+                     expires_at, status, ended_at, updated_at, receipt, vault_rev)
+                 VALUES ($1, $2, $3, $4, $5, $6, to_timestamp($7::bigint), to_timestamp($8::bigint), $9,
+                     to_timestamp($10::bigint), to_timestamp($11::bigint), $12, $13)
+                 ON CONFLICT (customer, grant_id) DO UPDATE SET customer_name = EXCLUDED.customer_name,
+                     status = EXCLUDED.status, ended_at = EXCLUDED.ended_at, updated_at = EXCLUDED.updated_at,
+                     receipt = EXCLUDED.receipt, vault_rev = EXCLUDED.vault_rev",
+            )
+            .await?;
+        let clear =
+            tx.prepare("DELETE FROM vault.consent_values WHERE customer = $1 AND grant_id = $2").await?;
+        let insert = tx
+            .prepare(
+                "INSERT INTO vault.consent_values (customer, grant_id, path, value, value_text)
+                 SELECT $1, $2, * FROM unnest($3::text[], $4::jsonb[], $5::text[])",
+            )
+            .await?;
+        for share in shares {
+            let g = share.grant.statement();
+            let (customer, grant) = (g.issuer.to_string(), g.id.to_string());
+            let fields: Vec<String> = g.fields.iter().map(ToString::to_string).collect();
+            let filter = g.filter.as_ref().map(ToString::to_string);
+            let status = status(share.status);
+            let receipt = receipt(share);
+            let rev = i64::try_from(share.rev).unwrap_or(i64::MAX);
+            tx.execute(
+                &upsert,
+                &[
+                    &customer,
+                    &grant,
+                    &share.customer_name,
+                    &g.purpose,
+                    &fields,
+                    &filter,
+                    &g.issued_at,
+                    &g.expires_at,
+                    &status,
+                    &share.ended_at,
+                    &share.updated_at,
+                    &receipt,
+                    &rev,
+                ],
+            )
+            .await?;
+            tx.execute(&clear, &[&customer, &grant]).await?;
+            if let Some(values) = &share.values {
+                let mut leaves = Vec::new();
+                flatten(values, String::new(), &mut leaves);
+                if !leaves.is_empty() {
+                    let paths: Vec<&str> = leaves.iter().map(|(p, _)| p.as_str()).collect();
+                    let json: Vec<&Value> = leaves.iter().map(|(_, v)| *v).collect();
+                    let text: Vec<Option<String>> = leaves.iter().map(|(_, v)| as_text(v)).collect();
+                    tx.execute(&insert, &[&customer, &grant, &paths, &json, &text]).await?;
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+fn status(status: ShareStatus) -> &'static str {
+    match status {
+        ShareStatus::Live => "live",
+        ShareStatus::Revoked => "withdrawn",
+        ShareStatus::Expired => "expired",
+    }
+}
+
+/// The consent receipt (Kantara / ISO 27560 shaped) as the seller's records keep it.
+fn receipt(share: &MirrorShare) -> Value {
+    let state = match share.status {
+        ShareStatus::Live => vault_core::ConsentState::Given,
+        ShareStatus::Revoked => vault_core::ConsentState::Withdrawn,
+        ShareStatus::Expired => vault_core::ConsentState::Expired,
+    };
+    let names = vault_core::ReceiptNames { principal: share.customer_name.clone(), controller: None };
+    let mut receipt = consent_receipt(&share.grant, state, share.ended_at, &names);
+    // The signed statement itself, so the seller's records prove the consent on their own.
+    receipt["signed_grant"] = serde_json::json!({
+        "grant": serde_json::from_slice::<Value>(share.grant.body()).unwrap_or(Value::Null),
+        "signature": share.grant.signature().iter().map(|b| format!("{b:02x}")).collect::<String>(),
+    });
+    receipt
+}
+
+/// Every leaf of `value` with its dotted path (`profile.address.city`, `purchases.<id>.price`).
+pub(crate) fn flatten<'a>(value: &'a Value, prefix: String, out: &mut Vec<(String, &'a Value)>) {
+    let join = |key: &str| if prefix.is_empty() { key.to_owned() } else { format!("{prefix}.{key}") };
+    match value {
+        Value::Object(map) => {
+            for (k, v) in map {
+                flatten(v, join(k), out);
+            }
+        }
+        Value::Array(items) => {
+            for (i, v) in items.iter().enumerate() {
+                flatten(v, join(&i.to_string()), out);
+            }
+        }
+        _ if prefix.is_empty() => {}
+        leaf => out.push((prefix, leaf)),
+    }
+}
+
+/// A leaf as text for plain SQL queries: strings as they are, numbers and booleans written out.
+fn as_text(value: &Value) -> Option<String> {
+    match value {
+        Value::Null => None,
+        Value::String(s) => Some(s.clone()),
+        other => Some(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn values_flatten_to_one_row_per_leaf() {
+        let v = json!({"profile": {"email": "a@b.c", "address": {"city": "Lyon"}}, "tags": ["x", 2]});
+        let mut out = Vec::new();
+        flatten(&v, String::new(), &mut out);
+        let paths: Vec<&str> = out.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(paths, ["profile.address.city", "profile.email", "tags.0", "tags.1"]);
+        assert_eq!(as_text(out[3].1).as_deref(), Some("2"));
+    }
+}

@@ -1,0 +1,169 @@
+//! The mirror's tables in the seller's PostgreSQL, created and migrated by vault, versioned in
+//! `vault.meta` (documented in schemas/mirror/ and README). Before writing, the mirror checks
+//! that the tables still have the columns it writes: a table changed by hand is named, not
+//! written into blindly.
+
+use tokio_postgres::Client;
+
+use crate::MirrorError;
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// The PostgreSQL schema (namespace) the mirror owns.
+pub const NAMESPACE: &str = "vault";
+
+/// Version 1: consents, their values one row per field, a pivot of profile fields.
+const V1: &str = r#"
+CREATE TABLE vault.consents (
+    customer      text        NOT NULL,
+    grant_id      text        NOT NULL,
+    customer_name text,
+    purpose       text        NOT NULL,
+    fields        text[]      NOT NULL,
+    filter        text,
+    issued_at     timestamptz NOT NULL,
+    expires_at    timestamptz,
+    status        text        NOT NULL CHECK (status IN ('live', 'withdrawn', 'expired')),
+    ended_at      timestamptz,
+    updated_at    timestamptz,
+    receipt       jsonb       NOT NULL,
+    vault_rev     bigint      NOT NULL,
+    PRIMARY KEY (customer, grant_id)
+);
+CREATE TABLE vault.consent_values (
+    customer   text  NOT NULL,
+    grant_id   text  NOT NULL,
+    path       text  NOT NULL,
+    value      jsonb NOT NULL,
+    value_text text,
+    PRIMARY KEY (customer, grant_id, path),
+    FOREIGN KEY (customer, grant_id) REFERENCES vault.consents (customer, grant_id) ON DELETE CASCADE
+);
+CREATE INDEX consent_values_path ON vault.consent_values (path);
+CREATE VIEW vault.profiles AS
+SELECT c.customer, c.customer_name, c.grant_id, c.purpose, c.expires_at,
+       max(v.value_text) FILTER (WHERE v.path = 'profile.name')             AS name,
+       max(v.value_text) FILTER (WHERE v.path = 'profile.email')            AS email,
+       max(v.value_text) FILTER (WHERE v.path = 'profile.phone')            AS phone,
+       max(v.value_text) FILTER (WHERE v.path = 'profile.birthday')         AS birthday,
+       max(v.value_text) FILTER (WHERE v.path = 'profile.address.street')   AS street,
+       max(v.value_text) FILTER (WHERE v.path = 'profile.address.city')     AS city,
+       max(v.value_text) FILTER (WHERE v.path = 'profile.address.postcode') AS postcode,
+       max(v.value_text) FILTER (WHERE v.path = 'profile.address.region')   AS region,
+       max(v.value_text) FILTER (WHERE v.path = 'profile.address.country')  AS country
+FROM vault.consents c
+LEFT JOIN vault.consent_values v USING (customer, grant_id)
+WHERE c.status = 'live'
+GROUP BY c.customer, c.grant_id;
+"#;
+
+/// Migrations in order: entry `i` takes the schema from version `i` to `i + 1`.
+const MIGRATIONS: &[&str] = &[V1];
+
+/// The columns the mirror writes, with their types as `information_schema` names them.
+const EXPECTED: &[(&str, &[(&str, &str)])] = &[
+    (
+        "consents",
+        &[
+            ("customer", "text"),
+            ("grant_id", "text"),
+            ("customer_name", "text"),
+            ("purpose", "text"),
+            ("fields", "ARRAY"),
+            ("filter", "text"),
+            ("issued_at", "timestamp with time zone"),
+            ("expires_at", "timestamp with time zone"),
+            ("status", "text"),
+            ("ended_at", "timestamp with time zone"),
+            ("updated_at", "timestamp with time zone"),
+            ("receipt", "jsonb"),
+            ("vault_rev", "bigint"),
+        ],
+    ),
+    (
+        "consent_values",
+        &[
+            ("customer", "text"),
+            ("grant_id", "text"),
+            ("path", "text"),
+            ("value", "jsonb"),
+            ("value_text", "text"),
+        ],
+    ),
+];
+
+/// Creates or migrates the mirror's tables for the vault `owner` (an identity), in one
+/// transaction under an advisory lock, and checks them. A schema another vault owns, or a newer
+/// one, is refused.
+pub(crate) async fn prepare(client: &mut Client, owner: &str) -> Result<(), MirrorError> {
+    let tx = client.transaction().await?;
+    // Two vaults (or two nodes) preparing at once: one waits for the other.
+    tx.execute("SELECT pg_advisory_xact_lock(8315178049665788977)", &[]).await?;
+    tx.batch_execute(
+        "CREATE SCHEMA IF NOT EXISTS vault;
+         CREATE TABLE IF NOT EXISTS vault.meta (key text PRIMARY KEY, value text NOT NULL);",
+    )
+    .await?;
+    let rows =
+        tx.query("SELECT key, value FROM vault.meta WHERE key IN ('schema_version', 'owner')", &[]).await?;
+    let get = |k: &str| rows.iter().find(|r| r.get::<_, &str>(0) == k).map(|r| r.get::<_, String>(1));
+    if let Some(other) = get("owner").filter(|o| o != owner) {
+        return Err(MirrorError::OtherOwner(other));
+    }
+    let version: i64 = match get("schema_version") {
+        Some(v) => v
+            .parse()
+            .map_err(|_| MirrorError::ChangedByHand(format!("vault.meta schema_version is {v:?}")))?,
+        None => 0,
+    };
+    if version > SCHEMA_VERSION {
+        return Err(MirrorError::NewerSchema(version));
+    }
+    for (from, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        tx.batch_execute(sql).await?;
+        tracing::info!(version = from + 1, "mirror schema migrated");
+    }
+    tx.execute(
+        "INSERT INTO vault.meta (key, value) VALUES ('schema_version', $1), ('owner', $2)
+         ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+        &[&SCHEMA_VERSION.to_string(), &owner],
+    )
+    .await?;
+    check(&tx).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Every column the mirror writes is there, with its type.
+async fn check(tx: &tokio_postgres::Transaction<'_>) -> Result<(), MirrorError> {
+    for (table, columns) in EXPECTED {
+        let rows = tx
+            .query(
+                "SELECT column_name::text, data_type::text FROM information_schema.columns
+                 WHERE table_schema = 'vault' AND table_name = $1",
+                &[table],
+            )
+            .await?;
+        if rows.is_empty() {
+            return Err(MirrorError::ChangedByHand(format!("table vault.{table} is missing")));
+        }
+        for (column, ty) in *columns {
+            match rows.iter().find(|r| r.get::<_, &str>(0) == *column) {
+                None => {
+                    return Err(MirrorError::ChangedByHand(format!(
+                        "column vault.{table}.{column} is missing"
+                    )));
+                }
+                Some(r) if r.get::<_, &str>(1) != *ty => {
+                    return Err(MirrorError::ChangedByHand(format!(
+                        "column vault.{table}.{column} is {}, not {ty}",
+                        r.get::<_, &str>(1)
+                    )));
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    Ok(())
+}

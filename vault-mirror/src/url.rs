@@ -1,0 +1,196 @@
+//! The mirror's address: a PostgreSQL connection string, whose password must never reach a
+//! log, an error or Debug output. Only [`MirrorUrl::redacted`] is ever shown.
+
+use std::fmt;
+use std::str::FromStr;
+
+use tokio_postgres::config::Host;
+use zeroize::Zeroizing;
+
+use crate::MirrorError;
+
+/// A PostgreSQL connection string (`postgres://user:password@host:port/db` or
+/// `host=... user=... password=...`), parsed, with its password kept out of sight.
+#[derive(Clone)]
+pub struct MirrorUrl {
+    raw: Zeroizing<String>,
+    config: tokio_postgres::Config,
+}
+
+impl MirrorUrl {
+    /// Parses a connection string. The error never repeats it (it may hold a password).
+    pub fn parse(raw: &str) -> Result<Self, MirrorError> {
+        let raw = raw.trim();
+        if raw.is_empty() {
+            return Err(MirrorError::BadUrl("empty".into()));
+        }
+        let config = tokio_postgres::Config::from_str(raw)
+            .map_err(|_| MirrorError::BadUrl(format!("cannot parse {}", redact(raw))))?;
+        if config.get_hosts().is_empty() {
+            return Err(MirrorError::BadUrl(format!("no host in {}", redact(raw))));
+        }
+        if config.get_user().is_none() {
+            return Err(MirrorError::BadUrl(format!("no user in {}", redact(raw))));
+        }
+        Ok(Self { raw: Zeroizing::new(raw.to_owned()), config })
+    }
+
+    /// The string as given, for storing it sealed in the vault.
+    pub fn expose(&self) -> &str {
+        &self.raw
+    }
+
+    pub(crate) fn config(&self) -> &tokio_postgres::Config {
+        &self.config
+    }
+
+    /// The string with its password replaced by `***`: safe to show.
+    pub fn redacted(&self) -> String {
+        redact(&self.raw)
+    }
+
+    /// Where it points, for error messages: `user@host:port/database`.
+    pub fn target(&self) -> String {
+        let host = match self.config.get_hosts().first() {
+            Some(Host::Tcp(h)) => h.clone(),
+            #[cfg(unix)]
+            Some(Host::Unix(p)) => p.display().to_string(),
+            None => "?".into(),
+        };
+        let port = self.config.get_ports().first().copied().unwrap_or(5432);
+        let user = self.config.get_user().unwrap_or("?");
+        let db = self.config.get_dbname().unwrap_or(user);
+        format!("{user}@{host}:{port}/{db}")
+    }
+
+    /// The user it connects as.
+    pub(crate) fn user(&self) -> &str {
+        self.config.get_user().unwrap_or("?")
+    }
+
+    /// Replaces the password (and the connection string) wherever it appears in `text`: the last
+    /// line of defence for messages that came from elsewhere.
+    pub(crate) fn scrub(&self, text: &str) -> String {
+        let mut out = text.replace(self.raw.as_str(), &self.redacted());
+        if let Some(pw) = self.config.get_password().filter(|p| p.len() >= 3) {
+            let pw = String::from_utf8_lossy(pw);
+            out = out.replace(pw.as_ref(), "***");
+        }
+        out
+    }
+}
+
+impl fmt::Debug for MirrorUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "MirrorUrl({})", self.redacted())
+    }
+}
+
+impl fmt::Display for MirrorUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+/// A connection string with any password replaced by `***`, in both of its forms.
+pub fn redact(raw: &str) -> String {
+    if let Some(rest) = raw.strip_prefix("postgres://").or_else(|| raw.strip_prefix("postgresql://")) {
+        let scheme = &raw[..raw.len() - rest.len()];
+        // The authority ends at the first '/', '?' or '#'; its user info at its last '@'.
+        let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        let (authority, tail) = rest.split_at(end);
+        let tail = redact_query(tail);
+        return match authority.rfind('@') {
+            Some(at) => {
+                let (userinfo, host) = authority.split_at(at);
+                match userinfo.split_once(':') {
+                    Some((user, _)) => format!("{scheme}{user}:***{host}{tail}"),
+                    None => format!("{scheme}{authority}{tail}"),
+                }
+            }
+            None => format!("{scheme}{authority}{tail}"),
+        };
+    }
+    // key=value form: the value of `password` (quoted or not) goes.
+    let mut out = String::new();
+    let mut rest = raw;
+    while let Some(at) = find_key(rest, "password") {
+        out.push_str(&rest[..at]);
+        out.push_str("password=***");
+        let after = rest[at..].split_once('=').map_or("", |(_, v)| v).trim_start();
+        rest = skip_value(after);
+    }
+    out.push_str(rest);
+    out
+}
+
+/// `?password=...` in a URL's query.
+fn redact_query(tail: &str) -> String {
+    let Some(q) = tail.find('?') else { return tail.to_owned() };
+    let (path, query) = tail.split_at(q + 1);
+    let parts: Vec<String> = query
+        .split('&')
+        .map(|kv| if kv.starts_with("password=") { "password=***".to_owned() } else { kv.to_owned() })
+        .collect();
+    format!("{path}{}", parts.join("&"))
+}
+
+fn find_key(text: &str, key: &str) -> Option<usize> {
+    let mut from = 0;
+    while let Some(i) = text[from..].find(key) {
+        let at = from + i;
+        let before_ok = at == 0 || text[..at].ends_with(char::is_whitespace);
+        let after = text[at + key.len()..].trim_start();
+        if before_ok && after.starts_with('=') {
+            return Some(at);
+        }
+        from = at + key.len();
+    }
+    None
+}
+
+fn skip_value(text: &str) -> &str {
+    if let Some(quoted) = text.strip_prefix('\'') {
+        let mut escaped = false;
+        for (i, c) in quoted.char_indices() {
+            match c {
+                '\\' if !escaped => escaped = true,
+                '\'' if !escaped => return &quoted[i + 1..],
+                _ => escaped = false,
+            }
+        }
+        return "";
+    }
+    text.find(char::is_whitespace).map_or("", |i| &text[i..])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_never_show() {
+        for raw in [
+            "postgres://shop:s3cret-pw@db.local:5432/crm",
+            "postgresql://shop:s3cret-pw@db.local/crm?sslmode=disable",
+            "postgres://shop@db.local/crm?password=s3cret-pw",
+            "host=db.local user=shop password=s3cret-pw dbname=crm",
+            "host=db.local user=shop password = 's3cret-pw with space' dbname=crm",
+        ] {
+            let url = MirrorUrl::parse(raw).unwrap();
+            for shown in [url.redacted(), format!("{url:?}"), url.to_string(), url.target()] {
+                assert!(!shown.contains("s3cret"), "{shown}");
+            }
+            assert!(url.redacted().contains("db.local"), "{}", url.redacted());
+            assert!(!url.scrub(&format!("failed: {raw}")).contains("s3cret"));
+        }
+        let err = MirrorUrl::parse("postgres://shop:s3cret-pw@db.local:notaport/crm").unwrap_err();
+        assert!(!err.to_string().contains("s3cret"), "{err}");
+    }
+
+    #[test]
+    fn the_target_names_user_host_port_and_database() {
+        let url = MirrorUrl::parse("postgres://shop:pw@db.local:6543/crm").unwrap();
+        assert_eq!(url.target(), "shop@db.local:6543/crm");
+    }
+}
