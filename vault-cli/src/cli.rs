@@ -68,6 +68,11 @@ pub(crate) enum Command {
     Audit(AuditArgs),
     /// Run this vault's node until interrupted: serve your grants, receive your shares live
     Serve(ServeArgs),
+    /// Tell the customers whose data you held that it may have been breached (seller side)
+    #[command(subcommand)]
+    Breach(BreachCommand),
+    /// Breach notices sellers sent you, with the grants concerned (or, with --sent, yours)
+    Notices(NoticesArgs),
     /// Keep what is shared with you in your own PostgreSQL, erased there before any receipt
     #[command(subcommand)]
     Mirror(MirrorCommand),
@@ -220,6 +225,36 @@ pub(crate) struct ServeArgs {
     /// of the process list
     #[arg(long, value_name = "URL", env = "VAULT_MIRROR_URL", hide_env_values = true)]
     pub(crate) mirror: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum BreachCommand {
+    /// Sign a notice to every customer whose data you held under a matching grant since DATE,
+    /// naming the fields you held of theirs; delivered now where possible, else queued
+    Notify(BreachNotifyArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct BreachNotifyArgs {
+    /// Start of the breach window: a date (2026-11-01) or a duration ago (30d)
+    #[arg(long, value_name = "DATE")]
+    pub(crate) since: String,
+    /// Only grants whose purpose contains this text (case-insensitive)
+    #[arg(long)]
+    pub(crate) purpose: Option<String>,
+    /// What happened, in one line (up to 2,000 bytes)
+    #[arg(long)]
+    pub(crate) text: String,
+    /// Do not use relays or address lookup (local networks and tests)
+    #[arg(long)]
+    pub(crate) no_relay: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct NoticesArgs {
+    /// The notices you sent, with their delivery
+    #[arg(long)]
+    pub(crate) sent: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,6 +1,7 @@
 //! One module per subcommand; [`run`] dispatches.
 
 mod audit;
+mod breach;
 mod completions;
 mod contact;
 mod demo;
@@ -52,6 +53,8 @@ pub(crate) fn run(cli: Cli) -> Result<Outcome> {
         Command::Audit(args) => audit::run(&app, &args),
         Command::Serve(args) => serve::serve(&app, &args),
         Command::Mirror(command) => mirror::run(&app, command),
+        Command::Breach(command) => breach::notify(&app, command),
+        Command::Notices(args) => breach::list(&app, &args),
         Command::Sync(args) => serve::sync(&app, &args),
         Command::Shared(args) => shared::run(&app, &args),
         Command::Request(args) => request::request(&app, &args),

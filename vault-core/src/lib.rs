@@ -47,6 +47,7 @@ pub mod fuzzing;
 mod grant;
 mod identity;
 mod money;
+mod notice;
 mod pairing;
 mod path;
 mod primitives;
@@ -70,6 +71,7 @@ pub use identity::{
     TicketError,
 };
 pub use money::{Price, PriceError, minor_digits};
+pub use notice::{BreachNotice, MAX_NOTICE_GRANTS, MAX_NOTICE_TEXT};
 pub use pairing::{JoinPackage, PAIR_ALPN, PAIRING_LIFETIME_SECS, PairMessage, PairingCode, PairingError};
 pub use path::{FieldPath, PathError, RecordFilter};
 pub use primitives::{DecryptError, KdfParams, Passphrase};
@@ -89,14 +91,17 @@ pub use session::{
     ShareEvent, ShareNext, ShareSet, ShareStream, SyncReport, TokenBucket, share_set,
 };
 pub use signer::Signer;
-pub use statement::{GrantId, RequestId, Rule, Signed, Statement, StatementError, is_steering_char};
+pub use statement::{
+    GrantId, NoticeId, RequestId, Rule, Signed, Statement, StatementError, is_steering_char,
+};
 pub use store::{DB_FILE, StoreError};
 pub use vault::{
     AccessLog, Approval, AuditEvent, AuditFilter, AuditKind, Clock, Contact, ContactError, Contacts,
     CreateError, DeviceError, DeviceRecord, DeviceSync, Devices, EXPORT_FORMAT, EditError, FeedEntry,
     FeedFilter, GrantError, GrantInfo, GrantStatus, Holding, ImportError, ImportMode, Inbox, MAX_DEVICES,
-    MAX_PENDING_PER_PEER, MAX_REQUESTS_PER_PEER_PER_DAY, MAX_SHARED_BATCH, MAX_SHARED_HAVE, Merged,
-    MirrorEntry, MirrorShare, MirrorStatus, NewGrant, NewRequest, OpenError, Outbox, Peer, Purchase,
-    PurchaseRecord, RecoveryError, Refusal, ReplicationError, RequestError, RequestInfo, RequestStatus,
-    ServeError, Share, ShareError, ShareStatus, SharedHave, StorageStats, Vault, VaultOptions, VerifyReport,
+    MAX_NOTICES_PER_SELLER, MAX_PENDING_PER_PEER, MAX_REQUESTS_PER_PEER_PER_DAY, MAX_SHARED_BATCH,
+    MAX_SHARED_HAVE, Merged, MirrorEntry, MirrorShare, MirrorStatus, NewGrant, NewRequest, NoticeError,
+    NoticeInfo, OpenError, Outbox, Peer, Purchase, PurchaseRecord, RecoveryError, Refusal, ReplicationError,
+    RequestError, RequestInfo, RequestStatus, ServeError, Share, ShareError, ShareStatus, SharedHave,
+    StorageStats, Vault, VaultOptions, VerifyReport,
 };

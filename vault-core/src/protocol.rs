@@ -19,6 +19,9 @@
 //!                                          listener -> Denied(signed denial) ... (live)
 //! ```
 //!
+//! A seller delivers breach notices the same way: `Notice(signed notice)`, answered by
+//! `NoticeAck(id, kept)`.
+//!
 //! An approval needs no frame of its own: it is a grant naming the request, listed in `Shares`.
 //!
 //! Each certificate must verify and name the device the QUIC handshake authenticated. Then,
@@ -35,10 +38,11 @@ use crate::grant::{ErasureReceipt, Revocation, SignedGrant};
 
 use crate::identity::DeviceCertificate;
 use crate::identity::Ticket;
+use crate::notice::BreachNotice;
 use crate::request::{ConsentRequest, Denial};
 use crate::roster::DeviceRoster;
-use crate::statement::RequestId;
 use crate::statement::{GrantId, Signed};
+use crate::statement::{NoticeId, RequestId};
 
 /// The ALPN of the protocol.
 pub const ALPN: &[u8] = b"vault/sync/1";
@@ -113,6 +117,16 @@ pub enum Frame {
     /// `ListShares` by the dialer and before `Shares` by the listener, so each side learns the
     /// other's devices (where to reach them, and which were removed and must be refused).
     Roster(Signed<DeviceRoster>),
+    /// A breach notice, delivered by the seller that signed it.
+    Notice(Signed<BreachNotice>),
+    /// The answer to a notice's delivery: kept, or refused (not the sender's, not about this
+    /// vault's grants to it, too many).
+    NoticeAck {
+        /// The notice delivered.
+        notice: NoticeId,
+        /// Whether it was kept.
+        kept: bool,
+    },
 }
 
 /// A frame could not be read.
@@ -152,6 +166,8 @@ const T_EPOCH: u8 = 20;
 const T_OFFER: u8 = 12;
 const T_OFFER_ACK: u8 = 13;
 const T_ROSTER: u8 = 14;
+const T_NOTICE: u8 = 15;
+const T_NOTICE_ACK: u8 = 16;
 
 fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
     out.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
@@ -229,6 +245,15 @@ pub fn encode(frame: &Frame) -> Vec<u8> {
         Frame::Roster(r) => {
             out.push(T_ROSTER);
             out.extend_from_slice(&r.to_bytes());
+        }
+        Frame::Notice(n) => {
+            out.push(T_NOTICE);
+            out.extend_from_slice(&n.to_bytes());
+        }
+        Frame::NoticeAck { notice, kept } => {
+            out.push(T_NOTICE_ACK);
+            out.extend_from_slice(notice.as_bytes());
+            out.push(u8::from(*kept));
         }
     }
     out
@@ -345,6 +370,19 @@ pub fn decode(body: &[u8]) -> Result<Frame, FrameError> {
         T_ROSTER => {
             let rest = r.take(r.0.len())?;
             Frame::Roster(Signed::<DeviceRoster>::from_bytes(rest).map_err(|_| FrameError::BadStatement)?)
+        }
+        T_NOTICE => {
+            let rest = r.take(r.0.len())?;
+            Frame::Notice(Signed::<BreachNotice>::from_bytes(rest).map_err(|_| FrameError::BadStatement)?)
+        }
+        T_NOTICE_ACK => {
+            let notice = NoticeId::from_raw(r.take(10)?).expect("10 bytes");
+            let kept = match r.u8()? {
+                0 => false,
+                1 => true,
+                other => return Err(FrameError::UnknownType(other)),
+            };
+            Frame::NoticeAck { notice, kept }
         }
         other => return Err(FrameError::UnknownType(other)),
     };

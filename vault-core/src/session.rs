@@ -151,6 +151,8 @@ fn frame_name(frame: &Frame) -> &'static str {
         Frame::Offer(_) => "offer",
         Frame::OfferAck => "offer-ack",
         Frame::Roster(_) => "roster",
+        Frame::Notice(_) => "notice",
+        Frame::NoticeAck { .. } => "notice-ack",
     }
 }
 

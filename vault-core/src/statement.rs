@@ -107,6 +107,12 @@ random_id!(
     "request"
 );
 
+random_id!(
+    /// The id of a breach notice: 80 random bits, printed as 16 lowercase base32 characters.
+    NoticeId,
+    "notice"
+);
+
 serde_via_string!(IdentityId);
 serde_via_string!(crate::identity::DeviceId);
 
@@ -204,6 +210,12 @@ pub enum Rule {
     /// A statement dated too far in the future.
     #[error("it is dated in the future")]
     DatedInFuture,
+    /// A window that ends before it starts, or ends in the future.
+    #[error("its window ends before it starts, or after it was made")]
+    BadWindow,
+    /// A required text is empty.
+    #[error("the {0} is required")]
+    NoText(&'static str),
     /// A list that names one item twice, or more items than its limit.
     #[error("it lists {what} twice or more than {max} of them")]
     BadList {

@@ -63,6 +63,9 @@ const MIGRATIONS: &[&str] = &[
     // 7: the sharing state's changes, by the device that made them (replicated between devices).
     "CREATE TABLE shared_log (origin BLOB NOT NULL, seq INTEGER NOT NULL, blob BLOB NOT NULL,
                               PRIMARY KEY (origin, seq));",
+    // 8: breach notices, sent (seller) and received (customer).
+    "CREATE TABLE notices_out (id BLOB PRIMARY KEY, blob BLOB NOT NULL);
+     CREATE TABLE notices_in (id BLOB PRIMARY KEY, blob BLOB NOT NULL);",
 ];
 
 /// Problems with the storage layer that are not the user's doing.

@@ -45,6 +45,7 @@ mod devices;
 mod feed;
 mod inbox;
 mod keys;
+mod notices;
 mod open;
 mod outbox;
 mod received;
@@ -64,6 +65,7 @@ pub use devices::{DeviceError, DeviceRecord, DeviceSync, Devices, MAX_DEVICES, M
 pub use feed::{FeedEntry, FeedFilter};
 pub use inbox::{Inbox, MAX_PENDING_PER_PEER, MAX_REQUESTS_PER_PEER_PER_DAY, Refusal};
 pub use keys::RecoveryError;
+pub use notices::{MAX_NOTICES_PER_SELLER, NoticeError, NoticeInfo};
 pub use open::{CreateError, OpenError, VaultOptions, VerifyReport};
 pub use outbox::Outbox;
 pub use received::{MirrorEntry, MirrorShare, MirrorStatus, Share, ShareError, ShareStatus};
@@ -118,6 +120,9 @@ pub struct Vault {
     /// vault open (another process, or someone with the file, changed it behind our back):
     /// nothing is served any more (see [`Vault::refresh`]).
     tampered: Option<&'static str>,
+    /// The database mirror running in this process has removed the rows of every share this
+    /// vault does not hold (see received/mirror.rs): receipts for grants never held are safe.
+    mirror_reconciled: bool,
     clock: Clock,
 }
 
@@ -202,6 +207,7 @@ impl Vault {
             replicas: Default::default(),
             inbox: Default::default(),
             tampered: None,
+            mirror_reconciled: false,
             data_version: 0,
             clock,
         })

@@ -30,8 +30,14 @@ impl Drop for Db {
 }
 
 impl Db {
-    /// Connects and prepares the schema for vault `owner`.
-    pub(crate) async fn connect(url: &MirrorUrl, owner: &str) -> Result<Db, MirrorError> {
+    /// Connects, takes the mirror's writer lock for the connection's lifetime (one node per
+    /// database), and prepares the schema for vault `owner` (identity and device); `attach`
+    /// clears a detachment made by `vault mirror off`.
+    pub(crate) async fn connect(url: &MirrorUrl, owner: &str, attach: bool) -> Result<Db, MirrorError> {
+        Self::connect_inner(url, owner, attach).await.map_err(|e| e.scrubbed(url))
+    }
+
+    async fn connect_inner(url: &MirrorUrl, owner: &str, attach: bool) -> Result<Db, MirrorError> {
         let mut config = url.config().clone();
         config.connect_timeout(CONNECT_TIMEOUT).application_name("vault-mirror");
         let (mut client, connection) = tokio::time::timeout(CONNECT_TIMEOUT * 2, config.connect(NoTls))
@@ -43,7 +49,12 @@ impl Db {
                 tracing::debug!(error = %crate::describe_pg(&e), "mirror connection ended");
             }
         });
-        schema::prepare(&mut client, owner).await?;
+        let locked: bool =
+            client.query_one("SELECT pg_try_advisory_lock($1)", &[&schema::WRITER_LOCK]).await?.try_get(0)?;
+        if !locked {
+            return Err(MirrorError::Busy { target: url.target() });
+        }
+        schema::prepare(&mut client, owner, attach).await?;
         Ok(Db { client, task })
     }
 
@@ -58,13 +69,20 @@ impl Db {
             .client
             .query("SELECT customer, grant_id, vault_rev, customer_name FROM vault.consents", &[])
             .await?;
-        Ok(rows
-            .iter()
-            .map(|r| {
-                let rev: i64 = r.get(2);
-                ((r.get(0), r.get(1)), (u64::try_from(rev).unwrap_or(u64::MAX), r.get(3)))
-            })
-            .collect())
+        let mut out = Written::new();
+        for r in &rows {
+            let (customer, grant, rev, name): (Option<String>, Option<String>, Option<i64>, Option<String>) =
+                (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?);
+            let (Some(customer), Some(grant)) = (customer, grant) else {
+                return Err(MirrorError::ChangedByHand(
+                    "a row of vault.consents has no customer or grant_id".into(),
+                ));
+            };
+            // A revision the mirror did not write (NULL, negative) is rewritten.
+            let rev = rev.and_then(|r| u64::try_from(r).ok()).unwrap_or(u64::MAX);
+            out.insert((customer, grant), (rev, name));
+        }
+        Ok(out)
     }
 
     /// Removes every row of shares not in `keep` (customer, grant): shares the vault no longer
@@ -92,11 +110,23 @@ impl Db {
         Ok(n)
     }
 
-    /// Removes every row the mirror wrote (before detaching it).
+    /// Removes every row the mirror wrote and marks the tables detached, in one transaction:
+    /// a node still running stops writing into them.
     pub(crate) async fn remove_all(&mut self) -> Result<u64, MirrorError> {
         let tx = self.client.transaction().await?;
         tx.execute("DELETE FROM vault.consent_values", &[]).await?;
         let n = tx.execute("DELETE FROM vault.consents", &[]).await?;
+        let left: i64 = tx.query_one("SELECT count(*) FROM vault.consent_values", &[]).await?.try_get(0)?;
+        if left != 0 {
+            return Err(MirrorError::ChangedByHand(
+                "values remain after deleting them (a rule or trigger?)".into(),
+            ));
+        }
+        tx.execute(
+            "INSERT INTO vault.meta (key, value) VALUES ('detached', 'true') ON CONFLICT (key) DO UPDATE SET value = 'true'",
+            &[],
+        )
+        .await?;
         tx.commit().await?;
         Ok(n)
     }
@@ -105,6 +135,14 @@ impl Db {
     /// (none once withdrawn). Committed when this returns Ok.
     pub(crate) async fn write(&mut self, shares: &[MirrorShare]) -> Result<(), MirrorError> {
         let tx = self.client.transaction().await?;
+        // `vault mirror off` (which takes this row's lock too) may have emptied the tables.
+        let detached = tx
+            .query_opt("SELECT value FROM vault.meta WHERE key = 'detached' FOR SHARE", &[])
+            .await?
+            .is_some();
+        if detached {
+            return Err(MirrorError::Detached);
+        }
         let upsert = tx
             .prepare(
                 "INSERT INTO vault.consents (customer, grant_id, customer_name, purpose, fields, filter, issued_at,
@@ -118,6 +156,9 @@ impl Db {
             .await?;
         let clear =
             tx.prepare("DELETE FROM vault.consent_values WHERE customer = $1 AND grant_id = $2").await?;
+        let left = tx
+            .prepare("SELECT count(*) FROM vault.consent_values WHERE customer = $1 AND grant_id = $2")
+            .await?;
         let insert = tx
             .prepare(
                 "INSERT INTO vault.consent_values (customer, grant_id, path, value, value_text)
@@ -152,6 +193,16 @@ impl Db {
             )
             .await?;
             tx.execute(&clear, &[&customer, &grant]).await?;
+            if share.values.is_none() {
+                // The erasure receipt rests on this: check the rows are gone, whatever rules or
+                // triggers someone added.
+                let n: i64 = tx.query_one(&left, &[&customer, &grant]).await?.try_get(0)?;
+                if n != 0 {
+                    return Err(MirrorError::ChangedByHand(format!(
+                        "{n} values of grant {grant} remain after deleting them (a rule or trigger?)"
+                    )));
+                }
+            }
             if let Some(values) = &share.values {
                 let mut leaves = Vec::new();
                 flatten(values, String::new(), &mut leaves);

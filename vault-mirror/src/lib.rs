@@ -19,7 +19,7 @@ mod worker;
 
 pub use schema::{NAMESPACE, SCHEMA_VERSION};
 pub use url::{MirrorUrl, redact};
-pub use worker::{Mirror, check, detach};
+pub use worker::{Mirror, check, detach, owner};
 
 /// What went wrong with the mirror. Messages name the problem and where (user, host, port,
 /// database), never a password.
@@ -64,6 +64,16 @@ pub enum MirrorError {
         "the mirror's tables are at schema version {0}, newer than this vault understands ({SCHEMA_VERSION})"
     )]
     NewerSchema(i64),
+    /// Another node writes to these tables now (this vault running twice, or another device
+    /// of its identity pointed at the same database).
+    #[error("another vault node is writing to this mirror ({target}); one node per database")]
+    Busy {
+        /// user@host:port/database
+        target: String,
+    },
+    /// `vault mirror off` emptied and detached these tables.
+    #[error("the mirror was detached (`vault mirror off`); `vault mirror set` attaches it again")]
+    Detached,
     /// The server said no to a statement.
     #[error("the mirror's database failed: {0}")]
     Database(String),
@@ -90,10 +100,22 @@ impl MirrorError {
         }
     }
 
+    /// The same error with anything that could be the password scrubbed from its text.
+    pub(crate) fn scrubbed(self, url: &MirrorUrl) -> Self {
+        match self {
+            MirrorError::Unreachable { target, why } => {
+                MirrorError::Unreachable { target, why: url.scrub(&why) }
+            }
+            MirrorError::Database(text) => MirrorError::Database(url.scrub(&text)),
+            MirrorError::ChangedByHand(text) => MirrorError::ChangedByHand(url.scrub(&text)),
+            other => other,
+        }
+    }
+
     /// True when trying again later may help (the server is down or busy), false when a person
     /// has to change something first.
     pub fn is_transient(&self) -> bool {
-        matches!(self, MirrorError::Unreachable { .. } | MirrorError::Database(_))
+        matches!(self, MirrorError::Unreachable { .. } | MirrorError::Database(_) | MirrorError::Busy { .. })
     }
 }
 

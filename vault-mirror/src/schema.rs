@@ -10,6 +10,9 @@ use crate::MirrorError;
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = 1;
 
+/// The session-level advisory lock a writing node holds for its connection's lifetime.
+pub(crate) const WRITER_LOCK: i64 = 8_315_178_049_665_788_978;
+
 /// The PostgreSQL schema (namespace) the mirror owns.
 pub const NAMESPACE: &str = "vault";
 
@@ -96,7 +99,7 @@ const EXPECTED: &[(&str, &[(&str, &str)])] = &[
 /// Creates or migrates the mirror's tables for the vault `owner` (an identity), in one
 /// transaction under an advisory lock, and checks them. A schema another vault owns, or a newer
 /// one, is refused.
-pub(crate) async fn prepare(client: &mut Client, owner: &str) -> Result<(), MirrorError> {
+pub(crate) async fn prepare(client: &mut Client, owner: &str, attach: bool) -> Result<(), MirrorError> {
     let tx = client.transaction().await?;
     // Two vaults (or two nodes) preparing at once: one waits for the other.
     tx.execute("SELECT pg_advisory_xact_lock(8315178049665788977)", &[]).await?;
@@ -105,9 +108,21 @@ pub(crate) async fn prepare(client: &mut Client, owner: &str) -> Result<(), Mirr
          CREATE TABLE IF NOT EXISTS vault.meta (key text PRIMARY KEY, value text NOT NULL);",
     )
     .await?;
-    let rows =
-        tx.query("SELECT key, value FROM vault.meta WHERE key IN ('schema_version', 'owner')", &[]).await?;
-    let get = |k: &str| rows.iter().find(|r| r.get::<_, &str>(0) == k).map(|r| r.get::<_, String>(1));
+    let rows = tx
+        .query("SELECT key, value FROM vault.meta WHERE key IN ('schema_version', 'owner', 'detached')", &[])
+        .await?;
+    let mut meta = Vec::new();
+    for r in &rows {
+        let (k, v): (Option<String>, Option<String>) = (r.try_get(0)?, r.try_get(1)?);
+        meta.push((k.unwrap_or_default(), v.unwrap_or_default()));
+    }
+    let get = |k: &str| meta.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
+    if get("detached").is_some() {
+        if !attach {
+            return Err(MirrorError::Detached);
+        }
+        tx.execute("DELETE FROM vault.meta WHERE key = 'detached'", &[]).await?;
+    }
     if let Some(other) = get("owner").filter(|o| o != owner) {
         return Err(MirrorError::OtherOwner(other));
     }
@@ -148,17 +163,21 @@ async fn check(tx: &tokio_postgres::Transaction<'_>) -> Result<(), MirrorError> 
         if rows.is_empty() {
             return Err(MirrorError::ChangedByHand(format!("table vault.{table} is missing")));
         }
+        let mut found = Vec::new();
+        for r in &rows {
+            let (name, ty): (Option<String>, Option<String>) = (r.try_get(0)?, r.try_get(1)?);
+            found.push((name.unwrap_or_default(), ty.unwrap_or_default()));
+        }
         for (column, ty) in *columns {
-            match rows.iter().find(|r| r.get::<_, &str>(0) == *column) {
+            match found.iter().find(|(name, _)| name == column) {
                 None => {
                     return Err(MirrorError::ChangedByHand(format!(
                         "column vault.{table}.{column} is missing"
                     )));
                 }
-                Some(r) if r.get::<_, &str>(1) != *ty => {
+                Some((_, found_ty)) if found_ty != ty => {
                     return Err(MirrorError::ChangedByHand(format!(
-                        "column vault.{table}.{column} is {}, not {ty}",
-                        r.get::<_, &str>(1)
+                        "column vault.{table}.{column} is {found_ty}, not {ty}"
                     )));
                 }
                 Some(_) => {}

@@ -25,12 +25,12 @@ impl MirrorUrl {
             return Err(MirrorError::BadUrl("empty".into()));
         }
         let config = tokio_postgres::Config::from_str(raw)
-            .map_err(|_| MirrorError::BadUrl(format!("cannot parse {}", redact(raw))))?;
+            .map_err(|_| MirrorError::BadUrl(format!("cannot parse {}", redact_raw(raw))))?;
         if config.get_hosts().is_empty() {
-            return Err(MirrorError::BadUrl(format!("no host in {}", redact(raw))));
+            return Err(MirrorError::BadUrl(format!("no host in {}", redact_raw(raw))));
         }
         if config.get_user().is_none() {
-            return Err(MirrorError::BadUrl(format!("no user in {}", redact(raw))));
+            return Err(MirrorError::BadUrl(format!("no user in {}", redact_raw(raw))));
         }
         Ok(Self { raw: Zeroizing::new(raw.to_owned()), config })
     }
@@ -44,9 +44,30 @@ impl MirrorUrl {
         &self.config
     }
 
-    /// The string with its password replaced by `***`: safe to show.
+    /// Where it points, rebuilt from the parsed parts with the password replaced by `***`
+    /// (never the string as given, whose quoting the parser may read differently): safe to show.
     pub fn redacted(&self) -> String {
-        redact(&self.raw)
+        let pw = if self.config.get_password().is_some() { ":***" } else { "" };
+        let hosts: Vec<String> = self
+            .config
+            .get_hosts()
+            .iter()
+            .enumerate()
+            .map(|(i, h)| {
+                let host = match h {
+                    Host::Tcp(h) => h.clone(),
+                    #[cfg(unix)]
+                    Host::Unix(p) => p.display().to_string(),
+                };
+                match self.config.get_ports().get(i).or(self.config.get_ports().first()) {
+                    Some(port) => format!("{host}:{port}"),
+                    None => host,
+                }
+            })
+            .collect();
+        let user = self.config.get_user().unwrap_or("");
+        let db = self.config.get_dbname().unwrap_or(user);
+        format!("postgres://{user}{pw}@{}/{db}", hosts.join(","))
     }
 
     /// Where it points, for error messages: `user@host:port/database`.
@@ -75,6 +96,14 @@ impl MirrorUrl {
         if let Some(pw) = self.config.get_password().filter(|p| p.len() >= 3) {
             let pw = String::from_utf8_lossy(pw);
             out = out.replace(pw.as_ref(), "***");
+            // Also as it may be written in a URL (percent-encoded).
+            let encoded: String = pw
+                .bytes()
+                .map(
+                    |b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") },
+                )
+                .collect();
+            out = out.replace(&encoded, "***");
         }
         out
     }
@@ -92,8 +121,16 @@ impl fmt::Display for MirrorUrl {
     }
 }
 
-/// A connection string with any password replaced by `***`, in both of its forms.
+/// A connection string safe to show: rebuilt from its parsed parts, password as `***`.
 pub fn redact(raw: &str) -> String {
+    match MirrorUrl::parse(raw) {
+        Ok(url) => url.redacted(),
+        Err(_) => "(a connection string that does not parse)".to_owned(),
+    }
+}
+
+/// The string as given with any password replaced by `***`, for one that may not parse.
+fn redact_raw(raw: &str) -> String {
     if let Some(rest) = raw.strip_prefix("postgres://").or_else(|| raw.strip_prefix("postgresql://")) {
         let scheme = &raw[..raw.len() - rest.len()];
         // The authority ends at the first '/', '?' or '#'; its user info at its last '@'.
@@ -176,12 +213,16 @@ mod tests {
             "postgres://shop@db.local/crm?password=s3cret-pw",
             "host=db.local user=shop password=s3cret-pw dbname=crm",
             "host=db.local user=shop password = 's3cret-pw with space' dbname=crm",
+            "postgres://shop:s3cret/pw@db.local/crm",
+            "postgres://shop:s3cret?pw#x@db.local/crm",
+            "postgres://shop:s3cret%2Fpw@db.local/crm",
         ] {
             let url = MirrorUrl::parse(raw).unwrap();
             for shown in [url.redacted(), format!("{url:?}"), url.to_string(), url.target()] {
                 assert!(!shown.contains("s3cret"), "{shown}");
             }
             assert!(url.redacted().contains("db.local"), "{}", url.redacted());
+            assert!(!redact(raw).contains("s3cret"), "{}", redact(raw));
             assert!(!url.scrub(&format!("failed: {raw}")).contains("s3cret"));
         }
         let err = MirrorUrl::parse("postgres://shop:s3cret-pw@db.local:notaport/crm").unwrap_err();

@@ -27,9 +27,26 @@ pub struct Mirror {
 }
 
 impl Mirror {
-    /// Starts mirroring the vault behind `handle` into `url`.
+    /// Starts mirroring the vault behind `handle` into `url`. A panic in the loop is recorded
+    /// as the mirror's status and the loop restarts: it never takes the node down, and never
+    /// dies silently with erasures pending.
     pub fn spawn(handle: VaultHandle, url: MirrorUrl) -> Mirror {
-        Mirror { task: tokio::spawn(run(handle, url)) }
+        let task = tokio::spawn(async move {
+            loop {
+                let attempt = tokio::spawn(run(handle.clone(), url.clone()));
+                match attempt.await {
+                    Ok(()) => return,
+                    Err(e) if e.is_panic() => {
+                        tracing::error!("the mirror failed unexpectedly; restarting it");
+                        let _ = handle
+                            .with_vault(|v| v.set_mirror_status(false, "failed unexpectedly; restarting"));
+                        tokio::time::sleep(MAX_BACKOFF).await;
+                    }
+                    Err(_) => return,
+                }
+            }
+        });
+        Mirror { task }
     }
 
     /// Stops it (a write in flight is rolled back by the server: nothing half-written stays).
@@ -38,26 +55,38 @@ impl Mirror {
     }
 }
 
-/// Connects, prepares the tables for `vault` and says where they are: what `vault mirror set`
-/// checks before attaching.
-pub async fn check(url: &MirrorUrl, owner: &str) -> Result<u64, MirrorError> {
-    let db = Db::connect(url, owner).await?;
-    Ok(db.written().await?.len() as u64)
+/// The owner the mirror's tables record: this vault's identity and device (each device of an
+/// identity receives shares on its own, so each needs a database of its own).
+pub fn owner(vault: &Vault) -> String {
+    format!("{}/{}", vault.identity(), vault.device_key().public())
 }
 
-/// Removes every row the mirror wrote, so that it can be detached with nothing left behind.
-/// Returns how many consents were removed.
+/// Connects, prepares the tables for vault `owner` (see [`owner`]) and says how many consents
+/// they hold: what `vault mirror set` checks before attaching. Fails while a node writes there.
+pub async fn check(url: &MirrorUrl, owner: &str) -> Result<u64, MirrorError> {
+    let db = Db::connect(url, owner, true).await?;
+    Ok(db.written().await.map_err(|e| e.scrubbed(url))?.len() as u64)
+}
+
+/// Removes every row the mirror wrote and marks the tables detached (a node still writing stops),
+/// so that the vault can detach the mirror with nothing left behind. Returns how many consents
+/// were removed.
 pub async fn detach(url: &MirrorUrl, owner: &str) -> Result<u64, MirrorError> {
-    let mut db = Db::connect(url, owner).await?;
-    db.remove_all().await
+    let mut db = Db::connect(url, owner, true).await?;
+    db.remove_all().await.map_err(|e| e.scrubbed(url))
 }
 
 async fn run(handle: VaultHandle, url: MirrorUrl) {
     let mut changes = handle.changes();
-    let owner = handle.with_vault(|v| v.identity().to_string());
+    let owner = handle.with_vault(|v| owner(v));
     let mut conn: Option<(Db, Written)> = None;
     let mut backoff = Duration::from_millis(250);
     loop {
+        // Detached or pointed elsewhere by another process: this loop's job is over.
+        if handle.with_vault(|v| v.mirror_url().ok().flatten()).as_deref() != Some(url.expose()) {
+            tracing::info!("mirror detached; stopping");
+            return;
+        }
         match round(&handle, &url, &owner, &mut conn).await {
             Ok(()) => {
                 backoff = Duration::from_millis(250);
@@ -88,7 +117,7 @@ async fn round(
     }
     let entries = handle.with_vault(|v| v.mirror_entries())?;
     if conn.is_none() {
-        let mut db = Db::connect(url, owner).await?;
+        let mut db = Db::connect(url, owner, false).await?;
         // Rows of shares this vault no longer has (a restore, a lost write) go first.
         let keep: HashSet<(String, String)> = entries.iter().map(key).collect();
         let removed = db.remove_except(&keep).await?;
@@ -96,7 +125,10 @@ async fn round(
             tracing::info!(removed, "mirror: removed the rows of shares this vault no longer has");
         }
         let written = db.written().await?;
-        handle.with_vault(|v| v.set_mirror_status(true, &format!("writing to {}", url.target())))?;
+        handle.with_vault(|v| {
+            v.mirror_reconciled();
+            v.set_mirror_status(true, &format!("writing to {}", url.target()))
+        })?;
         *conn = Some((db, written));
     }
     let (db, written) = conn.as_mut().expect("connected above");

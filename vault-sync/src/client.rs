@@ -342,6 +342,13 @@ fn wanted_peers(shared: &Shared) -> Vec<(IdentityId, Option<Ticket>)> {
             None => peers.push((holder, ticket)),
         }
     }
+    for (customer, ticket) in vault.notice_customers().unwrap_or_default() {
+        match peers.iter_mut().find(|(p, _)| *p == customer) {
+            Some((_, known)) if known.is_none() => *known = ticket,
+            Some(_) => {}
+            None => peers.push((customer, ticket)),
+        }
+    }
     // A blocked peer is not dialed either: blocking means no contact, both ways.
     peers.retain(|(p, _)| !vault.contacts().is_blocked(p).unwrap_or(false));
     peers

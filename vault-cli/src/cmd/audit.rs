@@ -70,6 +70,8 @@ pub(crate) fn describe_event(vault: &Vault, e: &AuditEvent) -> String {
         AuditKind::RequestApproved => "approved the request of",
         AuditKind::RequestDenied => "denied the request of",
         AuditKind::RequestAnswered => "answer from",
+        AuditKind::BreachNotified => "sent a breach notice to",
+        AuditKind::BreachNotice => "BREACH NOTICE from",
         _ => "event",
     };
     let mut line = format!("{}  {what} {}", local(e.at), untrusted(&who));

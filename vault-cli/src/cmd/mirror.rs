@@ -37,9 +37,24 @@ pub(crate) fn read_url(given: Option<String>) -> Result<MirrorUrl> {
     Ok(MirrorUrl::parse(&raw)?)
 }
 
+/// Refuses to replace an attached mirror by another: the first one's rows would be left behind
+/// with nobody to erase them.
+pub(crate) fn refuse_another(vault: &Vault, url: &MirrorUrl) -> Result<()> {
+    if let Some(current) = vault.mirror_url()?
+        && current != url.expose()
+    {
+        bail!(
+            "another mirror is attached ({}): run 'vault mirror off' first, which removes its rows",
+            vault_mirror::redact(&current)
+        );
+    }
+    Ok(())
+}
+
 /// Checks the database (connects, creates or migrates the tables) and attaches it.
 pub(crate) fn attach(vault: &mut Vault, url: &MirrorUrl) -> Result<u64> {
-    let owner = vault.identity().to_string();
+    refuse_another(vault, url)?;
+    let owner = vault_mirror::owner(vault);
     let held = runtime()?.block_on(vault_mirror::check(url, &owner))?;
     vault.attach_mirror(url.expose())?;
     Ok(held)
@@ -104,7 +119,7 @@ fn off(app: &App) -> Result<Outcome> {
         bail!("no mirror attached");
     };
     let url = MirrorUrl::parse(&raw)?;
-    let owner = vault.identity().to_string();
+    let owner = vault_mirror::owner(&vault);
     // Everything it wrote goes first; only then are held-back receipts signed.
     let removed = runtime()?.block_on(vault_mirror::detach(&url, &owner))?;
     vault.detach_mirror()?;

@@ -18,11 +18,22 @@ pub(crate) fn serve(app: &App, args: &ServeArgs) -> Result<Outcome> {
     let mut vault = app.unlock()?;
     if let Some(given) = &args.mirror {
         let url = super::mirror::read_url(Some(given.clone()))?;
-        if vault.mirror_url()?.as_deref() != Some(url.expose()) {
-            super::mirror::attach(&mut vault, &url)?;
+        super::mirror::refuse_another(&vault, &url)?;
+        if vault.mirror_url()?.is_none() {
+            // Attached at once, reachable or not: the mirror prepares its tables when it can,
+            // and erasure receipts wait for it from now on.
+            vault.attach_mirror(url.expose())?;
         }
     }
-    let mirror = vault.mirror_url()?.map(|raw| vault_mirror::MirrorUrl::parse(&raw)).transpose()?;
+    let mirror = match vault.mirror_url()?.map(|raw| vault_mirror::MirrorUrl::parse(&raw)) {
+        Some(Ok(url)) => Some(url),
+        Some(Err(e)) => {
+            // Serve anyway; receipts stay held until the mirror is mended or detached.
+            eprintln!("warning: the mirror is not running: {e}");
+            None
+        }
+        None => None,
+    };
     let config = NodeConfig { bind: args.bind, relay: !args.no_relay, ..NodeConfig::default() };
     runtime()?.block_on(async {
         let node = Node::spawn(vault, config).await?;

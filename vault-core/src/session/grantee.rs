@@ -103,6 +103,12 @@ impl GranteeSession {
                 .into_iter()
                 .map(|r| GranteeAction::Send(Box::new(Frame::Request(r)))),
         );
+        out.extend(
+            vault
+                .undelivered_notices(&self.issuer)?
+                .into_iter()
+                .map(|n| GranteeAction::Send(Box::new(Frame::Notice(n)))),
+        );
         out.push(GranteeAction::Send(Box::new(Frame::ListShares)));
         Ok(out)
     }
@@ -118,6 +124,13 @@ impl GranteeSession {
                     self.report.delivered += 1;
                 } else {
                     self.report.not_accepted += 1;
+                }
+                Ok(vec![GranteeAction::Changed])
+            }
+            Frame::NoticeAck { notice, kept } => {
+                vault.notice_delivered(&self.issuer, &notice)?;
+                if !kept {
+                    tracing::warn!(%notice, "the customer's vault did not keep a breach notice");
                 }
                 Ok(vec![GranteeAction::Changed])
             }

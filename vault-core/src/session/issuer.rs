@@ -111,6 +111,11 @@ impl IssuerSession {
                     let ack = Frame::RequestAck { request: id, accepted: accepted.is_ok() };
                     return Ok(vec![IssuerAction::Send(ack)]);
                 }
+                Frame::Notice(notice) => {
+                    let kept = vault.receive_notice(&self.peer, &notice)?;
+                    let ack = Frame::NoticeAck { notice: notice.statement().id, kept };
+                    return Ok(vec![IssuerAction::Send(ack)]);
+                }
                 Frame::Roster(roster) => {
                     if vault.knows_peer(&self.peer)? {
                         vault.accept_roster(self.peer, &roster)?;

@@ -58,6 +58,8 @@ pub(crate) const REQUESTS_OUT: Table = Table { name: "requests_out", kind: KeyKi
 pub(crate) const NODE: Table = Table { name: "node", kind: KeyKind::Text("key") };
 pub(crate) const DEVICES: Table = Table { name: "devices", kind: KeyKind::Blob("id") };
 pub(crate) const SHARED_LOG: Table = Table { name: "shared_log", kind: KeyKind::Group("origin", "seq") };
+pub(crate) const NOTICES_OUT: Table = Table { name: "notices_out", kind: KeyKind::Blob("id") };
+pub(crate) const NOTICES_IN: Table = Table { name: "notices_in", kind: KeyKind::Blob("id") };
 
 /// Every sealed table, in the order `verify` reports them.
 pub(crate) const ALL_TABLES: &[Table] = &[
@@ -76,6 +78,8 @@ pub(crate) const ALL_TABLES: &[Table] = &[
     NODE,
     DEVICES,
     SHARED_LOG,
+    NOTICES_OUT,
+    NOTICES_IN,
 ];
 
 impl std::fmt::Display for Table {

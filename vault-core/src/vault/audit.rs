@@ -49,6 +49,10 @@ pub enum AuditKind {
     RequestDenied,
     /// This vault learned the answer to one of its requests.
     RequestAnswered,
+    /// This vault (a seller) sent a breach notice.
+    BreachNotified,
+    /// A seller told this vault its data may have been breached.
+    BreachNotice,
 }
 
 /// One line of the access log.

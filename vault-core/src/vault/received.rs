@@ -138,6 +138,9 @@ impl std::fmt::Display for ShareKey {
     }
 }
 
+/// A received grant, when it ended here (if it has), and its issuer's last ticket.
+pub(crate) type HeldGrant = (SignedGrant, Option<i64>, Option<Ticket>);
+
 /// A received share could not be stored or synced.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -290,6 +293,9 @@ impl Vault {
             // Grants that ended before this vault ever received them: it holds nothing of them,
             // and says so, or the issuer would wait for their erasure forever.
             let mut never_held = Vec::new();
+            // With a mirror attached, the mirror may hold rows of a grant this vault lost
+            // (a restore): receipts for grants never held wait until it removed such rows.
+            let may_sign_unheld = !v.mirror_attached()? || v.mirror_reconciled;
             for end in ended {
                 let id = v.share_key(&issuer, &end.grant())?;
                 let Some(mut record) = v.received_record(&id)? else {
@@ -299,7 +305,7 @@ impl Vault {
                         Ended::Revoked(r) => r.statement().issuer == issuer,
                         Ended::Expired(_) => false,
                     };
-                    if by_issuer && never_held.len() < MAX_RECEIPTS_FOR_UNKNOWN_GRANTS {
+                    if by_issuer && may_sign_unheld && never_held.len() < MAX_RECEIPTS_FOR_UNKNOWN_GRANTS {
                         never_held.push(end.grant());
                     }
                     continue;
@@ -439,6 +445,19 @@ impl Vault {
 
     fn view_bytes(&self, id: &ShareKey) -> Result<Option<Vec<u8>>, StoreError> {
         self.store.get(&VIEWS, Key::Id(id.as_bytes()))
+    }
+
+    /// Every received grant with when it ended here (if it has) and the ticket its issuer was
+    /// last reached at: what a breach notice covers.
+    pub(crate) fn held_grants(&self) -> Result<Vec<HeldGrant>, StoreError> {
+        let mut out = Vec::new();
+        for id in self.received_ids()? {
+            let Some(record) = self.received_record(&id)? else { continue };
+            let grant =
+                SignedGrant::from_stored(&record.grant).ok_or_else(|| StoreError::damaged(&RECEIVED, &id))?;
+            out.push((grant, record.ended_at, record.ticket.as_deref().and_then(|t| t.parse().ok())));
+        }
+        Ok(out)
     }
 
     /// Every received grant with its status (grants were verified when they arrived).

@@ -96,6 +96,12 @@ impl Vault {
         })
     }
 
+    /// The mirror running in this process removed the rows of every share this vault does not
+    /// hold: from now on, receipts for grants never held here can be signed.
+    pub fn mirror_reconciled(&mut self) {
+        self.mirror_reconciled = true;
+    }
+
     /// Records the mirror's health.
     pub fn set_mirror_status(&mut self, ok: bool, detail: &str) -> Result<(), StoreError> {
         let status = MirrorStatus { ok, detail: detail.to_owned(), at: self.now() };
@@ -140,7 +146,16 @@ impl Vault {
         let Some(record) = self.received_record(&key)? else { return Ok(None) };
         let signed =
             SignedGrant::from_stored(&record.grant).ok_or_else(|| StoreError::damaged(&RECEIVED, &key))?;
-        let values = if record.status == ShareStatus::Live { self.view(&key)? } else { None };
+        let values = match record.status {
+            ShareStatus::Live => match self.view(&key)? {
+                Some(view) => Some(view),
+                // Shares received before views existed, or before their first update.
+                None => {
+                    self.load_replica(&key).ok().map(|r| crate::doc::obj_to_json(&r.am, &automerge::ROOT))
+                }
+            },
+            _ => None,
+        };
         Ok(Some(MirrorShare {
             grant: signed,
             customer_name: self.contacts().petname(customer),

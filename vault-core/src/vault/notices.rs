@@ -1,0 +1,358 @@
+//! Breach notices. The seller's side: [`Vault::breach_notify`] signs one notice per customer
+//! whose data this vault held under a matching grant in the window, and queues it; sessions
+//! deliver it (as they deliver consent requests) until the customer's vault acknowledges it.
+//! The customer's side: [`Vault::receive_notice`] checks a notice against this vault's own grants
+//! before keeping it; [`Vault::notices`] lists them with the grants concerned. Owns the sealed
+//! tables `notices_out` and `notices_in`.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::audit::{AuditEvent, AuditKind};
+use super::{GrantStatus, Vault};
+use crate::identity::{IdentityId, Ticket};
+use crate::notice::BreachNotice;
+use crate::statement::{GrantId, NoticeId, Signed, StatementError};
+use crate::store::StoreError;
+use crate::store::sealed::{Key, NOTICES_IN, NOTICES_OUT, Table};
+
+/// Notices kept from one seller, at most: beyond, new ones are refused (a flood is not news).
+pub const MAX_NOTICES_PER_SELLER: usize = 32;
+
+#[derive(Serialize, Deserialize)]
+struct OutRecord {
+    notice: Vec<u8>,
+    ticket: Option<String>,
+    delivered: bool,
+}
+
+#[derive(Serialize, Deserialize)]
+struct InRecord {
+    notice: Vec<u8>,
+    received_at: i64,
+}
+
+/// A breach notice, sent or received.
+#[derive(Clone, Debug)]
+pub struct NoticeInfo {
+    /// The signed notice.
+    pub notice: Signed<BreachNotice>,
+    /// The other party's petname (the customer's for a notice sent, the seller's for one
+    /// received).
+    pub peer_name: Option<String>,
+    /// Sent: acknowledged by the customer's vault. Received: always true.
+    pub delivered: bool,
+    /// Received: when.
+    pub received_at: Option<i64>,
+    /// Received: each grant named, with its status here (`None`: not a grant of this vault).
+    pub grants: Vec<(GrantId, Option<GrantStatus>)>,
+}
+
+/// A breach notice could not be made.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NoticeError {
+    /// No grant matched: nobody to notify.
+    #[error("no customer's data was held under a matching grant since then: nobody to notify")]
+    NobodyToNotify,
+    /// The notice breaks a rule (empty text, too long, a window in the future).
+    #[error(transparent)]
+    Statement(#[from] StatementError),
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl Vault {
+    /// Signs and queues a breach notice to every customer whose data this vault held under a
+    /// grant whose purpose contains `purpose` (any, when `None`; case-insensitive) at any time
+    /// since `since`: each names the fields held of that customer and the grants. Returns them.
+    pub fn breach_notify(
+        &mut self,
+        since: i64,
+        purpose: Option<&str>,
+        text: &str,
+    ) -> Result<Vec<Signed<BreachNotice>>, NoticeError> {
+        let now = self.now();
+        let purpose = purpose.map(str::to_lowercase);
+        let mut by_customer: BTreeMap<IdentityId, (BreachNotice, Option<Ticket>)> = BTreeMap::new();
+        for (grant, ended_at, ticket) in self.held_grants()? {
+            let g = grant.statement();
+            let held_in_window = ended_at.is_none_or(|end| end >= since) && g.issued_at <= now;
+            let matches = purpose.as_ref().is_none_or(|p| g.purpose.to_lowercase().contains(p));
+            if !held_in_window || !matches {
+                continue;
+            }
+            let (notice, t) = by_customer.entry(g.issuer).or_insert_with(|| {
+                let notice = BreachNotice {
+                    id: NoticeId::random(),
+                    seller: self.identity(),
+                    customer: g.issuer,
+                    since,
+                    until: now,
+                    fields: Vec::new(),
+                    grants: Vec::new(),
+                    text: text.trim().to_owned(),
+                    issued_at: now,
+                };
+                (notice, None)
+            });
+            notice.fields.extend(g.fields.iter().cloned());
+            notice.grants.push(g.id);
+            if t.is_none() {
+                *t = ticket;
+            }
+        }
+        if by_customer.is_empty() {
+            return Err(NoticeError::NobodyToNotify);
+        }
+        let mut signed = Vec::new();
+        for (notice, ticket) in by_customer.into_values() {
+            let mut notice = notice;
+            notice.fields.sort();
+            notice.fields.dedup();
+            notice.grants.sort();
+            notice.grants.truncate(crate::notice::MAX_NOTICE_GRANTS);
+            signed.push((Signed::sign(notice, self.signer())?, ticket));
+        }
+        self.write(|v| -> Result<(), StoreError> {
+            for (notice, ticket) in &signed {
+                let n = notice.statement();
+                let record = OutRecord {
+                    notice: notice.to_bytes(),
+                    ticket: ticket.as_ref().map(ToString::to_string),
+                    delivered: false,
+                };
+                put(v, &NOTICES_OUT, &n.id, &record)?;
+                let mut event = AuditEvent::new(now, AuditKind::BreachNotified);
+                event.peer = Some(n.customer);
+                event.fields = n.fields.iter().map(ToString::to_string).collect();
+                event.detail = Some(format!("notice {}: {}", n.id, n.text));
+                v.access_log().append(&event)?;
+            }
+            Ok(())
+        })?;
+        Ok(signed.into_iter().map(|(n, _)| n).collect())
+    }
+
+    /// Notices this vault sent, newest first.
+    pub fn notices_sent(&self) -> Result<Vec<NoticeInfo>, StoreError> {
+        let mut out: Vec<NoticeInfo> = list::<OutRecord>(self, &NOTICES_OUT)?
+            .into_iter()
+            .filter_map(|r| {
+                let notice = Signed::<BreachNotice>::from_stored(&r.notice)?;
+                Some(NoticeInfo {
+                    peer_name: self.contacts().petname(&notice.statement().customer),
+                    notice,
+                    delivered: r.delivered,
+                    received_at: None,
+                    grants: Vec::new(),
+                })
+            })
+            .collect();
+        out.sort_by_key(|n| std::cmp::Reverse(n.notice.statement().issued_at));
+        Ok(out)
+    }
+
+    /// Notices queued for `customer`, not yet acknowledged.
+    pub fn undelivered_notices(
+        &self,
+        customer: &IdentityId,
+    ) -> Result<Vec<Signed<BreachNotice>>, StoreError> {
+        Ok(self
+            .notices_sent()?
+            .into_iter()
+            .filter(|n| !n.delivered && n.notice.statement().customer == *customer)
+            .map(|n| n.notice)
+            .collect())
+    }
+
+    /// Customers with a notice still to deliver, with the ticket they were last reached at.
+    pub fn notice_customers(&self) -> Result<Vec<(IdentityId, Option<Ticket>)>, StoreError> {
+        let mut out: Vec<(IdentityId, Option<Ticket>)> = Vec::new();
+        for r in list::<OutRecord>(self, &NOTICES_OUT)? {
+            let Some(notice) = Signed::<BreachNotice>::from_stored(&r.notice) else { continue };
+            let customer = notice.statement().customer;
+            if !r.delivered && !out.iter().any(|(c, _)| *c == customer) {
+                let ticket = r.ticket.as_deref().and_then(|t| t.parse().ok());
+                let ticket = ticket.or_else(|| {
+                    let contact =
+                        self.contacts().list().ok()?.into_iter().find(|c| c.identity == customer)?;
+                    contact.ticket.as_deref()?.parse().ok()
+                });
+                out.push((customer, ticket));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The customer's vault acknowledged notice `id` (kept or refused: either way, delivered).
+    pub fn notice_delivered(&mut self, customer: &IdentityId, id: &NoticeId) -> Result<(), StoreError> {
+        self.write(|v| {
+            let Some(mut record) = get::<OutRecord>(v, &NOTICES_OUT, id)? else { return Ok(()) };
+            let is_theirs = Signed::<BreachNotice>::from_stored(&record.notice)
+                .is_some_and(|n| n.statement().customer == *customer);
+            if is_theirs && !record.delivered {
+                record.delivered = true;
+                put(v, &NOTICES_OUT, id, &record)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Takes a notice delivered by `peer` (authenticated by the connection). Kept only when it is
+    /// the peer's own, addressed to this vault, and names only grants this vault issued to that
+    /// peer; at most [`MAX_NOTICES_PER_SELLER`] per seller. Returns whether it was kept.
+    pub fn receive_notice(
+        &mut self,
+        peer: &IdentityId,
+        signed: &Signed<BreachNotice>,
+    ) -> Result<bool, StoreError> {
+        let n = signed.statement();
+        let me = self.identity();
+        let now = self.now();
+        if n.seller != *peer || n.customer != me || n.issued_at > now + 300 {
+            return Ok(false);
+        }
+        if get::<InRecord>(self, &NOTICES_IN, &n.id)?.is_some() {
+            return Ok(true);
+        }
+        for id in &n.grants {
+            let ours = self.grant_info(id)?.is_some_and(|g| g.grant.statement().audience == *peer);
+            if !ours {
+                tracing::warn!(notice = %n.id, "refusing a breach notice naming a grant this vault did not issue to its sender");
+                return Ok(false);
+            }
+        }
+        let from_peer = list::<InRecord>(self, &NOTICES_IN)?
+            .iter()
+            .filter_map(|r| Signed::<BreachNotice>::from_stored(&r.notice))
+            .filter(|k| k.statement().seller == *peer)
+            .count();
+        if from_peer >= MAX_NOTICES_PER_SELLER {
+            return Ok(false);
+        }
+        self.write(|v| {
+            put(v, &NOTICES_IN, &n.id, &InRecord { notice: signed.to_bytes(), received_at: now })?;
+            let mut event = AuditEvent::new(now, AuditKind::BreachNotice);
+            event.peer = Some(*peer);
+            event.fields = n.fields.iter().map(ToString::to_string).collect();
+            event.detail = Some(format!("breach notice {}: {}", n.id, n.text));
+            v.access_log().append(&event)
+        })?;
+        Ok(true)
+    }
+
+    /// Breach notices received, newest first, each with the grants it names and their status.
+    pub fn notices(&self) -> Result<Vec<NoticeInfo>, StoreError> {
+        let mut out = Vec::new();
+        for r in list::<InRecord>(self, &NOTICES_IN)? {
+            let Some(notice) = Signed::<BreachNotice>::from_stored(&r.notice) else { continue };
+            let n = notice.statement();
+            let mut grants = Vec::new();
+            for id in &n.grants {
+                grants.push((*id, self.grant_info(id)?.map(|g| g.status)));
+            }
+            out.push(NoticeInfo {
+                peer_name: self.contacts().petname(&n.seller),
+                notice: notice.clone(),
+                delivered: true,
+                received_at: Some(r.received_at),
+                grants,
+            });
+        }
+        out.sort_by_key(|n| std::cmp::Reverse(n.notice.statement().issued_at));
+        Ok(out)
+    }
+}
+
+fn get<T: for<'de> Deserialize<'de>>(
+    v: &Vault,
+    table: &Table,
+    id: &NoticeId,
+) -> Result<Option<T>, StoreError> {
+    let Some(body) = v.store.get(table, Key::Id(id.as_bytes()))? else { return Ok(None) };
+    serde_json::from_slice(&body).map(Some).map_err(|_| StoreError::damaged(table, id))
+}
+
+fn put<T: Serialize>(v: &Vault, table: &Table, id: &NoticeId, record: &T) -> Result<(), StoreError> {
+    v.store.put(table, Key::Id(id.as_bytes()), &serde_json::to_vec(record).expect("serializes"))?;
+    Ok(())
+}
+
+fn list<T: for<'de> Deserialize<'de>>(v: &Vault, table: &Table) -> Result<Vec<T>, StoreError> {
+    let mut out = Vec::new();
+    for (raw, body, _) in v.store.list(table)? {
+        let record = serde_json::from_slice(&body).map_err(|_| {
+            StoreError::damaged(table, NoticeId::from_raw(raw.id()).map_or("?".into(), |i| i.to_string()))
+        })?;
+        out.push(record);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::Identity;
+    use crate::primitives::{KdfParams, Passphrase};
+    use crate::vault::NewGrant;
+
+    fn vault(dir: &std::path::Path) -> Vault {
+        Vault::at(dir).kdf(KdfParams::INSECURE_FOR_TESTS).create(&Passphrase::new("pw")).unwrap()
+    }
+
+    fn notice(seller: IdentityId, customer: IdentityId, grants: Vec<GrantId>) -> BreachNotice {
+        BreachNotice {
+            id: NoticeId::random(),
+            seller,
+            customer,
+            since: 1,
+            until: 2,
+            fields: vec!["profile.email".parse().unwrap()],
+            grants,
+            text: "breached".into(),
+            issued_at: 2,
+        }
+    }
+
+    /// A notice is kept only from the seller that signed it, addressed to this vault, about
+    /// grants this vault issued to that seller.
+    #[test]
+    fn forged_and_misaddressed_notices_are_refused() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (mut alice, shop) = (vault(a.path()), vault(b.path()));
+        alice.set_profile("email", "a@b.c").unwrap();
+        let grant = alice
+            .issue_grant(NewGrant {
+                audience: shop.identity(),
+                fields: vec!["profile.email".parse().unwrap()],
+                filter: None,
+                purpose: "orders".into(),
+                expires_at: None,
+                prices: true,
+            })
+            .unwrap();
+        let id = grant.statement().id;
+        let mallory = Identity::generate();
+        let (me, seller) = (alice.identity(), shop.identity());
+
+        let real = Signed::sign(notice(seller, me, vec![id]), shop.signer()).unwrap();
+        // Delivered by someone else than its signer.
+        assert!(!alice.receive_notice(&mallory.public(), &real).unwrap());
+        // Mallory's own notice about a grant made to the shop.
+        let forged = Signed::sign(notice(mallory.public(), me, vec![id]), &mallory).unwrap();
+        assert!(!alice.receive_notice(&mallory.public(), &forged).unwrap());
+        // Addressed to someone else.
+        let other = Signed::sign(notice(seller, mallory.public(), vec![id]), shop.signer()).unwrap();
+        assert!(!alice.receive_notice(&seller, &other).unwrap());
+        assert!(alice.notices().unwrap().is_empty());
+
+        assert!(alice.receive_notice(&seller, &real).unwrap());
+        assert!(alice.receive_notice(&seller, &real).unwrap(), "a second delivery is no new notice");
+        let kept = alice.notices().unwrap();
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].grants, vec![(id, Some(GrantStatus::Active))]);
+    }
+}
