@@ -17,49 +17,7 @@ pub(crate) const WRITER_LOCK: i64 = 8_315_178_049_665_788_978;
 pub const NAMESPACE: &str = "vault";
 
 /// Version 1: consents, their values one row per field, a pivot of profile fields.
-const V1: &str = r#"
-CREATE TABLE vault.consents (
-    customer      text        NOT NULL,
-    grant_id      text        NOT NULL,
-    customer_name text,
-    purpose       text        NOT NULL,
-    fields        text[]      NOT NULL,
-    filter        text,
-    issued_at     timestamptz NOT NULL,
-    expires_at    timestamptz,
-    status        text        NOT NULL CHECK (status IN ('live', 'withdrawn', 'expired')),
-    ended_at      timestamptz,
-    updated_at    timestamptz,
-    receipt       jsonb       NOT NULL,
-    vault_rev     bigint      NOT NULL,
-    PRIMARY KEY (customer, grant_id)
-);
-CREATE TABLE vault.consent_values (
-    customer   text  NOT NULL,
-    grant_id   text  NOT NULL,
-    path       text  NOT NULL,
-    value      jsonb NOT NULL,
-    value_text text,
-    PRIMARY KEY (customer, grant_id, path),
-    FOREIGN KEY (customer, grant_id) REFERENCES vault.consents (customer, grant_id) ON DELETE CASCADE
-);
-CREATE INDEX consent_values_path ON vault.consent_values (path);
-CREATE VIEW vault.profiles AS
-SELECT c.customer, c.customer_name, c.grant_id, c.purpose, c.expires_at,
-       max(v.value_text) FILTER (WHERE v.path = 'profile.name')             AS name,
-       max(v.value_text) FILTER (WHERE v.path = 'profile.email')            AS email,
-       max(v.value_text) FILTER (WHERE v.path = 'profile.phone')            AS phone,
-       max(v.value_text) FILTER (WHERE v.path = 'profile.birthday')         AS birthday,
-       max(v.value_text) FILTER (WHERE v.path = 'profile.address.street')   AS street,
-       max(v.value_text) FILTER (WHERE v.path = 'profile.address.city')     AS city,
-       max(v.value_text) FILTER (WHERE v.path = 'profile.address.postcode') AS postcode,
-       max(v.value_text) FILTER (WHERE v.path = 'profile.address.region')   AS region,
-       max(v.value_text) FILTER (WHERE v.path = 'profile.address.country')  AS country
-FROM vault.consents c
-LEFT JOIN vault.consent_values v USING (customer, grant_id)
-WHERE c.status = 'live'
-GROUP BY c.customer, c.grant_id;
-"#;
+const V1: &str = include_str!("../../schemas/mirror/v1.sql");
 
 /// Migrations in order: entry `i` takes the schema from version `i` to `i + 1`.
 const MIGRATIONS: &[&str] = &[V1];
