@@ -8,21 +8,12 @@
 //!
 //! `eval "$(scripts/pg-throwaway.sh start)"; cargo bench -p vault-tests --bench mirror`
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use vault_sync::Node;
-use vault_tests::bench::{create, local, summary};
+use vault_tests::bench::{create, local, proc_status, spawn_serve, summary};
 use vault_tests::pg::TestDb;
-
-fn rss(pid: u32, key: &str) -> String {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with(key))
-        .map(|l| l.split_whitespace().skip(1).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|| "?".into())
-}
 
 /// The same rows the mirror writes, inserted bare: one transaction per customer, then all in one.
 fn bare_inserts(db: &TestDb, n: usize) -> (Duration, Duration) {
@@ -79,21 +70,7 @@ async fn main() {
         let mut seller = create(sdir.path());
         seller.attach_mirror(&db.url()).unwrap();
     }
-    let bin = vault_tests::vault_bin();
-    let mut serve = Command::new(bin)
-        .args(["serve", "--no-relay", "--bind", "127.0.0.1:0"])
-        .env("VAULT_DIR", sdir.path())
-        .env("VAULT_PASSPHRASE", "pw")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let ticket: vault_core::Ticket = {
-        use std::io::BufRead;
-        let mut line = String::new();
-        std::io::BufReader::new(serve.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
-        line.trim().parse().unwrap()
-    };
+    let (mut serve, ticket) = spawn_serve(sdir.path());
     let pid = serve.id();
     let seller_id = ticket.identity();
 
@@ -131,8 +108,8 @@ async fn main() {
     println!(
         "seller: all {n} consents with their values in PostgreSQL {filled:.2?} after the customers' nodes started \
          ({spawned:.2?} of it starting them); seller `vault serve` RSS {}, peak {}",
-        rss(pid, "VmRSS"),
-        rss(pid, "VmHWM")
+        proc_status(pid, "VmRSS"),
+        proc_status(pid, "VmHWM")
     );
 
     // One customer's edit to the seller's PostgreSQL.

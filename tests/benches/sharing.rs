@@ -21,7 +21,7 @@ use automerge::AutoCommit;
 use automerge::sync::{State, SyncDoc};
 use vault_core::{AuditFilter, AuditKind, Identity, NewGrant, Passphrase, PurchaseRecord, Vault};
 use vault_sync::{Node, NodeConfig, sync_once};
-use vault_tests::bench::{create, local, pct, record, summary};
+use vault_tests::bench::{create, local, pct, proc_status, record, summary};
 
 fn grant(audience: vault_core::IdentityId, fields: &[&str], filter: Option<&str>) -> NewGrant {
     NewGrant {
@@ -218,15 +218,6 @@ fn incremental(size: usize) {
     );
 }
 
-fn proc_status(pid: u32, key: &str) -> String {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with(key))
-        .map(|l| l.split_whitespace().skip(1).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|| "?".into())
-}
-
 async fn fanout(n: usize) {
     let cdir = tempfile::tempdir().unwrap();
     let mut customer = create(cdir.path());
@@ -242,20 +233,7 @@ async fn fanout(n: usize) {
     }
     drop(customer);
     let bin = vault_tests::vault_bin();
-    let mut serve = Command::new(bin)
-        .args(["serve", "--no-relay", "--bind", "127.0.0.1:0"])
-        .env("VAULT_DIR", cdir.path())
-        .env("VAULT_PASSPHRASE", "pw")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let ticket: vault_core::Ticket = {
-        use std::io::BufRead;
-        let mut line = String::new();
-        std::io::BufReader::new(serve.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
-        line.trim().parse().unwrap()
-    };
+    let (mut serve, ticket) = vault_tests::bench::spawn_serve(cdir.path());
     let pid = serve.id();
     let start = Instant::now();
     let mut nodes = Vec::new();

@@ -48,3 +48,30 @@ pub fn summary(name: &str, mut samples: Vec<Duration>) {
         samples[samples.len() - 1]
     );
 }
+
+/// Runs `vault serve` (loopback, relays off) on the vault in `dir` (passphrase "pw"); returns the
+/// process and the ticket it printed first.
+pub fn spawn_serve(dir: &Path) -> (std::process::Child, vault_core::Ticket) {
+    use std::io::BufRead;
+    let mut serve = std::process::Command::new(crate::vault_bin())
+        .args(["serve", "--no-relay", "--bind", "127.0.0.1:0"])
+        .env("VAULT_DIR", dir)
+        .env("VAULT_PASSPHRASE", "pw")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("vault serve starts");
+    let mut line = String::new();
+    std::io::BufReader::new(serve.stdout.as_mut().expect("piped")).read_line(&mut line).expect("a ticket");
+    (serve, line.trim().parse().expect("the ticket is the first line"))
+}
+
+/// The value of a line of `/proc/PID/status` (`VmRSS`, `VmHWM`), or "?".
+pub fn proc_status(pid: u32, key: &str) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with(key))
+        .map(|l| l.split_whitespace().skip(1).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|| "?".into())
+}
