@@ -24,13 +24,14 @@ impl MirrorUrl {
         if raw.is_empty() {
             return Err(MirrorError::BadUrl("empty".into()));
         }
-        let config = tokio_postgres::Config::from_str(raw)
-            .map_err(|_| MirrorError::BadUrl(format!("cannot parse {}", redact_raw(raw))))?;
+        let config = tokio_postgres::Config::from_str(raw).map_err(|_| {
+            MirrorError::BadUrl("it does not parse (postgres://user:password@host:port/db)".into())
+        })?;
         if config.get_hosts().is_empty() {
-            return Err(MirrorError::BadUrl(format!("no host in {}", redact_raw(raw))));
+            return Err(MirrorError::BadUrl("it names no host".into()));
         }
         if config.get_user().is_none() {
-            return Err(MirrorError::BadUrl(format!("no user in {}", redact_raw(raw))));
+            return Err(MirrorError::BadUrl("it names no user".into()));
         }
         Ok(Self { raw: Zeroizing::new(raw.to_owned()), config })
     }
@@ -127,78 +128,6 @@ pub fn redact(raw: &str) -> String {
         Ok(url) => url.redacted(),
         Err(_) => "(a connection string that does not parse)".to_owned(),
     }
-}
-
-/// The string as given with any password replaced by `***`, for one that may not parse.
-fn redact_raw(raw: &str) -> String {
-    if let Some(rest) = raw.strip_prefix("postgres://").or_else(|| raw.strip_prefix("postgresql://")) {
-        let scheme = &raw[..raw.len() - rest.len()];
-        // The authority ends at the first '/', '?' or '#'; its user info at its last '@'.
-        let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-        let (authority, tail) = rest.split_at(end);
-        let tail = redact_query(tail);
-        return match authority.rfind('@') {
-            Some(at) => {
-                let (userinfo, host) = authority.split_at(at);
-                match userinfo.split_once(':') {
-                    Some((user, _)) => format!("{scheme}{user}:***{host}{tail}"),
-                    None => format!("{scheme}{authority}{tail}"),
-                }
-            }
-            None => format!("{scheme}{authority}{tail}"),
-        };
-    }
-    // key=value form: the value of `password` (quoted or not) goes.
-    let mut out = String::new();
-    let mut rest = raw;
-    while let Some(at) = find_key(rest, "password") {
-        out.push_str(&rest[..at]);
-        out.push_str("password=***");
-        let after = rest[at..].split_once('=').map_or("", |(_, v)| v).trim_start();
-        rest = skip_value(after);
-    }
-    out.push_str(rest);
-    out
-}
-
-/// `?password=...` in a URL's query.
-fn redact_query(tail: &str) -> String {
-    let Some(q) = tail.find('?') else { return tail.to_owned() };
-    let (path, query) = tail.split_at(q + 1);
-    let parts: Vec<String> = query
-        .split('&')
-        .map(|kv| if kv.starts_with("password=") { "password=***".to_owned() } else { kv.to_owned() })
-        .collect();
-    format!("{path}{}", parts.join("&"))
-}
-
-fn find_key(text: &str, key: &str) -> Option<usize> {
-    let mut from = 0;
-    while let Some(i) = text[from..].find(key) {
-        let at = from + i;
-        let before_ok = at == 0 || text[..at].ends_with(char::is_whitespace);
-        let after = text[at + key.len()..].trim_start();
-        if before_ok && after.starts_with('=') {
-            return Some(at);
-        }
-        from = at + key.len();
-    }
-    None
-}
-
-fn skip_value(text: &str) -> &str {
-    if let Some(quoted) = text.strip_prefix('\'') {
-        let mut escaped = false;
-        for (i, c) in quoted.char_indices() {
-            match c {
-                '\\' if !escaped => escaped = true,
-                '\'' if !escaped => return &quoted[i + 1..],
-                _ => escaped = false,
-            }
-        }
-        return "";
-    }
-    text.find(char::is_whitespace).map_or("", |i| &text[i..])
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
-//! The mirror's loop beside the node: on every change of the vault (and every second, for
-//! erasures still pending), write what changed; after a withdrawn share's rows are committed
+//! The mirror's loop beside the node: on every change of the vault (and every few seconds
+//! regardless), write what changed; after a withdrawn share's rows are committed
 //! gone, have the vault sign its erasure receipt. A failure drops the connection, records the
 //! problem for `vault shared`, and retries with backoff; the node keeps serving meanwhile.
 
@@ -13,8 +13,9 @@ use vault_sync::VaultHandle;
 use crate::db::{Db, Written};
 use crate::{MirrorError, MirrorUrl};
 
-/// How often the loop looks again without being woken (erasures pending, expiries).
-const TICK: Duration = Duration::from_secs(1);
+/// How long the loop waits for a change before looking again anyway (a change made by another
+/// process that the node's watcher has not reported yet).
+const TICK: Duration = Duration::from_secs(5);
 /// The longest wait between attempts to reach the database.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// Shares written per transaction.

@@ -346,8 +346,9 @@ impl Vault {
         })
     }
 
-    fn erase_expired_locked(&mut self) -> Result<(), StoreError> {
+    fn erase_expired_locked(&mut self) -> Result<bool, StoreError> {
         let now = self.now();
+        let mut erased = false;
         for id in self.received_ids()? {
             let Some(mut record) = self.received_record(&id)? else { continue };
             if record.status != ShareStatus::Live {
@@ -358,13 +359,15 @@ impl Vault {
                 .unwrap_or(false);
             if expired {
                 self.erase_received(&id, &mut record, ShareStatus::Expired)?;
+                erased = true;
             }
         }
-        Ok(())
+        Ok(erased)
     }
 
-    /// Erases every received copy whose grant has expired by this vault's clock.
-    pub fn erase_expired_shares(&mut self) -> Result<(), StoreError> {
+    /// Erases every received copy whose grant has expired by this vault's clock; true when one
+    /// was.
+    pub fn erase_expired_shares(&mut self) -> Result<bool, StoreError> {
         self.write(|v| v.erase_expired_locked())
     }
 

@@ -57,7 +57,8 @@ pub(super) fn watch_step(vault: &mut Vault, expiry_due: bool, after_check: impl 
     after_check(vault);
     if expiry_due {
         changed |= vault.expire_grants().map(|e| !e.is_empty()).unwrap_or(false);
-        let _ = vault.erase_expired_shares();
+        // Watchers (the database mirror among them) learn of an erasure here as of any change.
+        changed |= vault.erase_expired_shares().unwrap_or(false);
     }
     changed
 }

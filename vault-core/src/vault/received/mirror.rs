@@ -119,6 +119,9 @@ impl Vault {
 
     /// Every received share, live or withdrawn, in brief.
     pub fn mirror_entries(&self) -> Result<Vec<MirrorEntry>, StoreError> {
+        // Petnames read once: a seller has one contact list and many shares.
+        let names: std::collections::HashMap<IdentityId, String> =
+            self.contacts().list()?.into_iter().map(|c| (c.identity, c.name)).collect();
         let mut out = Vec::new();
         for id in self.received_ids()? {
             let Some(record) = self.received_record(&id)? else { continue };
@@ -129,7 +132,7 @@ impl Vault {
                 customer,
                 grant: id.grant,
                 rev: record.rev,
-                customer_name: self.contacts().petname(&customer),
+                customer_name: names.get(&customer).cloned(),
                 erasure_pending: record.erasure_pending,
             });
         }
