@@ -52,8 +52,12 @@ fn bare_inserts(db: &TestDb, n: usize) -> (Duration, Duration) {
     (each, all)
 }
 
-#[tokio::main(flavor = "multi_thread")]
-async fn main() {
+/// The test database's client blocks on its own runtime: run it off this one's worker.
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    tokio::task::block_in_place(f)
+}
+
+fn main() {
     let n: usize = std::env::args()
         .find_map(|a| a.strip_prefix("customers=").and_then(|n| n.parse().ok()))
         .unwrap_or(1000);
@@ -63,6 +67,11 @@ async fn main() {
         "baseline: PostgreSQL, the same {n} consents and {} values inserted bare: one transaction per customer {each:.2?}, one for all {all:.2?}",
         2 * n
     );
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    runtime.block_on(seller(&db, n));
+}
+
+async fn seller(db: &TestDb, n: usize) {
 
     // The seller, with its mirror attached, as its own process.
     let sdir = tempfile::tempdir().unwrap();
@@ -94,7 +103,7 @@ async fn main() {
         nodes.push((dir, node));
     }
     let spawned = start.elapsed();
-    let count = |sql: &str| db.count(sql);
+    let count = |sql: &str| blocking(|| db.count(sql));
     loop {
         if count("SELECT count(*) FROM vault.profiles WHERE email IS NOT NULL AND name IS NOT NULL") as usize
             == n
@@ -113,6 +122,7 @@ async fn main() {
     );
 
     // One customer's edit to the seller's PostgreSQL.
+    let mut client = blocking(|| db.client());
     let mut samples = Vec::new();
     for round in 0..40 {
         let (_, node) = &nodes[(round * 7919) % n];
@@ -123,11 +133,12 @@ async fn main() {
         });
         let start = Instant::now();
         loop {
-            let got: Option<String> = db
-                .client()
-                .query_opt("SELECT email FROM vault.profiles WHERE customer = $1", &[&id])
-                .unwrap()
-                .and_then(|r| r.get(0));
+            let got: Option<String> = blocking(|| {
+                client
+                    .query_opt("SELECT email FROM vault.profiles WHERE customer = $1", &[&id])
+                    .unwrap()
+                    .and_then(|r| r.get(0))
+            });
             if got.as_deref() == Some(email.as_str()) {
                 break;
             }
@@ -137,6 +148,7 @@ async fn main() {
         samples.push(start.elapsed());
     }
     summary(&format!("seller: one customer's edit to PostgreSQL, {n} customers"), samples);
+    blocking(|| drop(client));
     for (_, node) in nodes {
         node.shutdown().await;
     }
