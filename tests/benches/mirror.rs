@@ -72,7 +72,6 @@ fn main() {
 }
 
 async fn seller(db: &TestDb, n: usize) {
-
     // The seller, with its mirror attached, as its own process.
     let sdir = tempfile::tempdir().unwrap();
     {

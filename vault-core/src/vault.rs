@@ -114,6 +114,8 @@ pub struct Vault {
     grant_cache: sharing::GrantCache,
     /// Replicas of received shares loaded by this process.
     replicas: received::ReplicaCache,
+    /// Parsed records of received shares, valid while nobody else wrote (received/rows.rs).
+    received_cache: received::ReceivedCache,
     /// What the inbox remembers between deliveries (see inbox.rs).
     inbox: inbox::InboxState,
     /// A table whose set of rows stopped matching the manifest while this process held the
@@ -148,8 +150,6 @@ impl Vault {
 
     /// Runs `f` in one write transaction (`BEGIN IMMEDIATE`): committed when it returns `Ok`,
     /// rolled back otherwise.
-    /// Runs `f` in one write transaction (`BEGIN IMMEDIATE`): committed when it returns `Ok`,
-    /// rolled back otherwise.
     fn write<T, E: From<StoreError>>(&mut self, f: impl FnOnce(&mut Self) -> Result<T, E>) -> Result<T, E> {
         self.store.begin_write()?;
         // A panic in `f` rolls back too (see rollback.rs).
@@ -176,6 +176,7 @@ impl Vault {
         self.projections.clear();
         self.replicas.clear();
         self.grant_cache.replace(None);
+        self.received_cache.clear();
     }
 
     fn load(store: Store, dir: PathBuf, clock: Clock) -> Result<Self, open::OpenError> {
@@ -205,6 +206,7 @@ impl Vault {
             serve_states: Default::default(),
             grant_cache: Default::default(),
             replicas: Default::default(),
+            received_cache: Default::default(),
             inbox: Default::default(),
             tampered: None,
             mirror_reconciled: false,

@@ -12,7 +12,7 @@ use super::Vault;
 use super::audit::{AuditEvent, AuditKind};
 use crate::doc::obj_to_json;
 use crate::grant::{ErasureReceipt, SignedGrant};
-use crate::identity::{DeviceId, IdentityId, Ticket};
+use crate::identity::{IdentityId, Ticket};
 use crate::protocol::Ended;
 use crate::statement::{GrantId, Signed};
 use crate::store::StoreError;
@@ -20,9 +20,12 @@ use crate::store::sealed::Key;
 
 mod mirror;
 mod replica;
+mod rows;
 
 pub use mirror::{MirrorEntry, MirrorShare, MirrorStatus};
 pub(crate) use replica::{ReplicaCache, ShareSync};
+pub(crate) use rows::ReceivedCache;
+use rows::{Record, stored_grant};
 
 use crate::store::sealed::RECEIVED;
 use crate::store::sealed::RECEIVED_CHUNKS as CHUNKS;
@@ -64,40 +67,6 @@ pub struct Share {
     /// Withdrawn and erased here, but the seller's mirror still has to erase its rows: the
     /// erasure receipt waits for it.
     pub erasure_pending: bool,
-}
-
-#[derive(Serialize, Deserialize)]
-struct Record {
-    grant: Vec<u8>,
-    #[serde(default)]
-    ticket: Option<String>,
-    status: ShareStatus,
-    #[serde(default)]
-    sync_state: Vec<u8>,
-    #[serde(default)]
-    updated_at: Option<i64>,
-    #[serde(default)]
-    ended_at: Option<i64>,
-    #[serde(default)]
-    receipt: Option<Vec<u8>>,
-    #[serde(default)]
-    receipt_confirmed: bool,
-    /// The issuer's projection epoch this copy belongs to.
-    #[serde(default)]
-    epoch: u64,
-    /// A new epoch's copy has not caught up yet: the view still shows the previous copy.
-    #[serde(default)]
-    view_pending: bool,
-    /// The issuer's device this copy came from (each serves its own copy of the projection).
-    #[serde(default)]
-    from_device: Option<DeviceId>,
-    /// Bumped whenever what a mirror shows of this share changes: its values or its status.
-    #[serde(default)]
-    rev: u64,
-    /// Erased here, but the mirror has not confirmed erasing its rows yet: no receipt until it
-    /// has (mirror.rs).
-    #[serde(default)]
-    erasure_pending: bool,
 }
 
 /// Where a received share is stored: its issuer's identity and its grant id, so that an issuer
@@ -157,34 +126,16 @@ pub enum ShareError {
 }
 
 impl Vault {
-    fn received_record(&self, id: &ShareKey) -> Result<Option<Record>, StoreError> {
-        let Some(body) = self.store.get(&RECEIVED, Key::Id(id.as_bytes()))? else {
-            return Ok(None);
-        };
-        serde_json::from_slice(&body).map(Some).map_err(|_| StoreError::damaged(&RECEIVED, id))
-    }
-
-    fn put_received_record(&self, id: &ShareKey, record: &Record) -> Result<(), StoreError> {
-        let body = serde_json::to_vec(record).expect("serializes");
-        self.store.put(&RECEIVED, Key::Id(id.as_bytes()), &body)?;
-        Ok(())
-    }
-
-    fn received_ids(&self) -> Result<Vec<ShareKey>, StoreError> {
-        let raw = self.store.keys(&RECEIVED)?;
-        Ok(raw.into_iter().filter_map(|k| ShareKey::from_row(k.id().to_vec())).collect())
-    }
-
     /// The key of the share of grant `id` from `issuer`: its own row, or a row stored before
     /// shares were keyed by issuer if that row's grant is from `issuer`.
     fn share_key(&self, issuer: &IdentityId, id: &GrantId) -> Result<ShareKey, StoreError> {
         let key = ShareKey::new(issuer, id);
-        if self.received_record(&key)?.is_some() {
+        if self.received_row(&key)?.is_some() {
             return Ok(key);
         }
         let legacy = ShareKey::legacy(id);
-        if let Some(record) = self.received_record(&legacy)?
-            && SignedGrant::from_stored(&record.grant).is_some_and(|g| g.statement().issuer == *issuer)
+        if let Some(row) = self.received_row(&legacy)?
+            && row.grant(&legacy).is_ok_and(|g| g.statement().issuer == *issuer)
         {
             return Ok(legacy);
         }
@@ -199,7 +150,7 @@ impl Vault {
         status: ShareStatus,
     ) -> Result<(), StoreError> {
         let now = self.now();
-        let grant = SignedGrant::from_bytes(&record.grant).map_err(|_| StoreError::damaged(&RECEIVED, id))?;
+        let grant = stored_grant(&record, id)?;
         self.store.delete_group(&CHUNKS, id.as_bytes())?;
         self.store.delete(&VIEWS, Key::Id(id.as_bytes()))?;
         self.replicas.remove(id);
@@ -310,7 +261,7 @@ impl Vault {
                     }
                     continue;
                 };
-                let Ok(grant) = SignedGrant::from_bytes(&record.grant) else { continue };
+                let Some(grant) = SignedGrant::from_stored(&record.grant) else { continue };
                 if grant.statement().issuer != issuer {
                     continue;
                 }
@@ -328,14 +279,13 @@ impl Vault {
             v.outbox_mut().note_answers(&issuer, live, &[])?;
             v.erase_expired_locked()?;
             // A receipt for a grant this issuer no longer lists as ended has been recorded.
-            for id in v.received_ids()? {
-                let Some(mut record) = v.received_record(&id)? else { continue };
-                if record.receipt.is_none() || record.receipt_confirmed {
+            for (id, row) in v.received_each()? {
+                if row.record.receipt.is_none() || row.record.receipt_confirmed {
                     continue;
                 }
-                let from_issuer =
-                    SignedGrant::from_bytes(&record.grant).is_ok_and(|g| g.statement().issuer == issuer);
+                let from_issuer = row.grant(&id).is_ok_and(|g| g.statement().issuer == issuer);
                 if from_issuer && !ended.iter().any(|e| e.grant() == id.grant) {
+                    let mut record = row.record.clone();
                     record.receipt_confirmed = true;
                     v.put_received_record(&id, &record)?;
                 }
@@ -349,15 +299,13 @@ impl Vault {
     fn erase_expired_locked(&mut self) -> Result<bool, StoreError> {
         let now = self.now();
         let mut erased = false;
-        for id in self.received_ids()? {
-            let Some(mut record) = self.received_record(&id)? else { continue };
-            if record.status != ShareStatus::Live {
+        for (id, row) in self.received_each()? {
+            if row.record.status != ShareStatus::Live {
                 continue;
             }
-            let expired = SignedGrant::from_bytes(&record.grant)
-                .map(|g| !g.statement().is_live_at(now))
-                .unwrap_or(false);
+            let expired = row.grant(&id).is_ok_and(|g| !g.statement().is_live_at(now));
             if expired {
+                let mut record = row.record.clone();
                 self.erase_received(&id, &mut record, ShareStatus::Expired)?;
                 erased = true;
             }
@@ -377,14 +325,14 @@ impl Vault {
         issuer: Option<IdentityId>,
     ) -> Result<Vec<Signed<ErasureReceipt>>, ShareError> {
         let mut out = Vec::new();
-        for id in self.received_ids()? {
-            let Some(record) = self.received_record(&id)? else { continue };
-            if record.receipt_confirmed {
+        for (id, row) in self.received_each()? {
+            if row.record.receipt_confirmed {
                 continue;
             }
-            if let Some(bytes) = &record.receipt {
-                let receipt = Signed::<ErasureReceipt>::from_bytes(bytes)
-                    .map_err(|_| StoreError::damaged(&RECEIVED, &id))?;
+            if let Some(bytes) = &row.record.receipt {
+                // Signed by this vault, read back from sealed storage.
+                let receipt = Signed::<ErasureReceipt>::from_stored(bytes)
+                    .ok_or_else(|| StoreError::damaged(&RECEIVED, &id))?;
                 if issuer.is_none_or(|i| receipt.statement().issuer == i) {
                     out.push(receipt);
                 }
@@ -408,12 +356,11 @@ impl Vault {
     /// Ids of live received shares from `issuer`.
     pub fn live_shares_from(&self, issuer: &IdentityId) -> Result<Vec<GrantId>, StoreError> {
         let mut out = Vec::new();
-        for id in self.received_ids()? {
-            let Some(record) = self.received_record(&id)? else { continue };
-            if record.status != ShareStatus::Live {
+        for (id, row) in self.received_each()? {
+            if row.record.status != ShareStatus::Live {
                 continue;
             }
-            if SignedGrant::from_bytes(&record.grant).is_ok_and(|g| g.statement().issuer == *issuer) {
+            if row.grant(&id).is_ok_and(|g| g.statement().issuer == *issuer) {
                 out.push(id.grant);
             }
         }
@@ -423,15 +370,14 @@ impl Vault {
     /// Issuers of live shares with the ticket they were last reached at.
     pub fn share_issuers(&self) -> Result<Vec<(IdentityId, Option<Ticket>)>, StoreError> {
         let mut out: Vec<(IdentityId, Option<Ticket>)> = Vec::new();
-        for id in self.received_ids()? {
-            let Some(record) = self.received_record(&id)? else { continue };
-            let Ok(grant) = SignedGrant::from_bytes(&record.grant) else { continue };
+        for (id, row) in self.received_each()? {
+            let Ok(grant) = row.grant(&id) else { continue };
             let issuer = grant.statement().issuer;
-            let ticket = record.ticket.as_deref().and_then(|t| t.parse().ok());
+            let record = &row.record;
             if (record.status == ShareStatus::Live || (record.receipt.is_some() && !record.receipt_confirmed))
                 && !out.iter().any(|(i, _)| *i == issuer)
             {
-                out.push((issuer, ticket));
+                out.push((issuer, row.ticket()));
             }
         }
         Ok(out)
@@ -454,11 +400,8 @@ impl Vault {
     /// last reached at: what a breach notice covers.
     pub(crate) fn held_grants(&self) -> Result<Vec<HeldGrant>, StoreError> {
         let mut out = Vec::new();
-        for id in self.received_ids()? {
-            let Some(record) = self.received_record(&id)? else { continue };
-            let grant =
-                SignedGrant::from_stored(&record.grant).ok_or_else(|| StoreError::damaged(&RECEIVED, &id))?;
-            out.push((grant, record.ended_at, record.ticket.as_deref().and_then(|t| t.parse().ok())));
+        for (id, row) in self.received_each()? {
+            out.push((row.grant(&id)?.clone(), row.record.ended_at, row.ticket()));
         }
         Ok(out)
     }
@@ -466,11 +409,8 @@ impl Vault {
     /// Every received grant with its status (grants were verified when they arrived).
     pub(crate) fn received_grants(&self) -> Result<Vec<(SignedGrant, ShareStatus)>, StoreError> {
         let mut out = Vec::new();
-        for id in self.received_ids()? {
-            let Some(record) = self.received_record(&id)? else { continue };
-            let grant =
-                SignedGrant::from_stored(&record.grant).ok_or_else(|| StoreError::damaged(&RECEIVED, &id))?;
-            out.push((grant, record.status));
+        for (id, row) in self.received_each()? {
+            out.push((row.grant(&id)?.clone(), row.record.status));
         }
         Ok(out)
     }
@@ -490,10 +430,8 @@ impl Vault {
     /// Everything shared with this vault, live and withdrawn.
     pub fn shares(&mut self) -> Result<Vec<Share>, ShareError> {
         let mut out = Vec::new();
-        for id in self.received_ids()? {
-            let Some(record) = self.received_record(&id)? else { continue };
-            let grant =
-                SignedGrant::from_bytes(&record.grant).map_err(|_| StoreError::damaged(&RECEIVED, &id))?;
+        for (id, row) in self.received_each()? {
+            let (record, grant) = (&row.record, row.grant(&id)?.clone());
             let values = if record.status == ShareStatus::Live {
                 match self.view(&id)? {
                     Some(view) => Some(view),

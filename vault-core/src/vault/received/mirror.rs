@@ -87,8 +87,8 @@ impl Vault {
         self.write(|v| {
             v.delete_node_value(MIRROR_URL)?;
             v.delete_node_value(MIRROR_STATUS)?;
-            for id in v.received_ids()? {
-                if v.received_record(&id)?.is_some_and(|r| r.erasure_pending) {
+            for (id, row) in v.received_each()? {
+                if row.record.erasure_pending {
                     v.confirm_mirror_erasure(&id)?;
                 }
             }
@@ -123,11 +123,9 @@ impl Vault {
         let names: std::collections::HashMap<IdentityId, String> =
             self.contacts().list()?.into_iter().map(|c| (c.identity, c.name)).collect();
         let mut out = Vec::new();
-        for id in self.received_ids()? {
-            let Some(record) = self.received_record(&id)? else { continue };
-            let grant =
-                SignedGrant::from_stored(&record.grant).ok_or_else(|| StoreError::damaged(&RECEIVED, &id))?;
-            let customer = grant.statement().issuer;
+        for (id, row) in self.received_each()? {
+            let record = &row.record;
+            let customer = row.grant(&id)?.statement().issuer;
             out.push(MirrorEntry {
                 customer,
                 grant: id.grant,

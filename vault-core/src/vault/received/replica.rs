@@ -314,15 +314,15 @@ fn update_view(view: &mut Value, am: &AutoCommit, touched: &[Touched]) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::super::Record;
+pub(in crate::vault::received) mod tests {
+    use super::super::rows::Record;
     use super::*;
     use crate::grant::Grant;
     use crate::identity::Identity;
     use crate::primitives::{KdfParams, Passphrase};
     use crate::statement::Signed;
 
-    fn grant(issuer: &Identity, audience: IdentityId, id: GrantId) -> crate::grant::SignedGrant {
+    pub(in crate::vault::received) fn grant(issuer: &Identity, audience: IdentityId, id: GrantId) -> crate::grant::SignedGrant {
         let g = Grant {
             id,
             issuer: issuer.public(),
@@ -356,7 +356,7 @@ mod tests {
         bob.write(|v| {
             let new = ShareKey::new(&alice.public(), &id);
             let record: Record = v.received_record(&new)?.unwrap();
-            v.store.delete(&super::RECEIVED, Key::Id(new.as_bytes()))?;
+            v.delete_received_record(&new)?;
             v.put_received_record(&ShareKey::legacy(&id), &record)
         })
         .unwrap();
