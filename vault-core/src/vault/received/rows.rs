@@ -5,9 +5,9 @@
 //! (SQLite's `data_version`); this connection's own writes update them in place, and a write
 //! that fails drops them (`Vault::drop_caches`).
 
-use std::cell::{OnceCell, RefCell};
+use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use serde::{Deserialize, Serialize};
 
@@ -58,14 +58,14 @@ pub(in crate::vault::received) struct Record {
 pub(in crate::vault::received) struct Row {
     pub(in crate::vault::received) record: Record,
     grant: Option<SignedGrant>,
-    ticket: OnceCell<Option<Ticket>>,
+    ticket: OnceLock<Option<Ticket>>,
 }
 
 impl Row {
     fn new(record: Record) -> Arc<Self> {
         // Verified when it arrived; sealed storage authenticates it since.
         let grant = SignedGrant::from_stored(&record.grant);
-        Arc::new(Self { record, grant, ticket: OnceCell::new() })
+        Arc::new(Self { record, grant, ticket: OnceLock::new() })
     }
 
     /// The grant, or the row is damaged.
