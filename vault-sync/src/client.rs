@@ -328,29 +328,33 @@ fn wanted_peers(shared: &Shared) -> Vec<(IdentityId, Option<Ticket>)> {
     let offers = shared.book().offers();
     let vault = shared.vault();
     let mut peers = vault.share_issuers().unwrap_or_default();
-    // An offer's ticket is the freshest way to reach its issuer.
+    // Where each peer is in `peers`: a node may have thousands.
+    let mut index: HashMap<IdentityId, usize> = peers.iter().enumerate().map(|(i, (p, _))| (*p, i)).collect();
+    let mut add =
+        |peers: &mut Vec<(IdentityId, Option<Ticket>)>, peer: IdentityId, ticket: Option<Ticket>, fresh| {
+            match index.get(&peer) {
+                // An offer's ticket is the freshest way to reach its issuer.
+                Some(&i) if fresh => peers[i].1 = ticket,
+                Some(&i) if peers[i].1.is_none() => peers[i].1 = ticket,
+                Some(_) => {}
+                None => {
+                    index.insert(peer, peers.len());
+                    peers.push((peer, ticket));
+                }
+            }
+        };
     for (issuer, ticket) in offers {
-        match peers.iter_mut().find(|(p, _)| *p == issuer) {
-            Some((_, known)) => *known = Some(ticket),
-            None => peers.push((issuer, Some(ticket))),
-        }
+        add(&mut peers, issuer, Some(ticket), true);
     }
     for (holder, ticket) in vault.outbox().holders().unwrap_or_default() {
-        match peers.iter_mut().find(|(p, _)| *p == holder) {
-            Some((_, known)) if known.is_none() => *known = ticket,
-            Some(_) => {}
-            None => peers.push((holder, ticket)),
-        }
+        add(&mut peers, holder, ticket, false);
     }
     for (customer, ticket) in vault.notice_customers().unwrap_or_default() {
-        match peers.iter_mut().find(|(p, _)| *p == customer) {
-            Some((_, known)) if known.is_none() => *known = ticket,
-            Some(_) => {}
-            None => peers.push((customer, ticket)),
-        }
+        add(&mut peers, customer, ticket, false);
     }
     // A blocked peer is not dialed either: blocking means no contact, both ways.
-    peers.retain(|(p, _)| !vault.contacts().is_blocked(p).unwrap_or(false));
+    let blocked = vault.contacts().blocked().unwrap_or_default();
+    peers.retain(|(p, _)| !blocked.contains(p));
     peers
 }
 

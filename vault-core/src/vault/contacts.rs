@@ -135,6 +135,11 @@ impl<V: Deref<Target = Vault>> Contacts<V> {
         Ok(self.rows()?.iter().any(|(_, c)| c.blocked && c.identity == *identity))
     }
 
+    /// Every blocked identity (one read, for callers that check many peers).
+    pub fn blocked(&self) -> Result<std::collections::HashSet<IdentityId>, StoreError> {
+        Ok(self.rows()?.into_iter().filter(|(_, c)| c.blocked).map(|(_, c)| c.identity).collect())
+    }
+
     /// The petname of an identity, if it is a contact.
     pub fn petname(&self, identity: &IdentityId) -> Option<String> {
         self.rows().ok()?.into_iter().find(|(_, c)| c.identity == *identity).map(|(_, c)| c.name)

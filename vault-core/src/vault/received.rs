@@ -370,12 +370,13 @@ impl Vault {
     /// Issuers of live shares with the ticket they were last reached at.
     pub fn share_issuers(&self) -> Result<Vec<(IdentityId, Option<Ticket>)>, StoreError> {
         let mut out: Vec<(IdentityId, Option<Ticket>)> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
         for (id, row) in self.received_each()? {
             let Ok(grant) = row.grant(&id) else { continue };
             let issuer = grant.statement().issuer;
             let record = &row.record;
             if (record.status == ShareStatus::Live || (record.receipt.is_some() && !record.receipt_confirmed))
-                && !out.iter().any(|(i, _)| *i == issuer)
+                && seen.insert(issuer)
             {
                 out.push((issuer, row.ticket()));
             }

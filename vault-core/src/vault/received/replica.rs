@@ -322,7 +322,11 @@ pub(in crate::vault::received) mod tests {
     use crate::primitives::{KdfParams, Passphrase};
     use crate::statement::Signed;
 
-    pub(in crate::vault::received) fn grant(issuer: &Identity, audience: IdentityId, id: GrantId) -> crate::grant::SignedGrant {
+    pub(in crate::vault::received) fn grant(
+        issuer: &Identity,
+        audience: IdentityId,
+        id: GrantId,
+    ) -> crate::grant::SignedGrant {
         let g = Grant {
             id,
             issuer: issuer.public(),

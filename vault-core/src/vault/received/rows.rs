@@ -183,8 +183,8 @@ impl Vault {
 
 #[cfg(test)]
 mod tests {
-    use super::super::replica::tests::grant;
     use super::super::ShareKey;
+    use super::super::replica::tests::grant;
     use crate::identity::Identity;
     use crate::primitives::{KdfParams, Passphrase};
     use crate::statement::GrantId;
