@@ -205,7 +205,9 @@ enum Step {
     Add { seller: usize, books_tag: bool, category: usize, rating: i64 },
     Change { which: usize, seller: usize, books_tag: bool, category: usize, rating: i64, new_item: bool },
     Remove(usize),
-    Sync,
+    /// Sync; then, when true, read what the grantee shows (which builds its decoded view, kept
+    /// and updated by later syncs).
+    Sync(bool),
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -222,7 +224,7 @@ fn step() -> impl Strategy<Value = Step> {
             }
         ),
         2 => any::<usize>().prop_map(Step::Remove),
-        3 => Just(Step::Sync),
+        3 => any::<bool>().prop_map(Step::Sync),
     ]
 }
 
@@ -391,7 +393,7 @@ proptest! {
                     issuer.remove_purchase(&pid).unwrap();
                     model.purchases.remove(&pid);
                 }
-                Step::Sync => {
+                Step::Sync(read) => {
                     let Some(g) = id else { continue };
                     let granted = shape.granted(&model);
                     let got = sync(&mut issuer, &mut grantee, &g);
@@ -401,6 +403,10 @@ proptest! {
                         .collect();
                     prop_assert!(leaked.is_empty(), "not granted when sent: {:?}", leaked);
                     grantee.received.extend(got);
+                    if *read {
+                        let shown = grantee.vault.shares().unwrap()[0].values.clone();
+                        prop_assert_eq!(shown, issuer.projection_values(&g).unwrap(), "the view after a sync");
+                    }
                 }
             }
         }

@@ -4,12 +4,10 @@
 
 use std::collections::{HashMap, HashSet};
 
-use automerge::ROOT;
 use serde::Deserialize;
 
 use super::Vault;
 use super::received::ShareStatus;
-use crate::doc::obj_to_json;
 use crate::identity::IdentityId;
 use crate::money::Price;
 use crate::statement::GrantId;
@@ -126,11 +124,7 @@ impl Vault {
             {
                 continue;
             }
-            let bytes = match self.share_view_bytes(&g.issuer, &g.id)? {
-                Some(bytes) => bytes,
-                None => serde_json::to_vec(&obj_to_json(self.replica_doc(&g.issuer, &g.id)?, &ROOT))
-                    .expect("serializes"),
-            };
+            let Some(bytes) = self.share_view_bytes(&g.issuer, &g.id)? else { continue };
             views.push((g.issuer, g.id, self.contacts().petname(&g.issuer), bytes));
         }
         let parse = |chunk: &[(IdentityId, GrantId, Option<String>, Vec<u8>)]| {

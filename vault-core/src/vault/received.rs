@@ -4,13 +4,11 @@
 //! replicas, refetched from their issuers) and `received_views` (their decoded values, derived);
 //! replica.rs holds the replicas' sync.
 
-use automerge::ROOT;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::Vault;
 use super::audit::{AuditEvent, AuditKind};
-use crate::doc::obj_to_json;
 use crate::grant::{ErasureReceipt, SignedGrant};
 use crate::identity::{IdentityId, Ticket};
 use crate::protocol::Ended;
@@ -21,6 +19,7 @@ use crate::store::sealed::Key;
 mod mirror;
 mod replica;
 mod rows;
+mod views;
 
 pub use mirror::{MirrorEntry, MirrorShare, MirrorStatus};
 pub(crate) use replica::{ReplicaCache, ShareSync};
@@ -150,7 +149,7 @@ impl Vault {
         status: ShareStatus,
     ) -> Result<(), StoreError> {
         let now = self.now();
-        let grant = stored_grant(&record, id)?;
+        let grant = stored_grant(record, id)?;
         self.store.delete_group(&CHUNKS, id.as_bytes())?;
         self.store.delete(&VIEWS, Key::Id(id.as_bytes()))?;
         self.replicas.remove(id);
@@ -386,15 +385,12 @@ impl Vault {
 
     /// The decoded view of the share of grant `id` from `issuer`.
     pub(crate) fn share_view_bytes(
-        &self,
+        &mut self,
         issuer: &IdentityId,
         id: &GrantId,
     ) -> Result<Option<Vec<u8>>, StoreError> {
-        self.view_bytes(&self.share_key(issuer, id)?)
-    }
-
-    fn view_bytes(&self, id: &ShareKey) -> Result<Option<Vec<u8>>, StoreError> {
-        self.store.get(&VIEWS, Key::Id(id.as_bytes()))
+        let key = self.share_key(issuer, id)?;
+        self.live_view_bytes(&key)
     }
 
     /// Every received grant with when it ended here (if it has) and the ticket its issuer was
@@ -416,32 +412,12 @@ impl Vault {
         Ok(out)
     }
 
-    fn view(&self, id: &ShareKey) -> Result<Option<Value>, StoreError> {
-        self.view_bytes(id)?
-            .map(|b| serde_json::from_slice(&b).map_err(|_| StoreError::damaged(&VIEWS, id)))
-            .transpose()
-    }
-
-    fn put_view(&self, id: &ShareKey, view: &Value) -> Result<(), StoreError> {
-        let body = serde_json::to_vec(view).expect("serializes");
-        self.store.put(&VIEWS, Key::Id(id.as_bytes()), &body)?;
-        Ok(())
-    }
-
     /// Everything shared with this vault, live and withdrawn.
     pub fn shares(&mut self) -> Result<Vec<Share>, ShareError> {
         let mut out = Vec::new();
         for (id, row) in self.received_each()? {
             let (record, grant) = (&row.record, row.grant(&id)?.clone());
-            let values = if record.status == ShareStatus::Live {
-                match self.view(&id)? {
-                    Some(view) => Some(view),
-                    // Shares received before views existed, or before their first update.
-                    None => Some(obj_to_json(&self.load_replica(&id)?.am, &ROOT)),
-                }
-            } else {
-                None
-            };
+            let values = if record.status == ShareStatus::Live { self.live_view(&id)? } else { None };
             out.push(Share {
                 issuer_name: self.contacts().petname(&grant.statement().issuer),
                 grant,

@@ -148,13 +148,7 @@ impl Vault {
         let signed =
             SignedGrant::from_stored(&record.grant).ok_or_else(|| StoreError::damaged(&RECEIVED, &key))?;
         let values = match record.status {
-            ShareStatus::Live => match self.view(&key)? {
-                Some(view) => Some(view),
-                // Shares received before views existed, or before their first update.
-                None => {
-                    self.load_replica(&key).ok().map(|r| crate::doc::obj_to_json(&r.am, &automerge::ROOT))
-                }
-            },
+            ShareStatus::Live => self.live_view(&key).ok().flatten(),
             _ => None,
         };
         Ok(Some(MirrorShare {

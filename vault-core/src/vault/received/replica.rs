@@ -14,7 +14,7 @@ use automerge::sync::{Message, State as SyncState, SyncDoc};
 use automerge::{AutoCommit, ROOT, ReadDoc};
 use serde_json::Value;
 
-use super::{CHUNKS, RECEIVED, ShareError, ShareKey, ShareStatus};
+use super::{CHUNKS, ShareError, ShareKey, ShareStatus};
 use crate::doc::{PURCHASES, Touched, obj_to_json, touched_between};
 use crate::identity::{DeviceId, IdentityId};
 use crate::protocol::{decode_sync_body, encode_sync_body};
@@ -213,26 +213,28 @@ impl Vault {
             record.view_pending |= new_epoch;
             let changed = if record.view_pending {
                 if caught_up {
-                    let view = obj_to_json(&v.replicas.get_mut(id).expect("loaded").am, &ROOT);
-                    v.put_view(id, &view)?;
                     // The old epoch's view held what was retracted: it goes as an erasure does.
+                    // The new one is built on its first read (views.rs).
+                    v.drop_view(id)?;
                     v.store.note_erasure();
                     record.view_pending = false;
                 }
                 !record.view_pending
             } else if grew {
-                let old_view = v.view(id)?;
-                let replica = v.replicas.get_mut(id).expect("loaded");
-                let after = replica.am.get_heads();
-                let view = match old_view {
+                // A view that exists is kept up to date; none is built here (views.rs).
+                match v.view(id)? {
                     Some(mut view) if !before.is_empty() => {
+                        let replica = v.replicas.get_mut(id).expect("loaded");
+                        let after = replica.am.get_heads();
                         let touched = touched_between(&mut replica.am, &before, &after);
                         update_view(&mut view, &replica.am, &touched);
-                        view
+                        v.put_view(id, &view)?;
                     }
-                    _ => obj_to_json(&replica.am, &ROOT),
-                };
-                v.put_view(id, &view)?;
+                    Some(_) => {
+                        v.drop_view(id)?;
+                    }
+                    None => {}
+                }
                 true
             } else {
                 false
@@ -247,20 +249,6 @@ impl Vault {
             v.put_received_record(id, &record)?;
             Ok(changed)
         })
-    }
-
-    /// The replica of a live share.
-    pub(crate) fn replica_doc(
-        &mut self,
-        issuer: &IdentityId,
-        id: &GrantId,
-    ) -> Result<&AutoCommit, StoreError> {
-        let key = self.share_key(issuer, id)?;
-        match self.load_replica(&key) {
-            Ok(replica) => Ok(&replica.am),
-            Err(ShareError::Store(e)) => Err(e),
-            Err(_) => Err(StoreError::damaged(&RECEIVED, id)),
-        }
     }
 
     /// The copy of a live share as a standard Automerge document, its history included: all

@@ -1,0 +1,80 @@
+//! The decoded view of each live share: its values as JSON, sealed beside its chunks, so that
+//! reading what is shared (`shared`, `feed`, the mirror) does not load Automerge documents.
+//!
+//! A view is derived data, built from the copy on its first read and kept; a message that
+//! grows a copy updates a view that exists and builds none. Receiving a share (a first sync of
+//! ten thousand purchases, say) therefore costs what the sync costs, not also a conversion of
+//! the whole copy to JSON that nobody may ever read.
+
+use automerge::ROOT;
+use serde_json::Value;
+
+use super::{ShareError, ShareKey, ShareStatus, VIEWS};
+use crate::doc::obj_to_json;
+use crate::store::StoreError;
+use crate::store::sealed::Key;
+use crate::vault::Vault;
+
+impl Vault {
+    pub(in crate::vault::received) fn view_bytes(
+        &self,
+        id: &ShareKey,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        self.store.get(&VIEWS, Key::Id(id.as_bytes()))
+    }
+
+    pub(in crate::vault::received) fn view(&self, id: &ShareKey) -> Result<Option<Value>, StoreError> {
+        self.view_bytes(id)?
+            .map(|b| serde_json::from_slice(&b).map_err(|_| StoreError::damaged(&VIEWS, id)))
+            .transpose()
+    }
+
+    pub(in crate::vault::received) fn put_view(&self, id: &ShareKey, view: &Value) -> Result<(), StoreError> {
+        let body = serde_json::to_vec(view).expect("serializes");
+        self.store.put(&VIEWS, Key::Id(id.as_bytes()), &body)?;
+        Ok(())
+    }
+
+    /// Forgets a view (inside the caller's write): it is built again on its next read. True
+    /// when there was one.
+    pub(in crate::vault::received) fn drop_view(&self, id: &ShareKey) -> Result<bool, StoreError> {
+        self.store.delete(&VIEWS, Key::Id(id.as_bytes()))
+    }
+
+    /// The view of a live share (JSON bytes), built from its copy and kept when it has none;
+    /// `None` when the share is not live.
+    pub(in crate::vault) fn live_view_bytes(&mut self, id: &ShareKey) -> Result<Option<Vec<u8>>, StoreError> {
+        if let Some(bytes) = self.view_bytes(id)? {
+            return Ok(Some(bytes));
+        }
+        // Built inside a write: the copy read is the one on disk now (another process may be
+        // appending to it), and the view kept is of that copy.
+        self.write(|v| {
+            if let Some(bytes) = v.view_bytes(id)? {
+                return Ok(Some(bytes));
+            }
+            let Some(record) = v.received_record(id)? else { return Ok(None) };
+            if record.status != ShareStatus::Live {
+                return Ok(None);
+            }
+            let view = match v.load_replica(id) {
+                Ok(replica) => obj_to_json(&replica.am, &ROOT),
+                Err(ShareError::Store(e)) => return Err(e),
+                Err(_) => return Ok(None),
+            };
+            // A new epoch's copy that has not caught up is shown as it is, but not kept: the
+            // view kept is of a complete copy.
+            if !record.view_pending {
+                v.put_view(id, &view)?;
+            }
+            Ok(Some(serde_json::to_vec(&view).expect("serializes")))
+        })
+    }
+
+    /// The values of a live share; `None` when it is not live.
+    pub(in crate::vault) fn live_view(&mut self, id: &ShareKey) -> Result<Option<Value>, StoreError> {
+        self.live_view_bytes(id)?
+            .map(|b| serde_json::from_slice(&b).map_err(|_| StoreError::damaged(&VIEWS, id)))
+            .transpose()
+    }
+}
