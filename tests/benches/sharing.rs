@@ -148,15 +148,20 @@ async fn first_sync() {
     let customer_node = Node::spawn(customer, local()).await.unwrap();
     let ticket = customer_node.ticket();
     let mut times = Vec::new();
+    let mut first_reads = Vec::new();
     for (_dir, shop, id) in shops {
         let start = Instant::now();
         let (mut shop, r) = sync_once(shop, &ticket, &local()).await;
         r.unwrap();
         times.push(start.elapsed());
+        // The decoded view is built on the first read, once.
+        let start = Instant::now();
         let n = shop.shares().unwrap()[0].values.as_ref().unwrap()["purchases"].as_object().unwrap().len();
+        first_reads.push(start.elapsed());
         assert_eq!(n, 10_000);
         let _ = id;
     }
+    summary("2c the grantee's first read of the share after it (builds and keeps the decoded view)", first_reads);
     let served: u64 = customer_node
         .inspect(|v| v.access_log().list(&AuditFilter::default()).unwrap())
         .iter()

@@ -19,7 +19,7 @@ use serde_json::{Map, Value};
 use crate::schema::{SchemaError, Shape, validate};
 
 mod json;
-pub(crate) use json::{assign, obj_to_json};
+pub(crate) use json::{assign, obj_to_json, to_hydrate};
 
 pub(crate) const PROFILE: &str = "profile";
 pub(crate) const PURCHASES: &str = "purchases";

@@ -65,6 +65,21 @@ fn put_json(am: &mut AutoCommit, obj: &ObjId, prop: Prop, value: &Value) {
     }
 }
 
+/// The same tree as [`put_json`] writes, as a value Automerge can create in one batch (two
+/// splices of its op set instead of one per node).
+pub(crate) fn to_hydrate(value: &Value) -> automerge::hydrate::Value {
+    use automerge::hydrate;
+    match value {
+        Value::Object(fields) => {
+            let map: std::collections::HashMap<String, hydrate::Value> =
+                fields.iter().map(|(k, v)| (k.clone(), to_hydrate(v))).collect();
+            hydrate::Map::from(map).into()
+        }
+        Value::Array(items) => items.iter().map(to_hydrate).collect::<Vec<_>>().into(),
+        scalar => hydrate::Value::scalar(json_to_scalar(scalar)),
+    }
+}
+
 fn json_to_scalar(value: &Value) -> ScalarValue {
     match value {
         Value::Null => ScalarValue::Null,
