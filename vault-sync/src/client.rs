@@ -21,6 +21,8 @@ use crate::{HANDSHAKE_TIMEOUT, ISSUER_BYTE_BUDGET, SyncError, device_id, endpoin
 
 /// How long a one-shot sync waits for the issuer when it is not yet known to be in sync.
 const SETTLE: Duration = Duration::from_secs(2);
+/// How long a one-off session waits for the peer to acknowledge its last frames.
+const LAST_FRAMES: Duration = Duration::from_millis(250);
 /// Longest wait between reconnection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// How often the node looks for new peers to keep a session with, at the latest.
@@ -222,8 +224,9 @@ pub(crate) async fn session(
     while streams.join_next().await.is_some() {}
     let _ = send.finish();
     if !live {
-        // Let the last frames (receipts) reach the peer before closing.
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        // Let the last frames (receipts) reach the peer before closing: until it acknowledged
+        // all of this stream's data, or a short while.
+        let _ = tokio::time::timeout(LAST_FRAMES, send.stopped()).await;
         conn.close(0u32.into(), b"done");
     }
     outcome.map(|()| machine.report().clone())
