@@ -98,10 +98,10 @@ pub use store::{DB_FILE, StoreError};
 pub use vault::{
     AccessLog, Approval, AuditEvent, AuditFilter, AuditKind, Clock, Contact, ContactError, Contacts,
     CreateError, DeviceError, DeviceRecord, DeviceSync, Devices, EXPORT_FORMAT, EditError, FeedEntry,
-    FeedFilter, GrantError, GrantInfo, GrantStatus, Holding, ImportError, ImportMode, Inbox, MAX_DEVICES,
-    MAX_NOTICES_PER_SELLER, MAX_PENDING_PER_PEER, MAX_REQUESTS_PER_PEER_PER_DAY, MAX_SHARED_BATCH,
-    MAX_SHARED_HAVE, Merged, MirrorEntry, MirrorShare, MirrorStatus, NewGrant, NewRequest, NoticeError,
-    NoticeInfo, OpenError, Outbox, Peer, Purchase, PurchaseRecord, RecoveryError, Refusal, ReplicationError,
-    RequestError, RequestInfo, RequestStatus, ServeError, Share, ShareError, ShareStatus, SharedHave,
-    StorageStats, Vault, VaultOptions, VerifyReport,
+    FeedFilter, GrantError, GrantInfo, GrantStatus, Holding, ImportError, ImportMode, Inbox, Logged,
+    MAX_DEVICES, MAX_NOTICES_PER_SELLER, MAX_PENDING_PER_PEER, MAX_REQUESTS_PER_PEER_PER_DAY,
+    MAX_SHARED_BATCH, MAX_SHARED_HAVE, Merged, MirrorEntry, MirrorShare, MirrorStatus, NewGrant, NewRequest,
+    NoticeError, NoticeInfo, OpenError, Outbox, Peer, Purchase, PurchaseRecord, RecoveryError, Refusal,
+    ReplicationError, RequestError, RequestInfo, RequestStatus, ServeError, Share, ShareError, ShareStatus,
+    SharedHave, StorageStats, Vault, VaultOptions, VerifyReport,
 };

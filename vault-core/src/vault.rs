@@ -72,7 +72,7 @@ pub use received::{MirrorEntry, MirrorShare, MirrorStatus, Share, ShareError, Sh
 pub use records::{EXPORT_FORMAT, ImportError, ImportMode, Purchase, PurchaseRecord};
 pub use replication::{MAX_SHARED_BATCH, MAX_SHARED_HAVE, ReplicationError, SharedHave};
 pub use requests::{Approval, Holding, NewRequest, RequestError, RequestInfo, RequestStatus};
-pub use sharing::{GrantError, GrantInfo, GrantStatus, NewGrant, ServeError};
+pub use sharing::{GrantError, GrantInfo, GrantStatus, Logged, NewGrant, ServeError};
 pub(crate) use {received::ShareSync, sharing::ServeSync};
 
 use crate::doc::{Touched, VaultDoc};
@@ -110,6 +110,8 @@ pub struct Vault {
     data_version: i64,
     /// Sync states of grants being served by this process.
     serve_states: sharing::ServeStates,
+    /// Records of served messages waiting for their group commit (sharing/served_log.rs).
+    served_log: sharing::ServedLog,
     /// Parsed grants, valid while nobody else wrote (see [`Vault::grants`]).
     grant_cache: sharing::GrantCache,
     /// Replicas of received shares loaded by this process.
@@ -204,6 +206,7 @@ impl Vault {
             certificate,
             projections: Default::default(),
             serve_states: Default::default(),
+            served_log: Default::default(),
             grant_cache: Default::default(),
             replicas: Default::default(),
             received_cache: Default::default(),

@@ -202,8 +202,20 @@ enum Step {
     UnsetProfile(usize),
     Pref(usize),
     UnsetPref(usize),
-    Add { seller: usize, books_tag: bool, category: usize, rating: i64 },
-    Change { which: usize, seller: usize, books_tag: bool, category: usize, rating: i64, new_item: bool },
+    Add {
+        seller: usize,
+        books_tag: bool,
+        category: usize,
+        rating: i64,
+    },
+    Change {
+        which: usize,
+        seller: usize,
+        books_tag: bool,
+        category: usize,
+        rating: i64,
+        new_item: bool,
+    },
     Remove(usize),
     /// Sync; then, when true, read what the grantee shows (which builds its decoded view, kept
     /// and updated by later syncs).

@@ -49,12 +49,17 @@ pub(crate) struct Shared {
     pub(crate) in_flight: Arc<Semaphore>,
     /// Bytes of hellos from unauthenticated peers ([`crate::HANDSHAKE_BYTE_BUDGET`]).
     pub(crate) handshakes: Arc<Semaphore>,
+    /// Asks for a group commit of served messages' records (see [`crate::served`]).
+    pub(crate) served_flush: tokio::sync::Notify,
+    /// The newest record settled by a group commit.
+    pub(crate) served_settled: watch::Sender<u64>,
 }
 
 impl Shared {
     pub(crate) fn new(vault: Vault) -> Self {
         let (changes, _) = watch::channel(0u64);
         let (receipts, _) = watch::channel(0u64);
+        let (served_settled, _) = watch::channel(vault.served_settled());
         Shared {
             vault: Mutex::new(vault),
             changes,
@@ -62,6 +67,8 @@ impl Shared {
             book: Default::default(),
             in_flight: Arc::new(Semaphore::new(crate::NODE_BYTE_BUDGET)),
             handshakes: Arc::new(Semaphore::new(crate::HANDSHAKE_BYTE_BUDGET)),
+            served_flush: Default::default(),
+            served_settled,
         }
     }
 

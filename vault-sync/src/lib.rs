@@ -40,6 +40,7 @@ mod node;
 mod notify;
 mod pairing;
 mod peers;
+mod served;
 
 use std::time::Duration;
 

@@ -44,6 +44,8 @@ impl Node {
         vault.refresh()?;
         vault.update_projections(None)?;
         vault.expire_grants()?;
+        // What is served is logged in group commits (served.rs).
+        vault.defer_served_log(true);
         let shared = Arc::new(Shared::new(vault));
         let addrs = ticket_addrs(&endpoint);
         shared.vault().set_node_addrs(&addrs)?;
@@ -53,6 +55,7 @@ impl Node {
             .spawn();
         let mut tasks = JoinSet::new();
         tasks.spawn(watcher::watch_vault(shared.clone(), config.poll));
+        tasks.spawn(crate::served::commit_served(shared.clone()));
         tasks.spawn(crate::notify::notify_audiences(shared.clone(), endpoint.clone()));
         if config.subscribe {
             tasks.spawn(crate::client::subscribe_all(shared.clone(), endpoint.clone(), config.clone()));
@@ -350,11 +353,13 @@ async fn serve_grant_stream(
                             let mut vault = shared.vault();
                             #[cfg(test)]
                             isolation_tests::maybe_panic(&peer);
-                            stream.on_frame(&mut vault, &frame, Instant::now())?
+                            let before = vault.served_unlogged();
+                            let step = stream.on_frame(&mut vault, &frame, Instant::now())?;
+                            (step, crate::served::queued_by(&vault, before))
                         };
                         // Faster than its rate: read nothing more until the frame is taken.
                         match step {
-                            ServeStep::WaitUntil(at) => tokio::time::sleep_until(at.into()).await,
+                            (ServeStep::WaitUntil(at), _) => tokio::time::sleep_until(at.into()).await,
                             step => break step,
                         }
                     },
@@ -364,13 +369,22 @@ async fn serve_grant_stream(
                     if changed.is_err() {
                         return Ok(());
                     }
-                    stream.on_change(&mut shared.vault())?
+                    let mut vault = shared.vault();
+                    let before = vault.served_unlogged();
+                    let step = stream.on_change(&mut vault)?;
+                    (step, crate::served::queued_by(&vault, before))
                 }
             };
-            if let ServeStep::Send(message) = step
-                && write_frame(&mut send, &Frame::Sync(message)).await.is_err()
-            {
-                return Ok(());
+            if let (ServeStep::Send(message), record) = step {
+                // Nothing leaves before its access-log record is durable.
+                if let Some(seq) = record
+                    && !crate::served::logged(&shared, seq).await
+                {
+                    return Err(SyncError::Protocol("the access log could not be written".into()));
+                }
+                if write_frame(&mut send, &Frame::Sync(message)).await.is_err() {
+                    return Ok(());
+                }
             }
         }
     }

@@ -113,3 +113,61 @@ fn a_grant_row_put_back_behind_a_running_node_is_not_served() {
     assert!(node.serve_open(&peer, &device, &id).is_err(), "the revived grant is not served");
     assert!(node.shares_for(&peer).unwrap().0.is_empty(), "and not listed");
 }
+
+/// Group commit (served_log.rs): a served message's record waits in memory, is durable after
+/// one commit with every other waiting record, and says so; a commit that cannot happen drops
+/// its records and says their messages must not be sent.
+#[test]
+fn served_messages_are_logged_in_group_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let shop = Identity::generate();
+    let (mut v, id) = issuer_with_grant(dir.path(), &shop);
+    v.defer_served_log(true);
+    let (peer, device) = (shop.public(), DeviceKey::generate().public());
+    let served = |v: &mut Vault| {
+        v.access_log()
+            .list(&AuditFilter::default())
+            .unwrap()
+            .iter()
+            .filter(|e| e.kind == AuditKind::SyncServed)
+            .count()
+    };
+
+    let mut copy = AutoCommit::new();
+    let mut state = SyncState::new();
+    let mut serving = v.serve_open(&peer, &device, &id).unwrap();
+    let m = copy.sync().generate_sync_message(&mut state).unwrap();
+    v.serve_receive(&peer, &device, &id, &mut serving, &m.encode()).unwrap();
+    let (m, carries) = v.serve_generate(&peer, &device, &id, &mut serving).unwrap().unwrap();
+    assert!(carries);
+    let seq = v.served_unlogged().expect("a record waits");
+    assert_eq!(v.served_outcome(seq), crate::vault::Logged::Pending);
+    let mut other = Vault::at(dir.path()).unlock(&Passphrase::new("pw")).unwrap();
+    assert_eq!(served(&mut other), 0, "nothing on disk before the commit");
+
+    assert_eq!(v.flush_served().unwrap(), 1);
+    assert_eq!(v.served_outcome(seq), crate::vault::Logged::Durable);
+    assert_eq!(v.served_unlogged(), None);
+    assert_eq!(served(&mut other), 1, "on disk after it");
+    // The stream's state was kept: a new stream on another handle resumes, with nothing to resend.
+    copy.sync().receive_sync_message(&mut state, Message::decode(&m).unwrap()).unwrap();
+    let mut resumed = other.serve_open(&peer, &device, &id).unwrap();
+    let again = other.serve_generate(&peer, &device, &id, &mut resumed).unwrap();
+    assert!(again.is_none_or(|(_, carries)| !carries), "resent what the copy holds");
+
+    // A commit that cannot happen (another connection holds the write lock): the record is
+    // dropped and its message must not be sent.
+    let second = DeviceKey::generate().public();
+    let mut serving = v.serve_open(&peer, &second, &id).unwrap();
+    let m = AutoCommit::new().sync().generate_sync_message(&mut SyncState::new()).unwrap();
+    v.serve_receive(&peer, &second, &id, &mut serving, &m.encode()).unwrap();
+    assert!(v.serve_generate(&peer, &second, &id, &mut serving).unwrap().unwrap().1);
+    let seq = v.served_unlogged().unwrap();
+    let blocker = rusqlite::Connection::open(dir.path().join(crate::store::DB_FILE)).unwrap();
+    blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+    assert!(v.flush_served().is_err());
+    blocker.execute_batch("ROLLBACK").unwrap();
+    assert_eq!(v.served_outcome(seq), crate::vault::Logged::Failed);
+    assert_eq!(v.served_unlogged(), None);
+    assert_eq!(served(&mut other), 1);
+}

@@ -8,7 +8,7 @@
 //!
 //! Here: issued grants and their lifecycle (issue, revoke, expire). Beside it: `projections`
 //! (keeping each grant's projection and its epochs), `serving` (what a serving stream asks of
-//! the vault, and who holds which epoch), `audience` (what an audience is told and the erasure
+//! the vault, and who holds which epoch), `served_log` (the group commit of what was served), `audience` (what an audience is told and the erasure
 //! receipts it sends back), `node` (the node's own settings).
 
 use serde::{Deserialize, Serialize};
@@ -28,6 +28,7 @@ mod audience;
 mod merge;
 mod node;
 mod projections;
+mod served_log;
 mod serving;
 mod status;
 
@@ -35,6 +36,8 @@ mod status;
 use audience::MAX_CLOCK_SKEW;
 pub(crate) use projections::ProjectionCache;
 use projections::ProjectionState;
+pub use served_log::Logged;
+pub(crate) use served_log::ServedLog;
 pub use serving::ServeError;
 pub(crate) use serving::{ServeStates, ServeSync};
 use status::{status_of, with_status};

@@ -185,18 +185,15 @@ impl Vault {
         let carries_data = !message.changes.is_empty();
         let bytes = encode_sync_body(epoch, &message.encode());
         if carries_data {
-            let now = self.now();
+            // Logged before it leaves: at once, or in the node's next group commit
+            // (served_log.rs), which the node waits for before sending.
             let g = info.grant.statement();
-            let state = sync.state.encode();
-            self.write(|v| {
-                v.store_serve_state(id, device, epoch, state)?;
-                let mut event = AuditEvent::new(now, AuditKind::SyncServed);
-                event.peer = Some(*peer);
-                event.grant = Some(*id);
-                event.fields = g.fields.iter().map(ToString::to_string).collect();
-                event.bytes = Some(bytes.len() as u64);
-                v.access_log().append(&event)
-            })?;
+            let mut event = AuditEvent::new(self.now(), AuditKind::SyncServed);
+            event.peer = Some(*peer);
+            event.grant = Some(*id);
+            event.fields = g.fields.iter().map(ToString::to_string).collect();
+            event.bytes = Some(bytes.len() as u64);
+            self.log_served(*id, *device, epoch, sync.state.encode(), event)?;
         }
         Ok(Some((bytes, carries_data)))
     }
@@ -264,7 +261,7 @@ impl Vault {
     }
 
     /// Persists a stream's state for `device` (inside the caller's write transaction).
-    fn store_serve_state(
+    pub(super) fn store_serve_state(
         &mut self,
         id: &GrantId,
         device: &DeviceId,

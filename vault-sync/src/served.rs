@@ -1,0 +1,40 @@
+//! Group commit of what the node serves (see `vault_core`'s served log): each sync message that
+//! carries data waits until its access-log record is durable, and one task commits every record
+//! waiting at once. A thousand grantees updated at once cost a few commits, not a thousand, and
+//! nothing leaves the node unlogged.
+
+use std::sync::Arc;
+
+use vault_core::{Logged, Vault};
+
+use crate::endpoint::Shared;
+
+/// Commits waiting records whenever a stream asks, until the node stops.
+pub(crate) async fn commit_served(shared: Arc<Shared>) {
+    loop {
+        shared.served_flush.notified().await;
+        let settled = {
+            let mut vault = shared.vault();
+            if let Err(e) = vault.flush_served() {
+                tracing::warn!(error = %e, "logging served messages failed; they are not sent");
+            }
+            vault.served_settled()
+        };
+        shared.served_settled.send_replace(settled);
+    }
+}
+
+/// The record a step just queued: the newest waiting record, if the step added one.
+pub(crate) fn queued_by(vault: &Vault, before: Option<u64>) -> Option<u64> {
+    vault.served_unlogged().filter(|seq| Some(*seq) != before)
+}
+
+/// Waits until record `seq` is settled; true when it is durable (the message may be sent).
+pub(crate) async fn logged(shared: &Shared, seq: u64) -> bool {
+    let mut settled = shared.served_settled.subscribe();
+    shared.served_flush.notify_one();
+    if settled.wait_for(|s| *s >= seq).await.is_err() {
+        return false;
+    }
+    shared.vault().served_outcome(seq) == Logged::Durable
+}
