@@ -236,7 +236,21 @@ impl Vault {
 
     /// One grant.
     pub fn grant_info(&self, id: &GrantId) -> Result<Option<GrantInfo>, StoreError> {
-        self.grant_record(id)?.map(|r| self.info(&r)).transpose()
+        // From the parsed grants while they hold (a node asks this for every message it serves).
+        let version = self.store.data_version()?;
+        let cached = match &*self.grant_cache.borrow() {
+            Some((v, grants)) if *v == version => {
+                Some(grants.iter().find(|g| g.grant.statement().id == *id).cloned())
+            }
+            _ => None,
+        };
+        match cached {
+            Some(found) => {
+                let (now, removed) = (self.now(), self.removed_devices()?);
+                Ok(found.map(|g| with_status(g, now, &removed)))
+            }
+            None => self.grant_record(id)?.map(|r| self.info(&r)).transpose(),
+        }
     }
 
     /// Live grants whose fields share values with `path` ("who sees this field").
