@@ -1,24 +1,22 @@
 //! Group commit of what the node serves (see `vault_core`'s served log): each sync message that
 //! carries data waits until its access-log record is durable, and one task commits every record
-//! waiting at once, a moment after the first asks. A thousand grantees updated at once cost a
+//! waiting at once, after the streams woken with the first had their turn. A thousand grantees updated at once cost a
 //! few commits, not a thousand, and nothing leaves the node unlogged.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use vault_core::{Logged, Vault};
 
 use crate::endpoint::Shared;
 
-/// How long a commit waits for more records after the first asks: a change wakes every stream
-/// serving it within about this long, so one commit takes them all instead of one each.
-const GATHER: Duration = Duration::from_millis(2);
 
 /// Commits waiting records whenever a stream asks, until the node stops.
 pub(crate) async fn commit_served(shared: Arc<Shared>) {
     loop {
         shared.served_flush.notified().await;
-        tokio::time::sleep(GATHER).await;
+        // Let every stream the same change woke take its turn first (they are ready to run):
+        // one commit then takes all their records, and a lone update waits no timer.
+        tokio::task::yield_now().await;
         let settled = {
             let mut vault = shared.vault();
             if let Err(e) = vault.flush_served() {
