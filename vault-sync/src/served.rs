@@ -9,7 +9,6 @@ use vault_core::{Logged, Vault};
 
 use crate::endpoint::Shared;
 
-
 /// Commits waiting records whenever a stream asks, until the node stops.
 pub(crate) async fn commit_served(shared: Arc<Shared>) {
     loop {
