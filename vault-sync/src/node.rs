@@ -377,10 +377,14 @@ async fn serve_grant_stream(
             };
             if let (ServeStep::Send(message), record) = step {
                 // Nothing leaves before its access-log record is durable.
-                if let Some(seq) = record
-                    && !crate::served::logged(&shared, seq).await
-                {
-                    return Err(SyncError::Protocol("the access log could not be written".into()));
+                if let Some(seq) = record {
+                    if !crate::served::logged(&shared, seq).await {
+                        return Err(SyncError::Protocol("the access log could not be written".into()));
+                    }
+                    // Revoked, or retracted into a new epoch, while it waited: it stays here.
+                    if !stream.still_current(&mut shared.vault()) {
+                        return Ok(());
+                    }
                 }
                 if write_frame(&mut send, &Frame::Sync(message)).await.is_err() {
                     return Ok(());

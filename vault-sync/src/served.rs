@@ -4,10 +4,14 @@
 //! few commits, not a thousand, and nothing leaves the node unlogged.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use vault_core::{Logged, Vault};
 
 use crate::endpoint::Shared;
+
+/// How long a stream waits for its record's commit before giving up (and not sending).
+const SETTLE_WITHIN: Duration = Duration::from_secs(30);
 
 /// Commits waiting records whenever a stream asks, until the node stops.
 pub(crate) async fn commit_served(shared: Arc<Shared>) {
@@ -18,8 +22,11 @@ pub(crate) async fn commit_served(shared: Arc<Shared>) {
         tokio::task::yield_now().await;
         let settled = {
             let mut vault = shared.vault();
-            if let Err(e) = vault.flush_served() {
-                tracing::warn!(error = %e, "logging served messages failed; they are not sent");
+            // A panic here must not stop the node's serving: its records count as failed.
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| vault.flush_served())) {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "logging served messages failed; they are not sent"),
+                Err(_) => tracing::error!("logging served messages panicked; they are not sent"),
             }
             vault.served_settled()
         };
@@ -36,8 +43,10 @@ pub(crate) fn queued_by(vault: &Vault, before: Option<u64>) -> Option<u64> {
 pub(crate) async fn logged(shared: &Shared, seq: u64) -> bool {
     let mut settled = shared.served_settled.subscribe();
     shared.served_flush.notify_one();
-    if settled.wait_for(|s| *s >= seq).await.is_err() {
-        return false;
+    // Fails closed: a record not settled in time is not sent.
+    match tokio::time::timeout(SETTLE_WITHIN, settled.wait_for(|s| *s >= seq)).await {
+        Ok(Ok(_)) => {}
+        _ => return false,
     }
     shared.vault().served_outcome(seq) == Logged::Durable
 }

@@ -82,6 +82,8 @@ pub(crate) fn issue(app: &App, args: &GrantArgs) -> Result<Outcome> {
     let mut vault = app.unlock()?;
     let peer = vault.contacts().resolve(&args.peer)?;
     let expires_at = args.expires.as_deref().map(|e| parse_expiry(e, vault.now())).transpose()?;
+    // Building the projection reads every record the grant covers: shown while it runs.
+    let spinner = app.spinner("signing the grant and building what it shares");
     let signed = vault.issue_grant(NewGrant {
         audience: peer.identity,
         fields,
@@ -89,7 +91,11 @@ pub(crate) fn issue(app: &App, args: &GrantArgs) -> Result<Outcome> {
         purpose: args.purpose.clone(),
         expires_at,
         prices: !args.no_prices,
-    })?;
+    });
+    if let Some(s) = spinner {
+        s.finish_and_clear();
+    }
+    let signed = signed?;
     let info = vault.grant_info(&signed.statement().id)?.context("the new grant is stored")?;
     if app.json {
         app.print_json(&grant_json(&vault, &info))?;

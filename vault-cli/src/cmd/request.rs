@@ -275,8 +275,13 @@ pub(crate) fn approve(app: &App, args: &ApproveArgs) -> Result<Outcome> {
     let filter: Option<RecordFilter> = args.filter.as_deref().map(str::parse).transpose()?;
     let mut vault = app.unlock()?;
     let expires_at = args.expires.as_deref().map(|e| parse_expiry(e, vault.now())).transpose()?;
+    let spinner = app.spinner("signing the grant and building what it shares");
     let grant =
-        vault.inbox_mut().approve(&id, Approval { fields, filter, no_prices: args.no_prices, expires_at })?;
+        vault.inbox_mut().approve(&id, Approval { fields, filter, no_prices: args.no_prices, expires_at });
+    if let Some(s) = spinner {
+        s.finish_and_clear();
+    }
+    let grant = grant?;
     let info = vault.grant_info(&grant.statement().id)?.context("the new grant is stored")?;
     if app.json {
         app.print_json(&grant_json(&vault, &info))?;

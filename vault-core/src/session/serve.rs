@@ -79,6 +79,13 @@ impl ServeStream {
         self.grant
     }
 
+    /// Whether the last message this stream generated may still leave: its grant is still
+    /// served to the peer, at the projection epoch it was generated for (a revocation or a
+    /// retraction may have been committed while it waited for its log record).
+    pub fn still_current(&self, vault: &mut Vault) -> bool {
+        vault.serve_still_current(&self.peer, &self.grant, self.sync.epoch)
+    }
+
     /// Takes a frame the grantee sent at `now`: a `Sync` message, answered when the grantee
     /// lacks anything. A message that carries changes, or anything else, is an error: the
     /// transport answers `Refused` and ends the stream.

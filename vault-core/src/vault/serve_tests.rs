@@ -171,3 +171,19 @@ fn served_messages_are_logged_in_group_commits() {
     assert_eq!(v.served_unlogged(), None);
     assert_eq!(served(&mut other), 1);
 }
+
+/// A message that waited for its log record leaves only if its grant is still served at the
+/// epoch it was generated for.
+#[test]
+fn a_message_generated_before_a_revocation_or_retraction_is_not_current() {
+    let dir = tempfile::tempdir().unwrap();
+    let shop = Identity::generate();
+    let (mut v, id) = issuer_with_grant(dir.path(), &shop);
+    let peer = shop.public();
+    let epoch = 0; // a new grant's first epoch
+    assert!(v.serve_still_current(&peer, &id, epoch));
+    assert!(!v.serve_still_current(&peer, &id, epoch + 1), "another epoch");
+    assert!(!v.serve_still_current(&Identity::generate().public(), &id, epoch), "another peer");
+    v.revoke(&id).unwrap();
+    assert!(!v.serve_still_current(&peer, &id, epoch), "revoked");
+}

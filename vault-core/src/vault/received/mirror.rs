@@ -148,7 +148,7 @@ impl Vault {
         let signed =
             SignedGrant::from_stored(&record.grant).ok_or_else(|| StoreError::damaged(&RECEIVED, &key))?;
         let values = match record.status {
-            ShareStatus::Live => self.live_view(&key).ok().flatten(),
+            ShareStatus::Live => self.live_view(&key)?,
             _ => None,
         };
         Ok(Some(MirrorShare {

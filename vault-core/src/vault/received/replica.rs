@@ -28,6 +28,8 @@ pub(crate) struct Replica {
     pub(super) am: AutoCommit,
     last_seq: i64,
     epoch: u64,
+    /// The issuer's device the copy came from: a copy from another device is another document.
+    from: Option<DeviceId>,
 }
 
 /// The sync state of one stream syncing a share, with the epoch of the copy it is about and
@@ -54,15 +56,18 @@ impl Vault {
         if record.status != ShareStatus::Live {
             return Err(ShareError::Unknown(id.grant));
         }
-        if self.replicas.get(id).is_some_and(|r| r.epoch != record.epoch) {
-            // Another handle replaced the copy with a new epoch: start again from its chunks.
+        if self.replicas.get(id).is_some_and(|r| r.epoch != record.epoch || r.from != record.from_device) {
+            // Another handle replaced the copy (a new epoch, or another device's copy): start
+            // again from its chunks.
             self.replicas.remove(id);
         }
         let after = self.replicas.get(id).map_or(0, |r| r.last_seq);
         let rows = self.store.list_group(&CHUNKS, id.as_bytes(), after)?;
         if !self.replicas.contains_key(id) {
-            self.replicas
-                .insert(id.clone(), Replica { am: AutoCommit::new(), last_seq: 0, epoch: record.epoch });
+            self.replicas.insert(
+                id.clone(),
+                Replica { am: AutoCommit::new(), last_seq: 0, epoch: record.epoch, from: record.from_device },
+            );
         }
         for (key, bytes, _) in rows {
             let seq = key.seq();
@@ -187,11 +192,12 @@ impl Vault {
             }
             let new_epoch = epoch > replica.epoch || switched;
             if new_epoch {
-                *replica = Replica { am: AutoCommit::new(), epoch, ..*replica };
+                *replica = Replica { am: AutoCommit::new(), epoch, from: Some(from), ..*replica };
                 *sync = ShareSync { epoch, state: SyncState::new(), from };
                 v.store.delete_group(&CHUNKS, id.as_bytes())?;
             }
             let replica = v.replicas.get_mut(id).expect("loaded");
+            replica.from = Some(from);
             let before = replica.am.get_heads();
             replica
                 .am

@@ -51,6 +51,8 @@ pub(crate) struct ServedLog {
     settled: u64,
     /// Ranges of records whose commit failed, newest last.
     failed: VecDeque<(u64, u64)>,
+    /// Records up to this one fell out of `failed` unanswered: they count as failed.
+    forgotten: u64,
 }
 
 impl ServedLog {
@@ -104,7 +106,7 @@ impl Vault {
         let log = &self.served_log;
         if seq > log.settled {
             Logged::Pending
-        } else if log.failed.iter().any(|(lo, hi)| (*lo..=*hi).contains(&seq)) {
+        } else if seq <= log.forgotten || log.failed.iter().any(|(lo, hi)| (*lo..=*hi).contains(&seq)) {
             Logged::Failed
         } else {
             Logged::Durable
@@ -120,7 +122,16 @@ impl Vault {
         }
         let (lo, hi) = (self.served_log.settled + 1, self.served_log.settled + entries.len() as u64);
         let count = entries.len();
-        let result = self.write(|v| {
+        // Settled as failed before the write, and cleared once it committed: whatever happens
+        // in between (an error, a panic), these records are never taken for durable.
+        self.served_log.settled = hi;
+        self.served_log.failed.push_back((lo, hi));
+        if self.served_log.failed.len() > FAILED_KEPT
+            && let Some((_, old)) = self.served_log.failed.pop_front()
+        {
+            self.served_log.forgotten = self.served_log.forgotten.max(old);
+        }
+        self.write(|v| {
             for e in entries {
                 // A grant revoked meanwhile keeps no states (they were forgotten with it); its
                 // message is still logged, as it may already be queued to send.
@@ -129,16 +140,9 @@ impl Vault {
                 }
                 v.access_log().append(&e.event)?;
             }
-            Ok(())
-        });
-        self.served_log.settled = hi;
-        if let Err(e) = result {
-            self.served_log.failed.push_back((lo, hi));
-            if self.served_log.failed.len() > FAILED_KEPT {
-                self.served_log.failed.pop_front();
-            }
-            return Err(e);
-        }
+            Ok::<_, StoreError>(())
+        })?;
+        self.served_log.failed.retain(|range| *range != (lo, hi));
         Ok(count)
     }
 }

@@ -134,6 +134,11 @@ impl Vault {
         }
     }
 
+    /// Whether a message generated for `id` at `epoch` may still be sent to `peer`.
+    pub(crate) fn serve_still_current(&mut self, peer: &IdentityId, id: &GrantId, epoch: u64) -> bool {
+        self.check_serving(peer, id).is_ok() && self.projection_epoch(id).is_ok_and(|e| e == epoch)
+    }
+
     fn stored_states(&self, id: &GrantId) -> Result<Stored, StoreError> {
         Ok(self
             .node_value(&states_key(id))?
