@@ -18,7 +18,9 @@ use serde_json::{Map, Value};
 
 use crate::schema::{SchemaError, Shape, validate};
 
+mod chunks;
 mod json;
+pub(crate) use chunks::{Allowed, sync_message, well_formed};
 pub(crate) use json::{assign, obj_to_json, to_hydrate};
 
 pub(crate) const PROFILE: &str = "profile";
@@ -107,6 +109,13 @@ fn guarded<T>(f: impl FnOnce() -> Result<T, automerge::AutomergeError>) -> Resul
     }
 }
 
+/// Runs `f`, which reads or changes a document holding bytes from anywhere, with every panic
+/// inside reported as damage. Automerge validates some columns only when they are first read,
+/// so a foreign document can panic well after it loaded.
+pub(crate) fn guarded_reads<T>(f: impl FnOnce() -> Result<T, DocError>) -> Result<T, DocError> {
+    catch_unwind(AssertUnwindSafe(f)).unwrap_or(Err(DocError::NotAutomerge(None)))
+}
+
 impl VaultDoc {
     /// A new, empty vault document with a fresh actor.
     pub(crate) fn new() -> Self {
@@ -118,6 +127,9 @@ impl VaultDoc {
     /// Loads saved (or concatenated incremental) bytes. The result is checked for history gaps
     /// but not for shape; see [`VaultDoc::check_shape`].
     pub(crate) fn load(bytes: &[u8]) -> Result<Self, DocError> {
+        if !well_formed(bytes, Allowed::Stored) {
+            return Err(DocError::NotAutomerge(None));
+        }
         let mut am = guarded(|| AutoCommit::load(bytes))?;
         am.set_actor(ActorId::random());
         let mut doc = Self { am, touched: Some(Vec::new()) };
@@ -127,6 +139,9 @@ impl VaultDoc {
 
     /// Adds saved or incremental bytes to this document.
     pub(crate) fn load_incremental(&mut self, bytes: &[u8]) -> Result<(), DocError> {
+        if !well_formed(bytes, Allowed::Stored) {
+            return Err(DocError::NotAutomerge(None));
+        }
         guarded(|| self.am.load_incremental(bytes))?;
         Ok(())
     }

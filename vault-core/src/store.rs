@@ -17,6 +17,8 @@
 
 use std::cell::Cell;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior, params};
@@ -161,6 +163,9 @@ impl From<rusqlite::Error> for UnlockFailure {
     }
 }
 
+/// See [`Store::write_mark`].
+pub(crate) type WriteMark = (i64, u64, u64);
+
 /// An unlocked vault file.
 pub(crate) struct Store {
     conn: Connection,
@@ -173,6 +178,9 @@ pub(crate) struct Store {
     erased: Cell<bool>,
     /// Set between [`Store::begin_write`] and its commit or rollback.
     writing: Cell<bool>,
+    /// Transactions this connection rolled back, whoever asked (SQLite's rollback hook counts
+    /// them, its own automatic rollbacks included): part of [`Store::write_mark`].
+    rollbacks: Arc<AtomicU64>,
     path: PathBuf,
 }
 
@@ -239,7 +247,7 @@ impl Store {
         put("salt", &salt)?;
         put("wrapped_key", &wrapped)?;
         conn.execute_batch("COMMIT")?;
-        let mut store = Self::with_key(conn, vault_id, key, path);
+        let mut store = Self::with_key(conn, vault_id, key, path)?;
         store.migrate()?;
         store.conn.execute_batch("BEGIN IMMEDIATE")?;
         store.build_manifest()?;
@@ -247,17 +255,28 @@ impl Store {
         Ok(store)
     }
 
-    fn with_key(conn: Connection, vault_id: [u8; 16], key: SymmetricKey, path: &Path) -> Self {
+    fn with_key(
+        mut conn: Connection,
+        vault_id: [u8; 16],
+        key: SymmetricKey,
+        path: &Path,
+    ) -> rusqlite::Result<Self> {
         let digest_key = derive_digest_key(&key);
-        Self {
+        let rollbacks = Arc::new(AtomicU64::new(0));
+        let counter = Arc::clone(&rollbacks);
+        conn.rollback_hook(Some(move || {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }))?;
+        Ok(Self {
             conn,
+            rollbacks,
             vault_id,
             key,
             digest_key,
             erased: Cell::new(false),
             writing: Cell::new(false),
             path: path.to_owned(),
-        }
+        })
     }
 
     /// Makes `key` the data key (and the digest key derived from it).
@@ -317,7 +336,7 @@ impl Store {
             };
         let key = SymmetricKey::from_bytes(&key_bytes).ok_or(UnlockFailure::WrongPassphrase)?;
         configure(&conn)?;
-        let mut store = Self::with_key(conn, vault_id, key, path);
+        let mut store = Self::with_key(conn, vault_id, key, path)?;
         store.migrate().map_err(UnlockFailure::Store)?;
         if legacy {
             store.add_manifest(&kek, &params).map_err(UnlockFailure::Store)?;
@@ -485,6 +504,14 @@ impl Store {
     /// SQLite's `data_version`: changes when another connection commits.
     pub(crate) fn data_version(&self) -> Result<i64, StoreError> {
         Ok(self.conn.query_row("PRAGMA data_version", [], |r| r.get(0))?)
+    }
+
+    /// A mark that changes whenever the rows this connection reads may have changed: another
+    /// connection's commit moves `data_version`, this connection's own writes move its count of
+    /// changed rows, and a rollback (which undoes writes without moving either) moves the count
+    /// of rollbacks. For caches of parsed rows that must never outlive the rows.
+    pub(crate) fn write_mark(&self) -> Result<WriteMark, StoreError> {
+        Ok((self.data_version()?, self.conn.total_changes(), self.rollbacks.load(Ordering::Relaxed)))
     }
 
     /// Problems `PRAGMA integrity_check` finds in the file's structure (at most ten).

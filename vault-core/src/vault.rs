@@ -114,6 +114,8 @@ pub struct Vault {
     served_log: sharing::ServedLog,
     /// Parsed grants, valid while nobody else wrote (see [`Vault::grants`]).
     grant_cache: sharing::GrantCache,
+    /// Blocked identities, valid while no row changed (see [`Contacts::blocked`]).
+    blocked_cache: contacts::BlockedCache,
     /// Replicas of received shares loaded by this process.
     replicas: received::ReplicaCache,
     /// Parsed records of received shares, valid while nobody else wrote (received/rows.rs).
@@ -178,6 +180,7 @@ impl Vault {
         self.projections.clear();
         self.replicas.clear();
         self.grant_cache.replace(None);
+        self.blocked_cache.replace(None);
         self.received_cache.clear();
     }
 
@@ -208,6 +211,7 @@ impl Vault {
             serve_states: Default::default(),
             served_log: Default::default(),
             grant_cache: Default::default(),
+            blocked_cache: Default::default(),
             replicas: Default::default(),
             received_cache: Default::default(),
             inbox: Default::default(),

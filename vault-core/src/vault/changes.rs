@@ -217,6 +217,11 @@ impl ChangeLog<'_> {
             Err(e) => {
                 self.doc.automerge().rollback();
                 self.doc.take_touched();
+                // rollback() drops pending operations only; changes a failed merge already
+                // applied are dropped by reloading, so memory never holds what the file does not.
+                if self.doc.automerge().get_heads() != before {
+                    self.reload()?;
+                }
                 return Err(e);
             }
         };

@@ -3,6 +3,7 @@
 //! too, and a block holds on every device). A block lives in the contact's row, so removing a
 //! blocked contact is refused.
 
+use std::collections::HashSet;
 use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
@@ -100,6 +101,9 @@ fn check_addrs(addrs: &[SocketAddr]) -> Result<(), ContactError> {
     }
 }
 
+/// Blocked identities with the [`write_mark`](crate::store::Store::write_mark) they were read at.
+pub(crate) type BlockedCache = std::cell::RefCell<Option<(crate::store::WriteMark, HashSet<IdentityId>)>>;
+
 /// The contacts of a vault: `vault.contacts()` to read, `vault.contacts_mut()` to change.
 #[derive(Debug)]
 pub struct Contacts<V> {
@@ -132,12 +136,29 @@ impl<V: Deref<Target = Vault>> Contacts<V> {
 
     /// True when `identity` belongs to a blocked contact.
     pub fn is_blocked(&self, identity: &IdentityId) -> Result<bool, StoreError> {
-        Ok(self.rows()?.iter().any(|(_, c)| c.blocked && c.identity == *identity))
+        self.with_blocked(|blocked| blocked.contains(identity))
     }
 
     /// Every blocked identity (one read, for callers that check many peers).
-    pub fn blocked(&self) -> Result<std::collections::HashSet<IdentityId>, StoreError> {
-        Ok(self.rows()?.into_iter().filter(|(_, c)| c.blocked).map(|(_, c)| c.identity).collect())
+    pub fn blocked(&self) -> Result<HashSet<IdentityId>, StoreError> {
+        self.with_blocked(Clone::clone)
+    }
+
+    /// Runs `f` on the blocked set, read again only when a row of the file changed since (a
+    /// node asks for every message it serves; decrypting every contact each time was most of
+    /// that check).
+    fn with_blocked<T>(&self, f: impl FnOnce(&HashSet<IdentityId>) -> T) -> Result<T, StoreError> {
+        let mark = self.vault.store.write_mark()?;
+        if let Some((cached_mark, blocked)) = &*self.vault.blocked_cache.borrow()
+            && *cached_mark == mark
+        {
+            return Ok(f(blocked));
+        }
+        let blocked: HashSet<IdentityId> =
+            self.rows()?.into_iter().filter(|(_, c)| c.blocked).map(|(_, c)| c.identity).collect();
+        let out = f(&blocked);
+        *self.vault.blocked_cache.borrow_mut() = Some((mark, blocked));
+        Ok(out)
     }
 
     /// The petname of an identity, if it is a contact.
@@ -355,7 +376,7 @@ mod tests {
     use crate::primitives::{KdfParams, Passphrase};
     use crate::vault::Vault;
 
-    use super::ContactError;
+    use super::{ContactError, Contacts};
 
     #[test]
     fn addresses_set_by_hand_replace_the_tickets_when_dialing() {
@@ -408,5 +429,33 @@ mod tests {
         let err = v.contacts_mut().set_addrs("nobody", &[]).unwrap_err();
         assert!(matches!(&err, ContactError::NoSuchContact(n) if n == "nobody"));
         assert_eq!(err.to_string(), "no contact named \"nobody\"");
+    }
+
+    #[test]
+    fn the_blocked_set_follows_own_writes_other_handles_and_rollbacks() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut v =
+            Vault::at(dir.path()).kdf(KdfParams::INSECURE_FOR_TESTS).create(&Passphrase::new("pw")).unwrap();
+        let bob = Identity::generate();
+        let ticket = Ticket::new(bob.certify(DeviceKey::generate().public()), Vec::new());
+        v.contacts_mut().add("bob", &ticket).unwrap();
+        assert!(!v.contacts().is_blocked(&bob.public()).unwrap());
+        // This handle's own write.
+        assert!(v.contacts_mut().block("bob").unwrap());
+        assert!(v.contacts().is_blocked(&bob.public()).unwrap());
+        // Another handle's commit.
+        let mut other = Vault::at(dir.path()).unlock(&Passphrase::new("pw")).unwrap();
+        assert!(other.contacts().is_blocked(&bob.public()).unwrap());
+        assert!(other.contacts_mut().unblock("bob").unwrap());
+        assert!(!v.contacts().is_blocked(&bob.public()).unwrap());
+        // A write rolled back leaves the committed state (the mark alone, no cache dropped).
+        v.store.begin_write().unwrap();
+        let (row, mut contact) = v.contacts().rows().unwrap().remove(0);
+        contact.blocked = true;
+        Contacts::<&mut Vault>::put(&v, &row, &contact).unwrap();
+        assert!(v.contacts().is_blocked(&bob.public()).unwrap(), "seen inside its transaction");
+        v.store.rollback();
+        assert!(!v.contacts().is_blocked(&bob.public()).unwrap());
+        assert!(v.contacts().blocked().unwrap().is_empty());
     }
 }

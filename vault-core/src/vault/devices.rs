@@ -9,7 +9,7 @@
 use std::net::SocketAddr;
 use std::ops::Deref;
 
-use automerge::sync::{Message, State as SyncState, SyncDoc};
+use automerge::sync::{State as SyncState, SyncDoc};
 use serde::{Deserialize, Serialize};
 
 use super::{EditError, Vault};
@@ -417,7 +417,7 @@ impl Vault {
     /// leave a document of the wrong shape, changes nothing.
     pub fn device_sync_receive(&mut self, sync: &mut DeviceSync, bytes: &[u8]) -> Result<bool, EditError> {
         let state = &mut sync.0;
-        let message = Message::decode(bytes).map_err(|_| EditError::BadSyncMessage)?;
+        let message = crate::doc::sync_message(bytes).ok_or(EditError::BadSyncMessage)?;
         let before = self.doc.automerge().get_heads();
         self.edit(|doc| Ok(doc.receive_sync(state, message)?)).map_err(|e| match e {
             EditError::Doc(_) => EditError::BadSyncMessage,

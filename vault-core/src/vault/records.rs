@@ -278,6 +278,31 @@ mod tests {
     }
 
     #[test]
+    fn a_merge_refused_after_it_applied_leaves_nothing_in_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let other_dir = tempfile::tempdir().unwrap();
+        let mut other = new_test_vault(other_dir.path());
+        other.set_profile("name", "Ada").unwrap();
+        let bytes = other.export_automerge();
+        let mut v = new_test_vault(dir.path());
+        let heads = v.doc.automerge().get_heads();
+        let refused: Result<(), EditError> = v.edit(|doc| {
+            let mut theirs = crate::doc::VaultDoc::load(&bytes)?;
+            doc.merge(&mut theirs)?;
+            Err(EditError::BadField("refused after the merge".into()))
+        });
+        assert!(refused.is_err());
+        assert_eq!(v.doc.automerge().get_heads(), heads, "the merged changes left memory");
+        assert!(v.profile().get("name").is_none());
+        // A later edit saves only itself, and the file agrees with memory.
+        v.set_profile("email", "ada@example.org").unwrap();
+        drop(v);
+        let v = Vault::at(dir.path()).unlock(&Passphrase::new("pw")).unwrap();
+        assert!(v.profile().get("name").is_none());
+        assert_eq!(v.profile()["email"], "ada@example.org");
+    }
+
+    #[test]
     fn refused_edit_writes_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let mut v = new_test_vault(dir.path());

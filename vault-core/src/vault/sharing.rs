@@ -8,8 +8,9 @@
 //!
 //! Here: issued grants and their lifecycle (issue, revoke, expire). Beside it: `projections`
 //! (keeping each grant's projection and its epochs), `serving` (what a serving stream asks of
-//! the vault, and who holds which epoch), `served_log` (the group commit of what was served), `audience` (what an audience is told and the erasure
-//! receipts it sends back), `node` (the node's own settings).
+//! the vault, and who holds which epoch), `served_log` (the group commit of what
+//! was served), `lookup` (reading grants, cached), `audience` (what an audience is told and the
+//! erasure receipts it sends back), `node` (the node's own settings).
 
 use serde::{Deserialize, Serialize};
 
@@ -25,6 +26,7 @@ use crate::store::StoreError;
 use crate::store::sealed::Key;
 
 mod audience;
+mod lookup;
 mod merge;
 mod node;
 mod projections;
@@ -34,13 +36,14 @@ mod status;
 
 #[cfg(test)]
 use audience::MAX_CLOCK_SKEW;
+pub(crate) use lookup::GrantCache;
 pub(crate) use projections::ProjectionCache;
 use projections::ProjectionState;
 pub use served_log::Logged;
 pub(crate) use served_log::ServedLog;
 pub use serving::ServeError;
 pub(crate) use serving::{ServeStates, ServeSync};
-use status::{status_of, with_status};
+use status::status_of;
 
 use crate::store::sealed::GRANTS;
 
@@ -123,9 +126,6 @@ pub enum GrantStatus {
     Void,
 }
 
-/// Parsed grant records with the `data_version` they were read at.
-pub(crate) type GrantCache = std::cell::RefCell<Option<(i64, Vec<GrantInfo>)>>;
-
 /// A grant with its status.
 #[derive(Clone, Debug)]
 pub struct GrantInfo {
@@ -196,76 +196,6 @@ impl Vault {
         };
         let status = status_of(&grant, revocation.is_some(), self.now(), &self.removed_devices()?);
         Ok(GrantInfo { grant, status, revocation, erasure })
-    }
-
-    /// Every grant this vault issued, newest first.
-    pub fn grants(&self) -> Result<Vec<GrantInfo>, StoreError> {
-        self.grants_where(|_| true)
-    }
-
-    /// The grants for which `keep` holds, filtered before anything is copied.
-    fn grants_where(&self, keep: impl Fn(&Grant) -> bool) -> Result<Vec<GrantInfo>, StoreError> {
-        // Parsed records are cached: a node answers "what is shared with this peer" for every
-        // connection on every change. The cache holds while no other connection has committed
-        // (SQLite's data_version) and this one has not written a grant since.
-        let version = self.store.data_version()?;
-        if let Some((cached_version, cached)) = &*self.grant_cache.borrow()
-            && *cached_version == version
-        {
-            let (now, removed) = (self.now(), self.removed_devices()?);
-            return Ok(cached
-                .iter()
-                .filter(|g| keep(g.grant.statement()))
-                .cloned()
-                .map(|g| with_status(g, now, &removed))
-                .collect());
-        }
-        let ids = self.store.keys(&GRANTS)?;
-        let mut out = Vec::with_capacity(ids.len());
-        for raw in ids {
-            let id = GrantId::from_raw(raw.id()).ok_or_else(|| StoreError::damaged(&GRANTS, "(bad id)"))?;
-            if let Some(record) = self.grant_record(&id)? {
-                out.push(self.info(&record)?);
-            }
-        }
-        out.sort_by_key(|g| std::cmp::Reverse(g.grant.statement().issued_at));
-        let kept = out.iter().filter(|g| keep(g.grant.statement())).cloned().collect();
-        *self.grant_cache.borrow_mut() = Some((version, out));
-        Ok(kept)
-    }
-
-    /// One grant.
-    pub fn grant_info(&self, id: &GrantId) -> Result<Option<GrantInfo>, StoreError> {
-        // From the parsed grants while they hold (a node asks this for every message it serves).
-        let version = self.store.data_version()?;
-        let cached = match &*self.grant_cache.borrow() {
-            Some((v, grants)) if *v == version => {
-                Some(grants.iter().find(|g| g.grant.statement().id == *id).cloned())
-            }
-            _ => None,
-        };
-        match cached {
-            Some(found) => {
-                let (now, removed) = (self.now(), self.removed_devices()?);
-                Ok(found.map(|g| with_status(g, now, &removed)))
-            }
-            None => self.grant_record(id)?.map(|r| self.info(&r)).transpose(),
-        }
-    }
-
-    /// Live grants whose fields share values with `path` ("who sees this field").
-    pub fn grants_covering(&self, path: &FieldPath) -> Result<Vec<GrantInfo>, StoreError> {
-        Ok(self.grants()?.into_iter().filter(|g| g.is_live() && g.grant.statement().touches(path)).collect())
-    }
-
-    /// Live grants to `audience`.
-    pub fn live_grants_for(&self, audience: &IdentityId) -> Result<Vec<SignedGrant>, StoreError> {
-        Ok(self
-            .grants_where(|g| g.audience == *audience)?
-            .into_iter()
-            .filter(|g| g.is_live())
-            .map(|g| g.grant)
-            .collect())
     }
 
     /// Signs and stores a grant, builds its projection from the current values, and logs it,

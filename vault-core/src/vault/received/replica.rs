@@ -15,7 +15,7 @@ use automerge::{AutoCommit, ROOT, ReadDoc};
 use serde_json::Value;
 
 use super::{CHUNKS, ShareError, ShareKey, ShareStatus};
-use crate::doc::{PURCHASES, Touched, obj_to_json, touched_between};
+use crate::doc::{Allowed, PURCHASES, Touched, obj_to_json, touched_between, well_formed};
 use crate::identity::{DeviceId, IdentityId};
 use crate::protocol::{decode_sync_body, encode_sync_body};
 use crate::statement::GrantId;
@@ -72,10 +72,13 @@ impl Vault {
         for (key, bytes, _) in rows {
             let seq = key.seq();
             let replica = self.replicas.get_mut(id).expect("inserted above");
-            replica
-                .am
-                .load_incremental(&bytes)
-                .map_err(|_| StoreError::damaged(&CHUNKS, format!("{id}/{seq}")))?;
+            // The chunks hold what an issuer sent: a panic in Automerge is damage, not a crash.
+            let loaded = well_formed(&bytes, Allowed::Stored)
+                && catch_unwind(AssertUnwindSafe(|| replica.am.load_incremental(&bytes)))
+                    .is_ok_and(|r| r.is_ok());
+            if !loaded {
+                return Err(StoreError::damaged(&CHUNKS, format!("{id}/{seq}")).into());
+            }
             replica.last_seq = seq;
         }
         Ok(self.replicas.get_mut(id).expect("inserted above"))
@@ -153,9 +156,7 @@ impl Vault {
         bytes: &[u8],
     ) -> Result<bool, ShareError> {
         let (epoch, bytes) = decode_sync_body(bytes).map_err(|_| ShareError::BadMessage)?;
-        let message = catch_unwind(|| Message::decode(bytes))
-            .map_err(|_| ShareError::BadMessage)?
-            .map_err(|_| ShareError::BadMessage)?;
+        let message = crate::doc::sync_message(bytes).ok_or(ShareError::BadMessage)?;
         let received =
             catch_unwind(AssertUnwindSafe(|| self.apply_share_message(issuer, id, sync, epoch, message)));
         received.unwrap_or_else(|_| {

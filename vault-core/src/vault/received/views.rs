@@ -6,6 +6,8 @@
 //! ten thousand purchases, say) therefore costs what the sync costs, not also a conversion of
 //! the whole copy to JSON that nobody may ever read.
 
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
 use automerge::ROOT;
 use serde_json::Value;
 
@@ -58,7 +60,15 @@ impl Vault {
                 return Ok(None);
             }
             let view = match v.load_replica(id) {
-                Ok(replica) => obj_to_json(&replica.am, &ROOT),
+                // What an issuer sent, read whole for the first time: Automerge validates some
+                // columns only when read, and a panic there is a copy that cannot be shown.
+                Ok(replica) => match catch_unwind(AssertUnwindSafe(|| obj_to_json(&replica.am, &ROOT))) {
+                    Ok(view) => view,
+                    Err(_) => {
+                        tracing::warn!(share = %id, "a received copy cannot be read; not shown");
+                        return Ok(None);
+                    }
+                },
                 Err(ShareError::Store(e)) => return Err(e),
                 Err(_) => return Ok(None),
             };

@@ -5,7 +5,7 @@
 use serde_json::Value;
 
 use super::{AUTOMERGE_MAGIC, EXPORT_FORMAT, ImportError, ImportMode};
-use crate::doc::VaultDoc;
+use crate::doc::{VaultDoc, guarded_reads};
 use crate::vault::EditError;
 
 /// An import file, decoded and validated, not yet written anywhere.
@@ -40,9 +40,18 @@ impl Decoded {
     }
 
     fn decode_automerge(bytes: &[u8]) -> Result<Self, ImportError> {
-        let mut other = VaultDoc::load(bytes).map_err(ImportError::Automerge)?;
-        other.check_shape().map_err(ImportError::Automerge)?;
-        if other.has_genesis() { Ok(Self::Merge(Box::new(other))) } else { Ok(Self::Values(other.to_json())) }
+        // Every read of the foreign document, not only its loading: Automerge checks some of
+        // its columns lazily and panics on a bad one.
+        guarded_reads(|| {
+            let mut other = VaultDoc::load(bytes)?;
+            other.check_shape()?;
+            if other.has_genesis() {
+                Ok(Self::Merge(Box::new(other)))
+            } else {
+                Ok(Self::Values(other.to_json()))
+            }
+        })
+        .map_err(ImportError::Automerge)
     }
 
     /// Applies the import to `doc` (inside the caller's transaction).
@@ -53,7 +62,13 @@ impl Decoded {
                 Ok(ImportMode::Values)
             }
             Self::Merge(mut other) => {
-                doc.merge(&mut other)?;
+                // The merged result is read whole once, still guarded: a change that applies
+                // but reads back badly is refused here (the caller drops what was merged)
+                // rather than met later by every read of the vault.
+                guarded_reads(|| {
+                    doc.merge(&mut other)?;
+                    doc.check_shape()
+                })?;
                 Ok(ImportMode::Merged)
             }
         }

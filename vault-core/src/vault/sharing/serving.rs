@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use automerge::ChangeHash;
-use automerge::sync::{Message, State as SyncState, SyncDoc};
+use automerge::sync::{State as SyncState, SyncDoc};
 use serde::{Deserialize, Serialize};
 
 use super::{GrantError, GrantInfo};
@@ -223,9 +223,7 @@ impl Vault {
             // About a copy the grantee is replacing: nothing in it concerns this epoch.
             return Ok(());
         }
-        let message = catch_unwind(|| Message::decode(bytes))
-            .map_err(|_| ServeError::Refused)?
-            .map_err(|_| ServeError::Refused)?;
+        let message = crate::doc::sync_message(bytes).ok_or(ServeError::Refused)?;
         if !message.changes.is_empty() {
             let mut event = AuditEvent::new(self.now(), AuditKind::ChangeRefused);
             event.peer = Some(*peer);
