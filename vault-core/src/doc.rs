@@ -126,8 +126,8 @@ impl VaultDoc {
 
     /// Loads saved (or concatenated incremental) bytes. The result is checked for history gaps
     /// but not for shape; see [`VaultDoc::check_shape`].
-    pub(crate) fn load(bytes: &[u8]) -> Result<Self, DocError> {
-        if !well_formed(bytes, Allowed::Stored) {
+    pub(crate) fn load(bytes: &[u8], from: Allowed) -> Result<Self, DocError> {
+        if !well_formed(bytes, from) {
             return Err(DocError::NotAutomerge(None));
         }
         let mut am = guarded(|| AutoCommit::load(bytes))?;
@@ -138,8 +138,8 @@ impl VaultDoc {
     }
 
     /// Adds saved or incremental bytes to this document.
-    pub(crate) fn load_incremental(&mut self, bytes: &[u8]) -> Result<(), DocError> {
-        if !well_formed(bytes, Allowed::Stored) {
+    pub(crate) fn load_incremental(&mut self, bytes: &[u8], from: Allowed) -> Result<(), DocError> {
+        if !well_formed(bytes, from) {
             return Err(DocError::NotAutomerge(None));
         }
         guarded(|| self.am.load_incremental(bytes))?;
@@ -511,12 +511,12 @@ mod tests {
             let mut base = VaultDoc::new();
             for e in &common { apply(&mut base, e); }
             let bytes = base.am.save();
-            let mut a = VaultDoc::load(&bytes).unwrap();
-            let mut b = VaultDoc::load(&bytes).unwrap();
+            let mut a = VaultDoc::load(&bytes, Allowed::Foreign).unwrap();
+            let mut b = VaultDoc::load(&bytes, Allowed::Foreign).unwrap();
             for e in &left { apply(&mut a, e); }
             for e in &right { apply(&mut b, e); }
-            let mut a2 = VaultDoc::load(&a.am.save()).unwrap();
-            let mut b2 = VaultDoc::load(&b.am.save()).unwrap();
+            let mut a2 = VaultDoc::load(&a.am.save(), Allowed::Foreign).unwrap();
+            let mut b2 = VaultDoc::load(&b.am.save(), Allowed::Foreign).unwrap();
             a.merge(&mut b2).unwrap();
             b.merge(&mut a2).unwrap();
             prop_assert_eq!(a.to_json(), b.to_json());
@@ -535,7 +535,7 @@ mod tests {
         /// Arbitrary bytes never panic the loader.
         #[test]
         fn loading_garbage_is_an_error_not_a_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
-            let _ = VaultDoc::load(&bytes);
+            let _ = VaultDoc::load(&bytes, Allowed::Foreign);
         }
     }
 }

@@ -2,21 +2,30 @@
 //! import file, the vault's own stored chunks.
 //!
 //! Automerge's storage format is a sequence of chunks, each `magic (4) | checksum (4) | type (1)
-//! | length (uLEB128) | body`. Automerge parses whatever chunk types it knows, and one of them, the
-//! *bundle* (type 3, which nothing in the vault ever writes), expands a run-length-encoded column
-//! into memory while it parses: 139 bytes found by fuzzing ask for a 17 GB allocation, which
-//! aborts the process. So before Automerge sees foreign bytes, their chunk headers are walked
-//! here and only the types the context can legitimately hold pass:
+//! | length (uLEB128) | body`. Automerge parses whatever chunk types it knows, and two things in
+//! them let a few bytes claim a great deal of memory:
+//!
+//! - the *bundle* (type 3, which nothing in the vault ever writes) expands a run-length-encoded
+//!   column into memory while it parses: 139 bytes found by fuzzing ask for a 17 GB allocation,
+//!   which aborts the process;
+//! - a document chunk's columns, and a compressed change's body, may be deflated, and Automerge
+//!   inflates them without a bound (deflate expands up to about a thousandfold).
+//!
+//! So before Automerge sees foreign bytes, their chunk headers are walked here: only the types
+//! the place can legitimately hold pass, and what is deflated is inflated once, counting, into
+//! nothing, and refused past [`INFLATED_MAX`]:
 //!
 //! - sync messages carry what Automerge sends: uncompressed changes (type 1), or the whole
 //!   document (type 0) when the peer has nothing yet;
-//! - stored or imported documents hold a document chunk (type 0), changes, and compressed
-//!   changes (type 2), which is what `save`, `save_after` and `save_incremental` write.
+//! - an import file or a paired device's document holds a document chunk, changes, and
+//!   compressed changes (type 2), which is what `save`, `save_after` and `save_incremental`
+//!   write;
+//! - the vault's own chunks (sealed, so written by this vault) get the header walk only.
 //!
 //! This is a filter on shapes, not a parser: what passes is still parsed by Automerge, under
-//! `catch_unwind` (see `guarded` in doc.rs). A document chunk's columns may be deflated, and
-//! Automerge inflates them without a bound: that amplification (at most about a thousandfold
-//! of the frame) is not filtered here (README, threat model).
+//! `catch_unwind` (see `guarded` in doc.rs).
+
+use std::io::Read;
 
 use automerge::sync::Message;
 
@@ -24,27 +33,34 @@ const MAGIC: [u8; 4] = [0x85, 0x6f, 0x4a, 0x83];
 const DOCUMENT: u8 = 0;
 const CHANGE: u8 = 1;
 const COMPRESSED_CHANGE: u8 = 2;
+/// The deflate bit of a column's specification.
+const DEFLATED: u64 = 0b1000;
 
-/// Which chunk types a context may hold.
+/// The most a chunk's deflated parts may inflate to (a vault of 10,000 purchases is a few MB).
+pub(crate) const INFLATED_MAX: u64 = 256 << 20;
+
+/// Where bytes come from, which decides the chunk types they may hold.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Allowed {
-    /// The changes of a sync message (changes, or a whole document).
+    /// The changes of a peer's sync message (changes, or a whole document).
     SyncChanges,
-    /// A saved document, incremental saves, or both concatenated.
-    Stored,
+    /// A file or another device's document: a saved document, incremental saves, or both.
+    Foreign,
+    /// What this vault stored itself (authenticated at rest): the header walk only.
+    Own,
 }
 
 impl Allowed {
     fn admits(self, kind: u8) -> bool {
         match self {
             Allowed::SyncChanges => matches!(kind, DOCUMENT | CHANGE),
-            Allowed::Stored => matches!(kind, DOCUMENT | CHANGE | COMPRESSED_CHANGE),
+            Allowed::Foreign | Allowed::Own => matches!(kind, DOCUMENT | CHANGE | COMPRESSED_CHANGE),
         }
     }
 }
 
 /// True when `bytes` is a whole sequence of chunks of the types `allowed` admits (empty
-/// included).
+/// included) whose deflated parts stay within [`INFLATED_MAX`].
 pub(crate) fn well_formed(mut bytes: &[u8], allowed: Allowed) -> bool {
     while !bytes.is_empty() {
         let Some(rest) = bytes.strip_prefix(&MAGIC) else { return false };
@@ -54,10 +70,74 @@ pub(crate) fn well_formed(mut bytes: &[u8], allowed: Allowed) -> bool {
             return false;
         }
         let Some((length, rest)) = uleb128(rest) else { return false };
-        let Some(rest) = usize::try_from(length).ok().and_then(|n| rest.get(n..)) else { return false };
+        let Some(length) = usize::try_from(length).ok().filter(|n| *n <= rest.len()) else { return false };
+        let (body, rest) = rest.split_at(length);
+        let within = match (allowed, kind) {
+            (Allowed::Own, _) | (_, CHANGE) => true,
+            (_, DOCUMENT) => document_inflates_within(body, INFLATED_MAX),
+            _ => inflated_len(body, INFLATED_MAX).is_some(),
+        };
+        if !within {
+            return false;
+        }
         bytes = rest;
     }
     true
+}
+
+/// Walks a document chunk's body (actors, heads, the change and operation column metadata,
+/// then the columns) and inflates its deflated columns, counting: false when the body does not
+/// hold what its metadata says or inflates past `limit` in all.
+fn document_inflates_within(body: &[u8], limit: u64) -> bool {
+    let walk = || -> Option<()> {
+        let mut cursor = Cursor(body);
+        for _ in 0..cursor.uleb()? {
+            let len = cursor.uleb()?;
+            cursor.take(len)?;
+        }
+        let heads = cursor.uleb()?;
+        cursor.take(heads.checked_mul(32)?)?;
+        let mut columns = Vec::new();
+        for _ in 0..2 {
+            for _ in 0..cursor.uleb()? {
+                columns.push((cursor.uleb()?, cursor.uleb()?));
+            }
+        }
+        let mut budget = limit;
+        for (spec, len) in columns {
+            let data = cursor.take(len)?;
+            if spec & DEFLATED != 0 {
+                budget -= inflated_len(data, budget)?;
+            }
+        }
+        Some(())
+    };
+    walk().is_some()
+}
+
+/// The length `deflated` inflates to, when it is valid deflate and at most `limit`.
+fn inflated_len(deflated: &[u8], limit: u64) -> Option<u64> {
+    let mut inflater = flate2::bufread::DeflateDecoder::new(deflated).take(limit + 1);
+    let n = std::io::copy(&mut inflater, &mut std::io::sink()).ok()?;
+    (n <= limit).then_some(n)
+}
+
+/// Reads a chunk body front to back; every read fails rather than run past the end.
+struct Cursor<'a>(&'a [u8]);
+
+impl<'a> Cursor<'a> {
+    fn uleb(&mut self) -> Option<u64> {
+        let (value, rest) = uleb128(self.0)?;
+        self.0 = rest;
+        Some(value)
+    }
+
+    fn take(&mut self, n: u64) -> Option<&'a [u8]> {
+        let n = usize::try_from(n).ok().filter(|n| *n <= self.0.len())?;
+        let (taken, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Some(taken)
+    }
 }
 
 /// Decodes a sync message from a peer: `None` when it does not decode, when decoding panics
@@ -105,12 +185,12 @@ mod tests {
     #[test]
     fn what_automerge_writes_passes() {
         let mut am = doc();
-        assert!(well_formed(&am.save(), Allowed::Stored));
-        assert!(well_formed(&am.save_after(&[]), Allowed::Stored));
+        assert!(well_formed(&am.save(), Allowed::Foreign));
+        assert!(well_formed(&am.save_after(&[]), Allowed::Foreign));
         let mut both = am.save();
         both.extend(am.save_incremental());
-        assert!(well_formed(&both, Allowed::Stored));
-        assert!(well_formed(&[], Allowed::Stored));
+        assert!(well_formed(&both, Allowed::Foreign));
+        assert!(well_formed(&[], Allowed::Foreign));
         let mut state = State::new();
         let first = am.sync().generate_sync_message(&mut state).unwrap().encode();
         let mut peer = AutoCommit::new();
@@ -127,31 +207,67 @@ mod tests {
     fn bundles_compressed_changes_in_sync_and_broken_headers_are_refused() {
         let mut am = doc();
         let saved = am.save();
-        let mut compressed = saved.clone();
-        compressed[8] = 2;
-        assert!(well_formed(&compressed, Allowed::Stored));
+        let mut relabelled = saved.clone();
+        relabelled[8] = COMPRESSED_CHANGE;
+        assert!(!well_formed(&relabelled, Allowed::Foreign), "its body is not deflate");
+        let mut deflate = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+        std::io::Write::write_all(&mut deflate, b"some change").unwrap();
+        let deflated = deflate.finish().unwrap();
+        let mut compressed = MAGIC.to_vec();
+        compressed.extend([0, 0, 0, 0, COMPRESSED_CHANGE, deflated.len() as u8]);
+        compressed.extend(&deflated);
+        assert!(well_formed(&compressed, Allowed::Foreign));
         assert!(!well_formed(&compressed, Allowed::SyncChanges), "Automerge never sends these");
         let mut bundle = saved.clone();
         bundle[8] = 3;
-        assert!(!well_formed(&bundle, Allowed::Stored));
+        assert!(!well_formed(&bundle, Allowed::Foreign));
         let mut unknown = saved.clone();
         unknown[8] = 9;
-        assert!(!well_formed(&unknown, Allowed::Stored));
-        assert!(!well_formed(&saved[..saved.len() - 1], Allowed::Stored), "truncated");
+        assert!(!well_formed(&unknown, Allowed::Foreign));
+        assert!(!well_formed(&saved[..saved.len() - 1], Allowed::Foreign), "truncated");
         let mut trailing = saved.clone();
         trailing.push(0);
-        assert!(!well_formed(&trailing, Allowed::Stored), "trailing bytes");
-        assert!(!well_formed(&[0x85, 0x6f, 0x4a, 0x83, 0, 0, 0, 0, 1, 0xff, 0xff], Allowed::Stored));
+        assert!(!well_formed(&trailing, Allowed::Foreign), "trailing bytes");
+        assert!(!well_formed(&[0x85, 0x6f, 0x4a, 0x83, 0, 0, 0, 0, 1, 0xff, 0xff], Allowed::Foreign));
         // A length of more than 64 bits.
         let mut long = vec![0x85, 0x6f, 0x4a, 0x83, 0, 0, 0, 0, 1];
         long.extend([0xff; 10]);
         long.push(0x01);
-        assert!(!well_formed(&long, Allowed::Stored));
+        assert!(!well_formed(&long, Allowed::Foreign));
         assert_eq!(
             uleb128(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]),
             Some((u64::MAX, &[][..]))
         );
         assert_eq!(uleb128(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02]), None);
+    }
+
+    /// The body of the first chunk of `bytes`.
+    fn first_body(bytes: &[u8]) -> &[u8] {
+        let (len, rest) = uleb128(&bytes[9..]).unwrap();
+        &rest[..len as usize]
+    }
+
+    #[test]
+    fn deflated_columns_are_counted_against_the_limit() {
+        let mut am = AutoCommit::new();
+        am.put(ROOT, "a", "x".repeat(3 << 20)).unwrap();
+        let saved = am.save();
+        assert_eq!(saved[8], DOCUMENT);
+        assert!(saved.len() < 1 << 20, "the column is deflated: {} bytes", saved.len());
+        let body = first_body(&saved);
+        assert!(document_inflates_within(body, INFLATED_MAX));
+        assert!(!document_inflates_within(body, 1 << 20), "3 MiB inflated against a 1 MiB limit");
+        assert!(!document_inflates_within(&body[..body.len() / 2], INFLATED_MAX), "truncated");
+        assert!(well_formed(&saved, Allowed::SyncChanges));
+
+        // A compressed change's body: a small deflate stream of many zeros.
+        let mut bomb = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::best());
+        std::io::Write::write_all(&mut bomb, &vec![0; 4 << 20]).unwrap();
+        let bomb = bomb.finish().unwrap();
+        assert!(bomb.len() < 8 << 10);
+        assert_eq!(inflated_len(&bomb, INFLATED_MAX), Some(4 << 20));
+        assert_eq!(inflated_len(&bomb, 1 << 20), None);
+        assert_eq!(inflated_len(b"not deflate at all", INFLATED_MAX), None);
     }
 
     #[test]
@@ -169,7 +285,10 @@ mod tests {
             0xff, 0xff, 0x00, 0x00, 0x01, 0x01, 0x01, 0x00, 0x00, 0x00, 0x00,
         ];
         assert_eq!(found[8], 3, "a bundle chunk");
-        assert!(!well_formed(found, Allowed::Stored));
-        assert!(matches!(crate::doc::VaultDoc::load(found), Err(crate::doc::DocError::NotAutomerge(None))));
+        assert!(!well_formed(found, Allowed::Foreign));
+        assert!(matches!(
+            crate::doc::VaultDoc::load(found, Allowed::Foreign),
+            Err(crate::doc::DocError::NotAutomerge(None))
+        ));
     }
 }

@@ -21,7 +21,7 @@ use std::path::PathBuf;
 use automerge::ChangeHash;
 use serde::Serialize;
 
-use crate::doc::{DocError, Touched, VaultDoc};
+use crate::doc::{Allowed, DocError, Touched, VaultDoc};
 use crate::schema::SchemaError;
 use crate::store::sealed::DOC_CHANGES;
 use crate::store::{Store, StoreError};
@@ -163,7 +163,7 @@ pub(super) struct ChangeLog<'a> {
 impl Loaded {
     /// The document as loaded, and what the change log keeps of it.
     pub(super) fn into_parts(self) -> Result<(VaultDoc, i64, LogState), DocError> {
-        let doc = VaultDoc::load(&self.bytes)?;
+        let doc = VaultDoc::load(&self.bytes, Allowed::Own)?;
         let state = LogState {
             snapshot_generation: self.generation,
             snapshot_bytes: self.snapshot_bytes,
@@ -182,7 +182,7 @@ impl ChangeLog<'_> {
         let mut changed = false;
         if generation != self.state.snapshot_generation {
             let snapshot = self.store.read_snapshot()?;
-            self.doc.load_incremental(&snapshot.bytes)?;
+            self.doc.load_incremental(&snapshot.bytes, Allowed::Own)?;
             self.state.snapshot_generation = snapshot.generation;
             self.state.snapshot_bytes = snapshot.sealed_len;
             *self.last_seq = (*self.last_seq).max(snapshot.through_seq);
@@ -191,7 +191,7 @@ impl ChangeLog<'_> {
             changed = true;
         }
         for chunk in self.store.changes_after(*self.last_seq)? {
-            self.doc.load_incremental(change_bytes(chunk.seq, &chunk.plaintext)?)?;
+            self.doc.load_incremental(change_bytes(chunk.seq, &chunk.plaintext)?, Allowed::Own)?;
             *self.last_seq = chunk.seq;
             self.state.chunk_count += 1;
             self.state.chunk_bytes += chunk.sealed_len;
@@ -266,7 +266,7 @@ impl ChangeLog<'_> {
         let loaded = self.store.read_tx(|| read_document(self.store))?;
         *self.last_seq = loaded.last_seq;
         self.state.snapshot_generation = loaded.generation;
-        *self.doc = VaultDoc::load(&loaded.bytes)?;
+        *self.doc = VaultDoc::load(&loaded.bytes, Allowed::Own)?;
         Ok(())
     }
 

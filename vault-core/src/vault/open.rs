@@ -151,7 +151,7 @@ impl VaultOptions {
         package: crate::JoinPackage,
     ) -> Result<Vault, CreateError> {
         let damaged = |e: DocError| CreateError::Store(StoreError::Document(Box::new(e)));
-        let doc = VaultDoc::load(&package.document).map_err(damaged)?;
+        let doc = VaultDoc::load(&package.document, crate::doc::Allowed::Foreign).map_err(damaged)?;
         doc.check_shape().map_err(damaged)?;
         let this = device.public();
         if package.certificate.verify(this).is_err() {

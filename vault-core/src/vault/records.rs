@@ -287,7 +287,7 @@ mod tests {
         let mut v = new_test_vault(dir.path());
         let heads = v.doc.automerge().get_heads();
         let refused: Result<(), EditError> = v.edit(|doc| {
-            let mut theirs = crate::doc::VaultDoc::load(&bytes)?;
+            let mut theirs = crate::doc::VaultDoc::load(&bytes, crate::doc::Allowed::Foreign)?;
             doc.merge(&mut theirs)?;
             Err(EditError::BadField("refused after the merge".into()))
         });

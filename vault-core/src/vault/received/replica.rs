@@ -73,7 +73,7 @@ impl Vault {
             let seq = key.seq();
             let replica = self.replicas.get_mut(id).expect("inserted above");
             // The chunks hold what an issuer sent: a panic in Automerge is damage, not a crash.
-            let loaded = well_formed(&bytes, Allowed::Stored)
+            let loaded = well_formed(&bytes, Allowed::Own)
                 && catch_unwind(AssertUnwindSafe(|| replica.am.load_incremental(&bytes)))
                     .is_ok_and(|r| r.is_ok());
             if !loaded {

@@ -5,7 +5,7 @@
 use serde_json::Value;
 
 use super::{AUTOMERGE_MAGIC, EXPORT_FORMAT, ImportError, ImportMode};
-use crate::doc::{VaultDoc, guarded_reads};
+use crate::doc::{Allowed, VaultDoc, guarded_reads};
 use crate::vault::EditError;
 
 /// An import file, decoded and validated, not yet written anywhere.
@@ -43,7 +43,7 @@ impl Decoded {
         // Every read of the foreign document, not only its loading: Automerge checks some of
         // its columns lazily and panics on a bad one.
         guarded_reads(|| {
-            let mut other = VaultDoc::load(bytes)?;
+            let mut other = VaultDoc::load(bytes, Allowed::Foreign)?;
             other.check_shape()?;
             if other.has_genesis() {
                 Ok(Self::Merge(Box::new(other)))
