@@ -354,6 +354,11 @@ async fn serve_grant_stream(
                             #[cfg(test)]
                             isolation_tests::maybe_panic(&peer);
                             let before = vault.served_unlogged();
+                            // A change not yet seen here goes out with this answer.
+                            if changes.has_changed().unwrap_or(false) {
+                                changes.borrow_and_update();
+                                stream.note_change();
+                            }
                             let step = stream.on_frame(&mut vault, &frame, Instant::now())?;
                             (step, crate::served::queued_by(&vault, before))
                         };

@@ -47,6 +47,10 @@ pub struct ServeStream {
     /// a live grantee is never slowed down, however many edits it follows, and a flood is
     /// bounded all the same.
     answers_due: u32,
+    /// The vault changed since the last update that carried data: the next one earns the
+    /// credit, whether a change or the grantee's own message prompted it (an edit made while
+    /// the grantee's acknowledgement was on its way is answered from that acknowledgement).
+    change_pending: bool,
 }
 
 impl ServeStream {
@@ -71,6 +75,7 @@ impl ServeStream {
             heard: false,
             bucket: TokenBucket::new(SYNC_MESSAGES_PER_SECOND, SYNC_BURST, now),
             answers_due: 0,
+            change_pending: false,
         })
     }
 
@@ -106,24 +111,31 @@ impl ServeStream {
         isolated("serving a grantee's sync message", || {
             vault.serve_receive(&self.peer, &self.device, &self.grant, &mut self.sync, message)?;
             self.heard = true;
-            self.generate(vault, false)
+            self.generate(vault)
         })
+    }
+
+    /// The vault changed, and the transport will answer a frame of the grantee's before it
+    /// calls [`ServeStream::on_change`]: that answer carries the change, and earns its credit.
+    pub fn note_change(&mut self) {
+        self.change_pending = true;
     }
 
     /// The vault changed: sends what the grantee lacks, once it has spoken.
     pub fn on_change(&mut self, vault: &mut Vault) -> Result<ServeStep, SessionError> {
+        self.change_pending = true;
         if !self.heard {
             return Ok(ServeStep::Quiet);
         }
-        isolated("answering a grantee", || self.generate(vault, true))
+        isolated("answering a grantee", || self.generate(vault))
     }
 
-    /// The next message, if any; an update sent because the vault `changed` earns the
-    /// grantee's acknowledgement its free passage.
-    fn generate(&mut self, vault: &mut Vault, changed: bool) -> Result<ServeStep, SessionError> {
+    /// The next message, if any; the first that carries data after the vault changed earns
+    /// the grantee's acknowledgement its free passage.
+    fn generate(&mut self, vault: &mut Vault) -> Result<ServeStep, SessionError> {
         match vault.serve_generate(&self.peer, &self.device, &self.grant, &mut self.sync)? {
             Some((message, carries_data)) => {
-                if changed && carries_data {
+                if carries_data && std::mem::take(&mut self.change_pending) {
                     self.answers_due = self.answers_due.saturating_add(1).min(SYNC_BURST);
                 }
                 Ok(ServeStep::Send(message))
