@@ -180,6 +180,16 @@ impl Vault {
         let epoch = self.projection_epoch(id)?;
         sync.align(epoch);
         let Some(doc) = self.projection_doc(id)? else { return Ok(None) };
+        // Automerge sends its whole document instead of changes when they are over a third of
+        // its changes (to a peer that reads version 2 messages). A projection is one large
+        // change plus one per edit, so each of its first edits would ship all of it again and
+        // make the grantee re-read all of it. The whole document is for a grantee that has
+        // nothing yet; one that has something is answered with changes.
+        if sync.state.their_heads.as_ref().is_some_and(|h| !h.is_empty())
+            && let Some(caps) = sync.state.their_capabilities.as_mut()
+        {
+            caps.retain(|c| *c != automerge::sync::Capability::MessageV2);
+        }
         // The state holds what the peer said (its heads, its bloom filter).
         let generated = catch_unwind(AssertUnwindSafe(|| doc.sync().generate_sync_message(&mut sync.state)));
         let message = match generated {
