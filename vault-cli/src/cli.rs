@@ -4,6 +4,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+mod feed;
+pub(crate) use feed::{FeedArgs, FeedCommand, MuteArgs};
+
 /// A local-first personal data vault: your profile, purchases and preferences, encrypted on
 /// your own device.
 ///
@@ -384,36 +387,6 @@ pub(crate) struct DenyArgs {
     /// Tell the requester why
     #[arg(long)]
     pub(crate) reason: Option<String>,
-}
-
-#[derive(Debug, Args)]
-pub(crate) struct FeedArgs {
-    #[command(subcommand)]
-    pub(crate) compare: Option<FeedCommand>,
-    /// Only purchases shared by this peer (contact name, ticket or identity)
-    #[arg(long)]
-    pub(crate) from: Option<String>,
-    /// Only purchases with this tag
-    #[arg(long)]
-    pub(crate) tag: Option<String>,
-    /// Only purchases from this seller
-    #[arg(long)]
-    pub(crate) seller: Option<String>,
-    /// What friends paid for an item (case-insensitive match), lowest price first
-    #[arg(long)]
-    pub(crate) item: Option<String>,
-    /// Show at most N purchases [default: all]
-    #[arg(long, value_name = "N")]
-    pub(crate) limit: Option<usize>,
-}
-
-#[derive(Debug, Subcommand)]
-pub(crate) enum FeedCommand {
-    /// What friends paid for ITEM, lowest first (same as --item)
-    Compare {
-        /// The item (case-insensitive match)
-        item: String,
-    },
 }
 
 #[derive(Debug, Args)]

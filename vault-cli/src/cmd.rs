@@ -13,6 +13,7 @@ mod id;
 mod import;
 mod init;
 mod mirror;
+mod network;
 mod pref;
 mod profile;
 mod purchase;

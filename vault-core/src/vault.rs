@@ -17,6 +17,7 @@
 //! | `sharing.rs` | grants issued, revocations, erasure receipts, serving | `grants`, `projection_chunks`, `node` |
 //! | `received.rs` | shares received from others, their replicas and views | `received`, `received_chunks`, `received_views` |
 //! | `feed.rs` | the merged purchase feed over received shares | (reads `received_views`) |
+//! | `network.rs` | what the network says (sellers, top items, also bought) and the feed's mutes | (reads the feed; mutes in `node`) |
 //! | `replication.rs` | one sharing state across the identity's devices | `shared_log` |
 //! | `rollback.rs` | the panic guard of write transactions | nothing |
 //!
@@ -45,6 +46,7 @@ mod devices;
 mod feed;
 mod inbox;
 mod keys;
+pub mod network;
 mod notices;
 mod open;
 mod outbox;

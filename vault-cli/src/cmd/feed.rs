@@ -1,4 +1,5 @@
-//! `vault feed [--from --tag --seller --item]` and `vault feed compare ITEM`
+//! `vault feed [--from --tag --seller --item --since]` and `vault feed compare ITEM`; the
+//! network's summaries and the mutes are in network.rs.
 
 use anyhow::Result;
 use serde_json::{Value, json};
@@ -62,13 +63,22 @@ fn entry_line(e: &FeedEntry, ranked: bool) -> String {
 }
 
 pub(crate) fn run(app: &App, args: &FeedArgs) -> Result<Outcome> {
-    let item = match &args.compare {
+    let item = match &args.command {
         Some(FeedCommand::Compare { item }) => Some(item.clone()),
+        Some(other) => return super::network::run(app, other),
         None => args.item.clone(),
     };
     let mut vault = app.unlock()?;
     let from = args.from.as_deref().map(|p| vault.contacts().resolve(p)).transpose()?.map(|p| p.identity);
-    let filter = FeedFilter { from, tag: args.tag.clone(), seller: args.seller.clone(), item: item.clone() };
+    let since = args.since.as_deref().map(|s| super::network::since_date(s, vault.now())).transpose()?;
+    let filter = FeedFilter {
+        from,
+        tag: args.tag.clone(),
+        seller: args.seller.clone(),
+        item: item.clone(),
+        since,
+        include_muted: false,
+    };
     let mut entries = vault.feed(&filter)?;
     if let Some(n) = args.limit {
         entries.truncate(n);

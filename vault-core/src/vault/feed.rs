@@ -1,5 +1,6 @@
 //! The friend's side of purchase feeds: every purchase shared with this vault, merged across
-//! everyone it follows, newest first, and the price comparison for one item. Owns no table: it
+//! everyone it follows, newest first, and the price comparison for one item; what is muted
+//! (network.rs) is left out. Owns no table: it
 //! reads the received shares' views (received.rs).
 
 use std::collections::{HashMap, HashSet};
@@ -54,6 +55,11 @@ pub struct FeedFilter {
     /// Only purchases whose item contains this text; the result is then ranked by price,
     /// lowest first (per currency), instead of by date.
     pub item: Option<String>,
+    /// Only purchases on or after this date (`YYYY-MM-DD`).
+    pub since: Option<String>,
+    /// Muted friends and tags included too (see network.rs); a friend or tag named by `from`
+    /// or `tag` is included anyway.
+    pub include_muted: bool,
 }
 
 #[derive(Deserialize)]
@@ -80,7 +86,8 @@ fn contains_ignore_case(haystack: &str, needle: &str) -> bool {
 }
 
 fn keep(filter: &FeedFilter, p: &RawPurchase) -> bool {
-    !(filter.tag.as_ref().is_some_and(|t| !p.tags.iter().any(|x| x.eq_ignore_ascii_case(t)))
+    !(filter.since.as_ref().is_some_and(|since| p.date.as_ref().is_none_or(|d| d < since))
+        || filter.tag.as_ref().is_some_and(|t| !p.tags.iter().any(|x| x.eq_ignore_ascii_case(t)))
         || filter
             .seller
             .as_ref()
@@ -115,11 +122,13 @@ impl Vault {
     /// The merged purchase feed of every live share that carries purchases.
     pub fn feed(&mut self, filter: &FeedFilter) -> Result<Vec<FeedEntry>, StoreError> {
         // Read the decoded views (one sealed blob per share), then parse them on every core.
+        let mutes = if filter.include_muted { Default::default() } else { self.feed_mutes()? };
         let mut views: Vec<(IdentityId, GrantId, Option<String>, Vec<u8>)> = Vec::new();
         for (grant, status) in self.received_grants()? {
             let g = grant.statement();
             if status != ShareStatus::Live
                 || filter.from.is_some_and(|f| f != g.issuer)
+                || (mutes.peers.contains(&g.issuer) && filter.from != Some(g.issuer))
                 || !g.fields.iter().any(|f| matches!(f, crate::path::FieldPath::Purchases(_)))
             {
                 continue;
@@ -149,6 +158,9 @@ impl Vault {
         let mut out = Vec::new();
         for part in parts {
             out.extend(part?);
+        }
+        if !mutes.tags.is_empty() {
+            out.retain(|e| !mutes.hides(e, filter.from, filter.tag.as_deref()));
         }
         // The same purchase can arrive through two shares of one friend: keep it once.
         let mut issuers: Vec<IdentityId> = views.iter().map(|v| v.0).collect();
