@@ -404,12 +404,18 @@ async fn feed(friends: usize, purchases: usize) {
     let feed_cmd = time_command(fdir.path(), &["feed"], 10);
     let id_cmd = time_command(fdir.path(), &["id"], 10);
     let compare = time_command(fdir.path(), &["feed", "compare", "Item number 4242"], 10);
+    let sellers = time_command(fdir.path(), &["feed", "sellers"], 10);
+    let top = time_command(fdir.path(), &["feed", "top"], 10);
+    let also = time_command(fdir.path(), &["feed", "also", "Item number 4242"], 10);
     summary(&format!("5a feed, in the library ({total} purchases from {friends} friends)"), lib);
     summary(
         &format!("5b `vault feed` printing all {total} purchases, whole command, warm"),
         feed_cmd.clone(),
     );
     summary("5c `vault feed compare ITEM`, whole command, warm", compare);
+    summary("5g `vault feed sellers`, whole command, warm", sellers);
+    summary("5h `vault feed top`, whole command, warm", top);
+    summary("5i `vault feed also ITEM`, whole command, warm", also);
     summary("5d baseline: `vault id` (start, unlock with the test KDF, print), same vault", id_cmd.clone());
     println!(
         "5  feed command minus baseline: {:.1?} (the default Argon2id unlock adds ~150 ms to every command)",

@@ -77,6 +77,11 @@ pub(crate) struct VaultDoc {
     /// What the edits since the last [`VaultDoc::take_touched`] changed; `None` when unknown
     /// (a merge), in which case projections diff the document instead.
     touched: Option<Vec<Touched>>,
+    /// Another document's changes were handed to Automerge (a merge, a device's sync message)
+    /// and are not known to be saved: Automerge changes memory (its actors, its queue of
+    /// changes waiting for their dependencies) even when it fails and the heads stay put, so
+    /// whoever owns the document reloads it unless the edit was saved.
+    foreign: bool,
 }
 
 impl std::fmt::Debug for VaultDoc {
@@ -121,7 +126,7 @@ impl VaultDoc {
     pub(crate) fn new() -> Self {
         let mut am = genesis();
         am.set_actor(ActorId::random());
-        Self { am, touched: Some(Vec::new()) }
+        Self { am, touched: Some(Vec::new()), foreign: false }
     }
 
     /// Loads saved (or concatenated incremental) bytes. The result is checked for history gaps
@@ -132,7 +137,7 @@ impl VaultDoc {
         }
         let mut am = guarded(|| AutoCommit::load(bytes))?;
         am.set_actor(ActorId::random());
-        let mut doc = Self { am, touched: Some(Vec::new()) };
+        let mut doc = Self { am, touched: Some(Vec::new()), foreign: false };
         doc.check_history()?;
         Ok(doc)
     }
@@ -350,16 +355,28 @@ impl VaultDoc {
         message: automerge::sync::Message,
     ) -> Result<(), DocError> {
         use automerge::sync::SyncDoc;
-        guarded(|| self.am.sync().receive_sync_message(state, message))?;
+        self.foreign = true;
         self.touched = None;
-        self.check_shape()
+        guarded(|| self.am.sync().receive_sync_message(state, message))?;
+        guarded_reads(|| self.check_shape())
     }
 
     /// Merges another Automerge document into this one (the CRDT merge).
     pub(crate) fn merge(&mut self, other: &mut VaultDoc) -> Result<(), DocError> {
-        guarded(|| self.am.merge(&mut other.am))?;
+        self.foreign = true;
         self.touched = None;
+        guarded(|| self.am.merge(&mut other.am))?;
         Ok(())
+    }
+
+    /// True when another document's changes were applied since [`VaultDoc::saved`].
+    pub(crate) fn holds_foreign(&self) -> bool {
+        self.foreign
+    }
+
+    /// What the document holds is durable (or was reloaded from the file).
+    pub(crate) fn saved(&mut self) {
+        self.foreign = false;
     }
 }
 

@@ -60,59 +60,86 @@ impl Allowed {
 }
 
 /// True when `bytes` is a whole sequence of chunks of the types `allowed` admits (empty
-/// included) whose deflated parts stay within [`INFLATED_MAX`].
-pub(crate) fn well_formed(mut bytes: &[u8], allowed: Allowed) -> bool {
-    while !bytes.is_empty() {
-        let Some(rest) = bytes.strip_prefix(&MAGIC) else { return false };
-        // Checksum (4 bytes), then the type.
-        let Some((&kind, rest)) = rest.get(4..).and_then(<[u8]>::split_first) else { return false };
-        if !allowed.admits(kind) {
-            return false;
-        }
-        let Some((length, rest)) = uleb128(rest) else { return false };
-        let Some(length) = usize::try_from(length).ok().filter(|n| *n <= rest.len()) else { return false };
-        let (body, rest) = rest.split_at(length);
-        let within = match (allowed, kind) {
-            (Allowed::Own, _) | (_, CHANGE) => true,
-            (_, DOCUMENT) => document_inflates_within(body, INFLATED_MAX),
-            _ => inflated_len(body, INFLATED_MAX).is_some(),
-        };
-        if !within {
-            return false;
-        }
-        bytes = rest;
+/// included), with at most one document chunk, whose deflated parts inflate to at most
+/// [`INFLATED_MAX`] in all.
+pub(crate) fn well_formed(bytes: &[u8], allowed: Allowed) -> bool {
+    Gate::new(allowed).admits(bytes)
+}
+
+/// What one input (a file, a sync message with all its entries) has used of its limits.
+struct Gate {
+    allowed: Allowed,
+    inflate_budget: u64,
+    documents: usize,
+}
+
+impl Gate {
+    fn new(allowed: Allowed) -> Self {
+        Self { allowed, inflate_budget: INFLATED_MAX, documents: 0 }
     }
-    true
+
+    fn admits(&mut self, mut bytes: &[u8]) -> bool {
+        while !bytes.is_empty() {
+            let Some(rest) = bytes.strip_prefix(&MAGIC) else { return false };
+            // Checksum (4 bytes), then the type.
+            let Some((&kind, rest)) = rest.get(4..).and_then(<[u8]>::split_first) else { return false };
+            if !self.allowed.admits(kind) {
+                return false;
+            }
+            let Some((length, rest)) = uleb128(rest) else { return false };
+            let Some(length) = usize::try_from(length).ok().filter(|n| *n <= rest.len()) else {
+                return false;
+            };
+            let (body, rest) = rest.split_at(length);
+            if self.allowed != Allowed::Own {
+                // Automerge writes one document per save; each inflates and is kept whole.
+                if kind == DOCUMENT {
+                    self.documents += 1;
+                    if self.documents > 1 {
+                        return false;
+                    }
+                }
+                let used = match kind {
+                    CHANGE => Some(0),
+                    DOCUMENT => document_inflated_len(body, self.inflate_budget),
+                    _ => inflated_len(body, self.inflate_budget),
+                };
+                match used {
+                    Some(n) => self.inflate_budget -= n,
+                    None => return false,
+                }
+            }
+            bytes = rest;
+        }
+        true
+    }
 }
 
 /// Walks a document chunk's body (actors, heads, the change and operation column metadata,
-/// then the columns) and inflates its deflated columns, counting: false when the body does not
-/// hold what its metadata says or inflates past `limit` in all.
-fn document_inflates_within(body: &[u8], limit: u64) -> bool {
-    let walk = || -> Option<()> {
-        let mut cursor = Cursor(body);
+/// then the columns) and inflates its deflated columns, counting: how much they inflate to,
+/// or `None` when the body does not hold what its metadata says or inflates past `limit`.
+fn document_inflated_len(body: &[u8], limit: u64) -> Option<u64> {
+    let mut cursor = Cursor(body);
+    for _ in 0..cursor.uleb()? {
+        let len = cursor.uleb()?;
+        cursor.take(len)?;
+    }
+    let heads = cursor.uleb()?;
+    cursor.take(heads.checked_mul(32)?)?;
+    let mut columns = Vec::new();
+    for _ in 0..2 {
         for _ in 0..cursor.uleb()? {
-            let len = cursor.uleb()?;
-            cursor.take(len)?;
+            columns.push((cursor.uleb()?, cursor.uleb()?));
         }
-        let heads = cursor.uleb()?;
-        cursor.take(heads.checked_mul(32)?)?;
-        let mut columns = Vec::new();
-        for _ in 0..2 {
-            for _ in 0..cursor.uleb()? {
-                columns.push((cursor.uleb()?, cursor.uleb()?));
-            }
+    }
+    let mut used = 0;
+    for (spec, len) in columns {
+        let data = cursor.take(len)?;
+        if spec & DEFLATED != 0 {
+            used += inflated_len(data, limit - used)?;
         }
-        let mut budget = limit;
-        for (spec, len) in columns {
-            let data = cursor.take(len)?;
-            if spec & DEFLATED != 0 {
-                budget -= inflated_len(data, budget)?;
-            }
-        }
-        Some(())
-    };
-    walk().is_some()
+    }
+    Some(used)
 }
 
 /// The length `deflated` inflates to, when it is valid deflate and at most `limit`.
@@ -140,12 +167,36 @@ impl<'a> Cursor<'a> {
     }
 }
 
+/// The most probes, and bits per entry, a bloom filter in a sync message may claim (Automerge
+/// writes 7 and 10; it allocates the probes per hash it looks up, from the peer's number).
+const BLOOM_MAX: u64 = 64;
+
 /// Decodes a sync message from a peer: `None` when it does not decode, when decoding panics
-/// inside Automerge, or when its changes hold anything but plain changes or a document.
+/// inside Automerge, when its changes hold anything but plain changes or one document, or
+/// when a bloom filter in it claims more probes or bits per entry than Automerge would write
+/// (a filter claiming four billion probes makes the reply allocate 16 GB).
 pub(crate) fn sync_message(bytes: &[u8]) -> Option<Message> {
     let message = std::panic::catch_unwind(|| Message::decode(bytes)).ok()?.ok()?;
-    let plain = message.changes.iter().all(|c| well_formed(c, Allowed::SyncChanges));
-    plain.then_some(message)
+    let mut gate = Gate::new(Allowed::SyncChanges);
+    let plain = message.changes.iter().all(|c| gate.admits(c));
+    let blooms = message.have.iter().all(|h| bloom_is_sane(&h.bloom.to_bytes()));
+    (plain && blooms).then_some(message)
+}
+
+/// A bloom filter's wire form: empty, or entries, bits per entry and probes (uLEB128), then
+/// the bits.
+fn bloom_is_sane(bytes: &[u8]) -> bool {
+    if bytes.is_empty() {
+        return true;
+    }
+    let mut cursor = Cursor(bytes);
+    let (Some(entries), Some(bits_per_entry), Some(probes)) = (cursor.uleb(), cursor.uleb(), cursor.uleb())
+    else {
+        return false;
+    };
+    let bits = cursor.0;
+    // No bits to probe is a division by zero in Automerge.
+    (1..=BLOOM_MAX).contains(&probes) && bits_per_entry <= BLOOM_MAX && (entries == 0 || !bits.is_empty())
 }
 
 /// An unsigned LEB128 number of at most 64 bits, and what follows it.
@@ -241,6 +292,49 @@ mod tests {
         assert_eq!(uleb128(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02]), None);
     }
 
+    #[test]
+    fn a_bloom_filter_claiming_absurd_probes_is_refused() {
+        use automerge::sync::BloomFilter;
+        let mut am = doc();
+        let mut state = State::new();
+        let mut message = am.sync().generate_sync_message(&mut state).unwrap();
+        assert!(sync_message(&message.clone().encode()).is_some());
+        let mut with = |bloom: &[u8]| {
+            message.have = vec![automerge::sync::Have {
+                last_sync: Vec::new(),
+                bloom: BloomFilter::try_from(bloom).unwrap(),
+            }];
+            sync_message(&message.clone().encode()).is_some()
+        };
+        // One entry, 8 bits, then the probes; one byte of bits.
+        assert!(with(&[1, 8, 7, 0xaa]), "what Automerge writes");
+        assert!(!with(&[1, 8, 0xff, 0xff, 0xff, 0xff, 0x0f, 0xaa]), "four billion probes");
+        assert!(!with(&[1, 8, 0, 0xaa]), "no probes");
+        let mut wide = vec![1, 0x80, 0x01, 7];
+        wide.extend([0xaa; 16]);
+        assert!(!with(&wide), "128 bits per entry");
+        assert!(!with(&[1, 0, 7]), "entries, but no bits to probe");
+    }
+
+    #[test]
+    fn one_document_per_input_and_one_inflation_budget_across_a_message() {
+        let mut am = AutoCommit::new();
+        am.put(ROOT, "a", "x".repeat(3 << 20)).unwrap();
+        let saved = am.save();
+        let mut twice = saved.clone();
+        twice.extend(&saved);
+        assert!(!well_formed(&twice, Allowed::Foreign), "two documents in one file");
+        assert!(!well_formed(&twice, Allowed::SyncChanges));
+        assert!(well_formed(&twice, Allowed::Own), "the vault's own bytes: header walk only");
+        // A message whose entries each carry a document: one budget, one document for all.
+        let mut state = State::new();
+        let mut message = am.sync().generate_sync_message(&mut state).unwrap();
+        message.changes = vec![saved.clone(), saved.clone()].into();
+        assert!(sync_message(&message.clone().encode()).is_none());
+        message.changes = vec![saved].into();
+        assert!(sync_message(&message.encode()).is_some());
+    }
+
     /// The body of the first chunk of `bytes`.
     fn first_body(bytes: &[u8]) -> &[u8] {
         let (len, rest) = uleb128(&bytes[9..]).unwrap();
@@ -255,9 +349,9 @@ mod tests {
         assert_eq!(saved[8], DOCUMENT);
         assert!(saved.len() < 1 << 20, "the column is deflated: {} bytes", saved.len());
         let body = first_body(&saved);
-        assert!(document_inflates_within(body, INFLATED_MAX));
-        assert!(!document_inflates_within(body, 1 << 20), "3 MiB inflated against a 1 MiB limit");
-        assert!(!document_inflates_within(&body[..body.len() / 2], INFLATED_MAX), "truncated");
+        assert!(document_inflated_len(body, INFLATED_MAX).is_some_and(|n| n >= 3 << 20));
+        assert_eq!(document_inflated_len(body, 1 << 20), None, "3 MiB inflated against a 1 MiB limit");
+        assert_eq!(document_inflated_len(&body[..body.len() / 2], INFLATED_MAX), None, "truncated");
         assert!(well_formed(&saved, Allowed::SyncChanges));
 
         // A compressed change's body: a small deflate stream of many zeros.

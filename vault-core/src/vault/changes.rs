@@ -209,6 +209,10 @@ impl ChangeLog<'_> {
         edit: impl FnOnce(&mut VaultDoc) -> Result<T, EditError>,
     ) -> Result<T, EditError> {
         self.store.begin_write()?;
+        if self.doc.holds_foreign() {
+            // A failed merge whose reload failed too: memory may hold what the file does not.
+            self.reload()?;
+        }
         self.catch_up()?;
         let before: Vec<ChangeHash> = self.doc.automerge().get_heads();
         self.doc.take_touched();
@@ -217,9 +221,10 @@ impl ChangeLog<'_> {
             Err(e) => {
                 self.doc.automerge().rollback();
                 self.doc.take_touched();
-                // rollback() drops pending operations only; changes a failed merge already
-                // applied are dropped by reloading, so memory never holds what the file does not.
-                if self.doc.automerge().get_heads() != before {
+                // rollback() drops pending operations only; what a failed merge or sync message
+                // already did to memory is dropped by reloading, so memory never holds what the
+                // file does not.
+                if self.doc.holds_foreign() || self.doc.automerge().get_heads() != before {
                     self.reload()?;
                 }
                 return Err(e);
@@ -259,6 +264,7 @@ impl ChangeLog<'_> {
         } else {
             self.store.commit()?;
         }
+        self.doc.saved();
         Ok(value)
     }
 

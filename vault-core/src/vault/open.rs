@@ -152,7 +152,7 @@ impl VaultOptions {
     ) -> Result<Vault, CreateError> {
         let damaged = |e: DocError| CreateError::Store(StoreError::Document(Box::new(e)));
         let doc = VaultDoc::load(&package.document, crate::doc::Allowed::Foreign).map_err(damaged)?;
-        doc.check_shape().map_err(damaged)?;
+        crate::doc::guarded_reads(|| doc.check_shape()).map_err(damaged)?;
         let this = device.public();
         if package.certificate.verify(this).is_err() {
             return Err(CreateError::BadCertificate);
