@@ -78,6 +78,7 @@ pub(crate) fn run(app: &App, args: &FeedArgs) -> Result<Outcome> {
         item: item.clone(),
         since,
         include_muted: false,
+        unordered: false,
     };
     let mut entries = vault.feed(&filter)?;
     if let Some(n) = args.limit {

@@ -46,9 +46,13 @@ fn top_cmd(
     limit: usize,
 ) -> Result<Outcome> {
     let since = since.map(|s| since_date(s, vault.now())).transpose()?;
-    let filter = FeedFilter { tag: tag.map(str::to_owned), since: since.clone(), ..Default::default() };
-    let mut top = top_items(&vault.feed(&filter)?);
-    top.truncate(limit);
+    let filter = FeedFilter {
+        tag: tag.map(str::to_owned),
+        since: since.clone(),
+        unordered: true,
+        ..Default::default()
+    };
+    let top = top_items(&vault.feed(&filter)?, limit);
     let mut heading = "most bought in your network".to_owned();
     if let Some(t) = tag {
         heading.push_str(&format!(", tagged {}", untrusted(t)));
@@ -61,7 +65,7 @@ fn top_cmd(
 }
 
 fn also_cmd(app: &App, vault: &mut Vault, item: &str, limit: usize) -> Result<Outcome> {
-    let (buyers, mut also) = also_bought(&vault.feed(&FeedFilter::default())?, item);
+    let (buyers, also) = also_bought(&vault.feed(&everything())?, item, limit);
     if buyers == 0 {
         if app.json {
             app.print_json(&json!({ "item": item, "buyers": 0, "items": [] }))?;
@@ -70,13 +74,17 @@ fn also_cmd(app: &App, vault: &mut Vault, item: &str, limit: usize) -> Result<Ou
         }
         return Ok(Outcome::No);
     }
-    also.truncate(limit);
     let heading = format!(
         "{buyers} friend{} bought \"{}\"; they also bought:",
         if buyers == 1 { "" } else { "s" },
         untrusted(item)
     );
     items_out(app, &also, &heading, json!({ "item": item, "buyers": buyers }))
+}
+
+/// The whole feed, muted friends and tags left out, in no order (summaries need none).
+fn everything() -> FeedFilter {
+    FeedFilter { unordered: true, ..Default::default() }
 }
 
 fn rating(average: Option<f64>, count: usize) -> String {
@@ -123,7 +131,7 @@ fn price_json(p: &Price) -> Value {
 }
 
 fn sellers_cmd(app: &App, vault: &mut Vault, limit: Option<usize>) -> Result<Outcome> {
-    let mut list = sellers(&vault.feed(&FeedFilter::default())?);
+    let mut list = sellers(&vault.feed(&everything())?);
     if let Some(n) = limit {
         list.truncate(n);
     }

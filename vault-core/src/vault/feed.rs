@@ -60,6 +60,9 @@ pub struct FeedFilter {
     /// Muted friends and tags included too (see network.rs); a friend or tag named by `from`
     /// or `tag` is included anyway.
     pub include_muted: bool,
+    /// In no particular order (for summaries, which need no order: a third of the time of a
+    /// feed of 100,000 purchases goes to sorting it).
+    pub unordered: bool,
 }
 
 #[derive(Deserialize)]
@@ -168,6 +171,9 @@ impl Vault {
         if issuers.windows(2).any(|w| w[0] == w[1]) {
             let mut seen: HashSet<(IdentityId, String)> = HashSet::new();
             out.retain(|e| seen.insert((e.from, e.id.clone())));
+        }
+        if filter.unordered {
+            return Ok(out);
         }
         if filter.item.is_some() {
             // Lowest price first, per currency; purchases shared without a price last.

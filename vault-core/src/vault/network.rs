@@ -165,59 +165,127 @@ fn key(name: &str) -> String {
     name.trim().to_lowercase()
 }
 
+/// A name compared and hashed ignoring case and surrounding spaces, without making a
+/// lowercase copy of each of 100,000 names.
+#[derive(Clone, Copy)]
+struct Folded<'a>(&'a str);
+
+impl<'a> Folded<'a> {
+    fn new(name: &'a str) -> Self {
+        Folded(name.trim())
+    }
+
+    fn chars(&self) -> impl Iterator<Item = char> + '_ {
+        self.0.chars().flat_map(char::to_lowercase)
+    }
+}
+
+impl PartialEq for Folded<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        if self.0.is_ascii() && other.0.is_ascii() {
+            return self.0.eq_ignore_ascii_case(other.0);
+        }
+        self.chars().eq(other.chars())
+    }
+}
+
+impl Eq for Folded<'_> {}
+
+impl std::hash::Hash for Folded<'_> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        // The lowercase UTF-8 bytes, written a buffer at a time.
+        let mut buf = [0u8; 64];
+        let mut n = 0;
+        for c in self.chars() {
+            if n + 4 > buf.len() {
+                state.write(&buf[..n]);
+                n = 0;
+            }
+            n += c.encode_utf8(&mut buf[n..]).len();
+        }
+        state.write(&buf[..n]);
+        state.write_u8(0xff);
+    }
+}
+
+/// Counts for one item or seller. A friend counts once; most items have one buyer, so the
+/// first is kept inline and only the others allocate.
 #[derive(Default)]
-struct Tally {
-    name: Option<String>,
+struct Tally<'a> {
+    /// The name as most recently written (the newest purchase's spelling).
+    name: Option<&'a str>,
+    newest: Option<&'a str>,
     purchases: usize,
-    friends: HashSet<IdentityId>,
+    first_friend: Option<IdentityId>,
+    other_friends: Vec<IdentityId>,
     rating_sum: u32,
     ratings: usize,
 }
 
-impl Tally {
-    fn add(&mut self, name: &str, e: &FeedEntry) {
-        // Entries come newest first: the first spelling seen is the newest.
-        self.name.get_or_insert_with(|| name.trim().to_owned());
+impl<'a> Tally<'a> {
+    fn add(&mut self, name: &'a str, e: &'a FeedEntry) {
+        if self.name.is_none() || e.date.as_deref() > self.newest {
+            self.name = Some(name.trim());
+            self.newest = e.date.as_deref();
+        }
         self.purchases += 1;
-        self.friends.insert(e.from);
+        match self.first_friend {
+            None => self.first_friend = Some(e.from),
+            Some(f) if f == e.from => {}
+            Some(_) if self.other_friends.contains(&e.from) => {}
+            Some(_) => self.other_friends.push(e.from),
+        }
         if let Some(r) = e.rating {
             self.rating_sum += u32::from(r);
             self.ratings += 1;
         }
     }
 
+    fn friends(&self) -> usize {
+        usize::from(self.first_friend.is_some()) + self.other_friends.len()
+    }
+
     fn average(&self) -> Option<f64> {
         (self.ratings > 0).then(|| f64::from(self.rating_sum) / self.ratings as f64)
     }
 
-    fn item(self) -> ItemSummary {
-        let average_rating = self.average();
+    fn item(&self) -> ItemSummary {
         ItemSummary {
-            item: self.name.unwrap_or_default(),
-            friends: self.friends.len(),
+            item: self.name.unwrap_or_default().to_owned(),
+            friends: self.friends(),
             purchases: self.purchases,
             ratings: self.ratings,
-            average_rating,
+            average_rating: self.average(),
         }
     }
 }
 
 /// Most friends first, then most purchases, then best rated, then by name.
-fn rank_items(items: &mut [ItemSummary]) {
-    items.sort_by(|a, b| {
-        (Reverse(a.friends), Reverse(a.purchases))
-            .cmp(&(Reverse(b.friends), Reverse(b.purchases)))
-            .then_with(|| b.average_rating.unwrap_or(0.0).total_cmp(&a.average_rating.unwrap_or(0.0)))
-            .then_with(|| a.item.cmp(&b.item))
-    });
+fn ranking(a: &Tally<'_>, b: &Tally<'_>) -> std::cmp::Ordering {
+    (Reverse(a.friends()), Reverse(a.purchases))
+        .cmp(&(Reverse(b.friends()), Reverse(b.purchases)))
+        .then_with(|| b.average().unwrap_or(0.0).total_cmp(&a.average().unwrap_or(0.0)))
+        .then_with(|| a.name.cmp(&b.name))
 }
 
-/// Every seller in `entries` (newest first, as [`Vault::feed`] returns them), the most
-/// friends first.
+/// The first `limit` tallies by [`ranking`], without sorting the rest.
+fn best(mut tallies: Vec<Tally<'_>>, limit: usize) -> Vec<ItemSummary> {
+    if tallies.len() > limit {
+        if limit == 0 {
+            return Vec::new();
+        }
+        tallies.select_nth_unstable_by(limit - 1, ranking);
+        tallies.truncate(limit);
+    }
+    tallies.sort_by(ranking);
+    tallies.iter().map(Tally::item).collect()
+}
+
+/// Every seller in `entries` (in any order), the most friends first.
 pub fn sellers(entries: &[FeedEntry]) -> Vec<SellerSummary> {
     /// A seller's tally, price ranges and newest review.
-    type Seen = (Tally, BTreeMap<String, PriceRange>, Option<ReviewBy>);
-    let mut by: HashMap<String, Seen> = HashMap::new();
+    type Seen<'a> = (Tally<'a>, BTreeMap<String, PriceRange>, Option<ReviewBy>);
+    let mut by: HashMap<String, Seen<'_>> = HashMap::new();
     for e in entries {
         let Some(seller) = e.seller.as_deref().filter(|s| !s.trim().is_empty()) else { continue };
         let (tally, prices, review) = by.entry(key(seller)).or_default();
@@ -250,9 +318,9 @@ pub fn sellers(entries: &[FeedEntry]) -> Vec<SellerSummary> {
         .map(|(tally, prices, newest_review)| {
             let average_rating = tally.average();
             SellerSummary {
-                seller: tally.name.unwrap_or_default(),
+                seller: tally.name.unwrap_or_default().to_owned(),
                 purchases: tally.purchases,
-                friends: tally.friends.len(),
+                friends: tally.friends(),
                 ratings: tally.ratings,
                 average_rating,
                 prices,
@@ -270,32 +338,30 @@ pub fn sellers(entries: &[FeedEntry]) -> Vec<SellerSummary> {
     out
 }
 
-/// The items most bought (by the most friends) and best rated in `entries`.
-pub fn top_items(entries: &[FeedEntry]) -> Vec<ItemSummary> {
-    let mut by: HashMap<String, Tally> = HashMap::new();
+/// The `limit` items most bought (by the most friends) and best rated in `entries`.
+pub fn top_items(entries: &[FeedEntry], limit: usize) -> Vec<ItemSummary> {
+    let mut by: HashMap<Folded<'_>, Tally<'_>> = HashMap::with_capacity(entries.len());
     for e in entries {
         let Some(item) = e.item.as_deref().filter(|i| !i.trim().is_empty()) else { continue };
-        by.entry(key(item)).or_default().add(item, e);
+        by.entry(Folded::new(item)).or_default().add(item, e);
     }
-    let mut out: Vec<ItemSummary> = by.into_values().map(Tally::item).collect();
-    rank_items(&mut out);
-    out
+    best(by.into_values().collect(), limit)
 }
 
 /// Friends who bought an item matching `item` (ignoring case, as `feed --item` matches), and
-/// what else those friends bought, ranked like [`top_items`]. The first number is how many
-/// friends bought the item.
-pub fn also_bought(entries: &[FeedEntry], item: &str) -> (usize, Vec<ItemSummary>) {
+/// the `limit` other items those friends bought most, ranked like [`top_items`]. The first
+/// number is how many friends bought the item.
+pub fn also_bought(entries: &[FeedEntry], item: &str, limit: usize) -> (usize, Vec<ItemSummary>) {
     let wanted = key(item);
     let matches = |name: &str| key(name).contains(&wanted);
     let buyers: HashSet<IdentityId> =
         entries.iter().filter(|e| e.item.as_deref().is_some_and(matches)).map(|e| e.from).collect();
-    let others: Vec<FeedEntry> = entries
-        .iter()
-        .filter(|e| buyers.contains(&e.from) && e.item.as_deref().is_some_and(|i| !matches(i)))
-        .cloned()
-        .collect();
-    (buyers.len(), top_items(&others))
+    let mut by: HashMap<Folded<'_>, Tally<'_>> = HashMap::new();
+    for e in entries.iter().filter(|e| buyers.contains(&e.from)) {
+        let Some(name) = e.item.as_deref().filter(|i| !i.trim().is_empty() && !matches(i)) else { continue };
+        by.entry(Folded::new(name)).or_default().add(name, e);
+    }
+    (buyers.len(), best(by.into_values().collect(), limit))
 }
 
 #[cfg(test)]
@@ -363,16 +429,33 @@ mod tests {
             entry(&b, "Biscuits", "Acme", 300, "2026-10-02", Some(4)),
             entry(&c, "Tent", "Outdoors", 19900, "2026-10-01", None),
         ];
-        let top = top_items(&entries);
+        let top = top_items(&entries, 10);
         let names: Vec<&str> = top.iter().map(|t| t.item.as_str()).collect();
         assert_eq!(names, ["Green tea", "Biscuits", "Teapot", "Tent"]);
         assert_eq!((top[0].friends, top[0].purchases, top[0].average_rating), (2, 2, Some(4.0)));
 
-        let (buyers, also) = also_bought(&entries, "GREEN tea");
+        assert_eq!(top_items(&entries, 2).len(), 2);
+        assert_eq!(top_items(&entries, 0), Vec::new());
+        let (buyers, also) = also_bought(&entries, "GREEN tea", 10);
         assert_eq!(buyers, 2);
         let names: Vec<&str> = also.iter().map(|t| t.item.as_str()).collect();
         assert_eq!(names, ["Biscuits", "Teapot"], "Carol did not buy tea; the tea itself is left out");
-        assert_eq!(also_bought(&entries, "caviar"), (0, Vec::new()));
+        assert_eq!(also_bought(&entries, "caviar", 10), (0, Vec::new()));
+    }
+
+    #[test]
+    fn folded_names_match_ignoring_case_and_spaces_in_any_script() {
+        use std::hash::BuildHasher;
+        let hasher = std::collections::hash_map::RandomState::new();
+        let same = |a: &str, b: &str| {
+            let (a, b) = (Folded::new(a), Folded::new(b));
+            a == b && hasher.hash_one(a) == hasher.hash_one(b)
+        };
+        assert!(same(" Green Tea", "green TEA "));
+        assert!(same("Crème BRÛLÉE", "crème brûlée"));
+        assert!(same(&"x".repeat(100), &"X".repeat(100)), "longer than the hash buffer");
+        assert!(!same("Tea", "Teas"));
+        assert!(!same("Crème", "Creme"));
     }
 
     #[test]
