@@ -206,6 +206,43 @@ pub fn json(v: &TestVault, args: &[&str]) -> Value {
     serde_json::from_str(&v.ok(&full)).expect("one JSON document")
 }
 
+/// A purchase as `vault purchase add` takes it (price in EUR, one tag).
+#[derive(Debug)]
+pub struct Bought<'a> {
+    pub item: &'a str,
+    pub seller: &'a str,
+    pub price: &'a str,
+    pub tag: &'a str,
+    pub date: &'a str,
+    pub rating: &'a str,
+    pub review: &'a str,
+}
+
+/// Adds `p` through `vault purchase add`; returns its id.
+pub fn buy(v: &TestVault, p: &Bought<'_>) -> String {
+    let args = [
+        "purchase",
+        "add",
+        "--item",
+        p.item,
+        "--seller",
+        p.seller,
+        "--price",
+        p.price,
+        "--currency",
+        "EUR",
+        "--tag",
+        p.tag,
+        "--date",
+        p.date,
+        "--rating",
+        p.rating,
+        "--review",
+        p.review,
+    ];
+    json(v, &args)["id"].as_str().expect("an id").to_owned()
+}
+
 /// The vault's ticket, from `vault id`.
 pub fn ticket(v: &TestVault) -> String {
     json(v, &["id"])["ticket"].as_str().expect("a ticket").to_owned()

@@ -2,33 +2,10 @@
 //! the customer decides; a friend follows a purchase feed. With the bad inputs of each.
 
 use serde_json::Value;
-use vault_tests::{TestVault, check_cli_schema, eventually, json, json_or_no, serve};
+use vault_tests::{Bought, TestVault, buy, check_cli_schema, eventually, json, json_or_no, serve};
 
 fn add_purchase(v: &TestVault, item: &str, seller: &str, price: &str, tag: &str, date: &str) -> String {
-    let out = json(
-        v,
-        &[
-            "purchase",
-            "add",
-            "--item",
-            item,
-            "--seller",
-            seller,
-            "--price",
-            price,
-            "--currency",
-            "EUR",
-            "--tag",
-            tag,
-            "--date",
-            date,
-            "--rating",
-            "4",
-            "--review",
-            "fine",
-        ],
-    );
-    out["id"].as_str().unwrap().to_owned()
+    buy(v, &Bought { item, seller, price, tag, date, rating: "4", review: "fine" })
 }
 
 fn requests(v: &TestVault, args: &[&str]) -> Vec<Value> {

@@ -2,42 +2,21 @@
 //! unmute` over feeds two friends share with Bob, and their bad inputs.
 
 use serde_json::Value;
-use vault_tests::{TestVault, json, serve};
+use vault_tests::{Bought, TestVault, buy, serve};
 
-fn buy(v: &TestVault, item: &str, seller: &str, price: &str, tag: &str, date: &str, rating: &str) {
-    json(
-        v,
-        &[
-            "purchase",
-            "add",
-            "--item",
-            item,
-            "--seller",
-            seller,
-            "--price",
-            price,
-            "--currency",
-            "EUR",
-            "--tag",
-            tag,
-            "--date",
-            date,
-            "--rating",
-            rating,
-            "--review",
-            &format!("{item} review"),
-        ],
-    );
+fn bought(v: &TestVault, item: &str, seller: &str, price: &str, tag: &str, date: &str, rating: &str) {
+    let review = format!("{item} review");
+    buy(v, &Bought { item, seller, price, tag, date, rating, review: &review });
 }
 
 /// Ada and Carol each grant Bob their purchases; Bob syncs both once.
 fn network() -> (TestVault, TestVault, TestVault, Vec<vault_tests::Serving>) {
     let (ada, carol, bob) = (TestVault::new(), TestVault::new(), TestVault::new());
-    buy(&ada, "Green tea", "Acme", "4.50", "food", "2026-10-05", "5");
-    buy(&ada, "Teapot", "Acme", "20.00", "kitchen", "2026-10-06", "4");
-    buy(&ada, "Tent", "Outdoors", "199.00", "sport", "2026-09-01", "3");
-    buy(&carol, "green TEA", "Teashop", "3.90", "food", "2026-10-07", "3");
-    buy(&carol, "Biscuits", "Acme", "2.00", "food", "2026-10-08", "4");
+    bought(&ada, "Green tea", "Acme", "4.50", "food", "2026-10-05", "5");
+    bought(&ada, "Teapot", "Acme", "20.00", "kitchen", "2026-10-06", "4");
+    bought(&ada, "Tent", "Outdoors", "199.00", "sport", "2026-09-01", "3");
+    bought(&carol, "green TEA", "Teashop", "3.90", "food", "2026-10-07", "3");
+    bought(&carol, "Biscuits", "Acme", "2.00", "food", "2026-10-08", "4");
     let mut nodes = Vec::new();
     for (name, friend) in [("ada", &ada), ("carol", &carol)] {
         friend.ok(&["contact", "add", "bob", &vault_tests::ticket(&bob)]);
