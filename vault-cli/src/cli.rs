@@ -37,6 +37,9 @@ pub(crate) enum Command {
     Init(InitArgs),
     /// Print this vault's identity and ticket
     Id(IdArgs),
+    /// Where things stand: identity, node, live grants by peer, requests waiting, erasures
+    /// pending, notices, shares received and their freshness
+    Status,
     /// Check the whole vault file: structure, every encrypted blob, the document
     Verify,
     /// Read and edit the profile (FIELD is relative: email, address.city)

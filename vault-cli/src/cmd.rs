@@ -21,6 +21,7 @@ mod recovery;
 mod request;
 mod serve;
 mod shared;
+mod status;
 mod verify;
 
 use anyhow::Result;
@@ -40,6 +41,7 @@ pub(crate) fn run(cli: Cli) -> Result<Outcome> {
     match cli.command {
         Command::Init(args) => init::run(&app, &args),
         Command::Id(args) => id::run(&app, &args),
+        Command::Status => status::run(&app),
         Command::Verify => verify::run(&app),
         Command::Profile(command) => profile::run(&app, command),
         Command::Purchase(command) => purchase::run(&app, command),

@@ -34,6 +34,8 @@ pub(crate) fn serve(app: &App, args: &ServeArgs) -> Result<Outcome> {
         }
         None => None,
     };
+    // Held while this process runs: `vault status` reads it.
+    let _running = super::status::hold_node_lock(&app.dir);
     let config = NodeConfig { bind: args.bind, relay: !args.no_relay, ..NodeConfig::default() };
     runtime()?.block_on(async {
         let node = Node::spawn(vault, config).await?;

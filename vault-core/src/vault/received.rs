@@ -414,10 +414,21 @@ impl Vault {
 
     /// Everything shared with this vault, live and withdrawn.
     pub fn shares(&mut self) -> Result<Vec<Share>, ShareError> {
+        self.shares_with(true)
+    }
+
+    /// Every share received, as [`Vault::shares`] but without reading their values (`values`
+    /// is `None`): for summaries such as `vault status`.
+    pub fn share_records(&mut self) -> Result<Vec<Share>, ShareError> {
+        self.shares_with(false)
+    }
+
+    fn shares_with(&mut self, values: bool) -> Result<Vec<Share>, ShareError> {
         let mut out = Vec::new();
         for (id, row) in self.received_each()? {
             let (record, grant) = (&row.record, row.grant(&id)?.clone());
-            let values = if record.status == ShareStatus::Live { self.live_view(&id)? } else { None };
+            let values =
+                if values && record.status == ShareStatus::Live { self.live_view(&id)? } else { None };
             out.push(Share {
                 issuer_name: self.contacts().petname(&grant.statement().issuer),
                 grant,

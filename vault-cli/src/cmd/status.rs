@@ -1,0 +1,173 @@
+//! `vault status`: where things stand, on one screen. Reads only; exit 0.
+//!
+//! Whether the node runs is told by `node.lock` in the vault directory: `vault serve` holds an
+//! exclusive lock on it while it runs (the system drops it when the process ends, however it
+//! ends), and `status` tries a shared one.
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions, TryLockError};
+use std::path::Path;
+
+use anyhow::Result;
+use serde_json::{Value, json};
+use vault_core::{GrantStatus, RequestStatus, ShareStatus};
+
+use crate::app::{App, Outcome};
+use crate::output::untrusted;
+use crate::time::{local, rfc3339};
+
+const NODE_LOCK: &str = "node.lock";
+
+/// Marks this process as the vault's running node until the returned file is dropped; `None`
+/// when another node already holds the mark (it still serves; `status` says running either
+/// way) or the file cannot be made.
+pub(crate) fn hold_node_lock(dir: &Path) -> Option<File> {
+    let file = OpenOptions::new().create(true).truncate(false).write(true).open(dir.join(NODE_LOCK)).ok()?;
+    file.try_lock().ok()?;
+    Some(file)
+}
+
+/// True while some `vault serve` holds this vault's node lock.
+fn node_running(dir: &Path) -> bool {
+    let Ok(file) = File::open(dir.join(NODE_LOCK)) else { return false };
+    matches!(file.try_lock_shared(), Err(TryLockError::WouldBlock))
+}
+
+fn status_word(status: ShareStatus) -> &'static str {
+    match status {
+        ShareStatus::Live => "live",
+        ShareStatus::Revoked => "revoked",
+        ShareStatus::Expired => "expired",
+    }
+}
+
+fn name_or_id(name: Option<String>, id: &str) -> String {
+    name.unwrap_or_else(|| id.chars().take(12).collect())
+}
+
+pub(crate) fn run(app: &App) -> Result<Outcome> {
+    let running = node_running(&app.dir);
+    let mut vault = app.unlock()?;
+    let ticket = vault.ticket(vault.node_addrs()).to_string();
+    let grants = vault.grants()?;
+    let mut live: BTreeMap<String, (Option<String>, Vec<Value>)> = BTreeMap::new();
+    let mut pending_erasures = Vec::new();
+    for g in &grants {
+        let s = g.grant.statement();
+        let peer = s.audience.to_string();
+        let peer_name = vault.contacts().petname(&s.audience);
+        if g.is_live() {
+            live.entry(peer).or_insert_with(|| (peer_name, Vec::new())).1.push(json!({
+                "grant": s.id.to_string(),
+                "fields": s.fields.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                "purpose": s.purpose,
+                "expires_at": s.expires_at.map(rfc3339),
+            }));
+        } else if g.status != GrantStatus::Void && g.erasure.is_none() {
+            pending_erasures.push(json!({
+                "grant": s.id.to_string(),
+                "peer": peer,
+                "peer_name": peer_name,
+                "status": match g.status { GrantStatus::Revoked => "revoked", _ => "expired" },
+            }));
+        }
+    }
+    let waiting = vault.inbox().list()?.into_iter().filter(|r| r.status == RequestStatus::Pending).count();
+    let notices = vault.notices()?.len();
+    let shares = vault.share_records()?;
+    if app.json {
+        let by_peer: Vec<Value> = live
+            .iter()
+            .map(|(peer, (name, list))| json!({ "peer": peer, "peer_name": name, "grants": list }))
+            .collect();
+        let shares: Vec<Value> = shares
+            .iter()
+            .map(|s| {
+                let g = s.grant.statement();
+                json!({
+                    "grant": g.id.to_string(),
+                    "from": g.issuer.to_string(),
+                    "from_name": s.issuer_name,
+                    "fields": g.fields.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                    "status": status_word(s.status),
+                    "updated_at": s.updated_at.map(rfc3339),
+                    "erasure_pending": s.erasure_pending,
+                })
+            })
+            .collect();
+        app.print_json(&json!({
+            "identity": vault.identity().to_string(),
+            "device": vault.device_key().public().to_string(),
+            "ticket": ticket,
+            "node": { "running": running },
+            "live_grants": by_peer,
+            "requests_waiting": waiting,
+            "erasures_pending": pending_erasures,
+            "notices": notices,
+            "shares": shares,
+        }))?;
+        return Ok(Outcome::Done);
+    }
+    let mut out = vec![format!("identity: {}", vault.identity()), format!("ticket:   {ticket}")];
+    out.push(if running {
+        "node:     running (vault serve): your shares stay live".to_owned()
+    } else {
+        "node:     not running: 'vault serve' keeps your shares live and takes requests".to_owned()
+    });
+    let count: usize = live.values().map(|(_, l)| l.len()).sum();
+    out.push(format!(
+        "grants:   {count} live, to {} peer{}",
+        live.len(),
+        if live.len() == 1 { "" } else { "s" }
+    ));
+    for (peer, (name, list)) in &live {
+        for g in list {
+            let fields: Vec<&str> =
+                g["fields"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+            let until = g["expires_at"]
+                .as_str()
+                .and_then(|e| e.parse::<jiff::Timestamp>().ok())
+                .map_or_else(|| "no expiry".to_owned(), |t| format!("until {}", local(t.as_second())));
+            out.push(format!(
+                "    {}: {} ({}, {until})",
+                untrusted(&name_or_id(name.clone(), peer)),
+                fields.join(", "),
+                untrusted(g["purpose"].as_str().unwrap_or_default())
+            ));
+        }
+    }
+    out.push(format!(
+        "requests: {waiting} waiting for your decision{}",
+        if waiting > 0 { " ('vault requests')" } else { "" }
+    ));
+    out.push(format!(
+        "erasures: {} pending{}",
+        pending_erasures.len(),
+        if pending_erasures.is_empty() {
+            ""
+        } else {
+            " (ended grants whose holder has not confirmed erasure yet)"
+        }
+    ));
+    out.push(format!(
+        "notices:  {notices} breach notice{}{}",
+        if notices == 1 { "" } else { "s" },
+        if notices > 0 { " ('vault notices')" } else { "" }
+    ));
+    out.push(format!("shares:   {} received", shares.len()));
+    for s in &shares {
+        let g = s.grant.statement();
+        let who = name_or_id(s.issuer_name.clone(), &g.issuer.to_string());
+        let state = match s.status {
+            ShareStatus::Live => {
+                s.updated_at.map_or_else(|| "never updated".to_owned(), |t| format!("updated {}", local(t)))
+            }
+            _ if s.erasure_pending => "withdrawn, erasure pending".to_owned(),
+            other => format!("{}, erased", status_word(other)),
+        };
+        let fields: Vec<String> = g.fields.iter().map(ToString::to_string).collect();
+        out.push(format!("    from {}: {} ({state})", untrusted(&who), fields.join(", ")));
+    }
+    app.print(out.join("\n"))?;
+    Ok(Outcome::Done)
+}
