@@ -75,14 +75,18 @@ impl App {
     }
 }
 
-/// Reads the passphrase from VAULT_PASSPHRASE, or else from the terminal; with neither, fails
-/// with a clear error rather than waiting on a pipe.
+/// Reads the passphrase from VAULT_PASSPHRASE, or else from what VAULT_PASSPHRASE_COMMAND
+/// prints, or else from the terminal; with none, fails with a clear error rather than waiting
+/// on a pipe.
 pub(crate) fn read_passphrase(prompt: &str, confirm: bool) -> Result<Passphrase> {
     if let Some(value) = std::env::var_os("VAULT_PASSPHRASE") {
         let value = Zeroizing::new(
             value.into_string().map_err(|_| anyhow::anyhow!("VAULT_PASSPHRASE is not valid UTF-8"))?,
         );
         return Ok(Passphrase::new(value.as_str()));
+    }
+    if let Some(command) = std::env::var_os("VAULT_PASSPHRASE_COMMAND") {
+        return passphrase_from_command(&command);
     }
     if !std::io::stdin().is_terminal() {
         return Err(NoPassphrase.into());
@@ -97,6 +101,47 @@ pub(crate) fn read_passphrase(prompt: &str, confirm: bool) -> Result<Passphrase>
         }
     }
     Ok(Passphrase::new(first.as_str()))
+}
+
+/// The most a passphrase command may print.
+const COMMAND_OUTPUT_MAX: u64 = 64 * 1024;
+
+/// Runs VAULT_PASSPHRASE_COMMAND with `sh -c` (a password manager's command line, as restic's
+/// `--password-command`): its first line of output is the passphrase. The command keeps the
+/// terminal (it may ask there) and its standard error; what it prints is never shown, and is
+/// wiped from memory once read.
+fn passphrase_from_command(command: &std::ffi::OsStr) -> Result<Passphrase> {
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+    if command.is_empty() {
+        bail!("VAULT_PASSPHRASE_COMMAND is empty");
+    }
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(command)
+        .stdin(Stdio::inherit())
+        .stderr(Stdio::inherit())
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("cannot run VAULT_PASSPHRASE_COMMAND")?;
+    let mut out = Zeroizing::new(Vec::new());
+    if let Some(stdout) = child.stdout.take() {
+        stdout
+            .take(COMMAND_OUTPUT_MAX)
+            .read_to_end(&mut out)
+            .context("cannot read what VAULT_PASSPHRASE_COMMAND printed")?;
+    }
+    let status = child.wait().context("cannot run VAULT_PASSPHRASE_COMMAND")?;
+    if !status.success() {
+        bail!("VAULT_PASSPHRASE_COMMAND failed ({status}); no passphrase was read");
+    }
+    let text = std::str::from_utf8(&out)
+        .map_err(|_| anyhow::anyhow!("VAULT_PASSPHRASE_COMMAND printed text that is not UTF-8"))?;
+    let line = text.split('\n').next().unwrap_or_default().trim_end_matches('\r');
+    if line.is_empty() {
+        bail!("VAULT_PASSPHRASE_COMMAND printed no passphrase");
+    }
+    Ok(Passphrase::new(line))
 }
 
 /// Reads a one-line secret (a pairing or recovery code) that was not `given` on the command

@@ -10,7 +10,8 @@ pub(crate) use feed::{FeedArgs, FeedCommand, MuteArgs};
 /// A local-first personal data vault: your profile, purchases and preferences, encrypted on
 /// your own device.
 ///
-/// The passphrase is read from the terminal, or from VAULT_PASSPHRASE in scripts.
+/// The passphrase is read from the terminal, or from VAULT_PASSPHRASE in scripts, or from what
+/// VAULT_PASSPHRASE_COMMAND prints (a password manager).
 /// Exit codes: 0 ok, 1 a valid "no" (nothing found, verify found problems), 2 error.
 #[derive(Debug, Parser)]
 #[command(name = "vault", version, propagate_version = true, max_term_width = 100)]
@@ -422,6 +423,13 @@ pub(crate) struct InitArgs {
     /// Do not use relays or address lookup when joining (local networks and tests)
     #[arg(long, requires = "join")]
     pub(crate) no_relay: bool,
+    /// Make a strong passphrase (about 125 bits) instead of asking for one, and print it once:
+    /// write it down or put it in your password manager
+    #[arg(long, conflicts_with = "weak_passphrase_ok")]
+    pub(crate) generate_passphrase: bool,
+    /// Accept a passphrase the strength estimate calls weak (refused otherwise)
+    #[arg(long)]
+    pub(crate) weak_passphrase_ok: bool,
     /// Use a deliberately weak key derivation. Exists only in builds with the
     /// `insecure-test-kdf` feature (the end-to-end tests); release builds have no such option.
     #[cfg(feature = "insecure-test-kdf")]

@@ -6,7 +6,9 @@ use crate::output::untrusted;
 
 /// Neither VAULT_PASSPHRASE nor a terminal to ask on.
 #[derive(Debug, thiserror::Error)]
-#[error("no passphrase: standard input is not a terminal and VAULT_PASSPHRASE is not set")]
+#[error(
+    "no passphrase: standard input is not a terminal and neither VAULT_PASSPHRASE nor VAULT_PASSPHRASE_COMMAND is set"
+)]
 pub(crate) struct NoPassphrase;
 
 /// A lookup that found nothing is a valid "no" (exit 1), but still says what was missing.

@@ -73,6 +73,12 @@ impl Passphrase {
     pub fn is_empty(&self) -> bool {
         self.0.expose_secret().is_empty()
     }
+
+    /// Runs `f` on the passphrase's text (to estimate its strength, say), which stays inside
+    /// this scope.
+    pub fn with_text<T>(&self, f: impl FnOnce(&str) -> T) -> T {
+        f(self.0.expose_secret())
+    }
 }
 
 impl std::fmt::Debug for Passphrase {

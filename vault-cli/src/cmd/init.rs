@@ -1,8 +1,9 @@
 //! `vault init`
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 use serde_json::json;
-use vault_core::{KdfParams, Vault};
+use vault_core::{KdfParams, Passphrase, Vault};
+use zeroize::Zeroizing;
 
 use crate::app::{App, Outcome, read_passphrase};
 use crate::cli::InitArgs;
@@ -29,16 +30,46 @@ pub(crate) fn run(app: &App, args: &InitArgs) -> Result<Outcome> {
         return Err(vault_core::CreateError::AlreadyExists(app.dir.clone()).into());
     }
     let kdf = kdf(args);
-    let passphrase = read_passphrase("New passphrase: ", true)?;
+    let generated = if args.generate_passphrase { Some(generate()?) } else { None };
+    let passphrase = match &generated {
+        Some(text) => Passphrase::new(text.as_str()),
+        None => read_passphrase("New passphrase: ", true)?,
+    };
+    if passphrase.is_empty() {
+        // Said plainly, before any estimate.
+        return Err(vault_core::CreateError::EmptyPassphrase.into());
+    }
+    let strength = Strength::of(&passphrase);
+    if generated.is_none() && strength.weak() && !args.weak_passphrase_ok {
+        bail!(
+            "the passphrase is weak: {}; nothing was created (choose a longer one, let 'vault init --generate-passphrase' make one, or pass --weak-passphrase-ok)",
+            strength.describe()
+        );
+    }
     let vault = options.kdf(kdf).create(&passphrase)?;
     let ticket = vault.ticket(Vec::new());
     if app.json {
-        app.print_json(&json!({
+        let mut out = json!({
             "dir": app.dir,
             "identity": vault.identity().to_string(),
             "ticket": ticket.to_string(),
-        }))?;
+            "passphrase_strength": { "score": strength.score, "guesses_log10": strength.guesses_log10 },
+        });
+        if let Some(text) = &generated {
+            out["generated_passphrase"] = json!(text.as_str());
+        }
+        app.print_json(&out)?;
     } else {
+        if let Some(text) = &generated {
+            app.print(format!(
+                "passphrase: {}
+(shown once: write it down or put it in your password manager)
+",
+                text.as_str()
+            ))?;
+        } else if strength.weak() {
+            eprintln!("warning: the passphrase is weak: {}", strength.describe());
+        }
         app.print(format!(
             "created a vault at {}\nidentity: {}\n\nThe passphrase cannot be recovered: without it the vault cannot be opened.\n\
              This device holds your identity key. Write down its recovery code (`vault device recovery-code`): \
@@ -48,4 +79,48 @@ pub(crate) fn run(app: &App, args: &InitArgs) -> Result<Outcome> {
         ))?;
     }
     Ok(Outcome::Done)
+}
+
+/// A passphrase's strength, by the zxcvbn estimator (score 0 to 4 from the estimated guesses;
+/// Argon2id makes each guess cost, but a guessable passphrase is still guessed).
+struct Strength {
+    score: u8,
+    guesses_log10: f64,
+}
+
+impl Strength {
+    fn of(passphrase: &Passphrase) -> Self {
+        let estimate = passphrase.with_text(|text| zxcvbn::zxcvbn(text, &["vault"]));
+        Self { score: u8::from(estimate.score()), guesses_log10: estimate.guesses_log10() }
+    }
+
+    /// Below score 3: guessable in about 10^8 guesses or fewer.
+    fn weak(&self) -> bool {
+        self.score < 3
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "about 10^{:.0} guesses would find it (strength {} of 4)",
+            self.guesses_log10.max(0.0),
+            self.score
+        )
+    }
+}
+
+/// Five groups of five letters and digits from a 32-symbol alphabet with no look-alikes:
+/// 125 bits from the system's random source.
+fn generate() -> Result<Zeroizing<String>> {
+    const ALPHABET: &[u8; 32] = b"abcdefghijkmnpqrstuvwxyz23456789";
+    let mut bytes = Zeroizing::new([0u8; 25]);
+    getrandom::fill(bytes.as_mut())
+        .map_err(|e| anyhow::anyhow!("the system's random source failed: {e}; nothing was created"))?;
+    let mut out = Zeroizing::new(String::with_capacity(29));
+    for (i, b) in bytes.iter().enumerate() {
+        if i > 0 && i % 5 == 0 {
+            out.push('-');
+        }
+        out.push(char::from(ALPHABET[usize::from(b & 31)]));
+    }
+    Ok(out)
 }
