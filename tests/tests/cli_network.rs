@@ -116,6 +116,8 @@ fn bad_inputs_to_the_network_commands_are_named() {
     assert!(err.contains("cannot be used with"), "{err}");
     let err = bob.fails(&["feed", "top", "--since", "last tuesday"], 2);
     assert!(err.contains("duration") || err.contains("date"), "{err}");
+    let err = bob.fails(&["feed", "also", " "], 2);
+    assert!(err.contains("the item is empty"), "{err}");
     let err = bob.fails(&["feed", "sellers"], 1);
     assert!(err.contains("no seller in your feed"), "{err}");
     let err = bob.fails(&["feed", "top"], 1);

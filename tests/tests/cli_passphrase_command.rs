@@ -39,6 +39,9 @@ fn the_command_unlocks_and_its_failures_are_named_without_its_output() {
     assert!(err.contains("VAULT_PASSPHRASE_COMMAND failed") && err.contains('3'), "{err}");
     assert!(!err.contains("leaked-secret"), "{err}");
 
+    let flood = with_command(&v, "head -c 100000 /dev/zero | tr '\\0' a", &["id"]);
+    assert!(stderr(&flood).contains("more than 64 KiB"), "{}", stderr(&flood));
+
     let silent = with_command(&v, "true", &["id"]);
     assert!(stderr(&silent).contains("printed no passphrase"), "{}", stderr(&silent));
     let empty = with_command(&v, "", &["id"]);

@@ -18,6 +18,8 @@ fn status_tells_the_node_grants_erasures_and_shares() {
     let (node, ticket) = serve(&ada);
     let live = ada.json(&["status"], "status");
     assert_eq!(live["node"]["running"], true, "vault serve holds the node lock");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(ada.dir.join("node.lock")).unwrap().permissions().mode() & 0o777, 0o600);
     assert_eq!(live["identity"], vault_tests::json(&ada, &["id"])["identity"]);
     assert_eq!(live["live_grants"][0]["peer_name"], "bob");
     assert_eq!(live["live_grants"][0]["grants"][0]["fields"][0], "profile.email");
@@ -62,4 +64,14 @@ fn status_on_no_vault_or_with_extra_words_is_an_error() {
     assert!(err.contains("unexpected argument"), "{err}");
     let err = ada.fails(&["status", "--bogus"], 2);
     assert!(err.contains("--bogus"), "{err}");
+}
+
+#[test]
+fn a_planted_lock_link_is_not_followed() {
+    let v = TestVault::new();
+    let target = v.dir.parent().unwrap().join("elsewhere");
+    std::os::unix::fs::symlink(&target, v.dir.join("node.lock")).unwrap();
+    let (_node, _) = serve(&v);
+    assert!(!target.exists(), "serve followed a link planted as its lock file");
+    assert_eq!(v.json(&["status"], "status")["node"]["running"], false);
 }

@@ -124,14 +124,20 @@ fn passphrase_from_command(command: &std::ffi::OsStr) -> Result<Passphrase> {
         .stdout(Stdio::piped())
         .spawn()
         .context("cannot run VAULT_PASSPHRASE_COMMAND")?;
-    let mut out = Zeroizing::new(Vec::new());
-    if let Some(stdout) = child.stdout.take() {
-        stdout
-            .take(COMMAND_OUTPUT_MAX)
-            .read_to_end(&mut out)
-            .context("cannot read what VAULT_PASSPHRASE_COMMAND printed")?;
-    }
+    // Room for all of it up front: a growing buffer would leave unwiped copies behind.
+    let mut out = Zeroizing::new(Vec::with_capacity(COMMAND_OUTPUT_MAX as usize + 1));
+    let read = match child.stdout.take() {
+        Some(stdout) => stdout.take(COMMAND_OUTPUT_MAX + 1).read_to_end(&mut out).map(|_| ()),
+        None => Ok(()),
+    };
     let status = child.wait().context("cannot run VAULT_PASSPHRASE_COMMAND")?;
+    read.context("cannot read what VAULT_PASSPHRASE_COMMAND printed")?;
+    if out.len() as u64 > COMMAND_OUTPUT_MAX {
+        bail!(
+            "VAULT_PASSPHRASE_COMMAND printed more than {} KiB; no passphrase was read",
+            COMMAND_OUTPUT_MAX / 1024
+        );
+    }
     if !status.success() {
         bail!("VAULT_PASSPHRASE_COMMAND failed ({status}); no passphrase was read");
     }

@@ -425,10 +425,10 @@ pub(crate) struct InitArgs {
     pub(crate) no_relay: bool,
     /// Make a strong passphrase (about 125 bits) instead of asking for one, and print it once:
     /// write it down or put it in your password manager
-    #[arg(long, conflicts_with = "weak_passphrase_ok")]
+    #[arg(long, conflicts_with_all = ["weak_passphrase_ok", "join"])]
     pub(crate) generate_passphrase: bool,
     /// Accept a passphrase the strength estimate calls weak (refused otherwise)
-    #[arg(long)]
+    #[arg(long, conflicts_with = "join")]
     pub(crate) weak_passphrase_ok: bool,
     /// Use a deliberately weak key derivation. Exists only in builds with the
     /// `insecure-test-kdf` feature (the end-to-end tests); release builds have no such option.

@@ -1,6 +1,6 @@
 //! `vault init`
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use serde_json::json;
 use vault_core::{KdfParams, Passphrase, Vault};
 use zeroize::Zeroizing;
@@ -45,6 +45,15 @@ pub(crate) fn run(app: &App, args: &InitArgs) -> Result<Outcome> {
             "the passphrase is weak: {}; nothing was created (choose a longer one, let 'vault init --generate-passphrase' make one, or pass --weak-passphrase-ok)",
             strength.describe()
         );
+    }
+    if let (Some(text), false) = (&generated, app.json) {
+        // Shown before the vault exists: a vault whose passphrase nobody saw is lost.
+        app.print(format!(
+            "passphrase: {}\n(shown once: write it down or put it in your password manager)\n",
+            text.as_str()
+        ))?;
+        std::io::Write::flush(&mut std::io::stdout())
+            .context("cannot show the generated passphrase; nothing was created")?;
     }
     let vault = options.kdf(kdf).create(&passphrase)?;
     let ticket = vault.ticket(Vec::new());
@@ -94,9 +103,10 @@ impl Strength {
         Self { score: u8::from(estimate.score()), guesses_log10: estimate.guesses_log10() }
     }
 
-    /// Below score 3: guessable in about 10^8 guesses or fewer.
+    /// Below score 4: guessable in about 10^10 guesses or fewer (a day or two for a rig
+    /// trying thousands of Argon2id guesses a second, for 10^8).
     fn weak(&self) -> bool {
-        self.score < 3
+        self.score < 4
     }
 
     fn describe(&self) -> String {

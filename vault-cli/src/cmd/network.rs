@@ -65,6 +65,9 @@ fn top_cmd(
 }
 
 fn also_cmd(app: &App, vault: &mut Vault, item: &str, limit: usize) -> Result<Outcome> {
+    if item.trim().is_empty() {
+        anyhow::bail!("the item is empty: name what friends bought");
+    }
     let (buyers, also) = also_bought(&vault.feed(&everything())?, item, limit);
     if buyers == 0 {
         if app.json {

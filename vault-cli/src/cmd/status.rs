@@ -18,18 +18,41 @@ use crate::time::{local, rfc3339};
 
 const NODE_LOCK: &str = "node.lock";
 
-/// Marks this process as the vault's running node until the returned file is dropped; `None`
-/// when another node already holds the mark (it still serves; `status` says running either
-/// way) or the file cannot be made.
+/// Opens the lock file as its owner only, never through a symbolic link someone planted.
+fn open_lock(dir: &Path, create: bool) -> std::io::Result<File> {
+    let mut options = OpenOptions::new();
+    options.read(true);
+    if create {
+        options.create(true).truncate(false).write(true);
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600).custom_flags(libc::O_NOFOLLOW);
+    }
+    options.open(dir.join(NODE_LOCK))
+}
+
+/// Marks this process as the vault's running node until the returned file is dropped. A
+/// `vault status` holding its brief shared lock is waited for (up to a second); `None` when
+/// another node holds the mark (this one serves all the same, unmarked) or the file cannot be
+/// made.
 pub(crate) fn hold_node_lock(dir: &Path) -> Option<File> {
-    let file = OpenOptions::new().create(true).truncate(false).write(true).open(dir.join(NODE_LOCK)).ok()?;
-    file.try_lock().ok()?;
-    Some(file)
+    let file = open_lock(dir, true).ok()?;
+    for _ in 0..50 {
+        match file.try_lock() {
+            Ok(()) => return Some(file),
+            Err(TryLockError::WouldBlock) => std::thread::sleep(std::time::Duration::from_millis(20)),
+            Err(TryLockError::Error(_)) => return None,
+        }
+    }
+    eprintln!("warning: another 'vault serve' seems to run on this vault; 'vault status' follows that one");
+    None
 }
 
 /// True while some `vault serve` holds this vault's node lock.
 fn node_running(dir: &Path) -> bool {
-    let Ok(file) = File::open(dir.join(NODE_LOCK)) else { return false };
+    let Ok(file) = open_lock(dir, false) else { return false };
     matches!(file.try_lock_shared(), Err(TryLockError::WouldBlock))
 }
 

@@ -175,7 +175,15 @@ impl VaultOptions {
         if path.exists() {
             return Err(CreateError::AlreadyExists(self.dir));
         }
-        std::fs::create_dir_all(&self.dir).map_err(StoreError::Io)?;
+        if !self.dir.exists() {
+            // Only its owner may list or read it: the file is encrypted, but a copy is a copy to
+            // guess the passphrase against offline.
+            let mut builder = std::fs::DirBuilder::new();
+            builder.recursive(true);
+            #[cfg(unix)]
+            std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+            builder.create(&self.dir).map_err(StoreError::Io)?;
+        }
         // Build in a temporary file and move it into place, so a crash never leaves a
         // half-made vault where `open` would find it.
         let tmp =
