@@ -65,3 +65,21 @@ fn a_generated_passphrase_is_strong_shown_once_and_opens_the_vault() {
     let out = init(&TestVault::uninitialised(), "x", &["--join", "CODE", "--generate-passphrase"]);
     assert_eq!(out.status.code(), Some(2), "a joining device is not given a generated passphrase silently");
 }
+
+#[test]
+fn a_joining_device_gets_the_same_check() {
+    let laptop = TestVault::new();
+    let (mut inviter, _stderr, code) = vault_tests::pairing::invite(&laptop, "phone");
+    let phone = TestVault::uninitialised();
+    let out = phone
+        .cmd(&["init", "--join", &code, "--no-relay", "--insecure-fast-kdf"])
+        .env("VAULT_PASSPHRASE", "password123")
+        .output()
+        .unwrap();
+    let _ = inviter.kill();
+    let _ = inviter.wait();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("the passphrase is weak"), "{err}");
+    assert!(!phone.db().exists(), "nothing was created");
+}

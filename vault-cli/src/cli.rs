@@ -428,7 +428,7 @@ pub(crate) struct InitArgs {
     #[arg(long, conflicts_with_all = ["weak_passphrase_ok", "join"])]
     pub(crate) generate_passphrase: bool,
     /// Accept a passphrase the strength estimate calls weak (refused otherwise)
-    #[arg(long, conflicts_with = "join")]
+    #[arg(long)]
     pub(crate) weak_passphrase_ok: bool,
     /// Use a deliberately weak key derivation. Exists only in builds with the
     /// `insecure-test-kdf` feature (the end-to-end tests); release builds have no such option.

@@ -148,7 +148,7 @@ fn describe(d: &DeviceRecord, this: bool) -> String {
 }
 
 /// `vault init --join CODE`: a new device of an existing identity.
-pub(crate) fn join(app: &App, code: &str, kdf: KdfParams, no_relay: bool) -> Result<Outcome> {
+pub(crate) fn join(app: &App, code: &str, kdf: KdfParams, no_relay: bool, weak_ok: bool) -> Result<Outcome> {
     let options = Vault::at(&app.dir);
     if options.exists() {
         return Err(vault_core::CreateError::AlreadyExists(app.dir.clone()).into());
@@ -157,6 +157,10 @@ pub(crate) fn join(app: &App, code: &str, kdf: KdfParams, no_relay: bool) -> Res
     let code: PairingCode = code.parse()?;
     code.check_fresh(jiff::Timestamp::now().as_second())?;
     let passphrase = read_passphrase("New passphrase for this device: ", true)?;
+    if passphrase.is_empty() {
+        return Err(vault_core::CreateError::EmptyPassphrase.into());
+    }
+    super::init::check_new(&passphrase, weak_ok)?;
     let device = DeviceKey::generate();
     let config = NodeConfig { relay: !no_relay, subscribe: false, ..NodeConfig::default() };
     // The digits go to standard error in every mode: the person compares them.

@@ -22,7 +22,7 @@ fn kdf(_: &InitArgs) -> KdfParams {
 
 pub(crate) fn run(app: &App, args: &InitArgs) -> Result<Outcome> {
     if let Some(code) = &args.join {
-        return super::device::join(app, code, kdf(args), args.no_relay);
+        return super::device::join(app, code, kdf(args), args.no_relay, args.weak_passphrase_ok);
     }
     let options = Vault::at(&app.dir);
     if options.exists() {
@@ -39,13 +39,11 @@ pub(crate) fn run(app: &App, args: &InitArgs) -> Result<Outcome> {
         // Said plainly, before any estimate.
         return Err(vault_core::CreateError::EmptyPassphrase.into());
     }
-    let strength = Strength::of(&passphrase);
-    if generated.is_none() && strength.weak() && !args.weak_passphrase_ok {
-        bail!(
-            "the passphrase is weak: {}; nothing was created (choose a longer one, let 'vault init --generate-passphrase' make one, or pass --weak-passphrase-ok)",
-            strength.describe()
-        );
-    }
+    let strength = if generated.is_some() {
+        Strength::of(&passphrase)
+    } else {
+        check_new(&passphrase, args.weak_passphrase_ok)?
+    };
     if let (Some(text), false) = (&generated, app.json) {
         // Shown before the vault exists: a vault whose passphrase nobody saw is lost.
         app.print(format!(
@@ -92,7 +90,7 @@ pub(crate) fn run(app: &App, args: &InitArgs) -> Result<Outcome> {
 
 /// A passphrase's strength, by the zxcvbn estimator (score 0 to 4 from the estimated guesses;
 /// Argon2id makes each guess cost, but a guessable passphrase is still guessed).
-struct Strength {
+pub(crate) struct Strength {
     score: u8,
     guesses_log10: f64,
 }
@@ -116,6 +114,21 @@ impl Strength {
             self.score
         )
     }
+}
+
+/// Refuses a new passphrase the estimate calls weak, unless `weak_ok`; returns its strength.
+pub(crate) fn check_new(passphrase: &Passphrase, weak_ok: bool) -> Result<Strength> {
+    let strength = Strength::of(passphrase);
+    if strength.weak() && !weak_ok {
+        bail!(
+            "the passphrase is weak: {}; nothing was created (choose a longer one, let 'vault init --generate-passphrase' make one, or pass --weak-passphrase-ok)",
+            strength.describe()
+        );
+    }
+    if strength.weak() {
+        eprintln!("warning: the passphrase is weak: {}", strength.describe());
+    }
+    Ok(strength)
 }
 
 /// Five groups of five letters and digits from a 32-symbol alphabet with no look-alikes:

@@ -9,6 +9,30 @@ use crate::cli::{SharedArgs, TableFormat};
 use crate::output::{key_values, untrusted};
 use crate::time::{local, rfc3339};
 
+/// What `shared` and `status` both say of a share, as JSON: which grant, from whom, which
+/// fields, where it stands and how fresh.
+pub(crate) fn share_head(s: &Share) -> serde_json::Map<String, Value> {
+    let g = s.grant.statement();
+    let status = match s.status {
+        ShareStatus::Live => "live",
+        ShareStatus::Revoked => "revoked",
+        ShareStatus::Expired => "expired",
+    };
+    let head = json!({
+        "grant": g.id.to_string(),
+        "from": g.issuer.to_string(),
+        "from_name": s.issuer_name,
+        "fields": g.fields.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "status": status,
+        "updated_at": s.updated_at.map(rfc3339),
+        "erasure_pending": s.erasure_pending,
+    });
+    match head {
+        Value::Object(map) => map,
+        _ => serde_json::Map::new(),
+    }
+}
+
 pub(crate) fn run(app: &App, args: &SharedArgs) -> Result<Outcome> {
     let mut vault = app.unlock()?;
     let from = args.from.as_deref().map(|p| vault.contacts().resolve(p)).transpose()?.map(|p| p.identity);
@@ -27,25 +51,23 @@ pub(crate) fn run(app: &App, args: &SharedArgs) -> Result<Outcome> {
             .iter()
             .map(|s| {
                 let g = s.grant.statement();
-                json!({
-                    "grant": g.id.to_string(),
-                    "from": g.issuer.to_string(),
-                    "from_name": s.issuer_name,
-                    "fields": g.fields.iter().map(ToString::to_string).collect::<Vec<_>>(),
-                    "filter": g.filter.as_ref().map(ToString::to_string),
-                    "purpose": g.purpose,
-                    "issued_at": rfc3339(g.issued_at),
-                    "expires_at": g.expires_at.map(rfc3339),
-                    "status": match s.status { ShareStatus::Live => "live", ShareStatus::Revoked => "revoked", ShareStatus::Expired => "expired" },
-                    "withdrawn_at": s.ended_at.map(rfc3339),
-                    "erasure_pending": s.erasure_pending,
-                    "updated_at": s.updated_at.map(rfc3339),
-                    "values": s.values,
-                    "receipt": {
-                        "grant": serde_json::from_slice::<Value>(s.grant.body()).unwrap_or(Value::Null),
-                        "signature": s.grant.signature().iter().map(|b| format!("{b:02x}")).collect::<String>(),
-                    },
-                })
+                let mut out = share_head(s);
+                out.extend([
+                    ("filter".to_owned(), json!(g.filter.as_ref().map(ToString::to_string))),
+                    ("purpose".to_owned(), json!(g.purpose)),
+                    ("issued_at".to_owned(), json!(rfc3339(g.issued_at))),
+                    ("expires_at".to_owned(), json!(g.expires_at.map(rfc3339))),
+                    ("withdrawn_at".to_owned(), json!(s.ended_at.map(rfc3339))),
+                    ("values".to_owned(), json!(s.values)),
+                    (
+                        "receipt".to_owned(),
+                        json!({
+                            "grant": serde_json::from_slice::<Value>(s.grant.body()).unwrap_or(Value::Null),
+                            "signature": s.grant.signature().iter().map(|b| format!("{b:02x}")).collect::<String>(),
+                        }),
+                    ),
+                ]);
+                Value::Object(out)
             })
             .collect();
         app.print_json(&json!({ "shares": list }))?;

@@ -103,21 +103,7 @@ pub(crate) fn run(app: &App) -> Result<Outcome> {
             .iter()
             .map(|(peer, (name, list))| json!({ "peer": peer, "peer_name": name, "grants": list }))
             .collect();
-        let shares: Vec<Value> = shares
-            .iter()
-            .map(|s| {
-                let g = s.grant.statement();
-                json!({
-                    "grant": g.id.to_string(),
-                    "from": g.issuer.to_string(),
-                    "from_name": s.issuer_name,
-                    "fields": g.fields.iter().map(ToString::to_string).collect::<Vec<_>>(),
-                    "status": status_word(s.status),
-                    "updated_at": s.updated_at.map(rfc3339),
-                    "erasure_pending": s.erasure_pending,
-                })
-            })
-            .collect();
+        let shares: Vec<Value> = shares.iter().map(|s| Value::Object(super::shared::share_head(s))).collect();
         app.print_json(&json!({
             "identity": vault.identity().to_string(),
             "device": vault.device_key().public().to_string(),
