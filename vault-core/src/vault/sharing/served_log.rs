@@ -133,11 +133,14 @@ impl Vault {
         }
         self.write(|v| {
             for e in entries {
-                // A grant revoked meanwhile keeps no states (they were forgotten with it); its
-                // message is still logged, as it may already be queued to send.
-                if v.grant_info(&e.grant)?.is_some_and(|g| g.is_live()) {
-                    v.store_serve_state(&e.grant, &e.device, e.epoch, e.state)?;
+                // A grant that ended before this commit keeps no states (they were forgotten
+                // with it), and its message is never sent: the stream waits for this commit,
+                // then checks the grant, which cannot come back. Logging it as served would
+                // put a served message after the revocation in the access log.
+                if !v.grant_info(&e.grant)?.is_some_and(|g| g.is_live()) {
+                    continue;
                 }
+                v.store_serve_state(&e.grant, &e.device, e.epoch, e.state)?;
                 v.access_log().append(&e.event)?;
             }
             Ok::<_, StoreError>(())
