@@ -9,15 +9,20 @@ use crate::cli::{SharedArgs, TableFormat};
 use crate::output::{key_values, untrusted};
 use crate::time::{local, rfc3339};
 
+/// A share's status as one lowercase word.
+pub(crate) fn status_word(status: ShareStatus) -> &'static str {
+    match status {
+        ShareStatus::Live => "live",
+        ShareStatus::Revoked => "revoked",
+        ShareStatus::Expired => "expired",
+    }
+}
+
 /// What `shared` and `status` both say of a share, as JSON: which grant, from whom, which
 /// fields, where it stands and how fresh.
 pub(crate) fn share_head(s: &Share) -> serde_json::Map<String, Value> {
     let g = s.grant.statement();
-    let status = match s.status {
-        ShareStatus::Live => "live",
-        ShareStatus::Revoked => "revoked",
-        ShareStatus::Expired => "expired",
-    };
+    let status = status_word(s.status);
     let head = json!({
         "grant": g.id.to_string(),
         "from": g.issuer.to_string(),

@@ -56,14 +56,6 @@ fn node_running(dir: &Path) -> bool {
     matches!(file.try_lock_shared(), Err(TryLockError::WouldBlock))
 }
 
-fn status_word(status: ShareStatus) -> &'static str {
-    match status {
-        ShareStatus::Live => "live",
-        ShareStatus::Revoked => "revoked",
-        ShareStatus::Expired => "expired",
-    }
-}
-
 fn name_or_id(name: Option<String>, id: &str) -> String {
     name.unwrap_or_else(|| id.chars().take(12).collect())
 }
@@ -172,7 +164,7 @@ pub(crate) fn run(app: &App) -> Result<Outcome> {
                 s.updated_at.map_or_else(|| "never updated".to_owned(), |t| format!("updated {}", local(t)))
             }
             _ if s.erasure_pending => "withdrawn, erasure pending".to_owned(),
-            other => format!("{}, erased", status_word(other)),
+            other => format!("{}, erased", super::shared::status_word(other)),
         };
         let fields: Vec<String> = g.fields.iter().map(ToString::to_string).collect();
         out.push(format!("    from {}: {} ({state})", untrusted(&who), fields.join(", ")));

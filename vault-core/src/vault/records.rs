@@ -263,13 +263,18 @@ mod tests {
         assert_eq!(v.preferences()["diet"], "vegan");
     }
 
-    #[test]
-    fn merged_changes_are_persisted() {
-        let dir = tempfile::tempdir().unwrap();
+    /// The Automerge export of another vault whose profile name is Ada.
+    fn another_vault_named_ada() -> Vec<u8> {
         let other_dir = tempfile::tempdir().unwrap();
         let mut other = new_test_vault(other_dir.path());
         other.set_profile("name", "Ada").unwrap();
-        let bytes = other.export_automerge();
+        other.export_automerge()
+    }
+
+    #[test]
+    fn merged_changes_are_persisted() {
+        let dir = tempfile::tempdir().unwrap();
+        let bytes = another_vault_named_ada();
         let mut v = new_test_vault(dir.path());
         assert_eq!(v.import(&bytes).unwrap(), ImportMode::Merged);
         drop(v);
@@ -280,10 +285,7 @@ mod tests {
     #[test]
     fn a_merge_refused_after_it_applied_leaves_nothing_in_memory() {
         let dir = tempfile::tempdir().unwrap();
-        let other_dir = tempfile::tempdir().unwrap();
-        let mut other = new_test_vault(other_dir.path());
-        other.set_profile("name", "Ada").unwrap();
-        let bytes = other.export_automerge();
+        let bytes = another_vault_named_ada();
         let mut v = new_test_vault(dir.path());
         let heads = v.doc.automerge().get_heads();
         let refused: Result<(), EditError> = v.edit(|doc| {
