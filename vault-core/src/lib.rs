@@ -94,7 +94,7 @@ pub use signer::Signer;
 pub use statement::{
     GrantId, NoticeId, RequestId, Rule, Signed, Statement, StatementError, is_steering_char,
 };
-pub use store::{DB_FILE, StoreError};
+pub use store::{DB_FILE, StoreError, UnlockKey};
 pub use vault::network::{self, ItemSummary, Mute, Mutes, PriceRange, ReviewBy, SellerSummary};
 pub use vault::{
     AccessLog, Approval, AuditEvent, AuditFilter, AuditKind, Clock, Contact, ContactError, Contacts,

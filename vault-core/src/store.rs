@@ -21,16 +21,19 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior, params};
 
 use crate::primitives::{
-    DecryptError, KdfParams, LABEL_BLOB, LABEL_WRAP, LABEL_WRAP_MANIFEST, Passphrase, SymmetricKey,
-    associated_data, derive_digest_key, derive_wrapping_key, open, random_array, seal,
+    DecryptError, KdfParams, LABEL_BLOB, LABEL_WRAP_MANIFEST, Passphrase, SymmetricKey, associated_data,
+    derive_digest_key, derive_wrapping_key, open, random_array, seal,
 };
 
 pub(crate) mod doc;
 mod manifest;
 pub(crate) mod sealed;
+mod unlock;
+
+pub use unlock::UnlockKey;
 
 /// Name of the database file inside a vault directory.
 pub const DB_FILE: &str = "vault.db";
@@ -154,6 +157,8 @@ pub(crate) enum UnlockFailure {
     NotAVault,
     UnknownFormat(String),
     WrongPassphrase,
+    /// A lent key that is not (or no longer) this file's.
+    StaleKey,
     Store(StoreError),
 }
 
@@ -283,106 +288,6 @@ impl Store {
     pub(super) fn set_key(&mut self, key: SymmetricKey) {
         self.digest_key = derive_digest_key(&key);
         self.key = key;
-    }
-
-    /// Opens and unlocks an existing vault file. Nothing is written before the passphrase has
-    /// been checked.
-    pub(crate) fn open(path: &Path, passphrase: &Passphrase) -> Result<Self, UnlockFailure> {
-        let conn = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
-        conn.busy_timeout(BUSY_WAIT)?;
-        let get = |k: &str| -> Result<Option<Vec<u8>>, UnlockFailure> {
-            match conn.query_row("SELECT value FROM meta WHERE key = ?1", [k], |r| r.get(0)).optional() {
-                Ok(v) => Ok(v),
-                Err(rusqlite::Error::SqliteFailure(_, Some(msg))) if msg.starts_with("no such table") => {
-                    Err(UnlockFailure::NotAVault)
-                }
-                Err(e) if e.sqlite_error_code() == Some(ErrorCode::NotADatabase) => {
-                    Err(UnlockFailure::NotAVault)
-                }
-                Err(e) => Err(e.into()),
-            }
-        };
-        let format = get("format")?.ok_or(UnlockFailure::NotAVault)?;
-        if format != FORMAT.as_bytes() {
-            return Err(UnlockFailure::UnknownFormat(
-                String::from_utf8_lossy(&format).chars().take(32).collect(),
-            ));
-        }
-        let damaged = |what: &'static str| UnlockFailure::Store(StoreError::DamagedHeader(what));
-        let vault_id: [u8; 16] =
-            get("vault_id")?.and_then(|v| v.try_into().ok()).ok_or_else(|| damaged("the vault id"))?;
-        let params: KdfParams = get("kdf")?
-            .and_then(|v| serde_json::from_slice(&v).ok())
-            .ok_or_else(|| damaged("the key-derivation parameters"))?;
-        let salt = get("salt")?.ok_or_else(|| damaged("the key salt"))?;
-        let wrapped = get("wrapped_key")?.ok_or_else(|| damaged("the wrapped key"))?;
-        let kek = derive_wrapping_key(passphrase, &salt, params)
-            .map_err(|_| damaged("the key-derivation parameters"))?;
-        // A vault wrapped under the manifest label must have a manifest; one wrapped under the
-        // old label is from before the manifest and gets one now (trust on first use).
-        let (key_bytes, legacy) =
-            match open(&kek, &wrap_ad(LABEL_WRAP_MANIFEST, &vault_id, &params), &wrapped) {
-                Ok(k) => (zeroize::Zeroizing::new(k), false),
-                Err(_) => (
-                    zeroize::Zeroizing::new(
-                        open(&kek, &wrap_ad(LABEL_WRAP, &vault_id, &params), &wrapped)
-                            .map_err(|_| UnlockFailure::WrongPassphrase)?,
-                    ),
-                    true,
-                ),
-            };
-        let key = SymmetricKey::from_bytes(&key_bytes).ok_or(UnlockFailure::WrongPassphrase)?;
-        configure(&conn)?;
-        let mut store = Self::with_key(conn, vault_id, key, path)?;
-        store.migrate().map_err(UnlockFailure::Store)?;
-        if legacy {
-            store.add_manifest(&kek, &params).map_err(UnlockFailure::Store)?;
-        }
-        Ok(store)
-    }
-
-    /// Migrates a vault from before the manifest, in one transaction (another process may have
-    /// done it first: then nothing is written): re-seals every row under a new data key,
-    /// digests the rows, and wraps the new key under the manifest label.
-    ///
-    /// The new key is what makes the migration final: a copy of the old wrapped key (from a
-    /// backup of the file, say) put back in the file would otherwise pass for a vault from
-    /// before the manifest and have any tampering with the rows accepted as the new baseline.
-    /// With the rows under a new key, the old key opens none of them.
-    fn add_manifest(&mut self, kek: &SymmetricKey, params: &KdfParams) -> Result<(), StoreError> {
-        self.conn.execute_batch("BEGIN IMMEDIATE")?;
-        let old_key = self.key.clone();
-        let result = (|| {
-            let wrapped: Vec<u8> =
-                self.conn.query_row("SELECT value FROM meta WHERE key = 'wrapped_key'", [], |r| r.get(0))?;
-            if open(kek, &wrap_ad(LABEL_WRAP, &self.vault_id, params), &wrapped).is_err() {
-                // Migrated by another process meanwhile: its new key is the one to use.
-                let key = open(kek, &wrap_ad(LABEL_WRAP_MANIFEST, &self.vault_id, params), &wrapped)
-                    .ok()
-                    .and_then(|k| SymmetricKey::from_bytes(&zeroize::Zeroizing::new(k)))
-                    .ok_or_else(|| StoreError::DamagedHeader("the wrapped key"))?;
-                self.set_key(key);
-                return Ok(());
-            }
-            self.reseal_all(SymmetricKey::random())?;
-            self.build_manifest()?;
-            let rewrapped =
-                seal(kek, &wrap_ad(LABEL_WRAP_MANIFEST, &self.vault_id, params), self.key.expose());
-            self.conn.execute("UPDATE meta SET value = ?1 WHERE key = 'wrapped_key'", [rewrapped])?;
-            Ok(())
-        })();
-        let ended = self.conn.execute_batch(if result.is_ok() { "COMMIT" } else { "ROLLBACK" });
-        if result.is_err() || ended.is_err() {
-            self.set_key(old_key);
-        } else {
-            // The rows under the old key leave the log (best effort, as after an erasure).
-            let _ = self.checkpoint();
-        }
-        ended?;
-        result
     }
 
     /// Call after a transaction committed: when it deleted rows, checkpoint the WAL so that the

@@ -229,6 +229,12 @@ impl Vault {
         &self.dir
     }
 
+    /// The data key as an unlock agent may hold it instead of the passphrase (see
+    /// [`VaultOptions::unlock_with_key`]).
+    pub fn unlock_key(&self) -> Result<crate::UnlockKey, StoreError> {
+        self.store.unlock_key()
+    }
+
     /// This vault's identity (public key).
     pub fn identity(&self) -> IdentityId {
         self.certificate.identity()

@@ -12,7 +12,7 @@ use crate::doc::{DocError, VaultDoc};
 use crate::identity::{DeviceCertificate, DeviceKey, Identity};
 use crate::primitives::{KdfParams, Passphrase, random_array};
 use crate::store::sealed::ALL_TABLES;
-use crate::store::{DB_FILE, Store, StoreError, UnlockFailure};
+use crate::store::{DB_FILE, Store, StoreError, UnlockFailure, UnlockKey};
 
 /// What a new vault starts from.
 struct Seed {
@@ -61,6 +61,10 @@ pub enum OpenError {
     /// indistinguishable by design).
     #[error("wrong passphrase")]
     WrongPassphrase,
+    /// The key an unlock agent lent is not this vault file's (another vault's, or from before
+    /// its key changed); nothing was read with it.
+    #[error("the unlock agent holds a key this vault does not use")]
+    StaleKey,
     /// Part of the vault is damaged; nothing was modified.
     #[error("the vault is damaged: {0}")]
     Damaged(#[source] StoreError),
@@ -238,17 +242,36 @@ impl VaultOptions {
         Vault::load(store, self.dir, self.clock)
     }
 
-    fn open_store(&self, passphrase: &Passphrase) -> Result<Store, OpenError> {
+    /// Opens and unlocks an existing vault with a key an unlock agent lent
+    /// ([`Vault::unlock_key`]). A key that is not this file's current one is refused with
+    /// [`OpenError::StaleKey`] before anything is read with it; nothing is modified on failure.
+    pub fn unlock_with_key(self, key: &UnlockKey) -> Result<Vault, OpenError> {
+        let path = self.existing_db()?;
+        let store = Store::open_with_key(&path, key).map_err(|e| self.open_error(&path, e))?;
+        Vault::load(store, self.dir, self.clock)
+    }
+
+    fn existing_db(&self) -> Result<PathBuf, OpenError> {
         let path = self.db_path();
         if !path.is_file() {
             return Err(OpenError::NoVault(self.dir.clone()));
         }
-        Store::open(&path, passphrase).map_err(|e| match e {
-            UnlockFailure::NotAVault => OpenError::NotAVault(path.clone()),
+        Ok(path)
+    }
+
+    fn open_error(&self, path: &Path, e: UnlockFailure) -> OpenError {
+        match e {
+            UnlockFailure::NotAVault => OpenError::NotAVault(path.to_owned()),
             UnlockFailure::UnknownFormat(f) => OpenError::UnknownFormat(f),
             UnlockFailure::WrongPassphrase => OpenError::WrongPassphrase,
+            UnlockFailure::StaleKey => OpenError::StaleKey,
             UnlockFailure::Store(s) => s.into(),
-        })
+        }
+    }
+
+    fn open_store(&self, passphrase: &Passphrase) -> Result<Store, OpenError> {
+        let path = self.existing_db()?;
+        Store::open(&path, passphrase).map_err(|e| self.open_error(&path, e))
     }
 
     /// Checks the whole vault: the SQLite structure, every sealed blob, the document's history
@@ -334,5 +357,56 @@ mod tests {
         assert!(matches!(err, CreateError::AlreadyExists(_)));
         let v = Vault::at(dir.path()).unlock(&Passphrase::new("pw")).unwrap();
         assert_eq!(v.profile()["name"], "Ada");
+    }
+
+    #[test]
+    fn a_lent_key_opens_its_vault_and_no_other() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut v = new_test_vault(dir.path());
+        v.set_profile("name", "Ada").unwrap();
+        let lent = UnlockKey::from_bytes(&v.unlock_key().unwrap().to_bytes()).unwrap();
+        drop(v);
+        let v = Vault::at(dir.path()).unlock_with_key(&lent).unwrap();
+        assert_eq!(v.profile()["name"], "Ada");
+        drop(v);
+        // Another vault's key, even with this vault's id and wrapped key, opens nothing.
+        let other_dir = tempfile::tempdir().unwrap();
+        let other = new_test_vault(other_dir.path()).unlock_key().unwrap();
+        let err = Vault::at(dir.path()).unlock_with_key(&other).unwrap_err();
+        assert!(matches!(err, OpenError::StaleKey), "{err:?}");
+        let mut forged = lent.to_bytes().to_vec();
+        forged[16..48].copy_from_slice(&other.to_bytes()[16..48]);
+        let forged = UnlockKey::from_bytes(&forged).unwrap();
+        let err = Vault::at(dir.path()).unlock_with_key(&forged).unwrap_err();
+        assert!(matches!(err, OpenError::StaleKey), "{err:?}");
+        assert!(!forged.same_as(&lent) && lent.same_as(&lent.clone()));
+    }
+
+    #[test]
+    fn a_lent_key_from_before_the_key_changed_is_stale() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = new_test_vault(dir.path());
+        let lent = v.unlock_key().unwrap();
+        drop(v);
+        // The wrapped key changes (a new passphrase, a new data key): the lent key is refused
+        // before it is used, whatever it would open.
+        let path = dir.path().join(DB_FILE);
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        let mut wrapped: Vec<u8> =
+            conn.query_row("SELECT value FROM meta WHERE key = 'wrapped_key'", [], |r| r.get(0)).unwrap();
+        wrapped[0] ^= 1;
+        conn.execute("UPDATE meta SET value = ?1 WHERE key = 'wrapped_key'", [wrapped]).unwrap();
+        drop(conn);
+        let err = Vault::at(dir.path()).unlock_with_key(&lent).unwrap_err();
+        assert!(matches!(err, OpenError::StaleKey), "{err:?}");
+    }
+
+    #[test]
+    fn lent_key_bytes_of_the_wrong_size_are_refused() {
+        assert!(UnlockKey::from_bytes(&[]).is_none());
+        assert!(UnlockKey::from_bytes(&[0; 48]).is_none());
+        assert!(UnlockKey::from_bytes(&[0; 49]).is_some());
+        assert!(UnlockKey::from_bytes(&[0; 48 + 257]).is_none());
+        assert_eq!(format!("{:?}", UnlockKey::from_bytes(&[7; 60]).unwrap()), "UnlockKey(..)");
     }
 }
