@@ -66,6 +66,8 @@ impl TestVault {
     pub fn uninitialised() -> Self {
         let tmp = tempfile::tempdir().expect("temp dir");
         let dir = tmp.path().join("vault");
+        // The unlock agent's directory lives in XDG_RUNTIME_DIR: one per test vault.
+        std::fs::create_dir(tmp.path().join("run")).expect("runtime dir");
         Self { tmp, dir, passphrase: "correct horse battery staple".into() }
     }
 
@@ -82,6 +84,7 @@ impl TestVault {
         cmd.args(args)
             .env("VAULT_DIR", &self.dir)
             .env("VAULT_PASSPHRASE", &self.passphrase)
+            .env("XDG_RUNTIME_DIR", self.runtime_dir())
             .env_remove("VAULT_LOG")
             .stdin(Stdio::null());
         cmd
@@ -122,6 +125,11 @@ impl TestVault {
         assert_eq!(out.status.code(), Some(code), "vault {args:?}: stderr: {stderr}");
         assert!(!stderr.contains("panicked"), "vault {args:?} panicked: {stderr}");
         stderr
+    }
+
+    /// The XDG_RUNTIME_DIR its commands run with (where the unlock agent's socket goes).
+    pub fn runtime_dir(&self) -> PathBuf {
+        self.tmp.path().join("run")
     }
 
     /// Path of the database file.
@@ -284,4 +292,10 @@ pub fn json_or_no(v: &TestVault, args: &[&str]) -> Value {
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+}
+
+/// This test process's user id (from `/proc/self`, Linux).
+pub fn my_uid() -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").expect("/proc/self").uid()
 }

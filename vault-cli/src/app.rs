@@ -38,15 +38,38 @@ impl App {
         Ok(Self { dir, json: global.json })
     }
 
-    /// Unlocks the vault, asking for the passphrase.
+    /// Unlocks the vault with the key the unlock agent lends, or else asks for the passphrase.
     pub(crate) fn unlock(&self) -> Result<Vault> {
         let options = Vault::at(&self.dir);
         if !options.exists() {
             // Say so before asking for a passphrase that cannot help.
             return Err(vault_core::OpenError::NoVault(self.dir.clone()).into());
         }
+        if let Some(key) = self.borrowed_key() {
+            match Vault::at(&self.dir).unlock_with_key(&key) {
+                Ok(vault) => return Ok(vault),
+                Err(vault_core::OpenError::StaleKey) => {
+                    eprintln!(
+                        "warning: the unlock agent holds a key this vault no longer uses; run 'vault lock'"
+                    )
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
         let passphrase = read_passphrase("Passphrase: ", false)?;
         Ok(options.unlock(&passphrase)?)
+    }
+
+    /// The key the unlock agent lends for this vault, if any. An agent that fails its checks
+    /// (another user's directory or socket, say) is named in a warning and not used.
+    pub(crate) fn borrowed_key(&self) -> Option<vault_core::UnlockKey> {
+        match crate::agent::borrow(&self.dir) {
+            Ok(key) => key,
+            Err(e) => {
+                eprintln!("warning: {e:#}");
+                None
+            }
+        }
     }
 
     /// A spinner on standard error for long work, only on a terminal and never with --json.

@@ -4,7 +4,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+mod agent;
 mod feed;
+pub(crate) use agent::{AgentRunArgs, UnlockArgs};
 pub(crate) use feed::{FeedArgs, FeedCommand, MuteArgs};
 
 /// A local-first personal data vault: your profile, purchases and preferences, encrypted on
@@ -43,6 +45,13 @@ pub(crate) enum Command {
     Status,
     /// Check the whole vault file: structure, every encrypted blob, the document
     Verify,
+    /// Unlock for a while: commands use the vault without asking for the passphrase
+    Unlock(UnlockArgs),
+    /// Lock now: the unlock agent forgets the key (a running node stops lending it)
+    Lock,
+    /// The background agent `vault unlock` starts (not for direct use)
+    #[command(hide = true, name = "agent-run")]
+    AgentRun(AgentRunArgs),
     /// Read and edit the profile (FIELD is relative: email, address.city)
     #[command(subcommand)]
     Profile(ProfileCommand),

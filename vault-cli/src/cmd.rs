@@ -22,6 +22,7 @@ mod request;
 mod serve;
 mod shared;
 mod status;
+mod unlock;
 mod verify;
 
 use anyhow::Result;
@@ -43,6 +44,9 @@ pub(crate) fn run(cli: Cli) -> Result<Outcome> {
         Command::Id(args) => id::run(&app, &args),
         Command::Status => status::run(&app),
         Command::Verify => verify::run(&app),
+        Command::Unlock(args) => unlock::unlock(&app, &args),
+        Command::Lock => unlock::lock(&app),
+        Command::AgentRun(args) => unlock::agent_run(&app, &args),
         Command::Profile(command) => profile::run(&app, command),
         Command::Purchase(command) => purchase::run(&app, command),
         Command::Pref(command) => pref::run(&app, command),

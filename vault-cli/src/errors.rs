@@ -46,7 +46,10 @@ fn hint(err: &anyhow::Error) -> Option<String> {
             return Some("'vault contact list' shows your contacts; 'vault contact add' adds one".into());
         }
         if cause.downcast_ref::<NoPassphrase>().is_some() {
-            return Some("set VAULT_PASSPHRASE in the environment of scripts".into());
+            return Some(
+                "'vault unlock' unlocks for a while; scripts may set VAULT_PASSPHRASE or VAULT_PASSPHRASE_COMMAND"
+                    .into(),
+            );
         }
         if let Some(EditError::Schema(_)) = cause.downcast_ref::<EditError>() {
             return Some(

@@ -6,6 +6,7 @@ use anyhow::{Context, Result, bail};
 use serde_json::json;
 use vault_sync::{Node, NodeConfig, sync_once};
 
+use crate::agent::lender::{self, Lender, Listening};
 use crate::app::{App, Outcome};
 use crate::cli::{ServeArgs, SyncArgs};
 use crate::output::untrusted;
@@ -36,9 +37,14 @@ pub(crate) fn serve(app: &App, args: &ServeArgs) -> Result<Outcome> {
     };
     // Held while this process runs: `vault status` reads it.
     let _running = super::status::hold_node_lock(&app.dir);
+    let agent = node_agent(app, &vault);
     let config = NodeConfig { bind: args.bind, relay: !args.no_relay, ..NodeConfig::default() };
     runtime()?.block_on(async {
         let node = Node::spawn(vault, config).await?;
+        if let Some((listening, key)) = agent {
+            // Dropped with the runtime, which removes its socket.
+            tokio::spawn(lender::serve(listening, Lender::node(key)));
+        }
         let mirror = mirror.map(|url| {
             if !app.json {
                 eprintln!("mirroring what is shared with you into {url}");
@@ -69,6 +75,29 @@ pub(crate) fn serve(app: &App, args: &ServeArgs) -> Result<Outcome> {
         Ok::<_, anyhow::Error>(())
     })?;
     Ok(Outcome::Done)
+}
+
+/// The node serves as its vault's unlock agent (lending nothing until `vault unlock`) unless
+/// another agent already does.
+fn node_agent(app: &App, vault: &vault_core::Vault) -> Option<(Listening, vault_core::UnlockKey)> {
+    let bound = lender::bind(&app.dir).map(|l| l.map(|l| (l, vault.unlock_key())));
+    match bound {
+        Ok(Some((listening, Ok(key)))) => Some((listening, key)),
+        Ok(None) => {
+            if !app.json {
+                eprintln!("an unlock agent already holds this vault's key; the node leaves it be");
+            }
+            None
+        }
+        Ok(Some((_, Err(e)))) => {
+            eprintln!("warning: the node does not serve as unlock agent: {e}");
+            None
+        }
+        Err(e) => {
+            eprintln!("warning: the node does not serve as unlock agent: {e:#}");
+            None
+        }
+    }
 }
 
 async fn shutdown_signal() {

@@ -63,6 +63,10 @@ fn name_or_id(name: Option<String>, id: &str) -> String {
 pub(crate) fn run(app: &App) -> Result<Outcome> {
     let running = node_running(&app.dir);
     let mut vault = app.unlock()?;
+    // Who lends the key, until when (after the unlock: a command may have just used it).
+    let agent = crate::agent::info(&app.dir).ok().flatten();
+    let unlocked_until = agent.and_then(|a| a.until);
+    let lender = agent.map(|a| if a.node { "node" } else { "agent" });
     let ticket = vault.ticket(vault.node_addrs()).to_string();
     let grants = vault.grants()?;
     let mut live: BTreeMap<String, (Option<String>, Vec<Value>)> = BTreeMap::new();
@@ -101,6 +105,7 @@ pub(crate) fn run(app: &App) -> Result<Outcome> {
             "device": vault.device_key().public().to_string(),
             "ticket": ticket,
             "node": { "running": running },
+            "unlock": { "until": unlocked_until.map(rfc3339), "by": unlocked_until.and(lender) },
             "live_grants": by_peer,
             "requests_waiting": waiting,
             "erasures_pending": pending_erasures,
@@ -114,6 +119,13 @@ pub(crate) fn run(app: &App) -> Result<Outcome> {
         "node:     running (vault serve): your shares stay live".to_owned()
     } else {
         "node:     not running: 'vault serve' keeps your shares live and takes requests".to_owned()
+    });
+    out.push(match (unlocked_until, lender) {
+        (Some(until), Some(by)) => {
+            format!("unlock:   unlocked until {} (by the {by}; 'vault lock' locks now)", local(until))
+        }
+        _ => "unlock:   locked: commands ask for the passphrase ('vault unlock' unlocks for a while)"
+            .to_owned(),
     });
     let count: usize = live.values().map(|(_, l)| l.len()).sum();
     out.push(format!(

@@ -12,8 +12,17 @@ pub(crate) fn run(app: &App) -> Result<Outcome> {
     if !options.exists() {
         return Err(vault_core::OpenError::NoVault(app.dir.clone()).into());
     }
-    let passphrase = read_passphrase("Passphrase: ", false)?;
-    let report = options.verify(&passphrase)?;
+    let lent = match app.borrowed_key() {
+        Some(key) => match Vault::at(&app.dir).verify_with_key(&key) {
+            Err(vault_core::OpenError::StaleKey) => None,
+            other => Some(other?),
+        },
+        None => None,
+    };
+    let report = match lent {
+        Some(report) => report,
+        None => options.verify(&read_passphrase("Passphrase: ", false)?)?,
+    };
     if app.json {
         app.print_json(&json!({
             "ok": report.is_ok(),

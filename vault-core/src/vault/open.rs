@@ -283,6 +283,16 @@ impl VaultOptions {
         // look damaged halfway through.
         store.read_tx(|| verify_store(&store))
     }
+
+    /// [`VaultOptions::verify`] with a key an unlock agent lent (see
+    /// [`VaultOptions::unlock_with_key`]).
+    pub fn verify_with_key(self, key: &UnlockKey) -> Result<VerifyReport, OpenError> {
+        let path = self.existing_db()?;
+        let store = Store::open_with_key(&path, key).map_err(|e| self.open_error(&path, e))?;
+        // One read transaction: a compaction by another process cannot make a healthy vault
+        // look damaged halfway through.
+        store.read_tx(|| verify_store(&store))
+    }
 }
 
 /// The checks of [`VaultOptions::verify`], inside one read transaction.

@@ -1,0 +1,209 @@
+//! `vault unlock` and `vault lock` through the binary: unlock once, then commands need no
+//! passphrase; locked, expired, a node as the agent, and agents that must not be trusted.
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::PathBuf;
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+use vault_tests::{TestVault, serve};
+
+/// Runs a command with no passphrase anywhere: only an agent can open the vault.
+fn bare(v: &TestVault, args: &[&str]) -> Output {
+    v.cmd(args).env_remove("VAULT_PASSPHRASE").env_remove("VAULT_PASSPHRASE_COMMAND").output().unwrap()
+}
+
+fn bare_ok(v: &TestVault, args: &[&str]) -> String {
+    let out = bare(v, args);
+    assert!(out.status.success(), "vault {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn bare_fails(v: &TestVault, args: &[&str]) -> String {
+    let out = bare(v, args);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "vault {args:?} must fail: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    stderr
+}
+
+fn agent_dir(v: &TestVault) -> PathBuf {
+    v.runtime_dir().join("vault")
+}
+
+fn sockets(v: &TestVault) -> Vec<PathBuf> {
+    match std::fs::read_dir(agent_dir(v)) {
+        Ok(entries) => entries.map(|e| e.unwrap().path()).collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// Waits up to five seconds for the agent's socket to go.
+fn socket_gone(v: &TestVault) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(5) {
+        if sockets(v).is_empty() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+/// The process id of the agent serving `v`, from its command line.
+fn agent_pid(v: &TestVault) -> Option<u32> {
+    let dir = std::fs::canonicalize(&v.dir).unwrap();
+    std::fs::read_dir("/proc").unwrap().filter_map(Result::ok).find_map(|e| {
+        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+        let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+        let words: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+        let ours = words.contains(&&b"agent-run"[..]) && words.contains(&dir.as_os_str().as_encoded_bytes());
+        ours.then_some(pid)
+    })
+}
+
+#[test]
+fn unlock_once_then_commands_need_no_passphrase_until_lock() {
+    let ada = TestVault::new();
+    let none = bare_fails(&ada, &["profile", "get"]);
+    assert!(none.contains("no passphrase") && none.contains("vault unlock"), "{none}");
+
+    let unlocked = ada.json(&["unlock", "--for", "5m"], "unlock");
+    assert_eq!((unlocked["by"].as_str(), unlocked["extended"].as_bool()), (Some("agent"), Some(false)));
+    let dir = std::fs::symlink_metadata(agent_dir(&ada)).unwrap();
+    assert_eq!(dir.permissions().mode() & 0o777, 0o700, "the agent directory is this user's only");
+    let socket = sockets(&ada);
+    assert_eq!(socket.len(), 1);
+    assert_eq!(std::fs::metadata(&socket[0]).unwrap().permissions().mode() & 0o777, 0o600);
+
+    // The agent never holds the passphrase, not even in its environment.
+    let pid = agent_pid(&ada).expect("the agent runs");
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+    let passphrase = ada.passphrase.as_bytes();
+    assert!(!environ.windows(passphrase.len()).any(|w| w == passphrase), "the passphrase reached the agent");
+
+    bare_ok(&ada, &["profile", "set", "name", "Ada"]);
+    bare_ok(
+        &ada,
+        &["purchase", "add", "--item", "Tea", "--seller", "Leaf", "--price", "4.50", "--currency", "EUR"],
+    );
+    assert!(bare_ok(&ada, &["profile", "get"]).contains("Ada"));
+    assert!(bare_ok(&ada, &["verify"]).starts_with("ok"));
+    let status = ada.json(&["status"], "status");
+    assert_eq!(status["unlock"]["by"], "agent");
+    assert!(status["unlock"]["until"].is_string());
+    assert!(bare_ok(&ada, &["status"]).contains("unlock:   unlocked until"));
+
+    // Unlocking again while unlocked gives a new end without the passphrase.
+    let again: serde_json::Value =
+        serde_json::from_str(&bare_ok(&ada, &["--json", "unlock", "--for", "2m"])).unwrap();
+    assert_eq!((again["by"].as_str(), again["extended"].as_bool()), (Some("agent"), Some(true)));
+
+    let locked = ada.json(&["lock"], "lock");
+    assert_eq!((locked["locked"].as_bool(), locked["by"].as_str()), (Some(true), Some("agent")));
+    assert!(socket_gone(&ada), "the agent ends and removes its socket");
+    bare_fails(&ada, &["profile", "get"]);
+    assert_eq!(ada.json(&["status"], "status")["unlock"]["until"], serde_json::Value::Null);
+    let nothing = ada.json(&["lock"], "lock");
+    assert_eq!(nothing["locked"], false);
+}
+
+#[test]
+fn an_expired_agent_lends_nothing_and_ends() {
+    let ada = TestVault::new();
+    ada.ok(&["unlock", "--for", "1s"]);
+    std::thread::sleep(Duration::from_millis(1500));
+    let err = bare_fails(&ada, &["profile", "get"]);
+    assert!(err.contains("no passphrase"), "{err}");
+    assert!(socket_gone(&ada), "an expired agent ends");
+    assert!(agent_pid(&ada).is_none());
+}
+
+#[test]
+fn bad_unlocks_are_refused_and_start_nothing() {
+    let ada = TestVault::new();
+    let wrong = ada.cmd(&["unlock"]).env("VAULT_PASSPHRASE", "not it").output().unwrap();
+    assert_eq!(wrong.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("wrong passphrase"));
+    for bad in ["--for=8d", "--for=0m", "--for=soon", "--for=-5m"] {
+        let err = ada.fails(&["unlock", bad], 2);
+        assert!(err.contains("duration") || err.contains("at most 7 days"), "{bad}: {err}");
+    }
+    assert!(sockets(&ada).is_empty(), "no agent was started");
+    let none = TestVault::uninitialised();
+    assert!(none.fails(&["unlock"], 2).contains("no vault"));
+}
+
+#[test]
+fn the_running_node_serves_as_the_agent_once_unlocked() {
+    let ada = TestVault::new();
+    let (_node, _ticket) = serve(&ada);
+    // The node holds the key but lends it to nobody until `vault unlock` proves the passphrase.
+    bare_fails(&ada, &["profile", "get"]);
+    let wrong = ada.cmd(&["unlock"]).env("VAULT_PASSPHRASE", "not it").output().unwrap();
+    assert_eq!(wrong.status.code(), Some(2));
+    bare_fails(&ada, &["profile", "get"]);
+    let unlocked = ada.json(&["unlock", "--for", "2m"], "unlock");
+    assert_eq!(unlocked["by"], "node");
+    bare_ok(&ada, &["profile", "set", "name", "Ada"]);
+    assert_eq!(ada.json(&["status"], "status")["unlock"]["by"], "node");
+    let locked = ada.json(&["lock"], "lock");
+    assert_eq!(locked["by"], "node");
+    bare_fails(&ada, &["profile", "get"]);
+    assert_eq!(ada.json(&["status"], "status")["node"]["running"], true, "the node runs on");
+}
+
+#[test]
+fn an_agent_directory_open_to_others_or_not_a_directory_is_not_used() {
+    let ada = TestVault::new();
+    ada.ok(&["unlock", "--for", "2m"]);
+    std::fs::set_permissions(agent_dir(&ada), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let err = bare_fails(&ada, &["profile", "get"]);
+    assert!(err.contains("open to other users") && err.contains("not using it"), "{err}");
+    assert!(ada.fails(&["unlock"], 2).contains("open to other users"));
+    std::fs::set_permissions(agent_dir(&ada), std::fs::Permissions::from_mode(0o700)).unwrap();
+    ada.ok(&["lock"]);
+    assert!(socket_gone(&ada));
+
+    // A link planted where the directory goes is not followed.
+    let bob = TestVault::new();
+    let elsewhere = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(elsewhere.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::os::unix::fs::symlink(elsewhere.path(), agent_dir(&bob)).unwrap();
+    assert!(bob.fails(&["unlock"], 2).contains("is not a directory"));
+    assert_eq!(std::fs::read_dir(elsewhere.path()).unwrap().count(), 0);
+}
+
+#[test]
+fn an_agent_directory_or_socket_owned_by_another_user_is_not_used() {
+    if vault_tests::my_uid() != 0 {
+        // Making a file another user's takes root; the permission test above runs for all.
+        eprintln!("not root: the other-user agent test needs to chown, and did not run");
+        return;
+    }
+    const NOBODY: u32 = 65534;
+    let ada = TestVault::new();
+    ada.ok(&["unlock", "--for", "2m"]);
+    let socket = sockets(&ada).remove(0);
+    std::os::unix::fs::lchown(&socket, Some(NOBODY), None).unwrap();
+    let err = bare_fails(&ada, &["profile", "get"]);
+    assert!(err.contains("owned by another user (uid 65534)") && err.contains("not using it"), "{err}");
+    std::os::unix::fs::lchown(&socket, Some(0), None).unwrap();
+    bare_ok(&ada, &["profile", "get"]);
+
+    std::os::unix::fs::lchown(agent_dir(&ada), Some(NOBODY), None).unwrap();
+    assert_eq!(std::fs::symlink_metadata(agent_dir(&ada)).unwrap().uid(), NOBODY);
+    let err = bare_fails(&ada, &["profile", "get"]);
+    assert!(err.contains("agent directory") && err.contains("owned by another user"), "{err}");
+    // With the passphrase at hand, the command still works, and says why it did not ask the agent.
+    let out = ada.run(&["profile", "get"]);
+    assert!(out.status.success() && String::from_utf8_lossy(&out.stderr).contains("owned by another user"));
+    std::os::unix::fs::lchown(agent_dir(&ada), Some(0), None).unwrap();
+    ada.ok(&["lock"]);
+    assert!(socket_gone(&ada));
+}

@@ -1,0 +1,171 @@
+//! `vault unlock`, `vault lock`, and the agent process `vault unlock` starts.
+
+use std::io::{BufRead, Read, Write};
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, Result, bail};
+use serde_json::json;
+use vault_core::{UnlockKey, Vault};
+use zeroize::Zeroizing;
+
+use crate::agent::lender::{self, Lender, check_span, now};
+use crate::agent::{self, FRAME_MAX, OP_EXTEND, OP_LOCK, OP_UNLOCK, RE_OK, reason};
+use crate::app::{App, Outcome, read_passphrase};
+use crate::cli::{AgentRunArgs, UnlockArgs};
+use crate::time::{local, parse_duration, rfc3339};
+
+/// The key, unwrapped from the passphrase (Argon2id), never from an agent.
+fn key_from_passphrase(app: &App) -> Result<UnlockKey> {
+    let passphrase = read_passphrase("Passphrase: ", false)?;
+    let vault = Vault::at(&app.dir).unlock(&passphrase)?;
+    Ok(vault.unlock_key()?)
+}
+
+fn said(app: &App, until: i64, by: &str, extended: bool) -> Result<Outcome> {
+    if app.json {
+        app.print_json(&json!({ "until": rfc3339(until), "by": by, "extended": extended }))?;
+    } else if by == "node" {
+        app.print(format!(
+            "unlocked until {}: the running node lends the key to your commands",
+            local(until)
+        ))?;
+    } else {
+        app.print(format!("unlocked until {}; 'vault lock' locks now", local(until)))?;
+    }
+    Ok(Outcome::Done)
+}
+
+pub(crate) fn unlock(app: &App, args: &UnlockArgs) -> Result<Outcome> {
+    if !Vault::at(&app.dir).exists() {
+        return Err(vault_core::OpenError::NoVault(app.dir.clone()).into());
+    }
+    let span = parse_duration(&args.duration)?;
+    check_span(span)?;
+    let until = now() + span;
+    match agent::info(&app.dir)? {
+        // Already unlocked: whoever can ask the agent can have the key, so a new end needs no
+        // passphrase.
+        Some(info) if info.until.is_some() => match agent::call(&app.dir, OP_EXTEND, &until.to_be_bytes())? {
+            Some((RE_OK, _)) => said(app, until, if info.node { "node" } else { "agent" }, true),
+            Some((_, why)) => bail!("the agent refused: {}", reason(&why)),
+            None => bail!("the agent stopped meanwhile; run 'vault unlock' again"),
+        },
+        // The node holds the key but lends it only to someone who proves the passphrase.
+        Some(_) => {
+            let key = key_from_passphrase(app)?;
+            let mut payload = Zeroizing::new(until.to_be_bytes().to_vec());
+            payload.extend_from_slice(&key.to_bytes());
+            match agent::call(&app.dir, OP_UNLOCK, &payload)? {
+                Some((RE_OK, _)) => said(app, until, "node", false),
+                Some((_, why)) => bail!("the node refused: {}", reason(&why)),
+                None => bail!("the node stopped meanwhile; run 'vault unlock' again"),
+            }
+        }
+        None => {
+            let key = key_from_passphrase(app)?;
+            start_agent(app, &key, until)?;
+            said(app, until, "agent", false)
+        }
+    }
+}
+
+/// Starts `vault agent-run` in the background and hands it the key on its standard input.
+/// The passphrase stays here: the variables that carry it are not passed on.
+fn start_agent(app: &App, key: &UnlockKey, until: i64) -> Result<()> {
+    use std::os::unix::process::CommandExt;
+    let exe = std::env::current_exe().context("cannot find the vault program to start the agent")?;
+    let dir = std::fs::canonicalize(&app.dir)?;
+    let mut child = Command::new(exe)
+        .arg("--vault")
+        .arg(&dir)
+        .arg("agent-run")
+        .arg("--until")
+        .arg(until.to_string())
+        .env_remove("VAULT_PASSPHRASE")
+        .env_remove("VAULT_PASSPHRASE_COMMAND")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        // Its own process group: Ctrl-C at this terminal does not reach it.
+        .process_group(0)
+        .spawn()
+        .context("cannot start the unlock agent")?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(&key.to_bytes()).context("cannot hand the key to the agent")?;
+    }
+    let mut line = String::new();
+    if let Some(stdout) = child.stdout.take() {
+        std::io::BufReader::new(stdout).read_line(&mut line).context("the agent did not start")?;
+    }
+    if line.trim_end() == "ready" {
+        return Ok(());
+    }
+    let mut why = String::new();
+    if let Some(stderr) = child.stderr.take() {
+        let _ = stderr.take(4096).read_to_string(&mut why);
+    }
+    let _ = child.wait();
+    let why = why.trim().trim_start_matches("error: ");
+    bail!("the unlock agent did not start: {}", if why.is_empty() { "it ended at once" } else { why })
+}
+
+/// The background agent: reads the key, listens, says "ready", then lives detached until its
+/// time is up or `vault lock`, and forgets the key as it ends.
+pub(crate) fn agent_run(app: &App, args: &AgentRunArgs) -> Result<Outcome> {
+    lender::harden()?;
+    let mut bytes = Zeroizing::new(Vec::with_capacity(FRAME_MAX + 1));
+    std::io::stdin().lock().take(FRAME_MAX as u64).read_to_end(&mut bytes).context("cannot read the key")?;
+    let key = UnlockKey::from_bytes(&bytes).context("what was handed over is not a key")?;
+    drop(bytes);
+    if args.until <= now() {
+        bail!("the unlock has already ended");
+    }
+    let Some(listening) = lender::bind(&app.dir)? else {
+        bail!("an agent already serves this vault");
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the agent")?;
+    {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "ready")?;
+        out.flush()?;
+    }
+    // Detached from here on: nothing to print to, and the terminal may close.
+    let null = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null")?;
+    rustix::stdio::dup2_stdin(&null)?;
+    rustix::stdio::dup2_stdout(&null)?;
+    rustix::stdio::dup2_stderr(&null)?;
+    runtime.block_on(lender::serve(
+        listening,
+        Lender::agent(key, args.until.min(now() + lender::MAX_UNLOCK_SECS)),
+    ))?;
+    Ok(Outcome::Done)
+}
+
+pub(crate) fn lock(app: &App) -> Result<Outcome> {
+    let Some(info) = agent::info(&app.dir)? else {
+        if app.json {
+            app.print_json(&json!({ "locked": false, "by": null }))?;
+        } else {
+            app.print("nothing to lock: no agent holds this vault's key")?;
+        }
+        return Ok(Outcome::Done);
+    };
+    match agent::call(&app.dir, OP_LOCK, &[])? {
+        Some((RE_OK, _)) | None => {}
+        Some((_, why)) => bail!("the agent refused: {}", reason(&why)),
+    }
+    let by = if info.node { "node" } else { "agent" };
+    if app.json {
+        app.print_json(&json!({ "locked": true, "by": by }))?;
+    } else if info.node {
+        app.print(
+            "locked: commands ask for the passphrase again (the running node keeps its key until it stops)",
+        )?;
+    } else {
+        app.print("locked: the agent has forgotten the key")?;
+    }
+    Ok(Outcome::Done)
+}
