@@ -207,3 +207,14 @@ fn an_agent_directory_or_socket_owned_by_another_user_is_not_used() {
     ada.ok(&["lock"]);
     assert!(socket_gone(&ada));
 }
+
+#[test]
+fn an_agent_ended_by_a_signal_removes_its_socket() {
+    let ada = TestVault::new();
+    ada.ok(&["unlock", "--for", "2m"]);
+    let pid = agent_pid(&ada).expect("the agent runs");
+    let killed = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
+    assert!(killed.success());
+    assert!(socket_gone(&ada), "the agent removes its socket as it ends");
+    bare_fails(&ada, &["profile", "get"]);
+}

@@ -113,10 +113,7 @@ fn start_agent(app: &App, key: &UnlockKey, until: i64) -> Result<()> {
 /// time is up or `vault lock`, and forgets the key as it ends.
 pub(crate) fn agent_run(app: &App, args: &AgentRunArgs) -> Result<Outcome> {
     lender::harden()?;
-    let mut bytes = Zeroizing::new(Vec::with_capacity(FRAME_MAX + 1));
-    std::io::stdin().lock().take(FRAME_MAX as u64).read_to_end(&mut bytes).context("cannot read the key")?;
-    let key = UnlockKey::from_bytes(&bytes).context("what was handed over is not a key")?;
-    drop(bytes);
+    let key = read_key_from_stdin()?;
     if args.until <= now() {
         bail!("the unlock has already ended");
     }
@@ -137,11 +134,47 @@ pub(crate) fn agent_run(app: &App, args: &AgentRunArgs) -> Result<Outcome> {
     rustix::stdio::dup2_stdin(&null)?;
     rustix::stdio::dup2_stdout(&null)?;
     rustix::stdio::dup2_stderr(&null)?;
-    runtime.block_on(lender::serve(
-        listening,
-        Lender::agent(key, args.until.min(now() + lender::MAX_UNLOCK_SECS)),
-    ))?;
+    let lender = Lender::agent(key, args.until.min(now() + lender::MAX_UNLOCK_SECS));
+    // Ended by a signal (a logout, say), it still wipes the key and removes its socket: both go
+    // as the serving future is dropped.
+    runtime.block_on(async {
+        tokio::select! {
+            served = lender::serve(listening, lender) => served,
+            () = terminated() => Ok(()),
+        }
+    })?;
     Ok(Outcome::Done)
+}
+
+/// Reads the key from standard input, unbuffered: no copy is left in a buffer of the standard
+/// library's.
+fn read_key_from_stdin() -> Result<UnlockKey> {
+    let mut bytes = Zeroizing::new(vec![0u8; FRAME_MAX + 1]);
+    let mut filled = 0;
+    while filled < bytes.len() {
+        match rustix::io::read(rustix::stdio::stdin(), &mut bytes[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(std::io::Error::from(e)).context("cannot read the key"),
+        }
+    }
+    UnlockKey::from_bytes(&bytes[..filled]).context("what was handed over is not a key")
+}
+
+/// Resolves on SIGTERM, SIGINT or SIGHUP.
+async fn terminated() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) =
+        (signal(SignalKind::terminate()), signal(SignalKind::interrupt()), signal(SignalKind::hangup()))
+    else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+        _ = hup.recv() => {}
+    }
 }
 
 pub(crate) fn lock(app: &App) -> Result<Outcome> {
