@@ -38,7 +38,11 @@ fn agent_dir(v: &TestVault) -> PathBuf {
 
 fn sockets(v: &TestVault) -> Vec<PathBuf> {
     match std::fs::read_dir(agent_dir(v)) {
-        Ok(entries) => entries.map(|e| e.unwrap().path()).collect(),
+        // The agent's lock file (`agent-HASH.lock`) stays: it is empty.
+        Ok(entries) => entries
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "sock"))
+            .collect(),
         Err(_) => Vec::new(),
     }
 }
@@ -48,6 +52,18 @@ fn socket_gone(v: &TestVault) -> bool {
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(5) {
         if sockets(v).is_empty() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+/// Waits up to five seconds for the agent's process to end.
+fn agent_gone(v: &TestVault) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(5) {
+        if agent_pid(v).is_none() {
             return true;
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -83,9 +99,17 @@ fn unlock_once_then_commands_need_no_passphrase_until_lock() {
 
     // The agent never holds the passphrase, not even in its environment.
     let pid = agent_pid(&ada).expect("the agent runs");
-    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
-    let passphrase = ada.passphrase.as_bytes();
-    assert!(!environ.windows(passphrase.len()).any(|w| w == passphrase), "the passphrase reached the agent");
+    match std::fs::read(format!("/proc/{pid}/environ")) {
+        Ok(environ) => {
+            let passphrase = ada.passphrase.as_bytes();
+            assert!(
+                !environ.windows(passphrase.len()).any(|w| w == passphrase),
+                "the passphrase reached the agent"
+            );
+        }
+        // Only root reads a non-dumpable process's environment.
+        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::PermissionDenied),
+    }
 
     bare_ok(&ada, &["profile", "set", "name", "Ada"]);
     bare_ok(
@@ -107,6 +131,7 @@ fn unlock_once_then_commands_need_no_passphrase_until_lock() {
     let locked = ada.json(&["lock"], "lock");
     assert_eq!((locked["locked"].as_bool(), locked["by"].as_str()), (Some(true), Some("agent")));
     assert!(socket_gone(&ada), "the agent ends and removes its socket");
+    assert!(agent_gone(&ada), "the agent process ends");
     bare_fails(&ada, &["profile", "get"]);
     assert_eq!(ada.json(&["status"], "status")["unlock"]["until"], serde_json::Value::Null);
     let nothing = ada.json(&["lock"], "lock");
@@ -217,4 +242,90 @@ fn an_agent_ended_by_a_signal_removes_its_socket() {
     assert!(killed.success());
     assert!(socket_gone(&ada), "the agent removes its socket as it ends");
     bare_fails(&ada, &["profile", "get"]);
+}
+
+#[test]
+fn unlocks_at_once_after_an_agent_died_leave_one_agent_that_lock_ends() {
+    let ada = TestVault::new();
+    ada.ok(&["unlock", "--for", "2m"]);
+    let pid = agent_pid(&ada).expect("the agent runs");
+    // Killed outright, it leaves its socket behind.
+    assert!(std::process::Command::new("kill").args(["-KILL", &pid.to_string()]).status().unwrap().success());
+    assert!(!agent_gone(&ada) || !sockets(&ada).is_empty(), "a dead agent's socket stays");
+    let racers: Vec<_> = (0..4)
+        .map(|_| ada.cmd(&["unlock", "--for", "2m"]).stdout(std::process::Stdio::null()).spawn().unwrap())
+        .collect();
+    for racer in racers {
+        assert!(racer.wait_with_output().unwrap().status.success(), "every unlock succeeds");
+    }
+    bare_ok(&ada, &["profile", "get"]);
+    ada.ok(&["lock"]);
+    assert!(agent_gone(&ada), "no agent is left holding the key after lock");
+    bare_fails(&ada, &["profile", "get"]);
+}
+
+/// Runs the probe (`tests/src/bin/agent-probe.rs`) as uid 65534; `None` when that user cannot
+/// run it (the build directory closed to others).
+fn probe_as_nobody(mode: &str, socket: &std::path::Path) -> Option<std::process::Child> {
+    use std::os::unix::process::CommandExt;
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_agent-probe"))
+        .arg(mode)
+        .arg(socket)
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .stdout(std::process::Stdio::piped())
+        .spawn();
+    match child {
+        Ok(child) => Some(child),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => None,
+        Err(e) => panic!("the probe does not start: {e}"),
+    }
+}
+
+const NOBODY: u32 = 65534;
+
+#[test]
+fn the_agent_and_its_commands_check_the_other_sides_user() {
+    use std::io::BufRead;
+    if vault_tests::my_uid() != 0 {
+        eprintln!("not root: playing another user takes root; this test did not run");
+        return;
+    }
+    let ada = TestVault::new();
+    ada.ok(&["unlock", "--for", "2m"]);
+    let socket = sockets(&ada).remove(0);
+    // Opened up so that another user can reach the socket at all: the agent still answers
+    // nothing to a connection from another user.
+    for dir in [ada.tmp.path().to_owned(), ada.runtime_dir(), agent_dir(&ada)] {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o711)).unwrap();
+    }
+    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let Some(asked) = probe_as_nobody("ask", &socket) else {
+        eprintln!("uid 65534 cannot run the probe here; this test did not run");
+        return;
+    };
+    let asked = String::from_utf8(asked.wait_with_output().unwrap().stdout).unwrap();
+    assert_eq!(asked.trim(), "nothing", "another user's connection got an answer");
+    for dir in [ada.tmp.path().to_owned(), ada.runtime_dir(), agent_dir(&ada)] {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    }
+    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600)).unwrap();
+    ada.ok(&["lock"]);
+    assert!(socket_gone(&ada));
+
+    // Another user's process posing as the agent, its socket put where the agent's goes and
+    // made to look like this user's: the command checks who listens, and does not use it.
+    let open = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(open.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let planted = open.path().join("agent.sock");
+    let mut poser = probe_as_nobody("serve", &planted).expect("the probe ran above");
+    let mut ready = String::new();
+    std::io::BufReader::new(poser.stdout.take().unwrap()).read_line(&mut ready).unwrap();
+    assert_eq!(ready.trim(), "ready");
+    std::fs::rename(&planted, &socket).unwrap();
+    std::os::unix::fs::lchown(&socket, Some(0), Some(0)).unwrap();
+    let err = bare_fails(&ada, &["profile", "get"]);
+    assert!(err.contains("runs as another user (uid 65534)") && err.contains("not using it"), "{err}");
+    let _ = poser.kill();
+    let _ = poser.wait();
 }

@@ -108,49 +108,77 @@ impl Lender {
     }
 }
 
-/// A bound agent socket; its file is removed when this is dropped (if it is still ours).
+/// A bound agent socket, and the lock that makes its agent the vault's only one. The socket
+/// file is removed when this is dropped (if it is still ours), then the lock is released.
 #[derive(Debug)]
 pub(crate) struct Listening {
     listener: std::os::unix::net::UnixListener,
     path: PathBuf,
-    inode: u64,
+    /// Device and inode of the socket file this listener made.
+    file: (u64, u64),
+    /// Held for the agent's whole life (`agent-HASH.lock`, exclusive).
+    _guard: std::fs::File,
+}
+
+impl Listening {
+    /// True while the socket file is still the one this listener made (not removed with its
+    /// directory, say, which would leave this agent unreachable by `vault lock`).
+    fn still_ours(&self) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::symlink_metadata(&self.path).is_ok_and(|m| (m.dev(), m.ino()) == self.file)
+    }
 }
 
 impl Drop for Listening {
     fn drop(&mut self) {
-        use std::os::unix::fs::MetadataExt;
-        if std::fs::symlink_metadata(&self.path).is_ok_and(|m| m.ino() == self.inode) {
+        if self.still_ours() {
             let _ = std::fs::remove_file(&self.path);
         }
     }
 }
 
+/// Opens (creating, 0600) the agent's lock file, never through a link.
+fn open_guard(path: &Path) -> Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .with_context(|| format!("cannot open the agent lock {}", path.display()))
+}
+
 /// Binds the agent socket of the vault in `vault_dir`, made 0600 in the private directory.
-/// `Ok(None)` when a live agent already listens there; a socket left by a dead one is replaced.
+/// `Ok(None)` when another agent holds the vault's agent lock (it runs, or is starting); with
+/// the lock held, a socket left by an agent that died is replaced.
 pub(crate) fn bind(vault_dir: &Path) -> Result<Option<Listening>> {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
     let path = socket_path(vault_dir, true)?.context("no agent directory")?;
-    if check_socket_file(&path)? {
-        match std::os::unix::net::UnixStream::connect(&path) {
-            Ok(_) => return Ok(None),
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
-                std::fs::remove_file(&path).context("cannot remove a dead agent's socket")?;
-            }
-            Err(e) => {
-                return Err(e).with_context(|| format!("cannot check the agent socket {}", path.display()));
-            }
-        }
+    let guard = open_guard(&path.with_extension("lock"))?;
+    match guard.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => return Ok(None),
+        Err(std::fs::TryLockError::Error(e)) => return Err(e).context("cannot take the agent lock"),
     }
-    let listener = match std::os::unix::net::UnixListener::bind(&path) {
-        Ok(listener) => listener,
-        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => return Ok(None),
-        Err(e) => return Err(e).with_context(|| format!("cannot listen on {}", path.display())),
-    };
+    // Whoever made a socket there held this lock and has ended.
+    if check_socket_file(&path)? {
+        std::fs::remove_file(&path).context("cannot remove a dead agent's socket")?;
+    }
+    let listener = std::os::unix::net::UnixListener::bind(&path)
+        .with_context(|| format!("cannot listen on {}", path.display()))?;
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
     listener.set_nonblocking(true)?;
-    let inode = std::fs::symlink_metadata(&path)?.ino();
-    Ok(Some(Listening { listener, path, inode }))
+    let meta = std::fs::symlink_metadata(&path)?;
+    Ok(Some(Listening { listener, path, file: (meta.dev(), meta.ino()), _guard: guard }))
 }
+
+/// How often the agent looks at the wall clock and its socket file even with nothing to do:
+/// a suspended machine's monotonic timers stop, and a removed socket would hide it from
+/// `vault lock`.
+const WAKE: Duration = Duration::from_secs(15);
 
 /// Serves requests until the lender has ended (an agent locked or expired; a node's agent runs
 /// until its task is dropped). Needs a Tokio runtime.
@@ -162,12 +190,12 @@ pub(crate) async fn serve(listening: Listening, lender: Lender) -> Result<()> {
         let wait = {
             let lender = state.lock().unwrap_or_else(|e| e.into_inner());
             let now = now();
-            if lender.ended(now) {
+            if lender.ended(now) || !listening.still_ours() {
                 break;
             }
             match lender.until {
-                Some(until) if !lender.node => Duration::from_secs((until - now).max(0) as u64),
-                _ => Duration::from_secs(3600),
+                Some(until) if !lender.node => Duration::from_secs((until - now).max(0) as u64).min(WAKE),
+                _ => WAKE,
             }
         };
         tokio::select! {
@@ -239,6 +267,15 @@ mod tests {
         let mut p = until.to_be_bytes().to_vec();
         p.extend_from_slice(&key.to_bytes());
         p
+    }
+
+    #[test]
+    fn a_hardened_process_is_not_dumpable() {
+        harden().unwrap();
+        assert_eq!(
+            rustix::process::dumpable_behavior().unwrap(),
+            rustix::process::DumpableBehavior::NotDumpable
+        );
     }
 
     #[test]

@@ -37,13 +37,14 @@ pub(crate) fn serve(app: &App, args: &ServeArgs) -> Result<Outcome> {
     };
     // Held while this process runs: `vault status` reads it.
     let _running = super::status::hold_node_lock(&app.dir);
-    let agent = node_agent(app, &vault);
+    // For serving as the vault's unlock agent, once the node runs.
+    let agent_key = vault.unlock_key();
     let config = NodeConfig { bind: args.bind, relay: !args.no_relay, ..NodeConfig::default() };
     runtime()?.block_on(async {
         let node = Node::spawn(vault, config).await?;
-        if let Some((listening, key)) = agent {
+        if let Some(listening) = node_agent(app, &agent_key) {
             // Dropped with the runtime, which removes its socket.
-            tokio::spawn(lender::serve(listening, Lender::node(key)));
+            tokio::spawn(lender::serve(listening, Lender::node(agent_key?)));
         }
         let mirror = mirror.map(|url| {
             if !app.json {
@@ -78,19 +79,19 @@ pub(crate) fn serve(app: &App, args: &ServeArgs) -> Result<Outcome> {
 }
 
 /// The node serves as its vault's unlock agent (lending nothing until `vault unlock`) unless
-/// another agent already does.
-fn node_agent(app: &App, vault: &vault_core::Vault) -> Option<(Listening, vault_core::UnlockKey)> {
-    let bound = lender::bind(&app.dir).map(|l| l.map(|l| (l, vault.unlock_key())));
+/// another agent already does; it then makes its memory unreadable to the user's other
+/// processes, as the agent does.
+fn node_agent(app: &App, key: &Result<vault_core::UnlockKey, vault_core::StoreError>) -> Option<Listening> {
+    let bound = match key {
+        Ok(_) => lender::bind(&app.dir).and_then(|l| lender::harden().map(|()| l)),
+        Err(e) => Err(anyhow::anyhow!("cannot read the vault's key: {e}")),
+    };
     match bound {
-        Ok(Some((listening, Ok(key)))) => Some((listening, key)),
+        Ok(Some(listening)) => Some(listening),
         Ok(None) => {
             if !app.json {
                 eprintln!("an unlock agent already holds this vault's key; the node leaves it be");
             }
-            None
-        }
-        Ok(Some((_, Err(e)))) => {
-            eprintln!("warning: the node does not serve as unlock agent: {e}");
             None
         }
         Err(e) => {

@@ -9,7 +9,7 @@ use vault_core::{UnlockKey, Vault};
 use zeroize::Zeroizing;
 
 use crate::agent::lender::{self, Lender, check_span, now};
-use crate::agent::{self, FRAME_MAX, OP_EXTEND, OP_LOCK, OP_UNLOCK, RE_OK, reason};
+use crate::agent::{self, FRAME_MAX, OP_EXTEND, OP_LOCK, OP_UNLOCK, RE_NO, RE_OK, reason};
 use crate::app::{App, Outcome, read_passphrase};
 use crate::cli::{AgentRunArgs, UnlockArgs};
 use crate::time::{local, parse_duration, rfc3339};
@@ -41,48 +41,70 @@ pub(crate) fn unlock(app: &App, args: &UnlockArgs) -> Result<Outcome> {
     }
     let span = parse_duration(&args.duration)?;
     check_span(span)?;
-    let until = now() + span;
     match agent::info(&app.dir)? {
         // Already unlocked: whoever can ask the agent can have the key, so a new end needs no
         // passphrase.
-        Some(info) if info.until.is_some() => match agent::call(&app.dir, OP_EXTEND, &until.to_be_bytes())? {
-            Some((RE_OK, _)) => said(app, until, if info.node { "node" } else { "agent" }, true),
-            Some((_, why)) => bail!("the agent refused: {}", reason(&why)),
-            None => bail!("the agent stopped meanwhile; run 'vault unlock' again"),
-        },
+        Some(info) if info.until.is_some() => extend(app, now() + span, info.node),
         // The node holds the key but lends it only to someone who proves the passphrase.
         Some(_) => {
             let key = key_from_passphrase(app)?;
+            // The time starts once the passphrase is in.
+            let until = now() + span;
             let mut payload = Zeroizing::new(until.to_be_bytes().to_vec());
             payload.extend_from_slice(&key.to_bytes());
             match agent::call(&app.dir, OP_UNLOCK, &payload)? {
                 Some((RE_OK, _)) => said(app, until, "node", false),
-                Some((_, why)) => bail!("the node refused: {}", reason(&why)),
+                Some((RE_NO, why)) => bail!("the node refused: {}", reason(&why)),
+                Some(_) => bail!("the node answered something else than yes or no"),
                 None => bail!("the node stopped meanwhile; run 'vault unlock' again"),
             }
         }
         None => {
             let key = key_from_passphrase(app)?;
-            start_agent(app, &key, until)?;
-            said(app, until, "agent", false)
+            let until = now() + span;
+            match start_agent(app, &key, until) {
+                Ok(()) => said(app, until, "agent", false),
+                // Another `vault unlock` started one meanwhile: give it this end.
+                Err(e) => match agent::info(&app.dir) {
+                    Ok(Some(info)) if info.until.is_some() => extend(app, until, info.node),
+                    _ => Err(e),
+                },
+            }
         }
     }
 }
 
+/// Gives the unlock in force a new end.
+fn extend(app: &App, until: i64, node: bool) -> Result<Outcome> {
+    match agent::call(&app.dir, OP_EXTEND, &until.to_be_bytes())? {
+        Some((RE_OK, _)) => said(app, until, if node { "node" } else { "agent" }, true),
+        Some((RE_NO, why)) => bail!("the agent refused: {}", reason(&why)),
+        Some(_) => bail!("the agent answered something else than yes or no"),
+        None => bail!("the agent stopped meanwhile; run 'vault unlock' again"),
+    }
+}
+
 /// Starts `vault agent-run` in the background and hands it the key on its standard input.
-/// The passphrase stays here: the variables that carry it are not passed on.
+/// The passphrase stays here.
 fn start_agent(app: &App, key: &UnlockKey, until: i64) -> Result<()> {
     use std::os::unix::process::CommandExt;
     let exe = std::env::current_exe().context("cannot find the vault program to start the agent")?;
     let dir = std::fs::canonicalize(&app.dir)?;
-    let mut child = Command::new(exe)
+    let mut child = Command::new(exe);
+    // A clean environment: nothing the agent does not need (the passphrase variables, a
+    // database address) goes with it.
+    child.env_clear();
+    for name in ["XDG_RUNTIME_DIR", "TMPDIR", "VAULT_LOG"] {
+        if let Some(value) = std::env::var_os(name) {
+            child.env(name, value);
+        }
+    }
+    let mut child = child
         .arg("--vault")
         .arg(&dir)
         .arg("agent-run")
         .arg("--until")
         .arg(until.to_string())
-        .env_remove("VAULT_PASSPHRASE")
-        .env_remove("VAULT_PASSPHRASE_COMMAND")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -182,13 +204,19 @@ pub(crate) fn lock(app: &App) -> Result<Outcome> {
         if app.json {
             app.print_json(&json!({ "locked": false, "by": null }))?;
         } else {
-            app.print("nothing to lock: no agent holds this vault's key")?;
+            let looked = agent::socket_path(&app.dir, false).ok().flatten();
+            let looked = looked.as_deref().and_then(std::path::Path::parent).map(|d| d.display().to_string());
+            app.print(format!(
+                "nothing to lock: no agent holds this vault's key (looked in {})",
+                looked.unwrap_or_else(|| "the agent directory, which does not exist".into())
+            ))?;
         }
         return Ok(Outcome::Done);
     };
     match agent::call(&app.dir, OP_LOCK, &[])? {
         Some((RE_OK, _)) | None => {}
-        Some((_, why)) => bail!("the agent refused: {}", reason(&why)),
+        Some((RE_NO, why)) => bail!("the agent refused: {}", reason(&why)),
+        Some(_) => bail!("the agent answered something else than yes or no"),
     }
     let by = if info.node { "node" } else { "agent" };
     if app.json {

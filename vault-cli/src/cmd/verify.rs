@@ -14,7 +14,12 @@ pub(crate) fn run(app: &App) -> Result<Outcome> {
     }
     let lent = match app.borrowed_key() {
         Some(key) => match Vault::at(&app.dir).verify_with_key(&key) {
-            Err(vault_core::OpenError::StaleKey) => None,
+            Err(vault_core::OpenError::StaleKey) => {
+                eprintln!(
+                    "warning: the unlock agent holds a key this vault no longer uses; run 'vault lock'"
+                );
+                None
+            }
             other => Some(other?),
         },
         None => None,

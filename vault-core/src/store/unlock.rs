@@ -144,8 +144,13 @@ impl Store {
 
     /// Opens an existing vault file with a key an unlock agent lent. The key is used only if it
     /// came from this file's current wrapped key (a changed passphrase or data key makes it
-    /// [`UnlockFailure::StaleKey`]) and opens the sealed manifest; nothing is written before.
-    pub(crate) fn open_with_key(path: &Path, lent: &UnlockKey) -> Result<Self, UnlockFailure> {
+    /// [`UnlockFailure::StaleKey`]) and opens the sealed manifest, or, when the manifest is
+    /// damaged, the secrets (then the damage is returned beside the store, for `verify` to
+    /// report and everyone else to refuse). Nothing is written before.
+    pub(crate) fn open_with_key(
+        path: &Path,
+        lent: &UnlockKey,
+    ) -> Result<(Self, Option<StoreError>), UnlockFailure> {
         let conn = open_connection(path)?;
         let header = read_header(&conn)?;
         if header.vault_id != lent.vault_id || header.wrapped != lent.wrapped {
@@ -153,14 +158,23 @@ impl Store {
         }
         configure(&conn)?;
         let mut store = Self::with_key(conn, header.vault_id, lent.key.clone(), path)?;
-        // A key that does not open the manifest is not this vault's, whatever it claims.
-        match store.read_manifest() {
-            Ok(Some(_)) => {}
-            Ok(None) | Err(StoreError::Unreadable { .. }) => return Err(UnlockFailure::StaleKey),
+        // A key is lent only once the manifest exists, so a missing one is damage.
+        let damage = match store.read_manifest() {
+            Ok(Some(_)) => None,
+            Ok(None) => Some(StoreError::Missing { table: "manifest", row: "1".into() }),
+            Err(damage @ StoreError::Unreadable { .. }) => Some(damage),
             Err(e) => return Err(UnlockFailure::Store(e)),
+        };
+        if damage.is_some() {
+            // A wrong key opens nothing; the right one still opens the secrets.
+            let (checked, failed) =
+                store.check_blobs(&super::sealed::SECRETS).map_err(UnlockFailure::Store)?;
+            if checked == 0 || !failed.is_empty() {
+                return Err(UnlockFailure::StaleKey);
+            }
         }
         store.migrate().map_err(UnlockFailure::Store)?;
-        Ok(store)
+        Ok((store, damage))
     }
 
     /// The data key as an agent may hold it, bound to the file's current wrapped key.

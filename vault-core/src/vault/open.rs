@@ -247,7 +247,10 @@ impl VaultOptions {
     /// [`OpenError::StaleKey`] before anything is read with it; nothing is modified on failure.
     pub fn unlock_with_key(self, key: &UnlockKey) -> Result<Vault, OpenError> {
         let path = self.existing_db()?;
-        let store = Store::open_with_key(&path, key).map_err(|e| self.open_error(&path, e))?;
+        let (store, damage) = Store::open_with_key(&path, key).map_err(|e| self.open_error(&path, e))?;
+        if let Some(damage) = damage {
+            return Err(damage.into());
+        }
         Vault::load(store, self.dir, self.clock)
     }
 
@@ -288,7 +291,8 @@ impl VaultOptions {
     /// [`VaultOptions::unlock_with_key`]).
     pub fn verify_with_key(self, key: &UnlockKey) -> Result<VerifyReport, OpenError> {
         let path = self.existing_db()?;
-        let store = Store::open_with_key(&path, key).map_err(|e| self.open_error(&path, e))?;
+        // Damage the opening found is found again, and reported, by the checks.
+        let (store, _) = Store::open_with_key(&path, key).map_err(|e| self.open_error(&path, e))?;
         // One read transaction: a compaction by another process cannot make a healthy vault
         // look damaged halfway through.
         store.read_tx(|| verify_store(&store))
@@ -418,5 +422,23 @@ mod tests {
         assert!(UnlockKey::from_bytes(&[0; 49]).is_some());
         assert!(UnlockKey::from_bytes(&[0; 48 + 257]).is_none());
         assert_eq!(format!("{:?}", UnlockKey::from_bytes(&[7; 60]).unwrap()), "UnlockKey(..)");
+    }
+
+    #[test]
+    fn a_damaged_manifest_under_a_lent_key_is_damage_not_a_stale_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let lent = new_test_vault(dir.path()).unlock_key().unwrap();
+        let conn = rusqlite::Connection::open(dir.path().join(DB_FILE)).unwrap();
+        let mut blob: Vec<u8> = conn.query_row("SELECT blob FROM manifest", [], |r| r.get(0)).unwrap();
+        let last = blob.len() - 1;
+        blob[last] ^= 1;
+        conn.execute("UPDATE manifest SET blob = ?1", [&blob]).unwrap();
+        let err = Vault::at(dir.path()).unlock_with_key(&lent).unwrap_err();
+        assert!(matches!(err, OpenError::Damaged(_)), "{err:?}");
+        conn.execute("DELETE FROM manifest", []).unwrap();
+        let err = Vault::at(dir.path()).unlock_with_key(&lent).unwrap_err();
+        assert!(matches!(err, OpenError::Damaged(_)), "{err:?}");
+        let report = Vault::at(dir.path()).verify_with_key(&lent).unwrap();
+        assert!(!report.is_ok() && report.problems.iter().any(|p| p.contains("manifest")), "{report:?}");
     }
 }
