@@ -57,6 +57,14 @@ pub(super) fn watch_step(vault: &mut Vault, expiry_due: bool, after_check: impl 
     after_check(vault);
     if expiry_due {
         changed |= vault.expire_grants().map(|e| !e.is_empty()).unwrap_or(false);
+        // An age (`over(N)`) turns on a date, not on an edit: recomputed once the date changes.
+        changed |= match vault.update_dated_projections() {
+            Ok(updated) => !updated.is_empty(),
+            Err(e) => {
+                tracing::warn!(error = %e, "updating dated projections failed");
+                false
+            }
+        };
         // Watchers (the database mirror among them) learn of an erasure here as of any change.
         changed |= vault.erase_expired_shares().unwrap_or(false);
     }
