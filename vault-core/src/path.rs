@@ -378,6 +378,72 @@ mod tests {
     }
 
     #[test]
+    fn derived_paths_parse_print_back_and_serialize_as_strings() {
+        for p in [
+            "profile.birthday:over(18)",
+            "profile.birthday:year",
+            "profile.address:country",
+            "profile.address.postcode:prefix(2)",
+            "purchases.*.price:band(10,50,100)",
+            "purchases.*.date:year",
+            "preferences.diet:prefix(1)",
+        ] {
+            let path: FieldPath = p.parse().unwrap();
+            assert_eq!(path.to_string(), p);
+            assert_eq!(serde_json::to_string(&path).unwrap(), format!("\"{p}\""));
+            assert!(path.derived().is_some());
+        }
+        // Paths without a derivation serialize exactly as before: signed statements made
+        // before derivations existed keep verifying.
+        let plain: FieldPath = "profile.address.city".parse().unwrap();
+        assert_eq!(serde_json::to_string(&plain).unwrap(), "\"profile.address.city\"");
+        assert_eq!(plain.source(), &plain);
+        let d: FieldPath = "purchases.*.price:band(10,50)".parse().unwrap();
+        assert!(d.is_purchases());
+        assert_eq!(d.source().to_string(), "purchases.*.price");
+    }
+
+    #[test]
+    fn bad_derivations_are_refused_by_name() {
+        let err = |p: &str| p.parse::<FieldPath>().unwrap_err().to_string();
+        assert_eq!(
+            err("profile.birthday:age(18)"),
+            "unknown derivation \"age\" in \"profile.birthday:age(18)\": known derivations are over(N), \
+             year, country, prefix(N) and band(B1,B2,...)"
+        );
+        assert_eq!(
+            err("profile.email:over(18)"),
+            "cannot apply \"over(18)\" to \"profile.email\": it needs a date, and \"profile.email\" is text"
+        );
+        assert_eq!(
+            err("profile.birthday:over(0)"),
+            "invalid derivation in \"profile.birthday:over(0)\": over(N) takes one whole number of years from 1 to 150"
+        );
+        assert_eq!(err("profile.emial:year"), "unknown field path \"profile.emial\"");
+        assert!(err("purchases.*.rating:band(1,2)").contains("it needs a price, and \"purchases.*.rating\" is a number"));
+        assert!(err("profile:country").contains("is a group of fields"));
+        assert!(err("profile.birthday:year:over(18)").starts_with("unknown derivation \"year:over\""));
+        assert!(err("profile.birthday:").starts_with("unknown derivation \"\""));
+    }
+
+    #[test]
+    fn a_derived_value_is_narrower_than_its_source() {
+        let p = |s: &str| s.parse::<FieldPath>().unwrap();
+        let over18 = p("profile.birthday:over(18)");
+        assert!(p("profile.birthday").covers(&over18));
+        assert!(p("profile").covers(&over18));
+        assert!(over18.covers(&over18));
+        assert!(!over18.covers(&p("profile.birthday")), "the source is wider");
+        assert!(!over18.covers(&p("profile.birthday:over(21)")));
+        assert!(!over18.covers(&p("profile.birthday:year")));
+        assert!(!p("profile.email").covers(&over18));
+        assert!(p("profile.address").covers(&p("profile.address.postcode:prefix(2)")));
+        assert!(p("profile.address").covers(&p("profile.address:country")));
+        assert!(p("purchases").covers(&p("purchases.*.price:band(10)")));
+        assert!(p("profile.birthday").overlaps(&over18), "who gets something of my birthday?");
+    }
+
+    #[test]
     fn filters() {
         let f: RecordFilter = "purchases[tag=books]".parse().unwrap();
         assert_eq!(f, "tag=books".parse().unwrap());
