@@ -110,7 +110,9 @@ impl Derivation {
         let (name, args) = match s.split_once('(') {
             Some((name, rest)) => {
                 let Some(args) = rest.strip_suffix(')') else {
-                    return Err(DeriveError::Bad("a derivation's arguments are written in parentheses: over(18)"));
+                    return Err(DeriveError::Bad(
+                        "a derivation's arguments are written in parentheses: over(18)",
+                    ));
                 };
                 (name.trim(), Some(args))
             }
@@ -150,9 +152,9 @@ impl Derivation {
             ("year", None) => Ok(Derivation::Year),
             ("country", None) => Ok(Derivation::Country),
             ("year" | "country", Some(_)) => Err(DeriveError::Bad("year and country take no arguments")),
-            ("over" | "prefix" | "band", None) => {
-                Err(DeriveError::Bad("over, prefix and band need their numbers: over(18), prefix(2), band(10,50)"))
-            }
+            ("over" | "prefix" | "band", None) => Err(DeriveError::Bad(
+                "over, prefix and band need their numbers: over(18), prefix(2), band(10,50)",
+            )),
             (other, _) => Err(DeriveError::Unknown(other.chars().take(40).collect())),
         }
     }
@@ -227,7 +229,8 @@ impl Derivation {
                     return None;
                 }
                 let scale = 10i128.pow(minor_digits(currency));
-                let band = bounds.iter().take_while(|b| i128::from(**b) * scale <= i128::from(amount)).count();
+                let band =
+                    bounds.iter().take_while(|b| i128::from(**b) * scale <= i128::from(amount)).count();
                 let label = match (band.checked_sub(1).map(|i| bounds[i]), bounds.get(band)) {
                     (None, Some(hi)) => format!("under {hi} {currency}"),
                     (Some(lo), Some(hi)) => format!("{lo} to {hi} {currency}"),
@@ -460,7 +463,10 @@ mod tests {
             Derivation::Over(18).plain_words(&p("profile.birthday")),
             "whether you are over 18 (not your birthday)"
         );
-        assert_eq!(Derivation::Year.plain_words(&p("profile.birthday")), "your birth year (not the full date)");
+        assert_eq!(
+            Derivation::Year.plain_words(&p("profile.birthday")),
+            "your birth year (not the full date)"
+        );
         assert_eq!(Derivation::Country.plain_words(&p("profile.address")), "your country (not your address)");
         assert_eq!(
             Derivation::Prefix(2).plain_words(&p("profile.address.postcode")),

@@ -16,7 +16,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::derive::{DeriveError, Derivation, KNOWN_DERIVATIONS};
+use crate::derive::{Derivation, DeriveError, KNOWN_DERIVATIONS};
 use crate::schema::{document_schema, is_valid_preference_key};
 
 /// A path could not be read or names nothing in the schema.
@@ -48,7 +48,9 @@ pub enum PathError {
         rule: &'static str,
     },
     /// A derivation applied to a field of another type.
-    #[error("cannot apply \"{derivation}\" to \"{source_path}\": it needs {needs}, and \"{source_path}\" is {found}")]
+    #[error(
+        "cannot apply \"{derivation}\" to \"{source_path}\": it needs {needs}, and \"{source_path}\" is {found}"
+    )]
     WrongType {
         /// The source path.
         source_path: String,
@@ -404,6 +406,27 @@ mod tests {
     }
 
     #[test]
+    fn printed_paths_fit_the_schemas_field_path_pattern() {
+        let pattern = document_schema()["$defs"]["field_path"]["pattern"].as_str().unwrap();
+        let schema = serde_json::json!({ "type": "string", "pattern": pattern });
+        let validator = jsonschema::validator_for(&schema).unwrap();
+        for p in [
+            "profile",
+            "profile.address.city",
+            "preferences.shoe-size",
+            "purchases.*.item",
+            "profile.birthday:over(150)",
+            "profile.address:country",
+            "profile.address.postcode:prefix(4)",
+            "purchases.*.price:band(1,2,3,4,5,6,7,1000000000)",
+        ] {
+            let printed = p.parse::<FieldPath>().unwrap().to_string();
+            assert!(validator.is_valid(&serde_json::json!(printed)), "{printed}");
+        }
+        assert!(!validator.is_valid(&serde_json::json!("profile.birthday:age")));
+    }
+
+    #[test]
     fn bad_derivations_are_refused_by_name() {
         let err = |p: &str| p.parse::<FieldPath>().unwrap_err().to_string();
         assert_eq!(
@@ -420,7 +443,10 @@ mod tests {
             "invalid derivation in \"profile.birthday:over(0)\": over(N) takes one whole number of years from 1 to 150"
         );
         assert_eq!(err("profile.emial:year"), "unknown field path \"profile.emial\"");
-        assert!(err("purchases.*.rating:band(1,2)").contains("it needs a price, and \"purchases.*.rating\" is a number"));
+        assert!(
+            err("purchases.*.rating:band(1,2)")
+                .contains("it needs a price, and \"purchases.*.rating\" is a number")
+        );
         assert!(err("profile:country").contains("is a group of fields"));
         assert!(err("profile.birthday:year:over(18)").starts_with("unknown derivation \"year:over\""));
         assert!(err("profile.birthday:").starts_with("unknown derivation \"\""));

@@ -268,8 +268,11 @@ impl Projection {
             match t {
                 Touched::Section(section) if section == PURCHASES => {
                     if purchase_fields(grant).is_some() {
-                        let projected =
-                            project(grant, &serde_json::json!({ PURCHASES: doc.section_json(PURCHASES) }), now);
+                        let projected = project(
+                            grant,
+                            &serde_json::json!({ PURCHASES: doc.section_json(PURCHASES) }),
+                            now,
+                        );
                         assign(&mut self.am, &ROOT, PURCHASES, &projected[PURCHASES]);
                     }
                 }

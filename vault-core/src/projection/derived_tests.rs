@@ -41,8 +41,11 @@ fn doc() -> VaultDoc {
     let mut doc = VaultDoc::new();
     doc.set_profile(&["birthday"], json!("2009-01-20")).unwrap();
     doc.set_profile(&["email"], json!("ada@example.org")).unwrap();
-    doc.set_profile(&["address"], json!({"street": "1 rue Neuve", "city": "Lyon", "postcode": "69001", "country": "FR"}))
-        .unwrap();
+    doc.set_profile(
+        &["address"],
+        json!({"street": "1 rue Neuve", "city": "Lyon", "postcode": "69001", "country": "FR"}),
+    )
+    .unwrap();
     doc.set_preference("diet", "vegetarian").unwrap();
     doc.put_purchase("aaaa", &purchase(1250)).unwrap();
     doc

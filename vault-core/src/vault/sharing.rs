@@ -287,8 +287,10 @@ impl Vault {
         let as_of = self.doc.automerge().get_heads();
         let as_of_seq = self.last_seq;
         self.append_projection_chunk(&g.id, 1, 0, as_of_seq, &as_of, &projection.automerge().save())?;
-        self.projections
-            .insert(g.id, ProjectionState { projection, as_of_seq, as_of, last_seq: 1, chunks: 1, epoch: 0, day });
+        self.projections.insert(
+            g.id,
+            ProjectionState { projection, as_of_seq, as_of, last_seq: 1, chunks: 1, epoch: 0, day },
+        );
         Ok(())
     }
 

@@ -85,8 +85,10 @@ fn a_derived_grant_follows_its_source_and_the_date() {
     // A handle that loads the projection from storage recomputes dated values on its date.
     let dir = f.vault.dir().to_owned();
     let c = f.clock.clone();
-    let mut other =
-        Vault::at(&dir).clock(Arc::new(move || c.load(Ordering::SeqCst))).unlock(&Passphrase::new("pw")).unwrap();
+    let mut other = Vault::at(&dir)
+        .clock(Arc::new(move || c.load(Ordering::SeqCst)))
+        .unlock(&Passphrase::new("pw"))
+        .unwrap();
     other.set_profile("birthday", "2009-01-20").unwrap();
     other.update_projections(None).unwrap();
     assert_eq!(other.projection_values(&id).unwrap().unwrap()["profile"]["birthday:over(18)"], json!(true));
