@@ -5,7 +5,7 @@
 
 use serde_json::{Value, json};
 use vault_core::{GrantId, IdentityId, Passphrase, Vault};
-use vault_tests::{Bought, TestVault, buy, check_cli_schema, serve};
+use vault_tests::{Bought, TestVault, buy, check_cli_schema, eventually, json_or_no, serve};
 
 /// The customer's source values: none of them may ever reach the seller.
 const BIRTHDAY: &str = "1990-05-17";
@@ -255,4 +255,31 @@ fn a_seller_asks_for_a_derived_field_and_the_customer_narrows_never_widens() {
     // Narrower than asked: fewer derived values.
     let grant = ada.json(&["approve", &derived, "--fields", "profile.birthday:over(18)"], "grant");
     assert_eq!(grant["fields"], json!(["profile.birthday:over(18)"]));
+}
+
+#[test]
+fn a_derived_value_follows_its_source_live() {
+    let (ada, shop) = (customer(), TestVault::new());
+    let (_shop_node, shop_ticket) = serve(&shop);
+    let (_ada_node, _) = serve(&ada);
+    ada.ok(&["contact", "add", "shop", &shop_ticket]);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    ada.ok(&[
+        "grant",
+        "shop",
+        "--fields",
+        "profile.address.postcode:prefix(2)",
+        "--purpose",
+        "delivery zone",
+    ]);
+    let prefix = || {
+        json_or_no(&shop, &["shared"])["shares"][0]["values"]["profile"]["address"]["postcode:prefix(2)"]
+            .clone()
+    };
+    eventually("the derived value at the running seller", || prefix() == "69");
+    // An edit from the command line while both nodes run: the seller's copy follows.
+    ada.ok(&["profile", "set", "address.postcode", NEW_POSTCODE]);
+    eventually("the new derived value at the running seller", || prefix() == "75");
+    let everything = shop.ok(&["--json", "shared"]);
+    assert!(!everything.contains(POSTCODE) && !everything.contains(NEW_POSTCODE), "{everything}");
 }
