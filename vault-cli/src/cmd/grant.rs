@@ -63,8 +63,12 @@ fn describe(vault: &Vault, info: &GrantInfo) -> String {
         fields.push_str(" (no prices)");
     }
     // Derived fields in plain words (vault's own text: the paths were checked when read).
-    let derived: String =
-        g.fields.iter().filter_map(derived_words).map(|words| format!("\n             ({words})")).collect();
+    let derived: String = g
+        .fields
+        .iter()
+        .filter_map(derived_words)
+        .map(|words| format!("\n             shares only {words}"))
+        .collect();
     format!(
         "{}  {}  [{status}]\n    fields:  {}{derived}\n    purpose: {}\n    {until}, issued {}",
         g.id,

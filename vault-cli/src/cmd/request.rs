@@ -114,7 +114,7 @@ fn describe(vault: &Vault, info: &RequestInfo, incoming: bool) -> String {
             untrusted(&r.fields.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "))
         ));
         for words in r.fields.iter().filter_map(derived_words) {
-            lines.push(format!("              ({words})"));
+            lines.push(format!("              shares only {words}"));
         }
     }
     match info.status {
