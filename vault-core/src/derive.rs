@@ -255,12 +255,15 @@ impl Derivation {
             Derivation::Country => "your country (not your address)".to_owned(),
             Derivation::Prefix(1) => format!("the first character of {noun} (not all of it)"),
             Derivation::Prefix(n) => format!("the first {n} characters of {noun} (not all of it)"),
-            Derivation::Band(bounds) => {
-                let mut bands = vec![format!("under {}", bounds[0])];
-                bands.extend(bounds.windows(2).map(|w| format!("{} to {}", w[0], w[1])));
-                bands.push(format!("{} or more", bounds[bounds.len() - 1]));
-                format!("the price band of each purchase: {} (not the exact price)", bands.join(", "))
-            }
+            Derivation::Band(bounds) => match (bounds.first(), bounds.last()) {
+                (Some(first), Some(last)) => {
+                    let mut bands = vec![format!("under {first}")];
+                    bands.extend(bounds.windows(2).map(|w| format!("{} to {}", w[0], w[1])));
+                    bands.push(format!("{last} or more"));
+                    format!("the price band of each purchase: {} (not the exact price)", bands.join(", "))
+                }
+                _ => "the price band of each purchase (not the exact price)".to_owned(),
+            },
         }
     }
 }

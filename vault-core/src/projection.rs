@@ -24,8 +24,12 @@ fn lookup<'a>(root: &'a Value, path: &[String]) -> Option<&'a Value> {
     path.iter().try_fold(root, |v, segment| v.get(segment))
 }
 
-/// Puts `value` at `parent.key` under `root` (a map), creating the maps on the way.
+/// Puts `value` at `parent.key` under `root` (a map), creating the maps on the way; a root
+/// that is not a map (never, in a document that fits its schema) takes nothing.
 fn put_at(root: &mut Value, parent: &[String], key: &str, value: Value) {
+    if !root.is_object() && !root.is_null() {
+        return;
+    }
     let mut target = root;
     for segment in parent {
         if !target.get(segment).is_some_and(Value::is_object) {

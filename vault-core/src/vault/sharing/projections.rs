@@ -296,13 +296,19 @@ impl Vault {
     /// projection changed; with none to recompute, nothing is read or written.
     pub fn update_dated_projections(&mut self) -> Result<Vec<GrantId>, GrantError> {
         let day = today(self.now());
-        let stale: Vec<GrantId> = self
+        let dated: Vec<GrantId> = self
             .grants()?
             .into_iter()
             .filter(|g| g.is_live() && is_dated(g.grant.statement()))
             .map(|g| g.grant.statement().id)
-            .filter(|id| self.projections.get(id).is_none_or(|s| s.day != Some(day)))
             .collect();
+        let mut stale = Vec::new();
+        for id in dated {
+            // Read only (a projection this device does not hold is not written for every tick).
+            if self.load_projection(&id)?.is_some_and(|s| s.day != Some(day)) {
+                stale.push(id);
+            }
+        }
         if stale.is_empty() {
             return Ok(Vec::new());
         }
