@@ -56,7 +56,21 @@ pub const MAX_BAND_BOUND: u64 = 1_000_000_000;
 /// The derivations, as `vault` names them in messages.
 pub const KNOWN_DERIVATIONS: &str = "over(N), year, country, prefix(N) and band(B1,B2,...)";
 
-/// A value computed from a field.
+/// A value computed from a field, named after the field's path and a colon
+/// (`profile.birthday:over(18)`); only the value is shared, never the field.
+///
+/// - `over(N)`, N from 1 to 150, of a date: whether it is at least N whole years before the
+///   issuer's current UTC date (an age of N or more); recomputed as the date changes.
+/// - `year` of a date: its year.
+/// - `country` of an address: its two-letter country code.
+/// - `prefix(N)`, N from 1 to 4, of text: its first N characters (nothing when the text has N
+///   characters or fewer).
+/// - `band(B1,...,Bk)`, 1 to 8 increasing whole bounds from 1 to 10^9 in the currency's major
+///   unit, of a price: `under B1 CUR`, `Bi to Bi+1 CUR` (lower bound included) or `Bk CUR or
+///   more`; shared only by a grant that includes prices.
+///
+/// A missing or unreadable source gives no value at all. The input type is checked against the
+/// document schema when the path is read ([`crate::FieldPath`]'s parser).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[non_exhaustive]
 pub enum Derivation {
