@@ -423,7 +423,9 @@ mod tests {
             let printed = p.parse::<FieldPath>().unwrap().to_string();
             assert!(validator.is_valid(&serde_json::json!(printed)), "{printed}");
         }
-        assert!(!validator.is_valid(&serde_json::json!("profile.birthday:age")));
+        for bad in ["profile.birthday:age", "profile.birthday:over(0)", "profile.address.city:prefix(5)"] {
+            assert!(!validator.is_valid(&serde_json::json!(bad)), "{bad}");
+        }
     }
 
     #[test]
