@@ -74,6 +74,10 @@ fn a_derived_grant_ships_only_the_derived_values_and_follows_the_source() {
         ),
         "{err}"
     );
+    assert!(
+        err.contains("hint: over(N) and year read a date (profile.birthday), country an address"),
+        "{err}"
+    );
     let err = fails("profile.email:over(18)");
     assert!(
         err.contains(
