@@ -245,6 +245,11 @@ fn a_seller_asks_for_a_derived_field_and_the_customer_narrows_never_widens() {
         assert!(!screen.contains(secret), "the consent screen does not print the values");
     }
 
+    // Bad derivations in an approval are named too.
+    let err = ada.fails(&["approve", &derived, "--fields", "profile.birthday:age"], 2);
+    assert!(err.contains("unknown derivation \"age\""), "{err}");
+    let err = ada.fails(&["approve", &derived, "--fields", "profile.email:year"], 2);
+    assert!(err.contains("it needs a date, and \"profile.email\" is text"), "{err}");
     // Never wider: the raw field, another age, another derivation. Nothing is granted.
     for wider in [
         "profile.birthday",
