@@ -105,7 +105,7 @@ impl Linked {
     fn projection(&self, id: &GrantId) -> Value {
         self.issuer.inspect(|v| {
             let grant = v.grant_info(id).unwrap().unwrap().grant;
-            vault_core::project(grant.statement(), &v.export_json())
+            vault_core::project(grant.statement(), &v.export_json(), v.now())
         })
     }
 

@@ -201,7 +201,9 @@ pub(crate) struct GrantArgs {
     /// Who receives: a contact name, a ticket or an identity
     pub(crate) peer: String,
     /// Field paths, comma-separated or repeated: profile.email, profile.address, preferences.diet,
-    /// purchases, purchases.*.item
+    /// purchases, purchases.*.item; or a value derived from one instead of it:
+    /// profile.birthday:over(18), profile.birthday:year, profile.address:country,
+    /// profile.address.postcode:prefix(2), purchases.*.price:band(10,50,100)
     #[arg(long, required = true, value_delimiter = ',', num_args = 1..)]
     pub(crate) fields: Vec<String>,
     /// Why the peer gets them (shown to both sides, required)
@@ -324,7 +326,8 @@ pub(crate) struct SharedArgs {
 pub(crate) struct RequestArgs {
     /// Whose data: a contact name or a ticket
     pub(crate) peer: String,
-    /// Field paths, comma-separated or repeated: profile.email, profile.address, purchases, ...
+    /// Field paths, comma-separated or repeated: profile.email, profile.address, purchases, ...;
+    /// or a value derived from one instead of it: profile.birthday:over(18), profile.address:country
     #[arg(long, required = true, value_delimiter = ',', num_args = 1..)]
     pub(crate) fields: Vec<String>,
     /// Why you need them (shown to the customer, required)
@@ -379,7 +382,8 @@ pub(crate) struct RequestsArgs {
 pub(crate) struct ApproveArgs {
     /// The request id (from `vault requests`)
     pub(crate) request_id: String,
-    /// Grant only these of the requested fields (comma-separated)
+    /// Grant only these of the requested fields (comma-separated), or values derived from them
+    /// (profile.birthday:over(18) where profile.birthday was asked)
     #[arg(long, value_delimiter = ',', num_args = 1..)]
     pub(crate) fields: Option<Vec<String>>,
     /// End sooner than asked: a duration (30d) or a date (YYYY-MM-DD)

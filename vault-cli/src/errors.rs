@@ -1,6 +1,6 @@
 //! Error reporting: `error: ...` with its causes, then a `hint: ...` line for common mistakes.
 
-use vault_core::{ContactError, CreateError, EditError, ImportError, OpenError};
+use vault_core::{ContactError, CreateError, EditError, ImportError, OpenError, PathError};
 
 use crate::output::untrusted;
 
@@ -54,6 +54,18 @@ fn hint(err: &anyhow::Error) -> Option<String> {
         if let Some(EditError::Schema(_)) = cause.downcast_ref::<EditError>() {
             return Some(
                 "the allowed fields and values are in schemas/doc/vault-document.schema.json".into(),
+            );
+        }
+        if let Some(
+            PathError::UnknownDerivation { .. }
+            | PathError::BadDerivation { .. }
+            | PathError::WrongType { .. },
+        ) = cause.downcast_ref::<PathError>()
+        {
+            return Some(
+                "over(N) and year read a date (profile.birthday), country an address (profile.address), \
+                 prefix(N) text (profile.address.postcode), band(B1,B2,...) a price (purchases.*.price)"
+                    .into(),
             );
         }
         if let Some(ImportError::UnknownFormat) = cause.downcast_ref::<ImportError>() {

@@ -10,6 +10,7 @@ mod app;
 mod cli;
 mod cmd;
 mod errors;
+mod fields;
 mod logging;
 mod output;
 mod time;

@@ -279,6 +279,36 @@ mod tests {
         assert_eq!(early.to_string(), "invalid erasure receipt: it is dated before the grant was issued");
     }
 
+    /// Known-answer test: a grant naming plain and derived fields, as signed bytes (hex). The
+    /// plain paths are written exactly as before derivations existed; the derived ones are
+    /// part of the signed body; both must keep verifying and parsing.
+    #[test]
+    fn grant_with_derived_fields_known_answer() {
+        let (alice, shop) = (Identity::from_secret_bytes(&[1; 32]), Identity::from_secret_bytes(&[2; 32]));
+        let fields = ["profile.email", "profile.birthday:over(18)", "purchases.*.price:band(10,50,100)"];
+        let grant = Grant {
+            id: GrantId::from_raw(&[7; 10]).unwrap(),
+            fields: fields.iter().map(|f| f.parse().unwrap()).collect(),
+            ..grant(&alice, &shop)
+        };
+        let signed = Signed::sign(grant, &alice).unwrap();
+        let hex: String = signed.to_bytes().iter().map(|b| format!("{b:02x}")).collect();
+        let expected = include_str!("../tests/fixtures/grant-derived-v1.txt").trim();
+        assert_eq!(hex, expected);
+        let body = String::from_utf8(signed.body().to_vec()).unwrap();
+        assert!(
+            body.contains(r#""fields":["profile.email","profile.birthday:over(18)","purchases.*.price:band(10,50,100)"]"#),
+            "{body}"
+        );
+        let bytes: Vec<u8> = (0..expected.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&expected[i..i + 2], 16).unwrap())
+            .collect();
+        let back = SignedGrant::from_bytes(&bytes).unwrap();
+        let printed: Vec<String> = back.statement().fields.iter().map(ToString::to_string).collect();
+        assert_eq!(printed, fields);
+    }
+
     #[test]
     fn expiry() {
         let (alice, shop) = (Identity::generate(), Identity::generate());

@@ -40,6 +40,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod derive;
 mod doc;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
@@ -64,6 +65,9 @@ mod statement;
 mod store;
 mod vault;
 
+pub use derive::{
+    Derivation, KNOWN_DERIVATIONS, MAX_AGE, MAX_AGE_THRESHOLDS, MAX_BAND_BOUND, MAX_BAND_BOUNDS, MAX_PREFIX,
+};
 pub use doc::DocError;
 pub use grant::{ErasureReceipt, Grant, Revocation, SignedGrant};
 pub use identity::{
@@ -73,7 +77,7 @@ pub use identity::{
 pub use money::{Price, PriceError, minor_digits};
 pub use notice::{BreachNotice, MAX_NOTICE_GRANTS, MAX_NOTICE_TEXT};
 pub use pairing::{JoinPackage, PAIR_ALPN, PAIRING_LIFETIME_SECS, PairMessage, PairingCode, PairingError};
-pub use path::{FieldPath, PathError, RecordFilter};
+pub use path::{DerivedField, FieldPath, PathError, RecordFilter};
 pub use primitives::{DecryptError, KdfParams, Passphrase};
 pub use projection::project;
 pub use protocol::{

@@ -5,6 +5,10 @@
 //! `profile.address.city`, `preferences`, `preferences.diet`, `purchases` (every record, every
 //! field), `purchases.*.item` (one field of every record). A filter narrows records:
 //! `purchases[tag=books]`, `purchases[seller=Acme]`, `purchases[category=groceries]`.
+//!
+//! A path may end in a derivation, `SOURCE:DERIVATION` (`profile.birthday:over(18)`): the value
+//! computed from the source instead of the source itself (see [`crate::derive`]). A path
+//! without one reads, prints and signs exactly as before derivations existed.
 
 use std::fmt;
 use std::str::FromStr;
@@ -12,6 +16,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::derive::{Derivation, DeriveError, KNOWN_DERIVATIONS};
 use crate::schema::{document_schema, is_valid_preference_key};
 
 /// A path could not be read or names nothing in the schema.
@@ -26,6 +31,36 @@ pub enum PathError {
         "invalid record filter \"{0}\": expected purchases[tag=VALUE], purchases[seller=VALUE] or purchases[category=VALUE]"
     )]
     BadFilter(String),
+    /// A derivation that does not exist.
+    #[error("unknown derivation \"{name}\" in \"{path}\": known derivations are {KNOWN_DERIVATIONS}")]
+    UnknownDerivation {
+        /// The path as given.
+        path: String,
+        /// The derivation's name as given.
+        name: String,
+    },
+    /// A known derivation with bad arguments.
+    #[error("invalid derivation in \"{path}\": {rule}")]
+    BadDerivation {
+        /// The path as given.
+        path: String,
+        /// The rule it breaks.
+        rule: &'static str,
+    },
+    /// A derivation applied to a field of another type.
+    #[error(
+        "cannot apply \"{derivation}\" to \"{source_path}\": it needs {needs}, and \"{source_path}\" is {found}"
+    )]
+    WrongType {
+        /// The source path.
+        source_path: String,
+        /// The derivation, as written back.
+        derivation: String,
+        /// The input type it needs.
+        needs: &'static str,
+        /// What the source is.
+        found: &'static str,
+    },
 }
 
 /// An absolute path into the document.
@@ -38,6 +73,45 @@ pub enum FieldPath {
     Preferences(Option<String>),
     /// `purchases` (every field) or `purchases.*.FIELD`.
     Purchases(Option<String>),
+    /// `SOURCE:DERIVATION`: a value computed from a field instead of the field.
+    Derived(DerivedField),
+}
+
+/// A derived field: a plain source path and a derivation whose input type is the source's
+/// (checked against the document schema when read; only [`FieldPath`]'s parser makes one).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DerivedField {
+    source: Box<FieldPath>,
+    derivation: Derivation,
+}
+
+impl DerivedField {
+    /// The field the value is computed from (a plain path).
+    pub fn source(&self) -> &FieldPath {
+        &self.source
+    }
+
+    /// How the value is computed.
+    pub fn derivation(&self) -> &Derivation {
+        &self.derivation
+    }
+
+    /// The key the value has in a projection, beside where the source would be:
+    /// `birthday:over(18)`, `price:band(10,50)`.
+    pub(crate) fn key(&self) -> String {
+        let last = match &*self.source {
+            FieldPath::Profile(s) => s.last().map_or("profile", String::as_str),
+            FieldPath::Preferences(k) => k.as_deref().unwrap_or("preferences"),
+            FieldPath::Purchases(f) => f.as_deref().unwrap_or("purchases"),
+            FieldPath::Derived(_) => "",
+        };
+        format!("{last}:{}", self.derivation)
+    }
+
+    /// What the value says, in plain words (`whether you are over 18 (not your birthday)`).
+    pub fn plain_words(&self) -> String {
+        self.derivation.plain_words(&self.source)
+    }
 }
 
 fn schema_object_fields(def: &str) -> Vec<String> {
@@ -51,6 +125,30 @@ impl FromStr for FieldPath {
     type Err = PathError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let Some((source, derivation)) = s.split_once(':') else { return plain_path(s) };
+        let given = || s.trim().chars().take(80).collect::<String>();
+        let source = plain_path(source.trim())?;
+        let derivation = Derivation::parse(derivation).map_err(|e| match e {
+            DeriveError::Unknown(name) => PathError::UnknownDerivation { path: given(), name },
+            DeriveError::Bad(rule) => PathError::BadDerivation { path: given(), rule },
+            DeriveError::WrongType { .. } => PathError::Unknown(given()),
+        })?;
+        derivation.check_source(&source).map_err(|e| match e {
+            DeriveError::WrongType { needs, found } => PathError::WrongType {
+                source_path: source.to_string(),
+                derivation: derivation.to_string(),
+                needs,
+                found,
+            },
+            _ => PathError::Unknown(given()),
+        })?;
+        Ok(FieldPath::Derived(DerivedField { source: Box::new(source), derivation }))
+    }
+}
+
+/// A path without a derivation.
+fn plain_path(s: &str) -> Result<FieldPath, PathError> {
+    {
         let unknown = || PathError::Unknown(s.chars().take(80).collect());
         let segments: Vec<&str> = s.trim().split('.').collect();
         match segments.as_slice() {
@@ -83,6 +181,7 @@ impl fmt::Display for FieldPath {
             FieldPath::Preferences(Some(key)) => write!(f, "preferences.{key}"),
             FieldPath::Purchases(None) => f.write_str("purchases"),
             FieldPath::Purchases(Some(field)) => write!(f, "purchases.*.{field}"),
+            FieldPath::Derived(d) => write!(f, "{}:{}", d.source, d.derivation),
         }
     }
 }
@@ -101,9 +200,14 @@ impl From<FieldPath> for String {
 }
 
 impl FieldPath {
-    /// True when this path covers `other` (equal, or an ancestor of it).
+    /// True when this path covers `other` (equal, or an ancestor of it). A plain path covers
+    /// every derivation of what it covers (a derived value is narrower than its source); a
+    /// derived path covers only itself.
     pub fn covers(&self, other: &FieldPath) -> bool {
         match (self, other) {
+            (FieldPath::Derived(a), FieldPath::Derived(b)) => a == b,
+            (FieldPath::Derived(_), _) => false,
+            (_, FieldPath::Derived(b)) => self.covers(&b.source),
             (FieldPath::Profile(a), FieldPath::Profile(b)) => b.starts_with(a),
             (FieldPath::Preferences(None), FieldPath::Preferences(_)) => true,
             (FieldPath::Preferences(a), FieldPath::Preferences(b)) => a == b,
@@ -111,6 +215,27 @@ impl FieldPath {
             (FieldPath::Purchases(a), FieldPath::Purchases(b)) => a == b,
             _ => false,
         }
+    }
+
+    /// The plain path a value comes from: the source of a derived path, else the path itself.
+    pub fn source(&self) -> &FieldPath {
+        match self {
+            FieldPath::Derived(d) => &d.source,
+            plain => plain,
+        }
+    }
+
+    /// The source and derivation of a derived path.
+    pub fn derived(&self) -> Option<(&FieldPath, &Derivation)> {
+        match self {
+            FieldPath::Derived(d) => Some((&d.source, &d.derivation)),
+            _ => None,
+        }
+    }
+
+    /// True when this path names purchase fields (plain or derived).
+    pub fn is_purchases(&self) -> bool {
+        matches!(self.source(), FieldPath::Purchases(_))
     }
 
     /// True when this path and `other` share any value (one covers the other).
@@ -252,6 +377,98 @@ mod tests {
         assert!(p("purchases").covers(&p("purchases.*.item")));
         assert!(!p("purchases.*.item").covers(&p("purchases.*.price")));
         assert!(!p("profile").covers(&p("preferences.diet")));
+    }
+
+    #[test]
+    fn derived_paths_parse_print_back_and_serialize_as_strings() {
+        for p in [
+            "profile.birthday:over(18)",
+            "profile.birthday:year",
+            "profile.address:country",
+            "profile.address.postcode:prefix(2)",
+            "purchases.*.price:band(10,50,100)",
+            "purchases.*.date:year",
+            "preferences.diet:prefix(1)",
+        ] {
+            let path: FieldPath = p.parse().unwrap();
+            assert_eq!(path.to_string(), p);
+            assert_eq!(serde_json::to_string(&path).unwrap(), format!("\"{p}\""));
+            assert!(path.derived().is_some());
+        }
+        // Paths without a derivation serialize exactly as before: signed statements made
+        // before derivations existed keep verifying.
+        let plain: FieldPath = "profile.address.city".parse().unwrap();
+        assert_eq!(serde_json::to_string(&plain).unwrap(), "\"profile.address.city\"");
+        assert_eq!(plain.source(), &plain);
+        let d: FieldPath = "purchases.*.price:band(10,50)".parse().unwrap();
+        assert!(d.is_purchases());
+        assert_eq!(d.source().to_string(), "purchases.*.price");
+    }
+
+    #[test]
+    fn printed_paths_fit_the_schemas_field_path_pattern() {
+        let pattern = document_schema()["$defs"]["field_path"]["pattern"].as_str().unwrap();
+        let schema = serde_json::json!({ "type": "string", "pattern": pattern });
+        let validator = jsonschema::validator_for(&schema).unwrap();
+        for p in [
+            "profile",
+            "profile.address.city",
+            "preferences.shoe-size",
+            "purchases.*.item",
+            "profile.birthday:over(150)",
+            "profile.address:country",
+            "profile.address.postcode:prefix(4)",
+            "purchases.*.price:band(1,2,3,4,5,6,7,1000000000)",
+        ] {
+            let printed = p.parse::<FieldPath>().unwrap().to_string();
+            assert!(validator.is_valid(&serde_json::json!(printed)), "{printed}");
+        }
+        for bad in ["profile.birthday:age", "profile.birthday:over(0)", "profile.address.city:prefix(5)"] {
+            assert!(!validator.is_valid(&serde_json::json!(bad)), "{bad}");
+        }
+    }
+
+    #[test]
+    fn bad_derivations_are_refused_by_name() {
+        let err = |p: &str| p.parse::<FieldPath>().unwrap_err().to_string();
+        assert_eq!(
+            err("profile.birthday:age(18)"),
+            "unknown derivation \"age\" in \"profile.birthday:age(18)\": known derivations are over(N), \
+             year, country, prefix(N) and band(B1,B2,...)"
+        );
+        assert_eq!(
+            err("profile.email:over(18)"),
+            "cannot apply \"over(18)\" to \"profile.email\": it needs a date, and \"profile.email\" is text"
+        );
+        assert_eq!(
+            err("profile.birthday:over(0)"),
+            "invalid derivation in \"profile.birthday:over(0)\": over(N) takes one whole number of years from 1 to 150"
+        );
+        assert_eq!(err("profile.emial:year"), "unknown field path \"profile.emial\"");
+        assert!(
+            err("purchases.*.rating:band(1,2)")
+                .contains("it needs a price, and \"purchases.*.rating\" is a number")
+        );
+        assert!(err("profile:country").contains("is a group of fields"));
+        assert!(err("profile.birthday:year:over(18)").starts_with("unknown derivation \"year:over\""));
+        assert!(err("profile.birthday:").starts_with("unknown derivation \"\""));
+    }
+
+    #[test]
+    fn a_derived_value_is_narrower_than_its_source() {
+        let p = |s: &str| s.parse::<FieldPath>().unwrap();
+        let over18 = p("profile.birthday:over(18)");
+        assert!(p("profile.birthday").covers(&over18));
+        assert!(p("profile").covers(&over18));
+        assert!(over18.covers(&over18));
+        assert!(!over18.covers(&p("profile.birthday")), "the source is wider");
+        assert!(!over18.covers(&p("profile.birthday:over(21)")));
+        assert!(!over18.covers(&p("profile.birthday:year")));
+        assert!(!p("profile.email").covers(&over18));
+        assert!(p("profile.address").covers(&p("profile.address.postcode:prefix(2)")));
+        assert!(p("profile.address").covers(&p("profile.address:country")));
+        assert!(p("purchases").covers(&p("purchases.*.price:band(10)")));
+        assert!(p("profile.birthday").overlaps(&over18), "who gets something of my birthday?");
     }
 
     #[test]

@@ -12,83 +12,130 @@ use automerge::transaction::Transactable;
 use automerge::{ActorId, AutoCommit, ObjType, ROOT, ReadDoc};
 use serde_json::{Map, Value};
 
+use jiff::civil::Date;
+
+use crate::derive::{Derivation, today};
 use crate::doc::{PREFERENCES, PROFILE, PURCHASES, Touched, VaultDoc, assign, obj_to_json, to_hydrate};
 use crate::grant::Grant;
 use crate::path::FieldPath;
 
+/// The value at `path` under `root`, if any.
+fn lookup<'a>(root: &'a Value, path: &[String]) -> Option<&'a Value> {
+    path.iter().try_fold(root, |v, segment| v.get(segment))
+}
+
+/// Puts `value` at `parent.key` under `root` (a map), creating the maps on the way; a root
+/// that is not a map (never, in a document that fits its schema) takes nothing.
+fn put_at(root: &mut Value, parent: &[String], key: &str, value: Value) {
+    if !root.is_object() && !root.is_null() {
+        return;
+    }
+    let mut target = root;
+    for segment in parent {
+        if !target.get(segment).is_some_and(Value::is_object) {
+            target[segment.as_str()] = Value::Object(Map::new());
+        }
+        target = target.get_mut(segment.as_str()).expect("just inserted");
+    }
+    target[key] = value;
+}
+
+/// Adds to `out` (a section's projection) each derived value of `grant` whose source is in
+/// `section` (`source_path` picks it out), computed on `today`; a source missing or
+/// unreadable gives no value at all.
+fn add_derived(
+    grant: &Grant,
+    current: &Value,
+    out: &mut Value,
+    today: Date,
+    source_path: impl Fn(&FieldPath) -> Option<Vec<String>>,
+) -> bool {
+    let mut any = false;
+    for field in &grant.fields {
+        let FieldPath::Derived(d) = field else { continue };
+        let Some(path) = source_path(d.source()) else { continue };
+        any = true;
+        if matches!(d.derivation(), Derivation::Band(_)) && !grant.prices {
+            continue;
+        }
+        let Some(value) = lookup(current, &path).and_then(|v| d.derivation().compute(v, today)) else {
+            continue;
+        };
+        let parent = &path[..path.len().saturating_sub(1)];
+        put_at(out, parent, &d.key(), value);
+    }
+    any
+}
+
 /// The granted part of the profile, if the grant covers any of it.
-fn project_profile(grant: &Grant, profile: &Value) -> Option<Value> {
+fn project_profile(grant: &Grant, profile: &Value, today: Date) -> Option<Value> {
     let paths: Vec<&Vec<String>> = grant
         .fields
         .iter()
         .filter_map(|f| if let FieldPath::Profile(p) = f { Some(p) } else { None })
         .collect();
-    if paths.is_empty() {
-        return None;
-    }
     let mut out = Value::Object(Map::new());
-    for path in paths {
-        if path.is_empty() {
-            return Some(profile.clone());
-        }
-        let mut source = profile;
-        let mut found = true;
-        for segment in path {
-            match source.get(segment) {
-                Some(v) => source = v,
-                None => {
-                    found = false;
-                    break;
-                }
+    if paths.iter().any(|p| p.is_empty()) {
+        out = profile.clone();
+    } else {
+        for path in &paths {
+            if let Some(value) = lookup(profile, path) {
+                put_at(&mut out, &path[..path.len() - 1], &path[path.len() - 1], value.clone());
             }
-        }
-        if found {
-            let mut target = &mut out;
-            for segment in &path[..path.len() - 1] {
-                if !target.get(segment).is_some_and(Value::is_object) {
-                    target[segment.as_str()] = Value::Object(Map::new());
-                }
-                target = target.get_mut(segment.as_str()).expect("just inserted");
-            }
-            target[path[path.len() - 1].as_str()] = source.clone();
         }
     }
-    Some(out)
+    let derived = add_derived(grant, profile, &mut out, today, |source| match source {
+        FieldPath::Profile(p) if !p.is_empty() => Some(p.clone()),
+        _ => None,
+    });
+    (!paths.is_empty() || derived).then_some(out)
 }
 
-fn project_preferences(grant: &Grant, prefs: &Value) -> Option<Value> {
-    let mut out = Map::new();
+fn project_preferences(grant: &Grant, prefs: &Value, today: Date) -> Option<Value> {
+    let mut out = Value::Object(Map::new());
     let mut any = false;
     for field in &grant.fields {
         match field {
-            FieldPath::Preferences(None) => return Some(prefs.clone()),
+            FieldPath::Preferences(None) => {
+                any = true;
+                out = prefs.clone();
+                break;
+            }
             FieldPath::Preferences(Some(key)) => {
                 any = true;
                 if let Some(v) = prefs.get(key) {
-                    out.insert(key.clone(), v.clone());
+                    out[key.as_str()] = v.clone();
                 }
             }
             _ => {}
         }
     }
-    any.then_some(Value::Object(out))
+    let derived = add_derived(grant, prefs, &mut out, today, |source| match source {
+        FieldPath::Preferences(Some(key)) => Some(vec![key.clone()]),
+        _ => None,
+    });
+    (any || derived).then_some(out)
 }
 
+/// The purchase fields `grant` names: `None` when none, `Some(None)` for every field,
+/// `Some(Some(list))` for some (an empty list when only derived values are granted).
 fn purchase_fields(grant: &Grant) -> Option<Option<Vec<&str>>> {
     let mut fields = Vec::new();
+    let mut any = false;
     for field in &grant.fields {
         match field {
             FieldPath::Purchases(None) => return Some(None),
             FieldPath::Purchases(Some(f)) => fields.push(f.as_str()),
+            _ if field.is_purchases() => any = true,
             _ => {}
         }
     }
-    if fields.is_empty() { None } else { Some(Some(fields)) }
+    if fields.is_empty() && !any { None } else { Some(Some(fields)) }
 }
 
 /// The granted part of one purchase record; `None` when the grant does not cover it (no
 /// purchase field granted, or the record does not match the filter).
-fn project_purchase(grant: &Grant, record: &Value) -> Option<Value> {
+fn project_purchase(grant: &Grant, record: &Value, today: Date) -> Option<Value> {
     let fields = purchase_fields(grant)?;
     if grant.filter.as_ref().is_some_and(|f| !f.matches(record)) {
         return None;
@@ -108,32 +155,47 @@ fn project_purchase(grant: &Grant, record: &Value) -> Option<Value> {
     if !grant.prices {
         out.remove("price");
     }
-    Some(Value::Object(out))
+    let mut out = Value::Object(out);
+    add_derived(grant, record, &mut out, today, |source| match source {
+        FieldPath::Purchases(Some(f)) => Some(vec![f.clone()]),
+        _ => None,
+    });
+    Some(out)
 }
 
 /// Whether `grant` names any field of `section`.
 fn covers(grant: &Grant, section: &str) -> bool {
-    grant.fields.iter().any(|f| match f {
+    grant.fields.iter().any(|f| match f.source() {
         FieldPath::Profile(_) => section == PROFILE,
         FieldPath::Preferences(_) => section == PREFERENCES,
         FieldPath::Purchases(_) => section == PURCHASES,
+        FieldPath::Derived(_) => false,
     })
 }
 
-/// What `grant` covers of a document (as JSON): only the granted sections appear.
-pub fn project(grant: &Grant, doc: &Value) -> Value {
+/// True when some value of `grant` depends on the date (`over(N)`): its projection is brought
+/// up to date when the date changes, not only when the document does.
+pub(crate) fn is_dated(grant: &Grant) -> bool {
+    grant.fields.iter().any(|f| f.derived().is_some_and(|(_, d)| d.is_dated()))
+}
+
+/// What `grant` covers of a document (as JSON) at `now` (unix seconds, the issuer's clock:
+/// `over(N)` is computed on its UTC date): only the granted sections appear, and of a derived
+/// field only the derived value.
+pub fn project(grant: &Grant, doc: &Value, now: i64) -> Value {
+    let today = today(now);
     let mut out = Map::new();
-    if let Some(p) = project_profile(grant, &doc[PROFILE]) {
+    if let Some(p) = project_profile(grant, &doc[PROFILE], today) {
         out.insert(PROFILE.into(), p);
     }
-    if let Some(p) = project_preferences(grant, &doc[PREFERENCES]) {
+    if let Some(p) = project_preferences(grant, &doc[PREFERENCES], today) {
         out.insert(PREFERENCES.into(), p);
     }
     if purchase_fields(grant).is_some() {
         let mut purchases = Map::new();
         if let Some(records) = doc[PURCHASES].as_object() {
             for (id, record) in records {
-                if let Some(p) = project_purchase(grant, record) {
+                if let Some(p) = project_purchase(grant, record, today) {
                     purchases.insert(id.clone(), p);
                 }
             }
@@ -166,7 +228,7 @@ impl std::fmt::Debug for Projection {
 
 impl Projection {
     /// Builds the projection of `grant` from the current values of `doc`.
-    pub(crate) fn build(grant: &Grant, doc: &VaultDoc) -> Self {
+    pub(crate) fn build(grant: &Grant, doc: &VaultDoc, now: i64) -> Self {
         let mut am = AutoCommit::new().with_actor(ActorId::random());
         // Only the sections the grant covers are read: a profile-only grant rebuilt after an
         // overwrite must not pay for converting ten thousand purchases.
@@ -175,7 +237,7 @@ impl Projection {
             .filter(|section| covers(grant, section))
             .map(|section| (section.to_owned(), doc.section_json(section)))
             .collect();
-        let projected = project(grant, &Value::Object(covered));
+        let projected = project(grant, &Value::Object(covered), now);
         if let Value::Object(sections) = &projected {
             for (section, value) in sections {
                 // A section is a map: created in one batch (ten thousand purchases one op at a
@@ -202,22 +264,27 @@ impl Projection {
 
     /// Brings the projection up to date with the parts of `doc` that an edit touched, and says
     /// whether it changed and whether that retracted a value it held.
-    pub(crate) fn apply(&mut self, grant: &Grant, doc: &VaultDoc, touched: &[Touched]) -> Applied {
+    /// `now` (unix seconds) dates `over(N)`.
+    pub(crate) fn apply(&mut self, grant: &Grant, doc: &VaultDoc, touched: &[Touched], now: i64) -> Applied {
         let before = self.am.get_heads();
+        let day = today(now);
         for t in touched {
             match t {
                 Touched::Section(section) if section == PURCHASES => {
                     if purchase_fields(grant).is_some() {
-                        let projected =
-                            project(grant, &serde_json::json!({ PURCHASES: doc.section_json(PURCHASES) }));
+                        let projected = project(
+                            grant,
+                            &serde_json::json!({ PURCHASES: doc.section_json(PURCHASES) }),
+                            now,
+                        );
                         assign(&mut self.am, &ROOT, PURCHASES, &projected[PURCHASES]);
                     }
                 }
                 Touched::Section(section) => {
                     let current = doc.section_json(section);
                     let projected = match section.as_str() {
-                        PROFILE => project_profile(grant, &current),
-                        PREFERENCES => project_preferences(grant, &current),
+                        PROFILE => project_profile(grant, &current, day),
+                        PREFERENCES => project_preferences(grant, &current, day),
                         _ => None,
                     };
                     if let Some(value) = projected {
@@ -232,7 +299,7 @@ impl Projection {
                         Ok(Some((automerge::Value::Object(ObjType::Map), obj))) => obj,
                         _ => self.am.put_object(ROOT, PURCHASES, ObjType::Map).expect("root is a map"),
                     };
-                    match doc.purchase_json(id).and_then(|r| project_purchase(grant, &r)) {
+                    match doc.purchase_json(id).and_then(|r| project_purchase(grant, &r, day)) {
                         Some(value) => assign(&mut self.am, &purchases, id, &value),
                         None => {
                             if matches!(self.am.get(&purchases, id.as_str()), Ok(Some(_))) {
@@ -263,6 +330,9 @@ impl Projection {
 }
 
 #[cfg(test)]
+mod derived_tests;
+
+#[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;
 
@@ -271,6 +341,9 @@ mod tests {
     use crate::statement::GrantId;
     use proptest::prelude::*;
     use serde_json::json;
+
+    /// The issuer's clock in these tests (2027-01-15).
+    const NOW: i64 = 1_800_000_000;
 
     fn grant(fields: &[&str], filter: Option<&str>, prices: bool) -> Grant {
         Grant {
@@ -301,16 +374,16 @@ mod tests {
         });
         let g = grant(&["profile.email", "profile.address.city"], None, true);
         assert_eq!(
-            project(&g, &doc),
+            project(&g, &doc, NOW),
             json!({"profile": {"email": "ada@example.org", "address": {"city": "Lyon"}}})
         );
         let g = grant(&["purchases"], Some("tag=books"), false);
-        let p = project(&g, &doc);
+        let p = project(&g, &doc, NOW);
         assert_eq!(p["purchases"].as_object().unwrap().len(), 1);
         assert!(p["purchases"]["aaaa"].get("price").is_none(), "no prices");
         let g = grant(&["purchases.*.item", "preferences.diet"], None, true);
         assert_eq!(
-            project(&g, &doc),
+            project(&g, &doc, NOW),
             json!({"preferences": {"diet": "vegan"}, "purchases": {"aaaa": {"item": "Dune"}, "bbbb": {"item": "Tea"}}})
         );
     }
@@ -333,7 +406,7 @@ mod tests {
     const PREF_KEYS: [&str; 3] = ["diet", "size", "brand"];
     const SELLERS: [&str; 2] = ["acme", "books"];
     const TAGS: [&str; 2] = ["food", "sf"];
-    const GRANT_PATHS: [&str; 9] = [
+    const GRANT_PATHS: [&str; 11] = [
         "profile",
         "profile.email",
         "profile.address",
@@ -343,6 +416,8 @@ mod tests {
         "purchases",
         "purchases.*.item",
         "purchases.*.review",
+        "profile.address.city:prefix(2)",
+        "purchases.*.price:band(1,5)",
     ];
 
     fn edit() -> impl Strategy<Value = Edit> {
@@ -447,19 +522,19 @@ mod tests {
             for e in &before_grant {
                 written.extend(apply(&mut doc, e, &mut counter));
             }
-            let mut projection = Projection::build(&g, &doc);
+            let mut projection = Projection::build(&g, &doc, NOW);
             let mut ever_granted = BTreeSet::new();
-            strings(&project(&g, &doc.to_json()), &mut ever_granted);
+            strings(&project(&g, &doc.to_json(), NOW), &mut ever_granted);
             for e in &after_grant {
                 let before = doc.automerge().get_heads();
                 written.extend(apply(&mut doc, e, &mut counter));
                 let after = doc.automerge().get_heads();
                 let touched = doc.touched_between(&before, &after);
-                let _ = projection.apply(&g, &doc, &touched);
-                strings(&project(&g, &doc.to_json()), &mut ever_granted);
+                let _ = projection.apply(&g, &doc, &touched, NOW);
+                strings(&project(&g, &doc.to_json(), NOW), &mut ever_granted);
             }
             // Incremental == from scratch.
-            prop_assert_eq!(projection.to_json(), project(&g, &doc.to_json()));
+            prop_assert_eq!(projection.to_json(), project(&g, &doc.to_json(), NOW));
             // Nothing in the projection's history that was never granted.
             let leaked: Vec<String> = history_strings(projection.automerge())
                 .into_iter()

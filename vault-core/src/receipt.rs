@@ -42,7 +42,7 @@ pub struct ReceiptNames {
 }
 
 fn purpose_category(grant: &Grant) -> &'static str {
-    if grant.fields.iter().all(|f| matches!(f, crate::path::FieldPath::Purchases(_))) {
+    if grant.fields.iter().all(crate::path::FieldPath::is_purchases) {
         "sharing with a chosen recipient"
     } else {
         "service provision"

@@ -111,7 +111,7 @@ impl ConsentRequest {
         {
             return Err(WiderThanAsked::Filter(asked.clone()));
         }
-        let touches_purchases = fields.iter().any(|f| matches!(f, FieldPath::Purchases(_)));
+        let touches_purchases = fields.iter().any(FieldPath::is_purchases);
         if prices && touches_purchases && !self.prices {
             return Err(WiderThanAsked::Prices);
         }

@@ -1,6 +1,7 @@
 //! The scope of a grant or a consent request: which fields, which records, for what purpose.
 //! Grants and requests follow the same rules, checked here once for both.
 
+use crate::derive::{MAX_AGE_THRESHOLDS, too_many_thresholds};
 use crate::path::{FieldPath, RecordFilter};
 use crate::statement::{Rule, check_single_line};
 
@@ -11,7 +12,8 @@ pub const MAX_FIELDS: usize = 64;
 
 /// Checks the parts a grant and a request share: at least one field and at most
 /// [`MAX_FIELDS`], a purpose that is present, at most [`MAX_PURPOSE_LEN`] bytes and one line,
-/// and a record filter only beside a purchases field. `verb` says what the statement does with
+/// a record filter only beside a purchases field, and at most [`MAX_AGE_THRESHOLDS`] distinct
+/// `over(N)` of one date field. `verb` says what the statement does with
 /// its fields ("covers", "asks for") in the messages.
 pub(crate) fn check_scope(
     verb: &'static str,
@@ -32,9 +34,12 @@ pub(crate) fn check_scope(
         return Err(Rule::TooLong { what: "purpose", max: MAX_PURPOSE_LEN });
     }
     check_single_line("purpose", purpose)?;
+    if too_many_thresholds(fields).is_some() {
+        return Err(Rule::TooManyAgeThresholds { max: MAX_AGE_THRESHOLDS });
+    }
     if let Some(filter) = filter {
         check_single_line("record filter", &filter.to_string())?;
-        if !fields.iter().any(|f| matches!(f, FieldPath::Purchases(_))) {
+        if !fields.iter().any(FieldPath::is_purchases) {
             return Err(Rule::FilterWithoutPurchases);
         }
     }

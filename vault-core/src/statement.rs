@@ -192,6 +192,13 @@ pub enum Rule {
         /// The first such character.
         code_point: u32,
     },
+    /// More distinct age thresholds (`over(N)`) of one date field than allowed: together they
+    /// would narrow the age down.
+    #[error("it names more than {max} age thresholds (over(N)) of one date field")]
+    TooManyAgeThresholds {
+        /// The limit.
+        max: usize,
+    },
     /// A record filter without a purchases field to apply to.
     #[error("a record filter needs a purchases field")]
     FilterWithoutPurchases,

@@ -287,4 +287,22 @@ mod tests {
         assert_eq!(paths, ["profile.address.city", "profile.email", "tags.0", "tags.1"]);
         assert_eq!(as_text(out[3].1).as_deref(), Some("2"));
     }
+
+    #[test]
+    fn derived_values_land_under_their_grant_path() {
+        let v = json!({"profile": {"birthday:over(18)": true, "address": {"postcode:prefix(2)": "69"}},
+                       "purchases": {"abcd": {"price:band(10,50)": "10 to 50 EUR"}}});
+        let mut out = Vec::new();
+        flatten(&v, String::new(), &mut out);
+        let paths: Vec<&str> = out.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "profile.address.postcode:prefix(2)",
+                "profile.birthday:over(18)",
+                "purchases.abcd.price:band(10,50)"
+            ]
+        );
+        assert_eq!(as_text(out[1].1).as_deref(), Some("true"));
+    }
 }

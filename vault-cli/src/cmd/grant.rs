@@ -6,6 +6,7 @@ use vault_core::{FieldPath, GrantId, GrantInfo, GrantStatus, NewGrant, RecordFil
 
 use crate::app::{App, Outcome};
 use crate::cli::{GrantArgs, GrantsArgs};
+use crate::fields::{derived_words, parse_fields};
 use crate::output::untrusted;
 use crate::time::{local, parse_expiry, rfc3339};
 
@@ -58,11 +59,18 @@ fn describe(vault: &Vault, info: &GrantInfo) -> String {
     if let Some(f) = &g.filter {
         fields.push_str(&format!(" where {f}"));
     }
-    if !g.prices && g.fields.iter().any(|f| matches!(f, FieldPath::Purchases(_))) {
+    if !g.prices && g.fields.iter().any(FieldPath::is_purchases) {
         fields.push_str(" (no prices)");
     }
+    // Derived fields in plain words (vault's own text: the paths were checked when read).
+    let derived: String = g
+        .fields
+        .iter()
+        .filter_map(derived_words)
+        .map(|words| format!("\n             shares only {words}"))
+        .collect();
     format!(
-        "{}  {}  [{status}]\n    fields:  {}\n    purpose: {}\n    {until}, issued {}",
+        "{}  {}  [{status}]\n    fields:  {}{derived}\n    purpose: {}\n    {until}, issued {}",
         g.id,
         untrusted(&who),
         untrusted(&fields),
@@ -73,8 +81,7 @@ fn describe(vault: &Vault, info: &GrantInfo) -> String {
 
 pub(crate) fn issue(app: &App, args: &GrantArgs) -> Result<Outcome> {
     // Everything that can be checked is checked before asking for the passphrase.
-    let fields: Vec<FieldPath> =
-        args.fields.iter().filter(|f| !f.trim().is_empty()).map(|f| f.parse()).collect::<Result<_, _>>()?;
+    let fields = parse_fields(&args.fields)?;
     let filter: Option<RecordFilter> = args.filter.as_deref().map(str::parse).transpose()?;
     if args.purpose.trim().is_empty() {
         bail!("the purpose must not be empty: say why the peer gets these fields");

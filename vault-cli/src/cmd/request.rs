@@ -11,6 +11,7 @@ use crate::app::{App, Outcome};
 use crate::cli::{ApproveArgs, DenyArgs, FollowArgs, RequestArgs, RequestsArgs};
 use crate::cmd::grant::grant_json;
 use crate::cmd::serve::runtime;
+use crate::fields::{derived_words, parse_fields, together_notes};
 use crate::output::untrusted;
 use crate::time::{local, parse_duration, parse_expiry, rfc3339};
 
@@ -50,7 +51,14 @@ fn request_json(vault: &Vault, info: &RequestInfo, incoming: bool) -> Value {
             .inbox()
             .holdings(r)
             .into_iter()
-            .map(|h| json!({ "field": h.field.to_string(), "held": h.held, "records": h.records }))
+            .map(|h| {
+                json!({
+                    "field": h.field.to_string(),
+                    "held": h.held,
+                    "records": h.records,
+                    "shares_only": derived_words(&h.field),
+                })
+            })
             .collect();
         value["holds"] = Value::Array(holds);
     }
@@ -93,12 +101,21 @@ fn describe(vault: &Vault, info: &RequestInfo, incoming: bool) -> String {
                 (None, false) => "not set (nothing would be shared yet)".to_owned(),
             };
             lines.push(format!("      {:<24} {what}", untrusted(&h.field.to_string())));
+            if let FieldPath::Derived(d) = &h.field {
+                lines.push(format!("          shares only {}", d.plain_words()));
+            }
+        }
+        for note in together_notes(&r.fields) {
+            lines.push(format!("    note: {note}"));
         }
     } else {
         lines.push(format!(
             "    fields:   {}",
             untrusted(&r.fields.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "))
         ));
+        for words in r.fields.iter().filter_map(derived_words) {
+            lines.push(format!("              shares only {words}"));
+        }
     }
     match info.status {
         RequestStatus::Approved => {
@@ -119,15 +136,6 @@ fn describe(vault: &Vault, info: &RequestInfo, incoming: bool) -> String {
         lines.push(format!("    {} {}", if incoming { "received" } else { "delivered" }, local(at)));
     }
     lines.join("\n")
-}
-
-fn parse_fields(fields: &[String]) -> Result<Vec<FieldPath>> {
-    let fields: Vec<FieldPath> =
-        fields.iter().filter(|f| !f.trim().is_empty()).map(|f| f.parse()).collect::<Result<_, _>>()?;
-    if fields.is_empty() {
-        bail!("no field given: name at least one field path, such as profile.email");
-    }
-    Ok(fields)
 }
 
 struct Ask {

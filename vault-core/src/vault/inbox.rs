@@ -94,7 +94,9 @@ impl<V: Deref<Target = Vault>> Inbox<V> {
             .fields
             .iter()
             .map(|field| {
-                let (held, records) = match field {
+                // A derived field: what the vault holds of its source.
+                let (held, records) = match field.source() {
+                    FieldPath::Derived(_) => (false, None),
                     FieldPath::Profile(segments) => {
                         let mut v = &doc[crate::doc::PROFILE];
                         for s in segments {

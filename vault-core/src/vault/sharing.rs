@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Vault;
 use super::audit::{AuditEvent, AuditKind};
+use crate::derive::{MAX_AGE_THRESHOLDS, too_many_thresholds};
 use crate::doc::DocError;
 use crate::grant::{ErasureReceipt, Grant, Revocation, SignedGrant};
 use crate::identity::IdentityId;
@@ -26,6 +27,8 @@ use crate::store::StoreError;
 use crate::store::sealed::Key;
 
 mod audience;
+#[cfg(test)]
+mod derived_tests;
 mod lookup;
 mod merge;
 mod node;
@@ -83,6 +86,17 @@ pub enum GrantError {
     /// The expiry is not in the future.
     #[error("the expiry must be in the future")]
     ExpiryInPast,
+    /// With this grant its audience would hold more distinct ages (`over(N)`) of one date field
+    /// than allowed, across its live grants: together they would narrow the age down.
+    #[error(
+        "the recipient would hold more than {max} age thresholds (over(N)) of \"{field}\" across its live grants; revoke one first"
+    )]
+    TooManyAgeThresholds {
+        /// The date field.
+        field: String,
+        /// The limit.
+        max: usize,
+    },
     /// A receipt for a grant of someone else, or from someone who is not the grantee.
     #[error("the erasure receipt does not match grant {0}")]
     ReceiptMismatch(GrantId),
@@ -217,6 +231,17 @@ impl Vault {
         let mut fields = new.fields;
         fields.sort();
         fields.dedup();
+        if fields.iter().any(|f| f.derived().is_some_and(|(_, d)| d.is_dated())) {
+            let held: Vec<FieldPath> = self
+                .grants()?
+                .into_iter()
+                .filter(|g| g.is_live() && g.grant.statement().audience == new.audience)
+                .flat_map(|g| g.grant.statement().fields.clone())
+                .collect();
+            if let Some(field) = too_many_thresholds(held.iter().chain(&fields)) {
+                return Err(GrantError::TooManyAgeThresholds { field, max: MAX_AGE_THRESHOLDS });
+            }
+        }
         let grant = Grant {
             id: GrantId::random(),
             issuer: self.identity(),
@@ -257,12 +282,15 @@ impl Vault {
     /// Builds a new grant's projection from the current values and stores it as its first
     /// chunk (inside the caller's transaction).
     fn first_projection(&mut self, g: &Grant) -> Result<(), StoreError> {
-        let mut projection = Projection::build(g, &self.doc);
+        let mut projection = Projection::build(g, &self.doc, self.now());
+        let day = Some(crate::derive::today(self.now()));
         let as_of = self.doc.automerge().get_heads();
         let as_of_seq = self.last_seq;
         self.append_projection_chunk(&g.id, 1, 0, as_of_seq, &as_of, &projection.automerge().save())?;
-        self.projections
-            .insert(g.id, ProjectionState { projection, as_of_seq, as_of, last_seq: 1, chunks: 1, epoch: 0 });
+        self.projections.insert(
+            g.id,
+            ProjectionState { projection, as_of_seq, as_of, last_seq: 1, chunks: 1, epoch: 0, day },
+        );
         Ok(())
     }
 

@@ -57,6 +57,14 @@ pub(super) fn watch_step(vault: &mut Vault, expiry_due: bool, after_check: impl 
     after_check(vault);
     if expiry_due {
         changed |= vault.expire_grants().map(|e| !e.is_empty()).unwrap_or(false);
+        // An age (`over(N)`) turns on a date, not on an edit: recomputed once the date changes.
+        changed |= match vault.update_dated_projections() {
+            Ok(updated) => !updated.is_empty(),
+            Err(e) => {
+                tracing::warn!(error = %e, "updating dated projections failed");
+                false
+            }
+        };
         // Watchers (the database mirror among them) learn of an erasure here as of any change.
         changed |= vault.erase_expired_shares().unwrap_or(false);
     }
@@ -65,9 +73,46 @@ pub(super) fn watch_step(vault: &mut Vault, expiry_due: bool, after_check: impl 
 
 #[cfg(test)]
 mod tests {
-    use vault_core::{KdfParams, Passphrase, Vault};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicI64, Ordering};
+
+    use vault_core::{Identity, KdfParams, NewGrant, Passphrase, Vault};
 
     use super::watch_step;
+
+    #[test]
+    fn an_age_turns_on_its_date_without_an_edit() {
+        let dir = tempfile::tempdir().unwrap();
+        // 2027-01-15; the birthday makes 18 on 2027-01-20.
+        let clock = Arc::new(AtomicI64::new(1_800_000_000));
+        let c = clock.clone();
+        let mut node = Vault::at(dir.path())
+            .kdf(KdfParams::INSECURE_FOR_TESTS)
+            .clock(Arc::new(move || c.load(Ordering::SeqCst)))
+            .create(&Passphrase::new("pw"))
+            .unwrap();
+        node.set_profile("birthday", "2009-01-20").unwrap();
+        let grant = node
+            .issue_grant(NewGrant {
+                audience: Identity::generate().public(),
+                fields: vec!["profile.birthday:over(18)".parse().unwrap()],
+                filter: None,
+                purpose: "age check".into(),
+                expires_at: None,
+                prices: false,
+            })
+            .unwrap();
+        let id = grant.statement().id;
+        let _ = watch_step(&mut node, true, |_| {});
+        assert!(!watch_step(&mut node, true, |_| {}), "nothing changed yet");
+        clock.store(1_800_000_000 + 4 * 86_400, Ordering::SeqCst);
+        assert!(!watch_step(&mut node, true, |_| {}), "another day, still 17");
+        clock.store(1_800_000_000 + 5 * 86_400, Ordering::SeqCst);
+        assert!(watch_step(&mut node, true, |_| {}), "the sessions are woken on the birthday");
+        let values = node.projection_values(&id).unwrap().unwrap();
+        assert_eq!(values["profile"]["birthday:over(18)"], serde_json::json!(true));
+        assert!(!watch_step(&mut node, true, |_| {}), "once");
+    }
 
     #[test]
     fn a_commit_by_another_process_during_a_step_is_seen_by_the_next() {

@@ -13,9 +13,11 @@ use std::collections::HashMap;
 use automerge::{AutoCommit, ChangeHash};
 
 use super::GrantError;
-use crate::doc::Touched;
+use crate::derive::today;
+use crate::doc::{PREFERENCES, PROFILE, PURCHASES, Touched};
 use crate::grant::Grant;
-use crate::projection::Projection;
+use crate::path::FieldPath;
+use crate::projection::{Projection, is_dated};
 use crate::statement::GrantId;
 use crate::store::StoreError;
 use crate::store::sealed::Key;
@@ -36,6 +38,9 @@ pub(crate) struct ProjectionState {
     /// Starts at 0; a new epoch is a fresh document built from current values, which its
     /// grantee takes in place of its copy (see [`Vault::update_projections`]).
     pub(super) epoch: u64,
+    /// The issuer's UTC date the projection's dated values (`over(N)`) were computed on, when
+    /// this process knows it: on another date they are computed again.
+    pub(super) day: Option<jiff::civil::Date>,
 }
 
 impl std::fmt::Debug for ProjectionState {
@@ -81,6 +86,26 @@ fn decode_chunk(plain: &[u8]) -> Option<(u64, i64, Vec<ChangeHash>, &[u8])> {
     Some((epoch, as_of_seq, heads, &plain[heads_end..]))
 }
 
+/// The sections holding a grant's dated values.
+fn dated_sections(grant: &Grant) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    for field in &grant.fields {
+        if let Some((source, derivation)) = field.derived()
+            && derivation.is_dated()
+        {
+            let section = match source {
+                FieldPath::Profile(_) => PROFILE,
+                FieldPath::Preferences(_) => PREFERENCES,
+                _ => PURCHASES,
+            };
+            if !out.contains(&section) {
+                out.push(section);
+            }
+        }
+    }
+    out
+}
+
 impl Vault {
     pub(super) fn append_projection_chunk(
         &self,
@@ -114,7 +139,7 @@ impl Vault {
         as_of_seq: i64,
         as_of: &[ChangeHash],
     ) -> Result<(), StoreError> {
-        let mut projection = Projection::build(grant, &self.doc);
+        let mut projection = Projection::build(grant, &self.doc, self.now());
         self.append_projection_chunk(
             &grant.id,
             seq,
@@ -129,7 +154,15 @@ impl Vault {
         self.serve_states_new_epoch(&grant.id, epoch)?;
         self.projections.insert(
             grant.id,
-            ProjectionState { projection, as_of_seq, as_of: as_of.to_vec(), last_seq: seq, chunks: 1, epoch },
+            ProjectionState {
+                projection,
+                as_of_seq,
+                as_of: as_of.to_vec(),
+                last_seq: seq,
+                chunks: 1,
+                epoch,
+                day: Some(today(self.now())),
+            },
         );
         Ok(())
     }
@@ -163,6 +196,7 @@ impl Vault {
                             last_seq: seq,
                             chunks: 1,
                             epoch,
+                            day: None,
                         },
                     );
                 }
@@ -187,6 +221,8 @@ impl Vault {
             v.catch_up().map_err(GrantError::catch_up)?;
             let heads = v.doc.automerge().get_heads();
             let now_seq = v.last_seq;
+            let now = v.now();
+            let day = today(now);
             let mut changed = Vec::new();
             // What changed since a projection's sequence number: read from the change chunks
             // (proportional to the edits), or diffed when that is unknown. Shared by every
@@ -194,11 +230,15 @@ impl Vault {
             let mut touched_cache: HashMap<i64, Vec<Touched>> = HashMap::new();
             for grant in &live {
                 let Some(state) = v.load_projection(&grant.id)? else { continue };
-                if state.as_of_seq == now_seq && state.as_of == heads {
+                // A value computed on another date (`over(N)`) is computed again, edit or not.
+                let redate = is_dated(grant) && state.day != Some(day);
+                let edited = !(state.as_of_seq == now_seq && state.as_of == heads);
+                if !edited && !redate {
                     continue;
                 }
                 let (as_of_seq, as_of) = (state.as_of_seq, state.as_of.clone());
-                let touched = match touched_cache.get(&as_of_seq) {
+                let mut touched = match touched_cache.get(&as_of_seq) {
+                    _ if !edited => Vec::new(),
                     Some(t) => t.clone(),
                     None => {
                         let t = match v.touched_since(as_of_seq)? {
@@ -209,11 +249,15 @@ impl Vault {
                         t
                     }
                 };
+                if redate {
+                    touched.extend(dated_sections(grant).into_iter().map(|s| Touched::Section(s.to_owned())));
+                }
                 let state = v.projections.get_mut(&grant.id).expect("loaded above");
                 let before = state.projection.automerge().get_heads();
-                let applied = state.projection.apply(grant, &v.doc, &touched);
+                let applied = state.projection.apply(grant, &v.doc, &touched, now);
                 state.as_of = heads.clone();
                 state.as_of_seq = now_seq;
+                state.day = Some(day);
                 if !applied.changed {
                     continue;
                 }
@@ -244,6 +288,31 @@ impl Vault {
             }
             Ok(changed)
         })
+    }
+
+    /// Brings up to date the projections whose values depend on the date (`over(N)`) and were
+    /// computed on another date than today's (the serving node calls this as time passes, so
+    /// that an answer turns true on the birthday without an edit). Returns the grants whose
+    /// projection changed; with none to recompute, nothing is read or written.
+    pub fn update_dated_projections(&mut self) -> Result<Vec<GrantId>, GrantError> {
+        let day = today(self.now());
+        let dated: Vec<GrantId> = self
+            .grants()?
+            .into_iter()
+            .filter(|g| g.is_live() && is_dated(g.grant.statement()))
+            .map(|g| g.grant.statement().id)
+            .collect();
+        let mut stale = Vec::new();
+        for id in dated {
+            // Read only (a projection this device does not hold is not written for every tick).
+            if self.load_projection(&id)?.is_some_and(|s| s.day != Some(day)) {
+                stale.push(id);
+            }
+        }
+        if stale.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.update_projections(Some(&stale))
     }
 
     /// The current values of a grant's projection (what its audience holds once synced).

@@ -1,0 +1,172 @@
+//! Derived grants on the issuer's side: issued, kept live through edits and the passing of
+//! days, approved in place of a raw field, and limited in how many ages one recipient holds.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use serde_json::json;
+
+use super::{GrantError, NewGrant};
+use crate::identity::{Identity, IdentityId};
+use crate::path::FieldPath;
+use crate::primitives::{KdfParams, Passphrase};
+use crate::request::{ConsentRequest, WiderThanAsked};
+use crate::statement::{RequestId, Signed};
+use crate::vault::{Approval, RequestError, Vault};
+
+/// 2027-01-15.
+const START: i64 = 1_800_000_000;
+const DAY: i64 = 86_400;
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    vault: Vault,
+    clock: Arc<AtomicI64>,
+    shop: Identity,
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(AtomicI64::new(START));
+    let c = clock.clone();
+    let mut vault = Vault::at(dir.path())
+        .kdf(KdfParams::INSECURE_FOR_TESTS)
+        .clock(Arc::new(move || c.load(Ordering::SeqCst)))
+        .create(&Passphrase::new("pw"))
+        .unwrap();
+    // 18 on 2027-01-20, five days after the start.
+    vault.set_profile("birthday", "2009-01-20").unwrap();
+    vault.set_profile("address.postcode", "69001").unwrap();
+    vault.set_profile("address.country", "FR").unwrap();
+    Fixture { _dir: dir, vault, clock, shop: Identity::generate() }
+}
+
+fn paths(fields: &[&str]) -> Vec<FieldPath> {
+    fields.iter().map(|f| f.parse().unwrap()).collect()
+}
+
+fn new_grant(audience: IdentityId, fields: &[&str]) -> NewGrant {
+    NewGrant {
+        audience,
+        fields: paths(fields),
+        filter: None,
+        purpose: "age check".into(),
+        expires_at: None,
+        prices: true,
+    }
+}
+
+#[test]
+fn a_derived_grant_follows_its_source_and_the_date() {
+    let mut f = fixture();
+    let fields = ["profile.birthday:over(18)", "profile.address.postcode:prefix(2)"];
+    let id = f.vault.issue_grant(new_grant(f.shop.public(), &fields)).unwrap().statement().id;
+    let values = |v: &mut Vault| v.projection_values(&id).unwrap().unwrap();
+    assert_eq!(
+        values(&mut f.vault),
+        json!({"profile": {"birthday:over(18)": false, "address": {"postcode:prefix(2)": "69"}}})
+    );
+    // Nothing to do while the date stays the same: nothing read, nothing written.
+    assert!(f.vault.update_dated_projections().unwrap().is_empty());
+    // An edit of the source.
+    f.vault.set_profile("address.postcode", "75011").unwrap();
+    assert_eq!(f.vault.update_projections(None).unwrap(), vec![id]);
+    assert_eq!(values(&mut f.vault)["profile"]["address"]["postcode:prefix(2)"], "75");
+    // The birthday arrives without any edit: the node's dated update turns the answer true.
+    f.clock.store(START + 4 * DAY, Ordering::SeqCst);
+    assert!(f.vault.update_dated_projections().unwrap().is_empty(), "17 still");
+    f.clock.store(START + 5 * DAY, Ordering::SeqCst);
+    assert_eq!(f.vault.update_dated_projections().unwrap(), vec![id]);
+    assert_eq!(values(&mut f.vault)["profile"]["birthday:over(18)"], json!(true));
+    // Unset: the value goes, it does not turn false.
+    f.vault.unset_profile("birthday").unwrap();
+    f.vault.update_projections(None).unwrap();
+    assert_eq!(values(&mut f.vault)["profile"].get("birthday:over(18)"), None);
+    // A handle that loads the projection from storage recomputes dated values on its date.
+    let dir = f.vault.dir().to_owned();
+    let c = f.clock.clone();
+    let mut other = Vault::at(&dir)
+        .clock(Arc::new(move || c.load(Ordering::SeqCst)))
+        .unlock(&Passphrase::new("pw"))
+        .unwrap();
+    other.set_profile("birthday", "2009-01-20").unwrap();
+    other.update_projections(None).unwrap();
+    assert_eq!(other.projection_values(&id).unwrap().unwrap()["profile"]["birthday:over(18)"], json!(true));
+}
+
+#[test]
+fn one_recipient_holds_at_most_two_ages_of_one_date() {
+    let mut f = fixture();
+    let shop = f.shop.public();
+    f.vault.issue_grant(new_grant(shop, &["profile.birthday:over(18)", "profile.birthday:year"])).unwrap();
+    let second = f.vault.issue_grant(new_grant(shop, &["profile.birthday:over(21)"])).unwrap();
+    let err = f.vault.issue_grant(new_grant(shop, &["profile.birthday:over(25)"])).unwrap_err();
+    assert!(matches!(err, GrantError::TooManyAgeThresholds { max: 2, .. }), "{err}");
+    assert!(err.to_string().contains("\"profile.birthday\""), "{err}");
+    // The same threshold again, or another recipient: fine.
+    let again = f.vault.issue_grant(new_grant(shop, &["profile.birthday:over(21)"])).unwrap();
+    f.vault.issue_grant(new_grant(Identity::generate().public(), &["profile.birthday:over(25)"])).unwrap();
+    // Once no live grant holds over(21) any more, another age may be granted.
+    f.vault.revoke(&second.statement().id).unwrap();
+    assert!(f.vault.issue_grant(new_grant(shop, &["profile.birthday:over(25)"])).is_err(), "one left");
+    f.vault.revoke(&again.statement().id).unwrap();
+    f.vault.issue_grant(new_grant(shop, &["profile.birthday:over(25)"])).unwrap();
+    // Three in one statement: refused by the statement's rules.
+    let err = f
+        .vault
+        .issue_grant(new_grant(
+            Identity::generate().public(),
+            &["profile.birthday:over(18)", "profile.birthday:over(19)", "profile.birthday:over(20)"],
+        ))
+        .unwrap_err();
+    assert!(err.to_string().contains("more than 2 age thresholds"), "{err}");
+}
+
+fn request(shop: &Identity, holder: IdentityId, fields: &[&str]) -> Signed<ConsentRequest> {
+    let r = ConsentRequest {
+        id: RequestId::random(),
+        requester: shop.public(),
+        holder,
+        fields: paths(fields),
+        filter: None,
+        purpose: "age check".into(),
+        duration: None,
+        prices: true,
+        made_at: START,
+    };
+    Signed::sign(r, shop).unwrap()
+}
+
+#[test]
+fn a_derived_field_may_answer_a_raw_one_and_never_the_reverse() {
+    let mut f = fixture();
+    let me = f.vault.identity();
+    let raw = request(&f.shop, me, &["profile.birthday", "profile.address"]);
+    f.vault.inbox_mut().receive(&f.shop.public(), &raw).unwrap().unwrap();
+    let narrower = paths(&["profile.birthday:over(18)", "profile.address:country"]);
+    let grant = f
+        .vault
+        .inbox_mut()
+        .approve(&raw.statement().id, Approval { fields: Some(narrower.clone()), ..Approval::default() })
+        .unwrap();
+    let id = grant.statement().id;
+    let mut sorted = narrower.clone();
+    sorted.sort();
+    assert_eq!(grant.statement().fields, sorted);
+    assert_eq!(
+        f.vault.projection_values(&id).unwrap().unwrap(),
+        json!({"profile": {"birthday:over(18)": false, "address:country": "FR"}})
+    );
+
+    let derived = request(&f.shop, me, &["profile.birthday:over(18)"]);
+    f.vault.inbox_mut().receive(&f.shop.public(), &derived).unwrap().unwrap();
+    for wider in [&["profile.birthday"][..], &["profile.birthday:year"], &["profile.birthday:over(21)"]] {
+        let err = f
+            .vault
+            .inbox_mut()
+            .approve(&derived.statement().id, Approval { fields: Some(paths(wider)), ..Approval::default() })
+            .unwrap_err();
+        assert!(matches!(err, RequestError::Wider(WiderThanAsked::Field(_))), "{wider:?}: {err}");
+    }
+    f.vault.inbox_mut().approve(&derived.statement().id, Approval::default()).unwrap();
+}
