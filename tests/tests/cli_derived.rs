@@ -92,7 +92,7 @@ fn a_derived_grant_ships_only_the_derived_values_and_follows_the_source() {
     let err = fails("profile.birthday:over(200)");
     assert!(err.contains("from 1 to 150"), "{err}");
     let err = fails("profile.birthday:over(18),profile.birthday:over(21),profile.birthday:over(30)");
-    assert!(err.contains("more than 2 age thresholds"), "{err}");
+    assert!(err.contains("more than 2 answers about one date"), "{err}");
     let err = ada.fails(&["grants", "--field", "profile.birthday:age"], 2);
     assert!(err.contains("unknown derivation \"age\""), "{err}");
     for secret in [BIRTHDAY, POSTCODE, STREET] {
@@ -116,10 +116,10 @@ fn a_derived_grant_ships_only_the_derived_values_and_follows_the_source() {
     );
     let text = ada.ok(&["grants"]);
     for words in [
-        "whether you are over 18 (not your birthday)",
+        "whether you are 18 or older, counted by whole months (not your birthday; it turns true at the start of the month after your 18th birthday, and the recipient sees the month)",
         "your country (not your address)",
         "the first 2 characters of your postcode (not all of it)",
-        "the price band of each purchase: under 10, 10 to 50, 50 to 100, 100 or more (not the exact price)",
+        "the price band of each purchase, in its currency: under 10, 10 to 50, 50 to 100, 100 or more (not the exact price)",
     ] {
         assert!(text.contains(words), "{words}: {text}");
     }
@@ -208,7 +208,7 @@ fn a_seller_asks_for_a_derived_field_and_the_customer_narrows_never_widens() {
         request("profile.address:prefix(2)").contains("it needs text, and \"profile.address\" is an address")
     );
     let err = request("profile.birthday:over(18),profile.birthday:over(19),profile.birthday:over(20)");
-    assert!(err.contains("more than 2 age thresholds"), "{err}");
+    assert!(err.contains("more than 2 answers about one date"), "{err}");
     assert!(requests(&shop, &["--sent", "--all"]).is_empty(), "nothing was queued");
 
     // Asked for the raw birthday, the customer approves only whether she is over 18.
@@ -230,11 +230,14 @@ fn a_seller_asks_for_a_derived_field_and_the_customer_narrows_never_widens() {
     let holds =
         inbox.iter().find(|r| r["id"] == derived.as_str()).unwrap()["holds"].as_array().unwrap().clone();
     let over = holds.iter().find(|h| h["field"] == "profile.birthday:over(18)").unwrap();
-    assert_eq!(over["shares_only"], "whether you are over 18 (not your birthday)");
+    assert_eq!(
+        over["shares_only"],
+        "whether you are 18 or older, counted by whole months (not your birthday; it turns true at the start of the month after your 18th birthday, and the recipient sees the month)"
+    );
     assert_eq!(over["held"], true);
     let screen = ada.ok(&["requests"]);
     for words in [
-        "shares only whether you are over 18 (not your birthday)",
+        "shares only whether you are 18 or older, counted by whole months (not your birthday; it turns true at the start of the month after your 18th birthday, and the recipient sees the month)",
         "shares only your birth year (not the full date)",
         "shares only your country (not your address)",
         "note: together, profile.birthday:over(18) and profile.birthday:year tell more of profile.birthday than each alone",
@@ -291,4 +294,46 @@ fn a_derived_value_follows_its_source_live() {
     eventually("the new derived value at the running seller", || prefix() == "75");
     let everything = shop.ok(&["--json", "shared"]);
     assert!(!everything.contains(POSTCODE) && !everything.contains(NEW_POSTCODE), "{everything}");
+}
+
+#[test]
+fn derivations_that_would_say_too_much_are_refused() {
+    let (ada, shop) = (customer(), TestVault::new());
+    ada.ok(&["contact", "add", "shop", &vault_tests::ticket(&shop)]);
+    let grant = |fields: &str, extra: &[&str]| {
+        let mut args = vec!["grant", "shop", "--fields", fields, "--purpose", "checks"];
+        args.extend_from_slice(extra);
+        ada.run(&args)
+    };
+    let refused = |fields: &str, extra: &[&str], why: &str| {
+        let out = grant(fields, extra);
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(2), "{fields}: {err}");
+        assert!(err.contains(why), "{fields}: {err}");
+        for secret in [BIRTHDAY, POSTCODE, STREET, CITY] {
+            assert!(!err.contains(secret), "an error never holds a value");
+        }
+    };
+    // A prefix of a name, an email or a city would be most of it.
+    refused(
+        "profile.email:prefix(3)",
+        &[],
+        "prefix(N) applies to profile.address.postcode and profile.phone only",
+    );
+    refused("profile.address.city:prefix(2)", &[], "profile.address.postcode and profile.phone only");
+    // Narrow bands would give the price away; a band without prices is a contradiction.
+    refused("purchases.*.price:band(10,12)", &[], "at least 1.5 times the one before");
+    refused("purchases.*.price:band(10,50)", &["--no-prices"], "a price band is a price");
+    // One way to write a derivation in a signed statement.
+    refused("profile.birthday:over(018)", &[], "without spaces or leading zeros");
+
+    // Two answers about the birthday to one recipient, ever: revoking does not make room.
+    let first = ada.json(&["grant", "shop", "--fields", "profile.birthday:year", "--purpose", "x"], "grant");
+    ada.ok(&["grant", "shop", "--fields", "profile.birthday:over(18)", "--purpose", "x"]);
+    ada.ok(&["revoke", first["id"].as_str().unwrap()]);
+    refused("profile.birthday:over(21)", &[], "counting every grant it was ever given");
+    ada.ok(&["grant", "shop", "--fields", "profile.birthday:over(18)", "--purpose", "the same again"]);
+    // One band per price.
+    ada.ok(&["grant", "shop", "--fields", "purchases.*.price:band(10,50,100)", "--purpose", "x"]);
+    refused("purchases.*.price:band(20,40)", &[], "more than one price band of one price");
 }

@@ -8,25 +8,29 @@
 //!
 //! | derivation | input | output | example |
 //! |---|---|---|---|
-//! | `over(N)`, N in 1..=150 | a date | true/false: at least N years ago today (an age of N or more) | `profile.birthday:over(18)` |
+//! | `over(N)`, N in 1..=150 | a date | true/false: at least N years before the first of this month (an age of N or more, counted by whole months) | `profile.birthday:over(18)` |
 //! | `year` | a date | the year, a whole number | `profile.birthday:year` |
 //! | `country` | an address | its two-letter country code | `profile.address:country` |
-//! | `prefix(N)`, N in 1..=4 | text | the first N characters | `profile.address.postcode:prefix(2)` |
-//! | `band(B1,...,Bk)`, 1 to 8 whole bounds in major units, increasing, each 1..=10^9 | a price | `under 10 EUR`, `10 to 50 EUR`, `100 EUR or more` | `purchases.*.price:band(10,50,100)` |
+//! | `prefix(N)`, N in 1..=4 | the postcode or the phone number | the first N characters | `profile.address.postcode:prefix(2)` |
+//! | `band(B1,...,Bk)`, 1 to 8 whole bounds in major units, each 1..=10^9 and at least 1.5 times the one before | a price | `under 10 EUR`, `10 to 50 EUR`, `100 EUR or more` | `purchases.*.price:band(10,50,100)` |
 //!
 //! Rules that keep the source at home:
 //! - **Missing or unreadable source**: no value at all (the key is absent), never a guess such
 //!   as `false`.
-//! - **`prefix(N)` of a text of N characters or fewer** would be the whole text: no value.
-//! - **`over(N)` is computed against the issuer's clock** (its UTC date) each time the
-//!   projection is brought up to date, and the serving node re-checks it when the date
-//!   changes, so the answer turns true on the birthday without any edit. A live answer that
-//!   changes tells the grantee the day it changed; that is the nature of a kept-live answer.
-//! - **Age thresholds are few**: at most [`MAX_AGE_THRESHOLDS`] distinct `over(N)` of one
-//!   date field in one statement, and (checked when granting) among the live grants to one
-//!   audience; asking `over(18)`, `over(19)`, ... `over(100)` would otherwise pin the age down.
-//!   `year` beside `over(N)` narrows the age too; that is allowed and said on the consent screen.
-//! - **Prices**: a band is a price; a grant without prices (`--no-prices`) ships no band.
+//! - **`prefix(N)` of a text of fewer than N + 2 characters** would be all of it, or all but
+//!   one character: no value. Only the postcode and the phone number take a prefix.
+//! - **`over(N)` is counted by whole months**: against the first day of the current month
+//!   (of the issuer's clock, read twelve hours behind UTC so that no time zone is ahead of it),
+//!   each time the projection is brought up to date, and the serving node re-checks it as the
+//!   month turns. The answer turns true at the start of the month after the N-th birthday
+//!   (on it, for a birthday on the first), never before it; a grantee who watches it change
+//!   learns the birth month and year, not the day.
+//! - **Answers about one field are few**, in one statement and among all the grants one
+//!   audience was ever given (checked when granting: what a revoked grant told is still known):
+//!   at most [`MAX_DATE_ANSWERS`] of `year` and distinct `over(N)` about one date, and one
+//!   `band(...)` of one price. Asking `over(18)`, `over(19)`, ... would otherwise pin the age
+//!   down, and many narrow bands the price.
+//! - **Prices**: a band is a price; a grant must include prices to name one.
 //!
 //! In a projection the value sits where the source would, under the key
 //! `LAST_SEGMENT:DERIVATION` (`profile["birthday:over(18)"]`,
@@ -41,9 +45,12 @@ use crate::money::minor_digits;
 use crate::path::FieldPath;
 use crate::schema::document_schema;
 
-/// Most distinct `over(N)` thresholds of one date field, in one statement or among the live
-/// grants to one audience.
-pub const MAX_AGE_THRESHOLDS: usize = 2;
+/// Most answers about one date field (`year` and distinct `over(N)`), in one statement or
+/// among all the grants one audience was given.
+pub const MAX_DATE_ANSWERS: usize = 2;
+/// Most distinct `band(...)` of one price field, in one statement or among all the grants one
+/// audience was given.
+pub const MAX_BANDS: usize = 1;
 /// Largest N of `over(N)`, in years.
 pub const MAX_AGE: u16 = 150;
 /// Largest N of `prefix(N)`, in characters.
@@ -60,14 +67,15 @@ pub const KNOWN_DERIVATIONS: &str = "over(N), year, country, prefix(N) and band(
 /// (`profile.birthday:over(18)`); only the value is shared, never the field.
 ///
 /// - `over(N)`, N from 1 to 150, of a date: whether it is at least N whole years before the
-///   issuer's current UTC date (an age of N or more); recomputed as the date changes.
+///   first day of the issuer's current month (an age of N or more, counted by whole months);
+///   recomputed as the month turns.
 /// - `year` of a date: its year.
 /// - `country` of an address: its two-letter country code.
-/// - `prefix(N)`, N from 1 to 4, of text: its first N characters (nothing when the text has N
-///   characters or fewer).
-/// - `band(B1,...,Bk)`, 1 to 8 increasing whole bounds from 1 to 10^9 in the currency's major
-///   unit, of a price: `under B1 CUR`, `Bi to Bi+1 CUR` (lower bound included) or `Bk CUR or
-///   more`; shared only by a grant that includes prices.
+/// - `prefix(N)`, N from 1 to 4, of the postcode or the phone number: its first N characters
+///   (nothing when the text has fewer than N + 2 characters).
+/// - `band(B1,...,Bk)`, 1 to 8 whole bounds from 1 to 10^9 in the currency's major unit, each
+///   at least 1.5 times the one before, of a price: `under B1 CUR`, `Bi to Bi+1 CUR` (lower
+///   bound included) or `Bk CUR or more`; only in a grant that includes prices.
 ///
 /// A missing or unreadable source gives no value at all. The input type is checked against the
 /// document schema when the path is read ([`crate::FieldPath`]'s parser).
@@ -119,7 +127,19 @@ pub(crate) enum DeriveError {
 
 impl Derivation {
     /// Reads a derivation as written after the colon (`over(18)`, `band(10,50)`).
+    /// Only the form vault prints is read (no spaces, no leading zeros): a signed statement has
+    /// one way to say each thing.
     pub(crate) fn parse(s: &str) -> Result<Self, DeriveError> {
+        let parsed = Self::parse_loose(s)?;
+        if parsed.to_string() != s {
+            return Err(DeriveError::Bad(
+                "write a derivation without spaces or leading zeros: over(18), band(10,50)",
+            ));
+        }
+        Ok(parsed)
+    }
+
+    fn parse_loose(s: &str) -> Result<Self, DeriveError> {
         let s = s.trim();
         let (name, args) = match s.split_once('(') {
             Some((name, rest)) => {
@@ -155,12 +175,12 @@ impl Derivation {
                 Some(bounds)
                     if (1..=MAX_BAND_BOUNDS).contains(&bounds.len())
                         && bounds.iter().all(|b| (1..=MAX_BAND_BOUND).contains(b))
-                        && bounds.windows(2).all(|w| w[0] < w[1]) =>
+                        && bounds.windows(2).all(|w| w[1] * 2 >= w[0] * 3) =>
                 {
                     Ok(Derivation::Band(bounds))
                 }
                 _ => Err(DeriveError::Bad(
-                    "band(B1,B2,...) takes 1 to 8 increasing whole amounts in major units, each from 1 to 1000000000",
+                    "band(B1,B2,...) takes 1 to 8 whole amounts in major units, from 1 to 1000000000, each at least 1.5 times the one before",
                 )),
             },
             ("year", None) => Ok(Derivation::Year),
@@ -208,6 +228,9 @@ impl Derivation {
     pub(crate) fn check_source(&self, source: &FieldPath) -> Result<(), DeriveError> {
         let needs = self.input();
         match source_type(source) {
+            Ok(Input::Text) if needs == Input::Text && !takes_a_prefix(source) => {
+                Err(DeriveError::Bad("prefix(N) applies to profile.address.postcode and profile.phone only"))
+            }
             Ok(found) if found == needs => Ok(()),
             Ok(found) => Err(DeriveError::WrongType { needs: needs.name(), found: found.name() }),
             Err(found) => Err(DeriveError::WrongType { needs: needs.name(), found }),
@@ -234,7 +257,7 @@ impl Derivation {
             Derivation::Prefix(n) => {
                 let text = source.as_str()?.trim();
                 let n = usize::from(*n);
-                (text.chars().count() > n).then(|| Value::String(text.chars().take(n).collect()))
+                (text.chars().count() >= n + 2).then(|| Value::String(text.chars().take(n).collect()))
             }
             Derivation::Band(bounds) => {
                 let amount = source.get("amount_minor")?.as_i64()?;
@@ -262,8 +285,12 @@ impl Derivation {
         let noun = noun(source);
         let birthday = matches!(source, FieldPath::Profile(s) if s == &["birthday"]);
         match self {
-            Derivation::Over(n) if birthday => format!("whether you are over {n} (not your birthday)"),
-            Derivation::Over(n) => format!("whether {noun} is at least {n} years ago (not the date)"),
+            Derivation::Over(n) if birthday => format!(
+                "whether you are {n} or older, counted by whole months (not your birthday; it turns true at the start of the month after your {n}th birthday, and the recipient sees the month)"
+            ),
+            Derivation::Over(n) => format!(
+                "whether {noun} is at least {n} years before the first of this month (not the date; the recipient sees the month it changes)"
+            ),
             Derivation::Year if birthday => "your birth year (not the full date)".to_owned(),
             Derivation::Year => format!("the year of {noun} (not the full date)"),
             Derivation::Country => "your country (not your address)".to_owned(),
@@ -274,9 +301,12 @@ impl Derivation {
                     let mut bands = vec![format!("under {first}")];
                     bands.extend(bounds.windows(2).map(|w| format!("{} to {}", w[0], w[1])));
                     bands.push(format!("{last} or more"));
-                    format!("the price band of each purchase: {} (not the exact price)", bands.join(", "))
+                    format!(
+                        "the price band of each purchase, in its currency: {} (not the exact price)",
+                        bands.join(", ")
+                    )
                 }
-                _ => "the price band of each purchase (not the exact price)".to_owned(),
+                _ => "the price band of each purchase, in its currency (not the exact price)".to_owned(),
             },
         }
     }
@@ -289,12 +319,22 @@ fn age(born: jiff::civil::Date, today: jiff::civil::Date) -> i32 {
     if (today.month(), today.day()) < (born.month(), born.day()) { years - 1 } else { years }
 }
 
-/// The issuer's current date (UTC) at `now` (unix seconds).
+/// The date ages are counted on at `now` (unix seconds, the issuer's clock): the first day of
+/// the month, of the date twelve hours behind UTC (no time zone is further behind, so the
+/// month has turned everywhere first). A clock out of range counts on the earliest date, where
+/// every age is "no".
 pub(crate) fn today(now: i64) -> jiff::civil::Date {
-    jiff::Timestamp::from_second(now)
+    let date = jiff::Timestamp::from_second(now.saturating_sub(12 * 3600))
         .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
         .to_zoned(jiff::tz::TimeZone::UTC)
-        .date()
+        .date();
+    date.first_of_month()
+}
+
+/// True for the fields a prefix may be taken of: codes whose first characters say a region,
+/// not a person.
+fn takes_a_prefix(source: &FieldPath) -> bool {
+    matches!(source, FieldPath::Profile(s) if s == &["address", "postcode"] || s == &["phone"])
 }
 
 /// How a field is named on the consent screen.
@@ -304,7 +344,7 @@ fn noun(source: &FieldPath) -> String {
             Some(last) => format!("your {last}"),
             None => "your profile".to_owned(),
         },
-        FieldPath::Preferences(Some(key)) => format!("your preference {key}"),
+        FieldPath::Preferences(Some(key)) => format!("your preference \"{key}\""),
         FieldPath::Purchases(Some(field)) => format!("the {field} of each purchase"),
         _ => "it".to_owned(),
     }
@@ -348,157 +388,43 @@ fn resolve<'a>(node: &'a Value, defs: &'a Value) -> &'a Value {
     }
 }
 
-/// The distinct `over(N)` thresholds of each date field among `fields`.
-pub(crate) fn age_thresholds<'a>(
-    fields: impl IntoIterator<Item = &'a FieldPath>,
-) -> BTreeMap<&'a FieldPath, BTreeSet<u16>> {
-    let mut out: BTreeMap<&FieldPath, BTreeSet<u16>> = BTreeMap::new();
-    for field in fields {
-        if let Some((source, Derivation::Over(n))) = field.derived() {
-            out.entry(source).or_default().insert(*n);
-        }
-    }
-    out
+/// A field that a set of field paths would tell too much about.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct TooRevealing {
+    /// The source field.
+    pub(crate) field: String,
+    /// What there would be too many of, in words.
+    pub(crate) what: &'static str,
 }
 
-/// The first date field with more than [`MAX_AGE_THRESHOLDS`] distinct thresholds.
-pub(crate) fn too_many_thresholds<'a>(fields: impl IntoIterator<Item = &'a FieldPath>) -> Option<String> {
-    age_thresholds(fields).into_iter().find(|(_, n)| n.len() > MAX_AGE_THRESHOLDS).map(|(s, _)| s.to_string())
+/// The first field that `fields` (one statement, or all the grants of one audience) would
+/// answer too much about: more than [`MAX_DATE_ANSWERS`] of `year` and distinct `over(N)`
+/// about one date, or more than [`MAX_BANDS`] distinct bands of one price.
+pub(crate) fn too_revealing<'a>(fields: impl IntoIterator<Item = &'a FieldPath>) -> Option<TooRevealing> {
+    let mut dates: BTreeMap<&FieldPath, BTreeSet<&Derivation>> = BTreeMap::new();
+    let mut bands: BTreeMap<&FieldPath, BTreeSet<&Derivation>> = BTreeMap::new();
+    for field in fields {
+        match field.derived() {
+            Some((source, d @ (Derivation::Over(_) | Derivation::Year))) => {
+                dates.entry(source).or_default().insert(d);
+            }
+            Some((source, d @ Derivation::Band(_))) => {
+                bands.entry(source).or_default().insert(d);
+            }
+            _ => {}
+        }
+    }
+    let over = |map: BTreeMap<&FieldPath, BTreeSet<&Derivation>>, max: usize| {
+        map.into_iter().find(|(_, set)| set.len() > max).map(|(source, _)| source.to_string())
+    };
+    if let Some(field) = over(dates, MAX_DATE_ANSWERS) {
+        return Some(TooRevealing {
+            field,
+            what: "more than 2 answers about one date (its year and ages over(N))",
+        });
+    }
+    over(bands, MAX_BANDS).map(|field| TooRevealing { field, what: "more than one price band of one price" })
 }
 
 #[cfg(test)]
-mod tests {
-    use serde_json::json;
-
-    use super::*;
-
-    fn date(s: &str) -> jiff::civil::Date {
-        s.parse().unwrap()
-    }
-
-    #[test]
-    fn derivations_parse_and_print_back() {
-        for d in ["over(18)", "year", "country", "prefix(2)", "band(10,50,100)", "over(150)", "band(1)"] {
-            assert_eq!(Derivation::parse(d).unwrap().to_string(), d);
-        }
-        assert_eq!(Derivation::parse("band(10, 50 ,100)").unwrap().to_string(), "band(10,50,100)");
-    }
-
-    #[test]
-    fn bad_derivations_are_refused_with_the_rule() {
-        assert_eq!(Derivation::parse("age"), Err(DeriveError::Unknown("age".into())));
-        assert_eq!(Derivation::parse("over18"), Err(DeriveError::Unknown("over18".into())));
-        for bad in [
-            "over(0)",
-            "over(151)",
-            "over(+18)",
-            "over(18,19)",
-            "over(1.5)",
-            "over()",
-            "over",
-            "over(18",
-            "prefix(0)",
-            "prefix(5)",
-            "band()",
-            "band(50,10)",
-            "band(10,10)",
-            "band(0,10)",
-            "band(1,2,3,4,5,6,7,8,9)",
-            "band(99999999999)",
-            "year(2)",
-            "country()",
-        ] {
-            assert!(matches!(Derivation::parse(bad), Err(DeriveError::Bad(_))), "{bad}");
-        }
-    }
-
-    #[test]
-    fn over_counts_whole_years_on_the_issuers_date() {
-        let over18 = Derivation::Over(18);
-        let b = json!("2008-06-15");
-        assert_eq!(over18.compute(&b, date("2026-06-14")), Some(json!(false)));
-        assert_eq!(over18.compute(&b, date("2026-06-15")), Some(json!(true)), "on the birthday");
-        let leap = json!("2008-02-29");
-        assert_eq!(over18.compute(&leap, date("2026-02-28")), Some(json!(false)));
-        assert_eq!(over18.compute(&leap, date("2026-03-01")), Some(json!(true)));
-        assert_eq!(over18.compute(&json!("2030-01-01"), date("2026-01-01")), Some(json!(false)), "future");
-        assert_eq!(over18.compute(&json!("31/12/1990"), date("2026-01-01")), None, "unreadable: absent");
-        assert_eq!(over18.compute(&Value::Null, date("2026-01-01")), None, "missing: absent");
-        assert_eq!(Derivation::Year.compute(&b, date("2026-01-01")), Some(json!(2008)));
-    }
-
-    #[test]
-    fn country_prefix_and_band() {
-        let today = date("2026-01-01");
-        let address = json!({"street": "1 rue", "city": "Lyon", "postcode": "69001", "country": "FR"});
-        assert_eq!(Derivation::Country.compute(&address, today), Some(json!("FR")));
-        assert_eq!(Derivation::Country.compute(&json!({"city": "Lyon"}), today), None);
-        assert_eq!(Derivation::Prefix(2).compute(&json!("69001"), today), Some(json!("69")));
-        assert_eq!(Derivation::Prefix(2).compute(&json!("69"), today), None, "never the whole value");
-        assert_eq!(Derivation::Prefix(1).compute(&json!("Ölm"), today), Some(json!("Ö")), "characters");
-        let band = Derivation::Band(vec![10, 50, 100]);
-        let price = |amount: i64, currency: &str| json!({"amount_minor": amount, "currency": currency});
-        assert_eq!(band.compute(&price(999, "EUR"), today), Some(json!("under 10 EUR")));
-        assert_eq!(band.compute(&price(1000, "EUR"), today), Some(json!("10 to 50 EUR")));
-        assert_eq!(band.compute(&price(4999, "EUR"), today), Some(json!("10 to 50 EUR")));
-        assert_eq!(band.compute(&price(10_000, "EUR"), today), Some(json!("100 EUR or more")));
-        assert_eq!(band.compute(&price(60, "JPY"), today), Some(json!("50 to 100 JPY")), "no minor unit");
-        assert_eq!(band.compute(&price(i64::MAX, "KWD"), today), Some(json!("100 KWD or more")));
-        assert_eq!(band.compute(&json!("12.50"), today), None);
-    }
-
-    #[test]
-    fn sources_are_typed_by_the_schema() {
-        let p = |s: &str| s.parse::<FieldPath>().unwrap();
-        let over = Derivation::Over(18);
-        assert_eq!(over.check_source(&p("profile.birthday")), Ok(()));
-        assert_eq!(over.check_source(&p("purchases.*.date")), Ok(()));
-        assert_eq!(
-            over.check_source(&p("profile.email")),
-            Err(DeriveError::WrongType { needs: "a date", found: "text" })
-        );
-        assert_eq!(Derivation::Country.check_source(&p("profile.address")), Ok(()));
-        assert_eq!(
-            Derivation::Country.check_source(&p("profile")),
-            Err(DeriveError::WrongType { needs: "an address", found: "a group of fields" })
-        );
-        assert_eq!(Derivation::Prefix(2).check_source(&p("profile.address.postcode")), Ok(()));
-        assert_eq!(Derivation::Prefix(2).check_source(&p("preferences.diet")), Ok(()));
-        assert!(Derivation::Prefix(2).check_source(&p("profile.birthday")).is_err(), "a date is not text");
-        assert_eq!(Derivation::Band(vec![10]).check_source(&p("purchases.*.price")), Ok(()));
-        assert_eq!(
-            Derivation::Band(vec![10]).check_source(&p("purchases.*.rating")),
-            Err(DeriveError::WrongType { needs: "a price", found: "a number" })
-        );
-        assert!(Derivation::Year.check_source(&p("purchases.*.tags")).is_err());
-    }
-
-    #[test]
-    fn plain_words_say_what_is_not_shared() {
-        let p = |s: &str| s.parse::<FieldPath>().unwrap();
-        assert_eq!(
-            Derivation::Over(18).plain_words(&p("profile.birthday")),
-            "whether you are over 18 (not your birthday)"
-        );
-        assert_eq!(
-            Derivation::Year.plain_words(&p("profile.birthday")),
-            "your birth year (not the full date)"
-        );
-        assert_eq!(Derivation::Country.plain_words(&p("profile.address")), "your country (not your address)");
-        assert_eq!(
-            Derivation::Prefix(2).plain_words(&p("profile.address.postcode")),
-            "the first 2 characters of your postcode (not all of it)"
-        );
-        assert_eq!(
-            Derivation::Band(vec![10, 50]).plain_words(&p("purchases.*.price")),
-            "the price band of each purchase: under 10, 10 to 50, 50 or more (not the exact price)"
-        );
-    }
-
-    #[test]
-    fn today_is_the_utc_date() {
-        assert_eq!(today(0), date("1970-01-01"));
-        assert_eq!(today(1_800_000_000), date("2027-01-15"));
-        assert_eq!(today(i64::MAX), date("1970-01-01"), "out of range: no panic");
-    }
-}
+mod tests;

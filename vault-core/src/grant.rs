@@ -44,7 +44,7 @@ impl Statement for Grant {
     }
 
     fn check(&self) -> Result<(), Rule> {
-        check_scope("covers", &self.fields, self.filter.as_ref(), &self.purpose)?;
+        check_scope("covers", &self.fields, self.filter.as_ref(), &self.purpose, self.prices)?;
         if self.issuer == self.audience {
             return Err(Rule::SameIdentity("issuer and audience"));
         }

@@ -66,7 +66,8 @@ mod store;
 mod vault;
 
 pub use derive::{
-    Derivation, KNOWN_DERIVATIONS, MAX_AGE, MAX_AGE_THRESHOLDS, MAX_BAND_BOUND, MAX_BAND_BOUNDS, MAX_PREFIX,
+    Derivation, KNOWN_DERIVATIONS, MAX_AGE, MAX_BAND_BOUND, MAX_BAND_BOUNDS, MAX_BANDS, MAX_DATE_ANSWERS,
+    MAX_PREFIX,
 };
 pub use doc::DocError;
 pub use grant::{ErasureReceipt, Grant, Revocation, SignedGrant};

@@ -140,9 +140,18 @@ impl FromStr for FieldPath {
                 needs,
                 found,
             },
-            _ => PathError::Unknown(given()),
+            DeriveError::Bad(rule) => PathError::BadDerivation { path: given(), rule },
+            DeriveError::Unknown(_) => PathError::Unknown(given()),
         })?;
-        Ok(FieldPath::Derived(DerivedField { source: Box::new(source), derivation }))
+        let parsed = FieldPath::Derived(DerivedField { source: Box::new(source), derivation });
+        // One way to write each derived path: a signed statement says it in vault's own words.
+        if parsed.to_string() != s {
+            return Err(PathError::BadDerivation {
+                path: given(),
+                rule: "write a derived path without spaces, as in profile.birthday:over(18)",
+            });
+        }
+        Ok(parsed)
     }
 }
 
@@ -388,7 +397,7 @@ mod tests {
             "profile.address.postcode:prefix(2)",
             "purchases.*.price:band(10,50,100)",
             "purchases.*.date:year",
-            "preferences.diet:prefix(1)",
+            "profile.phone:prefix(1)",
         ] {
             let path: FieldPath = p.parse().unwrap();
             assert_eq!(path.to_string(), p);
@@ -418,7 +427,7 @@ mod tests {
             "profile.birthday:over(150)",
             "profile.address:country",
             "profile.address.postcode:prefix(4)",
-            "purchases.*.price:band(1,2,3,4,5,6,7,1000000000)",
+            "purchases.*.price:band(1,2,3,5,8,12,18,1000000000)",
         ] {
             let printed = p.parse::<FieldPath>().unwrap().to_string();
             assert!(validator.is_valid(&serde_json::json!(printed)), "{printed}");

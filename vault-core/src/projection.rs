@@ -416,7 +416,7 @@ mod tests {
         "purchases",
         "purchases.*.item",
         "purchases.*.review",
-        "profile.address.city:prefix(2)",
+        "profile.address.postcode:prefix(2)",
         "purchases.*.price:band(1,5)",
     ];
 

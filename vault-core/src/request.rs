@@ -52,7 +52,7 @@ impl Statement for ConsentRequest {
     }
 
     fn check(&self) -> Result<(), Rule> {
-        check_scope("asks for", &self.fields, self.filter.as_ref(), &self.purpose)?;
+        check_scope("asks for", &self.fields, self.filter.as_ref(), &self.purpose, self.prices)?;
         if self.requester == self.holder {
             return Err(Rule::SameIdentity("requester and holder"));
         }

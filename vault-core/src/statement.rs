@@ -192,12 +192,15 @@ pub enum Rule {
         /// The first such character.
         code_point: u32,
     },
-    /// More distinct age thresholds (`over(N)`) of one date field than allowed: together they
-    /// would narrow the age down.
-    #[error("it names more than {max} age thresholds (over(N)) of one date field")]
-    TooManyAgeThresholds {
-        /// The limit.
-        max: usize,
+    /// A price band without prices (a band is a price).
+    #[error("a price band is a price: it needs prices included (no --no-prices)")]
+    BandWithoutPrices,
+    /// Too many answers about one field (dates: `year` and `over(N)`; prices: bands): together
+    /// they would narrow the value down.
+    #[error("it names {what}")]
+    TooRevealing {
+        /// What there are too many of, in words.
+        what: &'static str,
     },
     /// A record filter without a purchases field to apply to.
     #[error("a record filter needs a purchases field")]

@@ -105,7 +105,14 @@ fn describe(vault: &Vault, info: &RequestInfo, incoming: bool) -> String {
                 lines.push(format!("          shares only {}", d.plain_words()));
             }
         }
-        for note in together_notes(&r.fields) {
+        let given: Vec<FieldPath> = vault
+            .grants()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|g| g.grant.statement().audience == r.requester)
+            .flat_map(|g| g.grant.statement().fields.clone())
+            .collect();
+        for note in together_notes(&r.fields, &given) {
             lines.push(format!("    note: {note}"));
         }
     } else {

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Vault;
 use super::audit::{AuditEvent, AuditKind};
-use crate::derive::{MAX_AGE_THRESHOLDS, too_many_thresholds};
+use crate::derive::too_revealing;
 use crate::doc::DocError;
 use crate::grant::{ErasureReceipt, Grant, Revocation, SignedGrant};
 use crate::identity::IdentityId;
@@ -86,16 +86,17 @@ pub enum GrantError {
     /// The expiry is not in the future.
     #[error("the expiry must be in the future")]
     ExpiryInPast,
-    /// With this grant its audience would hold more distinct ages (`over(N)`) of one date field
-    /// than allowed, across its live grants: together they would narrow the age down.
+    /// With this grant its audience would have been given too many answers about one field
+    /// (dates: `year` and `over(N)`; prices: bands), counting every grant it was ever given
+    /// (what an ended grant told is still known): together they would narrow the value down.
     #[error(
-        "the recipient would hold more than {max} age thresholds (over(N)) of \"{field}\" across its live grants; revoke one first"
+        "the recipient would have been given {what} of \"{field}\", counting every grant it was ever given (ended ones too: what they told is still known)"
     )]
-    TooManyAgeThresholds {
-        /// The date field.
+    TooRevealing {
+        /// The source field.
         field: String,
-        /// The limit.
-        max: usize,
+        /// What there would be too many of, in words.
+        what: &'static str,
     },
     /// A receipt for a grant of someone else, or from someone who is not the grantee.
     #[error("the erasure receipt does not match grant {0}")]
@@ -231,15 +232,15 @@ impl Vault {
         let mut fields = new.fields;
         fields.sort();
         fields.dedup();
-        if fields.iter().any(|f| f.derived().is_some_and(|(_, d)| d.is_dated())) {
-            let held: Vec<FieldPath> = self
+        if fields.iter().any(|f| f.derived().is_some()) {
+            let given: Vec<FieldPath> = self
                 .grants()?
                 .into_iter()
-                .filter(|g| g.is_live() && g.grant.statement().audience == new.audience)
+                .filter(|g| g.grant.statement().audience == new.audience)
                 .flat_map(|g| g.grant.statement().fields.clone())
                 .collect();
-            if let Some(field) = too_many_thresholds(held.iter().chain(&fields)) {
-                return Err(GrantError::TooManyAgeThresholds { field, max: MAX_AGE_THRESHOLDS });
+            if let Some(too_many) = too_revealing(given.iter().chain(&fields)) {
+                return Err(GrantError::TooRevealing { field: too_many.field, what: too_many.what });
             }
         }
         let grant = Grant {

@@ -83,7 +83,7 @@ mod tests {
     #[test]
     fn an_age_turns_on_its_date_without_an_edit() {
         let dir = tempfile::tempdir().unwrap();
-        // 2027-01-15; the birthday makes 18 on 2027-01-20.
+        // 2027-01-15; the birthday makes 18 on 2027-01-20, counted from 2027-02-01.
         let clock = Arc::new(AtomicI64::new(1_800_000_000));
         let c = clock.clone();
         let mut node = Vault::at(dir.path())
@@ -105,10 +105,11 @@ mod tests {
         let id = grant.statement().id;
         let _ = watch_step(&mut node, true, |_| {});
         assert!(!watch_step(&mut node, true, |_| {}), "nothing changed yet");
-        clock.store(1_800_000_000 + 4 * 86_400, Ordering::SeqCst);
-        assert!(!watch_step(&mut node, true, |_| {}), "another day, still 17");
         clock.store(1_800_000_000 + 5 * 86_400, Ordering::SeqCst);
-        assert!(watch_step(&mut node, true, |_| {}), "the sessions are woken on the birthday");
+        assert!(!watch_step(&mut node, true, |_| {}), "the birthday: ages are counted by the month");
+        // 2027-02-01, 12:00 UTC: February everywhere.
+        clock.store(1_800_000_000 + 17 * 86_400 + 4 * 3600, Ordering::SeqCst);
+        assert!(watch_step(&mut node, true, |_| {}), "the sessions are woken as the month turns");
         let values = node.projection_values(&id).unwrap().unwrap();
         assert_eq!(values["profile"]["birthday:over(18)"], serde_json::json!(true));
         assert!(!watch_step(&mut node, true, |_| {}), "once");
