@@ -299,3 +299,17 @@ pub fn my_uid() -> u32 {
     use std::os::unix::fs::MetadataExt;
     std::fs::metadata("/proc/self").expect("/proc/self").uid()
 }
+
+/// `vault requests ARGS --json`, checked against its schema: the requests (none when the
+/// command says so with exit 1).
+pub fn requests(v: &TestVault, args: &[&str]) -> Vec<Value> {
+    let mut full = vec!["--json", "requests"];
+    full.extend_from_slice(args);
+    let out = v.run(&full);
+    if out.status.code() == Some(1) {
+        return Vec::new();
+    }
+    let value: Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
+    check_cli_schema("requests", &value);
+    value["requests"].as_array().expect("a list of requests").clone()
+}

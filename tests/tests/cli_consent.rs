@@ -2,22 +2,10 @@
 //! the customer decides; a friend follows a purchase feed. With the bad inputs of each.
 
 use serde_json::Value;
-use vault_tests::{Bought, TestVault, buy, check_cli_schema, eventually, json, json_or_no, serve};
+use vault_tests::{Bought, TestVault, buy, check_cli_schema, eventually, json, json_or_no, requests, serve};
 
 fn add_purchase(v: &TestVault, item: &str, seller: &str, price: &str, tag: &str, date: &str) -> String {
     buy(v, &Bought { item, seller, price, tag, date, rating: "4", review: "fine" })
-}
-
-fn requests(v: &TestVault, args: &[&str]) -> Vec<Value> {
-    let mut full = vec!["--json", "requests"];
-    full.extend_from_slice(args);
-    let out = v.run(&full);
-    if out.status.code() == Some(1) {
-        return Vec::new();
-    }
-    let value: Value = serde_json::from_slice(&out.stdout).unwrap();
-    check_cli_schema("requests", &value);
-    value["requests"].as_array().unwrap().clone()
 }
 
 fn customer_with_profile() -> TestVault {

@@ -5,7 +5,7 @@
 
 use serde_json::{Value, json};
 use vault_core::{GrantId, IdentityId, Passphrase, Vault};
-use vault_tests::{Bought, TestVault, buy, check_cli_schema, eventually, json_or_no, serve};
+use vault_tests::{Bought, TestVault, buy, eventually, json_or_no, requests, serve};
 
 /// The customer's source values: none of them may ever reach the seller.
 const BIRTHDAY: &str = "1990-05-17";
@@ -172,18 +172,6 @@ fn a_derived_grant_ships_only_the_derived_values_and_follows_the_source() {
         }
     }
     assert!(!amounts.contains(&3745), "the exact price in the copy's history: {amounts:?}");
-}
-
-fn requests(v: &TestVault, args: &[&str]) -> Vec<Value> {
-    let mut full = vec!["--json", "requests"];
-    full.extend_from_slice(args);
-    let out = v.run(&full);
-    if out.status.code() == Some(1) {
-        return Vec::new();
-    }
-    let value: Value = serde_json::from_slice(&out.stdout).unwrap();
-    check_cli_schema("requests", &value);
-    value["requests"].as_array().unwrap().clone()
 }
 
 fn ask(shop: &TestVault, fields: &str) -> String {

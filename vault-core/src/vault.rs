@@ -396,3 +396,17 @@ pub(crate) fn new_test_vault(dir: &Path) -> Vault {
     let passphrase = crate::primitives::Passphrase::new("pw");
     Vault::at(dir).kdf(KdfParams::INSECURE_FOR_TESTS).create(&passphrase).unwrap()
 }
+
+/// A test vault whose clock reads `clock` (Unix seconds), for tests that move time.
+#[cfg(test)]
+pub(crate) fn new_test_vault_with_clock(
+    dir: &Path,
+    clock: std::sync::Arc<std::sync::atomic::AtomicI64>,
+) -> Vault {
+    let passphrase = crate::primitives::Passphrase::new("pw");
+    Vault::at(dir)
+        .kdf(KdfParams::INSECURE_FOR_TESTS)
+        .clock(std::sync::Arc::new(move || clock.load(std::sync::atomic::Ordering::SeqCst)))
+        .create(&passphrase)
+        .unwrap()
+}

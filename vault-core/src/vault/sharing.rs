@@ -365,7 +365,7 @@ mod tests {
     use super::*;
     use crate::identity::Identity;
     use crate::money::Price;
-    use crate::primitives::{KdfParams, Passphrase};
+    use crate::primitives::Passphrase;
     use crate::vault::{AuditFilter, PurchaseRecord};
 
     struct Fixture {
@@ -378,12 +378,7 @@ mod tests {
     fn fixture() -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let clock = Arc::new(AtomicI64::new(1_800_000_000));
-        let c = clock.clone();
-        let mut vault = Vault::at(dir.path())
-            .kdf(KdfParams::INSECURE_FOR_TESTS)
-            .clock(Arc::new(move || c.load(Ordering::SeqCst)))
-            .create(&Passphrase::new("pw"))
-            .unwrap();
+        let mut vault = crate::vault::new_test_vault_with_clock(dir.path(), clock.clone());
         vault.set_profile("email", "ada@example.org").unwrap();
         vault.set_profile("name", "Ada").unwrap();
         vault.set_profile("address.city", "Lyon").unwrap();

@@ -9,7 +9,7 @@ use serde_json::json;
 use super::{GrantError, NewGrant};
 use crate::identity::{Identity, IdentityId};
 use crate::path::FieldPath;
-use crate::primitives::{KdfParams, Passphrase};
+use crate::primitives::Passphrase;
 use crate::request::{ConsentRequest, WiderThanAsked};
 use crate::statement::{RequestId, Signed};
 use crate::vault::{Approval, RequestError, Vault};
@@ -28,12 +28,7 @@ struct Fixture {
 fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(AtomicI64::new(START));
-    let c = clock.clone();
-    let mut vault = Vault::at(dir.path())
-        .kdf(KdfParams::INSECURE_FOR_TESTS)
-        .clock(Arc::new(move || c.load(Ordering::SeqCst)))
-        .create(&Passphrase::new("pw"))
-        .unwrap();
+    let mut vault = crate::vault::new_test_vault_with_clock(dir.path(), clock.clone());
     // 18 on 2027-01-20, five days after the start.
     vault.set_profile("birthday", "2009-01-20").unwrap();
     vault.set_profile("address.postcode", "69001").unwrap();
