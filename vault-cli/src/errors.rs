@@ -64,7 +64,7 @@ fn hint(err: &anyhow::Error) -> Option<String> {
         {
             return Some(
                 "over(N) and year read a date (profile.birthday), country an address (profile.address), \
-                 prefix(N) text (profile.address.postcode), band(B1,B2,...) a price (purchases.*.price)"
+                 prefix(N) the postcode or the phone number, band(B1,B2,...) a price (purchases.*.price)"
                     .into(),
             );
         }
