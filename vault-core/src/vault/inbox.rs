@@ -90,11 +90,15 @@ impl<V: Deref<Target = Vault>> Inbox<V> {
     /// What this vault holds of each field a request asks for.
     pub fn holdings(&self, request: &ConsentRequest) -> Vec<Holding> {
         let doc = self.vault.doc.to_json();
+        let day = crate::derive::today(self.vault.now());
         request
             .fields
             .iter()
             .map(|field| {
-                // A derived field: what the vault holds of its source.
+                // A derived field is held when its source gives a value (a postcode too short
+                // for its prefix gives none).
+                let gives =
+                    |v: &serde_json::Value| field.derived().is_none_or(|(_, d)| d.compute(v, day).is_some());
                 let (held, records) = match field.source() {
                     FieldPath::Derived(_) => (false, None),
                     FieldPath::Profile(segments) => {
@@ -102,12 +106,12 @@ impl<V: Deref<Target = Vault>> Inbox<V> {
                         for s in segments {
                             v = &v[s.as_str()];
                         }
-                        (!v.is_null() && v.as_object().is_none_or(|m| !m.is_empty()), None)
+                        (!v.is_null() && v.as_object().is_none_or(|m| !m.is_empty()) && gives(v), None)
                     }
                     FieldPath::Preferences(key) => {
                         let prefs = &doc[crate::doc::PREFERENCES];
                         let held = match key {
-                            Some(k) => !prefs[k.as_str()].is_null(),
+                            Some(k) => !prefs[k.as_str()].is_null() && gives(&prefs[k.as_str()]),
                             None => prefs.as_object().is_some_and(|m| !m.is_empty()),
                         };
                         (held, None)
@@ -116,7 +120,10 @@ impl<V: Deref<Target = Vault>> Inbox<V> {
                         let count = doc[crate::doc::PURCHASES].as_object().map_or(0, |m| {
                             m.values()
                                 .filter(|r| request.filter.as_ref().is_none_or(|f| f.matches(r)))
-                                .filter(|r| sub.as_ref().is_none_or(|s| !r[s.as_str()].is_null()))
+                                .filter(|r| {
+                                    sub.as_ref()
+                                        .is_none_or(|s| !r[s.as_str()].is_null() && gives(&r[s.as_str()]))
+                                })
                                 .count()
                         });
                         (count > 0, Some(count))

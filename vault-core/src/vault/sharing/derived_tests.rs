@@ -183,3 +183,33 @@ fn a_derived_field_may_answer_a_raw_one_and_never_the_reverse() {
     }
     f.vault.inbox_mut().approve(&derived.statement().id, Approval::default()).unwrap();
 }
+
+#[test]
+fn the_consent_screen_says_held_only_when_the_derived_value_exists() {
+    let f = fixture();
+    let asked = request(
+        &f.shop,
+        f.vault.identity(),
+        &[
+            "profile.address.postcode:prefix(2)",
+            "profile.address.postcode:prefix(4)",
+            "profile.birthday:over(18)",
+        ],
+    );
+    let held: Vec<(String, bool)> = f
+        .vault
+        .inbox()
+        .holdings(asked.statement())
+        .into_iter()
+        .map(|h| (h.field.to_string(), h.held))
+        .collect();
+    assert_eq!(
+        held,
+        [
+            ("profile.address.postcode:prefix(2)".to_owned(), true),
+            // "69001" is one character short of what prefix(4) needs: nothing would be shared.
+            ("profile.address.postcode:prefix(4)".to_owned(), false),
+            ("profile.birthday:over(18)".to_owned(), true),
+        ]
+    );
+}
