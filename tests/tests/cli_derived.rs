@@ -14,6 +14,9 @@ const CITY: &str = "Villeurbanne";
 const POSTCODE: &str = "69100";
 const NEW_POSTCODE: &str = "75011";
 
+/// What the consent screen says `profile.birthday:over(18)` shares.
+const OVER_18: &str = "whether you are 18 or older, counted by whole months (not your birthday; it turns true at the start of the month after your 18th birthday, and the recipient sees the month)";
+
 fn customer() -> TestVault {
     let c = TestVault::new();
     c.ok(&["profile", "set", "email", "ada@example.org"]);
@@ -116,7 +119,7 @@ fn a_derived_grant_ships_only_the_derived_values_and_follows_the_source() {
     );
     let text = ada.ok(&["grants"]);
     for words in [
-        "whether you are 18 or older, counted by whole months (not your birthday; it turns true at the start of the month after your 18th birthday, and the recipient sees the month)",
+        OVER_18,
         "your country (not your address)",
         "the first 2 characters of your postcode (not all of it)",
         "the price band of each purchase, in its currency: under 10, 10 to 50, 50 to 100, 100 or more (not the exact price)",
@@ -218,14 +221,11 @@ fn a_seller_asks_for_a_derived_field_and_the_customer_narrows_never_widens() {
     let holds =
         inbox.iter().find(|r| r["id"] == derived.as_str()).unwrap()["holds"].as_array().unwrap().clone();
     let over = holds.iter().find(|h| h["field"] == "profile.birthday:over(18)").unwrap();
-    assert_eq!(
-        over["shares_only"],
-        "whether you are 18 or older, counted by whole months (not your birthday; it turns true at the start of the month after your 18th birthday, and the recipient sees the month)"
-    );
+    assert_eq!(over["shares_only"], OVER_18);
     assert_eq!(over["held"], true);
     let screen = ada.ok(&["requests"]);
     for words in [
-        "shares only whether you are 18 or older, counted by whole months (not your birthday; it turns true at the start of the month after your 18th birthday, and the recipient sees the month)",
+        &format!("shares only {OVER_18}"),
         "shares only your birth year (not the full date)",
         "shares only your country (not your address)",
         "note: together, profile.birthday:over(18) and profile.birthday:year tell more of profile.birthday than each alone",

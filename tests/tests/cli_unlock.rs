@@ -4,9 +4,9 @@
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::PathBuf;
 use std::process::Output;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use vault_tests::{TestVault, serve};
+use vault_tests::{TestVault, eventually, serve};
 
 /// Runs a command with no passphrase anywhere: only an agent can open the vault.
 fn bare(v: &TestVault, args: &[&str]) -> Output {
@@ -47,28 +47,14 @@ fn sockets(v: &TestVault) -> Vec<PathBuf> {
     }
 }
 
-/// Waits up to five seconds for the agent's socket to go.
-fn socket_gone(v: &TestVault) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(5) {
-        if sockets(v).is_empty() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    false
+/// Waits (as `eventually` does) for the agent's socket to go.
+fn socket_gone(v: &TestVault, what: &str) {
+    eventually(what, || sockets(v).is_empty());
 }
 
-/// Waits up to five seconds for the agent's process to end.
-fn agent_gone(v: &TestVault) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(5) {
-        if agent_pid(v).is_none() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    false
+/// Waits for the agent's process to end.
+fn agent_gone(v: &TestVault, what: &str) {
+    eventually(what, || agent_pid(v).is_none());
 }
 
 /// The process id of the agent serving `v`, from its command line.
@@ -130,8 +116,8 @@ fn unlock_once_then_commands_need_no_passphrase_until_lock() {
 
     let locked = ada.json(&["lock"], "lock");
     assert_eq!((locked["locked"].as_bool(), locked["by"].as_str()), (Some(true), Some("agent")));
-    assert!(socket_gone(&ada), "the agent ends and removes its socket");
-    assert!(agent_gone(&ada), "the agent process ends");
+    socket_gone(&ada, "the agent ends and removes its socket");
+    agent_gone(&ada, "the agent process ends");
     bare_fails(&ada, &["profile", "get"]);
     assert_eq!(ada.json(&["status"], "status")["unlock"]["until"], serde_json::Value::Null);
     let nothing = ada.json(&["lock"], "lock");
@@ -145,7 +131,7 @@ fn an_expired_agent_lends_nothing_and_ends() {
     std::thread::sleep(Duration::from_millis(1500));
     let err = bare_fails(&ada, &["profile", "get"]);
     assert!(err.contains("no passphrase"), "{err}");
-    assert!(socket_gone(&ada), "an expired agent ends");
+    socket_gone(&ada, "an expired agent ends");
     assert!(agent_pid(&ada).is_none());
 }
 
@@ -193,7 +179,7 @@ fn an_agent_directory_open_to_others_or_not_a_directory_is_not_used() {
     assert!(ada.fails(&["unlock"], 2).contains("open to other users"));
     std::fs::set_permissions(agent_dir(&ada), std::fs::Permissions::from_mode(0o700)).unwrap();
     ada.ok(&["lock"]);
-    assert!(socket_gone(&ada));
+    socket_gone(&ada, "the agent removes its socket");
 
     // A link planted where the directory goes is not followed.
     let bob = TestVault::new();
@@ -230,7 +216,7 @@ fn an_agent_directory_or_socket_owned_by_another_user_is_not_used() {
     assert!(out.status.success() && String::from_utf8_lossy(&out.stderr).contains("owned by another user"));
     std::os::unix::fs::lchown(agent_dir(&ada), Some(0), None).unwrap();
     ada.ok(&["lock"]);
-    assert!(socket_gone(&ada));
+    socket_gone(&ada, "the agent removes its socket");
 }
 
 #[test]
@@ -240,7 +226,7 @@ fn an_agent_ended_by_a_signal_removes_its_socket() {
     let pid = agent_pid(&ada).expect("the agent runs");
     let killed = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
     assert!(killed.success());
-    assert!(socket_gone(&ada), "the agent removes its socket as it ends");
+    socket_gone(&ada, "the agent removes its socket as it ends");
     bare_fails(&ada, &["profile", "get"]);
 }
 
@@ -251,7 +237,7 @@ fn unlocks_at_once_after_an_agent_died_leave_one_agent_that_lock_ends() {
     let pid = agent_pid(&ada).expect("the agent runs");
     // Killed outright, it leaves its socket behind.
     assert!(std::process::Command::new("kill").args(["-KILL", &pid.to_string()]).status().unwrap().success());
-    assert!(!agent_gone(&ada) || !sockets(&ada).is_empty(), "a dead agent's socket stays");
+    assert!(!sockets(&ada).is_empty(), "a dead agent's socket stays");
     let racers: Vec<_> = (0..4)
         .map(|_| ada.cmd(&["unlock", "--for", "2m"]).stdout(std::process::Stdio::null()).spawn().unwrap())
         .collect();
@@ -260,7 +246,7 @@ fn unlocks_at_once_after_an_agent_died_leave_one_agent_that_lock_ends() {
     }
     bare_ok(&ada, &["profile", "get"]);
     ada.ok(&["lock"]);
-    assert!(agent_gone(&ada), "no agent is left holding the key after lock");
+    agent_gone(&ada, "no agent is left holding the key after lock");
     bare_fails(&ada, &["profile", "get"]);
 }
 
@@ -311,7 +297,7 @@ fn the_agent_and_its_commands_check_the_other_sides_user() {
     }
     std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600)).unwrap();
     ada.ok(&["lock"]);
-    assert!(socket_gone(&ada));
+    socket_gone(&ada, "the agent removes its socket");
 
     // Another user's process posing as the agent, its socket put where the agent's goes and
     // made to look like this user's: the command checks who listens, and does not use it.

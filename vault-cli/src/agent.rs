@@ -74,23 +74,9 @@ pub(crate) fn private_dir(create: bool) -> Result<Option<PathBuf>> {
             }
         }
     }
-    let meta = match std::fs::symlink_metadata(&dir) {
-        Ok(meta) => meta,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !create => return Ok(None),
-        Err(e) => {
-            return Err(e).with_context(|| format!("cannot read the agent directory {}", dir.display()));
-        }
+    let Some(meta) = mine("the agent directory", &dir, |t| t.is_dir(), "a directory")? else {
+        return Ok(None);
     };
-    if !meta.file_type().is_dir() {
-        bail!("the agent directory {} is not a directory; not using it", dir.display());
-    }
-    if meta.uid() != my_uid() {
-        bail!(
-            "the agent directory {} is owned by another user (uid {}); not using it",
-            dir.display(),
-            meta.uid()
-        );
-    }
     if meta.mode() & 0o077 != 0 {
         bail!(
             "the agent directory {} is open to other users (mode {:o}); not using it",
@@ -114,22 +100,29 @@ pub(crate) fn socket_path(vault_dir: &Path, create: bool) -> Result<Option<PathB
 /// Refuses a socket file that is not a socket or is another user's; `Ok(false)` when there is
 /// none.
 pub(crate) fn check_socket_file(path: &Path) -> Result<bool> {
+    Ok(mine("the agent socket", path, |t| t.is_socket(), "a socket")?.is_some())
+}
+
+/// What `path` is, without following a link, checked to be `kind` and this user's; `Ok(None)`
+/// when there is nothing there. `what` names it in the messages.
+fn mine(
+    what: &str,
+    path: &Path,
+    is_kind: impl Fn(std::fs::FileType) -> bool,
+    kind: &str,
+) -> Result<Option<std::fs::Metadata>> {
     let meta = match std::fs::symlink_metadata(path) {
         Ok(meta) => meta,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-        Err(e) => return Err(e).with_context(|| format!("cannot read the agent socket {}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {what} {}", path.display())),
     };
-    if !meta.file_type().is_socket() {
-        bail!("the agent socket {} is not a socket; not using it", path.display());
+    if !is_kind(meta.file_type()) {
+        bail!("{what} {} is not {kind}; not using it", path.display());
     }
     if meta.uid() != my_uid() {
-        bail!(
-            "the agent socket {} is owned by another user (uid {}); not using it",
-            path.display(),
-            meta.uid()
-        );
+        bail!("{what} {} is owned by another user (uid {}); not using it", path.display(), meta.uid());
     }
-    Ok(true)
+    Ok(Some(meta))
 }
 
 /// The user id of the process at the other end of `stream`.
@@ -137,15 +130,20 @@ pub(crate) fn peer_uid(stream: &impl std::os::fd::AsFd) -> std::io::Result<u32> 
     Ok(rustix::net::sockopt::socket_peercred(stream)?.uid.as_raw())
 }
 
-/// Writes one frame.
-pub(crate) fn write_frame(out: &mut impl Write, op: u8, payload: &[u8]) -> std::io::Result<()> {
+/// One frame, in a buffer wiped when dropped.
+pub(crate) fn encode_frame(op: u8, payload: &[u8]) -> std::io::Result<Zeroizing<Vec<u8>>> {
     let len = u16::try_from(payload.len()).ok().filter(|n| usize::from(*n) <= FRAME_MAX);
     let len = len.ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "frame too large"))?;
     let mut frame = Zeroizing::new(Vec::with_capacity(3 + payload.len()));
     frame.push(op);
     frame.extend_from_slice(&len.to_be_bytes());
     frame.extend_from_slice(payload);
-    out.write_all(&frame)?;
+    Ok(frame)
+}
+
+/// Writes one frame.
+fn write_frame(out: &mut impl Write, op: u8, payload: &[u8]) -> std::io::Result<()> {
+    out.write_all(&encode_frame(op, payload)?)?;
     out.flush()
 }
 

@@ -237,13 +237,13 @@ impl Derivation {
         }
     }
 
-    /// The value derived from `source` on `today` (the issuer's UTC date); `None` when the
+    /// The value derived from `source`, ages counted on `day` ([`counting_day`]); `None` when the
     /// source is missing, unreadable, or would be shipped whole.
-    pub(crate) fn compute(&self, source: &Value, today: jiff::civil::Date) -> Option<Value> {
+    pub(crate) fn compute(&self, source: &Value, day: jiff::civil::Date) -> Option<Value> {
         match self {
             Derivation::Over(n) => {
                 let born: jiff::civil::Date = source.as_str()?.parse().ok()?;
-                Some(Value::Bool(age(born, today) >= i32::from(*n)))
+                Some(Value::Bool(age(born, day) >= i32::from(*n)))
             }
             Derivation::Year => {
                 let date: jiff::civil::Date = source.as_str()?.parse().ok()?;
@@ -323,7 +323,7 @@ fn age(born: jiff::civil::Date, today: jiff::civil::Date) -> i32 {
 /// the month, of the date twelve hours behind UTC (no time zone is further behind, so the
 /// month has turned everywhere first). A clock out of range counts on the earliest date, where
 /// every age is "no".
-pub(crate) fn today(now: i64) -> jiff::civil::Date {
+pub(crate) fn counting_day(now: i64) -> jiff::civil::Date {
     let date = jiff::Timestamp::from_second(now.saturating_sub(12 * 3600))
         .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
         .to_zoned(jiff::tz::TimeZone::UTC)

@@ -14,7 +14,7 @@ use serde_json::{Map, Value};
 
 use jiff::civil::Date;
 
-use crate::derive::{Derivation, today};
+use crate::derive::{Derivation, counting_day};
 use crate::doc::{PREFERENCES, PROFILE, PURCHASES, Touched, VaultDoc, assign, obj_to_json, to_hydrate};
 use crate::grant::Grant;
 use crate::path::FieldPath;
@@ -41,13 +41,13 @@ fn put_at(root: &mut Value, parent: &[String], key: &str, value: Value) {
 }
 
 /// Adds to `out` (a section's projection) each derived value of `grant` whose source is in
-/// `section` (`source_path` picks it out), computed on `today`; a source missing or
+/// `section` (`source_path` picks it out), counted on `day` ([`counting_day`]); a source missing or
 /// unreadable gives no value at all.
 fn add_derived(
     grant: &Grant,
     current: &Value,
     out: &mut Value,
-    today: Date,
+    day: Date,
     source_path: impl Fn(&FieldPath) -> Option<Vec<String>>,
 ) -> bool {
     let mut any = false;
@@ -58,7 +58,7 @@ fn add_derived(
         if matches!(d.derivation(), Derivation::Band(_)) && !grant.prices {
             continue;
         }
-        let Some(value) = lookup(current, &path).and_then(|v| d.derivation().compute(v, today)) else {
+        let Some(value) = lookup(current, &path).and_then(|v| d.derivation().compute(v, day)) else {
             continue;
         };
         let parent = &path[..path.len().saturating_sub(1)];
@@ -68,7 +68,7 @@ fn add_derived(
 }
 
 /// The granted part of the profile, if the grant covers any of it.
-fn project_profile(grant: &Grant, profile: &Value, today: Date) -> Option<Value> {
+fn project_profile(grant: &Grant, profile: &Value, day: Date) -> Option<Value> {
     let paths: Vec<&Vec<String>> = grant
         .fields
         .iter()
@@ -84,14 +84,14 @@ fn project_profile(grant: &Grant, profile: &Value, today: Date) -> Option<Value>
             }
         }
     }
-    let derived = add_derived(grant, profile, &mut out, today, |source| match source {
+    let derived = add_derived(grant, profile, &mut out, day, |source| match source {
         FieldPath::Profile(p) if !p.is_empty() => Some(p.clone()),
         _ => None,
     });
     (!paths.is_empty() || derived).then_some(out)
 }
 
-fn project_preferences(grant: &Grant, prefs: &Value, today: Date) -> Option<Value> {
+fn project_preferences(grant: &Grant, prefs: &Value, day: Date) -> Option<Value> {
     let mut out = Value::Object(Map::new());
     let mut any = false;
     for field in &grant.fields {
@@ -110,7 +110,7 @@ fn project_preferences(grant: &Grant, prefs: &Value, today: Date) -> Option<Valu
             _ => {}
         }
     }
-    let derived = add_derived(grant, prefs, &mut out, today, |source| match source {
+    let derived = add_derived(grant, prefs, &mut out, day, |source| match source {
         FieldPath::Preferences(Some(key)) => Some(vec![key.clone()]),
         _ => None,
     });
@@ -135,7 +135,7 @@ fn purchase_fields(grant: &Grant) -> Option<Option<Vec<&str>>> {
 
 /// The granted part of one purchase record; `None` when the grant does not cover it (no
 /// purchase field granted, or the record does not match the filter).
-fn project_purchase(grant: &Grant, record: &Value, today: Date) -> Option<Value> {
+fn project_purchase(grant: &Grant, record: &Value, day: Date) -> Option<Value> {
     let fields = purchase_fields(grant)?;
     if grant.filter.as_ref().is_some_and(|f| !f.matches(record)) {
         return None;
@@ -156,7 +156,7 @@ fn project_purchase(grant: &Grant, record: &Value, today: Date) -> Option<Value>
         out.remove("price");
     }
     let mut out = Value::Object(out);
-    add_derived(grant, record, &mut out, today, |source| match source {
+    add_derived(grant, record, &mut out, day, |source| match source {
         FieldPath::Purchases(Some(f)) => Some(vec![f.clone()]),
         _ => None,
     });
@@ -179,23 +179,23 @@ pub(crate) fn is_dated(grant: &Grant) -> bool {
     grant.fields.iter().any(|f| f.derived().is_some_and(|(_, d)| d.is_dated()))
 }
 
-/// What `grant` covers of a document (as JSON) at `now` (unix seconds, the issuer's clock:
-/// `over(N)` is computed on its UTC date): only the granted sections appear, and of a derived
-/// field only the derived value.
+/// What `grant` covers of a document (as JSON) at `now` (unix seconds, the issuer's clock;
+/// `over(N)` counts ages on the first day of its month): only the granted sections appear, and
+/// of a derived field only the derived value.
 pub fn project(grant: &Grant, doc: &Value, now: i64) -> Value {
-    let today = today(now);
+    let day = counting_day(now);
     let mut out = Map::new();
-    if let Some(p) = project_profile(grant, &doc[PROFILE], today) {
+    if let Some(p) = project_profile(grant, &doc[PROFILE], day) {
         out.insert(PROFILE.into(), p);
     }
-    if let Some(p) = project_preferences(grant, &doc[PREFERENCES], today) {
+    if let Some(p) = project_preferences(grant, &doc[PREFERENCES], day) {
         out.insert(PREFERENCES.into(), p);
     }
     if purchase_fields(grant).is_some() {
         let mut purchases = Map::new();
         if let Some(records) = doc[PURCHASES].as_object() {
             for (id, record) in records {
-                if let Some(p) = project_purchase(grant, record, today) {
+                if let Some(p) = project_purchase(grant, record, day) {
                     purchases.insert(id.clone(), p);
                 }
             }
@@ -267,7 +267,7 @@ impl Projection {
     /// `now` (unix seconds) dates `over(N)`.
     pub(crate) fn apply(&mut self, grant: &Grant, doc: &VaultDoc, touched: &[Touched], now: i64) -> Applied {
         let before = self.am.get_heads();
-        let day = today(now);
+        let day = counting_day(now);
         for t in touched {
             match t {
                 Touched::Section(section) if section == PURCHASES => {

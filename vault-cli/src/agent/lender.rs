@@ -14,8 +14,8 @@ use vault_core::UnlockKey;
 use zeroize::Zeroizing;
 
 use super::{
-    FRAME_MAX, IO_WAIT, OP_EXTEND, OP_INFO, OP_KEY, OP_LOCK, OP_UNLOCK, RE_INFO, RE_KEY, RE_NO, RE_OK,
-    check_socket_file, frame_header, my_uid, socket_path, write_frame,
+    IO_WAIT, OP_EXTEND, OP_INFO, OP_KEY, OP_LOCK, OP_UNLOCK, RE_INFO, RE_KEY, RE_NO, RE_OK,
+    check_socket_file, encode_frame, frame_header, my_uid, socket_path,
 };
 
 /// The longest an unlock may last.
@@ -68,9 +68,6 @@ impl Lender {
     pub(crate) fn answer(&mut self, op: u8, payload: &[u8], now: i64) -> (u8, Zeroizing<Vec<u8>>) {
         let no = |why: &str| (RE_NO, Zeroizing::new(why.as_bytes().to_vec()));
         let ok = || (RE_OK, Zeroizing::new(Vec::new()));
-        if !self.lending(now) && !self.node {
-            self.until = None;
-        }
         match op {
             OP_INFO => {
                 let mut out = Zeroizing::new(vec![u8::from(self.node), u8::from(self.lending(now))]);
@@ -233,8 +230,7 @@ async fn handle(mut stream: tokio::net::UnixStream, state: Arc<Mutex<Lender>>, c
     };
     let Ok(Ok((op, payload))) = tokio::time::timeout(IO_WAIT, request).await else { return };
     let (re, body) = state.lock().unwrap_or_else(|e| e.into_inner()).answer(op, &payload, now());
-    let mut frame = Zeroizing::new(Vec::with_capacity(3 + FRAME_MAX));
-    if write_frame(&mut *frame, re, &body).is_ok() {
+    if let Ok(frame) = encode_frame(re, &body) {
         let _ = tokio::time::timeout(IO_WAIT, stream.write_all(&frame)).await;
     }
     changed.notify_one();

@@ -54,7 +54,7 @@ fn over_counts_whole_years_on_the_issuers_date() {
     let b = json!("2008-06-15");
     let at = |day: &str, hour: i8| {
         let utc = date(day).at(hour, 0, 0, 0).to_zoned(jiff::tz::TimeZone::UTC).unwrap();
-        today(utc.timestamp().as_second())
+        counting_day(utc.timestamp().as_second())
     };
     assert_eq!(over18.compute(&b, at("2026-06-15", 13)), Some(json!(false)), "not on the birthday");
     assert_eq!(over18.compute(&b, at("2026-06-30", 23)), Some(json!(false)), "nor later that month");
@@ -155,11 +155,15 @@ fn plain_words_say_what_is_not_shared() {
 
 #[test]
 fn ages_count_on_the_first_of_the_month_twelve_hours_behind_utc() {
-    assert_eq!(today(1_800_000_000), date("2027-01-01"), "2027-01-15 08:00 UTC");
-    assert_eq!(today(1_798_761_600), date("2026-12-01"), "2027-01-01 00:00 UTC: still December at UTC-12");
-    assert_eq!(today(1_798_761_600 + 12 * 3600), date("2027-01-01"));
-    assert_eq!(today(i64::MAX), date("1970-01-01"), "out of range: no panic");
-    assert_eq!(today(i64::MIN), date("1970-01-01"));
+    assert_eq!(counting_day(1_800_000_000), date("2027-01-01"), "2027-01-15 08:00 UTC");
+    assert_eq!(
+        counting_day(1_798_761_600),
+        date("2026-12-01"),
+        "2027-01-01 00:00 UTC: still December at UTC-12"
+    );
+    assert_eq!(counting_day(1_798_761_600 + 12 * 3600), date("2027-01-01"));
+    assert_eq!(counting_day(i64::MAX), date("1970-01-01"), "out of range: no panic");
+    assert_eq!(counting_day(i64::MIN), date("1970-01-01"));
 }
 
 #[test]

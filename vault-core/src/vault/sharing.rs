@@ -234,9 +234,8 @@ impl Vault {
         fields.dedup();
         if fields.iter().any(|f| f.derived().is_some()) {
             let given: Vec<FieldPath> = self
-                .grants()?
+                .grants_where(|g| g.audience == new.audience)?
                 .into_iter()
-                .filter(|g| g.grant.statement().audience == new.audience)
                 .flat_map(|g| g.grant.statement().fields.clone())
                 .collect();
             if let Some(too_many) = too_revealing(given.iter().chain(&fields)) {
@@ -284,7 +283,7 @@ impl Vault {
     /// chunk (inside the caller's transaction).
     fn first_projection(&mut self, g: &Grant) -> Result<(), StoreError> {
         let mut projection = Projection::build(g, &self.doc, self.now());
-        let day = Some(crate::derive::today(self.now()));
+        let day = Some(crate::derive::counting_day(self.now()));
         let as_of = self.doc.automerge().get_heads();
         let as_of_seq = self.last_seq;
         self.append_projection_chunk(&g.id, 1, 0, as_of_seq, &as_of, &projection.automerge().save())?;
@@ -368,21 +367,27 @@ mod tests {
     use crate::primitives::Passphrase;
     use crate::vault::{AuditFilter, PurchaseRecord};
 
-    struct Fixture {
+    /// A customer's vault on a clock the test moves (starting 2027-01-15), and a shop.
+    pub(super) struct Fixture {
         _dir: tempfile::TempDir,
-        vault: Vault,
-        clock: Arc<AtomicI64>,
-        shop: Identity,
+        pub(super) vault: Vault,
+        pub(super) clock: Arc<AtomicI64>,
+        pub(super) shop: Identity,
     }
 
-    fn fixture() -> Fixture {
+    /// A [`Fixture`] whose profile holds `profile` (relative field, value).
+    pub(super) fn fixture_with(profile: &[(&str, &str)]) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let clock = Arc::new(AtomicI64::new(1_800_000_000));
         let mut vault = crate::vault::new_test_vault_with_clock(dir.path(), clock.clone());
-        vault.set_profile("email", "ada@example.org").unwrap();
-        vault.set_profile("name", "Ada").unwrap();
-        vault.set_profile("address.city", "Lyon").unwrap();
+        for (field, value) in profile {
+            vault.set_profile(field, value).unwrap();
+        }
         Fixture { _dir: dir, vault, clock, shop: Identity::generate() }
+    }
+
+    fn fixture() -> Fixture {
+        fixture_with(&[("email", "ada@example.org"), ("name", "Ada"), ("address.city", "Lyon")])
     }
 
     fn new_grant(audience: IdentityId, fields: &[&str]) -> NewGrant {

@@ -2,10 +2,11 @@
 //! days, approved in place of a raw field, and limited in how many ages one recipient holds.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::Ordering;
 
 use serde_json::json;
 
+use super::tests::{Fixture, fixture_with};
 use super::{GrantError, NewGrant};
 use crate::identity::{Identity, IdentityId};
 use crate::path::FieldPath;
@@ -14,26 +15,13 @@ use crate::request::{ConsentRequest, WiderThanAsked};
 use crate::statement::{RequestId, Signed};
 use crate::vault::{Approval, RequestError, Vault};
 
-/// 2027-01-15.
+/// 2027-01-15, where the fixture's clock starts.
 const START: i64 = 1_800_000_000;
 const DAY: i64 = 86_400;
 
-struct Fixture {
-    _dir: tempfile::TempDir,
-    vault: Vault,
-    clock: Arc<AtomicI64>,
-    shop: Identity,
-}
-
+/// Ada, 18 on 2027-01-20, five days after the start.
 fn fixture() -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let clock = Arc::new(AtomicI64::new(START));
-    let mut vault = crate::vault::new_test_vault_with_clock(dir.path(), clock.clone());
-    // 18 on 2027-01-20, five days after the start.
-    vault.set_profile("birthday", "2009-01-20").unwrap();
-    vault.set_profile("address.postcode", "69001").unwrap();
-    vault.set_profile("address.country", "FR").unwrap();
-    Fixture { _dir: dir, vault, clock, shop: Identity::generate() }
+    fixture_with(&[("birthday", "2009-01-20"), ("address.postcode", "69001"), ("address.country", "FR")])
 }
 
 fn paths(fields: &[&str]) -> Vec<FieldPath> {

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use automerge::{AutoCommit, ChangeHash};
 
 use super::GrantError;
-use crate::derive::today;
+use crate::derive::counting_day;
 use crate::doc::{PREFERENCES, PROFILE, PURCHASES, Touched};
 use crate::grant::Grant;
 use crate::path::FieldPath;
@@ -38,8 +38,8 @@ pub(crate) struct ProjectionState {
     /// Starts at 0; a new epoch is a fresh document built from current values, which its
     /// grantee takes in place of its copy (see [`Vault::update_projections`]).
     pub(super) epoch: u64,
-    /// The issuer's UTC date the projection's dated values (`over(N)`) were computed on, when
-    /// this process knows it: on another date they are computed again.
+    /// The day the projection's ages (`over(N)`) were counted on ([`counting_day`]), when this
+    /// process knows it: on another day (the month has turned) they are computed again.
     pub(super) day: Option<jiff::civil::Date>,
 }
 
@@ -161,7 +161,7 @@ impl Vault {
                 last_seq: seq,
                 chunks: 1,
                 epoch,
-                day: Some(today(self.now())),
+                day: Some(counting_day(self.now())),
             },
         );
         Ok(())
@@ -222,7 +222,7 @@ impl Vault {
             let heads = v.doc.automerge().get_heads();
             let now_seq = v.last_seq;
             let now = v.now();
-            let day = today(now);
+            let day = counting_day(now);
             let mut changed = Vec::new();
             // What changed since a projection's sequence number: read from the change chunks
             // (proportional to the edits), or diffed when that is unknown. Shared by every
@@ -290,16 +290,17 @@ impl Vault {
         })
     }
 
-    /// Brings up to date the projections whose values depend on the date (`over(N)`) and were
-    /// computed on another date than today's (the serving node calls this as time passes, so
-    /// that an answer turns true on the birthday without an edit). Returns the grants whose
-    /// projection changed; with none to recompute, nothing is read or written.
+    /// Brings up to date the projections whose ages (`over(N)`) were counted on another day
+    /// than the current one (ages are counted on the first of the month: the serving node calls
+    /// this as time passes, so that an answer turns true as the month turns, without an edit).
+    /// Returns the grants whose projection changed; with none to recompute, nothing is read or
+    /// written.
     pub fn update_dated_projections(&mut self) -> Result<Vec<GrantId>, GrantError> {
-        let day = today(self.now());
+        let day = counting_day(self.now());
         let dated: Vec<GrantId> = self
-            .grants()?
+            .grants_where(is_dated)?
             .into_iter()
-            .filter(|g| g.is_live() && is_dated(g.grant.statement()))
+            .filter(|g| g.is_live())
             .map(|g| g.grant.statement().id)
             .collect();
         let mut stale = Vec::new();
