@@ -228,3 +228,44 @@ fn only_the_first_device_holds_the_identity_key_and_grantees_refuse_a_removed_de
         "the laptop still serves"
     );
 }
+
+/// Finding: a removal made on one identity-key holder never reached another. Two devices hold
+/// the identity key (the box recovered it); the phone, linked on the laptop, is removed on the
+/// box by the name the laptop gave it. The laptop learns the removal, cuts the phone off, and
+/// a grant the phone signs afterwards is void there.
+#[test]
+fn a_removal_on_one_key_holder_reaches_the_other_key_holder() {
+    let laptop = TestVault::new();
+    let (laptop_addr, box_addr, phone_addr) = (free_addr(), free_addr(), free_addr());
+    let _laptop_serving = serve_on(&laptop, &laptop_addr).0;
+    let home = TestVault::uninitialised();
+    pair(&laptop, &home, "box");
+    let _box_serving = serve_on(&home, &box_addr).0;
+    let phone = TestVault::uninitialised();
+    pair(&laptop, &phone, "phone");
+    let phone_serving = serve_on(&phone, &phone_addr).0;
+    // The box learns of the phone (and its name) from the laptop.
+    eventually("the box knows the phone by name", || names(&home).contains(&("phone".to_owned(), true)));
+    laptop.ok(&["profile", "set", "email", "before@example.org"]);
+    eventually("the phone in sync", || profile(&phone, "email") == "before@example.org");
+
+    let code = laptop.ok(&["device", "recovery-code"]);
+    home.ok(&["device", "recover", code.trim()]);
+    // The phone is lost: it goes offline, and the box (now a key holder too) removes it.
+    drop(phone_serving);
+    home.ok(&["device", "rm", "phone"]);
+    eventually("the laptop learns the removal", || names(&laptop).contains(&("phone".to_owned(), false)));
+
+    // The thief's phone comes back: it gets nothing new from the laptop...
+    let _phone_serving = serve_on(&phone, &phone_addr).0;
+    laptop.ok(&["profile", "set", "email", "after@example.org"]);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(profile(&phone, "email"), "before@example.org", "the removed phone got the laptop's edit");
+    // ...and what it signs is void on the laptop.
+    let shop = TestVault::new();
+    let shop_ticket = json(&shop, &["id"])["ticket"].as_str().unwrap().to_owned();
+    phone.ok(&["grant", &shop_ticket, "--fields", "profile.email", "--purpose", "theft"]);
+    std::thread::sleep(Duration::from_secs(2));
+    let grants = json(&laptop, &["grants", "--all"]).to_string();
+    assert!(!grants.contains("\"active\""), "a grant by the removed phone is active on the laptop: {grants}");
+}

@@ -27,6 +27,10 @@ pub struct RosterDevice {
     /// Its direct addresses, at most [`MAX_ROSTER_ADDRS`].
     #[serde(default)]
     pub addrs: Vec<SocketAddr>,
+    /// The name the customer gave it: only in the roster the identity's own devices exchange
+    /// (see [`DeviceRoster`]), never in the one peers get.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
 }
 
 /// A removed device, and when it was removed.
@@ -36,9 +40,17 @@ pub struct RemovedDevice {
     pub device: DeviceId,
     /// When it was removed (unix seconds).
     pub removed_at: i64,
+    /// The name the customer gave it (own devices' roster only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
 }
 
 /// The devices of an identity, as its identity key signed them at `issued_at`.
+///
+/// Two forms are signed: the one peers get names no device (a customer's names for their
+/// devices are nobody else's business), and the one the identity's own devices exchange
+/// carries each device's name, so that `vault device rm phone` works on every device that
+/// holds the identity key, whichever device linked the phone.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeviceRoster {
     /// The identity.
@@ -74,7 +86,24 @@ impl Statement for DeviceRoster {
         if self.active.iter().any(|d| d.addrs.len() > MAX_ROSTER_ADDRS) {
             return Err(Rule::BadList { what: "addresses", max: MAX_ROSTER_ADDRS });
         }
+        let names = self.active.iter().filter_map(|d| d.name.as_deref());
+        if names.chain(self.removed.iter().filter_map(|d| d.name.as_deref())).any(|n| !valid_device_name(n)) {
+            return Err(Rule::BadList { what: "device names", max: MAX_ROSTER_DEVICES });
+        }
         Ok(())
+    }
+}
+
+/// A device name: 1-64 letters, digits, `-`, `_` or `.`.
+pub(crate) fn valid_device_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+impl DeviceRoster {
+    /// True when it names devices (the form only the identity's own devices get).
+    pub fn has_names(&self) -> bool {
+        self.active.iter().any(|d| d.name.is_some()) || self.removed.iter().any(|d| d.name.is_some())
     }
 }
 
@@ -93,8 +122,8 @@ mod tests {
         DeviceRoster {
             identity: identity.public(),
             issued_at: 1_000,
-            active: active.into_iter().map(|device| RosterDevice { device, addrs: Vec::new() }).collect(),
-            removed: removed.into_iter().map(|device| RemovedDevice { device, removed_at: 900 }).collect(),
+            active: active.into_iter().map(|device| RosterDevice { device, addrs: Vec::new(), name: None }).collect(),
+            removed: removed.into_iter().map(|device| RemovedDevice { device, removed_at: 900, name: None }).collect(),
         }
     }
 

@@ -257,9 +257,43 @@ fn a_roster_tells_a_grantee_which_device_was_removed() {
         identity: laptop.identity(),
         issued_at: laptop.now() + 86_400,
         active: Vec::new(),
-        removed: vec![vault_core::RemovedDevice { device: laptop_id, removed_at: laptop.now() }],
+        removed: vec![vault_core::RemovedDevice { device: laptop_id, removed_at: laptop.now(), name: None }],
     };
     let ahead = vault_core::Signed::sign(ahead, laptop.identity_key().unwrap()).unwrap();
     shop.accept_roster(laptop.identity(), &ahead).unwrap();
     assert!(!shop.is_removed_device(&laptop.identity(), &laptop_id).unwrap());
+}
+
+/// Two devices hold the identity key (the box recovered it): a removal made on either reaches
+/// the other through the roster, and the names the customer gave travel with it.
+#[test]
+fn a_removal_reaches_another_key_holder_with_the_names_the_customer_gave() {
+    let (d1, d2, d3) =
+        (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut laptop = first(d1.path());
+    let mut home = join(d2.path(), &mut laptop, "box");
+    let phone = join(d3.path(), &mut laptop, "phone");
+    let phone_id = phone.device_key().public();
+    // The box learns of the phone from the laptop's rosters, by the name the laptop gave it.
+    for roster in laptop.rosters_for_devices().unwrap() {
+        home.keep_own_roster(&roster).unwrap();
+    }
+    let named = |v: &Vault| v.devices().list().unwrap().into_iter().find(|d| d.id == phone_id).unwrap();
+    assert_eq!(named(&home).name, "phone");
+    // The peers' roster names no device.
+    assert!(!laptop.roster().unwrap().unwrap().statement().has_names());
+
+    let code = laptop.recovery_code().unwrap();
+    home.restore_identity_key(&code).unwrap();
+    home.devices_mut().remove("phone").unwrap();
+    for roster in home.rosters_for_devices().unwrap() {
+        laptop.keep_own_roster(&roster).unwrap();
+    }
+    assert!(!laptop.devices().is_active(&phone_id).unwrap(), "the laptop took the box's removal");
+    // Neither key holder's older roster brings the phone back.
+    let stale = home.rosters_for_devices().unwrap();
+    for roster in stale {
+        laptop.keep_own_roster(&roster).unwrap();
+    }
+    assert!(named(&laptop).removed_at.is_some());
 }

@@ -165,8 +165,8 @@ async fn session(
             if list_sent.as_ref() != Some(&list) {
                 write_message(&mut send, TAG_LIST, &list).await?;
                 list_sent = Some(list);
-                let roster = shared.vault().roster()?;
-                if let Some(roster) = roster {
+                let rosters = shared.vault().rosters_for_devices()?;
+                for roster in rosters {
                     write_message(&mut send, TAG_ROSTER, &roster.to_bytes()).await?;
                 }
             }

@@ -108,9 +108,12 @@ pub enum DeviceError {
     Store(#[from] StoreError),
 }
 
-fn valid_name(name: &str) -> bool {
-    (1..=64).contains(&name.len())
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+use crate::roster::valid_device_name as valid_name;
+
+/// The name a device learned from a roster that names none goes by, until a roster with its
+/// real name arrives.
+pub(super) fn placeholder_name(id: &DeviceId) -> String {
+    format!("device-{}", &id.to_string()[..8])
 }
 
 /// The devices of a vault's identity: `vault.devices()` to read, `vault.devices_mut()` to change.
@@ -336,6 +339,13 @@ impl Devices<&mut Vault> {
                     None if !trusted => continue,
                     Some(known) => {
                         let mut m = known.clone();
+                        // The name the customer gave replaces one made up for a device learned
+                        // from a roster for peers (which names none).
+                        let named = incoming.name != placeholder_name(&incoming.id);
+                        let clash = mine.iter().any(|d| d.name == incoming.name && d.is_active());
+                        if known.name == placeholder_name(&known.id) && named && !clash {
+                            m.name = incoming.name.clone();
+                        }
                         m.removed_at = match (known.removed_at, incoming.removed_at) {
                             (Some(a), Some(b)) => Some(a.min(b)),
                             (a, b) => a.or(b),

@@ -1,7 +1,8 @@
-//! Rosters in a vault: the one this vault hands to peers (its identity's devices), and what it
-//! learned of its peers' devices from theirs. Stored sealed in the `node` table: `roster` (this
-//! identity's newest roster, on a device that cannot sign one) and `devices-of/<identity>` (a
-//! peer's devices: the newest roster's active ones, and every removal ever seen).
+//! Rosters in a vault: the one this vault hands to peers (its identity's devices), the one its
+//! own devices exchange (with names), and what it learned of its peers' devices from theirs.
+//! Stored sealed in the `node` table: `roster` (this identity's newest roster for peers, on a
+//! device that cannot sign one) and `devices-of/<identity>` (a peer's devices: the newest
+//! roster's active ones, and every removal ever seen).
 
 use serde::{Deserialize, Serialize};
 
@@ -34,23 +35,41 @@ const OWN_ROSTER: &str = "roster";
 const MAX_CLOCK_SKEW: i64 = 600;
 
 impl Vault {
-    /// The roster to hand to peers: signed now where this device holds the identity key,
-    /// otherwise the newest one another device of this identity passed on (if any).
+    /// The roster to hand to peers (it names no device): signed now where this device holds
+    /// the identity key, otherwise the newest one another device of this identity passed on
+    /// (if any).
     pub fn roster(&self) -> Result<Option<Signed<DeviceRoster>>, StoreError> {
-        let Some(identity) = &self.identity else {
+        if self.identity.is_none() {
             return Ok(self.node_value(OWN_ROSTER)?.and_then(|b| Signed::from_stored(&b)));
-        };
+        }
+        self.sign_roster(false)
+    }
+
+    /// The rosters to hand to another device of this identity: where this device holds the
+    /// identity key, the one with the devices' names (so that every device knows them by the
+    /// names the customer gave) and the one for peers (which a device without the key passes
+    /// on); otherwise the one for peers it was given, if any.
+    pub fn rosters_for_devices(&self) -> Result<Vec<Signed<DeviceRoster>>, StoreError> {
+        if self.identity.is_none() {
+            return Ok(self.roster()?.into_iter().collect());
+        }
+        Ok(self.sign_roster(true)?.into_iter().chain(self.sign_roster(false)?).collect())
+    }
+
+    fn sign_roster(&self, named: bool) -> Result<Option<Signed<DeviceRoster>>, StoreError> {
+        let Some(identity) = &self.identity else { return Ok(None) };
         let this = self.device.public();
         let here = self.node_addrs();
         let mut active = Vec::new();
         let mut removed = Vec::new();
         for d in self.devices().list()? {
+            let name = named.then(|| d.name.clone());
             match d.removed_at {
-                Some(removed_at) => removed.push(RemovedDevice { device: d.id, removed_at }),
+                Some(removed_at) => removed.push(RemovedDevice { device: d.id, removed_at, name }),
                 None => {
                     let addrs = if d.id == this { &here } else { &d.addrs };
                     let addrs = addrs.iter().take(MAX_ROSTER_ADDRS).copied().collect();
-                    active.push(RosterDevice { device: d.id, addrs });
+                    active.push(RosterDevice { device: d.id, addrs, name });
                 }
             }
         }
@@ -58,51 +77,62 @@ impl Vault {
         Ok(Signed::sign(roster, identity).ok())
     }
 
-    /// Keeps a roster of this vault's own identity that another device passed on, when it is
-    /// the identity key's and newer than the one kept. True when kept.
+    /// Takes in a roster of this vault's own identity that another device passed on, when it
+    /// is the identity key's word: on every device, whether or not it holds the identity key
+    /// (two devices may hold it, after `vault device recover`), its removals are merged into
+    /// the list (a removal is never undone) and the devices it lists are added. On a device
+    /// without the key, the newest roster for peers is kept, to hand on. True when the list
+    /// changed or a newer roster was kept.
     pub fn keep_own_roster(&mut self, roster: &Signed<DeviceRoster>) -> Result<bool, StoreError> {
-        if self.identity.is_some()
-            || roster.statement().identity != self.identity()
+        if roster.statement().identity != self.identity()
             || !by_identity_key(roster)
             || self.future_dated(roster.statement())
         {
             return Ok(false);
         }
-        let newer = match self.node_value(OWN_ROSTER)?.and_then(|b| Signed::<DeviceRoster>::from_stored(&b)) {
-            // Equal dates: two rosters signed in one second; taking both is safe (removals only add).
-            Some(kept) => roster.statement().issued_at >= kept.statement().issued_at && kept != *roster,
-            None => true,
-        };
-        if newer {
-            let bytes = roster.to_bytes();
-            self.write(|v| v.put_node_value(OWN_ROSTER, &bytes))?;
-            // The identity key's word on which devices act for it: taken into the list here.
-            let r = roster.statement();
-            let this = self.device.public();
-            let named = |d: &DeviceId| format!("device-{}", &d.to_string()[..8]);
-            let mut list: Vec<crate::vault::DeviceRecord> = r
-                .removed
-                .iter()
-                .map(|d| crate::vault::DeviceRecord {
-                    id: d.device,
-                    name: named(&d.device),
-                    added_at: d.removed_at,
-                    removed_at: Some(d.removed_at),
-                    addrs: Vec::new(),
-                    last_seen: None,
-                })
-                .collect();
-            list.extend(r.active.iter().map(|d| crate::vault::DeviceRecord {
-                id: d.device,
-                name: named(&d.device),
-                added_at: r.issued_at,
-                removed_at: None,
-                addrs: d.addrs.clone(),
-                last_seen: None,
-            }));
-            self.devices_mut().merge_trusted(&this, &list)?;
+        let r = roster.statement();
+        let mut kept = false;
+        if self.identity.is_none() && !r.has_names() {
+            let stored = self.node_value(OWN_ROSTER)?.and_then(|b| Signed::<DeviceRoster>::from_stored(&b));
+            kept = match stored {
+                // Equal dates: two rosters signed in one second; taking both is safe (removals
+                // only add).
+                Some(stored) => r.issued_at >= stored.statement().issued_at && stored != *roster,
+                None => true,
+            };
+            if kept {
+                let bytes = roster.to_bytes();
+                self.write(|v| v.put_node_value(OWN_ROSTER, &bytes))?;
+            }
         }
-        Ok(newer)
+        // The identity key's word on which devices act for it: merged into the list (the
+        // merge is idempotent, and a removal wins over any sighting, older rosters included).
+        let this = self.device.public();
+        let named = |d: &DeviceId, name: &Option<String>| {
+            name.clone().unwrap_or_else(|| super::devices::placeholder_name(d))
+        };
+        let mut list: Vec<crate::vault::DeviceRecord> = r
+            .removed
+            .iter()
+            .map(|d| crate::vault::DeviceRecord {
+                id: d.device,
+                name: named(&d.device, &d.name),
+                added_at: d.removed_at,
+                removed_at: Some(d.removed_at),
+                addrs: Vec::new(),
+                last_seen: None,
+            })
+            .collect();
+        list.extend(r.active.iter().map(|d| crate::vault::DeviceRecord {
+            id: d.device,
+            name: named(&d.device, &d.name),
+            added_at: r.issued_at,
+            removed_at: None,
+            addrs: d.addrs.clone(),
+            last_seen: None,
+        }));
+        let merged = self.devices_mut().merge_trusted(&this, &list)?;
+        Ok(kept || merged.wrote)
     }
 
     /// Takes in a roster `peer` sent: only the peer identity's own (signed by its identity key)
