@@ -277,6 +277,10 @@ impl Vault {
                 self.tampered = Some(table);
                 return Err(StoreError::Integrity { table }.into());
             }
+            // Another process may have taken the identity key onto this device (`device
+            // recover`) or removed it (`device forget-key`): a running node signs with what
+            // the file holds now.
+            self.reload_keys()?;
             Ok(changed)
         });
         if result.is_ok() {

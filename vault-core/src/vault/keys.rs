@@ -129,6 +129,15 @@ impl Vault {
         Ok(())
     }
 
+    /// Reads this device's keys again (another process may have restored or forgotten the
+    /// identity key). The device key never changes.
+    pub(super) fn reload_keys(&mut self) -> Result<(), StoreError> {
+        let keys = read(&self.store)?;
+        self.identity = keys.identity;
+        self.certificate = keys.certificate;
+        Ok(())
+    }
+
     /// Removes the identity key from this device, keeping the identity's certificate for it:
     /// from then on it signs as a device, and can be removed like any other. Only with the
     /// recovery code typed back (proof it was written down): without it, no device could ever
@@ -142,6 +151,7 @@ impl Vault {
         let certificate = self.certificate;
         self.write(|v| {
             v.store.write_certificate(&certificate)?;
+            v.keep_roster_before_forgetting()?;
             v.store.delete_secret("identity")?;
             Ok::<_, RecoveryError>(())
         })?;

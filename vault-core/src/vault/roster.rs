@@ -56,6 +56,15 @@ impl Vault {
         Ok(self.sign_roster(true)?.into_iter().chain(self.sign_roster(false)?).collect())
     }
 
+    /// Keeps a roster for peers signed now, for a device about to forget the identity key: it
+    /// goes on handing peers the newest word of the identity (call inside the write).
+    pub(super) fn keep_roster_before_forgetting(&self) -> Result<(), StoreError> {
+        match self.sign_roster(false)? {
+            Some(roster) => self.put_node_value(OWN_ROSTER, &roster.to_bytes()),
+            None => Ok(()),
+        }
+    }
+
     fn sign_roster(&self, named: bool) -> Result<Option<Signed<DeviceRoster>>, StoreError> {
         let Some(identity) = &self.identity else { return Ok(None) };
         let this = self.device.public();
