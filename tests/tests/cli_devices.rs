@@ -269,3 +269,68 @@ fn a_removal_on_one_key_holder_reaches_the_other_key_holder() {
     let grants = json_or_no(&laptop, &["grants", "--all"]).to_string();
     assert!(!grants.contains("\"active\""), "a grant by the removed phone is active on the laptop: {grants}");
 }
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    let _ = std::fs::remove_dir_all(to);
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_file() {
+            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+        }
+    }
+}
+
+fn grant_status(v: &TestVault, id: &str) -> String {
+    let grants = json_or_no(v, &["grants", "--all"]);
+    let found = grants["grants"].as_array().unwrap().iter().find(|g| g["id"] == id).cloned();
+    found.map(|g| g["status"].as_str().unwrap().to_owned()).unwrap_or_default()
+}
+
+/// Finding: a device restored from a backup reused the numbers of its sharing-state log, and
+/// its other device dropped its new entries as held already: a revocation made on the restored
+/// box never reached the laptop. Now the fork is found, the box goes on under a fresh origin,
+/// the revocation arrives, the box gets back what it did before the restore, and both say so
+/// in the access log.
+#[test]
+fn a_revocation_on_a_device_restored_from_a_backup_reaches_the_other_device() {
+    let laptop = TestVault::new();
+    let (laptop_addr, box_addr) = (free_addr(), free_addr());
+    let _laptop_serving = serve_on(&laptop, &laptop_addr).0;
+    let home = TestVault::uninitialised();
+    pair(&laptop, &home, "box");
+    let shop = TestVault::new();
+    let shop_ticket = json(&shop, &["id"])["ticket"].as_str().unwrap().to_owned();
+    let grant = |v: &TestVault, purpose: &str| {
+        let args = ["grant", &shop_ticket, "--fields", "profile.email", "--purpose", purpose];
+        json(v, &args)["id"].as_str().unwrap().to_owned()
+    };
+    let g1 = grant(&home, "delivery");
+    let box_serving = serve_on(&home, &box_addr).0;
+    eventually("the laptop holds G1", || grant_status(&laptop, &g1) == "active");
+
+    // Last week's backup of the box.
+    drop(box_serving);
+    let backup = home.tmp.path().join("backup");
+    copy_dir(&home.dir, &backup);
+    let box_serving = serve_on(&home, &box_addr).0;
+    let (g2, g3) = (grant(&home, "invoices"), grant(&home, "returns"));
+    eventually("the laptop holds the two later grants", || {
+        grant_status(&laptop, &g2) == "active" && grant_status(&laptop, &g3) == "active"
+    });
+
+    // The box is restored from the backup, and G1 is revoked there.
+    drop(box_serving);
+    copy_dir(&backup, &home.dir);
+    assert_eq!(grant_status(&home, &g2), "", "the restore lost G2 on the box");
+    home.ok(&["revoke", &g1]);
+    let _box_serving = serve_on(&home, &box_addr).0;
+    eventually("the revocation reaches the laptop", || grant_status(&laptop, &g1) == "revoked");
+    eventually("the box gets back what it did before the restore", || {
+        grant_status(&home, &g2) == "active" && grant_status(&home, &g3) == "active"
+    });
+    for v in [&laptop, &home] {
+        let audit = v.ok(&["audit"]);
+        assert!(audit.contains("sharing state sent again"), "the user is told: {audit}");
+    }
+}

@@ -210,7 +210,20 @@ async fn session(
                             write_message(&mut send, TAG_HAVE, &have.to_bytes()).await?;
                         }
                     }
-                    Some(Ok(DeviceMessage::Have(have))) => theirs = Some(have),
+                    Some(Ok(DeviceMessage::Have(have))) => {
+                        // A fork (a device restored from an older copy) shows in what the
+                        // other device holds: repaired before anything is sent.
+                        let repaired = shared
+                            .vault()
+                            .take_shared_have(&have)
+                            .map_err(|e| SyncError::Protocol(e.to_string()))?;
+                        if repaired {
+                            shared.changes.send_modify(|n| *n += 1);
+                            let mine = shared.vault().shared_have(&peer)?;
+                            write_message(&mut send, TAG_HAVE, &mine.to_bytes()).await?;
+                        }
+                        theirs = Some(have);
+                    }
                     Some(Ok(DeviceMessage::Shared(_))) | Some(Ok(DeviceMessage::Doc(_)))
                         if !admitted(shared, &peer) => return Ok(()),
                     Some(Ok(DeviceMessage::Shared(bytes))) => {

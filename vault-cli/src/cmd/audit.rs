@@ -72,6 +72,7 @@ pub(crate) fn describe_event(vault: &Vault, e: &AuditEvent) -> String {
         AuditKind::RequestAnswered => "answer from",
         AuditKind::BreachNotified => "sent a breach notice to",
         AuditKind::BreachNotice => "BREACH NOTICE from",
+        AuditKind::SharingForked => "sharing state sent again",
         _ => "event",
     };
     let mut line = format!("{}  {what} {}", local(e.at), untrusted(&who));

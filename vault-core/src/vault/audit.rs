@@ -53,6 +53,9 @@ pub enum AuditKind {
     BreachNotified,
     /// A seller told this vault its data may have been breached.
     BreachNotice,
+    /// A device's copy of the sharing state forked (a vault file restored from an older copy,
+    /// or copied): the state was logged again under a fresh origin.
+    SharingForked,
 }
 
 /// One line of the access log.

@@ -318,6 +318,34 @@ impl Vault {
         Ok(self.node_value(&stamp_key(row))?.and_then(|b| serde_json::from_slice(&b).ok()))
     }
 
+    /// Every contact row's state as last written here, with its stamp's clock and time
+    /// unchanged (removed rows included), for logging the whole sharing state again after a
+    /// fork of the shared log (replication/fork.rs): it wins nowhere it would not have won.
+    pub(super) fn contact_entries(&self) -> Result<Vec<Entry>, StoreError> {
+        let mut out = Vec::new();
+        let mut stamped = HashSet::new();
+        for key in self.store.keys(&crate::store::sealed::NODE)? {
+            let crate::store::sealed::OwnedKey::Name(name) = &key else { continue };
+            let Some(hex) = name.strip_prefix("contact-stamp/") else { continue };
+            let Ok(row) = data_encoding::HEXLOWER.decode(hex.as_bytes()) else { continue };
+            let Some((clock, at, by)) = self.contact_stamp(&row)? else { continue };
+            let contact = match self.store.get(&TABLE, Key::Id(&row))? {
+                Some(body) => Some(
+                    serde_json::from_slice(&body).map_err(|_| StoreError::damaged(&TABLE, "(contact)"))?,
+                ),
+                None => None,
+            };
+            stamped.insert(row.clone());
+            out.push(Entry::Contact { row, clock, at, contact, by: Some(by) });
+        }
+        for (row, contact) in self.contacts().rows()? {
+            if !stamped.contains(&row) {
+                out.push(Entry::Contact { row, clock: 0, at: 0, contact: Some(contact), by: None });
+            }
+        }
+        Ok(out)
+    }
+
     /// Logs a contact row's new state (`None`: removed) and stamps the row; call inside the
     /// write transaction that changed it.
     pub(super) fn log_contact(
@@ -327,7 +355,13 @@ impl Vault {
         contact: Option<&Contact>,
     ) -> Result<(), StoreError> {
         let clock = self.contact_stamp(row)?.map_or(0, |s| s.0).saturating_add(1).min(MAX_CONTACT_CLOCK);
-        self.log_shared(&Entry::Contact { row: row.to_vec(), clock, at, contact: contact.cloned() })?;
+        self.log_shared(&Entry::Contact {
+            row: row.to_vec(),
+            clock,
+            at,
+            contact: contact.cloned(),
+            by: None,
+        })?;
         let stamp: Stamp = (clock, at, self.device_key().public());
         self.put_node_value(&stamp_key(row), &serde_json::to_vec(&stamp).expect("serializes"))
     }
@@ -352,8 +386,17 @@ impl Vault {
         if ahead || stamp.0 > MAX_CONTACT_CLOCK {
             return Ok(false);
         }
-        if mine.is_some_and(|mine| mine >= stamp) {
+        if mine.is_some_and(|mine| mine > stamp) {
             return Ok(true);
+        }
+        if mine == Some(stamp) {
+            // One stamp, two writes: only a device's file that went on from two copies makes
+            // them (a restore, a copy). The greater content wins, the same on every device.
+            let held = self.store.get(&TABLE, Key::Id(row))?;
+            let incoming = contact.map(|c| serde_json::to_vec(c).expect("serializes"));
+            if held >= incoming {
+                return Ok(true);
+            }
         }
         match contact {
             Some(c) => {

@@ -28,6 +28,12 @@
 //! dates). An authentic entry whose content does not check out is kept in the log without
 //! being applied (and logged), so that its origin's later entries still apply; one that is
 //! not authentic stops that origin's entries for this batch.
+//!
+//! An origin is a device in one incarnation, and each entry's signature chains it to the one
+//! before under its origin: a device restored from a backup, or a file copied to a second
+//! machine, reuses numbers its other devices hold, and the chain shows it. How such a fork is
+//! found and repaired (a fresh origin, the whole state logged again) is in `replication/fork.rs`
+//! and `replication/origin.rs`.
 
 use std::collections::HashSet;
 
@@ -42,6 +48,12 @@ use crate::identity::DeviceId;
 use crate::store::StoreError;
 use crate::store::sealed::{AUDIT, Key, REQUESTS_IN, REQUESTS_OUT, SHARED_LOG as TABLE};
 
+mod fork;
+mod origin;
+
+pub(crate) use origin::Origin;
+use origin::entry_digest;
+
 /// A batch stops growing past this many bytes of entries and events.
 const BATCH_BYTES: usize = 256 * 1024;
 /// Largest batch accepted from another device.
@@ -50,27 +62,84 @@ pub const MAX_SHARED_BATCH: usize = 16 << 20;
 pub const MAX_SHARED_HAVE: usize = 64 * 1024;
 /// Rows read from the log or the access log to build one batch, at most.
 const BATCH_ROWS: usize = 512;
-/// What a device signs its entries under.
+/// What a device signed its entries under before entries were chained (incarnation 0 only).
 const LABEL_ENTRY: &[u8] = b"vault/v1/shared-entry";
+/// What a device signs its chained entries under.
+const LABEL_CHAINED: &[u8] = b"vault/v2/shared-entry";
+/// Marks a stored row of a chained entry (an unchained row's body starts with `{`).
+const ROW_CHAINED: u8 = 0x02;
+/// The previous digest of an origin's first chained entry.
+const NO_PREV: [u8; 32] = [0; 32];
 
-/// The message a device signs for its entry `seq`.
-fn entry_message(origin: &DeviceId, seq: i64, body: &[u8]) -> Vec<u8> {
-    [origin.as_bytes().as_slice(), &seq.to_be_bytes(), body].concat()
+/// The message a device signed for its unchained entry `seq`.
+fn entry_message(device: &DeviceId, seq: i64, body: &[u8]) -> Vec<u8> {
+    [device.as_bytes().as_slice(), &seq.to_be_bytes(), body].concat()
 }
 
-/// The signature and body of an entry as sent, when its origin signed them.
-fn open_wire(wire: &WireEntry) -> Option<([u8; 64], Vec<u8>)> {
+/// The message a device signs for its chained entry `seq` of `origin`, after `prev`.
+fn chained_message(origin: &Origin, seq: i64, prev: &[u8; 32], body: &[u8]) -> Vec<u8> {
+    let device = origin.device.as_bytes().as_slice();
+    [device, &origin.incarnation.to_be_bytes(), &seq.to_be_bytes(), prev, body].concat()
+}
+
+/// An entry as stored or sent: its origin's signature, the digest it chains to (none for
+/// entries signed before chaining), and the entry's JSON.
+struct LogRow<'a> {
+    sig: [u8; 64],
+    prev: Option<[u8; 32]>,
+    body: &'a [u8],
+}
+
+impl LogRow<'_> {
+    fn row(&self) -> Vec<u8> {
+        match &self.prev {
+            Some(prev) => [&self.sig[..], &[ROW_CHAINED], prev, self.body].concat(),
+            None => [&self.sig[..], self.body].concat(),
+        }
+    }
+
+    /// True when `origin` signed it as its entry `seq`.
+    fn verifies(&self, origin: &Origin, seq: i64) -> bool {
+        match &self.prev {
+            Some(prev) => {
+                origin.device.verify(LABEL_CHAINED, &chained_message(origin, seq, prev, self.body), &self.sig)
+            }
+            None => {
+                origin.incarnation == 0
+                    && origin.device.verify(
+                        LABEL_ENTRY,
+                        &entry_message(&origin.device, seq, self.body),
+                        &self.sig,
+                    )
+            }
+        }
+    }
+}
+
+/// The parts of a stored log row.
+fn split_row(row: &[u8]) -> Option<LogRow<'_>> {
+    let sig = row.get(..64)?.try_into().ok()?;
+    match row.get(64) {
+        Some(&ROW_CHAINED) => {
+            Some(LogRow { sig, prev: Some(row.get(65..97)?.try_into().ok()?), body: row.get(97..)? })
+        }
+        _ => Some(LogRow { sig, prev: None, body: &row[64..] }),
+    }
+}
+
+/// An entry's signature, the digest it chains to, and its body.
+type Opened = ([u8; 64], Option<[u8; 32]>, Vec<u8>);
+
+/// The signature, chain and body of an entry as sent, when its origin signed them as its
+/// entry `seq`.
+fn open_wire(wire: &WireEntry) -> Option<Opened> {
     let sig: [u8; 64] = BASE64.decode(wire.sig.as_bytes()).ok()?.try_into().ok()?;
     let body = BASE64.decode(wire.body.as_bytes()).ok()?;
-    wire.origin
-        .verify(LABEL_ENTRY, &entry_message(&wire.origin, wire.seq, &body), &sig)
-        .then_some((sig, body))
-}
-
-/// A stored log row: the origin's signature, then the entry's JSON.
-fn split_row(row: &[u8]) -> Option<([u8; 64], &[u8])> {
-    let sig = row.get(..64)?.try_into().ok()?;
-    Some((sig, &row[64..]))
+    let prev = match &wire.prev {
+        Some(p) => Some(BASE64.decode(p.as_bytes()).ok()?.try_into().ok()?),
+        None => None,
+    };
+    LogRow { sig, prev, body: &body }.verifies(&wire.origin, wire.seq).then_some((sig, prev, body))
 }
 
 /// The state of one shared row, as logged and sent to the other devices.
@@ -84,20 +153,36 @@ pub(crate) enum Entry {
         revocation: Option<Vec<u8>>,
         #[serde(default)]
         erasure: Option<Vec<u8>>,
+        /// The issuing device's document heads at issue (hex); see `GrantRecord`.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        heads: Vec<String>,
     },
     /// A contact row (`None`: removed), written at `at` (unix seconds), `clock` one past the
-    /// row's stamp when written.
-    Contact { row: Vec<u8>, clock: i64, at: i64, contact: Option<Contact> },
+    /// row's stamp when written, by `by` (absent: the entry's origin; present when a device
+    /// logs another's write again after a fork, so that its stamp stays the same).
+    Contact {
+        row: Vec<u8>,
+        clock: i64,
+        at: i64,
+        contact: Option<Contact>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<DeviceId>,
+    },
     /// A consent request made to this identity (`incoming`) or by it.
     Request { incoming: bool, id: Vec<u8>, record: RequestRecord },
 }
 
-/// What a device holds of the shared log (the highest number of each origin's entries), and
-/// of the other device's access log.
+/// What a device holds of the shared log (the highest number of each origin's entries, with
+/// the digest of that entry, which vouches for every entry before it), the origins it knows
+/// forked, and how far it holds the other device's access log.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SharedHave {
-    log: Vec<(DeviceId, i64)>,
+    log: Vec<(Origin, i64)>,
     audit: i64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    digests: Vec<(Origin, String)>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    forked: Vec<Origin>,
 }
 
 impl SharedHave {
@@ -111,11 +196,11 @@ impl SharedHave {
         serde_json::from_slice(bytes).ok()
     }
 
-    fn of(&self, origin: &DeviceId) -> i64 {
+    fn of(&self, origin: &Origin) -> i64 {
         self.log.iter().find(|(d, _)| d == origin).map_or(0, |(_, s)| *s)
     }
 
-    fn set(&mut self, origin: DeviceId, seq: i64) {
+    fn set(&mut self, origin: Origin, seq: i64) {
         match self.log.iter_mut().find(|(d, _)| *d == origin) {
             Some((_, s)) => *s = (*s).max(seq),
             None => self.log.push((origin, seq)),
@@ -127,10 +212,13 @@ impl SharedHave {
 /// (both base64).
 #[derive(Serialize, Deserialize)]
 struct WireEntry {
-    origin: DeviceId,
+    origin: Origin,
     seq: i64,
     sig: String,
     body: String,
+    /// The digest it chains to (base64); absent for entries signed before chaining.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    prev: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -158,15 +246,28 @@ fn audit_cursor_key(device: &DeviceId) -> String {
 const SEEDED: &str = "shared-log-seeded";
 
 impl Vault {
-    /// Appends `entry` to the shared log as this device's next; call inside the write
-    /// transaction that changes the row. Returns the entry's number.
+    /// Appends `entry` to the shared log as this device's next, chained to the one before;
+    /// call inside the write transaction that changes the row. Returns the entry's number.
     pub(super) fn log_shared(&self, entry: &Entry) -> Result<i64, StoreError> {
-        let origin = self.device.public();
-        let seq = self.store.next_group_seq(&TABLE, origin.as_bytes())?;
+        let origin = self.current_origin()?;
+        let group = origin.group();
+        let seq = self.store.next_group_seq(&TABLE, &group)?;
+        let prev = self.digest_at(&origin, seq - 1)?.unwrap_or(NO_PREV);
         let body = serde_json::to_vec(entry).expect("serializes");
-        let sig = self.device.sign(LABEL_ENTRY, &entry_message(&origin, seq, &body));
-        self.store.put(&TABLE, Key::Chunk(origin.as_bytes(), seq), &[&sig[..], &body].concat())?;
+        let sig = self.device.sign(LABEL_CHAINED, &chained_message(&origin, seq, &prev, &body));
+        let row = LogRow { sig, prev: Some(prev), body: &body }.row();
+        self.store.put(&TABLE, Key::Chunk(&group, seq), &row)?;
         Ok(seq)
+    }
+
+    /// The digest of `origin`'s entry `seq` held here (the zero digest before the first).
+    fn digest_at(&self, origin: &Origin, seq: i64) -> Result<Option<[u8; 32]>, StoreError> {
+        if seq <= 0 {
+            return Ok(Some(NO_PREV));
+        }
+        let Some(row) = self.store.get(&TABLE, Key::Chunk(&origin.group(), seq))? else { return Ok(None) };
+        let parts = split_row(&row).ok_or_else(|| StoreError::damaged(&TABLE, seq))?;
+        Ok(Some(entry_digest(&parts.sig)))
     }
 
     /// Logs every shared row once, for a vault whose rows predate the shared log (a device
@@ -198,19 +299,26 @@ impl Vault {
 
     /// What this device holds of the shared log, and of `peer`'s access log.
     pub fn shared_have(&self, peer: &DeviceId) -> Result<SharedHave, StoreError> {
-        Ok(SharedHave { log: self.log_maxima()?, audit: self.audit_cursor(peer)? })
+        let forked = self.forked_origins()?;
+        let log: Vec<(Origin, i64)> =
+            self.log_maxima()?.into_iter().filter(|(o, _)| !forked.contains(o)).collect();
+        let mut digests = Vec::with_capacity(log.len());
+        for (origin, seq) in &log {
+            if let Some(d) = self.digest_at(origin, *seq)? {
+                digests.push((*origin, BASE64.encode(&d)));
+            }
+        }
+        Ok(SharedHave { log, audit: self.audit_cursor(peer)?, digests, forked })
     }
 
     /// The highest entry held of each origin.
-    fn log_maxima(&self) -> Result<Vec<(DeviceId, i64)>, StoreError> {
+    fn log_maxima(&self) -> Result<Vec<(Origin, i64)>, StoreError> {
         self.store
             .group_maxima(&TABLE)?
             .into_iter()
-            .map(|(origin, seq)| {
-                let origin = <[u8; 32]>::try_from(origin.as_slice())
-                    .ok()
-                    .and_then(|b| DeviceId::from_bytes(b).ok())
-                    .ok_or_else(|| StoreError::damaged(&TABLE, "(origin)"))?;
+            .map(|(group, seq)| {
+                let origin =
+                    Origin::from_group(&group).ok_or_else(|| StoreError::damaged(&TABLE, "(origin)"))?;
                 Ok((origin, seq))
             })
             .collect()
@@ -229,20 +337,23 @@ impl Vault {
         let mut batch = Batch { entries: Vec::new(), audit: Vec::new() };
         let mut bytes = 0;
         let full = |bytes: usize, rows: usize| bytes > BATCH_BYTES || rows >= BATCH_ROWS;
+        let forked = self.forked_origins()?;
         for (origin, seq) in self.log_maxima()? {
             let after = theirs.of(&origin);
-            if seq <= after {
+            // A forked origin's entries stay here: its state was logged again under others.
+            if seq <= after || forked.contains(&origin) {
                 continue;
             }
             let limit = BATCH_ROWS - batch.entries.len();
-            for (key, row, _) in self.store.list_group_limit(&TABLE, origin.as_bytes(), after, limit)? {
-                let (sig, body) = split_row(&row).ok_or_else(|| StoreError::damaged(&TABLE, key.seq()))?;
+            for (key, row, _) in self.store.list_group_limit(&TABLE, &origin.group(), after, limit)? {
+                let parts = split_row(&row).ok_or_else(|| StoreError::damaged(&TABLE, key.seq()))?;
                 bytes += row.len();
                 batch.entries.push(WireEntry {
                     origin,
                     seq: key.seq(),
-                    sig: BASE64.encode(&sig),
-                    body: BASE64.encode(body),
+                    sig: BASE64.encode(&parts.sig),
+                    body: BASE64.encode(parts.body),
+                    prev: parts.prev.map(|p| BASE64.encode(&p)),
                 });
                 theirs.set(origin, key.seq());
                 if full(bytes, batch.entries.len()) {
@@ -291,29 +402,40 @@ impl Vault {
     ) -> Result<bool, ReplicationError> {
         let batch: Batch = serde_json::from_slice(bytes).map_err(|_| ReplicationError::Malformed)?;
         let this = self.device.public();
-        // Origins: the other active devices of this identity. A removed device's entries that
-        // were not relayed before its removal are refused.
+        // Origins: the other active devices of this identity, and this device itself: its
+        // current origin's entries come back from a device that held more of them than this
+        // copy of the file (restored from an older copy), and another incarnation's are a copy
+        // of this file's that went on elsewhere. A removed device's entries that were not
+        // relayed before its removal are refused.
         let listed: HashSet<DeviceId> = self.devices().others()?.into_iter().map(|d| d.id).collect();
-        for e in batch.entries.iter().filter(|e| listed.contains(&e.origin)) {
+        let allowed = |o: &Origin| listed.contains(&o.device) || o.device == this;
+        for e in batch.entries.iter().filter(|e| allowed(&e.origin)) {
             theirs.set(e.origin, e.seq);
         }
         let changed = self.write(|v| {
             let mut changed = false;
+            let forked = v.forked_origins()?;
+            let mut forks: Vec<Origin> = Vec::new();
             // Origins whose entries stop here for this batch (the sender resends from what we hold).
-            let mut stopped: HashSet<DeviceId> = HashSet::new();
+            let mut stopped: HashSet<Origin> = HashSet::new();
             for wire in batch.entries {
                 let origin = wire.origin;
-                if stopped.contains(&origin) {
+                if stopped.contains(&origin) || forked.contains(&origin) || forks.contains(&origin) {
                     continue;
                 }
-                let next = v.store.next_group_seq(&TABLE, origin.as_bytes())?;
+                let next = v.store.next_group_seq(&TABLE, &origin.group())?;
                 if wire.seq < next {
-                    continue; // held already
+                    // Held already: the same entry, or another under the same number (a fork).
+                    if allowed(&origin)
+                        && let Some((sig, _, _)) = open_wire(&wire)
+                        && v.digest_at(&origin, wire.seq)? != Some(entry_digest(&sig))
+                    {
+                        forks.push(origin);
+                    }
+                    continue;
                 }
-                let authentic = (origin != this && listed.contains(&origin) && wire.seq == next)
-                    .then(|| open_wire(&wire))
-                    .flatten();
-                let Some((sig, body)) = authentic else {
+                let authentic = (allowed(&origin) && wire.seq == next).then(|| open_wire(&wire)).flatten();
+                let Some((sig, prev, body)) = authentic else {
                     tracing::warn!(
                         origin = %origin,
                         seq = wire.seq,
@@ -322,16 +444,25 @@ impl Vault {
                     stopped.insert(origin);
                     continue;
                 };
+                if let Some(prev) = prev
+                    && v.digest_at(&origin, wire.seq - 1)? != Some(prev)
+                {
+                    // Authentic, but it follows another entry than the one held here.
+                    forks.push(origin);
+                    continue;
+                }
                 let applied = match serde_json::from_slice::<Entry>(&body) {
-                    Ok(entry) => v.merge_entry(&origin, &entry)?,
+                    Ok(entry) => v.merge_entry(&origin.device, &entry)?,
                     Err(_) => false,
                 };
                 if !applied {
                     tracing::warn!(origin = %origin, seq = wire.seq, "a sharing-state entry from another device does not check out; kept, not applied");
                 }
-                v.store.put(&TABLE, Key::Chunk(origin.as_bytes(), wire.seq), &[&sig[..], &body].concat())?;
+                let row = LogRow { sig, prev, body: &body }.row();
+                v.store.put(&TABLE, Key::Chunk(&origin.group(), wire.seq), &row)?;
                 changed = true;
             }
+            changed |= v.note_forks(&forks)?;
             let mut cursor = v.audit_cursor(from)?;
             for (seq, mut event) in batch.audit {
                 if seq <= cursor {
@@ -351,11 +482,11 @@ impl Vault {
     /// Merges one entry from another device into the tables; false when it does not check out.
     fn merge_entry(&mut self, origin: &DeviceId, entry: &Entry) -> Result<bool, StoreError> {
         match entry {
-            Entry::Grant { signed, revocation, erasure } => {
-                self.merge_grant(signed, revocation.as_deref(), erasure.as_deref())
+            Entry::Grant { signed, revocation, erasure, heads } => {
+                self.merge_grant(signed, revocation.as_deref(), erasure.as_deref(), heads)
             }
-            Entry::Contact { row, clock, at, contact } => {
-                self.merge_contact(row, (*clock, *at, *origin), contact.as_ref())
+            Entry::Contact { row, clock, at, contact, by } => {
+                self.merge_contact(row, (*clock, *at, by.unwrap_or(*origin)), contact.as_ref())
             }
             Entry::Request { incoming, id, record } => {
                 let table = if *incoming { REQUESTS_IN } else { REQUESTS_OUT };

@@ -163,6 +163,11 @@ struct GrantRecord {
     erasure: Option<Vec<u8>>,
     #[serde(default)]
     expiry_logged: bool,
+    /// The document's heads on the device that issued it, as it issued it (hex): a device that
+    /// learns of the grant from another builds and serves its projection only once its own
+    /// document holds them, so that a value overwritten before the grant is never served.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    heads: Vec<String>,
 }
 
 impl GrantInfo {
@@ -259,6 +264,7 @@ impl Vault {
             let v = self;
             v.catch_up().map_err(GrantError::catch_up)?;
             let g = signed.statement();
+            let heads = v.doc.automerge().get_heads().iter().map(ToString::to_string).collect();
             v.put_grant_record(
                 &g.id,
                 &GrantRecord {
@@ -266,6 +272,7 @@ impl Vault {
                     revocation: None,
                     erasure: None,
                     expiry_logged: false,
+                    heads,
                 },
             )?;
             v.first_projection(g)?;
@@ -296,25 +303,34 @@ impl Vault {
 
     /// Revokes a grant: signs a revocation, stops serving it, drops its projection, logs it.
     pub fn revoke(&mut self, id: &GrantId) -> Result<Signed<Revocation>, GrantError> {
+        self.write(|v| v.revoke_locked(id, None))
+    }
+
+    /// Revokes a grant inside the caller's write transaction; `why` goes to the access log
+    /// when the vault revoked it by itself.
+    pub(super) fn revoke_locked(
+        &mut self,
+        id: &GrantId,
+        why: Option<&str>,
+    ) -> Result<Signed<Revocation>, GrantError> {
         let now = self.now();
-        self.write(|v| {
-            let mut record = v.grant_record(id)?.ok_or_else(|| GrantError::Unknown(id.to_string()))?;
-            if record.revocation.is_some() {
-                return Err(GrantError::AlreadyRevoked(*id));
-            }
-            let grant = v.info(&record)?.grant;
-            let revocation =
-                Signed::sign(Revocation { grant: *id, issuer: v.identity(), revoked_at: now }, v.signer())?;
-            record.revocation = Some(revocation.to_bytes());
-            v.put_grant_record(id, &record)?;
-            v.drop_projection(id)?;
-            let mut event = AuditEvent::new(now, AuditKind::GrantRevoked);
-            event.peer = Some(grant.statement().audience);
-            event.grant = Some(*id);
-            event.fields = grant.statement().fields.iter().map(ToString::to_string).collect();
-            v.access_log().append(&event)?;
-            Ok(revocation)
-        })
+        let mut record = self.grant_record(id)?.ok_or_else(|| GrantError::Unknown(id.to_string()))?;
+        if record.revocation.is_some() {
+            return Err(GrantError::AlreadyRevoked(*id));
+        }
+        let grant = self.info(&record)?.grant;
+        let revocation =
+            Signed::sign(Revocation { grant: *id, issuer: self.identity(), revoked_at: now }, self.signer())?;
+        record.revocation = Some(revocation.to_bytes());
+        self.put_grant_record(id, &record)?;
+        self.drop_projection(id)?;
+        let mut event = AuditEvent::new(now, AuditKind::GrantRevoked);
+        event.peer = Some(grant.statement().audience);
+        event.grant = Some(*id);
+        event.fields = grant.statement().fields.iter().map(ToString::to_string).collect();
+        event.detail = why.map(str::to_owned);
+        self.access_log().append(&event)?;
+        Ok(revocation)
     }
 
     /// Logs expiries not yet logged and drops expired grants' projections. Returns the grants

@@ -2,8 +2,11 @@
 //! and the merge of an entry another device sent (see replication.rs for the rules).
 
 use super::audience::MAX_CLOCK_SKEW;
-use super::{GrantRecord, GrantStatus};
+use super::{GrantError, GrantRecord, GrantStatus};
+use crate::derive::too_revealing;
 use crate::grant::{ErasureReceipt, Revocation, SignedGrant};
+use crate::identity::IdentityId;
+use crate::path::FieldPath;
 use crate::statement::{GrantId, Signed};
 use crate::store::StoreError;
 use crate::store::sealed::GRANTS;
@@ -17,11 +20,73 @@ impl GrantRecord {
             signed: self.signed.clone(),
             revocation: self.revocation.clone(),
             erasure: self.erasure.clone(),
+            heads: self.heads.clone(),
         }
     }
 }
 
+/// Most document heads a grant entry may name (a document has a handful at most).
+const MAX_GRANT_HEADS: usize = 64;
+
 impl Vault {
+    /// Revokes the grants to `audience` that, once grants issued on devices out of touch met,
+    /// tell it more about one field than derived fields allow (see derive.rs: two answers
+    /// about a date, one band of a price). Ordered by issue time then id, a derived grant
+    /// that goes past the limit with the ones before it is the excess: every device picks the
+    /// same one, whatever order the grants arrived in. The access log says why.
+    fn revoke_excess_derived(&mut self, audience: IdentityId) -> Result<(), StoreError> {
+        let mut grants = self.grants_where(|g| g.audience == audience)?;
+        grants.sort_by_key(|g| (g.grant.statement().issued_at, g.grant.statement().id));
+        let mut given: Vec<FieldPath> = Vec::new();
+        for info in grants {
+            let g = info.grant.statement();
+            let with: Vec<FieldPath> = given.iter().chain(&g.fields).cloned().collect();
+            if !g.fields.iter().any(|f| f.derived().is_some()) || too_revealing(&with).is_none() {
+                given = with;
+                continue;
+            }
+            if info.revocation.is_some() {
+                continue;
+            }
+            let why = "issued on another device while apart: with this identity's other grants to \
+                       the same person it told more than derived fields allow";
+            match self.revoke_locked(&g.id, Some(why)) {
+                Ok(_) | Err(GrantError::AlreadyRevoked(_)) => {}
+                Err(GrantError::Store(e)) => return Err(e),
+                Err(e) => {
+                    tracing::warn!(error = %e, grant = %g.id, "could not revoke a grant past the limit")
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// True when the document holds every change `heads` names (hex change hashes); a name
+    /// that is not one counts as missing.
+    fn holds_heads(&mut self, heads: &[String]) -> bool {
+        heads.iter().all(|h| {
+            let hash = data_encoding::HEXLOWER
+                .decode(h.as_bytes())
+                .ok()
+                .and_then(|b| automerge::ChangeHash::try_from(&b[..]).ok());
+            hash.is_some_and(|hash| self.doc.automerge().get_change_by_hash(&hash).is_some())
+        })
+    }
+
+    /// Builds the projection of a live grant another device issued, once this device's
+    /// document holds the heads the grant was issued at. True when built.
+    pub(in crate::vault) fn build_waiting_projection(
+        &mut self,
+        g: &crate::grant::Grant,
+    ) -> Result<bool, StoreError> {
+        let Some(record) = self.grant_record(&g.id)? else { return Ok(false) };
+        if !self.holds_heads(&record.heads) {
+            return Ok(false);
+        }
+        self.first_projection(g)?;
+        Ok(true)
+    }
+
     /// Every grant row as an entry of the shared log.
     pub(in crate::vault) fn grant_entries(&self) -> Result<Vec<Entry>, StoreError> {
         let mut out = Vec::new();
@@ -44,8 +109,12 @@ impl Vault {
         signed: &[u8],
         revocation: Option<&[u8]>,
         erasure: Option<&[u8]>,
+        heads: &[String],
     ) -> Result<bool, StoreError> {
         let Ok(grant) = SignedGrant::from_bytes(signed) else { return Ok(false) };
+        if heads.len() > MAX_GRANT_HEADS {
+            return Ok(false);
+        }
         let g = grant.statement().clone();
         if g.issuer != self.identity() {
             return Ok(false);
@@ -84,10 +153,16 @@ impl Vault {
                 revocation: revocation.as_ref().map(Signed::to_bytes),
                 erasure: erasure.as_ref().map(Signed::to_bytes),
                 expiry_logged: false,
+                heads: heads.to_vec(),
             };
             self.store_grant_record(&g.id, &record)?;
-            if self.info(&record)?.status == GrantStatus::Active {
+            // Built now only when this device's document holds what the issuing device's held;
+            // otherwise once the document sync brings it (see `update_projections`).
+            if self.info(&record)?.status == GrantStatus::Active && self.holds_heads(heads) {
                 self.first_projection(&g)?;
+            }
+            if g.fields.iter().any(|f| f.derived().is_some()) {
+                self.revoke_excess_derived(g.audience)?;
             }
             return Ok(true);
         };

@@ -229,7 +229,14 @@ impl Vault {
             // grant that reflects the same point.
             let mut touched_cache: HashMap<i64, Vec<Touched>> = HashMap::new();
             for grant in &live {
-                let Some(state) = v.load_projection(&grant.id)? else { continue };
+                let Some(state) = v.load_projection(&grant.id)? else {
+                    // A grant another device issued, waiting for the document it was issued
+                    // at: built once that arrived.
+                    if v.build_waiting_projection(grant)? {
+                        changed.push(grant.id);
+                    }
+                    continue;
+                };
                 // A value computed on another date (`over(N)`) is computed again, edit or not.
                 let redate = is_dated(grant) && state.day != Some(day);
                 let edited = !(state.as_of_seq == now_seq && state.as_of == heads);
