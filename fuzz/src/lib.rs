@@ -8,6 +8,7 @@
 //! every one (they are upstream Automerge bugs), and a panic inside Automerge on a path without
 //! the guard still crashes, because it unwinds into libFuzzer's own `catch_unwind`.
 
+pub mod devices;
 pub mod session;
 
 use std::collections::HashSet;

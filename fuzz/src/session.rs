@@ -92,20 +92,20 @@ impl Template {
     }
 }
 
-const PASSPHRASE: &str = "fuzz";
+pub(crate) const PASSPHRASE: &str = "fuzz";
 
-fn scratch(n: u64) -> PathBuf {
+pub(crate) fn scratch(n: u64) -> PathBuf {
     std::env::temp_dir().join(format!("vault-fuzz-session-{}-{n}", std::process::id()))
 }
 
-fn unlock(dir: &Path) -> Vault {
+pub(crate) fn unlock(dir: &Path) -> Vault {
     Vault::at(dir)
         .kdf(KdfParams::INSECURE_FOR_TESTS)
         .unlock(&Passphrase::new(PASSPHRASE))
         .expect("the copied vault unlocks")
 }
 
-fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+pub(crate) fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(to)?;
     for entry in std::fs::read_dir(from)? {
         let entry = entry?;

@@ -73,6 +73,10 @@ fn a_breach_notice_reaches_exactly_the_customers_concerned() {
         text.contains("BREACH NOTICE from shop") && text.contains(&format!("vault revoke {grant}")),
         "{text}"
     );
+    assert!(text.contains("your grants gave them: profile.email, profile.name"), "{text}");
+    assert!(!text.contains("not what your grants gave"), "the claim matches the grants: {text}");
+    assert_eq!(got[0]["granted_fields"], serde_json::json!(["profile.email", "profile.name"]));
+    assert_eq!(got[0]["claim_differs"], false);
     assert!(alice.ok(&["audit"]).contains("BREACH NOTICE from shop"));
     assert!(notices(&dan).is_empty(), "dan's data was not held under a matching grant");
     alice.ok(&["revoke", &grant]);

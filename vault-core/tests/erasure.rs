@@ -97,3 +97,23 @@ fn a_new_epoch_leaves_no_old_copy_in_the_file_or_the_wal() {
     );
     assert_eq!(files_containing(d2.path(), &old_copy), Vec::<String>::new(), "grantee side");
 }
+
+/// `vault device forget-key`: once the identity key leaves this device, no copy of its sealed
+/// blob is left in the database file or its write-ahead log.
+#[test]
+fn a_forgotten_identity_key_leaves_no_ciphertext_in_the_file_or_the_wal() {
+    let d = tempfile::tempdir().unwrap();
+    let mut v = vault(d.path());
+    let tag: Vec<u8> = {
+        let conn = rusqlite::Connection::open(d.path().join(vault_core::DB_FILE)).unwrap();
+        conn.query_row("SELECT substr(blob, -16, 16) FROM secrets WHERE name = 'identity'", [], |r| r.get(0))
+            .unwrap()
+    };
+    assert!(!files_containing(d.path(), std::slice::from_ref(&tag)).is_empty(), "the key is on disk");
+    let code = v.recovery_code().unwrap();
+    v.forget_identity_key(&code).unwrap();
+    assert!(v.identity_key().is_none());
+    assert_eq!(files_containing(d.path(), &[tag]), Vec::<String>::new());
+    drop(v);
+    assert!(Vault::at(d.path()).verify(&Passphrase::new("pw")).unwrap().is_ok());
+}

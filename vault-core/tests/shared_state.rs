@@ -648,3 +648,43 @@ fn derived_grants_issued_apart_that_tell_too_much_together_lose_the_excess_on_ev
         log.iter().any(|e| e.detail.as_deref().is_some_and(|d| d.contains("more than derived fields allow")))
     );
 }
+
+/// A seller's breach notice says what it held: only its claim. The customer is shown what their
+/// own grants gave that seller, told when the claim differs, and the notice reaches the
+/// customer's other devices.
+#[test]
+fn a_breach_notice_shows_what_the_grants_gave_and_reaches_the_other_devices() {
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut laptop = first(d1.path());
+    let mut home = join(d2.path(), &mut laptop, "box");
+    let shop = Identity::generate();
+    let both = NewGrant {
+        fields: vec!["profile.email".parse().unwrap(), "profile.name".parse().unwrap()],
+        ..grant_to(&shop)
+    };
+    let grant = laptop.issue_grant(both).unwrap().statement().id;
+    // The seller plays down what it held: the email only.
+    let notice = vault_core::BreachNotice {
+        id: vault_core::NoticeId::random(),
+        seller: shop.public(),
+        customer: laptop.identity(),
+        since: laptop.now() - 86_400,
+        until: laptop.now(),
+        fields: vec!["profile.email".parse().unwrap()],
+        grants: vec![grant],
+        text: "a copy of our order database was taken".into(),
+        issued_at: laptop.now(),
+    };
+    let signed = Signed::sign(notice, &shop).unwrap();
+    assert!(laptop.receive_notice(&shop.public(), &signed).unwrap());
+    let seen = &laptop.notices().unwrap()[0];
+    let granted: Vec<String> = seen.granted.iter().map(ToString::to_string).collect();
+    assert_eq!(granted, ["profile.email", "profile.name"]);
+    assert!(seen.claim_differs());
+    // The box, which never met the seller, holds it too.
+    exchange(&mut laptop, &mut home);
+    let on_box = home.notices().unwrap();
+    assert_eq!(on_box.len(), 1);
+    assert_eq!(on_box[0].notice, signed);
+    assert!(on_box[0].claim_differs());
+}

@@ -96,15 +96,26 @@ pub(crate) fn list(app: &App, args: &NoticesArgs) -> Result<Outcome> {
                 continue;
             }
             let who = n.peer_name.clone().unwrap_or_else(|| s.seller.to_string());
+            let granted: Vec<String> = n.granted.iter().map(ToString::to_string).collect();
             out.push(format!(
-                "BREACH NOTICE from {}  (received {})\n    window: {} to {}\n    fields they held: {}\n    they say: {}",
+                "BREACH NOTICE from {}  (received {})\n    window: {} to {}\n    your grants gave them: {}",
                 untrusted(&who),
                 n.received_at.map(local).unwrap_or_default(),
                 local(s.since),
                 local(s.until),
-                fields.join(", "),
-                untrusted(&s.text)
+                if granted.is_empty() {
+                    "nothing this device knows of".to_owned()
+                } else {
+                    granted.join(", ")
+                },
             ));
+            if n.claim_differs() {
+                out.push(format!(
+                    "    they say they held: {}  (not what your grants gave them)",
+                    untrusted(&fields.join(", "))
+                ));
+            }
+            out.push(format!("    they say: {}", untrusted(&s.text)));
             for (grant, status) in &n.grants {
                 let line = match status {
                     Some(GrantStatus::Active) => {
@@ -141,6 +152,8 @@ fn notice_json(vault: &Vault, n: &NoticeInfo) -> Value {
         "since": rfc3339(s.since),
         "until": rfc3339(s.until),
         "fields": s.fields.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "granted_fields": n.granted.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "claim_differs": s.customer == vault.identity() && n.claim_differs(),
         "text": s.text,
         "issued_at": rfc3339(s.issued_at),
         "delivered": n.delivered,

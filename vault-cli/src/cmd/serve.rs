@@ -16,6 +16,12 @@ pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 pub(crate) fn serve(app: &App, args: &ServeArgs) -> Result<Outcome> {
+    // A node holds the data key (and maybe the identity key) for as long as it runs, agent or
+    // not: its memory is kept from the user's other processes and out of core dumps, before
+    // the passphrase is read.
+    if let Err(e) = lender::harden() {
+        eprintln!("warning: {e:#}");
+    }
     let mut vault = app.unlock()?;
     if let Some(given) = &args.mirror {
         let url = super::mirror::read_url(Some(given.clone()))?;
@@ -79,11 +85,11 @@ pub(crate) fn serve(app: &App, args: &ServeArgs) -> Result<Outcome> {
 }
 
 /// The node serves as its vault's unlock agent (lending nothing until `vault unlock`) unless
-/// another agent already does; it then makes its memory unreadable to the user's other
-/// processes, as the agent does.
+/// another agent already does (its memory was made unreadable to the user's other processes
+/// when it started, as the agent's is).
 fn node_agent(app: &App, key: &Result<vault_core::UnlockKey, vault_core::StoreError>) -> Option<Listening> {
     let bound = match key {
-        Ok(_) => lender::bind(&app.dir).and_then(|l| lender::harden().map(|()| l)),
+        Ok(_) => lender::bind(&app.dir),
         Err(e) => Err(anyhow::anyhow!("cannot read the vault's key: {e}")),
     };
     match bound {

@@ -10,9 +10,11 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::audit::{AuditEvent, AuditKind};
+use super::replication::Entry;
 use super::{GrantStatus, Vault};
 use crate::identity::{IdentityId, Ticket};
 use crate::notice::BreachNotice;
+use crate::path::FieldPath;
 use crate::statement::{GrantId, NoticeId, Signed, StatementError};
 use crate::store::StoreError;
 use crate::store::sealed::{Key, NOTICES_IN, NOTICES_OUT, Table};
@@ -47,6 +49,20 @@ pub struct NoticeInfo {
     pub received_at: Option<i64>,
     /// Received: each grant named, with its status here (`None`: not a grant of this vault).
     pub grants: Vec<(GrantId, Option<GrantStatus>)>,
+    /// Received: the fields this vault's own grants named in the notice gave the seller (the
+    /// notice's `fields` are only the seller's claim).
+    pub granted: Vec<FieldPath>,
+}
+
+impl NoticeInfo {
+    /// Received: true when the seller's claim of what it held is not what this vault's grants
+    /// gave it.
+    pub fn claim_differs(&self) -> bool {
+        let mut claimed = self.notice.statement().fields.clone();
+        claimed.sort();
+        claimed.dedup();
+        claimed != self.granted
+    }
 }
 
 /// A breach notice could not be made.
@@ -148,6 +164,7 @@ impl Vault {
                     delivered: r.delivered,
                     received_at: None,
                     grants: Vec::new(),
+                    granted: Vec::new(),
                 })
             })
             .collect();
@@ -235,12 +252,46 @@ impl Vault {
         }
         self.write(|v| {
             put(v, &NOTICES_IN, &n.id, &InRecord { notice: signed.to_bytes(), received_at: now })?;
+            // The customer's other devices keep it too (replication.rs).
+            v.log_shared(&Entry::Notice { signed: signed.to_bytes(), received_at: now })?;
             let mut event = AuditEvent::new(now, AuditKind::BreachNotice);
             event.peer = Some(*peer);
             event.fields = n.fields.iter().map(ToString::to_string).collect();
             event.detail = Some(format!("breach notice {}: {}", n.id, n.text));
             v.access_log().append(&event)
         })?;
+        Ok(true)
+    }
+
+    /// Every notice received, as entries of the shared log (for a fork's repair).
+    pub(super) fn notice_entries(&self) -> Result<Vec<Entry>, StoreError> {
+        Ok(list::<InRecord>(self, &NOTICES_IN)?
+            .into_iter()
+            .map(|r| Entry::Notice { signed: r.notice, received_at: r.received_at })
+            .collect())
+    }
+
+    /// Keeps a notice another device of this identity received (it checked it against the
+    /// grants then): when it is a seller's signed notice to this identity, within the per-seller
+    /// bound. False when it does not check out.
+    pub(super) fn merge_notice(&mut self, signed: &[u8], received_at: i64) -> Result<bool, StoreError> {
+        let Ok(notice) = Signed::<BreachNotice>::from_bytes(signed) else { return Ok(false) };
+        let n = notice.statement();
+        if n.customer != self.identity() {
+            return Ok(false);
+        }
+        if get::<InRecord>(self, &NOTICES_IN, &n.id)?.is_some() {
+            return Ok(true);
+        }
+        let from_seller = list::<InRecord>(self, &NOTICES_IN)?
+            .iter()
+            .filter_map(|r| Signed::<BreachNotice>::from_stored(&r.notice))
+            .filter(|k| k.statement().seller == n.seller)
+            .count();
+        if from_seller >= MAX_NOTICES_PER_SELLER {
+            return Ok(true);
+        }
+        put(self, &NOTICES_IN, &n.id, &InRecord { notice: signed.to_vec(), received_at })?;
         Ok(true)
     }
 
@@ -251,15 +302,25 @@ impl Vault {
             let Some(notice) = Signed::<BreachNotice>::from_stored(&r.notice) else { continue };
             let n = notice.statement();
             let mut grants = Vec::new();
+            let mut granted = Vec::new();
             for id in &n.grants {
-                grants.push((*id, self.grant_info(id)?.map(|g| g.status)));
+                let info = self.grant_info(id)?;
+                if let Some(g) = &info
+                    && g.grant.statement().audience == n.seller
+                {
+                    granted.extend(g.grant.statement().fields.iter().cloned());
+                }
+                grants.push((*id, info.map(|g| g.status)));
             }
+            granted.sort();
+            granted.dedup();
             out.push(NoticeInfo {
                 peer_name: self.contacts().petname(&n.seller),
                 notice: notice.clone(),
                 delivered: true,
                 received_at: Some(r.received_at),
                 grants,
+                granted,
             });
         }
         out.sort_by_key(|n| std::cmp::Reverse(n.notice.statement().issued_at));

@@ -13,7 +13,8 @@
 //!   erasure receipt, once known, stays (of two revocations, the earlier): a grant revoked on
 //!   one device and not on another is revoked on both once they meet, never half-revoked;
 //! - a consent request: the answer further along wins (pending, then denied, then approved);
-//! - a contact: the last write wins, by (Lamport clock, time, origin); a removal is a write.
+//! - a contact: the last write wins, by (Lamport clock, time, origin); a removal is a write;
+//! - a breach notice a seller sent: kept once, never removed.
 //!
 //! The access log travels beside the entries: each device sends the events it logged itself,
 //! after the other's cursor, and a received event names the device it happened on
@@ -170,6 +171,8 @@ pub(crate) enum Entry {
     },
     /// A consent request made to this identity (`incoming`) or by it.
     Request { incoming: bool, id: Vec<u8>, record: RequestRecord },
+    /// A seller's breach notice this identity received (the signed notice), and when.
+    Notice { signed: Vec<u8>, received_at: i64 },
 }
 
 /// What a device holds of the shared log (the highest number of each origin's entries, with
@@ -488,6 +491,7 @@ impl Vault {
             Entry::Contact { row, clock, at, contact, by } => {
                 self.merge_contact(row, (*clock, *at, by.unwrap_or(*origin)), contact.as_ref())
             }
+            Entry::Notice { signed, received_at } => self.merge_notice(signed, *received_at),
             Entry::Request { incoming, id, record } => {
                 let table = if *incoming { REQUESTS_IN } else { REQUESTS_OUT };
                 let merged = super::requests::merge(self, table, *incoming, id, record)?;

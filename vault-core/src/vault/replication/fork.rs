@@ -108,7 +108,7 @@ impl Vault {
         for entry in self.grant_entries()? {
             self.log_shared(&entry)?;
         }
-        for entry in self.contact_entries()? {
+        for entry in self.contact_entries()?.into_iter().chain(self.notice_entries()?) {
             self.log_shared(&entry)?;
         }
         for (table, incoming) in [(REQUESTS_IN, true), (REQUESTS_OUT, false)] {
