@@ -73,7 +73,7 @@ pub use open::{CreateError, OpenError, VaultOptions, VerifyReport};
 pub use outbox::Outbox;
 pub use received::{MirrorEntry, MirrorShare, MirrorStatus, Share, ShareError, ShareStatus};
 pub use records::{EXPORT_FORMAT, ImportError, ImportMode, Purchase, PurchaseRecord};
-pub use rekey::{RekeyError, Rekeyed};
+pub use rekey::{Rekey, RekeyError, Rekeyed};
 pub use replication::{MAX_SHARED_BATCH, MAX_SHARED_HAVE, ReplicationError, SharedHave};
 pub use requests::{Approval, Holding, NewRequest, RequestError, RequestInfo, RequestStatus};
 pub use sharing::{GrantError, GrantInfo, GrantStatus, Logged, NewGrant, ServeError};

@@ -12,7 +12,7 @@
 use super::VaultOptions;
 use super::open::OpenError;
 use crate::primitives::Passphrase;
-use crate::store::StoreError;
+use crate::store::{Store, StoreError};
 
 /// A rekey could not be done; nothing was changed.
 #[derive(Debug, thiserror::Error)]
@@ -40,43 +40,54 @@ impl From<StoreError> for RekeyError {
     }
 }
 
-/// What [`VaultOptions::rekey`] did.
+/// What [`Rekey::run`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Rekeyed {
     /// Rows re-sealed under the new data key.
     pub rows: usize,
-    /// Whether the passphrase changed too.
-    pub passphrase_changed: bool,
     /// Whether the write-ahead log, which held the old blobs, was emptied at once. When another
     /// process was reading, it is emptied at a later checkpoint.
     pub log_emptied: bool,
 }
 
+/// A vault opened with its passphrase, ready to take a new data key: [`VaultOptions::rekey`],
+/// then [`Rekey::run`]. In between (a new passphrase being typed, say) nothing is locked; a key
+/// changed meanwhile by another process makes `run` refuse.
+pub struct Rekey {
+    store: Store,
+}
+
+impl std::fmt::Debug for Rekey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Rekey").field("path", &self.store.path()).finish_non_exhaustive()
+    }
+}
+
 impl VaultOptions {
+    /// Opens the vault with `passphrase` (which a rekey needs: the new key is wrapped under a
+    /// passphrase, never under a lent key) to give it a new data key with [`Rekey::run`].
+    /// Nothing is modified here.
+    pub fn rekey(self, passphrase: &Passphrase) -> Result<Rekey, RekeyError> {
+        Ok(Rekey { store: self.open_store(passphrase).map_err(RekeyError::Open)? })
+    }
+}
+
+impl Rekey {
     /// Replaces the vault's data key with a fresh random one, re-sealing every row in one
     /// transaction (a kill at any point leaves the old vault or the new one), and wraps it
-    /// under `new_passphrase`, or under `passphrase` again. `passphrase` must open the vault.
+    /// under `passphrase`: the current one again, or a new one.
     ///
     /// Afterwards every key an unlock agent lent ([`UnlockKey`](crate::UnlockKey)) is refused
-    /// as stale, and a process that opened the vault before can no longer write to it. The
-    /// caller keeps a running node (which writes with the key it opened with) from running
-    /// meanwhile; its writes would be refused, not lost.
-    pub fn rekey(
-        self,
-        passphrase: &Passphrase,
-        new_passphrase: Option<&Passphrase>,
-    ) -> Result<Rekeyed, RekeyError> {
-        if new_passphrase.is_some_and(Passphrase::is_empty) {
+    /// as stale, and a process that opened the vault before can no longer write to it (nor read
+    /// a row it had not read). The caller keeps a running node, which writes with the key it
+    /// opened with, from running meanwhile: its writes would be refused, not lost.
+    pub fn run(mut self, passphrase: &Passphrase) -> Result<Rekeyed, RekeyError> {
+        if passphrase.is_empty() {
             return Err(RekeyError::EmptyPassphrase);
         }
-        let mut store = self.open_store(passphrase).map_err(RekeyError::Open)?;
-        let done = store.rekey(new_passphrase.unwrap_or(passphrase))?;
-        Ok(Rekeyed {
-            rows: done.rows,
-            passphrase_changed: new_passphrase.is_some(),
-            log_emptied: done.log_emptied,
-        })
+        let done = self.store.rekey(passphrase)?;
+        Ok(Rekeyed { rows: done.rows, log_emptied: done.log_emptied })
     }
 }
 
@@ -98,8 +109,8 @@ mod tests {
         let identity = v.identity();
         let lent = v.unlock_key().unwrap();
         let export = v.export_json();
-        let done = Vault::at(dir.path()).rekey(&pw, None).unwrap();
-        assert!(done.rows > 0 && !done.passphrase_changed && done.log_emptied, "{done:?}");
+        let done = Vault::at(dir.path()).rekey(&pw).unwrap().run(&pw).unwrap();
+        assert!(done.rows > 0 && done.log_emptied, "{done:?}");
         // The vault opened before holds the old key: refused, nothing lost.
         assert!(v.set_profile("name", "Stale").is_err());
         drop(v);
@@ -121,8 +132,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         drop(new_test_vault(dir.path()));
         let (old, new) = (Passphrase::new("pw"), Passphrase::new("a new one"));
-        let done = Vault::at(dir.path()).rekey(&old, Some(&new)).unwrap();
-        assert!(done.passphrase_changed);
+        Vault::at(dir.path()).rekey(&old).unwrap().run(&new).unwrap();
         assert!(matches!(Vault::at(dir.path()).unlock(&old).unwrap_err(), OpenError::WrongPassphrase));
         assert!(Vault::at(dir.path()).verify(&new).unwrap().is_ok());
     }
@@ -132,7 +142,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let lent: UnlockKey = new_test_vault(dir.path()).unlock_key().unwrap();
         let before = std::fs::read(dir.path().join(crate::DB_FILE)).unwrap();
-        let err = Vault::at(dir.path()).rekey(&Passphrase::new("nope"), None).unwrap_err();
+        let err = Vault::at(dir.path()).rekey(&Passphrase::new("nope")).unwrap_err();
         assert!(matches!(err, RekeyError::Open(OpenError::WrongPassphrase)), "{err:?}");
         let err =
             Vault::at(dir.path()).rekey(&Passphrase::new("pw"), Some(&Passphrase::new(""))).unwrap_err();
