@@ -48,7 +48,7 @@ pub(crate) fn run(cli: Cli) -> Result<Outcome> {
         Command::Verify => verify::run(&app),
         Command::Unlock(args) => unlock::unlock(&app, &args),
         Command::Lock => unlock::lock(&app),
-        Command::Rekey(args) => rekey::run(&app, args.new().as_ref()),
+        Command::Rekey(args) => rekey::run(&app, args.change().as_ref()),
         Command::Passwd(args) => passwd::run(&app, &args),
         Command::AgentRun(args) => unlock::agent_run(&app, &args),
         Command::Profile(command) => profile::run(&app, command),

@@ -18,7 +18,7 @@ pub(crate) struct RekeyArgs {
 
 impl RekeyArgs {
     /// How the new passphrase is chosen, when it changes.
-    pub(crate) fn new(&self) -> Option<NewPassphraseArgs> {
+    pub(crate) fn change(&self) -> Option<NewPassphraseArgs> {
         self.new_passphrase.then_some(NewPassphraseArgs {
             generate_passphrase: self.generate_passphrase,
             weak_passphrase_ok: self.weak_passphrase_ok,
