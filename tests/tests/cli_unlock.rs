@@ -405,6 +405,16 @@ mod rekey {
         agent_gone(&ada, "the agent holding a stale key is told to forget it");
         // With the passphrase, the command works.
         assert!(ada.ok(&["profile", "get"]).contains("Ada"));
+
+        // `vault unlock` does not extend an agent lending a stale key: it starts afresh.
+        ada.ok(&["unlock", "--for", "5m"]);
+        let out = ada.cmd(&["rekey"]).env("XDG_RUNTIME_DIR", elsewhere.path()).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let fresh = ada.json(&["unlock", "--for", "5m"], "unlock");
+        assert_eq!((fresh["by"].as_str(), fresh["extended"].as_bool()), (Some("agent"), Some(false)));
+        assert!(bare_ok(&ada, &["profile", "get"]).contains("Ada"), "the new agent lends the new key");
+        ada.ok(&["lock"]);
+        agent_gone(&ada, "lock ends the new agent");
     }
 
     #[test]
