@@ -315,3 +315,256 @@ fn the_agent_and_its_commands_check_the_other_sides_user() {
     let _ = poser.kill();
     let _ = poser.wait();
 }
+
+/// `vault rekey` and `vault passwd`: a new data key ends what was lent, and the data survives.
+mod rekey {
+    use std::time::Duration;
+
+    use super::{agent_gone, agent_pid, bare, bare_fails, bare_ok, sockets};
+    use vault_tests::{TestVault, check_cli_schema, serve, snapshot_files};
+
+    const NEW: &str = "plum orbit lantern 42 quiet meadow";
+
+    /// The vault's files without `node.lock` (an empty lock file `rekey` takes, as `serve` does).
+    fn vault_files(v: &TestVault) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+        snapshot_files(&v.dir).into_iter().filter(|(p, _)| !p.ends_with("node.lock")).collect()
+    }
+
+    fn with_data(v: &TestVault) {
+        v.ok(&["profile", "set", "name", "Ada"]);
+        v.ok(&["pref", "set", "diet", "vegetarian"]);
+        v.ok(&[
+            "purchase",
+            "add",
+            "--item",
+            "Tea",
+            "--seller",
+            "Leaf",
+            "--price",
+            "4.50",
+            "--currency",
+            "EUR",
+        ]);
+    }
+
+    /// Runs with `passphrase` as VAULT_PASSPHRASE.
+    fn with_passphrase(v: &TestVault, passphrase: &str, args: &[&str]) -> std::process::Output {
+        v.cmd(args).env("VAULT_PASSPHRASE", passphrase).output().unwrap()
+    }
+
+    #[test]
+    fn a_rekey_after_unlock_ends_the_lending_and_keeps_the_data() {
+        let ada = TestVault::new();
+        with_data(&ada);
+        let export = ada.ok(&["export"]);
+        ada.ok(&["unlock", "--for", "5m"]);
+        assert!(bare_ok(&ada, &["profile", "get"]).contains("Ada"));
+
+        let done = ada.json(&["rekey"], "rekey");
+        assert_eq!(done["passphrase_changed"], false);
+        assert_eq!(done["agent_locked"], "agent", "the agent lent the old key: it is told to forget it");
+        assert!(done["rows"].as_u64().unwrap() >= 4, "{done}");
+        assert_eq!(done["log_emptied"], true);
+        agent_gone(&ada, "the agent ends once told the key is void");
+        assert!(sockets(&ada).is_empty());
+
+        // Nothing lends a key now: without the passphrase the next command opens nothing.
+        let err = bare_fails(&ada, &["profile", "get"]);
+        assert!(err.contains("no passphrase"), "{err}");
+        // With it, the data is all there and whole.
+        assert_eq!(ada.ok(&["export"]), export);
+        assert!(ada.ok(&["verify"]).starts_with("ok"));
+        // Unlocking again lends the new key.
+        ada.ok(&["unlock", "--for", "5m"]);
+        assert!(bare_ok(&ada, &["profile", "get"]).contains("Ada"));
+        ada.ok(&["lock"]);
+        agent_gone(&ada, "lock ends the new agent");
+    }
+
+    /// An agent `rekey` did not reach (another session's runtime directory) still lends the old
+    /// key: the next command refuses it, says so, has the agent forget it, and asks for the
+    /// passphrase instead; it never reads with the old key.
+    #[test]
+    fn a_stale_lent_key_is_refused_and_the_agent_told_to_forget_it() {
+        let ada = TestVault::new();
+        with_data(&ada);
+        ada.ok(&["unlock", "--for", "5m"]);
+        let elsewhere = tempfile::tempdir().unwrap();
+        let out = ada.cmd(&["--json", "rekey"]).env("XDG_RUNTIME_DIR", elsewhere.path()).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let done: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        check_cli_schema("rekey", &done);
+        assert_eq!(done["agent_locked"], serde_json::Value::Null, "this rekey did not reach the agent");
+        assert!(agent_pid(&ada).is_some(), "the agent still runs, lending the old key");
+
+        let out = bare(&ada, &["profile", "get"]);
+        assert_eq!(out.status.code(), Some(2));
+        assert!(!String::from_utf8_lossy(&out.stdout).contains("Ada"), "nothing was read with the old key");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("no longer uses") && err.contains("no passphrase"), "{err}");
+        agent_gone(&ada, "the agent holding a stale key is told to forget it");
+        // With the passphrase, the command works.
+        assert!(ada.ok(&["profile", "get"]).contains("Ada"));
+
+        // `vault unlock` does not extend an agent lending a stale key: it starts afresh.
+        ada.ok(&["unlock", "--for", "5m"]);
+        let out = ada.cmd(&["rekey"]).env("XDG_RUNTIME_DIR", elsewhere.path()).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let fresh = ada.json(&["unlock", "--for", "5m"], "unlock");
+        assert_eq!((fresh["by"].as_str(), fresh["extended"].as_bool()), (Some("agent"), Some(false)));
+        assert!(bare_ok(&ada, &["profile", "get"]).contains("Ada"), "the new agent lends the new key");
+        ada.ok(&["lock"]);
+        agent_gone(&ada, "lock ends the new agent");
+    }
+
+    #[test]
+    fn passwd_replaces_the_passphrase_and_the_data_survives() {
+        let ada = TestVault::new();
+        with_data(&ada);
+        let export = ada.ok(&["export"]);
+        let out = ada.cmd(&["--json", "passwd"]).env("VAULT_NEW_PASSPHRASE", NEW).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let done: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        check_cli_schema("passwd", &done);
+        assert_eq!(
+            (done["passphrase_changed"].as_bool(), done["passphrase_strength"]["score"].as_u64()),
+            (Some(true), Some(4))
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(!stdout.contains(NEW) && !stdout.contains(&ada.passphrase), "no passphrase in the output");
+
+        // The old passphrase opens nothing; the new one opens everything.
+        let old = ada.run(&["profile", "get"]);
+        assert_eq!(old.status.code(), Some(2));
+        assert!(String::from_utf8_lossy(&old.stderr).contains("wrong passphrase"));
+        let out = with_passphrase(&ada, NEW, &["export"]);
+        assert!(out.status.success());
+        assert_eq!(String::from_utf8(out.stdout).unwrap(), export);
+        let verify = with_passphrase(&ada, NEW, &["verify"]);
+        assert_eq!(verify.status.code(), Some(0), "{}", String::from_utf8_lossy(&verify.stderr));
+
+        // `rekey --new-passphrase` is the same change; --generate-passphrase makes the new one.
+        let out = ada
+            .cmd(&["--json", "rekey", "--new-passphrase", "--generate-passphrase"])
+            .env("VAULT_PASSPHRASE", NEW)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let done: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        check_cli_schema("rekey", &done);
+        let generated = done["generated_passphrase"].as_str().unwrap();
+        assert_eq!(String::from_utf8(with_passphrase(&ada, generated, &["export"]).stdout).unwrap(), export);
+        assert_eq!(with_passphrase(&ada, NEW, &["profile", "get"]).status.code(), Some(2));
+    }
+
+    #[test]
+    fn a_wrong_weak_same_or_missing_passphrase_changes_nothing() {
+        let ada = TestVault::new();
+        with_data(&ada);
+        let before = vault_files(&ada);
+        let wrong = with_passphrase(&ada, "not it", &["rekey"]);
+        assert_eq!(wrong.status.code(), Some(2));
+        assert!(String::from_utf8_lossy(&wrong.stderr).contains("wrong passphrase"));
+        let wrong = ada
+            .cmd(&["passwd"])
+            .env("VAULT_PASSPHRASE", "not it")
+            .env("VAULT_NEW_PASSPHRASE", NEW)
+            .output()
+            .unwrap();
+        assert_eq!(wrong.status.code(), Some(2));
+        assert!(vault_files(&ada) == before, "a wrong passphrase changed the files");
+
+        let weak = ada.cmd(&["passwd"]).env("VAULT_NEW_PASSPHRASE", "password1").output().unwrap();
+        assert_eq!(weak.status.code(), Some(2));
+        let err = String::from_utf8_lossy(&weak.stderr);
+        assert!(err.contains("weak") && !err.contains("password1"), "{err}");
+        let same = ada.cmd(&["passwd"]).env("VAULT_NEW_PASSPHRASE", &ada.passphrase).output().unwrap();
+        assert_eq!(same.status.code(), Some(2));
+        assert!(String::from_utf8_lossy(&same.stderr).contains("is the current one"));
+        let empty = ada.cmd(&["passwd"]).env("VAULT_NEW_PASSPHRASE", "").output().unwrap();
+        assert_eq!(empty.status.code(), Some(2));
+        let none = ada.fails(&["passwd"], 2);
+        assert!(none.contains("VAULT_NEW_PASSPHRASE"), "{none}");
+        assert!(vault_files(&ada) == before, "a refused passwd changed the files");
+        assert!(ada.ok(&["profile", "get"]).contains("Ada"));
+    }
+
+    #[test]
+    fn a_rekey_is_refused_while_a_node_runs() {
+        let ada = TestVault::new();
+        with_data(&ada);
+        let node = serve(&ada);
+        // The node lends its key once unlocked: a key that would be refused had the rekey run.
+        assert_eq!(ada.json(&["unlock", "--for", "2m"], "unlock")["by"], "node");
+        let err = ada.fails(&["rekey"], 2);
+        assert!(err.contains("a node runs") && err.contains("stop 'vault serve'"), "{err}");
+        assert!(bare_ok(&ada, &["profile", "get"]).contains("Ada"), "the node's key is still the vault's");
+        drop(node);
+        // `Serving` kills the node as it drops; its lock goes with the process.
+        let mut tries = 0;
+        loop {
+            let out = ada.run(&["rekey"]);
+            if out.status.success() {
+                break;
+            }
+            tries += 1;
+            assert!(tries < 50, "rekey still refused: {}", String::from_utf8_lossy(&out.stderr));
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert!(ada.ok(&["verify"]).starts_with("ok"));
+    }
+
+    /// A passwd killed at any moment leaves one whole vault: the old one (old passphrase) or the
+    /// new one (new passphrase), never a mix, and `verify` finds nothing wrong.
+    #[test]
+    fn a_passwd_killed_at_any_moment_leaves_one_whole_vault() {
+        let ada = TestVault::new();
+        with_data(&ada);
+        for i in 0..20 {
+            ada.ok(&[
+                "purchase",
+                "add",
+                "--item",
+                &format!("Item {i}"),
+                "--seller",
+                "Shop",
+                "--price",
+                "1.00",
+                "--currency",
+                "EUR",
+            ]);
+        }
+        let export = ada.ok(&["export"]);
+        let mut current = ada.passphrase.clone();
+        for (round, delay_ms) in [0u64, 5, 10, 20, 40, 80].into_iter().enumerate() {
+            let next = format!("{NEW} round {round}");
+            let mut child = ada
+                .cmd(&["passwd"])
+                .env("VAULT_PASSPHRASE", &current)
+                .env("VAULT_NEW_PASSPHRASE", &next)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
+            std::thread::sleep(Duration::from_millis(delay_ms));
+            let _ = child.kill();
+            let _ = child.wait();
+            let old = with_passphrase(&ada, &current, &["export"]);
+            let new = with_passphrase(&ada, &next, &["export"]);
+            let opened: Vec<&std::process::Output> =
+                [&old, &new].into_iter().filter(|o| o.status.success()).collect();
+            assert_eq!(opened.len(), 1, "round {round}: exactly one passphrase opens the vault");
+            assert_eq!(String::from_utf8_lossy(&opened[0].stdout), export, "round {round}");
+            if new.status.success() {
+                current = next;
+            }
+            let verify = with_passphrase(&ada, &current, &["verify"]);
+            assert_eq!(
+                verify.status.code(),
+                Some(0),
+                "round {round}: {}",
+                String::from_utf8_lossy(&verify.stdout)
+            );
+        }
+    }
+}

@@ -217,6 +217,18 @@ pub(crate) fn borrow(vault_dir: &Path) -> Result<Option<UnlockKey>> {
     }
 }
 
+/// Tells the agent of this vault, if one runs and lends a key, to stop lending it (as `vault
+/// lock` does: an agent forgets the key and ends, the node keeps it while it runs). Returns what
+/// the agent said of itself before, `None` when no agent was lending.
+pub(crate) fn forget(vault_dir: &Path) -> Result<Option<AgentInfo>> {
+    let Some(info) = info(vault_dir)?.filter(|i| i.until.is_some()) else { return Ok(None) };
+    match call(vault_dir, OP_LOCK, &[])? {
+        Some((RE_OK, _)) | None => Ok(Some(info)),
+        Some((RE_NO, why)) => bail!("the agent refused to lock: {}", reason(&why)),
+        Some(_) => bail!("the agent answered something else than yes or no"),
+    }
+}
+
 /// A refusal's reason, as the agent gave it.
 pub(crate) fn reason(payload: &[u8]) -> String {
     crate::output::untrusted(&String::from_utf8_lossy(payload)).to_string()

@@ -9,7 +9,7 @@ use vault_core::{Passphrase, Vault};
 use zeroize::Zeroizing;
 
 use crate::cli::Global;
-use crate::errors::NoPassphrase;
+use crate::errors::{NoNewPassphrase, NoPassphrase};
 
 /// What a command concluded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,11 +48,18 @@ impl App {
         if let Some(key) = self.borrowed_key() {
             match Vault::at(&self.dir).unlock_with_key(&key) {
                 Ok(vault) => return Ok(vault),
-                Err(vault_core::OpenError::StaleKey) => {
-                    eprintln!(
-                        "warning: the unlock agent holds a key this vault no longer uses; run 'vault lock'"
-                    )
-                }
+                // The vault's key changed since the agent was given it (`vault rekey`, `vault
+                // passwd`): the agent is told to forget it, and the passphrase is asked for.
+                Err(vault_core::OpenError::StaleKey) => match crate::agent::forget(&self.dir) {
+                    Ok(_) => eprintln!(
+                        "warning: the unlock agent held a key this vault no longer uses (its key changed); \
+                         it was told to forget it: run 'vault unlock' again"
+                    ),
+                    Err(e) => eprintln!(
+                        "warning: the unlock agent holds a key this vault no longer uses, and did not forget it \
+                         ({e:#}); run 'vault lock'"
+                    ),
+                },
                 Err(e) => return Err(e.into()),
             }
         }
@@ -122,6 +129,30 @@ pub(crate) fn read_passphrase(prompt: &str, confirm: bool) -> Result<Passphrase>
         if *first != *second {
             bail!("the two passphrases differ; nothing was created");
         }
+    }
+    Ok(Passphrase::new(first.as_str()))
+}
+
+/// Reads a new passphrase (`vault passwd`): from VAULT_NEW_PASSPHRASE in scripts, else asked
+/// twice at the terminal. VAULT_PASSPHRASE and VAULT_PASSPHRASE_COMMAND give the current
+/// passphrase, never this one.
+pub(crate) fn read_new_passphrase() -> Result<Passphrase> {
+    if let Some(value) = std::env::var_os("VAULT_NEW_PASSPHRASE") {
+        let value = Zeroizing::new(
+            value.into_string().map_err(|_| anyhow::anyhow!("VAULT_NEW_PASSPHRASE is not valid UTF-8"))?,
+        );
+        return Ok(Passphrase::new(value.as_str()));
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(NoNewPassphrase.into());
+    }
+    let first =
+        Zeroizing::new(rpassword::prompt_password("New passphrase: ").context("cannot read the passphrase")?);
+    let second = Zeroizing::new(
+        rpassword::prompt_password("Repeat new passphrase: ").context("cannot read the passphrase")?,
+    );
+    if *first != *second {
+        bail!("the two passphrases differ; nothing was changed");
     }
     Ok(Passphrase::new(first.as_str()))
 }

@@ -6,8 +6,10 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 mod agent;
 mod feed;
+mod rekey;
 pub(crate) use agent::{AgentRunArgs, UnlockArgs};
 pub(crate) use feed::{FeedArgs, FeedCommand, MuteArgs};
+pub(crate) use rekey::{NewPassphraseArgs, PasswdArgs, RekeyArgs};
 
 /// A local-first personal data vault: your profile, purchases and preferences, encrypted on
 /// your own device.
@@ -49,6 +51,11 @@ pub(crate) enum Command {
     Unlock(UnlockArgs),
     /// Lock now: the unlock agent forgets the key (a running node stops lending it)
     Lock,
+    /// Give the vault a new data key: every row re-sealed, keys lent before (`vault unlock`)
+    /// refused from now on. Stop `vault serve` first
+    Rekey(RekeyArgs),
+    /// Change the passphrase (with a new data key too, as `vault rekey` gives)
+    Passwd(PasswdArgs),
     /// The background agent `vault unlock` starts (not for direct use)
     #[command(hide = true, name = "agent-run")]
     AgentRun(AgentRunArgs),

@@ -14,10 +14,12 @@ mod import;
 mod init;
 mod mirror;
 mod network;
+mod passwd;
 mod pref;
 mod profile;
 mod purchase;
 mod recovery;
+mod rekey;
 mod request;
 mod serve;
 mod shared;
@@ -46,6 +48,8 @@ pub(crate) fn run(cli: Cli) -> Result<Outcome> {
         Command::Verify => verify::run(&app),
         Command::Unlock(args) => unlock::unlock(&app, &args),
         Command::Lock => unlock::lock(&app),
+        Command::Rekey(args) => rekey::run(&app, args.change().as_ref()),
+        Command::Passwd(args) => passwd::run(&app, &args),
         Command::AgentRun(args) => unlock::agent_run(&app, &args),
         Command::Profile(command) => profile::run(&app, command),
         Command::Purchase(command) => purchase::run(&app, command),

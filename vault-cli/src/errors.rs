@@ -11,6 +11,17 @@ use crate::output::untrusted;
 )]
 pub(crate) struct NoPassphrase;
 
+/// `vault passwd` (or `rekey --new-passphrase`) with neither VAULT_NEW_PASSPHRASE nor a
+/// terminal to ask on.
+#[derive(Debug, thiserror::Error)]
+#[error("no new passphrase: standard input is not a terminal and VAULT_NEW_PASSPHRASE is not set")]
+pub(crate) struct NoNewPassphrase;
+
+/// `vault rekey` while a node runs on the vault: the node writes with the key it opened with.
+#[derive(Debug, thiserror::Error)]
+#[error("a node runs on this vault ('vault serve'); its key would go stale, so nothing was changed")]
+pub(crate) struct NodeRunning;
+
 /// A lookup that found nothing is a valid "no" (exit 1), but still says what was missing.
 pub(crate) fn is_broken_pipe(err: &anyhow::Error) -> bool {
     err.chain().any(|e| {
@@ -28,7 +39,7 @@ fn hint(err: &anyhow::Error) -> Option<String> {
                 ),
                 OpenError::NotAVault(_) => Some("--vault must name a directory made by 'vault init'".into()),
                 OpenError::WrongPassphrase => Some(
-                    "use the passphrase given to 'vault init' (VAULT_PASSPHRASE overrides the prompt)".into(),
+                    "use the vault's passphrase, from 'vault init' or the last 'vault passwd' (VAULT_PASSPHRASE overrides the prompt)".into(),
                 ),
                 OpenError::Damaged(_) => {
                     Some("run 'vault verify' to see what is damaged; nothing was modified".into())
@@ -44,6 +55,15 @@ fn hint(err: &anyhow::Error) -> Option<String> {
         }
         if let Some(ContactError::NoSuchContact(_)) = cause.downcast_ref::<ContactError>() {
             return Some("'vault contact list' shows your contacts; 'vault contact add' adds one".into());
+        }
+        if cause.downcast_ref::<NoNewPassphrase>().is_some() {
+            return Some(
+                "scripts set VAULT_NEW_PASSPHRASE (VAULT_PASSPHRASE stays the current one), or pass --generate-passphrase"
+                    .into(),
+            );
+        }
+        if cause.downcast_ref::<NodeRunning>().is_some() {
+            return Some("stop 'vault serve' first, then start it again after the rekey".into());
         }
         if cause.downcast_ref::<NoPassphrase>().is_some() {
             return Some(

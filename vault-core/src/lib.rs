@@ -108,6 +108,6 @@ pub use vault::{
     MAX_DEVICES, MAX_NOTICES_PER_SELLER, MAX_PENDING_PER_PEER, MAX_REQUESTS_PER_PEER_PER_DAY,
     MAX_SHARED_BATCH, MAX_SHARED_HAVE, Merged, MirrorEntry, MirrorShare, MirrorStatus, NewGrant, NewRequest,
     NoticeError, NoticeInfo, OpenError, Outbox, Peer, Purchase, PurchaseRecord, RecoveryError, Refusal,
-    ReplicationError, RequestError, RequestInfo, RequestStatus, ServeError, Share, ShareError, ShareStatus,
-    SharedHave, StorageStats, Vault, VaultOptions, VerifyReport,
+    Rekey, RekeyError, Rekeyed, ReplicationError, RequestError, RequestInfo, RequestStatus, ServeError,
+    Share, ShareError, ShareStatus, SharedHave, StorageStats, Vault, VaultOptions, VerifyReport,
 };

@@ -14,6 +14,11 @@
 //!
 //! Every connection runs with `secure_delete`, and a transaction that deleted rows is followed
 //! by a WAL checkpoint, so erased ciphertext does not linger in free pages or in the log.
+//!
+//! The data key changes only with [`rekey`](Store::rekey) (`vault rekey`, `vault passwd`): every
+//! row re-sealed under a new key in one transaction. A store opened before that holds a key the
+//! file no longer uses; its writes are refused ([`StoreError::KeyChanged`]) rather than sealed
+//! under a key nobody can unwrap any more.
 
 use std::cell::Cell;
 use std::path::{Path, PathBuf};
@@ -30,6 +35,7 @@ use crate::primitives::{
 
 pub(crate) mod doc;
 mod manifest;
+mod rekey;
 pub(crate) mod sealed;
 mod unlock;
 
@@ -124,6 +130,10 @@ pub enum StoreError {
     /// written.
     #[error("the database abandoned the write (is the disk full?); nothing was written")]
     TransactionLost,
+    /// The vault's data key changed since this process opened it (`vault rekey` or `vault
+    /// passwd` ran meanwhile): nothing is read or written with the old one.
+    #[error("the vault's key changed since this command opened it (vault rekey or passwd); run it again")]
+    KeyChanged,
 }
 
 impl StoreError {
@@ -142,7 +152,7 @@ impl StoreError {
             | StoreError::Integrity { .. }
             | StoreError::Document(_) => true,
             StoreError::Sqlite(e) => sqlite_damage(e),
-            StoreError::Io(_) | StoreError::TransactionLost => false,
+            StoreError::Io(_) | StoreError::TransactionLost | StoreError::KeyChanged => false,
         }
     }
 }
@@ -178,6 +188,10 @@ pub(crate) struct Store {
     key: SymmetricKey,
     /// Key of the row-set digest, derived from `key`.
     digest_key: SymmetricKey,
+    /// The wrapped key `key` came from. Every write transaction checks that the file's is
+    /// still this one: after a `vault rekey` by another process, this store's key is no longer
+    /// the file's, and a row sealed with it would be lost (see [`Store::ensure_key_current`]).
+    wrapped: Vec<u8>,
     /// Set when the current transaction deleted rows: its commit is followed by a checkpoint
     /// so that the erased ciphertext leaves the WAL too.
     erased: Cell<bool>,
@@ -252,7 +266,7 @@ impl Store {
         put("salt", &salt)?;
         put("wrapped_key", &wrapped)?;
         conn.execute_batch("COMMIT")?;
-        let mut store = Self::with_key(conn, vault_id, key, path)?;
+        let mut store = Self::with_key(conn, vault_id, key, wrapped, path)?;
         store.migrate()?;
         store.conn.execute_batch("BEGIN IMMEDIATE")?;
         store.build_manifest()?;
@@ -264,6 +278,7 @@ impl Store {
         mut conn: Connection,
         vault_id: [u8; 16],
         key: SymmetricKey,
+        wrapped: Vec<u8>,
         path: &Path,
     ) -> rusqlite::Result<Self> {
         let digest_key = derive_digest_key(&key);
@@ -278,6 +293,7 @@ impl Store {
             vault_id,
             key,
             digest_key,
+            wrapped,
             erased: Cell::new(false),
             writing: Cell::new(false),
             path: path.to_owned(),
@@ -363,11 +379,42 @@ impl Store {
 
     // ----- transactions -----
 
-    /// Starts a write transaction (`BEGIN IMMEDIATE`: waits for the write lock).
+    /// Starts a write transaction (`BEGIN IMMEDIATE`: waits for the write lock), refused when
+    /// the file's data key is no longer this store's.
     pub(crate) fn begin_write(&self) -> Result<(), StoreError> {
-        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        self.begin_immediate()?;
         self.writing.set(true);
         Ok(())
+    }
+
+    /// `BEGIN IMMEDIATE`, then [`Store::ensure_key_current`] (rolled back when that fails).
+    fn begin_immediate(&self) -> Result<(), StoreError> {
+        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        if let Err(e) = self.ensure_key_current() {
+            let _ = self.conn.execute_batch("ROLLBACK");
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Fails with [`StoreError::KeyChanged`] when the file's wrapped key is no longer the one
+    /// this store's key came from. Inside a write transaction the answer holds until its commit:
+    /// a rekey needs the write lock too.
+    pub(crate) fn ensure_key_current(&self) -> Result<(), StoreError> {
+        let wrapped: Vec<u8> = self
+            .conn
+            .prepare_cached("SELECT value FROM meta WHERE key = 'wrapped_key'")?
+            .query_row([], |r| r.get(0))?;
+        if wrapped != self.wrapped {
+            return Err(StoreError::KeyChanged);
+        }
+        Ok(())
+    }
+
+    /// True when the file's data key is known to have changed since this store opened it (a
+    /// blob that does not decrypt then says so rather than look damaged).
+    fn key_changed(&self) -> bool {
+        matches!(self.ensure_key_current(), Err(StoreError::KeyChanged))
     }
 
     /// Starts a read transaction: everything read until [`Store::commit`] is one state of the
@@ -432,18 +479,20 @@ impl Store {
         }
     }
 
-    /// Hands freed pages back to the file system and empties the WAL.
-    pub(crate) fn reclaim_space(&self) -> Result<(), StoreError> {
+    /// Hands freed pages back to the file system and empties the WAL; returns whether the log
+    /// was emptied (a reader in another process may keep it until a later checkpoint).
+    pub(crate) fn reclaim_space(&self) -> Result<bool, StoreError> {
         // Each step of incremental_vacuum frees one page: run it to the end.
         {
             let mut stmt = self.conn.prepare("PRAGMA incremental_vacuum")?;
             let mut rows = stmt.query([])?;
             while rows.next()?.is_some() {}
         }
-        if !self.checkpoint()? {
+        let emptied = self.checkpoint()?;
+        if !emptied {
             tracing::debug!("a reader kept the WAL; it is emptied at a later checkpoint");
         }
-        Ok(())
+        Ok(emptied)
     }
 }
 

@@ -91,23 +91,23 @@ pub(crate) fn run(app: &App, args: &InitArgs) -> Result<Outcome> {
 /// A passphrase's strength, by the zxcvbn estimator (score 0 to 4 from the estimated guesses;
 /// Argon2id makes each guess cost, but a guessable passphrase is still guessed).
 pub(crate) struct Strength {
-    score: u8,
-    guesses_log10: f64,
+    pub(crate) score: u8,
+    pub(crate) guesses_log10: f64,
 }
 
 impl Strength {
-    fn of(passphrase: &Passphrase) -> Self {
+    pub(crate) fn of(passphrase: &Passphrase) -> Self {
         let estimate = passphrase.with_text(|text| zxcvbn::zxcvbn(text, &["vault"]));
         Self { score: u8::from(estimate.score()), guesses_log10: estimate.guesses_log10() }
     }
 
     /// Below score 4: guessable in about 10^10 guesses or fewer (a day or two for a rig
     /// trying thousands of Argon2id guesses a second, for 10^8).
-    fn weak(&self) -> bool {
+    pub(crate) fn weak(&self) -> bool {
         self.score < 4
     }
 
-    fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         format!(
             "about 10^{:.0} guesses would find it (strength {} of 4)",
             self.guesses_log10.max(0.0),
@@ -133,7 +133,7 @@ pub(crate) fn check_new(passphrase: &Passphrase, weak_ok: bool) -> Result<Streng
 
 /// Five groups of five letters and digits from a 32-symbol alphabet with no look-alikes:
 /// 125 bits from the system's random source.
-fn generate() -> Result<Zeroizing<String>> {
+pub(crate) fn generate() -> Result<Zeroizing<String>> {
     const ALPHABET: &[u8; 32] = b"abcdefghijkmnpqrstuvwxyz23456789";
     let mut bytes = Zeroizing::new([0u8; 25]);
     getrandom::fill(bytes.as_mut())

@@ -50,6 +50,21 @@ pub(crate) fn hold_node_lock(dir: &Path) -> Option<File> {
     None
 }
 
+/// Takes this vault's node lock for a command that must not run beside a node (`vault
+/// rekey`), so that no `vault serve` starts marked meanwhile either. A `vault status` holding
+/// its brief shared lock is waited for (up to a second); `Ok(None)` while a node holds it.
+pub(crate) fn exclude_node(dir: &Path) -> std::io::Result<Option<File>> {
+    let file = open_lock(dir, true)?;
+    for _ in 0..50 {
+        match file.try_lock() {
+            Ok(()) => return Ok(Some(file)),
+            Err(TryLockError::WouldBlock) => std::thread::sleep(std::time::Duration::from_millis(20)),
+            Err(TryLockError::Error(e)) => return Err(e),
+        }
+    }
+    Ok(None)
+}
+
 /// True while some `vault serve` holds this vault's node lock.
 fn node_running(dir: &Path) -> bool {
     let Ok(file) = open_lock(dir, false) else { return false };

@@ -41,7 +41,24 @@ pub(crate) fn unlock(app: &App, args: &UnlockArgs) -> Result<Outcome> {
     }
     let span = parse_duration(&args.duration)?;
     check_span(span)?;
-    match agent::info(&app.dir)? {
+    let info = match agent::info(&app.dir)? {
+        // A key from before `vault rekey` is not extended: the agent forgets it, and this unlock
+        // starts afresh with the passphrase.
+        Some(info) if info.until.is_some() && lends_a_stale_key(app) => {
+            eprintln!(
+                "the unlock agent held a key this vault no longer uses (its key changed); it forgets it now"
+            );
+            agent::forget(&app.dir)?;
+            if info.node {
+                Some(agent::AgentInfo { until: None, ..info })
+            } else {
+                agent_gone(app);
+                None
+            }
+        }
+        info => info,
+    };
+    match info {
         // Already unlocked: whoever can ask the agent can have the key, so a new end needs no
         // passphrase.
         Some(info) if info.until.is_some() => extend(app, now() + span, info.node),
@@ -71,6 +88,27 @@ pub(crate) fn unlock(app: &App, args: &UnlockArgs) -> Result<Outcome> {
                 },
             }
         }
+    }
+}
+
+/// True when the agent lends a key the vault refuses as stale (from before `vault rekey` or
+/// `vault passwd`).
+fn lends_a_stale_key(app: &App) -> bool {
+    match agent::borrow(&app.dir) {
+        Ok(Some(key)) => {
+            matches!(Vault::at(&app.dir).unlock_with_key(&key), Err(vault_core::OpenError::StaleKey))
+        }
+        _ => false,
+    }
+}
+
+/// Waits (up to three seconds) for an agent told to forget its key to end and free the socket.
+fn agent_gone(app: &App) {
+    for _ in 0..60 {
+        if matches!(agent::info(&app.dir), Ok(None)) {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
 

@@ -73,9 +73,13 @@ impl Store {
         let blob: Option<Vec<u8>> =
             self.conn.query_row("SELECT blob FROM manifest WHERE id = 1", [], |r| r.get(0)).optional()?;
         let Some(blob) = blob else { return Ok(None) };
-        let plain = self
-            .open_row(MANIFEST_TABLE, b"1", &blob)
-            .map_err(|_| StoreError::Unreadable { table: MANIFEST_TABLE, row: "1".into() })?;
+        let plain = self.open_row(MANIFEST_TABLE, b"1", &blob).map_err(|_| {
+            if self.key_changed() {
+                StoreError::KeyChanged
+            } else {
+                StoreError::Unreadable { table: MANIFEST_TABLE, row: "1".into() }
+            }
+        })?;
         Manifest::decode(&plain)
             .map(Some)
             .ok_or(StoreError::Unreadable { table: MANIFEST_TABLE, row: "1".into() })

@@ -216,7 +216,7 @@ impl Store {
         if !self.conn.is_autocommit() {
             return f();
         }
-        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        self.begin_immediate()?;
         match f() {
             Ok(v) => {
                 self.conn.execute_batch("COMMIT")?;
@@ -377,8 +377,13 @@ impl Store {
 
     /// Opens a row read back from `table`, naming it in the error.
     fn open_read(&self, table: &Table, key: Key<'_>, blob: &[u8]) -> Result<Vec<u8>, StoreError> {
-        self.open_row(table.name, &table.row_bytes(key), blob)
-            .map_err(|_| StoreError::Unreadable { table: table.name, row: Table::row_name(key) })
+        self.open_row(table.name, &table.row_bytes(key), blob).map_err(|_| {
+            if self.key_changed() {
+                StoreError::KeyChanged
+            } else {
+                StoreError::Unreadable { table: table.name, row: Table::row_name(key) }
+            }
+        })
     }
 
     /// The plaintext of row `key` of `table`, if there is one.
@@ -446,8 +451,9 @@ impl Store {
     /// Re-seals every row of every sealed table under a new data key, inside the caller's
     /// transaction, and makes it this store's key. Every row is opened with the current key
     /// first, so a row that key cannot open stops everything (and the store keeps its key).
-    /// Digests are not kept up to date: the caller builds the manifest afterwards.
-    pub(super) fn reseal_all(&mut self, new: SymmetricKey) -> Result<(), StoreError> {
+    /// Digests are not kept up to date: the caller builds the manifest afterwards. Returns how
+    /// many rows were re-sealed.
+    pub(super) fn reseal_all(&mut self, new: SymmetricKey) -> Result<usize, StoreError> {
         let mut rows = Vec::new();
         for table in ALL_TABLES {
             for (key, plain, _) in self.list(table)? {
@@ -464,7 +470,7 @@ impl Store {
                 params.push(rusqlite::types::Value::Blob(blob));
                 self.conn.prepare_cached(&sql)?.execute(params_from_iter(params))?;
             }
-            Ok(())
+            Ok(rows.len())
         })();
         if result.is_err() {
             self.set_key(old);

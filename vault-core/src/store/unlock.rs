@@ -134,7 +134,7 @@ impl Store {
             };
         let key = SymmetricKey::from_bytes(&key_bytes).ok_or(UnlockFailure::WrongPassphrase)?;
         configure(&conn)?;
-        let mut store = Self::with_key(conn, vault_id, key, path)?;
+        let mut store = Self::with_key(conn, vault_id, key, wrapped, path)?;
         store.migrate().map_err(UnlockFailure::Store)?;
         if legacy {
             store.add_manifest(&kek, &params).map_err(UnlockFailure::Store)?;
@@ -157,7 +157,7 @@ impl Store {
             return Err(UnlockFailure::StaleKey);
         }
         configure(&conn)?;
-        let mut store = Self::with_key(conn, header.vault_id, lent.key.clone(), path)?;
+        let mut store = Self::with_key(conn, header.vault_id, lent.key.clone(), header.wrapped, path)?;
         // A key is lent only once the manifest exists, so a missing one is damage.
         let damage = match store.read_manifest() {
             Ok(Some(_)) => None,
@@ -177,11 +177,11 @@ impl Store {
         Ok((store, damage))
     }
 
-    /// The data key as an agent may hold it, bound to the file's current wrapped key.
+    /// The data key as an agent may hold it, bound to the wrapped key it came from (refused
+    /// when that is no longer the file's: the key changed since this store opened).
     pub(crate) fn unlock_key(&self) -> Result<UnlockKey, StoreError> {
-        let wrapped: Vec<u8> =
-            self.conn.query_row("SELECT value FROM meta WHERE key = 'wrapped_key'", [], |r| r.get(0))?;
-        Ok(UnlockKey { vault_id: self.vault_id, key: self.key.clone(), wrapped })
+        self.ensure_key_current()?;
+        Ok(UnlockKey { vault_id: self.vault_id, key: self.key.clone(), wrapped: self.wrapped.clone() })
     }
 
     /// Migrates a vault from before the manifest, in one transaction (another process may have
@@ -205,23 +205,27 @@ impl Store {
                     .and_then(|k| SymmetricKey::from_bytes(&zeroize::Zeroizing::new(k)))
                     .ok_or_else(|| StoreError::DamagedHeader("the wrapped key"))?;
                 self.set_key(key);
-                return Ok(());
+                self.wrapped = wrapped;
+                return Ok(None);
             }
             self.reseal_all(SymmetricKey::random())?;
             self.build_manifest()?;
             let rewrapped =
                 seal(kek, &wrap_ad(LABEL_WRAP_MANIFEST, &self.vault_id, params), self.key.expose());
-            self.conn.execute("UPDATE meta SET value = ?1 WHERE key = 'wrapped_key'", [rewrapped])?;
-            Ok(())
+            self.conn.execute("UPDATE meta SET value = ?1 WHERE key = 'wrapped_key'", [&rewrapped])?;
+            Ok(Some(rewrapped))
         })();
         let ended = self.conn.execute_batch(if result.is_ok() { "COMMIT" } else { "ROLLBACK" });
         if result.is_err() || ended.is_err() {
             self.set_key(old_key);
         } else {
+            if let Ok(Some(rewrapped)) = &result {
+                self.wrapped = rewrapped.clone();
+            }
             // The rows under the old key leave the log (best effort, as after an erasure).
             let _ = self.checkpoint();
         }
         ended?;
-        result
+        result.map(|_| ())
     }
 }

@@ -301,7 +301,7 @@ impl ChangeLog<'_> {
             self.store.rollback();
             return result;
         }
-        self.store.reclaim_space()
+        self.store.reclaim_space().map(|_| ())
     }
 }
 

@@ -272,7 +272,7 @@ impl VaultOptions {
         }
     }
 
-    fn open_store(&self, passphrase: &Passphrase) -> Result<Store, OpenError> {
+    pub(super) fn open_store(&self, passphrase: &Passphrase) -> Result<Store, OpenError> {
         let path = self.existing_db()?;
         Store::open(&path, passphrase).map_err(|e| self.open_error(&path, e))
     }
