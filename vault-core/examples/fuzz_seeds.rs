@@ -125,6 +125,7 @@ fn main() -> Result<(), Box<dyn Error>> {
             issuer: alice.public(),
             grantee: shop.public(),
             erased_at: 1_800_000_200,
+            device: None,
         },
         &shop,
     )?;

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::identity::IdentityId;
+use crate::identity::{DeviceId, IdentityId};
 use crate::path::{FieldPath, RecordFilter};
 use crate::scope::check_scope;
 use crate::statement::{GrantId, RequestId, Rule, Signed, Statement, StatementError};
@@ -104,6 +104,10 @@ pub struct ErasureReceipt {
     pub grantee: IdentityId,
     /// Unix seconds.
     pub erased_at: i64,
+    /// The grantee's device that erased its copy (absent in receipts made before receipts
+    /// named devices): each device of the grantee that held a copy confirms for itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<DeviceId>,
 }
 
 impl Statement for ErasureReceipt {
@@ -266,6 +270,7 @@ mod tests {
             issuer: alice.public(),
             grantee: shop.public(),
             erased_at,
+            device: None,
         };
         assert_eq!(receipt(now).check_dated(&g, now), Ok(()));
         assert_eq!(receipt(g.issued_at).check_dated(&g, now), Ok(()));

@@ -459,6 +459,51 @@ mod tests {
                 issuer: alice.public(),
                 grantee: shop.public(),
                 erased_at: 1_800_000_200,
+                device: None,
+            },
+            &shop,
+        )
+        .unwrap();
+        let receipt_by_device = Signed::sign(
+            ErasureReceipt {
+                grant: grant.statement().id,
+                issuer: alice.public(),
+                grantee: shop.public(),
+                erased_at: 1_800_000_200,
+                device: Some(DeviceKey::from_secret_bytes(&[6; 32]).public()),
+            },
+            &shop,
+        )
+        .unwrap();
+        let roster = Signed::sign(
+            DeviceRoster {
+                identity: alice.public(),
+                issued_at: 1_800_000_400,
+                active: vec![crate::roster::RosterDevice {
+                    device: device.public(),
+                    addrs: vec!["127.0.0.1:4433".parse().unwrap()],
+                    name: None,
+                }],
+                removed: vec![crate::roster::RemovedDevice {
+                    device: DeviceKey::from_secret_bytes(&[6; 32]).public(),
+                    removed_at: 1_800_000_350,
+                    name: None,
+                }],
+            },
+            &alice,
+        )
+        .unwrap();
+        let notice = Signed::sign(
+            BreachNotice {
+                id: NoticeId::from_raw(&[11; 10]).unwrap(),
+                seller: shop.public(),
+                customer: alice.public(),
+                since: 1_800_000_000,
+                until: 1_800_000_500,
+                fields: vec!["profile.email".parse().unwrap()],
+                grants: vec![grant.statement().id],
+                text: "a copy of our order database was taken".into(),
+                issued_at: 1_800_000_600,
             },
             &shop,
         )
@@ -514,6 +559,12 @@ mod tests {
                 vec!["127.0.0.1:4433".parse().unwrap(), "[::1]:4433".parse().unwrap()],
             )),
             Frame::OfferAck,
+            // Statements that came later: an erasure receipt naming the grantee's device, a
+            // device roster (as peers get it: no names) and a breach notice with its answer.
+            Frame::Erased(receipt_by_device),
+            Frame::Roster(roster),
+            Frame::Notice(notice),
+            Frame::NoticeAck { notice: NoticeId::from_raw(&[11; 10]).unwrap(), kept: true },
         ]
     }
 

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 #[path = "support/pair.rs"]
 mod pair;
-use pair::{email_grant, vault};
+use pair::{email_grant, open, share_email_linked, sync, vault};
 use vault_core::{
     AuditFilter, AuditKind, ErasureReceipt, Identity, KdfParams, NewGrant, Passphrase, Signed, Vault,
 };
@@ -78,6 +78,7 @@ fn an_erasure_receipt_that_beats_the_watcher_logs_the_expiry_first() {
             issuer: customer.identity(),
             grantee: shop.public(),
             erased_at: customer.now(),
+            device: None,
         },
         &shop,
     )
@@ -95,4 +96,52 @@ fn an_erasure_receipt_that_beats_the_watcher_logs_the_expiry_first() {
     let erased = kinds.iter().position(|k| *k == AuditKind::ErasureReceipt).expect("the receipt is logged");
     assert!(expired < erased, "{kinds:?}");
     assert!(customer.expire_grants().unwrap().is_empty(), "logged once");
+}
+
+/// Finding: erasure was confirmed per identity. A seller with two devices both served the
+/// customer's grant; one confirmed its erasure and the grant read "erasure confirmed" while the
+/// other still held the copy (and, never told again, kept it). Now each device served confirms
+/// for itself, and the grant is told as ended until every one has.
+#[test]
+fn erasure_is_confirmed_by_every_device_of_the_grantee_it_was_served_to() {
+    let (d1, d2, d3) =
+        (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut customer = vault(d1.path());
+    customer.set_profile("email", "ada@example.org").unwrap();
+    let mut shop = vault(d2.path());
+    let device = vault_core::DeviceKey::generate();
+    let package = shop.devices_mut().invite(device.public(), "node2").unwrap();
+    let mut shop2 = Vault::at(d3.path())
+        .kdf(vault_core::KdfParams::INSECURE_FOR_TESTS)
+        .join(&vault_core::Passphrase::new("pw"), device, package)
+        .unwrap();
+    // Both of the shop's devices hold a copy.
+    let (id, _link) = share_email_linked(&mut customer, &mut shop);
+    let (live, ended) = customer.shares_for(&shop2.identity()).unwrap();
+    shop2.accept_shares(customer.identity(), None, &live, &ended).unwrap();
+    let mut link2 = open(&mut customer, &mut shop2, &id);
+    sync(&mut customer, &mut shop2, &mut link2);
+    assert_eq!(shop2.live_shares_from(&customer.identity()).unwrap(), vec![id]);
+
+    customer.revoke(&id).unwrap();
+    assert_eq!(customer.grant_info(&id).unwrap().unwrap().served.len(), 2);
+    // The first device erases and confirms: the grant is still told as ended, to the other.
+    let (live, ended) = customer.shares_for(&shop.identity()).unwrap();
+    for receipt in shop.accept_shares(customer.identity(), None, &live, &ended).unwrap() {
+        customer.record_erasure(&receipt).unwrap();
+    }
+    let info = customer.grant_info(&id).unwrap().unwrap();
+    assert!(!info.erasure_complete(), "one device of two confirmed");
+    let (_, ended) = customer.shares_for(&shop.identity()).unwrap();
+    assert_eq!(ended.len(), 1, "the other device must still learn of the end");
+    // The second device learns, erases and confirms: now complete, and no longer told.
+    for receipt in shop2.accept_shares(customer.identity(), None, &[], &ended).unwrap() {
+        customer.record_erasure(&receipt).unwrap();
+    }
+    assert!(shop2.live_shares_from(&customer.identity()).unwrap().is_empty());
+    let info = customer.grant_info(&id).unwrap().unwrap();
+    assert!(info.erasure_complete());
+    assert_eq!(info.erased_on().len(), 2);
+    let (_, ended) = customer.shares_for(&shop.identity()).unwrap();
+    assert!(ended.is_empty());
 }

@@ -31,6 +31,11 @@ pub(crate) fn grant_json(vault: &Vault, info: &GrantInfo) -> Value {
         },
         "revoked_at": info.revocation.as_ref().map(|r| rfc3339(r.statement().revoked_at)),
         "erasure_confirmed_at": info.erasure.as_ref().map(|e| rfc3339(e.statement().erased_at)),
+        "erasure": {
+            "complete": info.erasure_complete(),
+            "confirmed_on": info.erased_on().iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "served_to": info.served.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        },
         "receipt": {
             "grant": serde_json::from_slice::<Value>(info.grant.body()).unwrap_or(Value::Null),
             "signature": data_encoding_hex(info.grant.signature()),
@@ -46,14 +51,19 @@ fn describe(vault: &Vault, info: &GrantInfo) -> String {
     let g = info.grant.statement();
     let who = vault.contacts().petname(&g.audience).unwrap_or_else(|| g.audience.to_string());
     let until = g.expires_at.map_or_else(|| "no expiry".to_owned(), |e| format!("until {}", local(e)));
-    let status = match (info.status, &info.erasure) {
-        (GrantStatus::Active, _) => "active".to_owned(),
-        (GrantStatus::Expired, None) => "expired, erasure pending".to_owned(),
-        (GrantStatus::Revoked, None) => "revoked, erasure pending".to_owned(),
-        (GrantStatus::Expired, Some(_)) => "expired, erasure confirmed".to_owned(),
-        (GrantStatus::Revoked, Some(_)) => "revoked, erasure confirmed".to_owned(),
-        (_, None) => "void (issued by a removed device), erasure pending".to_owned(),
-        (_, Some(_)) => "void (issued by a removed device), erasure confirmed".to_owned(),
+    // Erasure is confirmed per device of the grantee served: "pending" until every one has.
+    let erasure = match (info.erasure_complete(), info.erasures.len(), info.served.len()) {
+        (true, _, _) => "erasure confirmed".to_owned(),
+        (false, 0, _) => "erasure pending".to_owned(),
+        (false, k, n) => {
+            format!("erasure confirmed on {k} of their {n} devices served, pending on the others")
+        }
+    };
+    let status = match info.status {
+        GrantStatus::Active => "active".to_owned(),
+        GrantStatus::Expired => format!("expired, {erasure}"),
+        GrantStatus::Revoked => format!("revoked, {erasure}"),
+        _ => format!("void (issued by a removed device), {erasure}"),
     };
     let mut fields = g.fields.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
     if let Some(f) = &g.filter {

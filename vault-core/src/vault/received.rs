@@ -180,7 +180,13 @@ impl Vault {
     /// This vault's signed word that it holds nothing (any more) of grant `grant` of `issuer`.
     fn erasure_receipt(&self, issuer: IdentityId, grant: GrantId, now: i64) -> Signed<ErasureReceipt> {
         Signed::sign(
-            ErasureReceipt { grant, issuer, grantee: self.identity(), erased_at: now },
+            ErasureReceipt {
+                grant,
+                issuer,
+                grantee: self.identity(),
+                erased_at: now,
+                device: Some(self.device_key().public()),
+            },
             self.signer(),
         )
         .expect("this vault is the grantee")

@@ -157,6 +157,12 @@ pub(crate) enum Entry {
         /// The issuing device's document heads at issue (hex); see `GrantRecord`.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         heads: Vec<String>,
+        /// Erasure receipts of the grantee's other devices.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        erasures: Vec<Vec<u8>>,
+        /// The grantee's devices served.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        served: Vec<DeviceId>,
     },
     /// A contact row (`None`: removed), written at `at` (unix seconds), `clock` one past the
     /// row's stamp when written, by `by` (absent: the entry's origin; present when a device
@@ -485,8 +491,15 @@ impl Vault {
     /// Merges one entry from another device into the tables; false when it does not check out.
     fn merge_entry(&mut self, origin: &DeviceId, entry: &Entry) -> Result<bool, StoreError> {
         match entry {
-            Entry::Grant { signed, revocation, erasure, heads } => {
-                self.merge_grant(signed, revocation.as_deref(), erasure.as_deref(), heads)
+            Entry::Grant { signed, revocation, erasure, heads, erasures, served } => {
+                self.merge_grant(super::sharing::GrantParts {
+                    signed,
+                    revocation: revocation.as_deref(),
+                    erasure: erasure.as_deref(),
+                    heads,
+                    erasures,
+                    served,
+                })
             }
             Entry::Contact { row, clock, at, contact, by } => {
                 self.merge_contact(row, (*clock, *at, by.unwrap_or(*origin)), contact.as_ref())

@@ -19,7 +19,7 @@ use super::audit::{AuditEvent, AuditKind};
 use crate::derive::too_revealing;
 use crate::doc::DocError;
 use crate::grant::{ErasureReceipt, Grant, Revocation, SignedGrant};
-use crate::identity::IdentityId;
+use crate::identity::{DeviceId, IdentityId};
 use crate::path::{FieldPath, PathError, RecordFilter};
 use crate::projection::Projection;
 use crate::statement::{GrantId, Signed, StatementError};
@@ -40,6 +40,7 @@ mod status;
 #[cfg(test)]
 use audience::MAX_CLOCK_SKEW;
 pub(crate) use lookup::GrantCache;
+pub(in crate::vault) use merge::GrantParts;
 pub(crate) use projections::ProjectionCache;
 use projections::ProjectionState;
 pub use served_log::Logged;
@@ -150,8 +151,12 @@ pub struct GrantInfo {
     pub status: GrantStatus,
     /// The revocation, when revoked.
     pub revocation: Option<Signed<Revocation>>,
-    /// The grantee's erasure receipt, when it arrived.
+    /// The grantee's erasure receipt, when it arrived (the first, of the first device).
     pub erasure: Option<Signed<ErasureReceipt>>,
+    /// Every erasure receipt, one per device of the grantee that sent one.
+    pub erasures: Vec<Signed<ErasureReceipt>>,
+    /// The grantee's devices this identity's devices served (that may hold a copy).
+    pub served: Vec<DeviceId>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -168,12 +173,41 @@ struct GrantRecord {
     /// document holds them, so that a value overwritten before the grant is never served.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     heads: Vec<String>,
+    /// Receipts of the grantee's other devices, after `erasure` (one per device).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    erasures: Vec<Vec<u8>>,
+    /// The grantee's devices served (by any device of this identity), at most
+    /// [`MAX_SERVED_DEVICES`]: the devices whose erasure is awaited.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    served: Vec<DeviceId>,
 }
+
+/// Most grantee devices a grant remembers having served.
+pub(crate) const MAX_SERVED_DEVICES: usize = 16;
 
 impl GrantInfo {
     /// True when the grant is served.
     pub fn is_live(&self) -> bool {
         self.status == GrantStatus::Active
+    }
+
+    /// The grantee's devices that confirmed their erasure (a receipt that names none stands for
+    /// every device: it comes from a vault made before receipts named devices).
+    pub fn erased_on(&self) -> Vec<DeviceId> {
+        self.erasures.iter().filter_map(|e| e.statement().device.or_else(|| e.signed_by())).collect()
+    }
+
+    /// True when the grantee confirmed its erasure on every device it was served on (and at
+    /// least once).
+    pub fn erasure_complete(&self) -> bool {
+        if self.erasures.is_empty() {
+            return false;
+        }
+        if self.erasures.iter().any(|e| e.statement().device.is_none() && e.signed_by().is_none()) {
+            return true;
+        }
+        let on = self.erased_on();
+        self.served.iter().all(|d| on.contains(d))
     }
 }
 
@@ -189,6 +223,23 @@ impl Vault {
     fn put_grant_record(&self, id: &GrantId, record: &GrantRecord) -> Result<(), StoreError> {
         self.store_grant_record(id, record)?;
         self.log_shared(&record.entry())?;
+        Ok(())
+    }
+
+    /// Adds the grantee devices `devices` to those grant `id` was served to (call inside a
+    /// write, before the serving state that knew them is dropped).
+    pub(super) fn note_served(&self, id: &GrantId, devices: &[DeviceId]) -> Result<(), StoreError> {
+        let Some(mut record) = self.grant_record(id)? else { return Ok(()) };
+        let before = record.served.len();
+        for d in devices {
+            if !record.served.contains(d) && record.served.len() < MAX_SERVED_DEVICES {
+                record.served.push(*d);
+            }
+        }
+        if record.served.len() != before {
+            record.served.sort();
+            self.put_grant_record(id, &record)?;
+        }
         Ok(())
     }
 
@@ -214,8 +265,12 @@ impl Vault {
             Some(b) => Some(Signed::<ErasureReceipt>::from_stored(b).ok_or_else(damaged)?),
             None => None,
         };
+        let mut erasures: Vec<Signed<ErasureReceipt>> = erasure.iter().cloned().collect();
+        for b in &record.erasures {
+            erasures.push(Signed::<ErasureReceipt>::from_stored(b).ok_or_else(damaged)?);
+        }
         let status = status_of(&grant, revocation.is_some(), self.now(), &self.removed_devices()?);
-        Ok(GrantInfo { grant, status, revocation, erasure })
+        Ok(GrantInfo { grant, status, revocation, erasure, erasures, served: record.served.clone() })
     }
 
     /// Signs and stores a grant, builds its projection from the current values, and logs it,
@@ -273,6 +328,8 @@ impl Vault {
                     erasure: None,
                     expiry_logged: false,
                     heads,
+                    erasures: Vec::new(),
+                    served: Vec::new(),
                 },
             )?;
             v.first_projection(g)?;
@@ -363,6 +420,8 @@ impl Vault {
         record.expiry_logged = true;
         self.store_grant_record(&g.id, record)?;
         self.drop_projection(&g.id)?;
+        // Dropping it noted the grantee devices served: the caller's copy of the row learns them.
+        record.served = self.grant_record(&g.id)?.map(|r| r.served).unwrap_or_default();
         let mut event = AuditEvent::new(now, AuditKind::GrantExpired);
         event.peer = Some(g.audience);
         event.grant = Some(g.id);
@@ -502,6 +561,7 @@ mod tests {
                 issuer: f.vault.identity(),
                 grantee: f.shop.public(),
                 erased_at: f.vault.now(),
+                device: None,
             },
             &f.shop,
         )
@@ -515,7 +575,13 @@ mod tests {
         );
         let mallory = Identity::generate();
         let forged = Signed::sign(
-            ErasureReceipt { grant: id, issuer: f.vault.identity(), grantee: mallory.public(), erased_at: 1 },
+            ErasureReceipt {
+                grant: id,
+                issuer: f.vault.identity(),
+                grantee: mallory.public(),
+                erased_at: 1,
+                device: None,
+            },
             &mallory,
         )
         .unwrap();
@@ -526,6 +592,7 @@ mod tests {
                 issuer: f.vault.identity(),
                 grantee: f.shop.public(),
                 erased_at: f.vault.now() + 601,
+                device: None,
             },
             &f.shop,
         )
@@ -538,6 +605,7 @@ mod tests {
                 issuer: f.vault.identity(),
                 grantee: f.shop.public(),
                 erased_at: f.vault.now(),
+                device: None,
             },
             &f.shop,
         )

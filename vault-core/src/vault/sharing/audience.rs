@@ -1,7 +1,7 @@
 //! What an audience is told and what it confirms: the grants it may learn of (live, or ended
 //! without a confirmed erasure) and the erasure receipts it sends back.
 
-use super::{GrantError, GrantStatus};
+use super::{GrantError, GrantStatus, MAX_SERVED_DEVICES};
 use crate::grant::{ErasureReceipt, SignedGrant};
 use crate::identity::IdentityId;
 use crate::protocol::Ended;
@@ -24,7 +24,14 @@ impl Vault {
             if r.issuer != v.identity() || r.grantee != grant.statement().audience {
                 return Err(GrantError::ReceiptMismatch(r.grant));
             }
-            if record.erasure.is_some() {
+            // One receipt per device of the grantee: another device's is news, the same one's
+            // again is not.
+            let device = r.device.or_else(|| receipt.signed_by());
+            let known = v.info(&record)?;
+            if known.erasures.iter().any(|e| e.statement().device.or_else(|| e.signed_by()) == device)
+                || (record.erasure.is_some() && device.is_none())
+                || known.erasures.len() > MAX_SERVED_DEVICES
+            {
                 return Ok(());
             }
             // A receipt only means something for a grant that has ended, and only if it was
@@ -45,11 +52,15 @@ impl Vault {
             if info.revocation.is_none() && !record.expiry_logged {
                 v.note_expiry(info.grant.statement(), &mut record, now)?;
             }
-            record.erasure = Some(receipt.to_bytes());
+            match record.erasure {
+                None => record.erasure = Some(receipt.to_bytes()),
+                Some(_) => record.erasures.push(receipt.to_bytes()),
+            }
             v.put_grant_record(&r.grant, &record)?;
             let mut event = AuditEvent::new(now, AuditKind::ErasureReceipt);
             event.peer = Some(r.grantee);
             event.grant = Some(r.grant);
+            event.detail = device.map(|d| format!("on their device {}", &d.to_string()[..8]));
             v.access_log().append(&event)?;
             Ok(())
         })
@@ -69,11 +80,15 @@ impl Vault {
             if g.audience != *peer {
                 continue;
             }
-            match (info.status, info.revocation, info.erasure) {
+            // An ended grant is told until every device of the grantee it was served to has
+            // confirmed its erasure: a device that never syncs again is not taken as erased
+            // because another one was.
+            let erased = info.erasure_complete();
+            match (info.status, info.revocation, erased) {
                 (GrantStatus::Active, _, _) => live.push(info.grant),
-                (_, _, Some(_)) => {}
-                (GrantStatus::Revoked, Some(r), None) => ended.push(Ended::Revoked(r)),
-                (_, _, None) => ended.push(Ended::Expired(g.id)),
+                (_, _, true) => {}
+                (GrantStatus::Revoked, Some(r), false) => ended.push(Ended::Revoked(r)),
+                (_, _, false) => ended.push(Ended::Expired(g.id)),
             }
         }
         Ok((live, ended))

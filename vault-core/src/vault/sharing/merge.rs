@@ -2,9 +2,10 @@
 //! and the merge of an entry another device sent (see replication.rs for the rules).
 
 use super::audience::MAX_CLOCK_SKEW;
-use super::{GrantError, GrantRecord, GrantStatus};
+use super::{GrantError, GrantRecord, GrantStatus, MAX_SERVED_DEVICES};
 use crate::derive::too_revealing;
 use crate::grant::{ErasureReceipt, Revocation, SignedGrant};
+use crate::identity::DeviceId;
 use crate::identity::IdentityId;
 use crate::path::FieldPath;
 use crate::statement::{GrantId, Signed};
@@ -21,8 +22,40 @@ impl GrantRecord {
             revocation: self.revocation.clone(),
             erasure: self.erasure.clone(),
             heads: self.heads.clone(),
+            erasures: self.erasures.clone(),
+            served: self.served.clone(),
         }
     }
+}
+
+/// A grant entry's parts, as another device sent them.
+pub(in crate::vault) struct GrantParts<'a> {
+    pub(in crate::vault) signed: &'a [u8],
+    pub(in crate::vault) revocation: Option<&'a [u8]>,
+    pub(in crate::vault) erasure: Option<&'a [u8]>,
+    pub(in crate::vault) heads: &'a [String],
+    pub(in crate::vault) erasures: &'a [Vec<u8>],
+    pub(in crate::vault) served: &'a [DeviceId],
+}
+
+/// Erasure receipts (verified encodings), one per device of the grantee (of two for one
+/// device, the smaller encoding), in encoding order: the first and the others.
+fn one_per_device(mut receipts: Vec<Vec<u8>>) -> (Option<Vec<u8>>, Vec<Vec<u8>>) {
+    receipts.sort();
+    receipts.dedup();
+    let mut seen = Vec::new();
+    receipts.retain(|bytes| {
+        let device = Signed::<ErasureReceipt>::from_stored(bytes)
+            .and_then(|e| e.statement().device.or_else(|| e.signed_by()));
+        if seen.contains(&device) {
+            return false;
+        }
+        seen.push(device);
+        true
+    });
+    receipts.truncate(MAX_SERVED_DEVICES);
+    let mut rest = receipts.into_iter();
+    (rest.next(), rest.collect())
 }
 
 /// Most document heads a grant entry may name (a document has a handful at most).
@@ -104,15 +137,13 @@ impl Vault {
     /// revocation or an erasure receipt this device lacked is added (a revocation drops the
     /// projection: nothing more is served from here). Of two revocations the earlier stays.
     /// False when a statement does not verify or is not about this identity's grant.
-    pub(in crate::vault) fn merge_grant(
-        &mut self,
-        signed: &[u8],
-        revocation: Option<&[u8]>,
-        erasure: Option<&[u8]>,
-        heads: &[String],
-    ) -> Result<bool, StoreError> {
+    pub(in crate::vault) fn merge_grant(&mut self, parts: GrantParts<'_>) -> Result<bool, StoreError> {
+        let GrantParts { signed, revocation, erasure, heads, erasures, served } = parts;
         let Ok(grant) = SignedGrant::from_bytes(signed) else { return Ok(false) };
-        if heads.len() > MAX_GRANT_HEADS {
+        if heads.len() > MAX_GRANT_HEADS
+            || erasures.len() > MAX_SERVED_DEVICES
+            || served.len() > MAX_SERVED_DEVICES
+        {
             return Ok(false);
         }
         let g = grant.statement().clone();
@@ -136,24 +167,32 @@ impl Vault {
             }
             Some(_) => return Ok(false),
         };
-        let erasure = match erasure.map(Signed::<ErasureReceipt>::from_bytes) {
-            None => None,
-            Some(Ok(e))
-                if e.statement().grant == g.id
-                    && e.statement().issuer == g.issuer
-                    && e.statement().grantee == g.audience =>
-            {
-                Some(e)
+        let mut receipts = Vec::new();
+        for bytes in erasure.into_iter().chain(erasures.iter().map(Vec::as_slice)) {
+            match Signed::<ErasureReceipt>::from_bytes(bytes) {
+                Ok(e)
+                    if e.statement().grant == g.id
+                        && e.statement().issuer == g.issuer
+                        && e.statement().grantee == g.audience =>
+                {
+                    receipts.push(e.to_bytes());
+                }
+                _ => return Ok(false),
             }
-            Some(_) => return Ok(false),
-        };
+        }
         let Some(mut record) = self.grant_record(&g.id)? else {
+            let (erasure, erasures) = one_per_device(receipts);
+            let mut served = served.to_vec();
+            served.sort();
+            served.dedup();
             let record = GrantRecord {
                 signed: grant.to_bytes(),
                 revocation: revocation.as_ref().map(Signed::to_bytes),
-                erasure: erasure.as_ref().map(Signed::to_bytes),
+                erasure,
                 expiry_logged: false,
                 heads: heads.to_vec(),
+                erasures,
+                served,
             };
             self.store_grant_record(&g.id, &record)?;
             // Built now only when this device's document holds what the issuing device's held;
@@ -186,15 +225,25 @@ impl Vault {
                 changed = true;
                 if mine.is_none() {
                     self.drop_projection(&g.id)?;
+                    // Dropping it noted the devices this one served.
+                    record.served = self.grant_record(&g.id)?.map(|r| r.served).unwrap_or_default();
                 }
             }
         }
-        // Of two receipts, the smaller encoding stays: the same one on every device.
-        if let Some(theirs) = erasure.map(|e| e.to_bytes())
-            && record.erasure.as_ref().is_none_or(|mine| theirs < *mine)
-        {
-            record.erasure = Some(theirs);
+        // Receipts: one per device of the grantee (of two, the smaller encoding stays), the same
+        // set on every device.
+        let held: Vec<Vec<u8>> = record.erasure.iter().chain(&record.erasures).cloned().collect();
+        let (erasure, erasures) = one_per_device(held.iter().cloned().chain(receipts).collect());
+        if (&erasure, &erasures) != (&record.erasure, &record.erasures) {
+            (record.erasure, record.erasures) = (erasure, erasures);
             changed = true;
+        }
+        for d in served {
+            if !record.served.contains(d) && record.served.len() < MAX_SERVED_DEVICES {
+                record.served.push(*d);
+                record.served.sort();
+                changed = true;
+            }
         }
         if changed {
             self.store_grant_record(&g.id, &record)?;

@@ -316,6 +316,20 @@ impl Vault {
     /// Forgets what serving streams knew of the copies of `id` (inside the caller's write
     /// transaction), once it is no longer served.
     pub(super) fn forget_serve_states(&mut self, id: &GrantId) -> Result<(), StoreError> {
+        // The devices served are whose erasure receipts the grant now waits for.
+        let mut served: Vec<DeviceId> = self
+            .stored_states(id)?
+            .devices
+            .iter()
+            .filter_map(|d| DeviceId::from_bytes(d.device).ok())
+            .collect();
+        served.extend(
+            self.serve_states
+                .get(id)
+                .map(|a| a.devices.keys().copied().collect::<Vec<_>>())
+                .unwrap_or_default(),
+        );
+        self.note_served(id, &served)?;
         self.serve_states.remove(id);
         self.delete_node_value(&states_key(id))
     }
