@@ -50,7 +50,12 @@ impl Vault {
                 forks.push(*origin);
             }
         }
-        forks.extend(theirs.forked.iter().take(MAX_FORKED).filter(|o| !known.contains(o)).copied());
+        // Another device's word that an origin forked counts for origins this device holds
+        // entries of, and for its own current one (it may not have seen the other branch):
+        // one that names origins nobody holds makes nothing here.
+        let current = self.current_origin()?;
+        let held = |o: &Origin| *o == current || maxima.iter().any(|(m, _)| m == o);
+        forks.extend(theirs.forked.iter().take(MAX_FORKED).filter(|o| !known.contains(o) && held(o)).copied());
         if forks.is_empty() {
             return Ok(false);
         }
