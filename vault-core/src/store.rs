@@ -481,6 +481,16 @@ impl Store {
 
     /// Hands freed pages back to the file system and empties the WAL; returns whether the log
     /// was emptied (a reader in another process may keep it until a later checkpoint).
+    /// Finishes a reclaim an earlier rekey could not (a reader in another process kept the old
+    /// pages): hands free pages back and empties the log, then forgets the note. Best effort.
+    pub(crate) fn finish_reclaim(&self) {
+        let pending =
+            self.conn.query_row("SELECT 1 FROM meta WHERE key = 'reclaim_pending'", [], |_| Ok(())).is_ok();
+        if pending && self.reclaim_space().unwrap_or(false) {
+            let _ = self.conn.execute("DELETE FROM meta WHERE key = 'reclaim_pending'", []);
+        }
+    }
+
     pub(crate) fn reclaim_space(&self) -> Result<bool, StoreError> {
         // Each step of incremental_vacuum frees one page: run it to the end.
         {

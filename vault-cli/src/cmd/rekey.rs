@@ -95,7 +95,7 @@ pub(crate) fn run(app: &App, change: Option<&NewPassphraseArgs>) -> Result<Outco
     }
     if !done.log_emptied {
         text.push_str(
-            "\nnote: another process was reading the vault; the old blobs leave its log at the next checkpoint",
+            "\nnote: another process was reading the vault: pages sealed under the old key may stay in the file and its log until the next command on this vault reclaims them",
         );
     }
     app.print(text)?;
@@ -112,7 +112,15 @@ fn new_passphrase(
     if args.generate_passphrase {
         let text = generate()?;
         let passphrase = Passphrase::new(text.as_str());
-        if !app.json {
+        if app.json {
+            // The JSON document comes after the change; a passphrase nobody saw would lose the
+            // data, so it goes to standard error first (and the JSON repeats it).
+            use std::io::Write as _;
+            let mut err = std::io::stderr().lock();
+            writeln!(err, "new passphrase: {}", text.as_str())
+                .and_then(|()| err.flush())
+                .context("cannot show the generated passphrase; nothing was changed")?;
+        } else {
             app.print(format!(
                 "new passphrase: {}\n(shown once: write it down or put it in your password manager)\n",
                 text.as_str()

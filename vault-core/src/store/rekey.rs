@@ -102,6 +102,13 @@ impl Store {
             tracing::warn!(error = %e, "emptying the log after a rekey failed");
             false
         });
+        if !log_emptied {
+            // Another process's reader kept old pages (in the log, and in the file, which the
+            // checkpoint could not rewrite): every later open tries again until it succeeds.
+            let _ = self
+                .conn
+                .execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('reclaim_pending', x'01')", []);
+        }
         Ok(Resealed { rows, log_emptied })
     }
 }

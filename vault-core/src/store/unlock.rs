@@ -139,6 +139,7 @@ impl Store {
         if legacy {
             store.add_manifest(&kek, &params).map_err(UnlockFailure::Store)?;
         }
+        store.finish_reclaim();
         Ok(store)
     }
 
@@ -174,6 +175,7 @@ impl Store {
             }
         }
         store.migrate().map_err(UnlockFailure::Store)?;
+        store.finish_reclaim();
         Ok((store, damage))
     }
 

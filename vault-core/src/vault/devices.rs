@@ -356,15 +356,26 @@ impl Devices<&mut Vault> {
                         m
                     }
                     None => {
-                        let clash = mine.iter().any(|d| d.name == incoming.name && d.is_active());
+                        let taken = |name: &str| mine.iter().any(|d| d.name == name && d.is_active());
                         if mine.len() >= MAX_DEVICES
                             || !valid_name(&incoming.name)
-                            || clash
                             || incoming.added_at > now + MAX_CLOCK_SKEW
                         {
                             continue;
                         }
+                        // A name already an active device's here: the identity key vouches for
+                        // the device (two key holders may each have linked a "phone"), so it is
+                        // listed under a made-up name rather than left out, never under the
+                        // other's name.
+                        let name = match taken(&incoming.name) {
+                            false => incoming.name.clone(),
+                            true if trusted && !taken(&placeholder_name(&incoming.id)) => {
+                                placeholder_name(&incoming.id)
+                            }
+                            true => continue,
+                        };
                         DeviceRecord {
+                            name,
                             addrs: incoming.addrs.iter().take(MAX_ADDRS).copied().collect(),
                             last_seen: None,
                             ..incoming.clone()

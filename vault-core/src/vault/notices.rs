@@ -283,6 +283,13 @@ impl Vault {
         if get::<InRecord>(self, &NOTICES_IN, &n.id)?.is_some() {
             return Ok(true);
         }
+        // As on the device that took it from the seller: only about this identity's grants to
+        // that seller (a grant not known here yet is taken on the other device's word).
+        for id in &n.grants {
+            if self.grant_info(id)?.is_some_and(|g| g.grant.statement().audience != n.seller) {
+                return Ok(false);
+            }
+        }
         let from_seller = list::<InRecord>(self, &NOTICES_IN)?
             .iter()
             .filter_map(|r| Signed::<BreachNotice>::from_stored(&r.notice))

@@ -181,17 +181,32 @@ pub(crate) enum Entry {
     Notice { signed: Vec<u8>, received_at: i64 },
 }
 
+impl Entry {
+    /// The entry as another device logs it again under its own origin: the same, a contact's
+    /// write keeping the device that made it (its stamp).
+    fn relogged(&self, origin: &DeviceId) -> Entry {
+        match self {
+            Entry::Contact { row, clock, at, contact, by } => Entry::Contact {
+                row: row.clone(),
+                clock: *clock,
+                at: *at,
+                contact: contact.clone(),
+                by: Some(by.unwrap_or(*origin)),
+            },
+            other => other.clone(),
+        }
+    }
+}
+
 /// What a device holds of the shared log (the highest number of each origin's entries, with
-/// the digest of that entry, which vouches for every entry before it), the origins it knows
-/// forked, and how far it holds the other device's access log.
+/// the digest of that entry, which vouches for every entry before it), and how far it holds
+/// the other device's access log.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SharedHave {
     log: Vec<(Origin, i64)>,
     audit: i64,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     digests: Vec<(Origin, String)>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    forked: Vec<Origin>,
 }
 
 impl SharedHave {
@@ -207,6 +222,14 @@ impl SharedHave {
 
     fn of(&self, origin: &Origin) -> i64 {
         self.log.iter().find(|(d, _)| d == origin).map_or(0, |(_, s)| *s)
+    }
+
+    /// Believes less: `origin` held only up to `seq` (so what follows is sent again).
+    fn lower(&mut self, origin: Origin, seq: i64) {
+        match self.log.iter_mut().find(|(d, _)| *d == origin) {
+            Some((_, s)) => *s = (*s).min(seq),
+            None => self.log.push((origin, seq)),
+        }
     }
 
     fn set(&mut self, origin: Origin, seq: i64) {
@@ -269,6 +292,15 @@ impl Vault {
         Ok(seq)
     }
 
+    /// True when `origin`'s entry `seq` is held here and chained.
+    fn chained_at(&self, origin: &Origin, seq: i64) -> Result<bool, StoreError> {
+        if seq <= 0 {
+            return Ok(false);
+        }
+        let Some(row) = self.store.get(&TABLE, Key::Chunk(&origin.group(), seq))? else { return Ok(false) };
+        Ok(split_row(&row).ok_or_else(|| StoreError::damaged(&TABLE, seq))?.prev.is_some())
+    }
+
     /// The digest of `origin`'s entry `seq` held here (the zero digest before the first).
     fn digest_at(&self, origin: &Origin, seq: i64) -> Result<Option<[u8; 32]>, StoreError> {
         if seq <= 0 {
@@ -308,16 +340,20 @@ impl Vault {
 
     /// What this device holds of the shared log, and of `peer`'s access log.
     pub fn shared_have(&self, peer: &DeviceId) -> Result<SharedHave, StoreError> {
-        let forked = self.forked_origins()?;
-        let log: Vec<(Origin, i64)> =
-            self.log_maxima()?.into_iter().filter(|(o, _)| !forked.contains(o)).collect();
+        let suspects = self.suspects()?;
+        let mut log = self.log_maxima()?;
         let mut digests = Vec::with_capacity(log.len());
-        for (origin, seq) in &log {
+        for (origin, seq) in &mut log {
+            // An origin whose digest another device said differs is asked for again from the
+            // entry in question: what comes back proves a fork, or that there is none.
+            if let Some((_, at)) = suspects.iter().find(|(o, _)| o == origin) {
+                *seq = (*seq).min(at - 1);
+            }
             if let Some(d) = self.digest_at(origin, *seq)? {
                 digests.push((*origin, BASE64.encode(&d)));
             }
         }
-        Ok(SharedHave { log, audit: self.audit_cursor(peer)?, digests, forked })
+        Ok(SharedHave { log, audit: self.audit_cursor(peer)?, digests })
     }
 
     /// The highest entry held of each origin.
@@ -346,11 +382,9 @@ impl Vault {
         let mut batch = Batch { entries: Vec::new(), audit: Vec::new() };
         let mut bytes = 0;
         let full = |bytes: usize, rows: usize| bytes > BATCH_BYTES || rows >= BATCH_ROWS;
-        let forked = self.forked_origins()?;
         for (origin, seq) in self.log_maxima()? {
             let after = theirs.of(&origin);
-            // A forked origin's entries stay here: its state was logged again under others.
-            if seq <= after || forked.contains(&origin) {
+            if seq <= after {
                 continue;
             }
             let limit = BATCH_ROWS - batch.entries.len();
@@ -421,6 +455,9 @@ impl Vault {
         for e in batch.entries.iter().filter(|e| allowed(&e.origin)) {
             theirs.set(e.origin, e.seq);
         }
+        // Where a fork showed: the sender holds the other branch, and is sent this one's entry
+        // at that number, which proves the fork to it too.
+        let mut shown: Vec<(Origin, i64)> = Vec::new();
         let changed = self.write(|v| {
             let mut changed = false;
             let forked = v.forked_origins()?;
@@ -429,17 +466,23 @@ impl Vault {
             let mut stopped: HashSet<Origin> = HashSet::new();
             for wire in batch.entries {
                 let origin = wire.origin;
-                if stopped.contains(&origin) || forked.contains(&origin) || forks.contains(&origin) {
+                if stopped.contains(&origin) || forks.contains(&origin) {
                     continue;
                 }
                 let next = v.store.next_group_seq(&TABLE, &origin.group())?;
                 if wire.seq < next {
-                    // Held already: the same entry, or another under the same number (a fork).
+                    // Held already: the same entry, or another under the same number, signed
+                    // by the origin's own key: the proof of a fork.
                     if allowed(&origin)
                         && let Some((sig, _, _)) = open_wire(&wire)
-                        && v.digest_at(&origin, wire.seq)? != Some(entry_digest(&sig))
                     {
-                        forks.push(origin);
+                        if v.digest_at(&origin, wire.seq)? != Some(entry_digest(&sig))
+                            && !forked.contains(&origin)
+                        {
+                            forks.push(origin);
+                            shown.push((origin, wire.seq - 1));
+                        }
+                        v.clear_suspect(&origin)?;
                     }
                     continue;
                 }
@@ -453,15 +496,31 @@ impl Vault {
                     stopped.insert(origin);
                     continue;
                 };
-                if let Some(prev) = prev
-                    && v.digest_at(&origin, wire.seq - 1)? != Some(prev)
-                {
+                let held_prev = v.chained_at(&origin, wire.seq - 1)?;
+                let follows = match prev {
+                    Some(prev) => v.digest_at(&origin, wire.seq - 1)? == Some(prev),
+                    // Unchained (signed before entries were chained): never after a chained one.
+                    None => !held_prev,
+                };
+                if !follows {
                     // Authentic, but it follows another entry than the one held here.
-                    forks.push(origin);
+                    if !forked.contains(&origin) {
+                        forks.push(origin);
+                        shown.push((origin, wire.seq - 2));
+                    }
+                    stopped.insert(origin);
                     continue;
                 }
                 let applied = match serde_json::from_slice::<Entry>(&body) {
-                    Ok(entry) => v.merge_entry(&origin.device, &entry)?,
+                    Ok(entry) => {
+                        let applied = v.merge_entry(&origin.device, &entry)?;
+                        // An origin known to have forked may not reach every device: what it
+                        // brings is logged again under this one.
+                        if applied && forked.contains(&origin) {
+                            v.log_shared(&entry.relogged(&origin.device))?;
+                        }
+                        applied
+                    }
                     Err(_) => false,
                 };
                 if !applied {
@@ -485,6 +544,9 @@ impl Vault {
             v.put_node_value(&audit_cursor_key(from), cursor.to_string().as_bytes())?;
             Ok::<_, ReplicationError>(changed)
         })?;
+        for (origin, seq) in shown {
+            theirs.lower(origin, seq.max(0));
+        }
         Ok(changed)
     }
 

@@ -1,6 +1,9 @@
 //! Finding and repairing a fork of the shared log (see origin.rs for why one happens): which
 //! origin this device writes under now, which origins it knows forked, what another device's
-//! `Have` reveals, and the repair.
+//! `Have` makes suspect, and the repair. A fork is only ever taken on proof: two different
+//! entries under one (origin, number), or an entry that follows another than the one held,
+//! each signed by the origin's own device key. Another device's word alone (a digest) makes
+//! a suspect, whose entry is asked for again.
 
 use data_encoding::BASE64;
 
@@ -15,6 +18,10 @@ use crate::vault::audit::{AuditEvent, AuditKind};
 const INCARNATION: &str = "shared-log-incarnation";
 /// Node value: the origins known to have forked.
 const FORKED: &str = "shared-log-forked";
+/// Node value: origins another device's digest disagreed with, and at which number.
+const SUSPECTS: &str = "shared-log-suspects";
+/// Most suspects kept at once.
+const MAX_SUSPECTS: usize = 64;
 
 impl Vault {
     /// The origin this device logs its entries under now.
@@ -24,42 +31,59 @@ impl Vault {
         Ok(Origin { device: self.device.public(), incarnation })
     }
 
-    /// The origins known to have forked: none of their entries is taken or sent any more.
+    /// The origins known to have forked: their entries are still taken where they follow the
+    /// chain held here, and logged again under this device's origin.
     pub(in crate::vault) fn forked_origins(&self) -> Result<Vec<Origin>, StoreError> {
         Ok(self.node_value(FORKED)?.and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default())
     }
 
-    /// Reads what another device says it holds, before sending it anything: an origin whose
-    /// digest at a number differs from this device's at that number forked, and so did each
-    /// origin the other device knows forked. Returns whether this changed anything here
-    /// (a fork repaired: the sharing state was logged again).
+    /// Reads what another device says it holds, before sending it anything. An origin whose
+    /// digest there differs from this device's at the same number may have forked; the other
+    /// device's word is not proof, so the origin becomes a suspect: this device's next `Have`
+    /// asks for that entry again, and what comes back (signed by the origin's own key) proves
+    /// a fork or clears the suspicion (see `shared_receive`). Returns whether this device must
+    /// say again what it holds.
     pub fn take_shared_have(&mut self, theirs: &SharedHave) -> Result<bool, ReplicationError> {
-        let known = self.forked_origins()?;
         let maxima = self.log_maxima()?;
-        let mut forks: Vec<Origin> = Vec::new();
+        let mut suspects = self.suspects()?;
+        let before = suspects.len();
         for (origin, seq) in &theirs.log {
             let held = maxima.iter().find(|(o, _)| o == origin).map_or(0, |(_, s)| *s);
-            if known.contains(origin) || *seq > held || *seq <= 0 {
+            if *seq > held || *seq <= 0 || suspects.iter().any(|(o, _)| o == origin) {
                 // Beyond what is held here: its entries, when they come, are checked against
                 // the chain as they are taken.
                 continue;
             }
             let Some((_, digest)) = theirs.digests.iter().find(|(o, _)| o == origin) else { continue };
             let Some(mine) = self.digest_at(origin, *seq)? else { continue };
-            if BASE64.decode(digest.as_bytes()).ok().as_deref() != Some(&mine[..]) {
-                forks.push(*origin);
+            if BASE64.decode(digest.as_bytes()).ok().as_deref() != Some(&mine[..])
+                && suspects.len() < MAX_SUSPECTS
+            {
+                suspects.push((*origin, *seq));
             }
         }
-        // Another device's word that an origin forked counts for origins this device holds
-        // entries of, and for its own current one (it may not have seen the other branch):
-        // one that names origins nobody holds makes nothing here.
-        let current = self.current_origin()?;
-        let held = |o: &Origin| *o == current || maxima.iter().any(|(m, _)| m == o);
-        forks.extend(theirs.forked.iter().take(MAX_FORKED).filter(|o| !known.contains(o) && held(o)).copied());
-        if forks.is_empty() {
+        if suspects.len() == before {
             return Ok(false);
         }
-        Ok(self.write(|v| v.note_forks(&forks))?)
+        let bytes = serde_json::to_vec(&suspects).expect("serializes");
+        self.write(|v| v.put_node_value(SUSPECTS, &bytes))?;
+        Ok(true)
+    }
+
+    /// Origins another device's digest disagreed with, and the number it named.
+    pub(in crate::vault) fn suspects(&self) -> Result<Vec<(Origin, i64)>, StoreError> {
+        Ok(self.node_value(SUSPECTS)?.and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default())
+    }
+
+    /// The entry in question came back: proof of a fork or not, the suspicion is settled.
+    pub(in crate::vault) fn clear_suspect(&self, origin: &Origin) -> Result<(), StoreError> {
+        let mut suspects = self.suspects()?;
+        let before = suspects.len();
+        suspects.retain(|(o, _)| o != origin);
+        if suspects.len() != before {
+            self.put_node_value(SUSPECTS, &serde_json::to_vec(&suspects).expect("serializes"))?;
+        }
+        Ok(())
     }
 
     /// Records that `forks` forked (call inside a write). When this device's own current
@@ -69,18 +93,16 @@ impl Vault {
     /// Returns whether anything was new.
     pub(in crate::vault) fn note_forks(&self, forks: &[Origin]) -> Result<bool, StoreError> {
         let mut known = self.forked_origins()?;
-        let new: Vec<Origin> = forks.iter().filter(|o| !known.contains(o)).copied().collect();
+        let mut new: Vec<Origin> = forks.iter().filter(|o| !known.contains(o)).copied().collect();
+        new.dedup();
+        // Every fork here was proven by two entries its origin's own key signed; past the
+        // bound (far beyond what restores and copies make), more are not recorded nor repaired.
+        new.truncate(MAX_FORKED.saturating_sub(known.len()));
         if new.is_empty() {
             return Ok(false);
         }
         let current = self.current_origin()?;
         known.extend(new.iter().copied());
-        known.sort();
-        known.dedup();
-        if known.len() > MAX_FORKED {
-            // The oldest incarnations are the least likely to be seen again.
-            known.drain(..known.len() - MAX_FORKED);
-        }
         self.put_node_value(FORKED, &serde_json::to_vec(&known).expect("serializes"))?;
         let detail = if new.contains(&current) {
             let next = fresh_incarnation();

@@ -12,12 +12,14 @@
 //! [`SharedHave`](super::SharedHave) and check the chain of every entry they take; two entries
 //! under one (origin, number), or an entry whose chain does not match, mean the origin forked.
 //!
-//! A fork is repaired without trusting either branch: the origin is marked forked (no more of
-//! its entries are taken or sent, and every device learns of it from the others' `Have`), its
-//! own device continues under a fresh incarnation, and every device that learns of the fork
-//! logs its whole current sharing state again under its own origin. Merging is idempotent and
-//! monotone (a revocation once known stays), so the devices converge on the union of both
-//! branches: a grant revoked on either branch is revoked everywhere, never half-revoked.
+//! A fork is repaired without trusting either branch: the origin is marked forked, its own
+//! device (when it holds the proof) continues under a fresh incarnation, and every device that
+//! holds the proof logs its whole current sharing state again under its own origin; entries of
+//! a forked origin that follow the chain a device holds are still taken there, and logged again
+//! under that device's origin, so that they reach the devices on the other branch. Merging is
+//! idempotent and monotone (a revocation once known stays), so the devices converge on the
+//! union of both branches: a grant revoked on either branch is revoked everywhere, never
+//! half-revoked.
 
 use std::fmt;
 use std::str::FromStr;

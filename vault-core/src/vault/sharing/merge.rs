@@ -207,7 +207,15 @@ impl Vault {
         };
         if record.signed != grant.to_bytes() {
             // Two statements under one grant id: only a device of this identity could sign
-            // the second; keep the one this device has (the entry is handled).
+            // the second; keep the one this device has. A revocation of that id still counts
+            // (it only takes away): the id is revoked on every device, never half-revoked.
+            if let Some(theirs) = revocation
+                && record.revocation.is_none()
+            {
+                record.revocation = Some(theirs.to_bytes());
+                self.store_grant_record(&g.id, &record)?;
+                self.drop_projection(&g.id)?;
+            }
             return Ok(true);
         }
         let mut changed = false;
