@@ -144,6 +144,26 @@ mod tests {
         }
     }
 
+    /// Known answer: a chained entry as stored and sent (origin, number, previous digest,
+    /// body, signature), kept stable; devices of one customer on two versions must agree.
+    #[test]
+    fn chained_entry_known_answer() {
+        let key = DeviceKey::from_secret_bytes(&[5; 32]);
+        let origin = Origin { device: key.public(), incarnation: 0x0102_0304_0506_0708 };
+        let body = br#"{"kind":"notice","signed":[1,2,3],"received_at":1800000000}"#;
+        let message = super::super::chained_message(&origin, 3, &[9; 32], body);
+        let sig = key.sign(super::super::LABEL_CHAINED, &message);
+        let row = super::super::LogRow { sig, prev: Some([9; 32]), body }.row();
+        let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+        assert_eq!(origin.to_string(), format!("{}.0102030405060708", key.public()));
+        assert_eq!(hex(&entry_digest(&sig)), EXPECTED_DIGEST, "row {}", hex(&row));
+        assert_eq!(hex(&row[..64]), EXPECTED_SIG);
+        assert_eq!(row[64], 0x02);
+    }
+
+    const EXPECTED_DIGEST: &str = "e661507b30474bc61864132b2eedb8dc492388898c7163eedbc7dce6b1e0d5a5";
+    const EXPECTED_SIG: &str = "4c8c8e0b7634003eeee79d2bfb49711ab30e0afd771c4c9d43fe1a2877c59fb0849039f9ad0411ed282244edb2ebdb7bba0e4518c91dffef60871b5cd5735307";
+
     #[test]
     fn the_first_incarnation_reads_as_the_device_alone() {
         let device = DeviceKey::generate().public();
