@@ -47,6 +47,7 @@ mod doc;
 pub mod fuzzing;
 mod grant;
 mod identity;
+mod key_event;
 mod money;
 mod notice;
 mod pairing;
@@ -95,7 +96,8 @@ pub use session::{
     MAX_SHARES_PER_ISSUER, SYNC_BURST, SYNC_MESSAGES_PER_SECOND, ServeStep, ServeStream, SessionError,
     ShareEvent, ShareNext, ShareSet, ShareStream, SyncReport, TokenBucket, share_set,
 };
-pub use signer::Signer;
+pub use key_event::{KEY_EVENT_LEN, KeyEvent, KeyEventError, KeyLog, MAX_KEY_EVENTS, decode_events, next_key_digest};
+pub use signer::{By, Signer};
 pub use statement::{
     GrantId, NoticeId, RequestId, Rule, Signed, Statement, StatementError, is_steering_char,
 };

@@ -45,6 +45,7 @@ mod contacts;
 mod devices;
 mod feed;
 mod inbox;
+mod key_state;
 mod keys;
 pub mod network;
 mod notices;
@@ -200,7 +201,7 @@ impl Vault {
         let keys::Keys { identity, device, certificate } = keys;
         let (doc, last_seq, log) =
             loaded.into_parts().map_err(|e| open::OpenError::Damaged(StoreError::Document(Box::new(e))))?;
-        Ok(Self {
+        let mut vault = Self {
             dir,
             store,
             doc,
@@ -221,7 +222,10 @@ impl Vault {
             mirror_reconciled: false,
             data_version: 0,
             clock,
-        })
+        };
+        // Vaults made before key events commit to a next key now (see key_state.rs).
+        vault.upgrade_key_events()?;
+        Ok(vault)
     }
 
     /// The vault directory.

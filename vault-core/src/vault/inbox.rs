@@ -186,7 +186,7 @@ impl Inbox<&mut Vault> {
                 Some(Refusal::Misaddressed)
             } else if v.contacts().is_blocked(peer)? {
                 Some(Refusal::Blocked)
-            } else if v.signed_by_removed(signed)? {
+            } else if v.refused_signer(signed)? {
                 Some(Refusal::RemovedDevice)
             } else if requests::get(v, TABLE, &r.id)?.is_some() {
                 return Ok(Ok(None));

@@ -11,7 +11,7 @@ use crate::identity::{DeviceId, IdentityId};
 use crate::roster::{
     DeviceRoster, MAX_ROSTER_ADDRS, MAX_ROSTER_DEVICES, RemovedDevice, RosterDevice, by_identity_key,
 };
-use crate::statement::{Signed, Statement};
+use crate::statement::Signed;
 use crate::store::StoreError;
 
 /// What this vault knows of a peer identity's devices.
@@ -57,7 +57,7 @@ impl Vault {
     }
 
     fn sign_roster(&self, named: bool) -> Result<Option<Signed<DeviceRoster>>, StoreError> {
-        let Some(identity) = &self.identity else { return Ok(None) };
+        let Some(signer) = self.identity_signer() else { return Ok(None) };
         let this = self.device.public();
         let here = self.node_addrs();
         let mut active = Vec::new();
@@ -73,8 +73,8 @@ impl Vault {
                 }
             }
         }
-        let roster = DeviceRoster { identity: identity.public(), issued_at: self.now(), active, removed };
-        Ok(Signed::sign(roster, identity).ok())
+        let roster = DeviceRoster { identity: self.identity(), issued_at: self.now(), active, removed };
+        Ok(Signed::sign(roster, signer).ok())
     }
 
     /// Takes in a roster of this vault's own identity that another device passed on, when it
@@ -87,6 +87,7 @@ impl Vault {
         if roster.statement().identity != self.identity()
             || !by_identity_key(roster)
             || self.future_dated(roster.statement())
+            || self.refused_signer(roster)?
         {
             return Ok(false);
         }
@@ -144,7 +145,12 @@ impl Vault {
         roster: &Signed<DeviceRoster>,
     ) -> Result<(), StoreError> {
         let r = roster.statement();
-        if r.identity != peer || !by_identity_key(roster) || peer == self.identity() || self.future_dated(r) {
+        if r.identity != peer
+            || !by_identity_key(roster)
+            || peer == self.identity()
+            || self.future_dated(r)
+            || self.refused_signer(roster)?
+        {
             tracing::debug!(%peer, "ignoring a roster that is not the peer's own");
             return Ok(());
         }
@@ -205,12 +211,21 @@ impl Vault {
         Ok(self.peer_devices(peer)?.active)
     }
 
-    /// True when `statement` was signed by a device its author's identity removed: it is
-    /// refused, whatever date it claims (a removed device could claim any).
-    pub(crate) fn signed_by_removed<T: Statement>(&self, statement: &Signed<T>) -> Result<bool, StoreError> {
-        match statement.signed_by() {
-            None => Ok(false),
-            Some(device) => self.is_removed_device(&statement.statement().author(), &device),
+    /// Whether `device`, certified by `author`'s inception key, is still vouched for once that
+    /// key was rotated away (see `signer::allowed`): this vault's own devices by its list (the
+    /// identity key's word); a peer's by its newest roster, when that roster was signed after
+    /// the newest rotation (so by a key the rotation allows) and lists it active.
+    pub(super) fn device_vouched(
+        &self,
+        author: &IdentityId,
+        device: &DeviceId,
+        log: &crate::key_event::KeyLog,
+    ) -> Result<bool, StoreError> {
+        let Some(rotated_at) = log.rotated_at() else { return Ok(true) };
+        if *author == self.identity() {
+            return self.devices().is_active(device);
         }
+        let known = self.peer_devices(author)?;
+        Ok(known.issued_at >= rotated_at && known.active.iter().any(|d| d.device == *device))
     }
 }
