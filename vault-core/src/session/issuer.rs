@@ -86,10 +86,14 @@ impl IssuerSession {
                         // and which of its devices to refuse from now on. Only for a peer this
                         // vault shares with or knows: a stranger learns nothing, not even
                         // how many devices there are or where.
-                        if vault.knows_peer(&self.peer)?
-                            && let Some(roster) = vault.roster()?
-                        {
-                            out.push(IssuerAction::Send(Frame::Roster(roster)));
+                        if vault.knows_peer(&self.peer)? {
+                            let events = vault.own_key_events()?;
+                            if !events.is_empty() {
+                                out.push(IssuerAction::Send(Frame::KeyEvents(events)));
+                            }
+                            if let Some(roster) = vault.roster()? {
+                                out.push(IssuerAction::Send(Frame::Roster(roster)));
+                            }
                         }
                     }
                     self.subscribed = true;
@@ -115,6 +119,13 @@ impl IssuerSession {
                     let kept = vault.receive_notice(&self.peer, &notice)?;
                     let ack = Frame::NoticeAck { notice: notice.statement().id, kept };
                     return Ok(vec![IssuerAction::Send(ack)]);
+                }
+                Frame::KeyEvents(events) => {
+                    // Kept, like a roster, only from a peer this vault knows.
+                    if vault.knows_peer(&self.peer)? {
+                        vault.accept_key_events(self.peer, &events)?;
+                    }
+                    return Ok(Vec::new());
                 }
                 Frame::Roster(roster) => {
                     if vault.knows_peer(&self.peer)? {
