@@ -72,8 +72,8 @@ pub enum RecoveryError {
         "that recovery code is not this identity's current one (it is for another identity, or a later rotation replaced it)"
     )]
     OtherIdentity,
-    /// The code holds a key a rotation replaced: it signs nothing for the identity any more.
-    #[error("that recovery code holds a key a rotation replaced; use the code printed at the last rotation")]
+    /// The code was used up by a rotation (its key became current then, or was replaced since).
+    #[error("that recovery code was used up by a rotation; use the code printed at the last rotation")]
     RotatedAway,
     /// This device does not know its identity's key events yet, so it cannot check a new code.
     #[error("this device has not learned your identity's key events yet; let it sync with another of your devices first")]
@@ -191,7 +191,10 @@ impl Vault {
             self.identity = Some(key);
             return Ok(Some(encode_recovery(&next)));
         }
-        if key.public() == log.current_key(&me) {
+        // A code made before key events: the inception key, while nothing rotated it. (After a
+        // rotation the used code is the current key; it is refused all the same, so that a code
+        // on paper is good for one thing only.)
+        if key.public() == me && log.rotations() == 0 {
             self.take_identity_key(key)?;
             return Ok(None);
         }
@@ -203,14 +206,7 @@ impl Vault {
 
     fn take_identity_key(&mut self, key: Identity) -> Result<(), RecoveryError> {
         let seed = key.secret_bytes();
-        let certificate = self.certificate;
-        let rotated = key.public() != self.identity();
-        self.write(|v| {
-            if rotated {
-                v.store.write_certificate(&certificate)?;
-            }
-            v.store.write_secret("identity", &seed[..]).map_err(RecoveryError::from)
-        })?;
+        self.write(|v| v.store.write_secret("identity", &seed[..]).map_err(RecoveryError::from))?;
         self.identity = Some(key);
         Ok(())
     }
