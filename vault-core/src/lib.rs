@@ -104,7 +104,7 @@ pub use statement::{
 pub use store::{DB_FILE, StoreError, UnlockKey};
 pub use vault::network::{self, ItemSummary, Mute, Mutes, PriceRange, ReviewBy, SellerSummary};
 pub use vault::{
-    AccessLog, Approval, AuditEvent, AuditFilter, AuditKind, Clock, Contact, ContactError, Contacts,
+    AccessLog, Approval, AuditEvent, AuditFilter, AuditKind, Clock, Contact, ContactError, Contacts, MAX_ROSTER_AGE,
     CreateError, DeviceError, DeviceRecord, DeviceSync, Devices, EXPORT_FORMAT, EditError, FeedEntry,
     FeedFilter, GrantError, GrantInfo, GrantStatus, Holding, ImportError, ImportMode, Inbox, Logged,
     MAX_DEVICES, MAX_NOTICES_PER_SELLER, MAX_PENDING_PER_PEER, MAX_REQUESTS_PER_PEER_PER_DAY,

@@ -68,6 +68,7 @@ pub use devices::{DeviceError, DeviceRecord, DeviceSync, Devices, MAX_DEVICES, M
 pub use feed::{FeedEntry, FeedFilter};
 pub use inbox::{Inbox, MAX_PENDING_PER_PEER, MAX_REQUESTS_PER_PEER_PER_DAY, Refusal};
 pub use keys::RecoveryError;
+pub use roster::MAX_ROSTER_AGE;
 pub use notices::{MAX_NOTICES_PER_SELLER, NoticeError, NoticeInfo};
 pub use open::{CreateError, OpenError, VaultOptions, VerifyReport};
 pub use outbox::Outbox;
@@ -281,6 +282,11 @@ impl Vault {
                 self.tampered = Some(table);
                 return Err(StoreError::Integrity { table }.into());
             }
+            // The keys too: another process may have rotated the identity key here (`vault
+            // device recover`) or dropped it, and a running node must sign with what is held.
+            let keys::Keys { identity, certificate, .. } = keys::read(&self.store)?;
+            self.identity = identity;
+            self.certificate = certificate;
             Ok(changed)
         });
         if result.is_ok() {

@@ -139,3 +139,45 @@ fn only_a_rotated_key_is_named_in_the_signed_form() {
     let back = vault_core::SignedGrant::from_bytes(&g.to_bytes()).unwrap();
     assert_eq!(back, g);
 }
+
+/// Finding: device certificates never expired, so a peer that only ever met a stolen device
+/// took its statements as the customer's for ever. A device's statements are taken only while
+/// the peer holds a roster of the identity, signed less than `MAX_ROSTER_AGE` ago (by the
+/// peer's clock), that lists the device: the roster re-certifies devices at every session with
+/// a device that holds the identity key, which a stolen linked device cannot sign.
+#[test]
+fn a_device_not_recertified_within_the_bound_is_refused_for_new_statements() {
+    let now = clock();
+    let (d1, d2, d3) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut laptop = first(d1.path(), &now);
+    let mut phone = join(d2.path(), &mut laptop, "phone", &now);
+    let mut shop = first(d3.path(), &now);
+    let ada = laptop.identity();
+    laptop.set_profile("email", "ada@example.org").unwrap();
+    phone.accept_key_events(ada, &laptop.own_key_events().unwrap()).unwrap();
+    for roster in laptop.rosters_for_devices().unwrap() {
+        phone.keep_own_roster(&roster).unwrap();
+    }
+
+    // No roster of the customer yet: the phone's grant is not taken.
+    let early = email_grant(&mut phone, shop.identity(), "early");
+    assert!(early.signed_by().is_some(), "a linked device signs as itself");
+    shop.accept_shares(ada, None, std::slice::from_ref(&early), &[]).unwrap();
+    assert!(held(&mut shop).is_empty(), "a device no roster vouches for");
+    // The phone hands over the roster it was given (as its sessions do): taken.
+    shop.accept_roster(ada, &phone.roster().unwrap().unwrap()).unwrap();
+    shop.accept_shares(ada, None, std::slice::from_ref(&early), &[]).unwrap();
+    assert_eq!(held(&mut shop), ["early"]);
+
+    // The phone is stolen; the thief cannot sign rosters, only hand over the one it holds.
+    now.store(T0 + vault_core::MAX_ROSTER_AGE + 1, Ordering::SeqCst);
+    let late = email_grant(&mut phone, shop.identity(), "late");
+    shop.accept_roster(ada, &phone.roster().unwrap().unwrap()).unwrap();
+    shop.accept_shares(ada, None, &[early.clone(), late.clone()], &[]).unwrap();
+    assert_eq!(held(&mut shop), ["early"], "a device not re-certified for the bound is refused");
+
+    // A fresh roster from the identity key (any session with the laptop) renews it.
+    shop.accept_roster(ada, &laptop.roster().unwrap().unwrap()).unwrap();
+    shop.accept_shares(ada, None, &[early, late], &[]).unwrap();
+    assert_eq!(held(&mut shop), ["early", "late"]);
+}

@@ -10,7 +10,8 @@
 //! that key and signs as a device from then on: the old key signs nothing anyone takes any more.
 //!
 //! Which signer a statement may have is decided once, in [`Vault::refused_signer`], with the
-//! key-state rule of `signer::allowed`.
+//! key-state rule of `signer::allowed`, and the freshness rule for devices
+//! ([`MAX_ROSTER_AGE`]).
 
 use zeroize::Zeroizing;
 
@@ -142,7 +143,12 @@ impl Vault {
         }
         let log = self.key_log(&author)?;
         let vouched = match statement.by() {
-            By::Device(cert) => self.device_vouched(&author, &cert.device(), &log)?,
+            By::Device(cert) => {
+                if author != self.identity() && !self.recently_vouched(&author, &cert.device())? {
+                    return Ok(true);
+                }
+                self.device_vouched(&author, &cert.device(), &log)?
+            }
             _ => false,
         };
         Ok(!signer::allowed(statement.by(), &author, statement.statement().made_at(), &log, vouched))

@@ -30,6 +30,20 @@ fn peer_key(identity: &IdentityId) -> String {
 }
 
 const OWN_ROSTER: &str = "roster";
+/// Certificates expire, in effect (finding: a peer that only ever meets a stolen device took
+/// its statements as the customer's for ever). A device certificate names no time, so the
+/// *roster* renews it: a statement a peer's device signed (a grant, a consent request, a
+/// denial) is taken only while this vault holds a roster of that identity, signed by its
+/// identity key less than this long ago by this vault's clock, that lists the device active.
+/// Every session hands the newest roster over first, and a device that holds the identity key
+/// signs a fresh one each time, so a device in use is re-certified at every sync, and a stolen
+/// device (which cannot sign rosters) has at most this long after the last roster it was given.
+/// Chosen over an expiry inside certificates: no certificate format changes (tickets, `Hello`,
+/// the signed forms keep their bytes), and the bound is checked by the verifier's clock, not
+/// the signer's. The cost: an identity's devices must meet a device that holds its identity key
+/// at least this often, or peers refuse their new statements until they do. The identity
+/// key's own signatures need no roster.
+pub const MAX_ROSTER_AGE: i64 = 30 * 86_400;
 /// How far in the future a roster may be dated (clock differences); later ones are refused,
 /// or one would hold back every roster signed before its date.
 const MAX_CLOCK_SKEW: i64 = 600;
@@ -209,6 +223,15 @@ impl Vault {
     /// The active devices of `peer` its newest roster named (where to reach it).
     pub fn devices_of(&self, peer: &IdentityId) -> Result<Vec<RosterDevice>, StoreError> {
         Ok(self.peer_devices(peer)?.active)
+    }
+
+    /// Whether `author`'s newest roster this vault holds lists `device` active and was signed
+    /// less than [`MAX_ROSTER_AGE`] ago by this vault's clock: what a statement a peer's device
+    /// signed needs to be taken (see [`MAX_ROSTER_AGE`]).
+    pub(super) fn recently_vouched(&self, author: &IdentityId, device: &DeviceId) -> Result<bool, StoreError> {
+        let known = self.peer_devices(author)?;
+        let fresh = known.issued_at >= self.now().saturating_sub(MAX_ROSTER_AGE);
+        Ok(fresh && known.active.iter().any(|d| d.device == *device))
     }
 
     /// Whether `device`, certified by `author`'s inception key, is still vouched for once that
