@@ -540,7 +540,12 @@ mod tests {
             Frame::KeyEvents({
                 let next = Identity::from_secret_bytes(&[30; 32]);
                 let e0 = KeyEvent::inception(&alice, &next.public(), 1_800_000_000);
-                let e1 = KeyEvent::rotation(&e0, &next, &Identity::from_secret_bytes(&[31; 32]).public(), 1_800_000_400);
+                let e1 = KeyEvent::rotation(
+                    &e0,
+                    &next,
+                    &Identity::from_secret_bytes(&[31; 32]).public(),
+                    1_800_000_400,
+                );
                 vec![e0, e1]
             }),
         ]

@@ -128,8 +128,14 @@ mod tests {
         DeviceRoster {
             identity: identity.public(),
             issued_at: 1_000,
-            active: active.into_iter().map(|device| RosterDevice { device, addrs: Vec::new(), name: None }).collect(),
-            removed: removed.into_iter().map(|device| RemovedDevice { device, removed_at: 900, name: None }).collect(),
+            active: active
+                .into_iter()
+                .map(|device| RosterDevice { device, addrs: Vec::new(), name: None })
+                .collect(),
+            removed: removed
+                .into_iter()
+                .map(|device| RemovedDevice { device, removed_at: 900, name: None })
+                .collect(),
         }
     }
 

@@ -68,7 +68,6 @@ pub use devices::{DeviceError, DeviceRecord, DeviceSync, Devices, MAX_DEVICES, M
 pub use feed::{FeedEntry, FeedFilter};
 pub use inbox::{Inbox, MAX_PENDING_PER_PEER, MAX_REQUESTS_PER_PEER_PER_DAY, Refusal};
 pub use keys::RecoveryError;
-pub use roster::MAX_ROSTER_AGE;
 pub use notices::{MAX_NOTICES_PER_SELLER, NoticeError, NoticeInfo};
 pub use open::{CreateError, OpenError, VaultOptions, VerifyReport};
 pub use outbox::Outbox;
@@ -76,6 +75,7 @@ pub use received::{MirrorEntry, MirrorShare, MirrorStatus, Share, ShareError, Sh
 pub use records::{EXPORT_FORMAT, ImportError, ImportMode, Purchase, PurchaseRecord};
 pub use replication::{MAX_SHARED_BATCH, MAX_SHARED_HAVE, ReplicationError, SharedHave};
 pub use requests::{Approval, Holding, NewRequest, RequestError, RequestInfo, RequestStatus};
+pub use roster::MAX_ROSTER_AGE;
 pub use sharing::{GrantError, GrantInfo, GrantStatus, Logged, NewGrant, ServeError};
 pub(crate) use {received::ShareSync, sharing::ServeSync};
 

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use vault_core::{
-    DeviceKey, DeviceRoster, Identity, KdfParams, KeyEvent, NewGrant, Passphrase, RecoveryError, RemovedDevice, Signed,
-    Vault,
+    DeviceKey, DeviceRoster, Identity, KdfParams, KeyEvent, NewGrant, Passphrase, RecoveryError,
+    RemovedDevice, Signed, Vault,
 };
 
 const T0: i64 = 1_800_000_000;
@@ -59,7 +59,8 @@ fn held(shop: &mut Vault) -> Vec<String> {
 #[test]
 fn a_rotation_voids_what_the_old_key_signs_after_it() {
     let now = clock();
-    let (d1, d2, d3) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (d1, d2, d3) =
+        (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let mut laptop = first(d1.path(), &now);
     let mut phone = join(d2.path(), &mut laptop, "phone", &now);
     let mut shop = first(d3.path(), &now);
@@ -106,11 +107,18 @@ fn a_rotation_voids_what_the_old_key_signs_after_it() {
         identity: ada,
         issued_at: T0 + 200,
         active: Vec::new(),
-        removed: vec![RemovedDevice { device: phone.device_key().public(), removed_at: T0 + 200, name: None }],
+        removed: vec![RemovedDevice {
+            device: phone.device_key().public(),
+            removed_at: T0 + 200,
+            name: None,
+        }],
     };
     let lockout = Signed::sign(lockout, laptop.identity_key().unwrap()).unwrap();
     shop.accept_roster(ada, &lockout).unwrap();
-    assert!(!shop.is_removed_device(&ada, &phone.device_key().public()).unwrap(), "the old key's roster is refused");
+    assert!(
+        !shop.is_removed_device(&ada, &phone.device_key().public()).unwrap(),
+        "the old key's roster is refused"
+    );
 
     // The phone, with the new key, still grants.
     let after = email_grant(&mut phone, shop.identity(), "after");
@@ -120,6 +128,12 @@ fn a_rotation_voids_what_the_old_key_signs_after_it() {
     // The laptop learns of the rotation (an honest device): it drops the old key.
     assert!(laptop.accept_key_events(ada, &phone.own_key_events().unwrap()).unwrap());
     assert!(laptop.identity_key().is_none(), "a device whose key was rotated away drops it");
+    // And what the old key signed after the rotation is void on the customer's devices too.
+    let status = |purpose: &str| {
+        laptop.grants().unwrap().into_iter().find(|g| g.grant.statement().purpose == purpose).unwrap().status
+    };
+    assert_eq!(status("theft"), vault_core::GrantStatus::Void);
+    assert_eq!(status("before"), vault_core::GrantStatus::Active);
 }
 
 /// Statements signed by the identity id's own key encode as before key events existed, and the
@@ -148,7 +162,8 @@ fn only_a_rotated_key_is_named_in_the_signed_form() {
 #[test]
 fn a_device_not_recertified_within_the_bound_is_refused_for_new_statements() {
     let now = clock();
-    let (d1, d2, d3) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (d1, d2, d3) =
+        (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let mut laptop = first(d1.path(), &now);
     let mut phone = join(d2.path(), &mut laptop, "phone", &now);
     let mut shop = first(d3.path(), &now);

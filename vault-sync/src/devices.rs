@@ -169,7 +169,8 @@ async fn session(
                 DeviceRecord::encode_list(&vault.devices_mut().for_peer(&addrs)?)
             };
             // Key events before rosters: a roster signed by a rotated key is judged by them.
-            let keys: Vec<u8> = shared.vault().own_key_events()?.iter().flat_map(KeyEvent::to_bytes).collect();
+            let keys: Vec<u8> =
+                shared.vault().own_key_events()?.iter().flat_map(KeyEvent::to_bytes).collect();
             if !keys.is_empty() && keys_sent.as_ref() != Some(&keys) {
                 write_message(&mut send, TAG_KEYS, &keys).await?;
                 keys_sent = Some(keys);

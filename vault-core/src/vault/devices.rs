@@ -102,7 +102,9 @@ pub enum DeviceError {
     NoIdentityKey,
     /// The identity key was rotated: device certificates (made by the inception key, naming no
     /// key) cannot be made by the current key yet.
-    #[error("linking a device after the identity key was rotated is not supported yet (certificates name no key)")]
+    #[error(
+        "linking a device after the identity key was rotated is not supported yet (certificates name no key)"
+    )]
     Rotated,
     /// The vault could not be brought up to date with other processes' commits.
     #[error("cannot read the vault's latest changes")]

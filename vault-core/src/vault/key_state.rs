@@ -51,7 +51,11 @@ impl Vault {
     /// chain held here grew. A chain that conflicts with the one held here is refused (logged,
     /// nothing stored). When this identity's chain moved past the key this device holds, the key
     /// is dropped here (see the module documentation).
-    pub fn accept_key_events(&mut self, identity: IdentityId, events: &[KeyEvent]) -> Result<bool, StoreError> {
+    pub fn accept_key_events(
+        &mut self,
+        identity: IdentityId,
+        events: &[KeyEvent],
+    ) -> Result<bool, StoreError> {
         if events.is_empty() {
             return Ok(false);
         }

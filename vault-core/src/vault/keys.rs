@@ -76,7 +76,9 @@ pub enum RecoveryError {
     #[error("that recovery code was used up by a rotation; use the code printed at the last rotation")]
     RotatedAway,
     /// This device does not know its identity's key events yet, so it cannot check a new code.
-    #[error("this device has not learned your identity's key events yet; let it sync with another of your devices first")]
+    #[error(
+        "this device has not learned your identity's key events yet; let it sync with another of your devices first"
+    )]
     NoKeyState,
     /// The code was shown already: the next key is on paper only.
     #[error("the recovery code was shown already and is no longer on this device (it is on paper only)")]
@@ -150,7 +152,8 @@ impl Vault {
         if self.identity.is_none() {
             return Err(RecoveryError::NotHeld);
         }
-        let seed = self.store.read_secret_if_any(super::key_state::PENDING_NEXT)?.ok_or(RecoveryError::Shown)?;
+        let seed =
+            self.store.read_secret_if_any(super::key_state::PENDING_NEXT)?.ok_or(RecoveryError::Shown)?;
         let code = encode_recovery(&Identity::from_secret_bytes(&seed));
         self.write(|v| v.store.delete_secret(super::key_state::PENDING_NEXT))?;
         Ok(code)
@@ -176,7 +179,8 @@ impl Vault {
         };
         if last.commits_to(&key.public()) {
             let next = Identity::generate();
-            let event = crate::key_event::KeyEvent::rotation(&last, &key, &next.public(), self.now().max(last.at()));
+            let event =
+                crate::key_event::KeyEvent::rotation(&last, &key, &next.public(), self.now().max(last.at()));
             log.clone().append(event.clone()).map_err(RecoveryError::KeyEvent)?;
             let certificate = self.certificate;
             let seed = key.secret_bytes();

@@ -228,7 +228,11 @@ impl Vault {
     /// Whether `author`'s newest roster this vault holds lists `device` active and was signed
     /// less than [`MAX_ROSTER_AGE`] ago by this vault's clock: what a statement a peer's device
     /// signed needs to be taken (see [`MAX_ROSTER_AGE`]).
-    pub(super) fn recently_vouched(&self, author: &IdentityId, device: &DeviceId) -> Result<bool, StoreError> {
+    pub(super) fn recently_vouched(
+        &self,
+        author: &IdentityId,
+        device: &DeviceId,
+    ) -> Result<bool, StoreError> {
         let known = self.peer_devices(author)?;
         let fresh = known.issued_at >= self.now().saturating_sub(MAX_ROSTER_AGE);
         Ok(fresh && known.active.iter().any(|d| d.device == *device))
