@@ -320,7 +320,7 @@ impl KeyLog {
 
 /// Reads a run of events (each one's signature checked, not the chain).
 pub fn decode_events(bytes: &[u8]) -> Result<Vec<KeyEvent>, KeyEventError> {
-    if bytes.len() % KEY_EVENT_LEN != 0 {
+    if !bytes.len().is_multiple_of(KEY_EVENT_LEN) {
         return Err(KeyEventError::Malformed);
     }
     if bytes.len() / KEY_EVENT_LEN > MAX_KEY_EVENTS {

@@ -75,14 +75,14 @@ impl Signer<'_> {
             Signer::Identity(i) => (i.sign(label, body), By::Identity),
             Signer::Rotated { key, .. } => (key.sign(label, body), By::Key(key.public())),
             Signer::Device { key, certificate } => {
-                (key.sign(&device_label(label), body), By::Device(**certificate))
+                (key.sign(&device_label(label), body), By::Device(Box::new(**certificate)))
             }
         }
     }
 }
 
 /// What signed a statement, as its signed form says.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum By {
     /// The identity id's own key (the inception key).
     Identity,
@@ -90,7 +90,7 @@ pub enum By {
     Key(IdentityId),
     /// A device, with the identity's certificate for it (made by the inception key: certificates
     /// name no key, see README's limits).
-    Device(DeviceCertificate),
+    Device(Box<DeviceCertificate>),
 }
 
 fn device_label(label: &[u8]) -> Vec<u8> {

@@ -378,7 +378,7 @@ impl<T: Statement> Signed<T> {
         Some(match bytes.len() {
             0 => By::Identity,
             32 => By::Key(IdentityId::from_bytes(bytes.try_into().ok()?).ok()?),
-            128 => By::Device(DeviceCertificate::from_bytes(bytes).ok()?),
+            128 => By::Device(Box::new(DeviceCertificate::from_bytes(bytes).ok()?)),
             _ => return None,
         })
     }
