@@ -159,6 +159,12 @@ impl Vault {
         Ok(code)
     }
 
+    /// True while the recovery code waits on this device to be shown (and written down).
+    pub fn recovery_code_pending(&self) -> Result<bool, StoreError> {
+        Ok(self.identity.is_some()
+            && self.store.read_secret_if_any(super::key_state::PENDING_NEXT)?.is_some())
+    }
+
     /// Enters a recovery code on this device (after the device that held the identity key was
     /// lost, or to add or remove devices from here). The code of the next key rotates: that key
     /// becomes current here, a fresh next key is committed, and its code is returned, to write
