@@ -196,3 +196,48 @@ fn a_device_not_recertified_within_the_bound_is_refused_for_new_statements() {
     shop.accept_shares(ada, None, &[early, late], &[]).unwrap();
     assert_eq!(held(&mut shop), ["early", "late"]);
 }
+
+/// A seller's second node (a linked device) asks a customer who does not know the seller yet:
+/// the roster it hands over on the connection is kept with the request (a stranger's roster is
+/// otherwise not stored), so the device-signed request is judged by it and accepted.
+#[test]
+fn a_strangers_device_signed_request_is_judged_by_the_roster_it_brought() {
+    use vault_core::{Frame, GranteeAction, GranteeSession, IssuerSession, NewRequest};
+    let now = clock();
+    let (d1, d2, d3) =
+        (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut seller = first(d1.path(), &now);
+    let mut node2 = join(d2.path(), &mut seller, "node2", &now);
+    let mut customer = first(d3.path(), &now);
+    node2.accept_key_events(seller.identity(), &seller.own_key_events().unwrap()).unwrap();
+    for roster in seller.rosters_for_devices().unwrap() {
+        node2.keep_own_roster(&roster).unwrap();
+    }
+    let request = node2
+        .outbox_mut()
+        .make(NewRequest {
+            holder: customer.identity(),
+            ticket: None,
+            fields: vec!["profile.name".parse().unwrap()],
+            filter: None,
+            purpose: "loyalty card".into(),
+            duration: None,
+            prices: false,
+        })
+        .unwrap();
+    assert!(request.signed_by().is_some());
+    let mut grantee = GranteeSession::new(customer.identity(), None, false);
+    let mut issuer =
+        IssuerSession::new(seller.identity(), node2.device_key().public(), std::time::Instant::now());
+    let mut acks = Vec::new();
+    for action in grantee.start(&mut node2).unwrap() {
+        let GranteeAction::Send(frame) = action else { continue };
+        for answer in issuer.on_frame(&mut customer, *frame, std::time::Instant::now()).unwrap() {
+            if let vault_core::IssuerAction::Send(Frame::RequestAck { accepted, .. }) = answer {
+                acks.push(accepted);
+            }
+        }
+    }
+    assert_eq!(acks, [true], "the request is accepted, judged by the roster it brought");
+    assert_eq!(customer.inbox().list().unwrap().len(), 1);
+}
