@@ -35,6 +35,8 @@ pub(super) struct Keys {
 /// is here, be that identity's.
 pub(super) fn read(store: &Store) -> Result<Keys, StoreError> {
     let device = DeviceKey::from_secret_bytes(&*store.read_secret("device")?);
+    // Read (and so checked) at every open like the other secrets, though used only when shown.
+    store.read_secret_if_any(super::key_state::PENDING_NEXT)?;
     let damaged = || StoreError::damaged(&crate::store::sealed::SECRETS, "certificate");
     let (identity, certificate) = match store.read_secret_if_any("identity")? {
         Some(seed) => {
@@ -267,5 +269,49 @@ mod tests {
         assert!(matches!(decode_recovery(&typo), Err(RecoveryError::Malformed)));
         assert!(matches!(decode_recovery("vault1abc"), Err(RecoveryError::Malformed)));
         assert!(matches!(decode_recovery(""), Err(RecoveryError::Malformed)));
+    }
+}
+
+#[cfg(test)]
+mod upgrade_tests {
+    use super::*;
+    use crate::primitives::{KdfParams, Passphrase};
+
+    /// A vault made before key events: its recovery code was the identity key itself. Opened
+    /// with this version it commits to a next key; the old code still takes the key onto a
+    /// device while nothing rotated, but cannot rotate; the new code does.
+    #[test]
+    fn a_vault_from_before_key_events_commits_at_upgrade_and_the_old_code_cannot_rotate() {
+        let dir = tempfile::tempdir().unwrap();
+        let open = || Vault::at(dir.path()).kdf(KdfParams::INSECURE_FOR_TESTS);
+        let mut v = open().create(&Passphrase::new("pw")).unwrap();
+        let me = v.identity();
+        // Back to a vault of before: no key event, no next key waiting.
+        v.write(|v| {
+            v.delete_node_value(&format!("key-events/{me}"))?;
+            v.store.delete_secret(super::super::key_state::PENDING_NEXT)
+        })
+        .unwrap();
+        let old_code = encode_recovery(v.identity_key().unwrap());
+        drop(v);
+
+        let mut v = open().unlock(&Passphrase::new("pw")).unwrap();
+        assert_eq!(v.key_log(&me).unwrap().events().len(), 1, "event 0 made at the upgrade");
+        assert!(v.recovery_code_pending().unwrap());
+        // The old code: the current key, taken as it is (no rotation).
+        assert!(v.restore_identity_key(&old_code).unwrap().is_none());
+        assert_eq!(v.key_log(&me).unwrap().rotations(), 0);
+        let new_code = v.recovery_code().unwrap();
+        assert_ne!(new_code.as_str(), old_code.as_str());
+        assert!(!v.recovery_code_pending().unwrap());
+        assert!(v.restore_identity_key(&new_code).unwrap().is_some(), "the new code rotates");
+        assert_eq!(v.key_log(&me).unwrap().rotations(), 1);
+        assert!(matches!(v.restore_identity_key(&old_code), Err(RecoveryError::RotatedAway)));
+        // Reopened, the device holds the new key with the certificate the inception key made.
+        drop(v);
+        let v = open().unlock(&Passphrase::new("pw")).unwrap();
+        assert_eq!(v.identity(), me);
+        assert_ne!(v.identity_key().unwrap().public(), me);
+        assert!(v.certificate.verify(v.device.public()).is_ok());
     }
 }
