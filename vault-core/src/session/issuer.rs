@@ -54,7 +54,14 @@ pub struct IssuerSession {
     /// The key events and roster a peer this vault does not know sent on this connection: not
     /// stored (a stranger stores nothing here), unless it delivers a consent request signed by
     /// one of its devices, which needs them to be judged (see `MAX_ROSTER_AGE`).
-    unknown_peer_said: Option<Box<(Vec<KeyEvent>, Option<Signed<DeviceRoster>>)>>,
+    unknown_peer_said: Option<Box<StrangerSaid>>,
+}
+
+/// What a peer this vault does not know said of its keys and devices on one connection.
+#[derive(Debug, Default)]
+struct StrangerSaid {
+    events: Vec<KeyEvent>,
+    roster: Option<Signed<DeviceRoster>>,
 }
 
 impl IssuerSession {
@@ -127,7 +134,7 @@ impl IssuerSession {
                     if request.signed_by().is_some()
                         && let Some(said) = self.unknown_peer_said.take()
                     {
-                        let (events, roster) = *said;
+                        let StrangerSaid { events, roster } = *said;
                         vault.accept_key_events(self.peer, &events)?;
                         if let Some(roster) = roster {
                             vault.accept_roster(self.peer, &roster)?;
@@ -150,7 +157,7 @@ impl IssuerSession {
                     if vault.knows_peer(&self.peer)? {
                         vault.accept_key_events(self.peer, &events)?;
                     } else if events.len() <= 64 {
-                        self.unknown_peer_said.get_or_insert_with(Default::default).0 = events;
+                        self.unknown_peer_said.get_or_insert_with(Default::default).events = events;
                     }
                     return Ok(Vec::new());
                 }
@@ -158,7 +165,7 @@ impl IssuerSession {
                     if vault.knows_peer(&self.peer)? {
                         vault.accept_roster(self.peer, &roster)?;
                     } else {
-                        self.unknown_peer_said.get_or_insert_with(Default::default).1 = Some(roster);
+                        self.unknown_peer_said.get_or_insert_with(Default::default).roster = Some(roster);
                     }
                     if vault.is_removed_device(&self.peer, &self.device)? {
                         return Err(SessionError::RemovedDevice);
