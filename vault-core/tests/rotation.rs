@@ -97,6 +97,12 @@ fn a_rotation_voids_what_the_old_key_signs_after_it() {
     assert!(shop.accept_key_events(ada, &phone.own_key_events().unwrap()).unwrap());
     let roster = phone.roster().unwrap().unwrap();
     shop.accept_roster(ada, &roster).unwrap();
+    // A device the thief certifies with the old key is refused a connection: no roster signed
+    // since the rotation lists it. The customer's devices are listed.
+    let thief_device = DeviceKey::generate().public();
+    assert!(shop.is_refused_device(&ada, &thief_device).unwrap());
+    assert!(!shop.is_refused_device(&ada, &phone.device_key().public()).unwrap());
+    assert!(!shop.is_refused_device(&ada, &laptop.device_key().public()).unwrap(), "not removed here");
 
     // The thief, later, signs a grant and a roster that removes the phone, with the old key.
     now.store(T0 + 200, Ordering::SeqCst);

@@ -150,7 +150,7 @@ impl GranteeSession {
             Frame::Roster(roster) => {
                 vault.accept_roster(self.issuer, &roster)?;
                 match &self.ticket {
-                    Some(t) if vault.is_removed_device(&self.issuer, &t.device())? => {
+                    Some(t) if vault.is_refused_device(&self.issuer, &t.device())? => {
                         Err(SessionError::RemovedDevice)
                     }
                     _ => Ok(Vec::new()),

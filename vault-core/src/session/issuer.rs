@@ -167,7 +167,7 @@ impl IssuerSession {
                     } else {
                         self.unknown_peer_said.get_or_insert_with(Default::default).roster = Some(roster);
                     }
-                    if vault.is_removed_device(&self.peer, &self.device)? {
+                    if vault.is_refused_device(&self.peer, &self.device)? {
                         return Err(SessionError::RemovedDevice);
                     }
                     return Ok(Vec::new());

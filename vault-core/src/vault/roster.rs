@@ -220,6 +220,17 @@ impl Vault {
         Ok(self.peer_devices(peer)?.removed.iter().any(|d| d.device == *device))
     }
 
+    /// True when a connection from (or to) `device` of `peer` must be refused: the device was
+    /// removed, or `peer`'s identity key was rotated and its newest roster (signed after the
+    /// rotation) does not list the device: a device a thief certified with the old key.
+    pub fn is_refused_device(&self, peer: &IdentityId, device: &DeviceId) -> Result<bool, StoreError> {
+        if self.is_removed_device(peer, device)? {
+            return Ok(true);
+        }
+        let log = self.key_log(peer)?;
+        Ok(log.rotated_at().is_some() && !self.device_vouched(peer, device, &log)?)
+    }
+
     /// The active devices of `peer` its newest roster named (where to reach it).
     pub fn devices_of(&self, peer: &IdentityId) -> Result<Vec<RosterDevice>, StoreError> {
         Ok(self.peer_devices(peer)?.active)
