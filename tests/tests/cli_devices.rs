@@ -334,3 +334,76 @@ fn a_revocation_on_a_device_restored_from_a_backup_reaches_the_other_device() {
         assert!(audit.contains("sharing state sent again"), "the user is told: {audit}");
     }
 }
+
+/// Finding: a thief of a device that held the identity key (with its passphrase) could sign as
+/// the identity for ever, and lock the customer's other devices out at every peer with a roster
+/// that removes them. Three devices and a shop, through the real binary: the phone rotates the
+/// identity key with the recovery code (pre-rotation: the code holds the committed next key),
+/// the rotation reaches the shop, and from then on the laptop's old key signs nothing the shop
+/// takes (a later grant, a roster removing the other devices), while the grant made before the
+/// rotation stays and the phone and the desktop go on serving. The laptop is deliberately not
+/// removed here, so that the key rule alone refuses the thief (removing it also cuts it off).
+#[test]
+fn a_rotated_identity_key_voids_what_a_thief_signs_with_the_old_one() {
+    let laptop = TestVault::new();
+    laptop.ok(&["profile", "set", "email", "ada@example.org"]);
+    let (laptop_addr, phone_addr, desktop_addr) = (free_addr(), free_addr(), free_addr());
+    let laptop_serving = serve_on(&laptop, &laptop_addr).0;
+    let phone = TestVault::uninitialised();
+    pair(&laptop, &phone, "phone");
+    let phone_serving = serve_on(&phone, &phone_addr).0;
+    let desktop = TestVault::uninitialised();
+    pair(&laptop, &desktop, "desktop");
+    let desktop_serving = serve_on(&desktop, &desktop_addr).0;
+    // The laptop's key events come with its rosters: the phone knows the desktop by name then.
+    eventually("the phone knows the desktop", || names(&phone).contains(&("desktop".to_owned(), true)));
+    let code = laptop.ok(&["device", "recovery-code"]);
+    assert!(code.trim().starts_with("vaultkey1-"), "{code}");
+    laptop.fails(&["device", "recovery-code"], 2);
+
+    // Before the theft: the shop holds a grant, and the customer's key state and roster.
+    let shop = TestVault::new();
+    let _shop_serving = serve_on(&shop, &free_addr()).0;
+    shop.ok(&["contact", "add", "ada", json(&laptop, &["id"])["ticket"].as_str().unwrap()]);
+    let shop_ticket = json(&shop, &["id"])["ticket"].as_str().unwrap().to_owned();
+    laptop.ok(&["grant", &shop_ticket, "--fields", "profile.email", "--purpose", "before the theft"]);
+    shop.ok(&["sync", "ada", "--no-relay"]);
+    let purposes = |v: &TestVault| json(v, &["shared"]).to_string();
+    assert!(purposes(&shop).contains("before the theft"));
+
+    // The laptop is stolen, passphrase and all. The customer rotates on the phone, and the
+    // rotation reaches the desktop and the shop.
+    drop(laptop_serving);
+    let new_code = phone.ok(&["device", "recover", code.trim()]);
+    assert!(new_code.trim().starts_with("vaultkey1-") && new_code.trim() != code.trim(), "{new_code}");
+    phone.ok(&["sync", &shop_ticket, "--no-relay"]);
+    assert_eq!(json(&phone, &["id"])["rotations"], 1);
+    eventually("the desktop learns of the rotation", || json(&desktop, &["id"])["rotations"] == 1);
+    let err = desktop.fails(&["device", "recover", code.trim()], 2);
+    assert!(err.contains("used up"), "the used code is refused: {err}");
+
+    // The thief serves the laptop while the customer's devices are off, signs a grant to the
+    // shop and removes the customer's other devices, all with the old key.
+    drop(phone_serving);
+    drop(desktop_serving);
+    let _thief_serving = serve_on(&laptop, &laptop_addr).0;
+    laptop.ok(&["grant", &shop_ticket, "--fields", "profile.email", "--purpose", "signed by the thief"]);
+    laptop.ok(&["device", "rm", "phone"]);
+    laptop.ok(&["device", "rm", "desktop"]);
+    let _ = shop.run(&["sync", "ada", "--no-relay"]);
+    let held = purposes(&shop);
+    assert!(!held.contains("signed by the thief"), "the shop took the old key's grant: {held}");
+    assert!(held.contains("before the theft"), "the grant made before the rotation is kept: {held}");
+    drop(_thief_serving);
+
+    // The customer's devices are not locked out: the phone's new grant reaches the shop, and
+    // the desktop still answers for the customer.
+    let _phone_serving = serve_on(&phone, &phone_addr).0;
+    let _desktop_serving = serve_on(&desktop, &desktop_addr).0;
+    phone.ok(&["grant", &shop_ticket, "--fields", "profile.email", "--purpose", "after the rotation"]);
+    let phone_ticket = json(&phone, &["id"])["ticket"].as_str().unwrap().to_owned();
+    shop.ok(&["sync", &phone_ticket, "--no-relay"]);
+    assert!(purposes(&shop).contains("after the rotation"));
+    let desktop_ticket = json(&desktop, &["id"])["ticket"].as_str().unwrap().to_owned();
+    shop.ok(&["sync", &desktop_ticket, "--no-relay"]);
+}

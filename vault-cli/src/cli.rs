@@ -189,10 +189,13 @@ pub(crate) enum DeviceCommand {
         /// The device's name (from `vault device list`)
         name: String,
     },
-    /// Show the recovery code: your identity key, to write on paper and keep safe
+    /// Show the recovery code once: your identity's next key, to write on paper and keep safe
+    /// (this device keeps no copy afterwards)
     RecoveryCode,
-    /// Take your identity key onto this device from its recovery code (the device that held it
-    /// is lost, or you want to link or remove devices from here)
+    /// Rotate your identity key with the recovery code: its key becomes the identity key here,
+    /// the old one signs nothing new anywhere the rotation reaches, and a new code is printed
+    /// (a device that held the old key is lost or stolen, or you want to link or remove devices
+    /// from here)
     Recover {
         /// The code; by default typed at a hidden prompt, or `-` to read it from standard input
         #[arg(default_value = "")]

@@ -76,6 +76,16 @@ fn main() -> Result<(), Box<dyn Error>> {
         corpus.put("frame", &format!("known-answer-{i:02}"), &hex(line.trim())?)?;
     }
 
+    // Key events: each line of their known-answer fixture, and the chain they make.
+    let events = include_str!("../tests/fixtures/key-event-v1.txt");
+    let mut chain = Vec::new();
+    for (i, line) in events.lines().enumerate() {
+        let bytes = hex(line.trim())?;
+        corpus.put("key_event", &format!("known-answer-{i:02}"), &bytes)?;
+        chain.extend_from_slice(&bytes);
+    }
+    corpus.put("key_event", "chain", &chain)?;
+
     // Sync bodies: bare and with an epoch, around real Automerge sync messages.
     let (first, second) = automerge_messages()?;
     corpus.put("sync_body", "first-message", &first)?;

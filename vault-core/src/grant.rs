@@ -39,6 +39,10 @@ impl Statement for Grant {
     const LABEL: &'static [u8] = b"vault/v1/grant";
     const KIND: &'static str = "grant";
 
+    fn made_at(&self) -> i64 {
+        self.issued_at
+    }
+
     fn author(&self) -> IdentityId {
         self.issuer
     }
@@ -83,6 +87,10 @@ impl Statement for Revocation {
     const LABEL: &'static [u8] = b"vault/v1/revocation";
     const KIND: &'static str = "revocation";
 
+    fn made_at(&self) -> i64 {
+        self.revoked_at
+    }
+
     fn author(&self) -> IdentityId {
         self.issuer
     }
@@ -113,6 +121,10 @@ pub struct ErasureReceipt {
 impl Statement for ErasureReceipt {
     const LABEL: &'static [u8] = b"vault/v1/erasure-receipt";
     const KIND: &'static str = "erasure receipt";
+
+    fn made_at(&self) -> i64 {
+        self.erased_at
+    }
 
     fn author(&self) -> IdentityId {
         self.grantee

@@ -47,6 +47,7 @@ mod doc;
 pub mod fuzzing;
 mod grant;
 mod identity;
+mod key_event;
 mod money;
 mod notice;
 mod pairing;
@@ -75,6 +76,9 @@ pub use identity::{
     CertificateError, DeviceCertificate, DeviceId, DeviceKey, Identity, IdentityId, KeyParseError, Ticket,
     TicketError,
 };
+pub use key_event::{
+    KEY_EVENT_LEN, KeyEvent, KeyEventError, KeyLog, MAX_KEY_EVENTS, decode_events, next_key_digest,
+};
 pub use money::{Price, PriceError, minor_digits};
 pub use notice::{BreachNotice, MAX_NOTICE_GRANTS, MAX_NOTICE_TEXT};
 pub use pairing::{JoinPackage, PAIR_ALPN, PAIRING_LIFETIME_SECS, PairMessage, PairingCode, PairingError};
@@ -95,7 +99,7 @@ pub use session::{
     MAX_SHARES_PER_ISSUER, SYNC_BURST, SYNC_MESSAGES_PER_SECOND, ServeStep, ServeStream, SessionError,
     ShareEvent, ShareNext, ShareSet, ShareStream, SyncReport, TokenBucket, share_set,
 };
-pub use signer::Signer;
+pub use signer::{By, Signer};
 pub use statement::{
     GrantId, NoticeId, RequestId, Rule, Signed, Statement, StatementError, is_steering_char,
 };
@@ -105,7 +109,7 @@ pub use vault::{
     AccessLog, Approval, AuditEvent, AuditFilter, AuditKind, Clock, Contact, ContactError, Contacts,
     CreateError, DeviceError, DeviceRecord, DeviceSync, Devices, EXPORT_FORMAT, EditError, FeedEntry,
     FeedFilter, GrantError, GrantInfo, GrantStatus, Holding, ImportError, ImportMode, Inbox, Logged,
-    MAX_DEVICES, MAX_NOTICES_PER_SELLER, MAX_PENDING_PER_PEER, MAX_REQUESTS_PER_PEER_PER_DAY,
+    MAX_DEVICES, MAX_NOTICES_PER_SELLER, MAX_PENDING_PER_PEER, MAX_REQUESTS_PER_PEER_PER_DAY, MAX_ROSTER_AGE,
     MAX_SHARED_BATCH, MAX_SHARED_HAVE, Merged, MirrorEntry, MirrorShare, MirrorStatus, NewGrant, NewRequest,
     NoticeError, NoticeInfo, OpenError, Outbox, Peer, Purchase, PurchaseRecord, RecoveryError, Refusal,
     Rekey, RekeyError, Rekeyed, ReplicationError, RequestError, RequestInfo, RequestStatus, ServeError,

@@ -42,6 +42,10 @@ impl Statement for BreachNotice {
     const LABEL: &'static [u8] = b"vault/v1/breach-notice";
     const KIND: &'static str = "breach notice";
 
+    fn made_at(&self) -> i64 {
+        self.issued_at
+    }
+
     fn author(&self) -> IdentityId {
         self.seller
     }

@@ -5,8 +5,9 @@
 //!
 //! ```text
 //! dialer -> Hello(device certificate)      listener -> Hello(device certificate)
+//! dialer -> KeyEvents(its key state)       (kept when the listener knows the dialer)
 //! dialer -> Roster(its devices)            (kept when the listener knows the dialer)
-//! dialer -> ListShares                     listener -> Roster(its devices), to a peer it knows
+//! dialer -> ListShares                     listener -> KeyEvents, Roster, to a peer it knows
 //!                                          listener -> Shares(live grants, ended grants)
 //! dialer -> Erased(receipt) ...            listener -> Ended(revocation | expiry) ... (live)
 //! ```
@@ -38,6 +39,7 @@ use crate::grant::{ErasureReceipt, Revocation, SignedGrant};
 
 use crate::identity::DeviceCertificate;
 use crate::identity::Ticket;
+use crate::key_event::{KEY_EVENT_LEN, KeyEvent, decode_events};
 use crate::notice::BreachNotice;
 use crate::request::{ConsentRequest, Denial};
 use crate::roster::DeviceRoster;
@@ -119,6 +121,11 @@ pub enum Frame {
     Roster(Signed<DeviceRoster>),
     /// A breach notice, delivered by the seller that signed it.
     Notice(Signed<BreachNotice>),
+    /// The sender's identity's key events (see `key_event`), oldest first, each signed by the
+    /// key it names: sent before `Roster` (both ways), so that a roster or statement signed by a
+    /// rotated key is judged by the chain that names it. Wire form: the events' fixed-size forms,
+    /// one after another (at least one, at most `MAX_KEY_EVENTS`).
+    KeyEvents(Vec<KeyEvent>),
     /// The answer to a notice's delivery: kept, or refused (not the sender's, not about this
     /// vault's grants to it, too many).
     NoticeAck {
@@ -168,6 +175,7 @@ const T_OFFER_ACK: u8 = 13;
 const T_ROSTER: u8 = 14;
 const T_NOTICE: u8 = 15;
 const T_NOTICE_ACK: u8 = 16;
+const T_KEY_EVENTS: u8 = 17;
 
 fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
     out.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
@@ -254,6 +262,13 @@ pub fn encode(frame: &Frame) -> Vec<u8> {
             out.push(T_NOTICE_ACK);
             out.extend_from_slice(notice.as_bytes());
             out.push(u8::from(*kept));
+        }
+        Frame::KeyEvents(events) => {
+            out.push(T_KEY_EVENTS);
+            out.reserve(events.len() * KEY_EVENT_LEN);
+            for e in events {
+                out.extend_from_slice(&e.to_bytes());
+            }
         }
     }
     out
@@ -383,6 +398,14 @@ pub fn decode(body: &[u8]) -> Result<Frame, FrameError> {
                 other => return Err(FrameError::UnknownType(other)),
             };
             Frame::NoticeAck { notice, kept }
+        }
+        T_KEY_EVENTS => {
+            let rest = r.take(r.0.len())?;
+            let events = decode_events(rest).map_err(|_| FrameError::BadStatement)?;
+            if events.is_empty() {
+                return Err(FrameError::Truncated);
+            }
+            Frame::KeyEvents(events)
         }
         other => return Err(FrameError::UnknownType(other)),
     };
@@ -559,6 +582,17 @@ mod tests {
                 vec!["127.0.0.1:4433".parse().unwrap(), "[::1]:4433".parse().unwrap()],
             )),
             Frame::OfferAck,
+            Frame::KeyEvents({
+                let next = Identity::from_secret_bytes(&[30; 32]);
+                let e0 = KeyEvent::inception(&alice, &next.public(), 1_800_000_000);
+                let e1 = KeyEvent::rotation(
+                    &e0,
+                    &next,
+                    &Identity::from_secret_bytes(&[31; 32]).public(),
+                    1_800_000_400,
+                );
+                vec![e0, e1]
+            }),
             // Statements that came later: an erasure receipt naming the grantee's device, a
             // device roster (as peers get it: no names) and a breach notice with its answer.
             Frame::Erased(receipt_by_device),

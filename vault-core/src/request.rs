@@ -47,6 +47,10 @@ impl Statement for ConsentRequest {
     const LABEL: &'static [u8] = b"vault/v1/consent-request";
     const KIND: &'static str = "consent request";
 
+    fn made_at(&self) -> i64 {
+        self.made_at
+    }
+
     fn author(&self) -> IdentityId {
         self.requester
     }
@@ -145,6 +149,10 @@ pub struct Denial {
 impl Statement for Denial {
     const LABEL: &'static [u8] = b"vault/v1/denial";
     const KIND: &'static str = "denial";
+
+    fn made_at(&self) -> i64 {
+        self.denied_at
+    }
 
     fn author(&self) -> IdentityId {
         self.holder

@@ -67,6 +67,10 @@ impl Statement for DeviceRoster {
     const LABEL: &'static [u8] = b"vault/v1/device-roster";
     const KIND: &'static str = "device roster";
 
+    fn made_at(&self) -> i64 {
+        self.issued_at
+    }
+
     fn author(&self) -> IdentityId {
         self.identity
     }
@@ -107,7 +111,9 @@ impl DeviceRoster {
     }
 }
 
-/// A roster that is the identity's own word: signed by the identity key itself.
+/// A roster that may be the identity's own word: signed by an identity key (the inception key
+/// or a rotated one), not a device. Whether that key may sign it at its date is the key state's
+/// question (`Vault::refused_signer`).
 pub(crate) fn by_identity_key(roster: &Signed<DeviceRoster>) -> bool {
     roster.signed_by().is_none()
 }

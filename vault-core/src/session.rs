@@ -152,6 +152,7 @@ fn frame_name(frame: &Frame) -> &'static str {
         Frame::OfferAck => "offer-ack",
         Frame::Roster(_) => "roster",
         Frame::Notice(_) => "notice",
+        Frame::KeyEvents(_) => "key events",
         Frame::NoticeAck { .. } => "notice-ack",
     }
 }

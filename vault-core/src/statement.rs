@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::identity::{DeviceCertificate, DeviceId, IdentityId};
-use crate::signer::{self, Signer};
+use crate::signer::{self, By, Signer};
 
 /// Largest statement body, in bytes.
 const MAX_BODY_LEN: usize = 16 * 1024;
@@ -253,13 +253,16 @@ pub trait Statement: Serialize + DeserializeOwned + Clone {
     const KIND: &'static str;
     /// Whose signature the statement must carry.
     fn author(&self) -> IdentityId;
+    /// When its author made it (unix seconds): the time the key-state rule judges the signing
+    /// key by (see `key_event`).
+    fn made_at(&self) -> i64;
     /// The statement's own rules, checked on signing and on verification.
     fn check(&self) -> Result<(), Rule>;
 }
 
-/// A stored or received statement's parts: body, signature, and the signing device's
-/// certificate bytes when a device signed.
-type Parts<'a> = (&'a [u8], [u8; 64], Option<&'a [u8]>);
+/// A stored or received statement's parts: body, signature, and what follows it (nothing, the
+/// signing key, or the signing device's certificate).
+type Parts<'a> = (&'a [u8], [u8; 64], &'a [u8]);
 
 /// A statement with its author's signature over its exact body bytes: the identity's own, or one
 /// of its devices' with the identity's certificate for that device (see `signer`).
@@ -267,7 +270,7 @@ type Parts<'a> = (&'a [u8], [u8; 64], Option<&'a [u8]>);
 pub struct Signed<T> {
     body: Vec<u8>,
     signature: [u8; 64],
-    by: Option<Box<DeviceCertificate>>,
+    by: By,
     statement: T,
 }
 
@@ -287,36 +290,41 @@ impl<T: Statement> Signed<T> {
         statement.check().map_err(|rule| StatementError::Invalid { kind: T::KIND, rule })?;
         let body = serde_json::to_vec(&statement).map_err(|_| StatementError::Malformed(T::KIND))?;
         let (signature, by) = signer.sign(T::LABEL, &body);
-        Ok(Self { body, signature, by: by.map(Box::new), statement })
+        Ok(Self { body, signature, by, statement })
     }
 
     /// Verifies a body and the author's own signature, received from anywhere.
     pub fn verify(body: &[u8], signature: &[u8; 64]) -> Result<Self, StatementError> {
-        Self::verify_by(body, signature, None)
+        Self::verify_by(body, signature, By::Identity)
     }
 
-    /// Verifies a body and a signature by its author or, with `by`, by a device `by` certifies
-    /// for its author.
-    pub fn verify_by(
-        body: &[u8],
-        signature: &[u8; 64],
-        by: Option<&DeviceCertificate>,
-    ) -> Result<Self, StatementError> {
+    /// Verifies a body and a signature by what `by` says signed: its author's own key, another
+    /// key (of its key state, which the accepting vault checks), or a device `by` certifies for
+    /// its author.
+    pub fn verify_by(body: &[u8], signature: &[u8; 64], by: By) -> Result<Self, StatementError> {
         if body.len() > MAX_BODY_LEN {
             return Err(StatementError::Malformed(T::KIND));
         }
         let statement: T = serde_json::from_slice(body).map_err(|_| StatementError::Malformed(T::KIND))?;
-        if !signer::verify(&statement.author(), T::LABEL, body, signature, by) {
+        if !signer::verify(&statement.author(), T::LABEL, body, signature, &by) {
             return Err(StatementError::BadSignature(T::KIND));
         }
         statement.check().map_err(|rule| StatementError::Invalid { kind: T::KIND, rule })?;
-        Ok(Self { body: body.to_vec(), signature: *signature, by: by.map(|c| Box::new(*c)), statement })
+        Ok(Self { body: body.to_vec(), signature: *signature, by, statement })
     }
 
-    /// The device that signed, when it was not the identity key itself. Whoever accepts the
+    /// The device that signed, when it was not an identity key. Whoever accepts the
     /// statement checks that this device was not removed.
     pub fn signed_by(&self) -> Option<DeviceId> {
-        self.by.as_deref().map(DeviceCertificate::device)
+        match &self.by {
+            By::Device(cert) => Some(cert.device()),
+            _ => None,
+        }
+    }
+
+    /// What signed it: the identity's own key, a rotated key of it, or a device.
+    pub fn by(&self) -> &By {
+        &self.by
     }
 
     /// The statement.
@@ -335,14 +343,18 @@ impl<T: Statement> Signed<T> {
     }
 
     /// Self-delimiting encoding for storage and the wire: body length (u32 BE), body, signature,
-    /// and the signing device's certificate (128 bytes) when a device signed.
+    /// then what signed when it was not the identity id's own key: the signing key (32 bytes)
+    /// after a rotation, or the signing device's certificate (128 bytes). A statement signed by
+    /// the identity id's key encodes exactly as before rotations existed.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(4 + self.body.len() + 64 + 128);
         out.extend_from_slice(&(self.body.len() as u32).to_be_bytes());
         out.extend_from_slice(&self.body);
         out.extend_from_slice(&self.signature);
-        if let Some(cert) = &self.by {
-            out.extend_from_slice(&cert.to_bytes());
+        match &self.by {
+            By::Identity => {}
+            By::Key(key) => out.extend_from_slice(key.as_bytes()),
+            By::Device(cert) => out.extend_from_slice(&cert.to_bytes()),
         }
         out
     }
@@ -354,22 +366,28 @@ impl<T: Statement> Signed<T> {
             return None;
         }
         let rest = bytes.get(4..)?;
-        let by = match rest.len().checked_sub(len + 64)? {
-            0 => None,
-            128 => Some(&rest[len + 64..]),
+        match rest.len().checked_sub(len + 64)? {
+            0 | 32 | 128 => {}
             _ => return None,
-        };
-        Some((&rest[..len], rest[len..len + 64].try_into().ok()?, by))
+        }
+        Some((&rest[..len], rest[len..len + 64].try_into().ok()?, &rest[len + 64..]))
+    }
+
+    /// Reads what follows the signature (see [`Signed::to_bytes`]).
+    fn read_by(bytes: &[u8]) -> Option<By> {
+        Some(match bytes.len() {
+            0 => By::Identity,
+            32 => By::Key(IdentityId::from_bytes(bytes.try_into().ok()?).ok()?),
+            128 => By::Device(Box::new(DeviceCertificate::from_bytes(bytes).ok()?)),
+            _ => return None,
+        })
     }
 
     /// Reads the encoding of [`Signed::to_bytes`] *without* verifying the signature. Only for
     /// statements this vault verified before storing them, read back from sealed storage.
     pub(crate) fn from_stored(bytes: &[u8]) -> Option<Self> {
         let (body, signature, by) = Self::split(bytes)?;
-        let by = match by {
-            Some(b) => Some(Box::new(DeviceCertificate::from_bytes(b).ok()?)),
-            None => None,
-        };
+        let by = Self::read_by(by)?;
         let statement: T = serde_json::from_slice(body).ok()?;
         Some(Self { body: body.to_vec(), signature, by, statement })
     }
@@ -378,10 +396,7 @@ impl<T: Statement> Signed<T> {
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, StatementError> {
         let malformed = || StatementError::Malformed(T::KIND);
         let (body, signature, by) = Self::split(bytes).ok_or_else(malformed)?;
-        let by = match by {
-            Some(b) => Some(DeviceCertificate::from_bytes(b).map_err(|_| malformed())?),
-            None => None,
-        };
-        Self::verify_by(body, &signature, by.as_ref())
+        let by = Self::read_by(by).ok_or_else(malformed)?;
+        Self::verify_by(body, &signature, by)
     }
 }

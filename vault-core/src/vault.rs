@@ -18,6 +18,9 @@
 //! | `received.rs` | shares received from others, their replicas and views | `received`, `received_chunks`, `received_views` |
 //! | `feed.rs` | the merged purchase feed over received shares | (reads `received_views`) |
 //! | `network.rs` | what the network says (sellers, top items, also bought) and the feed's mutes | (reads the feed; mutes in `node`) |
+//! | `keys.rs` | this device's keys, the recovery code (the next key), rotating with it | `secrets` rows `identity`, `identity-next`, the certificate |
+//! | `key_state.rs` | key events: this identity's and its peers', which signer a statement may have | `node` rows `key-events/<identity>` |
+//! | `roster.rs` | rosters: this identity's, its peers' devices, re-certification | `node` rows `roster`, `devices-of/<identity>` |
 //! | `replication.rs` | one sharing state across the identity's devices | `shared_log` |
 //! | `rollback.rs` | the panic guard of write transactions | nothing |
 //!
@@ -28,7 +31,7 @@
 //!
 //! **The customer's state.** What belongs to the customer, and is the same on every device of
 //! theirs, is the document (`doc_snapshot`, `doc_changes`), the identity key (`secrets` row
-//! `identity`), and the sharing state: grants issued with their revocations and erasure
+//! `identity`) and its key events (`node` row `key-events/<identity>`), and the sharing state: grants issued with their revocations and erasure
 //! receipts (`grants`), contacts and blocks (`contacts`), consent requests and their answers
 //! (`requests_in`, `requests_out`), shares received and their receipts (`received`), and the
 //! access log (`audit`). Everything else is device-local or derived and can be rebuilt: the
@@ -45,6 +48,7 @@ mod contacts;
 mod devices;
 mod feed;
 mod inbox;
+mod key_state;
 mod keys;
 pub mod network;
 mod notices;
@@ -76,6 +80,7 @@ pub use records::{EXPORT_FORMAT, ImportError, ImportMode, Purchase, PurchaseReco
 pub use rekey::{Rekey, RekeyError, Rekeyed};
 pub use replication::{MAX_SHARED_BATCH, MAX_SHARED_HAVE, ReplicationError, SharedHave};
 pub use requests::{Approval, Holding, NewRequest, RequestError, RequestInfo, RequestStatus};
+pub use roster::MAX_ROSTER_AGE;
 pub use sharing::{GrantError, GrantInfo, GrantStatus, Logged, NewGrant, ServeError};
 pub(crate) use {received::ShareSync, sharing::ServeSync};
 
@@ -202,7 +207,7 @@ impl Vault {
         let keys::Keys { identity, device, certificate } = keys;
         let (doc, last_seq, log) =
             loaded.into_parts().map_err(|e| open::OpenError::Damaged(StoreError::Document(Box::new(e))))?;
-        Ok(Self {
+        let mut vault = Self {
             dir,
             store,
             doc,
@@ -223,7 +228,10 @@ impl Vault {
             mirror_reconciled: false,
             data_version: 0,
             clock,
-        })
+        };
+        // Vaults made before key events commit to a next key now (see key_state.rs).
+        vault.upgrade_key_events()?;
+        Ok(vault)
     }
 
     /// The vault directory.

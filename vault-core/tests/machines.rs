@@ -300,9 +300,9 @@ fn the_control_stream_tells_changes_once_and_bounds_what_a_peer_may_ask() {
     // Asked: told its shares, once.
     let out = session.on_frame(&mut customer, Frame::ListShares, t0).unwrap();
     assert_eq!(out.first(), Some(&IssuerAction::Listening));
-    // First its roster (signed by the customer's identity key), then its shares.
-    assert!(matches!(sent(&out)[..], [Frame::Roster(r), Frame::Shares { live, .. }]
-        if live.len() == 1 && r.statement().identity == customer.identity() && r.signed_by().is_none()));
+    // First its key events and roster (signed by the customer's identity key), then its shares.
+    assert!(matches!(sent(&out)[..], [Frame::KeyEvents(k), Frame::Roster(r), Frame::Shares { live, .. }]
+        if live.len() == 1 && k.len() == 1 && r.statement().identity == customer.identity() && r.signed_by().is_none()));
     assert!(out.iter().any(|a| matches!(a, IssuerAction::Told(_))));
     assert!(session.on_change(&mut customer).unwrap().is_empty(), "told again with nothing new");
     customer.set_profile("email", "ada@new.example").unwrap();
@@ -370,10 +370,11 @@ fn the_grantee_session_caps_shares_and_answers_an_end_with_a_receipt() {
     let mut session = GranteeSession::new(customer.identity(), None, true);
     let start = session.start(&mut shop).unwrap();
     assert!(
-        matches!(&start[..], [GranteeAction::Send(r), GranteeAction::Send(l)]
-            if matches!(&**r, Frame::Roster(r) if r.statement().identity == shop.identity())
+        matches!(&start[..], [GranteeAction::Send(k), GranteeAction::Send(r), GranteeAction::Send(l)]
+            if matches!(&**k, Frame::KeyEvents(k) if k[0].identity() == shop.identity())
+                && matches!(&**r, Frame::Roster(r) if r.statement().identity == shop.identity())
                 && **l == Frame::ListShares),
-        "its roster, then the list"
+        "its key events, its roster, then the list"
     );
 
     // An issuer lists more grants than a grantee keeps from one issuer.

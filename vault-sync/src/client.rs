@@ -92,7 +92,7 @@ pub(crate) async fn dial(shared: &Shared, endpoint: &Endpoint, ticket: &Ticket) 
     }
     let mut last = None;
     for (device, addrs) in candidates {
-        if shared.vault().is_removed_device(&identity, &device).unwrap_or(true) {
+        if shared.vault().is_refused_device(&identity, &device).unwrap_or(true) {
             // Asked for a removed device: that is the answer, whatever the others say.
             last.get_or_insert(SyncError::RemovedDevice);
             continue;

@@ -1,5 +1,7 @@
 //! Replication between the devices of one identity (ALPN `vault/device/1`): the customer's
-//! document, by the Automerge sync protocol, the list of devices, the newest device roster
+//! document, by the Automerge sync protocol, the list of devices, the identity's key events
+//! (a rotation made on one device reaches every other, and a device whose key it replaced drops
+//! it), the newest device roster
 //! the identity key signed (so a device without that key can hand it to peers), and the
 //! sharing state (grants, contacts, requests, the access log: each side says what it holds,
 //! then sends what the other lacks, see vault-core's replication.rs).
@@ -18,8 +20,8 @@ use iroh::protocol::{AcceptError, ProtocolHandler};
 use iroh::{Endpoint, EndpointAddr};
 use tokio::sync::mpsc;
 use vault_core::{
-    DeviceId, DeviceRecord, DeviceRoster, DeviceSync, MAX_FRAME, MAX_SHARED_BATCH, MAX_SHARED_HAVE,
-    SharedHave, Signed,
+    DeviceId, DeviceRecord, DeviceRoster, DeviceSync, KEY_EVENT_LEN, KeyEvent, MAX_FRAME, MAX_KEY_EVENTS,
+    MAX_SHARED_BATCH, MAX_SHARED_HAVE, SharedHave, Signed, decode_events,
 };
 
 use crate::endpoint::Shared;
@@ -37,6 +39,8 @@ const TAG_DOC: u8 = 2;
 const TAG_ROSTER: u8 = 3;
 const TAG_HAVE: u8 = 4;
 const TAG_SHARED: u8 = 5;
+/// The identity's key events, each one's fixed-size wire form after the other.
+const TAG_KEYS: u8 = 6;
 /// Largest roster message (a roster body is at most 16 KiB, plus signature and certificate).
 const ROSTER_LIMIT: usize = 32 * 1024;
 
@@ -45,6 +49,7 @@ enum DeviceMessage {
     List(Vec<DeviceRecord>),
     Doc(Vec<u8>),
     Roster(Signed<DeviceRoster>),
+    Keys(Vec<KeyEvent>),
     Have(SharedHave),
     Shared(Vec<u8>),
 }
@@ -142,6 +147,7 @@ async fn session(
     let mut changes = shared.changes.subscribe();
     let mut state = DeviceSync::default();
     let mut list_sent: Option<Vec<u8>> = None;
+    let mut keys_sent: Option<Vec<u8>> = None;
     // What the other device holds of the sharing state: unknown until it says.
     let mut theirs: Option<SharedHave> = None;
     let (tx, mut rx) = mpsc::channel(4);
@@ -162,6 +168,14 @@ async fn session(
                 let addrs = vault.node_addrs();
                 DeviceRecord::encode_list(&vault.devices_mut().for_peer(&addrs)?)
             };
+            // Key events before rosters: a roster signed by a rotated key is judged by them.
+            let keys: Vec<u8> =
+                shared.vault().own_key_events()?.iter().flat_map(KeyEvent::to_bytes).collect();
+            if !keys.is_empty() && keys_sent.as_ref() != Some(&keys) {
+                write_message(&mut send, TAG_KEYS, &keys).await?;
+                keys_sent = Some(keys);
+                list_sent = None;
+            }
             if list_sent.as_ref() != Some(&list) {
                 write_message(&mut send, TAG_LIST, &list).await?;
                 list_sent = Some(list);
@@ -208,6 +222,12 @@ async fn session(
                             // Entries of a device this one did not know yet waited: ask again.
                             let have = shared.vault().shared_have(&peer)?;
                             write_message(&mut send, TAG_HAVE, &have.to_bytes()).await?;
+                        }
+                    }
+                    Some(Ok(DeviceMessage::Keys(events))) => {
+                        let identity = shared.vault().identity();
+                        if shared.vault().accept_key_events(identity, &events)? {
+                            shared.changes.send_modify(|n| *n += 1);
                         }
                     }
                     Some(Ok(DeviceMessage::Have(have))) => {
@@ -305,6 +325,7 @@ async fn read_message(recv: &mut RecvStream) -> Result<Option<DeviceMessage>, Sy
         TAG_ROSTER => ROSTER_LIMIT,
         TAG_HAVE => MAX_SHARED_HAVE,
         TAG_SHARED => MAX_SHARED_BATCH,
+        TAG_KEYS => MAX_KEY_EVENTS * KEY_EVENT_LEN,
         _ => return Err(SyncError::Protocol("unknown device message".into())),
     };
     if len - 1 > limit {
@@ -323,6 +344,9 @@ async fn read_message(recv: &mut RecvStream) -> Result<Option<DeviceMessage>, Sy
             .map(|h| Some(DeviceMessage::Have(h)))
             .ok_or_else(|| SyncError::Protocol("malformed sharing-state summary".into())),
         TAG_SHARED => Ok(Some(DeviceMessage::Shared(body))),
+        TAG_KEYS => decode_events(&body)
+            .map(|e| Some(DeviceMessage::Keys(e)))
+            .map_err(|_| SyncError::Protocol("malformed key events".into())),
         _ => Ok(Some(DeviceMessage::Doc(body))),
     }
 }

@@ -16,6 +16,8 @@ pub(crate) fn run(app: &App, args: &IdArgs) -> Result<Outcome> {
             "identity": vault.identity().to_string(),
             "device": vault.device_key().public().to_string(),
             "ticket": ticket,
+            "identity_key": vault.identity_key().is_some(),
+            "rotations": vault.key_log(&vault.identity())?.rotations(),
         });
         if args.qr {
             value["qr"] = json!(render_qr(&ticket)?);

@@ -93,6 +93,10 @@ impl GranteeSession {
     /// acknowledged), then `ListShares`.
     pub fn start(&mut self, vault: &mut Vault) -> Result<Vec<GranteeAction>, SessionError> {
         let mut out: Vec<GranteeAction> = Vec::new();
+        let events = vault.own_key_events()?;
+        if !events.is_empty() {
+            out.push(GranteeAction::Send(Box::new(Frame::KeyEvents(events))));
+        }
         if let Some(roster) = vault.roster()? {
             out.push(GranteeAction::Send(Box::new(Frame::Roster(roster))));
         }
@@ -138,10 +142,15 @@ impl GranteeSession {
                 vault.outbox_mut().accept_denials(&self.issuer, &[denial])?;
                 Ok(vec![GranteeAction::Changed])
             }
+            Frame::KeyEvents(events) => {
+                // Judged by the chain itself; a conflicting chain is refused inside.
+                vault.accept_key_events(self.issuer, &events)?;
+                Ok(Vec::new())
+            }
             Frame::Roster(roster) => {
                 vault.accept_roster(self.issuer, &roster)?;
                 match &self.ticket {
-                    Some(t) if vault.is_removed_device(&self.issuer, &t.device())? => {
+                    Some(t) if vault.is_refused_device(&self.issuer, &t.device())? => {
                         Err(SessionError::RemovedDevice)
                     }
                     _ => Ok(Vec::new()),

@@ -7,7 +7,10 @@ use std::time::{Duration, Instant};
 use super::{SessionError, frame_name, isolated, log_refusal};
 use crate::grant::SignedGrant;
 use crate::identity::{DeviceCertificate, DeviceId, IdentityId};
+use crate::key_event::KeyEvent;
 use crate::protocol::{Ended, Frame};
+use crate::roster::DeviceRoster;
+use crate::statement::Signed;
 use crate::statement::{GrantId, RequestId};
 use crate::vault::Vault;
 
@@ -48,12 +51,31 @@ pub struct IssuerSession {
     denials_told: BTreeSet<RequestId>,
     subscribed: bool,
     window: (Instant, u32),
+    /// The key events and roster a peer this vault does not know sent on this connection: not
+    /// stored (a stranger stores nothing here), unless it delivers a consent request signed by
+    /// one of its devices, which needs them to be judged (see `MAX_ROSTER_AGE`).
+    unknown_peer_said: Option<Box<StrangerSaid>>,
+}
+
+/// What a peer this vault does not know said of its keys and devices on one connection.
+#[derive(Debug, Default)]
+struct StrangerSaid {
+    events: Vec<KeyEvent>,
+    roster: Option<Signed<DeviceRoster>>,
 }
 
 impl IssuerSession {
     /// A session with `device` of `peer`, whose hello verified.
     pub fn new(peer: IdentityId, device: DeviceId, now: Instant) -> Self {
-        Self { peer, device, told: None, denials_told: BTreeSet::new(), subscribed: false, window: (now, 0) }
+        Self {
+            peer,
+            device,
+            told: None,
+            denials_told: BTreeSet::new(),
+            subscribed: false,
+            window: (now, 0),
+            unknown_peer_said: None,
+        }
     }
 
     /// The peer's identity.
@@ -86,10 +108,14 @@ impl IssuerSession {
                         // and which of its devices to refuse from now on. Only for a peer this
                         // vault shares with or knows: a stranger learns nothing, not even
                         // how many devices there are or where.
-                        if vault.knows_peer(&self.peer)?
-                            && let Some(roster) = vault.roster()?
-                        {
-                            out.push(IssuerAction::Send(Frame::Roster(roster)));
+                        if vault.knows_peer(&self.peer)? {
+                            let events = vault.own_key_events()?;
+                            if !events.is_empty() {
+                                out.push(IssuerAction::Send(Frame::KeyEvents(events)));
+                            }
+                            if let Some(roster) = vault.roster()? {
+                                out.push(IssuerAction::Send(Frame::Roster(roster)));
+                            }
                         }
                     }
                     self.subscribed = true;
@@ -104,6 +130,16 @@ impl IssuerSession {
                 }
                 Frame::Request(request) => {
                     let id = request.statement().id;
+                    // A request is what makes a stranger known: its roster is judged with it.
+                    if request.signed_by().is_some()
+                        && let Some(said) = self.unknown_peer_said.take()
+                    {
+                        let StrangerSaid { events, roster } = *said;
+                        vault.accept_key_events(self.peer, &events)?;
+                        if let Some(roster) = roster {
+                            vault.accept_roster(self.peer, &roster)?;
+                        }
+                    }
                     let accepted = vault.inbox_mut().receive(&self.peer, &request)?;
                     if let Err(why) = &accepted {
                         log_refusal(&self.peer, why);
@@ -116,11 +152,22 @@ impl IssuerSession {
                     let ack = Frame::NoticeAck { notice: notice.statement().id, kept };
                     return Ok(vec![IssuerAction::Send(ack)]);
                 }
+                Frame::KeyEvents(events) => {
+                    // Kept, like a roster, only from a peer this vault knows.
+                    if vault.knows_peer(&self.peer)? {
+                        vault.accept_key_events(self.peer, &events)?;
+                    } else if events.len() <= 64 {
+                        self.unknown_peer_said.get_or_insert_with(Default::default).events = events;
+                    }
+                    return Ok(Vec::new());
+                }
                 Frame::Roster(roster) => {
                     if vault.knows_peer(&self.peer)? {
                         vault.accept_roster(self.peer, &roster)?;
+                    } else {
+                        self.unknown_peer_said.get_or_insert_with(Default::default).roster = Some(roster);
                     }
-                    if vault.is_removed_device(&self.peer, &self.device)? {
+                    if vault.is_refused_device(&self.peer, &self.device)? {
                         return Err(SessionError::RemovedDevice);
                     }
                     return Ok(Vec::new());

@@ -100,6 +100,12 @@ pub enum DeviceError {
         "this device does not hold your identity key: link new devices from the one that does, or enter your recovery code here first (`vault device recover`)"
     )]
     NoIdentityKey,
+    /// The identity key was rotated: device certificates (made by the inception key, naming no
+    /// key) cannot be made by the current key yet.
+    #[error(
+        "linking a device after the identity key was rotated is not supported yet (certificates name no key)"
+    )]
+    Rotated,
     /// The vault could not be brought up to date with other processes' commits.
     #[error("cannot read the vault's latest changes")]
     Refresh(#[from] EditError),
@@ -235,7 +241,12 @@ impl Devices<&mut Vault> {
     /// devices (this one with the addresses its node last recorded) and the document, as of now
     /// (other processes' commits included). Only a device holding the identity key can.
     pub fn invite(&mut self, joiner: DeviceId, name: &str) -> Result<JoinPackage, DeviceError> {
-        let certificate = self.vault.identity.as_ref().ok_or(DeviceError::NoIdentityKey)?.certify(joiner);
+        let held = self.vault.identity.as_ref().ok_or(DeviceError::NoIdentityKey)?;
+        if held.public() != self.vault.identity() {
+            // Certificates name no key: one made by a rotated key would not verify anywhere.
+            return Err(DeviceError::Rotated);
+        }
+        let certificate = held.certify(joiner);
         self.vault.refresh()?;
         self.add(joiner, name)?;
         let addrs = self.vault.node_addrs();

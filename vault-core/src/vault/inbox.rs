@@ -39,6 +39,9 @@ pub enum Refusal {
     TooMany,
     /// Signed by a device the requester's identity removed.
     RemovedDevice,
+    /// Signed by a key the requester's key state replaced before the request's date, or by a
+    /// device no recent roster of the requester vouches for (see `MAX_ROSTER_AGE`).
+    SignerNotVouched,
 }
 
 /// What the inbox remembers between deliveries, in memory (device-local, derived).
@@ -186,8 +189,12 @@ impl Inbox<&mut Vault> {
                 Some(Refusal::Misaddressed)
             } else if v.contacts().is_blocked(peer)? {
                 Some(Refusal::Blocked)
-            } else if v.signed_by_removed(signed)? {
+            } else if let Some(device) = signed.signed_by()
+                && v.is_removed_device(peer, &device)?
+            {
                 Some(Refusal::RemovedDevice)
+            } else if v.refused_signer(signed)? {
+                Some(Refusal::SignerNotVouched)
             } else if requests::get(v, TABLE, &r.id)?.is_some() {
                 return Ok(Ok(None));
             } else {
@@ -232,6 +239,9 @@ impl Inbox<&mut Vault> {
                 Refusal::Blocked => "a request from a blocked contact",
                 Refusal::TooMany => "too many requests from this peer",
                 Refusal::RemovedDevice => "a request signed by a device its identity removed",
+                Refusal::SignerNotVouched => {
+                    "a request signed by a key its identity rotated away, or by a device no recent roster vouches for"
+                }
             }
             .into(),
         );

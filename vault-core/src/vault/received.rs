@@ -212,7 +212,7 @@ impl Vault {
                     tracing::warn!(grant = %g.id, "ignoring a grant not addressed to this vault by its issuer");
                     continue;
                 }
-                if v.signed_by_removed(grant)? {
+                if v.refused_signer(grant)? {
                     // Revocations from such a device are still honoured (they only take away).
                     tracing::warn!(grant = %g.id, "ignoring a grant signed by a device its identity removed");
                     continue;

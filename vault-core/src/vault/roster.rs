@@ -11,7 +11,7 @@ use crate::identity::{DeviceId, IdentityId};
 use crate::roster::{
     DeviceRoster, MAX_ROSTER_ADDRS, MAX_ROSTER_DEVICES, RemovedDevice, RosterDevice, by_identity_key,
 };
-use crate::statement::{Signed, Statement};
+use crate::statement::Signed;
 use crate::store::StoreError;
 
 /// What this vault knows of a peer identity's devices.
@@ -30,6 +30,20 @@ fn peer_key(identity: &IdentityId) -> String {
 }
 
 const OWN_ROSTER: &str = "roster";
+/// Certificates expire, in effect (finding: a peer that only ever meets a stolen device took
+/// its statements as the customer's for ever). A device certificate names no time, so the
+/// *roster* renews it: a statement a peer's device signed (a grant, a consent request, a
+/// denial) is taken only while this vault holds a roster of that identity, signed by its
+/// identity key less than this long ago by this vault's clock, that lists the device active.
+/// Every session hands the newest roster over first, and a device that holds the identity key
+/// signs a fresh one each time, so a device in use is re-certified at every sync, and a stolen
+/// device (which cannot sign rosters) has at most this long after the last roster it was given.
+/// Chosen over an expiry inside certificates: no certificate format changes (tickets, `Hello`,
+/// the signed forms keep their bytes), and the bound is checked by the verifier's clock, not
+/// the signer's. The cost: an identity's devices must meet a device that holds its identity key
+/// at least this often, or peers refuse their new statements until they do. The identity
+/// key's own signatures need no roster.
+pub const MAX_ROSTER_AGE: i64 = 30 * 86_400;
 /// How far in the future a roster may be dated (clock differences); later ones are refused,
 /// or one would hold back every roster signed before its date.
 const MAX_CLOCK_SKEW: i64 = 600;
@@ -66,7 +80,7 @@ impl Vault {
     }
 
     fn sign_roster(&self, named: bool) -> Result<Option<Signed<DeviceRoster>>, StoreError> {
-        let Some(identity) = &self.identity else { return Ok(None) };
+        let Some(signer) = self.identity_signer() else { return Ok(None) };
         let this = self.device.public();
         let here = self.node_addrs();
         let mut active = Vec::new();
@@ -82,8 +96,8 @@ impl Vault {
                 }
             }
         }
-        let roster = DeviceRoster { identity: identity.public(), issued_at: self.now(), active, removed };
-        Ok(Signed::sign(roster, identity).ok())
+        let roster = DeviceRoster { identity: self.identity(), issued_at: self.now(), active, removed };
+        Ok(Signed::sign(roster, signer).ok())
     }
 
     /// Takes in a roster of this vault's own identity that another device passed on, when it
@@ -96,6 +110,7 @@ impl Vault {
         if roster.statement().identity != self.identity()
             || !by_identity_key(roster)
             || self.future_dated(roster.statement())
+            || self.refused_signer(roster)?
         {
             return Ok(false);
         }
@@ -153,7 +168,12 @@ impl Vault {
         roster: &Signed<DeviceRoster>,
     ) -> Result<(), StoreError> {
         let r = roster.statement();
-        if r.identity != peer || !by_identity_key(roster) || peer == self.identity() || self.future_dated(r) {
+        if r.identity != peer
+            || !by_identity_key(roster)
+            || peer == self.identity()
+            || self.future_dated(r)
+            || self.refused_signer(roster)?
+        {
             tracing::debug!(%peer, "ignoring a roster that is not the peer's own");
             return Ok(());
         }
@@ -209,17 +229,50 @@ impl Vault {
         Ok(self.peer_devices(peer)?.removed.iter().any(|d| d.device == *device))
     }
 
+    /// True when a connection from (or to) `device` of `peer` must be refused: the device was
+    /// removed, or `peer`'s identity key was rotated and its newest roster (signed after the
+    /// rotation) does not list the device: a device a thief certified with the old key.
+    pub fn is_refused_device(&self, peer: &IdentityId, device: &DeviceId) -> Result<bool, StoreError> {
+        if self.is_removed_device(peer, device)? {
+            return Ok(true);
+        }
+        let log = self.key_log(peer)?;
+        Ok(log.rotated_at().is_some() && !self.device_vouched(peer, device, &log)?)
+    }
+
     /// The active devices of `peer` its newest roster named (where to reach it).
     pub fn devices_of(&self, peer: &IdentityId) -> Result<Vec<RosterDevice>, StoreError> {
         Ok(self.peer_devices(peer)?.active)
     }
 
-    /// True when `statement` was signed by a device its author's identity removed: it is
-    /// refused, whatever date it claims (a removed device could claim any).
-    pub(crate) fn signed_by_removed<T: Statement>(&self, statement: &Signed<T>) -> Result<bool, StoreError> {
-        match statement.signed_by() {
-            None => Ok(false),
-            Some(device) => self.is_removed_device(&statement.statement().author(), &device),
+    /// Whether `author`'s newest roster this vault holds lists `device` active and was signed
+    /// less than [`MAX_ROSTER_AGE`] ago by this vault's clock: what a statement a peer's device
+    /// signed needs to be taken (see [`MAX_ROSTER_AGE`]).
+    pub(super) fn recently_vouched(
+        &self,
+        author: &IdentityId,
+        device: &DeviceId,
+    ) -> Result<bool, StoreError> {
+        let known = self.peer_devices(author)?;
+        let fresh = known.issued_at >= self.now().saturating_sub(MAX_ROSTER_AGE);
+        Ok(fresh && known.active.iter().any(|d| d.device == *device))
+    }
+
+    /// Whether `device`, certified by `author`'s inception key, is still vouched for once that
+    /// key was rotated away (see `signer::allowed`): this vault's own devices by its list (the
+    /// identity key's word); a peer's by its newest roster, when that roster was signed after
+    /// the newest rotation (so by a key the rotation allows) and lists it active.
+    pub(super) fn device_vouched(
+        &self,
+        author: &IdentityId,
+        device: &DeviceId,
+        log: &crate::key_event::KeyLog,
+    ) -> Result<bool, StoreError> {
+        let Some(rotated_at) = log.rotated_at() else { return Ok(true) };
+        if *author == self.identity() {
+            return self.devices().is_active(device);
         }
+        let known = self.peer_devices(author)?;
+        Ok(known.issued_at >= rotated_at && known.active.iter().any(|d| d.device == *device))
     }
 }
