@@ -38,7 +38,7 @@ impl Vault {
         let key = log_key(identity);
         match self.node_value(&key)? {
             None => Ok(KeyLog::default()),
-            Some(bytes) => KeyLog::from_bytes(identity, &bytes).map_err(|_| StoreError::damaged(&NODE, key)),
+            Some(bytes) => KeyLog::from_stored(identity, &bytes).map_err(|_| StoreError::damaged(&NODE, key)),
         }
     }
 
