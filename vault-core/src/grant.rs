@@ -139,6 +139,12 @@ impl Statement for ErasureReceipt {
 /// seconds (clocks of two machines differ).
 pub(crate) const MAX_RECEIPT_CLOCK_SKEW: i64 = 600;
 
+/// The grantee's device a receipt speaks for: the one it names, else the device that signed
+/// it (`None`: an identity-signed receipt from before receipts named devices).
+pub(crate) fn erased_on(receipt: &Signed<ErasureReceipt>) -> Option<DeviceId> {
+    receipt.statement().device.or_else(|| receipt.signed_by())
+}
+
 impl ErasureReceipt {
     /// Checks the receipt's date against the grant it answers and the recording vault's clock
     /// (`now`, unix seconds): a receipt dated before the grant was issued, or in the future by

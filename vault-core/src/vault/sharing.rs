@@ -196,7 +196,7 @@ impl GrantInfo {
     /// The grantee's devices that confirmed their erasure (a receipt that names none stands for
     /// every device: it comes from a vault made before receipts named devices).
     pub fn erased_on(&self) -> Vec<DeviceId> {
-        self.erasures.iter().filter_map(|e| e.statement().device.or_else(|| e.signed_by())).collect()
+        self.erasures.iter().filter_map(crate::grant::erased_on).collect()
     }
 
     /// True when the grantee confirmed its erasure on every device it was served on (and at

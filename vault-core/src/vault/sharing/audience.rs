@@ -26,9 +26,9 @@ impl Vault {
             }
             // One receipt per device of the grantee: another device's is news, the same one's
             // again is not.
-            let device = r.device.or_else(|| receipt.signed_by());
+            let device = crate::grant::erased_on(receipt);
             let known = v.info(&record)?;
-            if known.erasures.iter().any(|e| e.statement().device.or_else(|| e.signed_by()) == device)
+            if known.erasures.iter().any(|e| crate::grant::erased_on(e) == device)
                 || (record.erasure.is_some() && device.is_none())
                 || known.erasures.len() > MAX_SERVED_DEVICES
             {

@@ -45,8 +45,7 @@ fn one_per_device(mut receipts: Vec<Vec<u8>>) -> (Option<Vec<u8>>, Vec<Vec<u8>>)
     receipts.dedup();
     let mut seen = Vec::new();
     receipts.retain(|bytes| {
-        let device = Signed::<ErasureReceipt>::from_stored(bytes)
-            .and_then(|e| e.statement().device.or_else(|| e.signed_by()));
+        let device = Signed::<ErasureReceipt>::from_stored(bytes).and_then(|e| crate::grant::erased_on(&e));
         if seen.contains(&device) {
             return false;
         }
