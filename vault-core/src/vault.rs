@@ -47,14 +47,15 @@ mod changes;
 mod contacts;
 mod devices;
 mod feed;
+mod held;
 mod inbox;
+mod issued;
 mod key_state;
 mod keys;
 pub mod network;
 mod notices;
 mod open;
 mod outbox;
-mod received;
 pub(crate) mod records;
 mod rekey;
 mod replication;
@@ -63,26 +64,25 @@ mod rollback;
 mod roster;
 #[cfg(test)]
 mod serve_tests;
-mod sharing;
 
 pub use audit::{AccessLog, AuditEvent, AuditFilter, AuditKind};
 pub use changes::{EditError, StorageStats};
 pub use contacts::{Contact, ContactError, Contacts, Peer};
 pub use devices::{DeviceError, DeviceRecord, DeviceSync, Devices, MAX_DEVICES, Merged};
 pub use feed::{FeedEntry, FeedFilter};
+pub use held::{MirrorEntry, MirrorShare, MirrorStatus, Share, ShareError, ShareStatus};
 pub use inbox::{Inbox, MAX_PENDING_PER_PEER, MAX_REQUESTS_PER_PEER_PER_DAY, Refusal};
+pub use issued::{GrantError, GrantInfo, GrantStatus, Logged, NewGrant, ServeError};
 pub use keys::RecoveryError;
 pub use notices::{MAX_NOTICES_PER_SELLER, NoticeError, NoticeInfo};
 pub use open::{CreateError, OpenError, VaultOptions, VerifyReport};
 pub use outbox::Outbox;
-pub use received::{MirrorEntry, MirrorShare, MirrorStatus, Share, ShareError, ShareStatus};
 pub use records::{EXPORT_FORMAT, ImportError, ImportMode, Purchase, PurchaseRecord};
 pub use rekey::{Rekey, RekeyError, Rekeyed};
 pub use replication::{MAX_SHARED_BATCH, MAX_SHARED_HAVE, ReplicationError, SharedHave};
 pub use requests::{Approval, Holding, NewRequest, RequestError, RequestInfo, RequestStatus};
 pub use roster::MAX_ROSTER_AGE;
-pub use sharing::{GrantError, GrantInfo, GrantStatus, Logged, NewGrant, ServeError};
-pub(crate) use {received::ShareSync, sharing::ServeSync};
+pub(crate) use {held::ShareSync, issued::ServeSync};
 
 use crate::doc::{Touched, VaultDoc};
 use crate::identity::{DeviceCertificate, DeviceKey, Identity, IdentityId, Ticket};
@@ -114,21 +114,21 @@ pub struct Vault {
     /// The identity's certificate for `device`.
     certificate: DeviceCertificate,
     /// Projections this process has loaded, by grant (derived data; the file is the truth).
-    projections: sharing::ProjectionCache,
+    projections: issued::ProjectionCache,
     /// Last `PRAGMA data_version` seen by [`Vault::changed_elsewhere`].
     data_version: i64,
     /// Sync states of grants being served by this process.
-    serve_states: sharing::ServeStates,
+    serve_states: issued::ServeStates,
     /// Records of served messages waiting for their group commit (sharing/served_log.rs).
-    served_log: sharing::ServedLog,
+    served_log: issued::ServedLog,
     /// Parsed grants, valid while nobody else wrote (see [`Vault::grants`]).
-    grant_cache: sharing::GrantCache,
+    grant_cache: issued::GrantCache,
     /// Blocked identities, valid while no row changed (see [`Contacts::blocked`]).
     blocked_cache: contacts::BlockedCache,
     /// Replicas of received shares loaded by this process.
-    replicas: received::ReplicaCache,
+    replicas: held::ReplicaCache,
     /// Parsed records of received shares, valid while nobody else wrote (received/rows.rs).
-    received_cache: received::ReceivedCache,
+    received_cache: held::ReceivedCache,
     /// What the inbox remembers between deliveries (see inbox.rs).
     inbox: inbox::InboxState,
     /// A table whose set of rows stopped matching the manifest while this process held the

@@ -8,7 +8,7 @@ use std::collections::{HashMap, HashSet};
 use serde::Deserialize;
 
 use super::Vault;
-use super::received::ShareStatus;
+use super::held::ShareStatus;
 use crate::identity::IdentityId;
 use crate::money::Price;
 use crate::statement::GrantId;

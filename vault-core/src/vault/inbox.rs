@@ -10,8 +10,8 @@ use std::ops::Deref;
 
 use super::Vault;
 use super::audit::{AuditEvent, AuditKind};
+use super::issued::NewGrant;
 use super::requests::{self, Approval, Holding, Record, RequestError, RequestInfo, RequestStatus};
-use super::sharing::NewGrant;
 use crate::grant::SignedGrant;
 use crate::identity::IdentityId;
 use crate::path::FieldPath;

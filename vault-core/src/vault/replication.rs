@@ -554,7 +554,7 @@ impl Vault {
     fn merge_entry(&mut self, origin: &DeviceId, entry: &Entry) -> Result<bool, StoreError> {
         match entry {
             Entry::Grant { signed, revocation, erasure, heads, erasures, served } => {
-                self.merge_grant(super::sharing::GrantParts {
+                self.merge_grant(super::issued::GrantParts {
                     signed,
                     revocation: revocation.as_deref(),
                     erasure: erasure.as_deref(),

@@ -6,8 +6,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::Vault;
+use super::issued::GrantError;
 use super::replication::Entry;
-use super::sharing::GrantError;
 use crate::identity::{IdentityId, Ticket};
 use crate::path::{FieldPath, RecordFilter};
 use crate::request::{ConsentRequest, Denial, WiderThanAsked};

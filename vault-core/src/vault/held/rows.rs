@@ -20,43 +20,43 @@ use crate::vault::Vault;
 
 /// A received share's stored record.
 #[derive(Clone, Serialize, Deserialize)]
-pub(in crate::vault::received) struct Record {
-    pub(in crate::vault::received) grant: Vec<u8>,
+pub(in crate::vault::held) struct Record {
+    pub(in crate::vault::held) grant: Vec<u8>,
     #[serde(default)]
-    pub(in crate::vault::received) ticket: Option<String>,
-    pub(in crate::vault::received) status: ShareStatus,
+    pub(in crate::vault::held) ticket: Option<String>,
+    pub(in crate::vault::held) status: ShareStatus,
     #[serde(default)]
-    pub(in crate::vault::received) sync_state: Vec<u8>,
+    pub(in crate::vault::held) sync_state: Vec<u8>,
     #[serde(default)]
-    pub(in crate::vault::received) updated_at: Option<i64>,
+    pub(in crate::vault::held) updated_at: Option<i64>,
     #[serde(default)]
-    pub(in crate::vault::received) ended_at: Option<i64>,
+    pub(in crate::vault::held) ended_at: Option<i64>,
     #[serde(default)]
-    pub(in crate::vault::received) receipt: Option<Vec<u8>>,
+    pub(in crate::vault::held) receipt: Option<Vec<u8>>,
     #[serde(default)]
-    pub(in crate::vault::received) receipt_confirmed: bool,
+    pub(in crate::vault::held) receipt_confirmed: bool,
     /// The issuer's projection epoch this copy belongs to.
     #[serde(default)]
-    pub(in crate::vault::received) epoch: u64,
+    pub(in crate::vault::held) epoch: u64,
     /// A new epoch's copy has not caught up yet: the view still shows the previous copy.
     #[serde(default)]
-    pub(in crate::vault::received) view_pending: bool,
+    pub(in crate::vault::held) view_pending: bool,
     /// The issuer's device this copy came from (each serves its own copy of the projection).
     #[serde(default)]
-    pub(in crate::vault::received) from_device: Option<DeviceId>,
+    pub(in crate::vault::held) from_device: Option<DeviceId>,
     /// Bumped whenever what a mirror shows of this share changes: its values or its status.
     #[serde(default)]
-    pub(in crate::vault::received) rev: u64,
+    pub(in crate::vault::held) rev: u64,
     /// Erased here, but the mirror has not confirmed erasing its rows yet: no receipt until it
     /// has (mirror.rs).
     #[serde(default)]
-    pub(in crate::vault::received) erasure_pending: bool,
+    pub(in crate::vault::held) erasure_pending: bool,
 }
 
 /// One parsed row: the record, its grant, and the ticket it names (parsed on first use: a
 /// ticket carries a certificate to verify).
-pub(in crate::vault::received) struct Row {
-    pub(in crate::vault::received) record: Record,
+pub(in crate::vault::held) struct Row {
+    pub(in crate::vault::held) record: Record,
     grant: Option<SignedGrant>,
     ticket: OnceLock<Option<Ticket>>,
 }
@@ -69,12 +69,12 @@ impl Row {
     }
 
     /// The grant, or the row is damaged.
-    pub(in crate::vault::received) fn grant(&self, id: &ShareKey) -> Result<&SignedGrant, StoreError> {
+    pub(in crate::vault::held) fn grant(&self, id: &ShareKey) -> Result<&SignedGrant, StoreError> {
         self.grant.as_ref().ok_or_else(|| StoreError::damaged(&RECEIVED, id))
     }
 
     /// The ticket its issuer was last reached at.
-    pub(in crate::vault::received) fn ticket(&self) -> Option<Ticket> {
+    pub(in crate::vault::held) fn ticket(&self) -> Option<Ticket> {
         self.ticket.get_or_init(|| self.record.ticket.as_deref().and_then(|t| t.parse().ok())).clone()
     }
 }
@@ -93,7 +93,7 @@ impl ReceivedCache {
 }
 
 /// The grant of a stored record.
-pub(in crate::vault::received) fn stored_grant(
+pub(in crate::vault::held) fn stored_grant(
     record: &Record,
     id: &ShareKey,
 ) -> Result<SignedGrant, StoreError> {
@@ -125,22 +125,19 @@ impl Vault {
     }
 
     /// One row, parsed.
-    pub(in crate::vault::received) fn received_row(
-        &self,
-        id: &ShareKey,
-    ) -> Result<Option<Arc<Row>>, StoreError> {
+    pub(in crate::vault::held) fn received_row(&self, id: &ShareKey) -> Result<Option<Arc<Row>>, StoreError> {
         Ok(self.received_rows()?.get(id.as_bytes()).cloned())
     }
 
     /// One record, to change and put back.
-    pub(in crate::vault::received) fn received_record(
+    pub(in crate::vault::held) fn received_record(
         &self,
         id: &ShareKey,
     ) -> Result<Option<Record>, StoreError> {
         Ok(self.received_row(id)?.map(|row| row.record.clone()))
     }
 
-    pub(in crate::vault::received) fn put_received_record(
+    pub(in crate::vault::held) fn put_received_record(
         &self,
         id: &ShareKey,
         record: &Record,
@@ -154,7 +151,7 @@ impl Vault {
     }
 
     #[cfg(test)]
-    pub(in crate::vault::received) fn delete_received_record(&self, id: &ShareKey) -> Result<(), StoreError> {
+    pub(in crate::vault::held) fn delete_received_record(&self, id: &ShareKey) -> Result<(), StoreError> {
         self.store.delete(&RECEIVED, Key::Id(id.as_bytes()))?;
         self.update_received_cache(|rows| {
             rows.remove(id.as_bytes());
@@ -172,7 +169,7 @@ impl Vault {
     }
 
     /// Every row with its key, parsed.
-    pub(in crate::vault::received) fn received_each(&self) -> Result<Vec<(ShareKey, Arc<Row>)>, StoreError> {
+    pub(in crate::vault::held) fn received_each(&self) -> Result<Vec<(ShareKey, Arc<Row>)>, StoreError> {
         Ok(self
             .received_rows()?
             .iter()

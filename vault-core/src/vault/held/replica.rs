@@ -309,7 +309,7 @@ fn update_view(view: &mut Value, am: &AutoCommit, touched: &[Touched]) {
 }
 
 #[cfg(test)]
-pub(in crate::vault::received) mod tests {
+pub(in crate::vault::held) mod tests {
     use super::super::rows::Record;
     use super::*;
     use crate::grant::Grant;
@@ -317,7 +317,7 @@ pub(in crate::vault::received) mod tests {
     use crate::primitives::{KdfParams, Passphrase};
     use crate::statement::Signed;
 
-    pub(in crate::vault::received) fn grant(
+    pub(in crate::vault::held) fn grant(
         issuer: &Identity,
         audience: IdentityId,
         id: GrantId,

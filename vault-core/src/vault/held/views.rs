@@ -18,20 +18,17 @@ use crate::store::sealed::Key;
 use crate::vault::Vault;
 
 impl Vault {
-    pub(in crate::vault::received) fn view_bytes(
-        &self,
-        id: &ShareKey,
-    ) -> Result<Option<Vec<u8>>, StoreError> {
+    pub(in crate::vault::held) fn view_bytes(&self, id: &ShareKey) -> Result<Option<Vec<u8>>, StoreError> {
         self.store.get(&VIEWS, Key::Id(id.as_bytes()))
     }
 
-    pub(in crate::vault::received) fn view(&self, id: &ShareKey) -> Result<Option<Value>, StoreError> {
+    pub(in crate::vault::held) fn view(&self, id: &ShareKey) -> Result<Option<Value>, StoreError> {
         self.view_bytes(id)?
             .map(|b| serde_json::from_slice(&b).map_err(|_| StoreError::damaged(&VIEWS, id)))
             .transpose()
     }
 
-    pub(in crate::vault::received) fn put_view(&self, id: &ShareKey, view: &Value) -> Result<(), StoreError> {
+    pub(in crate::vault::held) fn put_view(&self, id: &ShareKey, view: &Value) -> Result<(), StoreError> {
         let body = serde_json::to_vec(view).expect("serializes");
         self.store.put(&VIEWS, Key::Id(id.as_bytes()), &body)?;
         Ok(())
@@ -39,7 +36,7 @@ impl Vault {
 
     /// Forgets a view (inside the caller's write): it is built again on its next read. True
     /// when there was one.
-    pub(in crate::vault::received) fn drop_view(&self, id: &ShareKey) -> Result<bool, StoreError> {
+    pub(in crate::vault::held) fn drop_view(&self, id: &ShareKey) -> Result<bool, StoreError> {
         self.store.delete(&VIEWS, Key::Id(id.as_bytes()))
     }
 
