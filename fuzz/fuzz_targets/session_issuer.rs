@@ -34,7 +34,7 @@ fuzz_target!(init: Pair::prepare(), |data: &[u8]| {
         }
         if n == 8 {
             // The data changes under the sessions, as a user's edits would.
-            let _ = p.customer.set_profile("email", "ada@new.example");
+            let _ = p.customer.records_mut().set_profile("email", "ada@new.example");
         }
     }
 });

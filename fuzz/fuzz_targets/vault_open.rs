@@ -53,7 +53,7 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     if let Ok(vault) = Vault::at(dir).unlock(&Passphrase::new(PASSPHRASE)) {
-        let _ = vault.export_json();
-        let _ = vault.purchases();
+        let _ = vault.records().export_json();
+        let _ = vault.records().purchases();
     }
 });

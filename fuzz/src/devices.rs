@@ -43,7 +43,7 @@ fn build() -> PathBuf {
         .kdf(KdfParams::INSECURE_FOR_TESTS)
         .create(&Passphrase::new(PASSPHRASE))
         .expect("a new vault");
-    laptop.set_profile("email", "ada@example.org").expect("an edit");
+    laptop.records_mut().set_profile("email", "ada@example.org").expect("an edit");
     let device = DeviceKey::generate();
     let package = laptop.devices_mut().invite(device.public(), "box").expect("an invitation");
     let home = Vault::at(dir.join("box"))

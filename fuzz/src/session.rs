@@ -67,7 +67,7 @@ impl Template {
                 .expect("a new vault")
         };
         let (mut customer, mut shop) = (create("customer"), create("shop"));
-        customer.set_profile("email", "ada@example.org").expect("an edit");
+        customer.records_mut().set_profile("email", "ada@example.org").expect("an edit");
         let grant = customer
             .issue_grant(NewGrant {
                 audience: shop.identity(),

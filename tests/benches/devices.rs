@@ -47,9 +47,9 @@ async fn joining() {
     let mut laptop = create(dir.path());
     let records: Vec<PurchaseRecord> = (0..10_000).map(record).collect();
     for batch in records.chunks(100) {
-        laptop.add_purchases(batch).unwrap();
+        laptop.records_mut().add_purchases(batch).unwrap();
     }
-    let document = laptop.export_automerge();
+    let document = laptop.records_mut().export_automerge();
     let (mut times, mut bare) = (Vec::new(), Vec::new());
     for run in 0..5 {
         bare.push(bare_sync(&document));
@@ -73,8 +73,8 @@ async fn joining() {
         joined.unwrap();
         let mut new = made.unwrap().unwrap();
         times.push(start.elapsed());
-        assert_eq!(new.purchases().len(), 10_000);
-        drop(new.export_automerge());
+        assert_eq!(new.records().purchases().len(), 10_000);
+        drop(new.records_mut().export_automerge());
     }
     times.sort();
     bare.sort();
@@ -90,7 +90,7 @@ async fn edit_to_other_device() {
     let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let mut laptop = create(d1.path());
     for i in 0..100 {
-        laptop.add_purchase(&record(i)).unwrap();
+        laptop.records_mut().add_purchase(&record(i)).unwrap();
     }
     let device = DeviceKey::generate();
     let laptop_node = Node::spawn(laptop, local()).await.unwrap();
@@ -105,9 +105,9 @@ async fn edit_to_other_device() {
     for i in 0..200 {
         let value = format!("e{i}@example.org");
         let start = Instant::now();
-        laptop_node.with_vault(|v| v.set_profile("email", &value).unwrap());
+        laptop_node.with_vault(|v| v.records_mut().set_profile("email", &value).unwrap());
         loop {
-            if box_node.inspect(|v| v.profile()["email"] == value.as_str()) {
+            if box_node.inspect(|v| v.records().profile()["email"] == value.as_str()) {
                 break;
             }
             let _ = tokio::time::timeout(Duration::from_secs(5), changes.changed()).await;

@@ -87,8 +87,8 @@ async fn seller(db: &TestDb, n: usize) {
     for i in 0..n {
         let dir = tempfile::tempdir().unwrap();
         let mut v = create(dir.path());
-        v.set_profile("email", &format!("customer{i}@example.org")).unwrap();
-        v.set_profile("name", &format!("Customer {i}")).unwrap();
+        v.records_mut().set_profile("email", &format!("customer{i}@example.org")).unwrap();
+        v.records_mut().set_profile("name", &format!("Customer {i}")).unwrap();
         v.contacts_mut().add("shop", &ticket).unwrap();
         v.issue_grant(vault_tests::new_grant(seller_id, &["profile.email", "profile.name"], "orders"))
             .unwrap();
@@ -127,7 +127,7 @@ async fn seller(db: &TestDb, n: usize) {
         let (_, node) = &nodes[(round * 7919) % n];
         let email = format!("edit{round}@example.org");
         let id = node.with_vault(|v| {
-            v.set_profile("email", &email).unwrap();
+            v.records_mut().set_profile("email", &email).unwrap();
             v.identity().to_string()
         });
         let start = Instant::now();

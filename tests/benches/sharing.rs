@@ -38,7 +38,7 @@ async fn latency() {
     let (cdir, sdir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let mut customer = create(cdir.path());
     let shop = create(sdir.path());
-    customer.set_profile("email", "start@example.org").unwrap();
+    customer.records_mut().set_profile("email", "start@example.org").unwrap();
     customer.issue_grant(grant(shop.identity(), &["profile.email"], None)).unwrap();
     let customer_node = Node::spawn(customer, local()).await.unwrap();
     let (shop, r) = sync_once(shop, &customer_node.ticket(), &local()).await;
@@ -51,7 +51,7 @@ async fn latency() {
     for i in 0..300 {
         let value = format!("v{i}@example.org");
         let start = Instant::now();
-        customer_node.with_vault(|v| v.set_profile("email", &value).unwrap());
+        customer_node.with_vault(|v| v.records_mut().set_profile("email", &value).unwrap());
         loop {
             let _ = tokio::time::timeout(Duration::from_secs(5), changes.changed()).await;
             let held = shop_node
@@ -71,7 +71,7 @@ async fn latency() {
     for i in 0..100 {
         let value = format!("x{i}@example.org");
         let start = Instant::now();
-        other.set_profile("email", &value).unwrap();
+        other.records_mut().set_profile("email", &value).unwrap();
         loop {
             let _ = tokio::time::timeout(Duration::from_secs(5), changes.changed()).await;
             let held = shop_node
@@ -95,7 +95,7 @@ async fn first_sync() {
     let mut customer = create(cdir.path());
     let records: Vec<PurchaseRecord> = (0..10_000).map(record).collect();
     for batch in records.chunks(100) {
-        customer.add_purchases(batch).unwrap();
+        customer.records_mut().add_purchases(batch).unwrap();
     }
     let runs = 5;
     let mut shops = Vec::new();
@@ -190,9 +190,9 @@ fn incremental(size: usize) {
     let mut customer = create(cdir.path());
     let records: Vec<PurchaseRecord> = (0..size).map(record).collect();
     for batch in records.chunks(100) {
-        customer.add_purchases(batch).unwrap();
+        customer.records_mut().add_purchases(batch).unwrap();
     }
-    customer.set_profile("email", "ada@example.org").unwrap();
+    customer.records_mut().set_profile("email", "ada@example.org").unwrap();
     let mut ids = Vec::new();
     for i in 0..100 {
         let who = Identity::generate().public();
@@ -209,9 +209,9 @@ fn incremental(size: usize) {
     let mut samples = Vec::new();
     for i in 0..40 {
         if i % 2 == 0 {
-            customer.add_purchase(&record(20_000 + i)).unwrap();
+            customer.records_mut().add_purchase(&record(20_000 + i)).unwrap();
         } else {
-            customer.set_profile("email", &format!("e{i}@example.org")).unwrap();
+            customer.records_mut().set_profile("email", &format!("e{i}@example.org")).unwrap();
         }
         let start = Instant::now();
         let changed = customer.update_projections(None).unwrap();
@@ -230,7 +230,7 @@ async fn fanout(n: usize) {
     let cdir = tempfile::tempdir().unwrap();
     let mut customer = create(cdir.path());
     for i in 0..10 {
-        customer.add_purchase(&record(i)).unwrap();
+        customer.records_mut().add_purchase(&record(i)).unwrap();
     }
     let mut grantees = Vec::new();
     for _ in 0..n {
@@ -389,7 +389,7 @@ async fn feed(friends: usize, purchases: usize) {
         let mut v = create(dir.path());
         let records: Vec<PurchaseRecord> = (0..purchases).map(|i| record(f * purchases + i)).collect();
         for chunk in records.chunks(500) {
-            v.add_purchases(chunk).unwrap();
+            v.records_mut().add_purchases(chunk).unwrap();
         }
         v.issue_grant(grant(me, &["purchases"], None)).unwrap();
         issuers.push((dir, v));
@@ -458,7 +458,7 @@ async fn feed(friends: usize, purchases: usize) {
         let mut r = record(i);
         r.item = item.clone();
         r.date = "2027-01-01".into();
-        friend.with_vault(|v| v.add_purchase(&r).unwrap());
+        friend.with_vault(|v| v.records_mut().add_purchase(&r).unwrap());
         loop {
             let _ = tokio::time::timeout(Duration::from_secs(5), changes.changed()).await;
             let filter =

@@ -41,8 +41,8 @@ async fn setup() -> Setup {
     let (cdir, sdir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let mut customer = create(cdir.path());
     let shop = create(sdir.path());
-    customer.set_profile("email", "ada@example.org").unwrap();
-    customer.set_profile("phone", "+33 6 00 00 00 00").unwrap();
+    customer.records_mut().set_profile("email", "ada@example.org").unwrap();
+    customer.records_mut().set_profile("phone", "+33 6 00 00 00 00").unwrap();
     let grant = customer
         .issue_grant(vault_tests::new_grant(shop.identity(), &["profile.email"], "delivery"))
         .unwrap()
@@ -148,7 +148,7 @@ async fn hostile_connections_close_alone_while_others_are_served() {
     }
 
     // Meanwhile the shop keeps receiving live updates.
-    s.customer.with_vault(|v| v.set_profile("email", "ada@new.example").unwrap());
+    s.customer.with_vault(|v| v.records_mut().set_profile("email", "ada@new.example").unwrap());
     let start = Instant::now();
     loop {
         let email =
@@ -166,7 +166,7 @@ async fn hostile_connections_close_alone_while_others_are_served() {
         h.await.unwrap();
     }
     // And after the attack, still.
-    s.customer.with_vault(|v| v.set_profile("email", "ada@after.example").unwrap());
+    s.customer.with_vault(|v| v.records_mut().set_profile("email", "ada@after.example").unwrap());
     let start = Instant::now();
     loop {
         let email =

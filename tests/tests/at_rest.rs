@@ -35,9 +35,10 @@ fn no_plaintext_user_value_in_the_database_or_its_wal() {
     let dir = tempfile::tempdir().unwrap();
     let pass = Passphrase::new("pass-zq7-mkr");
     let mut vault = Vault::at(dir.path()).kdf(KdfParams::INSECURE_FOR_TESTS).create(&pass).unwrap();
-    vault.set_profile("email", MARKERS[0]).unwrap();
-    vault.set_profile("address.street", MARKERS[1]).unwrap();
+    vault.records_mut().set_profile("email", MARKERS[0]).unwrap();
+    vault.records_mut().set_profile("address.street", MARKERS[1]).unwrap();
     vault
+        .records_mut()
         .add_purchase(&PurchaseRecord {
             item: MARKERS[2].into(),
             seller: MARKERS[3].into(),
@@ -49,7 +50,7 @@ fn no_plaintext_user_value_in_the_database_or_its_wal() {
             review: Some(MARKERS[4].into()),
         })
         .unwrap();
-    vault.set_preference("diet", MARKERS[5]).unwrap();
+    vault.records_mut().set_preference("diet", MARKERS[5]).unwrap();
     // While open: the changes sit in the WAL.
     let wal = dir.path().join(format!("{}-wal", vault_core::DB_FILE));
     assert!(std::fs::metadata(&wal).map(|m| m.len() > 0).unwrap_or(false), "the WAL holds the writes");
@@ -61,8 +62,8 @@ fn no_plaintext_user_value_in_the_database_or_its_wal() {
     // And the values really are in there, and would be visible without the encryption: the
     // document's own bytes hold every marker verbatim.
     let mut vault = Vault::at(dir.path()).unlock(&pass).unwrap();
-    assert_eq!(vault.profile()["email"], MARKERS[0]);
-    let plain = vault.export_automerge();
+    assert_eq!(vault.records().profile()["email"], MARKERS[0]);
+    let plain = vault.records_mut().export_automerge();
     for marker in MARKERS {
         assert!(
             plain.windows(marker.len()).any(|w| w == marker.as_bytes()),

@@ -35,14 +35,14 @@ async fn a_flooding_grantee_does_not_hold_up_the_others() {
     let mut customer = create(dirs[0].path());
     let shop = create(dirs[1].path());
     let mallory = Identity::generate();
-    customer.set_profile("email", "ada@example.org").unwrap();
+    customer.records_mut().set_profile("email", "ada@example.org").unwrap();
     let grant = |audience| vault_tests::new_grant(audience, &["profile.email"], "delivery");
     customer.issue_grant(grant(shop.identity())).unwrap();
     // Mallory's grant covers a field the edits below leave alone: an edit that overwrites a
     // field a grantee does not hold up to date starts a new epoch of that grantee's projection
     // and ends its streams (see `grantee_holds`), which would end the flood for a reason that
     // is not the one under test.
-    customer.set_profile("name", "Ada").unwrap();
+    customer.records_mut().set_profile("name", "Ada").unwrap();
     let name = vault_tests::new_grant(mallory.public(), &["profile.name"], "delivery");
     let flooded = customer.issue_grant(name).unwrap().statement().id;
     let customer = Node::spawn(customer, local()).await.unwrap();
@@ -56,7 +56,7 @@ async fn a_flooding_grantee_does_not_hold_up_the_others() {
     for n in 0..5 {
         let email = format!("ada{n}@example.org");
         let e = email.clone();
-        customer.with_vault(move |v| v.set_profile("email", &e)).unwrap();
+        customer.with_vault(move |v| v.records_mut().set_profile("email", &e)).unwrap();
         let start = Instant::now();
         loop {
             let now = shop.inspect(|v| v.shares().unwrap()[0].values.clone().unwrap());

@@ -46,7 +46,7 @@ fn vaults(dirs: &[tempfile::TempDir; 2], n: usize) -> (Vault, Vault) {
     let grantee = create(dirs[1].path());
     let records: Vec<PurchaseRecord> = (0..n).map(|i| purchase(i, "old")).collect();
     for chunk in records.chunks(100) {
-        issuer.add_purchases(chunk).unwrap();
+        issuer.records_mut().add_purchases(chunk).unwrap();
     }
     (issuer, grantee)
 }
@@ -105,7 +105,7 @@ impl Linked {
     fn projection(&self, id: &GrantId) -> Value {
         self.issuer.inspect(|v| {
             let grant = v.grant_info(id).unwrap().unwrap().grant;
-            vault_core::project(grant.statement(), &v.export_json(), v.now())
+            vault_core::project(grant.statement(), &v.records().export_json(), v.now())
         })
     }
 
@@ -119,7 +119,7 @@ impl Linked {
     }
 
     fn add(&self, i: usize, tag: &str) -> String {
-        self.issuer.with_vault(|v| v.add_purchase(&purchase(i, tag)).unwrap())
+        self.issuer.with_vault(|v| v.records_mut().add_purchase(&purchase(i, tag)).unwrap())
     }
 
     async fn shutdown(self) {
@@ -255,12 +255,13 @@ async fn a_ten_second_partition_in_a_live_session_then_heal() {
     let held_at_partition = linked.held();
     // Edits of every kind on the issuer's side while the grantee is cut off: adds, a change,
     // a removal.
-    let ids: Vec<String> = linked.issuer.inspect(|v| v.purchases().iter().map(|p| p.id.clone()).collect());
+    let ids: Vec<String> =
+        linked.issuer.inspect(|v| v.records().purchases().iter().map(|p| p.id.clone()).collect());
     let mut i = 0;
     while started.elapsed() < Duration::from_secs(10) {
         linked.add(2000 + i, "partitioned");
         if i == 3 {
-            linked.issuer.with_vault(|v| v.remove_purchase(&ids[0]).unwrap());
+            linked.issuer.with_vault(|v| v.records_mut().remove_purchase(&ids[0]).unwrap());
         }
         i += 1;
         tokio::time::sleep(Duration::from_millis(500)).await;

@@ -29,9 +29,9 @@ async fn grant_sync_live_update_revoke_erase() {
     let (cdir, sdir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let mut customer = create(cdir.path());
     let shop = create(sdir.path());
-    customer.set_profile("email", "ada@example.org").unwrap();
-    customer.set_profile("phone", "+33 6 12 34 56 78").unwrap();
-    customer.set_profile("address.city", "Lyon").unwrap();
+    customer.records_mut().set_profile("email", "ada@example.org").unwrap();
+    customer.records_mut().set_profile("phone", "+33 6 12 34 56 78").unwrap();
+    customer.records_mut().set_profile("address.city", "Lyon").unwrap();
     let id = customer
         .issue_grant(vault_tests::new_grant(
             shop.identity(),
@@ -61,8 +61,8 @@ async fn grant_sync_live_update_revoke_erase() {
     let shop_node = Node::spawn(shop, local()).await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let mut cli = open(cdir.path());
-    cli.set_profile("address.city", "Paris").unwrap();
-    cli.set_profile("phone", "+33 1 00 00 00 00").unwrap();
+    cli.records_mut().set_profile("address.city", "Paris").unwrap();
+    cli.records_mut().set_profile("phone", "+33 1 00 00 00 00").unwrap();
     let latency = eventually("the new city at the shop", || {
         shop_node.with_vault(|v| {
             v.shares().unwrap()[0].values.as_ref().unwrap()["profile"]["address"]["city"] == "Paris"
@@ -75,7 +75,7 @@ async fn grant_sync_live_update_revoke_erase() {
 
     // Revoke from "another process": the shop erases its copy and the receipt comes back.
     cli.revoke(&id).unwrap();
-    cli.set_profile("email", "after@example.org").unwrap();
+    cli.records_mut().set_profile("email", "after@example.org").unwrap();
     eventually("the shop erased its copy", || {
         shop_node.with_vault(|v| v.shares().unwrap()[0].status == ShareStatus::Revoked)
     })
@@ -110,7 +110,7 @@ async fn expiry_with_an_injected_clock() {
     let clock = std::sync::Arc::new(AtomicI64::new(1_900_000_000));
     let mut customer = create_with_clock(cdir.path(), clock.clone());
     let shop = create_with_clock(sdir.path(), clock.clone());
-    customer.set_profile("email", "ada@example.org").unwrap();
+    customer.records_mut().set_profile("email", "ada@example.org").unwrap();
     let id = customer
         .issue_grant(NewGrant {
             audience: shop.identity(),
@@ -166,9 +166,9 @@ async fn restarts_and_filtered_feeds() {
         rating: Some(4),
         review: Some("good".into()),
     };
-    let dune = customer.add_purchase(&book("Dune", "books")).unwrap();
-    customer.add_purchase(&book("Tea", "food")).unwrap();
-    customer.set_profile("email", "ada@example.org").unwrap();
+    let dune = customer.records_mut().add_purchase(&book("Dune", "books")).unwrap();
+    customer.records_mut().add_purchase(&book("Tea", "food")).unwrap();
+    customer.records_mut().set_profile("email", "ada@example.org").unwrap();
     customer.issue_grant(vault_tests::new_grant(shop.identity(), &["profile.email"], "delivery")).unwrap();
     customer
         .issue_grant(NewGrant {
@@ -201,7 +201,7 @@ async fn restarts_and_filtered_feeds() {
     // The grantee restarts while the issuer edits.
     let sdir = dirs[1].path().to_owned();
     shop_node.shutdown().await;
-    customer_node.with_vault(|v| v.set_profile("email", "ada@while-away.example").unwrap());
+    customer_node.with_vault(|v| v.records_mut().set_profile("email", "ada@while-away.example").unwrap());
     let shop_node = Node::spawn(open(&sdir), local()).await.unwrap();
     eventually("the restarted shop resumes", || {
         shop_node.with_vault(|v| {
@@ -214,9 +214,9 @@ async fn restarts_and_filtered_feeds() {
     customer_node.shutdown().await;
     {
         let mut offline = open(&cpath);
-        offline.add_purchase(&book("Foundation", "books")).unwrap();
+        offline.records_mut().add_purchase(&book("Foundation", "books")).unwrap();
         // Dune leaves the filter.
-        offline.remove_purchase(&dune).unwrap();
+        offline.records_mut().remove_purchase(&dune).unwrap();
     }
     let customer_node =
         Node::spawn(open(&cpath), NodeConfig { bind: ticket.addrs().first().copied(), ..local() })

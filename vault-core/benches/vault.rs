@@ -39,7 +39,7 @@ fn fixture(n: usize) -> tempfile::TempDir {
     let mut vault = Vault::at(dir.path()).kdf(KdfParams::INSECURE_FOR_TESTS).create(&pass()).unwrap();
     let records: Vec<PurchaseRecord> = (0..n).map(record).collect();
     for batch in records.chunks(100) {
-        vault.add_purchases(batch).unwrap();
+        vault.records_mut().add_purchases(batch).unwrap();
     }
     vault.compact().unwrap();
     dir
@@ -57,7 +57,7 @@ fn open_vs_bare_load(c: &mut Criterion) {
         let dir = fixture(n);
         eprintln!("fixture of {n} purchases built in {:.1?}", start.elapsed());
         let mut vault = Vault::at(dir.path()).unlock(&pass()).unwrap();
-        let bytes = vault.export_automerge();
+        let bytes = vault.records_mut().export_automerge();
         let stats = vault.storage_stats();
         eprintln!(
             "sizes/{n}: database {} B + WAL {} B, plain save() {} B, ratio {:.3}",
@@ -86,7 +86,7 @@ fn adds(c: &mut Criterion) {
     group.bench_function("durable_one_on_10000", |b| {
         b.iter(|| {
             i += 1;
-            vault.add_purchase(&record(i)).unwrap()
+            vault.records_mut().add_purchase(&record(i)).unwrap()
         })
     });
     // Percentiles over plain loop samples (criterion reports means and medians of batches).
@@ -95,7 +95,7 @@ fn adds(c: &mut Criterion) {
             i += 1;
             let r = record(i);
             let start = Instant::now();
-            vault.add_purchase(&r).unwrap();
+            vault.records_mut().add_purchase(&r).unwrap();
             start.elapsed()
         })
         .collect();
@@ -118,7 +118,7 @@ fn adds(c: &mut Criterion) {
                 (dir, vault)
             },
             |(dir, mut vault)| {
-                vault.add_purchases(&batch).unwrap();
+                vault.records_mut().add_purchases(&batch).unwrap();
                 (dir, vault)
             },
         )

@@ -192,18 +192,18 @@ fn main() -> Result<(), Box<dyn Error>> {
     let mut vault =
         Vault::at(dir.path()).kdf(KdfParams::INSECURE_FOR_TESTS).create(&Passphrase::new("fuzz"))?;
     fill(&mut vault)?;
-    corpus.put("import_json", "export", &serde_json::to_vec_pretty(&vault.export_json())?)?;
-    corpus.put("import_automerge", "export", &vault.export_automerge())?;
+    corpus.put("import_json", "export", &serde_json::to_vec_pretty(&vault.records().export_json())?)?;
+    corpus.put("import_automerge", "export", &vault.records_mut().export_automerge())?;
     drop(vault);
     corpus.put("vault_open", "small", &fs::read(dir.path().join(DB_FILE))?)?;
     Ok(())
 }
 
 fn fill(vault: &mut Vault) -> Result<(), Box<dyn Error>> {
-    vault.set_profile("email", "ada@example.org")?;
-    vault.set_profile("address.city", "Paris")?;
-    vault.add_purchase(&tea()?)?;
-    vault.set_preference("diet", "vegan")?;
+    vault.records_mut().set_profile("email", "ada@example.org")?;
+    vault.records_mut().set_profile("address.city", "Paris")?;
+    vault.records_mut().add_purchase(&tea()?)?;
+    vault.records_mut().set_preference("diet", "vegan")?;
     Ok(())
 }
 
@@ -217,7 +217,7 @@ fn automerge_messages() -> Result<(Vec<u8>, Vec<u8>), Box<dyn Error>> {
     let mut vault =
         Vault::at(dir.path()).kdf(KdfParams::INSECURE_FOR_TESTS).create(&Passphrase::new("fuzz"))?;
     fill(&mut vault)?;
-    let mut full = AutoCommit::load(&vault.export_automerge())?;
+    let mut full = AutoCommit::load(&vault.records_mut().export_automerge())?;
     let mut empty = AutoCommit::new();
     let (mut full_state, mut empty_state) = (State::new(), State::new());
     let first = empty.sync().generate_sync_message(&mut empty_state).ok_or("no first message")?;

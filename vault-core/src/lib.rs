@@ -16,8 +16,8 @@
 //! let mut vault = Vault::at(dir.path())
 //!     .kdf(KdfParams::INSECURE_FOR_TESTS) // use the default outside tests
 //!     .create(&passphrase)?;
-//! vault.set_profile("email", "ada@example.org")?;
-//! let id = vault.add_purchase(&PurchaseRecord {
+//! vault.records_mut().set_profile("email", "ada@example.org")?;
+//! let id = vault.records_mut().add_purchase(&PurchaseRecord {
 //!     item: "Tea".into(),
 //!     seller: "Acme".into(),
 //!     price: Price::parse("4.50", "EUR")?,
@@ -28,11 +28,11 @@
 //!     review: None,
 //! })?;
 //! // A value that does not fit the schema is refused and nothing is written.
-//! assert!(vault.set_profile("email", "not an address").is_err());
+//! assert!(vault.records_mut().set_profile("email", "not an address").is_err());
 //! drop(vault);
 //!
 //! let vault = Vault::at(dir.path()).unlock(&passphrase)?;
-//! assert_eq!(vault.purchase(&id).unwrap().record.item, "Tea");
+//! assert_eq!(vault.records().purchase(&id).unwrap().record.item, "Tea");
 //! # Ok(())
 //! # }
 //! ```
@@ -111,7 +111,7 @@ pub use vault::{
     FeedFilter, GrantError, GrantInfo, GrantStatus, Holding, ImportError, ImportMode, Inbox, Logged,
     MAX_DEVICES, MAX_NOTICES_PER_SELLER, MAX_PENDING_PER_PEER, MAX_REQUESTS_PER_PEER_PER_DAY, MAX_ROSTER_AGE,
     MAX_SHARED_BATCH, MAX_SHARED_HAVE, Merged, MirrorEntry, MirrorShare, MirrorStatus, NewGrant, NewRequest,
-    NoticeError, NoticeInfo, OpenError, Outbox, Peer, Purchase, PurchaseRecord, RecoveryError, Refusal,
-    Rekey, RekeyError, Rekeyed, ReplicationError, RequestError, RequestInfo, RequestStatus, ServeError,
-    Share, ShareError, ShareStatus, SharedHave, StorageStats, Vault, VaultOptions, VerifyReport,
+    NoticeError, NoticeInfo, OpenError, Outbox, Peer, Purchase, PurchaseRecord, Records, RecoveryError,
+    Refusal, Rekey, RekeyError, Rekeyed, ReplicationError, RequestError, RequestInfo, RequestStatus,
+    ServeError, Share, ShareError, ShareStatus, SharedHave, StorageStats, Vault, VaultOptions, VerifyReport,
 };

@@ -34,7 +34,7 @@
 //! };
 //! let (d1, d2) = (tempfile::tempdir()?, tempfile::tempdir()?);
 //! let (mut issuer, mut grantee) = (open(d1.path())?, open(d2.path())?);
-//! issuer.set_profile("email", "ada@example.org")?;
+//! issuer.records_mut().set_profile("email", "ada@example.org")?;
 //! let grant = issuer.issue_grant(NewGrant {
 //!     audience: grantee.identity(),
 //!     fields: vec!["profile.email".parse()?],

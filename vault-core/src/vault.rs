@@ -77,7 +77,7 @@ pub use keys::RecoveryError;
 pub use notices::{MAX_NOTICES_PER_SELLER, NoticeError, NoticeInfo};
 pub use open::{CreateError, OpenError, VaultOptions, VerifyReport};
 pub use outbox::Outbox;
-pub use records::{EXPORT_FORMAT, ImportError, ImportMode, Purchase, PurchaseRecord};
+pub use records::{EXPORT_FORMAT, ImportError, ImportMode, Purchase, PurchaseRecord, Records};
 pub use rekey::{Rekey, RekeyError, Rekeyed};
 pub use replication::{MAX_SHARED_BATCH, MAX_SHARED_HAVE, ReplicationError, SharedHave};
 pub use requests::{Approval, Holding, NewRequest, RequestError, RequestInfo, RequestStatus};
@@ -311,6 +311,16 @@ impl Vault {
             last_seq: &mut self.last_seq,
             state: &mut self.log,
         }
+    }
+
+    /// The profile, purchases and preferences, with export, to read.
+    pub fn records(&self) -> Records<&Self> {
+        Records::new(self)
+    }
+
+    /// The profile, purchases and preferences, to change, export whole and import.
+    pub fn records_mut(&mut self) -> Records<&mut Self> {
+        Records::new(self)
     }
 
     /// Contacts and blocks, to read.

@@ -59,27 +59,30 @@ fn edit() -> impl Strategy<Value = Edit> {
 
 fn apply(v: &mut Vault, edit: &Edit) {
     match edit {
-        Edit::Email(n) => v.set_profile("email", &format!("ada{n}@example.org")).unwrap(),
-        Edit::Pref(k, n) => v.set_preference(&format!("key{k}"), &format!("value {n}")).unwrap(),
+        Edit::Email(n) => v.records_mut().set_profile("email", &format!("ada{n}@example.org")).unwrap(),
+        Edit::Pref(k, n) => {
+            v.records_mut().set_preference(&format!("key{k}"), &format!("value {n}")).unwrap()
+        }
         Edit::UnsetPref(k) => {
-            v.unset_preference(&format!("key{k}")).unwrap();
+            v.records_mut().unset_preference(&format!("key{k}")).unwrap();
         }
         Edit::Purchase(n) => {
-            v.add_purchase(&PurchaseRecord {
-                item: format!("item {n}"),
-                seller: "Shop".into(),
-                price: Price { amount_minor: i64::from(*n) * 10, currency: "EUR".into() },
-                date: "2026-01-02".into(),
-                category: None,
-                tags: Vec::new(),
-                rating: None,
-                review: None,
-            })
-            .unwrap();
+            v.records_mut()
+                .add_purchase(&PurchaseRecord {
+                    item: format!("item {n}"),
+                    seller: "Shop".into(),
+                    price: Price { amount_minor: i64::from(*n) * 10, currency: "EUR".into() },
+                    date: "2026-01-02".into(),
+                    category: None,
+                    tags: Vec::new(),
+                    rating: None,
+                    review: None,
+                })
+                .unwrap();
         }
         Edit::RemoveOldest => {
-            if let Some(p) = v.purchases().first() {
-                v.remove_purchase(&p.id).unwrap();
+            if let Some(p) = v.records().purchases().first() {
+                v.records_mut().remove_purchase(&p.id).unwrap();
             }
         }
     }
@@ -140,15 +143,15 @@ proptest! {
             let (x, y) = pair_mut(&mut vaults, i - 1, i);
             sync(x, y);
         }
-        let first = vaults[0].export_json();
+        let first = vaults[0].records().export_json();
         for (i, v) in vaults.iter_mut().enumerate().skip(1) {
-            prop_assert_eq!(&v.export_json(), &first, "device {} differs", i);
+            prop_assert_eq!(&v.records().export_json(), &first, "device {} differs", i);
         }
         // What was synced is durable: reopened, the last device holds the same.
         let last = devices - 1;
         drop(vaults);
         let reopened = Vault::at(dirs[last].path()).kdf(KdfParams::INSECURE_FOR_TESTS).unlock(&Passphrase::new("other")).unwrap();
-        prop_assert_eq!(reopened.export_json(), first);
+        prop_assert_eq!(reopened.records().export_json(), first);
     }
 }
 
@@ -179,11 +182,11 @@ fn a_removal_wins_over_every_later_list_and_a_device_learns_its_own() {
 fn a_malformed_sync_message_from_a_device_changes_nothing() {
     let d = tempfile::tempdir().unwrap();
     let mut v = first(d.path());
-    v.set_profile("email", "ada@example.org").unwrap();
-    let before = v.export_json();
+    v.records_mut().set_profile("email", "ada@example.org").unwrap();
+    let before = v.records().export_json();
     let mut state = DeviceSync::default();
     assert!(v.device_sync_receive(&mut state, b"not a sync message").is_err());
-    assert_eq!(v.export_json(), before);
+    assert_eq!(v.records().export_json(), before);
 }
 
 #[test]

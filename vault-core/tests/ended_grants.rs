@@ -17,7 +17,7 @@ use vault_core::{
 fn a_grant_ended_before_it_was_received_gets_an_erasure_receipt() {
     let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let (mut customer, mut shop) = (vault(d1.path()), vault(d2.path()));
-    customer.set_profile("email", "ada@example.org").unwrap();
+    customer.records_mut().set_profile("email", "ada@example.org").unwrap();
     let grant = customer.issue_grant(email_grant(shop.identity(), "delivery")).unwrap();
     let id = grant.statement().id;
     // Revoked before the shop ever connected.
@@ -37,7 +37,7 @@ fn a_grant_ended_before_it_was_received_gets_an_erasure_receipt() {
     // A revocation signed by someone else, for a grant the shop never held, gets nothing.
     let (d3, _d4) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let mut stranger = vault(d3.path());
-    stranger.set_profile("email", "x@example.org").unwrap();
+    stranger.records_mut().set_profile("email", "x@example.org").unwrap();
     let g = stranger.issue_grant(email_grant(shop.identity(), "spam")).unwrap();
     stranger.revoke(&g.statement().id).unwrap();
     let (_, foreign) = stranger.shares_for(&shop.identity()).unwrap();
@@ -61,7 +61,7 @@ fn an_erasure_receipt_that_beats_the_watcher_logs_the_expiry_first() {
         .clock(Arc::new(move || c.load(Ordering::SeqCst)))
         .create(&Passphrase::new("pw"))
         .unwrap();
-    customer.set_profile("email", "ada@example.org").unwrap();
+    customer.records_mut().set_profile("email", "ada@example.org").unwrap();
     let shop = Identity::generate();
     let id = customer
         .issue_grant(NewGrant {
@@ -107,7 +107,7 @@ fn erasure_is_confirmed_by_every_device_of_the_grantee_it_was_served_to() {
     let (d1, d2, d3) =
         (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let mut customer = vault(d1.path());
-    customer.set_profile("email", "ada@example.org").unwrap();
+    customer.records_mut().set_profile("email", "ada@example.org").unwrap();
     let mut shop = vault(d2.path());
     let device = vault_core::DeviceKey::generate();
     let package = shop.devices_mut().invite(device.public(), "node2").unwrap();

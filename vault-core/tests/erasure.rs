@@ -43,7 +43,7 @@ fn an_erased_share_leaves_no_ciphertext_in_the_file_or_the_wal() {
     let mut customer = vault(d1.path());
     let mut shop = vault(d2.path());
     for i in 0..20 {
-        customer.set_profile("email", &format!("ada{i}@example.org")).unwrap();
+        customer.records_mut().set_profile("email", &format!("ada{i}@example.org")).unwrap();
     }
     let id = share_email(&mut customer, &mut shop);
     let tags = share_tags(d2.path(), &customer.identity(), &id);
@@ -78,15 +78,15 @@ fn a_new_epoch_leaves_no_old_copy_in_the_file_or_the_wal() {
     let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let mut customer = vault(d1.path());
     let mut shop = vault(d2.path());
-    customer.set_profile("email", "ada@example.org").unwrap();
+    customer.records_mut().set_profile("email", "ada@example.org").unwrap();
     let (id, mut link) = share_email_linked(&mut customer, &mut shop);
     sync(&mut customer, &mut shop, &mut link);
     let old_copy = share_tags(d2.path(), &customer.identity(), &id);
     // The grantee goes away; a value is set and overwritten meanwhile: a new epoch.
-    customer.set_profile("email", "ada@never-seen.example").unwrap();
+    customer.records_mut().set_profile("email", "ada@never-seen.example").unwrap();
     customer.update_projections(None).unwrap();
     let old_projection = projection_tags(d1.path(), &id);
-    customer.set_profile("email", "ada@third.example").unwrap();
+    customer.records_mut().set_profile("email", "ada@third.example").unwrap();
     customer.update_projections(None).unwrap();
     assert_eq!(files_containing(d1.path(), &old_projection), Vec::<String>::new(), "issuer side");
     let mut link = open(&mut customer, &mut shop, &id);

@@ -67,7 +67,7 @@ fn email_at(shop: &mut Vault) -> String {
 }
 
 fn edit(customer: &mut Vault, email: &str) {
-    customer.set_profile("email", email).unwrap();
+    customer.records_mut().set_profile("email", email).unwrap();
     customer.update_projections(None).unwrap();
 }
 
@@ -81,7 +81,7 @@ fn two_devices_of_one_grantee_each_converge_and_neither_stands_for_the_other() {
     let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let mut customer = vault(d1.path());
     let mut shop = vault(d2.path());
-    customer.set_profile("email", "ada@example.org").unwrap();
+    customer.records_mut().set_profile("email", "ada@example.org").unwrap();
     let (id, mut a) = share_email_linked(&mut customer, &mut shop);
     let mut b = Copy::open(&mut customer, &shop, id);
     b.sync(&mut customer);
@@ -134,7 +134,7 @@ fn a_flood_waits_for_its_rate_and_honest_answers_are_free() {
     let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let mut customer = vault(d1.path());
     let mut shop = vault(d2.path());
-    customer.set_profile("email", "ada@example.org").unwrap();
+    customer.records_mut().set_profile("email", "ada@example.org").unwrap();
     let (id, mut link) = share_email_linked(&mut customer, &mut shop);
 
     // The clock stands still: an honest grantee follows more edits than the burst allows.
@@ -185,6 +185,7 @@ fn a_flood_waits_for_its_rate_and_honest_answers_are_free() {
 /// Adds purchase `n` and brings the projections up to date.
 fn buy(customer: &mut Vault, n: u32) {
     customer
+        .records_mut()
         .add_purchase(&PurchaseRecord {
             item: format!("item {n}"),
             seller: "Acme".into(),
@@ -290,7 +291,7 @@ fn the_control_stream_tells_changes_once_and_bounds_what_a_peer_may_ask() {
     let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let mut customer = vault(d1.path());
     let mut shop = vault(d2.path());
-    customer.set_profile("email", "ada@example.org").unwrap();
+    customer.records_mut().set_profile("email", "ada@example.org").unwrap();
     let t0 = Instant::now();
     let device = shop.device_key().public();
     let mut session = IssuerSession::new(shop.identity(), device, t0);
@@ -305,7 +306,7 @@ fn the_control_stream_tells_changes_once_and_bounds_what_a_peer_may_ask() {
         if live.len() == 1 && k.len() == 1 && r.statement().identity == customer.identity() && r.signed_by().is_none()));
     assert!(out.iter().any(|a| matches!(a, IssuerAction::Told(_))));
     assert!(session.on_change(&mut customer).unwrap().is_empty(), "told again with nothing new");
-    customer.set_profile("email", "ada@new.example").unwrap();
+    customer.records_mut().set_profile("email", "ada@new.example").unwrap();
     assert!(session.on_change(&mut customer).unwrap().is_empty(), "an edit is not a new share set");
     // A new grant is: told once.
     customer.issue_grant(email_grant(shop.identity(), "newsletter")).unwrap();
@@ -366,7 +367,7 @@ fn the_grantee_session_caps_shares_and_answers_an_end_with_a_receipt() {
     let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let mut customer = vault(d1.path());
     let mut shop = vault(d2.path());
-    customer.set_profile("email", "ada@example.org").unwrap();
+    customer.records_mut().set_profile("email", "ada@example.org").unwrap();
     let mut session = GranteeSession::new(customer.identity(), None, true);
     let start = session.start(&mut shop).unwrap();
     assert!(
@@ -469,7 +470,7 @@ proptest::proptest! {
         let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         let mut customer = vault(d1.path());
         let mut shop = vault(d2.path());
-        customer.set_profile("email", "ada@example.org").unwrap();
+        customer.records_mut().set_profile("email", "ada@example.org").unwrap();
         let (id, mut link) = share_email_linked(&mut customer, &mut shop);
         let real = {
             let (mut share, _) = vault_core::ShareStream::open(&mut shop, customer.identity(), customer.device_key().public(), id, false).unwrap();
@@ -514,7 +515,7 @@ fn a_one_shot_share_stream_is_done_once_in_sync() {
     let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let mut customer = vault(d1.path());
     let mut shop = vault(d2.path());
-    customer.set_profile("email", "ada@example.org").unwrap();
+    customer.records_mut().set_profile("email", "ada@example.org").unwrap();
     let (id, mut live) = share_email_linked(&mut customer, &mut shop);
     assert!(!live.share.next(&mut shop).unwrap().done, "a live stream stays open");
     edit(&mut customer, "ada@second.example");

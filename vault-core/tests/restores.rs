@@ -226,9 +226,9 @@ fn a_revocation_made_after_a_restore_reaches_the_other_device() {
 fn a_grant_is_served_by_another_device_only_once_it_holds_the_document_it_was_issued_at() {
     let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let mut laptop = first(d1.path());
-    laptop.set_profile("email", "old@example.org").unwrap();
+    laptop.records_mut().set_profile("email", "old@example.org").unwrap();
     let mut home = join(d2.path(), &mut laptop, "box");
-    laptop.set_profile("email", "new@example.org").unwrap();
+    laptop.records_mut().set_profile("email", "new@example.org").unwrap();
     let shop = Identity::generate();
     let id = laptop.issue_grant(grant_to(&shop)).unwrap().statement().id;
     // The grant arrives first: the box knows it, and serves nothing yet.

@@ -363,24 +363,24 @@ proptest! {
             match s {
                 Step::Profile(f) => {
                     let value = if PROFILE_FIELDS[*f] == "email" { format!("{unique}@example.org") } else { unique.clone() };
-                    issuer.set_profile(PROFILE_FIELDS[*f], &value).unwrap();
+                    issuer.records_mut().set_profile(PROFILE_FIELDS[*f], &value).unwrap();
                     model.profile.insert(PROFILE_FIELDS[*f], value);
                 }
                 Step::UnsetProfile(f) => {
-                    issuer.unset_profile(PROFILE_FIELDS[*f]).unwrap();
+                    issuer.records_mut().unset_profile(PROFILE_FIELDS[*f]).unwrap();
                     model.profile.remove(PROFILE_FIELDS[*f]);
                 }
                 Step::Pref(k) => {
-                    issuer.set_preference(PREF_KEYS[*k], &unique).unwrap();
+                    issuer.records_mut().set_preference(PREF_KEYS[*k], &unique).unwrap();
                     model.prefs.insert(PREF_KEYS[*k], unique.clone());
                 }
                 Step::UnsetPref(k) => {
-                    issuer.unset_preference(PREF_KEYS[*k]).unwrap();
+                    issuer.records_mut().unset_preference(PREF_KEYS[*k]).unwrap();
                     model.prefs.remove(PREF_KEYS[*k]);
                 }
                 Step::Add { seller, books_tag, category, rating } => {
                     let r = fresh(*seller, *books_tag, *category, *rating, format!("i{unique}"));
-                    let pid = issuer.add_purchase(&record(&r)).unwrap();
+                    let pid = issuer.records_mut().add_purchase(&record(&r)).unwrap();
                     ids.insert(pid.clone());
                     model.purchases.insert(pid, r);
                 }
@@ -392,9 +392,9 @@ proptest! {
                     let item = if *new_item { format!("i{unique}") } else { model.purchases[&pid].item.clone() };
                     let r = fresh(*seller, *books_tag, *category, *rating, item);
                     // Edit through the import of an edited export (the one way to change a record).
-                    let mut export = issuer.export_json();
+                    let mut export = issuer.records().export_json();
                     export["purchases"][&pid] = serde_json::to_value(record(&r)).unwrap();
-                    issuer.import(&serde_json::to_vec(&export).unwrap()).unwrap();
+                    issuer.records_mut().import(&serde_json::to_vec(&export).unwrap()).unwrap();
                     model.purchases.insert(pid, r);
                 }
                 Step::Remove(which) => {
@@ -402,7 +402,7 @@ proptest! {
                         continue;
                     }
                     let pid = model.purchases.keys().nth(which % model.purchases.len()).unwrap().clone();
-                    issuer.remove_purchase(&pid).unwrap();
+                    issuer.records_mut().remove_purchase(&pid).unwrap();
                     model.purchases.remove(&pid);
                 }
                 Step::Sync(read) => {

@@ -65,7 +65,7 @@ fn a_rotation_voids_what_the_old_key_signs_after_it() {
     let mut phone = join(d2.path(), &mut laptop, "phone", &now);
     let mut shop = first(d3.path(), &now);
     let ada = laptop.identity();
-    laptop.set_profile("email", "ada@example.org").unwrap();
+    laptop.records_mut().set_profile("email", "ada@example.org").unwrap();
 
     // Before the theft: a grant, and the customer's key state and roster reach the shop.
     let before = email_grant(&mut laptop, shop.identity(), "before");
@@ -174,7 +174,7 @@ fn a_device_not_recertified_within_the_bound_is_refused_for_new_statements() {
     let mut phone = join(d2.path(), &mut laptop, "phone", &now);
     let mut shop = first(d3.path(), &now);
     let ada = laptop.identity();
-    laptop.set_profile("email", "ada@example.org").unwrap();
+    laptop.records_mut().set_profile("email", "ada@example.org").unwrap();
     phone.accept_key_events(ada, &laptop.own_key_events().unwrap()).unwrap();
     for roster in laptop.rosters_for_devices().unwrap() {
         phone.keep_own_roster(&roster).unwrap();

@@ -36,9 +36,9 @@ fn grant_sync_live_update_refused_write_revoke_erase() {
     let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let mut customer = vault(d1.path());
     let mut shop = vault(d2.path());
-    customer.set_profile("email", "ada@example.org").unwrap();
-    customer.set_profile("phone", "+33 6 12 34 56 78").unwrap();
-    customer.set_profile("address.city", "Lyon").unwrap();
+    customer.records_mut().set_profile("email", "ada@example.org").unwrap();
+    customer.records_mut().set_profile("phone", "+33 6 12 34 56 78").unwrap();
+    customer.records_mut().set_profile("address.city", "Lyon").unwrap();
     let grant = customer
         .issue_grant(NewGrant {
             audience: shop.identity(),
@@ -70,7 +70,7 @@ fn grant_sync_live_update_refused_write_revoke_erase() {
     );
 
     // A live update.
-    customer.set_profile("address.city", "Paris").unwrap();
+    customer.records_mut().set_profile("address.city", "Paris").unwrap();
     customer.update_projections(None).unwrap();
     sync(&mut customer, &mut shop, &mut link);
     assert_eq!(shop.shares().unwrap()[0].values.as_ref().unwrap()["profile"]["address"]["city"], "Paris");
@@ -124,7 +124,7 @@ fn grant_sync_live_update_refused_write_revoke_erase() {
         }
     }
     assert!(refused, "the write to a read-only copy is refused");
-    assert_eq!(customer.profile()["email"], "ada@example.org", "main document untouched");
+    assert_eq!(customer.records().profile()["email"], "ada@example.org", "main document untouched");
     assert_eq!(customer.projection_values(&id).unwrap().unwrap()["profile"]["email"], "ada@example.org");
     assert!(
         customer
@@ -138,7 +138,7 @@ fn grant_sync_live_update_refused_write_revoke_erase() {
     // Revocation: nothing more is served, the shop erases and signs a receipt.
     customer.revoke(&id).unwrap();
     assert!(matches!(link.serve.on_change(&mut customer), Err(SessionError::Serve(ServeError::Refused))));
-    customer.set_profile("email", "ada@after-revocation.example").unwrap();
+    customer.records_mut().set_profile("email", "ada@after-revocation.example").unwrap();
     let (live, ended) = customer.shares_for(&shop.identity()).unwrap();
     assert!(live.is_empty());
     assert_eq!(ended.len(), 1);
@@ -158,7 +158,7 @@ fn a_resumed_session_does_not_resend_what_the_grantee_has() {
     let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let mut customer = vault(d1.path());
     let mut shop = vault(d2.path());
-    customer.set_profile("email", "ada@example.org").unwrap();
+    customer.records_mut().set_profile("email", "ada@example.org").unwrap();
     let id = share_email(&mut customer, &mut shop);
     // Both sides restart.
     drop(customer);
@@ -189,11 +189,11 @@ fn a_connected_grantee_stays_incremental_and_a_late_one_gets_a_fresh_epoch() {
     let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let mut customer = vault(d1.path());
     let mut shop = vault(d2.path());
-    customer.set_profile("email", "ada@example.org").unwrap();
+    customer.records_mut().set_profile("email", "ada@example.org").unwrap();
     let (id, mut link) = share_email_linked(&mut customer, &mut shop);
 
     // In sync: an overwrite is sent as a delta (the grantee saw the old value).
-    customer.set_profile("email", "ada@second.example").unwrap();
+    customer.records_mut().set_profile("email", "ada@second.example").unwrap();
     customer.update_projections(None).unwrap();
     let ServeStep::Send(m) = link.serve.on_change(&mut customer).unwrap() else { panic!("no delta") };
     assert_eq!(epoch_of(&m), 0, "no rebuild for a grantee in sync");
@@ -204,9 +204,9 @@ fn a_connected_grantee_stays_incremental_and_a_late_one_gets_a_fresh_epoch() {
     sync(&mut customer, &mut shop, &mut link);
 
     // Offline: the value set and overwritten in between never reaches the grantee.
-    customer.set_profile("email", "ada@never-seen.example").unwrap();
+    customer.records_mut().set_profile("email", "ada@never-seen.example").unwrap();
     customer.update_projections(None).unwrap();
-    customer.set_profile("email", "ada@third.example").unwrap();
+    customer.records_mut().set_profile("email", "ada@third.example").unwrap();
     customer.update_projections(None).unwrap();
     let mut link = open(&mut customer, &mut shop, &id);
     let mut bodies = Vec::new();
@@ -228,7 +228,7 @@ fn a_connected_grantee_stays_incremental_and_a_late_one_gets_a_fresh_epoch() {
     // And the replaced copy survives a restart.
     drop(shop);
     let mut shop = Vault::at(d2.path()).unlock(&Passphrase::new("pw")).unwrap();
-    customer.set_profile("email", "ada@fourth.example").unwrap();
+    customer.records_mut().set_profile("email", "ada@fourth.example").unwrap();
     customer.update_projections(None).unwrap();
     let mut link = open(&mut customer, &mut shop, &id);
     sync(&mut customer, &mut shop, &mut link);
@@ -244,7 +244,7 @@ fn an_issuer_cannot_occupy_another_issuers_grant_id() {
     let mut alice = vault(d1.path());
     let mut bob = vault(d2.path());
     let mallory = vault(d3.path());
-    alice.set_profile("email", "alice@example.org").unwrap();
+    alice.records_mut().set_profile("email", "alice@example.org").unwrap();
     let real = alice
         .issue_grant(NewGrant {
             audience: bob.identity(),

@@ -149,10 +149,10 @@ async fn tell(story: &mut Story, dir: &Path) -> Result<()> {
         ("address.postcode", "69003"),
         ("address.country", "FR"),
     ] {
-        alice.set_profile(field, value)?;
+        alice.records_mut().set_profile(field, value)?;
     }
-    alice.set_preference("diet", "vegetarian")?;
-    alice.add_purchase(&purchase(
+    alice.records_mut().set_preference("diet", "vegetarian")?;
+    alice.records_mut().add_purchase(&purchase(
         "Trail shoes",
         "Acme",
         "89.00",
@@ -161,7 +161,7 @@ async fn tell(story: &mut Story, dir: &Path) -> Result<()> {
         4,
         "Light, a bit narrow",
     ))?;
-    alice.add_purchase(&purchase(
+    alice.records_mut().add_purchase(&purchase(
         "Espresso beans",
         "Roastery",
         "14.50",
@@ -170,7 +170,7 @@ async fn tell(story: &mut Story, dir: &Path) -> Result<()> {
         5,
         "Chocolatey",
     ))?;
-    let tent = alice.add_purchase(&purchase(
+    let tent = alice.records_mut().add_purchase(&purchase(
         "Tent",
         "Acme",
         "199.00",
@@ -297,7 +297,15 @@ async fn tell(story: &mut Story, dir: &Path) -> Result<()> {
     story.step("Alice buys something; it appears in Bob's feed while both nodes run");
     let started = Instant::now();
     alice.with_vault(|v| {
-        v.add_purchase(&purchase("Rain jacket", "Acme", "120.00", "2026-11-20", "sport", 5, "Dry at last"))
+        v.records_mut().add_purchase(&purchase(
+            "Rain jacket",
+            "Acme",
+            "120.00",
+            "2026-11-20",
+            "sport",
+            5,
+            "Dry at last",
+        ))
     })?;
     let (jacket, _) = until(&bob, "the new purchase in Bob's feed", |v| {
         v.feed(&FeedFilter::default()).ok()?.into_iter().find(|e| e.item.as_deref() == Some("Rain jacket"))
@@ -311,7 +319,7 @@ async fn tell(story: &mut Story, dir: &Path) -> Result<()> {
         jacket.review.as_deref() == Some("Dry at last"),
         "updates arrive live, with the rating and review",
     )?;
-    alice.with_vault(|v| v.remove_purchase(&tent))?;
+    alice.with_vault(|v| v.records_mut().remove_purchase(&tent))?;
     let (feed, _) = until(&bob, "the deleted purchase gone from Bob's feed", |v| {
         v.feed(&FeedFilter::default()).ok().filter(|f| f.iter().all(|e| e.item.as_deref() != Some("Tent")))
     })

@@ -17,11 +17,11 @@ pub(crate) fn run(app: &App, args: &ExportArgs) -> Result<Outcome> {
     let spinner = app.spinner("exporting");
     let bytes = match args.format {
         ExportFormat::Json => {
-            let mut bytes = serde_json::to_vec_pretty(&vault.export_json())?;
+            let mut bytes = serde_json::to_vec_pretty(&vault.records().export_json())?;
             bytes.push(b'\n');
             bytes
         }
-        ExportFormat::Automerge => vault.export_automerge(),
+        ExportFormat::Automerge => vault.records_mut().export_automerge(),
     };
     if let Some(s) = spinner {
         s.finish_and_clear();

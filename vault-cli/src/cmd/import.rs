@@ -24,7 +24,10 @@ pub(crate) fn run(app: &App, args: &ImportArgs) -> Result<Outcome> {
         bail!("{} is larger than 1 GiB; refusing to import it", args.file.display());
     }
     let mut vault = app.unlock()?;
-    let mode = vault.import(&bytes).with_context(|| format!("cannot import {}", args.file.display()))?;
+    let mode = vault
+        .records_mut()
+        .import(&bytes)
+        .with_context(|| format!("cannot import {}", args.file.display()))?;
     let mode_name = match mode {
         ImportMode::Merged => "merged",
         ImportMode::Values => "values",

@@ -11,14 +11,14 @@ pub(crate) fn run(app: &App, command: PrefCommand) -> Result<Outcome> {
     let mut vault = app.unlock()?;
     match command {
         PrefCommand::Set { key, value } => {
-            vault.set_preference(&key, &value)?;
+            vault.records_mut().set_preference(&key, &value)?;
             if app.json {
                 app.print_json(&json!({ "key": key, "set": true }))?;
             }
             Ok(Outcome::Done)
         }
         PrefCommand::Get { key: None } => {
-            let prefs = vault.preferences();
+            let prefs = vault.records().preferences();
             if app.json {
                 app.print_json(&json!({ "preferences": prefs }))?;
             } else if prefs.as_object().is_some_and(|m| !m.is_empty()) {
@@ -29,7 +29,7 @@ pub(crate) fn run(app: &App, command: PrefCommand) -> Result<Outcome> {
             Ok(Outcome::Done)
         }
         PrefCommand::Get { key: Some(key) } => {
-            let value = vault.preferences().get(&key).cloned();
+            let value = vault.records().preferences().get(&key).cloned();
             if app.json {
                 app.print_json(&json!({ "key": key, "value": value }))?;
             } else {
@@ -42,7 +42,7 @@ pub(crate) fn run(app: &App, command: PrefCommand) -> Result<Outcome> {
             Ok(if value.is_some() { Outcome::Done } else { Outcome::No })
         }
         PrefCommand::Unset { key } => {
-            let removed = vault.unset_preference(&key)?;
+            let removed = vault.records_mut().unset_preference(&key)?;
             if app.json {
                 app.print_json(&json!({ "key": key, "removed": removed }))?;
             } else if !removed {

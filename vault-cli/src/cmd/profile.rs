@@ -11,14 +11,14 @@ pub(crate) fn run(app: &App, command: ProfileCommand) -> Result<Outcome> {
     let mut vault = app.unlock()?;
     match command {
         ProfileCommand::Set { field, value } => {
-            vault.set_profile(&field, &value)?;
+            vault.records_mut().set_profile(&field, &value)?;
             if app.json {
                 app.print_json(&json!({ "field": field, "set": true }))?;
             }
             Ok(Outcome::Done)
         }
         ProfileCommand::Get { field: None } => {
-            let profile = vault.profile();
+            let profile = vault.records().profile();
             if app.json {
                 app.print_json(&json!({ "profile": profile }))?;
             } else if profile.as_object().is_some_and(|m| !m.is_empty()) {
@@ -29,7 +29,7 @@ pub(crate) fn run(app: &App, command: ProfileCommand) -> Result<Outcome> {
             Ok(Outcome::Done)
         }
         ProfileCommand::Get { field: Some(field) } => {
-            let value = vault.profile_field(&field)?;
+            let value = vault.records().profile_field(&field)?;
             if app.json {
                 app.print_json(&json!({ "field": field, "value": value }))?;
             } else {
@@ -42,7 +42,7 @@ pub(crate) fn run(app: &App, command: ProfileCommand) -> Result<Outcome> {
             Ok(if value.is_some() { Outcome::Done } else { Outcome::No })
         }
         ProfileCommand::Unset { field } => {
-            let removed = vault.unset_profile(&field)?;
+            let removed = vault.records_mut().unset_profile(&field)?;
             if app.json {
                 app.print_json(&json!({ "field": field, "removed": removed }))?;
             } else if !removed {

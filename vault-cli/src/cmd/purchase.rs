@@ -14,7 +14,7 @@ pub(crate) fn run(app: &App, command: PurchaseCommand) -> Result<Outcome> {
         PurchaseCommand::List(args) => list(app, &args),
         PurchaseCommand::Rm { id } => {
             let mut vault = app.unlock()?;
-            let removed = vault.remove_purchase(&id)?;
+            let removed = vault.records_mut().remove_purchase(&id)?;
             if app.json {
                 app.print_json(&json!({ "id": id, "removed": removed }))?;
             } else if !removed {
@@ -43,7 +43,7 @@ fn add(app: &App, args: PurchaseAddArgs) -> Result<Outcome> {
         review: args.review,
     };
     let mut vault = app.unlock()?;
-    let id = vault.add_purchase(&record)?;
+    let id = vault.records_mut().add_purchase(&record)?;
     if app.json {
         app.print_json(&serde_json::to_value(Purchase { id, record })?)?;
     } else {
@@ -60,6 +60,7 @@ fn list(app: &App, args: &PurchaseListArgs) -> Result<Outcome> {
     }
     let vault = app.unlock()?;
     let purchases: Vec<Purchase> = vault
+        .records()
         .purchases()
         .into_iter()
         .filter(|p| args.seller.as_ref().is_none_or(|s| p.record.seller.eq_ignore_ascii_case(s)))

@@ -150,22 +150,22 @@ mod tests {
         let pw = Passphrase::new("pw");
         let mut a = Vault::at(dir.path()).kdf(KdfParams::INSECURE_FOR_TESTS).create(&pw).unwrap();
         for i in 0..5 {
-            a.set_preference(&format!("k{i}"), "v").unwrap();
+            a.records_mut().set_preference(&format!("k{i}"), "v").unwrap();
         }
         drop(a);
         for check in ["open", "verify"] {
             let mut other = Vault::at(dir.path()).unlock(&pw).unwrap();
-            other.set_preference("before", check).unwrap();
+            other.records_mut().set_preference("before", check).unwrap();
             AFTER_SNAPSHOT_READ.with(|h| {
                 *h.borrow_mut() = Some(Box::new(move || {
                     other.compact().unwrap();
-                    other.set_preference("after", "compaction").unwrap();
+                    other.records_mut().set_preference("after", "compaction").unwrap();
                 }))
             });
             if check == "open" {
                 let v = Vault::at(dir.path()).unlock(&pw).unwrap();
-                assert_eq!(v.preferences()["k4"], "v");
-                assert_eq!(v.preferences()["before"], check);
+                assert_eq!(v.records().preferences()["k4"], "v");
+                assert_eq!(v.records().preferences()["before"], check);
             } else {
                 let report = Vault::at(dir.path()).verify(&pw).unwrap();
                 assert!(report.is_ok(), "{:?}", report.problems);
@@ -173,6 +173,6 @@ mod tests {
             assert!(AFTER_SNAPSHOT_READ.with(|h| h.borrow().is_none()), "the hook ran");
         }
         let v = Vault::at(dir.path()).unlock(&pw).unwrap();
-        assert_eq!(v.preferences()["after"], "compaction");
+        assert_eq!(v.records().preferences()["after"], "compaction");
     }
 }

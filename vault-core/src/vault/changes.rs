@@ -364,13 +364,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut a = new_test_vault(dir.path());
         let mut b = Vault::at(dir.path()).unlock(&Passphrase::new("pw")).unwrap();
-        a.set_profile("name", "Ada").unwrap();
-        b.set_preference("diet", "vegan").unwrap();
-        a.set_preference("size", "M").unwrap();
+        a.records_mut().set_profile("name", "Ada").unwrap();
+        b.records_mut().set_preference("diet", "vegan").unwrap();
+        a.records_mut().set_preference("size", "M").unwrap();
         let c = Vault::at(dir.path()).unlock(&Passphrase::new("pw")).unwrap();
-        assert_eq!(c.profile()["name"], "Ada");
-        assert_eq!(c.preferences()["diet"], "vegan");
-        assert_eq!(c.preferences()["size"], "M");
+        assert_eq!(c.records().profile()["name"], "Ada");
+        assert_eq!(c.records().preferences()["diet"], "vegan");
+        assert_eq!(c.records().preferences()["size"], "M");
     }
 
     #[test]
@@ -378,15 +378,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut v = new_test_vault(dir.path());
         for i in 0..50 {
-            v.set_preference("counter", &i.to_string()).unwrap();
+            v.records_mut().set_preference("counter", &i.to_string()).unwrap();
         }
         assert!(v.storage_stats().chunk_count > 0);
         v.compact().unwrap();
         assert_eq!(v.storage_stats().chunk_count, 0);
-        v.set_profile("name", "Ada").unwrap();
+        v.records_mut().set_profile("name", "Ada").unwrap();
         drop(v);
         let v = Vault::at(dir.path()).unlock(&Passphrase::new("pw")).unwrap();
-        assert_eq!(v.preferences()["counter"], "49");
-        assert_eq!(v.profile()["name"], "Ada");
+        assert_eq!(v.records().preferences()["counter"], "49");
+        assert_eq!(v.records().profile()["name"], "Ada");
     }
 }

@@ -326,7 +326,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut v =
             Vault::at(dir.path()).kdf(KdfParams::INSECURE_FOR_TESTS).create(&Passphrase::new("pw")).unwrap();
-        v.set_profile("email", "ada@example.org").unwrap();
+        v.records_mut().set_profile("email", "ada@example.org").unwrap();
         (dir, v)
     }
 

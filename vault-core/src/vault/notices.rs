@@ -391,7 +391,7 @@ mod tests {
     fn forged_and_misaddressed_notices_are_refused() {
         let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         let (mut alice, shop) = (vault(a.path()), vault(b.path()));
-        alice.set_profile("email", "a@b.c").unwrap();
+        alice.records_mut().set_profile("email", "a@b.c").unwrap();
         let grant = alice
             .issue_grant(NewGrant {
                 audience: shop.identity(),

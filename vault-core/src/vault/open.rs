@@ -362,7 +362,7 @@ mod tests {
     fn init_over_existing_vault_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let mut v = new_test_vault(dir.path());
-        v.set_profile("name", "Ada").unwrap();
+        v.records_mut().set_profile("name", "Ada").unwrap();
         drop(v);
         let err = Vault::at(dir.path())
             .kdf(KdfParams::INSECURE_FOR_TESTS)
@@ -370,18 +370,18 @@ mod tests {
             .unwrap_err();
         assert!(matches!(err, CreateError::AlreadyExists(_)));
         let v = Vault::at(dir.path()).unlock(&Passphrase::new("pw")).unwrap();
-        assert_eq!(v.profile()["name"], "Ada");
+        assert_eq!(v.records().profile()["name"], "Ada");
     }
 
     #[test]
     fn a_lent_key_opens_its_vault_and_no_other() {
         let dir = tempfile::tempdir().unwrap();
         let mut v = new_test_vault(dir.path());
-        v.set_profile("name", "Ada").unwrap();
+        v.records_mut().set_profile("name", "Ada").unwrap();
         let lent = UnlockKey::from_bytes(&v.unlock_key().unwrap().to_bytes()).unwrap();
         drop(v);
         let v = Vault::at(dir.path()).unlock_with_key(&lent).unwrap();
-        assert_eq!(v.profile()["name"], "Ada");
+        assert_eq!(v.records().profile()["name"], "Ada");
         drop(v);
         // Another vault's key, even with this vault's id and wrapped key, opens nothing.
         let other_dir = tempfile::tempdir().unwrap();

@@ -1,11 +1,12 @@
 //! The customer's records: the profile, purchases and preferences of the vault document, and
 //! its export and import. The records live in the document the change log keeps (see
 //! changes.rs); this file holds their rules: field paths, purchase ids, the export format and
-//! how an import is applied. They are methods of [`Vault`] itself, since the document is what
-//! unlocking a vault gives: `vault.set_profile(...)`, `vault.purchases()`.
+//! how an import is applied: `vault.records_mut().set_profile(...)`, `vault.records().purchases()`.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+
+use std::ops::{Deref, DerefMut};
 
 use super::Vault;
 use super::changes::EditError;
@@ -97,23 +98,37 @@ pub struct Purchase {
     pub record: PurchaseRecord,
 }
 
-impl Vault {
-    fn field_path(field: &str) -> Result<Vec<&str>, EditError> {
-        let path: Vec<&str> = field.split('.').collect();
-        if field.is_empty() || path.iter().any(|s| s.is_empty()) {
-            return Err(EditError::BadField(field.chars().take(64).collect()));
-        }
-        Ok(path)
+/// The customer's records: `vault.records()` to read, `vault.records_mut()` to change.
+#[derive(Debug)]
+pub struct Records<V> {
+    vault: V,
+}
+
+fn field_path(field: &str) -> Result<Vec<&str>, EditError> {
+    let path: Vec<&str> = field.split('.').collect();
+    if field.is_empty() || path.iter().any(|s| s.is_empty()) {
+        return Err(EditError::BadField(field.chars().take(64).collect()));
+    }
+    Ok(path)
+}
+
+fn new_purchase_id() -> String {
+    data_encoding::BASE32_NOPAD.encode(&random_array::<10>()).to_ascii_lowercase()
+}
+
+impl<V: Deref<Target = Vault>> Records<V> {
+    pub(super) fn new(vault: V) -> Self {
+        Self { vault }
     }
 
     /// The profile as JSON.
     pub fn profile(&self) -> Value {
-        self.doc.section_json(PROFILE)
+        self.vault.doc.section_json(PROFILE)
     }
 
     /// One profile field (`email`, `address.city`, `address`), if set.
     pub fn profile_field(&self, field: &str) -> Result<Option<Value>, EditError> {
-        let path = Self::field_path(field)?;
+        let path = field_path(field)?;
         let mut value = &self.profile();
         for segment in path {
             match value.get(segment) {
@@ -124,11 +139,39 @@ impl Vault {
         Ok(Some(value.clone()))
     }
 
+    /// One purchase.
+    pub fn purchase(&self, id: &str) -> Option<Purchase> {
+        let value = self.vault.doc.purchase_json(id)?;
+        serde_json::from_value(value).ok().map(|record| Purchase { id: id.to_owned(), record })
+    }
+
+    /// All purchases, newest first (by date, then id).
+    pub fn purchases(&self) -> Vec<Purchase> {
+        let mut out: Vec<Purchase> =
+            self.vault.doc.purchase_ids().iter().filter_map(|id| self.purchase(id)).collect();
+        out.sort_by(|a, b| b.record.date.cmp(&a.record.date).then_with(|| a.id.cmp(&b.id)));
+        out
+    }
+
+    /// All preferences as JSON.
+    pub fn preferences(&self) -> Value {
+        self.vault.doc.section_json(PREFERENCES)
+    }
+
+    /// Everything, as a JSON export (`schemas/doc/vault-document.schema.json`).
+    pub fn export_json(&self) -> Value {
+        let mut value = self.vault.doc.to_json();
+        value["format"] = Value::from(EXPORT_FORMAT);
+        value
+    }
+}
+
+impl<V: DerefMut<Target = Vault>> Records<V> {
     /// Sets a profile field, validated against the schema.
     pub fn set_profile(&mut self, field: &str, value: &str) -> Result<(), EditError> {
-        let path: Vec<String> = Self::field_path(field)?.into_iter().map(str::to_owned).collect();
+        let path: Vec<String> = field_path(field)?.into_iter().map(str::to_owned).collect();
         let value = Value::String(value.to_owned());
-        self.edit(|doc| {
+        self.vault.edit(|doc| {
             let path: Vec<&str> = path.iter().map(String::as_str).collect();
             Ok(doc.set_profile(&path, value)?)
         })
@@ -136,17 +179,11 @@ impl Vault {
 
     /// Removes a profile field; false when it was not set.
     pub fn unset_profile(&mut self, field: &str) -> Result<bool, EditError> {
-        let path: Vec<String> = Self::field_path(field)?.into_iter().map(str::to_owned).collect();
-        self.edit(|doc| {
+        let path: Vec<String> = field_path(field)?.into_iter().map(str::to_owned).collect();
+        self.vault.edit(|doc| {
             let path: Vec<&str> = path.iter().map(String::as_str).collect();
             Ok(doc.unset_profile(&path))
         })
-    }
-
-    // ----- purchases -----
-
-    fn new_purchase_id() -> String {
-        data_encoding::BASE32_NOPAD.encode(&random_array::<10>()).to_ascii_lowercase()
     }
 
     /// Adds a purchase; returns its id.
@@ -158,10 +195,10 @@ impl Vault {
     pub fn add_purchases(&mut self, records: &[PurchaseRecord]) -> Result<Vec<String>, EditError> {
         let values: Vec<Value> =
             records.iter().map(|r| serde_json::to_value(r).expect("records serialize")).collect();
-        self.edit(|doc| {
+        self.vault.edit(|doc| {
             let mut ids = Vec::with_capacity(values.len());
             for value in &values {
-                let id = Self::new_purchase_id();
+                let id = new_purchase_id();
                 doc.put_purchase(&id, value)?;
                 ids.push(id);
             }
@@ -171,52 +208,22 @@ impl Vault {
 
     /// Removes a purchase; false when there is none with this id.
     pub fn remove_purchase(&mut self, id: &str) -> Result<bool, EditError> {
-        self.edit(|doc| Ok(doc.remove_purchase(id)))
-    }
-
-    /// One purchase.
-    pub fn purchase(&self, id: &str) -> Option<Purchase> {
-        let value = self.doc.purchase_json(id)?;
-        serde_json::from_value(value).ok().map(|record| Purchase { id: id.to_owned(), record })
-    }
-
-    /// All purchases, newest first (by date, then id).
-    pub fn purchases(&self) -> Vec<Purchase> {
-        let mut out: Vec<Purchase> =
-            self.doc.purchase_ids().iter().filter_map(|id| self.purchase(id)).collect();
-        out.sort_by(|a, b| b.record.date.cmp(&a.record.date).then_with(|| a.id.cmp(&b.id)));
-        out
-    }
-
-    // ----- preferences -----
-
-    /// All preferences as JSON.
-    pub fn preferences(&self) -> Value {
-        self.doc.section_json(PREFERENCES)
+        self.vault.edit(|doc| Ok(doc.remove_purchase(id)))
     }
 
     /// Sets a preference, validated against the schema.
     pub fn set_preference(&mut self, key: &str, value: &str) -> Result<(), EditError> {
-        self.edit(|doc| Ok(doc.set_preference(key, value)?))
+        self.vault.edit(|doc| Ok(doc.set_preference(key, value)?))
     }
 
     /// Removes a preference; false when it was not set.
     pub fn unset_preference(&mut self, key: &str) -> Result<bool, EditError> {
-        self.edit(|doc| Ok(doc.unset_preference(key)))
-    }
-
-    // ----- export and import -----
-
-    /// Everything, as a JSON export (`schemas/doc/vault-document.schema.json`).
-    pub fn export_json(&self) -> Value {
-        let mut value = self.doc.to_json();
-        value["format"] = Value::from(EXPORT_FORMAT);
-        value
+        self.vault.edit(|doc| Ok(doc.unset_preference(key)))
     }
 
     /// Everything, as a standard Automerge document (with its full history).
     pub fn export_automerge(&mut self) -> Vec<u8> {
-        self.doc.automerge().save()
+        self.vault.doc.automerge().save()
     }
 
     /// Imports a JSON export or an Automerge document (detected from the content). An Automerge
@@ -225,7 +232,7 @@ impl Vault {
     /// when it does not fit.
     pub fn import(&mut self, bytes: &[u8]) -> Result<ImportMode, ImportError> {
         let decoded = import::Decoded::decode(bytes)?;
-        Ok(self.edit(|doc| decoded.apply(doc))?)
+        Ok(self.vault.edit(|doc| decoded.apply(doc))?)
     }
 }
 
@@ -253,22 +260,22 @@ mod tests {
     fn edits_survive_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let mut v = new_test_vault(dir.path());
-        v.set_profile("email", "ada@example.org").unwrap();
-        let id = v.add_purchase(&tea()).unwrap();
-        v.set_preference("diet", "vegan").unwrap();
+        v.records_mut().set_profile("email", "ada@example.org").unwrap();
+        let id = v.records_mut().add_purchase(&tea()).unwrap();
+        v.records_mut().set_preference("diet", "vegan").unwrap();
         drop(v);
         let v = Vault::at(dir.path()).unlock(&Passphrase::new("pw")).unwrap();
-        assert_eq!(v.profile_field("email").unwrap(), Some(Value::from("ada@example.org")));
-        assert_eq!(v.purchase(&id).unwrap().record, tea());
-        assert_eq!(v.preferences()["diet"], "vegan");
+        assert_eq!(v.records().profile_field("email").unwrap(), Some(Value::from("ada@example.org")));
+        assert_eq!(v.records().purchase(&id).unwrap().record, tea());
+        assert_eq!(v.records().preferences()["diet"], "vegan");
     }
 
     /// The Automerge export of another vault whose profile name is Ada.
     fn another_vault_named_ada() -> Vec<u8> {
         let other_dir = tempfile::tempdir().unwrap();
         let mut other = new_test_vault(other_dir.path());
-        other.set_profile("name", "Ada").unwrap();
-        other.export_automerge()
+        other.records_mut().set_profile("name", "Ada").unwrap();
+        other.records_mut().export_automerge()
     }
 
     #[test]
@@ -276,10 +283,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let bytes = another_vault_named_ada();
         let mut v = new_test_vault(dir.path());
-        assert_eq!(v.import(&bytes).unwrap(), ImportMode::Merged);
+        assert_eq!(v.records_mut().import(&bytes).unwrap(), ImportMode::Merged);
         drop(v);
         let v = Vault::at(dir.path()).unlock(&Passphrase::new("pw")).unwrap();
-        assert_eq!(v.profile()["name"], "Ada");
+        assert_eq!(v.records().profile()["name"], "Ada");
     }
 
     #[test]
@@ -295,13 +302,13 @@ mod tests {
         });
         assert!(refused.is_err());
         assert_eq!(v.doc.automerge().get_heads(), heads, "the merged changes left memory");
-        assert!(v.profile().get("name").is_none());
+        assert!(v.records().profile().get("name").is_none());
         // A later edit saves only itself, and the file agrees with memory.
-        v.set_profile("email", "ada@example.org").unwrap();
+        v.records_mut().set_profile("email", "ada@example.org").unwrap();
         drop(v);
         let v = Vault::at(dir.path()).unlock(&Passphrase::new("pw")).unwrap();
-        assert!(v.profile().get("name").is_none());
-        assert_eq!(v.profile()["email"], "ada@example.org");
+        assert!(v.records().profile().get("name").is_none());
+        assert_eq!(v.records().profile()["email"], "ada@example.org");
     }
 
     #[test]
@@ -311,9 +318,9 @@ mod tests {
         let before = v.storage_stats().chunk_count;
         let mut bad = tea();
         bad.rating = Some(9);
-        assert!(matches!(v.add_purchase(&bad), Err(EditError::Schema(_))));
-        assert!(v.set_profile("nickname", "x").is_err());
+        assert!(matches!(v.records_mut().add_purchase(&bad), Err(EditError::Schema(_))));
+        assert!(v.records_mut().set_profile("nickname", "x").is_err());
         assert_eq!(v.storage_stats().chunk_count, before);
-        assert!(v.purchases().is_empty());
+        assert!(v.records().purchases().is_empty());
     }
 }

@@ -104,21 +104,21 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let pw = Passphrase::new("pw");
         let mut v = new_test_vault(dir.path());
-        v.set_profile("name", "Ada").unwrap();
-        v.set_preference("diet", "vegetarian").unwrap();
+        v.records_mut().set_profile("name", "Ada").unwrap();
+        v.records_mut().set_preference("diet", "vegetarian").unwrap();
         let identity = v.identity();
         let lent = v.unlock_key().unwrap();
-        let export = v.export_json();
+        let export = v.records().export_json();
         let done = Vault::at(dir.path()).rekey(&pw).unwrap().run(&pw).unwrap();
         assert!(done.rows > 0 && done.log_emptied, "{done:?}");
         // The vault opened before holds the old key: refused, nothing lost.
-        assert!(v.set_profile("name", "Stale").is_err());
+        assert!(v.records_mut().set_profile("name", "Stale").is_err());
         drop(v);
         let err = Vault::at(dir.path()).unlock_with_key(&lent).unwrap_err();
         assert!(matches!(err, OpenError::StaleKey), "{err:?}");
         let v = Vault::at(dir.path()).unlock(&pw).unwrap();
         assert_eq!(v.identity(), identity);
-        assert_eq!(v.export_json(), export);
+        assert_eq!(v.records().export_json(), export);
         let fresh = v.unlock_key().unwrap();
         assert!(!fresh.same_as(&lent));
         drop(v);

@@ -55,9 +55,9 @@ mod tests {
         }));
         assert!(panicked.is_err());
         // Not stuck inside BEGIN IMMEDIATE: this handle and another one can write.
-        v.set_profile("name", "Ada").unwrap();
+        v.records_mut().set_profile("name", "Ada").unwrap();
         let mut other = Vault::at(dir.path()).unlock(&Passphrase::new("pw")).unwrap();
-        other.set_preference("diet", "vegan").unwrap();
+        other.records_mut().set_preference("diet", "vegan").unwrap();
         // The row written before the panic was rolled back.
         let refused = v
             .access_log()
@@ -81,10 +81,10 @@ mod tests {
             });
         }));
         assert!(panicked.is_err());
-        v.set_profile("name", "Ada").unwrap();
-        assert_eq!(v.profile_field("email").unwrap(), None);
+        v.records_mut().set_profile("name", "Ada").unwrap();
+        assert_eq!(v.records().profile_field("email").unwrap(), None);
         let other = Vault::at(dir.path()).unlock(&Passphrase::new("pw")).unwrap();
-        assert_eq!(other.profile_field("name").unwrap(), Some("Ada".into()));
-        assert_eq!(other.profile_field("email").unwrap(), None);
+        assert_eq!(other.records().profile_field("name").unwrap(), Some("Ada".into()));
+        assert_eq!(other.records().profile_field("email").unwrap(), None);
     }
 }

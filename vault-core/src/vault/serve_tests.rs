@@ -10,7 +10,7 @@ use crate::vault::{AuditFilter, AuditKind, NewGrant, ServeError, Vault};
 
 fn issuer_with_grant(dir: &std::path::Path, shop: &Identity) -> (Vault, crate::statement::GrantId) {
     let mut v = Vault::at(dir).kdf(KdfParams::INSECURE_FOR_TESTS).create(&Passphrase::new("pw")).unwrap();
-    v.set_profile("email", "ada@example.org").unwrap();
+    v.records_mut().set_profile("email", "ada@example.org").unwrap();
     let grant = v
         .issue_grant(NewGrant {
             audience: shop.public(),

@@ -8,7 +8,7 @@ use vault_core::{DeviceKey, GrantStatus, Identity, KdfParams, NewGrant, Passphra
 
 pub(crate) fn first(dir: &std::path::Path) -> Vault {
     let mut v = Vault::at(dir).kdf(KdfParams::INSECURE_FOR_TESTS).create(&Passphrase::new("pw")).unwrap();
-    v.set_profile("email", "ada@example.org").unwrap();
+    v.records_mut().set_profile("email", "ada@example.org").unwrap();
     v
 }
 

@@ -48,7 +48,7 @@ async fn a_panicking_peer_loses_its_stream_and_the_node_serves_the_others() {
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let mut issuer = create(dirs[0].path());
     let (good, bad) = (create(dirs[1].path()), create(dirs[2].path()));
-    issuer.set_profile("email", "ada@example.org").unwrap();
+    issuer.records_mut().set_profile("email", "ada@example.org").unwrap();
     issuer.issue_grant(email_grant(good.identity())).unwrap();
     issuer.issue_grant(email_grant(bad.identity())).unwrap();
     PANIC_FOR.lock().unwrap().push(bad.identity());
@@ -65,7 +65,7 @@ async fn a_panicking_peer_loses_its_stream_and_the_node_serves_the_others() {
     for n in 0..3 {
         let email = format!("ada{n}@example.org");
         let e = email.clone();
-        issuer.with_vault(move |v| v.set_profile("email", &e)).unwrap();
+        issuer.with_vault(move |v| v.records_mut().set_profile("email", &e)).unwrap();
         let start = Instant::now();
         while email_at(&good).as_deref() != Some(email.as_str()) {
             assert!(start.elapsed() < Duration::from_secs(15), "the good peer stopped being served");
@@ -74,6 +74,6 @@ async fn a_panicking_peer_loses_its_stream_and_the_node_serves_the_others() {
     }
     // Another process can write to the issuer's vault: the panics left no write lock behind.
     let mut other = Vault::at(dirs[0].path()).unlock(&Passphrase::new("pw")).unwrap();
-    other.set_preference("diet", "vegan").unwrap();
+    other.records_mut().set_preference("diet", "vegan").unwrap();
     drop(bad);
 }

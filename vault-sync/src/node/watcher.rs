@@ -91,7 +91,7 @@ mod tests {
             .clock(Arc::new(move || c.load(Ordering::SeqCst)))
             .create(&Passphrase::new("pw"))
             .unwrap();
-        node.set_profile("birthday", "2009-01-20").unwrap();
+        node.records_mut().set_profile("birthday", "2009-01-20").unwrap();
         let grant = node
             .issue_grant(NewGrant {
                 audience: Identity::generate().public(),
@@ -124,12 +124,12 @@ mod tests {
         let _ = watch_step(&mut node, true, |_| {});
         assert!(!watch_step(&mut node, true, |_| {}), "nothing changed yet");
         // Another process commits inside the window, while the step handles expiry.
-        let first = watch_step(&mut node, true, |_| cli.set_profile("name", "Ada").unwrap());
+        let first = watch_step(&mut node, true, |_| cli.records_mut().set_profile("name", "Ada").unwrap());
         let second = watch_step(&mut node, true, |_| {});
         assert!(first || second, "the other process's commit was never detected");
-        assert_eq!(node.profile_field("name").unwrap(), Some("Ada".into()));
+        assert_eq!(node.records().profile_field("name").unwrap(), Some("Ada".into()));
         // The node's own writes are not mistaken for another process's.
-        node.set_preference("diet", "vegan").unwrap();
+        node.records_mut().set_preference("diet", "vegan").unwrap();
         assert!(!watch_step(&mut node, true, |_| {}));
     }
 }

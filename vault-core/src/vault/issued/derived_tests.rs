@@ -52,7 +52,7 @@ fn a_derived_grant_follows_its_source_and_the_date() {
     // Nothing to do while the date stays the same: nothing read, nothing written.
     assert!(f.vault.update_dated_projections().unwrap().is_empty());
     // An edit of the source.
-    f.vault.set_profile("address.postcode", "75011").unwrap();
+    f.vault.records_mut().set_profile("address.postcode", "75011").unwrap();
     assert_eq!(f.vault.update_projections(None).unwrap(), vec![id]);
     assert_eq!(values(&mut f.vault)["profile"]["address"]["postcode:prefix(2)"], "75");
     // Ages are counted by the month: the birthday itself (2027-01-20) changes nothing, the
@@ -66,7 +66,7 @@ fn a_derived_grant_follows_its_source_and_the_date() {
     assert_eq!(f.vault.update_dated_projections().unwrap(), vec![id]);
     assert_eq!(values(&mut f.vault)["profile"]["birthday:over(18)"], json!(true));
     // Unset: the value goes, it does not turn false.
-    f.vault.unset_profile("birthday").unwrap();
+    f.vault.records_mut().unset_profile("birthday").unwrap();
     f.vault.update_projections(None).unwrap();
     assert_eq!(values(&mut f.vault)["profile"].get("birthday:over(18)"), None);
     // A handle that loads the projection from storage recomputes dated values on its date.
@@ -76,7 +76,7 @@ fn a_derived_grant_follows_its_source_and_the_date() {
         .clock(Arc::new(move || c.load(Ordering::SeqCst)))
         .unlock(&Passphrase::new("pw"))
         .unwrap();
-    other.set_profile("birthday", "2009-01-20").unwrap();
+    other.records_mut().set_profile("birthday", "2009-01-20").unwrap();
     other.update_projections(None).unwrap();
     assert_eq!(other.projection_values(&id).unwrap().unwrap()["profile"]["birthday:over(18)"], json!(true));
 }

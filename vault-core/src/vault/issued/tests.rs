@@ -25,7 +25,7 @@ pub(super) fn fixture_with(profile: &[(&str, &str)]) -> Fixture {
     let clock = Arc::new(AtomicI64::new(1_800_000_000));
     let mut vault = crate::vault::new_test_vault_with_clock(dir.path(), clock.clone());
     for (field, value) in profile {
-        vault.set_profile(field, value).unwrap();
+        vault.records_mut().set_profile(field, value).unwrap();
     }
     Fixture { _dir: dir, vault, clock, shop: Identity::generate() }
 }
@@ -54,12 +54,12 @@ fn grant_projects_live_values_and_revocation_stops_it() {
         f.vault.projection_values(&id).unwrap().unwrap(),
         json!({"profile": {"email": "ada@example.org", "address": {"city": "Lyon"}}})
     );
-    f.vault.set_profile("email", "ada@new.example").unwrap();
-    f.vault.set_profile("name", "Ada L.").unwrap();
+    f.vault.records_mut().set_profile("email", "ada@new.example").unwrap();
+    f.vault.records_mut().set_profile("name", "Ada L.").unwrap();
     assert_eq!(f.vault.update_projections(None).unwrap(), vec![id]);
     assert_eq!(f.vault.projection_values(&id).unwrap().unwrap()["profile"]["email"], "ada@new.example");
     // An edit outside the grant changes nothing.
-    f.vault.set_profile("name", "Ada Lovelace").unwrap();
+    f.vault.records_mut().set_profile("name", "Ada Lovelace").unwrap();
     assert!(f.vault.update_projections(None).unwrap().is_empty());
 
     assert_eq!(f.vault.live_grants_for(&f.shop.public()).unwrap().len(), 1);
@@ -88,7 +88,7 @@ fn projections_survive_reopen_and_catch_up() {
         rating: None,
         review: None,
     };
-    let pid = f.vault.add_purchase(&record).unwrap();
+    let pid = f.vault.records_mut().add_purchase(&record).unwrap();
     let dir = f.vault.dir().to_owned();
     // Another handle (another process) brings the projection up to date.
     let mut other = Vault::at(&dir).unlock(&Passphrase::new("pw")).unwrap();
@@ -97,7 +97,7 @@ fn projections_survive_reopen_and_catch_up() {
     // The first handle catches up from the stored chunks without recomputing.
     assert!(f.vault.update_projections(None).unwrap().is_empty());
     assert_eq!(f.vault.projection_values(&id).unwrap().unwrap()["purchases"][&pid]["item"], "Tea");
-    f.vault.remove_purchase(&pid).unwrap();
+    f.vault.records_mut().remove_purchase(&pid).unwrap();
     f.vault.update_projections(None).unwrap();
     assert_eq!(other.projection_values(&id).unwrap().unwrap()["purchases"], json!({}));
 }
