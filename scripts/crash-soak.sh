@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The full crash soak behind README's Reliability table: SIGKILL at random points of every kind
-# of write and of both nodes mid-sync, checked every 10 rounds (see tests/tests/crash_soak.rs).
+# The full crash soak behind the table in docs/reliability.md: SIGKILL at random points of every
+# kind of write and of both nodes mid-sync, checked every 10 rounds (see tests/tests/crash_soak.rs).
 # Usage: scripts/crash-soak.sh [ROUNDS] (default 1000); VAULT_SOAK_SEED=N replays a run.
 set -euo pipefail
 cd "$(dirname "$0")/.."

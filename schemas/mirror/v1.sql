@@ -1,6 +1,6 @@
 -- The seller's database mirror, schema version 1 (created by `vault mirror set` / `vault serve
 -- --mirror`, in the PostgreSQL schema "vault"; vault.meta records schema_version and owner).
--- vault-mirror compiles this file in: it is what runs. See README.md, "A seller's own database".
+-- vault-mirror compiles this file in: it is what runs. See docs/seller-database.md.
 --
 -- vault.consents: one row per consent this vault (the seller) holds or held.
 --   status 'live' while consent lasts; 'withdrawn' (revoked) or 'expired' after, with ended_at

@@ -3,8 +3,8 @@
 //! After every batch: every acknowledged write is there, `verify` is clean on both sides, the
 //! grantee holds exactly what the issuer serves, and no share is left half-erased.
 //!
-//! `VAULT_SOAK_ROUNDS` sets the number of rounds (CI: the default, 100; the figure in README:
-//! `scripts/crash-soak.sh`, 1,000 rounds in a release build).
+//! `VAULT_SOAK_ROUNDS` sets the number of rounds (CI: the default, 100; the figure in
+//! docs/reliability.md: `scripts/crash-soak.sh`, 1,000 rounds in a release build).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};

@@ -9,7 +9,7 @@
 //! IPv6 loopback, so no direct path exists for iroh to holepunch to (see the proxy's docs);
 //! each scenario also checks that a partition really stops delivery.
 //!
-//! The figures are printed (`--nocapture`) for README's Reliability table.
+//! The figures are printed (`--nocapture`) for the table in docs/reliability.md.
 
 use std::path::Path;
 use std::time::{Duration, Instant};

@@ -13,7 +13,7 @@
 //! later time, signed by a key rotated away, is refused wherever the rotation has reached.
 //! Statements made before a rotation (old grants) keep verifying.
 //!
-//! Honest limits, said here and in README:
+//! Honest limits, said here and in docs/threat-model.md:
 //! - Times are the signer's word: a thief holding an old key can backdate a statement to before
 //!   the rotation. A rotation bounds what a stolen key signs from then on, not what it can claim
 //!   it signed earlier.

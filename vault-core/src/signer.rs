@@ -89,7 +89,7 @@ pub enum By {
     /// A key of the identity's key state other than the inception key.
     Key(IdentityId),
     /// A device, with the identity's certificate for it (made by the inception key: certificates
-    /// name no key, see README's limits).
+    /// name no key, see docs/devices.md).
     Device(Box<DeviceCertificate>),
 }
 

@@ -1,7 +1,7 @@
 //! The mirror's tables in the seller's PostgreSQL, created and migrated by vault, versioned in
-//! `vault.meta` (documented in schemas/mirror/ and README). Before writing, the mirror checks
-//! that the tables still have the columns it writes: a table changed by hand is named, not
-//! written into blindly.
+//! `vault.meta` (documented in schemas/mirror/ and docs/seller-database.md). Before writing, the
+//! mirror checks that the tables still have the columns it writes: a table changed by hand is
+//! named, not written into blindly.
 
 use tokio_postgres::Client;
 

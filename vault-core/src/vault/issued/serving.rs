@@ -343,7 +343,8 @@ impl Vault {
     /// means a retraction must start a new epoch, since that device would otherwise receive
     /// the retracted value in the history. Past [`MAX_DEVICES_PER_GRANT`] devices nothing is
     /// known to be held. A device this vault never served is not counted: it receives the
-    /// epoch whole, history included (see README, "what sharing cannot guarantee").
+    /// epoch whole, history included (see docs/threat-model.md, "What sharing cannot
+    /// guarantee").
     pub(super) fn grantee_holds(
         &self,
         id: &GrantId,
