@@ -59,9 +59,9 @@ fn build() -> PathBuf {
         expires_at: None,
         prices: false,
     };
-    laptop.issue_grant(new()).expect("a grant");
-    let revoked = laptop.issue_grant(new()).expect("a grant").statement().id;
-    laptop.revoke(&revoked).expect("a revocation");
+    laptop.grants_mut().issue(new()).expect("a grant");
+    let revoked = laptop.grants_mut().issue(new()).expect("a grant").statement().id;
+    laptop.grants_mut().revoke(&revoked).expect("a revocation");
     let ticket = Ticket::new(shop.certify(DeviceKey::generate().public()), Vec::new());
     laptop.contacts_mut().add("shop", &ticket).expect("a contact");
     laptop.seed_shared_log().expect("the log");

@@ -69,7 +69,7 @@ impl Template {
         let (mut customer, mut shop) = (create("customer"), create("shop"));
         customer.records_mut().set_profile("email", "ada@example.org").expect("an edit");
         let grant = customer
-            .issue_grant(NewGrant {
+            .grants_mut().issue(NewGrant {
                 audience: shop.identity(),
                 fields: vec![
                     "profile.email".parse().expect("a field"),
@@ -83,7 +83,7 @@ impl Template {
             .expect("a grant")
             .statement()
             .id;
-        let (live, ended) = customer.shares_for(&shop.identity()).expect("shares");
+        let (live, ended) = customer.grants_mut().shares_for(&shop.identity()).expect("shares");
         shop.accept_shares(customer.identity(), None, &live, &ended).expect("accepted");
         let device = shop.device_key().public();
         // Closing both checkpoints their logs into the files that are copied.

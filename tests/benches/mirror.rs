@@ -90,7 +90,8 @@ async fn seller(db: &TestDb, n: usize) {
         v.records_mut().set_profile("email", &format!("customer{i}@example.org")).unwrap();
         v.records_mut().set_profile("name", &format!("Customer {i}")).unwrap();
         v.contacts_mut().add("shop", &ticket).unwrap();
-        v.issue_grant(vault_tests::new_grant(seller_id, &["profile.email", "profile.name"], "orders"))
+        v.grants_mut()
+            .issue(vault_tests::new_grant(seller_id, &["profile.email", "profile.name"], "orders"))
             .unwrap();
         customers.push((dir, v));
     }

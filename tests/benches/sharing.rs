@@ -39,7 +39,7 @@ async fn latency() {
     let mut customer = create(cdir.path());
     let shop = create(sdir.path());
     customer.records_mut().set_profile("email", "start@example.org").unwrap();
-    customer.issue_grant(grant(shop.identity(), &["profile.email"], None)).unwrap();
+    customer.grants_mut().issue(grant(shop.identity(), &["profile.email"], None)).unwrap();
     let customer_node = Node::spawn(customer, local()).await.unwrap();
     let (shop, r) = sync_once(shop, &customer_node.ticket(), &local()).await;
     r.unwrap();
@@ -104,13 +104,13 @@ async fn first_sync() {
         let dir = tempfile::tempdir().unwrap();
         let shop = create(dir.path());
         let start = Instant::now();
-        let g = customer.issue_grant(grant(shop.identity(), &["purchases"], None)).unwrap();
+        let g = customer.grants_mut().issue(grant(shop.identity(), &["purchases"], None)).unwrap();
         build.push(start.elapsed());
         shops.push((dir, shop, g.statement().id));
     }
     summary("2a building a 10,000-purchase projection for a new grant (once per grant)", build);
     // The baseline: the bare Automerge sync protocol in memory, same projection document.
-    let projection_bytes = customer.projection_doc(&shops[0].2).unwrap().unwrap().save();
+    let projection_bytes = customer.projections_mut().doc(&shops[0].2).unwrap().unwrap().save();
     let mut base_times = Vec::new();
     let mut base_bytes = 0;
     for _ in 0..runs {
@@ -202,10 +202,10 @@ fn incremental(size: usize) {
             2 => grant(who, &["purchases.*.item", "purchases.*.rating"], None),
             _ => grant(who, &["profile.email", "profile.address"], None),
         };
-        ids.push(customer.issue_grant(g).unwrap().statement().id);
+        ids.push(customer.grants_mut().issue(g).unwrap().statement().id);
     }
     // Warm: every projection loaded once (as in a running node).
-    customer.update_projections(None).unwrap();
+    customer.projections_mut().update(None).unwrap();
     let mut samples = Vec::new();
     for i in 0..40 {
         if i % 2 == 0 {
@@ -214,7 +214,7 @@ fn incremental(size: usize) {
             customer.records_mut().set_profile("email", &format!("e{i}@example.org")).unwrap();
         }
         let start = Instant::now();
-        let changed = customer.update_projections(None).unwrap();
+        let changed = customer.projections_mut().update(None).unwrap();
         samples.push(start.elapsed());
         assert!(!changed.is_empty());
     }
@@ -236,7 +236,7 @@ async fn fanout(n: usize) {
     for _ in 0..n {
         let dir = tempfile::tempdir().unwrap();
         let v = create(dir.path());
-        customer.issue_grant(grant(v.identity(), &["purchases"], None)).unwrap();
+        customer.grants_mut().issue(grant(v.identity(), &["purchases"], None)).unwrap();
         grantees.push((dir, v));
     }
     drop(customer);
@@ -391,7 +391,7 @@ async fn feed(friends: usize, purchases: usize) {
         for chunk in records.chunks(500) {
             v.records_mut().add_purchases(chunk).unwrap();
         }
-        v.issue_grant(grant(me, &["purchases"], None)).unwrap();
+        v.grants_mut().issue(grant(me, &["purchases"], None)).unwrap();
         issuers.push((dir, v));
     }
     println!("5  built {friends} friends' vaults with {purchases} purchases each in {:.1?}", start.elapsed());

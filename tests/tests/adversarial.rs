@@ -44,7 +44,8 @@ async fn setup() -> Setup {
     customer.records_mut().set_profile("email", "ada@example.org").unwrap();
     customer.records_mut().set_profile("phone", "+33 6 00 00 00 00").unwrap();
     let grant = customer
-        .issue_grant(vault_tests::new_grant(shop.identity(), &["profile.email"], "delivery"))
+        .grants_mut()
+        .issue(vault_tests::new_grant(shop.identity(), &["profile.email"], "delivery"))
         .unwrap()
         .statement()
         .id;

@@ -37,14 +37,14 @@ async fn a_flooding_grantee_does_not_hold_up_the_others() {
     let mallory = Identity::generate();
     customer.records_mut().set_profile("email", "ada@example.org").unwrap();
     let grant = |audience| vault_tests::new_grant(audience, &["profile.email"], "delivery");
-    customer.issue_grant(grant(shop.identity())).unwrap();
+    customer.grants_mut().issue(grant(shop.identity())).unwrap();
     // Mallory's grant covers a field the edits below leave alone: an edit that overwrites a
     // field a grantee does not hold up to date starts a new epoch of that grantee's projection
     // and ends its streams (see `grantee_holds`), which would end the flood for a reason that
     // is not the one under test.
     customer.records_mut().set_profile("name", "Ada").unwrap();
     let name = vault_tests::new_grant(mallory.public(), &["profile.name"], "delivery");
-    let flooded = customer.issue_grant(name).unwrap().statement().id;
+    let flooded = customer.grants_mut().issue(name).unwrap().statement().id;
     let customer = Node::spawn(customer, local()).await.unwrap();
     let ticket = customer.ticket();
     let (shop, _) = sync_once(shop, &ticket, &local()).await;

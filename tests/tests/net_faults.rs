@@ -94,7 +94,8 @@ impl Linked {
     fn grant_purchases(&self) -> GrantId {
         let audience = self.grantee.inspect(|v| v.identity());
         self.issuer.with_vault(|v| {
-            v.issue_grant(vault_tests::new_grant(audience, &["purchases"], "purchase feed"))
+            v.grants_mut()
+                .issue(vault_tests::new_grant(audience, &["purchases"], "purchase feed"))
                 .unwrap()
                 .statement()
                 .id
@@ -104,7 +105,7 @@ impl Linked {
     /// What the issuer's projection for `id` holds now.
     fn projection(&self, id: &GrantId) -> Value {
         self.issuer.inspect(|v| {
-            let grant = v.grant_info(id).unwrap().unwrap().grant;
+            let grant = v.grants().get(id).unwrap().unwrap().grant;
             vault_core::project(grant.statement(), &v.records().export_json(), v.now())
         })
     }
@@ -327,7 +328,7 @@ async fn a_revocation_made_during_a_partition() {
     let started = Instant::now();
     // An edit the grantee may not see yet, the revocation, and edits after it that it must never see.
     let before_revocation = linked.add(5000, "before");
-    linked.issuer.with_vault(|v| v.revoke(&grant).unwrap());
+    linked.issuer.with_vault(|v| v.grants_mut().revoke(&grant).unwrap());
     let after: Vec<String> = (0..3).map(|i| linked.add(6000 + i, "after-revocation")).collect();
     tokio::time::sleep(Duration::from_secs(5)).await;
     assert_eq!(
@@ -355,7 +356,7 @@ async fn a_revocation_made_during_a_partition() {
     .await;
     let receipt =
         within(&linked.issuer, Duration::from_secs(30), "the erasure receipt at the issuer", || {
-            linked.issuer.inspect(|v| v.grant_info(&grant).unwrap().unwrap().erasure.is_some())
+            linked.issuer.inspect(|v| v.grants().get(&grant).unwrap().unwrap().erasure.is_some())
         })
         .await;
     // The issuer's access log: nothing served under the grant after its revocation.
@@ -385,7 +386,9 @@ async fn nodes_of_different_families_have_no_direct_path() {
     let (issuer, grantee) = vaults(&dirs, 1);
     let audience = grantee.identity();
     let issuer = Node::spawn(issuer, bound("127.0.0.1:0")).await.unwrap();
-    issuer.with_vault(|v| v.issue_grant(vault_tests::new_grant(audience, &["purchases"], "feed")).unwrap());
+    issuer.with_vault(|v| {
+        v.grants_mut().issue(vault_tests::new_grant(audience, &["purchases"], "feed")).unwrap()
+    });
     let ticket = issuer.ticket();
     assert!(ticket.addrs().iter().all(|a| a.is_ipv4()));
     let (grantee, direct) = vault_sync::sync_once(grantee, &ticket, &bound("[::1]:0")).await;

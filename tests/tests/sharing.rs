@@ -33,11 +33,8 @@ async fn grant_sync_live_update_revoke_erase() {
     customer.records_mut().set_profile("phone", "+33 6 12 34 56 78").unwrap();
     customer.records_mut().set_profile("address.city", "Lyon").unwrap();
     let id = customer
-        .issue_grant(vault_tests::new_grant(
-            shop.identity(),
-            &["profile.email", "profile.address"],
-            "delivery",
-        ))
+        .grants_mut()
+        .issue(vault_tests::new_grant(shop.identity(), &["profile.email", "profile.address"], "delivery"))
         .unwrap()
         .statement()
         .id;
@@ -74,7 +71,7 @@ async fn grant_sync_live_update_revoke_erase() {
     assert!(held["profile"].get("phone").is_none(), "non-granted fields never arrive");
 
     // Revoke from "another process": the shop erases its copy and the receipt comes back.
-    cli.revoke(&id).unwrap();
+    cli.grants_mut().revoke(&id).unwrap();
     cli.records_mut().set_profile("email", "after@example.org").unwrap();
     eventually("the shop erased its copy", || {
         shop_node.with_vault(|v| v.shares().unwrap()[0].status == ShareStatus::Revoked)
@@ -82,7 +79,7 @@ async fn grant_sync_live_update_revoke_erase() {
     .await;
     assert!(shop_node.with_vault(|v| v.shares().unwrap()[0].values.is_none()));
     eventually("the erasure receipt is recorded", || {
-        customer_node.with_vault(|v| v.grant_info(&id).unwrap().unwrap().erasure.is_some())
+        customer_node.with_vault(|v| v.grants().get(&id).unwrap().unwrap().erasure.is_some())
     })
     .await;
     let log = customer_node.with_vault(|v| v.access_log().list(&AuditFilter::default()).unwrap());
@@ -112,7 +109,8 @@ async fn expiry_with_an_injected_clock() {
     let shop = create_with_clock(sdir.path(), clock.clone());
     customer.records_mut().set_profile("email", "ada@example.org").unwrap();
     let id = customer
-        .issue_grant(NewGrant {
+        .grants_mut()
+        .issue(NewGrant {
             audience: shop.identity(),
             fields: vec!["profile.email".parse().unwrap()],
             filter: None,
@@ -134,7 +132,7 @@ async fn expiry_with_an_injected_clock() {
     })
     .await;
     eventually("the issuer recorded the erasure", || {
-        customer_node.with_vault(|v| v.grant_info(&id).unwrap().unwrap().erasure.is_some())
+        customer_node.with_vault(|v| v.grants().get(&id).unwrap().unwrap().erasure.is_some())
     })
     .await;
     let kinds: Vec<AuditKind> = customer_node
@@ -169,9 +167,13 @@ async fn restarts_and_filtered_feeds() {
     let dune = customer.records_mut().add_purchase(&book("Dune", "books")).unwrap();
     customer.records_mut().add_purchase(&book("Tea", "food")).unwrap();
     customer.records_mut().set_profile("email", "ada@example.org").unwrap();
-    customer.issue_grant(vault_tests::new_grant(shop.identity(), &["profile.email"], "delivery")).unwrap();
     customer
-        .issue_grant(NewGrant {
+        .grants_mut()
+        .issue(vault_tests::new_grant(shop.identity(), &["profile.email"], "delivery"))
+        .unwrap();
+    customer
+        .grants_mut()
+        .issue(NewGrant {
             audience: friend.identity(),
             fields: vec!["purchases".parse().unwrap()],
             filter: Some("tag=books".parse().unwrap()),

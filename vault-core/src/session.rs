@@ -35,7 +35,7 @@
 //! let (d1, d2) = (tempfile::tempdir()?, tempfile::tempdir()?);
 //! let (mut issuer, mut grantee) = (open(d1.path())?, open(d2.path())?);
 //! issuer.records_mut().set_profile("email", "ada@example.org")?;
-//! let grant = issuer.issue_grant(NewGrant {
+//! let grant = issuer.grants_mut().issue(NewGrant {
 //!     audience: grantee.identity(),
 //!     fields: vec!["profile.email".parse()?],
 //!     filter: None,
@@ -55,7 +55,7 @@
 //! // The grantee's side, fed by a hostile issuer (here the real one's frames).
 //! let mut session = GranteeSession::new(issuer.identity(), None, true);
 //! let _ = session.start(&mut grantee);
-//! let (live, ended) = issuer.shares_for(&grantee.identity())?;
+//! let (live, ended) = issuer.grants_mut().shares_for(&grantee.identity())?;
 //! session.on_frame(&mut grantee, Frame::Shares { live, ended })?; // OpenStream { grant: id, .. }
 //! let (mut share, first) = ShareStream::open(&mut grantee, issuer.identity(), issuer.device_key().public(), id, true)?;
 //! let mut serve = ServeStream::open(&mut issuer, grantee.identity(), device, &first, now)?;

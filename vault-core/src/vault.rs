@@ -64,6 +64,7 @@ mod rollback;
 mod roster;
 #[cfg(test)]
 mod serve_tests;
+mod settings;
 
 pub use audit::{AccessLog, AuditEvent, AuditFilter, AuditKind};
 pub use changes::{EditError, StorageStats};
@@ -72,7 +73,9 @@ pub use devices::{DeviceError, DeviceRecord, DeviceSync, Devices, MAX_DEVICES, M
 pub use feed::{FeedEntry, FeedFilter};
 pub use held::{MirrorEntry, MirrorShare, MirrorStatus, Share, ShareError, ShareStatus};
 pub use inbox::{Inbox, MAX_PENDING_PER_PEER, MAX_REQUESTS_PER_PEER_PER_DAY, Refusal};
-pub use issued::{GrantError, GrantInfo, GrantStatus, Logged, NewGrant, ServeError};
+pub use issued::{
+    GrantError, GrantInfo, GrantStatus, Grants, Logged, NewGrant, Projections, ServeError, Serving,
+};
 pub use keys::RecoveryError;
 pub use notices::{MAX_NOTICES_PER_SELLER, NoticeError, NoticeInfo};
 pub use open::{CreateError, OpenError, VaultOptions, VerifyReport};
@@ -303,6 +306,11 @@ impl Vault {
 
     // ----- the roles -----
 
+    /// The node's settings (the `node` table).
+    pub(crate) fn settings(&self) -> settings::Settings<'_> {
+        settings::Settings { store: &self.store }
+    }
+
     /// The change log (see changes.rs).
     fn change_log(&mut self) -> ChangeLog<'_> {
         ChangeLog {
@@ -311,6 +319,36 @@ impl Vault {
             last_seq: &mut self.last_seq,
             state: &mut self.log,
         }
+    }
+
+    /// The grants this vault issued, to read.
+    pub fn grants(&self) -> Grants<&Self> {
+        Grants::new(self)
+    }
+
+    /// The grants this vault issued, to change.
+    pub fn grants_mut(&mut self) -> Grants<&mut Self> {
+        Grants::new(self)
+    }
+
+    /// What each grant shares (its projection), to read.
+    pub fn projections(&self) -> Projections<&Self> {
+        Projections::new(self)
+    }
+
+    /// What each grant shares (its projection), to change.
+    pub fn projections_mut(&mut self) -> Projections<&mut Self> {
+        Projections::new(self)
+    }
+
+    /// Serving grants to their grantees, to read.
+    pub fn serving(&self) -> Serving<&Self> {
+        Serving::new(self)
+    }
+
+    /// Serving grants to their grantees, to change.
+    pub fn serving_mut(&mut self) -> Serving<&mut Self> {
+        Serving::new(self)
     }
 
     /// The profile, purchases and preferences, with export, to read.

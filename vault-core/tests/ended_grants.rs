@@ -18,29 +18,29 @@ fn a_grant_ended_before_it_was_received_gets_an_erasure_receipt() {
     let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let (mut customer, mut shop) = (vault(d1.path()), vault(d2.path()));
     customer.records_mut().set_profile("email", "ada@example.org").unwrap();
-    let grant = customer.issue_grant(email_grant(shop.identity(), "delivery")).unwrap();
+    let grant = customer.grants_mut().issue(email_grant(shop.identity(), "delivery")).unwrap();
     let id = grant.statement().id;
     // Revoked before the shop ever connected.
-    customer.revoke(&id).unwrap();
-    let (live, ended) = customer.shares_for(&shop.identity()).unwrap();
+    customer.grants_mut().revoke(&id).unwrap();
+    let (live, ended) = customer.grants_mut().shares_for(&shop.identity()).unwrap();
     assert!(live.is_empty() && ended.len() == 1);
 
     let receipts = shop.accept_shares(customer.identity(), None, &live, &ended).unwrap();
     assert_eq!(receipts.len(), 1, "the shop says it holds nothing of the grant");
     assert_eq!(receipts[0].statement().grant, id);
     assert!(shop.shares().unwrap().is_empty(), "and keeps nothing of it");
-    customer.record_erasure(&receipts[0]).unwrap();
-    assert!(customer.grant_info(&id).unwrap().unwrap().erasure.is_some(), "erasure confirmed");
-    let (_, ended) = customer.shares_for(&shop.identity()).unwrap();
+    customer.grants_mut().record_erasure(&receipts[0]).unwrap();
+    assert!(customer.grants().get(&id).unwrap().unwrap().erasure.is_some(), "erasure confirmed");
+    let (_, ended) = customer.grants_mut().shares_for(&shop.identity()).unwrap();
     assert!(ended.is_empty(), "nothing left to tell the shop");
 
     // A revocation signed by someone else, for a grant the shop never held, gets nothing.
     let (d3, _d4) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let mut stranger = vault(d3.path());
     stranger.records_mut().set_profile("email", "x@example.org").unwrap();
-    let g = stranger.issue_grant(email_grant(shop.identity(), "spam")).unwrap();
-    stranger.revoke(&g.statement().id).unwrap();
-    let (_, foreign) = stranger.shares_for(&shop.identity()).unwrap();
+    let g = stranger.grants_mut().issue(email_grant(shop.identity(), "spam")).unwrap();
+    stranger.grants_mut().revoke(&g.statement().id).unwrap();
+    let (_, foreign) = stranger.grants_mut().shares_for(&shop.identity()).unwrap();
     let receipts = shop.accept_shares(customer.identity(), None, &[], &foreign).unwrap();
     assert!(receipts.is_empty(), "a revocation by another issuer is not this issuer's to ask about");
     // Nor a bare "expired" naming any grant id: it carries no issuer's signature.
@@ -63,11 +63,10 @@ fn an_erasure_receipt_that_beats_the_watcher_logs_the_expiry_first() {
         .unwrap();
     customer.records_mut().set_profile("email", "ada@example.org").unwrap();
     let shop = Identity::generate();
+    let in_an_hour = customer.now() + 3600;
     let id = customer
-        .issue_grant(NewGrant {
-            expires_at: Some(customer.now() + 3600),
-            ..email_grant(shop.public(), "a one-hour trial")
-        })
+        .grants_mut()
+        .issue(NewGrant { expires_at: Some(in_an_hour), ..email_grant(shop.public(), "a one-hour trial") })
         .unwrap()
         .statement()
         .id;
@@ -83,7 +82,7 @@ fn an_erasure_receipt_that_beats_the_watcher_logs_the_expiry_first() {
         &shop,
     )
     .unwrap();
-    customer.record_erasure(&receipt).unwrap();
+    customer.grants_mut().record_erasure(&receipt).unwrap();
     let kinds: Vec<AuditKind> = customer
         .access_log()
         .list(&AuditFilter::default())
@@ -95,7 +94,7 @@ fn an_erasure_receipt_that_beats_the_watcher_logs_the_expiry_first() {
     let expired = kinds.iter().position(|k| *k == AuditKind::GrantExpired).expect("the expiry is logged");
     let erased = kinds.iter().position(|k| *k == AuditKind::ErasureReceipt).expect("the receipt is logged");
     assert!(expired < erased, "{kinds:?}");
-    assert!(customer.expire_grants().unwrap().is_empty(), "logged once");
+    assert!(customer.grants_mut().expire().unwrap().is_empty(), "logged once");
 }
 
 /// Finding: erasure was confirmed per identity. A seller with two devices both served the
@@ -117,31 +116,31 @@ fn erasure_is_confirmed_by_every_device_of_the_grantee_it_was_served_to() {
         .unwrap();
     // Both of the shop's devices hold a copy.
     let (id, _link) = share_email_linked(&mut customer, &mut shop);
-    let (live, ended) = customer.shares_for(&shop2.identity()).unwrap();
+    let (live, ended) = customer.grants_mut().shares_for(&shop2.identity()).unwrap();
     shop2.accept_shares(customer.identity(), None, &live, &ended).unwrap();
     let mut link2 = open(&mut customer, &mut shop2, &id);
     sync(&mut customer, &mut shop2, &mut link2);
     assert_eq!(shop2.live_shares_from(&customer.identity()).unwrap(), vec![id]);
 
-    customer.revoke(&id).unwrap();
-    assert_eq!(customer.grant_info(&id).unwrap().unwrap().served.len(), 2);
+    customer.grants_mut().revoke(&id).unwrap();
+    assert_eq!(customer.grants().get(&id).unwrap().unwrap().served.len(), 2);
     // The first device erases and confirms: the grant is still told as ended, to the other.
-    let (live, ended) = customer.shares_for(&shop.identity()).unwrap();
+    let (live, ended) = customer.grants_mut().shares_for(&shop.identity()).unwrap();
     for receipt in shop.accept_shares(customer.identity(), None, &live, &ended).unwrap() {
-        customer.record_erasure(&receipt).unwrap();
+        customer.grants_mut().record_erasure(&receipt).unwrap();
     }
-    let info = customer.grant_info(&id).unwrap().unwrap();
+    let info = customer.grants().get(&id).unwrap().unwrap();
     assert!(!info.erasure_complete(), "one device of two confirmed");
-    let (_, ended) = customer.shares_for(&shop.identity()).unwrap();
+    let (_, ended) = customer.grants_mut().shares_for(&shop.identity()).unwrap();
     assert_eq!(ended.len(), 1, "the other device must still learn of the end");
     // The second device learns, erases and confirms: now complete, and no longer told.
     for receipt in shop2.accept_shares(customer.identity(), None, &[], &ended).unwrap() {
-        customer.record_erasure(&receipt).unwrap();
+        customer.grants_mut().record_erasure(&receipt).unwrap();
     }
     assert!(shop2.live_shares_from(&customer.identity()).unwrap().is_empty());
-    let info = customer.grant_info(&id).unwrap().unwrap();
+    let info = customer.grants().get(&id).unwrap().unwrap();
     assert!(info.erasure_complete());
     assert_eq!(info.erased_on().len(), 2);
-    let (_, ended) = customer.shares_for(&shop.identity()).unwrap();
+    let (_, ended) = customer.grants_mut().shares_for(&shop.identity()).unwrap();
     assert!(ended.is_empty());
 }

@@ -50,8 +50,8 @@ fn an_erased_share_leaves_no_ciphertext_in_the_file_or_the_wal() {
     assert!(!tags.is_empty(), "the share is stored");
     assert!(!files_containing(d2.path(), &tags).is_empty(), "the blobs are on disk before erasure");
 
-    customer.revoke(&id).unwrap();
-    let (live, ended) = customer.shares_for(&shop.identity()).unwrap();
+    customer.grants_mut().revoke(&id).unwrap();
+    let (live, ended) = customer.grants_mut().shares_for(&shop.identity()).unwrap();
     assert_eq!(shop.accept_shares(customer.identity(), None, &live, &ended).unwrap().len(), 1);
     assert!(share_tags(d2.path(), &customer.identity(), &id).is_empty(), "the rows are gone");
     assert_eq!(files_containing(d2.path(), &tags), Vec::<String>::new());
@@ -84,10 +84,10 @@ fn a_new_epoch_leaves_no_old_copy_in_the_file_or_the_wal() {
     let old_copy = share_tags(d2.path(), &customer.identity(), &id);
     // The grantee goes away; a value is set and overwritten meanwhile: a new epoch.
     customer.records_mut().set_profile("email", "ada@never-seen.example").unwrap();
-    customer.update_projections(None).unwrap();
+    customer.projections_mut().update(None).unwrap();
     let old_projection = projection_tags(d1.path(), &id);
     customer.records_mut().set_profile("email", "ada@third.example").unwrap();
-    customer.update_projections(None).unwrap();
+    customer.projections_mut().update(None).unwrap();
     assert_eq!(files_containing(d1.path(), &old_projection), Vec::<String>::new(), "issuer side");
     let mut link = open(&mut customer, &mut shop, &id);
     sync(&mut customer, &mut shop, &mut link);

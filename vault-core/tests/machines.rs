@@ -68,7 +68,7 @@ fn email_at(shop: &mut Vault) -> String {
 
 fn edit(customer: &mut Vault, email: &str) {
     customer.records_mut().set_profile("email", email).unwrap();
-    customer.update_projections(None).unwrap();
+    customer.projections_mut().update(None).unwrap();
 }
 
 /// Two copies of one grant on two devices of the grantee, each on its own stream. On the code
@@ -197,15 +197,15 @@ fn buy(customer: &mut Vault, n: u32) {
             review: None,
         })
         .unwrap();
-    customer.update_projections(None).unwrap();
+    customer.projections_mut().update(None).unwrap();
 }
 
 /// A grant of every purchase's item to the shop, its share accepted and synced.
 fn share_items(customer: &mut Vault, shop: &mut Vault) -> pair::Link {
     let mut grant = email_grant(shop.identity(), "recommendations");
     grant.fields = vec!["purchases.*.item".parse().unwrap()];
-    let id = customer.issue_grant(grant).unwrap().statement().id;
-    let (live, ended) = customer.shares_for(&shop.identity()).unwrap();
+    let id = customer.grants_mut().issue(grant).unwrap().statement().id;
+    let (live, ended) = customer.grants_mut().shares_for(&shop.identity()).unwrap();
     shop.accept_shares(customer.identity(), None, &live, &ended).unwrap();
     let mut link = pair::open(customer, shop, &id);
     sync(customer, shop, &mut link);
@@ -295,7 +295,7 @@ fn the_control_stream_tells_changes_once_and_bounds_what_a_peer_may_ask() {
     let t0 = Instant::now();
     let device = shop.device_key().public();
     let mut session = IssuerSession::new(shop.identity(), device, t0);
-    customer.issue_grant(email_grant(shop.identity(), "delivery")).unwrap();
+    customer.grants_mut().issue(email_grant(shop.identity(), "delivery")).unwrap();
     assert!(session.on_change(&mut customer).unwrap().is_empty(), "nothing until the peer asks");
 
     // Asked: told its shares, once.
@@ -309,7 +309,7 @@ fn the_control_stream_tells_changes_once_and_bounds_what_a_peer_may_ask() {
     customer.records_mut().set_profile("email", "ada@new.example").unwrap();
     assert!(session.on_change(&mut customer).unwrap().is_empty(), "an edit is not a new share set");
     // A new grant is: told once.
-    customer.issue_grant(email_grant(shop.identity(), "newsletter")).unwrap();
+    customer.grants_mut().issue(email_grant(shop.identity(), "newsletter")).unwrap();
     let out = session.on_change(&mut customer).unwrap();
     assert!(matches!(sent(&out)[..], [Frame::Shares { live, .. }] if live.len() == 2));
     assert!(session.on_change(&mut customer).unwrap().is_empty());
@@ -380,9 +380,9 @@ fn the_grantee_session_caps_shares_and_answers_an_end_with_a_receipt() {
 
     // An issuer lists more grants than a grantee keeps from one issuer.
     for n in 0..MAX_SHARES_PER_ISSUER + 6 {
-        customer.issue_grant(email_grant(shop.identity(), &format!("grant {n}"))).unwrap();
+        customer.grants_mut().issue(email_grant(shop.identity(), &format!("grant {n}"))).unwrap();
     }
-    let (live, ended) = customer.shares_for(&shop.identity()).unwrap();
+    let (live, ended) = customer.grants_mut().shares_for(&shop.identity()).unwrap();
     let out = session.on_frame(&mut shop, Frame::Shares { live, ended }).unwrap();
     let opened: Vec<GrantId> = out
         .iter()
@@ -398,7 +398,7 @@ fn the_grantee_session_caps_shares_and_answers_an_end_with_a_receipt() {
 
     // The issuer ends one: the copy is erased and a receipt goes back, which the issuer takes.
     let id = opened[0];
-    let revocation = customer.revoke(&id).unwrap();
+    let revocation = customer.grants_mut().revoke(&id).unwrap();
     let out = session.on_frame(&mut shop, Frame::Ended(Ended::Revoked(revocation))).unwrap();
     let receipt = out
         .iter()
@@ -413,7 +413,7 @@ fn the_grantee_session_caps_shares_and_answers_an_end_with_a_receipt() {
     assert_eq!(receipt.statement().grant, id);
     assert!(!shop.live_shares_from(&customer.identity()).unwrap().contains(&id));
     assert_eq!(session.report().erased, 1);
-    customer.record_erasure(&receipt).unwrap();
+    customer.grants_mut().record_erasure(&receipt).unwrap();
     // Its stream ending is not reopened; a live one's is, after a pause.
     let out = session.on_stream_end(&mut shop, id, Some(false)).unwrap();
     assert!(!out.iter().any(|a| matches!(a, GranteeAction::OpenStream { .. })));

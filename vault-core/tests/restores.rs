@@ -111,13 +111,13 @@ proptest! {
             let n = v.len();
             match step {
                 Life::Grant { device } if device < n => {
-                    v[device].issue_grant(grant_to(&audience)).unwrap();
+                    v[device].grants_mut().issue(grant_to(&audience)).unwrap();
                 }
                 Life::Revoke { device, nth } if device < n => {
-                    let live: Vec<_> = v[device].grants().unwrap().into_iter().filter(|g| g.is_live()).collect();
+                    let live: Vec<_> = v[device].grants().list().unwrap().into_iter().filter(|g| g.is_live()).collect();
                     if let Some(g) = live.get(nth) {
                         let id = g.grant.statement().id;
-                        v[device].revoke(&id).unwrap();
+                        v[device].grants_mut().revoke(&id).unwrap();
                         knows[device].push(id);
                     }
                 }
@@ -176,7 +176,7 @@ proptest! {
         }
         for id in knows.iter().flatten() {
             for device in &v {
-                let held = device.grant_info(id).unwrap();
+                let held = device.grants().get(id).unwrap();
                 prop_assert_eq!(held.map(|g| g.status), Some(GrantStatus::Revoked), "grant {}", id);
             }
         }
@@ -194,23 +194,23 @@ fn a_revocation_made_after_a_restore_reaches_the_other_device() {
     let mut laptop = first(&laptop_dir);
     let mut home = join(&box_dir, &mut laptop, "box");
     let shop = Identity::generate();
-    let g1 = home.issue_grant(grant_to(&shop)).unwrap().statement().id;
+    let g1 = home.grants_mut().issue(grant_to(&shop)).unwrap().statement().id;
     exchange(&mut laptop, &mut home);
     copy_files(&box_dir, &backup);
     // Two changes on the box, which reach the laptop.
-    home.issue_grant(grant_to(&shop)).unwrap();
-    home.issue_grant(grant_to(&shop)).unwrap();
+    home.grants_mut().issue(grant_to(&shop)).unwrap();
+    home.grants_mut().issue(grant_to(&shop)).unwrap();
     exchange(&mut laptop, &mut home);
     // Restored from the backup, the box revokes G1.
     drop(home);
     copy_files(&backup, &box_dir);
     let mut home = reopen(&box_dir, "other");
-    home.revoke(&g1).unwrap();
+    home.grants_mut().revoke(&g1).unwrap();
     exchange(&mut laptop, &mut home);
-    assert_eq!(laptop.grant_info(&g1).unwrap().unwrap().status, GrantStatus::Revoked, "never half-revoked");
+    assert_eq!(laptop.grants().get(&g1).unwrap().unwrap().status, GrantStatus::Revoked, "never half-revoked");
     // And the box gets back the two grants it made before the restore.
     assert_eq!(state(&home), state(&laptop));
-    assert_eq!(home.grants().unwrap().len(), 3);
+    assert_eq!(home.grants().list().unwrap().len(), 3);
     // Both were told, in the access log.
     for v in [&laptop, &home] {
         let log = v.access_log().list(&AuditFilter::default()).unwrap();
@@ -230,11 +230,11 @@ fn a_grant_is_served_by_another_device_only_once_it_holds_the_document_it_was_is
     let mut home = join(d2.path(), &mut laptop, "box");
     laptop.records_mut().set_profile("email", "new@example.org").unwrap();
     let shop = Identity::generate();
-    let id = laptop.issue_grant(grant_to(&shop)).unwrap().statement().id;
+    let id = laptop.grants_mut().issue(grant_to(&shop)).unwrap().statement().id;
     // The grant arrives first: the box knows it, and serves nothing yet.
     exchange(&mut laptop, &mut home);
-    assert!(home.grant_info(&id).unwrap().unwrap().is_live());
-    assert_eq!(home.projection_values(&id).unwrap(), None, "built from a stale document");
+    assert!(home.grants().get(&id).unwrap().unwrap().is_live());
+    assert_eq!(home.projections_mut().values(&id).unwrap(), None, "built from a stale document");
     // Then the document: the projection is built, with the value the grant was issued over.
     let (mut sa, mut sb) = (vault_core::DeviceSync::default(), vault_core::DeviceSync::default());
     for _ in 0..50 {
@@ -250,8 +250,8 @@ fn a_grant_is_served_by_another_device_only_once_it_holds_the_document_it_was_is
             break;
         }
     }
-    home.update_projections(None).unwrap();
-    let values = home.projection_values(&id).unwrap().expect("built once the document arrived");
+    home.projections_mut().update(None).unwrap();
+    let values = home.projections_mut().values(&id).unwrap().expect("built once the document arrived");
     assert_eq!(values["profile"]["email"], "new@example.org");
 }
 
@@ -269,21 +269,24 @@ fn derived_grants_issued_apart_that_tell_too_much_together_lose_the_excess_on_ev
     let mut laptop = first(d1.path());
     let mut home = join(d2.path(), &mut laptop, "box");
     let shop = Identity::generate();
-    let a = laptop.issue_grant(derived_grant(&shop, "profile.birthday:over(18)")).unwrap().statement().id;
-    let b = laptop.issue_grant(derived_grant(&shop, "profile.birthday:over(21)")).unwrap().statement().id;
+    let a =
+        laptop.grants_mut().issue(derived_grant(&shop, "profile.birthday:over(18)")).unwrap().statement().id;
+    let b =
+        laptop.grants_mut().issue(derived_grant(&shop, "profile.birthday:over(21)")).unwrap().statement().id;
     // A third answer about the birthday is refused on the laptop...
-    assert!(laptop.issue_grant(derived_grant(&shop, "profile.birthday:over(30)")).is_err());
+    assert!(laptop.grants_mut().issue(derived_grant(&shop, "profile.birthday:over(30)")).is_err());
     // ...but the box, out of touch, issues it.
-    let c = home.issue_grant(derived_grant(&shop, "profile.birthday:over(30)")).unwrap().statement().id;
+    let c =
+        home.grants_mut().issue(derived_grant(&shop, "profile.birthday:over(30)")).unwrap().statement().id;
     exchange(&mut laptop, &mut home);
     exchange(&mut laptop, &mut home);
     let statuses = |v: &Vault| -> Vec<GrantStatus> {
-        [a, b, c].iter().map(|id| v.grant_info(id).unwrap().unwrap().status).collect()
+        [a, b, c].iter().map(|id| v.grants().get(id).unwrap().unwrap().status).collect()
     };
     assert_eq!(statuses(&laptop), statuses(&home), "the same grant is the excess on both");
     let revoked = statuses(&laptop).iter().filter(|s| **s == GrantStatus::Revoked).count();
     assert_eq!(revoked, 1, "{:?}", statuses(&laptop));
-    let (live, _) = laptop.shares_for(&shop.public()).unwrap();
+    let (live, _) = laptop.grants_mut().shares_for(&shop.public()).unwrap();
     assert_eq!(live.len(), 2, "two answers about the birthday are served, not three");
     let log = laptop.access_log().list(&AuditFilter::default()).unwrap();
     assert!(
@@ -304,7 +307,7 @@ fn a_breach_notice_shows_what_the_grants_gave_and_reaches_the_other_devices() {
         fields: vec!["profile.email".parse().unwrap(), "profile.name".parse().unwrap()],
         ..grant_to(&shop)
     };
-    let grant = laptop.issue_grant(both).unwrap().statement().id;
+    let grant = laptop.grants_mut().issue(both).unwrap().statement().id;
     // The seller plays down what it held: the email only.
     let notice = vault_core::BreachNotice {
         id: vault_core::NoticeId::random(),

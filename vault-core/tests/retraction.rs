@@ -253,7 +253,7 @@ struct Grantee {
 /// Returns the atoms the grantee received in it.
 fn sync(issuer: &mut Vault, grantee: &mut Grantee, id: &GrantId) -> BTreeSet<Atom> {
     let me = grantee.vault.identity();
-    issuer.update_projections(None).unwrap();
+    issuer.projections_mut().update(None).unwrap();
     let (mut share, open) =
         ShareStream::open(&mut grantee.vault, issuer.identity(), issuer.device_key().public(), *id, true)
             .unwrap();
@@ -343,8 +343,8 @@ proptest! {
                     expires_at: None,
                     prices: shape.prices,
                 };
-                let g = issuer.issue_grant(new).unwrap().statement().id;
-                let (live, ended) = issuer.shares_for(&grantee.vault.identity()).unwrap();
+                let g = issuer.grants_mut().issue(new).unwrap().statement().id;
+                let (live, ended) = issuer.grants_mut().shares_for(&grantee.vault.identity()).unwrap();
                 grantee.vault.accept_shares(issuer.identity(), None, &live, &ended).unwrap();
                 id = Some(g);
             }
@@ -417,7 +417,7 @@ proptest! {
                     grantee.received.extend(got);
                     if *read {
                         let shown = grantee.vault.shares().unwrap()[0].values.clone();
-                        prop_assert_eq!(shown, issuer.projection_values(&g).unwrap(), "the view after a sync");
+                        prop_assert_eq!(shown, issuer.projections_mut().values(&g).unwrap(), "the view after a sync");
                     }
                 }
             }
@@ -436,7 +436,7 @@ proptest! {
             granted.into_iter().filter(|a| interesting(a, &ids)).collect();
         let held: BTreeSet<Atom> = held.into_iter().filter(|a| interesting(a, &ids)).collect();
         prop_assert_eq!(held, interesting_granted);
-        prop_assert_eq!(Some(values), issuer.projection_values(&g).unwrap());
+        prop_assert_eq!(Some(values), issuer.projections_mut().values(&g).unwrap());
     }
 }
 

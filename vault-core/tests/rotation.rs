@@ -37,15 +37,16 @@ fn join(dir: &std::path::Path, from: &mut Vault, name: &str, now: &Arc<AtomicI64
 }
 
 fn email_grant(v: &mut Vault, audience: vault_core::IdentityId, purpose: &str) -> vault_core::SignedGrant {
-    v.issue_grant(NewGrant {
-        audience,
-        fields: vec!["profile.email".parse().unwrap()],
-        filter: None,
-        purpose: purpose.into(),
-        expires_at: None,
-        prices: true,
-    })
-    .unwrap()
+    v.grants_mut()
+        .issue(NewGrant {
+            audience,
+            fields: vec!["profile.email".parse().unwrap()],
+            filter: None,
+            purpose: purpose.into(),
+            expires_at: None,
+            prices: true,
+        })
+        .unwrap()
 }
 
 /// What the shop holds from the customer, by purpose.
@@ -136,7 +137,14 @@ fn a_rotation_voids_what_the_old_key_signs_after_it() {
     assert!(laptop.identity_key().is_none(), "a device whose key was rotated away drops it");
     // And what the old key signed after the rotation is void on the customer's devices too.
     let status = |purpose: &str| {
-        laptop.grants().unwrap().into_iter().find(|g| g.grant.statement().purpose == purpose).unwrap().status
+        laptop
+            .grants()
+            .list()
+            .unwrap()
+            .into_iter()
+            .find(|g| g.grant.statement().purpose == purpose)
+            .unwrap()
+            .status
     };
     assert_eq!(status("theft"), vault_core::GrantStatus::Void);
     assert_eq!(status("before"), vault_core::GrantStatus::Active);

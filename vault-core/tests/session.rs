@@ -40,7 +40,8 @@ fn grant_sync_live_update_refused_write_revoke_erase() {
     customer.records_mut().set_profile("phone", "+33 6 12 34 56 78").unwrap();
     customer.records_mut().set_profile("address.city", "Lyon").unwrap();
     let grant = customer
-        .issue_grant(NewGrant {
+        .grants_mut()
+        .issue(NewGrant {
             audience: shop.identity(),
             fields: vec!["profile.email".parse().unwrap(), "profile.address".parse().unwrap()],
             filter: None,
@@ -53,12 +54,12 @@ fn grant_sync_live_update_refused_write_revoke_erase() {
 
     // A stranger learns nothing.
     let stranger = vault(tempfile::tempdir().unwrap().path());
-    let (live, ended) = customer.shares_for(&stranger.identity()).unwrap();
+    let (live, ended) = customer.grants_mut().shares_for(&stranger.identity()).unwrap();
     assert!(live.is_empty() && ended.is_empty());
     assert!(matches!(serve(&mut customer, &stranger, id), Err(SessionError::Serve(ServeError::Refused))));
 
     // The shop asks what is shared with it, and syncs.
-    let (live, ended) = customer.shares_for(&shop.identity()).unwrap();
+    let (live, ended) = customer.grants_mut().shares_for(&shop.identity()).unwrap();
     assert_eq!(live.len(), 1);
     assert!(shop.accept_shares(customer.identity(), None, &live, &ended).unwrap().is_empty());
     let mut link = open(&mut customer, &mut shop, &id);
@@ -71,7 +72,7 @@ fn grant_sync_live_update_refused_write_revoke_erase() {
 
     // A live update.
     customer.records_mut().set_profile("address.city", "Paris").unwrap();
-    customer.update_projections(None).unwrap();
+    customer.projections_mut().update(None).unwrap();
     sync(&mut customer, &mut shop, &mut link);
     assert_eq!(shop.shares().unwrap()[0].values.as_ref().unwrap()["profile"]["address"]["city"], "Paris");
 
@@ -125,7 +126,10 @@ fn grant_sync_live_update_refused_write_revoke_erase() {
     }
     assert!(refused, "the write to a read-only copy is refused");
     assert_eq!(customer.records().profile()["email"], "ada@example.org", "main document untouched");
-    assert_eq!(customer.projection_values(&id).unwrap().unwrap()["profile"]["email"], "ada@example.org");
+    assert_eq!(
+        customer.projections_mut().values(&id).unwrap().unwrap()["profile"]["email"],
+        "ada@example.org"
+    );
     assert!(
         customer
             .access_log()
@@ -136,10 +140,10 @@ fn grant_sync_live_update_refused_write_revoke_erase() {
     );
 
     // Revocation: nothing more is served, the shop erases and signs a receipt.
-    customer.revoke(&id).unwrap();
+    customer.grants_mut().revoke(&id).unwrap();
     assert!(matches!(link.serve.on_change(&mut customer), Err(SessionError::Serve(ServeError::Refused))));
     customer.records_mut().set_profile("email", "ada@after-revocation.example").unwrap();
-    let (live, ended) = customer.shares_for(&shop.identity()).unwrap();
+    let (live, ended) = customer.grants_mut().shares_for(&shop.identity()).unwrap();
     assert!(live.is_empty());
     assert_eq!(ended.len(), 1);
     let receipts = shop.accept_shares(customer.identity(), None, &live, &ended).unwrap();
@@ -147,9 +151,9 @@ fn grant_sync_live_update_refused_write_revoke_erase() {
     let share = &shop.shares().unwrap()[0];
     assert_eq!(share.status, ShareStatus::Revoked);
     assert!(share.values.is_none(), "the copy is erased");
-    customer.record_erasure(&receipts[0]).unwrap();
-    assert!(customer.grant_info(&id).unwrap().unwrap().erasure.is_some());
-    let (_, ended) = customer.shares_for(&shop.identity()).unwrap();
+    customer.grants_mut().record_erasure(&receipts[0]).unwrap();
+    assert!(customer.grants().get(&id).unwrap().unwrap().erasure.is_some());
+    let (_, ended) = customer.grants_mut().shares_for(&shop.identity()).unwrap();
     assert!(ended.is_empty(), "confirmed erasures are not repeated");
 }
 
@@ -194,7 +198,7 @@ fn a_connected_grantee_stays_incremental_and_a_late_one_gets_a_fresh_epoch() {
 
     // In sync: an overwrite is sent as a delta (the grantee saw the old value).
     customer.records_mut().set_profile("email", "ada@second.example").unwrap();
-    customer.update_projections(None).unwrap();
+    customer.projections_mut().update(None).unwrap();
     let ServeStep::Send(m) = link.serve.on_change(&mut customer).unwrap() else { panic!("no delta") };
     assert_eq!(epoch_of(&m), 0, "no rebuild for a grantee in sync");
     assert_eq!(
@@ -205,9 +209,9 @@ fn a_connected_grantee_stays_incremental_and_a_late_one_gets_a_fresh_epoch() {
 
     // Offline: the value set and overwritten in between never reaches the grantee.
     customer.records_mut().set_profile("email", "ada@never-seen.example").unwrap();
-    customer.update_projections(None).unwrap();
+    customer.projections_mut().update(None).unwrap();
     customer.records_mut().set_profile("email", "ada@third.example").unwrap();
-    customer.update_projections(None).unwrap();
+    customer.projections_mut().update(None).unwrap();
     let mut link = open(&mut customer, &mut shop, &id);
     let mut bodies = Vec::new();
     for _ in 0..10 {
@@ -229,7 +233,7 @@ fn a_connected_grantee_stays_incremental_and_a_late_one_gets_a_fresh_epoch() {
     drop(shop);
     let mut shop = Vault::at(d2.path()).unlock(&Passphrase::new("pw")).unwrap();
     customer.records_mut().set_profile("email", "ada@fourth.example").unwrap();
-    customer.update_projections(None).unwrap();
+    customer.projections_mut().update(None).unwrap();
     let mut link = open(&mut customer, &mut shop, &id);
     sync(&mut customer, &mut shop, &mut link);
     assert_eq!(shop.shares().unwrap()[0].values, Some(json!({"profile": {"email": "ada@fourth.example"}})));
@@ -246,7 +250,8 @@ fn an_issuer_cannot_occupy_another_issuers_grant_id() {
     let mallory = vault(d3.path());
     alice.records_mut().set_profile("email", "alice@example.org").unwrap();
     let real = alice
-        .issue_grant(NewGrant {
+        .grants_mut()
+        .issue(NewGrant {
             audience: bob.identity(),
             fields: vec!["profile.email".parse().unwrap()],
             filter: None,
@@ -265,7 +270,7 @@ fn an_issuer_cannot_occupy_another_issuers_grant_id() {
     assert_eq!(bob.live_shares_from(&mallory.identity()).unwrap(), vec![id]);
 
     // Alice's grant is still accepted, kept apart, and syncs.
-    let (live, ended) = alice.shares_for(&bob.identity()).unwrap();
+    let (live, ended) = alice.grants_mut().shares_for(&bob.identity()).unwrap();
     bob.accept_shares(alice.identity(), None, &live, &ended).unwrap();
     assert_eq!(bob.live_shares_from(&alice.identity()).unwrap(), vec![id]);
     let mut link = open(&mut alice, &mut bob, &id);

@@ -63,13 +63,13 @@ proptest! {
         for step in steps {
             match step {
                 Step::Grant { device, audience } if device < devices => {
-                    v[device].issue_grant(grant_to(&people[audience])).unwrap();
+                    v[device].grants_mut().issue(grant_to(&people[audience])).unwrap();
                 }
                 Step::Revoke { device, nth } if device < devices => {
-                    let live: Vec<_> = v[device].grants().unwrap().into_iter().filter(|g| g.is_live()).collect();
+                    let live: Vec<_> = v[device].grants().list().unwrap().into_iter().filter(|g| g.is_live()).collect();
                     if let Some(g) = live.get(nth) {
                         let id = g.grant.statement().id;
-                        v[device].revoke(&id).unwrap();
+                        v[device].grants_mut().revoke(&id).unwrap();
                         revoked_anywhere.push(id);
                     }
                 }
@@ -106,18 +106,18 @@ proptest! {
         }
         for id in revoked_anywhere {
             for device in &v {
-                prop_assert_eq!(device.grant_info(&id).unwrap().unwrap().status, GrantStatus::Revoked);
+                prop_assert_eq!(device.grants().get(&id).unwrap().unwrap().status, GrantStatus::Revoked);
             }
         }
         // Every device serves exactly the live grants, to their audience unless it is blocked.
         for device in &mut v {
             for person in &people {
                 let mut live: Vec<_> =
-                    device.live_grants_for(&person.public()).unwrap().iter().map(|g| g.statement().id).collect();
+                    device.grants().live_for(&person.public()).unwrap().iter().map(|g| g.statement().id).collect();
                 if device.contacts().is_blocked(&person.public()).unwrap() {
                     live.clear();
                 }
-                let (mut served, _) = device.shares_for(&person.public()).unwrap();
+                let (mut served, _) = device.grants_mut().shares_for(&person.public()).unwrap();
                 live.sort();
                 let mut served: Vec<_> = served.drain(..).map(|g| g.statement().id).collect();
                 served.sort();
@@ -162,7 +162,7 @@ fn a_request_taken_by_one_device_is_answered_on_another_and_an_approval_wins_ove
     exchange(&mut laptop, &mut home);
     let seen = home.inbox().get(&id).unwrap().unwrap();
     assert_eq!((seen.status, seen.grant), (RequestStatus::Approved, Some(grant.statement().id)));
-    assert!(home.grant_info(&grant.statement().id).unwrap().unwrap().is_live(), "the box serves it too");
+    assert!(home.grants().get(&grant.statement().id).unwrap().unwrap().is_live(), "the box serves it too");
 
     // Answered on both while apart: the approval stands on both (the grant exists, signed).
     let asked = request(&shop, &home);
@@ -189,13 +189,13 @@ fn a_batch_that_does_not_check_out_changes_nothing() {
     let mut home = join(d2.path(), &mut laptop, "box");
     // A vault of another identity: its grants are not this identity's.
     let mut stranger = first(d3.path());
-    stranger.issue_grant(grant_to(&Identity::generate())).unwrap();
+    stranger.grants_mut().issue(grant_to(&Identity::generate())).unwrap();
     let mut theirs = home.shared_have(&stranger.device_key().public()).unwrap();
     let batch = stranger.shared_batch(&mut theirs).unwrap().expect("a batch");
-    let before = home.grants().unwrap().len();
+    let before = home.grants().list().unwrap().len();
     let mut believed = Default::default();
     home.shared_receive(&stranger.device_key().public(), &mut believed, &batch).unwrap();
-    assert_eq!(home.grants().unwrap().len(), before, "another identity's grant is skipped");
+    assert_eq!(home.grants().list().unwrap().len(), before, "another identity's grant is skipped");
     assert!(home.shared_receive(&laptop.device_key().public(), &mut believed, b"{not a batch").is_err());
     exchange(&mut laptop, &mut home);
 }
@@ -207,23 +207,23 @@ fn a_grant_issued_by_a_device_since_removed_is_void_on_the_others() {
     let mut home = join(d2.path(), &mut laptop, "box");
     let thief = Identity::generate();
     // The box, stolen, grants the thief the email; the grant reaches the laptop.
-    let grant = home.issue_grant(grant_to(&thief)).unwrap();
+    let grant = home.grants_mut().issue(grant_to(&thief)).unwrap();
     let id = grant.statement().id;
     exchange(&mut laptop, &mut home);
-    assert!(laptop.grant_info(&id).unwrap().unwrap().is_live());
+    assert!(laptop.grants().get(&id).unwrap().unwrap().is_live());
     // Removed on the laptop: the grant is void there, not served, and told as ended.
     laptop.devices_mut().remove("box").unwrap();
-    assert_eq!(laptop.grant_info(&id).unwrap().unwrap().status, GrantStatus::Void);
-    let (live, ended) = laptop.shares_for(&thief.public()).unwrap();
+    assert_eq!(laptop.grants().get(&id).unwrap().unwrap().status, GrantStatus::Void);
+    let (live, ended) = laptop.grants_mut().shares_for(&thief.public()).unwrap();
     assert!(live.is_empty());
     assert_eq!(ended.len(), 1);
     // Revoked on the laptop all the same (the entry must not stall the laptop's log): a
     // third device learns both the grant and its revocation.
-    laptop.revoke(&id).unwrap();
+    laptop.grants_mut().revoke(&id).unwrap();
     let d3 = tempfile::tempdir().unwrap();
     let mut phone = join(d3.path(), &mut laptop, "phone");
     exchange(&mut laptop, &mut phone);
-    assert_eq!(phone.grant_info(&id).unwrap().unwrap().status, GrantStatus::Revoked);
+    assert_eq!(phone.grants().get(&id).unwrap().unwrap().status, GrantStatus::Revoked);
     laptop
         .contacts_mut()
         .add("late", &vault_core::Ticket::new(thief.certify(DeviceKey::generate().public()), Vec::new()))
@@ -240,8 +240,8 @@ fn an_entry_altered_by_a_relaying_device_is_refused() {
     let mut home = join(d2.path(), &mut laptop, "box");
     let mut phone = join(d3.path(), &mut laptop, "phone");
     let shop = Identity::generate();
-    let grant = laptop.issue_grant(grant_to(&shop)).unwrap();
-    laptop.revoke(&grant.statement().id).unwrap();
+    let grant = laptop.grants_mut().issue(grant_to(&shop)).unwrap();
+    laptop.grants_mut().revoke(&grant.statement().id).unwrap();
     // The box relays the laptop's entries to the phone, with the revocation taken out.
     let mut theirs = phone.shared_have(&home.device_key().public()).unwrap();
     exchange(&mut laptop, &mut home);
@@ -260,8 +260,8 @@ fn an_entry_altered_by_a_relaying_device_is_refused() {
     phone
         .shared_receive(&home.device_key().public(), &mut believed, &serde_json::to_vec(&value).unwrap())
         .unwrap();
-    assert!(phone.grant_info(&grant.statement().id).unwrap().is_none(), "the altered entry is not taken");
+    assert!(phone.grants().get(&grant.statement().id).unwrap().is_none(), "the altered entry is not taken");
     // The laptop's own entries, when they arrive, apply.
     exchange(&mut laptop, &mut phone);
-    assert_eq!(phone.grant_info(&grant.statement().id).unwrap().unwrap().status, GrantStatus::Revoked);
+    assert_eq!(phone.grants().get(&grant.statement().id).unwrap().unwrap().status, GrantStatus::Revoked);
 }

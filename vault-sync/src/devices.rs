@@ -165,7 +165,7 @@ async fn session(
             }
             let list = {
                 let mut vault = shared.vault();
-                let addrs = vault.node_addrs();
+                let addrs = vault.serving().node_addrs();
                 DeviceRecord::encode_list(&vault.devices_mut().for_peer(&addrs)?)
             };
             // Key events before rosters: a roster signed by a rotated key is judged by them.
@@ -262,7 +262,7 @@ async fn session(
                             let mut vault = shared.vault();
                             let changed = vault.device_sync_receive(&mut state, &bytes)?;
                             if changed {
-                                vault.update_projections(None)?;
+                                vault.projections_mut().update(None)?;
                             }
                             changed
                         };

@@ -59,7 +59,7 @@ impl Shared {
     pub(crate) fn new(vault: Vault) -> Self {
         let (changes, _) = watch::channel(0u64);
         let (receipts, _) = watch::channel(0u64);
-        let (served_settled, _) = watch::channel(vault.served_settled());
+        let (served_settled, _) = watch::channel(vault.serving().served_settled());
         Shared {
             vault: Mutex::new(vault),
             changes,

@@ -42,13 +42,13 @@ impl Node {
         // seen by the watcher; then bring projections up to date before serving anyone.
         let _ = vault.changed_elsewhere();
         vault.refresh()?;
-        vault.update_projections(None)?;
-        vault.expire_grants()?;
+        vault.projections_mut().update(None)?;
+        vault.grants_mut().expire()?;
         // What is served is logged in group commits (served.rs).
-        vault.defer_served_log(true);
+        vault.serving_mut().defer_served_log(true);
         let shared = Arc::new(Shared::new(vault));
         let addrs = ticket_addrs(&endpoint);
-        shared.vault().set_node_addrs(&addrs)?;
+        shared.vault().serving_mut().set_node_addrs(&addrs)?;
         let router = Router::builder(endpoint.clone())
             .accept(ALPN, Listener { shared: shared.clone() })
             .accept(DEVICE_ALPN, DeviceListener { shared: shared.clone() })
@@ -80,7 +80,7 @@ impl Node {
         let out = f(&mut self.shared.vault());
         {
             let mut vault = self.shared.vault();
-            if let Err(e) = vault.update_projections(None) {
+            if let Err(e) = vault.projections_mut().update(None) {
                 tracing::warn!(error = %e, "updating projections failed");
             }
         }
@@ -109,7 +109,7 @@ impl Node {
         self.tasks.abort_all();
         let _ = self.router.shutdown().await;
         // Leave nothing on the addresses for `vault id`.
-        let _ = self.shared.vault().set_node_addrs(&[]);
+        let _ = self.shared.vault().serving_mut().set_node_addrs(&[]);
     }
 }
 
@@ -353,7 +353,7 @@ async fn serve_grant_stream(
                             let mut vault = shared.vault();
                             #[cfg(test)]
                             isolation_tests::maybe_panic(&peer);
-                            let before = vault.served_unlogged();
+                            let before = vault.serving().served_unlogged();
                             // A change not yet seen here goes out with this answer.
                             if changes.has_changed().unwrap_or(false) {
                                 changes.borrow_and_update();
@@ -375,7 +375,7 @@ async fn serve_grant_stream(
                         return Ok(());
                     }
                     let mut vault = shared.vault();
-                    let before = vault.served_unlogged();
+                    let before = vault.serving().served_unlogged();
                     let step = stream.on_change(&mut vault)?;
                     (step, crate::served::queued_by(&vault, before))
                 }

@@ -106,7 +106,7 @@ fn audiences(shared: &Shared) -> Vec<(IdentityId, Ticket, ShareSet)> {
         if ticket.identity() != contact.identity {
             continue;
         }
-        let Ok((live, ended)) = vault.shares_for(&contact.identity) else { continue };
+        let Ok((live, ended)) = vault.grants_mut().shares_for(&contact.identity) else { continue };
         out.push((contact.identity, ticket, share_set(&live, &ended)));
     }
     out

@@ -23,12 +23,14 @@ pub(crate) async fn commit_served(shared: Arc<Shared>) {
         let settled = {
             let mut vault = shared.vault();
             // A panic here must not stop the node's serving: its records count as failed.
-            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| vault.flush_served())) {
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                vault.serving_mut().flush_served()
+            })) {
                 Ok(Ok(_)) => {}
                 Ok(Err(e)) => tracing::warn!(error = %e, "logging served messages failed; they are not sent"),
                 Err(_) => tracing::error!("logging served messages panicked; they are not sent"),
             }
-            vault.served_settled()
+            vault.serving().served_settled()
         };
         shared.served_settled.send_replace(settled);
     }
@@ -36,7 +38,7 @@ pub(crate) async fn commit_served(shared: Arc<Shared>) {
 
 /// The record a step just queued: the newest waiting record, if the step added one.
 pub(crate) fn queued_by(vault: &Vault, before: Option<u64>) -> Option<u64> {
-    vault.served_unlogged().filter(|seq| Some(*seq) != before)
+    vault.serving().served_unlogged().filter(|seq| Some(*seq) != before)
 }
 
 /// Waits until record `seq` is settled; true when it is durable (the message may be sent).
@@ -48,5 +50,5 @@ pub(crate) async fn logged(shared: &Shared, seq: u64) -> bool {
         Ok(Ok(_)) => {}
         _ => return false,
     }
-    shared.vault().served_outcome(seq) == Logged::Durable
+    shared.vault().serving().served_outcome(seq) == Logged::Durable
 }

@@ -333,7 +333,7 @@ async fn tell(story: &mut Story, dir: &Path) -> Result<()> {
     ));
 
     story.step("Alice changes her mind: she revokes Acme's access");
-    alice.with_vault(|v| v.revoke(&grant_id))?;
+    alice.with_vault(|v| v.grants_mut().revoke(&grant_id))?;
     story.say(format!("alice: vault revoke {grant_id}"));
     let (share, _) = until(&acme, "Acme's copy erased", |v| {
         v.shares().ok()?.into_iter().find(|s| {
@@ -343,7 +343,7 @@ async fn tell(story: &mut Story, dir: &Path) -> Result<()> {
     .await?;
     story.check(share.ended_at.is_some(), "Acme's vault erased its copy and shows the withdrawal")?;
     let (info, _) = until(&alice, "the erasure receipt", |v| {
-        v.grant_info(&grant_id).ok().flatten().filter(|i| i.erasure.is_some())
+        v.grants().get(&grant_id).ok().flatten().filter(|i| i.erasure.is_some())
     })
     .await?;
     story.check(info.status == GrantStatus::Revoked, "Alice holds Acme's signed erasure receipt")?;

@@ -101,7 +101,7 @@ pub(crate) fn issue(app: &App, args: &GrantArgs) -> Result<Outcome> {
     let expires_at = args.expires.as_deref().map(|e| parse_expiry(e, vault.now())).transpose()?;
     // Building the projection reads every record the grant covers: shown while it runs.
     let spinner = app.spinner("signing the grant and building what it shares");
-    let signed = vault.issue_grant(NewGrant {
+    let signed = vault.grants_mut().issue(NewGrant {
         audience: peer.identity,
         fields,
         filter,
@@ -113,7 +113,7 @@ pub(crate) fn issue(app: &App, args: &GrantArgs) -> Result<Outcome> {
         s.finish_and_clear();
     }
     let signed = signed?;
-    let info = vault.grant_info(&signed.statement().id)?.context("the new grant is stored")?;
+    let info = vault.grants().get(&signed.statement().id)?.context("the new grant is stored")?;
     if app.json {
         app.print_json(&grant_json(&vault, &info))?;
     } else {
@@ -126,8 +126,8 @@ pub(crate) fn list(app: &App, args: &GrantsArgs) -> Result<Outcome> {
     let field: Option<FieldPath> = args.field.as_deref().map(str::parse).transpose()?;
     let vault = app.unlock()?;
     let grants: Vec<GrantInfo> = match &field {
-        Some(path) => vault.grants_covering(path)?,
-        None => vault.grants()?.into_iter().filter(|g| args.all || g.is_live()).collect(),
+        Some(path) => vault.grants().covering(path)?,
+        None => vault.grants().list()?.into_iter().filter(|g| args.all || g.is_live()).collect(),
     };
     if app.json {
         let list: Vec<Value> = grants.iter().map(|g| grant_json(&vault, g)).collect();
@@ -149,8 +149,8 @@ pub(crate) fn list(app: &App, args: &GrantsArgs) -> Result<Outcome> {
 pub(crate) fn revoke(app: &App, grant_id: &str) -> Result<Outcome> {
     let id: GrantId = grant_id.parse()?;
     let mut vault = app.unlock()?;
-    vault.revoke(&id)?;
-    let info = vault.grant_info(&id)?.context("the grant is stored")?;
+    vault.grants_mut().revoke(&id)?;
+    let info = vault.grants().get(&id)?.context("the grant is stored")?;
     if app.json {
         app.print_json(&grant_json(&vault, &info))?;
     } else {

@@ -10,7 +10,7 @@ use crate::cli::IdArgs;
 
 pub(crate) fn run(app: &App, args: &IdArgs) -> Result<Outcome> {
     let vault = app.unlock()?;
-    let ticket = vault.ticket(vault.node_addrs()).to_string();
+    let ticket = vault.ticket(vault.serving().node_addrs()).to_string();
     if app.json {
         let mut value = json!({
             "identity": vault.identity().to_string(),

@@ -107,6 +107,7 @@ fn describe(vault: &Vault, info: &RequestInfo, incoming: bool) -> String {
         }
         let given: Vec<FieldPath> = vault
             .grants()
+            .list()
             .unwrap_or_default()
             .into_iter()
             .filter(|g| g.grant.statement().audience == r.requester)
@@ -297,7 +298,7 @@ pub(crate) fn approve(app: &App, args: &ApproveArgs) -> Result<Outcome> {
         s.finish_and_clear();
     }
     let grant = grant?;
-    let info = vault.grant_info(&grant.statement().id)?.context("the new grant is stored")?;
+    let info = vault.grants().get(&grant.statement().id)?.context("the new grant is stored")?;
     if app.json {
         app.print_json(&grant_json(&vault, &info))?;
     } else {

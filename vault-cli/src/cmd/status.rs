@@ -82,8 +82,8 @@ pub(crate) fn run(app: &App) -> Result<Outcome> {
     let agent = crate::agent::info(&app.dir).ok().flatten();
     let unlocked_until = agent.and_then(|a| a.until);
     let lender = agent.map(|a| if a.node { "node" } else { "agent" });
-    let ticket = vault.ticket(vault.node_addrs()).to_string();
-    let grants = vault.grants()?;
+    let ticket = vault.ticket(vault.serving().node_addrs()).to_string();
+    let grants = vault.grants().list()?;
     let mut live: BTreeMap<String, (Option<String>, Vec<Value>)> = BTreeMap::new();
     let mut pending_erasures = Vec::new();
     for g in &grants {

@@ -176,7 +176,7 @@ impl IssuerSession {
                     if receipt.statement().grantee != self.peer {
                         return Err(SessionError::ReceiptFromAnotherIdentity);
                     }
-                    if let Err(e) = vault.record_erasure(&receipt) {
+                    if let Err(e) = vault.grants_mut().record_erasure(&receipt) {
                         tracing::debug!(error = %e, "ignoring an erasure receipt");
                     }
                     self.told = None;
@@ -205,7 +205,7 @@ impl IssuerSession {
                 out.push(IssuerAction::Send(Frame::Denied(denial)));
             }
         }
-        let (live, ended) = vault.shares_for(&self.peer)?;
+        let (live, ended) = vault.grants_mut().shares_for(&self.peer)?;
         let now = share_set(&live, &ended);
         if self.told.as_ref() != Some(&now) {
             out.push(IssuerAction::Send(Frame::Shares { live, ended }));

@@ -66,7 +66,9 @@ impl ServeStream {
     ) -> Result<ServeStream, SessionError> {
         let Frame::Open(grant) = first else { return Err(SessionError::UnexpectedFrame(frame_name(first))) };
         let grant = *grant;
-        let sync = isolated("opening a grant stream", || Ok(vault.serve_open(&peer, &device, &grant)?))?;
+        let sync = isolated("opening a grant stream", || {
+            Ok(vault.serving_mut().serve_open(&peer, &device, &grant)?)
+        })?;
         Ok(ServeStream {
             peer,
             device,
@@ -88,7 +90,7 @@ impl ServeStream {
     /// served to the peer, at the projection epoch it was generated for (a revocation or a
     /// retraction may have been committed while it waited for its log record).
     pub fn still_current(&self, vault: &mut Vault) -> bool {
-        vault.serve_still_current(&self.peer, &self.grant, self.sync.epoch)
+        vault.serving_mut().serve_still_current(&self.peer, &self.grant, self.sync.epoch)
     }
 
     /// Takes a frame the grantee sent at `now`: a `Sync` message, answered when the grantee
@@ -109,7 +111,13 @@ impl ServeStream {
             return Ok(ServeStep::WaitUntil(at));
         }
         isolated("serving a grantee's sync message", || {
-            vault.serve_receive(&self.peer, &self.device, &self.grant, &mut self.sync, message)?;
+            vault.serving_mut().serve_receive(
+                &self.peer,
+                &self.device,
+                &self.grant,
+                &mut self.sync,
+                message,
+            )?;
             self.heard = true;
             self.generate(vault)
         })
@@ -133,7 +141,7 @@ impl ServeStream {
     /// The next message, if any; the first that carries data after the vault changed earns
     /// the grantee's acknowledgement its free passage.
     fn generate(&mut self, vault: &mut Vault) -> Result<ServeStep, SessionError> {
-        match vault.serve_generate(&self.peer, &self.device, &self.grant, &mut self.sync)? {
+        match vault.serving_mut().serve_generate(&self.peer, &self.device, &self.grant, &mut self.sync)? {
             Some((message, carries_data)) => {
                 if carries_data && std::mem::take(&mut self.change_pending) {
                     self.answers_due = self.answers_due.saturating_add(1).min(SYNC_BURST);

@@ -315,7 +315,7 @@ fn stamp_key(row: &[u8]) -> String {
 
 impl Vault {
     fn contact_stamp(&self, row: &[u8]) -> Result<Option<Stamp>, StoreError> {
-        Ok(self.node_value(&stamp_key(row))?.and_then(|b| serde_json::from_slice(&b).ok()))
+        Ok(self.settings().get(&stamp_key(row))?.and_then(|b| serde_json::from_slice(&b).ok()))
     }
 
     /// Every contact row's state as last written here, with its stamp's clock and time
@@ -363,7 +363,7 @@ impl Vault {
             by: None,
         })?;
         let stamp: Stamp = (clock, at, self.device_key().public());
-        self.put_node_value(&stamp_key(row), &serde_json::to_vec(&stamp).expect("serializes"))
+        self.settings().put(&stamp_key(row), &serde_json::to_vec(&stamp).expect("serializes"))
     }
 
     /// Merges a contact row another device wrote at `stamp`: it wins when its stamp is later
@@ -406,7 +406,7 @@ impl Vault {
                 self.store.delete(&TABLE, Key::Id(row))?;
             }
         }
-        self.put_node_value(&stamp_key(row), &serde_json::to_vec(&stamp).expect("serializes"))?;
+        self.settings().put(&stamp_key(row), &serde_json::to_vec(&stamp).expect("serializes"))?;
         Ok(true)
     }
 }

@@ -249,7 +249,7 @@ impl Devices<&mut Vault> {
         let certificate = held.certify(joiner);
         self.vault.refresh()?;
         self.add(joiner, name)?;
-        let addrs = self.vault.node_addrs();
+        let addrs = self.vault.serving().node_addrs();
         Ok(JoinPackage {
             certificate,
             name: name.to_owned(),

@@ -260,7 +260,7 @@ impl Inbox<&mut Vault> {
             let prices = r.prices && !approval.no_prices;
             let expires_at = approval.expires_at.or(r.duration.map(|d| now.saturating_add(d)));
             r.permits(&fields, filter.as_ref(), prices, expires_at, now)?;
-            let grant = v.issue_grant_locked(
+            let grant = v.grants_mut().issue_locked(
                 NewGrant {
                     audience: r.requester,
                     fields,
@@ -375,7 +375,7 @@ mod tests {
         let phone: FieldPath = "profile.phone".parse().unwrap();
         let wider = Approval { fields: Some(vec![phone]), ..Approval::default() };
         assert!(matches!(v.inbox_mut().approve(&id, wider), Err(RequestError::Wider(_))));
-        assert!(v.grants().unwrap().is_empty(), "a refused approval grants nothing");
+        assert!(v.grants().list().unwrap().is_empty(), "a refused approval grants nothing");
         let grant = v.inbox_mut().approve(&id, Approval::default()).unwrap();
         assert_eq!(grant.statement().request, Some(id));
         assert_eq!(grant.statement().expires_at, Some(v.now() + 86_400), "the requested duration");
@@ -384,7 +384,7 @@ mod tests {
             Err(RequestError::AlreadyAnswered { status: RequestStatus::Approved, .. })
         ));
         assert!(matches!(v.inbox_mut().deny(&id, None), Err(RequestError::AlreadyAnswered { .. })));
-        assert_eq!(v.grants().unwrap().len(), 1);
+        assert_eq!(v.grants().list().unwrap().len(), 1);
     }
 
     #[test]

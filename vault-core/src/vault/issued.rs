@@ -13,6 +13,7 @@
 //! erasure receipts it sends back), `node` (the node's own settings).
 
 use serde::{Deserialize, Serialize};
+use std::ops::{Deref, DerefMut};
 
 use super::Vault;
 use super::audit::{AuditEvent, AuditKind};
@@ -45,9 +46,10 @@ pub(crate) use lookup::GrantCache;
 pub(in crate::vault) use merge::GrantParts;
 pub(crate) use projections::ProjectionCache;
 use projections::ProjectionState;
+pub use projections::Projections;
 pub use served_log::Logged;
 pub(crate) use served_log::ServedLog;
-pub use serving::ServeError;
+pub use serving::{ServeError, Serving};
 pub(crate) use serving::{ServeStates, ServeSync};
 use status::status_of;
 
@@ -213,9 +215,21 @@ impl GrantInfo {
     }
 }
 
-impl Vault {
+/// The grants this vault issued, their revocations and erasure receipts: `vault.grants()` to read, `vault.grants_mut()` to issue, revoke and expire.
+#[derive(Debug)]
+pub struct Grants<V> {
+    pub(in crate::vault) vault: V,
+}
+
+impl<V: Deref<Target = Vault>> Grants<V> {
+    pub(in crate::vault) fn new(vault: V) -> Self {
+        Self { vault }
+    }
+}
+
+impl<V: Deref<Target = Vault>> Grants<V> {
     fn grant_record(&self, id: &GrantId) -> Result<Option<GrantRecord>, StoreError> {
-        let Some(body) = self.store.get(&GRANTS, Key::Id(id.as_bytes()))? else {
+        let Some(body) = self.vault.store.get(&GRANTS, Key::Id(id.as_bytes()))? else {
             return Ok(None);
         };
         serde_json::from_slice(&body).map(Some).map_err(|_| StoreError::damaged(&GRANTS, id))
@@ -224,7 +238,7 @@ impl Vault {
     /// Writes a grant row and logs its new state for the other devices.
     fn put_grant_record(&self, id: &GrantId, record: &GrantRecord) -> Result<(), StoreError> {
         self.store_grant_record(id, record)?;
-        self.log_shared(&record.entry())?;
+        self.vault.log_shared(&record.entry())?;
         Ok(())
     }
 
@@ -247,9 +261,9 @@ impl Vault {
 
     /// Writes a grant row only (a local detail changed, or the row came from another device).
     fn store_grant_record(&self, id: &GrantId, record: &GrantRecord) -> Result<(), StoreError> {
-        self.grant_cache.replace(None);
+        self.vault.grant_cache.replace(None);
         let body = serde_json::to_vec(record).expect("serializes");
-        self.store.put(&GRANTS, Key::Id(id.as_bytes()), &body)?;
+        self.vault.store.put(&GRANTS, Key::Id(id.as_bytes()), &body)?;
         Ok(())
     }
 
@@ -271,23 +285,25 @@ impl Vault {
         for b in &record.erasures {
             erasures.push(Signed::<ErasureReceipt>::from_stored(b).ok_or_else(damaged)?);
         }
-        let status = status_of(&grant, revocation.is_some(), self.now(), &self.removed_devices()?);
+        let status = status_of(&grant, revocation.is_some(), self.vault.now(), &self.removed_devices()?);
         Ok(GrantInfo { grant, status, revocation, erasure, erasures, served: record.served.clone() })
     }
+}
 
+impl<V: DerefMut<Target = Vault>> Grants<V> {
     /// Signs and stores a grant, builds its projection from the current values, and logs it,
     /// all in one transaction.
-    pub fn issue_grant(&mut self, new: NewGrant) -> Result<SignedGrant, GrantError> {
-        self.write(|v| v.issue_grant_locked(new, None))
+    pub fn issue(&mut self, new: NewGrant) -> Result<SignedGrant, GrantError> {
+        self.vault.write(|v| v.grants_mut().issue_locked(new, None))
     }
 
     /// Issues a grant inside the caller's write transaction, answering `request` if given.
-    pub(crate) fn issue_grant_locked(
+    pub(crate) fn issue_locked(
         &mut self,
         new: NewGrant,
         request: Option<crate::statement::RequestId>,
     ) -> Result<SignedGrant, GrantError> {
-        let now = self.now();
+        let now = self.vault.now();
         if new.expires_at.is_some_and(|e| e <= now) {
             return Err(GrantError::ExpiryInPast);
         }
@@ -296,7 +312,9 @@ impl Vault {
         fields.dedup();
         if fields.iter().any(|f| f.derived().is_some()) {
             let given: Vec<FieldPath> = self
-                .grants_where(|g| g.audience == new.audience)?
+                .vault
+                .grants()
+                .list_where(|g| g.audience == new.audience)?
                 .into_iter()
                 .flat_map(|g| g.grant.statement().fields.clone())
                 .collect();
@@ -306,7 +324,7 @@ impl Vault {
         }
         let grant = Grant {
             id: GrantId::random(),
-            issuer: self.identity(),
+            issuer: self.vault.identity(),
             audience: new.audience,
             fields,
             filter: new.filter,
@@ -316,13 +334,13 @@ impl Vault {
             prices: new.prices,
             request,
         };
-        let signed = Signed::sign(grant, self.signer())?;
+        let signed = Signed::sign(grant, self.vault.signer())?;
         {
-            let v = self;
+            let v = &mut *self.vault;
             v.catch_up().map_err(GrantError::catch_up)?;
             let g = signed.statement();
             let heads = v.doc.automerge().get_heads().iter().map(ToString::to_string).collect();
-            v.put_grant_record(
+            v.grants().put_grant_record(
                 &g.id,
                 &GrantRecord {
                     signed: signed.to_bytes(),
@@ -334,7 +352,7 @@ impl Vault {
                     served: Vec::new(),
                 },
             )?;
-            v.first_projection(g)?;
+            v.grants_mut().first_projection(g)?;
             let mut event = AuditEvent::new(now, AuditKind::GrantIssued);
             event.peer = Some(g.audience);
             event.grant = Some(g.id);
@@ -348,12 +366,19 @@ impl Vault {
     /// Builds a new grant's projection from the current values and stores it as its first
     /// chunk (inside the caller's transaction).
     fn first_projection(&mut self, g: &Grant) -> Result<(), StoreError> {
-        let mut projection = Projection::build(g, &self.doc, self.now());
-        let day = Some(crate::derive::counting_day(self.now()));
-        let as_of = self.doc.automerge().get_heads();
-        let as_of_seq = self.last_seq;
-        self.append_projection_chunk(&g.id, 1, 0, as_of_seq, &as_of, &projection.automerge().save())?;
-        self.projections.insert(
+        let mut projection = Projection::build(g, &self.vault.doc, self.vault.now());
+        let day = Some(crate::derive::counting_day(self.vault.now()));
+        let as_of = self.vault.doc.automerge().get_heads();
+        let as_of_seq = self.vault.last_seq;
+        self.vault.projections().append_projection_chunk(
+            &g.id,
+            1,
+            0,
+            as_of_seq,
+            &as_of,
+            &projection.automerge().save(),
+        )?;
+        self.vault.projections.insert(
             g.id,
             ProjectionState { projection, as_of_seq, as_of, last_seq: 1, chunks: 1, epoch: 0, day },
         );
@@ -362,7 +387,7 @@ impl Vault {
 
     /// Revokes a grant: signs a revocation, stops serving it, drops its projection, logs it.
     pub fn revoke(&mut self, id: &GrantId) -> Result<Signed<Revocation>, GrantError> {
-        self.write(|v| v.revoke_locked(id, None))
+        self.vault.write(|v| v.grants_mut().revoke_locked(id, None))
     }
 
     /// Revokes a grant inside the caller's write transaction; `why` goes to the access log
@@ -372,42 +397,44 @@ impl Vault {
         id: &GrantId,
         why: Option<&str>,
     ) -> Result<Signed<Revocation>, GrantError> {
-        let now = self.now();
+        let now = self.vault.now();
         let mut record = self.grant_record(id)?.ok_or_else(|| GrantError::Unknown(id.to_string()))?;
         if record.revocation.is_some() {
             return Err(GrantError::AlreadyRevoked(*id));
         }
         let grant = self.info(&record)?.grant;
-        let revocation =
-            Signed::sign(Revocation { grant: *id, issuer: self.identity(), revoked_at: now }, self.signer())?;
+        let revocation = Signed::sign(
+            Revocation { grant: *id, issuer: self.vault.identity(), revoked_at: now },
+            self.vault.signer(),
+        )?;
         record.revocation = Some(revocation.to_bytes());
         self.put_grant_record(id, &record)?;
-        self.drop_projection(id)?;
+        self.vault.projections_mut().drop_projection(id)?;
         let mut event = AuditEvent::new(now, AuditKind::GrantRevoked);
         event.peer = Some(grant.statement().audience);
         event.grant = Some(*id);
         event.fields = grant.statement().fields.iter().map(ToString::to_string).collect();
         event.detail = why.map(str::to_owned);
-        self.access_log().append(&event)?;
+        self.vault.access_log().append(&event)?;
         Ok(revocation)
     }
 
     /// Logs expiries not yet logged and drops expired grants' projections. Returns the grants
     /// that expired since the last call.
-    pub fn expire_grants(&mut self) -> Result<Vec<GrantId>, GrantError> {
-        let now = self.now();
-        self.write(|v| {
+    pub fn expire(&mut self) -> Result<Vec<GrantId>, GrantError> {
+        let now = self.vault.now();
+        self.vault.write(|v| {
             let mut expired = Vec::new();
-            for info in v.grants()? {
+            for info in v.grants().list()? {
                 let g = info.grant.statement();
                 if info.status != GrantStatus::Expired {
                     continue;
                 }
-                let mut record = v.grant_record(&g.id)?.expect("listed above");
+                let mut record = v.grants().grant_record(&g.id)?.expect("listed above");
                 if record.expiry_logged {
                     continue;
                 }
-                v.note_expiry(g, &mut record, now)?;
+                v.grants_mut().note_expiry(g, &mut record, now)?;
                 expired.push(g.id);
             }
             Ok(expired)
@@ -421,12 +448,12 @@ impl Vault {
     fn note_expiry(&mut self, g: &Grant, record: &mut GrantRecord, now: i64) -> Result<(), StoreError> {
         record.expiry_logged = true;
         self.store_grant_record(&g.id, record)?;
-        self.drop_projection(&g.id)?;
+        self.vault.projections_mut().drop_projection(&g.id)?;
         // Dropping it noted the grantee devices served: the caller's copy of the row learns them.
         record.served = self.grant_record(&g.id)?.map(|r| r.served).unwrap_or_default();
         let mut event = AuditEvent::new(now, AuditKind::GrantExpired);
         event.peer = Some(g.audience);
         event.grant = Some(g.id);
-        self.access_log().append(&event)
+        self.vault.access_log().append(&event)
     }
 }

@@ -36,7 +36,7 @@ impl Vault {
     /// The key state this vault holds for `identity` (empty: no event known).
     pub fn key_log(&self, identity: &IdentityId) -> Result<KeyLog, StoreError> {
         let key = log_key(identity);
-        match self.node_value(&key)? {
+        match self.settings().get(&key)? {
             None => Ok(KeyLog::default()),
             Some(bytes) => KeyLog::from_stored(identity, &bytes).map_err(|_| StoreError::damaged(&NODE, key)),
         }
@@ -76,7 +76,7 @@ impl Vault {
         let bytes = log.to_bytes();
         let certificate = self.certificate;
         self.write(|v| {
-            v.put_node_value(&log_key(&identity), &bytes)?;
+            v.settings().put(&log_key(&identity), &bytes)?;
             if drop_held {
                 v.store.write_certificate(&certificate)?;
                 v.store.delete_secret("identity")?;
@@ -95,7 +95,7 @@ impl Vault {
     pub(super) fn put_own_key_event(v: &Vault, log: &mut KeyLog, event: KeyEvent) -> Result<(), StoreError> {
         let identity = v.identity();
         log.append(event).map_err(|_| StoreError::damaged(&NODE, log_key(&identity)))?;
-        v.put_node_value(&log_key(&identity), &log.to_bytes())
+        v.settings().put(&log_key(&identity), &log.to_bytes())
     }
 
     /// A vault that holds the identity key and has no key event yet (made before key events

@@ -63,7 +63,7 @@ pub enum Mute {
 impl Vault {
     /// The current mutes.
     pub fn feed_mutes(&self) -> Result<Mutes, StoreError> {
-        match self.node_value(MUTES)? {
+        match self.settings().get(MUTES)? {
             Some(bytes) => serde_json::from_slice(&bytes)
                 .map_err(|_| StoreError::damaged(&crate::store::sealed::NODE, MUTES)),
             None => Ok(Mutes::default()),
@@ -81,7 +81,7 @@ impl Vault {
                 }
             };
             if changed {
-                v.put_node_value(MUTES, &serde_json::to_vec(&mutes).expect("serializes"))?;
+                v.settings().put(MUTES, &serde_json::to_vec(&mutes).expect("serializes"))?;
             }
             Ok(changed)
         })

@@ -236,7 +236,7 @@ impl Vault {
             return Ok(true);
         }
         for id in &n.grants {
-            let ours = self.grant_info(id)?.is_some_and(|g| g.grant.statement().audience == *peer);
+            let ours = self.grants().get(id)?.is_some_and(|g| g.grant.statement().audience == *peer);
             if !ours {
                 tracing::warn!(notice = %n.id, "refusing a breach notice naming a grant this vault did not issue to its sender");
                 return Ok(false);
@@ -286,7 +286,7 @@ impl Vault {
         // As on the device that took it from the seller: only about this identity's grants to
         // that seller (a grant not known here yet is taken on the other device's word).
         for id in &n.grants {
-            if self.grant_info(id)?.is_some_and(|g| g.grant.statement().audience != n.seller) {
+            if self.grants().get(id)?.is_some_and(|g| g.grant.statement().audience != n.seller) {
                 return Ok(false);
             }
         }
@@ -311,7 +311,7 @@ impl Vault {
             let mut grants = Vec::new();
             let mut granted = Vec::new();
             for id in &n.grants {
-                let info = self.grant_info(id)?;
+                let info = self.grants().get(id)?;
                 if let Some(g) = &info
                     && g.grant.statement().audience == n.seller
                 {
@@ -393,7 +393,8 @@ mod tests {
         let (mut alice, shop) = (vault(a.path()), vault(b.path()));
         alice.records_mut().set_profile("email", "a@b.c").unwrap();
         let grant = alice
-            .issue_grant(NewGrant {
+            .grants_mut()
+            .issue(NewGrant {
                 audience: shop.identity(),
                 fields: vec!["profile.email".parse().unwrap()],
                 filter: None,

@@ -101,7 +101,7 @@ pub struct Purchase {
 /// The customer's records: `vault.records()` to read, `vault.records_mut()` to change.
 #[derive(Debug)]
 pub struct Records<V> {
-    vault: V,
+    pub(in crate::vault) vault: V,
 }
 
 fn field_path(field: &str) -> Result<Vec<&str>, EditError> {

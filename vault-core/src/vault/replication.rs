@@ -314,15 +314,15 @@ impl Vault {
     /// Logs every shared row once, for a vault whose rows predate the shared log (a device
     /// joining later then gets them all). Idempotent.
     pub fn seed_shared_log(&mut self) -> Result<(), StoreError> {
-        if self.node_value(SEEDED)?.is_some() {
+        if self.settings().get(SEEDED)?.is_some() {
             return Ok(());
         }
         self.write(|v| {
-            if v.node_value(SEEDED)?.is_some() {
+            if v.settings().get(SEEDED)?.is_some() {
                 return Ok(());
             }
             // Rows already logged are logged again: merging is idempotent.
-            for entry in v.grant_entries()? {
+            for entry in v.grants().grant_entries()? {
                 v.log_shared(&entry)?;
             }
             for (row, contact) in v.contacts().rows()? {
@@ -334,7 +334,7 @@ impl Vault {
                     v.log_shared(&Entry::Request { incoming, id, record })?;
                 }
             }
-            v.put_node_value(SEEDED, b"1")
+            v.settings().put(SEEDED, b"1")
         })
     }
 
@@ -371,7 +371,8 @@ impl Vault {
 
     fn audit_cursor(&self, peer: &DeviceId) -> Result<i64, StoreError> {
         Ok(self
-            .node_value(&audit_cursor_key(peer))?
+            .settings()
+            .get(&audit_cursor_key(peer))?
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or(0))
     }
@@ -541,7 +542,7 @@ impl Vault {
                 v.access_log().append(&event)?;
                 changed = true;
             }
-            v.put_node_value(&audit_cursor_key(from), cursor.to_string().as_bytes())?;
+            v.settings().put(&audit_cursor_key(from), cursor.to_string().as_bytes())?;
             Ok::<_, ReplicationError>(changed)
         })?;
         for (origin, seq) in shown {
@@ -554,7 +555,7 @@ impl Vault {
     fn merge_entry(&mut self, origin: &DeviceId, entry: &Entry) -> Result<bool, StoreError> {
         match entry {
             Entry::Grant { signed, revocation, erasure, heads, erasures, served } => {
-                self.merge_grant(super::issued::GrantParts {
+                self.grants_mut().merge_grant(super::issued::GrantParts {
                     signed,
                     revocation: revocation.as_deref(),
                     erasure: erasure.as_deref(),

@@ -54,7 +54,7 @@ impl Vault {
     /// (if any).
     pub fn roster(&self) -> Result<Option<Signed<DeviceRoster>>, StoreError> {
         if self.identity.is_none() {
-            return Ok(self.node_value(OWN_ROSTER)?.and_then(|b| Signed::from_stored(&b)));
+            return Ok(self.settings().get(OWN_ROSTER)?.and_then(|b| Signed::from_stored(&b)));
         }
         self.sign_roster(false)
     }
@@ -74,7 +74,7 @@ impl Vault {
     /// goes on handing peers the newest word of the identity (call inside the write).
     pub(super) fn keep_roster_before_forgetting(&self) -> Result<(), StoreError> {
         match self.sign_roster(false)? {
-            Some(roster) => self.put_node_value(OWN_ROSTER, &roster.to_bytes()),
+            Some(roster) => self.settings().put(OWN_ROSTER, &roster.to_bytes()),
             None => Ok(()),
         }
     }
@@ -82,7 +82,7 @@ impl Vault {
     fn sign_roster(&self, named: bool) -> Result<Option<Signed<DeviceRoster>>, StoreError> {
         let Some(signer) = self.identity_signer() else { return Ok(None) };
         let this = self.device.public();
-        let here = self.node_addrs();
+        let here = self.serving().node_addrs();
         let mut active = Vec::new();
         let mut removed = Vec::new();
         for d in self.devices().list()? {
@@ -117,7 +117,8 @@ impl Vault {
         let r = roster.statement();
         let mut kept = false;
         if self.identity.is_none() && !r.has_names() {
-            let stored = self.node_value(OWN_ROSTER)?.and_then(|b| Signed::<DeviceRoster>::from_stored(&b));
+            let stored =
+                self.settings().get(OWN_ROSTER)?.and_then(|b| Signed::<DeviceRoster>::from_stored(&b));
             kept = match stored {
                 // Equal dates: two rosters signed in one second; taking both is safe (removals
                 // only add).
@@ -126,7 +127,7 @@ impl Vault {
             };
             if kept {
                 let bytes = roster.to_bytes();
-                self.write(|v| v.put_node_value(OWN_ROSTER, &bytes))?;
+                self.write(|v| v.settings().put(OWN_ROSTER, &bytes))?;
             }
         }
         // The identity key's word on which devices act for it: merged into the list (the
@@ -197,7 +198,7 @@ impl Vault {
         known.active.retain(|d| !removed.contains(&d.device));
         if changed {
             let bytes = serde_json::to_vec(&known).expect("serializes");
-            self.write(|v| v.put_node_value(&peer_key(&peer), &bytes))?;
+            self.write(|v| v.settings().put(&peer_key(&peer), &bytes))?;
         }
         Ok(())
     }
@@ -213,13 +214,14 @@ impl Vault {
         if self.contacts().petname(peer).is_some() {
             return Ok(true);
         }
-        let (live, ended) = self.shares_for(peer)?;
+        let (live, ended) = self.grants_mut().shares_for(peer)?;
         Ok(!live.is_empty() || !ended.is_empty())
     }
 
     fn peer_devices(&self, peer: &IdentityId) -> Result<PeerDevices, StoreError> {
         Ok(self
-            .node_value(&peer_key(peer))?
+            .settings()
+            .get(&peer_key(peer))?
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or_default())
     }

@@ -72,6 +72,7 @@ pub(crate) type State = (Vec<(String, GrantStatus, Option<i64>)>, Vec<(String, S
 pub(crate) fn state(v: &Vault) -> State {
     let mut grants: Vec<_> = v
         .grants()
+        .list()
         .unwrap()
         .into_iter()
         .map(|g| {

@@ -98,8 +98,8 @@ pub(crate) fn email_grant(audience: vault_core::IdentityId, purpose: &str) -> Ne
 /// Grants `shop` the customer's profile.email for delivery, delivers the share list to the
 /// shop, opens the grant's stream and syncs it; returns the grant's id and the open stream.
 pub(crate) fn share_email_linked(customer: &mut Vault, shop: &mut Vault) -> (GrantId, Link) {
-    let id = customer.issue_grant(email_grant(shop.identity(), "delivery")).unwrap().statement().id;
-    let (live, ended) = customer.shares_for(&shop.identity()).unwrap();
+    let id = customer.grants_mut().issue(email_grant(shop.identity(), "delivery")).unwrap().statement().id;
+    let (live, ended) = customer.grants_mut().shares_for(&shop.identity()).unwrap();
     shop.accept_shares(customer.identity(), None, &live, &ended).unwrap();
     let mut link = open(customer, shop, &id);
     sync(customer, shop, &mut link);

@@ -49,8 +49,8 @@ async fn a_panicking_peer_loses_its_stream_and_the_node_serves_the_others() {
     let mut issuer = create(dirs[0].path());
     let (good, bad) = (create(dirs[1].path()), create(dirs[2].path()));
     issuer.records_mut().set_profile("email", "ada@example.org").unwrap();
-    issuer.issue_grant(email_grant(good.identity())).unwrap();
-    issuer.issue_grant(email_grant(bad.identity())).unwrap();
+    issuer.grants_mut().issue(email_grant(good.identity())).unwrap();
+    issuer.grants_mut().issue(email_grant(bad.identity())).unwrap();
     PANIC_FOR.lock().unwrap().push(bad.identity());
     let issuer = Node::spawn(issuer, local()).await.unwrap();
     let ticket = issuer.ticket();

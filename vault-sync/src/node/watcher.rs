@@ -43,7 +43,7 @@ pub(super) fn watch_step(vault: &mut Vault, expiry_due: bool, after_check: impl 
                 let cause = std::error::Error::source(&e).map(ToString::to_string).unwrap_or_default();
                 tracing::error!(error = %e, %cause, "catching up with the vault file failed");
             }
-            if let Err(e) = vault.update_projections(None) {
+            if let Err(e) = vault.projections_mut().update(None) {
                 tracing::warn!(error = %e, "updating projections failed");
             }
             true
@@ -56,9 +56,9 @@ pub(super) fn watch_step(vault: &mut Vault, expiry_due: bool, after_check: impl 
     };
     after_check(vault);
     if expiry_due {
-        changed |= vault.expire_grants().map(|e| !e.is_empty()).unwrap_or(false);
+        changed |= vault.grants_mut().expire().map(|e| !e.is_empty()).unwrap_or(false);
         // An age (`over(N)`) turns on a date, not on an edit: recomputed once the date changes.
-        changed |= match vault.update_dated_projections() {
+        changed |= match vault.projections_mut().update_dated() {
             Ok(updated) => !updated.is_empty(),
             Err(e) => {
                 tracing::warn!(error = %e, "updating dated projections failed");
@@ -93,7 +93,8 @@ mod tests {
             .unwrap();
         node.records_mut().set_profile("birthday", "2009-01-20").unwrap();
         let grant = node
-            .issue_grant(NewGrant {
+            .grants_mut()
+            .issue(NewGrant {
                 audience: Identity::generate().public(),
                 fields: vec!["profile.birthday:over(18)".parse().unwrap()],
                 filter: None,
@@ -110,7 +111,7 @@ mod tests {
         // 2027-02-01, 12:00 UTC: February everywhere.
         clock.store(1_800_000_000 + 17 * 86_400 + 4 * 3600, Ordering::SeqCst);
         assert!(watch_step(&mut node, true, |_| {}), "the sessions are woken as the month turns");
-        let values = node.projection_values(&id).unwrap().unwrap();
+        let values = node.projections_mut().values(&id).unwrap().unwrap();
         assert_eq!(values["profile"]["birthday:over(18)"], serde_json::json!(true));
         assert!(!watch_step(&mut node, true, |_| {}), "once");
     }

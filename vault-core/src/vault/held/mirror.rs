@@ -68,25 +68,25 @@ pub struct MirrorStatus {
 impl Vault {
     /// True when a mirror is attached: erasure receipts wait for it.
     pub(in crate::vault) fn mirror_attached(&self) -> Result<bool, StoreError> {
-        Ok(self.node_value(MIRROR_URL)?.is_some())
+        Ok(self.settings().get(MIRROR_URL)?.is_some())
     }
 
     /// The mirror's address as set (with its credentials: handle with care, show it redacted).
     pub fn mirror_url(&self) -> Result<Option<String>, StoreError> {
-        Ok(self.node_value(MIRROR_URL)?.map(|b| String::from_utf8_lossy(&b).into_owned()))
+        Ok(self.settings().get(MIRROR_URL)?.map(|b| String::from_utf8_lossy(&b).into_owned()))
     }
 
     /// Attaches a mirror: from now on, receipts wait for it to erase.
     pub fn attach_mirror(&mut self, url: &str) -> Result<(), StoreError> {
-        self.write(|v| v.put_node_value(MIRROR_URL, url.as_bytes()))
+        self.write(|v| v.settings().put(MIRROR_URL, url.as_bytes()))
     }
 
     /// Detaches the mirror. The caller has removed every row it wrote (the mirror holds nothing
     /// now), so the receipts it held back are signed.
     pub fn detach_mirror(&mut self) -> Result<(), StoreError> {
         self.write(|v| {
-            v.delete_node_value(MIRROR_URL)?;
-            v.delete_node_value(MIRROR_STATUS)?;
+            v.settings().delete(MIRROR_URL)?;
+            v.settings().delete(MIRROR_STATUS)?;
             for (id, row) in v.received_each()? {
                 if row.record.erasure_pending {
                     v.confirm_mirror_erasure(&id)?;
@@ -109,12 +109,12 @@ impl Vault {
             return Ok(());
         }
         let body = serde_json::to_vec(&status).expect("serializes");
-        self.write(|v| v.put_node_value(MIRROR_STATUS, &body))
+        self.write(|v| v.settings().put(MIRROR_STATUS, &body))
     }
 
     /// The mirror's health as last recorded.
     pub fn mirror_status(&self) -> Result<Option<MirrorStatus>, StoreError> {
-        Ok(self.node_value(MIRROR_STATUS)?.and_then(|b| serde_json::from_slice(&b).ok()))
+        Ok(self.settings().get(MIRROR_STATUS)?.and_then(|b| serde_json::from_slice(&b).ok()))
     }
 
     /// Every received share, live or withdrawn, in brief.

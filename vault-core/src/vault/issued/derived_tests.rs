@@ -43,31 +43,31 @@ fn new_grant(audience: IdentityId, fields: &[&str]) -> NewGrant {
 fn a_derived_grant_follows_its_source_and_the_date() {
     let mut f = fixture();
     let fields = ["profile.birthday:over(18)", "profile.address.postcode:prefix(2)"];
-    let id = f.vault.issue_grant(new_grant(f.shop.public(), &fields)).unwrap().statement().id;
-    let values = |v: &mut Vault| v.projection_values(&id).unwrap().unwrap();
+    let id = f.vault.grants_mut().issue(new_grant(f.shop.public(), &fields)).unwrap().statement().id;
+    let values = |v: &mut Vault| v.projections_mut().values(&id).unwrap().unwrap();
     assert_eq!(
         values(&mut f.vault),
         json!({"profile": {"birthday:over(18)": false, "address": {"postcode:prefix(2)": "69"}}})
     );
     // Nothing to do while the date stays the same: nothing read, nothing written.
-    assert!(f.vault.update_dated_projections().unwrap().is_empty());
+    assert!(f.vault.projections_mut().update_dated().unwrap().is_empty());
     // An edit of the source.
     f.vault.records_mut().set_profile("address.postcode", "75011").unwrap();
-    assert_eq!(f.vault.update_projections(None).unwrap(), vec![id]);
+    assert_eq!(f.vault.projections_mut().update(None).unwrap(), vec![id]);
     assert_eq!(values(&mut f.vault)["profile"]["address"]["postcode:prefix(2)"], "75");
     // Ages are counted by the month: the birthday itself (2027-01-20) changes nothing, the
     // first of the next month (from noon UTC, when it is February everywhere) turns the answer
     // true without any edit, through the node's dated update.
     f.clock.store(START + 5 * DAY, Ordering::SeqCst);
-    assert!(f.vault.update_dated_projections().unwrap().is_empty(), "not on the birthday");
+    assert!(f.vault.projections_mut().update_dated().unwrap().is_empty(), "not on the birthday");
     f.clock.store(START + 17 * DAY, Ordering::SeqCst);
-    assert!(f.vault.update_dated_projections().unwrap().is_empty(), "not before February everywhere");
+    assert!(f.vault.projections_mut().update_dated().unwrap().is_empty(), "not before February everywhere");
     f.clock.store(START + 17 * DAY + 4 * 3600, Ordering::SeqCst);
-    assert_eq!(f.vault.update_dated_projections().unwrap(), vec![id]);
+    assert_eq!(f.vault.projections_mut().update_dated().unwrap(), vec![id]);
     assert_eq!(values(&mut f.vault)["profile"]["birthday:over(18)"], json!(true));
     // Unset: the value goes, it does not turn false.
     f.vault.records_mut().unset_profile("birthday").unwrap();
-    f.vault.update_projections(None).unwrap();
+    f.vault.projections_mut().update(None).unwrap();
     assert_eq!(values(&mut f.vault)["profile"].get("birthday:over(18)"), None);
     // A handle that loads the projection from storage recomputes dated values on its date.
     let dir = f.vault.dir().to_owned();
@@ -77,8 +77,11 @@ fn a_derived_grant_follows_its_source_and_the_date() {
         .unlock(&Passphrase::new("pw"))
         .unwrap();
     other.records_mut().set_profile("birthday", "2009-01-20").unwrap();
-    other.update_projections(None).unwrap();
-    assert_eq!(other.projection_values(&id).unwrap().unwrap()["profile"]["birthday:over(18)"], json!(true));
+    other.projections_mut().update(None).unwrap();
+    assert_eq!(
+        other.projections_mut().values(&id).unwrap().unwrap()["profile"]["birthday:over(18)"],
+        json!(true)
+    );
 }
 
 #[test]
@@ -87,31 +90,36 @@ fn one_recipient_is_told_few_answers_about_one_field_ever() {
     let shop = f.shop.public();
     let first = f
         .vault
-        .issue_grant(new_grant(shop, &["profile.birthday:over(18)", "profile.birthday:year"]))
+        .grants_mut()
+        .issue(new_grant(shop, &["profile.birthday:over(18)", "profile.birthday:year"]))
         .unwrap();
-    let err = f.vault.issue_grant(new_grant(shop, &["profile.birthday:over(21)"])).unwrap_err();
+    let err = f.vault.grants_mut().issue(new_grant(shop, &["profile.birthday:over(21)"])).unwrap_err();
     assert!(matches!(err, GrantError::TooRevealing { .. }), "{err}");
     assert!(
         err.to_string().contains("\"profile.birthday\"") && err.to_string().contains("ended ones too"),
         "{err}"
     );
     // The same answers again, or another recipient: fine.
-    f.vault.issue_grant(new_grant(shop, &["profile.birthday:over(18)"])).unwrap();
-    f.vault.issue_grant(new_grant(Identity::generate().public(), &["profile.birthday:over(25)"])).unwrap();
+    f.vault.grants_mut().issue(new_grant(shop, &["profile.birthday:over(18)"])).unwrap();
+    f.vault
+        .grants_mut()
+        .issue(new_grant(Identity::generate().public(), &["profile.birthday:over(25)"]))
+        .unwrap();
     // What a revoked grant told is still known: revoking does not make room.
-    f.vault.revoke(&first.statement().id).unwrap();
+    f.vault.grants_mut().revoke(&first.statement().id).unwrap();
     assert!(
-        f.vault.issue_grant(new_grant(shop, &["profile.birthday:over(21)"])).is_err(),
+        f.vault.grants_mut().issue(new_grant(shop, &["profile.birthday:over(21)"])).is_err(),
         "revoked, still told"
     );
     // One band of one price, ever.
-    f.vault.issue_grant(new_grant(shop, &["purchases.*.price:band(10,50)"])).unwrap();
-    let err = f.vault.issue_grant(new_grant(shop, &["purchases.*.price:band(20,100)"])).unwrap_err();
+    f.vault.grants_mut().issue(new_grant(shop, &["purchases.*.price:band(10,50)"])).unwrap();
+    let err = f.vault.grants_mut().issue(new_grant(shop, &["purchases.*.price:band(20,100)"])).unwrap_err();
     assert!(err.to_string().contains("more than one price band"), "{err}");
     // Too many in one statement: refused by the statement's rules, whoever the recipient.
     let err = f
         .vault
-        .issue_grant(new_grant(
+        .grants_mut()
+        .issue(new_grant(
             Identity::generate().public(),
             &["profile.birthday:over(18)", "profile.birthday:over(19)", "profile.birthday:year"],
         ))
@@ -119,7 +127,7 @@ fn one_recipient_is_told_few_answers_about_one_field_ever() {
     assert!(err.to_string().contains("more than 2 answers about one date"), "{err}");
     let mut no_prices = new_grant(Identity::generate().public(), &["purchases.*.price:band(10,50)"]);
     no_prices.prices = false;
-    let err = f.vault.issue_grant(no_prices).unwrap_err();
+    let err = f.vault.grants_mut().issue(no_prices).unwrap_err();
     assert!(err.to_string().contains("a price band is a price"), "{err}");
 }
 
@@ -155,7 +163,7 @@ fn a_derived_field_may_answer_a_raw_one_and_never_the_reverse() {
     sorted.sort();
     assert_eq!(grant.statement().fields, sorted);
     assert_eq!(
-        f.vault.projection_values(&id).unwrap().unwrap(),
+        f.vault.projections_mut().values(&id).unwrap().unwrap(),
         json!({"profile": {"birthday:over(18)": false, "address:country": "FR"}})
     );
 

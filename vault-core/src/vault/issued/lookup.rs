@@ -5,6 +5,7 @@
 //! this handle has not written a grant since (`store_grant_record` clears the cache). Statuses
 //! are computed afresh on every read (time passes, devices are removed).
 
+use super::Grants;
 use super::status::with_status;
 use super::{GRANTS, GrantInfo};
 use crate::grant::{Grant, SignedGrant};
@@ -13,26 +14,27 @@ use crate::path::FieldPath;
 use crate::statement::GrantId;
 use crate::store::StoreError;
 use crate::vault::Vault;
+use std::ops::Deref;
 
 /// Parsed grant records with the `data_version` they were read at.
 pub(crate) type GrantCache = std::cell::RefCell<Option<(i64, Vec<GrantInfo>)>>;
 
-impl Vault {
+impl<V: Deref<Target = Vault>> Grants<V> {
     /// Every grant this vault issued, newest first.
-    pub fn grants(&self) -> Result<Vec<GrantInfo>, StoreError> {
-        self.grants_where(|_| true)
+    pub fn list(&self) -> Result<Vec<GrantInfo>, StoreError> {
+        self.list_where(|_| true)
     }
 
     /// The grants for which `keep` holds, filtered before anything is copied.
-    pub(super) fn grants_where(&self, keep: impl Fn(&Grant) -> bool) -> Result<Vec<GrantInfo>, StoreError> {
+    pub(super) fn list_where(&self, keep: impl Fn(&Grant) -> bool) -> Result<Vec<GrantInfo>, StoreError> {
         // Parsed records are cached: a node answers "what is shared with this peer" for every
         // connection on every change. The cache holds while no other connection has committed
         // (SQLite's data_version) and this one has not written a grant since.
-        let version = self.store.data_version()?;
-        if let Some((cached_version, cached)) = &*self.grant_cache.borrow()
+        let version = self.vault.store.data_version()?;
+        if let Some((cached_version, cached)) = &*self.vault.grant_cache.borrow()
             && *cached_version == version
         {
-            let (now, removed) = (self.now(), self.removed_devices()?);
+            let (now, removed) = (self.vault.now(), self.removed_devices()?);
             return Ok(cached
                 .iter()
                 .filter(|g| keep(g.grant.statement()))
@@ -40,7 +42,7 @@ impl Vault {
                 .map(|g| with_status(g, now, &removed))
                 .collect());
         }
-        let ids = self.store.keys(&GRANTS)?;
+        let ids = self.vault.store.keys(&GRANTS)?;
         let mut out = Vec::with_capacity(ids.len());
         for raw in ids {
             let id = GrantId::from_raw(raw.id()).ok_or_else(|| StoreError::damaged(&GRANTS, "(bad id)"))?;
@@ -50,15 +52,15 @@ impl Vault {
         }
         out.sort_by_key(|g| std::cmp::Reverse(g.grant.statement().issued_at));
         let kept = out.iter().filter(|g| keep(g.grant.statement())).cloned().collect();
-        *self.grant_cache.borrow_mut() = Some((version, out));
+        *self.vault.grant_cache.borrow_mut() = Some((version, out));
         Ok(kept)
     }
 
     /// One grant.
-    pub fn grant_info(&self, id: &GrantId) -> Result<Option<GrantInfo>, StoreError> {
+    pub fn get(&self, id: &GrantId) -> Result<Option<GrantInfo>, StoreError> {
         // From the parsed grants while they hold (a node asks this for every message it serves).
-        let version = self.store.data_version()?;
-        let cached = match &*self.grant_cache.borrow() {
+        let version = self.vault.store.data_version()?;
+        let cached = match &*self.vault.grant_cache.borrow() {
             Some((v, grants)) if *v == version => {
                 Some(grants.iter().find(|g| g.grant.statement().id == *id).cloned())
             }
@@ -66,7 +68,7 @@ impl Vault {
         };
         match cached {
             Some(found) => {
-                let (now, removed) = (self.now(), self.removed_devices()?);
+                let (now, removed) = (self.vault.now(), self.removed_devices()?);
                 Ok(found.map(|g| with_status(g, now, &removed)))
             }
             None => self.grant_record(id)?.map(|r| self.info(&r)).transpose(),
@@ -74,14 +76,16 @@ impl Vault {
     }
 
     /// Live grants whose fields share values with `path` ("who sees this field").
-    pub fn grants_covering(&self, path: &FieldPath) -> Result<Vec<GrantInfo>, StoreError> {
-        Ok(self.grants()?.into_iter().filter(|g| g.is_live() && g.grant.statement().touches(path)).collect())
+    pub fn covering(&self, path: &FieldPath) -> Result<Vec<GrantInfo>, StoreError> {
+        Ok(self.list()?.into_iter().filter(|g| g.is_live() && g.grant.statement().touches(path)).collect())
     }
 
     /// Live grants to `audience`.
-    pub fn live_grants_for(&self, audience: &IdentityId) -> Result<Vec<SignedGrant>, StoreError> {
+    pub fn live_for(&self, audience: &IdentityId) -> Result<Vec<SignedGrant>, StoreError> {
         Ok(self
-            .grants_where(|g| g.audience == *audience)?
+            .vault
+            .grants()
+            .list_where(|g| g.audience == *audience)?
             .into_iter()
             .filter(|g| g.is_live())
             .map(|g| g.grant)

@@ -1,6 +1,7 @@
 //! Grants as the other devices of this identity see them: the entry a grant row is logged as,
 //! and the merge of an entry another device sent (see replication.rs for the rules).
 
+use super::Grants;
 use super::audience::MAX_CLOCK_SKEW;
 use super::{GrantError, GrantRecord, GrantStatus, MAX_SERVED_DEVICES};
 use crate::derive::too_revealing;
@@ -13,6 +14,7 @@ use crate::store::StoreError;
 use crate::store::sealed::GRANTS;
 use crate::vault::Vault;
 use crate::vault::replication::Entry;
+use std::ops::{Deref, DerefMut};
 
 impl GrantRecord {
     /// The row as logged for the other devices (without what is this device's own business).
@@ -60,14 +62,28 @@ fn one_per_device(mut receipts: Vec<Vec<u8>>) -> (Option<Vec<u8>>, Vec<Vec<u8>>)
 /// Most document heads a grant entry may name (a document has a handful at most).
 const MAX_GRANT_HEADS: usize = 64;
 
-impl Vault {
+impl<V: Deref<Target = Vault>> Grants<V> {
+    /// Every grant row as an entry of the shared log.
+    pub(in crate::vault) fn grant_entries(&self) -> Result<Vec<Entry>, StoreError> {
+        let mut out = Vec::new();
+        for raw in self.vault.store.keys(&GRANTS)? {
+            let id = GrantId::from_raw(raw.id()).ok_or_else(|| StoreError::damaged(&GRANTS, "(bad id)"))?;
+            if let Some(record) = self.grant_record(&id)? {
+                out.push(record.entry());
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl<V: DerefMut<Target = Vault>> Grants<V> {
     /// Revokes the grants to `audience` that, once grants issued on devices out of touch met,
     /// tell it more about one field than derived fields allow (see derive.rs: two answers
     /// about a date, one band of a price). Ordered by issue time then id, a derived grant
     /// that goes past the limit with the ones before it is the excess: every device picks the
     /// same one, whatever order the grants arrived in. The access log says why.
     fn revoke_excess_derived(&mut self, audience: IdentityId) -> Result<(), StoreError> {
-        let mut grants = self.grants_where(|g| g.audience == audience)?;
+        let mut grants = self.list_where(|g| g.audience == audience)?;
         grants.sort_by_key(|g| (g.grant.statement().issued_at, g.grant.statement().id));
         let mut given: Vec<FieldPath> = Vec::new();
         for info in grants {
@@ -101,7 +117,7 @@ impl Vault {
                 .decode(h.as_bytes())
                 .ok()
                 .and_then(|b| automerge::ChangeHash::try_from(&b[..]).ok());
-            hash.is_some_and(|hash| self.doc.automerge().get_change_by_hash(&hash).is_some())
+            hash.is_some_and(|hash| self.vault.doc.automerge().get_change_by_hash(&hash).is_some())
         })
     }
 
@@ -119,18 +135,6 @@ impl Vault {
         Ok(true)
     }
 
-    /// Every grant row as an entry of the shared log.
-    pub(in crate::vault) fn grant_entries(&self) -> Result<Vec<Entry>, StoreError> {
-        let mut out = Vec::new();
-        for raw in self.store.keys(&GRANTS)? {
-            let id = GrantId::from_raw(raw.id()).ok_or_else(|| StoreError::damaged(&GRANTS, "(bad id)"))?;
-            if let Some(record) = self.grant_record(&id)? {
-                out.push(record.entry());
-            }
-        }
-        Ok(out)
-    }
-
     /// Merges a grant another device of this identity sent: a new live grant is stored with a
     /// projection built here from the current values (so this device serves it too); a
     /// revocation or an erasure receipt this device lacked is added (a revocation drops the
@@ -146,7 +150,7 @@ impl Vault {
             return Ok(false);
         }
         let g = grant.statement().clone();
-        if g.issuer != self.identity() {
+        if g.issuer != self.vault.identity() {
             return Ok(false);
         }
         // A grant a removed device signed is taken like any other: it reads as void (see
@@ -213,7 +217,7 @@ impl Vault {
             {
                 record.revocation = Some(theirs.to_bytes());
                 self.store_grant_record(&g.id, &record)?;
-                self.drop_projection(&g.id)?;
+                self.vault.projections_mut().drop_projection(&g.id)?;
             }
             return Ok(true);
         }
@@ -231,7 +235,7 @@ impl Vault {
                 record.revocation = Some(theirs.to_bytes());
                 changed = true;
                 if mine.is_none() {
-                    self.drop_projection(&g.id)?;
+                    self.vault.projections_mut().drop_projection(&g.id)?;
                     // Dropping it noted the devices this one served.
                     record.served = self.grant_record(&g.id)?.map(|r| r.served).unwrap_or_default();
                 }

@@ -1,38 +1,29 @@
 //! The node's own settings, stored sealed by name next to the grants it serves: the addresses
 //! it is bound to, and what serving streams persist to resume (see [`super::serving`]).
 
+use super::serving::Serving;
 use crate::store::StoreError;
-use crate::store::sealed::{Key, NODE};
 use crate::vault::Vault;
+use std::ops::{Deref, DerefMut};
 
-impl Vault {
-    pub(in crate::vault) fn node_value(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.store.get(&NODE, Key::Name(key))
-    }
-
-    pub(in crate::vault) fn put_node_value(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
-        self.store.put(&NODE, Key::Name(key), value)?;
-        Ok(())
-    }
-
-    pub(in crate::vault) fn delete_node_value(&self, key: &str) -> Result<(), StoreError> {
-        self.store.delete(&NODE, Key::Name(key))?;
-        Ok(())
-    }
-
-    /// Records the addresses the running node is bound to, so that `vault id` prints the same
-    /// ticket as `vault serve`.
-    pub fn set_node_addrs(&mut self, addrs: &[std::net::SocketAddr]) -> Result<(), StoreError> {
-        let text = serde_json::to_vec(addrs).expect("addresses serialize");
-        self.write(|v| v.put_node_value("addrs", &text))
-    }
-
+impl<V: Deref<Target = Vault>> Serving<V> {
     /// The addresses recorded by [`Vault::set_node_addrs`].
     pub fn node_addrs(&self) -> Vec<std::net::SocketAddr> {
-        self.node_value("addrs")
+        self.vault
+            .settings()
+            .get("addrs")
             .ok()
             .flatten()
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or_default()
+    }
+}
+
+impl<V: DerefMut<Target = Vault>> Serving<V> {
+    /// Records the addresses the running node is bound to, so that `vault id` prints the same
+    /// ticket as `vault serve`.
+    pub fn set_node_addrs(&mut self, addrs: &[std::net::SocketAddr]) -> Result<(), StoreError> {
+        let text = serde_json::to_vec(addrs).expect("addresses serialize");
+        self.vault.write(|v| v.settings().put("addrs", &text))
     }
 }

@@ -9,6 +9,7 @@
 //! the retraction as a delta.
 
 use std::collections::HashMap;
+use std::ops::{Deref, DerefMut};
 
 use automerge::{AutoCommit, ChangeHash};
 
@@ -106,7 +107,19 @@ fn dated_sections(grant: &Grant) -> Vec<&'static str> {
     out
 }
 
-impl Vault {
+/// What each grant shares, kept as its own Automerge document (the projection): `vault.projections()`, `vault.projections_mut()`.
+#[derive(Debug)]
+pub struct Projections<V> {
+    pub(in crate::vault) vault: V,
+}
+
+impl<V: Deref<Target = Vault>> Projections<V> {
+    pub(in crate::vault) fn new(vault: V) -> Self {
+        Self { vault }
+    }
+}
+
+impl<V: Deref<Target = Vault>> Projections<V> {
     pub(super) fn append_projection_chunk(
         &self,
         id: &GrantId,
@@ -117,15 +130,17 @@ impl Vault {
         bytes: &[u8],
     ) -> Result<(), StoreError> {
         let chunk = encode_chunk(epoch, as_of_seq, as_of, bytes);
-        self.store.put(&CHUNKS, Key::Chunk(id.as_bytes(), seq), &chunk)?;
+        self.vault.store.put(&CHUNKS, Key::Chunk(id.as_bytes(), seq), &chunk)?;
         Ok(())
     }
+}
 
+impl<V: DerefMut<Target = Vault>> Projections<V> {
     pub(super) fn drop_projection(&mut self, id: &GrantId) -> Result<(), StoreError> {
-        self.store.delete_group(&CHUNKS, id.as_bytes())?;
-        self.projections.remove(id);
+        self.vault.store.delete_group(&CHUNKS, id.as_bytes())?;
+        self.vault.projections.remove(id);
         // Nothing more is served: what serving streams knew of the grantee's copies goes too.
-        self.forget_serve_states(id)
+        self.vault.serving_mut().forget_serve_states(id)
     }
 
     /// Replaces a grant's projection with a fresh document built from current values, as
@@ -139,7 +154,7 @@ impl Vault {
         as_of_seq: i64,
         as_of: &[ChangeHash],
     ) -> Result<(), StoreError> {
-        let mut projection = Projection::build(grant, &self.doc, self.now());
+        let mut projection = Projection::build(grant, &self.vault.doc, self.vault.now());
         self.append_projection_chunk(
             &grant.id,
             seq,
@@ -148,11 +163,12 @@ impl Vault {
             as_of,
             &projection.automerge().save(),
         )?;
-        self.store.delete_group_before(&CHUNKS, grant.id.as_bytes(), seq)?;
+        self.vault.store.delete_group_before(&CHUNKS, grant.id.as_bytes(), seq)?;
         // The old epoch held what was retracted: it goes as an erasure does.
-        self.store.note_erasure();
-        self.serve_states_new_epoch(&grant.id, epoch)?;
-        self.projections.insert(
+        self.vault.store.note_erasure();
+        self.vault.serving_mut().serve_states_new_epoch(&grant.id, epoch)?;
+        let day = Some(counting_day(self.vault.now()));
+        self.vault.projections.insert(
             grant.id,
             ProjectionState {
                 projection,
@@ -161,55 +177,19 @@ impl Vault {
                 last_seq: seq,
                 chunks: 1,
                 epoch,
-                day: Some(counting_day(self.now())),
+                day,
             },
         );
         Ok(())
     }
 
-    /// Loads (or catches up) the projection of a grant from its stored chunks.
-    fn load_projection(&mut self, id: &GrantId) -> Result<Option<&mut ProjectionState>, StoreError> {
-        let after = self.projections.get(id).map_or(0, |p| p.last_seq);
-        let rows = self.store.list_group(&CHUNKS, id.as_bytes(), after)?;
-        let damaged = |seq: i64| StoreError::damaged(&CHUNKS, format!("{id}/{seq}"));
-        for (key, plain, _) in rows {
-            let seq = key.seq();
-            let (epoch, as_of_seq, as_of, bytes) = decode_chunk(&plain).ok_or_else(|| damaged(seq))?;
-            match self.projections.get_mut(id) {
-                Some(state) if state.epoch == epoch => {
-                    state.projection.automerge().load_incremental(bytes).map_err(|_| damaged(seq))?;
-                    state.as_of_seq = as_of_seq;
-                    state.as_of = as_of;
-                    state.last_seq = seq;
-                    state.chunks += 1;
-                }
-                _ => {
-                    // First load, or another handle started a new epoch: the chunk is a whole
-                    // document (serving streams drop their state of the old epoch).
-                    let am = AutoCommit::load(bytes).map_err(|_| damaged(seq))?;
-                    self.projections.insert(
-                        *id,
-                        ProjectionState {
-                            projection: Projection::from_automerge(am),
-                            as_of_seq,
-                            as_of,
-                            last_seq: seq,
-                            chunks: 1,
-                            epoch,
-                            day: None,
-                        },
-                    );
-                }
-            }
-        }
-        Ok(self.projections.get_mut(id))
-    }
-
     /// Brings the projections of all live grants (or only `only`) up to date with the main
     /// document, in one transaction. Returns the grants whose projection changed.
-    pub fn update_projections(&mut self, only: Option<&[GrantId]>) -> Result<Vec<GrantId>, GrantError> {
+    pub fn update(&mut self, only: Option<&[GrantId]>) -> Result<Vec<GrantId>, GrantError> {
         let live: Vec<Grant> = self
-            .grants()?
+            .vault
+            .grants()
+            .list()?
             .into_iter()
             .filter(|g| g.is_live() && only.is_none_or(|o| o.contains(&g.grant.statement().id)))
             .map(|g| g.grant.statement().clone())
@@ -217,7 +197,7 @@ impl Vault {
         if live.is_empty() {
             return Ok(Vec::new());
         }
-        self.write(|v| {
+        self.vault.write(|v| {
             v.catch_up().map_err(GrantError::catch_up)?;
             let heads = v.doc.automerge().get_heads();
             let now_seq = v.last_seq;
@@ -229,10 +209,10 @@ impl Vault {
             // grant that reflects the same point.
             let mut touched_cache: HashMap<i64, Vec<Touched>> = HashMap::new();
             for grant in &live {
-                let Some(state) = v.load_projection(&grant.id)? else {
+                let Some(state) = load_projection(v, &grant.id)? else {
                     // A grant another device issued, waiting for the document it was issued
                     // at: built once that arrived.
-                    if v.build_waiting_projection(grant)? {
+                    if v.grants_mut().build_waiting_projection(grant)? {
                         changed.push(grant.id);
                     }
                     continue;
@@ -272,8 +252,8 @@ impl Vault {
                 // A retracted value must never reach a grantee that had not seen it, not even
                 // in history: unless the grantee is known to hold everything up to `before`,
                 // the projection restarts as a new epoch built from current values.
-                if applied.retracted && !v.grantee_holds(&grant.id, epoch, &before)? {
-                    v.new_epoch(grant, epoch + 1, last_seq + 1, now_seq, &heads)?;
+                if applied.retracted && !v.serving().grantee_holds(&grant.id, epoch, &before)? {
+                    v.projections_mut().new_epoch(grant, epoch + 1, last_seq + 1, now_seq, &heads)?;
                     changed.push(grant.id);
                     continue;
                 }
@@ -284,7 +264,7 @@ impl Vault {
                 } else {
                     state.projection.automerge().save_after(&before)
                 };
-                v.append_projection_chunk(&grant.id, seq, epoch, now_seq, &heads, &bytes)?;
+                v.projections().append_projection_chunk(&grant.id, seq, epoch, now_seq, &heads, &bytes)?;
                 if compact {
                     v.store.delete_group_before(&CHUNKS, grant.id.as_bytes(), seq)?;
                 }
@@ -302,10 +282,12 @@ impl Vault {
     /// this as time passes, so that an answer turns true as the month turns, without an edit).
     /// Returns the grants whose projection changed; with none to recompute, nothing is read or
     /// written.
-    pub fn update_dated_projections(&mut self) -> Result<Vec<GrantId>, GrantError> {
-        let day = counting_day(self.now());
+    pub fn update_dated(&mut self) -> Result<Vec<GrantId>, GrantError> {
+        let day = counting_day(self.vault.now());
         let dated: Vec<GrantId> = self
-            .grants_where(is_dated)?
+            .vault
+            .grants()
+            .list_where(is_dated)?
             .into_iter()
             .filter(|g| g.is_live())
             .map(|g| g.grant.statement().id)
@@ -313,29 +295,72 @@ impl Vault {
         let mut stale = Vec::new();
         for id in dated {
             // Read only (a projection this device does not hold is not written for every tick).
-            if self.load_projection(&id)?.is_some_and(|s| s.day != Some(day)) {
+            if load_projection(&mut self.vault, &id)?.is_some_and(|s| s.day != Some(day)) {
                 stale.push(id);
             }
         }
         if stale.is_empty() {
             return Ok(Vec::new());
         }
-        self.update_projections(Some(&stale))
+        self.update(Some(&stale))
     }
 
     /// The current values of a grant's projection (what its audience holds once synced).
-    pub fn projection_values(&mut self, id: &GrantId) -> Result<Option<serde_json::Value>, StoreError> {
-        Ok(self.load_projection(id)?.map(|s| s.projection.to_json()))
+    pub fn values(&mut self, id: &GrantId) -> Result<Option<serde_json::Value>, StoreError> {
+        Ok(load_projection(&mut self.vault, id)?.map(|s| s.projection.to_json()))
     }
 
     /// The epoch of a grant's projection, loading it first: a new epoch found in storage drops
     /// the sync state of the old one before anything is generated or received.
-    pub(super) fn projection_epoch(&mut self, id: &GrantId) -> Result<u64, StoreError> {
-        Ok(self.load_projection(id)?.map_or(0, |s| s.epoch))
+    pub(super) fn epoch(&mut self, id: &GrantId) -> Result<u64, StoreError> {
+        Ok(load_projection(&mut self.vault, id)?.map_or(0, |s| s.epoch))
     }
+}
 
+impl<'a> Projections<&'a mut Vault> {
     /// The projection document of a live grant, for the sync protocol.
-    pub fn projection_doc(&mut self, id: &GrantId) -> Result<Option<&mut AutoCommit>, StoreError> {
-        Ok(self.load_projection(id)?.map(|s| s.projection.automerge()))
+    pub fn doc(self, id: &GrantId) -> Result<Option<&'a mut AutoCommit>, StoreError> {
+        Ok(load_projection(self.vault, id)?.map(|s| s.projection.automerge()))
     }
+}
+
+/// Loads (or catches up) the projection of a grant from its stored chunks.
+pub(in crate::vault) fn load_projection<'a>(
+    vault: &'a mut Vault,
+    id: &GrantId,
+) -> Result<Option<&'a mut ProjectionState>, StoreError> {
+    let after = vault.projections.get(id).map_or(0, |p| p.last_seq);
+    let rows = vault.store.list_group(&CHUNKS, id.as_bytes(), after)?;
+    let damaged = |seq: i64| StoreError::damaged(&CHUNKS, format!("{id}/{seq}"));
+    for (key, plain, _) in rows {
+        let seq = key.seq();
+        let (epoch, as_of_seq, as_of, bytes) = decode_chunk(&plain).ok_or_else(|| damaged(seq))?;
+        match vault.projections.get_mut(id) {
+            Some(state) if state.epoch == epoch => {
+                state.projection.automerge().load_incremental(bytes).map_err(|_| damaged(seq))?;
+                state.as_of_seq = as_of_seq;
+                state.as_of = as_of;
+                state.last_seq = seq;
+                state.chunks += 1;
+            }
+            _ => {
+                // First load, or another handle started a new epoch: the chunk is a whole
+                // document (serving streams drop their state of the old epoch).
+                let am = AutoCommit::load(bytes).map_err(|_| damaged(seq))?;
+                vault.projections.insert(
+                    *id,
+                    ProjectionState {
+                        projection: Projection::from_automerge(am),
+                        as_of_seq,
+                        as_of,
+                        last_seq: seq,
+                        chunks: 1,
+                        epoch,
+                        day: None,
+                    },
+                );
+            }
+        }
+    }
+    Ok(vault.projections.get_mut(id))
 }

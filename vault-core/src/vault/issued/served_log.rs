@@ -10,7 +10,9 @@
 //! is no loss window: a crash before the commit loses records of messages that were never
 //! sent. A commit that fails drops its records, and their messages are never sent either.
 
+use super::serving::Serving;
 use std::collections::VecDeque;
+use std::ops::{Deref, DerefMut};
 
 use crate::identity::DeviceId;
 use crate::statement::GrantId;
@@ -61,12 +63,36 @@ impl ServedLog {
     }
 }
 
-impl Vault {
+impl<V: Deref<Target = Vault>> Serving<V> {
+    /// The number of the newest record still waiting for its commit, if any.
+    pub fn served_unlogged(&self) -> Option<u64> {
+        (!self.vault.served_log.pending.is_empty()).then(|| self.vault.served_log.next() - 1)
+    }
+
+    /// Every record numbered up to this one is settled: durable, or dropped by a failed commit.
+    pub fn served_settled(&self) -> u64 {
+        self.vault.served_log.settled
+    }
+
+    /// What became of record `seq`.
+    pub fn served_outcome(&self, seq: u64) -> Logged {
+        let log = &self.vault.served_log;
+        if seq > log.settled {
+            Logged::Pending
+        } else if seq <= log.forgotten || log.failed.iter().any(|(lo, hi)| (*lo..=*hi).contains(&seq)) {
+            Logged::Failed
+        } else {
+            Logged::Durable
+        }
+    }
+}
+
+impl<V: DerefMut<Target = Vault>> Serving<V> {
     /// Group commit for served messages (see the module docs): records wait for
     /// [`Vault::flush_served`], and the caller sends a message once [`Vault::served_outcome`]
     /// says its record is durable. Off by default: each record is then written at once.
     pub fn defer_served_log(&mut self, on: bool) {
-        self.served_log.deferred = on;
+        self.vault.served_log.deferred = on;
     }
 
     /// Records a served message (inside no transaction): written at once, or queued for the
@@ -79,73 +105,52 @@ impl Vault {
         state: Vec<u8>,
         event: AuditEvent,
     ) -> Result<Option<u64>, StoreError> {
-        if !self.served_log.deferred {
-            self.write(|v| {
-                v.store_serve_state(&grant, &device, epoch, state)?;
+        if !self.vault.served_log.deferred {
+            self.vault.write(|v| {
+                v.serving_mut().store_serve_state(&grant, &device, epoch, state)?;
                 v.access_log().append(&event)
             })?;
             return Ok(None);
         }
-        let seq = self.served_log.next();
-        self.served_log.pending.push(Entry { grant, device, epoch, state, event });
+        let seq = self.vault.served_log.next();
+        self.vault.served_log.pending.push(Entry { grant, device, epoch, state, event });
         Ok(Some(seq))
-    }
-
-    /// The number of the newest record still waiting for its commit, if any.
-    pub fn served_unlogged(&self) -> Option<u64> {
-        (!self.served_log.pending.is_empty()).then(|| self.served_log.next() - 1)
-    }
-
-    /// Every record numbered up to this one is settled: durable, or dropped by a failed commit.
-    pub fn served_settled(&self) -> u64 {
-        self.served_log.settled
-    }
-
-    /// What became of record `seq`.
-    pub fn served_outcome(&self, seq: u64) -> Logged {
-        let log = &self.served_log;
-        if seq > log.settled {
-            Logged::Pending
-        } else if seq <= log.forgotten || log.failed.iter().any(|(lo, hi)| (*lo..=*hi).contains(&seq)) {
-            Logged::Failed
-        } else {
-            Logged::Durable
-        }
     }
 
     /// Writes every waiting record in one transaction; returns how many. On failure they are
     /// dropped (their messages must not be sent) and the error is returned.
     pub fn flush_served(&mut self) -> Result<usize, StoreError> {
-        let entries = std::mem::take(&mut self.served_log.pending);
+        let entries = std::mem::take(&mut self.vault.served_log.pending);
         if entries.is_empty() {
             return Ok(0);
         }
-        let (lo, hi) = (self.served_log.settled + 1, self.served_log.settled + entries.len() as u64);
+        let (lo, hi) =
+            (self.vault.served_log.settled + 1, self.vault.served_log.settled + entries.len() as u64);
         let count = entries.len();
         // Settled as failed before the write, and cleared once it committed: whatever happens
         // in between (an error, a panic), these records are never taken for durable.
-        self.served_log.settled = hi;
-        self.served_log.failed.push_back((lo, hi));
-        if self.served_log.failed.len() > FAILED_KEPT
-            && let Some((_, old)) = self.served_log.failed.pop_front()
+        self.vault.served_log.settled = hi;
+        self.vault.served_log.failed.push_back((lo, hi));
+        if self.vault.served_log.failed.len() > FAILED_KEPT
+            && let Some((_, old)) = self.vault.served_log.failed.pop_front()
         {
-            self.served_log.forgotten = self.served_log.forgotten.max(old);
+            self.vault.served_log.forgotten = self.vault.served_log.forgotten.max(old);
         }
-        self.write(|v| {
+        self.vault.write(|v| {
             for e in entries {
                 // A grant that ended before this commit keeps no states (they were forgotten
                 // with it), and its message is never sent: the stream waits for this commit,
                 // then checks the grant, which cannot come back. Logging it as served would
                 // put a served message after the revocation in the access log.
-                if !v.grant_info(&e.grant)?.is_some_and(|g| g.is_live()) {
+                if !v.grants().get(&e.grant)?.is_some_and(|g| g.is_live()) {
                     continue;
                 }
-                v.store_serve_state(&e.grant, &e.device, e.epoch, e.state)?;
+                v.serving_mut().store_serve_state(&e.grant, &e.device, e.epoch, e.state)?;
                 v.access_log().append(&e.event)?;
             }
             Ok::<_, StoreError>(())
         })?;
-        self.served_log.failed.retain(|range| *range != (lo, hi));
+        self.vault.served_log.failed.retain(|range| *range != (lo, hi));
         Ok(count)
     }
 }

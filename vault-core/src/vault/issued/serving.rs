@@ -12,6 +12,7 @@
 //! and drops the projection this process had loaded (it may be half-updated).
 
 use std::collections::HashMap;
+use std::ops::{Deref, DerefMut};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use automerge::ChangeHash;
@@ -123,27 +124,88 @@ fn sorted(heads: &[ChangeHash]) -> Vec<ChangeHash> {
     heads
 }
 
-impl Vault {
+/// Serving grants to their grantees: sync states, what was served, the node's addresses: `vault.serving()`, `vault.serving_mut()`.
+#[derive(Debug)]
+pub struct Serving<V> {
+    pub(in crate::vault) vault: V,
+}
+
+impl<V: Deref<Target = Vault>> Serving<V> {
+    pub(in crate::vault) fn new(vault: V) -> Self {
+        Self { vault }
+    }
+}
+
+impl<V: Deref<Target = Vault>> Serving<V> {
     fn check_serving(&self, peer: &IdentityId, id: &GrantId) -> Result<GrantInfo, ServeError> {
-        if self.tampered.is_some() || self.contacts().is_blocked(peer)? {
+        if self.vault.tampered.is_some() || self.vault.contacts().is_blocked(peer)? {
             return Err(ServeError::Refused);
         }
-        match self.grant_info(id)? {
+        match self.vault.grants().get(id)? {
             Some(info) if info.is_live() && info.grant.statement().audience == *peer => Ok(info),
             _ => Err(ServeError::Refused),
         }
     }
 
-    /// Whether a message generated for `id` at `epoch` may still be sent to `peer`.
-    pub(crate) fn serve_still_current(&mut self, peer: &IdentityId, id: &GrantId, epoch: u64) -> bool {
-        self.check_serving(peer, id).is_ok() && self.projection_epoch(id).is_ok_and(|e| e == epoch)
-    }
-
     fn stored_states(&self, id: &GrantId) -> Result<Stored, StoreError> {
         Ok(self
-            .node_value(&states_key(id))?
+            .vault
+            .settings()
+            .get(&states_key(id))?
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or_default())
+    }
+
+    /// True when every copy of grant `id` known to this vault is known to hold exactly the
+    /// projection's `heads` of `epoch`, and there is at least one such copy.
+    ///
+    /// The rule, conservatively: a copy is a device of the grantee that a serving stream ever
+    /// sent data to or heard from (in this process or, persisted, in any earlier one). One
+    /// device that holds less (or holds an older epoch, or is not known to hold anything)
+    /// means a retraction must start a new epoch, since that device would otherwise receive
+    /// the retracted value in the history. Past [`MAX_DEVICES_PER_GRANT`] devices nothing is
+    /// known to be held. A device this vault never served is not counted: it receives the
+    /// epoch whole, history included (see docs/threat-model.md, "What sharing cannot
+    /// guarantee").
+    pub(super) fn grantee_holds(
+        &self,
+        id: &GrantId,
+        epoch: u64,
+        heads: &[ChangeHash],
+    ) -> Result<bool, StoreError> {
+        let stored = self.stored_states(id)?;
+        let memory = self.vault.serve_states.get(id);
+        if stored.overflow || memory.is_some_and(|a| a.overflow) || heads.is_empty() {
+            return Ok(false);
+        }
+        let mut known: HashMap<DeviceId, Held> = HashMap::new();
+        for d in stored.devices {
+            let Ok(device) = DeviceId::from_bytes(d.device) else { return Ok(false) };
+            let heads = match SyncState::decode(&d.state) {
+                Ok(state) if d.epoch == epoch => state.shared_heads,
+                _ => Vec::new(),
+            };
+            known.insert(device, Held { epoch: d.epoch, heads });
+        }
+        // What streams of this process heard is fresher than what was persisted.
+        for (device, held) in memory.map(|a| &a.devices).into_iter().flatten() {
+            match known.get(device) {
+                Some(k) if k.epoch > held.epoch => {}
+                _ => {
+                    known.insert(*device, held.clone());
+                }
+            }
+        }
+        let want = sorted(heads);
+        Ok(!known.is_empty() && known.values().all(|h| h.epoch == epoch && sorted(&h.heads) == want))
+    }
+}
+
+impl<V: DerefMut<Target = Vault>> Serving<V> {
+    /// Whether a message generated for `id` at `epoch` may still be sent to `peer`.
+    pub(crate) fn serve_still_current(&mut self, peer: &IdentityId, id: &GrantId, epoch: u64) -> bool {
+        self.check_serving(peer, id).is_ok()
+            && self.vault.projections_mut().epoch(id).is_ok_and(|e| e == epoch)
     }
 
     /// Starts serving grant `id` to `device` of `peer` on a new stream: the sync state to
@@ -155,7 +217,7 @@ impl Vault {
         id: &GrantId,
     ) -> Result<ServeSync, ServeError> {
         self.check_serving(peer, id)?;
-        let epoch = self.projection_epoch(id)?;
+        let epoch = self.vault.projections_mut().epoch(id)?;
         let stored = self.stored_states(id)?;
         let state = stored
             .devices
@@ -177,9 +239,9 @@ impl Vault {
         sync: &mut ServeSync,
     ) -> Result<Option<(Vec<u8>, bool)>, ServeError> {
         let info = self.check_serving(peer, id)?;
-        let epoch = self.projection_epoch(id)?;
+        let epoch = self.vault.projections_mut().epoch(id)?;
         sync.align(epoch);
-        let Some(doc) = self.projection_doc(id)? else { return Ok(None) };
+        let Some(doc) = self.vault.projections_mut().doc(id)? else { return Ok(None) };
         // Automerge sends its whole document instead of changes when they are over a third of
         // its changes (to a peer that reads version 2 messages). A projection is one large
         // change plus one per edit, so each of its first edits would ship all of it again and
@@ -203,7 +265,7 @@ impl Vault {
             // Logged before it leaves: at once, or in the node's next group commit
             // (served_log.rs), which the node waits for before sending.
             let g = info.grant.statement();
-            let mut event = AuditEvent::new(self.now(), AuditKind::SyncServed);
+            let mut event = AuditEvent::new(self.vault.now(), AuditKind::SyncServed);
             event.peer = Some(*peer);
             event.grant = Some(*id);
             event.fields = g.fields.iter().map(ToString::to_string).collect();
@@ -227,7 +289,7 @@ impl Vault {
     ) -> Result<(), ServeError> {
         self.check_serving(peer, id)?;
         let (their_epoch, bytes) = decode_sync_body(bytes).map_err(|_| ServeError::Refused)?;
-        let epoch = self.projection_epoch(id)?;
+        let epoch = self.vault.projections_mut().epoch(id)?;
         sync.align(epoch);
         if their_epoch != epoch {
             // About a copy the grantee is replacing: nothing in it concerns this epoch.
@@ -235,14 +297,14 @@ impl Vault {
         }
         let message = crate::doc::sync_message(bytes).ok_or(ServeError::Refused)?;
         if !message.changes.is_empty() {
-            let mut event = AuditEvent::new(self.now(), AuditKind::ChangeRefused);
+            let mut event = AuditEvent::new(self.vault.now(), AuditKind::ChangeRefused);
             event.peer = Some(*peer);
             event.grant = Some(*id);
             event.detail = Some("the grantee tried to change its read-only copy".into());
-            self.write(|v| v.access_log().append(&event))?;
+            self.vault.write(|v| v.access_log().append(&event))?;
             return Err(ServeError::Refused);
         }
-        let doc = self.projection_doc(id)?.ok_or(ServeError::Refused)?;
+        let doc = self.vault.projections_mut().doc(id)?.ok_or(ServeError::Refused)?;
         let received =
             catch_unwind(AssertUnwindSafe(|| doc.sync().receive_sync_message(&mut sync.state, message)));
         match received {
@@ -259,13 +321,13 @@ impl Vault {
     /// this process loaded is dropped (it is reloaded from storage on next use).
     fn peer_made_automerge_panic(&mut self, id: &GrantId) -> ServeError {
         tracing::warn!("a grantee's sync message made the sync engine panic; refusing that stream");
-        self.projections.remove(id);
+        self.vault.projections.remove(id);
         ServeError::Refused
     }
 
     /// Notes that `device`'s copy of `id` holds `heads` of `epoch`.
     fn note_held(&mut self, id: &GrantId, device: &DeviceId, epoch: u64, heads: &[ChangeHash]) {
-        let acks = self.serve_states.entry(*id).or_default();
+        let acks = self.vault.serve_states.entry(*id).or_default();
         if acks.devices.len() >= MAX_DEVICES_PER_GRANT && !acks.devices.contains_key(device) {
             acks.overflow = true;
             return;
@@ -294,21 +356,21 @@ impl Vault {
             None => stored.overflow = true,
         }
         let body = serde_json::to_vec(&stored).expect("serializes");
-        self.put_node_value(&states_key(id), &body)
+        self.vault.settings().put(&states_key(id), &body)
     }
 
     /// A new epoch of `id` starts (inside the caller's write transaction): the states of the
     /// old epochs mean nothing for it, but which devices hold a copy is kept (none of them is
     /// known to hold the new epoch yet).
     pub(super) fn serve_states_new_epoch(&mut self, id: &GrantId, epoch: u64) -> Result<(), StoreError> {
-        self.delete_node_value(&legacy_key(id, epoch.saturating_sub(1)))?;
+        self.vault.settings().delete(&legacy_key(id, epoch.saturating_sub(1)))?;
         let mut stored = self.stored_states(id)?;
         if stored.devices.iter().any(|d| !d.state.is_empty()) {
             for d in &mut stored.devices {
                 d.state.clear();
             }
             let body = serde_json::to_vec(&stored).expect("serializes");
-            self.put_node_value(&states_key(id), &body)?;
+            self.vault.settings().put(&states_key(id), &body)?;
         }
         Ok(())
     }
@@ -324,57 +386,14 @@ impl Vault {
             .filter_map(|d| DeviceId::from_bytes(d.device).ok())
             .collect();
         served.extend(
-            self.serve_states
+            self.vault
+                .serve_states
                 .get(id)
                 .map(|a| a.devices.keys().copied().collect::<Vec<_>>())
                 .unwrap_or_default(),
         );
-        self.note_served(id, &served)?;
-        self.serve_states.remove(id);
-        self.delete_node_value(&states_key(id))
-    }
-
-    /// True when every copy of grant `id` known to this vault is known to hold exactly the
-    /// projection's `heads` of `epoch`, and there is at least one such copy.
-    ///
-    /// The rule, conservatively: a copy is a device of the grantee that a serving stream ever
-    /// sent data to or heard from (in this process or, persisted, in any earlier one). One
-    /// device that holds less (or holds an older epoch, or is not known to hold anything)
-    /// means a retraction must start a new epoch, since that device would otherwise receive
-    /// the retracted value in the history. Past [`MAX_DEVICES_PER_GRANT`] devices nothing is
-    /// known to be held. A device this vault never served is not counted: it receives the
-    /// epoch whole, history included (see docs/threat-model.md, "What sharing cannot
-    /// guarantee").
-    pub(super) fn grantee_holds(
-        &self,
-        id: &GrantId,
-        epoch: u64,
-        heads: &[ChangeHash],
-    ) -> Result<bool, StoreError> {
-        let stored = self.stored_states(id)?;
-        let memory = self.serve_states.get(id);
-        if stored.overflow || memory.is_some_and(|a| a.overflow) || heads.is_empty() {
-            return Ok(false);
-        }
-        let mut known: HashMap<DeviceId, Held> = HashMap::new();
-        for d in stored.devices {
-            let Ok(device) = DeviceId::from_bytes(d.device) else { return Ok(false) };
-            let heads = match SyncState::decode(&d.state) {
-                Ok(state) if d.epoch == epoch => state.shared_heads,
-                _ => Vec::new(),
-            };
-            known.insert(device, Held { epoch: d.epoch, heads });
-        }
-        // What streams of this process heard is fresher than what was persisted.
-        for (device, held) in memory.map(|a| &a.devices).into_iter().flatten() {
-            match known.get(device) {
-                Some(k) if k.epoch > held.epoch => {}
-                _ => {
-                    known.insert(*device, held.clone());
-                }
-            }
-        }
-        let want = sorted(heads);
-        Ok(!known.is_empty() && known.values().all(|h| h.epoch == epoch && sorted(&h.heads) == want))
+        self.vault.grants().note_served(id, &served)?;
+        self.vault.serve_states.remove(id);
+        self.vault.settings().delete(&states_key(id))
     }
 }

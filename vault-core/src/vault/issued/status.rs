@@ -2,6 +2,7 @@
 //! by a key a rotation replaced before the grant's date), expired or active. Computed on every
 //! read, since the clock, the device list and the key state move.
 
+use super::Grants;
 use super::{GrantInfo, GrantStatus};
 use crate::grant::SignedGrant;
 use crate::identity::{DeviceId, IdentityId};
@@ -9,6 +10,7 @@ use crate::key_event::KeyLog;
 use crate::statement::Statement;
 use crate::store::StoreError;
 use crate::vault::Vault;
+use std::ops::Deref;
 
 /// What makes this identity's grants void: its removed devices, and its key state (a grant an
 /// old key signed dated after the rotation that replaced it, arriving from a device that still
@@ -47,12 +49,13 @@ pub(super) fn with_status(mut info: GrantInfo, now: i64, removed: &Voiding) -> G
     info
 }
 
-impl Vault {
+impl<V: Deref<Target = Vault>> Grants<V> {
     /// The devices of this identity that were removed, and its key state: what voids a grant
     /// here.
     pub(super) fn removed_devices(&self) -> Result<Voiding, StoreError> {
-        let removed = self.devices().list()?.into_iter().filter(|d| !d.is_active()).map(|d| d.id).collect();
-        let identity = self.identity();
-        Ok(Voiding { removed, identity, log: self.key_log(&identity)? })
+        let removed =
+            self.vault.devices().list()?.into_iter().filter(|d| !d.is_active()).map(|d| d.id).collect();
+        let identity = self.vault.identity();
+        Ok(Voiding { removed, identity, log: self.vault.key_log(&identity)? })
     }
 }

@@ -48,26 +48,33 @@ fn new_grant(audience: IdentityId, fields: &[&str]) -> NewGrant {
 #[test]
 fn grant_projects_live_values_and_revocation_stops_it() {
     let mut f = fixture();
-    let g = f.vault.issue_grant(new_grant(f.shop.public(), &["profile.email", "profile.address"])).unwrap();
+    let g = f
+        .vault
+        .grants_mut()
+        .issue(new_grant(f.shop.public(), &["profile.email", "profile.address"]))
+        .unwrap();
     let id = g.statement().id;
     assert_eq!(
-        f.vault.projection_values(&id).unwrap().unwrap(),
+        f.vault.projections_mut().values(&id).unwrap().unwrap(),
         json!({"profile": {"email": "ada@example.org", "address": {"city": "Lyon"}}})
     );
     f.vault.records_mut().set_profile("email", "ada@new.example").unwrap();
     f.vault.records_mut().set_profile("name", "Ada L.").unwrap();
-    assert_eq!(f.vault.update_projections(None).unwrap(), vec![id]);
-    assert_eq!(f.vault.projection_values(&id).unwrap().unwrap()["profile"]["email"], "ada@new.example");
+    assert_eq!(f.vault.projections_mut().update(None).unwrap(), vec![id]);
+    assert_eq!(
+        f.vault.projections_mut().values(&id).unwrap().unwrap()["profile"]["email"],
+        "ada@new.example"
+    );
     // An edit outside the grant changes nothing.
     f.vault.records_mut().set_profile("name", "Ada Lovelace").unwrap();
-    assert!(f.vault.update_projections(None).unwrap().is_empty());
+    assert!(f.vault.projections_mut().update(None).unwrap().is_empty());
 
-    assert_eq!(f.vault.live_grants_for(&f.shop.public()).unwrap().len(), 1);
-    f.vault.revoke(&id).unwrap();
-    assert!(matches!(f.vault.revoke(&id), Err(GrantError::AlreadyRevoked(_))));
-    assert!(f.vault.live_grants_for(&f.shop.public()).unwrap().is_empty());
-    assert!(f.vault.projection_values(&id).unwrap().is_none(), "projection dropped");
-    assert_eq!(f.vault.grant_info(&id).unwrap().unwrap().status, GrantStatus::Revoked);
+    assert_eq!(f.vault.grants().live_for(&f.shop.public()).unwrap().len(), 1);
+    f.vault.grants_mut().revoke(&id).unwrap();
+    assert!(matches!(f.vault.grants_mut().revoke(&id), Err(GrantError::AlreadyRevoked(_))));
+    assert!(f.vault.grants().live_for(&f.shop.public()).unwrap().is_empty());
+    assert!(f.vault.projections_mut().values(&id).unwrap().is_none(), "projection dropped");
+    assert_eq!(f.vault.grants().get(&id).unwrap().unwrap().status, GrantStatus::Revoked);
     let kinds: Vec<AuditKind> =
         f.vault.access_log().list(&AuditFilter::default()).unwrap().iter().map(|e| e.kind).collect();
     assert_eq!(kinds, [AuditKind::GrantIssued, AuditKind::GrantRevoked]);
@@ -76,7 +83,7 @@ fn grant_projects_live_values_and_revocation_stops_it() {
 #[test]
 fn projections_survive_reopen_and_catch_up() {
     let mut f = fixture();
-    let g = f.vault.issue_grant(new_grant(f.shop.public(), &["purchases"])).unwrap();
+    let g = f.vault.grants_mut().issue(new_grant(f.shop.public(), &["purchases"])).unwrap();
     let id = g.statement().id;
     let record = PurchaseRecord {
         item: "Tea".into(),
@@ -92,14 +99,14 @@ fn projections_survive_reopen_and_catch_up() {
     let dir = f.vault.dir().to_owned();
     // Another handle (another process) brings the projection up to date.
     let mut other = Vault::at(&dir).unlock(&Passphrase::new("pw")).unwrap();
-    assert_eq!(other.update_projections(None).unwrap(), vec![id]);
-    assert_eq!(other.projection_values(&id).unwrap().unwrap()["purchases"][&pid]["item"], "Tea");
+    assert_eq!(other.projections_mut().update(None).unwrap(), vec![id]);
+    assert_eq!(other.projections_mut().values(&id).unwrap().unwrap()["purchases"][&pid]["item"], "Tea");
     // The first handle catches up from the stored chunks without recomputing.
-    assert!(f.vault.update_projections(None).unwrap().is_empty());
-    assert_eq!(f.vault.projection_values(&id).unwrap().unwrap()["purchases"][&pid]["item"], "Tea");
+    assert!(f.vault.projections_mut().update(None).unwrap().is_empty());
+    assert_eq!(f.vault.projections_mut().values(&id).unwrap().unwrap()["purchases"][&pid]["item"], "Tea");
     f.vault.records_mut().remove_purchase(&pid).unwrap();
-    f.vault.update_projections(None).unwrap();
-    assert_eq!(other.projection_values(&id).unwrap().unwrap()["purchases"], json!({}));
+    f.vault.projections_mut().update(None).unwrap();
+    assert_eq!(other.projections_mut().values(&id).unwrap().unwrap()["purchases"], json!({}));
 }
 
 #[test]
@@ -107,22 +114,23 @@ fn expiry_with_an_injected_clock() {
     let mut f = fixture();
     let mut new = new_grant(f.shop.public(), &["profile.email"]);
     new.expires_at = Some(f.vault.now() + 3600);
-    let id = f.vault.issue_grant(new).unwrap().statement().id;
-    assert!(f.vault.expire_grants().unwrap().is_empty());
+    let id = f.vault.grants_mut().issue(new).unwrap().statement().id;
+    assert!(f.vault.grants_mut().expire().unwrap().is_empty());
     f.clock.fetch_add(3600, Ordering::SeqCst);
-    assert_eq!(f.vault.expire_grants().unwrap(), vec![id]);
-    assert!(f.vault.expire_grants().unwrap().is_empty(), "logged once");
-    assert_eq!(f.vault.grant_info(&id).unwrap().unwrap().status, GrantStatus::Expired);
-    assert!(f.vault.live_grants_for(&f.shop.public()).unwrap().is_empty());
+    assert_eq!(f.vault.grants_mut().expire().unwrap(), vec![id]);
+    assert!(f.vault.grants_mut().expire().unwrap().is_empty(), "logged once");
+    assert_eq!(f.vault.grants().get(&id).unwrap().unwrap().status, GrantStatus::Expired);
+    assert!(f.vault.grants().live_for(&f.shop.public()).unwrap().is_empty());
     let mut past = new_grant(f.shop.public(), &["profile.email"]);
     past.expires_at = Some(f.vault.now() - 1);
-    assert!(matches!(f.vault.issue_grant(past), Err(GrantError::ExpiryInPast)));
+    assert!(matches!(f.vault.grants_mut().issue(past), Err(GrantError::ExpiryInPast)));
 }
 
 #[test]
 fn erasure_receipts_must_come_from_the_grantee() {
     let mut f = fixture();
-    let id = f.vault.issue_grant(new_grant(f.shop.public(), &["profile.email"])).unwrap().statement().id;
+    let id =
+        f.vault.grants_mut().issue(new_grant(f.shop.public(), &["profile.email"])).unwrap().statement().id;
     let early = Signed::sign(
         ErasureReceipt {
             grant: id,
@@ -134,11 +142,14 @@ fn erasure_receipts_must_come_from_the_grantee() {
         &f.shop,
     )
     .unwrap();
-    assert!(matches!(f.vault.record_erasure(&early), Err(GrantError::StillLive(_))), "not while live");
-    f.clock.fetch_add(MAX_CLOCK_SKEW + 10, Ordering::SeqCst);
-    f.vault.revoke(&id).unwrap();
     assert!(
-        matches!(f.vault.record_erasure(&early), Err(GrantError::StillLive(_))),
+        matches!(f.vault.grants_mut().record_erasure(&early), Err(GrantError::StillLive(_))),
+        "not while live"
+    );
+    f.clock.fetch_add(MAX_CLOCK_SKEW + 10, Ordering::SeqCst);
+    f.vault.grants_mut().revoke(&id).unwrap();
+    assert!(
+        matches!(f.vault.grants_mut().record_erasure(&early), Err(GrantError::StillLive(_))),
         "not made before the end"
     );
     let mallory = Identity::generate();
@@ -153,7 +164,7 @@ fn erasure_receipts_must_come_from_the_grantee() {
         &mallory,
     )
     .unwrap();
-    assert!(matches!(f.vault.record_erasure(&forged), Err(GrantError::ReceiptMismatch(_))));
+    assert!(matches!(f.vault.grants_mut().record_erasure(&forged), Err(GrantError::ReceiptMismatch(_))));
     let future = Signed::sign(
         ErasureReceipt {
             grant: id,
@@ -165,8 +176,11 @@ fn erasure_receipts_must_come_from_the_grantee() {
         &f.shop,
     )
     .unwrap();
-    assert!(f.vault.record_erasure(&future).is_err(), "a receipt dated in the future is refused");
-    assert!(f.vault.grant_info(&id).unwrap().unwrap().erasure.is_none());
+    assert!(
+        f.vault.grants_mut().record_erasure(&future).is_err(),
+        "a receipt dated in the future is refused"
+    );
+    assert!(f.vault.grants().get(&id).unwrap().unwrap().erasure.is_none());
     let real = Signed::sign(
         ErasureReceipt {
             grant: id,
@@ -178,14 +192,15 @@ fn erasure_receipts_must_come_from_the_grantee() {
         &f.shop,
     )
     .unwrap();
-    f.vault.record_erasure(&real).unwrap();
-    assert!(f.vault.grant_info(&id).unwrap().unwrap().erasure.is_some());
+    f.vault.grants_mut().record_erasure(&real).unwrap();
+    assert!(f.vault.grants().get(&id).unwrap().unwrap().erasure.is_some());
 }
 
 #[test]
 fn verify_checks_every_sealed_sharing_row() {
     let mut f = fixture();
-    let id = f.vault.issue_grant(new_grant(f.shop.public(), &["profile.email"])).unwrap().statement().id;
+    let id =
+        f.vault.grants_mut().issue(new_grant(f.shop.public(), &["profile.email"])).unwrap().statement().id;
     let dir = f.vault.dir().to_owned();
     drop(f.vault);
     let verify = || Vault::at(&dir).verify(&Passphrase::new("pw")).unwrap();
@@ -206,11 +221,11 @@ fn verify_checks_every_sealed_sharing_row() {
 fn who_sees_a_field() {
     let mut f = fixture();
     let friend = Identity::generate();
-    f.vault.issue_grant(new_grant(f.shop.public(), &["profile.address"])).unwrap();
-    f.vault.issue_grant(new_grant(friend.public(), &["purchases"])).unwrap();
+    f.vault.grants_mut().issue(new_grant(f.shop.public(), &["profile.address"])).unwrap();
+    f.vault.grants_mut().issue(new_grant(friend.public(), &["purchases"])).unwrap();
     let city: FieldPath = "profile.address.city".parse().unwrap();
-    let covering = f.vault.grants_covering(&city).unwrap();
+    let covering = f.vault.grants().covering(&city).unwrap();
     assert_eq!(covering.len(), 1);
     assert_eq!(covering[0].grant.statement().audience, f.shop.public());
-    assert!(f.vault.grants_covering(&"profile.email".parse().unwrap()).unwrap().is_empty());
+    assert!(f.vault.grants().covering(&"profile.email".parse().unwrap()).unwrap().is_empty());
 }

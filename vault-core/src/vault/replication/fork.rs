@@ -26,15 +26,18 @@ const MAX_SUSPECTS: usize = 64;
 impl Vault {
     /// The origin this device logs its entries under now.
     pub(in crate::vault) fn current_origin(&self) -> Result<Origin, StoreError> {
-        let incarnation =
-            self.node_value(INCARNATION)?.and_then(|b| serde_json::from_slice::<u64>(&b).ok()).unwrap_or(0);
+        let incarnation = self
+            .settings()
+            .get(INCARNATION)?
+            .and_then(|b| serde_json::from_slice::<u64>(&b).ok())
+            .unwrap_or(0);
         Ok(Origin { device: self.device.public(), incarnation })
     }
 
     /// The origins known to have forked: their entries are still taken where they follow the
     /// chain held here, and logged again under this device's origin.
     pub(in crate::vault) fn forked_origins(&self) -> Result<Vec<Origin>, StoreError> {
-        Ok(self.node_value(FORKED)?.and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default())
+        Ok(self.settings().get(FORKED)?.and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default())
     }
 
     /// Reads what another device says it holds, before sending it anything. An origin whose
@@ -66,13 +69,13 @@ impl Vault {
             return Ok(false);
         }
         let bytes = serde_json::to_vec(&suspects).expect("serializes");
-        self.write(|v| v.put_node_value(SUSPECTS, &bytes))?;
+        self.write(|v| v.settings().put(SUSPECTS, &bytes))?;
         Ok(true)
     }
 
     /// Origins another device's digest disagreed with, and the number it named.
     pub(in crate::vault) fn suspects(&self) -> Result<Vec<(Origin, i64)>, StoreError> {
-        Ok(self.node_value(SUSPECTS)?.and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default())
+        Ok(self.settings().get(SUSPECTS)?.and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default())
     }
 
     /// The entry in question came back: proof of a fork or not, the suspicion is settled.
@@ -81,7 +84,7 @@ impl Vault {
         let before = suspects.len();
         suspects.retain(|(o, _)| o != origin);
         if suspects.len() != before {
-            self.put_node_value(SUSPECTS, &serde_json::to_vec(&suspects).expect("serializes"))?;
+            self.settings().put(SUSPECTS, &serde_json::to_vec(&suspects).expect("serializes"))?;
         }
         Ok(())
     }
@@ -103,10 +106,10 @@ impl Vault {
         }
         let current = self.current_origin()?;
         known.extend(new.iter().copied());
-        self.put_node_value(FORKED, &serde_json::to_vec(&known).expect("serializes"))?;
+        self.settings().put(FORKED, &serde_json::to_vec(&known).expect("serializes"))?;
         let detail = if new.contains(&current) {
             let next = fresh_incarnation();
-            self.put_node_value(INCARNATION, &serde_json::to_vec(&next).expect("serializes"))?;
+            self.settings().put(INCARNATION, &serde_json::to_vec(&next).expect("serializes"))?;
             tracing::warn!(
                 "this device's sharing state was restored from an older copy (or the file was copied): \
                  it goes on under a fresh origin, and logs its sharing state again"
@@ -132,7 +135,7 @@ impl Vault {
     /// Logs every shared row's current state again under this device's current origin
     /// (merging is idempotent: devices that hold it already change nothing).
     fn relog_shared_state(&self) -> Result<(), StoreError> {
-        for entry in self.grant_entries()? {
+        for entry in self.grants().grant_entries()? {
             self.log_shared(&entry)?;
         }
         for entry in self.contact_entries()?.into_iter().chain(self.notice_entries()?) {
