@@ -76,7 +76,7 @@ async fn seller(db: &TestDb, n: usize) {
     let sdir = tempfile::tempdir().unwrap();
     {
         let mut seller = create(sdir.path());
-        seller.attach_mirror(&db.url()).unwrap();
+        seller.mirror_mut().attach(&db.url()).unwrap();
     }
     let (mut serve, ticket) = spawn_serve(sdir.path());
     let pid = serve.id();

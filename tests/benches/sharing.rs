@@ -54,8 +54,9 @@ async fn latency() {
         customer_node.with_vault(|v| v.records_mut().set_profile("email", &value).unwrap());
         loop {
             let _ = tokio::time::timeout(Duration::from_secs(5), changes.changed()).await;
-            let held = shop_node
-                .inspect(|v| v.shares().unwrap()[0].values.clone().unwrap()["profile"]["email"].clone());
+            let held = shop_node.inspect(|v| {
+                v.held_mut().list().unwrap()[0].values.clone().unwrap()["profile"]["email"].clone()
+            });
             if held == value.as_str() {
                 break;
             }
@@ -74,8 +75,9 @@ async fn latency() {
         other.records_mut().set_profile("email", &value).unwrap();
         loop {
             let _ = tokio::time::timeout(Duration::from_secs(5), changes.changed()).await;
-            let held = shop_node
-                .inspect(|v| v.shares().unwrap()[0].values.clone().unwrap()["profile"]["email"].clone());
+            let held = shop_node.inspect(|v| {
+                v.held_mut().list().unwrap()[0].values.clone().unwrap()["profile"]["email"].clone()
+            });
             if held == value.as_str() {
                 break;
             }
@@ -156,7 +158,10 @@ async fn first_sync() {
         times.push(start.elapsed());
         // The decoded view is built on the first read, once.
         let start = Instant::now();
-        let n = shop.shares().unwrap()[0].values.as_ref().unwrap()["purchases"].as_object().unwrap().len();
+        let n = shop.held_mut().list().unwrap()[0].values.as_ref().unwrap()["purchases"]
+            .as_object()
+            .unwrap()
+            .len();
         first_reads.push(start.elapsed());
         assert_eq!(n, 10_000);
         let _ = id;
@@ -267,7 +272,7 @@ async fn fanout(n: usize) {
     // Each grantee reads its share once (as a follower reading its feed would), which builds
     // its decoded view: the fan-out below then measures updates, not first reads.
     for (_, node) in &nodes {
-        node.inspect(|v| v.shares().unwrap());
+        node.inspect(|v| v.held_mut().list().unwrap());
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
     let rss_before = proc_status(pid, "VmRSS");
@@ -282,7 +287,7 @@ async fn fanout(n: usize) {
             let node = &nodes[i].1;
             loop {
                 let has = node.inspect(|v| {
-                    v.shares().unwrap()[0].values.as_ref().unwrap()["purchases"]
+                    v.held_mut().list().unwrap()[0].values.as_ref().unwrap()["purchases"]
                         .as_object()
                         .unwrap()
                         .values()

@@ -152,8 +152,9 @@ async fn hostile_connections_close_alone_while_others_are_served() {
     s.customer.with_vault(|v| v.records_mut().set_profile("email", "ada@new.example").unwrap());
     let start = Instant::now();
     loop {
-        let email =
-            s.shop.with_vault(|v| v.shares().unwrap()[0].values.clone().unwrap()["profile"]["email"].clone());
+        let email = s.shop.with_vault(|v| {
+            v.held_mut().list().unwrap()[0].values.clone().unwrap()["profile"]["email"].clone()
+        });
         if email == "ada@new.example" {
             break;
         }
@@ -170,8 +171,9 @@ async fn hostile_connections_close_alone_while_others_are_served() {
     s.customer.with_vault(|v| v.records_mut().set_profile("email", "ada@after.example").unwrap());
     let start = Instant::now();
     loop {
-        let email =
-            s.shop.with_vault(|v| v.shares().unwrap()[0].values.clone().unwrap()["profile"]["email"].clone());
+        let email = s.shop.with_vault(|v| {
+            v.held_mut().list().unwrap()[0].values.clone().unwrap()["profile"]["email"].clone()
+        });
         if email == "ada@after.example" {
             break;
         }

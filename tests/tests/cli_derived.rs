@@ -38,7 +38,7 @@ fn stored_copy(shop: &TestVault, issuer: &str, grant: &str) -> Vec<u8> {
     let mut vault = Vault::at(&shop.dir).unlock(&Passphrase::new(&shop.passphrase)).unwrap();
     let issuer: IdentityId = issuer.parse().unwrap();
     let grant: GrantId = grant.parse().unwrap();
-    vault.share_copy(&issuer, &grant).unwrap()
+    vault.held_mut().copy(&issuer, &grant).unwrap()
 }
 
 fn contains(haystack: &[u8], needle: &str) -> bool {

@@ -24,12 +24,12 @@ async fn delivered(what: &str, bob: &Node, check: impl Fn(&mut Vault) -> bool) -
 
 fn value_of(v: &mut Vault, grant: &str) -> Option<Value> {
     let id: GrantId = grant.parse().ok()?;
-    v.shares().ok()?.into_iter().find(|s| s.grant.statement().id == id)?.values
+    v.held_mut().list().ok()?.into_iter().find(|s| s.grant.statement().id == id)?.values
 }
 
 fn status_of(v: &mut Vault, grant: &str) -> Option<ShareStatus> {
     let id: GrantId = grant.parse().ok()?;
-    v.shares().ok()?.into_iter().find(|s| s.grant.statement().id == id).map(|s| s.status)
+    v.held_mut().list().ok()?.into_iter().find(|s| s.grant.statement().id == id).map(|s| s.status)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

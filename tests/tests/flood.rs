@@ -59,7 +59,7 @@ async fn a_flooding_grantee_does_not_hold_up_the_others() {
         customer.with_vault(move |v| v.records_mut().set_profile("email", &e)).unwrap();
         let start = Instant::now();
         loop {
-            let now = shop.inspect(|v| v.shares().unwrap()[0].values.clone().unwrap());
+            let now = shop.inspect(|v| v.held_mut().list().unwrap()[0].values.clone().unwrap());
             if now["profile"]["email"] == email.as_str() {
                 break;
             }

@@ -78,8 +78,8 @@ fn a_book_added_and_retracted_while_the_grantee_is_offline_never_reaches_it() {
 
     // Bob's copy, history included, holds neither retracted book nor their ids.
     let mut vault = Vault::at(&bob.dir).unlock(&Passphrase::new(&bob.passphrase)).unwrap();
-    let alice_id = vault.shares().unwrap()[0].grant.statement().issuer;
-    let copy = vault.share_copy(&alice_id, &id).unwrap();
+    let alice_id = vault.held_mut().list().unwrap()[0].grant.statement().issuer;
+    let copy = vault.held_mut().copy(&alice_id, &id).unwrap();
     let history = history_strings(&copy);
     assert!(history.iter().any(|s| s == "Kept-Book"), "the history is read");
     for secret in ["Deleted-Book-7f3k9", "Untagged-Book-2q8w4", deleted.as_str(), untagged.as_str()] {

@@ -112,7 +112,7 @@ impl Linked {
 
     /// What the grantee holds of the (only) share.
     fn held(&self) -> Option<Value> {
-        self.grantee.inspect(|v| v.shares().unwrap().first().and_then(|s| s.values.clone()))
+        self.grantee.inspect(|v| v.held_mut().list().unwrap().first().and_then(|s| s.values.clone()))
     }
 
     fn held_purchases(&self) -> usize {
@@ -332,7 +332,7 @@ async fn a_revocation_made_during_a_partition() {
     let after: Vec<String> = (0..3).map(|i| linked.add(6000 + i, "after-revocation")).collect();
     tokio::time::sleep(Duration::from_secs(5)).await;
     assert_eq!(
-        linked.grantee.inspect(|v| v.shares().unwrap()[0].status),
+        linked.grantee.inspect(|v| v.held_mut().list().unwrap()[0].status),
         ShareStatus::Live,
         "nothing crossed the partition"
     );
@@ -341,7 +341,7 @@ async fn a_revocation_made_during_a_partition() {
     // Watch every state the grantee's copy goes through until it is erased.
     let mut saw_before = false;
     let erased = within(&linked.grantee, Duration::from_secs(60), "the grantee erases its copy", || {
-        let share = linked.grantee.inspect(|v| v.shares().unwrap().remove(0));
+        let share = linked.grantee.inspect(|v| v.held_mut().list().unwrap().remove(0));
         if let Some(values) = &share.values {
             for id in &after {
                 assert!(

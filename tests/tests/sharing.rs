@@ -46,7 +46,7 @@ async fn grant_sync_live_update_revoke_erase() {
     let (mut shop, report) = sync_once(shop, &ticket, &local()).await;
     let report = report.unwrap();
     assert_eq!(report.live, 1);
-    let shares = shop.shares().unwrap();
+    let shares = shop.held_mut().list().unwrap();
     assert_eq!(shares.len(), 1);
     assert_eq!(
         shares[0].values,
@@ -62,22 +62,22 @@ async fn grant_sync_live_update_revoke_erase() {
     cli.records_mut().set_profile("phone", "+33 1 00 00 00 00").unwrap();
     let latency = eventually("the new city at the shop", || {
         shop_node.with_vault(|v| {
-            v.shares().unwrap()[0].values.as_ref().unwrap()["profile"]["address"]["city"] == "Paris"
+            v.held_mut().list().unwrap()[0].values.as_ref().unwrap()["profile"]["address"]["city"] == "Paris"
         })
     })
     .await;
     eprintln!("edit reached the grantee in {latency:?}");
-    let held = shop_node.with_vault(|v| v.shares().unwrap()[0].values.clone().unwrap());
+    let held = shop_node.with_vault(|v| v.held_mut().list().unwrap()[0].values.clone().unwrap());
     assert!(held["profile"].get("phone").is_none(), "non-granted fields never arrive");
 
     // Revoke from "another process": the shop erases its copy and the receipt comes back.
     cli.grants_mut().revoke(&id).unwrap();
     cli.records_mut().set_profile("email", "after@example.org").unwrap();
     eventually("the shop erased its copy", || {
-        shop_node.with_vault(|v| v.shares().unwrap()[0].status == ShareStatus::Revoked)
+        shop_node.with_vault(|v| v.held_mut().list().unwrap()[0].status == ShareStatus::Revoked)
     })
     .await;
-    assert!(shop_node.with_vault(|v| v.shares().unwrap()[0].values.is_none()));
+    assert!(shop_node.with_vault(|v| v.held_mut().list().unwrap()[0].values.is_none()));
     eventually("the erasure receipt is recorded", || {
         customer_node.with_vault(|v| v.grants().get(&id).unwrap().unwrap().erasure.is_some())
     })
@@ -128,7 +128,7 @@ async fn expiry_with_an_injected_clock() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     clock.fetch_add(3600, Ordering::SeqCst);
     eventually("the shop erased the expired copy", || {
-        shop_node.with_vault(|v| v.shares().unwrap()[0].status == ShareStatus::Expired)
+        shop_node.with_vault(|v| v.held_mut().list().unwrap()[0].status == ShareStatus::Expired)
     })
     .await;
     eventually("the issuer recorded the erasure", || {
@@ -189,7 +189,7 @@ async fn restarts_and_filtered_feeds() {
     r.unwrap();
     let (mut friend, r) = sync_once(friend, &ticket, &local()).await;
     r.unwrap();
-    let feed = friend.shares().unwrap()[0].values.clone().unwrap();
+    let feed = friend.held_mut().list().unwrap()[0].values.clone().unwrap();
     let items: Vec<&str> =
         feed["purchases"].as_object().unwrap().values().map(|p| p["item"].as_str().unwrap()).collect();
     assert_eq!(items, ["Dune"], "only the filtered records");
@@ -207,7 +207,8 @@ async fn restarts_and_filtered_feeds() {
     let shop_node = Node::spawn(open(&sdir), local()).await.unwrap();
     eventually("the restarted shop resumes", || {
         shop_node.with_vault(|v| {
-            v.shares().unwrap()[0].values.as_ref().unwrap()["profile"]["email"] == "ada@while-away.example"
+            v.held_mut().list().unwrap()[0].values.as_ref().unwrap()["profile"]["email"]
+                == "ada@while-away.example"
         })
     })
     .await;
@@ -226,7 +227,7 @@ async fn restarts_and_filtered_feeds() {
             .unwrap();
     eventually("the friend's feed follows the filter", || {
         friend_node.with_vault(|v| {
-            let feed = v.shares().unwrap()[0].values.clone().unwrap();
+            let feed = v.held_mut().list().unwrap()[0].values.clone().unwrap();
             let items: Vec<String> = feed["purchases"]
                 .as_object()
                 .unwrap()
@@ -238,7 +239,7 @@ async fn restarts_and_filtered_feeds() {
     })
     .await;
     // Nothing duplicated: the shop's copy holds exactly the granted field.
-    let held = shop_node.with_vault(|v| v.shares().unwrap()[0].values.clone().unwrap());
+    let held = shop_node.with_vault(|v| v.held_mut().list().unwrap()[0].values.clone().unwrap());
     assert_eq!(held, json!({"profile": {"email": "ada@while-away.example"}}));
     for node in [friend_node, shop_node, customer_node] {
         node.shutdown().await;

@@ -108,11 +108,11 @@ pub use vault::network::{self, ItemSummary, Mute, Mutes, PriceRange, ReviewBy, S
 pub use vault::{
     AccessLog, Approval, AuditEvent, AuditFilter, AuditKind, Clock, Contact, ContactError, Contacts,
     CreateError, DeviceError, DeviceRecord, DeviceSync, Devices, EXPORT_FORMAT, EditError, FeedEntry,
-    FeedFilter, GrantError, GrantInfo, GrantStatus, Grants, Holding, ImportError, ImportMode, Inbox, Logged,
-    MAX_DEVICES, MAX_NOTICES_PER_SELLER, MAX_PENDING_PER_PEER, MAX_REQUESTS_PER_PEER_PER_DAY, MAX_ROSTER_AGE,
-    MAX_SHARED_BATCH, MAX_SHARED_HAVE, Merged, MirrorEntry, MirrorShare, MirrorStatus, NewGrant, NewRequest,
-    NoticeError, NoticeInfo, OpenError, Outbox, Peer, Projections, Purchase, PurchaseRecord, Records,
-    RecoveryError, Refusal, Rekey, RekeyError, Rekeyed, ReplicationError, RequestError, RequestInfo,
-    RequestStatus, ServeError, Serving, Share, ShareError, ShareStatus, SharedHave, StorageStats, Vault,
-    VaultOptions, VerifyReport,
+    FeedFilter, GrantError, GrantInfo, GrantStatus, Grants, Held, Holding, ImportError, ImportMode, Inbox,
+    Logged, MAX_DEVICES, MAX_NOTICES_PER_SELLER, MAX_PENDING_PER_PEER, MAX_REQUESTS_PER_PEER_PER_DAY,
+    MAX_ROSTER_AGE, MAX_SHARED_BATCH, MAX_SHARED_HAVE, Merged, Mirror, MirrorEntry, MirrorShare,
+    MirrorStatus, NewGrant, NewRequest, NoticeError, NoticeInfo, OpenError, Outbox, Peer, Projections,
+    Purchase, PurchaseRecord, Records, RecoveryError, Refusal, Rekey, RekeyError, Rekeyed, ReplicationError,
+    RequestError, RequestInfo, RequestStatus, ServeError, Serving, Share, ShareError, ShareStatus,
+    SharedHave, StorageStats, Vault, VaultOptions, VerifyReport,
 };

@@ -71,7 +71,7 @@ pub use changes::{EditError, StorageStats};
 pub use contacts::{Contact, ContactError, Contacts, Peer};
 pub use devices::{DeviceError, DeviceRecord, DeviceSync, Devices, MAX_DEVICES, Merged};
 pub use feed::{FeedEntry, FeedFilter};
-pub use held::{MirrorEntry, MirrorShare, MirrorStatus, Share, ShareError, ShareStatus};
+pub use held::{Held, Mirror, MirrorEntry, MirrorShare, MirrorStatus, Share, ShareError, ShareStatus};
 pub use inbox::{Inbox, MAX_PENDING_PER_PEER, MAX_REQUESTS_PER_PEER_PER_DAY, Refusal};
 pub use issued::{
     GrantError, GrantInfo, GrantStatus, Grants, Logged, NewGrant, Projections, ServeError, Serving,
@@ -349,6 +349,26 @@ impl Vault {
     /// Serving grants to their grantees, to change.
     pub fn serving_mut(&mut self) -> Serving<&mut Self> {
         Serving::new(self)
+    }
+
+    /// What this vault holds from others, to read.
+    pub fn held(&self) -> Held<&Self> {
+        Held::new(self)
+    }
+
+    /// What this vault holds from others, to change.
+    pub fn held_mut(&mut self) -> Held<&mut Self> {
+        Held::new(self)
+    }
+
+    /// The database mirror of what this vault holds, to read.
+    pub fn mirror(&self) -> Mirror<&Self> {
+        Mirror::new(self)
+    }
+
+    /// The database mirror of what this vault holds, to change.
+    pub fn mirror_mut(&mut self) -> Mirror<&mut Self> {
+        Mirror::new(self)
     }
 
     /// The profile, purchases and preferences, with export, to read.

@@ -52,7 +52,7 @@ fn an_erased_share_leaves_no_ciphertext_in_the_file_or_the_wal() {
 
     customer.grants_mut().revoke(&id).unwrap();
     let (live, ended) = customer.grants_mut().shares_for(&shop.identity()).unwrap();
-    assert_eq!(shop.accept_shares(customer.identity(), None, &live, &ended).unwrap().len(), 1);
+    assert_eq!(shop.held_mut().accept(customer.identity(), None, &live, &ended).unwrap().len(), 1);
     assert!(share_tags(d2.path(), &customer.identity(), &id).is_empty(), "the rows are gone");
     assert_eq!(files_containing(d2.path(), &tags), Vec::<String>::new());
     // The vault is still whole.
@@ -92,7 +92,7 @@ fn a_new_epoch_leaves_no_old_copy_in_the_file_or_the_wal() {
     let mut link = open(&mut customer, &mut shop, &id);
     sync(&mut customer, &mut shop, &mut link);
     assert_eq!(
-        shop.shares().unwrap()[0].values,
+        shop.held_mut().list().unwrap()[0].values,
         Some(serde_json::json!({"profile": {"email": "ada@third.example"}}))
     );
     assert_eq!(files_containing(d2.path(), &old_copy), Vec::<String>::new(), "grantee side");

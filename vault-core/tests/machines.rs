@@ -63,7 +63,10 @@ impl Copy {
 }
 
 fn email_at(shop: &mut Vault) -> String {
-    shop.shares().unwrap()[0].values.as_ref().unwrap()["profile"]["email"].as_str().unwrap().to_owned()
+    shop.held_mut().list().unwrap()[0].values.as_ref().unwrap()["profile"]["email"]
+        .as_str()
+        .unwrap()
+        .to_owned()
 }
 
 fn edit(customer: &mut Vault, email: &str) {
@@ -206,14 +209,14 @@ fn share_items(customer: &mut Vault, shop: &mut Vault) -> pair::Link {
     grant.fields = vec!["purchases.*.item".parse().unwrap()];
     let id = customer.grants_mut().issue(grant).unwrap().statement().id;
     let (live, ended) = customer.grants_mut().shares_for(&shop.identity()).unwrap();
-    shop.accept_shares(customer.identity(), None, &live, &ended).unwrap();
+    shop.held_mut().accept(customer.identity(), None, &live, &ended).unwrap();
     let mut link = pair::open(customer, shop, &id);
     sync(customer, shop, &mut link);
     link
 }
 
 fn items_at(shop: &mut Vault) -> usize {
-    shop.shares().unwrap()[0].values.as_ref().unwrap()["purchases"].as_object().unwrap().len()
+    shop.held_mut().list().unwrap()[0].values.as_ref().unwrap()["purchases"].as_object().unwrap().len()
 }
 
 /// An edit made while the grantee's acknowledgement of the last one is on its way is answered
@@ -392,7 +395,7 @@ fn the_grantee_session_caps_shares_and_answers_an_end_with_a_receipt() {
         })
         .collect();
     assert_eq!(opened.len(), MAX_SHARES_PER_ISSUER);
-    assert_eq!(shop.live_shares_from(&customer.identity()).unwrap().len(), MAX_SHARES_PER_ISSUER);
+    assert_eq!(shop.held().live_from(&customer.identity()).unwrap().len(), MAX_SHARES_PER_ISSUER);
     assert_eq!(session.report().live, MAX_SHARES_PER_ISSUER);
     assert!(out.contains(&GranteeAction::OfferAnswered));
 
@@ -411,7 +414,7 @@ fn the_grantee_session_caps_shares_and_answers_an_end_with_a_receipt() {
         })
         .expect("a receipt");
     assert_eq!(receipt.statement().grant, id);
-    assert!(!shop.live_shares_from(&customer.identity()).unwrap().contains(&id));
+    assert!(!shop.held().live_from(&customer.identity()).unwrap().contains(&id));
     assert_eq!(session.report().erased, 1);
     customer.grants_mut().record_erasure(&receipt).unwrap();
     // Its stream ending is not reopened; a live one's is, after a pause.

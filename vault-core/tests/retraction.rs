@@ -345,7 +345,7 @@ proptest! {
                 };
                 let g = issuer.grants_mut().issue(new).unwrap().statement().id;
                 let (live, ended) = issuer.grants_mut().shares_for(&grantee.vault.identity()).unwrap();
-                grantee.vault.accept_shares(issuer.identity(), None, &live, &ended).unwrap();
+                grantee.vault.held_mut().accept(issuer.identity(), None, &live, &ended).unwrap();
                 id = Some(g);
             }
             counter += 1;
@@ -416,7 +416,7 @@ proptest! {
                     prop_assert!(leaked.is_empty(), "not granted when sent: {:?}", leaked);
                     grantee.received.extend(got);
                     if *read {
-                        let shown = grantee.vault.shares().unwrap()[0].values.clone();
+                        let shown = grantee.vault.held_mut().list().unwrap()[0].values.clone();
                         prop_assert_eq!(shown, issuer.projections_mut().values(&g).unwrap(), "the view after a sync");
                     }
                 }
@@ -429,7 +429,7 @@ proptest! {
         let leaked: Vec<&Atom> =
             got.iter().filter(|a| interesting(a, &ids) && !granted.contains(a) && !grantee.received.contains(a)).collect();
         prop_assert!(leaked.is_empty(), "not granted when sent: {:?}", leaked);
-        let values = grantee.vault.shares().unwrap()[0].values.clone().unwrap();
+        let values = grantee.vault.held_mut().list().unwrap()[0].values.clone().unwrap();
         let mut held = BTreeSet::new();
         atoms_of(&values, &mut held);
         let interesting_granted: BTreeSet<Atom> =

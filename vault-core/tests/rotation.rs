@@ -52,7 +52,7 @@ fn email_grant(v: &mut Vault, audience: vault_core::IdentityId, purpose: &str) -
 /// What the shop holds from the customer, by purpose.
 fn held(shop: &mut Vault) -> Vec<String> {
     let mut purposes: Vec<String> =
-        shop.shares().unwrap().iter().map(|s| s.grant.statement().purpose.clone()).collect();
+        shop.held_mut().list().unwrap().iter().map(|s| s.grant.statement().purpose.clone()).collect();
     purposes.sort();
     purposes
 }
@@ -72,7 +72,7 @@ fn a_rotation_voids_what_the_old_key_signs_after_it() {
     let before = email_grant(&mut laptop, shop.identity(), "before");
     shop.accept_key_events(ada, &laptop.own_key_events().unwrap()).unwrap();
     shop.accept_roster(ada, &laptop.roster().unwrap().unwrap()).unwrap();
-    shop.accept_shares(ada, None, std::slice::from_ref(&before), &[]).unwrap();
+    shop.held_mut().accept(ada, None, std::slice::from_ref(&before), &[]).unwrap();
     assert_eq!(held(&mut shop), ["before"]);
     let code = laptop.recovery_code().unwrap();
     assert!(matches!(laptop.recovery_code(), Err(RecoveryError::Shown)), "shown once");
@@ -108,7 +108,7 @@ fn a_rotation_voids_what_the_old_key_signs_after_it() {
     // The thief, later, signs a grant and a roster that removes the phone, with the old key.
     now.store(T0 + 200, Ordering::SeqCst);
     let stolen = email_grant(&mut laptop, shop.identity(), "theft");
-    shop.accept_shares(ada, None, &[before.clone(), stolen], &[]).unwrap();
+    shop.held_mut().accept(ada, None, &[before.clone(), stolen], &[]).unwrap();
     assert_eq!(held(&mut shop), ["before"], "the old key's later grant is refused, the old grant kept");
     let lockout = DeviceRoster {
         identity: ada,
@@ -129,7 +129,7 @@ fn a_rotation_voids_what_the_old_key_signs_after_it() {
 
     // The phone, with the new key, still grants.
     let after = email_grant(&mut phone, shop.identity(), "after");
-    shop.accept_shares(ada, None, &[before, after], &[]).unwrap();
+    shop.held_mut().accept(ada, None, &[before, after], &[]).unwrap();
     assert_eq!(held(&mut shop), ["after", "before"]);
 
     // The laptop learns of the rotation (an honest device): it drops the old key.
@@ -191,23 +191,23 @@ fn a_device_not_recertified_within_the_bound_is_refused_for_new_statements() {
     // No roster of the customer yet: the phone's grant is not taken.
     let early = email_grant(&mut phone, shop.identity(), "early");
     assert!(early.signed_by().is_some(), "a linked device signs as itself");
-    shop.accept_shares(ada, None, std::slice::from_ref(&early), &[]).unwrap();
+    shop.held_mut().accept(ada, None, std::slice::from_ref(&early), &[]).unwrap();
     assert!(held(&mut shop).is_empty(), "a device no roster vouches for");
     // The phone hands over the roster it was given (as its sessions do): taken.
     shop.accept_roster(ada, &phone.roster().unwrap().unwrap()).unwrap();
-    shop.accept_shares(ada, None, std::slice::from_ref(&early), &[]).unwrap();
+    shop.held_mut().accept(ada, None, std::slice::from_ref(&early), &[]).unwrap();
     assert_eq!(held(&mut shop), ["early"]);
 
     // The phone is stolen; the thief cannot sign rosters, only hand over the one it holds.
     now.store(T0 + vault_core::MAX_ROSTER_AGE + 1, Ordering::SeqCst);
     let late = email_grant(&mut phone, shop.identity(), "late");
     shop.accept_roster(ada, &phone.roster().unwrap().unwrap()).unwrap();
-    shop.accept_shares(ada, None, &[early.clone(), late.clone()], &[]).unwrap();
+    shop.held_mut().accept(ada, None, &[early.clone(), late.clone()], &[]).unwrap();
     assert_eq!(held(&mut shop), ["early"], "a device not re-certified for the bound is refused");
 
     // A fresh roster from the identity key (any session with the laptop) renews it.
     shop.accept_roster(ada, &laptop.roster().unwrap().unwrap()).unwrap();
-    shop.accept_shares(ada, None, &[early, late], &[]).unwrap();
+    shop.held_mut().accept(ada, None, &[early, late], &[]).unwrap();
     assert_eq!(held(&mut shop), ["early", "late"]);
 }
 

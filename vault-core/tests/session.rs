@@ -61,10 +61,10 @@ fn grant_sync_live_update_refused_write_revoke_erase() {
     // The shop asks what is shared with it, and syncs.
     let (live, ended) = customer.grants_mut().shares_for(&shop.identity()).unwrap();
     assert_eq!(live.len(), 1);
-    assert!(shop.accept_shares(customer.identity(), None, &live, &ended).unwrap().is_empty());
+    assert!(shop.held_mut().accept(customer.identity(), None, &live, &ended).unwrap().is_empty());
     let mut link = open(&mut customer, &mut shop, &id);
     sync(&mut customer, &mut shop, &mut link);
-    let shares = shop.shares().unwrap();
+    let shares = shop.held_mut().list().unwrap();
     assert_eq!(
         shares[0].values,
         Some(json!({"profile": {"email": "ada@example.org", "address": {"city": "Lyon"}}}))
@@ -74,7 +74,10 @@ fn grant_sync_live_update_refused_write_revoke_erase() {
     customer.records_mut().set_profile("address.city", "Paris").unwrap();
     customer.projections_mut().update(None).unwrap();
     sync(&mut customer, &mut shop, &mut link);
-    assert_eq!(shop.shares().unwrap()[0].values.as_ref().unwrap()["profile"]["address"]["city"], "Paris");
+    assert_eq!(
+        shop.held_mut().list().unwrap()[0].values.as_ref().unwrap()["profile"]["address"]["city"],
+        "Paris"
+    );
 
     // A grantee that edits its copy and syncs is refused, and nothing is applied.
     let mut replica = AutoCommit::new();
@@ -146,9 +149,9 @@ fn grant_sync_live_update_refused_write_revoke_erase() {
     let (live, ended) = customer.grants_mut().shares_for(&shop.identity()).unwrap();
     assert!(live.is_empty());
     assert_eq!(ended.len(), 1);
-    let receipts = shop.accept_shares(customer.identity(), None, &live, &ended).unwrap();
+    let receipts = shop.held_mut().accept(customer.identity(), None, &live, &ended).unwrap();
     assert_eq!(receipts.len(), 1);
-    let share = &shop.shares().unwrap()[0];
+    let share = &shop.held_mut().list().unwrap()[0];
     assert_eq!(share.status, ShareStatus::Revoked);
     assert!(share.values.is_none(), "the copy is erased");
     customer.grants_mut().record_erasure(&receipts[0]).unwrap();
@@ -228,7 +231,10 @@ fn a_connected_grantee_stays_incremental_and_a_late_one_gets_a_fresh_epoch() {
         !bodies.iter().any(|b| b.windows(10).any(|w| w == b"never-seen")),
         "the retracted value is not sent"
     );
-    assert_eq!(shop.shares().unwrap()[0].values, Some(json!({"profile": {"email": "ada@third.example"}})));
+    assert_eq!(
+        shop.held_mut().list().unwrap()[0].values,
+        Some(json!({"profile": {"email": "ada@third.example"}}))
+    );
     // And the replaced copy survives a restart.
     drop(shop);
     let mut shop = Vault::at(d2.path()).unlock(&Passphrase::new("pw")).unwrap();
@@ -236,7 +242,10 @@ fn a_connected_grantee_stays_incremental_and_a_late_one_gets_a_fresh_epoch() {
     customer.projections_mut().update(None).unwrap();
     let mut link = open(&mut customer, &mut shop, &id);
     sync(&mut customer, &mut shop, &mut link);
-    assert_eq!(shop.shares().unwrap()[0].values, Some(json!({"profile": {"email": "ada@fourth.example"}})));
+    assert_eq!(
+        shop.held_mut().list().unwrap()[0].values,
+        Some(json!({"profile": {"email": "ada@fourth.example"}}))
+    );
 }
 
 /// An issuer who learned another issuer's grant id cannot occupy it: shares are kept by
@@ -266,16 +275,16 @@ fn an_issuer_cannot_occupy_another_issuers_grant_id() {
     forged.issuer = mallory.identity();
     forged.purpose = "mallory".into();
     let forged = vault_core::Signed::sign(forged, mallory.signer()).unwrap();
-    bob.accept_shares(mallory.identity(), None, &[forged], &[]).unwrap();
-    assert_eq!(bob.live_shares_from(&mallory.identity()).unwrap(), vec![id]);
+    bob.held_mut().accept(mallory.identity(), None, &[forged], &[]).unwrap();
+    assert_eq!(bob.held().live_from(&mallory.identity()).unwrap(), vec![id]);
 
     // Alice's grant is still accepted, kept apart, and syncs.
     let (live, ended) = alice.grants_mut().shares_for(&bob.identity()).unwrap();
-    bob.accept_shares(alice.identity(), None, &live, &ended).unwrap();
-    assert_eq!(bob.live_shares_from(&alice.identity()).unwrap(), vec![id]);
+    bob.held_mut().accept(alice.identity(), None, &live, &ended).unwrap();
+    assert_eq!(bob.held().live_from(&alice.identity()).unwrap(), vec![id]);
     let mut link = open(&mut alice, &mut bob, &id);
     sync(&mut alice, &mut bob, &mut link);
-    let shares = bob.shares().unwrap();
+    let shares = bob.held_mut().list().unwrap();
     assert_eq!(shares.len(), 2);
     let from_alice = shares.iter().find(|s| s.grant.statement().issuer == alice.identity()).unwrap();
     assert_eq!(from_alice.grant.statement().purpose, "newsletter");
@@ -290,11 +299,17 @@ fn an_issuer_cannot_occupy_another_issuers_grant_id() {
         mallory.signer(),
     )
     .unwrap();
-    bob.accept_shares(mallory.identity(), None, &[], &[vault_core::Ended::Revoked(revocation)]).unwrap();
-    assert_eq!(bob.live_shares_from(&alice.identity()).unwrap(), vec![id]);
-    assert!(bob.live_shares_from(&mallory.identity()).unwrap().is_empty());
+    bob.held_mut().accept(mallory.identity(), None, &[], &[vault_core::Ended::Revoked(revocation)]).unwrap();
+    assert_eq!(bob.held().live_from(&alice.identity()).unwrap(), vec![id]);
+    assert!(bob.held().live_from(&mallory.identity()).unwrap().is_empty());
     assert_eq!(
-        bob.shares().unwrap().iter().find(|s| s.grant.statement().issuer == alice.identity()).unwrap().values,
+        bob.held_mut()
+            .list()
+            .unwrap()
+            .iter()
+            .find(|s| s.grant.statement().issuer == alice.identity())
+            .unwrap()
+            .values,
         Some(json!({"profile": {"email": "alice@example.org"}}))
     );
 }

@@ -39,8 +39,9 @@ impl Mirror {
                     Ok(()) => return,
                     Err(e) if e.is_panic() => {
                         tracing::error!("the mirror failed unexpectedly; restarting it");
-                        let _ = handle
-                            .with_vault(|v| v.set_mirror_status(false, "failed unexpectedly; restarting"));
+                        let _ = handle.with_vault(|v| {
+                            v.mirror_mut().set_status(false, "failed unexpectedly; restarting")
+                        });
                         tokio::time::sleep(MAX_BACKOFF).await;
                     }
                     Err(_) => return,
@@ -84,7 +85,7 @@ async fn run(handle: VaultHandle, url: MirrorUrl) {
     let mut backoff = Duration::from_millis(250);
     loop {
         // Detached or pointed elsewhere by another process: this loop's job is over.
-        if handle.with_vault(|v| v.mirror_url().ok().flatten()).as_deref() != Some(url.expose()) {
+        if handle.with_vault(|v| v.mirror().url().ok().flatten()).as_deref() != Some(url.expose()) {
             tracing::info!("mirror detached; stopping");
             return;
         }
@@ -97,7 +98,7 @@ async fn run(handle: VaultHandle, url: MirrorUrl) {
                 conn = None;
                 let text = url.scrub(&e.to_string());
                 tracing::warn!(error = %text, "mirror");
-                let _ = handle.with_vault(|v| v.set_mirror_status(false, &text));
+                let _ = handle.with_vault(|v| v.mirror_mut().set_status(false, &text));
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(MAX_BACKOFF);
             }
@@ -116,7 +117,7 @@ async fn round(
     if conn.as_ref().is_some_and(|(db, _)| db.is_closed()) {
         *conn = None;
     }
-    let entries = handle.with_vault(|v| v.mirror_entries())?;
+    let entries = handle.with_vault(|v| v.mirror().entries())?;
     if conn.is_none() {
         let mut db = Db::connect(url, owner, false).await?;
         // Rows of shares this vault no longer has (a restore, a lost write) go first.
@@ -127,8 +128,8 @@ async fn round(
         }
         let written = db.written().await?;
         handle.with_vault(|v| {
-            v.mirror_reconciled();
-            v.set_mirror_status(true, &format!("writing to {}", url.target()))
+            v.mirror_mut().reconciled();
+            v.mirror_mut().set_status(true, &format!("writing to {}", url.target()))
         })?;
         *conn = Some((db, written));
     }
@@ -141,7 +142,7 @@ async fn round(
         let shares = handle.with_vault(|v: &mut Vault| {
             chunk
                 .iter()
-                .filter_map(|e| v.mirror_share(&e.customer, &e.grant).transpose())
+                .filter_map(|e| v.mirror_mut().share(&e.customer, &e.grant).transpose())
                 .collect::<Result<Vec<_>, _>>()
         })?;
         db.write(&shares).await?;
@@ -158,7 +159,7 @@ async fn round(
         if !erased.is_empty() {
             handle.with_vault(|v| -> Result<(), MirrorError> {
                 for (customer, grant) in &erased {
-                    v.mirror_erased(customer, grant)?;
+                    v.mirror_mut().erased(customer, grant)?;
                 }
                 Ok(())
             })?;

@@ -330,7 +330,7 @@ async fn new_offer(
 fn wanted_peers(shared: &Shared) -> Vec<(IdentityId, Option<Ticket>)> {
     let offers = shared.book().offers();
     let vault = shared.vault();
-    let mut peers = vault.share_issuers().unwrap_or_default();
+    let mut peers = vault.held().issuers().unwrap_or_default();
     // Where each peer is in `peers`: a node may have thousands.
     let mut index: HashMap<IdentityId, usize> = peers.iter().enumerate().map(|(i, (p, _))| (*p, i)).collect();
     let mut add =

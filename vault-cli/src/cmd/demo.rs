@@ -238,7 +238,7 @@ async fn tell(story: &mut Story, dir: &Path) -> Result<()> {
     let grant_id = grant.statement().id;
     story.say(format!("alice: vault approve {request_id}   (grant {grant_id}, for 90 days)"));
     let (values, took) = until(&acme, "Alice's details in Acme's vault", |v| {
-        let share = v.shares().ok()?.into_iter().find(|s| s.grant.statement().id == grant_id)?;
+        let share = v.held_mut().list().ok()?.into_iter().find(|s| s.grant.statement().id == grant_id)?;
         share.values.filter(|values| !values["profile"]["email"].is_null())
     })
     .await?;
@@ -336,7 +336,7 @@ async fn tell(story: &mut Story, dir: &Path) -> Result<()> {
     alice.with_vault(|v| v.grants_mut().revoke(&grant_id))?;
     story.say(format!("alice: vault revoke {grant_id}"));
     let (share, _) = until(&acme, "Acme's copy erased", |v| {
-        v.shares().ok()?.into_iter().find(|s| {
+        v.held_mut().list().ok()?.into_iter().find(|s| {
             s.grant.statement().id == grant_id && s.status == ShareStatus::Revoked && s.values.is_none()
         })
     })

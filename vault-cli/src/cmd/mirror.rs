@@ -40,7 +40,7 @@ pub(crate) fn read_url(given: Option<String>) -> Result<MirrorUrl> {
 /// Refuses to replace an attached mirror by another: the first one's rows would be left behind
 /// with nobody to erase them.
 pub(crate) fn refuse_another(vault: &Vault, url: &MirrorUrl) -> Result<()> {
-    if let Some(current) = vault.mirror_url()?
+    if let Some(current) = vault.mirror().url()?
         && current != url.expose()
     {
         bail!(
@@ -56,7 +56,7 @@ pub(crate) fn attach(vault: &mut Vault, url: &MirrorUrl) -> Result<u64> {
     refuse_another(vault, url)?;
     let owner = vault_mirror::owner(vault);
     let held = runtime()?.block_on(vault_mirror::check(url, &owner))?;
-    vault.attach_mirror(url.expose())?;
+    vault.mirror_mut().attach(url.expose())?;
     Ok(held)
 }
 
@@ -79,7 +79,7 @@ fn set(app: &App, url: Option<String>) -> Result<Outcome> {
 
 fn show(app: &App) -> Result<Outcome> {
     let mut vault = app.unlock()?;
-    let Some(raw) = vault.mirror_url()? else {
+    let Some(raw) = vault.mirror().url()? else {
         if app.json {
             app.print_json(&json!({ "mirror": null }))?;
         } else {
@@ -88,8 +88,8 @@ fn show(app: &App) -> Result<Outcome> {
         return Ok(Outcome::No);
     };
     let shown = vault_mirror::redact(&raw);
-    let status = vault.mirror_status()?;
-    let shares = vault.shares()?;
+    let status = vault.mirror().status()?;
+    let shares = vault.held_mut().list()?;
     let live = shares.iter().filter(|s| s.status == ShareStatus::Live).count();
     let pending = shares.iter().filter(|s| s.erasure_pending).count();
     if app.json {
@@ -115,14 +115,14 @@ fn show(app: &App) -> Result<Outcome> {
 
 fn off(app: &App) -> Result<Outcome> {
     let mut vault = app.unlock()?;
-    let Some(raw) = vault.mirror_url()? else {
+    let Some(raw) = vault.mirror().url()? else {
         bail!("no mirror attached");
     };
     let url = MirrorUrl::parse(&raw)?;
     let owner = vault_mirror::owner(&vault);
     // Everything it wrote goes first; only then are held-back receipts signed.
     let removed = runtime()?.block_on(vault_mirror::detach(&url, &owner))?;
-    vault.detach_mirror()?;
+    vault.mirror_mut().detach()?;
     app.print(format!(
         "mirror detached: {removed} consent rows and their values removed from {}",
         url.redacted()

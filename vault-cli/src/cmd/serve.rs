@@ -26,13 +26,13 @@ pub(crate) fn serve(app: &App, args: &ServeArgs) -> Result<Outcome> {
     if let Some(given) = &args.mirror {
         let url = super::mirror::read_url(Some(given.clone()))?;
         super::mirror::refuse_another(&vault, &url)?;
-        if vault.mirror_url()?.is_none() {
+        if vault.mirror().url()?.is_none() {
             // Attached at once, reachable or not: the mirror prepares its tables when it can,
             // and erasure receipts wait for it from now on.
-            vault.attach_mirror(url.expose())?;
+            vault.mirror_mut().attach(url.expose())?;
         }
     }
-    let mirror = match vault.mirror_url()?.map(|raw| vault_mirror::MirrorUrl::parse(&raw)) {
+    let mirror = match vault.mirror().url()?.map(|raw| vault_mirror::MirrorUrl::parse(&raw)) {
         Some(Ok(url)) => Some(url),
         Some(Err(e)) => {
             // Serve anyway; receipts stay held until the mirror is mended or detached.
@@ -133,7 +133,7 @@ pub(crate) fn sync(app: &App, args: &SyncArgs) -> Result<Outcome> {
                 .context("no ticket for that peer: add them with 'vault contact add NAME TICKET'")?;
             vec![ticket]
         }
-        None => vault.share_issuers()?.into_iter().filter_map(|(_, t)| t).collect(),
+        None => vault.held().issuers()?.into_iter().filter_map(|(_, t)| t).collect(),
     };
     if targets.is_empty() {
         bail!("nobody to sync with: name a peer (a contact or a ticket)");

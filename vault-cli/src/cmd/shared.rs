@@ -43,7 +43,8 @@ pub(crate) fn run(app: &App, args: &SharedArgs) -> Result<Outcome> {
     let from = args.from.as_deref().map(|p| vault.contacts().resolve(p)).transpose()?.map(|p| p.identity);
     let purpose = args.purpose.as_ref().map(|p| p.to_lowercase());
     let shares: Vec<_> = vault
-        .shares()?
+        .held_mut()
+        .list()?
         .into_iter()
         .filter(|s| from.is_none_or(|f| s.grant.statement().issuer == f))
         .filter(|s| purpose.as_ref().is_none_or(|p| s.grant.statement().purpose.to_lowercase().contains(p)))
@@ -80,7 +81,7 @@ pub(crate) fn run(app: &App, args: &SharedArgs) -> Result<Outcome> {
         eprintln!("nothing is shared with you{}", if from.is_some() { " by that peer" } else { "" });
     } else {
         // Erased here, but not yet from the seller's database: no receipt until it is.
-        let pending = match vault.mirror_status()? {
+        let pending = match vault.mirror().status()? {
             Some(st) if !st.ok => "withdrawn, erasure pending: mirror unreachable".to_owned(),
             _ => "withdrawn, erasure pending: waiting for the mirror (`vault serve` runs it)".to_owned(),
         };

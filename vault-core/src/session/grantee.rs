@@ -164,6 +164,7 @@ impl GranteeSession {
     /// its rows): send the issuer's, so a live session does not hold them until it reconnects.
     pub fn on_receipts_signed(&mut self, vault: &mut Vault) -> Result<Vec<GranteeAction>, SessionError> {
         Ok(vault
+            .held()
             .unconfirmed_receipts(Some(self.issuer))?
             .into_iter()
             .map(|r| GranteeAction::Send(Box::new(Frame::Erased(r))))
@@ -189,7 +190,7 @@ impl GranteeSession {
         self.report.updated += usize::from(changed == Some(true));
         if self.live {
             self.streaming.remove(&grant);
-            let still_live = vault.live_shares_from(&self.issuer)?.contains(&grant);
+            let still_live = vault.held().live_from(&self.issuer)?.contains(&grant);
             if still_live && self.streaming.insert(grant) {
                 self.running.insert(grant);
                 out.push(GranteeAction::OpenStream { grant, after: REOPEN_AFTER });
@@ -209,11 +210,11 @@ impl GranteeSession {
     ) -> Result<Vec<GranteeAction>, SessionError> {
         self.got_shares = true;
         let mut out = vec![GranteeAction::OfferAnswered];
-        let held = vault.live_shares_from(&self.issuer)?;
+        let held = vault.held().live_from(&self.issuer)?;
         let before = held.len();
         let live = within_share_cap(&held, live);
-        let receipts = vault.accept_shares(self.issuer, self.ticket.as_ref(), &live, ended)?;
-        let now_live = vault.live_shares_from(&self.issuer)?;
+        let receipts = vault.held_mut().accept(self.issuer, self.ticket.as_ref(), &live, ended)?;
+        let now_live = vault.held().live_from(&self.issuer)?;
         self.report.erased += before.saturating_sub(now_live.len()).max(receipts.len().min(ended.len()));
         self.report.live = now_live.len();
         out.extend(receipts.into_iter().map(|r| GranteeAction::Send(Box::new(Frame::Erased(r)))));

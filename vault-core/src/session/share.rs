@@ -52,7 +52,9 @@ impl ShareStream {
         grant: GrantId,
         live: bool,
     ) -> Result<(ShareStream, Frame), SessionError> {
-        let sync = isolated("opening a share stream", || Ok(vault.share_sync_state(&issuer, from, &grant)?))?;
+        let sync = isolated("opening a share stream", || {
+            Ok(vault.held_mut().share_sync_state(&issuer, from, &grant)?)
+        })?;
         Ok((ShareStream { issuer, grant, sync, live, changed: false }, Frame::Open(grant)))
     }
 
@@ -69,10 +71,13 @@ impl ShareStream {
     /// The next message for the issuer, and whether the stream is done.
     pub fn next(&mut self, vault: &mut Vault) -> Result<ShareNext, SessionError> {
         isolated("answering an issuer", || {
-            let send = vault.share_sync_generate(&self.issuer, &self.grant, &mut self.sync)?.map(Frame::Sync);
+            let send = vault
+                .held_mut()
+                .share_sync_generate(&self.issuer, &self.grant, &mut self.sync)?
+                .map(Frame::Sync);
             // A grantee never has changes of its own: once it holds what the issuer last
             // advertised and has said so, a one-shot sync is done.
-            let done = !self.live && vault.share_in_sync(&self.issuer, &self.grant, &self.sync)?;
+            let done = !self.live && vault.held_mut().share_in_sync(&self.issuer, &self.grant, &self.sync)?;
             Ok(ShareNext { send, done })
         })
     }
@@ -82,7 +87,12 @@ impl ShareStream {
     pub fn on_frame(&mut self, vault: &mut Vault, frame: &Frame) -> Result<ShareEvent, SessionError> {
         match frame {
             Frame::Sync(message) => isolated("applying an issuer's sync message", || {
-                let changed = vault.share_sync_receive(&self.issuer, &self.grant, &mut self.sync, message)?;
+                let changed = vault.held_mut().share_sync_receive(
+                    &self.issuer,
+                    &self.grant,
+                    &mut self.sync,
+                    message,
+                )?;
                 self.changed |= changed;
                 Ok(ShareEvent::Applied { changed })
             }),

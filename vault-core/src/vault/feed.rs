@@ -127,7 +127,7 @@ impl Vault {
         // Read the decoded views (one sealed blob per share), then parse them on every core.
         let mutes = if filter.include_muted { Default::default() } else { self.feed_mutes()? };
         let mut views: Vec<(IdentityId, GrantId, Option<String>, Vec<u8>)> = Vec::new();
-        for (grant, status) in self.received_grants()? {
+        for (grant, status) in self.held().received_grants()? {
             let g = grant.statement();
             if status != ShareStatus::Live
                 || filter.from.is_some_and(|f| f != g.issuer)
@@ -136,7 +136,7 @@ impl Vault {
             {
                 continue;
             }
-            let Some(bytes) = self.share_view_bytes(&g.issuer, &g.id)? else { continue };
+            let Some(bytes) = self.held_mut().share_view_bytes(&g.issuer, &g.id)? else { continue };
             views.push((g.issuer, g.id, self.contacts().petname(&g.issuer), bytes));
         }
         let parse = |chunk: &[(IdentityId, GrantId, Option<String>, Vec<u8>)]| {

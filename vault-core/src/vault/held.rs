@@ -6,6 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use std::ops::{Deref, DerefMut};
 
 use super::Vault;
 use super::audit::{AuditEvent, AuditKind};
@@ -21,7 +22,7 @@ mod replica;
 mod rows;
 mod views;
 
-pub use mirror::{MirrorEntry, MirrorShare, MirrorStatus};
+pub use mirror::{Mirror, MirrorEntry, MirrorShare, MirrorStatus};
 pub(crate) use replica::{ReplicaCache, ShareSync};
 pub(crate) use rows::ReceivedCache;
 use rows::{Record, stored_grant};
@@ -124,7 +125,19 @@ pub enum ShareError {
     Store(#[from] StoreError),
 }
 
-impl Vault {
+/// What this vault holds from others (shares received, their replicas and views): `vault.held()` to read, `vault.held_mut()` to take in, refresh and erase.
+#[derive(Debug)]
+pub struct Held<V> {
+    pub(in crate::vault) vault: V,
+}
+
+impl<V: Deref<Target = Vault>> Held<V> {
+    pub(in crate::vault) fn new(vault: V) -> Self {
+        Self { vault }
+    }
+}
+
+impl<V: Deref<Target = Vault>> Held<V> {
     /// The key of the share of grant `id` from `issuer`: its own row, or a row stored before
     /// shares were keyed by issuer if that row's grant is from `issuer`.
     fn share_key(&self, issuer: &IdentityId, id: &GrantId) -> Result<ShareKey, StoreError> {
@@ -141,6 +154,95 @@ impl Vault {
         Ok(key)
     }
 
+    /// This vault's signed word that it holds nothing (any more) of grant `grant` of `issuer`.
+    fn erasure_receipt(&self, issuer: IdentityId, grant: GrantId, now: i64) -> Signed<ErasureReceipt> {
+        Signed::sign(
+            ErasureReceipt {
+                grant,
+                issuer,
+                grantee: self.vault.identity(),
+                erased_at: now,
+                device: Some(self.vault.device_key().public()),
+            },
+            self.vault.signer(),
+        )
+        .expect("this vault is the grantee")
+    }
+
+    /// Erasure receipts not yet confirmed by their issuer (all issuers, or one).
+    pub fn unconfirmed_receipts(
+        &self,
+        issuer: Option<IdentityId>,
+    ) -> Result<Vec<Signed<ErasureReceipt>>, ShareError> {
+        let mut out = Vec::new();
+        for (id, row) in self.received_each()? {
+            if row.record.receipt_confirmed {
+                continue;
+            }
+            if let Some(bytes) = &row.record.receipt {
+                // Signed by this vault, read back from sealed storage.
+                let receipt = Signed::<ErasureReceipt>::from_stored(bytes)
+                    .ok_or_else(|| StoreError::damaged(&RECEIVED, &id))?;
+                if issuer.is_none_or(|i| receipt.statement().issuer == i) {
+                    out.push(receipt);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Ids of live received shares from `issuer`.
+    pub fn live_from(&self, issuer: &IdentityId) -> Result<Vec<GrantId>, StoreError> {
+        let mut out = Vec::new();
+        for (id, row) in self.received_each()? {
+            if row.record.status != ShareStatus::Live {
+                continue;
+            }
+            if row.grant(&id).is_ok_and(|g| g.statement().issuer == *issuer) {
+                out.push(id.grant);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Issuers of live shares with the ticket they were last reached at.
+    pub fn issuers(&self) -> Result<Vec<(IdentityId, Option<Ticket>)>, StoreError> {
+        let mut out: Vec<(IdentityId, Option<Ticket>)> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for (id, row) in self.received_each()? {
+            let Ok(grant) = row.grant(&id) else { continue };
+            let issuer = grant.statement().issuer;
+            let record = &row.record;
+            if (record.status == ShareStatus::Live || (record.receipt.is_some() && !record.receipt_confirmed))
+                && seen.insert(issuer)
+            {
+                out.push((issuer, row.ticket()));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every received grant with when it ended here (if it has) and the ticket its issuer was
+    /// last reached at: what a breach notice covers.
+    pub(crate) fn held_grants(&self) -> Result<Vec<HeldGrant>, StoreError> {
+        let mut out = Vec::new();
+        for (id, row) in self.received_each()? {
+            out.push((row.grant(&id)?.clone(), row.record.ended_at, row.ticket()));
+        }
+        Ok(out)
+    }
+
+    /// Every received grant with its status (grants were verified when they arrived).
+    pub(crate) fn received_grants(&self) -> Result<Vec<(SignedGrant, ShareStatus)>, StoreError> {
+        let mut out = Vec::new();
+        for (id, row) in self.received_each()? {
+            out.push((row.grant(&id)?.clone(), row.record.status));
+        }
+        Ok(out)
+    }
+}
+
+impl<V: DerefMut<Target = Vault>> Held<V> {
     /// Erases a received copy and signs the receipt. Call inside a write transaction.
     fn erase_received(
         &mut self,
@@ -148,13 +250,13 @@ impl Vault {
         record: &mut Record,
         status: ShareStatus,
     ) -> Result<(), StoreError> {
-        let now = self.now();
+        let now = self.vault.now();
         let grant = stored_grant(record, id)?;
-        self.store.delete_group(&CHUNKS, id.as_bytes())?;
-        self.store.delete(&VIEWS, Key::Id(id.as_bytes()))?;
-        self.replicas.remove(id);
+        self.vault.store.delete_group(&CHUNKS, id.as_bytes())?;
+        self.vault.store.delete(&VIEWS, Key::Id(id.as_bytes()))?;
+        self.vault.replicas.remove(id);
         // With a mirror attached, its rows go first: the receipt is signed once they have.
-        let mirrored = self.mirror_attached()?;
+        let mirrored = self.vault.mirror().mirror_attached()?;
         record.status = status;
         record.sync_state.clear();
         record.ended_at = Some(now);
@@ -174,38 +276,23 @@ impl Vault {
         };
         event.detail =
             Some(if mirrored { format!("{why}; erasure from the mirror pending") } else { why.to_owned() });
-        self.access_log().append(&event)
-    }
-
-    /// This vault's signed word that it holds nothing (any more) of grant `grant` of `issuer`.
-    fn erasure_receipt(&self, issuer: IdentityId, grant: GrantId, now: i64) -> Signed<ErasureReceipt> {
-        Signed::sign(
-            ErasureReceipt {
-                grant,
-                issuer,
-                grantee: self.identity(),
-                erased_at: now,
-                device: Some(self.device_key().public()),
-            },
-            self.signer(),
-        )
-        .expect("this vault is the grantee")
+        self.vault.access_log().append(&event)
     }
 
     /// Takes in what an issuer says is shared with this vault (the `Shares` frame): stores new
     /// live grants addressed to this vault by that issuer, erases copies of grants that ended,
     /// and erases expired copies by this vault's own clock. Grants not issued by `issuer` to
     /// this vault are ignored. Returns the erasure receipts the issuer has not confirmed yet.
-    pub fn accept_shares(
+    pub fn accept(
         &mut self,
         issuer: IdentityId,
         ticket: Option<&Ticket>,
         live: &[SignedGrant],
         ended: &[Ended],
     ) -> Result<Vec<Signed<ErasureReceipt>>, ShareError> {
-        let me = self.identity();
-        let now = self.now();
-        self.write(|v| {
+        let me = self.vault.identity();
+        let now = self.vault.now();
+        self.vault.write(|v| {
             for grant in live {
                 let g = grant.statement();
                 if g.issuer != issuer || g.audience != me || !g.is_live_at(now) {
@@ -217,11 +304,11 @@ impl Vault {
                     tracing::warn!(grant = %g.id, "ignoring a grant signed by a device its identity removed");
                     continue;
                 }
-                let key = v.share_key(&issuer, &g.id)?;
-                if v.received_record(&key)?.is_some() {
+                let key = v.held().share_key(&issuer, &g.id)?;
+                if v.held().received_record(&key)?.is_some() {
                     continue;
                 }
-                v.put_received_record(
+                v.held().put_received_record(
                     &key,
                     &Record {
                         grant: grant.to_bytes(),
@@ -251,10 +338,10 @@ impl Vault {
             let mut never_held = Vec::new();
             // With a mirror attached, the mirror may hold rows of a grant this vault lost
             // (a restore): receipts for grants never held wait until it removed such rows.
-            let may_sign_unheld = !v.mirror_attached()? || v.mirror_reconciled;
+            let may_sign_unheld = !v.mirror().mirror_attached()? || v.mirror_reconciled;
             for end in ended {
-                let id = v.share_key(&issuer, &end.grant())?;
-                let Some(mut record) = v.received_record(&id)? else {
+                let id = v.held().share_key(&issuer, &end.grant())?;
+                let Some(mut record) = v.held().received_record(&id)? else {
                     // Only for a revocation the issuer signed: a bare "expired" names any id,
                     // and this vault's signature must not be had for grants of others.
                     let by_issuer = match end {
@@ -278,13 +365,13 @@ impl Vault {
                 if record.status == ShareStatus::Live {
                     let status =
                         if matches!(end, Ended::Revoked(_)) { ShareStatus::Revoked } else { ShareStatus::Expired };
-                    v.erase_received(&id, &mut record, status)?;
+                    v.held_mut().erase_received(&id, &mut record, status)?;
                 }
             }
             v.outbox_mut().note_answers(&issuer, live, &[])?;
-            v.erase_expired_locked()?;
+            v.held_mut().erase_expired_locked()?;
             // A receipt for a grant this issuer no longer lists as ended has been recorded.
-            for (id, row) in v.received_each()? {
+            for (id, row) in v.held().received_each()? {
                 if row.record.receipt.is_none() || row.record.receipt_confirmed {
                     continue;
                 }
@@ -292,17 +379,17 @@ impl Vault {
                 if from_issuer && !ended.iter().any(|e| e.grant() == id.grant) {
                     let mut record = row.record.clone();
                     record.receipt_confirmed = true;
-                    v.put_received_record(&id, &record)?;
+                    v.held().put_received_record(&id, &record)?;
                 }
             }
-            let mut receipts = v.unconfirmed_receipts(Some(issuer))?;
-            receipts.extend(never_held.into_iter().map(|grant| v.erasure_receipt(issuer, grant, now)));
+            let mut receipts = v.held().unconfirmed_receipts(Some(issuer))?;
+            receipts.extend(never_held.into_iter().map(|grant| v.held().erasure_receipt(issuer, grant, now)));
             Ok(receipts)
         })
     }
 
     fn erase_expired_locked(&mut self) -> Result<bool, StoreError> {
-        let now = self.now();
+        let now = self.vault.now();
         let mut erased = false;
         for (id, row) in self.received_each()? {
             if row.record.status != ShareStatus::Live {
@@ -320,73 +407,20 @@ impl Vault {
 
     /// Erases every received copy whose grant has expired by this vault's clock; true when one
     /// was.
-    pub fn erase_expired_shares(&mut self) -> Result<bool, StoreError> {
-        self.write(|v| v.erase_expired_locked())
-    }
-
-    /// Erasure receipts not yet confirmed by their issuer (all issuers, or one).
-    pub fn unconfirmed_receipts(
-        &self,
-        issuer: Option<IdentityId>,
-    ) -> Result<Vec<Signed<ErasureReceipt>>, ShareError> {
-        let mut out = Vec::new();
-        for (id, row) in self.received_each()? {
-            if row.record.receipt_confirmed {
-                continue;
-            }
-            if let Some(bytes) = &row.record.receipt {
-                // Signed by this vault, read back from sealed storage.
-                let receipt = Signed::<ErasureReceipt>::from_stored(bytes)
-                    .ok_or_else(|| StoreError::damaged(&RECEIVED, &id))?;
-                if issuer.is_none_or(|i| receipt.statement().issuer == i) {
-                    out.push(receipt);
-                }
-            }
-        }
-        Ok(out)
+    pub fn erase_expired(&mut self) -> Result<bool, StoreError> {
+        self.vault.write(|v| v.held_mut().erase_expired_locked())
     }
 
     /// Notes that an erasure receipt reached its issuer.
     pub fn receipt_delivered(&mut self, issuer: &IdentityId, id: &GrantId) -> Result<(), StoreError> {
-        self.write(|v| {
-            let key = v.share_key(issuer, id)?;
-            if let Some(mut record) = v.received_record(&key)? {
+        self.vault.write(|v| {
+            let key = v.held().share_key(issuer, id)?;
+            if let Some(mut record) = v.held().received_record(&key)? {
                 record.receipt_confirmed = true;
-                v.put_received_record(&key, &record)?;
+                v.held().put_received_record(&key, &record)?;
             }
             Ok(())
         })
-    }
-
-    /// Ids of live received shares from `issuer`.
-    pub fn live_shares_from(&self, issuer: &IdentityId) -> Result<Vec<GrantId>, StoreError> {
-        let mut out = Vec::new();
-        for (id, row) in self.received_each()? {
-            if row.record.status != ShareStatus::Live {
-                continue;
-            }
-            if row.grant(&id).is_ok_and(|g| g.statement().issuer == *issuer) {
-                out.push(id.grant);
-            }
-        }
-        Ok(out)
-    }
-
-    /// Issuers of live shares with the ticket they were last reached at.
-    pub fn share_issuers(&self) -> Result<Vec<(IdentityId, Option<Ticket>)>, StoreError> {
-        let mut out: Vec<(IdentityId, Option<Ticket>)> = Vec::new();
-        let mut seen = std::collections::HashSet::new();
-        for (id, row) in self.received_each()? {
-            let Ok(grant) = row.grant(&id) else { continue };
-            let issuer = grant.statement().issuer;
-            let record = &row.record;
-            if (record.status == ShareStatus::Live || (record.receipt.is_some() && !record.receipt_confirmed))
-                && seen.insert(issuer)
-            {
-                out.push((issuer, row.ticket()));
-            }
-        }
-        Ok(out)
     }
 
     /// The decoded view of the share of grant `id` from `issuer`.
@@ -399,33 +433,14 @@ impl Vault {
         self.live_view_bytes(&key)
     }
 
-    /// Every received grant with when it ended here (if it has) and the ticket its issuer was
-    /// last reached at: what a breach notice covers.
-    pub(crate) fn held_grants(&self) -> Result<Vec<HeldGrant>, StoreError> {
-        let mut out = Vec::new();
-        for (id, row) in self.received_each()? {
-            out.push((row.grant(&id)?.clone(), row.record.ended_at, row.ticket()));
-        }
-        Ok(out)
-    }
-
-    /// Every received grant with its status (grants were verified when they arrived).
-    pub(crate) fn received_grants(&self) -> Result<Vec<(SignedGrant, ShareStatus)>, StoreError> {
-        let mut out = Vec::new();
-        for (id, row) in self.received_each()? {
-            out.push((row.grant(&id)?.clone(), row.record.status));
-        }
-        Ok(out)
-    }
-
     /// Everything shared with this vault, live and withdrawn.
-    pub fn shares(&mut self) -> Result<Vec<Share>, ShareError> {
+    pub fn list(&mut self) -> Result<Vec<Share>, ShareError> {
         self.shares_with(true)
     }
 
     /// Every share received, as [`Vault::shares`] but without reading their values (`values`
     /// is `None`): for summaries such as `vault status`.
-    pub fn share_records(&mut self) -> Result<Vec<Share>, ShareError> {
+    pub fn records(&mut self) -> Result<Vec<Share>, ShareError> {
         self.shares_with(false)
     }
 
@@ -436,7 +451,7 @@ impl Vault {
             let values =
                 if values && record.status == ShareStatus::Live { self.live_view(&id)? } else { None };
             out.push(Share {
-                issuer_name: self.contacts().petname(&grant.statement().issuer),
+                issuer_name: self.vault.contacts().petname(&grant.statement().issuer),
                 grant,
                 values,
                 status: record.status,

@@ -93,7 +93,7 @@ impl Vault {
         let now = self.now();
         let purpose = purpose.map(str::to_lowercase);
         let mut by_customer: BTreeMap<IdentityId, (BreachNotice, Option<Ticket>)> = BTreeMap::new();
-        for (grant, ended_at, ticket) in self.held_grants()? {
+        for (grant, ended_at, ticket) in self.held().held_grants()? {
             let g = grant.statement();
             let held_in_window = ended_at.is_none_or(|end| end >= since) && g.issued_at <= now;
             let matches = purpose.as_ref().is_none_or(|p| g.purpose.to_lowercase().contains(p));

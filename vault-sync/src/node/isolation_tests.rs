@@ -39,7 +39,7 @@ fn email_grant(audience: IdentityId) -> NewGrant {
 
 fn email_at(node: &Node) -> Option<String> {
     node.inspect(|v| {
-        v.shares().ok()?.first()?.values.as_ref()?["profile"]["email"].as_str().map(str::to_owned)
+        v.held_mut().list().ok()?.first()?.values.as_ref()?["profile"]["email"].as_str().map(str::to_owned)
     })
 }
 

@@ -66,7 +66,7 @@ pub(super) fn watch_step(vault: &mut Vault, expiry_due: bool, after_check: impl 
             }
         };
         // Watchers (the database mirror among them) learn of an erasure here as of any change.
-        changed |= vault.erase_expired_shares().unwrap_or(false);
+        changed |= vault.held_mut().erase_expired().unwrap_or(false);
     }
     changed
 }

@@ -6,6 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use std::ops::{Deref, DerefMut};
 
 use super::{RECEIVED, ShareKey, ShareStatus};
 use crate::grant::SignedGrant;
@@ -65,65 +66,41 @@ pub struct MirrorStatus {
     pub at: i64,
 }
 
-impl Vault {
+/// The seller's database mirror of what this vault holds: `vault.mirror()`, `vault.mirror_mut()`.
+#[derive(Debug)]
+pub struct Mirror<V> {
+    pub(in crate::vault) vault: V,
+}
+
+impl<V: Deref<Target = Vault>> Mirror<V> {
+    pub(in crate::vault) fn new(vault: V) -> Self {
+        Self { vault }
+    }
+}
+
+impl<V: Deref<Target = Vault>> Mirror<V> {
     /// True when a mirror is attached: erasure receipts wait for it.
     pub(in crate::vault) fn mirror_attached(&self) -> Result<bool, StoreError> {
-        Ok(self.settings().get(MIRROR_URL)?.is_some())
+        Ok(self.vault.settings().get(MIRROR_URL)?.is_some())
     }
 
     /// The mirror's address as set (with its credentials: handle with care, show it redacted).
-    pub fn mirror_url(&self) -> Result<Option<String>, StoreError> {
-        Ok(self.settings().get(MIRROR_URL)?.map(|b| String::from_utf8_lossy(&b).into_owned()))
-    }
-
-    /// Attaches a mirror: from now on, receipts wait for it to erase.
-    pub fn attach_mirror(&mut self, url: &str) -> Result<(), StoreError> {
-        self.write(|v| v.settings().put(MIRROR_URL, url.as_bytes()))
-    }
-
-    /// Detaches the mirror. The caller has removed every row it wrote (the mirror holds nothing
-    /// now), so the receipts it held back are signed.
-    pub fn detach_mirror(&mut self) -> Result<(), StoreError> {
-        self.write(|v| {
-            v.settings().delete(MIRROR_URL)?;
-            v.settings().delete(MIRROR_STATUS)?;
-            for (id, row) in v.received_each()? {
-                if row.record.erasure_pending {
-                    v.confirm_mirror_erasure(&id)?;
-                }
-            }
-            Ok(())
-        })
-    }
-
-    /// The mirror running in this process removed the rows of every share this vault does not
-    /// hold: from now on, receipts for grants never held here can be signed.
-    pub fn mirror_reconciled(&mut self) {
-        self.mirror_reconciled = true;
-    }
-
-    /// Records the mirror's health.
-    pub fn set_mirror_status(&mut self, ok: bool, detail: &str) -> Result<(), StoreError> {
-        let status = MirrorStatus { ok, detail: detail.to_owned(), at: self.now() };
-        if self.mirror_status()?.is_some_and(|s| s.ok == status.ok && s.detail == status.detail) {
-            return Ok(());
-        }
-        let body = serde_json::to_vec(&status).expect("serializes");
-        self.write(|v| v.settings().put(MIRROR_STATUS, &body))
+    pub fn url(&self) -> Result<Option<String>, StoreError> {
+        Ok(self.vault.settings().get(MIRROR_URL)?.map(|b| String::from_utf8_lossy(&b).into_owned()))
     }
 
     /// The mirror's health as last recorded.
-    pub fn mirror_status(&self) -> Result<Option<MirrorStatus>, StoreError> {
-        Ok(self.settings().get(MIRROR_STATUS)?.and_then(|b| serde_json::from_slice(&b).ok()))
+    pub fn status(&self) -> Result<Option<MirrorStatus>, StoreError> {
+        Ok(self.vault.settings().get(MIRROR_STATUS)?.and_then(|b| serde_json::from_slice(&b).ok()))
     }
 
     /// Every received share, live or withdrawn, in brief.
-    pub fn mirror_entries(&self) -> Result<Vec<MirrorEntry>, StoreError> {
+    pub fn entries(&self) -> Result<Vec<MirrorEntry>, StoreError> {
         // Petnames read once: a seller has one contact list and many shares.
         let names: std::collections::HashMap<IdentityId, String> =
-            self.contacts().list()?.into_iter().map(|c| (c.identity, c.name)).collect();
+            self.vault.contacts().list()?.into_iter().map(|c| (c.identity, c.name)).collect();
         let mut out = Vec::new();
-        for (id, row) in self.received_each()? {
+        for (id, row) in self.vault.held().received_each()? {
             let record = &row.record;
             let customer = row.grant(&id)?.statement().issuer;
             out.push(MirrorEntry {
@@ -136,24 +113,62 @@ impl Vault {
         }
         Ok(out)
     }
+}
+
+impl<V: DerefMut<Target = Vault>> Mirror<V> {
+    /// Attaches a mirror: from now on, receipts wait for it to erase.
+    pub fn attach(&mut self, url: &str) -> Result<(), StoreError> {
+        self.vault.write(|v| v.settings().put(MIRROR_URL, url.as_bytes()))
+    }
+
+    /// Detaches the mirror. The caller has removed every row it wrote (the mirror holds nothing
+    /// now), so the receipts it held back are signed.
+    pub fn detach(&mut self) -> Result<(), StoreError> {
+        self.vault.write(|v| {
+            v.settings().delete(MIRROR_URL)?;
+            v.settings().delete(MIRROR_STATUS)?;
+            for (id, row) in v.held().received_each()? {
+                if row.record.erasure_pending {
+                    v.mirror_mut().confirm_mirror_erasure(&id)?;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// The mirror running in this process removed the rows of every share this vault does not
+    /// hold: from now on, receipts for grants never held here can be signed.
+    pub fn reconciled(&mut self) {
+        self.vault.mirror_reconciled = true;
+    }
+
+    /// Records the mirror's health.
+    pub fn set_status(&mut self, ok: bool, detail: &str) -> Result<(), StoreError> {
+        let status = MirrorStatus { ok, detail: detail.to_owned(), at: self.vault.now() };
+        if self.status()?.is_some_and(|s| s.ok == status.ok && s.detail == status.detail) {
+            return Ok(());
+        }
+        let body = serde_json::to_vec(&status).expect("serializes");
+        self.vault.write(|v| v.settings().put(MIRROR_STATUS, &body))
+    }
 
     /// One received share as a mirror writes it (`None`: no such share).
-    pub fn mirror_share(
+    pub fn share(
         &mut self,
         customer: &IdentityId,
         grant: &GrantId,
     ) -> Result<Option<MirrorShare>, StoreError> {
-        let key = self.share_key(customer, grant)?;
-        let Some(record) = self.received_record(&key)? else { return Ok(None) };
+        let key = self.vault.held().share_key(customer, grant)?;
+        let Some(record) = self.vault.held().received_record(&key)? else { return Ok(None) };
         let signed =
             SignedGrant::from_stored(&record.grant).ok_or_else(|| StoreError::damaged(&RECEIVED, &key))?;
         let values = match record.status {
-            ShareStatus::Live => self.live_view(&key)?,
+            ShareStatus::Live => self.vault.held_mut().live_view(&key)?,
             _ => None,
         };
         Ok(Some(MirrorShare {
             grant: signed,
-            customer_name: self.contacts().petname(customer),
+            customer_name: self.vault.contacts().petname(customer),
             status: record.status,
             values,
             updated_at: record.updated_at,
@@ -165,30 +180,30 @@ impl Vault {
 
     /// The mirror committed the deletion of this share's rows: sign the erasure receipt it held
     /// back. Returns true when a receipt was signed (false: nothing was pending).
-    pub fn mirror_erased(&mut self, customer: &IdentityId, grant: &GrantId) -> Result<bool, StoreError> {
-        self.write(|v| {
-            let key = v.share_key(customer, grant)?;
-            if !v.received_record(&key)?.is_some_and(|r| r.erasure_pending) {
+    pub fn erased(&mut self, customer: &IdentityId, grant: &GrantId) -> Result<bool, StoreError> {
+        self.vault.write(|v| {
+            let key = v.held().share_key(customer, grant)?;
+            if !v.held().received_record(&key)?.is_some_and(|r| r.erasure_pending) {
                 return Ok(false);
             }
-            v.confirm_mirror_erasure(&key)?;
+            v.mirror_mut().confirm_mirror_erasure(&key)?;
             Ok(true)
         })
     }
 
     fn confirm_mirror_erasure(&mut self, key: &ShareKey) -> Result<(), StoreError> {
-        let Some(mut record) = self.received_record(key)? else { return Ok(()) };
+        let Some(mut record) = self.vault.held().received_record(key)? else { return Ok(()) };
         let grant =
             SignedGrant::from_stored(&record.grant).ok_or_else(|| StoreError::damaged(&RECEIVED, key))?;
         let issuer = grant.statement().issuer;
-        let now = self.now();
-        record.receipt = Some(self.erasure_receipt(issuer, key.grant, now).to_bytes());
+        let now = self.vault.now();
+        record.receipt = Some(self.vault.held().erasure_receipt(issuer, key.grant, now).to_bytes());
         record.erasure_pending = false;
-        self.put_received_record(key, &record)?;
+        self.vault.held().put_received_record(key, &record)?;
         let mut event = AuditEvent::new(now, AuditKind::ShareErased);
         event.peer = Some(issuer);
         event.grant = Some(key.grant);
         event.detail = Some("erased from the mirror; erasure receipt signed".into());
-        self.access_log().append(&event)
+        self.vault.access_log().append(&event)
     }
 }

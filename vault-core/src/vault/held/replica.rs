@@ -7,7 +7,9 @@
 //! Automerge requires for every new connection. Every Automerge call fed with the issuer's
 //! bytes is isolated here: a panic fails that stream only.
 
+use super::Held;
 use std::collections::HashMap;
+use std::ops::DerefMut;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use automerge::sync::{Message, State as SyncState, SyncDoc};
@@ -50,40 +52,7 @@ impl std::fmt::Debug for Replica {
 /// Replicas this process has loaded, by share.
 pub(crate) type ReplicaCache = HashMap<ShareKey, Replica>;
 
-impl Vault {
-    pub(super) fn load_replica(&mut self, id: &ShareKey) -> Result<&mut Replica, ShareError> {
-        let record = self.received_record(id)?.ok_or(ShareError::Unknown(id.grant))?;
-        if record.status != ShareStatus::Live {
-            return Err(ShareError::Unknown(id.grant));
-        }
-        if self.replicas.get(id).is_some_and(|r| r.epoch != record.epoch || r.from != record.from_device) {
-            // Another handle replaced the copy (a new epoch, or another device's copy): start
-            // again from its chunks.
-            self.replicas.remove(id);
-        }
-        let after = self.replicas.get(id).map_or(0, |r| r.last_seq);
-        let rows = self.store.list_group(&CHUNKS, id.as_bytes(), after)?;
-        if !self.replicas.contains_key(id) {
-            self.replicas.insert(
-                id.clone(),
-                Replica { am: AutoCommit::new(), last_seq: 0, epoch: record.epoch, from: record.from_device },
-            );
-        }
-        for (key, bytes, _) in rows {
-            let seq = key.seq();
-            let replica = self.replicas.get_mut(id).expect("inserted above");
-            // The chunks hold what an issuer sent: a panic in Automerge is damage, not a crash.
-            let loaded = well_formed(&bytes, Allowed::Own)
-                && catch_unwind(AssertUnwindSafe(|| replica.am.load_incremental(&bytes)))
-                    .is_ok_and(|r| r.is_ok());
-            if !loaded {
-                return Err(StoreError::damaged(&CHUNKS, format!("{id}/{seq}")).into());
-            }
-            replica.last_seq = seq;
-        }
-        Ok(self.replicas.get_mut(id).expect("inserted above"))
-    }
-
+impl<V: DerefMut<Target = Vault>> Held<V> {
     /// Starts a new stream syncing a share: its sync state restarts from what is persisted
     /// (the shared heads), as Automerge requires for every new connection.
     pub(crate) fn share_sync_state(
@@ -93,7 +62,7 @@ impl Vault {
         id: &GrantId,
     ) -> Result<ShareSync, ShareError> {
         let key = self.share_key(issuer, id)?;
-        let epoch = self.load_replica(&key)?.epoch;
+        let epoch = load_replica(&mut self.vault, &key)?.epoch;
         let record = self.received_record(&key)?.ok_or(ShareError::Unknown(*id))?;
         // The persisted shared heads are those of the device the copy came from.
         let state = match record.from_device {
@@ -111,7 +80,7 @@ impl Vault {
         sync: &mut ShareSync,
     ) -> Result<Option<Vec<u8>>, ShareError> {
         let key = self.share_key(issuer, id)?;
-        let replica = self.load_replica(&key)?;
+        let replica = load_replica(&mut self.vault, &key)?;
         let epoch = replica.epoch;
         if sync.epoch != epoch {
             // Another stream replaced the copy: a state about the old one means nothing.
@@ -121,7 +90,7 @@ impl Vault {
         match catch_unwind(AssertUnwindSafe(|| am.sync().generate_sync_message(&mut sync.state))) {
             Ok(message) => Ok(message.map(|m| encode_sync_body(epoch, &m.encode()))),
             Err(_) => {
-                self.replicas.remove(&key);
+                self.vault.replicas.remove(&key);
                 Err(ShareError::BadMessage)
             }
         }
@@ -136,7 +105,7 @@ impl Vault {
         sync: &ShareSync,
     ) -> Result<bool, ShareError> {
         let key = self.share_key(issuer, id)?;
-        let replica = self.load_replica(&key)?;
+        let replica = load_replica(&mut self.vault, &key)?;
         let heads = replica.am.get_heads();
         Ok(sync.epoch == replica.epoch
             && sync.state.their_heads.as_ref() == Some(&heads)
@@ -176,15 +145,16 @@ impl Vault {
         // The replica changes only through received messages, so the chunks a message carries
         // are exactly what to store: no need to re-encode them.
         let received: Vec<u8> = message.changes.iter().flatten().copied().collect();
-        let now = self.now();
-        self.write(|v| {
-            let key = v.share_key(issuer, id)?;
+        let now = self.vault.now();
+        self.vault.write(|v| {
+            let key = v.held().share_key(issuer, id)?;
             let id = &key;
             // A copy from another of the issuer's devices is another document: it replaces the
             // one held, whatever its epoch (epochs count per device).
             let from = sync.from;
-            let switched = v.received_record(id)?.and_then(|r| r.from_device).is_some_and(|d| d != from);
-            let replica = v.load_replica(id)?;
+            let switched =
+                v.held().received_record(id)?.and_then(|r| r.from_device).is_some_and(|d| d != from);
+            let replica = load_replica(v, id)?;
             if epoch < replica.epoch && !switched {
                 return Ok(false);
             }
@@ -214,7 +184,7 @@ impl Vault {
                 v.store.put(&CHUNKS, Key::Chunk(id.as_bytes(), seq), &bytes)?;
                 v.replicas.get_mut(id).expect("loaded").last_seq = seq;
             }
-            let mut record = v.received_record(id)?.ok_or(ShareError::Unknown(id.grant))?;
+            let mut record = v.held().received_record(id)?.ok_or(ShareError::Unknown(id.grant))?;
             // A new epoch's copy fills over a few messages: what is shown (the view) stays the
             // old one until the copy has caught up, then is rebuilt whole from the new copy.
             record.view_pending |= new_epoch;
@@ -222,23 +192,23 @@ impl Vault {
                 if caught_up {
                     // The old epoch's view held what was retracted: it goes as an erasure does.
                     // The new one is built on its first read (views.rs).
-                    v.drop_view(id)?;
+                    v.held().drop_view(id)?;
                     v.store.note_erasure();
                     record.view_pending = false;
                 }
                 !record.view_pending
             } else if grew {
                 // A view that exists is kept up to date; none is built here (views.rs).
-                match v.view(id)? {
+                match v.held().view(id)? {
                     Some(mut view) if !before.is_empty() => {
                         let replica = v.replicas.get_mut(id).expect("loaded");
                         let after = replica.am.get_heads();
                         let touched = touched_between(&mut replica.am, &before, &after);
                         update_view(&mut view, &replica.am, &touched);
-                        v.put_view(id, &view)?;
+                        v.held().put_view(id, &view)?;
                     }
                     Some(_) => {
-                        v.drop_view(id)?;
+                        v.held().drop_view(id)?;
                     }
                     None => {}
                 }
@@ -253,16 +223,16 @@ impl Vault {
                 record.updated_at = Some(now);
                 record.rev += 1;
             }
-            v.put_received_record(id, &record)?;
+            v.held().put_received_record(id, &record)?;
             Ok(changed)
         })
     }
 
     /// The copy of a live share as a standard Automerge document, its history included: all
     /// that this vault received for the share (for inspection and tests).
-    pub fn share_copy(&mut self, issuer: &IdentityId, id: &GrantId) -> Result<Vec<u8>, ShareError> {
+    pub fn copy(&mut self, issuer: &IdentityId, id: &GrantId) -> Result<Vec<u8>, ShareError> {
         let key = self.share_key(issuer, id)?;
-        Ok(self.load_replica(&key)?.am.save())
+        Ok(load_replica(&mut self.vault, &key)?.am.save())
     }
 }
 
@@ -308,6 +278,42 @@ fn update_view(view: &mut Value, am: &AutoCommit, touched: &[Touched]) {
     }
 }
 
+pub(in crate::vault) fn load_replica<'a>(
+    vault: &'a mut Vault,
+    id: &ShareKey,
+) -> Result<&'a mut Replica, ShareError> {
+    let record = vault.held().received_record(id)?.ok_or(ShareError::Unknown(id.grant))?;
+    if record.status != ShareStatus::Live {
+        return Err(ShareError::Unknown(id.grant));
+    }
+    if vault.replicas.get(id).is_some_and(|r| r.epoch != record.epoch || r.from != record.from_device) {
+        // Another handle replaced the copy (a new epoch, or another device's copy): start
+        // again from its chunks.
+        vault.replicas.remove(id);
+    }
+    let after = vault.replicas.get(id).map_or(0, |r| r.last_seq);
+    let rows = vault.store.list_group(&CHUNKS, id.as_bytes(), after)?;
+    if !vault.replicas.contains_key(id) {
+        vault.replicas.insert(
+            id.clone(),
+            Replica { am: AutoCommit::new(), last_seq: 0, epoch: record.epoch, from: record.from_device },
+        );
+    }
+    for (key, bytes, _) in rows {
+        let seq = key.seq();
+        let replica = vault.replicas.get_mut(id).expect("inserted above");
+        // The chunks hold what an issuer sent: a panic in Automerge is damage, not a crash.
+        let loaded = well_formed(&bytes, Allowed::Own)
+            && catch_unwind(AssertUnwindSafe(|| replica.am.load_incremental(&bytes)))
+                .is_ok_and(|r| r.is_ok());
+        if !loaded {
+            return Err(StoreError::damaged(&CHUNKS, format!("{id}/{seq}")).into());
+        }
+        replica.last_seq = seq;
+    }
+    Ok(vault.replicas.get_mut(id).expect("inserted above"))
+}
+
 #[cfg(test)]
 pub(in crate::vault::held) mod tests {
     use super::super::rows::Record;
@@ -350,23 +356,28 @@ pub(in crate::vault::held) mod tests {
         let (alice, mallory) = (Identity::generate(), Identity::generate());
         let id = GrantId::random();
         let real = grant(&alice, bob.identity(), id);
-        bob.accept_shares(alice.public(), None, std::slice::from_ref(&real), &[]).unwrap();
+        bob.held_mut().accept(alice.public(), None, std::slice::from_ref(&real), &[]).unwrap();
         // Move the row to the old key, as an older version stored it.
         bob.write(|v| {
             let new = ShareKey::new(&alice.public(), &id);
-            let record: Record = v.received_record(&new)?.unwrap();
-            v.delete_received_record(&new)?;
-            v.put_received_record(&ShareKey::legacy(&id), &record)
+            let record: Record = v.held().received_record(&new)?.unwrap();
+            v.held().delete_received_record(&new)?;
+            v.held().put_received_record(&ShareKey::legacy(&id), &record)
         })
         .unwrap();
-        assert_eq!(bob.share_key(&alice.public(), &id).unwrap(), ShareKey::legacy(&id));
-        bob.accept_shares(alice.public(), None, &[real], &[]).unwrap();
+        assert_eq!(bob.held().share_key(&alice.public(), &id).unwrap(), ShareKey::legacy(&id));
+        bob.held_mut().accept(alice.public(), None, &[real], &[]).unwrap();
         let forged = grant(&mallory, bob.identity(), id);
-        bob.accept_shares(mallory.public(), None, &[forged], &[]).unwrap();
-        assert_eq!(bob.share_key(&mallory.public(), &id).unwrap(), ShareKey::new(&mallory.public(), &id));
-        assert_eq!(bob.shares().unwrap().len(), 2, "one share each, the old row not duplicated");
-        assert_eq!(bob.live_shares_from(&alice.public()).unwrap(), vec![id]);
-        assert_eq!(bob.live_shares_from(&mallory.public()).unwrap(), vec![id]);
-        bob.share_sync_state(&alice.public(), crate::identity::DeviceKey::generate().public(), &id).unwrap();
+        bob.held_mut().accept(mallory.public(), None, &[forged], &[]).unwrap();
+        assert_eq!(
+            bob.held().share_key(&mallory.public(), &id).unwrap(),
+            ShareKey::new(&mallory.public(), &id)
+        );
+        assert_eq!(bob.held_mut().list().unwrap().len(), 2, "one share each, the old row not duplicated");
+        assert_eq!(bob.held().live_from(&alice.public()).unwrap(), vec![id]);
+        assert_eq!(bob.held().live_from(&mallory.public()).unwrap(), vec![id]);
+        bob.held_mut()
+            .share_sync_state(&alice.public(), crate::identity::DeviceKey::generate().public(), &id)
+            .unwrap();
     }
 }

@@ -5,8 +5,10 @@
 //! (SQLite's `data_version`); this connection's own writes update them in place, and a write
 //! that fails drops them (`Vault::drop_caches`).
 
+use super::Held;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
+use std::ops::Deref;
 use std::sync::{Arc, OnceLock};
 
 use serde::{Deserialize, Serialize};
@@ -100,17 +102,17 @@ pub(in crate::vault::held) fn stored_grant(
     SignedGrant::from_stored(&record.grant).ok_or_else(|| StoreError::damaged(&RECEIVED, id))
 }
 
-impl Vault {
+impl<V: Deref<Target = Vault>> Held<V> {
     /// Every row, parsed (from memory while nobody else wrote).
     fn received_rows(&self) -> Result<Rows, StoreError> {
-        let version = self.store.data_version()?;
-        if let Some((cached, rows)) = &*self.received_cache.0.borrow()
+        let version = self.vault.store.data_version()?;
+        if let Some((cached, rows)) = &*self.vault.received_cache.0.borrow()
             && *cached == version
         {
             return Ok(rows.clone());
         }
         let mut rows = BTreeMap::new();
-        for (key, body, _) in self.store.list(&RECEIVED)? {
+        for (key, body, _) in self.vault.store.list(&RECEIVED)? {
             let row = key.id().to_vec();
             let record: Record =
                 serde_json::from_slice(&body).map_err(|_| match ShareKey::from_row(row.clone()) {
@@ -120,7 +122,7 @@ impl Vault {
             rows.insert(row, Row::new(record));
         }
         let rows = Arc::new(rows);
-        *self.received_cache.0.borrow_mut() = Some((version, rows.clone()));
+        *self.vault.received_cache.0.borrow_mut() = Some((version, rows.clone()));
         Ok(rows)
     }
 
@@ -143,7 +145,7 @@ impl Vault {
         record: &Record,
     ) -> Result<(), StoreError> {
         let body = serde_json::to_vec(record).expect("serializes");
-        self.store.put(&RECEIVED, Key::Id(id.as_bytes()), &body)?;
+        self.vault.store.put(&RECEIVED, Key::Id(id.as_bytes()), &body)?;
         self.update_received_cache(|rows| {
             rows.insert(id.as_bytes().clone(), Row::new(record.clone()));
         });
@@ -152,7 +154,7 @@ impl Vault {
 
     #[cfg(test)]
     pub(in crate::vault::held) fn delete_received_record(&self, id: &ShareKey) -> Result<(), StoreError> {
-        self.store.delete(&RECEIVED, Key::Id(id.as_bytes()))?;
+        self.vault.store.delete(&RECEIVED, Key::Id(id.as_bytes()))?;
         self.update_received_cache(|rows| {
             rows.remove(id.as_bytes());
         });
@@ -162,7 +164,7 @@ impl Vault {
     /// Applies this connection's own write to the parsed rows (its commits do not move
     /// `data_version`).
     fn update_received_cache(&self, f: impl FnOnce(&mut BTreeMap<Vec<u8>, Arc<Row>>)) {
-        let mut cache = self.received_cache.0.borrow_mut();
+        let mut cache = self.vault.received_cache.0.borrow_mut();
         if let Some((_, rows)) = cache.as_mut() {
             f(Arc::make_mut(rows));
         }
@@ -199,22 +201,22 @@ mod tests {
         let mut a =
             Vault::at(dir.path()).kdf(KdfParams::INSECURE_FOR_TESTS).create(&Passphrase::new("pw")).unwrap();
         let alice = Identity::generate();
-        assert!(a.shares().unwrap().is_empty(), "read once: the rows are now held in memory");
+        assert!(a.held_mut().list().unwrap().is_empty(), "read once: the rows are now held in memory");
 
         let mut b = open(dir.path());
         let first = grant(&alice, b.identity(), GrantId::random());
-        b.accept_shares(alice.public(), None, &[first], &[]).unwrap();
-        assert_eq!(a.shares().unwrap().len(), 1, "another handle's commit is seen");
-        assert_eq!(a.live_shares_from(&alice.public()).unwrap().len(), 1);
+        b.held_mut().accept(alice.public(), None, &[first], &[]).unwrap();
+        assert_eq!(a.held_mut().list().unwrap().len(), 1, "another handle's commit is seen");
+        assert_eq!(a.held().live_from(&alice.public()).unwrap().len(), 1);
 
         let failed: Result<(), crate::store::StoreError> = a.write(|v| {
-            let (_, row) = v.received_each()?.remove(0);
-            v.put_received_record(&ShareKey::new(&alice.public(), &GrantId::random()), &row.record)?;
-            assert_eq!(v.live_shares_from(&alice.public())?.len(), 2, "seen inside the write");
+            let (_, row) = v.held().received_each()?.remove(0);
+            v.held().put_received_record(&ShareKey::new(&alice.public(), &GrantId::random()), &row.record)?;
+            assert_eq!(v.held().live_from(&alice.public())?.len(), 2, "seen inside the write");
             Err(crate::store::StoreError::damaged(&super::RECEIVED, "rolled back on purpose"))
         });
         assert!(failed.is_err());
-        assert_eq!(a.live_shares_from(&alice.public()).unwrap().len(), 1, "the rolled-back row is gone");
-        assert_eq!(open(dir.path()).shares().unwrap().len(), 1);
+        assert_eq!(a.held().live_from(&alice.public()).unwrap().len(), 1, "the rolled-back row is gone");
+        assert_eq!(open(dir.path()).held_mut().list().unwrap().len(), 1);
     }
 }

@@ -6,6 +6,9 @@
 //! ten thousand purchases, say) therefore costs what the sync costs, not also a conversion of
 //! the whole copy to JSON that nobody may ever read.
 
+use super::Held;
+use super::replica::load_replica;
+use std::ops::{Deref, DerefMut};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use automerge::ROOT;
@@ -17,9 +20,9 @@ use crate::store::StoreError;
 use crate::store::sealed::Key;
 use crate::vault::Vault;
 
-impl Vault {
+impl<V: Deref<Target = Vault>> Held<V> {
     pub(in crate::vault::held) fn view_bytes(&self, id: &ShareKey) -> Result<Option<Vec<u8>>, StoreError> {
-        self.store.get(&VIEWS, Key::Id(id.as_bytes()))
+        self.vault.store.get(&VIEWS, Key::Id(id.as_bytes()))
     }
 
     pub(in crate::vault::held) fn view(&self, id: &ShareKey) -> Result<Option<Value>, StoreError> {
@@ -30,16 +33,18 @@ impl Vault {
 
     pub(in crate::vault::held) fn put_view(&self, id: &ShareKey, view: &Value) -> Result<(), StoreError> {
         let body = serde_json::to_vec(view).expect("serializes");
-        self.store.put(&VIEWS, Key::Id(id.as_bytes()), &body)?;
+        self.vault.store.put(&VIEWS, Key::Id(id.as_bytes()), &body)?;
         Ok(())
     }
 
     /// Forgets a view (inside the caller's write): it is built again on its next read. True
     /// when there was one.
     pub(in crate::vault::held) fn drop_view(&self, id: &ShareKey) -> Result<bool, StoreError> {
-        self.store.delete(&VIEWS, Key::Id(id.as_bytes()))
+        self.vault.store.delete(&VIEWS, Key::Id(id.as_bytes()))
     }
+}
 
+impl<V: DerefMut<Target = Vault>> Held<V> {
     /// The view of a live share (JSON bytes), built from its copy and kept when it has none;
     /// `None` when the share is not live.
     pub(in crate::vault) fn live_view_bytes(&mut self, id: &ShareKey) -> Result<Option<Vec<u8>>, StoreError> {
@@ -48,15 +53,15 @@ impl Vault {
         }
         // Built inside a write: the copy read is the one on disk now (another process may be
         // appending to it), and the view kept is of that copy.
-        self.write(|v| {
-            if let Some(bytes) = v.view_bytes(id)? {
+        self.vault.write(|v| {
+            if let Some(bytes) = v.held().view_bytes(id)? {
                 return Ok(Some(bytes));
             }
-            let Some(record) = v.received_record(id)? else { return Ok(None) };
+            let Some(record) = v.held().received_record(id)? else { return Ok(None) };
             if record.status != ShareStatus::Live {
                 return Ok(None);
             }
-            let view = match v.load_replica(id) {
+            let view = match load_replica(v, id) {
                 // What an issuer sent, read whole for the first time: Automerge validates some
                 // columns only when read, and a panic there is a copy that cannot be shown.
                 Ok(replica) => match catch_unwind(AssertUnwindSafe(|| obj_to_json(&replica.am, &ROOT))) {
@@ -72,7 +77,7 @@ impl Vault {
             // A new epoch's copy that has not caught up is shown as it is, but not kept: the
             // view kept is of a complete copy.
             if !record.view_pending {
-                v.put_view(id, &view)?;
+                v.held().put_view(id, &view)?;
             }
             Ok(Some(serde_json::to_vec(&view).expect("serializes")))
         })
