@@ -42,9 +42,11 @@ impl<T: Statement> Signed<T> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
     use crate::identity::Identity;
+    use crate::statement::GrantId;
     use crate::statement::erasure_receipt::ErasureReceipt;
-    use crate::statement::{GrantId, Signed};
+    use crate::statement::grant::Grant;
 
     #[test]
     fn the_json_form_names_the_kind_and_carries_the_exact_signature() {
@@ -71,5 +73,43 @@ mod tests {
         let proof = signed.proof_json();
         assert_eq!(proof["publicKey"], shop.public().to_string(), "the author's key");
         assert_eq!(proof["label"], "vault/v1/erasure-receipt");
+    }
+
+    /// The forms the CLI, the mirror and the consent receipts built by hand before, byte for
+    /// byte (their outputs are documented contracts).
+    #[test]
+    fn the_json_forms_print_as_before() {
+        let (alice, shop) = (Identity::from_secret_bytes(&[3; 32]), Identity::from_secret_bytes(&[4; 32]));
+        let grant = Grant {
+            id: GrantId::from_raw(&[7; 10]).unwrap(),
+            issuer: alice.public(),
+            audience: shop.public(),
+            fields: vec!["profile.email".parse().unwrap()],
+            filter: None,
+            purpose: "delivery".into(),
+            issued_at: 1_800_000_000,
+            expires_at: None,
+            prices: true,
+            request: None,
+        };
+        let signed = Signed::sign(grant, &alice).unwrap();
+        let by_hand = json!({
+            "grant": serde_json::from_slice::<Value>(signed.body()).unwrap_or(Value::Null),
+            "signature": signed.signature().iter().map(|b| format!("{b:02x}")).collect::<String>(),
+        });
+        assert_eq!(serde_json::to_vec(&signed.to_json()).unwrap(), serde_json::to_vec(&by_hand).unwrap());
+        assert_eq!(
+            serde_json::to_vec_pretty(&signed.to_json()).unwrap(),
+            serde_json::to_vec_pretty(&by_hand).unwrap()
+        );
+        let by_hand = json!({
+            "algorithm": "Ed25519",
+            "publicKey": signed.statement().issuer.to_string(),
+            "label": String::from_utf8_lossy(<Grant as Statement>::LABEL),
+            "body": BASE64.encode(signed.body()),
+            "value": BASE64.encode(signed.signature()),
+            "signedMessage": "label, one zero byte, then the body bytes",
+        });
+        assert_eq!(serde_json::to_vec(&signed.proof_json()).unwrap(), serde_json::to_vec(&by_hand).unwrap());
     }
 }
