@@ -29,8 +29,9 @@
 //! 3. Its JSON form: [`Signed::to_json`] (the body under the kind's name, the signature in hex)
 //!    is what the CLI prints and a mirror keeps; add nothing hand-built.
 //! 4. The frame that carries it (`protocol.rs`): a type code, a sample in `protocol/tests.rs`,
-//!    and its known-answer line in `tests/fixtures/frames-v1.txt` (`checklist` checks that every
-//!    frame code has a line and that every kind travels in one).
+//!    and its known-answer line in `tests/fixtures/frames-v1.txt`. `checklist` checks that every
+//!    frame code has a line and that every kind travels in one of them; its `carried` says which
+//!    kinds a frame carries (a new frame does not compile until it is listed there).
 //! 5. A fuzz target `fuzz/fuzz_targets/<kind>.rs` (the statement harness,
 //!    `vault_fuzz::statement::<Kind>`), its `[[bin]]` in `fuzz/Cargo.toml`, a seed corpus
 //!    `fuzz/corpus/<kind>/` (`examples/fuzz_seeds.rs`) and a row in `fuzz/README.md`.
