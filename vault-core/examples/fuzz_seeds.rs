@@ -75,6 +75,12 @@ fn main() -> Result<(), Box<dyn Error>> {
     for (i, line) in frames.lines().enumerate() {
         corpus.put("frame", &format!("known-answer-{i:02}"), &hex(line.trim())?)?;
     }
+    // Rosters and breach notices: the statement their known-answer frame carries (0x0e, 0x0f).
+    for (code, target) in [("0e", "device_roster"), ("0f", "breach_notice")] {
+        for line in frames.lines().filter(|l| l.starts_with(code)) {
+            corpus.put(target, "known-answer", &hex(line.trim())?[1..])?;
+        }
+    }
 
     // Key events: each line of their known-answer fixture, and the chain they make.
     let events = include_str!("../tests/fixtures/key-event-v1.txt");

@@ -15,9 +15,8 @@ use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use zeroize::Zeroizing;
 
 use crate::primitives::random_array;
+use crate::statement::label::DEVICE_CERTIFICATE as LABEL_DEVICE_CERT;
 
-/// Domain-separation label for device certificates.
-const LABEL_DEVICE_CERT: &[u8] = b"vault/v1/device-cert";
 /// Prefix of every ticket string; the digit is the ticket format version.
 const TICKET_PREFIX: &str = "vault1";
 const TICKET_VERSION: u8 = 1;

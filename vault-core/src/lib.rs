@@ -45,19 +45,14 @@ mod doc;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
-mod grant;
 mod identity;
-mod key_event;
 mod money;
-mod notice;
 mod pairing;
 mod path;
 mod primitives;
 mod projection;
 mod protocol;
 mod receipt;
-mod request;
-mod roster;
 mod schema;
 mod scope;
 mod session;
@@ -66,21 +61,37 @@ mod statement;
 mod store;
 mod vault;
 
+// The statement kinds moved to `statement/`, one file each; these modules keep their old paths
+// (`crate::grant::Grant`, ...) working for the code that names them.
+mod grant {
+    pub(crate) use crate::statement::erasure_receipt::{ErasureReceipt, erased_on};
+    pub(crate) use crate::statement::grant::{Grant, SignedGrant};
+    pub(crate) use crate::statement::revocation::Revocation;
+}
+mod key_event {
+    pub(crate) use crate::statement::key_event::*;
+}
+mod notice {
+    pub(crate) use crate::statement::breach_notice::*;
+}
+mod request {
+    pub(crate) use crate::statement::consent_request::*;
+    pub(crate) use crate::statement::denial::*;
+}
+mod roster {
+    pub(crate) use crate::statement::device_roster::*;
+}
+
 pub use derive::{
     Derivation, KNOWN_DERIVATIONS, MAX_AGE, MAX_BAND_BOUND, MAX_BAND_BOUNDS, MAX_BANDS, MAX_DATE_ANSWERS,
     MAX_PREFIX,
 };
 pub use doc::DocError;
-pub use grant::{ErasureReceipt, Grant, Revocation, SignedGrant};
 pub use identity::{
     CertificateError, DeviceCertificate, DeviceId, DeviceKey, Identity, IdentityId, KeyParseError, Ticket,
     TicketError,
 };
-pub use key_event::{
-    KEY_EVENT_LEN, KeyEvent, KeyEventError, KeyLog, MAX_KEY_EVENTS, decode_events, next_key_digest,
-};
 pub use money::{Price, PriceError, minor_digits};
-pub use notice::{BreachNotice, MAX_NOTICE_GRANTS, MAX_NOTICE_TEXT};
 pub use pairing::{JoinPackage, PAIR_ALPN, PAIRING_LIFETIME_SECS, PairMessage, PairingCode, PairingError};
 pub use path::{DerivedField, FieldPath, PathError, RecordFilter};
 pub use primitives::{DecryptError, KdfParams, Passphrase};
@@ -90,8 +101,6 @@ pub use protocol::{
     encode_sync_body, encode_with_length,
 };
 pub use receipt::{ConsentState, ReceiptNames, consent_receipt};
-pub use request::{ConsentRequest, Denial, MAX_REASON_LEN, MAX_REQUEST_DURATION, WiderThanAsked};
-pub use roster::{DeviceRoster, MAX_ROSTER_ADDRS, MAX_ROSTER_DEVICES, RemovedDevice, RosterDevice};
 pub use schema::{DOCUMENT_SCHEMA, SchemaError};
 pub use scope::{MAX_FIELDS, MAX_PURPOSE_LEN};
 pub use session::{
@@ -100,6 +109,18 @@ pub use session::{
     ShareEvent, ShareNext, ShareSet, ShareStream, SyncReport, TokenBucket, share_set,
 };
 pub use signer::{By, Signer};
+pub use statement::breach_notice::{BreachNotice, MAX_NOTICE_GRANTS, MAX_NOTICE_TEXT};
+pub use statement::consent_request::{ConsentRequest, MAX_REQUEST_DURATION, WiderThanAsked};
+pub use statement::denial::{Denial, MAX_REASON_LEN};
+pub use statement::device_roster::{
+    DeviceRoster, MAX_ROSTER_ADDRS, MAX_ROSTER_DEVICES, RemovedDevice, RosterDevice,
+};
+pub use statement::erasure_receipt::ErasureReceipt;
+pub use statement::grant::{Grant, SignedGrant};
+pub use statement::key_event::{
+    KEY_EVENT_LEN, KeyEvent, KeyEventError, KeyLog, MAX_KEY_EVENTS, decode_events, next_key_digest,
+};
+pub use statement::revocation::Revocation;
 pub use statement::{
     GrantId, NoticeId, RequestId, Rule, Signed, Statement, StatementError, is_steering_char,
 };

@@ -16,8 +16,8 @@ use jiff::civil::Date;
 
 use crate::derive::{Derivation, counting_day};
 use crate::doc::{PREFERENCES, PROFILE, PURCHASES, Touched, VaultDoc, assign, obj_to_json, to_hydrate};
-use crate::grant::Grant;
 use crate::path::FieldPath;
+use crate::statement::grant::Grant;
 
 /// The value at `path` under `root`, if any.
 fn lookup<'a>(root: &'a Value, path: &[String]) -> Option<&'a Value> {

@@ -4,12 +4,10 @@
 //! the exact signed bytes so that anyone can check the signature. The mapping is documented in
 //! `schemas/receipt/MAPPING.md`; the shape in `schemas/receipt/consent-receipt.schema.json`.
 
-use data_encoding::BASE64;
 use serde_json::{Value, json};
 
-use crate::grant::{Grant, SignedGrant};
-
-use crate::statement::Statement;
+use crate::statement::grant::{Grant, SignedGrant};
+use crate::vault::ShareStatus;
 
 /// Where the consent stands, for the receipt.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,6 +26,17 @@ impl ConsentState {
             ConsentState::Given => "given",
             ConsentState::Withdrawn => "withdrawn",
             ConsentState::Expired => "expired",
+        }
+    }
+}
+
+impl From<ShareStatus> for ConsentState {
+    /// Where a received share stands, as a consent receipt says it (the grantee's side).
+    fn from(status: ShareStatus) -> Self {
+        match status {
+            ShareStatus::Live => ConsentState::Given,
+            ShareStatus::Revoked => ConsentState::Withdrawn,
+            ShareStatus::Expired => ConsentState::Expired,
         }
     }
 }
@@ -123,14 +132,7 @@ pub fn consent_receipt(
             "withdrawalMethod": format!("the principal runs 'vault revoke {}'; a signed revocation reaches the recipient at its next connection", g.id),
             "request": g.request.map(|r| r.to_string()),
         },
-        "signature": {
-            "algorithm": "Ed25519",
-            "publicKey": g.issuer.to_string(),
-            "label": String::from_utf8_lossy(<Grant as Statement>::LABEL),
-            "body": BASE64.encode(grant.body()),
-            "value": BASE64.encode(grant.signature()),
-            "signedMessage": "label, one zero byte, then the body bytes",
-        },
+        "signature": grant.proof_json(),
     })
 }
 
@@ -139,6 +141,7 @@ mod tests {
     use super::*;
     use crate::identity::Identity;
     use crate::statement::{GrantId, Signed};
+    use data_encoding::BASE64;
 
     #[test]
     fn receipts_carry_the_exact_signed_bytes() {

@@ -15,11 +15,8 @@
 //! runs where a statement is accepted (`Vault::refused_signer`).
 
 use crate::identity::{DeviceCertificate, DeviceKey, Identity, IdentityId};
-use crate::key_event::KeyLog;
-
-/// Prefix of the label a device signs a statement under, so that a device signature can never
-/// stand for the identity's own signature nor for another use of the device key.
-const BY_DEVICE: &[u8] = b"vault/v1/by-device/";
+use crate::statement::key_event::KeyLog;
+use crate::statement::label::BY_DEVICE;
 
 /// A key that can sign statements for an identity.
 #[derive(Clone, Copy)]

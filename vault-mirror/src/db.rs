@@ -229,18 +229,11 @@ fn status(status: ShareStatus) -> &'static str {
 
 /// The consent receipt (Kantara / ISO 27560 shaped) as the seller's records keep it.
 fn receipt(share: &MirrorShare) -> Value {
-    let state = match share.status {
-        ShareStatus::Live => vault_core::ConsentState::Given,
-        ShareStatus::Revoked => vault_core::ConsentState::Withdrawn,
-        ShareStatus::Expired => vault_core::ConsentState::Expired,
-    };
+    let state = vault_core::ConsentState::from(share.status);
     let names = vault_core::ReceiptNames { principal: share.customer_name.clone(), controller: None };
     let mut receipt = consent_receipt(&share.grant, state, share.ended_at, &names);
     // The signed statement itself, so the seller's records prove the consent on their own.
-    receipt["signed_grant"] = serde_json::json!({
-        "grant": serde_json::from_slice::<Value>(share.grant.body()).unwrap_or(Value::Null),
-        "signature": share.grant.signature().iter().map(|b| format!("{b:02x}")).collect::<String>(),
-    });
+    receipt["signed_grant"] = share.grant.to_json();
     receipt
 }
 

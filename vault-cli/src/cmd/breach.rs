@@ -163,6 +163,6 @@ fn notice_json(vault: &Vault, n: &NoticeInfo) -> Value {
         } else {
             s.grants.iter().map(|g| json!({ "id": g.to_string(), "status": Value::Null })).collect()
         },
-        "signature": n.notice.signature().iter().map(|b| format!("{b:02x}")).collect::<String>(),
+        "signature": n.notice.signature_hex(),
     })
 }

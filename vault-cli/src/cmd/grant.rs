@@ -36,15 +36,8 @@ pub(crate) fn grant_json(vault: &Vault, info: &GrantInfo) -> Value {
             "confirmed_on": info.erased_on().iter().map(ToString::to_string).collect::<Vec<_>>(),
             "served_to": info.served.iter().map(ToString::to_string).collect::<Vec<_>>(),
         },
-        "receipt": {
-            "grant": serde_json::from_slice::<Value>(info.grant.body()).unwrap_or(Value::Null),
-            "signature": data_encoding_hex(info.grant.signature()),
-        },
+        "receipt": info.grant.to_json(),
     })
-}
-
-fn data_encoding_hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn describe(vault: &Vault, info: &GrantInfo) -> String {

@@ -65,13 +65,7 @@ pub(crate) fn run(app: &App, args: &SharedArgs) -> Result<Outcome> {
                     ("expires_at".to_owned(), json!(g.expires_at.map(rfc3339))),
                     ("withdrawn_at".to_owned(), json!(s.ended_at.map(rfc3339))),
                     ("values".to_owned(), json!(s.values)),
-                    (
-                        "receipt".to_owned(),
-                        json!({
-                            "grant": serde_json::from_slice::<Value>(s.grant.body()).unwrap_or(Value::Null),
-                            "signature": s.grant.signature().iter().map(|b| format!("{b:02x}")).collect::<String>(),
-                        }),
-                    ),
+                    ("receipt".to_owned(), s.grant.to_json()),
                 ]);
                 Value::Object(out)
             })
@@ -118,24 +112,11 @@ pub(crate) fn run(app: &App, args: &SharedArgs) -> Result<Outcome> {
     Ok(if shares.is_empty() { Outcome::No } else { Outcome::Done })
 }
 
-fn status(share: &Share) -> &'static str {
-    match share.status {
-        ShareStatus::Live => "live",
-        ShareStatus::Revoked => "revoked",
-        ShareStatus::Expired => "expired",
-    }
-}
-
 /// One exported row: who consented, to what, until when, with the consent receipt.
 fn export_row(vault: &Vault, share: &Share) -> Value {
     let g = share.grant.statement();
-    let state = match share.status {
-        ShareStatus::Live => ConsentState::Given,
-        ShareStatus::Revoked => ConsentState::Withdrawn,
-        ShareStatus::Expired => ConsentState::Expired,
-    };
     let names = ReceiptNames { principal: share.issuer_name.clone(), controller: None };
-    let mut receipt = consent_receipt(&share.grant, state, share.ended_at, &names);
+    let mut receipt = consent_receipt(&share.grant, ConsentState::from(share.status), share.ended_at, &names);
     receipt["iso27560"]["controllerName"] = Value::Null;
     json!({
         "customer": g.issuer.to_string(),
@@ -144,7 +125,7 @@ fn export_row(vault: &Vault, share: &Share) -> Value {
         "purpose": g.purpose,
         "fields": g.fields.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "filter": g.filter.as_ref().map(ToString::to_string),
-        "status": status(share),
+        "status": status_word(share.status),
         "issued_at": rfc3339(g.issued_at),
         "expires_at": g.expires_at.map(rfc3339),
         "withdrawn_at": share.ended_at.map(rfc3339),

@@ -9,9 +9,9 @@ use serde_json::{Value, json};
 
 use super::{Projection, project};
 use crate::doc::{Touched, VaultDoc};
-use crate::grant::Grant;
 use crate::identity::Identity;
 use crate::statement::GrantId;
+use crate::statement::grant::Grant;
 
 /// 2027-01-15, the issuer's clock at the start.
 const NOW: i64 = 1_800_000_000;

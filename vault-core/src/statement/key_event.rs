@@ -34,9 +34,7 @@
 use std::fmt;
 
 use crate::identity::{Identity, IdentityId};
-
-/// Domain-separation label of key events.
-const LABEL: &[u8] = b"vault/v1/key-event";
+use crate::statement::label::KEY_EVENT as LABEL;
 /// Key-derivation context of a next-key commitment (blake3 `derive_key`).
 const NEXT_KEY_CONTEXT: &str = "vault/v1/next-key digest";
 /// Key-derivation context of an event digest.
@@ -436,7 +434,7 @@ mod tests {
             .iter()
             .map(|e| e.to_bytes().iter().map(|b| format!("{b:02x}")).collect::<String>() + "\n")
             .collect::<String>();
-        let expected = include_str!("../tests/fixtures/key-event-v1.txt");
+        let expected = include_str!("../../tests/fixtures/key-event-v1.txt");
         assert_eq!(text, expected, "the key-event encoding changed");
     }
 

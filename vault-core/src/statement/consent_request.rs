@@ -1,21 +1,20 @@
-//! Consent requests and denials: the signed statements of the "ask, then consent" journey.
+//! Consent requests: the signed question of the "ask, then consent" journey.
 //!
 //! A requester (a seller, or a friend asking to follow a purchase feed) signs a
 //! [`ConsentRequest`] naming the fields it wants, why, and for how long. The data's owner
 //! answers with a grant that names the request ([`crate::Grant::request`]) and is never wider
-//! than asked ([`ConsentRequest::permits`]), or with a signed [`Denial`].
+//! than asked ([`ConsentRequest::permits`]), or with a signed [`Denial`](super::denial).
 
 use serde::{Deserialize, Serialize};
 
 use crate::identity::IdentityId;
 use crate::path::{FieldPath, RecordFilter};
 use crate::scope::check_scope;
-use crate::statement::{RequestId, Rule, Statement, check_single_line};
+use crate::statement::label;
+use crate::statement::{RequestId, Rule, Statement};
 
 /// Longest duration a request may ask for: ten years, in seconds.
 pub const MAX_REQUEST_DURATION: i64 = 10 * 366 * 86_400;
-/// Longest reason given with a denial, in bytes.
-pub const MAX_REASON_LEN: usize = 500;
 
 /// A request, signed by the requester, for access to some of the audience's fields.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,7 +43,7 @@ pub struct ConsentRequest {
 }
 
 impl Statement for ConsentRequest {
-    const LABEL: &'static [u8] = b"vault/v1/consent-request";
+    const LABEL: &'static [u8] = label::CONSENT_REQUEST;
     const KIND: &'static str = "consent request";
 
     fn made_at(&self) -> i64 {
@@ -129,50 +128,11 @@ impl ConsentRequest {
     }
 }
 
-/// The holder's signed "no" to a consent request.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Denial {
-    /// The request denied.
-    pub request: RequestId,
-    /// Who denies (the request's holder).
-    pub holder: IdentityId,
-    /// Who asked.
-    pub requester: IdentityId,
-    /// Why, if the holder says.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    /// Unix seconds.
-    pub denied_at: i64,
-}
-
-impl Statement for Denial {
-    const LABEL: &'static [u8] = b"vault/v1/denial";
-    const KIND: &'static str = "denial";
-
-    fn made_at(&self) -> i64 {
-        self.denied_at
-    }
-
-    fn author(&self) -> IdentityId {
-        self.holder
-    }
-
-    fn check(&self) -> Result<(), Rule> {
-        if self.reason.as_ref().is_some_and(|r| r.len() > MAX_REASON_LEN) {
-            return Err(Rule::TooLong { what: "reason", max: MAX_REASON_LEN });
-        }
-        if let Some(reason) = &self.reason {
-            check_single_line("reason", reason)?;
-        }
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::identity::Identity;
+    use crate::statement::denial::Denial;
     use crate::statement::{Signed, StatementError};
     use proptest::prelude::*;
 
@@ -253,21 +213,6 @@ mod tests {
         let books: RecordFilter = "tag=books".parse().unwrap();
         assert_eq!(feed.permits(&all, Some(&books), true, in_30_days, now), Err(WiderThanAsked::Prices));
         assert_eq!(feed.permits(&all, Some(&books), false, in_30_days, now), Ok(()));
-    }
-
-    #[test]
-    fn denials_are_signed_by_the_holder() {
-        let (shop, alice) = (Identity::generate(), Identity::generate());
-        let denial = Denial {
-            request: RequestId::random(),
-            holder: alice.public(),
-            requester: shop.public(),
-            reason: Some("not needed".into()),
-            denied_at: 1_800_000_000,
-        };
-        assert!(Signed::sign(denial.clone(), &shop).is_err());
-        let signed = Signed::sign(denial, &alice).unwrap();
-        assert_eq!(Signed::<Denial>::from_bytes(&signed.to_bytes()).unwrap(), signed);
     }
 
     /// Signs `statement` the way a hostile peer would: by hand, skipping the statement rules.
