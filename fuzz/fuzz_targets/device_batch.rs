@@ -22,14 +22,14 @@ fuzz_target!(init: Devices::prepare(), |data: &[u8]| {
         let Some((&kind, body)) = piece.split_first() else { continue };
         if kind % 2 == 0 {
             if let Some(have) = SharedHave::from_bytes(body) {
-                let _ = d.home.take_shared_have(&have);
+                let _ = d.home.replication_mut().take_have(&have);
                 let mut theirs = have;
-                let _ = d.home.shared_batch(&mut theirs);
+                let _ = d.home.replication().batch(&mut theirs);
             }
         } else {
-            let _ = d.home.shared_receive(&from, &mut believed, body);
+            let _ = d.home.replication_mut().receive(&from, &mut believed, body);
         }
     }
     let _ = d.home.grants();
-    let _ = d.home.shared_have(&from);
+    let _ = d.home.replication().have(&from);
 });

@@ -64,7 +64,7 @@ fn build() -> PathBuf {
     laptop.grants_mut().revoke(&revoked).expect("a revocation");
     let ticket = Ticket::new(shop.certify(DeviceKey::generate().public()), Vec::new());
     laptop.contacts_mut().add("shop", &ticket).expect("a contact");
-    laptop.seed_shared_log().expect("the log");
+    laptop.replication_mut().seed().expect("the log");
     drop((laptop, home));
     dir
 }

@@ -411,12 +411,12 @@ async fn feed(friends: usize, purchases: usize) {
         follower = back;
         nodes.push((dir, node));
     }
-    let total = follower.feed(&vault_core::FeedFilter::default()).unwrap().len();
+    let total = follower.network_mut().feed(&vault_core::FeedFilter::default()).unwrap().len();
     assert_eq!(total, friends * purchases);
     let mut lib = Vec::new();
     for _ in 0..10 {
         let start = Instant::now();
-        let entries = follower.feed(&vault_core::FeedFilter::default()).unwrap();
+        let entries = follower.network_mut().feed(&vault_core::FeedFilter::default()).unwrap();
         lib.push(start.elapsed());
         assert_eq!(entries.len(), total);
     }
@@ -468,7 +468,7 @@ async fn feed(friends: usize, purchases: usize) {
             let _ = tokio::time::timeout(Duration::from_secs(5), changes.changed()).await;
             let filter =
                 vault_core::FeedFilter { from: Some(who), item: Some(item.clone()), ..Default::default() };
-            if !follower_node.inspect(|v| v.feed(&filter).unwrap()).is_empty() {
+            if !follower_node.inspect(|v| v.network_mut().feed(&filter).unwrap()).is_empty() {
                 break;
             }
             assert!(start.elapsed() < Duration::from_secs(30), "the purchase never arrived");

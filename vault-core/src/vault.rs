@@ -76,13 +76,14 @@ pub use inbox::{Inbox, MAX_PENDING_PER_PEER, MAX_REQUESTS_PER_PEER_PER_DAY, Refu
 pub use issued::{
     GrantError, GrantInfo, GrantStatus, Grants, Logged, NewGrant, Projections, ServeError, Serving,
 };
-pub use keys::RecoveryError;
-pub use notices::{MAX_NOTICES_PER_SELLER, NoticeError, NoticeInfo};
+pub use keys::{Keys, RecoveryError};
+pub use network::Network;
+pub use notices::{MAX_NOTICES_PER_SELLER, NoticeError, NoticeInfo, Notices};
 pub use open::{CreateError, OpenError, VaultOptions, VerifyReport};
 pub use outbox::Outbox;
 pub use records::{EXPORT_FORMAT, ImportError, ImportMode, Purchase, PurchaseRecord, Records};
 pub use rekey::{Rekey, RekeyError, Rekeyed};
-pub use replication::{MAX_SHARED_BATCH, MAX_SHARED_HAVE, ReplicationError, SharedHave};
+pub use replication::{MAX_SHARED_BATCH, MAX_SHARED_HAVE, Replication, ReplicationError, SharedHave};
 pub use requests::{Approval, Holding, NewRequest, RequestError, RequestInfo, RequestStatus};
 pub use roster::MAX_ROSTER_AGE;
 pub(crate) use {held::ShareSync, issued::ServeSync};
@@ -90,6 +91,7 @@ pub(crate) use {held::ShareSync, issued::ServeSync};
 use crate::doc::{Touched, VaultDoc};
 use crate::identity::{DeviceCertificate, DeviceKey, Identity, IdentityId, Ticket};
 use crate::primitives::KdfParams;
+use crate::signer::Signer;
 use crate::store::{Store, StoreError};
 use changes::{ChangeLog, LogState, read_document};
 
@@ -207,7 +209,7 @@ impl Vault {
             }
             Ok((keys, loaded))
         })?;
-        let keys::Keys { identity, device, certificate } = keys;
+        let keys::LoadedKeys { identity, device, certificate } = keys;
         let (doc, last_seq, log) =
             loaded.into_parts().map_err(|e| open::OpenError::Damaged(StoreError::Document(Box::new(e))))?;
         let mut vault = Self {
@@ -233,7 +235,7 @@ impl Vault {
             clock,
         };
         // Vaults made before key events commit to a next key now (see key_state.rs).
-        vault.upgrade_key_events()?;
+        vault.keys_mut().upgrade_key_events()?;
         Ok(vault)
     }
 
@@ -261,6 +263,32 @@ impl Vault {
     /// The identity's certificate for this device.
     pub fn device_certificate(&self) -> DeviceCertificate {
         self.certificate
+    }
+
+    /// Signs this vault's statements: the identity key where this device holds it (its current
+    /// key after a rotation), otherwise this device's key with its certificate.
+    pub fn signer(&self) -> Signer<'_> {
+        match self.identity_signer() {
+            Some(signer) => signer,
+            None => Signer::Device { key: &self.device, certificate: &self.certificate },
+        }
+    }
+
+    /// The identity's current signing key, when this device holds it.
+    pub fn identity_key(&self) -> Option<&Identity> {
+        self.identity.as_ref()
+    }
+
+    /// The identity key this device holds, as a signer: the inception key itself, or the
+    /// current key after a rotation (whose signatures name it).
+    pub(crate) fn identity_signer(&self) -> Option<Signer<'_>> {
+        let held = self.identity.as_ref()?;
+        let identity = self.identity();
+        Some(if held.public() == identity {
+            Signer::Identity(held)
+        } else {
+            Signer::Rotated { key: held, identity }
+        })
     }
 
     /// A ticket for this vault with the given direct addresses.
@@ -293,7 +321,7 @@ impl Vault {
             // Another process may have taken the identity key onto this device (`device
             // recover`) or removed it (`device forget-key`): a running node signs with what
             // the file holds now.
-            self.reload_keys()?;
+            self.keys_mut().reload_keys()?;
             Ok(changed)
         });
         if result.is_ok() {
@@ -369,6 +397,46 @@ impl Vault {
     /// The database mirror of what this vault holds, to change.
     pub fn mirror_mut(&mut self) -> Mirror<&mut Self> {
         Mirror::new(self)
+    }
+
+    /// This identity's keys and key events, to read.
+    pub fn keys(&self) -> Keys<&Self> {
+        Keys::new(self)
+    }
+
+    /// This identity's keys and key events, to change.
+    pub fn keys_mut(&mut self) -> Keys<&mut Self> {
+        Keys::new(self)
+    }
+
+    /// The sharing state shared with this identity's other devices, to read.
+    pub fn replication(&self) -> Replication<&Self> {
+        Replication::new(self)
+    }
+
+    /// The sharing state shared with this identity's other devices, to change.
+    pub fn replication_mut(&mut self) -> Replication<&mut Self> {
+        Replication::new(self)
+    }
+
+    /// Breach notices, to read.
+    pub fn notices(&self) -> Notices<&Self> {
+        Notices::new(self)
+    }
+
+    /// Breach notices, to change.
+    pub fn notices_mut(&mut self) -> Notices<&mut Self> {
+        Notices::new(self)
+    }
+
+    /// The purchase feed and what the network says, to read.
+    pub fn network(&self) -> Network<&Self> {
+        Network::new(self)
+    }
+
+    /// The purchase feed and what the network says, to change.
+    pub fn network_mut(&mut self) -> Network<&mut Self> {
+        Network::new(self)
     }
 
     /// The profile, purchases and preferences, with export, to read.

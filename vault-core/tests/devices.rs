@@ -23,13 +23,13 @@ fn join(dir: &std::path::Path, from: &mut Vault, name: &str) -> Vault {
 fn sync(a: &mut Vault, b: &mut Vault) {
     let (mut sa, mut sb) = (DeviceSync::default(), DeviceSync::default());
     for _ in 0..100 {
-        let to_b = a.device_sync_generate(&mut sa).unwrap();
+        let to_b = a.devices_mut().sync_generate(&mut sa).unwrap();
         if let Some(m) = &to_b {
-            b.device_sync_receive(&mut sb, m).unwrap();
+            b.devices_mut().sync_receive(&mut sb, m).unwrap();
         }
-        let to_a = b.device_sync_generate(&mut sb).unwrap();
+        let to_a = b.devices_mut().sync_generate(&mut sb).unwrap();
         if let Some(m) = &to_a {
-            a.device_sync_receive(&mut sa, m).unwrap();
+            a.devices_mut().sync_receive(&mut sa, m).unwrap();
         }
         if to_b.is_none() && to_a.is_none() {
             return;
@@ -171,7 +171,7 @@ fn a_removal_wins_over_every_later_list_and_a_device_learns_its_own() {
     let news = laptop.devices_mut().for_peer(&[]).unwrap();
     assert!(!home.devices_mut().merge(&laptop_id, &news).unwrap().removed_here);
     assert!(home.devices().may_sync_with(&laptop_id).unwrap());
-    home.keep_own_roster(&laptop.roster().unwrap().unwrap()).unwrap();
+    home.devices_mut().keep_own_roster(&laptop.devices().roster().unwrap().unwrap()).unwrap();
     assert!(!home.devices().may_sync_with(&laptop_id).unwrap(), "the box learns it is removed");
     // The laptop cannot remove itself, nor an unknown name.
     assert!(laptop.devices_mut().remove("first").is_err());
@@ -185,7 +185,7 @@ fn a_malformed_sync_message_from_a_device_changes_nothing() {
     v.records_mut().set_profile("email", "ada@example.org").unwrap();
     let before = v.records().export_json();
     let mut state = DeviceSync::default();
-    assert!(v.device_sync_receive(&mut state, b"not a sync message").is_err());
+    assert!(v.devices_mut().sync_receive(&mut state, b"not a sync message").is_err());
     assert_eq!(v.records().export_json(), before);
 }
 
@@ -226,7 +226,7 @@ fn a_device_cannot_slip_in_a_look_alike_nor_crowd_out_a_removal() {
     assert!(phone.devices().is_active(&laptop.device_key().public()).unwrap());
     // A removal made on the laptop reaches the phone through the roster.
     laptop.devices_mut().remove("box").unwrap();
-    phone.keep_own_roster(&laptop.roster().unwrap().unwrap()).unwrap();
+    phone.devices_mut().keep_own_roster(&laptop.devices().roster().unwrap().unwrap()).unwrap();
     assert!(!phone.devices().is_active(&home_id).unwrap(), "the removal got through");
     // And a removed device is never listed again by `add`.
     assert!(laptop.devices_mut().add(home_id, "box-again").is_err());
@@ -243,17 +243,18 @@ fn a_roster_tells_a_grantee_which_device_was_removed() {
     let mut shop = first(d3.path());
     let box_id = home.device_key().public();
     assert!(home.identity_key().is_none(), "a linked device never holds the identity key");
-    assert!(home.roster().unwrap().is_none(), "and cannot sign a roster");
+    assert!(home.devices().roster().unwrap().is_none(), "and cannot sign a roster");
     laptop.devices_mut().remove("box").unwrap();
-    let roster = laptop.roster().unwrap().expect("the first device signs one");
+    let roster = laptop.devices().roster().unwrap().expect("the first device signs one");
     assert!(roster.statement().removed.iter().any(|r| r.device == box_id), "{roster:?}");
-    assert!(!shop.is_removed_device(&laptop.identity(), &box_id).unwrap());
+    assert!(!shop.devices().is_removed_device(&laptop.identity(), &box_id).unwrap());
     // Another identity's roster, even naming the customer, is not taken.
-    shop.accept_roster(shop.identity(), &roster).unwrap();
-    assert!(!shop.is_removed_device(&laptop.identity(), &box_id).unwrap());
-    shop.accept_roster(laptop.identity(), &roster).unwrap();
-    assert!(shop.is_removed_device(&laptop.identity(), &box_id).unwrap());
-    assert!(!shop.is_removed_device(&laptop.identity(), &laptop.device_key().public()).unwrap());
+    let shop_id = shop.identity();
+    shop.devices_mut().accept_roster(shop_id, &roster).unwrap();
+    assert!(!shop.devices().is_removed_device(&laptop.identity(), &box_id).unwrap());
+    shop.devices_mut().accept_roster(laptop.identity(), &roster).unwrap();
+    assert!(shop.devices().is_removed_device(&laptop.identity(), &box_id).unwrap());
+    assert!(!shop.devices().is_removed_device(&laptop.identity(), &laptop.device_key().public()).unwrap());
     // A roster dated a day ahead would hold back every later one: refused.
     let laptop_id = laptop.device_key().public();
     let ahead = vault_core::DeviceRoster {
@@ -263,8 +264,8 @@ fn a_roster_tells_a_grantee_which_device_was_removed() {
         removed: vec![vault_core::RemovedDevice { device: laptop_id, removed_at: laptop.now(), name: None }],
     };
     let ahead = vault_core::Signed::sign(ahead, laptop.identity_key().unwrap()).unwrap();
-    shop.accept_roster(laptop.identity(), &ahead).unwrap();
-    assert!(!shop.is_removed_device(&laptop.identity(), &laptop_id).unwrap());
+    shop.devices_mut().accept_roster(laptop.identity(), &ahead).unwrap();
+    assert!(!shop.devices().is_removed_device(&laptop.identity(), &laptop_id).unwrap());
 }
 
 /// Two devices hold the identity key (the box recovered it): a removal made on either reaches
@@ -278,29 +279,29 @@ fn a_removal_reaches_another_key_holder_with_the_names_the_customer_gave() {
     let phone = join(d3.path(), &mut laptop, "phone");
     let phone_id = phone.device_key().public();
     // The box learns of the phone from the laptop's rosters, by the name the laptop gave it.
-    for roster in laptop.rosters_for_devices().unwrap() {
-        home.keep_own_roster(&roster).unwrap();
+    for roster in laptop.devices().rosters_for_devices().unwrap() {
+        home.devices_mut().keep_own_roster(&roster).unwrap();
     }
     let named = |v: &Vault| v.devices().list().unwrap().into_iter().find(|d| d.id == phone_id).unwrap();
     assert_eq!(named(&home).name, "phone");
     // The peers' roster names no device.
-    assert!(!laptop.roster().unwrap().unwrap().statement().has_names());
+    assert!(!laptop.devices().roster().unwrap().unwrap().statement().has_names());
 
-    let code = laptop.recovery_code().unwrap();
+    let code = laptop.keys_mut().recovery_code().unwrap();
     // The device session hands the key events over first (a device without them cannot check
     // a recovery code), and the rotation comes back the same way.
-    home.accept_key_events(laptop.identity(), &laptop.own_key_events().unwrap()).unwrap();
-    home.restore_identity_key(&code).unwrap();
+    home.keys_mut().accept_key_events(laptop.identity(), &laptop.keys().own_key_events().unwrap()).unwrap();
+    home.keys_mut().restore_identity_key(&code).unwrap();
     home.devices_mut().remove("phone").unwrap();
-    laptop.accept_key_events(home.identity(), &home.own_key_events().unwrap()).unwrap();
-    for roster in home.rosters_for_devices().unwrap() {
-        laptop.keep_own_roster(&roster).unwrap();
+    laptop.keys_mut().accept_key_events(home.identity(), &home.keys().own_key_events().unwrap()).unwrap();
+    for roster in home.devices().rosters_for_devices().unwrap() {
+        laptop.devices_mut().keep_own_roster(&roster).unwrap();
     }
     assert!(!laptop.devices().is_active(&phone_id).unwrap(), "the laptop took the box's removal");
     // Neither key holder's older roster brings the phone back.
-    let stale = home.rosters_for_devices().unwrap();
+    let stale = home.devices().rosters_for_devices().unwrap();
     for roster in stale {
-        laptop.keep_own_roster(&roster).unwrap();
+        laptop.devices_mut().keep_own_roster(&roster).unwrap();
     }
     assert!(named(&laptop).removed_at.is_some());
 }

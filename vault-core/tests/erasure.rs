@@ -110,8 +110,8 @@ fn a_forgotten_identity_key_leaves_no_ciphertext_in_the_file_or_the_wal() {
             .unwrap()
     };
     assert!(!files_containing(d.path(), std::slice::from_ref(&tag)).is_empty(), "the key is on disk");
-    let code = v.recovery_code().unwrap();
-    v.forget_identity_key(&code).unwrap();
+    let code = v.keys_mut().recovery_code().unwrap();
+    v.keys_mut().forget_identity_key(&code).unwrap();
     assert!(v.identity_key().is_none());
     assert_eq!(files_containing(d.path(), &[tag]), Vec::<String>::new());
     drop(v);

@@ -238,13 +238,13 @@ fn a_grant_is_served_by_another_device_only_once_it_holds_the_document_it_was_is
     // Then the document: the projection is built, with the value the grant was issued over.
     let (mut sa, mut sb) = (vault_core::DeviceSync::default(), vault_core::DeviceSync::default());
     for _ in 0..50 {
-        let to_home = laptop.device_sync_generate(&mut sa).unwrap();
+        let to_home = laptop.devices_mut().sync_generate(&mut sa).unwrap();
         if let Some(m) = &to_home {
-            home.device_sync_receive(&mut sb, m).unwrap();
+            home.devices_mut().sync_receive(&mut sb, m).unwrap();
         }
-        let to_laptop = home.device_sync_generate(&mut sb).unwrap();
+        let to_laptop = home.devices_mut().sync_generate(&mut sb).unwrap();
         if let Some(m) = &to_laptop {
-            laptop.device_sync_receive(&mut sa, m).unwrap();
+            laptop.devices_mut().sync_receive(&mut sa, m).unwrap();
         }
         if to_home.is_none() && to_laptop.is_none() {
             break;
@@ -321,14 +321,14 @@ fn a_breach_notice_shows_what_the_grants_gave_and_reaches_the_other_devices() {
         issued_at: laptop.now(),
     };
     let signed = Signed::sign(notice, &shop).unwrap();
-    assert!(laptop.receive_notice(&shop.public(), &signed).unwrap());
-    let seen = &laptop.notices().unwrap()[0];
+    assert!(laptop.notices_mut().receive(&shop.public(), &signed).unwrap());
+    let seen = &laptop.notices().list().unwrap()[0];
     let granted: Vec<String> = seen.granted.iter().map(ToString::to_string).collect();
     assert_eq!(granted, ["profile.email", "profile.name"]);
     assert!(seen.claim_differs());
     // The box, which never met the seller, holds it too.
     exchange(&mut laptop, &mut home);
-    let on_box = home.notices().unwrap();
+    let on_box = home.notices().list().unwrap();
     assert_eq!(on_box.len(), 1);
     assert_eq!(on_box[0].notice, signed);
     assert!(on_box[0].claim_differs());

@@ -70,40 +70,43 @@ fn a_rotation_voids_what_the_old_key_signs_after_it() {
 
     // Before the theft: a grant, and the customer's key state and roster reach the shop.
     let before = email_grant(&mut laptop, shop.identity(), "before");
-    shop.accept_key_events(ada, &laptop.own_key_events().unwrap()).unwrap();
-    shop.accept_roster(ada, &laptop.roster().unwrap().unwrap()).unwrap();
+    shop.keys_mut().accept_key_events(ada, &laptop.keys().own_key_events().unwrap()).unwrap();
+    shop.devices_mut().accept_roster(ada, &laptop.devices().roster().unwrap().unwrap()).unwrap();
     shop.held_mut().accept(ada, None, std::slice::from_ref(&before), &[]).unwrap();
     assert_eq!(held(&mut shop), ["before"]);
-    let code = laptop.recovery_code().unwrap();
-    assert!(matches!(laptop.recovery_code(), Err(RecoveryError::Shown)), "shown once");
+    let code = laptop.keys_mut().recovery_code().unwrap();
+    assert!(matches!(laptop.keys_mut().recovery_code(), Err(RecoveryError::Shown)), "shown once");
 
     // The laptop is stolen with its passphrase. The thief holds the current key only: it cannot
     // rotate (no key it holds hashes to the commitment), not even with the key itself as a code.
-    let events = laptop.own_key_events().unwrap();
+    let events = laptop.keys().own_key_events().unwrap();
     assert_eq!(events.len(), 1);
     let thief_key = laptop.identity_key().unwrap();
     let by_thief = KeyEvent::rotation(&events[0], thief_key, &Identity::generate().public(), T0 + 10);
-    assert!(!shop.accept_key_events(ada, &[events[0].clone(), by_thief]).unwrap());
+    assert!(!shop.keys_mut().accept_key_events(ada, &[events[0].clone(), by_thief]).unwrap());
 
     // The customer rotates on the phone (which learned the key events from the laptop).
     now.store(T0 + 100, Ordering::SeqCst);
-    assert!(phone.accept_key_events(ada, &events).unwrap());
-    let new_code = phone.restore_identity_key(&code).unwrap().expect("the next key rotates");
+    assert!(phone.keys_mut().accept_key_events(ada, &events).unwrap());
+    let new_code = phone.keys_mut().restore_identity_key(&code).unwrap().expect("the next key rotates");
     assert_ne!(new_code.as_str(), code.as_str());
     assert!(phone.identity_key().is_some());
     assert_eq!(phone.identity(), ada, "the identity id stays");
     // The old code is used up.
-    assert!(matches!(phone.restore_identity_key(&code), Err(RecoveryError::RotatedAway)));
+    assert!(matches!(phone.keys_mut().restore_identity_key(&code), Err(RecoveryError::RotatedAway)));
     // The rotation reaches the shop, with a roster the new key signed.
-    assert!(shop.accept_key_events(ada, &phone.own_key_events().unwrap()).unwrap());
-    let roster = phone.roster().unwrap().unwrap();
-    shop.accept_roster(ada, &roster).unwrap();
+    assert!(shop.keys_mut().accept_key_events(ada, &phone.keys().own_key_events().unwrap()).unwrap());
+    let roster = phone.devices().roster().unwrap().unwrap();
+    shop.devices_mut().accept_roster(ada, &roster).unwrap();
     // A device the thief certifies with the old key is refused a connection: no roster signed
     // since the rotation lists it. The customer's devices are listed.
     let thief_device = DeviceKey::generate().public();
-    assert!(shop.is_refused_device(&ada, &thief_device).unwrap());
-    assert!(!shop.is_refused_device(&ada, &phone.device_key().public()).unwrap());
-    assert!(!shop.is_refused_device(&ada, &laptop.device_key().public()).unwrap(), "not removed here");
+    assert!(shop.devices().is_refused_device(&ada, &thief_device).unwrap());
+    assert!(!shop.devices().is_refused_device(&ada, &phone.device_key().public()).unwrap());
+    assert!(
+        !shop.devices().is_refused_device(&ada, &laptop.device_key().public()).unwrap(),
+        "not removed here"
+    );
 
     // The thief, later, signs a grant and a roster that removes the phone, with the old key.
     now.store(T0 + 200, Ordering::SeqCst);
@@ -121,9 +124,9 @@ fn a_rotation_voids_what_the_old_key_signs_after_it() {
         }],
     };
     let lockout = Signed::sign(lockout, laptop.identity_key().unwrap()).unwrap();
-    shop.accept_roster(ada, &lockout).unwrap();
+    shop.devices_mut().accept_roster(ada, &lockout).unwrap();
     assert!(
-        !shop.is_removed_device(&ada, &phone.device_key().public()).unwrap(),
+        !shop.devices().is_removed_device(&ada, &phone.device_key().public()).unwrap(),
         "the old key's roster is refused"
     );
 
@@ -133,7 +136,7 @@ fn a_rotation_voids_what_the_old_key_signs_after_it() {
     assert_eq!(held(&mut shop), ["after", "before"]);
 
     // The laptop learns of the rotation (an honest device): it drops the old key.
-    assert!(laptop.accept_key_events(ada, &phone.own_key_events().unwrap()).unwrap());
+    assert!(laptop.keys_mut().accept_key_events(ada, &phone.keys().own_key_events().unwrap()).unwrap());
     assert!(laptop.identity_key().is_none(), "a device whose key was rotated away drops it");
     // And what the old key signed after the rotation is void on the customer's devices too.
     let status = |purpose: &str| {
@@ -160,8 +163,8 @@ fn only_a_rotated_key_is_named_in_the_signed_form() {
     let shop = first(d2.path(), &now);
     let g = email_grant(&mut laptop, shop.identity(), "x");
     assert_eq!(g.to_bytes().len(), 4 + g.body().len() + 64);
-    let code = laptop.recovery_code().unwrap();
-    laptop.restore_identity_key(&code).unwrap().unwrap();
+    let code = laptop.keys_mut().recovery_code().unwrap();
+    laptop.keys_mut().restore_identity_key(&code).unwrap().unwrap();
     let g = email_grant(&mut laptop, shop.identity(), "y");
     assert_eq!(g.to_bytes().len(), 4 + g.body().len() + 64 + 32);
     let back = vault_core::SignedGrant::from_bytes(&g.to_bytes()).unwrap();
@@ -183,9 +186,9 @@ fn a_device_not_recertified_within_the_bound_is_refused_for_new_statements() {
     let mut shop = first(d3.path(), &now);
     let ada = laptop.identity();
     laptop.records_mut().set_profile("email", "ada@example.org").unwrap();
-    phone.accept_key_events(ada, &laptop.own_key_events().unwrap()).unwrap();
-    for roster in laptop.rosters_for_devices().unwrap() {
-        phone.keep_own_roster(&roster).unwrap();
+    phone.keys_mut().accept_key_events(ada, &laptop.keys().own_key_events().unwrap()).unwrap();
+    for roster in laptop.devices().rosters_for_devices().unwrap() {
+        phone.devices_mut().keep_own_roster(&roster).unwrap();
     }
 
     // No roster of the customer yet: the phone's grant is not taken.
@@ -194,19 +197,19 @@ fn a_device_not_recertified_within_the_bound_is_refused_for_new_statements() {
     shop.held_mut().accept(ada, None, std::slice::from_ref(&early), &[]).unwrap();
     assert!(held(&mut shop).is_empty(), "a device no roster vouches for");
     // The phone hands over the roster it was given (as its sessions do): taken.
-    shop.accept_roster(ada, &phone.roster().unwrap().unwrap()).unwrap();
+    shop.devices_mut().accept_roster(ada, &phone.devices().roster().unwrap().unwrap()).unwrap();
     shop.held_mut().accept(ada, None, std::slice::from_ref(&early), &[]).unwrap();
     assert_eq!(held(&mut shop), ["early"]);
 
     // The phone is stolen; the thief cannot sign rosters, only hand over the one it holds.
     now.store(T0 + vault_core::MAX_ROSTER_AGE + 1, Ordering::SeqCst);
     let late = email_grant(&mut phone, shop.identity(), "late");
-    shop.accept_roster(ada, &phone.roster().unwrap().unwrap()).unwrap();
+    shop.devices_mut().accept_roster(ada, &phone.devices().roster().unwrap().unwrap()).unwrap();
     shop.held_mut().accept(ada, None, &[early.clone(), late.clone()], &[]).unwrap();
     assert_eq!(held(&mut shop), ["early"], "a device not re-certified for the bound is refused");
 
     // A fresh roster from the identity key (any session with the laptop) renews it.
-    shop.accept_roster(ada, &laptop.roster().unwrap().unwrap()).unwrap();
+    shop.devices_mut().accept_roster(ada, &laptop.devices().roster().unwrap().unwrap()).unwrap();
     shop.held_mut().accept(ada, None, &[early, late], &[]).unwrap();
     assert_eq!(held(&mut shop), ["early", "late"]);
 }
@@ -223,9 +226,9 @@ fn a_strangers_device_signed_request_is_judged_by_the_roster_it_brought() {
     let mut seller = first(d1.path(), &now);
     let mut node2 = join(d2.path(), &mut seller, "node2", &now);
     let mut customer = first(d3.path(), &now);
-    node2.accept_key_events(seller.identity(), &seller.own_key_events().unwrap()).unwrap();
-    for roster in seller.rosters_for_devices().unwrap() {
-        node2.keep_own_roster(&roster).unwrap();
+    node2.keys_mut().accept_key_events(seller.identity(), &seller.keys().own_key_events().unwrap()).unwrap();
+    for roster in seller.devices().rosters_for_devices().unwrap() {
+        node2.devices_mut().keep_own_roster(&roster).unwrap();
     }
     let request = node2
         .outbox_mut()

@@ -190,13 +190,17 @@ fn a_batch_that_does_not_check_out_changes_nothing() {
     // A vault of another identity: its grants are not this identity's.
     let mut stranger = first(d3.path());
     stranger.grants_mut().issue(grant_to(&Identity::generate())).unwrap();
-    let mut theirs = home.shared_have(&stranger.device_key().public()).unwrap();
-    let batch = stranger.shared_batch(&mut theirs).unwrap().expect("a batch");
+    let mut theirs = home.replication().have(&stranger.device_key().public()).unwrap();
+    let batch = stranger.replication().batch(&mut theirs).unwrap().expect("a batch");
     let before = home.grants().list().unwrap().len();
     let mut believed = Default::default();
-    home.shared_receive(&stranger.device_key().public(), &mut believed, &batch).unwrap();
+    home.replication_mut().receive(&stranger.device_key().public(), &mut believed, &batch).unwrap();
     assert_eq!(home.grants().list().unwrap().len(), before, "another identity's grant is skipped");
-    assert!(home.shared_receive(&laptop.device_key().public(), &mut believed, b"{not a batch").is_err());
+    assert!(
+        home.replication_mut()
+            .receive(&laptop.device_key().public(), &mut believed, b"{not a batch")
+            .is_err()
+    );
     exchange(&mut laptop, &mut home);
 }
 
@@ -243,9 +247,9 @@ fn an_entry_altered_by_a_relaying_device_is_refused() {
     let grant = laptop.grants_mut().issue(grant_to(&shop)).unwrap();
     laptop.grants_mut().revoke(&grant.statement().id).unwrap();
     // The box relays the laptop's entries to the phone, with the revocation taken out.
-    let mut theirs = phone.shared_have(&home.device_key().public()).unwrap();
+    let mut theirs = phone.replication().have(&home.device_key().public()).unwrap();
     exchange(&mut laptop, &mut home);
-    let batch = home.shared_batch(&mut theirs).unwrap().unwrap();
+    let batch = home.replication().batch(&mut theirs).unwrap().unwrap();
     let text = String::from_utf8(batch).unwrap();
     let mut value: serde_json::Value = serde_json::from_str(&text).unwrap();
     for e in value["entries"].as_array_mut().unwrap() {
@@ -258,7 +262,8 @@ fn an_entry_altered_by_a_relaying_device_is_refused() {
     }
     let mut believed = Default::default();
     phone
-        .shared_receive(&home.device_key().public(), &mut believed, &serde_json::to_vec(&value).unwrap())
+        .replication_mut()
+        .receive(&home.device_key().public(), &mut believed, &serde_json::to_vec(&value).unwrap())
         .unwrap();
     assert!(phone.grants().get(&grant.statement().id).unwrap().is_none(), "the altered entry is not taken");
     // The laptop's own entries, when they arrive, apply.

@@ -85,14 +85,14 @@ pub(crate) async fn dial(shared: &Shared, endpoint: &Endpoint, ticket: &Ticket) 
     let first = shared.vault().contacts().dial_ticket(ticket)?;
     let identity = first.identity();
     let mut candidates = vec![(first.device(), first.addrs().to_vec())];
-    for d in shared.vault().devices_of(&identity).unwrap_or_default() {
+    for d in shared.vault().devices().devices_of(&identity).unwrap_or_default() {
         if d.device != first.device() && !d.addrs.is_empty() {
             candidates.push((d.device, d.addrs));
         }
     }
     let mut last = None;
     for (device, addrs) in candidates {
-        if shared.vault().is_refused_device(&identity, &device).unwrap_or(true) {
+        if shared.vault().devices().is_refused_device(&identity, &device).unwrap_or(true) {
             // Asked for a removed device: that is the answer, whatever the others say.
             last.get_or_insert(SyncError::RemovedDevice);
             continue;
@@ -352,7 +352,7 @@ fn wanted_peers(shared: &Shared) -> Vec<(IdentityId, Option<Ticket>)> {
     for (holder, ticket) in vault.outbox().holders().unwrap_or_default() {
         add(&mut peers, holder, ticket, false);
     }
-    for (customer, ticket) in vault.notice_customers().unwrap_or_default() {
+    for (customer, ticket) in vault.notices().customers().unwrap_or_default() {
         add(&mut peers, customer, ticket, false);
     }
     // A blocked peer is not dialed either: blocking means no contact, both ways.

@@ -155,8 +155,8 @@ async fn session(
     let result = async {
         let have = {
             let mut vault = shared.vault();
-            vault.seed_shared_log()?;
-            vault.shared_have(&peer)?
+            vault.replication_mut().seed()?;
+            vault.replication().have(&peer)?
         };
         write_message(&mut send, TAG_HAVE, &have.to_bytes()).await?;
         loop {
@@ -170,7 +170,7 @@ async fn session(
             };
             // Key events before rosters: a roster signed by a rotated key is judged by them.
             let keys: Vec<u8> =
-                shared.vault().own_key_events()?.iter().flat_map(KeyEvent::to_bytes).collect();
+                shared.vault().keys().own_key_events()?.iter().flat_map(KeyEvent::to_bytes).collect();
             if !keys.is_empty() && keys_sent.as_ref() != Some(&keys) {
                 write_message(&mut send, TAG_KEYS, &keys).await?;
                 keys_sent = Some(keys);
@@ -179,12 +179,12 @@ async fn session(
             if list_sent.as_ref() != Some(&list) {
                 write_message(&mut send, TAG_LIST, &list).await?;
                 list_sent = Some(list);
-                let rosters = shared.vault().rosters_for_devices()?;
+                let rosters = shared.vault().devices().rosters_for_devices()?;
                 for roster in rosters {
                     write_message(&mut send, TAG_ROSTER, &roster.to_bytes()).await?;
                 }
             }
-            let outgoing = shared.vault().device_sync_generate(&mut state)?;
+            let outgoing = shared.vault().devices_mut().sync_generate(&mut state)?;
             if let Some(message) = outgoing {
                 write_message(&mut send, TAG_DOC, &message).await?;
             }
@@ -192,7 +192,7 @@ async fn session(
             // devices catching up with each other never both wait on a full stream.
             let mut more = false;
             if let Some(theirs) = theirs.as_mut() {
-                let batch = shared.vault().shared_batch(theirs)?;
+                let batch = shared.vault().replication().batch(theirs)?;
                 if let Some(batch) = batch {
                     write_message(&mut send, TAG_SHARED, &batch).await?;
                     more = true;
@@ -217,16 +217,16 @@ async fn session(
                         }
                     }
                     Some(Ok(DeviceMessage::Roster(roster))) => {
-                        let newer = shared.vault().keep_own_roster(&roster)?;
+                        let newer = shared.vault().devices_mut().keep_own_roster(&roster)?;
                         if newer {
                             // Entries of a device this one did not know yet waited: ask again.
-                            let have = shared.vault().shared_have(&peer)?;
+                            let have = shared.vault().replication().have(&peer)?;
                             write_message(&mut send, TAG_HAVE, &have.to_bytes()).await?;
                         }
                     }
                     Some(Ok(DeviceMessage::Keys(events))) => {
                         let identity = shared.vault().identity();
-                        if shared.vault().accept_key_events(identity, &events)? {
+                        if shared.vault().keys_mut().accept_key_events(identity, &events)? {
                             shared.changes.send_modify(|n| *n += 1);
                         }
                     }
@@ -235,11 +235,11 @@ async fn session(
                         // other device holds: repaired before anything is sent.
                         let repaired = shared
                             .vault()
-                            .take_shared_have(&have)
+                            .replication_mut().take_have(&have)
                             .map_err(|e| SyncError::Protocol(e.to_string()))?;
                         if repaired {
                             shared.changes.send_modify(|n| *n += 1);
-                            let mine = shared.vault().shared_have(&peer)?;
+                            let mine = shared.vault().replication().have(&peer)?;
                             write_message(&mut send, TAG_HAVE, &mine.to_bytes()).await?;
                         }
                         theirs = Some(have);
@@ -250,7 +250,7 @@ async fn session(
                         let mut believed = theirs.take().unwrap_or_default();
                         let changed = shared
                             .vault()
-                            .shared_receive(&peer, &mut believed, &bytes)
+                            .replication_mut().receive(&peer, &mut believed, &bytes)
                             .map_err(|e| SyncError::Protocol(e.to_string()))?;
                         theirs = Some(believed);
                         if changed {
@@ -260,7 +260,7 @@ async fn session(
                     Some(Ok(DeviceMessage::Doc(bytes))) => {
                         let changed = {
                             let mut vault = shared.vault();
-                            let changed = vault.device_sync_receive(&mut state, &bytes)?;
+                            let changed = vault.devices_mut().sync_receive(&mut state, &bytes)?;
                             if changed {
                                 vault.projections_mut().update(None)?;
                             }

@@ -208,7 +208,7 @@ async fn serve_connection(shared: Arc<Shared>, conn: Connection) -> Result<(), S
         }
         _ => return Err(SyncError::Protocol("expected hello".into())),
     };
-    if shared.vault().is_refused_device(&peer, &remote).unwrap_or(true) {
+    if shared.vault().devices().is_refused_device(&peer, &remote).unwrap_or(true) {
         log_refused(&shared, Some(peer), &format!("device {remote}: removed from its identity"));
         return Err(SyncError::RemovedDevice);
     }

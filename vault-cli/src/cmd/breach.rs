@@ -18,11 +18,11 @@ pub(crate) fn notify(app: &App, command: BreachCommand) -> Result<Outcome> {
     let BreachCommand::Notify(args) = command;
     let mut vault = app.unlock()?;
     let since = parse_since(&args.since, vault.now())?;
-    let notices = vault.breach_notify(since, args.purpose.as_deref(), &args.text)?;
+    let notices = vault.notices_mut().notify(since, args.purpose.as_deref(), &args.text)?;
     let config = NodeConfig { relay: !args.no_relay, subscribe: false, ..NodeConfig::default() };
     if notices.len() <= DELIVER_NOW_AT_MOST {
         let rt = runtime()?;
-        for (customer, ticket) in vault.notice_customers()? {
+        for (customer, ticket) in vault.notices().customers()? {
             let Some(ticket) = ticket else { continue };
             let (back, report) = rt.block_on(sync_once(vault, &ticket, &config));
             vault = back;
@@ -31,7 +31,7 @@ pub(crate) fn notify(app: &App, command: BreachCommand) -> Result<Outcome> {
             }
         }
     }
-    let sent = vault.notices_sent()?;
+    let sent = vault.notices().sent()?;
     let ids: Vec<_> = notices.iter().map(|n| n.statement().id).collect();
     let ours: Vec<&NoticeInfo> = sent.iter().filter(|n| ids.contains(&n.notice.statement().id)).collect();
     if app.json {
@@ -64,7 +64,7 @@ pub(crate) fn notify(app: &App, command: BreachCommand) -> Result<Outcome> {
 
 pub(crate) fn list(app: &App, args: &NoticesArgs) -> Result<Outcome> {
     let vault = app.unlock()?;
-    let notices = if args.sent { vault.notices_sent()? } else { vault.notices()? };
+    let notices = if args.sent { vault.notices().sent()? } else { vault.notices().list()? };
     if app.json {
         app.print_json(
             &json!({ "notices": notices.iter().map(|n| notice_json(&vault, n)).collect::<Vec<_>>() }),

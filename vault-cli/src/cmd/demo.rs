@@ -275,7 +275,7 @@ async fn tell(story: &mut Story, dir: &Path) -> Result<()> {
     alice.with_vault(|v| v.inbox_mut().approve(&follow_id, Approval::default()))?;
     story.say(format!("alice: vault approve {follow_id}"));
     let (feed, took) = until(&bob, "Alice's purchases in Bob's feed", |v| {
-        v.feed(&FeedFilter::default()).ok().filter(|f| f.len() == 3)
+        v.network_mut().feed(&FeedFilter::default()).ok().filter(|f| f.len() == 3)
     })
     .await?;
     story.say(format!("bob: vault feed   (arrived in {} ms)", took.as_millis()));
@@ -308,7 +308,11 @@ async fn tell(story: &mut Story, dir: &Path) -> Result<()> {
         ))
     })?;
     let (jacket, _) = until(&bob, "the new purchase in Bob's feed", |v| {
-        v.feed(&FeedFilter::default()).ok()?.into_iter().find(|e| e.item.as_deref() == Some("Rain jacket"))
+        v.network_mut()
+            .feed(&FeedFilter::default())
+            .ok()?
+            .into_iter()
+            .find(|e| e.item.as_deref() == Some("Rain jacket"))
     })
     .await?;
     story.say(format!(
@@ -321,12 +325,16 @@ async fn tell(story: &mut Story, dir: &Path) -> Result<()> {
     )?;
     alice.with_vault(|v| v.records_mut().remove_purchase(&tent))?;
     let (feed, _) = until(&bob, "the deleted purchase gone from Bob's feed", |v| {
-        v.feed(&FeedFilter::default()).ok().filter(|f| f.iter().all(|e| e.item.as_deref() != Some("Tent")))
+        v.network_mut()
+            .feed(&FeedFilter::default())
+            .ok()
+            .filter(|f| f.iter().all(|e| e.item.as_deref() != Some("Tent")))
     })
     .await?;
     story.check(feed.len() == 3, "a purchase Alice deletes disappears from Bob's feed")?;
-    let compare =
-        bob.inspect(|v| v.feed(&FeedFilter { item: Some("jacket".into()), ..FeedFilter::default() }))?;
+    let compare = bob.inspect(|v| {
+        v.network_mut().feed(&FeedFilter { item: Some("jacket".into()), ..FeedFilter::default() })
+    })?;
     story.say(format!(
         "bob: vault feed compare jacket   -> alice paid {}",
         compare.first().and_then(|e| e.price.as_ref()).map(ToString::to_string).unwrap_or_default()

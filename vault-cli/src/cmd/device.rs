@@ -130,7 +130,7 @@ fn list(app: &App) -> Result<Outcome> {
         text.push('\n');
     }
     app.print(text.trim_end())?;
-    if vault.recovery_code_pending()? {
+    if vault.keys().recovery_code_pending()? {
         eprintln!(
             "hint: your recovery code has not been written down yet (a code from before key rotation \
              can no longer recover your identity): run `vault device recovery-code`"

@@ -80,7 +80,7 @@ pub(crate) fn run(app: &App, args: &FeedArgs) -> Result<Outcome> {
         include_muted: false,
         unordered: false,
     };
-    let mut entries = vault.feed(&filter)?;
+    let mut entries = vault.network_mut().feed(&filter)?;
     if let Some(n) = args.limit {
         entries.truncate(n);
     }

@@ -17,7 +17,7 @@ pub(crate) fn run(app: &App, args: &IdArgs) -> Result<Outcome> {
             "device": vault.device_key().public().to_string(),
             "ticket": ticket,
             "identity_key": vault.identity_key().is_some(),
-            "rotations": vault.key_log(&vault.identity())?.rotations(),
+            "rotations": vault.keys().key_log(&vault.identity())?.rotations(),
         });
         if args.qr {
             value["qr"] = json!(render_qr(&ticket)?);

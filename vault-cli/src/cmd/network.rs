@@ -52,7 +52,7 @@ fn top_cmd(
         unordered: true,
         ..Default::default()
     };
-    let top = top_items(&vault.feed(&filter)?, limit);
+    let top = top_items(&vault.network_mut().feed(&filter)?, limit);
     let mut heading = "most bought in your network".to_owned();
     if let Some(t) = tag {
         heading.push_str(&format!(", tagged {}", untrusted(t)));
@@ -68,7 +68,7 @@ fn also_cmd(app: &App, vault: &mut Vault, item: &str, limit: usize) -> Result<Ou
     if item.trim().is_empty() {
         anyhow::bail!("the item is empty: name what friends bought");
     }
-    let (buyers, also) = also_bought(&vault.feed(&everything())?, item, limit);
+    let (buyers, also) = also_bought(&vault.network_mut().feed(&everything())?, item, limit);
     if buyers == 0 {
         if app.json {
             app.print_json(&json!({ "item": item, "buyers": 0, "items": [] }))?;
@@ -134,7 +134,7 @@ fn price_json(p: &Price) -> Value {
 }
 
 fn sellers_cmd(app: &App, vault: &mut Vault, limit: Option<usize>) -> Result<Outcome> {
-    let mut list = sellers(&vault.feed(&everything())?);
+    let mut list = sellers(&vault.network_mut().feed(&everything())?);
     if let Some(n) = limit {
         list.truncate(n);
     }
@@ -219,7 +219,7 @@ fn mute_cmd(app: &App, vault: &mut Vault, args: &MuteArgs, on: bool) -> Result<O
         (None, Some(tag)) if !tag.trim().is_empty() => Mute::Tag(tag.trim().to_owned()),
         (None, Some(_)) => anyhow::bail!("the tag is empty"),
         (None, None) if on => {
-            let mutes = vault.feed_mutes()?;
+            let mutes = vault.network().mutes()?;
             if app.json {
                 app.print_json(&json!({ "changed": false, "muted": mutes_json(vault, &mutes) }))?;
             } else if mutes.is_empty() {
@@ -242,8 +242,8 @@ fn mute_cmd(app: &App, vault: &mut Vault, args: &MuteArgs, on: bool) -> Result<O
         }
         _ => anyhow::bail!("name a friend or a --tag to unmute"),
     };
-    let changed = vault.set_feed_mute(&what, on)?;
-    let mutes = vault.feed_mutes()?;
+    let changed = vault.network_mut().set_mute(&what, on)?;
+    let mutes = vault.network().mutes()?;
     if app.json {
         app.print_json(&json!({ "changed": changed, "muted": mutes_json(vault, &mutes) }))?;
     } else {

@@ -13,7 +13,7 @@ const CODE_WARNING: &str = "Your recovery code holds your identity's next key: w
 /// Prints the recovery code (the identity's next key) once, and removes it from this device.
 pub(crate) fn show(app: &App) -> Result<Outcome> {
     let mut vault = app.unlock()?;
-    let code = vault.recovery_code()?;
+    let code = vault.keys_mut().recovery_code()?;
     if app.json {
         app.print_json(&json!({ "identity": vault.identity().to_string(), "recovery_code": code.as_str() }))?;
     } else {
@@ -28,7 +28,7 @@ pub(crate) fn show(app: &App) -> Result<Outcome> {
 pub(crate) fn recover(app: &App, given: &str) -> Result<Outcome> {
     let mut vault = app.unlock()?;
     let code = read_secret_line("Recovery code: ", given, "recovery code")?;
-    let new_code = vault.restore_identity_key(&code)?;
+    let new_code = vault.keys_mut().restore_identity_key(&code)?;
     if app.json {
         app.print_json(&json!({
             "identity": vault.identity().to_string(),
@@ -61,7 +61,7 @@ pub(crate) fn recover(app: &App, given: &str) -> Result<Outcome> {
 pub(crate) fn forget(app: &App) -> Result<Outcome> {
     let mut vault = app.unlock()?;
     let code = read_secret_line("Type your recovery code to confirm you have it: ", "", "recovery code")?;
-    vault.forget_identity_key(&code)?;
+    vault.keys_mut().forget_identity_key(&code)?;
     if app.json {
         app.print_json(&json!({ "identity": vault.identity().to_string(), "identity_key": false }))?;
     } else {

@@ -107,7 +107,7 @@ pub(crate) fn run(app: &App) -> Result<Outcome> {
         }
     }
     let waiting = vault.inbox().list()?.into_iter().filter(|r| r.status == RequestStatus::Pending).count();
-    let notices = vault.notices()?.len();
+    let notices = vault.notices().list()?.len();
     let shares = vault.held_mut().records()?;
     if app.json {
         let by_peer: Vec<Value> = live

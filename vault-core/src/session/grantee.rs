@@ -93,11 +93,11 @@ impl GranteeSession {
     /// acknowledged), then `ListShares`.
     pub fn start(&mut self, vault: &mut Vault) -> Result<Vec<GranteeAction>, SessionError> {
         let mut out: Vec<GranteeAction> = Vec::new();
-        let events = vault.own_key_events()?;
+        let events = vault.keys().own_key_events()?;
         if !events.is_empty() {
             out.push(GranteeAction::Send(Box::new(Frame::KeyEvents(events))));
         }
-        if let Some(roster) = vault.roster()? {
+        if let Some(roster) = vault.devices().roster()? {
             out.push(GranteeAction::Send(Box::new(Frame::Roster(roster))));
         }
         out.extend(
@@ -109,7 +109,8 @@ impl GranteeSession {
         );
         out.extend(
             vault
-                .undelivered_notices(&self.issuer)?
+                .notices()
+                .undelivered(&self.issuer)?
                 .into_iter()
                 .map(|n| GranteeAction::Send(Box::new(Frame::Notice(n)))),
         );
@@ -132,7 +133,7 @@ impl GranteeSession {
                 Ok(vec![GranteeAction::Changed])
             }
             Frame::NoticeAck { notice, kept } => {
-                vault.notice_delivered(&self.issuer, &notice)?;
+                vault.notices_mut().delivered(&self.issuer, &notice)?;
                 if !kept {
                     tracing::warn!(%notice, "the customer's vault did not keep a breach notice");
                 }
@@ -144,13 +145,13 @@ impl GranteeSession {
             }
             Frame::KeyEvents(events) => {
                 // Judged by the chain itself; a conflicting chain is refused inside.
-                vault.accept_key_events(self.issuer, &events)?;
+                vault.keys_mut().accept_key_events(self.issuer, &events)?;
                 Ok(Vec::new())
             }
             Frame::Roster(roster) => {
-                vault.accept_roster(self.issuer, &roster)?;
+                vault.devices_mut().accept_roster(self.issuer, &roster)?;
                 match &self.ticket {
-                    Some(t) if vault.is_refused_device(&self.issuer, &t.device())? => {
+                    Some(t) if vault.devices().is_refused_device(&self.issuer, &t.device())? => {
                         Err(SessionError::RemovedDevice)
                     }
                     _ => Ok(Vec::new()),

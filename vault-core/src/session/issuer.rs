@@ -108,12 +108,12 @@ impl IssuerSession {
                         // and which of its devices to refuse from now on. Only for a peer this
                         // vault shares with or knows: a stranger learns nothing, not even
                         // how many devices there are or where.
-                        if vault.knows_peer(&self.peer)? {
-                            let events = vault.own_key_events()?;
+                        if vault.devices_mut().knows_peer(&self.peer)? {
+                            let events = vault.keys().own_key_events()?;
                             if !events.is_empty() {
                                 out.push(IssuerAction::Send(Frame::KeyEvents(events)));
                             }
-                            if let Some(roster) = vault.roster()? {
+                            if let Some(roster) = vault.devices().roster()? {
                                 out.push(IssuerAction::Send(Frame::Roster(roster)));
                             }
                         }
@@ -135,9 +135,9 @@ impl IssuerSession {
                         && let Some(said) = self.unknown_peer_said.take()
                     {
                         let StrangerSaid { events, roster } = *said;
-                        vault.accept_key_events(self.peer, &events)?;
+                        vault.keys_mut().accept_key_events(self.peer, &events)?;
                         if let Some(roster) = roster {
-                            vault.accept_roster(self.peer, &roster)?;
+                            vault.devices_mut().accept_roster(self.peer, &roster)?;
                         }
                     }
                     let accepted = vault.inbox_mut().receive(&self.peer, &request)?;
@@ -148,26 +148,26 @@ impl IssuerSession {
                     return Ok(vec![IssuerAction::Send(ack)]);
                 }
                 Frame::Notice(notice) => {
-                    let kept = vault.receive_notice(&self.peer, &notice)?;
+                    let kept = vault.notices_mut().receive(&self.peer, &notice)?;
                     let ack = Frame::NoticeAck { notice: notice.statement().id, kept };
                     return Ok(vec![IssuerAction::Send(ack)]);
                 }
                 Frame::KeyEvents(events) => {
                     // Kept, like a roster, only from a peer this vault knows.
-                    if vault.knows_peer(&self.peer)? {
-                        vault.accept_key_events(self.peer, &events)?;
+                    if vault.devices_mut().knows_peer(&self.peer)? {
+                        vault.keys_mut().accept_key_events(self.peer, &events)?;
                     } else if events.len() <= 64 {
                         self.unknown_peer_said.get_or_insert_with(Default::default).events = events;
                     }
                     return Ok(Vec::new());
                 }
                 Frame::Roster(roster) => {
-                    if vault.knows_peer(&self.peer)? {
-                        vault.accept_roster(self.peer, &roster)?;
+                    if vault.devices_mut().knows_peer(&self.peer)? {
+                        vault.devices_mut().accept_roster(self.peer, &roster)?;
                     } else {
                         self.unknown_peer_said.get_or_insert_with(Default::default).roster = Some(roster);
                     }
-                    if vault.is_refused_device(&self.peer, &self.device)? {
+                    if vault.devices().is_refused_device(&self.peer, &self.device)? {
                         return Err(SessionError::RemovedDevice);
                     }
                     return Ok(Vec::new());

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
-use std::ops::Deref;
+use std::ops::{Deref, DerefMut};
 
 use super::Vault;
 use super::replication::Entry;
@@ -107,7 +107,7 @@ pub(crate) type BlockedCache = std::cell::RefCell<Option<(crate::store::WriteMar
 /// The contacts of a vault: `vault.contacts()` to read, `vault.contacts_mut()` to change.
 #[derive(Debug)]
 pub struct Contacts<V> {
-    vault: V,
+    pub(in crate::vault) vault: V,
 }
 
 impl<V: Deref<Target = Vault>> Contacts<V> {
@@ -201,7 +201,7 @@ impl Contacts<&mut Vault> {
     /// Writes a contact row and logs it for the other devices.
     fn put(vault: &Vault, id: &[u8], contact: &Contact) -> Result<(), StoreError> {
         vault.store.put(&TABLE, Key::Id(id), &serde_json::to_vec(contact).expect("serializes"))?;
-        vault.log_contact(id, vault.now(), Some(contact))
+        vault.contacts().log_contact(id, vault.now(), Some(contact))
     }
 
     /// Adds a contact from a ticket.
@@ -250,7 +250,7 @@ impl Contacts<&mut Vault> {
                         return Err(ContactError::Blocked(c.name));
                     }
                     v.store.delete(&TABLE, Key::Id(&id))?;
-                    v.log_contact(&id, v.now(), None)?;
+                    v.contacts().log_contact(&id, v.now(), None)?;
                     return Ok(true);
                 }
             }
@@ -313,9 +313,9 @@ fn stamp_key(row: &[u8]) -> String {
     format!("contact-stamp/{}", data_encoding::HEXLOWER.encode(row))
 }
 
-impl Vault {
+impl<V: Deref<Target = Vault>> Contacts<V> {
     fn contact_stamp(&self, row: &[u8]) -> Result<Option<Stamp>, StoreError> {
-        Ok(self.settings().get(&stamp_key(row))?.and_then(|b| serde_json::from_slice(&b).ok()))
+        Ok(self.vault.settings().get(&stamp_key(row))?.and_then(|b| serde_json::from_slice(&b).ok()))
     }
 
     /// Every contact row's state as last written here, with its stamp's clock and time
@@ -324,12 +324,12 @@ impl Vault {
     pub(super) fn contact_entries(&self) -> Result<Vec<Entry>, StoreError> {
         let mut out = Vec::new();
         let mut stamped = HashSet::new();
-        for key in self.store.keys(&crate::store::sealed::NODE)? {
+        for key in self.vault.store.keys(&crate::store::sealed::NODE)? {
             let crate::store::sealed::OwnedKey::Name(name) = &key else { continue };
             let Some(hex) = name.strip_prefix("contact-stamp/") else { continue };
             let Ok(row) = data_encoding::HEXLOWER.decode(hex.as_bytes()) else { continue };
             let Some((clock, at, by)) = self.contact_stamp(&row)? else { continue };
-            let contact = match self.store.get(&TABLE, Key::Id(&row))? {
+            let contact = match self.vault.store.get(&TABLE, Key::Id(&row))? {
                 Some(body) => Some(
                     serde_json::from_slice(&body).map_err(|_| StoreError::damaged(&TABLE, "(contact)"))?,
                 ),
@@ -338,7 +338,7 @@ impl Vault {
             stamped.insert(row.clone());
             out.push(Entry::Contact { row, clock, at, contact, by: Some(by) });
         }
-        for (row, contact) in self.contacts().rows()? {
+        for (row, contact) in self.vault.contacts().rows()? {
             if !stamped.contains(&row) {
                 out.push(Entry::Contact { row, clock: 0, at: 0, contact: Some(contact), by: None });
             }
@@ -355,17 +355,19 @@ impl Vault {
         contact: Option<&Contact>,
     ) -> Result<(), StoreError> {
         let clock = self.contact_stamp(row)?.map_or(0, |s| s.0).saturating_add(1).min(MAX_CONTACT_CLOCK);
-        self.log_shared(&Entry::Contact {
+        self.vault.replication().log_shared(&Entry::Contact {
             row: row.to_vec(),
             clock,
             at,
             contact: contact.cloned(),
             by: None,
         })?;
-        let stamp: Stamp = (clock, at, self.device_key().public());
-        self.settings().put(&stamp_key(row), &serde_json::to_vec(&stamp).expect("serializes"))
+        let stamp: Stamp = (clock, at, self.vault.device_key().public());
+        self.vault.settings().put(&stamp_key(row), &serde_json::to_vec(&stamp).expect("serializes"))
     }
+}
 
+impl<V: DerefMut<Target = Vault>> Contacts<V> {
     /// Merges a contact row another device wrote at `stamp`: it wins when its stamp is later
     /// than this device's of the row. False when it does not check out.
     pub(super) fn merge_contact(
@@ -375,7 +377,7 @@ impl Vault {
         contact: Option<&Contact>,
     ) -> Result<bool, StoreError> {
         let bad = |c: &Contact| {
-            !valid_name(&c.name) || check_addrs(&c.addrs).is_err() || c.identity == self.identity()
+            !valid_name(&c.name) || check_addrs(&c.addrs).is_err() || c.identity == self.vault.identity()
         };
         if row.is_empty() || row.len() > 32 || contact.is_some_and(bad) {
             return Ok(false);
@@ -392,7 +394,7 @@ impl Vault {
         if mine == Some(stamp) {
             // One stamp, two writes: only a device's file that went on from two copies makes
             // them (a restore, a copy). The greater content wins, the same on every device.
-            let held = self.store.get(&TABLE, Key::Id(row))?;
+            let held = self.vault.store.get(&TABLE, Key::Id(row))?;
             let incoming = contact.map(|c| serde_json::to_vec(c).expect("serializes"));
             if held >= incoming {
                 return Ok(true);
@@ -400,13 +402,13 @@ impl Vault {
         }
         match contact {
             Some(c) => {
-                self.store.put(&TABLE, Key::Id(row), &serde_json::to_vec(c).expect("serializes"))?;
+                self.vault.store.put(&TABLE, Key::Id(row), &serde_json::to_vec(c).expect("serializes"))?;
             }
             None => {
-                self.store.delete(&TABLE, Key::Id(row))?;
+                self.vault.store.delete(&TABLE, Key::Id(row))?;
             }
         }
-        self.settings().put(&stamp_key(row), &serde_json::to_vec(&stamp).expect("serializes"))?;
+        self.vault.settings().put(&stamp_key(row), &serde_json::to_vec(&stamp).expect("serializes"))?;
         Ok(true)
     }
 }

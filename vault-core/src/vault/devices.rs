@@ -7,7 +7,7 @@
 //! the same key). A removed device is refused by every device that knows of the removal.
 
 use std::net::SocketAddr;
-use std::ops::Deref;
+use std::ops::{Deref, DerefMut};
 
 use automerge::sync::{State as SyncState, SyncDoc};
 use serde::{Deserialize, Serialize};
@@ -125,7 +125,7 @@ pub(super) fn placeholder_name(id: &DeviceId) -> String {
 /// The devices of a vault's identity: `vault.devices()` to read, `vault.devices_mut()` to change.
 #[derive(Debug)]
 pub struct Devices<V> {
-    vault: V,
+    pub(in crate::vault) vault: V,
 }
 
 impl<V: Deref<Target = Vault>> Devices<V> {
@@ -437,24 +437,24 @@ impl Devices<&mut Vault> {
 #[derive(Debug, Default)]
 pub struct DeviceSync(SyncState);
 
-impl Vault {
+impl<V: DerefMut<Target = Vault>> Devices<V> {
     /// The next message of the document's sync with another device of this identity, if any.
     /// The node's watcher brings in other processes' commits; this only reads memory.
-    pub fn device_sync_generate(&mut self, sync: &mut DeviceSync) -> Result<Option<Vec<u8>>, EditError> {
-        Ok(self.doc.automerge().sync().generate_sync_message(&mut sync.0).map(|m| m.encode()))
+    pub fn sync_generate(&mut self, sync: &mut DeviceSync) -> Result<Option<Vec<u8>>, EditError> {
+        Ok(self.vault.doc.automerge().sync().generate_sync_message(&mut sync.0).map(|m| m.encode()))
     }
 
     /// Applies a sync message from another device of this identity to the document, durably.
     /// Returns whether the document changed (the caller then updates the projections). A message that does not decode, or that would
     /// leave a document of the wrong shape, changes nothing.
-    pub fn device_sync_receive(&mut self, sync: &mut DeviceSync, bytes: &[u8]) -> Result<bool, EditError> {
+    pub fn sync_receive(&mut self, sync: &mut DeviceSync, bytes: &[u8]) -> Result<bool, EditError> {
         let state = &mut sync.0;
         let message = crate::doc::sync_message(bytes).ok_or(EditError::BadSyncMessage)?;
-        let before = self.doc.automerge().get_heads();
-        self.edit(|doc| Ok(doc.receive_sync(state, message)?)).map_err(|e| match e {
+        let before = self.vault.doc.automerge().get_heads();
+        self.vault.edit(|doc| Ok(doc.receive_sync(state, message)?)).map_err(|e| match e {
             EditError::Doc(_) => EditError::BadSyncMessage,
             other => other,
         })?;
-        Ok(self.doc.automerge().get_heads() != before)
+        Ok(self.vault.doc.automerge().get_heads() != before)
     }
 }

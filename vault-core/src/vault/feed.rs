@@ -3,7 +3,9 @@
 //! (network.rs) is left out. Owns no table: it
 //! reads the received shares' views (received.rs).
 
+use super::network::Network;
 use std::collections::{HashMap, HashSet};
+use std::ops::DerefMut;
 
 use serde::Deserialize;
 
@@ -121,13 +123,13 @@ fn entry(
     }
 }
 
-impl Vault {
+impl<V: DerefMut<Target = Vault>> Network<V> {
     /// The merged purchase feed of every live share that carries purchases.
     pub fn feed(&mut self, filter: &FeedFilter) -> Result<Vec<FeedEntry>, StoreError> {
         // Read the decoded views (one sealed blob per share), then parse them on every core.
-        let mutes = if filter.include_muted { Default::default() } else { self.feed_mutes()? };
+        let mutes = if filter.include_muted { Default::default() } else { self.mutes()? };
         let mut views: Vec<(IdentityId, GrantId, Option<String>, Vec<u8>)> = Vec::new();
-        for (grant, status) in self.held().received_grants()? {
+        for (grant, status) in self.vault.held().received_grants()? {
             let g = grant.statement();
             if status != ShareStatus::Live
                 || filter.from.is_some_and(|f| f != g.issuer)
@@ -136,8 +138,8 @@ impl Vault {
             {
                 continue;
             }
-            let Some(bytes) = self.held_mut().share_view_bytes(&g.issuer, &g.id)? else { continue };
-            views.push((g.issuer, g.id, self.contacts().petname(&g.issuer), bytes));
+            let Some(bytes) = self.vault.held_mut().share_view_bytes(&g.issuer, &g.id)? else { continue };
+            views.push((g.issuer, g.id, self.vault.contacts().petname(&g.issuer), bytes));
         }
         let parse = |chunk: &[(IdentityId, GrantId, Option<String>, Vec<u8>)]| {
             let mut out = Vec::new();

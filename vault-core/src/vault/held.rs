@@ -299,7 +299,7 @@ impl<V: DerefMut<Target = Vault>> Held<V> {
                     tracing::warn!(grant = %g.id, "ignoring a grant not addressed to this vault by its issuer");
                     continue;
                 }
-                if v.refused_signer(grant)? {
+                if v.keys().refused_signer(grant)? {
                     // Revocations from such a device are still honoured (they only take away).
                     tracing::warn!(grant = %g.id, "ignoring a grant signed by a device its identity removed");
                     continue;

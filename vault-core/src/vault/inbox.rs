@@ -190,10 +190,10 @@ impl Inbox<&mut Vault> {
             } else if v.contacts().is_blocked(peer)? {
                 Some(Refusal::Blocked)
             } else if let Some(device) = signed.signed_by()
-                && v.is_removed_device(peer, &device)?
+                && v.devices().is_removed_device(peer, &device)?
             {
                 Some(Refusal::RemovedDevice)
-            } else if v.refused_signer(signed)? {
+            } else if v.keys().refused_signer(signed)? {
                 Some(Refusal::SignerNotVouched)
             } else if requests::get(v, TABLE, &r.id)?.is_some() {
                 return Ok(Ok(None));

@@ -238,7 +238,7 @@ impl<V: Deref<Target = Vault>> Grants<V> {
     /// Writes a grant row and logs its new state for the other devices.
     fn put_grant_record(&self, id: &GrantId, record: &GrantRecord) -> Result<(), StoreError> {
         self.store_grant_record(id, record)?;
-        self.vault.log_shared(&record.entry())?;
+        self.vault.replication().log_shared(&record.entry())?;
         Ok(())
     }
 

@@ -13,12 +13,14 @@
 //! key-state rule of `signer::allowed`, and the freshness rule for devices
 //! ([`MAX_ROSTER_AGE`]).
 
+use super::Keys;
+use std::ops::{Deref, DerefMut};
 use zeroize::Zeroizing;
 
 use super::Vault;
 use crate::identity::{Identity, IdentityId};
 use crate::key_event::{KeyEvent, KeyLog};
-use crate::signer::{self, By, Signer};
+use crate::signer::{self, By};
 use crate::statement::{Signed, Statement};
 use crate::store::StoreError;
 use crate::store::sealed::NODE;
@@ -32,11 +34,11 @@ fn log_key(identity: &IdentityId) -> String {
     format!("key-events/{identity}")
 }
 
-impl Vault {
+impl<V: Deref<Target = Vault>> Keys<V> {
     /// The key state this vault holds for `identity` (empty: no event known).
     pub fn key_log(&self, identity: &IdentityId) -> Result<KeyLog, StoreError> {
         let key = log_key(identity);
-        match self.settings().get(&key)? {
+        match self.vault.settings().get(&key)? {
             None => Ok(KeyLog::default()),
             Some(bytes) => KeyLog::from_stored(identity, &bytes).map_err(|_| StoreError::damaged(&NODE, key)),
         }
@@ -44,9 +46,37 @@ impl Vault {
 
     /// This identity's key events, to hand to its other devices and to peers.
     pub fn own_key_events(&self) -> Result<Vec<KeyEvent>, StoreError> {
-        Ok(self.key_log(&self.identity())?.events().to_vec())
+        Ok(self.key_log(&self.vault.identity())?.events().to_vec())
     }
 
+    /// True when `statement` must be refused for who signed it: a device its author's identity
+    /// removed (whatever date it claims: a removed device could claim any), or a key (or a
+    /// device certified by a key) the author's key state does not allow at the statement's
+    /// time: a key rotated away before it. The one place the key-state rule is applied.
+    pub(crate) fn refused_signer<T: Statement>(&self, statement: &Signed<T>) -> Result<bool, StoreError> {
+        let author = statement.statement().author();
+        if let Some(device) = statement.signed_by()
+            && self.vault.devices().is_removed_device(&author, &device)?
+        {
+            return Ok(true);
+        }
+        let log = self.key_log(&author)?;
+        let vouched = match statement.by() {
+            By::Device(cert) => {
+                if author != self.vault.identity()
+                    && !self.vault.devices().recently_vouched(&author, &cert.device())?
+                {
+                    return Ok(true);
+                }
+                self.vault.devices().device_vouched(&author, &cert.device(), &log)?
+            }
+            _ => false,
+        };
+        Ok(!signer::allowed(statement.by(), &author, statement.statement().made_at(), &log, vouched))
+    }
+}
+
+impl<V: DerefMut<Target = Vault>> Keys<V> {
     /// Takes in key events of `identity` another device or a peer sent. Returns whether the
     /// chain held here grew. A chain that conflicts with the one held here is refused (logged,
     /// nothing stored). When this identity's chain moved past the key this device holds, the key
@@ -71,11 +101,11 @@ impl Vault {
             return Ok(false);
         }
         let current = log.current_key(&identity);
-        let drop_held = identity == self.identity()
-            && self.identity.as_ref().is_some_and(|held| held.public() != current);
+        let drop_held = identity == self.vault.identity()
+            && self.vault.identity.as_ref().is_some_and(|held| held.public() != current);
         let bytes = log.to_bytes();
-        let certificate = self.certificate;
-        self.write(|v| {
+        let certificate = self.vault.certificate;
+        self.vault.write(|v| {
             v.settings().put(&log_key(&identity), &bytes)?;
             if drop_held {
                 v.store.write_certificate(&certificate)?;
@@ -86,16 +116,9 @@ impl Vault {
         })?;
         if drop_held {
             tracing::warn!("the identity key was rotated on another device: this device no longer holds it");
-            self.identity = None;
+            self.vault.identity = None;
         }
         Ok(true)
-    }
-
-    /// Appends an event this vault made to its own chain (checked like any other).
-    pub(super) fn put_own_key_event(v: &Vault, log: &mut KeyLog, event: KeyEvent) -> Result<(), StoreError> {
-        let identity = v.identity();
-        log.append(event).map_err(|_| StoreError::damaged(&NODE, log_key(&identity)))?;
-        v.settings().put(&log_key(&identity), &log.to_bytes())
     }
 
     /// A vault that holds the identity key and has no key event yet (made before key events
@@ -103,58 +126,28 @@ impl Vault {
     /// until `vault device recovery-code` shows it. Its old recovery code (the identity key
     /// itself) can no longer rotate anything.
     pub(super) fn upgrade_key_events(&mut self) -> Result<(), StoreError> {
-        let Some(held) = &self.identity else { return Ok(()) };
+        let Some(held) = &self.vault.identity else { return Ok(()) };
         // Only the device the identity was made on (no stored certificate): a device that took
         // the key on with an old code would make a second, conflicting event 0.
-        if held.public() != self.identity()
-            || self.key_log(&self.identity())?.last().is_some()
-            || self.store.read_certificate()?.is_some()
+        if held.public() != self.vault.identity()
+            || self.key_log(&self.vault.identity())?.last().is_some()
+            || self.vault.store.read_certificate()?.is_some()
         {
             return Ok(());
         }
         let next = Identity::generate();
-        let event = KeyEvent::inception(held, &next.public(), self.now());
+        let event = KeyEvent::inception(held, &next.public(), self.vault.now());
         let seed: Zeroizing<[u8; 32]> = next.secret_bytes();
-        self.write(|v| {
+        self.vault.write(|v| {
             let mut log = KeyLog::default();
-            Vault::put_own_key_event(v, &mut log, event)?;
+            put_own_key_event(v, &mut log, event)?;
             v.store.write_secret(PENDING_NEXT, &seed[..])
         })
     }
-
-    /// The identity key this device holds, as a signer: the inception key itself, or the
-    /// current key after a rotation (whose signatures name it).
-    pub(super) fn identity_signer(&self) -> Option<Signer<'_>> {
-        let held = self.identity.as_ref()?;
-        let identity = self.identity();
-        Some(if held.public() == identity {
-            Signer::Identity(held)
-        } else {
-            Signer::Rotated { key: held, identity }
-        })
-    }
-
-    /// True when `statement` must be refused for who signed it: a device its author's identity
-    /// removed (whatever date it claims: a removed device could claim any), or a key (or a
-    /// device certified by a key) the author's key state does not allow at the statement's
-    /// time: a key rotated away before it. The one place the key-state rule is applied.
-    pub(crate) fn refused_signer<T: Statement>(&self, statement: &Signed<T>) -> Result<bool, StoreError> {
-        let author = statement.statement().author();
-        if let Some(device) = statement.signed_by()
-            && self.is_removed_device(&author, &device)?
-        {
-            return Ok(true);
-        }
-        let log = self.key_log(&author)?;
-        let vouched = match statement.by() {
-            By::Device(cert) => {
-                if author != self.identity() && !self.recently_vouched(&author, &cert.device())? {
-                    return Ok(true);
-                }
-                self.device_vouched(&author, &cert.device(), &log)?
-            }
-            _ => false,
-        };
-        Ok(!signer::allowed(statement.by(), &author, statement.statement().made_at(), &log, vouched))
-    }
+}
+/// Appends an event this vault made to its own chain (checked like any other).
+pub(super) fn put_own_key_event(v: &Vault, log: &mut KeyLog, event: KeyEvent) -> Result<(), StoreError> {
+    let identity = v.identity();
+    log.append(event).map_err(|_| StoreError::damaged(&NODE, log_key(&identity)))?;
+    v.settings().put(&log_key(&identity), &log.to_bytes())
 }

@@ -14,18 +14,18 @@
 //! current key on a device while no rotation replaced it (as before), but it cannot rotate;
 //! the upgrade made a new code for that.
 
+use std::ops::{Deref, DerefMut};
 use zeroize::Zeroizing;
 
 use super::Vault;
 use crate::identity::{DeviceCertificate, DeviceKey, Identity};
-use crate::signer::Signer;
 use crate::store::{Store, StoreError};
 
 /// Prefix of a recovery code; the digit is its format version.
 const RECOVERY_PREFIX: &str = "vaultkey1";
 
 /// This device's keys.
-pub(super) struct Keys {
+pub(super) struct LoadedKeys {
     pub(super) identity: Option<Identity>,
     pub(super) device: DeviceKey,
     pub(super) certificate: DeviceCertificate,
@@ -33,7 +33,7 @@ pub(super) struct Keys {
 
 /// Reads and checks the keys: the certificate must name this device and, when the identity key
 /// is here, be that identity's.
-pub(super) fn read(store: &Store) -> Result<Keys, StoreError> {
+pub(super) fn read(store: &Store) -> Result<LoadedKeys, StoreError> {
     let device = DeviceKey::from_secret_bytes(&*store.read_secret("device")?);
     // Read (and so checked) at every open like the other secrets, though used only when shown.
     store.read_secret_if_any(super::key_state::PENDING_NEXT)?;
@@ -58,7 +58,7 @@ pub(super) fn read(store: &Store) -> Result<Keys, StoreError> {
             (None, certificate)
         }
     };
-    Ok(Keys { identity, device, certificate })
+    Ok(LoadedKeys { identity, device, certificate })
 }
 
 /// A recovery code could not be used.
@@ -133,38 +133,41 @@ fn decode_recovery(code: &str) -> Result<Identity, RecoveryError> {
     Ok(Identity::from_secret_bytes(&seed))
 }
 
-impl Vault {
-    /// Signs this vault's statements: the identity key where this device holds it (its current
-    /// key after a rotation), otherwise this device's key with its certificate.
-    pub fn signer(&self) -> Signer<'_> {
-        match self.identity_signer() {
-            Some(signer) => signer,
-            None => Signer::Device { key: &self.device, certificate: &self.certificate },
-        }
-    }
+/// This identity's keys as this device holds them: the recovery code (the next key), restoring and forgetting the identity key, and every identity's key events: `vault.keys()`, `vault.keys_mut()`.
+#[derive(Debug)]
+pub struct Keys<V> {
+    pub(in crate::vault) vault: V,
+}
 
-    /// The identity's current signing key, when this device holds it.
-    pub fn identity_key(&self) -> Option<&Identity> {
-        self.identity.as_ref()
+impl<V: Deref<Target = Vault>> Keys<V> {
+    pub(in crate::vault) fn new(vault: V) -> Self {
+        Self { vault }
     }
+}
 
+impl<V: Deref<Target = Vault>> Keys<V> {
+    /// True while the recovery code waits on this device to be shown (and written down).
+    pub fn recovery_code_pending(&self) -> Result<bool, StoreError> {
+        Ok(self.vault.identity.is_some()
+            && self.vault.store.read_secret_if_any(super::key_state::PENDING_NEXT)?.is_some())
+    }
+}
+
+impl<V: DerefMut<Target = Vault>> Keys<V> {
     /// The recovery code, to write down: the identity's next key, shown once. It waits on the
     /// device where it was made until shown, and is removed from it then.
     pub fn recovery_code(&mut self) -> Result<Zeroizing<String>, RecoveryError> {
-        if self.identity.is_none() {
+        if self.vault.identity.is_none() {
             return Err(RecoveryError::NotHeld);
         }
-        let seed =
-            self.store.read_secret_if_any(super::key_state::PENDING_NEXT)?.ok_or(RecoveryError::Shown)?;
+        let seed = self
+            .vault
+            .store
+            .read_secret_if_any(super::key_state::PENDING_NEXT)?
+            .ok_or(RecoveryError::Shown)?;
         let code = encode_recovery(&Identity::from_secret_bytes(&seed));
-        self.write(|v| v.store.delete_secret(super::key_state::PENDING_NEXT))?;
+        self.vault.write(|v| v.store.delete_secret(super::key_state::PENDING_NEXT))?;
         Ok(code)
-    }
-
-    /// True while the recovery code waits on this device to be shown (and written down).
-    pub fn recovery_code_pending(&self) -> Result<bool, StoreError> {
-        Ok(self.identity.is_some()
-            && self.store.read_secret_if_any(super::key_state::PENDING_NEXT)?.is_some())
     }
 
     /// Enters a recovery code on this device (after the device that held the identity key was
@@ -175,7 +178,7 @@ impl Vault {
     /// certificate for this device stays as it is.
     pub fn restore_identity_key(&mut self, code: &str) -> Result<Option<Zeroizing<String>>, RecoveryError> {
         let key = decode_recovery(code)?;
-        let me = self.identity();
+        let me = self.vault.identity();
         let mut log = self.key_log(&me)?;
         let Some(last) = log.last().cloned() else {
             // No key event known here: only the identity key itself can be taken on.
@@ -187,20 +190,24 @@ impl Vault {
         };
         if last.commits_to(&key.public()) {
             let next = Identity::generate();
-            let event =
-                crate::key_event::KeyEvent::rotation(&last, &key, &next.public(), self.now().max(last.at()));
+            let event = crate::key_event::KeyEvent::rotation(
+                &last,
+                &key,
+                &next.public(),
+                self.vault.now().max(last.at()),
+            );
             log.clone().append(event.clone()).map_err(RecoveryError::KeyEvent)?;
-            let certificate = self.certificate;
+            let certificate = self.vault.certificate;
             let seed = key.secret_bytes();
-            self.write(|v| {
+            self.vault.write(|v| {
                 // The certificate the inception key made for this device stays this device's.
                 v.store.write_certificate(&certificate)?;
                 v.store.write_secret("identity", &seed[..])?;
                 v.store.delete_secret(super::key_state::PENDING_NEXT)?;
-                Vault::put_own_key_event(v, &mut log, event)?;
+                super::key_state::put_own_key_event(v, &mut log, event)?;
                 Ok::<_, RecoveryError>(())
             })?;
-            self.identity = Some(key);
+            self.vault.identity = Some(key);
             return Ok(Some(encode_recovery(&next)));
         }
         // A code made before key events: the inception key, while nothing rotated it. (After a
@@ -218,17 +225,17 @@ impl Vault {
 
     fn take_identity_key(&mut self, key: Identity) -> Result<(), RecoveryError> {
         let seed = key.secret_bytes();
-        self.write(|v| v.store.write_secret("identity", &seed[..]).map_err(RecoveryError::from))?;
-        self.identity = Some(key);
+        self.vault.write(|v| v.store.write_secret("identity", &seed[..]).map_err(RecoveryError::from))?;
+        self.vault.identity = Some(key);
         Ok(())
     }
 
     /// Reads this device's keys again (another process may have restored or forgotten the
     /// identity key). The device key never changes.
     pub(super) fn reload_keys(&mut self) -> Result<(), StoreError> {
-        let keys = read(&self.store)?;
-        self.identity = keys.identity;
-        self.certificate = keys.certificate;
+        let keys = read(&self.vault.store)?;
+        self.vault.identity = keys.identity;
+        self.vault.certificate = keys.certificate;
         Ok(())
     }
 
@@ -238,22 +245,22 @@ impl Vault {
     /// link or remove another. The code typed is the identity's next key (or, for a code made
     /// before key events, the key held here).
     pub fn forget_identity_key(&mut self, code: &str) -> Result<(), RecoveryError> {
-        let Some(held) = &self.identity else { return Err(RecoveryError::NotHeld) };
+        let Some(held) = &self.vault.identity else { return Err(RecoveryError::NotHeld) };
         let typed = decode_recovery(code)?;
-        let log = self.key_log(&self.identity())?;
+        let log = self.key_log(&self.vault.identity())?;
         let next = log.last().is_some_and(|last| last.commits_to(&typed.public()));
         if !next && typed.public() != held.public() {
             return Err(RecoveryError::OtherIdentity);
         }
-        let certificate = self.certificate;
-        self.write(|v| {
+        let certificate = self.vault.certificate;
+        self.vault.write(|v| {
             v.store.write_certificate(&certificate)?;
-            v.keep_roster_before_forgetting()?;
+            v.devices().keep_roster_before_forgetting()?;
             v.store.delete_secret("identity")?;
             v.store.delete_secret(super::key_state::PENDING_NEXT)?;
             Ok::<_, RecoveryError>(())
         })?;
-        self.identity = None;
+        self.vault.identity = None;
         Ok(())
     }
 }
@@ -306,17 +313,17 @@ mod upgrade_tests {
         drop(v);
 
         let mut v = open().unlock(&Passphrase::new("pw")).unwrap();
-        assert_eq!(v.key_log(&me).unwrap().events().len(), 1, "event 0 made at the upgrade");
-        assert!(v.recovery_code_pending().unwrap());
+        assert_eq!(v.keys().key_log(&me).unwrap().events().len(), 1, "event 0 made at the upgrade");
+        assert!(v.keys().recovery_code_pending().unwrap());
         // The old code: the current key, taken as it is (no rotation).
-        assert!(v.restore_identity_key(&old_code).unwrap().is_none());
-        assert_eq!(v.key_log(&me).unwrap().rotations(), 0);
-        let new_code = v.recovery_code().unwrap();
+        assert!(v.keys_mut().restore_identity_key(&old_code).unwrap().is_none());
+        assert_eq!(v.keys().key_log(&me).unwrap().rotations(), 0);
+        let new_code = v.keys_mut().recovery_code().unwrap();
         assert_ne!(new_code.as_str(), old_code.as_str());
-        assert!(!v.recovery_code_pending().unwrap());
-        assert!(v.restore_identity_key(&new_code).unwrap().is_some(), "the new code rotates");
-        assert_eq!(v.key_log(&me).unwrap().rotations(), 1);
-        assert!(matches!(v.restore_identity_key(&old_code), Err(RecoveryError::RotatedAway)));
+        assert!(!v.keys().recovery_code_pending().unwrap());
+        assert!(v.keys_mut().restore_identity_key(&new_code).unwrap().is_some(), "the new code rotates");
+        assert_eq!(v.keys().key_log(&me).unwrap().rotations(), 1);
+        assert!(matches!(v.keys_mut().restore_identity_key(&old_code), Err(RecoveryError::RotatedAway)));
         // Reopened, the device holds the new key with the certificate the inception key made.
         drop(v);
         let v = open().unlock(&Passphrase::new("pw")).unwrap();

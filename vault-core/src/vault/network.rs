@@ -9,6 +9,7 @@
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::ops::{Deref, DerefMut};
 
 use serde::{Deserialize, Serialize};
 
@@ -60,20 +61,34 @@ pub enum Mute {
     Tag(String),
 }
 
-impl Vault {
+/// What the network says: the purchase feed of the shares held, its mutes, and the summaries over it: `vault.network()`, `vault.network_mut()`.
+#[derive(Debug)]
+pub struct Network<V> {
+    pub(in crate::vault) vault: V,
+}
+
+impl<V: Deref<Target = Vault>> Network<V> {
+    pub(in crate::vault) fn new(vault: V) -> Self {
+        Self { vault }
+    }
+}
+
+impl<V: Deref<Target = Vault>> Network<V> {
     /// The current mutes.
-    pub fn feed_mutes(&self) -> Result<Mutes, StoreError> {
-        match self.settings().get(MUTES)? {
+    pub fn mutes(&self) -> Result<Mutes, StoreError> {
+        match self.vault.settings().get(MUTES)? {
             Some(bytes) => serde_json::from_slice(&bytes)
                 .map_err(|_| StoreError::damaged(&crate::store::sealed::NODE, MUTES)),
             None => Ok(Mutes::default()),
         }
     }
+}
 
+impl<V: DerefMut<Target = Vault>> Network<V> {
     /// Mutes (`on`) or unmutes a friend or a tag; false when that changed nothing.
-    pub fn set_feed_mute(&mut self, what: &Mute, on: bool) -> Result<bool, StoreError> {
-        self.write(|v| {
-            let mut mutes = v.feed_mutes()?;
+    pub fn set_mute(&mut self, what: &Mute, on: bool) -> Result<bool, StoreError> {
+        self.vault.write(|v| {
+            let mut mutes = v.network().mutes()?;
             let changed = match what {
                 Mute::Peer(p) => toggle(&mut mutes.peers, *p, on, |a, b| a == b),
                 Mute::Tag(t) => {

@@ -6,6 +6,7 @@
 //! tables `notices_out` and `notices_in`.
 
 use std::collections::BTreeMap;
+use std::ops::{Deref, DerefMut};
 
 use serde::{Deserialize, Serialize};
 
@@ -80,20 +81,123 @@ pub enum NoticeError {
     Store(#[from] StoreError),
 }
 
-impl Vault {
+/// Breach notices, sent to customers and received from sellers: `vault.notices()`, `vault.notices_mut()`.
+#[derive(Debug)]
+pub struct Notices<V> {
+    pub(in crate::vault) vault: V,
+}
+
+impl<V: Deref<Target = Vault>> Notices<V> {
+    pub(in crate::vault) fn new(vault: V) -> Self {
+        Self { vault }
+    }
+}
+
+impl<V: Deref<Target = Vault>> Notices<V> {
+    /// Notices this vault sent, newest first.
+    pub fn sent(&self) -> Result<Vec<NoticeInfo>, StoreError> {
+        let mut out: Vec<NoticeInfo> = list::<OutRecord>(&self.vault, &NOTICES_OUT)?
+            .into_iter()
+            .filter_map(|r| {
+                let notice = Signed::<BreachNotice>::from_stored(&r.notice)?;
+                Some(NoticeInfo {
+                    peer_name: self.vault.contacts().petname(&notice.statement().customer),
+                    notice,
+                    delivered: r.delivered,
+                    received_at: None,
+                    grants: Vec::new(),
+                    granted: Vec::new(),
+                })
+            })
+            .collect();
+        out.sort_by_key(|n| std::cmp::Reverse(n.notice.statement().issued_at));
+        Ok(out)
+    }
+
+    /// Notices queued for `customer`, not yet acknowledged.
+    pub fn undelivered(&self, customer: &IdentityId) -> Result<Vec<Signed<BreachNotice>>, StoreError> {
+        Ok(self
+            .sent()?
+            .into_iter()
+            .filter(|n| !n.delivered && n.notice.statement().customer == *customer)
+            .map(|n| n.notice)
+            .collect())
+    }
+
+    /// Customers with a notice still to deliver, with the ticket they were last reached at.
+    pub fn customers(&self) -> Result<Vec<(IdentityId, Option<Ticket>)>, StoreError> {
+        let mut out: Vec<(IdentityId, Option<Ticket>)> = Vec::new();
+        for r in list::<OutRecord>(&self.vault, &NOTICES_OUT)? {
+            let Some(notice) = Signed::<BreachNotice>::from_stored(&r.notice) else { continue };
+            let customer = notice.statement().customer;
+            if !r.delivered && !out.iter().any(|(c, _)| *c == customer) {
+                let ticket = r.ticket.as_deref().and_then(|t| t.parse().ok());
+                let ticket = ticket.or_else(|| {
+                    let contact =
+                        self.vault.contacts().list().ok()?.into_iter().find(|c| c.identity == customer)?;
+                    contact.ticket.as_deref()?.parse().ok()
+                });
+                out.push((customer, ticket));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every notice received, as entries of the shared log (for a fork's repair).
+    pub(super) fn notice_entries(&self) -> Result<Vec<Entry>, StoreError> {
+        Ok(list::<InRecord>(&self.vault, &NOTICES_IN)?
+            .into_iter()
+            .map(|r| Entry::Notice { signed: r.notice, received_at: r.received_at })
+            .collect())
+    }
+
+    /// Breach notices received, newest first, each with the grants it names and their status.
+    pub fn list(&self) -> Result<Vec<NoticeInfo>, StoreError> {
+        let mut out = Vec::new();
+        for r in list::<InRecord>(&self.vault, &NOTICES_IN)? {
+            let Some(notice) = Signed::<BreachNotice>::from_stored(&r.notice) else { continue };
+            let n = notice.statement();
+            let mut grants = Vec::new();
+            let mut granted = Vec::new();
+            for id in &n.grants {
+                let info = self.vault.grants().get(id)?;
+                if let Some(g) = &info
+                    && g.grant.statement().audience == n.seller
+                {
+                    granted.extend(g.grant.statement().fields.iter().cloned());
+                }
+                grants.push((*id, info.map(|g| g.status)));
+            }
+            granted.sort();
+            granted.dedup();
+            out.push(NoticeInfo {
+                peer_name: self.vault.contacts().petname(&n.seller),
+                notice: notice.clone(),
+                delivered: true,
+                received_at: Some(r.received_at),
+                grants,
+                granted,
+            });
+        }
+        out.sort_by_key(|n| std::cmp::Reverse(n.notice.statement().issued_at));
+        Ok(out)
+    }
+}
+
+impl<V: DerefMut<Target = Vault>> Notices<V> {
     /// Signs and queues a breach notice to every customer whose data this vault held under a
     /// grant whose purpose contains `purpose` (any, when `None`; case-insensitive) at any time
     /// since `since`: each names the fields held of that customer and the grants. Returns them.
-    pub fn breach_notify(
+    pub fn notify(
         &mut self,
         since: i64,
         purpose: Option<&str>,
         text: &str,
     ) -> Result<Vec<Signed<BreachNotice>>, NoticeError> {
-        let now = self.now();
+        let now = self.vault.now();
         let purpose = purpose.map(str::to_lowercase);
         let mut by_customer: BTreeMap<IdentityId, (BreachNotice, Option<Ticket>)> = BTreeMap::new();
-        for (grant, ended_at, ticket) in self.held().held_grants()? {
+        for (grant, ended_at, ticket) in self.vault.held().held_grants()? {
             let g = grant.statement();
             let held_in_window = ended_at.is_none_or(|end| end >= since) && g.issued_at <= now;
             let matches = purpose.as_ref().is_none_or(|p| g.purpose.to_lowercase().contains(p));
@@ -103,7 +207,7 @@ impl Vault {
             let (notice, t) = by_customer.entry(g.issuer).or_insert_with(|| {
                 let notice = BreachNotice {
                     id: NoticeId::random(),
-                    seller: self.identity(),
+                    seller: self.vault.identity(),
                     customer: g.issuer,
                     since,
                     until: now,
@@ -130,9 +234,9 @@ impl Vault {
             notice.fields.dedup();
             notice.grants.sort();
             notice.grants.truncate(crate::notice::MAX_NOTICE_GRANTS);
-            signed.push((Signed::sign(notice, self.signer())?, ticket));
+            signed.push((Signed::sign(notice, self.vault.signer())?, ticket));
         }
-        self.write(|v| -> Result<(), StoreError> {
+        self.vault.write(|v| -> Result<(), StoreError> {
             for (notice, ticket) in &signed {
                 let n = notice.statement();
                 let record = OutRecord {
@@ -152,61 +256,9 @@ impl Vault {
         Ok(signed.into_iter().map(|(n, _)| n).collect())
     }
 
-    /// Notices this vault sent, newest first.
-    pub fn notices_sent(&self) -> Result<Vec<NoticeInfo>, StoreError> {
-        let mut out: Vec<NoticeInfo> = list::<OutRecord>(self, &NOTICES_OUT)?
-            .into_iter()
-            .filter_map(|r| {
-                let notice = Signed::<BreachNotice>::from_stored(&r.notice)?;
-                Some(NoticeInfo {
-                    peer_name: self.contacts().petname(&notice.statement().customer),
-                    notice,
-                    delivered: r.delivered,
-                    received_at: None,
-                    grants: Vec::new(),
-                    granted: Vec::new(),
-                })
-            })
-            .collect();
-        out.sort_by_key(|n| std::cmp::Reverse(n.notice.statement().issued_at));
-        Ok(out)
-    }
-
-    /// Notices queued for `customer`, not yet acknowledged.
-    pub fn undelivered_notices(
-        &self,
-        customer: &IdentityId,
-    ) -> Result<Vec<Signed<BreachNotice>>, StoreError> {
-        Ok(self
-            .notices_sent()?
-            .into_iter()
-            .filter(|n| !n.delivered && n.notice.statement().customer == *customer)
-            .map(|n| n.notice)
-            .collect())
-    }
-
-    /// Customers with a notice still to deliver, with the ticket they were last reached at.
-    pub fn notice_customers(&self) -> Result<Vec<(IdentityId, Option<Ticket>)>, StoreError> {
-        let mut out: Vec<(IdentityId, Option<Ticket>)> = Vec::new();
-        for r in list::<OutRecord>(self, &NOTICES_OUT)? {
-            let Some(notice) = Signed::<BreachNotice>::from_stored(&r.notice) else { continue };
-            let customer = notice.statement().customer;
-            if !r.delivered && !out.iter().any(|(c, _)| *c == customer) {
-                let ticket = r.ticket.as_deref().and_then(|t| t.parse().ok());
-                let ticket = ticket.or_else(|| {
-                    let contact =
-                        self.contacts().list().ok()?.into_iter().find(|c| c.identity == customer)?;
-                    contact.ticket.as_deref()?.parse().ok()
-                });
-                out.push((customer, ticket));
-            }
-        }
-        Ok(out)
-    }
-
     /// The customer's vault acknowledged notice `id` (kept or refused: either way, delivered).
-    pub fn notice_delivered(&mut self, customer: &IdentityId, id: &NoticeId) -> Result<(), StoreError> {
-        self.write(|v| {
+    pub fn delivered(&mut self, customer: &IdentityId, id: &NoticeId) -> Result<(), StoreError> {
+        self.vault.write(|v| {
             let Some(mut record) = get::<OutRecord>(v, &NOTICES_OUT, id)? else { return Ok(()) };
             let is_theirs = Signed::<BreachNotice>::from_stored(&record.notice)
                 .is_some_and(|n| n.statement().customer == *customer);
@@ -221,28 +273,24 @@ impl Vault {
     /// Takes a notice delivered by `peer` (authenticated by the connection). Kept only when it is
     /// the peer's own, addressed to this vault, and names only grants this vault issued to that
     /// peer; at most [`MAX_NOTICES_PER_SELLER`] per seller. Returns whether it was kept.
-    pub fn receive_notice(
-        &mut self,
-        peer: &IdentityId,
-        signed: &Signed<BreachNotice>,
-    ) -> Result<bool, StoreError> {
+    pub fn receive(&mut self, peer: &IdentityId, signed: &Signed<BreachNotice>) -> Result<bool, StoreError> {
         let n = signed.statement();
-        let me = self.identity();
-        let now = self.now();
+        let me = self.vault.identity();
+        let now = self.vault.now();
         if n.seller != *peer || n.customer != me || n.issued_at > now + 300 {
             return Ok(false);
         }
-        if get::<InRecord>(self, &NOTICES_IN, &n.id)?.is_some() {
+        if get::<InRecord>(&self.vault, &NOTICES_IN, &n.id)?.is_some() {
             return Ok(true);
         }
         for id in &n.grants {
-            let ours = self.grants().get(id)?.is_some_and(|g| g.grant.statement().audience == *peer);
+            let ours = self.vault.grants().get(id)?.is_some_and(|g| g.grant.statement().audience == *peer);
             if !ours {
                 tracing::warn!(notice = %n.id, "refusing a breach notice naming a grant this vault did not issue to its sender");
                 return Ok(false);
             }
         }
-        let from_peer = list::<InRecord>(self, &NOTICES_IN)?
+        let from_peer = list::<InRecord>(&self.vault, &NOTICES_IN)?
             .iter()
             .filter_map(|r| Signed::<BreachNotice>::from_stored(&r.notice))
             .filter(|k| k.statement().seller == *peer)
@@ -250,10 +298,10 @@ impl Vault {
         if from_peer >= MAX_NOTICES_PER_SELLER {
             return Ok(false);
         }
-        self.write(|v| {
+        self.vault.write(|v| {
             put(v, &NOTICES_IN, &n.id, &InRecord { notice: signed.to_bytes(), received_at: now })?;
             // The customer's other devices keep it too (replication.rs).
-            v.log_shared(&Entry::Notice { signed: signed.to_bytes(), received_at: now })?;
+            v.replication().log_shared(&Entry::Notice { signed: signed.to_bytes(), received_at: now })?;
             let mut event = AuditEvent::new(now, AuditKind::BreachNotice);
             event.peer = Some(*peer);
             event.fields = n.fields.iter().map(ToString::to_string).collect();
@@ -263,34 +311,26 @@ impl Vault {
         Ok(true)
     }
 
-    /// Every notice received, as entries of the shared log (for a fork's repair).
-    pub(super) fn notice_entries(&self) -> Result<Vec<Entry>, StoreError> {
-        Ok(list::<InRecord>(self, &NOTICES_IN)?
-            .into_iter()
-            .map(|r| Entry::Notice { signed: r.notice, received_at: r.received_at })
-            .collect())
-    }
-
     /// Keeps a notice another device of this identity received (it checked it against the
     /// grants then): when it is a seller's signed notice to this identity, within the per-seller
     /// bound. False when it does not check out.
     pub(super) fn merge_notice(&mut self, signed: &[u8], received_at: i64) -> Result<bool, StoreError> {
         let Ok(notice) = Signed::<BreachNotice>::from_bytes(signed) else { return Ok(false) };
         let n = notice.statement();
-        if n.customer != self.identity() {
+        if n.customer != self.vault.identity() {
             return Ok(false);
         }
-        if get::<InRecord>(self, &NOTICES_IN, &n.id)?.is_some() {
+        if get::<InRecord>(&self.vault, &NOTICES_IN, &n.id)?.is_some() {
             return Ok(true);
         }
         // As on the device that took it from the seller: only about this identity's grants to
         // that seller (a grant not known here yet is taken on the other device's word).
         for id in &n.grants {
-            if self.grants().get(id)?.is_some_and(|g| g.grant.statement().audience != n.seller) {
+            if self.vault.grants().get(id)?.is_some_and(|g| g.grant.statement().audience != n.seller) {
                 return Ok(false);
             }
         }
-        let from_seller = list::<InRecord>(self, &NOTICES_IN)?
+        let from_seller = list::<InRecord>(&self.vault, &NOTICES_IN)?
             .iter()
             .filter_map(|r| Signed::<BreachNotice>::from_stored(&r.notice))
             .filter(|k| k.statement().seller == n.seller)
@@ -298,40 +338,8 @@ impl Vault {
         if from_seller >= MAX_NOTICES_PER_SELLER {
             return Ok(true);
         }
-        put(self, &NOTICES_IN, &n.id, &InRecord { notice: signed.to_vec(), received_at })?;
+        put(&self.vault, &NOTICES_IN, &n.id, &InRecord { notice: signed.to_vec(), received_at })?;
         Ok(true)
-    }
-
-    /// Breach notices received, newest first, each with the grants it names and their status.
-    pub fn notices(&self) -> Result<Vec<NoticeInfo>, StoreError> {
-        let mut out = Vec::new();
-        for r in list::<InRecord>(self, &NOTICES_IN)? {
-            let Some(notice) = Signed::<BreachNotice>::from_stored(&r.notice) else { continue };
-            let n = notice.statement();
-            let mut grants = Vec::new();
-            let mut granted = Vec::new();
-            for id in &n.grants {
-                let info = self.grants().get(id)?;
-                if let Some(g) = &info
-                    && g.grant.statement().audience == n.seller
-                {
-                    granted.extend(g.grant.statement().fields.iter().cloned());
-                }
-                grants.push((*id, info.map(|g| g.status)));
-            }
-            granted.sort();
-            granted.dedup();
-            out.push(NoticeInfo {
-                peer_name: self.contacts().petname(&n.seller),
-                notice: notice.clone(),
-                delivered: true,
-                received_at: Some(r.received_at),
-                grants,
-                granted,
-            });
-        }
-        out.sort_by_key(|n| std::cmp::Reverse(n.notice.statement().issued_at));
-        Ok(out)
     }
 }
 
@@ -409,18 +417,18 @@ mod tests {
 
         let real = Signed::sign(notice(seller, me, vec![id]), shop.signer()).unwrap();
         // Delivered by someone else than its signer.
-        assert!(!alice.receive_notice(&mallory.public(), &real).unwrap());
+        assert!(!alice.notices_mut().receive(&mallory.public(), &real).unwrap());
         // Mallory's own notice about a grant made to the shop.
         let forged = Signed::sign(notice(mallory.public(), me, vec![id]), &mallory).unwrap();
-        assert!(!alice.receive_notice(&mallory.public(), &forged).unwrap());
+        assert!(!alice.notices_mut().receive(&mallory.public(), &forged).unwrap());
         // Addressed to someone else.
         let other = Signed::sign(notice(seller, mallory.public(), vec![id]), shop.signer()).unwrap();
-        assert!(!alice.receive_notice(&seller, &other).unwrap());
-        assert!(alice.notices().unwrap().is_empty());
+        assert!(!alice.notices_mut().receive(&seller, &other).unwrap());
+        assert!(alice.notices().list().unwrap().is_empty());
 
-        assert!(alice.receive_notice(&seller, &real).unwrap());
-        assert!(alice.receive_notice(&seller, &real).unwrap(), "a second delivery is no new notice");
-        let kept = alice.notices().unwrap();
+        assert!(alice.notices_mut().receive(&seller, &real).unwrap());
+        assert!(alice.notices_mut().receive(&seller, &real).unwrap(), "a second delivery is no new notice");
+        let kept = alice.notices().list().unwrap();
         assert_eq!(kept.len(), 1);
         assert_eq!(kept[0].grants, vec![(id, Some(GrantStatus::Active))]);
     }

@@ -134,7 +134,7 @@ impl Outbox<&mut Vault> {
         // (request, the grant that approved it | the denial)
         let mut answers: Vec<(RequestId, Result<GrantId, &Signed<Denial>>)> = Vec::new();
         for signed in grants {
-            if v.refused_signer(signed)? {
+            if v.keys().refused_signer(signed)? {
                 continue;
             }
             let g = signed.statement();
@@ -146,7 +146,7 @@ impl Outbox<&mut Vault> {
             }
         }
         for d in denials {
-            if v.refused_signer(d)? {
+            if v.keys().refused_signer(d)? {
                 continue;
             }
             let s = d.statement();

@@ -37,6 +37,7 @@
 //! and `replication/origin.rs`.
 
 use std::collections::HashSet;
+use std::ops::{Deref, DerefMut};
 
 use data_encoding::BASE64;
 use serde::{Deserialize, Serialize};
@@ -277,18 +278,30 @@ fn audit_cursor_key(device: &DeviceId) -> String {
 
 const SEEDED: &str = "shared-log-seeded";
 
-impl Vault {
+/// One sharing state across the identity's devices (the shared log): `vault.replication()`, `vault.replication_mut()`.
+#[derive(Debug)]
+pub struct Replication<V> {
+    pub(in crate::vault) vault: V,
+}
+
+impl<V: Deref<Target = Vault>> Replication<V> {
+    pub(in crate::vault) fn new(vault: V) -> Self {
+        Self { vault }
+    }
+}
+
+impl<V: Deref<Target = Vault>> Replication<V> {
     /// Appends `entry` to the shared log as this device's next, chained to the one before;
     /// call inside the write transaction that changes the row. Returns the entry's number.
     pub(super) fn log_shared(&self, entry: &Entry) -> Result<i64, StoreError> {
         let origin = self.current_origin()?;
         let group = origin.group();
-        let seq = self.store.next_group_seq(&TABLE, &group)?;
+        let seq = self.vault.store.next_group_seq(&TABLE, &group)?;
         let prev = self.digest_at(&origin, seq - 1)?.unwrap_or(NO_PREV);
         let body = serde_json::to_vec(entry).expect("serializes");
-        let sig = self.device.sign(LABEL_CHAINED, &chained_message(&origin, seq, &prev, &body));
+        let sig = self.vault.device.sign(LABEL_CHAINED, &chained_message(&origin, seq, &prev, &body));
         let row = LogRow { sig, prev: Some(prev), body: &body }.row();
-        self.store.put(&TABLE, Key::Chunk(&group, seq), &row)?;
+        self.vault.store.put(&TABLE, Key::Chunk(&group, seq), &row)?;
         Ok(seq)
     }
 
@@ -297,7 +310,9 @@ impl Vault {
         if seq <= 0 {
             return Ok(false);
         }
-        let Some(row) = self.store.get(&TABLE, Key::Chunk(&origin.group(), seq))? else { return Ok(false) };
+        let Some(row) = self.vault.store.get(&TABLE, Key::Chunk(&origin.group(), seq))? else {
+            return Ok(false);
+        };
         Ok(split_row(&row).ok_or_else(|| StoreError::damaged(&TABLE, seq))?.prev.is_some())
     }
 
@@ -306,40 +321,15 @@ impl Vault {
         if seq <= 0 {
             return Ok(Some(NO_PREV));
         }
-        let Some(row) = self.store.get(&TABLE, Key::Chunk(&origin.group(), seq))? else { return Ok(None) };
+        let Some(row) = self.vault.store.get(&TABLE, Key::Chunk(&origin.group(), seq))? else {
+            return Ok(None);
+        };
         let parts = split_row(&row).ok_or_else(|| StoreError::damaged(&TABLE, seq))?;
         Ok(Some(entry_digest(&parts.sig)))
     }
 
-    /// Logs every shared row once, for a vault whose rows predate the shared log (a device
-    /// joining later then gets them all). Idempotent.
-    pub fn seed_shared_log(&mut self) -> Result<(), StoreError> {
-        if self.settings().get(SEEDED)?.is_some() {
-            return Ok(());
-        }
-        self.write(|v| {
-            if v.settings().get(SEEDED)?.is_some() {
-                return Ok(());
-            }
-            // Rows already logged are logged again: merging is idempotent.
-            for entry in v.grants().grant_entries()? {
-                v.log_shared(&entry)?;
-            }
-            for (row, contact) in v.contacts().rows()? {
-                let at = v.now();
-                v.log_contact(&row, at, Some(&contact))?;
-            }
-            for (table, incoming) in [(REQUESTS_IN, true), (REQUESTS_OUT, false)] {
-                for (id, record) in super::requests::raw_list(v, table)? {
-                    v.log_shared(&Entry::Request { incoming, id, record })?;
-                }
-            }
-            v.settings().put(SEEDED, b"1")
-        })
-    }
-
     /// What this device holds of the shared log, and of `peer`'s access log.
-    pub fn shared_have(&self, peer: &DeviceId) -> Result<SharedHave, StoreError> {
+    pub fn have(&self, peer: &DeviceId) -> Result<SharedHave, StoreError> {
         let suspects = self.suspects()?;
         let mut log = self.log_maxima()?;
         let mut digests = Vec::with_capacity(log.len());
@@ -358,7 +348,8 @@ impl Vault {
 
     /// The highest entry held of each origin.
     fn log_maxima(&self) -> Result<Vec<(Origin, i64)>, StoreError> {
-        self.store
+        self.vault
+            .store
             .group_maxima(&TABLE)?
             .into_iter()
             .map(|(group, seq)| {
@@ -371,6 +362,7 @@ impl Vault {
 
     fn audit_cursor(&self, peer: &DeviceId) -> Result<i64, StoreError> {
         Ok(self
+            .vault
             .settings()
             .get(&audit_cursor_key(peer))?
             .and_then(|b| serde_json::from_slice(&b).ok())
@@ -379,7 +371,7 @@ impl Vault {
 
     /// The next batch `peer` lacks, given what it holds (`theirs`, moved past what the batch
     /// carries); `None` when it lacks nothing.
-    pub fn shared_batch(&self, theirs: &mut SharedHave) -> Result<Option<Vec<u8>>, StoreError> {
+    pub fn batch(&self, theirs: &mut SharedHave) -> Result<Option<Vec<u8>>, StoreError> {
         let mut batch = Batch { entries: Vec::new(), audit: Vec::new() };
         let mut bytes = 0;
         let full = |bytes: usize, rows: usize| bytes > BATCH_BYTES || rows >= BATCH_ROWS;
@@ -389,7 +381,7 @@ impl Vault {
                 continue;
             }
             let limit = BATCH_ROWS - batch.entries.len();
-            for (key, row, _) in self.store.list_group_limit(&TABLE, &origin.group(), after, limit)? {
+            for (key, row, _) in self.vault.store.list_group_limit(&TABLE, &origin.group(), after, limit)? {
                 let parts = split_row(&row).ok_or_else(|| StoreError::damaged(&TABLE, key.seq()))?;
                 bytes += row.len();
                 batch.entries.push(WireEntry {
@@ -410,7 +402,7 @@ impl Vault {
         }
         // Scans on past other devices' events until one of this device's is found, or none.
         while !full(bytes, batch.entries.len()) && batch.entries.is_empty() && batch.audit.is_empty() {
-            let rows = self.store.list_after_limit(&AUDIT, theirs.audit, BATCH_ROWS)?;
+            let rows = self.vault.store.list_after_limit(&AUDIT, theirs.audit, BATCH_ROWS)?;
             if rows.is_empty() {
                 break;
             }
@@ -433,25 +425,54 @@ impl Vault {
         }
         Ok(Some(serde_json::to_vec(&batch).expect("serializes")))
     }
+}
+
+impl<V: DerefMut<Target = Vault>> Replication<V> {
+    /// Logs every shared row once, for a vault whose rows predate the shared log (a device
+    /// joining later then gets them all). Idempotent.
+    pub fn seed(&mut self) -> Result<(), StoreError> {
+        if self.vault.settings().get(SEEDED)?.is_some() {
+            return Ok(());
+        }
+        self.vault.write(|v| {
+            if v.settings().get(SEEDED)?.is_some() {
+                return Ok(());
+            }
+            // Rows already logged are logged again: merging is idempotent.
+            for entry in v.grants().grant_entries()? {
+                v.replication().log_shared(&entry)?;
+            }
+            for (row, contact) in v.contacts().rows()? {
+                let at = v.now();
+                v.contacts().log_contact(&row, at, Some(&contact))?;
+            }
+            for (table, incoming) in [(REQUESTS_IN, true), (REQUESTS_OUT, false)] {
+                for (id, record) in super::requests::raw_list(v, table)? {
+                    v.replication().log_shared(&Entry::Request { incoming, id, record })?;
+                }
+            }
+            v.settings().put(SEEDED, b"1")
+        })
+    }
 
     /// Takes a batch from `from`, another active device of this identity, in one transaction:
     /// merges each entry that comes next in its origin's sequence and checks out, and appends
     /// the access log's events after this device's cursor. `theirs` (what this side believes
     /// `from` holds) learns what `from` evidently holds. Returns whether anything changed.
-    pub fn shared_receive(
+    pub fn receive(
         &mut self,
         from: &DeviceId,
         theirs: &mut SharedHave,
         bytes: &[u8],
     ) -> Result<bool, ReplicationError> {
         let batch: Batch = serde_json::from_slice(bytes).map_err(|_| ReplicationError::Malformed)?;
-        let this = self.device.public();
+        let this = self.vault.device.public();
         // Origins: the other active devices of this identity, and this device itself: its
         // current origin's entries come back from a device that held more of them than this
         // copy of the file (restored from an older copy), and another incarnation's are a copy
         // of this file's that went on elsewhere. A removed device's entries that were not
         // relayed before its removal are refused.
-        let listed: HashSet<DeviceId> = self.devices().others()?.into_iter().map(|d| d.id).collect();
+        let listed: HashSet<DeviceId> = self.vault.devices().others()?.into_iter().map(|d| d.id).collect();
         let allowed = |o: &Origin| listed.contains(&o.device) || o.device == this;
         for e in batch.entries.iter().filter(|e| allowed(&e.origin)) {
             theirs.set(e.origin, e.seq);
@@ -459,9 +480,9 @@ impl Vault {
         // Where a fork showed: the sender holds the other branch, and is sent this one's entry
         // at that number, which proves the fork to it too.
         let mut shown: Vec<(Origin, i64)> = Vec::new();
-        let changed = self.write(|v| {
+        let changed = self.vault.write(|v| {
             let mut changed = false;
-            let forked = v.forked_origins()?;
+            let forked = v.replication().forked_origins()?;
             let mut forks: Vec<Origin> = Vec::new();
             // Origins whose entries stop here for this batch (the sender resends from what we hold).
             let mut stopped: HashSet<Origin> = HashSet::new();
@@ -477,13 +498,13 @@ impl Vault {
                     if allowed(&origin)
                         && let Some((sig, _, _)) = open_wire(&wire)
                     {
-                        if v.digest_at(&origin, wire.seq)? != Some(entry_digest(&sig))
+                        if v.replication().digest_at(&origin, wire.seq)? != Some(entry_digest(&sig))
                             && !forked.contains(&origin)
                         {
                             forks.push(origin);
                             shown.push((origin, wire.seq - 1));
                         }
-                        v.clear_suspect(&origin)?;
+                        v.replication().clear_suspect(&origin)?;
                     }
                     continue;
                 }
@@ -497,9 +518,9 @@ impl Vault {
                     stopped.insert(origin);
                     continue;
                 };
-                let held_prev = v.chained_at(&origin, wire.seq - 1)?;
+                let held_prev = v.replication().chained_at(&origin, wire.seq - 1)?;
                 let follows = match prev {
-                    Some(prev) => v.digest_at(&origin, wire.seq - 1)? == Some(prev),
+                    Some(prev) => v.replication().digest_at(&origin, wire.seq - 1)? == Some(prev),
                     // Unchained (signed before entries were chained): never after a chained one.
                     None => !held_prev,
                 };
@@ -514,11 +535,11 @@ impl Vault {
                 }
                 let applied = match serde_json::from_slice::<Entry>(&body) {
                     Ok(entry) => {
-                        let applied = v.merge_entry(&origin.device, &entry)?;
+                        let applied = v.replication_mut().merge_entry(&origin.device, &entry)?;
                         // An origin known to have forked may not reach every device: what it
                         // brings is logged again under this one.
                         if applied && forked.contains(&origin) {
-                            v.log_shared(&entry.relogged(&origin.device))?;
+                            v.replication().log_shared(&entry.relogged(&origin.device))?;
                         }
                         applied
                     }
@@ -531,8 +552,8 @@ impl Vault {
                 v.store.put(&TABLE, Key::Chunk(&origin.group(), wire.seq), &row)?;
                 changed = true;
             }
-            changed |= v.note_forks(&forks)?;
-            let mut cursor = v.audit_cursor(from)?;
+            changed |= v.replication().note_forks(&forks)?;
+            let mut cursor = v.replication().audit_cursor(from)?;
             for (seq, mut event) in batch.audit {
                 if seq <= cursor {
                     continue;
@@ -555,7 +576,7 @@ impl Vault {
     fn merge_entry(&mut self, origin: &DeviceId, entry: &Entry) -> Result<bool, StoreError> {
         match entry {
             Entry::Grant { signed, revocation, erasure, heads, erasures, served } => {
-                self.grants_mut().merge_grant(super::issued::GrantParts {
+                self.vault.grants_mut().merge_grant(super::issued::GrantParts {
                     signed,
                     revocation: revocation.as_deref(),
                     erasure: erasure.as_deref(),
@@ -564,15 +585,19 @@ impl Vault {
                     served,
                 })
             }
-            Entry::Contact { row, clock, at, contact, by } => {
-                self.merge_contact(row, (*clock, *at, by.unwrap_or(*origin)), contact.as_ref())
+            Entry::Contact { row, clock, at, contact, by } => self.vault.contacts_mut().merge_contact(
+                row,
+                (*clock, *at, by.unwrap_or(*origin)),
+                contact.as_ref(),
+            ),
+            Entry::Notice { signed, received_at } => {
+                self.vault.notices_mut().merge_notice(signed, *received_at)
             }
-            Entry::Notice { signed, received_at } => self.merge_notice(signed, *received_at),
             Entry::Request { incoming, id, record } => {
                 let table = if *incoming { REQUESTS_IN } else { REQUESTS_OUT };
-                let merged = super::requests::merge(self, table, *incoming, id, record)?;
+                let merged = super::requests::merge(&self.vault, table, *incoming, id, record)?;
                 if merged && *incoming {
-                    self.inbox.forget_index();
+                    self.vault.inbox.forget_index();
                 }
                 Ok(merged)
             }

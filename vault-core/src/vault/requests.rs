@@ -201,7 +201,11 @@ pub(super) fn put(vault: &Vault, table: Table, id: &RequestId, record: &Record) 
     let body = serde_json::to_vec(record).expect("serializes");
     vault.store.put(&table, Key::Id(id.as_bytes()), &body)?;
     let incoming = table.name == REQUESTS_IN.name;
-    vault.log_shared(&Entry::Request { incoming, id: id.as_bytes().to_vec(), record: record.clone() })?;
+    vault.replication().log_shared(&Entry::Request {
+        incoming,
+        id: id.as_bytes().to_vec(),
+        record: record.clone(),
+    })?;
     Ok(())
 }
 

@@ -4,7 +4,9 @@
 //! device that cannot sign one) and `devices-of/<identity>` (a peer's devices: the newest
 //! roster's active ones, and every removal ever seen).
 
+use super::Devices;
 use serde::{Deserialize, Serialize};
+use std::ops::{Deref, DerefMut};
 
 use super::{GrantError, Vault};
 use crate::identity::{DeviceId, IdentityId};
@@ -48,13 +50,13 @@ pub const MAX_ROSTER_AGE: i64 = 30 * 86_400;
 /// or one would hold back every roster signed before its date.
 const MAX_CLOCK_SKEW: i64 = 600;
 
-impl Vault {
+impl<V: Deref<Target = Vault>> Devices<V> {
     /// The roster to hand to peers (it names no device): signed now where this device holds
     /// the identity key, otherwise the newest one another device of this identity passed on
     /// (if any).
     pub fn roster(&self) -> Result<Option<Signed<DeviceRoster>>, StoreError> {
-        if self.identity.is_none() {
-            return Ok(self.settings().get(OWN_ROSTER)?.and_then(|b| Signed::from_stored(&b)));
+        if self.vault.identity.is_none() {
+            return Ok(self.vault.settings().get(OWN_ROSTER)?.and_then(|b| Signed::from_stored(&b)));
         }
         self.sign_roster(false)
     }
@@ -64,7 +66,7 @@ impl Vault {
     /// names the customer gave) and the one for peers (which a device without the key passes
     /// on); otherwise the one for peers it was given, if any.
     pub fn rosters_for_devices(&self) -> Result<Vec<Signed<DeviceRoster>>, StoreError> {
-        if self.identity.is_none() {
+        if self.vault.identity.is_none() {
             return Ok(self.roster()?.into_iter().collect());
         }
         Ok(self.sign_roster(true)?.into_iter().chain(self.sign_roster(false)?).collect())
@@ -74,18 +76,18 @@ impl Vault {
     /// goes on handing peers the newest word of the identity (call inside the write).
     pub(super) fn keep_roster_before_forgetting(&self) -> Result<(), StoreError> {
         match self.sign_roster(false)? {
-            Some(roster) => self.settings().put(OWN_ROSTER, &roster.to_bytes()),
+            Some(roster) => self.vault.settings().put(OWN_ROSTER, &roster.to_bytes()),
             None => Ok(()),
         }
     }
 
     fn sign_roster(&self, named: bool) -> Result<Option<Signed<DeviceRoster>>, StoreError> {
-        let Some(signer) = self.identity_signer() else { return Ok(None) };
-        let this = self.device.public();
-        let here = self.serving().node_addrs();
+        let Some(signer) = self.vault.identity_signer() else { return Ok(None) };
+        let this = self.vault.device.public();
+        let here = self.vault.serving().node_addrs();
         let mut active = Vec::new();
         let mut removed = Vec::new();
-        for d in self.devices().list()? {
+        for d in self.vault.devices().list()? {
             let name = named.then(|| d.name.clone());
             match d.removed_at {
                 Some(removed_at) => removed.push(RemovedDevice { device: d.id, removed_at, name }),
@@ -96,10 +98,78 @@ impl Vault {
                 }
             }
         }
-        let roster = DeviceRoster { identity: self.identity(), issued_at: self.now(), active, removed };
+        let roster =
+            DeviceRoster { identity: self.vault.identity(), issued_at: self.vault.now(), active, removed };
         Ok(Signed::sign(roster, signer).ok())
     }
 
+    fn future_dated(&self, roster: &DeviceRoster) -> bool {
+        roster.issued_at > self.vault.now().saturating_add(MAX_CLOCK_SKEW)
+    }
+
+    fn peer_devices(&self, peer: &IdentityId) -> Result<PeerDevices, StoreError> {
+        Ok(self
+            .vault
+            .settings()
+            .get(&peer_key(peer))?
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default())
+    }
+
+    /// True when `peer`'s identity key said `device` was removed from it.
+    pub fn is_removed_device(&self, peer: &IdentityId, device: &DeviceId) -> Result<bool, StoreError> {
+        Ok(self.peer_devices(peer)?.removed.iter().any(|d| d.device == *device))
+    }
+
+    /// True when a connection from (or to) `device` of `peer` must be refused: the device was
+    /// removed, or `peer`'s identity key was rotated and its newest roster (signed after the
+    /// rotation) does not list the device: a device a thief certified with the old key.
+    pub fn is_refused_device(&self, peer: &IdentityId, device: &DeviceId) -> Result<bool, StoreError> {
+        if self.is_removed_device(peer, device)? {
+            return Ok(true);
+        }
+        let log = self.vault.keys().key_log(peer)?;
+        Ok(log.rotated_at().is_some() && !self.device_vouched(peer, device, &log)?)
+    }
+
+    /// The active devices of `peer` its newest roster named (where to reach it).
+    pub fn devices_of(&self, peer: &IdentityId) -> Result<Vec<RosterDevice>, StoreError> {
+        Ok(self.peer_devices(peer)?.active)
+    }
+
+    /// Whether `author`'s newest roster this vault holds lists `device` active and was signed
+    /// less than [`MAX_ROSTER_AGE`] ago by this vault's clock: what a statement a peer's device
+    /// signed needs to be taken (see [`MAX_ROSTER_AGE`]).
+    pub(super) fn recently_vouched(
+        &self,
+        author: &IdentityId,
+        device: &DeviceId,
+    ) -> Result<bool, StoreError> {
+        let known = self.peer_devices(author)?;
+        let fresh = known.issued_at >= self.vault.now().saturating_sub(MAX_ROSTER_AGE);
+        Ok(fresh && known.active.iter().any(|d| d.device == *device))
+    }
+
+    /// Whether `device`, certified by `author`'s inception key, is still vouched for once that
+    /// key was rotated away (see `signer::allowed`): this vault's own devices by its list (the
+    /// identity key's word); a peer's by its newest roster, when that roster was signed after
+    /// the newest rotation (so by a key the rotation allows) and lists it active.
+    pub(super) fn device_vouched(
+        &self,
+        author: &IdentityId,
+        device: &DeviceId,
+        log: &crate::key_event::KeyLog,
+    ) -> Result<bool, StoreError> {
+        let Some(rotated_at) = log.rotated_at() else { return Ok(true) };
+        if *author == self.vault.identity() {
+            return self.vault.devices().is_active(device);
+        }
+        let known = self.peer_devices(author)?;
+        Ok(known.issued_at >= rotated_at && known.active.iter().any(|d| d.device == *device))
+    }
+}
+
+impl<V: DerefMut<Target = Vault>> Devices<V> {
     /// Takes in a roster of this vault's own identity that another device passed on, when it
     /// is the identity key's word: on every device, whether or not it holds the identity key
     /// (two devices may hold it, after `vault device recover`), its removals are merged into
@@ -107,18 +177,18 @@ impl Vault {
     /// without the key, the newest roster for peers is kept, to hand on. True when the list
     /// changed or a newer roster was kept.
     pub fn keep_own_roster(&mut self, roster: &Signed<DeviceRoster>) -> Result<bool, StoreError> {
-        if roster.statement().identity != self.identity()
+        if roster.statement().identity != self.vault.identity()
             || !by_identity_key(roster)
             || self.future_dated(roster.statement())
-            || self.refused_signer(roster)?
+            || self.vault.keys().refused_signer(roster)?
         {
             return Ok(false);
         }
         let r = roster.statement();
         let mut kept = false;
-        if self.identity.is_none() && !r.has_names() {
+        if self.vault.identity.is_none() && !r.has_names() {
             let stored =
-                self.settings().get(OWN_ROSTER)?.and_then(|b| Signed::<DeviceRoster>::from_stored(&b));
+                self.vault.settings().get(OWN_ROSTER)?.and_then(|b| Signed::<DeviceRoster>::from_stored(&b));
             kept = match stored {
                 // Equal dates: two rosters signed in one second; taking both is safe (removals
                 // only add).
@@ -127,12 +197,12 @@ impl Vault {
             };
             if kept {
                 let bytes = roster.to_bytes();
-                self.write(|v| v.settings().put(OWN_ROSTER, &bytes))?;
+                self.vault.write(|v| v.settings().put(OWN_ROSTER, &bytes))?;
             }
         }
         // The identity key's word on which devices act for it: merged into the list (the
         // merge is idempotent, and a removal wins over any sighting, older rosters included).
-        let this = self.device.public();
+        let this = self.vault.device.public();
         let named = |d: &DeviceId, name: &Option<String>| {
             name.clone().unwrap_or_else(|| super::devices::placeholder_name(d))
         };
@@ -156,7 +226,7 @@ impl Vault {
             addrs: d.addrs.clone(),
             last_seen: None,
         }));
-        let merged = self.devices_mut().merge_trusted(&this, &list)?;
+        let merged = self.vault.devices_mut().merge_trusted(&this, &list)?;
         Ok(kept || merged.wrote)
     }
 
@@ -171,9 +241,9 @@ impl Vault {
         let r = roster.statement();
         if r.identity != peer
             || !by_identity_key(roster)
-            || peer == self.identity()
+            || peer == self.vault.identity()
             || self.future_dated(r)
-            || self.refused_signer(roster)?
+            || self.vault.keys().refused_signer(roster)?
         {
             tracing::debug!(%peer, "ignoring a roster that is not the peer's own");
             return Ok(());
@@ -198,83 +268,19 @@ impl Vault {
         known.active.retain(|d| !removed.contains(&d.device));
         if changed {
             let bytes = serde_json::to_vec(&known).expect("serializes");
-            self.write(|v| v.settings().put(&peer_key(&peer), &bytes))?;
+            self.vault.write(|v| v.settings().put(&peer_key(&peer), &bytes))?;
         }
         Ok(())
-    }
-
-    fn future_dated(&self, roster: &DeviceRoster) -> bool {
-        roster.issued_at > self.now().saturating_add(MAX_CLOCK_SKEW)
     }
 
     /// True when this vault shares with `peer` (live or ended grants) or has it as a contact:
     /// the peers that get this identity's roster, and whose rosters are kept when they dial
     /// in. A stranger learns nothing of this identity's devices and stores nothing here.
     pub(crate) fn knows_peer(&mut self, peer: &IdentityId) -> Result<bool, GrantError> {
-        if self.contacts().petname(peer).is_some() {
+        if self.vault.contacts().petname(peer).is_some() {
             return Ok(true);
         }
-        let (live, ended) = self.grants_mut().shares_for(peer)?;
+        let (live, ended) = self.vault.grants_mut().shares_for(peer)?;
         Ok(!live.is_empty() || !ended.is_empty())
-    }
-
-    fn peer_devices(&self, peer: &IdentityId) -> Result<PeerDevices, StoreError> {
-        Ok(self
-            .settings()
-            .get(&peer_key(peer))?
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default())
-    }
-
-    /// True when `peer`'s identity key said `device` was removed from it.
-    pub fn is_removed_device(&self, peer: &IdentityId, device: &DeviceId) -> Result<bool, StoreError> {
-        Ok(self.peer_devices(peer)?.removed.iter().any(|d| d.device == *device))
-    }
-
-    /// True when a connection from (or to) `device` of `peer` must be refused: the device was
-    /// removed, or `peer`'s identity key was rotated and its newest roster (signed after the
-    /// rotation) does not list the device: a device a thief certified with the old key.
-    pub fn is_refused_device(&self, peer: &IdentityId, device: &DeviceId) -> Result<bool, StoreError> {
-        if self.is_removed_device(peer, device)? {
-            return Ok(true);
-        }
-        let log = self.key_log(peer)?;
-        Ok(log.rotated_at().is_some() && !self.device_vouched(peer, device, &log)?)
-    }
-
-    /// The active devices of `peer` its newest roster named (where to reach it).
-    pub fn devices_of(&self, peer: &IdentityId) -> Result<Vec<RosterDevice>, StoreError> {
-        Ok(self.peer_devices(peer)?.active)
-    }
-
-    /// Whether `author`'s newest roster this vault holds lists `device` active and was signed
-    /// less than [`MAX_ROSTER_AGE`] ago by this vault's clock: what a statement a peer's device
-    /// signed needs to be taken (see [`MAX_ROSTER_AGE`]).
-    pub(super) fn recently_vouched(
-        &self,
-        author: &IdentityId,
-        device: &DeviceId,
-    ) -> Result<bool, StoreError> {
-        let known = self.peer_devices(author)?;
-        let fresh = known.issued_at >= self.now().saturating_sub(MAX_ROSTER_AGE);
-        Ok(fresh && known.active.iter().any(|d| d.device == *device))
-    }
-
-    /// Whether `device`, certified by `author`'s inception key, is still vouched for once that
-    /// key was rotated away (see `signer::allowed`): this vault's own devices by its list (the
-    /// identity key's word); a peer's by its newest roster, when that roster was signed after
-    /// the newest rotation (so by a key the rotation allows) and lists it active.
-    pub(super) fn device_vouched(
-        &self,
-        author: &IdentityId,
-        device: &DeviceId,
-        log: &crate::key_event::KeyLog,
-    ) -> Result<bool, StoreError> {
-        let Some(rotated_at) = log.rotated_at() else { return Ok(true) };
-        if *author == self.identity() {
-            return self.devices().is_active(device);
-        }
-        let known = self.peer_devices(author)?;
-        Ok(known.issued_at >= rotated_at && known.active.iter().any(|d| d.device == *device))
     }
 }

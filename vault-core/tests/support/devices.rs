@@ -27,35 +27,35 @@ pub(crate) fn join(dir: &std::path::Path, from: &mut Vault, name: &str) -> Vault
 pub(crate) fn exchange(a: &mut Vault, b: &mut Vault) {
     let (ida, idb) = (a.device_key().public(), b.device_key().public());
     // As a device session does first: the newest identity-signed roster (which devices exist).
-    if let Some(roster) = a.roster().unwrap() {
-        b.keep_own_roster(&roster).unwrap();
+    if let Some(roster) = a.devices().roster().unwrap() {
+        b.devices_mut().keep_own_roster(&roster).unwrap();
     }
-    if let Some(roster) = b.roster().unwrap() {
-        a.keep_own_roster(&roster).unwrap();
+    if let Some(roster) = b.devices().roster().unwrap() {
+        a.devices_mut().keep_own_roster(&roster).unwrap();
     }
-    a.seed_shared_log().unwrap();
-    b.seed_shared_log().unwrap();
+    a.replication_mut().seed().unwrap();
+    b.replication_mut().seed().unwrap();
     // As a device session does on each side's `Have`: a fork shows and is repaired first (and
     // the side that repaired says again what it holds).
-    let mut a_thinks_b = b.shared_have(&ida).unwrap();
-    let mut b_thinks_a = a.shared_have(&idb).unwrap();
+    let mut a_thinks_b = b.replication().have(&ida).unwrap();
+    let mut b_thinks_a = a.replication().have(&idb).unwrap();
     for _ in 0..4 {
-        let repaired_a = a.take_shared_have(&a_thinks_b).unwrap();
-        let repaired_b = b.take_shared_have(&b_thinks_a).unwrap();
+        let repaired_a = a.replication_mut().take_have(&a_thinks_b).unwrap();
+        let repaired_b = b.replication_mut().take_have(&b_thinks_a).unwrap();
         if !repaired_a && !repaired_b {
             break;
         }
-        a_thinks_b = b.shared_have(&ida).unwrap();
-        b_thinks_a = a.shared_have(&idb).unwrap();
+        a_thinks_b = b.replication().have(&ida).unwrap();
+        b_thinks_a = a.replication().have(&idb).unwrap();
     }
     for _ in 0..100 {
-        let to_b = a.shared_batch(&mut a_thinks_b).unwrap();
+        let to_b = a.replication().batch(&mut a_thinks_b).unwrap();
         if let Some(m) = &to_b {
-            b.shared_receive(&ida, &mut b_thinks_a, m).unwrap();
+            b.replication_mut().receive(&ida, &mut b_thinks_a, m).unwrap();
         }
-        let to_a = b.shared_batch(&mut b_thinks_a).unwrap();
+        let to_a = b.replication().batch(&mut b_thinks_a).unwrap();
         if let Some(m) = &to_a {
-            a.shared_receive(&idb, &mut a_thinks_b, m).unwrap();
+            a.replication_mut().receive(&idb, &mut a_thinks_b, m).unwrap();
         }
         if to_b.is_none() && to_a.is_none() {
             return;

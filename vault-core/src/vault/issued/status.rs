@@ -56,6 +56,6 @@ impl<V: Deref<Target = Vault>> Grants<V> {
         let removed =
             self.vault.devices().list()?.into_iter().filter(|d| !d.is_active()).map(|d| d.id).collect();
         let identity = self.vault.identity();
-        Ok(Voiding { removed, identity, log: self.vault.key_log(&identity)? })
+        Ok(Voiding { removed, identity, log: self.vault.keys().key_log(&identity)? })
     }
 }
