@@ -40,7 +40,6 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-mod derive;
 mod doc;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
@@ -82,10 +81,6 @@ mod roster {
     pub(crate) use crate::statement::device_roster::*;
 }
 
-pub use derive::{
-    Derivation, KNOWN_DERIVATIONS, MAX_AGE, MAX_BAND_BOUND, MAX_BAND_BOUNDS, MAX_BANDS, MAX_DATE_ANSWERS,
-    MAX_PREFIX,
-};
 pub use doc::DocError;
 pub use identity::{
     CertificateError, DeviceCertificate, DeviceId, DeviceKey, Identity, IdentityId, KeyParseError, Ticket,
@@ -93,6 +88,10 @@ pub use identity::{
 };
 pub use money::{Price, PriceError, minor_digits};
 pub use pairing::{JoinPackage, PAIR_ALPN, PAIRING_LIFETIME_SECS, PairMessage, PairingCode, PairingError};
+pub use path::derive::{
+    Derivation, KNOWN_DERIVATIONS, MAX_AGE, MAX_BAND_BOUND, MAX_BAND_BOUNDS, MAX_BANDS, MAX_DATE_ANSWERS,
+    MAX_PREFIX,
+};
 pub use path::{DerivedField, FieldPath, PathError, RecordFilter};
 pub use primitives::{DecryptError, KdfParams, Passphrase};
 pub use projection::project;

@@ -7,7 +7,7 @@
 //! `purchases[tag=books]`, `purchases[seller=Acme]`, `purchases[category=groceries]`.
 //!
 //! A path may end in a derivation, `SOURCE:DERIVATION` (`profile.birthday:over(18)`): the value
-//! computed from the source instead of the source itself (see [`crate::derive`]). A path
+//! computed from the source instead of the source itself (see [`crate::path::derive`]). A path
 //! without one reads, prints and signs exactly as before derivations existed.
 
 use std::fmt;
@@ -16,8 +16,10 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::derive::{Derivation, DeriveError, KNOWN_DERIVATIONS};
+pub(crate) mod derive;
+
 use crate::schema::{document_schema, is_valid_preference_key};
+use derive::{Derivation, DeriveError, KNOWN_DERIVATIONS};
 
 /// A path could not be read or names nothing in the schema.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

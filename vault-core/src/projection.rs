@@ -14,9 +14,9 @@ use serde_json::{Map, Value};
 
 use jiff::civil::Date;
 
-use crate::derive::{Derivation, counting_day};
 use crate::doc::{PREFERENCES, PROFILE, PURCHASES, Touched, VaultDoc, assign, obj_to_json, to_hydrate};
 use crate::path::FieldPath;
+use crate::path::derive::{Derivation, counting_day};
 use crate::statement::grant::Grant;
 
 /// The value at `path` under `root`, if any.

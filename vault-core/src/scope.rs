@@ -1,7 +1,7 @@
 //! The scope of a grant or a consent request: which fields, which records, for what purpose.
 //! Grants and requests follow the same rules, checked here once for both.
 
-use crate::derive::too_revealing;
+use crate::path::derive::too_revealing;
 use crate::path::{FieldPath, RecordFilter};
 use crate::statement::{Rule, check_single_line};
 

@@ -46,7 +46,6 @@ mod audit;
 mod changes;
 mod contacts;
 mod devices;
-mod feed;
 mod held;
 mod inbox;
 mod issued;
@@ -70,7 +69,6 @@ pub use audit::{AccessLog, AuditEvent, AuditFilter, AuditKind};
 pub use changes::{EditError, StorageStats};
 pub use contacts::{Contact, ContactError, Contacts, Peer};
 pub use devices::{DeviceError, DeviceRecord, DeviceSync, Devices, MAX_DEVICES, Merged};
-pub use feed::{FeedEntry, FeedFilter};
 pub use held::{Held, Mirror, MirrorEntry, MirrorShare, MirrorStatus, Share, ShareError, ShareStatus};
 pub use inbox::{Inbox, MAX_PENDING_PER_PEER, MAX_REQUESTS_PER_PEER_PER_DAY, Refusal};
 pub use issued::{
@@ -78,6 +76,7 @@ pub use issued::{
 };
 pub use keys::{Keys, RecoveryError};
 pub use network::Network;
+pub use network::{FeedEntry, FeedFilter};
 pub use notices::{MAX_NOTICES_PER_SELLER, NoticeError, NoticeInfo, Notices};
 pub use open::{CreateError, OpenError, VaultOptions, VerifyReport};
 pub use outbox::Outbox;

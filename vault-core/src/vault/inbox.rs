@@ -93,7 +93,7 @@ impl<V: Deref<Target = Vault>> Inbox<V> {
     /// What this vault holds of each field a request asks for.
     pub fn holdings(&self, request: &ConsentRequest) -> Vec<Holding> {
         let doc = self.vault.doc.to_json();
-        let day = crate::derive::counting_day(self.vault.now());
+        let day = crate::path::derive::counting_day(self.vault.now());
         request
             .fields
             .iter()

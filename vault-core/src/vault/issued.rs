@@ -17,10 +17,10 @@ use std::ops::{Deref, DerefMut};
 
 use super::Vault;
 use super::audit::{AuditEvent, AuditKind};
-use crate::derive::too_revealing;
 use crate::doc::DocError;
 use crate::grant::{ErasureReceipt, Grant, Revocation, SignedGrant};
 use crate::identity::{DeviceId, IdentityId};
+use crate::path::derive::too_revealing;
 use crate::path::{FieldPath, PathError, RecordFilter};
 use crate::projection::Projection;
 use crate::statement::{GrantId, Signed, StatementError};
@@ -367,7 +367,7 @@ impl<V: DerefMut<Target = Vault>> Grants<V> {
     /// chunk (inside the caller's transaction).
     fn first_projection(&mut self, g: &Grant) -> Result<(), StoreError> {
         let mut projection = Projection::build(g, &self.vault.doc, self.vault.now());
-        let day = Some(crate::derive::counting_day(self.vault.now()));
+        let day = Some(crate::path::derive::counting_day(self.vault.now()));
         let as_of = self.vault.doc.automerge().get_heads();
         let as_of_seq = self.vault.last_seq;
         self.vault.projections().append_projection_chunk(

@@ -14,10 +14,12 @@ use std::ops::{Deref, DerefMut};
 use serde::{Deserialize, Serialize};
 
 use super::Vault;
-use super::feed::FeedEntry;
+mod feed;
+
 use crate::identity::IdentityId;
 use crate::money::Price;
 use crate::store::StoreError;
+pub use feed::{FeedEntry, FeedFilter};
 
 const MUTES: &str = "feed-mutes";
 

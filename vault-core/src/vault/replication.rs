@@ -50,9 +50,12 @@ use crate::identity::DeviceId;
 use crate::store::StoreError;
 use crate::store::sealed::{AUDIT, Key, REQUESTS_IN, REQUESTS_OUT, SHARED_LOG as TABLE};
 
+mod contacts;
 mod fork;
+mod have;
 mod origin;
 
+pub use have::SharedHave;
 pub(crate) use origin::Origin;
 use origin::entry_digest;
 
@@ -199,48 +202,6 @@ impl Entry {
     }
 }
 
-/// What a device holds of the shared log (the highest number of each origin's entries, with
-/// the digest of that entry, which vouches for every entry before it), and how far it holds
-/// the other device's access log.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SharedHave {
-    log: Vec<(Origin, i64)>,
-    audit: i64,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    digests: Vec<(Origin, String)>,
-}
-
-impl SharedHave {
-    /// The encoding sent to another device.
-    pub fn to_bytes(&self) -> Vec<u8> {
-        serde_json::to_vec(self).expect("serializes")
-    }
-
-    /// Reads what another device sent; `None` when it does not decode.
-    pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
-        serde_json::from_slice(bytes).ok()
-    }
-
-    fn of(&self, origin: &Origin) -> i64 {
-        self.log.iter().find(|(d, _)| d == origin).map_or(0, |(_, s)| *s)
-    }
-
-    /// Believes less: `origin` held only up to `seq` (so what follows is sent again).
-    fn lower(&mut self, origin: Origin, seq: i64) {
-        match self.log.iter_mut().find(|(d, _)| *d == origin) {
-            Some((_, s)) => *s = (*s).min(seq),
-            None => self.log.push((origin, seq)),
-        }
-    }
-
-    fn set(&mut self, origin: Origin, seq: i64) {
-        match self.log.iter_mut().find(|(d, _)| *d == origin) {
-            Some((_, s)) => *s = (*s).max(seq),
-            None => self.log.push((origin, seq)),
-        }
-    }
-}
-
 /// One entry as sent: its origin and number, the origin's signature and the entry's JSON
 /// (both base64).
 #[derive(Serialize, Deserialize)]
@@ -291,6 +252,17 @@ impl<V: Deref<Target = Vault>> Replication<V> {
 }
 
 impl<V: Deref<Target = Vault>> Replication<V> {
+    /// Logs a consent request row's new state; call inside the write transaction that wrote it.
+    pub(in crate::vault) fn log_request(
+        &self,
+        incoming: bool,
+        id: &[u8],
+        record: &RequestRecord,
+    ) -> Result<(), StoreError> {
+        self.log_shared(&Entry::Request { incoming, id: id.to_vec(), record: record.clone() })?;
+        Ok(())
+    }
+
     /// Appends `entry` to the shared log as this device's next, chained to the one before;
     /// call inside the write transaction that changes the row. Returns the entry's number.
     pub(super) fn log_shared(&self, entry: &Entry) -> Result<i64, StoreError> {
@@ -444,7 +416,7 @@ impl<V: DerefMut<Target = Vault>> Replication<V> {
             }
             for (row, contact) in v.contacts().rows()? {
                 let at = v.now();
-                v.contacts().log_contact(&row, at, Some(&contact))?;
+                v.replication().log_contact(&row, at, Some(&contact))?;
             }
             for (table, incoming) in [(REQUESTS_IN, true), (REQUESTS_OUT, false)] {
                 for (id, record) in super::requests::raw_list(v, table)? {
@@ -585,11 +557,9 @@ impl<V: DerefMut<Target = Vault>> Replication<V> {
                     served,
                 })
             }
-            Entry::Contact { row, clock, at, contact, by } => self.vault.contacts_mut().merge_contact(
-                row,
-                (*clock, *at, by.unwrap_or(*origin)),
-                contact.as_ref(),
-            ),
+            Entry::Contact { row, clock, at, contact, by } => {
+                self.merge_contact(row, (*clock, *at, by.unwrap_or(*origin)), contact.as_ref())
+            }
             Entry::Notice { signed, received_at } => {
                 self.vault.notices_mut().merge_notice(signed, *received_at)
             }

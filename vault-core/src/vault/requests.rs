@@ -7,7 +7,6 @@ use serde::{Deserialize, Serialize};
 
 use super::Vault;
 use super::issued::GrantError;
-use super::replication::Entry;
 use crate::identity::{IdentityId, Ticket};
 use crate::path::{FieldPath, RecordFilter};
 use crate::request::{ConsentRequest, Denial, WiderThanAsked};
@@ -201,11 +200,7 @@ pub(super) fn put(vault: &Vault, table: Table, id: &RequestId, record: &Record) 
     let body = serde_json::to_vec(record).expect("serializes");
     vault.store.put(&table, Key::Id(id.as_bytes()), &body)?;
     let incoming = table.name == REQUESTS_IN.name;
-    vault.replication().log_shared(&Entry::Request {
-        incoming,
-        id: id.as_bytes().to_vec(),
-        record: record.clone(),
-    })?;
+    vault.replication().log_request(incoming, id.as_bytes(), record)?;
     Ok(())
 }
 

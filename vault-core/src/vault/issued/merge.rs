@@ -4,11 +4,11 @@
 use super::Grants;
 use super::audience::MAX_CLOCK_SKEW;
 use super::{GrantError, GrantRecord, GrantStatus, MAX_SERVED_DEVICES};
-use crate::derive::too_revealing;
 use crate::grant::{ErasureReceipt, Revocation, SignedGrant};
 use crate::identity::DeviceId;
 use crate::identity::IdentityId;
 use crate::path::FieldPath;
+use crate::path::derive::too_revealing;
 use crate::statement::{GrantId, Signed};
 use crate::store::StoreError;
 use crate::store::sealed::GRANTS;

@@ -14,10 +14,10 @@ use std::ops::{Deref, DerefMut};
 use automerge::{AutoCommit, ChangeHash};
 
 use super::GrantError;
-use crate::derive::counting_day;
 use crate::doc::{PREFERENCES, PROFILE, PURCHASES, Touched};
 use crate::grant::Grant;
 use crate::path::FieldPath;
+use crate::path::derive::counting_day;
 use crate::projection::{Projection, is_dated};
 use crate::statement::GrantId;
 use crate::store::StoreError;

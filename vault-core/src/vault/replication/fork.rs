@@ -118,9 +118,7 @@ impl<V: Deref<Target = Vault>> Replication<V> {
         for entry in self.vault.grants().grant_entries()? {
             self.log_shared(&entry)?;
         }
-        for entry in
-            self.vault.contacts().contact_entries()?.into_iter().chain(self.vault.notices().notice_entries()?)
-        {
+        for entry in self.contact_entries()?.into_iter().chain(self.vault.notices().notice_entries()?) {
             self.log_shared(&entry)?;
         }
         for (table, incoming) in [(REQUESTS_IN, true), (REQUESTS_OUT, false)] {

@@ -3,18 +3,18 @@
 //! (network.rs) is left out. Owns no table: it
 //! reads the received shares' views (received.rs).
 
-use super::network::Network;
+use super::Network;
 use std::collections::{HashMap, HashSet};
 use std::ops::DerefMut;
 
 use serde::Deserialize;
 
-use super::Vault;
-use super::held::ShareStatus;
 use crate::identity::IdentityId;
 use crate::money::Price;
 use crate::statement::GrantId;
 use crate::store::StoreError;
+use crate::vault::Vault;
+use crate::vault::held::ShareStatus;
 
 /// One purchase in the merged feed.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -41,8 +41,8 @@ use std::fmt;
 
 use serde_json::Value;
 
+use super::FieldPath;
 use crate::money::minor_digits;
-use crate::path::FieldPath;
 use crate::schema::document_schema;
 
 /// Most answers about one date field (`year` and distinct `over(N)`), in one statement or
