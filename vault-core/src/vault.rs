@@ -117,31 +117,20 @@ pub struct Vault {
     device: DeviceKey,
     /// The identity's certificate for `device`.
     certificate: DeviceCertificate,
-    /// Projections this process has loaded, by grant (derived data; the file is the truth).
-    projections: issued::ProjectionCache,
     /// Last `PRAGMA data_version` seen by [`Vault::changed_elsewhere`].
     data_version: i64,
-    /// Sync states of grants being served by this process.
-    serve_states: issued::ServeStates,
-    /// Records of served messages waiting for their group commit (sharing/served_log.rs).
-    served_log: issued::ServedLog,
-    /// Parsed grants, valid while nobody else wrote (see [`Vault::grants`]).
-    grant_cache: issued::GrantCache,
+    /// What the issuer's roles keep in memory: grants, projections, serving streams (issued.rs).
+    issued: issued::IssuedState,
+    /// What the roles over held shares keep in memory: replicas, rows, the mirror (held.rs).
+    held: held::HeldState,
     /// Blocked identities, valid while no row changed (see [`Contacts::blocked`]).
     blocked_cache: contacts::BlockedCache,
-    /// Replicas of received shares loaded by this process.
-    replicas: held::ReplicaCache,
-    /// Parsed records of received shares, valid while nobody else wrote (received/rows.rs).
-    received_cache: held::ReceivedCache,
     /// What the inbox remembers between deliveries (see inbox.rs).
     inbox: inbox::InboxState,
     /// A table whose set of rows stopped matching the manifest while this process held the
     /// vault open (another process, or someone with the file, changed it behind our back):
     /// nothing is served any more (see [`Vault::refresh`]).
     tampered: Option<&'static str>,
-    /// The database mirror running in this process has removed the rows of every share this
-    /// vault does not hold (see received/mirror.rs): receipts for grants never held are safe.
-    mirror_reconciled: bool,
     clock: Clock,
 }
 
@@ -190,11 +179,11 @@ impl Vault {
     /// Drops what this process cached of rows a failed write may have changed: it may not be
     /// on disk, so it is reloaded on next use.
     fn drop_caches(&mut self) {
-        self.projections.clear();
-        self.replicas.clear();
-        self.grant_cache.replace(None);
+        self.issued.projections.clear();
+        self.held.replicas.clear();
+        self.issued.grant_cache.replace(None);
         self.blocked_cache.replace(None);
-        self.received_cache.clear();
+        self.held.received_cache.clear();
     }
 
     fn load(store: Store, dir: PathBuf, clock: Clock) -> Result<Self, open::OpenError> {
@@ -220,16 +209,11 @@ impl Vault {
             identity,
             device,
             certificate,
-            projections: Default::default(),
-            serve_states: Default::default(),
-            served_log: Default::default(),
-            grant_cache: Default::default(),
+            issued: Default::default(),
+            held: Default::default(),
             blocked_cache: Default::default(),
-            replicas: Default::default(),
-            received_cache: Default::default(),
             inbox: Default::default(),
             tampered: None,
-            mirror_reconciled: false,
             data_version: 0,
             clock,
         };

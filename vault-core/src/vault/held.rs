@@ -125,6 +125,18 @@ pub enum ShareError {
     Store(#[from] StoreError),
 }
 
+/// What the roles over held shares keep in memory (derived data: the file is the truth).
+#[derive(Default)]
+pub(crate) struct HeldState {
+    /// Replicas of received shares loaded by this process.
+    pub(in crate::vault) replicas: ReplicaCache,
+    /// Parsed records of received shares, valid while nobody else wrote (rows.rs).
+    pub(in crate::vault) received_cache: ReceivedCache,
+    /// The database mirror running in this process has removed the rows of every share this
+    /// vault does not hold (see mirror.rs): receipts for grants never held are safe.
+    pub(in crate::vault) mirror_reconciled: bool,
+}
+
 /// What this vault holds from others (shares received, their replicas and views): `vault.held()` to read, `vault.held_mut()` to take in, refresh and erase.
 #[derive(Debug)]
 pub struct Held<V> {
@@ -254,7 +266,7 @@ impl<V: DerefMut<Target = Vault>> Held<V> {
         let grant = stored_grant(record, id)?;
         self.vault.store.delete_group(&CHUNKS, id.as_bytes())?;
         self.vault.store.delete(&VIEWS, Key::Id(id.as_bytes()))?;
-        self.vault.replicas.remove(id);
+        self.vault.held.replicas.remove(id);
         // With a mirror attached, its rows go first: the receipt is signed once they have.
         let mirrored = self.vault.mirror().mirror_attached()?;
         record.status = status;
@@ -338,7 +350,7 @@ impl<V: DerefMut<Target = Vault>> Held<V> {
             let mut never_held = Vec::new();
             // With a mirror attached, the mirror may hold rows of a grant this vault lost
             // (a restore): receipts for grants never held wait until it removed such rows.
-            let may_sign_unheld = !v.mirror().mirror_attached()? || v.mirror_reconciled;
+            let may_sign_unheld = !v.mirror().mirror_attached()? || v.held.mirror_reconciled;
             for end in ended {
                 let id = v.held().share_key(&issuer, &end.grant())?;
                 let Some(mut record) = v.held().received_record(&id)? else {

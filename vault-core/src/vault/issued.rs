@@ -215,6 +215,19 @@ impl GrantInfo {
     }
 }
 
+/// What the issuer's roles keep in memory (derived data: the file is the truth).
+#[derive(Default)]
+pub(crate) struct IssuedState {
+    /// Parsed grants, valid while nobody else wrote (see lookup.rs).
+    pub(in crate::vault) grant_cache: GrantCache,
+    /// Projections this process has loaded, by grant.
+    pub(in crate::vault) projections: ProjectionCache,
+    /// Sync states of grants being served by this process.
+    pub(in crate::vault) serve_states: ServeStates,
+    /// Records of served messages waiting for their group commit (served_log.rs).
+    pub(in crate::vault) served_log: ServedLog,
+}
+
 /// The grants this vault issued, their revocations and erasure receipts: `vault.grants()` to read, `vault.grants_mut()` to issue, revoke and expire.
 #[derive(Debug)]
 pub struct Grants<V> {
@@ -261,7 +274,7 @@ impl<V: Deref<Target = Vault>> Grants<V> {
 
     /// Writes a grant row only (a local detail changed, or the row came from another device).
     fn store_grant_record(&self, id: &GrantId, record: &GrantRecord) -> Result<(), StoreError> {
-        self.vault.grant_cache.replace(None);
+        self.vault.issued.grant_cache.replace(None);
         let body = serde_json::to_vec(record).expect("serializes");
         self.vault.store.put(&GRANTS, Key::Id(id.as_bytes()), &body)?;
         Ok(())
@@ -378,7 +391,7 @@ impl<V: DerefMut<Target = Vault>> Grants<V> {
             &as_of,
             &projection.automerge().save(),
         )?;
-        self.vault.projections.insert(
+        self.vault.issued.projections.insert(
             g.id,
             ProjectionState { projection, as_of_seq, as_of, last_seq: 1, chunks: 1, epoch: 0, day },
         );

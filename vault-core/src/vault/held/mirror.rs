@@ -139,7 +139,7 @@ impl<V: DerefMut<Target = Vault>> Mirror<V> {
     /// The mirror running in this process removed the rows of every share this vault does not
     /// hold: from now on, receipts for grants never held here can be signed.
     pub fn reconciled(&mut self) {
-        self.vault.mirror_reconciled = true;
+        self.vault.held.mirror_reconciled = true;
     }
 
     /// Records the mirror's health.

@@ -90,7 +90,7 @@ impl<V: DerefMut<Target = Vault>> Held<V> {
         match catch_unwind(AssertUnwindSafe(|| am.sync().generate_sync_message(&mut sync.state))) {
             Ok(message) => Ok(message.map(|m| encode_sync_body(epoch, &m.encode()))),
             Err(_) => {
-                self.vault.replicas.remove(&key);
+                self.vault.held.replicas.remove(&key);
                 Err(ShareError::BadMessage)
             }
         }
@@ -167,7 +167,7 @@ impl<V: DerefMut<Target = Vault>> Held<V> {
                 *sync = ShareSync { epoch, state: SyncState::new(), from };
                 v.store.delete_group(&CHUNKS, id.as_bytes())?;
             }
-            let replica = v.replicas.get_mut(id).expect("loaded");
+            let replica = v.held.replicas.get_mut(id).expect("loaded");
             replica.from = Some(from);
             let before = replica.am.get_heads();
             replica
@@ -182,7 +182,7 @@ impl<V: DerefMut<Target = Vault>> Held<V> {
             let seq = replica.last_seq + 1;
             if let Some(bytes) = new_bytes {
                 v.store.put(&CHUNKS, Key::Chunk(id.as_bytes(), seq), &bytes)?;
-                v.replicas.get_mut(id).expect("loaded").last_seq = seq;
+                v.held.replicas.get_mut(id).expect("loaded").last_seq = seq;
             }
             let mut record = v.held().received_record(id)?.ok_or(ShareError::Unknown(id.grant))?;
             // A new epoch's copy fills over a few messages: what is shown (the view) stays the
@@ -201,7 +201,7 @@ impl<V: DerefMut<Target = Vault>> Held<V> {
                 // A view that exists is kept up to date; none is built here (views.rs).
                 match v.held().view(id)? {
                     Some(mut view) if !before.is_empty() => {
-                        let replica = v.replicas.get_mut(id).expect("loaded");
+                        let replica = v.held.replicas.get_mut(id).expect("loaded");
                         let after = replica.am.get_heads();
                         let touched = touched_between(&mut replica.am, &before, &after);
                         update_view(&mut view, &replica.am, &touched);
@@ -286,22 +286,22 @@ pub(in crate::vault) fn load_replica<'a>(
     if record.status != ShareStatus::Live {
         return Err(ShareError::Unknown(id.grant));
     }
-    if vault.replicas.get(id).is_some_and(|r| r.epoch != record.epoch || r.from != record.from_device) {
+    if vault.held.replicas.get(id).is_some_and(|r| r.epoch != record.epoch || r.from != record.from_device) {
         // Another handle replaced the copy (a new epoch, or another device's copy): start
         // again from its chunks.
-        vault.replicas.remove(id);
+        vault.held.replicas.remove(id);
     }
-    let after = vault.replicas.get(id).map_or(0, |r| r.last_seq);
+    let after = vault.held.replicas.get(id).map_or(0, |r| r.last_seq);
     let rows = vault.store.list_group(&CHUNKS, id.as_bytes(), after)?;
-    if !vault.replicas.contains_key(id) {
-        vault.replicas.insert(
+    if !vault.held.replicas.contains_key(id) {
+        vault.held.replicas.insert(
             id.clone(),
             Replica { am: AutoCommit::new(), last_seq: 0, epoch: record.epoch, from: record.from_device },
         );
     }
     for (key, bytes, _) in rows {
         let seq = key.seq();
-        let replica = vault.replicas.get_mut(id).expect("inserted above");
+        let replica = vault.held.replicas.get_mut(id).expect("inserted above");
         // The chunks hold what an issuer sent: a panic in Automerge is damage, not a crash.
         let loaded = well_formed(&bytes, Allowed::Own)
             && catch_unwind(AssertUnwindSafe(|| replica.am.load_incremental(&bytes)))
@@ -311,7 +311,7 @@ pub(in crate::vault) fn load_replica<'a>(
         }
         replica.last_seq = seq;
     }
-    Ok(vault.replicas.get_mut(id).expect("inserted above"))
+    Ok(vault.held.replicas.get_mut(id).expect("inserted above"))
 }
 
 #[cfg(test)]

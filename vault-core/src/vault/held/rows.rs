@@ -106,7 +106,7 @@ impl<V: Deref<Target = Vault>> Held<V> {
     /// Every row, parsed (from memory while nobody else wrote).
     fn received_rows(&self) -> Result<Rows, StoreError> {
         let version = self.vault.store.data_version()?;
-        if let Some((cached, rows)) = &*self.vault.received_cache.0.borrow()
+        if let Some((cached, rows)) = &*self.vault.held.received_cache.0.borrow()
             && *cached == version
         {
             return Ok(rows.clone());
@@ -122,7 +122,7 @@ impl<V: Deref<Target = Vault>> Held<V> {
             rows.insert(row, Row::new(record));
         }
         let rows = Arc::new(rows);
-        *self.vault.received_cache.0.borrow_mut() = Some((version, rows.clone()));
+        *self.vault.held.received_cache.0.borrow_mut() = Some((version, rows.clone()));
         Ok(rows)
     }
 
@@ -164,7 +164,7 @@ impl<V: Deref<Target = Vault>> Held<V> {
     /// Applies this connection's own write to the parsed rows (its commits do not move
     /// `data_version`).
     fn update_received_cache(&self, f: impl FnOnce(&mut BTreeMap<Vec<u8>, Arc<Row>>)) {
-        let mut cache = self.vault.received_cache.0.borrow_mut();
+        let mut cache = self.vault.held.received_cache.0.borrow_mut();
         if let Some((_, rows)) = cache.as_mut() {
             f(Arc::make_mut(rows));
         }

@@ -31,7 +31,7 @@ impl<V: Deref<Target = Vault>> Grants<V> {
         // connection on every change. The cache holds while no other connection has committed
         // (SQLite's data_version) and this one has not written a grant since.
         let version = self.vault.store.data_version()?;
-        if let Some((cached_version, cached)) = &*self.vault.grant_cache.borrow()
+        if let Some((cached_version, cached)) = &*self.vault.issued.grant_cache.borrow()
             && *cached_version == version
         {
             let (now, removed) = (self.vault.now(), self.removed_devices()?);
@@ -52,7 +52,7 @@ impl<V: Deref<Target = Vault>> Grants<V> {
         }
         out.sort_by_key(|g| std::cmp::Reverse(g.grant.statement().issued_at));
         let kept = out.iter().filter(|g| keep(g.grant.statement())).cloned().collect();
-        *self.vault.grant_cache.borrow_mut() = Some((version, out));
+        *self.vault.issued.grant_cache.borrow_mut() = Some((version, out));
         Ok(kept)
     }
 
@@ -60,7 +60,7 @@ impl<V: Deref<Target = Vault>> Grants<V> {
     pub fn get(&self, id: &GrantId) -> Result<Option<GrantInfo>, StoreError> {
         // From the parsed grants while they hold (a node asks this for every message it serves).
         let version = self.vault.store.data_version()?;
-        let cached = match &*self.vault.grant_cache.borrow() {
+        let cached = match &*self.vault.issued.grant_cache.borrow() {
             Some((v, grants)) if *v == version => {
                 Some(grants.iter().find(|g| g.grant.statement().id == *id).cloned())
             }

@@ -138,7 +138,7 @@ impl<V: Deref<Target = Vault>> Projections<V> {
 impl<V: DerefMut<Target = Vault>> Projections<V> {
     pub(super) fn drop_projection(&mut self, id: &GrantId) -> Result<(), StoreError> {
         self.vault.store.delete_group(&CHUNKS, id.as_bytes())?;
-        self.vault.projections.remove(id);
+        self.vault.issued.projections.remove(id);
         // Nothing more is served: what serving streams knew of the grantee's copies goes too.
         self.vault.serving_mut().forget_serve_states(id)
     }
@@ -168,7 +168,7 @@ impl<V: DerefMut<Target = Vault>> Projections<V> {
         self.vault.store.note_erasure();
         self.vault.serving_mut().serve_states_new_epoch(&grant.id, epoch)?;
         let day = Some(counting_day(self.vault.now()));
-        self.vault.projections.insert(
+        self.vault.issued.projections.insert(
             grant.id,
             ProjectionState {
                 projection,
@@ -239,7 +239,7 @@ impl<V: DerefMut<Target = Vault>> Projections<V> {
                 if redate {
                     touched.extend(dated_sections(grant).into_iter().map(|s| Touched::Section(s.to_owned())));
                 }
-                let state = v.projections.get_mut(&grant.id).expect("loaded above");
+                let state = v.issued.projections.get_mut(&grant.id).expect("loaded above");
                 let before = state.projection.automerge().get_heads();
                 let applied = state.projection.apply(grant, &v.doc, &touched, now);
                 state.as_of = heads.clone();
@@ -257,7 +257,7 @@ impl<V: DerefMut<Target = Vault>> Projections<V> {
                     changed.push(grant.id);
                     continue;
                 }
-                let state = v.projections.get_mut(&grant.id).expect("loaded above");
+                let state = v.issued.projections.get_mut(&grant.id).expect("loaded above");
                 let (seq, compact) = (last_seq + 1, chunks >= COMPACT_PROJECTION_AFTER);
                 let bytes = if compact {
                     state.projection.automerge().save()
@@ -268,7 +268,7 @@ impl<V: DerefMut<Target = Vault>> Projections<V> {
                 if compact {
                     v.store.delete_group_before(&CHUNKS, grant.id.as_bytes(), seq)?;
                 }
-                let state = v.projections.get_mut(&grant.id).expect("loaded above");
+                let state = v.issued.projections.get_mut(&grant.id).expect("loaded above");
                 state.last_seq = seq;
                 state.chunks = if compact { 1 } else { state.chunks + 1 };
                 changed.push(grant.id);
@@ -329,13 +329,13 @@ pub(in crate::vault) fn load_projection<'a>(
     vault: &'a mut Vault,
     id: &GrantId,
 ) -> Result<Option<&'a mut ProjectionState>, StoreError> {
-    let after = vault.projections.get(id).map_or(0, |p| p.last_seq);
+    let after = vault.issued.projections.get(id).map_or(0, |p| p.last_seq);
     let rows = vault.store.list_group(&CHUNKS, id.as_bytes(), after)?;
     let damaged = |seq: i64| StoreError::damaged(&CHUNKS, format!("{id}/{seq}"));
     for (key, plain, _) in rows {
         let seq = key.seq();
         let (epoch, as_of_seq, as_of, bytes) = decode_chunk(&plain).ok_or_else(|| damaged(seq))?;
-        match vault.projections.get_mut(id) {
+        match vault.issued.projections.get_mut(id) {
             Some(state) if state.epoch == epoch => {
                 state.projection.automerge().load_incremental(bytes).map_err(|_| damaged(seq))?;
                 state.as_of_seq = as_of_seq;
@@ -347,7 +347,7 @@ pub(in crate::vault) fn load_projection<'a>(
                 // First load, or another handle started a new epoch: the chunk is a whole
                 // document (serving streams drop their state of the old epoch).
                 let am = AutoCommit::load(bytes).map_err(|_| damaged(seq))?;
-                vault.projections.insert(
+                vault.issued.projections.insert(
                     *id,
                     ProjectionState {
                         projection: Projection::from_automerge(am),
@@ -362,5 +362,5 @@ pub(in crate::vault) fn load_projection<'a>(
             }
         }
     }
-    Ok(vault.projections.get_mut(id))
+    Ok(vault.issued.projections.get_mut(id))
 }

@@ -66,17 +66,17 @@ impl ServedLog {
 impl<V: Deref<Target = Vault>> Serving<V> {
     /// The number of the newest record still waiting for its commit, if any.
     pub fn served_unlogged(&self) -> Option<u64> {
-        (!self.vault.served_log.pending.is_empty()).then(|| self.vault.served_log.next() - 1)
+        (!self.vault.issued.served_log.pending.is_empty()).then(|| self.vault.issued.served_log.next() - 1)
     }
 
     /// Every record numbered up to this one is settled: durable, or dropped by a failed commit.
     pub fn served_settled(&self) -> u64 {
-        self.vault.served_log.settled
+        self.vault.issued.served_log.settled
     }
 
     /// What became of record `seq`.
     pub fn served_outcome(&self, seq: u64) -> Logged {
-        let log = &self.vault.served_log;
+        let log = &self.vault.issued.served_log;
         if seq > log.settled {
             Logged::Pending
         } else if seq <= log.forgotten || log.failed.iter().any(|(lo, hi)| (*lo..=*hi).contains(&seq)) {
@@ -92,7 +92,7 @@ impl<V: DerefMut<Target = Vault>> Serving<V> {
     /// [`Vault::flush_served`], and the caller sends a message once [`Vault::served_outcome`]
     /// says its record is durable. Off by default: each record is then written at once.
     pub fn defer_served_log(&mut self, on: bool) {
-        self.vault.served_log.deferred = on;
+        self.vault.issued.served_log.deferred = on;
     }
 
     /// Records a served message (inside no transaction): written at once, or queued for the
@@ -105,36 +105,38 @@ impl<V: DerefMut<Target = Vault>> Serving<V> {
         state: Vec<u8>,
         event: AuditEvent,
     ) -> Result<Option<u64>, StoreError> {
-        if !self.vault.served_log.deferred {
+        if !self.vault.issued.served_log.deferred {
             self.vault.write(|v| {
                 v.serving_mut().store_serve_state(&grant, &device, epoch, state)?;
                 v.access_log().append(&event)
             })?;
             return Ok(None);
         }
-        let seq = self.vault.served_log.next();
-        self.vault.served_log.pending.push(Entry { grant, device, epoch, state, event });
+        let seq = self.vault.issued.served_log.next();
+        self.vault.issued.served_log.pending.push(Entry { grant, device, epoch, state, event });
         Ok(Some(seq))
     }
 
     /// Writes every waiting record in one transaction; returns how many. On failure they are
     /// dropped (their messages must not be sent) and the error is returned.
     pub fn flush_served(&mut self) -> Result<usize, StoreError> {
-        let entries = std::mem::take(&mut self.vault.served_log.pending);
+        let entries = std::mem::take(&mut self.vault.issued.served_log.pending);
         if entries.is_empty() {
             return Ok(0);
         }
-        let (lo, hi) =
-            (self.vault.served_log.settled + 1, self.vault.served_log.settled + entries.len() as u64);
+        let (lo, hi) = (
+            self.vault.issued.served_log.settled + 1,
+            self.vault.issued.served_log.settled + entries.len() as u64,
+        );
         let count = entries.len();
         // Settled as failed before the write, and cleared once it committed: whatever happens
         // in between (an error, a panic), these records are never taken for durable.
-        self.vault.served_log.settled = hi;
-        self.vault.served_log.failed.push_back((lo, hi));
-        if self.vault.served_log.failed.len() > FAILED_KEPT
-            && let Some((_, old)) = self.vault.served_log.failed.pop_front()
+        self.vault.issued.served_log.settled = hi;
+        self.vault.issued.served_log.failed.push_back((lo, hi));
+        if self.vault.issued.served_log.failed.len() > FAILED_KEPT
+            && let Some((_, old)) = self.vault.issued.served_log.failed.pop_front()
         {
-            self.vault.served_log.forgotten = self.vault.served_log.forgotten.max(old);
+            self.vault.issued.served_log.forgotten = self.vault.issued.served_log.forgotten.max(old);
         }
         self.vault.write(|v| {
             for e in entries {
@@ -150,7 +152,7 @@ impl<V: DerefMut<Target = Vault>> Serving<V> {
             }
             Ok::<_, StoreError>(())
         })?;
-        self.vault.served_log.failed.retain(|range| *range != (lo, hi));
+        self.vault.issued.served_log.failed.retain(|range| *range != (lo, hi));
         Ok(count)
     }
 }

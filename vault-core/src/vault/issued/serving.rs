@@ -174,7 +174,7 @@ impl<V: Deref<Target = Vault>> Serving<V> {
         heads: &[ChangeHash],
     ) -> Result<bool, StoreError> {
         let stored = self.stored_states(id)?;
-        let memory = self.vault.serve_states.get(id);
+        let memory = self.vault.issued.serve_states.get(id);
         if stored.overflow || memory.is_some_and(|a| a.overflow) || heads.is_empty() {
             return Ok(false);
         }
@@ -321,13 +321,13 @@ impl<V: DerefMut<Target = Vault>> Serving<V> {
     /// this process loaded is dropped (it is reloaded from storage on next use).
     fn peer_made_automerge_panic(&mut self, id: &GrantId) -> ServeError {
         tracing::warn!("a grantee's sync message made the sync engine panic; refusing that stream");
-        self.vault.projections.remove(id);
+        self.vault.issued.projections.remove(id);
         ServeError::Refused
     }
 
     /// Notes that `device`'s copy of `id` holds `heads` of `epoch`.
     fn note_held(&mut self, id: &GrantId, device: &DeviceId, epoch: u64, heads: &[ChangeHash]) {
-        let acks = self.vault.serve_states.entry(*id).or_default();
+        let acks = self.vault.issued.serve_states.entry(*id).or_default();
         if acks.devices.len() >= MAX_DEVICES_PER_GRANT && !acks.devices.contains_key(device) {
             acks.overflow = true;
             return;
@@ -387,13 +387,14 @@ impl<V: DerefMut<Target = Vault>> Serving<V> {
             .collect();
         served.extend(
             self.vault
+                .issued
                 .serve_states
                 .get(id)
                 .map(|a| a.devices.keys().copied().collect::<Vec<_>>())
                 .unwrap_or_default(),
         );
         self.vault.grants().note_served(id, &served)?;
-        self.vault.serve_states.remove(id);
+        self.vault.issued.serve_states.remove(id);
         self.vault.settings().delete(&states_key(id))
     }
 }
