@@ -37,6 +37,7 @@ pub(crate) mod doc;
 mod manifest;
 mod rekey;
 pub(crate) mod sealed;
+pub(crate) mod typed;
 mod unlock;
 
 pub use unlock::UnlockKey;

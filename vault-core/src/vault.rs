@@ -63,7 +63,7 @@ mod rollback;
 mod roster;
 #[cfg(test)]
 mod serve_tests;
-mod settings;
+pub(crate) mod settings;
 
 pub use audit::{AccessLog, AuditEvent, AuditFilter, AuditKind};
 pub use changes::{EditError, StorageStats};
@@ -542,4 +542,12 @@ pub(crate) fn new_test_vault_with_clock(
         .clock(std::sync::Arc::new(move || clock.load(std::sync::atomic::Ordering::SeqCst)))
         .create(&passphrase)
         .unwrap()
+}
+
+#[cfg(test)]
+impl Vault {
+    /// The store under this vault, for tests of the storage seam.
+    pub(crate) fn store_for_tests(&self) -> &Store {
+        &self.store
+    }
 }

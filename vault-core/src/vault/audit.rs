@@ -13,6 +13,10 @@ use crate::store::StoreError;
 use crate::store::sealed::Key;
 
 use crate::store::sealed::AUDIT as TABLE;
+use crate::store::typed::TypedTable;
+
+/// The access log, one row per event, numbered in order.
+const ROWS: TypedTable<AuditEvent> = TypedTable::new(TABLE);
 
 /// What happened.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -128,19 +132,13 @@ impl<V: Deref<Target = Vault>> AccessLog<V> {
     /// Appends an event; call inside the transaction of the event itself.
     pub(crate) fn append(&self, event: &AuditEvent) -> Result<(), StoreError> {
         let seq = self.vault.store.next_seq(&TABLE)?;
-        let body = serde_json::to_vec(event).expect("events serialize");
-        self.vault.store.put(&TABLE, Key::Seq(seq), &body)?;
-        Ok(())
+        ROWS.put(&self.vault.store, Key::Seq(seq), event)
     }
 
     /// The access log, oldest first.
     pub fn list(&self, filter: &AuditFilter) -> Result<Vec<AuditEvent>, StoreError> {
-        let rows = self.vault.store.list(&TABLE)?;
         let mut out = Vec::new();
-        for (key, body, _) in rows {
-            let seq = key.seq();
-            let event: AuditEvent =
-                serde_json::from_slice(&body).map_err(|_| StoreError::damaged(&TABLE, seq))?;
+        for (_, event) in ROWS.list(&self.vault.store)? {
             if filter.peer.is_some_and(|p| event.peer != Some(p))
                 || filter.grant.is_some_and(|g| event.grant != Some(g))
                 || filter.since.is_some_and(|s| event.at < s)

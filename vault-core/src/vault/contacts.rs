@@ -17,6 +17,10 @@ use crate::store::StoreError;
 use crate::store::sealed::Key;
 
 use crate::store::sealed::CONTACTS as TABLE;
+use crate::store::typed::TypedTable;
+
+/// The contacts, one row per contact under a random id.
+pub(in crate::vault) const ROWS: TypedTable<Contact> = TypedTable::new(TABLE);
 
 /// Someone this vault knows by a petname.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -115,15 +119,11 @@ impl<V: Deref<Target = Vault>> Contacts<V> {
     }
 
     pub(super) fn rows(&self) -> Result<Vec<(Vec<u8>, Contact)>, StoreError> {
-        let rows = self.vault.store.list(&TABLE)?;
-        rows.into_iter()
-            .map(|(key, body, _)| {
-                let id = key.id().to_vec();
-                let contact =
-                    serde_json::from_slice(&body).map_err(|_| StoreError::damaged(&TABLE, "(contact)"))?;
-                Ok((id, contact))
-            })
-            .collect()
+        Ok(ROWS
+            .list(&self.vault.store)?
+            .into_iter()
+            .map(|(key, contact)| (key.id().to_vec(), contact))
+            .collect())
     }
 
     /// All contacts, sorted by name.
@@ -199,7 +199,7 @@ impl<V: Deref<Target = Vault>> Contacts<V> {
 impl Contacts<&mut Vault> {
     /// Writes a contact row and logs it for the other devices.
     fn put(vault: &Vault, id: &[u8], contact: &Contact) -> Result<(), StoreError> {
-        vault.store.put(&TABLE, Key::Id(id), &serde_json::to_vec(contact).expect("serializes"))?;
+        ROWS.put(&vault.store, Key::Id(id), contact)?;
         vault.replication().log_contact(id, vault.now(), Some(contact))
     }
 
@@ -248,7 +248,7 @@ impl Contacts<&mut Vault> {
                     if c.blocked {
                         return Err(ContactError::Blocked(c.name));
                     }
-                    v.store.delete(&TABLE, Key::Id(&id))?;
+                    ROWS.delete(&v.store, Key::Id(&id))?;
                     v.replication().log_contact(&id, v.now(), None)?;
                     return Ok(true);
                 }

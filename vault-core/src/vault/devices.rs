@@ -16,7 +16,11 @@ use super::{EditError, Vault};
 use crate::identity::DeviceId;
 use crate::pairing::JoinPackage;
 use crate::store::StoreError;
-use crate::store::sealed::DEVICES as TABLE;
+use crate::store::sealed::DEVICES;
+use crate::store::typed::TypedTable;
+
+/// The identity's devices, one row per device under its key.
+const ROWS: TypedTable<DeviceRecord> = TypedTable::new(DEVICES);
 use crate::store::sealed::Key;
 
 /// Most devices one identity lists (linked and removed).
@@ -135,15 +139,7 @@ impl<V: Deref<Target = Vault>> Devices<V> {
 
     /// Every device, this one included, in the order they were linked.
     pub fn list(&self) -> Result<Vec<DeviceRecord>, StoreError> {
-        let mut out: Vec<DeviceRecord> = self
-            .vault
-            .store
-            .list(&TABLE)?
-            .into_iter()
-            .map(|(key, body, _)| {
-                serde_json::from_slice(&body).map_err(|_| StoreError::damaged(&TABLE, hex(key.id())))
-            })
-            .collect::<Result<_, _>>()?;
+        let mut out: Vec<DeviceRecord> = ROWS.list(&self.vault.store)?.into_iter().map(|(_, d)| d).collect();
         let this = self.vault.device.public();
         if !out.iter().any(|d| d.id == this) {
             // A vault made before devices were listed: its own device is implied.
@@ -181,15 +177,9 @@ impl<V: Deref<Target = Vault>> Devices<V> {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    data_encoding::HEXLOWER.encode(bytes)
-}
-
 impl Devices<&mut Vault> {
     fn put(vault: &Vault, record: &DeviceRecord) -> Result<(), StoreError> {
-        let body = serde_json::to_vec(record).expect("serializes");
-        vault.store.put(&TABLE, Key::Id(record.id.as_bytes()), &body)?;
-        Ok(())
+        ROWS.put(&vault.store, Key::Id(record.id.as_bytes()), record)
     }
 
     /// Lists this device under `name` (when a vault is made or joined).

@@ -54,6 +54,10 @@ pub(crate) use serving::{ServeStates, ServeSync};
 use status::status_of;
 
 use crate::store::sealed::GRANTS;
+use crate::store::typed::TypedTable;
+
+/// The grants issued, one row per grant under its id.
+const ROWS: TypedTable<GrantRecord> = TypedTable::new(GRANTS);
 
 /// What to grant.
 #[derive(Clone, Debug)]
@@ -242,10 +246,7 @@ impl<V: Deref<Target = Vault>> Grants<V> {
 
 impl<V: Deref<Target = Vault>> Grants<V> {
     fn grant_record(&self, id: &GrantId) -> Result<Option<GrantRecord>, StoreError> {
-        let Some(body) = self.vault.store.get(&GRANTS, Key::Id(id.as_bytes()))? else {
-            return Ok(None);
-        };
-        serde_json::from_slice(&body).map(Some).map_err(|_| StoreError::damaged(&GRANTS, id))
+        ROWS.get(&self.vault.store, Key::Id(id.as_bytes()))
     }
 
     /// Writes a grant row and logs its new state for the other devices.
@@ -275,9 +276,7 @@ impl<V: Deref<Target = Vault>> Grants<V> {
     /// Writes a grant row only (a local detail changed, or the row came from another device).
     fn store_grant_record(&self, id: &GrantId, record: &GrantRecord) -> Result<(), StoreError> {
         self.vault.issued.grant_cache.replace(None);
-        let body = serde_json::to_vec(record).expect("serializes");
-        self.vault.store.put(&GRANTS, Key::Id(id.as_bytes()), &body)?;
-        Ok(())
+        ROWS.put(&self.vault.store, Key::Id(id.as_bytes()), record)
     }
 
     fn info(&self, record: &GrantRecord) -> Result<GrantInfo, StoreError> {

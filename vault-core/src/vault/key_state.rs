@@ -24,21 +24,18 @@ use crate::signer::{self, By};
 use crate::statement::{Signed, Statement};
 use crate::store::StoreError;
 use crate::store::sealed::NODE;
+use crate::vault::settings::Setting;
 
 /// The secret row of the next key while it waits on this device to be written down (a vault
 /// made here, or upgraded to key events): `vault device recovery-code` shows it once and
 /// removes it, so that from then on it is on paper only.
 pub(super) const PENDING_NEXT: &str = "identity-next";
 
-fn log_key(identity: &IdentityId) -> String {
-    format!("key-events/{identity}")
-}
-
 impl<V: Deref<Target = Vault>> Keys<V> {
     /// The key state this vault holds for `identity` (empty: no event known).
     pub fn key_log(&self, identity: &IdentityId) -> Result<KeyLog, StoreError> {
-        let key = log_key(identity);
-        match self.vault.settings().get(&key)? {
+        let key = Setting::KeyEvents(identity);
+        match self.vault.settings().get(key)? {
             None => Ok(KeyLog::default()),
             Some(bytes) => KeyLog::from_stored(identity, &bytes).map_err(|_| StoreError::damaged(&NODE, key)),
         }
@@ -106,7 +103,7 @@ impl<V: DerefMut<Target = Vault>> Keys<V> {
         let bytes = log.to_bytes();
         let certificate = self.vault.certificate;
         self.vault.write(|v| {
-            v.settings().put(&log_key(&identity), &bytes)?;
+            v.settings().put(Setting::KeyEvents(&identity), &bytes)?;
             if drop_held {
                 v.store.write_certificate(&certificate)?;
                 v.store.delete_secret("identity")?;
@@ -148,6 +145,6 @@ impl<V: DerefMut<Target = Vault>> Keys<V> {
 /// Appends an event this vault made to its own chain (checked like any other).
 pub(super) fn put_own_key_event(v: &Vault, log: &mut KeyLog, event: KeyEvent) -> Result<(), StoreError> {
     let identity = v.identity();
-    log.append(event).map_err(|_| StoreError::damaged(&NODE, log_key(&identity)))?;
-    v.settings().put(&log_key(&identity), &log.to_bytes())
+    log.append(event).map_err(|_| StoreError::damaged(&NODE, Setting::KeyEvents(&identity)))?;
+    v.settings().put(Setting::KeyEvents(&identity), &log.to_bytes())
 }

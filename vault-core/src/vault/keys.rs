@@ -305,7 +305,7 @@ mod upgrade_tests {
         let me = v.identity();
         // Back to a vault of before: no key event, no next key waiting.
         v.write(|v| {
-            v.settings().delete(&format!("key-events/{me}"))?;
+            v.settings().delete(crate::vault::settings::Setting::KeyEvents(&me))?;
             v.store.delete_secret(super::super::key_state::PENDING_NEXT)
         })
         .unwrap();

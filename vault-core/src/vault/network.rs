@@ -19,9 +19,8 @@ mod feed;
 use crate::identity::IdentityId;
 use crate::money::Price;
 use crate::store::StoreError;
+use crate::vault::settings::Setting;
 pub use feed::{FeedEntry, FeedFilter};
-
-const MUTES: &str = "feed-mutes";
 
 /// Peers and tags left out of the feed and its summaries.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -78,9 +77,9 @@ impl<V: Deref<Target = Vault>> Network<V> {
 impl<V: Deref<Target = Vault>> Network<V> {
     /// The current mutes.
     pub fn mutes(&self) -> Result<Mutes, StoreError> {
-        match self.vault.settings().get(MUTES)? {
+        match self.vault.settings().get(Setting::Mutes)? {
             Some(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|_| StoreError::damaged(&crate::store::sealed::NODE, MUTES)),
+                .map_err(|_| StoreError::damaged(&crate::store::sealed::NODE, Setting::Mutes)),
             None => Ok(Mutes::default()),
         }
     }
@@ -98,7 +97,7 @@ impl<V: DerefMut<Target = Vault>> Network<V> {
                 }
             };
             if changed {
-                v.settings().put(MUTES, &serde_json::to_vec(&mutes).expect("serializes"))?;
+                v.settings().put(Setting::Mutes, &serde_json::to_vec(&mutes).expect("serializes"))?;
             }
             Ok(changed)
         })

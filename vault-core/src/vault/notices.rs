@@ -19,6 +19,7 @@ use crate::path::FieldPath;
 use crate::statement::{GrantId, NoticeId, Signed, StatementError};
 use crate::store::StoreError;
 use crate::store::sealed::{Key, NOTICES_IN, NOTICES_OUT, Table};
+use crate::store::typed::TypedTable;
 
 /// Notices kept from one seller, at most: beyond, new ones are refused (a flood is not news).
 pub const MAX_NOTICES_PER_SELLER: usize = 32;
@@ -343,29 +344,25 @@ impl<V: DerefMut<Target = Vault>> Notices<V> {
     }
 }
 
-fn get<T: for<'de> Deserialize<'de>>(
+fn get<T: Serialize + for<'de> Deserialize<'de>>(
     v: &Vault,
     table: &Table,
     id: &NoticeId,
 ) -> Result<Option<T>, StoreError> {
-    let Some(body) = v.store.get(table, Key::Id(id.as_bytes()))? else { return Ok(None) };
-    serde_json::from_slice(&body).map(Some).map_err(|_| StoreError::damaged(table, id))
+    TypedTable::<T>::new(*table).get(&v.store, Key::Id(id.as_bytes()))
 }
 
-fn put<T: Serialize>(v: &Vault, table: &Table, id: &NoticeId, record: &T) -> Result<(), StoreError> {
-    v.store.put(table, Key::Id(id.as_bytes()), &serde_json::to_vec(record).expect("serializes"))?;
-    Ok(())
+fn put<T: Serialize + for<'de> Deserialize<'de>>(
+    v: &Vault,
+    table: &Table,
+    id: &NoticeId,
+    record: &T,
+) -> Result<(), StoreError> {
+    TypedTable::<T>::new(*table).put(&v.store, Key::Id(id.as_bytes()), record)
 }
 
-fn list<T: for<'de> Deserialize<'de>>(v: &Vault, table: &Table) -> Result<Vec<T>, StoreError> {
-    let mut out = Vec::new();
-    for (raw, body, _) in v.store.list(table)? {
-        let record = serde_json::from_slice(&body).map_err(|_| {
-            StoreError::damaged(table, NoticeId::from_raw(raw.id()).map_or("?".into(), |i| i.to_string()))
-        })?;
-        out.push(record);
-    }
-    Ok(out)
+fn list<T: Serialize + for<'de> Deserialize<'de>>(v: &Vault, table: &Table) -> Result<Vec<T>, StoreError> {
+    Ok(TypedTable::<T>::new(*table).list(&v.store)?.into_iter().map(|(_, record)| record).collect())
 }
 
 #[cfg(test)]

@@ -49,6 +49,7 @@ use super::requests::Record as RequestRecord;
 use crate::identity::DeviceId;
 use crate::store::StoreError;
 use crate::store::sealed::{AUDIT, Key, REQUESTS_IN, REQUESTS_OUT, SHARED_LOG as TABLE};
+use crate::vault::settings::Setting;
 
 mod contacts;
 mod fork;
@@ -233,12 +234,6 @@ pub enum ReplicationError {
     Store(#[from] StoreError),
 }
 
-fn audit_cursor_key(device: &DeviceId) -> String {
-    format!("audit-from/{device}")
-}
-
-const SEEDED: &str = "shared-log-seeded";
-
 /// One sharing state across the identity's devices (the shared log): `vault.replication()`, `vault.replication_mut()`.
 #[derive(Debug)]
 pub struct Replication<V> {
@@ -336,7 +331,7 @@ impl<V: Deref<Target = Vault>> Replication<V> {
         Ok(self
             .vault
             .settings()
-            .get(&audit_cursor_key(peer))?
+            .get(Setting::AuditFrom(peer))?
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or(0))
     }
@@ -403,11 +398,11 @@ impl<V: DerefMut<Target = Vault>> Replication<V> {
     /// Logs every shared row once, for a vault whose rows predate the shared log (a device
     /// joining later then gets them all). Idempotent.
     pub fn seed(&mut self) -> Result<(), StoreError> {
-        if self.vault.settings().get(SEEDED)?.is_some() {
+        if self.vault.settings().get(Setting::SharedLogSeeded)?.is_some() {
             return Ok(());
         }
         self.vault.write(|v| {
-            if v.settings().get(SEEDED)?.is_some() {
+            if v.settings().get(Setting::SharedLogSeeded)?.is_some() {
                 return Ok(());
             }
             // Rows already logged are logged again: merging is idempotent.
@@ -423,7 +418,7 @@ impl<V: DerefMut<Target = Vault>> Replication<V> {
                     v.replication().log_shared(&Entry::Request { incoming, id, record })?;
                 }
             }
-            v.settings().put(SEEDED, b"1")
+            v.settings().put(Setting::SharedLogSeeded, b"1")
         })
     }
 
@@ -535,7 +530,7 @@ impl<V: DerefMut<Target = Vault>> Replication<V> {
                 v.access_log().append(&event)?;
                 changed = true;
             }
-            v.settings().put(&audit_cursor_key(from), cursor.to_string().as_bytes())?;
+            v.settings().put(Setting::AuditFrom(from), cursor.to_string().as_bytes())?;
             Ok::<_, ReplicationError>(changed)
         })?;
         for (origin, seq) in shown {

@@ -13,6 +13,7 @@ use crate::request::{ConsentRequest, Denial, WiderThanAsked};
 use crate::statement::{GrantId, RequestId, Signed, StatementError};
 use crate::store::StoreError;
 use crate::store::sealed::{Key, REQUESTS_IN, Table};
+use crate::store::typed::TypedTable;
 
 /// Where a request stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -175,12 +176,14 @@ pub enum RequestError {
     Store(#[from] StoreError),
 }
 
+/// The rows of `table` (`requests_in` or `requests_out`), one per request under its id.
+const fn rows(table: Table) -> TypedTable<Record> {
+    TypedTable::new(table)
+}
+
 /// One stored request of `table`.
 pub(super) fn get(vault: &Vault, table: Table, id: &RequestId) -> Result<Option<Record>, StoreError> {
-    let Some(body) = vault.store.get(&table, Key::Id(id.as_bytes()))? else {
-        return Ok(None);
-    };
-    serde_json::from_slice(&body).map(Some).map_err(|_| StoreError::damaged(&table, id))
+    rows(table).get(&vault.store, Key::Id(id.as_bytes()))
 }
 
 /// One stored request of `table` with its signed request, which must decode.
@@ -197,8 +200,7 @@ pub(super) fn get_signed(
 /// Writes a request row of `table`, and logs it for the other devices; call inside a write
 /// transaction.
 pub(super) fn put(vault: &Vault, table: Table, id: &RequestId, record: &Record) -> Result<(), StoreError> {
-    let body = serde_json::to_vec(record).expect("serializes");
-    vault.store.put(&table, Key::Id(id.as_bytes()), &body)?;
+    rows(table).put(&vault.store, Key::Id(id.as_bytes()), record)?;
     let incoming = table.name == REQUESTS_IN.name;
     vault.replication().log_request(incoming, id.as_bytes(), record)?;
     Ok(())
@@ -206,16 +208,7 @@ pub(super) fn put(vault: &Vault, table: Table, id: &RequestId, record: &Record) 
 
 /// Every row of `table` as stored (for seeding the shared log).
 pub(super) fn raw_list(vault: &Vault, table: Table) -> Result<Vec<(Vec<u8>, Record)>, StoreError> {
-    vault
-        .store
-        .list(&table)?
-        .into_iter()
-        .map(|(key, body, _)| {
-            let record =
-                serde_json::from_slice(&body).map_err(|_| StoreError::damaged(&table, "(request)"))?;
-            Ok((key.id().to_vec(), record))
-        })
-        .collect()
+    Ok(rows(table).list(&vault.store)?.into_iter().map(|(key, record)| (key.id().to_vec(), record)).collect())
 }
 
 /// How far along a request is: the further answer wins when two devices' rows merge; equal

@@ -15,6 +15,7 @@ use crate::roster::{
 };
 use crate::statement::Signed;
 use crate::store::StoreError;
+use crate::vault::settings::Setting;
 
 /// What this vault knows of a peer identity's devices.
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -27,11 +28,6 @@ struct PeerDevices {
     removed: Vec<RemovedDevice>,
 }
 
-fn peer_key(identity: &IdentityId) -> String {
-    format!("devices-of/{identity}")
-}
-
-const OWN_ROSTER: &str = "roster";
 /// Certificates expire, in effect (finding: a peer that only ever meets a stolen device took
 /// its statements as the customer's for ever). A device certificate names no time, so the
 /// *roster* renews it: a statement a peer's device signed (a grant, a consent request, a
@@ -56,7 +52,7 @@ impl<V: Deref<Target = Vault>> Devices<V> {
     /// (if any).
     pub fn roster(&self) -> Result<Option<Signed<DeviceRoster>>, StoreError> {
         if self.vault.identity.is_none() {
-            return Ok(self.vault.settings().get(OWN_ROSTER)?.and_then(|b| Signed::from_stored(&b)));
+            return Ok(self.vault.settings().get(Setting::OwnRoster)?.and_then(|b| Signed::from_stored(&b)));
         }
         self.sign_roster(false)
     }
@@ -76,7 +72,7 @@ impl<V: Deref<Target = Vault>> Devices<V> {
     /// goes on handing peers the newest word of the identity (call inside the write).
     pub(super) fn keep_roster_before_forgetting(&self) -> Result<(), StoreError> {
         match self.sign_roster(false)? {
-            Some(roster) => self.vault.settings().put(OWN_ROSTER, &roster.to_bytes()),
+            Some(roster) => self.vault.settings().put(Setting::OwnRoster, &roster.to_bytes()),
             None => Ok(()),
         }
     }
@@ -111,7 +107,7 @@ impl<V: Deref<Target = Vault>> Devices<V> {
         Ok(self
             .vault
             .settings()
-            .get(&peer_key(peer))?
+            .get(Setting::DevicesOf(&peer))?
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or_default())
     }
@@ -187,8 +183,11 @@ impl<V: DerefMut<Target = Vault>> Devices<V> {
         let r = roster.statement();
         let mut kept = false;
         if self.vault.identity.is_none() && !r.has_names() {
-            let stored =
-                self.vault.settings().get(OWN_ROSTER)?.and_then(|b| Signed::<DeviceRoster>::from_stored(&b));
+            let stored = self
+                .vault
+                .settings()
+                .get(Setting::OwnRoster)?
+                .and_then(|b| Signed::<DeviceRoster>::from_stored(&b));
             kept = match stored {
                 // Equal dates: two rosters signed in one second; taking both is safe (removals
                 // only add).
@@ -197,7 +196,7 @@ impl<V: DerefMut<Target = Vault>> Devices<V> {
             };
             if kept {
                 let bytes = roster.to_bytes();
-                self.vault.write(|v| v.settings().put(OWN_ROSTER, &bytes))?;
+                self.vault.write(|v| v.settings().put(Setting::OwnRoster, &bytes))?;
             }
         }
         // The identity key's word on which devices act for it: merged into the list (the
@@ -268,7 +267,7 @@ impl<V: DerefMut<Target = Vault>> Devices<V> {
         known.active.retain(|d| !removed.contains(&d.device));
         if changed {
             let bytes = serde_json::to_vec(&known).expect("serializes");
-            self.vault.write(|v| v.settings().put(&peer_key(&peer), &bytes))?;
+            self.vault.write(|v| v.settings().put(Setting::DevicesOf(&peer), &bytes))?;
         }
         Ok(())
     }

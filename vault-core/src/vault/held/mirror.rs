@@ -15,9 +15,7 @@ use crate::statement::GrantId;
 use crate::store::StoreError;
 use crate::vault::Vault;
 use crate::vault::audit::{AuditEvent, AuditKind};
-
-const MIRROR_URL: &str = "mirror-url";
-const MIRROR_STATUS: &str = "mirror-status";
+use crate::vault::settings::Setting;
 
 /// Where a received share stands, in brief: enough for a mirror to tell what changed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -81,17 +79,17 @@ impl<V: Deref<Target = Vault>> Mirror<V> {
 impl<V: Deref<Target = Vault>> Mirror<V> {
     /// True when a mirror is attached: erasure receipts wait for it.
     pub(in crate::vault) fn mirror_attached(&self) -> Result<bool, StoreError> {
-        Ok(self.vault.settings().get(MIRROR_URL)?.is_some())
+        Ok(self.vault.settings().get(Setting::MirrorUrl)?.is_some())
     }
 
     /// The mirror's address as set (with its credentials: handle with care, show it redacted).
     pub fn url(&self) -> Result<Option<String>, StoreError> {
-        Ok(self.vault.settings().get(MIRROR_URL)?.map(|b| String::from_utf8_lossy(&b).into_owned()))
+        Ok(self.vault.settings().get(Setting::MirrorUrl)?.map(|b| String::from_utf8_lossy(&b).into_owned()))
     }
 
     /// The mirror's health as last recorded.
     pub fn status(&self) -> Result<Option<MirrorStatus>, StoreError> {
-        Ok(self.vault.settings().get(MIRROR_STATUS)?.and_then(|b| serde_json::from_slice(&b).ok()))
+        Ok(self.vault.settings().get(Setting::MirrorStatus)?.and_then(|b| serde_json::from_slice(&b).ok()))
     }
 
     /// Every received share, live or withdrawn, in brief.
@@ -118,15 +116,15 @@ impl<V: Deref<Target = Vault>> Mirror<V> {
 impl<V: DerefMut<Target = Vault>> Mirror<V> {
     /// Attaches a mirror: from now on, receipts wait for it to erase.
     pub fn attach(&mut self, url: &str) -> Result<(), StoreError> {
-        self.vault.write(|v| v.settings().put(MIRROR_URL, url.as_bytes()))
+        self.vault.write(|v| v.settings().put(Setting::MirrorUrl, url.as_bytes()))
     }
 
     /// Detaches the mirror. The caller has removed every row it wrote (the mirror holds nothing
     /// now), so the receipts it held back are signed.
     pub fn detach(&mut self) -> Result<(), StoreError> {
         self.vault.write(|v| {
-            v.settings().delete(MIRROR_URL)?;
-            v.settings().delete(MIRROR_STATUS)?;
+            v.settings().delete(Setting::MirrorUrl)?;
+            v.settings().delete(Setting::MirrorStatus)?;
             for (id, row) in v.held().received_each()? {
                 if row.record.erasure_pending {
                     v.mirror_mut().confirm_mirror_erasure(&id)?;
@@ -149,7 +147,7 @@ impl<V: DerefMut<Target = Vault>> Mirror<V> {
             return Ok(());
         }
         let body = serde_json::to_vec(&status).expect("serializes");
-        self.vault.write(|v| v.settings().put(MIRROR_STATUS, &body))
+        self.vault.write(|v| v.settings().put(Setting::MirrorStatus, &body))
     }
 
     /// One received share as a mirror writes it (`None`: no such share).

@@ -4,6 +4,7 @@
 use super::serving::Serving;
 use crate::store::StoreError;
 use crate::vault::Vault;
+use crate::vault::settings::Setting;
 use std::ops::{Deref, DerefMut};
 
 impl<V: Deref<Target = Vault>> Serving<V> {
@@ -11,7 +12,7 @@ impl<V: Deref<Target = Vault>> Serving<V> {
     pub fn node_addrs(&self) -> Vec<std::net::SocketAddr> {
         self.vault
             .settings()
-            .get("addrs")
+            .get(Setting::Addrs)
             .ok()
             .flatten()
             .and_then(|b| serde_json::from_slice(&b).ok())
@@ -24,6 +25,6 @@ impl<V: DerefMut<Target = Vault>> Serving<V> {
     /// ticket as `vault serve`.
     pub fn set_node_addrs(&mut self, addrs: &[std::net::SocketAddr]) -> Result<(), StoreError> {
         let text = serde_json::to_vec(addrs).expect("addresses serialize");
-        self.vault.write(|v| v.settings().put("addrs", &text))
+        self.vault.write(|v| v.settings().put(Setting::Addrs, &text))
     }
 }

@@ -26,6 +26,7 @@ use crate::statement::GrantId;
 use crate::store::StoreError;
 use crate::vault::Vault;
 use crate::vault::audit::{AuditEvent, AuditKind};
+use crate::vault::settings::Setting;
 
 /// Devices of one grantee whose copies of a grant are tracked. A grant served to more devices
 /// is never again known to be held: each retraction then starts a new epoch.
@@ -109,15 +110,6 @@ struct StoredDevice {
     state: Vec<u8>,
 }
 
-fn states_key(id: &GrantId) -> String {
-    format!("serve-states/{id}")
-}
-
-/// Where older versions kept one sync state per grant and epoch, whatever the device.
-fn legacy_key(id: &GrantId, epoch: u64) -> String {
-    if epoch == 0 { format!("serve-sync/{id}") } else { format!("serve-sync/{id}/{epoch}") }
-}
-
 fn sorted(heads: &[ChangeHash]) -> Vec<ChangeHash> {
     let mut heads = heads.to_vec();
     heads.sort();
@@ -151,7 +143,7 @@ impl<V: Deref<Target = Vault>> Serving<V> {
         Ok(self
             .vault
             .settings()
-            .get(&states_key(id))?
+            .get(Setting::ServeStates(id))?
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or_default())
     }
@@ -356,21 +348,21 @@ impl<V: DerefMut<Target = Vault>> Serving<V> {
             None => stored.overflow = true,
         }
         let body = serde_json::to_vec(&stored).expect("serializes");
-        self.vault.settings().put(&states_key(id), &body)
+        self.vault.settings().put(Setting::ServeStates(id), &body)
     }
 
     /// A new epoch of `id` starts (inside the caller's write transaction): the states of the
     /// old epochs mean nothing for it, but which devices hold a copy is kept (none of them is
     /// known to hold the new epoch yet).
     pub(super) fn serve_states_new_epoch(&mut self, id: &GrantId, epoch: u64) -> Result<(), StoreError> {
-        self.vault.settings().delete(&legacy_key(id, epoch.saturating_sub(1)))?;
+        self.vault.settings().delete(Setting::LegacyServeState(id, epoch.saturating_sub(1)))?;
         let mut stored = self.stored_states(id)?;
         if stored.devices.iter().any(|d| !d.state.is_empty()) {
             for d in &mut stored.devices {
                 d.state.clear();
             }
             let body = serde_json::to_vec(&stored).expect("serializes");
-            self.vault.settings().put(&states_key(id), &body)?;
+            self.vault.settings().put(Setting::ServeStates(id), &body)?;
         }
         Ok(())
     }
@@ -395,6 +387,6 @@ impl<V: DerefMut<Target = Vault>> Serving<V> {
         );
         self.vault.grants().note_served(id, &served)?;
         self.vault.issued.serve_states.remove(id);
-        self.vault.settings().delete(&states_key(id))
+        self.vault.settings().delete(Setting::ServeStates(id))
     }
 }

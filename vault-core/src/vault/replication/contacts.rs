@@ -10,7 +10,8 @@ use crate::store::StoreError;
 use crate::store::sealed::CONTACTS as TABLE;
 use crate::store::sealed::Key;
 use crate::vault::Vault;
-use crate::vault::contacts::{Contact, check_addrs, valid_name};
+use crate::vault::contacts::{Contact, ROWS, check_addrs, valid_name};
+use crate::vault::settings::Setting;
 
 /// How a contact row's writes are ordered when devices' rows merge (see replication.rs): a
 /// counter one past the row's stamp when written (so a write made after seeing another wins
@@ -24,13 +25,13 @@ const MAX_CONTACT_CLOCK: i64 = 1 << 40;
 /// grows by one per write, so this bounds the writes another device made to one row unseen.
 const MAX_CLOCK_STEP: i64 = 1 << 20;
 
-fn stamp_key(row: &[u8]) -> String {
-    format!("contact-stamp/{}", data_encoding::HEXLOWER.encode(row))
-}
-
 impl<V: Deref<Target = Vault>> Replication<V> {
     fn contact_stamp(&self, row: &[u8]) -> Result<Option<Stamp>, StoreError> {
-        Ok(self.vault.settings().get(&stamp_key(row))?.and_then(|b| serde_json::from_slice(&b).ok()))
+        Ok(self
+            .vault
+            .settings()
+            .get(Setting::ContactStamp(row))?
+            .and_then(|b| serde_json::from_slice(&b).ok()))
     }
 
     /// Every contact row's state as last written here, with its stamp's clock and time
@@ -39,17 +40,9 @@ impl<V: Deref<Target = Vault>> Replication<V> {
     pub(in crate::vault) fn contact_entries(&self) -> Result<Vec<Entry>, StoreError> {
         let mut out = Vec::new();
         let mut stamped = HashSet::new();
-        for key in self.vault.store.keys(&crate::store::sealed::NODE)? {
-            let crate::store::sealed::OwnedKey::Name(name) = &key else { continue };
-            let Some(hex) = name.strip_prefix("contact-stamp/") else { continue };
-            let Ok(row) = data_encoding::HEXLOWER.decode(hex.as_bytes()) else { continue };
+        for row in self.vault.settings().stamped_contacts()? {
             let Some((clock, at, by)) = self.contact_stamp(&row)? else { continue };
-            let contact = match self.vault.store.get(&TABLE, Key::Id(&row))? {
-                Some(body) => Some(
-                    serde_json::from_slice(&body).map_err(|_| StoreError::damaged(&TABLE, "(contact)"))?,
-                ),
-                None => None,
-            };
+            let contact = ROWS.get(&self.vault.store, Key::Id(&row))?;
             stamped.insert(row.clone());
             out.push(Entry::Contact { row, clock, at, contact, by: Some(by) });
         }
@@ -78,7 +71,9 @@ impl<V: Deref<Target = Vault>> Replication<V> {
             by: None,
         })?;
         let stamp: Stamp = (clock, at, self.vault.device_key().public());
-        self.vault.settings().put(&stamp_key(row), &serde_json::to_vec(&stamp).expect("serializes"))
+        self.vault
+            .settings()
+            .put(Setting::ContactStamp(row), &serde_json::to_vec(&stamp).expect("serializes"))
     }
 }
 
@@ -123,7 +118,9 @@ impl<V: DerefMut<Target = Vault>> Replication<V> {
                 self.vault.store.delete(&TABLE, Key::Id(row))?;
             }
         }
-        self.vault.settings().put(&stamp_key(row), &serde_json::to_vec(&stamp).expect("serializes"))?;
+        self.vault
+            .settings()
+            .put(Setting::ContactStamp(row), &serde_json::to_vec(&stamp).expect("serializes"))?;
         Ok(true)
     }
 }

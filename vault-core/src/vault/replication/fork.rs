@@ -15,13 +15,8 @@ use crate::store::StoreError;
 use crate::store::sealed::{REQUESTS_IN, REQUESTS_OUT};
 use crate::vault::Vault;
 use crate::vault::audit::{AuditEvent, AuditKind};
+use crate::vault::settings::Setting;
 
-/// Node value: this device's current incarnation (absent: 0).
-const INCARNATION: &str = "shared-log-incarnation";
-/// Node value: the origins known to have forked.
-const FORKED: &str = "shared-log-forked";
-/// Node value: origins another device's digest disagreed with, and at which number.
-const SUSPECTS: &str = "shared-log-suspects";
 /// Most suspects kept at once.
 const MAX_SUSPECTS: usize = 64;
 
@@ -31,7 +26,7 @@ impl<V: Deref<Target = Vault>> Replication<V> {
         let incarnation = self
             .vault
             .settings()
-            .get(INCARNATION)?
+            .get(Setting::SharedLogIncarnation)?
             .and_then(|b| serde_json::from_slice::<u64>(&b).ok())
             .unwrap_or(0);
         Ok(Origin { device: self.vault.device.public(), incarnation })
@@ -43,7 +38,7 @@ impl<V: Deref<Target = Vault>> Replication<V> {
         Ok(self
             .vault
             .settings()
-            .get(FORKED)?
+            .get(Setting::SharedLogForked)?
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or_default())
     }
@@ -53,7 +48,7 @@ impl<V: Deref<Target = Vault>> Replication<V> {
         Ok(self
             .vault
             .settings()
-            .get(SUSPECTS)?
+            .get(Setting::SharedLogSuspects)?
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or_default())
     }
@@ -64,7 +59,9 @@ impl<V: Deref<Target = Vault>> Replication<V> {
         let before = suspects.len();
         suspects.retain(|(o, _)| o != origin);
         if suspects.len() != before {
-            self.vault.settings().put(SUSPECTS, &serde_json::to_vec(&suspects).expect("serializes"))?;
+            self.vault
+                .settings()
+                .put(Setting::SharedLogSuspects, &serde_json::to_vec(&suspects).expect("serializes"))?;
         }
         Ok(())
     }
@@ -86,10 +83,14 @@ impl<V: Deref<Target = Vault>> Replication<V> {
         }
         let current = self.current_origin()?;
         known.extend(new.iter().copied());
-        self.vault.settings().put(FORKED, &serde_json::to_vec(&known).expect("serializes"))?;
+        self.vault
+            .settings()
+            .put(Setting::SharedLogForked, &serde_json::to_vec(&known).expect("serializes"))?;
         let detail = if new.contains(&current) {
             let next = fresh_incarnation();
-            self.vault.settings().put(INCARNATION, &serde_json::to_vec(&next).expect("serializes"))?;
+            self.vault
+                .settings()
+                .put(Setting::SharedLogIncarnation, &serde_json::to_vec(&next).expect("serializes"))?;
             tracing::warn!(
                 "this device's sharing state was restored from an older copy (or the file was copied): \
                  it goes on under a fresh origin, and logs its sharing state again"
@@ -160,7 +161,7 @@ impl<V: DerefMut<Target = Vault>> Replication<V> {
             return Ok(false);
         }
         let bytes = serde_json::to_vec(&suspects).expect("serializes");
-        self.vault.write(|v| v.settings().put(SUSPECTS, &bytes))?;
+        self.vault.write(|v| v.settings().put(Setting::SharedLogSuspects, &bytes))?;
         Ok(true)
     }
 }
