@@ -19,16 +19,15 @@ pub fn local() -> NodeConfig {
 
 /// Purchase number `i`: varied sellers, dates, tags and ratings.
 pub fn record(i: usize) -> PurchaseRecord {
-    PurchaseRecord {
-        item: format!("Item number {i}"),
-        seller: format!("Seller {}", i % 50),
-        price: Price { amount_minor: (i as i64 * 37) % 100_000, currency: "EUR".into() },
-        date: format!("2026-{:02}-{:02}", 1 + i % 12, 1 + i % 28),
-        category: Some("groceries".into()),
-        tags: vec![format!("tag{}", i % 20)],
-        rating: Some(1 + (i as i64 % 5)),
-        review: None,
-    }
+    PurchaseRecord::new(
+        format!("Item number {i}"),
+        format!("Seller {}", i % 50),
+        Price { amount_minor: (i as i64 * 37) % 100_000, currency: "EUR".into() },
+        format!("2026-{:02}-{:02}", 1 + i % 12, 1 + i % 28),
+    )
+    .category(Some("groceries".into()))
+    .tags(vec![format!("tag{}", i % 20)])
+    .rating(Some(1 + (i as i64 % 5)))
 }
 
 /// The `p` quantile (0..=1) of sorted samples.

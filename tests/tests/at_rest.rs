@@ -39,16 +39,16 @@ fn no_plaintext_user_value_in_the_database_or_its_wal() {
     vault.records_mut().set_profile("address.street", MARKERS[1]).unwrap();
     vault
         .records_mut()
-        .add_purchase(&PurchaseRecord {
-            item: MARKERS[2].into(),
-            seller: MARKERS[3].into(),
-            price: Price::parse("9.99", "EUR").unwrap(),
-            date: "2026-11-02".into(),
-            category: None,
-            tags: vec![],
-            rating: Some(3),
-            review: Some(MARKERS[4].into()),
-        })
+        .add_purchase(
+            &PurchaseRecord::new(
+                MARKERS[2].into(),
+                MARKERS[3].into(),
+                Price::parse("9.99", "EUR").unwrap(),
+                "2026-11-02".into(),
+            )
+            .rating(Some(3))
+            .review(Some(MARKERS[4].into())),
+        )
         .unwrap();
     vault.records_mut().set_preference("diet", MARKERS[5]).unwrap();
     // While open: the changes sit in the WAL.

@@ -28,16 +28,16 @@ fn bound(addr: &str) -> NodeConfig {
 }
 
 fn purchase(i: usize, tag: &str) -> PurchaseRecord {
-    PurchaseRecord {
-        item: format!("item {i}"),
-        seller: format!("Shop {}", i % 17),
-        price: Price::parse(&format!("{}.{:02}", 5 + i % 90, i % 100), "EUR").unwrap(),
-        date: format!("2026-{:02}-{:02}", 1 + i % 12, 1 + i % 28),
-        category: Some("books".into()),
-        tags: vec![tag.into()],
-        rating: Some(1 + (i % 5) as i64),
-        review: Some(format!("review of item {i}: fine")),
-    }
+    PurchaseRecord::new(
+        format!("item {i}"),
+        format!("Shop {}", i % 17),
+        Price::parse(&format!("{}.{:02}", 5 + i % 90, i % 100), "EUR").unwrap(),
+        format!("2026-{:02}-{:02}", 1 + i % 12, 1 + i % 28),
+    )
+    .category(Some("books".into()))
+    .tags(vec![tag.into()])
+    .rating(Some(1 + (i % 5) as i64))
+    .review(Some(format!("review of item {i}: fine")))
 }
 
 /// An issuer with `n` purchases and a grantee, in `dirs`.

@@ -154,15 +154,16 @@ async fn restarts_and_filtered_feeds() {
     let mut customer = create(dirs[0].path());
     let shop = create(dirs[1].path());
     let friend = create(dirs[2].path());
-    let book = |item: &str, tag: &str| PurchaseRecord {
-        item: item.into(),
-        seller: "Books & Co".into(),
-        price: Price::parse("12.50", "EUR").unwrap(),
-        date: "2026-11-20".into(),
-        category: None,
-        tags: vec![tag.into()],
-        rating: Some(4),
-        review: Some("good".into()),
+    let book = |item: &str, tag: &str| {
+        PurchaseRecord::new(
+            item.into(),
+            "Books & Co".into(),
+            Price::parse("12.50", "EUR").unwrap(),
+            "2026-11-20".into(),
+        )
+        .tags(vec![tag.into()])
+        .rating(Some(4))
+        .review(Some("good".into()))
     };
     let dune = customer.records_mut().add_purchase(&book("Dune", "books")).unwrap();
     customer.records_mut().add_purchase(&book("Tea", "food")).unwrap();

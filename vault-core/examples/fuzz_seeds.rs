@@ -53,16 +53,11 @@ fn hex(line: &str) -> Result<Vec<u8>, Box<dyn Error>> {
 }
 
 fn tea() -> Result<PurchaseRecord, Box<dyn Error>> {
-    Ok(PurchaseRecord {
-        item: "Tea".into(),
-        seller: "Acme".into(),
-        price: Price::parse("4.50", "EUR")?,
-        date: "2026-11-01".into(),
-        category: Some("food".into()),
-        tags: vec!["food".into(), "gift".into()],
-        rating: Some(5),
-        review: Some("good".into()),
-    })
+    Ok(PurchaseRecord::new("Tea".into(), "Acme".into(), Price::parse("4.50", "EUR")?, "2026-11-01".into())
+        .category(Some("food".into()))
+        .tags(vec!["food".into(), "gift".into()])
+        .rating(Some(5))
+        .review(Some("good".into())))
 }
 
 fn main() -> Result<(), Box<dyn Error>> {

@@ -17,16 +17,10 @@
 //!     .kdf(KdfParams::INSECURE_FOR_TESTS) // use the default outside tests
 //!     .create(&passphrase)?;
 //! vault.records_mut().set_profile("email", "ada@example.org")?;
-//! let id = vault.records_mut().add_purchase(&PurchaseRecord {
-//!     item: "Tea".into(),
-//!     seller: "Acme".into(),
-//!     price: Price::parse("4.50", "EUR")?,
-//!     date: "2026-11-01".into(),
-//!     category: None,
-//!     tags: vec!["food".into()],
-//!     rating: Some(5),
-//!     review: None,
-//! })?;
+//! let tea = PurchaseRecord::new("Tea".into(), "Acme".into(), Price::parse("4.50", "EUR")?, "2026-11-01".into())
+//!     .tags(vec!["food".into()])
+//!     .rating(Some(5));
+//! let id = vault.records_mut().add_purchase(&tea)?;
 //! // A value that does not fit the schema is refused and nothing is written.
 //! assert!(vault.records_mut().set_profile("email", "not an address").is_err());
 //! drop(vault);

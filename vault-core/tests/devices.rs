@@ -68,16 +68,12 @@ fn apply(v: &mut Vault, edit: &Edit) {
         }
         Edit::Purchase(n) => {
             v.records_mut()
-                .add_purchase(&PurchaseRecord {
-                    item: format!("item {n}"),
-                    seller: "Shop".into(),
-                    price: Price { amount_minor: i64::from(*n) * 10, currency: "EUR".into() },
-                    date: "2026-01-02".into(),
-                    category: None,
-                    tags: Vec::new(),
-                    rating: None,
-                    review: None,
-                })
+                .add_purchase(&PurchaseRecord::new(
+                    format!("item {n}"),
+                    "Shop".into(),
+                    Price { amount_minor: i64::from(*n) * 10, currency: "EUR".into() },
+                    "2026-01-02".into(),
+                ))
                 .unwrap();
         }
         Edit::RemoveOldest => {

@@ -189,16 +189,12 @@ fn a_flood_waits_for_its_rate_and_honest_answers_are_free() {
 fn buy(customer: &mut Vault, n: u32) {
     customer
         .records_mut()
-        .add_purchase(&PurchaseRecord {
-            item: format!("item {n}"),
-            seller: "Acme".into(),
-            price: Price { amount_minor: i64::from(n), currency: "EUR".into() },
-            date: "2026-11-01".into(),
-            category: None,
-            tags: Vec::new(),
-            rating: None,
-            review: None,
-        })
+        .add_purchase(&PurchaseRecord::new(
+            format!("item {n}"),
+            "Acme".into(),
+            Price { amount_minor: i64::from(n), currency: "EUR".into() },
+            "2026-11-01".into(),
+        ))
         .unwrap();
     customer.projections_mut().update(None).unwrap();
 }

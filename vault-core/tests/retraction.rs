@@ -297,16 +297,16 @@ fn sync(issuer: &mut Vault, grantee: &mut Grantee, id: &GrantId) -> BTreeSet<Ato
 }
 
 fn record(r: &Rec) -> PurchaseRecord {
-    PurchaseRecord {
-        item: r.item.clone(),
-        seller: r.seller.clone(),
-        price: Price::parse(&format!("{}.{:02}", r.amount_minor / 100, r.amount_minor % 100), "EUR").unwrap(),
-        date: "2026-01-02".into(),
-        category: Some(r.category.clone()),
-        tags: r.tags.clone(),
-        rating: Some(r.rating),
-        review: Some(r.review.clone()),
-    }
+    PurchaseRecord::new(
+        r.item.clone(),
+        r.seller.clone(),
+        Price::parse(&format!("{}.{:02}", r.amount_minor / 100, r.amount_minor % 100), "EUR").unwrap(),
+        "2026-01-02".into(),
+    )
+    .category(Some(r.category.clone()))
+    .tags(r.tags.clone())
+    .rating(Some(r.rating))
+    .review(Some(r.review.clone()))
 }
 
 proptest! {

@@ -76,16 +76,15 @@ fn purchase(
     rating: i64,
     review: &str,
 ) -> PurchaseRecord {
-    PurchaseRecord {
-        item: item.into(),
-        seller: seller.into(),
-        price: Price::parse(price, "EUR").expect("a valid price"),
-        date: date.into(),
-        category: None,
-        tags: vec![tag.into()],
-        rating: Some(rating),
-        review: Some(review.into()),
-    }
+    PurchaseRecord::new(
+        item.into(),
+        seller.into(),
+        Price::parse(price, "EUR").expect("a valid price"),
+        date.into(),
+    )
+    .tags(vec![tag.into()])
+    .rating(Some(rating))
+    .review(Some(review.into()))
 }
 
 fn create(dir: &Path, name: &str, passphrase: &Passphrase) -> Result<Vault> {

@@ -32,16 +32,11 @@ fn add(app: &App, args: PurchaseAddArgs) -> Result<Outcome> {
         Some(date) => date,
         None => jiff::Zoned::now().date().to_string(),
     };
-    let record = PurchaseRecord {
-        item: args.item,
-        seller: args.seller,
-        price,
-        date,
-        category: args.category,
-        tags: args.tags,
-        rating: args.rating,
-        review: args.review,
-    };
+    let record = PurchaseRecord::new(args.item, args.seller, price, date)
+        .category(args.category)
+        .tags(args.tags)
+        .rating(args.rating)
+        .review(args.review);
     let mut vault = app.unlock()?;
     let id = vault.records_mut().add_purchase(&record)?;
     if app.json {

@@ -63,8 +63,10 @@ pub enum ImportMode {
     Values,
 }
 
-/// One purchase as stored.
+/// One purchase as stored. Made with [`PurchaseRecord::new`] and its setters, so that a new
+/// optional field is added here (and in the document schema) and nowhere else.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct PurchaseRecord {
     /// What was bought.
     pub item: String,
@@ -86,6 +88,38 @@ pub struct PurchaseRecord {
     /// A review.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub review: Option<String>,
+}
+
+impl PurchaseRecord {
+    /// A purchase of `item` from `seller` for `price` on `date` (`YYYY-MM-DD`), with no
+    /// category, tags, rating or review.
+    pub fn new(item: String, seller: String, price: Price, date: String) -> Self {
+        Self { item, seller, price, date, category: None, tags: Vec::new(), rating: None, review: None }
+    }
+
+    /// With this category.
+    pub fn category(mut self, category: Option<String>) -> Self {
+        self.category = category;
+        self
+    }
+
+    /// With these tags.
+    pub fn tags(mut self, tags: Vec<String>) -> Self {
+        self.tags = tags;
+        self
+    }
+
+    /// With this rating (1 to 5).
+    pub fn rating(mut self, rating: Option<i64>) -> Self {
+        self.rating = rating;
+        self
+    }
+
+    /// With this review.
+    pub fn review(mut self, review: Option<String>) -> Self {
+        self.review = review;
+        self
+    }
 }
 
 /// A purchase with its id.

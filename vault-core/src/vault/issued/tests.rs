@@ -85,16 +85,12 @@ fn projections_survive_reopen_and_catch_up() {
     let mut f = fixture();
     let g = f.vault.grants_mut().issue(new_grant(f.shop.public(), &["purchases"])).unwrap();
     let id = g.statement().id;
-    let record = PurchaseRecord {
-        item: "Tea".into(),
-        seller: "Acme".into(),
-        price: Price::parse("3", "EUR").unwrap(),
-        date: "2026-11-01".into(),
-        category: None,
-        tags: vec![],
-        rating: None,
-        review: None,
-    };
+    let record = PurchaseRecord::new(
+        "Tea".into(),
+        "Acme".into(),
+        Price::parse("3", "EUR").unwrap(),
+        "2026-11-01".into(),
+    );
     let pid = f.vault.records_mut().add_purchase(&record).unwrap();
     let dir = f.vault.dir().to_owned();
     // Another handle (another process) brings the projection up to date.
