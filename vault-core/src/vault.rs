@@ -1,33 +1,32 @@
 //! [`Vault`]: an unlocked vault, the thin handle that holds the store, the keys and the clock,
 //! and hands out the roles that own the tables and their rules.
 //!
-//! Where things live (one role per file under `vault/`):
+//! Where things live. Each role is a handle type over the vault (`vault.grants()` to read,
+//! `vault.grants_mut()` to change) that owns its tables, its in-memory state and its rules;
+//! `impl Vault` itself is this file (and the panic guard in `rollback.rs`).
 //!
-//! | file | role | owns |
+//! | file or folder | role | owns |
 //! |---|---|---|
-//! | `open.rs` | [`VaultOptions`]: create, unlock, verify | the file as a whole |
+//! | `open.rs`, `rekey.rs` | [`VaultOptions`]: create, unlock, verify, rekey | the file as a whole |
 //! | `changes.rs` | the change log: catch-up, durable edits, compaction | `doc_snapshot`, `doc_changes` |
-//! | `records.rs` | profile, purchases, preferences, import, export | the document's content |
+//! | `records.rs`, `records/` | [`Records`]: profile, purchases, preferences, import, export | the document's content |
+//! | `issued.rs`, `issued/` | the issuer's side: [`Grants`] (issue, revoke, expire, erasure receipts), [`Projections`] (what each grant shares), [`Serving`] (sync states, what was served) | `grants`, `projection_chunks`; [`IssuedState`](issued::IssuedState) in memory |
+//! | `held.rs`, `held/` | what this vault holds from others: [`Held`] (shares, replicas, views), [`Mirror`] (the seller's database) | `received`, `received_chunks`, `received_views`; [`HeldState`](held::HeldState) in memory |
 //! | `contacts.rs` | [`Contacts`]: petnames, tickets, blocks | `contacts` |
+//! | `requests.rs`, `inbox.rs`, `outbox.rs` | consent requests: [`Inbox`] (made to this vault: approve, deny), [`Outbox`] (made by it) | `requests_in`, `requests_out` |
+//! | `notices.rs` | [`Notices`]: breach notices sent and received | `notices_out`, `notices_in` |
+//! | `network.rs`, `network/` | [`Network`]: the purchase feed over held shares, its mutes, what the network says | (reads `received_views`) |
 //! | `audit.rs` | [`AccessLog`]: the access log | `audit` |
-//! | `requests.rs` | what both sides of a consent request share | (rows of `requests_in`/`requests_out`) |
-//! | `outbox.rs` | [`Outbox`]: requests this vault made, and their answers | `requests_out` |
-//! | `inbox.rs` | [`Inbox`]: requests made to this vault, approve, deny | `requests_in` |
-//! | `inbox/limits.rs` | the inbox's limits (per peer, strangers) | an in-memory index |
-//! | `sharing.rs` | grants issued, revocations, erasure receipts, serving | `grants`, `projection_chunks`, `node` |
-//! | `received.rs` | shares received from others, their replicas and views | `received`, `received_chunks`, `received_views` |
-//! | `feed.rs` | the merged purchase feed over received shares | (reads `received_views`) |
-//! | `network.rs` | what the network says (sellers, top items, also bought) and the feed's mutes | (reads the feed; mutes in `node`) |
-//! | `keys.rs` | this device's keys, the recovery code (the next key), rotating with it | `secrets` rows `identity`, `identity-next`, the certificate |
-//! | `key_state.rs` | key events: this identity's and its peers', which signer a statement may have | `node` rows `key-events/<identity>` |
-//! | `roster.rs` | rosters: this identity's, its peers' devices, re-certification | `node` rows `roster`, `devices-of/<identity>` |
-//! | `replication.rs` | one sharing state across the identity's devices | `shared_log` |
+//! | `keys.rs`, `key_state.rs` | [`Keys`]: the recovery code (the next key), restoring and forgetting the identity key, key events | `secrets` rows `identity`, `identity-next`; key events |
+//! | `devices.rs`, `roster.rs` | [`Devices`]: this identity's devices, rosters, peers' devices | `devices`; rosters |
+//! | `replication.rs`, `replication/` | [`Replication`]: one sharing state across the identity's devices, forks | `shared_log` |
+//! | `settings.rs` | the `node` table: every setting's name, spelled once | `node` |
 //! | `rollback.rs` | the panic guard of write transactions | nothing |
 //!
-//! Roles are reached through the vault: `vault.inbox_mut().approve(...)`,
-//! `vault.contacts().petname(...)`. A role handle over `&Vault` reads; over `&mut Vault` it
-//! also writes, each write in one transaction through [`Vault::write`] (rolled back on any
-//! error or panic).
+//! Rows are typed: each role declares its tables with their row type
+//! ([`TypedTable`](crate::store::typed::TypedTable)), which encodes, seals and maps damage in
+//! one place. A role handle over `&Vault` reads; over `&mut Vault` it also writes, each write in
+//! one transaction through [`Vault::write`] (rolled back on any error or panic).
 //!
 //! **The customer's state.** What belongs to the customer, and is the same on every device of
 //! theirs, is the document (`doc_snapshot`, `doc_changes`), the identity key (`secrets` row

@@ -3,7 +3,7 @@
 //! (through [`Store`]'s sealed rows, so the manifest stays in step) and map a row that does not
 //! decode to [`StoreError::Damaged`] naming the table and the row, in this one place.
 //!
-//! ```ignore
+//! ```text
 //! const CONTACTS: TypedTable<Contact> = TypedTable::new(sealed::CONTACTS);
 //! let contact = CONTACTS.get(&store, Key::Id(&row))?;
 //! ```

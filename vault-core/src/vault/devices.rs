@@ -299,7 +299,7 @@ impl Devices<&mut Vault> {
     /// Another device's list is only news about addresses and sightings: which devices act for
     /// the identity is the identity key's word, so additions and removals come from this
     /// device's own actions, the join package, and rosters the identity key signed
-    /// ([`Vault::keep_own_roster`]); a stolen device cannot plant a device or remove one here.
+    /// ([`Devices::keep_own_roster`]); a stolen device cannot plant a device or remove one here.
     pub fn merge(&mut self, from: &DeviceId, theirs: &[DeviceRecord]) -> Result<Merged, StoreError> {
         self.merge_from(from, theirs, false)
     }

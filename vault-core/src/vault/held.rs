@@ -71,7 +71,7 @@ pub struct Share {
 
 /// Where a received share is stored: its issuer's identity and its grant id, so that an issuer
 /// who learned another's grant id (from a receipt, say) cannot occupy it. Shares stored before
-/// this rule are keyed by the grant id alone and keep that key (see [`Vault::share_key`]).
+/// this rule are keyed by the grant id alone and keep that key (see [`Held::share_key`]).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct ShareKey {
     row: Vec<u8>,
@@ -450,7 +450,7 @@ impl<V: DerefMut<Target = Vault>> Held<V> {
         self.shares_with(true)
     }
 
-    /// Every share received, as [`Vault::shares`] but without reading their values (`values`
+    /// Every share received, as [`Held::list`] but without reading their values (`values`
     /// is `None`): for summaries such as `vault status`.
     pub fn records(&mut self) -> Result<Vec<Share>, ShareError> {
         self.shares_with(false)

@@ -3,7 +3,7 @@
 //! A grant is stored sealed with its revocation and erasure receipt when they arrive. Its
 //! projection is stored as sealed Automerge chunks; each chunk records the main-document heads
 //! it reflects, so that whoever serves the projection brings it up to date by diffing the main
-//! document from those heads ([`Vault::update_projections`]). Plain edits therefore never pay
+//! document from those heads ([`Projections::update`]). Plain edits therefore never pay
 //! for projections; the serving node does, in proportion to the edit.
 //!
 //! Here: issued grants and their lifecycle (issue, revoke, expire). Beside it: `projections`

@@ -9,7 +9,7 @@
 //! past the key this device holds (another device ran `vault device recover`), the device drops
 //! that key and signs as a device from then on: the old key signs nothing anyone takes any more.
 //!
-//! Which signer a statement may have is decided once, in [`Vault::refused_signer`], with the
+//! Which signer a statement may have is decided once, in [`Keys::refused_signer`], with the
 //! key-state rule of `signer::allowed`, and the freshness rule for devices
 //! ([`MAX_ROSTER_AGE`]).
 

@@ -1,7 +1,7 @@
 //! What the network says: summaries over the purchase feeds this vault already receives
 //! (sellers, the items most bought and best rated, "friends who bought this also bought"), and
 //! the mutes the subscriber switches on and off. Nothing new is shared or sent: everything here
-//! reads the merged feed ([`Vault::feed`]).
+//! reads the merged feed ([`Network::feed`]).
 //!
 //! Items are grouped by name, ignoring case and surrounding spaces; a friend counts once per
 //! item and per seller however often they bought it. The mutes are this device's (kept in the

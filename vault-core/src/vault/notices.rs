@@ -1,8 +1,8 @@
-//! Breach notices. The seller's side: [`Vault::breach_notify`] signs one notice per customer
+//! Breach notices. The seller's side: [`Notices::notify`] signs one notice per customer
 //! whose data this vault held under a matching grant in the window, and queues it; sessions
 //! deliver it (as they deliver consent requests) until the customer's vault acknowledges it.
-//! The customer's side: [`Vault::receive_notice`] checks a notice against this vault's own grants
-//! before keeping it; [`Vault::notices`] lists them with the grants concerned. Owns the sealed
+//! The customer's side: [`Notices::receive`] checks a notice against this vault's own grants
+//! before keeping it; [`Notices::list`] lists them with the grants concerned. Owns the sealed
 //! tables `notices_out` and `notices_in`.
 
 use std::collections::BTreeMap;

@@ -5,7 +5,7 @@
 //! Every change to a grant, contact or request row is also appended to `shared_log` as an
 //! [`Entry`] (the row's new state) under (the device that made it, its next number). Devices
 //! tell each other how far they hold each device's entries ([`SharedHave`], a version vector)
-//! and send what the other lacks, in order ([`Vault::shared_batch`]); an entry is relayed under
+//! and send what the other lacks, in order ([`Replication::batch`]); an entry is relayed under
 //! its origin, so a device that never meets another still gets its entries through a third.
 //! Each entry is merged into the tables by a rule that is commutative, associative and
 //! idempotent, so devices that saw the same entries hold the same state, whatever the order:

@@ -1,7 +1,7 @@
 //! What a seller's database mirror (the `vault-mirror` crate) reads of received shares, and the
 //! one rule it lives by here: while a mirror is attached, a withdrawn share's erasure receipt is
 //! signed only after the mirror has committed the deletion of its rows
-//! ([`Vault::mirror_erased`]). The mirror's address (credentials included) is kept sealed in
+//! ([`Mirror::erased`]). The mirror's address (credentials included) is kept sealed in
 //! the vault, like every other secret.
 
 use serde::{Deserialize, Serialize};

@@ -8,7 +8,7 @@ use crate::vault::settings::Setting;
 use std::ops::{Deref, DerefMut};
 
 impl<V: Deref<Target = Vault>> Serving<V> {
-    /// The addresses recorded by [`Vault::set_node_addrs`].
+    /// The addresses recorded by [`Serving::set_node_addrs`].
     pub fn node_addrs(&self) -> Vec<std::net::SocketAddr> {
         self.vault
             .settings()

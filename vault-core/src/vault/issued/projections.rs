@@ -37,7 +37,7 @@ pub(crate) struct ProjectionState {
     pub(super) last_seq: i64,
     pub(super) chunks: i64,
     /// Starts at 0; a new epoch is a fresh document built from current values, which its
-    /// grantee takes in place of its copy (see [`Vault::update_projections`]).
+    /// grantee takes in place of its copy (see [`Projections::update`]).
     pub(super) epoch: u64,
     /// The day the projection's ages (`over(N)`) were counted on ([`counting_day`]), when this
     /// process knows it: on another day (the month has turned) they are computed again.

@@ -2,11 +2,11 @@
 //!
 //! Every sync message that carries data is recorded before it leaves: an access-log entry
 //! (who, which grant, which fields, how many bytes) and the stream's sync state. Alone, a
-//! library caller gets one durable transaction per message ([`Vault::log_served`] writes at
+//! library caller gets one durable transaction per message ([`Serving::log_served`] writes at
 //! once). A node serving a thousand grantees at once asks for group commit instead
-//! ([`Vault::defer_served_log`]): each message's record waits in memory, one transaction
-//! writes every record waiting ([`Vault::flush_served`]), and the node sends each message only
-//! once its record is durable ([`Vault::served_outcome`]). Nothing leaves unlogged, so there
+//! ([`Serving::defer_served_log`]): each message's record waits in memory, one transaction
+//! writes every record waiting ([`Serving::flush_served`]), and the node sends each message only
+//! once its record is durable ([`Serving::served_outcome`]). Nothing leaves unlogged, so there
 //! is no loss window: a crash before the commit loses records of messages that were never
 //! sent. A commit that fails drops its records, and their messages are never sent either.
 
@@ -89,7 +89,7 @@ impl<V: Deref<Target = Vault>> Serving<V> {
 
 impl<V: DerefMut<Target = Vault>> Serving<V> {
     /// Group commit for served messages (see the module docs): records wait for
-    /// [`Vault::flush_served`], and the caller sends a message once [`Vault::served_outcome`]
+    /// [`Serving::flush_served`], and the caller sends a message once [`Serving::served_outcome`]
     /// says its record is durable. Off by default: each record is then written at once.
     pub fn defer_served_log(&mut self, on: bool) {
         self.vault.issued.served_log.deferred = on;

@@ -6,7 +6,7 @@
 //! heads both sides hold) is recorded by (grant, device) in memory, and persisted by (grant,
 //! device, epoch) with each message that carries data, so that a later stream to that device
 //! resumes without resending, and so that updates of the projection know which copies hold
-//! what ([`Vault::grantee_holds`]).
+//! what ([`Serving::grantee_holds`]).
 //!
 //! Every Automerge call fed with a peer's bytes is isolated here: a panic refuses the stream
 //! and drops the projection this process had loaded (it may be half-updated).
