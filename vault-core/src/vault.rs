@@ -61,9 +61,9 @@ mod replication;
 mod requests;
 mod rollback;
 mod roster;
-#[cfg(test)]
-mod serve_tests;
 mod sharing;
+#[cfg(test)]
+mod tests;
 
 pub use audit::{AccessLog, AuditEvent, AuditFilter, AuditKind};
 pub use changes::{EditError, StorageStats};
