@@ -409,6 +409,26 @@ mod tests {
     }
 
     /// Reads numbered datagrams until none arrives for `quiet`.
+    /// The numbers of the datagrams that reach `socket` until `enough` holds of them (checked
+    /// between datagrams and whenever none came for a moment); only a hang fails it.
+    async fn received_until(socket: &UdpSocket, mut enough: impl FnMut(&[u32]) -> bool) -> Vec<u32> {
+        let start = Instant::now();
+        let mut out = Vec::new();
+        let mut buf = [0u8; 2048];
+        while !enough(&out) {
+            assert!(start.elapsed() < crate::HANG, "no more datagrams after {} of them", out.len());
+            if let Ok(got) = tokio::time::timeout(Duration::from_millis(50), socket.recv_from(&mut buf)).await
+            {
+                let (n, _) = got.unwrap();
+                assert_eq!(n, 200);
+                out.push(u32::from_be_bytes(buf[..4].try_into().unwrap()));
+            }
+        }
+        out
+    }
+
+    /// The datagrams that reach `socket` until none came for `quiet`: for checking that nothing
+    /// arrives (a busy machine can only make such a check weaker, never fail it).
     async fn received(socket: &UdpSocket, quiet: Duration) -> Vec<u32> {
         let mut out = Vec::new();
         let mut buf = [0u8; 2048];
@@ -426,7 +446,12 @@ mod tests {
         let n = 4000;
         let ((), got) = tokio::join!(
             send_numbered(&a, proxy.addr_of_b(), 0..n),
-            received(&b, Duration::from_millis(300))
+            received_until(&b, |got| {
+                let c = proxy.counters(Direction::AToB);
+                c.received == u64::from(n)
+                    && c.lost + c.forwarded == c.received
+                    && got.len() as u64 == c.forwarded
+            })
         );
         let c = proxy.counters(Direction::AToB);
         assert_eq!(c.received, u64::from(n), "every datagram reached the proxy");
@@ -437,7 +462,7 @@ mod tests {
         assert!((rate - 0.2).abs() < 0.03, "loss rate {rate}");
         // The other direction is untouched.
         send_numbered(&b, proxy.addr_of_a(), 0..100).await;
-        assert_eq!(received(&a, Duration::from_millis(200)).await, (0..100).collect::<Vec<_>>());
+        assert_eq!(received_until(&a, |got| got.len() == 100).await, (0..100).collect::<Vec<_>>());
         assert_eq!(proxy.counters(Direction::BToA).lost, 0);
     }
 
@@ -445,7 +470,7 @@ mod tests {
     async fn a_partition_drops_everything_and_heal_resumes() {
         let (a, b, proxy) = ends().await;
         send_numbered(&a, proxy.addr_of_b(), 0..10).await;
-        assert_eq!(received(&b, Duration::from_millis(200)).await.len(), 10);
+        assert_eq!(received_until(&b, |got| got.len() == 10).await.len(), 10);
         proxy.partition();
         send_numbered(&a, proxy.addr_of_b(), 10..110).await;
         send_numbered(&b, proxy.addr_of_a(), 10..110).await;
@@ -454,7 +479,7 @@ mod tests {
         assert_eq!(proxy.total().partitioned, 200);
         proxy.heal();
         send_numbered(&a, proxy.addr_of_b(), 110..160).await;
-        assert_eq!(received(&b, Duration::from_millis(200)).await, (110..160).collect::<Vec<_>>());
+        assert_eq!(received_until(&b, |got| got.len() == 50).await, (110..160).collect::<Vec<_>>());
         assert_eq!(proxy.counters(Direction::AToB).forwarded, 60);
     }
 
@@ -508,13 +533,19 @@ mod tests {
         let mut buf = [0u8; 256];
         b.recv_from(&mut buf).await.unwrap();
         assert!(started.elapsed() >= Duration::from_millis(70), "delayed: {:?}", started.elapsed());
-        let _ = received(&b, Duration::from_millis(300)).await;
+        // The first datagram's duplicates, if it had any.
+        let _ =
+            received_until(&b, |got| got.len() as u64 == proxy.counters(Direction::AToB).duplicated).await;
 
         let before = proxy.counters(Direction::AToB);
         let n = 1000;
         let ((), got) = tokio::join!(
             send_numbered(&a, proxy.addr_of_b(), 0..n),
-            received(&b, Duration::from_millis(400))
+            received_until(&b, |got| {
+                let c = proxy.counters(Direction::AToB);
+                c.received - before.received == u64::from(n)
+                    && got.len() as u64 == u64::from(n) + c.duplicated - before.duplicated
+            })
         );
         let after = proxy.counters(Direction::AToB);
         let c = Counters {

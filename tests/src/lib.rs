@@ -17,6 +17,11 @@ pub mod pg;
 
 use serde_json::Value;
 
+/// How long a test waits for something that should happen before it calls it a hang. The tests
+/// check what happens, not how fast: this bound is far above any wait on an idle machine, so
+/// that a machine busy with other work (or the other tests of the same binary) cannot fail them.
+pub const HANG: Duration = Duration::from_secs(180);
+
 /// The workspace root.
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ is inside the workspace").to_owned()
@@ -256,10 +261,10 @@ pub fn ticket(v: &TestVault) -> String {
     json(v, &["id"])["ticket"].as_str().expect("a ticket").to_owned()
 }
 
-/// Polls `check` until it holds, for at most 15 seconds.
+/// Polls `check` until it holds, for at most [`HANG`].
 pub fn eventually(what: &str, mut check: impl FnMut() -> bool) {
     let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(15) {
+    while start.elapsed() < HANG {
         if check() {
             return;
         }

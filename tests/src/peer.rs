@@ -48,10 +48,11 @@ pub async fn send(s: &mut SendStream, f: &Frame) {
     s.write_all(&encode_with_length(f)).await.unwrap();
 }
 
-/// Reads one frame; `None` when the stream ends, fails or stays silent for 5 s.
+/// Reads one frame; `None` when the stream ends, fails or stays silent for 30 s (a node that
+/// answers at all answers well within that, however busy the machine).
 pub async fn recv(r: &mut RecvStream) -> Option<Frame> {
     let mut len = [0u8; 4];
-    tokio::time::timeout(Duration::from_secs(5), AsyncReadExt::read_exact(r, &mut len)).await.ok()?.ok()?;
+    tokio::time::timeout(Duration::from_secs(30), AsyncReadExt::read_exact(r, &mut len)).await.ok()?.ok()?;
     let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
     AsyncReadExt::read_exact(r, &mut body).await.ok()?;
     decode(&body).ok()

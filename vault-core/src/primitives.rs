@@ -105,7 +105,8 @@ impl KdfParams {
     pub const DEFAULT: Self = Self { memory_kib: 64 * 1024, iterations: 3, parallelism: 1 };
 
     /// A deliberately weak setting for tests and benchmarks only: it makes a brute-force search
-    /// of the passphrase cheap.
+    /// of the passphrase cheap. Only in test builds and with the `test-utils` feature.
+    #[cfg(any(test, feature = "test-utils"))]
     pub const INSECURE_FOR_TESTS: Self = Self { memory_kib: 64, iterations: 1, parallelism: 1 };
 
     /// The smallest setting a stored vault may claim; anything below is treated as damage.

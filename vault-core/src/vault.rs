@@ -60,9 +60,9 @@ mod replication;
 mod requests;
 mod rollback;
 mod roster;
-#[cfg(test)]
-mod serve_tests;
 pub(crate) mod settings;
+#[cfg(test)]
+mod tests;
 
 pub use audit::{AccessLog, AuditEvent, AuditFilter, AuditKind};
 pub use changes::{EditError, StorageStats};

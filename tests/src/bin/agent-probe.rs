@@ -1,4 +1,4 @@
-//! Another user's side of the unlock agent's tests (`tests/cli_unlock.rs` runs it as uid
+//! Another user's side of the unlock agent's tests (`tests/tests/cli/unlock.rs` runs it as uid
 //! 65534): `agent-probe ask SOCKET` asks an agent for its key and prints what came back (`key`,
 //! `refused` or `nothing`); `agent-probe serve SOCKET` poses as an agent: it listens, prints
 //! `ready`, and answers one request with a key.

@@ -28,8 +28,6 @@ use crate::store::StoreError;
 use crate::store::sealed::Key;
 
 mod audience;
-#[cfg(test)]
-mod derived_tests;
 mod lookup;
 mod merge;
 mod node;

@@ -68,7 +68,9 @@ async fn a_panicking_peer_loses_its_stream_and_the_node_serves_the_others() {
         issuer.with_vault(move |v| v.records_mut().set_profile("email", &e)).unwrap();
         let start = Instant::now();
         while email_at(&good).as_deref() != Some(email.as_str()) {
-            assert!(start.elapsed() < Duration::from_secs(15), "the good peer stopped being served");
+            // A bound against a hang only, far above any wait on an idle machine: the point is that
+            // the edit arrives, not how fast.
+            assert!(start.elapsed() < Duration::from_secs(180), "the good peer stopped being served");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }

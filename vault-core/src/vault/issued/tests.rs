@@ -11,6 +11,9 @@ use crate::money::Price;
 use crate::primitives::Passphrase;
 use crate::vault::{AuditFilter, PurchaseRecord};
 
+// Derived grants, on this module's fixtures.
+mod derived;
+
 /// A customer's vault on a clock the test moves (starting 2027-01-15), and a shop.
 pub(super) struct Fixture {
     _dir: tempfile::TempDir,

@@ -158,10 +158,7 @@ async fn hostile_connections_close_alone_while_others_are_served() {
         if email == "ada@new.example" {
             break;
         }
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "the legitimate grantee stopped receiving updates"
-        );
+        assert!(start.elapsed() < vault_tests::HANG, "the legitimate grantee stopped receiving updates");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     for h in hostile {
@@ -177,7 +174,7 @@ async fn hostile_connections_close_alone_while_others_are_served() {
         if email == "ada@after.example" {
             break;
         }
-        assert!(start.elapsed() < Duration::from_secs(10), "the node stopped serving after the attack");
+        assert!(start.elapsed() < vault_tests::HANG, "the node stopped serving after the attack");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     s.shop.shutdown().await;

@@ -130,10 +130,10 @@ impl Drop for Lab {
     }
 }
 
-/// Polls `check` until it holds, for at most 30 seconds.
+/// Polls `check` until it holds, for at most [`vault_tests::HANG`].
 fn eventually(what: &str, mut check: impl FnMut() -> bool) {
     let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(30) {
+    while start.elapsed() < vault_tests::HANG {
         if check() {
             return;
         }

@@ -2,11 +2,10 @@
 
 use std::time::{Duration, Instant};
 
+use crate::support::pair;
+use crate::support::pair::{email_grant, round, round_at, share_email_linked, sync, vault};
 use automerge::sync::{Message, State, SyncDoc};
 use automerge::{AutoCommit, ROOT, ReadDoc};
-#[path = "support/pair.rs"]
-mod pair;
-use pair::{email_grant, round, round_at, share_email_linked, sync, vault};
 use vault_core::{
     DeviceKey, Ended, Frame, GrantId, GranteeAction, GranteeSession, IssuerAction, IssuerSession,
     MAX_REQUESTS_PER_MINUTE, MAX_SHARES_PER_ISSUER, NewRequest, Price, PurchaseRecord, SYNC_BURST,

@@ -6,13 +6,13 @@ use std::sync::atomic::Ordering;
 
 use serde_json::json;
 
-use super::tests::{Fixture, fixture_with};
-use super::{GrantError, NewGrant};
+use super::{Fixture, fixture_with};
 use crate::identity::{Identity, IdentityId};
 use crate::path::FieldPath;
 use crate::primitives::Passphrase;
 use crate::request::{ConsentRequest, WiderThanAsked};
 use crate::statement::{RequestId, Signed};
+use crate::vault::issued::{GrantError, NewGrant};
 use crate::vault::{Approval, RequestError, Vault};
 
 /// 2027-01-15, where the fixture's clock starts.

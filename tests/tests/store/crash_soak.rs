@@ -382,7 +382,7 @@ impl Soak {
         let seller: Value = serde_json::from_str(&self.seller.ok(&["--json", "id"])).unwrap();
         let start = Instant::now();
         let mut last = String::new();
-        while start.elapsed() < Duration::from_secs(90) {
+        while start.elapsed() < vault_tests::HANG {
             match self.diverged(&seller["identity"], purchases) {
                 None => return,
                 Some(why) => last = why,

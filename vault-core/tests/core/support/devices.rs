@@ -1,9 +1,6 @@
 //! Devices of one customer, exchanging their sharing state by hand as a device session does:
 //! what the sharing-state tests start from.
 
-// Each test binary uses a part of it.
-#![allow(dead_code)]
-
 use vault_core::{DeviceKey, GrantStatus, Identity, KdfParams, NewGrant, Passphrase, Vault};
 
 pub(crate) fn first(dir: &std::path::Path) -> Vault {

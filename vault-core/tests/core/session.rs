@@ -2,13 +2,11 @@
 
 use std::time::Instant;
 
+use crate::support::pair::{open, round, share_email, share_email_linked, sync, vault};
 use automerge::sync::{Message, State, SyncDoc};
 use automerge::transaction::Transactable;
 use automerge::{AutoCommit, ROOT, ReadDoc};
 use serde_json::json;
-#[path = "support/pair.rs"]
-mod pair;
-use pair::{open, round, share_email, share_email_linked, sync, vault};
 use vault_core::{
     AuditFilter, AuditKind, Frame, NewGrant, Passphrase, ServeError, ServeStep, ServeStream, SessionError,
     ShareEvent, ShareStatus, Vault,

@@ -7,9 +7,7 @@ use vault_core::{
     AuditFilter, DeviceKey, GrantStatus, Identity, KdfParams, NewGrant, Passphrase, Signed, Vault,
 };
 
-#[path = "support/devices.rs"]
-mod devices;
-use devices::{exchange, first, grant_to, join, pair_mut, state};
+use crate::support::devices::{exchange, first, grant_to, join, pair_mut, state};
 
 /// Copies every file of a vault directory (the database and its write-ahead log) into `to`,
 /// as a backup or a copy to another machine would.

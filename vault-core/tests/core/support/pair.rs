@@ -1,9 +1,6 @@
 //! A customer and a shop, two real vaults, talking through the sans-IO session machines by
 //! hand: what several of vault-core's integration tests start from.
 
-// Each test binary uses a part of it.
-#![allow(dead_code)]
-
 use std::time::Instant;
 
 use vault_core::{

@@ -4,9 +4,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
-#[path = "support/pair.rs"]
-mod pair;
-use pair::{email_grant, open, share_email_linked, sync, vault};
+use crate::support::pair::{email_grant, open, share_email_linked, sync, vault};
 use vault_core::{
     AuditFilter, AuditKind, ErasureReceipt, Identity, KdfParams, NewGrant, Passphrase, Signed, Vault,
 };

@@ -10,9 +10,7 @@ use vault_core::{
     Signed, Vault,
 };
 
-#[path = "support/devices.rs"]
-mod devices;
-use devices::{exchange, first, grant_to, join, pair_mut, state};
+use crate::support::devices::{exchange, first, grant_to, join, pair_mut, state};
 
 #[derive(Debug, Clone)]
 enum Step {

@@ -5,9 +5,7 @@ use std::path::Path;
 
 use vault_core::{GrantId, Passphrase, Vault};
 
-#[path = "support/pair.rs"]
-mod pair;
-use pair::{open, share_email, share_email_linked, sync, vault};
+use crate::support::pair::{open, share_email, share_email_linked, sync, vault};
 
 /// The last 16 bytes (the Poly1305 tag) of every blob of the share's chunks and view.
 fn share_tags(dir: &Path, issuer: &vault_core::IdentityId, id: &GrantId) -> Vec<Vec<u8>> {

@@ -1,0 +1,9 @@
+//! Several nodes talking over real endpoints: sharing, late grantees, floods, faulty networks,
+//! hostile peers and nodes on separate hosts (one test binary, one build).
+
+mod adversarial;
+mod flood;
+mod late_grantee;
+mod net_faults;
+mod separate_hosts;
+mod sharing;
