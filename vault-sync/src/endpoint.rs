@@ -45,9 +45,9 @@ pub(crate) struct Shared {
     pub(crate) receipts: watch::Sender<u64>,
     /// What sessions told whom and which issuers offered shares (see [`crate::notify`]).
     pub(crate) book: Mutex<PeerBook>,
-    /// Bytes of frames in flight the whole node may hold ([`crate::NODE_BYTE_BUDGET`]).
+    /// Bytes of frames in flight the whole node may hold ([`vault_core::framing::NODE_BYTE_BUDGET`]).
     pub(crate) in_flight: Arc<Semaphore>,
-    /// Bytes of hellos from unauthenticated peers ([`crate::HANDSHAKE_BYTE_BUDGET`]).
+    /// Bytes of hellos from unauthenticated peers ([`vault_core::framing::HANDSHAKE_BYTE_BUDGET`]).
     pub(crate) handshakes: Arc<Semaphore>,
     /// Asks for a group commit of served messages' records (see [`crate::served`]).
     pub(crate) served_flush: tokio::sync::Notify,
@@ -65,8 +65,8 @@ impl Shared {
             changes,
             receipts,
             book: Default::default(),
-            in_flight: Arc::new(Semaphore::new(crate::NODE_BYTE_BUDGET)),
-            handshakes: Arc::new(Semaphore::new(crate::HANDSHAKE_BYTE_BUDGET)),
+            in_flight: Arc::new(Semaphore::new(vault_core::framing::NODE_BYTE_BUDGET)),
+            handshakes: Arc::new(Semaphore::new(vault_core::framing::HANDSHAKE_BYTE_BUDGET)),
             served_flush: Default::default(),
             served_settled,
         }
@@ -74,6 +74,15 @@ impl Shared {
 
     pub(crate) fn vault(&self) -> std::sync::MutexGuard<'_, Vault> {
         self.vault.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Writes a refusal to the access log, at most one row per
+    /// [`vault_core::REFUSAL_LOG_INTERVAL`] (vault-core's [`vault_core::RefusalLog`] decides).
+    pub(crate) fn log_refused(&self, refused: &vault_core::Refused) {
+        let Some(unlogged) = self.book().refusals.due(std::time::Instant::now()) else { return };
+        let mut vault = self.vault();
+        let event = vault_core::RefusalLog::event(refused, vault.now(), unlogged);
+        let _ = vault.access_log_mut().record(&event);
     }
 
     pub(crate) fn book(&self) -> std::sync::MutexGuard<'_, PeerBook> {

@@ -45,13 +45,14 @@ mod served;
 use std::time::Duration;
 
 pub use client::sync_once;
-pub use devices::DEVICE_ALPN;
 pub use endpoint::NodeConfig;
 pub use frame::ReadFrameError;
 pub use node::{Node, VaultHandle};
 pub use pairing::{Invitation, PairError, join};
+pub use vault_core::framing::{HANDSHAKE_BYTE_BUDGET, ISSUER_BYTE_BUDGET, NODE_BYTE_BUDGET};
 pub use vault_core::{
-    MAX_REQUESTS_PER_MINUTE, MAX_SHARES_PER_ISSUER, SYNC_BURST, SYNC_MESSAGES_PER_SECOND, SyncReport,
+    DEVICE_ALPN, MAX_REQUESTS_PER_MINUTE, MAX_SHARES_PER_ISSUER, REFUSAL_LOG_INTERVAL, SYNC_BURST,
+    SYNC_MESSAGES_PER_SECOND, SyncReport,
 };
 
 /// How often a node checks the vault file for changes made by other processes, by default
@@ -61,21 +62,8 @@ pub const POLL_INTERVAL: Duration = Duration::from_millis(5);
 pub const MAX_CONCURRENT_STREAMS: u32 = 64;
 /// Streams a peer may open over one connection's life.
 pub const MAX_STREAMS_PER_CONNECTION: u32 = 4096;
-/// Bytes of an issuer's frames this vault holds in memory at once, over all the issuer's
-/// streams, control stream included (a frame waits until it fits).
-pub const ISSUER_BYTE_BUDGET: usize = 2 * vault_core::MAX_FRAME;
-/// At most one audit row about refused peers per this interval; the row counts the others.
-pub const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(60);
 /// Time allowed for the hello exchange.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Bytes of frames in flight that the whole node holds in memory at once, over every peer and
-/// stream, whichever side it plays (a frame waits until it fits).
-pub const NODE_BYTE_BUDGET: usize = 4 * vault_core::MAX_FRAME;
-/// Bytes of hello frames the node holds at once from peers that have not proven anything yet:
-/// apart from [`NODE_BYTE_BUDGET`], so that strangers sending half a hello cannot make
-/// authenticated peers wait.
-pub const HANDSHAKE_BYTE_BUDGET: usize = 16 * 1024 * 1024;
 
 /// Something went wrong on the network side.
 #[derive(Debug, thiserror::Error)]
