@@ -99,10 +99,10 @@ pub use session::{
     AdmissionStore, REFUSAL_LOG_INTERVAL, RefusalLog, Refused, RefusedWhy, admit_device, admit_peer,
 };
 pub use session::{
-    DeviceAction, DeviceSession, DeviceStore, DeviceTurn, GranteeAction, GranteeSession, IssuerAction,
-    IssuerSession, MAX_REQUESTS_PER_MINUTE, MAX_SHARES_PER_ISSUER, SYNC_BURST, SYNC_MESSAGES_PER_SECOND,
-    ServeStep, ServeStream, SessionError, ShareEvent, ShareNext, ShareSet, ShareStream, SyncReport,
-    TokenBucket, share_set,
+    DeviceAction, DeviceSession, DeviceStore, DeviceTurn, GranteeAction, GranteeSession, GranteeStore,
+    IssuerAction, IssuerSession, IssuerStore, MAX_REQUESTS_PER_MINUTE, MAX_SHARES_PER_ISSUER, SYNC_BURST,
+    SYNC_MESSAGES_PER_SECOND, ServeStep, ServeStream, SessionError, ShareEvent, ShareNext, ShareSet,
+    ShareStream, SyncReport, TokenBucket, share_set,
 };
 pub use session::{DialCandidate, WrongPeer, check_answer, dial_candidates, offer_audiences, wanted_peers};
 pub use signer::{By, Signer};

@@ -99,7 +99,7 @@ pub use issuer::{IssuerAction, IssuerSession, MAX_REQUESTS_PER_MINUTE, ShareSet,
 pub use rate::TokenBucket;
 pub use serve::{SYNC_BURST, SYNC_MESSAGES_PER_SECOND, ServeStep, ServeStream};
 pub use share::{ShareEvent, ShareNext, ShareStream};
-pub use store::DeviceStore;
+pub use store::{DeviceStore, GranteeStore, IssuerStore};
 
 /// A session step failed: the transport ends that stream (a grant stream) or connection (a
 /// control stream). What the peer is told is the transport's choice ("refused" at most).
@@ -138,13 +138,25 @@ pub enum SessionError {
     Store(#[from] StoreError),
     /// The document could not take or make a sync message from another device.
     #[error("the document could not be synced with another device")]
-    Edit(#[from] EditError),
+    Edit(#[source] Box<EditError>),
     /// Sharing state from another device could not be taken in.
     #[error(transparent)]
-    Replication(#[from] ReplicationError),
+    Replication(Box<ReplicationError>),
     /// A step panicked on a peer's data; the vault rolled back what it was writing.
     #[error("{0} panicked on a peer's data")]
     Panicked(&'static str),
+}
+
+impl From<EditError> for SessionError {
+    fn from(e: EditError) -> Self {
+        SessionError::Edit(Box::new(e))
+    }
+}
+
+impl From<ReplicationError> for SessionError {
+    fn from(e: ReplicationError) -> Self {
+        SessionError::Replication(Box::new(e))
+    }
 }
 
 impl SessionError {

@@ -16,9 +16,10 @@ use vault_core::{
     ShareStream, SyncReport, Ticket, Vault,
 };
 
-use crate::endpoint::{NodeConfig, Shared, bind_endpoint};
+use crate::endpoint::{NodeConfig, Shared, bind_endpoint, device_id, endpoint_id};
+use crate::error::SyncError;
 use crate::frame::{Permits, read_frame, read_frame_within, write_frame};
-use crate::{HANDSHAKE_TIMEOUT, SyncError, device_id, endpoint_id};
+use crate::limits::HANDSHAKE_TIMEOUT;
 
 /// How long a one-shot sync waits for the issuer when it is not yet known to be in sync.
 const SETTLE: Duration = Duration::from_secs(2);
@@ -166,7 +167,7 @@ pub(crate) async fn session(
     let mut stream_grants: HashMap<tokio::task::Id, GrantId> = HashMap::new();
     let mut receipts = shared.receipts.subscribe();
     let outcome: Result<(), SyncError> = async {
-        let mut actions = machine.start(&mut shared.vault())?;
+        let mut actions = machine.start(&mut *shared.vault())?;
         loop {
             for action in std::mem::take(&mut actions) {
                 match action {
@@ -190,10 +191,10 @@ pub(crate) async fn session(
             actions = tokio::select! {
                 frame = frames.recv() => match frame {
                     // The permits are held while the frame is handled.
-                    Some((frame, _permits)) => machine.on_frame(&mut shared.vault(), frame)?,
+                    Some((frame, _permits)) => machine.on_frame(&mut *shared.vault(), frame)?,
                     None => machine.on_closed()?,
                 },
-                Ok(()) = receipts.changed() => machine.on_receipts_signed(&mut shared.vault())?,
+                Ok(()) = receipts.changed() => machine.on_receipts_signed(&mut *shared.vault())?,
                 done = streams.join_next_with_id(), if !streams.is_empty() => {
                     let (id, changed) = match done {
                         Some(Ok((id, Ok(changed)))) => (id, Some(changed)),
@@ -205,7 +206,7 @@ pub(crate) async fn session(
                         None => continue,
                     };
                     match stream_grants.remove(&id) {
-                        Some(grant) => machine.on_stream_end(&mut shared.vault(), grant, changed)?,
+                        Some(grant) => machine.on_stream_end(&mut *shared.vault(), grant, changed)?,
                         None => Vec::new(),
                     }
                 }

@@ -13,9 +13,10 @@ use iroh::{Endpoint, EndpointAddr};
 use tokio::sync::mpsc;
 use vault_core::{DEVICE_ALPN, DeviceAction, DeviceId, DeviceMessage, DeviceSession};
 
-use crate::endpoint::Shared;
+use crate::endpoint::{Shared, device_id, endpoint_id};
+use crate::error::SyncError;
 use crate::frame::{read_device_message, write_device_message};
-use crate::{HANDSHAKE_TIMEOUT, SyncError, device_id, endpoint_id};
+use crate::limits::HANDSHAKE_TIMEOUT;
 
 /// Longest wait between two dials of an unreachable device.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);

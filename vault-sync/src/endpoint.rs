@@ -10,8 +10,9 @@ use iroh::{Endpoint, RelayMode};
 use tokio::sync::{Semaphore, watch};
 use vault_core::Vault;
 
+use crate::error::SyncError;
+use crate::limits::{MAX_CONCURRENT_STREAMS, POLL_INTERVAL};
 use crate::peers::PeerBook;
-use crate::{MAX_CONCURRENT_STREAMS, POLL_INTERVAL, SyncError};
 
 /// How to run the node.
 #[derive(Clone, Debug)]
@@ -143,4 +144,14 @@ pub(crate) fn ticket_addrs(endpoint: &Endpoint) -> Vec<SocketAddr> {
         }
     }
     addrs
+}
+
+/// Converts a vault device id into an iroh endpoint id.
+pub(crate) fn endpoint_id(device: vault_core::DeviceId) -> iroh::EndpointId {
+    iroh::PublicKey::from_bytes(device.as_bytes()).expect("device ids are valid ed25519 keys")
+}
+
+/// Converts an iroh endpoint id into a vault device id.
+pub(crate) fn device_id(id: iroh::EndpointId) -> Option<vault_core::DeviceId> {
+    vault_core::DeviceId::from_bytes(*id.as_bytes()).ok()
 }

@@ -10,7 +10,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use vault_core::framing::{LENGTH_LEN, announced_length, check_length};
 use vault_core::{DeviceMessage, Frame, FrameError, decode, encode_with_length};
 
-use crate::SyncError;
+use crate::error::SyncError;
 
 /// A frame could not be read.
 #[derive(Debug, thiserror::Error)]

@@ -22,9 +22,10 @@ mod refusal_tests;
 mod watcher;
 
 use crate::devices::DeviceListener;
-use crate::endpoint::{NodeConfig, Shared, bind_endpoint, ticket_addrs};
+use crate::endpoint::{NodeConfig, Shared, bind_endpoint, device_id, ticket_addrs};
+use crate::error::SyncError;
 use crate::frame::{Permits, read_frame_within, write_frame};
-use crate::{HANDSHAKE_TIMEOUT, MAX_STREAMS_PER_CONNECTION, SyncError, device_id};
+use crate::limits::{HANDSHAKE_TIMEOUT, MAX_STREAMS_PER_CONNECTION};
 
 /// A running node.
 #[derive(Debug)]
@@ -236,7 +237,7 @@ async fn serve_connection(shared: Arc<Shared>, conn: Connection) -> Result<(), S
         let actions = tokio::select! {
             frame = frames.recv() => {
                 let Some((frame, _permits)) = frame else { break };
-                let step = session.on_frame(&mut shared.vault(), frame, Instant::now());
+                let step = session.on_frame(&mut *shared.vault(), frame, Instant::now());
                 if let Err(e) = &step
                     && let Some(refused) = e.refused(peer)
                 {
@@ -248,7 +249,7 @@ async fn serve_connection(shared: Arc<Shared>, conn: Connection) -> Result<(), S
                 if changed.is_err() {
                     break;
                 }
-                session.on_change(&mut shared.vault())?
+                session.on_change(&mut *shared.vault())?
             }
         };
         for action in actions {

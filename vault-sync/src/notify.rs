@@ -24,9 +24,10 @@ use vault_core::{Frame, IdentityId, Ticket};
 
 use crate::client::dial;
 use crate::endpoint::{Shared, ticket_addrs};
+use crate::error::SyncError;
 use crate::frame::{read_frame, write_frame};
+use crate::limits::HANDSHAKE_TIMEOUT;
 use crate::peers::ShareSet;
-use crate::{HANDSHAKE_TIMEOUT, SyncError};
 
 /// Longest wait between two offers to an unreachable audience.
 const MAX_OFFER_BACKOFF: Duration = Duration::from_secs(60);

@@ -14,8 +14,9 @@ use vault_core::framing::{LENGTH_LEN, PAIR_JOIN_LIMIT, PAIR_WELCOME_LIMIT, annou
 use vault_core::{DeviceId, DeviceKey, JoinPackage, PAIR_ALPN, PairMessage, PairingCode, PairingError};
 use zeroize::Zeroizing;
 
-use crate::endpoint::{NodeConfig, bind_endpoint, ticket_addrs};
-use crate::{HANDSHAKE_TIMEOUT, SyncError, device_id, endpoint_id};
+use crate::endpoint::{NodeConfig, bind_endpoint, device_id, endpoint_id, ticket_addrs};
+use crate::error::SyncError;
+use crate::limits::HANDSHAKE_TIMEOUT;
 
 /// How long the joiner waits for the inviter's user to confirm.
 const CONFIRM_WAIT: Duration = Duration::from_secs(5 * 60);

@@ -72,25 +72,29 @@ pub fn admit_peer<S: AdmissionStore + ?Sized>(
     store: &S,
     remote: DeviceId,
     cert: &DeviceCertificate,
-) -> Result<IdentityId, Refused> {
+) -> Result<IdentityId, Box<Refused>> {
     if let Err(e) = cert.verify(remote) {
         // The claimed identity is unproven: the log names the device that actually connected.
-        return Err(Refused {
+        return Err(Box::new(Refused {
             peer: None,
             detail: format!("device {remote}: its certificate does not verify for it"),
             why: RefusedWhy::Certificate(e),
-        });
+        }));
     }
     let peer = cert.identity();
     if store.is_refused_device(&peer, &remote).unwrap_or(true) {
-        return Err(Refused {
+        return Err(Box::new(Refused {
             peer: Some(peer),
             detail: format!("device {remote}: removed from its identity"),
             why: RefusedWhy::RemovedDevice,
-        });
+        }));
     }
     if store.is_blocked(&peer).unwrap_or(true) {
-        return Err(Refused { peer: Some(peer), detail: "blocked contact".into(), why: RefusedWhy::Blocked });
+        return Err(Box::new(Refused {
+            peer: Some(peer),
+            detail: "blocked contact".into(),
+            why: RefusedWhy::Blocked,
+        }));
     }
     Ok(peer)
 }
@@ -100,14 +104,14 @@ pub fn admit_peer<S: AdmissionStore + ?Sized>(
 pub fn admit_device<S: AdmissionStore + ?Sized>(
     store: &S,
     remote: Option<DeviceId>,
-) -> Result<DeviceId, Refused> {
+) -> Result<DeviceId, Box<Refused>> {
     match remote {
         Some(device) if store.may_sync_with(&device).unwrap_or(false) => Ok(device),
-        _ => Err(Refused {
+        _ => Err(Box::new(Refused {
             peer: None,
             detail: "a device that is not an active device of this identity".into(),
             why: RefusedWhy::NotOurDevice,
-        }),
+        })),
     }
 }
 

@@ -25,11 +25,17 @@ use crate::vault::{DeviceRecord, DeviceSync, SharedHave};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DeviceAction {
     /// Write this message.
-    Send(DeviceMessage),
+    Send(Box<DeviceMessage>),
     /// The vault changed: wake the other sessions (they look again at whom they admit).
     Changed,
     /// End the session (the peer is no longer admitted, or this device was removed).
     End,
+}
+
+impl DeviceAction {
+    fn send(message: DeviceMessage) -> Self {
+        DeviceAction::Send(Box::new(message))
+    }
 }
 
 /// What one turn of a [`DeviceSession`] produced.
@@ -77,7 +83,7 @@ impl DeviceSession {
         store: &mut S,
     ) -> Result<Vec<DeviceAction>, SessionError> {
         store.seed_shared_log()?;
-        Ok(vec![DeviceAction::Send(DeviceMessage::Have(store.shared_have(&self.peer)?))])
+        Ok(vec![DeviceAction::send(DeviceMessage::Have(store.shared_have(&self.peer)?))])
     }
 
     /// What this side has to say now: key events, the device list and rosters when they
@@ -92,24 +98,24 @@ impl DeviceSession {
         // Key events before rosters: a roster signed by a rotated key is judged by them.
         let keys = store.own_key_events()?;
         if !keys.is_empty() && self.keys_sent.as_ref() != Some(&keys) {
-            turn.actions.push(DeviceAction::Send(DeviceMessage::Keys(keys.clone())));
+            turn.actions.push(DeviceAction::send(DeviceMessage::Keys(keys.clone())));
             self.keys_sent = Some(keys);
             self.list_sent = None;
         }
         if self.list_sent.as_ref() != Some(&list) {
-            turn.actions.push(DeviceAction::Send(DeviceMessage::List(list.clone())));
+            turn.actions.push(DeviceAction::send(DeviceMessage::List(list.clone())));
             self.list_sent = Some(list);
             for roster in store.rosters_for_devices()? {
-                turn.actions.push(DeviceAction::Send(DeviceMessage::Roster(roster)));
+                turn.actions.push(DeviceAction::send(DeviceMessage::Roster(roster)));
             }
         }
         if let Some(message) = store.device_sync_generate(&mut self.doc)? {
-            turn.actions.push(DeviceAction::Send(DeviceMessage::Doc(message)));
+            turn.actions.push(DeviceAction::send(DeviceMessage::Doc(message)));
         }
         if let Some(theirs) = self.theirs.as_mut()
             && let Some(batch) = store.shared_batch(theirs)?
         {
-            turn.actions.push(DeviceAction::Send(DeviceMessage::Shared(batch)));
+            turn.actions.push(DeviceAction::send(DeviceMessage::Shared(batch)));
             turn.more = true;
         }
         Ok(turn)
@@ -137,7 +143,7 @@ impl DeviceSession {
             DeviceMessage::Roster(roster) => {
                 if store.keep_own_roster(&roster)? {
                     // Entries of a device this one did not know yet waited: ask again.
-                    out.push(DeviceAction::Send(DeviceMessage::Have(store.shared_have(&self.peer)?)));
+                    out.push(DeviceAction::send(DeviceMessage::Have(store.shared_have(&self.peer)?)));
                 }
             }
             DeviceMessage::Keys(events) => {
@@ -151,7 +157,7 @@ impl DeviceSession {
                 // holds: repaired before anything is sent.
                 if store.take_shared_have(&have)? {
                     out.push(DeviceAction::Changed);
-                    out.push(DeviceAction::Send(DeviceMessage::Have(store.shared_have(&self.peer)?)));
+                    out.push(DeviceAction::send(DeviceMessage::Have(store.shared_have(&self.peer)?)));
                 }
                 self.theirs = Some(have);
             }

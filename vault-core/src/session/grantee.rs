@@ -5,12 +5,12 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use super::store::GranteeStore;
 use super::{SessionError, frame_name, isolated};
 use crate::grant::SignedGrant;
 use crate::identity::{IdentityId, Ticket};
 use crate::protocol::{Ended, Frame};
 use crate::statement::GrantId;
-use crate::vault::Vault;
 
 /// Live shares this vault keeps from one issuer; grants beyond are ignored.
 pub const MAX_SHARES_PER_ISSUER: usize = 64;
@@ -91,7 +91,10 @@ impl GranteeSession {
 
     /// The first frames: this identity's device roster, queued consent requests (each is
     /// acknowledged), then `ListShares`.
-    pub fn start(&mut self, vault: &mut Vault) -> Result<Vec<GranteeAction>, SessionError> {
+    pub fn start<S: GranteeStore + ?Sized>(
+        &mut self,
+        vault: &mut S,
+    ) -> Result<Vec<GranteeAction>, SessionError> {
         let mut out: Vec<GranteeAction> = Vec::new();
         let events = vault.own_key_events()?;
         if !events.is_empty() {
@@ -102,8 +105,7 @@ impl GranteeSession {
         }
         out.extend(
             vault
-                .outbox()
-                .undelivered(&self.issuer)?
+                .undelivered_requests(&self.issuer)?
                 .into_iter()
                 .map(|r| GranteeAction::Send(Box::new(Frame::Request(r)))),
         );
@@ -118,12 +120,16 @@ impl GranteeSession {
     }
 
     /// Takes a frame the issuer sent on the control stream. An error ends the session.
-    pub fn on_frame(&mut self, vault: &mut Vault, frame: Frame) -> Result<Vec<GranteeAction>, SessionError> {
+    pub fn on_frame<S: GranteeStore + ?Sized>(
+        &mut self,
+        vault: &mut S,
+        frame: Frame,
+    ) -> Result<Vec<GranteeAction>, SessionError> {
         isolated("an issuer's control frame", || match frame {
             Frame::Shares { live, ended } => self.shares(vault, live, &ended),
             Frame::Ended(e) => self.shares(vault, Vec::new(), &[e]),
             Frame::RequestAck { request, accepted } => {
-                vault.outbox_mut().delivered(&self.issuer, &request, accepted)?;
+                vault.request_delivered(&self.issuer, &request, accepted)?;
                 if accepted {
                     self.report.delivered += 1;
                 } else {
@@ -139,7 +145,7 @@ impl GranteeSession {
                 Ok(vec![GranteeAction::Changed])
             }
             Frame::Denied(denial) => {
-                vault.outbox_mut().accept_denials(&self.issuer, &[denial])?;
+                vault.accept_denials(&self.issuer, &[denial])?;
                 Ok(vec![GranteeAction::Changed])
             }
             Frame::KeyEvents(events) => {
@@ -162,9 +168,12 @@ impl GranteeSession {
 
     /// Erasure receipts were signed outside this session (a seller's mirror confirmed erasing
     /// its rows): send the issuer's, so a live session does not hold them until it reconnects.
-    pub fn on_receipts_signed(&mut self, vault: &mut Vault) -> Result<Vec<GranteeAction>, SessionError> {
+    pub fn on_receipts_signed<S: GranteeStore + ?Sized>(
+        &mut self,
+        vault: &mut S,
+    ) -> Result<Vec<GranteeAction>, SessionError> {
         Ok(vault
-            .unconfirmed_receipts(Some(self.issuer))?
+            .unconfirmed_receipts(self.issuer)?
             .into_iter()
             .map(|r| GranteeAction::Send(Box::new(Frame::Erased(r))))
             .collect())
@@ -178,9 +187,9 @@ impl GranteeSession {
     /// A share stream ended: `changed` tells whether it changed the copy, `None` when it
     /// failed. In a live session, a stream that ended while its grant is still live is reopened
     /// after a pause, so a passing error never leaves it stale.
-    pub fn on_stream_end(
+    pub fn on_stream_end<S: GranteeStore + ?Sized>(
         &mut self,
-        vault: &mut Vault,
+        vault: &mut S,
         grant: GrantId,
         changed: Option<bool>,
     ) -> Result<Vec<GranteeAction>, SessionError> {
@@ -201,9 +210,9 @@ impl GranteeSession {
         Ok(out)
     }
 
-    fn shares(
+    fn shares<S: GranteeStore + ?Sized>(
         &mut self,
-        vault: &mut Vault,
+        vault: &mut S,
         live: Vec<SignedGrant>,
         ended: &[Ended],
     ) -> Result<Vec<GranteeAction>, SessionError> {

@@ -4,6 +4,7 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
+use super::store::IssuerStore;
 use super::{SessionError, frame_name, isolated, log_refusal};
 use crate::grant::SignedGrant;
 use crate::identity::{DeviceCertificate, DeviceId, IdentityId};
@@ -12,7 +13,6 @@ use crate::protocol::{Ended, Frame};
 use crate::roster::DeviceRoster;
 use crate::statement::Signed;
 use crate::statement::{GrantId, RequestId};
-use crate::vault::Vault;
 
 /// Control frames a peer may send per minute on one connection.
 pub const MAX_REQUESTS_PER_MINUTE: u32 = 120;
@@ -85,9 +85,9 @@ impl IssuerSession {
 
     /// Takes a frame the peer sent on the control stream at `now`. An error ends the
     /// connection.
-    pub fn on_frame(
+    pub fn on_frame<S: IssuerStore + ?Sized>(
         &mut self,
-        vault: &mut Vault,
+        vault: &mut S,
         frame: Frame,
         now: Instant,
     ) -> Result<Vec<IssuerAction>, SessionError> {
@@ -140,7 +140,7 @@ impl IssuerSession {
                             vault.accept_roster(self.peer, &roster)?;
                         }
                     }
-                    let accepted = vault.inbox_mut().receive(&self.peer, &request)?;
+                    let accepted = vault.receive_request(&self.peer, &request)?;
                     if let Err(why) = &accepted {
                         log_refusal(&self.peer, why);
                     }
@@ -189,18 +189,21 @@ impl IssuerSession {
     }
 
     /// The vault changed (here or in another process): tells a listening peer what is new.
-    pub fn on_change(&mut self, vault: &mut Vault) -> Result<Vec<IssuerAction>, SessionError> {
+    pub fn on_change<S: IssuerStore + ?Sized>(
+        &mut self,
+        vault: &mut S,
+    ) -> Result<Vec<IssuerAction>, SessionError> {
         isolated("telling a peer its shares", || self.tell(vault))
     }
 
     /// Denials not told yet, then the share set when it changed since it was last told.
-    fn tell(&mut self, vault: &mut Vault) -> Result<Vec<IssuerAction>, SessionError> {
+    fn tell<S: IssuerStore + ?Sized>(&mut self, vault: &mut S) -> Result<Vec<IssuerAction>, SessionError> {
         let mut out = Vec::new();
         if !self.subscribed {
             return Ok(out);
         }
         // The answers to the peer's requests: denials here, approvals as grants below.
-        for denial in vault.inbox().denials_for(&self.peer)? {
+        for denial in vault.denials_for(&self.peer)? {
             if self.denials_told.insert(denial.statement().request) {
                 out.push(IssuerAction::Send(Frame::Denied(denial)));
             }
@@ -215,3 +218,6 @@ impl IssuerSession {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+mod tests;

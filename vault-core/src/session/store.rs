@@ -2,12 +2,19 @@
 //! handful of operations its conversation uses, so it can be driven by a small fake in tests.
 //! [`crate::Vault`] implements each in one place (`vault_impl.rs`).
 
-use crate::identity::{DeviceId, IdentityId};
+use crate::grant::{ErasureReceipt, SignedGrant};
+use crate::identity::{DeviceId, IdentityId, Ticket};
 use crate::key_event::KeyEvent;
+use crate::notice::BreachNotice;
+use crate::protocol::Ended;
+use crate::request::{ConsentRequest, Denial};
 use crate::roster::DeviceRoster;
-use crate::statement::Signed;
+use crate::statement::{GrantId, NoticeId, RequestId, Signed};
 use crate::store::StoreError;
-use crate::vault::{DeviceRecord, DeviceSync, EditError, GrantError, Merged, ReplicationError, SharedHave};
+use crate::vault::{
+    DeviceRecord, DeviceSync, EditError, GrantError, Merged, Refusal, ReplicationError, ShareError,
+    SharedHave,
+};
 
 /// What a [`super::DeviceSession`] reads and writes.
 pub trait DeviceStore {
@@ -49,4 +56,82 @@ pub trait DeviceStore {
     fn device_sync_receive(&mut self, sync: &mut DeviceSync, message: &[u8]) -> Result<bool, EditError>;
     /// Brings every projection up to date with the document.
     fn refresh_projections(&mut self) -> Result<(), GrantError>;
+}
+
+/// What an [`super::IssuerSession`] reads and writes: the peer's standing, its keys and
+/// devices, what it delivers (requests, notices, erasure receipts) and what it may learn.
+pub trait IssuerStore {
+    /// Whether this vault shares with `peer` or knows it (a stranger learns nothing).
+    fn knows_peer(&mut self, peer: &IdentityId) -> Result<bool, GrantError>;
+    /// This identity's key events, oldest first.
+    fn own_key_events(&self) -> Result<Vec<KeyEvent>, StoreError>;
+    /// This identity's newest device roster, if any.
+    fn roster(&self) -> Result<Option<Signed<DeviceRoster>>, StoreError>;
+    /// Takes in key events of `peer`; whether anything changed.
+    fn accept_key_events(&mut self, peer: IdentityId, events: &[KeyEvent]) -> Result<bool, StoreError>;
+    /// Takes in a roster of `peer`.
+    fn accept_roster(&mut self, peer: IdentityId, roster: &Signed<DeviceRoster>) -> Result<(), StoreError>;
+    /// Whether `device` of `peer` was removed from its identity.
+    fn is_refused_device(&self, peer: &IdentityId, device: &DeviceId) -> Result<bool, StoreError>;
+    /// Takes a consent request `peer` delivered: queued, or why not.
+    fn receive_request(
+        &mut self,
+        peer: &IdentityId,
+        request: &Signed<ConsentRequest>,
+    ) -> Result<Result<(), Refusal>, StoreError>;
+    /// Takes a breach notice `peer` delivered; whether it was kept.
+    fn receive_notice(
+        &mut self,
+        peer: &IdentityId,
+        notice: &Signed<BreachNotice>,
+    ) -> Result<bool, StoreError>;
+    /// Records an erasure receipt.
+    fn record_erasure(&mut self, receipt: &Signed<ErasureReceipt>) -> Result<(), GrantError>;
+    /// The denials of `peer`'s requests.
+    fn denials_for(&self, peer: &IdentityId) -> Result<Vec<Signed<Denial>>, StoreError>;
+    /// The live grants to `peer`, and those that ended and are not confirmed erased.
+    fn shares_for(&mut self, peer: &IdentityId) -> Result<(Vec<SignedGrant>, Vec<Ended>), GrantError>;
+}
+
+/// What a [`super::GranteeSession`] reads and writes: what this vault delivers to one issuer
+/// (its keys and devices, requests, notices, receipts), the answers it takes back, and the
+/// shares it holds from that issuer.
+pub trait GranteeStore {
+    /// This identity's key events, oldest first.
+    fn own_key_events(&self) -> Result<Vec<KeyEvent>, StoreError>;
+    /// This identity's newest device roster, if any.
+    fn roster(&self) -> Result<Option<Signed<DeviceRoster>>, StoreError>;
+    /// Consent requests queued for `holder`.
+    fn undelivered_requests(&self, holder: &IdentityId) -> Result<Vec<Signed<ConsentRequest>>, StoreError>;
+    /// Breach notices not yet delivered to `customer`.
+    fn undelivered_notices(&self, customer: &IdentityId) -> Result<Vec<Signed<BreachNotice>>, StoreError>;
+    /// A request was delivered to `holder`, and accepted there or not.
+    fn request_delivered(
+        &mut self,
+        holder: &IdentityId,
+        id: &RequestId,
+        accepted: bool,
+    ) -> Result<(), StoreError>;
+    /// A notice was delivered to `customer`.
+    fn notice_delivered(&mut self, customer: &IdentityId, id: &NoticeId) -> Result<(), StoreError>;
+    /// Takes denials of requests to `holder`.
+    fn accept_denials(&mut self, holder: &IdentityId, denials: &[Signed<Denial>]) -> Result<(), StoreError>;
+    /// Takes in key events of `peer`; whether anything changed.
+    fn accept_key_events(&mut self, peer: IdentityId, events: &[KeyEvent]) -> Result<bool, StoreError>;
+    /// Takes in a roster of `peer`.
+    fn accept_roster(&mut self, peer: IdentityId, roster: &Signed<DeviceRoster>) -> Result<(), StoreError>;
+    /// Whether `device` of `peer` was removed from its identity.
+    fn is_refused_device(&self, peer: &IdentityId, device: &DeviceId) -> Result<bool, StoreError>;
+    /// Erasure receipts `issuer` has not confirmed.
+    fn unconfirmed_receipts(&self, issuer: IdentityId) -> Result<Vec<Signed<ErasureReceipt>>, ShareError>;
+    /// The live shares held from `issuer`.
+    fn live_shares_from(&self, issuer: &IdentityId) -> Result<Vec<GrantId>, StoreError>;
+    /// Takes the share set `issuer` told; returns the receipts of what ended and was erased.
+    fn accept_shares(
+        &mut self,
+        issuer: IdentityId,
+        ticket: Option<&Ticket>,
+        live: &[SignedGrant],
+        ended: &[Ended],
+    ) -> Result<Vec<Signed<ErasureReceipt>>, ShareError>;
 }

@@ -87,7 +87,7 @@ fn sent(actions: &[DeviceAction]) -> Vec<&DeviceMessage> {
     actions
         .iter()
         .filter_map(|a| match a {
-            DeviceAction::Send(m) => Some(m),
+            DeviceAction::Send(m) => Some(&**m),
             _ => None,
         })
         .collect()
