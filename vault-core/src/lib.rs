@@ -89,18 +89,24 @@ pub use path::derive::{
 pub use path::{DerivedField, FieldPath, PathError, RecordFilter};
 pub use primitives::{DecryptError, KdfParams, Passphrase};
 pub use projection::project;
+pub use protocol::device::{DEVICE_ALPN, DeviceFrameError, DeviceMessage};
 pub use protocol::{
     ALPN, Ended, Frame, FrameError, MAX_FRAME, MAX_GRANTS_PER_FRAME, decode, decode_sync_body, encode,
-    encode_sync_body, encode_with_length,
+    encode_sync_body, encode_with_length, framing,
 };
 pub use receipt::{ConsentState, ReceiptNames, consent_receipt};
 pub use schema::{DOCUMENT_SCHEMA, SchemaError};
 pub use scope::{MAX_FIELDS, MAX_PURPOSE_LEN};
 pub use session::{
-    GranteeAction, GranteeSession, IssuerAction, IssuerSession, MAX_REQUESTS_PER_MINUTE,
-    MAX_SHARES_PER_ISSUER, SYNC_BURST, SYNC_MESSAGES_PER_SECOND, ServeStep, ServeStream, SessionError,
-    ShareEvent, ShareNext, ShareSet, ShareStream, SyncReport, TokenBucket, share_set,
+    AdmissionStore, REFUSAL_LOG_INTERVAL, RefusalLog, Refused, RefusedWhy, admit_device, admit_peer,
 };
+pub use session::{
+    DeviceAction, DeviceSession, DeviceStore, DeviceTurn, GranteeAction, GranteeSession, GranteeStore,
+    IssuerAction, IssuerSession, IssuerStore, MAX_REQUESTS_PER_MINUTE, MAX_SHARES_PER_ISSUER, SYNC_BURST,
+    SYNC_MESSAGES_PER_SECOND, ServeStep, ServeStream, SessionError, ShareEvent, ShareNext, ShareSet,
+    ShareStream, SyncReport, TokenBucket, share_set,
+};
+pub use session::{DialCandidate, WrongPeer, check_answer, dial_candidates, offer_audiences, wanted_peers};
 pub use signer::{By, Signer};
 pub use statement::breach_notice::{BreachNotice, MAX_NOTICE_GRANTS, MAX_NOTICE_TEXT};
 pub use statement::consent_request::{ConsentRequest, MAX_REQUEST_DURATION, WiderThanAsked};

@@ -20,6 +20,7 @@ use zeroize::Zeroizing;
 
 use crate::identity::{DeviceCertificate, DeviceId, decode_addrs, encode_addrs};
 use crate::primitives::random_array;
+use crate::protocol::framing;
 use crate::vault::DeviceRecord;
 
 /// The ALPN of pairing connections.
@@ -224,6 +225,15 @@ impl PairMessage {
             }
             Self::Joined => out.push(5),
         }
+        out
+    }
+
+    /// The message with its length prefix, ready for the wire (see [`framing`]); zeroized on
+    /// drop like the message.
+    pub fn to_frame(&self) -> Zeroizing<Vec<u8>> {
+        let body = self.encode();
+        let mut out = Zeroizing::new(Vec::with_capacity(framing::LENGTH_LEN + body.len()));
+        framing::put_frame(&mut out, &body);
         out
     }
 

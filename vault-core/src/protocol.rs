@@ -33,7 +33,9 @@
 //! (not whether the grant exists, nor anything about other grants or peers).
 //!
 //! Limits (enforced by [`decode`] and by the transport): a frame is at most [`MAX_FRAME`]
-//! bytes; a Shares frame lists at most [`MAX_GRANTS_PER_FRAME`] grants.
+//! bytes; a Shares frame lists at most [`MAX_GRANTS_PER_FRAME`] grants. The framing, the
+//! per-kind limits and the byte budgets, shared with the device protocol ([`device`]) and
+//! pairing, are in [`framing`].
 
 use crate::grant::{ErasureReceipt, Revocation, SignedGrant};
 
@@ -45,6 +47,9 @@ use crate::request::{ConsentRequest, Denial};
 use crate::roster::DeviceRoster;
 use crate::statement::{GrantId, Signed};
 use crate::statement::{NoticeId, RequestId};
+
+pub(crate) mod device;
+pub mod framing;
 
 /// The ALPN of the protocol.
 pub const ALPN: &[u8] = b"vault/sync/1";
@@ -274,13 +279,9 @@ pub fn encode(frame: &Frame) -> Vec<u8> {
     out
 }
 
-/// Encodes a frame with its length prefix, ready for the wire.
+/// Encodes a frame with its length prefix, ready for the wire (see [`framing`]).
 pub fn encode_with_length(frame: &Frame) -> Vec<u8> {
-    let body = encode(frame);
-    let mut out = Vec::with_capacity(4 + body.len());
-    out.extend_from_slice(&(body.len() as u32).to_be_bytes());
-    out.extend_from_slice(&body);
-    out
+    framing::frame(&encode(frame))
 }
 
 struct Reader<'a>(&'a [u8]);

@@ -9,6 +9,10 @@
 //! | control         | [`IssuerSession`]   | [`GranteeSession`] |
 //! | one grant       | [`ServeStream`]     | [`ShareStream`]    |
 //!
+//! and one for the device protocol (ALPN `vault/device/1`), the same on both ends:
+//! [`DeviceSession`]. A machine reaches the vault through a narrow trait ([`DeviceStore`], ...),
+//! which the vault implements in one place and a test can fake.
+//!
 //! An issuer-side machine is created once the peer's hello verified, and knows the peer's
 //! identity and device: each [`ServeStream`] owns its Automerge sync state, so the state is
 //! per (grant, peer device, stream) by construction. Machines borrow the [`Vault`] for each
@@ -69,21 +73,33 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
+use crate::identity::IdentityId;
 use crate::protocol::Frame;
 use crate::store::StoreError;
-use crate::vault::{GrantError, Refusal, ServeError, ShareError};
+use crate::vault::{EditError, GrantError, Refusal, ReplicationError, ServeError, ShareError};
 
+mod admission;
+mod device;
+mod dialing;
 mod grantee;
 mod issuer;
 mod rate;
 mod serve;
 mod share;
+mod store;
+mod vault_impl;
 
+pub use admission::{
+    AdmissionStore, REFUSAL_LOG_INTERVAL, RefusalLog, Refused, RefusedWhy, admit_device, admit_peer,
+};
+pub use device::{DeviceAction, DeviceSession, DeviceTurn};
+pub use dialing::{DialCandidate, WrongPeer, check_answer, dial_candidates, offer_audiences, wanted_peers};
 pub use grantee::{GranteeAction, GranteeSession, MAX_SHARES_PER_ISSUER, SyncReport};
 pub use issuer::{IssuerAction, IssuerSession, MAX_REQUESTS_PER_MINUTE, ShareSet, share_set};
 pub use rate::TokenBucket;
 pub use serve::{SYNC_BURST, SYNC_MESSAGES_PER_SECOND, ServeStep, ServeStream};
 pub use share::{ShareEvent, ShareNext, ShareStream};
+pub use store::{DeviceStore, GranteeStore, IssuerStore};
 
 /// A session step failed: the transport ends that stream (a grant stream) or connection (a
 /// control stream). What the peer is told is the transport's choice ("refused" at most).
@@ -93,7 +109,7 @@ pub enum SessionError {
     /// A frame that has no place on this stream at this point.
     #[error("unexpected {0} frame")]
     UnexpectedFrame(&'static str),
-    /// More control requests than [`MAX_REQUESTS_PER_MINUTE`].
+    /// More control requests than [`MAX_REQUESTS_PER_MINUTE`] (see [`SessionError::refused`]).
     #[error("more than {MAX_REQUESTS_PER_MINUTE} requests in a minute")]
     TooManyRequests,
     /// An offer naming another identity or device than the one connected.
@@ -120,9 +136,38 @@ pub enum SessionError {
     /// The storage layer failed.
     #[error("the vault's storage failed")]
     Store(#[from] StoreError),
+    /// The document could not take or make a sync message from another device.
+    #[error("the document could not be synced with another device")]
+    Edit(#[source] Box<EditError>),
+    /// Sharing state from another device could not be taken in.
+    #[error(transparent)]
+    Replication(Box<ReplicationError>),
     /// A step panicked on a peer's data; the vault rolled back what it was writing.
     #[error("{0} panicked on a peer's data")]
     Panicked(&'static str),
+}
+
+impl From<EditError> for SessionError {
+    fn from(e: EditError) -> Self {
+        SessionError::Edit(Box::new(e))
+    }
+}
+
+impl From<ReplicationError> for SessionError {
+    fn from(e: ReplicationError) -> Self {
+        SessionError::Replication(Box::new(e))
+    }
+}
+
+impl SessionError {
+    /// The refusal of `peer` to write to the access log, when this error is one (a peer over
+    /// its rate).
+    pub fn refused(&self, peer: IdentityId) -> Option<Refused> {
+        match self {
+            SessionError::TooManyRequests => Some(Refused::too_many_requests(peer)),
+            _ => None,
+        }
+    }
 }
 
 /// Runs one step of a machine; a panic becomes [`SessionError::Panicked`]. The vault rolls

@@ -10,14 +10,16 @@ use iroh::endpoint::{Connection, RecvStream, SendStream};
 use iroh::{Endpoint, EndpointAddr};
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
+use vault_core::framing::{CONTROL_LIMIT, ISSUER_BYTE_BUDGET, SHARES_LIMIT};
 use vault_core::{
-    ALPN, DeviceId, Frame, GrantId, GranteeAction, GranteeSession, IdentityId, ShareEvent, ShareStream,
-    SyncReport, Ticket, Vault,
+    ALPN, DeviceId, DialCandidate, Frame, GrantId, GranteeAction, GranteeSession, IdentityId, ShareEvent,
+    ShareStream, SyncReport, Ticket, Vault,
 };
 
-use crate::endpoint::{NodeConfig, Shared, bind_endpoint};
-use crate::frame::{CONTROL_LIMIT, Permits, SHARES_LIMIT, read_frame, read_frame_within, write_frame};
-use crate::{HANDSHAKE_TIMEOUT, ISSUER_BYTE_BUDGET, SyncError, device_id, endpoint_id};
+use crate::endpoint::{NodeConfig, Shared, bind_endpoint, device_id, endpoint_id};
+use crate::error::SyncError;
+use crate::frame::{Permits, read_frame, read_frame_within, write_frame};
+use crate::limits::HANDSHAKE_TIMEOUT;
 
 /// How long a one-shot sync waits for the issuer when it is not yet known to be in sync.
 const SETTLE: Duration = Duration::from_secs(2);
@@ -82,21 +84,17 @@ pub(crate) type Dialed = (Connection, SendStream, RecvStream, Ticket);
 /// on its contact, when there are any), then the identity's other devices its roster named,
 /// never one its identity key removed. Exchanges hellos with the first that answers.
 pub(crate) async fn dial(shared: &Shared, endpoint: &Endpoint, ticket: &Ticket) -> Result<Dialed, SyncError> {
-    let first = shared.vault().contacts().dial_ticket(ticket)?;
-    let identity = first.identity();
-    let mut candidates = vec![(first.device(), first.addrs().to_vec())];
-    for d in shared.vault().devices().devices_of(&identity).unwrap_or_default() {
-        if d.device != first.device() && !d.addrs.is_empty() {
-            candidates.push((d.device, d.addrs));
-        }
-    }
+    let (identity, candidates) = vault_core::dial_candidates(&shared.vault(), ticket)?;
     let mut last = None;
-    for (device, addrs) in candidates {
-        if shared.vault().devices().is_refused_device(&identity, &device).unwrap_or(true) {
-            // Asked for a removed device: that is the answer, whatever the others say.
-            last.get_or_insert(SyncError::RemovedDevice);
-            continue;
-        }
+    for candidate in candidates {
+        let (device, addrs) = match candidate {
+            DialCandidate::Dial { device, addrs } => (device, addrs),
+            DialCandidate::Removed(_) => {
+                // Asked for a removed device: that is the answer, whatever the others say.
+                last.get_or_insert(SyncError::RemovedDevice);
+                continue;
+            }
+        };
         match dial_device(shared, endpoint, identity, device, &addrs).await {
             Ok(dialed) => return Ok(dialed),
             Err(e) => {
@@ -125,10 +123,7 @@ async fn dial_device(
         .map_err(SyncError::io)?
     {
         Some(Frame::Hello(their)) => {
-            their.verify(device).map_err(|_| SyncError::WrongPeer)?;
-            if their.identity() != identity {
-                return Err(SyncError::WrongPeer);
-            }
+            vault_core::check_answer(&their, device, identity).map_err(|_| SyncError::WrongPeer)?;
             Ticket::new(their, addrs.to_vec())
         }
         _ => return Err(SyncError::Protocol("expected hello".into())),
@@ -172,7 +167,7 @@ pub(crate) async fn session(
     let mut stream_grants: HashMap<tokio::task::Id, GrantId> = HashMap::new();
     let mut receipts = shared.receipts.subscribe();
     let outcome: Result<(), SyncError> = async {
-        let mut actions = machine.start(&mut shared.vault())?;
+        let mut actions = machine.start(&mut *shared.vault())?;
         loop {
             for action in std::mem::take(&mut actions) {
                 match action {
@@ -196,10 +191,10 @@ pub(crate) async fn session(
             actions = tokio::select! {
                 frame = frames.recv() => match frame {
                     // The permits are held while the frame is handled.
-                    Some((frame, _permits)) => machine.on_frame(&mut shared.vault(), frame)?,
+                    Some((frame, _permits)) => machine.on_frame(&mut *shared.vault(), frame)?,
                     None => machine.on_closed()?,
                 },
-                Ok(()) = receipts.changed() => machine.on_receipts_signed(&mut shared.vault())?,
+                Ok(()) = receipts.changed() => machine.on_receipts_signed(&mut *shared.vault())?,
                 done = streams.join_next_with_id(), if !streams.is_empty() => {
                     let (id, changed) = match done {
                         Some(Ok((id, Ok(changed)))) => (id, Some(changed)),
@@ -211,7 +206,7 @@ pub(crate) async fn session(
                         None => continue,
                     };
                     match stream_grants.remove(&id) {
-                        Some(grant) => machine.on_stream_end(&mut shared.vault(), grant, changed)?,
+                        Some(grant) => machine.on_stream_end(&mut *shared.vault(), grant, changed)?,
                         None => Vec::new(),
                     }
                 }
@@ -325,40 +320,10 @@ async fn new_offer(
     }
 }
 
-/// The peers this vault keeps a session with: issuers of live shares (or of erasure receipts
-/// not yet confirmed), and holders of requests queued or waiting for an answer.
+/// The peers this vault keeps a session with (vault-core's [`vault_core::wanted_peers`]).
 fn wanted_peers(shared: &Shared) -> Vec<(IdentityId, Option<Ticket>)> {
     let offers = shared.book().offers();
-    let vault = shared.vault();
-    let mut peers = vault.held().issuers().unwrap_or_default();
-    // Where each peer is in `peers`: a node may have thousands.
-    let mut index: HashMap<IdentityId, usize> = peers.iter().enumerate().map(|(i, (p, _))| (*p, i)).collect();
-    let mut add =
-        |peers: &mut Vec<(IdentityId, Option<Ticket>)>, peer: IdentityId, ticket: Option<Ticket>, fresh| {
-            match index.get(&peer) {
-                // An offer's ticket is the freshest way to reach its issuer.
-                Some(&i) if fresh => peers[i].1 = ticket,
-                Some(&i) if peers[i].1.is_none() => peers[i].1 = ticket,
-                Some(_) => {}
-                None => {
-                    index.insert(peer, peers.len());
-                    peers.push((peer, ticket));
-                }
-            }
-        };
-    for (issuer, ticket) in offers {
-        add(&mut peers, issuer, Some(ticket), true);
-    }
-    for (holder, ticket) in vault.outbox().holders().unwrap_or_default() {
-        add(&mut peers, holder, ticket, false);
-    }
-    for (customer, ticket) in vault.notices().customers().unwrap_or_default() {
-        add(&mut peers, customer, ticket, false);
-    }
-    // A blocked peer is not dialed either: blocking means no contact, both ways.
-    let blocked = vault.contacts().blocked().unwrap_or_default();
-    peers.retain(|(p, _)| !blocked.contains(p));
-    peers
+    vault_core::wanted_peers(&shared.vault(), offers)
 }
 
 /// Keeps a live session to every wanted peer with a known ticket (see [`wanted_peers`]),

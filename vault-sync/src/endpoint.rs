@@ -10,8 +10,9 @@ use iroh::{Endpoint, RelayMode};
 use tokio::sync::{Semaphore, watch};
 use vault_core::Vault;
 
+use crate::error::SyncError;
+use crate::limits::{MAX_CONCURRENT_STREAMS, POLL_INTERVAL};
 use crate::peers::PeerBook;
-use crate::{MAX_CONCURRENT_STREAMS, POLL_INTERVAL, SyncError};
 
 /// How to run the node.
 #[derive(Clone, Debug)]
@@ -45,9 +46,9 @@ pub(crate) struct Shared {
     pub(crate) receipts: watch::Sender<u64>,
     /// What sessions told whom and which issuers offered shares (see [`crate::notify`]).
     pub(crate) book: Mutex<PeerBook>,
-    /// Bytes of frames in flight the whole node may hold ([`crate::NODE_BYTE_BUDGET`]).
+    /// Bytes of frames in flight the whole node may hold ([`vault_core::framing::NODE_BYTE_BUDGET`]).
     pub(crate) in_flight: Arc<Semaphore>,
-    /// Bytes of hellos from unauthenticated peers ([`crate::HANDSHAKE_BYTE_BUDGET`]).
+    /// Bytes of hellos from unauthenticated peers ([`vault_core::framing::HANDSHAKE_BYTE_BUDGET`]).
     pub(crate) handshakes: Arc<Semaphore>,
     /// Asks for a group commit of served messages' records (see [`crate::served`]).
     pub(crate) served_flush: tokio::sync::Notify,
@@ -65,8 +66,8 @@ impl Shared {
             changes,
             receipts,
             book: Default::default(),
-            in_flight: Arc::new(Semaphore::new(crate::NODE_BYTE_BUDGET)),
-            handshakes: Arc::new(Semaphore::new(crate::HANDSHAKE_BYTE_BUDGET)),
+            in_flight: Arc::new(Semaphore::new(vault_core::framing::NODE_BYTE_BUDGET)),
+            handshakes: Arc::new(Semaphore::new(vault_core::framing::HANDSHAKE_BYTE_BUDGET)),
             served_flush: Default::default(),
             served_settled,
         }
@@ -74,6 +75,15 @@ impl Shared {
 
     pub(crate) fn vault(&self) -> std::sync::MutexGuard<'_, Vault> {
         self.vault.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Writes a refusal to the access log, at most one row per
+    /// [`vault_core::REFUSAL_LOG_INTERVAL`] (vault-core's [`vault_core::RefusalLog`] decides).
+    pub(crate) fn log_refused(&self, refused: &vault_core::Refused) {
+        let Some(unlogged) = self.book().refusals.due(std::time::Instant::now()) else { return };
+        let mut vault = self.vault();
+        let event = vault_core::RefusalLog::event(refused, vault.now(), unlogged);
+        let _ = vault.access_log_mut().record(&event);
     }
 
     pub(crate) fn book(&self) -> std::sync::MutexGuard<'_, PeerBook> {
@@ -134,4 +144,14 @@ pub(crate) fn ticket_addrs(endpoint: &Endpoint) -> Vec<SocketAddr> {
         }
     }
     addrs
+}
+
+/// Converts a vault device id into an iroh endpoint id.
+pub(crate) fn endpoint_id(device: vault_core::DeviceId) -> iroh::EndpointId {
+    iroh::PublicKey::from_bytes(device.as_bytes()).expect("device ids are valid ed25519 keys")
+}
+
+/// Converts an iroh endpoint id into a vault device id.
+pub(crate) fn device_id(id: iroh::EndpointId) -> Option<vault_core::DeviceId> {
+    vault_core::DeviceId::from_bytes(*id.as_bytes()).ok()
 }

@@ -1,12 +1,16 @@
-//! Reading and writing length-prefixed frames on QUIC streams, with the size limit enforced
-//! before anything is allocated.
+//! Reading and writing length-prefixed frames on QUIC streams, for every ALPN: the bytes
+//! only. The framing, each protocol's limits and the byte budgets are vault-core's
+//! ([`vault_core::framing`]); the limit is checked before anything is allocated.
 
 use iroh::endpoint::{RecvStream, SendStream};
 use std::sync::Arc;
 
 use tokio::io::AsyncReadExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use vault_core::{Frame, FrameError, MAX_FRAME, decode, encode_with_length};
+use vault_core::framing::{LENGTH_LEN, announced_length, check_length};
+use vault_core::{DeviceMessage, Frame, FrameError, decode, encode_with_length};
+
+use crate::error::SyncError;
 
 /// A frame could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -19,35 +23,24 @@ pub enum ReadFrameError {
     Frame(#[from] FrameError),
 }
 
-/// Largest frame a listener accepts before the peer has proven anything, and on control
-/// streams (hello, list, receipts) and the first frame of a grant stream.
-pub(crate) const CONTROL_LIMIT: usize = 64 * 1024;
-/// Largest frame a listener accepts from a grantee on a grant stream: a grantee's sync messages
-/// carry heads and bloom filters, never documents.
-pub(crate) const GRANTEE_SYNC_LIMIT: usize = 1024 * 1024;
-/// Largest Shares frame a dialer accepts.
-pub(crate) const SHARES_LIMIT: usize = 16 * 1024 * 1024;
-
-/// Reads a frame's length and checks it against `limit` (and [`MAX_FRAME`]) before anything
+/// Reads a frame's length and checks it against `limit` (and `MAX_FRAME`) before anything
 /// is allocated; `Ok(None)` when the stream ended cleanly between frames.
 async fn read_length<R: tokio::io::AsyncRead + Unpin>(
     recv: &mut R,
     limit: usize,
 ) -> Result<Option<usize>, ReadFrameError> {
-    let mut len = [0u8; 4];
+    let mut len = [0u8; LENGTH_LEN];
     match AsyncReadExt::read_exact(recv, &mut len).await {
         Ok(_) => {}
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
         Err(e) => return Err(e.into()),
     }
-    let len = u32::from_be_bytes(len) as usize;
-    if len > MAX_FRAME.min(limit) {
-        return Err(FrameError::TooLarge(len).into());
-    }
+    let len = announced_length(len);
+    check_length(len, limit)?;
     Ok(Some(len))
 }
 
-/// Reads one frame of at most `limit` bytes (and never more than [`MAX_FRAME`]); `Ok(None)`
+/// Reads one frame of at most `limit` bytes (and never more than `MAX_FRAME`); `Ok(None)`
 /// when the stream ended cleanly between frames. The length is checked before allocating.
 pub(crate) async fn read_frame(recv: &mut RecvStream, limit: usize) -> Result<Option<Frame>, ReadFrameError> {
     let Some(len) = read_length(recv, limit).await? else { return Ok(None) };
@@ -90,6 +83,35 @@ pub(crate) async fn write_frame(send: &mut SendStream, frame: &Frame) -> std::io
     let bytes = encode_with_length(frame);
     send.write_all(&bytes).await.map_err(std::io::Error::other)?;
     Ok(bytes.len())
+}
+
+/// Writes one device message.
+pub(crate) async fn write_device_message(
+    send: &mut SendStream,
+    message: &DeviceMessage,
+) -> Result<(), SyncError> {
+    send.write_all(&message.to_frame()).await.map_err(SyncError::io)
+}
+
+/// Reads one device message, its kind's limit checked before its body is allocated; `Ok(None)`
+/// when the stream ended cleanly between messages.
+pub(crate) async fn read_device_message(recv: &mut RecvStream) -> Result<Option<DeviceMessage>, SyncError> {
+    let mut len = [0u8; LENGTH_LEN];
+    match recv.read_exact(&mut len).await {
+        Ok(()) => {}
+        Err(iroh::endpoint::ReadExactError::FinishedEarly(0)) => return Ok(None),
+        Err(e) => return Err(SyncError::io(e)),
+    }
+    let len = announced_length(len);
+    if len == 0 {
+        return Err(SyncError::Protocol(vault_core::DeviceFrameError::Empty.to_string()));
+    }
+    let mut kind = [0u8];
+    recv.read_exact(&mut kind).await.map_err(SyncError::io)?;
+    DeviceMessage::check_length(len, kind[0]).map_err(|e| SyncError::Protocol(e.to_string()))?;
+    let mut body = vec![0u8; len - 1];
+    recv.read_exact(&mut body).await.map_err(SyncError::io)?;
+    DeviceMessage::decode(kind[0], body).map(Some).map_err(|e| SyncError::Protocol(e.to_string()))
 }
 
 #[cfg(test)]

@@ -35,105 +35,24 @@
 mod client;
 mod devices;
 mod endpoint;
+mod error;
 mod frame;
+mod limits;
 mod node;
 mod notify;
 mod pairing;
 mod peers;
 mod served;
 
-use std::time::Duration;
-
 pub use client::sync_once;
-pub use devices::DEVICE_ALPN;
 pub use endpoint::NodeConfig;
+pub use error::SyncError;
 pub use frame::ReadFrameError;
+pub use limits::{HANDSHAKE_TIMEOUT, MAX_CONCURRENT_STREAMS, MAX_STREAMS_PER_CONNECTION, POLL_INTERVAL};
 pub use node::{Node, VaultHandle};
 pub use pairing::{Invitation, PairError, join};
+pub use vault_core::framing::{HANDSHAKE_BYTE_BUDGET, ISSUER_BYTE_BUDGET, NODE_BYTE_BUDGET};
 pub use vault_core::{
-    MAX_REQUESTS_PER_MINUTE, MAX_SHARES_PER_ISSUER, SYNC_BURST, SYNC_MESSAGES_PER_SECOND, SyncReport,
+    DEVICE_ALPN, MAX_REQUESTS_PER_MINUTE, MAX_SHARES_PER_ISSUER, REFUSAL_LOG_INTERVAL, SYNC_BURST,
+    SYNC_MESSAGES_PER_SECOND, SyncReport,
 };
-
-/// How often a node checks the vault file for changes made by other processes, by default
-/// (reading SQLite's `data_version` costs a few microseconds).
-pub const POLL_INTERVAL: Duration = Duration::from_millis(5);
-/// Streams a peer may have open at once on one connection.
-pub const MAX_CONCURRENT_STREAMS: u32 = 64;
-/// Streams a peer may open over one connection's life.
-pub const MAX_STREAMS_PER_CONNECTION: u32 = 4096;
-/// Bytes of an issuer's frames this vault holds in memory at once, over all the issuer's
-/// streams, control stream included (a frame waits until it fits).
-pub const ISSUER_BYTE_BUDGET: usize = 2 * vault_core::MAX_FRAME;
-/// At most one audit row about refused peers per this interval; the row counts the others.
-pub const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(60);
-/// Time allowed for the hello exchange.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Bytes of frames in flight that the whole node holds in memory at once, over every peer and
-/// stream, whichever side it plays (a frame waits until it fits).
-pub const NODE_BYTE_BUDGET: usize = 4 * vault_core::MAX_FRAME;
-/// Bytes of hello frames the node holds at once from peers that have not proven anything yet:
-/// apart from [`NODE_BYTE_BUDGET`], so that strangers sending half a hello cannot make
-/// authenticated peers wait.
-pub const HANDSHAKE_BYTE_BUDGET: usize = 16 * 1024 * 1024;
-
-/// Something went wrong on the network side.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum SyncError {
-    /// The endpoint could not bind.
-    #[error("cannot start the network endpoint")]
-    Bind(#[source] Box<dyn std::error::Error + Send + Sync>),
-    /// The peer could not be reached.
-    #[error("cannot connect to the peer")]
-    Connect(#[source] Box<dyn std::error::Error + Send + Sync>),
-    /// The peer broke the protocol.
-    #[error("protocol error: {0}")]
-    Protocol(String),
-    /// The peer's certificate does not verify for the device that connected.
-    #[error("the peer's certificate does not verify")]
-    Certificate(#[source] vault_core::CertificateError),
-    /// The peer is not who the ticket says.
-    #[error("the peer's certificate does not match its ticket")]
-    WrongPeer,
-    /// The peer's device was removed from its identity (its identity key said so).
-    #[error("the peer's device was removed from its identity")]
-    RemovedDevice,
-    /// A stream failed.
-    #[error("connection lost")]
-    Io(#[source] Box<dyn std::error::Error + Send + Sync>),
-    /// The peer did not answer in time.
-    #[error("the peer did not answer in time")]
-    Timeout,
-    /// This vault refused to serve the peer.
-    #[error("refused to serve the peer")]
-    Serve(#[from] vault_core::ServeError),
-    /// A session step failed (the peer broke the protocol, or the vault failed under it).
-    #[error("the session failed")]
-    Session(#[from] vault_core::SessionError),
-    /// The vault's storage failed.
-    #[error("the vault's storage failed")]
-    Store(#[from] vault_core::StoreError),
-    /// Issued grants or their projections could not be updated.
-    #[error("the grants issued could not be updated")]
-    Grant(#[from] vault_core::GrantError),
-    /// The vault could not catch up with changes made by other processes.
-    #[error("the vault could not catch up with other processes")]
-    Edit(#[from] vault_core::EditError),
-}
-
-impl SyncError {
-    fn io(e: impl std::error::Error + Send + Sync + 'static) -> Self {
-        SyncError::Io(Box::new(e))
-    }
-}
-
-/// Converts a vault device id into an iroh endpoint id.
-pub(crate) fn endpoint_id(device: vault_core::DeviceId) -> iroh::EndpointId {
-    iroh::PublicKey::from_bytes(device.as_bytes()).expect("device ids are valid ed25519 keys")
-}
-
-/// Converts an iroh endpoint id into a vault device id.
-pub(crate) fn device_id(id: iroh::EndpointId) -> Option<vault_core::DeviceId> {
-    vault_core::DeviceId::from_bytes(*id.as_bytes()).ok()
-}

@@ -9,9 +9,10 @@ use iroh::endpoint::{Connection, VarInt};
 use iroh::protocol::{AcceptError, ProtocolHandler, Router};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
+use vault_core::framing::{CONTROL_LIMIT, GRANTEE_SYNC_LIMIT};
 use vault_core::{
-    ALPN, AuditEvent, AuditKind, DeviceId, Frame, IdentityId, IssuerAction, IssuerSession, ServeStep,
-    ServeStream, SessionError, Ticket, Vault,
+    ALPN, DEVICE_ALPN, DeviceId, Frame, IdentityId, IssuerAction, IssuerSession, RefusedWhy, ServeStep,
+    ServeStream, Ticket, Vault,
 };
 
 #[cfg(test)]
@@ -20,10 +21,11 @@ mod isolation_tests;
 mod refusal_tests;
 mod watcher;
 
-use crate::devices::{DEVICE_ALPN, DeviceListener};
-use crate::endpoint::{NodeConfig, Shared, bind_endpoint, ticket_addrs};
-use crate::frame::{CONTROL_LIMIT, GRANTEE_SYNC_LIMIT, Permits, read_frame_within, write_frame};
-use crate::{HANDSHAKE_TIMEOUT, MAX_STREAMS_PER_CONNECTION, SyncError, device_id};
+use crate::devices::DeviceListener;
+use crate::endpoint::{NodeConfig, Shared, bind_endpoint, device_id, ticket_addrs};
+use crate::error::SyncError;
+use crate::frame::{Permits, read_frame_within, write_frame};
+use crate::limits::{HANDSHAKE_TIMEOUT, MAX_STREAMS_PER_CONNECTION};
 
 /// A running node.
 #[derive(Debug)]
@@ -163,22 +165,6 @@ impl ProtocolHandler for Listener {
     }
 }
 
-/// Logs a refused peer, at most one audit row per [`crate::REFUSAL_LOG_INTERVAL`]: connections and
-/// device keys are free, so refusals are counted and the next row says how many were not
-/// written one by one.
-pub(crate) fn log_refused(shared: &Shared, peer: Option<IdentityId>, detail: &str) {
-    let Some(unlogged) = shared.book().refusal_due(Instant::now()) else { return };
-    let mut vault = shared.vault();
-    let mut event = AuditEvent::new(vault.now(), AuditKind::PeerRefused);
-    event.peer = peer;
-    event.detail = Some(if unlogged == 0 {
-        detail.to_owned()
-    } else {
-        format!("{detail} (and {unlogged} more refused since the last entry)")
-    });
-    let _ = vault.access_log_mut().record(&event);
-}
-
 async fn serve_connection(shared: Arc<Shared>, conn: Connection) -> Result<(), SyncError> {
     let remote = device_id(conn.remote_id()).ok_or_else(|| SyncError::Protocol("bad device key".into()))?;
     let (mut send, mut recv) = tokio::time::timeout(HANDSHAKE_TIMEOUT, conn.accept_bi())
@@ -193,32 +179,26 @@ async fn serve_connection(shared: Arc<Shared>, conn: Connection) -> Result<(), S
     .await
     .map_err(|_| SyncError::Timeout)?
     .map_err(SyncError::io)?;
-    let peer = match hello {
-        Some((Frame::Hello(cert), _)) => {
-            if let Err(e) = cert.verify(remote) {
-                // The claimed identity is unproven: log the device that actually connected.
-                log_refused(
-                    &shared,
-                    None,
-                    &format!("device {remote}: its certificate does not verify for it"),
-                );
-                return Err(SyncError::Certificate(e));
-            }
-            cert.identity()
-        }
-        _ => return Err(SyncError::Protocol("expected hello".into())),
+    let Some((Frame::Hello(cert), _)) = hello else {
+        return Err(SyncError::Protocol("expected hello".into()));
     };
-    if shared.vault().devices().is_refused_device(&peer, &remote).unwrap_or(true) {
-        log_refused(&shared, Some(peer), &format!("device {remote}: removed from its identity"));
-        return Err(SyncError::RemovedDevice);
-    }
-    if shared.vault().contacts().is_blocked(&peer).unwrap_or(true) {
-        log_refused(&shared, Some(peer), "blocked contact");
-        // Never answer: to the blocked peer this looks exactly like a node that does not answer
-        // (it gives up after its handshake timeout), not like a refusal.
-        let _ = tokio::time::timeout(HANDSHAKE_TIMEOUT * 2, conn.closed()).await;
-        return Err(SyncError::Timeout);
-    }
+    let admitted = vault_core::admit_peer(&*shared.vault(), remote, &cert);
+    let peer = match admitted {
+        Ok(peer) => peer,
+        Err(refused) => {
+            shared.log_refused(&refused);
+            if refused.answer_nothing() {
+                // Never answer: to the refused peer this looks exactly like a node that does
+                // not answer (it gives up after its handshake timeout), not like a refusal.
+                let _ = tokio::time::timeout(HANDSHAKE_TIMEOUT * 2, conn.closed()).await;
+                return Err(SyncError::Timeout);
+            }
+            return Err(match refused.why {
+                RefusedWhy::Certificate(e) => SyncError::Certificate(e),
+                _ => SyncError::RemovedDevice,
+            });
+        }
+    };
     let cert = shared.vault().device_certificate();
     write_frame(&mut send, &Frame::Hello(cert)).await.map_err(SyncError::io)?;
 
@@ -257,9 +237,11 @@ async fn serve_connection(shared: Arc<Shared>, conn: Connection) -> Result<(), S
         let actions = tokio::select! {
             frame = frames.recv() => {
                 let Some((frame, _permits)) = frame else { break };
-                let step = session.on_frame(&mut shared.vault(), frame, Instant::now());
-                if let Err(SessionError::TooManyRequests) = step {
-                    log_refused(&shared, Some(peer), "too many requests");
+                let step = session.on_frame(&mut *shared.vault(), frame, Instant::now());
+                if let Err(e) = &step
+                    && let Some(refused) = e.refused(peer)
+                {
+                    shared.log_refused(&refused);
                 }
                 step?
             }
@@ -267,7 +249,7 @@ async fn serve_connection(shared: Arc<Shared>, conn: Connection) -> Result<(), S
                 if changed.is_err() {
                     break;
                 }
-                session.on_change(&mut shared.vault())?
+                session.on_change(&mut *shared.vault())?
             }
         };
         for action in actions {

@@ -19,13 +19,15 @@ use std::time::{Duration, Instant};
 
 use iroh::Endpoint;
 use tokio::task::JoinSet;
+use vault_core::framing::CONTROL_LIMIT;
 use vault_core::{Frame, IdentityId, Ticket};
 
 use crate::client::dial;
 use crate::endpoint::{Shared, ticket_addrs};
-use crate::frame::{CONTROL_LIMIT, read_frame, write_frame};
-use crate::peers::{ShareSet, share_set};
-use crate::{HANDSHAKE_TIMEOUT, SyncError};
+use crate::error::SyncError;
+use crate::frame::{read_frame, write_frame};
+use crate::limits::HANDSHAKE_TIMEOUT;
+use crate::peers::ShareSet;
 
 /// Longest wait between two offers to an unreachable audience.
 const MAX_OFFER_BACKOFF: Duration = Duration::from_secs(60);
@@ -93,23 +95,10 @@ pub(crate) async fn notify_audiences(shared: Arc<Shared>, endpoint: Endpoint) {
     }
 }
 
-/// Contacts with a ticket, not blocked, with what they may learn now.
+/// Contacts with a ticket, not blocked, with what they may learn now (vault-core's
+/// [`vault_core::offer_audiences`]).
 fn audiences(shared: &Shared) -> Vec<(IdentityId, Ticket, ShareSet)> {
-    let mut vault = shared.vault();
-    let contacts = vault.contacts().list().unwrap_or_default();
-    let mut out = Vec::new();
-    for contact in contacts {
-        if contact.blocked {
-            continue;
-        }
-        let Some(ticket) = contact.ticket.as_deref().and_then(|t| t.parse::<Ticket>().ok()) else { continue };
-        if ticket.identity() != contact.identity {
-            continue;
-        }
-        let Ok((live, ended)) = vault.grants_mut().shares_for(&contact.identity) else { continue };
-        out.push((contact.identity, ticket, share_set(&live, &ended)));
-    }
-    out
+    vault_core::offer_audiences(&mut shared.vault())
 }
 
 /// Dials `ticket` and offers this vault's shares; Ok once acknowledged.

@@ -10,16 +10,14 @@ use std::time::Duration;
 
 use iroh::endpoint::{Connection, RecvStream, SendStream, VarInt};
 use iroh::{Endpoint, EndpointAddr};
-use vault_core::{
-    DeviceId, DeviceKey, JoinPackage, MAX_FRAME, PAIR_ALPN, PairMessage, PairingCode, PairingError,
-};
+use vault_core::framing::{LENGTH_LEN, PAIR_JOIN_LIMIT, PAIR_WELCOME_LIMIT, announced_length, check_length};
+use vault_core::{DeviceId, DeviceKey, JoinPackage, PAIR_ALPN, PairMessage, PairingCode, PairingError};
 use zeroize::Zeroizing;
 
-use crate::endpoint::{NodeConfig, bind_endpoint, ticket_addrs};
-use crate::{HANDSHAKE_TIMEOUT, SyncError, device_id, endpoint_id};
+use crate::endpoint::{NodeConfig, bind_endpoint, device_id, endpoint_id, ticket_addrs};
+use crate::error::SyncError;
+use crate::limits::HANDSHAKE_TIMEOUT;
 
-/// Largest message the inviter reads from a joiner that has proven nothing yet.
-const JOIN_LIMIT: usize = 1024;
 /// How long the joiner waits for the inviter's user to confirm.
 const CONFIRM_WAIT: Duration = Duration::from_secs(5 * 60);
 
@@ -105,7 +103,7 @@ impl Invitation {
             .await
             .map_err(|_| broken("no stream"))?
             .map_err(|e| broken(&e.to_string()))?;
-        let proof = match read_message(&mut recv, JOIN_LIMIT, HANDSHAKE_TIMEOUT).await? {
+        let proof = match read_message(&mut recv, PAIR_JOIN_LIMIT, HANDSHAKE_TIMEOUT).await? {
             PairMessage::Join(proof) => proof,
             _ => return Err(broken("expected a join")),
         };
@@ -124,7 +122,7 @@ impl Invitation {
         let package =
             welcome(joiner).map_err(|e| PairError::Broken(format!("this vault could not link it: {e}")))?;
         write_message(&mut send, &PairMessage::Welcome(Box::new(package))).await?;
-        match read_message(&mut recv, JOIN_LIMIT, HANDSHAKE_TIMEOUT * 4).await? {
+        match read_message(&mut recv, PAIR_JOIN_LIMIT, HANDSHAKE_TIMEOUT * 4).await? {
             PairMessage::Joined => {}
             _ => return Err(broken("expected joined")),
         }
@@ -195,7 +193,7 @@ async fn join_on<T, E: std::fmt::Display>(
     let me = device.public();
     write_message(&mut send, &PairMessage::Join(code.proof(&me))).await?;
     show(&code.confirmation(&me));
-    let package = match read_message(&mut recv, MAX_FRAME, CONFIRM_WAIT).await? {
+    let package = match read_message(&mut recv, PAIR_WELCOME_LIMIT, CONFIRM_WAIT).await? {
         PairMessage::Welcome(package) => *package,
         PairMessage::Refused => return Err(PairError::Refused),
         PairMessage::Declined => return Err(PairError::Declined),
@@ -212,19 +210,15 @@ async fn join_on<T, E: std::fmt::Display>(
 }
 
 async fn write_message(send: &mut SendStream, message: &PairMessage) -> Result<(), PairError> {
-    let body = message.encode();
-    let mut framed = Zeroizing::new(Vec::with_capacity(body.len() + 4));
-    framed.extend_from_slice(&(body.len() as u32).to_be_bytes());
-    framed.extend_from_slice(&body);
-    send.write_all(&framed).await.map_err(|e| broken(&e.to_string()))
+    send.write_all(&message.to_frame()).await.map_err(|e| broken(&e.to_string()))
 }
 
 async fn read_message(recv: &mut RecvStream, limit: usize, wait: Duration) -> Result<PairMessage, PairError> {
     let read = async {
-        let mut len = [0u8; 4];
+        let mut len = [0u8; LENGTH_LEN];
         recv.read_exact(&mut len).await.map_err(|_| broken("the connection ended"))?;
-        let len = u32::from_be_bytes(len) as usize;
-        if len > limit {
+        let len = announced_length(len);
+        if check_length(len, limit).is_err() {
             return Err(broken("message too large"));
         }
         let mut body = Zeroizing::new(vec![0u8; len]);

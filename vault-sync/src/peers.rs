@@ -5,8 +5,8 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use vault_core::{IdentityId, Ticket};
-pub(crate) use vault_core::{ShareSet, share_set};
+pub(crate) use vault_core::ShareSet;
+use vault_core::{IdentityId, RefusalLog, Ticket};
 
 /// Offers from issuers waiting to be dialed back, at most.
 pub(crate) const MAX_OFFERS: usize = 64;
@@ -21,33 +21,14 @@ pub(crate) struct PeerBook {
     listening: HashMap<IdentityId, usize>,
     /// What each audience was last told, by a `Shares` answer or an acknowledged offer.
     told: HashMap<IdentityId, ShareSet>,
-    /// When the last refusal row was written, and refusals since then not written.
-    refusals: Option<(Instant, u64)>,
+    /// When refusals are written to the access log.
+    pub(crate) refusals: RefusalLog,
     /// Issuers that offered shares to this vault, with the ticket to dial them back, whether a
     /// session waiting out its backoff has yet to be woken by the offer, and when it came.
     offers: HashMap<IdentityId, (Ticket, bool, Instant)>,
 }
 
 impl PeerBook {
-    /// Whether a refusal may be written now: `Some(n)` with `n` refusals not written since the
-    /// last row, or `None` (counted) within [`crate::REFUSAL_LOG_INTERVAL`] of the last row.
-    pub(crate) fn refusal_due(&mut self, now: Instant) -> Option<u64> {
-        match &mut self.refusals {
-            Some((last, unlogged)) if now.duration_since(*last) < crate::REFUSAL_LOG_INTERVAL => {
-                *unlogged += 1;
-                None
-            }
-            Some((last, unlogged)) => {
-                *last = now;
-                Some(std::mem::take(unlogged))
-            }
-            None => {
-                self.refusals = Some((now, 0));
-                Some(0)
-            }
-        }
-    }
-
     /// A session of `peer` now listens for shares (until [`Self::stop_listening`]).
     pub(crate) fn start_listening(&mut self, peer: IdentityId) {
         *self.listening.entry(peer).or_default() += 1;

@@ -7,8 +7,8 @@ use vault_sync::{NodeConfig, sync_once};
 
 use crate::app::{App, Outcome};
 use crate::cli::{BreachCommand, NoticesArgs};
-use crate::cmd::serve::runtime;
 use crate::output::untrusted;
+use crate::runtime::runtime;
 use crate::time::{local, parse_since, rfc3339};
 
 /// Customers reached at once by `breach notify`; the node delivers to the rest.

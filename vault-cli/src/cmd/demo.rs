@@ -15,7 +15,7 @@ use vault_sync::{Node, NodeConfig};
 use crate::app::Outcome;
 use crate::cli::DemoArgs;
 use crate::cmd::audit::describe_event;
-use crate::cmd::serve::runtime;
+use crate::runtime::runtime;
 
 /// How long any one step may take before the demo calls it failed.
 const STEP_TIMEOUT: Duration = Duration::from_secs(20);

@@ -1,20 +1,18 @@
-//! `vault device add|list|rm`, and the joining side, `vault init --join CODE`.
+//! `vault device add|list|rm` (the joining side, `vault init --join CODE`, is in init.rs).
 
 use std::io::{BufRead, Write};
 use std::time::Duration;
 
 use anyhow::Result;
 use serde_json::json;
-use vault_core::{
-    DeviceKey, DeviceRecord, JoinPackage, KdfParams, PAIRING_LIFETIME_SECS, PairingCode, Vault,
-};
+use vault_core::{DeviceRecord, PAIRING_LIFETIME_SECS};
 use vault_sync::{Invitation, NodeConfig};
 
-use crate::app::{App, Outcome, read_passphrase, read_secret_line};
+use crate::app::{App, Outcome};
 use crate::cli::DeviceCommand;
 use crate::cmd::id::render_qr;
-use crate::cmd::serve::runtime;
 use crate::output::untrusted;
+use crate::runtime::runtime;
 use crate::time::local;
 
 pub(crate) fn run(app: &App, command: DeviceCommand) -> Result<Outcome> {
@@ -151,44 +149,4 @@ fn describe(d: &DeviceRecord, this: bool) -> String {
         None => String::new(),
     };
     format!("{:<16} {}  added {added}  {seen}{state}", untrusted(&d.name), d.id)
-}
-
-/// `vault init --join CODE`: a new device of an existing identity.
-pub(crate) fn join(app: &App, code: &str, kdf: KdfParams, no_relay: bool, weak_ok: bool) -> Result<Outcome> {
-    let options = Vault::at(&app.dir);
-    if options.exists() {
-        return Err(vault_core::CreateError::AlreadyExists(app.dir.clone()).into());
-    }
-    let code = read_secret_line("Pairing code: ", code, "pairing code")?;
-    let code: PairingCode = code.parse()?;
-    code.check_fresh(jiff::Timestamp::now().as_second())?;
-    let passphrase = read_passphrase("New passphrase for this device: ", true)?;
-    if passphrase.is_empty() {
-        return Err(vault_core::CreateError::EmptyPassphrase.into());
-    }
-    super::init::check_new(&passphrase, weak_ok)?;
-    let device = DeviceKey::generate();
-    let config = NodeConfig { relay: !no_relay, subscribe: false, ..NodeConfig::default() };
-    // The digits go to standard error in every mode: the person compares them.
-    let show = |digits: &str| eprintln!("On the other device, type these digits: {digits}");
-    let key = DeviceKey::from_secret_bytes(&device.secret_bytes());
-    let made = |package: JoinPackage| options.kdf(kdf).join(&passphrase, key, package);
-    let vault = runtime()?.block_on(vault_sync::join(&code, &device, &config, show, made))??;
-    let name = vault.devices().list()?.into_iter().find(|d| d.id == device.public()).map(|d| d.name);
-    if app.json {
-        app.print_json(&json!({
-            "dir": app.dir,
-            "identity": vault.identity().to_string(),
-            "device": device.public().to_string(),
-            "name": name,
-        }))?;
-    } else {
-        app.print(format!(
-            "joined identity {} as {} at {}\nRun `vault serve` here and on the other device to keep them in sync.",
-            vault.identity(),
-            untrusted(name.as_deref().unwrap_or("?")),
-            app.dir.display()
-        ))?;
-    }
-    Ok(Outcome::Done)
 }

@@ -1,12 +1,15 @@
-//! `vault init`
+//! `vault init`, and `vault init --join CODE` (a new device of an existing identity)
 
 use anyhow::{Context, Result, bail};
 use serde_json::json;
-use vault_core::{KdfParams, Passphrase, Vault};
+use vault_core::{DeviceKey, JoinPackage, KdfParams, PairingCode, Passphrase, Vault};
+use vault_sync::NodeConfig;
 use zeroize::Zeroizing;
 
-use crate::app::{App, Outcome, read_passphrase};
+use crate::app::{App, Outcome, read_passphrase, read_secret_line};
 use crate::cli::InitArgs;
+use crate::output::untrusted;
+use crate::runtime::runtime;
 
 /// The key derivation: always the default, unless this is a test build (feature
 /// `insecure-test-kdf`) and the hidden `--insecure-fast-kdf` was given.
@@ -22,7 +25,7 @@ fn kdf(_: &InitArgs) -> KdfParams {
 
 pub(crate) fn run(app: &App, args: &InitArgs) -> Result<Outcome> {
     if let Some(code) = &args.join {
-        return super::device::join(app, code, kdf(args), args.no_relay, args.weak_passphrase_ok);
+        return join(app, code, kdf(args), args.no_relay, args.weak_passphrase_ok);
     }
     let options = Vault::at(&app.dir);
     if options.exists() {
@@ -83,6 +86,46 @@ pub(crate) fn run(app: &App, args: &InitArgs) -> Result<Outcome> {
              with it you can link and remove devices if this one is lost.",
             app.dir.display(),
             vault.identity()
+        ))?;
+    }
+    Ok(Outcome::Done)
+}
+
+/// `vault init --join CODE`: a new device of an existing identity.
+pub(crate) fn join(app: &App, code: &str, kdf: KdfParams, no_relay: bool, weak_ok: bool) -> Result<Outcome> {
+    let options = Vault::at(&app.dir);
+    if options.exists() {
+        return Err(vault_core::CreateError::AlreadyExists(app.dir.clone()).into());
+    }
+    let code = read_secret_line("Pairing code: ", code, "pairing code")?;
+    let code: PairingCode = code.parse()?;
+    code.check_fresh(jiff::Timestamp::now().as_second())?;
+    let passphrase = read_passphrase("New passphrase for this device: ", true)?;
+    if passphrase.is_empty() {
+        return Err(vault_core::CreateError::EmptyPassphrase.into());
+    }
+    check_new(&passphrase, weak_ok)?;
+    let device = DeviceKey::generate();
+    let config = NodeConfig { relay: !no_relay, subscribe: false, ..NodeConfig::default() };
+    // The digits go to standard error in every mode: the person compares them.
+    let show = |digits: &str| eprintln!("On the other device, type these digits: {digits}");
+    let key = DeviceKey::from_secret_bytes(&device.secret_bytes());
+    let made = |package: JoinPackage| options.kdf(kdf).join(&passphrase, key, package);
+    let vault = runtime()?.block_on(vault_sync::join(&code, &device, &config, show, made))??;
+    let name = vault.devices().list()?.into_iter().find(|d| d.id == device.public()).map(|d| d.name);
+    if app.json {
+        app.print_json(&json!({
+            "dir": app.dir,
+            "identity": vault.identity().to_string(),
+            "device": device.public().to_string(),
+            "name": name,
+        }))?;
+    } else {
+        app.print(format!(
+            "joined identity {} as {} at {}\nRun `vault serve` here and on the other device to keep them in sync.",
+            vault.identity(),
+            untrusted(name.as_deref().unwrap_or("?")),
+            app.dir.display()
         ))?;
     }
     Ok(Outcome::Done)

@@ -9,7 +9,7 @@ use vault_mirror::MirrorUrl;
 
 use crate::app::{App, Outcome};
 use crate::cli::MirrorCommand;
-use crate::cmd::serve::runtime;
+use crate::runtime::runtime;
 use crate::time::local;
 
 pub(crate) fn run(app: &App, command: MirrorCommand) -> Result<Outcome> {

@@ -10,9 +10,9 @@ use vault_sync::{NodeConfig, sync_once};
 use crate::app::{App, Outcome};
 use crate::cli::{ApproveArgs, DenyArgs, FollowArgs, RequestArgs, RequestsArgs};
 use crate::cmd::grant::grant_json;
-use crate::cmd::serve::runtime;
 use crate::fields::{derived_words, parse_fields, together_notes};
 use crate::output::untrusted;
+use crate::runtime::runtime;
 use crate::time::{local, parse_duration, parse_expiry, rfc3339};
 
 fn days(seconds: i64) -> String {

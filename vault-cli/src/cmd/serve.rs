@@ -10,10 +10,7 @@ use crate::agent::lender::{self, Lender, Listening};
 use crate::app::{App, Outcome};
 use crate::cli::{ServeArgs, SyncArgs};
 use crate::output::untrusted;
-
-pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")
-}
+use crate::runtime::runtime;
 
 pub(crate) fn serve(app: &App, args: &ServeArgs) -> Result<Outcome> {
     // A node holds the data key (and maybe the identity key) for as long as it runs, agent or

@@ -5,12 +5,12 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use super::store::GranteeStore;
 use super::{SessionError, frame_name, isolated};
 use crate::grant::SignedGrant;
 use crate::identity::{IdentityId, Ticket};
 use crate::protocol::{Ended, Frame};
 use crate::statement::GrantId;
-use crate::vault::Vault;
 
 /// Live shares this vault keeps from one issuer; grants beyond are ignored.
 pub const MAX_SHARES_PER_ISSUER: usize = 64;
@@ -91,26 +91,27 @@ impl GranteeSession {
 
     /// The first frames: this identity's device roster, queued consent requests (each is
     /// acknowledged), then `ListShares`.
-    pub fn start(&mut self, vault: &mut Vault) -> Result<Vec<GranteeAction>, SessionError> {
+    pub fn start<S: GranteeStore + ?Sized>(
+        &mut self,
+        vault: &mut S,
+    ) -> Result<Vec<GranteeAction>, SessionError> {
         let mut out: Vec<GranteeAction> = Vec::new();
-        let events = vault.keys().own_key_events()?;
+        let events = vault.own_key_events()?;
         if !events.is_empty() {
             out.push(GranteeAction::Send(Box::new(Frame::KeyEvents(events))));
         }
-        if let Some(roster) = vault.devices().roster()? {
+        if let Some(roster) = vault.roster()? {
             out.push(GranteeAction::Send(Box::new(Frame::Roster(roster))));
         }
         out.extend(
             vault
-                .outbox()
-                .undelivered(&self.issuer)?
+                .undelivered_requests(&self.issuer)?
                 .into_iter()
                 .map(|r| GranteeAction::Send(Box::new(Frame::Request(r)))),
         );
         out.extend(
             vault
-                .notices()
-                .undelivered(&self.issuer)?
+                .undelivered_notices(&self.issuer)?
                 .into_iter()
                 .map(|n| GranteeAction::Send(Box::new(Frame::Notice(n)))),
         );
@@ -119,12 +120,16 @@ impl GranteeSession {
     }
 
     /// Takes a frame the issuer sent on the control stream. An error ends the session.
-    pub fn on_frame(&mut self, vault: &mut Vault, frame: Frame) -> Result<Vec<GranteeAction>, SessionError> {
+    pub fn on_frame<S: GranteeStore + ?Sized>(
+        &mut self,
+        vault: &mut S,
+        frame: Frame,
+    ) -> Result<Vec<GranteeAction>, SessionError> {
         isolated("an issuer's control frame", || match frame {
             Frame::Shares { live, ended } => self.shares(vault, live, &ended),
             Frame::Ended(e) => self.shares(vault, Vec::new(), &[e]),
             Frame::RequestAck { request, accepted } => {
-                vault.outbox_mut().delivered(&self.issuer, &request, accepted)?;
+                vault.request_delivered(&self.issuer, &request, accepted)?;
                 if accepted {
                     self.report.delivered += 1;
                 } else {
@@ -133,25 +138,25 @@ impl GranteeSession {
                 Ok(vec![GranteeAction::Changed])
             }
             Frame::NoticeAck { notice, kept } => {
-                vault.notices_mut().delivered(&self.issuer, &notice)?;
+                vault.notice_delivered(&self.issuer, &notice)?;
                 if !kept {
                     tracing::warn!(%notice, "the customer's vault did not keep a breach notice");
                 }
                 Ok(vec![GranteeAction::Changed])
             }
             Frame::Denied(denial) => {
-                vault.outbox_mut().accept_denials(&self.issuer, &[denial])?;
+                vault.accept_denials(&self.issuer, &[denial])?;
                 Ok(vec![GranteeAction::Changed])
             }
             Frame::KeyEvents(events) => {
                 // Judged by the chain itself; a conflicting chain is refused inside.
-                vault.keys_mut().accept_key_events(self.issuer, &events)?;
+                vault.accept_key_events(self.issuer, &events)?;
                 Ok(Vec::new())
             }
             Frame::Roster(roster) => {
-                vault.devices_mut().accept_roster(self.issuer, &roster)?;
+                vault.accept_roster(self.issuer, &roster)?;
                 match &self.ticket {
-                    Some(t) if vault.devices().is_refused_device(&self.issuer, &t.device())? => {
+                    Some(t) if vault.is_refused_device(&self.issuer, &t.device())? => {
                         Err(SessionError::RemovedDevice)
                     }
                     _ => Ok(Vec::new()),
@@ -163,10 +168,12 @@ impl GranteeSession {
 
     /// Erasure receipts were signed outside this session (a seller's mirror confirmed erasing
     /// its rows): send the issuer's, so a live session does not hold them until it reconnects.
-    pub fn on_receipts_signed(&mut self, vault: &mut Vault) -> Result<Vec<GranteeAction>, SessionError> {
+    pub fn on_receipts_signed<S: GranteeStore + ?Sized>(
+        &mut self,
+        vault: &mut S,
+    ) -> Result<Vec<GranteeAction>, SessionError> {
         Ok(vault
-            .held()
-            .unconfirmed_receipts(Some(self.issuer))?
+            .unconfirmed_receipts(self.issuer)?
             .into_iter()
             .map(|r| GranteeAction::Send(Box::new(Frame::Erased(r))))
             .collect())
@@ -180,9 +187,9 @@ impl GranteeSession {
     /// A share stream ended: `changed` tells whether it changed the copy, `None` when it
     /// failed. In a live session, a stream that ended while its grant is still live is reopened
     /// after a pause, so a passing error never leaves it stale.
-    pub fn on_stream_end(
+    pub fn on_stream_end<S: GranteeStore + ?Sized>(
         &mut self,
-        vault: &mut Vault,
+        vault: &mut S,
         grant: GrantId,
         changed: Option<bool>,
     ) -> Result<Vec<GranteeAction>, SessionError> {
@@ -191,7 +198,7 @@ impl GranteeSession {
         self.report.updated += usize::from(changed == Some(true));
         if self.live {
             self.streaming.remove(&grant);
-            let still_live = vault.held().live_from(&self.issuer)?.contains(&grant);
+            let still_live = vault.live_shares_from(&self.issuer)?.contains(&grant);
             if still_live && self.streaming.insert(grant) {
                 self.running.insert(grant);
                 out.push(GranteeAction::OpenStream { grant, after: REOPEN_AFTER });
@@ -203,19 +210,19 @@ impl GranteeSession {
         Ok(out)
     }
 
-    fn shares(
+    fn shares<S: GranteeStore + ?Sized>(
         &mut self,
-        vault: &mut Vault,
+        vault: &mut S,
         live: Vec<SignedGrant>,
         ended: &[Ended],
     ) -> Result<Vec<GranteeAction>, SessionError> {
         self.got_shares = true;
         let mut out = vec![GranteeAction::OfferAnswered];
-        let held = vault.held().live_from(&self.issuer)?;
+        let held = vault.live_shares_from(&self.issuer)?;
         let before = held.len();
         let live = within_share_cap(&held, live);
-        let receipts = vault.held_mut().accept(self.issuer, self.ticket.as_ref(), &live, ended)?;
-        let now_live = vault.held().live_from(&self.issuer)?;
+        let receipts = vault.accept_shares(self.issuer, self.ticket.as_ref(), &live, ended)?;
+        let now_live = vault.live_shares_from(&self.issuer)?;
         self.report.erased += before.saturating_sub(now_live.len()).max(receipts.len().min(ended.len()));
         self.report.live = now_live.len();
         out.extend(receipts.into_iter().map(|r| GranteeAction::Send(Box::new(Frame::Erased(r)))));

@@ -4,6 +4,7 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
+use super::store::IssuerStore;
 use super::{SessionError, frame_name, isolated, log_refusal};
 use crate::grant::SignedGrant;
 use crate::identity::{DeviceCertificate, DeviceId, IdentityId};
@@ -12,7 +13,6 @@ use crate::protocol::{Ended, Frame};
 use crate::roster::DeviceRoster;
 use crate::statement::Signed;
 use crate::statement::{GrantId, RequestId};
-use crate::vault::Vault;
 
 /// Control frames a peer may send per minute on one connection.
 pub const MAX_REQUESTS_PER_MINUTE: u32 = 120;
@@ -85,9 +85,9 @@ impl IssuerSession {
 
     /// Takes a frame the peer sent on the control stream at `now`. An error ends the
     /// connection.
-    pub fn on_frame(
+    pub fn on_frame<S: IssuerStore + ?Sized>(
         &mut self,
-        vault: &mut Vault,
+        vault: &mut S,
         frame: Frame,
         now: Instant,
     ) -> Result<Vec<IssuerAction>, SessionError> {
@@ -108,12 +108,12 @@ impl IssuerSession {
                         // and which of its devices to refuse from now on. Only for a peer this
                         // vault shares with or knows: a stranger learns nothing, not even
                         // how many devices there are or where.
-                        if vault.devices_mut().knows_peer(&self.peer)? {
-                            let events = vault.keys().own_key_events()?;
+                        if vault.knows_peer(&self.peer)? {
+                            let events = vault.own_key_events()?;
                             if !events.is_empty() {
                                 out.push(IssuerAction::Send(Frame::KeyEvents(events)));
                             }
-                            if let Some(roster) = vault.devices().roster()? {
+                            if let Some(roster) = vault.roster()? {
                                 out.push(IssuerAction::Send(Frame::Roster(roster)));
                             }
                         }
@@ -135,12 +135,12 @@ impl IssuerSession {
                         && let Some(said) = self.unknown_peer_said.take()
                     {
                         let StrangerSaid { events, roster } = *said;
-                        vault.keys_mut().accept_key_events(self.peer, &events)?;
+                        vault.accept_key_events(self.peer, &events)?;
                         if let Some(roster) = roster {
-                            vault.devices_mut().accept_roster(self.peer, &roster)?;
+                            vault.accept_roster(self.peer, &roster)?;
                         }
                     }
-                    let accepted = vault.inbox_mut().receive(&self.peer, &request)?;
+                    let accepted = vault.receive_request(&self.peer, &request)?;
                     if let Err(why) = &accepted {
                         log_refusal(&self.peer, why);
                     }
@@ -148,26 +148,26 @@ impl IssuerSession {
                     return Ok(vec![IssuerAction::Send(ack)]);
                 }
                 Frame::Notice(notice) => {
-                    let kept = vault.notices_mut().receive(&self.peer, &notice)?;
+                    let kept = vault.receive_notice(&self.peer, &notice)?;
                     let ack = Frame::NoticeAck { notice: notice.statement().id, kept };
                     return Ok(vec![IssuerAction::Send(ack)]);
                 }
                 Frame::KeyEvents(events) => {
                     // Kept, like a roster, only from a peer this vault knows.
-                    if vault.devices_mut().knows_peer(&self.peer)? {
-                        vault.keys_mut().accept_key_events(self.peer, &events)?;
+                    if vault.knows_peer(&self.peer)? {
+                        vault.accept_key_events(self.peer, &events)?;
                     } else if events.len() <= 64 {
                         self.unknown_peer_said.get_or_insert_with(Default::default).events = events;
                     }
                     return Ok(Vec::new());
                 }
                 Frame::Roster(roster) => {
-                    if vault.devices_mut().knows_peer(&self.peer)? {
-                        vault.devices_mut().accept_roster(self.peer, &roster)?;
+                    if vault.knows_peer(&self.peer)? {
+                        vault.accept_roster(self.peer, &roster)?;
                     } else {
                         self.unknown_peer_said.get_or_insert_with(Default::default).roster = Some(roster);
                     }
-                    if vault.devices().is_refused_device(&self.peer, &self.device)? {
+                    if vault.is_refused_device(&self.peer, &self.device)? {
                         return Err(SessionError::RemovedDevice);
                     }
                     return Ok(Vec::new());
@@ -176,7 +176,7 @@ impl IssuerSession {
                     if receipt.statement().grantee != self.peer {
                         return Err(SessionError::ReceiptFromAnotherIdentity);
                     }
-                    if let Err(e) = vault.grants_mut().record_erasure(&receipt) {
+                    if let Err(e) = vault.record_erasure(&receipt) {
                         tracing::debug!(error = %e, "ignoring an erasure receipt");
                     }
                     self.told = None;
@@ -189,23 +189,26 @@ impl IssuerSession {
     }
 
     /// The vault changed (here or in another process): tells a listening peer what is new.
-    pub fn on_change(&mut self, vault: &mut Vault) -> Result<Vec<IssuerAction>, SessionError> {
+    pub fn on_change<S: IssuerStore + ?Sized>(
+        &mut self,
+        vault: &mut S,
+    ) -> Result<Vec<IssuerAction>, SessionError> {
         isolated("telling a peer its shares", || self.tell(vault))
     }
 
     /// Denials not told yet, then the share set when it changed since it was last told.
-    fn tell(&mut self, vault: &mut Vault) -> Result<Vec<IssuerAction>, SessionError> {
+    fn tell<S: IssuerStore + ?Sized>(&mut self, vault: &mut S) -> Result<Vec<IssuerAction>, SessionError> {
         let mut out = Vec::new();
         if !self.subscribed {
             return Ok(out);
         }
         // The answers to the peer's requests: denials here, approvals as grants below.
-        for denial in vault.inbox().denials_for(&self.peer)? {
+        for denial in vault.denials_for(&self.peer)? {
             if self.denials_told.insert(denial.statement().request) {
                 out.push(IssuerAction::Send(Frame::Denied(denial)));
             }
         }
-        let (live, ended) = vault.grants_mut().shares_for(&self.peer)?;
+        let (live, ended) = vault.shares_for(&self.peer)?;
         let now = share_set(&live, &ended);
         if self.told.as_ref() != Some(&now) {
             out.push(IssuerAction::Send(Frame::Shares { live, ended }));
@@ -215,3 +218,6 @@ impl IssuerSession {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 
 use vault_core::{IdentityId, KdfParams, NewGrant, Passphrase, Vault};
 
-use crate::{Node, NodeConfig};
+use crate::endpoint::NodeConfig;
+use crate::node::Node;
 
 /// The peer whose sync messages make the node panic (test hook).
 static PANIC_FOR: Mutex<Vec<IdentityId>> = Mutex::new(Vec::new());
@@ -54,8 +55,8 @@ async fn a_panicking_peer_loses_its_stream_and_the_node_serves_the_others() {
     PANIC_FOR.lock().unwrap().push(bad.identity());
     let issuer = Node::spawn(issuer, local()).await.unwrap();
     let ticket = issuer.ticket();
-    let (good, _) = crate::sync_once(good, &ticket, &local()).await;
-    let (bad, _) = crate::sync_once(bad, &ticket, &local()).await;
+    let (good, _) = crate::client::sync_once(good, &ticket, &local()).await;
+    let (bad, _) = crate::client::sync_once(bad, &ticket, &local()).await;
     let (good, bad) = (Node::spawn(good, local()).await.unwrap(), Node::spawn(bad, local()).await.unwrap());
     assert_eq!(email_at(&good).as_deref(), Some("ada@example.org"));
     tokio::time::sleep(Duration::from_millis(500)).await;

@@ -8,9 +8,12 @@ use vault_core::{
     ALPN, AuditFilter, AuditKind, DeviceKey, Frame, Identity, KdfParams, Passphrase, Ticket, Vault,
 };
 
+use crate::endpoint::NodeConfig;
 use crate::endpoint::{bind_endpoint, ticket_addrs};
+use crate::error::SyncError;
 use crate::frame::write_frame;
-use crate::{HANDSHAKE_TIMEOUT, Node, NodeConfig, SyncError};
+use crate::limits::HANDSHAKE_TIMEOUT;
+use crate::node::Node;
 
 fn create(dir: &std::path::Path) -> Vault {
     Vault::at(dir).kdf(KdfParams::INSECURE_FOR_TESTS).create(&Passphrase::new("pw")).unwrap()
@@ -64,7 +67,7 @@ impl ProtocolHandler for Silent {
 
 async fn outcome(requester: Vault, ticket: &Ticket) -> (String, Duration) {
     let start = Instant::now();
-    let (_, result) = crate::sync_once(requester, ticket, &local()).await;
+    let (_, result) = crate::client::sync_once(requester, ticket, &local()).await;
     let error = result.expect_err("no answer");
     assert!(matches!(error, SyncError::Timeout), "{error:?}");
     (error.to_string(), start.elapsed())

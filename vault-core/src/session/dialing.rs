@@ -1,0 +1,127 @@
+//! Whom the dialing side calls, and whom it believes: which devices of a peer to try (never
+//! one its identity key removed), whether the device that answered is the one asked for,
+//! which peers to keep a session with, and which audiences to offer shares. The transport dials
+//! what these say and nothing else.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use super::issuer::{ShareSet, share_set};
+use crate::identity::{DeviceCertificate, DeviceId, IdentityId, Ticket};
+use crate::store::StoreError;
+use crate::vault::Vault;
+
+/// A device of the peer a ticket names, in the order to try them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DialCandidate {
+    /// Dial this device at these addresses.
+    Dial {
+        /// The device.
+        device: DeviceId,
+        /// Where it was last seen or set by hand.
+        addrs: Vec<SocketAddr>,
+    },
+    /// A device its identity key removed: not dialed, and the answer if nothing else answers.
+    Removed(DeviceId),
+}
+
+/// The devices to try for the identity `ticket` names: the ticket's device first (at the
+/// addresses set by hand on its contact, when there are any), then the identity's other
+/// devices its roster named; a removed one is named, not dialed. Also returns the identity.
+pub fn dial_candidates(
+    vault: &Vault,
+    ticket: &Ticket,
+) -> Result<(IdentityId, Vec<DialCandidate>), StoreError> {
+    let first = vault.contacts().dial_ticket(ticket)?;
+    let identity = first.identity();
+    let mut devices = vec![(first.device(), first.addrs().to_vec())];
+    for d in vault.devices().devices_of(&identity).unwrap_or_default() {
+        if d.device != first.device() && !d.addrs.is_empty() {
+            devices.push((d.device, d.addrs));
+        }
+    }
+    let candidates = devices
+        .into_iter()
+        .map(|(device, addrs)| {
+            if vault.devices().is_refused_device(&identity, &device).unwrap_or(true) {
+                DialCandidate::Removed(device)
+            } else {
+                DialCandidate::Dial { device, addrs }
+            }
+        })
+        .collect();
+    Ok((identity, candidates))
+}
+
+/// The answering device's hello is not the one asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the peer's certificate does not match its ticket")]
+pub struct WrongPeer;
+
+/// Whether the hello `their` answered by `device` (as QUIC authenticated it) speaks for it and
+/// for `identity`, the identity dialed.
+pub fn check_answer(
+    their: &DeviceCertificate,
+    device: DeviceId,
+    identity: IdentityId,
+) -> Result<(), WrongPeer> {
+    their.verify(device).map_err(|_| WrongPeer)?;
+    if their.identity() != identity {
+        return Err(WrongPeer);
+    }
+    Ok(())
+}
+
+/// The peers this vault keeps a session with: issuers of live shares (or of erasure receipts
+/// not yet confirmed), issuers that `offers` shares (their ticket is the freshest way to reach
+/// them), holders of requests queued or waiting for an answer, and customers of breach
+/// notices; never a blocked peer (blocking means no contact, both ways).
+pub fn wanted_peers(vault: &Vault, offers: Vec<(IdentityId, Ticket)>) -> Vec<(IdentityId, Option<Ticket>)> {
+    let mut peers = vault.held().issuers().unwrap_or_default();
+    // Where each peer is in `peers`: a node may have thousands.
+    let mut index: HashMap<IdentityId, usize> = peers.iter().enumerate().map(|(i, (p, _))| (*p, i)).collect();
+    let mut add =
+        |peers: &mut Vec<(IdentityId, Option<Ticket>)>, peer: IdentityId, ticket: Option<Ticket>, fresh| {
+            match index.get(&peer) {
+                // An offer's ticket is the freshest way to reach its issuer.
+                Some(&i) if fresh => peers[i].1 = ticket,
+                Some(&i) if peers[i].1.is_none() => peers[i].1 = ticket,
+                Some(_) => {}
+                None => {
+                    index.insert(peer, peers.len());
+                    peers.push((peer, ticket));
+                }
+            }
+        };
+    for (issuer, ticket) in offers {
+        add(&mut peers, issuer, Some(ticket), true);
+    }
+    for (holder, ticket) in vault.outbox().holders().unwrap_or_default() {
+        add(&mut peers, holder, ticket, false);
+    }
+    for (customer, ticket) in vault.notices().customers().unwrap_or_default() {
+        add(&mut peers, customer, ticket, false);
+    }
+    let blocked = vault.contacts().blocked().unwrap_or_default();
+    peers.retain(|(p, _)| !blocked.contains(p));
+    peers
+}
+
+/// The audiences to offer shares to: contacts with a ticket that names them, not blocked, with
+/// what each may learn now.
+pub fn offer_audiences(vault: &mut Vault) -> Vec<(IdentityId, Ticket, ShareSet)> {
+    let contacts = vault.contacts().list().unwrap_or_default();
+    let mut out = Vec::new();
+    for contact in contacts {
+        if contact.blocked {
+            continue;
+        }
+        let Some(ticket) = contact.ticket.as_deref().and_then(|t| t.parse::<Ticket>().ok()) else { continue };
+        if ticket.identity() != contact.identity {
+            continue;
+        }
+        let Ok((live, ended)) = vault.grants_mut().shares_for(&contact.identity) else { continue };
+        out.push((contact.identity, ticket, share_set(&live, &ended)));
+    }
+    out
+}
