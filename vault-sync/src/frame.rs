@@ -122,7 +122,7 @@ mod tests {
     use tokio::sync::Semaphore;
     use vault_core::{Frame, encode_with_length};
 
-    use super::read_frame_within;
+    use crate::frame::read_frame_within;
 
     #[tokio::test]
     async fn a_budget_bounds_what_is_buffered() {

@@ -8,9 +8,13 @@
 //! exponential backoff. [`sync_once`] dials one peer, exchanges everything and returns.
 //!
 //! The protocol logic lives in vault-core: its session machines ([`vault_core::IssuerSession`],
-//! [`vault_core::ServeStream`], [`vault_core::GranteeSession`], [`vault_core::ShareStream`])
-//! decide what to send; this crate reads frames, feeds them in, writes what they return and
-//! runs their timers.
+//! [`vault_core::ServeStream`], [`vault_core::GranteeSession`], [`vault_core::ShareStream`],
+//! and [`vault_core::DeviceSession`] between the devices of one identity, ALPN
+//! `vault/device/1`) decide what to send; who is let in and who is dialed is decided there too
+//! ([`vault_core::admit_peer`], [`vault_core::admit_device`], [`vault_core::dial_candidates`],
+//! [`vault_core::wanted_peers`]). This crate accepts and dials, reads frames (framed and bounded
+//! as [`vault_core::framing`] says), feeds them in, writes what the machines return and runs
+//! their timers.
 //!
 //! # Limits
 //!
