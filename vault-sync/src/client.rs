@@ -16,7 +16,7 @@ use vault_core::{
     ShareStream, SyncReport, Ticket, Vault,
 };
 
-use crate::endpoint::{NodeConfig, Shared, bind_endpoint, device_id, endpoint_id};
+use crate::endpoint::{NodeConfig, NodeTasks, bind_endpoint, device_id, endpoint_id};
 use crate::error::SyncError;
 use crate::frame::{Permits, read_frame, read_frame_within, write_frame};
 use crate::limits::HANDSHAKE_TIMEOUT;
@@ -40,7 +40,7 @@ pub async fn sync_once(
         Ok(e) => e,
         Err(e) => return (vault, Err(e)),
     };
-    let shared = Arc::new(Shared::new(vault));
+    let shared = Arc::new(NodeTasks::new(vault));
     let result = session(shared.clone(), &endpoint, ticket, false).await;
     endpoint.close().await;
     // The session drained its tasks; wait out any last reference rather than assume.
@@ -83,7 +83,11 @@ pub(crate) type Dialed = (Connection, SendStream, RecvStream, Ticket);
 /// Dials the identity `ticket` names: the ticket's device first (at the addresses set by hand
 /// on its contact, when there are any), then the identity's other devices its roster named,
 /// never one its identity key removed. Exchanges hellos with the first that answers.
-pub(crate) async fn dial(shared: &Shared, endpoint: &Endpoint, ticket: &Ticket) -> Result<Dialed, SyncError> {
+pub(crate) async fn dial(
+    shared: &NodeTasks,
+    endpoint: &Endpoint,
+    ticket: &Ticket,
+) -> Result<Dialed, SyncError> {
     let (identity, candidates) = vault_core::dial_candidates(&shared.vault(), ticket)?;
     let mut last = None;
     for candidate in candidates {
@@ -107,7 +111,7 @@ pub(crate) async fn dial(shared: &Shared, endpoint: &Endpoint, ticket: &Ticket) 
 }
 
 async fn dial_device(
-    shared: &Shared,
+    shared: &NodeTasks,
     endpoint: &Endpoint,
     identity: IdentityId,
     device: DeviceId,
@@ -134,7 +138,7 @@ async fn dial_device(
 /// One session with an issuer, driven by a [`GranteeSession`]. With `live`, stays connected
 /// until the connection drops; otherwise returns once everything is exchanged.
 pub(crate) async fn session(
-    shared: Arc<Shared>,
+    shared: Arc<NodeTasks>,
     endpoint: &Endpoint,
     ticket: &Ticket,
     live: bool,
@@ -239,7 +243,7 @@ impl Drop for CloseOnDrop {
 /// Syncs one share on its own stream, driven by a [`ShareStream`]. Returns whether the local
 /// copy changed.
 async fn grant_stream(
-    shared: Arc<Shared>,
+    shared: Arc<NodeTasks>,
     conn: Connection,
     issuer: IdentityId,
     id: GrantId,
@@ -297,7 +301,7 @@ async fn grant_stream(
 
 /// Returns when `issuer` made a new offer, or at `deadline`.
 async fn new_offer(
-    shared: &Shared,
+    shared: &NodeTasks,
     issuer: &IdentityId,
     changes: &mut watch::Receiver<u64>,
     deadline: Option<tokio::time::Instant>,
@@ -321,7 +325,7 @@ async fn new_offer(
 }
 
 /// The peers this vault keeps a session with (vault-core's [`vault_core::wanted_peers`]).
-fn wanted_peers(shared: &Shared) -> Vec<(IdentityId, Option<Ticket>)> {
+fn wanted_peers(shared: &NodeTasks) -> Vec<(IdentityId, Option<Ticket>)> {
     let offers = shared.book().offers();
     vault_core::wanted_peers(&shared.vault(), offers)
 }
@@ -330,7 +334,7 @@ fn wanted_peers(shared: &Shared) -> Vec<(IdentityId, Option<Ticket>)> {
 /// reconnecting with exponential backoff; this is also how queued consent requests get
 /// delivered. New peers are picked up within [`PICK_UP`]; a peer no longer wanted is let go
 /// at its next reconnection.
-pub(crate) async fn subscribe_all(shared: Arc<Shared>, endpoint: Endpoint, config: NodeConfig) {
+pub(crate) async fn subscribe_all(shared: Arc<NodeTasks>, endpoint: Endpoint, config: NodeConfig) {
     let _ = config;
     let mut running: HashSet<IdentityId> = HashSet::new();
     let mut tasks: JoinSet<IdentityId> = JoinSet::new();

@@ -13,7 +13,7 @@ use iroh::{Endpoint, EndpointAddr};
 use tokio::sync::mpsc;
 use vault_core::{DEVICE_ALPN, DeviceAction, DeviceId, DeviceMessage, DeviceSession};
 
-use crate::endpoint::{Shared, device_id, endpoint_id};
+use crate::endpoint::{NodeTasks, device_id, endpoint_id};
 use crate::error::SyncError;
 use crate::frame::{read_device_message, write_device_message};
 use crate::limits::HANDSHAKE_TIMEOUT;
@@ -24,7 +24,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// Accepts sessions from the other devices of this identity.
 #[derive(Debug, Clone)]
 pub(crate) struct DeviceListener {
-    pub(crate) shared: Arc<Shared>,
+    pub(crate) shared: Arc<NodeTasks>,
 }
 
 impl ProtocolHandler for DeviceListener {
@@ -50,12 +50,12 @@ impl ProtocolHandler for DeviceListener {
 }
 
 /// An active device of this identity other than this one, while this one is active too.
-fn admitted(shared: &Shared, peer: &DeviceId) -> bool {
+fn admitted(shared: &NodeTasks, peer: &DeviceId) -> bool {
     DeviceSession::admits(&*shared.vault(), peer)
 }
 
 /// Keeps a session to every other active device of this identity, for as long as the node runs.
-pub(crate) async fn keep_devices(shared: Arc<Shared>, endpoint: Endpoint) {
+pub(crate) async fn keep_devices(shared: Arc<NodeTasks>, endpoint: Endpoint) {
     let mut changes = shared.changes.subscribe();
     let mut running: HashMap<DeviceId, tokio::task::JoinHandle<()>> = HashMap::new();
     loop {
@@ -73,7 +73,7 @@ pub(crate) async fn keep_devices(shared: Arc<Shared>, endpoint: Endpoint) {
     }
 }
 
-async fn keep_one(shared: Arc<Shared>, endpoint: Endpoint, device: DeviceId) {
+async fn keep_one(shared: Arc<NodeTasks>, endpoint: Endpoint, device: DeviceId) {
     let mut backoff = Duration::from_millis(500);
     while admitted(&shared, &device) {
         let addrs = shared
@@ -106,7 +106,7 @@ async fn keep_one(shared: Arc<Shared>, endpoint: Endpoint, device: DeviceId) {
 /// One session with another device, driven by a [`DeviceSession`]: writes what it says, feeds
 /// it what the other device sends, until either side ends it.
 async fn session(
-    shared: &Shared,
+    shared: &NodeTasks,
     peer: DeviceId,
     mut send: SendStream,
     recv: RecvStream,
@@ -150,7 +150,7 @@ async fn session(
 
 /// Does what the machine said, in order; whether the session ends.
 async fn perform(
-    shared: &Shared,
+    shared: &NodeTasks,
     send: &mut SendStream,
     actions: Vec<DeviceAction>,
 ) -> Result<bool, SyncError> {

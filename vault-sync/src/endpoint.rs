@@ -34,9 +34,9 @@ impl Default for NodeConfig {
     }
 }
 
-/// State shared by the node's tasks.
+/// What the node's tasks share: the vault, change notices, budgets, the refusal log.
 #[derive(Debug)]
-pub(crate) struct Shared {
+pub(crate) struct NodeTasks {
     /// The vault; every operation holds the lock briefly (they are all short and synchronous).
     pub(crate) vault: Mutex<Vault>,
     /// Bumped whenever the vault changed (here or in another process); sessions wait on it.
@@ -56,12 +56,12 @@ pub(crate) struct Shared {
     pub(crate) served_settled: watch::Sender<u64>,
 }
 
-impl Shared {
+impl NodeTasks {
     pub(crate) fn new(vault: Vault) -> Self {
         let (changes, _) = watch::channel(0u64);
         let (receipts, _) = watch::channel(0u64);
         let (served_settled, _) = watch::channel(vault.serving().served_settled());
-        Shared {
+        NodeTasks {
             vault: Mutex::new(vault),
             changes,
             receipts,

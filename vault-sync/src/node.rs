@@ -22,7 +22,7 @@ mod refusal_tests;
 mod watcher;
 
 use crate::devices::DeviceListener;
-use crate::endpoint::{NodeConfig, Shared, bind_endpoint, device_id, ticket_addrs};
+use crate::endpoint::{NodeConfig, NodeTasks, bind_endpoint, device_id, ticket_addrs};
 use crate::error::SyncError;
 use crate::frame::{Permits, read_frame_within, write_frame};
 use crate::limits::{HANDSHAKE_TIMEOUT, MAX_STREAMS_PER_CONNECTION};
@@ -31,7 +31,7 @@ use crate::limits::{HANDSHAKE_TIMEOUT, MAX_STREAMS_PER_CONNECTION};
 #[derive(Debug)]
 pub struct Node {
     router: Router,
-    shared: Arc<Shared>,
+    shared: Arc<NodeTasks>,
     tasks: JoinSet<()>,
 }
 
@@ -48,7 +48,7 @@ impl Node {
         vault.grants_mut().expire()?;
         // What is served is logged in group commits (served.rs).
         vault.serving_mut().defer_served_log(true);
-        let shared = Arc::new(Shared::new(vault));
+        let shared = Arc::new(NodeTasks::new(vault));
         let addrs = ticket_addrs(&endpoint);
         shared.vault().serving_mut().set_node_addrs(&addrs)?;
         let router = Router::builder(endpoint.clone())
@@ -119,7 +119,7 @@ impl Node {
 /// signals that wake them.
 #[derive(Debug, Clone)]
 pub struct VaultHandle {
-    shared: Arc<Shared>,
+    shared: Arc<NodeTasks>,
 }
 
 impl VaultHandle {
@@ -144,7 +144,7 @@ impl VaultHandle {
 /// Accepts connections for ALPN `vault/sync/1`.
 #[derive(Debug, Clone)]
 struct Listener {
-    shared: Arc<Shared>,
+    shared: Arc<NodeTasks>,
 }
 
 impl ProtocolHandler for Listener {
@@ -165,7 +165,7 @@ impl ProtocolHandler for Listener {
     }
 }
 
-async fn serve_connection(shared: Arc<Shared>, conn: Connection) -> Result<(), SyncError> {
+async fn serve_connection(shared: Arc<NodeTasks>, conn: Connection) -> Result<(), SyncError> {
     let remote = device_id(conn.remote_id()).ok_or_else(|| SyncError::Protocol("bad device key".into()))?;
     let (mut send, mut recv) = tokio::time::timeout(HANDSHAKE_TIMEOUT, conn.accept_bi())
         .await
@@ -282,7 +282,7 @@ async fn serve_connection(shared: Arc<Shared>, conn: Connection) -> Result<(), S
 
 /// Marks a session that listens for shares, until it ends (however it ends).
 struct ListeningGuard {
-    shared: Arc<Shared>,
+    shared: Arc<NodeTasks>,
     peer: IdentityId,
 }
 
@@ -295,7 +295,7 @@ impl Drop for ListeningGuard {
 /// Serves one grant stream: `Open(grant)`, then sync messages both ways until the peer goes
 /// away or the grant ends. The stream's state lives in its [`ServeStream`].
 async fn serve_grant_stream(
-    shared: Arc<Shared>,
+    shared: Arc<NodeTasks>,
     peer: IdentityId,
     device: DeviceId,
     mut send: iroh::endpoint::SendStream,

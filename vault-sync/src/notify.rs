@@ -23,7 +23,7 @@ use vault_core::framing::CONTROL_LIMIT;
 use vault_core::{Frame, IdentityId, Ticket};
 
 use crate::client::dial;
-use crate::endpoint::{Shared, ticket_addrs};
+use crate::endpoint::{NodeTasks, ticket_addrs};
 use crate::error::SyncError;
 use crate::frame::{read_frame, write_frame};
 use crate::limits::HANDSHAKE_TIMEOUT;
@@ -43,7 +43,7 @@ struct Pending {
 }
 
 /// Tells every contact whose shares changed, retrying with backoff (see the module docs).
-pub(crate) async fn notify_audiences(shared: Arc<Shared>, endpoint: Endpoint) {
+pub(crate) async fn notify_audiences(shared: Arc<NodeTasks>, endpoint: Endpoint) {
     let mut changes = shared.changes.subscribe();
     let mut pending: HashMap<IdentityId, Pending> = HashMap::new();
     let mut in_flight: HashSet<IdentityId> = HashSet::new();
@@ -97,12 +97,12 @@ pub(crate) async fn notify_audiences(shared: Arc<Shared>, endpoint: Endpoint) {
 
 /// Contacts with a ticket, not blocked, with what they may learn now (vault-core's
 /// [`vault_core::offer_audiences`]).
-fn audiences(shared: &Shared) -> Vec<(IdentityId, Ticket, ShareSet)> {
+fn audiences(shared: &NodeTasks) -> Vec<(IdentityId, Ticket, ShareSet)> {
     vault_core::offer_audiences(&mut shared.vault())
 }
 
 /// Dials `ticket` and offers this vault's shares; Ok once acknowledged.
-async fn offer(shared: &Arc<Shared>, endpoint: &Endpoint, ticket: &Ticket) -> Result<(), SyncError> {
+async fn offer(shared: &Arc<NodeTasks>, endpoint: &Endpoint, ticket: &Ticket) -> Result<(), SyncError> {
     let (conn, mut send, mut recv, _) = dial(shared, endpoint, ticket).await?;
     let mine = shared.vault().ticket(ticket_addrs(endpoint));
     write_frame(&mut send, &Frame::Offer(mine)).await.map_err(SyncError::io)?;

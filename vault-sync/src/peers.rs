@@ -1,6 +1,6 @@
 //! What the node's tasks know about peers, in memory only: which sessions listen for shares,
 //! what each audience was told, offers waiting to be dialed back, and when a refusal was last
-//! logged. Shared by the serving side ([`crate::node`]) and the notifier ([`crate::notify`]).
+//! logged. NodeTasks by the serving side ([`crate::node`]) and the notifier ([`crate::notify`]).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};

@@ -8,13 +8,13 @@ use std::time::Duration;
 
 use vault_core::{Logged, Vault};
 
-use crate::endpoint::Shared;
+use crate::endpoint::NodeTasks;
 
 /// How long a stream waits for its record's commit before giving up (and not sending).
 const SETTLE_WITHIN: Duration = Duration::from_secs(30);
 
 /// Commits waiting records whenever a stream asks, until the node stops.
-pub(crate) async fn commit_served(shared: Arc<Shared>) {
+pub(crate) async fn commit_served(shared: Arc<NodeTasks>) {
     loop {
         shared.served_flush.notified().await;
         // Let every stream the same change woke take its turn first (they are ready to run):
@@ -42,7 +42,7 @@ pub(crate) fn queued_by(vault: &Vault, before: Option<u64>) -> Option<u64> {
 }
 
 /// Waits until record `seq` is settled; true when it is durable (the message may be sent).
-pub(crate) async fn logged(shared: &Shared, seq: u64) -> bool {
+pub(crate) async fn logged(shared: &NodeTasks, seq: u64) -> bool {
     let mut settled = shared.served_settled.subscribe();
     shared.served_flush.notify_one();
     // Fails closed: a record not settled in time is not sent.

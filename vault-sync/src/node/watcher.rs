@@ -11,11 +11,11 @@ use std::time::{Duration, Instant};
 
 use vault_core::Vault;
 
-use super::Shared;
+use super::NodeTasks;
 
 /// Polls the vault file for commits by other processes; on a change, catches up, updates the
 /// projections, logs expiries, and wakes every session.
-pub(super) async fn watch_vault(shared: Arc<Shared>, poll: Duration) {
+pub(super) async fn watch_vault(shared: Arc<NodeTasks>, poll: Duration) {
     let mut ticker = tokio::time::interval(poll);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_expiry_check = Instant::now();
