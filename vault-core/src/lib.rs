@@ -106,7 +106,9 @@ pub use session::{
     SYNC_MESSAGES_PER_SECOND, ServeStep, ServeStream, SessionError, ShareEvent, ShareNext, ShareSet,
     ShareStream, SyncReport, TokenBucket, share_set,
 };
-pub use session::{DialCandidate, WrongPeer, check_answer, dial_candidates, offer_audiences, wanted_peers};
+pub use session::{
+    DialCandidate, WrongPeer, check_answer, dial_candidates, may_dial, offer_audiences, wanted_peers,
+};
 pub use signer::{By, Signer};
 pub use statement::breach_notice::{BreachNotice, MAX_NOTICE_GRANTS, MAX_NOTICE_TEXT};
 pub use statement::consent_request::{ConsentRequest, MAX_REQUEST_DURATION, WiderThanAsked};

@@ -93,7 +93,9 @@ pub use admission::{
     AdmissionStore, REFUSAL_LOG_INTERVAL, RefusalLog, Refused, RefusedWhy, admit_device, admit_peer,
 };
 pub use device::{DeviceAction, DeviceSession, DeviceTurn};
-pub use dialing::{DialCandidate, WrongPeer, check_answer, dial_candidates, offer_audiences, wanted_peers};
+pub use dialing::{
+    DialCandidate, WrongPeer, check_answer, dial_candidates, may_dial, offer_audiences, wanted_peers,
+};
 pub use grantee::{GranteeAction, GranteeSession, MAX_SHARES_PER_ISSUER, SyncReport};
 pub use issuer::{IssuerAction, IssuerSession, MAX_REQUESTS_PER_MINUTE, ShareSet, share_set};
 pub use rate::TokenBucket;

@@ -99,6 +99,10 @@ pub(crate) async fn dial(
                 continue;
             }
         };
+        if !vault_core::may_dial(&shared.vault(), &identity, &device) {
+            last.get_or_insert(SyncError::RemovedDevice);
+            continue;
+        }
         match dial_device(shared, endpoint, identity, device, &addrs).await {
             Ok(dialed) => return Ok(dialed),
             Err(e) => {

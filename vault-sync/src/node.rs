@@ -195,7 +195,8 @@ async fn serve_connection(shared: Arc<NodeTasks>, conn: Connection) -> Result<()
             }
             return Err(match refused.why {
                 RefusedWhy::Certificate(e) => SyncError::Certificate(e),
-                _ => SyncError::RemovedDevice,
+                RefusedWhy::RemovedDevice => SyncError::RemovedDevice,
+                other => SyncError::Protocol(format!("refused: {other:?}")),
             });
         }
     };

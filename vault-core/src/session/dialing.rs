@@ -53,6 +53,12 @@ pub fn dial_candidates(
     Ok((identity, candidates))
 }
 
+/// Whether `device` of `identity` may still be dialed: asked again right before each dial, as
+/// a removal can arrive while earlier candidates time out.
+pub fn may_dial(vault: &Vault, identity: &IdentityId, device: &DeviceId) -> bool {
+    !vault.devices().is_refused_device(identity, device).unwrap_or(true)
+}
+
 /// The answering device's hello is not the one asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("the peer's certificate does not match its ticket")]
