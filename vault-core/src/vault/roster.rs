@@ -107,7 +107,7 @@ impl<V: Deref<Target = Vault>> Devices<V> {
         Ok(self
             .vault
             .settings()
-            .get(Setting::DevicesOf(&peer))?
+            .get(Setting::DevicesOf(peer))?
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or_default())
     }
