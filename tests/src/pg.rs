@@ -72,6 +72,12 @@ impl TestDb {
     pub fn count(&self, sql: &str) -> i64 {
         self.client().query_one(sql, &[]).expect(sql).get(0)
     }
+
+    /// One integer from a query, or `None` while it fails (before the mirror made its tables):
+    /// for waits on a condition.
+    pub fn try_count(&self, sql: &str) -> Option<i64> {
+        self.client().query_one(sql, &[]).ok().map(|row| row.get(0))
+    }
 }
 
 impl Default for TestDb {
