@@ -69,7 +69,8 @@ impl Template {
         let (mut customer, mut shop) = (create("customer"), create("shop"));
         customer.records_mut().set_profile("email", "ada@example.org").expect("an edit");
         let grant = customer
-            .grants_mut().issue(NewGrant {
+            .grants_mut()
+            .issue(NewGrant {
                 audience: shop.identity(),
                 fields: vec![
                     "profile.email".parse().expect("a field"),

@@ -110,21 +110,7 @@ pub use session::{
     DialCandidate, WrongPeer, check_answer, dial_candidates, may_dial, offer_audiences, wanted_peers,
 };
 pub use signer::{By, Signer};
-pub use statement::breach_notice::{BreachNotice, MAX_NOTICE_GRANTS, MAX_NOTICE_TEXT};
-pub use statement::consent_request::{ConsentRequest, MAX_REQUEST_DURATION, WiderThanAsked};
-pub use statement::denial::{Denial, MAX_REASON_LEN};
-pub use statement::device_roster::{
-    DeviceRoster, MAX_ROSTER_ADDRS, MAX_ROSTER_DEVICES, RemovedDevice, RosterDevice,
-};
-pub use statement::erasure_receipt::ErasureReceipt;
-pub use statement::grant::{Grant, SignedGrant};
-pub use statement::key_event::{
-    KEY_EVENT_LEN, KeyEvent, KeyEventError, KeyLog, MAX_KEY_EVENTS, decode_events, next_key_digest,
-};
-pub use statement::revocation::Revocation;
-pub use statement::{
-    GrantId, NoticeId, RequestId, Rule, Signed, Statement, StatementError, is_steering_char,
-};
+pub use statement::*;
 pub use store::{DB_FILE, StoreError, UnlockKey};
 pub use vault::network::{self, ItemSummary, Mute, Mutes, PriceRange, ReviewBy, SellerSummary};
 pub use vault::{

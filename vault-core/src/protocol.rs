@@ -445,5 +445,39 @@ pub fn decode_sync_body(body: &[u8]) -> Result<(u64, &[u8]), FrameError> {
     }
 }
 
+impl Frame {
+    /// The statement kinds this frame carries, by their names in `statement::KINDS` (the
+    /// checklist's tests check every kind travels in a frame of the fixture). No wildcard arm:
+    /// a new frame does not compile until it is listed here.
+    #[cfg(test)]
+    pub(crate) fn statements_carried(&self) -> Vec<&'static str> {
+        let ended = |e: &Ended| match e {
+            Ended::Revoked(_) => Some("revocation"),
+            Ended::Expired(_) => None,
+        };
+        match self {
+            Frame::Hello(_) | Frame::Offer(_) => vec!["device_certificate"],
+            Frame::Shares { live, ended: gone } => {
+                let grants = (!live.is_empty()).then_some("grant");
+                grants.into_iter().chain(gone.iter().filter_map(ended)).collect()
+            }
+            Frame::Ended(e) => ended(e).into_iter().collect(),
+            Frame::Erased(_) => vec!["erasure_receipt"],
+            Frame::Request(_) => vec!["consent_request"],
+            Frame::Denied(_) => vec!["denial"],
+            Frame::Roster(_) => vec!["device_roster"],
+            Frame::Notice(_) => vec!["breach_notice"],
+            Frame::KeyEvents(_) => vec!["key_event"],
+            Frame::ListShares
+            | Frame::Open(_)
+            | Frame::Sync(_)
+            | Frame::Refused
+            | Frame::RequestAck { .. }
+            | Frame::OfferAck
+            | Frame::NoticeAck { .. } => Vec::new(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests;

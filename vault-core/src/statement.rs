@@ -1,6 +1,6 @@
 //! Signed statements: what one vault signs and another verifies. Each kind has one file in this
 //! folder; this module holds what they share: the [`Statement`] trait, [`Signed`] (signing,
-//! verification, the wire form), the signing labels (`label`), the ids that name statements
+//! verification, the wire form), the labels that are no kind's own (`label`), the ids that name statements
 //! (`ids`), the rules a statement can break (`rules`) and the JSON form of a signed statement
 //! (`json`).
 //!
@@ -21,24 +21,25 @@
 //!
 //! The tests in `checklist` fail until the steps they can see are done; the others are on you.
 //!
-//! 1. A file here, `statement/<kind>.rs`: the type, `impl Statement` (author, time, its own
-//!    rules), unit tests of the rules and a round trip; `pub(crate) mod <kind>;` below and the
-//!    public names in `lib.rs`.
-//! 2. Its label in `label.rs` (`vault/v1/<kind>`, never reused), and the kind with its label in
-//!    `checklist::KINDS`.
-//! 3. Its JSON form: [`Signed::to_json`] (the body under the kind's name, the signature in hex)
+//! 1. A file here, `statement/<kind>.rs`: the type, `impl Statement` with its label
+//!    (`vault/v1/<kind>`, never reused; the tests check labels are distinct), its author, time
+//!    and rules, unit tests of the rules and a round trip. Below, in this file: its
+//!    `pub(crate) mod <kind>;`, its public names (`pub use`; the crate root re-exports this
+//!    module whole) and its line in `KINDS`.
+//! 2. Its JSON form: [`Signed::to_json`] (the body under the kind's name, the signature in hex)
 //!    is what the CLI prints and a mirror keeps; add nothing hand-built.
-//! 4. The frame that carries it (`protocol.rs`): a type code, a sample in `protocol/tests.rs`,
+//! 3. The frame that carries it (`protocol.rs`): a type code, a sample in `protocol/tests.rs`,
 //!    and its known-answer line in `tests/fixtures/frames-v1.txt`. `checklist` checks that every
-//!    frame code has a line and that every kind travels in one of them; its `carried` says which
-//!    kinds a frame carries (a new frame does not compile until it is listed there).
-//! 5. A fuzz target `fuzz/fuzz_targets/<kind>.rs` (the statement harness,
+//!    frame code has a line and that every kind travels in one of them; `Frame::statements_carried`
+//!    (in `protocol.rs`) says which kinds a frame carries (a new frame does not compile until it
+//!    is listed there).
+//! 4. A fuzz target `fuzz/fuzz_targets/<kind>.rs` (the statement harness,
 //!    `vault_fuzz::statement::<Kind>`), its `[[bin]]` in `fuzz/Cargo.toml`, a seed corpus
 //!    `fuzz/corpus/<kind>/` (`examples/fuzz_seeds.rs`) and a row in `fuzz/README.md`.
-//! 6. The verify path where it arrives: decoded (and so verified) in the frame decoder, then the
+//! 5. The verify path where it arrives: decoded (and so verified) in the frame decoder, then the
 //!    signer checked against the author's key state and removed devices
-//!    (`Vault::refused_signer`) before it is kept.
-//! 7. Docs: the protocol's frame list (`protocol.rs`), the CLI's JSON schema in
+//!    (`Keys::refused_signer`) before it is kept.
+//! 6. Docs: the protocol's frame list (`protocol.rs`), the CLI's JSON schema in
 //!    `schemas/cli/` when a command shows it.
 
 mod ids;
@@ -58,6 +59,67 @@ pub(crate) mod revocation;
 #[cfg(test)]
 mod checklist;
 
+/// Every kind of signed statement: a new kind is added here, beside its `mod` line (the
+/// checklist's tests walk this list: statement/checklist.rs).
+#[cfg(test)]
+const KINDS: &[checklist::Kind] = &[
+    checklist::Kind {
+        name: "grant",
+        ty: "Grant",
+        label: <grant::Grant as Statement>::LABEL,
+        home: "statement/grant.rs",
+    },
+    checklist::Kind {
+        name: "revocation",
+        ty: "Revocation",
+        label: <revocation::Revocation as Statement>::LABEL,
+        home: "statement/revocation.rs",
+    },
+    checklist::Kind {
+        name: "erasure_receipt",
+        ty: "ErasureReceipt",
+        label: <erasure_receipt::ErasureReceipt as Statement>::LABEL,
+        home: "statement/erasure_receipt.rs",
+    },
+    checklist::Kind {
+        name: "consent_request",
+        ty: "ConsentRequest",
+        label: <consent_request::ConsentRequest as Statement>::LABEL,
+        home: "statement/consent_request.rs",
+    },
+    checklist::Kind {
+        name: "denial",
+        ty: "Denial",
+        label: <denial::Denial as Statement>::LABEL,
+        home: "statement/denial.rs",
+    },
+    checklist::Kind {
+        name: "breach_notice",
+        ty: "BreachNotice",
+        label: <breach_notice::BreachNotice as Statement>::LABEL,
+        home: "statement/breach_notice.rs",
+    },
+    checklist::Kind {
+        name: "device_roster",
+        ty: "DeviceRoster",
+        label: <device_roster::DeviceRoster as Statement>::LABEL,
+        home: "statement/device_roster.rs",
+    },
+    checklist::Kind {
+        name: "key_event",
+        ty: "KeyEvent",
+        label: key_event::LABEL,
+        home: "statement/key_event.rs",
+    },
+    // With the identities and the tickets that carry it: it names both, and tickets name it.
+    checklist::Kind {
+        name: "device_certificate",
+        ty: "DeviceCertificate",
+        label: label::DEVICE_CERTIFICATE,
+        home: "identity.rs",
+    },
+];
+
 use std::fmt;
 
 use serde::Serialize;
@@ -69,6 +131,18 @@ use crate::signer::{self, By, Signer};
 pub use ids::{GrantId, NoticeId, RequestId};
 pub(crate) use rules::check_single_line;
 pub use rules::{Rule, StatementError, is_steering_char};
+
+// Each kind's public face (re-exported whole by the crate root).
+pub use breach_notice::{BreachNotice, MAX_NOTICE_GRANTS, MAX_NOTICE_TEXT};
+pub use consent_request::{ConsentRequest, MAX_REQUEST_DURATION, WiderThanAsked};
+pub use denial::{Denial, MAX_REASON_LEN};
+pub use device_roster::{DeviceRoster, MAX_ROSTER_ADDRS, MAX_ROSTER_DEVICES, RemovedDevice, RosterDevice};
+pub use erasure_receipt::ErasureReceipt;
+pub use grant::{Grant, SignedGrant};
+pub use key_event::{
+    KEY_EVENT_LEN, KeyEvent, KeyEventError, KeyLog, MAX_KEY_EVENTS, decode_events, next_key_digest,
+};
+pub use revocation::Revocation;
 
 /// Largest statement body, in bytes.
 const MAX_BODY_LEN: usize = 16 * 1024;

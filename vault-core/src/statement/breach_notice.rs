@@ -7,7 +7,6 @@ use serde::{Deserialize, Serialize};
 use crate::identity::IdentityId;
 use crate::path::FieldPath;
 use crate::scope::MAX_FIELDS;
-use crate::statement::label;
 use crate::statement::{GrantId, NoticeId, Rule, Statement, check_single_line};
 
 /// Longest notice text, in bytes.
@@ -40,7 +39,7 @@ pub struct BreachNotice {
 }
 
 impl Statement for BreachNotice {
-    const LABEL: &'static [u8] = label::BREACH_NOTICE;
+    const LABEL: &'static [u8] = b"vault/v1/breach-notice";
     const KIND: &'static str = "breach notice";
 
     fn made_at(&self) -> i64 {

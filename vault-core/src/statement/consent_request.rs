@@ -10,7 +10,6 @@ use serde::{Deserialize, Serialize};
 use crate::identity::IdentityId;
 use crate::path::{FieldPath, RecordFilter};
 use crate::scope::check_scope;
-use crate::statement::label;
 use crate::statement::{RequestId, Rule, Statement};
 
 /// Longest duration a request may ask for: ten years, in seconds.
@@ -43,7 +42,7 @@ pub struct ConsentRequest {
 }
 
 impl Statement for ConsentRequest {
-    const LABEL: &'static [u8] = label::CONSENT_REQUEST;
+    const LABEL: &'static [u8] = b"vault/v1/consent-request";
     const KIND: &'static str = "consent request";
 
     fn made_at(&self) -> i64 {

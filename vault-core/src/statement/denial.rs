@@ -4,7 +4,6 @@
 use serde::{Deserialize, Serialize};
 
 use crate::identity::IdentityId;
-use crate::statement::label;
 use crate::statement::{RequestId, Rule, Statement, check_single_line};
 
 /// Longest reason given with a denial, in bytes.
@@ -28,7 +27,7 @@ pub struct Denial {
 }
 
 impl Statement for Denial {
-    const LABEL: &'static [u8] = label::DENIAL;
+    const LABEL: &'static [u8] = b"vault/v1/denial";
     const KIND: &'static str = "denial";
 
     fn made_at(&self) -> i64 {

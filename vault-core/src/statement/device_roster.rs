@@ -12,7 +12,6 @@ use std::net::SocketAddr;
 use serde::{Deserialize, Serialize};
 
 use crate::identity::{DeviceId, IdentityId};
-use crate::statement::label;
 use crate::statement::{Rule, Signed, Statement};
 
 /// Most devices (active and removed) a roster lists.
@@ -65,7 +64,7 @@ pub struct DeviceRoster {
 }
 
 impl Statement for DeviceRoster {
-    const LABEL: &'static [u8] = label::DEVICE_ROSTER;
+    const LABEL: &'static [u8] = b"vault/v1/device-roster";
     const KIND: &'static str = "device roster";
 
     fn made_at(&self) -> i64 {

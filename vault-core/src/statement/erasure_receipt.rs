@@ -5,7 +5,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::identity::{DeviceId, IdentityId};
 use crate::statement::grant::Grant;
-use crate::statement::label;
 use crate::statement::{GrantId, Rule, Signed, Statement, StatementError};
 
 /// The grantee's signed statement that it erased its copy of a grant's data.
@@ -27,7 +26,7 @@ pub struct ErasureReceipt {
 }
 
 impl Statement for ErasureReceipt {
-    const LABEL: &'static [u8] = label::ERASURE_RECEIPT;
+    const LABEL: &'static [u8] = b"vault/v1/erasure-receipt";
     const KIND: &'static str = "erasure receipt";
 
     fn made_at(&self) -> i64 {

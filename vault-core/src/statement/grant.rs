@@ -7,7 +7,6 @@ use serde::{Deserialize, Serialize};
 use crate::identity::IdentityId;
 use crate::path::{FieldPath, RecordFilter};
 use crate::scope::check_scope;
-use crate::statement::label;
 use crate::statement::{GrantId, RequestId, Rule, Signed, Statement};
 
 /// Permission, signed by the issuer, for the audience to receive the listed fields.
@@ -38,7 +37,7 @@ pub struct Grant {
 }
 
 impl Statement for Grant {
-    const LABEL: &'static [u8] = label::GRANT;
+    const LABEL: &'static [u8] = b"vault/v1/grant";
     const KIND: &'static str = "grant";
 
     fn made_at(&self) -> i64 {

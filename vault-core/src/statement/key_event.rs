@@ -34,7 +34,8 @@
 use std::fmt;
 
 use crate::identity::{Identity, IdentityId};
-use crate::statement::label::KEY_EVENT as LABEL;
+/// What key events are signed under.
+pub(crate) const LABEL: &[u8] = b"vault/v1/key-event";
 /// Key-derivation context of a next-key commitment (blake3 `derive_key`).
 const NEXT_KEY_CONTEXT: &str = "vault/v1/next-key digest";
 /// Key-derivation context of an event digest.

@@ -5,7 +5,6 @@
 use serde::{Deserialize, Serialize};
 
 use crate::identity::IdentityId;
-use crate::statement::label;
 use crate::statement::{GrantId, Rule, Statement};
 
 /// The issuer's signed statement that a grant no longer holds.
@@ -21,7 +20,7 @@ pub struct Revocation {
 }
 
 impl Statement for Revocation {
-    const LABEL: &'static [u8] = label::REVOCATION;
+    const LABEL: &'static [u8] = b"vault/v1/revocation";
     const KIND: &'static str = "revocation";
 
     fn made_at(&self) -> i64 {
