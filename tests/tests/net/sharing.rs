@@ -98,6 +98,60 @@ fn create_with_clock(dir: &Path, clock: std::sync::Arc<std::sync::atomic::Atomic
         .unwrap()
 }
 
+/// The grantee's clock says the grant expired before the issuer's does: the grantee erases its
+/// copy by its own clock and sends the receipt, which the issuer cannot take yet (by its clock
+/// the grant is live). Once the issuer's clock ends the grant too, the receipt comes back over
+/// the same live session. Before, the grantee took the issuer's next list, which still named
+/// the grant live, as a confirmation, and never sent the receipt again: the issuer never
+/// learned of the erasure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expiry_the_grantee_sees_first_still_sends_the_receipt() {
+    use std::sync::atomic::{AtomicI64, Ordering};
+    let (cdir, sdir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let issuer_clock = std::sync::Arc::new(AtomicI64::new(1_900_000_000));
+    let grantee_clock = std::sync::Arc::new(AtomicI64::new(1_900_000_000));
+    let mut customer = create_with_clock(cdir.path(), issuer_clock.clone());
+    let shop = create_with_clock(sdir.path(), grantee_clock.clone());
+    customer.records_mut().set_profile("email", "ada@example.org").unwrap();
+    let id = customer
+        .grants_mut()
+        .issue(NewGrant {
+            audience: shop.identity(),
+            fields: vec!["profile.email".parse().unwrap()],
+            filter: None,
+            purpose: "a one-hour trial".into(),
+            expires_at: Some(1_900_000_000 + 3600),
+            prices: true,
+        })
+        .unwrap()
+        .statement()
+        .id;
+    let customer_node = Node::spawn(customer, local()).await.unwrap();
+    let (shop, report) = sync_once(shop, &customer_node.ticket(), &local()).await;
+    assert_eq!(report.unwrap().live, 1);
+    let shop_node = Node::spawn(shop, local()).await.unwrap();
+    eventually("the shop's live session holds the share", || {
+        shop_node.with_vault(|v| v.held_mut().list().unwrap()[0].values.is_some())
+    })
+    .await;
+    // Only the grantee's clock moves: the issuer still serves the grant.
+    grantee_clock.fetch_add(3600, Ordering::SeqCst);
+    eventually("the shop erased the expired copy", || {
+        shop_node.with_vault(|v| v.held_mut().list().unwrap()[0].status == ShareStatus::Expired)
+    })
+    .await;
+    // The issuer hears of it, and still serves: nothing else changes there for a while.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(customer_node.with_vault(|v| v.grants().get(&id).unwrap().unwrap().erasure.is_none()));
+    issuer_clock.fetch_add(3600, Ordering::SeqCst);
+    eventually("the issuer recorded the erasure", || {
+        customer_node.with_vault(|v| v.grants().get(&id).unwrap().unwrap().erasure.is_some())
+    })
+    .await;
+    shop_node.shutdown().await;
+    customer_node.shutdown().await;
+}
+
 /// Expiry behaves like revocation without a statement: with an injected clock, the issuer
 /// stops serving, the grantee erases its copy and the receipt comes back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

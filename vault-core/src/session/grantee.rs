@@ -126,8 +126,8 @@ impl GranteeSession {
         frame: Frame,
     ) -> Result<Vec<GranteeAction>, SessionError> {
         isolated("an issuer's control frame", || match frame {
-            Frame::Shares { live, ended } => self.shares(vault, live, &ended),
-            Frame::Ended(e) => self.shares(vault, Vec::new(), &[e]),
+            Frame::Shares { live, ended } => self.shares(vault, live, &ended, true),
+            Frame::Ended(e) => self.shares(vault, Vec::new(), &[e], false),
             Frame::RequestAck { request, accepted } => {
                 vault.request_delivered(&self.issuer, &request, accepted)?;
                 if accepted {
@@ -215,13 +215,14 @@ impl GranteeSession {
         vault: &mut S,
         live: Vec<SignedGrant>,
         ended: &[Ended],
+        complete: bool,
     ) -> Result<Vec<GranteeAction>, SessionError> {
         self.got_shares = true;
         let mut out = vec![GranteeAction::OfferAnswered];
         let held = vault.live_shares_from(&self.issuer)?;
         let before = held.len();
         let live = within_share_cap(&held, live);
-        let receipts = vault.accept_shares(self.issuer, self.ticket.as_ref(), &live, ended)?;
+        let receipts = vault.accept_shares(self.issuer, self.ticket.as_ref(), &live, ended, complete)?;
         let now_live = vault.live_shares_from(&self.issuer)?;
         self.report.erased += before.saturating_sub(now_live.len()).max(receipts.len().min(ended.len()));
         self.report.live = now_live.len();

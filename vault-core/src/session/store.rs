@@ -133,5 +133,6 @@ pub trait GranteeStore {
         ticket: Option<&Ticket>,
         live: &[SignedGrant],
         ended: &[Ended],
+        complete: bool,
     ) -> Result<Vec<Signed<ErasureReceipt>>, ShareError>;
 }

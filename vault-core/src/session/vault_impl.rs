@@ -178,7 +178,8 @@ impl GranteeStore for Vault {
         ticket: Option<&Ticket>,
         live: &[SignedGrant],
         ended: &[Ended],
+        complete: bool,
     ) -> Result<Vec<Signed<ErasureReceipt>>, ShareError> {
-        self.held_mut().accept(issuer, ticket, live, ended)
+        self.held_mut().accept(issuer, ticket, live, ended, complete)
     }
 }

@@ -295,12 +295,18 @@ impl<V: DerefMut<Target = Vault>> Held<V> {
     /// live grants addressed to this vault by that issuer, erases copies of grants that ended,
     /// and erases expired copies by this vault's own clock. Grants not issued by `issuer` to
     /// this vault are ignored. Returns the erasure receipts the issuer has not confirmed yet.
+    ///
+    /// `complete` says `live` and `ended` are the issuer's whole list (a `Shares` frame), not one
+    /// ended grant (an `Ended` frame): only a whole list that names a grant neither live nor ended
+    /// confirms its receipt. A grant the issuer still lists as live (its clock behind this
+    /// vault's) keeps its receipt unconfirmed, so it is sent again once the issuer ends it.
     pub fn accept(
         &mut self,
         issuer: IdentityId,
         ticket: Option<&Ticket>,
         live: &[SignedGrant],
         ended: &[Ended],
+        complete: bool,
     ) -> Result<Vec<Signed<ErasureReceipt>>, ShareError> {
         let me = self.vault.identity();
         let now = self.vault.now();
@@ -388,7 +394,9 @@ impl<V: DerefMut<Target = Vault>> Held<V> {
                     continue;
                 }
                 let from_issuer = row.grant(&id).is_ok_and(|g| g.statement().issuer == issuer);
-                if from_issuer && !ended.iter().any(|e| e.grant() == id.grant) {
+                let listed = ended.iter().any(|e| e.grant() == id.grant)
+                    || live.iter().any(|g| g.statement().id == id.grant);
+                if complete && from_issuer && !listed {
                     let mut record = row.record.clone();
                     record.receipt_confirmed = true;
                     v.held().put_received_record(&id, &record)?;

@@ -23,7 +23,7 @@ fn a_grant_ended_before_it_was_received_gets_an_erasure_receipt() {
     let (live, ended) = customer.grants_mut().shares_for(&shop.identity()).unwrap();
     assert!(live.is_empty() && ended.len() == 1);
 
-    let receipts = shop.held_mut().accept(customer.identity(), None, &live, &ended).unwrap();
+    let receipts = shop.held_mut().accept(customer.identity(), None, &live, &ended, true).unwrap();
     assert_eq!(receipts.len(), 1, "the shop says it holds nothing of the grant");
     assert_eq!(receipts[0].statement().grant, id);
     assert!(shop.held_mut().list().unwrap().is_empty(), "and keeps nothing of it");
@@ -39,11 +39,11 @@ fn a_grant_ended_before_it_was_received_gets_an_erasure_receipt() {
     let g = stranger.grants_mut().issue(email_grant(shop.identity(), "spam")).unwrap();
     stranger.grants_mut().revoke(&g.statement().id).unwrap();
     let (_, foreign) = stranger.grants_mut().shares_for(&shop.identity()).unwrap();
-    let receipts = shop.held_mut().accept(customer.identity(), None, &[], &foreign).unwrap();
+    let receipts = shop.held_mut().accept(customer.identity(), None, &[], &foreign, true).unwrap();
     assert!(receipts.is_empty(), "a revocation by another issuer is not this issuer's to ask about");
     // Nor a bare "expired" naming any grant id: it carries no issuer's signature.
     let expired = [vault_core::Ended::Expired(g.statement().id)];
-    let receipts = shop.held_mut().accept(customer.identity(), None, &[], &expired).unwrap();
+    let receipts = shop.held_mut().accept(customer.identity(), None, &[], &expired, true).unwrap();
     assert!(receipts.is_empty(), "no receipt for an unsigned end of a grant never held");
 }
 
@@ -115,7 +115,7 @@ fn erasure_is_confirmed_by_every_device_of_the_grantee_it_was_served_to() {
     // Both of the shop's devices hold a copy.
     let (id, _link) = share_email_linked(&mut customer, &mut shop);
     let (live, ended) = customer.grants_mut().shares_for(&shop2.identity()).unwrap();
-    shop2.held_mut().accept(customer.identity(), None, &live, &ended).unwrap();
+    shop2.held_mut().accept(customer.identity(), None, &live, &ended, true).unwrap();
     let mut link2 = open(&mut customer, &mut shop2, &id);
     sync(&mut customer, &mut shop2, &mut link2);
     assert_eq!(shop2.held().live_from(&customer.identity()).unwrap(), vec![id]);
@@ -124,7 +124,7 @@ fn erasure_is_confirmed_by_every_device_of_the_grantee_it_was_served_to() {
     assert_eq!(customer.grants().get(&id).unwrap().unwrap().served.len(), 2);
     // The first device erases and confirms: the grant is still told as ended, to the other.
     let (live, ended) = customer.grants_mut().shares_for(&shop.identity()).unwrap();
-    for receipt in shop.held_mut().accept(customer.identity(), None, &live, &ended).unwrap() {
+    for receipt in shop.held_mut().accept(customer.identity(), None, &live, &ended, true).unwrap() {
         customer.grants_mut().record_erasure(&receipt).unwrap();
     }
     let info = customer.grants().get(&id).unwrap().unwrap();
@@ -132,7 +132,7 @@ fn erasure_is_confirmed_by_every_device_of_the_grantee_it_was_served_to() {
     let (_, ended) = customer.grants_mut().shares_for(&shop.identity()).unwrap();
     assert_eq!(ended.len(), 1, "the other device must still learn of the end");
     // The second device learns, erases and confirms: now complete, and no longer told.
-    for receipt in shop2.held_mut().accept(customer.identity(), None, &[], &ended).unwrap() {
+    for receipt in shop2.held_mut().accept(customer.identity(), None, &[], &ended, true).unwrap() {
         customer.grants_mut().record_erasure(&receipt).unwrap();
     }
     assert!(shop2.held().live_from(&customer.identity()).unwrap().is_empty());

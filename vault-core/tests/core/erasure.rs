@@ -50,7 +50,7 @@ fn an_erased_share_leaves_no_ciphertext_in_the_file_or_the_wal() {
 
     customer.grants_mut().revoke(&id).unwrap();
     let (live, ended) = customer.grants_mut().shares_for(&shop.identity()).unwrap();
-    assert_eq!(shop.held_mut().accept(customer.identity(), None, &live, &ended).unwrap().len(), 1);
+    assert_eq!(shop.held_mut().accept(customer.identity(), None, &live, &ended, true).unwrap().len(), 1);
     assert!(share_tags(d2.path(), &customer.identity(), &id).is_empty(), "the rows are gone");
     assert_eq!(files_containing(d2.path(), &tags), Vec::<String>::new());
     // The vault is still whole.

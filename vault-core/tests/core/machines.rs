@@ -204,7 +204,7 @@ fn share_items(customer: &mut Vault, shop: &mut Vault) -> pair::Link {
     grant.fields = vec!["purchases.*.item".parse().unwrap()];
     let id = customer.grants_mut().issue(grant).unwrap().statement().id;
     let (live, ended) = customer.grants_mut().shares_for(&shop.identity()).unwrap();
-    shop.held_mut().accept(customer.identity(), None, &live, &ended).unwrap();
+    shop.held_mut().accept(customer.identity(), None, &live, &ended, true).unwrap();
     let mut link = pair::open(customer, shop, &id);
     sync(customer, shop, &mut link);
     link

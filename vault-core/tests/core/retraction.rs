@@ -345,7 +345,7 @@ proptest! {
                 };
                 let g = issuer.grants_mut().issue(new).unwrap().statement().id;
                 let (live, ended) = issuer.grants_mut().shares_for(&grantee.vault.identity()).unwrap();
-                grantee.vault.held_mut().accept(issuer.identity(), None, &live, &ended).unwrap();
+                grantee.vault.held_mut().accept(issuer.identity(), None, &live, &ended, true).unwrap();
                 id = Some(g);
             }
             counter += 1;

@@ -72,7 +72,7 @@ fn a_rotation_voids_what_the_old_key_signs_after_it() {
     let before = email_grant(&mut laptop, shop.identity(), "before");
     shop.keys_mut().accept_key_events(ada, &laptop.keys().own_key_events().unwrap()).unwrap();
     shop.devices_mut().accept_roster(ada, &laptop.devices().roster().unwrap().unwrap()).unwrap();
-    shop.held_mut().accept(ada, None, std::slice::from_ref(&before), &[]).unwrap();
+    shop.held_mut().accept(ada, None, std::slice::from_ref(&before), &[], true).unwrap();
     assert_eq!(held(&mut shop), ["before"]);
     let code = laptop.keys_mut().recovery_code().unwrap();
     assert!(matches!(laptop.keys_mut().recovery_code(), Err(RecoveryError::Shown)), "shown once");
@@ -111,7 +111,7 @@ fn a_rotation_voids_what_the_old_key_signs_after_it() {
     // The thief, later, signs a grant and a roster that removes the phone, with the old key.
     now.store(T0 + 200, Ordering::SeqCst);
     let stolen = email_grant(&mut laptop, shop.identity(), "theft");
-    shop.held_mut().accept(ada, None, &[before.clone(), stolen], &[]).unwrap();
+    shop.held_mut().accept(ada, None, &[before.clone(), stolen], &[], true).unwrap();
     assert_eq!(held(&mut shop), ["before"], "the old key's later grant is refused, the old grant kept");
     let lockout = DeviceRoster {
         identity: ada,
@@ -132,7 +132,7 @@ fn a_rotation_voids_what_the_old_key_signs_after_it() {
 
     // The phone, with the new key, still grants.
     let after = email_grant(&mut phone, shop.identity(), "after");
-    shop.held_mut().accept(ada, None, &[before, after], &[]).unwrap();
+    shop.held_mut().accept(ada, None, &[before, after], &[], true).unwrap();
     assert_eq!(held(&mut shop), ["after", "before"]);
 
     // The laptop learns of the rotation (an honest device): it drops the old key.
@@ -194,23 +194,23 @@ fn a_device_not_recertified_within_the_bound_is_refused_for_new_statements() {
     // No roster of the customer yet: the phone's grant is not taken.
     let early = email_grant(&mut phone, shop.identity(), "early");
     assert!(early.signed_by().is_some(), "a linked device signs as itself");
-    shop.held_mut().accept(ada, None, std::slice::from_ref(&early), &[]).unwrap();
+    shop.held_mut().accept(ada, None, std::slice::from_ref(&early), &[], true).unwrap();
     assert!(held(&mut shop).is_empty(), "a device no roster vouches for");
     // The phone hands over the roster it was given (as its sessions do): taken.
     shop.devices_mut().accept_roster(ada, &phone.devices().roster().unwrap().unwrap()).unwrap();
-    shop.held_mut().accept(ada, None, std::slice::from_ref(&early), &[]).unwrap();
+    shop.held_mut().accept(ada, None, std::slice::from_ref(&early), &[], true).unwrap();
     assert_eq!(held(&mut shop), ["early"]);
 
     // The phone is stolen; the thief cannot sign rosters, only hand over the one it holds.
     now.store(T0 + vault_core::MAX_ROSTER_AGE + 1, Ordering::SeqCst);
     let late = email_grant(&mut phone, shop.identity(), "late");
     shop.devices_mut().accept_roster(ada, &phone.devices().roster().unwrap().unwrap()).unwrap();
-    shop.held_mut().accept(ada, None, &[early.clone(), late.clone()], &[]).unwrap();
+    shop.held_mut().accept(ada, None, &[early.clone(), late.clone()], &[], true).unwrap();
     assert_eq!(held(&mut shop), ["early"], "a device not re-certified for the bound is refused");
 
     // A fresh roster from the identity key (any session with the laptop) renews it.
     shop.devices_mut().accept_roster(ada, &laptop.devices().roster().unwrap().unwrap()).unwrap();
-    shop.held_mut().accept(ada, None, &[early, late], &[]).unwrap();
+    shop.held_mut().accept(ada, None, &[early, late], &[], true).unwrap();
     assert_eq!(held(&mut shop), ["early", "late"]);
 }
 

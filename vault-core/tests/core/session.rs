@@ -59,7 +59,7 @@ fn grant_sync_live_update_refused_write_revoke_erase() {
     // The shop asks what is shared with it, and syncs.
     let (live, ended) = customer.grants_mut().shares_for(&shop.identity()).unwrap();
     assert_eq!(live.len(), 1);
-    assert!(shop.held_mut().accept(customer.identity(), None, &live, &ended).unwrap().is_empty());
+    assert!(shop.held_mut().accept(customer.identity(), None, &live, &ended, true).unwrap().is_empty());
     let mut link = open(&mut customer, &mut shop, &id);
     sync(&mut customer, &mut shop, &mut link);
     let shares = shop.held_mut().list().unwrap();
@@ -147,7 +147,7 @@ fn grant_sync_live_update_refused_write_revoke_erase() {
     let (live, ended) = customer.grants_mut().shares_for(&shop.identity()).unwrap();
     assert!(live.is_empty());
     assert_eq!(ended.len(), 1);
-    let receipts = shop.held_mut().accept(customer.identity(), None, &live, &ended).unwrap();
+    let receipts = shop.held_mut().accept(customer.identity(), None, &live, &ended, true).unwrap();
     assert_eq!(receipts.len(), 1);
     let share = &shop.held_mut().list().unwrap()[0];
     assert_eq!(share.status, ShareStatus::Revoked);
@@ -273,12 +273,12 @@ fn an_issuer_cannot_occupy_another_issuers_grant_id() {
     forged.issuer = mallory.identity();
     forged.purpose = "mallory".into();
     let forged = vault_core::Signed::sign(forged, mallory.signer()).unwrap();
-    bob.held_mut().accept(mallory.identity(), None, &[forged], &[]).unwrap();
+    bob.held_mut().accept(mallory.identity(), None, &[forged], &[], true).unwrap();
     assert_eq!(bob.held().live_from(&mallory.identity()).unwrap(), vec![id]);
 
     // Alice's grant is still accepted, kept apart, and syncs.
     let (live, ended) = alice.grants_mut().shares_for(&bob.identity()).unwrap();
-    bob.held_mut().accept(alice.identity(), None, &live, &ended).unwrap();
+    bob.held_mut().accept(alice.identity(), None, &live, &ended, true).unwrap();
     assert_eq!(bob.held().live_from(&alice.identity()).unwrap(), vec![id]);
     let mut link = open(&mut alice, &mut bob, &id);
     sync(&mut alice, &mut bob, &mut link);
@@ -297,7 +297,9 @@ fn an_issuer_cannot_occupy_another_issuers_grant_id() {
         mallory.signer(),
     )
     .unwrap();
-    bob.held_mut().accept(mallory.identity(), None, &[], &[vault_core::Ended::Revoked(revocation)]).unwrap();
+    bob.held_mut()
+        .accept(mallory.identity(), None, &[], &[vault_core::Ended::Revoked(revocation)], true)
+        .unwrap();
     assert_eq!(bob.held().live_from(&alice.identity()).unwrap(), vec![id]);
     assert!(bob.held().live_from(&mallory.identity()).unwrap().is_empty());
     assert_eq!(

@@ -25,8 +25,13 @@ pub(super) async fn watch_vault(shared: Arc<NodeTasks>, poll: Duration) {
         if expiry_due {
             last_expiry_check = Instant::now();
         }
-        let changed = watch_step(&mut shared.vault(), expiry_due, |_| {});
-        if changed {
+        let wake = watch_step(&mut shared.vault(), expiry_due, |_| {});
+        if wake.receipts {
+            // A copy that expired here was erased and its receipt signed: live sessions send it
+            // now (the issuer may not have ended the grant yet, by its own clock).
+            shared.receipts.send_modify(|n| *n += 1);
+        }
+        if wake.changed {
             shared.changes.send_modify(|n| *n += 1);
         }
     }
@@ -35,7 +40,7 @@ pub(super) async fn watch_vault(shared: Arc<NodeTasks>, poll: Duration) {
 /// One step of the watcher: true when the sessions must be woken (another process committed,
 /// or a grant expired). `after_check` runs right after the change check (a seam for tests: a
 /// commit by another process can land there).
-pub(super) fn watch_step(vault: &mut Vault, expiry_due: bool, after_check: impl FnOnce(&mut Vault)) -> bool {
+pub(super) fn watch_step(vault: &mut Vault, expiry_due: bool, after_check: impl FnOnce(&mut Vault)) -> Wake {
     let mut changed = match vault.changed_elsewhere() {
         Ok(true) => {
             if let Err(e) = vault.refresh() {
@@ -66,9 +71,19 @@ pub(super) fn watch_step(vault: &mut Vault, expiry_due: bool, after_check: impl 
             }
         };
         // Watchers (the database mirror among them) learn of an erasure here as of any change.
-        changed |= vault.held_mut().erase_expired().unwrap_or(false);
+        let erased = vault.held_mut().erase_expired().unwrap_or(false);
+        return Wake { changed: changed || erased, receipts: erased };
     }
-    changed
+    Wake { changed, receipts: false }
+}
+
+/// What one watcher step wakes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Wake {
+    /// The sessions: something changed (here, in another process, or by the clock).
+    pub(super) changed: bool,
+    /// The sessions with issuers: copies expired here were erased and their receipts signed.
+    pub(super) receipts: bool,
 }
 
 #[cfg(test)]
@@ -105,15 +120,15 @@ mod tests {
             .unwrap();
         let id = grant.statement().id;
         let _ = watch_step(&mut node, true, |_| {});
-        assert!(!watch_step(&mut node, true, |_| {}), "nothing changed yet");
+        assert!(!watch_step(&mut node, true, |_| {}).changed, "nothing changed yet");
         clock.store(1_800_000_000 + 5 * 86_400, Ordering::SeqCst);
-        assert!(!watch_step(&mut node, true, |_| {}), "the birthday: ages are counted by the month");
+        assert!(!watch_step(&mut node, true, |_| {}).changed, "the birthday: ages are counted by the month");
         // 2027-02-01, 12:00 UTC: February everywhere.
         clock.store(1_800_000_000 + 17 * 86_400 + 4 * 3600, Ordering::SeqCst);
-        assert!(watch_step(&mut node, true, |_| {}), "the sessions are woken as the month turns");
+        assert!(watch_step(&mut node, true, |_| {}).changed, "the sessions are woken as the month turns");
         let values = node.projections_mut().values(&id).unwrap().unwrap();
         assert_eq!(values["profile"]["birthday:over(18)"], serde_json::json!(true));
-        assert!(!watch_step(&mut node, true, |_| {}), "once");
+        assert!(!watch_step(&mut node, true, |_| {}).changed, "once");
     }
 
     #[test]
@@ -122,15 +137,16 @@ mod tests {
         let mut node =
             Vault::at(dir.path()).kdf(KdfParams::INSECURE_FOR_TESTS).create(&Passphrase::new("pw")).unwrap();
         let mut cli = Vault::at(dir.path()).unlock(&Passphrase::new("pw")).unwrap();
-        let _ = watch_step(&mut node, true, |_| {});
-        assert!(!watch_step(&mut node, true, |_| {}), "nothing changed yet");
+        let _ = watch_step(&mut node, true, |_| {}).changed;
+        assert!(!watch_step(&mut node, true, |_| {}).changed, "nothing changed yet");
         // Another process commits inside the window, while the step handles expiry.
-        let first = watch_step(&mut node, true, |_| cli.records_mut().set_profile("name", "Ada").unwrap());
-        let second = watch_step(&mut node, true, |_| {});
+        let first =
+            watch_step(&mut node, true, |_| cli.records_mut().set_profile("name", "Ada").unwrap()).changed;
+        let second = watch_step(&mut node, true, |_| {}).changed;
         assert!(first || second, "the other process's commit was never detected");
         assert_eq!(node.records().profile_field("name").unwrap(), Some("Ada".into()));
         // The node's own writes are not mistaken for another process's.
         node.records_mut().set_preference("diet", "vegan").unwrap();
-        assert!(!watch_step(&mut node, true, |_| {}));
+        assert!(!watch_step(&mut node, true, |_| {}).changed);
     }
 }

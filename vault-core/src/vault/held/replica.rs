@@ -356,7 +356,7 @@ pub(in crate::vault::held) mod tests {
         let (alice, mallory) = (Identity::generate(), Identity::generate());
         let id = GrantId::random();
         let real = grant(&alice, bob.identity(), id);
-        bob.held_mut().accept(alice.public(), None, std::slice::from_ref(&real), &[]).unwrap();
+        bob.held_mut().accept(alice.public(), None, std::slice::from_ref(&real), &[], true).unwrap();
         // Move the row to the old key, as an older version stored it.
         bob.write(|v| {
             let new = ShareKey::new(&alice.public(), &id);
@@ -366,9 +366,9 @@ pub(in crate::vault::held) mod tests {
         })
         .unwrap();
         assert_eq!(bob.held().share_key(&alice.public(), &id).unwrap(), ShareKey::legacy(&id));
-        bob.held_mut().accept(alice.public(), None, &[real], &[]).unwrap();
+        bob.held_mut().accept(alice.public(), None, &[real], &[], true).unwrap();
         let forged = grant(&mallory, bob.identity(), id);
-        bob.held_mut().accept(mallory.public(), None, &[forged], &[]).unwrap();
+        bob.held_mut().accept(mallory.public(), None, &[forged], &[], true).unwrap();
         assert_eq!(
             bob.held().share_key(&mallory.public(), &id).unwrap(),
             ShareKey::new(&mallory.public(), &id)

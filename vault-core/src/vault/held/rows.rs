@@ -205,7 +205,7 @@ mod tests {
 
         let mut b = open(dir.path());
         let first = grant(&alice, b.identity(), GrantId::random());
-        b.held_mut().accept(alice.public(), None, &[first], &[]).unwrap();
+        b.held_mut().accept(alice.public(), None, &[first], &[], true).unwrap();
         assert_eq!(a.held_mut().list().unwrap().len(), 1, "another handle's commit is seen");
         assert_eq!(a.held().live_from(&alice.public()).unwrap().len(), 1);
 

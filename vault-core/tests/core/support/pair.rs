@@ -97,7 +97,7 @@ pub(crate) fn email_grant(audience: vault_core::IdentityId, purpose: &str) -> Ne
 pub(crate) fn share_email_linked(customer: &mut Vault, shop: &mut Vault) -> (GrantId, Link) {
     let id = customer.grants_mut().issue(email_grant(shop.identity(), "delivery")).unwrap().statement().id;
     let (live, ended) = customer.grants_mut().shares_for(&shop.identity()).unwrap();
-    shop.held_mut().accept(customer.identity(), None, &live, &ended).unwrap();
+    shop.held_mut().accept(customer.identity(), None, &live, &ended, true).unwrap();
     let mut link = open(customer, shop, &id);
     sync(customer, shop, &mut link);
     (id, link)
