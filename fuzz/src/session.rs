@@ -85,7 +85,7 @@ impl Template {
             .statement()
             .id;
         let (live, ended) = customer.grants_mut().shares_for(&shop.identity()).expect("shares");
-        shop.held_mut().accept(customer.identity(), None, &live, &ended).expect("accepted");
+        shop.held_mut().accept(customer.identity(), None, &live, &ended, true).expect("accepted");
         let device = shop.device_key().public();
         // Closing both checkpoints their logs into the files that are copied.
         drop((customer, shop));
