@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use vault_core::{AuditFilter, AuditKind, KdfParams, NewGrant, Passphrase, ShareStatus, Vault};
+use vault_core::{AuditFilter, AuditKind, GrantId, KdfParams, NewGrant, Passphrase, ShareStatus, Vault};
 use vault_sync::{Node, NodeConfig, sync_once};
 use vault_tests::peer::{create, local};
 
@@ -98,20 +98,16 @@ fn create_with_clock(dir: &Path, clock: std::sync::Arc<std::sync::atomic::Atomic
         .unwrap()
 }
 
-/// The grantee's clock says the grant expired before the issuer's does: the grantee erases its
-/// copy by its own clock and sends the receipt, which the issuer cannot take yet (by its clock
-/// the grant is live). Once the issuer's clock ends the grant too, the receipt comes back over
-/// the same live session. Before, the grantee took the issuer's next list, which still named
-/// the grant live, as a confirmation, and never sent the receipt again: the issuer never
-/// learned of the erasure.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_expiry_the_grantee_sees_first_still_sends_the_receipt() {
-    use std::sync::atomic::{AtomicI64, Ordering};
-    let (cdir, sdir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let issuer_clock = std::sync::Arc::new(AtomicI64::new(1_900_000_000));
-    let grantee_clock = std::sync::Arc::new(AtomicI64::new(1_900_000_000));
-    let mut customer = create_with_clock(cdir.path(), issuer_clock.clone());
-    let shop = create_with_clock(sdir.path(), grantee_clock.clone());
+/// A customer (on `issuer_clock`) grants a shop (on `grantee_clock`) its email for one hour from
+/// 1_900_000_000; the shop syncs once, then both serve. Returns both nodes and the grant.
+async fn one_hour_trial(
+    cdir: &Path,
+    issuer_clock: std::sync::Arc<std::sync::atomic::AtomicI64>,
+    sdir: &Path,
+    grantee_clock: std::sync::Arc<std::sync::atomic::AtomicI64>,
+) -> (Node, Node, GrantId) {
+    let mut customer = create_with_clock(cdir, issuer_clock);
+    let shop = create_with_clock(sdir, grantee_clock);
     customer.records_mut().set_profile("email", "ada@example.org").unwrap();
     let id = customer
         .grants_mut()
@@ -130,6 +126,23 @@ async fn an_expiry_the_grantee_sees_first_still_sends_the_receipt() {
     let (shop, report) = sync_once(shop, &customer_node.ticket(), &local()).await;
     assert_eq!(report.unwrap().live, 1);
     let shop_node = Node::spawn(shop, local()).await.unwrap();
+    (customer_node, shop_node, id)
+}
+
+/// The grantee's clock says the grant expired before the issuer's does: the grantee erases its
+/// copy by its own clock and sends the receipt, which the issuer cannot take yet (by its clock
+/// the grant is live). Once the issuer's clock ends the grant too, the receipt comes back over
+/// the same live session. Before, the grantee took the issuer's next list, which still named
+/// the grant live, as a confirmation, and never sent the receipt again: the issuer never
+/// learned of the erasure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expiry_the_grantee_sees_first_still_sends_the_receipt() {
+    use std::sync::atomic::{AtomicI64, Ordering};
+    let (cdir, sdir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let issuer_clock = std::sync::Arc::new(AtomicI64::new(1_900_000_000));
+    let grantee_clock = std::sync::Arc::new(AtomicI64::new(1_900_000_000));
+    let (customer_node, shop_node, id) =
+        one_hour_trial(cdir.path(), issuer_clock.clone(), sdir.path(), grantee_clock.clone()).await;
     eventually("the shop's live session holds the share", || {
         shop_node.with_vault(|v| v.held_mut().list().unwrap()[0].values.is_some())
     })
@@ -159,26 +172,8 @@ async fn expiry_with_an_injected_clock() {
     use std::sync::atomic::{AtomicI64, Ordering};
     let (cdir, sdir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let clock = std::sync::Arc::new(AtomicI64::new(1_900_000_000));
-    let mut customer = create_with_clock(cdir.path(), clock.clone());
-    let shop = create_with_clock(sdir.path(), clock.clone());
-    customer.records_mut().set_profile("email", "ada@example.org").unwrap();
-    let id = customer
-        .grants_mut()
-        .issue(NewGrant {
-            audience: shop.identity(),
-            fields: vec!["profile.email".parse().unwrap()],
-            filter: None,
-            purpose: "a one-hour trial".into(),
-            expires_at: Some(1_900_000_000 + 3600),
-            prices: true,
-        })
-        .unwrap()
-        .statement()
-        .id;
-    let customer_node = Node::spawn(customer, local()).await.unwrap();
-    let (shop, report) = sync_once(shop, &customer_node.ticket(), &local()).await;
-    assert_eq!(report.unwrap().live, 1);
-    let shop_node = Node::spawn(shop, local()).await.unwrap();
+    let (customer_node, shop_node, id) =
+        one_hour_trial(cdir.path(), clock.clone(), sdir.path(), clock.clone()).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     clock.fetch_add(3600, Ordering::SeqCst);
     eventually("the shop erased the expired copy", || {
