@@ -33,6 +33,7 @@
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+#![warn(unnameable_types)]
 
 mod doc;
 #[cfg(feature = "fuzzing")]
@@ -80,23 +81,19 @@ pub use identity::{
     CertificateError, DeviceCertificate, DeviceId, DeviceKey, Identity, IdentityId, KeyParseError, Ticket,
     TicketError,
 };
-pub use money::{Price, PriceError, minor_digits};
+pub use money::{Price, PriceError};
 pub use pairing::{JoinPackage, PAIR_ALPN, PAIRING_LIFETIME_SECS, PairMessage, PairingCode, PairingError};
-pub use path::derive::{
-    Derivation, KNOWN_DERIVATIONS, MAX_AGE, MAX_BAND_BOUND, MAX_BAND_BOUNDS, MAX_BANDS, MAX_DATE_ANSWERS,
-    MAX_PREFIX,
-};
+pub use path::derive::Derivation;
 pub use path::{DerivedField, FieldPath, PathError, RecordFilter};
-pub use primitives::{DecryptError, KdfParams, Passphrase};
+pub use primitives::{KdfParams, Passphrase};
 pub use projection::project;
 pub use protocol::device::{DEVICE_ALPN, DeviceFrameError, DeviceMessage};
 pub use protocol::{
-    ALPN, Ended, Frame, FrameError, MAX_FRAME, MAX_GRANTS_PER_FRAME, decode, decode_sync_body, encode,
-    encode_sync_body, encode_with_length, framing,
+    ALPN, Ended, Frame, FrameError, MAX_FRAME, decode, decode_sync_body, encode, encode_sync_body,
+    encode_with_length, framing,
 };
 pub use receipt::{ConsentState, ReceiptNames, consent_receipt};
-pub use schema::{DOCUMENT_SCHEMA, SchemaError};
-pub use scope::{MAX_FIELDS, MAX_PURPOSE_LEN};
+pub use schema::SchemaError;
 pub use session::{
     AdmissionStore, REFUSAL_LOG_INTERVAL, RefusalLog, Refused, RefusedWhy, admit_device, admit_peer,
 };
@@ -104,7 +101,7 @@ pub use session::{
     DeviceAction, DeviceSession, DeviceStore, DeviceTurn, GranteeAction, GranteeSession, GranteeStore,
     IssuerAction, IssuerSession, IssuerStore, MAX_REQUESTS_PER_MINUTE, MAX_SHARES_PER_ISSUER, SYNC_BURST,
     SYNC_MESSAGES_PER_SECOND, ServeStep, ServeStream, SessionError, ShareEvent, ShareNext, ShareSet,
-    ShareStream, SyncReport, TokenBucket, share_set,
+    ShareStream, SyncReport,
 };
 pub use session::{
     DialCandidate, WrongPeer, check_answer, dial_candidates, may_dial, offer_audiences, wanted_peers,
@@ -112,15 +109,14 @@ pub use session::{
 pub use signer::{By, Signer};
 pub use statement::*;
 pub use store::{DB_FILE, StoreError, UnlockKey};
-pub use vault::network::{self, ItemSummary, Mute, Mutes, PriceRange, ReviewBy, SellerSummary};
+pub use vault::network::{self, ItemSummary, Mute, Mutes};
 pub use vault::{
-    AccessLog, Approval, AuditEvent, AuditFilter, AuditKind, Clock, Contact, ContactError, Contacts,
-    CreateError, DeviceError, DeviceRecord, DeviceSync, Devices, EXPORT_FORMAT, EditError, FeedEntry,
-    FeedFilter, GrantError, GrantInfo, GrantStatus, Grants, Held, Holding, ImportError, ImportMode, Inbox,
-    Keys, Logged, MAX_DEVICES, MAX_NOTICES_PER_SELLER, MAX_PENDING_PER_PEER, MAX_REQUESTS_PER_PEER_PER_DAY,
-    MAX_ROSTER_AGE, MAX_SHARED_BATCH, MAX_SHARED_HAVE, Merged, Mirror, MirrorEntry, MirrorShare,
-    MirrorStatus, Network, NewGrant, NewRequest, NoticeError, NoticeInfo, Notices, OpenError, Outbox, Peer,
-    Projections, Purchase, PurchaseRecord, Records, RecoveryError, Refusal, Rekey, RekeyError, Rekeyed,
-    Replication, ReplicationError, RequestError, RequestInfo, RequestStatus, ServeError, Serving, Share,
-    ShareError, ShareStatus, SharedHave, StorageStats, Vault, VaultOptions, VerifyReport,
+    AccessLog, Approval, AuditEvent, AuditFilter, AuditKind, Contact, ContactError, Contacts, CreateError,
+    DeviceError, DeviceRecord, DeviceSync, Devices, EditError, FeedEntry, FeedFilter, GrantError, GrantInfo,
+    GrantStatus, Grants, Held, Holding, ImportError, ImportMode, Inbox, Keys, Logged, MAX_DEVICES,
+    MAX_PENDING_PER_PEER, MAX_ROSTER_AGE, Merged, Mirror, MirrorEntry, MirrorShare, MirrorStatus, Network,
+    NewGrant, NewRequest, NoticeError, NoticeInfo, Notices, OpenError, Outbox, Peer, Projections, Purchase,
+    PurchaseRecord, Records, RecoveryError, Refusal, Rekey, RekeyError, Rekeyed, Replication,
+    ReplicationError, RequestError, RequestInfo, RequestStatus, ServeError, Serving, Share, ShareError,
+    ShareStatus, SharedHave, StorageStats, Vault, VaultOptions, VerifyReport,
 };

@@ -43,7 +43,7 @@ pub enum PriceError {
 }
 
 /// Number of digits after the decimal point for `currency` (ISO 4217 minor unit).
-pub fn minor_digits(currency: &str) -> u32 {
+pub(crate) fn minor_digits(currency: &str) -> u32 {
     match currency {
         "BIF" | "CLP" | "DJF" | "GNF" | "ISK" | "JPY" | "KMF" | "KRW" | "PYG" | "RWF" | "UGX" | "VND"
         | "VUV" | "XAF" | "XOF" | "XPF" => 0,

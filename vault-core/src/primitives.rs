@@ -180,7 +180,7 @@ pub(crate) fn row_element(
 /// another row) looks the same, on purpose.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("decryption failed")]
-pub struct DecryptError;
+pub(crate) struct DecryptError;
 
 /// Builds associated data from a label and length-prefixed parts, so that no two different
 /// part lists produce the same bytes.

@@ -56,7 +56,7 @@ pub const ALPN: &[u8] = b"vault/sync/1";
 /// Largest frame, in bytes (a first sync of a 100,000-purchase projection is about 3 MB).
 pub const MAX_FRAME: usize = 64 * 1024 * 1024;
 /// Most grants in one Shares frame.
-pub const MAX_GRANTS_PER_FRAME: usize = 4096;
+pub(crate) const MAX_GRANTS_PER_FRAME: usize = 4096;
 
 /// How a grant ended, as told to its grantee.
 #[derive(Clone, Debug, PartialEq, Eq)]

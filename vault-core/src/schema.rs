@@ -12,7 +12,7 @@ use jsonschema::error::{TypeKind, ValidationErrorKind};
 use serde_json::{Value, json};
 
 /// The document schema, as shipped in `schemas/doc/`.
-pub const DOCUMENT_SCHEMA: &str = include_str!("../../schemas/doc/vault-document.schema.json");
+pub(crate) const DOCUMENT_SCHEMA: &str = include_str!("../../schemas/doc/vault-document.schema.json");
 
 /// A shape that values can be checked against.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

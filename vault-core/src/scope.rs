@@ -6,9 +6,9 @@ use crate::path::{FieldPath, RecordFilter};
 use crate::statement::{Rule, check_single_line};
 
 /// Longest purpose text, in bytes.
-pub const MAX_PURPOSE_LEN: usize = 500;
+pub(crate) const MAX_PURPOSE_LEN: usize = 500;
 /// Most field paths in one grant or request.
-pub const MAX_FIELDS: usize = 64;
+pub(crate) const MAX_FIELDS: usize = 64;
 
 /// Checks the parts a grant and a request share: at least one field and at most
 /// [`MAX_FIELDS`], a purpose that is present, at most [`MAX_PURPOSE_LEN`] bytes and one line,
@@ -41,7 +41,9 @@ pub(crate) fn check_scope(
     }
     // A band is a price: without prices it would ship an empty record per purchase while the
     // consent screen speaks of bands.
-    if !prices && fields.iter().any(|f| matches!(f.derived(), Some((_, crate::Derivation::Band(_))))) {
+    if !prices
+        && fields.iter().any(|f| matches!(f.derived(), Some((_, crate::path::derive::Derivation::Band(_)))))
+    {
         return Err(Rule::BandWithoutPrices);
     }
     if let Some(filter) = filter {

@@ -97,8 +97,7 @@ pub use dialing::{
     DialCandidate, WrongPeer, check_answer, dial_candidates, may_dial, offer_audiences, wanted_peers,
 };
 pub use grantee::{GranteeAction, GranteeSession, MAX_SHARES_PER_ISSUER, SyncReport};
-pub use issuer::{IssuerAction, IssuerSession, MAX_REQUESTS_PER_MINUTE, ShareSet, share_set};
-pub use rate::TokenBucket;
+pub use issuer::{IssuerAction, IssuerSession, MAX_REQUESTS_PER_MINUTE, ShareSet};
 pub use serve::{SYNC_BURST, SYNC_MESSAGES_PER_SECOND, ServeStep, ServeStream};
 pub use share::{ShareEvent, ShareNext, ShareStream};
 pub use store::{DeviceStore, GranteeStore, IssuerStore};

@@ -69,19 +69,20 @@ pub use changes::{EditError, StorageStats};
 pub use contacts::{Contact, ContactError, Contacts, Peer};
 pub use devices::{DeviceError, DeviceRecord, DeviceSync, Devices, MAX_DEVICES, Merged};
 pub use held::{Held, Mirror, MirrorEntry, MirrorShare, MirrorStatus, Share, ShareError, ShareStatus};
-pub use inbox::{Inbox, MAX_PENDING_PER_PEER, MAX_REQUESTS_PER_PEER_PER_DAY, Refusal};
+pub use inbox::{Inbox, MAX_PENDING_PER_PEER, Refusal};
 pub use issued::{
     GrantError, GrantInfo, GrantStatus, Grants, Logged, NewGrant, Projections, ServeError, Serving,
 };
 pub use keys::{Keys, RecoveryError};
 pub use network::Network;
 pub use network::{FeedEntry, FeedFilter};
-pub use notices::{MAX_NOTICES_PER_SELLER, NoticeError, NoticeInfo, Notices};
+pub use notices::{NoticeError, NoticeInfo, Notices};
 pub use open::{CreateError, OpenError, VaultOptions, VerifyReport};
 pub use outbox::Outbox;
-pub use records::{EXPORT_FORMAT, ImportError, ImportMode, Purchase, PurchaseRecord, Records};
+pub use records::{ImportError, ImportMode, Purchase, PurchaseRecord, Records};
 pub use rekey::{Rekey, RekeyError, Rekeyed};
-pub use replication::{MAX_SHARED_BATCH, MAX_SHARED_HAVE, Replication, ReplicationError, SharedHave};
+pub(crate) use replication::{MAX_SHARED_BATCH, MAX_SHARED_HAVE};
+pub use replication::{Replication, ReplicationError, SharedHave};
 pub use requests::{Approval, Holding, NewRequest, RequestError, RequestInfo, RequestStatus};
 pub use roster::MAX_ROSTER_AGE;
 pub(crate) use {held::ShareSync, issued::ServeSync};
@@ -94,7 +95,7 @@ use crate::store::{Store, StoreError};
 use changes::{ChangeLog, LogState, read_document};
 
 /// The vault's clock: unix seconds. Injectable so that expiry is testable without sleeping.
-pub type Clock = std::sync::Arc<dyn Fn() -> i64 + Send + Sync>;
+pub(crate) type Clock = std::sync::Arc<dyn Fn() -> i64 + Send + Sync>;
 
 fn system_clock() -> Clock {
     std::sync::Arc::new(|| jiff::Timestamp::now().as_second())

@@ -47,21 +47,21 @@ use crate::schema::document_schema;
 
 /// Most answers about one date field (`year` and distinct `over(N)`), in one statement or
 /// among all the grants one audience was given.
-pub const MAX_DATE_ANSWERS: usize = 2;
+pub(crate) const MAX_DATE_ANSWERS: usize = 2;
 /// Most distinct `band(...)` of one price field, in one statement or among all the grants one
 /// audience was given.
-pub const MAX_BANDS: usize = 1;
+pub(crate) const MAX_BANDS: usize = 1;
 /// Largest N of `over(N)`, in years.
-pub const MAX_AGE: u16 = 150;
+pub(crate) const MAX_AGE: u16 = 150;
 /// Largest N of `prefix(N)`, in characters.
-pub const MAX_PREFIX: u8 = 4;
+pub(crate) const MAX_PREFIX: u8 = 4;
 /// Most bounds of `band(...)`.
-pub const MAX_BAND_BOUNDS: usize = 8;
+pub(crate) const MAX_BAND_BOUNDS: usize = 8;
 /// Largest bound of `band(...)`, in major units of the price's currency.
-pub const MAX_BAND_BOUND: u64 = 1_000_000_000;
+pub(crate) const MAX_BAND_BOUND: u64 = 1_000_000_000;
 
 /// The derivations, as `vault` names them in messages.
-pub const KNOWN_DERIVATIONS: &str = "over(N), year, country, prefix(N) and band(B1,B2,...)";
+pub(crate) const KNOWN_DERIVATIONS: &str = "over(N), year, country, prefix(N) and band(B1,B2,...)";
 
 /// A value computed from a field, named after the field's path and a colon
 /// (`profile.birthday:over(18)`); only the value is shared, never the field.

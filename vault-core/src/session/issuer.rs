@@ -22,7 +22,7 @@ const WINDOW: Duration = Duration::from_secs(60);
 pub type ShareSet = (BTreeSet<GrantId>, BTreeSet<GrantId>);
 
 /// The ids in a `Shares` answer.
-pub fn share_set(live: &[SignedGrant], ended: &[Ended]) -> ShareSet {
+pub(crate) fn share_set(live: &[SignedGrant], ended: &[Ended]) -> ShareSet {
     (live.iter().map(|g| g.statement().id).collect(), ended.iter().map(Ended::grant).collect())
 }
 

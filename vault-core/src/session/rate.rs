@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 /// `rate` tokens per second, at most `burst` saved.
 #[derive(Clone, Debug)]
-pub struct TokenBucket {
+pub(crate) struct TokenBucket {
     tokens: f64,
     rate: f64,
     burst: f64,
@@ -14,13 +14,13 @@ pub struct TokenBucket {
 
 impl TokenBucket {
     /// A full bucket at `now`. A rate of 0 counts as 1 per second.
-    pub fn new(rate: u32, burst: u32, now: Instant) -> Self {
+    pub(crate) fn new(rate: u32, burst: u32, now: Instant) -> Self {
         Self { tokens: f64::from(burst), rate: f64::from(rate.max(1)), burst: f64::from(burst), at: now }
     }
 
     /// Takes a token at `now`, or tells when one will be there (nothing is taken then). A
     /// `now` earlier than a previous one counts as that one.
-    pub fn try_take(&mut self, now: Instant) -> Result<(), Instant> {
+    pub(crate) fn try_take(&mut self, now: Instant) -> Result<(), Instant> {
         let now = now.max(self.at);
         self.tokens = (self.tokens + now.duration_since(self.at).as_secs_f64() * self.rate).min(self.burst);
         self.at = now;

@@ -21,7 +21,7 @@ use crate::store::StoreError;
 
 mod limits;
 
-pub use limits::{MAX_PENDING_PER_PEER, MAX_REQUESTS_PER_PEER_PER_DAY};
+pub use limits::MAX_PENDING_PER_PEER;
 
 use crate::store::sealed::REQUESTS_IN as TABLE;
 

@@ -22,7 +22,7 @@ use crate::store::sealed::{Key, NOTICES_IN, NOTICES_OUT, Table};
 use crate::store::typed::TypedTable;
 
 /// Notices kept from one seller, at most: beyond, new ones are refused (a flood is not news).
-pub const MAX_NOTICES_PER_SELLER: usize = 32;
+pub(crate) const MAX_NOTICES_PER_SELLER: usize = 32;
 
 #[derive(Serialize, Deserialize)]
 struct OutRecord {

@@ -21,7 +21,7 @@ pub(crate) mod import;
 const AUTOMERGE_MAGIC: [u8; 4] = [0x85, 0x6f, 0x4a, 0x83];
 
 /// Marker of a JSON export.
-pub const EXPORT_FORMAT: &str = "vault-export/v1";
+pub(crate) const EXPORT_FORMAT: &str = "vault-export/v1";
 
 /// A file could not be imported. When this is returned, nothing was written.
 #[derive(Debug, thiserror::Error)]

@@ -63,9 +63,9 @@ use origin::entry_digest;
 /// A batch stops growing past this many bytes of entries and events.
 const BATCH_BYTES: usize = 256 * 1024;
 /// Largest batch accepted from another device.
-pub const MAX_SHARED_BATCH: usize = 16 << 20;
+pub(crate) const MAX_SHARED_BATCH: usize = 16 << 20;
 /// Largest [`SharedHave`] accepted from another device.
-pub const MAX_SHARED_HAVE: usize = 64 * 1024;
+pub(crate) const MAX_SHARED_HAVE: usize = 64 * 1024;
 /// Rows read from the log or the access log to build one batch, at most.
 const BATCH_ROWS: usize = 512;
 /// What a device signed its entries under before entries were chained (incarnation 0 only).

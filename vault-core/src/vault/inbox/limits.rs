@@ -21,7 +21,7 @@ use crate::vault::requests::{self, RequestStatus};
 /// Requests from one peer that may wait for an answer at once.
 pub const MAX_PENDING_PER_PEER: usize = 16;
 /// Requests one peer may deliver per day (accepted or not counted alike).
-pub const MAX_REQUESTS_PER_PEER_PER_DAY: usize = 32;
+pub(crate) const MAX_REQUESTS_PER_PEER_PER_DAY: usize = 32;
 /// Requests from identities that are not contacts that may wait for an answer at once.
 pub(crate) const MAX_PENDING_FROM_STRANGERS: usize = 256;
 
