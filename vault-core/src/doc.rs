@@ -256,6 +256,19 @@ impl VaultDoc {
         Ok(())
     }
 
+    /// Puts `value` at `section.key` with no check at all: what a hostile issuer's own software
+    /// can write into its document. For tests that play one.
+    #[cfg(any(test, feature = "test-utils"))]
+    pub(crate) fn put_unchecked(&mut self, section: &str, key: &str, value: &Value) {
+        let obj = self.section_or_create(section);
+        assign(&mut self.am, &obj, key, value);
+        self.note(if section == PURCHASES {
+            Touched::Purchase(key.to_owned())
+        } else {
+            Touched::Section(section.to_owned())
+        });
+    }
+
     /// Removes `profile.<path>`; false when it was not set.
     pub(crate) fn unset_profile(&mut self, path: &[&str]) -> bool {
         self.note(Touched::Section(PROFILE.into()));

@@ -116,7 +116,7 @@ pub use vault::{
     GrantStatus, Grants, Held, Holding, ImportError, ImportMode, Inbox, Keys, Logged, MAX_DEVICES,
     MAX_PENDING_PER_PEER, MAX_ROSTER_AGE, Merged, Mirror, MirrorEntry, MirrorShare, MirrorStatus, Network,
     NewGrant, NewRequest, NoticeError, NoticeInfo, Notices, OpenError, Outbox, Peer, Projections, Purchase,
-    PurchaseRecord, Records, RecoveryError, Refusal, Rekey, RekeyError, Rekeyed, Replication,
+    PurchaseRecord, Records, RecoveryError, Refusal, RefusedValue, Rekey, RekeyError, Rekeyed, Replication,
     ReplicationError, RequestError, RequestInfo, RequestStatus, ServeError, Serving, Share, ShareError,
     ShareStatus, SharedHave, StorageStats, Vault, VaultOptions, VerifyReport,
 };

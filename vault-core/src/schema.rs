@@ -60,6 +60,21 @@ pub enum SchemaError {
 }
 
 impl SchemaError {
+    /// True when the fault is a required field that is missing (no fault in a grant's part of
+    /// a record).
+    pub(crate) fn is_missing(&self) -> bool {
+        matches!(self, SchemaError::MissingField(_))
+    }
+
+    /// The rule broken, without the field's path.
+    pub(crate) fn problem(&self) -> String {
+        match self {
+            SchemaError::UnknownField(_) => "not a field of the document".to_owned(),
+            SchemaError::MissingField(_) => "missing".to_owned(),
+            SchemaError::Invalid { problem, .. } => problem.clone(),
+        }
+    }
+
     /// Dotted path of the field concerned.
     pub fn field(&self) -> &str {
         match self {
@@ -125,6 +140,10 @@ pub(crate) fn is_known_currency(code: &str) -> bool {
 /// Checks `value` against `shape`; `base` is the dotted path of `value` in the document, used
 /// to name fields in errors.
 pub(crate) fn validate(shape: Shape, base: &str, value: &Value) -> Result<(), SchemaError> {
+    // PostgreSQL (a seller's mirror) cannot store U+0000, and no field needs it.
+    if let Some(field) = holding_nul(value, base) {
+        return Err(SchemaError::Invalid { field, problem: "must not hold U+0000 (NUL)".to_owned() });
+    }
     let validator = &validators().by_shape[&shape];
     match validator.iter_errors(value).next() {
         None => Ok(()),
@@ -138,6 +157,54 @@ pub(crate) fn validate(shape: Shape, base: &str, value: &Value) -> Result<(), Sc
             }
             Err(describe(error.kind(), field))
         }
+    }
+}
+
+/// Every fault of `value` against `shape`, each with where it is (keys below `value`): what a
+/// received copy is checked with, to leave out only what breaks a rule. A key the shape does not
+/// have is one fault per key.
+pub(crate) fn faults(shape: Shape, base: &str, value: &Value) -> Vec<(Vec<String>, SchemaError)> {
+    let validator = &validators().by_shape[&shape];
+    let mut out = Vec::new();
+    for error in validator.iter_errors(value) {
+        let at: Vec<String> = error
+            .instance_path()
+            .as_str()
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .map(|s| s.replace("~1", "/").replace("~0", "~"))
+            .collect();
+        let mut field = base.to_owned();
+        for segment in &at {
+            field = join(&field, segment);
+        }
+        if let ValidationErrorKind::AdditionalProperties { unexpected } = error.kind() {
+            for key in unexpected {
+                let mut at = at.clone();
+                at.push(key.clone());
+                out.push((at, SchemaError::UnknownField(join(&field, key))));
+            }
+            continue;
+        }
+        out.push((at, describe(error.kind(), field)));
+    }
+    out
+}
+
+/// The first field (or key) of `value` holding U+0000.
+fn holding_nul(value: &Value, field: &str) -> Option<String> {
+    match value {
+        Value::String(s) if s.contains('\0') => Some(field.to_owned()),
+        Value::Object(map) => map.iter().find_map(|(k, v)| {
+            if k.contains('\0') {
+                return Some(join(field, &k.replace('\0', "\\u0000")));
+            }
+            holding_nul(v, &join(field, k))
+        }),
+        Value::Array(items) => {
+            items.iter().enumerate().find_map(|(i, v)| holding_nul(v, &join(field, &i.to_string())))
+        }
+        _ => None,
     }
 }
 
@@ -245,6 +312,15 @@ mod tests {
         assert_eq!(err.field(), "profile.email");
         let err = validate(Shape::Profile, "profile", &json!({"birthday": "31/12/1990"})).unwrap_err();
         assert_eq!(err.field(), "profile.birthday");
+    }
+
+    #[test]
+    fn no_field_holds_nul() {
+        let err = validate(Shape::Profile, "profile", &json!({"name": "Al\u{0}ice"})).unwrap_err();
+        assert_eq!(err.to_string(), "invalid value for \"profile.name\": must not hold U+0000 (NUL)");
+        let mut p = purchase();
+        p["tags"] = json!(["ok", "b\u{0}d"]);
+        assert_eq!(validate(Shape::Purchase, "purchases.*", &p).unwrap_err().field(), "purchases.*.tags.1");
     }
 
     #[test]

@@ -68,7 +68,9 @@ pub use audit::{AccessLog, AuditEvent, AuditFilter, AuditKind};
 pub use changes::{EditError, StorageStats};
 pub use contacts::{Contact, ContactError, Contacts, Peer};
 pub use devices::{DeviceError, DeviceRecord, DeviceSync, Devices, MAX_DEVICES, Merged};
-pub use held::{Held, Mirror, MirrorEntry, MirrorShare, MirrorStatus, Share, ShareError, ShareStatus};
+pub use held::{
+    Held, Mirror, MirrorEntry, MirrorShare, MirrorStatus, RefusedValue, Share, ShareError, ShareStatus,
+};
 pub use inbox::{Inbox, MAX_PENDING_PER_PEER, Refusal};
 pub use issued::{
     GrantError, GrantInfo, GrantStatus, Grants, Logged, NewGrant, Projections, ServeError, Serving,

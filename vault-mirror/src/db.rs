@@ -132,8 +132,14 @@ impl Db {
     }
 
     /// Writes shares in one transaction: each consent row upserted, its values replaced whole
-    /// (none once withdrawn). Committed when this returns Ok.
-    pub(crate) async fn write(&mut self, shares: &[MirrorShare]) -> Result<(), MirrorError> {
+    /// (none once withdrawn). Committed when this returns Ok, with what became of each share
+    /// (`None`: written; `Some(why)`: the database refused this share's values).
+    ///
+    /// Each share is written under its own savepoint: what one customer sent that the database
+    /// refuses (a value it cannot hold, a key that collides) fails that share only. Its consent
+    /// row is kept without values and names the problem; a withdrawn share's rows are deleted
+    /// whatever else fails, so its erasure never waits behind anyone's import.
+    pub(crate) async fn write(&mut self, shares: &[MirrorShare]) -> Result<Vec<Option<String>>, MirrorError> {
         let tx = self.client.transaction().await?;
         // `vault mirror off` (which takes this row's lock too) may have emptied the tables.
         let detached = tx
@@ -143,79 +149,172 @@ impl Db {
         if detached {
             return Err(MirrorError::Detached);
         }
-        let upsert = tx
-            .prepare(
-                "INSERT INTO vault.consents (customer, grant_id, customer_name, purpose, fields, filter, issued_at,
-                     expires_at, status, ended_at, updated_at, receipt, vault_rev)
-                 VALUES ($1, $2, $3, $4, $5, $6, to_timestamp($7::bigint), to_timestamp($8::bigint), $9,
-                     to_timestamp($10::bigint), to_timestamp($11::bigint), $12, $13)
-                 ON CONFLICT (customer, grant_id) DO UPDATE SET customer_name = EXCLUDED.customer_name,
-                     status = EXCLUDED.status, ended_at = EXCLUDED.ended_at, updated_at = EXCLUDED.updated_at,
-                     receipt = EXCLUDED.receipt, vault_rev = EXCLUDED.vault_rev",
-            )
-            .await?;
-        let clear =
-            tx.prepare("DELETE FROM vault.consent_values WHERE customer = $1 AND grant_id = $2").await?;
-        let left = tx
-            .prepare("SELECT count(*) FROM vault.consent_values WHERE customer = $1 AND grant_id = $2")
-            .await?;
-        let insert = tx
-            .prepare(
-                "INSERT INTO vault.consent_values (customer, grant_id, path, value, value_text)
-                 SELECT $1, $2, * FROM unnest($3::text[], $4::jsonb[], $5::text[])",
-            )
-            .await?;
+        let statements = Statements::prepare(&tx).await?;
+        let mut outcomes = Vec::with_capacity(shares.len());
         for share in shares {
-            let g = share.grant.statement();
-            let (customer, grant) = (g.issuer.to_string(), g.id.to_string());
-            let fields: Vec<String> = g.fields.iter().map(ToString::to_string).collect();
-            let filter = g.filter.as_ref().map(ToString::to_string);
-            let status = status(share.status);
-            let receipt = receipt(share);
-            let rev = i64::try_from(share.rev).unwrap_or(i64::MAX);
-            tx.execute(
-                &upsert,
-                &[
-                    &customer,
-                    &grant,
-                    &share.customer_name,
-                    &g.purpose,
-                    &fields,
-                    &filter,
-                    &g.issued_at,
-                    &g.expires_at,
-                    &status,
-                    &share.ended_at,
-                    &share.updated_at,
-                    &receipt,
-                    &rev,
-                ],
-            )
-            .await?;
-            tx.execute(&clear, &[&customer, &grant]).await?;
-            if share.values.is_none() {
-                // The erasure receipt rests on this: check the rows are gone, whatever rules or
-                // triggers someone added.
-                let n: i64 = tx.query_one(&left, &[&customer, &grant]).await?.try_get(0)?;
-                if n != 0 {
-                    return Err(MirrorError::ChangedByHand(format!(
-                        "{n} values of grant {grant} remain after deleting them (a rule or trigger?)"
-                    )));
+            tx.batch_execute("SAVEPOINT share").await?;
+            let first = statements.write(&tx, share, None).await;
+            let outcome = match first {
+                Ok(()) => None,
+                Err(e) => {
+                    let why = refused_by_database(&e)?;
+                    tx.batch_execute("ROLLBACK TO SAVEPOINT share").await?;
+                    // The consent row alone, no values, the problem named.
+                    let bare = MirrorShare { values: None, ..share.clone() };
+                    if let Err(e) = statements.write(&tx, &bare, Some(&why)).await {
+                        refused_by_database(&e)?;
+                        tx.batch_execute("ROLLBACK TO SAVEPOINT share").await?;
+                        statements.delete(&tx, share).await?;
+                    }
+                    tracing::warn!(grant = %share.grant.statement().id, problem = %why, "mirror: the database refused a consent's values");
+                    Some(why)
                 }
-            }
-            if let Some(values) = &share.values {
-                let mut leaves = Vec::new();
-                flatten(values, String::new(), &mut leaves);
-                if !leaves.is_empty() {
-                    let paths: Vec<&str> = leaves.iter().map(|(p, _)| p.as_str()).collect();
-                    let json: Vec<&Value> = leaves.iter().map(|(_, v)| *v).collect();
-                    let text: Vec<Option<String>> = leaves.iter().map(|(_, v)| as_text(v)).collect();
-                    tx.execute(&insert, &[&customer, &grant, &paths, &json, &text]).await?;
-                }
-            }
+            };
+            tx.batch_execute("RELEASE SAVEPOINT share").await?;
+            outcomes.push(outcome);
         }
         tx.commit().await?;
+        Ok(outcomes)
+    }
+}
+
+/// The statements a write runs, prepared once per transaction.
+struct Statements {
+    upsert: tokio_postgres::Statement,
+    clear: tokio_postgres::Statement,
+    left: tokio_postgres::Statement,
+    insert: tokio_postgres::Statement,
+    drop: tokio_postgres::Statement,
+}
+
+impl Statements {
+    async fn prepare(tx: &tokio_postgres::Transaction<'_>) -> Result<Self, MirrorError> {
+        Ok(Self {
+            upsert: tx
+                .prepare(
+                    "INSERT INTO vault.consents (customer, grant_id, customer_name, purpose, fields, filter, issued_at,
+                         expires_at, status, ended_at, updated_at, receipt, vault_rev, refused, problem)
+                     VALUES ($1, $2, $3, $4, $5, $6, to_timestamp($7::bigint), to_timestamp($8::bigint), $9,
+                         to_timestamp($10::bigint), to_timestamp($11::bigint), $12, $13, $14, $15)
+                     ON CONFLICT (customer, grant_id) DO UPDATE SET customer_name = EXCLUDED.customer_name,
+                         status = EXCLUDED.status, ended_at = EXCLUDED.ended_at, updated_at = EXCLUDED.updated_at,
+                         receipt = EXCLUDED.receipt, vault_rev = EXCLUDED.vault_rev, refused = EXCLUDED.refused,
+                         problem = EXCLUDED.problem",
+                )
+                .await?,
+            clear: tx.prepare("DELETE FROM vault.consent_values WHERE customer = $1 AND grant_id = $2").await?,
+            left: tx
+                .prepare("SELECT count(*) FROM vault.consent_values WHERE customer = $1 AND grant_id = $2")
+                .await?,
+            insert: tx
+                .prepare(
+                    "INSERT INTO vault.consent_values (customer, grant_id, path, value, value_text)
+                     SELECT $1, $2, * FROM unnest($3::text[], $4::jsonb[], $5::text[])",
+                )
+                .await?,
+            drop: tx.prepare("DELETE FROM vault.consents WHERE customer = $1 AND grant_id = $2").await?,
+        })
+    }
+
+    /// One share: its consent row upserted, its values replaced whole.
+    async fn write(
+        &self,
+        tx: &tokio_postgres::Transaction<'_>,
+        share: &MirrorShare,
+        problem: Option<&str>,
+    ) -> Result<(), MirrorError> {
+        let g = share.grant.statement();
+        let (customer, grant) = (g.issuer.to_string(), g.id.to_string());
+        let fields: Vec<String> = g.fields.iter().map(ToString::to_string).collect();
+        let filter = g.filter.as_ref().map(ToString::to_string);
+        let status = status(share.status);
+        let receipt = receipt(share);
+        let rev = i64::try_from(share.rev).unwrap_or(i64::MAX);
+        let refused = serde_json::to_value(&share.refused).expect("serializes");
+        tx.execute(
+            &self.upsert,
+            &[
+                &customer,
+                &grant,
+                &share.customer_name,
+                &g.purpose,
+                &fields,
+                &filter,
+                &g.issued_at,
+                &g.expires_at,
+                &status,
+                &share.ended_at,
+                &share.updated_at,
+                &receipt,
+                &rev,
+                &refused,
+                &problem,
+            ],
+        )
+        .await?;
+        tx.execute(&self.clear, &[&customer, &grant]).await?;
+        if share.values.is_none() {
+            // The erasure receipt rests on this: check the rows are gone, whatever rules or
+            // triggers someone added.
+            self.check_gone(tx, &customer, &grant).await?;
+        }
+        if let Some(values) = &share.values {
+            let mut leaves = Vec::new();
+            flatten(values, String::new(), &mut leaves);
+            if !leaves.is_empty() {
+                let paths: Vec<&str> = leaves.iter().map(|(p, _)| p.as_str()).collect();
+                let json: Vec<&Value> = leaves.iter().map(|(_, v)| *v).collect();
+                let text: Vec<Option<String>> = leaves.iter().map(|(_, v)| as_text(v)).collect();
+                tx.execute(&self.insert, &[&customer, &grant, &paths, &json, &text]).await?;
+            }
+        }
         Ok(())
+    }
+
+    /// Deletes a share's rows, its consent row too: what is left when not even that row can be
+    /// written.
+    async fn delete(
+        &self,
+        tx: &tokio_postgres::Transaction<'_>,
+        share: &MirrorShare,
+    ) -> Result<(), MirrorError> {
+        let g = share.grant.statement();
+        let (customer, grant) = (g.issuer.to_string(), g.id.to_string());
+        tx.execute(&self.clear, &[&customer, &grant]).await?;
+        self.check_gone(tx, &customer, &grant).await?;
+        tx.execute(&self.drop, &[&customer, &grant]).await?;
+        Ok(())
+    }
+
+    async fn check_gone(
+        &self,
+        tx: &tokio_postgres::Transaction<'_>,
+        customer: &str,
+        grant: &str,
+    ) -> Result<(), MirrorError> {
+        let n: i64 = tx.query_one(&self.left, &[&customer, &grant]).await?.try_get(0)?;
+        if n != 0 {
+            return Err(MirrorError::ChangedByHand(format!(
+                "{n} values of grant {grant} remain after deleting them (a rule or trigger?)"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Why the database refused one share's data (a value it cannot hold, a constraint, a limit),
+/// or the error itself when it is not about the data (the connection, the server, the tables):
+/// that fails the whole round, to be tried again.
+fn refused_by_database(e: &MirrorError) -> Result<String, MirrorError> {
+    match e {
+        MirrorError::Refused { text } => Ok(text.clone()),
+        MirrorError::Database(text) => Err(MirrorError::Database(text.clone())),
+        MirrorError::Unreachable { target, why } => {
+            Err(MirrorError::Unreachable { target: target.clone(), why: why.clone() })
+        }
+        MirrorError::ChangedByHand(text) => Err(MirrorError::ChangedByHand(text.clone())),
+        MirrorError::Detached => Err(MirrorError::Detached),
+        other => Err(MirrorError::Database(other.to_string())),
     }
 }
 
@@ -238,8 +337,18 @@ fn receipt(share: &MirrorShare) -> Value {
 }
 
 /// Every leaf of `value` with its dotted path (`profile.address.city`, `purchases.<id>.price`).
+/// A key holding a dot or a backslash has them escaped (`\.`, `\\`), so that no key can pose
+/// as a nested path: two leaves never share a path. (The vault leaves such keys out of what it
+/// keeps; this holds even if one got through.)
 pub(crate) fn flatten<'a>(value: &'a Value, prefix: String, out: &mut Vec<(String, &'a Value)>) {
-    let join = |key: &str| if prefix.is_empty() { key.to_owned() } else { format!("{prefix}.{key}") };
+    let join = |key: &str| {
+        let key = if key.contains(['.', '\\']) {
+            key.replace('\\', "\\\\").replace('.', "\\.")
+        } else {
+            key.to_owned()
+        };
+        if prefix.is_empty() { key } else { format!("{prefix}.{key}") }
+    };
     match value {
         Value::Object(map) => {
             for (k, v) in map {
@@ -279,6 +388,15 @@ mod tests {
         let paths: Vec<&str> = out.iter().map(|(p, _)| p.as_str()).collect();
         assert_eq!(paths, ["profile.address.city", "profile.email", "tags.0", "tags.1"]);
         assert_eq!(as_text(out[3].1).as_deref(), Some("2"));
+    }
+
+    #[test]
+    fn a_dotted_key_never_shares_a_path_with_a_nested_one() {
+        let v = json!({"profile": {"address.city": "Paris", "address": {"city": "Lyon"}, "a\\.b": 1}});
+        let mut out = Vec::new();
+        flatten(&v, String::new(), &mut out);
+        let paths: Vec<&str> = out.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(paths, ["profile.a\\\\\\.b", "profile.address.city", "profile.address\\.city"]);
     }
 
     #[test]

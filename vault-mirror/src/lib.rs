@@ -77,6 +77,13 @@ pub enum MirrorError {
     /// The server said no to a statement.
     #[error("the mirror's database failed: {0}")]
     Database(String),
+    /// The server refused one consent's data: a value it cannot hold, a constraint, a limit.
+    /// Only that consent fails (its row names the problem); the others are written.
+    #[error("the mirror's database refused a consent's values: {text}")]
+    Refused {
+        /// The server's message.
+        text: String,
+    },
     /// The vault failed.
     #[error(transparent)]
     Vault(#[from] vault_core::StoreError),
@@ -107,6 +114,7 @@ impl MirrorError {
                 MirrorError::Unreachable { target, why: url.scrub(&why) }
             }
             MirrorError::Database(text) => MirrorError::Database(url.scrub(&text)),
+            MirrorError::Refused { text } => MirrorError::Refused { text: url.scrub(&text) },
             MirrorError::ChangedByHand(text) => MirrorError::ChangedByHand(url.scrub(&text)),
             other => other,
         }
@@ -115,7 +123,13 @@ impl MirrorError {
     /// True when trying again later may help (the server is down or busy), false when a person
     /// has to change something first.
     pub fn is_transient(&self) -> bool {
-        matches!(self, MirrorError::Unreachable { .. } | MirrorError::Database(_) | MirrorError::Busy { .. })
+        matches!(
+            self,
+            MirrorError::Unreachable { .. }
+                | MirrorError::Database(_)
+                | MirrorError::Refused { .. }
+                | MirrorError::Busy { .. }
+        )
     }
 }
 
@@ -123,6 +137,12 @@ impl From<tokio_postgres::Error> for MirrorError {
     fn from(e: tokio_postgres::Error) -> Self {
         if e.is_closed() || e.as_db_error().is_none() && e.code().is_none() {
             return MirrorError::Unreachable { target: "the mirror's database".into(), why: describe_pg(&e) };
+        }
+        // Class 22 (data exception), 23 (integrity constraint), 54 (program limit): about the
+        // data written, not the connection or the server.
+        let class = e.code().map(|c| &c.code()[..2]);
+        if matches!(class, Some("22" | "23" | "54")) {
+            return MirrorError::Refused { text: describe_pg(&e) };
         }
         MirrorError::Database(describe_pg(&e))
     }

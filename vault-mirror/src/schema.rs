@@ -8,7 +8,7 @@ use tokio_postgres::Client;
 use crate::MirrorError;
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// The session-level advisory lock a writing node holds for its connection's lifetime.
 pub(crate) const WRITER_LOCK: i64 = 8_315_178_049_665_788_978;
@@ -18,9 +18,11 @@ pub const NAMESPACE: &str = "vault";
 
 /// Version 1: consents, their values one row per field, a pivot of profile fields.
 const V1: &str = include_str!("../../schemas/mirror/v1.sql");
+/// Version 2: what vault left out of each consent's values, and what the database refused.
+const V2: &str = include_str!("../../schemas/mirror/v2.sql");
 
 /// Migrations in order: entry `i` takes the schema from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[V1];
+const MIGRATIONS: &[&str] = &[V1, V2];
 
 /// The columns the mirror writes, with their types as `information_schema` names them.
 const EXPECTED: &[(&str, &[(&str, &str)])] = &[
@@ -40,6 +42,8 @@ const EXPECTED: &[(&str, &[(&str, &str)])] = &[
             ("updated_at", "timestamp with time zone"),
             ("receipt", "jsonb"),
             ("vault_rev", "bigint"),
+            ("refused", "jsonb"),
+            ("problem", "text"),
         ],
     ),
     (

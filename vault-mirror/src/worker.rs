@@ -138,18 +138,26 @@ async fn round(
         .iter()
         .filter(|e| e.erasure_pending || written.get(&key(e)) != Some(&(e.rev, e.customer_name.clone())))
         .collect();
-    for chunk in todo.chunks(BATCH) {
+    // Withdrawals first, in transactions of their own: an erasure never waits behind an import.
+    let (withdrawals, imports): (Vec<&MirrorEntry>, Vec<&MirrorEntry>) =
+        todo.into_iter().partition(|e| e.erasure_pending);
+    let wrote = !withdrawals.is_empty() || !imports.is_empty();
+    let mut refused = Vec::new();
+    for chunk in withdrawals.chunks(BATCH).chain(imports.chunks(BATCH)) {
         let shares = handle.with_vault(|v: &mut Vault| {
             chunk
                 .iter()
                 .filter_map(|e| v.mirror_mut().share(&e.customer, &e.grant).transpose())
                 .collect::<Result<Vec<_>, _>>()
         })?;
-        db.write(&shares).await?;
+        let outcomes = db.write(&shares).await?;
         // Committed: the rows of withdrawn shares are gone, their receipts can be signed.
         let mut erased = Vec::new();
-        for share in &shares {
+        for (share, outcome) in shares.iter().zip(outcomes) {
             let g = share.grant.statement();
+            if let Some(why) = outcome {
+                refused.push(format!("grant {} of {}: {why}", g.id, g.issuer));
+            }
             written
                 .insert((g.issuer.to_string(), g.id.to_string()), (share.rev, share.customer_name.clone()));
             if share.erasure_pending && share.status != ShareStatus::Live {
@@ -166,6 +174,18 @@ async fn round(
             tracing::info!(count = erased.len(), "mirror: rows erased, erasure receipts signed");
             handle.receipts_signed();
         }
+    }
+    if !refused.is_empty() {
+        // Said until the next round that writes without a refusal.
+        let detail = format!(
+            "writing to {}; the database refused the values of {} consent(s), kept without them: {}",
+            url.target(),
+            refused.len(),
+            refused.join("; ")
+        );
+        handle.with_vault(|v| v.mirror_mut().set_status(true, &url.scrub(&detail)))?;
+    } else if wrote {
+        handle.with_vault(|v| v.mirror_mut().set_status(true, &format!("writing to {}", url.target())))?;
     }
     Ok(())
 }

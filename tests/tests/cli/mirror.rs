@@ -231,3 +231,92 @@ fn bad_databases_are_named_and_the_node_keeps_serving() {
     alice.ok(&["contact", "add", "shop", &ticket]);
     alice.ok(&["sync", "shop", "--no-relay"]);
 }
+
+/// A stranger with the seller's ticket grants it a copy PostgreSQL could not hold as sent (text
+/// holding U+0000, a dotted key that collides with a nested field, a number where the schema
+/// says text). The seller's vault leaves those values out and names them; the rest of her copy
+/// and every other customer's go on: an honest customer's withdrawal is erased in PostgreSQL
+/// and her erasure receipt comes back.
+#[test]
+fn a_strangers_hostile_copy_stalls_nobody() {
+    let db = TestDb::new();
+    let (mallory, bob, shop) = (TestVault::new(), TestVault::new(), TestVault::new());
+    {
+        // What her own software writes, past every check a vault makes.
+        let mut v = vault_core::Vault::at(&mallory.dir)
+            .unlock(&vault_core::Passphrase::new(&mallory.passphrase))
+            .unwrap();
+        let mut records = v.records_mut();
+        records.put_unchecked_for_tests("profile", "name", serde_json::json!("Mal\u{0}lory")).unwrap();
+        records.put_unchecked_for_tests("profile", "address.city", serde_json::json!("Paris")).unwrap();
+        records.put_unchecked_for_tests("profile", "address", serde_json::json!({"city": "Lyon"})).unwrap();
+        records.put_unchecked_for_tests("profile", "email", serde_json::json!(42)).unwrap();
+    }
+    bob.ok(&["profile", "set", "email", "bob@example.org"]);
+    assert!(mirror_set(&shop, &db.url()).status.success());
+    let (_shop_node, shop_ticket, _) = serve_seller(&shop, None);
+    let (_mallory_node, _) = serve(&mallory);
+    let (_bob_node, _) = serve(&bob);
+    let bob_id = json(&bob, &["id"])["identity"].as_str().unwrap().to_owned();
+    let mallory_id = json(&mallory, &["id"])["identity"].as_str().unwrap().to_owned();
+
+    mallory.ok(&["contact", "add", "shop", &shop_ticket]);
+    json(&mallory, &["grant", "shop", "--fields", "profile", "--purpose", "loyalty"]);
+    let value = |customer: &str, path: &str| -> Option<String> {
+        db.client()
+            .query_opt(
+                "SELECT value_text FROM vault.consent_values WHERE customer = $1 AND path = $2",
+                &[&customer, &path],
+            )
+            .ok()
+            .flatten()
+            .and_then(|r| r.get(0))
+    };
+    eventually("what can be kept of mallory's copy in PostgreSQL", || {
+        value(&mallory_id, "profile.address.city").as_deref() == Some("Lyon")
+    });
+    let refused: Value = db
+        .client()
+        .query_one("SELECT refused FROM vault.consents WHERE customer = $1", &[&mallory_id])
+        .unwrap()
+        .get(0);
+    let refused = refused.to_string();
+    for named in
+        ["profile.name", "profile.address\\\\u{2e}city", "profile.email", "U+0000", "must be a string"]
+    {
+        assert!(refused.contains(named), "{named} in {refused}");
+    }
+    assert_eq!(
+        db.count(&format!("SELECT count(*) FROM vault.consent_values WHERE customer = '{mallory_id}'")),
+        1,
+        "only the city is kept"
+    );
+    let shown = shop.ok(&["shared"]);
+    assert!(shown.contains("left out of what") && shown.contains("holds U+0000"), "{shown}");
+    let listed = json(&shop, &["shared"]);
+    let theirs =
+        listed["shares"].as_array().unwrap().iter().find(|s| s["from"] == mallory_id.as_str()).unwrap();
+    assert_eq!(theirs["values"], serde_json::json!({"profile": {"address": {"city": "Lyon"}}}));
+    assert_eq!(theirs["refused"].as_array().unwrap().len(), 3, "{theirs}");
+
+    // An honest customer's share, then her withdrawal: both go through.
+    bob.ok(&["contact", "add", "shop", &shop_ticket]);
+    let grant = json(&bob, &["grant", "shop", "--fields", "profile.email", "--purpose", "receipts"]);
+    let id = grant["id"].as_str().unwrap().to_owned();
+    eventually("bob's email in PostgreSQL", || {
+        value(&bob_id, "profile.email").as_deref() == Some("bob@example.org")
+    });
+    bob.ok(&["revoke", &id]);
+    eventually("bob's values erased in PostgreSQL", || {
+        db.count(&format!("SELECT count(*) FROM vault.consent_values WHERE customer = '{bob_id}'")) == 0
+    });
+    let status: String = db
+        .client()
+        .query_one("SELECT status FROM vault.consents WHERE grant_id = $1", &[&id])
+        .unwrap()
+        .get(0);
+    assert_eq!(status, "withdrawn");
+    eventually("bob's erasure receipt back at bob", || erasure_confirmed(&bob, &id));
+    let shown = shop.ok(&["mirror", "show"]);
+    assert!(!shown.contains("FAILING"), "{shown}");
+}

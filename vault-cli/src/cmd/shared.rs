@@ -65,6 +65,7 @@ pub(crate) fn run(app: &App, args: &SharedArgs) -> Result<Outcome> {
                     ("expires_at".to_owned(), json!(g.expires_at.map(rfc3339))),
                     ("withdrawn_at".to_owned(), json!(s.ended_at.map(rfc3339))),
                     ("values".to_owned(), json!(s.values)),
+                    ("refused".to_owned(), json!(s.refused)),
                     ("receipt".to_owned(), s.grant.to_json()),
                 ]);
                 Value::Object(out)
@@ -104,6 +105,12 @@ pub(crate) fn run(app: &App, args: &SharedArgs) -> Result<Outcome> {
             if let Some(values) = &s.values {
                 for line in key_values(values).lines() {
                     out.push(format!("    {line}"));
+                }
+            }
+            if !s.refused.is_empty() {
+                out.push(format!("    left out of what {} sent ({}):", untrusted(&who), s.refused.len()));
+                for r in &s.refused {
+                    out.push(format!("      {}: {}", untrusted(&r.path), r.why));
                 }
             }
         }

@@ -17,11 +17,13 @@ use crate::statement::{GrantId, Signed};
 use crate::store::StoreError;
 use crate::store::sealed::Key;
 
+mod conform;
 mod mirror;
 mod replica;
 mod rows;
 mod views;
 
+pub use conform::RefusedValue;
 pub use mirror::{Mirror, MirrorEntry, MirrorShare, MirrorStatus};
 pub(crate) use replica::{ReplicaCache, ShareSync};
 pub(crate) use rows::ReceivedCache;
@@ -67,6 +69,8 @@ pub struct Share {
     /// Withdrawn and erased here, but the seller's mirror still has to erase its rows: the
     /// erasure receipt waits for it.
     pub erasure_pending: bool,
+    /// Values of the copy left out: outside the grant, or refused by the document schema.
+    pub refused: Vec<RefusedValue>,
 }
 
 /// Where a received share is stored: its issuer's identity and its grant id, so that an issuer
@@ -342,6 +346,7 @@ impl<V: DerefMut<Target = Vault>> Held<V> {
                         from_device: None,
                         rev: 0,
                         erasure_pending: false,
+                        refused: Vec::new(),
                     },
                 )?;
                 let mut event = AuditEvent::new(now, AuditKind::ShareReceived);
@@ -478,6 +483,7 @@ impl<V: DerefMut<Target = Vault>> Held<V> {
                 updated_at: record.updated_at,
                 ended_at: record.ended_at,
                 erasure_pending: record.erasure_pending,
+                refused: record.refused.clone(),
             });
         }
         out.sort_by_key(|s| std::cmp::Reverse(s.grant.statement().issued_at));

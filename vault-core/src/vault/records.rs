@@ -211,6 +211,21 @@ impl<V: DerefMut<Target = Vault>> Records<V> {
         })
     }
 
+    /// Puts `value` at `section.key` of the document with no check: what a hostile issuer's own
+    /// software can do. Only for tests that play such an issuer (the `test-utils` feature).
+    #[cfg(any(test, feature = "test-utils"))]
+    pub fn put_unchecked_for_tests(
+        &mut self,
+        section: &str,
+        key: &str,
+        value: Value,
+    ) -> Result<(), EditError> {
+        self.vault.edit(|doc| {
+            doc.put_unchecked(section, key, &value);
+            Ok(())
+        })
+    }
+
     /// Removes a profile field; false when it was not set.
     pub fn unset_profile(&mut self, field: &str) -> Result<bool, EditError> {
         let path: Vec<String> = field_path(field)?.into_iter().map(str::to_owned).collect();

@@ -51,6 +51,8 @@ pub struct MirrorShare {
     pub rev: u64,
     /// Withdrawn, its receipt waiting for the mirror to erase.
     pub erasure_pending: bool,
+    /// Values of the copy left out: outside the grant, or refused by the document schema.
+    pub refused: Vec<super::RefusedValue>,
 }
 
 /// The mirror's last word on its health, for `vault shared` and `vault mirror show`.
@@ -164,6 +166,8 @@ impl<V: DerefMut<Target = Vault>> Mirror<V> {
             ShareStatus::Live => self.vault.held_mut().live_view(&key)?,
             _ => None,
         };
+        // Building the view (on its first read) names what it refused.
+        let refused = self.vault.held().received_record(&key)?.map(|r| r.refused).unwrap_or_default();
         Ok(Some(MirrorShare {
             grant: signed,
             customer_name: self.vault.contacts().petname(customer),
@@ -173,6 +177,7 @@ impl<V: DerefMut<Target = Vault>> Mirror<V> {
             ended_at: record.ended_at,
             rev: record.rev,
             erasure_pending: record.erasure_pending,
+            refused,
         }))
     }
 

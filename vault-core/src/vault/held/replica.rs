@@ -16,8 +16,11 @@ use automerge::sync::{Message, State as SyncState, SyncDoc};
 use automerge::{AutoCommit, ROOT, ReadDoc};
 use serde_json::Value;
 
+use super::conform::{Conformed, RefusedValue, replace_refused};
+use super::rows::stored_grant;
 use super::{CHUNKS, ShareError, ShareKey, ShareStatus};
 use crate::doc::{Allowed, PURCHASES, Touched, obj_to_json, touched_between, well_formed};
+use crate::grant::Grant;
 use crate::identity::{DeviceId, IdentityId};
 use crate::protocol::{decode_sync_body, encode_sync_body};
 use crate::statement::GrantId;
@@ -185,6 +188,7 @@ impl<V: DerefMut<Target = Vault>> Held<V> {
                 v.held.replicas.get_mut(id).expect("loaded").last_seq = seq;
             }
             let mut record = v.held().received_record(id)?.ok_or(ShareError::Unknown(id.grant))?;
+            let grant = stored_grant(&record, id)?;
             // A new epoch's copy fills over a few messages: what is shown (the view) stays the
             // old one until the copy has caught up, then is rebuilt whole from the new copy.
             record.view_pending |= new_epoch;
@@ -204,7 +208,7 @@ impl<V: DerefMut<Target = Vault>> Held<V> {
                         let replica = v.held.replicas.get_mut(id).expect("loaded");
                         let after = replica.am.get_heads();
                         let touched = touched_between(&mut replica.am, &before, &after);
-                        update_view(&mut view, &replica.am, &touched);
+                        update_view(&mut view, &replica.am, &touched, grant.statement(), &mut record.refused);
                         v.held().put_view(id, &view)?;
                     }
                     Some(_) => {
@@ -236,22 +240,35 @@ impl<V: DerefMut<Target = Vault>> Held<V> {
     }
 }
 
-/// Brings a decoded view up to date with what changed in its replica.
-fn update_view(view: &mut Value, am: &AutoCommit, touched: &[Touched]) {
+/// Brings a decoded view up to date with what changed in its replica, each part changed
+/// conformed to `grant` again (conform.rs), its refusals replaced in `refused`.
+fn update_view(
+    view: &mut Value,
+    am: &AutoCommit,
+    touched: &[Touched],
+    grant: &Grant,
+    refused: &mut Vec<RefusedValue>,
+) {
     if !view.is_object() {
         *view = Value::Object(Default::default());
     }
     let root = view.as_object_mut().expect("an object");
     for t in touched {
         match t {
-            Touched::Section(section) => match am.get(ROOT, section.as_str()) {
-                Ok(Some((automerge::Value::Object(_), obj))) => {
-                    root.insert(section.clone(), obj_to_json(am, &obj));
-                }
-                _ => {
-                    root.remove(section);
-                }
-            },
+            Touched::Section(section) => {
+                let mut conformed = Conformed::new();
+                let kept = match am.get(ROOT, section.as_str()) {
+                    Ok(Some((automerge::Value::Object(_), obj))) => {
+                        conformed.section(grant, section, &obj_to_json(am, &obj))
+                    }
+                    _ => None,
+                };
+                replace_refused(refused, &[section], conformed.refused);
+                match kept {
+                    Some(kept) => root.insert(section.clone(), kept),
+                    None => root.remove(section),
+                };
+            }
             Touched::Purchase(pid) => {
                 let purchases = match am.get(ROOT, PURCHASES) {
                     Ok(Some((automerge::Value::Object(_), obj))) => obj,
@@ -265,14 +282,18 @@ fn update_view(view: &mut Value, am: &AutoCommit, touched: &[Touched]) {
                     *entry = Value::Object(Default::default());
                 }
                 let map = entry.as_object_mut().expect("an object");
-                match am.get(&purchases, pid.as_str()) {
+                let mut conformed = Conformed::new();
+                let kept = match am.get(&purchases, pid.as_str()) {
                     Ok(Some((automerge::Value::Object(_), obj))) => {
-                        map.insert(pid.clone(), obj_to_json(am, &obj));
+                        conformed.purchase(grant, pid, &obj_to_json(am, &obj))
                     }
-                    _ => {
-                        map.remove(pid);
-                    }
-                }
+                    _ => None,
+                };
+                replace_refused(refused, &[PURCHASES, pid], conformed.refused);
+                match kept {
+                    Some(kept) => map.insert(pid.clone(), kept),
+                    None => map.remove(pid),
+                };
             }
         }
     }

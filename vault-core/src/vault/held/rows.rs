@@ -53,6 +53,9 @@ pub(in crate::vault::held) struct Record {
     /// has (mirror.rs).
     #[serde(default)]
     pub(in crate::vault::held) erasure_pending: bool,
+    /// Values of the copy left out of its view (conform.rs).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(in crate::vault::held) refused: Vec<super::RefusedValue>,
 }
 
 /// One parsed row: the record, its grant, and the ticket it names (parsed on first use: a

@@ -7,7 +7,9 @@
 //! the whole copy to JSON that nobody may ever read.
 
 use super::Held;
+use super::conform::Conformed;
 use super::replica::load_replica;
+use super::rows::stored_grant;
 use std::ops::{Deref, DerefMut};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
@@ -74,10 +76,19 @@ impl<V: DerefMut<Target = Vault>> Held<V> {
                 Err(ShareError::Store(e)) => return Err(e),
                 Err(_) => return Ok(None),
             };
+            // Only what the grant names, as the schema allows (conform.rs).
+            let grant = stored_grant(&record, id)?;
+            let mut conformed = Conformed::new();
+            let view = conformed.view(grant.statement(), &view);
             // A new epoch's copy that has not caught up is shown as it is, but not kept: the
             // view kept is of a complete copy.
             if !record.view_pending {
                 v.held().put_view(id, &view)?;
+                if record.refused != conformed.refused {
+                    let mut record = record.clone();
+                    record.refused = conformed.refused;
+                    v.held().put_received_record(id, &record)?;
+                }
             }
             Ok(Some(serde_json::to_vec(&view).expect("serializes")))
         })
