@@ -117,6 +117,9 @@ pub(crate) enum Command {
     Feed(FeedArgs),
     /// What others share with you: by grant, with purpose, expiry and the signed grant
     Shared(SharedArgs),
+    /// Whose grants this vault takes in: anyone (strangers' unsolicited grants bounded), your
+    /// contacts, or only answers to your requests
+    Accept(AcceptArgs),
     /// Run the whole story on this machine: three vaults, real endpoints on loopback
     Demo(DemoArgs),
     /// Print a shell completion script
@@ -559,4 +562,15 @@ pub(crate) struct CompletionsArgs {
 /// A contact's address: an IP and a port (names are not resolved: what is stored is dialed).
 fn parse_addr(s: &str) -> Result<std::net::SocketAddr, String> {
     s.parse().map_err(|_| "expected IP:PORT, e.g. 203.0.113.7:4433 or [2001:db8::1]:4433".to_owned())
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct AcceptArgs {
+    /// anyone, contacts or requests (without it: say which applies now)
+    #[arg(value_parser = ["anyone", "contacts", "requests"])]
+    pub(crate) from: Option<String>,
+    /// With `anyone`: how many live unsolicited shares all strangers together may hold here
+    /// (default 100000; each stranger at most 8)
+    #[arg(long, value_name = "N")]
+    pub(crate) strangers: Option<usize>,
 }

@@ -1,5 +1,6 @@
 //! One module per subcommand; [`run`] dispatches.
 
+mod accept;
 mod audit;
 mod breach;
 mod completions;
@@ -68,6 +69,7 @@ pub(crate) fn run(cli: Cli) -> Result<Outcome> {
         Command::Notices(args) => breach::list(&app, &args),
         Command::Sync(args) => serve::sync(&app, &args),
         Command::Shared(args) => shared::run(&app, &args),
+        Command::Accept(args) => accept::run(&app, &args),
         Command::Request(args) => request::request(&app, &args),
         Command::Follow(args) => request::follow(&app, &args),
         Command::Requests(args) => request::list(&app, &args),

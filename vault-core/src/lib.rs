@@ -111,11 +111,12 @@ pub use statement::*;
 pub use store::{DB_FILE, StoreError, UnlockKey};
 pub use vault::network::{self, ItemSummary, Mute, Mutes};
 pub use vault::{
-    AccessLog, Approval, AuditEvent, AuditFilter, AuditKind, Contact, ContactError, Contacts, CreateError,
-    DeviceError, DeviceRecord, DeviceSync, Devices, EditError, FeedEntry, FeedFilter, GrantError, GrantInfo,
-    GrantStatus, Grants, Held, Holding, ImportError, ImportMode, Inbox, Keys, Logged, MAX_DEVICES,
-    MAX_PENDING_PER_PEER, MAX_ROSTER_AGE, Merged, Mirror, MirrorEntry, MirrorShare, MirrorStatus, Network,
-    NewGrant, NewRequest, NoticeError, NoticeInfo, Notices, OpenError, Outbox, Peer, Projections, Purchase,
+    AcceptGrants, AccessLog, Approval, AuditEvent, AuditFilter, AuditKind, Contact, ContactError, Contacts,
+    CreateError, DEFAULT_MAX_UNSOLICITED, DeviceError, DeviceRecord, DeviceSync, Devices, EditError,
+    FeedEntry, FeedFilter, GrantError, GrantInfo, GrantStatus, Grants, Held, Holding, ImportError,
+    ImportMode, Inbox, Keys, Logged, MAX_DEVICES, MAX_PENDING_PER_PEER, MAX_ROSTER_AGE,
+    MAX_UNSOLICITED_PER_STRANGER, Merged, Mirror, MirrorEntry, MirrorShare, MirrorStatus, Network, NewGrant,
+    NewRequest, NoticeError, NoticeInfo, Notices, OpenError, Outbox, Peer, Projections, Purchase,
     PurchaseRecord, Records, RecoveryError, Refusal, RefusedValue, Rekey, RekeyError, Rekeyed, Replication,
     ReplicationError, RequestError, RequestInfo, RequestStatus, ServeError, Serving, Share, ShareError,
     ShareStatus, SharedHave, StorageStats, Vault, VaultOptions, VerifyReport,

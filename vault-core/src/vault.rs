@@ -69,7 +69,8 @@ pub use changes::{EditError, StorageStats};
 pub use contacts::{Contact, ContactError, Contacts, Peer};
 pub use devices::{DeviceError, DeviceRecord, DeviceSync, Devices, MAX_DEVICES, Merged};
 pub use held::{
-    Held, Mirror, MirrorEntry, MirrorShare, MirrorStatus, RefusedValue, Share, ShareError, ShareStatus,
+    AcceptGrants, DEFAULT_MAX_UNSOLICITED, Held, MAX_UNSOLICITED_PER_STRANGER, Mirror, MirrorEntry,
+    MirrorShare, MirrorStatus, RefusedValue, Share, ShareError, ShareStatus,
 };
 pub use inbox::{Inbox, MAX_PENDING_PER_PEER, Refusal};
 pub use issued::{

@@ -21,6 +21,7 @@ mod conform;
 mod mirror;
 mod replica;
 mod rows;
+mod strangers;
 mod views;
 
 pub use conform::RefusedValue;
@@ -28,6 +29,7 @@ pub use mirror::{Mirror, MirrorEntry, MirrorShare, MirrorStatus};
 pub(crate) use replica::{ReplicaCache, ShareSync};
 pub(crate) use rows::ReceivedCache;
 use rows::{Record, stored_grant};
+pub use strangers::{AcceptGrants, DEFAULT_MAX_UNSOLICITED, MAX_UNSOLICITED_PER_STRANGER};
 
 use crate::store::sealed::RECEIVED;
 use crate::store::sealed::RECEIVED_CHUNKS as CHUNKS;
@@ -315,6 +317,7 @@ impl<V: DerefMut<Target = Vault>> Held<V> {
         let me = self.vault.identity();
         let now = self.vault.now();
         self.vault.write(|v| {
+            let mut door = None;
             for grant in live {
                 let g = grant.statement();
                 if g.issuer != issuer || g.audience != me || !g.is_live_at(now) {
@@ -328,6 +331,14 @@ impl<V: DerefMut<Target = Vault>> Held<V> {
                 }
                 let key = v.held().share_key(&issuer, &g.id)?;
                 if v.held().received_record(&key)?.is_some() {
+                    continue;
+                }
+                let door = match &mut door {
+                    Some(door) => door,
+                    None => door.insert(v.held().door()?),
+                };
+                if let Some(why) = door.refuses(g) {
+                    tracing::warn!(grant = %g.id, issuer = %g.issuer, "not taking in a grant: {why}");
                     continue;
                 }
                 v.held().put_received_record(

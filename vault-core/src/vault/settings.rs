@@ -30,6 +30,8 @@ pub(crate) enum Setting<'a> {
     MirrorUrl,
     /// See [`Setting::MirrorUrl`].
     MirrorStatus,
+    /// Whose grants this vault takes in (held/strangers.rs).
+    AcceptGrants,
     /// How far another device's access log was taken in (replication.rs).
     AuditFrom(&'a DeviceId),
     /// The shared log was seeded with the rows from before it (replication.rs).
@@ -60,6 +62,7 @@ impl Setting<'_> {
             Setting::Mutes => "feed-mutes".into(),
             Setting::MirrorUrl => "mirror-url".into(),
             Setting::MirrorStatus => "mirror-status".into(),
+            Setting::AcceptGrants => "accept-grants".into(),
             Setting::AuditFrom(device) => format!("audit-from/{device}").into(),
             Setting::SharedLogSeeded => "shared-log-seeded".into(),
             Setting::SharedLogIncarnation => "shared-log-incarnation".into(),
@@ -137,6 +140,7 @@ mod tests {
             (Setting::Mutes, "feed-mutes".to_owned()),
             (Setting::MirrorUrl, "mirror-url".to_owned()),
             (Setting::MirrorStatus, "mirror-status".to_owned()),
+            (Setting::AcceptGrants, "accept-grants".to_owned()),
             (Setting::AuditFrom(&device), format!("audit-from/{device}")),
             (Setting::SharedLogSeeded, "shared-log-seeded".to_owned()),
             (Setting::SharedLogIncarnation, "shared-log-incarnation".to_owned()),

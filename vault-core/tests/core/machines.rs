@@ -376,7 +376,11 @@ fn the_grantee_session_caps_shares_and_answers_an_end_with_a_receipt() {
         "its key events, its roster, then the list"
     );
 
-    // An issuer lists more grants than a grantee keeps from one issuer.
+    // A contact (a stranger's unsolicited grants have a tighter bound) lists more grants than a
+    // grantee keeps from one issuer.
+    let customer_ticket =
+        Ticket::new(customer.identity_key().unwrap().certify(customer.device_key().public()), Vec::new());
+    shop.contacts_mut().add("ada", &customer_ticket).unwrap();
     for n in 0..MAX_SHARES_PER_ISSUER + 6 {
         customer.grants_mut().issue(email_grant(shop.identity(), &format!("grant {n}"))).unwrap();
     }
