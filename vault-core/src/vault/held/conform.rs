@@ -68,7 +68,7 @@ impl Conformed {
                         out.insert(id, record);
                     }
                 }
-                (!out.is_empty()).then_some(Value::Object(out))
+                Some(Value::Object(out))
             }
             _ => None,
         }
@@ -139,7 +139,7 @@ impl Conformed {
                 out.insert(key.clone(), kept);
             }
         }
-        (!out.is_empty()).then_some(Value::Object(out))
+        Some(Value::Object(out))
     }
 
     /// Moves the derived entries (`birthday:over(18)`) of a map and its sub-maps into `out`,
@@ -213,7 +213,7 @@ impl Conformed {
         strip_nul(self, path, &mut value);
         let Value::Object(mut map) = value else { return None };
         merge(&mut map, derived);
-        (!map.is_empty()).then_some(Value::Object(map))
+        Some(Value::Object(map))
     }
 }
 
