@@ -45,7 +45,7 @@ pub enum DocError {
 }
 
 /// What an edit changed, at the granularity projections are updated at.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum Touched {
     /// A whole section (`profile`, `preferences`; or `purchases` replaced wholesale).
     Section(String),
@@ -412,8 +412,10 @@ pub(crate) fn touched_between(
     after: &[ChangeHash],
 ) -> Vec<Touched> {
     let mut touched: Vec<Touched> = Vec::new();
+    // A message can touch thousands of purchases: seen in a set, kept in order in the list.
+    let mut seen: std::collections::HashSet<Touched> = std::collections::HashSet::new();
     let mut push = |t: Touched| {
-        if !touched.contains(&t) {
+        if seen.insert(t.clone()) {
             touched.push(t);
         }
     };

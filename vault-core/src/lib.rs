@@ -104,7 +104,8 @@ pub use session::{
     ShareStream, SyncReport,
 };
 pub use session::{
-    DialCandidate, WrongPeer, check_answer, dial_candidates, may_dial, offer_audiences, wanted_peers,
+    DialCandidate, PeersMark, WrongPeer, check_answer, dial_candidates, may_dial, offer_audiences,
+    offers_mark, peers_mark, wanted_peers,
 };
 pub use signer::{By, Signer};
 pub use statement::*;

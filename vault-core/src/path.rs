@@ -271,6 +271,17 @@ enum FilterKey {
 }
 
 impl RecordFilter {
+    /// True when the record holds the field this filter reads (so that [`RecordFilter::matches`]
+    /// can tell): a grant need not share the field its filter reads.
+    pub(crate) fn can_tell(&self, record: &Value) -> bool {
+        let field = match self.key {
+            FilterKey::Tag => "tags",
+            FilterKey::Seller => "seller",
+            FilterKey::Category => "category",
+        };
+        record.get(field).is_some()
+    }
+
     /// True when the purchase record (JSON) matches.
     pub fn matches(&self, record: &Value) -> bool {
         match self.key {

@@ -179,7 +179,7 @@ impl From<rusqlite::Error> for UnlockFailure {
     }
 }
 
-/// See [`Store::write_mark`].
+/// See [`Store::table_mark`].
 pub(crate) type WriteMark = (i64, u64, u64);
 
 /// An unlocked vault file.
@@ -199,8 +199,10 @@ pub(crate) struct Store {
     /// Set between [`Store::begin_write`] and its commit or rollback.
     writing: Cell<bool>,
     /// Transactions this connection rolled back, whoever asked (SQLite's rollback hook counts
-    /// them, its own automatic rollbacks included): part of [`Store::write_mark`].
+    /// them, its own automatic rollbacks included): part of [`Store::table_mark`].
     rollbacks: Arc<AtomicU64>,
+    /// Rows this connection wrote or deleted, per table: part of [`Store::table_mark`].
+    table_writes: std::cell::RefCell<std::collections::HashMap<&'static str, u64>>,
     path: PathBuf,
 }
 
@@ -291,6 +293,7 @@ impl Store {
         Ok(Self {
             conn,
             rollbacks,
+            table_writes: Default::default(),
             vault_id,
             key,
             digest_key,
@@ -459,12 +462,14 @@ impl Store {
         Ok(self.conn.query_row("PRAGMA data_version", [], |r| r.get(0))?)
     }
 
-    /// A mark that changes whenever the rows this connection reads may have changed: another
-    /// connection's commit moves `data_version`, this connection's own writes move its count of
-    /// changed rows, and a rollback (which undoes writes without moving either) moves the count
-    /// of rollbacks. For caches of parsed rows that must never outlive the rows.
-    pub(crate) fn write_mark(&self) -> Result<WriteMark, StoreError> {
-        Ok((self.data_version()?, self.conn.total_changes(), self.rollbacks.load(Ordering::Relaxed)))
+    /// A mark that changes whenever the rows of `table` this connection reads may have changed:
+    /// another connection's commit moves `data_version`, this connection's own writes to the
+    /// table move its count of them, and a rollback (which undoes writes without moving either)
+    /// moves the count of rollbacks. Writes to other tables leave it as it is. For caches of one table's rows (a seller's contacts need not be
+    /// read again because a customer's copy grew).
+    pub(crate) fn table_mark(&self, table: &sealed::Table) -> Result<WriteMark, StoreError> {
+        let writes = self.table_writes.borrow().get(table.name).copied().unwrap_or(0);
+        Ok((self.data_version()?, writes, self.rollbacks.load(Ordering::Relaxed)))
     }
 
     /// Problems `PRAGMA integrity_check` finds in the file's structure (at most ten).

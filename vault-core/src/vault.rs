@@ -230,6 +230,15 @@ impl Vault {
         &self.dir
     }
 
+    /// A mark that moves when `table`'s rows may have changed (see
+    /// [`Store::table_mark`](crate::store::Store::table_mark)).
+    pub(crate) fn table_mark(
+        &self,
+        table: &crate::store::sealed::Table,
+    ) -> Result<crate::store::WriteMark, StoreError> {
+        self.store.table_mark(table)
+    }
+
     /// The data key as an unlock agent may hold it instead of the passphrase (see
     /// [`VaultOptions::unlock_with_key`]).
     pub fn unlock_key(&self) -> Result<crate::UnlockKey, StoreError> {

@@ -117,7 +117,10 @@ async fn round(
     if conn.as_ref().is_some_and(|(db, _)| db.is_closed()) {
         *conn = None;
     }
-    let entries = handle.with_vault(|v| v.mirror().entries())?;
+    // Only what changed since the last round, unless (re)connecting: then every share, to
+    // compare with what the database holds. A round that fails drops the connection, so what
+    // it was given is looked at again on the next one.
+    let entries = handle.with_vault(|v| v.mirror().changes(conn.is_none()))?;
     if conn.is_none() {
         let mut db = Db::connect(url, owner, false).await?;
         // Rows of shares this vault no longer has (a restore, a lost write) go first.

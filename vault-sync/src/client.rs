@@ -307,7 +307,7 @@ async fn grant_stream(
 async fn new_offer(
     shared: &NodeTasks,
     issuer: &IdentityId,
-    changes: &mut watch::Receiver<u64>,
+    offers: &mut watch::Receiver<u64>,
     deadline: Option<tokio::time::Instant>,
 ) {
     loop {
@@ -315,12 +315,12 @@ async fn new_offer(
             return;
         }
         match deadline {
-            Some(at) => match tokio::time::timeout_at(at, changes.changed()).await {
+            Some(at) => match tokio::time::timeout_at(at, offers.changed()).await {
                 Ok(Ok(())) => {}
                 _ => return,
             },
             None => {
-                if changes.changed().await.is_err() {
+                if offers.changed().await.is_err() {
                     std::future::pending::<()>().await;
                 }
             }
@@ -343,12 +343,30 @@ pub(crate) async fn subscribe_all(shared: Arc<NodeTasks>, endpoint: Endpoint, co
     let mut running: HashSet<IdentityId> = HashSet::new();
     let mut tasks: JoinSet<IdentityId> = JoinSet::new();
     let mut changes = shared.changes.subscribe();
+    let mut offers = shared.offers.subscribe();
+    // Who to keep a session with is asked again when it may have changed (or a task ended, or
+    // an offer came, or at least every few seconds), not on every change: a seller's customers
+    // edit all day, and asking walks every share.
+    let mut asked: Option<(vault_core::PeersMark, u64)> = None;
+    let mut forced = true;
     loop {
         while let Some(done) = tasks.try_join_next() {
             if let Ok(peer) = done {
                 running.remove(&peer);
+                forced = true;
             }
         }
+        let mark = vault_core::peers_mark(&shared.vault()).map(|m| (m, *offers.borrow_and_update()));
+        if !forced && mark.is_some() && mark == asked {
+            tokio::select! {
+                _ = tokio::time::sleep(PICK_UP) => forced = true,
+                Ok(()) = changes.changed() => {}
+                Ok(()) = offers.changed() => {}
+            }
+            continue;
+        }
+        asked = mark;
+        forced = false;
         let peers = wanted_peers(&shared);
         for (peer, ticket) in peers {
             let Some(ticket) = ticket else { continue };
@@ -360,7 +378,7 @@ pub(crate) async fn subscribe_all(shared: Arc<NodeTasks>, endpoint: Endpoint, co
                     loop {
                         // This attempt answers every offer made so far.
                         shared.book().take_fresh_offer(&peer);
-                        let mut changes = shared.changes.subscribe();
+                        let mut offers = shared.offers.subscribe();
                         let started = Instant::now();
                         tokio::select! {
                             result = session(shared.clone(), &endpoint, &ticket, true) => {
@@ -370,7 +388,7 @@ pub(crate) async fn subscribe_all(shared: Arc<NodeTasks>, endpoint: Endpoint, co
                             }
                             // The issuer offers only to an audience with no session on its side:
                             // this one is dead there (it restarted, or the path changed).
-                            () = new_offer(&shared, &peer, &mut changes, None) => {
+                            () = new_offer(&shared, &peer, &mut offers, None) => {
                                 tracing::debug!(%peer, "the issuer offered again; reconnecting");
                             }
                         }
@@ -380,7 +398,7 @@ pub(crate) async fn subscribe_all(shared: Arc<NodeTasks>, endpoint: Endpoint, co
                         // Wait out the backoff, cut short by a new offer from this peer: it just
                         // showed it is reachable (possibly at new addresses).
                         let deadline = tokio::time::Instant::now() + backoff;
-                        new_offer(&shared, &peer, &mut changes, Some(deadline)).await;
+                        new_offer(&shared, &peer, &mut offers, Some(deadline)).await;
                         backoff = (backoff * 2).min(MAX_BACKOFF);
                         match wanted_peers(&shared).into_iter().find(|(p, _)| *p == peer) {
                             Some((_, Some(t))) => ticket = t,
@@ -390,7 +408,11 @@ pub(crate) async fn subscribe_all(shared: Arc<NodeTasks>, endpoint: Endpoint, co
                 });
             }
         }
-        // Wake on a change (a new request or share) or every few seconds.
-        let _ = tokio::time::timeout(PICK_UP, changes.changed()).await;
+        // Wake on a change (a new request or share), an offer, or every few seconds.
+        tokio::select! {
+            _ = tokio::time::sleep(PICK_UP) => forced = true,
+            Ok(()) = changes.changed() => {}
+            Ok(()) = offers.changed() => {}
+        }
     }
 }

@@ -41,6 +41,10 @@ pub(crate) struct NodeTasks {
     pub(crate) vault: Mutex<Vault>,
     /// Bumped whenever the vault changed (here or in another process); sessions wait on it.
     pub(crate) changes: watch::Sender<u64>,
+    /// Bumped when an issuer offered shares (a session waiting on its backoff, or the task
+    /// keeping sessions, looks): apart from `changes`, so that one customer's edit does not wake
+    /// the task of every other customer.
+    pub(crate) offers: watch::Sender<u64>,
     /// Bumped when erasure receipts were signed outside a session (by the database mirror):
     /// sessions with their issuers send them.
     pub(crate) receipts: watch::Sender<u64>,
@@ -60,10 +64,12 @@ impl NodeTasks {
     pub(crate) fn new(vault: Vault) -> Self {
         let (changes, _) = watch::channel(0u64);
         let (receipts, _) = watch::channel(0u64);
+        let (offers, _) = watch::channel(0u64);
         let (served_settled, _) = watch::channel(vault.serving().served_settled());
         NodeTasks {
             vault: Mutex::new(vault),
             changes,
+            offers,
             receipts,
             book: Default::default(),
             in_flight: Arc::new(Semaphore::new(vault_core::framing::NODE_BYTE_BUDGET)),

@@ -270,7 +270,7 @@ async fn serve_connection(shared: Arc<NodeTasks>, conn: Connection) -> Result<()
                     let ticket = Ticket::new(cert, seen_addrs(&conn));
                     if shared.book().note_offer(peer, ticket) {
                         write_frame(&mut send, &Frame::OfferAck).await.map_err(SyncError::io)?;
-                        shared.changes.send_modify(|n| *n += 1);
+                        shared.offers.send_modify(|n| *n += 1);
                     }
                 }
             }

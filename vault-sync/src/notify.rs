@@ -48,8 +48,16 @@ pub(crate) async fn notify_audiences(shared: Arc<NodeTasks>, endpoint: Endpoint)
     let mut pending: HashMap<IdentityId, Pending> = HashMap::new();
     let mut in_flight: HashSet<IdentityId> = HashSet::new();
     let mut tasks: JoinSet<(IdentityId, ShareSet, bool)> = JoinSet::new();
+    // The audiences are asked again when grants or contacts changed, an offer ended, or a wait
+    // ran out (a grant may have expired), not on every change: asking reads every contact.
+    let mut asked = None;
+    let mut forced = true;
     loop {
-        for (audience, ticket, now) in audiences(&shared) {
+        let mark = vault_core::offers_mark(&shared.vault());
+        let fresh = forced || mark.is_none() || mark != asked;
+        asked = mark;
+        forced = false;
+        for (audience, ticket, now) in if fresh { audiences(&shared) } else { Vec::new() } {
             if !shared.book().needs_offer(&audience, &now) {
                 pending.remove(&audience);
                 continue;
@@ -78,9 +86,10 @@ pub(crate) async fn notify_audiences(shared: Arc<NodeTasks>, endpoint: Endpoint)
         let soonest = pending.values().map(|p| p.next).min();
         let wait = soonest.map_or(RECHECK, |t| t.saturating_duration_since(Instant::now()).min(RECHECK));
         tokio::select! {
-            _ = tokio::time::sleep(wait.max(Duration::from_millis(20))) => {}
-            _ = changes.changed() => {}
+            _ = tokio::time::sleep(wait.max(Duration::from_millis(20))) => forced = true,
+            Ok(()) = changes.changed() => {}
             Some(done) = tasks.join_next(), if !tasks.is_empty() => {
+                forced = true;
                 let Ok((peer, set, acked)) = done else { continue };
                 in_flight.remove(&peer);
                 if acked {

@@ -102,8 +102,9 @@ fn show(app: &App) -> Result<Outcome> {
         }))?;
     } else {
         let health = match &status {
-            Some(s) if s.ok => format!("ok ({}, {})", s.detail, local(s.at)),
-            Some(s) => format!("FAILING since {}: {}", local(s.at), s.detail),
+            // The detail can quote the database, which can quote what a customer sent.
+            Some(s) if s.ok => format!("ok ({}, {})", crate::output::untrusted(&s.detail), local(s.at)),
+            Some(s) => format!("FAILING since {}: {}", local(s.at), crate::output::untrusted(&s.detail)),
             None => "not run yet: `vault serve` runs it".to_owned(),
         };
         app.print(format!(

@@ -106,28 +106,41 @@ fn scalar_to_json(value: &ScalarValue) -> Value {
     }
 }
 
+/// Nesting read, at most: the vault's shapes go four levels below the root (a purchase's
+/// price), and a copy an issuer nested thousands deep would overflow the stack of whatever
+/// walks it (a crash no `catch_unwind` catches). What is deeper reads as null, which the
+/// document schema refuses.
+pub(crate) const MAX_JSON_DEPTH: usize = 16;
+
 pub(crate) fn obj_to_json(am: &impl ReadDoc, obj: &ObjId) -> Value {
+    obj_to_json_at(am, obj, 0)
+}
+
+fn obj_to_json_at(am: &impl ReadDoc, obj: &ObjId, depth: usize) -> Value {
+    if depth >= MAX_JSON_DEPTH {
+        return Value::Null;
+    }
     // One pass over each object's values (a lookup per key costs a search of the object).
     match am.object_type(obj) {
         Ok(ObjType::Map | ObjType::Table) => {
             let mut map = Map::new();
             for item in am.map_range(obj, ..) {
-                let value = item_to_json(am, &item.value, || item.id());
+                let value = item_to_json(am, &item.value, || item.id(), depth);
                 map.insert(item.key.into_owned(), value);
             }
             Value::Object(map)
         }
         Ok(ObjType::List) => Value::Array(
-            am.list_range(obj, ..).map(|item| item_to_json(am, &item.value, || item.id())).collect(),
+            am.list_range(obj, ..).map(|item| item_to_json(am, &item.value, || item.id(), depth)).collect(),
         ),
         Ok(ObjType::Text) => Value::String(am.text(obj).unwrap_or_default()),
         Err(_) => Value::Null,
     }
 }
 
-fn item_to_json(am: &impl ReadDoc, value: &ValueRef<'_>, id: impl FnOnce() -> ObjId) -> Value {
+fn item_to_json(am: &impl ReadDoc, value: &ValueRef<'_>, id: impl FnOnce() -> ObjId, depth: usize) -> Value {
     match value {
-        ValueRef::Object(_) => obj_to_json(am, &id()),
+        ValueRef::Object(_) => obj_to_json_at(am, &id(), depth + 1),
         ValueRef::Scalar(_) => match value.clone().into_value() {
             AmValue::Scalar(s) => scalar_to_json(&s),
             AmValue::Object(_) => Value::Null,

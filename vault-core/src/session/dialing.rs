@@ -78,6 +78,24 @@ pub fn check_answer(
     Ok(())
 }
 
+/// A value that moves whenever [`wanted_peers`] may answer differently (shares taken in or
+/// ended, requests, breach notices, contacts): a node recomputes who to keep a session with
+/// when it moved, not on every change (a seller's customers edit all day; who the seller keeps
+/// a session with changes rarely).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeersMark(u64, crate::store::WriteMark, crate::store::WriteMark, crate::store::WriteMark);
+
+/// The mark of [`wanted_peers`] now (`None`: it cannot be read; recompute).
+pub fn peers_mark(vault: &Vault) -> Option<PeersMark> {
+    use crate::store::sealed::{CONTACTS, NOTICES_OUT, REQUESTS_OUT};
+    Some(PeersMark(
+        vault.held().issuers_generation().ok()?,
+        vault.table_mark(&REQUESTS_OUT).ok()?,
+        vault.table_mark(&NOTICES_OUT).ok()?,
+        vault.table_mark(&CONTACTS).ok()?,
+    ))
+}
+
 /// The peers this vault keeps a session with: issuers of live shares (or of erasure receipts
 /// not yet confirmed), issuers that `offers` shares (their ticket is the freshest way to reach
 /// them), holders of requests queued or waiting for an answer, and customers of breach
@@ -111,6 +129,13 @@ pub fn wanted_peers(vault: &Vault, offers: Vec<(IdentityId, Ticket)>) -> Vec<(Id
     let blocked = vault.contacts().blocked().unwrap_or_default();
     peers.retain(|(p, _)| !blocked.contains(p));
     peers
+}
+
+/// A value that moves whenever [`offer_audiences`] may answer differently, apart from the
+/// clock (a grant expiring): grants issued or ended, contacts.
+pub fn offers_mark(vault: &Vault) -> Option<PeersMark> {
+    use crate::store::sealed::{CONTACTS, GRANTS};
+    Some(PeersMark(0, vault.table_mark(&GRANTS).ok()?, vault.table_mark(&CONTACTS).ok()?, (0, 0, 0)))
 }
 
 /// The audiences to offer shares to: contacts with a ticket that names them, not blocked, with

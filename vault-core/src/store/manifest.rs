@@ -101,6 +101,7 @@ impl Store {
         table: &Table,
         changes: &[([u8; DIGEST_LEN], bool)],
     ) -> Result<(), StoreError> {
+        *self.table_writes.borrow_mut().entry(table.name).or_default() += 1;
         if changes.is_empty() {
             return Ok(());
         }

@@ -104,8 +104,19 @@ pub(in crate::vault) fn check_addrs(addrs: &[SocketAddr]) -> Result<(), ContactE
     }
 }
 
-/// Blocked identities with the [`write_mark`](crate::store::Store::write_mark) they were read at.
-pub(crate) type BlockedCache = std::cell::RefCell<Option<(crate::store::WriteMark, HashSet<IdentityId>)>>;
+/// What a node asks of the contacts for every message and every share (who is blocked, a
+/// peer's petname), with the contacts table's [`table_mark`](crate::store::Store::table_mark)
+/// it was read at: read again only when a contact row changed (or another process wrote), not
+/// on every write of the vault.
+#[derive(Default)]
+pub(crate) struct ContactsIndex {
+    blocked: HashSet<IdentityId>,
+    names: std::collections::HashMap<IdentityId, String>,
+}
+
+/// See [`ContactsIndex`].
+pub(crate) type BlockedCache =
+    std::cell::RefCell<Option<(crate::store::WriteMark, std::sync::Arc<ContactsIndex>)>>;
 
 /// The contacts of a vault: `vault.contacts()` to read, `vault.contacts_mut()` to change.
 #[derive(Debug)]
@@ -143,26 +154,36 @@ impl<V: Deref<Target = Vault>> Contacts<V> {
         self.with_blocked(Clone::clone)
     }
 
-    /// Runs `f` on the blocked set, read again only when a row of the file changed since (a
-    /// node asks for every message it serves; decrypting every contact each time was most of
-    /// that check).
+    /// Runs `f` on the blocked set (see [`ContactsIndex`]).
     fn with_blocked<T>(&self, f: impl FnOnce(&HashSet<IdentityId>) -> T) -> Result<T, StoreError> {
-        let mark = self.vault.store.write_mark()?;
-        if let Some((cached_mark, blocked)) = &*self.vault.blocked_cache.borrow()
+        Ok(f(&self.index()?.blocked))
+    }
+
+    /// The contacts index, read again only when a contact row changed since (a node asks for
+    /// every message it serves and every share it mirrors; decrypting every contact each time
+    /// made a seller's cost per message grow with its number of contacts).
+    fn index(&self) -> Result<std::sync::Arc<ContactsIndex>, StoreError> {
+        let mark = self.vault.store.table_mark(&crate::store::sealed::CONTACTS)?;
+        if let Some((cached_mark, index)) = &*self.vault.blocked_cache.borrow()
             && *cached_mark == mark
         {
-            return Ok(f(blocked));
+            return Ok(index.clone());
         }
-        let blocked: HashSet<IdentityId> =
-            self.rows()?.into_iter().filter(|(_, c)| c.blocked).map(|(_, c)| c.identity).collect();
-        let out = f(&blocked);
-        *self.vault.blocked_cache.borrow_mut() = Some((mark, blocked));
-        Ok(out)
+        let mut index = ContactsIndex::default();
+        for (_, c) in self.rows()? {
+            if c.blocked {
+                index.blocked.insert(c.identity);
+            }
+            index.names.insert(c.identity, c.name);
+        }
+        let index = std::sync::Arc::new(index);
+        *self.vault.blocked_cache.borrow_mut() = Some((mark, index.clone()));
+        Ok(index)
     }
 
     /// The petname of an identity, if it is a contact.
     pub fn petname(&self, identity: &IdentityId) -> Option<String> {
-        self.rows().ok()?.into_iter().find(|(_, c)| c.identity == *identity).map(|(_, c)| c.name)
+        self.index().ok()?.names.get(identity).cloned()
     }
 
     /// Resolves a PEER argument: a contact name, a ticket, or an identity.

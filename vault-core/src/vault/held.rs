@@ -141,6 +141,14 @@ pub(crate) struct HeldState {
     /// The database mirror running in this process has removed the rows of every share this
     /// vault does not hold (see mirror.rs): receipts for grants never held are safe.
     pub(in crate::vault) mirror_reconciled: bool,
+    /// Shares whose mirrored form changed since the mirror last asked (mirror.rs).
+    pub(in crate::vault) mirror_dirty: std::cell::RefCell<mirror::Dirty>,
+    /// Moves whenever [`Held::issuers`] may answer differently (a share taken in or ended, an
+    /// issuer's ticket, a receipt confirmed, the rows read again): a node asks who to keep a
+    /// session with only when it moved.
+    pub(in crate::vault) issuers_generation: std::cell::Cell<u64>,
+    /// Every stored view is known to be conformed (views.rs).
+    pub(in crate::vault) views_conformed: std::cell::Cell<bool>,
 }
 
 /// What this vault holds from others (shares received, their replicas and views): `vault.held()` to read, `vault.held_mut()` to take in, refresh and erase.
@@ -240,6 +248,13 @@ impl<V: Deref<Target = Vault>> Held<V> {
         Ok(out)
     }
 
+    /// A number that moves whenever [`Held::issuers`] may answer differently (cheap: no row is
+    /// read unless another process wrote).
+    pub(crate) fn issuers_generation(&self) -> Result<u64, StoreError> {
+        let _ = self.received_rows()?;
+        Ok(self.vault.held.issuers_generation.get())
+    }
+
     /// Every received grant with when it ended here (if it has) and the ticket its issuer was
     /// last reached at: what a breach notice covers.
     pub(crate) fn held_grants(&self) -> Result<Vec<HeldGrant>, StoreError> {
@@ -277,6 +292,8 @@ impl<V: DerefMut<Target = Vault>> Held<V> {
         let mirrored = self.vault.mirror().mirror_attached()?;
         record.status = status;
         record.sync_state.clear();
+        // The keys an issuer chose go with the copy.
+        record.refused.clear();
         record.ended_at = Some(now);
         record.rev += 1;
         if mirrored {
@@ -486,6 +503,11 @@ impl<V: DerefMut<Target = Vault>> Held<V> {
             let (record, grant) = (&row.record, row.grant(&id)?.clone());
             let values =
                 if values && record.status == ShareStatus::Live { self.live_view(&id)? } else { None };
+            // Building the view (on its first read) names what it refused.
+            let refused = match values {
+                Some(_) => self.received_record(&id)?.map(|r| r.refused).unwrap_or_default(),
+                None => Vec::new(),
+            };
             out.push(Share {
                 issuer_name: self.vault.contacts().petname(&grant.statement().issuer),
                 grant,
@@ -494,7 +516,7 @@ impl<V: DerefMut<Target = Vault>> Held<V> {
                 updated_at: record.updated_at,
                 ended_at: record.ended_at,
                 erasure_pending: record.erasure_pending,
-                refused: record.refused.clone(),
+                refused,
             });
         }
         out.sort_by_key(|s| std::cmp::Reverse(s.grant.statement().issued_at));

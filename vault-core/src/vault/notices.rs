@@ -128,15 +128,28 @@ impl<V: Deref<Target = Vault>> Notices<V> {
     /// Customers with a notice still to deliver, with the ticket they were last reached at.
     pub fn customers(&self) -> Result<Vec<(IdentityId, Option<Ticket>)>, StoreError> {
         let mut out: Vec<(IdentityId, Option<Ticket>)> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        // Read once, and only when a notice lacks a ticket: a notice may go to every customer.
+        let mut contacts: Option<std::collections::HashMap<IdentityId, Option<String>>> = None;
         for r in list::<OutRecord>(&self.vault, &NOTICES_OUT)? {
             let Some(notice) = Signed::<BreachNotice>::from_stored(&r.notice) else { continue };
             let customer = notice.statement().customer;
-            if !r.delivered && !out.iter().any(|(c, _)| *c == customer) {
+            if !r.delivered && seen.insert(customer) {
                 let ticket = r.ticket.as_deref().and_then(|t| t.parse().ok());
                 let ticket = ticket.or_else(|| {
-                    let contact =
-                        self.vault.contacts().list().ok()?.into_iter().find(|c| c.identity == customer)?;
-                    contact.ticket.as_deref()?.parse().ok()
+                    let contacts = match &contacts {
+                        Some(c) => c,
+                        None => contacts.insert(
+                            self.vault
+                                .contacts()
+                                .list()
+                                .ok()?
+                                .into_iter()
+                                .map(|c| (c.identity, c.ticket))
+                                .collect(),
+                        ),
+                    };
+                    contacts.get(&customer)?.as_deref()?.parse().ok()
                 });
                 out.push((customer, ticket));
             }

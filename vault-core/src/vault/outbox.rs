@@ -47,11 +47,10 @@ impl<V: Deref<Target = Vault>> Outbox<V> {
     /// Holders this vault waits on (a request queued or pending), with their tickets.
     pub fn holders(&self) -> Result<Vec<(IdentityId, Option<Ticket>)>, StoreError> {
         let mut out: Vec<(IdentityId, Option<Ticket>)> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
         for (r, rec) in requests::list(&self.vault, TABLE)? {
             let holder = r.statement().holder;
-            if matches!(rec.status, RequestStatus::Queued | RequestStatus::Pending)
-                && !out.iter().any(|(h, _)| *h == holder)
-            {
+            if matches!(rec.status, RequestStatus::Queued | RequestStatus::Pending) && seen.insert(holder) {
                 out.push((holder, rec.ticket.as_deref().and_then(|t| t.parse().ok())));
             }
         }

@@ -32,6 +32,9 @@ pub(crate) enum Setting<'a> {
     MirrorStatus,
     /// Whose grants this vault takes in (held/strangers.rs).
     AcceptGrants,
+    /// The views of received copies were all built by a vault that conforms them to their
+    /// grants (held/views.rs): views stored before are built again.
+    ViewsConformed,
     /// How far another device's access log was taken in (replication.rs).
     AuditFrom(&'a DeviceId),
     /// The shared log was seeded with the rows from before it (replication.rs).
@@ -63,6 +66,7 @@ impl Setting<'_> {
             Setting::MirrorUrl => "mirror-url".into(),
             Setting::MirrorStatus => "mirror-status".into(),
             Setting::AcceptGrants => "accept-grants".into(),
+            Setting::ViewsConformed => "views-conformed".into(),
             Setting::AuditFrom(device) => format!("audit-from/{device}").into(),
             Setting::SharedLogSeeded => "shared-log-seeded".into(),
             Setting::SharedLogIncarnation => "shared-log-incarnation".into(),
@@ -141,6 +145,7 @@ mod tests {
             (Setting::MirrorUrl, "mirror-url".to_owned()),
             (Setting::MirrorStatus, "mirror-status".to_owned()),
             (Setting::AcceptGrants, "accept-grants".to_owned()),
+            (Setting::ViewsConformed, "views-conformed".to_owned()),
             (Setting::AuditFrom(&device), format!("audit-from/{device}")),
             (Setting::SharedLogSeeded, "shared-log-seeded".to_owned()),
             (Setting::SharedLogIncarnation, "shared-log-incarnation".to_owned()),

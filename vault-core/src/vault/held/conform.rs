@@ -55,7 +55,19 @@ impl Conformed {
         let kept = self.walk(grant, &[name], value)?;
         match name {
             PROFILE => self.schema(Shape::Profile, &[name], kept),
-            PREFERENCES => self.schema(Shape::Preferences, &[name], kept),
+            PREFERENCES => {
+                // A bad key is refused alone (the schema would name only the whole map).
+                let Value::Object(mut map) = kept else {
+                    return self.schema(Shape::Preferences, &[name], kept);
+                };
+                let bad: Vec<String> =
+                    map.keys().filter(|k| !crate::schema::is_valid_preference_key(k)).cloned().collect();
+                for key in bad {
+                    map.remove(&key);
+                    self.refuse(&[name, &key], "not a preference key");
+                }
+                self.schema(Shape::Preferences, &[name], Value::Object(map))
+            }
             PURCHASES => {
                 let Value::Object(records) = kept else { return None };
                 let mut out = Map::new();
@@ -64,7 +76,7 @@ impl Conformed {
                         self.refuse(&[PURCHASES, &id], "not a purchase id (a-z and 0-9, 4 to 32 characters)");
                         continue;
                     }
-                    if let Some(record) = self.schema(Shape::Purchase, &[PURCHASES, &id], record) {
+                    if let Some(record) = self.record(grant, &id, record) {
                         out.insert(id, record);
                     }
                 }
@@ -82,7 +94,39 @@ impl Conformed {
         value: &Value,
     ) -> Option<Value> {
         let kept = self.walk(grant, &[PURCHASES, id], value)?;
-        self.schema(Shape::Purchase, &[PURCHASES, id], kept)
+        self.record(grant, id, kept)
+    }
+
+    /// One purchase record kept by the walk: what the grant's price and filter rules allow, as
+    /// the schema allows.
+    fn record(&mut self, grant: &Grant, id: &str, mut record: Value) -> Option<Value> {
+        if let Some(filter) = &grant.filter
+            && filter.can_tell(&record)
+            && !filter.matches(&record)
+        {
+            self.refuse(&[PURCHASES, id], "outside the grant's record filter");
+            return None;
+        }
+        if !grant.prices && record.get("price").is_some() {
+            if let Some(map) = record.as_object_mut() {
+                map.remove("price");
+            }
+            self.refuse(&[PURCHASES, id, "price"], "the grant does not include prices");
+        }
+        let mut record = self.schema(Shape::Purchase, &[PURCHASES, id], record)?;
+        // Whole numbers as the vault reads them: 450.0 fits the schema's "integer", not an i64.
+        for (at, whole) in [(&["price", "amount_minor"][..], true), (&["rating"][..], false)] {
+            let leaf = at.iter().try_fold(&record, |v, k| v.get(*k));
+            if leaf.is_some_and(|v| if whole { !v.is_i64() } else { !v.is_u64() }) {
+                let mut full = vec![PURCHASES, id];
+                full.extend_from_slice(&at[..1]);
+                self.refuse(&full, "must be a whole number");
+                if let Some(map) = record.as_object_mut() {
+                    map.remove(at[0]);
+                }
+            }
+        }
+        Some(record)
     }
 
     /// A whole copy (its JSON view), conformed.
@@ -194,10 +238,16 @@ impl Conformed {
         // Each pass removes what the last found: a few passes at most.
         for _ in 0..4 {
             let faults = schema::faults(shape, &base, &value);
-            let faults: Vec<_> = faults.into_iter().filter(|(_, e)| !e.is_missing()).collect();
+            // A missing field is no fault at a record's root (a grant shares part of it), but it
+            // is inside a value (a price without its currency).
+            let mut faults: Vec<_> =
+                faults.into_iter().filter(|(at, e)| !(e.is_missing() && at.is_empty())).collect();
             if faults.is_empty() {
                 break;
             }
+            // The last list items first: removing one moves those after it.
+            faults.sort_by(|(a, _), (b, _)| by_position(b, a));
+            faults.dedup_by(|(a, _), (b, _)| a == b);
             for (at, error) in faults {
                 let mut full: Vec<&str> = path.to_vec();
                 full.extend(at.iter().map(String::as_str));
@@ -205,7 +255,7 @@ impl Conformed {
                 remove(&mut value, &at);
             }
         }
-        if !schema::faults(shape, &base, &value).iter().all(|(_, e)| e.is_missing()) {
+        if !schema::faults(shape, &base, &value).iter().all(|(at, e)| e.is_missing() && at.is_empty()) {
             self.refuse(path, "does not fit the document schema");
             return None;
         }
@@ -253,6 +303,12 @@ fn derived_problem(derivation: &Derivation, value: &Value) -> Option<&'static st
         Derivation::Prefix(n) => text(usize::from(*n)),
         Derivation::Band(_) => text(64),
     }
+}
+
+/// Orders paths with list positions compared as numbers.
+fn by_position(a: &[String], b: &[String]) -> std::cmp::Ordering {
+    let key = |s: &String| (s.parse::<usize>().ok(), s.clone());
+    a.iter().map(key).cmp(b.iter().map(key))
 }
 
 /// Puts the entries of `from` into `into`, merging the maps both hold.

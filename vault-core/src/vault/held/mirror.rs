@@ -55,6 +55,24 @@ pub struct MirrorShare {
     pub refused: Vec<super::RefusedValue>,
 }
 
+/// What changed for a mirror since it last asked ([`Mirror::changes`]).
+#[derive(Debug)]
+pub(crate) struct Dirty {
+    /// Shares whose revision, status or pending erasure changed.
+    pub(in crate::vault::held) keys: std::collections::HashSet<ShareKey>,
+    /// Every share may have changed (nothing is known yet, another process wrote, a write
+    /// failed, a petname changed).
+    pub(in crate::vault::held) all: bool,
+    /// The contacts table's mark when the mirror last asked: a petname is part of what it shows.
+    contacts: Option<crate::store::WriteMark>,
+}
+
+impl Default for Dirty {
+    fn default() -> Self {
+        Self { keys: Default::default(), all: true, contacts: None }
+    }
+}
+
 /// The mirror's last word on its health, for `vault shared` and `vault mirror show`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MirrorStatus {
@@ -92,6 +110,38 @@ impl<V: Deref<Target = Vault>> Mirror<V> {
     /// The mirror's health as last recorded.
     pub fn status(&self) -> Result<Option<MirrorStatus>, StoreError> {
         Ok(self.vault.settings().get(Setting::MirrorStatus)?.and_then(|b| serde_json::from_slice(&b).ok()))
+    }
+
+    /// The shares whose mirrored form changed since the last call, in brief: every share when
+    /// `all` (a mirror that just connected), or when what changed is not known (the first call,
+    /// another process wrote, a petname changed). A mirror that fails to write what it was
+    /// given asks again with `all`.
+    pub fn changes(&self, all: bool) -> Result<Vec<MirrorEntry>, StoreError> {
+        // Notices another process's writes (they mark every share).
+        let _ = self.vault.held().received_rows()?;
+        let contacts = self.vault.store.table_mark(&crate::store::sealed::CONTACTS)?;
+        let dirty = {
+            let mut dirty = self.vault.held.mirror_dirty.borrow_mut();
+            let names_changed = dirty.contacts != Some(contacts);
+            dirty.contacts = Some(contacts);
+            let every = std::mem::take(&mut dirty.all) || all || names_changed;
+            let keys = std::mem::take(&mut dirty.keys);
+            if every { None } else { Some(keys) }
+        };
+        let Some(keys) = dirty else { return self.entries() };
+        let mut out = Vec::with_capacity(keys.len());
+        for id in keys {
+            let Some(row) = self.vault.held().received_row(&id)? else { continue };
+            let customer = row.grant(&id)?.statement().issuer;
+            out.push(MirrorEntry {
+                customer,
+                grant: id.grant,
+                rev: row.record.rev,
+                customer_name: self.vault.contacts().petname(&customer),
+                erasure_pending: row.record.erasure_pending,
+            });
+        }
+        Ok(out)
     }
 
     /// Every received share, live or withdrawn, in brief.
@@ -166,8 +216,11 @@ impl<V: DerefMut<Target = Vault>> Mirror<V> {
             ShareStatus::Live => self.vault.held_mut().live_view(&key)?,
             _ => None,
         };
-        // Building the view (on its first read) names what it refused.
-        let refused = self.vault.held().received_record(&key)?.map(|r| r.refused).unwrap_or_default();
+        // Building the view (on its first read) names what it refused; a copy erased has none.
+        let refused = match values {
+            Some(_) => self.vault.held().received_record(&key)?.map(|r| r.refused).unwrap_or_default(),
+            None => Vec::new(),
+        };
         Ok(Some(MirrorShare {
             grant: signed,
             customer_name: self.vault.contacts().petname(customer),
@@ -208,5 +261,55 @@ impl<V: DerefMut<Target = Vault>> Mirror<V> {
         event.grant = Some(key.grant);
         event.detail = Some("erased from the mirror; erasure receipt signed".into());
         self.vault.access_log().append(&event)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::replica::tests::grant;
+    use crate::identity::Identity;
+    use crate::primitives::{KdfParams, Passphrase};
+    use crate::statement::GrantId;
+    use crate::vault::Vault;
+
+    /// A mirror is told only the shares that changed since it last asked: a seller's edit costs
+    /// what it touches, not a walk of every customer. What it cannot know (another process
+    /// wrote) is every share.
+    #[test]
+    fn the_mirror_is_told_what_changed_and_no_more() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut v =
+            Vault::at(dir.path()).kdf(KdfParams::INSECURE_FOR_TESTS).create(&Passphrase::new("pw")).unwrap();
+        let alice = Identity::generate();
+        let grants: Vec<_> = (0..3).map(|_| grant(&alice, v.identity(), GrantId::random())).collect();
+        v.held_mut().accept(alice.public(), None, &grants, &[], true).unwrap();
+        assert_eq!(v.mirror().changes(false).unwrap().len(), 3, "first: every share");
+        assert!(v.mirror().changes(false).unwrap().is_empty(), "nothing changed since");
+        assert_eq!(v.mirror().changes(true).unwrap().len(), 3, "a mirror that reconnects asks for all");
+
+        let (id, row) = v.held().received_each().unwrap().remove(1);
+        let mut record = row.record.clone();
+        record.rev += 1;
+        v.write(|v| v.held().put_received_record(&id, &record)).unwrap();
+        let changed = v.mirror().changes(false).unwrap();
+        assert_eq!((changed.len(), changed[0].grant, changed[0].rev), (1, id.grant, record.rev));
+        // Stored again unchanged (a sync state saved): nothing for the mirror.
+        v.write(|v| v.held().put_received_record(&id, &record)).unwrap();
+        assert!(v.mirror().changes(false).unwrap().is_empty());
+
+        // Another process writes: which share changed is not known here.
+        let mut other = Vault::at(dir.path()).unlock(&Passphrase::new("pw")).unwrap();
+        let fourth = grant(&alice, other.identity(), GrantId::random());
+        other.held_mut().accept(alice.public(), None, &[fourth], &[], true).unwrap();
+        assert_eq!(v.mirror().changes(false).unwrap().len(), 4);
+        // A petname is part of what a mirror shows.
+        let ticket = crate::identity::Ticket::new(
+            alice.certify(crate::identity::DeviceKey::generate().public()),
+            Vec::new(),
+        );
+        v.contacts_mut().add("alice", &ticket).unwrap();
+        let all = v.mirror().changes(false).unwrap();
+        assert_eq!(all.len(), 4);
+        assert!(all.iter().all(|e| e.customer_name.as_deref() == Some("alice")));
     }
 }

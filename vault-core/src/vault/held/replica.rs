@@ -233,7 +233,8 @@ impl<V: DerefMut<Target = Vault>> Held<V> {
     }
 
     /// The copy of a live share as a standard Automerge document, its history included: all
-    /// that this vault received for the share (for inspection and tests).
+    /// that this vault received for the share, as the issuer sent it, unchecked (for inspection
+    /// and tests; what is shown, fed and mirrored is the conformed view).
     pub fn copy(&mut self, issuer: &IdentityId, id: &GrantId) -> Result<Vec<u8>, ShareError> {
         let key = self.share_key(issuer, id)?;
         Ok(load_replica(&mut self.vault, &key)?.am.save())

@@ -84,7 +84,7 @@ impl Row {
     }
 }
 
-type Rows = Arc<BTreeMap<Vec<u8>, Arc<Row>>>;
+pub(in crate::vault::held) type Rows = Arc<BTreeMap<Vec<u8>, Arc<Row>>>;
 
 /// Parsed rows by key, with the `data_version` they were read at.
 #[derive(Default)]
@@ -95,6 +95,24 @@ impl ReceivedCache {
     pub(crate) fn clear(&self) {
         self.0.replace(None);
     }
+
+    /// A share as the cache holds it (`None`: not cached, or no such row).
+    fn cached(&self, id: &ShareKey) -> Option<Arc<Row>> {
+        let cache = self.0.borrow();
+        let (_, rows) = cache.as_ref()?;
+        rows.get(id.as_bytes()).cloned()
+    }
+}
+
+/// What a mirror shows of a share: its revision, status and pending erasure.
+fn mirrored(record: &Record) -> (u64, ShareStatus, bool) {
+    (record.rev, record.status, record.erasure_pending)
+}
+
+/// What decides whether a node keeps a session with the share's issuer: its status, the ticket
+/// its issuer was last reached at, and its receipt.
+fn dialled(record: &Record) -> (ShareStatus, Option<&str>, bool, bool) {
+    (record.status, record.ticket.as_deref(), record.receipt.is_some(), record.receipt_confirmed)
 }
 
 /// The grant of a stored record.
@@ -107,7 +125,7 @@ pub(in crate::vault::held) fn stored_grant(
 
 impl<V: Deref<Target = Vault>> Held<V> {
     /// Every row, parsed (from memory while nobody else wrote).
-    fn received_rows(&self) -> Result<Rows, StoreError> {
+    pub(in crate::vault::held) fn received_rows(&self) -> Result<Rows, StoreError> {
         let version = self.vault.store.data_version()?;
         if let Some((cached, rows)) = &*self.vault.held.received_cache.0.borrow()
             && *cached == version
@@ -126,6 +144,10 @@ impl<V: Deref<Target = Vault>> Held<V> {
         }
         let rows = Arc::new(rows);
         *self.vault.held.received_cache.0.borrow_mut() = Some((version, rows.clone()));
+        // Read whole again (first use, another process wrote, a write failed): which shares
+        // changed is not known, so a mirror looks at every one.
+        self.vault.held.mirror_dirty.borrow_mut().all = true;
+        self.bump_issuers();
         Ok(rows)
     }
 
@@ -148,7 +170,14 @@ impl<V: Deref<Target = Vault>> Held<V> {
         record: &Record,
     ) -> Result<(), StoreError> {
         let body = serde_json::to_vec(record).expect("serializes");
+        let before = self.vault.held.received_cache.cached(id);
         self.vault.store.put(&RECEIVED, Key::Id(id.as_bytes()), &body)?;
+        if before.as_ref().map(|r| mirrored(&r.record)) != Some(mirrored(record)) {
+            self.vault.held.mirror_dirty.borrow_mut().keys.insert(id.clone());
+        }
+        if before.as_ref().map(|r| dialled(&r.record)) != Some(dialled(record)) {
+            self.bump_issuers();
+        }
         self.update_received_cache(|rows| {
             rows.insert(id.as_bytes().clone(), Row::new(record.clone()));
         });
@@ -162,6 +191,11 @@ impl<V: Deref<Target = Vault>> Held<V> {
             rows.remove(id.as_bytes());
         });
         Ok(())
+    }
+
+    fn bump_issuers(&self) {
+        let generation = &self.vault.held.issuers_generation;
+        generation.set(generation.get().wrapping_add(1));
     }
 
     /// Applies this connection's own write to the parsed rows (its commits do not move

@@ -21,6 +21,7 @@ use crate::doc::obj_to_json;
 use crate::store::StoreError;
 use crate::store::sealed::Key;
 use crate::vault::Vault;
+use crate::vault::settings::Setting;
 
 impl<V: Deref<Target = Vault>> Held<V> {
     pub(in crate::vault::held) fn view_bytes(&self, id: &ShareKey) -> Result<Option<Vec<u8>>, StoreError> {
@@ -50,6 +51,7 @@ impl<V: DerefMut<Target = Vault>> Held<V> {
     /// The view of a live share (JSON bytes), built from its copy and kept when it has none;
     /// `None` when the share is not live.
     pub(in crate::vault) fn live_view_bytes(&mut self, id: &ShareKey) -> Result<Option<Vec<u8>>, StoreError> {
+        self.conform_old_views()?;
         if let Some(bytes) = self.view_bytes(id)? {
             return Ok(Some(bytes));
         }
@@ -94,10 +96,81 @@ impl<V: DerefMut<Target = Vault>> Held<V> {
         })
     }
 
+    /// Views stored by a vault that did not conform them to their grants (before this one) go,
+    /// once: each is built again, conformed, on its next read, and the mirror writes it again.
+    fn conform_old_views(&mut self) -> Result<(), StoreError> {
+        if self.vault.held.views_conformed.get() {
+            return Ok(());
+        }
+        self.vault.write(|v| {
+            if v.settings().get(Setting::ViewsConformed)?.is_none() {
+                let mut dropped = 0usize;
+                for (id, row) in v.held().received_each()? {
+                    if v.held().drop_view(&id)? {
+                        dropped += 1;
+                        let mut record = row.record.clone();
+                        record.rev += 1;
+                        v.held().put_received_record(&id, &record)?;
+                    }
+                }
+                if dropped > 0 {
+                    v.store.note_erasure();
+                    tracing::info!(
+                        dropped,
+                        "views of received copies built again, checked against their grants"
+                    );
+                }
+                v.settings().put(Setting::ViewsConformed, b"1")?;
+            }
+            Ok::<(), StoreError>(())
+        })?;
+        self.vault.held.views_conformed.set(true);
+        Ok(())
+    }
+
     /// The values of a live share; `None` when it is not live.
     pub(in crate::vault) fn live_view(&mut self, id: &ShareKey) -> Result<Option<Value>, StoreError> {
         self.live_view_bytes(id)?
             .map(|b| serde_json::from_slice(&b).map_err(|_| StoreError::damaged(&VIEWS, id)))
             .transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::replica::tests::grant;
+    use crate::identity::Identity;
+    use crate::primitives::{KdfParams, Passphrase};
+    use crate::statement::GrantId;
+    use crate::vault::Vault;
+
+    /// A view stored by a vault from before views were conformed is not shown as it is: it is
+    /// built again (conformed) and the mirror is told to write it again.
+    #[test]
+    fn views_stored_before_conforming_are_built_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut v =
+            Vault::at(dir.path()).kdf(KdfParams::INSECURE_FOR_TESTS).create(&Passphrase::new("pw")).unwrap();
+        let alice = Identity::generate();
+        let g = grant(&alice, v.identity(), GrantId::random());
+        v.held_mut().accept(alice.public(), None, &[g], &[], true).unwrap();
+        let (id, row) = v.held().received_each().unwrap().remove(0);
+        let old = serde_json::json!({"profile": {"email": "a@b.c", "secret": "not granted"}});
+        v.write(|v| v.held().put_view(&id, &old)).unwrap();
+        let rev = row.record.rev;
+
+        let shown = v.held_mut().live_view(&id).unwrap().unwrap();
+        assert!(!shown.to_string().contains("not granted"), "{shown}");
+        assert_eq!(
+            v.held().received_record(&id).unwrap().unwrap().rev,
+            rev + 1,
+            "the mirror writes it again"
+        );
+        // Once: a view stored from now on is kept.
+        v.write(|v| v.held().put_view(&id, &serde_json::json!({"profile": {}}))).unwrap();
+        let again = Vault::at(dir.path()).unlock(&Passphrase::new("pw")).unwrap();
+        assert!(again.held().view(&id).unwrap().is_some());
+        drop(again);
+        assert_eq!(v.held_mut().live_view(&id).unwrap().unwrap(), serde_json::json!({"profile": {}}));
     }
 }

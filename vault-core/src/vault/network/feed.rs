@@ -70,7 +70,7 @@ pub struct FeedFilter {
 #[derive(Deserialize)]
 struct ViewPurchases {
     #[serde(default)]
-    purchases: HashMap<String, RawPurchase>,
+    purchases: HashMap<String, serde_json::Value>,
 }
 
 #[derive(Deserialize)]
@@ -147,6 +147,11 @@ impl<V: DerefMut<Target = Vault>> Network<V> {
                 let parsed: ViewPurchases = serde_json::from_slice(bytes)
                     .map_err(|_| StoreError::damaged(&crate::store::sealed::RECEIVED_VIEWS, grant))?;
                 for (id, p) in parsed.purchases {
+                    // One record this vault cannot read costs that record, not the feed.
+                    let Ok(p) = serde_json::from_value::<RawPurchase>(p) else {
+                        tracing::warn!(%grant, "a shared purchase record cannot be read; left out of the feed");
+                        continue;
+                    };
                     if keep(filter, &p) {
                         out.push(entry(*issuer, *grant, name.clone(), id, p));
                     }

@@ -117,3 +117,78 @@ fn refusals_of_a_part_conformed_again_are_replaced() {
     let paths: Vec<&str> = kept.iter().map(|r| r.path.as_str()).collect();
     assert_eq!(paths, ["profile.a", "purchases.abcde.y", "purchases.abcd.z"]);
 }
+
+fn purchases_grant(prices: bool, filter: Option<&str>) -> Grant {
+    Grant { prices, filter: filter.map(|f| f.parse().unwrap()), ..grant(&["purchases"]) }
+}
+
+#[test]
+fn a_grant_without_prices_or_with_a_filter_keeps_to_them() {
+    let view = json!({"purchases": {
+        "abcd": {"item": "Tea", "tags": ["food"], "price": {"amount_minor": 450, "currency": "EUR"}},
+        "efgh": {"item": "Lamp", "tags": ["home"]}
+    }});
+    let mut c = Conformed::new();
+    let kept = c.view(&purchases_grant(false, Some("tag=food")), &view);
+    assert_eq!(kept, json!({"purchases": {"abcd": {"item": "Tea", "tags": ["food"]}}}));
+    let refused: Vec<String> = c.refused.iter().map(|r| format!("{}: {}", r.path, r.why)).collect();
+    assert!(
+        refused.contains(&"purchases.abcd.price: the grant does not include prices".to_owned()),
+        "{refused:?}"
+    );
+    assert!(refused.contains(&"purchases.efgh: outside the grant's record filter".to_owned()), "{refused:?}");
+}
+
+#[test]
+fn a_value_the_vault_could_not_read_is_refused() {
+    // A price without its currency, an amount written 450.0: the schema's "integer" takes it,
+    // the vault's own reader (the feed) would not.
+    let view = json!({"purchases": {
+        "abcd": {"item": "Tea", "price": {"amount_minor": 450}},
+        "efgh": {"item": "Pen", "price": {"amount_minor": 450.0, "currency": "EUR"}, "rating": 3.0}
+    }});
+    let (kept, refused) = conformed(&["purchases"], view);
+    assert_eq!(kept, json!({"purchases": {"abcd": {"item": "Tea"}, "efgh": {"item": "Pen"}}}));
+    assert!(refused.iter().any(|r| r.starts_with("purchases.abcd.price: missing")), "{refused:?}");
+    assert!(refused.contains(&"purchases.efgh.price: must be a whole number".to_owned()), "{refused:?}");
+    assert!(refused.contains(&"purchases.efgh.rating: must be a whole number".to_owned()), "{refused:?}");
+}
+
+#[test]
+fn list_items_and_preference_keys_are_refused_one_by_one() {
+    let view = json!({"purchases": {"abcd": {"item": "Tea", "tags": ["A", "B", "ok", "fine"]}},
+                      "preferences": {"good": "yes", "Bad Key": "no"}});
+    let (kept, refused) = conformed(&["purchases", "preferences"], view);
+    assert_eq!(
+        kept,
+        json!({"purchases": {"abcd": {"item": "Tea", "tags": ["ok", "fine"]}}, "preferences": {"good": "yes"}})
+    );
+    assert_eq!(refused.iter().filter(|r| r.starts_with("purchases.abcd.tags")).count(), 2, "{refused:?}");
+    assert!(
+        refused.iter().any(|r| r.starts_with("preferences.Bad Key: not a preference key")),
+        "{refused:?}"
+    );
+}
+
+/// A copy nested thousands deep cannot crash the node: it is read only so deep (deeper reads
+/// as null, which the schema refuses), on a stack as small as a runtime's worker thread.
+#[test]
+fn a_deeply_nested_copy_is_read_shallow() {
+    use automerge::{AutoCommit, ObjType, ROOT, transaction::Transactable};
+    let handle = std::thread::Builder::new()
+        .stack_size(2 << 20)
+        .spawn(|| {
+            let mut am = AutoCommit::new();
+            let mut obj = am.put_object(ROOT, "profile", ObjType::Map).unwrap();
+            for _ in 0..5_000 {
+                obj = am.put_object(&obj, "address", ObjType::Map).unwrap();
+            }
+            let view = crate::doc::obj_to_json(&am, &ROOT);
+            let (kept, refused) = conformed(&["profile"], view);
+            assert_eq!(kept, json!({"profile": {"address": {}}}));
+            assert!(!refused.is_empty());
+            drop(am);
+        })
+        .unwrap();
+    handle.join().expect("no stack overflow");
+}
