@@ -149,6 +149,8 @@ pub(crate) struct HeldState {
     pub(in crate::vault) issuers_generation: std::cell::Cell<u64>,
     /// Every stored view is known to be conformed (views.rs).
     pub(in crate::vault) views_conformed: std::cell::Cell<bool>,
+    /// Live unsolicited shares per stranger (strangers.rs); `None` until counted.
+    pub(in crate::vault) strangers: std::cell::RefCell<Option<strangers::StrangerCounts>>,
 }
 
 /// What this vault holds from others (shares received, their replicas and views): `vault.held()` to read, `vault.held_mut()` to take in, refresh and erase.
@@ -334,7 +336,7 @@ impl<V: DerefMut<Target = Vault>> Held<V> {
         let me = self.vault.identity();
         let now = self.vault.now();
         self.vault.write(|v| {
-            let mut door = None;
+            let mut policy = None;
             for grant in live {
                 let g = grant.statement();
                 if g.issuer != issuer || g.audience != me || !g.is_live_at(now) {
@@ -350,14 +352,17 @@ impl<V: DerefMut<Target = Vault>> Held<V> {
                 if v.held().received_record(&key)?.is_some() {
                     continue;
                 }
-                let door = match &mut door {
-                    Some(door) => door,
-                    None => door.insert(v.held().door()?),
+                let policy = match policy {
+                    Some(p) => p,
+                    None => *policy.insert(v.held().accepts()?),
                 };
-                if let Some(why) = door.refuses(g) {
-                    tracing::warn!(grant = %g.id, issuer = %g.issuer, "not taking in a grant: {why}");
-                    continue;
-                }
+                let unsolicited = match v.held().judge(policy, g)? {
+                    strangers::Verdict::Taken { unsolicited } => unsolicited,
+                    strangers::Verdict::Refused(why) => {
+                        tracing::warn!(grant = %g.id, issuer = %g.issuer, "not taking in a grant: {why}");
+                        continue;
+                    }
+                };
                 v.held().put_received_record(
                     &key,
                     &Record {
@@ -375,6 +380,7 @@ impl<V: DerefMut<Target = Vault>> Held<V> {
                         rev: 0,
                         erasure_pending: false,
                         refused: Vec::new(),
+                        unsolicited,
                     },
                 )?;
                 let mut event = AuditEvent::new(now, AuditKind::ShareReceived);

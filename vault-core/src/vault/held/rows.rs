@@ -56,6 +56,10 @@ pub(in crate::vault::held) struct Record {
     /// Values of the copy left out of its view (conform.rs).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(in crate::vault::held) refused: Vec<super::RefusedValue>,
+    /// A stranger's grant nobody asked for: it counts against the strangers' bounds while live
+    /// (strangers.rs).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub(in crate::vault::held) unsolicited: bool,
 }
 
 /// One parsed row: the record, its grant, and the ticket it names (parsed on first use: a
@@ -148,6 +152,7 @@ impl<V: Deref<Target = Vault>> Held<V> {
         // changed is not known, so a mirror looks at every one.
         self.vault.held.mirror_dirty.borrow_mut().all = true;
         self.bump_issuers();
+        self.vault.held.strangers.replace(None);
         Ok(rows)
     }
 
@@ -177,6 +182,14 @@ impl<V: Deref<Target = Vault>> Held<V> {
         }
         if before.as_ref().map(|r| dialled(&r.record)) != Some(dialled(record)) {
             self.bump_issuers();
+        }
+        let counted = |r: &Record| r.unsolicited && r.status == ShareStatus::Live;
+        let (was, is) = (before.as_ref().is_some_and(|r| counted(&r.record)), counted(record));
+        if was != is
+            && let Some(counts) = self.vault.held.strangers.borrow_mut().as_mut()
+            && let Some(grant) = SignedGrant::from_stored(&record.grant)
+        {
+            counts.add(grant.statement().issuer, is);
         }
         self.update_received_cache(|rows| {
             rows.insert(id.as_bytes().clone(), Row::new(record.clone()));

@@ -4,14 +4,14 @@
 //! seller's vault or its database. A vault can also take grants only from its contacts, or only
 //! those answering its own requests ([`AcceptGrants`]).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::ops::{Deref, DerefMut};
 
 use super::{Held, ShareStatus};
 use crate::grant::Grant;
 use crate::identity::IdentityId;
-use crate::statement::RequestId;
 use crate::store::StoreError;
+use crate::store::sealed::REQUESTS_OUT;
 use crate::vault::Vault;
 use crate::vault::settings::Setting;
 
@@ -71,38 +71,61 @@ impl AcceptGrants {
     }
 }
 
-/// What a batch of incoming grants is judged against: the policy, the requests this vault
-/// sent, its contacts, and how many live unsolicited shares each stranger holds here.
-pub(in crate::vault::held) struct Door {
+/// What the door says of a grant.
+#[derive(Debug, PartialEq, Eq)]
+pub(in crate::vault::held) enum Verdict {
+    /// Not taken in, and why.
+    Refused(&'static str),
+    /// Taken in; `unsolicited` when it counts against the strangers' bounds.
+    Taken {
+        /// A stranger's grant nobody asked for.
+        unsolicited: bool,
+    },
+}
+
+/// Judges one grant: whether it answers a request this vault sent to its issuer, whether its
+/// issuer is a contact, and how many live unsolicited shares its issuer and all strangers hold.
+pub(in crate::vault::held) fn verdict(
     policy: AcceptGrants,
-    sent: HashSet<RequestId>,
-    contacts: HashSet<IdentityId>,
-    per_stranger: HashMap<IdentityId, usize>,
+    answers: bool,
+    contact: bool,
+    (mine, total): (usize, usize),
+) -> Verdict {
+    match policy {
+        _ if answers => Verdict::Taken { unsolicited: false },
+        AcceptGrants::Requests => Verdict::Refused("this vault takes only grants that answer its requests"),
+        _ if contact => Verdict::Taken { unsolicited: false },
+        AcceptGrants::Contacts => Verdict::Refused("this vault takes grants only from its contacts"),
+        AcceptGrants::Anyone { .. } if mine >= MAX_UNSOLICITED_PER_STRANGER => {
+            Verdict::Refused("this stranger's unsolicited grants are at their limit")
+        }
+        AcceptGrants::Anyone { strangers } if total >= strangers => {
+            Verdict::Refused("unsolicited grants from strangers are at their limit")
+        }
+        AcceptGrants::Anyone { .. } => Verdict::Taken { unsolicited: true },
+    }
+}
+
+/// Live unsolicited shares per stranger and in all, kept as shares change (rows.rs) so that
+/// judging a grant does not walk every share.
+#[derive(Debug, Default)]
+pub(crate) struct StrangerCounts {
+    per: HashMap<IdentityId, usize>,
     total: usize,
 }
 
-impl Door {
-    /// Why `grant` is not taken in (`None`: it is), counting it when it is an unsolicited
-    /// stranger's.
-    pub(in crate::vault::held) fn refuses(&mut self, grant: &Grant) -> Option<&'static str> {
-        let answers = grant.request.is_some_and(|r| self.sent.contains(&r));
-        let contact = self.contacts.contains(&grant.issuer);
-        match self.policy {
-            _ if answers => None,
-            AcceptGrants::Requests => Some("this vault takes only grants that answer its requests"),
-            _ if contact => None,
-            AcceptGrants::Contacts => Some("this vault takes grants only from its contacts"),
-            AcceptGrants::Anyone { strangers } => {
-                let mine = self.per_stranger.entry(grant.issuer).or_default();
-                if *mine >= MAX_UNSOLICITED_PER_STRANGER {
-                    return Some("this stranger's unsolicited grants are at their limit");
-                }
-                if self.total >= strangers {
-                    return Some("unsolicited grants from strangers are at their limit");
-                }
-                *mine += 1;
-                self.total += 1;
-                None
+impl StrangerCounts {
+    /// A share that counts came (`+1`) or went (`-1`).
+    pub(in crate::vault::held) fn add(&mut self, issuer: IdentityId, came: bool) {
+        let mine = self.per.entry(issuer).or_default();
+        if came {
+            *mine += 1;
+            self.total += 1;
+        } else {
+            *mine = mine.saturating_sub(1);
+            self.total = self.total.saturating_sub(1);
+            if *mine == 0 {
+                self.per.remove(&issuer);
             }
         }
     }
@@ -120,27 +143,38 @@ impl<V: Deref<Target = Vault>> Held<V> {
             .unwrap_or_default())
     }
 
-    /// The door as it stands now (one walk over the shares held; call once per batch).
-    pub(in crate::vault::held) fn door(&self) -> Result<Door, StoreError> {
-        let sent: HashSet<RequestId> =
-            self.vault.outbox().list()?.into_iter().map(|r| r.request.statement().id).collect();
-        let contacts: HashSet<IdentityId> =
-            self.vault.contacts().list()?.into_iter().map(|c| c.identity).collect();
-        let mut door =
-            Door { policy: self.accepts()?, sent, contacts, per_stranger: HashMap::new(), total: 0 };
-        for (id, row) in self.received_each()? {
-            if row.record.status != ShareStatus::Live {
-                continue;
+    /// Judges one grant at the door (no walk over the shares held, except once after they
+    /// were read again).
+    pub(in crate::vault::held) fn judge(
+        &self,
+        policy: AcceptGrants,
+        grant: &Grant,
+    ) -> Result<Verdict, StoreError> {
+        let answers = match &grant.request {
+            Some(request) => super::super::requests::get(&self.vault, REQUESTS_OUT, request)?
+                .and_then(|r| r.signed())
+                .is_some_and(|r| r.statement().holder == grant.issuer),
+            None => false,
+        };
+        let contact = self.vault.contacts().petname(&grant.issuer).is_some();
+        let _ = self.received_rows()?;
+        let mut counts = self.vault.held.strangers.borrow_mut();
+        let counts = match &mut *counts {
+            Some(counts) => counts,
+            None => {
+                let mut fresh = StrangerCounts::default();
+                for (id, row) in self.received_each()? {
+                    if row.record.unsolicited && row.record.status == ShareStatus::Live {
+                        if let Ok(g) = row.grant(&id) {
+                            fresh.add(g.statement().issuer, true);
+                        }
+                    }
+                }
+                counts.insert(fresh)
             }
-            let Ok(grant) = row.grant(&id) else { continue };
-            let g = grant.statement();
-            let answers = g.request.is_some_and(|r| door.sent.contains(&r));
-            if !answers && !door.contacts.contains(&g.issuer) {
-                *door.per_stranger.entry(g.issuer).or_default() += 1;
-                door.total += 1;
-            }
-        }
-        Ok(door)
+        };
+        let mine = counts.per.get(&grant.issuer).copied().unwrap_or(0);
+        Ok(verdict(policy, answers, contact, (mine, counts.total)))
     }
 }
 
@@ -159,59 +193,26 @@ mod tests {
     use crate::primitives::{KdfParams, Passphrase};
     use crate::statement::GrantId;
 
-    fn door(policy: AcceptGrants, contacts: &[IdentityId], sent: &[RequestId]) -> Door {
-        Door {
-            policy,
-            sent: sent.iter().copied().collect(),
-            contacts: contacts.iter().copied().collect(),
-            per_stranger: HashMap::new(),
-            total: 0,
-        }
-    }
-
     #[test]
-    fn strangers_are_bounded_each_and_together() {
-        let shop = Identity::generate().public();
-        let mut d = door(AcceptGrants::default(), &[], &[]);
-        let mallory = Identity::generate();
-        let taken = (0..10)
-            .filter(|_| d.refuses(grant(&mallory, shop, GrantId::random()).statement()).is_none())
-            .count();
-        assert_eq!(taken, MAX_UNSOLICITED_PER_STRANGER);
-        d.total = DEFAULT_MAX_UNSOLICITED;
-        let other = Identity::generate();
-        assert!(
-            d.refuses(grant(&other, shop, GrantId::random()).statement()).is_some(),
-            "all strangers together"
-        );
-    }
-
-    #[test]
-    fn contacts_and_answers_pass_the_policy_they_meet() {
-        let shop = Identity::generate().public();
-        let (friend, stranger) = (Identity::generate(), Identity::generate());
-        let answer = RequestId::random();
-        let mut answering = grant(&stranger, shop, GrantId::random()).statement().clone();
-        answering.request = Some(answer);
-        let from_friend = grant(&friend, shop, GrantId::random()).statement().clone();
-        let unsolicited = grant(&stranger, shop, GrantId::random()).statement().clone();
-
-        let mut contacts = door(AcceptGrants::Contacts, &[friend.public()], &[answer]);
-        assert!(contacts.refuses(&from_friend).is_none());
-        assert!(contacts.refuses(&answering).is_none());
-        assert!(contacts.refuses(&unsolicited).is_some());
-        let mut requests = door(AcceptGrants::Requests, &[friend.public()], &[answer]);
-        assert!(requests.refuses(&answering).is_none());
-        assert!(requests.refuses(&from_friend).is_some());
-        // A contact's grants do not count against the strangers' bounds.
-        let mut anyone = door(AcceptGrants::default(), &[friend.public()], &[]);
-        for _ in 0..(2 * MAX_UNSOLICITED_PER_STRANGER) {
-            assert!(anyone.refuses(grant(&friend, shop, GrantId::random()).statement()).is_none());
+    fn answers_contacts_and_strangers_meet_the_policy_they_meet() {
+        let anyone = AcceptGrants::default();
+        let taken = Verdict::Taken { unsolicited: false };
+        for policy in [anyone, AcceptGrants::Contacts, AcceptGrants::Requests] {
+            assert_eq!(verdict(policy, true, false, (99, 1 << 20)), taken, "an answer to a request");
         }
+        assert_eq!(verdict(anyone, false, true, (99, 1 << 20)), taken, "a contact, whatever strangers hold");
+        assert!(matches!(verdict(AcceptGrants::Requests, false, true, (0, 0)), Verdict::Refused(_)));
+        assert!(matches!(verdict(AcceptGrants::Contacts, false, false, (0, 0)), Verdict::Refused(_)));
+        assert_eq!(verdict(anyone, false, false, (0, 0)), Verdict::Taken { unsolicited: true });
+        let full = MAX_UNSOLICITED_PER_STRANGER;
+        assert!(matches!(verdict(anyone, false, false, (full, full)), Verdict::Refused(_)), "this stranger");
+        let all = DEFAULT_MAX_UNSOLICITED;
+        assert!(matches!(verdict(anyone, false, false, (0, all)), Verdict::Refused(_)), "all strangers");
     }
 
-    /// Through `accept`, as a node takes in a `Shares` frame: the fifth unsolicited grant of one
-    /// stranger is not kept, and the setting holds across handles.
+    /// Through `accept`, as a node takes in a `Shares` frame: a stranger's unsolicited grants
+    /// stop at the bound, a share that ends makes room, the counts survive another process's
+    /// write (read again), and the setting holds across handles.
     #[test]
     fn a_stranger_cannot_fill_the_vault_through_accept() {
         let dir = tempfile::tempdir().unwrap();
@@ -220,6 +221,15 @@ mod tests {
         let mallory = Identity::generate();
         let grants: Vec<_> = (0..12).map(|_| grant(&mallory, v.identity(), GrantId::random())).collect();
         v.held_mut().accept(mallory.public(), None, &grants, &[], true).unwrap();
+        assert_eq!(v.held_mut().list().unwrap().len(), MAX_UNSOLICITED_PER_STRANGER);
+
+        // Another process takes one in meanwhile: still at the bound.
+        let mut other = Vault::at(dir.path()).unlock(&Passphrase::new("pw")).unwrap();
+        let one_more = grant(&mallory, other.identity(), GrantId::random());
+        other.held_mut().accept(mallory.public(), None, &[one_more], &[], true).unwrap();
+        drop(other);
+        let late = grant(&mallory, v.identity(), GrantId::random());
+        v.held_mut().accept(mallory.public(), None, &[late], &[], true).unwrap();
         assert_eq!(v.held_mut().list().unwrap().len(), MAX_UNSOLICITED_PER_STRANGER);
 
         v.held_mut().set_accepts(AcceptGrants::Requests).unwrap();
