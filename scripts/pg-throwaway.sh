@@ -6,6 +6,8 @@
 #                                             # starts a cluster, prints VAULT_TEST_PG=... and
 #                                             # VAULT_TEST_PG_DIR=... for the shell to export
 #   scripts/pg-throwaway.sh stop              # stops the cluster in $VAULT_TEST_PG_DIR, removes it
+#   scripts/pg-throwaway.sh halt DIR          # stops the server of the cluster in DIR, keeps it
+#   scripts/pg-throwaway.sh resume DIR        # starts it again, same port (fault tests)
 set -euo pipefail
 
 find_bin() {
@@ -50,6 +52,7 @@ start)
   # A free port on loopback.
   PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null \
     || echo $((20000 + RANDOM % 20000)))
+  echo "$PORT" > "$DIR/port"
   as_owner "$PG_CTL" -D "$DIR/data" -l "$DIR/server.log" -w -t 60 \
     -o "-c listen_addresses=127.0.0.1 -c port=$PORT -c unix_socket_directories=$DIR -c max_connections=200" \
     start >&2 || { cat "$DIR/server.log" >&2; exit 1; }
@@ -63,8 +66,23 @@ stop)
   as_owner "$PG_CTL" -D "$DIR/data" -m fast -w stop >/dev/null 2>&1 || true
   rm -rf "$DIR"
   ;;
+halt)
+  DIR=${2:?usage: $0 halt DIR}
+  PG_CTL=$(find_bin pg_ctl)
+  PG_USER=$(stat -c %U "$DIR/data")
+  as_owner "$PG_CTL" -D "$DIR/data" -m fast -w stop >/dev/null
+  ;;
+resume)
+  DIR=${2:?usage: $0 resume DIR}
+  PG_CTL=$(find_bin pg_ctl)
+  PG_USER=$(stat -c %U "$DIR/data")
+  PORT=$(cat "$DIR/port")
+  as_owner "$PG_CTL" -D "$DIR/data" -l "$DIR/server.log" -w -t 60 \
+    -o "-c listen_addresses=127.0.0.1 -c port=$PORT -c unix_socket_directories=$DIR -c max_connections=200" \
+    start >/dev/null || { cat "$DIR/server.log" >&2; exit 1; }
+  ;;
 *)
-  echo "usage: $0 start|stop" >&2
+  echo "usage: $0 start|stop|halt DIR|resume DIR" >&2
   exit 2
   ;;
 esac

@@ -31,12 +31,18 @@ pub struct TestDb {
     pub password: String,
     /// 127.0.0.1:port of the server.
     pub addr: SocketAddr,
+    /// The cluster's admin URL.
+    admin: String,
 }
 
 impl TestDb {
-    /// Creates the role and the database.
+    /// Creates the role and the database in the shared test cluster.
     pub fn new() -> Self {
-        let admin = admin_url();
+        Self::on(admin_url())
+    }
+
+    /// Creates the role and the database in the cluster of `admin`.
+    pub fn on(admin: String) -> Self {
         let mut client = Client::connect(&admin, NoTls).expect("the test cluster answers");
         let name = format!("t{:016x}", rand_u64());
         let password = format!("pw-{:016x}", rand_u64());
@@ -50,7 +56,7 @@ impl TestDb {
         };
         let port = config.get_ports().first().copied().unwrap_or(5432);
         let addr = format!("{host}:{port}").parse().expect("an IP host in VAULT_TEST_PG");
-        Self { name, password, addr }
+        Self { name, password, addr, admin }
     }
 
     /// The URL a vault is given, pointing at `addr` (the server, or a gate before it).
@@ -88,7 +94,7 @@ impl Default for TestDb {
 
 impl Drop for TestDb {
     fn drop(&mut self) {
-        if let Ok(mut client) = Client::connect(&admin_url(), NoTls) {
+        if let Ok(mut client) = Client::connect(&self.admin, NoTls) {
             let _ = client.batch_execute(&format!(
                 "DROP DATABASE IF EXISTS {0} WITH (FORCE); DROP ROLE IF EXISTS {0}",
                 self.name
@@ -165,4 +171,65 @@ fn pipe(mut from: TcpStream, mut to: TcpStream) {
         }
         let _ = to.shutdown(Shutdown::Both);
     });
+}
+
+/// A PostgreSQL cluster of the test's own (`scripts/pg-throwaway.sh`), whose server the test
+/// stops and starts again: the database down for real, not only unreachable. Removed when this
+/// is dropped.
+#[derive(Debug)]
+pub struct OwnCluster {
+    admin: String,
+    dir: String,
+}
+
+impl OwnCluster {
+    /// Starts one (a few seconds: `initdb`).
+    pub fn start() -> Self {
+        let out = std::process::Command::new("bash")
+            .arg(crate::workspace_root().join("scripts/pg-throwaway.sh"))
+            .arg("start")
+            .output()
+            .expect("the throwaway script runs");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let text = String::from_utf8_lossy(&out.stdout);
+        let value = |name: &str| -> String {
+            let line = text.lines().find(|l| l.starts_with(&format!("export {name}="))).expect(name);
+            line.split_once('=').unwrap().1.trim_matches('\'').to_owned()
+        };
+        Self { admin: value("VAULT_TEST_PG"), dir: value("VAULT_TEST_PG_DIR") }
+    }
+
+    /// A database of the test's own in this cluster.
+    pub fn db(&self) -> TestDb {
+        TestDb::on(self.admin.clone())
+    }
+
+    fn script(&self, what: &str) {
+        let status = std::process::Command::new("bash")
+            .arg(crate::workspace_root().join("scripts/pg-throwaway.sh"))
+            .args([what, &self.dir])
+            .status()
+            .expect("the throwaway script runs");
+        assert!(status.success(), "pg-throwaway.sh {what}");
+    }
+
+    /// Stops the server (fast shutdown: sessions are cut).
+    pub fn halt(&self) {
+        self.script("halt");
+    }
+
+    /// Starts it again, on the same port.
+    pub fn resume(&self) {
+        self.script("resume");
+    }
+}
+
+impl Drop for OwnCluster {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("bash")
+            .arg(crate::workspace_root().join("scripts/pg-throwaway.sh"))
+            .arg("stop")
+            .env("VAULT_TEST_PG_DIR", &self.dir)
+            .status();
+    }
 }

@@ -253,10 +253,9 @@ pub(crate) struct ServeArgs {
     /// Do not use relays or address lookup (local networks and tests)
     #[arg(long)]
     pub(crate) no_relay: bool,
-    /// Mirror what is shared with you into this PostgreSQL database (postgres://...), and keep
-    /// doing so from now on (as `vault mirror set`); prefer VAULT_MIRROR_URL, which stays out
-    /// of the process list
-    #[arg(long, value_name = "URL", env = "VAULT_MIRROR_URL", hide_env_values = true)]
+    /// No longer taken: a URL on the command line shows in the process list (its password
+    /// too). Give it on standard input (`vault mirror set`) or in VAULT_MIRROR_URL
+    #[arg(long, value_name = "URL", hide = true)]
     pub(crate) mirror: Option<String>,
 }
 

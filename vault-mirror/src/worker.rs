@@ -52,7 +52,12 @@ impl Mirror {
     }
 
     /// Stops it (a write in flight is rolled back by the server: nothing half-written stays).
-    pub fn shutdown(self) {
+    /// Dropping it does the same.
+    pub fn shutdown(self) {}
+}
+
+impl Drop for Mirror {
+    fn drop(&mut self) {
         self.task.abort();
     }
 }

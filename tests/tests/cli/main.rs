@@ -14,6 +14,7 @@ mod kdf;
 mod live_changes;
 mod live_grant;
 mod mirror;
+mod mirror_faults;
 mod net_faults;
 mod network;
 mod passphrase_command;

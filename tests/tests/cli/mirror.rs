@@ -13,7 +13,7 @@ use vault_tests::pg::{Gate, TestDb};
 use vault_tests::{Serving, TestVault, eventually, json, json_or_no, serve};
 
 /// `vault serve` for the seller, its standard error kept in a file of the vault's directory.
-fn serve_seller(shop: &TestVault, mirror: Option<&str>) -> (Serving, String, std::path::PathBuf) {
+pub(super) fn serve_seller(shop: &TestVault, mirror: Option<&str>) -> (Serving, String, std::path::PathBuf) {
     let log = tempfile::NamedTempFile::new().unwrap().into_temp_path().keep().unwrap();
     let mut cmd = shop.cmd(&["serve", "--no-relay", "--bind", "127.0.0.1:0"]);
     if let Some(url) = mirror {
@@ -32,7 +32,7 @@ fn serve_seller(shop: &TestVault, mirror: Option<&str>) -> (Serving, String, std
     (Serving(child), line.trim().to_owned(), log)
 }
 
-fn mirror_set(shop: &TestVault, url: &str) -> std::process::Output {
+pub(super) fn mirror_set(shop: &TestVault, url: &str) -> std::process::Output {
     let mut child = shop
         .cmd(&["mirror", "set"])
         .stdin(Stdio::piped())
@@ -44,11 +44,11 @@ fn mirror_set(shop: &TestVault, url: &str) -> std::process::Output {
     child.wait_with_output().unwrap()
 }
 
-fn the_share(shop: &TestVault) -> Value {
+pub(super) fn the_share(shop: &TestVault) -> Value {
     json_or_no(shop, &["shared"])["shares"].as_array().and_then(|s| s.first().cloned()).unwrap_or(Value::Null)
 }
 
-fn erasure_confirmed(alice: &TestVault, id: &str) -> bool {
+pub(super) fn erasure_confirmed(alice: &TestVault, id: &str) -> bool {
     json(alice, &["grants", "--all"])["grants"]
         .as_array()
         .unwrap()
@@ -319,4 +319,27 @@ fn a_strangers_hostile_copy_stalls_nobody() {
     eventually("bob's erasure receipt back at bob", || erasure_confirmed(&bob, &id));
     let shown = shop.ok(&["mirror", "show"]);
     assert!(!shown.contains("FAILING"), "{shown}");
+}
+
+/// `vault mirror set` takes effect in a running node, no restart; `serve --mirror URL` is
+/// refused (the process list would show the password).
+#[test]
+fn a_mirror_set_while_the_node_runs_starts_at_once() {
+    let db = TestDb::new();
+    let (alice, shop) = (TestVault::new(), TestVault::new());
+    alice.ok(&["profile", "set", "email", "alice@example.org"]);
+    let refused = shop.fails(&["serve", "--mirror", &db.url()], 2);
+    assert!(refused.contains("process list") && refused.contains("vault mirror set"), "{refused}");
+    assert!(!refused.contains(&db.password), "{refused}");
+
+    let (_shop_node, shop_ticket, _) = serve_seller(&shop, None);
+    let (_alice_node, _) = serve(&alice);
+    alice.ok(&["contact", "add", "shop", &shop_ticket]);
+    json(&alice, &["grant", "shop", "--fields", "profile.email", "--purpose", "newsletter"]);
+    eventually("the share at the seller", || the_share(&shop)["status"] == "live");
+    assert!(mirror_set(&shop, &db.url()).status.success());
+    eventually("the email in PostgreSQL, the node not restarted", || {
+        db.try_count("SELECT count(*) FROM vault.consent_values WHERE value_text = 'alice@example.org'")
+            == Some(1)
+    });
 }

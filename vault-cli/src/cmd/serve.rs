@@ -19,9 +19,16 @@ pub(crate) fn serve(app: &App, args: &ServeArgs) -> Result<Outcome> {
     if let Err(e) = lender::harden() {
         eprintln!("warning: {e:#}");
     }
+    if args.mirror.is_some() {
+        bail!(
+            "serve no longer takes the mirror's URL on the command line, where the process list shows it \
+             (password included): give it on standard input with `vault mirror set`, or in VAULT_MIRROR_URL"
+        );
+    }
     let mut vault = app.unlock()?;
-    if let Some(given) = &args.mirror {
-        let url = super::mirror::read_url(Some(given.clone()))?;
+    // From the environment (kept out of the process list), attached as `vault mirror set` does.
+    if let Some(given) = std::env::var("VAULT_MIRROR_URL").ok().filter(|u| !u.is_empty()) {
+        let url = super::mirror::read_url(Some(given))?;
         super::mirror::refuse_another(&vault, &url)?;
         if vault.mirror().url()?.is_none() {
             // Attached at once, reachable or not: the mirror prepares its tables when it can,
@@ -29,15 +36,6 @@ pub(crate) fn serve(app: &App, args: &ServeArgs) -> Result<Outcome> {
             vault.mirror_mut().attach(url.expose())?;
         }
     }
-    let mirror = match vault.mirror().url()?.map(|raw| vault_mirror::MirrorUrl::parse(&raw)) {
-        Some(Ok(url)) => Some(url),
-        Some(Err(e)) => {
-            // Serve anyway; receipts stay held until the mirror is mended or detached.
-            eprintln!("warning: the mirror is not running: {e}");
-            None
-        }
-        None => None,
-    };
     // Held while this process runs: `vault status` reads it.
     let _running = super::status::hold_node_lock(&app.dir);
     // For serving as the vault's unlock agent, once the node runs.
@@ -49,12 +47,8 @@ pub(crate) fn serve(app: &App, args: &ServeArgs) -> Result<Outcome> {
             // Dropped with the runtime, which removes its socket.
             tokio::spawn(lender::serve(listening, Lender::node(agent_key?)));
         }
-        let mirror = mirror.map(|url| {
-            if !app.json {
-                eprintln!("mirroring what is shared with you into {url}");
-            }
-            vault_mirror::Mirror::spawn(node.vault_handle(), url)
-        });
+        // Follows `vault mirror set` and `vault mirror off` made while the node runs.
+        let mirror = tokio::spawn(keep_mirror(node.vault_handle(), !app.json));
         let ticket = node.ticket();
         // The ticket is the first line, so scripts can read it.
         {
@@ -72,9 +66,8 @@ pub(crate) fn serve(app: &App, args: &ServeArgs) -> Result<Outcome> {
             eprintln!("serving as {} on {}; Ctrl-C to stop", ticket.identity(), addrs.join(", "));
         }
         shutdown_signal().await;
-        if let Some(mirror) = mirror {
-            mirror.shutdown();
-        }
+        mirror.abort();
+        let _ = mirror.await;
         node.shutdown().await;
         Ok::<_, anyhow::Error>(())
     })?;
@@ -166,4 +159,38 @@ pub(crate) fn sync(app: &App, args: &SyncArgs) -> Result<Outcome> {
         bail!("no peer could be reached");
     }
     Ok(Outcome::Done)
+}
+
+/// Runs the database mirror the vault names, whenever it names one: attached before the node
+/// started, or later by `vault mirror set` in another process (the node's watcher reports that
+/// write); stopped when detached or pointed elsewhere. The mirror itself stops when its URL is
+/// no longer the vault's.
+async fn keep_mirror(handle: vault_sync::VaultHandle, say: bool) {
+    let mut changes = handle.changes();
+    // Dropping a mirror stops it.
+    let mut running: Option<(String, vault_mirror::Mirror)> = None;
+    let mut warned: Option<String> = None;
+    loop {
+        let raw = handle.with_vault(|v| v.mirror().url()).ok().flatten();
+        if running.as_ref().map(|(url, _)| url) != raw.as_ref() {
+            running = None;
+            if let Some(raw) = raw {
+                match vault_mirror::MirrorUrl::parse(&raw) {
+                    Ok(url) => {
+                        if say {
+                            eprintln!("mirroring what is shared with you into {url}");
+                        }
+                        running = Some((raw, vault_mirror::Mirror::spawn(handle.clone(), url)));
+                    }
+                    Err(e) if warned.as_deref() != Some(raw.as_str()) => {
+                        // Serve anyway; receipts stay held until the mirror is mended or detached.
+                        eprintln!("warning: the mirror is not running: {e}");
+                        warned = Some(raw);
+                    }
+                    Err(_) => {}
+                }
+            }
+        }
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), changes.changed()).await;
+    }
 }
