@@ -164,10 +164,11 @@ impl<V: Deref<Target = Vault>> Held<V> {
             None => {
                 let mut fresh = StrangerCounts::default();
                 for (id, row) in self.received_each()? {
-                    if row.record.unsolicited && row.record.status == ShareStatus::Live {
-                        if let Ok(g) = row.grant(&id) {
-                            fresh.add(g.statement().issuer, true);
-                        }
+                    if row.record.unsolicited
+                        && row.record.status == ShareStatus::Live
+                        && let Ok(g) = row.grant(&id)
+                    {
+                        fresh.add(g.statement().issuer, true);
                     }
                 }
                 counts.insert(fresh)
