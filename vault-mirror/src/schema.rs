@@ -8,7 +8,7 @@ use tokio_postgres::Client;
 use crate::MirrorError;
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// The session-level advisory lock a writing node holds for its connection's lifetime.
 pub(crate) const WRITER_LOCK: i64 = 8_315_178_049_665_788_978;
@@ -20,9 +20,11 @@ pub const NAMESPACE: &str = "vault";
 const V1: &str = include_str!("../../schemas/mirror/v1.sql");
 /// Version 2: what vault left out of each consent's values, and what the database refused.
 const V2: &str = include_str!("../../schemas/mirror/v2.sql");
+/// Version 3: one row per purchase (a view).
+const V3: &str = include_str!("../../schemas/mirror/v3.sql");
 
 /// Migrations in order: entry `i` takes the schema from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[V1, V2];
+const MIGRATIONS: &[&str] = &[V1, V2, V3];
 
 /// The columns the mirror writes, with their types as `information_schema` names them.
 const EXPECTED: &[(&str, &[(&str, &str)])] = &[

@@ -343,3 +343,53 @@ fn a_mirror_set_while_the_node_runs_starts_at_once() {
             == Some(1)
     });
 }
+
+/// A seller reads purchases one row each (the `vault.purchases` view), the fields the grant
+/// shares as columns.
+#[test]
+fn purchases_are_one_row_each() {
+    let db = TestDb::new();
+    let (alice, shop) = (TestVault::new(), TestVault::new());
+    for (item, price) in [("Green tea", "4.50"), ("Teapot", "32.00")] {
+        vault_tests::buy(
+            &alice,
+            &vault_tests::Bought {
+                item,
+                seller: "Acme",
+                price,
+                tag: "tea",
+                date: "2026-11-02",
+                rating: "4",
+                review: "good",
+            },
+        );
+    }
+    assert!(mirror_set(&shop, &db.url()).status.success());
+    let (_shop_node, shop_ticket, _) = serve_seller(&shop, None);
+    let (_alice_node, _) = serve(&alice);
+    alice.ok(&["contact", "add", "shop", &shop_ticket]);
+    let fields = "purchases.*.item,purchases.*.price,purchases.*.rating,purchases.*.price:band(10,50)";
+    json(&alice, &["grant", "shop", "--fields", fields, "--purpose", "loyalty"]);
+    eventually("two purchase rows", || db.try_count("SELECT count(*) FROM vault.purchases") == Some(2));
+    let rows = db
+        .client()
+        .query("SELECT item, amount_minor, currency, rating, price_band, seller FROM vault.purchases ORDER BY item", &[])
+        .unwrap();
+    let row = |i: usize| {
+        let r = &rows[i];
+        (
+            r.get::<_, String>(0),
+            r.get::<_, i64>(1),
+            r.get::<_, String>(2),
+            r.get::<_, i32>(3),
+            r.get::<_, String>(4),
+            r.get::<_, Option<String>>(5),
+        )
+    };
+    assert_eq!(row(0), ("Green tea".into(), 450, "EUR".into(), 4, "under 10 EUR".into(), None));
+    assert_eq!(
+        row(1),
+        ("Teapot".into(), 3200, "EUR".into(), 4, "10 to 50 EUR".into(), None),
+        "no seller: not granted"
+    );
+}
