@@ -25,6 +25,9 @@ const BATCH: usize = 256;
 #[derive(Debug)]
 pub struct Mirror {
     task: JoinHandle<()>,
+    /// The loop's current attempt (restarted after a panic), and whether the mirror was
+    /// stopped: aborting the outer task alone would leave the attempt running.
+    attempt: std::sync::Arc<std::sync::Mutex<(Option<tokio::task::AbortHandle>, bool)>>,
 }
 
 impl Mirror {
@@ -32,9 +35,20 @@ impl Mirror {
     /// as the mirror's status and the loop restarts: it never takes the node down, and never
     /// dies silently with erasures pending.
     pub fn spawn(handle: VaultHandle, url: MirrorUrl) -> Mirror {
+        let slot: std::sync::Arc<std::sync::Mutex<(Option<tokio::task::AbortHandle>, bool)>> =
+            Default::default();
+        let attempts = slot.clone();
         let task = tokio::spawn(async move {
             loop {
                 let attempt = tokio::spawn(run(handle.clone(), url.clone()));
+                {
+                    let mut held = attempts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    if held.1 {
+                        attempt.abort();
+                        return;
+                    }
+                    held.0 = Some(attempt.abort_handle());
+                }
                 match attempt.await {
                     Ok(()) => return,
                     Err(e) if e.is_panic() => {
@@ -48,16 +62,26 @@ impl Mirror {
                 }
             }
         });
-        Mirror { task }
+        Mirror { task, attempt: slot }
     }
 
     /// Stops it (a write in flight is rolled back by the server: nothing half-written stays).
     /// Dropping it does the same.
     pub fn shutdown(self) {}
+
+    /// True once the mirror stopped by itself (detached, or pointed elsewhere).
+    pub fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
 }
 
 impl Drop for Mirror {
     fn drop(&mut self) {
+        let mut held = self.attempt.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        held.1 = true;
+        if let Some(attempt) = held.0.take() {
+            attempt.abort();
+        }
         self.task.abort();
     }
 }
@@ -89,8 +113,11 @@ async fn run(handle: VaultHandle, url: MirrorUrl) {
     let mut conn: Option<(Db, Written)> = None;
     let mut backoff = Duration::from_millis(250);
     loop {
-        // Detached or pointed elsewhere by another process: this loop's job is over.
-        if handle.with_vault(|v| v.mirror().url().ok().flatten()).as_deref() != Some(url.expose()) {
+        // Detached or pointed elsewhere by another process: this loop's job is over (a read
+        // that fails says nothing either way: the round below reports it).
+        if let Ok(now) = handle.with_vault(|v| v.mirror().url())
+            && now.as_deref() != Some(url.expose())
+        {
             tracing::info!("mirror detached; stopping");
             return;
         }

@@ -349,7 +349,16 @@ pub(crate) async fn subscribe_all(shared: Arc<NodeTasks>, endpoint: Endpoint, co
     // edit all day, and asking walks every share.
     let mut asked: Option<(vault_core::PeersMark, u64)> = None;
     let mut forced = true;
+    // Asked again at least this often, however busy the node (a wait restarted by every change
+    // would never run out).
+    let mut next_full = Instant::now() + PICK_UP;
     loop {
+        if Instant::now() >= next_full {
+            forced = true;
+        }
+        if forced {
+            next_full = Instant::now() + PICK_UP;
+        }
         while let Some(done) = tasks.try_join_next() {
             if let Ok(peer) = done {
                 running.remove(&peer);

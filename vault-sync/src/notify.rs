@@ -52,7 +52,16 @@ pub(crate) async fn notify_audiences(shared: Arc<NodeTasks>, endpoint: Endpoint)
     // ran out (a grant may have expired), not on every change: asking reads every contact.
     let mut asked = None;
     let mut forced = true;
+    // Asked again at least this often, however busy the node (what the mark does not follow:
+    // grants voided by a device removal, a listening session that ended, the clock).
+    let mut next_full = Instant::now() + RECHECK;
     loop {
+        if Instant::now() >= next_full {
+            forced = true;
+        }
+        if forced {
+            next_full = Instant::now() + RECHECK;
+        }
         let mark = vault_core::offers_mark(&shared.vault());
         let fresh = forced || mark.is_none() || mark != asked;
         asked = mark;

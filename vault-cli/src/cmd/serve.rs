@@ -171,8 +171,13 @@ async fn keep_mirror(handle: vault_sync::VaultHandle, say: bool) {
     let mut running: Option<(String, vault_mirror::Mirror)> = None;
     let mut warned: Option<String> = None;
     loop {
-        let raw = handle.with_vault(|v| v.mirror().url()).ok().flatten();
-        if running.as_ref().map(|(url, _)| url) != raw.as_ref() {
+        let Ok(raw) = handle.with_vault(|v| v.mirror().url()) else {
+            // Cannot tell now: leave things as they are.
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(2), changes.changed()).await;
+            continue;
+        };
+        let stopped = running.as_ref().is_some_and(|(_, m)| m.is_finished());
+        if stopped || running.as_ref().map(|(url, _)| url) != raw.as_ref() {
             running = None;
             if let Some(raw) = raw {
                 match vault_mirror::MirrorUrl::parse(&raw) {

@@ -50,7 +50,7 @@ pub enum Rule {
         /// What the statement does with its fields ("covers", "asks for").
         verb: &'static str,
     },
-    /// It names more than [`crate::MAX_FIELDS`] fields.
+    /// It names more than `MAX_FIELDS` fields.
     #[error("it {verb} more than {max} fields")]
     TooManyFields {
         /// What the statement does with its fields.

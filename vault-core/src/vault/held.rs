@@ -380,7 +380,7 @@ impl<V: DerefMut<Target = Vault>> Held<V> {
                         rev: 0,
                         erasure_pending: false,
                         refused: Vec::new(),
-                        unsolicited,
+                        unsolicited: Some(unsolicited),
                     },
                 )?;
                 let mut event = AuditEvent::new(now, AuditKind::ShareReceived);

@@ -286,7 +286,7 @@ impl<V: DerefMut<Target = Vault>> Notices<V> {
 
     /// Takes a notice delivered by `peer` (authenticated by the connection). Kept only when it is
     /// the peer's own, addressed to this vault, and names only grants this vault issued to that
-    /// peer; at most [`MAX_NOTICES_PER_SELLER`] per seller. Returns whether it was kept.
+    /// peer; at most `MAX_NOTICES_PER_SELLER` per seller. Returns whether it was kept.
     pub fn receive(&mut self, peer: &IdentityId, signed: &Signed<BreachNotice>) -> Result<bool, StoreError> {
         let n = signed.statement();
         let me = self.vault.identity();

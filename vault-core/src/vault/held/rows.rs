@@ -58,8 +58,9 @@ pub(in crate::vault::held) struct Record {
     pub(in crate::vault::held) refused: Vec<super::RefusedValue>,
     /// A stranger's grant nobody asked for: it counts against the strangers' bounds while live
     /// (strangers.rs).
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub(in crate::vault::held) unsolicited: bool,
+    /// `None` in a record stored before this was kept: told again from contacts and requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(in crate::vault::held) unsolicited: Option<bool>,
 }
 
 /// One parsed row: the record, its grant, and the ticket it names (parsed on first use: a
@@ -183,11 +184,13 @@ impl<V: Deref<Target = Vault>> Held<V> {
         if before.as_ref().map(|r| dialled(&r.record)) != Some(dialled(record)) {
             self.bump_issuers();
         }
-        let counted = |r: &Record| r.unsolicited && r.status == ShareStatus::Live;
-        let (was, is) = (before.as_ref().is_some_and(|r| counted(&r.record)), counted(record));
+        let was = before.as_ref().is_some_and(|r| r.record.status == ShareStatus::Live);
+        let is = record.status == ShareStatus::Live;
         if was != is
-            && let Some(counts) = self.vault.held.strangers.borrow_mut().as_mut()
+            && self.vault.held.strangers.borrow().is_some()
             && let Some(grant) = SignedGrant::from_stored(&record.grant)
+            && self.unsolicited(record, grant.statement())?
+            && let Some(counts) = self.vault.held.strangers.borrow_mut().as_mut()
         {
             counts.add(grant.statement().issuer, is);
         }

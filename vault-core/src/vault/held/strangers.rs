@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::ops::{Deref, DerefMut};
 
+use super::rows::Record;
 use super::{Held, ShareStatus};
 use crate::grant::Grant;
 use crate::identity::IdentityId;
@@ -143,6 +144,29 @@ impl<V: Deref<Target = Vault>> Held<V> {
             .unwrap_or_default())
     }
 
+    /// True when `grant` answers a request this vault sent to its issuer.
+    fn answers(&self, grant: &Grant) -> Result<bool, StoreError> {
+        Ok(match &grant.request {
+            Some(request) => super::super::requests::get(&self.vault, REQUESTS_OUT, request)?
+                .and_then(|r| r.signed())
+                .is_some_and(|r| r.statement().holder == grant.issuer),
+            None => false,
+        })
+    }
+
+    /// Whether a share held counts against the strangers' bounds: as recorded when it was
+    /// taken in, or (a share taken in before that was recorded) as the door would judge it now.
+    pub(in crate::vault::held) fn unsolicited(
+        &self,
+        record: &Record,
+        grant: &Grant,
+    ) -> Result<bool, StoreError> {
+        Ok(match record.unsolicited {
+            Some(flag) => flag,
+            None => !self.answers(grant)? && self.vault.contacts().petname(&grant.issuer).is_none(),
+        })
+    }
+
     /// Judges one grant at the door (no walk over the shares held, except once after they
     /// were read again).
     pub(in crate::vault::held) fn judge(
@@ -150,12 +174,7 @@ impl<V: Deref<Target = Vault>> Held<V> {
         policy: AcceptGrants,
         grant: &Grant,
     ) -> Result<Verdict, StoreError> {
-        let answers = match &grant.request {
-            Some(request) => super::super::requests::get(&self.vault, REQUESTS_OUT, request)?
-                .and_then(|r| r.signed())
-                .is_some_and(|r| r.statement().holder == grant.issuer),
-            None => false,
-        };
+        let answers = self.answers(grant)?;
         let contact = self.vault.contacts().petname(&grant.issuer).is_some();
         let _ = self.received_rows()?;
         let mut counts = self.vault.held.strangers.borrow_mut();
@@ -164,9 +183,9 @@ impl<V: Deref<Target = Vault>> Held<V> {
             None => {
                 let mut fresh = StrangerCounts::default();
                 for (id, row) in self.received_each()? {
-                    if row.record.unsolicited
-                        && row.record.status == ShareStatus::Live
+                    if row.record.status == ShareStatus::Live
                         && let Ok(g) = row.grant(&id)
+                        && self.unsolicited(&row.record, g.statement())?
                     {
                         fresh.add(g.statement().issuer, true);
                     }
@@ -231,6 +250,22 @@ mod tests {
         drop(other);
         let late = grant(&mallory, v.identity(), GrantId::random());
         v.held_mut().accept(mallory.public(), None, &[late], &[], true).unwrap();
+        assert_eq!(v.held_mut().list().unwrap().len(), MAX_UNSOLICITED_PER_STRANGER);
+
+        // Shares taken in before the flag was recorded count too (told from contacts and
+        // requests when the rows are read again).
+        v.write(|v| {
+            for (id, row) in v.held().received_each()? {
+                let mut record = row.record.clone();
+                record.unsolicited = None;
+                v.held().put_received_record(&id, &record)?;
+            }
+            Ok::<(), StoreError>(())
+        })
+        .unwrap();
+        v.held.received_cache.clear();
+        let after_upgrade = grant(&mallory, v.identity(), GrantId::random());
+        v.held_mut().accept(mallory.public(), None, &[after_upgrade], &[], true).unwrap();
         assert_eq!(v.held_mut().list().unwrap().len(), MAX_UNSOLICITED_PER_STRANGER);
 
         v.held_mut().set_accepts(AcceptGrants::Requests).unwrap();
