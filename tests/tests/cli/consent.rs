@@ -324,3 +324,33 @@ fn the_demo_tells_the_whole_story_and_checks_it() {
         assert!(stdout.contains(step), "the demo tells of {step}: {stdout}");
     }
 }
+
+/// A seller that takes only grants answering its own requests (`vault accept requests`): a
+/// customer's unsolicited grant is not taken in, the grant approving the seller's request is.
+#[test]
+fn a_seller_can_take_only_answers_to_its_requests() {
+    let (customer, shop) = (customer_with_profile(), TestVault::new());
+    assert_eq!(shop.json(&["accept"], "accept")["accepts"], "anyone", "the default");
+    assert_eq!(shop.json(&["accept", "requests"], "accept")["accepts"], "requests");
+    let (_shop_node, shop_ticket) = serve(&shop);
+    let (_node, customer_ticket) = serve(&customer);
+    customer.ok(&["contact", "add", "shop", &shop_ticket]);
+    shop.ok(&["contact", "add", "ada", &customer_ticket]);
+
+    json(&customer, &["grant", "shop", "--fields", "profile.phone", "--purpose", "nobody asked"]);
+    shop.ok(&["sync", "ada", "--no-relay"]);
+    assert!(json_or_no(&shop, &["shared"])["shares"].as_array().unwrap().is_empty(), "not taken in");
+
+    let sent = shop.json(
+        &["request", "ada", "--fields", "profile.email", "--purpose", "receipts", "--no-relay"],
+        "request",
+    );
+    let id = sent["id"].as_str().unwrap().to_owned();
+    eventually("the request at the customer", || requests(&customer, &[]).len() == 1);
+    customer.json(&["approve", &id], "grant");
+    shop.ok(&["sync", "ada", "--no-relay"]);
+    let shared = json_or_no(&shop, &["shared"]);
+    let shares = shared["shares"].as_array().unwrap();
+    assert_eq!(shares.len(), 1, "{shared}");
+    assert_eq!(shares[0]["fields"], serde_json::json!(["profile.email"]));
+}
