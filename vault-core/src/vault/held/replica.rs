@@ -17,7 +17,6 @@ use automerge::{AutoCommit, ROOT, ReadDoc};
 use serde_json::Value;
 
 use super::conform::{Conformed, RefusedValue, replace_refused};
-use super::rows::stored_grant;
 use super::{CHUNKS, ShareError, ShareKey, ShareStatus};
 use crate::doc::{Allowed, PURCHASES, Touched, obj_to_json, touched_between, well_formed};
 use crate::grant::Grant;
@@ -187,8 +186,10 @@ impl<V: DerefMut<Target = Vault>> Held<V> {
                 v.store.put(&CHUNKS, Key::Chunk(id.as_bytes(), seq), &bytes)?;
                 v.held.replicas.get_mut(id).expect("loaded").last_seq = seq;
             }
-            let mut record = v.held().received_record(id)?.ok_or(ShareError::Unknown(id.grant))?;
-            let grant = stored_grant(&record, id)?;
+            // The row parsed once (rows.rs): no grant is parsed again per message.
+            let row = v.held().received_row(id)?.ok_or(ShareError::Unknown(id.grant))?;
+            let mut record = row.record.clone();
+            let grant = row.grant(id)?;
             // A new epoch's copy fills over a few messages: what is shown (the view) stays the
             // old one until the copy has caught up, then is rebuilt whole from the new copy.
             record.view_pending |= new_epoch;
