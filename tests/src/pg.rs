@@ -213,6 +213,50 @@ impl OwnCluster {
         assert!(status.success(), "pg-throwaway.sh {what}");
     }
 
+    /// Makes the server speak TLS with `cert` (its chain, PEM) and `key`, from the next
+    /// connection on (a reload, no restart).
+    pub fn serve_tls(&self, cert: &str, key: &str) {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let owner = std::fs::metadata(format!("{}/data", self.dir)).expect("the cluster's data");
+        for (name, text) in [("server.crt", cert), ("server.key", key)] {
+            let path = format!("{}/{name}", self.dir);
+            std::fs::write(&path, text).unwrap();
+            // The server reads its key only when its own user alone can.
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+            std::os::unix::fs::chown(&path, Some(owner.uid()), Some(owner.gid())).unwrap();
+        }
+        let mut admin = Client::connect(&self.admin, NoTls).expect("the cluster answers");
+        // One statement at a time: ALTER SYSTEM refuses to run in a batch's transaction.
+        for sql in [
+            format!("ALTER SYSTEM SET ssl_cert_file = '{}/server.crt'", self.dir),
+            format!("ALTER SYSTEM SET ssl_key_file = '{}/server.key'", self.dir),
+            "ALTER SYSTEM SET ssl = on".to_owned(),
+            "SELECT pg_reload_conf()".to_owned(),
+        ] {
+            admin.batch_execute(&sql).unwrap();
+        }
+        // The reload is signalled, not waited for.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let served: String = Client::connect(&self.admin, NoTls)
+                .unwrap()
+                .query_one("SHOW ssl_cert_file", &[])
+                .unwrap()
+                .get(0);
+            let on: String =
+                Client::connect(&self.admin, NoTls).unwrap().query_one("SHOW ssl", &[]).unwrap().get(0);
+            if on == "on" && served.ends_with("server.crt") {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the server took no certificate (see {}/server.log)",
+                self.dir
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// Stops the server (fast shutdown: sessions are cut).
     pub fn halt(&self) {
         self.script("halt");
@@ -231,5 +275,42 @@ impl Drop for OwnCluster {
             .arg("stop")
             .env("VAULT_TEST_PG_DIR", &self.dir)
             .status();
+    }
+}
+
+/// A certificate authority made in the test, and the server certificates it signs.
+pub struct TestCa {
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+    /// Its certificate, PEM.
+    pub pem: String,
+}
+
+impl std::fmt::Debug for TestCa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TestCa")
+    }
+}
+
+impl TestCa {
+    /// A new CA named `name`.
+    pub fn new(name: &str) -> Self {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.distinguished_name.push(rcgen::DnType::CommonName, name);
+        params.key_usages =
+            vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::DigitalSignature];
+        let pem = params.self_signed(&key).unwrap().pem();
+        Self { issuer: rcgen::Issuer::new(params, key), pem }
+    }
+
+    /// A server certificate for `names` (host names or IP addresses): (certificate, key), PEM.
+    pub fn server(&self, names: &[&str]) -> (String, String) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let mut params = rcgen::CertificateParams::new(names).unwrap();
+        params.distinguished_name.push(rcgen::DnType::CommonName, "vault test database");
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        (cert.pem(), key.serialize_pem())
     }
 }

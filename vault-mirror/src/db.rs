@@ -29,6 +29,13 @@ impl Drop for Db {
     }
 }
 
+/// Runs a connection until it ends.
+async fn drive<C: std::future::Future<Output = Result<(), tokio_postgres::Error>>>(connection: C) {
+    if let Err(e) = connection.await {
+        tracing::debug!(error = %crate::describe_pg(&e), "mirror connection ended");
+    }
+}
+
 impl Db {
     /// Connects, takes the mirror's writer lock for the connection's lifetime (one node per
     /// database), and prepares the schema for vault `owner` (identity and device); `attach`
@@ -40,15 +47,25 @@ impl Db {
     async fn connect_inner(url: &MirrorUrl, owner: &str, attach: bool) -> Result<Db, MirrorError> {
         let mut config = url.config().clone();
         config.connect_timeout(CONNECT_TIMEOUT).application_name("vault-mirror");
-        let (mut client, connection) = tokio::time::timeout(CONNECT_TIMEOUT * 2, config.connect(NoTls))
-            .await
-            .map_err(|_| MirrorError::Unreachable { target: url.target(), why: "timed out".into() })?
-            .map_err(|e| MirrorError::connecting(url, e))?;
-        let task = tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %crate::describe_pg(&e), "mirror connection ended");
+        let (mode, tls) = url.tls().connector(&url.target())?;
+        config.ssl_mode(mode);
+        let timed_out = || MirrorError::Unreachable { target: url.target(), why: "timed out".into() };
+        let (mut client, task) = match tls {
+            None => {
+                let (client, connection) = tokio::time::timeout(CONNECT_TIMEOUT * 2, config.connect(NoTls))
+                    .await
+                    .map_err(|_| timed_out())?
+                    .map_err(|e| MirrorError::connecting(url, e))?;
+                (client, tokio::spawn(drive(connection)))
             }
-        });
+            Some(tls) => {
+                let (client, connection) = tokio::time::timeout(CONNECT_TIMEOUT * 2, config.connect(tls))
+                    .await
+                    .map_err(|_| timed_out())?
+                    .map_err(|e| MirrorError::connecting(url, e))?;
+                (client, tokio::spawn(drive(connection)))
+            }
+        };
         let locked: bool =
             client.query_one("SELECT pg_try_advisory_lock($1)", &[&schema::WRITER_LOCK]).await?.try_get(0)?;
         if !locked {

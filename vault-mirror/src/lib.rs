@@ -8,16 +8,19 @@
 //! signed: the share shows "erasure pending" and the mirror retries.
 //!
 //! - url.rs: the connection string, its password never shown;
+//! - tls.rs: TLS to the database (`sslmode`, `sslrootcert`);
 //! - schema.rs: the tables, created, migrated and checked;
 //! - db.rs: the statements;
 //! - worker.rs: the loop beside the node.
 
 mod db;
 mod schema;
+mod tls;
 mod url;
 mod worker;
 
 pub use schema::{NAMESPACE, SCHEMA_VERSION};
+pub use tls::SslMode;
 pub use url::{MirrorUrl, redact};
 pub use worker::{Mirror, check, detach, owner};
 
@@ -35,6 +38,15 @@ pub enum MirrorError {
         /// user@host:port/database
         target: String,
         /// Why, as the system said it.
+        why: String,
+    },
+    /// TLS failed: the server's certificate did not check out, the CA file is unreadable, or
+    /// the server offers no TLS where the connection string requires it.
+    #[error("the mirror's database at {target} failed TLS: {why}")]
+    Tls {
+        /// user@host:port/database
+        target: String,
+        /// What failed.
         why: String,
     },
     /// The server refused the user or password.
@@ -103,6 +115,10 @@ impl MirrorError {
                 MirrorError::NoDatabase { target: url.target() }
             }
             Some(_) => MirrorError::Database(url.scrub(&describe_pg(&e))),
+            None if url.tls().mode != tls::SslMode::Disable && tls::tls_failure(&e).is_some() => {
+                let why = tls::tls_failure(&e).unwrap_or_default();
+                MirrorError::Tls { target: url.target(), why: url.scrub(&why) }
+            }
             None => MirrorError::Unreachable { target: url.target(), why: url.scrub(&describe_pg(&e)) },
         }
     }

@@ -8,6 +8,7 @@ use tokio_postgres::config::Host;
 use zeroize::Zeroizing;
 
 use crate::MirrorError;
+use crate::tls::TlsOptions;
 
 /// A PostgreSQL connection string (`postgres://user:password@host:port/db` or
 /// `host=... user=... password=...`), parsed, with its password kept out of sight.
@@ -15,6 +16,7 @@ use crate::MirrorError;
 pub struct MirrorUrl {
     raw: Zeroizing<String>,
     config: tokio_postgres::Config,
+    tls: TlsOptions,
 }
 
 impl MirrorUrl {
@@ -24,7 +26,9 @@ impl MirrorUrl {
         if raw.is_empty() {
             return Err(MirrorError::BadUrl("empty".into()));
         }
-        let config = tokio_postgres::Config::from_str(raw).map_err(|_| {
+        let (rest, tls) = crate::tls::split(raw)?;
+        let rest = Zeroizing::new(rest);
+        let config = tokio_postgres::Config::from_str(&rest).map_err(|_| {
             MirrorError::BadUrl("it does not parse (postgres://user:password@host:port/db)".into())
         })?;
         if config.get_hosts().is_empty() {
@@ -33,7 +37,8 @@ impl MirrorUrl {
         if config.get_user().is_none() {
             return Err(MirrorError::BadUrl("it names no user".into()));
         }
-        Ok(Self { raw: Zeroizing::new(raw.to_owned()), config })
+        let tls = TlsOptions::from_pairs(&tls, &config)?;
+        Ok(Self { raw: Zeroizing::new(raw.to_owned()), config, tls })
     }
 
     /// The string as given, for storing it sealed in the vault.
@@ -43,6 +48,15 @@ impl MirrorUrl {
 
     pub(crate) fn config(&self) -> &tokio_postgres::Config {
         &self.config
+    }
+
+    pub(crate) fn tls(&self) -> &TlsOptions {
+        &self.tls
+    }
+
+    /// The TLS it asks for, in words: `TLS, certificate checked (sslmode=verify-full), CA FILE`.
+    pub fn tls_summary(&self) -> String {
+        self.tls.describe()
     }
 
     /// Where it points, rebuilt from the parsed parts with the password replaced by `***`
@@ -68,7 +82,11 @@ impl MirrorUrl {
             .collect();
         let user = self.config.get_user().unwrap_or("");
         let db = self.config.get_dbname().unwrap_or(user);
-        format!("postgres://{user}{pw}@{}/{db}", hosts.join(","))
+        let mut tls = format!("?sslmode={}", self.tls.mode.name());
+        if let Some(ca) = &self.tls.root_cert {
+            tls.push_str(&format!("&sslrootcert={}", ca.display()));
+        }
+        format!("postgres://{user}{pw}@{}/{db}{tls}", hosts.join(","))
     }
 
     /// Where it points, for error messages: `user@host:port/database`.

@@ -88,6 +88,7 @@ fn show(app: &App) -> Result<Outcome> {
         return Ok(Outcome::No);
     };
     let shown = vault_mirror::redact(&raw);
+    let tls = MirrorUrl::parse(&raw).map(|u| u.tls_summary()).unwrap_or_default();
     let status = vault.mirror().status()?;
     let shares = vault.held_mut().list()?;
     let live = shares.iter().filter(|s| s.status == ShareStatus::Live).count();
@@ -95,6 +96,7 @@ fn show(app: &App) -> Result<Outcome> {
     if app.json {
         app.print_json(&json!({
             "mirror": shown,
+            "tls": tls,
             "ok": status.as_ref().map(|s| s.ok),
             "detail": status.as_ref().map(|s| s.detail.clone()),
             "live": live,
@@ -108,7 +110,7 @@ fn show(app: &App) -> Result<Outcome> {
             None => "not run yet: `vault serve` runs it".to_owned(),
         };
         app.print(format!(
-            "mirror: {shown}\nstatus: {health}\nlive shares: {live}\nerasures pending: {pending}"
+            "mirror: {shown}\ntls: {tls}\nstatus: {health}\nlive shares: {live}\nerasures pending: {pending}"
         ))?;
     }
     Ok(Outcome::Done)
