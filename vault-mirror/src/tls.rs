@@ -271,15 +271,19 @@ impl TlsOptions {
     }
 }
 
+/// True when every address the connection may go to is on this machine: the hosts, and the
+/// `hostaddr`s that, when given, are dialled in their place (the host then only names the
+/// certificate).
 fn all_local(config: &tokio_postgres::Config) -> bool {
-    config.get_hosts().iter().all(|h| match h {
-        Host::Tcp(name) => {
-            let name = name.trim_start_matches('[').trim_end_matches(']');
-            name == "localhost" || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
-        }
-        #[cfg(unix)]
-        Host::Unix(_) => true,
-    })
+    config.get_hostaddrs().iter().all(|ip| ip.is_loopback())
+        && config.get_hosts().iter().all(|h| match h {
+            Host::Tcp(name) => {
+                let name = name.trim_start_matches('[').trim_end_matches(']');
+                name == "localhost" || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+            }
+            #[cfg(unix)]
+            Host::Unix(_) => true,
+        })
 }
 
 fn tls_error(target: &str, why: &str) -> MirrorError {

@@ -51,6 +51,9 @@ fn off_this_machine_the_default_checks_everything_and_plain_text_must_be_asked_f
     // One remote host among local ones is off this machine.
     let err = options("postgres://shop:pw@127.0.0.1,db.example/crm?sslmode=prefer").unwrap_err();
     assert!(err.to_string().contains("plain text"), "{err}");
+    // A host that says loopback while the address dialled is not.
+    let (_, tls) = options("host=localhost hostaddr=10.0.0.7 user=shop").unwrap();
+    assert_eq!(tls.mode, SslMode::VerifyFull);
     assert!(options("postgres://shop:pw@db.example/crm?sslmode=verify-everything").is_err());
     assert!(options("postgres://shop:pw@db.example/crm?sslrootcert=").is_err());
 }
