@@ -12,7 +12,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use vault_sync::Node;
-use vault_tests::bench::{create, local, proc_status, spawn_serve, summary};
+use vault_tests::bench::{create, local, proc_cpu, proc_status, spawn_serve, summary};
 use vault_tests::pg::TestDb;
 
 /// The same rows the mirror writes, inserted bare: one transaction per customer, then all in one.
@@ -95,7 +95,7 @@ async fn seller(db: &TestDb, n: usize) {
             .unwrap();
         customers.push((dir, v));
     }
-    let start = Instant::now();
+    let (start, cpu_before) = (Instant::now(), proc_cpu(pid));
     let mut nodes = Vec::new();
     for (dir, v) in customers {
         let node =
@@ -119,6 +119,12 @@ async fn seller(db: &TestDb, n: usize) {
          ({spawned:.2?} of it starting them); seller `vault serve` RSS {}, peak {}",
         proc_status(pid, "VmRSS"),
         proc_status(pid, "VmHWM")
+    );
+    let cpu = proc_cpu(pid) - cpu_before;
+    println!(
+        "seller: CPU during the fill {cpu:.2?}, {:.2?} per customer (the rest of the wall time is the customers' \
+         nodes, all in this one process)",
+        cpu / n as u32
     );
 
     // One customer's edit to the seller's PostgreSQL.

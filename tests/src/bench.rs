@@ -74,3 +74,13 @@ pub fn proc_status(pid: u32, key: &str) -> String {
         .map(|l| l.split_whitespace().skip(1).collect::<Vec<_>>().join(" "))
         .unwrap_or_else(|| "?".into())
 }
+
+/// CPU time a process has used so far (user and system, `/proc/PID/stat`), or zero.
+pub fn proc_cpu(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // After the command's name in parentheses: state is field 3, utime 14, stime 15.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<u64> = rest.split_whitespace().skip(11).take(2).filter_map(|f| f.parse().ok()).collect();
+    // Clock ticks are 100 a second on Linux.
+    Duration::from_millis(fields.iter().sum::<u64>() * 10)
+}

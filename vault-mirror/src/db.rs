@@ -47,8 +47,7 @@ impl Db {
     async fn connect_inner(url: &MirrorUrl, owner: &str, attach: bool) -> Result<Db, MirrorError> {
         let mut config = url.config().clone();
         config.connect_timeout(CONNECT_TIMEOUT).application_name("vault-mirror");
-        let (mode, tls) = url.tls().connector(&url.target())?;
-        config.ssl_mode(mode);
+        let tls = url.tls().apply(&mut config, &url.target())?;
         let timed_out = || MirrorError::Unreachable { target: url.target(), why: "timed out".into() };
         let (mut client, task) = match tls {
             None => {

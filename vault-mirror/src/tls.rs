@@ -9,8 +9,14 @@
 //! | `disable` | no | - |
 //! | `prefer` (loopback only; the default there) | when the server offers it | no |
 //! | `require` | yes | no; against `sslrootcert` when one is named (libpq's rule) |
-//! | `verify-ca` | yes | chain to `sslrootcert` (or the system's CAs) |
+//! | `verify-ca` | yes | chain to `sslrootcert` (required: any public CA would sign any name) |
 //! | `verify-full` (the default off loopback) | yes | chain, and the host name or IP in the URL |
+//!
+//! Where the certificate goes unchecked off this machine (`require` without a CA file), the
+//! password exchange must be bound to the TLS channel (SCRAM-SHA-256-PLUS,
+//! `channel_binding=require`), else whoever answers could ask for the password in clear or
+//! accept any. A connection over a Unix socket never leaves the machine: TLS is not used there
+//! (as libpq ignores `sslmode` for sockets).
 //!
 //! tokio-postgres reads neither option, so they are split off the string before it parses it.
 
@@ -24,6 +30,7 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use tokio_postgres::config::Host;
 use tokio_postgres_rustls::MakeRustlsConnect;
+use zeroize::Zeroizing;
 
 use crate::MirrorError;
 
@@ -61,6 +68,10 @@ pub(crate) struct TlsOptions {
     pub(crate) mode: SslMode,
     /// `sslrootcert`: a PEM file of the CA certificates to trust.
     pub(crate) root_cert: Option<PathBuf>,
+    /// Some address is off this machine.
+    remote: bool,
+    /// Every host is a Unix socket.
+    sockets_only: bool,
 }
 
 /// The option names this module reads; tokio-postgres is never shown them.
@@ -141,7 +152,7 @@ fn split_key_values(raw: &str) -> Result<(String, Vec<(String, String)>), Mirror
             return Err(bad());
         }
         while chars.next_if(|c| c.is_whitespace()).is_some() {}
-        let mut value = String::new();
+        let mut value = Zeroizing::new(String::new());
         if chars.next_if_eq(&'\'').is_some() {
             loop {
                 match chars.next() {
@@ -161,13 +172,20 @@ fn split_key_values(raw: &str) -> Result<(String, Vec<(String, String)>), Mirror
             }
         }
         if OURS.contains(&key.as_str()) {
-            ours.push((key, value));
+            ours.push((key, value.to_string()));
         } else {
-            let quoted = value.replace('\\', "\\\\").replace('\'', "\\'");
-            kept.push(format!("{key}='{quoted}'"));
+            let quoted = Zeroizing::new(value.replace('\\', "\\\\").replace('\'', "\\'"));
+            kept.push(Zeroizing::new(format!("{key}='{}'", quoted.as_str())));
         }
     }
-    Ok((kept.join(" "), ours))
+    let mut rest = String::with_capacity(kept.iter().map(|k| k.len() + 1).sum());
+    for (i, pair) in kept.iter().enumerate() {
+        if i > 0 {
+            rest.push(' ');
+        }
+        rest.push_str(pair);
+    }
+    Ok((rest, ours))
 }
 
 impl TlsOptions {
@@ -197,6 +215,12 @@ impl TlsOptions {
                 _ if value.is_empty() => {
                     return Err(MirrorError::BadUrl("sslrootcert names no file".into()));
                 }
+                _ if !Path::new(value).is_absolute() => {
+                    return Err(MirrorError::BadUrl(
+                        "sslrootcert must be an absolute path (the node may run from another directory)"
+                            .into(),
+                    ));
+                }
                 _ => root_cert = Some(PathBuf::from(value)),
             }
         }
@@ -210,32 +234,57 @@ impl TlsOptions {
                     .into(),
             ));
         }
-        Ok(Self { mode, root_cert })
+        if mode == SslMode::VerifyCa && root_cert.is_none() {
+            return Err(MirrorError::BadUrl(
+                "sslmode=verify-ca needs sslrootcert=FILE: against the system's CAs, a certificate any \
+                 public CA issued for any name would pass; use verify-full to check the system's CAs and \
+                 the name"
+                    .into(),
+            ));
+        }
+        let sockets_only = config.get_hosts().iter().all(|h| !matches!(h, Host::Tcp(_)));
+        Ok(Self { mode, root_cert, remote: !local, sockets_only })
     }
 
-    /// The mode tokio-postgres is told, and the connector it uses (`None`: plain text).
-    pub(crate) fn connector(
+    /// Sets `config`'s TLS (mode, channel binding) and returns the connector it uses (`None`:
+    /// plain text).
+    pub(crate) fn apply(
         &self,
+        config: &mut tokio_postgres::Config,
         target: &str,
-    ) -> Result<(tokio_postgres::config::SslMode, Option<MakeRustlsConnect>), MirrorError> {
-        use tokio_postgres::config::SslMode as Pg;
+    ) -> Result<Option<MakeRustlsConnect>, MirrorError> {
+        use tokio_postgres::config::{ChannelBinding, SslMode as Pg};
         let provider = Arc::new(rustls::crypto::ring::default_provider());
+        if self.mode == SslMode::Disable || self.sockets_only {
+            config.ssl_mode(Pg::Disable);
+            return Ok(None);
+        }
         let verifier: Arc<dyn ServerCertVerifier> = match (self.mode, &self.root_cert) {
-            (SslMode::Disable, _) => return Ok((Pg::Disable, None)),
-            (SslMode::Prefer, _) | (SslMode::Require, None) => Arc::new(Unchecked(provider.clone())),
-            (SslMode::Require | SslMode::VerifyCa, _) => {
+            (SslMode::Disable, _) => unreachable!("handled above"),
+            (SslMode::Prefer, _) | (SslMode::Require, None) => {
+                // Nobody vouches for the server: only SCRAM bound to this channel keeps the
+                // password, and the data, from whoever answers.
+                if self.remote && config.get_channel_binding() == ChannelBinding::Prefer {
+                    config.channel_binding(ChannelBinding::Require);
+                }
+                Arc::new(Unchecked(provider.clone()))
+            }
+            (SslMode::Require | SslMode::VerifyCa, Some(_)) => {
                 Arc::new(ChainOnly(self.webpki(provider.clone(), target)?))
             }
+            (SslMode::VerifyCa, None) => unreachable!("refused when parsed"),
             (SslMode::VerifyFull, _) => self.webpki(provider.clone(), target)?,
         };
-        let config = ClientConfig::builder_with_provider(provider)
+        let mut tls = ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(|e| tls_error(target, &e.to_string()))?
             .dangerous()
             .with_custom_certificate_verifier(verifier)
             .with_no_client_auth();
-        let pg = if self.mode == SslMode::Prefer { Pg::Prefer } else { Pg::Require };
-        Ok((pg, Some(MakeRustlsConnect::new(config))))
+        // PostgreSQL 17 checks it when the client sends one (and needs it for direct TLS).
+        tls.alpn_protocols = vec![b"postgresql".to_vec()];
+        config.ssl_mode(if self.mode == SslMode::Prefer { Pg::Prefer } else { Pg::Require });
+        Ok(Some(MakeRustlsConnect::new(tls)))
     }
 
     fn webpki(

@@ -65,6 +65,23 @@ fn the_mirror_encrypts_and_checks_the_servers_certificate() {
     assert!(ok, "{text}");
     let (ok, text) = attach(&url(&cluster.db(), "sslmode=require".into()));
     assert!(ok && text.contains("sslmode=require"), "{text}");
+    // The name the certificate holds, dialled at an address (hostaddr): verify-full takes it.
+    // And a host off this machine whose certificate nobody checks (require, no CA file): the
+    // password exchange is bound to the TLS channel, which the real server does.
+    let by_name = |db: &TestDb, query: &str| {
+        format!(
+            "host=db.internal hostaddr=127.0.0.1 port={} user={} password={} dbname={} {query}",
+            db.addr.port(),
+            db.name,
+            db.password,
+            db.name
+        )
+    };
+    let (ok, text) =
+        attach(&by_name(&cluster.db(), &format!("sslmode=verify-full sslrootcert={}", ca_file.display())));
+    assert!(ok, "{text}");
+    let (ok, text) = attach(&by_name(&cluster.db(), "sslmode=require"));
+    assert!(ok, "{text}");
     // require with a CA file checks the chain (libpq's rule).
     let (ok, text) =
         attach(&url(&cluster.db(), format!("sslmode=require&sslrootcert={}", other_file.display())));

@@ -69,7 +69,9 @@ fn on_loopback_the_default_is_libpqs() {
 #[test]
 fn a_missing_or_empty_ca_file_is_named() {
     let (_, tls) = options("postgres://shop:pw@db.example/crm?sslrootcert=/nonexistent/ca.pem").unwrap();
-    let err = tls.connector("shop@db.example:5432/crm").err().expect("no connector without its CA file");
+    let mut config = tokio_postgres::Config::new();
+    let err =
+        tls.apply(&mut config, "shop@db.example:5432/crm").err().expect("no connector without its CA file");
     assert!(err.to_string().contains("/nonexistent/ca.pem"), "{err}");
     let dir = tempfile::tempdir().unwrap();
     let empty = dir.path().join("ca.pem");
@@ -79,6 +81,37 @@ fn a_missing_or_empty_ca_file_is_named() {
         empty.display()
     ))
     .unwrap();
-    let err = tls.connector("t").err().expect("no connector without a certificate");
+    let err = tls.apply(&mut config, "t").err().expect("no connector without a certificate");
     assert!(err.to_string().contains("no usable certificate"), "{err}");
+}
+
+#[test]
+fn verify_ca_needs_a_ca_file_of_its_own_given_by_an_absolute_path() {
+    let err = options("postgres://shop:pw@db.example/crm?sslmode=verify-ca").unwrap_err();
+    assert!(err.to_string().contains("needs sslrootcert"), "{err}");
+    let err =
+        options("postgres://shop:pw@db.example/crm?sslmode=verify-full&sslrootcert=ca.pem").unwrap_err();
+    assert!(err.to_string().contains("absolute path"), "{err}");
+}
+
+#[test]
+fn an_unchecked_server_off_this_machine_must_bind_the_password_to_the_channel() {
+    use tokio_postgres::config::ChannelBinding;
+    for (raw, bound) in [
+        ("postgres://shop:pw@db.example/crm?sslmode=require", ChannelBinding::Require),
+        ("postgres://shop:pw@127.0.0.1/crm?sslmode=require", ChannelBinding::Prefer),
+        (
+            "postgres://shop:pw@db.example/crm?sslmode=require&channel_binding=disable",
+            ChannelBinding::Disable,
+        ),
+    ] {
+        let (rest, tls) = options(raw).unwrap();
+        let mut config: tokio_postgres::Config = rest.parse().unwrap();
+        assert!(tls.apply(&mut config, "t").unwrap().is_some(), "{raw}");
+        assert_eq!(config.get_channel_binding(), bound, "{raw}");
+    }
+    // A Unix socket never leaves the machine: no TLS there, as libpq.
+    let (rest, tls) = options("host=/run/postgresql user=shop sslmode=require").unwrap();
+    let mut config: tokio_postgres::Config = rest.parse().unwrap();
+    assert!(tls.apply(&mut config, "t").unwrap().is_none());
 }
