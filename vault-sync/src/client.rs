@@ -192,7 +192,7 @@ pub(crate) async fn session(
                         stream_grants.insert(task.id(), grant);
                     }
                     GranteeAction::OfferAnswered => shared.book().offer_done(&issuer),
-                    GranteeAction::Changed => shared.changes.send_modify(|n| *n += 1),
+                    GranteeAction::Changed => shared.held_changed(),
                     GranteeAction::Done => return Ok(()),
                 }
             }
@@ -291,7 +291,7 @@ async fn grant_stream(
             // The permits are held while the frame is handled.
             let Some((frame, _permits)) = frame else { return Ok(()) };
             match stream.on_frame(&mut shared.vault(), &frame)? {
-                ShareEvent::Applied { changed: true } => shared.changes.send_modify(|n| *n += 1),
+                ShareEvent::Applied { changed: true } => shared.held_changed(),
                 ShareEvent::Applied { changed: false } => {}
                 ShareEvent::Finished => return Ok(()),
             }

@@ -157,7 +157,7 @@ async fn perform(
     for action in actions {
         match action {
             DeviceAction::Send(message) => write_device_message(send, &message).await?,
-            DeviceAction::Changed => shared.changes.send_modify(|n| *n += 1),
+            DeviceAction::Changed => shared.changed(),
             DeviceAction::End => return Ok(true),
         }
     }

@@ -39,8 +39,15 @@ impl Default for NodeConfig {
 pub(crate) struct NodeTasks {
     /// The vault; every operation holds the lock briefly (they are all short and synchronous).
     pub(crate) vault: Mutex<Vault>,
-    /// Bumped whenever the vault changed (here or in another process); sessions wait on it.
+    /// Bumped whenever the vault changed (here or in another process): the database mirror
+    /// and the device sessions wait on it.
     pub(crate) changes: watch::Sender<u64>,
+    /// Bumped when what this vault serves to others may have changed (its records, grants,
+    /// requests, anything another process wrote), not when only a share it holds from someone
+    /// else did: the sessions serving peers wait on this one. On a seller, every customer's
+    /// update is a held change; waking every customer's session for each made each update cost
+    /// the number of customers.
+    pub(crate) served: watch::Sender<u64>,
     /// Bumped when an issuer offered shares (a session waiting on its backoff, or the task
     /// keeping sessions, looks): apart from `changes`, so that one customer's edit does not wake
     /// the task of every other customer.
@@ -61,14 +68,28 @@ pub(crate) struct NodeTasks {
 }
 
 impl NodeTasks {
+    /// Anything may have changed: everyone waiting on a change wakes.
+    pub(crate) fn changed(&self) {
+        self.changes.send_modify(|n| *n += 1);
+        self.served.send_modify(|n| *n += 1);
+    }
+
+    /// Only what this vault holds from others changed (a share's copy, its status, a receipt,
+    /// an answer to this vault's request): the sessions serving peers sleep on.
+    pub(crate) fn held_changed(&self) {
+        self.changes.send_modify(|n| *n += 1);
+    }
+
     pub(crate) fn new(vault: Vault) -> Self {
         let (changes, _) = watch::channel(0u64);
+        let (served, _) = watch::channel(0u64);
         let (receipts, _) = watch::channel(0u64);
         let (offers, _) = watch::channel(0u64);
         let (served_settled, _) = watch::channel(vault.serving().served_settled());
         NodeTasks {
             vault: Mutex::new(vault),
             changes,
+            served,
             offers,
             receipts,
             book: Default::default(),

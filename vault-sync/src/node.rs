@@ -86,7 +86,7 @@ impl Node {
                 tracing::warn!(error = %e, "updating projections failed");
             }
         }
-        self.shared.changes.send_modify(|n| *n += 1);
+        self.shared.changed();
         out
     }
 
@@ -137,7 +137,7 @@ impl VaultHandle {
     /// nothing live but a receipt to take are called.
     pub fn receipts_signed(&self) {
         self.shared.receipts.send_modify(|n| *n += 1);
-        self.shared.changes.send_modify(|n| *n += 1);
+        self.shared.held_changed();
     }
 }
 
@@ -231,7 +231,7 @@ async fn serve_connection(shared: Arc<NodeTasks>, conn: Connection) -> Result<()
         });
     }
 
-    let mut changes = shared.changes.subscribe();
+    let mut changes = shared.served.subscribe();
     let mut session = IssuerSession::new(peer, remote, Instant::now());
     let mut listening: Option<ListeningGuard> = None;
     loop {
@@ -326,7 +326,7 @@ async fn serve_grant_stream(
             }
         }
     });
-    let mut changes = shared.changes.subscribe();
+    let mut changes = shared.served.subscribe();
     let result: Result<(), SyncError> = async {
         loop {
             let step = tokio::select! {

@@ -44,7 +44,7 @@ struct Pending {
 
 /// Tells every contact whose shares changed, retrying with backoff (see the module docs).
 pub(crate) async fn notify_audiences(shared: Arc<NodeTasks>, endpoint: Endpoint) {
-    let mut changes = shared.changes.subscribe();
+    let mut changes = shared.served.subscribe();
     let mut pending: HashMap<IdentityId, Pending> = HashMap::new();
     let mut in_flight: HashSet<IdentityId> = HashSet::new();
     let mut tasks: JoinSet<(IdentityId, ShareSet, bool)> = JoinSet::new();

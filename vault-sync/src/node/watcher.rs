@@ -32,7 +32,7 @@ pub(super) async fn watch_vault(shared: Arc<NodeTasks>, poll: Duration) {
             shared.receipts.send_modify(|n| *n += 1);
         }
         if wake.changed {
-            shared.changes.send_modify(|n| *n += 1);
+            shared.changed();
         }
     }
 }

@@ -4,10 +4,15 @@
 //! parsed rows are kept in memory while no other connection has committed to the file
 //! (SQLite's `data_version`); this connection's own writes update them in place, and a write
 //! that fails drops them (`Vault::drop_caches`).
+//!
+//! Beside the rows, two indexes kept with them, so that what a session or the clock asks costs
+//! what it touches, not the number of shares: the rows are ordered by key, and a key starts
+//! with the issuer, so one issuer's shares are a range (plus the few rows stored before shares
+//! were keyed by issuer); and the live shares whose grant expires, by expiry.
 
 use super::Held;
 use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Deref;
 use std::sync::{Arc, OnceLock};
 
@@ -15,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{RECEIVED, ShareKey, ShareStatus};
 use crate::grant::SignedGrant;
-use crate::identity::{DeviceId, Ticket};
+use crate::identity::{DeviceId, IdentityId, Ticket};
 use crate::store::StoreError;
 use crate::store::sealed::Key;
 use crate::vault::Vault;
@@ -83,6 +88,14 @@ impl Row {
         self.grant.as_ref().ok_or_else(|| StoreError::damaged(&RECEIVED, id))
     }
 
+    /// When its grant expires, while the share is live.
+    fn expires_while_live(&self) -> Option<i64> {
+        if self.record.status != ShareStatus::Live {
+            return None;
+        }
+        self.grant.as_ref()?.statement().expires_at
+    }
+
     /// The ticket its issuer was last reached at.
     pub(in crate::vault::held) fn ticket(&self) -> Option<Ticket> {
         self.ticket.get_or_init(|| self.record.ticket.as_deref().and_then(|t| t.parse().ok())).clone()
@@ -91,9 +104,51 @@ impl Row {
 
 pub(in crate::vault::held) type Rows = Arc<BTreeMap<Vec<u8>, Arc<Row>>>;
 
-/// Parsed rows by key, with the `data_version` they were read at.
+/// Parsed rows by key, with the `data_version` they were read at, and their indexes.
 #[derive(Default)]
-pub(crate) struct ReceivedCache(RefCell<Option<(i64, Rows)>>);
+pub(crate) struct ReceivedCache(RefCell<Option<Cached>>);
+
+struct Cached {
+    version: i64,
+    rows: Rows,
+    /// Keys of rows stored before shares were keyed by issuer (the grant id alone).
+    legacy: BTreeSet<Vec<u8>>,
+    /// Live shares whose grant expires: (expires_at, key).
+    expiring: BTreeSet<(i64, Vec<u8>)>,
+}
+
+impl Cached {
+    fn new(version: i64, rows: BTreeMap<Vec<u8>, Arc<Row>>) -> Self {
+        let mut cached = Cached {
+            version,
+            rows: Arc::new(BTreeMap::new()),
+            legacy: BTreeSet::new(),
+            expiring: BTreeSet::new(),
+        };
+        for (key, row) in &rows {
+            cached.index(key, None, Some(row));
+        }
+        cached.rows = Arc::new(rows);
+        cached
+    }
+
+    /// Moves a row's index entries from what it was to what it is.
+    fn index(&mut self, key: &[u8], was: Option<&Row>, is: Option<&Row>) {
+        if let Some(at) = was.and_then(Row::expires_while_live) {
+            self.expiring.remove(&(at, key.to_vec()));
+        }
+        if let Some(at) = is.and_then(Row::expires_while_live) {
+            self.expiring.insert((at, key.to_vec()));
+        }
+        if key.len() == ShareKey::LEGACY_LEN {
+            if is.is_some() {
+                self.legacy.insert(key.to_vec());
+            } else {
+                self.legacy.remove(key);
+            }
+        }
+    }
+}
 
 impl ReceivedCache {
     /// Forgets every parsed row: they are read again on next use.
@@ -104,8 +159,7 @@ impl ReceivedCache {
     /// A share as the cache holds it (`None`: not cached, or no such row).
     fn cached(&self, id: &ShareKey) -> Option<Arc<Row>> {
         let cache = self.0.borrow();
-        let (_, rows) = cache.as_ref()?;
-        rows.get(id.as_bytes()).cloned()
+        cache.as_ref()?.rows.get(id.as_bytes()).cloned()
     }
 }
 
@@ -132,10 +186,10 @@ impl<V: Deref<Target = Vault>> Held<V> {
     /// Every row, parsed (from memory while nobody else wrote).
     pub(in crate::vault::held) fn received_rows(&self) -> Result<Rows, StoreError> {
         let version = self.vault.store.data_version()?;
-        if let Some((cached, rows)) = &*self.vault.held.received_cache.0.borrow()
-            && *cached == version
+        if let Some(cached) = &*self.vault.held.received_cache.0.borrow()
+            && cached.version == version
         {
-            return Ok(rows.clone());
+            return Ok(cached.rows.clone());
         }
         let mut rows = BTreeMap::new();
         for (key, body, _) in self.vault.store.list(&RECEIVED)? {
@@ -147,8 +201,9 @@ impl<V: Deref<Target = Vault>> Held<V> {
                 })?;
             rows.insert(row, Row::new(record));
         }
-        let rows = Arc::new(rows);
-        *self.vault.held.received_cache.0.borrow_mut() = Some((version, rows.clone()));
+        let cached = Cached::new(version, rows);
+        let rows = cached.rows.clone();
+        *self.vault.held.received_cache.0.borrow_mut() = Some(cached);
         // Read whole again (first use, another process wrote, a write failed): which shares
         // changed is not known, so a mirror looks at every one.
         self.vault.held.mirror_dirty.borrow_mut().all = true;
@@ -194,18 +249,14 @@ impl<V: Deref<Target = Vault>> Held<V> {
         {
             counts.add(grant.statement().issuer, is);
         }
-        self.update_received_cache(|rows| {
-            rows.insert(id.as_bytes().clone(), Row::new(record.clone()));
-        });
+        self.update_received_cache(id, Some(Row::new(record.clone())));
         Ok(())
     }
 
     #[cfg(test)]
     pub(in crate::vault::held) fn delete_received_record(&self, id: &ShareKey) -> Result<(), StoreError> {
         self.vault.store.delete(&RECEIVED, Key::Id(id.as_bytes()))?;
-        self.update_received_cache(|rows| {
-            rows.remove(id.as_bytes());
-        });
+        self.update_received_cache(id, None);
         Ok(())
     }
 
@@ -214,13 +265,56 @@ impl<V: Deref<Target = Vault>> Held<V> {
         generation.set(generation.get().wrapping_add(1));
     }
 
-    /// Applies this connection's own write to the parsed rows (its commits do not move
-    /// `data_version`).
-    fn update_received_cache(&self, f: impl FnOnce(&mut BTreeMap<Vec<u8>, Arc<Row>>)) {
+    /// Applies this connection's own write to the parsed rows and their indexes (its commits
+    /// do not move `data_version`).
+    fn update_received_cache(&self, id: &ShareKey, row: Option<Arc<Row>>) {
         let mut cache = self.vault.held.received_cache.0.borrow_mut();
-        if let Some((_, rows)) = cache.as_mut() {
-            f(Arc::make_mut(rows));
+        let Some(cached) = cache.as_mut() else { return };
+        let key = id.as_bytes();
+        let was = match &row {
+            Some(row) => Arc::make_mut(&mut cached.rows).insert(key.clone(), row.clone()),
+            None => Arc::make_mut(&mut cached.rows).remove(key),
+        };
+        cached.index(key, was.as_deref(), row.as_deref());
+    }
+
+    /// The rows of the shares from `issuer`: the range of keys it starts, and the rows stored
+    /// before shares were keyed by issuer whose grant it signed.
+    pub(in crate::vault::held) fn received_from(
+        &self,
+        issuer: &IdentityId,
+    ) -> Result<Vec<(ShareKey, Arc<Row>)>, StoreError> {
+        let rows = self.received_rows()?;
+        let prefix = issuer.as_bytes().to_vec();
+        let mut out: Vec<(ShareKey, Arc<Row>)> = rows
+            .range(prefix.clone()..)
+            .take_while(|(k, _)| k.starts_with(&prefix))
+            .filter_map(|(k, row)| Some((ShareKey::from_row(k.clone())?, row.clone())))
+            .collect();
+        let cache = self.vault.held.received_cache.0.borrow();
+        for key in cache.iter().flat_map(|c| c.legacy.iter()) {
+            let (Some(id), Some(row)) = (ShareKey::from_row(key.clone()), rows.get(key)) else { continue };
+            if row.grant(&id).is_ok_and(|g| g.statement().issuer == *issuer) {
+                out.push((id, row.clone()));
+            }
         }
+        Ok(out)
+    }
+
+    /// The live shares whose grant had expired by `now`.
+    pub(in crate::vault::held) fn received_expired(
+        &self,
+        now: i64,
+    ) -> Result<Vec<(ShareKey, Arc<Row>)>, StoreError> {
+        let rows = self.received_rows()?;
+        let cache = self.vault.held.received_cache.0.borrow();
+        let Some(cached) = cache.as_ref() else { return Ok(Vec::new()) };
+        Ok(cached
+            .expiring
+            .iter()
+            .take_while(|(at, _)| *at <= now)
+            .filter_map(|(_, key)| Some((ShareKey::from_row(key.clone())?, rows.get(key)?.clone())))
+            .collect())
     }
 
     /// Every row with its key, parsed.
@@ -271,5 +365,69 @@ mod tests {
         assert!(failed.is_err());
         assert_eq!(a.held().live_from(&alice.public()).unwrap().len(), 1, "the rolled-back row is gone");
         assert_eq!(open(dir.path()).held_mut().list().unwrap().len(), 1);
+    }
+
+    /// The live shares due to expire are found through their index, which follows this
+    /// handle's writes and another handle's commits: each is erased once its time comes, and
+    /// one issuer's shares are its own.
+    #[test]
+    fn expiring_shares_and_one_issuers_shares_are_found_without_walking_the_others() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicI64, Ordering};
+
+        use crate::statement::Signed;
+
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(AtomicI64::new(1_800_000_100));
+        let c = clock.clone();
+        let mut v = Vault::at(dir.path())
+            .kdf(KdfParams::INSECURE_FOR_TESTS)
+            .clock(Arc::new(move || c.load(Ordering::SeqCst)))
+            .create(&Passphrase::new("pw"))
+            .unwrap();
+        let (alice, bob) = (Identity::generate(), Identity::generate());
+        let me = v.identity();
+        let expiring = |issuer: &Identity, at: Option<i64>| {
+            let mut g = grant(issuer, me, GrantId::random()).statement().clone();
+            g.expires_at = at;
+            Signed::sign(g, issuer).unwrap()
+        };
+        let (a1, a2, b1) = (
+            expiring(&alice, Some(1_800_000_300)),
+            expiring(&alice, None),
+            expiring(&bob, Some(1_800_000_200)),
+        );
+        for (issuer, g) in [(&alice, &a1), (&alice, &a2), (&bob, &b1)] {
+            v.held_mut().accept(issuer.public(), None, std::slice::from_ref(g), &[], true).unwrap();
+        }
+        let ids = |v: &Vault, who: &Identity| {
+            let mut ids: Vec<GrantId> =
+                v.held().received_from(&who.public()).unwrap().into_iter().map(|(k, _)| k.grant).collect();
+            ids.sort_by_key(|id| id.to_string());
+            ids
+        };
+        let mut alices = vec![a1.statement().id, a2.statement().id];
+        alices.sort_by_key(|id| id.to_string());
+        assert_eq!(ids(&v, &alice), alices);
+        assert_eq!(ids(&v, &bob), vec![b1.statement().id]);
+
+        assert!(!v.held_mut().erase_expired().unwrap(), "nothing due yet");
+        clock.store(1_800_000_200, Ordering::SeqCst);
+        assert!(v.held_mut().erase_expired().unwrap(), "bob's share is due");
+        assert!(v.held().live_from(&bob.public()).unwrap().is_empty());
+        assert!(!v.held_mut().erase_expired().unwrap(), "erased once");
+
+        // Another handle's commit: the index is built again from the rows it wrote.
+        let mut other = open(dir.path());
+        let late = expiring(&bob, Some(1_800_000_250));
+        other.held_mut().accept(bob.public(), None, &[late], &[], true).unwrap();
+        clock.store(1_800_000_300, Ordering::SeqCst);
+        assert!(v.held_mut().erase_expired().unwrap());
+        assert!(v.held().live_from(&bob.public()).unwrap().is_empty(), "bob's second share erased");
+        assert_eq!(
+            v.held().live_from(&alice.public()).unwrap(),
+            vec![a2.statement().id],
+            "alice's lasting one stays"
+        );
     }
 }
