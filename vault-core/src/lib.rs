@@ -105,7 +105,7 @@ pub use session::{
 };
 pub use session::{
     DialCandidate, PeersMark, WrongPeer, check_answer, dial_candidates, may_dial, offer_audiences,
-    offers_mark, peers_mark, wanted_peers,
+    offers_mark, peers_mark, wanted_peer, wanted_peers,
 };
 pub use signer::{By, Signer};
 pub use statement::*;

@@ -29,6 +29,8 @@ const LAST_FRAMES: Duration = Duration::from_millis(250);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// How often the node looks for new peers to keep a session with, at the latest.
 const PICK_UP: Duration = Duration::from_secs(2);
+/// The least time between two askings of whom to keep a session with, unless forced.
+const MIN_ASK: Duration = Duration::from_millis(200);
 
 /// Dials `ticket`, exchanges everything once, and hands the vault back with the outcome.
 pub async fn sync_once(
@@ -352,6 +354,7 @@ pub(crate) async fn subscribe_all(shared: Arc<NodeTasks>, endpoint: Endpoint, co
     // Asked again at least this often, however busy the node (a wait restarted by every change
     // would never run out).
     let mut next_full = Instant::now() + PICK_UP;
+    let mut last_ask = None;
     loop {
         if Instant::now() >= next_full {
             forced = true;
@@ -374,8 +377,14 @@ pub(crate) async fn subscribe_all(shared: Arc<NodeTasks>, endpoint: Endpoint, co
             }
             continue;
         }
+        // Asking walks every share: while shares keep arriving or sessions end (a seller's
+        // customers coming in), at most once per MIN_ASK, however many.
+        if let Some(wait) = last_ask.map(|at: Instant| MIN_ASK.saturating_sub(at.elapsed())) {
+            tokio::time::sleep(wait).await;
+        }
         asked = mark;
         forced = false;
+        last_ask = Some(Instant::now());
         let peers = wanted_peers(&shared);
         for (peer, ticket) in peers {
             let Some(ticket) = ticket else { continue };
@@ -409,8 +418,9 @@ pub(crate) async fn subscribe_all(shared: Arc<NodeTasks>, endpoint: Endpoint, co
                         let deadline = tokio::time::Instant::now() + backoff;
                         new_offer(&shared, &peer, &mut offers, Some(deadline)).await;
                         backoff = (backoff * 2).min(MAX_BACKOFF);
-                        match wanted_peers(&shared).into_iter().find(|(p, _)| *p == peer) {
-                            Some((_, Some(t))) => ticket = t,
+                        let offer = shared.book().offer_of(&peer);
+                        match vault_core::wanted_peer(&shared.vault(), &peer, offer) {
+                            Some(Some(t)) => ticket = t,
                             _ => return peer,
                         }
                     }

@@ -71,6 +71,11 @@ impl PeerBook {
         live.map(|(i, (t, _, _))| (*i, t.clone())).collect()
     }
 
+    /// The ticket of `issuer`'s live offer, if it made one.
+    pub(crate) fn offer_of(&self, issuer: &IdentityId) -> Option<Ticket> {
+        self.offers.get(issuer).filter(|(_, _, at)| at.elapsed() < OFFER_LIFETIME).map(|(t, _, _)| t.clone())
+    }
+
     /// The offer of `issuer` was answered (its shares were listed).
     pub(crate) fn offer_done(&mut self, issuer: &IdentityId) {
         self.offers.remove(issuer);

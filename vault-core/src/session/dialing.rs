@@ -131,6 +131,33 @@ pub fn wanted_peers(vault: &Vault, offers: Vec<(IdentityId, Ticket)>) -> Vec<(Id
     peers
 }
 
+/// Whether this vault keeps a session with `peer`, and the ticket to reach it at: what
+/// [`wanted_peers`] answers for that one peer, without asking about every other (a session
+/// that ended asks this before it dials again; a seller has a session per customer).
+pub fn wanted_peer(vault: &Vault, peer: &IdentityId, offer: Option<Ticket>) -> Option<Option<Ticket>> {
+    if vault.contacts().is_blocked(peer).unwrap_or(false) {
+        return None;
+    }
+    let mut found = vault.held().issuer_ticket(peer).unwrap_or_default();
+    if offer.is_some() {
+        // An offer's ticket is the freshest way to reach its issuer.
+        return Some(offer);
+    }
+    let others =
+        [vault.outbox().holders().unwrap_or_default(), vault.notices().customers().unwrap_or_default()];
+    for (who, ticket) in others.into_iter().flatten() {
+        if who != *peer {
+            continue;
+        }
+        match &mut found {
+            Some(known @ None) => *known = ticket,
+            Some(Some(_)) => {}
+            None => found = Some(ticket),
+        }
+    }
+    found
+}
+
 /// A value that moves whenever [`offer_audiences`] may answer differently, apart from the
 /// clock (a grant expiring): grants issued or ended, contacts.
 pub fn offers_mark(vault: &Vault) -> Option<PeersMark> {
@@ -155,4 +182,40 @@ pub fn offer_audiences(vault: &mut Vault) -> Vec<(IdentityId, Ticket, ShareSet)>
         out.push((contact.identity, ticket, share_set(&live, &ended)));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::grant::Grant;
+    use crate::identity::Identity;
+    use crate::primitives::{KdfParams, Passphrase};
+    use crate::statement::{GrantId, Signed};
+
+    /// Asking about one peer answers as asking about all does, for that peer.
+    #[test]
+    fn one_peer_is_answered_as_in_the_whole_list() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut v =
+            Vault::at(dir.path()).kdf(KdfParams::INSECURE_FOR_TESTS).create(&Passphrase::new("pw")).unwrap();
+        let (alice, stranger) = (Identity::generate(), Identity::generate());
+        let grant = Grant {
+            id: GrantId::random(),
+            issuer: alice.public(),
+            audience: v.identity(),
+            fields: vec!["profile.email".parse().unwrap()],
+            filter: None,
+            purpose: "test".into(),
+            issued_at: v.now() - 10,
+            expires_at: None,
+            prices: true,
+            request: None,
+        };
+        let grant = Signed::sign(grant, &alice).unwrap();
+        v.held_mut().accept(alice.public(), None, &[grant], &[], true).unwrap();
+        let all = wanted_peers(&v, Vec::new());
+        assert_eq!(all.iter().map(|(p, _)| *p).collect::<Vec<_>>(), vec![alice.public()]);
+        assert_eq!(wanted_peer(&v, &alice.public(), None), Some(None));
+        assert_eq!(wanted_peer(&v, &stranger.public(), None), None);
+    }
 }

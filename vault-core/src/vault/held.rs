@@ -257,6 +257,17 @@ impl<V: Deref<Target = Vault>> Held<V> {
         Ok(out)
     }
 
+    /// Whether `issuer` is among [`Held::issuers`], and its ticket: a range of rows, not all.
+    pub fn issuer_ticket(&self, issuer: &IdentityId) -> Result<Option<Option<Ticket>>, StoreError> {
+        for (_, row) in self.received_from(issuer)? {
+            let record = &row.record;
+            if record.status == ShareStatus::Live || (record.receipt.is_some() && !record.receipt_confirmed) {
+                return Ok(Some(row.ticket()));
+            }
+        }
+        Ok(None)
+    }
+
     /// A number that moves whenever [`Held::issuers`] may answer differently (cheap: no row is
     /// read unless another process wrote).
     pub(crate) fn issuers_generation(&self) -> Result<u64, StoreError> {
