@@ -6,9 +6,15 @@
 //! PostgreSQL's own insert throughput in the same run (the same rows inserted bare: one
 //! transaction per customer, and one transaction for all).
 //!
+//! Several sizes in one run: `-- customers=300,2000,10000`. Past [`PER_PROCESS`] customers,
+//! the rest run in helper processes (this benchmark started again as `host`), as one process
+//! may not hold the sockets and files of more customers' nodes; the edits are made on this
+//! process's customers.
+//!
 //! `eval "$(scripts/pg-throwaway.sh start)"; cargo bench -p vault-tests --bench mirror`
 
-use std::process::Command;
+use std::io::{BufRead, Write};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use vault_sync::Node;
@@ -57,18 +63,79 @@ fn blocking<T>(f: impl FnOnce() -> T) -> T {
     tokio::task::block_in_place(f)
 }
 
+/// The most customers' nodes one process runs (each holds a few sockets and files; this
+/// machine allows 20,000 open files per process).
+const PER_PROCESS: usize = 2000;
+
 fn main() {
-    let n: usize = std::env::args()
-        .find_map(|a| a.strip_prefix("customers=").and_then(|n| n.parse().ok()))
-        .unwrap_or(1000);
-    let db = TestDb::new();
-    let (each, all) = bare_inserts(&db, n);
-    println!(
-        "baseline: PostgreSQL, the same {n} consents and {} values inserted bare: one transaction per customer {each:.2?}, one for all {all:.2?}",
-        2 * n
-    );
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(spec) = args.iter().find_map(|a| a.strip_prefix("host=")) {
+        return host(spec);
+    }
+    let sizes: Vec<usize> = args
+        .iter()
+        .find_map(|a| a.strip_prefix("customers="))
+        .map(|list| list.split(',').filter_map(|n| n.parse().ok()).collect())
+        .unwrap_or_else(|| vec![1000]);
+    for n in sizes {
+        let db = TestDb::new();
+        let (each, all) = bare_inserts(&db, n);
+        println!(
+            "baseline: PostgreSQL, the same {n} consents and {} values inserted bare: one transaction per customer {each:.2?}, one for all {all:.2?}",
+            2 * n
+        );
+        let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+        runtime.block_on(seller(&db, n));
+    }
+}
+
+/// One customer, granting the seller two profile fields.
+fn customer(i: usize, ticket: &vault_core::Ticket) -> (tempfile::TempDir, vault_core::Vault) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut v = create(dir.path());
+    v.records_mut().set_profile("email", &format!("customer{i}@example.org")).unwrap();
+    v.records_mut().set_profile("name", &format!("Customer {i}")).unwrap();
+    v.contacts_mut().add("shop", ticket).unwrap();
+    v.grants_mut()
+        .issue(vault_tests::new_grant(ticket.identity(), &["profile.email", "profile.name"], "orders"))
+        .unwrap();
+    (dir, v)
+}
+
+async fn spawn_nodes(
+    customers: Vec<(tempfile::TempDir, vault_core::Vault)>,
+) -> Vec<(tempfile::TempDir, Node)> {
+    let mut nodes = Vec::new();
+    for (dir, v) in customers {
+        let node =
+            Node::spawn(v, vault_sync::NodeConfig { poll: Duration::from_secs(1), ..local() }).await.unwrap();
+        nodes.push((dir, node));
+    }
+    nodes
+}
+
+/// A helper process (`host=FIRST,COUNT,TICKET`): makes its customers, says `made`, starts their
+/// nodes on a line from its parent, says `started`, and runs them until its input closes.
+fn host(spec: &str) {
+    let mut parts = spec.splitn(3, ',');
+    let first: usize = parts.next().unwrap().parse().unwrap();
+    let count: usize = parts.next().unwrap().parse().unwrap();
+    let ticket: vault_core::Ticket = parts.next().unwrap().parse().unwrap();
+    let customers: Vec<_> = (first..first + count).map(|i| customer(i, &ticket)).collect();
+    println!("made");
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line).unwrap();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
-    runtime.block_on(seller(&db, n));
+    runtime.block_on(async {
+        let nodes = spawn_nodes(customers).await;
+        println!("started");
+        blocking(|| {
+            let _ = std::io::stdin().lock().read_line(&mut String::new());
+        });
+        for (_, node) in nodes {
+            node.shutdown().await;
+        }
+    });
 }
 
 async fn seller(db: &TestDb, n: usize) {
@@ -82,26 +149,45 @@ async fn seller(db: &TestDb, n: usize) {
     let pid = serve.id();
     let seller_id = ticket.identity();
 
-    // N customers, each granting the seller two profile fields.
-    let mut customers = Vec::new();
-    for i in 0..n {
-        let dir = tempfile::tempdir().unwrap();
-        let mut v = create(dir.path());
-        v.records_mut().set_profile("email", &format!("customer{i}@example.org")).unwrap();
-        v.records_mut().set_profile("name", &format!("Customer {i}")).unwrap();
-        v.contacts_mut().add("shop", &ticket).unwrap();
-        v.grants_mut()
-            .issue(vault_tests::new_grant(seller_id, &["profile.email", "profile.name"], "orders"))
-            .unwrap();
-        customers.push((dir, v));
+    let _ = seller_id;
+    // N customers: the first PER_PROCESS here, the rest in helper processes.
+    let own = n.min(PER_PROCESS);
+    let mut hosts: Vec<std::process::Child> = (own..n)
+        .step_by(PER_PROCESS)
+        .map(|first| {
+            let count = PER_PROCESS.min(n - first);
+            Command::new(std::env::current_exe().unwrap())
+                .arg(format!("host={first},{count},{ticket}"))
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()
+                .expect("a helper process starts")
+        })
+        .collect();
+    let customers: Vec<_> = (0..own).map(|i| customer(i, &ticket)).collect();
+    let said = |host: &mut std::process::Child, what: &str| {
+        let mut line = String::new();
+        let out = host.stdout.as_mut().unwrap();
+        // One byte at a time: the pipe is read again later.
+        let mut byte = [0u8];
+        while std::io::Read::read(out, &mut byte).unwrap() == 1 && byte[0] != b'\n' {
+            line.push(byte[0] as char);
+        }
+        assert_eq!(line, what, "a helper process failed");
+    };
+    for host in &mut hosts {
+        said(host, "made");
     }
     let me = std::process::id();
-    let (start, cpu_before, own_before) = (Instant::now(), proc_cpu(pid), proc_cpu(me));
-    let mut nodes = Vec::new();
-    for (dir, v) in customers {
-        let node =
-            Node::spawn(v, vault_sync::NodeConfig { poll: Duration::from_secs(1), ..local() }).await.unwrap();
-        nodes.push((dir, node));
+    let helpers: Vec<u32> = hosts.iter().map(|h| h.id()).collect();
+    let customers_cpu = || proc_cpu(me) + helpers.iter().map(|p| proc_cpu(*p)).sum::<Duration>();
+    let (start, cpu_before, own_before) = (Instant::now(), proc_cpu(pid), customers_cpu());
+    for host in &mut hosts {
+        host.stdin.as_mut().unwrap().write_all(b"start\n").unwrap();
+    }
+    let nodes = spawn_nodes(customers).await;
+    for host in &mut hosts {
+        blocking(|| said(host, "started"));
     }
     let spawned = start.elapsed();
     let count = |sql: &str| blocking(|| db.count(sql));
@@ -111,7 +197,10 @@ async fn seller(db: &TestDb, n: usize) {
         {
             break;
         }
-        assert!(start.elapsed() < Duration::from_secs(600), "the mirror did not fill");
+        assert!(
+            start.elapsed() < Duration::from_secs(600).max(Duration::from_millis(100) * n as u32),
+            "the mirror did not fill"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let filled = start.elapsed();
@@ -121,10 +210,10 @@ async fn seller(db: &TestDb, n: usize) {
         proc_status(pid, "VmRSS"),
         proc_status(pid, "VmHWM")
     );
-    let (cpu, own) = (proc_cpu(pid) - cpu_before, proc_cpu(me) - own_before);
+    let (cpu, theirs) = (proc_cpu(pid) - cpu_before, customers_cpu() - own_before);
     println!(
-        "seller: CPU during the fill {cpu:.2?}, {:.2?} per customer; the {n} customers' nodes (all in this one \
-         process, sharing its cores) {own:.2?}",
+        "seller: CPU during the fill {cpu:.2?}, {:.2?} per customer; the {n} customers' nodes (this process \
+         and its helpers, on the same cores) {theirs:.2?}",
         cpu / n as u32
     );
 
@@ -132,7 +221,7 @@ async fn seller(db: &TestDb, n: usize) {
     let mut client = blocking(|| db.client());
     let mut samples = Vec::new();
     for round in 0..40 {
-        let (_, node) = &nodes[(round * 7919) % n];
+        let (_, node) = &nodes[(round * 7919) % own];
         let email = format!("edit{round}@example.org");
         let id = node.with_vault(|v| {
             v.records_mut().set_profile("email", &email).unwrap();
@@ -158,6 +247,10 @@ async fn seller(db: &TestDb, n: usize) {
     blocking(|| drop(client));
     for (_, node) in nodes {
         node.shutdown().await;
+    }
+    for mut host in hosts {
+        drop(host.stdin.take());
+        let _ = host.wait();
     }
     let _ = Command::new("kill").args(["-INT", &pid.to_string()]).status();
     let _ = serve.wait();

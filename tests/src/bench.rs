@@ -52,7 +52,18 @@ pub fn summary(name: &str, mut samples: Vec<Duration>) {
 /// process and the ticket it printed first.
 pub fn spawn_serve(dir: &Path) -> (std::process::Child, vault_core::Ticket) {
     use std::io::BufRead;
-    let mut serve = std::process::Command::new(crate::vault_bin())
+    // VAULT_BENCH_WRAP="heaptrack -o /tmp/seller": the seller under a profiler.
+    let wrap = std::env::var("VAULT_BENCH_WRAP").unwrap_or_default();
+    let mut words = wrap.split_whitespace();
+    let mut command = match words.next() {
+        Some(tool) => {
+            let mut c = std::process::Command::new(tool);
+            c.args(words).arg(crate::vault_bin());
+            c
+        }
+        None => std::process::Command::new(crate::vault_bin()),
+    };
+    let mut serve = command
         .args(["serve", "--no-relay", "--bind", "127.0.0.1:0"])
         .env("VAULT_DIR", dir)
         .env("VAULT_PASSPHRASE", "pw")
@@ -60,9 +71,20 @@ pub fn spawn_serve(dir: &Path) -> (std::process::Child, vault_core::Ticket) {
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("vault serve starts");
-    let mut line = String::new();
-    std::io::BufReader::new(serve.stdout.as_mut().expect("piped")).read_line(&mut line).expect("a ticket");
-    (serve, line.trim().parse().expect("the ticket is the first line"))
+    // The ticket is the first line `vault serve` prints (a wrapper may print before it).
+    let mut out = std::io::BufReader::new(serve.stdout.take().expect("piped"));
+    for _ in 0..20 {
+        let mut line = String::new();
+        out.read_line(&mut line).expect("a ticket");
+        if let Ok(ticket) = line.trim().parse() {
+            // The pipe stays open with the child, so that its later writes do not fail.
+            serve.stdout = Some(out.into_inner());
+            return (serve, ticket);
+        }
+    }
+    let _ = serve.kill();
+    let _ = serve.wait();
+    panic!("vault serve printed no ticket")
 }
 
 /// The value of a line of `/proc/PID/status` (`VmRSS`, `VmHWM`), or "?".

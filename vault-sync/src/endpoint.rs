@@ -123,6 +123,12 @@ pub(crate) fn transport_config() -> QuicTransportConfig {
         .max_concurrent_bidi_streams(VarInt::from_u32(MAX_CONCURRENT_STREAMS))
         .max_concurrent_uni_streams(VarInt::from_u32(0))
         .keep_alive_interval(Duration::from_secs(5))
+        // With segmentation offload, each connection keeps a send buffer of up to ten datagrams
+        // for as long as it lives: on a seller with a connection per customer, the largest
+        // single item of its memory per customer (a heap profile at 1,000 customers: 18 MB).
+        // What goes over a connection here is small (sync messages, statements), so one
+        // datagram per send costs little.
+        .enable_segmentation_offload(false)
         .build()
 }
 

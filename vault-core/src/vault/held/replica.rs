@@ -51,8 +51,59 @@ impl std::fmt::Debug for Replica {
     }
 }
 
-/// Replicas this process has loaded, by share.
-pub(crate) type ReplicaCache = HashMap<ShareKey, Replica>;
+/// How many replicas stay loaded. A seller holds a share per customer: keeping every one it
+/// ever synced loaded made its memory grow with its customers; a replica not in memory is
+/// loaded again from its chunks when next needed. (Two in unit tests, so that every test with
+/// more than two shares reloads them.)
+const REPLICAS_LOADED: usize = if cfg!(test) { 2 } else { 256 };
+
+/// Replicas this process has loaded, by share: the most recently used [`REPLICAS_LOADED`].
+#[derive(Default)]
+pub(crate) struct ReplicaCache {
+    loaded: HashMap<ShareKey, (Replica, u64)>,
+    /// Counts uses: each entry remembers its last.
+    clock: u64,
+}
+
+impl ReplicaCache {
+    pub(crate) fn clear(&mut self) {
+        self.loaded.clear();
+    }
+
+    pub(super) fn remove(&mut self, id: &ShareKey) {
+        self.loaded.remove(id);
+    }
+
+    fn get(&self, id: &ShareKey) -> Option<&Replica> {
+        self.loaded.get(id).map(|(r, _)| r)
+    }
+
+    fn get_mut(&mut self, id: &ShareKey) -> Option<&mut Replica> {
+        self.clock += 1;
+        let now = self.clock;
+        self.loaded.get_mut(id).map(|(r, used)| {
+            *used = now;
+            r
+        })
+    }
+
+    fn contains_key(&self, id: &ShareKey) -> bool {
+        self.loaded.contains_key(id)
+    }
+
+    /// Loads `replica`, first letting go of the least recently used one when full (never the
+    /// one being loaded).
+    fn insert(&mut self, id: ShareKey, replica: Replica) {
+        if self.loaded.len() >= REPLICAS_LOADED
+            && let Some(oldest) =
+                self.loaded.iter().min_by_key(|(_, (_, used))| *used).map(|(k, _)| k.clone())
+        {
+            self.loaded.remove(&oldest);
+        }
+        self.clock += 1;
+        self.loaded.insert(id, (replica, self.clock));
+    }
+}
 
 impl<V: DerefMut<Target = Vault>> Held<V> {
     /// Starts a new stream syncing a share: its sync state restarts from what is persisted
