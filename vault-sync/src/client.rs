@@ -379,7 +379,9 @@ pub(crate) async fn subscribe_all(shared: Arc<NodeTasks>, endpoint: Endpoint, co
         }
         // Asking walks every share: while shares keep arriving or sessions end (a seller's
         // customers coming in), at most once per MIN_ASK, however many.
-        if let Some(wait) = last_ask.map(|at: Instant| MIN_ASK.saturating_sub(at.elapsed())) {
+        if let Some(wait) = last_ask.map(|at: Instant| MIN_ASK.saturating_sub(at.elapsed()))
+            && !wait.is_zero()
+        {
             tokio::time::sleep(wait).await;
         }
         asked = mark;
