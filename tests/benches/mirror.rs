@@ -110,8 +110,9 @@ async fn spawn_nodes(
 ) -> Vec<(tempfile::TempDir, Node)> {
     let mut nodes = Vec::new();
     for (dir, v) in customers {
-        let node =
-            Node::spawn(v, vault_sync::NodeConfig { poll: Duration::from_secs(60), ..local() }).await.unwrap();
+        let node = Node::spawn(v, vault_sync::NodeConfig { poll: Duration::from_secs(60), ..local() })
+            .await
+            .unwrap();
         nodes.push((dir, node));
     }
     nodes

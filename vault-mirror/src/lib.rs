@@ -30,7 +30,7 @@ pub use worker::{Mirror, check, detach, owner};
 #[non_exhaustive]
 pub enum MirrorError {
     /// The connection string does not parse.
-    #[error("the mirror's address is not a PostgreSQL connection string: {0}")]
+    #[error("the mirror's address cannot be used: {0}")]
     BadUrl(String),
     /// The server cannot be reached.
     #[error("mirror unreachable: cannot reach PostgreSQL at {target}: {why}")]

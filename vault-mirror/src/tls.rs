@@ -135,7 +135,11 @@ fn percent_decode(s: &str) -> String {
 /// `key = value` pairs, values bare or single-quoted with backslash escapes (libpq's grammar);
 /// the rest is rebuilt with every value quoted.
 fn split_key_values(raw: &str) -> Result<(String, Vec<(String, String)>), MirrorError> {
-    let bad = || MirrorError::BadUrl("it does not parse (postgres://user:password@host:port/db)".into());
+    let bad = || {
+        MirrorError::BadUrl(
+            "it is not a PostgreSQL connection string (postgres://user:password@host:port/db)".into(),
+        )
+    };
     let mut chars = raw.chars().peekable();
     let (mut kept, mut ours) = (Vec::new(), Vec::new());
     loop {

@@ -29,7 +29,9 @@ impl MirrorUrl {
         let (rest, tls) = crate::tls::split(raw)?;
         let rest = Zeroizing::new(rest);
         let config = tokio_postgres::Config::from_str(&rest).map_err(|_| {
-            MirrorError::BadUrl("it does not parse (postgres://user:password@host:port/db)".into())
+            MirrorError::BadUrl(
+                "it is not a PostgreSQL connection string (postgres://user:password@host:port/db)".into(),
+            )
         })?;
         if config.get_hosts().is_empty() {
             return Err(MirrorError::BadUrl("it names no host".into()));
