@@ -151,9 +151,7 @@ async fn seller(db: &TestDb, n: usize) {
     }
     let (mut serve, ticket) = spawn_serve(sdir.path());
     let pid = serve.id();
-    let seller_id = ticket.identity();
 
-    let _ = seller_id;
     // N customers: the first PER_PROCESS here, the rest in helper processes.
     let own = n.min(PER_PROCESS);
     let mut hosts: Vec<std::process::Child> = (own..n)

@@ -214,38 +214,37 @@ impl OwnCluster {
     }
 
     /// Makes the server speak TLS with `cert` (its chain, PEM) and `key`, from the next
-    /// connection on (a reload, no restart).
+    /// connection on (a reload, no restart). Each call writes new files, so that the wait below
+    /// sees when the server took these ones and not the previous.
     pub fn serve_tls(&self, cert: &str, key: &str) {
         use std::os::unix::fs::{MetadataExt, PermissionsExt};
         let owner = std::fs::metadata(format!("{}/data", self.dir)).expect("the cluster's data");
-        for (name, text) in [("server.crt", cert), ("server.key", key)] {
-            let path = format!("{}/{name}", self.dir);
-            std::fs::write(&path, text).unwrap();
+        let stem = format!("{}/server-{:016x}", self.dir, rand_u64());
+        let (cert_path, key_path) = (format!("{stem}.crt"), format!("{stem}.key"));
+        for (path, text) in [(&cert_path, cert), (&key_path, key)] {
+            std::fs::write(path, text).unwrap();
             // The server reads its key only when its own user alone can.
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-            std::os::unix::fs::chown(&path, Some(owner.uid()), Some(owner.gid())).unwrap();
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+            std::os::unix::fs::chown(path, Some(owner.uid()), Some(owner.gid())).unwrap();
         }
         let mut admin = Client::connect(&self.admin, NoTls).expect("the cluster answers");
         // One statement at a time: ALTER SYSTEM refuses to run in a batch's transaction.
         for sql in [
-            format!("ALTER SYSTEM SET ssl_cert_file = '{}/server.crt'", self.dir),
-            format!("ALTER SYSTEM SET ssl_key_file = '{}/server.key'", self.dir),
+            format!("ALTER SYSTEM SET ssl_cert_file = '{cert_path}'"),
+            format!("ALTER SYSTEM SET ssl_key_file = '{key_path}'"),
             "ALTER SYSTEM SET ssl = on".to_owned(),
             "SELECT pg_reload_conf()".to_owned(),
         ] {
             admin.batch_execute(&sql).unwrap();
         }
-        // The reload is signalled, not waited for.
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        // The reload is signalled, not waited for: a new session shows the settings the next
+        // sessions get.
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
         loop {
-            let served: String = Client::connect(&self.admin, NoTls)
-                .unwrap()
-                .query_one("SHOW ssl_cert_file", &[])
-                .unwrap()
-                .get(0);
-            let on: String =
-                Client::connect(&self.admin, NoTls).unwrap().query_one("SHOW ssl", &[]).unwrap().get(0);
-            if on == "on" && served.ends_with("server.crt") {
+            let mut fresh = Client::connect(&self.admin, NoTls).expect("the cluster answers");
+            let file: String = fresh.query_one("SHOW ssl_cert_file", &[]).unwrap().get(0);
+            let on: String = fresh.query_one("SHOW ssl", &[]).unwrap().get(0);
+            if on == "on" && file == cert_path {
                 break;
             }
             assert!(

@@ -20,7 +20,6 @@ mod url;
 mod worker;
 
 pub use schema::{NAMESPACE, SCHEMA_VERSION};
-pub use tls::SslMode;
 pub use url::{MirrorUrl, redact};
 pub use worker::{Mirror, check, detach, owner};
 

@@ -36,7 +36,7 @@ use crate::MirrorError;
 
 /// How much of TLS a connection asks for (`sslmode`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SslMode {
+pub(crate) enum SslMode {
     /// Plain text.
     Disable,
     /// TLS when the server offers it, unchecked (loopback only).
@@ -51,7 +51,7 @@ pub enum SslMode {
 
 impl SslMode {
     /// The name libpq gives it.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             SslMode::Disable => "disable",
             SslMode::Prefer => "prefer",
@@ -263,20 +263,24 @@ impl TlsOptions {
             config.ssl_mode(Pg::Disable);
             return Ok(None);
         }
+        let algorithms = provider.signature_verification_algorithms;
         let verifier: Arc<dyn ServerCertVerifier> = match (self.mode, &self.root_cert) {
-            (SslMode::Disable, _) => unreachable!("handled above"),
+            // Both returned or refused before (verify-ca without a CA file when parsed): fail
+            // closed should that ever change.
+            (SslMode::Disable, _) | (SslMode::VerifyCa, None) => {
+                return Err(tls_error(target, "this sslmode cannot be used without sslrootcert"));
+            }
             (SslMode::Prefer, _) | (SslMode::Require, None) => {
                 // Nobody vouches for the server: only SCRAM bound to this channel keeps the
                 // password, and the data, from whoever answers.
                 if self.remote && config.get_channel_binding() == ChannelBinding::Prefer {
                     config.channel_binding(ChannelBinding::Require);
                 }
-                Arc::new(Unchecked(provider.clone()))
+                Arc::new(Relaxed { chain: None, algorithms })
             }
             (SslMode::Require | SslMode::VerifyCa, Some(_)) => {
-                Arc::new(ChainOnly(self.webpki(provider.clone(), target)?))
+                Arc::new(Relaxed { chain: Some(self.webpki(provider.clone(), target)?), algorithms })
             }
-            (SslMode::VerifyCa, None) => unreachable!("refused when parsed"),
             (SslMode::VerifyFull, _) => self.webpki(provider.clone(), target)?,
         };
         let mut tls = ClientConfig::builder_with_provider(provider)
@@ -373,58 +377,17 @@ fn system_roots(target: &str) -> Result<RootCertStore, MirrorError> {
     Ok(roots)
 }
 
-/// Encrypts without checking who the server is (`prefer`, and `require` without a CA file):
-/// the handshake's signatures are still verified, so the key exchange is sound, but an
-/// attacker on the path can stand in for the server.
+/// A verifier that checks less than the name: nothing of the certificate (`chain: None`, for
+/// `prefer` and `require` without a CA file: encrypted, but an attacker on the path can stand in
+/// for the server), or its chain to the trusted CAs and its dates (`verify-ca`). The handshake's
+/// signatures are verified either way, so the key exchange is sound.
 #[derive(Debug)]
-struct Unchecked(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for Unchecked {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms())
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms())
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms().supported_schemes()
-    }
+struct Relaxed {
+    chain: Option<Arc<rustls::client::WebPkiServerVerifier>>,
+    algorithms: WebPkiSupportedAlgorithms,
 }
 
-impl Unchecked {
-    fn algorithms(&self) -> WebPkiSupportedAlgorithms {
-        self.0.signature_verification_algorithms
-    }
-}
-
-/// Checks the chain to the trusted CAs and the validity dates, not the name (`verify-ca`).
-#[derive(Debug)]
-struct ChainOnly(Arc<rustls::client::WebPkiServerVerifier>);
-
-impl ServerCertVerifier for ChainOnly {
+impl ServerCertVerifier for Relaxed {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -433,8 +396,9 @@ impl ServerCertVerifier for ChainOnly {
         ocsp: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
+        let Some(chain) = &self.chain else { return Ok(ServerCertVerified::assertion()) };
         // webpki checks the chain before the name: a name error means the chain was good.
-        match self.0.verify_server_cert(end_entity, intermediates, server_name, ocsp, now) {
+        match chain.verify_server_cert(end_entity, intermediates, server_name, ocsp, now) {
             Err(rustls::Error::InvalidCertificate(
                 CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
             )) => Ok(ServerCertVerified::assertion()),
@@ -448,7 +412,7 @@ impl ServerCertVerifier for ChainOnly {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls12_signature(message, cert, dss)
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
     }
 
     fn verify_tls13_signature(
@@ -457,11 +421,11 @@ impl ServerCertVerifier for ChainOnly {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls13_signature(message, cert, dss)
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_verify_schemes()
+        self.algorithms.supported_schemes()
     }
 }
 
