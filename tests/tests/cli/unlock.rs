@@ -239,10 +239,17 @@ fn unlocks_at_once_after_an_agent_died_leave_one_agent_that_lock_ends() {
     assert!(std::process::Command::new("kill").args(["-KILL", &pid.to_string()]).status().unwrap().success());
     assert!(!sockets(&ada).is_empty(), "a dead agent's socket stays");
     let racers: Vec<_> = (0..4)
-        .map(|_| ada.cmd(&["unlock", "--for", "2m"]).stdout(std::process::Stdio::null()).spawn().unwrap())
+        .map(|_| {
+            ada.cmd(&["unlock", "--for", "2m"])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
         .collect();
     for racer in racers {
-        assert!(racer.wait_with_output().unwrap().status.success(), "every unlock succeeds");
+        let out = racer.wait_with_output().unwrap();
+        assert!(out.status.success(), "every unlock succeeds: {}", String::from_utf8_lossy(&out.stderr));
     }
     bare_ok(&ada, &["profile", "get"]);
     ada.ok(&["lock"]);
