@@ -98,14 +98,14 @@ pub use session::{
     AdmissionStore, REFUSAL_LOG_INTERVAL, RefusalLog, Refused, RefusedWhy, admit_device, admit_peer,
 };
 pub use session::{
+    AudienceNews, DialCandidate, PeersMark, WrongPeer, check_answer, dial_candidates, may_dial,
+    offer_audiences, offers_mark, outgoing_mark, peers_mark, wanted_peer, wanted_peers,
+};
+pub use session::{
     DeviceAction, DeviceSession, DeviceStore, DeviceTurn, GranteeAction, GranteeSession, GranteeStore,
     IssuerAction, IssuerSession, IssuerStore, MAX_REQUESTS_PER_MINUTE, MAX_SHARES_PER_ISSUER, SYNC_BURST,
     SYNC_MESSAGES_PER_SECOND, ServeStep, ServeStream, SessionError, ShareEvent, ShareNext, ShareSet,
     ShareStream, SyncReport,
-};
-pub use session::{
-    DialCandidate, PeersMark, WrongPeer, check_answer, dial_candidates, may_dial, offer_audiences,
-    offers_mark, peers_mark, wanted_peer, wanted_peers,
 };
 pub use signer::{By, Signer};
 pub use statement::*;

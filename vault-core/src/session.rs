@@ -94,8 +94,8 @@ pub use admission::{
 };
 pub use device::{DeviceAction, DeviceSession, DeviceTurn};
 pub use dialing::{
-    DialCandidate, PeersMark, WrongPeer, check_answer, dial_candidates, may_dial, offer_audiences,
-    offers_mark, peers_mark, wanted_peer, wanted_peers,
+    AudienceNews, DialCandidate, PeersMark, WrongPeer, check_answer, dial_candidates, may_dial,
+    offer_audiences, offers_mark, outgoing_mark, peers_mark, wanted_peer, wanted_peers,
 };
 pub use grantee::{GranteeAction, GranteeSession, MAX_SHARES_PER_ISSUER, SyncReport};
 pub use issuer::{IssuerAction, IssuerSession, MAX_REQUESTS_PER_MINUTE, ShareSet};

@@ -1,14 +1,15 @@
 //! The dialing side: connect to an issuer, learn what it shares with this vault, sync each
 //! share on its own stream, erase what ended and send the receipts.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use iroh::endpoint::{Connection, RecvStream, SendStream};
 use iroh::{Endpoint, EndpointAddr};
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 use vault_core::framing::{CONTROL_LIMIT, ISSUER_BYTE_BUDGET, SHARES_LIMIT};
 use vault_core::{
@@ -25,12 +26,6 @@ use crate::limits::HANDSHAKE_TIMEOUT;
 const SETTLE: Duration = Duration::from_secs(2);
 /// How long a one-off session waits for the peer to acknowledge its last frames.
 const LAST_FRAMES: Duration = Duration::from_millis(250);
-/// Longest wait between reconnection attempts.
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
-/// How often the node looks for new peers to keep a session with, at the latest.
-const PICK_UP: Duration = Duration::from_secs(2);
-/// The least time between two askings of whom to keep a session with, unless forced.
-const MIN_ASK: Duration = Duration::from_millis(200);
 
 /// Dials `ticket`, exchanges everything once, and hands the vault back with the outcome.
 pub async fn sync_once(
@@ -43,7 +38,7 @@ pub async fn sync_once(
         Err(e) => return (vault, Err(e)),
     };
     let shared = Arc::new(NodeTasks::new(vault));
-    let result = session(shared.clone(), &endpoint, ticket, false).await;
+    let result = session(shared.clone(), &endpoint, ticket, Mode::Once).await.map(|ended| ended.report);
     endpoint.close().await;
     // The session drained its tasks; wait out any last reference rather than assume.
     let mut shared = shared;
@@ -141,14 +136,40 @@ async fn dial_device(
     Ok((conn, send, recv, answered))
 }
 
-/// One session with an issuer, driven by a [`GranteeSession`]. With `live`, stays connected
-/// until the connection drops; otherwise returns once everything is exchanged.
+/// How a session with an issuer runs.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Mode {
+    /// Exchange everything once, then close.
+    Once,
+    /// Stay connected, following changes, until the connection drops or, with `idle_close`,
+    /// until no frame went either way for that long.
+    Live { idle_close: Option<Duration> },
+}
+
+/// How a session ended without an error.
+pub(crate) struct Ended {
+    pub(crate) report: SyncReport,
+    /// A live session closed for being idle: nothing is lost, the issuer calls back with news.
+    pub(crate) idle: bool,
+}
+
+/// One session with an issuer, driven by a [`GranteeSession`] (see [`Mode`]).
 pub(crate) async fn session(
     shared: Arc<NodeTasks>,
     endpoint: &Endpoint,
     ticket: &Ticket,
-    live: bool,
-) -> Result<SyncReport, SyncError> {
+    mode: Mode,
+) -> Result<Ended, SyncError> {
+    let (live, idle_close) = match mode {
+        Mode::Once => (false, None),
+        Mode::Live { idle_close } => (true, idle_close),
+    };
+    // Frames in either direction, on any stream: a live session with none for `idle_close` ends.
+    let activity = Arc::new(AtomicU64::new(0));
+    let mut idle_check =
+        idle_close.map(|every| tokio::time::interval_at(tokio::time::Instant::now() + every, every));
+    let mut seen_activity = 0;
+    let mut went_idle = false;
     let (conn, mut send, mut recv, answered) = dial(&shared, endpoint, ticket).await?;
     let issuer = answered.identity();
     // A session given up on (dropped) closes its connection and stops its reader.
@@ -162,11 +183,12 @@ pub(crate) async fn session(
     // this session hold at most two of them at once, within its budget.
     let (tx, mut frames) = mpsc::channel::<(Frame, Permits)>(1);
     let reader = {
-        let (budget, node_budget) = (budget.clone(), node_budget.clone());
+        let (budget, node_budget, activity) = (budget.clone(), node_budget.clone(), activity.clone());
         tokio::spawn(async move {
             while let Ok(Some(frame)) =
                 read_frame_within(&mut recv, SHARES_LIMIT, &[&budget, &node_budget]).await
             {
+                activity.fetch_add(1, Ordering::Relaxed);
                 if tx.send(frame).await.is_err() {
                     break;
                 }
@@ -182,14 +204,16 @@ pub(crate) async fn session(
             for action in std::mem::take(&mut actions) {
                 match action {
                     GranteeAction::Send(frame) => {
+                        activity.fetch_add(1, Ordering::Relaxed);
                         write_frame(&mut send, &frame).await.map_err(SyncError::io)?;
                     }
                     GranteeAction::OpenStream { grant, after } => {
                         let (shared, conn, budgets) =
                             (shared.clone(), conn.clone(), [budget.clone(), node_budget.clone()]);
+                        let activity = activity.clone();
                         let task = streams.spawn(async move {
                             tokio::time::sleep(after).await;
-                            grant_stream(shared, conn, issuer, grant, live, budgets).await
+                            grant_stream(shared, conn, issuer, grant, live, budgets, activity).await
                         });
                         stream_grants.insert(task.id(), grant);
                     }
@@ -205,6 +229,15 @@ pub(crate) async fn session(
                     None => machine.on_closed()?,
                 },
                 Ok(()) = receipts.changed() => machine.on_receipts_signed(&mut *shared.vault())?,
+                _ = tick(&mut idle_check), if idle_check.is_some() => {
+                    let now = activity.load(Ordering::Relaxed);
+                    if now == seen_activity {
+                        went_idle = true;
+                        return Ok(());
+                    }
+                    seen_activity = now;
+                    Vec::new()
+                }
                 done = streams.join_next_with_id(), if !streams.is_empty() => {
                     let (id, changed) = match done {
                         Some(Ok((id, Ok(changed)))) => (id, Some(changed)),
@@ -234,7 +267,17 @@ pub(crate) async fn session(
         let _ = tokio::time::timeout(LAST_FRAMES, send.stopped()).await;
         conn.close(0u32.into(), b"done");
     }
-    outcome.map(|()| machine.report().clone())
+    outcome.map(|()| Ended { report: machine.report().clone(), idle: went_idle })
+}
+
+/// The next tick of an idle check (never, without one).
+async fn tick(check: &mut Option<tokio::time::Interval>) {
+    match check {
+        Some(interval) => {
+            interval.tick().await;
+        }
+        None => std::future::pending().await,
+    }
 }
 
 /// Closes a connection when dropped, so that a session abandoned mid-way leaves nothing open.
@@ -255,6 +298,7 @@ async fn grant_stream(
     id: GrantId,
     live: bool,
     budgets: [Arc<Semaphore>; 2],
+    activity: Arc<AtomicU64>,
 ) -> Result<bool, SyncError> {
     let from = device_id(conn.remote_id())
         .ok_or_else(|| SyncError::Protocol("the peer's endpoint id is not a key".into()))?;
@@ -263,11 +307,13 @@ async fn grant_stream(
     write_frame(&mut send, &open).await.map_err(SyncError::io)?;
     // One frame waits at most, and what waits counts against the issuer's and the node's budgets.
     let (tx, mut incoming) = mpsc::channel::<(Frame, Permits)>(1);
+    let heard = activity.clone();
     let reader = tokio::spawn(async move {
         let [budget, node_budget] = budgets;
         while let Ok(Some(frame)) =
             read_frame_within(&mut recv, vault_core::MAX_FRAME, &[&budget, &node_budget]).await
         {
+            heard.fetch_add(1, Ordering::Relaxed);
             if tx.send(frame).await.is_err() {
                 break;
             }
@@ -277,6 +323,7 @@ async fn grant_stream(
         loop {
             let next = stream.next(&mut shared.vault())?;
             if let Some(frame) = next.send {
+                activity.fetch_add(1, Ordering::Relaxed);
                 write_frame(&mut send, &frame).await.map_err(SyncError::io)?;
             }
             if next.done {
@@ -303,137 +350,4 @@ async fn grant_stream(
     reader.abort();
     let _ = send.finish();
     result.map(|()| stream.changed())
-}
-
-/// Returns when `issuer` made a new offer, or at `deadline`.
-async fn new_offer(
-    shared: &NodeTasks,
-    issuer: &IdentityId,
-    offers: &mut watch::Receiver<u64>,
-    deadline: Option<tokio::time::Instant>,
-) {
-    loop {
-        if shared.book().take_fresh_offer(issuer) {
-            return;
-        }
-        match deadline {
-            Some(at) => match tokio::time::timeout_at(at, offers.changed()).await {
-                Ok(Ok(())) => {}
-                _ => return,
-            },
-            None => {
-                if offers.changed().await.is_err() {
-                    std::future::pending::<()>().await;
-                }
-            }
-        }
-    }
-}
-
-/// The peers this vault keeps a session with (vault-core's [`vault_core::wanted_peers`]).
-fn wanted_peers(shared: &NodeTasks) -> Vec<(IdentityId, Option<Ticket>)> {
-    let offers = shared.book().offers();
-    vault_core::wanted_peers(&shared.vault(), offers)
-}
-
-/// Keeps a live session to every wanted peer with a known ticket (see [`wanted_peers`]),
-/// reconnecting with exponential backoff; this is also how queued consent requests get
-/// delivered. New peers are picked up within [`PICK_UP`]; a peer no longer wanted is let go
-/// at its next reconnection.
-pub(crate) async fn subscribe_all(shared: Arc<NodeTasks>, endpoint: Endpoint, config: NodeConfig) {
-    let _ = config;
-    let mut running: HashSet<IdentityId> = HashSet::new();
-    let mut tasks: JoinSet<IdentityId> = JoinSet::new();
-    let mut changes = shared.changes.subscribe();
-    let mut offers = shared.offers.subscribe();
-    // Who to keep a session with is asked again when it may have changed (or a task ended, or
-    // an offer came, or at least every few seconds), not on every change: a seller's customers
-    // edit all day, and asking walks every share.
-    let mut asked: Option<(vault_core::PeersMark, u64)> = None;
-    let mut forced = true;
-    // Asked again at least this often, however busy the node (a wait restarted by every change
-    // would never run out).
-    let mut next_full = Instant::now() + PICK_UP;
-    let mut last_ask = None;
-    loop {
-        if Instant::now() >= next_full {
-            forced = true;
-        }
-        if forced {
-            next_full = Instant::now() + PICK_UP;
-        }
-        while let Some(done) = tasks.try_join_next() {
-            if let Ok(peer) = done {
-                running.remove(&peer);
-                forced = true;
-            }
-        }
-        let mark = vault_core::peers_mark(&shared.vault()).map(|m| (m, *offers.borrow_and_update()));
-        if !forced && mark.is_some() && mark == asked {
-            tokio::select! {
-                _ = tokio::time::sleep(PICK_UP) => forced = true,
-                Ok(()) = changes.changed() => {}
-                Ok(()) = offers.changed() => {}
-            }
-            continue;
-        }
-        // Asking walks every share: while shares keep arriving or sessions end (a seller's
-        // customers coming in), at most once per MIN_ASK, however many.
-        if let Some(wait) = last_ask.map(|at: Instant| MIN_ASK.saturating_sub(at.elapsed()))
-            && !wait.is_zero()
-        {
-            tokio::time::sleep(wait).await;
-        }
-        asked = mark;
-        forced = false;
-        last_ask = Some(Instant::now());
-        let peers = wanted_peers(&shared);
-        for (peer, ticket) in peers {
-            let Some(ticket) = ticket else { continue };
-            if running.insert(peer) {
-                let (shared, endpoint) = (shared.clone(), endpoint.clone());
-                tasks.spawn(async move {
-                    let mut backoff = Duration::from_millis(250);
-                    let mut ticket = ticket;
-                    loop {
-                        // This attempt answers every offer made so far.
-                        shared.book().take_fresh_offer(&peer);
-                        let mut offers = shared.offers.subscribe();
-                        let started = Instant::now();
-                        tokio::select! {
-                            result = session(shared.clone(), &endpoint, &ticket, true) => {
-                                if let Err(e) = result {
-                                    tracing::debug!(error = %e, %peer, "session ended");
-                                }
-                            }
-                            // The issuer offers only to an audience with no session on its side:
-                            // this one is dead there (it restarted, or the path changed).
-                            () = new_offer(&shared, &peer, &mut offers, None) => {
-                                tracing::debug!(%peer, "the issuer offered again; reconnecting");
-                            }
-                        }
-                        if started.elapsed() > Duration::from_secs(10) {
-                            backoff = Duration::from_millis(250);
-                        }
-                        // Wait out the backoff, cut short by a new offer from this peer: it just
-                        // showed it is reachable (possibly at new addresses).
-                        let deadline = tokio::time::Instant::now() + backoff;
-                        new_offer(&shared, &peer, &mut offers, Some(deadline)).await;
-                        backoff = (backoff * 2).min(MAX_BACKOFF);
-                        let offer = shared.book().offer_of(&peer);
-                        match vault_core::wanted_peer(&shared.vault(), &peer, offer) {
-                            Some(Some(t)) => ticket = t,
-                            _ => return peer,
-                        }
-                    }
-                });
-            }
-        }
-        // Wake on a change (a new request or share), an offer, or every few seconds.
-        tokio::select! {
-            _ = tokio::time::sleep(PICK_UP) => forced = true,
-            Ok(()) = changes.changed() => {}
-            Ok(()) = offers.changed() => {}
-        }
-    }
 }

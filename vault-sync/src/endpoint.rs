@@ -11,7 +11,7 @@ use tokio::sync::{Semaphore, watch};
 use vault_core::Vault;
 
 use crate::error::SyncError;
-use crate::limits::{MAX_CONCURRENT_STREAMS, POLL_INTERVAL};
+use crate::limits::{IDLE_CLOSE, IDLE_REFRESH, MAX_CONCURRENT_STREAMS, POLL_INTERVAL};
 use crate::peers::PeerBook;
 
 /// How to run the node.
@@ -26,11 +26,23 @@ pub struct NodeConfig {
     pub subscribe: bool,
     /// How often to check the vault file for changes made by other processes.
     pub poll: Duration,
+    /// Close a live session to an issuer after this long without a frame either way (`None`:
+    /// never); the issuer calls back when it has news.
+    pub idle_close: Option<Duration>,
+    /// Call a peer whose session went idle again after about this long, news or not.
+    pub idle_refresh: Duration,
 }
 
 impl Default for NodeConfig {
     fn default() -> Self {
-        Self { bind: None, relay: true, subscribe: true, poll: POLL_INTERVAL }
+        Self {
+            bind: None,
+            relay: true,
+            subscribe: true,
+            poll: POLL_INTERVAL,
+            idle_close: Some(IDLE_CLOSE),
+            idle_refresh: IDLE_REFRESH,
+        }
     }
 }
 

@@ -41,6 +41,7 @@ mod devices;
 mod endpoint;
 mod error;
 mod frame;
+mod keep;
 mod limits;
 mod node;
 mod notify;

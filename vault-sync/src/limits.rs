@@ -13,3 +13,10 @@ pub const MAX_CONCURRENT_STREAMS: u32 = 64;
 pub const MAX_STREAMS_PER_CONNECTION: u32 = 4096;
 /// Time allowed for the hello exchange.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// A live session to an issuer with no frame either way for this long is closed, by default:
+/// the issuer offers again when it has news (see [`crate::notify`]). A seller keeps a
+/// connection only to customers who are active, not to every customer it holds.
+pub(crate) const IDLE_CLOSE: Duration = Duration::from_secs(60);
+/// An idle session's peer is called again after about this long even without news, in case
+/// an offer was lost (each peer at its own time, spread over a quarter either way).
+pub(crate) const IDLE_REFRESH: Duration = Duration::from_secs(30 * 60);

@@ -60,7 +60,7 @@ impl Node {
         tasks.spawn(crate::served::commit_served(shared.clone()));
         tasks.spawn(crate::notify::notify_audiences(shared.clone(), endpoint.clone()));
         if config.subscribe {
-            tasks.spawn(crate::client::subscribe_all(shared.clone(), endpoint.clone(), config.clone()));
+            tasks.spawn(crate::keep::subscribe_all(shared.clone(), endpoint.clone(), config.clone()));
             tasks.spawn(crate::devices::keep_devices(shared.clone(), endpoint.clone()));
         }
         Ok(Node { router, shared, tasks })
@@ -104,6 +104,11 @@ impl Node {
     /// or an update received for a share.
     pub fn changes(&self) -> watch::Receiver<u64> {
         self.shared.changes.subscribe()
+    }
+
+    /// How many peers' sessions are idle: closed for having nothing to say, waiting for news.
+    pub fn idle_sessions(&self) -> usize {
+        self.shared.book().idle_count()
     }
 
     /// Stops the node: closes every connection and the endpoint.
@@ -262,7 +267,7 @@ async fn serve_connection(shared: Arc<NodeTasks>, conn: Connection) -> Result<()
                     shared.book().start_listening(peer);
                     listening = Some(ListeningGuard { shared: shared.clone(), peer });
                 }
-                IssuerAction::Told(set) => shared.book().told(peer, set),
+                IssuerAction::Told(set) => shared.book().told(peer, set, None),
                 IssuerAction::DialBack(cert) => {
                     // Dial back only where this connection came from (an address QUIC has
                     // validated), never addresses the offerer merely wrote down: a stranger

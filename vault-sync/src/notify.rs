@@ -9,6 +9,10 @@
 //! exponential backoff; the offer stops once acknowledged or once a session of the audience
 //! was told the shares.
 //!
+//! An audience is also offered when the values of a grant changed and none of its devices is
+//! known to hold them, with no session of it listening: a grantee's node lets a session go
+//! idle (see [`crate::keep`]) and is called back this way when there is news.
+//!
 //! On the audience's side an offer only names a way back to the identity and device that
 //! dialed; it carries no grant and is trusted for nothing else. At most [`crate::peers::MAX_OFFERS`] offers
 //! wait at once.
@@ -20,7 +24,7 @@ use std::time::{Duration, Instant};
 use iroh::Endpoint;
 use tokio::task::JoinSet;
 use vault_core::framing::CONTROL_LIMIT;
-use vault_core::{Frame, IdentityId, Ticket};
+use vault_core::{AudienceNews, Frame, IdentityId, Ticket};
 
 use crate::client::dial;
 use crate::endpoint::{NodeTasks, ticket_addrs};
@@ -47,7 +51,7 @@ pub(crate) async fn notify_audiences(shared: Arc<NodeTasks>, endpoint: Endpoint)
     let mut changes = shared.served.subscribe();
     let mut pending: HashMap<IdentityId, Pending> = HashMap::new();
     let mut in_flight: HashSet<IdentityId> = HashSet::new();
-    let mut tasks: JoinSet<(IdentityId, ShareSet, bool)> = JoinSet::new();
+    let mut tasks: JoinSet<(IdentityId, ShareSet, Option<u64>, bool)> = JoinSet::new();
     // The audiences are asked again when grants or contacts changed, an offer ended, or a wait
     // ran out (a grant may have expired), not on every change: asking reads every contact.
     let mut asked = None;
@@ -66,8 +70,9 @@ pub(crate) async fn notify_audiences(shared: Arc<NodeTasks>, endpoint: Endpoint)
         let fresh = forced || mark.is_none() || mark != asked;
         asked = mark;
         forced = false;
-        for (audience, ticket, now) in if fresh { audiences(&shared) } else { Vec::new() } {
-            if !shared.book().needs_offer(&audience, &now) {
+        for news in if fresh { audiences(&shared) } else { Vec::new() } {
+            let AudienceNews { audience, ticket, shares: now, behind } = news;
+            if !shared.book().needs_offer(&audience, &now, behind) {
                 pending.remove(&audience);
                 continue;
             }
@@ -88,7 +93,7 @@ pub(crate) async fn notify_audiences(shared: Arc<NodeTasks>, endpoint: Endpoint)
                             false
                         }
                     };
-                    (audience, now, acked)
+                    (audience, now, behind, acked)
                 });
             }
         }
@@ -99,11 +104,11 @@ pub(crate) async fn notify_audiences(shared: Arc<NodeTasks>, endpoint: Endpoint)
             Ok(()) = changes.changed() => {}
             Some(done) = tasks.join_next(), if !tasks.is_empty() => {
                 forced = true;
-                let Ok((peer, set, acked)) = done else { continue };
+                let Ok((peer, set, behind, acked)) = done else { continue };
                 in_flight.remove(&peer);
                 if acked {
                     pending.remove(&peer);
-                    shared.book().told(peer, set);
+                    shared.book().told(peer, set, behind);
                 } else if let Some(p) = pending.get_mut(&peer) {
                     p.next = Instant::now() + p.backoff;
                     p.backoff = (p.backoff * 2).min(MAX_OFFER_BACKOFF);
@@ -115,7 +120,7 @@ pub(crate) async fn notify_audiences(shared: Arc<NodeTasks>, endpoint: Endpoint)
 
 /// Contacts with a ticket, not blocked, with what they may learn now (vault-core's
 /// [`vault_core::offer_audiences`]).
-fn audiences(shared: &NodeTasks) -> Vec<(IdentityId, Ticket, ShareSet)> {
+fn audiences(shared: &NodeTasks) -> Vec<AudienceNews> {
     vault_core::offer_audiences(&mut shared.vault())
 }
 

@@ -2,8 +2,11 @@
 //! what each audience was told, offers waiting to be dialed back, and when a refusal was last
 //! logged. NodeTasks by the serving side ([`crate::node`]) and the notifier ([`crate::notify`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
 
 pub(crate) use vault_core::ShareSet;
 use vault_core::{IdentityId, RefusalLog, Ticket};
@@ -26,6 +29,17 @@ pub(crate) struct PeerBook {
     /// Issuers that offered shares to this vault, with the ticket to dial them back, whether a
     /// session waiting out its backoff has yet to be woken by the offer, and when it came.
     offers: HashMap<IdentityId, (Ticket, bool, Instant)>,
+    /// The [`vault_core::AudienceNews::behind`] fingerprint each audience was last offered at:
+    /// an audience whose devices are behind is offered once per version.
+    offered: HashMap<IdentityId, u64>,
+    /// Issuers whose idle session must be dialed again for this vault's own sake (a request or
+    /// a notice queued for them, a receipt to deliver).
+    woken: HashSet<IdentityId>,
+    /// Issuers whose session went idle (waiting for news, see [`crate::client`]).
+    idle: HashSet<IdentityId>,
+    /// What wakes the task keeping each issuer's session: an offer from it, or [`Self::wake`].
+    /// One per issuer, so that one customer's offer wakes one task, not every customer's.
+    waiters: HashMap<IdentityId, Arc<Notify>>,
 }
 
 impl PeerBook {
@@ -44,9 +58,25 @@ impl PeerBook {
         }
     }
 
-    /// `peer` was told `set`.
-    pub(crate) fn told(&mut self, peer: IdentityId, set: ShareSet) {
+    /// `peer` was told `set`, and offered what it was `behind` on.
+    pub(crate) fn told(&mut self, peer: IdentityId, set: ShareSet, behind: Option<u64>) {
         self.told.insert(peer, set);
+        if let Some(version) = behind {
+            self.offered.insert(peer, version);
+        }
+    }
+
+    /// `issuer`'s idle session has something of this vault's to carry: dial it again.
+    pub(crate) fn wake(&mut self, issuer: IdentityId) {
+        if let Some(waiter) = self.waiters.get(&issuer) {
+            self.woken.insert(issuer);
+            waiter.notify_one();
+        }
+    }
+
+    /// True once per [`Self::wake`] of `issuer`.
+    pub(crate) fn take_woken(&mut self, issuer: &IdentityId) -> bool {
+        self.woken.remove(issuer)
     }
 
     /// Notes an offer from `issuer`; false when too many offers already wait.
@@ -57,7 +87,41 @@ impl PeerBook {
             return false;
         }
         self.offers.insert(issuer, (ticket, true, Instant::now()));
+        if let Some(waiter) = self.waiters.get(&issuer) {
+            waiter.notify_one();
+        }
         true
+    }
+
+    /// What wakes the task keeping `issuer`'s session (made on first use).
+    pub(crate) fn waiter(&mut self, issuer: IdentityId) -> Arc<Notify> {
+        self.waiters.entry(issuer).or_default().clone()
+    }
+
+    /// The task keeping `issuer`'s session ended.
+    pub(crate) fn forget(&mut self, issuer: &IdentityId) {
+        self.waiters.remove(issuer);
+        self.woken.remove(issuer);
+        self.idle.remove(issuer);
+    }
+
+    /// Whether `issuer`'s session is idle (or not idle any more).
+    pub(crate) fn set_idle(&mut self, issuer: IdentityId, idle: bool) {
+        if idle {
+            self.idle.insert(issuer);
+        } else {
+            self.idle.remove(&issuer);
+        }
+    }
+
+    /// How many sessions are idle.
+    pub(crate) fn idle_count(&self) -> usize {
+        self.idle.len()
+    }
+
+    /// Whether `issuer`'s session is idle.
+    pub(crate) fn is_idle(&self, issuer: &IdentityId) -> bool {
+        self.idle.contains(issuer)
     }
 
     /// True once per offer from `issuer`: wakes a session to it that waits out its backoff.
@@ -81,16 +145,18 @@ impl PeerBook {
         self.offers.remove(issuer);
     }
 
-    /// Whether `audience` must be told `now`: it gained a live or an ended grant since it was
-    /// last told, and no session of it listens.
-    pub(crate) fn needs_offer(&self, audience: &IdentityId, now: &ShareSet) -> bool {
+    /// Whether `audience` must be told: no session of it listens, and it gained a live or an
+    /// ended grant since it was last told, or its devices are `behind` on values at a version
+    /// it was not offered (its session went idle and the values changed since).
+    pub(crate) fn needs_offer(&self, audience: &IdentityId, now: &ShareSet, behind: Option<u64>) -> bool {
         if self.listening.contains_key(audience) {
             return false;
         }
-        match self.told.get(audience) {
+        let grew = match self.told.get(audience) {
             Some((live, ended)) => !now.0.is_subset(live) || !now.1.is_subset(ended),
             None => !now.0.is_empty() || !now.1.is_empty(),
-        }
+        };
+        grew || behind.is_some_and(|v| self.offered.get(audience) != Some(&v))
     }
 }
 
@@ -111,21 +177,36 @@ mod tests {
         let peer = vault_core::Identity::from_secret_bytes(&[1; 32]).public();
         let mut book = PeerBook::default();
         let nothing: ShareSet = Default::default();
-        assert!(!book.needs_offer(&peer, &nothing));
+        assert!(!book.needs_offer(&peer, &nothing, None));
         let one: ShareSet = ([id(1)].into(), BTreeSet::new());
-        assert!(book.needs_offer(&peer, &one));
-        book.told(peer, one.clone());
-        assert!(!book.needs_offer(&peer, &one));
+        assert!(book.needs_offer(&peer, &one, None));
+        book.told(peer, one.clone(), None);
+        assert!(!book.needs_offer(&peer, &one, None));
         // A revocation is news; an erasure confirmed (the ended set shrinking) is not.
         let revoked: ShareSet = (BTreeSet::new(), [id(1)].into());
-        assert!(book.needs_offer(&peer, &revoked));
-        book.told(peer, revoked);
-        assert!(!book.needs_offer(&peer, &nothing));
+        assert!(book.needs_offer(&peer, &revoked, None));
+        book.told(peer, revoked, None);
+        assert!(!book.needs_offer(&peer, &nothing, None));
         // A listening session is told by its own session.
         book.start_listening(peer);
-        assert!(!book.needs_offer(&peer, &([id(2)].into(), BTreeSet::new())));
+        assert!(!book.needs_offer(&peer, &([id(2)].into(), BTreeSet::new()), None));
         book.stop_listening(&peer);
-        assert!(book.needs_offer(&peer, &([id(2)].into(), BTreeSet::new())));
+        assert!(book.needs_offer(&peer, &([id(2)].into(), BTreeSet::new()), None));
+    }
+
+    #[test]
+    fn an_audience_behind_on_values_is_offered_once_per_version() {
+        let peer = vault_core::Identity::from_secret_bytes(&[1; 32]).public();
+        let mut book = PeerBook::default();
+        let one: ShareSet = ([id(1)].into(), BTreeSet::new());
+        book.told(peer, one.clone(), None);
+        assert!(!book.needs_offer(&peer, &one, None), "up to date");
+        assert!(book.needs_offer(&peer, &one, Some(7)), "values changed after its session went idle");
+        book.told(peer, one.clone(), Some(7));
+        assert!(!book.needs_offer(&peer, &one, Some(7)), "offered at this version already");
+        assert!(book.needs_offer(&peer, &one, Some(8)), "a newer version");
+        book.start_listening(peer);
+        assert!(!book.needs_offer(&peer, &one, Some(9)), "a listening session carries it");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 mod adversarial;
 mod flood;
+mod idle;
 mod late_grantee;
 mod net_faults;
 mod separate_hosts;

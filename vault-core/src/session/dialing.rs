@@ -158,16 +158,43 @@ pub fn wanted_peer(vault: &Vault, peer: &IdentityId, offer: Option<Ticket>) -> O
     found
 }
 
+/// A value that moves whenever consent requests or breach notices were queued or delivered:
+/// a node dials the peers with something queued again when it moved.
+pub fn outgoing_mark(vault: &Vault) -> Option<(crate::store::WriteMark, crate::store::WriteMark)> {
+    use crate::store::sealed::{NOTICES_OUT, REQUESTS_OUT};
+    Some((vault.table_mark(&REQUESTS_OUT).ok()?, vault.table_mark(&NOTICES_OUT).ok()?))
+}
+
 /// A value that moves whenever [`offer_audiences`] may answer differently, apart from the
-/// clock (a grant expiring): grants issued or ended, contacts.
+/// clock (a grant expiring) and sessions ending: grants issued or ended, contacts, projections.
 pub fn offers_mark(vault: &Vault) -> Option<PeersMark> {
-    use crate::store::sealed::{CONTACTS, GRANTS};
-    Some(PeersMark(0, vault.table_mark(&GRANTS).ok()?, vault.table_mark(&CONTACTS).ok()?, (0, 0, 0)))
+    use crate::store::sealed::{CONTACTS, GRANTS, PROJECTION_CHUNKS};
+    Some(PeersMark(
+        0,
+        vault.table_mark(&GRANTS).ok()?,
+        vault.table_mark(&CONTACTS).ok()?,
+        vault.table_mark(&PROJECTION_CHUNKS).ok()?,
+    ))
+}
+
+/// What an audience may learn now.
+#[derive(Clone, Debug)]
+pub struct AudienceNews {
+    /// The audience.
+    pub audience: IdentityId,
+    /// Its contact's ticket.
+    pub ticket: Ticket,
+    /// The grants a `Shares` answer would list to it, live and ended.
+    pub shares: ShareSet,
+    /// When some live grant's current values are held by none of the audience's devices this
+    /// vault knows of: a fingerprint of those grants' versions (an audience is offered once
+    /// per version, so a device that never catches up does not make the node offer forever).
+    pub behind: Option<u64>,
 }
 
 /// The audiences to offer shares to: contacts with a ticket that names them, not blocked, with
 /// what each may learn now.
-pub fn offer_audiences(vault: &mut Vault) -> Vec<(IdentityId, Ticket, ShareSet)> {
+pub fn offer_audiences(vault: &mut Vault) -> Vec<AudienceNews> {
     let contacts = vault.contacts().list().unwrap_or_default();
     let mut out = Vec::new();
     for contact in contacts {
@@ -179,9 +206,34 @@ pub fn offer_audiences(vault: &mut Vault) -> Vec<(IdentityId, Ticket, ShareSet)>
             continue;
         }
         let Ok((live, ended)) = vault.grants_mut().shares_for(&contact.identity) else { continue };
-        out.push((contact.identity, ticket, share_set(&live, &ended)));
+        let behind = behind(vault, &live);
+        out.push(AudienceNews {
+            audience: contact.identity,
+            ticket,
+            shares: share_set(&live, &ended),
+            behind,
+        });
     }
     out
+}
+
+/// A fingerprint of the live grants whose current projection no device of their grantee is
+/// known to hold (see [`AudienceNews::behind`]).
+fn behind(vault: &mut Vault, live: &[crate::statement::SignedGrant]) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    let mut any = false;
+    for grant in live {
+        let id = grant.statement().id;
+        if let Ok(Some((epoch, heads))) = vault.serving_mut().grantee_behind(&id) {
+            any = true;
+            (id.as_bytes(), epoch).hash(&mut hasher);
+            for h in heads {
+                h.0.hash(&mut hasher);
+            }
+        }
+    }
+    any.then(|| hasher.finish())
 }
 
 #[cfg(test)]

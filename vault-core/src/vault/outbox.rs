@@ -44,6 +44,15 @@ impl<V: Deref<Target = Vault>> Outbox<V> {
             .collect())
     }
 
+    /// Holders with a request not yet delivered.
+    pub fn queued_holders(&self) -> Result<std::collections::HashSet<IdentityId>, StoreError> {
+        Ok(requests::list(&self.vault, TABLE)?
+            .into_iter()
+            .filter(|(_, rec)| rec.status == RequestStatus::Queued)
+            .map(|(r, _)| r.statement().holder)
+            .collect())
+    }
+
     /// Holders this vault waits on (a request queued or pending), with their tickets.
     pub fn holders(&self) -> Result<Vec<(IdentityId, Option<Ticket>)>, StoreError> {
         let mut out: Vec<(IdentityId, Option<Ticket>)> = Vec::new();

@@ -194,6 +194,27 @@ impl<V: Deref<Target = Vault>> Serving<V> {
 }
 
 impl<V: DerefMut<Target = Vault>> Serving<V> {
+    /// The epoch and heads of grant `id`'s projection when no device of its grantee is known
+    /// to hold them (in this process, or persisted by an earlier one); `None` when one does, or
+    /// when there is no projection yet. A node whose grantee let its session go idle offers
+    /// again when this says the grantee is behind (see vault-sync's notify).
+    pub fn grantee_behind(&mut self, id: &GrantId) -> Result<Option<(u64, Vec<ChangeHash>)>, StoreError> {
+        let epoch = self.vault.projections_mut().epoch(id)?;
+        let Some(doc) = self.vault.projections_mut().doc(id)? else { return Ok(None) };
+        let want = sorted(&doc.get_heads());
+        let holds = |epoch_held: u64, heads: &[ChangeHash]| epoch_held == epoch && sorted(heads) == want;
+        let memory = self.vault.issued.serve_states.get(id);
+        if memory.is_some_and(|a| a.devices.values().any(|h| holds(h.epoch, &h.heads))) {
+            return Ok(None);
+        }
+        let stored = self.stored_states(id)?;
+        let persisted = stored
+            .devices
+            .iter()
+            .any(|d| SyncState::decode(&d.state).is_ok_and(|state| holds(d.epoch, &state.shared_heads)));
+        Ok(if persisted { None } else { Some((epoch, want)) })
+    }
+
     /// Whether a message generated for `id` at `epoch` may still be sent to `peer`.
     pub(crate) fn serve_still_current(&mut self, peer: &IdentityId, id: &GrantId, epoch: u64) -> bool {
         self.check_serving(peer, id).is_ok()

@@ -1,0 +1,247 @@
+//! Keeping sessions with the peers this vault follows: whom to dial (vault-core's
+//! [`vault_core::wanted_peers`]), reconnecting with backoff, and letting a quiet session go.
+//!
+//! A live session with no frame either way for [`NodeConfig::idle_close`] ends; its task then
+//! waits for news instead of dialing again: an offer from the issuer (it offers when its values
+//! changed and none of this vault's devices holds them, see [`crate::notify`]), something of
+//! this vault's own to carry (a request or notice queued for the peer, an erasure receipt to
+//! deliver), or [`NodeConfig::idle_refresh`] passing. So a seller holds a connection to each
+//! customer who is active, not to every customer it ever received a share from.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use iroh::Endpoint;
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+use vault_core::{IdentityId, Ticket};
+
+use crate::client::{Mode, session};
+use crate::endpoint::{NodeConfig, NodeTasks};
+
+/// Longest wait between reconnection attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// How often the node looks for new peers to keep a session with, at the latest.
+const PICK_UP: Duration = Duration::from_secs(2);
+/// The least time between two askings of whom to keep a session with, unless forced.
+const MIN_ASK: Duration = Duration::from_millis(200);
+
+/// Returns when `issuer` made a new offer or was woken ([`crate::peers::PeerBook::wake`]), or at
+/// `deadline`; true for news.
+async fn news(
+    shared: &NodeTasks,
+    issuer: &IdentityId,
+    waiter: &Notify,
+    deadline: Option<tokio::time::Instant>,
+) -> bool {
+    loop {
+        {
+            let mut book = shared.book();
+            // Both are taken: one session answers both.
+            let offered = book.take_fresh_offer(issuer);
+            if book.take_woken(issuer) || offered {
+                return true;
+            }
+        }
+        match deadline {
+            Some(at) => {
+                if tokio::time::timeout_at(at, waiter.notified()).await.is_err() {
+                    return false;
+                }
+            }
+            None => waiter.notified().await,
+        }
+    }
+}
+
+/// The peers this vault keeps a session with (vault-core's [`vault_core::wanted_peers`]).
+fn wanted_peers(shared: &NodeTasks) -> Vec<(IdentityId, Option<Ticket>)> {
+    let offers = shared.book().offers();
+    vault_core::wanted_peers(&shared.vault(), offers)
+}
+
+/// Wakes the idle sessions that have something of this vault's to carry: requests or notices
+/// queued for their peer (`outgoing`), erasure receipts not yet confirmed (`receipts`).
+fn wake_for_own(shared: &NodeTasks, outgoing: bool, receipts: bool) {
+    let mut peers: HashSet<IdentityId> = HashSet::new();
+    {
+        let vault = shared.vault();
+        if outgoing {
+            peers.extend(vault.outbox().queued_holders().unwrap_or_default());
+            peers.extend(vault.notices().customers().unwrap_or_default().into_iter().map(|(c, _)| c));
+        }
+        if receipts {
+            let unconfirmed = vault.held().unconfirmed_receipts(None).unwrap_or_default();
+            peers.extend(unconfirmed.iter().map(|r| r.statement().issuer));
+        }
+    }
+    let mut book = shared.book();
+    for peer in peers {
+        // A live session delivers its receipts itself; queued requests go out at a session's
+        // start, so a live one is restarted for them.
+        if outgoing || book.is_idle(&peer) {
+            book.wake(peer);
+        }
+    }
+}
+
+/// Keeps a session to every wanted peer with a known ticket (see [`wanted_peers`]),
+/// reconnecting with exponential backoff; this is also how queued consent requests get
+/// delivered. New peers are picked up within [`PICK_UP`]; a peer no longer wanted is let go
+/// at its next reconnection. Quiet sessions end and wait for news (see the module docs).
+pub(crate) async fn subscribe_all(shared: Arc<NodeTasks>, endpoint: Endpoint, config: NodeConfig) {
+    let mut running: HashSet<IdentityId> = HashSet::new();
+    let mut tasks: JoinSet<IdentityId> = JoinSet::new();
+    let mut changes = shared.changes.subscribe();
+    let mut offers = shared.offers.subscribe();
+    let mut receipts = shared.receipts.subscribe();
+    // Who to keep a session with is asked again when it may have changed (or a task ended, or
+    // an offer came, or at least every few seconds), not on every change: a seller's customers
+    // edit all day, and asking walks every share.
+    let mut asked: Option<(vault_core::PeersMark, u64)> = None;
+    let mut forced = true;
+    // Asked again at least this often, however busy the node (a wait restarted by every change
+    // would never run out).
+    let mut next_full = Instant::now() + PICK_UP;
+    let mut last_ask = None;
+    let mut outgoing_mark = None;
+    loop {
+        if Instant::now() >= next_full {
+            forced = true;
+        }
+        if forced {
+            next_full = Instant::now() + PICK_UP;
+        }
+        while let Some(done) = tasks.try_join_next() {
+            if let Ok(peer) = done {
+                running.remove(&peer);
+                shared.book().forget(&peer);
+                forced = true;
+            }
+        }
+        let mark = vault_core::peers_mark(&shared.vault()).map(|m| (m, *offers.borrow_and_update()));
+        if !forced && mark.is_some() && mark == asked {
+            tokio::select! {
+                _ = tokio::time::sleep(PICK_UP) => forced = true,
+                Ok(()) = changes.changed() => {}
+                Ok(()) = offers.changed() => {}
+                Ok(()) = receipts.changed() => wake_for_own(&shared, false, true),
+            }
+            continue;
+        }
+        // Asking walks every share: while shares keep arriving or sessions end (a seller's
+        // customers coming in), at most once per MIN_ASK, however many.
+        if let Some(wait) = last_ask.map(|at: Instant| MIN_ASK.saturating_sub(at.elapsed()))
+            && !wait.is_zero()
+        {
+            tokio::time::sleep(wait).await;
+        }
+        asked = mark;
+        forced = false;
+        last_ask = Some(Instant::now());
+        let peers = wanted_peers(&shared);
+        for (peer, ticket) in peers {
+            let Some(ticket) = ticket else { continue };
+            if running.insert(peer) {
+                let waiter = shared.book().waiter(peer);
+                tasks.spawn(keep_session(
+                    shared.clone(),
+                    endpoint.clone(),
+                    config.clone(),
+                    peer,
+                    ticket,
+                    waiter,
+                ));
+            }
+        }
+        // Requests or notices queued since last asked: their peers' idle sessions dial again.
+        let outgoing = vault_core::outgoing_mark(&shared.vault());
+        if outgoing.is_some() && outgoing != outgoing_mark {
+            if outgoing_mark.is_some() {
+                wake_for_own(&shared, true, false);
+            }
+            outgoing_mark = outgoing;
+        }
+        // Wake on a change (a new request or share), an offer, or every few seconds.
+        tokio::select! {
+            _ = tokio::time::sleep(PICK_UP) => forced = true,
+            Ok(()) = changes.changed() => {}
+            Ok(()) = offers.changed() => {}
+            Ok(()) = receipts.changed() => wake_for_own(&shared, false, true),
+        }
+    }
+}
+
+/// Keeps one peer's session: live while it has something to say, idle while it has not,
+/// until the peer is no longer wanted. Returns the peer.
+async fn keep_session(
+    shared: Arc<NodeTasks>,
+    endpoint: Endpoint,
+    config: NodeConfig,
+    peer: IdentityId,
+    mut ticket: Ticket,
+    waiter: Arc<Notify>,
+) -> IdentityId {
+    let mut backoff = Duration::from_millis(250);
+    let mode = Mode::Live { idle_close: config.idle_close };
+    loop {
+        // This attempt answers every offer and wake so far.
+        {
+            let mut book = shared.book();
+            book.take_fresh_offer(&peer);
+            book.take_woken(&peer);
+        }
+        let started = Instant::now();
+        let mut idle = false;
+        tokio::select! {
+            result = session(shared.clone(), &endpoint, &ticket, mode) => match result {
+                Ok(ended) => idle = ended.idle,
+                Err(e) => tracing::debug!(error = %e, %peer, "session ended"),
+            },
+            // The issuer offers only to an audience with no session on its side: this one is
+            // dead there (it restarted, or the path changed). Or something queued here must go
+            // out at a session's start.
+            _ = news(&shared, &peer, &waiter, None) => {
+                tracing::debug!(%peer, "the issuer offered again, or something is queued; reconnecting");
+            }
+        }
+        if idle {
+            // Nothing to say either way: wait for news, or the refresh.
+            shared.book().set_idle(peer, true);
+            let deadline = tokio::time::Instant::now() + spread(config.idle_refresh);
+            news(&shared, &peer, &waiter, Some(deadline)).await;
+            shared.book().set_idle(peer, false);
+            backoff = Duration::from_millis(250);
+        } else {
+            if started.elapsed() > Duration::from_secs(10) {
+                backoff = Duration::from_millis(250);
+            }
+            // Wait out the backoff, cut short by a new offer from this peer: it just showed it
+            // is reachable (possibly at new addresses).
+            let deadline = tokio::time::Instant::now() + backoff;
+            news(&shared, &peer, &waiter, Some(deadline)).await;
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+        let offer = shared.book().offer_of(&peer);
+        match vault_core::wanted_peer(&shared.vault(), &peer, offer) {
+            Some(Some(t)) => ticket = t,
+            _ => return peer,
+        }
+    }
+}
+
+/// `d` spread by up to a quarter either way, so that sessions gone idle together are not all
+/// called again together.
+fn spread(d: Duration) -> Duration {
+    let quarter = d / 4;
+    let jitter = Duration::from_nanos(rand_below(quarter.as_nanos() as u64 * 2 + 1));
+    d - quarter + jitter
+}
+
+fn rand_below(n: u64) -> u64 {
+    let mut bytes = [0u8; 8];
+    // The spread needs no secrecy; a failed read leaves no spread.
+    let _ = getrandom::fill(&mut bytes);
+    u64::from_le_bytes(bytes) % n.max(1)
+}
