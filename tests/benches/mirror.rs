@@ -142,6 +142,31 @@ fn host(spec: &str) {
     });
 }
 
+/// How long a quiet session lives at the seller here.
+const IDLE: Duration = Duration::from_secs(10);
+
+/// Sets `email` on `node`'s vault; returns how long until the seller's PostgreSQL has it.
+async fn edit_to_postgres(node: &Node, client: &mut postgres::Client, email: &str) -> Duration {
+    let id = node.with_vault(|v| {
+        v.records_mut().set_profile("email", email).unwrap();
+        v.identity().to_string()
+    });
+    let start = Instant::now();
+    loop {
+        let got: Option<String> = blocking(|| {
+            client
+                .query_opt("SELECT email FROM vault.profiles WHERE customer = $1", &[&id])
+                .unwrap()
+                .and_then(|r| r.get(0))
+        });
+        if got.as_deref() == Some(email) {
+            return start.elapsed();
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "an edit did not arrive");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
 async fn seller(db: &TestDb, n: usize) {
     // The seller, with its mirror attached, as its own process.
     let sdir = tempfile::tempdir().unwrap();
@@ -149,7 +174,10 @@ async fn seller(db: &TestDb, n: usize) {
         let mut seller = create(sdir.path());
         seller.mirror_mut().attach(&db.url()).unwrap();
     }
-    let (mut serve, ticket) = spawn_serve(sdir.path());
+    // Sessions quiet for IDLE close, so that what the seller holds after the fill is what it
+    // keeps for customers who are not active.
+    let idle_arg = format!("{}s", IDLE.as_secs());
+    let (mut serve, ticket) = spawn_serve(sdir.path(), &["--idle-close", &idle_arg]);
     let pid = serve.id();
 
     // N customers: the first PER_PROCESS here, the rest in helper processes.
@@ -219,33 +247,29 @@ async fn seller(db: &TestDb, n: usize) {
         cpu / n as u32
     );
 
-    // One customer's edit to the seller's PostgreSQL.
+    // Every session idle: what the seller keeps per customer who is not active.
+    tokio::time::sleep(IDLE * 2 + Duration::from_secs(5)).await;
+    println!(
+        "seller: sessions idle ({IDLE:?} without a word closes one): `vault serve` RSS {}, {n} customers",
+        proc_status(pid, "VmRSS")
+    );
+
+    // One customer's edit to the seller's PostgreSQL: first with the session idle (the
+    // customer offers, the seller dials back), then again at once, the session live.
     let mut client = blocking(|| db.client());
-    let mut samples = Vec::new();
+    let (mut cold, mut warm) = (Vec::new(), Vec::new());
     for round in 0..40 {
         let (_, node) = &nodes[(round * 7919) % own];
-        let email = format!("edit{round}@example.org");
-        let id = node.with_vault(|v| {
-            v.records_mut().set_profile("email", &email).unwrap();
-            v.identity().to_string()
-        });
-        let start = Instant::now();
-        loop {
-            let got: Option<String> = blocking(|| {
-                client
-                    .query_opt("SELECT email FROM vault.profiles WHERE customer = $1", &[&id])
-                    .unwrap()
-                    .and_then(|r| r.get(0))
-            });
-            if got.as_deref() == Some(email.as_str()) {
-                break;
-            }
-            assert!(start.elapsed() < Duration::from_secs(30), "an edit did not arrive");
-            tokio::time::sleep(Duration::from_millis(2)).await;
+        for (i, samples) in [&mut cold, &mut warm].into_iter().enumerate() {
+            let email = format!("edit{round}.{i}@example.org");
+            samples.push(edit_to_postgres(node, &mut client, &email).await);
         }
-        samples.push(start.elapsed());
     }
-    summary(&format!("seller: one customer's edit to PostgreSQL, {n} customers"), samples);
+    summary(&format!("seller: one customer's edit to PostgreSQL, {n} customers"), warm);
+    summary(
+        &format!("seller: one idle customer's edit to PostgreSQL (its session closed), {n} customers"),
+        cold,
+    );
     blocking(|| drop(client));
     for (_, node) in nodes {
         node.shutdown().await;

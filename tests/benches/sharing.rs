@@ -246,7 +246,7 @@ async fn fanout(n: usize) {
     }
     drop(customer);
     let bin = vault_tests::vault_bin();
-    let (mut serve, ticket) = vault_tests::bench::spawn_serve(cdir.path());
+    let (mut serve, ticket) = vault_tests::bench::spawn_serve(cdir.path(), &[]);
     let pid = serve.id();
     let start = Instant::now();
     let mut nodes = Vec::new();

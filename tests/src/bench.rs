@@ -49,8 +49,8 @@ pub fn summary(name: &str, mut samples: Vec<Duration>) {
 }
 
 /// Runs `vault serve` (loopback, relays off) on the vault in `dir` (passphrase "pw"); returns the
-/// process and the ticket it printed first.
-pub fn spawn_serve(dir: &Path) -> (std::process::Child, vault_core::Ticket) {
+/// process and the ticket it printed first. `extra` are more arguments for `serve`.
+pub fn spawn_serve(dir: &Path, extra: &[&str]) -> (std::process::Child, vault_core::Ticket) {
     use std::io::BufRead;
     // VAULT_BENCH_WRAP="heaptrack -o /tmp/seller": the seller under a profiler.
     let wrap = std::env::var("VAULT_BENCH_WRAP").unwrap_or_default();
@@ -65,6 +65,7 @@ pub fn spawn_serve(dir: &Path) -> (std::process::Child, vault_core::Ticket) {
     };
     let mut serve = command
         .args(["serve", "--no-relay", "--bind", "127.0.0.1:0"])
+        .args(extra)
         .env("VAULT_DIR", dir)
         .env("VAULT_PASSPHRASE", "pw")
         .stdout(std::process::Stdio::piped())

@@ -253,6 +253,10 @@ pub(crate) struct ServeArgs {
     /// Do not use relays or address lookup (local networks and tests)
     #[arg(long)]
     pub(crate) no_relay: bool,
+    /// Close a session with a peer that shares with you after this long without a word either
+    /// way (it calls back when it has news), or `never` [default: 60s]
+    #[arg(long, value_name = "DURATION")]
+    pub(crate) idle_close: Option<String>,
     /// No longer taken: a URL on the command line shows in the process list (its password
     /// too). Give it on standard input (`vault mirror set`) or in VAULT_MIRROR_URL
     #[arg(long, value_name = "URL", hide = true)]

@@ -25,6 +25,14 @@ pub(crate) fn serve(app: &App, args: &ServeArgs) -> Result<Outcome> {
              (password included): give it on standard input with `vault mirror set`, or in VAULT_MIRROR_URL"
         );
     }
+    let idle_close = match args.idle_close.as_deref().map(str::trim) {
+        None => NodeConfig::default().idle_close,
+        Some("never") => None,
+        Some(text) => {
+            let seconds = crate::time::parse_duration(text).context("--idle-close")?;
+            Some(std::time::Duration::from_secs(seconds as u64))
+        }
+    };
     let mut vault = app.unlock()?;
     // From the environment (kept out of the process list), attached as `vault mirror set` does.
     if let Some(given) = std::env::var("VAULT_MIRROR_URL").ok().filter(|u| !u.is_empty()) {
@@ -40,7 +48,7 @@ pub(crate) fn serve(app: &App, args: &ServeArgs) -> Result<Outcome> {
     let _running = super::status::hold_node_lock(&app.dir);
     // For serving as the vault's unlock agent, once the node runs.
     let agent_key = vault.unlock_key();
-    let config = NodeConfig { bind: args.bind, relay: !args.no_relay, ..NodeConfig::default() };
+    let config = NodeConfig { bind: args.bind, relay: !args.no_relay, idle_close, ..NodeConfig::default() };
     runtime()?.block_on(async {
         let node = Node::spawn(vault, config).await?;
         if let Some(listening) = node_agent(app, &agent_key) {
