@@ -273,7 +273,8 @@ async fn serve_connection(shared: Arc<NodeTasks>, conn: Connection) -> Result<()
                     // validated), never addresses the offerer merely wrote down: a stranger
                     // must not make this node dial third parties or probe local ports.
                     let ticket = Ticket::new(cert, seen_addrs(&conn));
-                    if shared.book().note_offer(peer, ticket) {
+                    let follows = shared.vault().held().issuer_ticket(&peer).is_ok_and(|t| t.is_some());
+                    if shared.book().note_offer(peer, ticket, follows) {
                         write_frame(&mut send, &Frame::OfferAck).await.map_err(SyncError::io)?;
                         shared.offers.send_modify(|n| *n += 1);
                     }

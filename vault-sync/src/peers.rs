@@ -29,6 +29,8 @@ pub(crate) struct PeerBook {
     /// Issuers that offered shares to this vault, with the ticket to dial them back, whether a
     /// session waiting out its backoff has yet to be woken by the offer, and when it came.
     offers: HashMap<IdentityId, (Ticket, bool, Instant)>,
+    /// Which of `offers` came from issuers this vault held nothing from (bounded).
+    strangers_offering: HashSet<IdentityId>,
     /// The [`vault_core::AudienceNews::behind`] fingerprint each audience was last offered at:
     /// an audience whose devices are behind is offered once per version.
     offered: HashMap<IdentityId, u64>,
@@ -79,12 +81,19 @@ impl PeerBook {
         self.woken.remove(issuer)
     }
 
-    /// Notes an offer from `issuer`; false when too many offers already wait.
-    pub(crate) fn note_offer(&mut self, issuer: IdentityId, ticket: Ticket) -> bool {
+    /// Notes an offer from `issuer`; false when too many offers already wait. An issuer this
+    /// vault already `follows` (it holds shares from it: one entry each, and its offers are how
+    /// its edits reach an idle session) is never refused for want of room, so strangers' offers
+    /// cannot hold up customers' news.
+    pub(crate) fn note_offer(&mut self, issuer: IdentityId, ticket: Ticket, follows: bool) -> bool {
         // An offer whose issuer could not be reached for a while makes room for others.
         self.offers.retain(|_, (_, _, at)| at.elapsed() < OFFER_LIFETIME);
-        if self.offers.len() >= MAX_OFFERS && !self.offers.contains_key(&issuer) {
-            return false;
+        if !follows {
+            self.strangers_offering.retain(|i| self.offers.contains_key(i));
+            if self.strangers_offering.len() >= MAX_OFFERS && !self.offers.contains_key(&issuer) {
+                return false;
+            }
+            self.strangers_offering.insert(issuer);
         }
         self.offers.insert(issuer, (ticket, true, Instant::now()));
         if let Some(waiter) = self.waiters.get(&issuer) {
@@ -216,8 +225,13 @@ mod tests {
         for n in 0..=MAX_OFFERS {
             let issuer = vault_core::Identity::from_secret_bytes(&[n as u8 + 10; 32]);
             let ticket = Ticket::new(issuer.certify(device.public()), Vec::new());
-            assert_eq!(book.note_offer(issuer.public(), ticket), n < MAX_OFFERS);
+            assert_eq!(book.note_offer(issuer.public(), ticket, false), n < MAX_OFFERS);
         }
         assert_eq!(book.offers().len(), MAX_OFFERS);
+        // A customer this vault follows still gets through.
+        let customer = vault_core::Identity::from_secret_bytes(&[200; 32]);
+        let ticket = Ticket::new(customer.certify(device.public()), Vec::new());
+        assert!(book.note_offer(customer.public(), ticket, true));
+        assert!(book.take_fresh_offer(&customer.public()));
     }
 }
