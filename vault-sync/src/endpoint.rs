@@ -64,6 +64,9 @@ pub(crate) struct NodeTasks {
     /// keeping sessions, looks): apart from `changes`, so that one customer's edit does not wake
     /// the task of every other customer.
     pub(crate) offers: watch::Sender<u64>,
+    /// Bumped when a peer's session that listened for shares ended: the notifier looks at once
+    /// whether that audience must be offered what it missed.
+    pub(crate) listening_ended: watch::Sender<u64>,
     /// Bumped when erasure receipts were signed outside a session (by the database mirror):
     /// sessions with their issuers send them.
     pub(crate) receipts: watch::Sender<u64>,
@@ -97,12 +100,14 @@ impl NodeTasks {
         let (served, _) = watch::channel(0u64);
         let (receipts, _) = watch::channel(0u64);
         let (offers, _) = watch::channel(0u64);
+        let (listening_ended, _) = watch::channel(0u64);
         let (served_settled, _) = watch::channel(vault.serving().served_settled());
         NodeTasks {
             vault: Mutex::new(vault),
             changes,
             served,
             offers,
+            listening_ended,
             receipts,
             book: Default::default(),
             in_flight: Arc::new(Semaphore::new(vault_core::framing::NODE_BYTE_BUDGET)),

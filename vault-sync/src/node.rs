@@ -296,6 +296,7 @@ struct ListeningGuard {
 impl Drop for ListeningGuard {
     fn drop(&mut self) {
         self.shared.book().stop_listening(&self.peer);
+        self.shared.listening_ended.send_modify(|n| *n += 1);
     }
 }
 

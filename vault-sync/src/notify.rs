@@ -37,8 +37,10 @@ use crate::peers::ShareSet;
 const MAX_OFFER_BACKOFF: Duration = Duration::from_secs(60);
 /// First wait after a failed offer.
 const FIRST_OFFER_BACKOFF: Duration = Duration::from_millis(250);
-/// How often the notifier looks again when nothing wakes it.
-const RECHECK: Duration = Duration::from_secs(2);
+/// How often the notifier looks again when nothing wakes it (for what no signal follows: a
+/// grant voided by a device removal or a key event). Each look reads every contact and, for
+/// each, its grants' projections: on a phone, not something to do every second or two.
+const RECHECK: Duration = Duration::from_secs(15);
 
 /// An audience not reached yet.
 struct Pending {
@@ -49,6 +51,7 @@ struct Pending {
 /// Tells every contact whose shares changed, retrying with backoff (see the module docs).
 pub(crate) async fn notify_audiences(shared: Arc<NodeTasks>, endpoint: Endpoint) {
     let mut changes = shared.served.subscribe();
+    let mut ended = shared.listening_ended.subscribe();
     let mut pending: HashMap<IdentityId, Pending> = HashMap::new();
     let mut in_flight: HashSet<IdentityId> = HashSet::new();
     let mut tasks: JoinSet<(IdentityId, ShareSet, Option<u64>, bool)> = JoinSet::new();
@@ -102,6 +105,7 @@ pub(crate) async fn notify_audiences(shared: Arc<NodeTasks>, endpoint: Endpoint)
         tokio::select! {
             _ = tokio::time::sleep(wait.max(Duration::from_millis(20))) => forced = true,
             Ok(()) = changes.changed() => {}
+            Ok(()) = ended.changed() => forced = true,
             Some(done) = tasks.join_next(), if !tasks.is_empty() => {
                 forced = true;
                 let Ok((peer, set, behind, acked)) = done else { continue };
