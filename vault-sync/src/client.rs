@@ -166,8 +166,15 @@ pub(crate) async fn session(
     };
     // Frames in either direction, on any stream: a live session with none for `idle_close` ends.
     let activity = Arc::new(AtomicU64::new(0));
-    let mut idle_check =
-        idle_close.map(|every| tokio::time::interval_at(tokio::time::Instant::now() + every, every));
+    let mut idle_check = idle_close.map(|every| {
+        // A zero period would make the interval panic; a tenth of a second is as good as none.
+        let every = every.max(Duration::from_millis(100));
+        let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        // A loop held up past a period must not see two ticks back to back (the second would
+        // find no frame since the first and close a session that was just active).
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        interval
+    });
     let mut seen_activity = 0;
     let mut went_idle = false;
     let (conn, mut send, mut recv, answered) = dial(&shared, endpoint, ticket).await?;
@@ -304,6 +311,7 @@ async fn grant_stream(
         .ok_or_else(|| SyncError::Protocol("the peer's endpoint id is not a key".into()))?;
     let (mut stream, open) = ShareStream::open(&mut shared.vault(), issuer, from, id, live)?;
     let (mut send, mut recv) = conn.open_bi().await.map_err(SyncError::io)?;
+    activity.fetch_add(1, Ordering::Relaxed);
     write_frame(&mut send, &open).await.map_err(SyncError::io)?;
     // One frame waits at most, and what waits counts against the issuer's and the node's budgets.
     let (tx, mut incoming) = mpsc::channel::<(Frame, Permits)>(1);

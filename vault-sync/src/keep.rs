@@ -61,27 +61,38 @@ fn wanted_peers(shared: &NodeTasks) -> Vec<(IdentityId, Option<Ticket>)> {
     vault_core::wanted_peers(&shared.vault(), offers)
 }
 
-/// Wakes the idle sessions that have something of this vault's to carry: requests or notices
-/// queued for their peer (`outgoing`), erasure receipts not yet confirmed (`receipts`).
-fn wake_for_own(shared: &NodeTasks, outgoing: bool, receipts: bool) {
-    let mut peers: HashSet<IdentityId> = HashSet::new();
-    {
-        let vault = shared.vault();
-        if outgoing {
-            peers.extend(vault.outbox().queued_holders().unwrap_or_default());
-            peers.extend(vault.notices().customers().unwrap_or_default().into_iter().map(|(c, _)| c));
-        }
-        if receipts {
-            let unconfirmed = vault.held().unconfirmed_receipts(None).unwrap_or_default();
-            peers.extend(unconfirmed.iter().map(|r| r.statement().issuer));
-        }
-    }
+/// The peers with a request or notice of this vault's queued for them.
+fn queued_for(shared: &NodeTasks) -> HashSet<IdentityId> {
+    let vault = shared.vault();
+    let mut peers = vault.outbox().queued_holders().unwrap_or_default();
+    peers.extend(vault.notices().customers().unwrap_or_default().into_iter().map(|(c, _)| c));
+    peers
+}
+
+/// Wakes the sessions of peers with something newly queued for them: queued items go out at a
+/// session's start, so an idle one dials again and a live one starts again (once per peer newly
+/// queued, not once per delivery).
+fn wake_for_queued(shared: &NodeTasks, before: &HashSet<IdentityId>, now: &HashSet<IdentityId>) {
     let mut book = shared.book();
-    for peer in peers {
-        // A live session delivers its receipts itself; queued requests go out at a session's
-        // start, so a live one is restarted for them.
-        if outgoing || book.is_idle(&peer) {
-            book.wake(peer);
+    for peer in now.difference(before) {
+        book.wake(*peer);
+    }
+}
+
+/// Whether `issuer` has an erasure receipt of this vault's to take.
+fn receipt_for(shared: &NodeTasks, issuer: &IdentityId) -> bool {
+    shared.vault().held().unconfirmed_receipts(Some(*issuer)).is_ok_and(|r| !r.is_empty())
+}
+
+/// Wakes the idle sessions whose issuer has an erasure receipt to take (a live session sends
+/// its receipts itself).
+fn wake_for_receipts(shared: &NodeTasks) {
+    let unconfirmed = shared.vault().held().unconfirmed_receipts(None).unwrap_or_default();
+    let issuers: HashSet<IdentityId> = unconfirmed.iter().map(|r| r.statement().issuer).collect();
+    let mut book = shared.book();
+    for issuer in issuers {
+        if book.is_idle(&issuer) {
+            book.wake(issuer);
         }
     }
 }
@@ -93,6 +104,7 @@ fn wake_for_own(shared: &NodeTasks, outgoing: bool, receipts: bool) {
 pub(crate) async fn subscribe_all(shared: Arc<NodeTasks>, endpoint: Endpoint, config: NodeConfig) {
     let mut running: HashSet<IdentityId> = HashSet::new();
     let mut tasks: JoinSet<IdentityId> = JoinSet::new();
+    let mut task_peers: std::collections::HashMap<tokio::task::Id, IdentityId> = Default::default();
     let mut changes = shared.changes.subscribe();
     let mut offers = shared.offers.subscribe();
     let mut receipts = shared.receipts.subscribe();
@@ -106,6 +118,7 @@ pub(crate) async fn subscribe_all(shared: Arc<NodeTasks>, endpoint: Endpoint, co
     let mut next_full = Instant::now() + PICK_UP;
     let mut last_ask = None;
     let mut outgoing_mark = None;
+    let mut queued: Option<HashSet<IdentityId>> = None;
     loop {
         if Instant::now() >= next_full {
             forced = true;
@@ -113,8 +126,13 @@ pub(crate) async fn subscribe_all(shared: Arc<NodeTasks>, endpoint: Endpoint, co
         if forced {
             next_full = Instant::now() + PICK_UP;
         }
-        while let Some(done) = tasks.try_join_next() {
-            if let Ok(peer) = done {
+        while let Some(done) = tasks.try_join_next_with_id() {
+            // A task that panicked is let go like one that ended: its peer is picked up again.
+            let id = match done {
+                Ok((id, _)) => id,
+                Err(e) => e.id(),
+            };
+            if let Some(peer) = task_peers.remove(&id) {
                 running.remove(&peer);
                 shared.book().forget(&peer);
                 forced = true;
@@ -126,7 +144,7 @@ pub(crate) async fn subscribe_all(shared: Arc<NodeTasks>, endpoint: Endpoint, co
                 _ = tokio::time::sleep(PICK_UP) => forced = true,
                 Ok(()) = changes.changed() => {}
                 Ok(()) = offers.changed() => {}
-                Ok(()) = receipts.changed() => wake_for_own(&shared, false, true),
+                Ok(()) = receipts.changed() => wake_for_receipts(&shared),
             }
             continue;
         }
@@ -145,22 +163,19 @@ pub(crate) async fn subscribe_all(shared: Arc<NodeTasks>, endpoint: Endpoint, co
             let Some(ticket) = ticket else { continue };
             if running.insert(peer) {
                 let waiter = shared.book().waiter(peer);
-                tasks.spawn(keep_session(
-                    shared.clone(),
-                    endpoint.clone(),
-                    config.clone(),
-                    peer,
-                    ticket,
-                    waiter,
-                ));
+                let (shared, endpoint, config) = (shared.clone(), endpoint.clone(), config.clone());
+                let task = tasks.spawn(keep_session(shared, endpoint, config, peer, ticket, waiter));
+                task_peers.insert(task.id(), peer);
             }
         }
         // Requests or notices queued since last asked: their peers' idle sessions dial again.
         let outgoing = vault_core::outgoing_mark(&shared.vault());
         if outgoing.is_some() && outgoing != outgoing_mark {
-            if outgoing_mark.is_some() {
-                wake_for_own(&shared, true, false);
+            let now = queued_for(&shared);
+            if let Some(before) = &queued {
+                wake_for_queued(&shared, before, &now);
             }
+            queued = Some(now);
             outgoing_mark = outgoing;
         }
         // Wake on a change (a new request or share), an offer, or every few seconds.
@@ -168,7 +183,7 @@ pub(crate) async fn subscribe_all(shared: Arc<NodeTasks>, endpoint: Endpoint, co
             _ = tokio::time::sleep(PICK_UP) => forced = true,
             Ok(()) = changes.changed() => {}
             Ok(()) = offers.changed() => {}
-            Ok(()) = receipts.changed() => wake_for_own(&shared, false, true),
+            Ok(()) = receipts.changed() => wake_for_receipts(&shared),
         }
     }
 }
@@ -185,6 +200,9 @@ async fn keep_session(
 ) -> IdentityId {
     let mut backoff = Duration::from_millis(250);
     let mode = Mode::Live { idle_close: config.idle_close };
+    // Dialing on a refresh (no news): a failure waits for news or the next refresh, not the
+    // backoff (a customer's phone that is off is not called every half minute).
+    let mut refreshing = false;
     loop {
         // This attempt answers every offer and wake so far.
         {
@@ -197,7 +215,10 @@ async fn keep_session(
         tokio::select! {
             result = session(shared.clone(), &endpoint, &ticket, mode) => match result {
                 Ok(ended) => idle = ended.idle,
-                Err(e) => tracing::debug!(error = %e, %peer, "session ended"),
+                Err(e) => {
+                    tracing::debug!(error = %e, %peer, "session ended");
+                    idle = refreshing;
+                }
             },
             // The issuer offers only to an audience with no session on its side: this one is
             // dead there (it restarted, or the path changed). Or something queued here must go
@@ -206,11 +227,15 @@ async fn keep_session(
                 tracing::debug!(%peer, "the issuer offered again, or something is queued; reconnecting");
             }
         }
+        refreshing = false;
         if idle {
-            // Nothing to say either way: wait for news, or the refresh.
+            // Nothing to say either way: wait for news, or the refresh. A receipt signed as the
+            // session closed (before it was marked idle) is news already.
             shared.book().set_idle(peer, true);
-            let deadline = tokio::time::Instant::now() + spread(config.idle_refresh);
-            news(&shared, &peer, &waiter, Some(deadline)).await;
+            if !receipt_for(&shared, &peer) {
+                let deadline = tokio::time::Instant::now() + spread(config.idle_refresh);
+                refreshing = !news(&shared, &peer, &waiter, Some(deadline)).await;
+            }
             shared.book().set_idle(peer, false);
             backoff = Duration::from_millis(250);
         } else {

@@ -274,9 +274,15 @@ async fn serve_connection(shared: Arc<NodeTasks>, conn: Connection) -> Result<()
                     // must not make this node dial third parties or probe local ports.
                     let ticket = Ticket::new(cert, seen_addrs(&conn));
                     let follows = shared.vault().held().issuer_ticket(&peer).is_ok_and(|t| t.is_some());
-                    if shared.book().note_offer(peer, ticket, follows) {
+                    let (taken, woken) = shared.book().note_offer(peer, ticket, follows);
+                    if taken {
                         write_frame(&mut send, &Frame::OfferAck).await.map_err(SyncError::io)?;
-                        shared.offers.send_modify(|n| *n += 1);
+                        // The task keeping this issuer's session was woken by the offer; only
+                        // an issuer without one makes the node look at whom to keep (a walk
+                        // over every peer).
+                        if !woken {
+                            shared.offers.send_modify(|n| *n += 1);
+                        }
                     }
                 }
             }

@@ -41,6 +41,8 @@ const FIRST_OFFER_BACKOFF: Duration = Duration::from_millis(250);
 /// grant voided by a device removal or a key event). Each look reads every contact and, for
 /// each, its grants' projections: on a phone, not something to do every second or two.
 const RECHECK: Duration = Duration::from_secs(15);
+/// The least time between two looks at every audience.
+const MIN_SCAN: Duration = Duration::from_millis(100);
 
 /// An audience not reached yet.
 struct Pending {
@@ -62,6 +64,7 @@ pub(crate) async fn notify_audiences(shared: Arc<NodeTasks>, endpoint: Endpoint)
     // Asked again at least this often, however busy the node (what the mark does not follow:
     // grants voided by a device removal, a listening session that ended, the clock).
     let mut next_full = Instant::now() + RECHECK;
+    let mut last_scan = None;
     loop {
         if Instant::now() >= next_full {
             forced = true;
@@ -71,6 +74,15 @@ pub(crate) async fn notify_audiences(shared: Arc<NodeTasks>, endpoint: Endpoint)
         }
         let mark = vault_core::offers_mark(&shared.vault());
         let fresh = forced || mark.is_none() || mark != asked;
+        // However often sessions end or edits land (a peer can connect, listen and leave in a
+        // loop), a look at every audience at most every MIN_SCAN.
+        if fresh && let Some(wait) = last_scan.map(|at: Instant| MIN_SCAN.saturating_sub(at.elapsed())) {
+            tokio::time::sleep(wait).await;
+        }
+        if fresh {
+            last_scan = Some(Instant::now());
+        }
+        let mark = if fresh { vault_core::offers_mark(&shared.vault()) } else { mark };
         asked = mark;
         forced = false;
         for news in if fresh { audiences(&shared) } else { Vec::new() } {

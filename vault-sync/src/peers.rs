@@ -81,25 +81,29 @@ impl PeerBook {
         self.woken.remove(issuer)
     }
 
-    /// Notes an offer from `issuer`; false when too many offers already wait. An issuer this
+    /// Notes an offer from `issuer`: whether it was taken (false when too many offers already
+    /// wait), and whether a task keeping `issuer`'s session was there to be woken. An issuer this
     /// vault already `follows` (it holds shares from it: one entry each, and its offers are how
     /// its edits reach an idle session) is never refused for want of room, so strangers' offers
     /// cannot hold up customers' news.
-    pub(crate) fn note_offer(&mut self, issuer: IdentityId, ticket: Ticket, follows: bool) -> bool {
+    pub(crate) fn note_offer(&mut self, issuer: IdentityId, ticket: Ticket, follows: bool) -> (bool, bool) {
         // An offer whose issuer could not be reached for a while makes room for others.
         self.offers.retain(|_, (_, _, at)| at.elapsed() < OFFER_LIFETIME);
         if !follows {
             self.strangers_offering.retain(|i| self.offers.contains_key(i));
             if self.strangers_offering.len() >= MAX_OFFERS && !self.offers.contains_key(&issuer) {
-                return false;
+                return (false, false);
             }
             self.strangers_offering.insert(issuer);
         }
         self.offers.insert(issuer, (ticket, true, Instant::now()));
-        if let Some(waiter) = self.waiters.get(&issuer) {
-            waiter.notify_one();
+        match self.waiters.get(&issuer) {
+            Some(waiter) => {
+                waiter.notify_one();
+                (true, true)
+            }
+            None => (true, false),
         }
-        true
     }
 
     /// What wakes the task keeping `issuer`'s session (made on first use).
@@ -225,13 +229,13 @@ mod tests {
         for n in 0..=MAX_OFFERS {
             let issuer = vault_core::Identity::from_secret_bytes(&[n as u8 + 10; 32]);
             let ticket = Ticket::new(issuer.certify(device.public()), Vec::new());
-            assert_eq!(book.note_offer(issuer.public(), ticket, false), n < MAX_OFFERS);
+            assert_eq!(book.note_offer(issuer.public(), ticket, false).0, n < MAX_OFFERS);
         }
         assert_eq!(book.offers().len(), MAX_OFFERS);
         // A customer this vault follows still gets through.
         let customer = vault_core::Identity::from_secret_bytes(&[200; 32]);
         let ticket = Ticket::new(customer.certify(device.public()), Vec::new());
-        assert!(book.note_offer(customer.public(), ticket, true));
+        assert!(book.note_offer(customer.public(), ticket, true).0);
         assert!(book.take_fresh_offer(&customer.public()));
     }
 }

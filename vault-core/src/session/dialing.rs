@@ -206,20 +206,24 @@ pub fn offer_audiences(vault: &mut Vault) -> Vec<AudienceNews> {
             continue;
         }
         let Ok((live, ended)) = vault.grants_mut().shares_for(&contact.identity) else { continue };
-        let behind = behind(vault, &live);
-        out.push(AudienceNews {
-            audience: contact.identity,
-            ticket,
-            shares: share_set(&live, &ended),
-            behind,
-        });
+        let shares = share_set(&live, &ended);
+        let behind = behind(vault, &contact.identity, &live, &shares);
+        out.push(AudienceNews { audience: contact.identity, ticket, shares, behind });
     }
     out
 }
 
-/// A fingerprint of the live grants whose current projection no device of their grantee is
-/// known to hold (see [`AudienceNews::behind`]).
-fn behind(vault: &mut Vault, live: &[crate::statement::SignedGrant]) -> Option<u64> {
+/// A fingerprint of what the audience may lack (see [`AudienceNews::behind`]): the live grants
+/// whose current projection no device of it is known to hold, the ended grants it has not
+/// confirmed erased, and the denials of its requests. A session tells the last two; one that
+/// closed as they were sent may not have delivered them (a new session tells them again, which
+/// is harmless).
+fn behind(
+    vault: &mut Vault,
+    audience: &IdentityId,
+    live: &[crate::statement::SignedGrant],
+    shares: &ShareSet,
+) -> Option<u64> {
     use std::hash::{Hash, Hasher};
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     let mut any = false;
@@ -227,11 +231,19 @@ fn behind(vault: &mut Vault, live: &[crate::statement::SignedGrant]) -> Option<u
         let id = grant.statement().id;
         if let Ok(Some((epoch, heads))) = vault.serving_mut().grantee_behind(&id) {
             any = true;
-            (id.as_bytes(), epoch).hash(&mut hasher);
+            (b"values", id.as_bytes(), epoch).hash(&mut hasher);
             for h in heads {
                 h.0.hash(&mut hasher);
             }
         }
+    }
+    for id in &shares.1 {
+        any = true;
+        (b"ended", id.as_bytes()).hash(&mut hasher);
+    }
+    for denial in vault.inbox().denials_for(audience).unwrap_or_default() {
+        any = true;
+        (b"denied", denial.statement().request.as_bytes()).hash(&mut hasher);
     }
     any.then(|| hasher.finish())
 }
@@ -269,5 +281,41 @@ mod tests {
         assert_eq!(all.iter().map(|(p, _)| *p).collect::<Vec<_>>(), vec![alice.public()]);
         assert_eq!(wanted_peer(&v, &alice.public(), None), Some(None));
         assert_eq!(wanted_peer(&v, &stranger.public(), None), None);
+    }
+
+    /// An audience is behind on what it has not confirmed: values it was never sent, then a
+    /// revocation (a new fingerprint, so it is offered again); nothing for a contact with no
+    /// grant.
+    #[test]
+    fn an_audience_is_behind_on_values_never_sent_and_on_a_revocation() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut v =
+            Vault::at(dir.path()).kdf(KdfParams::INSECURE_FOR_TESTS).create(&Passphrase::new("pw")).unwrap();
+        v.records_mut().set_profile("email", "ada@example.org").unwrap();
+        let (shop, friend) = (Identity::generate(), Identity::generate());
+        let device = crate::identity::DeviceKey::generate();
+        for (name, who) in [("shop", &shop), ("friend", &friend)] {
+            let ticket = Ticket::new(who.certify(device.public()), Vec::new());
+            v.contacts_mut().add(name, &ticket).unwrap();
+        }
+        let grant = crate::vault::NewGrant {
+            audience: shop.public(),
+            fields: vec!["profile.email".parse().unwrap()],
+            filter: None,
+            purpose: "receipts".into(),
+            expires_at: None,
+            prices: true,
+        };
+        let id = v.grants_mut().issue(grant).unwrap().statement().id;
+        v.projections_mut().update(None).unwrap();
+        let behind_of = |v: &mut Vault, who: &Identity| {
+            offer_audiences(v).into_iter().find(|n| n.audience == who.public()).map(|n| n.behind)
+        };
+        assert_eq!(behind_of(&mut v, &friend), Some(None), "no grant, nothing to miss");
+        let values = behind_of(&mut v, &shop).flatten().expect("never sent its values");
+        assert_eq!(behind_of(&mut v, &shop).flatten(), Some(values), "the same until something changes");
+        v.grants_mut().revoke(&id).unwrap();
+        let revoked = behind_of(&mut v, &shop).flatten().expect("a revocation not confirmed");
+        assert_ne!(revoked, values);
     }
 }
