@@ -83,6 +83,7 @@ mod device;
 mod dialing;
 mod grantee;
 mod issuer;
+mod placement;
 mod rate;
 mod serve;
 mod share;
@@ -97,6 +98,7 @@ pub use dialing::{
     AudienceNews, DialCandidate, PeersMark, WrongPeer, check_answer, dial_candidates, may_dial,
     offer_audiences, offers_mark, outgoing_mark, peers_mark, wanted_peer, wanted_peers,
 };
+pub use placement::{dial_order, first_for};
 pub use grantee::{GranteeAction, GranteeSession, MAX_SHARES_PER_ISSUER, SyncReport};
 pub use issuer::{IssuerAction, IssuerSession, MAX_REQUESTS_PER_MINUTE, ShareSet};
 pub use serve::{SYNC_BURST, SYNC_MESSAGES_PER_SECOND, ServeStep, ServeStream};
