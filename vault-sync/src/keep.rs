@@ -213,7 +213,9 @@ async fn keep_session(
         let started = Instant::now();
         let mut idle = false;
         tokio::select! {
-            result = session(shared.clone(), &endpoint, &ticket, mode) => match result {
+            // Boxed: the session's state is large, and a task waiting idle (most of a seller's
+            // customers) would otherwise keep room for it.
+            result = Box::pin(session(shared.clone(), &endpoint, &ticket, mode)) => match result {
                 Ok(ended) => idle = ended.idle,
                 Err(e) => {
                     tracing::debug!(error = %e, %peer, "session ended");
