@@ -101,13 +101,13 @@ pub use session::{
     AudienceNews, DialCandidate, PeersMark, WrongPeer, check_answer, dial_candidates, may_dial,
     offer_audiences, offers_mark, outgoing_mark, peers_mark, wanted_peer, wanted_peers,
 };
-pub use session::{dial_order, first_for};
 pub use session::{
     DeviceAction, DeviceSession, DeviceStore, DeviceTurn, GranteeAction, GranteeSession, GranteeStore,
     IssuerAction, IssuerSession, IssuerStore, MAX_REQUESTS_PER_MINUTE, MAX_SHARES_PER_ISSUER, SYNC_BURST,
     SYNC_MESSAGES_PER_SECOND, ServeStep, ServeStream, SessionError, ShareEvent, ShareNext, ShareSet,
     ShareStream, SyncReport,
 };
+pub use session::{dial_order, first_for};
 pub use signer::{By, Signer};
 pub use statement::*;
 pub use store::{DB_FILE, StoreError, UnlockKey};

@@ -98,9 +98,9 @@ pub use dialing::{
     AudienceNews, DialCandidate, PeersMark, WrongPeer, check_answer, dial_candidates, may_dial,
     offer_audiences, offers_mark, outgoing_mark, peers_mark, wanted_peer, wanted_peers,
 };
-pub use placement::{dial_order, first_for};
 pub use grantee::{GranteeAction, GranteeSession, MAX_SHARES_PER_ISSUER, SyncReport};
 pub use issuer::{IssuerAction, IssuerSession, MAX_REQUESTS_PER_MINUTE, ShareSet};
+pub use placement::{dial_order, first_for};
 pub use serve::{SYNC_BURST, SYNC_MESSAGES_PER_SECOND, ServeStep, ServeStream};
 pub use share::{ShareEvent, ShareNext, ShareStream};
 pub use store::{DeviceStore, GranteeStore, IssuerStore};

@@ -24,6 +24,9 @@ use crate::endpoint::{NodeConfig, NodeTasks};
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// How often the node looks for new peers to keep a session with, at the latest.
 const PICK_UP: Duration = Duration::from_secs(2);
+/// Whom to keep a session with is asked again at least this often, whatever the marks say
+/// (asking walks every share: on a seller, every customer).
+const FULL_ASK: Duration = Duration::from_secs(30);
 /// The least time between two askings of whom to keep a session with, unless forced.
 const MIN_ASK: Duration = Duration::from_millis(200);
 
@@ -115,7 +118,7 @@ pub(crate) async fn subscribe_all(shared: Arc<NodeTasks>, endpoint: Endpoint, co
     let mut forced = true;
     // Asked again at least this often, however busy the node (a wait restarted by every change
     // would never run out).
-    let mut next_full = Instant::now() + PICK_UP;
+    let mut next_full = Instant::now() + FULL_ASK;
     let mut last_ask = None;
     let mut outgoing_mark = None;
     let mut queued: Option<HashSet<IdentityId>> = None;
@@ -124,7 +127,7 @@ pub(crate) async fn subscribe_all(shared: Arc<NodeTasks>, endpoint: Endpoint, co
             forced = true;
         }
         if forced {
-            next_full = Instant::now() + PICK_UP;
+            next_full = Instant::now() + FULL_ASK;
         }
         while let Some(done) = tasks.try_join_next_with_id() {
             // A task that panicked is let go like one that ended: its peer is picked up again.
@@ -141,7 +144,7 @@ pub(crate) async fn subscribe_all(shared: Arc<NodeTasks>, endpoint: Endpoint, co
         let mark = vault_core::peers_mark(&shared.vault()).map(|m| (m, *offers.borrow_and_update()));
         if !forced && mark.is_some() && mark == asked {
             tokio::select! {
-                _ = tokio::time::sleep(PICK_UP) => forced = true,
+                _ = tokio::time::sleep(PICK_UP) => {}
                 Ok(()) = changes.changed() => {}
                 Ok(()) = offers.changed() => {}
                 Ok(()) = receipts.changed() => wake_for_receipts(&shared),
@@ -180,7 +183,7 @@ pub(crate) async fn subscribe_all(shared: Arc<NodeTasks>, endpoint: Endpoint, co
         }
         // Wake on a change (a new request or share), an offer, or every few seconds.
         tokio::select! {
-            _ = tokio::time::sleep(PICK_UP) => forced = true,
+            _ = tokio::time::sleep(PICK_UP) => {}
             Ok(()) = changes.changed() => {}
             Ok(()) = offers.changed() => {}
             Ok(()) = receipts.changed() => wake_for_receipts(&shared),

@@ -44,10 +44,11 @@ const RECHECK: Duration = Duration::from_secs(15);
 /// The least time between two looks at every audience.
 const MIN_SCAN: Duration = Duration::from_millis(100);
 
-/// An audience not reached yet.
+/// An audience not reached yet: when to try again, and what to offer it, as last seen.
 struct Pending {
     next: Instant,
     backoff: Duration,
+    news: AudienceNews,
 }
 
 /// Tells every contact whose shares changed, retrying with backoff (see the module docs).
@@ -56,6 +57,7 @@ pub(crate) async fn notify_audiences(shared: Arc<NodeTasks>, endpoint: Endpoint)
     let mut ended = shared.listening_ended.subscribe();
     let mut pending: HashMap<IdentityId, Pending> = HashMap::new();
     let mut in_flight: HashSet<IdentityId> = HashSet::new();
+    let mut flights: HashMap<tokio::task::Id, IdentityId> = HashMap::new();
     let mut tasks: JoinSet<(IdentityId, ShareSet, Option<u64>, bool)> = JoinSet::new();
     // The audiences are asked again when grants or contacts changed, an offer ended, or a wait
     // ran out (a grant may have expired), not on every change: asking reads every contact.
@@ -85,8 +87,20 @@ pub(crate) async fn notify_audiences(shared: Arc<NodeTasks>, endpoint: Endpoint)
         let mark = if fresh { vault_core::offers_mark(&shared.vault()) } else { mark };
         asked = mark;
         forced = false;
-        for news in if fresh { audiences(&shared) } else { Vec::new() } {
-            let AudienceNews { audience, ticket, shares: now, behind } = news;
+        let candidates = if fresh {
+            let all = audiences(&shared);
+            // A contact gone (or blocked) since is not retried.
+            let seen: HashSet<IdentityId> = all.iter().map(|n| n.audience).collect();
+            pending.retain(|audience, _| seen.contains(audience));
+            all
+        } else {
+            // Only the offers whose retry is due, as last seen: a retry reads nothing.
+            let now = Instant::now();
+            let due = pending.iter().filter(|(a, p)| p.next <= now && !in_flight.contains(*a));
+            due.map(|(_, p)| p.news.clone()).collect()
+        };
+        for news in candidates {
+            let AudienceNews { audience, ticket, shares: now, behind } = news.clone();
             if !shared.book().needs_offer(&audience, &now, behind) {
                 pending.remove(&audience);
                 continue;
@@ -94,13 +108,16 @@ pub(crate) async fn notify_audiences(shared: Arc<NodeTasks>, endpoint: Endpoint)
             if in_flight.contains(&audience) {
                 continue;
             }
-            let p = pending
-                .entry(audience)
-                .or_insert_with(|| Pending { next: Instant::now(), backoff: FIRST_OFFER_BACKOFF });
+            let p = pending.entry(audience).or_insert_with(|| Pending {
+                next: Instant::now(),
+                backoff: FIRST_OFFER_BACKOFF,
+                news: news.clone(),
+            });
+            p.news = news;
             if p.next <= Instant::now() {
                 in_flight.insert(audience);
                 let (shared, endpoint) = (shared.clone(), endpoint.clone());
-                tasks.spawn(async move {
+                let task = tasks.spawn(async move {
                     let acked = match offer(&shared, &endpoint, &ticket).await {
                         Ok(()) => true,
                         Err(e) => {
@@ -110,17 +127,31 @@ pub(crate) async fn notify_audiences(shared: Arc<NodeTasks>, endpoint: Endpoint)
                     };
                     (audience, now, behind, acked)
                 });
+                flights.insert(task.id(), audience);
             }
         }
-        let soonest = pending.values().map(|p| p.next).min();
-        let wait = soonest.map_or(RECHECK, |t| t.saturating_duration_since(Instant::now()).min(RECHECK));
+        // The next retry of an offer not in flight (one in flight wakes the loop when it ends),
+        // or the next full look.
+        let soonest = pending.iter().filter(|(a, _)| !in_flight.contains(*a)).map(|(_, p)| p.next).min();
+        let wait = soonest.unwrap_or(next_full).min(next_full).saturating_duration_since(Instant::now());
         tokio::select! {
-            _ = tokio::time::sleep(wait.max(Duration::from_millis(20))) => forced = true,
+            _ = tokio::time::sleep(wait.max(Duration::from_millis(20))) => {}
             Ok(()) = changes.changed() => {}
             Ok(()) = ended.changed() => forced = true,
-            Some(done) = tasks.join_next(), if !tasks.is_empty() => {
-                forced = true;
-                let Ok((peer, set, behind, acked)) = done else { continue };
+            Some(done) = tasks.join_next_with_id(), if !tasks.is_empty() => {
+                let id = match &done {
+                    Ok((id, _)) => *id,
+                    Err(e) => e.id(),
+                };
+                // An offer that panicked is tried again, like one that failed.
+                let (peer, set, behind, acked) = match done {
+                    Ok((_, outcome)) => outcome,
+                    Err(_) => match flights.get(&id).and_then(|a| pending.get(a)) {
+                        Some(p) => (p.news.audience, p.news.shares.clone(), p.news.behind, false),
+                        None => continue,
+                    },
+                };
+                flights.remove(&id);
                 in_flight.remove(&peer);
                 if acked {
                     pending.remove(&peer);
