@@ -91,7 +91,10 @@ pub(crate) async fn notify_audiences(shared: Arc<NodeTasks>, endpoint: Endpoint)
             let all = audiences(&shared);
             // A contact gone (or blocked) since is not retried.
             let seen: HashSet<IdentityId> = all.iter().map(|n| n.audience).collect();
-            pending.retain(|audience, _| seen.contains(audience));
+            // (Nothing read, which may be a read that failed: the retries stay.)
+            if !all.is_empty() {
+                pending.retain(|audience, _| seen.contains(audience));
+            }
             all
         } else {
             // Only the offers whose retry is due, as last seen: a retry reads nothing.
@@ -143,16 +146,17 @@ pub(crate) async fn notify_audiences(shared: Arc<NodeTasks>, endpoint: Endpoint)
                     Ok((id, _)) => *id,
                     Err(e) => e.id(),
                 };
-                // An offer that panicked is tried again, like one that failed.
+                let Some(audience) = flights.remove(&id) else { continue };
+                in_flight.remove(&audience);
+                // An offer that panicked is tried again, like one that failed (or by the next
+                // full look, when nothing waits for it any more).
                 let (peer, set, behind, acked) = match done {
                     Ok((_, outcome)) => outcome,
-                    Err(_) => match flights.get(&id).and_then(|a| pending.get(a)) {
-                        Some(p) => (p.news.audience, p.news.shares.clone(), p.news.behind, false),
+                    Err(_) => match pending.get(&audience) {
+                        Some(p) => (audience, p.news.shares.clone(), p.news.behind, false),
                         None => continue,
                     },
                 };
-                flights.remove(&id);
-                in_flight.remove(&peer);
                 if acked {
                     pending.remove(&peer);
                     shared.book().told(peer, set, behind);

@@ -25,12 +25,15 @@ pub enum DialCandidate {
     Removed(DeviceId),
 }
 
-/// The devices to try for the identity `ticket` names: the ticket's device (at the addresses
-/// set by hand on its contact, when there are any) and the identity's other devices its roster
-/// named, in this vault's rendezvous order over them ([`super::placement`]: a seller running
-/// several nodes has its customers spread among them, each customer trying the next in its
-/// order when one does not answer); a removed one is named, not dialed. Also returns the
-/// identity.
+/// The devices to try for the identity `ticket` names: the ticket's device first (at the
+/// addresses set by hand on its contact, when there are any), then the identity's other
+/// devices its roster named; a removed one is named, not dialed. Also returns the identity.
+///
+/// Not yet in the rendezvous order of [`super::placement`]: a roster's addresses are those its
+/// devices had when it was signed, and a node binds a new port each time it starts, so putting
+/// another device before the ticket's would often cost a handshake timeout first. That order
+/// waits for nodes that keep their port and for dialing the next device without waiting out the
+/// first.
 pub fn dial_candidates(
     vault: &Vault,
     ticket: &Ticket,
@@ -42,11 +45,6 @@ pub fn dial_candidates(
         if d.device != first.device() && !d.addrs.is_empty() {
             devices.push((d.device, d.addrs));
         }
-    }
-    if devices.len() > 1 {
-        let ids: Vec<DeviceId> = devices.iter().map(|(d, _)| *d).collect();
-        let order = super::placement::dial_order(&vault.identity(), &ids);
-        devices.sort_by_key(|(d, _)| order.iter().position(|o| o == d));
     }
     let candidates = devices
         .into_iter()
