@@ -267,7 +267,7 @@ async fn serve_connection(shared: Arc<NodeTasks>, conn: Connection) -> Result<()
                     shared.book().start_listening(peer);
                     listening = Some(ListeningGuard { shared: shared.clone(), peer });
                 }
-                IssuerAction::Told(set) => shared.book().told(peer, set, None),
+                IssuerAction::Told(set) => shared.book().told(peer, set),
                 IssuerAction::DialBack(cert) => {
                     // Dial back only where this connection came from (an address QUIC has
                     // validated), never addresses the offerer merely wrote down: a stranger

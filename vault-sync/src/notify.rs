@@ -159,7 +159,7 @@ pub(crate) async fn notify_audiences(shared: Arc<NodeTasks>, endpoint: Endpoint)
                 };
                 if acked {
                     pending.remove(&peer);
-                    shared.book().told(peer, set, behind);
+                    shared.book().offer_acked(peer, set, behind);
                 } else if let Some(p) = pending.get_mut(&peer) {
                     p.next = Instant::now() + p.backoff;
                     p.backoff = (p.backoff * 2).min(MAX_OFFER_BACKOFF);

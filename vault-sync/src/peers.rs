@@ -16,6 +16,12 @@ pub(crate) const MAX_OFFERS: usize = 64;
 /// How long an offer is kept when its issuer cannot be reached back.
 const OFFER_LIFETIME: Duration = Duration::from_secs(600);
 
+/// How long after the `n`th acknowledged offer of the same news it is offered again (no session
+/// of the audience having listened since): a minute, doubling, at most half an hour.
+pub(crate) fn reoffer_after(n: u32) -> Duration {
+    (Duration::from_secs(60) * 2u32.saturating_pow(n.min(5))).min(Duration::from_secs(30 * 60))
+}
+
 /// Per-peer session facts the node's tasks share (in memory only: after a restart every
 /// audience with shares is offered them once more, which is harmless).
 #[derive(Debug, Default)]
@@ -31,9 +37,13 @@ pub(crate) struct PeerBook {
     offers: HashMap<IdentityId, (Ticket, bool, Instant)>,
     /// Which of `offers` came from issuers this vault held nothing from (bounded).
     strangers_offering: HashSet<IdentityId>,
-    /// The [`vault_core::AudienceNews::behind`] fingerprint each audience was last offered at:
-    /// an audience whose devices are behind is offered once per version.
-    offered: HashMap<IdentityId, u64>,
+    /// The last offer each audience acknowledged: what it was offered (shares, the
+    /// [`vault_core::AudienceNews::behind`] fingerprint), when, and how many times in a row the
+    /// same. An acknowledged offer is a promise to dial back, not a delivery: the same news is
+    /// offered again after [`reoffer_after`] unless a session of the audience listened (a
+    /// grantee that failed to dial back must not be left out for good), and no sooner (a device
+    /// that never catches up must not make the node offer over and over).
+    acked: HashMap<IdentityId, (ShareSet, Option<u64>, Instant, u32)>,
     /// Issuers whose idle session must be dialed again for this vault's own sake (a request or
     /// a notice queued for them, a receipt to deliver).
     woken: HashSet<IdentityId>,
@@ -60,12 +70,18 @@ impl PeerBook {
         }
     }
 
-    /// `peer` was told `set`, and offered what it was `behind` on.
-    pub(crate) fn told(&mut self, peer: IdentityId, set: ShareSet, behind: Option<u64>) {
+    /// A listening session of `peer` told it `set`.
+    pub(crate) fn told(&mut self, peer: IdentityId, set: ShareSet) {
         self.told.insert(peer, set);
-        if let Some(version) = behind {
-            self.offered.insert(peer, version);
-        }
+    }
+
+    /// `peer` acknowledged an offer of `set`, with what it was `behind` on.
+    pub(crate) fn offer_acked(&mut self, peer: IdentityId, set: ShareSet, behind: Option<u64>) {
+        let again = match self.acked.get(&peer) {
+            Some((s, b, _, n)) if *s == set && *b == behind => n + 1,
+            _ => 0,
+        };
+        self.acked.insert(peer, (set, behind, Instant::now(), again));
     }
 
     /// `issuer`'s idle session has something of this vault's to carry: dial it again.
@@ -169,7 +185,13 @@ impl PeerBook {
             Some((live, ended)) => !now.0.is_subset(live) || !now.1.is_subset(ended),
             None => !now.0.is_empty() || !now.1.is_empty(),
         };
-        grew || behind.is_some_and(|v| self.offered.get(audience) != Some(&v))
+        if !grew && behind.is_none() {
+            return false;
+        }
+        match self.acked.get(audience) {
+            Some((set, b, at, n)) if set == now && *b == behind => at.elapsed() >= reoffer_after(*n),
+            _ => true,
+        }
     }
 }
 
@@ -193,12 +215,12 @@ mod tests {
         assert!(!book.needs_offer(&peer, &nothing, None));
         let one: ShareSet = ([id(1)].into(), BTreeSet::new());
         assert!(book.needs_offer(&peer, &one, None));
-        book.told(peer, one.clone(), None);
+        book.told(peer, one.clone());
         assert!(!book.needs_offer(&peer, &one, None));
         // A revocation is news; an erasure confirmed (the ended set shrinking) is not.
         let revoked: ShareSet = (BTreeSet::new(), [id(1)].into());
         assert!(book.needs_offer(&peer, &revoked, None));
-        book.told(peer, revoked, None);
+        book.told(peer, revoked);
         assert!(!book.needs_offer(&peer, &nothing, None));
         // A listening session is told by its own session.
         book.start_listening(peer);
@@ -208,18 +230,31 @@ mod tests {
     }
 
     #[test]
-    fn an_audience_behind_on_values_is_offered_once_per_version() {
+    fn news_acknowledged_is_offered_again_only_after_a_while() {
         let peer = vault_core::Identity::from_secret_bytes(&[1; 32]).public();
         let mut book = PeerBook::default();
         let one: ShareSet = ([id(1)].into(), BTreeSet::new());
-        book.told(peer, one.clone(), None);
+        book.told(peer, one.clone());
         assert!(!book.needs_offer(&peer, &one, None), "up to date");
         assert!(book.needs_offer(&peer, &one, Some(7)), "values changed after its session went idle");
-        book.told(peer, one.clone(), Some(7));
-        assert!(!book.needs_offer(&peer, &one, Some(7)), "offered at this version already");
+        book.offer_acked(peer, one.clone(), Some(7));
+        assert!(!book.needs_offer(&peer, &one, Some(7)), "acknowledged: the grantee dials back");
         assert!(book.needs_offer(&peer, &one, Some(8)), "a newer version");
+        // Acknowledged but never dialed back: offered again after a minute, then less often.
+        let long_ago = Instant::now() - Duration::from_secs(61);
+        book.acked.get_mut(&peer).unwrap().2 = long_ago;
+        assert!(book.needs_offer(&peer, &one, Some(7)), "the grantee did not dial back");
+        book.offer_acked(peer, one.clone(), Some(7));
+        book.acked.get_mut(&peer).unwrap().2 = long_ago;
+        assert!(!book.needs_offer(&peer, &one, Some(7)), "the second time, two minutes");
+        assert_eq!(reoffer_after(20), Duration::from_secs(1800));
+        // A new grant not yet told is the same: offered, then again only if nobody dialed back.
+        let two: ShareSet = ([id(1), id(2)].into(), BTreeSet::new());
+        assert!(book.needs_offer(&peer, &two, None));
+        book.offer_acked(peer, two.clone(), None);
+        assert!(!book.needs_offer(&peer, &two, None));
         book.start_listening(peer);
-        assert!(!book.needs_offer(&peer, &one, Some(9)), "a listening session carries it");
+        assert!(!book.needs_offer(&peer, &two, Some(9)), "a listening session carries it");
     }
 
     #[test]
