@@ -22,6 +22,18 @@ pub(crate) fn reoffer_after(n: u32) -> Duration {
     (Duration::from_secs(60) * 2u32.saturating_pow(n.min(5))).min(Duration::from_secs(30 * 60))
 }
 
+/// The last offer an audience acknowledged (see [`PeerBook`]'s `acked`).
+#[derive(Debug)]
+struct Acked {
+    set: ShareSet,
+    behind: Option<u64>,
+    at: Instant,
+    /// How many times in a row the same news was acknowledged before.
+    again: u32,
+    /// A session of the audience listened since: the news reached it.
+    delivered: bool,
+}
+
 /// Per-peer session facts the node's tasks share (in memory only: after a restart every
 /// audience with shares is offered them once more, which is harmless).
 #[derive(Debug, Default)]
@@ -43,7 +55,7 @@ pub(crate) struct PeerBook {
     /// offered again after [`reoffer_after`] unless a session of the audience listened (a
     /// grantee that failed to dial back must not be left out for good), and no sooner (a device
     /// that never catches up must not make the node offer over and over).
-    acked: HashMap<IdentityId, (ShareSet, Option<u64>, Instant, u32)>,
+    acked: HashMap<IdentityId, Acked>,
     /// Issuers whose idle session must be dialed again for this vault's own sake (a request or
     /// a notice queued for them, a receipt to deliver).
     woken: HashSet<IdentityId>,
@@ -58,6 +70,9 @@ impl PeerBook {
     /// A session of `peer` now listens for shares (until [`Self::stop_listening`]).
     pub(crate) fn start_listening(&mut self, peer: IdentityId) {
         *self.listening.entry(peer).or_default() += 1;
+        if let Some(acked) = self.acked.get_mut(&peer) {
+            acked.delivered = true;
+        }
     }
 
     /// A session of `peer` that listened ended.
@@ -78,10 +93,10 @@ impl PeerBook {
     /// `peer` acknowledged an offer of `set`, with what it was `behind` on.
     pub(crate) fn offer_acked(&mut self, peer: IdentityId, set: ShareSet, behind: Option<u64>) {
         let again = match self.acked.get(&peer) {
-            Some((s, b, _, n)) if *s == set && *b == behind => n + 1,
+            Some(a) if a.set == set && a.behind == behind => a.again + 1,
             _ => 0,
         };
-        self.acked.insert(peer, (set, behind, Instant::now(), again));
+        self.acked.insert(peer, Acked { set, behind, at: Instant::now(), again, delivered: false });
     }
 
     /// `issuer`'s idle session has something of this vault's to carry: dial it again.
@@ -189,7 +204,9 @@ impl PeerBook {
             return false;
         }
         match self.acked.get(audience) {
-            Some((set, b, at, n)) if set == now && *b == behind => at.elapsed() >= reoffer_after(*n),
+            Some(a) if a.set == *now && a.behind == behind => {
+                !a.delivered && a.at.elapsed() >= reoffer_after(a.again)
+            }
             _ => true,
         }
     }
@@ -242,10 +259,10 @@ mod tests {
         assert!(book.needs_offer(&peer, &one, Some(8)), "a newer version");
         // Acknowledged but never dialed back: offered again after a minute, then less often.
         let long_ago = Instant::now() - Duration::from_secs(61);
-        book.acked.get_mut(&peer).unwrap().2 = long_ago;
+        book.acked.get_mut(&peer).unwrap().at = long_ago;
         assert!(book.needs_offer(&peer, &one, Some(7)), "the grantee did not dial back");
         book.offer_acked(peer, one.clone(), Some(7));
-        book.acked.get_mut(&peer).unwrap().2 = long_ago;
+        book.acked.get_mut(&peer).unwrap().at = long_ago;
         assert!(!book.needs_offer(&peer, &one, Some(7)), "the second time, two minutes");
         assert_eq!(reoffer_after(20), Duration::from_secs(1800));
         // A new grant not yet told is the same: offered, then again only if nobody dialed back.
@@ -255,6 +272,11 @@ mod tests {
         assert!(!book.needs_offer(&peer, &two, None));
         book.start_listening(peer);
         assert!(!book.needs_offer(&peer, &two, Some(9)), "a listening session carries it");
+        // Once a session listened, the news it had is not offered again, however long ago.
+        book.stop_listening(&peer);
+        book.acked.get_mut(&peer).unwrap().at = long_ago;
+        assert!(!book.needs_offer(&peer, &two, None), "delivered");
+        assert!(book.needs_offer(&peer, &two, Some(10)), "new news is");
     }
 
     #[test]
