@@ -127,8 +127,10 @@ fn unlock_once_then_commands_need_no_passphrase_until_lock() {
 #[test]
 fn an_expired_agent_lends_nothing_and_ends() {
     let ada = TestVault::new();
-    ada.ok(&["unlock", "--for", "1s"]);
-    std::thread::sleep(Duration::from_millis(1500));
+    // Two seconds, not one: ends are whole seconds, and a one-second unlock can be over before
+    // a busy machine has started its agent.
+    ada.ok(&["unlock", "--for", "2s"]);
+    std::thread::sleep(Duration::from_millis(2500));
     let err = bare_fails(&ada, &["profile", "get"]);
     assert!(err.contains("no passphrase"), "{err}");
     socket_gone(&ada, "an expired agent ends");

@@ -81,11 +81,19 @@ pub(crate) fn unlock(app: &App, args: &UnlockArgs) -> Result<Outcome> {
             let until = now() + span;
             match start_agent(app, &key, until) {
                 Ok(()) => said(app, until, "agent", false),
-                // Another `vault unlock` started one meanwhile: give it this end.
-                Err(e) => match agent::info(&app.dir) {
-                    Ok(Some(info)) if info.until.is_some() => extend(app, until, info.node),
-                    _ => Err(e),
-                },
+                // Another `vault unlock` started one meanwhile: give it this end, once it
+                // answers (it may have taken the socket and not be serving yet).
+                Err(e) => {
+                    for _ in 0..30 {
+                        if let Ok(Some(info)) = agent::info(&app.dir)
+                            && info.until.is_some()
+                        {
+                            return extend(app, until, info.node);
+                        }
+                        std::thread::sleep(std::time::Duration::from_millis(100));
+                    }
+                    Err(e)
+                }
             }
         }
     }
