@@ -29,7 +29,7 @@ pub enum DialCandidate {
 /// addresses set by hand on its contact, when there are any), then the identity's other
 /// devices its roster named; a removed one is named, not dialed. Also returns the identity.
 ///
-/// Not yet in the rendezvous order of [`super::placement`]: a roster's addresses are those its
+/// Not yet in the rendezvous order of [`crate::dial_order`]: a roster's addresses are those its
 /// devices had when it was signed, and a node binds a new port each time it starts, so putting
 /// another device before the ticket's would often cost a handshake timeout first. That order
 /// waits for nodes that keep their port and for dialing the next device without waiting out the
