@@ -16,6 +16,25 @@ pub fn create(dir: &Path) -> Vault {
     Vault::at(dir).kdf(KdfParams::INSECURE_FOR_TESTS).create(&Passphrase::new("pw")).unwrap()
 }
 
+/// Opens the vault in `dir` (passphrase `pw`): another process's handle on it, as a command
+/// would have.
+pub fn open(dir: &Path) -> Vault {
+    Vault::at(dir).unlock(&Passphrase::new("pw")).unwrap()
+}
+
+/// Waits until `check` holds (polling every 10 ms, up to [`crate::HANG`]); returns how long it
+/// took, or panics naming `what`.
+pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) -> Duration {
+    let start = std::time::Instant::now();
+    while start.elapsed() < crate::HANG {
+        if check() {
+            return start.elapsed();
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("timed out waiting for: {what}");
+}
+
 /// A node configuration bound to loopback, relays off.
 pub fn local() -> NodeConfig {
     NodeConfig { bind: Some("127.0.0.1:0".parse().unwrap()), relay: false, ..NodeConfig::default() }

@@ -2,27 +2,11 @@
 //! only) and loses nothing by it: an edit, a revocation with its erasure receipt, and a
 //! request queued by the grantee all get through a session that went idle.
 
-use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use vault_core::{NewRequest, Passphrase, ShareStatus, Vault};
+use vault_core::{NewRequest, ShareStatus};
 use vault_sync::{Node, NodeConfig};
-use vault_tests::peer::{create, local};
-
-fn open(dir: &Path) -> Vault {
-    Vault::at(dir).unlock(&Passphrase::new("pw")).unwrap()
-}
-
-async fn eventually(what: &str, mut check: impl FnMut() -> bool) -> Duration {
-    let start = Instant::now();
-    while start.elapsed() < vault_tests::HANG {
-        if check() {
-            return start.elapsed();
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("timed out waiting for: {what}");
-}
+use vault_tests::peer::{create, eventually, local, open};
 
 fn email_at_shop(shop: &Node) -> Option<String> {
     shop.with_vault(|v| {

@@ -11,15 +11,14 @@
 //!
 //! The figures are printed (`--nocapture`) for README's Reliability table.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use vault_core::{AuditFilter, AuditKind, GrantId, Passphrase, Price, PurchaseRecord, ShareStatus, Vault};
+use vault_core::{AuditFilter, AuditKind, GrantId, Price, PurchaseRecord, ShareStatus, Vault};
 use vault_sync::{Node, NodeConfig};
 use vault_tests::HANG;
 use vault_tests::impair::{Counters, Impairment, Proxy};
-use vault_tests::peer::create;
+use vault_tests::peer::{create, open};
 
 /// The scenarios run one at a time: they measure, and two cores are little.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -50,10 +49,6 @@ fn vaults(dirs: &[tempfile::TempDir; 2], n: usize) -> (Vault, Vault) {
         issuer.records_mut().add_purchases(chunk).unwrap();
     }
     (issuer, grantee)
-}
-
-fn open(dir: &Path) -> Vault {
-    Vault::at(dir).unlock(&Passphrase::new("pw")).unwrap()
 }
 
 /// Copies of the (closed) vaults in `from`: the same identities and the same data, so that two

@@ -2,27 +2,12 @@
 //! made by another process on the issuer's vault, revocation and the erasure receipt.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::json;
 use vault_core::{AuditFilter, AuditKind, GrantId, KdfParams, NewGrant, Passphrase, ShareStatus, Vault};
 use vault_sync::{Node, NodeConfig, sync_once};
-use vault_tests::peer::{create, local};
-
-fn open(dir: &Path) -> Vault {
-    Vault::at(dir).unlock(&Passphrase::new("pw")).unwrap()
-}
-
-async fn eventually(what: &str, mut check: impl FnMut() -> bool) -> Duration {
-    let start = Instant::now();
-    while start.elapsed() < vault_tests::HANG {
-        if check() {
-            return start.elapsed();
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("timed out waiting for: {what}");
-}
+use vault_tests::peer::{create, eventually, local, open};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grant_sync_live_update_revoke_erase() {
