@@ -70,7 +70,7 @@ pub use contacts::{Contact, ContactError, Contacts, Peer};
 pub use devices::{DeviceError, DeviceRecord, DeviceSync, Devices, MAX_DEVICES, Merged};
 pub use held::{
     AcceptGrants, DEFAULT_MAX_UNSOLICITED, Held, MAX_UNSOLICITED_PER_STRANGER, Mirror, MirrorEntry,
-    MirrorShare, MirrorStatus, RefusedValue, Share, ShareError, ShareStatus,
+    MirrorShare, MirrorSource, MirrorStatus, RefusedValue, Share, ShareError, ShareStatus,
 };
 pub use inbox::{Inbox, MAX_PENDING_PER_PEER, Refusal};
 pub use issued::{

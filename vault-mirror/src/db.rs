@@ -1,8 +1,9 @@
 //! One connection to the mirror's database and the statements it runs: shares written (values
-//! replaced whole, in one transaction per batch), what is there read back, and rows of shares
-//! the vault no longer has removed.
+//! replaced whole, in one transaction per batch, never over an erasure or a newer copy another
+//! node wrote), what this node wrote read back, erasures of consents this node never held, and
+//! the nodes heard from.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -14,8 +15,23 @@ use crate::{MirrorError, MirrorUrl, schema};
 /// How long reaching the database may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// What the database holds of a share: the vault revision written, and the petname.
+/// What the database holds of a share this node wrote: the vault revision written (each node
+/// counts its own), and the petname.
 pub(crate) type Written = HashMap<(String, String), (u64, Option<String>)>;
+
+/// What became of one share written.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// Its rows are what this node holds.
+    Written,
+    /// The database refused its values (why): the consent row is kept without them.
+    Refused(String),
+    /// Not written: the consent was erased here, or another node wrote a newer copy of it.
+    Superseded,
+}
+
+/// The nodes heard from within this long are up (the server's clock, not the nodes').
+pub(crate) const NODE_LIVE_SECS: f64 = 6.0;
 
 /// A connection, its schema prepared.
 pub(crate) struct Db {
@@ -37,14 +53,25 @@ async fn drive<C: std::future::Future<Output = Result<(), tokio_postgres::Error>
 }
 
 impl Db {
-    /// Connects, takes the mirror's writer lock for the connection's lifetime (one node per
-    /// database), and prepares the schema for vault `owner` (identity and device); `attach`
-    /// clears a detachment made by `vault mirror off`.
-    pub(crate) async fn connect(url: &MirrorUrl, owner: &str, attach: bool) -> Result<Db, MirrorError> {
-        Self::connect_inner(url, owner, attach).await.map_err(|e| e.scrubbed(url))
+    /// Connects, takes this node's writer lock for the connection's lifetime (one writer per
+    /// device: the same vault running twice is refused; the identity's other devices write
+    /// beside it), and prepares the schema for the identity `owner`; `attach` clears a
+    /// detachment made by `vault mirror off`.
+    pub(crate) async fn connect(
+        url: &MirrorUrl,
+        owner: &str,
+        node: &str,
+        attach: bool,
+    ) -> Result<Db, MirrorError> {
+        Self::connect_inner(url, owner, node, attach).await.map_err(|e| e.scrubbed(url))
     }
 
-    async fn connect_inner(url: &MirrorUrl, owner: &str, attach: bool) -> Result<Db, MirrorError> {
+    async fn connect_inner(
+        url: &MirrorUrl,
+        owner: &str,
+        node: &str,
+        attach: bool,
+    ) -> Result<Db, MirrorError> {
         let mut config = url.config().clone();
         config.connect_timeout(CONNECT_TIMEOUT).application_name("vault-mirror");
         let tls = url.tls().apply(&mut config, &url.target())?;
@@ -65,8 +92,13 @@ impl Db {
                 (client, tokio::spawn(drive(connection)))
             }
         };
-        let locked: bool =
-            client.query_one("SELECT pg_try_advisory_lock($1)", &[&schema::WRITER_LOCK]).await?.try_get(0)?;
+        let locked: bool = client
+            .query_one(
+                "SELECT pg_try_advisory_lock(hashtextextended('vault-mirror-node:' || $1, 0))",
+                &[&node],
+            )
+            .await?
+            .try_get(0)?;
         if !locked {
             return Err(MirrorError::Busy { target: url.target() });
         }
@@ -79,11 +111,21 @@ impl Db {
         self.client.is_closed()
     }
 
-    /// What the database holds, share by share.
-    pub(crate) async fn written(&self) -> Result<Written, MirrorError> {
+    /// How many consents the tables hold, every node's.
+    pub(crate) async fn count(&self) -> Result<u64, MirrorError> {
+        let n: i64 = self.client.query_one("SELECT count(*) FROM vault.consents", &[]).await?.try_get(0)?;
+        Ok(n.max(0) as u64)
+    }
+
+    /// What the database holds of the rows `node` wrote last, share by share (a row another
+    /// node wrote since is not this node's to skip).
+    pub(crate) async fn written(&self, node: &str) -> Result<Written, MirrorError> {
         let rows = self
             .client
-            .query("SELECT customer, grant_id, vault_rev, customer_name FROM vault.consents", &[])
+            .query(
+                "SELECT customer, grant_id, vault_rev, customer_name FROM vault.consents WHERE node = $1",
+                &[&node],
+            )
             .await?;
         let mut out = Written::new();
         for r in &rows {
@@ -101,29 +143,98 @@ impl Db {
         Ok(out)
     }
 
-    /// Removes every row of shares not in `keep` (customer, grant): shares the vault no longer
-    /// has. Returns how many consents went.
-    pub(crate) async fn remove_except(
+    /// Erases the rows of a consent this node never held (a customer of another node, or
+    /// one this vault lost in a restore), for good: no node writes its values again. Committed
+    /// when this returns Ok; only then may the receipt be signed.
+    pub(crate) async fn erase_unheld(
         &mut self,
-        keep: &HashSet<(String, String)>,
-    ) -> Result<u64, MirrorError> {
-        let present = self.written().await?;
-        let gone: Vec<&(String, String)> = present.keys().filter(|k| !keep.contains(*k)).collect();
-        if gone.is_empty() {
-            return Ok(0);
-        }
-        let (customers, grants): (Vec<&str>, Vec<&str>) =
-            gone.iter().map(|(c, g)| (c.as_str(), g.as_str())).unzip();
+        node: &str,
+        customer: &str,
+        grant: &str,
+    ) -> Result<(), MirrorError> {
         let tx = self.client.transaction().await?;
-        let n = tx
+        if detached(&tx).await? {
+            return Err(MirrorError::Detached);
+        }
+        lock_share(&tx, customer, grant).await?;
+        tx.execute(
+            "INSERT INTO vault.erased (customer, grant_id, node) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+            &[&customer, &grant, &node],
+        )
+        .await?;
+        tx.execute(
+            "DELETE FROM vault.consent_values WHERE customer = $1 AND grant_id = $2",
+            &[&customer, &grant],
+        )
+        .await?;
+        let left: i64 = tx
+            .query_one(
+                "SELECT count(*) FROM vault.consent_values WHERE customer = $1 AND grant_id = $2",
+                &[&customer, &grant],
+            )
+            .await?
+            .try_get(0)?;
+        if left != 0 {
+            return Err(MirrorError::ChangedByHand(format!(
+                "{left} values of grant {grant} remain after deleting them (a rule or trigger?)"
+            )));
+        }
+        tx.execute(
+            "UPDATE vault.consents SET status = 'withdrawn', ended_at = coalesce(ended_at, now()),
+                 updated_at = now(), customer_ticket = NULL, node = $3
+             WHERE customer = $1 AND grant_id = $2 AND status = 'live'",
+            &[&customer, &grant, &node],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Says this node is up, and returns the nodes heard from within [`NODE_LIVE_SECS`] (this
+    /// one included), by the server's clock.
+    pub(crate) async fn heartbeat(&self, node: &str) -> Result<Vec<String>, MirrorError> {
+        self.client
             .execute(
-                "DELETE FROM vault.consents c USING unnest($1::text[], $2::text[]) AS g(customer, grant_id)
-                 WHERE c.customer = g.customer AND c.grant_id = g.grant_id",
-                &[&customers, &grants],
+                "INSERT INTO vault.nodes (device, seen_at) VALUES ($1, now())
+                 ON CONFLICT (device) DO UPDATE SET seen_at = now()",
+                &[&node],
             )
             .await?;
-        tx.commit().await?;
-        Ok(n)
+        let rows = self
+            .client
+            .query(
+                "SELECT device FROM vault.nodes WHERE seen_at > now() - make_interval(secs => $1)",
+                &[&NODE_LIVE_SECS],
+            )
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let device: Option<String> = r.try_get(0)?;
+            out.extend(device);
+        }
+        Ok(out)
+    }
+
+    /// Customers with a live consent here and how each was last reached: what a node taking
+    /// over customers calls.
+    pub(crate) async fn live_customers(&self) -> Result<Vec<(String, String)>, MirrorError> {
+        let rows = self
+            .client
+            .query(
+                "SELECT DISTINCT ON (customer) customer, customer_ticket FROM vault.consents
+                 WHERE status = 'live' AND customer_ticket IS NOT NULL
+                 ORDER BY customer, updated_at DESC NULLS LAST",
+                &[],
+            )
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let (customer, ticket): (Option<String>, Option<String>) = (r.try_get(0)?, r.try_get(1)?);
+            if let (Some(c), Some(t)) = (customer, ticket) {
+                out.push((c, t));
+            }
+        }
+        Ok(out)
     }
 
     /// Removes every row the mirror wrote and marks the tables detached, in one transaction:
@@ -147,78 +258,138 @@ impl Db {
         Ok(n)
     }
 
-    /// Writes shares in one transaction: each consent row upserted, its values replaced whole
-    /// (none once withdrawn). Committed when this returns Ok, with what became of each share
-    /// (`None`: written; `Some(why)`: the database refused this share's values).
+    /// Writes shares in one transaction, as node `node`: each consent row upserted, its values
+    /// replaced whole (none once withdrawn). Committed when this returns Ok, with what became
+    /// of each share, in the order given.
     ///
-    /// Each share is written under its own savepoint: what one customer sent that the database
-    /// refuses (a value it cannot hold, a key that collides) fails that share only. Its consent
-    /// row is kept without values and names the problem; a withdrawn share's rows are deleted
-    /// whatever else fails, so its erasure never waits behind anyone's import.
-    pub(crate) async fn write(&mut self, shares: &[MirrorShare]) -> Result<Vec<Option<String>>, MirrorError> {
+    /// Each share is written under its own savepoint and its own lock (taken in key order, so
+    /// two nodes writing the same shares never deadlock): what one customer sent that the
+    /// database refuses (a value it cannot hold, a key that collides) fails that share only; its
+    /// consent row is kept without values and names the problem. A withdrawn share's rows are
+    /// deleted whatever else fails, and its consent is listed in `vault.erased`: no node writes
+    /// its values again. Live values are not written over an erasure, nor over a newer copy
+    /// from the same source another node wrote.
+    pub(crate) async fn write(
+        &mut self,
+        node: &str,
+        shares: &[MirrorShare],
+    ) -> Result<Vec<Outcome>, MirrorError> {
         let tx = self.client.transaction().await?;
-        // `vault mirror off` (which takes this row's lock too) may have emptied the tables.
-        let detached = tx
-            .query_opt("SELECT value FROM vault.meta WHERE key = 'detached' FOR SHARE", &[])
-            .await?
-            .is_some();
-        if detached {
+        if detached(&tx).await? {
             return Err(MirrorError::Detached);
         }
         let statements = Statements::prepare(&tx).await?;
-        let mut outcomes = Vec::with_capacity(shares.len());
-        for share in shares {
+        let mut order: Vec<(String, String, usize)> = shares
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let g = s.grant.statement();
+                (g.issuer.to_string(), g.id.to_string(), i)
+            })
+            .collect();
+        order.sort();
+        let mut outcomes: Vec<Option<Outcome>> = shares.iter().map(|_| None).collect();
+        for (customer, grant, i) in order {
+            let share = &shares[i];
             tx.batch_execute("SAVEPOINT share").await?;
-            let first = statements.write(&tx, share, None).await;
-            let outcome = match first {
-                Ok(()) => None,
+            lock_share(&tx, &customer, &grant).await?;
+            let outcome = match statements.write(&tx, node, share, None).await {
+                Ok(true) => Outcome::Written,
+                Ok(false) => Outcome::Superseded,
                 Err(e) => {
                     let why = refused_by_database(&e)?;
                     tx.batch_execute("ROLLBACK TO SAVEPOINT share").await?;
                     // The consent row alone, no values, the problem named.
                     let bare = MirrorShare { values: None, ..share.clone() };
-                    if let Err(e) = statements.write(&tx, &bare, Some(&why)).await {
-                        refused_by_database(&e)?;
-                        tx.batch_execute("ROLLBACK TO SAVEPOINT share").await?;
-                        statements.delete(&tx, share).await?;
+                    match statements.write(&tx, node, &bare, Some(&why)).await {
+                        Ok(_) => {}
+                        Err(e) => {
+                            refused_by_database(&e)?;
+                            tx.batch_execute("ROLLBACK TO SAVEPOINT share").await?;
+                            statements.delete(&tx, share).await?;
+                        }
                     }
                     tracing::warn!(grant = %share.grant.statement().id, problem = %why, "mirror: the database refused a consent's values");
-                    Some(why)
+                    Outcome::Refused(why)
                 }
             };
             tx.batch_execute("RELEASE SAVEPOINT share").await?;
-            outcomes.push(outcome);
+            outcomes[i] = Some(outcome);
         }
         tx.commit().await?;
-        Ok(outcomes)
+        Ok(outcomes.into_iter().map(|o| o.unwrap_or(Outcome::Superseded)).collect())
     }
+}
+
+/// Whether `vault mirror off` (which takes this row's lock too) emptied the tables.
+async fn detached(tx: &tokio_postgres::Transaction<'_>) -> Result<bool, MirrorError> {
+    Ok(tx.query_opt("SELECT value FROM vault.meta WHERE key = 'detached' FOR SHARE", &[]).await?.is_some())
+}
+
+/// Takes one consent's lock until the transaction ends: nodes writing or erasing the same
+/// consent take turns.
+async fn lock_share(
+    tx: &tokio_postgres::Transaction<'_>,
+    customer: &str,
+    grant: &str,
+) -> Result<(), MirrorError> {
+    tx.execute("SELECT pg_advisory_xact_lock(hashtextextended($1 || '/' || $2, 1))", &[&customer, &grant])
+        .await?;
+    Ok(())
 }
 
 /// The statements a write runs, prepared once per transaction.
 struct Statements {
-    upsert: tokio_postgres::Statement,
+    upsert_ended: tokio_postgres::Statement,
+    upsert_live: tokio_postgres::Statement,
+    erased: tokio_postgres::Statement,
+    is_erased: tokio_postgres::Statement,
     clear: tokio_postgres::Statement,
     left: tokio_postgres::Statement,
     insert: tokio_postgres::Statement,
     drop: tokio_postgres::Statement,
 }
 
+/// The consent row's columns and values, shared by both upserts.
+const UPSERT: &str = "INSERT INTO vault.consents (customer, grant_id, customer_name, purpose, fields, filter,
+         issued_at, expires_at, status, ended_at, updated_at, receipt, vault_rev, refused, problem, node,
+         customer_ticket, source_device, source_epoch, source_op)
+     VALUES ($1, $2, $3, $4, $5, $6, to_timestamp($7::bigint), to_timestamp($8::bigint), $9,
+         to_timestamp($10::bigint), to_timestamp($11::bigint), $12, $13, $14, $15, $16, $17, $18, $19, $20)
+     ON CONFLICT (customer, grant_id) DO UPDATE SET customer_name = EXCLUDED.customer_name,
+         status = EXCLUDED.status, ended_at = EXCLUDED.ended_at, updated_at = EXCLUDED.updated_at,
+         receipt = EXCLUDED.receipt, vault_rev = EXCLUDED.vault_rev, refused = EXCLUDED.refused,
+         problem = EXCLUDED.problem, node = EXCLUDED.node, customer_ticket = EXCLUDED.customer_ticket,
+         source_device = EXCLUDED.source_device, source_epoch = EXCLUDED.source_epoch,
+         source_op = EXCLUDED.source_op";
+
 impl Statements {
     async fn prepare(tx: &tokio_postgres::Transaction<'_>) -> Result<Self, MirrorError> {
+        // A live copy replaces the row while the consent is live there, unless the row holds a
+        // newer copy from the same source, or this copy has no source yet (nothing received)
+        // and the row has one.
+        let live = format!(
+            "{UPSERT} WHERE vault.consents.status = 'live' AND (
+                 vault.consents.source_device IS NULL
+                 OR EXCLUDED.source_device IS NOT NULL AND (
+                     vault.consents.source_device <> EXCLUDED.source_device
+                     OR (vault.consents.source_epoch, vault.consents.source_op)
+                         <= (EXCLUDED.source_epoch, EXCLUDED.source_op)))
+             RETURNING true"
+        );
         Ok(Self {
-            upsert: tx
+            upsert_ended: tx.prepare(&format!("{UPSERT} RETURNING true")).await?,
+            upsert_live: tx.prepare(&live).await?,
+            erased: tx
                 .prepare(
-                    "INSERT INTO vault.consents (customer, grant_id, customer_name, purpose, fields, filter, issued_at,
-                         expires_at, status, ended_at, updated_at, receipt, vault_rev, refused, problem)
-                     VALUES ($1, $2, $3, $4, $5, $6, to_timestamp($7::bigint), to_timestamp($8::bigint), $9,
-                         to_timestamp($10::bigint), to_timestamp($11::bigint), $12, $13, $14, $15)
-                     ON CONFLICT (customer, grant_id) DO UPDATE SET customer_name = EXCLUDED.customer_name,
-                         status = EXCLUDED.status, ended_at = EXCLUDED.ended_at, updated_at = EXCLUDED.updated_at,
-                         receipt = EXCLUDED.receipt, vault_rev = EXCLUDED.vault_rev, refused = EXCLUDED.refused,
-                         problem = EXCLUDED.problem",
+                    "INSERT INTO vault.erased (customer, grant_id, node) VALUES ($1, $2, $3)
+                     ON CONFLICT DO NOTHING",
                 )
                 .await?,
-            clear: tx.prepare("DELETE FROM vault.consent_values WHERE customer = $1 AND grant_id = $2").await?,
+            is_erased: tx.prepare("SELECT 1 FROM vault.erased WHERE customer = $1 AND grant_id = $2").await?,
+            clear: tx
+                .prepare("DELETE FROM vault.consent_values WHERE customer = $1 AND grant_id = $2")
+                .await?,
             left: tx
                 .prepare("SELECT count(*) FROM vault.consent_values WHERE customer = $1 AND grant_id = $2")
                 .await?,
@@ -232,42 +403,66 @@ impl Statements {
         })
     }
 
-    /// One share: its consent row upserted, its values replaced whole.
+    /// One share: its consent row upserted, its values replaced whole. False when it was not
+    /// written: erased here already, or a newer copy is there (see [`Db::write`]).
     async fn write(
         &self,
         tx: &tokio_postgres::Transaction<'_>,
+        node: &str,
         share: &MirrorShare,
         problem: Option<&str>,
-    ) -> Result<(), MirrorError> {
+    ) -> Result<bool, MirrorError> {
         let g = share.grant.statement();
         let (customer, grant) = (g.issuer.to_string(), g.id.to_string());
+        let ended = share.status != ShareStatus::Live;
+        if ended {
+            tx.execute(&self.erased, &[&customer, &grant, &node]).await?;
+        } else if tx.query_opt(&self.is_erased, &[&customer, &grant]).await?.is_some() {
+            return Ok(false);
+        }
         let fields: Vec<String> = g.fields.iter().map(ToString::to_string).collect();
         let filter = g.filter.as_ref().map(ToString::to_string);
         let status = status(share.status);
         let receipt = receipt(share);
         let rev = i64::try_from(share.rev).unwrap_or(i64::MAX);
         let refused = serde_json::to_value(&share.refused).expect("serializes");
-        tx.execute(
-            &self.upsert,
-            &[
-                &customer,
-                &grant,
-                &share.customer_name,
-                &g.purpose,
-                &fields,
-                &filter,
-                &g.issued_at,
-                &g.expires_at,
-                &status,
-                &share.ended_at,
-                &share.updated_at,
-                &receipt,
-                &rev,
-                &refused,
-                &problem,
-            ],
-        )
-        .await?;
+        let ticket = if ended { None } else { share.ticket.as_ref().map(ToString::to_string) };
+        let source = share.source.as_ref();
+        let source_device = source.map(|s| s.device.to_string());
+        let source_epoch = source.map(|s| i64::try_from(s.epoch).unwrap_or(i64::MAX));
+        let source_op = source.map(|s| i64::try_from(s.op).unwrap_or(i64::MAX));
+        let upsert = if ended { &self.upsert_ended } else { &self.upsert_live };
+        let applied = tx
+            .query_opt(
+                upsert,
+                &[
+                    &customer,
+                    &grant,
+                    &share.customer_name,
+                    &g.purpose,
+                    &fields,
+                    &filter,
+                    &g.issued_at,
+                    &g.expires_at,
+                    &status,
+                    &share.ended_at,
+                    &share.updated_at,
+                    &receipt,
+                    &rev,
+                    &refused,
+                    &problem,
+                    &node,
+                    &ticket,
+                    &source_device,
+                    &source_epoch,
+                    &source_op,
+                ],
+            )
+            .await?
+            .is_some();
+        if !applied {
+            return Ok(false);
+        }
         tx.execute(&self.clear, &[&customer, &grant]).await?;
         if share.values.is_none() {
             // The erasure receipt rests on this: check the rows are gone, whatever rules or
@@ -284,7 +479,7 @@ impl Statements {
                 tx.execute(&self.insert, &[&customer, &grant, &paths, &json, &text]).await?;
             }
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Deletes a share's rows, its consent row too: what is left when not even that row can be

@@ -21,7 +21,7 @@ mod worker;
 
 pub use schema::{NAMESPACE, SCHEMA_VERSION};
 pub use url::{MirrorUrl, redact};
-pub use worker::{Mirror, check, detach, owner};
+pub use worker::{Mirror, check, detach, node, owner};
 
 /// What went wrong with the mirror. Messages name the problem and where (user, host, port,
 /// database), never a password.
@@ -75,9 +75,9 @@ pub enum MirrorError {
         "the mirror's tables are at schema version {0}, newer than this vault understands ({SCHEMA_VERSION})"
     )]
     NewerSchema(i64),
-    /// Another node writes to these tables now (this vault running twice, or another device
-    /// of its identity pointed at the same database).
-    #[error("another vault node is writing to this mirror ({target}); one node per database")]
+    /// This device's node writes to these tables now (this vault running twice). Other
+    /// devices of the same identity may write beside it, each its own node.
+    #[error("this vault's node is already writing to this mirror ({target}); one node per device")]
     Busy {
         /// user@host:port/database
         target: String,

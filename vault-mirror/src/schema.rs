@@ -8,10 +8,7 @@ use tokio_postgres::Client;
 use crate::MirrorError;
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 3;
-
-/// The session-level advisory lock a writing node holds for its connection's lifetime.
-pub(crate) const WRITER_LOCK: i64 = 8_315_178_049_665_788_978;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// The PostgreSQL schema (namespace) the mirror owns.
 pub const NAMESPACE: &str = "vault";
@@ -22,9 +19,12 @@ const V1: &str = include_str!("../../schemas/mirror/v1.sql");
 const V2: &str = include_str!("../../schemas/mirror/v2.sql");
 /// Version 3: one row per purchase (a view).
 const V3: &str = include_str!("../../schemas/mirror/v3.sql");
+/// Version 4: several nodes of one seller (erasures kept for good, nodes heard from, where
+/// each row's values came from).
+const V4: &str = include_str!("../../schemas/mirror/v4.sql");
 
 /// Migrations in order: entry `i` takes the schema from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[V1, V2, V3];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
 
 /// The columns the mirror writes, with their types as `information_schema` names them.
 const EXPECTED: &[(&str, &[(&str, &str)])] = &[
@@ -46,6 +46,11 @@ const EXPECTED: &[(&str, &[(&str, &str)])] = &[
             ("vault_rev", "bigint"),
             ("refused", "jsonb"),
             ("problem", "text"),
+            ("node", "text"),
+            ("customer_ticket", "text"),
+            ("source_device", "text"),
+            ("source_epoch", "bigint"),
+            ("source_op", "bigint"),
         ],
     ),
     (
@@ -58,11 +63,21 @@ const EXPECTED: &[(&str, &[(&str, &str)])] = &[
             ("value_text", "text"),
         ],
     ),
+    (
+        "erased",
+        &[
+            ("customer", "text"),
+            ("grant_id", "text"),
+            ("erased_at", "timestamp with time zone"),
+            ("node", "text"),
+        ],
+    ),
+    ("nodes", &[("device", "text"), ("seen_at", "timestamp with time zone")]),
 ];
 
-/// Creates or migrates the mirror's tables for the vault `owner` (an identity), in one
-/// transaction under an advisory lock, and checks them. A schema another vault owns, or a newer
-/// one, is refused.
+/// Creates or migrates the mirror's tables for the vault `owner` (an identity: every node of
+/// one seller writes into the same tables), in one transaction under an advisory lock, and
+/// checks them. A schema another vault owns, or a newer one, is refused.
 pub(crate) async fn prepare(client: &mut Client, owner: &str, attach: bool) -> Result<(), MirrorError> {
     let tx = client.transaction().await?;
     // Two vaults (or two nodes) preparing at once: one waits for the other.
@@ -87,7 +102,8 @@ pub(crate) async fn prepare(client: &mut Client, owner: &str, attach: bool) -> R
         }
         tx.execute("DELETE FROM vault.meta WHERE key = 'detached'", &[]).await?;
     }
-    if let Some(other) = get("owner").filter(|o| o != owner) {
+    // Before version 4 the owner was one device of the identity (`identity/device`).
+    if let Some(other) = get("owner").filter(|o| o.split('/').next() != Some(owner)) {
         return Err(MirrorError::OtherOwner(other));
     }
     let version: i64 = match get("schema_version") {

@@ -2,20 +2,25 @@
 //! regardless), write what changed; after a withdrawn share's rows are committed
 //! gone, have the vault sign its erasure receipt. A failure drops the connection, records the
 //! problem for `vault shared`, and retries with backoff; the node keeps serving meanwhile.
+//!
+//! Several nodes of one seller may write into the same tables: each says it is up every
+//! [`HEARTBEAT`], learns which nodes are (the node then serves its own customers, see
+//! `vault_sync`'s placement), and calls the customers it takes over from a node that stopped.
 
-use std::collections::HashSet;
 use std::time::Duration;
 
 use tokio::task::JoinHandle;
 use vault_core::{MirrorEntry, ShareStatus, Vault};
 use vault_sync::VaultHandle;
 
-use crate::db::{Db, Written};
+use crate::db::{Db, Outcome, Written};
 use crate::{MirrorError, MirrorUrl};
 
 /// How long the loop waits for a change before looking again anyway (a change made by another
-/// process that the node's watcher has not reported yet).
-const TICK: Duration = Duration::from_secs(5);
+/// process that the node's watcher has not reported yet, the next heartbeat).
+const TICK: Duration = Duration::from_secs(2);
+/// How often a node tells the database it is up.
+const HEARTBEAT: Duration = Duration::from_secs(2);
 /// The longest wait between attempts to reach the database.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// Shares written per transaction.
@@ -86,31 +91,47 @@ impl Drop for Mirror {
     }
 }
 
-/// The owner the mirror's tables record: this vault's identity and device (each device of an
-/// identity receives shares on its own, so each needs a database of its own).
+/// The owner the mirror's tables record: this vault's identity (every node of a seller writes
+/// into the same tables, each with its own customers).
 pub fn owner(vault: &Vault) -> String {
-    format!("{}/{}", vault.identity(), vault.device_key().public())
+    vault.identity().to_string()
 }
 
-/// Connects, prepares the tables for vault `owner` (see [`owner`]) and says how many consents
-/// they hold: what `vault mirror set` checks before attaching. Fails while a node writes there.
-pub async fn check(url: &MirrorUrl, owner: &str) -> Result<u64, MirrorError> {
-    let db = Db::connect(url, owner, true).await?;
-    Ok(db.written().await.map_err(|e| e.scrubbed(url))?.len() as u64)
+/// This node, as the tables name it: its device.
+pub fn node(vault: &Vault) -> String {
+    vault.device_key().public().to_string()
 }
 
-/// Removes every row the mirror wrote and marks the tables detached (a node still writing stops),
-/// so that the vault can detach the mirror with nothing left behind. Returns how many consents
-/// were removed.
-pub async fn detach(url: &MirrorUrl, owner: &str) -> Result<u64, MirrorError> {
-    let mut db = Db::connect(url, owner, true).await?;
+/// Connects, prepares the tables for the identity `owner` (see [`owner`]) as node `node` (see
+/// [`node`]) and says how many consents they
+/// hold: what `vault mirror set` checks before attaching. Fails while this device's node
+/// writes there.
+pub async fn check(url: &MirrorUrl, owner: &str, node: &str) -> Result<u64, MirrorError> {
+    let db = Db::connect(url, owner, node, true).await?;
+    db.count().await.map_err(|e| e.scrubbed(url))
+}
+
+/// Removes every row the mirror wrote and marks the tables detached (every node still writing
+/// stops), so that the vault can detach the mirror with nothing left behind. Returns how many
+/// consents were removed.
+pub async fn detach(url: &MirrorUrl, owner: &str, node: &str) -> Result<u64, MirrorError> {
+    let mut db = Db::connect(url, owner, node, true).await?;
     db.remove_all().await.map_err(|e| e.scrubbed(url))
+}
+
+/// What a connected loop keeps: the connection, what this node wrote, and when it last said it
+/// was up (with the nodes then up).
+struct Conn {
+    db: Db,
+    written: Written,
+    beat: Option<std::time::Instant>,
+    live: Vec<String>,
 }
 
 async fn run(handle: VaultHandle, url: MirrorUrl) {
     let mut changes = handle.changes();
-    let owner = handle.with_vault(|v| owner(v));
-    let mut conn: Option<(Db, Written)> = None;
+    let (owner, node) = handle.with_vault(|v| (owner(v), node(v)));
+    let mut conn: Option<Conn> = None;
     let mut backoff = Duration::from_millis(250);
     loop {
         // Detached or pointed elsewhere by another process: this loop's job is over (a read
@@ -121,7 +142,7 @@ async fn run(handle: VaultHandle, url: MirrorUrl) {
             tracing::info!("mirror detached; stopping");
             return;
         }
-        match round(&handle, &url, &owner, &mut conn).await {
+        match round(&handle, &url, (&owner, &node), &mut conn).await {
             Ok(()) => {
                 backoff = Duration::from_millis(250);
                 let _ = tokio::time::timeout(TICK, changes.changed()).await;
@@ -138,15 +159,16 @@ async fn run(handle: VaultHandle, url: MirrorUrl) {
     }
 }
 
-/// One pass: (re)connect if needed, then write every share whose revision the database does
-/// not hold, and confirm the erasures committed.
+/// One pass: (re)connect if needed, say this node is up, then write every share whose
+/// revision the database does not hold, erase what was asked of grants never held, and
+/// confirm the erasures committed.
 async fn round(
     handle: &VaultHandle,
     url: &MirrorUrl,
-    owner: &str,
-    conn: &mut Option<(Db, Written)>,
+    (owner, node): (&str, &str),
+    conn: &mut Option<Conn>,
 ) -> Result<(), MirrorError> {
-    if conn.as_ref().is_some_and(|(db, _)| db.is_closed()) {
+    if conn.as_ref().is_some_and(|c| c.db.is_closed()) {
         *conn = None;
     }
     // Only what changed since the last round, unless (re)connecting: then every share, to
@@ -154,21 +176,26 @@ async fn round(
     // it was given is looked at again on the next one.
     let entries = handle.with_vault(|v| v.mirror().changes(conn.is_none()))?;
     if conn.is_none() {
-        let mut db = Db::connect(url, owner, false).await?;
-        // Rows of shares this vault no longer has (a restore, a lost write) go first.
-        let keep: HashSet<(String, String)> = entries.iter().map(key).collect();
-        let removed = db.remove_except(&keep).await?;
-        if removed > 0 {
-            tracing::info!(removed, "mirror: removed the rows of shares this vault no longer has");
-        }
-        let written = db.written().await?;
-        handle.with_vault(|v| {
-            v.mirror_mut().reconciled();
-            v.mirror_mut().set_status(true, &format!("writing to {}", url.target()))
-        })?;
-        *conn = Some((db, written));
+        let db = Db::connect(url, owner, node, false).await?;
+        let written = db.written(node).await?;
+        handle.with_vault(|v| v.mirror_mut().set_status(true, &format!("writing to {}", url.target())))?;
+        *conn = Some(Conn { db, written, beat: None, live: Vec::new() });
     }
-    let (db, written) = conn.as_mut().expect("connected above");
+    let c = conn.as_mut().expect("connected above");
+    if c.beat.is_none_or(|at| at.elapsed() >= HEARTBEAT) {
+        heartbeat(handle, c, node).await?;
+    }
+    let (db, written) = (&mut c.db, &mut c.written);
+    // Grants never held here that ended: their rows go (for good) before their receipts.
+    let unheld = handle.with_vault(|v| v.mirror().unheld_pending());
+    for (customer, grant) in &unheld {
+        db.erase_unheld(node, &customer.to_string(), &grant.to_string()).await?;
+        handle.with_vault(|v| v.mirror_mut().unheld_erased(customer, grant));
+    }
+    if !unheld.is_empty() {
+        tracing::info!(count = unheld.len(), "mirror: rows of grants never held here erased");
+        handle.receipts_signed();
+    }
     let todo: Vec<&MirrorEntry> = entries
         .iter()
         .filter(|e| e.erasure_pending || written.get(&key(e)) != Some(&(e.rev, e.customer_name.clone())))
@@ -185,12 +212,12 @@ async fn round(
                 .filter_map(|e| v.mirror_mut().share(&e.customer, &e.grant).transpose())
                 .collect::<Result<Vec<_>, _>>()
         })?;
-        let outcomes = db.write(&shares).await?;
+        let outcomes = db.write(node, &shares).await?;
         // Committed: the rows of withdrawn shares are gone, their receipts can be signed.
         let mut erased = Vec::new();
         for (share, outcome) in shares.iter().zip(outcomes) {
             let g = share.grant.statement();
-            if let Some(why) = outcome {
+            if let Outcome::Refused(why) = outcome {
                 refused.push(format!("grant {} of {}: {why}", g.id, g.issuer));
             }
             written
@@ -221,6 +248,27 @@ async fn round(
         handle.with_vault(|v| v.mirror_mut().set_status(true, &url.scrub(&detail)))?;
     } else if wrote {
         handle.with_vault(|v| v.mirror_mut().set_status(true, &format!("writing to {}", url.target())))?;
+    }
+    Ok(())
+}
+
+/// Says this node is up and hands the node the nodes up; when they changed, the node is given
+/// the customers with a live consent, to call those it now serves.
+async fn heartbeat(handle: &VaultHandle, c: &mut Conn, node: &str) -> Result<(), MirrorError> {
+    let mut live = c.db.heartbeat(node).await?;
+    live.sort();
+    c.beat = Some(std::time::Instant::now());
+    handle.set_live_nodes(live.iter().filter_map(|d| d.parse().ok()).collect());
+    if live != c.live {
+        tracing::info!(nodes = live.len(), "mirror: the nodes up changed");
+        let customers = c.db.live_customers().await?;
+        let customers =
+            customers.into_iter().filter_map(|(c, t)| Some((c.parse().ok()?, t.parse().ok()?))).collect();
+        let n = handle.adopt(customers);
+        if n > 0 {
+            tracing::info!(customers = n, "calling the customers this node serves now");
+        }
+        c.live = live;
     }
     Ok(())
 }

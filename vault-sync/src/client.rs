@@ -26,6 +26,9 @@ use crate::limits::HANDSHAKE_TIMEOUT;
 const SETTLE: Duration = Duration::from_secs(2);
 /// How long a one-off session waits for the peer to acknowledge its last frames.
 const LAST_FRAMES: Duration = Duration::from_millis(250);
+/// How long a device of several, dialed in rendezvous order, has to answer before the next is
+/// tried (a seller node that stopped costs its customers this much).
+const SPREAD_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Dials `ticket`, exchanges everything once, and hands the vault back with the outcome.
 pub async fn sync_once(
@@ -54,16 +57,27 @@ pub async fn sync_once(
     (shared.vault.into_inner().unwrap_or_else(|p| p.into_inner()), result)
 }
 
+#[cfg(test)]
 pub(crate) async fn connect(
     endpoint: &Endpoint,
     device: DeviceId,
     addrs: &[SocketAddr],
 ) -> Result<Connection, SyncError> {
+    connect_within(endpoint, device, addrs, HANDSHAKE_TIMEOUT).await
+}
+
+/// [`connect`], giving up after `within`.
+async fn connect_within(
+    endpoint: &Endpoint,
+    device: DeviceId,
+    addrs: &[SocketAddr],
+    within: Duration,
+) -> Result<Connection, SyncError> {
     let mut addr = EndpointAddr::new(endpoint_id(device));
     for sock in addrs {
         addr = addr.with_ip_addr(*sock);
     }
-    let conn = tokio::time::timeout(HANDSHAKE_TIMEOUT, endpoint.connect(addr, ALPN))
+    let conn = tokio::time::timeout(within, endpoint.connect(addr, ALPN))
         .await
         .map_err(|_| SyncError::Timeout)?
         .map_err(|e| SyncError::Connect(Box::new(e)))?;
@@ -80,14 +94,20 @@ pub(crate) type Dialed = (Connection, SendStream, RecvStream, Ticket);
 /// Dials the identity `ticket` names: the ticket's device first (at the addresses set by hand
 /// on its contact, when there are any), then the identity's other devices its roster named,
 /// never one its identity key removed. Exchanges hellos with the first that answers.
+///
+/// With `spread`, in this vault's rendezvous order over the peer's devices (see
+/// [`vault_core::dial_candidates`]), each but the last given [`SPREAD_TIMEOUT`] to answer.
 pub(crate) async fn dial(
     shared: &NodeTasks,
     endpoint: &Endpoint,
     ticket: &Ticket,
+    spread: bool,
 ) -> Result<Dialed, SyncError> {
-    let (identity, candidates) = vault_core::dial_candidates(&shared.vault(), ticket)?;
+    let (identity, candidates) = vault_core::dial_candidates(&shared.vault(), ticket, spread)?;
     let mut last = None;
-    for candidate in candidates {
+    let count = candidates.len();
+    for (i, candidate) in candidates.into_iter().enumerate() {
+        let within = if spread && i + 1 < count { SPREAD_TIMEOUT } else { HANDSHAKE_TIMEOUT };
         let (device, addrs) = match candidate {
             DialCandidate::Dial { device, addrs } => (device, addrs),
             DialCandidate::Removed(_) => {
@@ -100,7 +120,7 @@ pub(crate) async fn dial(
             last.get_or_insert(SyncError::RemovedDevice);
             continue;
         }
-        match dial_device(shared, endpoint, identity, device, &addrs).await {
+        match dial_device(shared, endpoint, identity, device, &addrs, within).await {
             Ok(dialed) => return Ok(dialed),
             Err(e) => {
                 tracing::debug!(error = %e, %device, "a device of the peer did not answer");
@@ -117,8 +137,9 @@ async fn dial_device(
     identity: IdentityId,
     device: DeviceId,
     addrs: &[SocketAddr],
+    within: Duration,
 ) -> Result<Dialed, SyncError> {
-    let conn = connect(endpoint, device, addrs).await?;
+    let conn = connect_within(endpoint, device, addrs, within).await?;
     let (mut send, mut recv) = conn.open_bi().await.map_err(SyncError::io)?;
     let cert = shared.vault().device_certificate();
     write_frame(&mut send, &Frame::Hello(cert)).await.map_err(SyncError::io)?;
@@ -177,7 +198,7 @@ pub(crate) async fn session(
     });
     let mut seen_activity = 0;
     let mut went_idle = false;
-    let (conn, mut send, mut recv, answered) = dial(&shared, endpoint, ticket).await?;
+    let (conn, mut send, mut recv, answered) = dial(&shared, endpoint, ticket, false).await?;
     let issuer = answered.identity();
     // A session given up on (dropped) closes its connection and stops its reader.
     let _closing = CloseOnDrop(conn.clone());

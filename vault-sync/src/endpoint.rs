@@ -80,6 +80,10 @@ pub(crate) struct NodeTasks {
     pub(crate) served_flush: tokio::sync::Notify,
     /// The newest record settled by a group commit.
     pub(crate) served_settled: watch::Sender<u64>,
+    /// Which customers this node serves among the identity's nodes (see [`crate::placement`]).
+    pub(crate) placement: Mutex<crate::placement::Placement>,
+    /// This node's device.
+    pub(crate) me: vault_core::DeviceId,
 }
 
 impl NodeTasks {
@@ -102,6 +106,7 @@ impl NodeTasks {
         let (offers, _) = watch::channel(0u64);
         let (listening_ended, _) = watch::channel(0u64);
         let (served_settled, _) = watch::channel(vault.serving().served_settled());
+        let me = vault.device_key().public();
         NodeTasks {
             vault: Mutex::new(vault),
             changes,
@@ -114,7 +119,13 @@ impl NodeTasks {
             handshakes: Arc::new(Semaphore::new(vault_core::framing::HANDSHAKE_BYTE_BUDGET)),
             served_flush: Default::default(),
             served_settled,
+            placement: Default::default(),
+            me,
         }
+    }
+
+    pub(crate) fn placement(&self) -> std::sync::MutexGuard<'_, crate::placement::Placement> {
+        self.placement.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub(crate) fn vault(&self) -> std::sync::MutexGuard<'_, Vault> {

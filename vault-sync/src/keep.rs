@@ -87,6 +87,36 @@ fn receipt_for(shared: &NodeTasks, issuer: &IdentityId) -> bool {
     shared.vault().held().unconfirmed_receipts(Some(*issuer)).is_ok_and(|r| !r.is_empty())
 }
 
+/// What this node has to carry to peers whatever node serves them: offers to answer, requests
+/// and notices queued here, erasure receipts signed here.
+struct Carried(HashSet<IdentityId>);
+
+impl Carried {
+    fn now(shared: &NodeTasks) -> Carried {
+        let mut peers: HashSet<IdentityId> = shared.book().offers().into_iter().map(|(p, _)| p).collect();
+        peers.extend(queued_for(shared));
+        let receipts = shared.vault().held().unconfirmed_receipts(None).unwrap_or_default();
+        peers.extend(receipts.iter().map(|r| r.statement().issuer));
+        Carried(peers)
+    }
+
+    fn has(&self, peer: &IdentityId) -> bool {
+        self.0.contains(peer)
+    }
+}
+
+/// Whether this node keeps `peer` (see [`crate::placement`]): it serves it, or has something to
+/// carry to it.
+fn ours(shared: &NodeTasks, peer: &IdentityId) -> bool {
+    if !shared.placement().shared() || shared.placement().serves(shared.me, peer) {
+        return true;
+    }
+    if shared.book().offer_of(peer).is_some() || receipt_for(shared, peer) {
+        return true;
+    }
+    queued_for(shared).contains(peer)
+}
+
 /// Wakes the idle sessions whose issuer has an erasure receipt to take (a live session sends
 /// its receipts itself).
 fn wake_for_receipts(shared: &NodeTasks) {
@@ -138,6 +168,7 @@ pub(crate) async fn subscribe_all(shared: Arc<NodeTasks>, endpoint: Endpoint, co
             if let Some(peer) = task_peers.remove(&id) {
                 running.remove(&peer);
                 shared.book().forget(&peer);
+                shared.placement().called(&peer);
                 forced = true;
             }
         }
@@ -161,9 +192,22 @@ pub(crate) async fn subscribe_all(shared: Arc<NodeTasks>, endpoint: Endpoint, co
         asked = mark;
         forced = false;
         last_ask = Some(Instant::now());
-        let peers = wanted_peers(&shared);
+        let mut peers = wanted_peers(&shared);
+        // Several nodes of this identity share the work: a customer another node serves is
+        // called only to answer its offer, or to carry something of this node's.
+        let others = shared.placement().shared().then(|| Carried::now(&shared));
+        peers.extend(shared.placement().adopted().into_iter().map(|(c, t)| (c, Some(t))));
         for (peer, ticket) in peers {
             let Some(ticket) = ticket else { continue };
+            if running.contains(&peer) {
+                continue;
+            }
+            if let Some(carried) = &others
+                && !shared.placement().serves(shared.me, &peer)
+                && !carried.has(&peer)
+            {
+                continue;
+            }
             if running.insert(peer) {
                 let waiter = shared.book().waiter(peer);
                 let (shared, endpoint, config) = (shared.clone(), endpoint.clone(), config.clone());
@@ -233,6 +277,11 @@ async fn keep_session(
             }
         }
         refreshing = false;
+        if idle && !ours(&shared, &peer) {
+            // Another node serves this customer now: let it go (it is called again if it
+            // offers here, or this node serves it again).
+            return peer;
+        }
         if idle {
             // Nothing to say either way: wait for news, or the refresh. A receipt signed as the
             // session closed (before it was marked idle) is news already.

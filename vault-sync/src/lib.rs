@@ -47,6 +47,7 @@ mod node;
 mod notify;
 mod pairing;
 mod peers;
+mod placement;
 mod served;
 
 pub use client::sync_once;

@@ -144,6 +144,33 @@ impl VaultHandle {
         self.shared.receipts.send_modify(|n| *n += 1);
         self.shared.held_changed();
     }
+
+    /// The database this node writes to (shared by the identity's nodes) heard from these
+    /// nodes lately: each serves the customers that come first to it (see
+    /// [`vault_core::first_for`]). Devices the identity removed are left out.
+    pub fn set_live_nodes(&self, nodes: Vec<vault_core::DeviceId>) {
+        let nodes: Vec<vault_core::DeviceId> = {
+            let vault = self.shared.vault();
+            let me = vault.identity();
+            nodes.into_iter().filter(|d| !vault.devices().is_refused_device(&me, d).unwrap_or(true)).collect()
+        };
+        self.shared.placement().set_live(nodes);
+    }
+
+    /// Customers the shared database lists with a live consent, and how each was last reached:
+    /// this node calls those it now serves and does not hold (a stopped node's). Returns how
+    /// many it will call.
+    pub fn adopt(&self, customers: Vec<(vault_core::IdentityId, vault_core::Ticket)>) -> usize {
+        let held: std::collections::HashSet<vault_core::IdentityId> = {
+            let vault = self.shared.vault();
+            vault.held().issuers().unwrap_or_default().into_iter().map(|(i, _)| i).collect()
+        };
+        let n = self.shared.placement().adopt(self.shared.me, customers, |c| held.contains(c));
+        if n > 0 {
+            self.shared.offers.send_modify(|n| *n += 1);
+        }
+        n
+    }
 }
 
 /// Accepts connections for ALPN `vault/sync/1`.

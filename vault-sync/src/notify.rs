@@ -177,7 +177,8 @@ fn audiences(shared: &NodeTasks) -> Vec<AudienceNews> {
 
 /// Dials `ticket` and offers this vault's shares; Ok once acknowledged.
 async fn offer(shared: &Arc<NodeTasks>, endpoint: &Endpoint, ticket: &Ticket) -> Result<(), SyncError> {
-    let (conn, mut send, mut recv, _) = dial(shared, endpoint, ticket).await?;
+    // To the grantee's device that serves this vault (a seller running several nodes).
+    let (conn, mut send, mut recv, _) = dial(shared, endpoint, ticket, true).await?;
     let mine = shared.vault().ticket(ticket_addrs(endpoint));
     write_frame(&mut send, &Frame::Offer(mine)).await.map_err(SyncError::io)?;
     let answer = tokio::time::timeout(HANDSHAKE_TIMEOUT, read_frame(&mut recv, CONTROL_LIMIT))

@@ -54,8 +54,8 @@ pub(crate) fn refuse_another(vault: &Vault, url: &MirrorUrl) -> Result<()> {
 /// Checks the database (connects, creates or migrates the tables) and attaches it.
 pub(crate) fn attach(vault: &mut Vault, url: &MirrorUrl) -> Result<u64> {
     refuse_another(vault, url)?;
-    let owner = vault_mirror::owner(vault);
-    let held = runtime()?.block_on(vault_mirror::check(url, &owner))?;
+    let (owner, node) = (vault_mirror::owner(vault), vault_mirror::node(vault));
+    let held = runtime()?.block_on(vault_mirror::check(url, &owner, &node))?;
     vault.mirror_mut().attach(url.expose())?;
     Ok(held)
 }
@@ -122,9 +122,9 @@ fn off(app: &App) -> Result<Outcome> {
         bail!("no mirror attached");
     };
     let url = MirrorUrl::parse(&raw)?;
-    let owner = vault_mirror::owner(&vault);
+    let (owner, node) = (vault_mirror::owner(&vault), vault_mirror::node(&vault));
     // Everything it wrote goes first; only then are held-back receipts signed.
-    let removed = runtime()?.block_on(vault_mirror::detach(&url, &owner))?;
+    let removed = runtime()?.block_on(vault_mirror::detach(&url, &owner, &node))?;
     vault.mirror_mut().detach()?;
     app.print(format!(
         "mirror detached: {removed} consent rows and their values removed from {}",

@@ -29,14 +29,15 @@ pub enum DialCandidate {
 /// addresses set by hand on its contact, when there are any), then the identity's other
 /// devices its roster named; a removed one is named, not dialed. Also returns the identity.
 ///
-/// Not yet in the rendezvous order of [`crate::dial_order`]: a roster's addresses are those its
-/// devices had when it was signed, and a node binds a new port each time it starts, so putting
-/// another device before the ticket's would often cost a handshake timeout first. That order
-/// waits for nodes that keep their port and for dialing the next device without waiting out the
-/// first.
+/// With `spread`, the devices go in this vault's rendezvous order instead ([`crate::dial_order`]
+/// keyed by this vault's identity): how a customer reaches the one node of a seller that serves
+/// it, and the next when that one does not answer. Only for what any of the peer's devices
+/// answers alike (an offer): a roster's addresses are those its devices had when it was signed,
+/// so another device than the ticket's may cost a handshake timeout first.
 pub fn dial_candidates(
     vault: &Vault,
     ticket: &Ticket,
+    spread: bool,
 ) -> Result<(IdentityId, Vec<DialCandidate>), StoreError> {
     let first = vault.contacts().dial_ticket(ticket)?;
     let identity = first.identity();
@@ -45,6 +46,11 @@ pub fn dial_candidates(
         if d.device != first.device() && !d.addrs.is_empty() {
             devices.push((d.device, d.addrs));
         }
+    }
+    if spread && devices.len() > 1 {
+        let order =
+            crate::dial_order(&vault.identity(), &devices.iter().map(|(d, _)| *d).collect::<Vec<_>>());
+        devices.sort_by_key(|(d, _)| order.iter().position(|o| o == d));
     }
     let candidates = devices
         .into_iter()

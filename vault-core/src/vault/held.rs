@@ -22,10 +22,11 @@ mod mirror;
 mod replica;
 mod rows;
 mod strangers;
+mod unheld;
 mod views;
 
 pub use conform::RefusedValue;
-pub use mirror::{Mirror, MirrorEntry, MirrorShare, MirrorStatus};
+pub use mirror::{Mirror, MirrorEntry, MirrorShare, MirrorSource, MirrorStatus};
 pub(crate) use replica::{ReplicaCache, ShareSync};
 pub(crate) use rows::ReceivedCache;
 use rows::{Record, stored_grant};
@@ -141,9 +142,9 @@ pub(crate) struct HeldState {
     pub(in crate::vault) replicas: ReplicaCache,
     /// Parsed records of received shares, valid while nobody else wrote (rows.rs).
     pub(in crate::vault) received_cache: ReceivedCache,
-    /// The database mirror running in this process has removed the rows of every share this
-    /// vault does not hold (see mirror.rs): receipts for grants never held are safe.
-    pub(in crate::vault) mirror_reconciled: bool,
+    /// Erasures of grants never held, waiting for the mirror or for their receipts to be
+    /// delivered (unheld.rs).
+    pub(in crate::vault) unheld: unheld::UnheldErasures,
     /// Shares whose mirrored form changed since the mirror last asked (mirror.rs).
     pub(in crate::vault) mirror_dirty: std::cell::RefCell<mirror::Dirty>,
     /// Moves whenever [`Held::issuers`] may answer differently (a share taken in or ended, an
@@ -223,6 +224,7 @@ impl<V: Deref<Target = Vault>> Held<V> {
                 }
             }
         }
+        out.extend(self.unheld_receipts(issuer));
         Ok(out)
     }
 
@@ -254,6 +256,11 @@ impl<V: Deref<Target = Vault>> Held<V> {
                 out.push((issuer, row.ticket()));
             }
         }
+        for (issuer, ticket) in self.unheld_issuers() {
+            if seen.insert(issuer) {
+                out.push((issuer, ticket));
+            }
+        }
         Ok(out)
     }
 
@@ -265,7 +272,7 @@ impl<V: Deref<Target = Vault>> Held<V> {
                 return Ok(Some(row.ticket()));
             }
         }
-        Ok(None)
+        Ok(self.unheld_issuers().into_iter().find(|(i, _)| i == issuer).map(|(_, t)| t))
     }
 
     /// A number that moves whenever [`Held::issuers`] may answer differently (cheap: no row is
@@ -395,6 +402,7 @@ impl<V: DerefMut<Target = Vault>> Held<V> {
                         epoch: 0,
                         view_pending: false,
                         from_device: None,
+                        source_op: 0,
                         rev: 0,
                         erasure_pending: false,
                         refused: Vec::new(),
@@ -411,9 +419,10 @@ impl<V: DerefMut<Target = Vault>> Held<V> {
             // Grants that ended before this vault ever received them: it holds nothing of them,
             // and says so, or the issuer would wait for their erasure forever.
             let mut never_held = Vec::new();
-            // With a mirror attached, the mirror may hold rows of a grant this vault lost
-            // (a restore): receipts for grants never held wait until it removed such rows.
-            let may_sign_unheld = !v.mirror().mirror_attached()? || v.held.mirror_reconciled;
+            // With a mirror attached, the database may hold rows of a grant this vault never
+            // held (another node's customer, a restore): its receipt waits until the mirror
+            // erased them (unheld.rs).
+            let mirrored = v.mirror().mirror_attached()?;
             for end in ended {
                 let id = v.held().share_key(&issuer, &end.grant())?;
                 let Some(mut record) = v.held().received_record(&id)? else {
@@ -423,7 +432,10 @@ impl<V: DerefMut<Target = Vault>> Held<V> {
                         Ended::Revoked(r) => r.statement().issuer == issuer,
                         Ended::Expired(_) => false,
                     };
-                    if by_issuer && may_sign_unheld && never_held.len() < MAX_RECEIPTS_FOR_UNKNOWN_GRANTS {
+                    if by_issuer
+                        && never_held.len() < MAX_RECEIPTS_FOR_UNKNOWN_GRANTS
+                        && v.held().may_sign_unheld(mirrored, issuer, end.grant(), ticket)
+                    {
                         never_held.push(end.grant());
                     }
                     continue;
@@ -459,8 +471,20 @@ impl<V: DerefMut<Target = Vault>> Held<V> {
                     v.held().put_received_record(&id, &record)?;
                 }
             }
+            if complete {
+                let still: Vec<GrantId> = ended.iter().map(Ended::grant).collect();
+                v.held().unheld_confirmed(&issuer, &still);
+            }
             let mut receipts = v.held().unconfirmed_receipts(Some(issuer))?;
-            receipts.extend(never_held.into_iter().map(|grant| v.held().erasure_receipt(issuer, grant, now)));
+            // Those the mirror erased are among the unconfirmed ones already.
+            let listed: std::collections::HashSet<GrantId> =
+                receipts.iter().map(|r| r.statement().grant).collect();
+            receipts.extend(
+                never_held
+                    .into_iter()
+                    .filter(|g| !listed.contains(g))
+                    .map(|grant| v.held().erasure_receipt(issuer, grant, now)),
+            );
             Ok(receipts)
         })
     }

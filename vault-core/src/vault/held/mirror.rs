@@ -10,7 +10,7 @@ use std::ops::{Deref, DerefMut};
 
 use super::{RECEIVED, ShareKey, ShareStatus};
 use crate::grant::SignedGrant;
-use crate::identity::IdentityId;
+use crate::identity::{DeviceId, IdentityId, Ticket};
 use crate::statement::GrantId;
 use crate::store::StoreError;
 use crate::vault::Vault;
@@ -53,6 +53,22 @@ pub struct MirrorShare {
     pub erasure_pending: bool,
     /// Values of the copy left out: outside the grant, or refused by the document schema.
     pub refused: Vec<super::RefusedValue>,
+    /// The ticket the customer was last reached at.
+    pub ticket: Option<Ticket>,
+    /// Which copy the values are: `None` until something was received.
+    pub source: Option<MirrorSource>,
+}
+
+/// Which copy of a customer's shared data a share's values are: copies from the same source
+/// are ordered (a later operation is a newer copy); copies from different sources are not.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MirrorSource {
+    /// The customer's device that served the copy.
+    pub device: DeviceId,
+    /// That device's projection epoch.
+    pub epoch: u64,
+    /// The highest operation counter among the copy's heads.
+    pub op: u64,
 }
 
 /// What changed for a mirror since it last asked ([`Mirror::changes`]).
@@ -144,6 +160,11 @@ impl<V: Deref<Target = Vault>> Mirror<V> {
         Ok(out)
     }
 
+    /// Erasures of grants this vault never held that wait for the mirror: (customer, grant).
+    pub fn unheld_pending(&self) -> Vec<(IdentityId, GrantId)> {
+        self.vault.held().unheld_pending()
+    }
+
     /// Every received share, live or withdrawn, in brief.
     pub fn entries(&self) -> Result<Vec<MirrorEntry>, StoreError> {
         // Petnames read once: a seller has one contact list and many shares.
@@ -186,10 +207,10 @@ impl<V: DerefMut<Target = Vault>> Mirror<V> {
         })
     }
 
-    /// The mirror running in this process removed the rows of every share this vault does not
-    /// hold: from now on, receipts for grants never held here can be signed.
-    pub fn reconciled(&mut self) {
-        self.vault.held.mirror_reconciled = true;
+    /// The mirror committed the erasure of the rows of `grant`, which this vault never held:
+    /// its receipt may be signed (unheld.rs). True when one was waiting.
+    pub fn unheld_erased(&mut self, customer: &IdentityId, grant: &GrantId) -> bool {
+        self.vault.held().unheld_erased(customer, grant)
     }
 
     /// Records the mirror's health.
@@ -231,6 +252,13 @@ impl<V: DerefMut<Target = Vault>> Mirror<V> {
             rev: record.rev,
             erasure_pending: record.erasure_pending,
             refused,
+            ticket: record.ticket.as_deref().and_then(|t| t.parse().ok()),
+            // A new epoch's copy still filling: the view shows the old one, of no known version.
+            source: record.from_device.filter(|_| !record.view_pending).map(|device| MirrorSource {
+                device,
+                epoch: record.epoch,
+                op: record.source_op,
+            }),
         }))
     }
 

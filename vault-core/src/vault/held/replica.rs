@@ -278,6 +278,14 @@ impl<V: DerefMut<Target = Vault>> Held<V> {
             if changed {
                 record.updated_at = Some(now);
                 record.rev += 1;
+                let replica = v.held.replicas.get_mut(id).expect("loaded");
+                record.source_op = replica
+                    .am
+                    .get_heads()
+                    .iter()
+                    .filter_map(|h| replica.am.get_change_by_hash(h).map(|c| c.max_op()))
+                    .max()
+                    .unwrap_or(0);
             }
             v.held().put_received_record(id, &record)?;
             Ok(changed)

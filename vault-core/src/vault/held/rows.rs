@@ -51,6 +51,11 @@ pub(in crate::vault::held) struct Record {
     /// The issuer's device this copy came from (each serves its own copy of the projection).
     #[serde(default)]
     pub(in crate::vault::held) from_device: Option<DeviceId>,
+    /// The highest operation counter among the copy's heads when its view last changed: with
+    /// `from_device` and `epoch`, which copy a mirror writes (several nodes of one seller
+    /// write the same database).
+    #[serde(default)]
+    pub(in crate::vault::held) source_op: u64,
     /// Bumped whenever what a mirror shows of this share changes: its values or its status.
     #[serde(default)]
     pub(in crate::vault::held) rev: u64,
@@ -260,7 +265,7 @@ impl<V: Deref<Target = Vault>> Held<V> {
         Ok(())
     }
 
-    fn bump_issuers(&self) {
+    pub(in crate::vault::held) fn bump_issuers(&self) {
         let generation = &self.vault.held.issuers_generation;
         generation.set(generation.get().wrapping_add(1));
     }

@@ -1,0 +1,109 @@
+//! Erasures of grants this vault never held, with a mirror attached. A seller that runs several
+//! nodes shares one database: a customer's revocation may reach a node that never held the
+//! grant (the customer's node died, or this vault was restored from a backup) while the
+//! database holds its rows. Such a node erases the rows first (the mirror does, and lists the
+//! consent as erased for good), and only then signs the receipt.
+//!
+//! Kept in memory: after a restart the issuer names the ended grant again, and erasing again is
+//! harmless. Bounded, so that no issuer can make this vault keep any number of them.
+
+use std::collections::HashMap;
+
+use super::Held;
+use crate::grant::ErasureReceipt;
+use crate::identity::{IdentityId, Ticket};
+use crate::statement::{GrantId, Signed};
+use crate::vault::Vault;
+
+/// At most this many erasures of grants never held are kept at once.
+const MAX_UNHELD: usize = 4096;
+
+/// One erasure of a grant never held.
+#[derive(Clone)]
+struct Unheld {
+    /// The mirror committed the erasure: the receipt may be signed.
+    erased: bool,
+    /// The ticket the issuer was reached at.
+    ticket: Option<Ticket>,
+}
+
+/// The erasures of grants never held, by (issuer, grant).
+#[derive(Default)]
+pub(crate) struct UnheldErasures(std::cell::RefCell<HashMap<(IdentityId, GrantId), Unheld>>);
+
+impl<V: std::ops::Deref<Target = Vault>> Held<V> {
+    /// Whether the receipt for `grant`, never held, may be signed now: no mirror may hold its
+    /// rows, or the mirror erased them. When not, the erasure is noted for the mirror.
+    pub(in crate::vault::held) fn may_sign_unheld(
+        &self,
+        mirrored: bool,
+        issuer: IdentityId,
+        grant: GrantId,
+        ticket: Option<&Ticket>,
+    ) -> bool {
+        if !mirrored {
+            return true;
+        }
+        let mut all = self.vault.held.unheld.0.borrow_mut();
+        match all.get(&(issuer, grant)) {
+            Some(u) => u.erased,
+            None => {
+                if all.len() < MAX_UNHELD {
+                    all.insert((issuer, grant), Unheld { erased: false, ticket: ticket.cloned() });
+                    drop(all);
+                    self.bump_issuers();
+                }
+                false
+            }
+        }
+    }
+
+    /// The issuer's whole list no longer names these grants as ended: its receipts arrived.
+    pub(in crate::vault::held) fn unheld_confirmed(&self, issuer: &IdentityId, still_ended: &[GrantId]) {
+        let mut all = self.vault.held.unheld.0.borrow_mut();
+        let before = all.len();
+        all.retain(|(i, g), _| i != issuer || still_ended.contains(g));
+        if all.len() != before {
+            drop(all);
+            self.bump_issuers();
+        }
+    }
+
+    /// Receipts for grants never held whose rows the mirror erased (of `issuer`, or all).
+    pub(in crate::vault::held) fn unheld_receipts(
+        &self,
+        issuer: Option<IdentityId>,
+    ) -> Vec<Signed<ErasureReceipt>> {
+        let now = self.vault.now();
+        let all = self.vault.held.unheld.0.borrow();
+        all.iter()
+            .filter(|((i, _), u)| u.erased && issuer.is_none_or(|want| *i == want))
+            .map(|((i, g), _)| self.erasure_receipt(*i, *g, now))
+            .collect()
+    }
+
+    /// Issuers with an erasure of a grant never held under way, with their tickets: a node
+    /// keeps a session with them until their receipts are delivered.
+    pub(in crate::vault::held) fn unheld_issuers(&self) -> Vec<(IdentityId, Option<Ticket>)> {
+        let all = self.vault.held.unheld.0.borrow();
+        all.iter().map(|((i, _), u)| (*i, u.ticket.clone())).collect()
+    }
+
+    /// Erasures of grants never held that wait for the mirror: (customer, grant).
+    pub(crate) fn unheld_pending(&self) -> Vec<(IdentityId, GrantId)> {
+        let all = self.vault.held.unheld.0.borrow();
+        all.iter().filter(|(_, u)| !u.erased).map(|(k, _)| *k).collect()
+    }
+
+    /// The mirror committed the erasure of `grant`'s rows: its receipt may be signed.
+    pub(crate) fn unheld_erased(&self, customer: &IdentityId, grant: &GrantId) -> bool {
+        let mut all = self.vault.held.unheld.0.borrow_mut();
+        match all.get_mut(&(*customer, *grant)) {
+            Some(u) if !u.erased => {
+                u.erased = true;
+                true
+            }
+            _ => false,
+        }
+    }
+}
