@@ -33,3 +33,5 @@ ALTER TABLE vault.consents ADD COLUMN source_op bigint;
 INSERT INTO vault.erased (customer, grant_id, erased_at)
     SELECT customer, grant_id, coalesce(ended_at, now()) FROM vault.consents WHERE status <> 'live'
     ON CONFLICT DO NOTHING;
+-- Consents past their expiry are erased by whichever node looks first.
+CREATE INDEX consents_live_expiry ON vault.consents (expires_at) WHERE status = 'live' AND expires_at IS NOT NULL;

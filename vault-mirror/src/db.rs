@@ -215,6 +215,48 @@ impl Db {
         Ok(out)
     }
 
+    /// Erases the values of every consent past its expiry by the server's clock, whichever node
+    /// wrote it (one that was never held here, or whose node is down, included), and lists it
+    /// as erased for good. Returns how many consents ended.
+    pub(crate) async fn erase_expired(&mut self, node: &str) -> Result<u64, MirrorError> {
+        let tx = self.client.transaction().await?;
+        if detached(&tx).await? {
+            return Err(MirrorError::Detached);
+        }
+        let rows = tx
+            .query(
+                "SELECT customer, grant_id FROM vault.consents
+                 WHERE status = 'live' AND expires_at IS NOT NULL AND expires_at <= now()
+                 ORDER BY customer, grant_id LIMIT 256",
+                &[],
+            )
+            .await?;
+        let mut n = 0;
+        for r in &rows {
+            let (customer, grant): (String, String) = (r.try_get(0)?, r.try_get(1)?);
+            lock_share(&tx, &customer, &grant).await?;
+            tx.execute(
+                "INSERT INTO vault.erased (customer, grant_id, node) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                &[&customer, &grant, &node],
+            )
+            .await?;
+            tx.execute("DELETE FROM vault.consent_values WHERE customer = $1 AND grant_id = $2", &[
+                &customer, &grant,
+            ])
+            .await?;
+            n += tx
+                .execute(
+                    "UPDATE vault.consents SET status = 'expired', ended_at = coalesce(ended_at, expires_at),
+                         updated_at = now(), customer_ticket = NULL, node = $3
+                     WHERE customer = $1 AND grant_id = $2 AND status = 'live'",
+                    &[&customer, &grant, &node],
+                )
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(n)
+    }
+
     /// Customers with a live consent here and how each was last reached: what a node taking
     /// over customers calls.
     pub(crate) async fn live_customers(&self) -> Result<Vec<(String, String)>, MirrorError> {

@@ -256,6 +256,11 @@ async fn round(
 /// the customers with a live consent, to call those it now serves.
 async fn heartbeat(handle: &VaultHandle, c: &mut Conn, node: &str) -> Result<(), MirrorError> {
     let mut live = c.db.heartbeat(node).await?;
+    // Consents past their expiry go from the database whichever node held them.
+    let expired = c.db.erase_expired(node).await?;
+    if expired > 0 {
+        tracing::info!(expired, "mirror: values of expired consents erased");
+    }
     live.sort();
     c.beat = Some(std::time::Instant::now());
     handle.set_live_nodes(live.iter().filter_map(|d| d.parse().ok()).collect());
