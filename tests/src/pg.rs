@@ -84,6 +84,11 @@ impl TestDb {
     pub fn try_count(&self, sql: &str) -> Option<i64> {
         self.client().query_one(sql, &[]).ok().map(|row| row.get(0))
     }
+
+    /// One text from a query, or `None` while it fails or finds no row (or NULL).
+    pub fn try_text(&self, sql: &str) -> Option<String> {
+        self.client().query_opt(sql, &[]).ok().flatten().and_then(|row| row.get(0))
+    }
 }
 
 impl Default for TestDb {

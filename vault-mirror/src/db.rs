@@ -19,6 +19,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// counts its own), and the petname.
 pub(crate) type Written = HashMap<(String, String), (u64, Option<String>)>;
 
+/// Where the values of the rows other nodes wrote came from (source device, epoch, operation),
+/// `None` when unknown.
+pub(crate) type Theirs = HashMap<(String, String), Option<(String, i64, i64)>>;
+
 /// What became of one share written.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Outcome {
@@ -63,13 +67,19 @@ impl Db {
         node: &str,
         attach: bool,
     ) -> Result<Db, MirrorError> {
-        Self::connect_inner(url, owner, node, attach).await.map_err(|e| e.scrubbed(url))
+        Self::connect_inner(url, owner, Some(node), attach).await.map_err(|e| e.scrubbed(url))
+    }
+
+    /// Connects without this node's writer lock: the connection that says the node is up and
+    /// asks which nodes are, beside the one that writes (a long write never delays it).
+    pub(crate) async fn connect_watcher(url: &MirrorUrl, owner: &str) -> Result<Db, MirrorError> {
+        Self::connect_inner(url, owner, None, false).await.map_err(|e| e.scrubbed(url))
     }
 
     async fn connect_inner(
         url: &MirrorUrl,
         owner: &str,
-        node: &str,
+        node: Option<&str>,
         attach: bool,
     ) -> Result<Db, MirrorError> {
         let mut config = url.config().clone();
@@ -92,15 +102,34 @@ impl Db {
                 (client, tokio::spawn(drive(connection)))
             }
         };
-        let locked: bool = client
-            .query_one(
-                "SELECT pg_try_advisory_lock(hashtextextended('vault-mirror-node:' || $1, 0))",
-                &[&node],
+        // No wait without end: a node whose connection died mid-transaction holds its locks
+        // until the server notices, and nobody waits on them past these.
+        client
+            .batch_execute(
+                "SET lock_timeout = '10s'; SET statement_timeout = '60s';
+                 SET idle_in_transaction_session_timeout = '60s'",
             )
+            .await?;
+        // Nodes of this version write beside each other and hold this lock shared; a node of
+        // an older version (which held it alone) cannot write meanwhile, nor these while it does.
+        let beside: bool = client
+            .query_one("SELECT pg_try_advisory_lock_shared($1)", &[&schema::WRITER_LOCK])
             .await?
             .try_get(0)?;
-        if !locked {
+        if !beside {
             return Err(MirrorError::Busy { target: url.target() });
+        }
+        if let Some(node) = node {
+            let locked: bool = client
+                .query_one(
+                    "SELECT pg_try_advisory_lock(hashtextextended('vault-mirror-node:' || $1, 0))",
+                    &[&node],
+                )
+                .await?
+                .try_get(0)?;
+            if !locked {
+                return Err(MirrorError::Busy { target: url.target() });
+            }
         }
         schema::prepare(&mut client, owner, attach).await?;
         Ok(Db { client, task })
@@ -117,17 +146,19 @@ impl Db {
         Ok(n.max(0) as u64)
     }
 
-    /// What the database holds of the rows `node` wrote last, share by share (a row another
-    /// node wrote since is not this node's to skip).
-    pub(crate) async fn written(&self, node: &str) -> Result<Written, MirrorError> {
+    /// What the database holds of the rows `node` wrote last, share by share, and where the
+    /// values of the others came from (a row another node wrote since is not this node's to
+    /// skip, nor to overwrite with an older copy).
+    pub(crate) async fn written(&self, node: &str) -> Result<(Written, Theirs), MirrorError> {
         let rows = self
             .client
             .query(
-                "SELECT customer, grant_id, vault_rev, customer_name FROM vault.consents WHERE node = $1",
-                &[&node],
+                "SELECT customer, grant_id, vault_rev, customer_name, node, source_device, source_epoch, source_op
+                 FROM vault.consents",
+                &[],
             )
             .await?;
-        let mut out = Written::new();
+        let (mut mine, mut theirs) = (Written::new(), Theirs::new());
         for r in &rows {
             let (customer, grant, rev, name): (Option<String>, Option<String>, Option<i64>, Option<String>) =
                 (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?);
@@ -136,11 +167,22 @@ impl Db {
                     "a row of vault.consents has no customer or grant_id".into(),
                 ));
             };
-            // A revision the mirror did not write (NULL, negative) is rewritten.
-            let rev = rev.and_then(|r| u64::try_from(r).ok()).unwrap_or(u64::MAX);
-            out.insert((customer, grant), (rev, name));
+            let writer: Option<String> = r.try_get(4)?;
+            if writer.as_deref() == Some(node) {
+                // A revision the mirror did not write (NULL, negative) is rewritten.
+                let rev = rev.and_then(|r| u64::try_from(r).ok()).unwrap_or(u64::MAX);
+                mine.insert((customer, grant), (rev, name));
+            } else {
+                let source: (Option<String>, Option<i64>, Option<i64>) =
+                    (r.try_get(5)?, r.try_get(6)?, r.try_get(7)?);
+                let source = match source {
+                    (Some(d), Some(e), Some(o)) => Some((d, e, o)),
+                    _ => None,
+                };
+                theirs.insert((customer, grant), source);
+            }
         }
-        Ok(out)
+        Ok((mine, theirs))
     }
 
     /// Erases the rows of a consent this node never held (a customer of another node, or
@@ -240,9 +282,10 @@ impl Db {
                 &[&customer, &grant, &node],
             )
             .await?;
-            tx.execute("DELETE FROM vault.consent_values WHERE customer = $1 AND grant_id = $2", &[
-                &customer, &grant,
-            ])
+            tx.execute(
+                "DELETE FROM vault.consent_values WHERE customer = $1 AND grant_id = $2",
+                &[&customer, &grant],
+            )
             .await?;
             n += tx
                 .execute(
@@ -258,15 +301,21 @@ impl Db {
     }
 
     /// Customers with a live consent here and how each was last reached: what a node taking
-    /// over customers calls.
-    pub(crate) async fn live_customers(&self) -> Result<Vec<(String, String)>, MirrorError> {
+    /// over customers calls. With `orphans_of` (the nodes up), only those last written by
+    /// another node (one that stopped).
+    pub(crate) async fn live_customers(
+        &self,
+        orphans_of: Option<&[String]>,
+    ) -> Result<Vec<(String, String)>, MirrorError> {
+        let up: Vec<&str> = orphans_of.unwrap_or_default().iter().map(String::as_str).collect();
         let rows = self
             .client
             .query(
                 "SELECT DISTINCT ON (customer) customer, customer_ticket FROM vault.consents
                  WHERE status = 'live' AND customer_ticket IS NOT NULL
+                   AND ($1 = false OR node IS NULL OR NOT (node = ANY($2::text[])))
                  ORDER BY customer, updated_at DESC NULLS LAST",
-                &[],
+                &[&orphans_of.is_some(), &up],
             )
             .await?;
         let mut out = Vec::with_capacity(rows.len());
@@ -283,6 +332,7 @@ impl Db {
     /// a node still running stops writing into them.
     pub(crate) async fn remove_all(&mut self) -> Result<u64, MirrorError> {
         let tx = self.client.transaction().await?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&DETACH_LOCK]).await?;
         tx.execute("DELETE FROM vault.consent_values", &[]).await?;
         let n = tx.execute("DELETE FROM vault.consents", &[]).await?;
         let left: i64 = tx.query_one("SELECT count(*) FROM vault.consent_values", &[]).await?.try_get(0)?;
@@ -333,8 +383,12 @@ impl Db {
         let mut outcomes: Vec<Option<Outcome>> = shares.iter().map(|_| None).collect();
         for (customer, grant, i) in order {
             let share = &shares[i];
-            tx.batch_execute("SAVEPOINT share").await?;
+            // Taken outside the savepoint: a rollback to it keeps both.
             lock_share(&tx, &customer, &grant).await?;
+            if share.status != ShareStatus::Live {
+                tx.execute(&statements.erased, &[&customer, &grant, &node]).await?;
+            }
+            tx.batch_execute("SAVEPOINT share").await?;
             let outcome = match statements.write(&tx, node, share, None).await {
                 Ok(true) => Outcome::Written,
                 Ok(false) => Outcome::Superseded,
@@ -348,7 +402,11 @@ impl Db {
                         Err(e) => {
                             refused_by_database(&e)?;
                             tx.batch_execute("ROLLBACK TO SAVEPOINT share").await?;
-                            statements.delete(&tx, share).await?;
+                            // Not even the row: an ended consent's rows go all the same (it is
+                            // listed erased above); a live one's stay as another node wrote them.
+                            if share.status != ShareStatus::Live {
+                                statements.delete(&tx, share).await?;
+                            }
                         }
                     }
                     tracing::warn!(grant = %share.grant.statement().id, problem = %why, "mirror: the database refused a consent's values");
@@ -363,9 +421,15 @@ impl Db {
     }
 }
 
-/// Whether `vault mirror off` (which takes this row's lock too) emptied the tables.
+/// The lock `vault mirror off` takes alone while it empties the tables, and every write takes
+/// shared: no write of any node commits across a detachment.
+const DETACH_LOCK: i64 = 8_315_178_049_665_788_979;
+
+/// Waits out a detachment under way, then says whether the tables were detached (`vault mirror
+/// off` emptied them): no write then.
 async fn detached(tx: &tokio_postgres::Transaction<'_>) -> Result<bool, MirrorError> {
-    Ok(tx.query_opt("SELECT value FROM vault.meta WHERE key = 'detached' FOR SHARE", &[]).await?.is_some())
+    tx.execute("SELECT pg_advisory_xact_lock_shared($1)", &[&DETACH_LOCK]).await?;
+    Ok(tx.query_opt("SELECT value FROM vault.meta WHERE key = 'detached'", &[]).await?.is_some())
 }
 
 /// Takes one consent's lock until the transaction ends: nodes writing or erasing the same
@@ -456,10 +520,9 @@ impl Statements {
     ) -> Result<bool, MirrorError> {
         let g = share.grant.statement();
         let (customer, grant) = (g.issuer.to_string(), g.id.to_string());
+        // An ended share is listed erased by the caller, outside the savepoint.
         let ended = share.status != ShareStatus::Live;
-        if ended {
-            tx.execute(&self.erased, &[&customer, &grant, &node]).await?;
-        } else if tx.query_opt(&self.is_erased, &[&customer, &grant]).await?.is_some() {
+        if !ended && tx.query_opt(&self.is_erased, &[&customer, &grant]).await?.is_some() {
             return Ok(false);
         }
         let fields: Vec<String> = g.fields.iter().map(ToString::to_string).collect();

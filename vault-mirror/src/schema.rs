@@ -10,6 +10,10 @@ use crate::MirrorError;
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = 4;
 
+/// The session-level advisory lock every writing node holds: shared by nodes that write beside
+/// each other (this version), alone by a node of a version before several nodes could.
+pub(crate) const WRITER_LOCK: i64 = 8_315_178_049_665_788_978;
+
 /// The PostgreSQL schema (namespace) the mirror owns.
 pub const NAMESPACE: &str = "vault";
 

@@ -7,13 +7,13 @@
 //! [`HEARTBEAT`], learns which nodes are (the node then serves its own customers, see
 //! `vault_sync`'s placement), and calls the customers it takes over from a node that stopped.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::task::JoinHandle;
 use vault_core::{MirrorEntry, ShareStatus, Vault};
 use vault_sync::VaultHandle;
 
-use crate::db::{Db, Outcome, Written};
+use crate::db::{Db, Outcome, Theirs, Written};
 use crate::{MirrorError, MirrorUrl};
 
 /// How long the loop waits for a change before looking again anyway (a change made by another
@@ -21,6 +21,11 @@ use crate::{MirrorError, MirrorUrl};
 const TICK: Duration = Duration::from_secs(2);
 /// How often a node tells the database it is up.
 const HEARTBEAT: Duration = Duration::from_secs(2);
+/// How often a node looks for customers left by a node that stopped, apart from when the nodes
+/// up changed (a customer unreachable then is called again).
+const READOPT: Duration = Duration::from_secs(30);
+/// How often a node erases the values of consents past their expiry.
+const SWEEP: Duration = Duration::from_secs(10);
 /// The longest wait between attempts to reach the database.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// Shares written per transaction.
@@ -119,18 +124,30 @@ pub async fn detach(url: &MirrorUrl, owner: &str, node: &str) -> Result<u64, Mir
     db.remove_all().await.map_err(|e| e.scrubbed(url))
 }
 
-/// What a connected loop keeps: the connection, what this node wrote, and when it last said it
-/// was up (with the nodes then up).
+/// What a connected loop keeps: the connection, what this node wrote, where the values of
+/// the rows other nodes wrote came from (until the first round after connecting has looked),
+/// and when it last erased what expired.
 struct Conn {
     db: Db,
     written: Written,
-    beat: Option<std::time::Instant>,
-    live: Vec<String>,
+    theirs: Option<Theirs>,
+    swept: Option<Instant>,
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 async fn run(handle: VaultHandle, url: MirrorUrl) {
     let mut changes = handle.changes();
     let (owner, node) = handle.with_vault(|v| (owner(v), node(v)));
+    let _watcher =
+        AbortOnDrop(tokio::spawn(watch_nodes(handle.clone(), url.clone(), owner.clone(), node.clone())));
     let mut conn: Option<Conn> = None;
     let mut backoff = Duration::from_millis(250);
     loop {
@@ -159,9 +176,9 @@ async fn run(handle: VaultHandle, url: MirrorUrl) {
     }
 }
 
-/// One pass: (re)connect if needed, say this node is up, then write every share whose
-/// revision the database does not hold, erase what was asked of grants never held, and
-/// confirm the erasures committed.
+/// One pass: (re)connect if needed, then write every share whose revision the database does
+/// not hold, erase what was asked of grants never held and what expired, and confirm the
+/// erasures committed.
 async fn round(
     handle: &VaultHandle,
     url: &MirrorUrl,
@@ -177,25 +194,30 @@ async fn round(
     let entries = handle.with_vault(|v| v.mirror().changes(conn.is_none()))?;
     if conn.is_none() {
         let db = Db::connect(url, owner, node, false).await?;
-        let written = db.written(node).await?;
+        let (written, theirs) = db.written(node).await?;
         handle.with_vault(|v| v.mirror_mut().set_status(true, &format!("writing to {}", url.target())))?;
-        *conn = Some(Conn { db, written, beat: None, live: Vec::new() });
+        *conn = Some(Conn { db, written, theirs: Some(theirs), swept: None });
     }
     let c = conn.as_mut().expect("connected above");
-    if c.beat.is_none_or(|at| at.elapsed() >= HEARTBEAT) {
-        heartbeat(handle, c, node).await?;
+    // Consents past their expiry go from the database whichever node held them.
+    if c.swept.is_none_or(|at| at.elapsed() >= SWEEP) {
+        let expired = c.db.erase_expired(node).await?;
+        if expired > 0 {
+            tracing::info!(expired, "mirror: values of expired consents erased");
+        }
+        c.swept = Some(Instant::now());
     }
-    let (db, written) = (&mut c.db, &mut c.written);
     // Grants never held here that ended: their rows go (for good) before their receipts.
     let unheld = handle.with_vault(|v| v.mirror().unheld_pending());
     for (customer, grant) in &unheld {
-        db.erase_unheld(node, &customer.to_string(), &grant.to_string()).await?;
+        c.db.erase_unheld(node, &customer.to_string(), &grant.to_string()).await?;
         handle.with_vault(|v| v.mirror_mut().unheld_erased(customer, grant));
     }
     if !unheld.is_empty() {
         tracing::info!(count = unheld.len(), "mirror: rows of grants never held here erased");
         handle.receipts_signed();
     }
+    let written = &mut c.written;
     let todo: Vec<&MirrorEntry> = entries
         .iter()
         .filter(|e| e.erasure_pending || written.get(&key(e)) != Some(&(e.rev, e.customer_name.clone())))
@@ -205,14 +227,28 @@ async fn round(
         todo.into_iter().partition(|e| e.erasure_pending);
     let wrote = !withdrawals.is_empty() || !imports.is_empty();
     let mut refused = Vec::new();
+    // Rows another node wrote last are compared once, after connecting: a copy held here is
+    // written over them only if it is newer from the same source (a node back from a stop, or
+    // from a lost connection, holds copies older than the ones written meanwhile).
+    let theirs = c.theirs.take().unwrap_or_default();
     for chunk in withdrawals.chunks(BATCH).chain(imports.chunks(BATCH)) {
-        let shares = handle.with_vault(|v: &mut Vault| {
+        let mut shares = handle.with_vault(|v: &mut Vault| {
             chunk
                 .iter()
                 .filter_map(|e| v.mirror_mut().share(&e.customer, &e.grant).transpose())
                 .collect::<Result<Vec<_>, _>>()
         })?;
-        let outcomes = db.write(node, &shares).await?;
+        shares.retain(|s| {
+            let g = s.grant.statement();
+            let k = (g.issuer.to_string(), g.id.to_string());
+            let keep =
+                s.status != ShareStatus::Live || theirs.get(&k).is_none_or(|row| newer(s, row.as_ref()));
+            if !keep {
+                written.insert(k, (s.rev, s.customer_name.clone()));
+            }
+            keep
+        });
+        let outcomes = c.db.write(node, &shares).await?;
         // Committed: the rows of withdrawn shares are gone, their receipts can be signed.
         let mut erased = Vec::new();
         for (share, outcome) in shares.iter().zip(outcomes) {
@@ -252,29 +288,70 @@ async fn round(
     Ok(())
 }
 
-/// Says this node is up and hands the node the nodes up; when they changed, the node is given
-/// the customers with a live consent, to call those it now serves.
-async fn heartbeat(handle: &VaultHandle, c: &mut Conn, node: &str) -> Result<(), MirrorError> {
-    let mut live = c.db.heartbeat(node).await?;
-    // Consents past their expiry go from the database whichever node held them.
-    let expired = c.db.erase_expired(node).await?;
-    if expired > 0 {
-        tracing::info!(expired, "mirror: values of expired consents erased");
+/// Whether the copy `share` holds is newer than the one in a row another node wrote: from the
+/// same source, a later operation; over a row of unknown source, any copy with one.
+fn newer(share: &vault_core::MirrorShare, row: Option<&(String, i64, i64)>) -> bool {
+    let Some(mine) = &share.source else { return false };
+    let Some((device, epoch, op)) = row else { return true };
+    let as_i64 = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    mine.device.to_string() == *device && (as_i64(mine.epoch), as_i64(mine.op)) > (*epoch, *op)
+}
+
+/// Beside the writing loop, on a connection of its own (a long write never delays it): says
+/// this node is up every [`HEARTBEAT`], hands the node the nodes up, and hands it the
+/// customers to call: all those with a live consent when the nodes up changed, those last
+/// written by a node that is not up every [`READOPT`].
+async fn watch_nodes(handle: VaultHandle, url: MirrorUrl, owner: String, node: String) {
+    let mut db: Option<Db> = None;
+    let mut live: Vec<String> = Vec::new();
+    let mut looked: Option<Instant> = None;
+    loop {
+        if db.as_ref().is_some_and(Db::is_closed) {
+            db = None;
+        }
+        if db.is_none() {
+            match Db::connect_watcher(&url, &owner).await {
+                Ok(d) => db = Some(d),
+                Err(e) => {
+                    tracing::debug!(error = %url.scrub(&e.to_string()), "mirror: cannot say this node is up")
+                }
+            }
+        }
+        if let Some(d) = &db
+            && let Err(e) = beat(&handle, d, &node, &mut live, &mut looked).await
+        {
+            tracing::debug!(error = %url.scrub(&e.to_string()), "mirror: cannot say this node is up");
+            db = None;
+        }
+        tokio::time::sleep(HEARTBEAT).await;
     }
-    live.sort();
-    c.beat = Some(std::time::Instant::now());
-    handle.set_live_nodes(live.iter().filter_map(|d| d.parse().ok()).collect());
-    if live != c.live {
-        tracing::info!(nodes = live.len(), "mirror: the nodes up changed");
-        let customers = c.db.live_customers().await?;
+}
+
+async fn beat(
+    handle: &VaultHandle,
+    db: &Db,
+    node: &str,
+    live: &mut Vec<String>,
+    looked: &mut Option<Instant>,
+) -> Result<(), MirrorError> {
+    let mut now = db.heartbeat(node).await?;
+    now.sort();
+    handle.set_live_nodes(now.iter().filter_map(|d| d.parse().ok()).collect());
+    let changed = now != *live;
+    if changed || looked.is_none_or(|at| at.elapsed() >= READOPT) {
+        if changed {
+            tracing::info!(nodes = now.len(), "mirror: the nodes up changed");
+        }
+        let customers = db.live_customers(if changed { None } else { Some(&now) }).await?;
         let customers =
             customers.into_iter().filter_map(|(c, t)| Some((c.parse().ok()?, t.parse().ok()?))).collect();
         let n = handle.adopt(customers);
         if n > 0 {
             tracing::info!(customers = n, "calling the customers this node serves now");
         }
-        c.live = live;
+        *looked = Some(Instant::now());
     }
+    *live = now;
     Ok(())
 }
 

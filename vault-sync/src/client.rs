@@ -105,9 +105,10 @@ pub(crate) async fn dial(
 ) -> Result<Dialed, SyncError> {
     let (identity, candidates) = vault_core::dial_candidates(&shared.vault(), ticket, spread)?;
     let mut last = None;
-    let count = candidates.len();
+    // The last device to be dialed gets the whole handshake time.
+    let last_dialed = candidates.iter().rposition(|c| matches!(c, DialCandidate::Dial { .. }));
     for (i, candidate) in candidates.into_iter().enumerate() {
-        let within = if spread && i + 1 < count { SPREAD_TIMEOUT } else { HANDSHAKE_TIMEOUT };
+        let within = if spread && Some(i) != last_dialed { SPREAD_TIMEOUT } else { HANDSHAKE_TIMEOUT };
         let (device, addrs) = match candidate {
             DialCandidate::Dial { device, addrs } => (device, addrs),
             DialCandidate::Removed(_) => {

@@ -149,12 +149,25 @@ impl VaultHandle {
     /// nodes lately: each serves the customers that come first to it (see
     /// [`vault_core::first_for`]). Devices the identity removed are left out.
     pub fn set_live_nodes(&self, nodes: Vec<vault_core::DeviceId>) {
+        // Only devices this identity lists as active: a row in the database (written by
+        // anyone with access to it) does not make a node.
         let nodes: Vec<vault_core::DeviceId> = {
             let vault = self.shared.vault();
-            let me = vault.identity();
-            nodes.into_iter().filter(|d| !vault.devices().is_refused_device(&me, d).unwrap_or(true)).collect()
+            let active: std::collections::HashSet<vault_core::DeviceId> = vault
+                .devices()
+                .list()
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|d| d.removed_at.is_none())
+                .map(|d| d.id)
+                .collect();
+            nodes.into_iter().filter(|d| active.contains(d)).collect()
         };
-        self.shared.placement().set_live(nodes);
+        if self.shared.placement().set_live(nodes) {
+            // Whom this node keeps a session with is asked again at once: customers of a node
+            // that stopped are called now, not at the next full look.
+            self.shared.offers.send_modify(|n| *n += 1);
+        }
     }
 
     /// Customers the shared database lists with a live consent, and how each was last reached:

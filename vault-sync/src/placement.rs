@@ -30,9 +30,13 @@ pub(crate) struct Placement {
 }
 
 impl Placement {
-    /// The database heard from these nodes lately.
-    pub(crate) fn set_live(&mut self, devices: Vec<DeviceId>) {
+    /// The database heard from these nodes lately. True when who serves whom may have changed
+    /// (other nodes than before, or nothing fresh known before).
+    pub(crate) fn set_live(&mut self, mut devices: Vec<DeviceId>) -> bool {
+        devices.sort_by_key(|d| *d.as_bytes());
+        let changed = self.live().is_none_or(|before| before != devices.as_slice());
         self.live = Some((devices, Instant::now()));
+        changed
     }
 
     /// The nodes up, while what the database said still holds.

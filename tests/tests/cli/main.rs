@@ -15,6 +15,7 @@ mod live_changes;
 mod live_grant;
 mod mirror;
 mod mirror_faults;
+mod mirror_nodes;
 mod mirror_tls;
 mod net_faults;
 mod network;

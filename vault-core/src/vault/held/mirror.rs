@@ -254,11 +254,10 @@ impl<V: DerefMut<Target = Vault>> Mirror<V> {
             refused,
             ticket: record.ticket.as_deref().and_then(|t| t.parse().ok()),
             // A new epoch's copy still filling: the view shows the old one, of no known version.
-            source: record.from_device.filter(|_| !record.view_pending).map(|device| MirrorSource {
-                device,
-                epoch: record.epoch,
-                op: record.source_op,
-            }),
+            source: record
+                .from_device
+                .filter(|_| !record.view_pending && record.source_op != 0)
+                .map(|device| MirrorSource { device, epoch: record.epoch, op: record.source_op }),
         }))
     }
 

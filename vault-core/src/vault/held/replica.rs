@@ -283,7 +283,7 @@ impl<V: DerefMut<Target = Vault>> Held<V> {
                     .am
                     .get_heads()
                     .iter()
-                    .filter_map(|h| replica.am.get_change_by_hash(h).map(|c| c.max_op()))
+                    .filter_map(|h| replica.am.get_change_meta_by_hash(h).map(|m| m.max_op))
                     .max()
                     .unwrap_or(0);
             }

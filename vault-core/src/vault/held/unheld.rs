@@ -17,12 +17,14 @@ use crate::vault::Vault;
 
 /// At most this many erasures of grants never held are kept at once.
 const MAX_UNHELD: usize = 4096;
+/// At most this many per issuer: one peer cannot take the room of the others.
+const MAX_UNHELD_PER_ISSUER: usize = 64;
 
 /// One erasure of a grant never held.
 #[derive(Clone)]
 struct Unheld {
-    /// The mirror committed the erasure: the receipt may be signed.
-    erased: bool,
+    /// The mirror committed the erasure: the receipt, signed then.
+    erased: Option<Signed<ErasureReceipt>>,
     /// The ticket the issuer was reached at.
     ticket: Option<Ticket>,
 }
@@ -46,10 +48,11 @@ impl<V: std::ops::Deref<Target = Vault>> Held<V> {
         }
         let mut all = self.vault.held.unheld.0.borrow_mut();
         match all.get(&(issuer, grant)) {
-            Some(u) => u.erased,
+            Some(u) => u.erased.is_some(),
             None => {
-                if all.len() < MAX_UNHELD {
-                    all.insert((issuer, grant), Unheld { erased: false, ticket: ticket.cloned() });
+                let theirs = all.keys().filter(|(i, _)| *i == issuer).count();
+                if all.len() < MAX_UNHELD && theirs < MAX_UNHELD_PER_ISSUER {
+                    all.insert((issuer, grant), Unheld { erased: None, ticket: ticket.cloned() });
                     drop(all);
                     self.bump_issuers();
                 }
@@ -74,11 +77,10 @@ impl<V: std::ops::Deref<Target = Vault>> Held<V> {
         &self,
         issuer: Option<IdentityId>,
     ) -> Vec<Signed<ErasureReceipt>> {
-        let now = self.vault.now();
         let all = self.vault.held.unheld.0.borrow();
         all.iter()
-            .filter(|((i, _), u)| u.erased && issuer.is_none_or(|want| *i == want))
-            .map(|((i, g), _)| self.erasure_receipt(*i, *g, now))
+            .filter(|((i, _), _)| issuer.is_none_or(|want| *i == want))
+            .filter_map(|(_, u)| u.erased.clone())
             .collect()
     }
 
@@ -92,15 +94,16 @@ impl<V: std::ops::Deref<Target = Vault>> Held<V> {
     /// Erasures of grants never held that wait for the mirror: (customer, grant).
     pub(crate) fn unheld_pending(&self) -> Vec<(IdentityId, GrantId)> {
         let all = self.vault.held.unheld.0.borrow();
-        all.iter().filter(|(_, u)| !u.erased).map(|(k, _)| *k).collect()
+        all.iter().filter(|(_, u)| u.erased.is_none()).map(|(k, _)| *k).collect()
     }
 
     /// The mirror committed the erasure of `grant`'s rows: its receipt may be signed.
     pub(crate) fn unheld_erased(&self, customer: &IdentityId, grant: &GrantId) -> bool {
+        let now = self.vault.now();
         let mut all = self.vault.held.unheld.0.borrow_mut();
         match all.get_mut(&(*customer, *grant)) {
-            Some(u) if !u.erased => {
-                u.erased = true;
+            Some(u) if u.erased.is_none() => {
+                u.erased = Some(self.erasure_receipt(*customer, *grant, now));
                 true
             }
             _ => false,
