@@ -117,7 +117,7 @@ impl Db {
             .await?
             .try_get(0)?;
         if !beside {
-            return Err(MirrorError::Busy { target: url.target() });
+            return Err(MirrorError::OlderNode { target: url.target() });
         }
         if let Some(node) = node {
             let locked: bool = client
@@ -333,6 +333,8 @@ impl Db {
     pub(crate) async fn remove_all(&mut self) -> Result<u64, MirrorError> {
         let tx = self.client.transaction().await?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&DETACH_LOCK]).await?;
+        // Every row of every node goes: no time limit, and room to wait out a write under way.
+        tx.batch_execute("SET LOCAL statement_timeout = 0; SET LOCAL lock_timeout = '60s'").await?;
         tx.execute("DELETE FROM vault.consent_values", &[]).await?;
         let n = tx.execute("DELETE FROM vault.consents", &[]).await?;
         let left: i64 = tx.query_one("SELECT count(*) FROM vault.consent_values", &[]).await?.try_get(0)?;

@@ -82,6 +82,15 @@ pub enum MirrorError {
         /// user@host:port/database
         target: String,
     },
+    /// A node of a vault version from before several nodes could share a database writes to
+    /// these tables now.
+    #[error(
+        "a node of an older vault version is writing to this mirror ({target}); upgrade it (or stop it) first"
+    )]
+    OlderNode {
+        /// user@host:port/database
+        target: String,
+    },
     /// `vault mirror off` emptied and detached these tables.
     #[error("the mirror was detached (`vault mirror off`); `vault mirror set` attaches it again")]
     Detached,
@@ -144,6 +153,7 @@ impl MirrorError {
                 | MirrorError::Database(_)
                 | MirrorError::Refused { .. }
                 | MirrorError::Busy { .. }
+                | MirrorError::OlderNode { .. }
         )
     }
 }

@@ -84,6 +84,8 @@ const EXPECTED: &[(&str, &[(&str, &str)])] = &[
 /// checks them. A schema another vault owns, or a newer one, is refused.
 pub(crate) async fn prepare(client: &mut Client, owner: &str, attach: bool) -> Result<(), MirrorError> {
     let tx = client.transaction().await?;
+    // A migration of a large table takes what it takes.
+    tx.batch_execute("SET LOCAL statement_timeout = 0").await?;
     // Two vaults (or two nodes) preparing at once: one waits for the other.
     tx.execute("SELECT pg_advisory_xact_lock(8315178049665788977)", &[]).await?;
     tx.batch_execute(

@@ -146,8 +146,15 @@ impl Drop for AbortOnDrop {
 async fn run(handle: VaultHandle, url: MirrorUrl) {
     let mut changes = handle.changes();
     let (owner, node) = handle.with_vault(|v| (owner(v), node(v)));
-    let _watcher =
-        AbortOnDrop(tokio::spawn(watch_nodes(handle.clone(), url.clone(), owner.clone(), node.clone())));
+    // Whether this node holds its writer connection: it says it is up only then (a node that
+    // cannot write lets the others take its customers).
+    let writing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let _watcher = AbortOnDrop(tokio::spawn(watch_nodes(
+        handle.clone(),
+        url.clone(),
+        (owner.clone(), node.clone()),
+        writing.clone(),
+    )));
     let mut conn: Option<Conn> = None;
     let mut backoff = Duration::from_millis(250);
     loop {
@@ -159,7 +166,9 @@ async fn run(handle: VaultHandle, url: MirrorUrl) {
             tracing::info!("mirror detached; stopping");
             return;
         }
-        match round(&handle, &url, (&owner, &node), &mut conn).await {
+        let result = round(&handle, &url, (&owner, &node), &mut conn).await;
+        writing.store(conn.is_some(), std::sync::atomic::Ordering::Relaxed);
+        match result {
             Ok(()) => {
                 backoff = Duration::from_millis(250);
                 let _ = tokio::time::timeout(TICK, changes.changed()).await;
@@ -199,14 +208,6 @@ async fn round(
         *conn = Some(Conn { db, written, theirs: Some(theirs), swept: None });
     }
     let c = conn.as_mut().expect("connected above");
-    // Consents past their expiry go from the database whichever node held them.
-    if c.swept.is_none_or(|at| at.elapsed() >= SWEEP) {
-        let expired = c.db.erase_expired(node).await?;
-        if expired > 0 {
-            tracing::info!(expired, "mirror: values of expired consents erased");
-        }
-        c.swept = Some(Instant::now());
-    }
     // Grants never held here that ended: their rows go (for good) before their receipts.
     let unheld = handle.with_vault(|v| v.mirror().unheld_pending());
     for (customer, grant) in &unheld {
@@ -273,6 +274,16 @@ async fn round(
             handle.receipts_signed();
         }
     }
+    // Consents past their expiry go from the database whichever node held them; after this
+    // node's own writes, and a failure here fails nothing else (it is tried again later).
+    if c.swept.is_none_or(|at| at.elapsed() >= SWEEP) {
+        c.swept = Some(Instant::now());
+        match c.db.erase_expired(node).await {
+            Ok(0) => {}
+            Ok(expired) => tracing::info!(expired, "mirror: values of expired consents erased"),
+            Err(e) => tracing::warn!(error = %url.scrub(&e.to_string()), "mirror: erasing expired consents"),
+        }
+    }
     if !refused.is_empty() {
         // Said until the next round that writes without a refusal.
         let detail = format!(
@@ -289,10 +300,10 @@ async fn round(
 }
 
 /// Whether the copy `share` holds is newer than the one in a row another node wrote: from the
-/// same source, a later operation; over a row of unknown source, any copy with one.
+/// same source, a later operation; over a row of unknown source (written before sources were kept), any.
 fn newer(share: &vault_core::MirrorShare, row: Option<&(String, i64, i64)>) -> bool {
-    let Some(mine) = &share.source else { return false };
     let Some((device, epoch, op)) = row else { return true };
+    let Some(mine) = &share.source else { return false };
     let as_i64 = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
     mine.device.to_string() == *device && (as_i64(mine.epoch), as_i64(mine.op)) > (*epoch, *op)
 }
@@ -301,11 +312,18 @@ fn newer(share: &vault_core::MirrorShare, row: Option<&(String, i64, i64)>) -> b
 /// this node is up every [`HEARTBEAT`], hands the node the nodes up, and hands it the
 /// customers to call: all those with a live consent when the nodes up changed, those last
 /// written by a node that is not up every [`READOPT`].
-async fn watch_nodes(handle: VaultHandle, url: MirrorUrl, owner: String, node: String) {
+async fn watch_nodes(
+    handle: VaultHandle,
+    url: MirrorUrl,
+    (owner, node): (String, String),
+    writing: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) {
     let mut db: Option<Db> = None;
     let mut live: Vec<String> = Vec::new();
     let mut looked: Option<Instant> = None;
     loop {
+        // At a fixed rate, whatever a beat took.
+        let next = tokio::time::Instant::now() + HEARTBEAT;
         if db.as_ref().is_some_and(Db::is_closed) {
             db = None;
         }
@@ -318,12 +336,13 @@ async fn watch_nodes(handle: VaultHandle, url: MirrorUrl, owner: String, node: S
             }
         }
         if let Some(d) = &db
+            && writing.load(std::sync::atomic::Ordering::Relaxed)
             && let Err(e) = beat(&handle, d, &node, &mut live, &mut looked).await
         {
             tracing::debug!(error = %url.scrub(&e.to_string()), "mirror: cannot say this node is up");
             db = None;
         }
-        tokio::time::sleep(HEARTBEAT).await;
+        tokio::time::sleep_until(next).await;
     }
 }
 
@@ -334,9 +353,14 @@ async fn beat(
     live: &mut Vec<String>,
     looked: &mut Option<Instant>,
 ) -> Result<(), MirrorError> {
-    let mut now = db.heartbeat(node).await?;
+    let heard = db.heartbeat(node).await?;
+    // The identity's active devices among them (see VaultHandle::set_live_nodes).
+    let mut now: Vec<String> = handle
+        .set_live_nodes(heard.iter().filter_map(|d| d.parse().ok()).collect())
+        .iter()
+        .map(ToString::to_string)
+        .collect();
     now.sort();
-    handle.set_live_nodes(now.iter().filter_map(|d| d.parse().ok()).collect());
     let changed = now != *live;
     if changed || looked.is_none_or(|at| at.elapsed() >= READOPT) {
         if changed {

@@ -147,8 +147,9 @@ impl VaultHandle {
 
     /// The database this node writes to (shared by the identity's nodes) heard from these
     /// nodes lately: each serves the customers that come first to it (see
-    /// [`vault_core::first_for`]). Devices the identity removed are left out.
-    pub fn set_live_nodes(&self, nodes: Vec<vault_core::DeviceId>) {
+    /// [`vault_core::first_for`]). Devices the identity removed are left out. Returns the nodes
+    /// taken.
+    pub fn set_live_nodes(&self, nodes: Vec<vault_core::DeviceId>) -> Vec<vault_core::DeviceId> {
         // Only devices this identity lists as active: a row in the database (written by
         // anyone with access to it) does not make a node.
         let nodes: Vec<vault_core::DeviceId> = {
@@ -163,17 +164,21 @@ impl VaultHandle {
                 .collect();
             nodes.into_iter().filter(|d| active.contains(d)).collect()
         };
-        if self.shared.placement().set_live(nodes) {
+        if self.shared.placement().set_live(nodes.clone()) {
             // Whom this node keeps a session with is asked again at once: customers of a node
             // that stopped are called now, not at the next full look.
             self.shared.offers.send_modify(|n| *n += 1);
         }
+        nodes
     }
 
     /// Customers the shared database lists with a live consent, and how each was last reached:
     /// this node calls those it now serves and does not hold (a stopped node's). Returns how
     /// many it will call.
     pub fn adopt(&self, customers: Vec<(vault_core::IdentityId, vault_core::Ticket)>) -> usize {
+        if customers.is_empty() {
+            return 0;
+        }
         let held: std::collections::HashSet<vault_core::IdentityId> = {
             let vault = self.shared.vault();
             vault.held().issuers().unwrap_or_default().into_iter().map(|(i, _)| i).collect()

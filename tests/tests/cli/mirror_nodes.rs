@@ -96,7 +96,7 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
 /// throughout.
 #[test]
 fn three_nodes_share_the_customers_and_one_that_stops_costs_nothing() {
-    const CUSTOMERS: usize = 12;
+    const CUSTOMERS: usize = 24;
     let db = TestDb::new();
     let shops: Vec<TestVault> =
         (0..3).map(|i| if i == 0 { TestVault::new() } else { TestVault::uninitialised() }).collect();
@@ -133,8 +133,15 @@ fn three_nodes_share_the_customers_and_one_that_stops_costs_nothing() {
         c.ok(&["profile", "set", "email", &format!("c{i}@example.org")]);
     }
     let grants: Vec<String> = customers.iter().map(|c| grant(c, "profile.email")).collect();
+    let mut looked = std::time::Instant::now();
     eventually("every consent in PostgreSQL", || {
-        db.try_count("SELECT count(*) FROM vault.consent_values") == Some(CUSTOMERS as i64)
+        let n = db.try_count("SELECT count(*) FROM vault.consent_values");
+        if looked.elapsed() > Duration::from_secs(10) {
+            looked = std::time::Instant::now();
+            let rows = db.try_count("SELECT count(*) FROM vault.consents");
+            eprintln!("filling: {rows:?} consents, {n:?} values of {CUSTOMERS}");
+        }
+        n == Some(CUSTOMERS as i64)
     });
     assert_eq!(db.count("SELECT count(*) FROM vault.consents"), CUSTOMERS as i64, "each consent once");
 
