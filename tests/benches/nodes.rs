@@ -152,7 +152,7 @@ async fn run(db: &TestDb, k: usize, n: usize) {
             v.records_mut().set_profile("email", &format!("customer{i}@edited.example")).unwrap()
         });
     }
-        // At most two minutes: an edit that did not arrive by then is reported, not waited for.
+    // At most two minutes: an edit that did not arrive by then is reported, not waited for.
     let edited = "SELECT count(*) FROM vault.consent_values WHERE value_text LIKE '%@edited.example'";
     while count(edited) as usize != n && start.elapsed() < Duration::from_secs(120) {
         tokio::time::sleep(Duration::from_millis(50)).await;

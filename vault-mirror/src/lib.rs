@@ -10,7 +10,8 @@
 //! - url.rs: the connection string, its password never shown;
 //! - tls.rs: TLS to the database (`sslmode`, `sslrootcert`);
 //! - schema.rs: the tables, created, migrated and checked;
-//! - db.rs: the statements;
+//! - db.rs: the statements that write shares (db/nodes.rs: those several nodes of one seller
+//!   need: heartbeats, customers to take over, erasures of consents never held, expiry);
 //! - worker.rs: the loop beside the node.
 
 mod db;
