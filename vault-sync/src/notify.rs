@@ -103,8 +103,8 @@ pub(crate) async fn notify_audiences(shared: Arc<NodeTasks>, endpoint: Endpoint)
             due.map(|(_, p)| p.news.clone()).collect()
         };
         for news in candidates {
-            let AudienceNews { audience, ticket, shares: now, behind } = news.clone();
-            if !shared.book().needs_offer(&audience, &now, behind) {
+            let AudienceNews { audience, ticket, shares: now, behind, values_behind } = news.clone();
+            if !shared.book().needs_offer(&audience, &now, behind, values_behind) {
                 pending.remove(&audience);
                 continue;
             }

@@ -191,8 +191,17 @@ impl PeerBook {
 
     /// Whether `audience` must be told: no session of it listens, and it gained a live or an
     /// ended grant since it was last told, or its devices are `behind` on values at a version
-    /// it was not offered (its session went idle and the values changed since).
-    pub(crate) fn needs_offer(&self, audience: &IdentityId, now: &ShareSet, behind: Option<u64>) -> bool {
+    /// it was not offered (its session went idle and the values changed since). News a session
+    /// that listened had carried is not offered again, unless it is values the audience still
+    /// lacks (`values_behind`: that session may have closed before they were sent), and then
+    /// with the same growing wait.
+    pub(crate) fn needs_offer(
+        &self,
+        audience: &IdentityId,
+        now: &ShareSet,
+        behind: Option<u64>,
+        values_behind: bool,
+    ) -> bool {
         if self.listening.contains_key(audience) {
             return false;
         }
@@ -205,7 +214,15 @@ impl PeerBook {
         }
         match self.acked.get(audience) {
             Some(a) if a.set == *now && a.behind == behind => {
-                !a.delivered && a.at.elapsed() >= reoffer_after(a.again)
+                if a.delivered && !values_behind {
+                    return false;
+                }
+                // Values a session that listened left behind: the first time at once.
+                let wait = match a.delivered {
+                    true => reoffer_after(a.again).saturating_sub(reoffer_after(0)),
+                    false => reoffer_after(a.again),
+                };
+                a.at.elapsed() >= wait
             }
             _ => true,
         }
@@ -229,21 +246,21 @@ mod tests {
         let peer = vault_core::Identity::from_secret_bytes(&[1; 32]).public();
         let mut book = PeerBook::default();
         let nothing: ShareSet = Default::default();
-        assert!(!book.needs_offer(&peer, &nothing, None));
+        assert!(!book.needs_offer(&peer, &nothing, None, false));
         let one: ShareSet = ([id(1)].into(), BTreeSet::new());
-        assert!(book.needs_offer(&peer, &one, None));
+        assert!(book.needs_offer(&peer, &one, None, false));
         book.told(peer, one.clone());
-        assert!(!book.needs_offer(&peer, &one, None));
+        assert!(!book.needs_offer(&peer, &one, None, false));
         // A revocation is news; an erasure confirmed (the ended set shrinking) is not.
         let revoked: ShareSet = (BTreeSet::new(), [id(1)].into());
-        assert!(book.needs_offer(&peer, &revoked, None));
+        assert!(book.needs_offer(&peer, &revoked, None, false));
         book.told(peer, revoked);
-        assert!(!book.needs_offer(&peer, &nothing, None));
+        assert!(!book.needs_offer(&peer, &nothing, None, false));
         // A listening session is told by its own session.
         book.start_listening(peer);
-        assert!(!book.needs_offer(&peer, &([id(2)].into(), BTreeSet::new()), None));
+        assert!(!book.needs_offer(&peer, &([id(2)].into(), BTreeSet::new()), None, false));
         book.stop_listening(&peer);
-        assert!(book.needs_offer(&peer, &([id(2)].into(), BTreeSet::new()), None));
+        assert!(book.needs_offer(&peer, &([id(2)].into(), BTreeSet::new()), None, false));
     }
 
     #[test]
@@ -252,31 +269,53 @@ mod tests {
         let mut book = PeerBook::default();
         let one: ShareSet = ([id(1)].into(), BTreeSet::new());
         book.told(peer, one.clone());
-        assert!(!book.needs_offer(&peer, &one, None), "up to date");
-        assert!(book.needs_offer(&peer, &one, Some(7)), "values changed after its session went idle");
+        assert!(!book.needs_offer(&peer, &one, None, false), "up to date");
+        assert!(book.needs_offer(&peer, &one, Some(7), true), "values changed after its session went idle");
         book.offer_acked(peer, one.clone(), Some(7));
-        assert!(!book.needs_offer(&peer, &one, Some(7)), "acknowledged: the grantee dials back");
-        assert!(book.needs_offer(&peer, &one, Some(8)), "a newer version");
+        assert!(!book.needs_offer(&peer, &one, Some(7), true), "acknowledged: the grantee dials back");
+        assert!(book.needs_offer(&peer, &one, Some(8), true), "a newer version");
         // Acknowledged but never dialed back: offered again after a minute, then less often.
         let long_ago = Instant::now() - Duration::from_secs(61);
         book.acked.get_mut(&peer).unwrap().at = long_ago;
-        assert!(book.needs_offer(&peer, &one, Some(7)), "the grantee did not dial back");
+        assert!(book.needs_offer(&peer, &one, Some(7), true), "the grantee did not dial back");
         book.offer_acked(peer, one.clone(), Some(7));
         book.acked.get_mut(&peer).unwrap().at = long_ago;
-        assert!(!book.needs_offer(&peer, &one, Some(7)), "the second time, two minutes");
+        assert!(!book.needs_offer(&peer, &one, Some(7), true), "the second time, two minutes");
         assert_eq!(reoffer_after(20), Duration::from_secs(1800));
         // A new grant not yet told is the same: offered, then again only if nobody dialed back.
         let two: ShareSet = ([id(1), id(2)].into(), BTreeSet::new());
-        assert!(book.needs_offer(&peer, &two, None));
+        assert!(book.needs_offer(&peer, &two, None, false));
         book.offer_acked(peer, two.clone(), None);
-        assert!(!book.needs_offer(&peer, &two, None));
+        assert!(!book.needs_offer(&peer, &two, None, false));
         book.start_listening(peer);
-        assert!(!book.needs_offer(&peer, &two, Some(9)), "a listening session carries it");
+        assert!(!book.needs_offer(&peer, &two, Some(9), true), "a listening session carries it");
         // Once a session listened, the news it had is not offered again, however long ago.
         book.stop_listening(&peer);
         book.acked.get_mut(&peer).unwrap().at = long_ago;
-        assert!(!book.needs_offer(&peer, &two, None), "delivered");
-        assert!(book.needs_offer(&peer, &two, Some(10)), "new news is");
+        assert!(!book.needs_offer(&peer, &two, None, false), "delivered");
+        assert!(book.needs_offer(&peer, &two, Some(10), true), "new news is");
+    }
+
+    /// A session that listened but closed before the values it was offered for were sent: the
+    /// same values are offered again (at once the first time, then less often), not left to the
+    /// grantee's refresh half an hour later.
+    #[test]
+    fn values_a_listening_session_left_behind_are_offered_again() {
+        let peer = vault_core::Identity::from_secret_bytes(&[1; 32]).public();
+        let mut book = PeerBook::default();
+        let one: ShareSet = ([id(1)].into(), BTreeSet::new());
+        book.told(peer, one.clone());
+        book.offer_acked(peer, one.clone(), Some(7));
+        book.start_listening(peer);
+        book.stop_listening(&peer);
+        assert!(book.needs_offer(&peer, &one, Some(7), true), "still behind on the same values");
+        assert!(!book.needs_offer(&peer, &one, Some(7), false), "told items a session carried are not");
+        book.offer_acked(peer, one.clone(), Some(7));
+        book.start_listening(peer);
+        book.stop_listening(&peer);
+        assert!(!book.needs_offer(&peer, &one, Some(7), true), "the second time, after a wait");
+        book.acked.get_mut(&peer).unwrap().at = Instant::now() - Duration::from_secs(61);
+        assert!(book.needs_offer(&peer, &one, Some(7), true));
     }
 
     #[test]

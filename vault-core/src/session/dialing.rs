@@ -202,6 +202,10 @@ pub struct AudienceNews {
     /// vault knows of: a fingerprint of those grants' versions (an audience is offered once
     /// per version, so a device that never catches up does not make the node offer forever).
     pub behind: Option<u64>,
+    /// Whether `behind` includes values no device of the audience is known to hold: those are
+    /// offered again after a session that listened ended without them (it may have closed
+    /// before they were sent), unlike what a session tells at once (ended grants, denials).
+    pub values_behind: bool,
 }
 
 /// The audiences to offer shares to: contacts with a ticket that names them, not blocked, with
@@ -219,8 +223,8 @@ pub fn offer_audiences(vault: &mut Vault) -> Vec<AudienceNews> {
         }
         let Ok((live, ended)) = vault.grants_mut().shares_for(&contact.identity) else { continue };
         let shares = share_set(&live, &ended);
-        let behind = behind(vault, &contact.identity, &live, &shares);
-        out.push(AudienceNews { audience: contact.identity, ticket, shares, behind });
+        let (behind, values_behind) = behind(vault, &contact.identity, &live, &shares);
+        out.push(AudienceNews { audience: contact.identity, ticket, shares, behind, values_behind });
     }
     out
 }
@@ -235,14 +239,16 @@ fn behind(
     audience: &IdentityId,
     live: &[crate::statement::SignedGrant],
     shares: &ShareSet,
-) -> Option<u64> {
+) -> (Option<u64>, bool) {
     use std::hash::{Hash, Hasher};
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     let mut any = false;
+    let mut values = false;
     for grant in live {
         let id = grant.statement().id;
         if let Ok(Some((epoch, heads))) = vault.serving_mut().grantee_behind(&id) {
             any = true;
+            values = true;
             (b"values", id.as_bytes(), epoch).hash(&mut hasher);
             for h in heads {
                 h.0.hash(&mut hasher);
@@ -257,7 +263,7 @@ fn behind(
         any = true;
         (b"denied", denial.statement().request.as_bytes()).hash(&mut hasher);
     }
-    any.then(|| hasher.finish())
+    (any.then(|| hasher.finish()), values)
 }
 
 #[cfg(test)]
