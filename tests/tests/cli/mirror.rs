@@ -14,8 +14,17 @@ use vault_tests::{Serving, TestVault, eventually, json, json_or_no, serve};
 
 /// `vault serve` for the seller, its standard error kept in a file of the vault's directory.
 pub(super) fn serve_seller(shop: &TestVault, mirror: Option<&str>) -> (Serving, String, std::path::PathBuf) {
+    serve_seller_with(shop, mirror, &["serve", "--no-relay", "--bind", "127.0.0.1:0"])
+}
+
+/// [`serve_seller`] with the command's own arguments.
+pub(super) fn serve_seller_with(
+    shop: &TestVault,
+    mirror: Option<&str>,
+    args: &[&str],
+) -> (Serving, String, std::path::PathBuf) {
     let log = tempfile::NamedTempFile::new().unwrap().into_temp_path().keep().unwrap();
-    let mut cmd = shop.cmd(&["serve", "--no-relay", "--bind", "127.0.0.1:0"]);
+    let mut cmd = shop.cmd(args);
     if let Some(url) = mirror {
         cmd.env("VAULT_MIRROR_URL", url);
     }

@@ -5,7 +5,6 @@
 //! its customers back. And a node that never held a grant (restored from a backup) erases its
 //! rows before it signs the receipt.
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -14,24 +13,14 @@ use vault_tests::pairing::{free_addr, pair};
 use vault_tests::pg::TestDb;
 use vault_tests::{Serving, TestVault, eventually, json, serve};
 
-use super::mirror::{erasure_confirmed, mirror_set};
+use super::mirror::{erasure_confirmed, mirror_set, serve_seller_with};
 
-/// `vault serve` for a seller node on `bind`, its mirror attached, sessions let go after a
-/// second of quiet; its log kept in the vault's directory.
+/// `vault serve` for a seller node on `bind`, sessions let go after a second of quiet (its
+/// mirror was attached with `vault mirror set`).
 fn serve_node(shop: &TestVault, bind: &str) -> (Serving, String) {
-    let log = std::fs::File::create(shop.tmp.path().join("serve.log")).unwrap();
-    let mut child = shop
-        .cmd(&["serve", "--no-relay", "--bind", bind, "--idle-close", "1s"])
-        .env("VAULT_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(log)
-        .spawn()
-        .expect("vault serve starts");
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line)
-        .unwrap();
-    assert!(line.starts_with("vault1"), "the ticket first: {line:?}");
-    (Serving(child), line.trim().to_owned())
+    let (node, ticket, _log) =
+        serve_seller_with(shop, None, &["serve", "--no-relay", "--bind", bind, "--idle-close", "1s"]);
+    (node, ticket)
 }
 
 fn id_of(v: &TestVault) -> (IdentityId, DeviceId) {

@@ -22,36 +22,7 @@ impl Db {
         if detached(&tx).await? {
             return Err(MirrorError::Detached);
         }
-        lock_share(&tx, customer, grant).await?;
-        tx.execute(
-            "INSERT INTO vault.erased (customer, grant_id, node) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-            &[&customer, &grant, &node],
-        )
-        .await?;
-        tx.execute(
-            "DELETE FROM vault.consent_values WHERE customer = $1 AND grant_id = $2",
-            &[&customer, &grant],
-        )
-        .await?;
-        let left: i64 = tx
-            .query_one(
-                "SELECT count(*) FROM vault.consent_values WHERE customer = $1 AND grant_id = $2",
-                &[&customer, &grant],
-            )
-            .await?
-            .try_get(0)?;
-        if left != 0 {
-            return Err(MirrorError::ChangedByHand(format!(
-                "{left} values of grant {grant} remain after deleting them (a rule or trigger?)"
-            )));
-        }
-        tx.execute(
-            "UPDATE vault.consents SET status = 'withdrawn', ended_at = coalesce(ended_at, now()),
-                 updated_at = now(), customer_ticket = NULL, node = $3
-             WHERE customer = $1 AND grant_id = $2 AND status = 'live'",
-            &[&customer, &grant, &node],
-        )
-        .await?;
+        erase_for_good(&tx, node, customer, grant, "withdrawn").await?;
         tx.commit().await?;
         Ok(())
     }
@@ -100,25 +71,7 @@ impl Db {
         let mut n = 0;
         for r in &rows {
             let (customer, grant): (String, String) = (r.try_get(0)?, r.try_get(1)?);
-            lock_share(&tx, &customer, &grant).await?;
-            tx.execute(
-                "INSERT INTO vault.erased (customer, grant_id, node) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-                &[&customer, &grant, &node],
-            )
-            .await?;
-            tx.execute(
-                "DELETE FROM vault.consent_values WHERE customer = $1 AND grant_id = $2",
-                &[&customer, &grant],
-            )
-            .await?;
-            n += tx
-                .execute(
-                    "UPDATE vault.consents SET status = 'expired', ended_at = coalesce(ended_at, expires_at),
-                         updated_at = now(), customer_ticket = NULL, node = $3
-                     WHERE customer = $1 AND grant_id = $2 AND status = 'live'",
-                    &[&customer, &grant, &node],
-                )
-                .await?;
+            n += erase_for_good(&tx, node, &customer, &grant, "expired").await?;
         }
         tx.commit().await?;
         Ok(n)
@@ -151,4 +104,48 @@ impl Db {
         }
         Ok(out)
     }
+}
+
+/// One consent's values gone for good, under its lock: listed in `vault.erased` (no node writes
+/// them again), deleted and checked gone, its row marked `status` (`withdrawn`, `expired`) if
+/// it was live. Returns how many rows were marked.
+async fn erase_for_good(
+    tx: &tokio_postgres::Transaction<'_>,
+    node: &str,
+    customer: &str,
+    grant: &str,
+    status: &str,
+) -> Result<u64, MirrorError> {
+    lock_share(tx, customer, grant).await?;
+    tx.execute(
+        "INSERT INTO vault.erased (customer, grant_id, node) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+        &[&customer, &grant, &node],
+    )
+    .await?;
+    tx.execute(
+        "DELETE FROM vault.consent_values WHERE customer = $1 AND grant_id = $2",
+        &[&customer, &grant],
+    )
+    .await?;
+    let left: i64 = tx
+        .query_one(
+            "SELECT count(*) FROM vault.consent_values WHERE customer = $1 AND grant_id = $2",
+            &[&customer, &grant],
+        )
+        .await?
+        .try_get(0)?;
+    if left != 0 {
+        return Err(MirrorError::ChangedByHand(format!(
+            "{left} values of grant {grant} remain after deleting them (a rule or trigger?)"
+        )));
+    }
+    Ok(tx
+        .execute(
+            "UPDATE vault.consents SET status = $4,
+                 ended_at = coalesce(ended_at, CASE WHEN $4 = 'expired' THEN expires_at ELSE now() END),
+                 updated_at = now(), customer_ticket = NULL, node = $3
+             WHERE customer = $1 AND grant_id = $2 AND status = 'live'",
+            &[&customer, &grant, &node, &status],
+        )
+        .await?)
 }
