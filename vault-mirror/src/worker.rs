@@ -219,10 +219,19 @@ async fn round(
         handle.receipts_signed();
     }
     let written = &mut c.written;
-    let todo: Vec<&MirrorEntry> = entries
+    let (todo, held): (Vec<&MirrorEntry>, Vec<&MirrorEntry>) = entries
         .iter()
-        .filter(|e| e.erasure_pending || written.get(&key(e)) != Some(&(e.rev, e.customer_name.clone())))
-        .collect();
+        .partition(|e| e.erasure_pending || written.get(&key(e)) != Some(&(e.rev, e.customer_name.clone())));
+    // What the database holds already (found so on connecting): a node that does not serve the
+    // customer may let it go.
+    if !held.is_empty() {
+        handle.with_vault(|v| -> Result<(), MirrorError> {
+            for e in &held {
+                v.mirror_mut().wrote(&e.customer, &e.grant, e.rev)?;
+            }
+            Ok(())
+        })?;
+    }
     // Withdrawals first, in transactions of their own: an erasure never waits behind an import.
     let (withdrawals, imports): (Vec<&MirrorEntry>, Vec<&MirrorEntry>) =
         todo.into_iter().partition(|e| e.erasure_pending);
@@ -233,6 +242,7 @@ async fn round(
     // from a lost connection, holds copies older than the ones written meanwhile).
     let theirs = c.theirs.take().unwrap_or_default();
     for chunk in withdrawals.chunks(BATCH).chain(imports.chunks(BATCH)) {
+        let mut newer_there = Vec::new();
         let mut shares = handle.with_vault(|v: &mut Vault| {
             chunk
                 .iter()
@@ -246,6 +256,7 @@ async fn round(
                 s.status != ShareStatus::Live || theirs.get(&k).is_none_or(|row| newer(s, row.as_ref()));
             if !keep {
                 written.insert(k, (s.rev, s.customer_name.clone()));
+                newer_there.push((g.issuer, g.id, s.rev));
             }
             keep
         });
@@ -263,6 +274,15 @@ async fn round(
                 erased.push((g.issuer, g.id));
             }
         }
+        // Committed (or a newer copy is there): the database holds what this node holds.
+        handle.with_vault(|v| -> Result<(), MirrorError> {
+            let committed =
+                shares.iter().map(|s| (s.grant.statement().issuer, s.grant.statement().id, s.rev));
+            for (customer, grant, rev) in committed.chain(newer_there) {
+                v.mirror_mut().wrote(&customer, &grant, rev)?;
+            }
+            Ok(())
+        })?;
         if !erased.is_empty() {
             handle.with_vault(|v| -> Result<(), MirrorError> {
                 for (customer, grant) in &erased {

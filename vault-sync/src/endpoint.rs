@@ -82,6 +82,9 @@ pub(crate) struct NodeTasks {
     pub(crate) served_settled: watch::Sender<u64>,
     /// Which customers this node serves among the identity's nodes (see [`crate::placement`]).
     pub(crate) placement: Mutex<crate::placement::Placement>,
+    /// Moves when the nodes up changed: idle sessions with customers another node serves now
+    /// let them go (keep.rs).
+    pub(crate) placement_moved: watch::Sender<u64>,
     /// This node's device.
     pub(crate) me: vault_core::DeviceId,
 }
@@ -105,6 +108,7 @@ impl NodeTasks {
         let (receipts, _) = watch::channel(0u64);
         let (offers, _) = watch::channel(0u64);
         let (listening_ended, _) = watch::channel(0u64);
+        let (placement_moved, _) = watch::channel(0u64);
         let (served_settled, _) = watch::channel(vault.serving().served_settled());
         let me = vault.device_key().public();
         NodeTasks {
@@ -120,6 +124,7 @@ impl NodeTasks {
             served_flush: Default::default(),
             served_settled,
             placement: Default::default(),
+            placement_moved,
             me,
         }
     }

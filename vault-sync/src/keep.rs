@@ -117,6 +117,16 @@ fn ours(shared: &NodeTasks, peer: &IdentityId) -> bool {
     queued_for(shared).contains(peer)
 }
 
+/// Lets go of the shares of `peer`, a customer another node serves, once the database holds
+/// them (vault-core's `Held::let_go`): what this node keeps follows its share of the customers.
+fn let_go(shared: &NodeTasks, peer: &IdentityId) {
+    match shared.vault().held_mut().let_go(peer) {
+        Ok(0) => {}
+        Ok(shares) => tracing::debug!(%peer, shares, "let go of a customer another node serves"),
+        Err(e) => tracing::warn!(error = %e, %peer, "letting go of a customer another node serves"),
+    }
+}
+
 /// Wakes the idle sessions whose issuer has an erasure receipt to take (a live session sends
 /// its receipts itself).
 fn wake_for_receipts(shared: &NodeTasks) {
@@ -206,6 +216,7 @@ pub(crate) async fn subscribe_all(shared: Arc<NodeTasks>, endpoint: Endpoint, co
                 && !shared.placement().serves(shared.me, &peer)
                 && !carried.has(&peer)
             {
+                let_go(&shared, &peer);
                 continue;
             }
             if running.insert(peer) {
@@ -280,17 +291,26 @@ async fn keep_session(
         if idle && !ours(&shared, &peer) {
             // Another node serves this customer now: let it go (it is called again if it
             // offers here, or this node serves it again).
+            let_go(&shared, &peer);
             return peer;
         }
         if idle {
             // Nothing to say either way: wait for news, or the refresh. A receipt signed as the
             // session closed (before it was marked idle) is news already.
             shared.book().set_idle(peer, true);
+            let mut moved = false;
             if !receipt_for(&shared, &peer) {
                 let deadline = tokio::time::Instant::now() + spread(config.idle_refresh);
-                refreshing = !news(&shared, &peer, &waiter, Some(deadline)).await;
+                tokio::select! {
+                    got = news(&shared, &peer, &waiter, Some(deadline)) => refreshing = !got,
+                    () = moved_away(&shared, &peer) => moved = true,
+                }
             }
             shared.book().set_idle(peer, false);
+            if moved {
+                let_go(&shared, &peer);
+                return peer;
+            }
             backoff = Duration::from_millis(250);
         } else {
             if started.elapsed() > Duration::from_secs(10) {
@@ -306,6 +326,22 @@ async fn keep_session(
         match vault_core::wanted_peer(&shared.vault(), &peer, offer) {
             Some(Some(t)) => ticket = t,
             _ => return peer,
+        }
+    }
+}
+
+/// Returns once another node of this identity serves `peer` and this node has nothing to carry
+/// to it: the nodes up changed while its session was idle (a node came back, or joined).
+async fn moved_away(shared: &NodeTasks, peer: &IdentityId) {
+    let mut moves = shared.placement_moved.subscribe();
+    loop {
+        if moves.changed().await.is_err() {
+            return std::future::pending().await;
+        }
+        // Cheap first: most idle sessions' customers did not move.
+        let serves = shared.placement().serves(shared.me, peer);
+        if !serves && !ours(shared, peer) {
+            return;
         }
     }
 }

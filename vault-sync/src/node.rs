@@ -168,6 +168,7 @@ impl VaultHandle {
             // Whom this node keeps a session with is asked again at once: customers of a node
             // that stopped are called now, not at the next full look.
             self.shared.offers.send_modify(|n| *n += 1);
+            self.shared.placement_moved.send_modify(|n| *n += 1);
         }
         nodes
     }

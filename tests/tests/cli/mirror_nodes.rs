@@ -5,13 +5,14 @@
 //! its customers back. And a node that never held a grant (restored from a backup) erases its
 //! rows before it signs the receipt.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use serde_json::Value;
 use vault_core::{DeviceId, IdentityId};
 use vault_tests::pairing::{free_addr, pair};
 use vault_tests::pg::TestDb;
-use vault_tests::{Serving, TestVault, eventually, json, serve};
+use vault_tests::{Serving, TestVault, eventually, json, json_or_no, serve};
 
 use super::mirror::{erasure_confirmed, mirror_set, serve_seller_with};
 
@@ -64,6 +65,17 @@ fn a_node_that_never_held_a_grant_erases_its_rows_before_the_receipt() {
     assert_eq!(db.count("SELECT count(*) FROM vault.consent_values"), 0, "the values are gone");
     assert_eq!(db.count("SELECT count(*) FROM vault.consents WHERE status = 'withdrawn'"), 1);
     assert_eq!(db.count("SELECT count(*) FROM vault.erased"), 1, "erased for good");
+}
+
+/// The customers whose live shares a seller node holds (`vault shared`).
+fn held_customers(node: &TestVault) -> BTreeSet<String> {
+    let shared = json_or_no(node, &["shared"]);
+    let Some(shares) = shared["shares"].as_array() else { return BTreeSet::new() };
+    shares
+        .iter()
+        .filter(|s| s["status"] == "live")
+        .filter_map(|s| Some(s["from"].as_str()?.to_owned()))
+        .collect()
 }
 
 fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
@@ -152,6 +164,14 @@ fn three_nodes_share_the_customers_and_one_that_stops_costs_nothing() {
             node.as_deref() == Some(home(id, &devices).to_string().as_str())
         })
     });
+    // A node keeps the shares of the customers it serves only: the first node, every
+    // customer's first contact, lets the others go once the database holds their values.
+    let mine = |n: usize, up: &[DeviceId]| -> BTreeSet<String> {
+        ids.iter().filter(|id| home(id, up) == devices[n]).map(ToString::to_string).collect()
+    };
+    eventually("each node holds its own customers' shares only", || {
+        (0..3).all(|n| held_customers(&shops[n]) == mine(n, &devices))
+    });
 
     // The node with the most customers stops.
     let victim =
@@ -214,6 +234,16 @@ fn three_nodes_share_the_customers_and_one_that_stops_costs_nothing() {
             ))
             .as_deref()
                 == Some(devices[victim].to_string().as_str())
+        })
+    });
+
+    // The nodes that stood in let the returned node's customers go again.
+    let leaver_id = ids[leaver].to_string();
+    eventually("each node holds its own customers' shares only, again", || {
+        (0..3).all(|n| {
+            let mut own = mine(n, &devices);
+            own.remove(&leaver_id);
+            held_customers(&shops[n]) == own
         })
     });
 

@@ -18,6 +18,7 @@ use crate::store::StoreError;
 use crate::store::sealed::Key;
 
 mod conform;
+mod let_go;
 mod mirror;
 mod replica;
 mod rows;
@@ -147,6 +148,8 @@ pub(crate) struct HeldState {
     pub(in crate::vault) unheld: unheld::UnheldErasures,
     /// Shares whose mirrored form changed since the mirror last asked (mirror.rs).
     pub(in crate::vault) mirror_dirty: std::cell::RefCell<mirror::Dirty>,
+    /// The revision of each share the mirror committed last (let_go.rs).
+    pub(in crate::vault) mirrored: let_go::Mirrored,
     /// Moves whenever [`Held::issuers`] may answer differently (a share taken in or ended, an
     /// issuer's ticket, a receipt confirmed, the rows read again): a node asks who to keep a
     /// session with only when it moved.

@@ -213,6 +213,12 @@ impl<V: DerefMut<Target = Vault>> Mirror<V> {
         self.vault.held().unheld_erased(customer, grant)
     }
 
+    /// The mirror committed revision `rev` of this share (or the database holds a newer copy):
+    /// a node that does not serve the customer may let the share go ([`super::Held::let_go`]).
+    pub fn wrote(&mut self, customer: &IdentityId, grant: &GrantId, rev: u64) -> Result<(), StoreError> {
+        self.vault.held().mirror_wrote(customer, grant, rev)
+    }
+
     /// Records the mirror's health.
     pub fn set_status(&mut self, ok: bool, detail: &str) -> Result<(), StoreError> {
         let status = MirrorStatus { ok, detail: detail.to_owned(), at: self.vault.now() };

@@ -265,6 +265,11 @@ impl<V: Deref<Target = Vault>> Held<V> {
         Ok(())
     }
 
+    /// Drops a row this connection deleted from the parsed rows.
+    pub(in crate::vault::held) fn drop_received_row(&self, id: &ShareKey) {
+        self.update_received_cache(id, None);
+    }
+
     pub(in crate::vault::held) fn bump_issuers(&self) {
         let generation = &self.vault.held.issuers_generation;
         generation.set(generation.get().wrapping_add(1));
