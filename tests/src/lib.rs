@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 pub mod bench;
 pub mod impair;
+pub mod lab;
+pub mod nodes;
 pub mod pairing;
 pub mod peer;
 pub mod pg;
@@ -58,6 +60,8 @@ pub struct TestVault {
     pub dir: PathBuf,
     /// Its passphrase.
     pub passphrase: String,
+    /// The network namespace its commands run in (`ip netns exec`), if not the test's own.
+    pub netns: Option<String>,
 }
 
 impl Default for TestVault {
@@ -73,7 +77,14 @@ impl TestVault {
         let dir = tmp.path().join("vault");
         // The unlock agent's directory lives in XDG_RUNTIME_DIR: one per test vault.
         std::fs::create_dir(tmp.path().join("run")).expect("runtime dir");
-        Self { tmp, dir, passphrase: "correct horse battery staple".into() }
+        Self { tmp, dir, passphrase: "correct horse battery staple".into(), netns: None }
+    }
+
+    /// The same vault, its commands run in network namespace `ns` from now on (a host of a
+    /// [`lab::Lab`]).
+    pub fn in_netns(mut self, ns: String) -> Self {
+        self.netns = Some(ns);
+        self
     }
 
     /// A new vault (with the fast, insecure key derivation: tests only).
@@ -85,7 +96,14 @@ impl TestVault {
 
     /// A command for this vault with the passphrase in the environment and no terminal.
     pub fn cmd(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(vault_bin());
+        let mut cmd = match &self.netns {
+            Some(ns) => {
+                let mut cmd = Command::new("ip");
+                cmd.args(["netns", "exec", ns]).arg(vault_bin());
+                cmd
+            }
+            None => Command::new(vault_bin()),
+        };
         cmd.args(args)
             .env("VAULT_DIR", &self.dir)
             .env("VAULT_PASSPHRASE", &self.passphrase)

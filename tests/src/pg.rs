@@ -125,9 +125,14 @@ pub struct Gate {
 }
 
 impl Gate {
-    /// Starts relaying.
+    /// Starts relaying, on loopback.
     pub fn start(target: SocketAddr) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        Self::start_on("127.0.0.1:0", target)
+    }
+
+    /// Starts relaying, listening on `bind` (an address a lab's hosts reach, say).
+    pub fn start_on(bind: &str, target: SocketAddr) -> Self {
+        let listener = TcpListener::bind(bind).unwrap();
         let addr = listener.local_addr().unwrap();
         let open = Arc::new(AtomicBool::new(true));
         let live: Arc<Mutex<Vec<TcpStream>>> = Arc::default();

@@ -255,15 +255,17 @@ async fn round(
             let keep =
                 s.status != ShareStatus::Live || theirs.get(&k).is_none_or(|row| newer(s, row.as_ref()));
             if !keep {
-                written.insert(k, (s.rev, s.customer_name.clone()));
-                newer_there.push((g.issuer, g.id, s.rev));
+                written.insert(k.clone(), (s.rev, s.customer_name.clone()));
+                if theirs.get(&k).is_some_and(|row| as_new_there(s, row.as_ref())) {
+                    newer_there.push((g.issuer, g.id, s.rev));
+                }
             }
             keep
         });
         let outcomes = c.db.write(node, &shares).await?;
         // Committed: the rows of withdrawn shares are gone, their receipts can be signed.
         let mut erased = Vec::new();
-        for (share, outcome) in shares.iter().zip(outcomes) {
+        for (share, outcome) in shares.iter().zip(&outcomes) {
             let g = share.grant.statement();
             if let Outcome::Refused(why) = outcome {
                 refused.push(format!("grant {} of {}: {why}", g.id, g.issuer));
@@ -274,10 +276,14 @@ async fn round(
                 erased.push((g.issuer, g.id));
             }
         }
-        // Committed (or a newer copy is there): the database holds what this node holds.
+        // Committed (or a copy as new is there, or the consent was erased there): the database
+        // holds what this node holds. Not so for values the database refused.
         handle.with_vault(|v| -> Result<(), MirrorError> {
-            let committed =
-                shares.iter().map(|s| (s.grant.statement().issuer, s.grant.statement().id, s.rev));
+            let committed = shares
+                .iter()
+                .zip(&outcomes)
+                .filter(|(_, o)| !matches!(o, Outcome::Refused(_)))
+                .map(|(s, _)| (s.grant.statement().issuer, s.grant.statement().id, s.rev));
             for (customer, grant, rev) in committed.chain(newer_there) {
                 v.mirror_mut().wrote(&customer, &grant, rev)?;
             }
@@ -326,6 +332,15 @@ fn newer(share: &vault_core::MirrorShare, row: Option<&(String, i64, i64)>) -> b
     let Some(mine) = &share.source else { return false };
     let as_i64 = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
     mine.device.to_string() == *device && (as_i64(mine.epoch), as_i64(mine.op)) > (*epoch, *op)
+}
+
+/// Whether a row another node wrote holds the copy `share` holds, or a newer one of the same
+/// source: this node may then let the customer go. (A row of another source is not ordered
+/// with this copy: it may be older.)
+fn as_new_there(share: &vault_core::MirrorShare, row: Option<&(String, i64, i64)>) -> bool {
+    let (Some((device, epoch, op)), Some(mine)) = (row, &share.source) else { return false };
+    let as_i64 = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    mine.device.to_string() == *device && (*epoch, *op) >= (as_i64(mine.epoch), as_i64(mine.op))
 }
 
 /// Beside the writing loop, on a connection of its own (a long write never delays it): says

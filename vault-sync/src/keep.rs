@@ -120,6 +120,9 @@ fn ours(shared: &NodeTasks, peer: &IdentityId) -> bool {
 /// Lets go of the shares of `peer`, a customer another node serves, once the database holds
 /// them (vault-core's `Held::let_go`): what this node keeps follows its share of the customers.
 fn let_go(shared: &NodeTasks, peer: &IdentityId) {
+    if !shared.placement().settled() {
+        return;
+    }
     match shared.vault().held_mut().let_go(peer) {
         Ok(0) => {}
         Ok(shares) => tracing::debug!(%peer, shares, "let go of a customer another node serves"),
@@ -288,6 +291,8 @@ async fn keep_session(
             }
         }
         refreshing = false;
+        // Watched from before the check below: a change between them is not missed.
+        let moves = shared.placement_moved.subscribe();
         if idle && !ours(&shared, &peer) {
             // Another node serves this customer now: let it go (it is called again if it
             // offers here, or this node serves it again).
@@ -303,7 +308,7 @@ async fn keep_session(
                 let deadline = tokio::time::Instant::now() + spread(config.idle_refresh);
                 tokio::select! {
                     got = news(&shared, &peer, &waiter, Some(deadline)) => refreshing = !got,
-                    () = moved_away(&shared, &peer) => moved = true,
+                    () = moved_away(&shared, &peer, moves) => moved = true,
                 }
             }
             shared.book().set_idle(peer, false);
@@ -332,8 +337,7 @@ async fn keep_session(
 
 /// Returns once another node of this identity serves `peer` and this node has nothing to carry
 /// to it: the nodes up changed while its session was idle (a node came back, or joined).
-async fn moved_away(shared: &NodeTasks, peer: &IdentityId) {
-    let mut moves = shared.placement_moved.subscribe();
+async fn moved_away(shared: &NodeTasks, peer: &IdentityId, mut moves: tokio::sync::watch::Receiver<u64>) {
     loop {
         if moves.changed().await.is_err() {
             return std::future::pending().await;

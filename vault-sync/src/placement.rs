@@ -15,6 +15,9 @@ use vault_core::{DeviceId, IdentityId, Ticket};
 /// database unreachable), this node serves everyone it holds.
 const FRESH: Duration = Duration::from_secs(8);
 
+/// How long the nodes up stay the same before a node lets go of another's customers.
+const SETTLED: Duration = Duration::from_secs(10);
+
 /// At most this many customers are kept to be called on another node's behalf.
 const MAX_ADOPTED: usize = 1_000_000;
 
@@ -24,6 +27,8 @@ pub(crate) struct Placement {
     /// The identity's nodes the database heard from lately (this one included), and when the
     /// database said so.
     live: Option<(Vec<DeviceId>, Instant)>,
+    /// When the nodes up last changed.
+    moved_at: Option<Instant>,
     /// Customers the database lists that this node now serves without holding their shares
     /// (another node's, until it stopped), with the ticket each was last reached at.
     adopted: HashMap<IdentityId, Ticket>,
@@ -36,6 +41,9 @@ impl Placement {
         devices.sort_by_key(|d| *d.as_bytes());
         let changed = self.live().is_none_or(|before| before != devices.as_slice());
         self.live = Some((devices, Instant::now()));
+        if changed {
+            self.moved_at = Some(Instant::now());
+        }
         changed
     }
 
@@ -56,6 +64,13 @@ impl Placement {
             nodes.push(me);
         }
         vault_core::first_for(customer, &nodes) == Some(me)
+    }
+
+    /// Whether the nodes up have been the same for [`SETTLED`]: a node lets go of the customers
+    /// of another only then (nodes that come and go, or a database that says so, do not make
+    /// it drop and take in the same customers over and over).
+    pub(crate) fn settled(&self) -> bool {
+        self.live().is_some() && self.moved_at.is_some_and(|at| at.elapsed() >= SETTLED)
     }
 
     /// Whether several nodes share the work now (a single node serves everyone).

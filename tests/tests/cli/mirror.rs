@@ -4,11 +4,11 @@
 //! the erasure receipt. With the database unreachable, no receipt is signed: both sides show the
 //! erasure pending until the database is back.
 
-use std::io::Write;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+pub(super) use vault_tests::nodes::{erasure_confirmed, mirror_set};
 use vault_tests::pg::{Gate, TestDb};
 use vault_tests::{Serving, TestVault, eventually, json, json_or_no, serve};
 
@@ -41,28 +41,8 @@ pub(super) fn serve_seller_with(
     (Serving(child), line.trim().to_owned(), log)
 }
 
-pub(super) fn mirror_set(shop: &TestVault, url: &str) -> std::process::Output {
-    let mut child = shop
-        .cmd(&["mirror", "set"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(format!("{url}\n").as_bytes()).unwrap();
-    child.wait_with_output().unwrap()
-}
-
 pub(super) fn the_share(shop: &TestVault) -> Value {
     json_or_no(shop, &["shared"])["shares"].as_array().and_then(|s| s.first().cloned()).unwrap_or(Value::Null)
-}
-
-pub(super) fn erasure_confirmed(alice: &TestVault, id: &str) -> bool {
-    json(alice, &["grants", "--all"])["grants"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|g| g["id"] == id && !g["erasure_confirmed_at"].is_null())
 }
 
 #[test]

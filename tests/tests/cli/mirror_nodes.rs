@@ -5,35 +5,12 @@
 //! its customers back. And a node that never held a grant (restored from a backup) erases its
 //! rows before it signs the receipt.
 
-use std::collections::BTreeSet;
-use std::time::Duration;
-
-use serde_json::Value;
-use vault_core::{DeviceId, IdentityId};
-use vault_tests::pairing::{free_addr, pair};
+use vault_tests::nodes::{
+    Hosts, erasure_confirmed, grant, mirror_set, serve_node, three_nodes_share_the_customers,
+};
+use vault_tests::pairing::free_addr;
 use vault_tests::pg::TestDb;
-use vault_tests::{Serving, TestVault, eventually, json, json_or_no, serve};
-
-use super::mirror::{erasure_confirmed, mirror_set, serve_seller_with};
-
-/// `vault serve` for a seller node on `bind`, sessions let go after a second of quiet (its
-/// mirror was attached with `vault mirror set`).
-fn serve_node(shop: &TestVault, bind: &str) -> (Serving, String) {
-    let (node, ticket, _log) =
-        serve_seller_with(shop, None, &["serve", "--no-relay", "--bind", bind, "--idle-close", "1s"]);
-    (node, ticket)
-}
-
-fn id_of(v: &TestVault) -> (IdentityId, DeviceId) {
-    let id = json(v, &["id"]);
-    (id["identity"].as_str().unwrap().parse().unwrap(), id["device"].as_str().unwrap().parse().unwrap())
-}
-
-/// The grant's id as the customer's `vault grant --json` printed it.
-fn grant(customer: &TestVault, fields: &str) -> String {
-    let g: Value = json(customer, &["grant", "shop", "--fields", fields, "--purpose", "orders"]);
-    g["id"].as_str().unwrap().to_owned()
-}
+use vault_tests::{TestVault, eventually, serve};
 
 /// A revocation that reaches a node which never held the grant (its vault restored from a
 /// backup made before the grant) is erased in PostgreSQL, for good, before its receipt.
@@ -67,17 +44,6 @@ fn a_node_that_never_held_a_grant_erases_its_rows_before_the_receipt() {
     assert_eq!(db.count("SELECT count(*) FROM vault.erased"), 1, "erased for good");
 }
 
-/// The customers whose live shares a seller node holds (`vault shared`).
-fn held_customers(node: &TestVault) -> BTreeSet<String> {
-    let shared = json_or_no(node, &["shared"]);
-    let Some(shares) = shared["shares"].as_array() else { return BTreeSet::new() };
-    shares
-        .iter()
-        .filter(|s| s["status"] == "live")
-        .filter_map(|s| Some(s["from"].as_str()?.to_owned()))
-        .collect()
-}
-
 fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {
@@ -91,172 +57,14 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
     }
 }
 
-/// Three nodes of one seller share the customers and one PostgreSQL; one stops, its customers
-/// are served by the others and its customer's revocation is erased and receipted there; it
-/// comes back and takes its customers back. Every consent is in PostgreSQL exactly once
-/// throughout.
+/// Three nodes of one seller on loopback (the same on separate hosts: `net::seller_nodes`).
 #[test]
 fn three_nodes_share_the_customers_and_one_that_stops_costs_nothing() {
-    const CUSTOMERS: usize = 24;
     let db = TestDb::new();
-    let shops: Vec<TestVault> =
-        (0..3).map(|i| if i == 0 { TestVault::new() } else { TestVault::uninitialised() }).collect();
-    let binds: Vec<String> = (0..3).map(|_| free_addr()).collect();
-    // The first node runs while the others are linked: they learn where to reach it, and it
-    // learns where they serve once they do.
-    let set = |s: &TestVault| {
-        let out = mirror_set(s, &db.url());
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let hosts = Hosts {
+        nodes: [(None, free_addr()), (None, free_addr()), (None, free_addr())],
+        customers: (0..24).map(|_| (None, "127.0.0.1:0".to_owned())).collect(),
+        db_url: db.url(),
     };
-    set(&shops[0]);
-    let (first, ticket) = serve_node(&shops[0], &binds[0]);
-    let mut nodes: Vec<Option<Serving>> = vec![Some(first)];
-    for (i, s) in shops.iter().enumerate().skip(1) {
-        pair(&shops[0], s, &format!("node{i}"));
-        set(s);
-        nodes.push(Some(serve_node(s, &binds[i]).0));
-    }
-    let devices: Vec<DeviceId> = shops.iter().map(|s| id_of(s).1).collect();
-    eventually("the first node synced with the others", || {
-        let list = json(&shops[0], &["device", "list"]);
-        list["devices"].as_array().unwrap().iter().filter(|d| !d["last_seen"].is_null()).count() >= 2
-    });
-    eventually("the three nodes up in PostgreSQL", || {
-        db.try_count("SELECT count(*) FROM vault.nodes WHERE seen_at > now() - interval '5 seconds'")
-            == Some(3)
-    });
-
-    let customers: Vec<TestVault> = (0..CUSTOMERS).map(|_| TestVault::new()).collect();
-    let mut serving = Vec::new();
-    for (i, c) in customers.iter().enumerate() {
-        serving.push(serve(c).0);
-        c.ok(&["contact", "add", "shop", &ticket]);
-        c.ok(&["profile", "set", "email", &format!("c{i}@example.org")]);
-    }
-    let grants: Vec<String> = customers.iter().map(|c| grant(c, "profile.email")).collect();
-    let mut looked = std::time::Instant::now();
-    eventually("every consent in PostgreSQL", || {
-        let n = db.try_count("SELECT count(*) FROM vault.consent_values");
-        if looked.elapsed() > Duration::from_secs(10) {
-            looked = std::time::Instant::now();
-            let rows = db.try_count("SELECT count(*) FROM vault.consents");
-            eprintln!("filling: {rows:?} consents, {n:?} values of {CUSTOMERS}");
-        }
-        n == Some(CUSTOMERS as i64)
-    });
-    assert_eq!(db.count("SELECT count(*) FROM vault.consents"), CUSTOMERS as i64, "each consent once");
-
-    // Each customer's node by the rule everyone computes; an edit from each is written there.
-    let ids: Vec<IdentityId> = customers.iter().map(|c| id_of(c).0).collect();
-    let home = |c: &IdentityId, up: &[DeviceId]| vault_core::first_for(c, up).unwrap();
-    // Each customer's first contact was the ticket's node; once that quiet session closed
-    // (a second here), the customer reaches its own node.
-    std::thread::sleep(Duration::from_secs(3));
-    for (i, c) in customers.iter().enumerate() {
-        c.ok(&["profile", "set", "email", &format!("c{i}@second.example")]);
-    }
-    eventually("each edit written by the customer's own node", || {
-        ids.iter().enumerate().all(|(i, id)| {
-            let node = db.try_text(&format!(
-                "SELECT c.node FROM vault.consents c JOIN vault.consent_values v USING (customer, grant_id)
-                 WHERE c.customer = '{id}' AND v.value_text = 'c{i}@second.example'"
-            ));
-            node.as_deref() == Some(home(id, &devices).to_string().as_str())
-        })
-    });
-    // A node keeps the shares of the customers it serves only: the first node, every
-    // customer's first contact, lets the others go once the database holds their values.
-    let mine = |n: usize, up: &[DeviceId]| -> BTreeSet<String> {
-        ids.iter().filter(|id| home(id, up) == devices[n]).map(ToString::to_string).collect()
-    };
-    eventually("each node holds its own customers' shares only", || {
-        (0..3).all(|n| held_customers(&shops[n]) == mine(n, &devices))
-    });
-
-    // The node with the most customers stops.
-    let victim =
-        (0..3).max_by_key(|&n| ids.iter().filter(|id| home(id, &devices) == devices[n]).count()).unwrap();
-    let orphans: Vec<usize> =
-        (0..CUSTOMERS).filter(|&i| home(&ids[i], &devices) == devices[victim]).collect();
-    assert!(!orphans.is_empty());
-    drop(nodes[victim].take());
-    let up: Vec<DeviceId> = (0..3).filter(|&n| n != victim).map(|n| devices[n]).collect();
-    let stopped = std::time::Instant::now();
-    for &i in &orphans {
-        customers[i].ok(&["profile", "set", "email", &format!("c{i}@third.example")]);
-    }
-    eventually("the stopped node's customers' edits written by the others", || {
-        orphans.iter().all(|&i| {
-            db.try_count(&format!(
-                "SELECT count(*) FROM vault.consent_values WHERE customer = '{}' AND value_text = 'c{i}@third.example'",
-                ids[i]
-            )) == Some(1)
-        })
-    });
-    let took = stopped.elapsed();
-    eprintln!("the stopped node's customers served again after {took:.1?}");
-    assert!(took < Duration::from_secs(10), "served again after {took:?}");
-    for &i in &orphans {
-        let writer = db.try_text(&format!("SELECT node FROM vault.consents WHERE customer = '{}'", ids[i]));
-        assert_eq!(
-            writer.as_deref(),
-            Some(home(&ids[i], &up).to_string().as_str()),
-            "the next node of its order"
-        );
-    }
-
-    // A customer of the stopped node revokes: erased in PostgreSQL, then receipted.
-    let leaver = orphans[0];
-    customers[leaver].ok(&["revoke", &grants[leaver]]);
-    eventually("the receipt at the customer", || erasure_confirmed(&customers[leaver], &grants[leaver]));
-    assert_eq!(
-        db.count(&format!("SELECT count(*) FROM vault.consent_values WHERE customer = '{}'", ids[leaver])),
-        0
-    );
-
-    // The node comes back and takes its customers back.
-    nodes[victim] = Some(serve_node(&shops[victim], &binds[victim]).0);
-    eventually("the node up again", || {
-        db.try_count("SELECT count(*) FROM vault.nodes WHERE seen_at > now() - interval '3 seconds'")
-            == Some(3)
-    });
-    std::thread::sleep(Duration::from_secs(3));
-    let back: Vec<usize> = orphans.iter().copied().filter(|&i| i != leaver).collect();
-    for &i in &back {
-        customers[i].ok(&["profile", "set", "email", &format!("c{i}@fourth.example")]);
-    }
-    eventually("the returned node writes its customers' edits", || {
-        back.iter().all(|&i| {
-            db.try_text(&format!(
-                "SELECT c.node FROM vault.consents c JOIN vault.consent_values v USING (customer, grant_id)
-                 WHERE c.customer = '{}' AND v.value_text = 'c{i}@fourth.example'",
-                ids[i]
-            ))
-            .as_deref()
-                == Some(devices[victim].to_string().as_str())
-        })
-    });
-
-    // The nodes that stood in let the returned node's customers go again.
-    let leaver_id = ids[leaver].to_string();
-    eventually("each node holds its own customers' shares only, again", || {
-        (0..3).all(|n| {
-            let mut own = mine(n, &devices);
-            own.remove(&leaver_id);
-            held_customers(&shops[n]) == own
-        })
-    });
-
-    // Nothing lost or duplicated: one row per consent, the revoked one withdrawn with no values,
-    // every other customer's latest value there once.
-    assert_eq!(db.count("SELECT count(*) FROM vault.consents"), CUSTOMERS as i64);
-    assert_eq!(db.count("SELECT count(*) FROM vault.consents WHERE status = 'live'"), CUSTOMERS as i64 - 1);
-    assert_eq!(db.count("SELECT count(*) FROM vault.consent_values"), CUSTOMERS as i64 - 1);
-    assert_eq!(
-        db.count(&format!(
-            "SELECT count(*) FROM vault.consents WHERE customer = '{}' AND status = 'withdrawn'",
-            ids[leaver]
-        )),
-        1
-    );
+    three_nodes_share_the_customers(&db, &hosts);
 }

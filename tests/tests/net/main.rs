@@ -6,5 +6,6 @@ mod flood;
 mod idle;
 mod late_grantee;
 mod net_faults;
+mod seller_nodes;
 mod separate_hosts;
 mod sharing;

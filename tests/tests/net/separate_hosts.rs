@@ -7,128 +7,10 @@
 //! Needs root and iproute2 (`ip netns`): where namespaces cannot be made, the test says why and
 //! passes without running (CI runs as root and has them).
 
-use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-use vault_tests::{Serving, TestVault, serve_command, vault_bin};
-
-/// The hosts' subnet (a documentation-free private range, private to the namespaces).
-const SUBNET: &str = "10.77.0";
-/// The port every node binds in its own namespace (each namespace has its own stack).
-const PORT: u16 = 4433;
-
-/// Network namespaces for `hosts`, joined by a bridge; removed on drop.
-struct Lab {
-    prefix: String,
-    hosts: Vec<&'static str>,
-}
-
-fn ip(args: &[&str]) -> Result<(), String> {
-    let out = Command::new("ip").args(args).output().map_err(|e| format!("cannot run ip: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!("ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()))
-    }
-}
-
-impl Lab {
-    fn new(hosts: &[&'static str]) -> Result<Lab, String> {
-        let lab = Lab { prefix: format!("vt{}", std::process::id()), hosts: hosts.to_vec() };
-        let bridge = lab.ns("br");
-        ip(&["netns", "add", &bridge])?;
-        ip(&["-n", &bridge, "link", "add", "br0", "type", "bridge"])?;
-        ip(&["-n", &bridge, "link", "set", "br0", "up"])?;
-        for (i, host) in hosts.iter().enumerate() {
-            let ns = lab.ns(host);
-            ip(&["netns", "add", &ns])?;
-            let port = format!("p{i}");
-            // Both ends are made inside their namespaces: nothing appears in the host's.
-            ip(&["-n", &ns, "link", "add", "eth0", "type", "veth", "peer", "name", &port, "netns", &bridge])?;
-            ip(&["-n", &bridge, "link", "set", &port, "master", "br0"])?;
-            ip(&["-n", &bridge, "link", "set", &port, "up"])?;
-            ip(&["-n", &ns, "addr", "add", &format!("{}/24", lab.addr(i, 0)), "dev", "eth0"])?;
-            ip(&["-n", &ns, "link", "set", "eth0", "up"])?;
-            ip(&["-n", &ns, "link", "set", "lo", "up"])?;
-        }
-        Ok(lab)
-    }
-
-    fn ns(&self, host: &str) -> String {
-        format!("{}-{host}", self.prefix)
-    }
-
-    /// Address `alias` of host `i` (0: its first address).
-    fn addr(&self, i: usize, alias: usize) -> String {
-        format!("{SUBNET}.{}", 1 + i + 10 * alias)
-    }
-
-    fn index(&self, host: &str) -> usize {
-        self.hosts.iter().position(|h| *h == host).expect("a host of the lab")
-    }
-
-    /// Gives `host` another address (a move to another network, as the peers see it).
-    fn add_addr(&self, host: &str, alias: usize) -> String {
-        let addr = self.addr(self.index(host), alias);
-        ip(&["-n", &self.ns(host), "addr", "add", &format!("{addr}/24"), "dev", "eth0"])
-            .expect("address added");
-        addr
-    }
-
-    /// `vault ARGS` for `v`, run inside `host`'s namespace.
-    fn vault(&self, host: &str, v: &TestVault, args: &[&str]) -> Command {
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &self.ns(host)])
-            .arg(vault_bin())
-            .args(args)
-            .env("VAULT_DIR", &v.dir)
-            .env("VAULT_PASSPHRASE", &v.passphrase)
-            .env_remove("VAULT_LOG")
-            .stdin(Stdio::null());
-        cmd
-    }
-
-    fn run(&self, host: &str, v: &TestVault, args: &[&str]) -> Output {
-        self.vault(host, v, args).output().expect("vault runs")
-    }
-
-    /// A `--json` command that must succeed, parsed.
-    fn json(&self, host: &str, v: &TestVault, args: &[&str]) -> Value {
-        let mut full = vec!["--json"];
-        full.extend_from_slice(args);
-        let out = self.run(host, v, &full);
-        assert!(out.status.success(), "vault {args:?} on {host}: {}", String::from_utf8_lossy(&out.stderr));
-        serde_json::from_slice(&out.stdout).expect("one JSON document")
-    }
-
-    /// A `--json` command that may answer "no" (exit 1): `Null` then.
-    fn json_or_no(&self, host: &str, v: &TestVault, args: &[&str]) -> Value {
-        let mut full = vec!["--json"];
-        full.extend_from_slice(args);
-        let out = self.run(host, v, &full);
-        assert!(
-            matches!(out.status.code(), Some(0 | 1)),
-            "vault {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
-    }
-
-    /// Starts `vault serve` on `addr` in `host`'s namespace; returns it and its ticket.
-    fn serve(&self, host: &str, v: &TestVault, addr: &str) -> (Serving, String) {
-        serve_command(self.vault(host, v, &["serve", "--no-relay", "--bind", &format!("{addr}:{PORT}")]))
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        // Deleting a namespace removes its veth ends and whatever it holds.
-        for host in self.hosts.iter().copied().chain(["br"]) {
-            let _ = ip(&["netns", "del", &self.ns(host)]);
-        }
-    }
-}
+use vault_tests::TestVault;
+use vault_tests::lab::Lab;
 
 /// Polls `check` until it holds, for at most [`vault_tests::HANG`].
 fn eventually(what: &str, mut check: impl FnMut() -> bool) {
@@ -159,7 +41,7 @@ fn feed_items(lab: &Lab, friend: &TestVault) -> Vec<String> {
 
 #[test]
 fn three_hosts_share_across_namespaces_and_find_a_moved_peer() {
-    let lab = match Lab::new(&["customer", "seller", "friend"]) {
+    let lab = match Lab::new("10.77.0", &["customer", "seller", "friend"]) {
         Ok(lab) => lab,
         Err(why) => {
             eprintln!("skipped: network namespaces cannot be made here ({why}); run as root with iproute2");

@@ -406,7 +406,7 @@ impl<V: DerefMut<Target = Vault>> Held<V> {
                         view_pending: false,
                         from_device: None,
                         source_op: 0,
-                        rev: 0,
+                        rev: v.held().first_rev()?,
                         erasure_pending: false,
                         refused: Vec::new(),
                         unsolicited: Some(unsolicited),
@@ -430,10 +430,13 @@ impl<V: DerefMut<Target = Vault>> Held<V> {
                 let id = v.held().share_key(&issuer, &end.grant())?;
                 let Some(mut record) = v.held().received_record(&id)? else {
                     // Only for a revocation the issuer signed: a bare "expired" names any id,
-                    // and this vault's signature must not be had for grants of others.
+                    // and this vault's signature must not be had for grants of others. With a
+                    // mirror, a bare "expired" too (a node that let the customer go, see
+                    // let_go.rs): the receipt then waits until the database erased the rows of
+                    // that grant of this issuer, and names the issuer.
                     let by_issuer = match end {
                         Ended::Revoked(r) => r.statement().issuer == issuer,
-                        Ended::Expired(_) => false,
+                        Ended::Expired(_) => mirrored,
                     };
                     if by_issuer
                         && never_held.len() < MAX_RECEIPTS_FOR_UNKNOWN_GRANTS

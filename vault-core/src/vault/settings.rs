@@ -47,6 +47,9 @@ pub(crate) enum Setting<'a> {
     SharedLogSuspects,
     /// The stamp of a contact row's last write (replication/contacts.rs).
     ContactStamp(&'a [u8]),
+    /// How many received shares were taken in: each starts its revisions afresh from it
+    /// (held/let_go.rs).
+    ReceivedIncarnation,
 }
 
 const CONTACT_STAMP: &str = "contact-stamp/";
@@ -72,6 +75,7 @@ impl Setting<'_> {
             Setting::SharedLogIncarnation => "shared-log-incarnation".into(),
             Setting::SharedLogForked => "shared-log-forked".into(),
             Setting::SharedLogSuspects => "shared-log-suspects".into(),
+            Setting::ReceivedIncarnation => "received-incarnation".into(),
             Setting::ContactStamp(row) => {
                 format!("{CONTACT_STAMP}{}", data_encoding::HEXLOWER.encode(row)).into()
             }

@@ -7,7 +7,9 @@
 //!
 //! Letting go is not an erasure: the identity still holds the values (in its database, and on
 //! the node that serves the customer), so no receipt is signed and nothing is asked of the
-//! database. If the customer reaches this node again, its shares are synced anew.
+//! database. If the customer reaches this node again, its shares are synced anew, under
+//! revisions that never repeat those of the copy let go ([`Held::first_rev`]): the mirror tells
+//! what it wrote by revision.
 
 use std::collections::HashMap;
 use std::ops::{Deref, DerefMut};
@@ -18,13 +20,29 @@ use crate::statement::GrantId;
 use crate::store::StoreError;
 use crate::store::sealed::Key;
 use crate::vault::Vault;
+use crate::vault::settings::Setting;
 
 /// The revision of each share the mirror committed last (in memory: after a restart the mirror
 /// compares every share with the database again, and says so here as it does).
 #[derive(Default)]
 pub(crate) struct Mirrored(std::cell::RefCell<HashMap<ShareKey, u64>>);
 
+/// Revisions of one taking-in of a share: `incarnation << REV_BITS` onwards.
+const REV_BITS: u32 = 32;
+
 impl<V: Deref<Target = Vault>> Held<V> {
+    /// The first revision of a share taken in now: above every revision of any share taken in
+    /// before, this one's let go included (call inside a write transaction).
+    pub(in crate::vault::held) fn first_rev(&self) -> Result<u64, StoreError> {
+        let settings = self.vault.settings();
+        let stored = settings.get(Setting::ReceivedIncarnation)?;
+        let last = stored.and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok()).map_or(0, u64::from_le_bytes);
+        // Kept below 2^62: the database holds revisions as signed 64-bit numbers.
+        let next = (last + 1).min((1 << (62 - REV_BITS)) - 1);
+        settings.put(Setting::ReceivedIncarnation, &next.to_le_bytes())?;
+        Ok(next << REV_BITS)
+    }
+
     /// The mirror committed revision `rev` of the share of `grant` from `customer` (or found a
     /// newer copy in the database).
     pub(in crate::vault::held) fn mirror_wrote(
@@ -34,7 +52,10 @@ impl<V: Deref<Target = Vault>> Held<V> {
         rev: u64,
     ) -> Result<(), StoreError> {
         let key = self.share_key(customer, grant)?;
-        self.vault.held.mirrored.0.borrow_mut().insert(key, rev);
+        // A share let go meanwhile is not noted: it is taken in anew under other revisions.
+        if self.received_row(&key)?.is_some() {
+            self.vault.held.mirrored.0.borrow_mut().insert(key, rev);
+        }
         Ok(())
     }
 
@@ -159,6 +180,47 @@ mod tests {
         // The customer reaches this node again: its shares are taken in anew.
         shop.held_mut().accept(alice_id, None, &grants, &[], true).unwrap();
         assert_eq!(shop.held().live_from(&alice_id).unwrap().len(), 2);
+        // Under revisions the copy let go never had: what the mirror wrote of it says nothing
+        // of this one.
+        let again = shop.mirror().entries().unwrap();
+        let old_max = entries.iter().map(|e| e.rev).max().unwrap();
+        assert!(again.iter().filter(|e| e.customer == alice_id).all(|e| e.rev > old_max + 1));
+        shop.mirror_mut().wrote(&alice_id, &first, rev(&first)).unwrap();
         assert_eq!(shop.held_mut().let_go(&alice_id).unwrap(), 0, "what the database holds is asked again");
+    }
+}
+
+#[cfg(test)]
+mod expiry_tests {
+    use crate::identity::Identity;
+    use crate::primitives::{KdfParams, Passphrase};
+    use crate::protocol::Ended;
+    use crate::statement::GrantId;
+    use crate::vault::Vault;
+
+    /// A customer's grant expired while another node served it: this node, which let it go,
+    /// is told "expired" with no grant to show. With a mirror it erases that consent's rows in
+    /// the database first, then signs a receipt naming the customer; without one, a bare
+    /// "expired" gets no signature.
+    #[test]
+    fn a_bare_expiry_is_receipted_only_after_the_database_erased_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut shop =
+            Vault::at(dir.path()).kdf(KdfParams::INSECURE_FOR_TESTS).create(&Passphrase::new("pw")).unwrap();
+        let alice = Identity::generate();
+        let id = GrantId::random();
+        let ended = [Ended::Expired(id)];
+        let receipts = shop.held_mut().accept(alice.public(), None, &[], &ended, true).unwrap();
+        assert!(receipts.is_empty(), "no mirror: a bare expiry names any id, nothing is signed");
+
+        shop.mirror_mut().attach("postgres://shop@db/crm").unwrap();
+        let receipts = shop.held_mut().accept(alice.public(), None, &[], &ended, true).unwrap();
+        assert!(receipts.is_empty(), "not before the database erased the rows");
+        assert_eq!(shop.mirror().unheld_pending(), vec![(alice.public(), id)]);
+        assert!(shop.mirror_mut().unheld_erased(&alice.public(), &id));
+        let receipts = shop.held_mut().accept(alice.public(), None, &[], &ended, true).unwrap();
+        assert_eq!(receipts.len(), 1);
+        let r = receipts[0].statement();
+        assert_eq!((r.grant, r.issuer, r.grantee), (id, alice.public(), shop.identity()));
     }
 }
