@@ -176,6 +176,19 @@ async fn run(db: &TestDb, k: usize, n: usize) {
             proc_status(s.process.id(), "VmRSS"),
         );
     }
+    // The sessions go quiet, and each node lets go of the customers another serves (the
+    // first contacts' and the ones it stood in for).
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    for (i, s) in nodes.iter().enumerate() {
+        let shared = tokio::task::block_in_place(|| vault_tests::json_or_no(&s.vault, &["shared"]));
+        let held =
+            shared["shares"].as_array().map_or(0, |a| a.iter().filter(|x| x["status"] == "live").count());
+        println!(
+            "nodes {k}: node {i}: once quiet, holds {:.0}% of the customers' shares ({held}), RSS {}",
+            100.0 * held as f64 / n as f64,
+            proc_status(s.process.id(), "VmRSS"),
+        );
+    }
     for (_, node) in running {
         node.shutdown().await;
     }

@@ -258,4 +258,29 @@ pub fn three_nodes_share_the_customers(db: &TestDb, hosts: &Hosts) {
         )),
         1
     );
+
+    // A breach notice from one node covers every customer of the seller, whichever node holds
+    // their shares (each holds its own only), the one who revoked too (its data was held in the
+    // window); it reaches every customer whose address the seller keeps (while consent lasts:
+    // the one who revoked gets it if this node still knows where she was).
+    let from = (victim + 1) % 3;
+    let out = json(
+        &shops[from],
+        &["breach", "notify", "--since", "1d", "--no-relay", "--text", "Our CRM was copied on 2026-12-01"],
+    );
+    let notified: BTreeSet<String> = out["notices"]
+        .as_array()
+        .expect("a list of notices")
+        .iter()
+        .filter_map(|n| Some(n["customer"].as_str()?.to_owned()))
+        .collect();
+    let everyone: BTreeSet<String> = ids.iter().map(ToString::to_string).collect();
+    assert_eq!(notified, everyone, "one notice per customer, sent from node {from}");
+    eventually("every customer with a live consent holds the notice", || {
+        customers
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != leaver)
+            .all(|(_, c)| json_or_no(c, &["notices"])["notices"].as_array().is_some_and(|n| !n.is_empty()))
+    });
 }

@@ -119,7 +119,7 @@ pub use vault::{
     ImportMode, Inbox, Keys, Logged, MAX_DEVICES, MAX_PENDING_PER_PEER, MAX_ROSTER_AGE,
     MAX_UNSOLICITED_PER_STRANGER, Merged, Mirror, MirrorEntry, MirrorShare, MirrorSource, MirrorStatus,
     Network, NewGrant, NewRequest, NoticeError, NoticeInfo, Notices, OpenError, Outbox, Peer, Projections,
-    Purchase, PurchaseRecord, Records, RecoveryError, Refusal, RefusedValue, Rekey, RekeyError, Rekeyed,
-    Replication, ReplicationError, RequestError, RequestInfo, RequestStatus, ServeError, Serving, Share,
-    ShareError, ShareStatus, SharedHave, StorageStats, Vault, VaultOptions, VerifyReport,
+    Purchase, PurchaseRecord, RecordedConsent, Records, RecoveryError, Refusal, RefusedValue, Rekey,
+    RekeyError, Rekeyed, Replication, ReplicationError, RequestError, RequestInfo, RequestStatus, ServeError,
+    Serving, Share, ShareError, ShareStatus, SharedHave, StorageStats, Vault, VaultOptions, VerifyReport,
 };

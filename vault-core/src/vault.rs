@@ -79,7 +79,7 @@ pub use issued::{
 pub use keys::{Keys, RecoveryError};
 pub use network::Network;
 pub use network::{FeedEntry, FeedFilter};
-pub use notices::{NoticeError, NoticeInfo, Notices};
+pub use notices::{NoticeError, NoticeInfo, Notices, RecordedConsent};
 pub use open::{CreateError, OpenError, VaultOptions, VerifyReport};
 pub use outbox::Outbox;
 pub use records::{ImportError, ImportMode, Purchase, PurchaseRecord, Records};

@@ -22,7 +22,7 @@ mod worker;
 
 pub use schema::{NAMESPACE, SCHEMA_VERSION};
 pub use url::{MirrorUrl, redact};
-pub use worker::{Mirror, check, detach, node, owner};
+pub use worker::{Mirror, check, detach, node, owner, recorded_consents};
 
 /// What went wrong with the mirror. Messages name the problem and where (user, host, port,
 /// database), never a password.

@@ -116,6 +116,16 @@ pub async fn check(url: &MirrorUrl, owner: &str, node: &str) -> Result<u64, Mirr
     db.count().await.map_err(|e| e.scrubbed(url))
 }
 
+/// Every consent the database at `url` records for the seller `owner` (live or ended), for a
+/// breach notice sent from any of the seller's nodes ([`vault_core::Notices::notify_with`]).
+pub async fn recorded_consents(
+    url: &MirrorUrl,
+    owner: &str,
+) -> Result<Vec<vault_core::RecordedConsent>, MirrorError> {
+    let db = Db::connect_watcher(url, owner).await?;
+    db.recorded_consents().await.map_err(|e| e.scrubbed(url))
+}
+
 /// Removes every row the mirror wrote and marks the tables detached (every node still writing
 /// stops), so that the vault can detach the mirror with nothing left behind. Returns how many
 /// consents were removed.

@@ -18,7 +18,19 @@ pub(crate) fn notify(app: &App, command: BreachCommand) -> Result<Outcome> {
     let BreachCommand::Notify(args) = command;
     let mut vault = app.unlock()?;
     let since = parse_since(&args.since, vault.now())?;
-    let notices = vault.notices_mut().notify(since, args.purpose.as_deref(), &args.text)?;
+    // A seller with a database: every consent it records, whichever of the seller's nodes
+    // holds the customer's shares (each holds its own customers' only).
+    let recorded = match vault.mirror().url()? {
+        Some(raw) => {
+            let url = vault_mirror::MirrorUrl::parse(&raw)?;
+            let owner = vault_mirror::owner(&vault);
+            runtime()?
+                .block_on(vault_mirror::recorded_consents(&url, &owner))
+                .map_err(|e| anyhow::anyhow!("cannot read the consents the seller's database records: {e}"))?
+        }
+        None => Vec::new(),
+    };
+    let notices = vault.notices_mut().notify_with(since, args.purpose.as_deref(), &args.text, recorded)?;
     let config = NodeConfig { relay: !args.no_relay, subscribe: false, ..NodeConfig::default() };
     if notices.len() <= DELIVER_NOW_AT_MOST {
         let rt = runtime()?;

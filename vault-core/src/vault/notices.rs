@@ -37,6 +37,26 @@ struct InRecord {
     received_at: i64,
 }
 
+/// A consent a breach notice covers: one this vault holds, or one the seller's database
+/// records ([`Notices::notify_with`]).
+#[derive(Clone, Debug)]
+pub struct RecordedConsent {
+    /// The customer who granted it.
+    pub customer: IdentityId,
+    /// The grant.
+    pub grant: GrantId,
+    /// The fields it shares.
+    pub fields: Vec<FieldPath>,
+    /// Its purpose.
+    pub purpose: String,
+    /// When it was issued (unix seconds).
+    pub issued_at: i64,
+    /// When it ended, if it has (unix seconds).
+    pub ended_at: Option<i64>,
+    /// Where the customer was last reached.
+    pub ticket: Option<Ticket>,
+}
+
 /// A breach notice, sent or received.
 #[derive(Clone, Debug)]
 pub struct NoticeInfo {
@@ -208,21 +228,49 @@ impl<V: DerefMut<Target = Vault>> Notices<V> {
         purpose: Option<&str>,
         text: &str,
     ) -> Result<Vec<Signed<BreachNotice>>, NoticeError> {
+        self.notify_with(since, purpose, text, Vec::new())
+    }
+
+    /// As [`Notices::notify`], covering besides the consents `recorded` in the seller's database
+    /// (a seller with several nodes: each holds the shares of its own customers only, the
+    /// database every customer's). A consent held here and recorded there is covered once.
+    pub fn notify_with(
+        &mut self,
+        since: i64,
+        purpose: Option<&str>,
+        text: &str,
+        recorded: Vec<RecordedConsent>,
+    ) -> Result<Vec<Signed<BreachNotice>>, NoticeError> {
         let now = self.vault.now();
         let purpose = purpose.map(str::to_lowercase);
         let mut by_customer: BTreeMap<IdentityId, (BreachNotice, Option<Ticket>)> = BTreeMap::new();
-        for (grant, ended_at, ticket) in self.vault.held().held_grants()? {
+        let held = self.vault.held().held_grants()?.into_iter().map(|(grant, ended_at, ticket)| {
             let g = grant.statement();
-            let held_in_window = ended_at.is_none_or(|end| end >= since) && g.issued_at <= now;
+            RecordedConsent {
+                customer: g.issuer,
+                grant: g.id,
+                fields: g.fields.clone(),
+                purpose: g.purpose.clone(),
+                issued_at: g.issued_at,
+                ended_at,
+                ticket,
+            }
+        });
+        let mut seen = std::collections::HashSet::new();
+        for g in held.chain(recorded) {
+            if !seen.insert((g.customer, g.grant)) {
+                continue;
+            }
+            let held_in_window = g.ended_at.is_none_or(|end| end >= since) && g.issued_at <= now;
             let matches = purpose.as_ref().is_none_or(|p| g.purpose.to_lowercase().contains(p));
             if !held_in_window || !matches {
                 continue;
             }
-            let (notice, t) = by_customer.entry(g.issuer).or_insert_with(|| {
+            let (notice, t) = by_customer.entry(g.customer).or_insert_with(|| {
                 let notice = BreachNotice {
                     id: NoticeId::random(),
                     seller: self.vault.identity(),
-                    customer: g.issuer,
+                    customer: g.customer,
                     since,
                     until: now,
                     fields: Vec::new(),
@@ -233,9 +281,9 @@ impl<V: DerefMut<Target = Vault>> Notices<V> {
                 (notice, None)
             });
             notice.fields.extend(g.fields.iter().cloned());
-            notice.grants.push(g.id);
+            notice.grants.push(g.grant);
             if t.is_none() {
-                *t = ticket;
+                *t = g.ticket;
             }
         }
         if by_customer.is_empty() {

@@ -106,6 +106,43 @@ impl Db {
     }
 }
 
+impl Db {
+    /// Every consent the database records (live or ended), for a breach notice: what each
+    /// customer granted, and where the customer was last reached. Rows that do not parse (not
+    /// written by a vault) are left out.
+    pub(crate) async fn recorded_consents(&self) -> Result<Vec<vault_core::RecordedConsent>, MirrorError> {
+        let rows = self
+            .client
+            .query(
+                "SELECT customer, grant_id, fields, purpose, extract(epoch FROM issued_at)::bigint,
+                        extract(epoch FROM ended_at)::bigint, customer_ticket
+                 FROM vault.consents",
+                &[],
+            )
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let parsed = (|| {
+                let customer: String = r.try_get(0).ok()?;
+                let grant: String = r.try_get(1).ok()?;
+                let fields: Vec<String> = r.try_get(2).ok()?;
+                let ticket: Option<String> = r.try_get(6).ok()?;
+                Some(vault_core::RecordedConsent {
+                    customer: customer.parse().ok()?,
+                    grant: grant.parse().ok()?,
+                    fields: fields.iter().map(|f| f.parse().ok()).collect::<Option<Vec<_>>>()?,
+                    purpose: r.try_get(3).ok()?,
+                    issued_at: r.try_get(4).ok()?,
+                    ended_at: r.try_get(5).ok()?,
+                    ticket: ticket.and_then(|t| t.parse().ok()),
+                })
+            })();
+            out.extend(parsed);
+        }
+        Ok(out)
+    }
+}
+
 /// One consent's values gone for good, under its lock: listed in `vault.erased` (no node writes
 /// them again), deleted and checked gone, its row marked `status` (`withdrawn`, `expired`) if
 /// it was live. Returns how many rows were marked.
