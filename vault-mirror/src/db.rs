@@ -152,7 +152,8 @@ impl Db {
         let rows = self
             .client
             .query(
-                "SELECT customer, grant_id, vault_rev, customer_name, node, source_device, source_epoch, source_op
+                "SELECT customer, grant_id, vault_rev, customer_name, node, source_device, source_epoch, source_op,
+                        problem IS NULL
                  FROM vault.consents",
                 &[],
             )
@@ -167,6 +168,15 @@ impl Db {
                 ));
             };
             let writer: Option<String> = r.try_get(4)?;
+            // A row whose values the database refused holds no copy: this node's is written
+            // again (and refused again, or not), another node's is no copy to skip.
+            let clean: Option<bool> = r.try_get(8)?;
+            if clean != Some(true) {
+                if writer.as_deref() != Some(node) {
+                    theirs.insert((customer, grant), None);
+                }
+                continue;
+            }
             if writer.as_deref() == Some(node) {
                 // A revision the mirror did not write (NULL, negative) is rewritten.
                 let rev = rev.and_then(|r| u64::try_from(r).ok()).unwrap_or(u64::MAX);

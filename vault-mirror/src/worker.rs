@@ -142,6 +142,9 @@ struct Conn {
     written: Written,
     theirs: Option<Theirs>,
     swept: Option<Instant>,
+    /// Shares (at a revision) the database does not hold as this node does: values it
+    /// refused, or a row another source wrote that this node did not overwrite. Not let go.
+    doubtful: std::collections::HashMap<(String, String), u64>,
 }
 
 /// Aborts a task when dropped.
@@ -215,20 +218,25 @@ async fn round(
         let db = Db::connect(url, owner, node, false).await?;
         let (written, theirs) = db.written(node).await?;
         handle.with_vault(|v| v.mirror_mut().set_status(true, &format!("writing to {}", url.target())))?;
-        *conn = Some(Conn { db, written, theirs: Some(theirs), swept: None });
+        *conn = Some(Conn { db, written, theirs: Some(theirs), swept: None, doubtful: Default::default() });
     }
     let c = conn.as_mut().expect("connected above");
     // Grants never held here that ended: their rows go (for good) before their receipts.
+    // A bare expiry only once the database shows the consent expired.
     let unheld = handle.with_vault(|v| v.mirror().unheld_pending());
-    for (customer, grant) in &unheld {
-        c.db.erase_unheld(node, &customer.to_string(), &grant.to_string()).await?;
-        handle.with_vault(|v| v.mirror_mut().unheld_erased(customer, grant));
+    for (customer, grant, expiry) in &unheld {
+        if c.db.erase_unheld(node, &customer.to_string(), &grant.to_string(), *expiry).await? {
+            handle.with_vault(|v| v.mirror_mut().unheld_erased(customer, grant));
+        } else {
+            tracing::warn!(%customer, %grant, "a customer said a consent expired that the database holds unexpired: nothing erased, no receipt");
+            handle.with_vault(|v| v.mirror_mut().unheld_refused(customer, grant));
+        }
     }
     if !unheld.is_empty() {
         tracing::info!(count = unheld.len(), "mirror: rows of grants never held here erased");
         handle.receipts_signed();
     }
-    let written = &mut c.written;
+    let (written, doubtful) = (&mut c.written, &mut c.doubtful);
     let (todo, held): (Vec<&MirrorEntry>, Vec<&MirrorEntry>) = entries
         .iter()
         .partition(|e| e.erasure_pending || written.get(&key(e)) != Some(&(e.rev, e.customer_name.clone())));
@@ -236,7 +244,7 @@ async fn round(
     // customer may let it go.
     if !held.is_empty() {
         handle.with_vault(|v| -> Result<(), MirrorError> {
-            for e in &held {
+            for e in held.iter().filter(|e| doubtful.get(&key(e)) != Some(&e.rev)) {
                 v.mirror_mut().wrote(&e.customer, &e.grant, e.rev)?;
             }
             Ok(())
@@ -268,6 +276,8 @@ async fn round(
                 written.insert(k.clone(), (s.rev, s.customer_name.clone()));
                 if theirs.get(&k).is_some_and(|row| as_new_there(s, row.as_ref())) {
                     newer_there.push((g.issuer, g.id, s.rev));
+                } else {
+                    doubtful.insert(k, s.rev);
                 }
             }
             keep
@@ -277,8 +287,12 @@ async fn round(
         let mut erased = Vec::new();
         for (share, outcome) in shares.iter().zip(&outcomes) {
             let g = share.grant.statement();
+            let k = (g.issuer.to_string(), g.id.to_string());
             if let Outcome::Refused(why) = outcome {
                 refused.push(format!("grant {} of {}: {why}", g.id, g.issuer));
+                doubtful.insert(k, share.rev);
+            } else {
+                doubtful.remove(&k);
             }
             written
                 .insert((g.issuer.to_string(), g.id.to_string()), (share.rev, share.customer_name.clone()));

@@ -19,14 +19,24 @@ pub(crate) fn notify(app: &App, command: BreachCommand) -> Result<Outcome> {
     let mut vault = app.unlock()?;
     let since = parse_since(&args.since, vault.now())?;
     // A seller with a database: every consent it records, whichever of the seller's nodes
-    // holds the customer's shares (each holds its own customers' only).
+    // holds the customer's shares (each holds its own customers' only). Unreadable (down, or
+    // tampered with: a breach may be why), the notices still go to the customers this node
+    // holds, and the seller is told to send again once it answers.
     let recorded = match vault.mirror().url()? {
         Some(raw) => {
             let url = vault_mirror::MirrorUrl::parse(&raw)?;
             let owner = vault_mirror::owner(&vault);
-            runtime()?
-                .block_on(vault_mirror::recorded_consents(&url, &owner))
-                .map_err(|e| anyhow::anyhow!("cannot read the consents the seller's database records: {e}"))?
+            match runtime()?.block_on(vault_mirror::recorded_consents(&url, &owner)) {
+                Ok(recorded) => recorded,
+                Err(e) => {
+                    eprintln!(
+                        "warning: cannot read the consents the seller's database records ({e}): \
+                         notifying only the customers whose shares this node holds; run this again \
+                         once the database answers"
+                    );
+                    Vec::new()
+                }
+            }
         }
         None => Vec::new(),
     };

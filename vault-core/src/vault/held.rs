@@ -432,15 +432,21 @@ impl<V: DerefMut<Target = Vault>> Held<V> {
                     // Only for a revocation the issuer signed: a bare "expired" names any id,
                     // and this vault's signature must not be had for grants of others. With a
                     // mirror, a bare "expired" too (a node that let the customer go, see
-                    // let_go.rs): the receipt then waits until the database erased the rows of
-                    // that grant of this issuer, and names the issuer.
+                    // let_go.rs): the receipt then waits until the database shows that consent
+                    // of this issuer past its expiry and erased its rows, and names the issuer.
                     let by_issuer = match end {
                         Ended::Revoked(r) => r.statement().issuer == issuer,
                         Ended::Expired(_) => mirrored,
                     };
                     if by_issuer
                         && never_held.len() < MAX_RECEIPTS_FOR_UNKNOWN_GRANTS
-                        && v.held().may_sign_unheld(mirrored, issuer, end.grant(), ticket)
+                        && v.held().may_sign_unheld(
+                            mirrored,
+                            issuer,
+                            end.grant(),
+                            ticket,
+                            matches!(end, Ended::Expired(_)),
+                        )
                     {
                         never_held.push(end.grant());
                     }

@@ -11,20 +11,37 @@ pub(crate) const NODE_LIVE_SECS: f64 = 6.0;
 impl Db {
     /// Erases the rows of a consent this node never held (a customer of another node, or
     /// one this vault lost in a restore), for good: no node writes its values again. Committed
-    /// when this returns Ok; only then may the receipt be signed.
+    /// when this returns true; only then may the receipt be signed. For a bare expiry
+    /// (`expiry`), only a consent the database shows expired by the server's clock, or does not
+    /// hold live: false, and nothing erased, otherwise.
     pub(crate) async fn erase_unheld(
         &mut self,
         node: &str,
         customer: &str,
         grant: &str,
-    ) -> Result<(), MirrorError> {
+        expiry: bool,
+    ) -> Result<bool, MirrorError> {
         let tx = self.client.transaction().await?;
         if detached(&tx).await? {
             return Err(MirrorError::Detached);
         }
-        erase_for_good(&tx, node, customer, grant, "withdrawn").await?;
+        lock_share(&tx, customer, grant).await?;
+        if expiry {
+            let unexpired = tx
+                .query_opt(
+                    "SELECT 1 FROM vault.consents WHERE customer = $1 AND grant_id = $2 AND status = 'live'
+                       AND (expires_at IS NULL OR expires_at > now())",
+                    &[&customer, &grant],
+                )
+                .await?
+                .is_some();
+            if unexpired {
+                return Ok(false);
+            }
+        }
+        erase_for_good(&tx, node, customer, grant, if expiry { "expired" } else { "withdrawn" }).await?;
         tx.commit().await?;
-        Ok(())
+        Ok(true)
     }
 
     /// Says this node is up, and returns the nodes heard from within [`NODE_LIVE_SECS`] (this

@@ -200,8 +200,8 @@ mod expiry_tests {
 
     /// A customer's grant expired while another node served it: this node, which let it go,
     /// is told "expired" with no grant to show. With a mirror it erases that consent's rows in
-    /// the database first, then signs a receipt naming the customer; without one, a bare
-    /// "expired" gets no signature.
+    /// the database first, only if the database shows it expired, then signs a receipt naming
+    /// the customer; without one, a bare "expired" gets no signature.
     #[test]
     fn a_bare_expiry_is_receipted_only_after_the_database_erased_it() {
         let dir = tempfile::tempdir().unwrap();
@@ -216,7 +216,12 @@ mod expiry_tests {
         shop.mirror_mut().attach("postgres://shop@db/crm").unwrap();
         let receipts = shop.held_mut().accept(alice.public(), None, &[], &ended, true).unwrap();
         assert!(receipts.is_empty(), "not before the database erased the rows");
-        assert_eq!(shop.mirror().unheld_pending(), vec![(alice.public(), id)]);
+        assert_eq!(shop.mirror().unheld_pending(), vec![(alice.public(), id, true)], "to check it expired");
+        // The database holds it live and unexpired: nothing erased, no receipt, forgotten.
+        shop.mirror_mut().unheld_refused(&alice.public(), &id);
+        assert!(shop.mirror().unheld_pending().is_empty());
+        let receipts = shop.held_mut().accept(alice.public(), None, &[], &ended, true).unwrap();
+        assert!(receipts.is_empty(), "named again: checked again");
         assert!(shop.mirror_mut().unheld_erased(&alice.public(), &id));
         let receipts = shop.held_mut().accept(alice.public(), None, &[], &ended, true).unwrap();
         assert_eq!(receipts.len(), 1);

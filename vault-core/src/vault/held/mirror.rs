@@ -160,8 +160,9 @@ impl<V: Deref<Target = Vault>> Mirror<V> {
         Ok(out)
     }
 
-    /// Erasures of grants this vault never held that wait for the mirror: (customer, grant).
-    pub fn unheld_pending(&self) -> Vec<(IdentityId, GrantId)> {
+    /// Erasures of grants this vault never held that wait for the mirror: (customer, grant,
+    /// asked by a bare expiry, to be erased only if the database shows it expired).
+    pub fn unheld_pending(&self) -> Vec<(IdentityId, GrantId, bool)> {
         self.vault.held().unheld_pending()
     }
 
@@ -211,6 +212,12 @@ impl<V: DerefMut<Target = Vault>> Mirror<V> {
     /// its receipt may be signed (unheld.rs). True when one was waiting.
     pub fn unheld_erased(&mut self, customer: &IdentityId, grant: &GrantId) -> bool {
         self.vault.held().unheld_erased(customer, grant)
+    }
+
+    /// The mirror found the consent a bare expiry named still live and unexpired in the
+    /// database: nothing erased, no receipt.
+    pub fn unheld_refused(&mut self, customer: &IdentityId, grant: &GrantId) {
+        self.vault.held().unheld_refused(customer, grant)
     }
 
     /// The mirror committed revision `rev` of this share (or the database holds a newer copy):

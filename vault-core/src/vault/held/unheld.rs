@@ -27,6 +27,9 @@ struct Unheld {
     erased: Option<Signed<ErasureReceipt>>,
     /// The ticket the issuer was reached at.
     ticket: Option<Ticket>,
+    /// Asked by a bare "expired" (no signed revocation): erased only once the database shows
+    /// the consent past its expiry.
+    expiry: bool,
 }
 
 /// The erasures of grants never held, by (issuer, grant).
@@ -42,6 +45,7 @@ impl<V: std::ops::Deref<Target = Vault>> Held<V> {
         issuer: IdentityId,
         grant: GrantId,
         ticket: Option<&Ticket>,
+        expiry: bool,
     ) -> bool {
         if !mirrored {
             return true;
@@ -52,7 +56,7 @@ impl<V: std::ops::Deref<Target = Vault>> Held<V> {
             None => {
                 let theirs = all.keys().filter(|(i, _)| *i == issuer).count();
                 if all.len() < MAX_UNHELD && theirs < MAX_UNHELD_PER_ISSUER {
-                    all.insert((issuer, grant), Unheld { erased: None, ticket: ticket.cloned() });
+                    all.insert((issuer, grant), Unheld { erased: None, ticket: ticket.cloned(), expiry });
                     drop(all);
                     self.bump_issuers();
                 }
@@ -92,9 +96,20 @@ impl<V: std::ops::Deref<Target = Vault>> Held<V> {
     }
 
     /// Erasures of grants never held that wait for the mirror: (customer, grant).
-    pub(crate) fn unheld_pending(&self) -> Vec<(IdentityId, GrantId)> {
+    /// Erasures of grants never held that wait for the mirror: (customer, grant, asked by a
+    /// bare expiry).
+    pub(crate) fn unheld_pending(&self) -> Vec<(IdentityId, GrantId, bool)> {
         let all = self.vault.held.unheld.0.borrow();
-        all.iter().filter(|(_, u)| u.erased.is_none()).map(|(k, _)| *k).collect()
+        all.iter().filter(|(_, u)| u.erased.is_none()).map(|((c, g), u)| (*c, *g, u.expiry)).collect()
+    }
+
+    /// The mirror found the consent of a bare expiry still live there: no erasure, no receipt
+    /// (asked again when the issuer names it again).
+    pub(crate) fn unheld_refused(&self, customer: &IdentityId, grant: &GrantId) {
+        let removed = self.vault.held.unheld.0.borrow_mut().remove(&(*customer, *grant)).is_some();
+        if removed {
+            self.bump_issuers();
+        }
     }
 
     /// The mirror committed the erasure of `grant`'s rows: its receipt may be signed.
