@@ -71,3 +71,43 @@ fn a_database_stopped_and_started_loses_nothing() {
     assert!(!shown.contains("FAILING") && shown.contains("erasures pending: 0"), "{shown}");
     assert_eq!(count("SELECT count(*) FROM vault.consents"), Some(2), "nothing lost, nothing twice");
 }
+
+/// The seller's database unreachable (down, or tampered with in a breach) when the seller must
+/// tell its customers of a breach: the notices still go to the customers whose shares the node
+/// holds, and the seller is told the database could not be read.
+#[test]
+fn a_breach_notice_goes_out_while_the_database_cannot_be_read() {
+    let db = vault_tests::pg::TestDb::new();
+    let gate = vault_tests::pg::Gate::start(db.addr);
+    let (alice, shop) = (TestVault::new(), TestVault::new());
+    alice.ok(&["profile", "set", "email", "alice@example.org"]);
+    assert!(mirror_set(&shop, &db.url_via(gate.addr)).status.success());
+    let (_shop_node, shop_ticket, _) = serve_seller(&shop, None);
+    let (_alice_node, _) = serve(&alice);
+    alice.ok(&["contact", "add", "shop", &shop_ticket]);
+    json(&alice, &["grant", "shop", "--fields", "profile.email", "--purpose", "orders"]);
+    eventually("alice's email in PostgreSQL", || {
+        db.try_count("SELECT count(*) FROM vault.consent_values") == Some(1)
+    });
+
+    gate.cut();
+    let out = shop.run(&[
+        "--json",
+        "breach",
+        "notify",
+        "--since",
+        "1d",
+        "--no-relay",
+        "--text",
+        "Our CRM was copied on 2026-12-01",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("cannot read the consents the seller's database records"), "{stderr}");
+    assert!(!stderr.contains(&db.password), "no password in the warning: {stderr}");
+    let sent: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(sent["notices"].as_array().map(Vec::len), Some(1), "{sent:#}");
+    eventually("alice holds the notice", || {
+        json_or_no(&alice, &["notices"])["notices"].as_array().is_some_and(|n| n.len() == 1)
+    });
+}
