@@ -181,8 +181,16 @@ pub fn three_nodes_share_the_customers(db: &TestDb, hosts: &Hosts) {
     drop(nodes[victim].take());
     let up: Vec<DeviceId> = (0..3).filter(|&n| n != victim).map(|n| devices[n]).collect();
     let stopped = Instant::now();
-    for &i in &orphans {
-        customers[i].ok(&["profile", "set", "email", &format!("c{i}@third.example")]);
+    // The edits at once, each customer on its own (as people would), not one after the other.
+    let edits: Vec<std::process::Child> = orphans
+        .iter()
+        .map(|&i| {
+            let email = format!("c{i}@third.example");
+            customers[i].cmd(&["profile", "set", "email", &email]).spawn().expect("vault runs")
+        })
+        .collect();
+    for mut edit in edits {
+        assert!(edit.wait().expect("vault ends").success(), "the edit is made");
     }
     eventually("the stopped node's customers' edits written by the others", || {
         orphans.iter().all(|&i| {
@@ -276,11 +284,17 @@ pub fn three_nodes_share_the_customers(db: &TestDb, hosts: &Hosts) {
         .collect();
     let everyone: BTreeSet<String> = ids.iter().map(ToString::to_string).collect();
     assert_eq!(notified, everyone, "one notice per customer, sent from node {from}");
+    let mut looked = Instant::now();
     eventually("every customer with a live consent holds the notice", || {
-        customers
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| *i != leaver)
-            .all(|(_, c)| json_or_no(c, &["notices"])["notices"].as_array().is_some_and(|n| !n.is_empty()))
+        let holds = |i: usize| {
+            json_or_no(&customers[i], &["notices"])["notices"].as_array().is_some_and(|n| !n.is_empty())
+        };
+        let missing: Vec<usize> = (0..customers_n).filter(|&i| i != leaver && !holds(i)).collect();
+        if !missing.is_empty() && looked.elapsed() > Duration::from_secs(20) {
+            looked = Instant::now();
+            let sent = json_or_no(&shops[from], &["notices", "--sent"]);
+            eprintln!("customers {missing:?} have no notice yet; node {from} sent: {sent}");
+        }
+        missing.is_empty()
     });
 }
