@@ -186,7 +186,11 @@ pub fn three_nodes_share_the_customers(db: &TestDb, hosts: &Hosts) {
         .iter()
         .map(|&i| {
             let email = format!("c{i}@third.example");
-            customers[i].cmd(&["profile", "set", "email", &email]).spawn().expect("vault runs")
+            customers[i]
+                .cmd(&["profile", "set", "email", &email])
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("vault runs")
         })
         .collect();
     for mut edit in edits {
