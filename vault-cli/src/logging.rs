@@ -7,10 +7,18 @@ use std::io::{self, Write};
 
 use crate::output::untrusted;
 
-/// Starts logging at the level `VAULT_LOG` names (default: warnings).
+/// What is logged when neither `VAULT_LOG` nor `RUST_LOG` says: vault's own warnings, none of
+/// its libraries' (the network stack warns every few seconds on a machine offline, which says
+/// nothing a user can act on; the commands say what failed themselves).
+const DEFAULT_FILTER: &str =
+    "off,vault=warn,vault_cli=warn,vault_core=warn,vault_sync=warn,vault_mirror=warn";
+
+/// Starts logging at the level `VAULT_LOG` (or `RUST_LOG`) names; by default, vault's own
+/// warnings.
 pub(crate) fn init() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("VAULT_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .or_else(|_| tracing_subscriber::EnvFilter::try_from_env("RUST_LOG"))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_FILTER));
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(|| InertStderr).with_ansi(false).init();
 }
 

@@ -1,6 +1,7 @@
 //! The node: an iroh endpoint serving this vault's grants, watching the vault file for changes,
 //! and keeping live sessions to the issuers of received shares.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -33,13 +34,30 @@ pub struct Node {
     router: Router,
     shared: Arc<NodeTasks>,
     tasks: JoinSet<()>,
+    moved_from: Option<u16>,
 }
 
 impl Node {
     /// Starts the node on `vault`.
     pub async fn spawn(mut vault: Vault, config: NodeConfig) -> Result<Node, SyncError> {
         let alpns = vec![ALPN.to_vec(), DEVICE_ALPN.to_vec()];
-        let endpoint = bind_endpoint(vault.device_key(), &config, alpns).await?;
+        // No address asked for: the port it served on last, so that the tickets its peers
+        // saved still reach it; another when that one is taken (and it says so).
+        let last = vault.serving().node_port();
+        let (endpoint, moved_from) = match (config.bind, last) {
+            (None, Some(port)) => {
+                let again =
+                    NodeConfig { bind: Some(SocketAddr::from(([0, 0, 0, 0], port))), ..config.clone() };
+                match bind_endpoint(vault.device_key(), &again, alpns.clone()).await {
+                    Ok(endpoint) => (endpoint, None),
+                    Err(e) => {
+                        tracing::debug!(error = %e, port, "the port served on last is taken");
+                        (bind_endpoint(vault.device_key(), &config, alpns).await?, Some(port))
+                    }
+                }
+            }
+            _ => (bind_endpoint(vault.device_key(), &config, alpns).await?, None),
+        };
         // Take the file's version first, so that a commit by another process from here on is
         // seen by the watcher; then bring projections up to date before serving anyone.
         let _ = vault.changed_elsewhere();
@@ -50,7 +68,10 @@ impl Node {
         vault.serving_mut().defer_served_log(true);
         let shared = Arc::new(NodeTasks::new(vault));
         let addrs = ticket_addrs(&endpoint);
-        shared.vault().serving_mut().set_node_addrs(&addrs)?;
+        // The port to bind again next time, unless this one was asked for.
+        let port =
+            config.bind.is_none().then(|| addrs.iter().find(|a| a.is_ipv4()).map(SocketAddr::port)).flatten();
+        shared.vault().serving_mut().set_node_addrs(&addrs, port)?;
         let router = Router::builder(endpoint.clone())
             .accept(ALPN, Listener { shared: shared.clone() })
             .accept(DEVICE_ALPN, DeviceListener { shared: shared.clone() })
@@ -63,7 +84,7 @@ impl Node {
             tasks.spawn(crate::keep::subscribe_all(shared.clone(), endpoint.clone(), config.clone()));
             tasks.spawn(crate::devices::keep_devices(shared.clone(), endpoint.clone()));
         }
-        Ok(Node { router, shared, tasks })
+        Ok(Node { router, shared, tasks, moved_from })
     }
 
     /// This vault's ticket, with the addresses the node is bound to.
@@ -111,12 +132,18 @@ impl Node {
         self.shared.book().idle_count()
     }
 
-    /// Stops the node: closes every connection and the endpoint.
+    /// The port this node served on last, when it is taken now and the node serves on another:
+    /// peers holding the old ticket reach it again once it offers to them (their sessions
+    /// learn the new address), or with its new ticket.
+    pub fn moved_from(&self) -> Option<u16> {
+        self.moved_from
+    }
+
+    /// Stops the node: closes every connection and the endpoint. The addresses it served on
+    /// stay recorded: it binds them again when it starts, and `vault id` prints them.
     pub async fn shutdown(mut self) {
         self.tasks.abort_all();
         let _ = self.router.shutdown().await;
-        // Leave nothing on the addresses for `vault id`.
-        let _ = self.shared.vault().serving_mut().set_node_addrs(&[]);
     }
 }
 

@@ -7,6 +7,7 @@ mod consent;
 mod derived;
 mod devices;
 mod devices_sharing;
+mod field;
 mod hostile_text;
 mod init_passphrase;
 mod journey;

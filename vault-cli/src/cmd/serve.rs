@@ -33,6 +33,9 @@ pub(crate) fn serve(app: &App, args: &ServeArgs) -> Result<Outcome> {
             Some(std::time::Duration::from_secs(seconds as u64))
         }
     };
+    // Held while this process runs: `vault status` reads it, a second `vault serve` is refused
+    // (before it asks for the passphrase or changes anything).
+    let _running = super::status::hold_node_lock(&app.dir)?;
     let mut vault = app.unlock()?;
     // From the environment (kept out of the process list), attached as `vault mirror set` does.
     if let Some(given) = std::env::var("VAULT_MIRROR_URL").ok().filter(|u| !u.is_empty()) {
@@ -44,8 +47,6 @@ pub(crate) fn serve(app: &App, args: &ServeArgs) -> Result<Outcome> {
             vault.mirror_mut().attach(url.expose())?;
         }
     }
-    // Held while this process runs: `vault status` reads it.
-    let _running = super::status::hold_node_lock(&app.dir);
     // For serving as the vault's unlock agent, once the node runs.
     let agent_key = vault.unlock_key();
     let config = NodeConfig { bind: args.bind, relay: !args.no_relay, idle_close, ..NodeConfig::default() };
@@ -68,6 +69,12 @@ pub(crate) fn serve(app: &App, args: &ServeArgs) -> Result<Outcome> {
                 writeln!(out, "{ticket}")?;
             }
             out.flush()?;
+        }
+        if let Some(port) = node.moved_from() {
+            eprintln!(
+                "warning: port {port}, where this node served last, is taken: serving on another. Peers that saved \
+                 the old ticket reach it again once it offers to them (on its next change), or with the ticket above"
+            );
         }
         if !app.json {
             let addrs: Vec<String> = ticket.addrs().iter().map(ToString::to_string).collect();
@@ -149,6 +156,14 @@ pub(crate) fn sync(app: &App, args: &SyncArgs) -> Result<Outcome> {
         if let Err(e) = &report {
             failed += 1;
             eprintln!("error: sync with {shown} failed: {}", untrusted(&e.to_string()));
+            if matches!(e, vault_sync::SyncError::Timeout | vault_sync::SyncError::Connect(_)) {
+                let name = untrusted(&name);
+                eprintln!(
+                    "  {name} is offline, or its address changed: say where to reach it ('vault contact addr \
+                     {name} HOST:PORT'), or ask for a fresh ticket ('vault id' there) and put it in place \
+                     ('vault contact rm {name}', then 'vault contact add {name} TICKET')"
+                );
+            }
         }
         if let Ok(r) = report {
             if !app.json {

@@ -34,20 +34,22 @@ fn open_lock(dir: &Path, create: bool) -> std::io::Result<File> {
 }
 
 /// Marks this process as the vault's running node until the returned file is dropped. A
-/// `vault status` holding its brief shared lock is waited for (up to a second); `None` when
-/// another node holds the mark (this one serves all the same, unmarked) or the file cannot be
-/// made.
-pub(crate) fn hold_node_lock(dir: &Path) -> Option<File> {
-    let file = open_lock(dir, true).ok()?;
+/// `vault status` holding its brief shared lock is waited for (up to a second). `Ok(None)` when
+/// the file cannot be made (the node serves unmarked); an error while another node holds it:
+/// two nodes of one device would answer the same peers twice, over each other.
+pub(crate) fn hold_node_lock(dir: &Path) -> anyhow::Result<Option<File>> {
+    let Ok(file) = open_lock(dir, true) else { return Ok(None) };
     for _ in 0..50 {
         match file.try_lock() {
-            Ok(()) => return Some(file),
+            Ok(()) => return Ok(Some(file)),
             Err(TryLockError::WouldBlock) => std::thread::sleep(std::time::Duration::from_millis(20)),
-            Err(TryLockError::Error(_)) => return None,
+            Err(TryLockError::Error(_)) => return Ok(None),
         }
     }
-    eprintln!("warning: another 'vault serve' seems to run on this vault; 'vault status' follows that one");
-    None
+    anyhow::bail!(
+        "another 'vault serve' runs on this vault already: one node per device (stop that one first, or \
+         see it with 'vault status')"
+    )
 }
 
 /// Takes this vault's node lock for a command that must not run beside a node (`vault

@@ -47,6 +47,8 @@ pub(crate) enum Setting<'a> {
     SharedLogSuspects,
     /// The stamp of a contact row's last write (replication/contacts.rs).
     ContactStamp(&'a [u8]),
+    /// The port the node last served on when none was asked for (issued/node.rs).
+    ServePort,
     /// How many received shares were taken in: each starts its revisions afresh from it
     /// (held/let_go.rs).
     ReceivedIncarnation,
@@ -76,6 +78,7 @@ impl Setting<'_> {
             Setting::SharedLogForked => "shared-log-forked".into(),
             Setting::SharedLogSuspects => "shared-log-suspects".into(),
             Setting::ReceivedIncarnation => "received-incarnation".into(),
+            Setting::ServePort => "serve-port".into(),
             Setting::ContactStamp(row) => {
                 format!("{CONTACT_STAMP}{}", data_encoding::HEXLOWER.encode(row)).into()
             }

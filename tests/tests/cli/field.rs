@@ -1,0 +1,112 @@
+//! Everyday use, as a newcomer meets it: a node restarted is reached again at the ticket its
+//! peers saved, a second `vault serve` on one vault is refused, a failed dial says what to do,
+//! and the network stack's own log lines stay out of the terminal.
+
+use std::process::Command;
+
+use vault_tests::{Serving, TestVault, json, serve_command};
+
+/// `vault serve` with no address asked for (relays off), as the README runs it.
+fn serve_plain(v: &TestVault) -> (Serving, String) {
+    serve_command(v.cmd(&["serve", "--no-relay"]))
+}
+
+#[test]
+fn a_restarted_node_is_reached_again_at_the_ticket_its_peers_saved() {
+    let (ada, bob) = (TestVault::new(), TestVault::new());
+    let (node, first) = serve_plain(&ada);
+    bob.ok(&["contact", "add", "ada", &first]);
+    bob.ok(&["sync", "ada", "--no-relay"]);
+    drop(node);
+
+    // Stopped: `vault id` prints the ticket it served with (one ticket, with its addresses).
+    assert_eq!(json(&ada, &["id"])["ticket"].as_str(), Some(first.as_str()));
+    let (_node, again) = serve_plain(&ada);
+    assert_eq!(again, first, "the same port again: the saved ticket still reaches the node");
+    bob.ok(&["sync", "ada", "--no-relay"]);
+}
+
+#[test]
+fn a_node_whose_port_is_taken_serves_on_another_and_says_so() {
+    let ada = TestVault::new();
+    let (node, first) = serve_plain(&ada);
+    drop(node);
+    let port: u16 = {
+        let ticket: vault_core::Ticket = first.parse().unwrap();
+        ticket.addrs()[0].port()
+    };
+    let _squatter = std::net::UdpSocket::bind(("0.0.0.0", port)).expect("the port is free again");
+    let mut child = ada
+        .cmd(&["serve", "--no-relay"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line)
+        .unwrap();
+    assert_ne!(line.trim(), first, "another port");
+    // Said before the line that says where it serves.
+    let mut stderr = String::new();
+    let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+    while !stderr.contains("Ctrl-C to stop") {
+        let mut l = String::new();
+        if std::io::BufRead::read_line(&mut err, &mut l).unwrap() == 0 {
+            break;
+        }
+        stderr.push_str(&l);
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(stderr.contains(&format!("port {port}, where this node served last, is taken")), "{stderr}");
+}
+
+#[test]
+fn a_second_serve_on_one_vault_is_refused() {
+    let ada = TestVault::new();
+    let (_node, _) = serve_plain(&ada);
+    let stderr = ada.fails(&["serve", "--no-relay"], 2);
+    assert!(stderr.contains("another 'vault serve' runs on this vault already"), "{stderr}");
+}
+
+#[test]
+fn a_peer_that_does_not_answer_gets_a_hint_and_no_library_log_lines() {
+    let (ada, bob) = (TestVault::new(), TestVault::new());
+    let (node, ticket) = serve_plain(&ada);
+    bob.ok(&["contact", "add", "ada", &ticket]);
+    drop(node);
+    // Relays on (the default), on a machine that may be offline: the network stack's warnings
+    // (relay and address lookups failing) stay hidden without VAULT_LOG.
+    let out = offline(bob.cmd(&["sync", "ada"])).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("ada is offline, or its address changed"), "{stderr}");
+    assert!(stderr.contains("vault contact addr ada HOST:PORT"), "{stderr}");
+    for line in stderr.lines() {
+        assert!(!line.contains("iroh") && !line.contains("WARN"), "a library's log line: {line}\n{stderr}");
+    }
+}
+
+/// `cmd` in a network namespace with no way out, when one can be made (root); as it is
+/// otherwise.
+fn offline(cmd: Command) -> Command {
+    let ns = format!("vt-offline-{}", std::process::id());
+    let made = Command::new("ip").args(["netns", "add", &ns]).status().is_ok_and(|s| s.success());
+    if !made {
+        return cmd;
+    }
+    let _ = Command::new("ip").args(["-n", &ns, "link", "set", "lo", "up"]).status();
+    let mut wrapped = Command::new("sh");
+    wrapped
+        .arg("-c")
+        .arg("ip netns exec \"$0\" \"$@\"; status=$?; ip netns del \"$0\"; exit $status")
+        .arg(&ns);
+    wrapped.arg(cmd.get_program()).args(cmd.get_args());
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => wrapped.env(k, v),
+            None => wrapped.env_remove(k),
+        };
+    }
+    wrapped
+}
