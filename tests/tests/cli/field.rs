@@ -110,3 +110,22 @@ fn offline(cmd: Command) -> Command {
     }
     wrapped
 }
+
+/// What `init` makes only its owner can read: the vault file (a copy of it is a copy to guess
+/// the passphrase against) and the directory, even one made empty beforehand. A generated
+/// passphrase is shown once.
+#[cfg(unix)]
+#[test]
+fn a_new_vault_is_its_owners_alone_and_a_generated_passphrase_is_shown_once() {
+    use std::os::unix::fs::PermissionsExt;
+    let v = TestVault::uninitialised();
+    std::fs::create_dir(&v.dir).unwrap();
+    std::fs::set_permissions(&v.dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = v.run(&["init", "--generate-passphrase", "--insecure-fast-kdf"]);
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(stdout.matches("passphrase: ").count(), 1, "{stdout}");
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&v.dir), 0o700);
+    assert_eq!(mode(&v.db()), 0o600);
+}

@@ -70,14 +70,8 @@ pub(crate) fn run(app: &App, args: &InitArgs) -> Result<Outcome> {
         }
         app.print_json(&out)?;
     } else {
-        if let Some(text) = &generated {
-            app.print(format!(
-                "passphrase: {}
-(shown once: write it down or put it in your password manager)
-",
-                text.as_str()
-            ))?;
-        } else if strength.weak() {
+        // A generated passphrase was shown before the vault was made.
+        if generated.is_none() && strength.weak() {
             eprintln!("warning: the passphrase is weak: {}", strength.describe());
         }
         app.print(format!(

@@ -187,6 +187,9 @@ impl VaultOptions {
             #[cfg(unix)]
             std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
             builder.create(&self.dir).map_err(StoreError::Io)?;
+        } else if std::fs::read_dir(&self.dir).map_err(StoreError::Io)?.next().is_none() {
+            // An empty directory made for the vault beforehand: owner-only too.
+            owner_only(&self.dir, 0o700)?;
         }
         // Build in a temporary file and move it into place, so a crash never leaves a
         // half-made vault where `open` would find it.
@@ -195,6 +198,9 @@ impl VaultOptions {
         let mut seed = seed;
         let result = (|| {
             let store = Store::create(&tmp, passphrase, self.kdf)?;
+            // Owner-only before anything is written into it (SQLite gives its journal files
+            // the same mode).
+            owner_only(&tmp, 0o600)?;
             let Seed { identity, device, doc } = &mut seed;
             store.begin_write()?;
             let written = (|| {
@@ -441,4 +447,16 @@ mod tests {
         let report = Vault::at(dir.path()).verify_with_key(&lent).unwrap();
         assert!(!report.is_ok() && report.problems.iter().any(|p| p.contains("manifest")), "{report:?}");
     }
+}
+
+/// Makes `path` readable and writable by its owner only (`mode`), where permissions exist.
+fn owner_only(path: &std::path::Path, mode: u32) -> Result<(), StoreError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(StoreError::Io)?;
+    }
+    #[cfg(not(unix))]
+    let _ = (path, mode);
+    Ok(())
 }
