@@ -247,9 +247,13 @@ pub(crate) struct GrantsArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct ServeArgs {
-    /// Address to bind, e.g. 127.0.0.1:4433 [default: all interfaces, a random port]
+    /// Address to bind, e.g. 127.0.0.1:4433 [default: all interfaces, the port it served on
+    /// last]
     #[arg(long, value_name = "ADDR")]
     pub(crate) bind: Option<std::net::SocketAddr>,
+    /// No line per event (a request, a share served, an erasure confirmed): the ticket only
+    #[arg(long)]
+    pub(crate) quiet: bool,
     /// Do not use relays or address lookup (local networks and tests)
     #[arg(long)]
     pub(crate) no_relay: bool,

@@ -23,6 +23,7 @@ mod recovery;
 mod rekey;
 mod request;
 mod serve;
+mod serve_events;
 mod shared;
 mod status;
 mod unlock;

@@ -129,3 +129,33 @@ fn a_new_vault_is_its_owners_alone_and_a_generated_passphrase_is_shown_once() {
     assert_eq!(mode(&v.dir), 0o700);
     assert_eq!(mode(&v.db()), 0o600);
 }
+
+/// `vault serve` says what happens, a line per event (here a request from a stranger, in the
+/// words of `vault audit`, peer text escaped).
+#[test]
+fn a_node_says_what_it_does() {
+    let (ada, shop) = (TestVault::new(), TestVault::new());
+    let mut child = ada
+        .cmd(&["serve", "--no-relay", "--bind", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line)
+        .unwrap();
+    let mut node = Serving(child);
+    shop.ok(&["contact", "add", "ada", line.trim()]);
+    shop.ok(&["request", "ada", "--fields", "profile.email", "--purpose", "order updates", "--no-relay"]);
+    let mut err = std::io::BufReader::new(node.0.stderr.take().unwrap());
+    let mut seen = String::new();
+    let deadline = std::time::Instant::now() + vault_tests::HANG;
+    while !seen.contains("request from") && std::time::Instant::now() < deadline {
+        let mut l = String::new();
+        if std::io::BufRead::read_line(&mut err, &mut l).unwrap() == 0 {
+            break;
+        }
+        seen.push_str(&l);
+    }
+    assert!(seen.contains("request from"), "{seen}");
+}

@@ -80,7 +80,11 @@ pub(crate) fn serve(app: &App, args: &ServeArgs) -> Result<Outcome> {
             let addrs: Vec<String> = ticket.addrs().iter().map(ToString::to_string).collect();
             eprintln!("serving as {} on {}; Ctrl-C to stop", ticket.identity(), addrs.join(", "));
         }
+        let events = (!args.quiet).then(|| tokio::spawn(super::serve_events::print(node.vault_handle(), app.json)));
         shutdown_signal().await;
+        if let Some(events) = events {
+            events.abort();
+        }
         mirror.abort();
         let _ = mirror.await;
         node.shutdown().await;

@@ -63,6 +63,20 @@ impl<R: Serialize + DeserializeOwned> TypedTable<R> {
             .collect()
     }
 
+    /// At most `limit` rows of a sequence table after `seq`, in order, with their sequence.
+    pub(crate) fn list_after(
+        &self,
+        store: &Store,
+        seq: i64,
+        limit: usize,
+    ) -> Result<Vec<(i64, R)>, StoreError> {
+        store
+            .list_after_limit(&self.table, seq, limit)?
+            .into_iter()
+            .map(|(key, bytes, _)| Ok((key.seq(), self.decode(&bytes, key.as_key())?)))
+            .collect()
+    }
+
     fn decode(&self, bytes: &[u8], key: Key<'_>) -> Result<R, StoreError> {
         serde_json::from_slice(bytes).map_err(|_| StoreError::damaged(&self.table, RowName(key)))
     }

@@ -151,6 +151,19 @@ impl<V: Deref<Target = Vault>> AccessLog<V> {
     }
 }
 
+impl<V: Deref<Target = Vault>> AccessLog<V> {
+    /// The position of the last event (0: none): what [`AccessLog::after`] continues from.
+    pub fn last_seq(&self) -> Result<i64, StoreError> {
+        Ok(self.vault.store.next_seq(&TABLE)? - 1)
+    }
+
+    /// At most `limit` events after position `seq`, oldest first, with their positions: a
+    /// running node's lines as things happen.
+    pub fn after(&self, seq: i64, limit: usize) -> Result<Vec<(i64, AuditEvent)>, StoreError> {
+        ROWS.list_after(&self.vault.store, seq, limit)
+    }
+}
+
 impl AccessLog<&mut Vault> {
     /// Appends an event in its own transaction (for events that change nothing else).
     pub fn record(&mut self, event: &AuditEvent) -> Result<(), StoreError> {

@@ -359,6 +359,18 @@ fn sync_dir(dir: &Path) {
     }
 }
 
+/// Makes `path` readable and writable by its owner only (`mode`), where permissions exist.
+fn owner_only(path: &std::path::Path, mode: u32) -> Result<(), StoreError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(StoreError::Io)?;
+    }
+    #[cfg(not(unix))]
+    let _ = (path, mode);
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -447,16 +459,4 @@ mod tests {
         let report = Vault::at(dir.path()).verify_with_key(&lent).unwrap();
         assert!(!report.is_ok() && report.problems.iter().any(|p| p.contains("manifest")), "{report:?}");
     }
-}
-
-/// Makes `path` readable and writable by its owner only (`mode`), where permissions exist.
-fn owner_only(path: &std::path::Path, mode: u32) -> Result<(), StoreError> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(StoreError::Io)?;
-    }
-    #[cfg(not(unix))]
-    let _ = (path, mode);
-    Ok(())
 }
