@@ -71,10 +71,8 @@ fn hint(err: &anyhow::Error) -> Option<String> {
                     .into(),
             );
         }
-        if let Some(EditError::Schema(_)) = cause.downcast_ref::<EditError>() {
-            return Some(
-                "the allowed fields and values are in schemas/doc/vault-document.schema.json".into(),
-            );
+        if let Some(EditError::Schema(e)) = cause.downcast_ref::<EditError>() {
+            return schema_hint(e);
         }
         if let Some(
             PathError::UnknownDerivation { .. }
@@ -95,9 +93,29 @@ fn hint(err: &anyhow::Error) -> Option<String> {
     None
 }
 
-/// Prints an error and its causes on standard error. Messages quote input, and some carry a
-/// peer's words, so they go through [`untrusted`].
-pub(crate) fn report(err: &anyhow::Error) {
+/// What to do about a value the document schema refused: for an unknown profile field, the
+/// nearest one and every one (the schema file is not beside an installed binary).
+fn schema_hint(e: &vault_core::SchemaError) -> Option<String> {
+    let name = e.field().strip_prefix("profile.")?;
+    let known = vault_core::profile_fields();
+    if known.iter().any(|k| k == name) {
+        // A value the field does not take: the message says which rule.
+        return None;
+    }
+    let nearest = known
+        .iter()
+        .map(|k| (strsim::levenshtein(k, name), k))
+        .filter(|(d, _)| *d <= 2)
+        .min()
+        .map(|(_, k)| format!("did you mean '{k}'? "))
+        .unwrap_or_default();
+    Some(format!("{nearest}the profile's fields: {}", known.join(", ")))
+}
+
+/// Prints an error and its causes on standard error (with `--json`, as one JSON object:
+/// `schemas/cli/error.schema.json`). Messages quote input, and some carry a peer's words, so
+/// they go through [`untrusted`].
+pub(crate) fn report(err: &anyhow::Error, json: bool) {
     let mut message = err.to_string();
     for cause in err.chain().skip(1) {
         let text = cause.to_string();
@@ -106,8 +124,14 @@ pub(crate) fn report(err: &anyhow::Error) {
             message.push_str(&text);
         }
     }
+    let hint = hint(err).map(|h| untrusted(&h).into_owned());
+    if json {
+        let object = serde_json::json!({ "error": { "message": untrusted(&message), "hint": hint } });
+        eprintln!("{object}");
+        return;
+    }
     eprintln!("error: {}", untrusted(&message));
-    if let Some(hint) = hint(err) {
-        eprintln!("hint: {}", untrusted(&hint));
+    if let Some(hint) = hint {
+        eprintln!("hint: {hint}");
     }
 }

@@ -28,6 +28,7 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     logging::init();
+    let json = cli.global.json;
     match cmd::run(cli) {
         Ok(app::Outcome::Done) => ExitCode::SUCCESS,
         Ok(app::Outcome::No) => ExitCode::from(1),
@@ -35,7 +36,7 @@ fn main() -> ExitCode {
             if errors::is_broken_pipe(&err) {
                 return ExitCode::SUCCESS;
             }
-            errors::report(&err);
+            errors::report(&err, json);
             ExitCode::from(2)
         }
     }

@@ -16,8 +16,16 @@ pub(crate) fn parse_expiry(text: &str, now: i64) -> Result<i64> {
             .context("invalid date")?;
         return Ok(end.timestamp().as_second());
     }
-    let span = parse_duration(text)?;
+    let span = parse_duration(text).map_err(|_| not_a_time(text))?;
     Ok(now + span)
+}
+
+/// The one error for a time that is neither a date nor a duration, whichever option took it.
+fn not_a_time(text: &str) -> anyhow::Error {
+    anyhow::anyhow!(
+        "invalid date or duration \"{text}\": write a date as YYYY-MM-DD (2027-05-12), or a duration \
+         such as 7d, 12h or 2w"
+    )
 }
 
 /// Reads a duration such as `90d`, `12h`, `2w`, `30m`; returns seconds.
@@ -46,7 +54,18 @@ pub(crate) fn parse_since(text: &str, now: i64) -> Result<i64> {
     if let Ok(date) = text.trim().parse::<jiff::civil::Date>() {
         return Ok(date.to_zoned(jiff::tz::TimeZone::system())?.timestamp().as_second());
     }
-    Ok(now - parse_duration(text)?)
+    Ok(now - parse_duration(text).map_err(|_| not_a_time(text.trim()))?)
+}
+
+/// Reads `--since` as a day (`YYYY-MM-DD`, local time): a date, or the day a duration back
+/// from now falls on.
+pub(crate) fn since_day(text: &str) -> Result<String> {
+    let now = jiff::Timestamp::now().as_second();
+    let at = parse_since(text, now)?;
+    Ok(jiff::Timestamp::from_second(at)?
+        .to_zoned(jiff::tz::TimeZone::system())
+        .strftime("%Y-%m-%d")
+        .to_string())
 }
 
 /// Unix seconds as an RFC 3339 timestamp (UTC).

@@ -93,7 +93,7 @@ pub use protocol::{
     encode_with_length, framing,
 };
 pub use receipt::{ConsentState, ReceiptNames, consent_receipt};
-pub use schema::SchemaError;
+pub use schema::{SchemaError, profile_fields};
 pub use session::{
     AdmissionStore, REFUSAL_LOG_INTERVAL, RefusalLog, Refused, RefusedWhy, admit_device, admit_peer,
 };

@@ -84,6 +84,22 @@ impl SchemaError {
     }
 }
 
+/// The profile's fields, dotted (`email`, `address.city`), as the document schema names them:
+/// what `vault profile set` takes.
+pub fn profile_fields() -> Vec<String> {
+    let defs = &document_schema()["$defs"];
+    let mut out = Vec::new();
+    let Some(fields) = defs["profile"]["properties"].as_object() else { return out };
+    for (name, shape) in fields {
+        let nested = shape["$ref"].as_str().and_then(|r| r.strip_prefix("#/$defs/")).map(|d| &defs[d]);
+        match nested.and_then(|d| d["properties"].as_object()) {
+            Some(inner) => out.extend(inner.keys().map(|k| format!("{name}.{k}"))),
+            None => out.push(name.clone()),
+        }
+    }
+    out
+}
+
 /// The document schema, parsed.
 pub(crate) fn document_schema() -> &'static Value {
     static SCHEMA: OnceLock<Value> = OnceLock::new();

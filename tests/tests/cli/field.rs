@@ -159,3 +159,48 @@ fn a_node_says_what_it_does() {
     }
     assert!(seen.contains("request from"), "{seen}");
 }
+
+/// Dates and durations are read by one parser everywhere, with one error that says what works.
+#[test]
+fn dates_and_durations_read_the_same_everywhere() {
+    let (ada, bob) = (TestVault::new(), TestVault::new());
+    ada.ok(&["purchase", "add", "--item", "Tea", "--seller", "Acme", "--price", "4.50", "--currency", "EUR"]);
+    let listed = json(&ada, &["purchase", "list", "--since", "1d"]);
+    assert_eq!(listed["purchases"].as_array().map(Vec::len), Some(1), "{listed}");
+    let far = vault_tests::json_or_no(&ada, &["purchase", "list", "--since", "2999-01-01"]);
+    assert_eq!(far["purchases"].as_array().map(Vec::len), Some(0), "a date is read too");
+    for (args, what) in [
+        (vec!["audit", "--since", "last week"], "last week"),
+        (vec!["purchase", "list", "--since", "yesterday"], "yesterday"),
+    ] {
+        let stderr = ada.fails(&args, 2);
+        assert!(stderr.contains(&format!("invalid date or duration \"{what}\"")), "{stderr}");
+        assert!(stderr.contains("YYYY-MM-DD") && stderr.contains("7d"), "{stderr}");
+    }
+    ada.ok(&["contact", "add", "bob", &vault_tests::ticket(&bob)]);
+    let stderr = ada.fails(
+        &["grant", "bob", "--fields", "profile.email", "--purpose", "x", "--expires", "05/12/2027"],
+        2,
+    );
+    assert!(stderr.contains("YYYY-MM-DD"), "{stderr}");
+}
+
+/// With `--json`, an error is a JSON object on standard error, for the script that asked.
+#[test]
+fn with_json_an_error_is_a_json_object() {
+    let ada = TestVault::new();
+    let stderr = ada.fails(&["--json", "profile", "set", "emial", "ada@example.org"], 2);
+    let error: serde_json::Value = serde_json::from_str(stderr.trim()).expect("one JSON object");
+    vault_tests::check_cli_schema("error", &error);
+    assert!(error["error"]["message"].as_str().unwrap().contains("emial"), "{error}");
+}
+
+/// A mistyped profile field gets the nearest one and the list, from the binary itself.
+#[test]
+fn a_mistyped_field_gets_the_nearest_one() {
+    let ada = TestVault::new();
+    let stderr = ada.fails(&["profile", "set", "emial", "ada@example.org"], 2);
+    assert!(stderr.contains("did you mean 'email'?"), "{stderr}");
+    assert!(stderr.contains("address.city"), "every field listed: {stderr}");
+    assert!(!stderr.contains("schemas/doc"), "no file that an installed binary lacks: {stderr}");
+}

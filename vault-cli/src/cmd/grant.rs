@@ -112,6 +112,14 @@ pub(crate) fn issue(app: &App, args: &GrantArgs) -> Result<Outcome> {
     } else {
         app.print(format!("granted {}", describe(&vault, &info)))?;
     }
+    if expires_at.is_none() {
+        // Said as it is made: nothing ends it but a revocation.
+        eprintln!(
+            "note: this grant has no end: it lasts until you revoke it ('vault revoke {}'); --expires 90d or a \
+             date sets one",
+            signed.statement().id
+        );
+    }
     Ok(Outcome::Done)
 }
 

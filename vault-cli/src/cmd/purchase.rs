@@ -48,11 +48,8 @@ fn add(app: &App, args: PurchaseAddArgs) -> Result<Outcome> {
 }
 
 fn list(app: &App, args: &PurchaseListArgs) -> Result<Outcome> {
-    if let Some(since) = &args.since {
-        since
-            .parse::<jiff::civil::Date>()
-            .with_context(|| "invalid --since: expected a date written YYYY-MM-DD")?;
-    }
+    // A date or a duration back (`7d`), as everywhere else: read before unlocking.
+    let since = args.since.as_deref().map(crate::time::since_day).transpose().context("--since")?;
     let vault = app.unlock()?;
     let purchases: Vec<Purchase> = vault
         .records()
@@ -60,7 +57,7 @@ fn list(app: &App, args: &PurchaseListArgs) -> Result<Outcome> {
         .into_iter()
         .filter(|p| args.seller.as_ref().is_none_or(|s| p.record.seller.eq_ignore_ascii_case(s)))
         .filter(|p| args.tag.as_ref().is_none_or(|t| p.record.tags.iter().any(|x| x == t)))
-        .filter(|p| args.since.as_ref().is_none_or(|d| p.record.date.as_str() >= d.as_str()))
+        .filter(|p| since.as_ref().is_none_or(|d| p.record.date.as_str() >= d.as_str()))
         .collect();
     if app.json {
         app.print_json(&json!({ "purchases": purchases }))?;

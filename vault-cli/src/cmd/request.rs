@@ -188,6 +188,12 @@ fn send(app: &App, ask: Ask) -> Result<Outcome> {
     if app.json {
         app.print_json(&request_json(&vault, &info, false))?;
     }
+    if info.request.statement().duration.is_none() {
+        // Said as it is made: a consent given as asked would last until revoked.
+        eprintln!(
+            "note: this request asks for no end: consent given as asked lasts until revoked (--duration 90d sets one)"
+        );
+    }
     let outcome = match (info.status, &report) {
         (RequestStatus::NotAccepted, _) => {
             eprintln!(
