@@ -97,3 +97,9 @@ mod tests {
         assert_eq!(text, "diet: vegan\\n\\e[2Jsize: 44\ntags: a\\e, b");
     }
 }
+
+/// A rating of 0 to 5 as every command prints it: `****.` for 4.
+pub(crate) fn stars(rating: i64) -> String {
+    let n = rating.clamp(0, 5) as usize;
+    format!("{}{}", "*".repeat(n), ".".repeat(5 - n))
+}

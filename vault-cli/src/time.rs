@@ -57,15 +57,15 @@ pub(crate) fn parse_since(text: &str, now: i64) -> Result<i64> {
     Ok(now - parse_duration(text).map_err(|_| not_a_time(text.trim()))?)
 }
 
-/// Reads `--since` as a day (`YYYY-MM-DD`, local time): a date, or the day a duration back
-/// from now falls on.
-pub(crate) fn since_day(text: &str) -> Result<String> {
-    let now = jiff::Timestamp::now().as_second();
+/// `--since` as the date purchases are compared with (`YYYY-MM-DD`, local time): a date, or
+/// the day a duration back from `now` falls on.
+pub(crate) fn since_date(text: &str, now: i64) -> Result<String> {
     let at = parse_since(text, now)?;
-    Ok(jiff::Timestamp::from_second(at)?
+    let date = jiff::Timestamp::from_second(at)
+        .context("the date is out of range")?
         .to_zoned(jiff::tz::TimeZone::system())
-        .strftime("%Y-%m-%d")
-        .to_string())
+        .date();
+    Ok(date.to_string())
 }
 
 /// Unix seconds as an RFC 3339 timestamp (UTC).

@@ -204,3 +204,35 @@ fn a_mistyped_field_gets_the_nearest_one() {
     assert!(stderr.contains("address.city"), "every field listed: {stderr}");
     assert!(!stderr.contains("schemas/doc"), "no file that an installed binary lacks: {stderr}");
 }
+
+/// A feed whose every friend is muted says so, not that nobody shares; a rating reads the same
+/// in every command.
+#[test]
+fn an_all_muted_feed_says_so_and_ratings_read_alike() {
+    let (ada, bob) = (TestVault::new(), TestVault::new());
+    ada.ok(&[
+        "purchase",
+        "add",
+        "--item",
+        "Tea",
+        "--seller",
+        "Acme",
+        "--price",
+        "4.50",
+        "--currency",
+        "EUR",
+        "--rating",
+        "4",
+    ]);
+    assert!(ada.ok(&["purchase", "list"]).contains("****."), "purchase list");
+    let (_ada_node, ticket) = vault_tests::serve(&ada);
+    let bob_ticket = vault_tests::ticket(&bob);
+    ada.ok(&["contact", "add", "bob", &bob_ticket]);
+    ada.ok(&["grant", "bob", "--fields", "purchases", "--purpose", "friends"]);
+    bob.ok(&["contact", "add", "ada", &ticket]);
+    bob.ok(&["sync", "ada", "--no-relay"]);
+    assert!(bob.ok(&["feed"]).contains("****."), "feed");
+    bob.ok(&["feed", "mute", "ada"]);
+    let stderr = bob.fails(&["feed"], 1);
+    assert!(stderr.contains("everything in your feed is muted"), "{stderr}");
+}

@@ -33,8 +33,7 @@ fn entry_line(e: &FeedEntry, ranked: bool) -> String {
         .price
         .as_ref()
         .map_or_else(|| "(price not shared)".to_owned(), |p| untrusted(&p.to_string()).into_owned());
-    let stars =
-        e.rating.map(|r| format!("  {}{}", "*".repeat(r.into()), ".".repeat(5 - usize::from(r.min(5)))));
+    let stars = e.rating.map(|r| format!("  {}", crate::output::stars(i64::from(r))));
     let mut line = if ranked {
         format!(
             "{price:>14}  {who}  {} at {}  {}",
@@ -70,7 +69,7 @@ pub(crate) fn run(app: &App, args: &FeedArgs) -> Result<Outcome> {
     };
     let mut vault = app.unlock()?;
     let from = args.from.as_deref().map(|p| vault.contacts().resolve(p)).transpose()?.map(|p| p.identity);
-    let since = args.since.as_deref().map(|s| super::network::since_date(s, vault.now())).transpose()?;
+    let since = args.since.as_deref().map(|s| crate::time::since_date(s, vault.now())).transpose()?;
     let filter = FeedFilter {
         from,
         tag: args.tag.clone(),
@@ -88,10 +87,17 @@ pub(crate) fn run(app: &App, args: &FeedArgs) -> Result<Outcome> {
         let list: Vec<Value> = entries.iter().map(entry_json).collect();
         app.print_json(&json!({ "item": item, "purchases": list }))?;
     } else if entries.is_empty() {
+        // Everything muted is not the same as nothing shared.
+        let muted = item.is_none()
+            && !vault.network_mut().feed(&FeedFilter { include_muted: true, ..filter.clone() })?.is_empty();
         eprintln!(
             "{}",
             match &item {
                 Some(i) => format!("no friend's purchase matches \"{}\"", untrusted(i)),
+                None if muted => {
+                    "everything in your feed is muted: 'vault feed mute' lists the mutes, 'vault feed unmute' brings one back"
+                        .to_owned()
+                }
                 None => "nothing in your feed: 'vault follow PEER' asks a friend to share theirs".to_owned(),
             }
         );

@@ -1,7 +1,7 @@
 //! `vault feed sellers | top | also ITEM | mute | unmute`: what the network says, over the
 //! feeds this vault already receives, and the filters the subscriber switches.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use serde_json::{Value, json};
 use vault_core::network::{also_bought, sellers, top_items};
 use vault_core::{FeedFilter, ItemSummary, Mute, Mutes, Price, Vault};
@@ -9,17 +9,6 @@ use vault_core::{FeedFilter, ItemSummary, Mute, Mutes, Price, Vault};
 use crate::app::{App, Outcome};
 use crate::cli::{FeedCommand, MuteArgs};
 use crate::output::{untrusted, untrusted_or};
-use crate::time::parse_since;
-
-/// `--since` as the date purchases are compared with (`YYYY-MM-DD`, local time).
-pub(crate) fn since_date(text: &str, now: i64) -> Result<String> {
-    let at = parse_since(text, now)?;
-    let date = jiff::Timestamp::from_second(at)
-        .context("the date is out of range")?
-        .to_zoned(jiff::tz::TimeZone::system())
-        .date();
-    Ok(date.to_string())
-}
 
 /// `vault feed sellers`, `top`, `also` and `mute`/`unmute` (`compare` is the feed's own).
 pub(crate) fn run(app: &App, command: &FeedCommand) -> Result<Outcome> {
@@ -45,7 +34,7 @@ fn top_cmd(
     since: Option<&str>,
     limit: usize,
 ) -> Result<Outcome> {
-    let since = since.map(|s| since_date(s, vault.now())).transpose()?;
+    let since = since.map(|s| crate::time::since_date(s, vault.now())).transpose()?;
     let filter = FeedFilter {
         tag: tag.map(str::to_owned),
         since: since.clone(),

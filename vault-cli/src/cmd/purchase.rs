@@ -49,7 +49,9 @@ fn add(app: &App, args: PurchaseAddArgs) -> Result<Outcome> {
 
 fn list(app: &App, args: &PurchaseListArgs) -> Result<Outcome> {
     // A date or a duration back (`7d`), as everywhere else: read before unlocking.
-    let since = args.since.as_deref().map(crate::time::since_day).transpose().context("--since")?;
+    let now = jiff::Timestamp::now().as_second();
+    let since =
+        args.since.as_deref().map(|s| crate::time::since_date(s, now)).transpose().context("--since")?;
     let vault = app.unlock()?;
     let purchases: Vec<Purchase> = vault
         .records()
@@ -74,7 +76,7 @@ fn list(app: &App, args: &PurchaseListArgs) -> Result<Outcome> {
                 untrusted(&r.item),
                 untrusted(&r.seller),
                 untrusted(&r.price.to_string()),
-                r.rating.map(|n| format!("  {}", "*".repeat(n.clamp(0, 5) as usize))).unwrap_or_default(),
+                r.rating.map(|n| format!("  {}", crate::output::stars(n))).unwrap_or_default(),
                 if r.tags.is_empty() {
                     String::new()
                 } else {
