@@ -69,6 +69,12 @@ pub(crate) fn key_values(value: &Value) -> String {
     lines.iter().map(|(k, v)| format!("{}: {}", untrusted(k), untrusted(v))).collect::<Vec<_>>().join("\n")
 }
 
+/// A rating of 0 to 5 as every command prints it: `****.` for 4.
+pub(crate) fn stars(rating: i64) -> String {
+    let n = rating.clamp(0, 5) as usize;
+    format!("{}{}", "*".repeat(n), ".".repeat(5 - n))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -96,10 +102,4 @@ mod tests {
         let text = key_values(&v);
         assert_eq!(text, "diet: vegan\\n\\e[2Jsize: 44\ntags: a\\e, b");
     }
-}
-
-/// A rating of 0 to 5 as every command prints it: `****.` for 4.
-pub(crate) fn stars(rating: i64) -> String {
-    let n = rating.clamp(0, 5) as usize;
-    format!("{}{}", "*".repeat(n), ".".repeat(5 - n))
 }
