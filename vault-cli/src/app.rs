@@ -133,6 +133,32 @@ pub(crate) fn read_passphrase(prompt: &str, confirm: bool) -> Result<Passphrase>
     Ok(Passphrase::new(first.as_str()))
 }
 
+/// Reads a vault's new passphrase as [`read_passphrase`] does, asked twice at a terminal; one
+/// that `check` refuses is refused after it is typed once, before it is asked again.
+pub(crate) fn read_passphrase_checked(
+    prompt: &str,
+    check: &dyn Fn(&Passphrase) -> Result<()>,
+) -> Result<Passphrase> {
+    let from_terminal = std::env::var_os("VAULT_PASSPHRASE").is_none()
+        && std::env::var_os("VAULT_PASSPHRASE_COMMAND").is_none()
+        && std::io::stdin().is_terminal();
+    if !from_terminal {
+        return read_passphrase(prompt, true);
+    }
+    let first = Zeroizing::new(rpassword::prompt_password(prompt).context("cannot read the passphrase")?);
+    let passphrase = Passphrase::new(first.as_str());
+    if !passphrase.is_empty() {
+        check(&passphrase)?;
+    }
+    let second = Zeroizing::new(
+        rpassword::prompt_password("Repeat passphrase: ").context("cannot read the passphrase")?,
+    );
+    if *first != *second {
+        bail!("the two passphrases differ; nothing was created");
+    }
+    Ok(passphrase)
+}
+
 /// Reads a new passphrase (`vault passwd`): from VAULT_NEW_PASSPHRASE in scripts, else asked
 /// twice at the terminal. VAULT_PASSPHRASE and VAULT_PASSPHRASE_COMMAND give the current
 /// passphrase, never this one.

@@ -6,7 +6,7 @@ use vault_core::{DeviceKey, JoinPackage, KdfParams, PairingCode, Passphrase, Vau
 use vault_sync::NodeConfig;
 use zeroize::Zeroizing;
 
-use crate::app::{App, Outcome, read_passphrase, read_secret_line};
+use crate::app::{App, Outcome, read_passphrase_checked, read_secret_line};
 use crate::cli::InitArgs;
 use crate::output::untrusted;
 use crate::runtime::runtime;
@@ -36,7 +36,7 @@ pub(crate) fn run(app: &App, args: &InitArgs) -> Result<Outcome> {
     let generated = if args.generate_passphrase { Some(generate()?) } else { None };
     let passphrase = match &generated {
         Some(text) => Passphrase::new(text.as_str()),
-        None => read_passphrase("New passphrase: ", true)?,
+        None => read_passphrase_checked("New passphrase: ", &|p| refuse_weak(p, args.weak_passphrase_ok))?,
     };
     if passphrase.is_empty() {
         // Said plainly, before any estimate.
@@ -94,7 +94,8 @@ pub(crate) fn join(app: &App, code: &str, kdf: KdfParams, no_relay: bool, weak_o
     let code = read_secret_line("Pairing code: ", code, "pairing code")?;
     let code: PairingCode = code.parse()?;
     code.check_fresh(jiff::Timestamp::now().as_second())?;
-    let passphrase = read_passphrase("New passphrase for this device: ", true)?;
+    let passphrase =
+        read_passphrase_checked("New passphrase for this device: ", &|p| refuse_weak(p, weak_ok))?;
     if passphrase.is_empty() {
         return Err(vault_core::CreateError::EmptyPassphrase.into());
     }
@@ -153,8 +154,8 @@ impl Strength {
     }
 }
 
-/// Refuses a new passphrase the estimate calls weak, unless `weak_ok`; returns its strength.
-pub(crate) fn check_new(passphrase: &Passphrase, weak_ok: bool) -> Result<Strength> {
+/// Refuses a new passphrase the estimate calls weak, unless `weak_ok`.
+fn refuse_weak(passphrase: &Passphrase, weak_ok: bool) -> Result<()> {
     let strength = Strength::of(passphrase);
     if strength.weak() && !weak_ok {
         bail!(
@@ -162,6 +163,14 @@ pub(crate) fn check_new(passphrase: &Passphrase, weak_ok: bool) -> Result<Streng
             strength.describe()
         );
     }
+    Ok(())
+}
+
+/// Refuses a new passphrase the estimate calls weak, unless `weak_ok` (then warns); returns
+/// its strength.
+pub(crate) fn check_new(passphrase: &Passphrase, weak_ok: bool) -> Result<Strength> {
+    refuse_weak(passphrase, weak_ok)?;
+    let strength = Strength::of(passphrase);
     if strength.weak() {
         eprintln!("warning: the passphrase is weak: {}", strength.describe());
     }
