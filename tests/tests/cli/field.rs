@@ -236,3 +236,15 @@ fn an_all_muted_feed_says_so_and_ratings_read_alike() {
     let stderr = bob.fails(&["feed"], 1);
     assert!(stderr.contains("everything in your feed is muted"), "{stderr}");
 }
+
+/// The same peer added under a second name is said, not silently kept twice.
+#[test]
+fn the_same_peer_under_a_second_name_is_said() {
+    let (ada, shop) = (TestVault::new(), TestVault::new());
+    let ticket = vault_tests::ticket(&shop);
+    ada.ok(&["contact", "add", "shop", &ticket]);
+    let out = ada.run(&["contact", "add", "acme", &ticket]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success());
+    assert!(stderr.contains("is already your contact 'shop'"), "{stderr}");
+}

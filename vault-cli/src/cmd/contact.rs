@@ -13,7 +13,18 @@ pub(crate) fn run(app: &App, command: ContactCommand) -> Result<Outcome> {
         ContactCommand::Add { name, ticket, addrs } => {
             let ticket: Ticket = ticket.parse().context("invalid ticket")?;
             let mut vault = app.unlock()?;
+            // The same peer under a second name: allowed, said.
+            let known = vault.contacts().petname(&ticket.identity()).filter(|n| *n != name);
             let contact = vault.contacts_mut().add_at(&name, &ticket, &addrs)?;
+            if let Some(other) = known {
+                eprintln!(
+                    "note: {} is already your contact '{}': both names now mean the same peer ('vault contact rm {}' \
+                     keeps one)",
+                    contact.identity,
+                    untrusted(&other),
+                    untrusted(&name)
+                );
+            }
             if app.json {
                 app.print_json(&json!({
                     "name": contact.name,
