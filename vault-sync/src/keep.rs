@@ -203,6 +203,9 @@ pub(crate) async fn subscribe_all(shared: Arc<NodeTasks>, endpoint: Endpoint, co
             tokio::time::sleep(wait).await;
         }
         asked = mark;
+        // Customers another node serves are looked at for letting go on full asks only: a
+        // share that cannot go yet (a revision not written) is not asked about every change.
+        let full = forced;
         forced = false;
         last_ask = Some(Instant::now());
         let mut peers = wanted_peers(&shared);
@@ -219,7 +222,9 @@ pub(crate) async fn subscribe_all(shared: Arc<NodeTasks>, endpoint: Endpoint, co
                 && !shared.placement().serves(shared.me, &peer)
                 && !carried.has(&peer)
             {
-                let_go(&shared, &peer);
+                if full {
+                    let_go(&shared, &peer);
+                }
                 continue;
             }
             if running.insert(peer) {

@@ -2,9 +2,42 @@
 //! peers saved, a second `vault serve` on one vault is refused, a failed dial says what to do,
 //! and the network stack's own log lines stay out of the terminal.
 
-use std::process::Command;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Instant;
 
 use vault_tests::{Serving, TestVault, json, serve_command};
+
+/// A running `vault serve` (`args`) whose standard error the test reads: the node (killed
+/// when dropped), its ticket, and its lines.
+fn serve_watched(v: &TestVault, args: &[&str]) -> (Serving, String, Lines) {
+    let mut child =
+        v.cmd(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("vault serve starts");
+    let (stdout, stderr) = (child.stdout.take().expect("piped"), child.stderr.take().expect("piped"));
+    let node = Serving(child);
+    let mut ticket = String::new();
+    BufReader::new(stdout).read_line(&mut ticket).expect("the ticket first");
+    (node, ticket.trim().to_owned(), Lines(BufReader::new(stderr)))
+}
+
+/// A node's standard error, read line by line.
+struct Lines(BufReader<std::process::ChildStderr>);
+
+impl Lines {
+    /// Everything read up to the first line with `marker` (or the end), at most [`HANG`] long.
+    fn until(&mut self, marker: &str) -> String {
+        let mut seen = String::new();
+        let deadline = Instant::now() + vault_tests::HANG;
+        while !seen.contains(marker) && Instant::now() < deadline {
+            let mut line = String::new();
+            if self.0.read_line(&mut line).unwrap_or(0) == 0 {
+                break;
+            }
+            seen.push_str(&line);
+        }
+        seen
+    }
+}
 
 /// `vault serve` with no address asked for (relays off), as the README runs it.
 fn serve_plain(v: &TestVault) -> (Serving, String) {
@@ -36,28 +69,10 @@ fn a_node_whose_port_is_taken_serves_on_another_and_says_so() {
         ticket.addrs()[0].port()
     };
     let _squatter = std::net::UdpSocket::bind(("0.0.0.0", port)).expect("the port is free again");
-    let mut child = ada
-        .cmd(&["serve", "--no-relay"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line)
-        .unwrap();
-    assert_ne!(line.trim(), first, "another port");
+    let (_node, ticket, mut stderr) = serve_watched(&ada, &["serve", "--no-relay"]);
+    assert_ne!(ticket, first, "another port");
     // Said before the line that says where it serves.
-    let mut stderr = String::new();
-    let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
-    while !stderr.contains("Ctrl-C to stop") {
-        let mut l = String::new();
-        if std::io::BufRead::read_line(&mut err, &mut l).unwrap() == 0 {
-            break;
-        }
-        stderr.push_str(&l);
-    }
-    let _ = child.kill();
-    let _ = child.wait();
+    let stderr = stderr.until("Ctrl-C to stop");
     assert!(stderr.contains(&format!("port {port}, where this node served last, is taken")), "{stderr}");
 }
 
@@ -135,28 +150,10 @@ fn a_new_vault_is_its_owners_alone_and_a_generated_passphrase_is_shown_once() {
 #[test]
 fn a_node_says_what_it_does() {
     let (ada, shop) = (TestVault::new(), TestVault::new());
-    let mut child = ada
-        .cmd(&["serve", "--no-relay", "--bind", "127.0.0.1:0"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line)
-        .unwrap();
-    let mut node = Serving(child);
-    shop.ok(&["contact", "add", "ada", line.trim()]);
+    let (_node, ticket, mut stderr) = serve_watched(&ada, &["serve", "--no-relay", "--bind", "127.0.0.1:0"]);
+    shop.ok(&["contact", "add", "ada", &ticket]);
     shop.ok(&["request", "ada", "--fields", "profile.email", "--purpose", "order updates", "--no-relay"]);
-    let mut err = std::io::BufReader::new(node.0.stderr.take().unwrap());
-    let mut seen = String::new();
-    let deadline = std::time::Instant::now() + vault_tests::HANG;
-    while !seen.contains("request from") && std::time::Instant::now() < deadline {
-        let mut l = String::new();
-        if std::io::BufRead::read_line(&mut err, &mut l).unwrap() == 0 {
-            break;
-        }
-        seen.push_str(&l);
-    }
+    let seen = stderr.until("request from");
     assert!(seen.contains("request from"), "{seen}");
 }
 
