@@ -222,8 +222,25 @@ pub fn serve_on(v: &TestVault, bind: &str) -> (Serving, String) {
 
 /// Starts a prepared `vault serve` command (for example one run inside a network namespace);
 /// returns it with the ticket it printed first.
+/// With `VAULT_TEST_SERVE_LOG=DIR=FILTER` set, each node logs at `FILTER` (as `VAULT_LOG`) to a
+/// file in `DIR` named after its vault directory's path, for looking into a failure.
 pub fn serve_command(mut cmd: Command) -> (Serving, String) {
-    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("vault serve starts");
+    let log = std::env::var("VAULT_TEST_SERVE_LOG").ok().and_then(|v| {
+        let (dir, filter) = v.split_once('=')?;
+        let vault_dir = cmd.get_envs().find(|(k, _)| *k == "VAULT_DIR")?.1?.to_owned();
+        let name = vault_dir.to_string_lossy().trim_matches('/').replace('/', "_");
+        let file =
+            std::fs::OpenOptions::new().create(true).append(true).open(Path::new(dir).join(name)).ok()?;
+        Some((filter.to_owned(), file))
+    });
+    let stderr = match log {
+        Some((filter, file)) => {
+            cmd.env("VAULT_LOG", filter);
+            Stdio::from(file)
+        }
+        None => Stdio::null(),
+    };
+    let mut child = cmd.stdout(Stdio::piped()).stderr(stderr).spawn().expect("vault serve starts");
     let mut line = String::new();
     BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line).expect("a first line");
     assert!(line.starts_with("vault1"), "the ticket is the first line: {line:?}");

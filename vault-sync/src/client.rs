@@ -29,6 +29,9 @@ const LAST_FRAMES: Duration = Duration::from_millis(250);
 /// How long a device of several, dialed in rendezvous order, has to answer before the next is
 /// tried (a seller node that stopped costs its customers this much).
 const SPREAD_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long a live session waits, quiet, for the issuer to answer what it sent at the start
+/// (the share list, acknowledgements of requests and notices) before giving up on the session.
+const ANSWER_WAIT: Duration = HANDSHAKE_TIMEOUT;
 
 /// Dials `ticket`, exchanges everything once, and hands the vault back with the outcome.
 pub async fn sync_once(
@@ -229,6 +232,7 @@ pub(crate) async fn session(
     let mut receipts = shared.receipts.subscribe();
     let outcome: Result<(), SyncError> = async {
         let mut actions = machine.start(&mut *shared.vault())?;
+        let asked = tokio::time::Instant::now();
         loop {
             for action in std::mem::take(&mut actions) {
                 match action {
@@ -261,8 +265,16 @@ pub(crate) async fn session(
                 _ = tick(&mut idle_check), if idle_check.is_some() => {
                     let now = activity.load(Ordering::Relaxed);
                     if now == seen_activity {
-                        went_idle = true;
-                        return Ok(());
+                        // Quiet, but an answer is still owed (a busy peer's acknowledgement):
+                        // not idle until it comes, or until the peer counts as not answering
+                        // (an error: what it owes is sent again next session).
+                        if !machine.awaits_answer() {
+                            went_idle = true;
+                            return Ok(());
+                        }
+                        if asked.elapsed() > ANSWER_WAIT {
+                            return Err(SyncError::Timeout);
+                        }
                     }
                     seen_activity = now;
                     Vec::new()

@@ -278,11 +278,15 @@ async fn keep_session(
         }
         let started = Instant::now();
         let mut idle = false;
+        tracing::debug!(%peer, "calling");
         tokio::select! {
             // Boxed: the session's state is large, and a task waiting idle (most of a seller's
             // customers) would otherwise keep room for it.
             result = Box::pin(session(shared.clone(), &endpoint, &ticket, mode)) => match result {
-                Ok(ended) => idle = ended.idle,
+                Ok(ended) => {
+                    tracing::debug!(%peer, idle = ended.idle, "session over");
+                    idle = ended.idle;
+                }
                 Err(e) => {
                     tracing::debug!(error = %e, %peer, "session ended");
                     idle = refreshing;

@@ -17,6 +17,8 @@ use vault_core::{
 };
 
 #[cfg(test)]
+mod answer_tests;
+#[cfg(test)]
 mod isolation_tests;
 #[cfg(test)]
 mod refusal_tests;

@@ -65,7 +65,6 @@ fn three_nodes_share_the_customers_and_one_that_stops_costs_nothing() {
         nodes: [(None, free_addr()), (None, free_addr()), (None, free_addr())],
         customers: (0..24).map(|_| (None, "127.0.0.1:0".to_owned())).collect(),
         db_url: db.url(),
-        notices_delivered: true,
     };
     three_nodes_share_the_customers(&db, &hosts);
 }

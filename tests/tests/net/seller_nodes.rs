@@ -41,7 +41,6 @@ fn three_nodes_on_separate_hosts_share_the_customers_and_one_that_stops_costs_no
                 (Some(lab.ns(host)), format!("{}:0", lab.addr_of(host)))
             })
             .collect(),
-        notices_delivered: false,
         db_url: format!("{}?sslmode=verify-full&sslrootcert={}", db.url_via(gate.addr), ca_file.display()),
     };
     three_nodes_share_the_customers(&db, &hosts);

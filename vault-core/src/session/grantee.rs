@@ -65,6 +65,8 @@ pub struct GranteeSession {
     /// Shares whose stream runs now.
     running: BTreeSet<GrantId>,
     got_shares: bool,
+    /// Requests and notices sent and not acknowledged yet.
+    unanswered: usize,
     report: SyncReport,
 }
 
@@ -80,8 +82,16 @@ impl GranteeSession {
             streaming: BTreeSet::new(),
             running: BTreeSet::new(),
             got_shares: false,
+            unanswered: 0,
             report: SyncReport::default(),
         }
+    }
+
+    /// Whether the issuer has yet to answer something this session sent: the share list, or a
+    /// request or notice it acknowledges. A live session is not idle while it waits (the
+    /// answer may be on its way from a busy peer), and one that ends waiting has not delivered.
+    pub fn awaits_answer(&self) -> bool {
+        !self.got_shares || self.unanswered > 0
     }
 
     /// What the session exchanged so far.
@@ -103,18 +113,11 @@ impl GranteeSession {
         if let Some(roster) = vault.roster()? {
             out.push(GranteeAction::Send(Box::new(Frame::Roster(roster))));
         }
-        out.extend(
-            vault
-                .undelivered_requests(&self.issuer)?
-                .into_iter()
-                .map(|r| GranteeAction::Send(Box::new(Frame::Request(r)))),
-        );
-        out.extend(
-            vault
-                .undelivered_notices(&self.issuer)?
-                .into_iter()
-                .map(|n| GranteeAction::Send(Box::new(Frame::Notice(n)))),
-        );
+        let requests = vault.undelivered_requests(&self.issuer)?;
+        let notices = vault.undelivered_notices(&self.issuer)?;
+        self.unanswered = requests.len() + notices.len();
+        out.extend(requests.into_iter().map(|r| GranteeAction::Send(Box::new(Frame::Request(r)))));
+        out.extend(notices.into_iter().map(|n| GranteeAction::Send(Box::new(Frame::Notice(n)))));
         out.push(GranteeAction::Send(Box::new(Frame::ListShares)));
         Ok(out)
     }
@@ -129,6 +132,7 @@ impl GranteeSession {
             Frame::Shares { live, ended } => self.shares(vault, live, &ended, true),
             Frame::Ended(e) => self.shares(vault, Vec::new(), &[e], false),
             Frame::RequestAck { request, accepted } => {
+                self.unanswered = self.unanswered.saturating_sub(1);
                 vault.request_delivered(&self.issuer, &request, accepted)?;
                 if accepted {
                     self.report.delivered += 1;
@@ -138,6 +142,7 @@ impl GranteeSession {
                 Ok(vec![GranteeAction::Changed])
             }
             Frame::NoticeAck { notice, kept } => {
+                self.unanswered = self.unanswered.saturating_sub(1);
                 vault.notice_delivered(&self.issuer, &notice)?;
                 if !kept {
                     tracing::warn!(%notice, "the customer's vault did not keep a breach notice");
