@@ -128,12 +128,16 @@ pub(crate) enum Command {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum ContactCommand {
-    /// Give a petname to someone's ticket
+    /// Give a petname to someone's ticket, or to whoever sent you a request (--from-request)
     Add {
         /// The petname (letters, digits, '-', '_', '.')
         name: String,
-        /// Their ticket (from their `vault id`)
-        ticket: String,
+        /// Their ticket (from their `vault id`); or --from-request
+        ticket: Option<String>,
+        /// Add whoever sent this request (an id from `vault requests`), reached where its
+        /// delivery came from: no ticket needs to be sent some other way
+        #[arg(long, value_name = "ID", conflicts_with = "ticket")]
+        from_request: Option<String>,
         /// Dial them here instead of at the ticket's addresses (repeatable), e.g. the public
         /// address of a router that forwards a port to their `vault serve --bind`
         #[arg(long = "addr", value_name = "IP:PORT", value_parser = parse_addr)]
@@ -433,6 +437,13 @@ pub(crate) struct IdArgs {
     /// Also show the ticket as a QR code
     #[arg(long)]
     pub(crate) qr: bool,
+    /// The name to give yourself in the requests you send ("Acme Shop"): shown to people who
+    /// do not have you as a contact, marked unverified. Kept on this device.
+    #[arg(long, value_name = "NAME")]
+    pub(crate) name: Option<String>,
+    /// Send requests without a name again
+    #[arg(long, conflicts_with = "name")]
+    pub(crate) no_name: bool,
 }
 
 #[derive(Debug, Subcommand)]

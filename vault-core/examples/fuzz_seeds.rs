@@ -150,6 +150,8 @@ fn main() -> Result<(), Box<dyn Error>> {
         duration: Some(90 * 86_400),
         prices: false,
         made_at: 1_800_000_000,
+        name: None,
+        reply_to: None,
     };
     corpus.statement("consent_request", "known-answer", request.clone(), &shop)?;
     corpus.statement(

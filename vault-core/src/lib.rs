@@ -114,8 +114,8 @@ pub use store::{DB_FILE, StoreError, UnlockKey};
 pub use vault::network::{self, ItemSummary, Mute, Mutes};
 pub use vault::{
     AcceptGrants, AccessLog, Approval, AuditEvent, AuditFilter, AuditKind, Contact, ContactError, Contacts,
-    CreateError, DEFAULT_MAX_UNSOLICITED, DeviceError, DeviceRecord, DeviceSync, Devices, EditError,
-    FeedEntry, FeedFilter, GrantError, GrantInfo, GrantStatus, Grants, Held, Holding, ImportError,
+    CreateError, DEFAULT_MAX_UNSOLICITED, DeviceError, DeviceRecord, DeviceSync, Devices, DisplayNameError,
+    EditError, FeedEntry, FeedFilter, GrantError, GrantInfo, GrantStatus, Grants, Held, Holding, ImportError,
     ImportMode, Inbox, Keys, Logged, MAX_DEVICES, MAX_PENDING_PER_PEER, MAX_ROSTER_AGE,
     MAX_UNSOLICITED_PER_STRANGER, Merged, Mirror, MirrorEntry, MirrorShare, MirrorSource, MirrorStatus,
     Network, NewGrant, NewRequest, NoticeError, NoticeInfo, Notices, OpenError, Outbox, Peer, Projections,

@@ -102,7 +102,7 @@ pub enum Frame {
     /// The request is refused (no reason is given, on purpose).
     Refused,
     /// A consent request, delivered by its requester.
-    Request(Signed<ConsentRequest>),
+    Request(Box<Signed<ConsentRequest>>),
     /// The answer to a delivery: queued for the holder's decision, or not accepted (too many
     /// requests from this peer, or not addressed to this vault).
     RequestAck {
@@ -363,7 +363,9 @@ pub fn decode(body: &[u8]) -> Result<Frame, FrameError> {
         T_REFUSED => Frame::Refused,
         T_REQUEST => {
             let rest = r.take(r.0.len())?;
-            Frame::Request(Signed::<ConsentRequest>::from_bytes(rest).map_err(|_| FrameError::BadStatement)?)
+            Frame::Request(Box::new(
+                Signed::<ConsentRequest>::from_bytes(rest).map_err(|_| FrameError::BadStatement)?,
+            ))
         }
         T_REQUEST_ACK => {
             let request = RequestId::from_raw(r.take(10)?).expect("10 bytes");

@@ -134,7 +134,9 @@ pub use rules::{Rule, StatementError, is_steering_char};
 
 // Each kind's public face (re-exported whole by the crate root).
 pub use breach_notice::{BreachNotice, MAX_NOTICE_GRANTS, MAX_NOTICE_TEXT};
-pub use consent_request::{ConsentRequest, MAX_REQUEST_DURATION, WiderThanAsked};
+pub use consent_request::{
+    ConsentRequest, MAX_REQUEST_DURATION, MAX_REQUESTER_NAME, WiderThanAsked, check_requester_name,
+};
 pub use denial::{Denial, MAX_REASON_LEN};
 pub use device_roster::{DeviceRoster, MAX_ROSTER_ADDRS, MAX_ROSTER_DEVICES, RemovedDevice, RosterDevice};
 pub use erasure_receipt::ErasureReceipt;

@@ -45,6 +45,7 @@ mod audit;
 mod changes;
 mod contacts;
 mod devices;
+mod display_name;
 mod held;
 mod inbox;
 mod issued;
@@ -68,6 +69,7 @@ pub use audit::{AccessLog, AuditEvent, AuditFilter, AuditKind};
 pub use changes::{EditError, StorageStats};
 pub use contacts::{Contact, ContactError, Contacts, Peer};
 pub use devices::{DeviceError, DeviceRecord, DeviceSync, Devices, MAX_DEVICES, Merged};
+pub use display_name::DisplayNameError;
 pub use held::{
     AcceptGrants, DEFAULT_MAX_UNSOLICITED, Held, MAX_UNSOLICITED_PER_STRANGER, Mirror, MirrorEntry,
     MirrorShare, MirrorSource, MirrorStatus, RefusedValue, Share, ShareError, ShareStatus,

@@ -273,7 +273,7 @@ pub(crate) async fn session(
                             return Ok(());
                         }
                         if asked.elapsed() > ANSWER_WAIT {
-                            return Err(SyncError::Timeout);
+                            return Err(SyncError::NoAnswer { owed: machine.owes_acknowledgement() });
                         }
                     }
                     seen_activity = now;

@@ -28,6 +28,13 @@ pub enum SyncError {
     /// The peer did not answer in time.
     #[error("the peer did not answer in time")]
     Timeout,
+    /// A session's peer did not answer what the session sent it (its share list, or the
+    /// acknowledgement of a request or notice: `owed`).
+    #[error("the peer did not answer what it was sent")]
+    NoAnswer {
+        /// Whether a request or notice it was sent went unacknowledged.
+        owed: bool,
+    },
     /// This vault refused to serve the peer.
     #[error("refused to serve the peer")]
     Serve(#[from] vault_core::ServeError),

@@ -19,6 +19,7 @@ use vault_core::{IdentityId, Ticket};
 
 use crate::client::{Mode, session};
 use crate::endpoint::{NodeConfig, NodeTasks};
+use crate::error::SyncError;
 
 /// Longest wait between reconnection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -278,6 +279,8 @@ async fn keep_session(
         }
         let started = Instant::now();
         let mut idle = false;
+        // A session that ran long resets the backoff, unless it ran long waiting for answers.
+        let mut answered = true;
         tracing::debug!(%peer, "calling");
         tokio::select! {
             // Boxed: the session's state is large, and a task waiting idle (most of a seller's
@@ -286,6 +289,14 @@ async fn keep_session(
                 Ok(ended) => {
                     tracing::debug!(%peer, idle = ended.idle, "session over");
                     idle = ended.idle;
+                }
+                Err(SyncError::NoAnswer { owed }) => {
+                    tracing::debug!(%peer, owed, "the peer did not answer");
+                    answered = false;
+                    // Something of this node's went unacknowledged: called again, backing off
+                    // (it is sent again). Otherwise, as for a peer that is not there: at the
+                    // refresh, or with news.
+                    idle = !owed;
                 }
                 Err(e) => {
                     tracing::debug!(error = %e, %peer, "session ended");
@@ -327,7 +338,7 @@ async fn keep_session(
             }
             backoff = Duration::from_millis(250);
         } else {
-            if started.elapsed() > Duration::from_secs(10) {
+            if answered && started.elapsed() > Duration::from_secs(10) {
                 backoff = Duration::from_millis(250);
             }
             // Wait out the backoff, cut short by a new offer from this peer: it just showed it

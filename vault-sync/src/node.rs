@@ -280,8 +280,8 @@ async fn serve_connection(shared: Arc<NodeTasks>, conn: Connection) -> Result<()
             });
         }
     };
-    let cert = shared.vault().device_certificate();
-    write_frame(&mut send, &Frame::Hello(cert)).await.map_err(SyncError::io)?;
+    let ours = shared.vault().device_certificate();
+    write_frame(&mut send, &Frame::Hello(ours)).await.map_err(SyncError::io)?;
 
     // Control frames arrive through a reader task so that waiting for them can be cancelled;
     // what waits in the channel counts against the node's budget.
@@ -312,7 +312,8 @@ async fn serve_connection(shared: Arc<NodeTasks>, conn: Connection) -> Result<()
     }
 
     let mut changes = shared.served.subscribe();
-    let mut session = IssuerSession::new(peer, remote, Instant::now());
+    let mut session =
+        IssuerSession::new(peer, remote, Instant::now()).with_reply_to(Ticket::new(cert, seen_addrs(&conn)));
     let mut listening: Option<ListeningGuard> = None;
     'session: loop {
         let actions = tokio::select! {

@@ -33,7 +33,7 @@ fn hand_signed_request_frame(identity: &Identity, request: &ConsentRequest) -> V
     let signature = iroh::SecretKey::from_bytes(&identity.secret_bytes()).sign(&message).to_bytes();
     // The frame type byte, taken from an honest request frame.
     let honest = Signed::sign(ConsentRequest { purpose: "x".into(), ..request.clone() }, identity).unwrap();
-    let mut frame = vec![encode(&Frame::Request(honest))[0]];
+    let mut frame = vec![encode(&Frame::Request(Box::new(honest)))[0]];
     frame.extend_from_slice(&(body.len() as u32).to_be_bytes());
     frame.extend_from_slice(&body);
     frame.extend_from_slice(&signature);
@@ -75,6 +75,8 @@ async fn a_requester_cannot_forge_the_consent_screen() {
         duration: None,
         prices: false,
         made_at: 1_800_000_000,
+        name: None,
+        reply_to: None,
     };
 
     // The hostile request bypasses the honest CLI: its signature is valid, its purpose is not.

@@ -24,4 +24,5 @@ mod passphrase_command;
 mod receipt_kantara;
 mod sharing;
 mod status;
+mod strangers;
 mod unlock;

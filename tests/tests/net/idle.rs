@@ -66,6 +66,8 @@ async fn an_idle_session_misses_no_edit_no_revocation_and_no_request() {
                 purpose: "loyalty card".into(),
                 duration: None,
                 prices: false,
+                name: None,
+                reply_to: None,
             })
             .unwrap()
     });

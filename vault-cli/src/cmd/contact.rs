@@ -1,8 +1,8 @@
 //! `vault contact add|addr|list|rm|block|unblock`
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use serde_json::json;
-use vault_core::{Contact, Ticket};
+use vault_core::{Contact, RequestId, Ticket, Vault};
 
 use crate::app::{App, Outcome};
 use crate::cli::ContactCommand;
@@ -10,9 +10,15 @@ use crate::output::untrusted;
 
 pub(crate) fn run(app: &App, command: ContactCommand) -> Result<Outcome> {
     match command {
-        ContactCommand::Add { name, ticket, addrs } => {
-            let ticket: Ticket = ticket.parse().context("invalid ticket")?;
+        ContactCommand::Add { name, ticket, from_request, addrs } => {
             let mut vault = app.unlock()?;
+            let ticket: Ticket = match (ticket, from_request) {
+                (Some(ticket), _) => ticket.parse().context("invalid ticket")?,
+                (None, Some(id)) => requester_ticket(&vault, &id)?,
+                (None, None) => bail!(
+                    "no ticket: give theirs ('vault id' on their side), or --from-request ID to add whoever sent you a request"
+                ),
+            };
             // The same peer under a second name: allowed, said.
             let known = vault.contacts().petname(&ticket.identity()).filter(|n| *n != name);
             let contact = vault.contacts_mut().add_at(&name, &ticket, &addrs)?;
@@ -119,6 +125,21 @@ fn set_blocked(app: &App, name: &str, blocked: bool) -> Result<Outcome> {
 
 fn addr_strings(contact: &Contact) -> Vec<String> {
     contact.addrs.iter().map(ToString::to_string).collect()
+}
+
+/// The way back to whoever sent request `id`, as its delivery showed it.
+fn requester_ticket(vault: &Vault, id: &str) -> Result<Ticket> {
+    let id: RequestId = id.parse().with_context(|| format!("'{}' is not a request id", untrusted(id)))?;
+    if vault.inbox().get(&id)?.is_none() {
+        bail!("no request {id} was received here: 'vault requests' lists them");
+    }
+    match vault.inbox().reply_to(&id)? {
+        Some(ticket) => Ok(ticket),
+        None => bail!(
+            "request {id} came without a way back to its sender (taken in from another of your devices, or \
+             received before vault kept one): ask them for their ticket ('vault id' on their side)"
+        ),
+    }
 }
 
 /// `  dialed at A, B` for a contact with addresses set by hand; empty otherwise.

@@ -214,6 +214,8 @@ async fn tell(story: &mut Story, dir: &Path) -> Result<()> {
             purpose: "delivery of your orders".into(),
             duration: Some(90 * 86_400),
             prices: false,
+            name: None,
+            reply_to: None,
         })
     })?;
     let request_id = request.statement().id;
@@ -266,6 +268,8 @@ async fn tell(story: &mut Story, dir: &Path) -> Result<()> {
             purpose: "follow your purchases".into(),
             duration: None,
             prices: true,
+            name: None,
+            reply_to: None,
         })
     })?;
     let follow_id = follow.statement().id;

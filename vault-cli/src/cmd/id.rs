@@ -7,9 +7,14 @@ use serde_json::json;
 
 use crate::app::{App, Outcome};
 use crate::cli::IdArgs;
+use crate::output::untrusted;
 
 pub(crate) fn run(app: &App, args: &IdArgs) -> Result<Outcome> {
-    let vault = app.unlock()?;
+    let mut vault = app.unlock()?;
+    if args.name.is_some() || args.no_name {
+        vault.set_display_name(args.name.as_deref())?;
+    }
+    let name = vault.display_name();
     let ticket = vault.ticket(vault.serving().node_addrs()).to_string();
     if app.json {
         let mut value = json!({
@@ -18,6 +23,7 @@ pub(crate) fn run(app: &App, args: &IdArgs) -> Result<Outcome> {
             "ticket": ticket,
             "identity_key": vault.identity_key().is_some(),
             "rotations": vault.keys().key_log(&vault.identity())?.rotations(),
+            "name": name,
         });
         if args.qr {
             value["qr"] = json!(render_qr(&ticket)?);
@@ -25,6 +31,10 @@ pub(crate) fn run(app: &App, args: &IdArgs) -> Result<Outcome> {
         app.print_json(&value)?;
     } else {
         app.print(format!("identity: {}\nticket:   {}", vault.identity(), ticket))?;
+        match &name {
+            Some(name) => app.print(format!("name:     {} (sent with your requests)", untrusted(name)))?,
+            None => app.print("name:     none (set one with 'vault id --name NAME')")?,
+        }
         if args.qr {
             app.print(render_qr(&ticket)?)?;
         }

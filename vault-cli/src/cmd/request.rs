@@ -34,6 +34,7 @@ fn request_json(vault: &Vault, info: &RequestInfo, incoming: bool) -> Value {
         "requester": r.requester.to_string(),
         "holder": r.holder.to_string(),
         "peer_name": info.peer_name,
+        "requester_says": r.name,
         "fields": r.fields.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "filter": r.filter.as_ref().map(ToString::to_string),
         "purpose": r.purpose,
@@ -68,9 +69,13 @@ fn request_json(vault: &Vault, info: &RequestInfo, incoming: bool) -> Value {
 fn describe(vault: &Vault, info: &RequestInfo, incoming: bool) -> String {
     let r = info.request.statement();
     let peer = if incoming { r.requester } else { r.holder };
-    let who = match &info.peer_name {
-        Some(name) => format!("{} ({peer})", untrusted(name)),
-        None => format!("{peer} (not a contact)"),
+    let who = match (&info.peer_name, &r.name) {
+        (Some(name), _) => format!("{} ({peer})", untrusted(name)),
+        // A stranger's own word for itself: quoted, and said to be only that.
+        (None, Some(says)) if incoming => {
+            format!("\"{}\" (unverified, not a contact) {peer}", untrusted(says))
+        }
+        (None, _) => format!("{peer} (not a contact)"),
     };
     let kind = if r.is_follow() { "follow request (purchase feed)" } else { "access request" };
     let mut lines = vec![format!(
@@ -167,6 +172,7 @@ fn send(app: &App, ask: Ask) -> Result<Outcome> {
         bail!("no ticket for that peer: add them with 'vault contact add NAME TICKET'");
     };
     let name = untrusted(&peer.name.clone().unwrap_or_else(|| peer.identity.to_string())).into_owned();
+    let (own_name, own_ticket) = (vault.display_name(), vault.ticket(vault.serving().node_addrs()));
     let signed = vault.outbox_mut().make(NewRequest {
         holder: peer.identity,
         ticket: Some(ticket.clone()),
@@ -175,6 +181,8 @@ fn send(app: &App, ask: Ask) -> Result<Outcome> {
         purpose: ask.purpose,
         duration: ask.duration,
         prices: ask.prices,
+        name: own_name,
+        reply_to: Some(own_ticket),
     })?;
     let id = signed.statement().id;
     let config = NodeConfig { relay: !ask.no_relay, subscribe: false, ..NodeConfig::default() };

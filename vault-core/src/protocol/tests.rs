@@ -97,6 +97,8 @@ fn sample_frames() -> Vec<Frame> {
             duration: Some(90 * 86_400),
             prices: false,
             made_at: 1_800_000_000,
+            name: None,
+            reply_to: None,
         },
         &shop,
     )
@@ -127,7 +129,7 @@ fn sample_frames() -> Vec<Frame> {
         Frame::Open(grant.statement().id),
         Frame::Sync(vec![1, 2, 3]),
         Frame::Refused,
-        Frame::Request(request),
+        Frame::Request(Box::new(request)),
         Frame::RequestAck { request: request_id, accepted: true },
         Frame::Denied(denial),
         Frame::Sync(encode_sync_body(3, &[0x42, 1, 2])),

@@ -10,7 +10,7 @@ use super::{SessionError, frame_name, isolated};
 use crate::grant::SignedGrant;
 use crate::identity::{IdentityId, Ticket};
 use crate::protocol::{Ended, Frame};
-use crate::statement::GrantId;
+use crate::statement::{GrantId, NoticeId, RequestId};
 
 /// Live shares this vault keeps from one issuer; grants beyond are ignored.
 pub const MAX_SHARES_PER_ISSUER: usize = 64;
@@ -54,6 +54,13 @@ pub enum GranteeAction {
     Done,
 }
 
+/// Something sent that the issuer acknowledges.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Owed {
+    Request(RequestId),
+    Notice(NoticeId),
+}
+
 /// One connection's control stream, on the grantee's side.
 #[derive(Debug)]
 pub struct GranteeSession {
@@ -66,7 +73,7 @@ pub struct GranteeSession {
     running: BTreeSet<GrantId>,
     got_shares: bool,
     /// Requests and notices sent and not acknowledged yet.
-    unanswered: usize,
+    unanswered: BTreeSet<Owed>,
     report: SyncReport,
 }
 
@@ -82,7 +89,7 @@ impl GranteeSession {
             streaming: BTreeSet::new(),
             running: BTreeSet::new(),
             got_shares: false,
-            unanswered: 0,
+            unanswered: BTreeSet::new(),
             report: SyncReport::default(),
         }
     }
@@ -91,7 +98,12 @@ impl GranteeSession {
     /// request or notice it acknowledges. A live session is not idle while it waits (the
     /// answer may be on its way from a busy peer), and one that ends waiting has not delivered.
     pub fn awaits_answer(&self) -> bool {
-        !self.got_shares || self.unanswered > 0
+        !self.got_shares || !self.unanswered.is_empty()
+    }
+
+    /// Whether a request or notice this session sent is not acknowledged yet.
+    pub fn owes_acknowledgement(&self) -> bool {
+        !self.unanswered.is_empty()
     }
 
     /// What the session exchanged so far.
@@ -115,8 +127,9 @@ impl GranteeSession {
         }
         let requests = vault.undelivered_requests(&self.issuer)?;
         let notices = vault.undelivered_notices(&self.issuer)?;
-        self.unanswered = requests.len() + notices.len();
-        out.extend(requests.into_iter().map(|r| GranteeAction::Send(Box::new(Frame::Request(r)))));
+        self.unanswered = requests.iter().map(|r| Owed::Request(r.statement().id)).collect();
+        self.unanswered.extend(notices.iter().map(|n| Owed::Notice(n.statement().id)));
+        out.extend(requests.into_iter().map(|r| GranteeAction::Send(Box::new(Frame::Request(Box::new(r))))));
         out.extend(notices.into_iter().map(|n| GranteeAction::Send(Box::new(Frame::Notice(n)))));
         out.push(GranteeAction::Send(Box::new(Frame::ListShares)));
         Ok(out)
@@ -132,7 +145,7 @@ impl GranteeSession {
             Frame::Shares { live, ended } => self.shares(vault, live, &ended, true),
             Frame::Ended(e) => self.shares(vault, Vec::new(), &[e], false),
             Frame::RequestAck { request, accepted } => {
-                self.unanswered = self.unanswered.saturating_sub(1);
+                self.unanswered.remove(&Owed::Request(request));
                 vault.request_delivered(&self.issuer, &request, accepted)?;
                 if accepted {
                     self.report.delivered += 1;
@@ -142,7 +155,7 @@ impl GranteeSession {
                 Ok(vec![GranteeAction::Changed])
             }
             Frame::NoticeAck { notice, kept } => {
-                self.unanswered = self.unanswered.saturating_sub(1);
+                self.unanswered.remove(&Owed::Notice(notice));
                 vault.notice_delivered(&self.issuer, &notice)?;
                 if !kept {
                     tracing::warn!(%notice, "the customer's vault did not keep a breach notice");

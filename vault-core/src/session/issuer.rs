@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use super::store::IssuerStore;
 use super::{SessionError, frame_name, isolated, log_refusal};
 use crate::grant::SignedGrant;
-use crate::identity::{DeviceCertificate, DeviceId, IdentityId};
+use crate::identity::{DeviceCertificate, DeviceId, IdentityId, Ticket};
 use crate::key_event::KeyEvent;
 use crate::protocol::{Ended, Frame};
 use crate::roster::DeviceRoster;
@@ -55,6 +55,9 @@ pub struct IssuerSession {
     /// stored (a stranger stores nothing here), unless it delivers a consent request signed by
     /// one of its devices, which needs them to be judged (see `MAX_ROSTER_AGE`).
     unknown_peer_said: Option<Box<StrangerSaid>>,
+    /// Where the peer's device was reached from on this connection, kept with a request it
+    /// delivers (the holder may add it as a contact from the request).
+    reply_to: Option<Ticket>,
 }
 
 /// What a peer this vault does not know said of its keys and devices on one connection.
@@ -75,7 +78,18 @@ impl IssuerSession {
             subscribed: false,
             window: (now, 0),
             unknown_peer_said: None,
+            reply_to: None,
         }
+    }
+
+    /// The way back to the peer's device as this connection showed it: its certificate and
+    /// the addresses the connection came from (validated by the transport, never addresses
+    /// the peer merely wrote down). Ignored unless it names the session's identity and device.
+    pub fn with_reply_to(mut self, ticket: Ticket) -> Self {
+        if ticket.identity() == self.peer && ticket.device() == self.device {
+            self.reply_to = Some(ticket);
+        }
+        self
     }
 
     /// The peer's identity.
@@ -140,7 +154,7 @@ impl IssuerSession {
                             vault.accept_roster(self.peer, &roster)?;
                         }
                     }
-                    let accepted = vault.receive_request(&self.peer, &request)?;
+                    let accepted = vault.receive_request(&self.peer, &request, self.reply_to.as_ref())?;
                     if let Err(why) = &accepted {
                         log_refusal(&self.peer, why);
                     }

@@ -73,11 +73,13 @@ pub trait IssuerStore {
     fn accept_roster(&mut self, peer: IdentityId, roster: &Signed<DeviceRoster>) -> Result<(), StoreError>;
     /// Whether `device` of `peer` was removed from its identity.
     fn is_refused_device(&self, peer: &IdentityId, device: &DeviceId) -> Result<bool, StoreError>;
-    /// Takes a consent request `peer` delivered: queued, or why not.
+    /// Takes a consent request `peer` delivered, with the way back to the device that
+    /// delivered it when known: queued, or why not.
     fn receive_request(
         &mut self,
         peer: &IdentityId,
         request: &Signed<ConsentRequest>,
+        reply_to: Option<&Ticket>,
     ) -> Result<Result<(), Refusal>, StoreError>;
     /// Takes a breach notice `peer` delivered; whether it was kept.
     fn receive_notice(

@@ -109,8 +109,9 @@ impl IssuerStore for Vault {
         &mut self,
         peer: &IdentityId,
         request: &Signed<ConsentRequest>,
+        reply_to: Option<&Ticket>,
     ) -> Result<Result<(), Refusal>, StoreError> {
-        self.inbox_mut().receive(peer, request)
+        self.inbox_mut().receive_from(peer, request, reply_to)
     }
     fn receive_notice(
         &mut self,

@@ -7,13 +7,15 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::identity::IdentityId;
+use crate::identity::{IdentityId, Ticket};
 use crate::path::{FieldPath, RecordFilter};
 use crate::scope::check_scope;
-use crate::statement::{RequestId, Rule, Statement};
+use crate::statement::{RequestId, Rule, Statement, check_single_line};
 
 /// Longest duration a request may ask for: ten years, in seconds.
 pub const MAX_REQUEST_DURATION: i64 = 10 * 366 * 86_400;
+/// Longest self-declared requester name, in bytes.
+pub const MAX_REQUESTER_NAME: usize = 64;
 
 /// A request, signed by the requester, for access to some of the audience's fields.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -39,6 +41,14 @@ pub struct ConsentRequest {
     pub prices: bool,
     /// Unix seconds.
     pub made_at: i64,
+    /// The name the requester gives itself ("Acme Shop"): its own claim, shown as unverified
+    /// beside its key until the holder names it as a contact.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The requester's ticket, as it gives it: the holder may add the requester as a contact
+    /// from the request, without a ticket sent some other way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<String>,
 }
 
 impl Statement for ConsentRequest {
@@ -61,8 +71,29 @@ impl Statement for ConsentRequest {
         if self.duration.is_some_and(|d| d <= 0 || d > MAX_REQUEST_DURATION) {
             return Err(Rule::DurationOutOfRange);
         }
+        if let Some(name) = &self.name {
+            check_requester_name(name)?;
+        }
+        if let Some(ticket) = &self.reply_to {
+            let ticket: Option<Ticket> = ticket.parse().ok();
+            if ticket.is_none_or(|t| t.identity() != self.requester) {
+                return Err(Rule::NotTheirTicket);
+            }
+        }
         Ok(())
     }
+}
+
+/// Checks a name a vault gives itself in its requests: not blank, at most
+/// [`MAX_REQUESTER_NAME`] bytes, one line with no steering characters.
+pub fn check_requester_name(name: &str) -> Result<(), Rule> {
+    if name.trim().is_empty() {
+        return Err(Rule::Empty { what: "name" });
+    }
+    if name.len() > MAX_REQUESTER_NAME {
+        return Err(Rule::TooLong { what: "name", max: MAX_REQUESTER_NAME });
+    }
+    check_single_line("name", name)
 }
 
 /// How an answer would be wider than the request.
@@ -146,6 +177,8 @@ mod tests {
             duration: Some(90 * 86_400),
             prices: false,
             made_at: 1_800_000_000,
+            name: None,
+            reply_to: None,
         }
     }
 
@@ -177,6 +210,32 @@ mod tests {
         let mut r = request(&shop, &alice);
         r.holder = shop.public();
         assert!(Signed::sign(r, &shop).is_err());
+    }
+
+    #[test]
+    fn a_request_names_its_sender_only_in_its_own_words_and_with_its_own_ticket() {
+        let (shop, alice) = (Identity::generate(), Identity::generate());
+        let device = crate::identity::DeviceKey::generate();
+        let ours = Ticket::new(shop.certify(device.public()), vec!["192.0.2.1:4433".parse().unwrap()]);
+        let someone_else = Ticket::new(alice.certify(device.public()), Vec::new());
+        let with = |name: Option<&str>, reply_to: Option<&Ticket>| ConsentRequest {
+            name: name.map(Into::into),
+            reply_to: reply_to.map(ToString::to_string),
+            ..request(&shop, &alice)
+        };
+        let signed = Signed::sign(with(Some("Acme Shop"), Some(&ours)), &shop).unwrap();
+        assert_eq!(Signed::<ConsentRequest>::from_bytes(&signed.to_bytes()).unwrap(), signed);
+        // Another identity's ticket as the way back (a request that would make the holder add
+        // a third party under the sender's request): refused when read, whoever signed it.
+        let forged = encode_unchecked(&with(None, Some(&someone_else)), &shop);
+        let err = Signed::<ConsentRequest>::from_bytes(&forged).unwrap_err().to_string();
+        assert!(err.contains("the ticket it gives is not the requester's"), "{err}");
+        let garbage = ConsentRequest { reply_to: Some("vault1nonsense".into()), ..request(&shop, &alice) };
+        assert!(Signed::<ConsentRequest>::from_bytes(&encode_unchecked(&garbage, &shop)).is_err());
+        for name in ["", "  ", "Acme\nFields: none", "\u{202e}pohS", &"x".repeat(65)] {
+            let r = with(Some(name), None);
+            assert!(Signed::<ConsentRequest>::from_bytes(&encode_unchecked(&r, &shop)).is_err(), "{name:?}");
+        }
     }
 
     #[test]

@@ -61,6 +61,15 @@ pub enum Rule {
     /// The purpose is empty.
     #[error("the purpose is required")]
     NoPurpose,
+    /// The ticket a request gives as the way back is not one of the requester's devices.
+    #[error("the ticket it gives is not the requester's")]
+    NotTheirTicket,
+    /// A text that must say something is blank.
+    #[error("the {what} is empty")]
+    Empty {
+        /// Which text.
+        what: &'static str,
+    },
     /// A text is longer than its limit.
     #[error("the {what} is longer than {max} bytes")]
     TooLong {

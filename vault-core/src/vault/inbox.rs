@@ -13,7 +13,7 @@ use super::audit::{AuditEvent, AuditKind};
 use super::issued::NewGrant;
 use super::requests::{self, Approval, Holding, Record, RequestError, RequestInfo, RequestStatus};
 use crate::grant::SignedGrant;
-use crate::identity::IdentityId;
+use crate::identity::{IdentityId, Ticket};
 use crate::path::FieldPath;
 use crate::request::{ConsentRequest, Denial};
 use crate::statement::{RequestId, Signed};
@@ -88,6 +88,28 @@ impl<V: Deref<Target = Vault>> Inbox<V> {
     pub fn get(&self, id: &RequestId) -> Result<Option<RequestInfo>, StoreError> {
         Ok(requests::get_signed(&self.vault, TABLE, id)?
             .map(|(signed, record)| requests::info(&self.vault, signed, record, true)))
+    }
+
+    /// The way back to whoever sent request `id`: the ticket the request gives, with the
+    /// addresses its delivery came from (the connection's, validated by the transport) added;
+    /// or that connection's alone for a request that gives none. `None` when neither is known.
+    pub fn reply_to(&self, id: &RequestId) -> Result<Option<Ticket>, StoreError> {
+        let Some((signed, record)) = requests::get_signed(&self.vault, TABLE, id)? else { return Ok(None) };
+        let requester = signed.statement().requester;
+        let theirs = |t: &Option<String>| -> Option<Ticket> {
+            t.as_deref().and_then(|t| t.parse::<Ticket>().ok()).filter(|t| t.identity() == requester)
+        };
+        let given = theirs(&signed.statement().reply_to);
+        let seen = theirs(&record.ticket);
+        Ok(match (given, seen) {
+            (Some(given), Some(seen)) if seen.device() == given.device() => {
+                let mut addrs = given.addrs().to_vec();
+                addrs.extend(seen.addrs().iter().filter(|a| !given.addrs().contains(a)));
+                Some(Ticket::new(*given.certificate(), addrs))
+            }
+            (Some(given), _) => Some(given),
+            (None, seen) => seen,
+        })
     }
 
     /// What this vault holds of each field a request asks for.
@@ -181,6 +203,18 @@ impl Inbox<&mut Vault> {
         peer: &IdentityId,
         signed: &Signed<ConsentRequest>,
     ) -> Result<Result<(), Refusal>, StoreError> {
+        self.receive_from(peer, signed, None)
+    }
+
+    /// [`Inbox::receive`], keeping `reply_to` (the way back to the device that delivered it,
+    /// as the connection showed it) for `vault contact add --from-request`.
+    pub fn receive_from(
+        &mut self,
+        peer: &IdentityId,
+        signed: &Signed<ConsentRequest>,
+        reply_to: Option<&Ticket>,
+    ) -> Result<Result<(), Refusal>, StoreError> {
+        let reply_to = reply_to.filter(|t| t.identity() == *peer).map(ToString::to_string);
         let now = self.vault.now();
         let me = self.vault.identity();
         let r = signed.statement();
@@ -204,7 +238,8 @@ impl Inbox<&mut Vault> {
                 v.inbox_mut().log_refusal(peer, refusal, now)?;
                 return Ok(Err(refusal));
             }
-            v.inbox().put(&r.id, &Record::new(signed, RequestStatus::Pending, None, Some(now)))?;
+            v.inbox()
+                .put(&r.id, &Record::new(signed, RequestStatus::Pending, reply_to.clone(), Some(now)))?;
             let mut event = AuditEvent::new(now, AuditKind::RequestReceived);
             event.peer = Some(*peer);
             event.fields = r.fields.iter().map(ToString::to_string).collect();
@@ -342,6 +377,8 @@ mod tests {
                 duration: Some(86_400),
                 prices: false,
                 made_at: 0,
+                name: None,
+                reply_to: None,
             },
             from,
         )

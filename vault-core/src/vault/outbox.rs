@@ -85,6 +85,8 @@ impl Outbox<&mut Vault> {
             duration: new.duration,
             prices: new.prices,
             made_at: now,
+            name: new.name,
+            reply_to: new.reply_to.as_ref().map(ToString::to_string),
         };
         let signed = Signed::sign(request, self.vault.signer())?;
         self.vault.write(|v| {

@@ -129,6 +129,10 @@ pub struct NewRequest {
     pub duration: Option<i64>,
     /// Whether purchase prices are asked for.
     pub prices: bool,
+    /// The name this vault gives itself, shown to the holder as unverified.
+    pub name: Option<String>,
+    /// This vault's ticket, for the holder to add it as a contact from the request.
+    pub reply_to: Option<Ticket>,
 }
 
 /// How the holder narrows an approval. `None` keeps what was asked.

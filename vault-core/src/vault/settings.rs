@@ -52,6 +52,8 @@ pub(crate) enum Setting<'a> {
     /// How many received shares were taken in: each starts its revisions afresh from it
     /// (held/let_go.rs).
     ReceivedIncarnation,
+    /// The name this vault gives itself in its requests (display_name.rs).
+    DisplayName,
 }
 
 const CONTACT_STAMP: &str = "contact-stamp/";
@@ -79,6 +81,7 @@ impl Setting<'_> {
             Setting::SharedLogSuspects => "shared-log-suspects".into(),
             Setting::ReceivedIncarnation => "received-incarnation".into(),
             Setting::ServePort => "serve-port".into(),
+            Setting::DisplayName => "display-name".into(),
             Setting::ContactStamp(row) => {
                 format!("{CONTACT_STAMP}{}", data_encoding::HEXLOWER.encode(row)).into()
             }

@@ -323,10 +323,12 @@ fn the_control_stream_tells_changes_once_and_bounds_what_a_peer_may_ask() {
             purpose: "loyalty card".into(),
             duration: None,
             prices: false,
+            name: None,
+            reply_to: None,
         })
         .unwrap();
     let rid = request.statement().id;
-    let out = session.on_frame(&mut customer, Frame::Request(request), t0).unwrap();
+    let out = session.on_frame(&mut customer, Frame::Request(Box::new(request)), t0).unwrap();
     assert_eq!(sent(&out), [&Frame::RequestAck { request: rid, accepted: true }]);
     customer.inbox_mut().deny(&rid, Some("no".into())).unwrap();
     let out = session.on_change(&mut customer).unwrap();

@@ -240,6 +240,8 @@ fn a_strangers_device_signed_request_is_judged_by_the_roster_it_brought() {
             purpose: "loyalty card".into(),
             duration: None,
             prices: false,
+            name: None,
+            reply_to: None,
         })
         .unwrap();
     assert!(request.signed_by().is_some());

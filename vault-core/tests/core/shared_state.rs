@@ -137,6 +137,8 @@ fn request(from: &Identity, to: &Vault) -> Signed<ConsentRequest> {
             duration: Some(86_400),
             prices: false,
             made_at: to.now(),
+            name: None,
+            reply_to: None,
         },
         from,
     )

@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::grant::ErasureReceipt;
-use crate::identity::{DeviceKey, Identity};
+use crate::identity::{DeviceKey, Identity, Ticket};
 use crate::notice::BreachNotice;
 use crate::request::{ConsentRequest, Denial};
 use crate::store::StoreError;
@@ -40,6 +40,7 @@ impl IssuerStore for Fake {
         &mut self,
         _: &IdentityId,
         _: &Signed<ConsentRequest>,
+        _: Option<&Ticket>,
     ) -> Result<Result<(), Refusal>, StoreError> {
         unreachable!("no request in these tests")
     }

@@ -115,6 +115,8 @@ mod tests {
             duration: Some(86_400),
             prices: false,
             made_at: 0,
+            name: None,
+            reply_to: None,
         };
         Signed::sign(request, from).unwrap()
     }

@@ -142,6 +142,8 @@ fn request(shop: &Identity, holder: IdentityId, fields: &[&str]) -> Signed<Conse
         duration: None,
         prices: true,
         made_at: START,
+        name: None,
+        reply_to: None,
     };
     Signed::sign(r, shop).unwrap()
 }

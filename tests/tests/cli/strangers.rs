@@ -1,0 +1,66 @@
+//! Names on strangers: a request carries the name its sender gives itself, shown as unverified
+//! beside its key until the holder names the sender, and the holder adds the sender as a
+//! contact from the request, with no ticket sent some other way.
+
+use vault_tests::{TestVault, check_cli_schema, json, requests, serve};
+
+fn stderr_of(v: &TestVault, args: &[&str]) -> String {
+    let out = v.run(args);
+    assert!(!out.status.success(), "{args:?} is refused");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn a_stranger_s_request_shows_its_own_name_and_its_sender_becomes_a_contact() {
+    let (customer, shop) = (TestVault::new(), TestVault::new());
+    customer.ok(&["profile", "set", "email", "ada@example.org"]);
+    let (_customer_node, customer_ticket) = serve(&customer);
+    let (_shop_node, _) = serve(&shop);
+
+    // The name a vault gives itself: one line, not blank, not long.
+    let err = stderr_of(&shop, &["id", "--name", "Acme\u{1b}[2J"]);
+    assert!(err.contains("control character"), "{err}");
+    assert!(stderr_of(&shop, &["id", "--name", "   "]).contains("empty"));
+    assert!(stderr_of(&shop, &["id", "--name", &"x".repeat(65)]).contains("longer than 64"));
+    let id = json(&shop, &["id", "--name", "  Acme Shop "]);
+    check_cli_schema("id", &id);
+    assert_eq!(id["name"], "Acme Shop", "kept, trimmed");
+
+    shop.ok(&["contact", "add", "ada", &customer_ticket]);
+    shop.ok(&[
+        "request",
+        "ada",
+        "--fields",
+        "profile.email",
+        "--purpose",
+        "delivery",
+        "--duration",
+        "30d",
+        "--no-relay",
+    ]);
+
+    // The customer sees the shop's own word for itself, said to be only that.
+    let listed = customer.ok(&["requests"]);
+    assert!(listed.contains("\"Acme Shop\" (unverified, not a contact)"), "{listed}");
+    let inbox = requests(&customer, &[]);
+    assert_eq!(inbox[0]["requester_says"], "Acme Shop");
+    let request_id = inbox[0]["id"].as_str().unwrap().to_owned();
+
+    // Bad ids are named; nothing is added.
+    assert!(
+        stderr_of(&customer, &["contact", "add", "acme", "--from-request", "nope"])
+            .contains("not a request id")
+    );
+    let err = stderr_of(&customer, &["contact", "add", "acme", "--from-request", "aaaaaaaaaaaaaaaa"]);
+    assert!(err.contains("no request aaaaaaaaaaaaaaaa was received here"), "{err}");
+    assert!(stderr_of(&customer, &["contact", "add", "acme"]).contains("--from-request"));
+
+    // Added from the request: named by the customer from now on, and reachable.
+    let added = json(&customer, &["contact", "add", "acme", "--from-request", &request_id]);
+    check_cli_schema("contact-add", &added);
+    let listed = customer.ok(&["requests"]);
+    assert!(listed.contains("acme ("), "{listed}");
+    assert!(!listed.contains("unverified"), "{listed}");
+    let synced = customer.run(&["sync", "acme", "--no-relay"]);
+    assert!(synced.status.success(), "the shop is reached: {}", String::from_utf8_lossy(&synced.stderr));
+}
