@@ -22,6 +22,10 @@ fn a_stranger_s_request_shows_its_own_name_and_its_sender_becomes_a_contact() {
     assert!(err.contains("control character"), "{err}");
     assert!(stderr_of(&shop, &["id", "--name", "   "]).contains("empty"));
     assert!(stderr_of(&shop, &["id", "--name", &"x".repeat(65)]).contains("longer than 64"));
+    assert!(
+        stderr_of(&shop, &["id", "--name", "ada (x)"]).contains("U+0028"),
+        "no brackets: it would pose as a contact"
+    );
     let id = json(&shop, &["id", "--name", "  Acme Shop "]);
     check_cli_schema("id", &id);
     assert_eq!(id["name"], "Acme Shop", "kept, trimmed");
@@ -41,7 +45,11 @@ fn a_stranger_s_request_shows_its_own_name_and_its_sender_becomes_a_contact() {
 
     // The customer sees the shop's own word for itself, said to be only that.
     let listed = customer.ok(&["requests"]);
-    assert!(listed.contains("\"Acme Shop\" (unverified, not a contact)"), "{listed}");
+    let shop_id = json(&shop, &["id"])["identity"].as_str().unwrap().to_owned();
+    assert!(
+        listed.contains(&format!("{shop_id} (not a contact; calls itself \"Acme Shop\", unverified)")),
+        "{listed}"
+    );
     let inbox = requests(&customer, &[]);
     assert_eq!(inbox[0]["requester_says"], "Acme Shop");
     let request_id = inbox[0]["id"].as_str().unwrap().to_owned();

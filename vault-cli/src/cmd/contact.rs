@@ -133,13 +133,16 @@ fn requester_ticket(vault: &Vault, id: &str) -> Result<Ticket> {
     if vault.inbox().get(&id)?.is_none() {
         bail!("no request {id} was received here: 'vault requests' lists them");
     }
-    match vault.inbox().reply_to(&id)? {
-        Some(ticket) => Ok(ticket),
-        None => bail!(
-            "request {id} came without a way back to its sender (taken in from another of your devices, or \
-             received before vault kept one): ask them for their ticket ('vault id' on their side)"
-        ),
+    let Some(ticket) = vault.inbox().reply_to(&id)? else {
+        bail!(
+            "request {id} came without a way back to its sender (it was received before vault kept one): ask \
+             them for their ticket ('vault id' on their side)"
+        )
+    };
+    if vault.devices().is_removed_device(&ticket.identity(), &ticket.device())? {
+        bail!("request {id} points at a device its identity removed: ask them for a fresh ticket");
     }
+    Ok(ticket)
 }
 
 /// `  dialed at A, B` for a contact with addresses set by hand; empty otherwise.

@@ -71,9 +71,21 @@ fn describe(vault: &Vault, info: &RequestInfo, incoming: bool) -> String {
     let peer = if incoming { r.requester } else { r.holder };
     let who = match (&info.peer_name, &r.name) {
         (Some(name), _) => format!("{} ({peer})", untrusted(name)),
-        // A stranger's own word for itself: quoted, and said to be only that.
+        // A stranger's own word for itself: after its key, quoted, and said to be only that.
         (None, Some(says)) if incoming => {
-            format!("\"{}\" (unverified, not a contact) {peer}", untrusted(says))
+            let mut line =
+                format!("{peer} (not a contact; calls itself {:?}, unverified", untrusted(says).as_ref());
+            let same = vault
+                .contacts()
+                .list()
+                .unwrap_or_default()
+                .into_iter()
+                .find(|c| c.name.eq_ignore_ascii_case(says));
+            if let Some(contact) = same {
+                line.push_str(&format!(": not your contact {}", untrusted(&contact.name)));
+            }
+            line.push(')');
+            line
         }
         (None, _) => format!("{peer} (not a contact)"),
     };

@@ -74,18 +74,21 @@ impl Statement for ConsentRequest {
         if let Some(name) = &self.name {
             check_requester_name(name)?;
         }
-        if let Some(ticket) = &self.reply_to {
-            let ticket: Option<Ticket> = ticket.parse().ok();
-            if ticket.is_none_or(|t| t.identity() != self.requester) {
-                return Err(Rule::NotTheirTicket);
-            }
+        // A ticket this vault cannot read (a later format) is ignored, not refused; one that
+        // names another identity is.
+        if let Some(Ok(ticket)) = self.reply_to.as_deref().map(str::parse::<Ticket>)
+            && ticket.identity() != self.requester
+        {
+            return Err(Rule::NotTheirTicket);
         }
         Ok(())
     }
 }
 
-/// Checks a name a vault gives itself in its requests: not blank, at most
-/// [`MAX_REQUESTER_NAME`] bytes, one line with no steering characters.
+/// Checks a name a vault gives itself in its requests: not blank, trimmed, at most
+/// [`MAX_REQUESTER_NAME`] bytes, one line with no steering characters, and none of the
+/// invisible ones (zero-width, direction marks, a byte-order mark) or the quotes and brackets
+/// around which a name could pass for a contact's line (`alice (KEY)`).
 pub fn check_requester_name(name: &str) -> Result<(), Rule> {
     if name.trim().is_empty() {
         return Err(Rule::Empty { what: "name" });
@@ -93,7 +96,15 @@ pub fn check_requester_name(name: &str) -> Result<(), Rule> {
     if name.len() > MAX_REQUESTER_NAME {
         return Err(Rule::TooLong { what: "name", max: MAX_REQUESTER_NAME });
     }
-    check_single_line("name", name)
+    check_single_line("name", name)?;
+    let unfit = |c: char| matches!(c, '"' | '(' | ')' | '[' | ']' | '\\' | '\u{200B}'..='\u{200F}' | '\u{061C}' | '\u{FEFF}' | '\u{2060}'..='\u{2064}');
+    if let Some(c) = name.chars().find(|c| unfit(*c)) {
+        return Err(Rule::SteeringCharacter { what: "name", code_point: u32::from(c) });
+    }
+    if name.trim() != name {
+        return Err(Rule::Untrimmed { what: "name" });
+    }
+    Ok(())
 }
 
 /// How an answer would be wider than the request.
@@ -230,9 +241,21 @@ mod tests {
         let forged = encode_unchecked(&with(None, Some(&someone_else)), &shop);
         let err = Signed::<ConsentRequest>::from_bytes(&forged).unwrap_err().to_string();
         assert!(err.contains("the ticket it gives is not the requester's"), "{err}");
-        let garbage = ConsentRequest { reply_to: Some("vault1nonsense".into()), ..request(&shop, &alice) };
-        assert!(Signed::<ConsentRequest>::from_bytes(&encode_unchecked(&garbage, &shop)).is_err());
-        for name in ["", "  ", "Acme\nFields: none", "\u{202e}pohS", &"x".repeat(65)] {
+        // One it cannot read (a later format) is ignored when used, not refused.
+        let later = ConsentRequest { reply_to: Some("vault2later".into()), ..request(&shop, &alice) };
+        assert!(Signed::<ConsentRequest>::from_bytes(&encode_unchecked(&later, &shop)).is_ok());
+        let posing = format!("alice ({})", alice.public());
+        for name in [
+            "",
+            "  ",
+            " Acme",
+            "Acme\nFields: none",
+            "\u{202e}pohS",
+            "Ac\u{200b}me",
+            "\"Acme\"",
+            &posing,
+            &"x".repeat(65),
+        ] {
             let r = with(Some(name), None);
             assert!(Signed::<ConsentRequest>::from_bytes(&encode_unchecked(&r, &shop)).is_err(), "{name:?}");
         }

@@ -64,6 +64,12 @@ pub enum Rule {
     /// The ticket a request gives as the way back is not one of the requester's devices.
     #[error("the ticket it gives is not the requester's")]
     NotTheirTicket,
+    /// A text begins or ends with white space.
+    #[error("the {what} begins or ends with a space")]
+    Untrimmed {
+        /// Which text.
+        what: &'static str,
+    },
     /// A text that must say something is blank.
     #[error("the {what} is empty")]
     Empty {

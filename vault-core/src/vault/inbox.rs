@@ -102,9 +102,10 @@ impl<V: Deref<Target = Vault>> Inbox<V> {
         let given = theirs(&signed.statement().reply_to);
         let seen = theirs(&record.ticket);
         Ok(match (given, seen) {
+            // The addresses the transport validated first (a ticket keeps a bounded number).
             (Some(given), Some(seen)) if seen.device() == given.device() => {
-                let mut addrs = given.addrs().to_vec();
-                addrs.extend(seen.addrs().iter().filter(|a| !given.addrs().contains(a)));
+                let mut addrs = seen.addrs().to_vec();
+                addrs.extend(given.addrs().iter().filter(|a| !seen.addrs().contains(a)));
                 Some(Ticket::new(*given.certificate(), addrs))
             }
             (Some(given), _) => Some(given),
