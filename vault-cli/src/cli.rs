@@ -124,6 +124,8 @@ pub(crate) enum Command {
     Demo(DemoArgs),
     /// Print a shell completion script
     Completions(CompletionsArgs),
+    /// Print the manual page, or write one per command into --dir
+    Man(ManArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -568,6 +570,14 @@ pub(crate) struct ExportArgs {
 pub(crate) struct ImportArgs {
     /// A file made by `vault export` (JSON or Automerge)
     pub(crate) file: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ManArgs {
+    /// Write vault.1 and a page per command (vault-grant.1, ...) into this directory, for
+    /// example ~/.local/share/man/man1
+    #[arg(long, value_name = "DIR")]
+    pub(crate) dir: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -39,6 +39,9 @@ pub(crate) fn run(cli: Cli) -> Result<Outcome> {
     if let Command::Completions(args) = &cli.command {
         return completions::run(args);
     }
+    if let Command::Man(args) = &cli.command {
+        return completions::man(args);
+    }
     if let Command::Demo(args) = &cli.command {
         return demo::run(args);
     }
@@ -78,6 +81,6 @@ pub(crate) fn run(cli: Cli) -> Result<Outcome> {
         Command::Deny(args) => request::deny(&app, &args),
         Command::Feed(args) => feed::run(&app, &args),
         Command::Demo(_) => unreachable!("handled above"),
-        Command::Completions(_) => unreachable!("handled above"),
+        Command::Completions(_) | Command::Man(_) => unreachable!("handled above"),
     }
 }

@@ -245,3 +245,23 @@ fn the_same_peer_under_a_second_name_is_said() {
     assert!(out.status.success());
     assert!(stderr.contains("is already your contact 'shop'"), "{stderr}");
 }
+
+#[test]
+fn manual_pages_come_with_the_binary() {
+    let v = TestVault::uninitialised();
+    let top = v.ok(&["man"]);
+    assert!(top.contains(".TH vault 1"), "a roff page on stdout: {}", &top[..top.len().min(200)]);
+    let dir = tempfile::tempdir().unwrap();
+    let out = v.run(&["man", "--dir", dir.path().to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let pages: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    for page in ["vault.1", "vault-grant.1", "vault-contact-add.1", "vault-serve.1"] {
+        assert!(pages.iter().any(|p| p == page), "{page} in {pages:?}");
+    }
+    assert!(!pages.iter().any(|p| p.contains("agent")), "the hidden command has no page: {pages:?}");
+    let grant = std::fs::read_to_string(dir.path().join("vault-grant.1")).unwrap();
+    assert!(grant.contains("\\-\\-purpose"), "the options are documented");
+}
