@@ -91,10 +91,21 @@ pub(crate) fn private_dir(create: bool) -> Result<Option<PathBuf>> {
 /// of the vault directory's canonical path. `Ok(None)` when there is no agent directory and
 /// `create` is false.
 pub(crate) fn socket_path(vault_dir: &Path, create: bool) -> Result<Option<PathBuf>> {
+    runtime_path(vault_dir, "agent", "sock", create)
+}
+
+/// A file of the vault in `vault_dir` in the agent directory (`PREFIX-HASH.EXT`), named like
+/// its socket; `Ok(None)` when there is no agent directory and `create` is false.
+pub(crate) fn runtime_path(
+    vault_dir: &Path,
+    prefix: &str,
+    ext: &str,
+    create: bool,
+) -> Result<Option<PathBuf>> {
     let canonical = std::fs::canonicalize(vault_dir)
         .with_context(|| format!("cannot resolve the vault directory {}", vault_dir.display()))?;
     let hash = blake3::hash(canonical.as_os_str().as_encoded_bytes());
-    Ok(private_dir(create)?.map(|dir| dir.join(format!("agent-{}.sock", &hash.to_hex()[..16]))))
+    Ok(private_dir(create)?.map(|dir| dir.join(format!("{prefix}-{}.{ext}", &hash.to_hex()[..16]))))
 }
 
 /// Refuses a socket file that is not a socket or is another user's; `Ok(false)` when there is

@@ -19,6 +19,7 @@ mod passwd;
 mod pref;
 mod profile;
 mod purchase;
+mod reach;
 mod recovery;
 mod rekey;
 mod request;

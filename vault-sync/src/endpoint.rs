@@ -85,6 +85,8 @@ pub(crate) struct NodeTasks {
     /// Moves when the nodes up changed: idle sessions with customers another node serves now
     /// let them go (keep.rs).
     pub(crate) placement_moved: watch::Sender<u64>,
+    /// Whom the node reaches (see [`crate::reach`]).
+    pub(crate) reach: Mutex<crate::reach::Reach>,
     /// This node's device.
     pub(crate) me: vault_core::DeviceId,
 }
@@ -125,12 +127,17 @@ impl NodeTasks {
             served_settled,
             placement: Default::default(),
             placement_moved,
+            reach: Default::default(),
             me,
         }
     }
 
     pub(crate) fn placement(&self) -> std::sync::MutexGuard<'_, crate::placement::Placement> {
         self.placement.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub(crate) fn reach(&self) -> std::sync::MutexGuard<'_, crate::reach::Reach> {
+        self.reach.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub(crate) fn vault(&self) -> std::sync::MutexGuard<'_, Vault> {

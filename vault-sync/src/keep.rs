@@ -292,6 +292,7 @@ async fn keep_session(
                 }
                 Err(SyncError::NoAnswer { owed }) => {
                     tracing::debug!(%peer, owed, "the peer did not answer");
+                    shared.reach().failed(peer, &SyncError::NoAnswer { owed }.to_string());
                     answered = false;
                     // Something of this node's went unacknowledged: called again, backing off
                     // (it is sent again). Otherwise, as for a peer that is not there: at the
@@ -300,6 +301,7 @@ async fn keep_session(
                 }
                 Err(e) => {
                     tracing::debug!(error = %e, %peer, "session ended");
+                    shared.reach().failed(peer, &e.to_string());
                     idle = refreshing;
                 }
             },

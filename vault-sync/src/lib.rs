@@ -48,6 +48,7 @@ mod notify;
 mod pairing;
 mod peers;
 mod placement;
+mod reach;
 mod served;
 
 pub use client::sync_once;
@@ -57,6 +58,7 @@ pub use frame::ReadFrameError;
 pub use limits::{HANDSHAKE_TIMEOUT, MAX_CONCURRENT_STREAMS, MAX_STREAMS_PER_CONNECTION, POLL_INTERVAL};
 pub use node::{Node, VaultHandle};
 pub use pairing::{Invitation, PairError, join};
+pub use reach::PeerReach;
 pub use vault_core::framing::{HANDSHAKE_BYTE_BUDGET, ISSUER_BYTE_BUDGET, NODE_BYTE_BUDGET};
 pub use vault_core::{
     DEVICE_ALPN, MAX_REQUESTS_PER_MINUTE, MAX_SHARES_PER_ISSUER, REFUSAL_LOG_INTERVAL, SYNC_BURST,

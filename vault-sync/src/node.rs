@@ -118,6 +118,11 @@ impl Node {
         VaultHandle { shared: self.shared.clone() }
     }
 
+    /// Whom the node reaches: per peer, sessions open now, when last reached, the last error.
+    pub fn reach(&self) -> Vec<crate::reach::PeerReach> {
+        self.shared.reach().snapshot()
+    }
+
     /// Reads the vault without waking anyone (for checks in tests and benchmarks).
     pub fn inspect<T>(&self, f: impl FnOnce(&mut Vault) -> T) -> T {
         f(&mut self.shared.vault())
@@ -157,6 +162,11 @@ pub struct VaultHandle {
 }
 
 impl VaultHandle {
+    /// Whom the node reaches (see [`Node::reach`]).
+    pub fn reach(&self) -> Vec<crate::reach::PeerReach> {
+        self.shared.reach().snapshot()
+    }
+
     /// Runs `f` on the vault, holding its lock: keep `f` short and synchronous.
     pub fn with_vault<T>(&self, f: impl FnOnce(&mut Vault) -> T) -> T {
         f(&mut self.shared.vault())
@@ -311,6 +321,7 @@ async fn serve_connection(shared: Arc<NodeTasks>, conn: Connection) -> Result<()
         });
     }
 
+    let _open = crate::reach::Open::new(&shared, peer);
     let mut changes = shared.served.subscribe();
     let mut session =
         IssuerSession::new(peer, remote, Instant::now()).with_reply_to(Ticket::new(cert, seen_addrs(&conn)));

@@ -265,3 +265,38 @@ fn manual_pages_come_with_the_binary() {
     let grant = std::fs::read_to_string(dir.path().join("vault-grant.1")).unwrap();
     assert!(grant.contains("\\-\\-purpose"), "the options are documented");
 }
+
+/// `vault status` says, per peer, what the node saw: connected now, or when last reached and
+/// the last error; not that shares "stay live" when nobody can reach the node.
+#[test]
+fn status_says_per_peer_what_the_node_saw() {
+    let (ada, shop) = (TestVault::new(), TestVault::new());
+    ada.ok(&["profile", "set", "email", "ada@example.org"]);
+    let (ada_node, ada_ticket) = serve_plain(&ada);
+    let (_shop_node, shop_ticket) = serve_plain(&shop);
+    shop.ok(&["contact", "add", "ada", &ada_ticket]);
+    ada.ok(&["contact", "add", "shop", &shop_ticket]);
+    ada.ok(&["grant", "shop", "--fields", "profile.email", "--purpose", "orders", "--expires", "30d"]);
+    let status = |v: &TestVault| {
+        let value = json(v, &["status"]);
+        vault_tests::check_cli_schema("status", &value);
+        value
+    };
+    vault_tests::eventually("the shop's node connected to ada", || {
+        status(&shop)["node"]["peers"].as_array().is_some_and(|p| p.iter().any(|p| p["connected"] == true))
+    });
+    let text = shop.ok(&["status"]);
+    assert!(text.contains("ada: connected"), "{text}");
+    assert!(!text.contains("stay live"), "{text}");
+
+    // Ada's node stops: the shop's node says it lost her, and why.
+    drop(ada_node);
+    vault_tests::eventually("the shop's node saw ada go", || {
+        let peers = status(&shop)["node"]["peers"].clone();
+        peers
+            .as_array()
+            .is_some_and(|p| p.iter().any(|p| p["connected"] == false && p["last_error"].is_object()))
+    });
+    let text = shop.ok(&["status"]);
+    assert!(text.contains("ada: last reached") && text.contains("failed"), "{text}");
+}

@@ -81,7 +81,9 @@ pub(crate) fn serve(app: &App, args: &ServeArgs) -> Result<Outcome> {
             eprintln!("serving as {} on {}; Ctrl-C to stop", ticket.identity(), addrs.join(", "));
         }
         let events = (!args.quiet).then(|| tokio::spawn(super::serve_events::print(node.vault_handle(), app.json)));
+        let seen = super::reach::follow(&app.dir, &node);
         shutdown_signal().await;
+        drop(seen);
         if let Some(events) = events {
             events.abort();
         }

@@ -77,6 +77,57 @@ fn name_or_id(name: Option<String>, id: &str) -> String {
     name.unwrap_or_else(|| id.chars().take(12).collect())
 }
 
+/// Most peers listed one per line; the rest are counted (`--json` lists them all).
+const PEER_LINES: usize = 12;
+
+/// The node's line, then what it saw of each peer: connected now, or when last reached and the
+/// last error; never a promise nobody checked.
+fn node_lines(running: bool, seen: bool, peers: &[Value]) -> Vec<String> {
+    if !running {
+        return vec![
+            "node:     not running: 'vault serve' keeps your shares live and takes requests".to_owned(),
+        ];
+    }
+    if !seen {
+        return vec!["node:     running (vault serve)".to_owned()];
+    }
+    let connected = peers.iter().filter(|p| p["connected"] == true).count();
+    let mut out = vec![if peers.is_empty() {
+        "node:     running (vault serve); no peer reached it or was reached yet".to_owned()
+    } else {
+        format!("node:     running (vault serve); {connected} of {} peers connected now", peers.len())
+    }];
+    for p in peers.iter().take(PEER_LINES) {
+        let who =
+            untrusted(p["peer_name"].as_str().unwrap_or_else(|| p["peer"].as_str().unwrap_or_default()))
+                .chars()
+                .take(24)
+                .collect::<String>();
+        let at = |v: &Value| {
+            v.as_str().and_then(|t| t.parse::<jiff::Timestamp>().ok()).map(|t| local(t.as_second()))
+        };
+        let mut line = if p["connected"] == true {
+            format!("    {who}: connected")
+        } else {
+            match at(&p["last_reached"]) {
+                Some(t) => format!("    {who}: last reached {t}"),
+                None => format!("    {who}: never reached"),
+            }
+        };
+        if let Some(t) = at(&p["last_error"]["at"]) {
+            line.push_str(&format!(
+                "; failed {t}: {}",
+                p["last_error"]["error"].as_str().unwrap_or_default()
+            ));
+        }
+        out.push(line);
+    }
+    if peers.len() > PEER_LINES {
+        out.push(format!("    and {} more ('vault --json status' lists them)", peers.len() - PEER_LINES));
+    }
+    out
+}
+
 pub(crate) fn run(app: &App) -> Result<Outcome> {
     let running = node_running(&app.dir);
     let mut vault = app.unlock()?;
@@ -111,6 +162,21 @@ pub(crate) fn run(app: &App) -> Result<Outcome> {
     let waiting = vault.inbox().list()?.into_iter().filter(|r| r.status == RequestStatus::Pending).count();
     let notices = vault.notices().list()?.len();
     let shares = vault.held_mut().records()?;
+    let seen = running.then(|| super::reach::read(&app.dir)).flatten();
+    let seen_peers: Vec<Value> = seen
+        .iter()
+        .flat_map(|s| &s.peers)
+        .map(|p| {
+            let name = p.peer.parse().ok().and_then(|id| vault.contacts().petname(&id));
+            json!({
+                "peer": p.peer,
+                "peer_name": name,
+                "connected": p.open > 0,
+                "last_reached": p.last_reached.map(rfc3339),
+                "last_error": p.last_error.as_ref().map(|(at, why)| json!({ "at": rfc3339(*at), "error": why })),
+            })
+        })
+        .collect();
     if app.json {
         let by_peer: Vec<Value> = live
             .iter()
@@ -121,7 +187,7 @@ pub(crate) fn run(app: &App) -> Result<Outcome> {
             "identity": vault.identity().to_string(),
             "device": vault.device_key().public().to_string(),
             "ticket": ticket,
-            "node": { "running": running },
+            "node": { "running": running, "peers": seen_peers },
             "unlock": { "until": unlocked_until.map(rfc3339), "by": unlocked_until.and(lender) },
             "live_grants": by_peer,
             "requests_waiting": waiting,
@@ -132,11 +198,7 @@ pub(crate) fn run(app: &App) -> Result<Outcome> {
         return Ok(Outcome::Done);
     }
     let mut out = vec![format!("identity: {}", vault.identity()), format!("ticket:   {ticket}")];
-    out.push(if running {
-        "node:     running (vault serve): your shares stay live".to_owned()
-    } else {
-        "node:     not running: 'vault serve' keeps your shares live and takes requests".to_owned()
-    });
+    out.extend(node_lines(running, seen.is_some(), &seen_peers));
     out.push(match (unlocked_until, lender) {
         (Some(until), Some(by)) => {
             format!("unlock:   unlocked until {} (by the {by}; 'vault lock' locks now)", local(until))
