@@ -38,26 +38,32 @@ fn now() -> i64 {
 }
 
 impl Reach {
-    fn entry(&mut self, peer: IdentityId) -> &mut PeerReach {
+    /// The peer's entry; a new one takes the place of the quietest peer without a session
+    /// open, or is not kept when every tracked peer has one (a scan of the map, only once full).
+    fn entry(&mut self, peer: IdentityId) -> Option<&mut PeerReach> {
         if self.peers.len() >= MAX_TRACKED && !self.peers.contains_key(&peer) {
             let quietest = self
                 .peers
                 .values()
                 .filter(|p| p.open == 0)
                 .min_by_key(|p| p.last_reached.max(p.last_error.as_ref().map(|e| e.0)))
-                .map(|p| p.peer);
-            if let Some(quietest) = quietest {
-                self.peers.remove(&quietest);
-            }
+                .map(|p| p.peer)?;
+            self.peers.remove(&quietest);
         }
-        self.peers.entry(peer).or_insert(PeerReach { peer, open: 0, last_reached: None, last_error: None })
+        Some(self.peers.entry(peer).or_insert(PeerReach {
+            peer,
+            open: 0,
+            last_reached: None,
+            last_error: None,
+        }))
     }
 
     fn opened(&mut self, peer: IdentityId) {
-        let entry = self.entry(peer);
-        entry.open += 1;
-        entry.last_reached = Some(now());
-        entry.last_error = None;
+        if let Some(entry) = self.entry(peer) {
+            entry.open += 1;
+            entry.last_reached = Some(now());
+            entry.last_error = None;
+        }
     }
 
     fn closed(&mut self, peer: &IdentityId) {
@@ -69,12 +75,16 @@ impl Reach {
 
     /// An attempt to reach `peer` failed with `why`.
     pub(crate) fn failed(&mut self, peer: IdentityId, why: &str) {
-        self.entry(peer).last_error = Some((now(), why.to_owned()));
+        if let Some(entry) = self.entry(peer) {
+            entry.last_error = Some((now(), why.to_owned()));
+        }
     }
 
+    /// Connected peers first, then the most lately heard of.
     pub(crate) fn snapshot(&self) -> Vec<PeerReach> {
         let mut out: Vec<PeerReach> = self.peers.values().cloned().collect();
-        out.sort_by_key(|p| p.peer);
+        let latest = |p: &PeerReach| p.last_reached.max(p.last_error.as_ref().map(|e| e.0));
+        out.sort_by_key(|p| (p.open == 0, std::cmp::Reverse(latest(p)), p.peer));
         out
     }
 }
@@ -122,5 +132,12 @@ mod tests {
         }
         assert_eq!(reach.peers.len(), MAX_TRACKED, "bounded");
         assert!(reach.peers.contains_key(&b), "a peer with a session open is kept");
+        assert_eq!(reach.snapshot()[0].peer, b, "connected first");
+        // Full of open sessions: a newcomer is not kept, and the count stays bounded.
+        let mut full = Reach::default();
+        for _ in 0..MAX_TRACKED + 10 {
+            full.opened(vault_core::Identity::generate().public());
+        }
+        assert_eq!(full.peers.len(), MAX_TRACKED);
     }
 }

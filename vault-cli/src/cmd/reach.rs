@@ -1,6 +1,7 @@
 //! What the running node saw of its peers, for `vault status`: `vault serve` writes it every few
-//! seconds into the agent directory (owner-only, in memory on most systems: who one talks to is
-//! not left on disk), and removes it when it stops; `status` reads it while the node runs.
+//! seconds into the agent directory (owner-only; `$XDG_RUNTIME_DIR`, in memory, where there is
+//! one, else a directory under /tmp), and removes it when it stops; `status` reads it while the
+//! node runs, and removes one a killed node left.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -79,12 +80,27 @@ impl Writer {
     }
 }
 
-impl Drop for Writer {
-    fn drop(&mut self) {
-        self.task.abort();
-        if let Some(path) = &self.path {
-            let _ = std::fs::remove_file(path);
+impl Writer {
+    /// Stops writing, then removes the file (after a write in flight, not before it).
+    pub(crate) async fn stop(self) {
+        let Writer { task, path } = self;
+        task.abort();
+        let _ = task.await;
+        if let Some(path) = &path {
+            remove(path);
         }
+    }
+}
+
+fn remove(path: &Path) {
+    let _ = std::fs::remove_file(path);
+    let _ = std::fs::remove_file(path.with_extension("json.tmp"));
+}
+
+/// Removes what a node that is not running any more left (killed before it could).
+pub(crate) fn forget(vault_dir: &Path) {
+    if let Some(path) = path(vault_dir, false) {
+        remove(&path);
     }
 }
 

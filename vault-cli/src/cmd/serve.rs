@@ -83,7 +83,7 @@ pub(crate) fn serve(app: &App, args: &ServeArgs) -> Result<Outcome> {
         let events = (!args.quiet).then(|| tokio::spawn(super::serve_events::print(node.vault_handle(), app.json)));
         let seen = super::reach::follow(&app.dir, &node);
         shutdown_signal().await;
-        drop(seen);
+        seen.stop().await;
         if let Some(events) = events {
             events.abort();
         }

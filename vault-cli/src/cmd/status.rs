@@ -117,7 +117,7 @@ fn node_lines(running: bool, seen: bool, peers: &[Value]) -> Vec<String> {
         if let Some(t) = at(&p["last_error"]["at"]) {
             line.push_str(&format!(
                 "; failed {t}: {}",
-                p["last_error"]["error"].as_str().unwrap_or_default()
+                untrusted(p["last_error"]["error"].as_str().unwrap_or_default())
             ));
         }
         out.push(line);
@@ -162,7 +162,12 @@ pub(crate) fn run(app: &App) -> Result<Outcome> {
     let waiting = vault.inbox().list()?.into_iter().filter(|r| r.status == RequestStatus::Pending).count();
     let notices = vault.notices().list()?.len();
     let shares = vault.held_mut().records()?;
-    let seen = running.then(|| super::reach::read(&app.dir)).flatten();
+    let seen = if running {
+        super::reach::read(&app.dir)
+    } else {
+        super::reach::forget(&app.dir);
+        None
+    };
     let seen_peers: Vec<Value> = seen
         .iter()
         .flat_map(|s| &s.peers)
