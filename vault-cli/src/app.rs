@@ -97,8 +97,13 @@ impl App {
         Ok(())
     }
 
-    /// Prints text on standard output.
+    /// Prints text on standard output (long text on a terminal through the pager, see
+    /// [`crate::pager`]).
     pub(crate) fn print(&self, text: impl std::fmt::Display) -> Result<()> {
+        let text = text.to_string();
+        if crate::pager::page(&text) {
+            return Ok(());
+        }
         let mut out = std::io::stdout().lock();
         writeln!(out, "{text}")?;
         Ok(())

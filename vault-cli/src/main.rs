@@ -13,6 +13,7 @@ mod errors;
 mod fields;
 mod logging;
 mod output;
+mod pager;
 mod runtime;
 mod time;
 

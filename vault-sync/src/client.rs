@@ -204,7 +204,7 @@ pub(crate) async fn session(
     let mut went_idle = false;
     let (conn, mut send, mut recv, answered) = dial(&shared, endpoint, ticket, false).await?;
     let issuer = answered.identity();
-    let _open = crate::reach::Open::new(&shared, issuer);
+    let _open = crate::reach::Open::new(&shared.reach, issuer);
     // A session given up on (dropped) closes its connection and stops its reader.
     let _closing = CloseOnDrop(conn.clone());
     let mut machine = GranteeSession::new(issuer, Some(answered), live);

@@ -86,7 +86,7 @@ pub(crate) struct NodeTasks {
     /// let them go (keep.rs).
     pub(crate) placement_moved: watch::Sender<u64>,
     /// Whom the node reaches (see [`crate::reach`]).
-    pub(crate) reach: Mutex<crate::reach::Reach>,
+    pub(crate) reach: crate::reach::SharedReach,
     /// This node's device.
     pub(crate) me: vault_core::DeviceId,
 }
@@ -137,7 +137,7 @@ impl NodeTasks {
     }
 
     pub(crate) fn reach(&self) -> std::sync::MutexGuard<'_, crate::reach::Reach> {
-        self.reach.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::reach::lock(&self.reach)
     }
 
     pub(crate) fn vault(&self) -> std::sync::MutexGuard<'_, Vault> {

@@ -321,7 +321,7 @@ async fn serve_connection(shared: Arc<NodeTasks>, conn: Connection) -> Result<()
         });
     }
 
-    let _open = crate::reach::Open::new(&shared, peer);
+    let _open = crate::reach::Open::new(&shared.reach, peer);
     let mut changes = shared.served.subscribe();
     let mut session =
         IssuerSession::new(peer, remote, Instant::now()).with_reply_to(Ticket::new(cert, seen_addrs(&conn)));

@@ -6,11 +6,9 @@
 //! ones quiet longest are forgotten first).
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use vault_core::IdentityId;
-
-use crate::endpoint::NodeTasks;
 
 /// Most peers tracked at once.
 const MAX_TRACKED: usize = 4096;
@@ -89,22 +87,29 @@ impl Reach {
     }
 }
 
+/// The node's [`Reach`], shared by its sessions.
+pub(crate) type SharedReach = Arc<Mutex<Reach>>;
+
+pub(crate) fn lock(reach: &Mutex<Reach>) -> std::sync::MutexGuard<'_, Reach> {
+    reach.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// A session with a peer that got through the hellos, counted open until dropped.
 pub(crate) struct Open {
-    shared: Arc<NodeTasks>,
+    reach: SharedReach,
     peer: IdentityId,
 }
 
 impl Open {
-    pub(crate) fn new(shared: &Arc<NodeTasks>, peer: IdentityId) -> Self {
-        shared.reach().opened(peer);
-        Open { shared: shared.clone(), peer }
+    pub(crate) fn new(reach: &SharedReach, peer: IdentityId) -> Self {
+        lock(reach).opened(peer);
+        Open { reach: reach.clone(), peer }
     }
 }
 
 impl Drop for Open {
     fn drop(&mut self) {
-        self.shared.reach().closed(&self.peer);
+        lock(&self.reach).closed(&self.peer);
     }
 }
 

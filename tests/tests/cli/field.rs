@@ -300,3 +300,41 @@ fn status_says_per_peer_what_the_node_saw() {
     let text = shop.ok(&["status"]);
     assert!(text.contains("ada: last reached") && text.contains("failed"), "{text}");
 }
+
+/// Long output on a terminal goes through the pager ($VAULT_PAGER, $PAGER, less); piped, never.
+#[test]
+fn long_output_is_paged_on_a_terminal_only() {
+    let v = TestVault::new();
+    for i in 0..30 {
+        let item = format!("Item {i}");
+        let bought = vault_tests::Bought {
+            item: &item,
+            seller: "Shop",
+            price: "5",
+            tag: "misc",
+            date: "2026-11-02",
+            rating: "4",
+            review: "fine",
+        };
+        vault_tests::buy(&v, &bought);
+    }
+    let paged = v.dir.join("paged.txt");
+    let pager = format!("cat > '{}'", paged.display());
+    // A terminal: `script` runs the command on a pseudo-terminal.
+    let mut on_tty = Command::new("script");
+    on_tty
+        .args(["-qec", &format!("'{}' purchase list", vault_tests::vault_bin().display()), "/dev/null"])
+        .envs(v.cmd(&[]).get_envs().filter_map(|(k, val)| Some((k.to_owned(), val?.to_owned()))))
+        .env("VAULT_PAGER", &pager)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
+    assert!(on_tty.status().expect("script runs").success());
+    let shown = std::fs::read_to_string(&paged).expect("the pager got the list");
+    assert_eq!(shown.lines().filter(|l| l.contains("Item")).count(), 30, "{shown}");
+
+    // Piped: printed, the pager not started.
+    std::fs::remove_file(&paged).unwrap();
+    let piped = v.cmd(&["purchase", "list"]).env("VAULT_PAGER", &pager).output().unwrap();
+    assert!(String::from_utf8_lossy(&piped.stdout).lines().count() >= 30);
+    assert!(!paged.exists(), "no pager without a terminal");
+}
