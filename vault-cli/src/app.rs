@@ -100,8 +100,14 @@ impl App {
     /// Prints text on standard output (long text on a terminal through the pager, see
     /// [`crate::pager`]).
     pub(crate) fn print(&self, text: impl std::fmt::Display) -> Result<()> {
-        let text = text.to_string();
-        if crate::pager::page(&text) {
+        // Piped (scripts, and a feed of 100,000 lines into another program): written as it
+        // is formatted, with no copy.
+        if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+            let text = text.to_string();
+            if crate::pager::page(&text) {
+                return Ok(());
+            }
+            writeln!(std::io::stdout().lock(), "{text}")?;
             return Ok(());
         }
         let mut out = std::io::stdout().lock();

@@ -29,6 +29,15 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     logging::init();
+    vault_sync::on_relays_unreachable(|| {
+        static SAID: std::sync::Once = std::sync::Once::new();
+        SAID.call_once(|| {
+            eprintln!(
+                "note: the relay servers cannot be reached (offline, or blocked here): peers are reached only at \
+                 the addresses their tickets give, or 'vault contact addr' sets; --no-relay skips the relays"
+            );
+        });
+    });
     let json = cli.global.json;
     match cmd::run(cli) {
         Ok(app::Outcome::Done) => ExitCode::SUCCESS,

@@ -13,7 +13,7 @@ const FITS: usize = 24;
 /// Shows `text` in the pager when that applies; false when it does not (or the pager could
 /// not be started): the caller prints it.
 pub(crate) fn page(text: &str) -> bool {
-    if text.lines().count() < FITS || !std::io::stdout().is_terminal() {
+    if !std::io::stdout().is_terminal() || text.lines().nth(FITS - 1).is_none() {
         return false;
     }
     let pager =

@@ -196,7 +196,31 @@ pub(crate) async fn bind_endpoint(
             .bind_addr(SocketAddr::from(([0, 0, 0, 0], 0)))
             .map_err(|e| SyncError::Bind(Box::new(e)))?;
     }
-    builder.bind().await.map_err(|e| SyncError::Bind(Box::new(e)))
+    let endpoint = builder.bind().await.map_err(|e| SyncError::Bind(Box::new(e)))?;
+    if config.relay
+        && let Some(say) = RELAYS_UNREACHABLE.get().copied()
+    {
+        let watched = endpoint.clone();
+        tokio::spawn(async move {
+            if tokio::time::timeout(RELAY_WAIT, watched.online()).await.is_err() && !watched.is_closed() {
+                say();
+            }
+        });
+    }
+    Ok(endpoint)
+}
+
+/// How long relays may take to answer before the program is told they cannot be reached.
+const RELAY_WAIT: Duration = Duration::from_secs(5);
+/// Called when relays are on and none answered within [`RELAY_WAIT`] (see
+/// [`on_relays_unreachable`]).
+static RELAYS_UNREACHABLE: std::sync::OnceLock<fn()> = std::sync::OnceLock::new();
+
+/// Sets what to do when relays are on and none can be reached within a few seconds of an
+/// endpoint binding (a program says so once, in one line, instead of the network stack's
+/// repeated warnings). Set once; later calls change nothing.
+pub fn on_relays_unreachable(say: fn()) {
+    let _ = RELAYS_UNREACHABLE.set(say);
 }
 
 /// Direct addresses worth putting in a ticket: the bound sockets, with an unspecified address

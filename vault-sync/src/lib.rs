@@ -52,7 +52,7 @@ mod reach;
 mod served;
 
 pub use client::sync_once;
-pub use endpoint::NodeConfig;
+pub use endpoint::{NodeConfig, on_relays_unreachable};
 pub use error::SyncError;
 pub use frame::ReadFrameError;
 pub use limits::{HANDSHAKE_TIMEOUT, MAX_CONCURRENT_STREAMS, MAX_STREAMS_PER_CONNECTION, POLL_INTERVAL};
