@@ -99,7 +99,7 @@ pub fn check_requester_name(name: &str) -> Result<(), Rule> {
     check_single_line("name", name)?;
     let unfit = |c: char| matches!(c, '"' | '(' | ')' | '[' | ']' | '\\' | '\u{200B}'..='\u{200F}' | '\u{061C}' | '\u{FEFF}' | '\u{2060}'..='\u{2064}');
     if let Some(c) = name.chars().find(|c| unfit(*c)) {
-        return Err(Rule::SteeringCharacter { what: "name", code_point: u32::from(c) });
+        return Err(Rule::UnfitCharacter { what: "name", code_point: u32::from(c) });
     }
     if name.trim() != name {
         return Err(Rule::Untrimmed { what: "name" });

@@ -64,6 +64,15 @@ pub enum Rule {
     /// The ticket a request gives as the way back is not one of the requester's devices.
     #[error("the ticket it gives is not the requester's")]
     NotTheirTicket,
+    /// A name holds a character that could make it pass for something else: a quote, a
+    /// bracket, or an invisible one.
+    #[error("the {what} contains U+{code_point:04X}: quotes, brackets and invisible characters are refused")]
+    UnfitCharacter {
+        /// Which text.
+        what: &'static str,
+        /// The first such character.
+        code_point: u32,
+    },
     /// A text begins or ends with white space.
     #[error("the {what} begins or ends with a space")]
     Untrimmed {
