@@ -4,12 +4,6 @@
 
 use vault_tests::{TestVault, check_cli_schema, json, requests, serve};
 
-fn stderr_of(v: &TestVault, args: &[&str]) -> String {
-    let out = v.run(args);
-    assert!(!out.status.success(), "{args:?} is refused");
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
 #[test]
 fn a_stranger_s_request_shows_its_own_name_and_its_sender_becomes_a_contact() {
     let (customer, shop) = (TestVault::new(), TestVault::new());
@@ -18,12 +12,12 @@ fn a_stranger_s_request_shows_its_own_name_and_its_sender_becomes_a_contact() {
     let (_shop_node, _) = serve(&shop);
 
     // The name a vault gives itself: one line, not blank, not long.
-    let err = stderr_of(&shop, &["id", "--name", "Acme\u{1b}[2J"]);
+    let err = shop.fails(&["id", "--name", "Acme\u{1b}[2J"], 2);
     assert!(err.contains("control character"), "{err}");
-    assert!(stderr_of(&shop, &["id", "--name", "   "]).contains("empty"));
-    assert!(stderr_of(&shop, &["id", "--name", &"x".repeat(65)]).contains("longer than 64"));
+    assert!(shop.fails(&["id", "--name", "   "], 2).contains("empty"));
+    assert!(shop.fails(&["id", "--name", &"x".repeat(65)], 2).contains("longer than 64"));
     assert!(
-        stderr_of(&shop, &["id", "--name", "ada (x)"]).contains("U+0028"),
+        shop.fails(&["id", "--name", "ada (x)"], 2).contains("U+0028"),
         "no brackets: it would pose as a contact"
     );
     let id = json(&shop, &["id", "--name", "  Acme Shop "]);
@@ -56,12 +50,11 @@ fn a_stranger_s_request_shows_its_own_name_and_its_sender_becomes_a_contact() {
 
     // Bad ids are named; nothing is added.
     assert!(
-        stderr_of(&customer, &["contact", "add", "acme", "--from-request", "nope"])
-            .contains("not a request id")
+        customer.fails(&["contact", "add", "acme", "--from-request", "nope"], 2).contains("not a request id")
     );
-    let err = stderr_of(&customer, &["contact", "add", "acme", "--from-request", "aaaaaaaaaaaaaaaa"]);
+    let err = customer.fails(&["contact", "add", "acme", "--from-request", "aaaaaaaaaaaaaaaa"], 2);
     assert!(err.contains("no request aaaaaaaaaaaaaaaa was received here"), "{err}");
-    assert!(stderr_of(&customer, &["contact", "add", "acme"]).contains("--from-request"));
+    assert!(customer.fails(&["contact", "add", "acme"], 2).contains("--from-request"));
 
     // Added from the request: named by the customer from now on, and reachable.
     let added = json(&customer, &["contact", "add", "acme", "--from-request", &request_id]);
