@@ -39,7 +39,22 @@ impl App {
     }
 
     /// Unlocks the vault with the key the unlock agent lends, or else asks for the passphrase.
+    /// On a device removed from its identity, says so first (every command does).
     pub(crate) fn unlock(&self) -> Result<Vault> {
+        let vault = self.open()?;
+        if let Some(at) = removed_at(&vault) {
+            eprintln!(
+                "warning: this device was removed from your identity on {} (by your identity key): your other \
+                 devices and the people you share with refuse it, and it no longer syncs or serves. What it \
+                 holds stays here until you delete it: 'vault export' for a copy, then remove {}",
+                crate::time::local(at),
+                self.dir.display()
+            );
+        }
+        Ok(vault)
+    }
+
+    fn open(&self) -> Result<Vault> {
         let options = Vault::at(&self.dir);
         if !options.exists() {
             // Say so before asking for a passphrase that cannot help.
@@ -114,6 +129,23 @@ impl App {
         writeln!(out, "{text}")?;
         Ok(())
     }
+}
+
+/// When this device was removed from its identity, if it learned it was.
+pub(crate) fn removed_at(vault: &Vault) -> Option<i64> {
+    vault.devices().removed_here().ok().flatten()
+}
+
+/// Fails on a device removed from its identity: for what needs the others to take it (serving,
+/// syncing), which they refuse.
+pub(crate) fn refuse_if_removed(vault: &Vault) -> Result<()> {
+    if let Some(at) = removed_at(vault) {
+        bail!(
+            "this device was removed from your identity on {}: your devices and peers refuse it",
+            crate::time::local(at)
+        );
+    }
+    Ok(())
 }
 
 /// Reads the passphrase from VAULT_PASSPHRASE, or else from what VAULT_PASSPHRASE_COMMAND

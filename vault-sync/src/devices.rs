@@ -29,11 +29,15 @@ pub(crate) struct DeviceListener {
 
 impl ProtocolHandler for DeviceListener {
     async fn accept(&self, conn: Connection) -> Result<(), AcceptError> {
-        let admitted = vault_core::admit_device(&*self.shared.vault(), device_id(conn.remote_id()));
+        let remote = device_id(conn.remote_id());
+        let admitted = vault_core::admit_device(&*self.shared.vault(), remote);
         let peer = match admitted {
             Ok(peer) => peer,
             Err(refused) => {
                 self.shared.log_refused(&refused);
+                if let Some(device) = remote {
+                    tell_removed(&self.shared, &conn, &device).await;
+                }
                 conn.close(VarInt::from_u32(2), b"not a device of this identity");
                 return Ok(());
             }
@@ -47,6 +51,24 @@ impl ProtocolHandler for DeviceListener {
         conn.close(VarInt::from_u32(0), b"");
         Ok(())
     }
+}
+
+/// Hands a removed device of this identity that called the identity key's roster naming it
+/// removed, so that it learns its removal (it checks the signature before it believes it), and
+/// reads what it sends meanwhile so that its writes never block it from reading. Nothing for
+/// any other device; at most [`HANDSHAKE_TIMEOUT`] in all.
+async fn tell_removed(shared: &NodeTasks, conn: &Connection, device: &DeviceId) {
+    let Ok(Some(roster)) = shared.vault().devices().removal_notice(device) else { return };
+    let told = async {
+        let (mut send, mut recv) = conn.accept_bi().await.ok()?;
+        write_device_message(&mut send, &DeviceMessage::Roster(roster)).await.ok()?;
+        send.finish().ok()?;
+        // Until the removed device hangs up: what it sent is read and dropped.
+        let mut sink = [0u8; 4096];
+        while let Ok(Some(_)) = recv.read(&mut sink).await {}
+        Some(())
+    };
+    let _ = tokio::time::timeout(HANDSHAKE_TIMEOUT, told).await;
 }
 
 /// An active device of this identity other than this one, while this one is active too.

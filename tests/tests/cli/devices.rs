@@ -407,3 +407,68 @@ fn a_rotated_identity_key_voids_what_a_thief_signs_with_the_old_one() {
     let desktop_ticket = json(&desktop, &["id"])["ticket"].as_str().unwrap().to_owned();
     shop.ok(&["sync", &desktop_ticket, "--no-relay"]);
 }
+
+/// Finding: a removed device went on calling itself "this device", syncing and serving, with no
+/// word of its removal. Removed while it was off, it learns the removal from the identity key's
+/// signed roster the next time it calls another device of its identity: its node stops and says
+/// why, and every command on it says so too. It cannot serve or sync again.
+#[test]
+fn a_removed_device_learns_its_removal_stops_and_says_so() {
+    let laptop = TestVault::new();
+    let (laptop_addr, box_addr) = (free_addr(), free_addr());
+    let _laptop_serving = serve_on(&laptop, &laptop_addr).0;
+    let home = TestVault::uninitialised();
+    pair(&laptop, &home, "box");
+    let out = home.run(&["id"]);
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("removed"), "no word of a removal yet");
+
+    // Removed while the box is off; it comes back and calls the laptop.
+    laptop.ok(&["device", "rm", "box"]);
+    let mut box_serving = serve_on(&home, &box_addr).0;
+    eventually("the box's node stops", || box_serving.0.try_wait().unwrap().is_some());
+    let status = box_serving.0.wait().unwrap();
+    assert!(!status.success(), "a node stopped by a removal does not exit as a success");
+
+    let this: Vec<Value> = home.json(&["device", "list"], "device-list")["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["this"] == true)
+        .cloned()
+        .collect();
+    assert!(this[0]["removed_at"].is_i64(), "the box lists itself removed: {this:?}");
+    let out = home.run(&["id"]);
+    assert!(out.status.success(), "reading still works");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("this device was removed from your identity"), "{said}");
+    let err = home.fails(&["serve", "--no-relay", "--bind", &box_addr], 2);
+    assert!(err.contains("removed from your identity"), "{err}");
+    let laptop_ticket = vault_tests::ticket(&laptop);
+    let err = home.fails(&["sync", &laptop_ticket, "--no-relay"], 2);
+    assert!(err.contains("removed from your identity"), "{err}");
+}
+
+/// A roster that names the box removed but is not the identity key's word (signed by another
+/// device of the identity) changes nothing on the box.
+#[test]
+fn a_removal_not_signed_by_the_identity_key_is_not_taken() {
+    let laptop = TestVault::new();
+    let (laptop_addr, box_addr, phone_addr) = (free_addr(), free_addr(), free_addr());
+    let _laptop_serving = serve_on(&laptop, &laptop_addr).0;
+    let home = TestVault::uninitialised();
+    pair(&laptop, &home, "box");
+    let phone = TestVault::uninitialised();
+    pair(&laptop, &phone, "phone");
+    let _box_serving = serve_on(&home, &box_addr).0;
+    eventually("the box knows the phone", || names(&home).iter().any(|(n, _)| n == "phone"));
+    // The phone (no identity key) removes the box by its own word only.
+    phone.ok(&["device", "rm", "box"]);
+    let _phone_serving = serve_on(&phone, &phone_addr).0;
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(
+        names(&home).contains(&("box".to_owned(), true)),
+        "the box took a removal the identity key never made"
+    );
+    let out = home.run(&["id"]);
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("removed"));
+}

@@ -37,6 +37,7 @@ pub(crate) fn serve(app: &App, args: &ServeArgs) -> Result<Outcome> {
     // (before it asks for the passphrase or changes anything).
     let _running = super::status::hold_node_lock(&app.dir)?;
     let mut vault = app.unlock()?;
+    crate::app::refuse_if_removed(&vault)?;
     // From the environment (kept out of the process list), attached as `vault mirror set` does.
     if let Some(given) = std::env::var("VAULT_MIRROR_URL").ok().filter(|u| !u.is_empty()) {
         let url = super::mirror::read_url(Some(given))?;
@@ -82,7 +83,10 @@ pub(crate) fn serve(app: &App, args: &ServeArgs) -> Result<Outcome> {
         }
         let events = (!args.quiet).then(|| tokio::spawn(super::serve_events::print(node.vault_handle(), app.json)));
         let seen = super::reach::follow(&app.dir, &node);
-        shutdown_signal().await;
+        let removed = tokio::select! {
+            _ = shutdown_signal() => None,
+            at = removal(node.vault_handle()) => Some(at),
+        };
         seen.stop().await;
         if let Some(events) = events {
             events.abort();
@@ -90,9 +94,28 @@ pub(crate) fn serve(app: &App, args: &ServeArgs) -> Result<Outcome> {
         mirror.abort();
         let _ = mirror.await;
         node.shutdown().await;
+        if let Some(at) = removed {
+            bail!(
+                "the node stopped: this device was removed from your identity on {} (the identity key's \
+                 signed word, handed over by another of your devices)",
+                crate::time::local(at)
+            );
+        }
         Ok::<_, anyhow::Error>(())
     })?;
     Ok(Outcome::Done)
+}
+
+/// Resolves once this device learns it was removed from its identity (another device hands it
+/// the identity key's roster when it calls), with when.
+async fn removal(handle: vault_sync::VaultHandle) -> i64 {
+    let mut changes = handle.changes();
+    loop {
+        if let Some(at) = handle.with_vault(|v| crate::app::removed_at(v)) {
+            return at;
+        }
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), changes.changed()).await;
+    }
 }
 
 /// The node serves as its vault's unlock agent (lending nothing until `vault unlock`) unless
@@ -136,6 +159,7 @@ async fn shutdown_signal() {
 
 pub(crate) fn sync(app: &App, args: &SyncArgs) -> Result<Outcome> {
     let mut vault = app.unlock()?;
+    crate::app::refuse_if_removed(&vault)?;
     let targets = match &args.peer {
         Some(peer) => {
             let peer = vault.contacts().resolve(peer)?;

@@ -141,7 +141,18 @@ impl DeviceSession {
                 }
             }
             DeviceMessage::Roster(roster) => {
-                if store.keep_own_roster(&roster)? {
+                let kept = store.keep_own_roster(&roster)?;
+                if !Self::admits(store, &self.peer) {
+                    // The identity key's word that this device (or the other) was removed: a
+                    // removed device calling is handed it before it is turned away.
+                    tracing::warn!("this device, or the one it talks to, was removed from the identity");
+                    if kept {
+                        out.push(DeviceAction::Changed);
+                    }
+                    out.push(DeviceAction::End);
+                    return Ok(out);
+                }
+                if kept {
                     // Entries of a device this one did not know yet waited: ask again.
                     out.push(DeviceAction::send(DeviceMessage::Have(store.shared_have(&self.peer)?)));
                 }

@@ -170,6 +170,12 @@ impl<V: Deref<Target = Vault>> Devices<V> {
         Ok(*peer != this && active(peer) && active(&this))
     }
 
+    /// When this device was removed from its identity, if it was (and learned it).
+    pub fn removed_here(&self) -> Result<Option<i64>, StoreError> {
+        let this = self.vault.device.public();
+        Ok(self.list()?.into_iter().find(|d| d.id == this).and_then(|d| d.removed_at))
+    }
+
     /// The other active devices.
     pub fn others(&self) -> Result<Vec<DeviceRecord>, StoreError> {
         let this = self.vault.device.public();

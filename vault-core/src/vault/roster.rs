@@ -99,6 +99,17 @@ impl<V: Deref<Target = Vault>> Devices<V> {
         Ok(Signed::sign(roster, signer).ok())
     }
 
+    /// What to hand a device of this identity that calls after it was removed: the roster for
+    /// peers, when it names that device removed (the identity key's word, which the device
+    /// checks before it believes it). Nothing for any other device.
+    pub fn removal_notice(&self, device: &DeviceId) -> Result<Option<Signed<DeviceRoster>>, StoreError> {
+        let removed_here = self.list()?.iter().any(|d| d.id == *device && !d.is_active());
+        if !removed_here {
+            return Ok(None);
+        }
+        Ok(self.roster()?.filter(|r| r.statement().removed.iter().any(|d| d.device == *device)))
+    }
+
     fn future_dated(&self, roster: &DeviceRoster) -> bool {
         roster.issued_at > self.vault.now().saturating_add(MAX_CLOCK_SKEW)
     }

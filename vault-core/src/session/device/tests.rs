@@ -20,6 +20,8 @@ struct Fake {
     doc_changes: bool,
     projections_refreshed: u32,
     identity: Option<IdentityId>,
+    /// The next roster taken says this device was removed.
+    roster_removes: bool,
 }
 
 impl DeviceStore for Fake {
@@ -51,7 +53,10 @@ impl DeviceStore for Fake {
         Ok(self.merged.take().unwrap_or(Merged { removed_here: false, wrote: false }))
     }
     fn keep_own_roster(&mut self, _: &Signed<DeviceRoster>) -> Result<bool, StoreError> {
-        Ok(false)
+        if self.roster_removes {
+            self.admitted = false;
+        }
+        Ok(self.roster_removes)
     }
     fn identity(&self) -> IdentityId {
         self.identity.expect("an identity")
@@ -139,6 +144,22 @@ fn a_device_told_it_was_removed_stops_after_waking_the_others() {
         Fake { admitted: true, merged: Some(Merged { removed_here: true, wrote: true }), ..Fake::default() };
     let mut session = DeviceSession::new(peer());
     let actions = session.on_message(&mut store, DeviceMessage::List(Vec::new())).unwrap();
+    assert_eq!(actions, [DeviceAction::Changed, DeviceAction::End]);
+}
+
+#[test]
+fn a_roster_saying_this_device_was_removed_ends_the_session() {
+    let identity = Identity::generate();
+    let roster =
+        DeviceRoster { identity: identity.public(), issued_at: 1, active: Vec::new(), removed: Vec::new() };
+    let roster = Signed::sign(roster, &identity).unwrap();
+    // A roster that removes nobody here: the session goes on (and asks again for what waited).
+    let mut store = Fake { admitted: true, ..Fake::default() };
+    let mut session = DeviceSession::new(peer());
+    assert!(session.on_message(&mut store, DeviceMessage::Roster(roster.clone())).unwrap().is_empty());
+    // One that removes this device: the others are woken, and the session ends at once.
+    store.roster_removes = true;
+    let actions = session.on_message(&mut store, DeviceMessage::Roster(roster)).unwrap();
     assert_eq!(actions, [DeviceAction::Changed, DeviceAction::End]);
 }
 
