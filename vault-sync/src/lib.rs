@@ -57,7 +57,7 @@ pub use error::SyncError;
 pub use frame::ReadFrameError;
 pub use limits::{HANDSHAKE_TIMEOUT, MAX_CONCURRENT_STREAMS, MAX_STREAMS_PER_CONNECTION, POLL_INTERVAL};
 pub use node::{Node, VaultHandle};
-pub use pairing::{Invitation, PairError, join};
+pub use pairing::{Invitation, Joining, PairError, join};
 pub use reach::PeerReach;
 pub use vault_core::framing::{HANDSHAKE_BYTE_BUDGET, ISSUER_BYTE_BUDGET, NODE_BYTE_BUDGET};
 pub use vault_core::{

@@ -20,6 +20,10 @@ use crate::limits::HANDSHAKE_TIMEOUT;
 
 /// How long the joiner waits for the inviter's user to confirm.
 const CONFIRM_WAIT: Duration = Duration::from_secs(5 * 60);
+/// How long the inviter waits, once a device connected, for its proof: the joiner connects
+/// first (so that a used or mistyped code fails before anyone types a passphrase), then asks
+/// for the new device's passphrase, twice, then sends its proof.
+const PROOF_WAIT: Duration = Duration::from_secs(3 * 60);
 
 /// Pairing did not complete; nothing was handed over.
 #[derive(Debug, thiserror::Error)]
@@ -97,16 +101,23 @@ impl Invitation {
         C: FnOnce(&str) -> bool + Send + 'static,
         W: FnOnce(DeviceId) -> Result<JoinPackage, String>,
     {
-        let conn = accept(&self.endpoint, deadline).await?;
-        let joiner = device_id(conn.remote_id()).ok_or(PairError::WrongProof)?;
-        let (mut send, mut recv) = tokio::time::timeout(HANDSHAKE_TIMEOUT, conn.accept_bi())
-            .await
-            .map_err(|_| broken("no stream"))?
-            .map_err(|e| broken(&e.to_string()))?;
-        let proof = match read_message(&mut recv, PAIR_JOIN_LIMIT, HANDSHAKE_TIMEOUT).await? {
-            PairMessage::Join(proof) => proof,
-            _ => return Err(broken("expected a join")),
+        let attempt = async {
+            loop {
+                let conn = accept(&self.endpoint).await?;
+                let joiner = device_id(conn.remote_id()).ok_or(PairError::WrongProof)?;
+                // A device that connects and leaves before it sends a proof (its user stopped
+                // at the passphrase prompt) made no attempt at the code: the next one may.
+                let opened = tokio::time::timeout(PROOF_WAIT, conn.accept_bi()).await;
+                let Ok(Ok((send, mut recv))) = opened else { continue };
+                match read_message(&mut recv, PAIR_JOIN_LIMIT, PROOF_WAIT).await {
+                    Ok(PairMessage::Join(proof)) => return Ok((conn, joiner, send, recv, proof)),
+                    Ok(_) => return Err(broken("expected a join")),
+                    Err(_) => continue,
+                }
+            }
         };
+        let (conn, joiner, mut send, mut recv, proof) =
+            tokio::time::timeout(deadline, attempt).await.map_err(|_| PairError::Expired)??;
         if !self.code.verify_proof(&joiner, &proof) {
             let _ = write_message(&mut send, &PairMessage::Refused).await;
             finish(&conn, send).await;
@@ -131,17 +142,14 @@ impl Invitation {
     }
 }
 
-async fn accept(endpoint: &Endpoint, deadline: Duration) -> Result<Connection, PairError> {
-    let wait = async {
-        loop {
-            let Some(incoming) = endpoint.accept().await else { return Err(broken("endpoint closed")) };
-            // A connection that fails its handshake is not an attempt at the code.
-            if let Ok(conn) = incoming.await {
-                return Ok(conn);
-            }
+async fn accept(endpoint: &Endpoint) -> Result<Connection, PairError> {
+    loop {
+        let Some(incoming) = endpoint.accept().await else { return Err(broken("endpoint closed")) };
+        // A connection that fails its handshake is not an attempt at the code.
+        if let Ok(conn) = incoming.await {
+            return Ok(conn);
         }
-    };
-    tokio::time::timeout(deadline, wait).await.map_err(|_| PairError::Expired)?
+    }
 }
 
 async fn finish(conn: &Connection, mut send: SendStream) {
@@ -165,30 +173,72 @@ pub async fn join<T, E: std::fmt::Display>(
     show: impl FnOnce(&str),
     made: impl FnOnce(JoinPackage) -> Result<T, E>,
 ) -> Result<Result<T, E>, PairError> {
-    let endpoint = bind_endpoint(device, config, vec![PAIR_ALPN.to_vec()]).await?;
-    let result = join_on(&endpoint, code, device, show, made).await;
-    endpoint.close().await;
-    result
+    Joining::connect(code, device, config).await?.complete(code, device, show, made).await
 }
 
-async fn join_on<T, E: std::fmt::Display>(
-    endpoint: &Endpoint,
+/// The joining side once connected to the endpoint the code pins (so the code is live: a used,
+/// expired or cancelled one has nobody waiting), before it proves the code: the place to ask
+/// for the new device's passphrase. Dropping it (or [`Joining::cancel`]) makes no attempt at
+/// the code.
+#[derive(Debug)]
+pub struct Joining {
+    endpoint: Endpoint,
+    conn: Connection,
+}
+
+impl Joining {
+    /// Dials the code's endpoint as `device` (the key the new vault will run under).
+    pub async fn connect(
+        code: &PairingCode,
+        device: &DeviceKey,
+        config: &NodeConfig,
+    ) -> Result<Self, PairError> {
+        let endpoint = bind_endpoint(device, config, vec![PAIR_ALPN.to_vec()]).await?;
+        let mut addr = EndpointAddr::new(endpoint_id(code.inviter()));
+        for sock in code.addrs() {
+            addr = addr.with_ip_addr(*sock);
+        }
+        let dialed = tokio::time::timeout(HANDSHAKE_TIMEOUT, endpoint.connect(addr, PAIR_ALPN)).await;
+        match dialed {
+            Ok(Ok(conn)) if device_id(conn.remote_id()) == Some(code.inviter()) => {
+                Ok(Self { endpoint, conn })
+            }
+            _ => {
+                endpoint.close().await;
+                Err(PairError::Unreachable)
+            }
+        }
+    }
+
+    /// Leaves without an attempt at the code.
+    pub async fn cancel(self) {
+        self.conn.close(VarInt::from_u32(0), b"");
+        self.endpoint.close().await;
+    }
+
+    /// Proves the code, tells `show` the six digits to compare, and returns the package once
+    /// the other device's user confirmed; `made` is called with it, and its result is reported
+    /// back before returning.
+    pub async fn complete<T, E: std::fmt::Display>(
+        self,
+        code: &PairingCode,
+        device: &DeviceKey,
+        show: impl FnOnce(&str),
+        made: impl FnOnce(JoinPackage) -> Result<T, E>,
+    ) -> Result<Result<T, E>, PairError> {
+        let result = prove(&self.conn, code, device, show, made).await;
+        self.endpoint.close().await;
+        result
+    }
+}
+
+async fn prove<T, E: std::fmt::Display>(
+    conn: &Connection,
     code: &PairingCode,
     device: &DeviceKey,
     show: impl FnOnce(&str),
     made: impl FnOnce(JoinPackage) -> Result<T, E>,
 ) -> Result<Result<T, E>, PairError> {
-    let mut addr = EndpointAddr::new(endpoint_id(code.inviter()));
-    for sock in code.addrs() {
-        addr = addr.with_ip_addr(*sock);
-    }
-    let conn = tokio::time::timeout(HANDSHAKE_TIMEOUT, endpoint.connect(addr, PAIR_ALPN))
-        .await
-        .map_err(|_| PairError::Unreachable)?
-        .map_err(|_| PairError::Unreachable)?;
-    if device_id(conn.remote_id()) != Some(code.inviter()) {
-        return Err(PairError::Unreachable);
-    }
     let (mut send, mut recv) = conn.open_bi().await.map_err(|e| broken(&e.to_string()))?;
     let me = device.public();
     write_message(&mut send, &PairMessage::Join(code.proof(&me))).await?;

@@ -472,3 +472,41 @@ fn a_removal_not_signed_by_the_identity_key_is_not_taken() {
     let out = home.run(&["id"]);
     assert!(!String::from_utf8_lossy(&out.stderr).contains("removed"));
 }
+
+/// Finding: `init --join` with a used code asked for the new passphrase twice, and failed only
+/// afterwards. The code is checked first: a used one fails before any passphrase is asked for,
+/// and a live one stays usable when the joiner stops at the passphrase prompt.
+#[test]
+fn the_code_is_checked_before_the_passphrase_and_survives_a_stop_there() {
+    let laptop = TestVault::new();
+    let home = TestVault::uninitialised();
+    let join_without_passphrase = |v: &TestVault, code: &str| {
+        let out = v
+            .cmd(&["init", "--join", code, "--no-relay", "--insecure-fast-kdf"])
+            .env_remove("VAULT_PASSPHRASE")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+
+    let (mut inviter, mut prompt, code) = invite(&laptop, "box");
+    let said = join_without_passphrase(&home, &code);
+    assert!(said.contains("passphrase"), "stopped at the passphrase: {said}");
+    assert!(!home.dir.join(vault_core::DB_FILE).exists());
+    // No attempt was made: the same code still pairs.
+    let mut joiner = start_join(&home, &code);
+    let mut joiner_err = std::io::BufReader::new(joiner.stderr.take().unwrap());
+    let digits = vault_tests::pairing::digits_shown(&mut joiner_err);
+    prompt_reached(&mut prompt);
+    inviter.stdin.take().unwrap().write_all(format!("{digits}\n").as_bytes()).unwrap();
+    let (ok, text) = finish(joiner);
+    assert!(ok, "{text}{}", stderr_rest(joiner_err));
+    assert!(finish(inviter).0);
+
+    // Used now: refused before any passphrase is asked for.
+    let other = TestVault::uninitialised();
+    let said = join_without_passphrase(&other, &code);
+    assert!(said.contains("cannot reach the device that made this code"), "{said}");
+    assert!(!said.contains("passphrase"), "asked for a passphrase first: {said}");
+}

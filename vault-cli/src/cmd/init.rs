@@ -94,19 +94,33 @@ pub(crate) fn join(app: &App, code: &str, kdf: KdfParams, no_relay: bool, weak_o
     let code = read_secret_line("Pairing code: ", code, "pairing code")?;
     let code: PairingCode = code.parse()?;
     code.check_fresh(jiff::Timestamp::now().as_second())?;
-    let passphrase =
-        read_passphrase_checked("New passphrase for this device: ", &|p| refuse_weak(p, weak_ok))?;
-    if passphrase.is_empty() {
-        return Err(vault_core::CreateError::EmptyPassphrase.into());
-    }
-    check_new(&passphrase, weak_ok)?;
     let device = DeviceKey::generate();
     let config = NodeConfig { relay: !no_relay, subscribe: false, ..NodeConfig::default() };
+    let rt = runtime()?;
+    // The code is live (the device that made it waits for it) before anyone types a
+    // passphrase: a used, expired or cancelled code fails here.
+    let joining = rt.block_on(vault_sync::Joining::connect(&code, &device, &config))?;
+    let asked = read_passphrase_checked("New passphrase for this device: ", &|p| refuse_weak(p, weak_ok))
+        .and_then(|passphrase| {
+            if passphrase.is_empty() {
+                return Err(vault_core::CreateError::EmptyPassphrase.into());
+            }
+            check_new(&passphrase, weak_ok)?;
+            Ok(passphrase)
+        });
+    let passphrase = match asked {
+        Ok(passphrase) => passphrase,
+        Err(e) => {
+            // No attempt at the code was made: it stays usable.
+            rt.block_on(joining.cancel());
+            return Err(e);
+        }
+    };
     // The digits go to standard error in every mode: the person compares them.
     let show = |digits: &str| eprintln!("On the other device, type these digits: {digits}");
     let key = DeviceKey::from_secret_bytes(&device.secret_bytes());
     let made = |package: JoinPackage| options.kdf(kdf).join(&passphrase, key, package);
-    let vault = runtime()?.block_on(vault_sync::join(&code, &device, &config, show, made))??;
+    let vault = rt.block_on(joining.complete(&code, &device, show, made))??;
     let name = vault.devices().list()?.into_iter().find(|d| d.id == device.public()).map(|d| d.name);
     if app.json {
         app.print_json(&json!({
