@@ -252,7 +252,7 @@ async fn prove<T, E: std::fmt::Display>(
     let outcome = made(package);
     if outcome.is_ok() {
         write_message(&mut send, &PairMessage::Joined).await?;
-        finish(&conn, send).await;
+        finish(conn, send).await;
     } else {
         conn.close(VarInt::from_u32(1), b"could not make the vault");
     }
