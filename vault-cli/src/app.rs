@@ -45,8 +45,11 @@ impl App {
         if let Some(at) = removed_at(&vault) {
             eprintln!(
                 "warning: this device was removed from your identity on {} (by your identity key): your other \
-                 devices and the people you share with refuse it, and it no longer syncs or serves. What it \
-                 holds stays here until you delete it: 'vault export' for a copy, then remove {}",
+                 devices refuse it, and so does everyone you share with once they learn it; it no longer syncs \
+                 or serves, and what it signs is void. What it holds stays here until you delete it: 'vault \
+                 export' for a copy, then remove {}. To use it again, link it anew ('vault init --join' with a \
+                 new directory). If you did not remove it, your identity key may be in other hands: run 'vault \
+                 device recover' with your recovery code on a device you hold",
                 crate::time::local(at),
                 self.dir.display()
             );

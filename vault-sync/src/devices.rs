@@ -53,19 +53,57 @@ impl ProtocolHandler for DeviceListener {
     }
 }
 
-/// Hands a removed device of this identity that called the identity key's roster naming it
-/// removed, so that it learns its removal (it checks the signature before it believes it), and
-/// reads what it sends meanwhile so that its writes never block it from reading. Nothing for
-/// any other device; at most [`HANDSHAKE_TIMEOUT`] in all.
+/// A removed device is told of its removal at most once per this interval.
+const TELL_REMOVED_EVERY: Duration = Duration::from_secs(60);
+/// At most this much of what a removed device sends while it is told is read (and dropped).
+const TELL_REMOVED_DRAIN: usize = 64 * 1024;
+
+/// Hands a removed device of this identity that called the identity key's word that it was
+/// removed: the identity's key events (a roster signed after a rotation is judged by them),
+/// then the roster naming it removed. It checks both before it believes them. Meanwhile what
+/// it sends is read, so that its writes never keep it from reading. Nothing for any other
+/// device; at most once a minute per device, and at most [`HANDSHAKE_TIMEOUT`] each time.
 async fn tell_removed(shared: &NodeTasks, conn: &Connection, device: &DeviceId) {
-    let Ok(Some(roster)) = shared.vault().devices().removal_notice(device) else { return };
+    // Only a device this identity lists as removed (strangers' keys are free: they must not
+    // take the places below).
+    let listed = shared.vault().devices().list().unwrap_or_default();
+    if !listed.iter().any(|d| d.id == *device && !d.is_active()) {
+        return;
+    }
+    {
+        let now = std::time::Instant::now();
+        let mut book = shared.book();
+        let told = &mut book.told_removed;
+        if told.get(device).is_some_and(|at| now.duration_since(*at) < TELL_REMOVED_EVERY) {
+            return;
+        }
+        told.retain(|_, at| now.duration_since(*at) < TELL_REMOVED_EVERY);
+        if told.len() >= vault_core::MAX_DEVICES {
+            return;
+        }
+        told.insert(*device, now);
+    }
+    let (keys, roster) = {
+        let vault = shared.vault();
+        let Ok(Some(roster)) = vault.devices().removal_notice(device) else { return };
+        (vault.keys().own_key_events().unwrap_or_default(), roster)
+    };
     let told = async {
         let (mut send, mut recv) = conn.accept_bi().await.ok()?;
+        if !keys.is_empty() {
+            write_device_message(&mut send, &DeviceMessage::Keys(keys)).await.ok()?;
+        }
         write_device_message(&mut send, &DeviceMessage::Roster(roster)).await.ok()?;
         send.finish().ok()?;
         // Until the removed device hangs up: what it sent is read and dropped.
         let mut sink = [0u8; 4096];
-        while let Ok(Some(_)) = recv.read(&mut sink).await {}
+        let mut read = 0;
+        while let Ok(Some(n)) = recv.read(&mut sink).await {
+            read += n;
+            if read > TELL_REMOVED_DRAIN {
+                break;
+            }
+        }
         Some(())
     };
     let _ = tokio::time::timeout(HANDSHAKE_TIMEOUT, told).await;

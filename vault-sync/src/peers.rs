@@ -44,6 +44,9 @@ pub(crate) struct PeerBook {
     told: HashMap<IdentityId, ShareSet>,
     /// When refusals are written to the access log.
     pub(crate) refusals: RefusalLog,
+    /// When each removed device of this identity that called was last told of its removal
+    /// (at most [`vault_core::MAX_DEVICES`] entries: an identity lists no more).
+    pub(crate) told_removed: HashMap<vault_core::DeviceId, Instant>,
     /// Issuers that offered shares to this vault, with the ticket to dial them back, whether a
     /// session waiting out its backoff has yet to be woken by the offer, and when it came.
     offers: HashMap<IdentityId, (Ticket, bool, Instant)>,

@@ -301,3 +301,36 @@ fn a_removal_reaches_another_key_holder_with_the_names_the_customer_gave() {
     }
     assert!(named(&laptop).removed_at.is_some());
 }
+
+/// The word a removed device is handed when it calls (`removal_notice`) is the identity key's
+/// roster naming it, and only that makes it take its removal: a roster naming it removed that
+/// another device of the identity signed changes nothing there.
+#[test]
+fn only_the_identity_keys_roster_tells_a_device_it_was_removed() {
+    let (d1, d2, d3) =
+        (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut laptop = first(d1.path());
+    let mut home = join(d2.path(), &mut laptop, "box");
+    let phone = join(d3.path(), &mut laptop, "phone");
+    let home_id = home.device_key().public();
+    assert!(laptop.devices().removal_notice(&home_id).unwrap().is_none(), "nothing for an active device");
+
+    // The phone (no identity key) signs a roster naming the box removed: not taken.
+    let mut forged = laptop.devices().roster().unwrap().unwrap().statement().clone();
+    forged.active.retain(|d| d.device != home_id);
+    forged.removed.push(vault_core::RemovedDevice {
+        device: home_id,
+        removed_at: forged.issued_at,
+        name: None,
+    });
+    let forged = vault_core::Signed::sign(forged, phone.signer()).unwrap();
+    assert!(!home.devices_mut().keep_own_roster(&forged).unwrap());
+    assert_eq!(home.devices().removed_here().unwrap(), None);
+
+    // Removed on the laptop: the notice names it, and the box believes it.
+    laptop.devices_mut().remove("box").unwrap();
+    let notice = laptop.devices().removal_notice(&home_id).unwrap().expect("a notice for a removed device");
+    assert!(home.devices_mut().keep_own_roster(&notice).unwrap());
+    assert!(home.devices().removed_here().unwrap().is_some());
+    assert!(laptop.devices().removal_notice(&laptop.device_key().public()).unwrap().is_none());
+}
