@@ -418,6 +418,9 @@ pub(crate) struct PurchaseAddArgs {
     /// Date of purchase, YYYY-MM-DD [default: today]
     #[arg(long)]
     pub(crate) date: Option<String>,
+    /// Time of day, HH:MM [default: now, when no --date is given]; orders a day's purchases
+    #[arg(long)]
+    pub(crate) time: Option<String>,
     /// A category
     #[arg(long)]
     pub(crate) category: Option<String>,

@@ -280,6 +280,7 @@ fn describe(kind: &ValidationErrorKind, field: String) -> SchemaError {
             match last_segment(&field) {
                 "phone" => "must be a phone number (digits, spaces and + ( ) . / -)",
                 "country" => "must be a two-letter ISO 3166 country code such as FR",
+                "time" => "must be a time of day written HH:MM (00:00 to 23:59)",
                 _ if field.contains(".tags") => "tags use lowercase letters, digits, - and _ (at most 40)",
                 _ => "is not in the expected form",
             }

@@ -123,3 +123,60 @@ fn bad_inputs_to_the_network_commands_are_named() {
     let err = bob.fails(&["feed", "top"], 1);
     assert!(err.contains("nothing in your network matches"), "{err}");
 }
+
+/// Finding: one day's purchases came in random order (purchases carried a date only). A
+/// purchase recorded without a date is dated now, to the minute; one given `--time` keeps it;
+/// the feed and `purchase list` put a day's purchases newest first, untimed ones after.
+#[test]
+fn a_days_purchases_come_newest_first() {
+    let (ada, bob) = (TestVault::new(), TestVault::new());
+    let add = |extra: &[&str], item: &str| {
+        let mut args =
+            vec!["purchase", "add", "--item", item, "--seller", "Acme", "--price", "1", "--currency", "EUR"];
+        args.extend_from_slice(extra);
+        ada.json(&args, "purchase-add")
+    };
+    add(&["--date", "2026-10-05", "--time", "09:15"], "breakfast");
+    add(&["--date", "2026-10-05"], "untimed");
+    add(&["--date", "2026-10-05", "--time", "19:40"], "dinner");
+    add(&["--date", "2026-10-04", "--time", "23:59"], "yesterday");
+    let now = add(&[], "just now");
+    let time = now["time"].as_str().expect("a purchase bought now has a time");
+    assert!(time.len() == 5 && time.as_bytes()[2] == b':', "{time}");
+    let err = ada.fails(
+        &[
+            "purchase",
+            "add",
+            "--item",
+            "x",
+            "--seller",
+            "y",
+            "--price",
+            "1",
+            "--currency",
+            "EUR",
+            "--time",
+            "25:00",
+        ],
+        2,
+    );
+    assert!(err.contains("HH:MM"), "{err}");
+
+    let expected = ["just now", "dinner", "breakfast", "untimed", "yesterday"];
+    let listed = ada.json(&["purchase", "list"], "purchase-list");
+    let items: Vec<&str> =
+        listed["purchases"].as_array().unwrap().iter().map(|p| p["item"].as_str().unwrap()).collect();
+    assert_eq!(items, expected);
+
+    ada.ok(&["contact", "add", "bob", &vault_tests::ticket(&bob)]);
+    ada.ok(&["grant", "bob", "--fields", "purchases", "--purpose", "friends"]);
+    let (_node, ticket) = serve(&ada);
+    bob.ok(&["contact", "add", "ada", &ticket]);
+    bob.ok(&["sync", "ada", "--no-relay"]);
+    let feed = bob.json(&["feed"], "feed");
+    let items: Vec<&str> =
+        feed["purchases"].as_array().unwrap().iter().map(|p| p["item"].as_str().unwrap()).collect();
+    assert_eq!(items, expected);
+    let text = bob.ok(&["feed"]);
+    assert!(text.contains("2026-10-05 19:40  ada bought dinner"), "{text}");
+}

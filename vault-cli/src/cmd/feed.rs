@@ -19,6 +19,7 @@ fn entry_json(e: &FeedEntry) -> Value {
         "seller": e.seller,
         "price": e.price.as_ref().map(|p| json!({ "amount_minor": p.amount_minor, "currency": p.currency, "display": p.to_string() })),
         "date": e.date,
+        "time": e.time,
         "category": e.category,
         "tags": e.tags,
         "rating": e.rating,
@@ -43,8 +44,9 @@ fn entry_line(out: &mut String, e: &FeedEntry, who: &str, ranked: bool) {
     } else {
         write!(
             out,
-            "{}  {who} bought {} at {}  {price}",
+            "{}{}  {who} bought {} at {}  {price}",
             untrusted_or(e.date.as_deref(), "????-??-??"),
+            e.time.as_deref().map(|t| format!(" {}", untrusted(t))).unwrap_or_default(),
             untrusted_or(e.item.as_deref(), "(item not shared)"),
             untrusted_or(e.seller.as_deref(), "?"),
         )

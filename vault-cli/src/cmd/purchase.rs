@@ -28,11 +28,15 @@ pub(crate) fn run(app: &App, command: PurchaseCommand) -> Result<Outcome> {
 fn add(app: &App, args: PurchaseAddArgs) -> Result<Outcome> {
     // Check what can be checked before asking for the passphrase.
     let price = Price::parse(&args.price, &args.currency)?;
-    let date = match args.date {
-        Some(date) => date,
-        None => jiff::Zoned::now().date().to_string(),
+    // Bought now unless told otherwise: today, at this minute (what orders a day's purchases,
+    // newest first, in a friend's feed).
+    let now = jiff::Zoned::now();
+    let (date, time) = match args.date {
+        Some(date) => (date, args.time),
+        None => (now.date().to_string(), args.time.or_else(|| Some(now.strftime("%H:%M").to_string()))),
     };
     let record = PurchaseRecord::new(args.item, args.seller, price, date)
+        .time(time)
         .category(args.category)
         .tags(args.tags)
         .rating(args.rating)
@@ -70,8 +74,9 @@ fn list(app: &App, args: &PurchaseListArgs) -> Result<Outcome> {
         for p in &purchases {
             let r = &p.record;
             out.push_str(&format!(
-                "{}  {}  {}  from {}  {}{}{}\n",
+                "{}{}  {}  {}  from {}  {}{}{}\n",
                 untrusted(&r.date),
+                r.time.as_deref().map(|t| format!(" {}", untrusted(t))).unwrap_or_default(),
                 untrusted(&p.id),
                 untrusted(&r.item),
                 untrusted(&r.seller),

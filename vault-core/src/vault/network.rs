@@ -402,6 +402,7 @@ mod tests {
             seller: Some(seller.into()),
             price: Some(Price { amount_minor: cents, currency: "EUR".into() }),
             date: Some(date.into()),
+            time: None,
             category: None,
             tags: vec!["food".into()],
             rating,

@@ -76,6 +76,9 @@ pub struct PurchaseRecord {
     pub price: Price,
     /// When (YYYY-MM-DD).
     pub date: String,
+    /// At what time of day (HH:MM, local), when known: orders one day's purchases.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<String>,
     /// A free category.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub category: Option<String>,
@@ -94,7 +97,23 @@ impl PurchaseRecord {
     /// A purchase of `item` from `seller` for `price` on `date` (`YYYY-MM-DD`), with no
     /// category, tags, rating or review.
     pub fn new(item: String, seller: String, price: Price, date: String) -> Self {
-        Self { item, seller, price, date, category: None, tags: Vec::new(), rating: None, review: None }
+        Self {
+            item,
+            seller,
+            price,
+            date,
+            time: None,
+            category: None,
+            tags: Vec::new(),
+            rating: None,
+            review: None,
+        }
+    }
+
+    /// At this time of day (`HH:MM`).
+    pub fn time(mut self, time: Option<String>) -> Self {
+        self.time = time;
+        self
     }
 
     /// With this category.
@@ -183,7 +202,12 @@ impl<V: Deref<Target = Vault>> Records<V> {
     pub fn purchases(&self) -> Vec<Purchase> {
         let mut out: Vec<Purchase> =
             self.vault.doc.purchase_ids().iter().filter_map(|id| self.purchase(id)).collect();
-        out.sort_by(|a, b| b.record.date.cmp(&a.record.date).then_with(|| a.id.cmp(&b.id)));
+        // Newest first: by date, then time of day (untimed after the day's timed ones).
+        out.sort_by(|a, b| {
+            (b.record.date.as_str(), b.record.time.as_deref())
+                .cmp(&(a.record.date.as_str(), a.record.time.as_deref()))
+                .then_with(|| a.id.cmp(&b.id))
+        });
         out
     }
 
@@ -298,6 +322,7 @@ mod tests {
             seller: "Acme".into(),
             price: Price::parse("4.50", "EUR").unwrap(),
             date: "2026-11-01".into(),
+            time: None,
             category: None,
             tags: vec!["food".into()],
             rating: Some(4),

@@ -35,6 +35,8 @@ pub struct FeedEntry {
     pub price: Option<Price>,
     /// When (`YYYY-MM-DD`).
     pub date: Option<String>,
+    /// At what time of day (`HH:MM`), when shared.
+    pub time: Option<String>,
     /// Category.
     pub category: Option<String>,
     /// Tags.
@@ -79,6 +81,7 @@ struct RawPurchase {
     seller: Option<String>,
     price: Option<Price>,
     date: Option<String>,
+    time: Option<String>,
     category: Option<String>,
     #[serde(default)]
     tags: Vec<String>,
@@ -116,6 +119,7 @@ fn entry(
         seller: p.seller,
         price: p.price,
         date: p.date,
+        time: p.time,
         category: p.category,
         tags: p.tags,
         rating: p.rating,
@@ -190,8 +194,14 @@ impl<V: DerefMut<Target = Vault>> Network<V> {
                 key(a).cmp(&key(b)).then_with(|| b.date.cmp(&a.date))
             });
         } else {
+            // Newest first: by date, then by time of day (a purchase with no time after the
+            // day's timed ones), then in a fixed order.
             out.sort_unstable_by(|a, b| {
-                b.date.cmp(&a.date).then_with(|| a.from.cmp(&b.from)).then_with(|| a.id.cmp(&b.id))
+                b.date
+                    .cmp(&a.date)
+                    .then_with(|| b.time.cmp(&a.time))
+                    .then_with(|| a.from.cmp(&b.from))
+                    .then_with(|| a.id.cmp(&b.id))
             });
         }
         Ok(out)
