@@ -24,6 +24,8 @@ const CONFIRM_WAIT: Duration = Duration::from_secs(5 * 60);
 /// first (so that a used or mistyped code fails before anyone types a passphrase), then asks
 /// for the new device's passphrase, twice, then sends its proof.
 const PROOF_WAIT: Duration = Duration::from_secs(3 * 60);
+/// The close code of a connection that sent no proof within [`PROOF_WAIT`].
+const NO_PROOF_IN_TIME: u32 = 2;
 
 /// Pairing did not complete; nothing was handed over.
 #[derive(Debug, thiserror::Error)]
@@ -43,9 +45,14 @@ pub enum PairError {
     Refused,
     /// The inviting device could not be reached.
     #[error(
-        "cannot reach the device that made this code: it is not waiting any more (used, expired or cancelled) or not reachable"
+        "cannot reach the device that made this code: it is not waiting any more (used, expired or cancelled), not reachable, or busy with another device that connected first (try again in a minute)"
     )]
     Unreachable,
+    /// This device took longer than the inviter waits for a proof; the code is still valid.
+    #[error(
+        "the other device stopped waiting for this one (more than 3 minutes before the passphrase was given): the code is still valid until it expires; run the same command again"
+    )]
+    TooSlow,
     /// The other side broke off or broke the protocol.
     #[error("the other device ended the pairing: {0}")]
     Broken(String),
@@ -104,15 +111,23 @@ impl Invitation {
         let attempt = async {
             loop {
                 let conn = accept(&self.endpoint).await?;
-                let joiner = device_id(conn.remote_id()).ok_or(PairError::WrongProof)?;
-                // A device that connects and leaves before it sends a proof (its user stopped
-                // at the passphrase prompt) made no attempt at the code: the next one may.
-                let opened = tokio::time::timeout(PROOF_WAIT, conn.accept_bi()).await;
-                let Ok(Ok((send, mut recv))) = opened else { continue };
-                match read_message(&mut recv, PAIR_JOIN_LIMIT, PROOF_WAIT).await {
-                    Ok(PairMessage::Join(proof)) => return Ok((conn, joiner, send, recv, proof)),
-                    Ok(_) => return Err(broken("expected a join")),
-                    Err(_) => continue,
+                let Some(joiner) = device_id(conn.remote_id()) else { continue };
+                // A device that connects and leaves, or sends anything but a proof, within
+                // PROOF_WAIT (its user stopped at the passphrase prompt) made no attempt at the
+                // code: the next one may. The stream opens with the proof, which follows at once.
+                let proof = async {
+                    let (send, mut recv) = conn.accept_bi().await.ok()?;
+                    match read_message(&mut recv, PAIR_JOIN_LIMIT, HANDSHAKE_TIMEOUT).await {
+                        Ok(PairMessage::Join(proof)) => Some((send, recv, proof)),
+                        _ => None,
+                    }
+                };
+                match tokio::time::timeout(PROOF_WAIT, proof).await {
+                    Ok(Some((send, recv, proof))) => {
+                        return Ok::<_, PairError>((conn, joiner, send, recv, proof));
+                    }
+                    // Told, so that a joiner that took too long knows the code is still good.
+                    _ => conn.close(VarInt::from_u32(NO_PROOF_IN_TIME), b"no proof in time"),
                 }
             }
         };
@@ -145,8 +160,9 @@ impl Invitation {
 async fn accept(endpoint: &Endpoint) -> Result<Connection, PairError> {
     loop {
         let Some(incoming) = endpoint.accept().await else { return Err(broken("endpoint closed")) };
-        // A connection that fails its handshake is not an attempt at the code.
-        if let Ok(conn) = incoming.await {
+        // A connection that fails (or does not finish) its handshake is not an attempt at the
+        // code.
+        if let Ok(Ok(conn)) = tokio::time::timeout(HANDSHAKE_TIMEOUT, incoming).await {
             return Ok(conn);
         }
     }
@@ -226,9 +242,29 @@ impl Joining {
         show: impl FnOnce(&str),
         made: impl FnOnce(JoinPackage) -> Result<T, E>,
     ) -> Result<Result<T, E>, PairError> {
-        let result = prove(&self.conn, code, device, show, made).await;
+        let mut result = prove(&self.conn, code, device, show, made).await;
+        if result.is_err() && closed_for_no_proof(&self.conn) {
+            result = Err(PairError::TooSlow);
+        }
         self.endpoint.close().await;
         result
+    }
+}
+
+/// Whether the inviter closed the connection because no proof came in time.
+fn closed_for_no_proof(conn: &Connection) -> bool {
+    matches!(
+        conn.close_reason(),
+        Some(iroh::endpoint::ConnectionError::ApplicationClosed(close))
+            if close.error_code == VarInt::from_u32(NO_PROOF_IN_TIME)
+    )
+}
+
+impl Drop for Joining {
+    /// Left without [`Joining::complete`] or [`Joining::cancel`]: the inviter is told at once
+    /// (not at the connection's idle timeout), and may take the next device.
+    fn drop(&mut self) {
+        self.conn.close(VarInt::from_u32(0), b"");
     }
 }
 
