@@ -69,10 +69,12 @@ pub struct FeedFilter {
     pub unordered: bool,
 }
 
+/// A view's purchases, each kept as its text until read on its own (no tree of values built
+/// for a feed of 100,000).
 #[derive(Deserialize)]
-struct ViewPurchases {
-    #[serde(default)]
-    purchases: HashMap<String, serde_json::Value>,
+struct ViewPurchases<'a> {
+    #[serde(default, borrow)]
+    purchases: HashMap<String, &'a serde_json::value::RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -152,7 +154,7 @@ impl<V: DerefMut<Target = Vault>> Network<V> {
                     .map_err(|_| StoreError::damaged(&crate::store::sealed::RECEIVED_VIEWS, grant))?;
                 for (id, p) in parsed.purchases {
                     // One record this vault cannot read costs that record, not the feed.
-                    let Ok(p) = serde_json::from_value::<RawPurchase>(p) else {
+                    let Ok(p) = serde_json::from_str::<RawPurchase>(p.get()) else {
                         tracing::warn!(%grant, "a shared purchase record cannot be read; left out of the feed");
                         continue;
                     };
