@@ -40,6 +40,7 @@ mod doc;
 #[doc(hidden)]
 pub mod fuzzing;
 mod identity;
+mod intent;
 mod money;
 mod pairing;
 mod path;
@@ -80,6 +81,10 @@ pub use doc::DocError;
 pub use identity::{
     CertificateError, DeviceCertificate, DeviceId, DeviceKey, Identity, IdentityId, KeyParseError, Ticket,
     TicketError,
+};
+pub use intent::{
+    Budget, IntentError, Intention, IntentionDraft, MAX_INTENT_TAGS, MAX_INTENTION_BYTES, MAX_WHAT,
+    Pseudonym, PseudonymKey, SignedIntention,
 };
 pub use money::{Price, PriceError};
 pub use pairing::{JoinPackage, PAIR_ALPN, PAIRING_LIFETIME_SECS, PairMessage, PairingCode, PairingError};

@@ -1,0 +1,325 @@
+//! Intentions: what a customer wants, told to sellers under a pseudonym made for that intention
+//! alone (see `docs/intentions.md`). This module holds the statement, the key that signs it
+//! and what it may carry: a budget as a band, never one figure unless the customer chose it; a
+//! day, never a time; a coarse place; nothing of the identity or its devices.
+
+use std::fmt;
+
+use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use crate::money::minor_digits;
+use crate::primitives::random_array;
+
+/// Put before the bytes an intention's signature covers: no other statement's signature (all
+/// of which carry tags of their own) can pass for an intention's, nor the other way.
+const DOMAIN: &[u8] = b"vault/intention/1\0";
+/// Longest text of what is wanted.
+pub const MAX_WHAT: usize = 200;
+/// Most tags on one intention.
+pub const MAX_INTENT_TAGS: usize = 8;
+/// Longest wire form of a signed intention accepted.
+pub const MAX_INTENTION_BYTES: usize = 4096;
+
+/// The public half of a pseudonym: an intention's only name (52 lowercase base32 characters).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Pseudonym(pub [u8; 32]);
+
+impl fmt::Display for Pseudonym {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&data_encoding::BASE32_NOPAD.encode(&self.0).to_ascii_lowercase())
+    }
+}
+
+impl std::str::FromStr for Pseudonym {
+    type Err = IntentError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bytes = data_encoding::BASE32_NOPAD
+            .decode(s.trim().to_ascii_uppercase().as_bytes())
+            .map_err(|_| IntentError::Forged)?;
+        Ok(Self(bytes.try_into().map_err(|_| IntentError::Forged)?))
+    }
+}
+
+impl Serialize for Pseudonym {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for Pseudonym {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl fmt::Debug for Pseudonym {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Pseudonym({self})")
+    }
+}
+
+/// A key made for one intention (or one topic) alone: 32 random bytes, derived from nothing,
+/// so that nothing links two of them, or one to the identity or a device. Zeroized on drop;
+/// Debug shows the public half only.
+pub struct PseudonymKey(SigningKey);
+
+impl PseudonymKey {
+    /// A new random key.
+    pub fn generate() -> Self {
+        let seed = Zeroizing::new(random_array::<32>());
+        Self(SigningKey::from_bytes(&seed))
+    }
+
+    /// Rebuilds the key from its secret seed (as stored in the vault).
+    pub fn from_secret_bytes(seed: &[u8; 32]) -> Self {
+        Self(SigningKey::from_bytes(seed))
+    }
+
+    /// The secret seed, for storage and for the endpoint that dials under this pseudonym.
+    pub fn secret_bytes(&self) -> Zeroizing<[u8; 32]> {
+        Zeroizing::new(self.0.to_bytes())
+    }
+
+    /// The public half.
+    pub fn public(&self) -> Pseudonym {
+        Pseudonym(self.0.verifying_key().to_bytes())
+    }
+}
+
+impl fmt::Debug for PseudonymKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PseudonymKey({}, ..)", self.public())
+    }
+}
+
+/// A budget: a band in the currency's major unit, `low` included, `high` not; one figure
+/// (`low == high`) only when the customer chose to give it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Budget {
+    /// Lowest, in major units.
+    pub low: u64,
+    /// Highest, in major units.
+    pub high: u64,
+    /// ISO 4217 code.
+    pub currency: String,
+}
+
+/// The bounds budgets are rounded to: 1, 2, 5, 10, 20, 50... in major units.
+fn bounds() -> impl Iterator<Item = u64> {
+    (0..16u32).flat_map(|e| [1u64, 2, 5].map(|m| m * 10u64.pow(e)))
+}
+
+impl Budget {
+    /// The band an amount (in minor units) falls in, on the 1-2-5 scale: 150.00 EUR is
+    /// `100 to 200 EUR`. The amount itself is not kept.
+    pub fn band(amount_minor: i64, currency: &str) -> Self {
+        let major = u64::try_from(amount_minor.max(0)).unwrap_or(0) / 10u64.pow(minor_digits(currency));
+        let low = bounds().take_while(|b| *b <= major).last().unwrap_or(0);
+        let high = bounds().find(|b| *b > major).unwrap_or(u64::MAX);
+        Self { low, high, currency: currency.to_owned() }
+    }
+
+    /// One figure, when the customer chose to give it.
+    pub fn exact(major: u64, currency: &str) -> Self {
+        Self { low: major, high: major, currency: currency.to_owned() }
+    }
+}
+
+impl fmt::Display for Budget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.low == self.high {
+            write!(f, "{} {}", self.low, self.currency)
+        } else {
+            write!(f, "{} to {} {}", self.low, self.high, self.currency)
+        }
+    }
+}
+
+/// What a customer wants, as sent: signed by its pseudonym.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Intention {
+    /// The pseudonym that signs it (its only name).
+    pub pseudonym: Pseudonym,
+    /// The item or category wanted.
+    pub what: String,
+    /// Tags (lowercase), at most [`MAX_INTENT_TAGS`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    /// The budget.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<Budget>,
+    /// A coarse place: a two-letter country code, or `CC-REGION`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub place: Option<String>,
+    /// The last day it holds (`YYYY-MM-DD`): a day, never a time.
+    pub until: String,
+}
+
+/// What the customer typed, before it becomes an intention: [`IntentionDraft::make`] keeps of
+/// it only what an intention may carry.
+#[derive(Clone, Debug, Default)]
+pub struct IntentionDraft {
+    /// The item or category wanted.
+    pub what: String,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// The most the customer would pay; sent as the band it falls in.
+    pub budget: Option<crate::money::Price>,
+    /// Send the budget as this one figure instead (the customer chose to).
+    pub exact_budget: bool,
+    /// A coarse place.
+    pub place: Option<String>,
+    /// Until when (unix seconds): sent as the day it falls in (UTC).
+    pub until: i64,
+}
+
+impl IntentionDraft {
+    /// A fresh pseudonym and the intention it signs.
+    pub fn make(&self) -> Result<(PseudonymKey, SignedIntention), IntentError> {
+        let key = PseudonymKey::generate();
+        let budget = self.budget.as_ref().map(|p| {
+            if self.exact_budget {
+                let major =
+                    u64::try_from(p.amount_minor.max(0)).unwrap_or(0) / 10u64.pow(minor_digits(&p.currency));
+                Budget::exact(major, &p.currency)
+            } else {
+                Budget::band(p.amount_minor, &p.currency)
+            }
+        });
+        let until = jiff::Timestamp::from_second(self.until).map_err(|_| IntentError::Until)?;
+        let intention = Intention {
+            pseudonym: key.public(),
+            what: self.what.trim().to_owned(),
+            tags: self.tags.clone(),
+            budget,
+            place: self.place.clone(),
+            until: until.to_zoned(jiff::tz::TimeZone::UTC).date().to_string(),
+        };
+        let signed = intention.sign(&key)?;
+        Ok((key, signed))
+    }
+}
+
+/// An intention could not be made or taken; the messages name the problem, never the text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum IntentError {
+    /// What is wanted is empty, too long, or holds control characters.
+    #[error("what you want must be 1-{MAX_WHAT} characters of text")]
+    What,
+    /// A tag is not lowercase letters, digits, - and _.
+    #[error(
+        "tags use lowercase letters, digits, - and _ (at most 40), and at most {MAX_INTENT_TAGS} of them"
+    )]
+    Tags,
+    /// A budget band upside down, or its currency unknown.
+    #[error("a budget is a band from low to high in a known currency")]
+    Budget,
+    /// Not a country code, nor `CC-REGION`.
+    #[error("a place is a two-letter country code (FR), or a country and a region (FR-IDF)")]
+    Place,
+    /// Not a day.
+    #[error("until is a day, YYYY-MM-DD")]
+    Until,
+    /// The signature does not verify for its pseudonym, or the bytes do not decode.
+    #[error("an intention that does not verify")]
+    Forged,
+}
+
+fn valid_tag(tag: &str) -> bool {
+    (1..=40).contains(&tag.len())
+        && tag.bytes().next().is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        && tag.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+fn valid_place(place: &str) -> bool {
+    let (country, region) = match place.split_once('-') {
+        Some((c, r)) => (c, Some(r)),
+        None => (place, None),
+    };
+    country.len() == 2
+        && country.bytes().all(|b| b.is_ascii_uppercase())
+        && region.is_none_or(|r| (1..=8).contains(&r.len()) && r.bytes().all(|b| b.is_ascii_alphanumeric()))
+}
+
+impl Intention {
+    /// Checks what an intention may carry (made here or received).
+    pub fn check(&self) -> Result<(), IntentError> {
+        let what = self.what.trim();
+        if what.is_empty() || self.what.chars().count() > MAX_WHAT || self.what.chars().any(char::is_control)
+        {
+            return Err(IntentError::What);
+        }
+        if self.tags.len() > MAX_INTENT_TAGS || !self.tags.iter().all(|t| valid_tag(t)) {
+            return Err(IntentError::Tags);
+        }
+        if let Some(b) = &self.budget
+            && (b.low > b.high || !crate::schema::is_known_currency(&b.currency))
+        {
+            return Err(IntentError::Budget);
+        }
+        if self.place.as_deref().is_some_and(|p| !valid_place(p)) {
+            return Err(IntentError::Place);
+        }
+        if jiff::civil::Date::strptime("%Y-%m-%d", &self.until).is_err() || self.until.len() != 10 {
+            return Err(IntentError::Until);
+        }
+        Ok(())
+    }
+
+    fn signed_bytes(&self) -> Vec<u8> {
+        let mut out = DOMAIN.to_vec();
+        out.extend(serde_json::to_vec(self).expect("serializes"));
+        out
+    }
+
+    /// Signs it with its pseudonym's key (which must be the one it names).
+    pub fn sign(self, key: &PseudonymKey) -> Result<SignedIntention, IntentError> {
+        self.check()?;
+        if key.public() != self.pseudonym {
+            return Err(IntentError::Forged);
+        }
+        let signature = key.0.sign(&self.signed_bytes()).to_bytes();
+        Ok(SignedIntention { intention: self, signature: data_encoding::HEXLOWER.encode(&signature) })
+    }
+}
+
+/// An intention with its pseudonym's signature: what goes on the wire.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignedIntention {
+    /// The intention.
+    pub intention: Intention,
+    /// Its pseudonym's signature over the domain tag and the intention's JSON, in hex.
+    pub signature: String,
+}
+
+impl SignedIntention {
+    /// The wire form.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("serializes")
+    }
+
+    /// Reads and verifies a signed intention: it decodes, its content is what an intention
+    /// may carry, and its pseudonym signed it.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, IntentError> {
+        if bytes.len() > MAX_INTENTION_BYTES {
+            return Err(IntentError::Forged);
+        }
+        let signed: Self = serde_json::from_slice(bytes).map_err(|_| IntentError::Forged)?;
+        signed.intention.check()?;
+        let key = VerifyingKey::from_bytes(&signed.intention.pseudonym.0).map_err(|_| IntentError::Forged)?;
+        let raw =
+            data_encoding::HEXLOWER.decode(signed.signature.as_bytes()).map_err(|_| IntentError::Forged)?;
+        let signature = Signature::from_slice(&raw).map_err(|_| IntentError::Forged)?;
+        key.verify_strict(&signed.intention.signed_bytes(), &signature).map_err(|_| IntentError::Forged)?;
+        Ok(signed)
+    }
+}
+
+#[cfg(test)]
+mod tests;
