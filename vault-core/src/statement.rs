@@ -15,7 +15,9 @@
 //! [`BreachNotice`](breach_notice), [`DeviceRoster`](device_roster), all JSON bodies signed
 //! through [`Signed`]; and two with a fixed binary form of their own: the key events of an
 //! identity's key state ([`key_event`]) and the device certificate (in `identity`, next to the
-//! tickets that carry it).
+//! tickets that carry it). An intention (`intent.rs`) is signed by a pseudonym, not by an
+//! identity or its device, so it is not a [`Signed`] statement: it has a domain tag and a form
+//! of its own, and a fuzz target like the kinds here.
 //!
 //! # Adding a kind
 //!

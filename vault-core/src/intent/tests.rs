@@ -108,3 +108,27 @@ proptest! {
         prop_assert_eq!(strip(&a), strip(&b), "what differs between them is the pseudonym alone");
     }
 }
+
+/// The fuzz target's seed corpus (`fuzz/corpus/intention/`) holds intentions that verify, so
+/// the fuzzer starts from inputs that reach the signature check. Written anew with
+/// `VAULT_WRITE_FUZZ_SEEDS=1 cargo test -p vault-core --lib intent::tests::the_fuzz_seeds`.
+#[test]
+fn the_fuzz_seeds_are_intentions_that_verify() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/intention");
+    if std::env::var_os("VAULT_WRITE_FUZZ_SEEDS").is_some() {
+        std::fs::create_dir_all(&dir).unwrap();
+        let full = draft(15_000, 1_796_000_123).make().unwrap().1;
+        let bare = IntentionDraft { what: "bread".into(), until: 1_796_000_123, ..Default::default() }
+            .make()
+            .unwrap()
+            .1;
+        std::fs::write(dir.join("full"), full.to_bytes()).unwrap();
+        std::fs::write(dir.join("bare"), bare.to_bytes()).unwrap();
+    }
+    let seeds: Vec<_> =
+        std::fs::read_dir(&dir).unwrap().map(|e| std::fs::read(e.unwrap().path()).unwrap()).collect();
+    assert!(seeds.len() >= 2);
+    for seed in seeds {
+        assert!(SignedIntention::from_bytes(&seed).is_ok());
+    }
+}
