@@ -418,9 +418,13 @@ pub(crate) struct PurchaseAddArgs {
     /// Date of purchase, YYYY-MM-DD [default: today]
     #[arg(long)]
     pub(crate) date: Option<String>,
-    /// Time of day, HH:MM [default: now, when no --date is given]; orders a day's purchases
-    #[arg(long)]
+    /// Time of day, HH:MM [default: now, when no --date is given]; orders a day's purchases, and
+    /// is shared with the purchase (a grant of `purchases` includes it)
+    #[arg(long, conflicts_with = "no_time")]
     pub(crate) time: Option<String>,
+    /// Record no time of day
+    #[arg(long)]
+    pub(crate) no_time: bool,
     /// A category
     #[arg(long)]
     pub(crate) category: Option<String>,

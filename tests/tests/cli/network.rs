@@ -161,6 +161,24 @@ fn a_days_purchases_come_newest_first() {
         2,
     );
     assert!(err.contains("HH:MM"), "{err}");
+    let untimed = ada.json(
+        &[
+            "purchase",
+            "add",
+            "--item",
+            "x",
+            "--seller",
+            "y",
+            "--price",
+            "1",
+            "--currency",
+            "EUR",
+            "--no-time",
+        ],
+        "purchase-add",
+    );
+    assert!(untimed["time"].is_null(), "--no-time records none: {untimed}");
+    ada.ok(&["purchase", "rm", untimed["id"].as_str().unwrap()]);
 
     let expected = ["just now", "dinner", "breakfast", "untimed", "yesterday"];
     let listed = ada.json(&["purchase", "list"], "purchase-list");

@@ -33,6 +33,7 @@ fn add(app: &App, args: PurchaseAddArgs) -> Result<Outcome> {
     let now = jiff::Zoned::now();
     let (date, time) = match args.date {
         Some(date) => (date, args.time),
+        None if args.no_time => (now.date().to_string(), None),
         None => (now.date().to_string(), args.time.or_else(|| Some(now.strftime("%H:%M").to_string()))),
     };
     let record = PurchaseRecord::new(args.item, args.seller, price, date)
