@@ -1,5 +1,6 @@
 //! Sharing benchmarks over loopback iroh (relays off). Run with
-//! `cargo bench -p vault-tests --bench sharing` (add `-- fanout=N` to change the fan-out size).
+//! `cargo bench -p vault-tests --bench sharing` (add `-- fanout=N` to change the fan-out size;
+//! `only=feed keep=DIR` keeps the feed's follower vault in DIR, passphrase `pw`).
 //!
 //! Prints medians and percentiles with the baseline measured in the same run:
 //! 1. edit-to-grantee latency, durable on both sides (in-process edit, and an edit by another
@@ -383,9 +384,11 @@ fn unlocked(dir: &Path, lock: bool) {
     assert!(out.status.success(), "vault {args:?}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
-async fn feed(friends: usize, purchases: usize) {
-    let fdir = tempfile::tempdir().unwrap();
-    let follower = create(fdir.path());
+async fn feed(friends: usize, purchases: usize, keep: Option<std::path::PathBuf>) {
+    // With `keep=DIR`, the follower's vault stays in DIR (passphrase `pw`), to look into.
+    let temp = tempfile::tempdir().unwrap();
+    let fdir = keep.unwrap_or_else(|| temp.path().to_owned());
+    let follower = create(&fdir);
     let me = follower.identity();
     let start = Instant::now();
     let mut issuers = Vec::new();
@@ -424,14 +427,14 @@ async fn feed(friends: usize, purchases: usize) {
     // Build the binary before timing it.
     let _ = vault_tests::vault_bin();
     // Warm and unlocked, as a user would run them: the agent lends the key.
-    unlocked(fdir.path(), false);
-    let feed_cmd = time_command(fdir.path(), &["feed"], 10);
-    let id_cmd = time_command(fdir.path(), &["id"], 10);
-    let compare = time_command(fdir.path(), &["feed", "compare", "Item number 4242"], 10);
-    let sellers = time_command(fdir.path(), &["feed", "sellers"], 10);
-    let top = time_command(fdir.path(), &["feed", "top"], 10);
-    let also = time_command(fdir.path(), &["feed", "also", "Item number 4242"], 10);
-    unlocked(fdir.path(), true);
+    unlocked(&fdir, false);
+    let feed_cmd = time_command(&fdir, &["feed"], 10);
+    let id_cmd = time_command(&fdir, &["id"], 10);
+    let compare = time_command(&fdir, &["feed", "compare", "Item number 4242"], 10);
+    let sellers = time_command(&fdir, &["feed", "sellers"], 10);
+    let top = time_command(&fdir, &["feed", "top"], 10);
+    let also = time_command(&fdir, &["feed", "also", "Item number 4242"], 10);
+    unlocked(&fdir, true);
     summary(&format!("5a feed, in the library ({total} purchases from {friends} friends)"), lib);
     summary(
         &format!("5b `vault feed` printing all {total} purchases, whole command, warm"),
@@ -448,7 +451,7 @@ async fn feed(friends: usize, purchases: usize) {
     );
 
     // Live: the follower runs its node; a friend adds a purchase through theirs.
-    let follower = Vault::at(fdir.path()).unlock(&Passphrase::new("pw")).unwrap();
+    let follower = Vault::at(&fdir).unlock(&Passphrase::new("pw")).unwrap();
     let follower_node = Node::spawn(follower, local()).await.unwrap();
     tokio::time::sleep(Duration::from_secs(3)).await;
     let mut changes = follower_node.changes();
@@ -513,6 +516,7 @@ fn main() {
     if want("feed") {
         let friends =
             args.iter().find_map(|a| a.strip_prefix("friends=")).and_then(|n| n.parse().ok()).unwrap_or(50);
-        rt.block_on(feed(friends, 2_000));
+        let keep = args.iter().find_map(|a| a.strip_prefix("keep=")).map(std::path::PathBuf::from);
+        rt.block_on(feed(friends, 2_000, keep));
     }
 }

@@ -20,6 +20,8 @@ use crate::limits::HANDSHAKE_TIMEOUT;
 
 /// Longest wait between two dials of an unreachable device.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// A session that lasted this long met the other device: the backoff starts over.
+const SESSION_MET: Duration = Duration::from_secs(5);
 
 /// Accepts sessions from the other devices of this identity.
 #[derive(Debug, Clone)]
@@ -64,30 +66,32 @@ const TELL_REMOVED_DRAIN: usize = 64 * 1024;
 /// it sends is read, so that its writes never keep it from reading. Nothing for any other
 /// device; at most once a minute per device, and at most [`HANDSHAKE_TIMEOUT`] each time.
 async fn tell_removed(shared: &NodeTasks, conn: &Connection, device: &DeviceId) {
-    // Only a device this identity lists as removed (strangers' keys are free: they must not
-    // take the places below).
-    let listed = shared.vault().devices().list().unwrap_or_default();
-    if !listed.iter().any(|d| d.id == *device && !d.is_active()) {
+    let now = std::time::Instant::now();
+    let recently = |book: &crate::peers::PeerBook| {
+        book.told_removed.get(device).is_some_and(|at| now.duration_since(*at) < TELL_REMOVED_EVERY)
+    };
+    if recently(&shared.book()) {
         return;
     }
-    {
-        let now = std::time::Instant::now();
-        let mut book = shared.book();
-        let told = &mut book.told_removed;
-        if told.get(device).is_some_and(|at| now.duration_since(*at) < TELL_REMOVED_EVERY) {
-            return;
-        }
-        told.retain(|_, at| now.duration_since(*at) < TELL_REMOVED_EVERY);
-        if told.len() >= vault_core::MAX_DEVICES {
-            return;
-        }
-        told.insert(*device, now);
-    }
+    // Only a device this identity lists as removed gets a notice (and a place below: strangers'
+    // keys are free, they must not take the places).
     let (keys, roster) = {
         let vault = shared.vault();
         let Ok(Some(roster)) = vault.devices().removal_notice(device) else { return };
-        (vault.keys().own_key_events().unwrap_or_default(), roster)
+        let Ok(keys) = vault.keys().own_key_events() else { return };
+        (keys, roster)
     };
+    {
+        let mut book = shared.book();
+        if recently(&book) {
+            return;
+        }
+        book.told_removed.retain(|_, at| now.duration_since(*at) < TELL_REMOVED_EVERY);
+        if book.told_removed.len() >= vault_core::MAX_DEVICES {
+            return;
+        }
+        book.told_removed.insert(*device, now);
+    }
     let told = async {
         let (mut send, mut recv) = conn.accept_bi().await.ok()?;
         if !keys.is_empty() {
@@ -151,9 +155,14 @@ async fn keep_one(shared: Arc<NodeTasks>, endpoint: Endpoint, device: DeviceId) 
         let dialed = tokio::time::timeout(HANDSHAKE_TIMEOUT, endpoint.connect(addr, DEVICE_ALPN)).await;
         if let Ok(Ok(conn)) = dialed {
             if let Ok((send, recv)) = conn.open_bi().await {
-                backoff = Duration::from_millis(500);
+                let began = std::time::Instant::now();
                 if let Err(e) = session(&shared, device, send, recv).await {
                     tracing::debug!(error = %e, "device session ended");
+                }
+                // A session that lasted is a device met: call again soon if it ends. One turned
+                // away at once (the other refused this device) waits out the backoff.
+                if began.elapsed() >= SESSION_MET {
+                    backoff = Duration::from_millis(500);
                 }
             }
             conn.close(VarInt::from_u32(0), b"");

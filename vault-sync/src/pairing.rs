@@ -26,6 +26,8 @@ const CONFIRM_WAIT: Duration = Duration::from_secs(5 * 60);
 const PROOF_WAIT: Duration = Duration::from_secs(3 * 60);
 /// The close code of a connection that sent no proof within [`PROOF_WAIT`].
 const NO_PROOF_IN_TIME: u32 = 2;
+/// The close code of a connection that sent something other than a proof.
+const NOT_A_PROOF: u32 = 3;
 
 /// Pairing did not complete; nothing was handed over.
 #[derive(Debug, thiserror::Error)]
@@ -45,7 +47,7 @@ pub enum PairError {
     Refused,
     /// The inviting device could not be reached.
     #[error(
-        "cannot reach the device that made this code: it is not waiting any more (used, expired or cancelled), not reachable, or busy with another device that connected first (try again in a minute)"
+        "cannot reach the device that made this code: it is not waiting any more (used, expired or cancelled), not reachable, or busy with another device that connected first (try again in a few minutes)"
     )]
     Unreachable,
     /// This device took longer than the inviter waits for a proof; the code is still valid.
@@ -117,15 +119,16 @@ impl Invitation {
                 // code: the next one may. The stream opens with the proof, which follows at once.
                 let proof = async {
                     let (send, mut recv) = conn.accept_bi().await.ok()?;
-                    match read_message(&mut recv, PAIR_JOIN_LIMIT, HANDSHAKE_TIMEOUT).await {
+                    Some(match read_message(&mut recv, PAIR_JOIN_LIMIT, HANDSHAKE_TIMEOUT).await {
                         Ok(PairMessage::Join(proof)) => Some((send, recv, proof)),
                         _ => None,
-                    }
+                    })
                 };
                 match tokio::time::timeout(PROOF_WAIT, proof).await {
-                    Ok(Some((send, recv, proof))) => {
+                    Ok(Some(Some((send, recv, proof)))) => {
                         return Ok::<_, PairError>((conn, joiner, send, recv, proof));
                     }
+                    Ok(Some(None)) => conn.close(VarInt::from_u32(NOT_A_PROOF), b"not a proof"),
                     // Told, so that a joiner that took too long knows the code is still good.
                     _ => conn.close(VarInt::from_u32(NO_PROOF_IN_TIME), b"no proof in time"),
                 }
@@ -200,6 +203,11 @@ pub async fn join<T, E: std::fmt::Display>(
 pub struct Joining {
     endpoint: Endpoint,
     conn: Connection,
+    /// Where a `Joining` dropped unfinished closes its endpoint (iroh aborts an endpoint dropped
+    /// unclosed, before the connection's close is sent).
+    runtime: tokio::runtime::Handle,
+    /// Closed by `complete` or `cancel`.
+    done: bool,
 }
 
 impl Joining {
@@ -217,7 +225,7 @@ impl Joining {
         let dialed = tokio::time::timeout(HANDSHAKE_TIMEOUT, endpoint.connect(addr, PAIR_ALPN)).await;
         match dialed {
             Ok(Ok(conn)) if device_id(conn.remote_id()) == Some(code.inviter()) => {
-                Ok(Self { endpoint, conn })
+                Ok(Self { endpoint, conn, runtime: tokio::runtime::Handle::current(), done: false })
             }
             _ => {
                 endpoint.close().await;
@@ -227,7 +235,8 @@ impl Joining {
     }
 
     /// Leaves without an attempt at the code.
-    pub async fn cancel(self) {
+    pub async fn cancel(mut self) {
+        self.done = true;
         self.conn.close(VarInt::from_u32(0), b"");
         self.endpoint.close().await;
     }
@@ -236,7 +245,7 @@ impl Joining {
     /// the other device's user confirmed; `made` is called with it, and its result is reported
     /// back before returning.
     pub async fn complete<T, E: std::fmt::Display>(
-        self,
+        mut self,
         code: &PairingCode,
         device: &DeviceKey,
         show: impl FnOnce(&str),
@@ -246,6 +255,7 @@ impl Joining {
         if result.is_err() && closed_for_no_proof(&self.conn) {
             result = Err(PairError::TooSlow);
         }
+        self.done = true;
         self.endpoint.close().await;
         result
     }
@@ -264,7 +274,12 @@ impl Drop for Joining {
     /// Left without [`Joining::complete`] or [`Joining::cancel`]: the inviter is told at once
     /// (not at the connection's idle timeout), and may take the next device.
     fn drop(&mut self) {
+        if self.done {
+            return;
+        }
         self.conn.close(VarInt::from_u32(0), b"");
+        let endpoint = self.endpoint.clone();
+        self.runtime.spawn(async move { endpoint.close().await });
     }
 }
 
