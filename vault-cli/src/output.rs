@@ -15,7 +15,9 @@ use vault_core::is_steering_char;
 /// script is kept as it is. Nobody can move the cursor, hide text or forge a line. `--json`
 /// output does not go through here: JSON escapes these characters itself and stays exact.
 pub(crate) fn untrusted(text: &str) -> Cow<'_, str> {
-    if !text.chars().any(is_steering_char) {
+    // Printable ASCII holds no steering character: the common case, checked byte by byte (a
+    // feed prints a few hundred thousand of these).
+    if text.bytes().all(|b| (0x20..0x7f).contains(&b)) || !text.chars().any(is_steering_char) {
         return Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len() + 8);

@@ -55,7 +55,14 @@ fn entry_line(out: &mut String, e: &FeedEntry, who: &str, ranked: bool) {
         let _ = write!(out, "  {}", crate::output::stars(i64::from(r)));
     }
     if !e.tags.is_empty() {
-        let _ = write!(out, "  [{}]", untrusted(&e.tags.join(", ")));
+        out.push_str("  [");
+        for (i, tag) in e.tags.iter().enumerate() {
+            if i > 0 {
+                out.push_str(", ");
+            }
+            out.push_str(&untrusted(tag));
+        }
+        out.push(']');
     }
     if let Some(review) = &e.review {
         let _ = write!(out, "\n            \"{}\"", untrusted(review));
