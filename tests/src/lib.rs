@@ -233,18 +233,41 @@ pub fn serve_command(mut cmd: Command) -> (Serving, String) {
             std::fs::OpenOptions::new().create(true).append(true).open(Path::new(dir).join(name)).ok()?;
         Some((filter.to_owned(), file))
     });
-    let stderr = match log {
-        Some((filter, file)) => {
-            cmd.env("VAULT_LOG", filter);
-            Stdio::from(file)
+    // Without a log asked for, what the node says goes to a file read only if it fails to start.
+    static STARTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let said = std::env::temp_dir().join(format!(
+        "vault-test-serve-{}-{}.err",
+        std::process::id(),
+        STARTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    if let Some((filter, _)) = &log {
+        cmd.env("VAULT_LOG", filter);
+    }
+    // A node that could not start (its port taken for a moment by another process's ephemeral
+    // socket, say) is started once more, a second later, before the test fails with its words.
+    for attempt in 0..2 {
+        let stderr = match &log {
+            Some((_, file)) => Stdio::from(file.try_clone().expect("the log file")),
+            None => Stdio::from(std::fs::File::create(&said).expect("a file for the node's stderr")),
+        };
+        let mut child = cmd.stdout(Stdio::piped()).stderr(stderr).spawn().expect("vault serve starts");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line).expect("a first line");
+        if line.starts_with("vault1") {
+            let _ = std::fs::remove_file(&said);
+            return (Serving(child), line.trim().to_owned());
         }
-        None => Stdio::null(),
-    };
-    let mut child = cmd.stdout(Stdio::piped()).stderr(stderr).spawn().expect("vault serve starts");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line).expect("a first line");
-    assert!(line.starts_with("vault1"), "the ticket is the first line: {line:?}");
-    (Serving(child), line.trim().to_owned())
+        let _ = child.kill();
+        let _ = child.wait();
+        let words = std::fs::read_to_string(&said).unwrap_or_default();
+        if attempt == 1 {
+            let _ = std::fs::remove_file(&said);
+            panic!("the ticket is the first line: {line:?}; the node said: {words}");
+        }
+        eprintln!("vault serve did not start ({}); once more", words.trim());
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    }
+    unreachable!("returned or panicked above")
 }
 
 /// Runs a `--json` command that must succeed and parses its output (no schema check).
