@@ -133,6 +133,30 @@ secret_key_type!(Identity, IdentityId);
 pub struct DeviceKey(SigningKey);
 secret_key_type!(DeviceKey, DeviceId);
 
+/// The public half of a pseudonym: an intention's only name (see `intent.rs`).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Pseudonym([u8; 32]);
+public_key_type!(Pseudonym, "Pseudonym");
+
+/// A key made for one intention (or one topic) alone: random, derived from nothing, so that
+/// nothing links two of them, or one to the identity or a device.
+pub struct PseudonymKey(SigningKey);
+secret_key_type!(PseudonymKey, Pseudonym);
+
+impl PseudonymKey {
+    /// Signs `message` under a domain-separation label.
+    pub(crate) fn sign(&self, label: &[u8], message: &[u8]) -> [u8; 64] {
+        self.0.sign(&labelled(label, message)).to_bytes()
+    }
+}
+
+impl Pseudonym {
+    /// Verifies a signature made by [`PseudonymKey::sign`], strictly.
+    pub(crate) fn verify(&self, label: &[u8], message: &[u8], signature: &[u8; 64]) -> bool {
+        verify_labelled(&self.0, label, message, signature)
+    }
+}
+
 /// `label`, a zero byte, `message`: what a key signs, so that no signature made for one purpose
 /// verifies for another.
 fn labelled(label: &[u8], message: &[u8]) -> Vec<u8> {

@@ -5,42 +5,20 @@
 
 use std::fmt;
 
-use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
-use zeroize::Zeroizing;
 
+pub use crate::identity::{Pseudonym, PseudonymKey};
 use crate::money::minor_digits;
-use crate::primitives::random_array;
 
-/// Put before the bytes an intention's signature covers: no other statement's signature (all
-/// of which carry tags of their own) can pass for an intention's, nor the other way.
-const DOMAIN: &[u8] = b"vault/intention/1\0";
+/// The domain-separation label an intention's signature is made under: no other statement's
+/// signature (each under a label of its own) can pass for an intention's, nor the other way.
+const LABEL: &[u8] = b"vault/intention/1";
 /// Longest text of what is wanted.
 pub const MAX_WHAT: usize = 200;
 /// Most tags on one intention.
 pub const MAX_INTENT_TAGS: usize = 8;
 /// Longest wire form of a signed intention accepted.
 pub const MAX_INTENTION_BYTES: usize = 4096;
-
-/// The public half of a pseudonym: an intention's only name (52 lowercase base32 characters).
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Pseudonym(pub [u8; 32]);
-
-impl fmt::Display for Pseudonym {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&data_encoding::BASE32_NOPAD.encode(&self.0).to_ascii_lowercase())
-    }
-}
-
-impl std::str::FromStr for Pseudonym {
-    type Err = IntentError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bytes = data_encoding::BASE32_NOPAD
-            .decode(s.trim().to_ascii_uppercase().as_bytes())
-            .map_err(|_| IntentError::Forged)?;
-        Ok(Self(bytes.try_into().map_err(|_| IntentError::Forged)?))
-    }
-}
 
 impl Serialize for Pseudonym {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -51,46 +29,6 @@ impl Serialize for Pseudonym {
 impl<'de> Deserialize<'de> for Pseudonym {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
-    }
-}
-
-impl fmt::Debug for Pseudonym {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Pseudonym({self})")
-    }
-}
-
-/// A key made for one intention (or one topic) alone: 32 random bytes, derived from nothing,
-/// so that nothing links two of them, or one to the identity or a device. Zeroized on drop;
-/// Debug shows the public half only.
-pub struct PseudonymKey(SigningKey);
-
-impl PseudonymKey {
-    /// A new random key.
-    pub fn generate() -> Self {
-        let seed = Zeroizing::new(random_array::<32>());
-        Self(SigningKey::from_bytes(&seed))
-    }
-
-    /// Rebuilds the key from its secret seed (as stored in the vault).
-    pub fn from_secret_bytes(seed: &[u8; 32]) -> Self {
-        Self(SigningKey::from_bytes(seed))
-    }
-
-    /// The secret seed, for storage and for the endpoint that dials under this pseudonym.
-    pub fn secret_bytes(&self) -> Zeroizing<[u8; 32]> {
-        Zeroizing::new(self.0.to_bytes())
-    }
-
-    /// The public half.
-    pub fn public(&self) -> Pseudonym {
-        Pseudonym(self.0.verifying_key().to_bytes())
-    }
-}
-
-impl fmt::Debug for PseudonymKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "PseudonymKey({}, ..)", self.public())
     }
 }
 
@@ -271,10 +209,8 @@ impl Intention {
         Ok(())
     }
 
-    fn signed_bytes(&self) -> Vec<u8> {
-        let mut out = DOMAIN.to_vec();
-        out.extend(serde_json::to_vec(self).expect("serializes"));
-        out
+    fn body(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("serializes")
     }
 
     /// Signs it with its pseudonym's key (which must be the one it names).
@@ -283,7 +219,7 @@ impl Intention {
         if key.public() != self.pseudonym {
             return Err(IntentError::Forged);
         }
-        let signature = key.0.sign(&self.signed_bytes()).to_bytes();
+        let signature = key.sign(LABEL, &self.body());
         Ok(SignedIntention { intention: self, signature: data_encoding::HEXLOWER.encode(&signature) })
     }
 }
@@ -294,7 +230,7 @@ impl Intention {
 pub struct SignedIntention {
     /// The intention.
     pub intention: Intention,
-    /// Its pseudonym's signature over the domain tag and the intention's JSON, in hex.
+    /// Its pseudonym's signature over the intention's JSON under the label `vault/intention/1`, in hex.
     pub signature: String,
 }
 
@@ -312,11 +248,12 @@ impl SignedIntention {
         }
         let signed: Self = serde_json::from_slice(bytes).map_err(|_| IntentError::Forged)?;
         signed.intention.check()?;
-        let key = VerifyingKey::from_bytes(&signed.intention.pseudonym.0).map_err(|_| IntentError::Forged)?;
         let raw =
             data_encoding::HEXLOWER.decode(signed.signature.as_bytes()).map_err(|_| IntentError::Forged)?;
-        let signature = Signature::from_slice(&raw).map_err(|_| IntentError::Forged)?;
-        key.verify_strict(&signed.intention.signed_bytes(), &signature).map_err(|_| IntentError::Forged)?;
+        let signature: [u8; 64] = raw.try_into().map_err(|_| IntentError::Forged)?;
+        if !signed.intention.pseudonym.verify(LABEL, &signed.intention.body(), &signature) {
+            return Err(IntentError::Forged);
+        }
         Ok(signed)
     }
 }

@@ -124,18 +124,21 @@ fn bad_inputs_to_the_network_commands_are_named() {
     assert!(err.contains("nothing in your network matches"), "{err}");
 }
 
+/// `vault purchase add` of `item` from Acme for 1 EUR, with `extra` options.
+fn purchase_args<'a>(item: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args =
+        vec!["purchase", "add", "--item", item, "--seller", "Acme", "--price", "1", "--currency", "EUR"];
+    args.extend_from_slice(extra);
+    args
+}
+
 /// Finding: one day's purchases came in random order (purchases carried a date only). A
 /// purchase recorded without a date is dated now, to the minute; one given `--time` keeps it;
 /// the feed and `purchase list` put a day's purchases newest first, untimed ones after.
 #[test]
 fn a_days_purchases_come_newest_first() {
     let (ada, bob) = (TestVault::new(), TestVault::new());
-    let add = |extra: &[&str], item: &str| {
-        let mut args =
-            vec!["purchase", "add", "--item", item, "--seller", "Acme", "--price", "1", "--currency", "EUR"];
-        args.extend_from_slice(extra);
-        ada.json(&args, "purchase-add")
-    };
+    let add = |extra: &[&str], item: &str| ada.json(&purchase_args(item, extra), "purchase-add");
     add(&["--date", "2026-10-05", "--time", "09:15"], "breakfast");
     add(&["--date", "2026-10-05"], "untimed");
     add(&["--date", "2026-10-05", "--time", "19:40"], "dinner");
@@ -143,40 +146,9 @@ fn a_days_purchases_come_newest_first() {
     let now = add(&[], "just now");
     let time = now["time"].as_str().expect("a purchase bought now has a time");
     assert!(time.len() == 5 && time.as_bytes()[2] == b':', "{time}");
-    let err = ada.fails(
-        &[
-            "purchase",
-            "add",
-            "--item",
-            "x",
-            "--seller",
-            "y",
-            "--price",
-            "1",
-            "--currency",
-            "EUR",
-            "--time",
-            "25:00",
-        ],
-        2,
-    );
+    let err = ada.fails(&purchase_args("x", &["--time", "25:00"]), 2);
     assert!(err.contains("HH:MM"), "{err}");
-    let untimed = ada.json(
-        &[
-            "purchase",
-            "add",
-            "--item",
-            "x",
-            "--seller",
-            "y",
-            "--price",
-            "1",
-            "--currency",
-            "EUR",
-            "--no-time",
-        ],
-        "purchase-add",
-    );
+    let untimed = add(&["--no-time"], "x");
     assert!(untimed["time"].is_null(), "--no-time records none: {untimed}");
     ada.ok(&["purchase", "rm", untimed["id"].as_str().unwrap()]);
 
