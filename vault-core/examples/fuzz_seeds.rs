@@ -77,6 +77,18 @@ fn main() -> Result<(), Box<dyn Error>> {
         }
     }
 
+    // Market frames, and the offer and the acceptance their known-answer lines carry.
+    let market = include_str!("../tests/fixtures/market-v1.txt");
+    for (i, line) in market.lines().enumerate() {
+        let bytes = hex(line.trim())?;
+        corpus.put("market_frame", &format!("known-answer-{i:02}"), &bytes)?;
+        match bytes.first() {
+            Some(0x44) => corpus.put("offer", "known-answer", &bytes[9..])?,
+            Some(0x45) => corpus.put("acceptance", "known-answer", &bytes[65..])?,
+            _ => {}
+        }
+    }
+
     // Key events: each line of their known-answer fixture, and the chain they make.
     let events = include_str!("../tests/fixtures/key-event-v1.txt");
     let mut chain = Vec::new();

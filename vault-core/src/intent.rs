@@ -260,3 +260,68 @@ impl SignedIntention {
 
 #[cfg(test)]
 mod tests;
+
+/// The label under which an intention's pseudonym signs an acceptance's body.
+const ACCEPT_LABEL: &[u8] = b"vault/intention/accept/1";
+/// The label under which an intention's pseudonym signs its withdrawal.
+const WITHDRAW_LABEL: &[u8] = b"vault/intention/withdraw/1";
+
+/// The pseudonym's signature over an acceptance's body (`Signed::<Acceptance>::body`): with the
+/// identity's own, it proves to the seller that the customer holds the intention's key.
+pub fn cosign_acceptance(key: &PseudonymKey, acceptance_body: &[u8]) -> [u8; 64] {
+    key.sign(ACCEPT_LABEL, acceptance_body)
+}
+
+/// Checks [`cosign_acceptance`]'s signature.
+pub fn verify_acceptance_cosign(pseudonym: &Pseudonym, acceptance_body: &[u8], signature: &[u8; 64]) -> bool {
+    pseudonym.verify(ACCEPT_LABEL, acceptance_body, signature)
+}
+
+/// An intention withdrawn, signed by its pseudonym: whoever holds the intention drops it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Withdrawal {
+    /// The intention withdrawn.
+    pub pseudonym: Pseudonym,
+    /// When (unix seconds).
+    pub at: i64,
+    signature: [u8; 64],
+}
+
+/// Length of a withdrawal's wire form: pseudonym, time, signature.
+pub const WITHDRAWAL_LEN: usize = 32 + 8 + 64;
+
+impl Withdrawal {
+    fn signed_bytes(pseudonym: &Pseudonym, at: i64) -> [u8; 40] {
+        let mut out = [0u8; 40];
+        out[..32].copy_from_slice(pseudonym.as_bytes());
+        out[32..].copy_from_slice(&at.to_be_bytes());
+        out
+    }
+
+    /// Withdraws the intention `key` signs for, at `at`.
+    pub fn sign(key: &PseudonymKey, at: i64) -> Self {
+        let pseudonym = key.public();
+        let signature = key.sign(WITHDRAW_LABEL, &Self::signed_bytes(&pseudonym, at));
+        Self { pseudonym, at, signature }
+    }
+
+    /// The wire form ([`WITHDRAWAL_LEN`] bytes).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        [&Self::signed_bytes(&self.pseudonym, self.at)[..], &self.signature[..]].concat()
+    }
+
+    /// Reads and verifies a withdrawal.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, IntentError> {
+        if bytes.len() != WITHDRAWAL_LEN {
+            return Err(IntentError::Forged);
+        }
+        let pseudonym = Pseudonym::from_bytes(bytes[..32].try_into().expect("32 bytes"))
+            .map_err(|_| IntentError::Forged)?;
+        let at = i64::from_be_bytes(bytes[32..40].try_into().expect("8 bytes"));
+        let signature: [u8; 64] = bytes[40..].try_into().expect("64 bytes");
+        if !pseudonym.verify(WITHDRAW_LABEL, &bytes[..40], &signature) {
+            return Err(IntentError::Forged);
+        }
+        Ok(Self { pseudonym, at, signature })
+    }
+}

@@ -84,7 +84,8 @@ pub use identity::{
 };
 pub use intent::{
     Budget, IntentError, Intention, IntentionDraft, MAX_INTENT_TAGS, MAX_INTENTION_BYTES, MAX_WHAT,
-    Pseudonym, PseudonymKey, SignedIntention,
+    Pseudonym, PseudonymKey, SignedIntention, WITHDRAWAL_LEN, Withdrawal, cosign_acceptance,
+    verify_acceptance_cosign,
 };
 pub use money::{Price, PriceError};
 pub use pairing::{JoinPackage, PAIR_ALPN, PAIRING_LIFETIME_SECS, PairMessage, PairingCode, PairingError};
@@ -93,6 +94,9 @@ pub use path::{DerivedField, FieldPath, PathError, RecordFilter};
 pub use primitives::{KdfParams, Passphrase};
 pub use projection::project;
 pub use protocol::device::{DEVICE_ALPN, DeviceFrameError, DeviceMessage};
+pub use protocol::market::{
+    MARKET_ALPN, MARKET_LIMIT, MarketAnswer, MarketFrame, decode_market, encode_market,
+};
 pub use protocol::{
     ALPN, Ended, Frame, FrameError, MAX_FRAME, decode, decode_sync_body, encode, encode_sync_body,
     encode_with_length, framing,

@@ -50,6 +50,7 @@ use crate::statement::{NoticeId, RequestId};
 
 pub(crate) mod device;
 pub mod framing;
+pub(crate) mod market;
 
 /// The ALPN of the protocol.
 pub const ALPN: &[u8] = b"vault/sync/1";

@@ -12,7 +12,8 @@
 //!
 //! The kinds: [`Grant`](grant), [`Revocation`](revocation),
 //! [`ErasureReceipt`](erasure_receipt), [`ConsentRequest`](consent_request), [`Denial`](denial),
-//! [`BreachNotice`](breach_notice), [`DeviceRoster`](device_roster), all JSON bodies signed
+//! [`BreachNotice`](breach_notice), [`DeviceRoster`](device_roster), [`Offer`](offer),
+//! [`Acceptance`](acceptance), all JSON bodies signed
 //! through [`Signed`]; and two with a fixed binary form of their own: the key events of an
 //! identity's key state ([`key_event`]) and the device certificate (in `identity`, next to the
 //! tickets that carry it). An intention (`intent.rs`) is signed by a pseudonym, not by an
@@ -49,6 +50,7 @@ mod json;
 pub(crate) mod label;
 mod rules;
 
+pub(crate) mod acceptance;
 pub(crate) mod breach_notice;
 pub(crate) mod consent_request;
 pub(crate) mod denial;
@@ -56,6 +58,7 @@ pub(crate) mod device_roster;
 pub(crate) mod erasure_receipt;
 pub(crate) mod grant;
 pub(crate) mod key_event;
+pub(crate) mod offer;
 pub(crate) mod revocation;
 
 #[cfg(test)]
@@ -113,6 +116,18 @@ const KINDS: &[checklist::Kind] = &[
         label: key_event::LABEL,
         home: "statement/key_event.rs",
     },
+    checklist::Kind {
+        name: "offer",
+        ty: "Offer",
+        label: <offer::Offer as Statement>::LABEL,
+        home: "statement/offer.rs",
+    },
+    checklist::Kind {
+        name: "acceptance",
+        ty: "Acceptance",
+        label: <acceptance::Acceptance as Statement>::LABEL,
+        home: "statement/acceptance.rs",
+    },
     // With the identities and the tickets that carry it: it names both, and tickets name it.
     checklist::Kind {
         name: "device_certificate",
@@ -130,11 +145,12 @@ use serde::de::DeserializeOwned;
 use crate::identity::{DeviceCertificate, DeviceId, IdentityId};
 use crate::signer::{self, By, Signer};
 
-pub use ids::{GrantId, NoticeId, RequestId};
+pub use ids::{GrantId, NoticeId, OfferId, RequestId};
 pub(crate) use rules::check_single_line;
 pub use rules::{Rule, StatementError, is_steering_char};
 
 // Each kind's public face (re-exported whole by the crate root).
+pub use acceptance::Acceptance;
 pub use breach_notice::{BreachNotice, MAX_NOTICE_GRANTS, MAX_NOTICE_TEXT};
 pub use consent_request::{
     ConsentRequest, MAX_REQUEST_DURATION, MAX_REQUESTER_NAME, WiderThanAsked, check_requester_name,
@@ -146,6 +162,7 @@ pub use grant::{Grant, SignedGrant};
 pub use key_event::{
     KEY_EVENT_LEN, KeyEvent, KeyEventError, KeyLog, MAX_KEY_EVENTS, decode_events, next_key_digest,
 };
+pub use offer::{MAX_OFFER_TERMS, Offer};
 pub use revocation::Revocation;
 
 /// Largest statement body, in bytes.

@@ -6,6 +6,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use super::{KINDS, label};
+use crate::protocol::market::{MarketFrame, decode_market};
 use crate::protocol::{Frame, FrameError, decode};
 
 /// A kind of signed statement, and where its parts are.
@@ -135,6 +136,35 @@ fn fixture_frames() -> Vec<Frame> {
         .collect()
 }
 
+fn market_fixture_frames() -> Vec<MarketFrame> {
+    let text = include_str!("../../tests/fixtures/market-v1.txt");
+    text.lines()
+        .map(|line| {
+            let bytes: Vec<u8> = (0..line.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&line[i..i + 2], 16).expect("hex"))
+                .collect();
+            decode_market(&bytes)
+                .unwrap_or_else(|e| panic!("market-v1.txt: a line does not decode ({e}): {line}"))
+        })
+        .collect()
+}
+
+#[test]
+fn every_market_frame_code_has_a_known_answer_line() {
+    let text = include_str!("../../tests/fixtures/market-v1.txt");
+    let codes: Vec<u8> =
+        (0..=u8::MAX).filter(|&c| decode_market(&[c]) != Err(FrameError::UnknownType(c))).collect();
+    assert!(codes.len() >= 6, "found only {} market frame codes: the probe is broken", codes.len());
+    for code in codes {
+        let prefix = format!("{code:02x}");
+        assert!(
+            text.lines().any(|l| l.starts_with(&prefix)),
+            "market frame code 0x{prefix} has no known-answer line in tests/fixtures/market-v1.txt"
+        );
+    }
+}
+
 #[test]
 fn every_frame_code_has_a_known_answer_line() {
     let text = include_str!("../../tests/fixtures/frames-v1.txt");
@@ -154,11 +184,13 @@ fn every_frame_code_has_a_known_answer_line() {
 
 #[test]
 fn every_kind_travels_in_a_known_answer_frame() {
-    let carried: Vec<&str> = fixture_frames().iter().flat_map(Frame::statements_carried).collect();
+    let mut carried: Vec<&str> = fixture_frames().iter().flat_map(Frame::statements_carried).collect();
+    carried.extend(market_fixture_frames().iter().flat_map(MarketFrame::statements_carried));
     for kind in KINDS {
         assert!(
             carried.contains(&kind.name),
-            "no frame of tests/fixtures/frames-v1.txt carries a {} (a sample in protocol/tests.rs)",
+            "no frame of tests/fixtures/frames-v1.txt or market-v1.txt carries a {} (a sample in \
+             protocol/tests.rs or protocol/market/tests.rs)",
             kind.name
         );
     }

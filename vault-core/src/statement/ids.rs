@@ -95,6 +95,13 @@ random_id!(
 );
 
 random_id!(
+    /// The id of an offer answering an intention: 80 random bits, printed as 16 lowercase base32
+    /// characters.
+    OfferId,
+    "offer"
+);
+
+random_id!(
     /// The id of a breach notice: 80 random bits, printed as 16 lowercase base32 characters.
     NoticeId,
     "notice"
