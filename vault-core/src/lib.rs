@@ -132,3 +132,7 @@ pub use vault::{
     RekeyError, Rekeyed, Replication, ReplicationError, RequestError, RequestInfo, RequestStatus, ServeError,
     Serving, Share, ShareError, ShareStatus, SharedHave, StorageStats, Vault, VaultOptions, VerifyReport,
 };
+pub use vault::{
+    HeldIntention, Intents, IntentsError, MAX_HELD_INTENTIONS, MAX_HELD_PER_TOPIC, MAX_OFFERS_MADE,
+    MAX_OFFERS_PER_INTENTION, MAX_OFFERS_PER_SELLER, Market, MarketError, MyIntention, ends_at,
+};

@@ -78,6 +78,9 @@ const MIGRATIONS: &[&str] = &[
     // 8: breach notices, sent (seller) and received (customer).
     "CREATE TABLE notices_out (id BLOB PRIMARY KEY, blob BLOB NOT NULL);
      CREATE TABLE notices_in (id BLOB PRIMARY KEY, blob BLOB NOT NULL);",
+    // 9: intentions: this customer's (with their pseudonym keys), and those a seller received.
+    "CREATE TABLE intents_out (id BLOB PRIMARY KEY, blob BLOB NOT NULL);
+     CREATE TABLE intents_in (id BLOB PRIMARY KEY, blob BLOB NOT NULL);",
 ];
 
 /// Problems with the storage layer that are not the user's doing.

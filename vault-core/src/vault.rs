@@ -16,6 +16,7 @@
 //! | `requests.rs`, `inbox.rs`, `outbox.rs` | consent requests: [`Inbox`] (made to this vault: approve, deny), [`Outbox`] (made by it) | `requests_in`, `requests_out` |
 //! | `notices.rs` | [`Notices`]: breach notices sent and received | `notices_out`, `notices_in` |
 //! | `network.rs`, `network/` | [`Network`]: the purchase feed over held shares, its mutes, what the network says | (reads `received_views`) |
+//! | `intents.rs`, `market.rs` | intentions: [`Intents`] (this customer's, with their pseudonym keys), [`Market`] (a seller's, received) | `intents_out`, `intents_in` |
 //! | `audit.rs` | [`AccessLog`]: the access log | `audit` |
 //! | `keys.rs`, `key_state.rs` | [`Keys`]: the recovery code (the next key), restoring and forgetting the identity key, key events | `secrets` rows `identity`, `identity-next`; key events |
 //! | `devices.rs`, `roster.rs` | [`Devices`]: this identity's devices, rosters, peers' devices | `devices`; rosters |
@@ -48,9 +49,11 @@ mod devices;
 mod display_name;
 mod held;
 mod inbox;
+mod intents;
 mod issued;
 mod key_state;
 mod keys;
+mod market;
 pub mod network;
 mod notices;
 mod open;
@@ -75,10 +78,16 @@ pub use held::{
     MirrorShare, MirrorSource, MirrorStatus, RefusedValue, Share, ShareError, ShareStatus,
 };
 pub use inbox::{Inbox, MAX_PENDING_PER_PEER, Refusal};
+pub use intents::{
+    Intents, IntentsError, MAX_OFFERS_PER_INTENTION, MAX_OFFERS_PER_SELLER, MyIntention, ends_at,
+};
 pub use issued::{
     GrantError, GrantInfo, GrantStatus, Grants, Logged, NewGrant, Projections, ServeError, Serving,
 };
 pub use keys::{Keys, RecoveryError};
+pub use market::{
+    HeldIntention, MAX_HELD_INTENTIONS, MAX_HELD_PER_TOPIC, MAX_OFFERS_MADE, Market, MarketError,
+};
 pub use network::Network;
 pub use network::{FeedEntry, FeedFilter};
 pub use notices::{NoticeError, NoticeInfo, Notices, RecordedConsent};
@@ -424,6 +433,26 @@ impl Vault {
     /// Breach notices, to change.
     pub fn notices_mut(&mut self) -> Notices<&mut Self> {
         Notices::new(self)
+    }
+
+    /// This customer's intentions, to read.
+    pub fn intents(&self) -> Intents<&Self> {
+        Intents::new(self)
+    }
+
+    /// This customer's intentions, to change.
+    pub fn intents_mut(&mut self) -> Intents<&mut Self> {
+        Intents::new(self)
+    }
+
+    /// Intentions received (the seller's side), to read.
+    pub fn market(&self) -> Market<&Self> {
+        Market::new(self)
+    }
+
+    /// Intentions received (the seller's side), to change.
+    pub fn market_mut(&mut self) -> Market<&mut Self> {
+        Market::new(self)
     }
 
     /// The purchase feed and what the network says, to read.

@@ -177,7 +177,15 @@ pub(crate) async fn bind_endpoint(
     config: &NodeConfig,
     alpns: Vec<Vec<u8>>,
 ) -> Result<Endpoint, SyncError> {
-    let secret_key = iroh::SecretKey::from_bytes(&secret.secret_bytes());
+    bind_secret(iroh::SecretKey::from_bytes(&secret.secret_bytes()), config, alpns).await
+}
+
+/// Binds an endpoint under `secret_key` (a device's, or an intention's pseudonym's).
+pub(crate) async fn bind_secret(
+    secret_key: iroh::SecretKey,
+    config: &NodeConfig,
+    alpns: Vec<Vec<u8>>,
+) -> Result<Endpoint, SyncError> {
     let builder = if config.relay {
         Endpoint::builder(presets::N0)
     } else {

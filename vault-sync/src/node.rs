@@ -12,8 +12,8 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use vault_core::framing::{CONTROL_LIMIT, GRANTEE_SYNC_LIMIT};
 use vault_core::{
-    ALPN, DEVICE_ALPN, DeviceId, Frame, IdentityId, IssuerAction, IssuerSession, RefusedWhy, ServeStep,
-    ServeStream, Ticket, Vault,
+    ALPN, DEVICE_ALPN, DeviceId, Frame, IdentityId, IssuerAction, IssuerSession, MARKET_ALPN, RefusedWhy,
+    ServeStep, ServeStream, Ticket, Vault,
 };
 
 #[cfg(test)]
@@ -29,6 +29,7 @@ use crate::endpoint::{NodeConfig, NodeTasks, bind_endpoint, device_id, ticket_ad
 use crate::error::SyncError;
 use crate::frame::{Permits, read_frame_within, write_frame};
 use crate::limits::{HANDSHAKE_TIMEOUT, MAX_STREAMS_PER_CONNECTION};
+use crate::market::MarketListener;
 
 /// A running node.
 #[derive(Debug)]
@@ -42,7 +43,7 @@ pub struct Node {
 impl Node {
     /// Starts the node on `vault`.
     pub async fn spawn(mut vault: Vault, config: NodeConfig) -> Result<Node, SyncError> {
-        let alpns = vec![ALPN.to_vec(), DEVICE_ALPN.to_vec()];
+        let alpns = vec![ALPN.to_vec(), DEVICE_ALPN.to_vec(), MARKET_ALPN.to_vec()];
         // No address asked for: the port it served on last, so that the tickets its peers
         // saved still reach it; another when that one is taken (and it says so).
         let last = vault.serving().node_port();
@@ -77,6 +78,7 @@ impl Node {
         let router = Router::builder(endpoint.clone())
             .accept(ALPN, Listener { shared: shared.clone() })
             .accept(DEVICE_ALPN, DeviceListener { shared: shared.clone() })
+            .accept(MARKET_ALPN, MarketListener::new(shared.clone()))
             .spawn();
         let mut tasks = JoinSet::new();
         tasks.spawn(watcher::watch_vault(shared.clone(), config.poll));

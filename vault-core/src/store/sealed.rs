@@ -60,6 +60,8 @@ pub(crate) const DEVICES: Table = Table { name: "devices", kind: KeyKind::Blob("
 pub(crate) const SHARED_LOG: Table = Table { name: "shared_log", kind: KeyKind::Group("origin", "seq") };
 pub(crate) const NOTICES_OUT: Table = Table { name: "notices_out", kind: KeyKind::Blob("id") };
 pub(crate) const NOTICES_IN: Table = Table { name: "notices_in", kind: KeyKind::Blob("id") };
+pub(crate) const INTENTS_OUT: Table = Table { name: "intents_out", kind: KeyKind::Blob("id") };
+pub(crate) const INTENTS_IN: Table = Table { name: "intents_in", kind: KeyKind::Blob("id") };
 
 /// Every sealed table, in the order `verify` reports them.
 pub(crate) const ALL_TABLES: &[Table] = &[
@@ -80,6 +82,8 @@ pub(crate) const ALL_TABLES: &[Table] = &[
     SHARED_LOG,
     NOTICES_OUT,
     NOTICES_IN,
+    INTENTS_OUT,
+    INTENTS_IN,
 ];
 
 impl std::fmt::Display for Table {

@@ -60,6 +60,20 @@ pub enum AuditKind {
     /// A device's copy of the sharing state forked (a vault file restored from an older copy,
     /// or copied): the state was logged again under a fresh origin.
     SharingForked,
+    /// This customer stated an intention (under a pseudonym).
+    IntentionStated,
+    /// An intention of this customer was delivered to a seller.
+    IntentionSent,
+    /// This vault (a seller) received an intention from a pseudonym.
+    IntentionReceived,
+    /// An intention was withdrawn (by this customer, or by its customer for a seller).
+    IntentionWithdrawn,
+    /// This vault (a seller) made an offer to an intention.
+    OfferMade,
+    /// This customer fetched an offer for one of its intentions.
+    OfferReceived,
+    /// An offer was accepted: this customer told the seller who it is, or (a seller) learned who.
+    OfferAccepted,
 }
 
 /// One line of the access log.
