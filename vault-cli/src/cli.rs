@@ -7,11 +7,15 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 mod agent;
 mod consent;
 mod feed;
+mod intent;
 mod rekey;
 mod seller;
 pub(crate) use agent::{AgentRunArgs, UnlockArgs};
 pub(crate) use consent::{ApproveArgs, DenyArgs, FollowArgs, RequestArgs, RequestsArgs};
 pub(crate) use feed::{FeedArgs, FeedCommand, MuteArgs};
+pub(crate) use intent::{
+    IntentAcceptArgs, IntentAddArgs, IntentCommand, IntentOfferArgs, IntentOffersArgs, IntentWithdrawArgs,
+};
 pub(crate) use rekey::{NewPassphraseArgs, PasswdArgs, RekeyArgs};
 pub(crate) use seller::{BreachCommand, MirrorCommand, NoticesArgs};
 
@@ -117,6 +121,10 @@ pub(crate) enum Command {
     Follow(FollowArgs),
     /// The purchases shared by everyone you follow, newest first
     Feed(FeedArgs),
+    /// Tell sellers what you want without telling them who you are; answer with offers
+    /// (seller side)
+    #[command(subcommand)]
+    Intent(IntentCommand),
     /// What others share with you: by grant, with purpose, expiry and the signed grant
     Shared(SharedArgs),
     /// Whose grants this vault takes in: anyone (strangers' unsolicited grants bounded), your

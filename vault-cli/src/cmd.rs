@@ -13,6 +13,7 @@ mod grant;
 mod id;
 mod import;
 mod init;
+mod intent;
 mod mirror;
 mod network;
 mod passwd;
@@ -73,6 +74,7 @@ pub(crate) fn run(cli: Cli) -> Result<Outcome> {
         Command::Breach(command) => breach::notify(&app, command),
         Command::Notices(args) => breach::list(&app, &args),
         Command::Sync(args) => serve::sync(&app, &args),
+        Command::Intent(command) => intent::run(&app, command),
         Command::Shared(args) => shared::run(&app, &args),
         Command::Accept(args) => accept::run(&app, &args),
         Command::Request(args) => request::request(&app, &args),

@@ -44,6 +44,8 @@ mod frame;
 mod keep;
 mod limits;
 mod market;
+#[cfg(test)]
+mod market_tests;
 mod node;
 mod notify;
 mod pairing;

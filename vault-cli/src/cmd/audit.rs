@@ -73,6 +73,13 @@ pub(crate) fn describe_event(vault: &Vault, e: &AuditEvent) -> String {
         AuditKind::BreachNotified => "sent a breach notice to",
         AuditKind::BreachNotice => "BREACH NOTICE from",
         AuditKind::SharingForked => "sharing state sent again",
+        AuditKind::IntentionStated => "stated an intention",
+        AuditKind::IntentionSent => "sent an intention to",
+        AuditKind::IntentionReceived => "received an intention",
+        AuditKind::IntentionWithdrawn => "intention withdrawn",
+        AuditKind::OfferMade => "made an offer",
+        AuditKind::OfferReceived => "offer from",
+        AuditKind::OfferAccepted => "offer accepted, identities told:",
         _ => "event",
     };
     let mut line = format!("{}  {what} {}", local(e.at), untrusted(&who));
