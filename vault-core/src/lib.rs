@@ -133,6 +133,6 @@ pub use vault::{
     Serving, Share, ShareError, ShareStatus, SharedHave, StorageStats, Vault, VaultOptions, VerifyReport,
 };
 pub use vault::{
-    HeldIntention, Intents, IntentsError, MAX_HELD_INTENTIONS, MAX_HELD_PER_TOPIC, MAX_OFFERS_MADE,
+    Accepted, HeldIntention, Intents, IntentsError, MAX_HELD_INTENTIONS, MAX_HELD_PER_TOPIC, MAX_OFFERS_MADE,
     MAX_OFFERS_PER_INTENTION, MAX_OFFERS_PER_SELLER, Market, MarketError, MyIntention, ends_at,
 };

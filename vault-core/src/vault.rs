@@ -79,7 +79,7 @@ pub use held::{
 };
 pub use inbox::{Inbox, MAX_PENDING_PER_PEER, Refusal};
 pub use intents::{
-    Intents, IntentsError, MAX_OFFERS_PER_INTENTION, MAX_OFFERS_PER_SELLER, MyIntention, ends_at,
+    Accepted, Intents, IntentsError, MAX_OFFERS_PER_INTENTION, MAX_OFFERS_PER_SELLER, MyIntention, ends_at,
 };
 pub use issued::{
     GrantError, GrantInfo, GrantStatus, Grants, Logged, NewGrant, Projections, ServeError, Serving,

@@ -10,6 +10,7 @@ mod devices_sharing;
 mod field;
 mod hostile_text;
 mod init_passphrase;
+mod intentions;
 mod journey;
 mod kdf;
 mod live_changes;

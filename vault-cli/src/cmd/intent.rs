@@ -68,6 +68,9 @@ fn add(app: &App, args: &IntentAddArgs) -> Result<Outcome> {
         place: args.place.clone(),
         until: parse_expiry(&args.until, now)?,
     };
+    if draft.until <= now {
+        bail!("--until is in the past: an intention holds until a day to come");
+    }
     // Every seller is resolved before anything is made: a typo makes no pseudonym.
     let tickets = args.to.iter().map(|p| seller_ticket(&vault, p)).collect::<Result<Vec<_>>>()?;
     let signed = vault.intents_mut().state(&draft, None)?;

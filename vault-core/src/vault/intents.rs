@@ -85,6 +85,10 @@ impl MyIntention {
     }
 }
 
+/// What [`Intents::accept`] makes: the acceptance, the pseudonym's co-signature over it, and
+/// where the seller is reached (the offer's ticket, or the seller's contact).
+pub type Accepted = (Signed<Acceptance>, [u8; 64], Option<Ticket>);
+
 /// Something about an intention could not be done.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -298,7 +302,7 @@ impl Intents<&mut Vault> {
         pseudonym: &Pseudonym,
         offer: &str,
         reply_to: Option<Ticket>,
-    ) -> Result<(Signed<Acceptance>, [u8; 64], Option<Ticket>), IntentsError> {
+    ) -> Result<Accepted, IntentsError> {
         let now = self.vault.now();
         let me = self.vault.identity();
         let mine = self.find(&pseudonym.to_string())?;
