@@ -168,13 +168,13 @@ pub enum IntentError {
     Forged,
 }
 
-fn valid_tag(tag: &str) -> bool {
+pub(crate) fn valid_tag(tag: &str) -> bool {
     (1..=40).contains(&tag.len())
         && tag.bytes().next().is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
         && tag.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
 }
 
-fn valid_place(place: &str) -> bool {
+pub(crate) fn valid_place(place: &str) -> bool {
     let (country, region) = match place.split_once('-') {
         Some((c, r)) => (c, Some(r)),
         None => (place, None),
@@ -277,51 +277,72 @@ pub fn verify_acceptance_cosign(pseudonym: &Pseudonym, acceptance_body: &[u8], s
     pseudonym.verify(ACCEPT_LABEL, acceptance_body, signature)
 }
 
-/// An intention withdrawn, signed by its pseudonym: whoever holds the intention drops it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Withdrawal {
-    /// The intention withdrawn.
-    pub pseudonym: Pseudonym,
-    /// When (unix seconds).
-    pub at: i64,
-    signature: [u8; 64],
+/// The label under which an intention's pseudonym asks a topic for the offers made to it.
+const POLL_LABEL: &[u8] = b"vault/intention/poll/1";
+
+/// Length of a stamp's wire form (a [`Withdrawal`], a [`Poll`]): pseudonym, time, signature.
+pub const STAMP_LEN: usize = 32 + 8 + 64;
+
+/// A pseudonym's signed word at a time, under a label of its kind.
+macro_rules! stamp_type {
+    ($(#[$doc:meta])* $name:ident, $label:expr) => {
+        $(#[$doc])*
+        #[derive(Clone, Debug, PartialEq, Eq)]
+        pub struct $name {
+            /// The intention's pseudonym.
+            pub pseudonym: Pseudonym,
+            /// When (unix seconds).
+            pub at: i64,
+            signature: [u8; 64],
+        }
+
+        impl $name {
+            fn signed_bytes(pseudonym: &Pseudonym, at: i64) -> [u8; 40] {
+                let mut out = [0u8; 40];
+                out[..32].copy_from_slice(pseudonym.as_bytes());
+                out[32..].copy_from_slice(&at.to_be_bytes());
+                out
+            }
+
+            /// Made by `key`'s pseudonym at `at`.
+            pub fn sign(key: &PseudonymKey, at: i64) -> Self {
+                let pseudonym = key.public();
+                let signature = key.sign($label, &Self::signed_bytes(&pseudonym, at));
+                Self { pseudonym, at, signature }
+            }
+
+            /// The wire form ([`STAMP_LEN`] bytes).
+            pub fn to_bytes(&self) -> Vec<u8> {
+                [&Self::signed_bytes(&self.pseudonym, self.at)[..], &self.signature[..]].concat()
+            }
+
+            /// Reads and verifies one.
+            pub fn from_bytes(bytes: &[u8]) -> Result<Self, IntentError> {
+                if bytes.len() != STAMP_LEN {
+                    return Err(IntentError::Forged);
+                }
+                let pseudonym = Pseudonym::from_bytes(bytes[..32].try_into().expect("32 bytes"))
+                    .map_err(|_| IntentError::Forged)?;
+                let at = i64::from_be_bytes(bytes[32..40].try_into().expect("8 bytes"));
+                let signature: [u8; 64] = bytes[40..].try_into().expect("64 bytes");
+                if !pseudonym.verify($label, &bytes[..40], &signature) {
+                    return Err(IntentError::Forged);
+                }
+                Ok(Self { pseudonym, at, signature })
+            }
+        }
+    };
 }
 
-/// Length of a withdrawal's wire form: pseudonym, time, signature.
-pub const WITHDRAWAL_LEN: usize = 32 + 8 + 64;
+stamp_type!(
+    /// An intention withdrawn, signed by its pseudonym: whoever holds the intention drops it.
+    Withdrawal,
+    WITHDRAW_LABEL
+);
 
-impl Withdrawal {
-    fn signed_bytes(pseudonym: &Pseudonym, at: i64) -> [u8; 40] {
-        let mut out = [0u8; 40];
-        out[..32].copy_from_slice(pseudonym.as_bytes());
-        out[32..].copy_from_slice(&at.to_be_bytes());
-        out
-    }
-
-    /// Withdraws the intention `key` signs for, at `at`.
-    pub fn sign(key: &PseudonymKey, at: i64) -> Self {
-        let pseudonym = key.public();
-        let signature = key.sign(WITHDRAW_LABEL, &Self::signed_bytes(&pseudonym, at));
-        Self { pseudonym, at, signature }
-    }
-
-    /// The wire form ([`WITHDRAWAL_LEN`] bytes).
-    pub fn to_bytes(&self) -> Vec<u8> {
-        [&Self::signed_bytes(&self.pseudonym, self.at)[..], &self.signature[..]].concat()
-    }
-
-    /// Reads and verifies a withdrawal.
-    pub fn from_bytes(bytes: &[u8]) -> Result<Self, IntentError> {
-        if bytes.len() != WITHDRAWAL_LEN {
-            return Err(IntentError::Forged);
-        }
-        let pseudonym = Pseudonym::from_bytes(bytes[..32].try_into().expect("32 bytes"))
-            .map_err(|_| IntentError::Forged)?;
-        let at = i64::from_be_bytes(bytes[32..40].try_into().expect("8 bytes"));
-        let signature: [u8; 64] = bytes[40..].try_into().expect("64 bytes");
-        if !pseudonym.verify(WITHDRAW_LABEL, &bytes[..40], &signature) {
-            return Err(IntentError::Forged);
-        }
-        Ok(Self { pseudonym, at, signature })
-    }
-}
+stamp_type!(
+    /// An intention's pseudonym asking a public topic for the offers made to it: sellers that
+    /// made one answer on the topic (the customer has no address to be called at).
+    Poll,
+    POLL_LABEL
+);

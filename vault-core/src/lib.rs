@@ -51,6 +51,7 @@ mod receipt;
 mod schema;
 mod scope;
 mod session;
+mod signal;
 mod signer;
 mod statement;
 mod store;
@@ -83,8 +84,8 @@ pub use identity::{
     TicketError,
 };
 pub use intent::{
-    Budget, IntentError, Intention, IntentionDraft, MAX_INTENT_TAGS, MAX_INTENTION_BYTES, MAX_WHAT,
-    Pseudonym, PseudonymKey, SignedIntention, WITHDRAWAL_LEN, Withdrawal, cosign_acceptance,
+    Budget, IntentError, Intention, IntentionDraft, MAX_INTENT_TAGS, MAX_INTENTION_BYTES, MAX_WHAT, Poll,
+    Pseudonym, PseudonymKey, STAMP_LEN, SignedIntention, Withdrawal, cosign_acceptance,
     verify_acceptance_cosign,
 };
 pub use money::{Price, PriceError};
@@ -117,6 +118,7 @@ pub use session::{
     ShareStream, SyncReport,
 };
 pub use session::{dial_order, first_for};
+pub use signal::{MAX_SIGNAL_BYTES, MAX_SIGNAL_TEXT, Signal, SignalError, SignedSignal, Topic, TopicError};
 pub use signer::{By, Signer};
 pub use statement::*;
 pub use store::{DB_FILE, StoreError, UnlockKey};

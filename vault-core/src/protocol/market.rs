@@ -15,7 +15,8 @@
 //! signed thing inside is verified by [`decode_market`], so a decoded frame never carries a
 //! forged intention, offer, acceptance or withdrawal.
 
-use crate::intent::{SignedIntention, Withdrawal, verify_acceptance_cosign};
+use crate::intent::{Poll, SignedIntention, Withdrawal, verify_acceptance_cosign};
+use crate::signal::SignedSignal;
 use crate::statement::{Acceptance, Offer, Signed};
 
 use super::FrameError;
@@ -64,6 +65,10 @@ pub enum MarketFrame {
     },
     /// The customer withdraws the intention.
     Withdraw(Withdrawal),
+    /// On a topic: an intention's pseudonym asks for the offers made to it.
+    Poll(Poll),
+    /// On a topic: a purchase signal.
+    Signal(Box<SignedSignal>),
 }
 
 const T_INTENTION: u8 = 0x41;
@@ -72,6 +77,8 @@ const T_FETCH: u8 = 0x43;
 const T_OFFERS: u8 = 0x44;
 const T_ACCEPT: u8 = 0x45;
 const T_WITHDRAW: u8 = 0x46;
+const T_POLL: u8 = 0x47;
+const T_SIGNAL: u8 = 0x48;
 
 fn answer_code(a: MarketAnswer) -> u8 {
     match a {
@@ -113,6 +120,14 @@ pub fn encode_market(frame: &MarketFrame) -> Vec<u8> {
         MarketFrame::Withdraw(w) => {
             out.push(T_WITHDRAW);
             out.extend_from_slice(&w.to_bytes());
+        }
+        MarketFrame::Poll(p) => {
+            out.push(T_POLL);
+            out.extend_from_slice(&p.to_bytes());
+        }
+        MarketFrame::Signal(s) => {
+            out.push(T_SIGNAL);
+            out.extend_from_slice(&s.to_bytes());
         }
     }
     out
@@ -169,6 +184,10 @@ pub fn decode_market(body: &[u8]) -> Result<MarketFrame, FrameError> {
             MarketFrame::Accept { acceptance: Box::new(acceptance), cosign }
         }
         T_WITHDRAW => MarketFrame::Withdraw(Withdrawal::from_bytes(rest).map_err(bad)?),
+        T_POLL => MarketFrame::Poll(Poll::from_bytes(rest).map_err(bad)?),
+        T_SIGNAL => MarketFrame::Signal(Box::new(
+            SignedSignal::from_bytes(rest).map_err(|_| FrameError::BadStatement)?,
+        )),
         other => return Err(FrameError::UnknownType(other)),
     })
 }
@@ -185,7 +204,9 @@ impl MarketFrame {
             | MarketFrame::Answer(_)
             | MarketFrame::FetchOffers
             | MarketFrame::Offers(_)
-            | MarketFrame::Withdraw(_) => Vec::new(),
+            | MarketFrame::Withdraw(_)
+            | MarketFrame::Poll(_)
+            | MarketFrame::Signal(_) => Vec::new(),
         }
     }
 }

@@ -11,6 +11,7 @@ pub(crate) fn sample_market_frames() -> Vec<MarketFrame> {
     let alice = Identity::from_secret_bytes(&[3; 32]);
     let shop = Identity::from_secret_bytes(&[4; 32]);
     let key = PseudonymKey::from_secret_bytes(&[6; 32]);
+    let topic_key = PseudonymKey::from_secret_bytes(&[7; 32]);
     let intention = Intention {
         pseudonym: key.public(),
         what: "espresso machine".into(),
@@ -57,6 +58,21 @@ pub(crate) fn sample_market_frames() -> Vec<MarketFrame> {
         MarketFrame::Offers(vec![offer]),
         MarketFrame::Accept { acceptance: Box::new(acceptance), cosign },
         MarketFrame::Withdraw(Withdrawal::sign(&key, 1_800_000_200)),
+        MarketFrame::Poll(crate::intent::Poll::sign(&key, 1_800_000_300)),
+        MarketFrame::Signal(Box::new(
+            crate::signal::Signal {
+                pseudonym: topic_key.public(),
+                topic: "coffee/FR".parse().unwrap(),
+                item: "Espresso machine".into(),
+                seller: "Acme".into(),
+                rating: Some(4),
+                price: Some(crate::intent::Budget { low: 100, high: 200, currency: "EUR".into() }),
+                place: Some("FR".into()),
+                when: Some("2027-01".into()),
+            }
+            .sign(&topic_key)
+            .unwrap(),
+        )),
     ]
 }
 
