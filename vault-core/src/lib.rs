@@ -96,7 +96,7 @@ pub use primitives::{KdfParams, Passphrase};
 pub use projection::project;
 pub use protocol::device::{DEVICE_ALPN, DeviceFrameError, DeviceMessage};
 pub use protocol::market::{
-    MARKET_ALPN, MARKET_LIMIT, MarketAnswer, MarketFrame, decode_market, encode_market,
+    MARKET_ALPN, MARKET_LIMIT, MAX_OFFERS_PER_FRAME, MarketAnswer, MarketFrame, decode_market, encode_market,
 };
 pub use protocol::{
     ALPN, Ended, Frame, FrameError, MAX_FRAME, decode, decode_sync_body, encode, encode_sync_body,
@@ -135,6 +135,7 @@ pub use vault::{
     Serving, Share, ShareError, ShareStatus, SharedHave, StorageStats, Vault, VaultOptions, VerifyReport,
 };
 pub use vault::{
-    Accepted, HeldIntention, Intents, IntentsError, MAX_HELD_INTENTIONS, MAX_HELD_PER_TOPIC, MAX_OFFERS_MADE,
-    MAX_OFFERS_PER_INTENTION, MAX_OFFERS_PER_SELLER, Market, MarketError, MyIntention, ends_at,
+    Accepted, HeldIntention, Intents, IntentsError, MAX_HELD_INTENTIONS, MAX_HELD_PER_TOPIC,
+    MAX_INTENTION_DAYS, MAX_OFFERS_MADE, MAX_OFFERS_PER_INTENTION, MAX_OFFERS_PER_SELLER,
+    MAX_WITHDRAWN_MARKS, MIN_PREFIX, Market, MarketError, MyIntention, ends_at,
 };

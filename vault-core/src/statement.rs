@@ -150,7 +150,7 @@ pub(crate) use rules::check_single_line;
 pub use rules::{Rule, StatementError, is_steering_char};
 
 // Each kind's public face (re-exported whole by the crate root).
-pub use acceptance::Acceptance;
+pub use acceptance::{Acceptance, digest_of};
 pub use breach_notice::{BreachNotice, MAX_NOTICE_GRANTS, MAX_NOTICE_TEXT};
 pub use consent_request::{
     ConsentRequest, MAX_REQUEST_DURATION, MAX_REQUESTER_NAME, WiderThanAsked, check_requester_name,

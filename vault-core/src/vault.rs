@@ -79,14 +79,16 @@ pub use held::{
 };
 pub use inbox::{Inbox, MAX_PENDING_PER_PEER, Refusal};
 pub use intents::{
-    Accepted, Intents, IntentsError, MAX_OFFERS_PER_INTENTION, MAX_OFFERS_PER_SELLER, MyIntention, ends_at,
+    Accepted, Intents, IntentsError, MAX_OFFERS_PER_INTENTION, MAX_OFFERS_PER_SELLER, MIN_PREFIX,
+    MyIntention, ends_at,
 };
 pub use issued::{
     GrantError, GrantInfo, GrantStatus, Grants, Logged, NewGrant, Projections, ServeError, Serving,
 };
 pub use keys::{Keys, RecoveryError};
 pub use market::{
-    HeldIntention, MAX_HELD_INTENTIONS, MAX_HELD_PER_TOPIC, MAX_OFFERS_MADE, Market, MarketError,
+    HeldIntention, MAX_HELD_INTENTIONS, MAX_HELD_PER_TOPIC, MAX_INTENTION_DAYS, MAX_OFFERS_MADE,
+    MAX_WITHDRAWN_MARKS, Market, MarketError,
 };
 pub use network::Network;
 pub use network::{FeedEntry, FeedFilter};

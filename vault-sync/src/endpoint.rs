@@ -218,6 +218,31 @@ pub(crate) async fn bind_secret(
     Ok(endpoint)
 }
 
+/// Binds an endpoint that speaks for a pseudonym, for one call. With relays on it goes through
+/// a relay only: no local or public addresses of this machine are offered to the peer (iroh's
+/// path discovery would tell them), and nothing is published under the pseudonym (the peer is
+/// found through DNS, not announced to it). Relays off (local networks, tests), it binds a
+/// fresh port and the peer sees that address.
+pub(crate) async fn bind_pseudonymous(
+    secret_key: iroh::SecretKey,
+    relay: bool,
+) -> Result<Endpoint, SyncError> {
+    if !relay {
+        return bind_secret(secret_key, &NodeConfig { relay: false, ..NodeConfig::default() }, Vec::new())
+            .await;
+    }
+    Endpoint::builder(presets::Minimal)
+        .relay_mode(RelayMode::Default)
+        .address_lookup(iroh::address_lookup::DnsAddressLookup::n0_dns())
+        .clear_ip_transports()
+        .secret_key(secret_key)
+        .transport_config(transport_config())
+        .portmapper_config(iroh::endpoint::PortmapperConfig::Disabled)
+        .bind()
+        .await
+        .map_err(|e| SyncError::Bind(Box::new(e)))
+}
+
 /// How long relays may take to answer before the program is told they cannot be reached.
 const RELAY_WAIT: Duration = Duration::from_secs(5);
 /// Called when relays are on and none answered within [`RELAY_WAIT`] (see

@@ -83,6 +83,7 @@ impl Node {
         let mut tasks = JoinSet::new();
         tasks.spawn(watcher::watch_vault(shared.clone(), config.poll));
         tasks.spawn(crate::served::commit_served(shared.clone()));
+        tasks.spawn(crate::market::expire_intentions(shared.clone()));
         tasks.spawn(crate::notify::notify_audiences(shared.clone(), endpoint.clone()));
         if config.subscribe {
             tasks.spawn(crate::keep::subscribe_all(shared.clone(), endpoint.clone(), config.clone()));

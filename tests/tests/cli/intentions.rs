@@ -106,6 +106,13 @@ fn an_intention_reaches_two_sellers_the_customer_accepts_one_and_the_other_never
     assert_eq!(acme_inbox["intentions"][0]["accepted_by"], identity, "{acme_inbox}");
     let log = acme.ok(&["audit"]);
     assert!(log.contains("offer accepted") && log.contains(identity), "{log}");
+    // Accepted is final: no second acceptance, and no withdrawal that would make Acme forget.
+    let bazaar_offer =
+        offers.iter().find(|o| o["seller_contact"] == "bazaar").unwrap()["id"].as_str().unwrap();
+    let again = ada.fails(&["intent", "accept", &pseudonym[..12], bazaar_offer, "--no-relay"], 2);
+    assert!(again.contains("accepted"), "{again}");
+    let err = ada.fails(&["intent", "withdraw", &pseudonym[..12], "--no-relay"], 2);
+    assert!(err.contains("accepted"), "{err}");
 
     // Bazaar never did: not the identity, not the device, not the node's address.
     let port = ada_ticket_port(&ada_ticket);
@@ -157,6 +164,7 @@ fn bad_intentions_are_refused_before_anything_is_made() {
         (&["intent", "add", "x", "--until", "7d", "--to", "acme", "--tag", "Bad Tag"], "tags use"),
         (&["intent", "add", "", "--until", "7d", "--to", "acme"], "what you want"),
         (&["intent", "add", "x", "--until", "2020-01-01", "--to", "acme"], "past"),
+        (&["intent", "add", "x", "--until", "365d", "--to", "acme"], "at most 90 days"),
         (&["intent", "offers", "zzzz"], "no intention of yours"),
     ];
     for (args, says) in cases {

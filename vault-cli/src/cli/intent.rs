@@ -21,6 +21,11 @@ pub(crate) enum IntentCommand {
     Inbox,
     /// Answer an intention with a signed offer (seller side): the customer fetches it
     Offer(IntentOfferArgs),
+    /// Forget an intention you received, with your offers to it (seller side)
+    Forget {
+        /// The intention (its pseudonym, or its first 12 characters)
+        intention: String,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -26,6 +26,12 @@ pub(crate) fn run(app: &App, command: IntentCommand) -> Result<Outcome> {
         IntentCommand::Withdraw(args) => withdraw(app, &args),
         IntentCommand::Inbox => inbox(app),
         IntentCommand::Offer(args) => offer(app, &args),
+        IntentCommand::Forget { intention } => {
+            let mut vault = app.unlock()?;
+            let gone = vault.market_mut().forget(&intention)?;
+            app.print(format!("intention {gone} forgotten, with your offers to it"))?;
+            Ok(Outcome::Done)
+        }
     }
 }
 
@@ -70,6 +76,9 @@ fn add(app: &App, args: &IntentAddArgs) -> Result<Outcome> {
     };
     if draft.until <= now {
         bail!("--until is in the past: an intention holds until a day to come");
+    }
+    if draft.until > now + vault_core::MAX_INTENTION_DAYS * 86_400 {
+        bail!("--until is too far: an intention holds at most {} days", vault_core::MAX_INTENTION_DAYS);
     }
     // Every seller is resolved before anything is made: a typo makes no pseudonym.
     let tickets = args.to.iter().map(|p| seller_ticket(&vault, p)).collect::<Result<Vec<_>>>()?;
@@ -283,10 +292,15 @@ fn accept(app: &App, args: &IntentAcceptArgs) -> Result<Outcome> {
     let key = vault.intents().key(&pseudonym)?.context("an intention without its key")?;
     let seller = acceptance.statement().seller;
     let frame = MarketFrame::Accept { acceptance: Box::new(acceptance), cosign };
-    let answer = call_one(&key, &ticket, frame, !args.no_relay).with_context(
-        || "the seller was not reached; your acceptance is recorded here, run this again to deliver it",
-    )?;
-    let kept = matches!(answer, MarketFrame::Answer(MarketAnswer::Kept));
+    let answer = call_one(&key, &ticket, frame, !args.no_relay).with_context(|| {
+        "the seller was not reached; your acceptance is kept as it is: run the same command again to deliver it"
+    })?;
+    let answer = match answer {
+        MarketFrame::Answer(a) => a,
+        _ => MarketAnswer::Refused,
+    };
+    vault.intents_mut().accept_answered(&pseudonym, answer)?;
+    let kept = answer == MarketAnswer::Kept;
     let name = vault.contacts().petname(&seller);
     if app.json {
         app.print_json(&json!({
@@ -303,7 +317,10 @@ fn accept(app: &App, args: &IntentAcceptArgs) -> Result<Outcome> {
              What you share with it goes through consent as usual: vault grant, or approve its request."
         ))?;
     } else {
-        bail!("the seller did not take the acceptance ({answer:?})");
+        bail!(
+            "the seller did not take the acceptance ({}); it has seen who you are. You may accept another offer",
+            answer_words(answer)
+        );
     }
     Ok(Outcome::Done)
 }

@@ -26,7 +26,7 @@ pub const MARKET_ALPN: &[u8] = b"vault/market/1";
 /// Largest market frame, in bytes.
 pub const MARKET_LIMIT: usize = 64 * 1024;
 /// Most offers in one `Offers` frame.
-pub(crate) const MAX_OFFERS_PER_FRAME: usize = 16;
+pub const MAX_OFFERS_PER_FRAME: usize = 16;
 
 /// A seller's answer to what a customer sent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -15,6 +15,10 @@ use crate::statement::{OfferId, Rule, Statement};
 pub struct Acceptance {
     /// The offer accepted.
     pub offer: OfferId,
+    /// The BLAKE3 hash of the accepted offer's signed form (`Signed::to_bytes`), in hex: the
+    /// offer exactly as the customer saw it, so that a seller cannot claim another one signed
+    /// under the same id.
+    pub offer_digest: String,
     /// The intention it answered, by its pseudonym.
     pub intention: Pseudonym,
     /// Who accepts: the customer, named for the first time.
@@ -44,13 +48,23 @@ impl Statement for Acceptance {
         if self.customer == self.seller {
             return Err(Rule::SameIdentity("customer and seller"));
         }
-        if let Some(Ok(ticket)) = self.reply_to.as_deref().map(str::parse::<Ticket>)
-            && ticket.identity() != self.customer
+        if self.offer_digest.len() != 64
+            || !self.offer_digest.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        {
+            return Err(Rule::NoText("offer digest"));
+        }
+        if let Some(ticket) = &self.reply_to
+            && ticket.parse::<Ticket>().map_or(true, |t| t.identity() != self.customer)
         {
             return Err(Rule::NotTheirTicket);
         }
         Ok(())
     }
+}
+
+/// The digest an acceptance names an offer by: BLAKE3 of its signed form, in hex.
+pub fn digest_of(offer_bytes: &[u8]) -> String {
+    blake3::hash(offer_bytes).to_hex().to_string()
 }
 
 #[cfg(test)]
@@ -64,6 +78,7 @@ mod tests {
         let (alice, shop) = (Identity::generate(), Identity::generate());
         let acceptance = Acceptance {
             offer: OfferId::random(),
+            offer_digest: digest_of(b"an offer"),
             intention: PseudonymKey::generate().public(),
             customer: alice.public(),
             seller: shop.public(),

@@ -65,8 +65,8 @@ impl Statement for Offer {
         if self.until <= self.made_at {
             return Err(Rule::ExpiresBeforeIssued);
         }
-        if let Some(Ok(ticket)) = self.reply_to.as_deref().map(str::parse::<Ticket>)
-            && ticket.identity() != self.seller
+        if let Some(ticket) = &self.reply_to
+            && ticket.parse::<Ticket>().map_or(true, |t| t.identity() != self.seller)
         {
             return Err(Rule::NotTheirTicket);
         }

@@ -16,7 +16,7 @@ use crate::intent::{
     IntentError, IntentionDraft, Pseudonym, PseudonymKey, SignedIntention, Withdrawal, cosign_acceptance,
 };
 use crate::protocol::market::MarketAnswer;
-use crate::statement::{Acceptance, Offer, OfferId, Signed, StatementError};
+use crate::statement::{Acceptance, Offer, OfferId, Signed, StatementError, digest_of};
 use crate::store::StoreError;
 use crate::store::sealed::{INTENTS_OUT, Key};
 use crate::store::typed::TypedTable;
@@ -25,6 +25,10 @@ const ROWS: TypedTable<MineRecord> = TypedTable::new(INTENTS_OUT);
 
 /// Offers kept per intention, at most (a flood is not news).
 pub const MAX_OFFERS_PER_INTENTION: usize = 32;
+/// The shortest prefix of a pseudonym that names an intention (what lists show): 60 bits, too
+/// many to grind a collision with someone else's.
+pub const MIN_PREFIX: usize = 12;
+
 /// Offers kept from one seller per intention.
 pub const MAX_OFFERS_PER_SELLER: usize = 4;
 
@@ -41,6 +45,10 @@ struct MineRecord {
     offers: Vec<(Vec<u8>, i64)>,
     #[serde(default)]
     accepted: Option<OfferId>,
+    /// An acceptance signed but not yet taken by its seller: its signed form and the
+    /// pseudonym's co-signature, sent again as they are until the seller answers.
+    #[serde(default)]
+    pending: Option<(Vec<u8>, Vec<u8>)>,
     #[serde(default)]
     withdrawn_at: Option<i64>,
 }
@@ -168,8 +176,9 @@ impl<V: Deref<Target = Vault>> Intents<V> {
     pub fn find(&self, name: &str) -> Result<MyIntention, IntentsError> {
         let name = name.trim().to_ascii_lowercase();
         let all = self.list()?;
-        let mut hits =
-            all.into_iter().filter(|i| name.len() >= 4 && i.pseudonym().to_string().starts_with(&name));
+        let mut hits = all
+            .into_iter()
+            .filter(|i| name.len() >= MIN_PREFIX && i.pseudonym().to_string().starts_with(&name));
         match (hits.next(), hits.next()) {
             (Some(one), None) => Ok(one),
             _ => Err(IntentsError::Unknown(name)),
@@ -226,6 +235,7 @@ impl Intents<&mut Vault> {
                 topic: topic.map(str::to_owned),
                 offers: Vec::new(),
                 accepted: None,
+                pending: None,
                 withdrawn_at: None,
             };
             ROWS.put(&v.store, Key::Id(signed.intention.pseudonym.as_bytes()), &record)?;
@@ -295,8 +305,10 @@ impl Intents<&mut Vault> {
         })
     }
 
-    /// Accepts an offer: signs the acceptance with this identity and co-signs it with the
-    /// intention's pseudonym. Returns what goes to that seller, and where it is reached.
+    /// Accepts an offer, step one: signs the acceptance with this identity and co-signs it with
+    /// the intention's pseudonym, and keeps both as pending (nothing is closed yet). Asked again
+    /// for the same offer, returns the same pending acceptance; for another, refuses while one
+    /// is pending. Returns what goes to that seller, and where it is reached.
     pub fn accept(
         &mut self,
         pseudonym: &Pseudonym,
@@ -306,8 +318,12 @@ impl Intents<&mut Vault> {
         let now = self.vault.now();
         let me = self.vault.identity();
         let mine = self.find(&pseudonym.to_string())?;
-        if let Some(why) = closed(&mine) {
-            return Err(IntentsError::Closed(why));
+        // Said first, whatever offer was named (checked again inside the write below).
+        if mine.withdrawn_at.is_some() {
+            return Err(IntentsError::Closed("withdrawn"));
+        }
+        if mine.accepted.is_some() {
+            return Err(IntentsError::Closed("accepted"));
         }
         let chosen = mine
             .offers
@@ -316,34 +332,80 @@ impl Intents<&mut Vault> {
             .find(|o| o.statement().id.to_string() == offer.trim().to_ascii_lowercase())
             .ok_or_else(|| IntentsError::UnknownOffer(offer.to_owned()))?
             .clone();
-        let o = chosen.statement();
-        if o.until <= now {
-            return Err(IntentsError::OfferExpired);
-        }
-        let acceptance = Acceptance {
-            offer: o.id,
-            intention: *pseudonym,
-            customer: me,
-            seller: o.seller,
-            reply_to: reply_to.map(|t| t.to_string()),
-            accepted_at: now,
-        };
-        let signed = Signed::sign(acceptance, self.vault.signer())?;
-        let key = self.key(pseudonym)?.ok_or_else(|| IntentsError::Unknown(pseudonym.to_string()))?;
-        let cosign = cosign_acceptance(&key, signed.body());
+        let o = chosen.statement().clone();
         let seller_ticket = o.reply_to.as_deref().and_then(|t| t.parse::<Ticket>().ok());
         let seller_ticket =
             seller_ticket.or_else(|| self.vault.contacts().resolve(&o.seller.to_string()).ok()?.ticket);
+        let key = self.key(pseudonym)?.ok_or_else(|| IntentsError::Unknown(pseudonym.to_string()))?;
+        let signer_ok = Signed::sign(
+            Acceptance {
+                offer: o.id,
+                offer_digest: digest_of(&chosen.to_bytes()),
+                intention: *pseudonym,
+                customer: me,
+                seller: o.seller,
+                reply_to: reply_to.map(|t| t.to_string()),
+                accepted_at: now,
+            },
+            self.vault.signer(),
+        )?;
+        // Everything is decided inside the write, so that two accepts at once cannot both go out.
+        let pending = self.update(pseudonym, |r, _| {
+            if let Some((bytes, cosign)) = &r.pending {
+                let same = Signed::<Acceptance>::from_stored(bytes).filter(|a| a.statement().offer == o.id);
+                return match (same, <[u8; 64]>::try_from(cosign.as_slice())) {
+                    (Some(a), Ok(c)) => Ok((a, c)),
+                    _ => Err(IntentsError::Closed(
+                        "being accepted (another offer): run accept for that one again",
+                    )),
+                };
+            }
+            if r.withdrawn_at.is_some() {
+                return Err(IntentsError::Closed("withdrawn"));
+            }
+            if r.accepted.is_some() {
+                return Err(IntentsError::Closed("accepted"));
+            }
+            if mine.expired {
+                return Err(IntentsError::Closed("past its last day"));
+            }
+            if o.until <= now {
+                return Err(IntentsError::OfferExpired);
+            }
+            let cosign = cosign_acceptance(&key, signer_ok.body());
+            r.pending = Some((signer_ok.to_bytes(), cosign.to_vec()));
+            Ok((signer_ok.clone(), cosign))
+        })?;
+        Ok((pending.0, pending.1, seller_ticket))
+    }
+
+    /// Accepts an offer, step two: what the seller answered. Kept: the intention is accepted.
+    /// Anything else: the pending acceptance is dropped, and another offer may be accepted.
+    /// Either way the seller has seen the acceptance, so the log says who was told.
+    pub fn accept_answered(
+        &mut self,
+        pseudonym: &Pseudonym,
+        answer: MarketAnswer,
+    ) -> Result<(), IntentsError> {
+        let now = self.vault.now();
         self.update(pseudonym, |r, v| {
-            r.accepted = Some(o.id);
+            let Some((bytes, _)) = r.pending.take() else { return Ok(()) };
+            let Some(a) = Signed::<Acceptance>::from_stored(&bytes) else { return Ok(()) };
+            let a = a.statement();
             let mut event = AuditEvent::new(now, AuditKind::OfferAccepted);
-            event.peer = Some(o.seller);
-            event.detail =
-                Some(format!("offer {} for intention {pseudonym}: your identity told to this seller", o.id));
+            event.peer = Some(a.seller);
+            if answer == MarketAnswer::Kept {
+                r.accepted = Some(a.offer);
+                event.detail = Some(format!("offer {} for intention {pseudonym}: your identity told to this seller", a.offer));
+            } else {
+                event.detail = Some(format!(
+                    "offer {} for intention {pseudonym}: not taken by the seller ({answer:?}), which has seen who you are",
+                    a.offer
+                ));
+            }
             v.access_log().append(&event)?;
             Ok(())
-        })?;
-        Ok((signed, cosign, seller_ticket))
+        })
     }
 
     /// Withdraws an intention: signed by its pseudonym, for every seller it reached.
@@ -351,6 +413,10 @@ impl Intents<&mut Vault> {
         let now = self.vault.now();
         let key = self.key(pseudonym)?.ok_or_else(|| IntentsError::Unknown(pseudonym.to_string()))?;
         self.update(pseudonym, |r, v| {
+            if r.accepted.is_some() || r.pending.is_some() {
+                // The seller knows who accepted; withdrawing would not make it forget.
+                return Err(IntentsError::Closed("accepted"));
+            }
             if r.withdrawn_at.is_none() {
                 r.withdrawn_at = Some(now);
                 let mut event = AuditEvent::new(now, AuditKind::IntentionWithdrawn);
@@ -360,18 +426,5 @@ impl Intents<&mut Vault> {
             Ok(())
         })?;
         Ok(Withdrawal::sign(&key, now))
-    }
-}
-
-/// Why nothing more can be done with an intention, if so.
-fn closed(mine: &MyIntention) -> Option<&'static str> {
-    if mine.withdrawn_at.is_some() {
-        Some("withdrawn")
-    } else if mine.accepted.is_some() {
-        Some("accepted")
-    } else if mine.expired {
-        Some("past its last day")
-    } else {
-        None
     }
 }

@@ -28,6 +28,11 @@ const ROWS: TypedTable<HeldRecord> = TypedTable::new(INTENTS_IN);
 pub const MAX_HELD_INTENTIONS: usize = 2000;
 /// Live intentions held from one topic, at most.
 pub const MAX_HELD_PER_TOPIC: usize = 500;
+/// Marks of withdrawn intentions kept, at most (beyond, a withdrawn intention is forgotten whole).
+pub const MAX_WITHDRAWN_MARKS: usize = 10_000;
+/// The furthest last day an intention may name, in days from now.
+pub const MAX_INTENTION_DAYS: i64 = 90;
+
 /// Offers this vault makes to one intention, at most.
 pub const MAX_OFFERS_MADE: usize = 4;
 
@@ -123,13 +128,32 @@ impl<V: Deref<Target = Vault>> Market<V> {
     pub fn find(&self, name: &str) -> Result<HeldIntention, MarketError> {
         let name = name.trim().to_ascii_lowercase();
         let all = self.list()?;
-        let mut hits = all
-            .into_iter()
-            .filter(|i| name.len() >= 4 && i.signed.intention.pseudonym.to_string().starts_with(&name));
+        let mut hits = all.into_iter().filter(|i| {
+            name.len() >= super::intents::MIN_PREFIX
+                && i.signed.intention.pseudonym.to_string().starts_with(&name)
+        });
         match (hits.next(), hits.next()) {
             (Some(one), None) => Ok(one),
             _ => Err(MarketError::Unknown(name)),
         }
+    }
+
+    /// The answer to an intention that needs no counting: already held (`Kept`), withdrawn or
+    /// out of its days (`Ended`); `None` when it is new and may be taken. One row read.
+    pub fn precheck(&self, signed: &SignedIntention) -> Result<Option<MarketAnswer>, StoreError> {
+        let now = self.vault.now();
+        let until = ends_at(&signed.intention.until);
+        if until <= now || until > now + (MAX_INTENTION_DAYS + 1) * 86_400 {
+            return Ok(Some(MarketAnswer::Ended));
+        }
+        let pseudonym = signed.intention.pseudonym;
+        Ok(ROWS.get(&self.vault.store, Key::Id(pseudonym.as_bytes()))?.map(|known| {
+            if known.withdrawn_at.is_some() || known.until <= now {
+                MarketAnswer::Ended
+            } else {
+                MarketAnswer::Kept
+            }
+        }))
     }
 
     /// The live offers this vault made to `pseudonym`'s intention (what its customer fetches).
@@ -160,21 +184,23 @@ impl<V: Deref<Target = Vault>> Market<V> {
 
 impl Market<&mut Vault> {
     /// Takes an intention from a stranger. `via`: `direct`, or `topic NAME`. Kept unless it
-    /// is past its last day or was withdrawn, or this vault holds its bound of live ones.
+    /// is past its last day, names one further than [`MAX_INTENTION_DAYS`], was withdrawn, or
+    /// this vault holds its bound of live ones. Call [`Market::precheck`] first to answer
+    /// without the cost of counting.
     pub fn receive(&mut self, signed: &SignedIntention, via: &str) -> Result<MarketAnswer, StoreError> {
+        if let Some(answer) = self.precheck(signed)? {
+            return Ok(answer);
+        }
         let now = self.vault.now();
         let pseudonym = signed.intention.pseudonym;
         let until = ends_at(&signed.intention.until);
-        if until <= now {
-            return Ok(MarketAnswer::Ended);
-        }
-        if let Some(known) = ROWS.get(&self.vault.store, Key::Id(pseudonym.as_bytes()))? {
-            return Ok(if known.withdrawn_at.is_some() { MarketAnswer::Ended } else { MarketAnswer::Kept });
-        }
         let live = self.live_rows()?;
-        if live.len() >= MAX_HELD_INTENTIONS
-            || live.iter().filter(|(_, r)| r.via == via).count() >= MAX_HELD_PER_TOPIC
-        {
+        let full = if via == "direct" {
+            live.iter().filter(|(_, r)| r.via == via).count() >= MAX_HELD_INTENTIONS
+        } else {
+            live.iter().filter(|(_, r)| r.via == via).count() >= MAX_HELD_PER_TOPIC
+        };
+        if full || live.len() >= 2 * MAX_HELD_INTENTIONS {
             return Ok(MarketAnswer::Full);
         }
         self.vault.write(|v| {
@@ -188,8 +214,9 @@ impl Market<&mut Vault> {
                 withdrawn_at: None,
             };
             ROWS.put(&v.store, Key::Id(pseudonym.as_bytes()), &record)?;
+            // The pseudonym and the way it came; what is wanted is in the inbox while it lives.
             let mut event = AuditEvent::new(now, AuditKind::IntentionReceived);
-            event.detail = Some(format!("intention {pseudonym} ({via}): {}", signed.intention.what));
+            event.detail = Some(format!("intention {pseudonym} ({via})"));
             v.access_log().append(&event)?;
             Ok(MarketAnswer::Kept)
         })
@@ -250,6 +277,11 @@ impl Market<&mut Vault> {
         if a.intention != *remote || a.seller != self.vault.identity() || a.accepted_at > now + 600 {
             return Ok(MarketAnswer::Refused);
         }
+        // The offer exactly as made: not another one signed under the same id.
+        let made = self.offers_for(remote)?.into_iter().find(|o| o.statement().id == a.offer);
+        if made.is_some_and(|o| crate::statement::digest_of(&o.to_bytes()) != a.offer_digest) {
+            return Ok(MarketAnswer::Refused);
+        }
         if self.vault.keys().refused_signer(signed)? {
             return Ok(MarketAnswer::Refused);
         }
@@ -279,17 +311,36 @@ impl Market<&mut Vault> {
         self.vault.write(|v| {
             let key = Key::Id(pseudonym.as_bytes());
             let Some(mut record) = ROWS.get(&v.store, key)? else { return Ok(MarketAnswer::Unknown) };
+            if record.accepted.is_some() {
+                // The customer accepted: this is the seller's record of its word, kept.
+                return Ok(MarketAnswer::Ended);
+            }
             if record.withdrawn_at.is_none() {
-                record.intention = Vec::new();
-                record.offers = Vec::new();
-                record.withdrawn_at = Some(now);
-                ROWS.put(&v.store, key, &record)?;
+                let marks = ROWS.list(&v.store)?.iter().filter(|(_, r)| r.withdrawn_at.is_some()).count();
+                if marks >= MAX_WITHDRAWN_MARKS {
+                    ROWS.delete(&v.store, key)?;
+                } else {
+                    record.intention = Vec::new();
+                    record.offers = Vec::new();
+                    record.withdrawn_at = Some(now);
+                    ROWS.put(&v.store, key, &record)?;
+                }
                 let mut event = AuditEvent::new(now, AuditKind::IntentionWithdrawn);
                 event.detail = Some(format!("intention {pseudonym}"));
                 v.access_log().append(&event)?;
             }
             Ok(MarketAnswer::Kept)
         })
+    }
+
+    /// Forgets one live intention (the seller's choice), with the offers made to it.
+    pub fn forget(&mut self, name: &str) -> Result<Pseudonym, MarketError> {
+        let pseudonym = self.find(name)?.signed.intention.pseudonym;
+        self.vault.write(|v| {
+            ROWS.delete(&v.store, Key::Id(pseudonym.as_bytes()))?;
+            Ok::<(), MarketError>(())
+        })?;
+        Ok(pseudonym)
     }
 
     /// Forgets intentions past their last day (and the marks of withdrawn ones), unless one

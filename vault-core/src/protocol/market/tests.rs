@@ -41,6 +41,7 @@ pub(crate) fn sample_market_frames() -> Vec<MarketFrame> {
     let acceptance = Signed::sign(
         Acceptance {
             offer: offer.statement().id,
+            offer_digest: crate::statement::digest_of(&offer.to_bytes()),
             intention: key.public(),
             customer: alice.public(),
             seller: shop.public(),
