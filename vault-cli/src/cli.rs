@@ -10,6 +10,7 @@ mod feed;
 mod intent;
 mod rekey;
 mod seller;
+mod topic;
 pub(crate) use agent::{AgentRunArgs, UnlockArgs};
 pub(crate) use consent::{ApproveArgs, DenyArgs, FollowArgs, RequestArgs, RequestsArgs};
 pub(crate) use feed::{FeedArgs, FeedCommand, MuteArgs};
@@ -18,6 +19,7 @@ pub(crate) use intent::{
 };
 pub(crate) use rekey::{NewPassphraseArgs, PasswdArgs, RekeyArgs};
 pub(crate) use seller::{BreachCommand, MirrorCommand, NoticesArgs};
+pub(crate) use topic::{TopicAlsoArgs, TopicCommand, TopicJoinArgs, TopicViewArgs};
 
 /// A local-first personal data vault: your profile, purchases and preferences, encrypted on
 /// your own device.
@@ -125,6 +127,9 @@ pub(crate) enum Command {
     /// (seller side)
     #[command(subcommand)]
     Intent(IntentCommand),
+    /// Public topics: join one to hear (and tell) what people buy, beyond your friends
+    #[command(subcommand)]
+    Topic(TopicCommand),
     /// What others share with you: by grant, with purpose, expiry and the signed grant
     Shared(SharedArgs),
     /// Whose grants this vault takes in: anyone (strangers' unsolicited grants bounded), your

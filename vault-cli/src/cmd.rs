@@ -28,6 +28,7 @@ mod serve;
 mod serve_events;
 mod shared;
 mod status;
+mod topic;
 mod unlock;
 mod verify;
 
@@ -75,6 +76,7 @@ pub(crate) fn run(cli: Cli) -> Result<Outcome> {
         Command::Notices(args) => breach::list(&app, &args),
         Command::Sync(args) => serve::sync(&app, &args),
         Command::Intent(command) => intent::run(&app, command),
+        Command::Topic(command) => topic::run(&app, command),
         Command::Shared(args) => shared::run(&app, &args),
         Command::Accept(args) => accept::run(&app, &args),
         Command::Request(args) => request::request(&app, &args),

@@ -139,3 +139,6 @@ pub use vault::{
     MAX_INTENTION_DAYS, MAX_OFFERS_MADE, MAX_OFFERS_PER_INTENTION, MAX_OFFERS_PER_SELLER,
     MAX_WITHDRAWN_MARKS, MIN_PREFIX, Market, MarketError, MyIntention, ends_at,
 };
+pub use vault::{
+    JoinedTopic, MAX_ITEMS_PER_PSEUDONYM, MAX_SIGNALS_PER_TOPIC, MAX_TOPICS, TopicItem, Topics, TopicsError,
+};

@@ -71,6 +71,16 @@ impl Topic {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The category (the part before `/`).
+    pub fn category(&self) -> &str {
+        self.0.split('/').next().unwrap_or(&self.0)
+    }
+
+    /// The place (the part after `/`), if any.
+    pub fn place(&self) -> Option<&str> {
+        self.0.split_once('/').map(|(_, p)| p)
+    }
 }
 
 /// One purchase, as a topic hears of it.

@@ -81,6 +81,9 @@ const MIGRATIONS: &[&str] = &[
     // 9: intentions: this customer's (with their pseudonym keys), and those a seller received.
     "CREATE TABLE intents_out (id BLOB PRIMARY KEY, blob BLOB NOT NULL);
      CREATE TABLE intents_in (id BLOB PRIMARY KEY, blob BLOB NOT NULL);",
+    // 10: public topics joined (with their pseudonym keys), and the signals heard on them.
+    "CREATE TABLE topics (id BLOB PRIMARY KEY, blob BLOB NOT NULL);
+     CREATE TABLE signals (id BLOB PRIMARY KEY, blob BLOB NOT NULL);",
 ];
 
 /// Problems with the storage layer that are not the user's doing.

@@ -17,6 +17,7 @@
 //! | `notices.rs` | [`Notices`]: breach notices sent and received | `notices_out`, `notices_in` |
 //! | `network.rs`, `network/` | [`Network`]: the purchase feed over held shares, its mutes, what the network says | (reads `received_views`) |
 //! | `intents.rs`, `market.rs` | intentions: [`Intents`] (this customer's, with their pseudonym keys), [`Market`] (a seller's, received) | `intents_out`, `intents_in` |
+//! | `topics.rs` | [`Topics`]: public topics joined (a pseudonym each), signals heard, what they say | `topics`, `signals` |
 //! | `audit.rs` | [`AccessLog`]: the access log | `audit` |
 //! | `keys.rs`, `key_state.rs` | [`Keys`]: the recovery code (the next key), restoring and forgetting the identity key, key events | `secrets` rows `identity`, `identity-next`; key events |
 //! | `devices.rs`, `roster.rs` | [`Devices`]: this identity's devices, rosters, peers' devices | `devices`; rosters |
@@ -67,6 +68,7 @@ mod roster;
 pub(crate) mod settings;
 #[cfg(test)]
 mod tests;
+mod topics;
 
 pub use audit::{AccessLog, AuditEvent, AuditFilter, AuditKind};
 pub use changes::{EditError, StorageStats};
@@ -101,6 +103,9 @@ pub(crate) use replication::{MAX_SHARED_BATCH, MAX_SHARED_HAVE};
 pub use replication::{Replication, ReplicationError, SharedHave};
 pub use requests::{Approval, Holding, NewRequest, RequestError, RequestInfo, RequestStatus};
 pub use roster::MAX_ROSTER_AGE;
+pub use topics::{
+    JoinedTopic, MAX_ITEMS_PER_PSEUDONYM, MAX_SIGNALS_PER_TOPIC, MAX_TOPICS, TopicItem, Topics, TopicsError,
+};
 pub(crate) use {held::ShareSync, issued::ServeSync};
 
 use crate::doc::{Touched, VaultDoc};
@@ -435,26 +440,6 @@ impl Vault {
     /// Breach notices, to change.
     pub fn notices_mut(&mut self) -> Notices<&mut Self> {
         Notices::new(self)
-    }
-
-    /// This customer's intentions, to read.
-    pub fn intents(&self) -> Intents<&Self> {
-        Intents::new(self)
-    }
-
-    /// This customer's intentions, to change.
-    pub fn intents_mut(&mut self) -> Intents<&mut Self> {
-        Intents::new(self)
-    }
-
-    /// Intentions received (the seller's side), to read.
-    pub fn market(&self) -> Market<&Self> {
-        Market::new(self)
-    }
-
-    /// Intentions received (the seller's side), to change.
-    pub fn market_mut(&mut self) -> Market<&mut Self> {
-        Market::new(self)
     }
 
     /// The purchase feed and what the network says, to read.

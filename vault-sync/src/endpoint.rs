@@ -161,7 +161,8 @@ impl NodeTasks {
 pub(crate) fn transport_config() -> QuicTransportConfig {
     QuicTransportConfig::builder()
         .max_concurrent_bidi_streams(VarInt::from_u32(MAX_CONCURRENT_STREAMS))
-        .max_concurrent_uni_streams(VarInt::from_u32(0))
+        // Gossip (public topics) runs one unidirectional stream per topic each way.
+        .max_concurrent_uni_streams(VarInt::from_u32(16))
         .keep_alive_interval(Duration::from_secs(5))
         // With segmentation offload, each connection keeps a send buffer of up to ten datagrams
         // for as long as it lives: on a seller with a connection per customer, the largest

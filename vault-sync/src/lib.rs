@@ -53,6 +53,7 @@ mod peers;
 mod placement;
 mod reach;
 mod served;
+mod topics;
 
 pub use client::sync_once;
 pub use endpoint::{NodeConfig, on_relays_unreachable};
@@ -63,6 +64,7 @@ pub use market::market_call;
 pub use node::{Node, VaultHandle};
 pub use pairing::{Invitation, Joining, PairError, join};
 pub use reach::PeerReach;
+pub use topics::topic_call;
 pub use vault_core::framing::{HANDSHAKE_BYTE_BUDGET, ISSUER_BYTE_BUDGET, NODE_BYTE_BUDGET};
 pub use vault_core::{
     DEVICE_ALPN, MAX_REQUESTS_PER_MINUTE, MAX_SHARES_PER_ISSUER, REFUSAL_LOG_INTERVAL, SYNC_BURST,

@@ -75,7 +75,9 @@ impl Node {
         let port =
             config.bind.is_none().then(|| addrs.iter().find(|a| a.is_ipv4()).map(SocketAddr::port)).flatten();
         shared.vault().serving_mut().set_node_addrs(&addrs, port)?;
+        let swarm = crate::topics::Swarm::new(&endpoint)?;
         let router = Router::builder(endpoint.clone())
+            .accept(iroh_gossip::ALPN, swarm.gossip.clone())
             .accept(ALPN, Listener { shared: shared.clone() })
             .accept(DEVICE_ALPN, DeviceListener { shared: shared.clone() })
             .accept(MARKET_ALPN, MarketListener::new(shared.clone()))
@@ -84,6 +86,7 @@ impl Node {
         tasks.spawn(watcher::watch_vault(shared.clone(), config.poll));
         tasks.spawn(crate::served::commit_served(shared.clone()));
         tasks.spawn(crate::market::expire_intentions(shared.clone()));
+        tasks.spawn(crate::topics::run_topics(shared.clone(), swarm, config.clone()));
         tasks.spawn(crate::notify::notify_audiences(shared.clone(), endpoint.clone()));
         if config.subscribe {
             tasks.spawn(crate::keep::subscribe_all(shared.clone(), endpoint.clone(), config.clone()));

@@ -26,4 +26,5 @@ mod receipt_kantara;
 mod sharing;
 mod status;
 mod strangers;
+mod topics;
 mod unlock;

@@ -52,8 +52,15 @@ pub(crate) struct IntentAddArgs {
     #[arg(long, value_name = "DATE|DURATION")]
     pub(crate) until: String,
     /// A seller to send it to (a contact or a ticket), repeatable
-    #[arg(long = "to", value_name = "PEER", required = true)]
+    #[arg(long = "to", value_name = "PEER", required_unless_present = "topic")]
     pub(crate) to: Vec<String>,
+    /// Also broadcast it to a public topic (coffee/FR): sellers there you do not know hear it
+    #[arg(long)]
+    pub(crate) topic: Option<String>,
+    /// A member to enter the topic by (a contact or ticket), repeatable [default: those you
+    /// joined the topic by]
+    #[arg(long = "via", value_name = "PEER", requires = "topic")]
+    pub(crate) via: Vec<String>,
     /// Do not use relays (local networks, tests)
     #[arg(long)]
     pub(crate) no_relay: bool,

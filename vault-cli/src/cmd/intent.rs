@@ -4,10 +4,15 @@
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 use vault_core::{
-    HeldIntention, IntentionDraft, MarketAnswer, MarketFrame, MyIntention, Offer, Price, PseudonymKey,
-    Signed, Ticket, Vault,
+    HeldIntention, IntentionDraft, MarketAnswer, MarketFrame, MyIntention, Offer, Poll, Price, PseudonymKey,
+    Signed, Ticket, Topic, Vault,
 };
-use vault_sync::market_call;
+use vault_sync::{market_call, topic_call};
+
+/// How long a visit to a topic stays after saying something, for it to spread.
+const TOPIC_SETTLE: std::time::Duration = std::time::Duration::from_secs(2);
+/// How long a poll waits for sellers' offers on a topic.
+const POLL_LISTEN: std::time::Duration = std::time::Duration::from_secs(4);
 
 use crate::app::{App, Outcome};
 use crate::cli::{
@@ -82,7 +87,27 @@ fn add(app: &App, args: &IntentAddArgs) -> Result<Outcome> {
     }
     // Every seller is resolved before anything is made: a typo makes no pseudonym.
     let tickets = args.to.iter().map(|p| seller_ticket(&vault, p)).collect::<Result<Vec<_>>>()?;
-    let signed = vault.intents_mut().state(&draft, None)?;
+    let topic = match &args.topic {
+        Some(name) => {
+            let topic: Topic = name.parse()?;
+            let mut via = crate::cmd::topic::tickets(&vault, &args.via)?;
+            if via.is_empty() {
+                via = vault
+                    .topics()
+                    .list()?
+                    .into_iter()
+                    .find(|t| t.topic == topic)
+                    .map(|t| t.via)
+                    .unwrap_or_default();
+            }
+            if via.is_empty() {
+                bail!("no member of {topic} to enter by: --via PEER (a seller's or a friend's ticket)");
+            }
+            Some((topic, via))
+        }
+        None => None,
+    };
+    let signed = vault.intents_mut().state(&draft, topic.as_ref().map(|(t, v)| (t, v.as_slice())))?;
     let pseudonym = signed.intention.pseudonym;
     let key = vault.intents().key(&pseudonym)?.context("the intention's key was just kept")?;
     let mut sent = Vec::new();
@@ -96,6 +121,14 @@ fn add(app: &App, args: &IntentAddArgs) -> Result<Outcome> {
             }
             Ok(_) => sent.push((peer.clone(), "an answer that is not one".to_owned(), false)),
             Err(e) => sent.push((peer.clone(), format!("not reached ({e:#})"), false)),
+        }
+    }
+    if let Some((topic, via)) = &topic {
+        let frame = MarketFrame::Intention(Box::new(signed.clone()));
+        let said = runtime()?.block_on(topic_call(&key, topic, via, &[frame], TOPIC_SETTLE, !args.no_relay));
+        match said {
+            Ok(_) => sent.push((format!("topic {topic}"), "broadcast".to_owned(), true)),
+            Err(e) => sent.push((format!("topic {topic}"), format!("not reached ({e:#})"), false)),
         }
     }
     let mine = vault.intents().find(&pseudonym.to_string())?;
@@ -245,6 +278,31 @@ fn offers(app: &App, args: &IntentOffersArgs) -> Result<Outcome> {
         for mine in chosen.iter().filter(|m| m.is_open()) {
             let pseudonym = mine.pseudonym();
             let key = vault.intents().key(&pseudonym)?.context("an intention without its key")?;
+            if let Some((topic, via)) = vault.intents().topic_of(&pseudonym)? {
+                // Sellers on the topic answer a poll on the topic: the customer has no address.
+                let poll = MarketFrame::Poll(Poll::sign(&key, vault.now()));
+                match runtime()?.block_on(topic_call(
+                    &key,
+                    &topic,
+                    &via,
+                    &[poll],
+                    POLL_LISTEN,
+                    !args.no_relay,
+                )) {
+                    Ok(heard) => {
+                        let offers: Vec<_> = heard
+                            .into_iter()
+                            .filter_map(|f| match f {
+                                MarketFrame::Offers(o) => Some(o),
+                                _ => None,
+                            })
+                            .flatten()
+                            .collect();
+                        vault.intents_mut().take_offers(&pseudonym, &offers)?;
+                    }
+                    Err(e) => eprintln!("note: topic {topic} was not reached ({e:#}); run this again later"),
+                }
+            }
             for ticket in vault.intents().sent_tickets(&pseudonym)? {
                 let ticket = vault.contacts().dial_ticket(&ticket)?;
                 match call_one(&key, &ticket, MarketFrame::FetchOffers, !args.no_relay) {
@@ -340,6 +398,15 @@ fn withdraw(app: &App, args: &IntentWithdrawArgs) -> Result<Outcome> {
         );
         let n = vault.contacts().petname(&ticket.identity()).unwrap_or_else(|| ticket.identity().to_string());
         reached.push((n, ok));
+    }
+    // Sellers that offered through a topic were dialled above only if they gave a ticket; the
+    // topic hears the withdrawal too.
+    if let Some((topic, via)) = vault.intents().topic_of(&pseudonym)? {
+        let frame = MarketFrame::Withdraw(withdrawal.clone());
+        let ok = runtime()?
+            .block_on(topic_call(&key, &topic, &via, &[frame], TOPIC_SETTLE, !args.no_relay))
+            .is_ok();
+        reached.push((format!("topic {topic}"), ok));
     }
     if app.json {
         let r: Vec<Value> = reached.iter().map(|(n, ok)| json!({ "peer": n, "told": ok })).collect();

@@ -232,6 +232,7 @@ mod tests {
     const LEGACY: &str = "DROP TABLE manifest; DROP TABLE IF EXISTS devices; DROP TABLE IF EXISTS shared_log;
          DROP TABLE IF EXISTS notices_out; DROP TABLE IF EXISTS notices_in;
          DROP TABLE IF EXISTS intents_out; DROP TABLE IF EXISTS intents_in;
+         DROP TABLE IF EXISTS topics; DROP TABLE IF EXISTS signals;
          DELETE FROM migrations WHERE version >= 5;";
 
     /// Turns a new vault into one from before the manifest: no manifest table, key wrapped

@@ -62,6 +62,8 @@ pub(crate) const NOTICES_OUT: Table = Table { name: "notices_out", kind: KeyKind
 pub(crate) const NOTICES_IN: Table = Table { name: "notices_in", kind: KeyKind::Blob("id") };
 pub(crate) const INTENTS_OUT: Table = Table { name: "intents_out", kind: KeyKind::Blob("id") };
 pub(crate) const INTENTS_IN: Table = Table { name: "intents_in", kind: KeyKind::Blob("id") };
+pub(crate) const TOPICS: Table = Table { name: "topics", kind: KeyKind::Blob("id") };
+pub(crate) const SIGNALS: Table = Table { name: "signals", kind: KeyKind::Blob("id") };
 
 /// Every sealed table, in the order `verify` reports them.
 pub(crate) const ALL_TABLES: &[Table] = &[
@@ -84,6 +86,8 @@ pub(crate) const ALL_TABLES: &[Table] = &[
     NOTICES_IN,
     INTENTS_OUT,
     INTENTS_IN,
+    TOPICS,
+    SIGNALS,
 ];
 
 impl std::fmt::Display for Table {

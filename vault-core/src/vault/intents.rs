@@ -16,6 +16,7 @@ use crate::intent::{
     IntentError, IntentionDraft, Pseudonym, PseudonymKey, SignedIntention, Withdrawal, cosign_acceptance,
 };
 use crate::protocol::market::MarketAnswer;
+use crate::signal::Topic;
 use crate::statement::{Acceptance, Offer, OfferId, Signed, StatementError, digest_of};
 use crate::store::StoreError;
 use crate::store::sealed::{INTENTS_OUT, Key};
@@ -41,6 +42,8 @@ struct MineRecord {
     sent: Vec<SentRecord>,
     #[serde(default)]
     topic: Option<String>,
+    #[serde(default)]
+    topic_via: Vec<String>,
     #[serde(default)]
     offers: Vec<(Vec<u8>, i64)>,
     #[serde(default)]
@@ -140,7 +143,7 @@ pub fn ends_at(until: &str) -> i64 {
 }
 
 impl<V: Deref<Target = Vault>> Intents<V> {
-    pub(super) fn new(vault: V) -> Self {
+    fn new(vault: V) -> Self {
         Self { vault }
     }
 
@@ -192,6 +195,15 @@ impl<V: Deref<Target = Vault>> Intents<V> {
             .map(|r| PseudonymKey::from_secret_bytes(&r.key)))
     }
 
+    /// The topic it went to, with the members to enter it by.
+    pub fn topic_of(&self, pseudonym: &Pseudonym) -> Result<Option<(Topic, Vec<Ticket>)>, StoreError> {
+        let Some(record) = ROWS.get(&self.vault.store, Key::Id(pseudonym.as_bytes()))? else {
+            return Ok(None);
+        };
+        let Some(topic) = record.topic.as_deref().and_then(|t| t.parse().ok()) else { return Ok(None) };
+        Ok(Some((topic, record.topic_via.iter().filter_map(|t| t.parse().ok()).collect())))
+    }
+
     /// The tickets of the sellers it was sent to.
     pub fn sent_tickets(&self, pseudonym: &Pseudonym) -> Result<Vec<Ticket>, StoreError> {
         let Some(record) = ROWS.get(&self.vault.store, Key::Id(pseudonym.as_bytes()))? else {
@@ -222,7 +234,7 @@ impl Intents<&mut Vault> {
     pub fn state(
         &mut self,
         draft: &IntentionDraft,
-        topic: Option<&str>,
+        topic: Option<(&Topic, &[Ticket])>,
     ) -> Result<SignedIntention, IntentsError> {
         let (key, signed) = draft.make()?;
         let now = self.vault.now();
@@ -232,7 +244,10 @@ impl Intents<&mut Vault> {
                 intention: signed.to_bytes(),
                 made_at: now,
                 sent: Vec::new(),
-                topic: topic.map(str::to_owned),
+                topic: topic.map(|(t, _)| t.to_string()),
+                topic_via: topic
+                    .map(|(_, via)| via.iter().map(ToString::to_string).collect())
+                    .unwrap_or_default(),
                 offers: Vec::new(),
                 accepted: None,
                 pending: None,
@@ -426,5 +441,17 @@ impl Intents<&mut Vault> {
             Ok(())
         })?;
         Ok(Withdrawal::sign(&key, now))
+    }
+}
+
+impl Vault {
+    /// This customer's intentions, to read.
+    pub fn intents(&self) -> Intents<&Self> {
+        Intents::new(self)
+    }
+
+    /// This customer's intentions, to change.
+    pub fn intents_mut(&mut self) -> Intents<&mut Self> {
+        Intents::new(self)
     }
 }

@@ -91,7 +91,7 @@ pub struct Market<V> {
 }
 
 impl<V: Deref<Target = Vault>> Market<V> {
-    pub(super) fn new(vault: V) -> Self {
+    fn new(vault: V) -> Self {
         Self { vault }
     }
 
@@ -362,5 +362,17 @@ impl Market<&mut Vault> {
             }
             Ok(gone.len())
         })
+    }
+}
+
+impl Vault {
+    /// Intentions received (the seller's side), to read.
+    pub fn market(&self) -> Market<&Self> {
+        Market::new(self)
+    }
+
+    /// Intentions received (the seller's side), to change.
+    pub fn market_mut(&mut self) -> Market<&mut Self> {
+        Market::new(self)
     }
 }

@@ -1,0 +1,292 @@
+//! Public topics over iroh-gossip (see `docs/intentions.md`). A node joins each topic its vault
+//! joined: a seller's (one that takes intentions) on the node's own endpoint, where customers
+//! enter by its ticket; a customer's on an endpoint of its own whose key is the vault's
+//! pseudonym for that topic, so that nothing heard or published there names a device. What
+//! arrives is a market frame ([`vault_core::MarketFrame`]), verified when decoded:
+//! intentions, withdrawals and polls for a seller, signals for everyone.
+//!
+//! [`topic_call`] is a customer's one-off visit under an intention's pseudonym: enter, say
+//! something, listen a few seconds, leave.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use iroh::address_lookup::MemoryLookup;
+use iroh::protocol::Router;
+use iroh::{Endpoint, EndpointAddr, EndpointId};
+use iroh_gossip::api::{Event, GossipSender};
+use iroh_gossip::{Gossip, TopicId};
+use n0_future::StreamExt;
+use vault_core::{JoinedTopic, MarketFrame, PseudonymKey, Ticket, Topic, decode_market, encode_market};
+
+use crate::endpoint::{NodeConfig, NodeTasks, bind_pseudonymous, endpoint_id};
+use crate::error::SyncError;
+
+/// Largest gossip message: a market frame (an `Offers` frame is the largest).
+pub(crate) const GOSSIP_MESSAGE_MAX: usize = 64 * 1024;
+/// How long entering a topic may take.
+const JOIN_WAIT: Duration = Duration::from_secs(15);
+/// How often a publisher says its signals again (for members who joined since).
+const REPUBLISH: Duration = Duration::from_secs(300);
+/// New intentions a seller takes from one topic per minute.
+const TOPIC_INTENTIONS_PER_MINUTE: u32 = 60;
+/// Signals taken from one pseudonym per hour, at most.
+const SIGNALS_PER_PSEUDONYM_PER_HOUR: u32 = 128;
+
+/// A gossip stack on an endpoint, with the addresses of the peers to enter topics by.
+#[derive(Debug, Clone)]
+pub(crate) struct Swarm {
+    pub(crate) gossip: Gossip,
+    lookup: MemoryLookup,
+}
+
+impl Swarm {
+    /// Gossip on `endpoint` (to be registered with its router under [`iroh_gossip::ALPN`]).
+    pub(crate) fn new(endpoint: &Endpoint) -> Result<Self, SyncError> {
+        let lookup = MemoryLookup::new();
+        endpoint.address_lookup().map_err(|e| SyncError::Bind(Box::new(e)))?.add(lookup.clone());
+        let gossip = Gossip::builder().max_message_size(GOSSIP_MESSAGE_MAX).spawn(endpoint.clone());
+        Ok(Self { gossip, lookup })
+    }
+
+    /// The endpoint ids of `via`, their addresses made known.
+    fn bootstrap(&self, via: &[Ticket]) -> Vec<EndpointId> {
+        via.iter()
+            .map(|t| {
+                let mut addr = EndpointAddr::new(endpoint_id(t.device()));
+                for sock in t.addrs() {
+                    addr = addr.with_ip_addr(*sock);
+                }
+                self.lookup.add_endpoint_info(addr);
+                endpoint_id(t.device())
+            })
+            .collect()
+    }
+}
+
+fn topic_id(topic: &Topic) -> TopicId {
+    TopicId::from_bytes(topic.id())
+}
+
+/// A customer's visit to a topic under `key` (an intention's pseudonym): enters by `via`,
+/// broadcasts `say`, and returns what it heard for `listen`. Errors when no member of the
+/// topic could be reached.
+pub async fn topic_call(
+    key: &PseudonymKey,
+    topic: &Topic,
+    via: &[Ticket],
+    say: &[MarketFrame],
+    listen: Duration,
+    relay: bool,
+) -> Result<Vec<MarketFrame>, SyncError> {
+    let endpoint = bind_pseudonymous(iroh::SecretKey::from_bytes(&key.secret_bytes()), relay).await?;
+    let swarm = Swarm::new(&endpoint)?;
+    let router = Router::builder(endpoint.clone()).accept(iroh_gossip::ALPN, swarm.gossip.clone()).spawn();
+    let result = visit(&swarm, topic, via, say, listen).await;
+    let _ = router.shutdown().await;
+    result
+}
+
+async fn visit(
+    swarm: &Swarm,
+    topic: &Topic,
+    via: &[Ticket],
+    say: &[MarketFrame],
+    listen: Duration,
+) -> Result<Vec<MarketFrame>, SyncError> {
+    let peers = swarm.bootstrap(via);
+    let joined = tokio::time::timeout(JOIN_WAIT, swarm.gossip.subscribe_and_join(topic_id(topic), peers))
+        .await
+        .map_err(|_| SyncError::Timeout)?
+        .map_err(|e| SyncError::Connect(Box::new(e)))?;
+    let (sender, mut receiver) = joined.split();
+    for frame in say {
+        sender.broadcast(encode_market(frame).into()).await.map_err(|e| SyncError::Connect(Box::new(e)))?;
+    }
+    let mut heard = Vec::new();
+    let until = tokio::time::Instant::now() + listen;
+    while let Ok(Some(event)) = tokio::time::timeout_at(until, receiver.next()).await {
+        if let Ok(Event::Received(message)) = event
+            && let Ok(frame) = decode_market(&message.content)
+        {
+            heard.push(frame);
+        }
+    }
+    Ok(heard)
+}
+
+/// Runs the node's topics: joins each topic the vault joined (and those joined later), until
+/// the node stops.
+pub(crate) async fn run_topics(shared: Arc<NodeTasks>, main: Swarm, config: NodeConfig) {
+    let mut running: HashSet<Topic> = HashSet::new();
+    // Dropped with this task when the node stops: every topic's member stops with it.
+    let mut members = tokio::task::JoinSet::new();
+    let mut changes = shared.changes.subscribe();
+    loop {
+        let joined = shared.vault().topics().list().unwrap_or_default();
+        for t in joined {
+            if running.insert(t.topic.clone()) {
+                let (shared, main, config) = (shared.clone(), main.clone(), config.clone());
+                members.spawn(async move {
+                    let topic = t.topic.clone();
+                    if let Err(e) = member(shared, main, t, config).await {
+                        tracing::info!(%topic, error = %e, "left a topic");
+                    }
+                });
+            }
+        }
+        tokio::select! {
+            _ = changes.changed() => {}
+            () = tokio::time::sleep(Duration::from_secs(30)) => {}
+        }
+    }
+}
+
+/// One topic, for as long as the node runs.
+async fn member(
+    shared: Arc<NodeTasks>,
+    main: Swarm,
+    joined: JoinedTopic,
+    config: NodeConfig,
+) -> Result<(), SyncError> {
+    // A seller takes part as itself; a customer under its pseudonym for the topic.
+    let own = if joined.intentions {
+        None
+    } else {
+        let key = shared.vault().topics().key(&joined.topic)?.ok_or(SyncError::Timeout)?;
+        let endpoint =
+            bind_pseudonymous(iroh::SecretKey::from_bytes(&key.secret_bytes()), config.relay).await?;
+        let swarm = Swarm::new(&endpoint)?;
+        let router = Router::builder(endpoint).accept(iroh_gossip::ALPN, swarm.gossip.clone()).spawn();
+        Some((swarm, router))
+    };
+    let swarm = own.as_ref().map_or(&main, |(s, _)| s);
+    let peers = swarm.bootstrap(&joined.via);
+    let topic = swarm
+        .gossip
+        .subscribe(topic_id(&joined.topic), peers)
+        .await
+        .map_err(|e| SyncError::Connect(Box::new(e)))?;
+    let (sender, mut receiver) = topic.split();
+    let mut state = Member::new(joined);
+    let mut republish = tokio::time::interval(REPUBLISH);
+    loop {
+        tokio::select! {
+            _ = republish.tick() => state.publish(&shared, &sender).await,
+            event = receiver.next() => match event {
+                Some(Ok(Event::Received(message))) => {
+                    if let Ok(frame) = decode_market(&message.content) {
+                        state.heard(&shared, &sender, frame).await;
+                    }
+                }
+                Some(Ok(Event::NeighborUp(_))) => state.publish(&shared, &sender).await,
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Err(SyncError::Connect(Box::new(e))),
+                None => return Ok(()),
+            },
+        }
+    }
+}
+
+/// What one topic's member keeps in memory: rates and what it answered lately.
+struct Member {
+    joined: JoinedTopic,
+    minute: (Instant, u32),
+    per_pseudonym: HashMap<vault_core::Pseudonym, (Instant, u32)>,
+    polled: HashMap<vault_core::Pseudonym, Instant>,
+    published: Option<Instant>,
+}
+
+impl Member {
+    fn new(joined: JoinedTopic) -> Self {
+        Self {
+            joined,
+            minute: (Instant::now(), 0),
+            per_pseudonym: HashMap::new(),
+            polled: HashMap::new(),
+            published: None,
+        }
+    }
+
+    async fn publish(&mut self, shared: &NodeTasks, sender: &GossipSender) {
+        if !self.joined.publish || self.published.is_some_and(|at| at.elapsed() < Duration::from_secs(20)) {
+            return;
+        }
+        self.published = Some(Instant::now());
+        let signals = shared.vault().topics().my_signals(&self.joined.topic).unwrap_or_default();
+        for s in signals {
+            let _ = sender.broadcast(encode_market(&MarketFrame::Signal(Box::new(s))).into()).await;
+        }
+    }
+
+    fn admit_intention(&mut self) -> bool {
+        if self.minute.0.elapsed() >= Duration::from_secs(60) {
+            self.minute = (Instant::now(), 0);
+        }
+        self.minute.1 += 1;
+        self.minute.1 <= TOPIC_INTENTIONS_PER_MINUTE
+    }
+
+    fn admit_signal(&mut self, from: vault_core::Pseudonym) -> bool {
+        if self.per_pseudonym.len() > 10_000 {
+            self.per_pseudonym.clear();
+        }
+        let slot = self.per_pseudonym.entry(from).or_insert((Instant::now(), 0));
+        if slot.0.elapsed() >= Duration::from_secs(3600) {
+            *slot = (Instant::now(), 0);
+        }
+        slot.1 += 1;
+        slot.1 <= SIGNALS_PER_PSEUDONYM_PER_HOUR
+    }
+
+    async fn heard(&mut self, shared: &NodeTasks, sender: &GossipSender, frame: MarketFrame) {
+        let topic = self.joined.topic.clone();
+        if let MarketFrame::Poll(poll) = &frame {
+            // A customer asking for its offers: answered on the topic (it has no address to be
+            // called at), at most every 20 seconds per pseudonym, and only while the poll is fresh.
+            let now = shared.vault().now();
+            let fresh = (poll.at - now).abs() <= 600;
+            let lately =
+                self.polled.get(&poll.pseudonym).is_some_and(|at| at.elapsed() < Duration::from_secs(20));
+            if self.joined.intentions && fresh && !lately {
+                if self.polled.len() > 10_000 {
+                    self.polled.clear();
+                }
+                self.polled.insert(poll.pseudonym, Instant::now());
+                let offers = shared.vault().market().offers_for(&poll.pseudonym).unwrap_or_default();
+                if !offers.is_empty() {
+                    let mut offers = offers;
+                    offers.truncate(vault_core::MAX_OFFERS_PER_FRAME);
+                    let _ = sender.broadcast(encode_market(&MarketFrame::Offers(offers)).into()).await;
+                }
+            }
+            return;
+        }
+        let result: Result<(), vault_core::StoreError> = (|| {
+            match frame {
+                MarketFrame::Intention(signed) if self.joined.intentions => {
+                    let known = shared.vault().market().precheck(&signed)?;
+                    if known.is_none() && self.admit_intention() {
+                        let via = format!("topic {topic}");
+                        let answer = shared.vault().market_mut().receive(&signed, &via)?;
+                        tracing::debug!(%topic, ?answer, "an intention on a topic");
+                    }
+                }
+                MarketFrame::Withdraw(w) if self.joined.intentions => {
+                    let _ = shared.vault().market_mut().withdrawn(&w)?;
+                }
+                MarketFrame::Signal(s)
+                    if s.signal.topic == topic && self.admit_signal(s.signal.pseudonym) =>
+                {
+                    shared.vault().topics_mut().take_signal(&s)?;
+                }
+                _ => {}
+            }
+            Ok(())
+        })();
+        if let Err(e) = result {
+            tracing::warn!(%topic, error = %e, "keeping what a topic said failed");
+        }
+    }
+}
