@@ -27,8 +27,10 @@ use crate::error::SyncError;
 pub(crate) const GOSSIP_MESSAGE_MAX: usize = 64 * 1024;
 /// How long entering a topic may take.
 const JOIN_WAIT: Duration = Duration::from_secs(15);
-/// How often a publisher says its signals again (for members who joined since).
-const REPUBLISH: Duration = Duration::from_secs(300);
+/// How often a publisher says its signals again, for members who joined since: just over the
+/// 90 seconds for which gossip members drop a message they have seen (identical bytes), so
+/// that a repeat travels again through members that already had it.
+const REPUBLISH: Duration = Duration::from_secs(100);
 /// New intentions a seller takes from one topic per minute.
 const TOPIC_INTENTIONS_PER_MINUTE: u32 = 60;
 /// Signals taken from one pseudonym per hour, at most.
@@ -171,16 +173,24 @@ async fn member(
     let (sender, mut receiver) = topic.split();
     let mut state = Member::new(joined);
     let mut republish = tokio::time::interval(REPUBLISH);
+    let mut neighbours = 0usize;
     loop {
         tokio::select! {
-            _ = republish.tick() => state.publish(&shared, &sender).await,
+            // Said again now and then for members who joined since; not to nobody.
+            _ = republish.tick() => if neighbours > 0 { state.publish(&shared, &sender).await },
             event = receiver.next() => match event {
                 Some(Ok(Event::Received(message))) => {
                     if let Ok(frame) = decode_market(&message.content) {
                         state.heard(&shared, &sender, frame).await;
                     }
                 }
-                Some(Ok(Event::NeighborUp(_))) => state.publish(&shared, &sender).await,
+                // A new neighbour: the swarm changed, and what this member says reaches it.
+                Some(Ok(Event::NeighborUp(peer))) => {
+                    tracing::debug!(topic = %state.joined.topic, %peer, "neighbour up");
+                    neighbours += 1;
+                    state.publish(&shared, &sender).await;
+                }
+                Some(Ok(Event::NeighborDown(_))) => neighbours = neighbours.saturating_sub(1),
                 Some(Ok(_)) => {}
                 Some(Err(e)) => return Err(SyncError::Connect(Box::new(e))),
                 None => return Ok(()),
@@ -210,11 +220,12 @@ impl Member {
     }
 
     async fn publish(&mut self, shared: &NodeTasks, sender: &GossipSender) {
-        if !self.joined.publish || self.published.is_some_and(|at| at.elapsed() < Duration::from_secs(20)) {
+        if !self.joined.publish || self.published.is_some_and(|at| at.elapsed() < Duration::from_secs(3)) {
             return;
         }
         self.published = Some(Instant::now());
         let signals = shared.vault().topics().my_signals(&self.joined.topic).unwrap_or_default();
+        tracing::debug!(topic = %self.joined.topic, signals = signals.len(), "publishing");
         for s in signals {
             let _ = sender.broadcast(encode_market(&MarketFrame::Signal(Box::new(s))).into()).await;
         }
@@ -242,6 +253,7 @@ impl Member {
 
     async fn heard(&mut self, shared: &NodeTasks, sender: &GossipSender, frame: MarketFrame) {
         let topic = self.joined.topic.clone();
+        tracing::debug!(%topic, frame = ?std::mem::discriminant(&frame), "heard");
         if let MarketFrame::Poll(poll) = &frame {
             // A customer asking for its offers: answered on the topic (it has no address to be
             // called at), at most every 20 seconds per pseudonym, and only while the poll is fresh.

@@ -122,12 +122,9 @@ fn shill(topic: &str, via: &str, times: usize) {
 }
 
 fn buyers(view: &Value, item: &str) -> u64 {
-    view["general"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|i| i["item"] == item)
-        .map_or(0, |i| i["buyers"].as_u64().unwrap())
+    let item = item.to_lowercase();
+    let same = |i: &&Value| i["item"].as_str().is_some_and(|s| s.to_lowercase() == item);
+    view["general"].as_array().unwrap().iter().find(same).map_or(0, |i| i["buyers"].as_u64().unwrap())
 }
 
 #[test]
@@ -169,6 +166,7 @@ fn tuning_in_counts_each_pseudonym_once_and_can_keep_only_vouched_ones() {
     });
     let machine =
         view["general"].as_array().unwrap().iter().find(|i| i["item"] == "Espresso machine").unwrap().clone();
+    assert_eq!(machine["buyers"], 3, "the spelling most used names the item: {view}");
     assert_eq!(machine["price"], "100 to 200 EUR", "bands only: {machine}");
     assert!(!view.to_string().contains("Tent") && !view.to_string().contains("149.00"), "{view}");
     let also = json(&listener, &["topic", "also", "coffee/FR", "espresso machine"]);

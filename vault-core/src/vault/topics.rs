@@ -210,8 +210,7 @@ impl<V: Deref<Target = Vault>> Topics<V> {
             }
             by_item.entry(s.item_key()).or_insert_with(|| (s.item.clone(), Vec::new())).1.push(s);
         }
-        let mut out: Vec<TopicItem> =
-            by_item.into_values().map(|(item, signals)| summarize(item, &signals)).collect();
+        let mut out: Vec<TopicItem> = by_item.into_values().map(|(_, signals)| summarize(&signals)).collect();
         out.sort_by(|a, b| b.buyers.cmp(&a.buyers).then(a.item.cmp(&b.item)));
         Ok(out)
     }
@@ -246,7 +245,18 @@ impl<V: Deref<Target = Vault>> Topics<V> {
     }
 }
 
-fn summarize(item: String, signals: &[Signal]) -> TopicItem {
+/// The spelling most of them used (the first in order among equals).
+fn most_used_spelling(signals: &[Signal]) -> String {
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for s in signals {
+        *counts.entry(s.item.trim()).or_default() += 1;
+    }
+    let best = counts.values().copied().max().unwrap_or(0);
+    counts.into_iter().find(|(_, n)| *n == best).map(|(s, _)| s.to_owned()).unwrap_or_default()
+}
+
+fn summarize(signals: &[Signal]) -> TopicItem {
+    let item = most_used_spelling(signals);
     let ratings: Vec<f64> = signals.iter().filter_map(|s| s.rating.map(f64::from)).collect();
     let mut sellers: BTreeMap<String, usize> = BTreeMap::new();
     for s in signals {
@@ -359,8 +369,13 @@ impl Topics<&mut Vault> {
         }
         let id = signal_id(&s.topic, &s.pseudonym, &s.item_key());
         let now = self.vault.now();
-        let known = SIGNAL_ROWS.get(&self.vault.store, Key::Id(&id))?.is_some();
-        if !known {
+        let known = SIGNAL_ROWS.get(&self.vault.store, Key::Id(&id))?;
+        let bytes = signed.to_bytes();
+        if known.as_ref().is_some_and(|k| k.signal == bytes) {
+            // Said again (a republish): nothing to write.
+            return Ok(true);
+        }
+        if known.is_none() {
             let on_topic = self.signals(&s.topic)?;
             let from_pseudonym = on_topic.iter().filter(|k| k.signal.pseudonym == s.pseudonym).count();
             if from_pseudonym >= MAX_ITEMS_PER_PSEUDONYM || on_topic.len() >= MAX_SIGNALS_PER_TOPIC {
