@@ -60,6 +60,16 @@ impl Budget {
         Self { low, high, currency: currency.to_owned() }
     }
 
+    /// A band as [`Budget::band`] makes them: two neighbouring bounds of the 1-2-5 scale (or
+    /// from 0 to 1), or one figure.
+    pub fn is_band(&self) -> bool {
+        if self.low == self.high {
+            return true;
+        }
+        let next = bounds().find(|b| *b > self.low);
+        (self.low == 0 || bounds().any(|b| b == self.low)) && next == Some(self.high)
+    }
+
     /// One figure, when the customer chose to give it.
     pub fn exact(major: u64, currency: &str) -> Self {
         Self { low: major, high: major, currency: currency.to_owned() }

@@ -140,5 +140,6 @@ pub use vault::{
     MAX_WITHDRAWN_MARKS, MIN_PREFIX, Market, MarketError, MyIntention, ends_at,
 };
 pub use vault::{
-    JoinedTopic, MAX_ITEMS_PER_PSEUDONYM, MAX_SIGNALS_PER_TOPIC, MAX_TOPICS, TopicItem, Topics, TopicsError,
+    JoinedTopic, MAX_ITEMS_PER_PSEUDONYM, MAX_SIGNALS_PER_TOPIC, MAX_TOPICS, SignalCounts, TopicItem, Topics,
+    TopicsError,
 };

@@ -137,10 +137,7 @@ impl Signal {
         if self.rating.is_some_and(|r| !(1..=5).contains(&r)) {
             return Err(SignalError::Content("rating"));
         }
-        if self
-            .price
-            .as_ref()
-            .is_some_and(|b| b.low > b.high || !crate::schema::is_known_currency(&b.currency))
+        if self.price.as_ref().is_some_and(|b| !b.is_band() || !crate::schema::is_known_currency(&b.currency))
         {
             return Err(SignalError::Content("price"));
         }
@@ -187,6 +184,11 @@ impl SignedSignal {
     /// The wire form.
     pub fn to_bytes(&self) -> Vec<u8> {
         serde_json::to_vec(self).expect("serializes")
+    }
+
+    /// Reads a signal this vault verified before sealing it, without verifying it again.
+    pub(crate) fn from_stored(bytes: &[u8]) -> Option<Self> {
+        serde_json::from_slice(bytes).ok()
     }
 
     /// Reads and verifies a signed signal.

@@ -104,7 +104,8 @@ pub use replication::{Replication, ReplicationError, SharedHave};
 pub use requests::{Approval, Holding, NewRequest, RequestError, RequestInfo, RequestStatus};
 pub use roster::MAX_ROSTER_AGE;
 pub use topics::{
-    JoinedTopic, MAX_ITEMS_PER_PSEUDONYM, MAX_SIGNALS_PER_TOPIC, MAX_TOPICS, TopicItem, Topics, TopicsError,
+    JoinedTopic, MAX_ITEMS_PER_PSEUDONYM, MAX_SIGNALS_PER_TOPIC, MAX_TOPICS, SignalCounts, TopicItem, Topics,
+    TopicsError,
 };
 pub(crate) use {held::ShareSync, issued::ServeSync};
 

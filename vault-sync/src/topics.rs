@@ -13,7 +13,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use iroh::address_lookup::MemoryLookup;
-use iroh::protocol::Router;
+use iroh::endpoint::Connection;
+use iroh::protocol::{AcceptError, ProtocolHandler, Router};
 use iroh::{Endpoint, EndpointAddr, EndpointId};
 use iroh_gossip::api::{Event, GossipSender};
 use iroh_gossip::{Gossip, TopicId};
@@ -24,7 +25,7 @@ use crate::endpoint::{NodeConfig, NodeTasks, bind_pseudonymous, endpoint_id};
 use crate::error::SyncError;
 
 /// Largest gossip message: a market frame (an `Offers` frame is the largest).
-pub(crate) const GOSSIP_MESSAGE_MAX: usize = 64 * 1024;
+pub(crate) const GOSSIP_MESSAGE_MAX: usize = 16 * 1024;
 /// How long entering a topic may take.
 const JOIN_WAIT: Duration = Duration::from_secs(15);
 /// How often a publisher says its signals again, for members who joined since: just over the
@@ -33,8 +34,8 @@ const JOIN_WAIT: Duration = Duration::from_secs(15);
 const REPUBLISH: Duration = Duration::from_secs(100);
 /// New intentions a seller takes from one topic per minute.
 const TOPIC_INTENTIONS_PER_MINUTE: u32 = 60;
-/// Signals taken from one pseudonym per hour, at most.
-const SIGNALS_PER_PSEUDONYM_PER_HOUR: u32 = 128;
+/// Signals looked at per topic per minute, at most (each pseudonym's are bounded in the vault).
+const TOPIC_SIGNALS_PER_MINUTE: u32 = 600;
 
 /// A gossip stack on an endpoint, with the addresses of the peers to enter topics by.
 #[derive(Debug, Clone)]
@@ -67,6 +68,39 @@ impl Swarm {
     }
 }
 
+/// Gossip connections one endpoint serves at once; beyond, a new one is closed at once.
+const MAX_GOSSIP_CONNECTIONS: usize = 128;
+
+/// Gossip behind a cap on the connections it holds (its own handler hands a connection to its
+/// actor and returns, so the slot is held here until the connection closes).
+#[derive(Debug, Clone)]
+pub(crate) struct CappedGossip {
+    gossip: Gossip,
+    slots: Arc<tokio::sync::Semaphore>,
+}
+
+impl CappedGossip {
+    pub(crate) fn new(gossip: Gossip) -> Self {
+        Self { gossip, slots: Arc::new(tokio::sync::Semaphore::new(MAX_GOSSIP_CONNECTIONS)) }
+    }
+}
+
+impl ProtocolHandler for CappedGossip {
+    async fn accept(&self, conn: Connection) -> Result<(), AcceptError> {
+        let Ok(_slot) = self.slots.clone().try_acquire_owned() else {
+            conn.close(3u32.into(), b"busy");
+            return Ok(());
+        };
+        ProtocolHandler::accept(&self.gossip, conn.clone()).await?;
+        conn.closed().await;
+        Ok(())
+    }
+
+    async fn shutdown(&self) {
+        ProtocolHandler::shutdown(&self.gossip).await;
+    }
+}
+
 fn topic_id(topic: &Topic) -> TopicId {
     TopicId::from_bytes(topic.id())
 }
@@ -84,7 +118,9 @@ pub async fn topic_call(
 ) -> Result<Vec<MarketFrame>, SyncError> {
     let endpoint = bind_pseudonymous(iroh::SecretKey::from_bytes(&key.secret_bytes()), relay).await?;
     let swarm = Swarm::new(&endpoint)?;
-    let router = Router::builder(endpoint.clone()).accept(iroh_gossip::ALPN, swarm.gossip.clone()).spawn();
+    let router = Router::builder(endpoint.clone())
+        .accept(iroh_gossip::ALPN, CappedGossip::new(swarm.gossip.clone()))
+        .spawn();
     let result = visit(&swarm, topic, via, say, listen).await;
     let _ = router.shutdown().await;
     result
@@ -118,25 +154,43 @@ async fn visit(
     Ok(heard)
 }
 
-/// Runs the node's topics: joins each topic the vault joined (and those joined later), until
-/// the node stops.
-pub(crate) async fn run_topics(shared: Arc<NodeTasks>, main: Swarm, config: NodeConfig) {
-    let mut running: HashSet<Topic> = HashSet::new();
+/// Runs the node's topics: joins each topic the vault joined, starts a topic's member again
+/// when how it was joined changed (or it stopped), and stops the member of a topic left, until
+/// the node stops. `main`: gossip on the node's own endpoint, when it serves as a seller.
+pub(crate) async fn run_topics(shared: Arc<NodeTasks>, main: Option<Swarm>, config: NodeConfig) {
     // Dropped with this task when the node stops: every topic's member stops with it.
     let mut members = tokio::task::JoinSet::new();
+    let mut running: HashMap<Topic, (String, tokio::task::AbortHandle)> = HashMap::new();
     let mut changes = shared.changes.subscribe();
     loop {
+        while members.try_join_next().is_some() {}
+        running.retain(|_, (_, handle)| !handle.is_finished());
         let joined = shared.vault().topics().list().unwrap_or_default();
-        for t in joined {
-            if running.insert(t.topic.clone()) {
-                let (shared, main, config) = (shared.clone(), main.clone(), config.clone());
-                members.spawn(async move {
-                    let topic = t.topic.clone();
-                    if let Err(e) = member(shared, main, t, config).await {
-                        tracing::info!(%topic, error = %e, "left a topic");
-                    }
-                });
+        let wanted: HashSet<Topic> = joined.iter().map(|t| t.topic.clone()).collect();
+        running.retain(|topic, (_, handle)| {
+            let keep = wanted.contains(topic);
+            if !keep {
+                handle.abort();
             }
+            keep
+        });
+        for t in joined {
+            let how = format!("{} {} {} {}", t.pseudonym, t.intentions, t.publish, t.via.len());
+            if running.get(&t.topic).is_some_and(|(was, _)| *was == how) {
+                continue;
+            }
+            if let Some((_, old)) = running.remove(&t.topic) {
+                old.abort();
+            }
+            let topic = t.topic.clone();
+            let (shared, main, config) = (shared.clone(), main.clone(), config.clone());
+            let handle = members.spawn(async move {
+                let topic = t.topic.clone();
+                if let Err(e) = member(shared, main, t, config).await {
+                    tracing::info!(%topic, error = %e, "left a topic");
+                }
+            });
+            running.insert(topic, (how, handle));
         }
         tokio::select! {
             _ = changes.changed() => {}
@@ -148,22 +202,28 @@ pub(crate) async fn run_topics(shared: Arc<NodeTasks>, main: Swarm, config: Node
 /// One topic, for as long as the node runs.
 async fn member(
     shared: Arc<NodeTasks>,
-    main: Swarm,
+    main: Option<Swarm>,
     joined: JoinedTopic,
     config: NodeConfig,
 ) -> Result<(), SyncError> {
-    // A seller takes part as itself; a customer under its pseudonym for the topic.
-    let own = if joined.intentions {
+    // A seller takes part as itself (when its node serves gossip); a customer under its
+    // pseudonym for the topic, on an endpoint of its own.
+    let own = if joined.intentions && main.is_some() {
         None
     } else {
         let key = shared.vault().topics().key(&joined.topic)?.ok_or(SyncError::Timeout)?;
         let endpoint =
             bind_pseudonymous(iroh::SecretKey::from_bytes(&key.secret_bytes()), config.relay).await?;
         let swarm = Swarm::new(&endpoint)?;
-        let router = Router::builder(endpoint).accept(iroh_gossip::ALPN, swarm.gossip.clone()).spawn();
+        let router = Router::builder(endpoint)
+            .accept(iroh_gossip::ALPN, CappedGossip::new(swarm.gossip.clone()))
+            .spawn();
         Some((swarm, router))
     };
-    let swarm = own.as_ref().map_or(&main, |(s, _)| s);
+    let swarm = match (&own, &main) {
+        (Some((s, _)), _) | (None, Some(s)) => s,
+        (None, None) => return Ok(()),
+    };
     let peers = swarm.bootstrap(&joined.via);
     let topic = swarm
         .gossip
@@ -171,51 +231,61 @@ async fn member(
         .await
         .map_err(|e| SyncError::Connect(Box::new(e)))?;
     let (sender, mut receiver) = topic.split();
-    let mut state = Member::new(joined);
-    let mut republish = tokio::time::interval(REPUBLISH);
-    let mut neighbours = 0usize;
-    loop {
-        tokio::select! {
-            // Said again now and then for members who joined since; not to nobody.
-            _ = republish.tick() => if neighbours > 0 { state.publish(&shared, &sender).await },
-            event = receiver.next() => match event {
-                Some(Ok(Event::Received(message))) => {
-                    if let Ok(frame) = decode_market(&message.content) {
-                        state.heard(&shared, &sender, frame).await;
+    let result = async {
+        let counts = shared.vault().topics().counts(&joined.topic)?;
+        let mut state = Member::new(joined, counts);
+        let mut republish = tokio::time::interval(REPUBLISH);
+        let mut neighbours = 0usize;
+        loop {
+            tokio::select! {
+                // Said again now and then for members who joined since; not to nobody.
+                _ = republish.tick() => if neighbours > 0 { state.publish(&shared, &sender).await },
+                event = receiver.next() => match event {
+                    Some(Ok(Event::Received(message))) => {
+                        if let Ok(frame) = decode_market(&message.content) {
+                            state.heard(&shared, &sender, frame).await;
+                        }
                     }
-                }
-                // A new neighbour: the swarm changed, and what this member says reaches it.
-                Some(Ok(Event::NeighborUp(peer))) => {
-                    tracing::debug!(topic = %state.joined.topic, %peer, "neighbour up");
-                    neighbours += 1;
-                    state.publish(&shared, &sender).await;
-                }
-                Some(Ok(Event::NeighborDown(_))) => neighbours = neighbours.saturating_sub(1),
-                Some(Ok(_)) => {}
-                Some(Err(e)) => return Err(SyncError::Connect(Box::new(e))),
-                None => return Ok(()),
-            },
+                    // A new neighbour: the swarm changed, and what this member says reaches it.
+                    Some(Ok(Event::NeighborUp(peer))) => {
+                        tracing::debug!(topic = %state.joined.topic, %peer, "neighbour up");
+                        neighbours += 1;
+                        state.publish(&shared, &sender).await;
+                    }
+                    Some(Ok(Event::NeighborDown(_))) => neighbours = neighbours.saturating_sub(1),
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => return Err(SyncError::Connect(Box::new(e))),
+                    None => return Ok(()),
+                },
+            }
         }
     }
+    .await;
+    if let Some((_, router)) = own {
+        let _ = router.shutdown().await;
+    }
+    result
 }
 
 /// What one topic's member keeps in memory: rates and what it answered lately.
 struct Member {
     joined: JoinedTopic,
     minute: (Instant, u32),
-    per_pseudonym: HashMap<vault_core::Pseudonym, (Instant, u32)>,
-    polled: HashMap<vault_core::Pseudonym, Instant>,
+    signal_minute: (Instant, u32),
+    polled: HashMap<vault_core::Pseudonym, (Instant, i64)>,
     published: Option<Instant>,
+    counts: vault_core::SignalCounts,
 }
 
 impl Member {
-    fn new(joined: JoinedTopic) -> Self {
+    fn new(joined: JoinedTopic, counts: vault_core::SignalCounts) -> Self {
         Self {
             joined,
             minute: (Instant::now(), 0),
-            per_pseudonym: HashMap::new(),
+            signal_minute: (Instant::now(), 0),
             polled: HashMap::new(),
             published: None,
+            counts,
         }
     }
 
@@ -225,6 +295,9 @@ impl Member {
         }
         self.published = Some(Instant::now());
         let signals = shared.vault().topics().my_signals(&self.joined.topic).unwrap_or_default();
+        // Never another pseudonym's signals from this one's endpoint (left and joined again).
+        let signals: Vec<_> =
+            signals.into_iter().filter(|s| s.signal.pseudonym == self.joined.pseudonym).collect();
         tracing::debug!(topic = %self.joined.topic, signals = signals.len(), "publishing");
         for s in signals {
             let _ = sender.broadcast(encode_market(&MarketFrame::Signal(Box::new(s))).into()).await;
@@ -239,16 +312,15 @@ impl Member {
         self.minute.1 <= TOPIC_INTENTIONS_PER_MINUTE
     }
 
-    fn admit_signal(&mut self, from: vault_core::Pseudonym) -> bool {
-        if self.per_pseudonym.len() > 10_000 {
-            self.per_pseudonym.clear();
+    /// Whether one more signal may be looked at now: at most [`TOPIC_SIGNALS_PER_MINUTE`] a
+    /// minute per topic, whoever names itself in them (pseudonyms cost nothing to make, so a
+    /// bound per pseudonym alone would bound nothing).
+    fn admit_signal(&mut self) -> bool {
+        if self.signal_minute.0.elapsed() >= Duration::from_secs(60) {
+            self.signal_minute = (Instant::now(), 0);
         }
-        let slot = self.per_pseudonym.entry(from).or_insert((Instant::now(), 0));
-        if slot.0.elapsed() >= Duration::from_secs(3600) {
-            *slot = (Instant::now(), 0);
-        }
-        slot.1 += 1;
-        slot.1 <= SIGNALS_PER_PSEUDONYM_PER_HOUR
+        self.signal_minute.1 += 1;
+        self.signal_minute.1 <= TOPIC_SIGNALS_PER_MINUTE
     }
 
     async fn heard(&mut self, shared: &NodeTasks, sender: &GossipSender, frame: MarketFrame) {
@@ -258,14 +330,18 @@ impl Member {
             // A customer asking for its offers: answered on the topic (it has no address to be
             // called at), at most every 20 seconds per pseudonym, and only while the poll is fresh.
             let now = shared.vault().now();
-            let fresh = (poll.at - now).abs() <= 600;
-            let lately =
-                self.polled.get(&poll.pseudonym).is_some_and(|at| at.elapsed() < Duration::from_secs(20));
-            if self.joined.intentions && fresh && !lately {
+            let fresh = poll.at.abs_diff(now) <= 600;
+            // Only a newer poll than the last answered, and not within 5 s of it: a replayed
+            // poll cannot use up the customer's turn.
+            let newer = self
+                .polled
+                .get(&poll.pseudonym)
+                .is_none_or(|(at, stamp)| poll.at > *stamp && at.elapsed() >= Duration::from_secs(5));
+            if self.joined.intentions && fresh && newer {
                 if self.polled.len() > 10_000 {
-                    self.polled.clear();
+                    self.polled.retain(|_, (at, _)| at.elapsed() < Duration::from_secs(600));
                 }
-                self.polled.insert(poll.pseudonym, Instant::now());
+                self.polled.insert(poll.pseudonym, (Instant::now(), poll.at));
                 let offers = shared.vault().market().offers_for(&poll.pseudonym).unwrap_or_default();
                 if !offers.is_empty() {
                     let mut offers = offers;
@@ -288,10 +364,8 @@ impl Member {
                 MarketFrame::Withdraw(w) if self.joined.intentions => {
                     let _ = shared.vault().market_mut().withdrawn(&w)?;
                 }
-                MarketFrame::Signal(s)
-                    if s.signal.topic == topic && self.admit_signal(s.signal.pseudonym) =>
-                {
-                    shared.vault().topics_mut().take_signal(&s)?;
+                MarketFrame::Signal(s) if s.signal.topic == topic && self.admit_signal() => {
+                    shared.vault().topics_mut().take_signal(&s, &mut self.counts)?;
                 }
                 _ => {}
             }

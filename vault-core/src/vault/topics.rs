@@ -81,6 +81,15 @@ pub struct TopicItem {
     pub price: Option<Budget>,
 }
 
+/// Signals kept from one topic: in all, and per pseudonym.
+#[derive(Clone, Debug, Default)]
+pub struct SignalCounts {
+    /// In all.
+    pub total: usize,
+    /// Per pseudonym.
+    pub per_pseudonym: HashMap<Pseudonym, usize>,
+}
+
 /// Something about topics could not be done.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -88,6 +97,11 @@ pub enum TopicsError {
     /// Not a topic this vault joined.
     #[error("you have not joined topic {0} (vault topic join)")]
     NotJoined(String),
+    /// Taking intentions (as yourself) and publishing (under a pseudonym) on one topic.
+    #[error(
+        "a topic is joined either to take intentions (as yourself) or to listen and publish (under a pseudonym), not both"
+    )]
+    Roles,
     /// Too many topics.
     #[error("at most {MAX_TOPICS} topics")]
     TooMany,
@@ -145,12 +159,22 @@ impl<V: Deref<Target = Vault>> Topics<V> {
             .map(|r| PseudonymKey::from_secret_bytes(&r.key)))
     }
 
+    /// How many signals are kept from a topic, in all and per pseudonym (one scan).
+    pub fn counts(&self, topic: &Topic) -> Result<SignalCounts, StoreError> {
+        let mut counts = SignalCounts::default();
+        for s in self.signals(topic)? {
+            counts.total += 1;
+            *counts.per_pseudonym.entry(s.signal.pseudonym).or_default() += 1;
+        }
+        Ok(counts)
+    }
+
     /// The signals kept from a topic.
     pub fn signals(&self, topic: &Topic) -> Result<Vec<SignedSignal>, StoreError> {
         Ok(SIGNAL_ROWS
             .list(&self.vault.store)?
             .into_iter()
-            .filter_map(|(_, r)| SignedSignal::from_bytes(&r.signal).ok())
+            .filter_map(|(_, r)| SignedSignal::from_stored(&r.signal))
             .filter(|s| s.signal.topic == *topic)
             .collect())
     }
@@ -162,7 +186,7 @@ impl<V: Deref<Target = Vault>> Topics<V> {
         let Some(record) = TOPIC_ROWS.get(&self.vault.store, Key::Id(&topic_key(topic)))? else {
             return Ok(Vec::new());
         };
-        if !record.publish {
+        if !record.publish || record.intentions {
             return Ok(Vec::new());
         }
         let key = PseudonymKey::from_secret_bytes(&record.key);
@@ -315,6 +339,11 @@ impl Topics<&mut Vault> {
                     record.via.push(t);
                 }
             }
+            // One role per topic: a seller takes part as itself, a publisher under a pseudonym;
+            // both at once would sign the pseudonym's signals from the seller's own node.
+            if (record.intentions || intentions) && (record.publish || publish) {
+                return Err(TopicsError::Roles);
+            }
             record.intentions |= intentions;
             record.publish |= publish;
             TOPIC_ROWS.put(&v.store, Key::Id(&id), &record)?;
@@ -331,7 +360,7 @@ impl Topics<&mut Vault> {
         let rows: Vec<Vec<u8>> = SIGNAL_ROWS
             .list(&self.vault.store)?
             .into_iter()
-            .filter(|(_, r)| SignedSignal::from_bytes(&r.signal).is_ok_and(|s| s.signal.topic == *topic))
+            .filter(|(_, r)| SignedSignal::from_stored(&r.signal).is_some_and(|s| s.signal.topic == *topic))
             .map(|(k, _)| k.id().to_vec())
             .collect();
         self.vault.write(|v| {
@@ -361,8 +390,14 @@ impl Topics<&mut Vault> {
 
     /// Keeps a signal heard on a topic this vault joined: one per pseudonym and item (a newer
     /// one replaces it), at most [`MAX_ITEMS_PER_PSEUDONYM`] items per pseudonym and
-    /// [`MAX_SIGNALS_PER_TOPIC`] signals per topic. Returns whether it was kept.
-    pub fn take_signal(&mut self, signed: &SignedSignal) -> Result<bool, StoreError> {
+    /// [`MAX_SIGNALS_PER_TOPIC`] signals per topic, counted in `counts` (see
+    /// [`Topics::counts`]; the caller keeps them, so that no signal costs a scan). Returns
+    /// whether it was kept.
+    pub fn take_signal(
+        &mut self,
+        signed: &SignedSignal,
+        counts: &mut SignalCounts,
+    ) -> Result<bool, StoreError> {
         let s = &signed.signal;
         if TOPIC_ROWS.get(&self.vault.store, Key::Id(&topic_key(&s.topic)))?.is_none() {
             return Ok(false);
@@ -376,19 +411,18 @@ impl Topics<&mut Vault> {
             return Ok(true);
         }
         if known.is_none() {
-            let on_topic = self.signals(&s.topic)?;
-            let from_pseudonym = on_topic.iter().filter(|k| k.signal.pseudonym == s.pseudonym).count();
-            if from_pseudonym >= MAX_ITEMS_PER_PSEUDONYM || on_topic.len() >= MAX_SIGNALS_PER_TOPIC {
+            let from = counts.per_pseudonym.get(&s.pseudonym).copied().unwrap_or(0);
+            if from >= MAX_ITEMS_PER_PSEUDONYM || counts.total >= MAX_SIGNALS_PER_TOPIC {
                 return Ok(false);
             }
         }
         self.vault.write(|v| {
-            SIGNAL_ROWS.put(
-                &v.store,
-                Key::Id(&id),
-                &SignalRecord { signal: signed.to_bytes(), received_at: now },
-            )
+            SIGNAL_ROWS.put(&v.store, Key::Id(&id), &SignalRecord { signal: bytes, received_at: now })
         })?;
+        if known.is_none() {
+            counts.total += 1;
+            *counts.per_pseudonym.entry(s.pseudonym).or_default() += 1;
+        }
         Ok(true)
     }
 }
