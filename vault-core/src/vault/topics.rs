@@ -438,3 +438,6 @@ impl Vault {
         Topics::new(self)
     }
 }
+
+#[cfg(test)]
+mod tests;
