@@ -149,9 +149,18 @@ fn item_json(i: &TopicItem) -> Value {
     })
 }
 
+/// Refuses a topic this vault did not join: there is nothing heard there to show.
+fn joined(vault: &Vault, topic: &Topic) -> Result<()> {
+    if !vault.topics().list()?.iter().any(|t| t.topic == *topic) {
+        bail!("you have not joined topic {topic} (vault topic join {topic} --via PEER)");
+    }
+    Ok(())
+}
+
 fn top(app: &App, args: &TopicViewArgs) -> Result<Outcome> {
     let topic: Topic = args.topic.parse()?;
     let mut vault = app.unlock()?;
+    joined(&vault, &topic)?;
     let vouched = vouched_set(&vault, &topic, args.vouched)?;
     let mut items = vault.topics().top(&topic, vouched.as_ref())?;
     items.truncate(args.limit);
@@ -213,6 +222,7 @@ fn top(app: &App, args: &TopicViewArgs) -> Result<Outcome> {
 fn also(app: &App, args: &TopicAlsoArgs) -> Result<Outcome> {
     let topic: Topic = args.topic.parse()?;
     let vault = app.unlock()?;
+    joined(&vault, &topic)?;
     let vouched = vouched_set(&vault, &topic, args.vouched)?;
     let also = vault.topics().also(&topic, &args.item, vouched.as_ref())?;
     if app.json {

@@ -105,7 +105,9 @@ pub type Accepted = (Signed<Acceptance>, [u8; 64], Option<Ticket>);
 #[non_exhaustive]
 pub enum IntentsError {
     /// No intention of this vault has that pseudonym (or prefix), or more than one does.
-    #[error("no intention of yours is named {0} (vault intent list shows them)")]
+    #[error(
+        "no intention of yours is named {0} (give its first 12 characters or more: vault intent list shows them)"
+    )]
     Unknown(String),
     /// No offer fetched for this intention has that id.
     #[error("no offer {0} was fetched for this intention (vault intent offers shows them)")]

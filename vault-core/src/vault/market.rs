@@ -71,7 +71,9 @@ pub struct HeldIntention {
 #[non_exhaustive]
 pub enum MarketError {
     /// No live intention here has that pseudonym (or prefix), or more than one does.
-    #[error("no live intention here is named {0} (vault intent inbox shows them)")]
+    #[error(
+        "no live intention here is named {0} (give its first 12 characters or more: vault intent inbox shows them)"
+    )]
     Unknown(String),
     /// Already [`MAX_OFFERS_MADE`] offers to it.
     #[error("you made {MAX_OFFERS_MADE} offers to this intention already")]
