@@ -25,7 +25,7 @@ fn add_intention(customer: &TestVault, what: &str, to: &[&str]) -> Value {
     for peer in to {
         args.extend(["--to", peer]);
     }
-    json(customer, &args)
+    customer.json(&args, "intent-add")
 }
 
 /// Everything a seller's vault shows of itself, as text: its access log, its intentions, its
@@ -68,7 +68,7 @@ fn an_intention_reaches_two_sellers_the_customer_accepts_one_and_the_other_never
 
     // Each seller sees the intention under the pseudonym, and answers.
     for (seller, price, name) in [(&acme, "149", "Acme"), (&bazaar, "139", "Bazaar")] {
-        let inbox = json(seller, &["intent", "inbox"]);
+        let inbox = seller.json(&["intent", "inbox"], "intent-inbox");
         let held = &inbox["intentions"][0];
         assert_eq!(held["pseudonym"], pseudonym.as_str(), "{inbox}");
         assert_eq!(held["intention"]["what"], "espresso machine");
@@ -88,7 +88,7 @@ fn an_intention_reaches_two_sellers_the_customer_accepts_one_and_the_other_never
     }
 
     // The customer fetches both offers and accepts Acme's.
-    let fetched = json(&ada, &["intent", "offers", "--no-relay"]);
+    let fetched = ada.json(&["intent", "offers", "--no-relay"], "intent-list");
     let offers = fetched["intentions"][0]["offers"].as_array().unwrap().clone();
     assert_eq!(offers.len(), 2, "{fetched}");
     let acme_offer = offers.iter().find(|o| o["seller_contact"] == "acme").expect("acme's offer");
@@ -143,7 +143,7 @@ fn a_withdrawn_intention_is_dropped_by_every_seller_it_reached() {
     let out = ada.ok(&["intent", "withdraw", &pseudonym[..12], "--no-relay"]);
     assert!(out.contains("acme: dropped it"), "{out}");
     assert!(json_or_empty(&acme)["intentions"].as_array().unwrap().is_empty());
-    let listed = json(&ada, &["intent", "list"]);
+    let listed = ada.json(&["intent", "list"], "intent-list");
     assert_eq!(listed["intentions"][0]["status"], "withdrawn");
     // Nothing more can be done with it.
     let err = ada.fails(&["intent", "accept", &pseudonym[..12], "aaaaaaaaaaaaaaaa"], 2);

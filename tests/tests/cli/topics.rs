@@ -177,7 +177,7 @@ fn tuning_in_counts_each_pseudonym_once_and_can_keep_only_vouched_ones() {
     eventually("the shill is heard", || {
         buyers(&json_or_no(&listener, &["topic", "top", "coffee/FR"]), "Miracle grinder") > 0
     });
-    let view = json(&listener, &["topic", "top", "coffee/FR"]);
+    let view = listener.json(&["topic", "top", "coffee/FR"], "topic-top");
     assert_eq!(buyers(&view, "Miracle grinder"), 1, "{view}");
 
     // Vouched only: the pseudonym of publisher 0 alone.
