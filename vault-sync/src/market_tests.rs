@@ -29,6 +29,21 @@ fn draft(what: &str, now: i64) -> IntentionDraft {
     }
 }
 
+/// An intention whose last day is past, under a fresh pseudonym.
+fn past_its_day() -> (PseudonymKey, vault_core::SignedIntention) {
+    let key = PseudonymKey::generate();
+    let intention = Intention {
+        pseudonym: key.public(),
+        what: "old".into(),
+        tags: vec![],
+        budget: None,
+        place: None,
+        until: "2020-01-31".into(),
+    };
+    let signed = intention.sign(&key).unwrap();
+    (key, signed)
+}
+
 async fn send(key: &PseudonymKey, ticket: &vault_core::Ticket, frame: MarketFrame) -> MarketFrame {
     market_call(key, ticket, &[frame], false).await.unwrap().remove(0)
 }
@@ -41,17 +56,7 @@ async fn a_flood_of_fresh_pseudonyms_is_bounded_and_forgeries_are_refused() {
     let now = node.inspect(|v| v.now());
     // Intentions that are answered without counting (out of their days) spend no slot.
     for _ in 0..12 {
-        let key = PseudonymKey::generate();
-        let old = Intention {
-            pseudonym: key.public(),
-            what: "old".into(),
-            tags: vec![],
-            budget: None,
-            place: None,
-            until: "2020-01-31".into(),
-        }
-        .sign(&key)
-        .unwrap();
+        let (key, old) = past_its_day();
         let answer = send(&key, &ticket, MarketFrame::Intention(Box::new(old))).await;
         assert_eq!(answer, MarketFrame::Answer(MarketAnswer::Ended));
     }
@@ -99,17 +104,7 @@ async fn expired_and_withdrawn_intentions_are_not_taken_and_offers_go_to_their_p
     let ticket = node.ticket();
     let now = node.inspect(|v| v.now());
     // Past its last day.
-    let key = PseudonymKey::generate();
-    let old = Intention {
-        pseudonym: key.public(),
-        what: "old".into(),
-        tags: vec![],
-        budget: None,
-        place: None,
-        until: "2020-01-31".into(),
-    }
-    .sign(&key)
-    .unwrap();
+    let (key, old) = past_its_day();
     assert_eq!(
         send(&key, &ticket, MarketFrame::Intention(Box::new(old))).await,
         MarketFrame::Answer(MarketAnswer::Ended)

@@ -30,7 +30,7 @@ fn add_intention(customer: &TestVault, what: &str, to: &[&str]) -> Value {
 
 /// Everything a seller's vault shows of itself, as text: its access log, its intentions, its
 /// contacts, its requests, its status and its whole export.
-fn everything_held(seller: &TestVault) -> String {
+pub(crate) fn everything_held(seller: &TestVault) -> String {
     [
         &["audit"][..],
         &["intent", "inbox"],

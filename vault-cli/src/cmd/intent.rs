@@ -4,8 +4,8 @@
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 use vault_core::{
-    HeldIntention, IntentionDraft, MarketAnswer, MarketFrame, MyIntention, Offer, Poll, Price, PseudonymKey,
-    Signed, Ticket, Topic, Vault,
+    HeldIntention, Intention, IntentionDraft, MarketAnswer, MarketFrame, MyIntention, Offer, Poll, Price,
+    PseudonymKey, Signed, Ticket, Topic, Vault,
 };
 use vault_sync::{market_call, topic_call};
 
@@ -139,7 +139,7 @@ fn add(app: &App, args: &IntentAddArgs) -> Result<Outcome> {
     } else {
         let mut out = vec![format!(
             "intention {pseudonym} ({}), under a pseudonym made for it alone:",
-            describe(&mine)
+            describe(&mine.signed.intention)
         )];
         for (peer, answer, _) in &sent {
             out.push(format!("  {}: {answer}", untrusted(peer)));
@@ -154,9 +154,10 @@ fn short(mine: &MyIntention) -> String {
     mine.pseudonym().to_string()[..12].to_owned()
 }
 
-fn describe(mine: &MyIntention) -> String {
-    let i = &mine.signed.intention;
-    let mut parts = vec![untrusted(&i.what).into_owned()];
+/// An intention in one line: what (quoted: the customer's own words, escaped), tags, budget
+/// band, place, last day. The customer's and the seller's lists say it alike.
+fn describe(i: &Intention) -> String {
+    let mut parts = vec![format!("\"{}\"", untrusted(&i.what))];
     if !i.tags.is_empty() {
         parts.push(format!("#{}", i.tags.join(" #")));
     }
@@ -189,7 +190,7 @@ fn offer_json(vault: &Vault, offer: &Signed<Offer>) -> Value {
         "seller": o.seller.to_string(),
         "seller_contact": vault.contacts().petname(&o.seller),
         "seller_says": o.name,
-        "price": Price { amount_minor: o.amount_minor, currency: o.currency.clone() }.to_string(),
+        "price": o.price().to_string(),
         "terms": o.terms,
         "made_at": rfc3339(o.made_at),
         "until": rfc3339(o.until),
@@ -216,7 +217,7 @@ fn offer_line(vault: &Vault, offer: &Signed<Offer>, accepted: bool) -> String {
         Some(name) => format!("{} (contact)", untrusted(&name)),
         None => format!("\"{}\" (its own words; {})", untrusted(&o.name), o.seller),
     };
-    let price = Price { amount_minor: o.amount_minor, currency: o.currency.clone() };
+    let price = o.price();
     let mut line = format!("  {}  {price}  from {who}  until {}", o.id, local(o.until));
     if !o.terms.is_empty() {
         line.push_str(&format!("\n      terms: {}", untrusted(&o.terms)));
@@ -238,7 +239,7 @@ fn print_mine(app: &App, vault: &Vault, all: &[MyIntention]) -> Result<()> {
     }
     let mut out = Vec::new();
     for mine in all {
-        out.push(format!("{}  {}  [{}]", short(mine), describe(mine), status(mine)));
+        out.push(format!("{}  {}  [{}]", short(mine), describe(&mine.signed.intention), status(mine)));
         let names: Vec<String> = mine
             .sent_to
             .iter()
@@ -448,21 +449,10 @@ fn inbox(app: &App) -> Result<Outcome> {
         let mut out = Vec::new();
         for held in &all {
             let i = &held.signed.intention;
-            let mut parts = vec![format!("\"{}\"", untrusted(&i.what))];
-            if !i.tags.is_empty() {
-                parts.push(format!("#{}", i.tags.join(" #")));
-            }
-            if let Some(b) = &i.budget {
-                parts.push(b.to_string());
-            }
-            if let Some(p) = &i.place {
-                parts.push(p.clone());
-            }
-            parts.push(format!("until {}", i.until));
-            out.push(format!("{}  {}  ({})", &i.pseudonym.to_string()[..12], parts.join(", "), held.via));
+            out.push(format!("{}  {}  ({})", &i.pseudonym.to_string()[..12], describe(i), held.via));
             for o in &held.offers {
                 let s = o.statement();
-                let price = Price { amount_minor: s.amount_minor, currency: s.currency.clone() };
+                let price = s.price();
                 out.push(format!("  your offer {}  {price}  until {}", s.id, local(s.until)));
             }
             if let Some(a) = &held.accepted {

@@ -123,27 +123,32 @@ fn every_kind_has_a_fuzz_target_a_seed_corpus_and_a_readme_row() {
     }
 }
 
-fn fixture_frames() -> Vec<Frame> {
-    let text = include_str!("../../tests/fixtures/frames-v1.txt");
+/// The lines of a known-answer fixture, as bytes.
+fn hex_lines(text: &str) -> Vec<(&str, Vec<u8>)> {
     text.lines()
         .map(|line| {
-            let bytes: Vec<u8> = (0..line.len())
+            let bytes = (0..line.len())
                 .step_by(2)
                 .map(|i| u8::from_str_radix(&line[i..i + 2], 16).expect("hex"))
                 .collect();
+            (line, bytes)
+        })
+        .collect()
+}
+
+fn fixture_frames() -> Vec<Frame> {
+    hex_lines(include_str!("../../tests/fixtures/frames-v1.txt"))
+        .into_iter()
+        .map(|(line, bytes)| {
             decode(&bytes).unwrap_or_else(|e| panic!("frames-v1.txt: a line does not decode ({e}): {line}"))
         })
         .collect()
 }
 
 fn market_fixture_frames() -> Vec<MarketFrame> {
-    let text = include_str!("../../tests/fixtures/market-v1.txt");
-    text.lines()
-        .map(|line| {
-            let bytes: Vec<u8> = (0..line.len())
-                .step_by(2)
-                .map(|i| u8::from_str_radix(&line[i..i + 2], 16).expect("hex"))
-                .collect();
+    hex_lines(include_str!("../../tests/fixtures/market-v1.txt"))
+        .into_iter()
+        .map(|(line, bytes)| {
             decode_market(&bytes)
                 .unwrap_or_else(|e| panic!("market-v1.txt: a line does not decode ({e}): {line}"))
         })

@@ -41,6 +41,13 @@ pub struct Offer {
     pub reply_to: Option<String>,
 }
 
+impl Offer {
+    /// The price offered.
+    pub fn price(&self) -> crate::money::Price {
+        crate::money::Price { amount_minor: self.amount_minor, currency: self.currency.clone() }
+    }
+}
+
 impl Statement for Offer {
     const LABEL: &'static [u8] = b"vault/v1/offer";
     const KIND: &'static str = "offer";
