@@ -257,6 +257,10 @@ impl SignedIntention {
             return Err(IntentError::Forged);
         }
         let signed: Self = serde_json::from_slice(bytes).map_err(|_| IntentError::Forged)?;
+        // Verified over its re-encoded body, so only that encoding is taken: one wire form each.
+        if signed.to_bytes() != bytes {
+            return Err(IntentError::Forged);
+        }
         signed.intention.check()?;
         let raw =
             data_encoding::HEXLOWER.decode(signed.signature.as_bytes()).map_err(|_| IntentError::Forged)?;

@@ -197,6 +197,10 @@ impl SignedSignal {
             return Err(SignalError::Forged);
         }
         let signed: Self = serde_json::from_slice(bytes).map_err(|_| SignalError::Forged)?;
+        // Verified over its re-encoded JSON, so only that encoding is taken: one wire form each.
+        if signed.to_bytes() != bytes {
+            return Err(SignalError::Forged);
+        }
         signed.signal.check()?;
         let raw =
             data_encoding::HEXLOWER.decode(signed.signature.as_bytes()).map_err(|_| SignalError::Forged)?;

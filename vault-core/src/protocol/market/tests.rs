@@ -121,6 +121,27 @@ fn an_acceptance_without_the_pseudonyms_signature_is_refused() {
     assert_eq!(decode_market(&[0x43, 0]), Err(FrameError::Truncated));
 }
 
+/// A signed intention or signal is verified over its re-encoded JSON, so another spelling of
+/// the same content (a key's letters in capitals, a space, fields in another order) would pass
+/// as a second wire form of one statement: refused, so each has one form only.
+#[test]
+fn another_spelling_of_a_signed_intention_or_signal_is_refused() {
+    let frames = sample_market_frames();
+    for (frame, pseudonym) in [(&frames[0], "\"pseudonym\":\""), (&frames[7], "\"pseudonym\":\"")] {
+        let bytes = encode_market(frame);
+        let text = String::from_utf8(bytes[1..].to_vec()).unwrap();
+        let at = text.find(pseudonym).unwrap() + pseudonym.len();
+        let capitals = format!("{}{}{}", &text[..at], text[at..at + 5].to_ascii_uppercase(), &text[at + 5..]);
+        let spaced = text.replacen(':', ": ", 1);
+        for respelled in [capitals, spaced] {
+            assert_ne!(respelled, text);
+            let mut wire = vec![bytes[0]];
+            wire.extend_from_slice(respelled.as_bytes());
+            assert_eq!(decode_market(&wire), Err(FrameError::BadStatement), "{respelled}");
+        }
+    }
+}
+
 proptest! {
     #[test]
     fn market_decoder_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
@@ -135,6 +156,8 @@ proptest! {
         let mut flipped = frame.clone();
         let i = flip % flipped.len();
         flipped[i] ^= 0x5a;
-        let _ = decode_market(&flipped);
+        if let Ok(decoded) = decode_market(&flipped) {
+            prop_assert_eq!(encode_market(&decoded), flipped, "a decoded frame has one wire form");
+        }
     }
 }
