@@ -16,7 +16,7 @@
 //! | `requests.rs`, `inbox.rs`, `outbox.rs` | consent requests: [`Inbox`] (made to this vault: approve, deny), [`Outbox`] (made by it) | `requests_in`, `requests_out` |
 //! | `notices.rs` | [`Notices`]: breach notices sent and received | `notices_out`, `notices_in` |
 //! | `network.rs`, `network/` | [`Network`]: the purchase feed over held shares, its mutes, what the network says | (reads `received_views`) |
-//! | `intents.rs`, `market.rs` | intentions: [`Intents`] (this customer's, with their pseudonym keys), [`Market`] (a seller's, received) | `intents_out`, `intents_in` |
+//! | `intents.rs`, `market.rs`, `market/` | intentions: [`Intents`] (this customer's, with their pseudonym keys), [`Market`] (a seller's, received) | `intents_out`, `intents_in`; the seller's counts ([`MarketTally`](market::MarketTally)) in memory |
 //! | `topics.rs` | [`Topics`]: public topics joined (a pseudonym each), signals heard, what they say | `topics`, `signals` |
 //! | `audit.rs` | [`AccessLog`]: the access log | `audit` |
 //! | `keys.rs`, `key_state.rs` | [`Keys`]: the recovery code (the next key), restoring and forgetting the identity key, key events | `secrets` rows `identity`, `identity-next`; key events |
@@ -147,6 +147,8 @@ pub struct Vault {
     held: held::HeldState,
     /// Blocked identities, valid while no row changed (see [`Contacts::blocked`]).
     blocked_cache: contacts::BlockedCache,
+    /// What a seller's node counts of the intentions it holds (see market/tally.rs).
+    market_tally: market::MarketTally,
     /// What the inbox remembers between deliveries (see inbox.rs).
     inbox: inbox::InboxState,
     /// A table whose set of rows stopped matching the manifest while this process held the
@@ -206,6 +208,7 @@ impl Vault {
         self.issued.grant_cache.replace(None);
         self.blocked_cache.replace(None);
         self.held.received_cache.clear();
+        self.market_tally.clear();
     }
 
     fn load(store: Store, dir: PathBuf, clock: Clock) -> Result<Self, open::OpenError> {
@@ -234,6 +237,7 @@ impl Vault {
             issued: Default::default(),
             held: Default::default(),
             blocked_cache: Default::default(),
+            market_tally: Default::default(),
             inbox: Default::default(),
             tampered: None,
             data_version: 0,

@@ -22,6 +22,9 @@ use crate::store::StoreError;
 use crate::store::sealed::{INTENTS_IN, Key};
 use crate::store::typed::TypedTable;
 
+mod tally;
+pub(crate) use tally::MarketTally;
+
 const ROWS: TypedTable<HeldRecord> = TypedTable::new(INTENTS_IN);
 
 /// Live intentions held from strangers, at most: beyond, new ones are answered `Full`.
@@ -196,32 +199,29 @@ impl Market<&mut Vault> {
         let now = self.vault.now();
         let pseudonym = signed.intention.pseudonym;
         let until = ends_at(&signed.intention.until);
-        let live = self.live_rows()?;
-        let full = if via == "direct" {
-            live.iter().filter(|(_, r)| r.via == via).count() >= MAX_HELD_INTENTIONS
-        } else {
-            live.iter().filter(|(_, r)| r.via == via).count() >= MAX_HELD_PER_TOPIC
-        };
-        if full || live.len() >= 2 * MAX_HELD_INTENTIONS {
+        let bound = if via == "direct" { MAX_HELD_INTENTIONS } else { MAX_HELD_PER_TOPIC };
+        let (live_via, live) = self.counts(|c| (c.live_via(via, now), c.live(now)))?;
+        if live_via >= bound || live >= 2 * MAX_HELD_INTENTIONS {
             return Ok(MarketAnswer::Full);
         }
+        let record = HeldRecord {
+            intention: signed.to_bytes(),
+            until,
+            received_at: now,
+            via: via.to_owned(),
+            offers: Vec::new(),
+            accepted: None,
+            withdrawn_at: None,
+        };
         self.vault.write(|v| {
-            let record = HeldRecord {
-                intention: signed.to_bytes(),
-                until,
-                received_at: now,
-                via: via.to_owned(),
-                offers: Vec::new(),
-                accepted: None,
-                withdrawn_at: None,
-            };
             ROWS.put(&v.store, Key::Id(pseudonym.as_bytes()), &record)?;
             // The pseudonym and the way it came; what is wanted is in the inbox while it lives.
             let mut event = AuditEvent::new(now, AuditKind::IntentionReceived);
             event.detail = Some(format!("intention {pseudonym} ({via})"));
-            v.access_log().append(&event)?;
-            Ok(MarketAnswer::Kept)
-        })
+            v.access_log().append(&event)
+        })?;
+        self.written(None, Some(&record))?;
+        Ok(MarketAnswer::Kept)
     }
 
     /// Makes an offer to a live intention, signed by this vault.
@@ -310,29 +310,37 @@ impl Market<&mut Vault> {
     pub fn withdrawn(&mut self, withdrawal: &Withdrawal) -> Result<MarketAnswer, StoreError> {
         let now = self.vault.now();
         let pseudonym = withdrawal.pseudonym;
+        let key = Key::Id(pseudonym.as_bytes());
+        let Some(was) = ROWS.get(&self.vault.store, key)? else { return Ok(MarketAnswer::Unknown) };
+        if was.accepted.is_some() {
+            // The customer accepted: this is the seller's record of its word, kept.
+            return Ok(MarketAnswer::Ended);
+        }
+        if was.withdrawn_at.is_some() {
+            return Ok(MarketAnswer::Kept);
+        }
+        let is = (self.counts(|c| c.marks())? < MAX_WITHDRAWN_MARKS).then(|| HeldRecord {
+            intention: Vec::new(),
+            until: was.until,
+            received_at: was.received_at,
+            via: was.via.clone(),
+            offers: Vec::new(),
+            accepted: None,
+            withdrawn_at: Some(now),
+        });
         self.vault.write(|v| {
-            let key = Key::Id(pseudonym.as_bytes());
-            let Some(mut record) = ROWS.get(&v.store, key)? else { return Ok(MarketAnswer::Unknown) };
-            if record.accepted.is_some() {
-                // The customer accepted: this is the seller's record of its word, kept.
-                return Ok(MarketAnswer::Ended);
-            }
-            if record.withdrawn_at.is_none() {
-                let marks = ROWS.list(&v.store)?.iter().filter(|(_, r)| r.withdrawn_at.is_some()).count();
-                if marks >= MAX_WITHDRAWN_MARKS {
+            match &is {
+                Some(mark) => ROWS.put(&v.store, key, mark)?,
+                None => {
                     ROWS.delete(&v.store, key)?;
-                } else {
-                    record.intention = Vec::new();
-                    record.offers = Vec::new();
-                    record.withdrawn_at = Some(now);
-                    ROWS.put(&v.store, key, &record)?;
                 }
-                let mut event = AuditEvent::new(now, AuditKind::IntentionWithdrawn);
-                event.detail = Some(format!("intention {pseudonym}"));
-                v.access_log().append(&event)?;
             }
-            Ok(MarketAnswer::Kept)
-        })
+            let mut event = AuditEvent::new(now, AuditKind::IntentionWithdrawn);
+            event.detail = Some(format!("intention {pseudonym}"));
+            v.access_log().append(&event)
+        })?;
+        self.written(Some(&was), is.as_ref())?;
+        Ok(MarketAnswer::Kept)
     }
 
     /// Forgets one live intention (the seller's choice), with the offers made to it.
@@ -342,6 +350,7 @@ impl Market<&mut Vault> {
             ROWS.delete(&v.store, Key::Id(pseudonym.as_bytes()))?;
             Ok::<(), MarketError>(())
         })?;
+        self.vault.market_tally.clear();
         Ok(pseudonym)
     }
 
@@ -362,8 +371,10 @@ impl Market<&mut Vault> {
             for id in &gone {
                 ROWS.delete(&v.store, Key::Id(id))?;
             }
-            Ok(gone.len())
-        })
+            Ok::<(), StoreError>(())
+        })?;
+        self.vault.market_tally.clear();
+        Ok(gone.len())
     }
 }
 
@@ -378,3 +389,6 @@ impl Vault {
         Market::new(self)
     }
 }
+
+#[cfg(test)]
+mod tests;
