@@ -220,7 +220,7 @@ impl Market<&mut Vault> {
             event.detail = Some(format!("intention {pseudonym} ({via})"));
             v.access_log().append(&event)
         })?;
-        self.written(None, Some(&record))?;
+        self.written(&[(None, Some(&record))]);
         Ok(MarketAnswer::Kept)
     }
 
@@ -311,24 +311,26 @@ impl Market<&mut Vault> {
         let now = self.vault.now();
         let pseudonym = withdrawal.pseudonym;
         let key = Key::Id(pseudonym.as_bytes());
-        let Some(was) = ROWS.get(&self.vault.store, key)? else { return Ok(MarketAnswer::Unknown) };
-        if was.accepted.is_some() {
-            // The customer accepted: this is the seller's record of its word, kept.
-            return Ok(MarketAnswer::Ended);
-        }
-        if was.withdrawn_at.is_some() {
-            return Ok(MarketAnswer::Kept);
-        }
-        let is = (self.counts(|c| c.marks())? < MAX_WITHDRAWN_MARKS).then(|| HeldRecord {
-            intention: Vec::new(),
-            until: was.until,
-            received_at: was.received_at,
-            via: was.via.clone(),
-            offers: Vec::new(),
-            accepted: None,
-            withdrawn_at: Some(now),
-        });
-        self.vault.write(|v| {
+        // Counted first: a write by another connection from here on drops the counts.
+        let marks = self.counts(|c| c.marks())?;
+        let done = self.vault.write(|v| {
+            let Some(was) = ROWS.get(&v.store, key)? else { return Ok(Err(MarketAnswer::Unknown)) };
+            if was.accepted.is_some() {
+                // The customer accepted: this is the seller's record of its word, kept.
+                return Ok(Err(MarketAnswer::Ended));
+            }
+            if was.withdrawn_at.is_some() {
+                return Ok(Err(MarketAnswer::Kept));
+            }
+            let is = (marks < MAX_WITHDRAWN_MARKS).then(|| HeldRecord {
+                intention: Vec::new(),
+                until: was.until,
+                received_at: was.received_at,
+                via: was.via.clone(),
+                offers: Vec::new(),
+                accepted: None,
+                withdrawn_at: Some(now),
+            });
             match &is {
                 Some(mark) => ROWS.put(&v.store, key, mark)?,
                 None => {
@@ -337,20 +339,28 @@ impl Market<&mut Vault> {
             }
             let mut event = AuditEvent::new(now, AuditKind::IntentionWithdrawn);
             event.detail = Some(format!("intention {pseudonym}"));
-            v.access_log().append(&event)
+            v.access_log().append(&event)?;
+            Ok::<_, StoreError>(Ok((was, is)))
         })?;
-        self.written(Some(&was), is.as_ref())?;
-        Ok(MarketAnswer::Kept)
+        match done {
+            Ok((was, is)) => {
+                self.written(&[(Some(&was), is.as_ref())]);
+                Ok(MarketAnswer::Kept)
+            }
+            Err(answer) => Ok(answer),
+        }
     }
 
     /// Forgets one live intention (the seller's choice), with the offers made to it.
     pub fn forget(&mut self, name: &str) -> Result<Pseudonym, MarketError> {
         let pseudonym = self.find(name)?.signed.intention.pseudonym;
-        self.vault.write(|v| {
-            ROWS.delete(&v.store, Key::Id(pseudonym.as_bytes()))?;
-            Ok::<(), MarketError>(())
+        let key = Key::Id(pseudonym.as_bytes());
+        let was = self.vault.write(|v| {
+            let was = ROWS.get(&v.store, key)?;
+            ROWS.delete(&v.store, key)?;
+            Ok::<_, MarketError>(was)
         })?;
-        self.vault.market_tally.clear();
+        self.written(&[(was.as_ref(), None)]);
         Ok(pseudonym)
     }
 
@@ -358,22 +368,24 @@ impl Market<&mut Vault> {
     /// of their offers was accepted: that one is the seller's record of a customer's word.
     pub fn expire(&mut self) -> Result<usize, StoreError> {
         let now = self.vault.now();
-        let gone: Vec<Vec<u8>> = ROWS
+        // Counted first: a write by another connection from here on drops the counts.
+        self.counts(|_| ())?;
+        let gone: Vec<_> = ROWS
             .list(&self.vault.store)?
             .into_iter()
             .filter(|(_, r)| r.until <= now && r.accepted.is_none())
-            .map(|(k, _)| k.id().to_vec())
             .collect();
         if gone.is_empty() {
             return Ok(0);
         }
         self.vault.write(|v| {
-            for id in &gone {
-                ROWS.delete(&v.store, Key::Id(id))?;
+            for (key, _) in &gone {
+                ROWS.delete(&v.store, key.as_key())?;
             }
             Ok::<(), StoreError>(())
         })?;
-        self.vault.market_tally.clear();
+        let moves: Vec<_> = gone.iter().map(|(_, was)| (Some(was), None)).collect();
+        self.written(&moves);
         Ok(gone.len())
     }
 }

@@ -44,15 +44,22 @@ impl Counts {
 
     fn drop(&mut self, record: &HeldRecord) {
         if record.withdrawn_at.is_some() {
+            debug_assert!(self.marks > 0, "a withdrawn mark not counted");
             self.marks = self.marks.saturating_sub(1);
             return;
         }
-        let Some(by_until) = self.held.get_mut(&record.via) else { return };
-        if let Some(n) = by_until.get_mut(&record.until) {
-            *n -= 1;
-            if *n == 0 {
-                by_until.remove(&record.until);
+        let Some(by_until) = self.held.get_mut(&record.via) else {
+            debug_assert!(false, "an intention's way in not counted");
+            return;
+        };
+        match by_until.get_mut(&record.until) {
+            Some(n) => {
+                *n -= 1;
+                if *n == 0 {
+                    by_until.remove(&record.until);
+                }
             }
+            None => debug_assert!(false, "an intention's last day not counted"),
         }
         if by_until.is_empty() {
             self.held.remove(&record.via);
@@ -104,21 +111,21 @@ impl<V: Deref<Target = Vault>> Market<V> {
         Ok(f(slot.as_mut().expect("just filled")))
     }
 
-    /// This connection wrote a row: what it was (`None`: new) and what it is (`None`: deleted).
-    /// The counts move only if they were read at the current `data_version` (which this
-    /// connection's own commits leave as it is); read after another connection's write, they
-    /// may already hold this one, so they are dropped instead.
-    pub(super) fn written(
-        &self,
-        was: Option<&HeldRecord>,
-        is: Option<&HeldRecord>,
-    ) -> Result<(), StoreError> {
-        let version = self.vault.store.data_version()?;
+    /// This connection committed rows: for each, what it was (`None`: new) and what it is
+    /// (`None`: deleted). The counts move only if they were read at the current
+    /// `data_version` (which this connection's own commits leave as it is); counts read before
+    /// another connection's write are dropped instead (as when the version cannot be read), to
+    /// be read whole on next use.
+    pub(super) fn written(&self, moves: &[(Option<&HeldRecord>, Option<&HeldRecord>)]) {
+        let version = self.vault.store.data_version().ok();
         let mut slot = self.vault.market_tally.0.borrow_mut();
         match slot.as_mut() {
-            Some(counts) if counts.version == version => counts.moved(was, is),
+            Some(counts) if Some(counts.version) == version => {
+                for (was, is) in moves {
+                    counts.moved(*was, *is);
+                }
+            }
             _ => *slot = None,
         }
-        Ok(())
     }
 }

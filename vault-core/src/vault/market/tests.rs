@@ -56,7 +56,9 @@ enum Step {
     ReceiveElsewhere { days: i64 },
     /// The n-th key made so far withdraws its intention.
     Withdraw(usize),
-    /// Another connection forgets the n-th key's intention (the seller, from the CLI).
+    /// The seller forgets the n-th key's intention.
+    Forget(usize),
+    /// The same, from another connection (the CLI while the node runs).
     ForgetElsewhere(usize),
     /// Days pass, then what expired is forgotten.
     Expire(i64),
@@ -67,13 +69,14 @@ fn step() -> impl Strategy<Value = Step> {
         4 => (1i64..5, any::<bool>()).prop_map(|(days, topic)| Step::Receive { days, topic }),
         1 => (1i64..5).prop_map(|days| Step::ReceiveElsewhere { days }),
         2 => any::<usize>().prop_map(Step::Withdraw),
+        1 => any::<usize>().prop_map(Step::Forget),
         1 => any::<usize>().prop_map(Step::ForgetElsewhere),
         1 => (0i64..4).prop_map(Step::Expire),
     ]
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 8, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
 
     #[test]
     fn the_counts_agree_with_the_table(steps in proptest::collection::vec(step(), 1..30)) {
@@ -87,7 +90,7 @@ proptest! {
             .unwrap();
         let mut keys: Vec<PseudonymKey> = Vec::new();
         for step in steps {
-            match step {
+            match step.clone() {
                 Step::Receive { days, topic } => {
                     let (key, signed) = intention(&clock, days);
                     let via = if topic { "topic a" } else { "direct" };
@@ -104,10 +107,11 @@ proptest! {
                     let now = clock.load(Ordering::SeqCst);
                     v.market_mut().withdrawn(&Withdrawal::sign(key, now)).unwrap();
                 }
-                Step::ForgetElsewhere(n) if !keys.is_empty() => {
+                Step::Forget(n) | Step::ForgetElsewhere(n) if !keys.is_empty() => {
                     let name = keys[n % keys.len()].public().to_string();
+                    let by = if matches!(step, Step::Forget(_)) { &mut v } else { &mut other };
                     // Gone already (withdrawn, expired, forgotten) is fine: nothing to forget.
-                    let _ = other.market_mut().forget(&name);
+                    let _ = by.market_mut().forget(&name);
                 }
                 Step::Expire(days) => {
                     clock.fetch_add(days * DAY, Ordering::SeqCst);
@@ -150,4 +154,57 @@ fn a_topic_fills_at_its_bound_and_a_withdrawal_frees_a_slot() {
     clock.fetch_add(4 * DAY, Ordering::SeqCst);
     let (_, later) = intention(&clock, 3);
     assert_eq!(v.market_mut().receive(&later, "topic a").unwrap(), MarketAnswer::Kept);
+}
+
+#[test]
+fn the_bounds_in_all_and_on_withdrawn_marks() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(AtomicI64::new(START));
+    let mut v = new_test_vault_with_clock(dir.path(), clock.clone());
+    let fill = |v: &mut Vault, via: &str, n: usize| {
+        for _ in 0..n {
+            let (_, signed) = intention(&clock, 3);
+            assert_eq!(v.market_mut().receive(&signed, via).unwrap(), MarketAnswer::Kept, "{via}");
+        }
+        let (_, one_more) = intention(&clock, 3);
+        v.market_mut().receive(&one_more, via).unwrap()
+    };
+    assert_eq!(fill(&mut v, "direct", MAX_HELD_INTENTIONS), MarketAnswer::Full);
+    for topic in ["topic b", "topic c", "topic d"] {
+        assert_eq!(fill(&mut v, topic, MAX_HELD_PER_TOPIC), MarketAnswer::Full);
+    }
+    // 2,000 direct and 1,500 by topics: one topic more takes 500, then nothing more in all.
+    const { assert!(MAX_HELD_INTENTIONS + 4 * MAX_HELD_PER_TOPIC == 2 * MAX_HELD_INTENTIONS) };
+    assert_eq!(fill(&mut v, "topic e", MAX_HELD_PER_TOPIC - 1), MarketAnswer::Kept);
+    assert_eq!(fill(&mut v, "topic f", 0), MarketAnswer::Full);
+
+    // At the bound of withdrawn marks, a withdrawn intention is forgotten whole.
+    let (key, signed) = intention(&clock, 3);
+    let dir = tempfile::tempdir().unwrap();
+    let mut v = new_test_vault_with_clock(dir.path(), clock.clone());
+    assert_eq!(v.market_mut().receive(&signed, "direct").unwrap(), MarketAnswer::Kept);
+    let now = clock.load(Ordering::SeqCst);
+    let mark = HeldRecord {
+        intention: Vec::new(),
+        until: now + DAY,
+        received_at: now,
+        via: "direct".into(),
+        offers: Vec::new(),
+        accepted: None,
+        withdrawn_at: Some(now),
+    };
+    v.write(|v| {
+        for i in 0..MAX_WITHDRAWN_MARKS as u32 {
+            ROWS.put(&v.store, Key::Id(&i.to_be_bytes()), &mark)?;
+        }
+        Ok::<(), StoreError>(())
+    })
+    .unwrap();
+    v.market_tally.clear();
+    let pseudonym = key.public();
+    assert_eq!(v.market_mut().withdrawn(&Withdrawal::sign(&key, now)).unwrap(), MarketAnswer::Kept);
+    assert!(ROWS.get(&v.store, Key::Id(pseudonym.as_bytes())).unwrap().is_none());
+    let (counted, read) = counted_and_read(&v);
+    assert_eq!(counted, read);
+    assert_eq!(read.3, MAX_WITHDRAWN_MARKS);
 }
