@@ -380,7 +380,8 @@ fn spread(d: Duration) -> Duration {
     d - quarter + jitter
 }
 
-fn rand_below(n: u64) -> u64 {
+/// A number below `n` (0 when `n` is 0), for spreading timers: no secrecy needed.
+pub(crate) fn rand_below(n: u64) -> u64 {
     let mut bytes = [0u8; 8];
     // The spread needs no secrecy; a failed read leaves no spread.
     let _ = getrandom::fill(&mut bytes);

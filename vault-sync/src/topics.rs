@@ -23,6 +23,7 @@ use vault_core::{JoinedTopic, MarketFrame, PseudonymKey, Ticket, Topic, decode_m
 
 use crate::endpoint::{NodeConfig, NodeTasks, bind_pseudonymous, endpoint_id};
 use crate::error::SyncError;
+use crate::keep::rand_below;
 
 /// Largest gossip message: a market frame (an `Offers` frame is the largest).
 pub(crate) const GOSSIP_MESSAGE_MAX: usize = 16 * 1024;
@@ -32,6 +33,22 @@ const JOIN_WAIT: Duration = Duration::from_secs(15);
 /// 90 seconds for which gossip members drop a message they have seen (identical bytes), so
 /// that a repeat travels again through members that already had it.
 const REPUBLISH: Duration = Duration::from_secs(100);
+/// With relays on, the most a customer's topic waits, at random, before its pseudonym enters:
+/// the pseudonyms of one node entering their topics together would be linked by their timing.
+const JOIN_SPREAD: Duration = Duration::from_secs(60);
+
+/// How long a topic's own pseudonym waits before it enters: a random part of [`JOIN_SPREAD`]
+/// with relays on; none with relays off (members see the node's address then, which links its
+/// pseudonyms anyway).
+fn join_delay(relay: bool) -> Duration {
+    if relay { Duration::from_millis(rand_below(JOIN_SPREAD.as_millis() as u64)) } else { Duration::ZERO }
+}
+
+/// The wait before a member says its signals again: [`REPUBLISH`] and up to a quarter more, at
+/// random, so that one node's topics do not speak in step.
+fn republish_after() -> Duration {
+    REPUBLISH + Duration::from_millis(rand_below(REPUBLISH.as_millis() as u64 / 4))
+}
 /// New intentions a seller takes from one topic per minute.
 const TOPIC_INTENTIONS_PER_MINUTE: u32 = 60;
 /// Signals looked at per topic per minute, at most (each pseudonym's are bounded in the vault).
@@ -212,6 +229,7 @@ async fn member(
         None
     } else {
         let key = shared.vault().topics().key(&joined.topic)?.ok_or(SyncError::Timeout)?;
+        tokio::time::sleep(join_delay(config.relay)).await;
         let endpoint =
             bind_pseudonymous(iroh::SecretKey::from_bytes(&key.secret_bytes()), config.relay).await?;
         let swarm = Swarm::new(&endpoint)?;
@@ -234,12 +252,17 @@ async fn member(
     let result = async {
         let counts = shared.vault().topics().counts(&joined.topic)?;
         let mut state = Member::new(joined, counts);
-        let mut republish = tokio::time::interval(REPUBLISH);
+        let mut republish = tokio::time::Instant::now() + republish_after();
         let mut neighbours = 0usize;
         loop {
             tokio::select! {
                 // Said again now and then for members who joined since; not to nobody.
-                _ = republish.tick() => if neighbours > 0 { state.publish(&shared, &sender).await },
+                () = tokio::time::sleep_until(republish) => {
+                    republish = tokio::time::Instant::now() + republish_after();
+                    if neighbours > 0 {
+                        state.publish(&shared, &sender).await;
+                    }
+                }
                 event = receiver.next() => match event {
                     Some(Ok(Event::Received(message))) => {
                         if let Ok(frame) = decode_market(&message.content) {
@@ -373,6 +396,24 @@ impl Member {
         })();
         if let Err(e) = result {
             tracing::warn!(%topic, error = %e, "keeping what a topic said failed");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pseudonym_enters_at_a_random_moment_only_with_relays_on() {
+        assert_eq!(join_delay(false), Duration::ZERO);
+        let delays: HashSet<Duration> = (0..20).map(|_| join_delay(true)).collect();
+        assert!(delays.iter().all(|d| *d < JOIN_SPREAD), "{delays:?}");
+        assert!(delays.len() > 10, "not spread at random: {delays:?}");
+        for _ in 0..20 {
+            let after = republish_after();
+            // Never before the 90 s gossip members drop a message they have seen.
+            assert!(after >= REPUBLISH && after < REPUBLISH + REPUBLISH / 4, "{after:?}");
         }
     }
 }
