@@ -20,18 +20,6 @@ pub const MAX_INTENT_TAGS: usize = 8;
 /// Longest wire form of a signed intention accepted.
 pub const MAX_INTENTION_BYTES: usize = 4096;
 
-impl Serialize for Pseudonym {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.to_string())
-    }
-}
-
-impl<'de> Deserialize<'de> for Pseudonym {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
-    }
-}
-
 /// A budget: a band in the currency's major unit, `low` included, `high` not; one figure
 /// (`low == high`) only when the customer chose to give it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -5,6 +5,22 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::identity::IdentityId;
 
+/// Reads a key or an id from a statement, a frame or a stored row: only in the form it prints
+/// as (lowercase, nothing around it), so that what is signed or sent has one spelling. What a
+/// person types (`FromStr`) may differ in case and spaces.
+fn printed_form<T, E>(s: &str) -> Result<T, E>
+where
+    T: std::str::FromStr + std::fmt::Display,
+    T::Err: std::fmt::Display,
+    E: serde::de::Error,
+{
+    let value: T = s.parse().map_err(E::custom)?;
+    if value.to_string() != s {
+        return Err(E::custom("not in its printed form (lowercase base32, nothing around it)"));
+    }
+    Ok(value)
+}
+
 macro_rules! serde_via_string {
     ($ty:ty) => {
         impl Serialize for $ty {
@@ -14,8 +30,7 @@ macro_rules! serde_via_string {
         }
         impl<'de> Deserialize<'de> for $ty {
             fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                let s = String::deserialize(d)?;
-                s.parse().map_err(serde::de::Error::custom)
+                printed_form(&String::deserialize(d)?)
             }
         }
     };
@@ -75,8 +90,7 @@ macro_rules! random_id {
 
         impl<'de> ::serde::Deserialize<'de> for $name {
             fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                let s = <String as ::serde::Deserialize>::deserialize(d)?;
-                s.parse().map_err(::serde::de::Error::custom)
+                $crate::statement::ids::printed_form(&<String as ::serde::Deserialize>::deserialize(d)?)
             }
         }
     };
@@ -109,3 +123,40 @@ random_id!(
 
 serde_via_string!(IdentityId);
 serde_via_string!(crate::identity::DeviceId);
+serde_via_string!(crate::identity::Pseudonym);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::{DeviceKey, Identity, Pseudonym, PseudonymKey};
+
+    /// Each key or id has one spelling in what is signed, sent or stored; what a person types
+    /// may differ in case and spaces.
+    #[test]
+    fn keys_and_ids_are_read_from_json_in_their_printed_form_only() {
+        fn check<T>(value: T)
+        where
+            T: Serialize
+                + for<'de> Deserialize<'de>
+                + std::str::FromStr
+                + std::fmt::Display
+                + PartialEq
+                + std::fmt::Debug,
+            T::Err: std::fmt::Debug,
+        {
+            let printed = value.to_string();
+            let json = serde_json::to_string(&value).unwrap();
+            assert_eq!(serde_json::from_str::<T>(&json).unwrap(), value);
+            for other in [printed.to_ascii_uppercase(), format!(" {printed}"), format!("{printed}\n")] {
+                let json = serde_json::to_string(&other).unwrap();
+                assert!(serde_json::from_str::<T>(&json).is_err(), "{other:?} read from JSON");
+                assert_eq!(other.parse::<T>().unwrap(), value, "{other:?} typed");
+            }
+        }
+        check(Identity::from_secret_bytes(&[1; 32]).public());
+        check(DeviceKey::from_secret_bytes(&[2; 32]).public());
+        check::<Pseudonym>(PseudonymKey::from_secret_bytes(&[3; 32]).public());
+        check(GrantId::from_raw(&[4; 10]).unwrap());
+        check(OfferId::from_raw(&[5; 10]).unwrap());
+    }
+}

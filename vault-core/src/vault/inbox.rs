@@ -414,9 +414,13 @@ mod tests {
         let wider = Approval { fields: Some(vec![phone]), ..Approval::default() };
         assert!(matches!(v.inbox_mut().approve(&id, wider), Err(RequestError::Wider(_))));
         assert!(v.grants().list().unwrap().is_empty(), "a refused approval grants nothing");
+        let before = v.now();
         let grant = v.inbox_mut().approve(&id, Approval::default()).unwrap();
+        let after = v.now();
         assert_eq!(grant.statement().request, Some(id));
-        assert_eq!(grant.statement().expires_at, Some(v.now() + 86_400), "the requested duration");
+        // The requested duration from the moment of approval (the clock may tick meanwhile).
+        let expires = grant.statement().expires_at.unwrap();
+        assert!((before + 86_400..=after + 86_400).contains(&expires), "the requested duration");
         assert!(matches!(
             v.inbox_mut().approve(&id, Approval::default()),
             Err(RequestError::AlreadyAnswered { status: RequestStatus::Approved, .. })
