@@ -376,12 +376,15 @@ async fn moved_away(shared: &NodeTasks, peer: &IdentityId, mut moves: tokio::syn
 /// called again together.
 fn spread(d: Duration) -> Duration {
     let quarter = d / 4;
-    let jitter = Duration::from_nanos(rand_below(quarter.as_nanos() as u64 * 2 + 1));
-    d - quarter + jitter
+    d - quarter + random_below(quarter * 2)
 }
 
-/// A number below `n` (0 when `n` is 0), for spreading timers: no secrecy needed.
-pub(crate) fn rand_below(n: u64) -> u64 {
+/// A random time below `d` (none when `d` is none), for spreading timers.
+pub(crate) fn random_below(d: Duration) -> Duration {
+    Duration::from_nanos(rand_below(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)))
+}
+
+fn rand_below(n: u64) -> u64 {
     let mut bytes = [0u8; 8];
     // The spread needs no secrecy; a failed read leaves no spread.
     let _ = getrandom::fill(&mut bytes);

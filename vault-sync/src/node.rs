@@ -75,16 +75,13 @@ impl Node {
         let port =
             config.bind.is_none().then(|| addrs.iter().find(|a| a.is_ipv4()).map(SocketAddr::port)).flatten();
         shared.vault().serving_mut().set_node_addrs(&addrs, port)?;
-        // Gossip on the node's own endpoint only for a seller (a topic joined to take
-        // intentions), where customers enter by its ticket; a customer's topics each have an
-        // endpoint of their own (topics.rs).
-        let seller = shared.vault().topics().list()?.iter().any(|t| t.intentions);
-        let swarm = if seller { Some(crate::topics::Swarm::new(&endpoint)?) } else { None };
-        let mut router = Router::builder(endpoint.clone());
-        if let Some(swarm) = &swarm {
-            router = router.accept(iroh_gossip::ALPN, crate::topics::CappedGossip::new(swarm.gossip.clone()));
-        }
-        let router = router
+        // Gossip on the node's own endpoint serves a seller (a topic joined to take intentions,
+        // before or after the node started), where customers enter by its ticket; a customer's
+        // topics each have an endpoint of their own (topics.rs).
+        let swarm = crate::topics::Swarm::new(&endpoint)?;
+        let gossip = crate::topics::CappedGossip::sellers_only(swarm.gossip.clone(), shared.clone());
+        let router = Router::builder(endpoint.clone())
+            .accept(iroh_gossip::ALPN, gossip)
             .accept(ALPN, Listener { shared: shared.clone() })
             .accept(DEVICE_ALPN, DeviceListener { shared: shared.clone() })
             .accept(MARKET_ALPN, MarketListener::new(shared.clone()))

@@ -23,7 +23,7 @@ use vault_core::{JoinedTopic, MarketFrame, PseudonymKey, Ticket, Topic, decode_m
 
 use crate::endpoint::{NodeConfig, NodeTasks, bind_pseudonymous, endpoint_id};
 use crate::error::SyncError;
-use crate::keep::rand_below;
+use crate::keep::random_below;
 
 /// Largest gossip message: a market frame (an `Offers` frame is the largest).
 pub(crate) const GOSSIP_MESSAGE_MAX: usize = 16 * 1024;
@@ -36,23 +36,23 @@ const REPUBLISH: Duration = Duration::from_secs(100);
 /// With relays on, the most a customer's topic waits, at random, before its pseudonym enters:
 /// the pseudonyms of one node entering their topics together would be linked by their timing.
 const JOIN_SPREAD: Duration = Duration::from_secs(60);
+/// New intentions a seller takes from one topic per minute.
+const TOPIC_INTENTIONS_PER_MINUTE: u32 = 60;
+/// Signals looked at per topic per minute, at most (each pseudonym's are bounded in the vault).
+const TOPIC_SIGNALS_PER_MINUTE: u32 = 600;
 
 /// How long a topic's own pseudonym waits before it enters: a random part of [`JOIN_SPREAD`]
 /// with relays on; none with relays off (members see the node's address then, which links its
 /// pseudonyms anyway).
 fn join_delay(relay: bool) -> Duration {
-    if relay { Duration::from_millis(rand_below(JOIN_SPREAD.as_millis() as u64)) } else { Duration::ZERO }
+    if relay { random_below(JOIN_SPREAD) } else { Duration::ZERO }
 }
 
 /// The wait before a member says its signals again: [`REPUBLISH`] and up to a quarter more, at
 /// random, so that one node's topics do not speak in step.
 fn republish_after() -> Duration {
-    REPUBLISH + Duration::from_millis(rand_below(REPUBLISH.as_millis() as u64 / 4))
+    REPUBLISH + random_below(REPUBLISH / 4)
 }
-/// New intentions a seller takes from one topic per minute.
-const TOPIC_INTENTIONS_PER_MINUTE: u32 = 60;
-/// Signals looked at per topic per minute, at most (each pseudonym's are bounded in the vault).
-const TOPIC_SIGNALS_PER_MINUTE: u32 = 600;
 
 /// A gossip stack on an endpoint, with the addresses of the peers to enter topics by.
 #[derive(Debug, Clone)]
@@ -90,20 +90,46 @@ const MAX_GOSSIP_CONNECTIONS: usize = 128;
 
 /// Gossip behind a cap on the connections it holds (its own handler hands a connection to its
 /// actor and returns, so the slot is held here until the connection closes).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct CappedGossip {
     gossip: Gossip,
     slots: Arc<tokio::sync::Semaphore>,
+    /// On a node's own endpoint: served only while its vault takes intentions on a topic.
+    sellers_only: Option<Arc<NodeTasks>>,
+}
+
+impl std::fmt::Debug for CappedGossip {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CappedGossip").field("sellers_only", &self.sellers_only.is_some()).finish()
+    }
 }
 
 impl CappedGossip {
+    /// On a topic's own endpoint.
     pub(crate) fn new(gossip: Gossip) -> Self {
-        Self { gossip, slots: Arc::new(tokio::sync::Semaphore::new(MAX_GOSSIP_CONNECTIONS)) }
+        Self {
+            gossip,
+            slots: Arc::new(tokio::sync::Semaphore::new(MAX_GOSSIP_CONNECTIONS)),
+            sellers_only: None,
+        }
+    }
+
+    /// On a node's own endpoint: a connection is served only while the vault has a topic
+    /// joined to take intentions (a customer's node serves none there).
+    pub(crate) fn sellers_only(gossip: Gossip, shared: Arc<NodeTasks>) -> Self {
+        Self { sellers_only: Some(shared), ..Self::new(gossip) }
     }
 }
 
 impl ProtocolHandler for CappedGossip {
     async fn accept(&self, conn: Connection) -> Result<(), AcceptError> {
+        let seller = |shared: &NodeTasks| {
+            shared.vault().topics().list().is_ok_and(|all| all.iter().any(|t| t.intentions))
+        };
+        if self.sellers_only.as_deref().is_some_and(|shared| !seller(shared)) {
+            conn.close(4u32.into(), b"no topics here");
+            return Ok(());
+        }
         let Ok(_slot) = self.slots.clone().try_acquire_owned() else {
             conn.close(3u32.into(), b"busy");
             return Ok(());
@@ -174,10 +200,12 @@ async fn visit(
 /// Runs the node's topics: joins each topic the vault joined, starts a topic's member again
 /// when how it was joined changed (or it stopped), and stops the member of a topic left, until
 /// the node stops. `main`: gossip on the node's own endpoint, when it serves as a seller.
-pub(crate) async fn run_topics(shared: Arc<NodeTasks>, main: Option<Swarm>, config: NodeConfig) {
+pub(crate) async fn run_topics(shared: Arc<NodeTasks>, main: Swarm, config: NodeConfig) {
     // Dropped with this task when the node stops: every topic's member stops with it.
     let mut members = tokio::task::JoinSet::new();
-    let mut running: HashMap<Topic, (String, tokio::task::AbortHandle)> = HashMap::new();
+    // Each member with how its topic was joined: joined otherwise since, it starts again.
+    type How = (vault_core::Pseudonym, bool, bool, usize);
+    let mut running: HashMap<Topic, (How, tokio::task::AbortHandle)> = HashMap::new();
     let mut changes = shared.changes.subscribe();
     loop {
         while members.try_join_next().is_some() {}
@@ -192,7 +220,7 @@ pub(crate) async fn run_topics(shared: Arc<NodeTasks>, main: Option<Swarm>, conf
             keep
         });
         for t in joined {
-            let how = format!("{} {} {} {}", t.pseudonym, t.intentions, t.publish, t.via.len());
+            let how = (t.pseudonym, t.intentions, t.publish, t.via.len());
             if running.get(&t.topic).is_some_and(|(was, _)| *was == how) {
                 continue;
             }
@@ -219,13 +247,13 @@ pub(crate) async fn run_topics(shared: Arc<NodeTasks>, main: Option<Swarm>, conf
 /// One topic, for as long as the node runs.
 async fn member(
     shared: Arc<NodeTasks>,
-    main: Option<Swarm>,
+    main: Swarm,
     joined: JoinedTopic,
     config: NodeConfig,
 ) -> Result<(), SyncError> {
-    // A seller takes part as itself (when its node serves gossip); a customer under its
-    // pseudonym for the topic, on an endpoint of its own.
-    let own = if joined.intentions && main.is_some() {
+    // A seller takes part as itself, on its node's endpoint; a customer under its pseudonym
+    // for the topic, on an endpoint of its own.
+    let own = if joined.intentions {
         None
     } else {
         let key = shared.vault().topics().key(&joined.topic)?.ok_or(SyncError::Timeout)?;
@@ -238,10 +266,7 @@ async fn member(
             .spawn();
         Some((swarm, router))
     };
-    let swarm = match (&own, &main) {
-        (Some((s, _)), _) | (None, Some(s)) => s,
-        (None, None) => return Ok(()),
-    };
+    let swarm = own.as_ref().map_or(&main, |(s, _)| s);
     let peers = swarm.bootstrap(&joined.via);
     let topic = swarm
         .gossip

@@ -14,10 +14,10 @@ fn buy_coffee(v: &TestVault, item: &str, seller: &str, price: &str, rating: &str
 #[test]
 fn an_intention_reaches_a_seller_through_a_topic_and_its_offer_comes_back_there() {
     let (ada, acme, cafe, bazaar) = (TestVault::new(), TestVault::new(), TestVault::new(), TestVault::new());
-    // Two sellers on the topic: Cafe first, Bazaar entering by Cafe. Ada knows Acme and Cafe's
-    // ticket (to enter the topic by), never Bazaar.
-    cafe.ok(&["topic", "join", "coffee/FR", "--intentions"]);
+    // Two sellers on the topic: Cafe first (joining while its node runs), Bazaar entering by
+    // Cafe. Ada knows Acme and Cafe's ticket (to enter the topic by), never Bazaar.
     let (_cafe_node, cafe_ticket) = serve(&cafe);
+    cafe.ok(&["topic", "join", "coffee/FR", "--intentions"]);
     bazaar.ok(&["topic", "join", "coffee/FR", "--intentions", "--via", &cafe_ticket]);
     let (_bazaar_node, _) = serve(&bazaar);
     let (_acme_node, acme_ticket) = serve(&acme);

@@ -22,7 +22,7 @@ pub(crate) fn run(app: &App, command: TopicCommand) -> Result<Outcome> {
             if !vault.topics_mut().leave(&topic)? {
                 bail!("you have not joined topic {topic}");
             }
-            app.print(format!("left {topic}: its pseudonym and what was heard there are forgotten (a running node leaves it when restarted)"))?;
+            app.print(format!("left {topic}: its pseudonym and what was heard there are forgotten (a running node leaves it within half a minute)"))?;
             Ok(Outcome::Done)
         }
         TopicCommand::Top(args) => top(app, &args),
